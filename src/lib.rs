@@ -1,0 +1,20 @@
+//! runbook: safe, rehearsable PostgreSQL releases from versioned YAML runbooks.
+//!
+//! The pipeline runs in one direction:
+//! `load` (YAML + spans) → `schema` + `validate` (typed [`model::Runbook`])
+//! → `plan` (every template rendered) → execute → report.
+//! See docs/ARCHITECTURE.md.
+
+pub mod cli;
+pub mod diag;
+pub mod duration;
+pub mod exit;
+pub mod load;
+pub mod model;
+pub mod params;
+pub mod plan;
+pub mod redact;
+pub mod schema;
+pub mod source;
+pub mod template;
+pub mod validate;

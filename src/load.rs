@@ -1,0 +1,563 @@
+//! Load: read a YAML file into a [`Document`], a JSON value plus the byte
+//! span of every node.
+//!
+//! serde_yaml parses the values; yaml-rust2's event stream, which carries
+//! positions, builds the [`SpanIndex`] keyed by JSON pointer. A JSON Schema
+//! instance path is a JSON pointer, so every schema error maps back to a line.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::Value;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::diag::Diagnostic;
+use crate::source::{Source, Span};
+
+/// Runbooks and params files larger than this are refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// A parsed YAML file.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub source: Source,
+    pub value: Value,
+    pub spans: SpanIndex,
+}
+
+/// A file that could not be read or parsed: its source (possibly empty) and why.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    pub source: Source,
+    pub diagnostic: Diagnostic,
+}
+
+/// How a scalar was written, which decides how offsets inside it map to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarStyle {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+    Folded,
+}
+
+/// Where a node sits: its key (for mapping values) and the value itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePos {
+    pub key: Option<Span>,
+    pub value: Span,
+    pub style: Option<ScalarStyle>,
+}
+
+/// Byte spans of every node, by JSON pointer (`/phases/0/steps/1/sql`).
+#[derive(Debug, Clone, Default)]
+pub struct SpanIndex {
+    nodes: HashMap<String, NodePos>,
+}
+
+impl SpanIndex {
+    pub fn node(&self, pointer: &str) -> Option<&NodePos> {
+        self.nodes.get(pointer)
+    }
+
+    /// The span of the value at `pointer`, or of its nearest ancestor.
+    pub fn value(&self, pointer: &str) -> Option<Span> {
+        self.nearest(pointer).map(|n| n.value.clone())
+    }
+
+    /// The span of the key that names `pointer`, else its value's span.
+    pub fn key_or_value(&self, pointer: &str) -> Option<Span> {
+        self.nearest(pointer)
+            .map(|n| n.key.clone().unwrap_or_else(|| n.value.clone()))
+    }
+
+    fn nearest(&self, pointer: &str) -> Option<&NodePos> {
+        let mut p = pointer;
+        loop {
+            if let Some(n) = self.nodes.get(p) {
+                return Some(n);
+            }
+            if p.is_empty() {
+                return None;
+            }
+            p = &p[..p.rfind('/').unwrap_or(0)];
+        }
+    }
+}
+
+/// Escape one JSON pointer segment.
+pub fn pointer_segment(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Read and parse a file. Size and encoding are checked before parsing.
+pub fn load_file(path: &Path) -> Result<Document, Box<LoadFailure>> {
+    let name = path.display().to_string();
+    let fail = |text: &str, d: Diagnostic| {
+        Box::new(LoadFailure {
+            source: Source::new(name.clone(), text),
+            diagnostic: d,
+        })
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            "",
+            Diagnostic::new(format!("failed to read `{name}`: {}", io_reason(&e)))
+                .hint("check the path; it is relative to the current directory"),
+        )
+    })?;
+    if meta.is_dir() {
+        return Err(fail(
+            "",
+            Diagnostic::new(format!("`{name}` is a directory, not a runbook file"))
+                .hint("name a .yml file inside it"),
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(fail(
+            "",
+            Diagnostic::new(format!(
+                "file is too large ({:.1} MiB); the limit is {} MiB",
+                meta.len() as f64 / (1024.0 * 1024.0),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ))
+            .hint("split the runbook, or move long SQL into migration files"),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(
+            "",
+            Diagnostic::new(format!("failed to read `{name}`: {}", io_reason(&e))),
+        )
+    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let offset = String::from_utf8_lossy(&e.as_bytes()[..at]).len();
+            return Err(fail(
+                &lossy,
+                Diagnostic::new("file is not valid UTF-8")
+                    .at(Some(offset..offset + '\u{FFFD}'.len_utf8()))
+                    .label(format!("invalid byte 0x{:02x}", e.as_bytes()[at]))
+                    .hint("save the file as UTF-8"),
+            ));
+        }
+    };
+    load_str(name, text)
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Parse YAML text that is already in memory.
+pub fn load_str(
+    name: impl Into<String>,
+    text: impl Into<String>,
+) -> Result<Document, Box<LoadFailure>> {
+    let source = Source::new(name, text);
+    let parsed: Result<serde_yaml::Value, _> = serde_yaml::from_str(source.text());
+    let yaml = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            let diagnostic = yaml_error(&source, &e);
+            return Err(Box::new(LoadFailure { source, diagnostic }));
+        }
+    };
+    let spans = index_spans(&source);
+    let value = match to_json(&yaml, "", &spans) {
+        Ok(v) => v,
+        Err(diagnostic) => return Err(Box::new(LoadFailure { source, diagnostic })),
+    };
+    Ok(Document {
+        source,
+        value,
+        spans,
+    })
+}
+
+fn yaml_error(source: &Source, e: &serde_yaml::Error) -> Diagnostic {
+    let mut message = e.to_string();
+    let span = e.location().map(|loc| {
+        message = message.replacen(
+            &format!(" at line {} column {}", loc.line(), loc.column()),
+            "",
+            1,
+        );
+        let at = source
+            .offset(loc.line(), loc.column())
+            .unwrap_or_else(|| loc.index().min(source.text().len()));
+        at..at
+    });
+    let at_tab = span
+        .as_ref()
+        .is_some_and(|s| source.text()[s.start..].starts_with('\t'));
+    let (message, hint) = if at_tab {
+        (
+            "tab character in indentation".to_string(),
+            "YAML does not allow tabs for indentation; indent with spaces".to_string(),
+        )
+    } else if let Some((path, key)) =
+        message
+            .split_once("duplicate entry with key \"")
+            .map(|(path, rest)| {
+                (
+                    path.trim_end_matches(": "),
+                    rest.split('"').next().unwrap_or_default(),
+                )
+            })
+    {
+        // Spans index the last occurrence of a key, which is the duplicate.
+        let pointer = format!("{}/{}", yaml_path_to_pointer(path), pointer_segment(key));
+        let at = index_spans(source).key_or_value(&pointer);
+        return Diagnostic::new(format!("duplicate key `{key}`"))
+            .at(at.or(span))
+            .label("second occurrence")
+            .hint("a key may appear only once in a mapping; remove or rename one of them");
+    } else if message.contains("more than one document") {
+        (
+            "the file holds more than one YAML document".to_string(),
+            "a runbook file is a single document; remove the extra `---` line".to_string(),
+        )
+    } else if message.contains("repetition limit exceeded") {
+        (
+            "aliases expand to too many nodes".to_string(),
+            "anchors and aliases may share values, not multiply the document".to_string(),
+        )
+    } else if message.contains("recursion limit exceeded") {
+        (
+            "the document is nested too deeply".to_string(),
+            "a runbook needs only a few levels of nesting".to_string(),
+        )
+    } else {
+        (
+            format!("invalid YAML: {message}"),
+            "check the indentation and quoting on this line and the one above it".to_string(),
+        )
+    };
+    let located = span.is_some();
+    let d = Diagnostic::new(message).at(span).hint(hint);
+    if located { d.label("here") } else { d }
+}
+
+/// serde_yaml names a node like `phases[0].steps[1]`; make it a JSON pointer.
+fn yaml_path_to_pointer(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.').filter(|p| !p.is_empty() && *p != ".") {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            out.push('/');
+            out.push_str(&pointer_segment(&rest[..i]));
+            rest = &rest[i..];
+        } else {
+            out.push('/');
+            out.push_str(&pointer_segment(rest));
+            continue;
+        }
+        for idx in rest.split('[').filter(|x| !x.is_empty()) {
+            out.push('/');
+            out.push_str(idx.trim_end_matches(']'));
+        }
+    }
+    out
+}
+
+fn to_json(v: &serde_yaml::Value, pointer: &str, spans: &SpanIndex) -> Result<Value, Diagnostic> {
+    use serde_yaml::Value as Y;
+    Ok(match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| {
+                        Diagnostic::new(format!("unsupported number `{n}`"))
+                            .at(spans.value(pointer))
+                            .hint("infinities and NaN are not allowed; use a finite number")
+                    })?
+            }
+        }
+        Y::String(s) => Value::String(s.clone()),
+        Y::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| to_json(item, &format!("{pointer}/{i}"), spans))
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, item) in map {
+                let key = match k {
+                    Y::String(s) => s.clone(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(Diagnostic::new("mapping key is not a string")
+                            .at(spans.value(pointer))
+                            .hint("write keys as plain words, such as `name:`"));
+                    }
+                };
+                let child = format!("{pointer}/{}", pointer_segment(&key));
+                out.insert(key, to_json(item, &child, spans)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => {
+            return Err(Diagnostic::new(format!("YAML tag `{}` is not supported", t.tag))
+                .at(spans.value(pointer))
+                .hint("remove the tag; runbook values are plain strings, numbers, lists and mappings"));
+        }
+    })
+}
+
+/// Build the span index from yaml-rust2's positioned events. Errors here are
+/// ignored: serde_yaml has already accepted the text, and a missing span only
+/// costs a diagnostic its caret.
+fn index_spans(source: &Source) -> SpanIndex {
+    let mut builder = SpanBuilder {
+        source,
+        stack: Vec::new(),
+        index: SpanIndex::default(),
+    };
+    let mut parser = Parser::new_from_str(source.text());
+    let _ = parser.load(&mut builder, false);
+    builder.index
+}
+
+enum Frame {
+    Map {
+        pointer: String,
+        key: Option<(String, Span)>,
+        /// The first key: a block mapping is shown by its first line.
+        first: Option<Span>,
+    },
+    Seq {
+        pointer: String,
+        next: usize,
+    },
+}
+
+struct SpanBuilder<'a> {
+    source: &'a Source,
+    stack: Vec<Frame>,
+    index: SpanIndex,
+}
+
+impl SpanBuilder<'_> {
+    fn offset(&self, mark: Marker) -> usize {
+        self.source
+            .offset(mark.line(), mark.col() + 1)
+            .unwrap_or(self.source.text().len())
+    }
+
+    /// The pointer and key span for a node starting now, or `None` when the
+    /// node is a mapping key.
+    fn place(&mut self) -> Option<(String, Option<Span>)> {
+        match self.stack.last_mut() {
+            None => Some((String::new(), None)),
+            Some(Frame::Seq { pointer, next }) => {
+                let p = format!("{pointer}/{next}");
+                *next += 1;
+                Some((p, None))
+            }
+            Some(Frame::Map { pointer, key, .. }) => key
+                .take()
+                .map(|(k, span)| (format!("{pointer}/{}", pointer_segment(&k)), Some(span))),
+        }
+    }
+
+    fn scalar_end(&self, start: usize, value: &str, style: ScalarStyle) -> usize {
+        let text = self.source.text();
+        let line_end = self.source.line_span(start).end;
+        let rest = &text[start..line_end];
+        match style {
+            ScalarStyle::Plain if rest.starts_with(value) && !value.is_empty() => {
+                start + value.len()
+            }
+            ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                let quote = if style == ScalarStyle::SingleQuoted {
+                    '\''
+                } else {
+                    '"'
+                };
+                let mut escaped = false;
+                for (i, c) in rest.char_indices().skip(1) {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' && quote == '"' {
+                        escaped = true;
+                    } else if c == quote {
+                        return start + i + 1;
+                    }
+                }
+                line_end
+            }
+            _ => {
+                let trimmed = rest.split(" #").next().unwrap_or(rest).trim_end();
+                start + trimmed.len()
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for SpanBuilder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let start = self.offset(mark);
+        match ev {
+            Event::Scalar(value, style, _, _) => {
+                let style = match style {
+                    TScalarStyle::SingleQuoted => ScalarStyle::SingleQuoted,
+                    TScalarStyle::DoubleQuoted => ScalarStyle::DoubleQuoted,
+                    TScalarStyle::Literal => ScalarStyle::Literal,
+                    TScalarStyle::Folded => ScalarStyle::Folded,
+                    _ => ScalarStyle::Plain,
+                };
+                let end = self.scalar_end(start, &value, style);
+                match self.place() {
+                    Some((pointer, key)) => {
+                        self.index.nodes.insert(
+                            pointer,
+                            NodePos {
+                                key,
+                                value: start..end,
+                                style: Some(style),
+                            },
+                        );
+                    }
+                    None => {
+                        if let Some(Frame::Map { key, first, .. }) = self.stack.last_mut() {
+                            first.get_or_insert(start..end);
+                            *key = Some((value, start..end));
+                        }
+                    }
+                }
+            }
+            Event::Alias(_) => {
+                if let Some((pointer, key)) = self.place() {
+                    let end = self.scalar_end(start, "", ScalarStyle::Plain);
+                    self.index.nodes.insert(
+                        pointer,
+                        NodePos {
+                            key,
+                            value: start..end,
+                            style: None,
+                        },
+                    );
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let (pointer, key) = self.place().unwrap_or_else(|| ("/?".to_string(), None));
+                let end = self.scalar_end(start, "", ScalarStyle::Plain);
+                self.index.nodes.insert(
+                    pointer.clone(),
+                    NodePos {
+                        key,
+                        value: start..end.max(start + 1),
+                        style: None,
+                    },
+                );
+                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Map {
+                        pointer,
+                        key: None,
+                        first: None,
+                    }
+                } else {
+                    Frame::Seq { pointer, next: 0 }
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if let Some(Frame::Map {
+                    pointer,
+                    first: Some(first),
+                    ..
+                }) = self.stack.pop()
+                    && let Some(node) = self.index.nodes.get_mut(&pointer)
+                    && !self.source.text()[node.value.start..].starts_with('{')
+                {
+                    let line = self.source.line_span(first.start);
+                    let text = &self.source.text()[first.start..line.end];
+                    let end =
+                        first.start + text.split(" #").next().unwrap_or(text).trim_end().len();
+                    node.value = first.start..end;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Document {
+        load_str("t.yml", text).unwrap()
+    }
+
+    fn at(d: &Document, span: Span) -> &str {
+        &d.source.text()[span]
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let d = doc(
+            "a: 1\nphases:\n  - id: one\n    steps:\n      - sql: 'SELECT 1'\n        name: \"x y\" # c\n",
+        );
+        let n = d.spans.node("/phases/0/id").unwrap();
+        assert_eq!(at(&d, n.key.clone().unwrap()), "id");
+        assert_eq!(at(&d, n.value.clone()), "one");
+        assert_eq!(
+            at(&d, d.spans.value("/phases/0/steps/0/sql").unwrap()),
+            "'SELECT 1'"
+        );
+        assert_eq!(
+            at(&d, d.spans.value("/phases/0/steps/0/name").unwrap()),
+            "\"x y\""
+        );
+        // A missing child falls back to the nearest ancestor.
+        assert_eq!(
+            d.spans.value("/phases/0/steps/0/nope"),
+            d.spans.value("/phases/0/steps/0")
+        );
+        assert_eq!(d.value["phases"][0]["steps"][0]["sql"], "SELECT 1");
+    }
+
+    #[test]
+    fn non_ascii_text_keeps_byte_spans_right() {
+        let d = doc("é: ü\nkey: value\n");
+        assert_eq!(at(&d, d.spans.value("/key").unwrap()), "value");
+        assert_eq!(at(&d, d.spans.value("/é").unwrap()), "ü");
+    }
+
+    #[test]
+    fn tab_indentation_is_named() {
+        let err = load_str("t.yml", "a:\n\tb: 1\n").unwrap_err();
+        assert_eq!(err.diagnostic.message, "tab character in indentation");
+        assert_eq!(err.diagnostic.span, Some(3..3));
+    }
+
+    #[test]
+    fn tags_and_duplicate_keys_are_refused() {
+        let err = load_str("t.yml", "a: !Ref x\n").unwrap_err();
+        assert_eq!(err.diagnostic.message, "YAML tag `!Ref` is not supported");
+        let err = load_str("t.yml", "a: 1\nb:\n  c: 1\n  c: 2\n").unwrap_err();
+        assert_eq!(err.diagnostic.message, "duplicate key `c`");
+        assert_eq!(err.diagnostic.span, Some(17..18));
+    }
+}

@@ -1,0 +1,574 @@
+//! The typed runbook model (`runbook/v1`).
+//!
+//! It mirrors `schemas/runbook.v1.schema.json`; a test proves the two agree.
+//! The schema gives located, friendly errors; the model gives the rest of the
+//! program types to work with.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::duration::Duration;
+
+pub const API_VERSION: &str = "runbook/v1";
+
+/// Kind keys that later versions of the format define. A step using one is
+/// refused with a message that says so, rather than "unknown key".
+pub const RESERVED_KINDS: &[&str] = &[
+    "backup", "restore", "migrate", "rehearse", "backfill", "snapshot",
+];
+
+/// The kind keys a step may use now.
+pub const STEP_KINDS: &[&str] = &["sql", "check", "shell", "sleep"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runbook {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub params: IndexMap<String, Param>,
+    #[serde(default)]
+    pub vars: IndexMap<String, Value>,
+    #[serde(default)]
+    pub database: Database,
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub defaults: Defaults,
+    pub phases: Vec<Phase>,
+    #[serde(default)]
+    pub on_failure: Vec<Step>,
+    #[serde(default)]
+    pub finally: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(deserialize_with = "string_or_integer")]
+    pub version: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+}
+
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string, found {other}"
+        ))),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+impl ParamType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Param {
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    #[serde(default)]
+    pub required: bool,
+    pub default: Option<Value>,
+    #[serde(rename = "enum")]
+    pub allowed: Option<Vec<Value>>,
+    pub pattern: Option<String>,
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    #[serde(default)]
+    pub secret: bool,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_in_transaction_session_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub timeout: Option<Duration>,
+    pub retry: Option<RetrySpec>,
+}
+
+/// Retry as written: every field optional, so step values can override
+/// defaults key by key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    pub attempts: Option<u32>,
+    pub backoff: Option<BackoffSpec>,
+    pub on: Option<Vec<ErrorClass>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSpec {
+    pub initial: Option<Duration>,
+    pub factor: Option<f64>,
+    pub max: Option<Duration>,
+}
+
+/// Error classes a retry may cover. Only these are ever retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    LockTimeout,
+    Deadlock,
+    SerializationFailure,
+    Connection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseKind {
+    Preflight,
+    Backup,
+    Expand,
+    Migrate,
+    Contract,
+    Verify,
+    Custom,
+}
+
+impl PhaseKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Preflight => "preflight",
+            Self::Backup => "backup",
+            Self::Expand => "expand",
+            Self::Migrate => "migrate",
+            Self::Contract => "contract",
+            Self::Verify => "verify",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+/// `when:` — a boolean, or an expression evaluated before the step or phase.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum When {
+    Literal(bool),
+    Expr(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub prompt: Option<String>,
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    #[default]
+    Rollback,
+    Abort,
+    Continue,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OnFailure {
+    Mode(FailureMode),
+    Steps(Vec<Step>),
+}
+
+impl Default for OnFailure {
+    fn default() -> Self {
+        Self::Mode(FailureMode::Rollback)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub id: String,
+    pub kind: PhaseKind,
+    pub description: Option<String>,
+    pub when: Option<When>,
+    pub approval: Option<Approval>,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    pub steps: Vec<Step>,
+}
+
+/// A step: the common keys plus exactly one kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawStep")]
+pub struct Step {
+    pub id: String,
+    pub name: Option<String>,
+    pub when: Option<When>,
+    pub timeout: Option<Duration>,
+    pub retry: Option<RetrySpec>,
+    pub rollback: Vec<Step>,
+    /// `rollback:` was written as one step, not a list (it changes the pointer).
+    pub rollback_single: bool,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Sql(SqlStep),
+    Check(CheckStep),
+    Shell(ShellStep),
+    Sleep(Duration),
+}
+
+impl StepKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sql(_) => "sql",
+            Self::Check(_) => "check",
+            Self::Shell(_) => "shell",
+            Self::Sleep(_) => "sleep",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    id: String,
+    name: Option<String>,
+    when: Option<When>,
+    timeout: Option<Duration>,
+    retry: Option<RetrySpec>,
+    rollback: Option<OneOrMany<Step>>,
+    sql: Option<SqlStep>,
+    check: Option<CheckStep>,
+    shell: Option<ShellStep>,
+    sleep: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(Box<T>),
+    Many(Vec<T>),
+}
+
+impl TryFrom<RawStep> for Step {
+    type Error = String;
+
+    fn try_from(raw: RawStep) -> Result<Self, String> {
+        let mut kinds = Vec::new();
+        if let Some(s) = raw.sql {
+            kinds.push(StepKind::Sql(s));
+        }
+        if let Some(c) = raw.check {
+            kinds.push(StepKind::Check(c));
+        }
+        if let Some(s) = raw.shell {
+            kinds.push(StepKind::Shell(s));
+        }
+        if let Some(d) = raw.sleep {
+            kinds.push(StepKind::Sleep(d));
+        }
+        if kinds.len() != 1 {
+            return Err(format!(
+                "step `{}` needs exactly one kind key, found {}",
+                raw.id,
+                kinds.len()
+            ));
+        }
+        Ok(Step {
+            id: raw.id,
+            name: raw.name,
+            when: raw.when,
+            timeout: raw.timeout,
+            retry: raw.retry,
+            rollback_single: matches!(raw.rollback, Some(OneOrMany::One(_))),
+            rollback: match raw.rollback {
+                None => Vec::new(),
+                Some(OneOrMany::One(s)) => vec![*s],
+                Some(OneOrMany::Many(v)) => v,
+            },
+            kind: kinds.remove(0),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlStep {
+    pub statements: String,
+    pub transaction: bool,
+}
+
+impl<'de> Deserialize<'de> for SqlStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            statements: String,
+            #[serde(default = "yes")]
+            transaction: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Short(String),
+            Full(Full),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Short(statements) => SqlStep {
+                statements,
+                transaction: true,
+            },
+            Form::Full(f) => SqlStep {
+                statements: f.statements,
+                transaction: f.transaction,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warn,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckStep {
+    pub query: String,
+    pub expect: IndexMap<String, Matcher>,
+    pub assert: Vec<String>,
+    pub severity: Severity,
+}
+
+impl<'de> Deserialize<'de> for CheckStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            query: String,
+            #[serde(default)]
+            expect: IndexMap<String, Matcher>,
+            #[serde(default)]
+            assert: Vec<String>,
+            #[serde(default)]
+            severity: Severity,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Short(String),
+            Full(Full),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Short(query) => CheckStep {
+                query,
+                expect: IndexMap::new(),
+                assert: Vec::new(),
+                severity: Severity::Error,
+            },
+            Form::Full(f) => CheckStep {
+                query: f.query,
+                expect: f.expect,
+                assert: f.assert,
+                severity: f.severity,
+            },
+        })
+    }
+}
+
+/// One expectation on a value: a plain value means `eq`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Matcher {
+    pub ops: Vec<(CompareOp, Value)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    In,
+    Between,
+}
+
+impl CompareOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Eq => "eq",
+            Self::Ne => "ne",
+            Self::Lt => "lt",
+            Self::Lte => "lte",
+            Self::Gt => "gt",
+            Self::Gte => "gte",
+            Self::In => "in",
+            Self::Between => "between",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Matcher {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Object(map) => {
+                let mut ops = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let op: CompareOp =
+                        serde_json::from_value(Value::String(k.clone())).map_err(|_| {
+                            serde::de::Error::custom(format!("unknown comparison `{k}`"))
+                        })?;
+                    ops.push((op, v));
+                }
+                Ok(Matcher { ops })
+            }
+            v => Ok(Matcher {
+                ops: vec![(CompareOp::Eq, v)],
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ShellStep {
+    pub command: Command,
+    pub env: IndexMap<String, String>,
+    pub cwd: Option<String>,
+    pub expect_exit: Vec<i32>,
+}
+
+/// A shell command: a string run by `sh -c`, or an argv list run directly.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    Script(String),
+    Argv(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for ShellStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Exit {
+            One(i32),
+            Many(Vec<i32>),
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            command: Command,
+            #[serde(default)]
+            env: IndexMap<String, String>,
+            cwd: Option<String>,
+            expect_exit: Option<Exit>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Short(Command),
+            Full(Full),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Short(command) => ShellStep {
+                command,
+                env: IndexMap::new(),
+                cwd: None,
+                expect_exit: vec![0],
+            },
+            Form::Full(f) => ShellStep {
+                command: f.command,
+                env: f.env,
+                cwd: f.cwd,
+                expect_exit: match f.expect_exit {
+                    None => vec![0],
+                    Some(Exit::One(c)) => vec![c],
+                    Some(Exit::Many(v)) => v,
+                },
+            },
+        })
+    }
+}
+
+impl Runbook {
+    /// Every step in the runbook with the JSON pointer it came from, in
+    /// document order: phase steps (each followed by its compensations),
+    /// phase branches, then the runbook's `on_failure` and `finally`.
+    pub fn all_steps(&self) -> Vec<(String, &Step)> {
+        fn one<'a>(s: &'a Step, p: String, out: &mut Vec<(String, &'a Step)>) {
+            out.push((p.clone(), s));
+            if s.rollback_single {
+                one(&s.rollback[0], format!("{p}/rollback"), out);
+            } else {
+                for (i, r) in s.rollback.iter().enumerate() {
+                    one(r, format!("{p}/rollback/{i}"), out);
+                }
+            }
+        }
+        fn walk<'a>(steps: &'a [Step], base: &str, out: &mut Vec<(String, &'a Step)>) {
+            for (i, s) in steps.iter().enumerate() {
+                one(s, format!("{base}/{i}"), out);
+            }
+        }
+        let mut out = Vec::new();
+        for (i, phase) in self.phases.iter().enumerate() {
+            walk(&phase.steps, &format!("/phases/{i}/steps"), &mut out);
+            if let OnFailure::Steps(branch) = &phase.on_failure {
+                walk(branch, &format!("/phases/{i}/on_failure"), &mut out);
+            }
+        }
+        walk(&self.on_failure, "/on_failure", &mut out);
+        walk(&self.finally, "/finally", &mut out);
+        out
+    }
+}

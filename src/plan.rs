@@ -1,0 +1,902 @@
+//! Plan: every template rendered, every variable resolved, before anything runs.
+//!
+//! Values that exist only at run time (step outputs, the run id) render as
+//! `<known after steps.X>`; the template is kept beside them so the executor
+//! can render it again when the value exists. Secrets are redacted.
+
+use std::fmt::Write as _;
+
+use indexmap::IndexMap;
+use minijinja::Environment;
+use minijinja::value::Value as JValue;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diag::Diagnostic;
+use crate::duration::Duration;
+use crate::model::{
+    self, CheckStep, Command, ErrorClass, FailureMode, OnFailure, Runbook, Step, StepKind, When,
+};
+use crate::params::Origin;
+use crate::redact::{REDACTED, Redactor};
+use crate::template::{self, Deferred, DeferredSteps};
+use crate::validate::{FileDiagnostics, Invalid, Validated};
+
+/// Retry defaults when a runbook says nothing.
+pub const DEFAULT_BACKOFF_INITIAL_MS: u64 = 500;
+pub const DEFAULT_BACKOFF_FACTOR: f64 = 2.0;
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
+/// Retried by default when `attempts` > 1 and `on` is not given: the classes
+/// after which PostgreSQL has rolled the transaction back, so a retry is safe.
+pub const DEFAULT_RETRY_ON: &[ErrorClass] = &[
+    ErrorClass::LockTimeout,
+    ErrorClass::Deadlock,
+    ErrorClass::SerializationFailure,
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub runbook: RunbookInfo,
+    pub params: IndexMap<String, PlanParam>,
+    pub vars: IndexMap<String, Value>,
+    pub database: PlanDatabase,
+    pub settings: model::Settings,
+    pub phases: Vec<PlanPhase>,
+    pub on_failure: Vec<PlanStep>,
+    #[serde(rename = "finally")]
+    pub finally_steps: Vec<PlanStep>,
+    #[serde(skip)]
+    pub redactor: Redactor,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunbookInfo {
+    pub name: String,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanParam {
+    pub value: Value,
+    pub origin: Origin,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanDatabase {
+    /// The URL from the runbook, redacted; `None` when it comes from the
+    /// command line or `DATABASE_URL` at run time.
+    pub url: Option<String>,
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanWhen {
+    pub expr: String,
+    /// Known at plan time, or `None` when it reads run-time values.
+    pub value: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanApproval {
+    pub prompt: Text,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "mode", content = "steps")]
+pub enum PlanOnFailure {
+    Rollback,
+    Abort,
+    Continue,
+    Steps(Vec<PlanStep>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanPhase {
+    pub id: String,
+    pub kind: model::PhaseKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<PlanWhen>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<PlanApproval>,
+    pub on_failure: PlanOnFailure,
+    pub steps: Vec<PlanStep>,
+}
+
+/// A rendered string. `template` and `after` are set when part of it is
+/// known only at run time.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Text {
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRetry {
+    pub attempts: u32,
+    pub initial: Duration,
+    pub factor: f64,
+    pub max: Duration,
+    pub on: Vec<ErrorClass>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanExpect {
+    /// `rows` for the row count, else a column of the first row.
+    pub target: String,
+    pub op: model::CompareOp,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    Sql {
+        statements: Text,
+        transaction: bool,
+    },
+    Check {
+        query: Text,
+        expect: Vec<PlanExpect>,
+        assert: Vec<String>,
+        severity: model::Severity,
+    },
+    Shell {
+        /// `sh -c SCRIPT` when `script` is set, else `argv` run directly.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        script: Option<Text>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        argv: Vec<Text>,
+        env: IndexMap<String, Text>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cwd: Option<Text>,
+        expect_exit: Vec<i32>,
+    },
+    Sleep {
+        duration: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStep {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<PlanWhen>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    pub retry: PlanRetry,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback: Vec<PlanStep>,
+}
+
+/// Values known before the run starts (the run id is known only to `exec`).
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub id: Option<String>,
+    pub started_at: Option<String>,
+}
+
+struct Planner<'a> {
+    doc: &'a crate::load::Document,
+    env: Environment<'static>,
+    ctx: JValue,
+    rb: &'a Runbook,
+    redactor: Redactor,
+    errors: Vec<Diagnostic>,
+}
+
+/// Build the plan of a validated runbook.
+pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
+    let rb = &v.runbook;
+    let mut redactor = Redactor::new(v.params.secret_values());
+    let metadata = serde_json::json!({
+        "name": rb.metadata.name,
+        "version": rb.metadata.version,
+        "description": rb.metadata.description,
+        "owner": rb.metadata.owner,
+        "labels": rb.metadata.labels,
+    });
+    let run_value = match &run.id {
+        Some(id) => JValue::from(minijinja::value::Serde(serde_json::json!({
+            "id": id,
+            "started_at": run.started_at,
+            "status": "running",
+            "failed_step": null,
+        }))),
+        None => Deferred::value("run"),
+    };
+    let env = template::environment();
+    let params = JValue::from(minijinja::value::Serde(v.params.values()));
+    let mut errors = Vec::new();
+
+    // Vars render in order; each sees the ones before it.
+    let mut vars = serde_json::Map::new();
+    for (name, raw) in &rb.vars {
+        let ctx = minijinja::context! {
+            params => params.clone(),
+            vars => JValue::from(minijinja::value::Serde(&vars)),
+            metadata => JValue::from(minijinja::value::Serde(&metadata)),
+            run => run_value.clone(),
+        };
+        let reads_secret = uses_secret(&env, raw, v);
+        match render_value(&env, raw, &ctx) {
+            Ok(val) => {
+                if reads_secret {
+                    collect_strings(&val, &mut |s| redactor.add(s));
+                }
+                vars.insert(name.clone(), val);
+            }
+            Err(e) => errors.push(
+                Diagnostic::new(format!("failed to render var `{name}`: {}", error_text(&e)))
+                    .at(v
+                        .doc
+                        .spans
+                        .value(&format!("/vars/{}", crate::load::pointer_segment(name))))
+                    .label("here"),
+            ),
+        }
+    }
+    let ctx = minijinja::context! {
+        params => params,
+        vars => JValue::from(minijinja::value::Serde(&vars)),
+        metadata => JValue::from(minijinja::value::Serde(&metadata)),
+        run => run_value,
+        steps => JValue::from_object(DeferredSteps),
+    };
+    let mut p = Planner {
+        doc: &v.doc,
+        env,
+        ctx,
+        rb,
+        redactor,
+        errors,
+    };
+    let database = match &rb.database.url {
+        Some(url) => {
+            let t = p.text(url, "/database/url");
+            p.redactor.add_url(&t.text);
+            PlanDatabase {
+                url: Some(p.redactor.redact(&t.text).into_owned()),
+                source: "runbook",
+            }
+        }
+        None => PlanDatabase {
+            url: None,
+            source: "--database-url or DATABASE_URL at run time",
+        },
+    };
+    let phases = rb
+        .phases
+        .iter()
+        .enumerate()
+        .map(|(i, ph)| {
+            let base = format!("/phases/{i}");
+            PlanPhase {
+                id: ph.id.clone(),
+                kind: ph.kind,
+                description: ph.description.clone(),
+                when: p.when(&ph.when, &base),
+                approval: ph.approval.as_ref().map(|a| PlanApproval {
+                    prompt: match &a.prompt {
+                        Some(t) => p.text(t, &format!("{base}/approval/prompt")),
+                        None => plain(format!("Run phase `{}`?", ph.id)),
+                    },
+                    required: a.required,
+                }),
+                on_failure: match &ph.on_failure {
+                    OnFailure::Mode(FailureMode::Rollback) => PlanOnFailure::Rollback,
+                    OnFailure::Mode(FailureMode::Abort) => PlanOnFailure::Abort,
+                    OnFailure::Mode(FailureMode::Continue) => PlanOnFailure::Continue,
+                    OnFailure::Steps(s) => {
+                        PlanOnFailure::Steps(p.steps(s, &format!("{base}/on_failure")))
+                    }
+                },
+                steps: p.steps(&ph.steps, &format!("{base}/steps")),
+            }
+        })
+        .collect();
+    let on_failure = p.steps(&rb.on_failure, "/on_failure");
+    let finally_steps = p.steps(&rb.finally, "/finally");
+    if !p.errors.is_empty() {
+        return Err(Invalid {
+            file: v.doc.source.name().to_string(),
+            files: vec![FileDiagnostics {
+                source: v.doc.source.clone(),
+                diagnostics: p.errors,
+            }],
+        });
+    }
+    let redactor = p.redactor;
+    let mut vars = Value::Object(vars);
+    redactor.redact_json(&mut vars);
+    let Value::Object(vars) = vars else {
+        unreachable!("vars is an object")
+    };
+    let params = v
+        .params
+        .0
+        .iter()
+        .map(|(k, pv)| {
+            let value = if pv.secret && !pv.value.is_null() {
+                Value::String(REDACTED.into())
+            } else {
+                pv.value.clone()
+            };
+            (
+                k.clone(),
+                PlanParam {
+                    value,
+                    origin: pv.origin,
+                    secret: pv.secret,
+                },
+            )
+        })
+        .collect();
+    Ok(Plan {
+        runbook: RunbookInfo {
+            name: rb.metadata.name.clone(),
+            version: rb.metadata.version.clone(),
+            description: rb.metadata.description.clone(),
+            owner: rb.metadata.owner.clone(),
+            file: v.doc.source.name().to_string(),
+            sha256: v.sha256.clone(),
+        },
+        params,
+        vars: vars.into_iter().collect(),
+        database,
+        settings: rb.settings.clone(),
+        phases,
+        on_failure,
+        finally_steps,
+        redactor,
+    })
+}
+
+fn uses_secret(env: &Environment<'_>, raw: &Value, v: &Validated) -> bool {
+    let mut found = false;
+    collect_strings(raw, &mut |s| {
+        if let Ok(refs) = template::references(env, s, false) {
+            found |= refs.iter().any(|r| {
+                r.strip_prefix("params.")
+                    .and_then(|n| v.params.0.get(n.split('.').next().unwrap_or(n)))
+                    .is_some_and(|p| p.secret)
+            });
+        }
+    });
+    found
+}
+
+fn collect_strings(v: &Value, f: &mut impl FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, f)),
+        Value::Object(m) => m.values().for_each(|x| collect_strings(x, f)),
+        _ => {}
+    }
+}
+
+fn render_value(
+    env: &Environment<'_>,
+    raw: &Value,
+    ctx: &JValue,
+) -> Result<Value, minijinja::Error> {
+    Ok(match raw {
+        Value::String(s) => Value::String(template::render(env, s, ctx)?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_value(env, x, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), render_value(env, x, ctx)?)))
+                .collect::<Result<_, minijinja::Error>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn error_text(e: &minijinja::Error) -> String {
+    e.detail()
+        .map_or_else(|| e.kind().to_string(), str::to_string)
+}
+
+fn plain(text: String) -> Text {
+    Text {
+        text,
+        template: None,
+        after: Vec::new(),
+    }
+}
+
+impl Planner<'_> {
+    /// Render one template field; on a render error, record a diagnostic.
+    fn text(&mut self, source: &str, pointer: &str) -> Text {
+        match template::render(&self.env, source, &self.ctx) {
+            Ok(out) => {
+                let after = if template::mentions_deferred(&out) {
+                    let mut names: Vec<String> = template::references(&self.env, source, false)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|r| {
+                            let mut it = r.split('.');
+                            match (it.next(), it.next()) {
+                                (Some("steps"), Some(id)) => Some(format!("steps.{id}")),
+                                (Some("run"), _) => Some("run".to_string()),
+                                _ => None,
+                            }
+                        })
+                        .collect();
+                    names.dedup();
+                    names
+                } else {
+                    Vec::new()
+                };
+                let text = self.redactor.redact(&out).into_owned();
+                Text {
+                    template: (!after.is_empty()).then(|| source.to_string()),
+                    text,
+                    after,
+                }
+            }
+            Err(e) => {
+                // Arithmetic or filters on a run-time value cannot be done
+                // now: show the template itself and say when it is known.
+                let refs = template::references(&self.env, source, false).unwrap_or_default();
+                let after: Vec<String> = refs
+                    .iter()
+                    .filter_map(|r| {
+                        let mut it = r.split('.');
+                        match (it.next(), it.next()) {
+                            (Some("steps"), Some(id)) => Some(format!("steps.{id}")),
+                            (Some("run"), _) => Some("run".to_string()),
+                            _ => None,
+                        }
+                    })
+                    .collect();
+                if after.is_empty() {
+                    self.errors.push(
+                        Diagnostic::new(format!("failed to render template: {}", error_text(&e)))
+                            .at(self.rb_span(pointer))
+                            .label("here")
+                            .hint("check the names and filters used in this template"),
+                    );
+                    return plain(String::new());
+                }
+                Text {
+                    text: self.redactor.redact(source).into_owned(),
+                    template: Some(source.to_string()),
+                    after,
+                }
+            }
+        }
+    }
+
+    fn rb_span(&self, pointer: &str) -> Option<crate::source::Span> {
+        self.doc.spans.value(pointer)
+    }
+
+    fn when(&mut self, when: &Option<When>, base: &str) -> Option<PlanWhen> {
+        match when {
+            None => None,
+            Some(When::Literal(b)) => Some(PlanWhen {
+                expr: b.to_string(),
+                value: Some(*b),
+            }),
+            Some(When::Expr(e)) => {
+                let refs = template::references(&self.env, e, true).unwrap_or_default();
+                let runtime = refs
+                    .iter()
+                    .any(|r| r.starts_with("steps") || r.starts_with("run"));
+                let value = if runtime {
+                    None
+                } else {
+                    match self
+                        .env
+                        .compile_expression(e)
+                        .and_then(|x| x.eval(self.ctx.clone()))
+                    {
+                        Ok(v) => Some(v.is_true()),
+                        Err(err) => {
+                            self.errors.push(
+                                Diagnostic::new(format!(
+                                    "failed to evaluate `when`: {}",
+                                    error_text(&err)
+                                ))
+                                .at(self.rb_span(&format!("{base}/when")))
+                                .label("here"),
+                            );
+                            None
+                        }
+                    }
+                };
+                Some(PlanWhen {
+                    expr: e.clone(),
+                    value,
+                })
+            }
+        }
+    }
+
+    fn steps(&mut self, steps: &[Step], base: &str) -> Vec<PlanStep> {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.step(s, &format!("{base}/{i}")))
+            .collect()
+    }
+
+    fn retry(&self, step: &Step) -> PlanRetry {
+        let d = self.rb.defaults.retry.as_ref();
+        let s = step.retry.as_ref();
+        let attempts = s
+            .and_then(|r| r.attempts)
+            .or(d.and_then(|r| r.attempts))
+            .unwrap_or(1);
+        let b = |f: fn(&model::BackoffSpec) -> Option<Duration>| {
+            s.and_then(|r| r.backoff.as_ref())
+                .and_then(f)
+                .or(d.and_then(|r| r.backoff.as_ref()).and_then(f))
+        };
+        PlanRetry {
+            attempts,
+            initial: b(|x| x.initial).unwrap_or(Duration::from_millis(DEFAULT_BACKOFF_INITIAL_MS)),
+            factor: s
+                .and_then(|r| r.backoff.as_ref())
+                .and_then(|x| x.factor)
+                .or(d.and_then(|r| r.backoff.as_ref()).and_then(|x| x.factor))
+                .unwrap_or(DEFAULT_BACKOFF_FACTOR),
+            max: b(|x| x.max).unwrap_or(Duration::from_millis(DEFAULT_BACKOFF_MAX_MS)),
+            on: s
+                .and_then(|r| r.on.clone())
+                .or(d.and_then(|r| r.on.clone()))
+                .unwrap_or_else(|| {
+                    if attempts > 1 {
+                        DEFAULT_RETRY_ON.to_vec()
+                    } else {
+                        Vec::new()
+                    }
+                }),
+        }
+    }
+
+    fn check(&mut self, c: &CheckStep, p: &str) -> Action {
+        let query = self.text(&c.query, p);
+        let mut expect = Vec::new();
+        for (target, m) in &c.expect {
+            for (op, value) in &m.ops {
+                let value = match value {
+                    Value::String(s) if s.contains("{{") || s.contains("{%") => {
+                        Value::String(self.text(s, p).text)
+                    }
+                    other => other.clone(),
+                };
+                expect.push(PlanExpect {
+                    target: target.clone(),
+                    op: *op,
+                    value,
+                });
+            }
+        }
+        Action::Check {
+            query,
+            expect,
+            assert: c
+                .assert
+                .iter()
+                .map(|a| self.redactor.redact(a).into_owned())
+                .collect(),
+            severity: c.severity,
+        }
+    }
+
+    fn step(&mut self, s: &Step, p: &str) -> PlanStep {
+        let action = match &s.kind {
+            StepKind::Sql(sql) => Action::Sql {
+                statements: self.text(&sql.statements, p),
+                transaction: sql.transaction,
+            },
+            StepKind::Check(c) => self.check(c, p),
+            StepKind::Shell(sh) => {
+                let (script, argv) = match &sh.command {
+                    Command::Script(t) => (Some(self.text(t, p)), Vec::new()),
+                    Command::Argv(a) => (None, a.iter().map(|x| self.text(x, p)).collect()),
+                };
+                Action::Shell {
+                    script,
+                    argv,
+                    env: sh
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), self.text(v, p)))
+                        .collect(),
+                    cwd: sh.cwd.as_ref().map(|c| self.text(c, p)),
+                    expect_exit: sh.expect_exit.clone(),
+                }
+            }
+            StepKind::Sleep(d) => Action::Sleep { duration: *d },
+        };
+        let rollback = if s.rollback_single {
+            vec![self.step(&s.rollback[0], &format!("{p}/rollback"))]
+        } else {
+            self.steps(&s.rollback, &format!("{p}/rollback"))
+        };
+        PlanStep {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            when: self.when(&s.when, p),
+            timeout: s.timeout.or(self.rb.defaults.timeout),
+            retry: self.retry(s),
+            action,
+            rollback,
+        }
+    }
+}
+
+impl Plan {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("plan serializes");
+        s.push('\n');
+        s
+    }
+
+    /// The plan as a person reads it.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let r = &self.runbook;
+        let _ = writeln!(o, "plan: {} {} ({})", r.name, r.version, r.file);
+        let _ = writeln!(o, "sha256: {}", r.sha256);
+        if let Some(d) = &r.description {
+            let _ = writeln!(o, "description: {d}");
+        }
+        match &self.database.url {
+            Some(url) => {
+                let _ = writeln!(o, "database: {url}");
+            }
+            None => {
+                let _ = writeln!(o, "database: from {}", self.database.source);
+            }
+        }
+        if !self.params.is_empty() {
+            let _ = writeln!(o, "params:");
+            for (k, p) in &self.params {
+                let origin = match p.origin {
+                    Origin::Set => "--set",
+                    Origin::ParamsFile => "params file",
+                    Origin::Default => "default",
+                    Origin::Unset => "unset",
+                };
+                let _ = writeln!(o, "  {k} = {} ({origin})", show(&p.value));
+            }
+        }
+        if !self.vars.is_empty() {
+            let _ = writeln!(o, "vars:");
+            for (k, v) in &self.vars {
+                let _ = writeln!(o, "  {k} = {}", show(v));
+            }
+        }
+        let settings = serde_json::to_value(&self.settings).unwrap_or_default();
+        if let Some(map) = settings.as_object().filter(|m| !m.is_empty()) {
+            let list: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}={}", show(v)))
+                .collect();
+            let _ = writeln!(o, "settings: {}", list.join(", "));
+        }
+        let total = self.phases.len();
+        for (i, ph) in self.phases.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "\nphase {}/{total} {} [{}]",
+                i + 1,
+                ph.id,
+                ph.kind.name()
+            );
+            if let Some(d) = &ph.description {
+                let _ = writeln!(o, "  {d}");
+            }
+            if let Some(w) = &ph.when {
+                let _ = writeln!(o, "  when: {}", when_text(w));
+            }
+            if let Some(a) = &ph.approval {
+                let _ = writeln!(
+                    o,
+                    "  gate: {} approval: {}",
+                    if a.required { "required" } else { "optional" },
+                    a.prompt.text
+                );
+            }
+            let on_failure = match &ph.on_failure {
+                PlanOnFailure::Rollback => {
+                    "roll back this phase's started steps, newest first".to_string()
+                }
+                PlanOnFailure::Abort => "abort without undoing anything".to_string(),
+                PlanOnFailure::Continue => "record the failure and continue".to_string(),
+                PlanOnFailure::Steps(s) => format!("run the branch below ({} steps)", s.len()),
+            };
+            let _ = writeln!(o, "  on failure: {on_failure}");
+            for (n, s) in ph.steps.iter().enumerate() {
+                write_step(&mut o, s, &format!("{}.", n + 1), 2);
+            }
+            if let PlanOnFailure::Steps(branch) = &ph.on_failure {
+                let _ = writeln!(o, "  failure branch:");
+                for s in branch {
+                    write_step(&mut o, s, "-", 4);
+                }
+            }
+        }
+        if !self.on_failure.is_empty() {
+            let _ = writeln!(o, "\non failure (runbook):");
+            for s in &self.on_failure {
+                write_step(&mut o, s, "-", 2);
+            }
+        }
+        if !self.finally_steps.is_empty() {
+            let _ = writeln!(o, "\nfinally (always):");
+            for s in &self.finally_steps {
+                write_step(&mut o, s, "-", 2);
+            }
+        }
+        o
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+fn when_text(w: &PlanWhen) -> String {
+    match w.value {
+        Some(true) => format!("{} (true: runs)", w.expr),
+        Some(false) => format!("{} (false: skipped)", w.expr),
+        None => format!("{} (evaluated at run time)", w.expr),
+    }
+}
+
+fn write_block(o: &mut String, text: &str, indent: usize) {
+    for line in text.trim_end().lines() {
+        let _ = writeln!(o, "{:indent$}{line}", "");
+    }
+}
+
+fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
+    let kind = match &s.action {
+        Action::Sql { .. } => "sql",
+        Action::Check { .. } => "check",
+        Action::Shell { .. } => "shell",
+        Action::Sleep { .. } => "sleep",
+    };
+    let mut facts = Vec::new();
+    if let Action::Sql { transaction, .. } = &s.action {
+        facts.push(
+            if *transaction {
+                "in a transaction"
+            } else {
+                "no transaction"
+            }
+            .to_string(),
+        );
+    }
+    if let Action::Check { severity, .. } = &s.action {
+        facts.push("read-only".to_string());
+        if *severity == model::Severity::Warn {
+            facts.push("warn only".to_string());
+        }
+    }
+    if let Some(t) = &s.timeout {
+        facts.push(format!("timeout {t}"));
+    }
+    if s.retry.attempts > 1 {
+        let on: Vec<String> = s
+            .retry
+            .on
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .collect();
+        facts.push(format!(
+            "retry {}x on {} (backoff {} x{} up to {})",
+            s.retry.attempts,
+            on.join(", "),
+            s.retry.initial,
+            s.retry.factor,
+            s.retry.max
+        ));
+    }
+    let name = s
+        .name
+        .as_ref()
+        .map(|n| format!(" \"{n}\""))
+        .unwrap_or_default();
+    let facts = if facts.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", facts.join("; "))
+    };
+    let _ = writeln!(o, "{:indent$}{marker} {kind} {}{name}{facts}", "", s.id);
+    let inner = indent + marker.len() + 1;
+    if let Some(w) = &s.when {
+        let _ = writeln!(o, "{:inner$}when: {}", "", when_text(w));
+    }
+    match &s.action {
+        Action::Sql { statements, .. } => write_block(o, &statements.text, inner + 2),
+        Action::Check {
+            query,
+            expect,
+            assert,
+            ..
+        } => {
+            write_block(o, &query.text, inner + 2);
+            for e in expect {
+                let _ = writeln!(
+                    o,
+                    "{:inner$}expect {} {} {}",
+                    "",
+                    e.target,
+                    e.op.name(),
+                    e.value
+                );
+            }
+            for a in assert {
+                let _ = writeln!(o, "{:inner$}assert {a}", "");
+            }
+        }
+        Action::Shell {
+            script,
+            argv,
+            env,
+            cwd,
+            expect_exit,
+        } => {
+            match script {
+                Some(t) => write_block(o, &format!("$ {}", t.text), inner + 2),
+                None => {
+                    let words: Vec<&str> = argv.iter().map(|t| t.text.as_str()).collect();
+                    let _ = writeln!(o, "{:w$}$ {}", "", words.join(" "), w = inner + 2);
+                }
+            }
+            for (k, v) in env {
+                let _ = writeln!(o, "{:inner$}env {k}={}", "", v.text);
+            }
+            if let Some(c) = cwd {
+                let _ = writeln!(o, "{:inner$}cwd {}", "", c.text);
+            }
+            if expect_exit.as_slice() != [0] {
+                let codes: Vec<String> = expect_exit.iter().map(ToString::to_string).collect();
+                let _ = writeln!(o, "{:inner$}expect exit {}", "", codes.join(" or "));
+            }
+        }
+        Action::Sleep { duration } => {
+            let _ = writeln!(o, "{:w$}{duration}", "", w = inner + 2);
+        }
+    }
+    if !s.rollback.is_empty() {
+        let _ = writeln!(o, "{:inner$}rollback:", "");
+        for r in &s.rollback {
+            write_step(o, r, "-", inner + 2);
+        }
+    }
+}

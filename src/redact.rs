@@ -1,0 +1,148 @@
+//! Redaction: secrets never reach any output.
+//!
+//! Redaction is by value: every secret param value, and the password inside
+//! any connection URL or `password=` keyword, becomes `[REDACTED]` wherever
+//! it appears, whichever output it is headed for.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde_json::Value;
+
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Replaces known secret values and URL passwords.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+fn url_password() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)|(\bpassword\s*=\s*)('[^']*'|[^\s]+)",
+        )
+        .expect("static regex")
+    })
+}
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut r = Self::default();
+        for s in secrets {
+            r.add(s);
+        }
+        r
+    }
+
+    /// Add a secret value. Empty values are ignored: they would match everywhere.
+    pub fn add(&mut self, secret: impl Into<String>) {
+        let secret = secret.into();
+        if secret.is_empty() || self.secrets.contains(&secret) {
+            return;
+        }
+        self.secrets.push(secret);
+        // Longest first, so a secret that contains another is replaced whole.
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Add the password of a connection URL, if it has one.
+    pub fn add_url(&mut self, url: &str) {
+        if let Some(c) = url_password().captures(url)
+            && let Some(pw) = c.get(2)
+        {
+            self.add(pw.as_str());
+            if let Ok(decoded) = percent_decode(pw.as_str()) {
+                self.add(decoded);
+            }
+        }
+    }
+
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = Cow::Owned(out.replace(s.as_str(), REDACTED));
+            }
+        }
+        match url_password().replace_all(&out, |c: &regex::Captures<'_>| {
+            if let Some(prefix) = c.get(1) {
+                format!("{}{REDACTED}@", prefix.as_str())
+            } else {
+                format!("{}{REDACTED}", &c[4])
+            }
+        }) {
+            Cow::Borrowed(_) => out,
+            Cow::Owned(s) => Cow::Owned(s),
+        }
+    }
+
+    /// Redact every string inside a JSON value.
+    pub fn redact_json(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => {
+                if let Cow::Owned(r) = self.redact(s) {
+                    *s = r;
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| self.redact_json(x)),
+            Value::Object(m) => m.values_mut().for_each(|x| self.redact_json(x)),
+            _ => {}
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, ()> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or(())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secret_values_everywhere() {
+        let r = Redactor::new(["hunter2".to_string(), "hunter".to_string()]);
+        assert_eq!(
+            r.redact("pw=hunter2 and hunter"),
+            "pw=[REDACTED] and [REDACTED]"
+        );
+        assert!(matches!(r.redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn redacts_url_passwords_even_when_unknown() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.redact("connect postgres://app:s3cr%40t@db:5432/x now"),
+            "connect postgres://app:[REDACTED]@db:5432/x now"
+        );
+        assert_eq!(
+            r.redact("host=db password='a b' user=x"),
+            "host=db password=[REDACTED] user=x"
+        );
+        assert_eq!(r.redact("postgres://app@db/x"), "postgres://app@db/x");
+    }
+
+    #[test]
+    fn url_passwords_are_learned_decoded_too() {
+        let mut r = Redactor::default();
+        r.add_url("postgres://app:s3cr%40t@db/x");
+        assert_eq!(r.redact("echo s3cr@t"), "echo [REDACTED]");
+    }
+}

@@ -1,0 +1,601 @@
+//! Schema: check a loaded document against `schemas/runbook.v1.schema.json`
+//! and turn each violation into a located diagnostic with a hint.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use serde_json::Value;
+
+use crate::diag::{Diagnostic, did_you_mean, one_of};
+use crate::duration::Duration;
+use crate::load::Document;
+use crate::model::{RESERVED_KINDS, STEP_KINDS};
+
+/// The runbook schema, as committed.
+pub const RUNBOOK_SCHEMA: &str = include_str!("../schemas/runbook.v1.schema.json");
+
+fn schema_json() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| serde_json::from_str(RUNBOOK_SCHEMA).expect("committed schema is JSON"))
+}
+
+fn validator() -> &'static Validator {
+    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::draft202012::new(schema_json()).expect("committed schema compiles")
+    })
+}
+
+/// Every schema violation in the document, located and explained.
+pub fn check(doc: &Document) -> Vec<Diagnostic> {
+    if doc.value.is_null() {
+        return vec![
+            Diagnostic::new("the runbook is empty")
+                .hint("a runbook starts with `apiVersion: runbook/v1`; copy one from examples/"),
+        ];
+    }
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for err in validator().iter_errors(&doc.value) {
+        for d in explain(doc, &err) {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+    out
+}
+
+/// What kind of object a pointer names, for messages and allowed keys.
+#[derive(Debug, Clone, PartialEq)]
+enum Ctx {
+    Root,
+    Metadata,
+    Param(String),
+    Database,
+    Settings,
+    Defaults,
+    Retry(String),
+    Backoff(String),
+    Phase(Option<String>),
+    Approval(Option<String>),
+    Step(Option<String>),
+    Body(&'static str, Option<String>),
+    Matcher(String),
+    Other,
+}
+
+impl Ctx {
+    /// Where this object's properties are declared in the schema.
+    fn properties(&self) -> Option<&'static serde_json::Map<String, Value>> {
+        let s = schema_json();
+        let def = |name: &str| &s["$defs"][name];
+        let props = match self {
+            Ctx::Root => &s["properties"],
+            Ctx::Metadata => &def("metadata")["properties"],
+            Ctx::Param(_) => &def("param")["properties"],
+            Ctx::Database => &def("database")["properties"],
+            Ctx::Settings => &def("settings")["properties"],
+            Ctx::Defaults => &def("defaults")["properties"],
+            Ctx::Retry(_) => &def("retry")["properties"],
+            Ctx::Backoff(_) => &def("retry")["properties"]["backoff"]["properties"],
+            Ctx::Phase(_) => &def("phase")["properties"],
+            Ctx::Approval(_) => &def("approval")["properties"],
+            Ctx::Step(_) => &def("step")["properties"],
+            Ctx::Body(kind, _) => &def(kind)["then"]["properties"],
+            Ctx::Matcher(_) => &def("matcher")["then"]["properties"],
+            Ctx::Other => return None,
+        };
+        props.as_object()
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Ctx::Root => "at the top level".into(),
+            Ctx::Metadata => "in metadata".into(),
+            Ctx::Param(p) => format!("in param `{p}`"),
+            Ctx::Database => "in database".into(),
+            Ctx::Settings => "in settings".into(),
+            Ctx::Defaults => "in defaults".into(),
+            Ctx::Retry(owner) => format!("in the retry of {owner}"),
+            Ctx::Backoff(owner) => format!("in the retry backoff of {owner}"),
+            Ctx::Phase(id) => format!("in {}", named("phase", id)),
+            Ctx::Approval(id) => format!("in the approval of {}", named("phase", id)),
+            Ctx::Step(id) => format!("in {}", named("step", id)),
+            Ctx::Body(kind, id) => format!("in the {kind} of {}", named("step", id)),
+            Ctx::Matcher(col) => format!("in the expectation for `{col}`"),
+            Ctx::Other => "here".into(),
+        }
+    }
+}
+
+fn segments(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+fn id_at(root: &Value, pointer: &str) -> Option<String> {
+    root.pointer(pointer)
+        .and_then(|v| v.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn named(what: &str, id: &Option<String>) -> String {
+    match id {
+        Some(id) => format!("{what} `{id}`"),
+        None => format!("a {what} without an id"),
+    }
+}
+
+/// Classify the object at `pointer`.
+fn classify(root: &Value, pointer: &str) -> Ctx {
+    let segs = segments(pointer);
+    let mut ctx = Ctx::Root;
+    let mut at = String::new();
+    let mut i = 0;
+    while i < segs.len() {
+        let seg = segs[i].as_str();
+        let next = segs.get(i + 1).map(String::as_str);
+        at.push('/');
+        at.push_str(&crate::load::pointer_segment(seg));
+        ctx = match (&ctx, seg) {
+            (Ctx::Root, "metadata") => Ctx::Metadata,
+            (Ctx::Root, "settings") => Ctx::Settings,
+            (Ctx::Root, "database") => Ctx::Database,
+            (Ctx::Root, "defaults") => Ctx::Defaults,
+            (Ctx::Root, "params") if next.is_some() => {
+                i += 1;
+                at.push('/');
+                at.push_str(&crate::load::pointer_segment(&segs[i]));
+                Ctx::Param(segs[i].clone())
+            }
+            (Ctx::Root, "phases") if next.is_some() => {
+                i += 1;
+                at = format!("{at}/{}", segs[i]);
+                Ctx::Phase(id_at(root, &at))
+            }
+            (Ctx::Root, "on_failure" | "finally") | (Ctx::Phase(_), "steps" | "on_failure")
+                if next.is_some_and(|n| n.parse::<usize>().is_ok()) =>
+            {
+                i += 1;
+                at = format!("{at}/{}", segs[i]);
+                Ctx::Step(id_at(root, &at))
+            }
+            (Ctx::Phase(id), "approval") => Ctx::Approval(id.clone()),
+            (Ctx::Step(_), "rollback") => match next.map(str::parse::<usize>) {
+                Some(Ok(_)) => {
+                    i += 1;
+                    at = format!("{at}/{}", segs[i]);
+                    Ctx::Step(id_at(root, &at))
+                }
+                _ => Ctx::Step(id_at(root, &at)),
+            },
+            (Ctx::Defaults, "retry") => Ctx::Retry("defaults".into()),
+            (Ctx::Step(id), "retry") => Ctx::Retry(named("step", id)),
+            (Ctx::Retry(owner), "backoff") => Ctx::Backoff(owner.clone()),
+            (Ctx::Step(id), "sql") => Ctx::Body("sql", id.clone()),
+            (Ctx::Step(id), "check") => Ctx::Body("check", id.clone()),
+            (Ctx::Step(id), "shell") => Ctx::Body("shell", id.clone()),
+            (Ctx::Body("check", _), "expect") if next.is_some() => {
+                i += 1;
+                Ctx::Matcher(segs[i].clone())
+            }
+            _ => Ctx::Other,
+        };
+        i += 1;
+    }
+    ctx
+}
+
+fn type_words(kind: &TypeKind) -> String {
+    let word = |t: &str| {
+        match t {
+            "object" => "a mapping",
+            "array" => "a list",
+            "string" => "a string",
+            "integer" => "a whole number",
+            "number" => "a number",
+            "boolean" => "true or false",
+            "null" => "nothing",
+            other => other,
+        }
+        .to_string()
+    };
+    let words: Vec<String> = match kind {
+        TypeKind::Single(t) => vec![word(t.as_str())],
+        TypeKind::Multiple(set) => set.iter().map(|t| word(t.as_str())).collect(),
+    };
+    match words.as_slice() {
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+        [] => "a value".into(),
+    }
+}
+
+fn found_words(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => format!("`{b}`"),
+        Value::Number(n) => format!("the number `{n}`"),
+        Value::String(s) => format!("the string `{}`", truncate(s)),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() > 40 || line.len() < s.len() {
+        format!("{}…", line.chars().take(40).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+fn last_key(pointer: &str) -> Option<String> {
+    segments(pointer).pop()
+}
+
+/// "an id like `add_column`" from whatever the user wrote.
+fn suggest_id(bad: &str, sep: char) -> Option<String> {
+    let mut out = String::new();
+    for c in bad.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with(sep) {
+            out.push(sep);
+        }
+    }
+    let out = out.trim_matches(sep).to_string();
+    let ok = out
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || sep == '-');
+    (ok && out != bad).then_some(out)
+}
+
+fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
+    let root = &doc.value;
+    let pointer = err.instance_path().as_str();
+    let instance = err.instance();
+    let spans = &doc.spans;
+    let key = last_key(pointer);
+    let key_name = key.clone().unwrap_or_default();
+    match err.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let ctx = classify(root, pointer);
+            let allowed: Vec<&str> = ctx
+                .properties()
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            unexpected
+                .iter()
+                .map(|k| {
+                    let at = spans.key_or_value(&format!("{pointer}/{}", crate::load::pointer_segment(k)));
+                    if matches!(ctx, Ctx::Step(_)) && RESERVED_KINDS.contains(&k.as_str()) {
+                        return Diagnostic::new(format!("`{k}` steps are not available in this version of runbook"))
+                            .at(at)
+                            .label("reserved kind key")
+                            .hint(format!(
+                                "`{k}` is reserved for a coming release of runbook/v1; until then use {}",
+                                one_of(STEP_KINDS)
+                            ));
+                    }
+                    let step_props = schema_json()["$defs"]["step"]["properties"].as_object();
+                    let body_of = |kind: &str| schema_json()["$defs"][kind]["then"]["properties"].get(k.as_str()).is_some();
+                    let moved = match &ctx {
+                        Ctx::Body(kind, _) if step_props.is_some_and(|p| p.contains_key(k.as_str())) => {
+                            Some(format!("`{k}` is a step key: move it out of `{kind}:` to sit beside `id`"))
+                        }
+                        Ctx::Step(_) => ["sql", "check", "shell"]
+                            .into_iter()
+                            .find(|kind| body_of(kind) && instance.get(*kind).is_some())
+                            .map(|kind| format!("`{k}` belongs inside `{kind}:`; write `{kind}: {{ …, {k}: … }}`")),
+                        _ => None,
+                    };
+                    let hint = match (moved, did_you_mean(k, allowed.iter().copied())) {
+                        (Some(m), _) => m,
+                        (None, Some(s)) => format!("did you mean `{s}`?"),
+                        (None, None) if allowed.is_empty() => "remove this key".into(),
+                        (None, None) => format!("expected one of {}", one_of(&allowed)),
+                    };
+                    Diagnostic::new(format!("unknown key `{k}` {}", ctx.describe()))
+                        .at(at)
+                        .label("unknown key")
+                        .hint(hint)
+                })
+                .collect()
+        }
+        ValidationErrorKind::Required { property } => {
+            let p = property.as_str().unwrap_or_default();
+            let ctx = classify(root, pointer);
+            let allowed: Vec<&str> = ctx
+                .properties()
+                .map(|props| props.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let near_miss = instance.as_object().is_some_and(|o| {
+                o.keys().any(|k| {
+                    !allowed.contains(&k.as_str())
+                        && did_you_mean(k, allowed.iter().copied()) == Some(p)
+                })
+            });
+            if near_miss {
+                // The unknown-key error already says "did you mean `p`?".
+                return vec![];
+            }
+            let hint = match (p, &ctx) {
+                ("apiVersion", _) => Some("start the file with `apiVersion: runbook/v1`".to_string()),
+                ("kind", Ctx::Root) => Some("add `kind: Runbook` after apiVersion".into()),
+                ("metadata", _) => Some("add `metadata:` with a `name` and a `version`".into()),
+                ("phases", _) => Some("add `phases:`, a list of phases with their steps".into()),
+                ("id", Ctx::Step(_)) => Some("every step needs an id, such as `id: add_column`".into()),
+                ("id", Ctx::Phase(_)) => Some("every phase needs an id, such as `id: expand`".into()),
+                ("version", Ctx::Metadata) => Some("add the runbook's own revision, such as `version: 1.0.0`".into()),
+                ("kind", Ctx::Phase(_)) => Some(
+                    "add `kind:`, one of preflight, backup, expand, migrate, contract, verify or custom".into(),
+                ),
+                ("steps", _) => Some("add `steps:`, the list of steps of this phase".into()),
+                _ => None,
+            };
+            vec![
+                Diagnostic::new(format!("missing key `{p}` {}", ctx.describe()))
+                    .at(spans.key_or_value(pointer))
+                    .label(format!("this mapping needs `{p}`"))
+                    .maybe_hint(hint),
+            ]
+        }
+        ValidationErrorKind::Type { kind } => {
+            let expected = type_words(kind);
+            let (message, hint) = if pointer.is_empty() {
+                (
+                    format!(
+                        "expected a mapping at the top level, found {}",
+                        found_words(instance)
+                    ),
+                    Some(
+                        "a runbook is a mapping that starts with `apiVersion: runbook/v1`"
+                            .to_string(),
+                    ),
+                )
+            } else {
+                let what = match key.as_deref().map(str::parse::<usize>) {
+                    Some(Ok(n)) => format!(
+                        "item {} of `{}`",
+                        n + 1,
+                        last_key(&pointer[..pointer.rfind('/').unwrap_or(0)]).unwrap_or_default()
+                    ),
+                    _ => format!("`{key_name}`"),
+                };
+                let quoted_ok = |t: &str| match t {
+                    "boolean" => matches!(instance.as_str(), Some("true" | "false" | "yes" | "no")),
+                    "integer" | "number" => {
+                        instance.as_str().is_some_and(|s| s.parse::<f64>().is_ok())
+                    }
+                    _ => false,
+                };
+                let wants = |t: &str| match kind {
+                    TypeKind::Single(x) => x.as_str() == t,
+                    TypeKind::Multiple(set) => set.iter().any(|x| x.as_str() == t),
+                };
+                let hint = match key.as_deref() {
+                    Some("phases" | "steps" | "on_failure" | "finally") if instance.is_object() => {
+                        Some("write each item on its own line starting with `- `".to_string())
+                    }
+                    _ if wants("boolean") && quoted_ok("boolean") => {
+                        Some("write `true` or `false`, without quotes".to_string())
+                    }
+                    _ if (wants("integer") || wants("number")) && quoted_ok("number") => {
+                        Some("write the number without quotes".to_string())
+                    }
+                    _ => None,
+                };
+                (
+                    format!(
+                        "expected {expected} for {what}, found {}",
+                        found_words(instance)
+                    ),
+                    hint,
+                )
+            };
+            let at = if instance.is_object() || instance.is_array() {
+                spans.key_or_value(pointer)
+            } else {
+                spans.value(pointer)
+            };
+            vec![
+                Diagnostic::new(message)
+                    .at(at)
+                    .label(format!("expected {expected}"))
+                    .maybe_hint(hint),
+            ]
+        }
+        ValidationErrorKind::Constant { expected_value } => {
+            let found = instance
+                .as_str()
+                .map_or_else(|| found_words(instance), |s| format!("`{s}`"));
+            let expected = expected_value.as_str().unwrap_or_default();
+            vec![
+                Diagnostic::new(format!("unsupported {key_name} {found}"))
+                    .at(spans.value(pointer))
+                    .label(format!("expected `{expected}`"))
+                    .hint(format!(
+                        "this version of runbook reads `{key_name}: {expected}`"
+                    )),
+            ]
+        }
+        ValidationErrorKind::Enum { options } => {
+            let opts: Vec<&str> = options
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let found = instance.as_str().unwrap_or_default();
+            let what = match classify(root, &pointer[..pointer.rfind('/').unwrap_or(0)]) {
+                Ctx::Phase(_) if key_name == "kind" => "phase kind".to_string(),
+                Ctx::Retry(_) => "retryable error class".to_string(),
+                _ if key_name.parse::<usize>().is_ok() => "value".to_string(),
+                _ => format!("`{key_name}` value"),
+            };
+            let hint = match did_you_mean(found, opts.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("expected one of {}", one_of(&opts)),
+            };
+            vec![
+                Diagnostic::new(format!("unknown {what} `{}`", truncate(found)))
+                    .at(spans.value(pointer))
+                    .label(if what.starts_with('`') || what == "value" {
+                        "unknown value".to_string()
+                    } else {
+                        format!("not a {what}")
+                    })
+                    .hint(hint),
+            ]
+        }
+        ValidationErrorKind::Pattern { pattern } => {
+            let found = instance.as_str().unwrap_or_default();
+            let at = spans.value(pointer);
+            let d = if pattern.contains("(ms|s|min|h)") {
+                Diagnostic::new(format!(
+                    "invalid duration `{}` for `{key_name}`",
+                    truncate(found)
+                ))
+                .label("not a duration")
+                .hint(Duration::HINT)
+            } else if pattern == "^[a-z0-9-]+$" {
+                Diagnostic::new(format!("invalid runbook name `{}`", truncate(found)))
+                    .label("expected lowercase letters, digits and hyphens")
+                    .hint(match suggest_id(found, '-') {
+                        Some(s) => format!("try `{s}`"),
+                        None => "use lowercase letters, digits and hyphens".into(),
+                    })
+            } else if key_name == "id" {
+                Diagnostic::new(format!("invalid id `{}`", truncate(found)))
+                    .label("expected lowercase letters, digits and underscores")
+                    .hint(match suggest_id(found, '_') {
+                        Some(s) => format!(
+                            "ids start with a lowercase letter and use only a-z, 0-9 and `_`, so templates can write `steps.{s}`; try `{s}`"
+                        ),
+                        None => "ids start with a lowercase letter and use only a-z, 0-9 and `_`".into(),
+                    })
+            } else {
+                Diagnostic::new(format!(
+                    "`{}` does not match the pattern `{pattern}`",
+                    truncate(found)
+                ))
+                .label("does not match")
+            };
+            vec![d.at(at)]
+        }
+        ValidationErrorKind::PropertyNames { error } => {
+            let name = error.instance().as_str().unwrap_or_default().to_string();
+            let what = match key.as_deref() {
+                Some("params") => "param",
+                Some("vars") => "var",
+                _ => "key",
+            };
+            vec![
+                Diagnostic::new(format!("invalid {what} name `{name}`"))
+                    .at(spans.key_or_value(&format!("{pointer}/{}", crate::load::pointer_segment(&name))))
+                    .label("expected lowercase letters, digits and underscores")
+                    .hint(match suggest_id(&name, '_') {
+                        Some(s) => format!("names are used in templates as `{what}s.NAME`; try `{s}`"),
+                        None => format!("names are used in templates as `{what}s.NAME`; start with a lowercase letter"),
+                    }),
+            ]
+        }
+        ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => {
+            let obj = instance.as_object();
+            let present: Vec<&str> = STEP_KINDS
+                .iter()
+                .copied()
+                .filter(|k| obj.is_some_and(|o| o.contains_key(*k)))
+                .collect();
+            let id = id_at(root, pointer);
+            let at = spans.key_or_value(&format!("{pointer}/id"));
+            let known = schema_json()["$defs"]["step"]["properties"].as_object();
+            let has_unknown =
+                obj.is_some_and(|o| o.keys().any(|k| !known.is_some_and(|p| p.contains_key(k))));
+            match present.len() {
+                0 if has_unknown => vec![],
+                0 => vec![
+                    Diagnostic::new(format!("{} has no kind key", named("step", &id)))
+                        .at(at)
+                        .label("this step does nothing")
+                        .hint(format!("add one of {}", one_of(STEP_KINDS))),
+                ],
+                _ => vec![
+                    Diagnostic::new(format!(
+                        "{} has {} kind keys: {}",
+                        named("step", &id),
+                        present.len(),
+                        present
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ))
+                    .at(spans.key_or_value(&format!("{pointer}/{}", present[1])))
+                    .label("second kind key")
+                    .hint("a step does exactly one thing; split it into one step per kind"),
+                ],
+            }
+        }
+        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::Maximum { limit } => {
+            let below = matches!(err.kind(), ValidationErrorKind::Minimum { .. });
+            vec![
+                Diagnostic::new(format!(
+                    "`{key_name}` is {instance}, {} the {} of {limit}",
+                    if below { "below" } else { "above" },
+                    if below { "minimum" } else { "maximum" }
+                ))
+                .at(spans.value(pointer))
+                .label(format!(
+                    "expected {} {limit}",
+                    if below { "at least" } else { "at most" }
+                )),
+            ]
+        }
+        ValidationErrorKind::MinItems { limit } | ValidationErrorKind::MaxItems { limit } => {
+            let (message, hint) = match key.as_deref() {
+                Some("phases") => (
+                    "the runbook has no phases".to_string(),
+                    "add at least one phase with steps".to_string(),
+                ),
+                Some("between") => (
+                    "`between` takes exactly two values".into(),
+                    "write `between: [low, high]`".into(),
+                ),
+                Some("command") => (
+                    "the command list is empty".into(),
+                    "give the program and its arguments".into(),
+                ),
+                _ => (
+                    format!("`{key_name}` needs {limit} items"),
+                    format!("give {limit} items"),
+                ),
+            };
+            vec![
+                Diagnostic::new(message)
+                    .at(spans.value(pointer))
+                    .label("here")
+                    .hint(hint),
+            ]
+        }
+        ValidationErrorKind::MinProperties { .. } => vec![
+            Diagnostic::new(format!("empty comparison for `{key_name}`"))
+                .at(spans.value(pointer))
+                .label("expected a comparison")
+                .hint("write a value, or a comparison such as `{ gte: 1 }`"),
+        ],
+        _ => vec![
+            Diagnostic::new(format!("invalid value for `{key_name}`: {err}"))
+                .at(spans.value(pointer))
+                .label("here"),
+        ],
+    }
+}

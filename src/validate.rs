@@ -1,0 +1,959 @@
+//! Validate: schema, model and semantic checks, then params.
+//!
+//! Every problem in a file is collected and reported together; nothing here
+//! touches a database or runs a command.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::diag::{Diagnostic, did_you_mean, render_all};
+use crate::duration::{Duration, DurationError};
+use crate::load::{self, Document, ScalarStyle, pointer_segment};
+
+use crate::model::{Command, OnFailure, Runbook, Step, StepKind, When};
+use crate::params::{self, Origin, ParamValue, Params};
+use crate::source::{Source, Span};
+use crate::template;
+
+/// What the caller supplied for params.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// `--set name=value`, in the order given.
+    pub set: Vec<String>,
+    /// `--params-file FILE`.
+    pub params_file: Option<std::path::PathBuf>,
+}
+
+impl Inputs {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.params_file.is_none()
+    }
+}
+
+/// Whether missing required params are an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamCheck {
+    /// Check only the values given (`validate` without any params).
+    GivenOnly,
+    /// Every required param must have a value (`plan`, `exec`).
+    RequireAll,
+}
+
+/// A runbook that passed every check.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub doc: Document,
+    pub runbook: Runbook,
+    pub params: Params,
+    /// sha256 of the file's bytes, hex.
+    pub sha256: String,
+}
+
+/// The diagnostics of one file.
+#[derive(Debug, Clone)]
+pub struct FileDiagnostics {
+    pub source: Source,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Why a runbook (or its params) was refused. Nothing ran.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    /// The runbook file, as named by the user.
+    pub file: String,
+    pub files: Vec<FileDiagnostics>,
+}
+
+impl Invalid {
+    pub fn count(&self) -> usize {
+        self.files.iter().map(|f| f.diagnostics.len()).sum()
+    }
+
+    /// Every diagnostic, then a summary line.
+    pub fn render(&self, color: bool) -> String {
+        let mut out = String::new();
+        for f in &self.files {
+            out.push_str(&render_all(&f.source, &f.diagnostics, color));
+        }
+        let n = self.count();
+        out.push_str(&format!(
+            "error: `{}` is invalid ({n} {}); nothing ran\n",
+            self.file,
+            if n == 1 { "error" } else { "errors" }
+        ));
+        out
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Load and check a runbook file with the given params.
+pub fn validate_file(
+    path: &Path,
+    inputs: &Inputs,
+    check: ParamCheck,
+) -> Result<Validated, Invalid> {
+    let file = path.display().to_string();
+    let doc = load::load_file(path).map_err(|f| {
+        let f = *f;
+        Invalid {
+            file: file.clone(),
+            files: vec![FileDiagnostics {
+                source: f.source,
+                diagnostics: vec![f.diagnostic],
+            }],
+        }
+    })?;
+    validate_doc(doc, inputs, check)
+}
+
+/// Check an already loaded runbook document.
+pub fn validate_doc(
+    doc: Document,
+    inputs: &Inputs,
+    check: ParamCheck,
+) -> Result<Validated, Invalid> {
+    let file = doc.source.name().to_string();
+    let fail = |source: Source, diagnostics: Vec<Diagnostic>, extra: Vec<FileDiagnostics>| {
+        let mut files = vec![FileDiagnostics {
+            source,
+            diagnostics,
+        }];
+        files.extend(extra);
+        files.retain(|f| !f.diagnostics.is_empty());
+        Invalid {
+            file: file.clone(),
+            files,
+        }
+    };
+
+    let mut diags = crate::schema::check(&doc);
+    diags.extend(check_durations(&doc));
+    if !diags.is_empty() {
+        return Err(fail(doc.source, diags, vec![]));
+    }
+    let runbook: Runbook = match serde_json::from_value(doc.value.clone()) {
+        Ok(rb) => rb,
+        Err(e) => {
+            // The schema accepted what the model refused: a bug in their
+            // agreement, still reported rather than panicking.
+            let d = Diagnostic::new(format!("failed to read the runbook: {e}"))
+                .hint("the schema and the model disagree; please report this with the file");
+            return Err(fail(doc.source, vec![d], vec![]));
+        }
+    };
+    let mut diags = semantic(&doc, &runbook);
+    let (params, extra) = resolve_params(&doc, &runbook, inputs, check, &mut diags);
+    if !diags.is_empty() || extra.iter().any(|f| !f.diagnostics.is_empty()) {
+        diags.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        return Err(fail(doc.source, diags, extra));
+    }
+    let sha256 = hex(&Sha256::digest(doc.source.text().as_bytes()));
+    Ok(Validated {
+        doc,
+        runbook,
+        params,
+        sha256,
+    })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+const DURATION_KEYS: &[&str] = &[
+    "timeout",
+    "sleep",
+    "lock_timeout",
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "initial",
+    "max",
+];
+
+/// Durations whose syntax the schema accepted but whose size is absurd.
+fn check_durations(doc: &Document) -> Vec<Diagnostic> {
+    fn walk(v: &Value, pointer: &str, doc: &Document, out: &mut Vec<Diagnostic>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let p = format!("{pointer}/{}", pointer_segment(k));
+                    if let (true, Some(s)) = (DURATION_KEYS.contains(&k.as_str()), child.as_str())
+                        && let Err(DurationError::Overflow(_)) = Duration::parse(s)
+                    {
+                        out.push(
+                            Diagnostic::new(format!("duration `{s}` for `{k}` is too long"))
+                                .at(doc.spans.value(&p))
+                                .label("more than a year")
+                                .hint("durations are limited to one year; check the number and the unit"),
+                        );
+                    }
+                    walk(child, &p, doc, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(child, &format!("{pointer}/{i}"), doc, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&doc.value, "", doc, &mut out);
+    out
+}
+
+fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    check_ids(doc, rb, &mut out);
+    check_param_declarations(doc, rb, &mut out);
+    check_templates(doc, rb, &mut out);
+    out
+}
+
+fn line_of(doc: &Document, span: &Option<Span>) -> String {
+    span.as_ref().map_or_else(String::new, |s| {
+        format!(" on line {}", doc.source.line_col(s.start).0)
+    })
+}
+
+fn check_ids(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<&str, Option<Span>> = HashMap::new();
+    for (i, phase) in rb.phases.iter().enumerate() {
+        let p = format!("/phases/{i}/id");
+        let span = doc.spans.value(&p);
+        if let Some(first) = seen.get(phase.id.as_str()) {
+            out.push(
+                Diagnostic::new(format!("duplicate phase id `{}`", phase.id))
+                    .at(span)
+                    .label("used again here")
+                    .hint(format!(
+                        "phase ids must be unique (first used{}); `--approve` names phases by id",
+                        line_of(doc, first)
+                    )),
+            );
+        } else {
+            seen.insert(&phase.id, span);
+        }
+    }
+    let mut seen: HashMap<&str, Option<Span>> = HashMap::new();
+    for (pointer, step) in rb.all_steps() {
+        let span = doc.spans.value(&format!("{pointer}/id"));
+        if let Some(first) = seen.get(step.id.as_str()) {
+            out.push(
+                Diagnostic::new(format!("duplicate step id `{}`", step.id))
+                    .at(span)
+                    .label("used again here")
+                    .hint(format!(
+                        "step ids must be unique in the runbook (first used{}); rename one of them",
+                        line_of(doc, first)
+                    )),
+            );
+        } else {
+            seen.insert(&step.id, span);
+        }
+    }
+}
+
+fn check_param_declarations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    for (name, p) in &rb.params {
+        let base = format!("/params/{}", pointer_segment(name));
+        if let Some(pattern) = &p.pattern
+            && let Err(e) = params::anchored(pattern)
+        {
+            let first = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            out.push(
+                Diagnostic::new(format!("invalid pattern for param `{name}`"))
+                    .at(doc.spans.value(&format!("{base}/pattern")))
+                    .label("not a regular expression")
+                    .hint(first),
+            );
+            continue;
+        }
+        if let (Some(min), Some(max)) = (p.minimum, p.maximum)
+            && min > max
+        {
+            out.push(
+                Diagnostic::new(format!(
+                    "param `{name}` has minimum {min} above maximum {max}"
+                ))
+                .at(doc.spans.value(&format!("{base}/minimum")))
+                .label("no value can satisfy this")
+                .hint("swap `minimum` and `maximum`"),
+            );
+        }
+        if let Some(allowed) = &p.allowed {
+            for (i, v) in allowed.iter().enumerate() {
+                if let Err(e) = params::check_type(p.ty, v) {
+                    out.push(
+                        Diagnostic::new(format!("enum value of param `{name}` has the wrong type"))
+                            .at(doc.spans.value(&format!("{base}/enum/{i}")))
+                            .label(e)
+                            .hint(format!(
+                                "param `{name}` is declared `type: {}`",
+                                p.ty.name()
+                            )),
+                    );
+                }
+            }
+        }
+        if let Some(default) = &p.default {
+            let at = doc.spans.value(&format!("{base}/default"));
+            if p.required {
+                out.push(
+                    Diagnostic::new(format!("param `{name}` is required but has a default"))
+                        .at(doc.spans.key_or_value(&format!("{base}/required")))
+                        .label("a param with a default is never missing")
+                        .hint("remove `required: true`, or remove the default"),
+                );
+            }
+            let checked = params::check_type(p.ty, default)
+                .and_then(|()| params::check_constraints(p, default));
+            if let Err(e) = checked {
+                out.push(
+                    Diagnostic::new(format!("invalid default for param `{name}`"))
+                        .at(at)
+                        .label(e)
+                        .hint("the default must satisfy the param's own type and constraints"),
+                );
+            }
+        }
+    }
+}
+
+/// How a field's text is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Template,
+    Expr,
+}
+
+/// Which step outputs and locals a field may read.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    /// Main-line steps before this index are readable.
+    main_upto: usize,
+    /// Earlier steps of the same branch or compensation list.
+    extra: Vec<String>,
+    /// Names bound by the step itself (`row`, `rows` in checks).
+    locals: &'static [&'static str],
+    /// Inside `vars`: the index of the var being defined.
+    var_index: Option<usize>,
+    /// A main-line step (its compensations may read it).
+    main_line: bool,
+}
+
+struct Field<'a> {
+    pointer: String,
+    text: &'a str,
+    mode: Mode,
+    scope: Scope,
+}
+
+struct Walker<'a> {
+    doc: &'a Document,
+    fields: Vec<Field<'a>>,
+    main: Vec<&'a str>,
+}
+
+const CHECK_LOCALS: &[&str] = &["row", "rows"];
+
+impl<'a> Walker<'a> {
+    fn push(&mut self, pointer: String, text: &'a str, mode: Mode, scope: &Scope) {
+        self.fields.push(Field {
+            pointer,
+            text,
+            mode,
+            scope: scope.clone(),
+        });
+    }
+
+    fn when(&mut self, when: &'a Option<When>, pointer: &str, scope: &Scope) {
+        if let Some(When::Expr(e)) = when {
+            self.push(format!("{pointer}/when"), e, Mode::Expr, scope);
+        }
+    }
+
+    fn is_string(&self, pointer: &str) -> bool {
+        self.doc
+            .value
+            .pointer(pointer)
+            .is_some_and(Value::is_string)
+    }
+
+    fn step(&mut self, step: &'a Step, p: &str, scope: &Scope) {
+        self.when(&step.when, p, scope);
+        match &step.kind {
+            StepKind::Sql(sql) => {
+                let at = if self.is_string(&format!("{p}/sql")) {
+                    format!("{p}/sql")
+                } else {
+                    format!("{p}/sql/statements")
+                };
+                self.push(at, &sql.statements, Mode::Template, scope);
+            }
+            StepKind::Check(check) => {
+                let short = self.is_string(&format!("{p}/check"));
+                let at = if short {
+                    format!("{p}/check")
+                } else {
+                    format!("{p}/check/query")
+                };
+                self.push(at, &check.query, Mode::Template, scope);
+                let local = Scope {
+                    locals: CHECK_LOCALS,
+                    ..scope.clone()
+                };
+                for (col, matcher) in &check.expect {
+                    let base = format!("{p}/check/expect/{}", pointer_segment(col));
+                    let plain = !self.doc.value.pointer(&base).is_some_and(Value::is_object);
+                    for (op, v) in &matcher.ops {
+                        let at = if plain {
+                            base.clone()
+                        } else {
+                            format!("{base}/{}", op.name())
+                        };
+                        let items: Vec<(String, &'a Value)> = match v {
+                            Value::Array(a) => a
+                                .iter()
+                                .enumerate()
+                                .map(|(i, x)| (format!("{at}/{i}"), x))
+                                .collect(),
+                            other => vec![(at.clone(), other)],
+                        };
+                        for (ptr, item) in items {
+                            if let Value::String(s) = item {
+                                self.push(ptr, s, Mode::Template, &local);
+                            }
+                        }
+                    }
+                }
+                for (i, a) in check.assert.iter().enumerate() {
+                    self.push(format!("{p}/check/assert/{i}"), a, Mode::Expr, &local);
+                }
+            }
+            StepKind::Shell(shell) => {
+                let short = !self
+                    .doc
+                    .value
+                    .pointer(&format!("{p}/shell"))
+                    .is_some_and(Value::is_object);
+                let cmd = if short {
+                    format!("{p}/shell")
+                } else {
+                    format!("{p}/shell/command")
+                };
+                match &shell.command {
+                    Command::Script(s) => self.push(cmd, s, Mode::Template, scope),
+                    Command::Argv(argv) => {
+                        for (i, a) in argv.iter().enumerate() {
+                            self.push(format!("{cmd}/{i}"), a, Mode::Template, scope);
+                        }
+                    }
+                }
+                for (k, v) in &shell.env {
+                    self.push(
+                        format!("{p}/shell/env/{}", pointer_segment(k)),
+                        v,
+                        Mode::Template,
+                        scope,
+                    );
+                }
+                if let Some(cwd) = &shell.cwd {
+                    self.push(format!("{p}/shell/cwd"), cwd, Mode::Template, scope);
+                }
+            }
+            StepKind::Sleep(_) => {}
+        }
+        // Compensations may read this step and everything before it.
+        let comp = if scope.main_line {
+            Scope {
+                main_upto: scope.main_upto + 1,
+                ..Scope::default()
+            }
+        } else {
+            let mut extra = scope.extra.clone();
+            extra.push(step.id.clone());
+            Scope {
+                main_upto: scope.main_upto,
+                extra,
+                ..Scope::default()
+            }
+        };
+        if step.rollback_single {
+            self.step(&step.rollback[0], &format!("{p}/rollback"), &comp);
+        } else {
+            self.list(&step.rollback, &format!("{p}/rollback"), comp);
+        }
+    }
+
+    /// A branch or compensation list: each step may read its earlier siblings.
+    fn list(&mut self, steps: &'a [Step], base: &str, mut scope: Scope) {
+        for (i, s) in steps.iter().enumerate() {
+            self.step(s, &format!("{base}/{i}"), &scope);
+            scope.extra.push(s.id.clone());
+        }
+    }
+}
+
+fn collect_fields<'a>(doc: &'a Document, rb: &'a Runbook) -> (Vec<Field<'a>>, Vec<&'a str>) {
+    let mut w = Walker {
+        doc,
+        fields: Vec::new(),
+        main: Vec::new(),
+    };
+    fn strings<'a>(v: &'a Value, pointer: String, out: &mut Vec<(String, &'a str)>) {
+        match v {
+            Value::String(s) => out.push((pointer, s)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| strings(x, format!("{pointer}/{i}"), out)),
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, x)| strings(x, format!("{pointer}/{}", pointer_segment(k)), out)),
+            _ => {}
+        }
+    }
+    for (i, (name, v)) in rb.vars.iter().enumerate() {
+        let mut found = Vec::new();
+        strings(v, format!("/vars/{}", pointer_segment(name)), &mut found);
+        let scope = Scope {
+            var_index: Some(i),
+            ..Scope::default()
+        };
+        for (p, s) in found {
+            w.push(p, s, Mode::Template, &scope);
+        }
+    }
+    if let Some(url) = &rb.database.url {
+        w.push(
+            "/database/url".into(),
+            url,
+            Mode::Template,
+            &Scope::default(),
+        );
+    }
+    for (pi, phase) in rb.phases.iter().enumerate() {
+        let phase_scope = Scope {
+            main_upto: w.main.len(),
+            ..Scope::default()
+        };
+        w.when(&phase.when, &format!("/phases/{pi}"), &phase_scope);
+        if let Some(prompt) = phase.approval.as_ref().and_then(|a| a.prompt.as_ref()) {
+            w.push(
+                format!("/phases/{pi}/approval/prompt"),
+                prompt,
+                Mode::Template,
+                &phase_scope,
+            );
+        }
+        for (si, step) in phase.steps.iter().enumerate() {
+            let scope = Scope {
+                main_upto: w.main.len(),
+                main_line: true,
+                ..Scope::default()
+            };
+            w.step(step, &format!("/phases/{pi}/steps/{si}"), &scope);
+            w.main.push(&step.id);
+        }
+        if let OnFailure::Steps(branch) = &phase.on_failure {
+            let scope = Scope {
+                main_upto: w.main.len(),
+                ..Scope::default()
+            };
+            w.list(branch, &format!("/phases/{pi}/on_failure"), scope);
+        }
+    }
+    let all = Scope {
+        main_upto: w.main.len(),
+        ..Scope::default()
+    };
+    w.list(&rb.on_failure, "/on_failure", all.clone());
+    w.list(&rb.finally, "/finally", all);
+    (w.fields, w.main)
+}
+
+/// Map a byte range inside a scalar's value back to the file, where the
+/// scalar's style makes that exact; else the scalar's own span.
+pub fn locate(
+    doc: &Document,
+    pointer: &str,
+    value: &str,
+    range: std::ops::Range<usize>,
+) -> Option<Span> {
+    let node = doc.spans.node(pointer)?;
+    let text = doc.source.text();
+    let start = node.value.start;
+    let exact = |at: usize| -> Option<Span> {
+        let want = value.get(range.clone())?;
+        let want = want.split('\n').next().unwrap_or(want);
+        (text.get(at..at + want.len()) == Some(want)).then(|| at..at + want.len().max(1))
+    };
+    let found = match node.style {
+        Some(ScalarStyle::Plain) if !value.contains('\n') => exact(start + range.start),
+        Some(ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) if !value.contains('\n') => {
+            exact(start + 1 + range.start)
+        }
+        Some(ScalarStyle::Literal) => {
+            // yaml-rust2 marks a block scalar at its first content line.
+            let before = &value[..range.start.min(value.len())];
+            let line = before.matches('\n').count();
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1);
+            let (first_line, first_col) = doc.source.line_col(start);
+            let line_start = doc.source.offset(first_line + line, 1)?;
+            exact(line_start + (first_col - 1) + col)
+        }
+        _ => None,
+    };
+    found.or_else(|| Some(node.value.clone()))
+}
+
+fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    let env = template::environment();
+    let (fields, main) = collect_fields(doc, rb);
+    let main_pos: HashMap<&str, usize> = main.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let all_ids: HashSet<&str> = rb
+        .all_steps()
+        .into_iter()
+        .map(|(_, s)| s.id.as_str())
+        .collect();
+    let var_names: Vec<&str> = rb.vars.keys().map(String::as_str).collect();
+    let param_names: Vec<&str> = rb.params.keys().map(String::as_str).collect();
+
+    for f in &fields {
+        let at_text = |needle: &str| {
+            let start = f.text.find(needle);
+            start
+                .and_then(|s| locate(doc, &f.pointer, f.text, s..s + needle.len()))
+                .or_else(|| doc.spans.value(&f.pointer))
+        };
+        if f.mode == Mode::Expr && f.text.trim_start().starts_with("{{") {
+            let inner = f
+                .text
+                .trim()
+                .trim_start_matches("{{")
+                .trim_end_matches("}}")
+                .trim();
+            out.push(
+                Diagnostic::new("expression written as a template")
+                    .at(doc.spans.value(&f.pointer))
+                    .label("`{{ }}` is not needed here")
+                    .hint(format!(
+                        "`when` and `assert` take a bare expression; write `{inner}`"
+                    )),
+            );
+            continue;
+        }
+        let refs = match template::references(&env, f.text, f.mode == Mode::Expr) {
+            Ok(r) => r,
+            Err(e) => {
+                let span = e
+                    .range()
+                    .and_then(|r| locate(doc, &f.pointer, f.text, r))
+                    .or_else(|| doc.spans.value(&f.pointer));
+                let what = if f.mode == Mode::Expr {
+                    "expression"
+                } else {
+                    "template"
+                };
+                out.push(
+                    Diagnostic::new(format!(
+                        "{what} syntax error: {}",
+                        e.detail().unwrap_or("invalid syntax")
+                    ))
+                    .at(span)
+                    .label("here")
+                    .hint("templates use minijinja (Jinja2) syntax: `{{ params.name }}`, `{% if x %}…{% endif %}`"),
+                );
+                continue;
+            }
+        };
+        for r in refs {
+            let mut parts = r.split('.');
+            let root = parts.next().unwrap_or_default();
+            let name = parts.next();
+            if template::GLOBALS.contains(&root) || f.scope.locals.contains(&root) {
+                continue;
+            }
+            let d = match (root, name) {
+                ("params", Some(n)) if !rb.params.contains_key(n) => Some(
+                    Diagnostic::new(format!("undefined param `{n}`"))
+                        .at(at_text(&format!("params.{n}")))
+                        .label("not declared under `params`")
+                        .hint(match did_you_mean(n, param_names.iter().copied()) {
+                            Some(s) => format!("did you mean `params.{s}`?"),
+                            None => format!("declare it under `params:`, such as `{n}: {{ type: string }}`"),
+                        }),
+                ),
+                ("vars", Some(n)) => match rb.vars.get_index_of(n) {
+                    None => Some(
+                        Diagnostic::new(format!("undefined var `{n}`"))
+                            .at(at_text(&format!("vars.{n}")))
+                            .label("not declared under `vars`")
+                            .hint(match did_you_mean(n, var_names.iter().copied()) {
+                                Some(s) => format!("did you mean `vars.{s}`?"),
+                                None => "declare it under `vars:`".into(),
+                            }),
+                    ),
+                    Some(i) if f.scope.var_index.is_some_and(|me| i >= me) => Some(
+                        Diagnostic::new(format!("var `{n}` is defined after the var that reads it"))
+                            .at(at_text(&format!("vars.{n}")))
+                            .label("not defined yet")
+                            .hint("vars are computed in order; move this var below the one it reads"),
+                    ),
+                    Some(_) => None,
+                },
+                ("steps", _) if f.scope.var_index.is_some() => Some(
+                    Diagnostic::new("vars cannot read step outputs")
+                        .at(at_text("steps"))
+                        .label("vars are computed before any step runs")
+                        .hint("read `steps.…` directly in the step that needs it"),
+                ),
+                ("steps", Some(n)) => {
+                    let readable = main_pos.get(n).is_some_and(|&p| p < f.scope.main_upto)
+                        || f.scope.extra.iter().any(|e| e == n);
+                    if readable {
+                        None
+                    } else if main_pos.contains_key(n) {
+                        Some(
+                            Diagnostic::new(format!("step `{n}` runs after the step that reads it"))
+                                .at(at_text(&format!("steps.{n}")))
+                                .label("not run yet at this point")
+                                .hint("a step can read only the outputs of steps that run before it"),
+                        )
+                    } else if all_ids.contains(n) {
+                        Some(
+                            Diagnostic::new(format!("step `{n}` is a rollback or branch step and cannot be read here"))
+                                .at(at_text(&format!("steps.{n}")))
+                                .label("may never run")
+                                .hint("read the outputs of main-line steps, which always run before this point"),
+                        )
+                    } else {
+                        Some(
+                            Diagnostic::new(format!("unknown step `{n}`"))
+                                .at(at_text(&format!("steps.{n}")))
+                                .label("no step has this id")
+                                .hint(match did_you_mean(n, all_ids.iter().copied()) {
+                                    Some(s) => format!("did you mean `steps.{s}`?"),
+                                    None => "check the step's `id`".into(),
+                                }),
+                        )
+                    }
+                }
+                ("metadata", Some(n)) if !["name", "version", "description", "owner", "labels"].contains(&n) => {
+                    Some(
+                        Diagnostic::new(format!("unknown metadata field `{n}`"))
+                            .at(at_text(&format!("metadata.{n}")))
+                            .label("not a metadata field")
+                            .hint("templates can read metadata.name, version, description, owner and labels"),
+                    )
+                }
+                ("run", Some(n)) if !template::RUN_FIELDS.contains(&n) => Some(
+                    Diagnostic::new(format!("unknown run field `{n}`"))
+                        .at(at_text(&format!("run.{n}")))
+                        .label("not a run field")
+                        .hint("templates can read run.id, run.started_at, run.status and run.failed_step"),
+                ),
+                (r, _) if !template::ROOTS.contains(&r) => {
+                    let mut names: Vec<&str> = template::ROOTS.to_vec();
+                    names.extend(f.scope.locals);
+                    Some(
+                        Diagnostic::new(format!("unknown name `{r}` in template"))
+                            .at(at_text(r))
+                            .label("not defined")
+                            .hint(match did_you_mean(r, names.iter().copied()) {
+                                Some(s) => format!("did you mean `{s}`?"),
+                                None => format!("templates can read {}", crate::diag::one_of(&names)),
+                            }),
+                    )
+                }
+                _ => None,
+            };
+            out.extend(d);
+        }
+    }
+}
+
+/// Resolve params from defaults, the params file and `--set`, checking each.
+fn resolve_params(
+    doc: &Document,
+    rb: &Runbook,
+    inputs: &Inputs,
+    check: ParamCheck,
+    diags: &mut Vec<Diagnostic>,
+) -> (Params, Vec<FileDiagnostics>) {
+    let mut extra = Vec::new();
+    let mut values: indexmap::IndexMap<String, ParamValue> = rb
+        .params
+        .iter()
+        .map(|(name, p)| {
+            let (value, origin) = match &p.default {
+                Some(d) => (d.clone(), Origin::Default),
+                None => (Value::Null, Origin::Unset),
+            };
+            (
+                name.clone(),
+                ParamValue {
+                    value,
+                    secret: p.secret,
+                    origin,
+                },
+            )
+        })
+        .collect();
+    let names: Vec<&str> = rb.params.keys().map(String::as_str).collect();
+    let unknown_hint = |n: &str| match did_you_mean(n, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None if names.is_empty() => "this runbook declares no params".to_string(),
+        None => format!("declared params: {}", crate::diag::one_of(&names)),
+    };
+
+    if let Some(path) = &inputs.params_file {
+        let mut file_diags = Vec::new();
+        match load::load_file(path) {
+            Err(f) => {
+                let f = *f;
+                extra.push(FileDiagnostics {
+                    source: f.source,
+                    diagnostics: vec![f.diagnostic],
+                });
+            }
+            Ok(pdoc) => {
+                match pdoc.value.as_object() {
+                    None if pdoc.value.is_null() => {}
+                    None => file_diags.push(
+                        Diagnostic::new("expected a mapping of param names to values")
+                            .at(pdoc.spans.value(""))
+                            .label("not a mapping")
+                            .hint("write one `name: value` per line"),
+                    ),
+                    Some(map) => {
+                        for (k, v) in map {
+                            let p = format!("/{}", pointer_segment(k));
+                            let Some(decl) = rb.params.get(k) else {
+                                file_diags.push(
+                                    Diagnostic::new(format!("unknown param `{k}`"))
+                                        .at(pdoc.spans.key_or_value(&p))
+                                        .label("not declared by the runbook")
+                                        .hint(unknown_hint(k)),
+                                );
+                                continue;
+                            };
+                            match params::check_type(decl.ty, v)
+                                .and_then(|()| params::check_constraints(decl, v))
+                            {
+                                Ok(()) => {
+                                    let slot = &mut values[k.as_str()];
+                                    slot.value = v.clone();
+                                    slot.origin = Origin::ParamsFile;
+                                }
+                                Err(e) => file_diags.push(
+                                    Diagnostic::new(format!("invalid value for param `{k}`"))
+                                        .at(pdoc.spans.value(&p))
+                                        .label(e)
+                                        .maybe_hint(decl.description.clone()),
+                                ),
+                            }
+                        }
+                    }
+                }
+                extra.push(FileDiagnostics {
+                    source: pdoc.source,
+                    diagnostics: file_diags,
+                });
+            }
+        }
+    }
+
+    let mut cli = Vec::new();
+    for arg in &inputs.set {
+        let text = format!("--set {arg}");
+        let source = Source::new("command line", text.clone());
+        let name_end = arg.find('=').unwrap_or(arg.len());
+        let name = &arg[..name_end];
+        let name_span = 6..6 + name.len();
+        let d = if name_end == arg.len() {
+            Some(
+                Diagnostic::new(format!("`--set {arg}` has no value"))
+                    .at(Some(name_span))
+                    .label("expected name=value")
+                    .hint(format!("write `--set {name}=VALUE`")),
+            )
+        } else if let Some(decl) = rb.params.get(name) {
+            let raw = &arg[name_end + 1..];
+            let value_span = 6 + name_end + 1..text.len();
+            match params::parse_cli(decl.ty, raw)
+                .and_then(|v| params::check_constraints(decl, &v).map(|()| v))
+            {
+                Ok(v) => {
+                    let slot = &mut values[name];
+                    slot.value = v;
+                    slot.origin = Origin::Set;
+                    None
+                }
+                Err(e) => Some(
+                    Diagnostic::new(format!("invalid value for param `{name}`"))
+                        .at(Some(value_span))
+                        .label(e)
+                        .maybe_hint(decl.description.clone()),
+                ),
+            }
+        } else {
+            Some(
+                Diagnostic::new(format!("unknown param `{name}`"))
+                    .at(Some(name_span))
+                    .label("not declared by the runbook")
+                    .hint(unknown_hint(name)),
+            )
+        };
+        if let Some(d) = d {
+            cli.push(FileDiagnostics {
+                source,
+                diagnostics: vec![d],
+            });
+        }
+    }
+    extra.extend(cli);
+
+    if check == ParamCheck::RequireAll || !inputs.is_empty() {
+        for (name, p) in &rb.params {
+            if p.required && values[name.as_str()].origin == Origin::Unset {
+                diags.push(
+                    Diagnostic::new(format!("missing value for required param `{name}`"))
+                        .at(doc
+                            .spans
+                            .key_or_value(&format!("/params/{}", pointer_segment(name))))
+                        .label("required")
+                        .hint(format!(
+                            "pass `--set {name}=VALUE` or put `{name}:` in a --params-file"
+                        )),
+                );
+            }
+        }
+    }
+    (Params(values), extra)
+}

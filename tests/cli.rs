@@ -1,0 +1,295 @@
+//! The real binary: stdout, stderr and the exit code, checked together.
+
+use std::process::Command;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn runbook(args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+const EVERY: &str = "tests/fixtures/valid/every_key.yml";
+
+#[test]
+fn version_prints_and_exits_zero() {
+    let o = runbook(&["--version"]);
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (0, concat!("runbook ", env!("CARGO_PKG_VERSION"), "\n"), "")
+    );
+}
+
+#[test]
+fn bad_flags_exit_5_not_clap_s_2() {
+    let o = runbook(&["validate", "--frobnicate", EVERY]);
+    assert_eq!(o.code, 5);
+    assert_eq!(o.stdout, "");
+    assert!(
+        o.stderr
+            .starts_with("error: unexpected argument '--frobnicate' found"),
+        "{}",
+        o.stderr
+    );
+
+    let o = runbook(&[]);
+    assert_eq!(o.code, 5);
+    assert!(o.stderr.contains("Usage: runbook"), "{}", o.stderr);
+
+    let o = runbook(&["plan", EVERY, "--format", "yaml"]);
+    assert_eq!(o.code, 5);
+    assert!(
+        o.stderr
+            .contains("invalid value 'yaml' for '--format <FORMAT>'"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn validate_reports_success_on_stdout() {
+    let o = runbook(&["validate", EVERY, "tests/fixtures/valid/minimal.yml"]);
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (
+            0,
+            "ok: tests/fixtures/valid/every_key.yml (every-key 2.3.0: 7 phases, 15 steps)\nok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phases, 1 steps)\n",
+            ""
+        )
+    );
+}
+
+#[test]
+fn validate_reports_every_bad_file_and_exits_5() {
+    let o = runbook(&[
+        "validate",
+        "tests/fixtures/invalid/unknown_key_settings.yml",
+        "tests/fixtures/valid/minimal.yml",
+        "tests/fixtures/invalid/bad_duration.yml",
+    ]);
+    assert_eq!(o.code, 5);
+    assert_eq!(
+        o.stdout,
+        "ok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phases, 1 steps)\n"
+    );
+    assert!(o.stderr.contains("error: unknown key `statment_timeout` in settings\n --> tests/fixtures/invalid/unknown_key_settings.yml:8:3\n"), "{}", o.stderr);
+    assert!(o.stderr.contains("error: invalid duration `5 seconds` for `timeout`\n  --> tests/fixtures/invalid/bad_duration.yml:11:18\n"), "{}", o.stderr);
+    assert_eq!(o.stderr.matches("nothing ran").count(), 2);
+}
+
+#[test]
+fn set_values_are_checked_against_their_declarations() {
+    let o = runbook(&[
+        "validate",
+        EVERY,
+        "--set",
+        "tabel=orders",
+        "--set",
+        "batch=0",
+        "--set",
+        "env=prod",
+        "--set",
+        "dry_run",
+    ]);
+    assert_eq!(o.code, 5);
+    assert_eq!(o.stdout, "");
+    assert_eq!(
+        o.stderr,
+        "error: missing value for required param `table`
+  --> tests/fixtures/valid/every_key.yml:15:3
+   |
+15 |   table:
+   |   ^^^^^ required
+   |
+   = help: pass `--set table=VALUE` or put `table:` in a --params-file
+
+error: unknown param `tabel`
+ --> command line:1:7
+  |
+1 | --set tabel=orders
+  |       ^^^^^ not declared by the runbook
+  |
+  = help: did you mean `table`?
+
+error: invalid value for param `batch`
+ --> command line:1:13
+  |
+1 | --set batch=0
+  |             ^ `0` is below the minimum 1
+
+error: invalid value for param `env`
+ --> command line:1:11
+  |
+1 | --set env=prod
+  |           ^^^^ `prod` is not one of `staging`, `production`
+
+error: `--set dry_run` has no value
+ --> command line:1:7
+  |
+1 | --set dry_run
+  |       ^^^^^^^ expected name=value
+  |
+  = help: write `--set dry_run=VALUE`
+
+error: `tests/fixtures/valid/every_key.yml` is invalid (5 errors); nothing ran
+"
+    );
+}
+
+#[test]
+fn params_file_errors_point_into_the_params_file() {
+    let o = runbook(&[
+        "plan",
+        EVERY,
+        "--params-file",
+        "tests/fixtures/params/bad.params.yml",
+    ]);
+    assert_eq!(o.code, 5);
+    assert_eq!(
+        o.stderr,
+        "error: invalid value for param `batch`
+ --> tests/fixtures/params/bad.params.yml:2:8
+  |
+2 | batch: lots
+  |        ^^^^ expected a whole number, found the string `lots`
+
+error: unknown param `colour`
+ --> tests/fixtures/params/bad.params.yml:3:1
+  |
+3 | colour: blue
+  | ^^^^^^ not declared by the runbook
+  |
+  = help: declared params: `table`, `env`, `batch`, `ratio`, `dry_run` or `api_token`
+
+error: `tests/fixtures/valid/every_key.yml` is invalid (2 errors); nothing ran
+"
+    );
+}
+
+#[test]
+fn set_beats_the_params_file_which_beats_the_default() {
+    let o = runbook(&[
+        "plan",
+        EVERY,
+        "--format",
+        "json",
+        "--params-file",
+        "tests/fixtures/params/every_key.params.yml",
+        "--set",
+        "batch=42",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let p = &plan["params"];
+    assert_eq!(
+        (&p["batch"]["value"], &p["batch"]["origin"]),
+        (&42.into(), &"set".into())
+    );
+    assert_eq!(
+        (&p["env"]["value"], &p["env"]["origin"]),
+        (&"production".into(), &"params_file".into())
+    );
+    assert_eq!(
+        (&p["ratio"]["value"], &p["ratio"]["origin"]),
+        (&0.5.into(), &"default".into())
+    );
+}
+
+#[test]
+fn plan_needs_every_required_param() {
+    let o = runbook(&["plan", EVERY]);
+    assert_eq!(o.code, 5);
+    assert_eq!(o.stdout, "");
+    assert!(
+        o.stderr
+            .starts_with("error: missing value for required param `table`\n"),
+        "{}",
+        o.stderr
+    );
+}
+
+fn redact_sha(text: &str) -> String {
+    let re = regex::Regex::new("[0-9a-f]{64}").unwrap();
+    re.replace_all(text, "[sha256]").into_owned()
+}
+
+#[test]
+fn plan_text_snapshot() {
+    let o = runbook(&["plan", EVERY, "--set", "table=orders"]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    insta::assert_snapshot!(redact_sha(&o.stdout));
+}
+
+#[test]
+fn plan_json_snapshot() {
+    let o = runbook(&["plan", EVERY, "--set", "table=orders", "--format", "json"]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    insta::assert_snapshot!(redact_sha(&o.stdout));
+}
+
+#[test]
+fn quickstart_plan_snapshot() {
+    let o = runbook(&["plan", "examples/quickstart/runbook.yml"]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    insta::assert_snapshot!(redact_sha(&o.stdout));
+}
+
+#[test]
+fn secrets_never_reach_plan_output() {
+    for format in ["text", "json"] {
+        let o = runbook(&[
+            "plan",
+            EVERY,
+            "--set",
+            "table=orders",
+            "--set",
+            "api_token=tok-7f3a9",
+            "--format",
+            format,
+        ]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        for secret in ["tok-7f3a9", "hunter2"] {
+            assert!(
+                !o.stdout.contains(secret),
+                "{format} plan leaks {secret}:\n{}",
+                o.stdout
+            );
+        }
+        assert!(o.stdout.contains("[REDACTED]"));
+    }
+}
+
+#[test]
+fn plan_shows_run_time_values_instead_of_dropping_them() {
+    let o = runbook(&["plan", EVERY, "--set", "table=orders", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let prompt = &plan["phases"][4]["approval"]["prompt"];
+    assert_eq!(
+        prompt["text"],
+        "Drop the old column of orders (<known after steps.count_before> rows)?"
+    );
+    assert_eq!(prompt["after"], serde_json::json!(["steps.count_before"]));
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let o = runbook(&["schema"]);
+    assert_eq!(o.code, 0);
+    assert_eq!(
+        o.stdout,
+        std::fs::read_to_string("schemas/runbook.v1.schema.json").unwrap()
+    );
+}
