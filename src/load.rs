@@ -173,7 +173,7 @@ pub fn load_str(
         }
     };
     let spans = index_spans(&source);
-    let value = match to_json(&yaml, "", &spans) {
+    let value = match to_json(yaml, &mut Vec::new(), &spans) {
         Ok(v) => v,
         Err(diagnostic) => return Err(Box::new(LoadFailure { source, diagnostic })),
     };
@@ -270,11 +270,23 @@ fn yaml_path_to_pointer(path: &str) -> String {
     out
 }
 
-fn to_json(v: &serde_yaml::Value, pointer: &str, spans: &SpanIndex) -> Result<Value, Diagnostic> {
+/// Where a node sits, as segments; formatted into a pointer only on error.
+fn pointer_of(path: &[String]) -> String {
+    path.iter()
+        .map(|s| format!("/{}", pointer_segment(s)))
+        .collect()
+}
+
+/// Convert serde_yaml's value into JSON, consuming it (no string copies).
+fn to_json(
+    v: serde_yaml::Value,
+    path: &mut Vec<String>,
+    spans: &SpanIndex,
+) -> Result<Value, Diagnostic> {
     use serde_yaml::Value as Y;
     Ok(match v {
         Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(*b),
+        Y::Bool(b) => Value::Bool(b),
         Y::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Value::from(i)
@@ -286,40 +298,44 @@ fn to_json(v: &serde_yaml::Value, pointer: &str, spans: &SpanIndex) -> Result<Va
                     .map(Value::Number)
                     .ok_or_else(|| {
                         Diagnostic::new(format!("unsupported number `{n}`"))
-                            .at(spans.value(pointer))
+                            .at(spans.value(&pointer_of(path)))
                             .hint("infinities and NaN are not allowed; use a finite number")
                     })?
             }
         }
-        Y::String(s) => Value::String(s.clone()),
-        Y::Sequence(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| to_json(item, &format!("{pointer}/{i}"), spans))
-                .collect::<Result<_, _>>()?,
-        ),
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                path.push(i.to_string());
+                out.push(to_json(item, path, spans)?);
+                path.pop();
+            }
+            Value::Array(out)
+        }
         Y::Mapping(map) => {
             let mut out = serde_json::Map::with_capacity(map.len());
             for (k, item) in map {
                 let key = match k {
-                    Y::String(s) => s.clone(),
+                    Y::String(s) => s,
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
                     _ => {
                         return Err(Diagnostic::new("mapping key is not a string")
-                            .at(spans.value(pointer))
+                            .at(spans.value(&pointer_of(path)))
                             .hint("write keys as plain words, such as `name:`"));
                     }
                 };
-                let child = format!("{pointer}/{}", pointer_segment(&key));
-                out.insert(key, to_json(item, &child, spans)?);
+                path.push(key);
+                let value = to_json(item, path, spans)?;
+                let key = path.pop().unwrap_or_default();
+                out.insert(key, value);
             }
             Value::Object(out)
         }
         Y::Tagged(t) => {
             return Err(Diagnostic::new(format!("YAML tag `{}` is not supported", t.tag))
-                .at(spans.value(pointer))
+                .at(spans.value(&pointer_of(path)))
                 .hint("remove the tag; runbook values are plain strings, numbers, lists and mappings"));
         }
     })
@@ -331,6 +347,7 @@ fn to_json(v: &serde_yaml::Value, pointer: &str, spans: &SpanIndex) -> Result<Va
 fn index_spans(source: &Source) -> SpanIndex {
     let mut builder = SpanBuilder {
         source,
+        ascii: source.text().is_ascii(),
         stack: Vec::new(),
         index: SpanIndex::default(),
     };
@@ -354,12 +371,18 @@ enum Frame {
 
 struct SpanBuilder<'a> {
     source: &'a Source,
+    /// yaml-rust2 counts `Marker::index` in characters; in ASCII text that
+    /// is also the byte offset, which saves a line/column walk per node.
+    ascii: bool,
     stack: Vec<Frame>,
     index: SpanIndex,
 }
 
 impl SpanBuilder<'_> {
     fn offset(&self, mark: Marker) -> usize {
+        if self.ascii {
+            return mark.index().min(self.source.text().len());
+        }
         self.source
             .offset(mark.line(), mark.col() + 1)
             .unwrap_or(self.source.text().len())

@@ -65,8 +65,8 @@ impl Source {
 
     /// The byte range of the line holding `offset`, without its newline.
     pub fn line_span(&self, offset: usize) -> Span {
-        let (line, _) = self.line_col(offset);
-        let start = self.line_starts[line - 1];
+        let offset = offset.min(self.text.len());
+        let start = self.line_starts[self.line_starts.partition_point(|&s| s <= offset) - 1];
         let end = self.text[start..]
             .find('\n')
             .map_or(self.text.len(), |i| start + i);

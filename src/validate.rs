@@ -189,34 +189,47 @@ const DURATION_KEYS: &[&str] = &[
 
 /// Durations whose syntax the schema accepted but whose size is absurd.
 fn check_durations(doc: &Document) -> Vec<Diagnostic> {
-    fn walk(v: &Value, pointer: &str, doc: &Document, out: &mut Vec<Diagnostic>) {
+    use std::borrow::Cow;
+    fn walk<'a>(
+        v: &'a Value,
+        path: &mut Vec<Cow<'a, str>>,
+        doc: &Document,
+        out: &mut Vec<Diagnostic>,
+    ) {
         match v {
             Value::Object(map) => {
                 for (k, child) in map {
-                    let p = format!("{pointer}/{}", pointer_segment(k));
+                    path.push(Cow::Borrowed(k));
                     if let (true, Some(s)) = (DURATION_KEYS.contains(&k.as_str()), child.as_str())
                         && let Err(DurationError::Overflow(_)) = Duration::parse(s)
                     {
+                        let pointer: String = path
+                            .iter()
+                            .map(|s| format!("/{}", pointer_segment(s)))
+                            .collect();
                         out.push(
                             Diagnostic::new(format!("duration `{s}` for `{k}` is too long"))
-                                .at(doc.spans.value(&p))
+                                .at(doc.spans.value(&pointer))
                                 .label("more than a year")
                                 .hint("durations are limited to one year; check the number and the unit"),
                         );
                     }
-                    walk(child, &p, doc, out);
+                    walk(child, path, doc, out);
+                    path.pop();
                 }
             }
             Value::Array(items) => {
                 for (i, child) in items.iter().enumerate() {
-                    walk(child, &format!("{pointer}/{i}"), doc, out);
+                    path.push(Cow::Owned(i.to_string()));
+                    walk(child, path, doc, out);
+                    path.pop();
                 }
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(&doc.value, "", doc, &mut out);
+    walk(&doc.value, &mut Vec::new(), doc, &mut out);
     out
 }
 

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Time `runbook validate` on a generated 1,000-step runbook and `runbook --version`,
+as whole processes, side by side in one run. When ansible-playbook is installed,
+time `ansible-playbook --syntax-check` on an equivalent 1,000-task playbook too.
+
+Targets (issue 2): validate < 50 ms median for 1,000 steps; --version < 5 ms.
+
+Usage: python3 scripts/bench/validate.py [--runs N] [--steps N]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def runbook_yaml(steps: int) -> str:
+    out = [
+        "apiVersion: runbook/v1",
+        "kind: Runbook",
+        "metadata: { name: bench, version: 1 }",
+        "params:",
+        "  table: { type: string, default: orders }",
+        "settings: { lock_timeout: 2s, statement_timeout: 1min }",
+        "phases:",
+    ]
+    per_phase = 100
+    for p in range(max(1, steps // per_phase)):
+        out += [f"  - id: phase_{p}", "    kind: expand", "    steps:"]
+        for i in range(per_phase):
+            n = p * per_phase + i
+            if n % 4 == 3:
+                out += [
+                    f"      - id: check_{n}",
+                    "        check:",
+                    f"          query: SELECT count(*) AS n FROM {{{{ params.table | ident }}}} WHERE id > {n}",
+                    "          expect: { n: { gte: 0 } }",
+                ]
+            else:
+                out += [
+                    f"      - id: step_{n}",
+                    "        timeout: 30s",
+                    f"        sql: ALTER TABLE {{{{ params.table | ident }}}} ADD COLUMN IF NOT EXISTS c{n} int;",
+                    "        rollback:",
+                    f"          id: undo_{n}",
+                    f"          sql: ALTER TABLE {{{{ params.table | ident }}}} DROP COLUMN IF EXISTS c{n};",
+                ]
+    return "\n".join(out) + "\n"
+
+
+def playbook_yaml(steps: int) -> str:
+    out = ["- hosts: localhost", "  gather_facts: false", "  vars:", "    table: orders", "  tasks:"]
+    for n in range(steps):
+        out += [
+            f"    - name: step {n}",
+            f"      ansible.builtin.command: psql -c 'ALTER TABLE {{{{ table }}}} ADD COLUMN IF NOT EXISTS c{n} int'",
+            "      timeout: 30",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def median_ms(cmd, runs, env=None):
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        samples.append((time.perf_counter() - t) * 1000)
+        if r.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr.decode()}")
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=1000)
+    args = ap.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    exe = os.path.join(ROOT, "target", "release", "runbook")
+    tmp = tempfile.mkdtemp(prefix="runbook-bench-")
+    rb = os.path.join(tmp, "bench.yml")
+    with open(rb, "w") as f:
+        f.write(runbook_yaml(args.steps))
+    pb = os.path.join(tmp, "playbook.yml")
+    with open(pb, "w") as f:
+        f.write(playbook_yaml(args.steps))
+
+    rows = []
+    rows.append(("runbook --version", *median_ms([exe, "--version"], args.runs), 5))
+    rows.append((f"runbook validate ({args.steps} steps)", *median_ms([exe, "validate", rb], args.runs), 50))
+    ansible = shutil.which("ansible-playbook")
+    if ansible:
+        env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False")
+        rows.append(
+            (f"ansible-playbook --syntax-check ({args.steps} tasks)",
+             *median_ms([ansible, "--syntax-check", pb], max(3, args.runs // 5), env), None)
+        )
+    print(f"{'command':<48} {'median ms':>10} {'min':>8} {'max':>8}  target")
+    for name, med, lo, hi, target in rows:
+        verdict = "" if target is None else (f"< {target} ms: " + ("met" if med < target else "MISSED"))
+        print(f"{name:<48} {med:>10.2f} {lo:>8.2f} {hi:>8.2f}  {verdict}")
+    if not ansible:
+        print("ansible-playbook not installed (pip install ansible-core) - comparison skipped")
+    print(f"runbook file: {os.path.getsize(rb)} bytes; runs per command: {args.runs}")
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
