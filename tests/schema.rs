@@ -139,3 +139,16 @@ fn the_every_key_fixture_uses_every_schema_property() {
         "every_key.yml does not use: {missing:?}"
     );
 }
+
+#[test]
+fn the_readme_example_is_a_valid_runbook() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let start = readme.find("```yaml\n").expect("README has a yaml example") + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let doc = runbook::load::load_str("README.md example", &readme[start..end]).unwrap();
+    if let Err(invalid) =
+        runbook::validate::validate_doc(doc, &Inputs::default(), ParamCheck::RequireAll)
+    {
+        panic!("{}", invalid.render(false));
+    }
+}
