@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit;
 use crate::plan;
+use crate::report::progress::Mode;
+use crate::run::RunArgs;
 use crate::validate::{self, Inputs, ParamCheck};
 
 #[derive(Debug, Parser)]
@@ -80,8 +82,55 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run a runbook against a database, with rollback, progress and reports.
+    Exec(Box<ExecArgs>),
     /// Print the JSON Schema of the runbook format.
     Schema,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProgressArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// The runbook file.
+    file: PathBuf,
+    #[command(flatten)]
+    params: ParamArgs,
+    /// The target database. Beats the runbook's `database.url`, then $DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Start a throwaway local PostgreSQL, run against it, remove it afterwards.
+    #[arg(long, conflicts_with = "database_url")]
+    ephemeral: bool,
+    /// With --ephemeral: keep the throwaway PostgreSQL running and print its URL.
+    #[arg(long, requires = "ephemeral")]
+    keep: bool,
+    /// Approve the gate of this phase (repeatable).
+    #[arg(long = "approve", value_name = "PHASE")]
+    approve: Vec<String>,
+    /// Approve every gate.
+    #[arg(long)]
+    yes: bool,
+    /// Where reports go. Default: runbook-reports/<name>-<run-id>/.
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Progress display: bars on a terminal, timestamped lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    progress: ProgressArg,
+    /// Print only the verdict.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print the SQL and commands as they run, and every output line.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// Run the command line and return the process exit code.
@@ -157,6 +206,35 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                     exit::INVALID
                 }
             }
+        }
+        Cmd::Exec(args) => {
+            drop(stdout);
+            drop(stderr);
+            crate::run::exec(RunArgs {
+                file: args.file,
+                inputs: args.params.inputs(),
+                database_url: args.database_url,
+                ephemeral: args.ephemeral,
+                keep: args.keep,
+                approve: args.approve,
+                yes: args.yes,
+                report_dir: args.report_dir,
+                junit: args.junit,
+                progress: match (args.quiet, args.progress) {
+                    (true, _) => Mode::Quiet,
+                    (false, ProgressArg::Always) => Mode::Bars,
+                    (false, ProgressArg::Never) => Mode::Lines,
+                    (false, ProgressArg::Auto) => {
+                        if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+                            Mode::Bars
+                        } else {
+                            Mode::Lines
+                        }
+                    }
+                },
+                verbose: args.verbose,
+                color,
+            })
         }
         Cmd::Schema => {
             let _ = stdout.write_all(crate::schema::RUNBOOK_SCHEMA.as_bytes());

@@ -8,12 +8,17 @@
 pub mod cli;
 pub mod diag;
 pub mod duration;
+pub mod ephemeral;
+pub mod events;
+pub mod exec;
 pub mod exit;
 pub mod load;
 pub mod model;
 pub mod params;
 pub mod plan;
 pub mod redact;
+pub mod report;
+pub mod run;
 pub mod schema;
 pub mod source;
 pub mod template;

@@ -47,6 +47,20 @@ pub struct Plan {
     pub finally_steps: Vec<PlanStep>,
     #[serde(skip)]
     pub redactor: Redactor,
+    /// Unredacted values the executor renders run-time templates with.
+    #[serde(skip)]
+    pub context: RenderContext,
+    /// The runbook's database URL, rendered and unredacted.
+    #[serde(skip)]
+    pub database_url: Option<String>,
+}
+
+/// What templates read, unredacted. Never serialized.
+#[derive(Debug, Clone, Default)]
+pub struct RenderContext {
+    pub params: Value,
+    pub vars: Value,
+    pub metadata: Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,7 +130,14 @@ pub struct PlanPhase {
 /// known only at run time.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Text {
+    /// The rendered text, redacted: what every output shows.
     pub text: String,
+    /// The rendered text as it runs. Never serialized.
+    #[serde(skip)]
+    pub raw: String,
+    /// The JSON pointer of the field in the runbook, for error locations.
+    #[serde(skip)]
+    pub pointer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -138,6 +159,9 @@ pub struct PlanExpect {
     pub target: String,
     pub op: model::CompareOp,
     pub value: Value,
+    /// The expected value's template, when it must be rendered at run time.
+    #[serde(skip)]
+    pub template: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -266,12 +290,14 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         redactor,
         errors,
     };
+    let mut database_url = None;
     let database = match &rb.database.url {
         Some(url) => {
             let t = p.text(url, "/database/url");
-            p.redactor.add_url(&t.text);
+            p.redactor.add_url(&t.raw);
+            database_url = Some(t.raw.clone());
             PlanDatabase {
-                url: Some(p.redactor.redact(&t.text).into_owned()),
+                url: Some(p.redactor.redact(&t.raw).into_owned()),
                 source: "runbook",
             }
         }
@@ -322,6 +348,11 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         });
     }
     let redactor = p.redactor;
+    let context = RenderContext {
+        params: serde_json::to_value(v.params.values()).unwrap_or_default(),
+        vars: Value::Object(vars.clone()),
+        metadata,
+    };
     let mut vars = Value::Object(vars);
     redactor.redact_json(&mut vars);
     let Value::Object(vars) = vars else {
@@ -364,6 +395,8 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         on_failure,
         finally_steps,
         redactor,
+        context,
+        database_url,
     })
 }
 
@@ -418,7 +451,9 @@ fn error_text(e: &minijinja::Error) -> String {
 
 fn plain(text: String) -> Text {
     Text {
+        raw: text.clone(),
         text,
+        pointer: String::new(),
         template: None,
         after: Vec::new(),
     }
@@ -451,6 +486,8 @@ impl Planner<'_> {
                 Text {
                     template: (!after.is_empty()).then(|| source.to_string()),
                     text,
+                    raw: out,
+                    pointer: pointer.to_string(),
                     after,
                 }
             }
@@ -480,6 +517,8 @@ impl Planner<'_> {
                 }
                 Text {
                     text: self.redactor.redact(source).into_owned(),
+                    raw: source.to_string(),
+                    pointer: pointer.to_string(),
                     template: Some(source.to_string()),
                     after,
                 }
@@ -575,21 +614,32 @@ impl Planner<'_> {
         }
     }
 
+    /// The pointer of a kind's main field: the short form or the mapping form.
+    fn field(&self, p: &str, kind: &str, long: &str) -> String {
+        let short = format!("{p}/{kind}");
+        if self.doc.value.pointer(&short).is_some_and(Value::is_object) {
+            format!("{short}/{long}")
+        } else {
+            short
+        }
+    }
+
     fn check(&mut self, c: &CheckStep, p: &str) -> Action {
-        let query = self.text(&c.query, p);
+        let query = self.text(&c.query, &self.field(p, "check", "query"));
         let mut expect = Vec::new();
         for (target, m) in &c.expect {
             for (op, value) in &m.ops {
-                let value = match value {
+                let (value, template) = match value {
                     Value::String(s) if s.contains("{{") || s.contains("{%") => {
-                        Value::String(self.text(s, p).text)
+                        (Value::String(self.text(s, p).text), Some(s.clone()))
                     }
-                    other => other.clone(),
+                    other => (other.clone(), None),
                 };
                 expect.push(PlanExpect {
                     target: target.clone(),
                     op: *op,
                     value,
+                    template,
                 });
             }
         }
@@ -608,14 +658,21 @@ impl Planner<'_> {
     fn step(&mut self, s: &Step, p: &str) -> PlanStep {
         let action = match &s.kind {
             StepKind::Sql(sql) => Action::Sql {
-                statements: self.text(&sql.statements, p),
+                statements: self.text(&sql.statements, &self.field(p, "sql", "statements")),
                 transaction: sql.transaction,
             },
             StepKind::Check(c) => self.check(c, p),
             StepKind::Shell(sh) => {
+                let cmd = self.field(p, "shell", "command");
                 let (script, argv) = match &sh.command {
-                    Command::Script(t) => (Some(self.text(t, p)), Vec::new()),
-                    Command::Argv(a) => (None, a.iter().map(|x| self.text(x, p)).collect()),
+                    Command::Script(t) => (Some(self.text(t, &cmd)), Vec::new()),
+                    Command::Argv(a) => (
+                        None,
+                        a.iter()
+                            .enumerate()
+                            .map(|(i, x)| self.text(x, &format!("{cmd}/{i}")))
+                            .collect(),
+                    ),
                 };
                 Action::Shell {
                     script,

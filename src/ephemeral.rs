@@ -1,0 +1,309 @@
+//! A throwaway local PostgreSQL: `runbook exec --ephemeral`, and the test suite.
+//!
+//! The cluster lives in a temporary directory, listens only on 127.0.0.1 on a
+//! free port, trusts local connections, and is removed when dropped. PostgreSQL
+//! refuses to run as root, so when runbook is root the server runs as the
+//! `postgres` user (or `nobody`). A guardian process removes the cluster even
+//! if runbook itself is killed.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Gid, Pid, Uid, User};
+
+/// Why a throwaway cluster could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum EphemeralError {
+    #[error(
+        "PostgreSQL server binaries not found (looked for `{name}` on PATH and in /usr/lib/postgresql/*/bin)"
+    )]
+    NotInstalled { name: &'static str },
+    #[error("failed to create a directory for the cluster: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error(
+        "runbook runs as root and found no unprivileged user (`postgres` or `nobody`) to run PostgreSQL as"
+    )]
+    NoUser,
+    #[error("failed to run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`initdb` failed:\n{0}")]
+    Initdb(String),
+    #[error("PostgreSQL did not start within {seconds}s; its log ends with:\n{log}")]
+    Start { seconds: u64, log: String },
+}
+
+/// The directories that hold `initdb`, `pg_ctl`, `postgres` and friends.
+pub fn bin_dir() -> Option<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Ok(p) = which::which("initdb")
+        && let Some(dir) = std::fs::canonicalize(&p)
+            .ok()
+            .as_deref()
+            .and_then(Path::parent)
+        && has_server(dir)
+    {
+        return Some(dir.to_path_buf());
+    }
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has_server(&bin).then_some((version, bin))
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, d)| d)
+}
+
+/// A running throwaway cluster.
+#[derive(Debug)]
+pub struct Ephemeral {
+    dir: PathBuf,
+    port: u16,
+    postmaster: Option<Child>,
+    guardian: Option<Child>,
+    keep: bool,
+}
+
+const SUPERUSER: &str = "runbook";
+
+impl Ephemeral {
+    /// Create, configure and start a cluster; wait until it accepts connections.
+    pub fn start() -> Result<Self, EphemeralError> {
+        let bin = bin_dir().ok_or(EphemeralError::NotInstalled { name: "initdb" })?;
+        let run_as = unprivileged_user()?;
+        let dir = tempfile::Builder::new()
+            .prefix("runbook-pg-")
+            .tempdir()
+            .map_err(EphemeralError::TempDir)?
+            .keep();
+        let data = dir.join("data");
+        if let Some((uid, gid)) = run_as {
+            nix::unistd::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| EphemeralError::TempDir(std::io::Error::from(e)))?;
+        }
+        let mut cluster = Ephemeral {
+            dir: dir.clone(),
+            port: 0,
+            postmaster: None,
+            guardian: None,
+            keep: false,
+        };
+        // The guardian removes the directory once this process is gone, even
+        // after a SIGKILL; dropping the cluster normally stops it first.
+        cluster.guardian = spawn_guardian(&dir).ok();
+
+        let out = as_user(Command::new(bin.join("initdb")), run_as)
+            .args(["-D"])
+            .arg(&data)
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| EphemeralError::Spawn {
+                program: "initdb".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(EphemeralError::Initdb(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+
+        let log = dir.join("postgres.log");
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let log_file = std::fs::File::create(&log).map_err(EphemeralError::TempDir)?;
+            if let Some((uid, gid)) = run_as {
+                let _ = nix::unistd::chown(&log, Some(uid), Some(gid));
+            }
+            let child = as_user(Command::new(bin.join("postgres")), run_as)
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string()])
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", dir.display()))
+                .args([
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ])
+                .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .process_group(0)
+                .spawn()
+                .map_err(|source| EphemeralError::Spawn {
+                    program: "postgres".into(),
+                    source,
+                })?;
+            cluster.postmaster = Some(child);
+            cluster.port = port;
+            if cluster.wait_ready(Duration::from_secs(30)) {
+                return Ok(cluster);
+            }
+            cluster.stop_server();
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+        }
+        let tail: Vec<&str> = last_log.lines().rev().take(10).collect();
+        Err(EphemeralError::Start {
+            seconds: 30,
+            log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        })
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let socket = self.dir.join(format!(".s.PGSQL.{}", self.port));
+        while Instant::now() < deadline {
+            if let Some(child) = self.postmaster.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return false;
+            }
+            // The server opens its Unix socket once it accepts connections,
+            // and removes the startup lock; probe TCP to be sure.
+            if socket.exists() && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                let ready = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+                    .map(|pid| pid.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+                    .unwrap_or(false);
+                if ready {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL for database `db` on this cluster (trust auth: no password).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Keep the cluster running after this value is dropped (`--keep`).
+    pub fn keep(&mut self) {
+        self.keep = true;
+        if let Some(mut g) = self.guardian.take() {
+            let _ = g.kill();
+            let _ = g.wait();
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn stop_server(&mut self) {
+        if let Some(mut child) = self.postmaster.take() {
+            let pid = Pid::from_raw(child.id() as i32);
+            // SIGINT: fast shutdown. SIGKILL if it takes too long.
+            let _ = kill(pid, Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ephemeral {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        self.stop_server();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(mut g) = self.guardian.take() {
+            let _ = g.kill();
+            let _ = g.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}
+
+/// The user to run PostgreSQL as: `None` when runbook is not root.
+fn unprivileged_user() -> Result<Option<(Uid, Gid)>, EphemeralError> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    for name in ["postgres", "nobody"] {
+        if let Ok(Some(u)) = User::from_name(name) {
+            return Ok(Some((u.uid, u.gid)));
+        }
+    }
+    Err(EphemeralError::NoUser)
+}
+
+fn as_user(mut cmd: Command, run_as: Option<(Uid, Gid)>) -> Command {
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid.as_raw()).gid(gid.as_raw()).env("HOME", "/tmp");
+    }
+    cmd
+}
+
+/// A small `sh` loop that outlives this process: once the parent is gone it
+/// stops the server (immediate shutdown) and removes the directory.
+fn spawn_guardian(dir: &Path) -> std::io::Result<Child> {
+    let script = r#"
+parent=$1; dir=$2
+while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+if [ -f "$dir/data/postmaster.pid" ]; then
+  pid=$(head -n 1 "$dir/data/postmaster.pid")
+  kill -QUIT "$pid" 2>/dev/null
+  for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf "$dir"
+"#;
+    Command::new("sh")
+        .args(["-c", script, "runbook-guardian"])
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+}

@@ -1,0 +1,358 @@
+//! Events: what the executor says, and the only thing reporters hear.
+//!
+//! The executor never prints. It emits events; the bus redacts each one once
+//! and hands it to every sink (progress display, event log, report builder).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::redact::Redactor;
+
+/// A step's part in the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A step of a phase.
+    Main,
+    /// A step's `rollback` compensation.
+    Compensation,
+    /// A phase's `on_failure` step list.
+    PhaseBranch,
+    /// The runbook's `on_failure` branch.
+    OnFailure,
+    /// The runbook's `finally` steps.
+    Finally,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    Skipped,
+    /// It succeeded, then its compensation undid it.
+    RolledBack,
+    /// Its compensation failed: a person must look.
+    CompensationFailed,
+    TimedOut,
+    Cancelled,
+    /// Started when the run was killed; known only from the event log.
+    Running,
+    /// Never reached.
+    NotRun,
+}
+
+impl StepStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::RolledBack => "rolled_back",
+            Self::CompensationFailed => "compensation_failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+            Self::Running => "running",
+            Self::NotRun => "not_run",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Self::Failed | Self::TimedOut | Self::Cancelled | Self::CompensationFailed
+        )
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// A preflight step failed; nothing was changed.
+    PreflightFailed,
+    /// A step failed and its rollback completed.
+    RolledBack,
+    /// A verify check failed.
+    VerifyFailed,
+    /// A rollback failed or was not done: a person must act.
+    RollbackFailed,
+    NotApproved,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::PreflightFailed => "preflight_failed",
+            Self::RolledBack => "rolled_back",
+            Self::VerifyFailed => "verify_failed",
+            Self::RollbackFailed => "rollback_failed",
+            Self::NotApproved => "not_approved",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The database a run targets. Never holds the password.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub server_version: Option<String>,
+    pub ephemeral: bool,
+}
+
+/// A server error, in full.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ErrorInfo {
+    /// Error class for retries: lock_timeout, deadlock, serialization_failure,
+    /// connection, timeout, cancelled, exit, check, io.
+    pub class: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Character position in the statement (1-based), as the server reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// Where in the runbook, `file:line:col`, when it can be mapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// One expectation of a check, evaluated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Expectation {
+    pub target: String,
+    pub op: String,
+    pub expected: Value,
+    pub actual: Value,
+    pub passed: bool,
+}
+
+/// One `assert` expression of a check, evaluated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Assertion {
+    pub expr: String,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A check's evaluated result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CheckResult {
+    pub rows: usize,
+    pub expectations: Vec<Expectation>,
+    pub assertions: Vec<Assertion>,
+    pub severity: String,
+}
+
+/// Who approved a gate, and how.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Approval {
+    /// `flag` (--approve PHASE), `yes` (--yes) or `prompt` (typed at a terminal).
+    pub method: String,
+    pub user: String,
+    pub at: String,
+}
+
+/// Everything the executor reports. Each carries a timestamp (`at`, RFC 3339).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        at: String,
+        run_id: String,
+        runbook: String,
+        version: String,
+        file: String,
+        sha256: String,
+        runner_version: String,
+        params: Value,
+        target: Target,
+        /// Main-line steps, for progress totals.
+        total_steps: usize,
+    },
+    PhaseStarted {
+        at: String,
+        phase: String,
+        kind: String,
+    },
+    PhaseSkipped {
+        at: String,
+        phase: String,
+        kind: String,
+        reason: String,
+    },
+    ApprovalGiven {
+        at: String,
+        phase: String,
+        approval: Approval,
+    },
+    ApprovalRefused {
+        at: String,
+        phase: String,
+        reason: String,
+    },
+    PhaseFinished {
+        at: String,
+        phase: String,
+        status: String,
+        duration_ms: u64,
+    },
+    CompensationRegistered {
+        at: String,
+        step: String,
+        compensations: Vec<String>,
+    },
+    StepStarted {
+        at: String,
+        step: String,
+        phase: Option<String>,
+        kind: String,
+        role: Role,
+        /// For compensations, the step they undo.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        for_step: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        attempt: u32,
+        /// The SQL or command, rendered and redacted.
+        action: String,
+    },
+    StepOutput {
+        at: String,
+        step: String,
+        /// `stdout`, `stderr` or `notice`.
+        stream: String,
+        line: String,
+    },
+    StepRetry {
+        at: String,
+        step: String,
+        attempt: u32,
+        error: ErrorInfo,
+        wait_ms: u64,
+    },
+    StepSkipped {
+        at: String,
+        step: String,
+        phase: Option<String>,
+        kind: String,
+        role: Role,
+        reason: String,
+    },
+    StepFinished {
+        at: String,
+        step: String,
+        status: StepStatus,
+        duration_ms: u64,
+        attempts: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rows_affected: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        check: Option<CheckResult>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorInfo>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stdout_tail: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stderr_tail: Option<String>,
+    },
+    /// A step that had succeeded was undone by its compensation (or not).
+    StepCompensated {
+        at: String,
+        step: String,
+        status: StepStatus,
+    },
+    RollbackStarted {
+        at: String,
+        /// `phase` (compensations), `phase_branch`, `on_failure`.
+        scope: String,
+        phase: Option<String>,
+        reason: String,
+    },
+    RollbackFinished {
+        at: String,
+        scope: String,
+        phase: Option<String>,
+        clean: bool,
+    },
+    Warning {
+        at: String,
+        message: String,
+    },
+    RunFinished {
+        at: String,
+        status: RunStatus,
+        exit_code: u8,
+        duration_ms: u64,
+        verdict: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failed_step: Option<String>,
+    },
+}
+
+impl Event {
+    /// Redact every string inside the event.
+    pub fn redacted(&self, r: &Redactor) -> Event {
+        let mut v = serde_json::to_value(self).expect("events serialize");
+        r.redact_json(&mut v);
+        serde_json::from_value(v).expect("redaction keeps the event's shape")
+    }
+}
+
+/// A consumer of events: a progress display, a log, a report.
+pub trait Sink {
+    fn event(&mut self, e: &Event);
+    /// Called when the run is over; write anything buffered.
+    fn finish(&mut self) {}
+}
+
+/// Redacts each event once and fans it out to every sink.
+pub struct Bus {
+    redactor: Redactor,
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl Bus {
+    pub fn new(redactor: Redactor, sinks: Vec<Box<dyn Sink>>) -> Self {
+        Self { redactor, sinks }
+    }
+
+    pub fn emit(&mut self, e: Event) {
+        let e = e.redacted(&self.redactor);
+        for s in &mut self.sinks {
+            s.event(&e);
+        }
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    pub fn finish(&mut self) {
+        for s in &mut self.sinks {
+            s.finish();
+        }
+    }
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}

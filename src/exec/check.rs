@@ -1,0 +1,289 @@
+//! `check` steps: a query in a READ ONLY transaction, with expectations.
+//!
+//! Rows come back as JSON (`to_json` of each row), so numbers, booleans and
+//! NULLs keep their types for comparisons and for later templates.
+
+use std::cmp::Ordering;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio_postgres::SimpleQueryMessage;
+
+use super::db::{self, QueryFail};
+use super::{Attempt, Done, Fail, Run, cancelled_error, timeout_error};
+use crate::events::{Assertion, CheckResult, ErrorInfo, Expectation, StepStatus};
+use crate::model::CompareOp;
+use crate::plan::{Action, PlanStep};
+
+const ROW: &str = "runbook_row";
+
+pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
+    let Action::Check {
+        query,
+        expect,
+        assert,
+        severity,
+    } = &s.action
+    else {
+        unreachable!("check::run is called for checks")
+    };
+    let (q, _) = r
+        .render(query)
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let body = q.trim_end().trim_end_matches(';').trim_end();
+    let mut prefix = String::from("BEGIN TRANSACTION READ ONLY;\n");
+    if let Some(set) = db::settings_sql(&r.plan.settings, true) {
+        prefix.push_str(&set);
+        prefix.push('\n');
+    }
+    prefix.push_str(&format!("SELECT to_json(q) AS {ROW} FROM (\n"));
+    let sql = format!("{prefix}{body}\n) AS q;\nCOMMIT;");
+    let rows = match r.db.run(&sql, timeout, r.stop_signal()).await {
+        Ok(messages) => {
+            let mut ours = false;
+            let mut rows = Vec::new();
+            for m in messages {
+                match m {
+                    SimpleQueryMessage::RowDescription(cols) => {
+                        ours = cols.first().is_some_and(|c| c.name() == ROW);
+                    }
+                    SimpleQueryMessage::Row(row) if ours => {
+                        let v = row
+                            .get(0)
+                            .and_then(|t| serde_json::from_str::<Value>(t).ok());
+                        rows.push(match v {
+                            Some(Value::Object(m)) => m,
+                            _ => Map::new(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            rows
+        }
+        Err(fail) => {
+            r.db.rollback().await;
+            return Err(match fail {
+                QueryFail::Db(e) => {
+                    let mut info = db::error_info(&e, Some(prefix.chars().count()));
+                    info.location = r.locate(query, &q, info.position);
+                    Fail {
+                        status: StepStatus::Failed,
+                        retry_class: db::classify(&e),
+                        error: info,
+                        partial: Done::default(),
+                    }
+                }
+                QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),
+                QueryFail::Interrupted => Fail::new(StepStatus::Cancelled, cancelled_error()),
+            });
+        }
+    };
+
+    let first = rows
+        .first()
+        .cloned()
+        .map(Value::Object)
+        .unwrap_or(Value::Null);
+    let all = Value::Array(rows.iter().cloned().map(Value::Object).collect());
+    let mut result = CheckResult {
+        rows: rows.len(),
+        severity: serde_json::to_value(severity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        ..CheckResult::default()
+    };
+    for e in expect {
+        let expected = match &e.template {
+            Some(t) => match r.render_str(t) {
+                Ok(raw) => Value::String(raw),
+                Err(err) => Value::String(format!("<{}>", err.message)),
+            },
+            None => e.value.clone(),
+        };
+        let actual = if e.target == "rows" {
+            Value::from(rows.len())
+        } else {
+            match rows.first() {
+                None => Value::String("<no rows>".into()),
+                Some(row) => row
+                    .get(&e.target)
+                    .cloned()
+                    .unwrap_or_else(|| Value::String(format!("<no column `{}`>", e.target))),
+            }
+        };
+        let passed = matches(&actual, e.op, &expected);
+        result.expectations.push(Expectation {
+            target: e.target.clone(),
+            op: e.op.name().into(),
+            expected,
+            actual,
+            passed,
+        });
+    }
+    let locals = [
+        (
+            "row",
+            minijinja::Value::from(minijinja::value::Serde(&first)),
+        ),
+        (
+            "rows",
+            minijinja::Value::from(minijinja::value::Serde(&all)),
+        ),
+    ];
+    for a in assert {
+        let (passed, error) = match r.eval(a, &locals) {
+            Ok(b) => (b, None),
+            Err(e) => (false, Some(e)),
+        };
+        result.assertions.push(Assertion {
+            expr: a.clone(),
+            passed,
+            error,
+        });
+    }
+
+    let mut output = Map::new();
+    output.insert("rows".into(), all);
+    output.insert("row".into(), first);
+    let failures: Vec<String> = result
+        .expectations
+        .iter()
+        .filter(|e| !e.passed)
+        .map(|e| {
+            format!(
+                "expected {} {} {}, got {}",
+                e.target,
+                e.op,
+                show(&e.expected),
+                show(&e.actual)
+            )
+        })
+        .chain(
+            result
+                .assertions
+                .iter()
+                .filter(|a| !a.passed)
+                .map(|a| match &a.error {
+                    Some(err) => format!("assert `{}` failed: {err}", a.expr),
+                    None => format!("assert `{}` was false", a.expr),
+                }),
+        )
+        .collect();
+    let done = Done {
+        check: Some(result),
+        output,
+        ..Done::default()
+    };
+    if failures.is_empty() {
+        Ok(done)
+    } else {
+        Err(Fail {
+            status: StepStatus::Failed,
+            error: ErrorInfo {
+                class: "check".into(),
+                message: failures.join("; "),
+                ..ErrorInfo::default()
+            },
+            retry_class: None,
+            partial: done,
+        })
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A value as a number, when it is one or a string that spells one.
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Compare two values: numerically when both are numbers (or numeric
+/// strings, as rendered templates are), as booleans, else as text.
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    if let (Value::Number(x), Value::Number(y)) = (a, b)
+        && let (Some(x), Some(y)) = (x.as_i64(), y.as_i64())
+    {
+        return Some(x.cmp(&y));
+    }
+    if let (Some(x), Some(y)) = (number(a), number(b)) {
+        return x.partial_cmp(&y);
+    }
+    let boolean = |v: &Value| match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" => Some(true),
+        Value::String(s) if s == "false" => Some(false),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (boolean(a), boolean(b)) {
+        return Some(x.cmp(&y));
+    }
+    match (a, b) {
+        (Value::Null, Value::Null) => Some(Ordering::Equal),
+        (Value::Null, _) | (_, Value::Null) => None,
+        _ => Some(show(a).cmp(&show(b))),
+    }
+}
+
+pub(crate) fn matches(actual: &Value, op: CompareOp, expected: &Value) -> bool {
+    let cmp = |e: &Value| compare(actual, e);
+    match op {
+        CompareOp::Eq => cmp(expected) == Some(Ordering::Equal),
+        CompareOp::Ne => cmp(expected) != Some(Ordering::Equal),
+        CompareOp::Lt => cmp(expected) == Some(Ordering::Less),
+        CompareOp::Lte => matches!(cmp(expected), Some(Ordering::Less | Ordering::Equal)),
+        CompareOp::Gt => cmp(expected) == Some(Ordering::Greater),
+        CompareOp::Gte => matches!(cmp(expected), Some(Ordering::Greater | Ordering::Equal)),
+        CompareOp::In => expected
+            .as_array()
+            .is_some_and(|xs| xs.iter().any(|x| cmp(x) == Some(Ordering::Equal))),
+        CompareOp::Between => match expected.as_array().map(Vec::as_slice) {
+            Some([lo, hi]) => {
+                matches!(cmp(lo), Some(Ordering::Greater | Ordering::Equal))
+                    && matches!(cmp(hi), Some(Ordering::Less | Ordering::Equal))
+            }
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn comparisons_follow_types() {
+        let cases = [
+            (json!(3), CompareOp::Eq, json!("3"), true),
+            (json!(3), CompareOp::Gte, json!(2), true),
+            (json!(10), CompareOp::Gt, json!("9"), true),
+            (json!("10"), CompareOp::Lt, json!("9"), false),
+            (json!(true), CompareOp::Eq, json!("true"), true),
+            (json!(null), CompareOp::Eq, json!(null), true),
+            (json!(null), CompareOp::Gt, json!(0), false),
+            (json!("ok"), CompareOp::In, json!(["ok", "fine"]), true),
+            (json!(5), CompareOp::Between, json!([1, 5]), true),
+            (json!(6), CompareOp::Between, json!([1, 5]), false),
+            (
+                json!(9007199254740993_i64),
+                CompareOp::Eq,
+                json!(9007199254740992_i64),
+                false,
+            ),
+        ];
+        for (a, op, e, want) in cases {
+            assert_eq!(matches(&a, op, &e), want, "{a} {op:?} {e}");
+        }
+    }
+}

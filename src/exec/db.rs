@@ -1,0 +1,265 @@
+//! The run's database session: connect, apply settings, run a query with a
+//! timeout that cancels on the server, classify errors for retries.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, CancelToken, Client, Config, NoTls, SimpleQueryMessage};
+
+use crate::events::{ErrorInfo, Target};
+use crate::model::{ErrorClass, Settings};
+
+/// A connected session, with the server's notices on a channel.
+pub struct Db {
+    pub client: Client,
+    cancel: CancelToken,
+    notices: mpsc::UnboundedReceiver<String>,
+    config: Config,
+}
+
+/// Why a query did not complete.
+pub enum QueryFail {
+    Db(tokio_postgres::Error),
+    /// The step's timeout passed; a cancel request was sent.
+    Timeout,
+    /// The run was interrupted; a cancel request was sent.
+    Interrupted,
+}
+
+/// Parse a connection URL, refusing what cannot work before anything runs.
+pub fn parse_url(url: &str) -> Result<Config, String> {
+    let config: Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| e.to_string())?;
+    if config.get_hosts().is_empty() {
+        return Err("the URL names no host".into());
+    }
+    Ok(config)
+}
+
+/// Where a config points, without the password.
+pub fn target_of(config: &Config, ephemeral: bool) -> Target {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => String::new(),
+    };
+    Target {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        database: config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or("postgres")
+            .to_string(),
+        user: config.get_user().unwrap_or_default().to_string(),
+        server_version: None,
+        ephemeral,
+    }
+}
+
+/// libpq environment variables that point a child process (psql, pg_dump)
+/// at the run's database. The password travels here, never in argv.
+pub fn libpq_env(config: &Config, app: &str) -> Vec<(String, String)> {
+    let t = target_of(config, false);
+    let mut env = vec![
+        ("PGHOST".to_string(), t.host),
+        ("PGPORT".to_string(), t.port.to_string()),
+        ("PGDATABASE".to_string(), t.database),
+        ("PGAPPNAME".to_string(), app.to_string()),
+    ];
+    if !t.user.is_empty() {
+        env.push(("PGUSER".into(), t.user));
+    }
+    if let Some(pw) = config.get_password() {
+        env.push((
+            "PGPASSWORD".into(),
+            String::from_utf8_lossy(pw).into_owned(),
+        ));
+    }
+    env
+}
+
+impl Db {
+    pub async fn connect(mut config: Config, app: &str) -> Result<Db, ErrorInfo> {
+        config.application_name(app);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let (client, mut connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| error_info(&e, None))?;
+        let (tx, notices) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notice(n))) => {
+                        let _ = tx.send(format!("{}: {}", n.severity(), n.message()));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                }
+            }
+        });
+        let cancel = client.cancel_token();
+        Ok(Db {
+            client,
+            cancel,
+            notices,
+            config,
+        })
+    }
+
+    /// Connect again after a connection error, before a retry.
+    pub async fn reconnect(&mut self, app: &str) -> Result<(), ErrorInfo> {
+        *self = Db::connect(self.config.clone(), app).await?;
+        Ok(())
+    }
+
+    pub async fn server_version(&self) -> Option<String> {
+        let rows = self.client.simple_query("SHOW server_version").await.ok()?;
+        rows.into_iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+    }
+
+    /// Notices the server sent since the last call.
+    pub fn drain_notices(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(n) = self.notices.try_recv() {
+            out.push(n);
+        }
+        out
+    }
+
+    /// Run a simple query. On timeout or interrupt, send a cancel request to
+    /// the server and wait for the query to actually stop.
+    pub async fn run(
+        &self,
+        sql: &str,
+        timeout: Option<Duration>,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Result<Vec<SimpleQueryMessage>, QueryFail> {
+        let query = self.client.simple_query(sql);
+        tokio::pin!(query);
+        tokio::pin!(interrupt);
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let why = tokio::select! {
+            r = &mut query => return r.map_err(QueryFail::Db),
+            () = &mut deadline => QueryFail::Timeout,
+            () = &mut interrupt => QueryFail::Interrupted,
+        };
+        let _ = self.cancel.cancel_query(NoTls).await;
+        // The server answers the cancelled query with an error; wait for it so
+        // the session is free again. If it does not come, the session is lost.
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut query).await;
+        Err(why)
+    }
+
+    /// Leave any open transaction. Errors are ignored: the session may already be idle.
+    pub async fn rollback(&self) {
+        let _ = self.client.simple_query("ROLLBACK").await;
+    }
+}
+
+/// `SELECT set_config(...)` for each setting; `local` scopes them to the transaction.
+pub fn settings_sql(settings: &Settings, local: bool) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut add = |name: &str, value: String| {
+        parts.push(format!(
+            "set_config('{name}', {}, {local})",
+            crate::template::sql_literal(value.into()).unwrap_or_default()
+        ));
+    };
+    if let Some(d) = settings.lock_timeout {
+        add("lock_timeout", format!("{}ms", d.as_millis()));
+    }
+    if let Some(d) = settings.statement_timeout {
+        add("statement_timeout", format!("{}ms", d.as_millis()));
+    }
+    if let Some(d) = settings.idle_in_transaction_session_timeout {
+        add(
+            "idle_in_transaction_session_timeout",
+            format!("{}ms", d.as_millis()),
+        );
+    }
+    if let Some(p) = &settings.search_path {
+        add("search_path", p.clone());
+    }
+    (!parts.is_empty()).then(|| format!("SELECT {};", parts.join(", ")))
+}
+
+/// The retry class of an error, if it has one.
+pub fn classify(e: &tokio_postgres::Error) -> Option<ErrorClass> {
+    match e.code() {
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => Some(ErrorClass::LockTimeout),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED => Some(ErrorClass::Deadlock),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+            Some(ErrorClass::SerializationFailure)
+        }
+        Some(c) if c.code().starts_with("08") || *c == SqlState::ADMIN_SHUTDOWN => {
+            Some(ErrorClass::Connection)
+        }
+        Some(_) => None,
+        None if e.is_closed() || e.as_db_error().is_none() => Some(ErrorClass::Connection),
+        None => None,
+    }
+}
+
+pub fn class_name(c: ErrorClass) -> &'static str {
+    match c {
+        ErrorClass::LockTimeout => "lock_timeout",
+        ErrorClass::Deadlock => "deadlock",
+        ErrorClass::SerializationFailure => "serialization_failure",
+        ErrorClass::Connection => "connection",
+    }
+}
+
+/// The server's error in full. `position` is made relative to the user's SQL
+/// by subtracting `prefix_chars`, the characters runbook put before it.
+pub fn error_info(e: &tokio_postgres::Error, prefix_chars: Option<usize>) -> ErrorInfo {
+    let class = classify(e).map_or("sql", class_name).to_string();
+    match e.as_db_error() {
+        Some(db) => {
+            let position = match db.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
+                    let p = *p as usize;
+                    let shift = prefix_chars.unwrap_or(0);
+                    (p > shift).then(|| (p - shift) as u32)
+                }
+                _ => None,
+            };
+            ErrorInfo {
+                class,
+                message: db.message().to_string(),
+                sqlstate: Some(db.code().code().to_string()),
+                detail: db.detail().map(str::to_string),
+                hint: db.hint().map(str::to_string),
+                position,
+                location: None,
+            }
+        }
+        None => {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                message = format!("{message}: {s}");
+                source = s.source();
+            }
+            ErrorInfo {
+                class,
+                message,
+                ..ErrorInfo::default()
+            }
+        }
+    }
+}

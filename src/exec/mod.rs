@@ -1,0 +1,969 @@
+//! Execute: run a plan against a database, emitting events.
+//!
+//! Phases run in order, the steps of a phase in order. A step's compensation
+//! is registered when the step starts. When a step fails, its phase's
+//! `on_failure` decides: roll back (the phase's started steps, newest first),
+//! abort, continue, or run a branch. Then the runbook's `on_failure` runs,
+//! then `finally`, always. The executor never prints: it emits events.
+
+pub mod check;
+pub mod db;
+pub mod shell;
+pub mod sql;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use minijinja::Environment;
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use crate::events::{
+    Approval, Bus, CheckResult, ErrorInfo, Event, Role, RunStatus, StepStatus, Target, now,
+};
+use crate::exit;
+use crate::model::{ErrorClass, PhaseKind};
+use crate::plan::{Action, Plan, PlanOnFailure, PlanPhase, PlanStep, PlanWhen, Text};
+use crate::validate::Validated;
+
+use db::Db;
+
+/// Asks a person to approve a phase at a terminal.
+pub trait Prompter {
+    /// Show `prompt` and return whether the person typed `yes`.
+    fn confirm(&mut self, phase: &str, prompt: &str) -> bool;
+}
+
+/// What `exec` was asked to do, beyond the plan.
+pub struct Options {
+    pub run_id: String,
+    pub config: tokio_postgres::Config,
+    pub ephemeral: bool,
+    /// Phases approved with `--approve`.
+    pub approve: Vec<String>,
+    /// `--yes`: approve every gate.
+    pub yes: bool,
+    /// Set when a person can be asked at a terminal.
+    pub prompter: Option<Box<dyn Prompter>>,
+    /// Relative `cwd`s of shell steps start here: the runbook's directory.
+    pub base_dir: PathBuf,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunResult {
+    pub status: RunStatus,
+    pub exit_code: u8,
+}
+
+/// The result of one successful attempt of a step.
+#[derive(Debug, Default)]
+pub(crate) struct Done {
+    pub rows_affected: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub check: Option<CheckResult>,
+    pub stdout_tail: Option<String>,
+    pub stderr_tail: Option<String>,
+    /// What later templates see as `steps.<id>.*`.
+    pub output: Map<String, Value>,
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub status: StepStatus,
+    pub error: ErrorInfo,
+    pub retry_class: Option<ErrorClass>,
+    pub partial: Done,
+}
+
+impl Fail {
+    pub fn new(status: StepStatus, error: ErrorInfo) -> Self {
+        Fail {
+            status,
+            error,
+            retry_class: None,
+            partial: Done::default(),
+        }
+    }
+}
+
+pub(crate) type Attempt = Result<Done, Fail>;
+
+struct Outcome {
+    status: StepStatus,
+    /// False for a failed check of severity `warn`: recorded, not fatal.
+    fatal: bool,
+}
+
+/// The failure that stopped the main line.
+struct Failure {
+    phase_kind: PhaseKind,
+    aborted: bool,
+}
+
+pub(crate) struct Run<'a> {
+    plan: &'a Plan,
+    v: &'a Validated,
+    pub(crate) db: Db,
+    pub(crate) bus: Bus,
+    env: Environment<'static>,
+    steps_out: Map<String, Value>,
+    run_id: String,
+    started_at: String,
+    run_status: String,
+    failed_step: Option<String>,
+    interrupts: watch::Receiver<u32>,
+    /// Interrupts needed to stop the current work: 1, or 2 while rolling
+    /// back after a first Ctrl-C.
+    pub(crate) stop_level: u32,
+    approve: Vec<String>,
+    yes: bool,
+    prompter: Option<Box<dyn Prompter>>,
+    pub(crate) base_dir: PathBuf,
+    pub(crate) pg_env: Vec<(String, String)>,
+    app_name: String,
+}
+
+/// Resolves once `level` interrupts have arrived.
+pub(crate) async fn interrupted(mut rx: watch::Receiver<u32>, level: u32) {
+    loop {
+        if *rx.borrow_and_update() >= level {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A new run id: the UTC start time and a random suffix, `20261122T033512Z-a1b2`.
+pub fn new_run_id() -> String {
+    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = t.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("{compact}-{:04x}", fastrand::u16(..))
+}
+
+/// `application_name` for the run's sessions (at most 63 bytes).
+pub fn application_name(plan: &Plan, run_id: &str) -> String {
+    let base = plan
+        .settings
+        .application_name
+        .as_deref()
+        .unwrap_or("runbook");
+    let mut name = format!("{base}/{run_id}");
+    while name.len() > 63 {
+        name.remove(0);
+    }
+    name
+}
+
+/// Run the plan. Reports are written by the bus's sinks on every outcome.
+pub async fn execute(
+    v: &Validated,
+    plan: &Plan,
+    opts: Options,
+    mut bus: Bus,
+    interrupts: watch::Receiver<u32>,
+) -> RunResult {
+    let started = Instant::now();
+    let started_at = now();
+    let app_name = application_name(plan, &opts.run_id);
+    let mut target = db::target_of(&opts.config, opts.ephemeral);
+    let total_steps = plan.phases.iter().map(|p| p.steps.len()).sum();
+    let params = serde_json::to_value(&plan.params).unwrap_or_default();
+    let pg_env = db::libpq_env(&opts.config, &app_name);
+    let run_started = |target: Target| Event::RunStarted {
+        at: started_at.clone(),
+        run_id: opts.run_id.clone(),
+        runbook: plan.runbook.name.clone(),
+        version: plan.runbook.version.clone(),
+        file: plan.runbook.file.clone(),
+        sha256: plan.runbook.sha256.clone(),
+        runner_version: env!("CARGO_PKG_VERSION").to_string(),
+        params: params.clone(),
+        target,
+        total_steps,
+    };
+    let connected = tokio::select! {
+        r = Db::connect(opts.config.clone(), &app_name) => Some(r),
+        () = interrupted(interrupts.clone(), 1) => None,
+    };
+    let db = match connected {
+        Some(Ok(db)) => db,
+        failed => {
+            bus.emit(run_started(target.clone()));
+            let (status, code, verdict) = match failed {
+                Some(Err(e)) => (
+                    RunStatus::PreflightFailed,
+                    exit::PREFLIGHT_FAILED,
+                    format!(
+                        "FAILED before the first step: could not connect to {}:{}/{}: {}",
+                        target.host, target.port, target.database, e.message
+                    ),
+                ),
+                _ => (
+                    RunStatus::Interrupted,
+                    exit::INTERRUPTED,
+                    "INTERRUPTED while connecting; nothing ran".to_string(),
+                ),
+            };
+            bus.emit(Event::RunFinished {
+                at: now(),
+                status,
+                exit_code: code,
+                duration_ms: ms(started.elapsed()),
+                verdict,
+                failed_step: None,
+            });
+            bus.finish();
+            return RunResult {
+                status,
+                exit_code: code,
+            };
+        }
+    };
+    target.server_version = db.server_version().await;
+    bus.emit(run_started(target));
+
+    let mut run = Run {
+        plan,
+        v,
+        db,
+        bus,
+        env: crate::template::environment(),
+        steps_out: Map::new(),
+        run_id: opts.run_id,
+        started_at,
+        run_status: "running".into(),
+        failed_step: None,
+        interrupts,
+        stop_level: 1,
+        approve: opts.approve,
+        yes: opts.yes,
+        prompter: opts.prompter,
+        base_dir: opts.base_dir,
+        pg_env,
+        app_name,
+    };
+    let result = run.main_line().await;
+    run.bus.emit(Event::RunFinished {
+        at: now(),
+        status: result.0.status,
+        exit_code: result.0.exit_code,
+        duration_ms: ms(started.elapsed()),
+        verdict: result.1,
+        failed_step: run.failed_step.clone(),
+    });
+    run.bus.finish();
+    result.0
+}
+
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Run<'_> {
+    fn interrupt_count(&self) -> u32 {
+        *self.interrupts.borrow()
+    }
+
+    pub(crate) fn stop_signal(&self) -> impl std::future::Future<Output = ()> + use<> {
+        interrupted(self.interrupts.clone(), self.stop_level)
+    }
+
+    /// The template context, with every step output so far.
+    fn context(&self) -> minijinja::Value {
+        use minijinja::value::Serde;
+        let c = &self.plan.context;
+        minijinja::context! {
+            params => minijinja::Value::from(Serde(&c.params)),
+            vars => minijinja::Value::from(Serde(&c.vars)),
+            metadata => minijinja::Value::from(Serde(&c.metadata)),
+            run => minijinja::Value::from(Serde(json!({
+                "id": self.run_id,
+                "started_at": self.started_at,
+                "status": self.run_status,
+                "failed_step": self.failed_step,
+            }))),
+            steps => minijinja::Value::from(Serde(&self.steps_out)),
+        }
+    }
+
+    /// Render a planned text now: (as run, as shown).
+    pub(crate) fn render(&self, t: &Text) -> Result<(String, String), ErrorInfo> {
+        let Some(src) = &t.template else {
+            return Ok((t.raw.clone(), t.text.clone()));
+        };
+        let raw = self.render_str(src)?;
+        let shown = self.bus.redactor().redact(&raw).into_owned();
+        Ok((raw, shown))
+    }
+
+    /// Render a template source with the run context.
+    pub(crate) fn render_str(&self, src: &str) -> Result<String, ErrorInfo> {
+        match self.env.render_str(src, self.context()) {
+            Ok(raw) => Ok(raw),
+            Err(e) => Err(ErrorInfo {
+                class: "template".into(),
+                message: format!(
+                    "failed to render at run time: {}",
+                    e.detail()
+                        .map_or_else(|| e.kind().to_string(), str::to_string)
+                ),
+                ..ErrorInfo::default()
+            }),
+        }
+    }
+
+    /// Evaluate an expression with the run context plus `extra` names.
+    pub(crate) fn eval(
+        &self,
+        expr: &str,
+        extra: &[(&str, minijinja::Value)],
+    ) -> Result<bool, String> {
+        let locals: std::collections::BTreeMap<&str, minijinja::Value> =
+            extra.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let ctx = minijinja::context! { ..minijinja::Value::from(locals), ..self.context() };
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| e.to_string())?;
+        e.eval(ctx)
+            .map(|v| v.is_true())
+            .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_string))
+    }
+
+    fn when(&self, w: &Option<PlanWhen>) -> Result<bool, String> {
+        match w {
+            None => Ok(true),
+            Some(PlanWhen { value: Some(b), .. }) => Ok(*b),
+            Some(PlanWhen { expr, value: None }) => self.eval(expr, &[]),
+        }
+    }
+
+    /// Where a position inside a planned text sits in the runbook file.
+    pub(crate) fn locate(&self, t: &Text, raw: &str, position: Option<u32>) -> Option<String> {
+        let pos = position? as usize;
+        let doc = &self.v.doc;
+        let byte = raw
+            .char_indices()
+            .nth(pos.saturating_sub(1))
+            .map_or(raw.len(), |(i, _)| i);
+        let source = doc.value.pointer(&t.pointer)?.as_str()?;
+        let span = if source == raw {
+            crate::validate::locate(doc, &t.pointer, source, byte..byte + 1)
+        } else {
+            // Templates changed the text: map by line when the line count held.
+            let line = raw[..byte].matches('\n').count();
+            (raw.lines().count() == source.lines().count())
+                .then(|| {
+                    let start: usize = source.split_inclusive('\n').take(line).map(str::len).sum();
+                    crate::validate::locate(doc, &t.pointer, source, start..start + 1)
+                })
+                .flatten()
+        }?;
+        let (l, c) = doc.source.line_col(span.start);
+        Some(format!("{}:{l}:{c}", doc.source.name()))
+    }
+
+    fn record(&mut self, id: &str, status: StepStatus, mut output: Map<String, Value>) {
+        output.insert("status".into(), Value::String(status.name().into()));
+        self.steps_out.insert(id.to_string(), Value::Object(output));
+    }
+
+    /// Run one step with its timeout, retries and cancellation.
+    async fn step(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> Outcome {
+        let kind = action_kind(&s.action);
+        match self.when(&s.when) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.bus.emit(Event::StepSkipped {
+                    at: now(),
+                    step: s.id.clone(),
+                    phase: phase.map(str::to_string),
+                    kind: kind.into(),
+                    role,
+                    reason: format!(
+                        "when: {}",
+                        s.when.as_ref().map_or("false", |w| w.expr.as_str())
+                    ),
+                });
+                self.record(&s.id, StepStatus::Skipped, Map::new());
+                return Outcome {
+                    status: StepStatus::Skipped,
+                    fatal: false,
+                };
+            }
+            Err(e) => {
+                let error = ErrorInfo {
+                    class: "template".into(),
+                    message: format!("failed to evaluate `when`: {e}"),
+                    ..ErrorInfo::default()
+                };
+                return self.finish_step(
+                    s,
+                    Instant::now(),
+                    0,
+                    Err(Fail::new(StepStatus::Failed, error)),
+                );
+            }
+        }
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let shown = self.describe(&s.action);
+            self.bus.emit(Event::StepStarted {
+                at: now(),
+                step: s.id.clone(),
+                phase: phase.map(str::to_string),
+                kind: kind.into(),
+                role,
+                for_step: for_step.map(str::to_string),
+                name: s.name.clone(),
+                attempt,
+                action: shown,
+            });
+            let result = self.attempt(s).await;
+            for n in self.db.drain_notices() {
+                self.bus.emit(Event::StepOutput {
+                    at: now(),
+                    step: s.id.clone(),
+                    stream: "notice".into(),
+                    line: n,
+                });
+            }
+            match result {
+                Err(f)
+                    if attempt < s.retry.attempts
+                        && f.retry_class.is_some_and(|c| s.retry.on.contains(&c))
+                        && self.interrupt_count() < self.stop_level =>
+                {
+                    let wait = backoff(s, attempt);
+                    self.bus.emit(Event::StepRetry {
+                        at: now(),
+                        step: s.id.clone(),
+                        attempt,
+                        error: f.error.clone(),
+                        wait_ms: ms(wait),
+                    });
+                    if f.retry_class == Some(ErrorClass::Connection)
+                        && let Err(e) = self.db.reconnect(&self.app_name).await
+                    {
+                        return self.finish_step(
+                            s,
+                            started,
+                            attempt,
+                            Err(Fail::new(StepStatus::Failed, e)),
+                        );
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.stop_signal() => {
+                            let fail = Fail::new(StepStatus::Cancelled, cancelled_error());
+                            return self.finish_step(s, started, attempt, Err(fail));
+                        }
+                    }
+                }
+                r => return self.finish_step(s, started, attempt, r),
+            }
+        }
+    }
+
+    fn describe(&self, a: &Action) -> String {
+        let shown = |t: &Text| {
+            self.render(t)
+                .map_or_else(|_| t.text.clone(), |(_, shown)| shown)
+        };
+        match a {
+            Action::Sql { statements, .. } => shown(statements),
+            Action::Check { query, .. } => shown(query),
+            Action::Shell {
+                script: Some(t), ..
+            } => shown(t),
+            Action::Shell { argv, .. } => argv.iter().map(shown).collect::<Vec<_>>().join(" "),
+            Action::Sleep { duration } => format!("sleep {duration}"),
+        }
+    }
+
+    async fn attempt(&mut self, s: &PlanStep) -> Attempt {
+        let timeout = s.timeout.map(|d| d.0);
+        match &s.action {
+            Action::Sql {
+                statements,
+                transaction,
+            } => sql::run(self, statements, *transaction, timeout).await,
+            Action::Check { .. } => check::run(self, s, timeout).await,
+            Action::Shell { .. } => shell::run(self, s, timeout).await,
+            Action::Sleep { duration } => {
+                tokio::select! {
+                    () = tokio::time::sleep(duration.0) => Ok(Done::default()),
+                    () = self.stop_signal() => Err(Fail::new(StepStatus::Cancelled, cancelled_error())),
+                }
+            }
+        }
+    }
+
+    fn finish_step(
+        &mut self,
+        s: &PlanStep,
+        started: Instant,
+        attempts: u32,
+        r: Attempt,
+    ) -> Outcome {
+        let (status, done, error) = match r {
+            Ok(d) => (StepStatus::Succeeded, d, None),
+            Err(f) => (f.status, f.partial, Some(f.error)),
+        };
+        let warn_only = matches!(
+            &s.action,
+            Action::Check {
+                severity: crate::model::Severity::Warn,
+                ..
+            }
+        );
+        let fatal = status.is_failure() && !(warn_only && status == StepStatus::Failed);
+        if status.is_failure() && !fatal {
+            self.bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "check `{}` failed (severity warn): {}",
+                    s.id,
+                    error.as_ref().map_or("", |e| e.message.as_str())
+                ),
+            });
+        }
+        self.bus.emit(Event::StepFinished {
+            at: now(),
+            step: s.id.clone(),
+            status,
+            duration_ms: ms(started.elapsed()),
+            attempts,
+            rows_affected: done.rows_affected,
+            exit_code: done.exit_code,
+            check: done.check,
+            error,
+            stdout_tail: done.stdout_tail,
+            stderr_tail: done.stderr_tail,
+        });
+        self.record(&s.id, status, done.output);
+        Outcome { status, fatal }
+    }
+
+    /// Run a list of steps that must all be attempted (a branch, compensations,
+    /// `on_failure`, `finally`). Returns whether all succeeded.
+    async fn all(
+        &mut self,
+        steps: &[PlanStep],
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> bool {
+        let mut clean = true;
+        for s in steps {
+            let o = self.step(s, phase, role, for_step).await;
+            clean &= !o.fatal;
+        }
+        clean
+    }
+
+    async fn approve(&mut self, ph: &PlanPhase) -> Result<(), String> {
+        let Some(gate) = &ph.approval else {
+            return Ok(());
+        };
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| "unknown".into(), |u| u.name)
+            });
+        let method = if self.approve.contains(&ph.id) {
+            Some("flag")
+        } else if self.yes {
+            Some("yes")
+        } else if self.prompter.is_some() {
+            let prompt = match self.render(&gate.prompt) {
+                Ok((_, shown)) => shown,
+                Err(_) => gate.prompt.text.clone(),
+            };
+            self.prompter
+                .as_mut()
+                .is_some_and(|p| p.confirm(&ph.id, &prompt))
+                .then_some("prompt")
+        } else if !gate.required {
+            Some("not_required")
+        } else {
+            None
+        };
+        match method {
+            Some(m) => {
+                self.bus.emit(Event::ApprovalGiven {
+                    at: now(),
+                    phase: ph.id.clone(),
+                    approval: Approval {
+                        method: m.into(),
+                        user,
+                        at: now(),
+                    },
+                });
+                Ok(())
+            }
+            None => {
+                let reason = if self.prompter.is_some() {
+                    "refused at the prompt".to_string()
+                } else {
+                    format!("no terminal to ask; pass --approve {} or --yes", ph.id)
+                };
+                self.bus.emit(Event::ApprovalRefused {
+                    at: now(),
+                    phase: ph.id.clone(),
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    /// Undo this phase's started steps, newest first. Returns whether every
+    /// compensation succeeded.
+    async fn compensate(&mut self, phase: &str, registered: &[(&PlanStep, StepStatus)]) -> bool {
+        let mut clean = true;
+        for (step, status) in registered.iter().rev() {
+            let ok = self
+                .all(
+                    &step.rollback,
+                    Some(phase),
+                    Role::Compensation,
+                    Some(&step.id),
+                )
+                .await;
+            clean &= ok;
+            // A step that had succeeded is now rolled back; a failed one keeps
+            // its failure, and the event says how its undo went.
+            let after = match (ok, *status) {
+                (false, _) => StepStatus::CompensationFailed,
+                (true, StepStatus::Succeeded) => StepStatus::RolledBack,
+                (true, s) => s,
+            };
+            self.bus.emit(Event::StepCompensated {
+                at: now(),
+                step: step.id.clone(),
+                status: after,
+            });
+        }
+        clean
+    }
+
+    /// Phases, failure handling, `on_failure`, `finally`; the status and verdict.
+    async fn main_line(&mut self) -> (RunResult, String) {
+        let plan = self.plan;
+        let mut failure: Option<Failure> = None;
+        let mut rollback_clean = true;
+        let mut not_approved: Option<String> = None;
+        let mut tolerated = 0;
+
+        'phases: for ph in &plan.phases {
+            if self.interrupt_count() >= 1 {
+                break;
+            }
+            match self.when(&ph.when) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.bus.emit(Event::PhaseSkipped {
+                        at: now(),
+                        phase: ph.id.clone(),
+                        kind: ph.kind.name().into(),
+                        reason: format!(
+                            "when: {}",
+                            ph.when.as_ref().map_or("false", |w| w.expr.as_str())
+                        ),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    self.bus.emit(Event::Warning {
+                        at: now(),
+                        message: format!("phase `{}`: failed to evaluate `when`: {e}", ph.id),
+                    });
+                    failure = Some(Failure {
+                        phase_kind: ph.kind,
+                        aborted: false,
+                    });
+                    break;
+                }
+            }
+            if let Err(reason) = self.approve(ph).await {
+                not_approved = Some(format!("phase `{}` not approved: {reason}", ph.id));
+                break;
+            }
+            let phase_started = Instant::now();
+            self.bus.emit(Event::PhaseStarted {
+                at: now(),
+                phase: ph.id.clone(),
+                kind: ph.kind.name().into(),
+            });
+            let mut registered: Vec<(&PlanStep, StepStatus)> = Vec::new();
+            let mut phase_status = "succeeded";
+            for s in &ph.steps {
+                if self.interrupt_count() >= 1 {
+                    break;
+                }
+                if !s.rollback.is_empty() {
+                    self.bus.emit(Event::CompensationRegistered {
+                        at: now(),
+                        step: s.id.clone(),
+                        compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
+                    });
+                    registered.push((s, StepStatus::Running));
+                }
+                let o = self.step(s, Some(&ph.id), Role::Main, None).await;
+                if let Some(last) = registered.last_mut().filter(|(r, _)| r.id == s.id) {
+                    last.1 = o.status;
+                    if o.status == StepStatus::Skipped {
+                        // Nothing ran, so there is nothing to undo.
+                        registered.pop();
+                    }
+                }
+                if !o.fatal {
+                    continue;
+                }
+                self.failed_step = Some(format!("{}.{}", ph.id, s.id));
+                let interrupted = o.status == StepStatus::Cancelled;
+                let mode = if interrupted {
+                    &PlanOnFailure::Rollback
+                } else {
+                    &ph.on_failure
+                };
+                if matches!(mode, PlanOnFailure::Continue) {
+                    tolerated += 1;
+                    phase_status = "failed";
+                    self.bus.emit(Event::Warning {
+                        at: now(),
+                        message: format!(
+                            "step `{}` failed and phase `{}` continues (on_failure: continue)",
+                            s.id, ph.id
+                        ),
+                    });
+                    continue;
+                }
+                if interrupted {
+                    // A second Ctrl-C stops the rollback too.
+                    self.stop_level = 2;
+                }
+                let reason = format!("step `{}` {}", s.id, o.status.name());
+                match mode {
+                    PlanOnFailure::Abort => {}
+                    PlanOnFailure::Rollback => {
+                        self.bus.emit(Event::RollbackStarted {
+                            at: now(),
+                            scope: "phase".into(),
+                            phase: Some(ph.id.clone()),
+                            reason,
+                        });
+                        let clean = self.compensate(&ph.id, &registered).await;
+                        rollback_clean &= clean;
+                        self.bus.emit(Event::RollbackFinished {
+                            at: now(),
+                            scope: "phase".into(),
+                            phase: Some(ph.id.clone()),
+                            clean,
+                        });
+                    }
+                    PlanOnFailure::Steps(branch) => {
+                        self.bus.emit(Event::RollbackStarted {
+                            at: now(),
+                            scope: "phase_branch".into(),
+                            phase: Some(ph.id.clone()),
+                            reason,
+                        });
+                        let clean = self
+                            .all(branch, Some(&ph.id), Role::PhaseBranch, None)
+                            .await;
+                        rollback_clean &= clean;
+                        self.bus.emit(Event::RollbackFinished {
+                            at: now(),
+                            scope: "phase_branch".into(),
+                            phase: Some(ph.id.clone()),
+                            clean,
+                        });
+                    }
+                    PlanOnFailure::Continue => unreachable!("handled above"),
+                }
+                failure = Some(Failure {
+                    phase_kind: ph.kind,
+                    aborted: matches!(mode, PlanOnFailure::Abort),
+                });
+                self.bus.emit(Event::PhaseFinished {
+                    at: now(),
+                    phase: ph.id.clone(),
+                    status: "failed".into(),
+                    duration_ms: ms(phase_started.elapsed()),
+                });
+                break 'phases;
+            }
+            let status = if self.interrupt_count() >= 1 {
+                "interrupted"
+            } else {
+                phase_status
+            };
+            self.bus.emit(Event::PhaseFinished {
+                at: now(),
+                phase: ph.id.clone(),
+                status: status.into(),
+                duration_ms: ms(phase_started.elapsed()),
+            });
+        }
+
+        let interrupted = self.interrupt_count() >= 1;
+        if (failure.is_some() || interrupted)
+            && !plan.on_failure.is_empty()
+            && self.interrupt_count() < 2
+        {
+            self.stop_level = 2;
+            self.run_status = "failed".into();
+            self.bus.emit(Event::RollbackStarted {
+                at: now(),
+                scope: "on_failure".into(),
+                phase: None,
+                reason: self
+                    .failed_step
+                    .clone()
+                    .map_or_else(|| "interrupted".into(), |s| format!("{s} failed")),
+            });
+            let clean = self
+                .all(&plan.on_failure, None, Role::OnFailure, None)
+                .await;
+            rollback_clean &= clean;
+            self.bus.emit(Event::RollbackFinished {
+                at: now(),
+                scope: "on_failure".into(),
+                phase: None,
+                clean,
+            });
+        }
+
+        let status = if self.interrupt_count() >= 1 {
+            RunStatus::Interrupted
+        } else if let Some(f) = &failure {
+            if !rollback_clean {
+                RunStatus::RollbackFailed
+            } else if f.phase_kind == PhaseKind::Preflight {
+                RunStatus::PreflightFailed
+            } else if f.phase_kind == PhaseKind::Verify {
+                RunStatus::VerifyFailed
+            } else if f.aborted {
+                RunStatus::RollbackFailed
+            } else {
+                RunStatus::RolledBack
+            }
+        } else if not_approved.is_some() {
+            RunStatus::NotApproved
+        } else {
+            RunStatus::Succeeded
+        };
+        let status = if status == RunStatus::Interrupted || rollback_clean {
+            status
+        } else {
+            RunStatus::RollbackFailed
+        };
+
+        self.run_status = status.name().to_string();
+        if !plan.finally_steps.is_empty() {
+            self.stop_level = self.stop_level.max(2);
+            if !self
+                .all(&plan.finally_steps, None, Role::Finally, None)
+                .await
+            {
+                self.bus.emit(Event::Warning {
+                    at: now(),
+                    message: "a `finally` step failed; see its entry in the report".into(),
+                });
+            }
+        }
+
+        let exit_code = match status {
+            RunStatus::Succeeded | RunStatus::Running => exit::OK,
+            RunStatus::PreflightFailed => exit::PREFLIGHT_FAILED,
+            RunStatus::RolledBack => exit::ROLLED_BACK,
+            RunStatus::VerifyFailed => exit::VERIFY_FAILED,
+            RunStatus::RollbackFailed => exit::ROLLBACK_FAILED,
+            RunStatus::NotApproved => exit::NOT_APPROVED,
+            RunStatus::Interrupted => exit::INTERRUPTED,
+        };
+        let at = self.failed_step.clone().unwrap_or_default();
+        let verdict = match status {
+            RunStatus::Succeeded if tolerated > 0 => {
+                format!("SUCCEEDED with {tolerated} tolerated failure(s) (on_failure: continue)")
+            }
+            RunStatus::Succeeded => "SUCCEEDED".to_string(),
+            RunStatus::PreflightFailed => {
+                format!("FAILED at {at}: preflight failed; nothing was changed")
+            }
+            RunStatus::RolledBack => format!("FAILED at {at}: rolled back cleanly"),
+            RunStatus::VerifyFailed => format!("FAILED at {at}: verification failed"),
+            RunStatus::RollbackFailed
+                if failure.as_ref().is_some_and(|f| f.aborted) && rollback_clean =>
+            {
+                format!(
+                    "FAILED at {at}: aborted without rollback (on_failure: abort); a person must check the database"
+                )
+            }
+            RunStatus::RollbackFailed => {
+                format!("FAILED at {at}: ROLLBACK FAILED; a person must act")
+            }
+            RunStatus::NotApproved => format!("STOPPED: {}", not_approved.unwrap_or_default()),
+            RunStatus::Interrupted if at.is_empty() => "INTERRUPTED between steps".to_string(),
+            RunStatus::Interrupted if rollback_clean => format!("INTERRUPTED at {at}: rolled back"),
+            RunStatus::Interrupted => {
+                format!("INTERRUPTED at {at}: rollback incomplete; a person must act")
+            }
+            RunStatus::Running => "RUNNING".into(),
+        };
+        (RunResult { status, exit_code }, verdict)
+    }
+}
+
+pub(crate) fn cancelled_error() -> ErrorInfo {
+    ErrorInfo {
+        class: "cancelled".into(),
+        message: "interrupted".into(),
+        ..ErrorInfo::default()
+    }
+}
+
+pub(crate) fn timeout_error(t: Option<Duration>) -> ErrorInfo {
+    ErrorInfo {
+        class: "timeout".into(),
+        message: format!(
+            "timed out after {}",
+            t.map_or_else(|| "?".into(), |d| crate::duration::Duration(d).to_string())
+        ),
+        ..ErrorInfo::default()
+    }
+}
+
+fn action_kind(a: &Action) -> &'static str {
+    match a {
+        Action::Sql { .. } => "sql",
+        Action::Check { .. } => "check",
+        Action::Shell { .. } => "shell",
+        Action::Sleep { .. } => "sleep",
+    }
+}
+
+/// Exponential backoff with full jitter in [50%, 100%] of the nominal wait.
+fn backoff(s: &PlanStep, attempt: u32) -> Duration {
+    let r = &s.retry;
+    let nominal = r.initial.0.as_secs_f64() * r.factor.powi(attempt.saturating_sub(1) as i32);
+    let capped = nominal.min(r.max.0.as_secs_f64());
+    Duration::from_secs_f64(capped * (0.5 + fastrand::f64() * 0.5))
+}

@@ -1,0 +1,81 @@
+//! `sql` steps: statements in one transaction (one round trip), or alone.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_postgres::SimpleQueryMessage;
+
+use super::db::{self, QueryFail};
+use super::{Attempt, Done, Fail, Run, cancelled_error, timeout_error};
+use crate::events::StepStatus;
+use crate::plan::Text;
+
+/// Run the statements. In a transaction they go to the server as one query:
+/// `BEGIN; <settings>; <statements>; COMMIT`, so a failure anywhere leaves
+/// nothing behind and costs a single round trip.
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    t: &Text,
+    transaction: bool,
+    timeout: Option<Duration>,
+) -> Attempt {
+    let (sql, _) = r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let settings = db::settings_sql(&r.plan.settings, transaction);
+    let (query, prefix, skip_front, skip_back) = if transaction {
+        let prefix = match &settings {
+            Some(s) => format!("BEGIN;\n{s}\n"),
+            None => "BEGIN;\n".to_string(),
+        };
+        let front = 1 + usize::from(settings.is_some());
+        (format!("{prefix}{sql}\n;\nCOMMIT;"), prefix, front, 1)
+    } else {
+        if let Some(s) = &settings
+            && let Err(e) = r.db.client.simple_query(s).await
+        {
+            return Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)));
+        }
+        (sql.clone(), String::new(), 0, 0)
+    };
+    let result = r.db.run(&query, timeout, r.stop_signal()).await;
+    match result {
+        Ok(messages) => {
+            let counts: Vec<u64> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                    _ => None,
+                })
+                .collect();
+            let end = counts.len().saturating_sub(skip_back);
+            let rows: u64 = counts
+                .get(skip_front.min(end)..end)
+                .map_or(0, |c| c.iter().sum());
+            let mut done = Done {
+                rows_affected: Some(rows),
+                ..Done::default()
+            };
+            done.output
+                .insert("rows_affected".into(), Value::from(rows));
+            Ok(done)
+        }
+        Err(fail) => {
+            if transaction {
+                r.db.rollback().await;
+            }
+            Err(match fail {
+                QueryFail::Db(e) => {
+                    let mut info = db::error_info(&e, Some(prefix.chars().count()));
+                    info.location = r.locate(t, &sql, info.position);
+                    Fail {
+                        status: StepStatus::Failed,
+                        retry_class: db::classify(&e),
+                        error: info,
+                        partial: Done::default(),
+                    }
+                }
+                QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),
+                QueryFail::Interrupted => Fail::new(StepStatus::Cancelled, cancelled_error()),
+            })
+        }
+    }
+}

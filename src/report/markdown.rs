@@ -1,0 +1,295 @@
+//! `report.md`: the page a person reads first. The verdict on top, then the
+//! steps, failed checks, errors, the rollback, the slowest steps.
+
+use std::fmt::Write;
+
+use super::{Report, StepReport};
+use crate::events::StepStatus;
+
+fn mark(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Succeeded => "✅ succeeded",
+        StepStatus::Failed => "❌ failed",
+        StepStatus::Skipped => "⏭️ skipped",
+        StepStatus::RolledBack => "↩️ rolled back",
+        StepStatus::CompensationFailed => "🔥 compensation failed",
+        StepStatus::TimedOut => "⏱️ timed out",
+        StepStatus::Cancelled => "⏹️ cancelled",
+        StepStatus::Running => "⚠️ running (interrupted)",
+        StepStatus::NotRun => "· not run",
+    }
+}
+
+pub fn duration(ms: Option<u64>) -> String {
+    match ms {
+        None => "–".into(),
+        Some(ms) if ms < 1_000 => format!("{ms} ms"),
+        Some(ms) if ms < 60_000 => format!("{:.2} s", ms as f64 / 1000.0),
+        Some(ms) => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// Text inside a table cell: one line, pipes escaped.
+fn cell(s: &str) -> String {
+    let one = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let one = one.replace('|', "\\|");
+    if one.chars().count() > 100 {
+        format!("{}…", one.chars().take(100).collect::<String>())
+    } else {
+        one
+    }
+}
+
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# runbook report: {} {}\n",
+        r.runbook.name, r.runbook.version
+    );
+    let code = r
+        .run
+        .exit_code
+        .map_or_else(|| "none yet".to_string(), |c| c.to_string());
+    let _ = writeln!(o, "**{}** (exit code {code})\n", r.run.verdict);
+    let t = &r.target;
+    let server = t
+        .server_version
+        .as_deref()
+        .map_or(String::new(), |v| format!(", PostgreSQL {v}"));
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(o, "| run | `{}` |", r.run.id);
+    let _ = writeln!(
+        o,
+        "| runbook | `{}` (sha256 `{}`) |",
+        r.runbook.file, &r.runbook.sha256
+    );
+    let _ = writeln!(
+        o,
+        "| target | `{}@{}:{}/{}`{server}{} |",
+        t.user,
+        t.host,
+        t.port,
+        t.database,
+        if t.ephemeral { " (ephemeral)" } else { "" }
+    );
+    let _ = writeln!(
+        o,
+        "| started | {} |",
+        r.run.started_at.as_deref().unwrap_or("–")
+    );
+    let _ = writeln!(o, "| duration | {} |", duration(r.run.duration_ms));
+    let _ = writeln!(o, "| runner | runbook {} |\n", r.runner.version);
+
+    let _ = writeln!(o, "## Steps\n");
+    let _ = writeln!(o, "| phase | step | kind | status | duration | attempts |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
+    for p in &r.phases {
+        let gate = p.approval.as_ref().map_or(String::new(), |a| {
+            format!(" (approved by {} via {})", a.user, a.method)
+        });
+        let note = p
+            .note
+            .as_deref()
+            .map_or(String::new(), |n| format!(": {}", cell(n)));
+        let _ = writeln!(
+            o,
+            "| **{}** [{}] | | | {}{note}{gate} | {} | |",
+            p.id,
+            p.kind,
+            p.status,
+            duration(p.duration_ms)
+        );
+        for s in &p.steps {
+            let _ = writeln!(
+                o,
+                "| | {} | {} | {} | {} | {} |",
+                s.id,
+                s.kind,
+                mark(s.status),
+                duration(s.duration_ms),
+                s.attempts.len()
+            );
+        }
+    }
+    o.push('\n');
+
+    let failed_checks: Vec<&StepReport> = r
+        .all_steps()
+        .map(|(_, s)| s)
+        .filter(|s| {
+            s.check.as_ref().is_some_and(|c| {
+                c.expectations.iter().any(|e| !e.passed) || c.assertions.iter().any(|a| !a.passed)
+            })
+        })
+        .collect();
+    if !failed_checks.is_empty() {
+        let _ = writeln!(o, "## Failed checks\n");
+        for s in failed_checks {
+            let c = s.check.as_ref().expect("filtered on check");
+            let _ = writeln!(
+                o,
+                "### `{}` (severity {}, {} rows)\n",
+                s.id, c.severity, c.rows
+            );
+            let _ = writeln!(o, "| target | comparison | expected | actual | |");
+            let _ = writeln!(o, "|---|---|---|---|---|");
+            for e in &c.expectations {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | `{}` | `{}` | {} |",
+                    e.target,
+                    e.op,
+                    cell(&show(&e.expected)),
+                    cell(&show(&e.actual)),
+                    if e.passed { "✅" } else { "❌" }
+                );
+            }
+            for a in &c.assertions {
+                let _ = writeln!(
+                    o,
+                    "| assert | `{}` | true | {} | {} |",
+                    cell(&a.expr),
+                    a.error
+                        .as_deref()
+                        .map_or_else(|| a.passed.to_string(), cell),
+                    if a.passed { "✅" } else { "❌" }
+                );
+            }
+            o.push('\n');
+        }
+    }
+
+    let errors: Vec<(Option<&str>, &StepReport)> = r
+        .all_steps()
+        .filter(|(_, s)| s.error.is_some() && s.error.as_ref().is_some_and(|e| e.class != "check"))
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(o, "## Errors\n");
+        for (phase, s) in errors {
+            let e = s.error.as_ref().expect("filtered on error");
+            let code = e
+                .sqlstate
+                .as_deref()
+                .map_or(String::new(), |c| format!(" (SQLSTATE {c})"));
+            let at = e
+                .location
+                .as_deref()
+                .map_or(String::new(), |l| format!(" at `{l}`"));
+            let _ = writeln!(
+                o,
+                "- **{}{}** ({}, {}): {}{code}{at}",
+                phase.map_or(String::new(), |p| format!("{p}.")),
+                s.id,
+                s.kind,
+                s.status.name(),
+                cell(&e.message)
+            );
+            if let Some(d) = &e.detail {
+                let _ = writeln!(o, "  - detail: {}", cell(d));
+            }
+            if let Some(h) = &e.hint {
+                let _ = writeln!(o, "  - hint: {}", cell(h));
+            }
+            if let Some(tail) = s.stderr_tail.as_deref().or(s.stdout_tail.as_deref()) {
+                let _ = writeln!(
+                    o,
+                    "\n  ```\n{}\n  ```",
+                    tail.lines()
+                        .map(|l| format!("  {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+        }
+        o.push('\n');
+    }
+
+    if !r.branches.is_empty() {
+        let _ = writeln!(o, "## Rollback\n");
+        for b in &r.branches {
+            let clean = match b.clean {
+                Some(true) => "completed cleanly",
+                Some(false) => "**FAILED: a person must act**",
+                None => "did not finish",
+            };
+            let scope = match b.scope.as_str() {
+                "phase" => format!(
+                    "compensations of phase `{}`",
+                    b.phase.as_deref().unwrap_or("?")
+                ),
+                "phase_branch" => format!(
+                    "failure branch of phase `{}`",
+                    b.phase.as_deref().unwrap_or("?")
+                ),
+                "on_failure" => "runbook `on_failure` branch".to_string(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(o, "{scope} ({}): {clean}\n", cell(&b.reason));
+            if !b.steps.is_empty() {
+                let _ = writeln!(o, "| step | undoes | status | duration |");
+                let _ = writeln!(o, "|---|---|---|---|");
+                for s in &b.steps {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} |",
+                        s.id,
+                        s.for_step.as_deref().unwrap_or("–"),
+                        mark(s.status),
+                        duration(s.duration_ms)
+                    );
+                }
+                o.push('\n');
+            }
+        }
+    }
+
+    if !r.finally_steps.is_empty() {
+        let _ = writeln!(o, "## Finally\n");
+        for s in &r.finally_steps {
+            let _ = writeln!(
+                o,
+                "- {}: {} ({})",
+                s.id,
+                mark(s.status),
+                duration(s.duration_ms)
+            );
+        }
+        o.push('\n');
+    }
+
+    let mut slow: Vec<&StepReport> = r
+        .all_steps()
+        .map(|(_, s)| s)
+        .filter(|s| s.duration_ms.is_some())
+        .collect();
+    slow.sort_by_key(|s| std::cmp::Reverse(s.duration_ms));
+    if !slow.is_empty() {
+        let _ = writeln!(o, "## Slowest steps\n");
+        for s in slow.iter().take(5) {
+            let _ = writeln!(o, "1. `{}` ({}): {}", s.id, s.kind, duration(s.duration_ms));
+        }
+        o.push('\n');
+    }
+
+    if !r.warnings.is_empty() {
+        let _ = writeln!(o, "## Warnings\n");
+        for w in &r.warnings {
+            let _ = writeln!(o, "- {}", cell(w));
+        }
+        o.push('\n');
+    }
+    o
+}

@@ -1,0 +1,275 @@
+//! `runbook exec`: from a file and flags to a finished run with reports.
+//!
+//! Everything that can be refused is refused here, before any side effect:
+//! the runbook, params, `--approve` names, the database URL, the report
+//! directory. Then the throwaway cluster (if asked), the runtime, signals.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use indicatif::MultiProgress;
+
+use crate::diag::{Diagnostic, did_you_mean, one_of};
+use crate::events::{Bus, Sink};
+use crate::exec::{self, Options, Prompter};
+use crate::exit;
+use crate::plan::{self, RunInfo};
+use crate::report::Builder;
+use crate::report::files::{EventLog, ReportFiles};
+use crate::report::progress::{Mode, Progress};
+use crate::source::Source;
+use crate::validate::{self, Inputs, ParamCheck};
+
+pub struct RunArgs {
+    pub file: PathBuf,
+    pub inputs: Inputs,
+    pub database_url: Option<String>,
+    pub ephemeral: bool,
+    pub keep: bool,
+    pub approve: Vec<String>,
+    pub yes: bool,
+    pub report_dir: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub progress: Mode,
+    pub verbose: bool,
+    pub color: bool,
+}
+
+/// An input problem found before anything ran: print it, exit 5.
+fn refuse(color: bool, source: &Source, d: Diagnostic) -> u8 {
+    eprint!("{}", d.render(source, color));
+    eprintln!("\n\nerror: nothing ran");
+    exit::INVALID
+}
+
+fn refuse_plain(message: &str, hint: &str) -> u8 {
+    eprintln!("error: {message}\n  = help: {hint}\n\nerror: nothing ran");
+    exit::INVALID
+}
+
+struct TerminalPrompt {
+    multi: MultiProgress,
+}
+
+impl Prompter for TerminalPrompt {
+    fn confirm(&mut self, phase: &str, prompt: &str) -> bool {
+        self.multi.suspend(|| {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "\n{prompt}\nType `yes` to run phase `{phase}`: ");
+            let _ = err.flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+        })
+    }
+}
+
+pub fn exec(a: RunArgs) -> u8 {
+    let run_id = exec::new_run_id();
+    let info = RunInfo {
+        id: Some(run_id.clone()),
+        started_at: Some(crate::events::now()),
+    };
+    let built = validate::validate_file(&a.file, &a.inputs, ParamCheck::RequireAll)
+        .and_then(|v| plan::build(&v, &info).map(|p| (v, p)));
+    let (v, plan) = match built {
+        Ok(x) => x,
+        Err(invalid) => {
+            eprint!("{}", invalid.render(a.color));
+            return exit::INVALID;
+        }
+    };
+
+    let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
+    for name in &a.approve {
+        if !phases.contains(&name.as_str()) {
+            let text = format!("--approve {name}");
+            let src = Source::new("command line", text.clone());
+            let hint = match did_you_mean(name, phases.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("the runbook's phases are {}", one_of(&phases)),
+            };
+            return refuse(
+                a.color,
+                &src,
+                Diagnostic::new(format!("unknown phase `{name}`"))
+                    .at(Some(10..text.len()))
+                    .label("no phase has this id")
+                    .hint(hint),
+            );
+        }
+    }
+
+    let url = if a.ephemeral {
+        None
+    } else {
+        match a
+            .database_url
+            .clone()
+            .or_else(|| plan.database_url.clone())
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+        {
+            Some(u) => Some(u),
+            None => {
+                return refuse_plain(
+                    "no database to run against",
+                    "pass --database-url URL, set `database.url` in the runbook, or set DATABASE_URL; \
+                     or use --ephemeral for a throwaway local PostgreSQL",
+                );
+            }
+        }
+    };
+    let mut redactor = plan.redactor.clone();
+    if let Some(u) = &url {
+        redactor.add_url(u);
+        if let Err(e) = exec::db::parse_url(u) {
+            return refuse_plain(
+                &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
+                "write it as postgres://user:password@host:5432/database",
+            );
+        }
+    }
+
+    let report_dir = a.report_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("runbook-reports").join(format!("{}-{run_id}", plan.runbook.name))
+    });
+    if let Err(e) = std::fs::create_dir_all(&report_dir) {
+        return refuse_plain(
+            &format!(
+                "failed to create the report directory `{}`: {e}",
+                report_dir.display()
+            ),
+            "choose a writable place with --report-dir DIR",
+        );
+    }
+    if let Some(j) = &a.junit
+        && let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return refuse_plain(
+            &format!("the directory for --junit `{}` does not exist", j.display()),
+            "create it first, or write the file elsewhere",
+        );
+    }
+    let events = match EventLog::create(&report_dir.join("events.jsonl")) {
+        Ok(l) => l,
+        Err(e) => {
+            return refuse_plain(
+                &format!(
+                    "failed to create `{}`: {e}",
+                    report_dir.join("events.jsonl").display()
+                ),
+                "choose a writable place with --report-dir DIR",
+            );
+        }
+    };
+
+    let mut cluster = None;
+    let url = match url {
+        Some(u) => u,
+        None => match crate::ephemeral::Ephemeral::start() {
+            Ok(c) => {
+                let u = c.url("postgres");
+                cluster = Some(c);
+                u
+            }
+            Err(e) => {
+                return refuse_plain(
+                    &format!("failed to start a throwaway PostgreSQL: {e}"),
+                    "install the PostgreSQL server (Debian: apt-get install postgresql), or pass --database-url",
+                );
+            }
+        },
+    };
+    let config = match exec::db::parse_url(&url) {
+        Ok(c) => c,
+        Err(e) => {
+            return refuse_plain(
+                &format!("invalid database URL: {e}"),
+                "report this: runbook built the URL",
+            );
+        }
+    };
+
+    let multi = MultiProgress::new();
+    let sinks: Vec<Box<dyn Sink>> = vec![
+        Box::new(Progress::new(a.progress, a.verbose, multi.clone())),
+        Box::new(events),
+        Box::new(ReportFiles::new(
+            Builder::new(&plan, &run_id),
+            &report_dir,
+            a.junit.clone(),
+        )),
+    ];
+    let bus = Bus::new(redactor, sinks);
+    let interactive = std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("CI").is_none();
+    let prompter: Option<Box<dyn Prompter>> =
+        interactive.then(|| Box::new(TerminalPrompt { multi }) as Box<dyn Prompter>);
+    let base_dir = a
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let opts = Options {
+        run_id,
+        config,
+        ephemeral: cluster.is_some(),
+        approve: a.approve,
+        yes: a.yes,
+        prompter,
+        base_dir,
+    };
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return refuse_plain(
+                &format!("failed to start the async runtime: {e}"),
+                "check the process limits",
+            );
+        }
+    };
+    let result = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                let n = *tx.borrow() + 1;
+                if n == 1 {
+                    eprintln!("runbook: interrupted; stopping the current step and rolling back (interrupt again to stop the rollback)");
+                } else {
+                    eprintln!("runbook: interrupted again; stopping the rollback");
+                }
+                let _ = tx.send(n);
+            }
+        });
+        exec::execute(&v, &plan, opts, bus, rx).await
+    });
+
+    if a.progress != Mode::Quiet || result.exit_code != exit::OK {
+        eprintln!("report: {}", report_dir.join("report.md").display());
+    }
+    if let Some(mut c) = cluster {
+        if a.keep {
+            c.keep();
+            eprintln!(
+                "ephemeral PostgreSQL kept running: {} (data in {})",
+                c.url("postgres"),
+                c.dir().display()
+            );
+        }
+        drop(c);
+    }
+    result.exit_code
+}
