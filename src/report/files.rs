@@ -92,14 +92,13 @@ impl Sink for ReportFiles {
         if let Some(path) = &self.junit {
             let _ = write_atomic(path, junit::render(r).as_bytes());
         }
-        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-            if let Ok(mut f) = std::fs::OpenOptions::new()
+        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY")
+            && let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(summary)
-            {
-                let _ = f.write_all(markdown::render(r).as_bytes());
-            }
+        {
+            let _ = f.write_all(markdown::render(r).as_bytes());
         }
     }
 }
