@@ -84,8 +84,12 @@ enum Cmd {
     },
     /// Run a runbook against a database, with rollback, progress and reports.
     Exec(Box<ExecArgs>),
-    /// Print the JSON Schema of the runbook format.
-    Schema,
+    /// Print the JSON Schema of the runbook format (or, with --report, of report.json).
+    Schema {
+        /// Print the schema of report.json instead.
+        #[arg(long)]
+        report: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -236,8 +240,13 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 color,
             })
         }
-        Cmd::Schema => {
-            let _ = stdout.write_all(crate::schema::RUNBOOK_SCHEMA.as_bytes());
+        Cmd::Schema { report } => {
+            let schema = if report {
+                crate::schema::REPORT_SCHEMA
+            } else {
+                crate::schema::RUNBOOK_SCHEMA
+            };
+            let _ = stdout.write_all(schema.as_bytes());
             exit::OK
         }
     }

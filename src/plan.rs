@@ -235,13 +235,15 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         "owner": rb.metadata.owner,
         "labels": rb.metadata.labels,
     });
+    // The run's status and failed step exist only once it ends (for
+    // `finally`); its id exists once `exec` starts.
     let run_value = match &run.id {
-        Some(id) => JValue::from(minijinja::value::Serde(serde_json::json!({
-            "id": id,
-            "started_at": run.started_at,
-            "status": "running",
-            "failed_step": null,
-        }))),
+        Some(id) => minijinja::context! {
+            id => id,
+            started_at => run.started_at.clone(),
+            status => Deferred::value("run.status"),
+            failed_step => Deferred::value("run.failed_step"),
+        },
         None => Deferred::value("run"),
     };
     let env = template::environment();

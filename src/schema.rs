@@ -15,6 +15,9 @@ use crate::model::{RESERVED_KINDS, STEP_KINDS};
 /// The runbook schema, as committed.
 pub const RUNBOOK_SCHEMA: &str = include_str!("../schemas/runbook.v1.schema.json");
 
+/// The schema of `report.json`, as committed.
+pub const REPORT_SCHEMA: &str = include_str!("../schemas/report.v1.schema.json");
+
 fn schema_json() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| serde_json::from_str(RUNBOOK_SCHEMA).expect("committed schema is JSON"))

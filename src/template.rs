@@ -34,6 +34,13 @@ pub const RUN_FIELDS: &[&str] = &["id", "started_at", "status", "failed_step"];
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // SQL and commands run exactly as written, final newline included.
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("default delimiters are valid"),
+    );
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_function("env", env_var);
     env.add_filter("literal", sql_literal);

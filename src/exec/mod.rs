@@ -284,7 +284,7 @@ impl Run<'_> {
                 "id": self.run_id,
                 "started_at": self.started_at,
                 "status": self.run_status,
-                "failed_step": self.failed_step,
+                "failed_step": self.failed_step.clone().unwrap_or_default(),
             }))),
             steps => minijinja::Value::from(Serde(&self.steps_out)),
         }
@@ -354,12 +354,16 @@ impl Run<'_> {
         let span = if source == raw {
             crate::validate::locate(doc, &t.pointer, source, byte..byte + 1)
         } else {
-            // Templates changed the text: map by line when the line count held.
+            // Templates changed the text: map by line when the line count
+            // held, and keep the column when that line is unchanged.
             let line = raw[..byte].matches('\n').count();
+            let col = byte - raw[..byte].rfind('\n').map_or(0, |i| i + 1);
             (raw.lines().count() == source.lines().count())
                 .then(|| {
                     let start: usize = source.split_inclusive('\n').take(line).map(str::len).sum();
-                    crate::validate::locate(doc, &t.pointer, source, start..start + 1)
+                    let same = source.lines().nth(line) == raw.lines().nth(line);
+                    let at = if same { start + col } else { start };
+                    crate::validate::locate(doc, &t.pointer, source, at..at + 1)
                 })
                 .flatten()
         }?;
@@ -503,8 +507,15 @@ impl Run<'_> {
             Action::Check { .. } => check::run(self, s, timeout).await,
             Action::Shell { .. } => shell::run(self, s, timeout).await,
             Action::Sleep { duration } => {
+                let limit = timeout.unwrap_or(Duration::MAX);
                 tokio::select! {
-                    () = tokio::time::sleep(duration.0) => Ok(Done::default()),
+                    () = tokio::time::sleep(duration.0.min(limit)) => {
+                        if duration.0 > limit {
+                            Err(Fail::new(StepStatus::TimedOut, timeout_error(timeout)))
+                        } else {
+                            Ok(Done::default())
+                        }
+                    }
                     () = self.stop_signal() => Err(Fail::new(StepStatus::Cancelled, cancelled_error())),
                 }
             }

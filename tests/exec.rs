@@ -1,0 +1,768 @@
+//! `runbook exec` against a real PostgreSQL, a fresh database per test:
+//! every step kind on its success and failure paths, rollback order and
+//! branches, retries on real lock timeouts, server-side cancellation,
+//! approvals, secrets, interruption, and the reports.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Case, Db};
+
+const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
+
+fn runbook(body: &str) -> String {
+    format!("{HEAD}{body}")
+}
+
+#[test]
+fn every_step_kind_succeeds_and_later_steps_read_outputs() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: make
+        sql: CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 5);
+      - id: count
+        check:
+          query: SELECT count(*) AS n, max(n) AS top, true AS ok, NULL::text AS nothing FROM t
+          expect: { rows: 1, n: { eq: 5 }, top: { between: [1, 5] }, ok: true, nothing: null }
+          assert: ["row.n == 5", "rows | length == 1"]
+      - id: echo
+        shell: echo "n={{ steps.count.row.n }}"
+      - id: argv
+        shell:
+          command: ["sh", "-c", "echo $GREETING from $PGDATABASE; echo oops >&2; exit 3"]
+          env: { GREETING: hello }
+          expect_exit: [3]
+      - id: nap
+        sleep: 50ms
+      - id: use_shell_output
+        sql: INSERT INTO t VALUES ({{ steps.echo.stdout | replace("n=", "") }} * 10);
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT max(n) FROM t"), "50");
+    assert_eq!(run.step("make")["rows_affected"], 5);
+    assert_eq!(
+        run.step("count")["check"]["expectations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(run.step("echo")["stdout_tail"], "n=5");
+    assert_eq!(
+        run.step("argv")["stdout_tail"],
+        format!("hello from {}", db.name)
+    );
+    assert_eq!(run.step("argv")["stderr_tail"], "oops");
+    assert_eq!(run.step("argv")["exit_code"], 3);
+    assert_eq!(run.report["run"]["status"], "succeeded");
+    assert_eq!(run.report["run"]["verdict"], "SUCCEEDED");
+}
+
+#[test]
+fn a_failing_sql_step_reports_the_server_error_in_full_and_rolls_back() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE t (n int);
+        rollback:
+          id: drop
+          sql: DROP TABLE IF EXISTS t;
+      - id: broken
+        sql: |
+          INSERT INTO t VALUES (1);
+          INSERT INTO t VALUES ('x');
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    // The failed step's transaction left nothing, and the rollback dropped the table.
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+    let e = &run.step("broken")["error"];
+    assert_eq!(e["sqlstate"], "22P02");
+    assert_eq!(e["message"], "invalid input syntax for type integer: \"x\"");
+    // The position maps back to the runbook: line 13, on the 'x'.
+    // Line 16 of the file, column 33: the 'x'.
+    assert_eq!(e["position"], 49);
+    let file = case.file.display().to_string();
+    assert_eq!(e["location"], format!("{file}:16:33"));
+    assert_eq!(run.step("create")["status"], "rolled_back");
+    assert_eq!(run.step("drop")["status"], "succeeded");
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "FAILED at expand.broken: rolled back cleanly"
+    );
+    assert!(
+        run.stderr.contains("invalid input syntax for type integer"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_failed_check_records_expected_against_actual() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: verify
+    kind: verify
+    steps:
+      - id: soft
+        check:
+          query: SELECT 3 AS n
+          expect: { n: 4 }
+          severity: warn
+      - id: hard
+        check:
+          query: SELECT 3 AS n, 'b' AS s
+          expect: { n: { gte: 10 }, s: { in: [a, b] }, rows: 1 }
+          assert: ["row.n > 5"]
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.step("soft")["status"], "failed");
+    let hard = run.step("hard");
+    assert_eq!(
+        hard["error"]["message"],
+        "expected n gte 10, got 3; assert `row.n > 5` was false"
+    );
+    let exp = &hard["check"]["expectations"];
+    assert_eq!(exp[0]["expected"], 10);
+    assert_eq!(exp[0]["actual"], 3);
+    assert_eq!(exp[0]["passed"], false);
+    assert_eq!(exp[1]["passed"], true);
+    assert!(
+        run.report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("check `soft` failed (severity warn)")
+    );
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(md.contains("| n | gte | `10` | `3` | ❌ |"), "{md}");
+}
+
+#[test]
+fn a_preflight_failure_exits_1_and_changes_nothing() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: preflight
+    kind: preflight
+    steps:
+      - id: empty_db
+        check:
+          query: SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'
+          expect: { n: 1 }
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE t (n int);
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+    assert_eq!(run.step("create")["status"], "not_run");
+    assert_eq!(run.report["phases"][1]["status"], "not_run");
+}
+
+#[test]
+fn a_failing_shell_step_keeps_its_output_tail() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: fails
+        shell: "for i in 1 2 3; do echo line $i; done; echo bad thing >&2; exit 7"
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let s = run.step("fails");
+    assert_eq!(s["exit_code"], 7);
+    assert_eq!(s["error"]["message"], "exited with code 7, expected 0");
+    assert_eq!(s["stdout_tail"], "line 1\nline 2\nline 3");
+    assert_eq!(s["stderr_tail"], "bad thing");
+}
+
+#[test]
+fn a_shell_timeout_kills_the_whole_process_group() {
+    let db = Db::fresh();
+    let marker = tempfile::tempdir().unwrap();
+    let file = marker.path().join("child-survived");
+    let case = Case::new(&runbook(&format!(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: slow
+        timeout: 500ms
+        shell: "(sleep 2; touch {}) & sleep 30"
+"#,
+        file.display()
+    )));
+    let started = Instant::now();
+    let run = case.exec(&db.url, &[]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.step("slow")["status"], "timed_out");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!file.exists(), "a child of the timed-out step kept running");
+}
+
+#[test]
+fn a_sleep_longer_than_its_timeout_times_out() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: nap\n        timeout: 100ms\n        sleep: 10s\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2);
+    assert_eq!(run.step("nap")["status"], "timed_out");
+    assert_eq!(run.step("nap")["error"]["message"], "timed out after 100ms");
+}
+
+/// Three steps, each logging its undo into a table; the fourth fails.
+fn logged_steps(on_failure: &str, fourth: &str) -> String {
+    let mut s = String::from(
+        "phases:\n  - id: setup\n    kind: custom\n    steps:\n      - id: log_table\n        sql: CREATE TABLE log (n serial, what text);\n",
+    );
+    s.push_str(&format!(
+        "  - id: expand\n    kind: expand\n    on_failure: {on_failure}\n    steps:\n"
+    ));
+    for i in 1..=3 {
+        s.push_str(&format!(
+            "      - id: s{i}\n        sql: INSERT INTO log (what) VALUES ('do {i}');\n        rollback:\n          id: undo_{i}\n          sql: INSERT INTO log (what) VALUES ('undo {i}');\n"
+        ));
+    }
+    s.push_str(fourth);
+    s.push_str("      - id: s5\n        sql: INSERT INTO log (what) VALUES ('do 5');\n");
+    runbook(&s)
+}
+
+const FAILING_FOURTH: &str = "      - id: s4\n        sql: SELECT 1/0;\n";
+
+#[test]
+fn rollback_runs_compensations_newest_first() {
+    let db = Db::fresh();
+    let run = Case::new(&logged_steps("rollback", FAILING_FOURTH)).exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log"),
+        "do 1,do 2,do 3,undo 3,undo 2,undo 1"
+    );
+    for i in 1..=3 {
+        assert_eq!(run.step(&format!("s{i}"))["status"], "rolled_back");
+        assert_eq!(
+            run.step(&format!("s{i}"))["compensation"]["status"],
+            "succeeded"
+        );
+    }
+    assert_eq!(run.step("s4")["status"], "failed");
+    assert_eq!(run.step("s5")["status"], "not_run");
+    assert_eq!(run.report["branches"][0]["scope"], "phase");
+    assert_eq!(run.report["branches"][0]["clean"], true);
+}
+
+#[test]
+fn abort_undoes_nothing_and_says_a_person_must_look() {
+    let db = Db::fresh();
+    let run = Case::new(&logged_steps("abort", FAILING_FOURTH)).exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log"),
+        "do 1,do 2,do 3"
+    );
+    assert!(
+        run.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("aborted without rollback")
+    );
+}
+
+#[test]
+fn continue_records_the_failure_and_goes_on() {
+    let db = Db::fresh();
+    let run = Case::new(&logged_steps("continue", FAILING_FOURTH)).exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log"),
+        "do 1,do 2,do 3,do 5"
+    );
+    assert_eq!(run.step("s4")["status"], "failed");
+    assert_eq!(run.report["phases"][1]["status"], "failed");
+    assert!(
+        run.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("1 tolerated failure")
+    );
+}
+
+#[test]
+fn a_branch_runs_instead_of_compensations() {
+    let db = Db::fresh();
+    let branch = "\n      - id: branch_a\n        sql: INSERT INTO log (what) VALUES ('branch a');\n      - id: branch_b\n        sql: INSERT INTO log (what) VALUES ('branch b');";
+    let run = Case::new(&logged_steps(branch, FAILING_FOURTH)).exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log"),
+        "do 1,do 2,do 3,branch a,branch b"
+    );
+    assert_eq!(run.report["branches"][0]["scope"], "phase_branch");
+    assert_eq!(run.step("branch_b")["role"], "phase_branch");
+}
+
+#[test]
+fn a_failing_compensation_does_not_stop_the_others_and_exits_4() {
+    let db = Db::fresh();
+    let yaml = logged_steps("rollback", FAILING_FOURTH).replace(
+        "sql: INSERT INTO log (what) VALUES ('undo 2');",
+        "sql: INSERT INTO no_such_table VALUES (1);",
+    );
+    let run = Case::new(&yaml).exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log"),
+        "do 1,do 2,do 3,undo 3,undo 1"
+    );
+    assert_eq!(run.step("s2")["status"], "compensation_failed");
+    assert_eq!(run.report["run"]["status"], "rollback_failed");
+    assert!(
+        run.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("ROLLBACK FAILED; a person must act")
+    );
+}
+
+#[test]
+fn runbook_on_failure_and_finally_run_and_see_the_outcome() {
+    let db = Db::fresh();
+    let mut yaml = logged_steps("rollback", FAILING_FOURTH);
+    yaml.push_str(
+        r#"on_failure:
+  - id: page
+    sql: INSERT INTO log (what) VALUES ('page oncall');
+finally:
+  - id: record
+    sql: INSERT INTO log (what) VALUES ('finally {{ run.status }} at {{ run.failed_step }}');
+"#,
+    );
+    let run = Case::new(&yaml).exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log WHERE n > 6"),
+        "page oncall,finally rolled_back at expand.s4"
+    );
+    assert_eq!(run.report["branches"][1]["scope"], "on_failure");
+    assert_eq!(run.report["finally"][0]["status"], "succeeded");
+
+    // On success, on_failure stays silent and finally still runs.
+    let db = Db::fresh();
+    let ok = yaml.replace("SELECT 1/0;", "SELECT 1;");
+    let run = Case::new(&ok).exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log WHERE what NOT LIKE 'do %'"),
+        "finally succeeded at"
+    );
+}
+
+#[test]
+fn a_lock_timeout_is_retried_until_the_lock_is_released() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE busy (n int)");
+    // Another session holds the table for about two seconds.
+    let holder = std::process::Command::new("psql")
+        .args([
+            &db.url,
+            "-Xq",
+            "-c",
+            "BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.sql("SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'") != "1" {
+        assert!(Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let case = Case::new(&runbook(
+        r#"settings: { lock_timeout: 200ms }
+phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: alter
+        retry: { attempts: 20, backoff: { initial: 200ms, factor: 1, max: 200ms }, on: [lock_timeout] }
+        sql: ALTER TABLE busy ADD COLUMN note text;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    let mut holder = holder;
+    holder.wait().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let attempts = run.step("alter")["attempts"].as_array().unwrap().clone();
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    for a in &attempts[..attempts.len() - 1] {
+        assert_eq!(a["error"]["sqlstate"], "55P03");
+        assert_eq!(a["error"]["class"], "lock_timeout");
+    }
+    assert!(attempts.last().unwrap()["error"].is_null());
+    assert_eq!(db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'busy' AND column_name = 'note'"), "1");
+    assert!(run.events().iter().any(|e| e["event"] == "step_retry"));
+}
+
+#[test]
+fn errors_not_listed_in_retry_on_are_not_retried() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: bad\n        retry: { attempts: 5, on: [lock_timeout] }\n        sql: SELECT 1/0;\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2);
+    assert_eq!(run.step("bad")["attempts"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_timed_out_statement_is_cancelled_on_the_server() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: slow
+        timeout: 500ms
+        sql: SELECT pg_sleep(60) AS marker_for_test;
+"#,
+    ));
+    let started = Instant::now();
+    let run = case.exec(&db.url, &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.step("slow")["status"], "timed_out");
+    // A dropped connection would leave pg_sleep running on the server.
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%marker_for_test%' AND pid <> pg_backend_pid()"),
+        "0"
+    );
+}
+
+#[test]
+fn a_check_cannot_write() {
+    let db = Db::fresh();
+    db.sql("CREATE SEQUENCE s; CREATE TABLE t (n int)");
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: verify
+    kind: verify
+    steps:
+      - id: sneaky
+        check: SELECT nextval('s') AS n
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let e = &run.step("sneaky")["error"];
+    assert_eq!(e["sqlstate"], "25006");
+    assert_eq!(
+        e["message"],
+        "cannot execute nextval() in a read-only transaction"
+    );
+    assert_eq!(db.sql("SELECT last_value FROM s"), "1");
+    assert_eq!(db.sql("SELECT is_called FROM s"), "f");
+}
+
+fn gated() -> String {
+    runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE t (n int);
+  - id: contract
+    kind: contract
+    approval: { prompt: "Drop it?" }
+    steps:
+      - id: drop
+        sql: DROP TABLE t;
+finally:
+  - id: note
+    shell: "true"
+"#,
+    )
+}
+
+#[test]
+fn an_approval_not_given_exits_6_before_the_phase() {
+    let db = Db::fresh();
+    let case = Case::new(&gated());
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NOT NULL"), "t");
+    assert_eq!(run.step("drop")["status"], "not_run");
+    assert_eq!(run.report["phases"][1]["status"], "not_approved");
+    assert_eq!(run.report["finally"][0]["status"], "succeeded");
+    assert!(
+        run.stderr.contains(
+            "phase contract NOT APPROVED: no terminal to ask; pass --approve contract or --yes"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_approval_given_by_flag_is_recorded() {
+    let db = Db::fresh();
+    let case = Case::new(&gated());
+    let run = case.exec(&db.url, &["--approve", "contract"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+    let a = &run.report["phases"][1]["approval"];
+    assert_eq!(a["method"], "flag");
+    assert!(!a["user"].as_str().unwrap().is_empty());
+
+    let run = case.exec(&db.url, &["--approve", "contrac"]);
+    assert_eq!(run.code, 5);
+    assert!(
+        run.stderr.contains("unknown phase `contrac`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("did you mean `contract`?"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn secrets_never_reach_any_output() {
+    let db = Db::fresh();
+    let password = "pw-9c1f-very-secret";
+    let token = "tok-77aa-secret";
+    let case = Case::new(&runbook(
+        r#"params:
+  token: { type: string, secret: true }
+phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: echo_env
+        shell:
+          command: echo "token=$TOKEN password=$PGPASSWORD"
+          env: { TOKEN: "{{ params.token }}" }
+      - id: in_sql
+        sql: SELECT 1 -- {{ params.token }}
+      - id: fails_with_it
+        sql: SELECT '{{ params.token }}'::int;
+"#,
+    ));
+    let junit = case.dir.path().join("junit.xml");
+    let run = case.exec(
+        &db.url_with_password(password),
+        &[
+            "--set",
+            &format!("token={token}"),
+            "--junit",
+            junit.to_str().unwrap(),
+            "-v",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    // The shell step really got them, and its output was redacted.
+    assert_eq!(
+        run.step("echo_env")["stdout_tail"],
+        "token=[REDACTED] password=[REDACTED]"
+    );
+    let mut outputs = vec![
+        ("stdout".to_string(), run.stdout.clone()),
+        ("stderr".to_string(), run.stderr.clone()),
+    ];
+    for entry in std::fs::read_dir(&run.dir).unwrap() {
+        let p = entry.unwrap().path();
+        outputs.push((
+            p.display().to_string(),
+            std::fs::read_to_string(&p).unwrap(),
+        ));
+    }
+    outputs.push(("junit".into(), std::fs::read_to_string(&junit).unwrap()));
+    assert!(outputs.len() >= 6);
+    for (name, text) in outputs {
+        assert!(
+            !text.contains(token),
+            "{name} leaks the secret param:\n{text}"
+        );
+        assert!(
+            !text.contains(password),
+            "{name} leaks the URL password:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_report_is_written_after_sigint() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: made
+        sql: CREATE TABLE t (n int);
+        rollback:
+          id: unmade
+          sql: DROP TABLE IF EXISTS t;
+      - id: slow
+        sql: SELECT pg_sleep(60);
+"#,
+    ));
+    let child = case
+        .command(&db.url, &[])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = case.reports().join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if text.contains(r#""event":"step_started","at":"#) && text.contains(r#""step":"slow""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert_eq!(run.report["run"]["status"], "interrupted");
+    assert_eq!(run.step("slow")["status"], "cancelled");
+    assert_eq!(run.step("made")["status"], "rolled_back");
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+    assert!(run.dir.join("report.md").exists());
+    assert_eq!(run.events().last().unwrap()["event"], "run_finished");
+}
+
+#[test]
+fn junit_parses_with_a_testcase_per_step() {
+    let db = Db::fresh();
+    let case = Case::new(&logged_steps("rollback", FAILING_FOURTH));
+    let junit = case.dir.path().join("junit.xml");
+    let run = case.exec(&db.url, &["--junit", junit.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
+    let suites: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    let names: Vec<&str> = suites.iter().filter_map(|s| s.attribute("name")).collect();
+    assert_eq!(names, ["t.setup", "t.expand", "t.rollback.1.phase"]);
+    let cases = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    assert_eq!(cases, 1 + 5 + 3);
+    let errors = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("error"))
+        .count();
+    assert_eq!(errors, 1);
+}
+
+#[test]
+fn no_database_is_refused_before_anything_runs() {
+    let case = Case::new(&gated());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["exec", case.file.to_str().unwrap(), "--report-dir"])
+        .arg(case.reports())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: no database to run against\n"),
+        "{stderr}"
+    );
+    assert!(
+        !case.reports().exists(),
+        "a refused run must not create reports"
+    );
+}
+
+#[test]
+fn an_unreachable_database_fails_with_a_report() {
+    let case = Case::new(&gated());
+    let run = case.exec("postgres://runbook:pw-unreach@127.0.0.1:1/none", &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("FAILED before the first step: could not connect to 127.0.0.1:1/none")
+    );
+    assert!(!run.stderr.contains("pw-unreach"));
+}
+
+#[test]
+fn report_md_snapshot() {
+    let db = Db::fresh();
+    let mut yaml = logged_steps("rollback", FAILING_FOURTH);
+    yaml.push_str("finally:\n  - id: done\n    shell: echo done\n");
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2);
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    let redactions = [
+        (r"\d+(\.\d+)? (ms|s)\b", "[duration]"),
+        (r"\d+m \d\ds", "[duration]"),
+        (r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "[time]"),
+        (r"\d{8}T\d{6}Z-[0-9a-f]{4}", "[run-id]"),
+        (r"`[^`]*runbook\.yml`", "`[file]`"),
+        (r"[0-9a-f]{64}", "[sha256]"),
+        (r"127\.0\.0\.1:\d+/t\d+_\d+", "127.0.0.1:[port]/[db]"),
+        (r"PostgreSQL [0-9.]+[^|]*\|", "PostgreSQL [version] |"),
+        (r"runbook \d+\.\d+\.\d+", "runbook [version]"),
+    ];
+    // The order of the slowest steps depends on timing: check it apart.
+    let (md, slowest) = md.split_once("## Slowest steps\n").unwrap();
+    assert_eq!(slowest.lines().filter(|l| l.starts_with("1. `")).count(), 5);
+    let mut text = md.to_string();
+    for (re, with) in redactions {
+        text = regex::Regex::new(re)
+            .unwrap()
+            .replace_all(&text, with)
+            .into_owned();
+    }
+    insta::assert_snapshot!(text);
+}

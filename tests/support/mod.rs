@@ -1,0 +1,186 @@
+//! Test support: one throwaway PostgreSQL per test binary, a fresh database
+//! per test, and a way to run the real `runbook` binary against it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use runbook::ephemeral::Ephemeral;
+
+static CLUSTER: OnceLock<Ephemeral> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub fn cluster() -> &'static Ephemeral {
+    CLUSTER.get_or_init(|| Ephemeral::start().expect("a throwaway PostgreSQL starts"))
+}
+
+/// A new, empty database of its own.
+pub struct Db {
+    pub name: String,
+    pub url: String,
+}
+
+impl Db {
+    pub fn fresh() -> Db {
+        let c = cluster();
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        psql(
+            &c.url("postgres"),
+            &format!("CREATE DATABASE {name} TEMPLATE template0"),
+        );
+        Db {
+            url: c.url(&name),
+            name,
+        }
+    }
+
+    /// Run SQL and return psql's unaligned, tuples-only output.
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+
+    /// The same database, with a password in the URL (trust auth ignores it),
+    /// to prove the password never reaches an output.
+    pub fn url_with_password(&self, password: &str) -> String {
+        self.url
+            .replacen("runbook@", &format!("runbook:{password}@"), 1)
+    }
+}
+
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql failed on {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+/// A runbook written to a temp dir, ready to run.
+pub struct Case {
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+}
+
+impl Case {
+    pub fn new(yaml: &str) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("runbook.yml");
+        std::fs::write(&file, yaml).unwrap();
+        Case { dir, file }
+    }
+
+    pub fn reports(&self) -> PathBuf {
+        self.dir.path().join("reports")
+    }
+
+    pub fn command(&self, url: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.arg("exec")
+            .arg(&self.file)
+            .args(["--database-url", url, "--report-dir"])
+            .arg(self.reports())
+            .args(["--progress", "never"])
+            .args(extra)
+            .env_remove("DATABASE_URL")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    pub fn exec(&self, url: &str, extra: &[&str]) -> Run {
+        let out = self.command(url, extra).output().unwrap();
+        Run::new(out, &self.reports())
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: serde_json::Value,
+    pub dir: PathBuf,
+}
+
+impl Run {
+    pub fn new(out: Output, dir: &Path) -> Run {
+        let report = std::fs::read_to_string(dir.join("report.json"))
+            .map(|t| serde_json::from_str(&t).expect("report.json is JSON"))
+            .unwrap_or(serde_json::Value::Null);
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            report,
+            dir: dir.to_path_buf(),
+        };
+        if !run.report.is_null() {
+            check_report_schema(&run.report);
+        }
+        run
+    }
+
+    /// The report entry of a step, wherever it ran.
+    pub fn step(&self, id: &str) -> &serde_json::Value {
+        let r = &self.report;
+        let phases = r["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["steps"].as_array().into_iter().flatten());
+        let branches = r["branches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|b| b["steps"].as_array().into_iter().flatten());
+        let fin = r["finally"].as_array().into_iter().flatten();
+        phases
+            .chain(branches)
+            .chain(fin)
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no step `{id}` in the report:\n{}",
+                    serde_json::to_string_pretty(r).unwrap()
+                )
+            })
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each event line is JSON"))
+            .collect()
+    }
+}
+
+/// Every report.json must be valid against the committed schema.
+pub fn check_report_schema(report: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("schemas/report.v1.schema.json").unwrap())
+            .unwrap();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path().as_str()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report.json violates its schema: {errors:#?}"
+    );
+}
