@@ -293,3 +293,58 @@ fn schema_prints_the_committed_schema() {
         std::fs::read_to_string("schemas/runbook.v1.schema.json").unwrap()
     );
 }
+
+#[test]
+fn the_quickstart_runs_on_a_throwaway_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("ok");
+    let o = runbook(&[
+        "exec",
+        "examples/quickstart/runbook.yml",
+        "--ephemeral",
+        "--progress",
+        "never",
+        "--report-dir",
+        reports.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("say_done stdout | greetings holds 3 rows"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("SUCCEEDED (exit code 0)"), "{}", o.stderr);
+
+    let reports = dir.path().join("rollback");
+    let o = runbook(&[
+        "exec",
+        "examples/quickstart/rollback.yml",
+        "--ephemeral",
+        "--progress",
+        "never",
+        "--report-dir",
+        reports.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("FAILED at expand.add_bad_constraint: rolled back cleanly (exit code 2)"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("the run ended with status rolled_back"),
+        "{}",
+        o.stderr
+    );
+    let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
+    assert!(
+        md.contains("| drop_column | add_column | ✅ succeeded |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| drop_table | create_table | ✅ succeeded |"),
+        "{md}"
+    );
+}

@@ -152,3 +152,11 @@ fn the_readme_example_is_a_valid_runbook() {
         panic!("{}", invalid.render(false));
     }
 }
+
+#[test]
+fn the_report_schema_is_valid_and_embedded() {
+    let text = std::fs::read_to_string("schemas/report.v1.schema.json").unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    jsonschema::meta::validate(&schema).unwrap();
+    assert_eq!(runbook::schema::REPORT_SCHEMA, text);
+}

@@ -162,7 +162,11 @@ impl Progress {
                 rows_affected,
                 ..
             } => {
-                let rows = rows_affected.map_or(String::new(), |n| format!(", {n} rows"));
+                let rows = match rows_affected {
+                    None => String::new(),
+                    Some(1) => ", 1 row".to_string(),
+                    Some(n) => format!(", {n} rows"),
+                };
                 let mut s = format!(
                     "{} step {step} {} in {}{rows}",
                     status_mark(*status),
@@ -297,6 +301,10 @@ impl Sink for Progress {
             {
                 b.inc(1);
             }
+        }
+        // On a terminal the spinner already says which step runs.
+        if self.mode == Mode::Bars && !self.verbose && matches!(e, Event::StepStarted { .. }) {
+            return;
         }
         if let Some(text) = self.describe(e) {
             self.line(at(e), &text);
