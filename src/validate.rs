@@ -681,6 +681,10 @@ fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             );
             continue;
         }
+        // Plain text has no references and no template syntax to get wrong.
+        if f.mode == Mode::Template && !["{{", "{%", "{#"].iter().any(|t| f.text.contains(t)) {
+            continue;
+        }
         let refs = match template::references(&env, f.text, f.mode == Mode::Expr) {
             Ok(r) => r,
             Err(e) => {
