@@ -766,3 +766,29 @@ fn report_md_snapshot() {
     }
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn the_markdown_report_is_appended_to_the_github_step_summary() {
+    let db = Db::fresh();
+    let case = Case::new(&gated());
+    let summary = case.dir.path().join("summary.md");
+    std::fs::write(&summary, "earlier content\n").unwrap();
+    let out = case
+        .command(&db.url, &["--yes"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.starts_with("earlier content\n# runbook report: t 1\n\n**SUCCEEDED** (exit code 0)"),
+        "{text}"
+    );
+    let approval = &support::Run::new(out, &case.reports()).report["phases"][1]["approval"];
+    assert_eq!(approval["method"], "yes");
+}

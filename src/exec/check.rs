@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::db::{self, QueryFail};
-use super::{Attempt, Done, Fail, Run, cancelled_error, timeout_error};
+use super::db;
+use super::{Attempt, Done, Fail, Run};
 use crate::events::{Assertion, CheckResult, ErrorInfo, Expectation, StepStatus};
 use crate::model::CompareOp;
 use crate::plan::{Action, PlanStep};
@@ -63,20 +63,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         }
         Err(fail) => {
             r.db.rollback().await;
-            return Err(match fail {
-                QueryFail::Db(e) => {
-                    let mut info = db::error_info(&e, Some(prefix.chars().count()));
-                    info.location = r.locate(query, &q, info.position);
-                    Fail {
-                        status: StepStatus::Failed,
-                        retry_class: db::classify(&e),
-                        error: info,
-                        partial: Done::default(),
-                    }
-                }
-                QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),
-                QueryFail::Interrupted => Fail::new(StepStatus::Cancelled, cancelled_error()),
-            });
+            return Err(r.query_failure(fail, query, &q, prefix.chars().count(), timeout));
         }
     };
 

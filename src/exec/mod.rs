@@ -943,6 +943,35 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// A query that did not complete, as a step failure. `prefix_chars` is
+    /// what runbook put before the user's SQL, so the server's position
+    /// points into the SQL as written, then into the runbook file.
+    pub(crate) fn query_failure(
+        &self,
+        fail: db::QueryFail,
+        t: &Text,
+        raw: &str,
+        prefix_chars: usize,
+        timeout: Option<Duration>,
+    ) -> Fail {
+        match fail {
+            db::QueryFail::Db(e) => {
+                let mut info = db::error_info(&e, Some(prefix_chars));
+                info.location = self.locate(t, raw, info.position);
+                Fail {
+                    status: StepStatus::Failed,
+                    retry_class: db::classify(&e),
+                    error: info,
+                    partial: Done::default(),
+                }
+            }
+            db::QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),
+            db::QueryFail::Interrupted => Fail::new(StepStatus::Cancelled, cancelled_error()),
+        }
+    }
+}
+
 pub(crate) fn cancelled_error() -> ErrorInfo {
     ErrorInfo {
         class: "cancelled".into(),

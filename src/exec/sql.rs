@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::db::{self, QueryFail};
-use super::{Attempt, Done, Fail, Run, cancelled_error, timeout_error};
+use super::db;
+use super::{Attempt, Done, Fail, Run};
 use crate::events::StepStatus;
 use crate::plan::Text;
 
@@ -62,20 +62,7 @@ pub(crate) async fn run(
             if transaction {
                 r.db.rollback().await;
             }
-            Err(match fail {
-                QueryFail::Db(e) => {
-                    let mut info = db::error_info(&e, Some(prefix.chars().count()));
-                    info.location = r.locate(t, &sql, info.position);
-                    Fail {
-                        status: StepStatus::Failed,
-                        retry_class: db::classify(&e),
-                        error: info,
-                        partial: Done::default(),
-                    }
-                }
-                QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),
-                QueryFail::Interrupted => Fail::new(StepStatus::Cancelled, cancelled_error()),
-            })
+            Err(r.query_failure(fail, t, &sql, prefix.chars().count(), timeout))
         }
     }
 }
