@@ -792,3 +792,62 @@ fn the_markdown_report_is_appended_to_the_github_step_summary() {
     let approval = &support::Run::new(out, &case.reports()).report["phases"][1]["approval"];
     assert_eq!(approval["method"], "yes");
 }
+
+#[test]
+fn a_killed_run_leaves_its_event_log_and_a_report_that_says_running() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: first
+        sql: CREATE TABLE t (n int);
+      - id: slow
+        sql: SELECT pg_sleep(60);
+"#,
+    ));
+    let mut child = case
+        .command(&db.url, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = case.reports().join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .contains(r#""step":"slow""#)
+    {
+        assert!(Instant::now() < deadline, "the slow step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Give the writer its second: a long step must not leave a stale report.
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.reports().join("report.json")).unwrap())
+            .unwrap();
+    support::check_report_schema(&report);
+    assert_eq!(report["run"]["status"], "running");
+    assert_eq!(
+        report["run"]["verdict"],
+        "RUNNING (or killed before it could finish)"
+    );
+    assert!(
+        std::fs::read_to_string(case.reports().join("report.md"))
+            .unwrap()
+            .contains("RUNNING")
+    );
+    let steps = &report["phases"][0]["steps"];
+    assert_eq!(
+        (steps[0]["status"].as_str(), steps[1]["status"].as_str()),
+        (Some("succeeded"), Some("running"))
+    );
+    let lines = std::fs::read_to_string(&events).unwrap();
+    let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["step"].as_str()),
+        (Some("step_started"), Some("slow"))
+    );
+}

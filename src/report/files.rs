@@ -5,7 +5,8 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::{Builder, junit, markdown};
 use crate::events::{Event, Sink};
@@ -35,32 +36,91 @@ impl Sink for EventLog {
     }
 }
 
-/// Builds the report from events and writes it.
+/// Builds the report from events and writes it: at the run's boundaries,
+/// and from a writer thread at most once a second while anything changed,
+/// so a long step or a killed run still leaves a current report.
 pub struct ReportFiles {
-    builder: Builder,
-    dir: PathBuf,
+    shared: Arc<Shared>,
+    writer: Option<std::thread::JoinHandle<()>>,
     junit: Option<PathBuf>,
-    last_write: Option<Instant>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    dir: PathBuf,
+}
+
+struct State {
+    builder: Builder,
+    dirty: bool,
+    done: bool,
 }
 
 /// How often the report is rewritten while the run goes on.
 const CHECKPOINT: Duration = Duration::from_secs(1);
 
-impl ReportFiles {
-    pub fn new(builder: Builder, dir: &Path, junit: Option<PathBuf>) -> Self {
-        ReportFiles {
-            builder,
-            dir: dir.to_path_buf(),
-            junit,
-            last_write: None,
-        }
-    }
-
-    fn write(&mut self) {
-        let r = self.builder.report();
+impl Shared {
+    fn write(&self, builder: &Builder) {
+        let r = builder.report();
         let _ = write_atomic(&self.dir.join("report.json"), r.to_json().as_bytes());
         let _ = write_atomic(&self.dir.join("report.md"), markdown::render(r).as_bytes());
-        self.last_write = Some(Instant::now());
+    }
+}
+
+impl ReportFiles {
+    pub fn new(builder: Builder, dir: &Path, junit: Option<PathBuf>) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                builder,
+                dirty: false,
+                done: false,
+            }),
+            wake: Condvar::new(),
+            dir: dir.to_path_buf(),
+        });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("runbook-report".into())
+                .spawn(move || {
+                    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                    loop {
+                        if state.done {
+                            return;
+                        }
+                        if state.dirty {
+                            state.dirty = false;
+                            let snapshot = state.builder.clone();
+                            drop(state);
+                            shared.write(&snapshot);
+                            // At most one write a second; `finish` ends the wait.
+                            let until = std::time::Instant::now() + CHECKPOINT;
+                            state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                            while !state.done {
+                                let left =
+                                    until.saturating_duration_since(std::time::Instant::now());
+                                if left.is_zero() {
+                                    break;
+                                }
+                                state = shared
+                                    .wake
+                                    .wait_timeout(state, left)
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .0;
+                            }
+                        } else {
+                            state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                })
+                .ok()
+        };
+        ReportFiles {
+            shared,
+            writer,
+            junit,
+        }
     }
 }
 
@@ -75,20 +135,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Sink for ReportFiles {
     fn event(&mut self, e: &Event) {
-        self.builder.apply(e);
-        let due = self.last_write.is_none_or(|t| t.elapsed() >= CHECKPOINT);
-        let boundary = matches!(
-            e,
-            Event::RunStarted { .. } | Event::PhaseFinished { .. } | Event::RollbackStarted { .. }
-        );
-        if boundary || (due && matches!(e, Event::StepFinished { .. })) {
-            self.write();
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.builder.apply(e);
+        if matches!(e, Event::RunStarted { .. }) {
+            // The first report exists before the first step runs.
+            self.shared.write(&state.builder);
+        } else {
+            state.dirty = true;
+            self.shared.wake.notify_one();
         }
     }
 
     fn finish(&mut self) {
-        self.write();
-        let r = self.builder.report();
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.done = true;
+            self.shared.wake.notify_one();
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.write(&state.builder);
+        let r = state.builder.report();
         if let Some(path) = &self.junit {
             let _ = write_atomic(path, junit::render(r).as_bytes());
         }

@@ -4,6 +4,7 @@
 //! listed as `not_run` rather than missing. Each event updates it. Sinks write
 //! it as `report.json` (schemas/report.v1.schema.json), `report.md`, JUnit XML
 //! and `events.jsonl`, during the run and at its end, on every outcome.
+//! The report is rewritten off the executor's path, by a writer thread.
 
 pub mod files;
 pub mod junit;
