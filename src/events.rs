@@ -308,11 +308,21 @@ pub enum Event {
 }
 
 impl Event {
-    /// Redact every string inside the event.
+    /// Keys whose values are fixed vocabularies, never user text.
+    const VOCABULARY: &'static [&'static str] = &[
+        "event", "role", "status", "kind", "origin", "method", "severity", "op", "scope", "stream",
+    ];
+
+    /// Redact every string of user text inside the event. An event that
+    /// cannot be rebuilt after redaction is replaced by a warning: it is
+    /// never passed on unredacted.
     pub fn redacted(&self, r: &Redactor) -> Event {
         let mut v = serde_json::to_value(self).expect("events serialize");
-        r.redact_json(&mut v);
-        serde_json::from_value(v).expect("redaction keeps the event's shape")
+        r.redact_json_except(&mut v, Self::VOCABULARY);
+        serde_json::from_value(v).unwrap_or_else(|_| Event::Warning {
+            at: now(),
+            message: "an event could not be redacted safely and was dropped".into(),
+        })
     }
 }
 

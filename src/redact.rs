@@ -81,14 +81,27 @@ impl Redactor {
 
     /// Redact every string inside a JSON value.
     pub fn redact_json(&self, v: &mut Value) {
+        self.redact_json_except(v, &[]);
+    }
+
+    /// Redact every string inside a JSON value, except the values of
+    /// `keep` keys: those hold fixed vocabularies (an event's tag, a
+    /// status), never user text, and must keep their exact spelling.
+    pub fn redact_json_except(&self, v: &mut Value, keep: &[&str]) {
         match v {
             Value::String(s) => {
                 if let Cow::Owned(r) = self.redact(s) {
                     *s = r;
                 }
             }
-            Value::Array(a) => a.iter_mut().for_each(|x| self.redact_json(x)),
-            Value::Object(m) => m.values_mut().for_each(|x| self.redact_json(x)),
+            Value::Array(a) => a.iter_mut().for_each(|x| self.redact_json_except(x, keep)),
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if !(keep.contains(&k.as_str()) && x.is_string()) {
+                        self.redact_json_except(x, keep);
+                    }
+                }
+            }
             _ => {}
         }
     }

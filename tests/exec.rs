@@ -851,3 +851,27 @@ fn a_killed_run_leaves_its_event_log_and_a_report_that_says_running() {
         (Some("step_started"), Some("slow"))
     );
 }
+
+#[test]
+fn a_secret_that_looks_like_a_keyword_does_not_break_the_run() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"params:
+  word: { type: string, secret: true }
+phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: uses_it
+        shell:
+          command: echo "the word is $WORD"
+          env: { WORD: "{{ params.word }}" }
+"#,
+    ));
+    for word in ["main", "succeeded", "step_started", "sql"] {
+        let run = case.exec(&db.url, &["--set", &format!("word={word}")]);
+        assert_eq!(run.code, 0, "secret `{word}`: {}", run.stderr);
+        assert_eq!(run.step("uses_it")["stdout_tail"], "the word is [REDACTED]");
+        assert_eq!(run.step("uses_it")["role"], "main");
+    }
+}
