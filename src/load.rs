@@ -23,7 +23,16 @@ pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 pub struct Document {
     pub source: Source,
     pub value: Value,
-    pub spans: SpanIndex,
+    /// Built on first use: only a diagnostic needs a position, and a valid
+    /// runbook then never pays for the second YAML pass.
+    spans: std::sync::OnceLock<SpanIndex>,
+}
+
+impl Document {
+    /// Where each node sits in the file.
+    pub fn spans(&self) -> &SpanIndex {
+        self.spans.get_or_init(|| index_spans(&self.source))
+    }
 }
 
 /// A file that could not be read or parsed: its source (possibly empty) and why.
@@ -164,18 +173,7 @@ pub fn load_str(
     text: impl Into<String>,
 ) -> Result<Document, Box<LoadFailure>> {
     let source = Source::new(name, text);
-    // The two parses read the same text independently; on a large runbook
-    // running them side by side saves a quarter of `validate`'s time.
-    let (parsed, spans) = std::thread::scope(|s| {
-        let spans = (source.text().len() > 64 * 1024).then(|| s.spawn(|| index_spans(&source)));
-        let parsed: Result<serde_yaml::Value, _> = serde_yaml::from_str(source.text());
-        let spans = match spans {
-            Some(handle) => handle.join().unwrap_or_default(),
-            None if parsed.is_ok() => index_spans(&source),
-            None => SpanIndex::default(),
-        };
-        (parsed, spans)
-    });
+    let parsed: Result<serde_yaml::Value, _> = serde_yaml::from_str(source.text());
     let yaml = match parsed {
         Ok(v) => v,
         Err(e) => {
@@ -183,14 +181,14 @@ pub fn load_str(
             return Err(Box::new(LoadFailure { source, diagnostic }));
         }
     };
-    let value = match to_json(yaml, &mut Vec::new(), &spans) {
+    let value = match to_json(yaml, &mut Vec::new(), &source) {
         Ok(v) => v,
         Err(diagnostic) => return Err(Box::new(LoadFailure { source, diagnostic })),
     };
     Ok(Document {
         source,
         value,
-        spans,
+        spans: std::sync::OnceLock::new(),
     })
 }
 
@@ -291,7 +289,7 @@ fn pointer_of(path: &[String]) -> String {
 fn to_json(
     v: serde_yaml::Value,
     path: &mut Vec<String>,
-    spans: &SpanIndex,
+    source: &Source,
 ) -> Result<Value, Diagnostic> {
     use serde_yaml::Value as Y;
     Ok(match v {
@@ -308,7 +306,7 @@ fn to_json(
                     .map(Value::Number)
                     .ok_or_else(|| {
                         Diagnostic::new(format!("unsupported number `{n}`"))
-                            .at(spans.value(&pointer_of(path)))
+                            .at(index_spans(source).value(&pointer_of(path)))
                             .hint("infinities and NaN are not allowed; use a finite number")
                     })?
             }
@@ -318,7 +316,7 @@ fn to_json(
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 path.push(i.to_string());
-                out.push(to_json(item, path, spans)?);
+                out.push(to_json(item, path, source)?);
                 path.pop();
             }
             Value::Array(out)
@@ -332,12 +330,12 @@ fn to_json(
                     Y::Bool(b) => b.to_string(),
                     _ => {
                         return Err(Diagnostic::new("mapping key is not a string")
-                            .at(spans.value(&pointer_of(path)))
+                            .at(index_spans(source).value(&pointer_of(path)))
                             .hint("write keys as plain words, such as `name:`"));
                     }
                 };
                 path.push(key);
-                let value = to_json(item, path, spans)?;
+                let value = to_json(item, path, source)?;
                 let key = path.pop().unwrap_or_default();
                 out.insert(key, value);
             }
@@ -345,7 +343,7 @@ fn to_json(
         }
         Y::Tagged(t) => {
             return Err(Diagnostic::new(format!("YAML tag `{}` is not supported", t.tag))
-                .at(spans.value(&pointer_of(path)))
+                .at(index_spans(source).value(&pointer_of(path)))
                 .hint("remove the tag; runbook values are plain strings, numbers, lists and mappings"));
         }
     })
@@ -552,21 +550,21 @@ mod tests {
         let d = doc(
             "a: 1\nphases:\n  - id: one\n    steps:\n      - sql: 'SELECT 1'\n        name: \"x y\" # c\n",
         );
-        let n = d.spans.node("/phases/0/id").unwrap();
+        let n = d.spans().node("/phases/0/id").unwrap();
         assert_eq!(at(&d, n.key.clone().unwrap()), "id");
         assert_eq!(at(&d, n.value.clone()), "one");
         assert_eq!(
-            at(&d, d.spans.value("/phases/0/steps/0/sql").unwrap()),
+            at(&d, d.spans().value("/phases/0/steps/0/sql").unwrap()),
             "'SELECT 1'"
         );
         assert_eq!(
-            at(&d, d.spans.value("/phases/0/steps/0/name").unwrap()),
+            at(&d, d.spans().value("/phases/0/steps/0/name").unwrap()),
             "\"x y\""
         );
         // A missing child falls back to the nearest ancestor.
         assert_eq!(
-            d.spans.value("/phases/0/steps/0/nope"),
-            d.spans.value("/phases/0/steps/0")
+            d.spans().value("/phases/0/steps/0/nope"),
+            d.spans().value("/phases/0/steps/0")
         );
         assert_eq!(d.value["phases"][0]["steps"][0]["sql"], "SELECT 1");
     }
@@ -574,8 +572,8 @@ mod tests {
     #[test]
     fn non_ascii_text_keeps_byte_spans_right() {
         let d = doc("é: ü\nkey: value\n");
-        assert_eq!(at(&d, d.spans.value("/key").unwrap()), "value");
-        assert_eq!(at(&d, d.spans.value("/é").unwrap()), "ü");
+        assert_eq!(at(&d, d.spans().value("/key").unwrap()), "value");
+        assert_eq!(at(&d, d.spans().value("/é").unwrap()), "ü");
     }
 
     #[test]

@@ -271,7 +271,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
                 Diagnostic::new(format!("failed to render var `{name}`: {}", error_text(&e)))
                     .at(v
                         .doc
-                        .spans
+                        .spans()
                         .value(&format!("/vars/{}", crate::load::pointer_segment(name))))
                     .label("here"),
             ),
@@ -387,7 +387,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
             description: rb.metadata.description.clone(),
             owner: rb.metadata.owner.clone(),
             file: v.doc.source.name().to_string(),
-            sha256: v.sha256.clone(),
+            sha256: crate::validate::sha256(&v.doc),
         },
         params,
         vars: vars.into_iter().collect(),
@@ -529,7 +529,7 @@ impl Planner<'_> {
     }
 
     fn rb_span(&self, pointer: &str) -> Option<crate::source::Span> {
-        self.doc.spans.value(pointer)
+        self.doc.spans().value(pointer)
     }
 
     fn when(&mut self, when: &Option<When>, base: &str) -> Option<PlanWhen> {

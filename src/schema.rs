@@ -266,7 +266,7 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
     let root = &doc.value;
     let pointer = err.instance_path().as_str();
     let instance = err.instance();
-    let spans = &doc.spans;
+    let spans = doc.spans();
     let key = last_key(pointer);
     let key_name = key.clone().unwrap_or_default();
     match err.kind() {

@@ -49,8 +49,6 @@ pub struct Validated {
     pub doc: Document,
     pub runbook: Runbook,
     pub params: Params,
-    /// sha256 of the file's bytes, hex.
-    pub sha256: String,
 }
 
 /// The diagnostics of one file.
@@ -158,13 +156,16 @@ pub fn validate_doc(
         diags.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
         return Err(fail(doc.source, diags, extra));
     }
-    let sha256 = hex(&Sha256::digest(doc.source.text().as_bytes()));
     Ok(Validated {
         doc,
         runbook,
         params,
-        sha256,
     })
+}
+
+/// sha256 of a document's text, hex: what plans and reports identify a runbook by.
+pub fn sha256(doc: &Document) -> String {
+    hex(&Sha256::digest(doc.source.text().as_bytes()))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -209,7 +210,7 @@ fn check_durations(doc: &Document) -> Vec<Diagnostic> {
                             .collect();
                         out.push(
                             Diagnostic::new(format!("duration `{s}` for `{k}` is too long"))
-                                .at(doc.spans.value(&pointer))
+                                .at(doc.spans().value(&pointer))
                                 .label("more than a year")
                                 .hint("durations are limited to one year; check the number and the unit"),
                         );
@@ -248,39 +249,40 @@ fn line_of(doc: &Document, span: &Option<Span>) -> String {
 }
 
 fn check_ids(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
-    let mut seen: HashMap<&str, Option<Span>> = HashMap::new();
+    // Positions are looked up only for duplicates: a valid runbook never
+    // needs them.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, phase) in rb.phases.iter().enumerate() {
-        let p = format!("/phases/{i}/id");
-        let span = doc.spans.value(&p);
         if let Some(first) = seen.get(phase.id.as_str()) {
+            let first = doc.spans().value(&format!("/phases/{first}/id"));
             out.push(
                 Diagnostic::new(format!("duplicate phase id `{}`", phase.id))
-                    .at(span)
+                    .at(doc.spans().value(&format!("/phases/{i}/id")))
                     .label("used again here")
                     .hint(format!(
                         "phase ids must be unique (first used{}); `--approve` names phases by id",
-                        line_of(doc, first)
+                        line_of(doc, &first)
                     )),
             );
         } else {
-            seen.insert(&phase.id, span);
+            seen.insert(&phase.id, i);
         }
     }
-    let mut seen: HashMap<&str, Option<Span>> = HashMap::new();
+    let mut seen: HashMap<&str, String> = HashMap::new();
     for (pointer, step) in rb.all_steps() {
-        let span = doc.spans.value(&format!("{pointer}/id"));
         if let Some(first) = seen.get(step.id.as_str()) {
+            let first = doc.spans().value(&format!("{first}/id"));
             out.push(
                 Diagnostic::new(format!("duplicate step id `{}`", step.id))
-                    .at(span)
+                    .at(doc.spans().value(&format!("{pointer}/id")))
                     .label("used again here")
                     .hint(format!(
                         "step ids must be unique in the runbook (first used{}); rename one of them",
-                        line_of(doc, first)
+                        line_of(doc, &first)
                     )),
             );
         } else {
-            seen.insert(&step.id, span);
+            seen.insert(&step.id, pointer);
         }
     }
 }
@@ -300,7 +302,7 @@ fn check_param_declarations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnost
                 .to_string();
             out.push(
                 Diagnostic::new(format!("invalid pattern for param `{name}`"))
-                    .at(doc.spans.value(&format!("{base}/pattern")))
+                    .at(doc.spans().value(&format!("{base}/pattern")))
                     .label("not a regular expression")
                     .hint(first),
             );
@@ -313,7 +315,7 @@ fn check_param_declarations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnost
                 Diagnostic::new(format!(
                     "param `{name}` has minimum {min} above maximum {max}"
                 ))
-                .at(doc.spans.value(&format!("{base}/minimum")))
+                .at(doc.spans().value(&format!("{base}/minimum")))
                 .label("no value can satisfy this")
                 .hint("swap `minimum` and `maximum`"),
             );
@@ -323,7 +325,7 @@ fn check_param_declarations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnost
                 if let Err(e) = params::check_type(p.ty, v) {
                     out.push(
                         Diagnostic::new(format!("enum value of param `{name}` has the wrong type"))
-                            .at(doc.spans.value(&format!("{base}/enum/{i}")))
+                            .at(doc.spans().value(&format!("{base}/enum/{i}")))
                             .label(e)
                             .hint(format!(
                                 "param `{name}` is declared `type: {}`",
@@ -334,11 +336,10 @@ fn check_param_declarations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnost
             }
         }
         if let Some(default) = &p.default {
-            let at = doc.spans.value(&format!("{base}/default"));
             if p.required {
                 out.push(
                     Diagnostic::new(format!("param `{name}` is required but has a default"))
-                        .at(doc.spans.key_or_value(&format!("{base}/required")))
+                        .at(doc.spans().key_or_value(&format!("{base}/required")))
                         .label("a param with a default is never missing")
                         .hint("remove `required: true`, or remove the default"),
                 );
@@ -348,7 +349,7 @@ fn check_param_declarations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnost
             if let Err(e) = checked {
                 out.push(
                     Diagnostic::new(format!("invalid default for param `{name}`"))
-                        .at(at)
+                        .at(doc.spans().value(&format!("{base}/default")))
                         .label(e)
                         .hint("the default must satisfy the param's own type and constraints"),
                 );
@@ -618,7 +619,7 @@ pub fn locate(
     value: &str,
     range: std::ops::Range<usize>,
 ) -> Option<Span> {
-    let node = doc.spans.node(pointer)?;
+    let node = doc.spans().node(pointer)?;
     let text = doc.source.text();
     let start = node.value.start;
     let exact = |at: usize| -> Option<Span> {
@@ -662,7 +663,7 @@ fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             let start = f.text.find(needle);
             start
                 .and_then(|s| locate(doc, &f.pointer, f.text, s..s + needle.len()))
-                .or_else(|| doc.spans.value(&f.pointer))
+                .or_else(|| doc.spans().value(&f.pointer))
         };
         if f.mode == Mode::Expr && f.text.trim_start().starts_with("{{") {
             let inner = f
@@ -673,7 +674,7 @@ fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
                 .trim();
             out.push(
                 Diagnostic::new("expression written as a template")
-                    .at(doc.spans.value(&f.pointer))
+                    .at(doc.spans().value(&f.pointer))
                     .label("`{{ }}` is not needed here")
                     .hint(format!(
                         "`when` and `assert` take a bare expression; write `{inner}`"
@@ -691,7 +692,7 @@ fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
                 let span = e
                     .range()
                     .and_then(|r| locate(doc, &f.pointer, f.text, r))
-                    .or_else(|| doc.spans.value(&f.pointer));
+                    .or_else(|| doc.spans().value(&f.pointer));
                 let what = if f.mode == Mode::Expr {
                     "expression"
                 } else {
@@ -864,7 +865,7 @@ fn resolve_params(
                     None if pdoc.value.is_null() => {}
                     None => file_diags.push(
                         Diagnostic::new("expected a mapping of param names to values")
-                            .at(pdoc.spans.value(""))
+                            .at(pdoc.spans().value(""))
                             .label("not a mapping")
                             .hint("write one `name: value` per line"),
                     ),
@@ -874,7 +875,7 @@ fn resolve_params(
                             let Some(decl) = rb.params.get(k) else {
                                 file_diags.push(
                                     Diagnostic::new(format!("unknown param `{k}`"))
-                                        .at(pdoc.spans.key_or_value(&p))
+                                        .at(pdoc.spans().key_or_value(&p))
                                         .label("not declared by the runbook")
                                         .hint(unknown_hint(k)),
                                 );
@@ -890,7 +891,7 @@ fn resolve_params(
                                 }
                                 Err(e) => file_diags.push(
                                     Diagnostic::new(format!("invalid value for param `{k}`"))
-                                        .at(pdoc.spans.value(&p))
+                                        .at(pdoc.spans().value(&p))
                                         .label(e)
                                         .maybe_hint(decl.description.clone()),
                                 ),
@@ -962,7 +963,7 @@ fn resolve_params(
                 diags.push(
                     Diagnostic::new(format!("missing value for required param `{name}`"))
                         .at(doc
-                            .spans
+                            .spans()
                             .key_or_value(&format!("/params/{}", pointer_segment(name))))
                         .label("required")
                         .hint(format!(
