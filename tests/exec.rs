@@ -875,3 +875,43 @@ phases:
         assert_eq!(run.step("uses_it")["role"], "main");
     }
 }
+
+#[test]
+fn a_lost_connection_is_retried_on_a_new_session_when_asked() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE hits (n int)");
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: flaky
+        retry: { attempts: 3, backoff: { initial: 100ms }, on: [connection] }
+        sql: INSERT INTO hits SELECT 1 FROM pg_sleep(1);
+"#,
+    ));
+    let child = case
+        .command(&db.url, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Terminate the runner's session while its first attempt sleeps.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let killed = db.sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name LIKE 'runbook/%' AND query LIKE '%pg_sleep(1)%' AND state = 'active'",
+        );
+        if killed == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = support::Run::new(child.wait_with_output().unwrap(), &case.reports());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let attempts = run.step("flaky")["attempts"].as_array().unwrap().clone();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["error"]["class"], "connection");
+    assert_eq!(db.sql("SELECT count(*) FROM hits"), "1");
+}
