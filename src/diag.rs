@@ -109,7 +109,7 @@ fn clamp(span: &Span, source: &Source) -> Span {
     start..end
 }
 
-/// Render every diagnostic of one file, then a one-line summary.
+/// Render every diagnostic of one file, each followed by a blank line.
 pub fn render_all(source: &Source, diagnostics: &[Diagnostic], color: bool) -> String {
     let mut out = String::new();
     for d in diagnostics {
