@@ -82,6 +82,8 @@ pub enum RunStatus {
     RollbackFailed,
     NotApproved,
     Interrupted,
+    /// Another run of this runbook holds the database; nothing ran.
+    Locked,
 }
 
 impl RunStatus {
@@ -95,6 +97,7 @@ impl RunStatus {
             Self::RollbackFailed => "rollback_failed",
             Self::NotApproved => "not_approved",
             Self::Interrupted => "interrupted",
+            Self::Locked => "locked",
         }
     }
 }

@@ -915,3 +915,64 @@ fn a_lost_connection_is_retried_on_a_new_session_when_asked() {
     assert_eq!(attempts[0]["error"]["class"], "connection");
     assert_eq!(db.sql("SELECT count(*) FROM hits"), "1");
 }
+
+#[test]
+fn a_second_run_on_the_same_database_fails_fast_and_names_the_holder() {
+    let db = Db::fresh();
+    let slow = Case::new(&runbook(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: hold\n        sql: SELECT pg_sleep(3);\n",
+    ));
+    let first = slow
+        .command(&db.url, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = slow.reports().join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .contains(r#""step":"hold""#)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never started its step"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first_id = std::fs::read_to_string(&events).unwrap();
+    let first_id: serde_json::Value =
+        serde_json::from_str(first_id.lines().next().unwrap()).unwrap();
+    let first_id = first_id["run_id"].as_str().unwrap().to_string();
+
+    // The same runbook again: refused at once, with exit 5, naming the holder.
+    let second = Case::new(&std::fs::read_to_string(&slow.file).unwrap());
+    let started = Instant::now();
+    let run = second.exec(&db.url, &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "it waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert_eq!(run.report["run"]["status"], "locked");
+    let verdict = run.report["run"]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("REFUSED: another run of `t` holds database"),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains(&format!(
+            "application_name `runbook/{first_id}`, run {first_id}"
+        )),
+        "{verdict}"
+    );
+    assert!(verdict.contains("pid "), "{verdict}");
+    assert_eq!(run.step("hold")["status"], "not_run");
+
+    // A different runbook on the same database is not blocked.
+    let other = Case::new(&runbook("phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: quick\n        sql: SELECT 1;\n").replace("name: t,", "name: other,"));
+    assert_eq!(other.exec(&db.url, &[]).code, 0);
+
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -171,6 +171,80 @@ impl Db {
     }
 }
 
+/// The advisory lock key of a runbook on a database: the first 8 bytes of
+/// sha256 over both names, so different runbooks never block each other.
+pub fn lock_key(database: &str, runbook: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("runbook\0{database}\0{runbook}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// The session that holds a run lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: String,
+    pub application_name: String,
+    pub since: String,
+    pub held_for: String,
+}
+
+impl Holder {
+    /// The run id, when the holder is a runbook session (`…/<run-id>`).
+    pub fn run_id(&self) -> &str {
+        self.application_name.rsplit('/').next().unwrap_or("")
+    }
+}
+
+impl Db {
+    /// Take the run's session-level advisory lock, polling briefly. On
+    /// conflict, name the session that holds it.
+    pub async fn try_lock(&self, key: i64) -> Result<Result<(), Option<Holder>>, ErrorInfo> {
+        for attempt in 0..5 {
+            let rows = self
+                .client
+                .simple_query(&format!("SELECT pg_try_advisory_lock({key})"))
+                .await
+                .map_err(|e| error_info(&e, None))?;
+            let got = rows
+                .iter()
+                .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+            if got {
+                return Ok(Ok(()));
+            }
+            if attempt < 4 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let bits = key as u64;
+        let (hi, lo) = (bits >> 32, bits & 0xffff_ffff);
+        let rows = self
+            .client
+            .simple_query(&format!(
+                "SELECT a.pid::text, coalesce(a.application_name, ''), \
+                        to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                        date_trunc('second', now() - a.backend_start)::text \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND l.classid = {hi}::oid AND l.objid = {lo}::oid"
+            ))
+            .await
+            .map_err(|e| error_info(&e, None))?;
+        let holder = rows.into_iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(Holder {
+                pid: r.get(0).unwrap_or_default().to_string(),
+                application_name: r.get(1).unwrap_or_default().to_string(),
+                since: r.get(2).unwrap_or_default().to_string(),
+                held_for: r.get(3).unwrap_or_default().to_string(),
+            }),
+            _ => None,
+        });
+        Ok(Err(holder))
+    }
+}
+
 /// `SELECT set_config(...)` for each setting; `local` scopes them to the transaction.
 pub fn settings_sql(settings: &Settings, local: bool) -> Option<String> {
     let mut parts = Vec::new();

@@ -123,6 +123,8 @@ pub(crate) struct Run<'a> {
     pub(crate) base_dir: PathBuf,
     pub(crate) pg_env: Vec<(String, String)>,
     app_name: String,
+    /// The run's advisory lock, held by the session; taken again after a reconnect.
+    lock_key: i64,
 }
 
 /// Resolves once `level` interrupts have arrived.
@@ -224,7 +226,45 @@ pub async fn execute(
         }
     };
     target.server_version = db.server_version().await;
+    let lock_key = db::lock_key(&target.database, &plan.runbook.name);
+    let locked = db.try_lock(lock_key).await;
+    let database = target.database.clone();
     bus.emit(run_started(target));
+    if let Ok(Err(_)) | Err(_) = &locked {
+        let verdict = match locked {
+            Ok(Err(Some(h))) => format!(
+                "REFUSED: another run of `{}` holds database `{database}`: pid {}, application_name `{}`, run {}, connected since {} ({} ago); nothing ran",
+                plan.runbook.name,
+                h.pid,
+                h.application_name,
+                h.run_id(),
+                h.since,
+                h.held_for
+            ),
+            Ok(Err(None)) => format!(
+                "REFUSED: another run of `{}` holds database `{database}` (its session could not be seen); nothing ran",
+                plan.runbook.name
+            ),
+            Err(e) => format!(
+                "REFUSED: failed to take the run lock: {}; nothing ran",
+                e.message
+            ),
+            Ok(Ok(())) => unreachable!("matched a failure above"),
+        };
+        bus.emit(Event::RunFinished {
+            at: now(),
+            status: RunStatus::Locked,
+            exit_code: exit::INVALID,
+            duration_ms: ms(started.elapsed()),
+            verdict,
+            failed_step: None,
+        });
+        bus.finish();
+        return RunResult {
+            status: RunStatus::Locked,
+            exit_code: exit::INVALID,
+        };
+    }
 
     let mut run = Run {
         plan,
@@ -245,6 +285,7 @@ pub async fn execute(
         base_dir: opts.base_dir,
         pg_env,
         app_name,
+        lock_key,
     };
     let result = run.main_line().await;
     run.bus.emit(Event::RunFinished {
@@ -459,7 +500,7 @@ impl Run<'_> {
                         wait_ms: ms(wait),
                     });
                     if f.retry_class == Some(ErrorClass::Connection)
-                        && let Err(e) = self.db.reconnect(&self.app_name).await
+                        && let Err(e) = self.reconnect().await
                     {
                         return self.finish_step(
                             s,
@@ -478,6 +519,27 @@ impl Run<'_> {
                 }
                 r => return self.finish_step(s, started, attempt, r),
             }
+        }
+    }
+
+    /// A new session after a lost one, with the run lock taken again: the
+    /// old session's lock died with it.
+    async fn reconnect(&mut self) -> Result<(), ErrorInfo> {
+        self.db.reconnect(&self.app_name).await?;
+        match self.db.try_lock(self.lock_key).await? {
+            Ok(()) => Ok(()),
+            Err(holder) => Err(ErrorInfo {
+                class: "lock".into(),
+                message: format!(
+                    "lost the run lock while reconnecting: another run took the database{}",
+                    holder.map_or_else(String::new, |h| format!(
+                        " (pid {}, run {})",
+                        h.pid,
+                        h.run_id()
+                    ))
+                ),
+                ..ErrorInfo::default()
+            }),
         }
     }
 
@@ -909,6 +971,7 @@ impl Run<'_> {
             RunStatus::RollbackFailed => exit::ROLLBACK_FAILED,
             RunStatus::NotApproved => exit::NOT_APPROVED,
             RunStatus::Interrupted => exit::INTERRUPTED,
+            RunStatus::Locked => exit::INVALID,
         };
         let at = self.failed_step.clone().unwrap_or_default();
         let verdict = match status {
@@ -938,6 +1001,7 @@ impl Run<'_> {
                 format!("INTERRUPTED at {at}: rollback incomplete; a person must act")
             }
             RunStatus::Running => "RUNNING".into(),
+            RunStatus::Locked => "REFUSED: the database is locked by another run".into(),
         };
         (RunResult { status, exit_code }, verdict)
     }
