@@ -126,6 +126,14 @@ pub struct Settings {
     pub search_path: Option<String>,
 }
 
+/// Session settings a step may override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSettings {
+    pub lock_timeout: Option<Duration>,
+    pub statement_timeout: Option<Duration>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
@@ -251,6 +259,7 @@ pub struct Step {
     pub when: Option<When>,
     pub timeout: Option<Duration>,
     pub retry: Option<RetrySpec>,
+    pub settings: Option<StepSettings>,
     pub rollback: Vec<Step>,
     /// `rollback:` was written as one step, not a list (it changes the pointer).
     pub rollback_single: bool,
@@ -284,6 +293,7 @@ struct RawStep {
     when: Option<When>,
     timeout: Option<Duration>,
     retry: Option<RetrySpec>,
+    settings: Option<StepSettings>,
     rollback: Option<OneOrMany<Step>>,
     sql: Option<SqlStep>,
     check: Option<CheckStep>,
@@ -328,6 +338,7 @@ impl TryFrom<RawStep> for Step {
             when: raw.when,
             timeout: raw.timeout,
             retry: raw.retry,
+            settings: raw.settings,
             rollback_single: matches!(raw.rollback, Some(OneOrMany::One(_))),
             rollback: match raw.rollback {
                 None => Vec::new(),

@@ -22,6 +22,16 @@ use crate::redact::{REDACTED, Redactor};
 use crate::template::{self, Deferred, DeferredSteps};
 use crate::validate::{FileDiagnostics, Invalid, Validated};
 
+/// Session settings every SQL step gets unless the runbook or step says otherwise:
+/// a DDL statement waits at most this long for a lock, so it cannot queue
+/// the application's queries behind it for long.
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 15 * 60_000;
+/// SQL and check steps retry lock timeouts and deadlocks this many times
+/// unless the runbook says otherwise.
+pub const DEFAULT_SQL_ATTEMPTS: u32 = 5;
+pub const DEFAULT_SQL_RETRY_ON: &[ErrorClass] = &[ErrorClass::LockTimeout, ErrorClass::Deadlock];
+
 /// Retry defaults when a runbook says nothing.
 pub const DEFAULT_BACKOFF_INITIAL_MS: u64 = 500;
 pub const DEFAULT_BACKOFF_FACTOR: f64 = 2.0;
@@ -203,6 +213,9 @@ pub struct PlanStep {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     pub retry: PlanRetry,
+    /// This step's session settings, when they differ from the runbook's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<model::Settings>,
     pub action: Action,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollback: Vec<PlanStep>,
@@ -392,7 +405,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         params,
         vars: vars.into_iter().collect(),
         database,
-        settings: rb.settings.clone(),
+        settings: effective_settings(&rb.settings),
         phases,
         on_failure,
         finally_steps,
@@ -400,6 +413,16 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         context,
         database_url,
     })
+}
+
+/// The runbook's settings with the defaults filled in.
+pub fn effective_settings(s: &model::Settings) -> model::Settings {
+    let mut s = s.clone();
+    s.lock_timeout
+        .get_or_insert(Duration::from_millis(DEFAULT_LOCK_TIMEOUT_MS));
+    s.statement_timeout
+        .get_or_insert(Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MS));
+    s
 }
 
 fn uses_secret(env: &Environment<'_>, raw: &Value, v: &Validated) -> bool {
@@ -585,10 +608,9 @@ impl Planner<'_> {
     fn retry(&self, step: &Step) -> PlanRetry {
         let d = self.rb.defaults.retry.as_ref();
         let s = step.retry.as_ref();
-        let attempts = s
-            .and_then(|r| r.attempts)
-            .or(d.and_then(|r| r.attempts))
-            .unwrap_or(1);
+        let sql = matches!(step.kind, StepKind::Sql(_) | StepKind::Check(_));
+        let given = s.and_then(|r| r.attempts).or(d.and_then(|r| r.attempts));
+        let attempts = given.unwrap_or(if sql { DEFAULT_SQL_ATTEMPTS } else { 1 });
         let b = |f: fn(&model::BackoffSpec) -> Option<Duration>| {
             s.and_then(|r| r.backoff.as_ref())
                 .and_then(f)
@@ -606,14 +628,25 @@ impl Planner<'_> {
             on: s
                 .and_then(|r| r.on.clone())
                 .or(d.and_then(|r| r.on.clone()))
-                .unwrap_or_else(|| {
-                    if attempts > 1 {
-                        DEFAULT_RETRY_ON.to_vec()
-                    } else {
-                        Vec::new()
-                    }
+                .unwrap_or_else(|| match (given, sql) {
+                    (None, true) => DEFAULT_SQL_RETRY_ON.to_vec(),
+                    _ if attempts > 1 => DEFAULT_RETRY_ON.to_vec(),
+                    _ => Vec::new(),
                 }),
         }
+    }
+
+    /// A step's own settings over the runbook's, when it has any.
+    fn settings(&self, step: &Step) -> Option<model::Settings> {
+        let own = step.settings.as_ref()?;
+        let mut s = effective_settings(&self.rb.settings);
+        if own.lock_timeout.is_some() {
+            s.lock_timeout = own.lock_timeout;
+        }
+        if own.statement_timeout.is_some() {
+            s.statement_timeout = own.statement_timeout;
+        }
+        Some(s)
     }
 
     /// The pointer of a kind's main field: the short form or the mapping form.
@@ -701,6 +734,7 @@ impl Planner<'_> {
             when: self.when(&s.when, p),
             timeout: s.timeout.or(self.rb.defaults.timeout),
             retry: self.retry(s),
+            settings: self.settings(s),
             action,
             rollback,
         }
@@ -863,6 +897,14 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
     }
     if let Some(t) = &s.timeout {
         facts.push(format!("timeout {t}"));
+    }
+    if let Some(own) = &s.settings {
+        if let Some(l) = own.lock_timeout {
+            facts.push(format!("lock_timeout {l}"));
+        }
+        if let Some(st) = own.statement_timeout {
+            facts.push(format!("statement_timeout {st}"));
+        }
     }
     if s.retry.attempts > 1 {
         let on: Vec<String> = s

@@ -66,6 +66,7 @@ enum Ctx {
     Step(Option<String>),
     Body(&'static str, Option<String>),
     Matcher(String),
+    StepSettings(Option<String>),
     Other,
 }
 
@@ -88,6 +89,7 @@ impl Ctx {
             Ctx::Step(_) => &def("step")["properties"],
             Ctx::Body(kind, _) => &def(kind)["then"]["properties"],
             Ctx::Matcher(_) => &def("matcher")["then"]["properties"],
+            Ctx::StepSettings(_) => &def("step_settings")["properties"],
             Ctx::Other => return None,
         };
         props.as_object()
@@ -108,6 +110,7 @@ impl Ctx {
             Ctx::Step(id) => format!("in {}", named("step", id)),
             Ctx::Body(kind, id) => format!("in the {kind} of {}", named("step", id)),
             Ctx::Matcher(col) => format!("in the expectation for `{col}`"),
+            Ctx::StepSettings(id) => format!("in the settings of {}", named("step", id)),
             Ctx::Other => "here".into(),
         }
     }
@@ -180,6 +183,7 @@ fn classify(root: &Value, pointer: &str) -> Ctx {
             },
             (Ctx::Defaults, "retry") => Ctx::Retry("defaults".into()),
             (Ctx::Step(id), "retry") => Ctx::Retry(named("step", id)),
+            (Ctx::Step(id), "settings") => Ctx::StepSettings(id.clone()),
             (Ctx::Retry(owner), "backoff") => Ctx::Backoff(owner.clone()),
             (Ctx::Step(id), "sql") => Ctx::Body("sql", id.clone()),
             (Ctx::Step(id), "check") => Ctx::Body("check", id.clone()),

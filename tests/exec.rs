@@ -976,3 +976,74 @@ fn a_second_run_on_the_same_database_fails_fast_and_names_the_holder() {
     let out = first.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Another session holds an ACCESS EXCLUSIVE lock on `busy` for `seconds`.
+fn hold_lock(db: &Db, seconds: u32) -> std::process::Child {
+    let holder = std::process::Command::new("psql")
+        .args([
+            &db.url,
+            "-Xq",
+            "-c",
+            &format!("BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT;"),
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.sql("SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'") != "1" {
+        assert!(Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    holder
+}
+
+#[test]
+fn without_settings_a_blocked_statement_times_out_at_2s_and_is_retried() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE busy (n int)");
+    let mut holder = hold_lock(&db, 3);
+    let case = Case::new(&runbook(
+        "phases:\n  - id: expand\n    kind: expand\n    steps:\n      - id: alter\n        sql: ALTER TABLE busy ADD COLUMN note text;\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    holder.wait().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let attempts = run.step("alter")["attempts"].as_array().unwrap().clone();
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    for a in &attempts[..attempts.len() - 1] {
+        assert_eq!(a["error"]["sqlstate"], "55P03");
+        assert_eq!(
+            a["error"]["message"],
+            "canceling statement due to lock timeout"
+        );
+    }
+    assert!(attempts.last().unwrap()["error"].is_null());
+}
+
+#[test]
+fn a_step_setting_overrides_the_runbook_setting() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE busy (n int)");
+    let mut holder = hold_lock(&db, 3);
+    let case = Case::new(&runbook(
+        r#"settings: { lock_timeout: 10s }
+phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: alter
+        settings: { lock_timeout: 100ms }
+        retry: { attempts: 1 }
+        sql: ALTER TABLE busy ADD COLUMN note text;
+"#,
+    ));
+    let started = Instant::now();
+    let run = case.exec(&db.url, &[]);
+    let took = started.elapsed();
+    holder.wait().unwrap();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        took < Duration::from_secs(2),
+        "the step waited {took:?}, not 100ms"
+    );
+    assert_eq!(run.step("alter")["error"]["sqlstate"], "55P03");
+}

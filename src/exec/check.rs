@@ -32,7 +32,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     let body = q.trim_end().trim_end_matches(';').trim_end();
     let mut prefix = String::from("BEGIN TRANSACTION READ ONLY;\n");
-    if let Some(set) = db::settings_sql(&r.plan.settings, true) {
+    if let Some(set) = db::settings_sql(s.settings.as_ref().unwrap_or(&r.plan.settings), true) {
         prefix.push_str(&set);
         prefix.push('\n');
     }

@@ -565,7 +565,11 @@ impl Run<'_> {
             Action::Sql {
                 statements,
                 transaction,
-            } => sql::run(self, statements, *transaction, timeout).await,
+            } => {
+                let plan = self.plan;
+                let settings = s.settings.as_ref().unwrap_or(&plan.settings);
+                sql::run(self, statements, *transaction, timeout, settings).await
+            }
             Action::Check { .. } => check::run(self, s, timeout).await,
             Action::Shell { .. } => shell::run(self, s, timeout).await,
             Action::Sleep { duration } => {

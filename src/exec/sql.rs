@@ -8,6 +8,7 @@ use tokio_postgres::SimpleQueryMessage;
 use super::db;
 use super::{Attempt, Done, Fail, Run};
 use crate::events::StepStatus;
+use crate::model::Settings;
 use crate::plan::Text;
 
 /// Run the statements. In a transaction they go to the server as one query:
@@ -18,9 +19,10 @@ pub(crate) async fn run(
     t: &Text,
     transaction: bool,
     timeout: Option<Duration>,
+    settings: &Settings,
 ) -> Attempt {
     let (sql, _) = r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    let settings = db::settings_sql(&r.plan.settings, transaction);
+    let settings = db::settings_sql(settings, transaction);
     let (query, prefix, skip_front, skip_back) = if transaction {
         let prefix = match &settings {
             Some(s) => format!("BEGIN;\n{s}\n"),
