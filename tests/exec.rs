@@ -389,20 +389,7 @@ fn a_lock_timeout_is_retried_until_the_lock_is_released() {
     let db = Db::fresh();
     db.sql("CREATE TABLE busy (n int)");
     // Another session holds the table for about two seconds.
-    let holder = std::process::Command::new("psql")
-        .args([
-            &db.url,
-            "-Xq",
-            "-c",
-            "BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;",
-        ])
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while db.sql("SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'") != "1" {
-        assert!(Instant::now() < deadline, "the holder never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let holder = hold_lock(&db, 2);
     let case = Case::new(&runbook(
         r#"settings: { lock_timeout: 200ms }
 phases:
