@@ -84,11 +84,36 @@ enum Cmd {
     },
     /// Run a runbook against a database, with rollback, progress and reports.
     Exec(Box<ExecArgs>),
+    /// Inspect backups that backup steps took.
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCmd,
+    },
     /// Print the JSON Schema of the runbook format (or, with --report, of report.json).
     Schema {
         /// Print the schema of report.json instead.
         #[arg(long)]
         report: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupsCmd {
+    /// List the backups under DIR, newest first, with their state.
+    List {
+        /// A directory of backups, such as `backups/`.
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Re-hash a backup's files and read its archive. Exits 3 when it cannot be trusted.
+    Verify {
+        /// The backup's directory (or its manifest.json).
+        path: PathBuf,
+        /// Where pg_restore is; the only place looked at when given.
+        #[arg(long, value_name = "DIR", env = "PG_BIN_DIR")]
+        pg_bin_dir: Option<PathBuf>,
     },
 }
 
@@ -135,6 +160,9 @@ struct ExecArgs {
     /// Print the SQL and commands as they run, and every output line.
     #[arg(short, long)]
     verbose: bool,
+    /// Where pg_dump and pg_restore are; the only place looked at when given.
+    #[arg(long, value_name = "DIR", env = "PG_BIN_DIR")]
+    pg_bin_dir: Option<PathBuf>,
 }
 
 /// Run the command line and return the process exit code.
@@ -238,8 +266,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 },
                 verbose: args.verbose,
                 color,
+                pg_bin_dir: args.pg_bin_dir,
             })
         }
+        Cmd::Backups { command } => backups(command, &mut stdout, &mut stderr),
         Cmd::Schema { report } => {
             let schema = if report {
                 crate::schema::REPORT_SCHEMA
@@ -248,6 +278,147 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             };
             let _ = stdout.write_all(schema.as_bytes());
             exit::OK
+        }
+    }
+}
+
+fn size(bytes: u64) -> String {
+    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn backups(cmd: BackupsCmd, stdout: &mut impl Write, stderr: &mut impl Write) -> u8 {
+    use crate::backups;
+    match cmd {
+        BackupsCmd::List { dir, format } => {
+            let listed = match backups::list(&dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = writeln!(
+                        stderr,
+                        "error: failed to list backups: {e}\n  = help: give the directory your backup steps write under, such as backups/"
+                    );
+                    return exit::INVALID;
+                }
+            };
+            match format {
+                Format::Json => {
+                    let mut s = serde_json::to_string_pretty(&listed).expect("listings serialize");
+                    s.push('\n');
+                    let _ = stdout.write_all(s.as_bytes());
+                }
+                Format::Text => {
+                    if listed.is_empty() {
+                        let _ = writeln!(stdout, "no backups under {}", dir.display());
+                    }
+                    for l in &listed {
+                        match &l.manifest {
+                            Some(m) => {
+                                let _ = writeln!(
+                                    stdout,
+                                    "{:<20} {}  {} {}  {}  {}  {} tables  verify {} {}",
+                                    l.state,
+                                    m.created_at,
+                                    m.runbook.as_deref().unwrap_or("-"),
+                                    m.runbook_version.as_deref().unwrap_or(""),
+                                    m.format.name(),
+                                    size(m.total_bytes),
+                                    m.tables.len(),
+                                    serde_json::to_value(m.verification.method)
+                                        .ok()
+                                        .and_then(|v| v.as_str().map(str::to_string))
+                                        .unwrap_or_default(),
+                                    m.verification.status,
+                                );
+                                let _ = writeln!(stdout, "  {}", l.path.display());
+                            }
+                            None => {
+                                let _ = writeln!(
+                                    stdout,
+                                    "{:<20} {}",
+                                    l.state,
+                                    l.problem.as_deref().unwrap_or_default()
+                                );
+                                let _ = writeln!(stdout, "  {}", l.path.display());
+                            }
+                        }
+                    }
+                }
+            }
+            exit::OK
+        }
+        BackupsCmd::Verify { path, pg_bin_dir } => {
+            let dir = if path.file_name().is_some_and(|n| n == backups::MANIFEST) {
+                path.parent().map(PathBuf::from).unwrap_or_default()
+            } else {
+                path.clone()
+            };
+            if !dir.is_dir() {
+                let _ = writeln!(
+                    stderr,
+                    "error: `{}` is not a directory\n  = help: give the backup's directory, the one holding manifest.json",
+                    path.display()
+                );
+                return exit::INVALID;
+            }
+            if let Some(b) = &pg_bin_dir
+                && !b.is_dir()
+            {
+                let _ = writeln!(
+                    stderr,
+                    "error: --pg-bin-dir (or PG_BIN_DIR) `{}` is not a directory\n  = help: point it at the directory holding pg_restore",
+                    b.display()
+                );
+                return exit::INVALID;
+            }
+            let version = backups::load(&dir)
+                .map(|m| m.pg_dump_version)
+                .unwrap_or_else(|_| "0".into());
+            let tool = match crate::pgtools::find("pg_restore", &version, pg_bin_dir.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = writeln!(stderr, "error: {e}\n  = help: {}", e.hint());
+                    return exit::INVALID;
+                }
+            };
+            match backups::verify(&dir, &tool.path) {
+                Ok(m) => {
+                    let _ = writeln!(
+                        stdout,
+                        "ok: {}: {} files, {}, every sha256 matches; the archive reads and lists all {} tables\n  taken {} by {} {} from `{}` (PostgreSQL {}, pg_dump {})",
+                        dir.display(),
+                        m.files.len(),
+                        size(m.total_bytes),
+                        m.tables.len(),
+                        m.created_at,
+                        m.runbook.as_deref().unwrap_or("-"),
+                        m.runbook_version.as_deref().unwrap_or(""),
+                        m.database,
+                        m.server_version,
+                        m.pg_dump_version,
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        stderr,
+                        "error: backup {} cannot be trusted: {e}\n  = help: {}",
+                        dir.display(),
+                        e.hint()
+                    );
+                    exit::VERIFY_FAILED
+                }
+            }
         }
     }
 }

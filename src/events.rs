@@ -242,6 +242,18 @@ pub enum Event {
         stream: String,
         line: String,
     },
+    /// How far a long step has come: tables dumped or restored.
+    StepProgress {
+        at: String,
+        step: String,
+        done: u64,
+        total: Option<u64>,
+        /// What is counted: `tables`.
+        unit: String,
+        /// The item just finished, such as a table name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        item: Option<String>,
+    },
     StepRetry {
         at: String,
         step: String,
@@ -275,6 +287,10 @@ pub enum Event {
         stdout_tail: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         stderr_tail: Option<String>,
+        /// What the step kind reports beyond the common fields: a backup's
+        /// manifest summary, a restore's checks.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<Value>,
     },
     /// A step that had succeeded was undone by its compensation (or not).
     StepCompensated {
@@ -314,6 +330,7 @@ impl Event {
     /// Keys whose values are fixed vocabularies, never user text.
     const VOCABULARY: &'static [&'static str] = &[
         "event", "role", "status", "kind", "origin", "method", "severity", "op", "scope", "stream",
+        "unit", "format", "sha256",
     ];
 
     /// Redact every string of user text inside the event. An event that

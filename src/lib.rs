@@ -5,6 +5,7 @@
 //! → `plan` (every template rendered) → execute → report.
 //! See docs/ARCHITECTURE.md.
 
+pub mod backups;
 pub mod cli;
 pub mod diag;
 pub mod duration;
@@ -15,6 +16,7 @@ pub mod exit;
 pub mod load;
 pub mod model;
 pub mod params;
+pub mod pgtools;
 pub mod plan;
 pub mod redact;
 pub mod report;

@@ -14,12 +14,10 @@ pub const API_VERSION: &str = "runbook/v1";
 
 /// Kind keys that later versions of the format define. A step using one is
 /// refused with a message that says so, rather than "unknown key".
-pub const RESERVED_KINDS: &[&str] = &[
-    "backup", "restore", "migrate", "rehearse", "backfill", "snapshot",
-];
+pub const RESERVED_KINDS: &[&str] = &["migrate", "rehearse", "backfill", "snapshot"];
 
 /// The kind keys a step may use now.
-pub const STEP_KINDS: &[&str] = &["sql", "check", "shell", "sleep"];
+pub const STEP_KINDS: &[&str] = &["sql", "check", "shell", "sleep", "backup", "restore"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -272,6 +270,8 @@ pub enum StepKind {
     Check(CheckStep),
     Shell(ShellStep),
     Sleep(Duration),
+    Backup(BackupStep),
+    Restore(RestoreStep),
 }
 
 impl StepKind {
@@ -281,6 +281,8 @@ impl StepKind {
             Self::Check(_) => "check",
             Self::Shell(_) => "shell",
             Self::Sleep(_) => "sleep",
+            Self::Backup(_) => "backup",
+            Self::Restore(_) => "restore",
         }
     }
 }
@@ -299,6 +301,8 @@ struct RawStep {
     check: Option<CheckStep>,
     shell: Option<ShellStep>,
     sleep: Option<Duration>,
+    backup: Option<BackupStep>,
+    restore: Option<RestoreStep>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -324,6 +328,12 @@ impl TryFrom<RawStep> for Step {
         }
         if let Some(d) = raw.sleep {
             kinds.push(StepKind::Sleep(d));
+        }
+        if let Some(b) = raw.backup {
+            kinds.push(StepKind::Backup(b));
+        }
+        if let Some(r) = raw.restore {
+            kinds.push(StepKind::Restore(r));
         }
         if kinds.len() != 1 {
             return Err(format!(
@@ -548,6 +558,105 @@ impl<'de> Deserialize<'de> for ShellStep {
                 },
             },
         })
+    }
+}
+
+/// The archive format of a backup (pg_dump `--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupFormat {
+    /// One file per table; the only format pg_dump can write in parallel.
+    #[default]
+    Directory,
+    Custom,
+    /// A SQL script, restored with psql.
+    Plain,
+}
+
+impl BackupFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Directory => "directory",
+            Self::Custom => "custom",
+            Self::Plain => "plain",
+        }
+    }
+}
+
+/// How a backup is proven readable before the step succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verify {
+    /// Only the hashes are written; nothing is read back.
+    None,
+    /// `pg_restore --list` reads the archive, and its table of contents
+    /// covers every table in the manifest.
+    #[default]
+    List,
+    /// Also restore into a scratch database and compare row counts.
+    Restore,
+}
+
+/// Where the backup goes when `path` is not given.
+pub const DEFAULT_BACKUP_PATH: &str = "backups/{{ metadata.name }}/{{ run.id }}";
+
+/// `backup:` — pg_dump, a manifest, and a verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupStep {
+    #[serde(default = "default_backup_path")]
+    pub path: String,
+    #[serde(default)]
+    pub format: BackupFormat,
+    pub jobs: Option<u32>,
+    pub compress: Option<u32>,
+    #[serde(default)]
+    pub schema_only: bool,
+    #[serde(default)]
+    pub data_only: bool,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    #[serde(default)]
+    pub exclude_schemas: Vec<String>,
+    #[serde(default)]
+    pub verify: Verify,
+    pub keep: Option<u32>,
+}
+
+fn default_backup_path() -> String {
+    DEFAULT_BACKUP_PATH.to_string()
+}
+
+/// `restore:` — pg_restore (or psql for plain dumps) from a verified backup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreStep {
+    /// A path (a template), or `steps.<id>` naming an earlier backup step.
+    pub from: String,
+    /// A database name; the run's database when absent.
+    pub target: Option<String>,
+    #[serde(default)]
+    pub clean: bool,
+    pub jobs: Option<u32>,
+    pub single_transaction: Option<bool>,
+    #[serde(default)]
+    pub terminate_connections: bool,
+}
+
+impl RestoreStep {
+    /// The backup step `from` names, when it is a step reference.
+    pub fn from_step(&self) -> Option<&str> {
+        let id = self.from.trim().strip_prefix("steps.")?;
+        (!id.is_empty()
+            && id.starts_with(|c: char| c.is_ascii_lowercase())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .then_some(id)
     }
 }
 

@@ -201,6 +201,67 @@ pub enum Action {
     Sleep {
         duration: Duration,
     },
+    Backup(Box<PlanBackup>),
+    Restore(Box<PlanRestore>),
+}
+
+impl Action {
+    /// The step kind, as the runbook names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sql { .. } => "sql",
+            Self::Check { .. } => "check",
+            Self::Shell { .. } => "shell",
+            Self::Sleep { .. } => "sleep",
+            Self::Backup(_) => "backup",
+            Self::Restore(_) => "restore",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanBackup {
+    pub path: Text,
+    pub format: model::BackupFormat,
+    /// Parallel jobs; `None` means the machine's cores, at most 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<u32>,
+    pub schema_only: bool,
+    pub data_only: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<Text>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_tables: Vec<Text>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<Text>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_schemas: Vec<Text>,
+    pub verify: model::Verify,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+}
+
+/// Where a restore reads its backup.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreFrom {
+    /// The backup an earlier step took: its `path` output.
+    Step(String),
+    Path(Text),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRestore {
+    pub from: RestoreFrom,
+    /// A database name; the run's database when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Text>,
+    pub clean: bool,
+    pub jobs: u32,
+    pub single_transaction: bool,
+    pub terminate_connections: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -722,6 +783,52 @@ impl Planner<'_> {
                 }
             }
             StepKind::Sleep(d) => Action::Sleep { duration: *d },
+            StepKind::Backup(b) => {
+                let base = format!("{p}/backup");
+                let mut list = |items: &[String], key: &str| -> Vec<Text> {
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| self.text(x, &format!("{base}/{key}/{i}")))
+                        .collect()
+                };
+                let tables = list(&b.tables, "tables");
+                let exclude_tables = list(&b.exclude_tables, "exclude_tables");
+                let schemas = list(&b.schemas, "schemas");
+                let exclude_schemas = list(&b.exclude_schemas, "exclude_schemas");
+                Action::Backup(Box::new(PlanBackup {
+                    path: self.text(&b.path, &format!("{base}/path")),
+                    format: b.format,
+                    jobs: b.jobs,
+                    compress: b.compress,
+                    schema_only: b.schema_only,
+                    data_only: b.data_only,
+                    tables,
+                    exclude_tables,
+                    schemas,
+                    exclude_schemas,
+                    verify: b.verify,
+                    keep: b.keep,
+                }))
+            }
+            StepKind::Restore(r) => {
+                let base = format!("{p}/restore");
+                let jobs = r.jobs.unwrap_or(1);
+                Action::Restore(Box::new(PlanRestore {
+                    from: match r.from_step() {
+                        Some(id) => RestoreFrom::Step(id.to_string()),
+                        None => RestoreFrom::Path(self.text(&r.from, &format!("{base}/from"))),
+                    },
+                    target: r
+                        .target
+                        .as_ref()
+                        .map(|t| self.text(t, &format!("{base}/target"))),
+                    clean: r.clean,
+                    jobs,
+                    single_transaction: r.single_transaction.unwrap_or(jobs == 1),
+                    terminate_connections: r.terminate_connections,
+                }))
+            }
         };
         let rollback = if s.rollback_single {
             vec![self.step(&s.rollback[0], &format!("{p}/rollback"))]
@@ -872,12 +979,7 @@ fn write_block(o: &mut String, text: &str, indent: usize) {
 }
 
 fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
-    let kind = match &s.action {
-        Action::Sql { .. } => "sql",
-        Action::Check { .. } => "check",
-        Action::Shell { .. } => "shell",
-        Action::Sleep { .. } => "sleep",
-    };
+    let kind = s.action.kind();
     let mut facts = Vec::new();
     if let Action::Sql { transaction, .. } = &s.action {
         facts.push(
@@ -993,6 +1095,8 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
         Action::Sleep { duration } => {
             let _ = writeln!(o, "{:w$}{duration}", "", w = inner + 2);
         }
+        Action::Backup(b) => write_backup(o, b, inner),
+        Action::Restore(r) => write_restore(o, r, inner),
     }
     if !s.rollback.is_empty() {
         let _ = writeln!(o, "{:inner$}rollback:", "");
@@ -1000,4 +1104,97 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
             write_step(o, r, "-", inner + 2);
         }
     }
+}
+
+fn texts(list: &[Text]) -> String {
+    list.iter()
+        .map(|t| t.text.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn write_backup(o: &mut String, b: &PlanBackup, inner: usize) {
+    let w = inner + 2;
+    let jobs = match (b.format, b.jobs) {
+        (model::BackupFormat::Directory, Some(j)) => format!(", {j} jobs"),
+        (model::BackupFormat::Directory, None) => ", jobs: cores (at most 4)".to_string(),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "{:w$}pg_dump {} format{jobs} -> {}",
+        "",
+        b.format.name(),
+        b.path.text
+    );
+    let mut what = Vec::new();
+    if b.schema_only {
+        what.push("schema only".to_string());
+    }
+    if b.data_only {
+        what.push("data only".to_string());
+    }
+    if let Some(c) = b.compress {
+        what.push(format!("compress {c}"));
+    }
+    for (label, list) in [
+        ("tables", &b.tables),
+        ("exclude tables", &b.exclude_tables),
+        ("schemas", &b.schemas),
+        ("exclude schemas", &b.exclude_schemas),
+    ] {
+        if !list.is_empty() {
+            what.push(format!("{label} {}", texts(list)));
+        }
+    }
+    if !what.is_empty() {
+        let _ = writeln!(o, "{:w$}{}", "", what.join("; "));
+    }
+    let verify = match b.verify {
+        model::Verify::None => "hashes only, not read back",
+        model::Verify::List => "pg_restore --list covers every table",
+        model::Verify::Restore => "restore into a scratch database, compare row counts",
+    };
+    let _ = writeln!(
+        o,
+        "{:w$}manifest.json: sha256 of every file, row counts in the dump's snapshot",
+        ""
+    );
+    let _ = writeln!(o, "{:w$}verify: {verify}", "");
+    if let Some(k) = b.keep {
+        let _ = writeln!(
+            o,
+            "{:w$}keep the newest {k} backups of this runbook beside it",
+            ""
+        );
+    }
+}
+
+fn write_restore(o: &mut String, r: &PlanRestore, inner: usize) {
+    let w = inner + 2;
+    let from = match &r.from {
+        RestoreFrom::Step(id) => format!("the backup of steps.{id}"),
+        RestoreFrom::Path(t) => t.text.clone(),
+    };
+    let target = r.target.as_ref().map_or_else(
+        || "the run's database".to_string(),
+        |t| format!("database `{}`", t.text),
+    );
+    let _ = writeln!(o, "{:w$}from {from} into {target}", "");
+    let mut how = vec!["re-check sha256s first".to_string()];
+    if r.clean {
+        how.push("drop its objects first (--clean --if-exists)".into());
+    }
+    how.push(if r.single_transaction {
+        "one transaction".to_string()
+    } else {
+        format!("{} jobs", r.jobs)
+    });
+    how.push(if r.terminate_connections {
+        "terminate other sessions".to_string()
+    } else {
+        "refuse if other sessions are connected".to_string()
+    });
+    how.push("compare row counts with the manifest".into());
+    let _ = writeln!(o, "{:w$}{}", "", how.join("; "));
 }

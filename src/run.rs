@@ -33,6 +33,8 @@ pub struct RunArgs {
     pub progress: Mode,
     pub verbose: bool,
     pub color: bool,
+    /// `--pg-bin-dir` or `PG_BIN_DIR`.
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 /// An input problem found before anything ran: print it, exit 5.
@@ -129,6 +131,18 @@ pub fn exec(a: RunArgs) -> u8 {
         }
     }
 
+    if let Some(dir) = &a.pg_bin_dir
+        && !dir.is_dir()
+    {
+        return refuse_plain(
+            &format!(
+                "--pg-bin-dir (or PG_BIN_DIR) `{}` is not a directory",
+                dir.display()
+            ),
+            "point it at the directory holding pg_dump and pg_restore, such as /usr/lib/postgresql/16/bin",
+        );
+    }
+
     let report_dir = a.report_dir.clone().unwrap_or_else(|| {
         PathBuf::from("runbook-reports").join(format!("{}-{run_id}", plan.runbook.name))
     });
@@ -211,6 +225,8 @@ pub fn exec(a: RunArgs) -> u8 {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    // Absolute, so paths a step reports (`steps.<id>.path`) hold from any cwd.
+    let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     let opts = Options {
         run_id,
         config,
@@ -219,6 +235,7 @@ pub fn exec(a: RunArgs) -> u8 {
         yes: a.yes,
         prompter,
         base_dir,
+        pg_bin_dir: a.pg_bin_dir,
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()

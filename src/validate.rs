@@ -14,7 +14,7 @@ use crate::diag::{Diagnostic, did_you_mean, render_all};
 use crate::duration::{Duration, DurationError};
 use crate::load::{self, Document, ScalarStyle, pointer_segment};
 
-use crate::model::{Command, OnFailure, Runbook, Step, StepKind, When};
+use crate::model::{self, Command, OnFailure, Runbook, Step, StepKind, When};
 use crate::params::{self, Origin, ParamValue, Params};
 use crate::source::{Source, Span};
 use crate::template;
@@ -239,7 +239,77 @@ fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     check_ids(doc, rb, &mut out);
     check_param_declarations(doc, rb, &mut out);
     check_templates(doc, rb, &mut out);
+    check_backup_restore(doc, rb, &mut out);
     out
+}
+
+/// Option combinations pg_dump and pg_restore would refuse, and restores
+/// that name a step which is not a backup.
+fn check_backup_restore(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    let steps = rb.all_steps();
+    let kinds: HashMap<&str, &'static str> = steps
+        .iter()
+        .map(|(_, s)| (s.id.as_str(), s.kind.name()))
+        .collect();
+    for (pointer, step) in &steps {
+        match &step.kind {
+            StepKind::Backup(b) => {
+                let at = |key: &str| doc.spans().value(&format!("{pointer}/backup/{key}"));
+                if b.schema_only && b.data_only {
+                    out.push(
+                        Diagnostic::new("`schema_only` and `data_only` together back up nothing")
+                            .at(at("data_only"))
+                            .label("conflicts with `schema_only: true`")
+                            .hint("keep one of them, or neither for a full backup"),
+                    );
+                }
+                if b.jobs.is_some() && b.format != model::BackupFormat::Directory {
+                    out.push(
+                        Diagnostic::new(format!(
+                            "`jobs` needs `format: directory`, not `{}`",
+                            b.format.name()
+                        ))
+                        .at(at("jobs"))
+                        .label("pg_dump dumps in parallel only to a directory")
+                        .hint("remove `jobs`, or use `format: directory`"),
+                    );
+                }
+                if b.verify == model::Verify::Restore && b.schema_only {
+                    out.push(
+                        Diagnostic::new("`verify: restore` compares row counts, and a schema-only backup has none")
+                            .at(at("verify"))
+                            .label("nothing to compare")
+                            .hint("use `verify: list` for a schema-only backup"),
+                    );
+                }
+            }
+            StepKind::Restore(r) => {
+                let at = |key: &str| doc.spans().value(&format!("{pointer}/restore/{key}"));
+                if r.single_transaction == Some(true) && r.jobs.is_some_and(|j| j > 1) {
+                    out.push(
+                        Diagnostic::new("`single_transaction` cannot be used with `jobs` above 1")
+                            .at(at("single_transaction"))
+                            .label("pg_restore runs parallel jobs in separate sessions")
+                            .hint("set `jobs: 1` for an all-or-nothing restore, or drop `single_transaction`"),
+                    );
+                }
+                if let Some(id) = r.from_step()
+                    && let Some(kind) = kinds.get(id)
+                    && *kind != "backup"
+                {
+                    out.push(
+                        Diagnostic::new(format!(
+                            "`from: steps.{id}` names a {kind} step, not a backup"
+                        ))
+                        .at(at("from"))
+                        .label("a restore reads the backup a `backup` step took")
+                        .hint("name a backup step, or give the backup's directory"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn line_of(doc: &Document, span: &Option<Span>) -> String {
@@ -501,6 +571,36 @@ impl<'a> Walker<'a> {
                 }
             }
             StepKind::Sleep(_) => {}
+            StepKind::Backup(b) => {
+                let base = format!("{p}/backup");
+                if self.doc.value.pointer(&format!("{base}/path")).is_some() {
+                    self.push(format!("{base}/path"), &b.path, Mode::Template, scope);
+                }
+                for (key, list) in [
+                    ("tables", &b.tables),
+                    ("exclude_tables", &b.exclude_tables),
+                    ("schemas", &b.schemas),
+                    ("exclude_schemas", &b.exclude_schemas),
+                ] {
+                    for (i, x) in list.iter().enumerate() {
+                        self.push(format!("{base}/{key}/{i}"), x, Mode::Template, scope);
+                    }
+                }
+            }
+            StepKind::Restore(r) => {
+                let base = format!("{p}/restore");
+                // `steps.X` is a reference: checked as an expression, so a
+                // backup that runs later or not at all is caught here.
+                let mode = if r.from_step().is_some() {
+                    Mode::Expr
+                } else {
+                    Mode::Template
+                };
+                self.push(format!("{base}/from"), &r.from, mode, scope);
+                if let Some(t) = &r.target {
+                    self.push(format!("{base}/target"), t, Mode::Template, scope);
+                }
+            }
         }
         // Compensations may read this step and everything before it.
         let comp = if scope.main_line {

@@ -112,6 +112,27 @@ impl Db {
         })
     }
 
+    /// What this session connected with (password included: never show it).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A new session on the same server, to another database.
+    pub async fn connect_to(&self, database: &str, app: &str) -> Result<Db, ErrorInfo> {
+        let mut config = self.config.clone();
+        config.dbname(database);
+        Db::connect(config, app).await
+    }
+
+    /// This session's backend pid.
+    pub async fn pid(&self) -> Result<i32, ErrorInfo> {
+        self.client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| error_info(&e, None))
+    }
+
     /// Connect again after a connection error, before a retry.
     pub async fn reconnect(&mut self, app: &str) -> Result<(), ErrorInfo> {
         *self = Db::connect(self.config.clone(), app).await?;

@@ -6,8 +6,11 @@
 //! abort, continue, or run a branch. Then the runbook's `on_failure` runs,
 //! then `finally`, always. The executor never prints: it emits events.
 
+pub mod backup;
 pub mod check;
+pub mod child;
 pub mod db;
+pub mod restore;
 pub mod shell;
 pub mod sql;
 
@@ -47,6 +50,8 @@ pub struct Options {
     pub prompter: Option<Box<dyn Prompter>>,
     /// Relative `cwd`s of shell steps start here: the runbook's directory.
     pub base_dir: PathBuf,
+    /// `--pg-bin-dir` / `PG_BIN_DIR`: the only place pg_dump and pg_restore are looked for.
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 /// How the run ended.
@@ -64,6 +69,8 @@ pub(crate) struct Done {
     pub check: Option<CheckResult>,
     pub stdout_tail: Option<String>,
     pub stderr_tail: Option<String>,
+    /// Kind-specific results for the report.
+    pub details: Option<Value>,
     /// What later templates see as `steps.<id>.*`.
     pub output: Map<String, Value>,
 }
@@ -122,7 +129,12 @@ pub(crate) struct Run<'a> {
     prompter: Option<Box<dyn Prompter>>,
     pub(crate) base_dir: PathBuf,
     pub(crate) pg_env: Vec<(String, String)>,
-    app_name: String,
+    pub(crate) app_name: String,
+    pub(crate) pg_bin_dir: Option<PathBuf>,
+    /// The server's version, `15.20`.
+    pub(crate) server_version: String,
+    /// The run's database.
+    pub(crate) database: String,
     /// The run's advisory lock, held by the session; taken again after a reconnect.
     lock_key: i64,
 }
@@ -226,6 +238,7 @@ pub async fn execute(
         }
     };
     target.server_version = db.server_version().await;
+    let server_version = target.server_version.clone().unwrap_or_default();
     let lock_key = db::lock_key(&target.database, &plan.runbook.name);
     let locked = db.try_lock(lock_key).await;
     let database = target.database.clone();
@@ -285,6 +298,9 @@ pub async fn execute(
         base_dir: opts.base_dir,
         pg_env,
         app_name,
+        pg_bin_dir: opts.pg_bin_dir,
+        server_version,
+        database,
         lock_key,
     };
     let result = run.main_line().await;
@@ -425,7 +441,7 @@ impl Run<'_> {
         role: Role,
         for_step: Option<&str>,
     ) -> Outcome {
-        let kind = action_kind(&s.action);
+        let kind = s.action.kind();
         match self.when(&s.when) {
             Ok(true) => {}
             Ok(false) => {
@@ -556,6 +572,19 @@ impl Run<'_> {
             } => shown(t),
             Action::Shell { argv, .. } => argv.iter().map(shown).collect::<Vec<_>>().join(" "),
             Action::Sleep { duration } => format!("sleep {duration}"),
+            Action::Backup(b) => format!(
+                "backup ({}) to {}",
+                b.format.name(),
+                self.render(&b.path)
+                    .map_or_else(|_| b.path.text.clone(), |(_, shown)| shown)
+            ),
+            Action::Restore(rs) => format!(
+                "restore from {}",
+                match &rs.from {
+                    crate::plan::RestoreFrom::Step(id) => format!("steps.{id}"),
+                    crate::plan::RestoreFrom::Path(t) => shown(t),
+                }
+            ),
         }
     }
 
@@ -572,6 +601,8 @@ impl Run<'_> {
             }
             Action::Check { .. } => check::run(self, s, timeout).await,
             Action::Shell { .. } => shell::run(self, s, timeout).await,
+            Action::Backup(_) => backup::run(self, s, timeout).await,
+            Action::Restore(_) => restore::run(self, s, timeout).await,
             Action::Sleep { duration } => {
                 let limit = timeout.unwrap_or(Duration::MAX);
                 tokio::select! {
@@ -629,6 +660,7 @@ impl Run<'_> {
             error,
             stdout_tail: done.stdout_tail,
             stderr_tail: done.stderr_tail,
+            details: done.details,
         });
         self.record(&s.id, status, done.output);
         Outcome { status, fatal }
@@ -1056,15 +1088,6 @@ pub(crate) fn timeout_error(t: Option<Duration>) -> ErrorInfo {
             t.map_or_else(|| "?".into(), |d| crate::duration::Duration(d).to_string())
         ),
         ..ErrorInfo::default()
-    }
-}
-
-fn action_kind(a: &Action) -> &'static str {
-    match a {
-        Action::Sql { .. } => "sql",
-        Action::Check { .. } => "check",
-        Action::Shell { .. } => "shell",
-        Action::Sleep { .. } => "sleep",
     }
 }
 

@@ -270,6 +270,19 @@ pub fn render(r: &Report) -> String {
         o.push('\n');
     }
 
+    let data: Vec<&StepReport> = r
+        .all_steps()
+        .map(|(_, s)| s)
+        .filter(|s| s.details.is_some() && (s.kind == "backup" || s.kind == "restore"))
+        .collect();
+    if !data.is_empty() {
+        let _ = writeln!(o, "## Backups and restores\n");
+        for s in data {
+            write_details(&mut o, s);
+        }
+        o.push('\n');
+    }
+
     let mut slow: Vec<&StepReport> = r
         .all_steps()
         .map(|(_, s)| s)
@@ -292,4 +305,53 @@ pub fn render(r: &Report) -> String {
         o.push('\n');
     }
     o
+}
+
+/// A backup's manifest summary or a restore's checks, for people.
+fn write_details(o: &mut String, s: &StepReport) {
+    let Some(d) = &s.details else { return };
+    let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    let n = |k: &str| d[k].as_array().map_or(0, Vec::len);
+    if s.kind == "backup" {
+        let v = &d["verification"];
+        let _ = writeln!(
+            o,
+            "- **{}** backup: `{}` ({}, {} bytes, {} tables, {} files); manifest sha256 `{}`; verify `{}`: {}{}",
+            s.id,
+            cell(&text("path")),
+            text("format"),
+            d["bytes"],
+            n("tables"),
+            d["files"],
+            text("sha256"),
+            v["method"].as_str().unwrap_or_default(),
+            v["status"].as_str().unwrap_or_default(),
+            v["detail"]
+                .as_str()
+                .map_or(String::new(), |x| format!(" ({})", cell(x)))
+        );
+        for p in d["pruned"].as_array().into_iter().flatten() {
+            let _ = writeln!(o, "  - pruned `{}`", cell(p.as_str().unwrap_or_default()));
+        }
+    } else {
+        let _ = writeln!(
+            o,
+            "- **{}** restore: from `{}` into `{}`{}; {} tables compared with the manifest",
+            s.id,
+            cell(&text("from")),
+            text("target"),
+            if d["created"] == true {
+                " (created)"
+            } else {
+                ""
+            },
+            d["tables_checked"],
+        );
+        for t in d["terminated"].as_array().into_iter().flatten() {
+            let _ = writeln!(o, "  - terminated {}", cell(t.as_str().unwrap_or_default()));
+        }
+        for m in d["mismatches"].as_array().into_iter().flatten() {
+            let _ = writeln!(o, "  - MISMATCH {}", cell(m.as_str().unwrap_or_default()));
+        }
+    }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::events::{Approval, CheckResult, ErrorInfo, Event, Role, RunStatus, StepStatus, Target};
-use crate::plan::{Action, Plan, PlanOnFailure, PlanStep};
+use crate::plan::{Plan, PlanOnFailure, PlanStep};
 
 pub const REPORT_VERSION: &str = "runbook-report/v1";
 
@@ -109,6 +109,8 @@ pub struct StepReport {
     pub stdout_tail: Option<String>,
     pub stderr_tail: Option<String>,
     pub notices: Vec<String>,
+    /// Kind-specific results: a backup's manifest summary, a restore's checks.
+    pub details: Option<Value>,
     pub compensation: Option<Compensation>,
     pub note: Option<String>,
 }
@@ -130,20 +132,11 @@ enum Loc {
     Finally(usize),
 }
 
-fn kind_of(a: &Action) -> &'static str {
-    match a {
-        Action::Sql { .. } => "sql",
-        Action::Check { .. } => "check",
-        Action::Shell { .. } => "shell",
-        Action::Sleep { .. } => "sleep",
-    }
-}
-
 fn planned(s: &PlanStep, role: Role) -> StepReport {
     StepReport {
         id: s.id.clone(),
         name: s.name.clone(),
-        kind: kind_of(&s.action).into(),
+        kind: s.action.kind().into(),
         role,
         ..planned_blank()
     }
@@ -376,6 +369,7 @@ impl Builder {
                     s.notices.push(line.clone());
                 }
             }
+            Event::StepProgress { .. } => {}
             Event::StepRetry { step, error, .. } => {
                 if let Some(a) = self.step_mut(step).and_then(|s| s.attempts.last_mut()) {
                     a.error = Some(error.clone());
@@ -400,9 +394,11 @@ impl Builder {
                 error,
                 stdout_tail,
                 stderr_tail,
+                details,
                 ..
             } => {
                 if let Some(s) = self.step_mut(step) {
+                    s.details.clone_from(details);
                     s.status = *status;
                     s.duration_ms = Some(*duration_ms);
                     s.rows_affected = *rows_affected;
@@ -487,6 +483,7 @@ fn planned_blank() -> StepReport {
         error: None,
         stdout_tail: None,
         stderr_tail: None,
+        details: None,
         notices: Vec::new(),
         compensation: None,
         note: None,

@@ -138,6 +138,18 @@ impl Progress {
             Event::StepOutput {
                 step, stream, line, ..
             } => format!("  {step} {stream} | {line}"),
+            Event::StepProgress {
+                step,
+                done,
+                total,
+                unit,
+                item,
+                ..
+            } => format!(
+                "  {step} {done}{} {unit}{}",
+                total.map_or(String::new(), |t| format!("/{t}")),
+                item.as_deref().map_or(String::new(), |i| format!(" ({i})"))
+            ),
             Event::StepRetry {
                 step,
                 attempt,
@@ -218,6 +230,7 @@ fn at(e: &Event) -> &str {
         | Event::CompensationRegistered { at, .. }
         | Event::StepStarted { at, .. }
         | Event::StepOutput { at, .. }
+        | Event::StepProgress { at, .. }
         | Event::StepRetry { at, .. }
         | Event::StepSkipped { at, .. }
         | Event::StepFinished { at, .. }
@@ -269,6 +282,33 @@ impl Sink for Progress {
                     if let Some(old) = self.current.replace(sp) {
                         old.finish_and_clear();
                     }
+                }
+                Event::StepProgress {
+                    done,
+                    total,
+                    unit,
+                    item,
+                    ..
+                } => {
+                    if let Some(sp) = &self.current {
+                        if let Some(t) = total {
+                            sp.set_style(
+                                ProgressStyle::with_template(
+                                    "  {spinner} {prefix} {elapsed} [{bar:30}] {pos}/{len} {wide_msg}",
+                                )
+                                .expect("static template")
+                                .progress_chars("=> "),
+                            );
+                            sp.set_length(*t);
+                        }
+                        sp.set_position(*done);
+                        sp.set_message(format!(
+                            "{unit}{}",
+                            item.as_deref().map_or(String::new(), |i| format!(": {i}"))
+                        ));
+                    }
+                    // One line per table on a terminal would bury the bars.
+                    return;
                 }
                 Event::StepOutput { line, .. } => {
                     if let Some(sp) = &self.current {

@@ -1,0 +1,750 @@
+//! `backup` and `restore` steps and `runbook backups` against a real
+//! PostgreSQL: round trips that prove equality, and every fault the backup
+//! issue lists (missing or old pg_dump, unwritable path, full disk,
+//! corruption, missing manifest, connected sessions, a killed pg_dump).
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Case, Db};
+
+const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bk, version: 1 }\n";
+
+fn runbook(body: &str) -> String {
+    format!("{HEAD}{body}")
+}
+
+/// Tables with text, bytea, a sequence and a large object.
+fn seed(db: &Db) {
+    db.sql(
+        "CREATE TABLE items (id bigserial PRIMARY KEY, name text NOT NULL, payload bytea);
+         INSERT INTO items (name, payload)
+           SELECT 'item ' || g, decode(md5(g::text), 'hex') FROM generate_series(1, 2000) g;
+         CREATE TABLE notes (id int PRIMARY KEY, body text);
+         INSERT INTO notes SELECT g, repeat('n', g % 50) FROM generate_series(1, 300) g;
+         CREATE SEQUENCE counter;
+         SELECT setval('counter', 4242);
+         SELECT lo_from_bytea(0, 'a large object''s bytes');",
+    );
+}
+
+/// Row counts, sequence values and a checksum of every table's contents.
+fn fingerprint(db: &Db) -> String {
+    db.sql(
+        "SELECT concat_ws(' ',
+           (SELECT count(*) FROM items), (SELECT md5(string_agg(i::text, '|' ORDER BY id)) FROM items i),
+           (SELECT count(*) FROM notes), (SELECT md5(string_agg(n::text, '|' ORDER BY id)) FROM notes n),
+           (SELECT last_value FROM counter), (SELECT last_value FROM items_id_seq),
+           (SELECT string_agg(encode(lo_get(oid), 'escape'), ',') FROM pg_largeobject_metadata))",
+    )
+}
+
+fn backup_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn runbook_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    c.env("NO_COLOR", "1").env_remove("PG_BIN_DIR");
+    c
+}
+
+#[test]
+fn a_round_trip_restores_rows_sequences_large_objects_and_contents() {
+    let db = Db::fresh();
+    seed(&db);
+    let before = fingerprint(&db);
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: pre
+        backup:
+          path: "backups/{{ run.id }}"
+          verify: restore
+  - id: contract
+    kind: contract
+    steps:
+      - id: destroy
+        sql: |
+          DROP TABLE items;
+          TRUNCATE notes;
+          SELECT setval('counter', 1);
+          SELECT lo_unlink(oid) FROM pg_largeobject_metadata;
+      - id: boom
+        sql: SELECT 1/0
+on_failure:
+  - id: put_back
+    restore:
+      from: steps.pre
+      clean: true
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        fingerprint(&db),
+        before,
+        "the restore gave back every row, value and byte"
+    );
+
+    let pre = run.step("pre");
+    assert_eq!(pre["status"], "succeeded");
+    let d = &pre["details"];
+    assert_eq!(d["verification"]["status"], "passed", "{d}");
+    assert_eq!(d["large_objects"], 1);
+    let tables: Vec<(String, i64)> = d["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["rows"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tables,
+        [("items".to_string(), 2000), ("notes".to_string(), 300)]
+    );
+
+    let dir = PathBuf::from(d["path"].as_str().unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "directory");
+    assert!(manifest["snapshot"].is_string());
+    assert_eq!(manifest["total_bytes"], d["bytes"]);
+    let summed: u64 = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(manifest["total_bytes"].as_u64(), Some(summed));
+    assert!(!dir.join(".incomplete").exists());
+
+    let restore = run.step("put_back");
+    assert_eq!(restore["status"], "succeeded", "{restore}");
+    assert_eq!(restore["details"]["mismatches"], serde_json::json!([]));
+    assert_eq!(restore["details"]["tables_checked"], 2);
+
+    // Progress counted tables as pg_dump dumped them.
+    let progress: Vec<u64> = run
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step_progress" && e["step"] == "pre")
+        .map(|e| e["done"].as_u64().unwrap())
+        .collect();
+    assert!(progress.starts_with(&[1, 2]), "{progress:?}");
+}
+
+#[test]
+fn row_counts_are_taken_in_the_dumps_snapshot() {
+    // A writer inserts while the dump runs; the manifest's count must be
+    // the dump's count, which a restore proves.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE busy (id bigserial PRIMARY KEY, v int); INSERT INTO busy (v) SELECT g FROM generate_series(1, 50000) g;");
+    let writer = Command::new("psql")
+        .args([
+            &db.url,
+            "-Xq",
+            "-c",
+            "DO $$ BEGIN FOR i IN 1..400 LOOP INSERT INTO busy (v) SELECT g FROM generate_series(1, 50) g; COMMIT; PERFORM pg_sleep(0.005); END LOOP; END $$;",
+        ])
+        .spawn()
+        .unwrap();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: pre
+        backup:
+          path: "backups/one"
+          format: custom
+          verify: restore
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    let mut writer = writer;
+    writer.wait().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("pre")["details"]["verification"]["status"],
+        "passed"
+    );
+}
+
+#[test]
+fn a_targeted_plain_backup_restores_into_a_new_database() {
+    let db = Db::fresh();
+    seed(&db);
+    let target = format!("{}_copy", db.name);
+    let case = Case::new(&runbook(&format!(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: only_notes
+        backup:
+          path: backups/notes
+          format: plain
+          tables: [public.notes]
+      - id: copy
+        restore:
+          from: steps.only_notes
+          target: {target}
+"#
+    )));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tables = &run.step("only_notes")["details"]["tables"];
+    assert_eq!(tables.as_array().unwrap().len(), 1, "{tables}");
+    assert_eq!(tables[0]["name"], "notes");
+    let copy = run.step("copy");
+    assert_eq!(copy["details"]["created"], true);
+    let copy_url = db
+        .url
+        .replace(&format!("/{}", db.name), &format!("/{target}"));
+    assert_eq!(
+        support::psql(&copy_url, "SELECT count(*) FROM notes"),
+        "300"
+    );
+    assert_eq!(
+        support::psql(
+            &copy_url,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'items'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn a_table_pattern_that_matches_nothing_fails_instead_of_backing_up_nothing() {
+    let db = Db::fresh();
+    seed(&db);
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: backups/x\n          tables: [public.itemz]\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let err = run.step("pre")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("pg_dump failed") && err.contains("itemz"),
+        "{err}"
+    );
+    assert!(
+        !case.dir.path().join("backups/x").exists(),
+        "the failed backup was removed"
+    );
+}
+
+#[test]
+fn a_missing_pg_dump_is_named_with_where_runbook_looked() {
+    let db = Db::fresh();
+    let empty = tempfile::tempdir().unwrap();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: backups/x\n",
+    ));
+    let run = case.exec(&db.url, &["--pg-bin-dir", empty.path().to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let e = &run.step("pre")["error"];
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.starts_with("pg_dump not found; looked in "), "{msg}");
+    assert!(msg.contains(&empty.path().display().to_string()), "{msg}");
+    assert!(e["hint"].as_str().unwrap().contains("--pg-bin-dir"));
+    assert!(!case.dir.path().join("backups/x").exists());
+
+    // A bin dir that does not exist is bad input: refused before anything.
+    let run = case.exec(&db.url, &["--pg-bin-dir", "/no/such/dir"]);
+    assert_eq!(run.code, 5);
+    assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+}
+
+#[test]
+fn a_pg_dump_older_than_the_server_is_refused_with_both_versions() {
+    let db = Db::fresh();
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("pg_dump");
+    std::fs::write(&fake, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 11.22'\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: backups/x\n",
+    ));
+    let run = case.exec(&db.url, &["--pg-bin-dir", bin.path().to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let msg = run.step("pre")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = db.sql("SHOW server_version");
+    let major = server.split('.').next().unwrap();
+    assert!(
+        msg.contains("11.22 at ") && msg.contains(&fake.display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("at least version {major}")), "{msg}");
+    assert!(msg.contains(&server), "{msg}");
+}
+
+#[test]
+fn an_unwritable_path_fails_before_pg_dump_runs() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: a_file/backup\n",
+    ));
+    std::fs::write(case.dir.path().join("a_file"), "not a directory").unwrap();
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let e = &run.step("pre")["error"];
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed to create "),
+        "{e}"
+    );
+    assert_eq!(e["class"], "io");
+
+    // A path that already holds files is never written over.
+    std::fs::create_dir_all(case.dir.path().join("used")).unwrap();
+    std::fs::write(case.dir.path().join("used/keep.txt"), "mine").unwrap();
+    let case2 = Case::new(&runbook(&format!(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: {}\n",
+        case.dir.path().join("used").display()
+    )));
+    let run = case2.exec(&db.url, &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.step("pre")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists and is not empty")
+    );
+    assert_eq!(
+        std::fs::read_to_string(case.dir.path().join("used/keep.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn a_full_disk_leaves_no_backup_that_looks_valid() {
+    // The file size limit makes pg_dump's writes fail with EFBIG, as a
+    // full disk makes them fail with ENOSPC; SIGXFSZ is ignored so the
+    // write error, not the signal, is what pg_dump sees.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS t FROM generate_series(1, 60000) g");
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: backups/full\n          format: custom\n          compress: 0\n",
+    ));
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1024; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_runbook"))
+        .args(case.command(&db.url, &[]).get_args());
+    cmd.env("NO_COLOR", "1").env_remove("DATABASE_URL");
+    let out = cmd.output().unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let msg = run.step("pre")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("pg_dump failed") && msg.contains("File too large"),
+        "{msg}"
+    );
+    assert!(
+        !case.dir.path().join("backups/full").exists(),
+        "the partial backup was removed"
+    );
+}
+
+/// Take a backup in its own run; return the backup's directory.
+fn take_backup(db: &Db, case_dir: &Path) -> PathBuf {
+    let case = Case::new(&runbook(&format!(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: {}\n",
+        case_dir.join("backup").display()
+    )));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    case_dir.join("backup")
+}
+
+fn restore_case(from: &Path, extra: &str) -> Case {
+    Case::new(&runbook(&format!(
+        "phases:\n  - id: r\n    kind: custom\n    steps:\n      - id: back\n        restore:\n          from: {}\n          clean: true\n{extra}",
+        from.display()
+    )))
+}
+
+#[test]
+fn one_corrupted_byte_is_refused_before_the_database_is_touched() {
+    let db = Db::fresh();
+    seed(&db);
+    let keep = tempfile::tempdir().unwrap();
+    let dir = take_backup(&db, keep.path());
+    let verify = runbook_bin()
+        .args(["backups", "verify"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verify.stdout).starts_with("ok: "));
+
+    db.sql("INSERT INTO notes VALUES (100000, 'after the backup')");
+    // Flip one byte in the middle of the largest data file.
+    let data = std::fs::read_dir(dir.join("dump"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&data, bytes).unwrap();
+
+    let run = restore_case(&dir, "").exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let msg = run.step("back")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.starts_with("refusing to restore from "), "{msg}");
+    assert!(
+        msg.contains("sha256 is") && msg.contains("nothing was touched"),
+        "{msg}"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM notes"),
+        "301",
+        "the database was not touched"
+    );
+
+    let verify = runbook_bin()
+        .args(["backups", "verify"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        err.contains("cannot be trusted") && err.contains("was changed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_manifest_or_file_is_refused() {
+    let db = Db::fresh();
+    seed(&db);
+    let keep = tempfile::tempdir().unwrap();
+    let dir = take_backup(&db, keep.path());
+    std::fs::remove_file(dir.join("dump/toc.dat")).unwrap();
+    let verify = runbook_bin()
+        .args(["backups", "verify"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&verify.stderr).contains("toc.dat is missing"));
+
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    let run = restore_case(&dir, "").exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let msg = run.step("back")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("is not a backup: it has no manifest.json"),
+        "{msg}"
+    );
+    let verify = runbook_bin()
+        .args(["backups", "verify"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(3));
+
+    let list = runbook_bin()
+        .args(["backups", "list"])
+        .arg(keep.path())
+        .output()
+        .unwrap();
+    assert_eq!(list.status.code(), Some(0));
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.starts_with("incomplete "),
+        "a dump without a manifest is listed as incomplete: {listed}"
+    );
+}
+
+fn connect_idle(url: &str) -> std::process::Child {
+    Command::new("psql")
+        .args([url, "-Xq", "-c", "SELECT pg_sleep(60)"])
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_sessions(db: &Db, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.sql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    )) != n.to_string()
+    {
+        assert!(Instant::now() < deadline, "the session never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn other_sessions_are_refused_unless_terminate_connections() {
+    let db = Db::fresh();
+    seed(&db);
+    let keep = tempfile::tempdir().unwrap();
+    let dir = take_backup(&db, keep.path());
+    let mut idle = connect_idle(&db.url);
+    wait_for_sessions(&db, 1);
+    let pid = db.sql(&format!(
+        "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ));
+
+    let run = restore_case(&dir, "").exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let msg = run.step("back")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("other session(s) are connected") && msg.contains(&format!("pid {pid}")),
+        "{msg}"
+    );
+    assert!(
+        idle.try_wait().unwrap().is_none(),
+        "the other session is untouched"
+    );
+
+    let run = restore_case(&dir, "          terminate_connections: true\n").exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let terminated = run.step("back")["details"]["terminated"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(terminated.len(), 1);
+    assert!(
+        terminated[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("pid {pid} "))
+    );
+    assert!(
+        run.report["warnings"]
+            .to_string()
+            .contains("terminated 1 session")
+    );
+    let status = idle.wait().unwrap();
+    assert!(!status.success(), "the other session was disconnected");
+}
+
+fn find_pg_dump(marker: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("pg_dump") && cmdline.contains(marker) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_killed_pg_dump_fails_the_step_and_no_secret_reaches_its_argv() {
+    let db = Db::fresh();
+    seed(&db);
+    // Hold a lock pg_dump must wait for, so it is alive long enough to look at.
+    let mut holder = Command::new("psql")
+        .args([
+            &db.url,
+            "-Xq",
+            "-c",
+            "BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30); COMMIT;",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.sql("SELECT count(*) FROM pg_locks WHERE relation = 'notes'::regclass AND mode = 'AccessExclusiveLock'") != "1" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        settings: { lock_timeout: 60s }\n        backup:\n          path: backups/killed\n",
+    ));
+    let secret = "pw-7f3a-never-shown";
+    let child = case
+        .command(&db.url_with_password(secret), &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let marker = case.dir.path().join("backups/killed").display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Some(pid) = find_pg_dump(&marker) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "pg_dump never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        !cmdline.contains(secret),
+        "the password is not on pg_dump's command line: {cmdline}"
+    );
+    assert!(cmdline.contains("--lock-wait-timeout=60000"), "{cmdline}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let msg = run.step("pre")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("pg_dump was killed by a signal"), "{msg}");
+    assert!(
+        !case.dir.path().join("backups/killed").exists(),
+        "the partial backup was removed"
+    );
+    for text in [
+        run.stderr.clone(),
+        run.report.to_string(),
+        std::fs::read_to_string(run.dir.join("events.jsonl")).unwrap(),
+        std::fs::read_to_string(run.dir.join("report.md")).unwrap(),
+    ] {
+        assert!(!text.contains(secret));
+    }
+}
+
+#[test]
+fn keep_prunes_older_backups_of_the_runbook_but_never_the_new_one() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1);");
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: \"backups/{{ run.id }}\"\n          format: custom\n          verify: none\n          keep: 2\n",
+    ));
+    // Another runbook's backup in the same directory is not ours to prune.
+    let foreign = case.dir.path().join("backups/other");
+    std::fs::create_dir_all(&foreign).unwrap();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        names.push(PathBuf::from(
+            run.step("pre")["details"]["path"].as_str().unwrap(),
+        ));
+    }
+    let left = backup_dirs(&case.dir.path().join("backups"));
+    assert!(
+        left.contains(&names[2]) && left.contains(&names[1]),
+        "{left:?}"
+    );
+    assert!(!left.contains(&names[0]), "{left:?}");
+    assert!(left.contains(&foreign));
+
+    let list = runbook_bin()
+        .args(["backups", "list", "--format", "json"])
+        .arg(case.dir.path().join("backups"))
+        .output()
+        .unwrap();
+    assert_eq!(list.status.code(), Some(0));
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let states: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["ok", "ok"],
+        "newest first, the empty foreign dir is not a backup"
+    );
+    assert_eq!(PathBuf::from(listed[0]["path"].as_str().unwrap()), names[2]);
+}
+
+#[test]
+fn the_example_backs_up_drops_and_restores_on_failure() {
+    for (fail, code) in [(false, 0), (true, 2)] {
+        let db = Db::fresh();
+        let work = tempfile::tempdir().unwrap();
+        let file = work.path().join("runbook.yml");
+        std::fs::copy("examples/backup-then-contract/runbook.yml", &file).unwrap();
+        let out = runbook_bin()
+            .arg("exec")
+            .arg(&file)
+            .args([
+                "--database-url",
+                &db.url,
+                "--yes",
+                "--progress",
+                "never",
+                "--set",
+                "seed=true",
+            ])
+            .args(["--set", &format!("fail_on_purpose={fail}")])
+            .arg("--report-dir")
+            .arg(work.path().join("reports"))
+            .output()
+            .unwrap();
+        let run = support::Run::new(out, &work.path().join("reports"));
+        assert_eq!(run.code, code, "{}", run.stderr);
+        let columns = db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'legacy_customer_id'");
+        if fail {
+            let rows = db.sql("SELECT count(*), sum(legacy_customer_id) FROM orders");
+            assert_eq!(columns, "1", "the restore put the column back");
+            assert_eq!(rows, "10000|50005000");
+            assert_eq!(run.step("restore_orders")["status"], "succeeded");
+        } else {
+            assert_eq!(columns, "0");
+            assert_eq!(
+                run.report["branches"],
+                serde_json::json!([]),
+                "no failure branch ran"
+            );
+        }
+        assert_eq!(backup_dirs(&work.path().join("backups")).len(), 1);
+    }
+}
