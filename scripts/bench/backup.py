@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Compare the backup and restore steps with bare pg_dump and pg_restore on a
+database of about 1 GB (pgbench scale 70), side by side in one run.
+
+Per round, in this order, each against the same database:
+  bare pg_dump -Fd -j 2           vs  backup step (directory, jobs 2, verify: none)
+  backup step, verify: list       (what `list` adds)
+  backup step, verify: restore    (what `restore` adds, from its own timing)
+  bare pg_dump -Fc                vs  backup step (custom, verify: none)
+  bare pg_restore -j 2 (new db)   vs  restore step (jobs 2, new target db)
+
+Step times come from report.json (the step's own duration); the runbook
+process's wall time is printed too. Verification is excluded from the
+"backup step" figure, as the issue's target says.
+
+Targets (issue 4): steps at most 5% over the bare tools; verify: list adds
+under 2% to the backup.
+
+Usage: python3 scripts/bench/backup.py [--scale 70] [--runs 3]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def bin_dir():
+    for v in sorted(os.listdir("/usr/lib/postgresql"), key=int, reverse=True):
+        d = f"/usr/lib/postgresql/{v}/bin"
+        if os.path.exists(os.path.join(d, "pg_dump")):
+            return d
+    raise SystemExit("no PostgreSQL client programs under /usr/lib/postgresql")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=int, default=70)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    exe = os.path.join(ROOT, "target", "release", "runbook")
+    bindir = bin_dir()
+    tool = lambda n: os.path.join(bindir, n)
+    tmp = tempfile.mkdtemp(prefix="runbook-bench-backup-")
+
+    noop = os.path.join(tmp, "noop.yml")
+    with open(noop, "w") as f:
+        f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: noop, version: 1 }\n"
+                "phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n")
+    out = subprocess.run([exe, "exec", noop, "--ephemeral", "--keep", "-q", "--report-dir", os.path.join(tmp, "r0")],
+                         capture_output=True, text=True)
+    m = re.search(r"kept running: (\S+) \(data in (\S+)\)", out.stderr)
+    if not m:
+        raise SystemExit(f"could not start PostgreSQL:\n{out.stderr}")
+    base_url, data_dir = m.group(1), m.group(2)
+    url = lambda db: base_url.rsplit("/", 1)[0] + "/" + db
+    env = dict(os.environ)
+    env.pop("PG_BIN_DIR", None)
+    try:
+        subprocess.run([tool("psql"), url("postgres"), "-Xqc", "CREATE DATABASE bench"], check=True)
+        t = time.monotonic()
+        subprocess.run([tool("pgbench"), "-i", "-q", "-s", str(args.scale), url("bench")], check=True,
+                       capture_output=True)
+        size = subprocess.run([tool("psql"), url("bench"), "-XAtc",
+                               "SELECT pg_size_pretty(pg_database_size('bench'))"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        print(f"database: pgbench scale {args.scale}, {size} (built in {time.monotonic() - t:.0f}s); "
+              f"{os.cpu_count()} cores; runs: {args.runs}")
+
+        def timed(argv):
+            t = time.monotonic()
+            subprocess.run(argv, check=True, capture_output=True, env=env)
+            return time.monotonic() - t
+
+        n = 0
+
+        def step(yaml_steps, database="bench"):
+            """Run one runbook; return (step duration s, wall s, details)."""
+            nonlocal n
+            n += 1
+            rb = os.path.join(tmp, f"rb{n}.yml")
+            with open(rb, "w") as f:
+                f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
+                        "settings: { lock_timeout: 10s, statement_timeout: 1h }\n"
+                        "phases:\n  - id: p\n    kind: custom\n    steps:\n" + yaml_steps)
+            rep = os.path.join(tmp, f"rep{n}")
+            t = time.monotonic()
+            p = subprocess.run([exe, "exec", rb, "--database-url", url(database), "-q", "--report-dir", rep],
+                               capture_output=True, text=True, env=env)
+            wall = time.monotonic() - t
+            if p.returncode != 0:
+                raise SystemExit(f"runbook failed:\n{p.stderr}")
+            with open(os.path.join(rep, "report.json")) as f:
+                s = json.load(f)["phases"][0]["steps"][0]
+            return s["duration_ms"] / 1000, wall, s["details"]
+
+        rows = {k: [] for k in ["pg_dump -Fd -j2", "backup dir j2 (none)", "backup dir j2 walls",
+                                "backup dir j2 (list)", "verify list adds", "verify restore adds",
+                                "pg_dump -Fc", "backup custom (none)",
+                                "pg_restore -j2", "restore step j2"]}
+        for r in range(args.runs):
+            d = os.path.join(tmp, f"dump{r}")
+            rows["pg_dump -Fd -j2"].append(timed([tool("pg_dump"), "-Fd", "-j", "2", "-f", d, url("bench")]))
+            shutil.rmtree(d)
+
+            b = os.path.join(tmp, f"b{r}")
+            s, wall, _ = step(f"      - id: b\n        backup: {{ path: {b}, jobs: 2, verify: none }}\n")
+            rows["backup dir j2 (none)"].append(s)
+            rows["backup dir j2 walls"].append(wall)
+
+            bl = os.path.join(tmp, f"bl{r}")
+            s, _, det = step(f"      - id: b\n        backup: {{ path: {bl}, jobs: 2, verify: list }}\n")
+            rows["backup dir j2 (list)"].append(s)
+            rows["verify list adds"].append(det["verification"]["duration_ms"] / 1000)
+            shutil.rmtree(bl)
+
+            br = os.path.join(tmp, f"br{r}")
+            s, _, det = step(f"      - id: b\n        backup: {{ path: {br}, jobs: 2, verify: restore }}\n")
+            rows["verify restore adds"].append(det["verification"]["duration_ms"] / 1000)
+            shutil.rmtree(br)
+
+            c = os.path.join(tmp, f"c{r}.pgdump")
+            rows["pg_dump -Fc"].append(timed([tool("pg_dump"), "-Fc", "-f", c, url("bench")]))
+            os.remove(c)
+            bc = os.path.join(tmp, f"bc{r}")
+            s, _, _ = step(f"      - id: b\n        backup: {{ path: {bc}, format: custom, verify: none }}\n")
+            rows["backup custom (none)"].append(s)
+            shutil.rmtree(bc)
+
+            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"CREATE DATABASE bare{r}"], check=True)
+            rows["pg_restore -j2"].append(timed([tool("pg_restore"), "-j", "2", "-d", url(f"bare{r}"),
+                                                 os.path.join(b, "dump")]))
+            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE bare{r}"], check=True)
+            s, _, _ = step(f"      - id: r\n        restore: {{ from: {b}, target: step{r}, jobs: 2 }}\n")
+            rows["restore step j2"].append(s)
+            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE step{r}"], check=True)
+            shutil.rmtree(b)
+            print(f"  round {r + 1} done", flush=True)
+
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        print("\nmedian seconds (each run listed):")
+        for k, v in rows.items():
+            print(f"  {k:<24} {med[k]:8.2f}   {' '.join(f'{x:.2f}' for x in v)}")
+        pct = lambda a, b: (a / b - 1) * 100
+        print("\nfigures:")
+        print(f"  backup step vs bare pg_dump (directory, -j 2): {pct(med['backup dir j2 (none)'], med['pg_dump -Fd -j2']):+.1f}%  (target <= +5%)")
+        print(f"  backup step vs bare pg_dump (custom):          {pct(med['backup custom (none)'], med['pg_dump -Fc']):+.1f}%  (target <= +5%)")
+        print(f"  restore step vs bare pg_restore -j 2:          {pct(med['restore step j2'], med['pg_restore -j2']):+.1f}%  (target <= +5%)")
+        print(f"  verify: list adds {med['verify list adds'] / med['backup dir j2 (none)'] * 100:.2f}% to the backup  (target < 2%)")
+        print(f"  verify: restore adds {med['verify restore adds']:.2f}s ({med['verify restore adds'] / med['backup dir j2 (none)'] * 100:.0f}% of the backup)")
+        print(f"  directory -j 2 vs custom (bare pg_dump): {med['pg_dump -Fd -j2']:.2f}s vs {med['pg_dump -Fc']:.2f}s")
+        print(f"  runbook process wall vs step time (directory): {med['backup dir j2 walls']:.2f}s vs {med['backup dir j2 (none)']:.2f}s")
+    finally:
+        try:
+            with open(os.path.join(data_dir, "postmaster.pid")) as f:
+                os.kill(int(f.readline()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
