@@ -43,6 +43,14 @@ fn fingerprint(db: &Db) -> String {
     )
 }
 
+/// The error message of a step in a run's report.
+fn error_of(run: &support::Run, step: &str) -> String {
+    run.step(step)["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("step `{step}` has no error"))
+        .to_string()
+}
+
 fn backup_dirs(root: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(root)
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -238,10 +246,7 @@ fn a_table_pattern_that_matches_nothing_fails_instead_of_backing_up_nothing() {
     ));
     let run = case.exec(&db.url, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let err = run.step("pre")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = error_of(&run, "pre");
     assert!(
         err.contains("pg_dump failed") && err.contains("itemz"),
         "{err}"
@@ -286,10 +291,7 @@ fn a_pg_dump_older_than_the_server_is_refused_with_both_versions() {
     ));
     let run = case.exec(&db.url, &["--pg-bin-dir", bin.path().to_str().unwrap()]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let msg = run.step("pre")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = error_of(&run, "pre");
     let server = db.sql("SHOW server_version");
     let major = server.split('.').next().unwrap();
     assert!(
@@ -360,10 +362,7 @@ fn a_full_disk_leaves_no_backup_that_looks_valid() {
     let out = cmd.output().unwrap();
     let run = support::Run::new(out, &case.reports());
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let msg = run.step("pre")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = error_of(&run, "pre");
     assert!(
         msg.contains("pg_dump failed") && msg.contains("File too large"),
         "{msg}"
@@ -427,10 +426,7 @@ fn one_corrupted_byte_is_refused_before_the_database_is_touched() {
 
     let run = restore_case(&dir, "").exec(&db.url, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let msg = run.step("back")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = error_of(&run, "back");
     assert!(msg.starts_with("refusing to restore from "), "{msg}");
     assert!(
         msg.contains("sha256 is") && msg.contains("nothing was touched"),
@@ -473,10 +469,7 @@ fn a_missing_manifest_or_file_is_refused() {
     std::fs::remove_file(dir.join("manifest.json")).unwrap();
     let run = restore_case(&dir, "").exec(&db.url, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let msg = run.step("back")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = error_of(&run, "back");
     assert!(
         msg.contains("is not a backup: it has no manifest.json"),
         "{msg}"
@@ -535,10 +528,7 @@ fn other_sessions_are_refused_unless_terminate_connections() {
 
     let run = restore_case(&dir, "").exec(&db.url, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let msg = run.step("back")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = error_of(&run, "back");
     assert!(
         msg.contains("other session(s) are connected") && msg.contains(&format!("pid {pid}")),
         "{msg}"
@@ -639,10 +629,7 @@ fn a_killed_pg_dump_fails_the_step_and_no_secret_reaches_its_argv() {
     let _ = holder.wait();
     let run = support::Run::new(out, &case.reports());
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let msg = run.step("pre")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = error_of(&run, "pre");
     assert!(msg.contains("pg_dump was killed by a signal"), "{msg}");
     assert!(
         !case.dir.path().join("backups/killed").exists(),

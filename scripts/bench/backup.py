@@ -2,7 +2,8 @@
 """Compare the backup and restore steps with bare pg_dump and pg_restore on a
 database of about 1 GB (pgbench scale 70), side by side in one run.
 
-Per round, in this order, each against the same database:
+Per round, each against the same database (each pair in alternating order
+from round to round, and a CHECKPOINT before every measurement):
   bare pg_dump -Fd -j 2           vs  backup step (directory, jobs 2, verify: none)
   backup step, verify: list       (what `list` adds)
   backup step, verify: restore    (what `restore` adds, from its own timing)
@@ -75,7 +76,14 @@ def main():
         print(f"database: pgbench scale {args.scale}, {size} (built in {time.monotonic() - t:.0f}s); "
               f"{os.cpu_count()} cores; runs: {args.runs}")
 
+        def settle():
+            # Earlier rounds wrote gigabytes (restores, scratch databases):
+            # flush them now, so no measurement pays for another's writes.
+            subprocess.run([tool("psql"), url("postgres"), "-Xqc", "CHECKPOINT"], check=True)
+            subprocess.run(["sync"], check=True)
+
         def timed(argv):
+            settle()
             t = time.monotonic()
             subprocess.run(argv, check=True, capture_output=True, env=env)
             return time.monotonic() - t
@@ -92,6 +100,7 @@ def main():
                         "settings: { lock_timeout: 10s, statement_timeout: 1h }\n"
                         "phases:\n  - id: p\n    kind: custom\n    steps:\n" + yaml_steps)
             rep = os.path.join(tmp, f"rep{n}")
+            settle()
             t = time.monotonic()
             p = subprocess.run([exe, "exec", rb, "--database-url", url(database), "-q", "--report-dir", rep],
                                capture_output=True, text=True, env=env)
@@ -105,16 +114,24 @@ def main():
         rows = {k: [] for k in ["pg_dump -Fd -j2", "backup dir j2 (none)", "backup dir j2 walls",
                                 "backup dir j2 (list)", "verify list adds", "verify restore adds",
                                 "pg_dump -Fc", "backup custom (none)",
-                                "pg_restore -j2", "restore step j2"]}
+                                "pg_restore -j2", "restore step j2", "restore step j2 - check"]}
         for r in range(args.runs):
+            # Bare tool first on even rounds, the step first on odd ones.
+            first_bare = r % 2 == 0
             d = os.path.join(tmp, f"dump{r}")
-            rows["pg_dump -Fd -j2"].append(timed([tool("pg_dump"), "-Fd", "-j", "2", "-f", d, url("bench")]))
-            shutil.rmtree(d)
-
             b = os.path.join(tmp, f"b{r}")
-            s, wall, _ = step(f"      - id: b\n        backup: {{ path: {b}, jobs: 2, verify: none }}\n")
-            rows["backup dir j2 (none)"].append(s)
-            rows["backup dir j2 walls"].append(wall)
+
+            def bare_dir():
+                rows["pg_dump -Fd -j2"].append(timed([tool("pg_dump"), "-Fd", "-j", "2", "-f", d, url("bench")]))
+                shutil.rmtree(d)
+
+            def step_dir():
+                s, wall, _ = step(f"      - id: b\n        backup: {{ path: {b}, jobs: 2, verify: none }}\n")
+                rows["backup dir j2 (none)"].append(s)
+                rows["backup dir j2 walls"].append(wall)
+
+            for f in ([bare_dir, step_dir] if first_bare else [step_dir, bare_dir]):
+                f()
 
             bl = os.path.join(tmp, f"bl{r}")
             s, _, det = step(f"      - id: b\n        backup: {{ path: {bl}, jobs: 2, verify: list }}\n")
@@ -128,20 +145,34 @@ def main():
             shutil.rmtree(br)
 
             c = os.path.join(tmp, f"c{r}.pgdump")
-            rows["pg_dump -Fc"].append(timed([tool("pg_dump"), "-Fc", "-f", c, url("bench")]))
-            os.remove(c)
             bc = os.path.join(tmp, f"bc{r}")
-            s, _, _ = step(f"      - id: b\n        backup: {{ path: {bc}, format: custom, verify: none }}\n")
-            rows["backup custom (none)"].append(s)
-            shutil.rmtree(bc)
 
-            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"CREATE DATABASE bare{r}"], check=True)
-            rows["pg_restore -j2"].append(timed([tool("pg_restore"), "-j", "2", "-d", url(f"bare{r}"),
-                                                 os.path.join(b, "dump")]))
-            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE bare{r}"], check=True)
-            s, _, _ = step(f"      - id: r\n        restore: {{ from: {b}, target: step{r}, jobs: 2 }}\n")
-            rows["restore step j2"].append(s)
-            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE step{r}"], check=True)
+            def bare_custom():
+                rows["pg_dump -Fc"].append(timed([tool("pg_dump"), "-Fc", "-f", c, url("bench")]))
+                os.remove(c)
+
+            def step_custom():
+                s, _, _ = step(f"      - id: b\n        backup: {{ path: {bc}, format: custom, verify: none }}\n")
+                rows["backup custom (none)"].append(s)
+                shutil.rmtree(bc)
+
+            for f in ([bare_custom, step_custom] if first_bare else [step_custom, bare_custom]):
+                f()
+
+            def bare_restore():
+                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"CREATE DATABASE bare{r}"], check=True)
+                rows["pg_restore -j2"].append(timed([tool("pg_restore"), "-j", "2", "-d", url(f"bare{r}"),
+                                                     os.path.join(b, "dump")]))
+                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE bare{r}"], check=True)
+
+            def step_restore():
+                s, _, det = step(f"      - id: r\n        restore: {{ from: {b}, target: step{r}, jobs: 2 }}\n")
+                rows["restore step j2"].append(s)
+                rows["restore step j2 - check"].append(s - det["check_ms"] / 1000)
+                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE step{r}"], check=True)
+
+            for f in ([bare_restore, step_restore] if first_bare else [step_restore, bare_restore]):
+                f()
             shutil.rmtree(b)
             print(f"  round {r + 1} done", flush=True)
 
@@ -154,6 +185,7 @@ def main():
         print(f"  backup step vs bare pg_dump (directory, -j 2): {pct(med['backup dir j2 (none)'], med['pg_dump -Fd -j2']):+.1f}%  (target <= +5%)")
         print(f"  backup step vs bare pg_dump (custom):          {pct(med['backup custom (none)'], med['pg_dump -Fc']):+.1f}%  (target <= +5%)")
         print(f"  restore step vs bare pg_restore -j 2:          {pct(med['restore step j2'], med['pg_restore -j2']):+.1f}%  (target <= +5%)")
+        print(f"  restore step without its row-count check:     {pct(med['restore step j2 - check'], med['pg_restore -j2']):+.1f}%")
         print(f"  verify: list adds {med['verify list adds'] / med['backup dir j2 (none)'] * 100:.2f}% to the backup  (target < 2%)")
         print(f"  verify: restore adds {med['verify restore adds']:.2f}s ({med['verify restore adds'] / med['backup dir j2 (none)'] * 100:.0f}% of the backup)")
         print(f"  directory -j 2 vs custom (bare pg_dump): {med['pg_dump -Fd -j2']:.2f}s vs {med['pg_dump -Fc']:.2f}s")

@@ -167,15 +167,17 @@ async fn candidate_tables(
             ],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Table {
-            oid: r.get(0),
-            schema: r.get(1),
-            name: r.get(2),
-            rows: None,
-        })
-        .collect())
+    Ok(rows.iter().map(table_of_row).collect())
+}
+
+/// A `(oid, schema, name)` row, not counted yet.
+fn table_of_row(r: &tokio_postgres::Row) -> Table {
+    Table {
+        oid: r.get(0),
+        schema: r.get(1),
+        name: r.get(2),
+        rows: None,
+    }
 }
 
 /// Exact row counts in the session's snapshot; `ONLY`, because pg_dump
@@ -292,15 +294,7 @@ async fn reconcile(
                 &[&oids, &schemas, &names],
             )
             .await?;
-        let mut extra: Vec<Table> = rows
-            .iter()
-            .map(|r| Table {
-                oid: r.get(0),
-                schema: r.get(1),
-                name: r.get(2),
-                rows: None,
-            })
-            .collect();
+        let mut extra: Vec<Table> = rows.iter().map(table_of_row).collect();
         if !schema_only {
             let counts = count_rows(c, &extra).await?;
             for (t, n) in extra.iter_mut().zip(counts) {

@@ -3,7 +3,7 @@
 //! for plain dumps), then compare every table's row count with the manifest.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -252,6 +252,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let Action::Restore(rs) = &s.action else {
         unreachable!("restore::run is called for restore steps")
     };
+    let started = Instant::now();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let dir = source_dir(r, &rs.from)?;
     let refuse = |e: backups::BackupError| {
@@ -401,9 +402,12 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         timeout,
     )
     .await?;
+    let restored_ms = super::ms(started.elapsed());
+    let check_started = Instant::now();
     let mismatches = compare_counts(r, &target, &m)
         .await
         .map_err(|e| sql_failure("failed to count rows after the restore", &e))?;
+    let check_ms = super::ms(check_started.elapsed());
 
     let checked = m.tables.iter().filter(|t| t.rows.is_some()).count();
     let details = json!({
@@ -416,6 +420,8 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         "tables_checked": checked,
         "large_objects": m.large_objects,
         "mismatches": mismatches,
+        "restore_ms": restored_ms,
+        "check_ms": check_ms,
     });
     let mut done = Done {
         details: Some(details),
