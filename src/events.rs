@@ -153,6 +153,29 @@ pub struct Assertion {
     pub error: Option<String>,
 }
 
+/// What a step's locks did to other sessions, sampled by the lock monitor
+/// every `interval_ms`; waits and holds are accurate to about one interval.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LockImpact {
+    pub samples: u32,
+    pub interval_ms: u64,
+    /// Sessions that waited on a lock our sessions held or queued for.
+    pub sessions_waited: u32,
+    /// The longest single wait.
+    pub waited_max_ms: u64,
+    /// All waits added up.
+    pub waited_total_ms: u64,
+    /// Sessions waiting at the worst moment.
+    pub waiting_max: u32,
+    /// The longest ACCESS EXCLUSIVE lock our sessions held on an existing relation.
+    pub access_exclusive_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_exclusive_on: Option<String>,
+    /// Why sampling stopped early, when it did: the figures cover less than the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A check's evaluated result.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CheckResult {
@@ -291,6 +314,9 @@ pub enum Event {
         /// manifest summary, a restore's checks.
         #[serde(skip_serializing_if = "Option::is_none")]
         details: Option<Value>,
+        /// What the step's locks did to other sessions (steps that change things).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lock_impact: Option<LockImpact>,
     },
     /// A step that had succeeded was undone by its compensation (or not).
     StepCompensated {

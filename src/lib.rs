@@ -23,5 +23,6 @@ pub mod report;
 pub mod run;
 pub mod schema;
 pub mod source;
+pub mod statements;
 pub mod template;
 pub mod validate;

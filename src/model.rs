@@ -122,6 +122,14 @@ pub struct Settings {
     pub application_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_path: Option<String>,
+    /// Before a statement that takes a write-blocking lock, wait up to this
+    /// long for the sessions in its way to finish. Unset: name them, go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_for_blockers: Option<Duration>,
+    /// Warn when other sessions waited longer than this on a step's locks.
+    /// Default 1s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_wait_warning: Option<Duration>,
 }
 
 /// Session settings a step may override.
@@ -130,6 +138,8 @@ pub struct Settings {
 pub struct StepSettings {
     pub lock_timeout: Option<Duration>,
     pub statement_timeout: Option<Duration>,
+    pub wait_for_blockers: Option<Duration>,
+    pub lock_wait_warning: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

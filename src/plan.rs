@@ -26,6 +26,8 @@ use crate::validate::{FileDiagnostics, Invalid, Validated};
 /// a DDL statement waits at most this long for a lock, so it cannot queue
 /// the application's queries behind it for long.
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 2_000;
+/// Other sessions waiting longer than this on a step's locks get a report warning.
+pub const DEFAULT_LOCK_WAIT_WARNING_MS: u64 = 1_000;
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 15 * 60_000;
 /// SQL and check steps retry lock timeouts and deadlocks this many times
 /// unless the runbook says otherwise.
@@ -707,6 +709,12 @@ impl Planner<'_> {
         if own.statement_timeout.is_some() {
             s.statement_timeout = own.statement_timeout;
         }
+        if own.wait_for_blockers.is_some() {
+            s.wait_for_blockers = own.wait_for_blockers;
+        }
+        if own.lock_wait_warning.is_some() {
+            s.lock_wait_warning = own.lock_wait_warning;
+        }
         Some(s)
     }
 
@@ -978,18 +986,81 @@ fn write_block(o: &mut String, text: &str, indent: usize) {
     }
 }
 
-fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
-    let kind = s.action.kind();
-    let mut facts = Vec::new();
-    if let Action::Sql { transaction, .. } = &s.action {
+/// What the parser says about a sql step: how its statements run, and
+/// which take locks that block writes. Known only when the text is.
+fn sql_facts(t: &Text, transaction: bool, facts: &mut Vec<String>, lines: &mut Vec<String>) {
+    use crate::exec::sql::{Mode, mode};
+    if t.template.is_some() {
         facts.push(
-            if *transaction {
+            if transaction {
                 "in a transaction"
             } else {
                 "no transaction"
             }
-            .to_string(),
+            .into(),
         );
+        lines.push("statements are split when their templates render, at run time".into());
+        return;
+    }
+    let stmts = crate::statements::split(&t.raw);
+    let n = stmts.len();
+    let each = if n == 1 {
+        "1 statement".to_string()
+    } else {
+        format!("{n} statements")
+    };
+    match mode(&stmts, transaction) {
+        Mode::Transaction => facts.push(format!("in a transaction; {each}")),
+        Mode::Autocommit if n < 2 => facts.push(format!("no transaction; {each}")),
+        Mode::Autocommit => facts.push(format!("no transaction; {each}, each commits on its own")),
+        Mode::Forced(i, why) => {
+            facts.push(if n < 2 {
+                format!("no transaction; {each}")
+            } else {
+                format!("no transaction; {each}, each commits on its own")
+            });
+            lines.push(format!(
+                "outside a transaction: statement {} ({}): {why}",
+                i + 1,
+                stmts[i].summary()
+            ));
+        }
+    }
+    for (i, st) in stmts.iter().enumerate() {
+        if let Some(l) = st.lock {
+            lines.push(format!(
+                "statement {}: {} takes {} (blocks writes while held or queued)",
+                i + 1,
+                st.summary(),
+                l.name()
+            ));
+        } else if st.concurrent_index {
+            lines.push(format!(
+                "statement {}: {} waits for older transactions; a failure leaves an INVALID index, which runbook drops",
+                i + 1,
+                st.summary()
+            ));
+        }
+        if st.transaction_control && transaction {
+            lines.push(format!(
+                "statement {}: {} inside runbook's transaction fails the step; set `transaction: false`",
+                i + 1,
+                st.kind
+            ));
+        }
+    }
+}
+
+fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
+    let kind = s.action.kind();
+    let mut facts = Vec::new();
+    let mut lines = Vec::new();
+    if let Action::Sql {
+        transaction,
+        statements,
+    } = &s.action
+    {
+        sql_facts(statements, *transaction, &mut facts, &mut lines);
     }
     if let Action::Check { severity, .. } = &s.action {
         facts.push("read-only".to_string());
@@ -1006,6 +1077,9 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
         }
         if let Some(st) = own.statement_timeout {
             facts.push(format!("statement_timeout {st}"));
+        }
+        if let Some(w) = own.wait_for_blockers {
+            facts.push(format!("wait_for_blockers {w}"));
         }
     }
     if s.retry.attempts > 1 {
@@ -1043,6 +1117,9 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
     let inner = indent + marker.len() + 1;
     if let Some(w) = &s.when {
         let _ = writeln!(o, "{:inner$}when: {}", "", when_text(w));
+    }
+    for l in lines {
+        let _ = writeln!(o, "{:inner$}{l}", "");
     }
     match &s.action {
         Action::Sql { statements, .. } => write_block(o, &statements.text, inner + 2),

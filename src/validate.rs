@@ -184,6 +184,8 @@ const DURATION_KEYS: &[&str] = &[
     "lock_timeout",
     "statement_timeout",
     "idle_in_transaction_session_timeout",
+    "wait_for_blockers",
+    "lock_wait_warning",
     "initial",
     "max",
 ];
@@ -240,11 +242,49 @@ fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     check_param_declarations(doc, rb, &mut out);
     check_templates(doc, rb, &mut out);
     check_backup_restore(doc, rb, &mut out);
+    check_transaction_control(doc, rb, &mut out);
     out
 }
 
 /// Option combinations pg_dump and pg_restore would refuse, and restores
 /// that name a step which is not a backup.
+/// `BEGIN`/`COMMIT` inside a step that runs in runbook's transaction would
+/// end that transaction early and leave the rest outside it. Checked here
+/// when the SQL has no templates, and again at run time when it does.
+fn check_transaction_control(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    for (pointer, step) in &rb.all_steps() {
+        let StepKind::Sql(sql) = &step.kind else {
+            continue;
+        };
+        if !sql.transaction || sql.statements.contains("{{") || sql.statements.contains("{%") {
+            continue;
+        }
+        let field = if doc
+            .value
+            .pointer(&format!("{pointer}/sql"))
+            .is_some_and(serde_json::Value::is_object)
+        {
+            format!("{pointer}/sql/statements")
+        } else {
+            format!("{pointer}/sql")
+        };
+        for st in crate::statements::split(&sql.statements) {
+            if st.transaction_control {
+                let end = st.offset + st.text.len();
+                out.push(
+                    Diagnostic::new(format!(
+                        "`{}` in a step that runs in a transaction",
+                        st.kind
+                    ))
+                    .at(locate(doc, &field, &sql.statements, st.offset..end))
+                    .label("this would end runbook's transaction early")
+                    .hint("set `transaction: false` on the step to manage transactions yourself, or remove the statement"),
+                );
+            }
+        }
+    }
+}
+
 fn check_backup_restore(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
     let steps = rb.all_steps();
     let kinds: HashMap<&str, &'static str> = steps

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Case, Db};
+use support::{Case, Db, hold_lock};
 
 const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
 
@@ -389,7 +389,7 @@ fn a_lock_timeout_is_retried_until_the_lock_is_released() {
     let db = Db::fresh();
     db.sql("CREATE TABLE busy (n int)");
     // Another session holds the table for about two seconds.
-    let holder = hold_lock(&db, 2);
+    let holder = hold_lock(&db, "busy", "ACCESS EXCLUSIVE", 2);
     let case = Case::new(&runbook(
         r#"settings: { lock_timeout: 200ms }
 phases:
@@ -964,30 +964,11 @@ fn a_second_run_on_the_same_database_fails_fast_and_names_the_holder() {
     assert_eq!(out.status.code(), Some(0));
 }
 
-/// Another session holds an ACCESS EXCLUSIVE lock on `busy` for `seconds`.
-fn hold_lock(db: &Db, seconds: u32) -> std::process::Child {
-    let holder = std::process::Command::new("psql")
-        .args([
-            &db.url,
-            "-Xq",
-            "-c",
-            &format!("BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT;"),
-        ])
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while db.sql("SELECT count(*) FROM pg_locks WHERE relation = 'busy'::regclass AND mode = 'AccessExclusiveLock'") != "1" {
-        assert!(Instant::now() < deadline, "the holder never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    holder
-}
-
 #[test]
 fn without_settings_a_blocked_statement_times_out_at_2s_and_is_retried() {
     let db = Db::fresh();
     db.sql("CREATE TABLE busy (n int)");
-    let mut holder = hold_lock(&db, 3);
+    let mut holder = hold_lock(&db, "busy", "ACCESS EXCLUSIVE", 3);
     let case = Case::new(&runbook(
         "phases:\n  - id: expand\n    kind: expand\n    steps:\n      - id: alter\n        sql: ALTER TABLE busy ADD COLUMN note text;\n",
     ));
@@ -1010,7 +991,7 @@ fn without_settings_a_blocked_statement_times_out_at_2s_and_is_retried() {
 fn a_step_setting_overrides_the_runbook_setting() {
     let db = Db::fresh();
     db.sql("CREATE TABLE busy (n int)");
-    let mut holder = hold_lock(&db, 3);
+    let mut holder = hold_lock(&db, "busy", "ACCESS EXCLUSIVE", 3);
     let case = Case::new(&runbook(
         r#"settings: { lock_timeout: 10s }
 phases:

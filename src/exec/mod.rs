@@ -7,14 +7,17 @@
 //! then `finally`, always. The executor never prints: it emits events.
 
 pub mod backup;
+pub mod blockers;
 pub mod check;
 pub mod child;
 pub mod db;
+pub mod monitor;
 pub mod restore;
 pub mod shell;
 pub mod sql;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minijinja::Environment;
@@ -22,7 +25,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use crate::events::{
-    Approval, Bus, CheckResult, ErrorInfo, Event, Role, RunStatus, StepStatus, Target, now,
+    Approval, Bus, CheckResult, ErrorInfo, Event, LockImpact, Role, RunStatus, StepStatus, Target,
+    now,
 };
 use crate::exit;
 use crate::model::{ErrorClass, PhaseKind};
@@ -137,6 +141,9 @@ pub(crate) struct Run<'a> {
     pub(crate) database: String,
     /// The run's advisory lock, held by the session; taken again after a reconnect.
     lock_key: i64,
+    /// The lock monitor's session (None inside: it could not connect) and
+    /// its sampling query; opened on the first step that needs it.
+    monitor: Option<Option<(Arc<Db>, Arc<str>)>>,
 }
 
 /// Resolves once `level` interrupts have arrived.
@@ -302,6 +309,7 @@ pub async fn execute(
         server_version,
         database,
         lock_key,
+        monitor: None,
     };
     let result = run.main_line().await;
     run.bus.emit(Event::RunFinished {
@@ -473,10 +481,33 @@ impl Run<'_> {
                     Instant::now(),
                     0,
                     Err(Fail::new(StepStatus::Failed, error)),
+                    None,
                 );
             }
         }
         let started = Instant::now();
+        let monitor = self.start_monitor(s).await;
+        let (attempts, result) = self.attempts(s, phase, role, for_step).await;
+        let impact = match monitor {
+            Some(m) => Some(m.stop().await),
+            None => None,
+        };
+        if let Some(l) = &impact {
+            self.warn_about_impact(s, l);
+        }
+        self.finish_step(s, started, attempts, result, impact)
+    }
+
+    /// Attempts until one succeeds, the error is not retryable, the
+    /// attempts run out, or the run is interrupted.
+    async fn attempts(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> (u32, Attempt) {
+        let kind = s.action.kind();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -518,23 +549,90 @@ impl Run<'_> {
                     if f.retry_class == Some(ErrorClass::Connection)
                         && let Err(e) = self.reconnect().await
                     {
-                        return self.finish_step(
-                            s,
-                            started,
-                            attempt,
-                            Err(Fail::new(StepStatus::Failed, e)),
-                        );
+                        return (attempt, Err(Fail::new(StepStatus::Failed, e)));
                     }
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = self.stop_signal() => {
-                            let fail = Fail::new(StepStatus::Cancelled, cancelled_error());
-                            return self.finish_step(s, started, attempt, Err(fail));
+                            return (attempt, Err(Fail::new(StepStatus::Cancelled, cancelled_error())));
                         }
                     }
                 }
-                r => return self.finish_step(s, started, attempt, r),
+                r => return (attempt, r),
             }
+        }
+    }
+
+    /// The lock monitor for a step that may take locks others wait on:
+    /// every kind but `check` (read-only) and `sleep`. Its session is opened
+    /// once, on first use. If it cannot be opened, the run goes on, and a
+    /// warning says the impact was not measured.
+    async fn start_monitor(&mut self, s: &PlanStep) -> Option<monitor::Monitor> {
+        if matches!(s.action, Action::Check { .. } | Action::Sleep { .. }) {
+            return None;
+        }
+        if self.monitor.is_none() {
+            let app = self.monitor_app();
+            let connected = self.db.connect_to(&self.database, &app).await;
+            let version = match &connected {
+                Ok(m) => m
+                    .client
+                    .query_one("SELECT current_setting('server_version_num')::int", &[])
+                    .await
+                    .map(|r| r.get::<_, i32>(0))
+                    .map_err(|e| db::error_info(&e, None)),
+                Err(e) => Err(e.clone()),
+            };
+            match (connected, version) {
+                (Ok(m), Ok(v)) => {
+                    self.monitor = Some(Some((Arc::new(m), monitor::sample_sql(v).into())));
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    self.bus.emit(Event::Warning {
+                        at: now(),
+                        message: format!(
+                            "the lock monitor could not connect ({}); lock impact is not measured in this run",
+                            e.message
+                        ),
+                    });
+                    self.monitor = Some(None);
+                }
+            }
+        }
+        let (m, sql) = self.monitor.as_ref()?.as_ref()?;
+        Some(monitor::Monitor::start(
+            m.clone(),
+            sql.clone(),
+            self.app_name.clone(),
+        ))
+    }
+
+    /// The lock monitor session's application_name (as the server keeps
+    /// it: at most 63 bytes).
+    pub(crate) fn monitor_app(&self) -> String {
+        let mut app = format!("{}/monitor", self.app_name);
+        while app.len() > 63 {
+            app.pop();
+        }
+        app
+    }
+
+    /// A report warning when other sessions waited on this step's locks
+    /// longer than `lock_wait_warning` (default 1s).
+    fn warn_about_impact(&mut self, s: &PlanStep, l: &LockImpact) {
+        let settings = s.settings.as_ref().unwrap_or(&self.plan.settings);
+        let limit = settings.lock_wait_warning.map_or(
+            Duration::from_millis(crate::plan::DEFAULT_LOCK_WAIT_WARNING_MS),
+            |d| d.0,
+        );
+        if l.waited_max_ms > ms(limit) {
+            self.bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "step `{}` made {} other session(s) wait on its locks: the longest wait was {} ms, {} ms in all, {} waiting at the worst moment",
+                    s.id, l.sessions_waited, l.waited_max_ms, l.waited_total_ms, l.waiting_max
+                ),
+            });
         }
     }
 
@@ -597,7 +695,7 @@ impl Run<'_> {
             } => {
                 let plan = self.plan;
                 let settings = s.settings.as_ref().unwrap_or(&plan.settings);
-                sql::run(self, statements, *transaction, timeout, settings).await
+                sql::run(self, &s.id, statements, *transaction, timeout, settings).await
             }
             Action::Check { .. } => check::run(self, s, timeout).await,
             Action::Shell { .. } => shell::run(self, s, timeout).await,
@@ -625,6 +723,7 @@ impl Run<'_> {
         started: Instant,
         attempts: u32,
         r: Attempt,
+        lock_impact: Option<LockImpact>,
     ) -> Outcome {
         let (status, done, error) = match r {
             Ok(d) => (StepStatus::Succeeded, d, None),
@@ -661,6 +760,7 @@ impl Run<'_> {
             stdout_tail: done.stdout_tail,
             stderr_tail: done.stderr_tail,
             details: done.details,
+            lock_impact,
         });
         self.record(&s.id, status, done.output);
         Outcome { status, fatal }

@@ -194,7 +194,13 @@ impl Session {
     }
 }
 
-async fn sessions_on(db: &Db, database: &str) -> Result<Vec<Session>, ErrorInfo> {
+/// Other client sessions on `database`; runbook's own lock monitor
+/// (`monitor_app`), which only reads the catalogs, is not one of them.
+async fn sessions_on(
+    db: &Db,
+    database: &str,
+    monitor_app: &str,
+) -> Result<Vec<Session>, ErrorInfo> {
     let rows = db
         .client
         .query(
@@ -204,8 +210,9 @@ async fn sessions_on(db: &Db, database: &str) -> Result<Vec<Session>, ErrorInfo>
                FROM pg_catalog.pg_stat_activity
               WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()
                 AND backend_type = 'client backend'
+                AND application_name IS DISTINCT FROM $2
               ORDER BY pid",
-            &[&database],
+            &[&database, &monitor_app],
         )
         .await
         .map_err(|e| db::error_info(&e, None))?;
@@ -323,7 +330,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             .get(0);
     let mut terminated = Vec::new();
     if exists {
-        let others = sessions_on(&r.db, &target)
+        let others = sessions_on(&r.db, &target, &r.monitor_app())
             .await
             .map_err(|e| sql_failure("failed to list sessions on the target", &e))?;
         if !others.is_empty() && !rs.terminate_connections {

@@ -1,70 +1,444 @@
-//! `sql` steps: statements in one transaction (one round trip), or alone.
+//! `sql` steps: the statements, split by the parser, run one by one, in one
+//! transaction unless the step or a statement says otherwise.
+//!
+//! Before the first statement, sessions in the way of its write-blocking
+//! locks are named (and waited for, with `wait_for_blockers`). A failed
+//! `CREATE INDEX CONCURRENTLY` has its INVALID index dropped before anything
+//! else happens, so a retry starts clean.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::db;
+use super::blockers::{self, Blocker};
+use super::db::{self, QueryFail};
 use super::{Attempt, Done, Fail, Run};
-use crate::events::StepStatus;
+use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::Settings;
 use crate::plan::Text;
+use crate::statements::{self, Statement};
 
-/// Run the statements. In a transaction they go to the server as one query:
-/// `BEGIN; <settings>; <statements>; COMMIT`, so a failure anywhere leaves
-/// nothing behind and costs a single round trip.
+/// How a step's statements run, decided from the statements themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One transaction around all of them.
+    Transaction,
+    /// Each commits on its own, because the step asked for it.
+    Autocommit,
+    /// Each commits on its own, because this statement cannot run in a
+    /// transaction block (index into the statements, and why).
+    Forced(usize, &'static str),
+}
+
+pub fn mode(stmts: &[Statement], transaction: bool) -> Mode {
+    match stmts.iter().position(|s| s.no_transaction.is_some()) {
+        Some(i) if transaction => Mode::Forced(i, stmts[i].no_transaction.unwrap_or_default()),
+        _ if transaction => Mode::Transaction,
+        _ => Mode::Autocommit,
+    }
+}
+
 pub(crate) async fn run(
     r: &mut Run<'_>,
+    step: &str,
     t: &Text,
     transaction: bool,
     timeout: Option<Duration>,
     settings: &Settings,
 ) -> Attempt {
     let (sql, _) = r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    let settings = db::settings_sql(settings, transaction);
-    let (query, prefix, skip_front, skip_back) = if transaction {
-        let prefix = match &settings {
-            Some(s) => format!("BEGIN;\n{s}\n"),
-            None => "BEGIN;\n".to_string(),
-        };
-        let front = 1 + usize::from(settings.is_some());
-        (format!("{prefix}{sql}\n;\nCOMMIT;"), prefix, front, 1)
-    } else {
-        if let Some(s) = &settings
-            && let Err(e) = r.db.client.simple_query(s).await
-        {
-            return Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)));
-        }
-        (sql.clone(), String::new(), 0, 0)
+    let stmts = statements::split(&sql);
+    if transaction && let Some(tc) = stmts.iter().find(|s| s.transaction_control) {
+        let position = sql[..tc.offset].chars().count() as u32 + 1;
+        return Err(Fail::new(
+            StepStatus::Failed,
+            ErrorInfo {
+                class: "sql".into(),
+                message: format!(
+                    "`{}` in a step that runs in a transaction: it would end runbook's transaction early",
+                    tc.kind
+                ),
+                hint: Some(
+                    "set `transaction: false` on the step to manage transactions yourself, or remove the statement"
+                        .into(),
+                ),
+                position: Some(position),
+                location: r.locate(t, &sql, Some(position)),
+                ..ErrorInfo::default()
+            },
+        ));
+    }
+    let mode = mode(&stmts, transaction);
+    if let Mode::Forced(i, why) = mode {
+        log(
+            r,
+            step,
+            format!(
+                "runs without a transaction: statement {} ({}): {why}; each statement commits on its own",
+                i + 1,
+                stmts[i].summary()
+            ),
+        );
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let blockers = look_for_blockers(r, step, &stmts, settings).await?;
+
+    let in_tx = mode == Mode::Transaction;
+    let setup = match (db::settings_sql(settings, in_tx), in_tx) {
+        (Some(s), true) => Some(format!("BEGIN;\n{s}")),
+        (None, true) => Some("BEGIN;".into()),
+        (s, false) => s,
     };
-    let result = r.db.run(&query, timeout, r.stop_signal()).await;
-    match result {
-        Ok(messages) => {
-            let counts: Vec<u64> = messages
-                .iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                    _ => None,
-                })
-                .collect();
-            let end = counts.len().saturating_sub(skip_back);
-            let rows: u64 = counts
-                .get(skip_front.min(end)..end)
-                .map_or(0, |c| c.iter().sum());
-            let mut done = Done {
-                rows_affected: Some(rows),
-                ..Done::default()
-            };
-            done.output
-                .insert("rows_affected".into(), Value::from(rows));
-            Ok(done)
+    if let Some(setup) = setup
+        && let Err(e) = r.db.client.simple_query(&setup).await
+    {
+        if in_tx {
+            r.db.rollback().await;
         }
-        Err(fail) => {
-            if transaction {
-                r.db.rollback().await;
+        return Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)));
+    }
+
+    let mut ran = Vec::new();
+    let mut dropped = Vec::new();
+    let mut total = 0u64;
+    for (i, st) in stmts.iter().enumerate() {
+        let before = if st.concurrent_index {
+            invalid_indexes(r, &st.relations).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let started = Instant::now();
+        let result = if left.is_some_and(|l| l.is_zero()) {
+            Err(QueryFail::Timeout)
+        } else {
+            r.db.run(&st.text, left, r.stop_signal()).await
+        };
+        match result {
+            Ok(messages) => {
+                let rows: u64 = messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                        _ => None,
+                    })
+                    .sum();
+                total += rows;
+                ran.push(json!({
+                    "statement": i + 1,
+                    "kind": st.summary(),
+                    "rows": rows,
+                    "duration_ms": super::ms(started.elapsed()),
+                }));
+                if st.concurrent_index
+                    && let Some(fail) = still_invalid(r, st, &before).await
+                {
+                    return Err(fail);
+                }
             }
-            Err(r.query_failure(fail, t, &sql, prefix.chars().count(), timeout))
+            Err(fail) => {
+                if in_tx {
+                    r.db.rollback().await;
+                }
+                let mut f = r.query_failure(fail, t, &sql, 0, timeout);
+                if let Some(p) = f.error.position {
+                    let shifted = p + sql[..st.offset].chars().count() as u32;
+                    f.error.position = Some(shifted);
+                    f.error.location = r.locate(t, &sql, Some(shifted));
+                }
+                if st.concurrent_index {
+                    dropped = drop_new_invalid(r, step, st, &before).await;
+                }
+                f.partial.details = Some(details(&mode, &ran, &blockers, &dropped, i + 1));
+                return Err(f);
+            }
         }
+    }
+    if in_tx && let Err(fail) = r.db.run("COMMIT", None, std::future::pending()).await {
+        r.db.rollback().await;
+        return Err(r.query_failure(fail, t, &sql, 0, timeout));
+    }
+    let mut done = Done {
+        rows_affected: Some(total),
+        details: Some(details(&mode, &ran, &blockers, &dropped, 0)),
+        ..Done::default()
+    };
+    done.output
+        .insert("rows_affected".into(), Value::from(total));
+    Ok(done)
+}
+
+fn details(
+    mode: &Mode,
+    ran: &[Value],
+    blockers: &[Blocker],
+    dropped: &[String],
+    failed_at: usize,
+) -> Value {
+    let mut d = json!({
+        "transaction": *mode == Mode::Transaction,
+        "statements": ran,
+    });
+    if let Mode::Forced(i, why) = mode {
+        d["no_transaction_because"] = json!(format!("statement {}: {why}", i + 1));
+    }
+    if !blockers.is_empty() {
+        d["blockers"] = json!(blockers);
+    }
+    if !dropped.is_empty() {
+        d["dropped_invalid_indexes"] = json!(dropped);
+    }
+    if failed_at > 0 {
+        d["failed_statement"] = json!(failed_at);
+    }
+    d
+}
+
+pub(crate) fn log(r: &mut Run<'_>, step: &str, line: String) {
+    r.bus.emit(Event::StepOutput {
+        at: now(),
+        step: step.to_string(),
+        stream: "log".into(),
+        line,
+    });
+}
+
+/// Name what stands in the way of the statements' write-blocking locks, and
+/// with `wait_for_blockers`, wait for it to go away first. The lookup is
+/// advisory: if it fails, the statement is still tried under its lock timeout.
+async fn look_for_blockers(
+    r: &mut Run<'_>,
+    step: &str,
+    stmts: &[Statement],
+    settings: &Settings,
+) -> Result<Vec<Blocker>, Fail> {
+    let mut relations: Vec<String> = Vec::new();
+    let mut concurrent_index = false;
+    for s in stmts
+        .iter()
+        .filter(|s| s.lock.is_some() || s.concurrent_index)
+    {
+        concurrent_index |= s.concurrent_index;
+        for rel in &s.relations {
+            if !relations.contains(rel) {
+                relations.push(rel.clone());
+            }
+        }
+    }
+    if relations.is_empty() && !concurrent_index {
+        return Ok(Vec::new());
+    }
+    // A transaction open longer than we are willing to wait for a lock is
+    // worth naming.
+    let long_after = settings.lock_timeout.map_or(
+        Duration::from_millis(crate::plan::DEFAULT_LOCK_TIMEOUT_MS),
+        |d| d.0,
+    );
+    let app = r.app_name.clone();
+    let found = match blockers::find(&r.db.client, &relations, &app, long_after).await {
+        Ok(f) => f,
+        Err(e) => {
+            log(
+                r,
+                step,
+                format!("could not look for blocking sessions: {}", e.message),
+            );
+            return Ok(Vec::new());
+        }
+    };
+    for b in &found {
+        log(r, step, format!("blocker: {}", b.describe()));
+    }
+    let waiting = found
+        .iter()
+        .any(|b| blockers::in_the_way(b, concurrent_index));
+    let Some(limit) = settings.wait_for_blockers.filter(|_| waiting) else {
+        return Ok(found);
+    };
+    log(
+        r,
+        step,
+        format!("waiting up to {limit} for blocking sessions to finish"),
+    );
+    let stop = r.stop_signal();
+    match blockers::wait(
+        &r.db.client,
+        &relations,
+        &app,
+        long_after,
+        concurrent_index,
+        limit.0,
+        stop,
+    )
+    .await
+    {
+        Ok((left, waited)) if left.is_empty() => {
+            log(
+                r,
+                step,
+                format!(
+                    "blocking sessions finished after {}",
+                    crate::duration::Duration(waited)
+                ),
+            );
+        }
+        Ok((left, _)) => {
+            let pids: Vec<String> = left.iter().map(|b| b.pid.to_string()).collect();
+            log(
+                r,
+                step,
+                format!(
+                    "still blocked after {limit} (pids {}); trying under the lock timeout",
+                    pids.join(", ")
+                ),
+            );
+        }
+        Err(e) if e.class == "cancelled" => return Err(Fail::new(StepStatus::Cancelled, e)),
+        Err(e) => log(
+            r,
+            step,
+            format!("stopped waiting for blockers: {}", e.message),
+        ),
+    }
+    Ok(found)
+}
+
+const INVALID: &str = "\
+SELECT c.relname::text, c.oid::regclass::text
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE NOT i.indisvalid
+  AND i.indrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) AS n)";
+
+/// INVALID indexes on the tables: (name, qualified name).
+async fn invalid_indexes(
+    r: &Run<'_>,
+    relations: &[String],
+) -> Result<Vec<(String, String)>, ErrorInfo> {
+    let rows =
+        r.db.client
+            .query(INVALID, &[&relations])
+            .await
+            .map_err(|e| db::error_info(&e, None))?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// After a failed `CREATE INDEX CONCURRENTLY`: drop the INVALID index it left
+/// (any that was not there before it ran), so a retry or a re-run starts
+/// clean. Returns what was dropped.
+async fn drop_new_invalid(
+    r: &mut Run<'_>,
+    step: &str,
+    st: &Statement,
+    before: &[(String, String)],
+) -> Vec<String> {
+    let Ok(now_invalid) = invalid_indexes(r, &st.relations).await else {
+        return Vec::new();
+    };
+    let mut dropped = Vec::new();
+    let new: Vec<&String> = now_invalid
+        .iter()
+        .filter(|i| !before.contains(i))
+        .map(|(_, q)| q)
+        .collect();
+    if new.is_empty() {
+        return dropped;
+    }
+    // The drop waits for the same transactions the build waited for, so
+    // the step's lock timeout would fail it the same way. It takes only
+    // SHARE UPDATE EXCLUSIVE, which blocks no reads or writes, so it may
+    // wait: up to a minute, then the step's setting comes back.
+    let prior: Option<String> =
+        r.db.client
+            .query_one("SELECT current_setting('lock_timeout')", &[])
+            .await
+            .ok()
+            .map(|row| row.get(0));
+    let _ = r.db.client.batch_execute("SET lock_timeout = 0").await;
+    for name in new {
+        let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {name}");
+        match r
+            .db
+            .run(&sql, Some(Duration::from_secs(60)), std::future::pending())
+            .await
+        {
+            Ok(_) => {
+                log(
+                    r,
+                    step,
+                    format!(
+                        "dropped the INVALID index {name} left by the failed CREATE INDEX CONCURRENTLY"
+                    ),
+                );
+                r.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!(
+                        "step `{step}`: CREATE INDEX CONCURRENTLY failed and left the INVALID index {name}; runbook dropped it"
+                    ),
+                });
+                dropped.push(name.clone());
+            }
+            Err(fail) => {
+                let why = match fail {
+                    QueryFail::Db(e) => db::error_info(&e, None).message,
+                    QueryFail::Timeout => "timed out after 60s".into(),
+                    QueryFail::Interrupted => "interrupted".into(),
+                };
+                r.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!(
+                        "step `{step}`: CREATE INDEX CONCURRENTLY failed and left the INVALID index {name}, and dropping it failed ({why}); run `{sql};` before trying again"
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(p) = prior {
+        let _ =
+            r.db.client
+                .execute("SELECT set_config('lock_timeout', $1, false)", &[&p])
+                .await;
+    }
+    dropped
+}
+
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` succeeds without doing anything
+/// when an INVALID index of that name is left from an earlier failure. That
+/// is not success: the index the statement asked for does not work.
+async fn still_invalid(r: &Run<'_>, st: &Statement, before: &[(String, String)]) -> Option<Fail> {
+    let name = st.index.as_deref()?;
+    let plain = name.trim_matches('"');
+    let (_, qualified) = before
+        .iter()
+        .find(|(n, _)| n == plain || n.eq_ignore_ascii_case(name))?;
+    let still = invalid_indexes(r, &st.relations).await.ok()?;
+    still.iter().any(|(_, q)| q == qualified).then(|| {
+        Fail::new(
+            StepStatus::Failed,
+            ErrorInfo {
+                class: "sql".into(),
+                message: format!(
+                    "index {qualified} already exists and is INVALID (an earlier build failed), so IF NOT EXISTS skipped building it"
+                ),
+                hint: Some(format!(
+                    "run `DROP INDEX CONCURRENTLY {qualified};` and run the step again"
+                )),
+                ..ErrorInfo::default()
+            },
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_concurrent_statement_takes_the_step_out_of_its_transaction() {
+        let s = statements::split("ALTER TABLE t ADD c int; CREATE INDEX CONCURRENTLY i ON t (c);");
+        assert!(matches!(mode(&s, true), Mode::Forced(1, _)));
+        assert_eq!(mode(&s, false), Mode::Autocommit);
+        let s = statements::split("ALTER TABLE t ADD c int; CREATE INDEX i ON t (c);");
+        assert_eq!(mode(&s, true), Mode::Transaction);
     }
 }

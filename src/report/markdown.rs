@@ -283,6 +283,62 @@ pub fn render(r: &Report) -> String {
         o.push('\n');
     }
 
+    let monitored: Vec<(&StepReport, &crate::events::LockImpact)> = r
+        .all_steps()
+        .filter_map(|(_, s)| s.lock_impact.as_ref().map(|l| (s, l)))
+        .collect();
+    if !monitored.is_empty() {
+        let notable: Vec<_> = monitored
+            .iter()
+            .filter(|(_, l)| {
+                l.sessions_waited > 0 || l.access_exclusive_on.is_some() || l.error.is_some()
+            })
+            .collect();
+        let waited = monitored
+            .iter()
+            .filter(|(_, l)| l.sessions_waited > 0)
+            .count();
+        let _ = writeln!(o, "## Lock impact\n");
+        let _ = writeln!(
+            o,
+            "{} step(s) monitored every {}; other sessions waited on the locks of {waited} of them.\n",
+            monitored.len(),
+            duration(Some(monitored[0].1.interval_ms))
+        );
+        if !notable.is_empty() {
+            let _ = writeln!(
+                o,
+                "| step | sessions that waited | longest wait | all waits | waiting at worst | longest ACCESS EXCLUSIVE |"
+            );
+            let _ = writeln!(o, "|---|---|---|---|---|---|");
+        }
+        for (s, l) in notable {
+            let held = match &l.access_exclusive_on {
+                Some(rel) => format!(
+                    "{} on `{}`",
+                    duration(Some(l.access_exclusive_ms)),
+                    cell(rel)
+                ),
+                None => "none".into(),
+            };
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {} | {} | {} | {}{} |",
+                s.id,
+                l.sessions_waited,
+                duration(Some(l.waited_max_ms)),
+                duration(Some(l.waited_total_ms)),
+                l.waiting_max,
+                held,
+                l.error
+                    .as_ref()
+                    .map(|e| format!(" (sampling stopped early: {})", cell(e)))
+                    .unwrap_or_default()
+            );
+        }
+        o.push('\n');
+    }
+
     let mut slow: Vec<&StepReport> = r
         .all_steps()
         .map(|(_, s)| s)

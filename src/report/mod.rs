@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::events::{Approval, CheckResult, ErrorInfo, Event, Role, RunStatus, StepStatus, Target};
+use crate::events::{
+    Approval, CheckResult, ErrorInfo, Event, LockImpact, Role, RunStatus, StepStatus, Target,
+};
 use crate::plan::{Plan, PlanOnFailure, PlanStep};
 
 pub const REPORT_VERSION: &str = "runbook-report/v1";
@@ -111,6 +113,8 @@ pub struct StepReport {
     pub notices: Vec<String>,
     /// Kind-specific results: a backup's manifest summary, a restore's checks.
     pub details: Option<Value>,
+    /// What the step's locks did to other sessions.
+    pub lock_impact: Option<LockImpact>,
     pub compensation: Option<Compensation>,
     pub note: Option<String>,
 }
@@ -395,10 +399,12 @@ impl Builder {
                 stdout_tail,
                 stderr_tail,
                 details,
+                lock_impact,
                 ..
             } => {
                 if let Some(s) = self.step_mut(step) {
                     s.details.clone_from(details);
+                    s.lock_impact.clone_from(lock_impact);
                     s.status = *status;
                     s.duration_ms = Some(*duration_ms);
                     s.rows_affected = *rows_affected;
@@ -484,6 +490,7 @@ fn planned_blank() -> StepReport {
         stdout_tail: None,
         stderr_tail: None,
         details: None,
+        lock_impact: None,
         notices: Vec::new(),
         compensation: None,
         note: None,

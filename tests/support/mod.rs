@@ -54,6 +54,50 @@ impl Db {
     }
 }
 
+/// Another session holds a `mode` lock on `table` for `seconds`; returns
+/// once the lock is held.
+pub fn hold_lock(db: &Db, table: &str, mode: &str, seconds: u32) -> std::process::Child {
+    let holder = Command::new("psql")
+        .args([
+            &db.url,
+            "-Xq",
+            "-c",
+            &format!(
+                "BEGIN; LOCK TABLE {table} IN {mode} MODE; SELECT pg_sleep({seconds}); COMMIT;"
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    let lock = format!(
+        "{}Lock",
+        mode.to_lowercase()
+            .split(' ')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                    .unwrap_or_default()
+            })
+            .collect::<String>()
+    );
+    wait_until(
+        db,
+        &format!(
+            "SELECT count(*) > 0 FROM pg_locks WHERE relation = '{table}'::regclass AND mode = '{lock}' AND granted"
+        ),
+    );
+    holder
+}
+
+/// Poll `query` (a boolean) until it is true, for at most 10 s.
+pub fn wait_until(db: &Db, query: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.sql(query) != "t" {
+        assert!(std::time::Instant::now() < deadline, "never true: {query}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
