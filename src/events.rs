@@ -271,11 +271,17 @@ pub enum Event {
         step: String,
         done: u64,
         total: Option<u64>,
-        /// What is counted: `tables`.
+        /// What is counted: `tables`, `rows`.
         unit: String,
         /// The item just finished, such as a table name.
         #[serde(skip_serializing_if = "Option::is_none")]
         item: Option<String>,
+        /// Units per second so far in this run, when measured.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        per_second: Option<f64>,
+        /// The estimated time left at that rate.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        eta_ms: Option<u64>,
     },
     StepRetry {
         at: String,

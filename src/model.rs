@@ -14,10 +14,12 @@ pub const API_VERSION: &str = "runbook/v1";
 
 /// Kind keys that later versions of the format define. A step using one is
 /// refused with a message that says so, rather than "unknown key".
-pub const RESERVED_KINDS: &[&str] = &["migrate", "rehearse", "backfill", "snapshot"];
+pub const RESERVED_KINDS: &[&str] = &["migrate", "rehearse", "snapshot"];
 
 /// The kind keys a step may use now.
-pub const STEP_KINDS: &[&str] = &["sql", "check", "shell", "sleep", "backup", "restore"];
+pub const STEP_KINDS: &[&str] = &[
+    "sql", "check", "shell", "sleep", "backup", "restore", "backfill",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,6 +284,7 @@ pub enum StepKind {
     Sleep(Duration),
     Backup(BackupStep),
     Restore(RestoreStep),
+    Backfill(BackfillStep),
 }
 
 impl StepKind {
@@ -293,6 +296,7 @@ impl StepKind {
             Self::Sleep(_) => "sleep",
             Self::Backup(_) => "backup",
             Self::Restore(_) => "restore",
+            Self::Backfill(_) => "backfill",
         }
     }
 }
@@ -313,6 +317,7 @@ struct RawStep {
     sleep: Option<Duration>,
     backup: Option<BackupStep>,
     restore: Option<RestoreStep>,
+    backfill: Option<BackfillStep>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -344,6 +349,9 @@ impl TryFrom<RawStep> for Step {
         }
         if let Some(r) = raw.restore {
             kinds.push(StepKind::Restore(r));
+        }
+        if let Some(b) = raw.backfill {
+            kinds.push(StepKind::Backfill(b));
         }
         if kinds.len() != 1 {
             return Err(format!(
@@ -668,6 +676,53 @@ impl RestoreStep {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
         .then_some(id)
     }
+}
+
+/// `backfill:` — an UPDATE in keyset-paginated batches, each its own short
+/// transaction, checkpointed so a re-run resumes where the last one stopped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillStep {
+    /// The table (a template), optionally schema-qualified.
+    pub table: String,
+    /// The SET list (a template): `customer_ref = legacy_customer_id`.
+    pub set: String,
+    /// Which rows to change (a template); all rows when absent.
+    #[serde(rename = "where")]
+    pub where_: Option<String>,
+    /// Columns to page by: the primary key when absent. They must be the
+    /// columns of a unique index, so no row is skipped or visited twice.
+    #[serde(default)]
+    pub key: Vec<String>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Sleep between batches.
+    pub pause: Option<Duration>,
+    pub max_rows_per_second: Option<u32>,
+    /// Count the table exactly for the progress total, instead of `reltuples`.
+    #[serde(default)]
+    pub exact_count: bool,
+    /// Wait while any replica's replay lag is above this.
+    pub max_replica_lag: Option<Duration>,
+    /// Wait while more than this many other sessions are active.
+    pub max_active_sessions: Option<u32>,
+    /// Run one batch in a transaction that is rolled back, and project the total time.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Where checkpoints live, in the target database.
+    #[serde(default = "default_state_table")]
+    pub state_table: String,
+}
+
+pub const DEFAULT_BATCH_SIZE: u32 = 1000;
+pub const DEFAULT_STATE_TABLE: &str = "public.runbook_backfill_state";
+
+fn default_batch_size() -> u32 {
+    DEFAULT_BATCH_SIZE
+}
+
+fn default_state_table() -> String {
+    DEFAULT_STATE_TABLE.to_string()
 }
 
 impl Runbook {

@@ -205,6 +205,7 @@ pub enum Action {
     },
     Backup(Box<PlanBackup>),
     Restore(Box<PlanRestore>),
+    Backfill(Box<PlanBackfill>),
 }
 
 impl Action {
@@ -217,6 +218,7 @@ impl Action {
             Self::Sleep { .. } => "sleep",
             Self::Backup(_) => "backup",
             Self::Restore(_) => "restore",
+            Self::Backfill(_) => "backfill",
         }
     }
 }
@@ -264,6 +266,28 @@ pub struct PlanRestore {
     pub jobs: u32,
     pub single_transaction: bool,
     pub terminate_connections: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanBackfill {
+    pub table: Text,
+    pub set: Text,
+    #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<Text>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    pub batch_size: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_second: Option<u32>,
+    pub exact_count: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_replica_lag: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_active_sessions: Option<u32>,
+    pub dry_run: bool,
+    pub state_table: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -671,7 +695,11 @@ impl Planner<'_> {
     fn retry(&self, step: &Step) -> PlanRetry {
         let d = self.rb.defaults.retry.as_ref();
         let s = step.retry.as_ref();
-        let sql = matches!(step.kind, StepKind::Sql(_) | StepKind::Check(_));
+        // Backfills resume from their checkpoint, so a retry repeats no work.
+        let sql = matches!(
+            step.kind,
+            StepKind::Sql(_) | StepKind::Check(_) | StepKind::Backfill(_)
+        );
         let given = s.and_then(|r| r.attempts).or(d.and_then(|r| r.attempts));
         let attempts = given.unwrap_or(if sql { DEFAULT_SQL_ATTEMPTS } else { 1 });
         let b = |f: fn(&model::BackoffSpec) -> Option<Duration>| {
@@ -835,6 +863,26 @@ impl Planner<'_> {
                     jobs,
                     single_transaction: r.single_transaction.unwrap_or(jobs == 1),
                     terminate_connections: r.terminate_connections,
+                }))
+            }
+            StepKind::Backfill(b) => {
+                let base = format!("{p}/backfill");
+                Action::Backfill(Box::new(PlanBackfill {
+                    table: self.text(&b.table, &format!("{base}/table")),
+                    set: self.text(&b.set, &format!("{base}/set")),
+                    where_: b
+                        .where_
+                        .as_ref()
+                        .map(|w| self.text(w, &format!("{base}/where"))),
+                    key: b.key.clone(),
+                    batch_size: b.batch_size,
+                    pause: b.pause,
+                    max_rows_per_second: b.max_rows_per_second,
+                    exact_count: b.exact_count,
+                    max_replica_lag: b.max_replica_lag,
+                    max_active_sessions: b.max_active_sessions,
+                    dry_run: b.dry_run,
+                    state_table: b.state_table.clone(),
                 }))
             }
         };
@@ -1174,6 +1222,7 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
         }
         Action::Backup(b) => write_backup(o, b, inner),
         Action::Restore(r) => write_restore(o, r, inner),
+        Action::Backfill(b) => write_backfill(o, b, inner),
     }
     if !s.rollback.is_empty() {
         let _ = writeln!(o, "{:inner$}rollback:", "");
@@ -1242,6 +1291,52 @@ fn write_backup(o: &mut String, b: &PlanBackup, inner: usize) {
         let _ = writeln!(
             o,
             "{:w$}keep the newest {k} backups of this runbook beside it",
+            ""
+        );
+    }
+}
+
+fn write_backfill(o: &mut String, b: &PlanBackfill, inner: usize) {
+    let pad = inner + 2;
+    let key = if b.key.is_empty() {
+        "the primary key".to_string()
+    } else {
+        b.key.join(", ")
+    };
+    let _ = writeln!(
+        o,
+        "{:pad$}UPDATE {} SET {}{}",
+        "",
+        b.table.text,
+        b.set.text,
+        b.where_
+            .as_ref()
+            .map(|w| format!(" WHERE {}", w.text))
+            .unwrap_or_default()
+    );
+    let mut pacing = vec![format!("batches of {} by {key}", b.batch_size)];
+    if let Some(p) = b.pause {
+        pacing.push(format!("pause {p}"));
+    }
+    if let Some(r) = b.max_rows_per_second {
+        pacing.push(format!("at most {r} rows/s"));
+    }
+    if let Some(l) = b.max_replica_lag {
+        pacing.push(format!("waits while replica lag > {l}"));
+    }
+    if let Some(n) = b.max_active_sessions {
+        pacing.push(format!("waits while > {n} other sessions are active"));
+    }
+    let _ = writeln!(o, "{:pad$}{}", "", pacing.join("; "));
+    let _ = writeln!(
+        o,
+        "{:pad$}each batch is its own transaction; checkpoints in {}, so a re-run resumes",
+        "", b.state_table
+    );
+    if b.dry_run {
+        let _ = writeln!(
+            o,
+            "{:pad$}dry run: one batch, rolled back, and a projection of the total time",
             ""
         );
     }

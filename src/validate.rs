@@ -186,6 +186,8 @@ const DURATION_KEYS: &[&str] = &[
     "idle_in_transaction_session_timeout",
     "wait_for_blockers",
     "lock_wait_warning",
+    "pause",
+    "max_replica_lag",
     "initial",
     "max",
 ];
@@ -611,6 +613,14 @@ impl<'a> Walker<'a> {
                 }
             }
             StepKind::Sleep(_) => {}
+            StepKind::Backfill(b) => {
+                let base = format!("{p}/backfill");
+                self.push(format!("{base}/table"), &b.table, Mode::Template, scope);
+                self.push(format!("{base}/set"), &b.set, Mode::Template, scope);
+                if let Some(w) = &b.where_ {
+                    self.push(format!("{base}/where"), w, Mode::Template, scope);
+                }
+            }
             StepKind::Backup(b) => {
                 let base = format!("{p}/backup");
                 if self.doc.value.pointer(&format!("{base}/path")).is_some() {

@@ -461,6 +461,8 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
                 total,
                 unit: "tables".into(),
                 item: Some(t),
+                per_second: None,
+                eta_ms: None,
             });
         } else if is_problem(line) {
             r.bus.emit(Event::StepOutput {

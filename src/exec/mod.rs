@@ -6,6 +6,7 @@
 //! abort, continue, or run a branch. Then the runbook's `on_failure` runs,
 //! then `finally`, always. The executor never prints: it emits events.
 
+pub mod backfill;
 pub mod backup;
 pub mod blockers;
 pub mod check;
@@ -683,6 +684,16 @@ impl Run<'_> {
                     crate::plan::RestoreFrom::Path(t) => shown(t),
                 }
             ),
+            Action::Backfill(b) => format!(
+                "backfill {} SET {}{} in batches of {}",
+                shown(&b.table),
+                shown(&b.set),
+                b.where_
+                    .as_ref()
+                    .map(|w| format!(" WHERE {}", shown(w)))
+                    .unwrap_or_default(),
+                b.batch_size
+            ),
         }
     }
 
@@ -701,6 +712,7 @@ impl Run<'_> {
             Action::Shell { .. } => shell::run(self, s, timeout).await,
             Action::Backup(_) => backup::run(self, s, timeout).await,
             Action::Restore(_) => restore::run(self, s, timeout).await,
+            Action::Backfill(_) => backfill::run(self, s, timeout).await,
             Action::Sleep { duration } => {
                 let limit = timeout.unwrap_or(Duration::MAX);
                 tokio::select! {

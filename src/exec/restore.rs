@@ -99,6 +99,8 @@ pub(crate) async fn restore_into(
                 total,
                 unit: "tables".into(),
                 item: Some(t.trim().trim_matches('"').to_string()),
+                per_second: None,
+                eta_ms: None,
             });
         } else if is_problem(line) {
             r.bus.emit(Event::StepOutput {

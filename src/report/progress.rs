@@ -144,10 +144,13 @@ impl Progress {
                 total,
                 unit,
                 item,
+                per_second,
+                eta_ms,
                 ..
             } => format!(
-                "  {step} {done}{} {unit}{}",
+                "  {step} {done}{} {unit}{}{}",
                 total.map_or(String::new(), |t| format!("/{t}")),
+                rate_text(*per_second, *eta_ms, unit),
                 item.as_deref().map_or(String::new(), |i| format!(" ({i})"))
             ),
             Event::StepRetry {
@@ -288,6 +291,8 @@ impl Sink for Progress {
                     total,
                     unit,
                     item,
+                    per_second,
+                    eta_ms,
                     ..
                 } => {
                     if let Some(sp) = &self.current {
@@ -303,7 +308,8 @@ impl Sink for Progress {
                         }
                         sp.set_position(*done);
                         sp.set_message(format!(
-                            "{unit}{}",
+                            "{unit}{}{}",
+                            rate_text(*per_second, *eta_ms, unit),
                             item.as_deref().map_or(String::new(), |i| format!(": {i}"))
                         ));
                     }
@@ -359,4 +365,18 @@ impl Sink for Progress {
             b.finish_and_clear();
         }
     }
+}
+
+/// `, 5210/s, ETA 38s` when the rate is known.
+fn rate_text(per_second: Option<f64>, eta_ms: Option<u64>, unit: &str) -> String {
+    let Some(rate) = per_second else {
+        return String::new();
+    };
+    let eta = eta_ms.map_or(String::new(), |ms| {
+        format!(
+            ", ETA {}",
+            crate::duration::Duration(Duration::from_millis(ms.div_ceil(1000) * 1000))
+        )
+    });
+    format!(", {rate:.0} {unit}/s{eta}")
 }

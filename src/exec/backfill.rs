@@ -1,0 +1,871 @@
+//! `backfill` steps: an UPDATE of a large table in keyset-paginated batches.
+//!
+//! Each batch is one statement in its own short transaction, sent in one
+//! round trip: it takes the next `batch_size` keys after the last one,
+//! updates the rows among them that match `where`, and writes the
+//! checkpoint (the last key) to the state table, so the batch and its
+//! checkpoint commit together or not at all. A re-run after a failure, a
+//! kill or an interrupt continues after the last committed key: every row is
+//! updated exactly once.
+//!
+//! Progress counts keys visited against the table's estimated rows
+//! (`reltuples`, or an exact count), because that is what a batch advances.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_postgres::SimpleQueryMessage;
+
+use super::backup::{failed, sql_failure};
+use super::db::{self, QueryFail};
+use super::sql::log;
+use super::{Attempt, Done, Fail, Run};
+use crate::backups::quote_ident;
+use crate::events::{Event, StepStatus, now};
+use crate::plan::{Action, PlanBackfill, PlanStep};
+
+/// How often progress events go out, at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often a throttled backfill looks again.
+const THROTTLE_NAP: Duration = Duration::from_millis(500);
+
+struct Table {
+    oid: u32,
+    /// `schema.name`, quoted.
+    qualified: String,
+    /// Quoted key columns with their types, in index order.
+    key: Vec<(String, String)>,
+    reltuples: i64,
+}
+
+struct Checkpoint {
+    last_key: Option<Vec<String>>,
+    rows_done: i64,
+    rows_updated: i64,
+    batches: i64,
+}
+
+pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
+    let Action::Backfill(b) = &s.action else {
+        unreachable!("backfill::run is called for backfill steps")
+    };
+    let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let render = |t| {
+        r.render(t)
+            .map(|(raw, _)| raw)
+            .map_err(|e| Fail::new(StepStatus::Failed, e))
+    };
+    let table_name = render(&b.table)?;
+    let set = render(&b.set)?;
+    let where_ = b.where_.as_ref().map(render).transpose()?;
+    let table = resolve(r, &table_name, &b.key).await?;
+    let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
+    let state = state_table(&b.state_table)?;
+    let fingerprint = fingerprint(&table, &set, where_.as_deref());
+    let runbook = r.plan.runbook.name.clone();
+
+    let mut ck = Checkpoint {
+        last_key: None,
+        rows_done: 0,
+        rows_updated: 0,
+        batches: 0,
+    };
+    let mut resumed = false;
+    if !b.dry_run {
+        ensure_state_table(r, &state).await?;
+        if let Some(prior) = load_checkpoint(r, &state, &runbook, &s.id, &fingerprint).await? {
+            resumed = prior.last_key.is_some();
+            ck = prior;
+        }
+    }
+    if resumed {
+        log(
+            r,
+            &s.id,
+            format!(
+                "resuming after key ({}) from an earlier run: {} rows visited, {} updated, {} batches",
+                ck.last_key.as_deref().unwrap_or_default().join(", "),
+                ck.rows_done,
+                ck.rows_updated,
+                ck.batches
+            ),
+        );
+    }
+    let resumed_from = ck.last_key.clone();
+    let total = if b.exact_count || table.reltuples < 0 {
+        count(r, &table).await?
+    } else {
+        table.reltuples
+    };
+
+    let prefix = match db::settings_sql(&settings, true) {
+        Some(s) => format!("BEGIN;\n{s}\n"),
+        None => "BEGIN;\n".into(),
+    };
+    let mut times: Vec<f64> = Vec::new();
+    let (mut seen_now, mut updated_now) = (0i64, 0i64);
+    let mut throttled = Duration::ZERO;
+    let mut last_progress: Option<(Instant, i64)> = None;
+    let run_started = Instant::now();
+    loop {
+        throttled += throttle(r, &s.id, b, deadline, timeout).await?;
+        let write = Write {
+            state: &state,
+            runbook: &runbook,
+            step: &s.id,
+            fingerprint: &fingerprint,
+            run_id: &r.run_id,
+            ck: &ck,
+        };
+        let batch = batch_sql(
+            b,
+            &table,
+            &set,
+            where_.as_deref(),
+            ck.last_key.as_deref(),
+            (!b.dry_run).then_some(&write),
+        );
+        let query = if b.dry_run {
+            format!("{prefix}{batch};\nROLLBACK;")
+        } else {
+            format!("{prefix}{batch};\nCOMMIT;")
+        };
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let t0 = Instant::now();
+        let result = if left.is_some_and(|l| l.is_zero()) {
+            Err(QueryFail::Timeout)
+        } else {
+            r.db.run(&query, left, r.stop_signal()).await
+        };
+        let messages = match result {
+            Ok(m) => m,
+            Err(fail) => {
+                r.db.rollback().await;
+                let mut f = match fail {
+                    QueryFail::Db(e) => {
+                        let info = db::error_info(&e, None);
+                        let mut f = sql_failure(
+                            &format!("batch {} of the backfill failed", ck.batches + 1),
+                            &info,
+                        );
+                        f.retry_class = db::classify(&e);
+                        f
+                    }
+                    QueryFail::Timeout => {
+                        Fail::new(StepStatus::TimedOut, super::timeout_error(timeout))
+                    }
+                    QueryFail::Interrupted => {
+                        Fail::new(StepStatus::Cancelled, super::cancelled_error())
+                    }
+                };
+                let (d, _) = summary(
+                    b,
+                    &ck,
+                    seen_now,
+                    updated_now,
+                    &times,
+                    run_started,
+                    throttled,
+                    resumed,
+                    &resumed_from,
+                    total,
+                );
+                f.partial.rows_affected = Some(updated_now as u64);
+                f.partial.details = Some(d);
+                return Err(f);
+            }
+        };
+        let elapsed = t0.elapsed();
+        let (seen, updated, last) = batch_result(&messages);
+        if seen == 0 {
+            break;
+        }
+        times.push(elapsed.as_secs_f64() * 1000.0);
+        seen_now += seen;
+        updated_now += updated;
+        if b.dry_run {
+            let batch_ms = elapsed.as_secs_f64() * 1000.0;
+            let remaining = (total - ck.rows_done).max(seen);
+            let batches = (remaining as f64 / f64::from(b.batch_size)).ceil();
+            let pause_ms = b.pause.map_or(0.0, |p| p.0.as_secs_f64() * 1000.0);
+            let projected = batches * (batch_ms + pause_ms);
+            log(
+                r,
+                &s.id,
+                format!(
+                    "dry run: one batch visited {seen} rows and would update {updated} in {batch_ms:.1} ms (rolled back); about {batches} batches remain, projected {}",
+                    crate::duration::Duration(Duration::from_millis(projected as u64))
+                ),
+            );
+            let mut done = Done {
+                rows_affected: Some(0),
+                details: Some(json!({
+                    "dry_run": true,
+                    "table": table.qualified,
+                    "batch_rows": seen,
+                    "batch_would_update": updated,
+                    "batch_ms": round(batch_ms),
+                    "total_estimate": total,
+                    "remaining_batches": batches as u64,
+                    "projected_ms": projected as u64,
+                })),
+                ..Done::default()
+            };
+            done.output
+                .insert("projected_ms".into(), Value::from(projected as u64));
+            done.output.insert("rows_updated".into(), Value::from(0));
+            return Ok(done);
+        }
+        ck.rows_done += seen;
+        ck.rows_updated += updated;
+        ck.batches += 1;
+        ck.last_key = last;
+
+        let finished_batch = seen < i64::from(b.batch_size);
+        if finished_batch || last_progress.is_none_or(|(t, _)| t.elapsed() >= PROGRESS_EVERY) {
+            last_progress = Some((Instant::now(), ck.rows_done));
+            progress(r, &s.id, &ck, total, seen_now, run_started, None);
+        }
+        if finished_batch {
+            break;
+        }
+        pace(r, b, updated_now, run_started, deadline, timeout).await?;
+    }
+
+    if !b.dry_run {
+        mark_finished(r, &state, &runbook, &s.id).await?;
+    }
+    if last_progress.is_none_or(|(_, done)| done != ck.rows_done) {
+        progress(r, &s.id, &ck, total, seen_now, run_started, None);
+    }
+    let (details, output) = summary(
+        b,
+        &ck,
+        seen_now,
+        updated_now,
+        &times,
+        run_started,
+        throttled,
+        resumed,
+        &resumed_from,
+        total,
+    );
+    let mut done = Done {
+        rows_affected: Some(updated_now as u64),
+        details: Some(details),
+        output,
+        ..Done::default()
+    };
+    done.output
+        .insert("rows_affected".into(), Value::from(updated_now));
+    Ok(done)
+}
+
+/// The table, and the key to page by: the primary key, or `key` when it is
+/// the column list of a unique, non-partial index over NOT NULL columns
+/// (anything less could skip rows or visit them twice).
+async fn resolve(r: &Run<'_>, name: &str, key: &[String]) -> Result<Table, Fail> {
+    let row = r
+        .db
+        .client
+        .query_opt(
+            "SELECT c.oid, format('%I.%I', n.nspname, c.relname), c.reltuples::bigint, c.relkind::text
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = to_regclass($1)",
+            &[&name],
+        )
+        .await
+        .map_err(|e| sql_failure("looking up the table", &db::error_info(&e, None)))?;
+    let Some(row) = row else {
+        return Err(failed(
+            "backfill",
+            format!("table `{name}` does not exist"),
+            Some("check `table:` (schema-qualify it if it is not on the search_path)".into()),
+        ));
+    };
+    let kind: String = row.get(3);
+    if kind != "r" && kind != "p" {
+        return Err(failed(
+            "backfill",
+            format!("`{name}` is not a table"),
+            Some("a backfill updates a table or a partitioned table".into()),
+        ));
+    }
+    let oid: u32 = row.get(0);
+    let qualified: String = row.get(1);
+    // Every unique, non-partial, plain-column index, primary key first.
+    let rows =
+        r.db.client
+            .query(
+                "SELECT i.indisprimary,
+                    array_agg(a.attname::text ORDER BY k.ord),
+                    array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord),
+                    bool_and(a.attnotnull)
+               FROM pg_index i
+               CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts
+              GROUP BY i.indexrelid, i.indisprimary
+              ORDER BY i.indisprimary DESC",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| sql_failure("looking up the table's keys", &db::error_info(&e, None)))?;
+    let candidates: Vec<(bool, Vec<String>, Vec<String>, bool)> = rows
+        .iter()
+        .map(|x| (x.get(0), x.get(1), x.get(2), x.get(3)))
+        .collect();
+    let chosen = if key.is_empty() {
+        candidates.iter().find(|c| c.0)
+    } else {
+        candidates
+            .iter()
+            .find(|c| c.3 && c.1.len() == key.len() && key.iter().all(|k| c.1.contains(k)))
+    };
+    let Some((_, cols, types, _)) = chosen else {
+        return Err(if key.is_empty() {
+            failed(
+                "backfill",
+                format!("{qualified} has no primary key to page by"),
+                Some("name a unique NOT NULL column set with `key: [...]`".into()),
+            )
+        } else {
+            failed(
+                "backfill",
+                format!(
+                    "`key: [{}]` is not the column list of a unique index over NOT NULL columns of {qualified}",
+                    key.join(", ")
+                ),
+                Some("paging by anything less could skip rows or visit them twice; use the primary key or a unique NOT NULL index".into()),
+            )
+        });
+    };
+    // Page in the order of `key` as written, or the index's own order.
+    let order: Vec<String> = if key.is_empty() {
+        cols.clone()
+    } else {
+        key.to_vec()
+    };
+    let key = order
+        .iter()
+        .map(|c| {
+            let i = cols.iter().position(|x| x == c).unwrap_or(0);
+            (quote_ident(c), types[i].clone())
+        })
+        .collect();
+    Ok(Table {
+        oid,
+        qualified,
+        key,
+        reltuples: row.get(2),
+    })
+}
+
+/// `public.runbook_backfill_state` as a quoted name; refused if it is not
+/// one or two plain identifiers.
+fn state_table(name: &str) -> Result<String, Fail> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let ok = (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if !ok {
+        return Err(failed(
+            "backfill",
+            format!("`state_table: {name}` is not a table name"),
+            Some("use lowercase `schema.table`, such as public.runbook_backfill_state".into()),
+        ));
+    }
+    Ok(parts
+        .iter()
+        .map(|p| quote_ident(p))
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+/// What a checkpoint is valid for: the same table (by oid), key, SET and
+/// WHERE. A changed backfill starts over instead of resuming someone else's.
+fn fingerprint(t: &Table, set: &str, where_: Option<&str>) -> String {
+    let key: Vec<&str> = t.key.iter().map(|(c, _)| c.as_str()).collect();
+    let text = format!(
+        "{}\0{}\0{}\0{set}\0{}",
+        t.oid,
+        t.qualified,
+        key.join(","),
+        where_.unwrap_or("")
+    );
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn ensure_state_table(r: &Run<'_>, state: &str) -> Result<(), Fail> {
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {state} (
+            runbook text NOT NULL,
+            step text NOT NULL,
+            fingerprint text NOT NULL,
+            last_key text[],
+            rows_done bigint NOT NULL DEFAULT 0,
+            rows_updated bigint NOT NULL DEFAULT 0,
+            batches bigint NOT NULL DEFAULT 0,
+            run_id text NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            PRIMARY KEY (runbook, step)
+        )"
+    );
+    r.db.client.batch_execute(&sql).await.map_err(|e| {
+        let info = db::error_info(&e, None);
+        let mut f = sql_failure(&format!("creating the backfill state table {state}"), &info);
+        f.error.hint = Some(
+            "runbook keeps backfill checkpoints in the target database; grant CREATE on the schema, or set `state_table` to a schema you can write".into(),
+        );
+        f
+    })
+}
+
+/// The unfinished checkpoint of this step with the same fingerprint, if any.
+async fn load_checkpoint(
+    r: &mut Run<'_>,
+    state: &str,
+    runbook: &str,
+    step: &str,
+    fingerprint: &str,
+) -> Result<Option<Checkpoint>, Fail> {
+    let row = r
+        .db
+        .client
+        .query_opt(
+            &format!(
+                "SELECT fingerprint, last_key, rows_done, rows_updated, batches, finished_at IS NOT NULL
+                   FROM {state} WHERE runbook = $1 AND step = $2"
+            ),
+            &[&runbook, &step],
+        )
+        .await
+        .map_err(|e| sql_failure("reading the backfill checkpoint", &db::error_info(&e, None)))?;
+    let Some(row) = row else { return Ok(None) };
+    let (fp, finished): (String, bool) = (row.get(0), row.get(5));
+    if finished {
+        return Ok(None);
+    }
+    if fp != fingerprint {
+        log(
+            r,
+            step,
+            "an unfinished checkpoint exists for a different backfill (table, key, SET or WHERE changed); starting from the beginning".into(),
+        );
+        return Ok(None);
+    }
+    Ok(Some(Checkpoint {
+        last_key: row.get(1),
+        rows_done: row.get(2),
+        rows_updated: row.get(3),
+        batches: row.get(4),
+    }))
+}
+
+async fn count(r: &Run<'_>, t: &Table) -> Result<i64, Fail> {
+    r.db.client
+        .query_one(&format!("SELECT count(*) FROM {}", t.qualified), &[])
+        .await
+        .map(|row| row.get(0))
+        .map_err(|e| sql_failure("counting the table", &db::error_info(&e, None)))
+}
+
+fn lit(s: &str) -> String {
+    crate::template::sql_literal(minijinja::Value::from(s)).unwrap_or_else(|_| "NULL".into())
+}
+
+/// What a batch writes besides the update: its checkpoint, in the same
+/// statement, so both commit together. None for a dry run.
+struct Write<'a> {
+    state: &'a str,
+    runbook: &'a str,
+    step: &'a str,
+    fingerprint: &'a str,
+    run_id: &'a str,
+    ck: &'a Checkpoint,
+}
+
+/// One batch as one statement: the next keys after `after`, the update of
+/// the matching rows among them, the checkpoint, and the batch's counts and
+/// last key. Data-modifying CTEs always run to completion, read or not.
+fn batch_sql(
+    b: &PlanBackfill,
+    t: &Table,
+    set: &str,
+    where_: Option<&str>,
+    after: Option<&[String]>,
+    write: Option<&Write<'_>>,
+) -> String {
+    let cols: Vec<&str> = t.key.iter().map(|(c, _)| c.as_str()).collect();
+    let aliases: Vec<String> = (0..cols.len()).map(|i| format!("__rb_k{i}")).collect();
+    let select: Vec<String> = cols
+        .iter()
+        .zip(&aliases)
+        .map(|(c, a)| format!("{c} AS {a}"))
+        .collect();
+    let lower = after.map_or(String::new(), |vals| {
+        let typed: Vec<String> = vals
+            .iter()
+            .zip(&t.key)
+            .map(|(v, (_, ty))| format!("{}::{ty}", lit(v)))
+            .collect();
+        format!("\n    WHERE ({}) > ({})", cols.join(", "), typed.join(", "))
+    });
+    let matches: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{}.{c}", t.qualified))
+        .collect();
+    let from_batch: Vec<String> = aliases.iter().map(|a| format!("batch.{a}")).collect();
+    let filter = where_.map_or(String::new(), |w| format!(" AND ({w})"));
+    let desc: Vec<String> = aliases.iter().map(|a| format!("{a} DESC")).collect();
+    let as_text: Vec<String> = aliases.iter().map(|a| format!("{a}::text")).collect();
+    let checkpoint = write.map_or(String::new(), |w| {
+        format!(
+            ", ck AS (
+    INSERT INTO {state} (runbook, step, fingerprint, last_key, rows_done, rows_updated, batches, run_id)
+    SELECT {rb}, {st}, {fp}, last.key, {done} + counts.seen, {upd} + counts.updated, {batches} + 1, {run}
+    FROM last, counts
+    ON CONFLICT (runbook, step) DO UPDATE SET
+        fingerprint = EXCLUDED.fingerprint, last_key = EXCLUDED.last_key,
+        rows_done = EXCLUDED.rows_done, rows_updated = EXCLUDED.rows_updated,
+        batches = EXCLUDED.batches, run_id = EXCLUDED.run_id,
+        updated_at = now(), finished_at = NULL
+    RETURNING 1
+)",
+            state = w.state,
+            rb = lit(w.runbook),
+            st = lit(w.step),
+            fp = lit(w.fingerprint),
+            done = w.ck.rows_done,
+            upd = w.ck.rows_updated,
+            batches = w.ck.batches,
+            run = lit(w.run_id),
+        )
+    });
+    format!(
+        "WITH batch AS (
+    SELECT {select} FROM {table}{lower}
+    ORDER BY {order} LIMIT {n}
+), upd AS (
+    UPDATE {table} SET {set}
+    FROM batch WHERE ({matches}) = ({from_batch}){filter}
+    RETURNING 1
+), last AS (
+    SELECT ARRAY[{as_text}] AS key FROM batch ORDER BY {desc} LIMIT 1
+), counts AS (
+    SELECT (SELECT count(*) FROM batch) AS seen, (SELECT count(*) FROM upd) AS updated
+){checkpoint}
+SELECT seen, updated, (SELECT key FROM last) FROM counts",
+        select = select.join(", "),
+        table = t.qualified,
+        order = cols.join(", "),
+        n = b.batch_size,
+        matches = matches.join(", "),
+        from_batch = from_batch.join(", "),
+        as_text = as_text.join(", "),
+        desc = desc.join(", "),
+    )
+}
+
+/// Seen, updated and the last key, from the batch's result row (the last
+/// row the query returned; the settings' SELECT comes first).
+fn batch_result(messages: &[SimpleQueryMessage]) -> (i64, i64, Option<Vec<String>>) {
+    let Some(row) = messages.iter().rev().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) if r.len() == 3 => Some(r),
+        _ => None,
+    }) else {
+        return (0, 0, None);
+    };
+    let n = |i: usize| row.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (n(0), n(1), row.get(2).map(parse_text_array))
+}
+
+/// PostgreSQL's text form of a `text[]`: `{1,"a b","x\"y",NULL}`.
+fn parse_text_array(s: &str) -> Vec<String> {
+    let inner = s
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(s);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = inner.chars();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ',' if !quoted => {
+                out.push(std::mem::take(&mut cur));
+                was_quoted = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if !inner.is_empty() || was_quoted {
+        out.push(cur);
+    }
+    out
+}
+
+/// Wait while the server is too busy: replica lag or active sessions above
+/// their limits. Says so when it starts and stops waiting. Returns the time
+/// spent throttled.
+async fn throttle(
+    r: &mut Run<'_>,
+    step: &str,
+    b: &PlanBackfill,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Result<Duration, Fail> {
+    if b.max_replica_lag.is_none() && b.max_active_sessions.is_none() {
+        return Ok(Duration::ZERO);
+    }
+    let started = Instant::now();
+    let mut announced = false;
+    loop {
+        let mut why = Vec::new();
+        if let Some(max) = b.max_replica_lag {
+            let lag_ms: i64 = r
+                .db
+                .client
+                .query_one(
+                    "SELECT coalesce(max(extract(epoch FROM replay_lag) * 1000), 0)::bigint FROM pg_stat_replication",
+                    &[],
+                )
+                .await
+                .map(|row| row.get(0))
+                .map_err(|e| sql_failure("reading replica lag", &db::error_info(&e, None)))?;
+            if lag_ms as u128 > max.0.as_millis() {
+                why.push(format!("replica lag {lag_ms} ms > {max}"));
+            }
+        }
+        if let Some(max) = b.max_active_sessions {
+            let active: i64 = r
+                .db
+                .client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE state = 'active' AND backend_type = 'client backend'
+                        AND pid <> pg_backend_pid()
+                        AND left(coalesce(application_name, ''), length($1)) <> $1",
+                    &[&r.app_name],
+                )
+                .await
+                .map(|row| row.get(0))
+                .map_err(|e| sql_failure("counting active sessions", &db::error_info(&e, None)))?;
+            if active > i64::from(max) {
+                why.push(format!("{active} other active sessions > {max}"));
+            }
+        }
+        if why.is_empty() {
+            if !announced {
+                return Ok(Duration::ZERO);
+            }
+            log(
+                r,
+                step,
+                format!(
+                    "throttle lifted after {}",
+                    crate::duration::Duration(started.elapsed())
+                ),
+            );
+            return Ok(started.elapsed());
+        }
+        if !announced {
+            log(r, step, format!("throttled: {}", why.join("; ")));
+            announced = true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Fail::new(
+                StepStatus::TimedOut,
+                super::timeout_error(timeout),
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(THROTTLE_NAP) => {}
+            () = r.stop_signal() => return Err(Fail::new(StepStatus::Cancelled, super::cancelled_error())),
+        }
+    }
+}
+
+/// Between batches: the fixed pause, then whatever keeps the write rate
+/// (rows updated in this run) under `max_rows_per_second`.
+async fn pace(
+    r: &Run<'_>,
+    b: &PlanBackfill,
+    updated: i64,
+    since: Instant,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Result<(), Fail> {
+    let mut nap = b.pause.map_or(Duration::ZERO, |p| p.0);
+    if let Some(rate) = b.max_rows_per_second.filter(|r| *r > 0) {
+        let due = Duration::from_secs_f64(updated as f64 / f64::from(rate));
+        nap = nap.max(due.saturating_sub(since.elapsed()));
+    }
+    if nap.is_zero() {
+        return Ok(());
+    }
+    if deadline.is_some_and(|d| Instant::now() + nap >= d) {
+        return Err(Fail::new(
+            StepStatus::TimedOut,
+            super::timeout_error(timeout),
+        ));
+    }
+    tokio::select! {
+        () = tokio::time::sleep(nap) => Ok(()),
+        () = r.stop_signal() => Err(Fail::new(StepStatus::Cancelled, super::cancelled_error())),
+    }
+}
+
+async fn mark_finished(r: &Run<'_>, state: &str, runbook: &str, step: &str) -> Result<(), Fail> {
+    r.db.client
+        .execute(
+            &format!(
+                "UPDATE {state} SET finished_at = now(), updated_at = now() WHERE runbook = $1 AND step = $2"
+            ),
+            &[&runbook, &step],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| sql_failure("marking the backfill finished", &db::error_info(&e, None)))
+}
+
+fn progress(
+    r: &mut Run<'_>,
+    step: &str,
+    ck: &Checkpoint,
+    total: i64,
+    seen_now: i64,
+    since: Instant,
+    item: Option<String>,
+) {
+    let secs = since.elapsed().as_secs_f64();
+    let rate = (secs > 0.0).then(|| seen_now as f64 / secs);
+    let total = total.max(ck.rows_done);
+    let eta_ms = rate
+        .filter(|r| *r > 0.0)
+        .map(|r| ((total - ck.rows_done) as f64 / r * 1000.0) as u64);
+    r.bus.emit(Event::StepProgress {
+        at: now(),
+        step: step.to_string(),
+        done: ck.rows_done as u64,
+        total: Some(total as u64),
+        unit: "rows".into(),
+        item,
+        per_second: rate.map(round),
+        eta_ms,
+    });
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Nearest-rank percentile of batch times in ms.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    b: &PlanBackfill,
+    ck: &Checkpoint,
+    seen_now: i64,
+    updated_now: i64,
+    times: &[f64],
+    since: Instant,
+    throttled: Duration,
+    resumed: bool,
+    resumed_from: &Option<Vec<String>>,
+    total: i64,
+) -> (Value, serde_json::Map<String, Value>) {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let secs = since.elapsed().as_secs_f64();
+    let batch_ms = json!({
+        "p50": round(percentile(&sorted, 50.0)),
+        "p99": round(percentile(&sorted, 99.0)),
+        "max": round(sorted.last().copied().unwrap_or(0.0)),
+    });
+    let rate = if secs > 0.0 {
+        round(updated_now as f64 / secs)
+    } else {
+        0.0
+    };
+    let details = json!({
+        "rows_updated": updated_now,
+        "rows_visited": seen_now,
+        "batches": times.len(),
+        "batch_size": b.batch_size,
+        "batch_ms": batch_ms,
+        "rows_per_second": rate,
+        "throttled_ms": super::ms(throttled),
+        "resumed": resumed,
+        "resumed_after_key": resumed_from,
+        "total_estimate": total,
+        "all_runs": {
+            "rows_visited": ck.rows_done,
+            "rows_updated": ck.rows_updated,
+            "batches": ck.batches,
+        },
+    });
+    let mut out = serde_json::Map::new();
+    for k in [
+        "rows_updated",
+        "batches",
+        "batch_ms",
+        "rows_per_second",
+        "resumed",
+    ] {
+        out.insert(k.into(), details[k].clone());
+    }
+    (details, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_arrays_parse_with_quotes_and_escapes() {
+        assert_eq!(parse_text_array("{1,2}"), ["1", "2"]);
+        assert_eq!(
+            parse_text_array(r#"{"a b","x\"y",c}"#),
+            ["a b", "x\"y", "c"]
+        );
+        assert_eq!(parse_text_array(r#"{"a,b"}"#), ["a,b"]);
+        assert_eq!(parse_text_array(r#"{""}"#), [""]);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+}

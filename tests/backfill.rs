@@ -1,0 +1,276 @@
+//! The `backfill` step against a real PostgreSQL: batches by primary key
+//! (composite and text keys too), a checkpoint that survives a kill so the
+//! re-run updates every row exactly once, throttling, and the dry run.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Case, Db};
+
+const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
+
+fn backfill(body: &str) -> String {
+    format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        backfill:\n{body}"
+    )
+}
+
+#[test]
+fn a_killed_backfill_resumes_and_updates_every_row_exactly_once() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, legacy int, ref int, touched int NOT NULL DEFAULT 0);
+         INSERT INTO orders (id, legacy) SELECT g, g % 1000 FROM generate_series(1, 200000) g;
+         ANALYZE orders;",
+    );
+    let case = Case::new(&backfill(
+        "          table: orders\n          set: ref = legacy, touched = touched + 1\n          where: ref IS NULL\n          batch_size: 2000\n          pause: 30ms\n",
+    ));
+    let mut first = case.command(&db.url, &[]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = db.sql("SELECT count(*) FROM orders WHERE touched = 1");
+        if done.parse::<i64>().unwrap_or(0) >= 20000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backfill never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let after_kill: i64 = db
+        .sql("SELECT count(*) FROM orders WHERE touched = 1")
+        .parse()
+        .unwrap();
+    assert!(after_kill > 0 && after_kill < 200000, "{after_kill}");
+    let ck: i64 = db
+        .sql("SELECT rows_updated FROM runbook_backfill_state")
+        .parse()
+        .unwrap();
+    // The checkpoint commits with its batch: it never runs ahead or behind.
+    assert_eq!(ck, after_kill);
+
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE touched <> 1"),
+        "0"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE ref IS DISTINCT FROM legacy"),
+        "0"
+    );
+    let d = &run.step("fill")["details"];
+    assert_eq!(d["resumed"], true, "{d}");
+    assert_eq!(
+        d["rows_updated"].as_i64().unwrap() + after_kill,
+        200000,
+        "{d}"
+    );
+    assert_eq!(d["all_runs"]["rows_updated"], 200000, "{d}");
+    assert!(d["batch_ms"]["p50"].as_f64().unwrap() > 0.0, "{d}");
+    assert!(d["batch_ms"]["p99"].as_f64().unwrap() >= d["batch_ms"]["p50"].as_f64().unwrap());
+    assert_eq!(run.step("fill")["rows_affected"], d["rows_updated"]);
+    assert_eq!(
+        db.sql("SELECT finished_at IS NOT NULL FROM runbook_backfill_state"),
+        "t"
+    );
+    // Progress went out in rows against the estimate, with a rate.
+    let progress: Vec<serde_json::Value> = run
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "step_progress")
+        .collect();
+    let last = progress.last().unwrap();
+    assert_eq!(last["unit"], "rows");
+    assert_eq!(last["done"], 200000);
+    assert!(last["per_second"].as_f64().unwrap() > 0.0);
+
+    // A finished backfill run again starts a new pass, which the WHERE
+    // makes a no-op.
+    let again = case.exec(&db.url, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.step("fill")["details"]["resumed"], false);
+    assert_eq!(again.step("fill")["details"]["rows_updated"], 0);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE touched <> 1"),
+        "0"
+    );
+}
+
+#[test]
+fn composite_and_text_keys_page_without_skipping_or_repeating() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE events (tenant int, code text, n int NOT NULL DEFAULT 0, kind text,
+                              PRIMARY KEY (tenant, code));
+         INSERT INTO events (tenant, code, kind)
+           SELECT t, 'c-' || c || CASE WHEN c % 7 = 0 THEN ' \"q,{x}' ELSE '' END,
+                  CASE WHEN c % 3 = 0 THEN 'old' ELSE 'new' END
+           FROM generate_series(1, 13) t, generate_series(1, 500) c;",
+    );
+    let case = Case::new(&backfill(
+        "          table: public.events\n          set: n = n + 1\n          where: kind = 'old'\n          batch_size: 777\n          exact_count: true\n          max_replica_lag: 10s\n          max_active_sessions: 100\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM events WHERE kind = 'old' AND n <> 1"),
+        "0"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM events WHERE kind = 'new' AND n <> 0"),
+        "0"
+    );
+    let d = &run.step("fill")["details"];
+    let old: i64 = db
+        .sql("SELECT count(*) FROM events WHERE kind = 'old'")
+        .parse()
+        .unwrap();
+    assert_eq!(d["rows_updated"], old);
+    assert_eq!(d["rows_visited"], 13 * 500);
+    assert_eq!(d["total_estimate"], 13 * 500);
+    assert_eq!(d["batches"], (13 * 500 + 776) / 777);
+    assert_eq!(d["throttled_ms"], 0);
+}
+
+#[test]
+fn a_table_without_a_key_is_refused_with_a_hint_and_key_must_be_unique() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE loose (a int, b int); CREATE UNIQUE INDEX ON loose (b); INSERT INTO loose VALUES (1, 1)");
+    let run =
+        Case::new(&backfill("          table: loose\n          set: a = 2\n")).exec(&db.url, &[]);
+    assert_eq!(run.code, 2);
+    let e = &run.step("fill")["error"];
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no primary key"),
+        "{e}"
+    );
+    assert!(e["hint"].as_str().unwrap().contains("key:"), "{e}");
+    // b is unique but nullable: paging by it could skip rows.
+    let run = Case::new(&backfill(
+        "          table: loose\n          set: a = 2\n          key: [b]\n",
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(run.code, 2);
+    db.sql("ALTER TABLE loose ALTER b SET NOT NULL");
+    let run = Case::new(&backfill(
+        "          table: loose\n          set: a = 2\n          key: [b]\n",
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT a FROM loose"), "2");
+    let run =
+        Case::new(&backfill("          table: nope\n          set: a = 2\n")).exec(&db.url, &[]);
+    assert!(
+        run.step("fill")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_projects_the_time() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT g, NULL FROM generate_series(1, 10000) g; ANALYZE t;",
+    );
+    let run = Case::new(&backfill(
+        "          table: t\n          set: v = id\n          batch_size: 1000\n          dry_run: true\n",
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(v) FROM t"), "0");
+    assert_eq!(
+        db.sql("SELECT to_regclass('runbook_backfill_state') IS NULL"),
+        "t"
+    );
+    let d = &run.step("fill")["details"];
+    assert_eq!(d["dry_run"], true);
+    assert_eq!(d["batch_would_update"], 1000);
+    assert_eq!(d["remaining_batches"], 10);
+    assert!(d["projected_ms"].as_u64().is_some(), "{d}");
+}
+
+#[test]
+fn too_many_active_sessions_throttle_the_backfill_and_it_says_so() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g;");
+    let busy = std::process::Command::new("psql")
+        .args([&db.url, "-Xqc", "SELECT pg_sleep(1.5)"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        &db,
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(1.5)' AND state = 'active'",
+    );
+    let case = Case::new(&backfill(
+        "          table: t\n          set: v = 1\n          max_active_sessions: 0\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    let mut busy = busy;
+    busy.wait().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let logs: Vec<String> = run
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step_output" && e["stream"] == "log")
+        .map(|e| e["line"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("throttled: ") && l.contains("other active sessions > 0")),
+        "{logs:?} {}",
+        run.stderr
+    );
+    assert!(
+        logs.iter().any(|l| l.starts_with("throttle lifted after")),
+        "{logs:?}"
+    );
+    assert!(
+        run.step("fill")["details"]["throttled_ms"]
+            .as_u64()
+            .unwrap()
+            >= 500
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM t WHERE v = 1"), "100");
+}
+
+#[test]
+fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, 5000);");
+    // Another session holds row locks on the last rows for 2 s.
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            &db.url,
+            "-Xqc",
+            "BEGIN; SELECT * FROM t WHERE id > 4990 FOR UPDATE; SELECT pg_sleep(2); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        &db,
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND state <> 'idle' AND pid <> pg_backend_pid()",
+    );
+    let run = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
+    ))
+    .exec(&db.url, &[]);
+    holder.wait().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let s = run.step("fill");
+    let attempts = s["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{s}");
+    assert_eq!(attempts[0]["error"]["class"], "lock_timeout");
+    assert_eq!(s["details"]["resumed"], true, "{s}");
+    assert_eq!(db.sql("SELECT count(*) FROM t WHERE v <> 1"), "0");
+}
