@@ -6,6 +6,7 @@
 //! See docs/ARCHITECTURE.md.
 
 pub mod backups;
+pub mod checks;
 pub mod cli;
 pub mod diag;
 pub mod duration;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod exec;
 pub mod exit;
 pub mod load;
+pub mod migrations;
 pub mod model;
 pub mod params;
 pub mod pgtools;
@@ -22,6 +24,7 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod snapshot;
 pub mod source;
 pub mod statements;
 pub mod template;

@@ -422,24 +422,38 @@ pub enum Severity {
 
 #[derive(Debug, Clone)]
 pub struct CheckStep {
+    /// Empty for a built-in check.
     pub query: String,
+    /// `builtin: NAME` and its arguments, as written (checked against
+    /// `crate::checks` during validation).
+    pub builtin: Option<BuiltinCheck>,
     pub expect: IndexMap<String, Matcher>,
     pub assert: Vec<String>,
     pub severity: Severity,
 }
 
+#[derive(Debug, Clone)]
+pub struct BuiltinCheck {
+    pub name: String,
+    pub args: IndexMap<String, Value>,
+}
+
 impl<'de> Deserialize<'de> for CheckStep {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
         struct Full {
-            query: String,
+            query: Option<String>,
+            builtin: Option<String>,
             #[serde(default)]
             expect: IndexMap<String, Matcher>,
             #[serde(default)]
             assert: Vec<String>,
             #[serde(default)]
             severity: Severity,
+            /// A built-in check's arguments; any other key is refused by
+            /// the schema and by validation.
+            #[serde(flatten)]
+            args: IndexMap<String, Value>,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -450,12 +464,14 @@ impl<'de> Deserialize<'de> for CheckStep {
         Ok(match Form::deserialize(d)? {
             Form::Short(query) => CheckStep {
                 query,
+                builtin: None,
                 expect: IndexMap::new(),
                 assert: Vec::new(),
                 severity: Severity::Error,
             },
             Form::Full(f) => CheckStep {
-                query: f.query,
+                query: f.query.unwrap_or_default(),
+                builtin: f.builtin.map(|name| BuiltinCheck { name, args: f.args }),
                 expect: f.expect,
                 assert: f.assert,
                 severity: f.severity,

@@ -185,6 +185,8 @@ pub enum Action {
     },
     Check {
         query: Text,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        builtin: Option<Box<PlanBuiltin>>,
         expect: Vec<PlanExpect>,
         assert: Vec<String>,
         severity: model::Severity,
@@ -266,6 +268,16 @@ pub struct PlanRestore {
     pub jobs: u32,
     pub single_transaction: bool,
     pub terminate_connections: bool,
+}
+
+/// A built-in check with its arguments, defaults filled in. Text arguments
+/// (templates) are in `texts`, the rest in `args`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanBuiltin {
+    pub name: String,
+    pub args: IndexMap<String, Value>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub texts: IndexMap<String, Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -775,8 +787,39 @@ impl Planner<'_> {
                 });
             }
         }
+        let builtin = c.builtin.as_ref().map(|b| {
+            let mut args = IndexMap::new();
+            let mut texts = IndexMap::new();
+            if let Some(def) = crate::checks::find(&b.name) {
+                for a in def.args {
+                    let given = b.args.get(a.name);
+                    match (a.kind, given) {
+                        (crate::checks::ArgKind::Text, Some(Value::String(t))) => {
+                            texts.insert(
+                                a.name.to_string(),
+                                self.text(t, &format!("{p}/check/{}", a.name)),
+                            );
+                        }
+                        (_, Some(v)) => {
+                            args.insert(a.name.to_string(), v.clone());
+                        }
+                        (_, None) => {
+                            if let Some(d) = a.default {
+                                args.insert(a.name.to_string(), Value::String(d.into()));
+                            }
+                        }
+                    }
+                }
+            }
+            Box::new(PlanBuiltin {
+                name: b.name.clone(),
+                args,
+                texts,
+            })
+        });
         Action::Check {
             query,
+            builtin,
             expect,
             assert: c
                 .assert
@@ -1173,11 +1216,15 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
         Action::Sql { statements, .. } => write_block(o, &statements.text, inner + 2),
         Action::Check {
             query,
+            builtin,
             expect,
             assert,
             ..
         } => {
-            write_block(o, &query.text, inner + 2);
+            match builtin {
+                Some(b) => write_builtin(o, b, inner + 2),
+                None => write_block(o, &query.text, inner + 2),
+            }
             for e in expect {
                 let _ = writeln!(
                     o,
@@ -1293,6 +1340,32 @@ fn write_backup(o: &mut String, b: &PlanBackup, inner: usize) {
             "{:w$}keep the newest {k} backups of this runbook beside it",
             ""
         );
+    }
+}
+
+fn write_builtin(o: &mut String, b: &PlanBuiltin, pad: usize) {
+    let mut args: Vec<String> = b
+        .args
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k} {s}"),
+            other => format!("{k} {other}"),
+        })
+        .collect();
+    args.extend(b.texts.iter().map(|(k, t)| format!("{k} {}", t.text)));
+    let _ = writeln!(
+        o,
+        "{:pad$}builtin {}{}",
+        "",
+        b.name,
+        if args.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", args.join(", "))
+        }
+    );
+    if let Some(def) = crate::checks::find(&b.name) {
+        let _ = writeln!(o, "{:pad$}passes when {}", "", def.passes);
     }
 }
 

@@ -245,11 +245,104 @@ fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     check_templates(doc, rb, &mut out);
     check_backup_restore(doc, rb, &mut out);
     check_transaction_control(doc, rb, &mut out);
+    check_builtins(doc, rb, &mut out);
     out
 }
 
 /// Option combinations pg_dump and pg_restore would refuse, and restores
 /// that name a step which is not a backup.
+/// Built-in checks: each argument belongs to the check, required ones are
+/// there, and values have the right kind (the schema only knows the union).
+fn check_builtins(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    use crate::checks::{self, ArgKind};
+    for (pointer, step) in &rb.all_steps() {
+        let StepKind::Check(c) = &step.kind else {
+            continue;
+        };
+        let base = format!("{pointer}/check");
+        let at = |key: &str| doc.spans().value(&format!("{base}/{key}"));
+        let key_at = |key: &str| doc.spans().key_or_value(&format!("{base}/{key}"));
+        let Some(b) = &c.builtin else {
+            // Arguments without `builtin` belong to nothing.
+            if let Some(Value::Object(m)) = doc.value.pointer(&base) {
+                for k in m.keys() {
+                    if !["query", "expect", "assert", "severity"].contains(&k.as_str()) {
+                        out.push(
+                            Diagnostic::new(format!("`{k}` is an argument of built-in checks"))
+                                .at(key_at(k))
+                                .label("this check runs `query`, not a built-in")
+                                .hint("remove it, or use `builtin:` instead of `query:`"),
+                        );
+                    }
+                }
+            }
+            continue;
+        };
+        let Some(def) = checks::find(&b.name) else {
+            continue; // the schema's enum reports it, with the names
+        };
+        for (k, v) in &b.args {
+            let Some(arg) = def.arg(k) else {
+                let takes: Vec<&str> = def.args.iter().map(|a| a.name).collect();
+                out.push(
+                    Diagnostic::new(format!("`{}` does not take `{k}`", def.name))
+                        .at(key_at(k))
+                        .label("unknown argument")
+                        .hint(if takes.is_empty() {
+                            format!("`{}` takes no arguments", def.name)
+                        } else {
+                            format!("`{}` takes {}", def.name, crate::diag::one_of(&takes))
+                        }),
+                );
+                continue;
+            };
+            let problem = match arg.kind {
+                ArgKind::Count => v.as_u64().is_none().then_some("a whole number, 0 or more"),
+                ArgKind::Duration => match v.as_str() {
+                    Some(t) if crate::duration::Duration::parse(t).is_ok() => None,
+                    _ => Some("a duration such as `30s` or `5min`"),
+                },
+                ArgKind::Size => match v {
+                    Value::Number(n) if n.is_u64() => None,
+                    Value::String(t) if checks::parse_size(t).is_some() => None,
+                    _ => Some("a size such as `500MB` or `50GB`"),
+                },
+                ArgKind::Version => {
+                    let text = match v {
+                        Value::String(t) => t.clone(),
+                        other => other.to_string(),
+                    };
+                    checks::parse_version(&text)
+                        .is_none()
+                        .then_some("a PostgreSQL version such as `14` or `15.4`")
+                }
+                ArgKind::Fraction => (!v.is_number()).then_some("a number"),
+                ArgKind::Text => (!v.is_string()).then_some("a string"),
+                ArgKind::Tables => (!v.is_array()).then_some("a list of table names"),
+                ArgKind::StepRef => (!v.is_string()).then_some("`steps.<id>`"),
+            };
+            if let Some(expected) = problem {
+                out.push(
+                    Diagnostic::new(format!("`{k}` of `{}` must be {expected}", def.name))
+                        .at(at(k))
+                        .label(format!("{}: {}", arg.name, arg.doc))
+                        .hint(format!("see `{}` in docs/checks.md", def.name)),
+                );
+            }
+        }
+        for a in def.args.iter().filter(|a| a.required) {
+            if !b.args.contains_key(a.name) {
+                out.push(
+                    Diagnostic::new(format!("`{}` needs `{}`", def.name, a.name))
+                        .at(at("builtin"))
+                        .label(format!("missing `{}`: {}", a.name, a.doc))
+                        .hint(format!("add `{}:` beside `builtin:`", a.name)),
+                );
+            }
+        }
+    }
+}
+
 /// `BEGIN`/`COMMIT` inside a step that runs in runbook's transaction would
 /// end that transaction early and leave the rest outside it. Checked here
 /// when the SQL has no templates, and again at run time when it does.
@@ -548,7 +641,21 @@ impl<'a> Walker<'a> {
                 } else {
                     format!("{p}/check/query")
                 };
-                self.push(at, &check.query, Mode::Template, scope);
+                if check.builtin.is_none() {
+                    self.push(at, &check.query, Mode::Template, scope);
+                }
+                if let Some(b) = &check.builtin {
+                    for (k, v) in &b.args {
+                        let Value::String(text) = v else { continue };
+                        let mode = match k.as_str() {
+                            // `steps.X` is a reference, checked for scope and order.
+                            "from" => Mode::Expr,
+                            "dir" | "path" | "table" | "column" | "hash" => Mode::Template,
+                            _ => continue,
+                        };
+                        self.push(format!("{p}/check/{k}"), text, mode, scope);
+                    }
+                }
                 let local = Scope {
                     locals: CHECK_LOCALS,
                     ..scope.clone()

@@ -420,8 +420,21 @@ async fn ensure_state_table(r: &Run<'_>, state: &str) -> Result<(), Fail> {
             updated_at timestamptz NOT NULL DEFAULT now(),
             finished_at timestamptz,
             PRIMARY KEY (runbook, step)
-        )"
+        );
+        COMMENT ON TABLE {state} IS '{comment} backfill checkpoints'",
+        comment = crate::snapshot::STATE_COMMENT
     );
+    // Created (and marked, so schema snapshots leave it out) only when
+    // missing: commenting needs ownership of a table someone else made.
+    let present =
+        r.db.client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&state])
+            .await
+            .map(|row| row.get::<_, bool>(0))
+            .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
     r.db.client.batch_execute(&sql).await.map_err(|e| {
         let info = db::error_info(&e, None);
         let mut f = sql_failure(&format!("creating the backfill state table {state}"), &info);

@@ -16,10 +16,13 @@ use crate::model::CompareOp;
 use crate::plan::{Action, PlanStep};
 
 const ROW: &str = "runbook_row";
+/// A built-in check's rows kept in the report; the count is always there.
+const REPORTED_ROWS: usize = 100;
 
 pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
     let Action::Check {
         query,
+        builtin,
         expect,
         assert,
         severity,
@@ -27,46 +30,16 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     else {
         unreachable!("check::run is called for checks")
     };
-    let (q, _) = r
-        .render(query)
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    let body = q.trim_end().trim_end_matches(';').trim_end();
-    let mut prefix = String::from("BEGIN TRANSACTION READ ONLY;\n");
-    if let Some(set) = db::settings_sql(s.settings.as_ref().unwrap_or(&r.plan.settings), true) {
-        prefix.push_str(&set);
-        prefix.push('\n');
-    }
-    prefix.push_str(&format!("SELECT to_json(q) AS {ROW} FROM (\n"));
-    let sql = format!("{prefix}{body}\n) AS q;\nCOMMIT;");
-    let rows = match r.db.run(&sql, timeout, r.stop_signal()).await {
-        Ok(messages) => {
-            let mut ours = false;
-            let mut rows = Vec::new();
-            for m in messages {
-                match m {
-                    SimpleQueryMessage::RowDescription(cols) => {
-                        ours = cols.first().is_some_and(|c| c.name() == ROW);
-                    }
-                    SimpleQueryMessage::Row(row) if ours => {
-                        let v = row
-                            .get(0)
-                            .and_then(|t| serde_json::from_str::<Value>(t).ok());
-                        rows.push(match v {
-                            Some(Value::Object(m)) => m,
-                            _ => Map::new(),
-                        });
-                    }
-                    _ => {}
-                }
-            }
+    let mut found = None;
+    let rows = match builtin {
+        Some(b) => {
+            let o = super::builtin::run(r, s, b, timeout).await?;
+            let rows = o.rows.clone();
+            found = Some(o);
             rows
         }
-        Err(fail) => {
-            r.db.rollback().await;
-            return Err(r.query_failure(fail, query, &q, prefix.chars().count(), timeout));
-        }
+        None => query_rows(r, s, query, timeout).await?,
     };
-
     let first = rows
         .first()
         .cloned()
@@ -81,6 +54,9 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             .unwrap_or_default(),
         ..CheckResult::default()
     };
+    if let Some(o) = &mut found {
+        result.expectations.append(&mut o.expectations);
+    }
     for e in expect {
         let expected = match &e.template {
             Some(t) => match r.render_str(t) {
@@ -134,6 +110,19 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let mut output = Map::new();
     output.insert("rows".into(), all);
     output.insert("row".into(), first);
+    let details = found.map(|mut o| {
+        output.extend(o.output);
+        // What the check found goes into the report, within reason.
+        o.details["rows"] = Value::Array(
+            rows.iter()
+                .take(REPORTED_ROWS)
+                .cloned()
+                .map(Value::Object)
+                .collect(),
+        );
+        o.details["rows_total"] = Value::from(rows.len());
+        o.details
+    });
     let failures: Vec<String> = result
         .expectations
         .iter()
@@ -160,6 +149,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         .collect();
     let done = Done {
         check: Some(result),
+        details,
         output,
         ..Done::default()
     };
@@ -177,6 +167,65 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             partial: done,
         })
     }
+}
+
+/// The rows of a check's own query, in a READ ONLY transaction, each as a
+/// JSON object (`to_json`), so types survive.
+async fn query_rows(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    query: &crate::plan::Text,
+    timeout: Option<Duration>,
+) -> Result<Vec<Map<String, Value>>, Fail> {
+    let (q, _) = r
+        .render(query)
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let body = q.trim_end().trim_end_matches(';').trim_end();
+    let prefix = read_only_prefix(r, s);
+    let sql = format!("{prefix}{body}\n) AS q;\nCOMMIT;");
+    match r.db.run(&sql, timeout, r.stop_signal()).await {
+        Ok(messages) => Ok(json_rows(messages)),
+        Err(fail) => {
+            r.db.rollback().await;
+            Err(r.query_failure(fail, query, &q, prefix.chars().count(), timeout))
+        }
+    }
+}
+
+/// `BEGIN TRANSACTION READ ONLY`, the step's settings, and the opening of
+/// `SELECT to_json(q) ... FROM (`.
+pub(crate) fn read_only_prefix(r: &Run<'_>, s: &PlanStep) -> String {
+    let mut prefix = String::from("BEGIN TRANSACTION READ ONLY;\n");
+    if let Some(set) = db::settings_sql(s.settings.as_ref().unwrap_or(&r.plan.settings), true) {
+        prefix.push_str(&set);
+        prefix.push('\n');
+    }
+    prefix.push_str(&format!("SELECT to_json(q) AS {ROW} FROM (\n"));
+    prefix
+}
+
+/// The rows of the `to_json` query among a simple query's messages.
+pub(crate) fn json_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Map<String, Value>> {
+    let mut ours = false;
+    let mut rows = Vec::new();
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                ours = cols.first().is_some_and(|c| c.name() == ROW);
+            }
+            SimpleQueryMessage::Row(row) if ours => {
+                let v = row
+                    .get(0)
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok());
+                rows.push(match v {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                });
+            }
+            _ => {}
+        }
+    }
+    rows
 }
 
 fn show(v: &Value) -> String {

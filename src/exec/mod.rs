@@ -9,6 +9,7 @@
 pub mod backfill;
 pub mod backup;
 pub mod blockers;
+pub mod builtin;
 pub mod check;
 pub mod child;
 pub mod db;
@@ -665,6 +666,9 @@ impl Run<'_> {
         };
         match a {
             Action::Sql { statements, .. } => shown(statements),
+            Action::Check {
+                builtin: Some(b), ..
+            } => format!("builtin check {}", b.name),
             Action::Check { query, .. } => shown(query),
             Action::Shell {
                 script: Some(t), ..

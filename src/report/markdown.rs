@@ -168,6 +168,7 @@ pub fn render(r: &Report) -> String {
                     if a.passed { "✅" } else { "❌" }
                 );
             }
+            write_found_rows(&mut o, s);
             o.push('\n');
         }
     }
@@ -361,6 +362,29 @@ pub fn render(r: &Report) -> String {
         o.push('\n');
     }
     o
+}
+
+/// What a failed built-in check found: its first rows, one per line.
+fn write_found_rows(o: &mut String, s: &StepReport) {
+    const SHOWN: usize = 10;
+    let Some(d) = &s.details else { return };
+    let Some(rows) = d["rows"].as_array().filter(|r| !r.is_empty()) else {
+        return;
+    };
+    let total = d["rows_total"].as_u64().unwrap_or(rows.len() as u64);
+    let _ = writeln!(
+        o,
+        "\n`{}` found {total} row(s){}:\n",
+        d["builtin"].as_str().unwrap_or("check"),
+        if total as usize > SHOWN {
+            format!(", the first {SHOWN}")
+        } else {
+            String::new()
+        }
+    );
+    for row in rows.iter().take(SHOWN) {
+        let _ = writeln!(o, "- `{}`", cell(&row.to_string()));
+    }
 }
 
 /// A backup's manifest summary or a restore's checks, for people.

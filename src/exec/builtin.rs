@@ -1,0 +1,798 @@
+//! Running the built-in checks of `crate::checks`: fill in the arguments,
+//! run the SQL in a READ ONLY transaction, and say whether it passed as an
+//! expectation the report shows like any other ("expected rows eq 0, got 2").
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::check::{json_rows, matches, read_only_prefix};
+use super::{Fail, Run};
+use crate::checks::{self, Builtin, MIGRATIONS_TABLE};
+use crate::events::{ErrorInfo, Expectation, StepStatus};
+use crate::model::CompareOp;
+use crate::plan::{PlanBuiltin, PlanStep};
+
+type Row = Map<String, Value>;
+
+/// What a built-in check found.
+pub(crate) struct Found {
+    pub rows: Vec<Row>,
+    /// The check's own pass condition.
+    pub expectations: Vec<Expectation>,
+    /// For the report: the check and its arguments.
+    pub details: Value,
+    /// Extra outputs for later steps (`tables`, `hash`, `objects`).
+    pub output: Map<String, Value>,
+}
+
+fn fail(message: String, hint: Option<String>) -> Fail {
+    Fail::new(
+        StepStatus::Failed,
+        ErrorInfo {
+            class: "check".into(),
+            message,
+            hint,
+            ..ErrorInfo::default()
+        },
+    )
+}
+
+fn expectation(target: &str, op: CompareOp, expected: Value, actual: Value) -> Expectation {
+    Expectation {
+        target: target.into(),
+        op: op.name().into(),
+        passed: matches(&actual, op, &expected),
+        expected,
+        actual,
+    }
+}
+
+fn rows_expectation(rows: &[Row], op: CompareOp, limit: u64) -> Expectation {
+    expectation("rows", op, Value::from(limit), Value::from(rows.len()))
+}
+
+fn column(rows: &[Row], name: &str) -> Value {
+    rows.first()
+        .and_then(|r| r.get(name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn lit(s: &str) -> String {
+    crate::template::sql_literal(minijinja::Value::from(s)).unwrap_or_else(|_| "NULL".into())
+}
+
+/// Replace `:name` placeholders (not `::casts`) with the given SQL text.
+fn fill(sql: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < sql.len() {
+        let c = bytes[i];
+        if c == b':' && bytes.get(i + 1) != Some(&b':') && (i == 0 || bytes[i - 1] != b':') {
+            let name: String = sql[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if let Some((_, v)) = values.iter().find(|(n, _)| *n == name) {
+                out.push_str(v);
+                i += 1 + name.len();
+                continue;
+            }
+        }
+        let ch = sql[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// Run `body` (a SELECT) READ ONLY and return its rows as JSON objects.
+async fn query(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    body: &str,
+    timeout: Option<Duration>,
+) -> Result<Vec<Row>, Fail> {
+    let sql = format!("{}{body}\n) AS q;\nCOMMIT;", read_only_prefix(r, s));
+    match r.db.run(&sql, timeout, r.stop_signal()).await {
+        Ok(messages) => Ok(json_rows(messages)),
+        Err(f) => {
+            r.db.rollback().await;
+            let raw = body.to_string();
+            let mut fail = r.query_failure(
+                f,
+                &crate::plan::Text {
+                    text: raw.clone(),
+                    raw: raw.clone(),
+                    pointer: String::new(),
+                    template: None,
+                    after: Vec::new(),
+                },
+                &raw,
+                0,
+                timeout,
+            );
+            fail.error.position = None;
+            fail.error.location = None;
+            Err(fail)
+        }
+    }
+}
+
+fn duration_arg(b: &PlanBuiltin, name: &str) -> Duration {
+    b.args
+        .get(name)
+        .and_then(Value::as_str)
+        .and_then(|t| crate::duration::Duration::parse(t).ok())
+        .map_or(Duration::ZERO, |d| d.0)
+}
+
+fn interval(d: Duration) -> String {
+    format!("'{} milliseconds'", d.as_millis())
+}
+
+fn number_arg(b: &PlanBuiltin, name: &str) -> f64 {
+    match b.args.get(name) {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+fn text_arg(r: &Run<'_>, b: &PlanBuiltin, name: &str) -> Result<Option<String>, Fail> {
+    b.texts
+        .get(name)
+        .map(|t| {
+            r.render(t)
+                .map(|(raw, _)| raw)
+                .map_err(|e| Fail::new(StepStatus::Failed, e))
+        })
+        .transpose()
+}
+
+/// A table name as one or two lowercase identifiers, quoted.
+fn history_table(b: &PlanBuiltin) -> String {
+    let name = b
+        .args
+        .get("history_table")
+        .and_then(Value::as_str)
+        .unwrap_or(MIGRATIONS_TABLE);
+    name.split('.')
+        .map(crate::backups::quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+async fn exists(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    table: &str,
+    timeout: Option<Duration>,
+) -> Result<bool, Fail> {
+    let rows = query(
+        r,
+        s,
+        &format!("SELECT to_regclass({}) IS NOT NULL AS present", lit(table)),
+        timeout,
+    )
+    .await?;
+    Ok(column(&rows, "present") == Value::Bool(true))
+}
+
+fn relative(r: &Run<'_>, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        r.base_dir.join(p)
+    }
+}
+
+/// The output of an earlier step that `from: steps.X` names.
+fn from_step<'v>(r: &'v Run<'_>, b: &PlanBuiltin) -> Option<(&'v str, &'v Map<String, Value>)> {
+    let id = b.args.get("from")?.as_str()?.strip_prefix("steps.")?;
+    let (k, v) = r.steps_out.get_key_value(id)?;
+    Some((k.as_str(), v.as_object()?))
+}
+
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBuiltin,
+    timeout: Option<Duration>,
+) -> Result<Found, Fail> {
+    let Some(def) = checks::find(&b.name) else {
+        return Err(fail(format!("unknown built-in check `{}`", b.name), None));
+    };
+    let ours = lit(&r.app_name);
+    let mut output = Map::new();
+    let mut details = json!({ "builtin": b.name, "args": b.args });
+    let (rows, expectations) = match def.name {
+        "long_running_transactions" | "idle_in_transaction" => {
+            let sql = fill(
+                def.sql,
+                &[
+                    ("ours", ours),
+                    ("max_age", interval(duration_arg(b, "max_age"))),
+                ],
+            );
+            let rows = query(r, s, &sql, timeout).await?;
+            let e = rows_expectation(&rows, CompareOp::Eq, 0);
+            (rows, vec![e])
+        }
+        "blocking_locks" => {
+            let sql = fill(
+                def.sql,
+                &[("min_wait", interval(duration_arg(b, "min_wait")))],
+            );
+            let rows = query(r, s, &sql, timeout).await?;
+            let e = rows_expectation(&rows, CompareOp::Eq, 0);
+            (rows, vec![e])
+        }
+        "active_connections" => {
+            let rows = query(r, s, &fill(def.sql, &[("ours", ours)]), timeout).await?;
+            let e = expectation(
+                "active",
+                CompareOp::Lte,
+                b.args["max"].clone(),
+                column(&rows, "active"),
+            );
+            (rows, vec![e])
+        }
+        "replication_lag" => {
+            let sql = fill(def.sql, &[("max", interval(duration_arg(b, "max")))]);
+            let rows = query(r, s, &sql, timeout).await?;
+            let e = rows_expectation(&rows, CompareOp::Eq, 0);
+            (rows, vec![e])
+        }
+        "database_size" => {
+            let max = match &b.args["max"] {
+                Value::String(t) => checks::parse_size(t).unwrap_or(0),
+                v => v.as_u64().unwrap_or(0),
+            };
+            let rows = query(r, s, def.sql, timeout).await?;
+            let e = expectation(
+                "bytes",
+                CompareOp::Lte,
+                Value::from(max),
+                column(&rows, "bytes"),
+            );
+            (rows, vec![e])
+        }
+        "server_version" => {
+            let min = match &b.args["min"] {
+                Value::String(t) => checks::parse_version(t),
+                v => checks::parse_version(&v.to_string()),
+            }
+            .unwrap_or(0);
+            let rows = query(r, s, def.sql, timeout).await?;
+            let e = expectation(
+                "version_num",
+                CompareOp::Gte,
+                Value::from(min),
+                column(&rows, "version_num"),
+            );
+            (rows, vec![e])
+        }
+        "pending_migrations" => pending(r, s, b, def, timeout).await?,
+        "dirty_migrations" => {
+            let table = history_table(b);
+            let rows = if exists(r, s, &table, timeout).await? {
+                query(r, s, &fill(def.sql, &[("history_table", table)]), timeout).await?
+            } else {
+                Vec::new()
+            };
+            let e = rows_expectation(&rows, CompareOp::Eq, 0);
+            (rows, vec![e])
+        }
+        "disk_free_for_backup" => disk_free(r, s, b, def, timeout).await?,
+        "invalid_indexes" | "unvalidated_constraints" | "sequence_exhaustion" => {
+            let sql = fill(
+                def.sql,
+                &[("threshold", number_arg(b, "threshold").to_string())],
+            );
+            let rows = query(r, s, &sql, timeout).await?;
+            let e = rows_expectation(&rows, CompareOp::Eq, 0);
+            (rows, vec![e])
+        }
+        "foreign_key_orphans" => orphans(r, s, def, timeout, &mut details).await?,
+        "not_null_violations" => {
+            let table = text_arg(r, b, "table")?.unwrap_or_default();
+            let col = text_arg(r, b, "column")?.unwrap_or_default();
+            let found = query(
+                r,
+                s,
+                &format!("SELECT to_regclass({})::text AS name", lit(&table)),
+                timeout,
+            )
+            .await?;
+            let Some(name) = column(&found, "name").as_str().map(str::to_string) else {
+                return Err(fail(
+                    format!("not_null_violations: table `{table}` does not exist"),
+                    Some(
+                        "check `table:`; schema-qualify it if it is not on the search_path".into(),
+                    ),
+                ));
+            };
+            let sql = fill(
+                def.sql,
+                &[
+                    ("table", name),
+                    ("column", crate::backups::quote_ident(&col)),
+                ],
+            );
+            let rows = query(r, s, &sql, timeout).await?;
+            let e = expectation(
+                "nulls",
+                CompareOp::Eq,
+                Value::from(0),
+                column(&rows, "nulls"),
+            );
+            (rows, vec![e])
+        }
+        "row_counts" => row_counts(r, s, b, def, timeout, &mut output).await?,
+        "schema_matches" => schema_matches(r, s, b, timeout, &mut output, &mut details).await?,
+        other => {
+            return Err(fail(
+                format!("built-in check `{other}` has no runner"),
+                None,
+            ));
+        }
+    };
+    Ok(Found {
+        rows,
+        expectations,
+        details,
+        output,
+    })
+}
+
+async fn pending(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBuiltin,
+    def: &Builtin,
+    timeout: Option<Duration>,
+) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
+    let dir = relative(r, &text_arg(r, b, "dir")?.unwrap_or_default());
+    let list = crate::migrations::list(&dir).map_err(|e| {
+        fail(
+            e,
+            Some("check `dir:`; it is relative to the runbook's directory".into()),
+        )
+    })?;
+    let array = |f: fn(&crate::migrations::Entry) -> &str| {
+        format!(
+            "ARRAY[{}]::text[]",
+            list.iter()
+                .map(|e| lit(f(e)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let table = history_table(b);
+    let rows = if exists(r, s, &table, timeout).await? {
+        let sql = fill(
+            def.sql,
+            &[
+                ("versions", array(|e| &e.version)),
+                ("files", array(|e| &e.file)),
+                ("history_table", table),
+            ],
+        )
+        .replace("::text[]::text[]", "::text[]");
+        query(r, s, &sql, timeout).await?
+    } else {
+        list.iter()
+            .map(|e| {
+                let mut m = Map::new();
+                m.insert("version".into(), Value::from(e.version.clone()));
+                m.insert("file".into(), Value::from(e.file.clone()));
+                m
+            })
+            .collect()
+    };
+    let max = b.args.get("max").and_then(Value::as_u64).unwrap_or(0);
+    let e = rows_expectation(&rows, CompareOp::Lte, max);
+    Ok((rows, vec![e]))
+}
+
+async fn disk_free(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBuiltin,
+    def: &Builtin,
+    timeout: Option<Duration>,
+) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
+    let path = relative(r, &text_arg(r, b, "path")?.unwrap_or_default());
+    // The backup directory usually does not exist yet: measure the nearest
+    // parent that does, which is the file system it will be created on.
+    let measured = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let stat = nix::sys::statvfs::statvfs(&measured).map_err(|e| {
+        fail(
+            format!("cannot measure free space at {}: {e}", measured.display()),
+            None,
+        )
+    })?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    let mut rows = query(r, s, def.sql, timeout).await?;
+    let db_bytes = column(&rows, "database_bytes").as_u64().unwrap_or(0);
+    let margin = b
+        .args
+        .get("margin")
+        .map_or(1.0, |_| number_arg(b, "margin"));
+    let needed = (db_bytes as f64 * margin).ceil() as u64;
+    if let Some(row) = rows.first_mut() {
+        row.insert("path".into(), Value::from(measured.display().to_string()));
+        row.insert("free_bytes".into(), Value::from(free));
+        row.insert("needed_bytes".into(), Value::from(needed));
+    }
+    let e = expectation(
+        "free_bytes",
+        CompareOp::Gte,
+        Value::from(needed),
+        Value::from(free),
+    );
+    Ok((rows, vec![e]))
+}
+
+async fn orphans(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    def: &Builtin,
+    timeout: Option<Duration>,
+    details: &mut Value,
+) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
+    let body = format!(
+        "SELECT conname, \"table\", parent, validated, match, cols, pcols FROM ({}) AS f(conname, \"table\", parent, validated, match, cols, pcols)",
+        def.sql
+    );
+    let fks = query(r, s, &body, timeout).await?;
+    details["foreign_keys_checked"] = Value::from(fks.len());
+    if fks.is_empty() {
+        return Ok((Vec::new(), vec![rows_expectation(&[], CompareOp::Eq, 0)]));
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut parts = Vec::new();
+    for fk in &fks {
+        let (table, parent) = (
+            fk["table"].as_str().unwrap_or(""),
+            fk["parent"].as_str().unwrap_or(""),
+        );
+        let (cols, pcols) = (names(&fk["cols"]), names(&fk["pcols"]));
+        let join: Vec<String> = cols
+            .iter()
+            .zip(&pcols)
+            .map(|(c, p)| format!("p.{p} = c.{c}"))
+            .collect();
+        let all_set: Vec<String> = cols.iter().map(|c| format!("c.{c} IS NOT NULL")).collect();
+        let missing = format!(
+            "({}) AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {})",
+            all_set.join(" AND "),
+            join.join(" AND ")
+        );
+        // MATCH FULL: a partly NULL key is a violation too.
+        let condition = if fk["match"] == "f" {
+            let any_set: Vec<String> = cols.iter().map(|c| format!("c.{c} IS NOT NULL")).collect();
+            format!(
+                "({missing}) OR (({}) AND NOT ({}))",
+                any_set.join(" OR "),
+                all_set.join(" AND ")
+            )
+        } else {
+            missing
+        };
+        parts.push(format!(
+            "SELECT {} AS \"constraint\", {} AS \"table\", {} AS \"references\", {} AS validated, count(*) AS orphans FROM {table} c WHERE {condition}",
+            lit(fk["conname"].as_str().unwrap_or("")),
+            lit(table),
+            lit(parent),
+            fk["validated"].as_bool().unwrap_or(true)
+        ));
+    }
+    let sql = format!(
+        "SELECT * FROM ({}) AS counts WHERE orphans > 0",
+        parts.join("\nUNION ALL\n")
+    );
+    let rows = query(r, s, &sql, timeout).await?;
+    let e = rows_expectation(&rows, CompareOp::Eq, 0);
+    Ok((rows, vec![e]))
+}
+
+async fn row_counts(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBuiltin,
+    def: &Builtin,
+    timeout: Option<Duration>,
+    output: &mut Map<String, Value>,
+) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
+    // Expected counts, by `schema.name` (quoted as format('%I.%I') would).
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    let from = from_step(r, b).map(|(id, out)| (id.to_string(), out.clone()));
+    if let Some((id, out)) = &from {
+        let Some(tables) = out.get("tables").and_then(Value::as_array) else {
+            return Err(fail(
+                format!("row_counts: steps.{id} has no table counts"),
+                Some(
+                    "`from` names a backup step or an earlier row_counts check that succeeded"
+                        .into(),
+                ),
+            ));
+        };
+        for t in tables {
+            let (schema, name) = (
+                t["schema"].as_str().unwrap_or(""),
+                t["name"].as_str().unwrap_or(""),
+            );
+            let q = format!("{}.{}", quote_if_needed(schema), quote_if_needed(name));
+            expected.insert(q, t["rows"].as_i64().unwrap_or(0));
+        }
+    }
+    let names: Vec<String> = match b.args.get("tables").and_then(Value::as_array) {
+        Some(list) => {
+            let given: Vec<String> = list
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            let resolved = query(
+                r,
+                s,
+                &format!(
+                    "SELECT n AS given, to_regclass(n)::text AS name FROM unnest(ARRAY[{}]::text[]) AS n",
+                    given.iter().map(|g| lit(g)).collect::<Vec<_>>().join(", ")
+                ),
+                timeout,
+            )
+            .await?;
+            let mut out = Vec::new();
+            for row in resolved {
+                match row.get("name").and_then(Value::as_str) {
+                    Some(n) => out.push(qualify(n)),
+                    None => {
+                        return Err(fail(
+                            format!(
+                                "row_counts: table `{}` does not exist",
+                                row["given"].as_str().unwrap_or("")
+                            ),
+                            None,
+                        ));
+                    }
+                }
+            }
+            out
+        }
+        None if !expected.is_empty() => expected.keys().cloned().collect(),
+        None => query(r, s, def.sql, timeout)
+            .await?
+            .iter()
+            .filter_map(|row| row.get("table").and_then(Value::as_str).map(str::to_string))
+            .collect(),
+    };
+    let counted: BTreeMap<String, Option<i64>> = if names.is_empty() {
+        BTreeMap::new()
+    } else {
+        let exists = query(
+            r,
+            s,
+            &format!(
+                "SELECT n AS name, to_regclass(n) IS NOT NULL AS present FROM unnest(ARRAY[{}]::text[]) AS n",
+                names.iter().map(|n| lit(n)).collect::<Vec<_>>().join(", ")
+            ),
+            timeout,
+        )
+        .await?;
+        let present: Vec<String> = exists
+            .iter()
+            .filter(|row| row["present"] == Value::Bool(true))
+            .filter_map(|row| row["name"].as_str().map(str::to_string))
+            .collect();
+        let mut counted: BTreeMap<String, Option<i64>> =
+            names.iter().map(|n| (n.clone(), None)).collect();
+        if !present.is_empty() {
+            let sql = present
+                .iter()
+                .map(|n| format!("SELECT {} AS \"table\", count(*) AS rows FROM {n}", lit(n)))
+                .collect::<Vec<_>>()
+                .join("\nUNION ALL\n");
+            for row in query(r, s, &sql, timeout).await? {
+                if let Some(t) = row["table"].as_str() {
+                    counted.insert(t.to_string(), row["rows"].as_i64());
+                }
+            }
+        }
+        counted
+    };
+    let tolerance = b
+        .args
+        .get("tolerance")
+        .map_or(0.0, |_| number_arg(b, "tolerance"));
+    let mut rows = Vec::new();
+    let mut off = 0;
+    let mut tables = Vec::new();
+    for (name, n) in &counted {
+        let mut row = Map::new();
+        row.insert("table".into(), Value::from(name.clone()));
+        row.insert("rows".into(), n.map_or(Value::Null, Value::from));
+        if let Some(&want) = expected.get(name) {
+            row.insert("expected".into(), Value::from(want));
+            let ok = n.is_some_and(|got| (got - want).abs() as f64 <= tolerance * want as f64);
+            if let Some(got) = n {
+                row.insert("difference".into(), Value::from(got - want));
+            }
+            if !ok {
+                off += 1;
+            }
+            row.insert("ok".into(), Value::Bool(ok));
+        } else if n.is_none() {
+            off += 1;
+            row.insert("ok".into(), Value::Bool(false));
+        }
+        if let (Some(got), Some((schema, table))) = (n, split_qualified(name)) {
+            tables.push(json!({ "schema": schema, "name": table, "rows": got }));
+        }
+        rows.push(row);
+    }
+    output.insert("tables".into(), Value::Array(tables));
+    let e = expectation(
+        "mismatches",
+        CompareOp::Eq,
+        Value::from(0),
+        Value::from(off),
+    );
+    Ok((rows, vec![e]))
+}
+
+/// `public.orders` or `public."Mixed"`: always schema-qualified, quoted the
+/// way format('%I') quotes.
+fn qualify(regclass_text: &str) -> String {
+    if regclass_text.contains('.') {
+        regclass_text.to_string()
+    } else {
+        format!("public.{regclass_text}")
+    }
+}
+
+fn quote_if_needed(ident: &str) -> String {
+    let plain = !ident.is_empty()
+        && ident.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && ident
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        ident.to_string()
+    } else {
+        crate::backups::quote_ident(ident)
+    }
+}
+
+/// `schema.name` from a quoted qualified name, unquoted.
+fn split_qualified(q: &str) -> Option<(String, String)> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = q.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    match parts.as_slice() {
+        [schema, name] => Some((schema.clone(), name.clone())),
+        _ => None,
+    }
+}
+
+async fn schema_matches(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBuiltin,
+    timeout: Option<Duration>,
+    output: &mut Map<String, Value>,
+    details: &mut Value,
+) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
+    let found = query(r, s, crate::snapshot::SQL, timeout).await?;
+    let snap = crate::snapshot::Snapshot::from_rows(found.into_iter().map(|row| {
+        let text = |k: &str| {
+            row.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        (text("kind"), text("name"), text("def"))
+    }));
+    let hashes = snap.object_hashes();
+    output.insert("hash".into(), Value::from(snap.hash.clone()));
+    output.insert("objects".into(), json!(hashes));
+    details["objects"] = Value::from(hashes.len());
+    let from = from_step(r, b).map(|(id, out)| (id.to_string(), out.clone()));
+    let expected = match (text_arg(r, b, "hash")?, &from) {
+        (Some(h), _) => Some(h),
+        (None, Some((id, out))) => Some(
+            out.get("hash")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    fail(
+                        format!("schema_matches: steps.{id} has no schema hash"),
+                        Some("`from` names an earlier schema_matches check that succeeded".into()),
+                    )
+                })?,
+        ),
+        (None, None) => None,
+    };
+    let mut rows = Vec::new();
+    if let Some((_, out)) = &from
+        && let Some(before) = out
+            .get("objects")
+            .and_then(|o| serde_json::from_value::<BTreeMap<String, String>>(o.clone()).ok())
+    {
+        for (object, change) in crate::snapshot::diff(&before, &hashes) {
+            rows.push(Map::from_iter([
+                ("object".to_string(), Value::from(object)),
+                ("change".to_string(), Value::from(change)),
+            ]));
+        }
+    }
+    let mut expectations = Vec::new();
+    if let Some(want) = expected {
+        expectations.push(expectation(
+            "hash",
+            CompareOp::Eq,
+            Value::from(want),
+            Value::from(snap.hash.clone()),
+        ));
+    }
+    Ok((rows, expectations))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_fill_but_casts_stay() {
+        assert_eq!(
+            fill(
+                "x < now() - :max_age::interval AND a = :ours",
+                &[("max_age", "'5 s'".into()), ("ours", "'me'".into())]
+            ),
+            "x < now() - '5 s'::interval AND a = 'me'"
+        );
+        assert_eq!(fill("a::text, :unknown", &[]), "a::text, :unknown");
+    }
+
+    #[test]
+    fn qualified_names_split_and_unquote() {
+        assert_eq!(
+            split_qualified("public.orders"),
+            Some(("public".into(), "orders".into()))
+        );
+        assert_eq!(
+            split_qualified("\"A.b\".\"x\"\"y\""),
+            Some(("A.b".into(), "x\"y".into()))
+        );
+        assert_eq!(quote_if_needed("Orders"), "\"Orders\"");
+        assert_eq!(quote_if_needed("orders_1"), "orders_1");
+    }
+}

@@ -1,0 +1,271 @@
+//! Every built-in check against a real PostgreSQL, passing on a healthy
+//! database and failing on one set up to break it.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::{Case, Db, wait_until};
+
+const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
+
+const HISTORY: &str = "CREATE TABLE runbook_migrations (version text PRIMARY KEY, name text, checksum text,
+    applied_at timestamptz DEFAULT now(), duration_ms bigint, run_id text, dirty boolean NOT NULL DEFAULT false)";
+
+fn healthy(db: &Db) {
+    db.sql(&format!(
+        "CREATE TABLE parent (id serial PRIMARY KEY, v int NOT NULL);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
+         INSERT INTO parent (v) SELECT g FROM generate_series(1, 10) g;
+         INSERT INTO child SELECT g, g FROM generate_series(1, 10) g;
+         {HISTORY}; INSERT INTO runbook_migrations (version, name) VALUES ('1', 'init');"
+    ));
+}
+
+fn checks(steps: &str) -> String {
+    format!("{HEAD}phases:\n  - id: checks\n    kind: verify\n    steps:\n{steps}")
+}
+
+/// Each step's id with whether its check passed.
+fn outcomes(run: &support::Run, ids: &[&str]) -> Vec<(String, bool)> {
+    ids.iter()
+        .map(|id| {
+            let s = run.step(id);
+            let passed = s["check"]["expectations"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty() && e.iter().all(|x| x["passed"] == true));
+            (id.to_string(), passed)
+        })
+        .collect()
+}
+
+const ALL: &[&str] = &[
+    "long_tx",
+    "blocking",
+    "active",
+    "idle",
+    "lag",
+    "size",
+    "version",
+    "pending",
+    "dirty",
+    "disk",
+    "invalid",
+    "unvalidated",
+    "orphans",
+    "nulls",
+    "sequences",
+    "counts_before",
+    "counts_after",
+    "schema_before",
+    "schema_after",
+];
+
+fn every_check(severity: &str, between: &str) -> String {
+    let sev = format!("severity: {severity}");
+    checks(&format!(
+        r#"      - {{ id: long_tx, check: {{ builtin: long_running_transactions, max_age: 1s, {sev} }} }}
+      - {{ id: blocking, check: {{ builtin: blocking_locks, {sev} }} }}
+      - {{ id: active, check: {{ builtin: active_connections, max: 1, {sev} }} }}
+      - {{ id: idle, check: {{ builtin: idle_in_transaction, max_age: 500ms, {sev} }} }}
+      - {{ id: lag, check: {{ builtin: replication_lag, max: 10s, {sev} }} }}
+      - {{ id: size, check: {{ builtin: database_size, max: {size}, {sev} }} }}
+      - {{ id: version, check: {{ builtin: server_version, min: {version}, {sev} }} }}
+      - {{ id: pending, check: {{ builtin: pending_migrations, dir: migrations, {sev} }} }}
+      - {{ id: dirty, check: {{ builtin: dirty_migrations, {sev} }} }}
+      - {{ id: disk, check: {{ builtin: disk_free_for_backup, path: backups/next, margin: {margin}, {sev} }} }}
+      - {{ id: invalid, check: {{ builtin: invalid_indexes, {sev} }} }}
+      - {{ id: unvalidated, check: {{ builtin: unvalidated_constraints, {sev} }} }}
+      - {{ id: orphans, check: {{ builtin: foreign_key_orphans, {sev} }} }}
+      - {{ id: nulls, check: {{ builtin: not_null_violations, table: public.parent, column: v, {sev} }} }}
+      - {{ id: sequences, check: {{ builtin: sequence_exhaustion, {sev} }} }}
+      - {{ id: counts_before, check: {{ builtin: row_counts, tables: [public.parent, child], {sev} }} }}
+      - {{ id: schema_before, check: {{ builtin: schema_matches, {sev} }} }}
+{between}      - {{ id: counts_after, check: {{ builtin: row_counts, from: steps.counts_before, {sev} }} }}
+      - {{ id: schema_after, check: {{ builtin: schema_matches, from: steps.schema_before, {sev} }} }}
+"#,
+        size = if severity == "error" { "10GB" } else { "1MB" },
+        version = if severity == "error" { "12" } else { "99" },
+        margin = if severity == "error" {
+            "0.5"
+        } else {
+            "1000000000"
+        },
+    ))
+}
+
+#[test]
+fn every_builtin_passes_on_a_healthy_database() {
+    let db = Db::fresh();
+    healthy(&db);
+    let case = Case::new(&every_check("error", ""));
+    std::fs::create_dir(case.dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        case.dir.path().join("migrations/1_init.up.sql"),
+        "SELECT 1;",
+    )
+    .unwrap();
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lag = &run.step("lag")["check"]["expectations"][0];
+    assert_eq!(lag["actual"], 0, "no replicas: nothing lags");
+    for (id, passed) in outcomes(
+        &run,
+        &ALL.iter()
+            .filter(|i| **i != "counts_before" && **i != "schema_before")
+            .copied()
+            .collect::<Vec<_>>(),
+    ) {
+        assert!(passed, "{id}: {}", run.step(&id));
+    }
+    // Recording steps pass without an expectation, and hand their results on.
+    assert_eq!(run.step("counts_before")["status"], "succeeded");
+    let counts = &run.step("counts_after")["details"];
+    assert_eq!(counts["builtin"], "row_counts");
+    let hash = run.step("schema_after")["check"]["expectations"][0]["actual"].clone();
+    assert_eq!(hash.as_str().unwrap().len(), 64);
+    // Rows of the record step are the tables and their counts.
+    let md = std::fs::read_to_string(case.reports().join("report.md")).unwrap();
+    assert!(md.contains("counts_after"), "{md}");
+}
+
+#[test]
+fn every_builtin_but_replication_lag_fails_on_a_broken_database() {
+    let db = Db::fresh();
+    healthy(&db);
+    db.sql(
+        "CREATE TABLE busy (n int);
+         INSERT INTO runbook_migrations (version, name, dirty) VALUES ('2', 'half', true);
+         INSERT INTO parent (v) VALUES (11);
+         ALTER TABLE parent ALTER v DROP NOT NULL; UPDATE parent SET v = NULL WHERE id = 1;
+         ALTER TABLE parent ADD CONSTRAINT v_positive CHECK (v > 0) NOT VALID;
+         CREATE TABLE loose_child (id int, parent_id int);
+         INSERT INTO loose_child VALUES (1, 1), (2, 999), (3, NULL);
+         ALTER TABLE loose_child ADD CONSTRAINT loose_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
+         SELECT setval('parent_id_seq', 2000000000);
+         CREATE TABLE dup (a int); INSERT INTO dup VALUES (1), (1);",
+    );
+    // An INVALID index, as a failed concurrent build leaves it.
+    let out = Command::new("psql")
+        .args([
+            &db.url,
+            "-Xqc",
+            "CREATE UNIQUE INDEX CONCURRENTLY dup_a ON dup (a)",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // A session idle in a transaction, holding a lock on `busy`...
+    let mut idle = Command::new("psql")
+        .args([&db.url, "-Xq"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    idle.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE;\n")
+        .unwrap();
+    wait_until(
+        &db,
+        "SELECT count(*) > 0 FROM pg_locks WHERE relation = 'busy'::regclass AND granted",
+    );
+    // ...and two sessions waiting on it.
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new("psql")
+                .args([&db.url, "-Xqc", "SELECT count(*) FROM busy"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    wait_until(
+        &db,
+        "SELECT count(*) = 2 FROM pg_locks WHERE relation = 'busy'::regclass AND NOT granted",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let between = "      - id: lose_a_row\n        sql: DELETE FROM child WHERE id = 10;\n      - id: change_schema\n        sql: ALTER TABLE child ADD COLUMN note text;\n";
+    let case = Case::new(&every_check("warn", between));
+    std::fs::create_dir(case.dir.path().join("migrations")).unwrap();
+    for f in ["1_init.up.sql", "2_half.up.sql", "3_next.up.sql"] {
+        std::fs::write(case.dir.path().join("migrations").join(f), "SELECT 1;").unwrap();
+    }
+    let run = case.exec(&db.url, &[]);
+    let _ = idle.kill();
+    let _ = idle.wait();
+    for mut w in waiters {
+        let _ = w.wait();
+    }
+    assert_eq!(
+        run.code, 0,
+        "warn-only checks do not fail the run: {}",
+        run.stderr
+    );
+    let expect_failed: Vec<&str> = ALL
+        .iter()
+        .filter(|i| !["lag", "counts_before", "schema_before"].contains(i))
+        .copied()
+        .collect();
+    for (id, passed) in outcomes(&run, &expect_failed) {
+        assert!(!passed, "{id} should fail: {}", run.step(&id));
+        assert_eq!(run.step(&id)["status"], "failed", "{id}");
+    }
+    // The rows say what was found.
+    let pending = &run.step("pending")["check"];
+    assert_eq!(pending["rows"], 2, "2 (dirty) and 3 are pending: {pending}");
+    let orphans = run.step("orphans");
+    assert_eq!(orphans["check"]["rows"], 1, "{orphans}");
+    assert!(run.report.to_string().contains("loose_fk"));
+    let counts = run.step("counts_after");
+    assert!(
+        counts["check"]["expectations"][0]["actual"] == 1,
+        "{counts}"
+    );
+    let schema = run.step("schema_after");
+    assert_eq!(schema["check"]["rows"], 1, "{schema}");
+    let warnings = run.report["warnings"].to_string();
+    assert!(
+        warnings.contains("check `schema_after` failed"),
+        "{warnings}"
+    );
+    let events = std::fs::read_to_string(case.reports().join("events.jsonl")).unwrap();
+    assert!(
+        events.contains("table public.child"),
+        "the changed object is named"
+    );
+    assert!(events.contains("changed"));
+}
+
+#[test]
+fn builtin_arguments_are_checked_before_anything_runs() {
+    let case = Case::new(&checks(
+        r#"      - { id: a, check: { builtin: long_running_transactions, max: 3 } }
+      - { id: b, check: { builtin: active_connections } }
+      - { id: c, check: { builtin: database_size, max: lots } }
+      - { id: d, check: { query: SELECT 1, max_age: 5min } }
+      - { id: e, check: { builtin: row_counts, from: steps.later } }
+      - { id: later, check: { builtin: invalid_indexes } }
+"#,
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("validate")
+        .arg(&case.file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    for needle in [
+        "`long_running_transactions` does not take `max`",
+        "`active_connections` needs `max`",
+        "`max` of `database_size` must be a size",
+        "`max_age` is an argument of built-in checks",
+        "steps.later",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
