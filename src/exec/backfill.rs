@@ -111,6 +111,31 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let run_started = Instant::now();
     loop {
         throttled += throttle(r, &s.id, b, deadline, timeout).await?;
+        let t0 = Instant::now();
+        let bounded = match bound(r, b, &table, ck.last_key.as_deref(), deadline).await {
+            Ok(x) => x,
+            Err(fail) => {
+                let mut f = to_fail(fail, ck.batches + 1, timeout);
+                let (d, _) = summary(
+                    b,
+                    &ck,
+                    seen_now,
+                    updated_now,
+                    &times,
+                    run_started,
+                    throttled,
+                    resumed,
+                    &resumed_from,
+                    total,
+                );
+                f.partial.rows_affected = Some(updated_now as u64);
+                f.partial.details = Some(d);
+                return Err(f);
+            }
+        };
+        let Some((upto, seen)) = bounded else {
+            break;
+        };
         let write = Write {
             state: &state,
             runbook: &runbook,
@@ -118,13 +143,14 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             fingerprint: &fingerprint,
             run_id: &r.run_id,
             ck: &ck,
+            seen,
         };
-        let batch = batch_sql(
-            b,
+        let batch = update_sql(
             &table,
             &set,
             where_.as_deref(),
             ck.last_key.as_deref(),
+            &upto,
             (!b.dry_run).then_some(&write),
         );
         let query = if b.dry_run {
@@ -133,7 +159,6 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             format!("{prefix}{batch};\nCOMMIT;")
         };
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let t0 = Instant::now();
         let result = if left.is_some_and(|l| l.is_zero()) {
             Err(QueryFail::Timeout)
         } else {
@@ -143,23 +168,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             Ok(m) => m,
             Err(fail) => {
                 r.db.rollback().await;
-                let mut f = match fail {
-                    QueryFail::Db(e) => {
-                        let info = db::error_info(&e, None);
-                        let mut f = sql_failure(
-                            &format!("batch {} of the backfill failed", ck.batches + 1),
-                            &info,
-                        );
-                        f.retry_class = db::classify(&e);
-                        f
-                    }
-                    QueryFail::Timeout => {
-                        Fail::new(StepStatus::TimedOut, super::timeout_error(timeout))
-                    }
-                    QueryFail::Interrupted => {
-                        Fail::new(StepStatus::Cancelled, super::cancelled_error())
-                    }
-                };
+                let mut f = to_fail(fail, ck.batches + 1, timeout);
                 let (d, _) = summary(
                     b,
                     &ck,
@@ -178,10 +187,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             }
         };
         let elapsed = t0.elapsed();
-        let (seen, updated, last) = batch_result(&messages);
-        if seen == 0 {
-            break;
-        }
+        let updated = last_count(&messages);
         times.push(elapsed.as_secs_f64() * 1000.0);
         seen_now += seen;
         updated_now += updated;
@@ -221,7 +227,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         ck.rows_done += seen;
         ck.rows_updated += updated;
         ck.batches += 1;
-        ck.last_key = last;
+        ck.last_key = Some(upto);
 
         let finished_batch = seen < i64::from(b.batch_size);
         if finished_batch || last_progress.is_none_or(|(t, _)| t.elapsed() >= PROGRESS_EVERY) {
@@ -507,48 +513,121 @@ struct Write<'a> {
     fingerprint: &'a str,
     run_id: &'a str,
     ck: &'a Checkpoint,
+    /// Keys in this batch's range.
+    seen: i64,
 }
 
-/// One batch as one statement: the next keys after `after`, the update of
-/// the matching rows among them, the checkpoint, and the batch's counts and
-/// last key. Data-modifying CTEs always run to completion, read or not.
-fn batch_sql(
+fn key_list(t: &Table) -> String {
+    t.key
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `(k1, k2) > ('1'::int, 'a'::text)`: key values come back as text and
+/// go out as literals cast to the column types.
+fn compare(t: &Table, op: &str, vals: &[String]) -> String {
+    let typed: Vec<String> = vals
+        .iter()
+        .zip(&t.key)
+        .map(|(v, (_, ty))| format!("{}::{ty}", lit(v)))
+        .collect();
+    format!("({}) {op} ({})", key_list(t), typed.join(", "))
+}
+
+/// Where the next batch ends: the `batch_size`-th key after `after`, read
+/// from the key's index, outside any transaction. At the end of the table,
+/// the last key and how many keys remain; None when nothing does.
+async fn bound(
+    r: &Run<'_>,
     b: &PlanBackfill,
+    t: &Table,
+    after: Option<&[String]>,
+    deadline: Option<Instant>,
+) -> Result<Option<(Vec<String>, i64)>, QueryFail> {
+    let keys = key_list(t);
+    let as_text = t
+        .key
+        .iter()
+        .map(|(c, _)| format!("{c}::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let desc = t
+        .key
+        .iter()
+        .map(|(c, _)| format!("{c} DESC"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = after.map_or(String::new(), |a| format!(" WHERE {}", compare(t, ">", a)));
+    let run = |sql: String| async move {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(QueryFail::Timeout);
+        }
+        let messages = r.db.run(&sql, left, r.stop_signal()).await?;
+        Ok(messages.into_iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        }))
+    };
+    let full = run(format!(
+        "SELECT ARRAY[{as_text}] FROM {table}{filter} ORDER BY {keys} LIMIT 1 OFFSET {skip}",
+        table = t.qualified,
+        skip = b.batch_size - 1,
+    ))
+    .await?;
+    if let Some(Some(upto)) = full.and_then(|row| row.into_iter().next()) {
+        return Ok(Some((parse_text_array(&upto), i64::from(b.batch_size))));
+    }
+    // Fewer than batch_size keys remain: the last batch ends at the last key.
+    let rest = run(format!(
+        "SELECT count(*), (SELECT ARRAY[{as_text}] FROM {table}{filter} ORDER BY {desc} LIMIT 1)
+           FROM (SELECT 1 FROM {table}{filter} LIMIT {n}) AS rest",
+        table = t.qualified,
+        n = b.batch_size,
+    ))
+    .await?
+    .unwrap_or_default();
+    let remaining: i64 = rest
+        .first()
+        .cloned()
+        .flatten()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    match rest.get(1).cloned().flatten() {
+        Some(upto) if remaining > 0 => Ok(Some((parse_text_array(&upto), remaining))),
+        _ => Ok(None),
+    }
+}
+
+/// One batch as one statement: update the rows in the key range that match
+/// WHERE, and write the checkpoint. Data-modifying CTEs always run to
+/// completion, read or not. The range predicate is what the key's index
+/// serves, as a hand-written batch loop would use it.
+fn update_sql(
     t: &Table,
     set: &str,
     where_: Option<&str>,
     after: Option<&[String]>,
+    upto: &[String],
     write: Option<&Write<'_>>,
 ) -> String {
-    let cols: Vec<&str> = t.key.iter().map(|(c, _)| c.as_str()).collect();
-    let aliases: Vec<String> = (0..cols.len()).map(|i| format!("__rb_k{i}")).collect();
-    let select: Vec<String> = cols
-        .iter()
-        .zip(&aliases)
-        .map(|(c, a)| format!("{c} AS {a}"))
-        .collect();
-    let lower = after.map_or(String::new(), |vals| {
-        let typed: Vec<String> = vals
-            .iter()
-            .zip(&t.key)
-            .map(|(v, (_, ty))| format!("{}::{ty}", lit(v)))
-            .collect();
-        format!("\n    WHERE ({}) > ({})", cols.join(", "), typed.join(", "))
-    });
-    let matches: Vec<String> = cols
-        .iter()
-        .map(|c| format!("{}.{c}", t.qualified))
-        .collect();
-    let from_batch: Vec<String> = aliases.iter().map(|a| format!("batch.{a}")).collect();
+    let mut range = vec![compare(t, "<=", upto)];
+    if let Some(a) = after {
+        range.insert(0, compare(t, ">", a));
+    }
     let filter = where_.map_or(String::new(), |w| format!(" AND ({w})"));
-    let desc: Vec<String> = aliases.iter().map(|a| format!("{a} DESC")).collect();
-    let as_text: Vec<String> = aliases.iter().map(|a| format!("{a}::text")).collect();
     let checkpoint = write.map_or(String::new(), |w| {
         format!(
             ", ck AS (
     INSERT INTO {state} (runbook, step, fingerprint, last_key, rows_done, rows_updated, batches, run_id)
-    SELECT {rb}, {st}, {fp}, last.key, {done} + counts.seen, {upd} + counts.updated, {batches} + 1, {run}
-    FROM last, counts
+    SELECT {rb}, {st}, {fp}, ARRAY[{upto}]::text[], {done}, {upd} + count(*), {batches}, {run}
+    FROM upd
     ON CONFLICT (runbook, step) DO UPDATE SET
         fingerprint = EXCLUDED.fingerprint, last_key = EXCLUDED.last_key,
         rows_done = EXCLUDED.rows_done, rows_updated = EXCLUDED.rows_updated,
@@ -560,48 +639,48 @@ fn batch_sql(
             rb = lit(w.runbook),
             st = lit(w.step),
             fp = lit(w.fingerprint),
-            done = w.ck.rows_done,
+            upto = upto.iter().map(|v| lit(v)).collect::<Vec<_>>().join(", "),
+            done = w.ck.rows_done + w.seen,
             upd = w.ck.rows_updated,
-            batches = w.ck.batches,
+            batches = w.ck.batches + 1,
             run = lit(w.run_id),
         )
     });
     format!(
-        "WITH batch AS (
-    SELECT {select} FROM {table}{lower}
-    ORDER BY {order} LIMIT {n}
-), upd AS (
+        "WITH upd AS (
     UPDATE {table} SET {set}
-    FROM batch WHERE ({matches}) = ({from_batch}){filter}
+    WHERE {range}{filter}
     RETURNING 1
-), last AS (
-    SELECT ARRAY[{as_text}] AS key FROM batch ORDER BY {desc} LIMIT 1
-), counts AS (
-    SELECT (SELECT count(*) FROM batch) AS seen, (SELECT count(*) FROM upd) AS updated
 ){checkpoint}
-SELECT seen, updated, (SELECT key FROM last) FROM counts",
-        select = select.join(", "),
+SELECT count(*) FROM upd",
         table = t.qualified,
-        order = cols.join(", "),
-        n = b.batch_size,
-        matches = matches.join(", "),
-        from_batch = from_batch.join(", "),
-        as_text = as_text.join(", "),
-        desc = desc.join(", "),
+        range = range.join(" AND "),
     )
 }
 
-/// Seen, updated and the last key, from the batch's result row (the last
-/// row the query returned; the settings' SELECT comes first).
-fn batch_result(messages: &[SimpleQueryMessage]) -> (i64, i64, Option<Vec<String>>) {
-    let Some(row) = messages.iter().rev().find_map(|m| match m {
-        SimpleQueryMessage::Row(r) if r.len() == 3 => Some(r),
-        _ => None,
-    }) else {
-        return (0, 0, None);
-    };
-    let n = |i: usize| row.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (n(0), n(1), row.get(2).map(parse_text_array))
+/// The count in the last row a query returned (the batch's own SELECT).
+fn last_count(messages: &[SimpleQueryMessage]) -> i64 {
+    messages
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn to_fail(fail: QueryFail, batch: i64, timeout: Option<Duration>) -> Fail {
+    match fail {
+        QueryFail::Db(e) => {
+            let info = db::error_info(&e, None);
+            let mut f = sql_failure(&format!("batch {batch} of the backfill failed"), &info);
+            f.retry_class = db::classify(&e);
+            f
+        }
+        QueryFail::Timeout => Fail::new(StepStatus::TimedOut, super::timeout_error(timeout)),
+        QueryFail::Interrupted => Fail::new(StepStatus::Cancelled, super::cancelled_error()),
+    }
 }
 
 /// PostgreSQL's text form of a `text[]`: `{1,"a b","x\"y",NULL}`.

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Compare the backfill step with a single UPDATE and with a hand-written
+batched loop, on a 2,000,000-row table with a concurrent writer, side by
+side in one run.
+
+Per round (the order rotates from round to round; the table is rebuilt and
+CHECKPOINTed before every measurement):
+  (a) one UPDATE of every row, from psql
+  (b) the backfill step: batch_size 10000, no pause
+  (c) a hand-written batched loop in one psql session: a DO block that
+      updates 10,000 keys at a time and COMMITs after each (no round trips,
+      no checkpoint table: the physical limit for batching)
+During each, a writer (pgbench, 2 clients, a custom script updating one
+random row per transaction) runs, and its per-transaction latencies are
+logged; the figures use the transactions that started while the operation
+ran. A writer-only window gives the baseline.
+
+Targets (issue 5): (b) has at least 60% of (a)'s throughput; the writer's
+max latency under (b) stays below 1 s, while under (a) it is about the
+length of the whole update; (b) is within 10% of (c).
+
+(b) is timed by the step's own duration from report.json; (a) and (c) by
+the psql process around them.
+
+Usage: python3 scripts/bench/backfill.py [--rows 2000000] [--runs 3]
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BATCH = 10000
+
+WRITER = """\\set id random(1, {rows})
+UPDATE orders SET touched = touched + 1 WHERE id = :id;
+"""
+
+LOOP = """DO $$
+DECLARE last bigint := 0; upto bigint;
+BEGIN
+  LOOP
+    SELECT max(id) INTO upto FROM (SELECT id FROM orders WHERE id > last ORDER BY id LIMIT {batch}) b;
+    EXIT WHEN upto IS NULL;
+    UPDATE orders SET ref = legacy WHERE id > last AND id <= upto AND ref IS NULL;
+    last := upto;
+    COMMIT;
+  END LOOP;
+END $$;"""
+
+
+def bin_dir():
+    for v in sorted(os.listdir("/usr/lib/postgresql"), key=int, reverse=True):
+        d = f"/usr/lib/postgresql/{v}/bin"
+        if os.path.exists(os.path.join(d, "pgbench")):
+            return d
+    raise SystemExit("no PostgreSQL client programs under /usr/lib/postgresql")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    exe = os.path.join(ROOT, "target", "release", "runbook")
+    bindir = bin_dir()
+    tool = lambda n: os.path.join(bindir, n)
+    tmp = tempfile.mkdtemp(prefix="runbook-bench-backfill-")
+    os.chmod(tmp, 0o777)
+
+    noop = os.path.join(tmp, "noop.yml")
+    with open(noop, "w") as f:
+        f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: noop, version: 1 }\n"
+                "phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n")
+    out = subprocess.run([exe, "exec", noop, "--ephemeral", "--keep", "-q", "--report-dir", os.path.join(tmp, "r0")],
+                         capture_output=True, text=True)
+    m = re.search(r"kept running: (\S+) \(data in (\S+)\)", out.stderr)
+    if not m:
+        raise SystemExit(f"could not start PostgreSQL:\n{out.stderr}")
+    base_url, data_dir = m.group(1), m.group(2)
+    url = base_url.rsplit("/", 1)[0] + "/bench"
+    psql = lambda sql: subprocess.run([tool("psql"), url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                                      check=True, capture_output=True, text=True).stdout.strip()
+    script = os.path.join(tmp, "writer.sql")
+    with open(script, "w") as f:
+        f.write(WRITER.format(rows=args.rows))
+    rb = os.path.join(tmp, "backfill.yml")
+    with open(rb, "w") as f:
+        f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
+                "phases:\n  - id: p\n    kind: migrate\n    steps:\n      - id: fill\n        backfill:\n"
+                f"          table: orders\n          set: ref = legacy\n          where: ref IS NULL\n"
+                f"          batch_size: {BATCH}\n")
+    try:
+        subprocess.run([tool("psql"), base_url.rsplit("/", 1)[0] + "/postgres", "-Xqc", "CREATE DATABASE bench"],
+                       check=True)
+
+        def rebuild():
+            psql("DROP TABLE IF EXISTS orders; DROP TABLE IF EXISTS runbook_backfill_state;"
+                 "CREATE TABLE orders (id bigint, legacy int, ref int, touched int NOT NULL DEFAULT 0, filler text);"
+                 f"INSERT INTO orders (id, legacy, filler) SELECT g, g % 100000, repeat('x', 60) "
+                 f"FROM generate_series(1, {args.rows}) g;"
+                 "ALTER TABLE orders ADD PRIMARY KEY (id);")
+            psql("VACUUM ANALYZE orders")
+            psql("CHECKPOINT")
+
+        def with_writer(name, op, seconds):
+            """Run op() while pgbench writes; return (op seconds, latencies ms of
+            writer transactions that started during op, op's own figure)."""
+            logdir = os.path.join(tmp, f"log-{name}")
+            os.mkdir(logdir)
+            os.chmod(logdir, 0o777)
+            writer = subprocess.Popen(
+                [tool("pgbench"), "-n", "-c", "2", "-j", "2", "-T", str(int(seconds)), "-f", script,
+                 "-l", "--log-prefix", os.path.join(logdir, "w"), url],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(1.0)
+            start = time.time()
+            figure = op()
+            end = time.time()
+            _, err = writer.communicate()
+            if writer.returncode != 0:
+                raise SystemExit(f"pgbench failed ({name}):\n{err}")
+            lat = []
+            for path in glob.glob(os.path.join(logdir, "w*")):
+                with open(path) as f:
+                    for line in f:
+                        parts = line.split()
+                        # client tx latency_us script epoch_s epoch_us
+                        us = int(parts[2])
+                        done = int(parts[4]) + int(parts[5]) / 1e6
+                        began = done - us / 1e6
+                        if start <= began <= end:
+                            lat.append(us / 1000)
+            if time.time() < end:
+                raise SystemExit("pgbench stopped before the operation ended; raise its duration")
+            return end - start, lat, figure
+
+        rows = {k: [] for k in ["(a) single UPDATE", "(b) backfill step", "(c) DO loop"]}
+        lats = {k: [] for k in rows}
+        lats["writer alone"] = []
+        step_rates = []
+        rebuild()
+        _, base, _ = with_writer("base", lambda: time.sleep(5), 8)
+        lats["writer alone"].append(base)
+        # A first single UPDATE sizes the writer's duration.
+        est = None
+        for r in range(args.runs):
+            def a():
+                psql("UPDATE orders SET ref = legacy WHERE ref IS NULL")
+
+            def b():
+                rep = os.path.join(tmp, f"rep{r}")
+                p = subprocess.run([exe, "exec", rb, "--database-url", url, "-q", "--report-dir", rep],
+                                   capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise SystemExit(f"runbook failed:\n{p.stderr}")
+                with open(os.path.join(rep, "report.json")) as f:
+                    s = json.load(f)["phases"][0]["steps"][0]
+                step_rates.append((s["duration_ms"], s["details"]["rows_per_second"], s["details"]["batch_ms"]))
+                # The step's own time: the process around it (connecting,
+                # the run lock, writing reports) is not the backfill.
+                return s["duration_ms"] / 1000
+
+            def c():
+                psql(LOOP.format(batch=BATCH))
+
+            ops = [("(a) single UPDATE", a), ("(b) backfill step", b), ("(c) DO loop", c)]
+            ops = ops[r % 3:] + ops[:r % 3]
+            for name, op in ops:
+                rebuild()
+                secs = (est or 60) * 3 + 10
+                took, lat, own = with_writer(f"{r}-{name[1]}", op, secs)
+                est = max(est or 0, took)
+                rows[name].append(own if own is not None else took)
+                lats[name].append(lat)
+                n = int(psql("SELECT count(*) FROM orders WHERE ref IS DISTINCT FROM legacy"))
+                if n:
+                    raise SystemExit(f"{name} left {n} rows not updated")
+            print(f"  round {r + 1} done", flush=True)
+
+        print(f"\ntable: {args.rows} rows; writer: pgbench, 2 clients, one random-row UPDATE per transaction; "
+              f"{os.cpu_count()} cores; runs: {args.runs}")
+        print("\nmedian seconds (each run listed), throughput, writer latency (all runs pooled):")
+        pct = lambda xs, p: sorted(xs)[max(0, int(round(p / 100 * len(xs))) - 1)] if xs else float("nan")
+        med = {}
+        for k, v in rows.items():
+            med[k] = statistics.median(v)
+            pooled = [x for run in lats[k] for x in run]
+            print(f"  {k:<20} {med[k]:7.2f}s  {args.rows / med[k]:>9,.0f} rows/s   "
+                  f"writer p99 {pct(pooled, 99):8.1f} ms  max {max(pooled):8.1f} ms  ({len(pooled)} tx)   "
+                  f"runs: {' '.join(f'{x:.2f}' for x in v)}")
+        base = [x for run in lats["writer alone"] for x in run]
+        print(f"  {'writer alone':<20} {'':>7}   {'':>9}           writer p99 {pct(base, 99):8.1f} ms  "
+              f"max {max(base):8.1f} ms  ({len(base)} tx)")
+        for ms, rate, batch in step_rates:
+            print(f"  backfill step report: {ms / 1000:.2f}s, {rate:,.0f} rows/s, batch ms p50 {batch['p50']} "
+                  f"p99 {batch['p99']} max {batch['max']}")
+        a, b, c = med["(a) single UPDATE"], med["(b) backfill step"], med["(c) DO loop"]
+        b_max = max(x for run in lats["(b) backfill step"] for x in run)
+        a_max = max(x for run in lats["(a) single UPDATE"] for x in run)
+        print("\nfigures:")
+        print(f"  (b) throughput is {a / b * 100:.0f}% of (a)'s  (target >= 60%)")
+        print(f"  writer max latency: {b_max:.0f} ms under (b) (target < 1000 ms); "
+              f"{a_max:.0f} ms under (a), whose update took {a * 1000:.0f} ms")
+        print(f"  (b) vs the hand-written loop (c): {(b / c - 1) * 100:+.1f}%  (target within 10%)")
+    finally:
+        try:
+            with open(os.path.join(data_dir, "postmaster.pid")) as f:
+                os.kill(int(f.readline()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
