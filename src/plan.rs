@@ -278,6 +278,9 @@ pub struct PlanBuiltin {
     pub args: IndexMap<String, Value>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub texts: IndexMap<String, Text>,
+    /// `tables` (row_counts), each a template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -790,10 +793,23 @@ impl Planner<'_> {
         let builtin = c.builtin.as_ref().map(|b| {
             let mut args = IndexMap::new();
             let mut texts = IndexMap::new();
+            let mut tables = None;
             if let Some(def) = crate::checks::find(&b.name) {
                 for a in def.args {
                     let given = b.args.get(a.name);
                     match (a.kind, given) {
+                        (crate::checks::ArgKind::Tables, Some(Value::Array(list))) => {
+                            tables = Some(
+                                list.iter()
+                                    .enumerate()
+                                    .filter_map(|(i, v)| {
+                                        v.as_str().map(|t| {
+                                            self.text(t, &format!("{p}/check/{}/{i}", a.name))
+                                        })
+                                    })
+                                    .collect(),
+                            );
+                        }
                         (crate::checks::ArgKind::Text, Some(Value::String(t))) => {
                             texts.insert(
                                 a.name.to_string(),
@@ -815,6 +831,7 @@ impl Planner<'_> {
                 name: b.name.clone(),
                 args,
                 texts,
+                tables,
             })
         });
         Action::Check {
@@ -1353,6 +1370,10 @@ fn write_builtin(o: &mut String, b: &PlanBuiltin, pad: usize) {
         })
         .collect();
     args.extend(b.texts.iter().map(|(k, t)| format!("{k} {}", t.text)));
+    if let Some(tables) = &b.tables {
+        let names: Vec<&str> = tables.iter().map(|t| t.text.as_str()).collect();
+        args.push(format!("tables {}", names.join(", ")));
+    }
     let _ = writeln!(
         o,
         "{:pad$}builtin {}{}",

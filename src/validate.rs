@@ -645,6 +645,18 @@ impl<'a> Walker<'a> {
                     self.push(at, &check.query, Mode::Template, scope);
                 }
                 if let Some(b) = &check.builtin {
+                    if let Some(Value::Array(list)) = b.args.get("tables") {
+                        for (i, v) in list.iter().enumerate() {
+                            if let Value::String(t) = v {
+                                self.push(
+                                    format!("{p}/check/tables/{i}"),
+                                    t,
+                                    Mode::Template,
+                                    scope,
+                                );
+                            }
+                        }
+                    }
                     for (k, v) in &b.args {
                         let Value::String(text) = v else { continue };
                         let mode = match k.as_str() {

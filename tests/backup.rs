@@ -735,3 +735,23 @@ fn the_example_backs_up_drops_and_restores_on_failure() {
         assert_eq!(backup_dirs(&work.path().join("backups")).len(), 1);
     }
 }
+
+#[test]
+fn a_backup_of_one_table_with_a_foreign_key_out_of_it_verifies_by_restore() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
+         INSERT INTO parent SELECT generate_series(1, 10);
+         INSERT INTO child SELECT g, g FROM generate_series(1, 10) g;",
+    );
+    let case = Case::new(
+        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: fk, version: 1 }\nphases:\n  - id: b\n    kind: backup\n    steps:\n      - id: bk\n        backup: { path: out, tables: [public.child], verify: restore }\n",
+    );
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("bk")["details"]["verification"]["status"],
+        "passed"
+    );
+}

@@ -302,3 +302,39 @@ fn a_quiet_step_reports_no_impact() {
     assert!(l["samples"].as_u64().unwrap() >= 1, "{l}");
     assert!(run.report["warnings"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn the_production_runbook_stops_at_its_gate_then_finishes_on_a_rerun() {
+    let db = Db::fresh();
+    let yaml = std::fs::read_to_string("runbooks/prod-migration.yml").unwrap();
+    let case = Case::new(&yaml);
+    // Without approval: everything up to the contract gate, then exit 6.
+    let first = case.exec(&db.url, &["--set", "seed=true"]);
+    assert_eq!(first.code, 6, "{}", first.stderr);
+    assert_eq!(
+        db.sql(
+            "SELECT count(*) FROM orders WHERE customer_ref IS DISTINCT FROM legacy_customer_id"
+        ),
+        "0"
+    );
+    assert_eq!(
+        first.step("backfill_column")["details"]["rows_updated"],
+        50000
+    );
+    assert_eq!(first.step("table_backup")["status"], "succeeded");
+    // The rerun skips what exists, finds nothing left to backfill, and contracts.
+    let second = case.exec(&db.url, &["--approve", "contract"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.step("add_column")["status"], "skipped");
+    assert_eq!(second.step("add_foreign_key")["status"], "skipped");
+    assert_eq!(second.step("backfill_column")["details"]["rows_updated"], 0);
+    assert_eq!(
+        db.sql("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'customer_ref'"),
+        "t"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'legacy_customer_id' AND NOT attisdropped"),
+        "0"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM orders"), "50000");
+}

@@ -542,12 +542,13 @@ async fn row_counts(
             expected.insert(q, t["rows"].as_i64().unwrap_or(0));
         }
     }
-    let names: Vec<String> = match b.args.get("tables").and_then(Value::as_array) {
+    let names: Vec<String> = match &b.tables {
         Some(list) => {
             let given: Vec<String> = list
                 .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
+                .map(|t| r.render(t).map(|(raw, _)| raw))
+                .collect::<Result<_, _>>()
+                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
             let resolved = query(
                 r,
                 s,

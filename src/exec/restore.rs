@@ -21,6 +21,8 @@ pub(crate) struct How {
     pub clean: bool,
     pub jobs: u32,
     pub single_transaction: bool,
+    /// A pg_restore `--use-list` file: restore only the entries it lists.
+    pub use_list: Option<std::path::PathBuf>,
 }
 
 /// A libpq connection string naming only a database: no secret in it.
@@ -75,6 +77,9 @@ pub(crate) async fn restore_into(
             argv.push("--single-transaction".into());
         } else {
             argv.push(format!("--jobs={}", how.jobs));
+        }
+        if let Some(list) = &how.use_list {
+            argv.push(format!("--use-list={}", list.display()));
         }
         argv.push(dump.display().to_string());
     }
@@ -398,6 +403,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         clean: rs.clean,
         jobs: rs.jobs,
         single_transaction: rs.single_transaction,
+        use_list: None,
     };
     restore_into(
         r,
