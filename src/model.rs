@@ -132,6 +132,9 @@ pub struct Settings {
     /// Default 1s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_wait_warning: Option<Duration>,
+    /// Sample lock impact while steps run. Default true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_monitor: Option<bool>,
 }
 
 /// Session settings a step may override.
@@ -142,6 +145,7 @@ pub struct StepSettings {
     pub statement_timeout: Option<Duration>,
     pub wait_for_blockers: Option<Duration>,
     pub lock_wait_warning: Option<Duration>,
+    pub lock_monitor: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

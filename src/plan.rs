@@ -758,6 +758,9 @@ impl Planner<'_> {
         if own.lock_wait_warning.is_some() {
             s.lock_wait_warning = own.lock_wait_warning;
         }
+        if own.lock_monitor.is_some() {
+            s.lock_monitor = own.lock_monitor;
+        }
         Some(s)
     }
 

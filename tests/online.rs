@@ -292,10 +292,11 @@ fn a_quiet_step_reports_no_impact() {
     let db = Db::fresh();
     db.sql("CREATE TABLE t (n int)");
     let case = Case::new(&one_step(
-        "      - id: add\n        sql: ALTER TABLE t ADD COLUMN note text;\n",
+        "      - id: add\n        sql: ALTER TABLE t ADD COLUMN note text;\n      - id: unwatched\n        settings: { lock_monitor: false }\n        sql: ALTER TABLE t ADD COLUMN other text;\n",
     ));
     let run = case.exec(&db.url, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.step("unwatched")["lock_impact"].is_null());
     let l = &run.step("add")["lock_impact"];
     assert_eq!(l["sessions_waited"], 0, "{l}");
     assert_eq!(l["waited_total_ms"], 0, "{l}");

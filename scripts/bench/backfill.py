@@ -7,6 +7,7 @@ Per round (the order rotates from round to round; the table is rebuilt and
 CHECKPOINTed before every measurement):
   (a) one UPDATE of every row, from psql
   (b) the backfill step: batch_size 10000, no pause
+  (b') the same step with settings.lock_monitor: false
   (c) a hand-written batched loop in one psql session: a DO block that
       updates 10,000 keys at a time and COMMITs after each (no round trips,
       no checkpoint table: the physical limit for batching)
@@ -92,12 +93,15 @@ def main():
     script = os.path.join(tmp, "writer.sql")
     with open(script, "w") as f:
         f.write(WRITER.format(rows=args.rows))
-    rb = os.path.join(tmp, "backfill.yml")
-    with open(rb, "w") as f:
-        f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
-                "phases:\n  - id: p\n    kind: migrate\n    steps:\n      - id: fill\n        backfill:\n"
-                f"          table: orders\n          set: ref = legacy\n          where: ref IS NULL\n"
-                f"          batch_size: {BATCH}\n")
+    rbs = {}
+    for monitor in ("true", "false"):
+        rbs[monitor] = os.path.join(tmp, f"backfill-{monitor}.yml")
+        with open(rbs[monitor], "w") as f:
+            f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
+                    f"settings: {{ lock_monitor: {monitor} }}\n"
+                    "phases:\n  - id: p\n    kind: migrate\n    steps:\n      - id: fill\n        backfill:\n"
+                    f"          table: orders\n          set: ref = legacy\n          where: ref IS NULL\n"
+                    f"          batch_size: {BATCH}\n")
     try:
         subprocess.run([tool("psql"), base_url.rsplit("/", 1)[0] + "/postgres", "-Xqc", "CREATE DATABASE bench"],
                        check=True)
@@ -143,7 +147,7 @@ def main():
                 raise SystemExit("pgbench stopped before the operation ended; raise its duration")
             return end - start, lat, figure
 
-        rows = {k: [] for k in ["(a) single UPDATE", "(b) backfill step", "(c) DO loop"]}
+        rows = {k: [] for k in ["(a) single UPDATE", "(b) backfill step", "(b') step, no monitor", "(c) DO loop"]}
         lats = {k: [] for k in rows}
         lats["writer alone"] = []
         step_rates = []
@@ -156,15 +160,16 @@ def main():
             def a():
                 psql("UPDATE orders SET ref = legacy WHERE ref IS NULL")
 
-            def b():
-                rep = os.path.join(tmp, f"rep{r}")
-                p = subprocess.run([exe, "exec", rb, "--database-url", url, "-q", "--report-dir", rep],
+            def b(monitor="true"):
+                rep = os.path.join(tmp, f"rep{r}-{monitor}")
+                p = subprocess.run([exe, "exec", rbs[monitor], "--database-url", url, "-q", "--report-dir", rep],
                                    capture_output=True, text=True)
                 if p.returncode != 0:
                     raise SystemExit(f"runbook failed:\n{p.stderr}")
                 with open(os.path.join(rep, "report.json")) as f:
                     s = json.load(f)["phases"][0]["steps"][0]
-                step_rates.append((s["duration_ms"], s["details"]["rows_per_second"], s["details"]["batch_ms"]))
+                if monitor == "true":
+                    step_rates.append((s["duration_ms"], s["details"]["rows_per_second"], s["details"]["batch_ms"]))
                 # The step's own time: the process around it (connecting,
                 # the run lock, writing reports) is not the backfill.
                 return s["duration_ms"] / 1000
@@ -172,12 +177,13 @@ def main():
             def c():
                 psql(LOOP.format(batch=BATCH))
 
-            ops = [("(a) single UPDATE", a), ("(b) backfill step", b), ("(c) DO loop", c)]
-            ops = ops[r % 3:] + ops[:r % 3]
+            ops = [("(a) single UPDATE", a), ("(b) backfill step", b),
+                   ("(b') step, no monitor", lambda: b("false")), ("(c) DO loop", c)]
+            ops = ops[r % 4:] + ops[:r % 4]
             for name, op in ops:
                 rebuild()
                 secs = (est or 60) * 3 + 10
-                took, lat, own = with_writer(f"{r}-{name[1]}", op, secs)
+                took, lat, own = with_writer(f"{r}-{len(rows[name])}-{name[1:3]}", op, secs)
                 est = max(est or 0, took)
                 rows[name].append(own if own is not None else took)
                 lats[name].append(lat)
@@ -211,6 +217,8 @@ def main():
         print(f"  writer max latency: {b_max:.0f} ms under (b) (target < 1000 ms); "
               f"{a_max:.0f} ms under (a), whose update took {a * 1000:.0f} ms")
         print(f"  (b) vs the hand-written loop (c): {(b / c - 1) * 100:+.1f}%  (target within 10%)")
+        nm = med["(b') step, no monitor"]
+        print(f"  (b') the step without the lock monitor vs (c): {(nm / c - 1) * 100:+.1f}%; the monitor costs {(b / nm - 1) * 100:+.1f}%")
     finally:
         try:
             with open(os.path.join(data_dir, "postmaster.pid")) as f:

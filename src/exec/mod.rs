@@ -573,6 +573,10 @@ impl Run<'_> {
         if matches!(s.action, Action::Check { .. } | Action::Sleep { .. }) {
             return None;
         }
+        let settings = s.settings.as_ref().unwrap_or(&self.plan.settings);
+        if settings.lock_monitor == Some(false) {
+            return None;
+        }
         if self.monitor.is_none() {
             let app = self.monitor_app();
             let connected = self.db.connect_to(&self.database, &app).await;
