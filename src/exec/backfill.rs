@@ -112,62 +112,48 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     loop {
         throttled += throttle(r, &s.id, b, deadline, timeout).await?;
         let t0 = Instant::now();
-        let bounded = match bound(r, b, &table, ck.last_key.as_deref(), deadline).await {
-            Ok(x) => x,
-            Err(fail) => {
-                let mut f = to_fail(fail, ck.batches + 1, timeout);
-                let (d, _) = summary(
-                    b,
-                    &ck,
-                    seen_now,
-                    updated_now,
-                    &times,
-                    run_started,
-                    throttled,
-                    resumed,
-                    &resumed_from,
-                    total,
-                );
-                f.partial.rows_affected = Some(updated_now as u64);
-                f.partial.details = Some(d);
-                return Err(f);
+        // One batch: where it ends, then the update and its checkpoint.
+        let attempt: Result<Option<(Vec<String>, i64, i64)>, QueryFail> = async {
+            let Some((upto, seen)) = bound(r, b, &table, ck.last_key.as_deref(), deadline).await?
+            else {
+                return Ok(None);
+            };
+            let write = Write {
+                state: &state,
+                runbook: &runbook,
+                step: &s.id,
+                fingerprint: &fingerprint,
+                run_id: &r.run_id,
+                ck: &ck,
+                seen,
+            };
+            let batch = update_sql(
+                &table,
+                &set,
+                where_.as_deref(),
+                ck.last_key.as_deref(),
+                &upto,
+                (!b.dry_run).then_some(&write),
+            );
+            let end = if b.dry_run { "ROLLBACK" } else { "COMMIT" };
+            let query = format!("{prefix}{batch};\n{end};");
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(QueryFail::Timeout);
             }
-        };
-        let Some((upto, seen)) = bounded else {
-            break;
-        };
-        let write = Write {
-            state: &state,
-            runbook: &runbook,
-            step: &s.id,
-            fingerprint: &fingerprint,
-            run_id: &r.run_id,
-            ck: &ck,
-            seen,
-        };
-        let batch = update_sql(
-            &table,
-            &set,
-            where_.as_deref(),
-            ck.last_key.as_deref(),
-            &upto,
-            (!b.dry_run).then_some(&write),
-        );
-        let query = if b.dry_run {
-            format!("{prefix}{batch};\nROLLBACK;")
-        } else {
-            format!("{prefix}{batch};\nCOMMIT;")
-        };
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let result = if left.is_some_and(|l| l.is_zero()) {
-            Err(QueryFail::Timeout)
-        } else {
-            r.db.run(&query, left, r.stop_signal()).await
-        };
-        let messages = match result {
-            Ok(m) => m,
+            match r.db.run(&query, left, r.stop_signal()).await {
+                Ok(messages) => Ok(Some((upto, seen, last_count(&messages)))),
+                Err(fail) => {
+                    r.db.rollback().await;
+                    Err(fail)
+                }
+            }
+        }
+        .await;
+        let (upto, seen, updated) = match attempt {
+            Ok(Some(done)) => done,
+            Ok(None) => break,
             Err(fail) => {
-                r.db.rollback().await;
                 let mut f = to_fail(fail, ck.batches + 1, timeout);
                 let (d, _) = summary(
                     b,
@@ -187,7 +173,6 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             }
         };
         let elapsed = t0.elapsed();
-        let updated = last_count(&messages);
         times.push(elapsed.as_secs_f64() * 1000.0);
         seen_now += seen;
         updated_now += updated;
