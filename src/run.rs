@@ -281,9 +281,9 @@ pub fn exec(a: RunArgs) -> u8 {
         if a.keep {
             c.keep();
             eprintln!(
-                "ephemeral PostgreSQL kept running: {} (data in {})",
+                "ephemeral PostgreSQL kept running: {} (data in {}; stop it with pg_ctl -D that directory stop)",
                 c.url("postgres"),
-                c.dir().display()
+                c.dir().join("data").display()
             );
         }
         drop(c);

@@ -300,7 +300,8 @@ fn a_quiet_step_reports_no_impact() {
     let l = &run.step("add")["lock_impact"];
     assert_eq!(l["sessions_waited"], 0, "{l}");
     assert_eq!(l["waited_total_ms"], 0, "{l}");
-    assert!(l["samples"].as_u64().unwrap() >= 1, "{l}");
+    // A step shorter than one interval is not sampled at all.
+    assert!(l["samples"].as_u64().is_some(), "{l}");
     assert!(run.report["warnings"].as_array().unwrap().is_empty());
 }
 

@@ -58,7 +58,7 @@ def main():
                 "phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n")
     out = subprocess.run([exe, "exec", noop, "--ephemeral", "--keep", "-q", "--report-dir", os.path.join(tmp, "r0")],
                          capture_output=True, text=True)
-    m = re.search(r"kept running: (\S+) \(data in (\S+)\)", out.stderr)
+    m = re.search(r"kept running: (\S+) \(data in ([^;\s]+);", out.stderr)
     if not m:
         raise SystemExit(f"could not start PostgreSQL:\n{out.stderr}")
     base_url, data_dir = m.group(1), m.group(2)
@@ -197,6 +197,7 @@ def main():
         except (OSError, ValueError):
             pass
         time.sleep(1)
+        shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -36,7 +36,7 @@ def main():
                 "phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n")
     out = subprocess.run([exe, "exec", noop, "--ephemeral", "--keep", "-q", "--report-dir", os.path.join(tmp, "r0")],
                          capture_output=True, text=True)
-    m = re.search(r"kept running: (\S+) \(data in (\S+)\)", out.stderr)
+    m = re.search(r"kept running: (\S+) \(data in ([^;\s]+);", out.stderr)
     if not m:
         raise SystemExit(f"could not start PostgreSQL:\n{out.stderr}")
     base_url, data_dir = m.group(1), m.group(2)
@@ -83,12 +83,12 @@ def main():
         print(f"ratio runbook/psql: {ratio:.2f}x (target <= 1.25x: {'met' if ratio <= 1.25 else 'MISSED'}); runs: {args.runs}")
     finally:
         try:
-            with open(os.path.join(data_dir, "data", "postmaster.pid")) as f:
+            with open(os.path.join(data_dir, "postmaster.pid")) as f:
                 os.kill(int(f.readline()), signal.SIGINT)
             time.sleep(1)
         except OSError:
             pass
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -127,7 +127,7 @@ impl Tally {
     }
 }
 
-/// A running monitor; [`Monitor::stop`] takes a last sample and returns the figures.
+/// A running monitor; [`Monitor::stop`] returns the figures.
 pub struct Monitor {
     stop: oneshot::Sender<()>,
     task: JoinHandle<LockImpact>,
@@ -140,23 +140,18 @@ impl Monitor {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut tally = Tally::default();
+            // Sample only while the step runs: a step shorter than one
+            // interval costs nothing (its impact is below what sampling sees).
             loop {
+                tokio::select! {
+                    () = tokio::time::sleep(INTERVAL) => {}
+                    _ = &mut stopped => return tally.finish(None),
+                }
                 match db.client.query(&*sql, &[&ours]).await {
                     Ok(rows) => tally.add(&rows),
                     Err(e) => {
                         let why = crate::exec::db::error_info(&e, None).message;
                         return tally.finish(Some(why));
-                    }
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(INTERVAL) => {}
-                    _ = &mut stopped => {
-                        // One last look, so a wait that began in the final
-                        // interval is counted.
-                        if let Ok(rows) = db.client.query(&*sql, &[&ours]).await {
-                            tally.add(&rows);
-                        }
-                        return tally.finish(None);
                     }
                 }
             }
