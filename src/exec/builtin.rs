@@ -549,30 +549,15 @@ async fn row_counts(
                 .map(|t| r.render(t).map(|(raw, _)| raw))
                 .collect::<Result<_, _>>()
                 .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-            let resolved = query(
-                r,
-                s,
-                &format!(
-                    "SELECT n AS given, to_regclass(n)::text AS name FROM unnest(ARRAY[{}]::text[]) AS n",
-                    given.iter().map(|g| lit(g)).collect::<Vec<_>>().join(", ")
-                ),
-                timeout,
-            )
-            .await?;
             let mut out = Vec::new();
-            for row in resolved {
-                match row.get("name").and_then(Value::as_str) {
-                    Some(n) => out.push(qualify(n)),
-                    None => {
-                        return Err(fail(
-                            format!(
-                                "row_counts: table `{}` does not exist",
-                                row["given"].as_str().unwrap_or("")
-                            ),
-                            None,
-                        ));
-                    }
-                }
+            for (given, name) in regclasses(r, s, &given, timeout).await? {
+                let Some(n) = name else {
+                    return Err(fail(
+                        format!("row_counts: table `{given}` does not exist"),
+                        None,
+                    ));
+                };
+                out.push(qualify(&n));
             }
             out
         }
@@ -586,20 +571,11 @@ async fn row_counts(
     let counted: BTreeMap<String, Option<i64>> = if names.is_empty() {
         BTreeMap::new()
     } else {
-        let exists = query(
-            r,
-            s,
-            &format!(
-                "SELECT n AS name, to_regclass(n) IS NOT NULL AS present FROM unnest(ARRAY[{}]::text[]) AS n",
-                names.iter().map(|n| lit(n)).collect::<Vec<_>>().join(", ")
-            ),
-            timeout,
-        )
-        .await?;
-        let present: Vec<String> = exists
-            .iter()
-            .filter(|row| row["present"] == Value::Bool(true))
-            .filter_map(|row| row["name"].as_str().map(str::to_string))
+        let present: Vec<String> = regclasses(r, s, &names, timeout)
+            .await?
+            .into_iter()
+            .filter(|(_, found)| found.is_some())
+            .map(|(name, _)| name)
             .collect();
         let mut counted: BTreeMap<String, Option<i64>> =
             names.iter().map(|n| (n.clone(), None)).collect();
@@ -655,6 +631,29 @@ async fn row_counts(
         Value::from(off),
     );
     Ok((rows, vec![e]))
+}
+
+/// Each name with what `to_regclass` makes of it (None: no such relation).
+async fn regclasses(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    names: &[String],
+    timeout: Option<Duration>,
+) -> Result<Vec<(String, Option<String>)>, Fail> {
+    let sql = format!(
+        "SELECT n AS given, to_regclass(n)::text AS name FROM unnest(ARRAY[{}]::text[]) AS n",
+        names.iter().map(|n| lit(n)).collect::<Vec<_>>().join(", ")
+    );
+    Ok(query(r, s, &sql, timeout)
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                row["given"].as_str().unwrap_or_default().to_string(),
+                row["name"].as_str().map(str::to_string),
+            )
+        })
+        .collect())
 }
 
 /// `public.orders` or `public."Mixed"`: always schema-qualified, quoted the
