@@ -29,15 +29,13 @@ import argparse
 import glob
 import json
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import Cluster, bin_dir, release_build
 BATCH = 10000
 
 WRITER = """\\set id random(1, {rows})
@@ -57,37 +55,18 @@ BEGIN
 END $$;"""
 
 
-def bin_dir():
-    for v in sorted(os.listdir("/usr/lib/postgresql"), key=int, reverse=True):
-        d = f"/usr/lib/postgresql/{v}/bin"
-        if os.path.exists(os.path.join(d, "pgbench")):
-            return d
-    raise SystemExit("no PostgreSQL client programs under /usr/lib/postgresql")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "runbook")
-    bindir = bin_dir()
+    exe = release_build()
+    bindir = bin_dir("pgbench")
     tool = lambda n: os.path.join(bindir, n)
     tmp = tempfile.mkdtemp(prefix="runbook-bench-backfill-")
     os.chmod(tmp, 0o777)
-
-    noop = os.path.join(tmp, "noop.yml")
-    with open(noop, "w") as f:
-        f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: noop, version: 1 }\n"
-                "phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n")
-    out = subprocess.run([exe, "exec", noop, "--ephemeral", "--keep", "-q", "--report-dir", os.path.join(tmp, "r0")],
-                         capture_output=True, text=True)
-    m = re.search(r"kept running: (\S+) \(data in ([^;\s]+);", out.stderr)
-    if not m:
-        raise SystemExit(f"could not start PostgreSQL:\n{out.stderr}")
-    base_url, data_dir = m.group(1), m.group(2)
-    url = base_url.rsplit("/", 1)[0] + "/bench"
+    cluster = Cluster(exe, tmp)
+    url = cluster.url_of("bench")
     psql = lambda sql: subprocess.run([tool("psql"), url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
                                       check=True, capture_output=True, text=True).stdout.strip()
     script = os.path.join(tmp, "writer.sql")
@@ -103,7 +82,7 @@ def main():
                     f"          table: orders\n          set: ref = legacy\n          where: ref IS NULL\n"
                     f"          batch_size: {BATCH}\n")
     try:
-        subprocess.run([tool("psql"), base_url.rsplit("/", 1)[0] + "/postgres", "-Xqc", "CREATE DATABASE bench"],
+        subprocess.run([tool("psql"), cluster.url, "-Xqc", "CREATE DATABASE bench"],
                        check=True)
 
         def rebuild():
@@ -182,7 +161,7 @@ def main():
             ops = ops[r % 4:] + ops[:r % 4]
             for name, op in ops:
                 rebuild()
-                secs = (est or 60) * 3 + 10
+                secs = (est or 20) * 3 + 10
                 took, lat, own = with_writer(f"{r}-{len(rows[name])}-{name[1:3]}", op, secs)
                 est = max(est or 0, took)
                 rows[name].append(own if own is not None else took)
@@ -220,13 +199,7 @@ def main():
         nm = med["(b') step, no monitor"]
         print(f"  (b') the step without the lock monitor vs (c): {(nm / c - 1) * 100:+.1f}%; the monitor costs {(b / nm - 1) * 100:+.1f}%")
     finally:
-        try:
-            with open(os.path.join(data_dir, "postmaster.pid")) as f:
-                os.kill(int(f.readline()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
-        time.sleep(1)
-        shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
+        cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -22,23 +22,13 @@ Usage: python3 scripts/bench/backup.py [--scale 70] [--runs 3]
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def bin_dir():
-    for v in sorted(os.listdir("/usr/lib/postgresql"), key=int, reverse=True):
-        d = f"/usr/lib/postgresql/{v}/bin"
-        if os.path.exists(os.path.join(d, "pg_dump")):
-            return d
-    raise SystemExit("no PostgreSQL client programs under /usr/lib/postgresql")
+from common import Cluster, bin_dir, release_build
 
 
 def main():
@@ -46,23 +36,12 @@ def main():
     ap.add_argument("--scale", type=int, default=70)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "runbook")
+    exe = release_build()
     bindir = bin_dir()
     tool = lambda n: os.path.join(bindir, n)
     tmp = tempfile.mkdtemp(prefix="runbook-bench-backup-")
-
-    noop = os.path.join(tmp, "noop.yml")
-    with open(noop, "w") as f:
-        f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: noop, version: 1 }\n"
-                "phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n")
-    out = subprocess.run([exe, "exec", noop, "--ephemeral", "--keep", "-q", "--report-dir", os.path.join(tmp, "r0")],
-                         capture_output=True, text=True)
-    m = re.search(r"kept running: (\S+) \(data in ([^;\s]+);", out.stderr)
-    if not m:
-        raise SystemExit(f"could not start PostgreSQL:\n{out.stderr}")
-    base_url, data_dir = m.group(1), m.group(2)
-    url = lambda db: base_url.rsplit("/", 1)[0] + "/" + db
+    cluster = Cluster(exe, tmp)
+    url = cluster.url_of
     env = dict(os.environ)
     env.pop("PG_BIN_DIR", None)
     try:
@@ -191,13 +170,7 @@ def main():
         print(f"  directory -j 2 vs custom (bare pg_dump): {med['pg_dump -Fd -j2']:.2f}s vs {med['pg_dump -Fc']:.2f}s")
         print(f"  runbook process wall vs step time (directory): {med['backup dir j2 walls']:.2f}s vs {med['backup dir j2 (none)']:.2f}s")
     finally:
-        try:
-            with open(os.path.join(data_dir, "postmaster.pid")) as f:
-                os.kill(int(f.readline()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
-        time.sleep(1)
-        shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
+        cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -9,15 +9,13 @@ Usage: python3 scripts/bench/exec.py [--runs N] [--steps N]
 """
 import argparse
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import Cluster, release_build
 
 
 def main():
@@ -25,21 +23,9 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--steps", type=int, default=200)
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "runbook")
+    exe = release_build()
     tmp = tempfile.mkdtemp(prefix="runbook-bench-exec-")
-
-    # A PostgreSQL of our own: runbook's throwaway cluster, kept running.
-    noop = os.path.join(tmp, "noop.yml")
-    with open(noop, "w") as f:
-        f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: noop, version: 1 }\n"
-                "phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n")
-    out = subprocess.run([exe, "exec", noop, "--ephemeral", "--keep", "-q", "--report-dir", os.path.join(tmp, "r0")],
-                         capture_output=True, text=True)
-    m = re.search(r"kept running: (\S+) \(data in ([^;\s]+);", out.stderr)
-    if not m:
-        raise SystemExit(f"could not start PostgreSQL:\n{out.stderr}")
-    base_url, data_dir = m.group(1), m.group(2)
+    cluster = Cluster(exe, tmp)
     try:
         stmts = [f"CREATE TABLE bench_{i} (id bigint PRIMARY KEY, v text NOT NULL DEFAULT '')" for i in range(args.steps)]
         sql_file = os.path.join(tmp, "stmts.sql")
@@ -59,8 +45,8 @@ def main():
             nonlocal n
             n += 1
             name = f"bench_{n}"
-            subprocess.run(["psql", base_url, "-XAtqc", f"CREATE DATABASE {name}"], check=True)
-            return base_url.rsplit("/", 1)[0] + "/" + name
+            subprocess.run(["psql", cluster.url, "-XAtqc", f"CREATE DATABASE {name}"], check=True)
+            return cluster.url_of(name)
 
         def timed(cmd):
             t = time.perf_counter()
@@ -82,13 +68,7 @@ def main():
         ratio = r / p
         print(f"ratio runbook/psql: {ratio:.2f}x (target <= 1.25x: {'met' if ratio <= 1.25 else 'MISSED'}); runs: {args.runs}")
     finally:
-        try:
-            with open(os.path.join(data_dir, "postmaster.pid")) as f:
-                os.kill(int(f.readline()), signal.SIGINT)
-            time.sleep(1)
-        except OSError:
-            pass
-        shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
+        cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

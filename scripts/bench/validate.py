@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import release_build
 
 
 def runbook_yaml(steps: int) -> str:
@@ -81,8 +81,7 @@ def main():
     ap.add_argument("--steps", type=int, default=1000)
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "runbook")
+    exe = release_build()
     tmp = tempfile.mkdtemp(prefix="runbook-bench-")
     rb = os.path.join(tmp, "bench.yml")
     with open(rb, "w") as f:
