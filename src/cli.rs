@@ -89,11 +89,89 @@ enum Cmd {
         #[command(subcommand)]
         command: BackupsCmd,
     },
-    /// Print the JSON Schema of the runbook format (or, with --report, of report.json).
+    /// Print the JSON Schema of the runbook format (or, with --report, of
+    /// report.json); or snapshot and compare database schemas.
+    #[command(args_conflicts_with_subcommands = true)]
     Schema {
         /// Print the schema of report.json instead.
         #[arg(long)]
         report: bool,
+        #[command(subcommand)]
+        command: Option<SchemaCmd>,
+    },
+    /// The state of a migration directory in a database, and repairs.
+    Migrations {
+        #[command(subcommand)]
+        command: MigrationsCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCmd {
+    /// Snapshot a database's schema from the catalog, as JSON.
+    Snapshot {
+        /// The database. Default: $DATABASE_URL.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Compare two snapshots object by object. Exits 0 when they are the same, 3 when they differ.
+    Diff {
+        /// The earlier snapshot.
+        a: PathBuf,
+        /// The later snapshot.
+        b: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct MigrationArgs {
+    /// The migration directory.
+    dir: PathBuf,
+    /// The database. Default: $DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// The directory's layout: auto, pairs, dbmate, sql-migrate, goose, plain or prisma.
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
+    migration_format: String,
+    /// The history table.
+    #[arg(long, value_name = "TABLE", default_value = crate::model::DEFAULT_HISTORY_TABLE)]
+    history_table: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mark {
+    /// Keep the migration as applied (its changes are in place).
+    Applied,
+    /// Remove it from the history, so it runs again (its changes are not in place).
+    Pending,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrationsCmd {
+    /// Each migration: applied, pending, dirty or changed. Exits 3 when one is dirty or changed.
+    Status {
+        #[command(flatten)]
+        m: MigrationArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Clear a dirty flag after checking the schema by hand. Asks for confirmation.
+    Repair {
+        #[command(flatten)]
+        m: MigrationArgs,
+        /// The dirty version.
+        #[arg(long)]
+        version: String,
+        /// What the migration's state is now.
+        #[arg(long, value_enum, default_value_t = Mark::Applied)]
+        mark: Mark,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -270,7 +348,61 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             })
         }
         Cmd::Backups { command } => backups(command, &mut stdout, &mut stderr),
-        Cmd::Schema { report } => {
+        Cmd::Schema {
+            command:
+                Some(SchemaCmd::Snapshot {
+                    database_url,
+                    output,
+                }),
+            ..
+        } => crate::commands::schema_snapshot(
+            &crate::commands::Target { database_url },
+            output.as_deref(),
+            &mut stdout,
+            &mut stderr,
+        ),
+        Cmd::Schema {
+            command: Some(SchemaCmd::Diff { a, b }),
+            ..
+        } => crate::commands::schema_diff(&a, &b, &mut stdout, &mut stderr),
+        Cmd::Migrations {
+            command: MigrationsCmd::Status { m, format },
+        } => crate::commands::migrations_status(
+            &crate::commands::Target {
+                database_url: m.database_url,
+            },
+            &m.dir,
+            &m.migration_format,
+            &m.history_table,
+            matches!(format, Format::Json),
+            &mut stdout,
+            &mut stderr,
+        ),
+        Cmd::Migrations {
+            command:
+                MigrationsCmd::Repair {
+                    m,
+                    version,
+                    mark,
+                    yes,
+                },
+        } => crate::commands::migrations_repair(
+            &crate::commands::Target {
+                database_url: m.database_url,
+            },
+            &m.dir,
+            &m.migration_format,
+            &m.history_table,
+            &version,
+            matches!(mark, Mark::Applied),
+            yes,
+            &mut stdout,
+            &mut stderr,
+        ),
+        Cmd::Schema {
+            report,
+            command: None,
+        } => {
             let schema = if report {
                 crate::schema::REPORT_SCHEMA
             } else {

@@ -8,6 +8,7 @@
 pub mod backups;
 pub mod checks;
 pub mod cli;
+pub mod commands;
 pub mod diag;
 pub mod duration;
 pub mod ephemeral;

@@ -1,87 +1,625 @@
-//! Migration directories: which migrations a directory holds, by version.
+//! Migration directories: which migrations a directory holds, in which
+//! format, with their up and down scripts.
 //!
 //! A version is the leading digits of a file's name (`001_init.up.sql`,
 //! `20240101120000_add.sql`) or of a directory holding `migration.sql`
-//! (Prisma's layout). Up and down files of one version count once.
+//! (Prisma's layout). Migrations are ordered by version, numerically.
+//!
+//! The formats:
+//! - `pairs` (golang-migrate): `NNN_name.up.sql` and `NNN_name.down.sql`;
+//! - `dbmate`: one file with `-- migrate:up` and `-- migrate:down` sections
+//!   (`transaction:false` after a marker runs that section outside a transaction);
+//! - `sql-migrate`: `-- +migrate Up` / `-- +migrate Down`, `notransaction`
+//!   after a marker;
+//! - `goose`: `-- +goose Up` / `-- +goose Down`, `-- +goose NO TRANSACTION`
+//!   for the whole file; `StatementBegin`/`StatementEnd` are accepted and
+//!   ignored, because runbook's statement splitter is a real parser;
+//! - `plain`: forward-only `NNN_name.sql` files;
+//! - `prisma`: forward-only `NNN_name/migration.sql`.
+//!
+//! In every format, `-- runbook:no-transaction` in a script runs it
+//! statement by statement, outside a transaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// One migration: its version and the file (or directory) that holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub version: String,
-    pub file: String,
+use sha2::{Digest, Sha256};
+
+/// The marker that runs a script outside a transaction, in any format.
+pub const NO_TRANSACTION_MARKER: &str = "-- runbook:no-transaction";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Pairs,
+    Dbmate,
+    SqlMigrate,
+    Goose,
+    Plain,
+    Prisma,
 }
 
-/// The migrations in `dir`, ordered by version (numerically).
-pub fn list(dir: &Path) -> Result<Vec<Entry>, String> {
+pub const FORMATS: &[&str] = &["pairs", "dbmate", "sql-migrate", "goose", "plain", "prisma"];
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pairs => "pairs",
+            Self::Dbmate => "dbmate",
+            Self::SqlMigrate => "sql-migrate",
+            Self::Goose => "goose",
+            Self::Plain => "plain",
+            Self::Prisma => "prisma",
+        }
+    }
+
+    /// `auto` (or nothing) is `None`: detect.
+    pub fn parse(s: &str) -> Result<Option<Format>, String> {
+        Ok(Some(match s {
+            "auto" => return Ok(None),
+            "pairs" | "golang-migrate" => Self::Pairs,
+            "dbmate" => Self::Dbmate,
+            "sql-migrate" => Self::SqlMigrate,
+            "goose" => Self::Goose,
+            "plain" => Self::Plain,
+            "prisma" => Self::Prisma,
+            other => {
+                return Err(format!(
+                    "unknown migration format `{other}`: expected auto, {}",
+                    FORMATS.join(", ")
+                ));
+            }
+        }))
+    }
+
+    /// Whether the format has down scripts at all.
+    pub fn has_down(self) -> bool {
+        !matches!(self, Self::Plain | Self::Prisma)
+    }
+}
+
+/// One script: the up or the down of a migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub sql: String,
+    /// The file, relative to the migration directory.
+    pub file: String,
+    /// The file's line where `sql` starts (1-based).
+    pub first_line: usize,
+    /// Marked to run outside a transaction (by its format or by runbook's marker).
+    pub no_transaction: bool,
+}
+
+impl Script {
+    /// Where a byte offset of `sql` is in the file: `file:line`.
+    pub fn locate(&self, offset: usize) -> String {
+        let upto = &self.sql[..offset.min(self.sql.len())];
+        format!(
+            "{}:{}",
+            self.file,
+            self.first_line + upto.matches('\n').count()
+        )
+    }
+
+    fn is_blank(&self) -> bool {
+        crate::statements::split(&self.sql).is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Down {
+    Script(Script),
+    /// The format has downs, but this migration's is absent or holds only
+    /// comments: why.
+    Missing(String),
+    /// A forward-only format.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: String,
+    pub name: String,
+    pub up: Script,
+    pub down: Down,
+    /// sha256 of the up script, hex.
+    pub checksum: String,
+}
+
+impl Migration {
+    pub fn down_script(&self) -> Option<&Script> {
+        match &self.down {
+            Down::Script(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Why there is no down, when there is none.
+    pub fn down_missing(&self) -> Option<String> {
+        match &self.down {
+            Down::Script(_) => None,
+            Down::Missing(why) => Some(why.clone()),
+            Down::Unavailable => Some("the format is forward-only".into()),
+        }
+    }
+}
+
+/// A loaded migration directory.
+#[derive(Debug, Clone)]
+pub struct Set {
+    pub dir: PathBuf,
+    pub format: Format,
+    pub migrations: Vec<Migration>,
+    /// Things that work but deserve a look (mismatched pair names).
+    pub warnings: Vec<String>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Numeric order of versions: shorter (after leading zeros) is smaller.
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (ta, tb) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    (ta.len(), ta).cmp(&(tb.len(), tb)).then_with(|| a.cmp(b))
+}
+
+fn version_of(name: &str) -> String {
+    name.chars().take_while(char::is_ascii_digit).collect()
+}
+
+/// The name after the version and its separator: `001_add_users` → `add_users`.
+fn name_of(stem: &str) -> String {
+    let rest = stem.trim_start_matches(|c: char| c.is_ascii_digit());
+    rest.trim_start_matches(['_', '-', '.']).to_string()
+}
+
+struct Found {
+    name: String,
+    is_dir: bool,
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<Found>, String> {
     let read = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read the migration directory {}: {e}", dir.display()))?;
-    let mut out: Vec<Entry> = Vec::new();
+    let mut out = Vec::new();
     for item in read {
         let item = item.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         let name = item.file_name().to_string_lossy().into_owned();
         let path = item.path();
-        let counts = if path.is_dir() {
+        let is_dir = path.is_dir();
+        let counts = if is_dir {
             path.join("migration.sql").is_file()
         } else {
             name.ends_with(".sql")
         };
-        let version: String = name.chars().take_while(char::is_ascii_digit).collect();
-        if !counts || version.is_empty() {
-            continue;
-        }
-        match out.iter_mut().find(|e| e.version == version) {
-            // Prefer the up file's name when both halves of a pair are seen.
-            Some(e) if name.contains(".up.") => e.file = name,
-            Some(_) => {}
-            None => out.push(Entry {
-                version,
-                file: name,
-            }),
+        if counts && !version_of(&name).is_empty() {
+            out.push(Found { name, is_dir });
         }
     }
     out.sort_by(|a, b| {
-        let n = |v: &str| v.trim_start_matches('0').len();
-        (n(&a.version), a.version.trim_start_matches('0'))
-            .cmp(&(n(&b.version), b.version.trim_start_matches('0')))
-            .then_with(|| a.version.cmp(&b.version))
+        version_cmp(&version_of(&a.name), &version_of(&b.name)).then(a.name.cmp(&b.name))
     });
     Ok(out)
+}
+
+fn read(dir: &Path, file: &str) -> Result<String, String> {
+    std::fs::read_to_string(dir.join(file))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join(file).display()))
+}
+
+/// The section markers of the single-file formats, found in `text`.
+fn marker_format(text: &str) -> Option<Format> {
+    text.lines().find_map(|l| {
+        let l = l.trim().to_ascii_lowercase();
+        if l.starts_with("-- migrate:up") {
+            Some(Format::Dbmate)
+        } else if l.starts_with("-- +migrate up") {
+            Some(Format::SqlMigrate)
+        } else if l.starts_with("-- +goose up") {
+            Some(Format::Goose)
+        } else {
+            None
+        }
+    })
+}
+
+fn detect(dir: &Path, found: &[Found]) -> Result<Format, String> {
+    if found.is_empty() {
+        return Err(format!(
+            "{} holds no migrations: expected files named like `001_name.up.sql` or `001_name.sql`, or directories `001_name/migration.sql`",
+            dir.display()
+        ));
+    }
+    if found.iter().all(|f| f.is_dir) {
+        return Ok(Format::Prisma);
+    }
+    if found
+        .iter()
+        .any(|f| f.name.ends_with(".up.sql") || f.name.ends_with(".down.sql"))
+    {
+        return Ok(Format::Pairs);
+    }
+    let mut seen: Vec<(Format, &str)> = Vec::new();
+    for f in found.iter().filter(|f| !f.is_dir) {
+        if let Some(m) = marker_format(&read(dir, &f.name)?)
+            && !seen.iter().any(|(s, _)| *s == m)
+        {
+            seen.push((m, &f.name));
+        }
+    }
+    match seen.as_slice() {
+        [] => Ok(Format::Plain),
+        [(one, _)] => Ok(*one),
+        [(a, fa), (b, fb), ..] => Err(format!(
+            "{} mixes migration formats: {fa} is {}, {fb} is {}",
+            dir.display(),
+            a.name(),
+            b.name()
+        )),
+    }
+}
+
+/// Load the migrations in `dir`, in version order. `format` `None` detects it.
+pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, String> {
+    let found = read_dir(dir)?;
+    let format = match format {
+        Some(f) => f,
+        None => detect(dir, &found)?,
+    };
+    let mut set = Set {
+        dir: dir.to_path_buf(),
+        format,
+        migrations: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match format {
+        Format::Pairs => load_pairs(dir, &found, &mut set)?,
+        Format::Prisma => {
+            for f in found.iter().filter(|f| f.is_dir) {
+                let file = format!("{}/migration.sql", f.name);
+                let up = script(read(dir, &file)?, file, 1, false);
+                push(&mut set, &f.name, name_of(&f.name), up, Down::Unavailable)?;
+            }
+        }
+        Format::Plain => {
+            for f in found.iter().filter(|f| !f.is_dir) {
+                let up = script(read(dir, &f.name)?, f.name.clone(), 1, false);
+                let name = name_of(f.name.trim_end_matches(".sql"));
+                push(&mut set, &f.name, name, up, Down::Unavailable)?;
+            }
+        }
+        Format::Dbmate | Format::SqlMigrate | Format::Goose => {
+            for f in found.iter().filter(|f| !f.is_dir) {
+                let text = read(dir, &f.name)?;
+                let (up, down) = sections(format, &text, &f.name)?;
+                let name = name_of(f.name.trim_end_matches(".sql"));
+                push(&mut set, &f.name, name, up, down)?;
+            }
+        }
+    }
+    Ok(set)
+}
+
+fn script(sql: String, file: String, first_line: usize, no_transaction: bool) -> Script {
+    let marked = sql
+        .lines()
+        .any(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION_MARKER));
+    Script {
+        sql,
+        file,
+        first_line,
+        no_transaction: no_transaction || marked,
+    }
+}
+
+fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), String> {
+    let version = version_of(file);
+    if let Some(other) = set.migrations.iter().find(|m| m.version == version) {
+        return Err(format!(
+            "version {version} is used twice in {}: {} and {file}",
+            set.dir.display(),
+            other.up.file
+        ));
+    }
+    let down = match down {
+        Down::Script(s) if s.is_blank() => Down::Missing(format!("{} holds only comments", s.file)),
+        d => d,
+    };
+    set.migrations.push(Migration {
+        checksum: sha256_hex(up.sql.as_bytes()),
+        version,
+        name,
+        up,
+        down,
+    });
+    Ok(())
+}
+
+fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
+    let mut ups: Vec<&Found> = Vec::new();
+    let mut downs: Vec<&Found> = Vec::new();
+    for f in found.iter().filter(|f| !f.is_dir) {
+        if f.name.ends_with(".down.sql") {
+            downs.push(f);
+        } else if f.name.ends_with(".up.sql") {
+            ups.push(f);
+        } else {
+            set.warnings.push(format!(
+                "{} is neither `.up.sql` nor `.down.sql`; it is ignored",
+                f.name
+            ));
+        }
+    }
+    for d in &downs {
+        let v = version_of(&d.name);
+        if !ups.iter().any(|u| version_of(&u.name) == v) {
+            return Err(format!(
+                "{} is a down migration with no up for version {v}",
+                d.name
+            ));
+        }
+        if downs.iter().filter(|o| version_of(&o.name) == v).count() > 1 {
+            return Err(format!("version {v} has more than one down file"));
+        }
+    }
+    for u in ups {
+        let version = version_of(&u.name);
+        let name = name_of(u.name.trim_end_matches(".up.sql"));
+        let up = script(read(dir, &u.name)?, u.name.clone(), 1, false);
+        let down = match downs.iter().find(|d| version_of(&d.name) == version) {
+            Some(d) => {
+                let down_name = name_of(d.name.trim_end_matches(".down.sql"));
+                if down_name != name {
+                    set.warnings.push(format!(
+                        "version {version}: the up is `{}` but the down is `{}`; they are paired by version",
+                        u.name, d.name
+                    ));
+                }
+                Down::Script(script(read(dir, &d.name)?, d.name.clone(), 1, false))
+            }
+            None => Down::Missing(format!("there is no {version}_*.down.sql")),
+        };
+        push(set, &u.name, name, up, down)?;
+    }
+    Ok(())
+}
+
+/// Split a single-file migration into its up and down sections.
+fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), String> {
+    #[derive(PartialEq)]
+    enum In {
+        Before,
+        Up,
+        Down,
+    }
+    let mut state = In::Before;
+    let (mut up, mut down) = (String::new(), String::new());
+    let (mut up_line, mut down_line) = (0, 0);
+    let (mut up_no_tx, mut down_no_tx) = (false, false);
+    let mut file_no_tx = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let lower = line.trim().to_ascii_lowercase();
+        let words: Vec<&str> = lower.split_whitespace().collect();
+        let marker = match (format, words.as_slice()) {
+            (Format::Dbmate, ["--", m, rest @ ..]) if m.starts_with("migrate:") => match *m {
+                "migrate:up" | "migrate:down" => {
+                    Some((*m == "migrate:up", rest.contains(&"transaction:false")))
+                }
+                _ => None,
+            },
+            (Format::SqlMigrate, ["--", "+migrate", dir, rest @ ..])
+                if *dir == "up" || *dir == "down" =>
+            {
+                Some((*dir == "up", rest.contains(&"notransaction")))
+            }
+            (Format::Goose, ["--", "+goose", dir, ..]) if *dir == "up" || *dir == "down" => {
+                Some((*dir == "up", false))
+            }
+            (Format::Goose, ["--", "+goose", "no", "transaction", ..]) => {
+                file_no_tx = true;
+                None
+            }
+            _ => None,
+        };
+        match marker {
+            Some((true, no_tx)) => {
+                if state != In::Before || up_line != 0 {
+                    return Err(format!("{file}:{}: a second up section", i + 1));
+                }
+                state = In::Up;
+                up_line = i + 2;
+                up_no_tx = no_tx;
+            }
+            Some((false, no_tx)) => {
+                if down_line != 0 {
+                    return Err(format!("{file}:{}: a second down section", i + 1));
+                }
+                state = In::Down;
+                down_line = i + 2;
+                down_no_tx = no_tx;
+            }
+            None => match state {
+                In::Up => up.push_str(line),
+                In::Down => down.push_str(line),
+                In::Before => {}
+            },
+        }
+    }
+    if up_line == 0 {
+        let want = match format {
+            Format::Dbmate => "-- migrate:up",
+            Format::SqlMigrate => "-- +migrate Up",
+            _ => "-- +goose Up",
+        };
+        return Err(format!(
+            "{file}: no up section: expected a line `{want}` ({} format)",
+            format.name()
+        ));
+    }
+    let up = script(up, file.to_string(), up_line, up_no_tx || file_no_tx);
+    let down = if down_line == 0 {
+        Down::Missing(format!("{file} has no down section"))
+    } else {
+        Down::Script(script(
+            down,
+            file.to_string(),
+            down_line,
+            down_no_tx || file_no_tx,
+        ))
+    };
+    Ok((up, down))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn versions_pair_up_and_sort_numerically() {
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        for f in [
-            "10_later.up.sql",
-            "10_later.down.sql",
-            "2_second.sql",
-            "001_first.up.sql",
-            "README.md",
-            "notes.sql",
-        ] {
-            std::fs::write(dir.path().join(f), "").unwrap();
+        for (f, text) in files {
+            let path = dir.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
         }
-        std::fs::create_dir(dir.path().join("3_prisma")).unwrap();
-        std::fs::write(dir.path().join("3_prisma/migration.sql"), "").unwrap();
-        let got = list(dir.path()).unwrap();
-        let v: Vec<(&str, &str)> = got
+        dir
+    }
+
+    fn versions(set: &Set) -> Vec<(&str, &str)> {
+        set.migrations
             .iter()
-            .map(|e| (e.version.as_str(), e.file.as_str()))
-            .collect();
+            .map(|m| (m.version.as_str(), m.name.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn pairs_sort_numerically_and_pair_by_version() {
+        let d = dir_with(&[
+            ("10_later.up.sql", "SELECT 10;"),
+            ("10_other_name.down.sql", "SELECT -10;"),
+            ("2_second.up.sql", "SELECT 2;"),
+            ("2_second.down.sql", "-- nothing to undo\n"),
+            ("001_first.up.sql", "SELECT 1;"),
+            ("001_first.down.sql", "SELECT -1;"),
+            ("README.md", "not a migration"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Pairs);
         assert_eq!(
-            v,
-            [
-                ("001", "001_first.up.sql"),
-                ("2", "2_second.sql"),
-                ("3", "3_prisma"),
-                ("10", "10_later.up.sql")
-            ]
+            versions(&set),
+            [("001", "first"), ("2", "second"), ("10", "later")]
+        );
+        assert_eq!(
+            set.migrations[1].down,
+            Down::Missing("2_second.down.sql holds only comments".into())
+        );
+        assert!(set.migrations[2].down_script().is_some());
+        assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+        assert!(set.warnings[0].contains("10_other_name.down.sql"));
+        assert_eq!(set.migrations[0].checksum, sha256_hex(b"SELECT 1;"));
+    }
+
+    #[test]
+    fn a_down_without_its_up_is_refused() {
+        let d = dir_with(&[("1_a.up.sql", "SELECT 1;"), ("2_b.down.sql", "SELECT 1;")]);
+        let e = load(d.path(), None).unwrap_err();
+        assert!(
+            e.contains("2_b.down.sql is a down migration with no up"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dbmate_sections_and_transaction_flag() {
+        let d = dir_with(&[(
+            "20240101_add.sql",
+            "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (a);\n\n-- migrate:down\nDROP INDEX i;\n",
+        )]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Dbmate);
+        let m = &set.migrations[0];
+        assert!(m.up.no_transaction);
+        assert_eq!(m.up.first_line, 2);
+        assert_eq!(m.up.sql, "CREATE INDEX CONCURRENTLY i ON t (a);\n\n");
+        let down = m.down_script().unwrap();
+        assert_eq!(
+            (down.sql.as_str(), down.first_line, down.no_transaction),
+            ("DROP INDEX i;\n", 5, false)
+        );
+        assert_eq!(down.locate(0), "20240101_add.sql:5");
+    }
+
+    #[test]
+    fn sql_migrate_and_goose_markers() {
+        let d = dir_with(&[(
+            "1_a.sql",
+            "-- +migrate Up notransaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n-- +migrate Down\nDROP INDEX i;\n",
+        )]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::SqlMigrate);
+        assert!(set.migrations[0].up.no_transaction);
+        assert!(!set.migrations[0].down_script().unwrap().no_transaction);
+
+        let d = dir_with(&[(
+            "00001_f.sql",
+            "-- +goose NO TRANSACTION\n-- +goose Up\n-- +goose StatementBegin\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\n-- +goose StatementEnd\n",
+        )]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Goose);
+        let m = &set.migrations[0];
+        assert!(m.up.no_transaction);
+        assert_eq!(
+            m.down,
+            Down::Missing("00001_f.sql has no down section".into())
+        );
+        assert_eq!(crate::statements::split(&m.up.sql).len(), 1);
+    }
+
+    #[test]
+    fn forward_only_formats_and_the_marker() {
+        let d = dir_with(&[
+            ("2_b.sql", "-- runbook:no-transaction\nVACUUM t;"),
+            ("1_a.sql", "CREATE TABLE t (a int);"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Plain);
+        assert_eq!(versions(&set), [("1", "a"), ("2", "b")]);
+        assert!(set.migrations[1].up.no_transaction && !set.migrations[0].up.no_transaction);
+        assert_eq!(set.migrations[0].down, Down::Unavailable);
+
+        let d = dir_with(&[("20240101_init/migration.sql", "CREATE TABLE t (a int);")]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Prisma);
+        assert_eq!(set.migrations[0].up.file, "20240101_init/migration.sql");
+    }
+
+    #[test]
+    fn mixed_and_duplicate_versions_are_refused() {
+        let d = dir_with(&[
+            ("1_a.sql", "-- migrate:up\nSELECT 1;"),
+            ("2_b.sql", "-- +goose Up\nSELECT 1;"),
+        ]);
+        assert!(
+            load(d.path(), None)
+                .unwrap_err()
+                .contains("mixes migration formats")
+        );
+        let d = dir_with(&[
+            ("1_a.sql", "SELECT 1;"),
+            ("01_b.sql", "SELECT 1;"),
+            ("1_c.sql", ""),
+        ]);
+        assert!(
+            load(d.path(), None)
+                .unwrap_err()
+                .contains("version 1 is used twice")
+        );
+        let d = dir_with(&[("1_a.sql", "SELECT 1;")]);
+        assert!(
+            load(d.path(), Some(Format::Dbmate))
+                .unwrap_err()
+                .contains("no up section")
         );
     }
 }

@@ -12,13 +12,10 @@ use crate::duration::Duration;
 
 pub const API_VERSION: &str = "runbook/v1";
 
-/// Kind keys that later versions of the format define. A step using one is
-/// refused with a message that says so, rather than "unknown key".
-pub const RESERVED_KINDS: &[&str] = &["migrate", "rehearse", "snapshot"];
-
 /// The kind keys a step may use now.
 pub const STEP_KINDS: &[&str] = &[
-    "sql", "check", "shell", "sleep", "backup", "restore", "backfill",
+    "sql", "check", "shell", "sleep", "backup", "restore", "backfill", "migrate", "snapshot",
+    "rehearse",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +286,9 @@ pub enum StepKind {
     Backup(BackupStep),
     Restore(RestoreStep),
     Backfill(BackfillStep),
+    Migrate(MigrateStep),
+    Snapshot(SnapshotStep),
+    Rehearse(RehearseStep),
 }
 
 impl StepKind {
@@ -301,6 +301,9 @@ impl StepKind {
             Self::Backup(_) => "backup",
             Self::Restore(_) => "restore",
             Self::Backfill(_) => "backfill",
+            Self::Migrate(_) => "migrate",
+            Self::Snapshot(_) => "snapshot",
+            Self::Rehearse(_) => "rehearse",
         }
     }
 }
@@ -322,6 +325,9 @@ struct RawStep {
     backup: Option<BackupStep>,
     restore: Option<RestoreStep>,
     backfill: Option<BackfillStep>,
+    migrate: Option<MigrateStep>,
+    snapshot: Option<SnapshotStep>,
+    rehearse: Option<RehearseStep>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +362,15 @@ impl TryFrom<RawStep> for Step {
         }
         if let Some(b) = raw.backfill {
             kinds.push(StepKind::Backfill(b));
+        }
+        if let Some(m) = raw.migrate {
+            kinds.push(StepKind::Migrate(m));
+        }
+        if let Some(x) = raw.snapshot {
+            kinds.push(StepKind::Snapshot(x));
+        }
+        if let Some(x) = raw.rehearse {
+            kinds.push(StepKind::Rehearse(x));
         }
         if kinds.len() != 1 {
             return Err(format!(
@@ -743,6 +758,169 @@ fn default_batch_size() -> u32 {
 
 fn default_state_table() -> String {
     DEFAULT_STATE_TABLE.to_string()
+}
+
+/// `migrate:` — apply (or roll back) a directory of SQL migrations,
+/// recording each in a history table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateStep {
+    /// The directory (a template), relative to the runbook.
+    pub dir: String,
+    /// `auto` (the default), or one of [`crate::migrations::FORMATS`].
+    pub format: Option<String>,
+    /// `latest` (the default going up) or a version: up applies through it,
+    /// down rolls back everything after it (`0`: everything).
+    #[serde(default, deserialize_with = "opt_string_or_integer")]
+    pub to: Option<String>,
+    /// At most this many migrations.
+    pub steps: Option<u32>,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default = "default_history_table")]
+    pub history_table: String,
+    /// Apply even though an applied migration's file changed; the new
+    /// checksum is recorded and the report says so.
+    #[serde(default)]
+    pub allow_checksum_change: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Up,
+    Down,
+}
+
+pub const DEFAULT_HISTORY_TABLE: &str = "public.runbook_migrations";
+
+fn default_history_table() -> String {
+    DEFAULT_HISTORY_TABLE.to_string()
+}
+
+fn opt_string_or_integer<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    string_or_integer(d).map(Some)
+}
+
+/// `snapshot:` — a canonical description of the schema and its hash.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotStep {
+    /// Also write the snapshot to this file (a template), relative to the runbook.
+    pub save: Option<String>,
+    pub expect: Option<SnapshotExpect>,
+}
+
+/// What the snapshot must equal: an earlier snapshot step, or a hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotExpect {
+    /// `steps.<id>` of an earlier snapshot step.
+    pub same_as: Option<String>,
+    pub hash: Option<String>,
+    /// Accept tables whose only difference is the order of their columns.
+    #[serde(default)]
+    pub ignore_column_order: bool,
+}
+
+impl SnapshotExpect {
+    pub fn same_as_step(&self) -> Option<&str> {
+        self.same_as.as_deref()?.trim().strip_prefix("steps.")
+    }
+}
+
+/// `rehearse:` — every pending migration forward, back and forward again,
+/// with schema parity, data integrity and timings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RehearseStep {
+    pub dir: String,
+    pub format: Option<String>,
+    #[serde(default)]
+    pub mode: RehearseMode,
+    /// A leg (up or down) slower than this is `slow`. Default 5s.
+    pub slow_threshold: Option<Duration>,
+    /// Verdicts that fail the step. Default: every verdict but `ok`,
+    /// `slow` and `column_order`.
+    pub errors: Option<Vec<Verdict>>,
+    /// Rehearse on a scratch copy of the database, dropped afterwards.
+    pub scratch: Option<Scratch>,
+    /// A SQL file (a template path) run after each up.
+    pub seed: Option<String>,
+    #[serde(default = "default_history_table")]
+    pub history_table: String,
+}
+
+pub const DEFAULT_SLOW_THRESHOLD_MS: u64 = 5000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RehearseMode {
+    #[default]
+    PerMigration,
+    WholeSet,
+}
+
+/// A rehearsal's verdict on one migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    UpFailure,
+    Irreversible,
+    Lossy,
+    ParityMismatch,
+    ReupFailure,
+    ColumnOrder,
+    Slow,
+    Ok,
+}
+
+impl Verdict {
+    pub const ALL: &[Verdict] = &[
+        Verdict::UpFailure,
+        Verdict::Irreversible,
+        Verdict::Lossy,
+        Verdict::ParityMismatch,
+        Verdict::ReupFailure,
+        Verdict::ColumnOrder,
+        Verdict::Slow,
+        Verdict::Ok,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::UpFailure => "up_failure",
+            Self::Irreversible => "irreversible",
+            Self::Lossy => "lossy",
+            Self::ParityMismatch => "parity_mismatch",
+            Self::ReupFailure => "reup_failure",
+            Self::ColumnOrder => "column_order",
+            Self::Slow => "slow",
+            Self::Ok => "ok",
+        }
+    }
+
+    pub fn default_errors() -> Vec<Verdict> {
+        vec![
+            Verdict::UpFailure,
+            Verdict::Irreversible,
+            Verdict::Lossy,
+            Verdict::ParityMismatch,
+            Verdict::ReupFailure,
+        ]
+    }
+}
+
+/// `scratch: true` clones the run's database with `CREATE DATABASE ...
+/// TEMPLATE`; `scratch: {from: steps.<backup>}` restores a backup instead.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Scratch {
+    Template(bool),
+    Backup { from: String },
 }
 
 impl Runbook {

@@ -208,6 +208,9 @@ pub enum Action {
     Backup(Box<PlanBackup>),
     Restore(Box<PlanRestore>),
     Backfill(Box<PlanBackfill>),
+    Migrate(Box<PlanMigrate>),
+    Snapshot(Box<PlanSnapshot>),
+    Rehearse(Box<PlanRehearse>),
 }
 
 impl Action {
@@ -221,8 +224,61 @@ impl Action {
             Self::Backup(_) => "backup",
             Self::Restore(_) => "restore",
             Self::Backfill(_) => "backfill",
+            Self::Migrate(_) => "migrate",
+            Self::Snapshot(_) => "snapshot",
+            Self::Rehearse(_) => "rehearse",
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanMigrate {
+    pub dir: Text,
+    /// `auto` or a format name.
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    pub direction: model::Direction,
+    pub history_table: String,
+    pub allow_checksum_change: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSnapshot {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save: Option<Text>,
+    /// The id of the earlier snapshot step it must equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    pub ignore_column_order: bool,
+}
+
+/// Where a rehearsal runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanScratch {
+    /// CREATE DATABASE ... TEMPLATE the run's database.
+    Template,
+    /// A restore of the backup an earlier step took.
+    Backup(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRehearse {
+    pub dir: Text,
+    pub format: String,
+    pub mode: model::RehearseMode,
+    pub slow_threshold: Duration,
+    pub errors: Vec<model::Verdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PlanScratch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Text>,
+    pub history_table: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -713,7 +769,7 @@ impl Planner<'_> {
         // Backfills resume from their checkpoint, so a retry repeats no work.
         let sql = matches!(
             step.kind,
-            StepKind::Sql(_) | StepKind::Check(_) | StepKind::Backfill(_)
+            StepKind::Sql(_) | StepKind::Check(_) | StepKind::Backfill(_) | StepKind::Migrate(_)
         );
         let given = s.and_then(|r| r.attempts).or(d.and_then(|r| r.attempts));
         let attempts = given.unwrap_or(if sql { DEFAULT_SQL_ATTEMPTS } else { 1 });
@@ -948,6 +1004,52 @@ impl Planner<'_> {
                     state_table: b.state_table.clone(),
                 }))
             }
+            StepKind::Migrate(m) => Action::Migrate(Box::new(PlanMigrate {
+                dir: self.text(&m.dir, &format!("{p}/migrate/dir")),
+                format: m.format.clone().unwrap_or_else(|| "auto".into()),
+                to: m.to.clone(),
+                steps: m.steps,
+                direction: m.direction,
+                history_table: m.history_table.clone(),
+                allow_checksum_change: m.allow_checksum_change,
+            })),
+            StepKind::Snapshot(x) => Action::Snapshot(Box::new(PlanSnapshot {
+                save: x
+                    .save
+                    .as_ref()
+                    .map(|t| self.text(t, &format!("{p}/snapshot/save"))),
+                same_as: x
+                    .expect
+                    .as_ref()
+                    .and_then(|e| e.same_as_step())
+                    .map(str::to_string),
+                hash: x.expect.as_ref().and_then(|e| e.hash.clone()),
+                ignore_column_order: x.expect.as_ref().is_some_and(|e| e.ignore_column_order),
+            })),
+            StepKind::Rehearse(x) => Action::Rehearse(Box::new(PlanRehearse {
+                dir: self.text(&x.dir, &format!("{p}/rehearse/dir")),
+                format: x.format.clone().unwrap_or_else(|| "auto".into()),
+                mode: x.mode,
+                slow_threshold: x.slow_threshold.unwrap_or(Duration(
+                    std::time::Duration::from_millis(model::DEFAULT_SLOW_THRESHOLD_MS),
+                )),
+                errors: x
+                    .errors
+                    .clone()
+                    .unwrap_or_else(model::Verdict::default_errors),
+                scratch: match &x.scratch {
+                    None | Some(model::Scratch::Template(false)) => None,
+                    Some(model::Scratch::Template(true)) => Some(PlanScratch::Template),
+                    Some(model::Scratch::Backup { from }) => Some(PlanScratch::Backup(
+                        from.trim().trim_start_matches("steps.").to_string(),
+                    )),
+                },
+                seed: x
+                    .seed
+                    .as_ref()
+                    .map(|t| self.text(t, &format!("{p}/rehearse/seed"))),
+                history_table: x.history_table.clone(),
+            })),
         };
         let rollback = if s.rollback_single {
             vec![self.step(&s.rollback[0], &format!("{p}/rollback"))]
@@ -1290,6 +1392,9 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
         Action::Backup(b) => write_backup(o, b, inner),
         Action::Restore(r) => write_restore(o, r, inner),
         Action::Backfill(b) => write_backfill(o, b, inner),
+        Action::Migrate(m) => write_migrate(o, m, inner),
+        Action::Snapshot(x) => write_snapshot(o, x, inner),
+        Action::Rehearse(x) => write_rehearse(o, x, inner),
     }
     if !s.rollback.is_empty() {
         let _ = writeln!(o, "{:inner$}rollback:", "");
@@ -1436,6 +1541,99 @@ fn write_backfill(o: &mut String, b: &PlanBackfill, inner: usize) {
             "{:pad$}dry run: one batch, rolled back, and a projection of the total time",
             ""
         );
+    }
+}
+
+fn write_migrate(o: &mut String, m: &PlanMigrate, inner: usize) {
+    let pad = inner + 2;
+    let what = match (m.direction, &m.to, m.steps) {
+        (model::Direction::Up, to, n) => format!(
+            "apply pending migrations{}{}",
+            to.as_ref()
+                .filter(|t| *t != "latest")
+                .map(|t| format!(" through {t}"))
+                .unwrap_or_default(),
+            n.map(|n| format!(", at most {n}")).unwrap_or_default()
+        ),
+        (model::Direction::Down, to, n) => format!(
+            "roll back applied migrations, newest first{}{}",
+            to.as_ref()
+                .map(|t| format!(", down to {t}"))
+                .unwrap_or_default(),
+            n.map(|n| format!(", at most {n}")).unwrap_or_default()
+        ),
+    };
+    let _ = writeln!(
+        o,
+        "{:pad$}{what} from {} ({} format)",
+        "", m.dir.text, m.format
+    );
+    let _ = writeln!(
+        o,
+        "{:pad$}each in its own transaction unless it cannot run in one; history in {}",
+        "", m.history_table
+    );
+    let _ = writeln!(
+        o,
+        "{:pad$}refuses a dirty migration{}",
+        "",
+        if m.allow_checksum_change {
+            "; a changed applied file is accepted and recorded"
+        } else {
+            " and a changed applied file"
+        }
+    );
+}
+
+fn write_snapshot(o: &mut String, x: &PlanSnapshot, inner: usize) {
+    let pad = inner + 2;
+    let _ = writeln!(
+        o,
+        "{:pad$}schema snapshot from the catalog, and its hash",
+        ""
+    );
+    if let Some(id) = &x.same_as {
+        let _ = writeln!(o, "{:pad$}must equal steps.{id}", "");
+    }
+    if let Some(h) = &x.hash {
+        let _ = writeln!(o, "{:pad$}must have hash {h}", "");
+    }
+    if let Some(t) = &x.save {
+        let _ = writeln!(o, "{:pad$}saved to {}", "", t.text);
+    }
+}
+
+fn write_rehearse(o: &mut String, x: &PlanRehearse, inner: usize) {
+    let pad = inner + 2;
+    let legs = match x.mode {
+        model::RehearseMode::PerMigration => {
+            "per migration: up, down (parity and data checked), up again"
+        }
+        model::RehearseMode::WholeSet => {
+            "whole set: every up, every down in reverse (parity and data checked), every up again"
+        }
+    };
+    let _ = writeln!(o, "{:pad$}{} ({} format): {legs}", "", x.dir.text, x.format);
+    let on = match &x.scratch {
+        None => "the run's database".to_string(),
+        Some(PlanScratch::Template) => {
+            "a scratch clone (CREATE DATABASE ... TEMPLATE), dropped afterwards".into()
+        }
+        Some(PlanScratch::Backup(id)) => {
+            format!("a scratch restore of steps.{id}, dropped afterwards")
+        }
+    };
+    let _ = writeln!(o, "{:pad$}on {on}", "");
+    let errors: Vec<&str> = x.errors.iter().map(|v| v.name()).collect();
+    let _ = writeln!(
+        o,
+        "{:pad$}slow above {}; fails on {}",
+        "",
+        x.slow_threshold,
+        errors.join(", ")
+    );
+    if let Some(s) = &x.seed {
+        let _ = writeln!(o, "{:pad$}seed {} after each up", "", s.text);
     }
 }
 

@@ -236,6 +236,7 @@ pub fn exec(a: RunArgs) -> u8 {
         prompter,
         base_dir,
         pg_bin_dir: a.pg_bin_dir,
+        report_dir: Some(report_dir.clone()),
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::diag::{Diagnostic, did_you_mean, one_of};
 use crate::duration::Duration;
 use crate::load::Document;
-use crate::model::{RESERVED_KINDS, STEP_KINDS};
+use crate::model::STEP_KINDS;
 
 /// The runbook schema, as committed.
 pub const RUNBOOK_SCHEMA: &str = include_str!("../schemas/runbook.v1.schema.json");
@@ -284,15 +284,6 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                 .iter()
                 .map(|k| {
                     let at = spans.key_or_value(&format!("{pointer}/{}", crate::load::pointer_segment(k)));
-                    if matches!(ctx, Ctx::Step(_)) && RESERVED_KINDS.contains(&k.as_str()) {
-                        return Diagnostic::new(format!("`{k}` steps are not available in this version of runbook"))
-                            .at(at)
-                            .label("reserved kind key")
-                            .hint(format!(
-                                "`{k}` is reserved for a coming release of runbook/v1; until then use {}",
-                                one_of(STEP_KINDS)
-                            ));
-                    }
                     let step_props = schema_json()["$defs"]["step"]["properties"].as_object();
                     let body_of = |kind: &str| schema_json()["$defs"][kind]["then"]["properties"].get(k.as_str()).is_some();
                     let moved = match &ctx {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 
 /// The marker runbook puts in the comment of its own state tables.
 pub const STATE_COMMENT: &str = "runbook state:";
@@ -142,29 +142,40 @@ ORDER BY 1, 2"#;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub hash: String,
-    /// `kind name` → the definition (canonical JSON text).
-    pub objects: BTreeMap<String, String>,
+    /// `kind name` → the definition, as the catalog query built it.
+    pub objects: BTreeMap<String, Value>,
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::migrations::sha256_hex(bytes)
+}
+
+/// The canonical text of a definition: compact JSON, keys in the order the
+/// catalog query wrote them.
+fn canonical(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 impl Snapshot {
-    /// Build from `(kind, name, definition)` rows.
+    /// Build from `(kind, name, definition)` rows; a definition is JSON text.
     pub fn from_rows(rows: impl IntoIterator<Item = (String, String, String)>) -> Snapshot {
-        let objects: BTreeMap<String, String> = rows
-            .into_iter()
-            .map(|(kind, name, def)| (format!("{kind} {name}"), def))
-            .collect();
+        Snapshot::from_objects(
+            rows.into_iter()
+                .map(|(kind, name, def)| {
+                    let v = serde_json::from_str(&def).unwrap_or(Value::String(def));
+                    (format!("{kind} {name}"), v)
+                })
+                .collect(),
+        )
+    }
+
+    /// Build from objects, computing the hash.
+    pub fn from_objects(objects: BTreeMap<String, Value>) -> Snapshot {
         let mut all = String::new();
         for (k, v) in &objects {
             all.push_str(k);
             all.push('\0');
-            all.push_str(v);
+            all.push_str(&canonical(v));
             all.push('\n');
         }
         Snapshot {
@@ -177,9 +188,98 @@ impl Snapshot {
     pub fn object_hashes(&self) -> BTreeMap<String, String> {
         self.objects
             .iter()
-            .map(|(k, v)| (k.clone(), sha256(v.as_bytes())))
+            .map(|(k, v)| (k.clone(), sha256(canonical(v).as_bytes())))
             .collect()
     }
+
+    /// The tables, with their column names in order.
+    pub fn tables(&self) -> Vec<(String, Vec<String>)> {
+        self.objects
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("table ")?;
+                let cols = v["columns"]
+                    .as_array()
+                    .map(|c| {
+                        c.iter()
+                            .filter_map(|c| c["name"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some((name.to_string(), cols))
+            })
+            .collect()
+    }
+}
+
+/// The format of a saved snapshot.
+pub const FILE_FORMAT: &str = "runbook-schema-snapshot/v1";
+
+/// A snapshot as saved to a file (`runbook schema snapshot`, `snapshot: {save:}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct File {
+    pub format: String,
+    pub taken_at: String,
+    pub database: String,
+    pub server_version: String,
+    pub hash: String,
+    pub objects: BTreeMap<String, Value>,
+}
+
+impl File {
+    pub fn new(s: &Snapshot, database: &str, server_version: &str) -> File {
+        File {
+            format: FILE_FORMAT.into(),
+            taken_at: crate::events::now(),
+            database: database.into(),
+            server_version: server_version.into(),
+            hash: s.hash.clone(),
+            objects: s.objects.clone(),
+        }
+    }
+
+    /// Read a saved snapshot, refusing one whose objects no longer match its hash.
+    pub fn read(path: &std::path::Path) -> Result<(File, Snapshot), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let f: File = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}:{}:{}: not a schema snapshot: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        if f.format != FILE_FORMAT {
+            return Err(format!(
+                "{}: format `{}`, expected `{FILE_FORMAT}`",
+                path.display(),
+                f.format
+            ));
+        }
+        let snap = Snapshot::from_objects(f.objects.clone());
+        if snap.hash != f.hash {
+            return Err(format!(
+                "{}: its objects hash to {}, not the recorded {}: the file was edited",
+                path.display(),
+                snap.hash,
+                f.hash
+            ));
+        }
+        Ok((f, snap))
+    }
+}
+
+/// Take a snapshot of the database `client` is connected to.
+pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
+    let rows = client.query(SQL, &[]).await?;
+    Ok(Snapshot::from_rows(rows.iter().map(|r| {
+        (
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2),
+        )
+    })))
 }
 
 /// What changed from `before` to `after`, both object → hash maps:
@@ -205,6 +305,106 @@ pub fn diff(
     out
 }
 
+/// One object that differs between two snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub object: String,
+    /// `added`, `removed`, `changed`, or `column_order` when a table's
+    /// columns are the same but in another order.
+    pub change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// A table's definition with its columns sorted by name.
+fn columns_sorted(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(cols) = v.get_mut("columns").and_then(Value::as_array_mut) {
+        cols.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    }
+    v
+}
+
+/// Object by object, what changed from `before` to `after`, with both
+/// definitions. Column-order-only changes of a table are `column_order`.
+pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
+    if before.hash == after.hash {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (k, v) in &before.objects {
+        match after.objects.get(k) {
+            None => out.push(Change {
+                object: k.clone(),
+                change: "removed",
+                before: Some(v.clone()),
+                after: None,
+            }),
+            Some(w) if w != v => out.push(Change {
+                object: k.clone(),
+                change: if k.starts_with("table ") && columns_sorted(v) == columns_sorted(w) {
+                    "column_order"
+                } else {
+                    "changed"
+                },
+                before: Some(v.clone()),
+                after: Some(w.clone()),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (k, w) in &after.objects {
+        if !before.objects.contains_key(k) {
+            out.push(Change {
+                object: k.clone(),
+                change: "added",
+                before: None,
+                after: Some(w.clone()),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.object.cmp(&b.object));
+    out
+}
+
+/// The lines of a definition that differ, for people: `- old` / `+ new`
+/// per top-level key (and per column of a table).
+pub fn describe(c: &Change) -> Vec<String> {
+    fn flat(v: &Value) -> Vec<String> {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .flat_map(|(k, x)| match (k.as_str(), x) {
+                    ("columns", Value::Array(cols)) => cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("column {}: {}", i + 1, canonical(c)))
+                        .collect::<Vec<_>>(),
+                    (_, Value::Null) => Vec::new(),
+                    (_, Value::String(s)) => vec![format!("{k}: {}", s.trim())],
+                    _ => vec![format!("{k}: {}", canonical(x))],
+                })
+                .collect(),
+            other => vec![canonical(other)],
+        }
+    }
+    let a = c.before.as_ref().map(flat).unwrap_or_default();
+    let b = c.after.as_ref().map(flat).unwrap_or_default();
+    let mut out: Vec<String> = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .map(|l| format!("- {l}"))
+        .collect();
+    out.extend(
+        b.iter()
+            .filter(|l| !a.contains(l))
+            .map(|l| format!("+ {l}")),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,22 +416,22 @@ mod tests {
     #[test]
     fn the_hash_ignores_row_order_and_sees_every_change() {
         let a = Snapshot::from_rows([
-            row("table", "public.a", "{}"),
-            row("index", "public.i", "x"),
+            row("table", "public.a", "{\"x\":1}"),
+            row("index", "public.i", "{\"d\":\"x\"}"),
         ]);
         let b = Snapshot::from_rows([
-            row("index", "public.i", "x"),
-            row("table", "public.a", "{}"),
+            row("index", "public.i", "{\"d\":\"x\"}"),
+            row("table", "public.a", "{\"x\":1}"),
         ]);
         assert_eq!(a.hash, b.hash);
         let c = Snapshot::from_rows([
-            row("index", "public.i", "y"),
-            row("table", "public.a", "{}"),
+            row("index", "public.i", "{\"d\":\"y\"}"),
+            row("table", "public.a", "{\"x\":1}"),
         ]);
         assert_ne!(a.hash, c.hash);
         let d = Snapshot::from_rows([
-            row("table", "public.a", "{}"),
-            row("table", "public.b", "{}"),
+            row("table", "public.a", "{\"x\":1}"),
+            row("table", "public.b", "{\"x\":1}"),
         ]);
         assert_eq!(
             diff(&a.object_hashes(), &d.object_hashes()),
@@ -244,5 +444,25 @@ mod tests {
             diff(&a.object_hashes(), &c.object_hashes()),
             [("index public.i".to_string(), "changed")]
         );
+    }
+
+    #[test]
+    fn column_order_is_told_apart_from_a_change() {
+        let t = |cols: &str| row("table", "public.t", &format!("{{\"columns\":[{cols}]}}"));
+        let a = Snapshot::from_rows([t(r#"{"name":"a"},{"name":"b"}"#)]);
+        let b = Snapshot::from_rows([t(r#"{"name":"b"},{"name":"a"}"#)]);
+        let c = Snapshot::from_rows([t(r#"{"name":"a"}"#)]);
+        assert_eq!(compare(&a, &b)[0].change, "column_order");
+        let gone = &compare(&a, &c)[0];
+        assert_eq!(gone.change, "changed");
+        assert_eq!(describe(gone), [r#"- column 2: {"name":"b"}"#]);
+        assert!(compare(&a, &a.clone()).is_empty());
+        // JSON text with other spacing is the same definition.
+        let spaced = Snapshot::from_rows([row(
+            "table",
+            "public.t",
+            r#"{"columns" : [{"name" : "a"}, {"name" : "b"}]}"#,
+        )]);
+        assert_eq!(spaced.hash, a.hash);
     }
 }

@@ -246,7 +246,108 @@ fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     check_backup_restore(doc, rb, &mut out);
     check_transaction_control(doc, rb, &mut out);
     check_builtins(doc, rb, &mut out);
+    check_migrations(doc, rb, &mut out);
     out
+}
+
+/// Migration directories given as plain paths are read now, so a missing
+/// directory, a mixed format or a down without its up stops the run before
+/// anything changes. Step references name the right kind of step.
+fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    let steps = rb.all_steps();
+    let kinds: HashMap<&str, &'static str> = steps
+        .iter()
+        .map(|(_, s)| (s.id.as_str(), s.kind.name()))
+        .collect();
+    let base_dir = Path::new(doc.source.name())
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dir_check = |pointer: &str,
+                     dir: &str,
+                     format: &Option<String>,
+                     out: &mut Vec<Diagnostic>| {
+        if dir.contains("{{") || dir.contains("{%") {
+            return;
+        }
+        let format = match crate::migrations::Format::parse(format.as_deref().unwrap_or("auto")) {
+            Ok(f) => f,
+            Err(_) => return, // the schema's enum reports it
+        };
+        if let Err(e) = crate::migrations::load(&base_dir.join(dir), format) {
+            out.push(
+                Diagnostic::new(e)
+                    .at(doc.spans().value(&format!("{pointer}/dir")))
+                    .label("this migration directory")
+                    .hint("paths are relative to the runbook's directory; `format:` names the layout when detection cannot"),
+            );
+        }
+    };
+    let kind_is = |id: &str, want: &str, pointer: &str, what: &str, out: &mut Vec<Diagnostic>| {
+        if let Some(kind) = kinds.get(id)
+            && *kind != want
+        {
+            out.push(
+                Diagnostic::new(format!("`steps.{id}` names a {kind} step, not a {want}"))
+                    .at(doc.spans().value(pointer))
+                    .label(what.to_string())
+                    .hint(format!("name an earlier `{want}` step")),
+            );
+        }
+    };
+    for (pointer, step) in &steps {
+        match &step.kind {
+            StepKind::Migrate(m) => {
+                let base = format!("{pointer}/migrate");
+                dir_check(&base, &m.dir, &m.format, out);
+                if m.direction == model::Direction::Down && m.to.is_none() && m.steps.is_none() {
+                    out.push(
+                        Diagnostic::new("a down migration needs `to` or `steps`")
+                            .at(doc.spans().key_or_value(&format!("{base}/direction")))
+                            .label("how far down?")
+                            .hint("`steps: 1` rolls back the newest migration; `to: 0` rolls back all of them"),
+                    );
+                }
+                if let Some(to) = &m.to
+                    && to != "latest"
+                    && (to.is_empty() || !to.chars().all(|c| c.is_ascii_digit()))
+                {
+                    out.push(
+                        Diagnostic::new(format!("`to: {to}` is not a version"))
+                            .at(doc.spans().value(&format!("{base}/to")))
+                            .label("expected `latest` or a version number")
+                            .hint("a version is the leading digits of a migration's file name"),
+                    );
+                }
+            }
+            StepKind::Rehearse(x) => {
+                let base = format!("{pointer}/rehearse");
+                dir_check(&base, &x.dir, &x.format, out);
+                if let Some(model::Scratch::Backup { from }) = &x.scratch {
+                    let id = from.trim().trim_start_matches("steps.");
+                    kind_is(
+                        id,
+                        "backup",
+                        &format!("{base}/scratch/from"),
+                        "a scratch database is restored from a backup",
+                        out,
+                    );
+                }
+            }
+            StepKind::Snapshot(x) => {
+                if let Some(id) = x.expect.as_ref().and_then(|e| e.same_as_step()) {
+                    kind_is(
+                        id,
+                        "snapshot",
+                        &format!("{pointer}/snapshot/expect/same_as"),
+                        "compared with an earlier snapshot",
+                        out,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Option combinations pg_dump and pg_restore would refuse, and restores
@@ -768,6 +869,38 @@ impl<'a> Walker<'a> {
                 self.push(format!("{base}/from"), &r.from, mode, scope);
                 if let Some(t) = &r.target {
                     self.push(format!("{base}/target"), t, Mode::Template, scope);
+                }
+            }
+            StepKind::Migrate(m) => {
+                self.push(format!("{p}/migrate/dir"), &m.dir, Mode::Template, scope);
+            }
+            StepKind::Snapshot(x) => {
+                if let Some(t) = &x.save {
+                    self.push(format!("{p}/snapshot/save"), t, Mode::Template, scope);
+                }
+                if let Some(e) = &x.expect
+                    && let Some(same) = &e.same_as
+                {
+                    self.push(
+                        format!("{p}/snapshot/expect/same_as"),
+                        same,
+                        Mode::Expr,
+                        scope,
+                    );
+                }
+            }
+            StepKind::Rehearse(x) => {
+                self.push(format!("{p}/rehearse/dir"), &x.dir, Mode::Template, scope);
+                if let Some(t) = &x.seed {
+                    self.push(format!("{p}/rehearse/seed"), t, Mode::Template, scope);
+                }
+                if let Some(model::Scratch::Backup { from }) = &x.scratch {
+                    self.push(
+                        format!("{p}/rehearse/scratch/from"),
+                        from,
+                        Mode::Expr,
+                        scope,
+                    );
                 }
             }
         }

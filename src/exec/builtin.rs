@@ -182,7 +182,7 @@ async fn exists(
     Ok(column(&rows, "present") == Value::Bool(true))
 }
 
-fn relative(r: &Run<'_>, p: &str) -> PathBuf {
+pub(crate) fn relative(r: &Run<'_>, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -358,16 +358,17 @@ async fn pending(
     timeout: Option<Duration>,
 ) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
     let dir = relative(r, &text_arg(r, b, "dir")?.unwrap_or_default());
-    let list = crate::migrations::list(&dir).map_err(|e| {
+    let list = crate::migrations::load(&dir, None).map_err(|e| {
         fail(
             e,
             Some("check `dir:`; it is relative to the runbook's directory".into()),
         )
     })?;
-    let array = |f: fn(&crate::migrations::Entry) -> &str| {
+    let array = |f: fn(&crate::migrations::Migration) -> &str| {
         format!(
             "ARRAY[{}]::text[]",
-            list.iter()
+            list.migrations
+                .iter()
                 .map(|e| lit(f(e)))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -379,18 +380,19 @@ async fn pending(
             def.sql,
             &[
                 ("versions", array(|e| &e.version)),
-                ("files", array(|e| &e.file)),
+                ("files", array(|e| &e.up.file)),
                 ("history_table", table),
             ],
         )
         .replace("::text[]::text[]", "::text[]");
         query(r, s, &sql, timeout).await?
     } else {
-        list.iter()
+        list.migrations
+            .iter()
             .map(|e| {
                 let mut m = Map::new();
                 m.insert("version".into(), Value::from(e.version.clone()));
-                m.insert("file".into(), Value::from(e.file.clone()));
+                m.insert("file".into(), Value::from(e.up.file.clone()));
                 m
             })
             .collect()

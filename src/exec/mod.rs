@@ -13,9 +13,12 @@ pub mod builtin;
 pub mod check;
 pub mod child;
 pub mod db;
+pub mod migrate;
 pub mod monitor;
+pub mod rehearse;
 pub mod restore;
 pub mod shell;
+pub mod snapshot;
 pub mod sql;
 
 use std::path::PathBuf;
@@ -58,6 +61,9 @@ pub struct Options {
     pub base_dir: PathBuf,
     /// `--pg-bin-dir` / `PG_BIN_DIR`: the only place pg_dump and pg_restore are looked for.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Where report.json goes; steps put their own files beside it
+    /// (a rehearsal's migration-timings.csv).
+    pub report_dir: Option<PathBuf>,
 }
 
 /// How the run ended.
@@ -146,6 +152,9 @@ pub(crate) struct Run<'a> {
     /// The lock monitor's session (None inside: it could not connect) and
     /// its sampling query; opened on the first step that needs it.
     monitor: Option<Option<(Arc<Db>, Arc<str>)>>,
+    /// Snapshots taken by snapshot steps, by step id, for later comparisons.
+    pub(crate) snapshots: std::collections::HashMap<String, crate::snapshot::Snapshot>,
+    pub(crate) report_dir: Option<PathBuf>,
 }
 
 /// Resolves once `level` interrupts have arrived.
@@ -312,6 +321,8 @@ pub async fn execute(
         database,
         lock_key,
         monitor: None,
+        snapshots: std::collections::HashMap::new(),
+        report_dir: opts.report_dir.clone(),
     };
     let result = run.main_line().await;
     run.bus.emit(Event::RunFinished {
@@ -570,7 +581,12 @@ impl Run<'_> {
     /// once, on first use. If it cannot be opened, the run goes on, and a
     /// warning says the impact was not measured.
     async fn start_monitor(&mut self, s: &PlanStep) -> Option<monitor::Monitor> {
-        if matches!(s.action, Action::Check { .. } | Action::Sleep { .. }) {
+        // A rehearsal on a scratch database takes no lock on the run's.
+        if matches!(
+            s.action,
+            Action::Check { .. } | Action::Sleep { .. } | Action::Snapshot(_)
+        ) || matches!(&s.action, Action::Rehearse(x) if x.scratch.is_some())
+        {
             return None;
         }
         let settings = s.settings.as_ref().unwrap_or(&self.plan.settings);
@@ -646,6 +662,11 @@ impl Run<'_> {
     /// old session's lock died with it.
     async fn reconnect(&mut self) -> Result<(), ErrorInfo> {
         self.db.reconnect(&self.app_name).await?;
+        self.relock().await
+    }
+
+    /// Take the run lock again on a new main session.
+    pub(crate) async fn relock(&mut self) -> Result<(), ErrorInfo> {
         match self.db.try_lock(self.lock_key).await? {
             Ok(()) => Ok(()),
             Err(holder) => Err(ErrorInfo {
@@ -702,6 +723,16 @@ impl Run<'_> {
                     .unwrap_or_default(),
                 b.batch_size
             ),
+            Action::Migrate(m) => format!(
+                "migrate {} {}",
+                match m.direction {
+                    crate::model::Direction::Up => "up",
+                    crate::model::Direction::Down => "down",
+                },
+                shown(&m.dir)
+            ),
+            Action::Snapshot(_) => "schema snapshot".into(),
+            Action::Rehearse(x) => format!("rehearse {}", shown(&x.dir)),
         }
     }
 
@@ -721,6 +752,9 @@ impl Run<'_> {
             Action::Backup(_) => backup::run(self, s, timeout).await,
             Action::Restore(_) => restore::run(self, s, timeout).await,
             Action::Backfill(_) => backfill::run(self, s, timeout).await,
+            Action::Migrate(_) => migrate::run(self, s, timeout).await,
+            Action::Snapshot(_) => snapshot::run(self, s, timeout).await,
+            Action::Rehearse(_) => rehearse::run(self, s, timeout).await,
             Action::Sleep { duration } => {
                 let limit = timeout.unwrap_or(Duration::MAX);
                 tokio::select! {
@@ -1027,8 +1061,17 @@ impl Run<'_> {
                     }
                     PlanOnFailure::Continue => unreachable!("handled above"),
                 }
+                // A rehearsal that found bad migrations is a verification
+                // failure wherever it sits: it proved something, and its
+                // scratch work changed nothing.
+                let rehearsal_failed =
+                    matches!(s.action, Action::Rehearse(_)) && o.status == StepStatus::Failed;
                 failure = Some(Failure {
-                    phase_kind: ph.kind,
+                    phase_kind: if rehearsal_failed {
+                        PhaseKind::Verify
+                    } else {
+                        ph.kind
+                    },
                     aborted: matches!(mode, PlanOnFailure::Abort),
                 });
                 self.bus.emit(Event::PhaseFinished {

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::{Report, StepReport};
 use crate::events::StepStatus;
+use serde_json::Value;
 
 fn mark(s: StepStatus) -> &'static str {
     match s {
@@ -284,6 +285,21 @@ pub fn render(r: &Report) -> String {
         o.push('\n');
     }
 
+    let migrations: Vec<&StepReport> = r
+        .all_steps()
+        .map(|(_, s)| s)
+        .filter(|s| {
+            s.details.is_some() && matches!(s.kind.as_str(), "migrate" | "snapshot" | "rehearse")
+        })
+        .collect();
+    if !migrations.is_empty() {
+        let _ = writeln!(o, "## Migrations and schema\n");
+        for s in migrations {
+            write_migrations(&mut o, s);
+        }
+        o.push('\n');
+    }
+
     let monitored: Vec<(&StepReport, &crate::events::LockImpact)> = r
         .all_steps()
         .filter_map(|(_, s)| s.lock_impact.as_ref().map(|l| (s, l)))
@@ -384,6 +400,217 @@ fn write_found_rows(o: &mut String, s: &StepReport) {
     );
     for row in rows.iter().take(SHOWN) {
         let _ = writeln!(o, "- `{}`", cell(&row.to_string()));
+    }
+}
+
+/// Schema changes, as lines: the object, then what differs in it.
+fn write_changes(o: &mut String, changes: &Value, indent: &str) {
+    const LINES: usize = 20;
+    for c in changes.as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "{indent}- {} `{}`",
+            c["change"].as_str().unwrap_or_default(),
+            cell(c["object"].as_str().unwrap_or_default())
+        );
+        let diff = c["diff"].as_array().cloned().unwrap_or_default();
+        for l in diff.iter().take(LINES) {
+            let _ = writeln!(o, "{indent}  - `{}`", cell(l.as_str().unwrap_or_default()));
+        }
+        if diff.len() > LINES {
+            let _ = writeln!(o, "{indent}  - ... {} more", diff.len() - LINES);
+        }
+    }
+}
+
+/// A migrate step's migrations, a snapshot's hash and differences, or a
+/// rehearsal's table of verdicts.
+fn write_migrations(o: &mut String, s: &StepReport) {
+    let Some(d) = &s.details else { return };
+    match s.kind.as_str() {
+        "migrate" => {
+            let applied = d["applied"].as_array().cloned().unwrap_or_default();
+            let list: Vec<String> = applied
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {} ({} ms{})",
+                        a["version"].as_str().unwrap_or_default(),
+                        a["name"].as_str().unwrap_or_default(),
+                        a["duration_ms"],
+                        if a["transaction"] == false {
+                            ", no transaction"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "- **{}** migrate {} ({} format, history in `{}`): {}",
+                s.id,
+                d["direction"].as_str().unwrap_or("up"),
+                d["format"].as_str().unwrap_or_default(),
+                d["history_table"].as_str().unwrap_or_default(),
+                if list.is_empty() {
+                    "nothing to do".to_string()
+                } else {
+                    list.join(", ")
+                }
+            );
+            if let Some(f) = d["failed"].as_object() {
+                let _ = writeln!(
+                    o,
+                    "  - FAILED at {} {} after {} statement(s){}",
+                    f["version"].as_str().unwrap_or_default(),
+                    f["name"].as_str().unwrap_or_default(),
+                    f["statements_done"],
+                    if f["transaction"] == true {
+                        " (rolled back)"
+                    } else {
+                        " (not in a transaction: marked dirty)"
+                    }
+                );
+            }
+            for c in d["checksum_changes_allowed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let _ = writeln!(
+                    o,
+                    "  - checksum change accepted: {}",
+                    cell(c.as_str().unwrap_or_default())
+                );
+            }
+        }
+        "snapshot" => {
+            let _ = writeln!(
+                o,
+                "- **{}** snapshot: hash `{}` ({} objects){}",
+                s.id,
+                d["hash"].as_str().unwrap_or_default(),
+                d["objects"],
+                d["expected"]
+                    .as_str()
+                    .map(|h| format!("; expected `{h}`"))
+                    .unwrap_or_default()
+            );
+            write_changes(o, &d["changes"], "  ");
+        }
+        _ => {
+            let errors: Vec<&str> = d["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let _ = writeln!(
+                o,
+                "**{}** rehearsal ({}, {} format{}):\n",
+                s.id,
+                d["mode"].as_str().unwrap_or_default().replace('_', " "),
+                d["format"].as_str().unwrap_or_default(),
+                if d["scratch"] == true {
+                    ", on a scratch database"
+                } else {
+                    ""
+                }
+            );
+            let _ = writeln!(
+                o,
+                "| version | name | verdict | up | down | re-up | findings |"
+            );
+            let _ = writeln!(o, "|---|---|---|---:|---:|---:|---|");
+            let mut rows = d["migrations"].as_array().cloned().unwrap_or_default();
+            if d["set_findings"].as_array().is_some_and(|f| !f.is_empty()) {
+                let worst = d["set_findings"][0]["verdict"].clone();
+                rows.push(serde_json::json!({
+                    "version": "*", "name": "the whole set", "verdict": worst,
+                    "findings": d["set_findings"], "legs": []
+                }));
+            }
+            for m in &rows {
+                let verdict = m["verdict"].as_str().unwrap_or_default();
+                let mark = if verdict == "ok" {
+                    "✅"
+                } else if m["findings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f["verdict"].as_str().is_some_and(|v| errors.contains(&v)))
+                {
+                    "❌"
+                } else {
+                    "⚠️"
+                };
+                let leg = |name: &str| {
+                    m["legs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|l| l["leg"] == name)
+                        .map_or_else(
+                            || "-".to_string(),
+                            |l| {
+                                format!(
+                                    "{} ms{}",
+                                    l["duration_ms"],
+                                    if l["ok"] == false { " ✘" } else { "" }
+                                )
+                            },
+                        )
+                };
+                let findings: Vec<String> = m["findings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| cell(f["message"].as_str().unwrap_or_default()))
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {mark} {verdict} | {} | {} | {} | {} |",
+                    m["version"].as_str().unwrap_or_default(),
+                    cell(m["name"].as_str().unwrap_or_default()),
+                    leg("up"),
+                    leg("down"),
+                    leg("reup"),
+                    findings.join("<br>")
+                );
+            }
+            if let Some(why) = d["stopped"].as_str() {
+                let _ = writeln!(o, "\nThe rehearsal stopped early: {}", cell(why));
+            }
+            let with_changes: Vec<(&Value, &Value)> = rows
+                .iter()
+                .flat_map(|m| {
+                    m["findings"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|f| f["changes"].is_array())
+                        .map(move |f| (m, f))
+                })
+                .collect();
+            if !with_changes.is_empty() {
+                let _ = writeln!(o, "\nSchema differences:\n");
+                for (m, f) in with_changes {
+                    let _ = writeln!(
+                        o,
+                        "- {} {}: {}",
+                        m["version"].as_str().unwrap_or_default(),
+                        cell(m["name"].as_str().unwrap_or_default()),
+                        f["verdict"].as_str().unwrap_or_default()
+                    );
+                    write_changes(o, &f["changes"], "  ");
+                }
+            }
+            if let Some(p) = d["timings_csv"].as_str() {
+                let _ = writeln!(o, "\nTimings: `{}`", cell(p));
+            }
+            o.push('\n');
+        }
     }
 }
 

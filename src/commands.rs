@@ -1,0 +1,372 @@
+//! The commands around migrations and schemas that run outside a runbook:
+//! `runbook schema snapshot|diff` and `runbook migrations status|repair`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use crate::exec::db::{self, Db};
+use crate::exec::migrate::{self, History};
+use crate::exit;
+use crate::migrations::{self, Format};
+use crate::snapshot::{self, File, Snapshot};
+
+/// What every database command needs: the URL (flag, then $DATABASE_URL).
+pub struct Target {
+    pub database_url: Option<String>,
+}
+
+fn error(stderr: &mut impl Write, message: &str, hint: &str) {
+    let _ = writeln!(stderr, "error: {message}\n  = help: {hint}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
+/// Connect, or say why not: 5 for a missing or bad URL, 1 for a server that
+/// cannot be reached.
+async fn connect(t: &Target, stderr: &mut impl Write) -> Result<Db, u8> {
+    let url = t
+        .database_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()));
+    let Some(url) = url else {
+        error(
+            stderr,
+            "no database given",
+            "pass --database-url postgres://user@host/db, or set DATABASE_URL",
+        );
+        return Err(exit::INVALID);
+    };
+    let mut redactor = crate::redact::Redactor::new(Vec::new());
+    redactor.add_url(&url);
+    let config = db::parse_url(&url).map_err(|e| {
+        error(
+            stderr,
+            &format!("invalid database URL `{}`: {e}", redactor.redact(&url)),
+            "a URL looks like postgres://user@host:5432/db",
+        );
+        exit::INVALID
+    })?;
+    let target = db::target_of(&config, false);
+    Db::connect(config, "runbook/cli").await.map_err(|e| {
+        error(
+            stderr,
+            &format!(
+                "cannot connect to {}@{}:{}/{}: {}",
+                target.user, target.host, target.port, target.database, e.message
+            ),
+            "check that the server is up and the URL is right",
+        );
+        exit::PREFLIGHT_FAILED
+    })
+}
+
+/// `runbook schema snapshot`: the snapshot as JSON, on stdout or to a file.
+pub fn schema_snapshot(
+    t: &Target,
+    output: Option<&Path>,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    runtime().block_on(async {
+        let db = match connect(t, stderr).await {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let snap = match snapshot::take(&db.client).await {
+            Ok(s) => s,
+            Err(e) => {
+                error(
+                    stderr,
+                    &format!(
+                        "the snapshot query failed: {}",
+                        db::error_info(&e, None).message
+                    ),
+                    "the role needs to read the system catalogs",
+                );
+                return exit::PREFLIGHT_FAILED;
+            }
+        };
+        let version = db.server_version().await.unwrap_or_default();
+        let database = db.config().get_dbname().unwrap_or_default().to_string();
+        let file = File::new(&snap, &database, &version);
+        let mut text = serde_json::to_string_pretty(&file).expect("snapshots serialize");
+        text.push('\n');
+        match output {
+            Some(p) => {
+                if let Err(e) = crate::report::files::write_atomic(p, text.as_bytes()) {
+                    error(
+                        stderr,
+                        &format!("cannot write {}: {e}", p.display()),
+                        "check the directory exists and is writable",
+                    );
+                    return exit::INVALID;
+                }
+                let _ = writeln!(
+                    stderr,
+                    "snapshot of {database}: {} objects, hash {}",
+                    snap.objects.len(),
+                    snap.hash
+                );
+            }
+            None => {
+                let _ = stdout.write_all(text.as_bytes());
+            }
+        }
+        exit::OK
+    })
+}
+
+/// `runbook schema diff A B`: 0 when equal, 3 when they differ.
+pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write, stderr: &mut impl Write) -> u8 {
+    let read = |p: &Path| File::read(p).map(|(_, s)| s);
+    let (sa, sb): (Snapshot, Snapshot) = match (read(a), read(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            error(
+                stderr,
+                &e,
+                "give two files written by `runbook schema snapshot` or a snapshot step's `save:`",
+            );
+            return exit::INVALID;
+        }
+    };
+    let changes = snapshot::compare(&sa, &sb);
+    if changes.is_empty() {
+        let _ = writeln!(
+            stdout,
+            "same schema: {} objects, hash {}",
+            sa.objects.len(),
+            sa.hash
+        );
+        return exit::OK;
+    }
+    let _ = writeln!(
+        stdout,
+        "{} object(s) differ ({} -> {}):",
+        changes.len(),
+        a.display(),
+        b.display()
+    );
+    for c in &changes {
+        let _ = writeln!(stdout, "\n{} {}", c.change, c.object);
+        for line in snapshot::describe(c) {
+            let _ = writeln!(stdout, "    {line}");
+        }
+    }
+    exit::VERIFY_FAILED
+}
+
+fn load(dir: &Path, format: &str, stderr: &mut impl Write) -> Result<migrations::Set, u8> {
+    let format = Format::parse(format).map_err(|e| {
+        error(stderr, &e, "see docs/migrations.md for the formats");
+        exit::INVALID
+    })?;
+    migrations::load(dir, format).map_err(|e| {
+        error(
+            stderr,
+            &e,
+            "give the migration directory; --migration-format names its layout when detection cannot",
+        );
+        exit::INVALID
+    })
+}
+
+/// `runbook migrations status DIR`: every migration with its state. Exits 3
+/// when a migration is dirty or changed after it was applied.
+pub fn migrations_status(
+    t: &Target,
+    dir: &Path,
+    format: &str,
+    history_table: &str,
+    json: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    let set = match load(dir, format, stderr) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    runtime().block_on(async {
+        let db = match connect(t, stderr).await {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let history = History::new(history_table);
+        let applied = match history.read(&db).await {
+            Ok(a) => a,
+            Err(e) => {
+                error(stderr, &format!("cannot read {}: {}", history.name, e.message), "check the role can read it");
+                return exit::PREFLIGHT_FAILED;
+            }
+        };
+        let mut rows = Vec::new();
+        let mut bad = false;
+        for m in &set.migrations {
+            let a = applied.iter().find(|a| a.version == m.version);
+            let (state, note) = match a {
+                None => ("pending", String::new()),
+                Some(a) if a.dirty => {
+                    bad = true;
+                    ("dirty", migrate::dirty_message(a, &history.name).0)
+                }
+                Some(a) if a.checksum != m.checksum => {
+                    bad = true;
+                    (
+                        "changed",
+                        format!("applied with sha256 {}, the file now hashes to {}", a.checksum, m.checksum),
+                    )
+                }
+                Some(a) => ("applied", format!("{} by run {}", a.applied_at, a.run_id)),
+            };
+            rows.push((m.version.clone(), m.name.clone(), state, note, m.down_missing()));
+        }
+        for a in applied.iter().filter(|a| !set.migrations.iter().any(|m| m.version == a.version)) {
+            if a.dirty {
+                bad = true;
+            }
+            rows.push((
+                a.version.clone(),
+                a.name.clone(),
+                if a.dirty { "dirty" } else { "no file" },
+                format!("applied {} but not in {}", a.applied_at, dir.display()),
+                None,
+            ));
+        }
+        if json {
+            let list: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(v, n, s, note, down)| {
+                    serde_json::json!({"version": v, "name": n, "state": s, "note": note, "down_missing": down})
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "dir": dir.display().to_string(),
+                "format": set.format.name(),
+                "history_table": history.name,
+                "migrations": list,
+                "warnings": set.warnings,
+            });
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            let _ = writeln!(
+                stdout,
+                "{} ({} format, history in {})",
+                dir.display(),
+                set.format.name(),
+                history.name
+            );
+            for (v, n, s, note, down) in &rows {
+                let mut line = format!("{v:>14}  {s:<8} {n}");
+                if !note.is_empty() {
+                    line.push_str(&format!("  ({note})"));
+                }
+                if let Some(why) = down {
+                    line.push_str(&format!("  [no down: {why}]"));
+                }
+                let _ = writeln!(stdout, "{line}");
+            }
+            for w in &set.warnings {
+                let _ = writeln!(stdout, "warning: {w}");
+            }
+        }
+        if bad { exit::VERIFY_FAILED } else { exit::OK }
+    })
+}
+
+/// `runbook migrations repair DIR --version V`: clear a dirty flag after a
+/// person has checked the schema. Asks first (or `--yes`).
+#[allow(clippy::too_many_arguments)]
+pub fn migrations_repair(
+    t: &Target,
+    dir: &Path,
+    format: &str,
+    history_table: &str,
+    version: &str,
+    mark_applied: bool,
+    yes: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    let set = match load(dir, format, stderr) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    runtime().block_on(async {
+        let db = match connect(t, stderr).await {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let history = History::new(history_table);
+        let applied = match history.read(&db).await {
+            Ok(a) => a,
+            Err(e) => {
+                error(stderr, &format!("cannot read {}: {}", history.name, e.message), "check the role can read it");
+                return exit::PREFLIGHT_FAILED;
+            }
+        };
+        let Some(row) = applied.iter().find(|a| a.version == version) else {
+            error(
+                stderr,
+                &format!("version {version} is not in {}", history.name),
+                "`runbook migrations status DIR` lists the versions and their states",
+            );
+            return exit::INVALID;
+        };
+        if !row.dirty {
+            error(
+                stderr,
+                &format!("version {version} is not dirty; there is nothing to repair"),
+                "repair only clears the flag a failed or killed migration left",
+            );
+            return exit::INVALID;
+        }
+        if mark_applied && let Some(m) = set.migrations.iter().find(|m| m.version == version) && m.checksum != row.checksum {
+            let _ = writeln!(stderr, "warning: {} changed since the dirty run started", m.up.file);
+        }
+        let (what, _) = migrate::dirty_message(row, &history.name);
+        let outcome = if mark_applied {
+            "recorded as applied"
+        } else {
+            "removed from the history, so it is pending again"
+        };
+        let _ = writeln!(stderr, "{what}\nversion {version} will be {outcome}.");
+        if !yes {
+            let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
+            if !interactive {
+                error(
+                    stderr,
+                    "repair needs confirmation",
+                    "run it at a terminal to be asked, or add --yes once you have checked the schema",
+                );
+                return exit::NOT_APPROVED;
+            }
+            let _ = write!(stderr, "Have you checked the schema by hand? Type yes to repair: ");
+            let _ = stderr.flush();
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            if answer.trim() != "yes" {
+                let _ = writeln!(stderr, "not repaired");
+                return exit::NOT_APPROVED;
+            }
+        }
+        match history.repair(&db, version, mark_applied).await {
+            Ok(1) => {
+                let _ = writeln!(stdout, "repaired: version {version} {outcome}");
+                exit::OK
+            }
+            Ok(_) => {
+                error(stderr, "the row changed while we asked", "run status again and retry");
+                exit::INVALID
+            }
+            Err(e) => {
+                error(stderr, &format!("the repair failed: {}", e.message), "check the role can write the history table");
+                exit::PREFLIGHT_FAILED
+            }
+        }
+    })
+}

@@ -1,0 +1,876 @@
+//! `migrate` steps: apply a directory of SQL migrations in version order,
+//! or roll them back, recording each in a history table.
+//!
+//! A migration runs in its own transaction unless its file or format says
+//! otherwise, a statement cannot run in a transaction block, a new enum
+//! value is used after the statement that adds it, or the file manages its
+//! own transactions. Then its statements run one by one, and the history row
+//! counts how many completed, so a failure leaves a precise record.
+//!
+//! The history row is written, `dirty`, before the script runs and
+//! cleaned in the script's own transaction when there is one. A run killed
+//! mid-script therefore leaves the row dirty, and `migrate` refuses to go
+//! on until a person has looked (`runbook migrations repair`).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_postgres::SimpleQueryMessage;
+
+use super::db::{self, Db, QueryFail};
+use super::{Attempt, Done, Fail, Run};
+use crate::events::{ErrorInfo, StepStatus};
+use crate::migrations::{self, Migration, Script, Set};
+use crate::model::{Direction, Settings};
+use crate::plan::{PlanMigrate, PlanStep};
+use crate::statements::{self, Statement};
+use crate::template::sql_literal;
+
+/// The history table, quoted for SQL.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub name: String,
+    quoted: String,
+    schema: String,
+}
+
+/// One row of the history table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub version: String,
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: String,
+    pub duration_ms: Option<i64>,
+    pub run_id: String,
+    pub dirty: bool,
+    /// For a dirty row: which way the script was going, whether it ran in a
+    /// transaction, how far it got and what stopped it.
+    pub direction: String,
+    pub in_transaction: bool,
+    pub statements_done: i32,
+    pub statements_total: i32,
+    pub error: Option<String>,
+}
+
+fn lit(s: &str) -> String {
+    sql_literal(s.into()).unwrap_or_default()
+}
+
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+impl History {
+    /// `schema.table` or `table` (in `public`), as the schema's pattern allows.
+    pub fn new(name: &str) -> History {
+        let (schema, table) = name.split_once('.').unwrap_or(("public", name));
+        History {
+            name: format!("{schema}.{table}"),
+            quoted: format!("{}.{}", ident(schema), ident(table)),
+            schema: schema.to_string(),
+        }
+    }
+
+    pub async fn exists(&self, db: &Db) -> Result<bool, ErrorInfo> {
+        let rows = db
+            .client
+            .query_one(
+                &format!("SELECT to_regclass({}) IS NOT NULL", lit(&self.quoted)),
+                &[],
+            )
+            .await
+            .map_err(|e| db::error_info(&e, None))?;
+        Ok(rows.get(0))
+    }
+
+    pub async fn ensure(&self, db: &Db) -> Result<(), ErrorInfo> {
+        if self.exists(db).await? {
+            return Ok(());
+        }
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {t} (
+                 version text PRIMARY KEY,
+                 name text NOT NULL,
+                 checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now(),
+                 duration_ms bigint,
+                 run_id text NOT NULL,
+                 dirty boolean NOT NULL,
+                 direction text NOT NULL DEFAULT 'up',
+                 in_transaction boolean NOT NULL DEFAULT true,
+                 statements_done integer NOT NULL DEFAULT 0,
+                 statements_total integer NOT NULL DEFAULT 0,
+                 error text
+             );
+             COMMENT ON TABLE {t} IS {comment};",
+            schema = ident(&self.schema),
+            t = self.quoted,
+            comment = lit(&format!(
+                "{} migration history, written by runbook migrate",
+                crate::snapshot::STATE_COMMENT
+            )),
+        );
+        db.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| db::error_info(&e, None))
+    }
+
+    /// Every row, by version; empty when the table does not exist yet.
+    pub async fn read(&self, db: &Db) -> Result<Vec<Applied>, ErrorInfo> {
+        if !self.exists(db).await? {
+            return Ok(Vec::new());
+        }
+        let rows = db
+            .client
+            .query(
+                &format!(
+                    "SELECT version, name, checksum,
+                            to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                            duration_ms, run_id, dirty, direction, in_transaction,
+                            statements_done, statements_total, error
+                     FROM {}",
+                    self.quoted
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db::error_info(&e, None))?;
+        let mut out: Vec<Applied> = rows
+            .iter()
+            .map(|r| Applied {
+                version: r.get(0),
+                name: r.get(1),
+                checksum: r.get(2),
+                applied_at: r.get(3),
+                duration_ms: r.get(4),
+                run_id: r.get(5),
+                dirty: r.get(6),
+                direction: r.get(7),
+                in_transaction: r.get(8),
+                statements_done: r.get(9),
+                statements_total: r.get(10),
+                error: r.get(11),
+            })
+            .collect();
+        out.sort_by(|a, b| migrations::version_cmp(&a.version, &b.version));
+        Ok(out)
+    }
+
+    /// Clear a dirty flag: keep the row as applied, or delete it (pending).
+    pub async fn repair(&self, db: &Db, version: &str, applied: bool) -> Result<u64, ErrorInfo> {
+        let sql = if applied {
+            format!(
+                "UPDATE {} SET dirty = false, error = NULL, direction = 'up' WHERE version = $1 AND dirty",
+                self.quoted
+            )
+        } else {
+            format!("DELETE FROM {} WHERE version = $1 AND dirty", self.quoted)
+        };
+        db.client
+            .execute(&sql, &[&version])
+            .await
+            .map_err(|e| db::error_info(&e, None))
+    }
+}
+
+/// What a dirty row means, for people: the state the script left and how to repair it.
+pub fn dirty_message(a: &Applied, history: &str) -> (String, String) {
+    let state = if a.in_transaction {
+        "it ran in a transaction, so its changes were rolled back when it stopped: the schema should be as before it".to_string()
+    } else {
+        format!(
+            "it ran statement by statement: {} of {} statements completed before it stopped{}",
+            a.statements_done,
+            a.statements_total,
+            a.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )
+    };
+    (
+        format!(
+            "migration {} ({}) is dirty in {history}: its {} was started by run {} at {} and never finished; {state}",
+            a.version, a.name, a.direction, a.run_id, a.applied_at
+        ),
+        format!(
+            "check the schema by hand, finish or undo what the script did, then run `runbook migrations repair DIR --version {}` (add `--mark pending` if the migration's changes are not in place)",
+            a.version
+        ),
+    )
+}
+
+/// How a script runs, and why when not in one transaction.
+pub fn script_mode(script: &Script, stmts: &[Statement]) -> (bool, Option<String>) {
+    if script.no_transaction {
+        return (
+            false,
+            Some("the file marks it to run without a transaction".into()),
+        );
+    }
+    if let Some((i, st)) = stmts
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.no_transaction.is_some())
+    {
+        return (
+            false,
+            Some(format!(
+                "statement {} ({}): {}",
+                i + 1,
+                st.summary(),
+                st.no_transaction.unwrap_or_default()
+            )),
+        );
+    }
+    if let Some(i) = stmts.iter().position(|s| s.transaction_control) {
+        return (
+            false,
+            Some(format!(
+                "statement {} ({}): the file manages its own transactions; wrapping it would let its COMMIT end runbook's transaction early",
+                i + 1,
+                stmts[i].kind
+            )),
+        );
+    }
+    if let Some(why) = enum_value_used(stmts) {
+        return (false, Some(why));
+    }
+    (true, None)
+}
+
+/// `ALTER TYPE ... ADD VALUE 'v'` followed by a statement that uses `'v'`:
+/// a new enum value cannot be used in the transaction that added it.
+fn enum_value_used(stmts: &[Statement]) -> Option<String> {
+    for (i, st) in stmts.iter().enumerate() {
+        let upper = st.text.to_ascii_uppercase();
+        if !upper.trim_start().starts_with("ALTER TYPE") {
+            continue;
+        }
+        let Some(at) = upper.find("ADD VALUE") else {
+            continue;
+        };
+        let rest = &st.text[at + "ADD VALUE".len()..];
+        let Some(open) = rest.find('\'') else {
+            continue;
+        };
+        let Some(len) = rest[open + 1..].find('\'') else {
+            continue;
+        };
+        let quoted = &rest[open..open + len + 2];
+        if let Some(j) = stmts[i + 1..].iter().position(|s| s.text.contains(quoted)) {
+            return Some(format!(
+                "statement {} adds the enum value {quoted} and statement {} uses it; a new enum value cannot be used in the transaction that adds it",
+                i + 1,
+                i + j + 2
+            ));
+        }
+    }
+    None
+}
+
+/// A script that failed.
+pub struct ScriptFail {
+    pub error: ErrorInfo,
+    pub status: StepStatus,
+    pub retry: bool,
+    /// Statements that completed (and committed, outside a transaction).
+    pub done: usize,
+    pub in_transaction: bool,
+}
+
+/// What running a script did.
+pub struct ScriptRun {
+    pub duration: Duration,
+    pub in_transaction: bool,
+    pub no_transaction_because: Option<String>,
+    pub statements: usize,
+}
+
+/// The parts of a run a script needs: where to log, the interrupt signal,
+/// the deadline.
+pub struct Ctx<'c> {
+    pub run_id: &'c str,
+    pub settings: &'c Settings,
+    pub deadline: Option<Instant>,
+    pub timeout: Option<Duration>,
+    pub interrupts: tokio::sync::watch::Receiver<u32>,
+    pub level: u32,
+}
+
+fn fail_at(
+    script: &Script,
+    st: &Statement,
+    i: usize,
+    q: QueryFail,
+    ctx: &Ctx<'_>,
+) -> (ErrorInfo, StepStatus, bool) {
+    match q {
+        QueryFail::Db(e) => {
+            let mut info = db::error_info(&e, None);
+            let within = info
+                .position
+                .map(|p| {
+                    st.text
+                        .char_indices()
+                        .nth(p.saturating_sub(1) as usize)
+                        .map_or(0, |(b, _)| b)
+                })
+                .unwrap_or(0);
+            info.location = Some(format!(
+                "{} (statement {})",
+                script.locate(st.offset + within),
+                i + 1
+            ));
+            let retry = db::classify(&e).is_some();
+            (info, StepStatus::Failed, retry)
+        }
+        QueryFail::Timeout => (
+            super::timeout_error(ctx.timeout),
+            StepStatus::TimedOut,
+            false,
+        ),
+        QueryFail::Interrupted => (super::cancelled_error(), StepStatus::Cancelled, false),
+    }
+}
+
+/// Run one migration's up or down on `db`, keeping the history row in step.
+pub async fn run_script(
+    db: &Db,
+    history: &History,
+    m: &Migration,
+    direction: Direction,
+    ctx: &Ctx<'_>,
+) -> Result<ScriptRun, ScriptFail> {
+    let script = match direction {
+        Direction::Up => &m.up,
+        Direction::Down => m.down_script().expect("callers check for a down script"),
+    };
+    let stmts = statements::split(&script.sql);
+    let (in_tx, why) = script_mode(script, &stmts);
+    let plain = |e: ErrorInfo| ScriptFail {
+        error: e,
+        status: StepStatus::Failed,
+        retry: false,
+        done: 0,
+        in_transaction: in_tx,
+    };
+    let v = lit(&m.version);
+    let total = stmts.len();
+    // Mark the row dirty before anything runs, in its own commit.
+    let mark = match direction {
+        Direction::Up => format!(
+            "INSERT INTO {t} (version, name, checksum, run_id, dirty, direction, in_transaction, statements_done, statements_total)
+             VALUES ({v}, {name}, {sum}, {run}, true, 'up', {in_tx}, 0, {total})
+             ON CONFLICT (version) DO UPDATE SET dirty = true, direction = 'up', run_id = EXCLUDED.run_id,
+                 in_transaction = EXCLUDED.in_transaction, statements_done = 0,
+                 statements_total = EXCLUDED.statements_total, error = NULL, applied_at = now()",
+            t = history.quoted,
+            name = lit(&m.name),
+            sum = lit(&m.checksum),
+            run = lit(ctx.run_id),
+        ),
+        Direction::Down => format!(
+            "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
+                 statements_done = 0, statements_total = {total}, error = NULL
+             WHERE version = {v}",
+            t = history.quoted,
+            run = lit(ctx.run_id),
+        ),
+    };
+    db.client
+        .batch_execute(&mark)
+        .await
+        .map_err(|e| plain(db::error_info(&e, None)))?;
+    let setup = match (db::settings_sql(ctx.settings, in_tx), in_tx) {
+        (Some(s), true) => format!("BEGIN;\n{s}"),
+        (None, true) => "BEGIN;".into(),
+        (Some(s), false) => s,
+        (None, false) => String::new(),
+    };
+    if !setup.is_empty()
+        && let Err(e) = db.client.batch_execute(&setup).await
+    {
+        db.rollback().await;
+        let _ = undo_mark(db, history, m, direction).await;
+        return Err(plain(db::error_info(&e, None)));
+    }
+    let started = Instant::now();
+    for (i, st) in stmts.iter().enumerate() {
+        let left = ctx
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let result = if left.is_some_and(|l| l.is_zero()) {
+            Err(QueryFail::Timeout)
+        } else {
+            db.run(
+                &st.text,
+                left,
+                super::interrupted(ctx.interrupts.clone(), ctx.level),
+            )
+            .await
+        };
+        if let Err(q) = result {
+            let (error, status, retry) = fail_at(script, st, i, q, ctx);
+            if in_tx {
+                db.rollback().await;
+            }
+            if in_tx || i == 0 {
+                // Nothing of the script is left behind: the row goes back
+                // to what it was.
+                let _ = undo_mark(db, history, m, direction).await;
+            } else {
+                let _ = db
+                    .client
+                    .batch_execute(&format!(
+                        "UPDATE {} SET error = {} WHERE version = {v}",
+                        history.quoted,
+                        lit(&format!("statement {} failed: {}", i + 1, error.message))
+                    ))
+                    .await;
+            }
+            return Err(ScriptFail {
+                error,
+                status,
+                retry: retry && (in_tx || i == 0),
+                done: i,
+                in_transaction: in_tx,
+            });
+        }
+        if !in_tx && i + 1 < total {
+            let _ = db
+                .client
+                .batch_execute(&format!(
+                    "UPDATE {} SET statements_done = {} WHERE version = {v}",
+                    history.quoted,
+                    i + 1
+                ))
+                .await;
+        }
+    }
+    let duration = started.elapsed();
+    let finish = match direction {
+        Direction::Up => format!(
+            "UPDATE {} SET dirty = false, statements_done = {total}, duration_ms = {}, applied_at = now() WHERE version = {v}",
+            history.quoted,
+            super::ms(duration)
+        ),
+        Direction::Down => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
+    };
+    let finish = if in_tx {
+        format!("{finish};\nCOMMIT")
+    } else {
+        finish
+    };
+    if let Err(e) = db.client.batch_execute(&finish).await {
+        if in_tx {
+            db.rollback().await;
+            let _ = undo_mark(db, history, m, direction).await;
+        }
+        return Err(ScriptFail {
+            retry: db::classify(&e).is_some() && in_tx,
+            ..plain(db::error_info(&e, None))
+        });
+    }
+    Ok(ScriptRun {
+        duration,
+        in_transaction: in_tx,
+        no_transaction_because: why,
+        statements: total,
+    })
+}
+
+/// Put the history row back as it was before the script started.
+async fn undo_mark(
+    db: &Db,
+    history: &History,
+    m: &Migration,
+    direction: Direction,
+) -> Result<(), tokio_postgres::Error> {
+    let v = lit(&m.version);
+    let sql = match direction {
+        Direction::Up => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
+        Direction::Down => format!(
+            "UPDATE {} SET dirty = false, direction = 'up', error = NULL WHERE version = {v}",
+            history.quoted
+        ),
+    };
+    db.client.batch_execute(&sql).await
+}
+
+/// Which migrations a `migrate` would run, given the history.
+pub struct Pending<'s> {
+    pub run: Vec<&'s Migration>,
+    /// Applied migrations whose up script changed: (version, file, recorded, now).
+    pub changed: Vec<(String, String, String, String)>,
+    /// Applied versions with no file in the directory.
+    pub missing: Vec<String>,
+}
+
+/// Decide what to run. Refuses on a dirty row, and on a changed checksum
+/// unless `allow_checksum_change`.
+pub fn select<'s>(
+    set: &'s Set,
+    applied: &[Applied],
+    direction: Direction,
+    to: Option<&str>,
+    steps: Option<u32>,
+) -> Pending<'s> {
+    let done = |v: &str| applied.iter().any(|a| a.version == v);
+    let changed = applied
+        .iter()
+        .filter_map(|a| {
+            let m = set.migrations.iter().find(|m| m.version == a.version)?;
+            (m.checksum != a.checksum).then(|| {
+                (
+                    a.version.clone(),
+                    m.up.file.clone(),
+                    a.checksum.clone(),
+                    m.checksum.clone(),
+                )
+            })
+        })
+        .collect();
+    let missing = applied
+        .iter()
+        .filter(|a| !set.migrations.iter().any(|m| m.version == a.version))
+        .map(|a| a.version.clone())
+        .collect();
+    let to = to.filter(|t| *t != "latest");
+    let mut run: Vec<&Migration> = match direction {
+        Direction::Up => set
+            .migrations
+            .iter()
+            .filter(|m| !done(&m.version))
+            .filter(|m| to.is_none_or(|t| migrations::version_cmp(&m.version, t).is_le()))
+            .collect(),
+        Direction::Down => set
+            .migrations
+            .iter()
+            .rev()
+            .filter(|m| done(&m.version))
+            .filter(|m| to.is_none_or(|t| migrations::version_cmp(&m.version, t).is_gt()))
+            .collect(),
+    };
+    if let Some(n) = steps {
+        run.truncate(n as usize);
+    }
+    Pending {
+        run,
+        changed,
+        missing,
+    }
+}
+
+fn fail(message: String, hint: &str) -> Fail {
+    Fail::new(
+        StepStatus::Failed,
+        ErrorInfo {
+            class: "migrate".into(),
+            message,
+            hint: Some(hint.into()),
+            ..ErrorInfo::default()
+        },
+    )
+}
+
+/// Load the directory a step names (relative to the runbook).
+pub(crate) fn load_set(r: &Run<'_>, dir: &crate::plan::Text, format: &str) -> Result<Set, Fail> {
+    let (dir, _) = r
+        .render(dir)
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let format = migrations::Format::parse(format)
+        .map_err(|e| fail(e, "see docs/migrations.md for the formats"))?;
+    migrations::load(&super::builtin::relative(r, &dir), format).map_err(|e| {
+        fail(
+            e,
+            "check `dir:`; it is relative to the runbook's directory, and `format:` names the layout when detection cannot",
+        )
+    })
+}
+
+pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
+    let crate::plan::Action::Migrate(m) = &s.action else {
+        unreachable!("migrate::run is called for migrate steps")
+    };
+    let m: &PlanMigrate = m;
+    let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
+    let set = load_set(r, &m.dir, &m.format)?;
+    for w in &set.warnings {
+        super::sql::log(r, &s.id, format!("warning: {w}"));
+    }
+    let history = History::new(&m.history_table);
+    let key = db::lock_key(&r.database, &format!("migrations:{}", history.name));
+    match r.db.try_lock(key).await {
+        Ok(Ok(())) => {}
+        Ok(Err(holder)) => {
+            return Err(fail(
+                format!(
+                    "another session is migrating with {}{}",
+                    history.name,
+                    holder
+                        .map(|h| format!(": pid {} ({})", h.pid, h.application_name))
+                        .unwrap_or_default()
+                ),
+                "wait for it to finish; two migrators on one history table would race",
+            ));
+        }
+        Err(e) => return Err(Fail::new(StepStatus::Failed, e)),
+    }
+    let result = migrate(r, s, m, &set, &history, &settings, timeout).await;
+    let _ =
+        r.db.client
+            .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
+            .await;
+    result
+}
+
+async fn migrate(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    m: &PlanMigrate,
+    set: &Set,
+    history: &History,
+    settings: &Settings,
+    timeout: Option<Duration>,
+) -> Attempt {
+    history
+        .ensure(&r.db)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let applied = history
+        .read(&r.db)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    if let Some(d) = applied.iter().find(|a| a.dirty) {
+        let (message, hint) = dirty_message(d, &history.name);
+        return Err(fail(message, &hint));
+    }
+    let pending = select(set, &applied, m.direction, m.to.as_deref(), m.steps);
+    let mut details = json!({
+        "format": set.format.name(),
+        "dir": set.dir.display().to_string(),
+        "history_table": history.name,
+        "direction": m.direction,
+    });
+    if !set.warnings.is_empty() {
+        details["warnings"] = json!(set.warnings);
+    }
+    if !pending.changed.is_empty() {
+        let list: Vec<String> = pending
+            .changed
+            .iter()
+            .map(|(v, f, was, now)| {
+                format!("{f} (version {v}): applied with sha256 {was}, now {now}")
+            })
+            .collect();
+        if !m.allow_checksum_change {
+            return Err(fail(
+                format!(
+                    "{} applied migration(s) changed since they were applied: {}",
+                    list.len(),
+                    list.join("; ")
+                ),
+                "an applied migration must not be edited: restore the file, or add a new migration; `allow_checksum_change: true` accepts the change and records it",
+            ));
+        }
+        for (v, f, was, now) in &pending.changed {
+            super::sql::log(
+                r,
+                &s.id,
+                format!("warning: {f} changed after it was applied (allowed): {was} -> {now}"),
+            );
+            let _ =
+                r.db.client
+                    .batch_execute(&format!(
+                        "UPDATE {} SET checksum = {} WHERE version = {}",
+                        history.quoted,
+                        lit(now),
+                        lit(v)
+                    ))
+                    .await;
+        }
+        details["checksum_changes_allowed"] = json!(list);
+    }
+    if !pending.missing.is_empty() {
+        super::sql::log(
+            r,
+            &s.id,
+            format!(
+                "warning: applied version(s) {} have no file in {}",
+                pending.missing.join(", "),
+                set.dir.display()
+            ),
+        );
+        details["applied_without_file"] = json!(pending.missing);
+    }
+    if m.direction == Direction::Down
+        && let Some(x) = pending.run.iter().find(|x| x.down_script().is_none())
+    {
+        return Err(fail(
+            format!(
+                "migration {} ({}) cannot be rolled back: {}",
+                x.version,
+                x.name,
+                x.down_missing().unwrap_or_default()
+            ),
+            "nothing was rolled back; write its down script, or restore from a backup",
+        ));
+    }
+    let max_applied = applied
+        .iter()
+        .map(|a| a.version.as_str())
+        .max_by(|a, b| migrations::version_cmp(a, b));
+    let run_id = r.run_id.clone();
+    let ctx = Ctx {
+        run_id: &run_id,
+        settings,
+        deadline: timeout.map(|t| Instant::now() + t),
+        timeout,
+        interrupts: r.interrupts.clone(),
+        level: r.stop_level,
+    };
+    let mut done_list: Vec<Value> = Vec::new();
+    let total = pending.run.len();
+    if total == 0 {
+        super::sql::log(r, &s.id, "nothing to do: no migration is pending".into());
+    }
+    for (i, x) in pending.run.iter().enumerate() {
+        if m.direction == Direction::Up
+            && let Some(max) = max_applied
+            && migrations::version_cmp(&x.version, max).is_lt()
+        {
+            super::sql::log(
+                r,
+                &s.id,
+                format!(
+                    "warning: {} is older than the newest applied migration ({max}); applying it out of order",
+                    x.version
+                ),
+            );
+        }
+        let verb = match m.direction {
+            Direction::Up => "applying",
+            Direction::Down => "rolling back",
+        };
+        super::sql::log(
+            r,
+            &s.id,
+            format!("[{}/{total}] {verb} {} {}", i + 1, x.version, x.name),
+        );
+        match run_script(&r.db, history, x, m.direction, &ctx).await {
+            Ok(done) => {
+                if let Some(why) = &done.no_transaction_because {
+                    super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));
+                }
+                done_list.push(json!({
+                    "version": x.version,
+                    "name": x.name,
+                    "direction": m.direction,
+                    "duration_ms": super::ms(done.duration),
+                    "transaction": done.in_transaction,
+                    "statements": done.statements,
+                }));
+            }
+            Err(f) => {
+                details["applied"] = json!(done_list);
+                details["failed"] = json!({
+                    "version": x.version,
+                    "name": x.name,
+                    "statements_done": f.done,
+                    "transaction": f.in_transaction,
+                });
+                let mut error = f.error;
+                error.message = format!("migration {} ({}): {}", x.version, x.name, error.message);
+                if !f.in_transaction && f.done > 0 {
+                    error.hint = Some(format!(
+                        "{} statement(s) of it committed before the failure and it is marked dirty; see `runbook migrations status` and repair it by hand",
+                        f.done
+                    ));
+                }
+                let mut fail = Fail::new(f.status, error);
+                if f.retry {
+                    fail.retry_class = Some(crate::model::ErrorClass::LockTimeout);
+                }
+                let mut partial = Done {
+                    details: Some(details),
+                    ..Done::default()
+                };
+                partial.output.insert("applied".into(), json!(done_list));
+                fail.partial = partial;
+                return Err(fail);
+            }
+        }
+    }
+    let mut done = Done {
+        details: Some({
+            details["applied"] = json!(done_list);
+            details
+        }),
+        ..Done::default()
+    };
+    done.output.insert("applied".into(), json!(done_list));
+    done.output
+        .insert("count".into(), Value::from(done_list.len()));
+    Ok(done)
+}
+
+/// The text of a simple query's first value.
+pub async fn scalar(db: &Db, sql: &str) -> Result<Option<String>, ErrorInfo> {
+    let rows = db
+        .client
+        .simple_query(sql)
+        .await
+        .map_err(|e| db::error_info(&e, None))?;
+    Ok(rows.into_iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(sql: &str) -> Script {
+        Script {
+            sql: sql.into(),
+            file: "1_a.up.sql".into(),
+            first_line: 1,
+            no_transaction: false,
+        }
+    }
+
+    fn mode(sql: &str) -> (bool, Option<String>) {
+        let s = script(sql);
+        script_mode(&s, &statements::split(sql))
+    }
+
+    #[test]
+    fn transaction_mode_follows_the_statements() {
+        assert_eq!(
+            mode("CREATE TABLE t (a int); INSERT INTO t VALUES (1);"),
+            (true, None)
+        );
+        let (tx, why) = mode("CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY i ON t (a);");
+        assert!(!tx);
+        assert!(
+            why.unwrap()
+                .starts_with("statement 2 (CREATE INDEX CONCURRENTLY")
+        );
+        let (tx, why) = mode("BEGIN; CREATE TABLE t (a int); COMMIT;");
+        assert!(!tx && why.unwrap().contains("manages its own transactions"));
+        let (tx, why) =
+            mode("ALTER TYPE mood ADD VALUE 'meh';\nUPDATE people SET m = 'meh' WHERE m IS NULL;");
+        assert!(
+            !tx && why
+                .unwrap()
+                .contains("adds the enum value 'meh' and statement 2 uses it")
+        );
+        assert!(mode("ALTER TYPE mood ADD VALUE 'meh';\nSELECT 1;").0);
+    }
+}

@@ -1,0 +1,972 @@
+//! `rehearse` steps: every pending migration forward, back and forward
+//! again, with evidence.
+//!
+//! Per migration (`mode: per_migration`):
+//! 1. up (then the seed), snapshot S1, row counts and checksums D1 of the
+//!    tables that existed before it;
+//! 2. down, snapshot S2, D2: S2 must equal the snapshot before up (parity),
+//!    and the tables must hold what they held before up, D0 (the down
+//!    destroyed no data it did not create);
+//! 3. up again, snapshot S3, D3: S3 must equal S1, D3 must equal D1.
+//!
+//! `mode: whole_set` does the same with every up, every down in reverse and
+//! every up again. A bad migration is recorded and the rehearsal goes on
+//! from the state after its up; it stops early only when that state cannot
+//! be reached (an up or a re-up failed, or a non-transactional down failed
+//! half-way).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::db::{self, Db};
+use super::migrate::{self, Ctx, History, ScriptFail};
+use super::{Attempt, Done, Fail, Run};
+use crate::events::{ErrorInfo, Event, StepStatus, now};
+use crate::migrations::{Migration, Set};
+use crate::model::{Direction, RehearseMode, Verdict};
+use crate::plan::{Action, PlanRehearse, PlanScratch, PlanStep};
+use crate::snapshot::{self, Snapshot};
+
+/// A finding about one migration (or, with `version` "*", the whole set).
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+}
+
+/// One timed run of a script.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leg {
+    /// `up`, `down` or `reup`.
+    pub leg: &'static str,
+    pub duration_ms: u64,
+    pub ok: bool,
+    pub transaction: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub version: String,
+    pub name: String,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+    pub legs: Vec<Leg>,
+}
+
+impl Outcome {
+    fn new(m: &Migration) -> Outcome {
+        Outcome {
+            version: m.version.clone(),
+            name: m.name.clone(),
+            verdict: Verdict::Ok,
+            findings: Vec::new(),
+            legs: Vec::new(),
+        }
+    }
+
+    fn find(&mut self, verdict: Verdict, message: String) -> &mut Finding {
+        self.verdict = self.verdict.min(verdict);
+        self.findings.push(Finding {
+            verdict,
+            message,
+            changes: None,
+            tables: Vec::new(),
+        });
+        self.findings.last_mut().expect("just pushed")
+    }
+}
+
+/// Row count and content checksum of one table, over the columns it had
+/// before the migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sum {
+    rows: Option<i64>,
+    checksum: String,
+    missing_columns: Vec<String>,
+}
+
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn lit(s: &str) -> String {
+    crate::template::sql_literal(s.into()).unwrap_or_default()
+}
+
+/// Counts and checksums of `tables` (as the snapshot names them, with the
+/// columns they had), in one query. A table that is gone has `rows: None`.
+async fn sums(
+    db: &Db,
+    tables: &[(String, Vec<String>)],
+) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
+    let mut out = BTreeMap::new();
+    if tables.is_empty() {
+        return Ok(out);
+    }
+    // Which of the tables and columns still exist.
+    let names: Vec<String> = tables.iter().map(|(t, _)| lit(t)).collect();
+    let rows = db
+        .client
+        .query(
+            &format!(
+                "SELECT t.name, a.attname
+                 FROM unnest(ARRAY[{}]::text[]) AS t(name)
+                 JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)
+                 WHERE a.attnum > 0 AND NOT a.attisdropped",
+                names.join(", ")
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| db::error_info(&e, None))?;
+    let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &rows {
+        present
+            .entry(r.get::<_, String>(0))
+            .or_default()
+            .push(r.get(1));
+    }
+    let mut parts = Vec::new();
+    for (t, cols) in tables {
+        let Some(now) = present.get(t) else {
+            out.insert(
+                t.clone(),
+                Sum {
+                    rows: None,
+                    checksum: String::new(),
+                    missing_columns: Vec::new(),
+                },
+            );
+            continue;
+        };
+        let kept: Vec<&String> = cols.iter().filter(|c| now.contains(c)).collect();
+        let missing: Vec<String> = cols.iter().filter(|c| !now.contains(c)).cloned().collect();
+        out.insert(
+            t.clone(),
+            Sum {
+                rows: Some(0),
+                checksum: String::new(),
+                missing_columns: missing,
+            },
+        );
+        let row = if kept.is_empty() {
+            "''".to_string()
+        } else {
+            format!(
+                "ROW({})::text",
+                kept.iter()
+                    .map(|c| format!("x.{}", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        // An order-independent checksum: the sum of each row's hash.
+        parts.push(format!(
+            "SELECT {name}, count(*), coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint::numeric), 0)::text FROM {t} x",
+            name = lit(t)
+        ));
+    }
+    if parts.is_empty() {
+        return Ok(out);
+    }
+    let rows = db
+        .client
+        .query(&parts.join("\nUNION ALL\n"), &[])
+        .await
+        .map_err(|e| db::error_info(&e, None))?;
+    for r in &rows {
+        if let Some(s) = out.get_mut(&r.get::<_, String>(0)) {
+            s.rows = Some(r.get(1));
+            s.checksum = r.get(2);
+        }
+    }
+    Ok(out)
+}
+
+/// What `after` lost of `before`: one line per table. More rows than
+/// before is not a loss (a down may leave rows its up added elsewhere).
+fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, b) in before {
+        let Some(a) = after.get(t) else { continue };
+        match (b.rows, a.rows) {
+            (Some(_), None) => out.push(format!("{t}: the table is gone, with its rows")),
+            (Some(rb), Some(ra)) => {
+                let gone: Vec<&String> = a
+                    .missing_columns
+                    .iter()
+                    .filter(|c| !b.missing_columns.contains(c))
+                    .collect();
+                if !gone.is_empty() {
+                    out.push(format!(
+                        "{t}: column(s) {} are gone, with their data",
+                        gone.iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                } else if ra < rb {
+                    out.push(format!("{t}: {rb} rows before, {ra} after"));
+                } else if ra == rb && b.checksum != a.checksum {
+                    out.push(format!("{t}: {rb} rows, but their contents changed"));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The rehearsal's database session, and the scratch database to drop.
+struct Target {
+    db: Db,
+    scratch: Option<String>,
+}
+
+fn failed(message: String, hint: &str) -> Fail {
+    Fail::new(
+        StepStatus::Failed,
+        ErrorInfo {
+            class: "rehearse".into(),
+            message,
+            hint: Some(hint.into()),
+            ..ErrorInfo::default()
+        },
+    )
+}
+
+fn log(r: &mut Run<'_>, step: &str, line: String) {
+    super::sql::log(r, step, line);
+}
+
+async fn open_target(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    x: &PlanRehearse,
+    deadline: Option<tokio::time::Instant>,
+    timeout: Option<Duration>,
+) -> Result<Target, Fail> {
+    let app = format!("{}/rehearse", r.app_name);
+    let Some(how) = &x.scratch else {
+        let db =
+            r.db.connect_to(&r.database, &app)
+                .await
+                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+        return Ok(Target { db, scratch: None });
+    };
+    let name = format!("runbook_rehearse_{:08x}", fastrand::u32(..));
+    let q = ident(&name);
+    match how {
+        PlanScratch::Template => {
+            // CREATE DATABASE ... TEMPLATE needs the source to have no other
+            // sessions, runbook's own included: the main session steps over
+            // to the maintenance database for the copy, then comes back and
+            // takes the run lock again.
+            let source = r.database.clone();
+            let original = r.db.config().clone();
+            r.monitor = None;
+            let mut maint = None;
+            for candidate in ["postgres", "template1"] {
+                if let Ok(m) = r.db.connect_to(candidate, &r.app_name).await {
+                    maint = Some(m);
+                    break;
+                }
+            }
+            let Some(maint) = maint else {
+                return Err(failed(
+                    "cannot connect to the `postgres` or `template1` database to copy the run's database".into(),
+                    "use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup",
+                ));
+            };
+            r.db = maint;
+            let created =
+                r.db.client
+                    .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE {}", ident(&source)))
+                    .await;
+            r.db = Db::connect(original, &r.app_name)
+                .await
+                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+            r.relock()
+                .await
+                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+            if let Err(e) = created {
+                let info = db::error_info(&e, None);
+                return Err(failed(
+                    format!(
+                        "cannot copy {source} into a scratch database: {}{}",
+                        info.message,
+                        info.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                    ),
+                    "a template copy needs the database to have no other sessions; use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup instead",
+                ));
+            }
+        }
+        PlanScratch::Backup(id) => {
+            let dir = r
+                .steps_out
+                .get(id)
+                .and_then(|o| o.get("path"))
+                .and_then(Value::as_str)
+                .map(std::path::PathBuf::from)
+                .ok_or_else(|| {
+                    failed(
+                        format!("steps.{id} has no backup to restore"),
+                        "the scratch database is restored from a backup step that succeeded earlier in the run",
+                    )
+                })?;
+            let m = crate::backups::load(&dir).map_err(|e| {
+                failed(
+                    format!("cannot use the backup in {}: {e}", dir.display()),
+                    e.hint(),
+                )
+            })?;
+            let bin = r.pg_bin_dir.clone();
+            let program = if m.format == crate::model::BackupFormat::Plain {
+                crate::pgtools::find("psql", "0", bin.as_deref())
+            } else {
+                crate::pgtools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
+            }
+            .map_err(|e| super::backup::tool_failure(&e))?;
+            r.db.client
+                .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))
+                .await
+                .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
+            let restored = super::restore::restore_into(
+                r,
+                &s.id,
+                &m,
+                &dir,
+                &program.path,
+                &name,
+                &super::restore::How {
+                    clean: false,
+                    jobs: 1,
+                    single_transaction: true,
+                    use_list: None,
+                },
+                deadline,
+                timeout,
+            )
+            .await;
+            if let Err(f) = restored {
+                drop_scratch(r, &name).await;
+                return Err(f);
+            }
+        }
+    }
+    log(
+        r,
+        &s.id,
+        format!("rehearsing on the scratch database {name}"),
+    );
+    match r.db.connect_to(&name, &app).await {
+        Ok(db) => Ok(Target {
+            db,
+            scratch: Some(name),
+        }),
+        Err(e) => {
+            drop_scratch(r, &name).await;
+            Err(Fail::new(StepStatus::Failed, e))
+        }
+    }
+}
+
+async fn drop_scratch(r: &mut Run<'_>, name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name));
+    if let Err(e) = r.db.client.batch_execute(&sql).await {
+        r.bus.emit(Event::Warning {
+            at: now(),
+            message: format!(
+                "failed to drop the scratch database {name}: {}; drop it by hand",
+                db::error_info(&e, None).message
+            ),
+        });
+    }
+}
+
+pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
+    let Action::Rehearse(x) = &s.action else {
+        unreachable!("rehearse::run is called for rehearse steps")
+    };
+    let x: &PlanRehearse = x;
+    let set = migrate::load_set(r, &x.dir, &x.format)?;
+    let seed = match &x.seed {
+        Some(t) => {
+            let (path, shown) = r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?;
+            let path = super::builtin::relative(r, &path);
+            Some(std::fs::read_to_string(&path).map_err(|e| {
+                failed(
+                    format!("cannot read the seed file {shown}: {e}"),
+                    "`seed:` is relative to the runbook's directory",
+                )
+            })?)
+        }
+        None => None,
+    };
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let target = open_target(r, s, x, deadline, timeout).await?;
+    let result = rehearse(r, s, x, &set, seed.as_deref(), &target.db, timeout).await;
+    drop(target.db);
+    if let Some(name) = &target.scratch {
+        drop_scratch(r, name).await;
+    }
+    result
+}
+
+/// Everything a rehearsal loop needs besides the run.
+struct Rig<'a> {
+    db: &'a Db,
+    history: History,
+    ctx: Ctx<'a>,
+    seed: Option<&'a str>,
+    slow: Duration,
+    step: String,
+}
+
+impl Rig<'_> {
+    async fn snap(&self) -> Result<Snapshot, Fail> {
+        snapshot::take(&self.db.client)
+            .await
+            .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))
+    }
+
+    async fn sums(&self, tables: &[(String, Vec<String>)]) -> Result<BTreeMap<String, Sum>, Fail> {
+        sums(self.db, tables)
+            .await
+            .map_err(|e| Fail::new(StepStatus::Failed, e))
+    }
+
+    /// Run one leg; record its timing; a failure is returned for the caller to judge.
+    async fn leg(
+        &self,
+        o: &mut Outcome,
+        m: &Migration,
+        leg: &'static str,
+    ) -> Result<(), ScriptFail> {
+        let direction = if leg == "down" {
+            Direction::Down
+        } else {
+            Direction::Up
+        };
+        let started = Instant::now();
+        let res = migrate::run_script(self.db, &self.history, m, direction, &self.ctx).await;
+        let ms = super::ms(started.elapsed());
+        match &res {
+            Ok(done) => {
+                o.legs.push(Leg {
+                    leg,
+                    duration_ms: super::ms(done.duration),
+                    ok: true,
+                    transaction: done.in_transaction,
+                });
+                if leg != "reup" && done.duration > self.slow {
+                    o.find(
+                        Verdict::Slow,
+                        format!(
+                            "{leg} took {} ms, over the slow threshold of {} ms",
+                            super::ms(done.duration),
+                            super::ms(self.slow)
+                        ),
+                    );
+                }
+            }
+            Err(f) => o.legs.push(Leg {
+                leg,
+                duration_ms: ms,
+                ok: false,
+                transaction: f.in_transaction,
+            }),
+        }
+        res.map(|_| ())
+    }
+
+    async fn seed(&self, o: &mut Outcome) -> bool {
+        let Some(sql) = self.seed else { return true };
+        match self.db.client.batch_execute(sql).await {
+            Ok(()) => true,
+            Err(e) => {
+                o.find(
+                    Verdict::UpFailure,
+                    format!(
+                        "the seed failed after up: {}",
+                        db::error_info(&e, None).message
+                    ),
+                );
+                false
+            }
+        }
+    }
+}
+
+fn script_error(f: &ScriptFail) -> String {
+    let mut m = f.error.message.clone();
+    if let Some(l) = &f.error.location {
+        let _ = write!(m, " (at {l})");
+    }
+    m
+}
+
+/// Parity of `after` with `want`: a finding when they differ.
+fn parity(o: &mut Outcome, want: &Snapshot, after: &Snapshot, verdict: Verdict, what: &str) {
+    let changes = snapshot::compare(want, after);
+    if changes.is_empty() {
+        return;
+    }
+    let only_order = changes.iter().all(|c| c.change == "column_order");
+    let v = if only_order {
+        Verdict::ColumnOrder
+    } else {
+        verdict
+    };
+    let message = format!("{what}: {}", super::snapshot::summary(&changes));
+    let f = o.find(v, message);
+    f.changes = Some(super::snapshot::changes_json(&changes));
+}
+
+fn data(
+    o: &mut Outcome,
+    before: &BTreeMap<String, Sum>,
+    after: &BTreeMap<String, Sum>,
+    what: &str,
+) {
+    let lines = lost(before, after);
+    if !lines.is_empty() {
+        let f = o.find(
+            Verdict::Lossy,
+            format!(
+                "{what} changed data in tables that existed before: {}",
+                lines.join("; ")
+            ),
+        );
+        f.tables = lines;
+    }
+}
+
+async fn rehearse(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    x: &PlanRehearse,
+    set: &Set,
+    seed: Option<&str>,
+    db: &Db,
+    timeout: Option<Duration>,
+) -> Attempt {
+    let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
+    let run_id = r.run_id.clone();
+    let history = History::new(&x.history_table);
+    history
+        .ensure(db)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let applied = history
+        .read(db)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    if let Some(d) = applied.iter().find(|a| a.dirty) {
+        let (message, hint) = migrate::dirty_message(d, &history.name);
+        return Err(failed(message, &hint));
+    }
+    let pending = migrate::select(set, &applied, Direction::Up, None, None);
+    if let Some((v, f, was, now)) = pending.changed.first() {
+        return Err(failed(
+            format!("{f} (version {v}) changed after it was applied: sha256 {was} then, {now} now"),
+            "an applied migration must not be edited: restore the file, or add a new migration",
+        ));
+    }
+    let rig = Rig {
+        db,
+        history,
+        ctx: Ctx {
+            run_id: &run_id,
+            settings: &settings,
+            deadline: timeout.map(|t| Instant::now() + t),
+            timeout,
+            interrupts: r.interrupts.clone(),
+            level: r.stop_level,
+        },
+        seed,
+        slow: x.slow_threshold.0,
+        step: s.id.clone(),
+    };
+    let started = Instant::now();
+    let mut outcomes: Vec<Outcome> = pending.run.iter().map(|m| Outcome::new(m)).collect();
+    let mut whole = Outcome {
+        version: "*".into(),
+        name: "the whole set".into(),
+        verdict: Verdict::Ok,
+        findings: Vec::new(),
+        legs: Vec::new(),
+    };
+    let stopped = match x.mode {
+        RehearseMode::PerMigration => per_migration(r, &rig, &pending.run, &mut outcomes).await?,
+        RehearseMode::WholeSet => {
+            whole_set(r, &rig, &pending.run, &mut outcomes, &mut whole).await?
+        }
+    };
+    let took = started.elapsed();
+
+    // Evidence: the timings CSV beside the report, and the details.
+    let mut csv = String::from("migration,direction,duration_seconds\n");
+    for o in &outcomes {
+        for l in &o.legs {
+            let _ = writeln!(
+                csv,
+                "{}_{},{},{:.3}",
+                o.version,
+                o.name.replace(',', "_"),
+                l.leg,
+                l.duration_ms as f64 / 1000.0
+            );
+        }
+    }
+    let csv_path = r
+        .report_dir
+        .as_ref()
+        .map(|d| d.join("migration-timings.csv"));
+    if let Some(p) = &csv_path
+        && let Err(e) = crate::report::files::write_atomic(p, csv.as_bytes())
+    {
+        log(
+            r,
+            &s.id,
+            format!("warning: cannot write {}: {e}", p.display()),
+        );
+    }
+    let mut all: Vec<&Outcome> = outcomes.iter().collect();
+    if !whole.findings.is_empty() {
+        all.push(&whole);
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in &outcomes {
+        *counts.entry(o.verdict.name()).or_default() += 1;
+    }
+    let errors: Vec<&Outcome> = all
+        .iter()
+        .copied()
+        .filter(|o| o.findings.iter().any(|f| x.errors.contains(&f.verdict)))
+        .collect();
+    let details = json!({
+        "mode": x.mode,
+        "format": set.format.name(),
+        "dir": set.dir.display().to_string(),
+        "database": db.config().get_dbname().unwrap_or_default(),
+        "scratch": x.scratch.is_some(),
+        "migrations": outcomes,
+        "set_findings": whole.findings,
+        "verdicts": counts,
+        "errors": x.errors,
+        "stopped": stopped,
+        "duration_ms": super::ms(took),
+        "timings_csv": csv_path.as_ref().map(|p| p.display().to_string()),
+        "warnings": set.warnings,
+    });
+    let mut done = Done {
+        details: Some(details),
+        ..Done::default()
+    };
+    done.output
+        .insert("migrations".into(), Value::from(outcomes.len()));
+    done.output.insert("verdicts".into(), json!(counts));
+    done.output
+        .insert("failed".into(), Value::from(errors.len()));
+    if outcomes.is_empty() {
+        log(
+            r,
+            &s.id,
+            "nothing to rehearse: no migration is pending".into(),
+        );
+    }
+    if errors.is_empty() && stopped.is_none() {
+        return Ok(done);
+    }
+    let list: Vec<String> = errors
+        .iter()
+        .map(|o| format!("{} {} ({})", o.version, o.name, o.verdict.name()))
+        .collect();
+    let message = match (&stopped, list.is_empty()) {
+        (Some(why), true) => format!("the rehearsal stopped early: {why}"),
+        (Some(why), false) => format!(
+            "{} migration(s) failed the rehearsal: {}; then it stopped early: {why}",
+            list.len(),
+            list.join(", ")
+        ),
+        (None, _) => format!(
+            "{} migration(s) failed the rehearsal: {}",
+            list.len(),
+            list.join(", ")
+        ),
+    };
+    let mut f = failed(
+        message,
+        "report.md has a table of every migration's verdict, with the schema differences and the tables whose data changed",
+    );
+    f.partial = done;
+    Err(f)
+}
+
+/// Each migration: up, down, up again. Returns why it stopped early, if it did.
+async fn per_migration(
+    r: &mut Run<'_>,
+    rig: &Rig<'_>,
+    run: &[&Migration],
+    outcomes: &mut [Outcome],
+) -> Result<Option<String>, Fail> {
+    let total = run.len();
+    let mut before = rig.snap().await?;
+    for (i, m) in run.iter().enumerate() {
+        let o = &mut outcomes[i];
+        let tables = before.tables();
+        let d0 = rig.sums(&tables).await?;
+        // 1. up
+        if let Err(f) = rig.leg(o, m, "up").await {
+            o.find(
+                Verdict::UpFailure,
+                format!("up failed: {}", script_error(&f)),
+            );
+            cancelled(&f)?;
+            say(r, rig, i, total, o);
+            return Ok(Some(format!(
+                "{} {}'s up failed, so the migrations after it were not rehearsed",
+                m.version, m.name
+            )));
+        }
+        if !rig.seed(o).await {
+            say(r, rig, i, total, o);
+            return Ok(Some("the seed failed".into()));
+        }
+        let after_up = rig.snap().await?;
+        let d1 = rig.sums(&tables).await?;
+        // 2. down
+        let Some(_) = m.down_script() else {
+            o.find(
+                Verdict::Irreversible,
+                format!("no down: {}", m.down_missing().unwrap_or_default()),
+            );
+            say(r, rig, i, total, o);
+            before = after_up;
+            continue;
+        };
+        if let Err(f) = rig.leg(o, m, "down").await {
+            o.find(
+                Verdict::Irreversible,
+                format!("down failed: {}", script_error(&f)),
+            );
+            cancelled(&f)?;
+            say(r, rig, i, total, o);
+            if f.in_transaction || f.done == 0 {
+                before = after_up;
+                continue;
+            }
+            let now = rig.snap().await?;
+            if now.hash == after_up.hash {
+                before = after_up;
+                continue;
+            }
+            return Ok(Some(format!(
+                "{} {}'s down failed half-way outside a transaction ({} statement(s) committed), so the state after its up cannot be restored",
+                m.version, m.name, f.done
+            )));
+        }
+        let after_down = rig.snap().await?;
+        let d2 = rig.sums(&tables).await?;
+        parity(
+            o,
+            &before,
+            &after_down,
+            Verdict::ParityMismatch,
+            "after down, the schema is not what it was before up",
+        );
+        let lossy_down = {
+            let before = o.findings.len();
+            data(o, &d0, &d2, "down");
+            o.findings.len() > before
+        };
+        // 3. up again
+        if let Err(f) = rig.leg(o, m, "reup").await {
+            o.find(
+                Verdict::ReupFailure,
+                format!("up after down failed: {}", script_error(&f)),
+            );
+            cancelled(&f)?;
+            say(r, rig, i, total, o);
+            return Ok(Some(format!(
+                "{} {} could not be applied again after its down, so the migrations after it were not rehearsed",
+                m.version, m.name
+            )));
+        }
+        let after_reup = rig.snap().await?;
+        let d3 = rig.sums(&tables).await?;
+        parity(
+            o,
+            &after_up,
+            &after_reup,
+            Verdict::ReupFailure,
+            "after up, down and up again, the schema differs from after the first up",
+        );
+        if !lossy_down {
+            // After a lossy down the re-up cannot bring the data back; that
+            // loss is already the finding.
+            data(o, &d1, &d3, "up again");
+        }
+        if !rig.seed(o).await {
+            say(r, rig, i, total, o);
+            return Ok(Some("the seed failed".into()));
+        }
+        say(r, rig, i, total, o);
+        before = after_reup;
+    }
+    Ok(None)
+}
+
+/// Every up, every down in reverse, every up again.
+async fn whole_set(
+    r: &mut Run<'_>,
+    rig: &Rig<'_>,
+    run: &[&Migration],
+    outcomes: &mut [Outcome],
+    whole: &mut Outcome,
+) -> Result<Option<String>, Fail> {
+    let total = run.len();
+    let before = rig.snap().await?;
+    let tables = before.tables();
+    let d0 = rig.sums(&tables).await?;
+    for (i, m) in run.iter().enumerate() {
+        if let Err(f) = rig.leg(&mut outcomes[i], m, "up").await {
+            outcomes[i].find(
+                Verdict::UpFailure,
+                format!("up failed: {}", script_error(&f)),
+            );
+            cancelled(&f)?;
+            return Ok(Some(format!("{} {}'s up failed", m.version, m.name)));
+        }
+        if !rig.seed(&mut outcomes[i]).await {
+            return Ok(Some("the seed failed".into()));
+        }
+    }
+    let after_up = rig.snap().await?;
+    let d1 = rig.sums(&tables).await?;
+    let mut rolled_back = 0;
+    for (i, m) in run.iter().enumerate().rev() {
+        if m.down_script().is_none() {
+            let why = m.down_missing().unwrap_or_default();
+            outcomes[i].find(Verdict::Irreversible, format!("no down: {why}"));
+            whole.find(
+                Verdict::Irreversible,
+                format!(
+                    "the set cannot roll back past {} {}: no down ({why})",
+                    m.version, m.name
+                ),
+            );
+            break;
+        }
+        if let Err(f) = rig.leg(&mut outcomes[i], m, "down").await {
+            let e = script_error(&f);
+            outcomes[i].find(Verdict::Irreversible, format!("down failed: {e}"));
+            whole.find(
+                Verdict::Irreversible,
+                format!("the first down to fail is {} {}: {e}", m.version, m.name),
+            );
+            cancelled(&f)?;
+            if !(f.in_transaction || f.done == 0) {
+                return Ok(Some(format!(
+                    "{} {}'s down failed half-way outside a transaction",
+                    m.version, m.name
+                )));
+            }
+            break;
+        }
+        rolled_back += 1;
+    }
+    let after_down = rig.snap().await?;
+    let d2 = rig.sums(&tables).await?;
+    if rolled_back == total {
+        parity(
+            whole,
+            &before,
+            &after_down,
+            Verdict::ParityMismatch,
+            "after every down, objects are left over or missing",
+        );
+    }
+    data(whole, &d0, &d2, "the downs");
+    for i in total - rolled_back..total {
+        let m = run[i];
+        if let Err(f) = rig.leg(&mut outcomes[i], m, "reup").await {
+            let e = script_error(&f);
+            outcomes[i].find(
+                Verdict::ReupFailure,
+                format!("up after the downs failed: {e}"),
+            );
+            cancelled(&f)?;
+            return Ok(Some(format!(
+                "{} {} could not be applied again",
+                m.version, m.name
+            )));
+        }
+    }
+    let after_reup = rig.snap().await?;
+    let d3 = rig.sums(&tables).await?;
+    parity(
+        whole,
+        &after_up,
+        &after_reup,
+        Verdict::ReupFailure,
+        "after every up again, the schema differs from after the first ups",
+    );
+    data(whole, &d1, &d3, "the ups again");
+    for (i, o) in outcomes.iter().enumerate() {
+        say(r, rig, i, total, o);
+    }
+    Ok(None)
+}
+
+/// An interrupt or a timeout ends the rehearsal as the step's failure.
+fn cancelled(f: &ScriptFail) -> Result<(), Fail> {
+    if f.status == StepStatus::Failed {
+        Ok(())
+    } else {
+        Err(Fail::new(f.status, f.error.clone()))
+    }
+}
+
+fn say(r: &mut Run<'_>, rig: &Rig<'_>, i: usize, total: usize, o: &Outcome) {
+    let legs: Vec<String> = o
+        .legs
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} ms{}",
+                l.leg,
+                l.duration_ms,
+                if l.ok { "" } else { " (failed)" }
+            )
+        })
+        .collect();
+    log(
+        r,
+        &rig.step,
+        format!(
+            "[{}/{total}] {} {}: {}; {}",
+            i + 1,
+            o.version,
+            o.name,
+            o.verdict.name(),
+            legs.join(", ")
+        ),
+    );
+    for f in &o.findings {
+        log(
+            r,
+            &rig.step,
+            format!("  {}: {}", f.verdict.name(), f.message),
+        );
+    }
+}

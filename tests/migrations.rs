@@ -1,0 +1,652 @@
+//! `migrate`, `snapshot` and `rehearse` against a real PostgreSQL, over the
+//! migration sets in tests/fixtures/migrations, each with a known defect.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Case, Db, Run};
+
+const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/migrations/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn one_step(phase: &str, id: &str, body: &str) -> String {
+    format!(
+        "{HEAD}phases:\n  - id: {phase}\n    kind: {phase}\n    steps:\n      - id: {id}\n{body}"
+    )
+}
+
+/// A finished rehearsal, with its runbook's directory (and reports) kept.
+struct Rehearsal {
+    run: Run,
+    _case: Case,
+}
+
+impl std::ops::Deref for Rehearsal {
+    type Target = Run;
+    fn deref(&self) -> &Run {
+        &self.run
+    }
+}
+
+fn rehearse(dir: &str, extra: &str) -> Rehearsal {
+    let db = Db::fresh();
+    let case = Case::new(&one_step(
+        "verify",
+        "rehearse",
+        &format!("        rehearse:\n          dir: {dir}\n{extra}"),
+    ));
+    Rehearsal {
+        run: case.exec(&db.url, &[]),
+        _case: case,
+    }
+}
+
+/// The rehearsal's outcome for a version.
+fn outcome<'r>(run: &'r Run, version: &str) -> &'r Value {
+    run.step("rehearse")["details"]["migrations"]
+        .as_array()
+        .expect("a rehearse step reports its migrations")
+        .iter()
+        .find(|m| m["version"] == version)
+        .unwrap_or_else(|| panic!("no outcome for {version}: {}", run.stderr))
+}
+
+fn verdicts(o: &Value) -> Vec<&str> {
+    o["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["verdict"].as_str().unwrap())
+        .collect()
+}
+
+fn changes(f: &Value) -> Vec<(String, String)> {
+    f["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["change"].as_str().unwrap().to_string(),
+                c["object"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_down_that_forgets_an_index_is_a_parity_mismatch_naming_it() {
+    let run = rehearse(&fixture("down_forgets_index"), "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "001")["verdict"], "ok");
+    let o = outcome(&run, "002");
+    assert_eq!(o["verdict"], "parity_mismatch");
+    assert_eq!(verdicts(o), ["parity_mismatch"]);
+    let f = &o["findings"][0];
+    assert_eq!(
+        changes(f),
+        [(
+            "added".to_string(),
+            "index public.accounts_email_idx".to_string()
+        )]
+    );
+    let diff = f["changes"][0]["diff"].as_array().unwrap();
+    assert!(
+        diff.iter().any(|l| l.as_str().unwrap().contains(
+            "+ definition: CREATE INDEX accounts_email_idx ON public.accounts USING btree (email)"
+        )),
+        "{diff:?}"
+    );
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| 002 | email_index | ❌ parity_mismatch |"),
+        "{md}"
+    );
+    assert!(
+        run.stderr
+            .contains("1 migration(s) failed the rehearsal: 002 email_index (parity_mismatch)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_down_that_destroys_a_pre_existing_columns_data_is_lossy() {
+    let run = rehearse(&fixture("down_drops_data"), "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(o["verdict"], "lossy");
+    // The column came back in its place, so the schema alone looks fine.
+    assert_eq!(verdicts(o), ["lossy"]);
+    assert_eq!(
+        o["findings"][0]["tables"],
+        serde_json::json!(["public.accounts: 3 rows, but their contents changed"])
+    );
+}
+
+#[test]
+fn a_migration_that_moves_a_column_is_an_order_only_difference() {
+    let run = rehearse(&fixture("column_order"), "");
+    // column_order is a warning by default: the step passes.
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(o["verdict"], "column_order");
+    assert_eq!(
+        changes(&o["findings"][0]),
+        [("column_order".to_string(), "table public.tags".to_string())]
+    );
+    // Made an error, it fails the step.
+    let run = rehearse(
+        &fixture("column_order"),
+        "          errors: [column_order]\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+}
+
+#[test]
+fn a_failing_down_is_irreversible_with_the_servers_error_and_the_rehearsal_goes_on() {
+    let run = rehearse(&fixture("down_fails"), "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(o["verdict"], "irreversible");
+    let msg = o["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("table \"audit_log\" does not exist") && msg.contains("002_audit.down.sql:1"),
+        "{msg}"
+    );
+    // The next migration was still rehearsed, from the state after 002's up.
+    assert_eq!(outcome(&run, "003")["verdict"], "ok");
+    let legs: Vec<&str> = outcome(&run, "003")["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["leg"].as_str().unwrap())
+        .collect();
+    assert_eq!(legs, ["up", "down", "reup"]);
+    let csv = std::fs::read_to_string(run.dir.join("migration-timings.csv")).unwrap();
+    assert!(
+        csv.starts_with("migration,direction,duration_seconds\n001_base,up,"),
+        "{csv}"
+    );
+    assert!(csv.contains("\n002_audit,down,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 3 + 2 + 3, "{csv}");
+}
+
+#[test]
+fn missing_and_comment_only_downs_are_irreversible() {
+    let run = rehearse(&fixture("missing_down"), "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let no_down = outcome(&run, "002");
+    assert_eq!(no_down["verdict"], "irreversible");
+    assert_eq!(
+        no_down["findings"][0]["message"],
+        "no down: there is no 002_*.down.sql"
+    );
+    let empty = outcome(&run, "003");
+    assert_eq!(empty["verdict"], "irreversible");
+    assert_eq!(
+        empty["findings"][0]["message"],
+        "no down: 003_empty_down.down.sql holds only comments"
+    );
+    // Irreversible made a warning, the same rehearsal passes.
+    let run = rehearse(
+        &fixture("missing_down"),
+        "          errors: [lossy, parity_mismatch]\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn concurrent_index_migrations_run_outside_a_transaction_and_pass() {
+    let run = rehearse(&fixture("concurrently"), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(o["verdict"], "ok");
+    for leg in o["legs"].as_array().unwrap() {
+        assert_eq!(leg["transaction"], false, "{leg}");
+        assert_eq!(leg["ok"], true, "{leg}");
+    }
+    assert_eq!(outcome(&run, "001")["legs"][0]["transaction"], true);
+}
+
+#[test]
+fn dollar_quoted_bodies_and_semicolons_in_strings_stay_whole() {
+    let db = Db::fresh();
+    let case = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!(
+            "        migrate:\n          dir: {}\n",
+            fixture("dollar_quotes")
+        ),
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT normalize_email('  Ann@X.org ')"),
+        "ann@x.org"
+    );
+    assert_eq!(db.sql("SELECT tagged('a')"), "tag;a");
+    assert_eq!(
+        db.sql("SELECT label || '|' || color FROM tags WHERE id = 10"),
+        "semi;colon|it's; red"
+    );
+    let applied = &run.step("apply")["details"]["applied"];
+    assert_eq!(applied[0]["version"], "001");
+    assert_eq!(applied[1]["name"], "function");
+    assert_eq!(applied[1]["statements"], 3);
+    assert_eq!(
+        db.sql("SELECT string_agg(version || ':' || dirty || ':' || length(checksum), ',' ORDER BY version) FROM runbook_migrations"),
+        "001:false:64,002:false:64"
+    );
+    // And the rehearsal of the same set is clean.
+    let run = rehearse(&fixture("dollar_quotes"), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(outcome(&run, "002")["verdict"], "ok");
+}
+
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fixture(name)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
+    }
+    to
+}
+
+fn migrations_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("migrations")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_changed_applied_migration_is_refused_with_both_hashes() {
+    let db = Db::fresh();
+    let dir = copy_fixture("down_fails");
+    let dir_s = dir.path().display().to_string();
+    let case = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!("        migrate:\n          dir: {dir_s}\n"),
+    ));
+    assert_eq!(case.exec(&db.url, &[]).code, 0);
+    let was = db.sql("SELECT checksum FROM runbook_migrations WHERE version = '002'");
+    std::fs::write(
+        dir.path().join("002_audit.up.sql"),
+        "CREATE TABLE audit (id bigint);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("004_more.up.sql"),
+        "CREATE TABLE more (id int);\n",
+    )
+    .unwrap();
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let err = run.step("apply")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("002_audit.up.sql (version 002): applied with sha256 ") && err.contains(&was),
+        "{err}"
+    );
+    assert!(
+        err.contains(&runbook::migrations::sha256_hex(
+            b"CREATE TABLE audit (id bigint);\n"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('more') IS NULL"),
+        "t",
+        "nothing ran"
+    );
+
+    let status = migrations_cmd(&["status", &dir_s, "--database-url", &db.url]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("002") && text.contains("changed"), "{text}");
+    assert!(text.contains("004") && text.contains("pending"), "{text}");
+    assert_eq!(status.status.code(), Some(3), "{text}");
+
+    // The override applies and records what it accepted.
+    let case = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!(
+            "        migrate:\n          dir: {dir_s}\n          allow_checksum_change: true\n"
+        ),
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let accepted = &run.step("apply")["details"]["checksum_changes_allowed"];
+    assert!(
+        accepted[0].as_str().unwrap().contains("002_audit.up.sql"),
+        "{accepted}"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('more') IS NOT NULL"), "t");
+}
+
+#[test]
+fn a_migration_killed_mid_way_is_left_dirty_and_blocks_until_repaired() {
+    let db = Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_slow.up.sql"),
+        "-- runbook:no-transaction\nCREATE TABLE first (id int);\nSELECT pg_sleep(30);\nCREATE TABLE second (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("001_slow.down.sql"),
+        "DROP TABLE second;\nDROP TABLE first;\n",
+    )
+    .unwrap();
+    let dir_s = dir.path().display().to_string();
+    let case = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!("        migrate:\n          dir: {dir_s}\n"),
+    ));
+    let mut child = case
+        .command(&db.url, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
+        != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the migration never reached its sleep"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The orphaned server session still holds the run's locks; end it as an
+    // operator would.
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'runbook/%' AND datname = current_database()");
+    support::wait_until(
+        &db,
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'runbook/%' AND datname = current_database()",
+    );
+    assert_eq!(
+        db.sql("SELECT dirty || ':' || statements_done || '/' || statements_total || ':' || in_transaction FROM runbook_migrations"),
+        "true:1/3:false"
+    );
+
+    let status = migrations_cmd(&["status", &dir_s, "--database-url", &db.url]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("dirty") && text.contains("1 of 3 statements completed"),
+        "{text}"
+    );
+    assert_eq!(status.status.code(), Some(3));
+
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let e = &run.step("apply")["error"];
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("migration 001 (slow) is dirty"),
+        "{e}"
+    );
+    assert!(
+        e["hint"]
+            .as_str()
+            .unwrap()
+            .contains("runbook migrations repair"),
+        "{e}"
+    );
+
+    // Repair needs a yes; the person finished the script by hand.
+    let refused = migrations_cmd(&[
+        "repair",
+        &dir_s,
+        "--version",
+        "001",
+        "--database-url",
+        &db.url,
+    ]);
+    assert_eq!(
+        refused.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    db.sql("CREATE TABLE second (id int)");
+    let repaired = migrations_cmd(&[
+        "repair",
+        &dir_s,
+        "--version",
+        "001",
+        "--database-url",
+        &db.url,
+        "--yes",
+    ]);
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&repaired.stderr)
+    );
+    assert_eq!(db.sql("SELECT dirty FROM runbook_migrations"), "f");
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("apply")["details"]["applied"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn down_rolls_back_newest_first_and_refuses_what_cannot_be_undone() {
+    let db = Db::fresh();
+    let up = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!(
+            "        migrate:\n          dir: {}\n",
+            fixture("missing_down")
+        ),
+    ));
+    assert_eq!(up.exec(&db.url, &[]).code, 0);
+    let down = Case::new(&one_step(
+        "migrate",
+        "undo",
+        &format!(
+            "        migrate:\n          dir: {}\n          direction: down\n          steps: 1\n",
+            fixture("missing_down")
+        ),
+    ));
+    let run = down.exec(&db.url, &[]);
+    assert_ne!(run.code, 0);
+    let msg = run.step("undo")["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("migration 003 (empty_down) cannot be rolled back: 003_empty_down.down.sql holds only comments"), "{msg}");
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "3");
+
+    let db = Db::fresh();
+    let dir = fixture("down_forgets_index");
+    let up = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!("        migrate:\n          dir: {dir}\n          to: 1\n"),
+    ));
+    let run = up.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',') FROM runbook_migrations"),
+        "001"
+    );
+    let up = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!("        migrate:\n          dir: {dir}\n"),
+    ));
+    assert_eq!(up.exec(&db.url, &[]).code, 0);
+    let down = Case::new(&one_step(
+        "migrate",
+        "undo",
+        &format!(
+            "        migrate:\n          dir: {dir}\n          direction: down\n          to: 0\n"
+        ),
+    ));
+    let run = down.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let order: Vec<&str> = run.step("undo")["details"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["002", "001"]);
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "0");
+    assert_eq!(db.sql("SELECT to_regclass('accounts') IS NULL"), "t");
+}
+
+#[test]
+fn snapshot_hashes_are_stable_ignore_data_and_see_schema_changes() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v text DEFAULT 'x'); CREATE INDEX t_v ON t (v);");
+    let snap = |db: &Db| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["schema", "snapshot", "--database-url", &db.url])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = snap(&db);
+    let b = snap(&db);
+    assert_eq!(a["hash"], b["hash"], "stable across runs");
+    db.sql("INSERT INTO t VALUES (1, 'a'), (2, 'b'); ANALYZE t;");
+    let c = snap(&db);
+    assert_eq!(a["hash"], c["hash"], "data does not change the schema");
+    db.sql("DROP INDEX t_v; CREATE INDEX t_v ON t (v) WHERE v IS NOT NULL;");
+    let d = snap(&db);
+    assert_ne!(a["hash"], d["hash"]);
+
+    let files = tempfile::tempdir().unwrap();
+    let (fa, fd) = (files.path().join("a.json"), files.path().join("d.json"));
+    std::fs::write(&fa, serde_json::to_string(&a).unwrap()).unwrap();
+    std::fs::write(&fd, serde_json::to_string(&d).unwrap()).unwrap();
+    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["schema", "diff"])
+        .args([&fa, &fd])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(diff.status.code(), Some(3), "{text}");
+    assert!(text.contains("changed index public.t_v"), "{text}");
+    assert!(
+        text.contains(
+            "+ definition: CREATE INDEX t_v ON public.t USING btree (v) WHERE (v IS NOT NULL)"
+        ),
+        "{text}"
+    );
+    let same = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["schema", "diff"])
+        .args([&fa, &fa])
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(0));
+}
+
+#[test]
+fn snapshot_steps_compare_with_an_earlier_snapshot() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id int PRIMARY KEY)");
+    let yaml = format!(
+        "{HEAD}phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: before\n        snapshot: {{ save: before.json }}\n      - id: change\n        sql: ALTER TABLE t ADD COLUMN note text\n      - id: after\n        snapshot:\n          expect: {{ same_as: steps.before }}\n"
+    );
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let after = run.step("after");
+    assert!(
+        after["error"]["message"].as_str().unwrap().contains(
+            "the schema differs from steps.before: 1 object(s) differ: changed table public.t"
+        ),
+        "{after}"
+    );
+    assert_eq!(
+        after["details"]["changes"][0]["diff"][0],
+        r#"+ column 2: {"name":"note","type":"text","not_null":false,"default":null,"identity":null,"generated":null,"collation":null,"comment":null}"#
+    );
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(case.dir.path().join("before.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["hash"], run.step("before")["details"]["hash"]);
+    assert_eq!(saved["format"], "runbook-schema-snapshot/v1");
+}
+
+#[test]
+fn whole_set_mode_names_the_first_down_that_fails() {
+    let run = rehearse(&fixture("down_fails"), "          mode: whole_set\n");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let set = &run.step("rehearse")["details"]["set_findings"];
+    assert!(
+        set[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the first down to fail is 002 audit"),
+        "{set}"
+    );
+    assert_eq!(outcome(&run, "003")["verdict"], "ok");
+    assert_eq!(outcome(&run, "002")["verdict"], "irreversible");
+}
+
+#[test]
+fn a_scratch_rehearsal_leaves_the_database_untouched() {
+    let db = Db::fresh();
+    let case = Case::new(&one_step(
+        "verify",
+        "rehearse",
+        &format!(
+            "        rehearse:\n          dir: {}\n          scratch: true\n",
+            fixture("concurrently")
+        ),
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert!(
+        d["database"]
+            .as_str()
+            .unwrap()
+            .starts_with("runbook_rehearse_"),
+        "{d}"
+    );
+    assert_eq!(
+        db.sql(
+            "SELECT to_regclass('runbook_migrations') IS NULL AND to_regclass('accounts') IS NULL"
+        ),
+        "t"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'runbook_rehearse_%'"),
+        "0",
+        "the scratch database is dropped"
+    );
+}
