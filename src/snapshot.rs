@@ -25,9 +25,11 @@ pub const SQL: &str = r#"WITH ns AS (
     SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
 ), rels AS (
     SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpartbound, c.relispartition,
-           format('%I.%I', ns.nspname, c.relname) AS qname
+           format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment
     FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-    WHERE coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE 'runbook state:%'
+    LEFT JOIN pg_description d
+      ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+    WHERE coalesce(d.description, '') NOT LIKE 'runbook state:%'
       AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid)
 ), grants AS (
     SELECT r.oid, json_agg(g.entry ORDER BY g.entry) AS list
@@ -40,11 +42,10 @@ pub const SQL: &str = r#"WITH ns AS (
         GROUP BY a.grantee
     ) g
     GROUP BY r.oid
-)
-SELECT 'table' AS kind, r.qname AS name, json_build_object(
-    'kind', r.relkind::text,
-    'columns', (
-        SELECT json_agg(json_build_object(
+), cols AS (
+    -- Every column of every table at once: a correlated subquery per table
+    -- costs ten times as much.
+    SELECT a.attrelid, json_agg(json_build_object(
             'name', a.attname,
             'type', format_type(a.atttypid, a.atttypmod),
             'not_null', a.attnotnull,
@@ -53,32 +54,45 @@ SELECT 'table' AS kind, r.qname AS name, json_build_object(
             'generated', nullif(a.attgenerated::text, ''),
             'collation', CASE WHEN a.attcollation <> t.typcollation
                               THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END,
-            'comment', col_description(a.attrelid, a.attnum)
-        ) ORDER BY a.attnum)
-        FROM pg_attribute a
-        JOIN pg_type t ON t.oid = a.atttypid
-        LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-        WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped),
+            'comment', cd.description
+        ) ORDER BY a.attnum) AS list
+    FROM rels r
+    JOIN pg_attribute a ON a.attrelid = r.oid
+    JOIN pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+    LEFT JOIN pg_description cd
+      ON cd.objoid = a.attrelid AND cd.classoid = 'pg_class'::regclass AND cd.objsubid = a.attnum
+    WHERE r.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
+    GROUP BY a.attrelid
+)
+SELECT 'table' AS kind, r.qname AS name, json_build_object(
+    'kind', r.relkind::text,
+    'columns', c.list,
     'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
     'partition_of', CASE WHEN r.relispartition THEN
         (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = r.oid) || ' ' ||
         pg_get_expr(r.relpartbound, r.oid) END,
-    'comment', obj_description(r.oid, 'pg_class'),
-    'grants', (SELECT list FROM grants g WHERE g.oid = r.oid)
+    'comment', r.comment,
+    'grants', g.list
 )::text AS def
-FROM rels r WHERE r.relkind IN ('r', 'p', 'f')
+FROM rels r
+LEFT JOIN cols c ON c.attrelid = r.oid
+LEFT JOIN grants g ON g.oid = r.oid
+WHERE r.relkind IN ('r', 'p', 'f')
 UNION ALL
 SELECT 'constraint', format('%s.%I', r.qname, co.conname), json_build_object(
     'definition', pg_get_constraintdef(co.oid),
     'validated', co.convalidated,
-    'comment', obj_description(co.oid, 'pg_constraint')
+    'comment', d.description
 )::text
 FROM pg_constraint co JOIN rels r ON r.oid = co.conrelid
+LEFT JOIN pg_description d
+  ON d.objoid = co.oid AND d.classoid = 'pg_constraint'::regclass AND d.objsubid = 0
 UNION ALL
 SELECT 'index', r.qname, json_build_object(
     'definition', pg_get_indexdef(r.oid),
     'valid', i.indisvalid,
-    'comment', obj_description(r.oid, 'pg_class')
+    'comment', r.comment
 )::text
 FROM rels r
 JOIN pg_index i ON i.indexrelid = r.oid
@@ -95,23 +109,27 @@ SELECT 'sequence', r.qname, json_build_object(
                  WHERE d.classid = 'pg_class'::regclass AND d.objid = r.oid
                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
                  LIMIT 1),
-    'grants', (SELECT list FROM grants g WHERE g.oid = r.oid)
+    'grants', g.list
 )::text
 FROM rels r JOIN pg_sequence s ON s.seqrelid = r.oid
+LEFT JOIN grants g ON g.oid = r.oid
 UNION ALL
 SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.qname, json_build_object(
     'definition', pg_get_viewdef(r.oid),
-    'comment', obj_description(r.oid, 'pg_class'),
-    'grants', (SELECT list FROM grants g WHERE g.oid = r.oid)
+    'comment', r.comment,
+    'grants', g.list
 )::text
-FROM rels r WHERE r.relkind IN ('v', 'm')
+FROM rels r LEFT JOIN grants g ON g.oid = r.oid
+WHERE r.relkind IN ('v', 'm')
 UNION ALL
 SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
     json_build_object(
         'definition', pg_get_functiondef(p.oid),
-        'comment', obj_description(p.oid, 'pg_proc')
+        'comment', d.description
     )::text
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+LEFT JOIN pg_description d
+  ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
 WHERE p.prokind IN ('f', 'p', 'w')
   AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid)
 UNION ALL
@@ -124,9 +142,11 @@ WHERE NOT tg.tgisinternal
 UNION ALL
 SELECT 'type', format('%I.%I', ns.nspname, t.typname), json_build_object(
     'enum', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
-    'comment', obj_description(t.oid, 'pg_type')
+    'comment', d.description
 )::text
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+LEFT JOIN pg_description d
+  ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0
 WHERE t.typtype = 'e'
   AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid)
 UNION ALL
@@ -272,7 +292,18 @@ impl File {
 
 /// Take a snapshot of the database `client` is connected to.
 pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
-    let rows = client.query(SQL, &[]).await?;
+    let statement = client.prepare(SQL).await?;
+    take_prepared(client, &statement).await
+}
+
+/// Take a snapshot with [`SQL`] already prepared: the query is large, and
+/// planning it costs as much as running it on a small schema, so callers
+/// that take many snapshots (a rehearsal) prepare it once.
+pub async fn take_prepared(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
+) -> Result<Snapshot, tokio_postgres::Error> {
+    let rows = client.query(statement, &[]).await?;
     Ok(Snapshot::from_rows(rows.iter().map(|r| {
         (
             r.get::<_, String>(0),

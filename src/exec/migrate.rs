@@ -289,7 +289,16 @@ pub struct ScriptRun {
     pub in_transaction: bool,
     pub no_transaction_because: Option<String>,
     pub statements: usize,
+    /// With `collect_touched`, for a script that ran in a transaction: the
+    /// tables whose rows it inserted, updated or deleted (from the
+    /// transaction's own statistics, read before COMMIT).
+    pub touched: Option<Vec<String>>,
 }
+
+/// The tables the current transaction wrote rows to. Exact: these are the
+/// backend's own counters for the open transaction, not sampled statistics.
+const TOUCHED_SQL: &str = "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_xact_user_tables \
+     WHERE n_tup_ins + n_tup_upd + n_tup_del > 0";
 
 /// The parts of a run a script needs: where to log, the interrupt signal,
 /// the deadline.
@@ -345,6 +354,7 @@ pub async fn run_script(
     m: &Migration,
     direction: Direction,
     ctx: &Ctx<'_>,
+    collect_touched: bool,
 ) -> Result<ScriptRun, ScriptFail> {
     let script = match direction {
         Direction::Up => &m.up,
@@ -453,6 +463,14 @@ pub async fn run_script(
         }
     }
     let duration = started.elapsed();
+    let touched = if in_tx && collect_touched {
+        match db.client.query(TOUCHED_SQL, &[]).await {
+            Ok(rows) => Some(rows.iter().map(|r| r.get::<_, String>(0)).collect()),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
     let finish = match direction {
         Direction::Up => format!(
             "UPDATE {} SET dirty = false, statements_done = {total}, duration_ms = {}, applied_at = now() WHERE version = {v}",
@@ -481,6 +499,7 @@ pub async fn run_script(
         in_transaction: in_tx,
         no_transaction_because: why,
         statements: total,
+        touched,
     })
 }
 
@@ -762,7 +781,7 @@ async fn migrate(
             &s.id,
             format!("[{}/{total}] {verb} {} {}", i + 1, x.version, x.name),
         );
-        match run_script(&r.db, history, x, m.direction, &ctx).await {
+        match run_script(&r.db, history, x, m.direction, &ctx, false).await {
             Ok(done) => {
                 if let Some(why) = &done.no_transaction_because {
                     super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));

@@ -225,6 +225,116 @@ fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<St
     out
 }
 
+/// Row counts and checksums, kept while nothing can have changed them. A
+/// table is counted again when a leg wrote to it (the transaction's own
+/// statistics say so), when a leg ran outside a transaction, when its
+/// definition or its relfilenode changed (ALTER TABLE rewrites, TRUNCATE),
+/// or when it is partitioned or foreign (its rows live elsewhere). Without
+/// this, every leg would scan every table, and a rehearsal of n migrations
+/// would cost n² table scans.
+#[derive(Default)]
+struct SumCache {
+    entries: BTreeMap<String, Cached>,
+    /// Tables written by a leg since they were counted; `all` after a leg
+    /// whose writes are unknown.
+    dirty: std::collections::BTreeSet<String>,
+    all_dirty: bool,
+    /// Tables counted, and tables served from the cache, for the report.
+    counted: usize,
+    reused: usize,
+}
+
+struct Cached {
+    columns: Vec<String>,
+    def: Value,
+    filenode: Option<u32>,
+    sum: Sum,
+}
+
+const FILENODES_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname), c.relfilenode::oid \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+       AND n.nspname NOT LIKE 'pg_toast%'";
+
+impl SumCache {
+    /// After a leg: what it wrote, if known.
+    fn wrote(&mut self, touched: Option<&[String]>) {
+        match touched {
+            Some(list) => self.dirty.extend(list.iter().cloned()),
+            None => self.all_dirty = true,
+        }
+    }
+
+    /// Counts and checksums of `tables` now; `now` is a snapshot of the
+    /// current schema.
+    async fn get(
+        &mut self,
+        db: &Db,
+        tables: &[(String, Vec<String>)],
+        now: &Snapshot,
+    ) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
+        let filenodes: BTreeMap<String, u32> = db
+            .client
+            .query(FILENODES_SQL, &[])
+            .await
+            .map_err(|e| db::error_info(&e, None))?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
+            .collect();
+        let null = Value::Null;
+        let need: Vec<(String, Vec<String>)> = tables
+            .iter()
+            .filter(|(t, cols)| {
+                let def = now.objects.get(&format!("table {t}")).unwrap_or(&null);
+                let plain = def["kind"] == "r";
+                match self.entries.get(t) {
+                    Some(c) => {
+                        self.all_dirty
+                            || !plain
+                            || self.dirty.contains(t)
+                            || &c.columns != cols
+                            || &c.def != def
+                            || c.filenode != filenodes.get(t).copied()
+                    }
+                    None => true,
+                }
+            })
+            .cloned()
+            .collect();
+        let fresh = sums(db, &need).await?;
+        self.counted += need.len();
+        self.reused += tables.len() - need.len();
+        for (t, cols) in &need {
+            if let Some(sum) = fresh.get(t) {
+                self.entries.insert(
+                    t.clone(),
+                    Cached {
+                        columns: cols.clone(),
+                        def: now
+                            .objects
+                            .get(&format!("table {t}"))
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                        filenode: filenodes.get(t).copied(),
+                        sum: sum.clone(),
+                    },
+                );
+            }
+            self.dirty.remove(t);
+        }
+        if self.all_dirty {
+            // Every table asked for was counted; the others are dropped.
+            self.entries.retain(|t, _| need.iter().any(|(n, _)| n == t));
+            self.all_dirty = false;
+            self.dirty.clear();
+        }
+        Ok(tables
+            .iter()
+            .filter_map(|(t, _)| self.entries.get(t).map(|c| (t.clone(), c.sum.clone())))
+            .collect())
+    }
+}
+
 /// The rehearsal's database session, and the scratch database to drop.
 struct Target {
     db: Db,
@@ -424,6 +534,9 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
 /// Everything a rehearsal loop needs besides the run.
 struct Rig<'a> {
     db: &'a Db,
+    cache: SumCache,
+    /// The snapshot query, prepared once.
+    snapshot: tokio_postgres::Statement,
     history: History,
     ctx: Ctx<'a>,
     seed: Option<&'a str>,
@@ -433,20 +546,25 @@ struct Rig<'a> {
 
 impl Rig<'_> {
     async fn snap(&self) -> Result<Snapshot, Fail> {
-        snapshot::take(&self.db.client)
+        snapshot::take_prepared(&self.db.client, &self.snapshot)
             .await
             .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))
     }
 
-    async fn sums(&self, tables: &[(String, Vec<String>)]) -> Result<BTreeMap<String, Sum>, Fail> {
-        sums(self.db, tables)
+    async fn sums(
+        &mut self,
+        tables: &[(String, Vec<String>)],
+        now: &Snapshot,
+    ) -> Result<BTreeMap<String, Sum>, Fail> {
+        self.cache
+            .get(self.db, tables, now)
             .await
             .map_err(|e| Fail::new(StepStatus::Failed, e))
     }
 
     /// Run one leg; record its timing; a failure is returned for the caller to judge.
     async fn leg(
-        &self,
+        &mut self,
         o: &mut Outcome,
         m: &Migration,
         leg: &'static str,
@@ -457,7 +575,13 @@ impl Rig<'_> {
             Direction::Up
         };
         let started = Instant::now();
-        let res = migrate::run_script(self.db, &self.history, m, direction, &self.ctx).await;
+        let res = migrate::run_script(self.db, &self.history, m, direction, &self.ctx, true).await;
+        match &res {
+            Ok(done) => self.cache.wrote(done.touched.as_deref()),
+            // A failed transaction left nothing behind.
+            Err(f) if f.in_transaction => {}
+            Err(_) => self.cache.wrote(None),
+        }
         let ms = super::ms(started.elapsed());
         match &res {
             Ok(done) => {
@@ -488,8 +612,9 @@ impl Rig<'_> {
         res.map(|_| ())
     }
 
-    async fn seed(&self, o: &mut Outcome) -> bool {
+    async fn seed(&mut self, o: &mut Outcome) -> bool {
         let Some(sql) = self.seed else { return true };
+        self.cache.wrote(None);
         match self.db.client.batch_execute(sql).await {
             Ok(()) => true,
             Err(e) => {
@@ -581,8 +706,15 @@ async fn rehearse(
             "an applied migration must not be edited: restore the file, or add a new migration",
         ));
     }
-    let rig = Rig {
+    let prepared = db
+        .client
+        .prepare(snapshot::SQL)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
+    let mut rig = Rig {
         db,
+        snapshot: prepared,
+        cache: SumCache::default(),
         history,
         ctx: Ctx {
             run_id: &run_id,
@@ -606,9 +738,11 @@ async fn rehearse(
         legs: Vec::new(),
     };
     let stopped = match x.mode {
-        RehearseMode::PerMigration => per_migration(r, &rig, &pending.run, &mut outcomes).await?,
+        RehearseMode::PerMigration => {
+            per_migration(r, &mut rig, &pending.run, &mut outcomes).await?
+        }
         RehearseMode::WholeSet => {
-            whole_set(r, &rig, &pending.run, &mut outcomes, &mut whole).await?
+            whole_set(r, &mut rig, &pending.run, &mut outcomes, &mut whole).await?
         }
     };
     let took = started.elapsed();
@@ -665,6 +799,7 @@ async fn rehearse(
         "errors": x.errors,
         "stopped": stopped,
         "duration_ms": super::ms(took),
+        "table_checksums": { "computed": rig.cache.counted, "reused": rig.cache.reused },
         "timings_csv": csv_path.as_ref().map(|p| p.display().to_string()),
         "warnings": set.warnings,
     });
@@ -715,7 +850,7 @@ async fn rehearse(
 /// Each migration: up, down, up again. Returns why it stopped early, if it did.
 async fn per_migration(
     r: &mut Run<'_>,
-    rig: &Rig<'_>,
+    rig: &mut Rig<'_>,
     run: &[&Migration],
     outcomes: &mut [Outcome],
 ) -> Result<Option<String>, Fail> {
@@ -724,7 +859,7 @@ async fn per_migration(
     for (i, m) in run.iter().enumerate() {
         let o = &mut outcomes[i];
         let tables = before.tables();
-        let d0 = rig.sums(&tables).await?;
+        let d0 = rig.sums(&tables, &before).await?;
         // 1. up
         if let Err(f) = rig.leg(o, m, "up").await {
             o.find(
@@ -743,7 +878,7 @@ async fn per_migration(
             return Ok(Some("the seed failed".into()));
         }
         let after_up = rig.snap().await?;
-        let d1 = rig.sums(&tables).await?;
+        let d1 = rig.sums(&tables, &after_up).await?;
         // 2. down
         let Some(_) = m.down_script() else {
             o.find(
@@ -776,7 +911,7 @@ async fn per_migration(
             )));
         }
         let after_down = rig.snap().await?;
-        let d2 = rig.sums(&tables).await?;
+        let d2 = rig.sums(&tables, &after_down).await?;
         parity(
             o,
             &before,
@@ -803,7 +938,7 @@ async fn per_migration(
             )));
         }
         let after_reup = rig.snap().await?;
-        let d3 = rig.sums(&tables).await?;
+        let d3 = rig.sums(&tables, &after_reup).await?;
         parity(
             o,
             &after_up,
@@ -829,7 +964,7 @@ async fn per_migration(
 /// Every up, every down in reverse, every up again.
 async fn whole_set(
     r: &mut Run<'_>,
-    rig: &Rig<'_>,
+    rig: &mut Rig<'_>,
     run: &[&Migration],
     outcomes: &mut [Outcome],
     whole: &mut Outcome,
@@ -837,7 +972,7 @@ async fn whole_set(
     let total = run.len();
     let before = rig.snap().await?;
     let tables = before.tables();
-    let d0 = rig.sums(&tables).await?;
+    let d0 = rig.sums(&tables, &before).await?;
     for (i, m) in run.iter().enumerate() {
         if let Err(f) = rig.leg(&mut outcomes[i], m, "up").await {
             outcomes[i].find(
@@ -852,7 +987,7 @@ async fn whole_set(
         }
     }
     let after_up = rig.snap().await?;
-    let d1 = rig.sums(&tables).await?;
+    let d1 = rig.sums(&tables, &after_up).await?;
     let mut rolled_back = 0;
     for (i, m) in run.iter().enumerate().rev() {
         if m.down_script().is_none() {
@@ -886,7 +1021,7 @@ async fn whole_set(
         rolled_back += 1;
     }
     let after_down = rig.snap().await?;
-    let d2 = rig.sums(&tables).await?;
+    let d2 = rig.sums(&tables, &after_down).await?;
     if rolled_back == total {
         parity(
             whole,
@@ -913,7 +1048,7 @@ async fn whole_set(
         }
     }
     let after_reup = rig.snap().await?;
-    let d3 = rig.sums(&tables).await?;
+    let d3 = rig.sums(&tables, &after_reup).await?;
     parity(
         whole,
         &after_up,

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""The rehearse step against a plain forward apply, and a schema snapshot
+against pg_dump --schema-only, side by side in one run.
+
+The migration set: N migrations (200 by default), each creating a table with
+two indexes and a foreign key to the table before it, with its down.
+
+Per round, each on a fresh database:
+  psql -f of every up file, in order, in one session   (the plain forward apply)
+  runbook exec of a runbook with one `rehearse` step   (up, down, up again, with
+                                                         snapshots and checksums)
+Then, on the 200-table schema the apply left:
+  runbook schema snapshot                      vs  pg_dump --schema-only
+
+Times are wall-clock, of the whole process, best and median of the rounds;
+the rehearse step's own duration (from report.json) is printed too.
+
+Targets (issue 7): rehearse at most 4x the plain apply; snapshot at least 5x
+faster than pg_dump --schema-only.
+
+Usage: python3 scripts/bench/rehearse.py [--migrations 200] [--runs 3]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+from common import Cluster, bin_dir, release_build
+
+
+def write_set(d, n):
+    os.makedirs(d)
+    for i in range(1, n + 1):
+        fk = f",\n    parent_id bigint REFERENCES t{i - 1:04d} (id)" if i > 1 else ""
+        with open(os.path.join(d, f"{i:04d}_table_{i}.up.sql"), "w") as f:
+            f.write(f"CREATE TABLE t{i:04d} (\n    id bigint PRIMARY KEY,\n    name text NOT NULL,\n"
+                    f"    created_at timestamptz NOT NULL DEFAULT now(){fk}\n);\n"
+                    f"CREATE INDEX t{i:04d}_name ON t{i:04d} (name);\n"
+                    f"CREATE INDEX t{i:04d}_created ON t{i:04d} (created_at);\n")
+        with open(os.path.join(d, f"{i:04d}_table_{i}.down.sql"), "w") as f:
+            f.write(f"DROP TABLE t{i:04d};\n")
+
+
+def timed(cmd, **kw):
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    took = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return took, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--migrations", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    exe = release_build()
+    bindir = bin_dir()
+    psql, pg_dump = os.path.join(bindir, "psql"), os.path.join(bindir, "pg_dump")
+    tmp = tempfile.mkdtemp(prefix="bench-rehearse-")
+    cluster = Cluster(exe, tmp)
+    try:
+        mdir = os.path.join(tmp, "migrations")
+        write_set(mdir, args.migrations)
+        ups = sorted(f for f in os.listdir(mdir) if f.endswith(".up.sql"))
+        book = os.path.join(tmp, "rehearse.yml")
+        with open(book, "w") as f:
+            f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
+                    "phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n"
+                    f"        timeout: 1h\n        rehearse:\n          dir: {mdir}\n")
+        plain, rehearse, step = [], [], []
+        for r in range(args.runs):
+            for which in (["plain", "rehearse"] if r % 2 == 0 else ["rehearse", "plain"]):
+                db = f"b_{which}_{r}"
+                subprocess.run([psql, "-q", cluster.url, "-c", f"CREATE DATABASE {db}"], check=True)
+                if which == "plain":
+                    cmd = [psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", cluster.url_of(db)]
+                    for u in ups:
+                        cmd += ["-f", os.path.join(mdir, u)]
+                    took, _ = timed(cmd)
+                    plain.append(took)
+                else:
+                    rep = os.path.join(tmp, f"report-{r}")
+                    took, _ = timed([exe, "exec", book, "--database-url", cluster.url_of(db),
+                                     "--report-dir", rep, "-q"])
+                    rehearse.append(took)
+                    with open(os.path.join(rep, "report.json")) as f:
+                        s = json.load(f)["phases"][0]["steps"][0]
+                    step.append(s["duration_ms"] / 1000)
+                    verdicts = s["details"]["verdicts"]
+                    assert verdicts == {"ok": args.migrations}, verdicts
+        # Snapshot against pg_dump on the schema the last plain apply left.
+        target = cluster.url_of(f"b_plain_{args.runs - 1}")
+        snap, dump = [], []
+        for r in range(args.runs * 2):
+            pair = [("snap", [exe, "schema", "snapshot", "--database-url", target]),
+                    ("dump", [pg_dump, "--schema-only", "-d", target])]
+            for name, cmd in (pair if r % 2 == 0 else pair[::-1]):
+                took, out = timed(cmd)
+                (snap if name == "snap" else dump).append(took)
+        _, out = timed([exe, "schema", "snapshot", "--database-url", target])
+        objects = len(json.loads(out.stdout)["objects"])
+
+        def show(label, xs):
+            print(f"  {label:<40} best {min(xs):7.3f}s  median {statistics.median(xs):7.3f}s")
+
+        print(f"{args.migrations} migrations (a table, two indexes and a foreign key each), {args.runs} rounds")
+        show("plain forward apply (psql -f, in order)", plain)
+        show("rehearse (runbook exec, whole process)", rehearse)
+        show("rehearse step (its own duration)", step)
+        ratio = statistics.median(rehearse) / statistics.median(plain)
+        print(f"  rehearse / plain apply: {ratio:.2f}x (target at most 4x) -> {'met' if ratio <= 4 else 'NOT met'}")
+        show("runbook schema snapshot", snap)
+        show("pg_dump --schema-only", dump)
+        speed = statistics.median(dump) / statistics.median(snap)
+        print(f"  snapshot is {speed:.1f}x faster than pg_dump --schema-only (target at least 5x) -> "
+              f"{'met' if speed >= 5 else 'NOT met'}")
+        print(f"  ({objects} objects in the snapshot)")
+    finally:
+        cluster.stop()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
