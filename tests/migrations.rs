@@ -26,6 +26,7 @@ fn one_step(phase: &str, id: &str, body: &str) -> String {
 /// A finished rehearsal, with its runbook's directory (and reports) kept.
 struct Rehearsal {
     run: Run,
+    /// Kept so its directory (reports, junit.xml) lives as long as the run.
     _case: Case,
 }
 
@@ -43,8 +44,9 @@ fn rehearse(dir: &str, extra: &str) -> Rehearsal {
         "rehearse",
         &format!("        rehearse:\n          dir: {dir}\n{extra}"),
     ));
+    let junit = case.dir.path().join("junit.xml");
     Rehearsal {
-        run: case.exec(&db.url, &[]),
+        run: case.exec(&db.url, &["--junit", junit.to_str().unwrap()]),
         _case: case,
     }
 }
@@ -649,4 +651,197 @@ fn a_scratch_rehearsal_leaves_the_database_untouched() {
         "0",
         "the scratch database is dropped"
     );
+}
+
+#[test]
+fn the_staging_rehearsal_runbook_passes_good_migrations_and_fails_bad_ones_with_code_3() {
+    let yaml = std::fs::read_to_string("runbooks/staging-rehearsal.yml").unwrap();
+    let good = format!(
+        "{}/examples/rehearsal/migrations",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let db = Db::fresh();
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &["--set", &format!("migrations={good}")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert_eq!(d["verdicts"], serde_json::json!({"ok": 3}));
+    assert_eq!(d["scratch"], true);
+    assert_eq!(run.step("database_untouched")["status"], "succeeded");
+    assert!(
+        !case
+            .dir
+            .path()
+            .join("backups/staging-rehearsal")
+            .read_dir()
+            .unwrap()
+            .any(|_| true),
+        "the copy of the database is removed"
+    );
+
+    let db = Db::fresh();
+    let run = case.exec(
+        &db.url,
+        &[
+            "--set",
+            &format!("migrations={}", fixture("down_drops_data")),
+        ],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "002")["verdict"], "lossy");
+    // The database the run pointed at never saw a migration.
+    assert_eq!(
+        db.sql(
+            "SELECT to_regclass('accounts') IS NULL AND to_regclass('runbook_migrations') IS NULL"
+        ),
+        "t"
+    );
+}
+
+#[test]
+fn the_external_tool_example_catches_a_rollback_that_leaves_an_index() {
+    // psql stands in for `npx knex`: the runbook only sees commands.
+    let tool = tempfile::tempdir().unwrap();
+    let w = |f: &str, sql: &str| std::fs::write(tool.path().join(f), sql).unwrap();
+    w(
+        "up.sql",
+        "CREATE TABLE IF NOT EXISTS users (id int PRIMARY KEY, email text);\nCREATE INDEX IF NOT EXISTS users_email ON users (email);\n",
+    );
+    w("down_good.sql", "DROP TABLE users;\n");
+    w(
+        "down_bad.sql",
+        "DROP INDEX users_email;\nALTER TABLE users DROP COLUMN email;\n",
+    );
+    let yaml = std::fs::read_to_string("examples/knex-rehearsal/runbook.yml").unwrap();
+    let psql = "psql -X -q -v ON_ERROR_STOP=1 -f";
+    let project = format!("project={}", tool.path().display());
+    let up = format!("up={psql} up.sql");
+
+    let db = Db::fresh();
+    let case = Case::new(&yaml);
+    let run = case.exec(
+        &db.url,
+        &[
+            "--set",
+            &project,
+            "--set",
+            &up,
+            "--set",
+            &format!("down={psql} down_good.sql"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.step("down")["duration_ms"].as_u64().is_some());
+
+    let db = Db::fresh();
+    let run = case.exec(
+        &db.url,
+        &[
+            "--set",
+            &project,
+            "--set",
+            &up,
+            "--set",
+            &format!("down={psql} down_bad.sql"),
+        ],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let msg = run.step("parity")["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("added table public.users"), "{msg}");
+}
+
+fn rehearse_files(files: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, Rehearsal) {
+    let dir = tempfile::tempdir().unwrap();
+    for (f, text) in files {
+        let path = dir.path().join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let extra = extra.replace("DIR", &dir.path().display().to_string());
+    let run = rehearse(&dir.path().display().to_string(), &extra);
+    (dir, run)
+}
+
+#[test]
+fn single_file_formats_run_their_sections_with_their_transaction_markers() {
+    let goose = "-- +goose Up\nCREATE TABLE t (id int PRIMARY KEY, v text);\n-- +goose Down\nDROP TABLE t;\n";
+    let goose_cic = "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY t_v ON t (v);\n-- +goose Down\nDROP INDEX CONCURRENTLY t_v;\n";
+    let (_d, run) = rehearse_files(&[("00001_t.sql", goose), ("00002_idx.sql", goose_cic)], "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("rehearse")["details"]["format"], "goose");
+    assert_eq!(outcome(&run, "00002")["legs"][0]["transaction"], false);
+    assert_eq!(outcome(&run, "00001")["legs"][0]["transaction"], true);
+
+    let dbmate = "-- migrate:up\nCREATE TABLE t (id int PRIMARY KEY, v text);\n\n-- migrate:down\nDROP TABLE t;\n";
+    let dbmate_cic = "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY t_v ON t (v);\n-- migrate:down\nDROP INDEX t_v;\n";
+    let (_d, run) = rehearse_files(
+        &[
+            ("20240101000000_t.sql", dbmate),
+            ("20240102000000_idx.sql", dbmate_cic),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("rehearse")["details"]["format"], "dbmate");
+    let legs = &outcome(&run, "20240102000000")["legs"];
+    assert_eq!(
+        (
+            legs[0]["transaction"].clone(),
+            legs[1]["transaction"].clone()
+        ),
+        (false.into(), true.into())
+    );
+
+    let sql_migrate = "-- +migrate Up\nCREATE TABLE t (id int);\n-- +migrate Down\nDROP TABLE t;\n";
+    let (_d, run) = rehearse_files(&[("1_t.sql", sql_migrate)], "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("rehearse")["details"]["format"], "sql-migrate");
+
+    // Forward-only formats are irreversible by nature; a team that knows it
+    // takes irreversible off the error list.
+    let (_d, run) = rehearse_files(
+        &[("20240101_init/migration.sql", "CREATE TABLE t (id int);\n")],
+        "          errors: [lossy]\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("rehearse")["details"]["format"], "prisma");
+    assert_eq!(outcome(&run, "20240101")["verdict"], "irreversible");
+}
+
+#[test]
+fn a_seed_runs_after_each_up_and_its_rows_count_as_data() {
+    // The seed fills the new table; the down drops the table with them, which
+    // is the down's own data and not a loss. A down that deletes rows from
+    // a table that existed before is.
+    let (dir, run) = rehearse_files(
+        &[
+            (
+                "001_base.up.sql",
+                "CREATE TABLE people (id int PRIMARY KEY, name text);\n",
+            ),
+            ("001_base.down.sql", "DROP TABLE people;\n"),
+            (
+                "002_pets.up.sql",
+                "CREATE TABLE pets (id int PRIMARY KEY, owner int REFERENCES people (id));\n",
+            ),
+            (
+                "002_pets.down.sql",
+                "DROP TABLE pets;\nDELETE FROM people WHERE id > 1;\n",
+            ),
+            (
+                "seed.sql.txt",
+                "INSERT INTO people VALUES (1, 'a'), (2, 'b') ON CONFLICT DO NOTHING;\nDO $$ BEGIN IF to_regclass('pets') IS NOT NULL THEN INSERT INTO pets VALUES (1, 1) ON CONFLICT DO NOTHING; END IF; END $$;\n",
+            ),
+        ],
+        "          seed: DIR/seed.sql.txt\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "001")["verdict"], "ok");
+    let pets = outcome(&run, "002");
+    assert_eq!(pets["verdict"], "lossy");
+    assert_eq!(
+        pets["findings"][0]["tables"],
+        serde_json::json!(["public.people: 2 rows before, 1 after"])
+    );
+    drop(dir);
 }

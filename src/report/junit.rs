@@ -64,6 +64,94 @@ fn case(s: &StepReport, class: &str) -> TestCase {
     tc
 }
 
+/// The checks of a rehearsal, each migration's own testcase: which
+/// verdicts each check reports.
+const CHECKS: &[(&str, &[&str])] = &[
+    ("up", &["up_failure"]),
+    ("down", &["irreversible"]),
+    ("parity", &["parity_mismatch", "column_order"]),
+    ("data", &["lossy"]),
+    ("reup", &["reup_failure"]),
+    ("timing", &["slow"]),
+];
+
+/// A rehearsal as a suite: one testcase per migration per check. A finding
+/// whose verdict fails the step is a failure; one that does not (a
+/// warning) passes with the finding in its output.
+fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
+    let d = s.details.as_ref()?;
+    let errors: Vec<&str> = d["errors"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let class = format!("{runbook}.{}.rehearsal", s.id);
+    let mut suite = TestSuite::new(class.clone());
+    let mut migrations = d["migrations"].as_array().cloned().unwrap_or_default();
+    if d["set_findings"].as_array().is_some_and(|f| !f.is_empty()) {
+        migrations.push(serde_json::json!({
+            "version": "*", "name": "whole_set", "findings": d["set_findings"], "legs": []
+        }));
+    }
+    for m in &migrations {
+        let findings = m["findings"].as_array().cloned().unwrap_or_default();
+        for (check, verdicts) in CHECKS {
+            let mine: Vec<&serde_json::Value> = findings
+                .iter()
+                .filter(|f| f["verdict"].as_str().is_some_and(|v| verdicts.contains(&v)))
+                .collect();
+            let messages: Vec<String> = mine
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}: {}",
+                        f["verdict"].as_str().unwrap_or_default(),
+                        f["message"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            let failed = mine
+                .iter()
+                .any(|f| f["verdict"].as_str().is_some_and(|v| errors.contains(&v)));
+            let status = if failed {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_type(mine[0]["verdict"].as_str().unwrap_or_default().to_string());
+                st.set_message(messages.join("; "));
+                st
+            } else {
+                TestCaseStatus::success()
+            };
+            let name = format!(
+                "{}_{} {check}",
+                m["version"].as_str().unwrap_or_default(),
+                m["name"].as_str().unwrap_or_default()
+            );
+            let mut tc = TestCase::new(name, status);
+            tc.set_classname(class.clone());
+            let leg = match *check {
+                "up" | "timing" => Some("up"),
+                "down" | "parity" | "data" => Some("down"),
+                "reup" => Some("reup"),
+                _ => None,
+            };
+            if let Some(ms) = m["legs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| Some(l["leg"].as_str().unwrap_or_default()) == leg)
+                .and_then(|l| l["duration_ms"].as_u64())
+            {
+                tc.set_time(Duration::from_millis(ms));
+            }
+            if !failed && !messages.is_empty() {
+                tc.set_system_out(messages.join("\n"));
+            }
+            suite.add_test_case(tc);
+        }
+    }
+    Some(suite)
+}
+
 pub fn render(r: &Report) -> String {
     let mut report = quick_junit::Report::new(format!("runbook {} {}", r.runbook.name, r.run.id));
     if let Some(ms) = r.run.duration_ms {
@@ -83,6 +171,13 @@ pub fn render(r: &Report) -> String {
         let mut suite = TestSuite::new(name.clone());
         suite.add_test_cases(b.steps.iter().map(|s| case(s, &name)));
         report.add_test_suite(suite);
+    }
+    for p in &r.phases {
+        for s in p.steps.iter().filter(|s| s.kind == "rehearse") {
+            if let Some(suite) = rehearsal_suite(&r.runbook.name, s) {
+                report.add_test_suite(suite);
+            }
+        }
     }
     if !r.finally_steps.is_empty() {
         let name = format!("{}.finally", r.runbook.name);
