@@ -446,7 +446,7 @@ failed check, the first rows in report.md. Later steps read the rows as `steps.<
             let _ = writeln!(
                 o,
                 "The snapshot query:\n\n```sql\n{}\n```\n",
-                crate::snapshot::SQL
+                crate::snapshot::full_sql()
             );
         } else {
             let _ = writeln!(o, "```sql\n{}\n```\n", b.sql);

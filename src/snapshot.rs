@@ -16,22 +16,23 @@ use serde_json::Value;
 /// The marker runbook puts in the comment of its own state tables.
 pub const STATE_COMMENT: &str = "runbook state:";
 
-/// One row per object: kind, name, definition (JSON text).
-pub const SQL: &str = r#"WITH ns AS (
+/// One row per object: kind, name, definition (JSON text), and the catalog
+/// object it is built from (`pg_class:16384`). `ONLY_KIND(column)` marks
+/// where [`sql`] restricts it to some objects.
+const SQL: &str = r#"WITH ns AS (
     SELECT oid, nspname FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
-), members AS (
-    SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
-), rels AS (
+), rels AS NOT MATERIALIZED (
     SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpartbound, c.relispartition,
            format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment
     FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
     LEFT JOIN pg_description d
       ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
     WHERE coalesce(d.description, '') NOT LIKE 'runbook state:%'
-      AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid)
-), grants AS (
+      AND NOT EXISTS (SELECT 1 FROM pg_depend m
+                      WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid AND m.deptype = 'e')
+), grants AS NOT MATERIALIZED (
     SELECT r.oid, json_agg(g.entry ORDER BY g.entry) AS list
     FROM rels r
     CROSS JOIN LATERAL (
@@ -42,7 +43,7 @@ pub const SQL: &str = r#"WITH ns AS (
         GROUP BY a.grantee
     ) g
     GROUP BY r.oid
-), cols AS (
+), cols AS NOT MATERIALIZED (
     -- Every column of every table at once: a correlated subquery per table
     -- costs ten times as much.
     SELECT a.attrelid, json_agg(json_build_object(
@@ -63,6 +64,7 @@ pub const SQL: &str = r#"WITH ns AS (
     LEFT JOIN pg_description cd
       ON cd.objoid = a.attrelid AND cd.classoid = 'pg_class'::regclass AND cd.objsubid = a.attnum
     WHERE r.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
+      AND ONLY_CLASS(r.oid)
     GROUP BY a.attrelid
 )
 SELECT 'table' AS kind, r.qname AS name, json_build_object(
@@ -74,30 +76,31 @@ SELECT 'table' AS kind, r.qname AS name, json_build_object(
         pg_get_expr(r.relpartbound, r.oid) END,
     'comment', r.comment,
     'grants', g.list
-)::text AS def
+)::text AS def, 'pg_class:' || r.oid AS obj
 FROM rels r
 LEFT JOIN cols c ON c.attrelid = r.oid
 LEFT JOIN grants g ON g.oid = r.oid
-WHERE r.relkind IN ('r', 'p', 'f')
+WHERE r.relkind IN ('r', 'p', 'f') AND ONLY_CLASS(r.oid)
 UNION ALL
 SELECT 'constraint', format('%s.%I', r.qname, co.conname), json_build_object(
     'definition', pg_get_constraintdef(co.oid),
     'validated', co.convalidated,
     'comment', d.description
-)::text
+)::text, 'pg_constraint:' || co.oid
 FROM pg_constraint co JOIN rels r ON r.oid = co.conrelid
 LEFT JOIN pg_description d
   ON d.objoid = co.oid AND d.classoid = 'pg_constraint'::regclass AND d.objsubid = 0
+WHERE ONLY_CON(co.oid)
 UNION ALL
 SELECT 'index', r.qname, json_build_object(
     'definition', pg_get_indexdef(r.oid),
     'valid', i.indisvalid,
     'comment', r.comment
-)::text
+)::text, 'pg_class:' || r.oid
 FROM rels r
 JOIN pg_index i ON i.indexrelid = r.oid
 JOIN rels t ON t.oid = i.indrelid
-WHERE r.relkind IN ('i', 'I')
+WHERE r.relkind IN ('i', 'I') AND ONLY_CLASS(r.oid)
 UNION ALL
 SELECT 'sequence', r.qname, json_build_object(
     'type', format_type(s.seqtypid, NULL),
@@ -110,52 +113,55 @@ SELECT 'sequence', r.qname, json_build_object(
                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
                  LIMIT 1),
     'grants', g.list
-)::text
+)::text, 'pg_class:' || r.oid
 FROM rels r JOIN pg_sequence s ON s.seqrelid = r.oid
 LEFT JOIN grants g ON g.oid = r.oid
+WHERE ONLY_CLASS(r.oid)
 UNION ALL
 SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.qname, json_build_object(
     'definition', pg_get_viewdef(r.oid),
     'comment', r.comment,
     'grants', g.list
-)::text
+)::text, 'pg_class:' || r.oid
 FROM rels r LEFT JOIN grants g ON g.oid = r.oid
-WHERE r.relkind IN ('v', 'm')
+WHERE r.relkind IN ('v', 'm') AND ONLY_CLASS(r.oid)
 UNION ALL
 SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
     json_build_object(
         'definition', pg_get_functiondef(p.oid),
         'comment', d.description
-    )::text
+    )::text, 'pg_proc:' || p.oid
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
 LEFT JOIN pg_description d
   ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
 WHERE p.prokind IN ('f', 'p', 'w')
-  AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid AND m.deptype = 'e')
+  AND ONLY_PROC(p.oid)
 UNION ALL
 SELECT 'trigger', format('%s.%I', r.qname, tg.tgname), json_build_object(
     'definition', pg_get_triggerdef(tg.oid),
     'enabled', tg.tgenabled::text
-)::text
+)::text, 'pg_trigger:' || tg.oid
 FROM pg_trigger tg JOIN rels r ON r.oid = tg.tgrelid
-WHERE NOT tg.tgisinternal
+WHERE NOT tg.tgisinternal AND ONLY_TRIG(tg.oid)
 UNION ALL
 SELECT 'type', format('%I.%I', ns.nspname, t.typname), json_build_object(
     'enum', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
     'comment', d.description
-)::text
+)::text, 'pg_type:' || t.oid
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
 LEFT JOIN pg_description d
   ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0
 WHERE t.typtype = 'e'
-  AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
+  AND ONLY_TYPE(t.oid)
 UNION ALL
 SELECT 'extension', e.extname, json_build_object(
     'version', e.extversion,
     'schema', e.extnamespace::regnamespace::text
-)::text
+)::text, 'pg_extension:' || e.oid
 FROM pg_extension e
-WHERE e.extname <> 'plpgsql'
+WHERE e.extname <> 'plpgsql' AND ONLY_EXT(e.oid)
 ORDER BY 1, 2"#;
 
 /// A schema snapshot: every object's definition, and the hash of them all.
@@ -290,27 +296,278 @@ impl File {
     }
 }
 
-/// Take a snapshot of the database `client` is connected to.
-pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
-    let statement = client.prepare(SQL).await?;
-    take_prepared(client, &statement).await
+/// The snapshot query: over every object, or (`only`) over the objects
+/// whose oids are given as $1 (pg_class), $2 (pg_constraint), $3 (pg_proc),
+/// $4 (pg_trigger) and $5 (pg_type).
+fn sql(only: bool) -> String {
+    let mut out = String::new();
+    let mut rest = SQL;
+    while let Some(at) = rest.find("ONLY_") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + "ONLY_".len()..];
+        let open = tail.find('(').expect("ONLY_KIND(");
+        let close = tail.find(')').expect("ONLY_KIND(column)");
+        let (kind, column) = (&tail[..open], &tail[open + 1..close]);
+        let param = match kind {
+            "CLASS" => "$1",
+            "CON" => "$2",
+            "PROC" => "$3",
+            "TRIG" => "$4",
+            "TYPE" => "$5",
+            _ => "",
+        };
+        out.push_str(&match (only, param) {
+            (false, _) => "true".to_string(),
+            (true, "") => "false".to_string(),
+            (true, p) => format!("{column} = ANY({p}::oid[])"),
+        });
+        rest = &tail[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
-/// Take a snapshot with [`SQL`] already prepared: the query is large, and
-/// planning it costs as much as running it on a small schema, so callers
-/// that take many snapshots (a rehearsal) prepare it once.
-pub async fn take_prepared(
-    client: &tokio_postgres::Client,
-    statement: &tokio_postgres::Statement,
-) -> Result<Snapshot, tokio_postgres::Error> {
-    let rows = client.query(statement, &[]).await?;
-    Ok(Snapshot::from_rows(rows.iter().map(|r| {
-        (
-            r.get::<_, String>(0),
-            r.get::<_, String>(1),
-            r.get::<_, String>(2),
-        )
-    })))
+/// The snapshot query over every object: for simple queries and the docs.
+pub fn full_sql() -> String {
+    sql(false)
+}
+
+/// Take a snapshot of the database `client` is connected to.
+pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
+    Ok(Snapshotter::new(client).await?.full(client).await?.snapshot)
+}
+
+/// One token per catalog row group an object's definition is built from:
+/// the row versions (xmin and ctid) of its rows. Any change to a row gives
+/// it a new version, so an unchanged token means an unchanged row. Groups
+/// of rows (a table's columns) are summarised as their count and the sum of
+/// their xmins: a changed row gets an xmin newer than every xmin there was,
+/// so the sum moves, and a removed one changes the count. Index validity is
+/// also read as a value: PostgreSQL flips it in place.
+const TOKENS_SQL: &str = r#"WITH ns AS (
+    SELECT oid FROM pg_namespace
+    WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+      AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
+), rels AS (
+    SELECT c.oid, c.xmin, c.ctid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+)
+SELECT 'n:' || n.oid, n.xmin::text || n.ctid::text || n.nspname FROM pg_namespace n JOIN ns ON ns.oid = n.oid
+UNION ALL SELECT 'r:' || oid, xmin::text || ctid::text FROM rels
+UNION ALL SELECT 'a:' || a.attrelid, count(*) || ':' || sum(a.xmin::text::bigint)
+    FROM pg_attribute a JOIN rels r ON r.oid = a.attrelid GROUP BY a.attrelid
+UNION ALL SELECT 'd:' || ad.adrelid, count(*) || ':' || sum(ad.xmin::text::bigint)
+    FROM pg_attrdef ad JOIN rels r ON r.oid = ad.adrelid GROUP BY ad.adrelid
+UNION ALL SELECT 'i:' || i.indexrelid, i.xmin::text || i.ctid::text || i.indisvalid::text || i.indisready::text FROM pg_index i JOIN rels r ON r.oid = i.indexrelid
+UNION ALL SELECT 'h:' || h.inhrelid, count(*) || ':' || sum(h.xmin::text::bigint) FROM pg_inherits h JOIN rels r ON r.oid = h.inhrelid GROUP BY h.inhrelid
+UNION ALL SELECT 'w:' || w.ev_class, count(*) || ':' || sum(w.xmin::text::bigint) FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class GROUP BY w.ev_class
+UNION ALL SELECT 'c:' || co.oid, co.xmin::text || co.ctid::text FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace
+UNION ALL SELECT 's:' || q.seqrelid, q.xmin::text || q.ctid::text FROM pg_sequence q JOIN rels r ON r.oid = q.seqrelid
+UNION ALL SELECT 'p:' || p.oid, p.xmin::text || p.ctid::text FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+UNION ALL SELECT 't:' || t.oid, t.xmin::text || t.ctid::text FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
+UNION ALL SELECT 'y:' || t.oid, t.xmin::text || t.ctid::text FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+UNION ALL SELECT 'e:' || e.enumtypid, count(*) || ':' || sum(e.xmin::text::bigint)
+    FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN ns ON ns.oid = t.typnamespace GROUP BY e.enumtypid
+UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid, count(*) || ':' || sum(d.xmin::text::bigint)
+    FROM pg_description d WHERE d.objoid >= 16384 GROUP BY d.classoid, d.objoid
+UNION ALL SELECT 'x:' || x.oid, x.xmin::text || x.ctid::text FROM pg_extension x
+UNION ALL SELECT 'x:members', coalesce(string_agg(d.classid || '/' || d.objid, ',' ORDER BY d.classid, d.objid), '')
+    FROM pg_depend d WHERE d.deptype = 'e' AND d.objid >= 16384"#;
+
+/// Every object that depends, directly or not, on the given ones
+/// (`catalog:oid`), themselves included, named by the object a snapshot
+/// entry is built from (a default belongs to its table, a rule to its view).
+const CLOSURE_SQL: &str = r#"WITH RECURSIVE roots AS (
+    SELECT split_part(k, ':', 1)::regclass::oid AS classid, split_part(k, ':', 2)::oid AS objid
+    FROM unnest($1::text[]) AS k
+), dep(classid, objid) AS (
+    SELECT classid, objid FROM roots
+    UNION
+    SELECT d.classid, d.objid FROM pg_depend d JOIN dep ON d.refclassid = dep.classid AND d.refobjid = dep.objid
+)
+SELECT CASE dep.classid
+    WHEN 'pg_attrdef'::regclass THEN (SELECT 'pg_class:' || adrelid FROM pg_attrdef WHERE oid = dep.objid)
+    WHEN 'pg_rewrite'::regclass THEN (SELECT 'pg_class:' || ev_class FROM pg_rewrite WHERE oid = dep.objid)
+    ELSE dep.classid::regclass::text || ':' || dep.objid END
+FROM dep"#;
+
+/// A snapshot with what it takes to update it without reading everything
+/// again: which catalog object each entry was built from, and the catalog
+/// row versions it was built at.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub snapshot: Snapshot,
+    owners: BTreeMap<String, String>,
+    tokens: std::collections::HashMap<String, String>,
+    /// How many entries the last update built again (all, for a full one).
+    pub rebuilt: usize,
+}
+
+/// The snapshot queries, prepared once on a session.
+pub struct Snapshotter {
+    deparse: tokio_postgres::Statement,
+    deparse_only: tokio_postgres::Statement,
+    tokens: tokio_postgres::Statement,
+    closure: tokio_postgres::Statement,
+}
+
+impl Snapshotter {
+    pub async fn new(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Snapshotter {
+            deparse: client.prepare(&sql(false)).await?,
+            deparse_only: client.prepare(&sql(true)).await?,
+            tokens: client.prepare(TOKENS_SQL).await?,
+            closure: client.prepare(CLOSURE_SQL).await?,
+        })
+    }
+
+    async fn tokens(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<std::collections::HashMap<String, String>, tokio_postgres::Error> {
+        Ok(client
+            .query(&self.tokens, &[])
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect())
+    }
+
+    async fn deparse(
+        &self,
+        client: &tokio_postgres::Client,
+        only: Option<&std::collections::HashSet<String>>,
+    ) -> Result<Vec<(String, String, Value)>, tokio_postgres::Error> {
+        let rows = match only {
+            None => client.query(&self.deparse, &[]).await?,
+            Some(set) => {
+                let oids = |catalog: &str| -> Vec<u32> {
+                    set.iter()
+                        .filter_map(|k| k.strip_prefix(catalog)?.strip_prefix(':')?.parse().ok())
+                        .collect()
+                };
+                let (a, b, c, d, e) = (
+                    oids("pg_class"),
+                    oids("pg_constraint"),
+                    oids("pg_proc"),
+                    oids("pg_trigger"),
+                    oids("pg_type"),
+                );
+                client
+                    .query(&self.deparse_only, &[&a, &b, &c, &d, &e])
+                    .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let def: String = r.get(2);
+                (
+                    format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)),
+                    r.get::<_, String>(3),
+                    serde_json::from_str(&def).unwrap_or(Value::String(def)),
+                )
+            })
+            .collect())
+    }
+
+    /// Every object, read from the catalog.
+    pub async fn full(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<Tracked, tokio_postgres::Error> {
+        // Row versions first: a change that lands between the two reads
+        // shows as a changed token next time, never as a stale definition.
+        let tokens = self.tokens(client).await?;
+        let rows = self.deparse(client, None).await?;
+        let rebuilt = rows.len();
+        let mut objects = BTreeMap::new();
+        let mut owners = BTreeMap::new();
+        for (key, owner, def) in rows {
+            owners.insert(key.clone(), owner);
+            objects.insert(key, def);
+        }
+        Ok(Tracked {
+            snapshot: Snapshot::from_objects(objects),
+            owners,
+            tokens,
+            rebuilt,
+        })
+    }
+
+    /// The schema now, building again only the entries whose catalog rows,
+    /// or the rows of anything they depend on (by pg_depend, transitively),
+    /// changed since `prev`. A change to a schema or an extension reads
+    /// everything again.
+    pub async fn next(
+        &self,
+        client: &tokio_postgres::Client,
+        prev: &Tracked,
+    ) -> Result<Tracked, tokio_postgres::Error> {
+        let tokens = self.tokens(client).await?;
+        let mut changed: Vec<&String> = tokens
+            .iter()
+            .filter(|(k, v)| prev.tokens.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        changed.extend(prev.tokens.keys().filter(|k| !tokens.contains_key(*k)));
+        if changed.is_empty() {
+            return Ok(Tracked {
+                tokens,
+                rebuilt: 0,
+                ..prev.clone()
+            });
+        }
+        if changed
+            .iter()
+            .any(|k| k.starts_with("n:") || k.starts_with("x:"))
+        {
+            return self.full(client).await;
+        }
+        let roots: Vec<String> = changed
+            .iter()
+            .filter_map(|k| {
+                let (tag, rest) = k.split_once(':')?;
+                Some(match tag {
+                    "r" | "a" | "d" | "h" | "w" | "i" | "s" => format!("pg_class:{rest}"),
+                    "c" => format!("pg_constraint:{rest}"),
+                    "p" => format!("pg_proc:{rest}"),
+                    "t" => format!("pg_trigger:{rest}"),
+                    "y" | "e" => format!("pg_type:{rest}"),
+                    "m" => rest.to_string(),
+                    _ => return None,
+                })
+            })
+            .collect();
+        let redo: std::collections::HashSet<String> = client
+            .query(&self.closure, &[&roots])
+            .await?
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .collect();
+        let rows = self.deparse(client, Some(&redo)).await?;
+        let mut objects = prev.snapshot.objects.clone();
+        let mut owners = prev.owners.clone();
+        let stale: Vec<String> = owners
+            .iter()
+            .filter(|(_, o)| redo.contains(*o))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            objects.remove(&k);
+            owners.remove(&k);
+        }
+        let rebuilt = rows.len();
+        for (key, owner, def) in rows {
+            owners.insert(key.clone(), owner);
+            objects.insert(key, def);
+        }
+        Ok(Tracked {
+            snapshot: Snapshot::from_objects(objects),
+            owners,
+            tokens,
+            rebuilt,
+        })
+    }
 }
 
 /// What changed from `before` to `after`, both object → hash maps:

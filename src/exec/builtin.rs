@@ -713,7 +713,7 @@ async fn schema_matches(
     output: &mut Map<String, Value>,
     details: &mut Value,
 ) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
-    let found = query(r, s, crate::snapshot::SQL, timeout).await?;
+    let found = query(r, s, &crate::snapshot::full_sql(), timeout).await?;
     let snap = crate::snapshot::Snapshot::from_rows(found.into_iter().map(|row| {
         let text = |k: &str| {
             row.get(k)

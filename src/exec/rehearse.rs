@@ -535,8 +535,11 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
 struct Rig<'a> {
     db: &'a Db,
     cache: SumCache,
-    /// The snapshot query, prepared once.
-    snapshot: tokio_postgres::Statement,
+    /// The snapshot queries, prepared once, and the last snapshot: each
+    /// one after it rebuilds only what changed.
+    snapshotter: snapshot::Snapshotter,
+    last: Option<snapshot::Tracked>,
+    rebuilt: usize,
     history: History,
     ctx: Ctx<'a>,
     seed: Option<&'a str>,
@@ -545,10 +548,16 @@ struct Rig<'a> {
 }
 
 impl Rig<'_> {
-    async fn snap(&self) -> Result<Snapshot, Fail> {
-        snapshot::take_prepared(&self.db.client, &self.snapshot)
-            .await
-            .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))
+    async fn snap(&mut self) -> Result<Snapshot, Fail> {
+        let next = match &self.last {
+            Some(prev) => self.snapshotter.next(&self.db.client, prev).await,
+            None => self.snapshotter.full(&self.db.client).await,
+        }
+        .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
+        self.rebuilt += next.rebuilt;
+        let snap = next.snapshot.clone();
+        self.last = Some(next);
+        Ok(snap)
     }
 
     async fn sums(
@@ -706,14 +715,14 @@ async fn rehearse(
             "an applied migration must not be edited: restore the file, or add a new migration",
         ));
     }
-    let prepared = db
-        .client
-        .prepare(snapshot::SQL)
+    let snapshotter = snapshot::Snapshotter::new(&db.client)
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
     let mut rig = Rig {
         db,
-        snapshot: prepared,
+        snapshotter,
+        last: None,
+        rebuilt: 0,
         cache: SumCache::default(),
         history,
         ctx: Ctx {
@@ -800,6 +809,7 @@ async fn rehearse(
         "stopped": stopped,
         "duration_ms": super::ms(took),
         "table_checksums": { "computed": rig.cache.counted, "reused": rig.cache.reused },
+        "schema_objects_rebuilt": rig.rebuilt,
         "timings_csv": csv_path.as_ref().map(|p| p.display().to_string()),
         "warnings": set.warnings,
     });
