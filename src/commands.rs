@@ -176,6 +176,40 @@ fn load(dir: &Path, format: &str, stderr: &mut impl Write) -> Result<migrations:
     })
 }
 
+/// A migration directory with its history, read from the database.
+struct Opened {
+    set: migrations::Set,
+    db: Db,
+    history: History,
+    applied: Vec<migrate::Applied>,
+}
+
+async fn open(
+    t: &Target,
+    dir: &Path,
+    format: &str,
+    history_table: &str,
+    stderr: &mut impl Write,
+) -> Result<Opened, u8> {
+    let set = load(dir, format, stderr)?;
+    let db = connect(t, stderr).await?;
+    let history = History::new(history_table);
+    let applied = history.read(&db).await.map_err(|e| {
+        error(
+            stderr,
+            &format!("cannot read {}: {}", history.name, e.message),
+            "check the role can read it",
+        );
+        exit::PREFLIGHT_FAILED
+    })?;
+    Ok(Opened {
+        set,
+        db,
+        history,
+        applied,
+    })
+}
+
 /// `runbook migrations status DIR`: every migration with its state. Exits 3
 /// when a migration is dirty or changed after it was applied.
 pub fn migrations_status(
@@ -187,22 +221,15 @@ pub fn migrations_status(
     stdout: &mut impl Write,
     stderr: &mut impl Write,
 ) -> u8 {
-    let set = match load(dir, format, stderr) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
     runtime().block_on(async {
-        let db = match connect(t, stderr).await {
-            Ok(d) => d,
+        let Opened {
+            set,
+            db,
+            history,
+            applied,
+        } = match open(t, dir, format, history_table, stderr).await {
+            Ok(o) => o,
             Err(code) => return code,
-        };
-        let history = History::new(history_table);
-        let applied = match history.read(&db).await {
-            Ok(a) => a,
-            Err(e) => {
-                error(stderr, &format!("cannot read {}: {}", history.name, e.message), "check the role can read it");
-                return exit::PREFLIGHT_FAILED;
-            }
         };
         let mut rows = Vec::new();
         let mut bad = false;
@@ -292,22 +319,15 @@ pub fn migrations_repair(
     stdout: &mut impl Write,
     stderr: &mut impl Write,
 ) -> u8 {
-    let set = match load(dir, format, stderr) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
     runtime().block_on(async {
-        let db = match connect(t, stderr).await {
-            Ok(d) => d,
+        let Opened {
+            set,
+            db,
+            history,
+            applied,
+        } = match open(t, dir, format, history_table, stderr).await {
+            Ok(o) => o,
             Err(code) => return code,
-        };
-        let history = History::new(history_table);
-        let applied = match history.read(&db).await {
-            Ok(a) => a,
-            Err(e) => {
-                error(stderr, &format!("cannot read {}: {}", history.name, e.message), "check the role can read it");
-                return exit::PREFLIGHT_FAILED;
-            }
         };
         let Some(row) = applied.iter().find(|a| a.version == version) else {
             error(

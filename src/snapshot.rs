@@ -414,6 +414,28 @@ pub struct Tracked {
     pub rebuilt: usize,
 }
 
+impl Tracked {
+    /// Entries kept from before plus the rows read now.
+    fn assemble(
+        mut objects: BTreeMap<String, Value>,
+        mut owners: BTreeMap<String, String>,
+        rows: Vec<(String, String, Value)>,
+        tokens: std::collections::HashMap<String, String>,
+    ) -> Tracked {
+        let rebuilt = rows.len();
+        for (key, owner, def) in rows {
+            owners.insert(key.clone(), owner);
+            objects.insert(key, def);
+        }
+        Tracked {
+            snapshot: Snapshot::from_objects(objects),
+            owners,
+            tokens,
+            rebuilt,
+        }
+    }
+}
+
 /// The snapshot queries, prepared once on a session.
 pub struct Snapshotter {
     deparse: tokio_postgres::Statement,
@@ -491,19 +513,12 @@ impl Snapshotter {
         // shows as a changed token next time, never as a stale definition.
         let tokens = self.tokens(client).await?;
         let rows = self.deparse(client, None).await?;
-        let rebuilt = rows.len();
-        let mut objects = BTreeMap::new();
-        let mut owners = BTreeMap::new();
-        for (key, owner, def) in rows {
-            owners.insert(key.clone(), owner);
-            objects.insert(key, def);
-        }
-        Ok(Tracked {
-            snapshot: Snapshot::from_objects(objects),
-            owners,
+        Ok(Tracked::assemble(
+            BTreeMap::new(),
+            BTreeMap::new(),
+            rows,
             tokens,
-            rebuilt,
-        })
+        ))
     }
 
     /// The schema now, building again only the entries whose catalog rows,
@@ -568,17 +583,7 @@ impl Snapshotter {
             objects.remove(&k);
             owners.remove(&k);
         }
-        let rebuilt = rows.len();
-        for (key, owner, def) in rows {
-            owners.insert(key.clone(), owner);
-            objects.insert(key, def);
-        }
-        Ok(Tracked {
-            snapshot: Snapshot::from_objects(objects),
-            owners,
-            tokens,
-            rebuilt,
-        })
+        Ok(Tracked::assemble(objects, owners, rows, tokens))
     }
 }
 
