@@ -222,15 +222,11 @@ pub fn migrations_status(
     stderr: &mut impl Write,
 ) -> u8 {
     runtime().block_on(async {
-        let Opened {
-            set,
-            db,
-            history,
-            applied,
-        } = match open(t, dir, format, history_table, stderr).await {
+        let o = match open(t, dir, format, history_table, stderr).await {
             Ok(o) => o,
             Err(code) => return code,
         };
+        let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let mut rows = Vec::new();
         let mut bad = false;
         for m in &set.migrations {
@@ -320,15 +316,11 @@ pub fn migrations_repair(
     stderr: &mut impl Write,
 ) -> u8 {
     runtime().block_on(async {
-        let Opened {
-            set,
-            db,
-            history,
-            applied,
-        } = match open(t, dir, format, history_table, stderr).await {
+        let o = match open(t, dir, format, history_table, stderr).await {
             Ok(o) => o,
             Err(code) => return code,
         };
+        let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let Some(row) = applied.iter().find(|a| a.version == version) else {
             error(
                 stderr,
@@ -374,7 +366,7 @@ pub fn migrations_repair(
                 return exit::NOT_APPROVED;
             }
         }
-        match history.repair(&db, version, mark_applied).await {
+        match history.repair(&o.db, version, mark_applied).await {
             Ok(1) => {
                 let _ = writeln!(stdout, "repaired: version {version} {outcome}");
                 exit::OK
