@@ -99,6 +99,31 @@ enum Cmd {
         #[command(subcommand)]
         command: Option<SchemaCmd>,
     },
+    /// Lint SQL for dangerous changes (squawk's rules, told what the runner
+    /// does): runbooks, migration directories and .sql files. Never connects.
+    Lint {
+        /// Runbook files, migration directories or .sql files.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Fail (exit 1) when there are more warnings than this.
+        #[arg(long, value_name = "N")]
+        max_warnings: Option<usize>,
+        /// Also say what the runner's context changed (timeout rules silenced, templated SQL).
+        #[arg(long)]
+        explain: bool,
+        /// Turn on a rule that is off by default (repeatable).
+        #[arg(long, value_name = "RULE")]
+        include: Vec<String>,
+        /// Turn off a rule (repeatable).
+        #[arg(long, value_name = "RULE")]
+        exclude: Vec<String>,
+        /// Report a rule as a warning instead of an error (repeatable).
+        #[arg(long, value_name = "RULE")]
+        warn: Vec<String>,
+    },
     /// The state of a migration directory in a database, and repairs.
     Migrations {
         #[command(subcommand)]
@@ -365,6 +390,23 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             command: Some(SchemaCmd::Diff { a, b }),
             ..
         } => crate::commands::schema_diff(&a, &b, &mut stdout, &mut stderr),
+        Cmd::Lint {
+            paths,
+            format,
+            max_warnings,
+            explain,
+            include,
+            exclude,
+            warn,
+        } => lint(
+            &paths,
+            matches!(format, Format::Json),
+            max_warnings,
+            explain,
+            [include, exclude, warn],
+            &mut stdout,
+            &mut stderr,
+        ),
         Cmd::Migrations {
             command: MigrationsCmd::Status { m, format },
         } => crate::commands::migrations_status(
@@ -411,6 +453,58 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             let _ = stdout.write_all(schema.as_bytes());
             exit::OK
         }
+    }
+}
+
+fn lint(
+    paths: &[PathBuf],
+    json: bool,
+    max_warnings: Option<usize>,
+    explain: bool,
+    [include, exclude, warn]: [Vec<String>; 3],
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    use crate::lint;
+    let rules = lint::parse_rules(&include).and_then(|i| {
+        let e = lint::parse_rules(&exclude)?;
+        lint::parse_rules(&warn)?;
+        Ok((i, e))
+    });
+    let (include, exclude) = match rules {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                stderr,
+                "error: {e}\n  = help: rule names are squawk's, such as require-concurrent-index-creation; docs/lint/README.md lists them"
+            );
+            return exit::INVALID;
+        }
+    };
+    let config = lint::Config {
+        include,
+        exclude,
+        warn,
+    };
+    let report = match lint::lint_paths(paths, &config) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(stderr, "{}", e.trim_end());
+            return exit::INVALID;
+        }
+    };
+    if json {
+        let mut s = serde_json::to_string_pretty(&report).expect("lint reports serialize");
+        s.push('\n');
+        let _ = stdout.write_all(s.as_bytes());
+    } else {
+        let _ = stdout.write_all(lint::render_text(&report, explain).as_bytes());
+    }
+    let too_many = max_warnings.is_some_and(|m| report.warnings() > m);
+    if report.errors() > 0 || too_many {
+        exit::LINT_FINDINGS
+    } else {
+        exit::OK
     }
 }
 

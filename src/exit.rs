@@ -4,6 +4,8 @@
 pub const OK: u8 = 0;
 /// A preflight check failed; nothing was changed.
 pub const PREFLIGHT_FAILED: u8 = 1;
+/// `runbook lint` found error findings (or more warnings than allowed).
+pub const LINT_FINDINGS: u8 = 1;
 /// A step failed and its rollback completed cleanly.
 pub const ROLLED_BACK: u8 = 2;
 /// A verification check failed.

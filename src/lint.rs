@@ -1,0 +1,567 @@
+//! `runbook lint`: squawk's rules over SQL, told what the runner knows.
+//!
+//! SQL comes from `.sql` files, migration directories (each up script) and
+//! runbooks (`sql` steps, and the directories of `migrate` steps). Each
+//! piece is linted by `squawk-linter` with its context:
+//! - whether it runs inside a transaction (a `sql` step's `transaction`, a
+//!   migration's mode as `migrate` decides it), so CONCURRENTLY inside a
+//!   transaction is reported and outside one is not;
+//! - whether the runner already sets `lock_timeout`/`statement_timeout`
+//!   (it always does for runbook SQL), so squawk's timeout rules are
+//!   suppressed there and `--explain` says why.
+//!
+//! squawk reports byte ranges; findings carry `file:line:column` of the
+//! file the SQL came from: the `.sql` file, or the line inside the YAML
+//! block of the step.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use squawk_linter::{Linter, Rule};
+use squawk_syntax::SourceFile;
+
+use crate::migrations;
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding, located in the file the SQL came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: String,
+    /// `squawk` or `runbook`.
+    pub source: &'static str,
+    pub severity: Severity,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// The source line the finding starts on, for the caret display.
+    #[serde(skip)]
+    pub source_line: String,
+}
+
+/// What the runner knows about where a piece of SQL runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqlContext {
+    pub in_transaction: bool,
+    /// `lock_timeout` and `statement_timeout` are set by the runner.
+    pub timeouts_set: bool,
+}
+
+/// Rule choices: what to add to squawk's defaults, what to remove.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub include: Vec<Rule>,
+    pub exclude: Vec<Rule>,
+    /// Rules reported as warnings rather than errors.
+    pub warn: Vec<String>,
+}
+
+/// A context note for `--explain`: what the runner's knowledge changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    pub file: String,
+    pub line: usize,
+    pub note: String,
+}
+
+/// The result of linting some inputs.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub notes: Vec<Note>,
+    pub files: usize,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.findings.len() - self.errors()
+    }
+}
+
+/// Where a piece of SQL sits in its file: a byte offset of the SQL maps to
+/// a byte offset of the file's text.
+pub struct Place<'a> {
+    pub file: &'a str,
+    /// The file's text.
+    pub text: &'a str,
+    /// SQL offset to file offset: plus a base for SQL copied verbatim (a
+    /// `.sql` file, a section of a migration file), through the YAML
+    /// block's layout for a runbook step.
+    pub map: &'a dyn Fn(usize) -> usize,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize, String) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[start..offset].chars().count() + 1;
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    (
+        line,
+        column,
+        text[start..end].trim_end_matches('\r').to_string(),
+    )
+}
+
+/// squawk's timeout rules: noise for SQL the runner wraps in timeouts
+/// (squawk issue 678).
+const TIMEOUT_RULES: &[Rule] = &[
+    Rule::RequireLockTimeout,
+    Rule::RequireStatementTimeout,
+    Rule::RequireTimeoutSettings,
+];
+
+/// Lint one piece of SQL with squawk, in its context.
+pub fn lint_sql(
+    sql: &str,
+    ctx: SqlContext,
+    config: &Config,
+    place: &Place<'_>,
+    report: &mut Report,
+) {
+    let mut linter = Linter::with_rules(&config.include, &config.exclude);
+    linter.settings.assume_in_transaction = ctx.in_transaction;
+    let parse = SourceFile::parse(sql);
+    let mut silenced = Vec::new();
+    for v in linter.lint(&parse, sql) {
+        if ctx.timeouts_set && TIMEOUT_RULES.contains(&v.code) {
+            silenced.push(v.code.to_string());
+            continue;
+        }
+        let start = usize::from(v.text_range.start());
+        let end = usize::from(v.text_range.end());
+        let (line, column, source_line) = line_col(place.text, (place.map)(start));
+        let (end_line, end_column, _) =
+            line_col(place.text, (place.map)(end.saturating_sub(1)) + 1);
+        let rule = v.code.to_string();
+        report.findings.push(Finding {
+            severity: if config.warn.contains(&rule) {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
+            rule,
+            source: "squawk",
+            file: place.file.to_string(),
+            line,
+            column,
+            end_line,
+            end_column,
+            message: v.message,
+            help: v.help,
+            source_line,
+        });
+    }
+    if !silenced.is_empty() {
+        let (line, _, _) = line_col(place.text, (place.map)(0));
+        report.notes.push(Note {
+            file: place.file.to_string(),
+            line,
+            note: format!(
+                "{} not reported: runbook sets lock_timeout and statement_timeout for this SQL",
+                silenced.join(", ")
+            ),
+        });
+    }
+}
+
+/// Parse rule names (`require-concurrent-index-creation`).
+pub fn parse_rules(names: &[String]) -> Result<Vec<Rule>, String> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse::<Rule>()
+                .map_err(|_| format!("unknown lint rule `{n}`"))
+        })
+        .collect()
+}
+
+/// Lint a `.sql` file on its own: no transaction is assumed around it.
+pub fn lint_sql_file(path: &Path, config: &Config, report: &mut Report) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file = path.display().to_string();
+    lint_sql(
+        &text,
+        SqlContext::default(),
+        config,
+        &Place {
+            file: &file,
+            text: &text,
+            map: &|o| o,
+        },
+        report,
+    );
+    report.files += 1;
+    Ok(())
+}
+
+/// Lint every up script of a migration directory, each in the transaction
+/// mode `migrate` would run it in.
+pub fn lint_migrations(
+    dir: &Path,
+    ctx_timeouts: bool,
+    config: &Config,
+    report: &mut Report,
+) -> Result<(), String> {
+    let set = migrations::load(dir, None)?;
+    for m in &set.migrations {
+        let path: PathBuf = dir.join(&m.up.file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let stmts = crate::statements::split(&m.up.sql);
+        let (in_transaction, _) = crate::exec::migrate::script_mode(&m.up, &stmts);
+        // The script's first byte in its file: the line where it starts.
+        let base: usize = text
+            .split_inclusive('\n')
+            .take(m.up.first_line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let file = path.display().to_string();
+        lint_sql(
+            &m.up.sql,
+            SqlContext {
+                in_transaction,
+                timeouts_set: ctx_timeouts,
+            },
+            config,
+            &Place {
+                file: &file,
+                text: &text,
+                map: &|o| base + o,
+            },
+            report,
+        );
+        report.files += 1;
+    }
+    Ok(())
+}
+
+/// Lint a runbook: its static `sql` steps, each in the transaction mode it
+/// runs in and with the timeouts runbook always sets, and the directories
+/// of its `migrate` steps. Templated SQL is left to the run (its text is
+/// known only then) and noted.
+pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result<(), String> {
+    use crate::model::StepKind;
+    use crate::validate::{Inputs, ParamCheck};
+    let v = crate::validate::validate_file(path, &Inputs::default(), ParamCheck::GivenOnly)
+        .map_err(|e| e.render(false))?;
+    // Templated SQL is linted as it renders with the params' defaults.
+    let plan = crate::validate::validate_file(path, &Inputs::default(), ParamCheck::RequireAll)
+        .map_err(|_| "a param has no default".to_string())
+        .and_then(|full| {
+            crate::plan::build(&full, &crate::plan::RunInfo::default()).map_err(|e| e.render(false))
+        });
+    let doc = &v.doc;
+    let file = path.display().to_string();
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    report.files += 1;
+    for (pointer, step) in v.runbook.all_steps() {
+        match &step.kind {
+            StepKind::Sql(sql) => {
+                let text = &sql.statements;
+                let field = if doc
+                    .value
+                    .pointer(&format!("{pointer}/sql"))
+                    .is_some_and(|x| x.is_string())
+                {
+                    format!("{pointer}/sql")
+                } else {
+                    format!("{pointer}/sql/statements")
+                };
+                let rendered;
+                let (text, templated): (&str, bool) = if text.contains("{{") || text.contains("{%")
+                {
+                    match rendered_sql(&plan, &step.id) {
+                        Ok(t) => {
+                            rendered = t;
+                            (rendered.as_str(), true)
+                        }
+                        Err(why) => {
+                            let at = doc.spans().value(&field).map_or(0, |s| s.start);
+                            report.notes.push(Note {
+                                file: file.clone(),
+                                line: doc.source.line_col(at).0,
+                                note: format!("step `{}`: not linted: {why}", step.id),
+                            });
+                            continue;
+                        }
+                    }
+                } else {
+                    (text.as_str(), false)
+                };
+                let stmts = crate::statements::split(text);
+                let in_transaction = crate::exec::sql::mode(&stmts, sql.transaction)
+                    == crate::exec::sql::Mode::Transaction;
+                let start = doc.spans().value(&field).map_or(0, |s| s.start);
+                let map = |o: usize| {
+                    if templated {
+                        // Rendered text keeps the template's lines: the
+                        // same line of the block, the column as rendered.
+                        let (line0, col0) = doc.source.line_col(start);
+                        let before = &text[..o.min(text.len())];
+                        let line = before.matches('\n').count();
+                        let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+                            .chars()
+                            .count();
+                        doc.source.offset(line0 + line, col0 + col).unwrap_or(start)
+                    } else {
+                        crate::validate::locate(doc, &field, text, o..o + 1)
+                            .map_or(start, |s| s.start)
+                    }
+                };
+                lint_sql(
+                    text,
+                    SqlContext {
+                        in_transaction,
+                        timeouts_set: true,
+                    },
+                    config,
+                    &Place {
+                        file: &file,
+                        text: doc.source.text(),
+                        map: &map,
+                    },
+                    report,
+                );
+            }
+            StepKind::Migrate(m) if !m.dir.contains("{{") => {
+                lint_migrations(&base_dir.join(&m.dir), true, config, report)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The SQL of step `id` as the plan renders it, when nothing in it waits
+/// for the run (an earlier step's output, the run id).
+fn rendered_sql(plan: &Result<crate::plan::Plan, String>, id: &str) -> Result<String, String> {
+    fn find<'p>(steps: &'p [crate::plan::PlanStep], id: &str) -> Option<&'p crate::plan::PlanStep> {
+        steps
+            .iter()
+            .find_map(|s| (s.id == id).then_some(s).or_else(|| find(&s.rollback, id)))
+    }
+    let plan = plan.as_ref().map_err(|e| {
+        format!(
+            "its templates cannot be rendered without params ({})",
+            e.lines().next().unwrap_or_default()
+        )
+    })?;
+    let step = plan
+        .phases
+        .iter()
+        .find_map(|p| find(&p.steps, id))
+        .or_else(|| find(&plan.on_failure, id))
+        .or_else(|| find(&plan.finally_steps, id))
+        .ok_or_else(|| "not in the plan".to_string())?;
+    match &step.action {
+        crate::plan::Action::Sql { statements, .. } if statements.after.is_empty() => {
+            Ok(statements.raw.clone())
+        }
+        crate::plan::Action::Sql { statements, .. } => Err(format!(
+            "its SQL uses {}, known only when it runs",
+            statements.after.join(", ")
+        )),
+        _ => Err("not a sql step".into()),
+    }
+}
+
+/// Lint each path: a runbook (`.yml`/`.yaml`), a `.sql` file, or a
+/// migration directory. An unreadable input is an `Err`.
+pub fn lint_paths(paths: &[PathBuf], config: &Config) -> Result<Report, String> {
+    let mut report = Report::default();
+    for p in paths {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if p.is_dir() {
+            lint_migrations(p, false, config, &mut report)?;
+        } else if ext == "yml" || ext == "yaml" {
+            lint_runbook(p, config, &mut report)?;
+        } else if ext == "sql" {
+            lint_sql_file(p, config, &mut report)?;
+        } else if !p.exists() {
+            return Err(format!("{} does not exist", p.display()));
+        } else {
+            return Err(format!(
+                "{}: expected a runbook (.yml), a .sql file or a migration directory",
+                p.display()
+            ));
+        }
+    }
+    report.findings.sort_by(|a, b| {
+        (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column))
+    });
+    Ok(report)
+}
+
+/// Text output: each finding with its source line and a caret, like a compiler.
+pub fn render_text(report: &Report, explain: bool) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    for f in &report.findings {
+        let sev = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(o, "{sev}[{}]: {}", f.rule, f.message);
+        let _ = writeln!(o, "  --> {}:{}:{}", f.file, f.line, f.column);
+        let gutter = f.line.to_string().len();
+        let _ = writeln!(o, "{:gutter$} |", "");
+        let _ = writeln!(o, "{} | {}", f.line, f.source_line);
+        let width = if f.end_line == f.line {
+            f.end_column.saturating_sub(f.column).max(1)
+        } else {
+            f.source_line
+                .chars()
+                .count()
+                .saturating_sub(f.column - 1)
+                .max(1)
+        };
+        let _ = writeln!(
+            o,
+            "{:gutter$} | {}{}",
+            "",
+            " ".repeat(f.column - 1),
+            "^".repeat(width)
+        );
+        if let Some(h) = &f.help {
+            let _ = writeln!(o, "{:gutter$} = help: {h}", "");
+        }
+        o.push('\n');
+    }
+    if explain {
+        for n in &report.notes {
+            let _ = writeln!(o, "note: {}:{}: {}", n.file, n.line, n.note);
+        }
+    }
+    let _ = writeln!(
+        o,
+        "{} file(s) linted: {} error(s), {} warning(s)",
+        report.files,
+        report.errors(),
+        report.warnings()
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint(sql: &str, ctx: SqlContext, config: &Config) -> Report {
+        let mut r = Report::default();
+        lint_sql(
+            sql,
+            ctx,
+            config,
+            &Place {
+                file: "m.sql",
+                text: sql,
+                map: &|o| o,
+            },
+            &mut r,
+        );
+        r
+    }
+
+    fn rules(r: &Report) -> Vec<&str> {
+        r.findings.iter().map(|f| f.rule.as_str()).collect()
+    }
+
+    #[test]
+    fn findings_are_located_by_line_and_column() {
+        let sql = "-- add an index\nCREATE INDEX orders_customer ON orders (customer_id);\n";
+        let r = lint(sql, RUNNER, &Config::default());
+        assert_eq!(rules(&r), ["require-concurrent-index-creation"]);
+        let f = &r.findings[0];
+        assert_eq!((f.line, f.column), (2, 1));
+        assert_eq!(
+            f.source_line,
+            "CREATE INDEX orders_customer ON orders (customer_id);"
+        );
+        let text = render_text(&r, false);
+        assert!(text.contains("  --> m.sql:2:1\n"), "{text}");
+        assert!(text.contains("2 | CREATE INDEX"), "{text}");
+    }
+
+    /// Timeouts set, in a transaction: SQL as a runbook step runs it.
+    const RUNNER: SqlContext = SqlContext {
+        in_transaction: true,
+        timeouts_set: true,
+    };
+
+    #[test]
+    fn the_transaction_context_changes_concurrently_findings() {
+        let sql = "CREATE TABLE IF NOT EXISTS t (a bigint);\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\n";
+        let inside = lint(sql, RUNNER, &Config::default());
+        assert_eq!(
+            rules(&inside),
+            ["ban-concurrent-index-creation-in-transaction"]
+        );
+        let outside = lint(
+            sql,
+            SqlContext {
+                in_transaction: false,
+                timeouts_set: true,
+            },
+            &Config::default(),
+        );
+        assert!(rules(&outside).is_empty(), "{:?}", rules(&outside));
+    }
+
+    #[test]
+    fn timeouts_set_by_the_runner_silence_the_timeout_rules_and_say_so() {
+        let sql = "ALTER TABLE t ADD COLUMN c int;\n";
+        let config = Config::default();
+        let alone = lint(sql, SqlContext::default(), &config);
+        assert!(
+            rules(&alone).contains(&"require-lock-timeout"),
+            "{:?}",
+            rules(&alone)
+        );
+        assert!(rules(&alone).contains(&"require-statement-timeout"));
+        let run = lint(sql, RUNNER, &config);
+        assert!(
+            !rules(&run).iter().any(|r| r.contains("timeout")),
+            "{:?}",
+            rules(&run)
+        );
+        assert_eq!(run.notes.len(), 1);
+        assert!(
+            run.notes[0]
+                .note
+                .starts_with("require-lock-timeout, require-statement-timeout not reported")
+        );
+    }
+
+    #[test]
+    fn squawk_ignore_comments_are_honoured() {
+        let sql = "-- squawk-ignore require-concurrent-index-creation\nCREATE INDEX IF NOT EXISTS i ON t (a);\n";
+        let r = lint(sql, RUNNER, &Config::default());
+        assert!(r.findings.is_empty(), "{:?}", rules(&r));
+        let sql = "CREATE INDEX IF NOT EXISTS i ON t (a);\n";
+        assert_eq!(
+            rules(&lint(sql, RUNNER, &Config::default())),
+            ["require-concurrent-index-creation"]
+        );
+    }
+}

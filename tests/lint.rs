@@ -1,0 +1,146 @@
+//! `runbook lint` from the command line: squawk's findings located in the
+//! files the SQL came from, changed by what the runner knows.
+
+use std::process::Command;
+
+fn lint(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("lint")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_sql_file_gets_squawks_findings_with_carets() {
+    let (code, out, _) = lint(&["tests/fixtures/lint/add_index.sql"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn runbook_sql_is_located_in_the_yaml_and_timeout_rules_are_off() {
+    let (code, out, err) = lint(&["tests/fixtures/lint/runbook.yml", "--explain"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains("error[require-concurrent-index-creation]")
+            && out.contains("  --> tests/fixtures/lint/runbook.yml:11:11\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("timeout]"),
+        "runbook sets the timeouts: {out}"
+    );
+    assert!(out.contains("note: tests/fixtures/lint/runbook.yml:10: require-lock-timeout, require-statement-timeout not reported"), "{out}");
+    // The CONCURRENTLY step runs outside a transaction (runbook takes it
+    // out), so squawk's in-transaction rule has nothing to say.
+    assert!(
+        !out.contains("ban-concurrent-index-creation-in-transaction"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("1 file(s) linted: 1 error(s), 0 warning(s)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_output_carries_every_field() {
+    let (code, out, _) = lint(&["tests/fixtures/lint/add_index.sql", "--format", "json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let f = &v["findings"][0];
+    assert_eq!(f["file"], "tests/fixtures/lint/add_index.sql");
+    assert_eq!(f["source"], "squawk");
+    assert!(f["line"].as_u64().is_some() && f["rule"].is_string() && f["severity"] == "error");
+}
+
+#[test]
+fn warnings_pass_unless_there_are_more_than_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.sql");
+    std::fs::write(&f, "CREATE INDEX IF NOT EXISTS i ON t (a);\n").unwrap();
+    let f = f.to_str().unwrap();
+    let base = [
+        "--exclude",
+        "require-lock-timeout",
+        "--exclude",
+        "require-statement-timeout",
+    ];
+    let (code, out, _) = lint(&[&[f][..], &base[..]].concat());
+    assert_eq!(code, 1, "{out}");
+    let warn = [
+        &[f][..],
+        &base[..],
+        &["--warn", "require-concurrent-index-creation"][..],
+    ]
+    .concat();
+    let (code, out, _) = lint(&warn);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning[require-concurrent-index-creation]"),
+        "{out}"
+    );
+    let (code, _, _) = lint(&[&warn[..], &["--max-warnings", "0"][..]].concat());
+    assert_eq!(code, 1);
+    let (code, out, _) = lint(&[
+        f,
+        "--exclude",
+        "require-concurrent-index-creation",
+        "--exclude",
+        "require-lock-timeout",
+        "--exclude",
+        "require-statement-timeout",
+    ]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn unreadable_inputs_and_unknown_rules_exit_5() {
+    assert_eq!(lint(&["no/such/file.sql"]).0, 5);
+    assert_eq!(
+        lint(&[
+            "tests/fixtures/lint/add_index.sql",
+            "--exclude",
+            "no-such-rule"
+        ])
+        .0,
+        5
+    );
+    assert_eq!(lint(&["tests/fixtures/invalid/duplicate_id.yml"]).0, 5);
+}
+
+#[test]
+fn migration_directories_are_linted_in_the_mode_migrate_runs_them() {
+    // A marked file runs outside a transaction, so a CONCURRENTLY after
+    // another statement is fine there, and reported when it is not marked.
+    let dir = tempfile::tempdir().unwrap();
+    let body = "ALTER TABLE IF EXISTS t ADD COLUMN IF NOT EXISTS b bigint;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (b);\n";
+    std::fs::write(
+        dir.path().join("1_a.up.sql"),
+        format!("-- runbook:no-transaction\n{body}"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("1_a.down.sql"), "DROP INDEX IF EXISTS i;\n").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let args = [
+        d,
+        "--exclude",
+        "require-lock-timeout",
+        "--exclude",
+        "require-statement-timeout",
+    ];
+    let (code, out, _) = lint(&args);
+    assert_eq!(code, 0, "{out}");
+    // The same statements in a transaction-wrapped file of a format with no
+    // marker: migrate would still take it out (CONCURRENTLY), so still clean.
+    std::fs::write(dir.path().join("1_a.up.sql"), body).unwrap();
+    let (code, out, _) = lint(&args);
+    assert_eq!(code, 0, "{out}");
+}
