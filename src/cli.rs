@@ -105,9 +105,10 @@ enum Cmd {
         /// Runbook files, migration directories or .sql files.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        /// Output format: text with carets, JSON, SARIF 2.1.0 (code
+        /// scanning) or GitHub Actions annotations.
+        #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+        format: LintFormat,
         /// Fail (exit 1) when there are more warnings than this.
         #[arg(long, value_name = "N")]
         max_warnings: Option<usize>,
@@ -129,6 +130,14 @@ enum Cmd {
         #[command(subcommand)]
         command: MigrationsCmd,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LintFormat {
+    Text,
+    Json,
+    Sarif,
+    Github,
 }
 
 #[derive(Debug, Subcommand)]
@@ -400,7 +409,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             warn,
         } => lint(
             &paths,
-            matches!(format, Format::Json),
+            format,
             max_warnings,
             explain,
             [include, exclude, warn],
@@ -458,7 +467,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
 
 fn lint(
     paths: &[PathBuf],
-    json: bool,
+    format: LintFormat,
     max_warnings: Option<usize>,
     explain: bool,
     [include, exclude, warn]: [Vec<String>; 3],
@@ -493,13 +502,17 @@ fn lint(
             return exit::INVALID;
         }
     };
-    if json {
-        let mut s = serde_json::to_string_pretty(&report).expect("lint reports serialize");
-        s.push('\n');
-        let _ = stdout.write_all(s.as_bytes());
-    } else {
-        let _ = stdout.write_all(lint::render_text(&report, explain).as_bytes());
-    }
+    let out = match format {
+        LintFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&report).expect("lint reports serialize");
+            s.push('\n');
+            s
+        }
+        LintFormat::Sarif => lint::render_sarif(&report),
+        LintFormat::Github => lint::render_github(&report),
+        LintFormat::Text => lint::render_text(&report, explain),
+    };
+    let _ = stdout.write_all(out.as_bytes());
     let too_many = max_warnings.is_some_and(|m| report.warnings() > m);
     if report.errors() > 0 || too_many {
         exit::LINT_FINDINGS

@@ -144,3 +144,54 @@ fn migration_directories_are_linted_in_the_mode_migrate_runs_them() {
     let (code, out, _) = lint(&args);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Every runbook rule has a failing and a passing fixture, and a page.
+#[test]
+fn every_runbook_rule_fires_on_its_bad_fixture_and_not_on_its_good_one() {
+    for (rule, _, _) in runbook::lint::runbook::RULES {
+        let dir = std::path::Path::new("tests/fixtures/lint/rules").join(rule);
+        let pick = |stem: &str| -> String {
+            let yml = dir.join(format!("{stem}.yml"));
+            if yml.exists() { yml } else { dir.join(stem) }
+                .display()
+                .to_string()
+        };
+        let tag = format!("[{rule}]");
+        let (_, bad, err) = lint(&[&pick("bad")]);
+        assert!(
+            bad.contains(&tag),
+            "{rule}: the bad fixture is not reported:\n{bad}{err}"
+        );
+        let (_, good, err) = lint(&[&pick("good")]);
+        assert!(
+            !good.contains(&tag),
+            "{rule}: the good fixture is reported:\n{good}{err}"
+        );
+        assert!(
+            std::path::Path::new("docs/lint")
+                .join(format!("{rule}.md"))
+                .exists(),
+            "{rule} has no page in docs/lint/"
+        );
+    }
+}
+
+#[test]
+fn sarif_and_github_outputs_are_stable() {
+    let (code, sarif, _) = lint(&[
+        "tests/fixtures/lint/rules/secret-in-command/bad.yml",
+        "tests/fixtures/lint/add_index.sql",
+        "--format",
+        "sarif",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&sarif).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    insta::assert_snapshot!("sarif", sarif);
+    let (_, github, _) = lint(&[
+        "tests/fixtures/lint/rules/secret-in-command/bad.yml",
+        "--format",
+        "github",
+    ]);
+    insta::assert_snapshot!("github", github);
+}

@@ -22,6 +22,8 @@ use squawk_syntax::SourceFile;
 
 use crate::migrations;
 
+pub mod runbook;
+
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -224,6 +226,7 @@ pub fn lint_migrations(
     report: &mut Report,
 ) -> Result<(), String> {
     let set = migrations::load(dir, None)?;
+    runbook::check_migrations(&set, report);
     for m in &set.migrations {
         let path: PathBuf = dir.join(&m.up.file);
         let text = std::fs::read_to_string(&path)
@@ -275,6 +278,7 @@ pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result
     let file = path.display().to_string();
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     report.files += 1;
+    runbook::check_runbook(doc, &v.runbook, &file, report);
     for (pointer, step) in v.runbook.all_steps() {
         match &step.kind {
             StepKind::Sql(sql) => {
@@ -411,6 +415,96 @@ pub fn lint_paths(paths: &[PathBuf], config: &Config) -> Result<Report, String> 
         (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column))
     });
     Ok(report)
+}
+
+/// SARIF 2.1.0, for GitHub code scanning and other SARIF readers.
+pub fn render_sarif(report: &Report) -> String {
+    use serde_json::json;
+    let mut rules: Vec<&str> = report.findings.iter().map(|f| f.rule.as_str()).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    let describe = |rule: &str| -> String {
+        runbook::RULES
+            .iter()
+            .find(|(n, _, _)| *n == rule)
+            .map_or_else(|| format!("squawk rule {rule}"), |(_, _, d)| d.to_string())
+    };
+    let results: Vec<serde_json::Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            json!({
+                "ruleId": f.rule,
+                "level": match f.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "message": { "text": match &f.help {
+                    Some(h) => format!("{} ({h})", f.message),
+                    None => f.message.clone(),
+                } },
+                "locations": [{ "physicalLocation": {
+                    "artifactLocation": { "uri": f.file.trim_start_matches("./") },
+                    "region": {
+                        "startLine": f.line, "startColumn": f.column,
+                        "endLine": f.end_line, "endColumn": f.end_column,
+                    },
+                } }],
+            })
+        })
+        .collect();
+    let doc = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "runbook lint",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules.iter().map(|r| json!({
+                    "id": r,
+                    "shortDescription": { "text": describe(r) },
+                    "helpUri": if runbook::RULES.iter().any(|(n, _, _)| n == r) {
+                        format!("docs/lint/{r}.md")
+                    } else {
+                        format!("https://squawkhq.com/docs/{r}")
+                    },
+                })).collect::<Vec<_>>(),
+            } },
+            "results": results,
+        }],
+    });
+    let mut s = serde_json::to_string_pretty(&doc).expect("SARIF serializes");
+    s.push('\n');
+    s
+}
+
+/// GitHub Actions workflow commands: one annotation per finding.
+pub fn render_github(report: &Report) -> String {
+    // Workflow command escaping: data escapes %, CR, LF; properties also , and :.
+    let data = |s: &str| {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let prop = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
+    let mut o = String::new();
+    for f in &report.findings {
+        let level = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        o.push_str(&format!(
+            "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}\n",
+            prop(&f.file),
+            f.line,
+            f.column,
+            f.end_line,
+            f.end_column,
+            prop(&f.rule),
+            data(&match &f.help {
+                Some(h) => format!("{} ({h})", f.message),
+                None => f.message.clone(),
+            })
+        ));
+    }
+    o
 }
 
 /// Text output: each finding with its source line and a caret, like a compiler.
