@@ -101,35 +101,42 @@ enum Cmd {
     },
     /// Lint SQL for dangerous changes (squawk's rules, told what the runner
     /// does): runbooks, migration directories and .sql files. Never connects.
-    Lint {
-        /// Runbook files, migration directories or .sql files.
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
-        /// Output format: text with carets, JSON, SARIF 2.1.0 (code
-        /// scanning) or GitHub Actions annotations.
-        #[arg(long, value_enum, default_value_t = LintFormat::Text)]
-        format: LintFormat,
-        /// Fail (exit 1) when there are more warnings than this.
-        #[arg(long, value_name = "N")]
-        max_warnings: Option<usize>,
-        /// Also say what the runner's context changed (timeout rules silenced, templated SQL).
-        #[arg(long)]
-        explain: bool,
-        /// Turn on a rule that is off by default (repeatable).
-        #[arg(long, value_name = "RULE")]
-        include: Vec<String>,
-        /// Turn off a rule (repeatable).
-        #[arg(long, value_name = "RULE")]
-        exclude: Vec<String>,
-        /// Report a rule as a warning instead of an error (repeatable).
-        #[arg(long, value_name = "RULE")]
-        warn: Vec<String>,
-    },
+    Lint(LintArgs),
     /// The state of a migration directory in a database, and repairs.
     Migrations {
         #[command(subcommand)]
         command: MigrationsCmd,
     },
+}
+
+#[derive(Debug, Args)]
+struct LintArgs {
+    /// Runbook files, migration directories or .sql files.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Output format: text with carets, JSON, SARIF 2.1.0 (code
+    /// scanning) or GitHub Actions annotations.
+    #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+    format: LintFormat,
+    /// Fail (exit 1) when there are more warnings than this.
+    #[arg(long, value_name = "N")]
+    max_warnings: Option<usize>,
+    /// Also say what the runner's context changed (timeout rules silenced, templated SQL).
+    #[arg(long)]
+    explain: bool,
+    /// Turn on a rule that is off by default (repeatable).
+    #[arg(long, value_name = "RULE")]
+    include: Vec<String>,
+    /// Turn off a rule (repeatable).
+    #[arg(long, value_name = "RULE")]
+    exclude: Vec<String>,
+    /// Report a rule as a warning instead of an error (repeatable).
+    #[arg(long, value_name = "RULE")]
+    warn: Vec<String>,
+    /// The lint configuration. Default: the nearest runbook-lint.toml
+    /// in the current directory or above it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -399,23 +406,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             command: Some(SchemaCmd::Diff { a, b }),
             ..
         } => crate::commands::schema_diff(&a, &b, &mut stdout, &mut stderr),
-        Cmd::Lint {
-            paths,
-            format,
-            max_warnings,
-            explain,
-            include,
-            exclude,
-            warn,
-        } => lint(
-            &paths,
-            format,
-            max_warnings,
-            explain,
-            [include, exclude, warn],
-            &mut stdout,
-            &mut stderr,
-        ),
+        Cmd::Lint(args) => lint(args, &mut stdout, &mut stderr),
         Cmd::Migrations {
             command: MigrationsCmd::Status { m, format },
         } => crate::commands::migrations_status(
@@ -465,37 +456,46 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
     }
 }
 
-fn lint(
-    paths: &[PathBuf],
-    format: LintFormat,
-    max_warnings: Option<usize>,
-    explain: bool,
-    [include, exclude, warn]: [Vec<String>; 3],
-    stdout: &mut impl Write,
-    stderr: &mut impl Write,
-) -> u8 {
+fn lint(args: LintArgs, stdout: &mut impl Write, stderr: &mut impl Write) -> u8 {
     use crate::lint;
-    let rules = lint::parse_rules(&include).and_then(|i| {
-        let e = lint::parse_rules(&exclude)?;
-        lint::parse_rules(&warn)?;
-        Ok((i, e))
-    });
-    let (include, exclude) = match rules {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(
-                stderr,
-                "error: {e}\n  = help: rule names are squawk's, such as require-concurrent-index-creation; docs/lint/README.md lists them"
-            );
-            return exit::INVALID;
-        }
-    };
-    let config = lint::Config {
+    let LintArgs {
+        paths,
+        format,
+        max_warnings,
+        explain,
         include,
         exclude,
         warn,
+        config: config_file,
+    } = args;
+    let mut config = lint::Config::default();
+    let file = config_file.or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| lint::find_config(&d))
+    });
+    let flags = crate::model::LintConfig {
+        include,
+        exclude,
+        severities: warn
+            .into_iter()
+            .map(|r| (r, crate::model::LintLevel::Warning))
+            .collect(),
+        pg_version: None,
     };
-    let report = match lint::lint_paths(paths, &config) {
+    let configured = match &file {
+        Some(f) => config.read_file(f),
+        None => Ok(()),
+    }
+    .and_then(|()| config.merge(&flags));
+    if let Err(e) = configured {
+        let _ = writeln!(
+            stderr,
+            "error: {e}\n  = help: rule names are squawk's (such as require-concurrent-index-creation) or runbook's; docs/lint/README.md lists them"
+        );
+        return exit::INVALID;
+    }
+    let report = match lint::lint_paths(&paths, &config) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(stderr, "{}", e.trim_end());

@@ -40,6 +40,39 @@ pub struct Runbook {
     pub on_failure: Vec<Step>,
     #[serde(default)]
     pub finally: Vec<Step>,
+    #[serde(default)]
+    pub lint: LintConfig,
+}
+
+/// `lint:` — rule choices for `runbook lint` (see [`crate::lint`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintConfig {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub severities: IndexMap<String, LintLevel>,
+    pub pg_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LintLevel {
+    Error,
+    Warning,
+    Off,
+}
+
+/// `settings.lint`: what `exec` does with lint findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LintMode {
+    Error,
+    #[default]
+    Warn,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +165,9 @@ pub struct Settings {
     /// Sample lock impact while steps run. Default true.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_monitor: Option<bool>,
+    /// `error`, `warn` (the default) or `off`: lint before `exec` runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lint: Option<LintMode>,
 }
 
 /// Session settings a step may override.

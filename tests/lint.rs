@@ -195,3 +195,51 @@ fn sarif_and_github_outputs_are_stable() {
     ]);
     insta::assert_snapshot!("github", github);
 }
+
+#[test]
+fn configuration_comes_from_the_runbook_and_runbook_lint_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("r.yml");
+    let body = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: r, version: 1 }\nphases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        sql: UPDATE orders SET status = 'new' WHERE status IS NULL;\n      - id: deploy\n        shell: ./deploy.sh\n";
+    std::fs::write(&rb, body).unwrap();
+    let rb_s = rb.to_str().unwrap();
+    let (code, out, _) = lint(&[rb_s]);
+    assert_eq!(code, 0, "both are warnings by default: {out}");
+    assert!(
+        out.contains("warning[unbatched-update]") && out.contains("warning[missing-timeout]"),
+        "{out}"
+    );
+
+    // A runbook-lint.toml makes one an error and turns the other off.
+    let toml = dir.path().join("runbook-lint.toml");
+    std::fs::write(
+        &toml,
+        "exclude = [\"missing-timeout\"]\n\n[severities]\nunbatched-update = \"error\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = lint(&[rb_s, "--config", toml.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error[unbatched-update]") && !out.contains("missing-timeout"),
+        "{out}"
+    );
+
+    // The runbook's own `lint:` section has the last word.
+    std::fs::write(
+        &rb,
+        format!("{body}lint:\n  severities: {{ unbatched-update: off }}\n"),
+    )
+    .unwrap();
+    let (code, out, _) = lint(&[rb_s, "--config", toml.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("unbatched-update"), "{out}");
+
+    // A misspelt rule is refused, with a suggestion.
+    std::fs::write(&toml, "exclude = [\"missing-timout\"]\n").unwrap();
+    let (code, _, err) = lint(&[rb_s, "--config", toml.to_str().unwrap()]);
+    assert_eq!(code, 5);
+    assert!(
+        err.contains("unknown lint rule `missing-timout`; did you mean `missing-timeout`?"),
+        "{err}"
+    );
+}

@@ -21,6 +21,7 @@ use squawk_linter::{Linter, Rule};
 use squawk_syntax::SourceFile;
 
 use crate::migrations;
+use crate::model::{LintConfig, LintLevel};
 
 pub mod runbook;
 
@@ -60,13 +61,143 @@ pub struct SqlContext {
     pub timeouts_set: bool,
 }
 
-/// Rule choices: what to add to squawk's defaults, what to remove.
+/// Rule choices: what to add to squawk's defaults, what to remove, each
+/// rule's level, and the PostgreSQL version the SQL targets.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub include: Vec<Rule>,
     pub exclude: Vec<Rule>,
-    /// Rules reported as warnings rather than errors.
-    pub warn: Vec<String>,
+    pub levels: std::collections::BTreeMap<String, LintLevel>,
+    pub pg_version: Option<squawk_linter::Version>,
+}
+
+/// The file at the project root that configures lint for every input.
+pub const CONFIG_FILE: &str = "runbook-lint.toml";
+
+fn known_rule(name: &str) -> Result<(), String> {
+    if runbook::RULES.iter().any(|(n, _, _)| *n == name) || name.parse::<Rule>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown lint rule `{name}`{}",
+            crate::diag::did_you_mean(
+                name,
+                runbook::RULES
+                    .iter()
+                    .map(|(n, _, _)| *n)
+                    .chain(SQUAWK_RULE_NAMES.iter().copied())
+            )
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default()
+        ))
+    }
+}
+
+/// squawk's rule names, for suggestions.
+const SQUAWK_RULE_NAMES: &[&str] = &[
+    "require-concurrent-index-creation",
+    "require-concurrent-index-deletion",
+    "constraint-missing-not-valid",
+    "adding-field-with-default",
+    "adding-foreign-key-constraint",
+    "changing-column-type",
+    "adding-not-nullable-field",
+    "adding-serial-primary-key-field",
+    "renaming-column",
+    "renaming-table",
+    "disallowed-unique-constraint",
+    "ban-drop-database",
+    "prefer-bigint-over-int",
+    "prefer-bigint-over-smallint",
+    "prefer-identity",
+    "prefer-robust-stmts",
+    "prefer-text-field",
+    "prefer-timestamptz",
+    "ban-char-field",
+    "ban-drop-column",
+    "ban-drop-table",
+    "ban-drop-not-null",
+    "transaction-nesting",
+    "adding-required-field",
+    "ban-concurrent-index-creation-in-transaction",
+    "require-lock-timeout",
+    "require-statement-timeout",
+];
+
+impl Config {
+    /// Apply a `lint:` section (or a runbook-lint.toml) on top of this one.
+    pub fn merge(&mut self, c: &LintConfig) -> Result<(), String> {
+        for name in c
+            .include
+            .iter()
+            .chain(&c.exclude)
+            .chain(c.severities.keys())
+        {
+            known_rule(name)?;
+        }
+        for name in &c.include {
+            if let Ok(r) = name.parse::<Rule>() {
+                self.include.push(r);
+            }
+            self.levels.remove(name);
+        }
+        for name in &c.exclude {
+            if let Ok(r) = name.parse::<Rule>() {
+                self.exclude.push(r);
+            }
+            self.levels.insert(name.clone(), LintLevel::Off);
+        }
+        for (name, level) in &c.severities {
+            self.levels.insert(name.clone(), *level);
+        }
+        if let Some(v) = &c.pg_version {
+            self.pg_version = Some(
+                v.parse()
+                    .map_err(|e| format!("lint pg_version `{v}`: {e}"))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Read a runbook-lint.toml (same keys as a runbook's `lint:` section).
+    pub fn read_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let c: LintConfig = toml::from_str(&text)
+            .map_err(|e| format!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        self.merge(&c)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Levels: drop findings of rules turned off, set the others' severity.
+    fn apply(&self, findings: &mut Vec<Finding>, from: usize) {
+        let mut i = from;
+        while i < findings.len() {
+            match self.levels.get(&findings[i].rule) {
+                Some(LintLevel::Off) => {
+                    findings.remove(i);
+                    continue;
+                }
+                Some(LintLevel::Warning) => findings[i].severity = Severity::Warning,
+                Some(LintLevel::Error) => findings[i].severity = Severity::Error,
+                None => {}
+            }
+            i += 1;
+        }
+    }
+}
+
+/// The nearest runbook-lint.toml in `dir` or a directory above it.
+pub fn find_config(dir: &Path) -> Option<PathBuf> {
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        let candidate = d.join(CONFIG_FILE);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        at = d.parent();
+    }
+    None
 }
 
 /// A context note for `--explain`: what the runner's knowledge changed.
@@ -142,6 +273,9 @@ pub fn lint_sql(
 ) {
     let mut linter = Linter::with_rules(&config.include, &config.exclude);
     linter.settings.assume_in_transaction = ctx.in_transaction;
+    if let Some(v) = config.pg_version {
+        linter.settings.pg_version = v;
+    }
     let parse = SourceFile::parse(sql);
     let mut silenced = Vec::new();
     for v in linter.lint(&parse, sql) {
@@ -156,11 +290,7 @@ pub fn lint_sql(
             line_col(place.text, (place.map)(end.saturating_sub(1)) + 1);
         let rule = v.code.to_string();
         report.findings.push(Finding {
-            severity: if config.warn.contains(&rule) {
-                Severity::Warning
-            } else {
-                Severity::Error
-            },
+            severity: Severity::Error,
             rule,
             source: "squawk",
             file: place.file.to_string(),
@@ -184,17 +314,6 @@ pub fn lint_sql(
             ),
         });
     }
-}
-
-/// Parse rule names (`require-concurrent-index-creation`).
-pub fn parse_rules(names: &[String]) -> Result<Vec<Rule>, String> {
-    names
-        .iter()
-        .map(|n| {
-            n.parse::<Rule>()
-                .map_err(|_| format!("unknown lint rule `{n}`"))
-        })
-        .collect()
 }
 
 /// Lint a `.sql` file on its own: no transaction is assumed around it.
@@ -277,6 +396,11 @@ pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result
     let doc = &v.doc;
     let file = path.display().to_string();
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut own = config.clone();
+    own.merge(&v.runbook.lint)
+        .map_err(|e| format!("{file}: lint: {e}"))?;
+    let config = &own;
+    let from = report.findings.len();
     report.files += 1;
     runbook::check_runbook(doc, &v.runbook, &file, report);
     for (pointer, step) in v.runbook.all_steps() {
@@ -354,6 +478,7 @@ pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result
             _ => {}
         }
     }
+    config.apply(&mut report.findings, from);
     Ok(())
 }
 
@@ -394,12 +519,16 @@ fn rendered_sql(plan: &Result<crate::plan::Plan, String>, id: &str) -> Result<St
 /// migration directory. An unreadable input is an `Err`.
 pub fn lint_paths(paths: &[PathBuf], config: &Config) -> Result<Report, String> {
     let mut report = Report::default();
+    let mut from = 0;
     for p in paths {
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
         if p.is_dir() {
             lint_migrations(p, false, config, &mut report)?;
         } else if ext == "yml" || ext == "yaml" {
             lint_runbook(p, config, &mut report)?;
+            // lint_runbook applied the runbook's own levels.
+            from = report.findings.len();
+            continue;
         } else if ext == "sql" {
             lint_sql_file(p, config, &mut report)?;
         } else if !p.exists() {
@@ -410,6 +539,8 @@ pub fn lint_paths(paths: &[PathBuf], config: &Config) -> Result<Report, String> 
                 p.display()
             ));
         }
+        config.apply(&mut report.findings, from);
+        from = report.findings.len();
     }
     report.findings.sort_by(|a, b| {
         (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column))
