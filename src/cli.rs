@@ -341,13 +341,48 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             params,
             format,
         } => {
-            let built = validate::validate_file(&file, &params.inputs(), ParamCheck::RequireAll)
+            let inputs = params.inputs();
+            let built = validate::validate_file(&file, &inputs, ParamCheck::RequireAll)
                 .and_then(|v| plan::build(&v, &plan::RunInfo::default()));
             match built {
                 Ok(p) => {
+                    // What `exec` would lint first, unless the runbook turns it off.
+                    let mut found = crate::lint::Report::default();
+                    let lint = (p.settings.lint != Some(crate::model::LintMode::Off)).then(|| {
+                        crate::lint::config_for(&file).and_then(|c| {
+                            crate::lint::lint_runbook_with(&file, &inputs, &c, &mut found)
+                        })
+                    });
                     let out = match format {
-                        Format::Text => p.to_text(),
-                        Format::Json => p.to_json(),
+                        Format::Text => {
+                            let mut t = p.to_text();
+                            match &lint {
+                                Some(Ok(())) => t.push_str(&crate::lint::render_short(&found)),
+                                Some(Err(e)) => t.push_str(&format!(
+                                    "\nlint: could not run: {}\n",
+                                    e.lines().next().unwrap_or_default()
+                                )),
+                                None => t.push_str("\nlint: off (settings.lint)\n"),
+                            }
+                            t
+                        }
+                        Format::Json => {
+                            let mut v: serde_json::Value =
+                                serde_json::from_str(&p.to_json()).unwrap_or_default();
+                            if let Some(Ok(())) = &lint {
+                                v["lint"] = crate::lint::to_report_json(
+                                    &found,
+                                    if p.settings.lint == Some(crate::model::LintMode::Error) {
+                                        "error"
+                                    } else {
+                                        "warn"
+                                    },
+                                );
+                            }
+                            let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+                            s.push('\n');
+                            s
+                        }
                     };
                     let _ = stdout.write_all(out.as_bytes());
                     exit::OK

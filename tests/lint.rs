@@ -1,6 +1,8 @@
 //! `runbook lint` from the command line: squawk's findings located in the
 //! files the SQL came from, changed by what the runner knows.
 
+mod support;
+
 use std::process::Command;
 
 fn lint(args: &[&str]) -> (i32, String, String) {
@@ -242,4 +244,59 @@ fn configuration_comes_from_the_runbook_and_runbook_lint_toml() {
         err.contains("unknown lint rule `missing-timout`; did you mean `missing-timeout`?"),
         "{err}"
     );
+}
+
+#[test]
+fn exec_lints_first_and_settings_lint_decides() {
+    let body = |mode: &str| {
+        format!(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: l, version: 1 }}\nsettings: {{ lint: {mode} }}\nphases:\n  - id: expand\n    kind: expand\n    steps:\n      - id: add\n        sql: CREATE INDEX IF NOT EXISTS t_v ON t (v);\n"
+        )
+    };
+    let db = support::Db::fresh();
+    db.sql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+    // error: nothing runs, exit 5, the findings on stderr.
+    let case = support::Case::new(&body("error"));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error[require-concurrent-index-creation]"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("lint found 1 error(s) and `settings.lint` is `error`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('t_v') IS NULL"),
+        "t",
+        "nothing ran"
+    );
+    // warn (the default): it runs, and the report carries the findings.
+    let case = support::Case::new(&body("warn"));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lint = &run.report["lint"];
+    assert_eq!(
+        (lint["mode"].as_str(), lint["errors"].as_u64()),
+        (Some("warn"), Some(1))
+    );
+    assert_eq!(
+        lint["findings"][0]["rule"],
+        "require-concurrent-index-creation"
+    );
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Lint") && md.contains("`require-concurrent-index-creation` at `"),
+        "{md}"
+    );
+    // off: no lint at all.
+    let case = support::Case::new(&body("off"));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.report.get("lint").is_none());
 }

@@ -383,12 +383,23 @@ pub fn lint_migrations(
 /// of its `migrate` steps. Templated SQL is left to the run (its text is
 /// known only then) and noted.
 pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result<(), String> {
+    lint_runbook_with(path, &crate::validate::Inputs::default(), config, report)
+}
+
+/// [`lint_runbook`] with params given (`exec` lints what it will run).
+pub fn lint_runbook_with(
+    path: &Path,
+    inputs: &crate::validate::Inputs,
+    config: &Config,
+    report: &mut Report,
+) -> Result<(), String> {
     use crate::model::StepKind;
-    use crate::validate::{Inputs, ParamCheck};
-    let v = crate::validate::validate_file(path, &Inputs::default(), ParamCheck::GivenOnly)
+    use crate::validate::ParamCheck;
+    let v = crate::validate::validate_file(path, inputs, ParamCheck::GivenOnly)
         .map_err(|e| e.render(false))?;
-    // Templated SQL is linted as it renders with the params' defaults.
-    let plan = crate::validate::validate_file(path, &Inputs::default(), ParamCheck::RequireAll)
+    // Templated SQL is linted as it renders with the params given, or
+    // their defaults.
+    let plan = crate::validate::validate_file(path, inputs, ParamCheck::RequireAll)
         .map_err(|_| "a param has no default".to_string())
         .and_then(|full| {
             crate::plan::build(&full, &crate::plan::RunInfo::default()).map_err(|e| e.render(false))
@@ -634,6 +645,50 @@ pub fn render_github(report: &Report) -> String {
                 None => f.message.clone(),
             })
         ));
+    }
+    o
+}
+
+/// The project's configuration for a runbook: the nearest
+/// runbook-lint.toml from the runbook's directory up.
+pub fn config_for(runbook: &Path) -> Result<Config, String> {
+    let mut c = Config::default();
+    let dir = std::path::absolute(runbook.parent().unwrap_or(Path::new(".")))
+        .unwrap_or_else(|_| PathBuf::from("."));
+    if let Some(f) = find_config(&dir) {
+        c.read_file(&f)?;
+    }
+    Ok(c)
+}
+
+/// The lint as it goes into report.json.
+pub fn to_report_json(report: &Report, mode: &str) -> serde_json::Value {
+    serde_json::json!({
+        "mode": mode,
+        "errors": report.errors(),
+        "warnings": report.warnings(),
+        "findings": report.findings,
+    })
+}
+
+/// A short listing, a line per finding, for `plan`.
+pub fn render_short(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = format!(
+        "\nlint: {} error(s), {} warning(s)\n",
+        report.errors(),
+        report.warnings()
+    );
+    for f in &report.findings {
+        let sev = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(
+            o,
+            "  {}:{}:{} {sev}[{}] {}",
+            f.file, f.line, f.column, f.rule, f.message
+        );
     }
     o
 }

@@ -370,6 +370,35 @@ pub fn render(r: &Report) -> String {
         o.push('\n');
     }
 
+    if let Some(l) = &r.lint
+        && l["findings"].as_array().is_some_and(|f| !f.is_empty())
+    {
+        let _ = writeln!(
+            o,
+            "## Lint\n\n{} error(s), {} warning(s) before the run (`settings.lint: {}`):\n",
+            l["errors"],
+            l["warnings"],
+            l["mode"].as_str().unwrap_or_default()
+        );
+        let findings = l["findings"].as_array().cloned().unwrap_or_default();
+        for f in findings.iter().take(50) {
+            let _ = writeln!(
+                o,
+                "- {} `{}` at `{}:{}:{}`: {}",
+                f["severity"].as_str().unwrap_or_default(),
+                f["rule"].as_str().unwrap_or_default(),
+                cell(f["file"].as_str().unwrap_or_default()),
+                f["line"],
+                f["column"],
+                cell(f["message"].as_str().unwrap_or_default())
+            );
+        }
+        if findings.len() > 50 {
+            let _ = writeln!(o, "- ... {} more in report.json", findings.len() - 50);
+        }
+        o.push('\n');
+    }
+
     if !r.warnings.is_empty() {
         let _ = writeln!(o, "## Warnings\n");
         for w in &r.warnings {

@@ -37,6 +37,9 @@ pub struct Report {
     #[serde(rename = "finally")]
     pub finally_steps: Vec<StepReport>,
     pub warnings: Vec<String>,
+    /// What `runbook lint` found before the run (absent with `settings.lint: off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lint: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -156,6 +159,12 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Record the lint that ran before the run.
+    pub fn with_lint(mut self, lint: Value) -> Self {
+        self.report.lint = Some(lint);
+        self
+    }
+
     pub fn new(plan: &Plan, run_id: &str) -> Self {
         let mut plan_steps = HashMap::new();
         fn index(steps: &[PlanStep], role: Role, out: &mut HashMap<String, StepReport>) {
@@ -224,6 +233,7 @@ impl Builder {
                 branches: Vec::new(),
                 finally_steps: Vec::new(),
                 warnings: Vec::new(),
+                lint: None,
             },
             locs,
             plan_steps,
