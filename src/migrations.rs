@@ -177,6 +177,7 @@ fn name_of(stem: &str) -> String {
 
 struct Found {
     name: String,
+    version: String,
     is_dir: bool,
 }
 
@@ -194,13 +195,16 @@ fn read_dir(dir: &Path) -> Result<Vec<Found>, String> {
         } else {
             name.ends_with(".sql")
         };
-        if counts && !version_of(&name).is_empty() {
-            out.push(Found { name, is_dir });
+        let version = version_of(&name);
+        if counts && !version.is_empty() {
+            out.push(Found {
+                name,
+                version,
+                is_dir,
+            });
         }
     }
-    out.sort_by(|a, b| {
-        version_cmp(&version_of(&a.name), &version_of(&b.name)).then(a.name.cmp(&b.name))
-    });
+    out.sort_by(|a, b| version_cmp(&a.version, &b.version).then(a.name.cmp(&b.name)));
     Ok(out)
 }
 
@@ -316,7 +320,8 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
 
 fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), String> {
     let version = version_of(file);
-    if let Some(other) = set.migrations.iter().find(|m| m.version == version) {
+    // Files come sorted by version, so a repeated version is the last one.
+    if let Some(other) = set.migrations.last().filter(|m| m.version == version) {
         return Err(format!(
             "version {version} is used twice in {}: {} and {file}",
             set.dir.display(),
@@ -352,23 +357,28 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
             ));
         }
     }
+    let mut down_of: std::collections::HashMap<&str, &Found> = std::collections::HashMap::new();
     for d in &downs {
-        let v = version_of(&d.name);
-        if !ups.iter().any(|u| version_of(&u.name) == v) {
-            return Err(format!(
-                "{} is a down migration with no up for version {v}",
-                d.name
-            ));
-        }
-        if downs.iter().filter(|o| version_of(&o.name) == v).count() > 1 {
-            return Err(format!("version {v} has more than one down file"));
+        if down_of.insert(d.version.as_str(), d).is_some() {
+            return Err(format!("version {} has more than one down file", d.version));
         }
     }
+    let up_versions: std::collections::HashSet<&str> =
+        ups.iter().map(|u| u.version.as_str()).collect();
+    if let Some(d) = downs
+        .iter()
+        .find(|d| !up_versions.contains(d.version.as_str()))
+    {
+        return Err(format!(
+            "{} is a down migration with no up for version {}",
+            d.name, d.version
+        ));
+    }
     for u in ups {
-        let version = version_of(&u.name);
+        let version = u.version.clone();
         let name = name_of(u.name.trim_end_matches(".up.sql"));
         let up = script(read(dir, &u.name)?, u.name.clone(), 1, false);
-        let down = match downs.iter().find(|d| version_of(&d.name) == version) {
+        let down = match down_of.get(version.as_str()) {
             Some(d) => {
                 let down_name = name_of(d.name.trim_end_matches(".down.sql"));
                 if down_name != name {

@@ -71,7 +71,12 @@ impl Statement {
 
 /// Split `sql` into statements. Pieces holding only comments are skipped.
 pub fn split(sql: &str) -> Vec<Statement> {
-    let root = SourceFile::parse(sql).syntax_node();
+    split_tree(sql, &SourceFile::parse(sql).syntax_node())
+}
+
+/// [`split`] over an already parsed `sql`, for callers that parse once and
+/// use the tree for more (the linter).
+pub fn split_tree(sql: &str, root: &SyntaxNode) -> Vec<Statement> {
     let mut out = Vec::new();
     // Non-trivia text that belongs to no statement (parse errors) is
     // gathered and sent as a piece of its own.

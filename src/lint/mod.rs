@@ -271,24 +271,58 @@ pub fn lint_sql(
     place: &Place<'_>,
     report: &mut Report,
 ) {
+    let parse = SourceFile::parse(sql);
+    let found = squawk_findings(&parse, sql, ctx, config);
+    place_findings(found, ctx, place, report);
+}
+
+/// squawk's raw findings: rule, byte range, message, help.
+pub struct Raw {
+    rule: Rule,
+    start: usize,
+    end: usize,
+    message: String,
+    help: Option<String>,
+}
+
+fn squawk_findings(
+    parse: &squawk_syntax::Parse<SourceFile>,
+    sql: &str,
+    ctx: SqlContext,
+    config: &Config,
+) -> Vec<Raw> {
     let mut linter = Linter::with_rules(&config.include, &config.exclude);
     linter.settings.assume_in_transaction = ctx.in_transaction;
     if let Some(v) = config.pg_version {
         linter.settings.pg_version = v;
     }
-    let parse = SourceFile::parse(sql);
+    linter
+        .lint(parse, sql)
+        .into_iter()
+        .map(|v| Raw {
+            rule: v.code,
+            start: usize::from(v.text_range.start()),
+            end: usize::from(v.text_range.end()),
+            message: v.message,
+            help: v.help,
+        })
+        .collect()
+}
+
+/// Locate raw findings in their file; silence the timeout rules where the
+/// runner sets timeouts, and say so.
+fn place_findings(found: Vec<Raw>, ctx: SqlContext, place: &Place<'_>, report: &mut Report) {
     let mut silenced = Vec::new();
-    for v in linter.lint(&parse, sql) {
-        if ctx.timeouts_set && TIMEOUT_RULES.contains(&v.code) {
-            silenced.push(v.code.to_string());
+    for v in found {
+        if ctx.timeouts_set && TIMEOUT_RULES.contains(&v.rule) {
+            silenced.push(v.rule.to_string());
             continue;
         }
-        let start = usize::from(v.text_range.start());
-        let end = usize::from(v.text_range.end());
+        let (start, end) = (v.start, v.end);
         let (line, column, source_line) = line_col(place.text, (place.map)(start));
         let (end_line, end_column, _) =
             line_col(place.text, (place.map)(end.saturating_sub(1)) + 1);
-        let rule = v.code.to_string();
+        let rule = v.rule.to_string();
         report.findings.push(Finding {
             severity: Severity::Error,
             rule,
@@ -345,36 +379,77 @@ pub fn lint_migrations(
     report: &mut Report,
 ) -> Result<(), String> {
     let set = migrations::load(dir, None)?;
-    runbook::check_migrations(&set, report);
-    for m in &set.migrations {
-        let path: PathBuf = dir.join(&m.up.file);
+    // Reading, parsing and squawk's rules are per file: done on every core.
+    // The runbook rules need the files in order (tables created earlier,
+    // indexes added later), so they run after, over plain facts.
+    struct Done {
+        text: String,
+        base: usize,
+        in_transaction: bool,
+        raw: Vec<Raw>,
+        facts: Vec<(crate::statements::Statement, runbook::Facts)>,
+    }
+    let work = |m: &migrations::Migration| -> Result<Done, String> {
+        let path = dir.join(&m.up.file);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let stmts = crate::statements::split(&m.up.sql);
+        let parse = SourceFile::parse(&m.up.sql);
+        let facts = runbook::statement_facts(&m.up.sql, &parse.tree());
+        let stmts: Vec<crate::statements::Statement> =
+            facts.iter().map(|(s, _)| s.clone()).collect();
         let (in_transaction, _) = crate::exec::migrate::script_mode(&m.up, &stmts);
+        let ctx = SqlContext {
+            in_transaction,
+            timeouts_set: ctx_timeouts,
+        };
         // The script's first byte in its file: the line where it starts.
         let base: usize = text
             .split_inclusive('\n')
             .take(m.up.first_line.saturating_sub(1))
             .map(str::len)
             .sum();
-        let file = path.display().to_string();
-        lint_sql(
-            &m.up.sql,
-            SqlContext {
-                in_transaction,
-                timeouts_set: ctx_timeouts,
-            },
-            config,
-            &Place {
-                file: &file,
-                text: &text,
-                map: &|o| base + o,
-            },
-            report,
-        );
+        Ok(Done {
+            raw: squawk_findings(&parse, &m.up.sql, ctx, config),
+            text,
+            base,
+            in_transaction,
+            facts,
+        })
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = set.migrations.len().div_ceil(workers).max(1);
+    let done: Vec<Result<Done, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = set
+            .migrations
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(work).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a lint worker panicked"))
+            .collect()
+    });
+    let mut checks = runbook::MigrationChecks::default();
+    for (m, d) in set.migrations.iter().zip(done) {
+        let d = d?;
+        let file = dir.join(&m.up.file).display().to_string();
+        let map = |o: usize| d.base + o;
+        let place = Place {
+            file: &file,
+            text: &d.text,
+            map: &map,
+        };
+        let ctx = SqlContext {
+            in_transaction: d.in_transaction,
+            timeouts_set: ctx_timeouts,
+        };
+        checks.file(m, &d.facts, &place, d.base);
+        place_findings(d.raw, ctx, &place, report);
         report.files += 1;
     }
+    checks.finish(report);
     Ok(())
 }
 

@@ -77,7 +77,7 @@ fn severity(rule: &str) -> Severity {
 
 /// What a statement does that the rules care about.
 #[derive(Debug, Default)]
-struct Facts {
+pub struct Facts {
     /// `DROP TABLE t`, `DROP COLUMN`, `TRUNCATE`, `DELETE`/`UPDATE` without WHERE.
     destructive: Option<String>,
     /// UPDATE or DELETE of a table (with or without WHERE).
@@ -121,12 +121,11 @@ fn paren_after(text: &str, at: usize) -> Option<&str> {
     None
 }
 
-fn facts(st: &Statement) -> Facts {
+fn facts(st: &Statement, stmt: Option<ast::Stmt>) -> Facts {
     let mut f = Facts::default();
     let table = st.relations.first().cloned().unwrap_or_default();
     let upper = st.text.to_ascii_uppercase();
-    let parse = SourceFile::parse(&st.text);
-    let Some(stmt) = parse.tree().stmts().next() else {
+    let Some(stmt) = stmt else {
         return f;
     };
     match stmt {
@@ -265,6 +264,26 @@ fn finding(
     }
 }
 
+/// Each statement of a parsed script with what the rules need to know of
+/// it: plain data, so files can be read in parallel and judged in order.
+pub fn statement_facts(sql: &str, tree: &SourceFile) -> Vec<(Statement, Facts)> {
+    let stmts: Vec<ast::Stmt> = tree.stmts().collect();
+    statements::split_tree(sql, tree.syntax())
+        .into_iter()
+        .map(|st| {
+            let node = stmts
+                .iter()
+                .find(|n| {
+                    let r = n.syntax().text_range();
+                    usize::from(r.start()) <= st.offset && st.offset < usize::from(r.end())
+                })
+                .cloned();
+            let f = facts(&st, node);
+            (st, f)
+        })
+        .collect()
+}
+
 /// SQL rules over one piece of SQL in a set (a runbook or a directory).
 fn sql_rules(
     sql: &str,
@@ -272,9 +291,19 @@ fn sql_rules(
     state: &mut SetState,
     out: &mut Vec<Finding>,
 ) -> Vec<String> {
+    let parse = SourceFile::parse(sql);
+    judge(&statement_facts(sql, &parse.tree()), place, state, out)
+}
+
+/// The rules over a script's statements, in order, in the set's state.
+fn judge(
+    stmts: &[(Statement, Facts)],
+    place: &super::Place<'_>,
+    state: &mut SetState,
+    out: &mut Vec<Finding>,
+) -> Vec<String> {
     let mut destructive = Vec::new();
-    for st in statements::split(sql) {
-        let f = facts(&st);
+    for (st, f) in stmts {
         let table = st.relations.first().map(|t| bare(t)).unwrap_or_default();
         if f.destructive.is_some() {
             destructive.push(table.clone());
@@ -322,19 +351,19 @@ fn sql_rules(
                 st.offset,
             ));
         }
-        if let Some((t, cols)) = f.foreign_key {
+        if let Some((t, cols)) = &f.foreign_key {
             let fnd = finding(
                 "foreign-key-without-index",
                 format!(
                     "the foreign key on {}({}) has no index starting with its columns",
-                    bare(&t),
+                    bare(t),
                     cols.join(", ")
                 ),
                 "create an index (CONCURRENTLY) on the referencing columns: deletes and updates of the referenced rows scan this table without one",
                 place,
                 st.offset,
             );
-            state.foreign_keys.push((bare(&t), cols, fnd));
+            state.foreign_keys.push((bare(t), cols.clone(), fnd));
         }
     }
     destructive
@@ -587,27 +616,29 @@ fn unquoted_templates(
     }
 }
 
-/// Runbook rules over a migration directory: missing downs, and the SQL
-/// rules over every up script as one set.
-pub fn check_migrations(set: &migrations::Set, report: &mut Report) {
-    let mut state = SetState::default();
-    let mut found = Vec::new();
-    for m in &set.migrations {
-        let path = set.dir.join(&m.up.file);
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let base: usize = text
-            .split_inclusive('\n')
-            .take(m.up.first_line.saturating_sub(1))
-            .map(str::len)
-            .sum();
+/// Runbook rules over a migration directory, fed file by file in version
+/// order: missing downs, and the SQL rules over every up script as one set.
+#[derive(Default)]
+pub struct MigrationChecks {
+    state: SetState,
+    found: Vec<Finding>,
+}
+
+impl MigrationChecks {
+    pub fn file(
+        &mut self,
+        m: &migrations::Migration,
+        stmts: &[(Statement, Facts)],
+        place: &super::Place<'_>,
+        base: usize,
+    ) {
         if let Down::Missing(why) = &m.down {
-            let (line, column, source_line) = super::line_col(&text, base);
-            found.push(Finding {
+            let (line, column, source_line) = super::line_col(place.text, base);
+            self.found.push(Finding {
                 rule: "missing-down-migration".into(),
                 source: "runbook",
                 severity: severity("missing-down-migration"),
-                file: file.clone(),
+                file: place.file.to_string(),
                 line,
                 column,
                 end_line: line,
@@ -617,14 +648,11 @@ pub fn check_migrations(set: &migrations::Set, report: &mut Report) {
                 source_line,
             });
         }
-        let map = |o: usize| base + o;
-        let place = super::Place {
-            file: &file,
-            text: &text,
-            map: &map,
-        };
-        sql_rules(&m.up.sql, &place, &mut state, &mut found);
+        judge(stmts, place, &mut self.state, &mut self.found);
     }
-    finish(state, &mut found);
-    report.findings.extend(found);
+
+    pub fn finish(mut self, report: &mut Report) {
+        finish(self.state, &mut self.found);
+        report.findings.extend(self.found);
+    }
 }

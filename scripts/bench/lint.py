@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""`runbook lint` throughput against the squawk CLI, side by side in one run.
+
+Generates a directory of N migration pairs (1,000 by default; each up creates
+a table with a foreign key to the one before and an index, and adds a
+column), and a runbook of 50 sql steps. Per round, in alternating order:
+  runbook lint DIR            vs  squawk DIR/*.up.sql   (when squawk is installed)
+  runbook lint RUNBOOK.yml    (the 50-step runbook)
+
+Targets (issue 6): at least squawk's throughput on the directory; under
+200 ms for the 50-step runbook.
+
+Usage: python3 scripts/bench/lint.py [--files 1000] [--runs 5]
+"""
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from common import release_build
+
+
+def timed(cmd):
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.perf_counter() - t
+    if out.returncode not in (0, 1):
+        raise SystemExit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    return took
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    exe = release_build()
+    squawk = shutil.which("squawk")
+    if squawk and "/shims/" in squawk:
+        # A pyenv shim starts a shell and pyenv first: time the real binary.
+        squawk = subprocess.run(["pyenv", "which", "squawk"], capture_output=True,
+                                text=True).stdout.strip() or squawk
+    tmp = tempfile.mkdtemp(prefix="bench-lint-")
+    try:
+        d = os.path.join(tmp, "migrations")
+        os.makedirs(d)
+        for i in range(1, args.files + 1):
+            fk = f",\n    parent_id bigint REFERENCES t{i - 1:05d} (id)" if i > 1 else ""
+            with open(os.path.join(d, f"{i:05d}_t{i}.up.sql"), "w") as f:
+                f.write(f"CREATE TABLE t{i:05d} (\n    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+                        f"    name text NOT NULL{fk}\n);\n"
+                        f"CREATE INDEX t{i:05d}_name ON t{i:05d} (name);\n"
+                        f"ALTER TABLE t{i:05d} ADD COLUMN note text;\n")
+            with open(os.path.join(d, f"{i:05d}_t{i}.down.sql"), "w") as f:
+                f.write(f"DROP TABLE t{i:05d};\n")
+        ups = sorted(glob.glob(os.path.join(d, "*.up.sql")))
+        book = os.path.join(tmp, "runbook.yml")
+        with open(book, "w") as f:
+            f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
+                    "params:\n  table: { type: string, default: orders, pattern: \"[a-z_]+\" }\n"
+                    "phases:\n  - id: expand\n    kind: expand\n    steps:\n")
+            for i in range(50):
+                f.write(f"      - id: s{i}\n        sql: |\n"
+                        f"          ALTER TABLE {{{{ params.table | ident }}}} ADD COLUMN IF NOT EXISTS c{i} bigint;\n"
+                        f"          CREATE INDEX CONCURRENTLY IF NOT EXISTS i{i} ON {{{{ params.table | ident }}}} (c{i});\n")
+        ours, theirs, book_t = [], [], []
+        for r in range(args.runs):
+            pair = [("ours", [exe, "lint", d, "--format", "json"])]
+            if squawk:
+                pair.append(("theirs", [squawk, "--reporter", "json"] + ups))
+            for name, cmd in (pair if r % 2 == 0 else pair[::-1]):
+                (ours if name == "ours" else theirs).append(timed(cmd))
+            book_t.append(timed([exe, "lint", book]))
+
+        def show(label, xs):
+            print(f"  {label:<44} best {min(xs) * 1000:8.1f} ms  median {statistics.median(xs) * 1000:8.1f} ms")
+
+        print(f"{args.files} migration files, {args.runs} rounds")
+        show("runbook lint DIR", ours)
+        if squawk:
+            ver = subprocess.run([squawk, "--version"], capture_output=True, text=True).stdout.strip()
+            show(f"{ver} DIR/*.up.sql", theirs)
+            ratio = statistics.median(theirs) / statistics.median(ours)
+            print(f"  runbook lint throughput is {ratio:.2f}x squawk's (target at least 1x) -> "
+                  f"{'met' if ratio >= 1 else 'NOT met'}")
+        else:
+            print("  squawk CLI not installed (pip install squawk-cli): no comparison")
+        show("runbook lint on a 50-step runbook", book_t)
+        med = statistics.median(book_t) * 1000
+        print(f"  50-step runbook: {med:.1f} ms (target under 200 ms) -> {'met' if med < 200 else 'NOT met'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Compare `runbook lint` with the squawk CLI on the same .sql files.
+
+runbook lints SQL with the squawk-linter crate; this script checks that,
+with runbook's context turned off (a .sql file linted on its own: no
+transaction assumed, no timeouts assumed), its SQL-rule findings are the
+ones the squawk CLI reports. Every file where they differ is printed with
+both sides. Runbook's own rules (source "runbook") are left out: squawk has
+no counterpart.
+
+Needs the squawk CLI (`pip install squawk-cli` or `npm i -g squawk-cli`).
+Not part of the default test run: it depends on a tool CI does not install.
+
+Usage: python3 scripts/lint_compat.py PATH... (files or directories of .sql)
+Exit: 0 when every file agrees, 1 when any differs, 2 without squawk.
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sql_files(paths):
+    for p in paths:
+        if os.path.isdir(p):
+            yield from sorted(glob.glob(os.path.join(p, "**", "*.sql"), recursive=True))
+        else:
+            yield p
+
+
+def squawk_findings(squawk, path):
+    out = subprocess.run([squawk, "--reporter", "json", path], capture_output=True, text=True)
+    data = json.loads(out.stdout or "[]")
+    # squawk counts lines and columns from 0.
+    return sorted((v["rule_name"], v["line"] + 1, v["column"] + 1) for v in data)
+
+
+def runbook_findings(exe, path):
+    out = subprocess.run([exe, "lint", path, "--format", "json"], capture_output=True, text=True)
+    if out.returncode == 5:
+        raise SystemExit(f"runbook could not read {path}:\n{out.stderr}")
+    data = json.loads(out.stdout)
+    return sorted((f["rule"], f["line"], f["column"]) for f in data["findings"] if f["source"] == "squawk")
+
+
+def main():
+    squawk = shutil.which("squawk")
+    if not squawk:
+        print("squawk CLI not found: pip install squawk-cli (or npm i -g squawk-cli)", file=sys.stderr)
+        return 2
+    version = subprocess.run([squawk, "--version"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    exe = os.path.join(ROOT, "target", "release", "runbook")
+    files = list(sql_files(sys.argv[1:] or [os.path.join(ROOT, "tests", "fixtures")]))
+    differ = 0
+    for f in files:
+        a, b = squawk_findings(squawk, f), runbook_findings(exe, f)
+        if a != b:
+            differ += 1
+            print(f"DIFFERS {f}")
+            for x in sorted(set(a) - set(b)):
+                print(f"  only squawk:  {x[0]} at {x[1]}:{x[2]}")
+            for x in sorted(set(b) - set(a)):
+                print(f"  only runbook: {x[0]} at {x[1]}:{x[2]}")
+    print(f"{len(files)} file(s) compared with {version}: {len(files) - differ} agree, {differ} differ")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
