@@ -81,49 +81,6 @@ pub fn exec(a: RunArgs) -> u8 {
         }
     };
 
-    // Lint first: with `settings.lint: error`, error findings stop the run
-    // here, before anything connects; with `warn` they go into the report.
-    let lint_mode = plan.settings.lint.unwrap_or_default();
-    let lint = if lint_mode == crate::model::LintMode::Off {
-        None
-    } else {
-        let mut report = crate::lint::Report::default();
-        let linted = crate::lint::config_for(&a.file)
-            .and_then(|c| crate::lint::lint_runbook_with(&a.file, &a.inputs, &c, &mut report));
-        if let Err(e) = linted {
-            return refuse_plain(
-                &format!("lint could not run: {}", e.trim_end()),
-                "fix runbook-lint.toml or the runbook's `lint:` section, or set `settings.lint: off`",
-            );
-        }
-        if lint_mode == crate::model::LintMode::Error && report.errors() > 0 {
-            eprint!("{}", crate::lint::render_text(&report, false));
-            return refuse_plain(
-                &format!(
-                    "lint found {} error(s) and `settings.lint` is `error`",
-                    report.errors()
-                ),
-                "fix the findings, turn single rules off in `lint:`, or set `settings.lint: warn` to run anyway",
-            );
-        }
-        if !report.findings.is_empty()
-            && !matches!(a.progress, crate::report::progress::Mode::Quiet)
-        {
-            eprintln!(
-                "lint: {} error(s), {} warning(s); they are listed in the report (`runbook lint {}` shows them)",
-                report.errors(),
-                report.warnings(),
-                a.file.display()
-            );
-        }
-        let mode = if lint_mode == crate::model::LintMode::Error {
-            "error"
-        } else {
-            "warn"
-        };
-        Some(crate::lint::to_report_json(&report, mode))
-    };
-
     let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
     for name in &a.approve {
         if !phases.contains(&name.as_str()) {
@@ -185,6 +142,49 @@ pub fn exec(a: RunArgs) -> u8 {
             "point it at the directory holding pg_dump and pg_restore, such as /usr/lib/postgresql/16/bin",
         );
     }
+
+    // Lint before anything is created or connected: with `settings.lint: error`, error findings stop the run
+    // here, before anything connects; with `warn` they go into the report.
+    let lint_mode = plan.settings.lint.unwrap_or_default();
+    let lint = if lint_mode == crate::model::LintMode::Off {
+        None
+    } else {
+        let mut report = crate::lint::Report::default();
+        let linted = crate::lint::config_for(&a.file)
+            .and_then(|c| crate::lint::lint_runbook_with(&a.file, &a.inputs, &c, &mut report));
+        if let Err(e) = linted {
+            return refuse_plain(
+                &format!("lint could not run: {}", e.trim_end()),
+                "fix runbook-lint.toml or the runbook's `lint:` section, or set `settings.lint: off`",
+            );
+        }
+        if lint_mode == crate::model::LintMode::Error && report.errors() > 0 {
+            eprint!("{}", crate::lint::render_text(&report, false));
+            return refuse_plain(
+                &format!(
+                    "lint found {} error(s) and `settings.lint` is `error`",
+                    report.errors()
+                ),
+                "fix the findings, turn single rules off in `lint:`, or set `settings.lint: warn` to run anyway",
+            );
+        }
+        if !report.findings.is_empty()
+            && !matches!(a.progress, crate::report::progress::Mode::Quiet)
+        {
+            eprintln!(
+                "lint: {} error(s), {} warning(s); they are listed in the report (`runbook lint {}` shows them)",
+                report.errors(),
+                report.warnings(),
+                a.file.display()
+            );
+        }
+        let mode = if lint_mode == crate::model::LintMode::Error {
+            "error"
+        } else {
+            "warn"
+        };
+        Some(crate::lint::to_report_json(&report, mode))
+    };
 
     let report_dir = a.report_dir.clone().unwrap_or_else(|| {
         PathBuf::from("runbook-reports").join(format!("{}-{run_id}", plan.runbook.name))

@@ -138,6 +138,7 @@ fn relations(node: &SyntaxNode) -> Vec<String> {
         if matches!(
             d.kind(),
             SyntaxKind::TABLE_NAME_REF
+                | SyntaxKind::TABLE_NAME
                 | SyntaxKind::RELATION_NAME_REF
                 | SyntaxKind::INDEX_REF
                 | SyntaxKind::VIEW_REF
@@ -252,7 +253,12 @@ fn classify(node: &SyntaxNode, sql: &str, start: usize, end: usize) -> Statement
             | K::COMMIT_PREPARED
             | K::ROLLBACK_PREPARED
     );
-    let named = lock.is_some() || concurrent_index || concurrently;
+    // Relations of lock-taking statements (for blockers), and of the row
+    // writes and table creations the linter's set-wide rules follow.
+    let named = lock.is_some()
+        || concurrent_index
+        || concurrently
+        || matches!(kind, K::UPDATE | K::DELETE | K::CREATE_TABLE);
     Statement {
         text: sql[start..end].to_string(),
         offset: start,

@@ -300,3 +300,40 @@ fn exec_lints_first_and_settings_lint_decides() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.report.get("lint").is_none());
 }
+
+#[test]
+fn tables_created_earlier_in_the_set_are_new_and_need_no_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).unwrap();
+    w(
+        "001_t.up.sql",
+        "CREATE TABLE IF NOT EXISTS fresh (id bigint PRIMARY KEY, v text);\n",
+    );
+    w("001_t.down.sql", "DROP TABLE IF EXISTS fresh;\n");
+    w(
+        "002_i.up.sql",
+        "CREATE INDEX IF NOT EXISTS fresh_v ON fresh (v);\nCREATE INDEX IF NOT EXISTS old_v ON old (v);\n",
+    );
+    w(
+        "002_i.down.sql",
+        "DROP INDEX IF EXISTS fresh_v;\nDROP INDEX IF EXISTS old_v;\n",
+    );
+    let d = dir.path().to_str().unwrap();
+    let (_, out, _) = lint(&[
+        d,
+        "--explain",
+        "--exclude",
+        "require-lock-timeout",
+        "--exclude",
+        "require-statement-timeout",
+    ]);
+    let reported: Vec<&str> = out.lines().filter(|l| l.starts_with("  --> ")).collect();
+    assert_eq!(reported.len(), 1, "{out}");
+    assert!(reported[0].ends_with("002_i.up.sql:2:1"), "{out}");
+    assert!(
+        out.contains(
+            "require-concurrent-index-creation not reported: fresh is created earlier in this set"
+        ),
+        "{out}"
+    );
+}

@@ -271,9 +271,25 @@ pub fn lint_sql(
     place: &Place<'_>,
     report: &mut Report,
 ) {
+    lint_sql_in_set(sql, ctx, config, place, report, &mut Default::default());
+}
+
+/// [`lint_sql`] for one piece of a set: tables created by earlier pieces
+/// are new (and this piece's creations are added for the next ones).
+fn lint_sql_in_set(
+    sql: &str,
+    ctx: SqlContext,
+    config: &Config,
+    place: &Place<'_>,
+    report: &mut Report,
+    new: &mut std::collections::BTreeSet<String>,
+) {
     let parse = SourceFile::parse(sql);
+    let stmts = crate::statements::split_tree(sql, &parse.syntax_node());
     let found = squawk_findings(&parse, sql, ctx, config);
+    let found = drop_for_new_tables(found, &stmts, new, place, report);
     place_findings(found, ctx, place, report);
+    new.extend(created(&stmts));
 }
 
 /// squawk's raw findings: rule, byte range, message, help.
@@ -307,6 +323,66 @@ fn squawk_findings(
             help: v.help,
         })
         .collect()
+}
+
+/// squawk rules about tables that already hold rows: moot for a table
+/// created earlier in the same runbook or migration set, which is empty.
+const EXISTING_TABLE_RULES: &[Rule] = &[
+    Rule::RequireConcurrentIndexCreation,
+    Rule::RequireConcurrentIndexDeletion,
+    Rule::ConstraintMissingNotValid,
+    Rule::AddingForeignKeyConstraint,
+    Rule::AddingFieldWithDefault,
+    Rule::AddingNotNullableField,
+    Rule::AddingRequiredField,
+    Rule::AddingSerialPrimaryKeyField,
+    Rule::ChangingColumnType,
+    Rule::DisallowedUniqueConstraint,
+];
+
+/// Drop findings of [`EXISTING_TABLE_RULES`] on tables in `new`, with a note.
+fn drop_for_new_tables(
+    raw: Vec<Raw>,
+    stmts: &[crate::statements::Statement],
+    new: &std::collections::BTreeSet<String>,
+    place: &Place<'_>,
+    report: &mut Report,
+) -> Vec<Raw> {
+    if new.is_empty() {
+        return raw;
+    }
+    let mut kept = Vec::new();
+    for r in raw {
+        let table = stmts
+            .iter()
+            .rev()
+            .find(|s| s.offset <= r.start)
+            .and_then(|s| s.relations.first())
+            .map(|t| runbook::bare(t));
+        match table {
+            Some(t) if EXISTING_TABLE_RULES.contains(&r.rule) && new.contains(&t) => {
+                let (line, _, _) = line_col(place.text, (place.map)(r.start));
+                report.notes.push(Note {
+                    file: place.file.to_string(),
+                    line,
+                    note: format!(
+                        "{} not reported: {t} is created earlier in this set, so it is empty",
+                        r.rule
+                    ),
+                });
+            }
+            _ => kept.push(r),
+        }
+    }
+    kept
+}
+
+/// Tables a script creates.
+fn created(stmts: &[crate::statements::Statement]) -> impl Iterator<Item = String> + '_ {
+    stmts
+        .iter()
+        .filter(|s| s.kind == "CREATE TABLE")
+        .filter_map(|s| s.relations.first().map(|t| runbook::bare(t)))
 }
 
 /// Locate raw findings in their file; silence the timeout rules where the
@@ -432,6 +508,7 @@ pub fn lint_migrations(
             .collect()
     });
     let mut checks = runbook::MigrationChecks::default();
+    let mut new = std::collections::BTreeSet::new();
     for (m, d) in set.migrations.iter().zip(done) {
         let d = d?;
         let file = dir.join(&m.up.file).display().to_string();
@@ -446,7 +523,11 @@ pub fn lint_migrations(
             timeouts_set: ctx_timeouts,
         };
         checks.file(m, &d.facts, &place, d.base);
-        place_findings(d.raw, ctx, &place, report);
+        let stmts: Vec<crate::statements::Statement> =
+            d.facts.iter().map(|(s, _)| s.clone()).collect();
+        let raw = drop_for_new_tables(d.raw, &stmts, &new, &place, report);
+        place_findings(raw, ctx, &place, report);
+        new.extend(created(&stmts));
         report.files += 1;
     }
     checks.finish(report);
@@ -489,6 +570,7 @@ pub fn lint_runbook_with(
     let from = report.findings.len();
     report.files += 1;
     runbook::check_runbook(doc, &v.runbook, &file, report);
+    let mut new = std::collections::BTreeSet::new();
     for (pointer, step) in v.runbook.all_steps() {
         match &step.kind {
             StepKind::Sql(sql) => {
@@ -543,7 +625,7 @@ pub fn lint_runbook_with(
                             .map_or(start, |s| s.start)
                     }
                 };
-                lint_sql(
+                lint_sql_in_set(
                     text,
                     SqlContext {
                         in_transaction,
@@ -556,6 +638,7 @@ pub fn lint_runbook_with(
                         map: &map,
                     },
                     report,
+                    &mut new,
                 );
             }
             StepKind::Migrate(m) if !m.dir.contains("{{") => {

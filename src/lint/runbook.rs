@@ -225,7 +225,7 @@ fn facts(st: &Statement, stmt: Option<ast::Stmt>) -> Facts {
     f
 }
 
-fn bare(table: &str) -> String {
+pub(crate) fn bare(table: &str) -> String {
     let t = table.trim_matches('"').to_ascii_lowercase();
     t.strip_prefix("public.").map(str::to_string).unwrap_or(t)
 }
