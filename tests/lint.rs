@@ -337,3 +337,24 @@ fn tables_created_earlier_in_the_set_are_new_and_need_no_concurrently() {
         "{out}"
     );
 }
+
+/// docs/lint/README.md describes every rule: each of squawk's (as the
+/// linked version of squawk-linter has them) and each of runbook's.
+#[test]
+fn the_rule_reference_lists_every_rule() {
+    let doc = std::fs::read_to_string("docs/lint/README.md").unwrap();
+    let mut missing: Vec<String> = enum_iterator::all::<squawk_linter::Rule>()
+        .map(|r| r.to_string())
+        .filter(|name| !doc.contains(&format!("### {name}\n")))
+        .collect();
+    missing.extend(
+        runbook::lint::runbook::RULES
+            .iter()
+            .filter(|(n, _, _)| !doc.contains(&format!("| [{n}]({n}.md) |")))
+            .map(|(n, _, _)| n.to_string()),
+    );
+    assert!(
+        missing.is_empty(),
+        "not in docs/lint/README.md: {missing:?}"
+    );
+}

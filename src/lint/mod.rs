@@ -571,6 +571,8 @@ pub fn lint_runbook_with(
     report.files += 1;
     runbook::check_runbook(doc, &v.runbook, &file, report);
     let mut new = std::collections::BTreeSet::new();
+    // A directory that several migrate steps name is linted once.
+    let mut dirs = std::collections::BTreeSet::new();
     for (pointer, step) in v.runbook.all_steps() {
         match &step.kind {
             StepKind::Sql(sql) => {
@@ -641,7 +643,7 @@ pub fn lint_runbook_with(
                     &mut new,
                 );
             }
-            StepKind::Migrate(m) if !m.dir.contains("{{") => {
+            StepKind::Migrate(m) if !m.dir.contains("{{") && dirs.insert(m.dir.clone()) => {
                 lint_migrations(&base_dir.join(&m.dir), true, config, report)?;
             }
             _ => {}
