@@ -384,25 +384,16 @@ fn finish(state: SetState, out: &mut Vec<Finding>) {
 /// Runbook rules over a validated runbook.
 pub fn check_runbook(doc: &Document, rb: &Runbook, file: &str, report: &mut Report) {
     let text = doc.source.text();
-    let at = |pointer: &str| -> (usize, usize, String) {
-        let off = doc.spans().key_or_value(pointer).map_or(0, |s| s.start);
-        super::line_col(text, off)
-    };
     let mut push = |rule: &str, pointer: &str, message: String, help: &str| {
-        let (line, column, source_line) = at(pointer);
-        report.findings.push(Finding {
-            rule: rule.into(),
-            source: "runbook",
-            severity: severity(rule),
-            file: file.into(),
-            line,
-            column,
-            end_line: line,
-            end_column: column + 1,
-            message,
-            help: Some(help.into()),
-            source_line,
-        });
+        let off = doc.spans().key_or_value(pointer).map_or(0, |s| s.start);
+        let place = super::Place {
+            file,
+            text,
+            map: &|o| o,
+        };
+        report
+            .findings
+            .push(finding(rule, message, help, &place, off));
     };
     let secrets: Vec<&str> = rb
         .params
@@ -633,20 +624,18 @@ impl MigrationChecks {
         base: usize,
     ) {
         if let Down::Missing(why) = &m.down {
-            let (line, column, source_line) = super::line_col(place.text, base);
-            self.found.push(Finding {
-                rule: "missing-down-migration".into(),
-                source: "runbook",
-                severity: severity("missing-down-migration"),
-                file: place.file.to_string(),
-                line,
-                column,
-                end_line: line,
-                end_column: column + 1,
-                message: format!("migration {} ({}) has no down: {why}", m.version, m.name),
-                help: Some("write the down that undoes it exactly; `runbook` can rehearse it (docs/rehearsal.md)".into()),
-                source_line,
-            });
+            let at_file = super::Place {
+                file: place.file,
+                text: place.text,
+                map: &|o| o,
+            };
+            self.found.push(finding(
+                "missing-down-migration",
+                format!("migration {} ({}) has no down: {why}", m.version, m.name),
+                "write the down that undoes it exactly; `runbook` can rehearse it (docs/rehearsal.md)",
+                &at_file,
+                base,
+            ));
         }
         judge(stmts, place, &mut self.state, &mut self.found);
     }
