@@ -343,14 +343,14 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
         } => {
             let inputs = params.inputs();
             let built = validate::validate_file(&file, &inputs, ParamCheck::RequireAll)
-                .and_then(|v| plan::build(&v, &plan::RunInfo::default()));
+                .and_then(|v| plan::build(&v, &plan::RunInfo::default()).map(|p| (v, p)));
             match built {
-                Ok(p) => {
+                Ok((v, p)) => {
                     // What `exec` would lint first, unless the runbook turns it off.
                     let mut found = crate::lint::Report::default();
                     let lint = (p.settings.lint != Some(crate::model::LintMode::Off)).then(|| {
                         crate::lint::config_for(&file).and_then(|c| {
-                            crate::lint::lint_runbook_with(&file, &inputs, &c, &mut found)
+                            crate::lint::lint_validated(&file, &v, Ok(&p), &c, &mut found)
                         })
                     });
                     let out = match format {

@@ -143,15 +143,16 @@ pub fn exec(a: RunArgs) -> u8 {
         );
     }
 
-    // Lint before anything is created or connected: with `settings.lint: error`, error findings stop the run
-    // here, before anything connects; with `warn` they go into the report.
+    // Lint before anything is created or connected: with `settings.lint:
+    // error`, error findings stop the run here; with `warn` they go into
+    // the report. It lints the plan just built, with the run's params.
     let lint_mode = plan.settings.lint.unwrap_or_default();
     let lint = if lint_mode == crate::model::LintMode::Off {
         None
     } else {
         let mut report = crate::lint::Report::default();
         let linted = crate::lint::config_for(&a.file)
-            .and_then(|c| crate::lint::lint_runbook_with(&a.file, &a.inputs, &c, &mut report));
+            .and_then(|c| crate::lint::lint_validated(&a.file, &v, Ok(&plan), &c, &mut report));
         if let Err(e) = linted {
             return refuse_plain(
                 &format!("lint could not run: {}", e.trim_end()),

@@ -534,32 +534,46 @@ pub fn lint_migrations(
     Ok(())
 }
 
-/// Lint a runbook: its static `sql` steps, each in the transaction mode it
-/// runs in and with the timeouts runbook always sets, and the directories
-/// of its `migrate` steps. Templated SQL is left to the run (its text is
-/// known only then) and noted.
+/// Lint a runbook: its `sql` steps, each in the transaction mode it runs in
+/// and with the timeouts runbook always sets, runbook's own rules, and the
+/// directories of its `migrate` steps. Templated SQL is linted as it
+/// renders with the params' defaults; SQL that needs run-time values is
+/// noted and left to `exec`.
 pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result<(), String> {
-    lint_runbook_with(path, &crate::validate::Inputs::default(), config, report)
+    use crate::validate::{Inputs, ParamCheck};
+    let inputs = &Inputs::default();
+    // Without a value for every param nothing renders: static SQL only.
+    match crate::validate::validate_file(path, inputs, ParamCheck::RequireAll) {
+        Ok(v) => {
+            let plan = crate::plan::build(&v, &crate::plan::RunInfo::default())
+                .map_err(|e| e.render(false));
+            lint_validated(
+                path,
+                &v,
+                plan.as_ref().map_err(String::as_str),
+                config,
+                report,
+            )
+        }
+        Err(_) => {
+            let v = crate::validate::validate_file(path, inputs, ParamCheck::GivenOnly)
+                .map_err(|e| e.render(false))?;
+            let why = "a param has no value or default";
+            lint_validated(path, &v, Err(why), config, report)
+        }
+    }
 }
 
-/// [`lint_runbook`] with params given (`exec` lints what it will run).
-pub fn lint_runbook_with(
+/// Lint a runbook already validated (and planned, when every param has a
+/// value): what `exec` and `plan` call with what they built.
+pub fn lint_validated(
     path: &Path,
-    inputs: &crate::validate::Inputs,
+    v: &crate::validate::Validated,
+    plan: Result<&crate::plan::Plan, &str>,
     config: &Config,
     report: &mut Report,
 ) -> Result<(), String> {
     use crate::model::StepKind;
-    use crate::validate::ParamCheck;
-    let v = crate::validate::validate_file(path, inputs, ParamCheck::GivenOnly)
-        .map_err(|e| e.render(false))?;
-    // Templated SQL is linted as it renders with the params given, or
-    // their defaults.
-    let plan = crate::validate::validate_file(path, inputs, ParamCheck::RequireAll)
-        .map_err(|_| "a param has no default".to_string())
-        .and_then(|full| {
-            crate::plan::build(&full, &crate::plan::RunInfo::default()).map_err(|e| e.render(false))
-        });
     let doc = &v.doc;
     let file = path.display().to_string();
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -589,7 +603,7 @@ pub fn lint_runbook_with(
                 let rendered;
                 let (text, templated): (&str, bool) = if text.contains("{{") || text.contains("{%")
                 {
-                    match rendered_sql(&plan, &step.id) {
+                    match rendered_sql(plan, &step.id) {
                         Ok(t) => {
                             rendered = t;
                             (rendered.as_str(), true)
@@ -655,15 +669,15 @@ pub fn lint_runbook_with(
 
 /// The SQL of step `id` as the plan renders it, when nothing in it waits
 /// for the run (an earlier step's output, the run id).
-fn rendered_sql(plan: &Result<crate::plan::Plan, String>, id: &str) -> Result<String, String> {
+fn rendered_sql(plan: Result<&crate::plan::Plan, &str>, id: &str) -> Result<String, String> {
     fn find<'p>(steps: &'p [crate::plan::PlanStep], id: &str) -> Option<&'p crate::plan::PlanStep> {
         steps
             .iter()
             .find_map(|s| (s.id == id).then_some(s).or_else(|| find(&s.rollback, id)))
     }
-    let plan = plan.as_ref().map_err(|e| {
+    let plan = plan.map_err(|e| {
         format!(
-            "its templates cannot be rendered without params ({})",
+            "its templates cannot be rendered ({})",
             e.lines().next().unwrap_or_default()
         )
     })?;
