@@ -182,6 +182,19 @@ struct MigrationArgs {
     history_table: String,
 }
 
+impl MigrationArgs {
+    fn commands(&self) -> crate::commands::Migrations<'_> {
+        crate::commands::Migrations {
+            target: crate::commands::Target {
+                database_url: self.database_url.clone(),
+            },
+            dir: &self.dir,
+            format: &self.migration_format,
+            history_table: &self.history_table,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mark {
     /// Keep the migration as applied (its changes are in place).
@@ -445,12 +458,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
         Cmd::Migrations {
             command: MigrationsCmd::Status { m, format },
         } => crate::commands::migrations_status(
-            &crate::commands::Target {
-                database_url: m.database_url,
-            },
-            &m.dir,
-            &m.migration_format,
-            &m.history_table,
+            &m.commands(),
             matches!(format, Format::Json),
             &mut stdout,
             &mut stderr,
@@ -464,12 +472,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                     yes,
                 },
         } => crate::commands::migrations_repair(
-            &crate::commands::Target {
-                database_url: m.database_url,
-            },
-            &m.dir,
-            &m.migration_format,
-            &m.history_table,
+            &m.commands(),
             &version,
             matches!(mark, Mark::Applied),
             yes,

@@ -184,16 +184,19 @@ struct Opened {
     applied: Vec<migrate::Applied>,
 }
 
-async fn open(
-    t: &Target,
-    dir: &Path,
-    format: &str,
-    history_table: &str,
-    stderr: &mut impl Write,
-) -> Result<Opened, u8> {
-    let set = load(dir, format, stderr)?;
-    let db = connect(t, stderr).await?;
-    let history = History::new(history_table);
+/// What both migrations commands take: the database, the directory, its
+/// format and the history table.
+pub struct Migrations<'a> {
+    pub target: Target,
+    pub dir: &'a Path,
+    pub format: &'a str,
+    pub history_table: &'a str,
+}
+
+async fn open(m: &Migrations<'_>, stderr: &mut impl Write) -> Result<Opened, u8> {
+    let set = load(m.dir, m.format, stderr)?;
+    let db = connect(&m.target, stderr).await?;
+    let history = History::new(m.history_table);
     let applied = history.read(&db).await.map_err(|e| {
         error(
             stderr,
@@ -213,16 +216,13 @@ async fn open(
 /// `runbook migrations status DIR`: every migration with its state. Exits 3
 /// when a migration is dirty or changed after it was applied.
 pub fn migrations_status(
-    t: &Target,
-    dir: &Path,
-    format: &str,
-    history_table: &str,
+    m: &Migrations<'_>,
     json: bool,
     stdout: &mut impl Write,
     stderr: &mut impl Write,
 ) -> u8 {
     runtime().block_on(async {
-        let o = match open(t, dir, format, history_table, stderr).await {
+        let o = match open(m, stderr).await {
             Ok(o) => o,
             Err(code) => return code,
         };
@@ -256,7 +256,7 @@ pub fn migrations_status(
                 a.version.clone(),
                 a.name.clone(),
                 if a.dirty { "dirty" } else { "no file" },
-                format!("applied {} but not in {}", a.applied_at, dir.display()),
+                format!("applied {} but not in {}", a.applied_at, m.dir.display()),
                 None,
             ));
         }
@@ -268,7 +268,7 @@ pub fn migrations_status(
                 })
                 .collect();
             let doc = serde_json::json!({
-                "dir": dir.display().to_string(),
+                "dir": m.dir.display().to_string(),
                 "format": set.format.name(),
                 "history_table": history.name,
                 "migrations": list,
@@ -279,7 +279,7 @@ pub fn migrations_status(
             let _ = writeln!(
                 stdout,
                 "{} ({} format, history in {})",
-                dir.display(),
+                m.dir.display(),
                 set.format.name(),
                 history.name
             );
@@ -303,12 +303,8 @@ pub fn migrations_status(
 
 /// `runbook migrations repair DIR --version V`: clear a dirty flag after a
 /// person has checked the schema. Asks first (or `--yes`).
-#[allow(clippy::too_many_arguments)]
 pub fn migrations_repair(
-    t: &Target,
-    dir: &Path,
-    format: &str,
-    history_table: &str,
+    mig: &Migrations<'_>,
     version: &str,
     mark_applied: bool,
     yes: bool,
@@ -316,7 +312,7 @@ pub fn migrations_repair(
     stderr: &mut impl Write,
 ) -> u8 {
     runtime().block_on(async {
-        let o = match open(t, dir, format, history_table, stderr).await {
+        let o = match open(mig, stderr).await {
             Ok(o) => o,
             Err(code) => return code,
         };
