@@ -55,3 +55,26 @@ class Cluster:
         except (OSError, ValueError):
             pass
         shutil.rmtree(os.path.dirname(self.data_dir), ignore_errors=True)
+
+
+def timed(cmd, ok=(0,)):
+    """Run `cmd`; return (seconds, completed process). Any exit code not in
+    `ok` stops the benchmark with the command's stderr."""
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.perf_counter() - t
+    if out.returncode not in ok:
+        raise SystemExit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return took, out
+
+
+def write_pairs(d, n, up, down):
+    """A golang-migrate directory of `n` pairs: `up(i)` and `down(i)` give
+    the SQL of migration i (from 1)."""
+    os.makedirs(d)
+    width = len(str(n)) + 1
+    for i in range(1, n + 1):
+        with open(os.path.join(d, f"{i:0{width}d}_m{i}.up.sql"), "w") as f:
+            f.write(up(i))
+        with open(os.path.join(d, f"{i:0{width}d}_m{i}.down.sql"), "w") as f:
+            f.write(down(i))

@@ -21,16 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from common import release_build
-
-
-def timed(cmd):
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    took = time.perf_counter() - t
-    if out.returncode not in (0, 1):
-        raise SystemExit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-2000:]}")
-    return took
+from common import release_build, timed, write_pairs
 
 
 def main():
@@ -47,16 +38,14 @@ def main():
     tmp = tempfile.mkdtemp(prefix="bench-lint-")
     try:
         d = os.path.join(tmp, "migrations")
-        os.makedirs(d)
-        for i in range(1, args.files + 1):
+
+        def up(i):
             fk = f",\n    parent_id bigint REFERENCES t{i - 1:05d} (id)" if i > 1 else ""
-            with open(os.path.join(d, f"{i:05d}_t{i}.up.sql"), "w") as f:
-                f.write(f"CREATE TABLE t{i:05d} (\n    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
-                        f"    name text NOT NULL{fk}\n);\n"
-                        f"CREATE INDEX t{i:05d}_name ON t{i:05d} (name);\n"
-                        f"ALTER TABLE t{i:05d} ADD COLUMN note text;\n")
-            with open(os.path.join(d, f"{i:05d}_t{i}.down.sql"), "w") as f:
-                f.write(f"DROP TABLE t{i:05d};\n")
+            return (f"CREATE TABLE t{i:05d} (\n    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+                    f"    name text NOT NULL{fk}\n);\n"
+                    f"CREATE INDEX t{i:05d}_name ON t{i:05d} (name);\n"
+                    f"ALTER TABLE t{i:05d} ADD COLUMN note text;\n")
+        write_pairs(d, args.files, up, lambda i: f"DROP TABLE t{i:05d};\n")
         ups = sorted(glob.glob(os.path.join(d, "*.up.sql")))
         book = os.path.join(tmp, "runbook.yml")
         with open(book, "w") as f:
@@ -73,8 +62,8 @@ def main():
             if squawk:
                 pair.append(("theirs", [squawk, "--reporter", "json"] + ups))
             for name, cmd in (pair if r % 2 == 0 else pair[::-1]):
-                (ours if name == "ours" else theirs).append(timed(cmd))
-            book_t.append(timed([exe, "lint", book]))
+                (ours if name == "ours" else theirs).append(timed(cmd, ok=(0, 1))[0])
+            book_t.append(timed([exe, "lint", book], ok=(0, 1))[0])
 
         def show(label, xs):
             print(f"  {label:<44} best {min(xs) * 1000:8.1f} ms  median {statistics.median(xs) * 1000:8.1f} ms")

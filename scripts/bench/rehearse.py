@@ -28,29 +28,17 @@ import subprocess
 import tempfile
 import time
 
-from common import Cluster, bin_dir, release_build
+from common import Cluster, bin_dir, release_build, timed, write_pairs
 
 
 def write_set(d, n):
-    os.makedirs(d)
-    for i in range(1, n + 1):
+    def up(i):
         fk = f",\n    parent_id bigint REFERENCES t{i - 1:04d} (id)" if i > 1 else ""
-        with open(os.path.join(d, f"{i:04d}_table_{i}.up.sql"), "w") as f:
-            f.write(f"CREATE TABLE t{i:04d} (\n    id bigint PRIMARY KEY,\n    name text NOT NULL,\n"
-                    f"    created_at timestamptz NOT NULL DEFAULT now(){fk}\n);\n"
-                    f"CREATE INDEX t{i:04d}_name ON t{i:04d} (name);\n"
-                    f"CREATE INDEX t{i:04d}_created ON t{i:04d} (created_at);\n")
-        with open(os.path.join(d, f"{i:04d}_table_{i}.down.sql"), "w") as f:
-            f.write(f"DROP TABLE t{i:04d};\n")
-
-
-def timed(cmd, **kw):
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    took = time.perf_counter() - t
-    if out.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return took, out
+        return (f"CREATE TABLE t{i:04d} (\n    id bigint PRIMARY KEY,\n    name text NOT NULL,\n"
+                f"    created_at timestamptz NOT NULL DEFAULT now(){fk}\n);\n"
+                f"CREATE INDEX t{i:04d}_name ON t{i:04d} (name);\n"
+                f"CREATE INDEX t{i:04d}_created ON t{i:04d} (created_at);\n")
+    write_pairs(d, n, up, lambda i: f"DROP TABLE t{i:04d};\n")
 
 
 def main():

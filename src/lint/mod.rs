@@ -465,10 +465,19 @@ pub fn lint_migrations(
         raw: Vec<Raw>,
         facts: Vec<(crate::statements::Statement, runbook::Facts)>,
     }
+    let has_sections = matches!(
+        set.format,
+        migrations::Format::Dbmate | migrations::Format::SqlMigrate | migrations::Format::Goose
+    );
     let work = |m: &migrations::Migration| -> Result<Done, String> {
-        let path = dir.join(&m.up.file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // A whole-file script is its file; a section needs the file around it.
+        let text = if m.up.first_line == 1 && !has_sections {
+            m.up.sql.clone()
+        } else {
+            let path = dir.join(&m.up.file);
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        };
         let parse = SourceFile::parse(&m.up.sql);
         let facts = runbook::statement_facts(&m.up.sql, &parse.tree());
         let stmts: Vec<crate::statements::Statement> =
