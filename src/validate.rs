@@ -323,6 +323,17 @@ fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             StepKind::Rehearse(x) => {
                 let base = format!("{pointer}/rehearse");
                 dir_check(&base, &x.dir, &x.format, out);
+                if let Some(seed) = &x.seed
+                    && !seed.contains("{{")
+                    && !base_dir.join(seed).is_file()
+                {
+                    out.push(
+                        Diagnostic::new(format!("the seed file `{seed}` does not exist"))
+                            .at(doc.spans().value(&format!("{base}/seed")))
+                            .label("no such file")
+                            .hint("`seed:` is a SQL file, relative to the runbook's directory"),
+                    );
+                }
                 if let Some(model::Scratch::Backup { from }) = &x.scratch {
                     let id = from.trim().trim_start_matches("steps.");
                     kind_is(
