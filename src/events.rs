@@ -66,6 +66,21 @@ impl StepStatus {
     }
 }
 
+/// An undo, checked: the schema after it against a snapshot taken before.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UndoCheck {
+    /// What it was compared with: `run_start` (before the run changed
+    /// anything) or `phase_start` (before the failed phase).
+    pub against: String,
+    /// `equal`, `differs` or `unknown` (the comparison could not be made).
+    pub result: String,
+    /// The objects that differ, with both definitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +89,9 @@ pub enum RunStatus {
     Succeeded,
     /// A preflight step failed; nothing was changed.
     PreflightFailed,
+    /// A step outside preflight failed, and nothing had been changed: its
+    /// transaction rolled back and no earlier step changed anything.
+    FailedUnchanged,
     /// A step failed and its rollback completed.
     RolledBack,
     /// A verify check failed.
@@ -92,6 +110,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::PreflightFailed => "preflight_failed",
+            Self::FailedUnchanged => "failed_unchanged",
             Self::RolledBack => "rolled_back",
             Self::VerifyFailed => "verify_failed",
             Self::RollbackFailed => "rollback_failed",
@@ -330,6 +349,13 @@ pub enum Event {
         step: String,
         status: StepStatus,
     },
+    /// A registered compensation that did not run because its step changed
+    /// nothing (its transaction rolled back).
+    CompensationSkipped {
+        at: String,
+        step: String,
+        reason: String,
+    },
     RollbackStarted {
         at: String,
         /// `phase` (compensations), `phase_branch`, `on_failure`.
@@ -342,6 +368,10 @@ pub enum Event {
         scope: String,
         phase: Option<String>,
         clean: bool,
+        /// The schema after the undo compared with the schema before the
+        /// changes it undoes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verification: Option<UndoCheck>,
     },
     Warning {
         at: String,

@@ -329,7 +329,7 @@ fn the_quickstart_runs_on_a_throwaway_postgres() {
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(
         o.stderr
-            .contains("FAILED at expand.add_bad_constraint: rolled back cleanly (exit code 2)"),
+            .contains("FAILED at expand.add_bad_constraint: rolled back cleanly; the schema is verified equal to before the run (exit code 2)"),
         "{}",
         o.stderr
     );

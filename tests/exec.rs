@@ -100,7 +100,7 @@ fn a_failing_sql_step_reports_the_server_error_in_full_and_rolls_back() {
     assert_eq!(run.step("drop")["status"], "succeeded");
     assert_eq!(
         run.report["run"]["verdict"],
-        "FAILED at expand.broken: rolled back cleanly"
+        "FAILED at expand.broken: rolled back cleanly; the schema is verified equal to before the run"
     );
     assert!(
         run.stderr.contains("invalid input syntax for type integer"),
@@ -191,7 +191,7 @@ fn a_failing_shell_step_keeps_its_output_tail() {
 "#,
     ));
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
     let s = run.step("fails");
     assert_eq!(s["exit_code"], 7);
     assert_eq!(s["error"]["message"], "exited with code 7, expected 0");
@@ -218,7 +218,7 @@ fn a_shell_timeout_kills_the_whole_process_group() {
     let started = Instant::now();
     let run = case.exec(&db.url, &[]);
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(run.step("slow")["status"], "timed_out");
     std::thread::sleep(Duration::from_secs(3));
     assert!(!file.exists(), "a child of the timed-out step kept running");
@@ -231,16 +231,22 @@ fn a_sleep_longer_than_its_timeout_times_out() {
         "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: nap\n        timeout: 100ms\n        sleep: 10s\n",
     ));
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert_eq!(run.step("nap")["status"], "timed_out");
     assert_eq!(run.step("nap")["error"]["message"], "timed out after 100ms");
 }
 
 /// Three steps, each logging its undo into a table; the fourth fails.
+/// A database with the `log` table that [`logged_steps`] writes to, made
+/// before the run, so that an undo of the run can be verified complete.
+fn log_db() -> Db {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE log (n serial, what text)");
+    db
+}
+
 fn logged_steps(on_failure: &str, fourth: &str) -> String {
-    let mut s = String::from(
-        "phases:\n  - id: setup\n    kind: custom\n    steps:\n      - id: log_table\n        sql: CREATE TABLE log (n serial, what text);\n",
-    );
+    let mut s = String::from("phases:\n");
     s.push_str(&format!(
         "  - id: expand\n    kind: expand\n    on_failure: {on_failure}\n    steps:\n"
     ));
@@ -258,7 +264,7 @@ const FAILING_FOURTH: &str = "      - id: s4\n        sql: SELECT 1/0;\n";
 
 #[test]
 fn rollback_runs_compensations_newest_first() {
-    let db = Db::fresh();
+    let db = log_db();
     let run = Case::new(&logged_steps("rollback", FAILING_FOURTH)).exec(&db.url, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(
@@ -280,7 +286,7 @@ fn rollback_runs_compensations_newest_first() {
 
 #[test]
 fn abort_undoes_nothing_and_says_a_person_must_look() {
-    let db = Db::fresh();
+    let db = log_db();
     let run = Case::new(&logged_steps("abort", FAILING_FOURTH)).exec(&db.url, &[]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(
@@ -297,7 +303,7 @@ fn abort_undoes_nothing_and_says_a_person_must_look() {
 
 #[test]
 fn continue_records_the_failure_and_goes_on() {
-    let db = Db::fresh();
+    let db = log_db();
     let run = Case::new(&logged_steps("continue", FAILING_FOURTH)).exec(&db.url, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
@@ -305,7 +311,7 @@ fn continue_records_the_failure_and_goes_on() {
         "do 1,do 2,do 3,do 5"
     );
     assert_eq!(run.step("s4")["status"], "failed");
-    assert_eq!(run.report["phases"][1]["status"], "failed");
+    assert_eq!(run.report["phases"][0]["status"], "failed");
     assert!(
         run.report["run"]["verdict"]
             .as_str()
@@ -316,7 +322,7 @@ fn continue_records_the_failure_and_goes_on() {
 
 #[test]
 fn a_branch_runs_instead_of_compensations() {
-    let db = Db::fresh();
+    let db = log_db();
     let branch = "\n      - id: branch_a\n        sql: INSERT INTO log (what) VALUES ('branch a');\n      - id: branch_b\n        sql: INSERT INTO log (what) VALUES ('branch b');";
     let run = Case::new(&logged_steps(branch, FAILING_FOURTH)).exec(&db.url, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -330,7 +336,7 @@ fn a_branch_runs_instead_of_compensations() {
 
 #[test]
 fn a_failing_compensation_does_not_stop_the_others_and_exits_4() {
-    let db = Db::fresh();
+    let db = log_db();
     let yaml = logged_steps("rollback", FAILING_FOURTH).replace(
         "sql: INSERT INTO log (what) VALUES ('undo 2');",
         "sql: INSERT INTO no_such_table VALUES (1);",
@@ -353,7 +359,7 @@ fn a_failing_compensation_does_not_stop_the_others_and_exits_4() {
 
 #[test]
 fn runbook_on_failure_and_finally_run_and_see_the_outcome() {
-    let db = Db::fresh();
+    let db = log_db();
     let mut yaml = logged_steps("rollback", FAILING_FOURTH);
     yaml.push_str(
         r#"on_failure:
@@ -374,7 +380,7 @@ finally:
     assert_eq!(run.report["finally"][0]["status"], "succeeded");
 
     // On success, on_failure stays silent and finally still runs.
-    let db = Db::fresh();
+    let db = log_db();
     let ok = yaml.replace("SELECT 1/0;", "SELECT 1;");
     let run = Case::new(&ok).exec(&db.url, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -423,7 +429,7 @@ fn errors_not_listed_in_retry_on_are_not_retried() {
         "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: bad\n        retry: { attempts: 5, on: [lock_timeout] }\n        sql: SELECT 1/0;\n",
     ));
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert_eq!(run.step("bad")["attempts"].as_array().unwrap().len(), 1);
 }
 
@@ -447,7 +453,7 @@ fn a_timed_out_statement_is_cancelled_on_the_server() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(run.step("slow")["status"], "timed_out");
     // A dropped connection would leave pg_sleep running on the server.
     assert_eq!(
@@ -509,7 +515,12 @@ fn an_approval_not_given_exits_6_before_the_phase() {
     let run = case.exec(&db.url, &[]);
     assert_eq!(run.code, 6, "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('t') IS NOT NULL"), "t");
-    assert_eq!(run.step("drop")["status"], "not_run");
+    assert!(
+        !run.events()
+            .iter()
+            .any(|e| e["event"] == "step_started" && e["step"] == "drop"),
+        "the compensation ran"
+    );
     assert_eq!(run.report["phases"][1]["status"], "not_approved");
     assert_eq!(run.report["finally"][0]["status"], "succeeded");
     assert!(
@@ -579,7 +590,7 @@ phases:
             "-v",
         ],
     );
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
     // The shell step really got them, and its output was redacted.
     assert_eq!(
         run.step("echo_env")["stdout_tail"],
@@ -661,7 +672,7 @@ fn a_report_is_written_after_sigint() {
 
 #[test]
 fn junit_parses_with_a_testcase_per_step() {
-    let db = Db::fresh();
+    let db = log_db();
     let case = Case::new(&logged_steps("rollback", FAILING_FOURTH));
     let junit = case.dir.path().join("junit.xml");
     let run = case.exec(&db.url, &["--junit", junit.to_str().unwrap()]);
@@ -673,12 +684,12 @@ fn junit_parses_with_a_testcase_per_step() {
         .filter(|n| n.has_tag_name("testsuite"))
         .collect();
     let names: Vec<&str> = suites.iter().filter_map(|s| s.attribute("name")).collect();
-    assert_eq!(names, ["t.setup", "t.expand", "t.rollback.1.phase"]);
+    assert_eq!(names, ["t.expand", "t.rollback.1.phase"]);
     let cases = doc
         .descendants()
         .filter(|n| n.has_tag_name("testcase"))
         .count();
-    assert_eq!(cases, 1 + 5 + 3);
+    assert_eq!(cases, 5 + 3);
     let errors = doc
         .descendants()
         .filter(|n| n.has_tag_name("error"))
@@ -723,7 +734,7 @@ fn an_unreachable_database_fails_with_a_report() {
 
 #[test]
 fn report_md_snapshot() {
-    let db = Db::fresh();
+    let db = log_db();
     let mut yaml = logged_steps("rollback", FAILING_FOURTH);
     yaml.push_str("finally:\n  - id: done\n    shell: echo done\n");
     let case = Case::new(&yaml);
@@ -1008,10 +1019,143 @@ phases:
     let run = case.exec(&db.url, &[]);
     let took = started.elapsed();
     holder.wait().unwrap();
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         took < Duration::from_secs(2),
         "the step waited {took:?}, not 100ms"
     );
     assert_eq!(run.step("alter")["error"]["sqlstate"], "55P03");
+}
+
+/// A rerun after a crash: the table step 1 creates is already there, filled
+/// by the first run. Step 1 fails inside its transaction, so it changed
+/// nothing, and its `DROP TABLE IF EXISTS` compensation must not run: it
+/// would destroy the first run's rows.
+#[test]
+fn a_failed_transactional_step_does_not_run_its_compensation() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE f1 (n int); INSERT INTO f1 SELECT generate_series(1, 1000)");
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE f1 (n int);
+        rollback:
+          id: drop
+          sql: DROP TABLE IF EXISTS f1;
+      - id: fill
+        sql: INSERT INTO f1 SELECT generate_series(1, 1000);
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM f1"), "1000");
+    assert_eq!(run.step("create")["status"], "failed");
+    assert_eq!(run.step("create")["compensation"]["status"], "not_needed");
+    assert!(
+        !run.events()
+            .iter()
+            .any(|e| e["event"] == "step_started" && e["step"] == "drop"),
+        "the compensation ran"
+    );
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "FAILED at expand.create: failed; nothing was changed"
+    );
+    assert_eq!(run.report["run"]["status"], "failed_unchanged");
+}
+
+/// A step with no compensation changed the database, and a later one
+/// failed: the phase's rollback cannot undo it, so the run must not say
+/// "rolled back".
+#[test]
+fn a_change_that_nothing_undoes_is_exit_4_not_rolled_back() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE kept (n int);
+      - id: broken
+        sql: SELECT 1/0;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "FAILED at expand.broken: the database is partly changed and was not verified undone; a person must act"
+    );
+}
+
+/// An undo that leaves something behind is found by comparing the schema
+/// with the one before the run, and listed object by object.
+#[test]
+fn an_undo_that_leaves_an_object_behind_is_exit_4_with_the_difference() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE t (n int); CREATE INDEX t_n ON t (n);
+        rollback:
+          id: undo
+          sql: DROP INDEX t_n;
+      - id: broken
+        sql: SELECT 1/0;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let b = &run.report["branches"][0];
+    assert_eq!(b["clean"], true);
+    assert_eq!(b["verification"]["against"], "run_start");
+    assert_eq!(b["verification"]["result"], "differs");
+    assert_eq!(b["verification"]["changes"][0]["object"], "table public.t");
+    assert_eq!(b["verification"]["changes"][0]["change"], "added");
+    assert!(
+        run.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("1 schema object(s) differ from before the run"),
+        "{}",
+        run.report["run"]["verdict"]
+    );
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("Undo NOT verified: 1 schema object(s) differ from before the run"),
+        "{md}"
+    );
+}
+
+/// `on_failure: abort`, then the runbook's own `on_failure` undoes the
+/// change: the database is back where it started, and the code says so.
+#[test]
+fn abort_then_a_complete_runbook_undo_is_exit_2() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    on_failure: abort
+    steps:
+      - id: create
+        sql: CREATE TABLE t (n int);
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: undo
+    sql: DROP TABLE IF EXISTS t;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.report["run"]["status"], "rolled_back");
+    assert_eq!(run.report["branches"][0]["verification"]["result"], "equal");
 }

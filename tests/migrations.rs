@@ -296,7 +296,7 @@ fn a_changed_applied_migration_is_refused_with_both_hashes() {
     )
     .unwrap();
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
     let err = run.step("apply")["error"]["message"]
         .as_str()
         .unwrap()
@@ -399,7 +399,7 @@ fn a_migration_killed_mid_way_is_left_dirty_and_blocks_until_repaired() {
     assert_eq!(status.status.code(), Some(3));
 
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
     let e = &run.step("apply")["error"];
     assert!(
         e["message"]

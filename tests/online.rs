@@ -65,7 +65,7 @@ fn a_failure_in_a_transaction_leaves_nothing_and_points_at_the_statement() {
         "      - id: two\n        sql: |\n          CREATE TABLE kept (a int);\n          SELECT no_such_column FROM kept;\n",
     ));
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     let err = &run.step("two")["error"];
     assert_eq!(err["sqlstate"], "42703");
     // Line 2 of the block is line 11 of the file; the column is in the statement.
@@ -83,7 +83,7 @@ fn begin_inside_a_templated_transactional_step_is_refused_before_it_runs() {
         "{HEAD}params:\n  word: {{ type: string, default: COMMIT }}\nphases:\n  - id: x\n    kind: custom\n    steps:\n      - id: s\n        sql: \"INSERT INTO t VALUES (1); {{{{ params.word }}}};\"\n"
     ));
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.step("s")["error"]["message"]
             .as_str()
@@ -141,7 +141,7 @@ fn a_failed_concurrent_index_that_is_not_retried_is_still_dropped() {
         "      - id: unique\n        sql: CREATE UNIQUE INDEX CONCURRENTLY t_a ON t (a);\n",
     ));
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     let s = run.step("unique");
     assert_eq!(s["error"]["sqlstate"], "23505");
     assert_eq!(s["details"]["dropped_invalid_indexes"][0], "t_a");
@@ -170,7 +170,7 @@ fn if_not_exists_over_an_invalid_index_is_a_failure_not_a_success() {
         "      - id: again\n        sql: CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n",
     ));
     let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     let e = &run.step("again")["error"];
     assert!(e["message"].as_str().unwrap().contains("is INVALID"), "{e}");
     assert!(
@@ -227,7 +227,7 @@ fn without_wait_for_blockers_the_blocker_is_named_and_the_lock_timeout_decides()
     ));
     let run = case.exec(&db.url, &[]);
     holder.wait().unwrap();
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 1);
     assert_eq!(run.step("alter")["error"]["class"], "lock_timeout");
     let logs = log_lines(&run, "alter");
     assert!(

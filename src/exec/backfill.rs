@@ -57,12 +57,21 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             .map(|(raw, _)| raw)
             .map_err(|e| Fail::new(StepStatus::Failed, e))
     };
-    let table_name = render(&b.table)?;
-    let set = render(&b.set)?;
-    let where_ = b.where_.as_ref().map(render).transpose()?;
-    let table = resolve(r, &table_name, &b.key).await?;
+    // Nothing is written before the table is resolved: a failure up to
+    // here changed nothing.
+    let table_name = render(&b.table).map_err(Fail::unchanged)?;
+    let set = render(&b.set).map_err(Fail::unchanged)?;
+    let where_ = b
+        .where_
+        .as_ref()
+        .map(render)
+        .transpose()
+        .map_err(Fail::unchanged)?;
+    let table = resolve(r, &table_name, &b.key)
+        .await
+        .map_err(Fail::unchanged)?;
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
-    let state = state_table(&b.state_table)?;
+    let state = state_table(&b.state_table).map_err(Fail::unchanged)?;
     let fingerprint = fingerprint(&table, &set, where_.as_deref());
     let runbook = r.plan.runbook.name.clone();
 

@@ -258,6 +258,7 @@ pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Durati
             stderr_tail: ran.stderr.tail(),
             ..Done::default()
         },
+        changed_nothing: false,
     }
 }
 
@@ -678,6 +679,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             },
             retry_class: None,
             partial: done,
+            changed_nothing: false,
         }),
     }
 }

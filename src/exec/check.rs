@@ -165,6 +165,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             },
             retry_class: None,
             partial: done,
+            changed_nothing: true,
         })
     }
 }

@@ -597,15 +597,20 @@ fn fail(message: String, hint: &str) -> Fail {
     )
 }
 
+/// A refusal before any migration ran: it changed nothing.
+fn refused(message: String, hint: &str) -> Fail {
+    fail(message, hint).unchanged()
+}
+
 /// Load the directory a step names (relative to the runbook).
 pub(crate) fn load_set(r: &Run<'_>, dir: &crate::plan::Text, format: &str) -> Result<Set, Fail> {
     let (dir, _) = r
         .render(dir)
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     let format = migrations::Format::parse(format)
-        .map_err(|e| fail(e, "see docs/migrations.md for the formats"))?;
+        .map_err(|e| refused(e, "see docs/migrations.md for the formats"))?;
     migrations::load(&super::builtin::relative(r, &dir), format).map_err(|e| {
-        fail(
+        refused(
             e,
             "check `dir:`; it is relative to the runbook's directory, and `format:` names the layout when detection cannot",
         )
@@ -667,7 +672,7 @@ async fn migrate(
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     if let Some(d) = applied.iter().find(|a| a.dirty) {
         let (message, hint) = dirty_message(d, &history.name);
-        return Err(fail(message, &hint));
+        return Err(refused(message, &hint));
     }
     let pending = select(set, &applied, m.direction, m.to.as_deref(), m.steps);
     let mut details = json!({
@@ -688,7 +693,7 @@ async fn migrate(
             })
             .collect();
         if !m.allow_checksum_change {
-            return Err(fail(
+            return Err(refused(
                 format!(
                     "{} applied migration(s) changed since they were applied: {}",
                     list.len(),
@@ -730,7 +735,7 @@ async fn migrate(
     if m.direction == Direction::Down
         && let Some(x) = pending.run.iter().find(|x| x.down_script().is_none())
     {
-        return Err(fail(
+        return Err(refused(
             format!(
                 "migration {} ({}) cannot be rolled back: {}",
                 x.version,
@@ -821,6 +826,7 @@ async fn migrate(
                 };
                 partial.output.insert("applied".into(), json!(done_list));
                 fail.partial = partial;
+                fail.changed_nothing = done_list.is_empty() && (f.in_transaction || f.done == 0);
                 return Err(fail);
             }
         }

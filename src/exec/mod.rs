@@ -20,6 +20,7 @@ pub mod restore;
 pub mod shell;
 pub mod snapshot;
 pub mod sql;
+mod verdict;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,6 +95,10 @@ pub(crate) struct Fail {
     pub error: ErrorInfo,
     pub retry_class: Option<ErrorClass>,
     pub partial: Done,
+    /// The attempt is known to have left the database as it found it: its
+    /// transaction rolled back, or it failed before anything committed.
+    /// Its compensation then has nothing to undo.
+    pub changed_nothing: bool,
 }
 
 impl Fail {
@@ -103,7 +108,14 @@ impl Fail {
             error,
             retry_class: None,
             partial: Done::default(),
+            changed_nothing: false,
         }
+    }
+
+    /// Mark the failure as one that committed nothing.
+    pub fn unchanged(mut self) -> Self {
+        self.changed_nothing = true;
+        self
     }
 }
 
@@ -113,12 +125,9 @@ struct Outcome {
     status: StepStatus,
     /// False for a failed check of severity `warn`: recorded, not fatal.
     fatal: bool,
-}
-
-/// The failure that stopped the main line.
-struct Failure {
-    phase_kind: PhaseKind,
-    aborted: bool,
+    /// The step left the database as it found it: skipped, or failed in a
+    /// transaction that rolled back.
+    changed_nothing: bool,
 }
 
 pub(crate) struct Run<'a> {
@@ -341,7 +350,7 @@ pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn interrupt_count(&self) -> u32 {
         *self.interrupts.borrow()
     }
@@ -481,6 +490,7 @@ impl Run<'_> {
                 return Outcome {
                     status: StepStatus::Skipped,
                     fatal: false,
+                    changed_nothing: true,
                 };
             }
             Err(e) => {
@@ -493,7 +503,7 @@ impl Run<'_> {
                     s,
                     Instant::now(),
                     0,
-                    Err(Fail::new(StepStatus::Failed, error)),
+                    Err(Fail::new(StepStatus::Failed, error).unchanged()),
                     None,
                 );
             }
@@ -779,9 +789,9 @@ impl Run<'_> {
         r: Attempt,
         lock_impact: Option<LockImpact>,
     ) -> Outcome {
-        let (status, done, error) = match r {
-            Ok(d) => (StepStatus::Succeeded, d, None),
-            Err(f) => (f.status, f.partial, Some(f.error)),
+        let (status, done, error, changed_nothing) = match r {
+            Ok(d) => (StepStatus::Succeeded, d, None, false),
+            Err(f) => (f.status, f.partial, Some(f.error), f.changed_nothing),
         };
         let warn_only = matches!(
             &s.action,
@@ -817,7 +827,11 @@ impl Run<'_> {
             lock_impact,
         });
         self.record(&s.id, status, done.output);
-        Outcome { status, fatal }
+        Outcome {
+            status,
+            fatal,
+            changed_nothing,
+        }
     }
 
     /// Run a list of steps that must all be attempted (a branch, compensations,
@@ -896,11 +910,23 @@ impl Run<'_> {
         }
     }
 
-    /// Undo this phase's started steps, newest first. Returns whether every
-    /// compensation succeeded.
-    async fn compensate(&mut self, phase: &str, registered: &[(&PlanStep, StepStatus)]) -> bool {
+    /// Undo this phase's started steps, newest first. A step whose failure
+    /// changed nothing (its transaction rolled back) has nothing to undo:
+    /// its compensation does not run, because an idempotent `DROP ... IF
+    /// EXISTS` would destroy what an earlier run built. Returns whether
+    /// every compensation that ran succeeded.
+    async fn compensate(&mut self, phase: &str, registered: &[Registered<'_>]) -> bool {
         let mut clean = true;
-        for (step, status) in registered.iter().rev() {
+        for reg in registered.iter().rev() {
+            let step = reg.step;
+            if reg.changed_nothing {
+                self.bus.emit(Event::CompensationSkipped {
+                    at: now(),
+                    step: step.id.clone(),
+                    reason: "not run: the step failed inside a transaction that rolled back, so it changed nothing".into(),
+                });
+                continue;
+            }
             let ok = self
                 .all(
                     &step.rollback,
@@ -912,7 +938,7 @@ impl Run<'_> {
             clean &= ok;
             // A step that had succeeded is now rolled back; a failed one keeps
             // its failure, and the event says how its undo went.
-            let after = match (ok, *status) {
+            let after = match (ok, reg.status) {
                 (false, _) => StepStatus::CompensationFailed,
                 (true, StepStatus::Succeeded) => StepStatus::RolledBack,
                 (true, s) => s,
@@ -926,15 +952,209 @@ impl Run<'_> {
         clean
     }
 
+    /// The schema now, for checking an undo against.
+    async fn schema_now(&self) -> Result<crate::snapshot::Snapshot, String> {
+        crate::snapshot::take(&self.db.client)
+            .await
+            .map_err(|e| db::error_info(&e, None).message)
+    }
+
+    /// Compare the schema now with `before` (taken at `against`).
+    async fn check_undo(
+        &self,
+        before: &Result<crate::snapshot::Snapshot, String>,
+        against: &str,
+    ) -> (verdict::Check, crate::events::UndoCheck) {
+        let now_snap = self.schema_now().await;
+        let unknown = |e: String| {
+            (
+                verdict::Check::Unknown(e.clone()),
+                crate::events::UndoCheck {
+                    against: against.into(),
+                    result: "unknown".into(),
+                    changes: Vec::new(),
+                    error: Some(e),
+                },
+            )
+        };
+        let (before, after) = match (before, now_snap) {
+            (Ok(b), Ok(a)) => (b, a),
+            (Err(e), _) => return unknown(format!("no schema snapshot before the changes: {e}")),
+            (_, Err(e)) => return unknown(format!("no schema snapshot after the undo: {e}")),
+        };
+        let changes = crate::snapshot::compare(before, &after);
+        let check = if changes.is_empty() {
+            verdict::Check::Equal
+        } else {
+            verdict::Check::Differs(changes.len())
+        };
+        let list = snapshot::changes_json(&changes)
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (
+            check,
+            crate::events::UndoCheck {
+                against: against.into(),
+                result: if list.is_empty() { "equal" } else { "differs" }.into(),
+                changes: list,
+                error: None,
+            },
+        )
+    }
+
+    /// Run one phase's steps. On a fatal failure, undo as the phase says
+    /// and return what happened.
+    async fn run_phase(&mut self, ph: &'a PlanPhase, st: &mut LineState) -> Option<PhaseFailure> {
+        let mut registered: Vec<Registered<'a>> = Vec::new();
+        let mut phase_touched = false;
+        for s in &ph.steps {
+            if self.interrupt_count() >= 1 {
+                break;
+            }
+            if !s.rollback.is_empty() {
+                self.bus.emit(Event::CompensationRegistered {
+                    at: now(),
+                    step: s.id.clone(),
+                    compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
+                });
+                registered.push(Registered {
+                    step: s,
+                    status: StepStatus::Running,
+                    changed_nothing: false,
+                });
+            }
+            let o = self.step(s, Some(&ph.id), Role::Main, None).await;
+            let changes = may_change(&s.action, ph.kind);
+            if changes && o.status != StepStatus::Skipped && !o.changed_nothing {
+                phase_touched = true;
+                st.touched = true;
+            }
+            if let Some(last) = registered.last_mut().filter(|r| r.step.id == s.id) {
+                last.status = o.status;
+                last.changed_nothing = o.changed_nothing;
+                if o.status == StepStatus::Skipped {
+                    // Nothing ran, so there is nothing to undo.
+                    registered.pop();
+                }
+            }
+            if !o.fatal {
+                continue;
+            }
+            self.failed_step = Some(format!("{}.{}", ph.id, s.id));
+            let interrupted = o.status == StepStatus::Cancelled;
+            let mode = if interrupted {
+                &PlanOnFailure::Rollback
+            } else {
+                &ph.on_failure
+            };
+            if matches!(mode, PlanOnFailure::Continue) {
+                st.tolerated += 1;
+                st.phase_status = "failed";
+                self.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!(
+                        "step `{}` failed and phase `{}` continues (on_failure: continue)",
+                        s.id, ph.id
+                    ),
+                });
+                continue;
+            }
+            if interrupted {
+                // A second Ctrl-C stops the rollback too.
+                self.stop_level = 2;
+            }
+            let reason = format!("step `{}` {}", s.id, o.status.name());
+            let (scope, needed) = match mode {
+                PlanOnFailure::Abort | PlanOnFailure::Continue => (None, false),
+                PlanOnFailure::Rollback => {
+                    (Some("phase"), registered.iter().any(|r| !r.changed_nothing))
+                }
+                PlanOnFailure::Steps(_) => (Some("phase_branch"), true),
+            };
+            let mut undo_ran = false;
+            let mut undo_failed = false;
+            if let Some(scope) = scope {
+                self.bus.emit(Event::RollbackStarted {
+                    at: now(),
+                    scope: scope.to_string(),
+                    phase: Some(ph.id.clone()),
+                    reason,
+                });
+                let clean = match mode {
+                    PlanOnFailure::Steps(branch) => {
+                        self.all(branch, Some(&ph.id), Role::PhaseBranch, None)
+                            .await
+                    }
+                    _ => self.compensate(&ph.id, &registered).await,
+                };
+                undo_ran = needed;
+                undo_failed = !clean;
+                // Check the undo against the schema before the run changed
+                // anything when no earlier phase's changes stand in between;
+                // else against the schema before this phase.
+                let verification = if !undo_ran || !st.touched {
+                    None
+                } else if st.kept.is_empty() {
+                    let (check, v) = self.check_undo(&st.run_baseline(), "run_start").await;
+                    st.back_to_start = Some(check);
+                    Some(v)
+                } else {
+                    let (check, v) = self.check_undo(&st.phase_baseline(), "phase_start").await;
+                    if check == verdict::Check::Equal {
+                        st.back_to_phase = Some(ph.id.clone());
+                    } else {
+                        st.back_to_start = Some(check);
+                    }
+                    Some(v)
+                };
+                self.bus.emit(Event::RollbackFinished {
+                    at: now(),
+                    scope: scope.to_string(),
+                    phase: Some(ph.id.clone()),
+                    clean,
+                    verification,
+                });
+            }
+            // A rehearsal that found bad migrations is a verification
+            // failure wherever it sits: it proved something, and its
+            // scratch work changed nothing.
+            let rehearsal_failed =
+                matches!(s.action, Action::Rehearse(_)) && o.status == StepStatus::Failed;
+            return Some(PhaseFailure {
+                phase_kind: if rehearsal_failed {
+                    PhaseKind::Verify
+                } else {
+                    ph.kind
+                },
+                aborted: matches!(mode, PlanOnFailure::Abort),
+                undo_ran,
+                undo_failed,
+                phase_touched,
+            });
+        }
+        if phase_touched {
+            st.kept.push(ph.id.clone());
+        }
+        None
+    }
+
     /// Phases, failure handling, `on_failure`, `finally`; the status and verdict.
     async fn main_line(&mut self) -> (RunResult, String) {
         let plan = self.plan;
-        let mut failure: Option<Failure> = None;
-        let mut rollback_clean = true;
+        let mut failure: Option<PhaseFailure> = None;
         let mut not_approved: Option<String> = None;
-        let mut tolerated = 0;
+        let mut st = LineState {
+            touched: false,
+            kept: Vec::new(),
+            tolerated: 0,
+            phase_status: "succeeded",
+            baselines: Vec::new(),
+            back_to_start: None,
+            back_to_phase: None,
+        };
 
-        'phases: for ph in &plan.phases {
+        for ph in &plan.phases {
             if self.interrupt_count() >= 1 {
                 break;
             }
@@ -957,9 +1177,13 @@ impl Run<'_> {
                         at: now(),
                         message: format!("phase `{}`: failed to evaluate `when`: {e}", ph.id),
                     });
-                    failure = Some(Failure {
+                    self.failed_step = Some(format!("{}.when", ph.id));
+                    failure = Some(PhaseFailure {
                         phase_kind: ph.kind,
                         aborted: false,
+                        undo_ran: false,
+                        undo_failed: false,
+                        phase_touched: false,
                     });
                     break;
                 }
@@ -968,124 +1192,26 @@ impl Run<'_> {
                 not_approved = Some(format!("phase `{}` not approved: {reason}", ph.id));
                 break;
             }
+            // The schema before a phase that may change it: what an undo
+            // is checked against.
+            if ph.steps.iter().any(|s| may_change(&s.action, ph.kind)) {
+                let snap = self.schema_now().await;
+                st.baselines.push((ph.id.clone(), snap));
+            }
             let phase_started = Instant::now();
             self.bus.emit(Event::PhaseStarted {
                 at: now(),
                 phase: ph.id.clone(),
                 kind: ph.kind.name().into(),
             });
-            let mut registered: Vec<(&PlanStep, StepStatus)> = Vec::new();
-            let mut phase_status = "succeeded";
-            for s in &ph.steps {
-                if self.interrupt_count() >= 1 {
-                    break;
-                }
-                if !s.rollback.is_empty() {
-                    self.bus.emit(Event::CompensationRegistered {
-                        at: now(),
-                        step: s.id.clone(),
-                        compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
-                    });
-                    registered.push((s, StepStatus::Running));
-                }
-                let o = self.step(s, Some(&ph.id), Role::Main, None).await;
-                if let Some(last) = registered.last_mut().filter(|(r, _)| r.id == s.id) {
-                    last.1 = o.status;
-                    if o.status == StepStatus::Skipped {
-                        // Nothing ran, so there is nothing to undo.
-                        registered.pop();
-                    }
-                }
-                if !o.fatal {
-                    continue;
-                }
-                self.failed_step = Some(format!("{}.{}", ph.id, s.id));
-                let interrupted = o.status == StepStatus::Cancelled;
-                let mode = if interrupted {
-                    &PlanOnFailure::Rollback
-                } else {
-                    &ph.on_failure
-                };
-                if matches!(mode, PlanOnFailure::Continue) {
-                    tolerated += 1;
-                    phase_status = "failed";
-                    self.bus.emit(Event::Warning {
-                        at: now(),
-                        message: format!(
-                            "step `{}` failed and phase `{}` continues (on_failure: continue)",
-                            s.id, ph.id
-                        ),
-                    });
-                    continue;
-                }
-                if interrupted {
-                    // A second Ctrl-C stops the rollback too.
-                    self.stop_level = 2;
-                }
-                let reason = format!("step `{}` {}", s.id, o.status.name());
-                match mode {
-                    PlanOnFailure::Abort => {}
-                    PlanOnFailure::Rollback => {
-                        self.bus.emit(Event::RollbackStarted {
-                            at: now(),
-                            scope: "phase".into(),
-                            phase: Some(ph.id.clone()),
-                            reason,
-                        });
-                        let clean = self.compensate(&ph.id, &registered).await;
-                        rollback_clean &= clean;
-                        self.bus.emit(Event::RollbackFinished {
-                            at: now(),
-                            scope: "phase".into(),
-                            phase: Some(ph.id.clone()),
-                            clean,
-                        });
-                    }
-                    PlanOnFailure::Steps(branch) => {
-                        self.bus.emit(Event::RollbackStarted {
-                            at: now(),
-                            scope: "phase_branch".into(),
-                            phase: Some(ph.id.clone()),
-                            reason,
-                        });
-                        let clean = self
-                            .all(branch, Some(&ph.id), Role::PhaseBranch, None)
-                            .await;
-                        rollback_clean &= clean;
-                        self.bus.emit(Event::RollbackFinished {
-                            at: now(),
-                            scope: "phase_branch".into(),
-                            phase: Some(ph.id.clone()),
-                            clean,
-                        });
-                    }
-                    PlanOnFailure::Continue => unreachable!("handled above"),
-                }
-                // A rehearsal that found bad migrations is a verification
-                // failure wherever it sits: it proved something, and its
-                // scratch work changed nothing.
-                let rehearsal_failed =
-                    matches!(s.action, Action::Rehearse(_)) && o.status == StepStatus::Failed;
-                failure = Some(Failure {
-                    phase_kind: if rehearsal_failed {
-                        PhaseKind::Verify
-                    } else {
-                        ph.kind
-                    },
-                    aborted: matches!(mode, PlanOnFailure::Abort),
-                });
-                self.bus.emit(Event::PhaseFinished {
-                    at: now(),
-                    phase: ph.id.clone(),
-                    status: "failed".into(),
-                    duration_ms: ms(phase_started.elapsed()),
-                });
-                break 'phases;
-            }
-            let status = if self.interrupt_count() >= 1 {
+            st.phase_status = "succeeded";
+            let failed = self.run_phase(ph, &mut st).await;
+            let status = if failed.is_some() {
+                "failed"
+            } else if self.interrupt_count() >= 1 {
                 "interrupted"
             } else {
-                phase_status
+                st.phase_status
             };
             self.bus.emit(Event::PhaseFinished {
                 at: now(),
@@ -1093,9 +1219,15 @@ impl Run<'_> {
                 status: status.into(),
                 duration_ms: ms(phase_started.elapsed()),
             });
+            if failed.is_some() {
+                failure = failed;
+                break;
+            }
         }
 
         let interrupted = self.interrupt_count() >= 1;
+        let mut on_failure_clean = true;
+        let mut on_failure_ran = false;
         if (failure.is_some() || interrupted)
             && !plan.on_failure.is_empty()
             && self.interrupt_count() < 2
@@ -1111,42 +1243,58 @@ impl Run<'_> {
                     .clone()
                     .map_or_else(|| "interrupted".into(), |s| format!("{s} failed")),
             });
-            let clean = self
+            on_failure_clean = self
                 .all(&plan.on_failure, None, Role::OnFailure, None)
                 .await;
-            rollback_clean &= clean;
+            on_failure_ran = true;
+            // The runbook's own undo answers for the whole run.
+            let verification = if st.touched {
+                let (check, v) = self.check_undo(&st.run_baseline(), "run_start").await;
+                st.back_to_phase = None;
+                if check != verdict::Check::Equal
+                    && let Ok(now_snap) = self.schema_now().await
+                {
+                    // Not back at the start: say how far back it did get.
+                    st.back_to_phase = st
+                        .baselines
+                        .iter()
+                        .rev()
+                        .find(|(_, b)| b.as_ref().is_ok_and(|b| b.hash == now_snap.hash))
+                        .map(|(p, _)| p.clone());
+                }
+                st.back_to_start = Some(check);
+                Some(v)
+            } else {
+                None
+            };
             self.bus.emit(Event::RollbackFinished {
                 at: now(),
                 scope: "on_failure".into(),
                 phase: None,
-                clean,
+                clean: on_failure_clean,
+                verification,
             });
         }
 
-        let status = if self.interrupt_count() >= 1 {
-            RunStatus::Interrupted
-        } else if let Some(f) = &failure {
-            if !rollback_clean {
-                RunStatus::RollbackFailed
-            } else if f.phase_kind == PhaseKind::Preflight {
-                RunStatus::PreflightFailed
-            } else if f.phase_kind == PhaseKind::Verify {
-                RunStatus::VerifyFailed
-            } else if f.aborted {
-                RunStatus::RollbackFailed
-            } else {
-                RunStatus::RolledBack
-            }
-        } else if not_approved.is_some() {
-            RunStatus::NotApproved
-        } else {
-            RunStatus::Succeeded
+        let facts = verdict::Facts {
+            interrupted,
+            interrupted_at: self.failed_step.clone(),
+            undo_clean: on_failure_clean && !failure.as_ref().is_some_and(|f| f.undo_failed),
+            not_approved,
+            failure: failure.as_ref().map(|f| verdict::Failed {
+                at: self.failed_step.clone().unwrap_or_default(),
+                phase_kind: f.phase_kind,
+                aborted: f.aborted,
+                touched: st.touched,
+                undo_ran: f.undo_ran || on_failure_ran,
+                undo_failed: f.undo_failed || !on_failure_clean,
+                back_to_start: st.back_to_start.clone(),
+                back_to_phase: st.back_to_phase.clone(),
+                kept: st.kept.clone(),
+            }),
+            tolerated: st.tolerated,
         };
-        let status = if status == RunStatus::Interrupted || rollback_clean {
-            status
-        } else {
-            RunStatus::RollbackFailed
-        };
+        let (status, exit_code, verdict) = verdict::decide(&facts);
 
         self.run_status = status.name().to_string();
         if !plan.finally_steps.is_empty() {
@@ -1161,48 +1309,71 @@ impl Run<'_> {
                 });
             }
         }
-
-        let exit_code = match status {
-            RunStatus::Succeeded | RunStatus::Running => exit::OK,
-            RunStatus::PreflightFailed => exit::PREFLIGHT_FAILED,
-            RunStatus::RolledBack => exit::ROLLED_BACK,
-            RunStatus::VerifyFailed => exit::VERIFY_FAILED,
-            RunStatus::RollbackFailed => exit::ROLLBACK_FAILED,
-            RunStatus::NotApproved => exit::NOT_APPROVED,
-            RunStatus::Interrupted => exit::INTERRUPTED,
-            RunStatus::Locked => exit::INVALID,
-        };
-        let at = self.failed_step.clone().unwrap_or_default();
-        let verdict = match status {
-            RunStatus::Succeeded if tolerated > 0 => {
-                format!("SUCCEEDED with {tolerated} tolerated failure(s) (on_failure: continue)")
-            }
-            RunStatus::Succeeded => "SUCCEEDED".to_string(),
-            RunStatus::PreflightFailed => {
-                format!("FAILED at {at}: preflight failed; nothing was changed")
-            }
-            RunStatus::RolledBack => format!("FAILED at {at}: rolled back cleanly"),
-            RunStatus::VerifyFailed => format!("FAILED at {at}: verification failed"),
-            RunStatus::RollbackFailed
-                if failure.as_ref().is_some_and(|f| f.aborted) && rollback_clean =>
-            {
-                format!(
-                    "FAILED at {at}: aborted without rollback (on_failure: abort); a person must check the database"
-                )
-            }
-            RunStatus::RollbackFailed => {
-                format!("FAILED at {at}: ROLLBACK FAILED; a person must act")
-            }
-            RunStatus::NotApproved => format!("STOPPED: {}", not_approved.unwrap_or_default()),
-            RunStatus::Interrupted if at.is_empty() => "INTERRUPTED between steps".to_string(),
-            RunStatus::Interrupted if rollback_clean => format!("INTERRUPTED at {at}: rolled back"),
-            RunStatus::Interrupted => {
-                format!("INTERRUPTED at {at}: rollback incomplete; a person must act")
-            }
-            RunStatus::Running => "RUNNING".into(),
-            RunStatus::Locked => "REFUSED: the database is locked by another run".into(),
-        };
         (RunResult { status, exit_code }, verdict)
+    }
+}
+
+/// A step whose compensation is registered, and how it ended.
+struct Registered<'p> {
+    step: &'p PlanStep,
+    status: StepStatus,
+    changed_nothing: bool,
+}
+
+/// What the main line keeps across phases.
+struct LineState {
+    /// The run has committed a change.
+    touched: bool,
+    /// Phases that completed with their changes in place.
+    kept: Vec<String>,
+    tolerated: usize,
+    phase_status: &'static str,
+    /// The schema before each phase that may change it, in order: the
+    /// first is the schema before the run changed anything.
+    baselines: Vec<(String, Result<crate::snapshot::Snapshot, String>)>,
+    /// How the undo that reaches back to the run's start checked out.
+    back_to_start: Option<verdict::Check>,
+    /// When it did not reach back that far: the phase it is verified to
+    /// have brought the schema back to the start of.
+    back_to_phase: Option<String>,
+}
+
+impl LineState {
+    fn run_baseline(&self) -> Result<crate::snapshot::Snapshot, String> {
+        self.baselines
+            .first()
+            .map_or_else(|| Err("no snapshot was taken".into()), |(_, b)| b.clone())
+    }
+
+    fn phase_baseline(&self) -> Result<crate::snapshot::Snapshot, String> {
+        self.baselines
+            .last()
+            .map_or_else(|| Err("no snapshot was taken".into()), |(_, b)| b.clone())
+    }
+}
+
+/// A phase that stopped on a failure.
+struct PhaseFailure {
+    phase_kind: PhaseKind,
+    aborted: bool,
+    undo_ran: bool,
+    undo_failed: bool,
+    #[expect(dead_code, reason = "kept for the run journal")]
+    phase_touched: bool,
+}
+
+/// Whether a step may change the database. Checks, sleeps, snapshots,
+/// backups and rehearsals on a scratch database never do; a shell step in
+/// a preflight or verify phase is taken to be read-only, as those phases
+/// promise.
+fn may_change(a: &Action, phase: PhaseKind) -> bool {
+    match a {
+        Action::Check { .. } | Action::Sleep { .. } | Action::Snapshot(_) | Action::Backup(_) => {
+            false
+        }
+        Action::Rehearse(x) => x.scratch.is_none(),
+        Action::Shell { .. } => !matches!(phase, PhaseKind::Preflight | PhaseKind::Verify),
+        Action::Sql { .. } | Action::Restore(_) | Action::Backfill(_) | Action::Migrate(_) => true,
     }
 }
 
@@ -1227,6 +1398,7 @@ impl Run<'_> {
                     retry_class: db::classify(&e),
                     error: info,
                     partial: Done::default(),
+                    changed_nothing: false,
                 }
             }
             db::QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),

@@ -268,7 +268,8 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     };
     let started = Instant::now();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let dir = source_dir(r, &rs.from)?;
+    // Every refusal up to the first session terminated touches nothing.
+    let dir = source_dir(r, &rs.from).map_err(Fail::unchanged)?;
     let refuse = |e: backups::BackupError| {
         failed(
             "backup",
@@ -278,6 +279,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             ),
             Some(e.hint().into()),
         )
+        .unchanged()
     };
 
     // Everything about the backup is checked before the database is touched.
@@ -299,14 +301,15 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             "restore",
             format!("`clean: true` needs an archive, and {} holds a plain SQL dump; nothing was touched", dir.display()),
             Some("restore a plain dump into a new database (`target`), or take the backup with `format: directory` or `custom`".into()),
-        ));
+        ).unchanged());
     }
     if m.format == BackupFormat::Plain && rs.jobs > 1 {
         return Err(failed(
             "restore",
             "a plain SQL dump is restored by psql in one session; `jobs` must be 1".into(),
             Some("remove `jobs`, or take the backup with `format: directory`".into()),
-        ));
+        )
+        .unchanged());
     }
     let bin = r.pg_bin_dir.clone();
     let program = if m.format == BackupFormat::Plain {
@@ -315,10 +318,14 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         // pg_restore cannot read archives of a newer pg_dump.
         pgtools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
     }
-    .map_err(|e| tool_failure(&e))?;
+    .map_err(|e| tool_failure(&e).unchanged())?;
 
     let target = match &rs.target {
-        Some(t) => r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?.0,
+        Some(t) => {
+            r.render(t)
+                .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?
+                .0
+        }
         None => r.database.clone(),
     };
     let exists: bool =
@@ -333,13 +340,14 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
                     "failed to look up the target database",
                     &db::error_info(&e, None),
                 )
+                .unchanged()
             })?
             .get(0);
     let mut terminated = Vec::new();
     if exists {
         let others = sessions_on(&r.db, &target, &r.monitor_app())
             .await
-            .map_err(|e| sql_failure("failed to list sessions on the target", &e))?;
+            .map_err(|e| sql_failure("failed to list sessions on the target", &e).unchanged())?;
         if !others.is_empty() && !rs.terminate_connections {
             return Err(failed(
                 "restore",
@@ -349,7 +357,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
                     others.iter().map(Session::describe).collect::<Vec<_>>().join("; ")
                 ),
                 Some("stop those clients, or set `terminate_connections: true` to disconnect them first".into()),
-            ));
+            ).unchanged());
         }
         // PostgreSQL 14 can wait for the session to be gone.
         let sql = if pgtools::major_of(&r.server_version).unwrap_or(0) >= 14 {
@@ -467,6 +475,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             },
             retry_class: None,
             partial: done,
+            changed_nothing: false,
         })
     }
 }

@@ -116,6 +116,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             error,
             retry_class: None,
             partial: done,
+            changed_nothing: false,
         }),
     }
 }

@@ -47,7 +47,9 @@ pub(crate) async fn run(
     timeout: Option<Duration>,
     settings: &Settings,
 ) -> Attempt {
-    let (sql, _) = r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let (sql, _) = r
+        .render(t)
+        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     let stmts = statements::split(&sql);
     if transaction && let Some(tc) = stmts.iter().find(|s| s.transaction_control) {
         let position = sql[..tc.offset].chars().count() as u32 + 1;
@@ -67,7 +69,8 @@ pub(crate) async fn run(
                 location: r.locate(t, &sql, Some(position)),
                 ..ErrorInfo::default()
             },
-        ));
+        )
+        .unchanged());
     }
     let mode = mode(&stmts, transaction);
     if let Mode::Forced(i, why) = mode {
@@ -82,7 +85,9 @@ pub(crate) async fn run(
         );
     }
     let deadline = timeout.map(|t| Instant::now() + t);
-    let blockers = look_for_blockers(r, step, &stmts, settings).await?;
+    let blockers = look_for_blockers(r, step, &stmts, settings)
+        .await
+        .map_err(Fail::unchanged)?;
 
     let in_tx = mode == Mode::Transaction;
     let setup = match (db::settings_sql(settings, in_tx), in_tx) {
@@ -96,7 +101,7 @@ pub(crate) async fn run(
         if in_tx {
             r.db.rollback().await;
         }
-        return Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)));
+        return Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)).unchanged());
     }
 
     let mut ran = Vec::new();
@@ -132,8 +137,11 @@ pub(crate) async fn run(
                     "duration_ms": super::ms(started.elapsed()),
                 }));
                 if st.concurrent_index
-                    && let Some(fail) = still_invalid(r, st, &before).await
+                    && let Some(mut fail) = still_invalid(r, st, &before).await
                 {
+                    // IF NOT EXISTS skipped the build: only the statements
+                    // before this one changed anything.
+                    fail.changed_nothing = i == 0;
                     return Err(fail);
                 }
             }
@@ -151,13 +159,24 @@ pub(crate) async fn run(
                     dropped = drop_new_invalid(r, step, st, &before).await;
                 }
                 f.partial.details = Some(details(&mode, &ran, &blockers, &dropped, i + 1));
+                // In a transaction nothing is left; outside one, the
+                // statements before this one committed. A failed first
+                // statement committed nothing (a concurrent index may have
+                // left an INVALID index, dropped above when it could be).
+                f.changed_nothing =
+                    in_tx || (i == 0 && (!st.concurrent_index || !dropped.is_empty()));
                 return Err(f);
             }
         }
     }
     if in_tx && let Err(fail) = r.db.run("COMMIT", None, std::future::pending()).await {
         r.db.rollback().await;
-        return Err(r.query_failure(fail, t, &sql, 0, timeout));
+        // A COMMIT that fails (a deferred constraint) commits nothing; one
+        // whose answer was lost may have committed.
+        let lost = matches!(&fail, QueryFail::Db(e) if e.is_closed() || e.as_db_error().is_none());
+        let mut f = r.query_failure(fail, t, &sql, 0, timeout);
+        f.changed_nothing = !lost;
+        return Err(f);
     }
     let mut done = Done {
         rows_affected: Some(total),

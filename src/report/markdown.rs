@@ -240,6 +240,7 @@ pub fn render(r: &Report) -> String {
                 other => other.to_string(),
             };
             let _ = writeln!(o, "{scope} ({}): {clean}\n", cell(&b.reason));
+            write_undo_check(&mut o, b.verification.as_ref());
             if !b.steps.is_empty() {
                 let _ = writeln!(o, "| step | undoes | status | duration |");
                 let _ = writeln!(o, "|---|---|---|---|");
@@ -448,6 +449,37 @@ fn write_changes(o: &mut String, changes: &Value, indent: &str) {
         }
         if diff.len() > LINES {
             let _ = writeln!(o, "{indent}  - ... {} more", diff.len() - LINES);
+        }
+    }
+}
+
+/// How an undo was checked against the schema before the changes.
+fn write_undo_check(o: &mut String, v: Option<&crate::events::UndoCheck>) {
+    let Some(v) = v else { return };
+    let against = if v.against == "run_start" {
+        "before the run"
+    } else {
+        "before the phase"
+    };
+    match v.result.as_str() {
+        "equal" => {
+            let _ = writeln!(o, "Undo verified: the schema is equal to {against}.\n");
+        }
+        "differs" => {
+            let _ = writeln!(
+                o,
+                "**Undo NOT verified: {} schema object(s) differ from {against}:**\n",
+                v.changes.len()
+            );
+            write_changes(o, &Value::Array(v.changes.clone()), "");
+            o.push('\n');
+        }
+        _ => {
+            let _ = writeln!(
+                o,
+                "**Undo not verified**: {}\n",
+                cell(v.error.as_deref().unwrap_or("unknown"))
+            );
         }
     }
 }

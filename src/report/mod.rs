@@ -129,6 +129,9 @@ pub struct BranchReport {
     pub phase: Option<String>,
     pub reason: String,
     pub clean: Option<bool>,
+    /// The schema after the undo against the snapshot before the changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::events::UndoCheck>,
     pub steps: Vec<StepReport>,
 }
 
@@ -279,6 +282,7 @@ impl Builder {
                 phase: None,
                 reason: String::new(),
                 clean: None,
+                verification: None,
                 steps: Vec::new(),
             });
         }
@@ -452,12 +456,26 @@ impl Builder {
                     phase: phase.clone(),
                     reason: reason.clone(),
                     clean: None,
+                    verification: None,
                     steps: Vec::new(),
                 });
             }
-            Event::RollbackFinished { clean, .. } => {
+            Event::RollbackFinished {
+                clean,
+                verification,
+                ..
+            } => {
                 if let Some(b) = self.report.branches.last_mut() {
                     b.clean = Some(*clean);
+                    b.verification.clone_from(verification);
+                }
+            }
+            Event::CompensationSkipped { step, reason, .. } => {
+                if let Some(s) = self.step_mut(step) {
+                    if let Some(c) = s.compensation.as_mut() {
+                        c.status = "not_needed".into();
+                    }
+                    s.note = Some(reason.clone());
                 }
             }
             Event::Warning { message, .. } => self.report.warnings.push(message.clone()),

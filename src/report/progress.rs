@@ -202,11 +202,37 @@ impl Progress {
             Event::RollbackStarted { scope, reason, .. } => {
                 format!("rollback ({scope}) started: {reason}")
             }
-            Event::RollbackFinished { scope, clean, .. } => {
+            Event::RollbackFinished {
+                scope,
+                clean,
+                verification,
+                ..
+            } => {
+                let checked = verification.as_ref().map_or_else(String::new, |v| {
+                    let against = if v.against == "run_start" {
+                        "before the run"
+                    } else {
+                        "before the phase"
+                    };
+                    match v.result.as_str() {
+                        "equal" => format!("; schema verified equal to {against}"),
+                        "differs" => format!(
+                            "; schema DIFFERS from {against}: {} object(s)",
+                            v.changes.len()
+                        ),
+                        _ => format!(
+                            "; schema not verified: {}",
+                            v.error.as_deref().unwrap_or("unknown")
+                        ),
+                    }
+                });
                 format!(
-                    "rollback ({scope}) {}",
+                    "rollback ({scope}) {}{checked}",
                     if *clean { "completed" } else { "FAILED" }
                 )
+            }
+            Event::CompensationSkipped { step, reason, .. } => {
+                format!("compensation of step {step} not run: {reason}")
             }
             Event::Warning { message, .. } => format!("warning: {message}"),
             Event::RunFinished {
@@ -238,6 +264,7 @@ fn at(e: &Event) -> &str {
         | Event::StepSkipped { at, .. }
         | Event::StepFinished { at, .. }
         | Event::StepCompensated { at, .. }
+        | Event::CompensationSkipped { at, .. }
         | Event::RollbackStarted { at, .. }
         | Event::RollbackFinished { at, .. }
         | Event::Warning { at, .. }

@@ -1,0 +1,389 @@
+//! The run's ending: from what happened to the database, its status, exit
+//! code and the verdict line. One pure function decides all three, so the
+//! exit code always says the state the database was left in
+//! (docs/exit-codes.md):
+//!
+//! | code | database left |
+//! |---|---|
+//! | 0 | changed and verified |
+//! | 1 | untouched |
+//! | 2 | back where it started: every change undone, and the undo verified |
+//! | 3 | changed, verification failed, nothing undone |
+//! | 4 | unknown or partly undone: a person must act |
+
+use crate::events::RunStatus;
+use crate::exit;
+use crate::model::PhaseKind;
+
+/// How an undo was checked: the schema after it against the schema before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Equal to the snapshot taken before the changes.
+    Equal,
+    /// This many objects differ; the report lists them.
+    Differs(usize),
+    /// The comparison could not be made (why).
+    Unknown(String),
+}
+
+/// What the failure left behind, as the executor saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failed {
+    /// `phase.step`.
+    pub at: String,
+    /// The kind of the phase that failed (`Verify` for a rehearsal that
+    /// found bad migrations: its work is on a scratch database).
+    pub phase_kind: PhaseKind,
+    /// `on_failure: abort`: nothing was undone on purpose.
+    pub aborted: bool,
+    /// The run committed a change to the database at some point.
+    pub touched: bool,
+    /// Some compensation, branch or `on_failure` step ran.
+    pub undo_ran: bool,
+    /// A compensation, branch or `on_failure` step failed.
+    pub undo_failed: bool,
+    /// The check of the undo that decides whether the database is back
+    /// where the run started: `None` when no undo reached back that far.
+    pub back_to_start: Option<Check>,
+    /// The phase whose start the undo is verified to have brought the
+    /// schema back to, when that is not the run's start.
+    pub back_to_phase: Option<String>,
+    /// Earlier phases whose changes are still in place (not undone).
+    pub kept: Vec<String>,
+}
+
+/// Everything the ending is decided from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Facts {
+    pub interrupted: bool,
+    /// The interrupted step, `phase.step`, if one was running.
+    pub interrupted_at: Option<String>,
+    /// Whether the undo after an interrupt completed.
+    pub undo_clean: bool,
+    pub not_approved: Option<String>,
+    pub failure: Option<Failed>,
+    /// Failures tolerated by `on_failure: continue`.
+    pub tolerated: usize,
+}
+
+/// The run's status, exit code and verdict line.
+pub(crate) fn decide(f: &Facts) -> (RunStatus, u8, String) {
+    if f.interrupted {
+        let verdict = match (&f.interrupted_at, f.undo_clean) {
+            (None, _) => "INTERRUPTED between steps".to_string(),
+            (Some(at), true) => format!("INTERRUPTED at {at}: rolled back"),
+            (Some(at), false) => {
+                format!("INTERRUPTED at {at}: rollback incomplete; a person must act")
+            }
+        };
+        return (RunStatus::Interrupted, exit::INTERRUPTED, verdict);
+    }
+    let Some(x) = &f.failure else {
+        if let Some(why) = &f.not_approved {
+            return (
+                RunStatus::NotApproved,
+                exit::NOT_APPROVED,
+                format!("STOPPED: {why}"),
+            );
+        }
+        let verdict = if f.tolerated > 0 {
+            format!(
+                "SUCCEEDED with {} tolerated failure(s) (on_failure: continue)",
+                f.tolerated
+            )
+        } else {
+            "SUCCEEDED".to_string()
+        };
+        return (RunStatus::Succeeded, exit::OK, verdict);
+    };
+    failed(x)
+}
+
+fn failed(x: &Failed) -> (RunStatus, u8, String) {
+    let at = &x.at;
+    let must_act = |why: String| {
+        (
+            RunStatus::RollbackFailed,
+            exit::ROLLBACK_FAILED,
+            format!("FAILED at {at}: {why}; a person must act"),
+        )
+    };
+    if x.undo_failed {
+        return must_act("ROLLBACK FAILED".into());
+    }
+    // A verification that failed, with nothing undone, is exit 3 whether or
+    // not this run changed anything: the database is as it was verified.
+    if x.phase_kind == PhaseKind::Verify && !x.undo_ran {
+        return (
+            RunStatus::VerifyFailed,
+            exit::VERIFY_FAILED,
+            format!("FAILED at {at}: verification failed; nothing was undone"),
+        );
+    }
+    if !x.touched {
+        let (status, what) = if x.phase_kind == PhaseKind::Preflight {
+            (RunStatus::PreflightFailed, "preflight failed")
+        } else {
+            (RunStatus::FailedUnchanged, "failed")
+        };
+        return (
+            status,
+            exit::PREFLIGHT_FAILED,
+            format!("FAILED at {at}: {what}; nothing was changed"),
+        );
+    }
+    let kept = x
+        .kept
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Some(p) = &x.back_to_phase {
+        return must_act(format!(
+            "the undo brought the schema back to before phase `{p}` (verified), but the changes of phase(s) {kept} are still in place; keep them or undo them"
+        ));
+    }
+    match &x.back_to_start {
+        Some(Check::Equal) => {
+            return (
+                RunStatus::RolledBack,
+                exit::ROLLED_BACK,
+                format!(
+                    "FAILED at {at}: rolled back cleanly; the schema is verified equal to before the run"
+                ),
+            );
+        }
+        Some(Check::Differs(n)) => {
+            return must_act(format!(
+                "the rollback ran, but {n} schema object(s) differ from before the run (listed in the report)"
+            ));
+        }
+        Some(Check::Unknown(why)) => {
+            return must_act(format!(
+                "the rollback ran, but it could not be verified ({why})"
+            ));
+        }
+        None => {}
+    }
+    if x.aborted {
+        return must_act(
+            "aborted without rollback (on_failure: abort); the database may be half-changed".into(),
+        );
+    }
+    if kept.is_empty() {
+        must_act("the database is partly changed and was not verified undone".into())
+    } else {
+        must_act(format!(
+            "its phase was rolled back, but the changes of phase(s) {kept} are still in place; keep them or undo them"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Failed {
+        Failed {
+            at: "expand.add".into(),
+            phase_kind: PhaseKind::Expand,
+            aborted: false,
+            touched: true,
+            undo_ran: true,
+            undo_failed: false,
+            back_to_start: Some(Check::Equal),
+            back_to_phase: None,
+            kept: Vec::new(),
+        }
+    }
+
+    fn facts(failure: Option<Failed>) -> Facts {
+        Facts {
+            interrupted: false,
+            interrupted_at: None,
+            undo_clean: true,
+            not_approved: None,
+            failure,
+            tolerated: 0,
+        }
+    }
+
+    fn code(f: Option<Failed>) -> u8 {
+        decide(&facts(f)).1
+    }
+
+    /// Every combination that matters, with the state the code promises.
+    #[test]
+    fn the_exit_code_is_the_state_the_database_is_left_in() {
+        use PhaseKind::*;
+        let f = failure;
+        let cases: Vec<(&str, Option<Failed>, u8)> = vec![
+            ("succeeded", None, 0),
+            (
+                "a preflight check failed",
+                Some(Failed {
+                    phase_kind: Preflight,
+                    touched: false,
+                    undo_ran: false,
+                    back_to_start: None,
+                    ..f()
+                }),
+                1,
+            ),
+            (
+                "an expand step's transaction rolled back, nothing before it",
+                Some(Failed {
+                    touched: false,
+                    undo_ran: false,
+                    back_to_start: None,
+                    ..f()
+                }),
+                1,
+            ),
+            ("rolled back and verified equal", Some(f()), 2),
+            (
+                "abort, then the runbook's on_failure restored it, verified",
+                Some(Failed {
+                    aborted: true,
+                    ..f()
+                }),
+                2,
+            ),
+            (
+                "verify failed, then a complete verified undo",
+                Some(Failed {
+                    phase_kind: Verify,
+                    ..f()
+                }),
+                2,
+            ),
+            (
+                "a rehearsal or check failed and nothing was changed",
+                Some(Failed {
+                    phase_kind: Verify,
+                    touched: false,
+                    undo_ran: false,
+                    back_to_start: None,
+                    ..f()
+                }),
+                3,
+            ),
+            (
+                "verify failed, nothing undone",
+                Some(Failed {
+                    phase_kind: Verify,
+                    undo_ran: false,
+                    back_to_start: None,
+                    kept: vec!["expand".into()],
+                    ..f()
+                }),
+                3,
+            ),
+            (
+                "a compensation failed",
+                Some(Failed {
+                    undo_failed: true,
+                    ..f()
+                }),
+                4,
+            ),
+            (
+                "the undo left a schema difference",
+                Some(Failed {
+                    back_to_start: Some(Check::Differs(1)),
+                    ..f()
+                }),
+                4,
+            ),
+            (
+                "the undo could not be checked",
+                Some(Failed {
+                    back_to_start: Some(Check::Unknown("no snapshot".into())),
+                    ..f()
+                }),
+                4,
+            ),
+            (
+                "abort after a change, no undo",
+                Some(Failed {
+                    aborted: true,
+                    undo_ran: false,
+                    back_to_start: None,
+                    ..f()
+                }),
+                4,
+            ),
+            (
+                "the phase rolled back, an earlier phase's changes stay",
+                Some(Failed {
+                    back_to_start: None,
+                    kept: vec!["expand".into()],
+                    ..f()
+                }),
+                4,
+            ),
+            (
+                "a verify failure whose compensation failed",
+                Some(Failed {
+                    phase_kind: Verify,
+                    undo_failed: true,
+                    ..f()
+                }),
+                4,
+            ),
+            (
+                "the undo reached back to the failed phase, an earlier phase's changes stay",
+                Some(Failed {
+                    back_to_start: Some(Check::Differs(3)),
+                    back_to_phase: Some("contract".into()),
+                    kept: vec!["seed".into()],
+                    ..f()
+                }),
+                4,
+            ),
+            (
+                "a failure in preflight after an earlier change was undone",
+                Some(Failed {
+                    phase_kind: Preflight,
+                    ..f()
+                }),
+                2,
+            ),
+        ];
+        for (what, failure, want) in cases {
+            assert_eq!(code(failure), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn verdicts_say_what_state_the_database_is_in() {
+        let (s, c, v) = decide(&facts(Some(Failed {
+            back_to_start: None,
+            kept: vec!["expand".into()],
+            ..failure()
+        })));
+        assert_eq!((s, c), (RunStatus::RollbackFailed, 4));
+        assert_eq!(
+            v,
+            "FAILED at expand.add: its phase was rolled back, but the changes of phase(s) `expand` are still in place; keep them or undo them; a person must act"
+        );
+        let (_, _, v) = decide(&facts(Some(failure())));
+        assert_eq!(
+            v,
+            "FAILED at expand.add: rolled back cleanly; the schema is verified equal to before the run"
+        );
+        let mut f = facts(None);
+        f.tolerated = 2;
+        assert_eq!(
+            decide(&f).2,
+            "SUCCEEDED with 2 tolerated failure(s) (on_failure: continue)"
+        );
+        f.interrupted = true;
+        f.interrupted_at = Some("expand.add".into());
+        f.undo_clean = false;
+        assert_eq!(decide(&f).1, 130);
+        let mut f = facts(None);
+        f.not_approved = Some("phase `contract` not approved: refused".into());
+        assert_eq!(decide(&f).0, RunStatus::NotApproved);
+    }
+}
