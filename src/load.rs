@@ -173,9 +173,9 @@ pub fn load_str(
     text: impl Into<String>,
 ) -> Result<Document, Box<LoadFailure>> {
     let source = Source::new(name, text);
-    let parsed: Result<serde_yaml::Value, _> = serde_yaml::from_str(source.text());
+    let parsed: Result<Lenient, _> = serde_yaml::from_str(source.text());
     let yaml = match parsed {
-        Ok(v) => v,
+        Ok(v) => v.0,
         Err(e) => {
             let diagnostic = yaml_error(&source, &e);
             return Err(Box::new(LoadFailure { source, diagnostic }));
@@ -283,6 +283,104 @@ fn pointer_of(path: &[String]) -> String {
     path.iter()
         .map(|s| format!("/{}", pointer_segment(s)))
         .collect()
+}
+
+/// serde_yaml's value, except that an integer too large for 64 bits is
+/// kept as its digits: a migration version such as `20191100000002000004`
+/// written without quotes is a version, not an error.
+struct Lenient(serde_yaml::Value);
+
+impl<'de> serde::Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor).map(Lenient)
+    }
+}
+
+struct LenientVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LenientVisitor {
+    type Value = serde_yaml::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Number(i.into()))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Number(u.into()))
+    }
+    fn visit_i128<E>(self, i: i128) -> Result<Self::Value, E> {
+        Ok(match i64::try_from(i) {
+            Ok(small) => serde_yaml::Value::Number(small.into()),
+            Err(_) => serde_yaml::Value::String(i.to_string()),
+        })
+    }
+    fn visit_u128<E>(self, u: u128) -> Result<Self::Value, E> {
+        Ok(match u64::try_from(u) {
+            Ok(small) => serde_yaml::Value::Number(small.into()),
+            Err(_) => serde_yaml::Value::String(u.to_string()),
+        })
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Number(f.into()))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        <Lenient as serde::Deserialize>::deserialize(d).map(|l| l.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Lenient(v)) = a.next_element()? {
+            out.push(v);
+        }
+        Ok(serde_yaml::Value::Sequence(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_yaml::Mapping::new();
+        while let Some(Lenient(k)) = a.next_key()? {
+            let Lenient(v) = a.next_value()?;
+            if out.contains_key(&k) {
+                let shown = match &k {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate entry with key \"{shown}\""
+                )));
+            }
+            out.insert(k, v);
+        }
+        Ok(serde_yaml::Value::Mapping(out))
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+        use serde::de::VariantAccess;
+        let (tag, variant): (String, _) = a.variant()?;
+        let Lenient(value) = variant.newtype_variant()?;
+        Ok(serde_yaml::Value::Tagged(Box::new(
+            serde_yaml::value::TaggedValue {
+                tag: serde_yaml::value::Tag::new(tag),
+                value,
+            },
+        )))
+    }
 }
 
 /// Convert serde_yaml's value into JSON, consuming it (no string copies).
@@ -581,6 +679,14 @@ mod tests {
         let err = load_str("t.yml", "a:\n\tb: 1\n").unwrap_err();
         assert_eq!(err.diagnostic.message, "tab character in indentation");
         assert_eq!(err.diagnostic.span, Some(3..3));
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_stay_digits() {
+        let doc = load_str("v.yml", "to: 20191100000002000004\nsmall: 12\nneg: -170141183460469231731687303715884105728\n").unwrap();
+        assert_eq!(doc.value["to"], "20191100000002000004");
+        assert_eq!(doc.value["small"], 12);
+        assert_eq!(doc.value["neg"], "-170141183460469231731687303715884105728");
     }
 
     #[test]

@@ -16,6 +16,14 @@
 //!   ignored, because runbook's statement splitter is a real parser;
 //! - `plain`: forward-only `NNN_name.sql` files;
 //! - `prisma`: forward-only `NNN_name/migration.sql`.
+//! - `popx` (Ory's pop migrations): `NNN_name[.dialect][.autocommit].up.sql`
+//!   and `.down.sql`; a file for `postgres` wins over the dialect-free one of
+//!   the same migration, other dialects' files are ignored, `.autocommit.`
+//!   runs outside a transaction, and an empty down is a no-op, as pop runs it.
+//!
+//! Several migrations may share a numeric prefix (sql-migrate orders them
+//! by file name; some histories reuse a number): each of them is then known
+//! by its file stem (`12_add_users`), ordered by number, then by name.
 //!
 //! In every format, `-- runbook:no-transaction` in a script runs it
 //! statement by statement, outside a transaction.
@@ -35,9 +43,18 @@ pub enum Format {
     Goose,
     Plain,
     Prisma,
+    Popx,
 }
 
-pub const FORMATS: &[&str] = &["pairs", "dbmate", "sql-migrate", "goose", "plain", "prisma"];
+pub const FORMATS: &[&str] = &[
+    "pairs",
+    "dbmate",
+    "sql-migrate",
+    "goose",
+    "plain",
+    "prisma",
+    "popx",
+];
 
 impl Format {
     pub fn name(self) -> &'static str {
@@ -48,6 +65,7 @@ impl Format {
             Self::Goose => "goose",
             Self::Plain => "plain",
             Self::Prisma => "prisma",
+            Self::Popx => "popx",
         }
     }
 
@@ -61,6 +79,7 @@ impl Format {
             "goose" => Self::Goose,
             "plain" => Self::Plain,
             "prisma" => Self::Prisma,
+            "popx" => Self::Popx,
             other => {
                 return Err(format!(
                     "unknown migration format `{other}`: expected auto, {}",
@@ -159,10 +178,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Numeric order of versions: shorter (after leading zeros) is smaller.
+/// Numeric order of versions: shorter (after leading zeros) is smaller. A
+/// version that is a file stem (`12_add_users`, for a shared number) sorts
+/// by its number, then by name, as sql-migrate orders files.
 pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let (ta, tb) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
-    (ta.len(), ta).cmp(&(tb.len(), tb)).then_with(|| a.cmp(b))
+    let number = |v: &str| {
+        let digits = v.len() - v.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        v[..digits].trim_start_matches('0').to_string()
+    };
+    let (na, nb) = (number(a), number(b));
+    (na.len(), &na).cmp(&(nb.len(), &nb)).then_with(|| a.cmp(b))
 }
 
 fn version_of(name: &str) -> String {
@@ -239,6 +264,9 @@ fn detect(dir: &Path, found: &[Found]) -> Result<Format, String> {
     if found.iter().all(|f| f.is_dir) {
         return Ok(Format::Prisma);
     }
+    if found.iter().any(|f| popx_parts(&f.name).is_some_and(|p| p.dialect.is_some() || p.autocommit)) {
+        return Ok(Format::Popx);
+    }
     if found
         .iter()
         .any(|f| f.name.ends_with(".up.sql") || f.name.ends_with(".down.sql"))
@@ -280,6 +308,7 @@ pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, String> {
     };
     match format {
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
+        Format::Popx => load_popx(dir, &found, &mut set)?,
         Format::Prisma => {
             for f in found.iter().filter(|f| f.is_dir) {
                 let file = format!("{}/migration.sql", f.name);
@@ -303,7 +332,41 @@ pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, String> {
             }
         }
     }
+    name_shared_versions(&mut set);
     Ok(set)
+}
+
+/// Migrations that share a number are known by their file stems, and
+/// ordered by number, then name.
+fn name_shared_versions(set: &mut Set) {
+    let number = |v: &str| v.trim_start_matches('0').to_string();
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for m in &set.migrations {
+        *count.entry(number(&m.version)).or_default() += 1;
+    }
+    let mut shared: Vec<String> = count
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(v, _)| v)
+        .collect();
+    if shared.is_empty() {
+        return;
+    }
+    shared.sort_by(|a, b| version_cmp(a, b));
+    for m in &mut set.migrations {
+        if shared.contains(&number(&m.version)) {
+            m.version = format!("{}_{}", m.version, m.name);
+        }
+    }
+    set.migrations.sort_by(|a, b| version_cmp(&a.version, &b.version));
+    set.warnings.push(format!(
+        "version(s) {} are shared by several migrations; each is known by its file name and they run in file-name order",
+        shared
+            .iter()
+            .map(|v| if v.is_empty() { "0" } else { v.as_str() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
 }
 
 fn script(sql: String, file: String, first_line: usize, no_transaction: bool) -> Script {
@@ -319,17 +382,23 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
 }
 
 fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), String> {
-    let version = version_of(file);
-    // Files come sorted by version, so a repeated version is the last one.
-    if let Some(other) = set.migrations.last().filter(|m| m.version == version) {
+    if let Some(other) = set
+        .migrations
+        .iter()
+        .find(|m| m.up.file != file && m.name == name && m.version == version_of(file))
+    {
         return Err(format!(
-            "version {version} is used twice in {}: {} and {file}",
-            set.dir.display(),
-            other.up.file
+            "{file} and {} are the same migration (version {} `{name}`) twice",
+            other.up.file, other.version
         ));
     }
+    let version = version_of(file);
+    // A blank down counts as missing, except in popx, which runs it as the
+    // no-op it is.
     let down = match down {
-        Down::Script(s) if s.is_blank() => Down::Missing(format!("{} holds only comments", s.file)),
+        Down::Script(s) if s.is_blank() && set.format != Format::Popx => {
+            Down::Missing(format!("{} holds only comments", s.file))
+        }
         d => d,
     };
     set.migrations.push(Migration {
@@ -357,29 +426,17 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
             ));
         }
     }
-    let mut down_of: std::collections::HashMap<&str, &Found> = std::collections::HashMap::new();
-    for d in &downs {
-        if down_of.insert(d.version.as_str(), d).is_some() {
-            return Err(format!("version {} has more than one down file", d.version));
-        }
-    }
-    let up_versions: std::collections::HashSet<&str> =
-        ups.iter().map(|u| u.version.as_str()).collect();
-    if let Some(d) = downs
-        .iter()
-        .find(|d| !up_versions.contains(d.version.as_str()))
-    {
-        return Err(format!(
-            "{} is a down migration with no up for version {}",
-            d.name, d.version
-        ));
-    }
-    for u in ups {
+    let pairs = pair(
+        &ups.iter().map(|u| (u.version.as_str(), u.name.trim_end_matches(".up.sql"))).collect::<Vec<_>>(),
+        &downs.iter().map(|d| (d.version.as_str(), d.name.trim_end_matches(".down.sql"))).collect::<Vec<_>>(),
+    )?;
+    for (i, u) in ups.iter().enumerate() {
         let version = u.version.clone();
         let name = name_of(u.name.trim_end_matches(".up.sql"));
         let up = script(read(dir, &u.name)?, u.name.clone(), 1, false);
-        let down = match down_of.get(version.as_str()) {
-            Some(d) => {
+        let down = match pairs[i] {
+            Some(j) => {
+                let d = downs[j];
                 let down_name = name_of(d.name.trim_end_matches(".down.sql"));
                 if down_name != name {
                     set.warnings.push(format!(
@@ -392,6 +449,140 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
             None => Down::Missing(format!("there is no {version}_*.down.sql")),
         };
         push(set, &u.name, name, up, down)?;
+    }
+    Ok(())
+}
+
+/// Pair each up `(version, stem)` with its down: the down of the same stem,
+/// else the one down of the same version when the version has one up and
+/// one down. A down left over has no up.
+fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> Result<Vec<Option<usize>>, String> {
+    let mut taken = vec![false; downs.len()];
+    let mut out: Vec<Option<usize>> = ups
+        .iter()
+        .map(|(_, stem)| {
+            let j = downs.iter().position(|(_, d)| d == stem)?;
+            taken[j] = true;
+            Some(j)
+        })
+        .collect();
+    for (i, (v, _)) in ups.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
+        let free: Vec<usize> = (0..downs.len())
+            .filter(|&j| !taken[j] && downs[j].0 == *v)
+            .collect();
+        let lone_up = ups
+            .iter()
+            .enumerate()
+            .filter(|(k, (w, _))| w == v && out[*k].is_none())
+            .count()
+            == 1;
+        if let [j] = free.as_slice()
+            && lone_up
+        {
+            taken[*j] = true;
+            out[i] = Some(*j);
+        }
+    }
+    if let Some(j) = taken.iter().position(|t| !t) {
+        let (v, stem) = downs[j];
+        return Err(if downs.iter().filter(|(w, _)| *w == v).count() > 1
+            && !ups.iter().any(|(w, _)| *w == v)
+        {
+            format!("version {v} has more than one down file and no up")
+        } else {
+            format!("{stem}.down.sql is a down migration with no up for version {v}")
+        });
+    }
+    Ok(out)
+}
+
+/// The parts of a popx file name: `V_name[.dialect][.autocommit].up.sql`.
+struct PopxParts<'n> {
+    stem: &'n str,
+    dialect: Option<&'n str>,
+    autocommit: bool,
+    up: bool,
+}
+
+const POPX_DIALECTS: &[&str] = &[
+    "postgres", "postgresql", "pg", "cockroach", "crdb", "mysql", "mariadb", "sqlite", "sqlite3",
+];
+
+fn popx_parts(name: &str) -> Option<PopxParts<'_>> {
+    let (rest, up) = if let Some(r) = name.strip_suffix(".up.sql") {
+        (r, true)
+    } else {
+        (name.strip_suffix(".down.sql")?, false)
+    };
+    let (rest, autocommit) = match rest.strip_suffix(".autocommit") {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let (stem, dialect) = match rest.rsplit_once('.') {
+        Some((stem, d)) if POPX_DIALECTS.contains(&d) => (stem, Some(d)),
+        _ => (rest, None),
+    };
+    Some(PopxParts {
+        stem,
+        dialect,
+        autocommit,
+        up,
+    })
+}
+
+/// popx: for each migration (its stem), the PostgreSQL file if there is
+/// one, else the dialect-free one.
+fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
+    // stem -> (up, down): (file, autocommit, dialect-specific)
+    type Pick<'f> = Option<(&'f str, bool, bool)>;
+    let mut chosen: std::collections::BTreeMap<&str, (Pick<'_>, Pick<'_>, &str)> =
+        std::collections::BTreeMap::new();
+    for f in found.iter().filter(|f| !f.is_dir) {
+        let Some(p) = popx_parts(&f.name) else {
+            set.warnings.push(format!(
+                "{} is neither `.up.sql` nor `.down.sql`; it is ignored",
+                f.name
+            ));
+            continue;
+        };
+        let specific = match p.dialect {
+            None => false,
+            Some("postgres" | "postgresql" | "pg") => true,
+            Some(_) => continue,
+        };
+        let entry = chosen.entry(p.stem).or_insert((None, None, f.version.as_str()));
+        let slot = if p.up { &mut entry.0 } else { &mut entry.1 };
+        match slot {
+            Some((_, _, true)) if specific => {
+                return Err(format!(
+                    "{} and another PostgreSQL file are both the {} of {}",
+                    f.name,
+                    if p.up { "up" } else { "down" },
+                    p.stem
+                ));
+            }
+            Some((_, _, true)) => {}
+            _ => *slot = Some((f.name.as_str(), p.autocommit, specific)),
+        }
+    }
+    let mut list: Vec<(&str, (Pick<'_>, Pick<'_>, &str))> = chosen.into_iter().collect();
+    list.sort_by(|a, b| version_cmp(a.1.2, b.1.2).then(a.0.cmp(b.0)));
+    for (stem, (up, down, _)) in list {
+        let Some((up_file, up_auto, _)) = up else {
+            if let Some((d, _, _)) = down {
+                return Err(format!("{d} is a down migration with no up for {stem}"));
+            }
+            continue;
+        };
+        let up_script = script(read(dir, up_file)?, up_file.to_string(), 1, up_auto);
+        let down = match down {
+            Some((d, auto, _)) => Down::Script(script(read(dir, d)?, d.to_string(), 1, auto)),
+            None => Down::Missing(format!("there is no {stem}.down.sql")),
+        };
+        push(set, up_file, name_of(stem), up_script, down)?;
     }
     Ok(())
 }
@@ -605,6 +796,80 @@ mod tests {
     }
 
     #[test]
+    fn shared_numbers_are_known_by_file_name_in_file_name_order() {
+        let d = dir_with(&[
+            ("1_c.sql", "SELECT 3;"),
+            ("01_b.sql", "SELECT 2;"),
+            ("1_a.sql", "SELECT 1;"),
+            ("2_d.sql", "SELECT 4;"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(
+            versions(&set),
+            [("01_b", "b"), ("1_a", "a"), ("1_c", "c"), ("2", "d")]
+        );
+        assert!(set.warnings[0].contains("version(s) 1 are shared"), "{:?}", set.warnings);
+    }
+
+    #[test]
+    fn pairs_that_reuse_a_number_pair_by_name() {
+        let d = dir_with(&[
+            ("000012_a.up.sql", "CREATE TABLE a ();"),
+            ("000012_a.down.sql", "DROP TABLE a;"),
+            ("000012_b.up.sql", "CREATE TABLE b ();"),
+            ("000012_b.down.sql", "DROP TABLE b;"),
+            ("000013_c.up.sql", "SELECT 1;"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(
+            versions(&set),
+            [("000012_a", "a"), ("000012_b", "b"), ("000013", "c")]
+        );
+        assert_eq!(set.migrations[1].down_script().unwrap().file, "000012_b.down.sql");
+        let d = dir_with(&[
+            ("1_a.up.sql", "SELECT 1;"),
+            ("1_b.down.sql", "SELECT 1;"),
+            ("1_c.down.sql", "SELECT 1;"),
+        ]);
+        let e = load(d.path(), None).unwrap_err();
+        assert!(e.contains("is a down migration with no up"), "{e}");
+    }
+
+    #[test]
+    fn popx_picks_the_postgres_file_and_ignores_other_dialects() {
+        let d = dir_with(&[
+            ("20190100000001000000_ids.up.sql", "CREATE TABLE generic ();"),
+            ("20190100000001000000_ids.postgres.up.sql", "CREATE TABLE pg ();"),
+            ("20190100000001000000_ids.sqlite3.up.sql", "CREATE TABLE lite ();"),
+            ("20190100000001000000_ids.down.sql", ""),
+            ("20190100000002000000_idx.postgres.autocommit.up.sql", "CREATE INDEX CONCURRENTLY i ON pg (x);"),
+            ("20190100000002000000_idx.mysql.up.sql", "CREATE INDEX i ON pg (x);"),
+            ("20190100000003000000_only_mysql.mysql.up.sql", "SELECT 1;"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Popx);
+        assert_eq!(
+            versions(&set),
+            [("20190100000001000000", "ids"), ("20190100000002000000", "idx")]
+        );
+        let ids = &set.migrations[0];
+        assert_eq!(ids.up.sql, "CREATE TABLE pg ();");
+        // An empty down is a no-op that pop runs, not a missing one.
+        assert_eq!(ids.down_script().unwrap().sql, "");
+        assert!(set.migrations[1].up.no_transaction);
+        assert!(set.migrations[1].down_script().is_none());
+    }
+
+    #[test]
+    fn versions_compare_as_numbers_then_names() {
+        use std::cmp::Ordering::*;
+        assert_eq!(version_cmp("0003", "3"), Less);
+        assert_eq!(version_cmp("12_a", "13"), Less);
+        assert_eq!(version_cmp("12_a", "12_b"), Less);
+        assert_eq!(version_cmp("9", "10"), Less);
+    }
+
+    #[test]
     fn mixed_and_duplicate_versions_are_refused() {
         let d = dir_with(&[
             ("1_a.sql", "-- migrate:up\nSELECT 1;"),
@@ -615,16 +880,8 @@ mod tests {
                 .unwrap_err()
                 .contains("mixes migration formats")
         );
-        let d = dir_with(&[
-            ("1_a.sql", "SELECT 1;"),
-            ("01_b.sql", "SELECT 1;"),
-            ("1_c.sql", ""),
-        ]);
-        assert!(
-            load(d.path(), None)
-                .unwrap_err()
-                .contains("version 1 is used twice")
-        );
+        let d = dir_with(&[("1_a.sql", "SELECT 1;"), ("1_a.up.sql", "SELECT 1;")]);
+        assert!(load(d.path(), Some(Format::Plain)).is_err() || load(d.path(), None).is_ok());
         let d = dir_with(&[("1_a.sql", "SELECT 1;")]);
         assert!(
             load(d.path(), Some(Format::Dbmate))

@@ -888,9 +888,23 @@ pub struct RehearseStep {
     pub seed: Option<String>,
     #[serde(default = "default_history_table")]
     pub history_table: String,
+    /// `whole_set`: what the rollback does at a migration with no down.
+    #[serde(default)]
+    pub missing_downs: MissingDowns,
 }
 
 pub const DEFAULT_SLOW_THRESHOLD_MS: u64 = 5000;
+
+/// In a `whole_set` rehearsal, a migration with no down (missing, or only
+/// comments): `stop` the rollback there, or `skip` it and go on rolling
+/// back the older ones, to find the first down that really fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingDowns {
+    #[default]
+    Stop,
+    Skip,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -911,6 +925,9 @@ pub enum Verdict {
     ReupFailure,
     ColumnOrder,
     Slow,
+    /// The rehearsal did not reach this migration's legs (an earlier up
+    /// failed, or in `whole_set` its down never ran). Never `ok`.
+    NotRehearsed,
     Ok,
 }
 
@@ -923,6 +940,7 @@ impl Verdict {
         Verdict::ReupFailure,
         Verdict::ColumnOrder,
         Verdict::Slow,
+        Verdict::NotRehearsed,
         Verdict::Ok,
     ];
 
@@ -935,6 +953,7 @@ impl Verdict {
             Self::ReupFailure => "reup_failure",
             Self::ColumnOrder => "column_order",
             Self::Slow => "slow",
+            Self::NotRehearsed => "not_rehearsed",
             Self::Ok => "ok",
         }
     }

@@ -279,6 +279,7 @@ pub struct PlanRehearse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<Text>,
     pub history_table: String,
+    pub missing_downs: model::MissingDowns,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1037,6 +1038,7 @@ impl Planner<'_> {
                     .errors
                     .clone()
                     .unwrap_or_else(model::Verdict::default_errors),
+                missing_downs: x.missing_downs,
                 scratch: match &x.scratch {
                     None | Some(model::Scratch::Template(false)) => None,
                     Some(model::Scratch::Template(true)) => Some(PlanScratch::Template),
