@@ -683,7 +683,11 @@ mod tests {
 
     #[test]
     fn integers_beyond_64_bits_stay_digits() {
-        let doc = load_str("v.yml", "to: 20191100000002000004\nsmall: 12\nneg: -170141183460469231731687303715884105728\n").unwrap();
+        let doc = load_str(
+            "v.yml",
+            "to: 20191100000002000004\nsmall: 12\nneg: -170141183460469231731687303715884105728\n",
+        )
+        .unwrap();
         assert_eq!(doc.value["to"], "20191100000002000004");
         assert_eq!(doc.value["small"], 12);
         assert_eq!(doc.value["neg"], "-170141183460469231731687303715884105728");

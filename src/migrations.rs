@@ -264,7 +264,10 @@ fn detect(dir: &Path, found: &[Found]) -> Result<Format, String> {
     if found.iter().all(|f| f.is_dir) {
         return Ok(Format::Prisma);
     }
-    if found.iter().any(|f| popx_parts(&f.name).is_some_and(|p| p.dialect.is_some() || p.autocommit)) {
+    if found
+        .iter()
+        .any(|f| popx_parts(&f.name).is_some_and(|p| p.dialect.is_some() || p.autocommit))
+    {
         return Ok(Format::Popx);
     }
     if found
@@ -358,7 +361,8 @@ fn name_shared_versions(set: &mut Set) {
             m.version = format!("{}_{}", m.version, m.name);
         }
     }
-    set.migrations.sort_by(|a, b| version_cmp(&a.version, &b.version));
+    set.migrations
+        .sort_by(|a, b| version_cmp(&a.version, &b.version));
     set.warnings.push(format!(
         "version(s) {} are shared by several migrations; each is known by its file name and they run in file-name order",
         shared
@@ -427,8 +431,13 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
         }
     }
     let pairs = pair(
-        &ups.iter().map(|u| (u.version.as_str(), u.name.trim_end_matches(".up.sql"))).collect::<Vec<_>>(),
-        &downs.iter().map(|d| (d.version.as_str(), d.name.trim_end_matches(".down.sql"))).collect::<Vec<_>>(),
+        &ups.iter()
+            .map(|u| (u.version.as_str(), u.name.trim_end_matches(".up.sql")))
+            .collect::<Vec<_>>(),
+        &downs
+            .iter()
+            .map(|d| (d.version.as_str(), d.name.trim_end_matches(".down.sql")))
+            .collect::<Vec<_>>(),
     )?;
     for (i, u) in ups.iter().enumerate() {
         let version = u.version.clone();
@@ -488,13 +497,15 @@ fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> Result<Vec<Option<usize
     }
     if let Some(j) = taken.iter().position(|t| !t) {
         let (v, stem) = downs[j];
-        return Err(if downs.iter().filter(|(w, _)| *w == v).count() > 1
-            && !ups.iter().any(|(w, _)| *w == v)
-        {
-            format!("version {v} has more than one down file and no up")
-        } else {
-            format!("{stem}.down.sql is a down migration with no up for version {v}")
-        });
+        return Err(
+            if downs.iter().filter(|(w, _)| *w == v).count() > 1
+                && !ups.iter().any(|(w, _)| *w == v)
+            {
+                format!("version {v} has more than one down file and no up")
+            } else {
+                format!("{stem}.down.sql is a down migration with no up for version {v}")
+            },
+        );
     }
     Ok(out)
 }
@@ -508,7 +519,15 @@ struct PopxParts<'n> {
 }
 
 const POPX_DIALECTS: &[&str] = &[
-    "postgres", "postgresql", "pg", "cockroach", "crdb", "mysql", "mariadb", "sqlite", "sqlite3",
+    "postgres",
+    "postgresql",
+    "pg",
+    "cockroach",
+    "crdb",
+    "mysql",
+    "mariadb",
+    "sqlite",
+    "sqlite3",
 ];
 
 fn popx_parts(name: &str) -> Option<PopxParts<'_>> {
@@ -553,7 +572,9 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
             Some("postgres" | "postgresql" | "pg") => true,
             Some(_) => continue,
         };
-        let entry = chosen.entry(p.stem).or_insert((None, None, f.version.as_str()));
+        let entry = chosen
+            .entry(p.stem)
+            .or_insert((None, None, f.version.as_str()));
         let slot = if p.up { &mut entry.0 } else { &mut entry.1 };
         match slot {
             Some((_, _, true)) if specific => {
@@ -808,7 +829,11 @@ mod tests {
             versions(&set),
             [("01_b", "b"), ("1_a", "a"), ("1_c", "c"), ("2", "d")]
         );
-        assert!(set.warnings[0].contains("version(s) 1 are shared"), "{:?}", set.warnings);
+        assert!(
+            set.warnings[0].contains("version(s) 1 are shared"),
+            "{:?}",
+            set.warnings
+        );
     }
 
     #[test]
@@ -825,7 +850,10 @@ mod tests {
             versions(&set),
             [("000012_a", "a"), ("000012_b", "b"), ("000013", "c")]
         );
-        assert_eq!(set.migrations[1].down_script().unwrap().file, "000012_b.down.sql");
+        assert_eq!(
+            set.migrations[1].down_script().unwrap().file,
+            "000012_b.down.sql"
+        );
         let d = dir_with(&[
             ("1_a.up.sql", "SELECT 1;"),
             ("1_b.down.sql", "SELECT 1;"),
@@ -838,19 +866,37 @@ mod tests {
     #[test]
     fn popx_picks_the_postgres_file_and_ignores_other_dialects() {
         let d = dir_with(&[
-            ("20190100000001000000_ids.up.sql", "CREATE TABLE generic ();"),
-            ("20190100000001000000_ids.postgres.up.sql", "CREATE TABLE pg ();"),
-            ("20190100000001000000_ids.sqlite3.up.sql", "CREATE TABLE lite ();"),
+            (
+                "20190100000001000000_ids.up.sql",
+                "CREATE TABLE generic ();",
+            ),
+            (
+                "20190100000001000000_ids.postgres.up.sql",
+                "CREATE TABLE pg ();",
+            ),
+            (
+                "20190100000001000000_ids.sqlite3.up.sql",
+                "CREATE TABLE lite ();",
+            ),
             ("20190100000001000000_ids.down.sql", ""),
-            ("20190100000002000000_idx.postgres.autocommit.up.sql", "CREATE INDEX CONCURRENTLY i ON pg (x);"),
-            ("20190100000002000000_idx.mysql.up.sql", "CREATE INDEX i ON pg (x);"),
+            (
+                "20190100000002000000_idx.postgres.autocommit.up.sql",
+                "CREATE INDEX CONCURRENTLY i ON pg (x);",
+            ),
+            (
+                "20190100000002000000_idx.mysql.up.sql",
+                "CREATE INDEX i ON pg (x);",
+            ),
             ("20190100000003000000_only_mysql.mysql.up.sql", "SELECT 1;"),
         ]);
         let set = load(d.path(), None).unwrap();
         assert_eq!(set.format, Format::Popx);
         assert_eq!(
             versions(&set),
-            [("20190100000001000000", "ids"), ("20190100000002000000", "idx")]
+            [
+                ("20190100000001000000", "ids"),
+                ("20190100000002000000", "idx")
+            ]
         );
         let ids = &set.migrations[0];
         assert_eq!(ids.up.sql, "CREATE TABLE pg ();");

@@ -880,8 +880,8 @@ pub struct RehearseStep {
     /// A leg (up or down) slower than this is `slow`. Default 5s.
     pub slow_threshold: Option<Duration>,
     /// Verdicts that fail the step. Default: every verdict but `ok`,
-    /// `slow` and `column_order`.
-    pub errors: Option<Vec<Verdict>>,
+    /// `slow`, `column_order` and `not_rehearsed`.
+    pub errors: Option<VerdictList>,
     /// Rehearse on a scratch copy of the database, dropped afterwards.
     pub scratch: Option<Scratch>,
     /// A SQL file (a template path) run after each up.
@@ -912,6 +912,15 @@ pub enum RehearseMode {
     #[default]
     PerMigration,
     WholeSet,
+}
+
+/// A list of verdicts, or a template that renders to one, comma-separated
+/// (so that a param can choose them: `errors: "{{ params.errors }}"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum VerdictList {
+    List(Vec<Verdict>),
+    Template(String),
 }
 
 /// A rehearsal's verdict on one migration.

@@ -37,6 +37,26 @@ impl Params {
         self.0.iter().map(|(k, v)| (k.as_str(), &v.value)).collect()
     }
 
+    /// The values templates see: a param that is unset (no value and no
+    /// default) is left out, so a template that uses it fails to render
+    /// instead of printing `none`.
+    pub fn defined(&self) -> IndexMap<&str, &Value> {
+        self.0
+            .iter()
+            .filter(|(_, v)| v.origin != Origin::Unset)
+            .map(|(k, v)| (k.as_str(), &v.value))
+            .collect()
+    }
+
+    /// The names of the params that are unset.
+    pub fn unset(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(_, v)| v.origin == Origin::Unset)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
     /// The strings that must never be printed.
     pub fn secret_values(&self) -> Vec<String> {
         self.0

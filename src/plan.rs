@@ -394,6 +394,8 @@ struct Planner<'a> {
     rb: &'a Runbook,
     redactor: Redactor,
     errors: Vec<Diagnostic>,
+    /// Params with no value and no default: a template that uses one fails.
+    unset: Vec<String>,
 }
 
 /// Build the plan of a validated runbook.
@@ -419,7 +421,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         None => Deferred::value("run"),
     };
     let env = template::environment();
-    let params = JValue::from(minijinja::value::Serde(v.params.values()));
+    let params = JValue::from(minijinja::value::Serde(v.params.defined()));
     let mut errors = Vec::new();
 
     // Vars render in order; each sees the ones before it.
@@ -463,6 +465,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         rb,
         redactor,
         errors,
+        unset: v.params.unset().into_iter().map(str::to_string).collect(),
     };
     let mut database_url = None;
     let database = match &rb.database.url {
@@ -523,7 +526,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
     }
     let redactor = p.redactor;
     let context = RenderContext {
-        params: serde_json::to_value(v.params.values()).unwrap_or_default(),
+        params: serde_json::to_value(v.params.defined()).unwrap_or_default(),
         vars: Value::Object(vars.clone()),
         metadata,
     };
@@ -690,6 +693,29 @@ impl Planner<'_> {
                         }
                     })
                     .collect();
+                let unset: Vec<&String> = self
+                    .unset
+                    .iter()
+                    .filter(|n| {
+                        refs.iter().any(|r| {
+                            r.strip_prefix("params.")
+                                .is_some_and(|rest| rest.split('.').next() == Some(n.as_str()))
+                        })
+                    })
+                    .collect();
+                if let Some(name) = unset.first() {
+                    self.errors.push(
+                        Diagnostic::new(format!(
+                            "param `{name}` is used here but has no value and no default"
+                        ))
+                        .at(self.rb_span(pointer))
+                        .label("uses an unset param")
+                        .hint(format!(
+                            "pass `--set {name}=VALUE`, give it a `default:`, or test it with `params.{name} is defined`"
+                        )),
+                    );
+                    return plain(String::new());
+                }
                 if after.is_empty() {
                     self.errors.push(
                         Diagnostic::new(format!("failed to render template: {}", error_text(&e)))
@@ -708,6 +734,43 @@ impl Planner<'_> {
                 }
             }
         }
+    }
+
+    /// A rehearsal's `errors`: a list, or a template rendered now and read
+    /// as comma-separated verdict names.
+    fn verdicts(&mut self, v: Option<&model::VerdictList>, pointer: &str) -> Vec<model::Verdict> {
+        let source = match v {
+            None => return model::Verdict::default_errors(),
+            Some(model::VerdictList::List(list)) => return list.clone(),
+            Some(model::VerdictList::Template(t)) => t,
+        };
+        let rendered = self.text(source, pointer);
+        let mut out = Vec::new();
+        for name in rendered
+            .raw
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|n| !n.is_empty())
+        {
+            match model::Verdict::ALL.iter().find(|v| v.name() == name) {
+                Some(v) if !out.contains(v) => out.push(*v),
+                Some(_) => {}
+                None => self.errors.push(
+                    Diagnostic::new(format!("unknown verdict `{name}` in `errors`"))
+                        .at(self.rb_span(pointer))
+                        .label("renders to an unknown verdict")
+                        .hint(format!(
+                            "expected a comma-separated list of: {}",
+                            model::Verdict::ALL
+                                .iter()
+                                .filter(|v| **v != model::Verdict::Ok)
+                                .map(|v| v.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                ),
+            }
+        }
+        out
     }
 
     fn rb_span(&self, pointer: &str) -> Option<crate::source::Span> {
@@ -1034,10 +1097,7 @@ impl Planner<'_> {
                 slow_threshold: x.slow_threshold.unwrap_or(Duration(
                     std::time::Duration::from_millis(model::DEFAULT_SLOW_THRESHOLD_MS),
                 )),
-                errors: x
-                    .errors
-                    .clone()
-                    .unwrap_or_else(model::Verdict::default_errors),
+                errors: self.verdicts(x.errors.as_ref(), &format!("{p}/rehearse/errors")),
                 missing_downs: x.missing_downs,
                 scratch: match &x.scratch {
                     None | Some(model::Scratch::Template(false)) => None,

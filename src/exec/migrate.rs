@@ -347,7 +347,17 @@ fn fail_at(
     }
 }
 
+/// The savepoint a leg runs under inside a rehearsal's own transaction.
+const LEG_SAVEPOINT: &str = "runbook_leg";
+
 /// Run one migration's up or down on `db`, keeping the history row in step.
+///
+/// `nested`: the session is already inside a transaction (a rehearsal's
+/// down and re-up, rolled back together afterwards). A transactional
+/// script then runs under a savepoint instead of its own transaction, its
+/// history mark inside it, and deferred constraints are checked before the
+/// savepoint is released, as a COMMIT would. Callers only nest scripts that
+/// run in a transaction.
 pub async fn run_script(
     db: &Db,
     history: &History,
@@ -355,6 +365,7 @@ pub async fn run_script(
     direction: Direction,
     ctx: &Ctx<'_>,
     collect_touched: bool,
+    nested: bool,
 ) -> Result<ScriptRun, ScriptFail> {
     let script = match direction {
         Direction::Up => &m.up,
@@ -392,11 +403,26 @@ pub async fn run_script(
             run = lit(ctx.run_id),
         ),
     };
+    let nested = nested && in_tx;
+    let mark = if nested {
+        format!("SAVEPOINT {LEG_SAVEPOINT};\n{mark}")
+    } else {
+        mark
+    };
     db.client
         .batch_execute(&mark)
         .await
         .map_err(|e| plain(db::error_info(&e, None)))?;
+    // Undo a nested leg: back to its savepoint, mark included.
+    let unwind = || async {
+        let _ = db
+            .client
+            .batch_execute(&format!("ROLLBACK TO SAVEPOINT {LEG_SAVEPOINT}"))
+            .await;
+    };
     let setup = match (db::settings_sql(ctx.settings, in_tx), in_tx) {
+        (Some(s), true) if nested => s,
+        (None, true) if nested => String::new(),
         (Some(s), true) => format!("BEGIN;\n{s}"),
         (None, true) => "BEGIN;".into(),
         (Some(s), false) => s,
@@ -405,8 +431,12 @@ pub async fn run_script(
     if !setup.is_empty()
         && let Err(e) = db.client.batch_execute(&setup).await
     {
-        db.rollback().await;
-        let _ = undo_mark(db, history, m, direction).await;
+        if nested {
+            unwind().await;
+        } else {
+            db.rollback().await;
+            let _ = undo_mark(db, history, m, direction).await;
+        }
         return Err(plain(db::error_info(&e, None)));
     }
     let started = Instant::now();
@@ -426,10 +456,14 @@ pub async fn run_script(
         };
         if let Err(q) = result {
             let (error, status, retry) = fail_at(script, st, i, q, ctx);
-            if in_tx {
+            if nested {
+                unwind().await;
+            } else if in_tx {
                 db.rollback().await;
             }
-            if in_tx || i == 0 {
+            if nested {
+                // The mark went with the savepoint.
+            } else if in_tx || i == 0 {
                 // Nothing of the script is left behind: the row goes back
                 // to what it was.
                 let _ = undo_mark(db, history, m, direction).await;
@@ -479,13 +513,17 @@ pub async fn run_script(
         ),
         Direction::Down => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
     };
-    let finish = if in_tx {
+    let finish = if nested {
+        format!("{finish};\nSET CONSTRAINTS ALL IMMEDIATE;\nRELEASE SAVEPOINT {LEG_SAVEPOINT}")
+    } else if in_tx {
         format!("{finish};\nCOMMIT")
     } else {
         finish
     };
     if let Err(e) = db.client.batch_execute(&finish).await {
-        if in_tx {
+        if nested {
+            unwind().await;
+        } else if in_tx {
             db.rollback().await;
             let _ = undo_mark(db, history, m, direction).await;
         }
@@ -786,7 +824,7 @@ async fn migrate(
             &s.id,
             format!("[{}/{total}] {verb} {} {}", i + 1, x.version, x.name),
         );
-        match run_script(&r.db, history, x, m.direction, &ctx, false).await {
+        match run_script(&r.db, history, x, m.direction, &ctx, false, false).await {
             Ok(done) => {
                 if let Some(why) = &done.no_transaction_because {
                     super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));

@@ -95,6 +95,25 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
     }
     for m in &migrations {
         let findings = m["findings"].as_array().cloned().unwrap_or_default();
+        if m["verdict"] == "not_rehearsed" {
+            // Never a passing test: a skipped one, with the reason.
+            let why = findings
+                .iter()
+                .filter_map(|f| f["message"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut st = TestCaseStatus::skipped();
+            st.set_message(why);
+            let name = format!(
+                "{}_{} rehearsal",
+                m["version"].as_str().unwrap_or_default(),
+                m["name"].as_str().unwrap_or_default()
+            );
+            let mut tc = TestCase::new(name, st);
+            tc.set_classname(class.clone());
+            suite.add_test_case(tc);
+            continue;
+        }
         for (check, verdicts) in CHECKS {
             let mine: Vec<&serde_json::Value> = findings
                 .iter()

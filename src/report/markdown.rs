@@ -453,6 +453,16 @@ fn write_changes(o: &mut String, changes: &Value, indent: &str) {
     }
 }
 
+/// `12 ok, 3 irreversible, 5 not_rehearsed`, ok first.
+fn verdict_counts(v: &Value) -> String {
+    let Some(m) = v.as_object() else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = m.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    parts.sort_by_key(|p| !p.ends_with(" ok"));
+    parts.join(", ")
+}
+
 /// How an undo was checked against the schema before the changes.
 fn write_undo_check(o: &mut String, v: Option<&crate::events::UndoCheck>) {
     let Some(v) = v else { return };
@@ -569,7 +579,7 @@ fn write_migrations(o: &mut String, s: &StepReport) {
                 .collect();
             let _ = writeln!(
                 o,
-                "**{}** rehearsal ({}, {} format{}):\n",
+                "**{}** rehearsal ({}, {} format{}): {}\n",
                 s.id,
                 d["mode"].as_str().unwrap_or_default().replace('_', " "),
                 d["format"].as_str().unwrap_or_default(),
@@ -577,7 +587,8 @@ fn write_migrations(o: &mut String, s: &StepReport) {
                     ", on a scratch database"
                 } else {
                     ""
-                }
+                },
+                verdict_counts(&d["verdicts"])
             );
             let _ = writeln!(
                 o,
@@ -596,6 +607,8 @@ fn write_migrations(o: &mut String, s: &StepReport) {
                 let verdict = m["verdict"].as_str().unwrap_or_default();
                 let mark = if verdict == "ok" {
                     "✅"
+                } else if verdict == "not_rehearsed" {
+                    "⏭️"
                 } else if m["findings"]
                     .as_array()
                     .into_iter()
@@ -642,6 +655,26 @@ fn write_migrations(o: &mut String, s: &StepReport) {
             }
             if let Some(why) = d["stopped"].as_str() {
                 let _ = writeln!(o, "\nThe rehearsal stopped early: {}", cell(why));
+            }
+            let c = &d["coverage"];
+            if let (Some(done), Some(total)) = (c["rehearsed"].as_u64(), c["total"].as_u64())
+                && done < total
+            {
+                let _ = writeln!(
+                    o,
+                    "\n**Coverage: {done} of {total} migration(s) rehearsed**; the other {} are ⏭️ `not_rehearsed` (never `ok`), each with the reason.",
+                    total - done
+                );
+            }
+            for rec in d["recoveries"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    o,
+                    "\nRecovered after {} ({}): {} up(s) replayed on a fresh scratch database in {} ms.",
+                    cell(rec["after"].as_str().unwrap_or_default()),
+                    cell(rec["why"].as_str().unwrap_or_default()),
+                    rec["replayed"],
+                    rec["duration_ms"]
+                );
             }
             let with_changes: Vec<(&Value, &Value)> = rows
                 .iter()
