@@ -269,3 +269,57 @@ fn builtin_arguments_are_checked_before_anything_runs() {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
 }
+
+/// `settings.search_path` is the session's for built-ins too: a table on it
+/// is counted where it lives, not as `public.X`, and a mixed-case name is
+/// quoted.
+#[test]
+fn row_counts_follow_the_search_path_and_quote_identifiers() {
+    let db = Db::fresh();
+    db.sql(
+        r#"CREATE SCHEMA app; CREATE TABLE app.orders (id int); INSERT INTO app.orders SELECT generate_series(1, 7);
+           CREATE TABLE app."Mixed" (id int); INSERT INTO app."Mixed" VALUES (1);"#,
+    );
+    let yaml = format!(
+        "{HEAD}settings: {{ search_path: app }}\nphases:\n  - id: checks\n    kind: verify\n    steps:\n      - id: counts\n        check: {{ builtin: row_counts, tables: [orders, '\"Mixed\"'] }}\n"
+    );
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows = &run.step("counts")["details"]["rows"];
+    assert_eq!(rows[0]["table"], "app.\"Mixed\"", "{rows}");
+    assert_eq!(rows[0]["rows"], 1);
+    assert_eq!(rows[1]["table"], "app.orders");
+    assert_eq!(rows[1]["rows"], 7);
+    // report.md shows what a passing check saw: it is evidence.
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(md.contains("### ✅ `counts`"), "{md}");
+    assert!(md.contains("`row_counts` found 2 row(s):"), "{md}");
+    assert!(
+        md.contains(r#"- `{"table":"app.orders","rows":7}`"#),
+        "{md}"
+    );
+}
+
+/// A check of the runbook's own query shows its rows in the report,
+/// passed or failed.
+#[test]
+fn a_passing_query_check_shows_its_rows_in_the_report() {
+    let db = Db::fresh();
+    let yaml = checks(
+        "      - id: numbers\n        check:\n          query: SELECT g AS n FROM generate_series(1, 12) g\n          expect: { rows: 12 }\n",
+    );
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("numbers")["details"]["rows_total"], 12);
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("`the query` found 12 row(s), the first 10:"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- `{\"n\":10}`") && !md.contains("- `{\"n\":11}`"),
+        "{md}"
+    );
+}

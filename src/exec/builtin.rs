@@ -559,7 +559,7 @@ async fn row_counts(
                         None,
                     ));
                 };
-                out.push(qualify(&n));
+                out.push(n);
             }
             out
         }
@@ -635,7 +635,9 @@ async fn row_counts(
     Ok((rows, vec![e]))
 }
 
-/// Each name with what `to_regclass` makes of it (None: no such relation).
+/// Each name with the relation `to_regclass` finds for it on the session's
+/// search_path (`settings.search_path` included), always schema-qualified
+/// and quoted as format('%I.%I') quotes (None: no such relation).
 async fn regclasses(
     r: &mut Run<'_>,
     s: &PlanStep,
@@ -643,7 +645,9 @@ async fn regclasses(
     timeout: Option<Duration>,
 ) -> Result<Vec<(String, Option<String>)>, Fail> {
     let sql = format!(
-        "SELECT n AS given, to_regclass(n)::text AS name FROM unnest(ARRAY[{}]::text[]) AS n",
+        "SELECT n AS given, (SELECT format('%I.%I', ns.nspname, c.relname) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace WHERE c.oid = to_regclass(n)) AS name \
+         FROM unnest(ARRAY[{}]::text[]) AS n",
         names.iter().map(|n| lit(n)).collect::<Vec<_>>().join(", ")
     );
     Ok(query(r, s, &sql, timeout)
@@ -656,16 +660,6 @@ async fn regclasses(
             )
         })
         .collect())
-}
-
-/// `public.orders` or `public."Mixed"`: always schema-qualified, quoted the
-/// way format('%I') quotes.
-fn qualify(regclass_text: &str) -> String {
-    if regclass_text.contains('.') {
-        regclass_text.to_string()
-    } else {
-        format!("public.{regclass_text}")
-    }
 }
 
 fn quote_if_needed(ident: &str) -> String {

@@ -16,7 +16,7 @@ use crate::model::CompareOp;
 use crate::plan::{Action, PlanStep};
 
 const ROW: &str = "runbook_row";
-/// A built-in check's rows kept in the report; the count is always there.
+/// A check's rows kept in the report; the count is always there.
 const REPORTED_ROWS: usize = 100;
 
 pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
@@ -110,19 +110,24 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let mut output = Map::new();
     output.insert("rows".into(), all);
     output.insert("row".into(), first);
-    let details = found.map(|mut o| {
-        output.extend(o.output);
-        // What the check found goes into the report, within reason.
-        o.details["rows"] = Value::Array(
-            rows.iter()
-                .take(REPORTED_ROWS)
-                .cloned()
-                .map(Value::Object)
-                .collect(),
-        );
-        o.details["rows_total"] = Value::from(rows.len());
-        o.details
-    });
+    // What the check found goes into the report, passed or failed, within
+    // reason: it is the evidence of what was checked.
+    let mut details = match found {
+        Some(o) => {
+            output.extend(o.output);
+            o.details
+        }
+        None => Value::Object(Map::new()),
+    };
+    details["rows"] = Value::Array(
+        rows.iter()
+            .take(REPORTED_ROWS)
+            .cloned()
+            .map(Value::Object)
+            .collect(),
+    );
+    details["rows_total"] = Value::from(rows.len());
+    let details = Some(details);
     let failures: Vec<String> = result
         .expectations
         .iter()

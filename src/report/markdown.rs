@@ -127,50 +127,22 @@ pub fn render(r: &Report) -> String {
     }
     o.push('\n');
 
-    let failed_checks: Vec<&StepReport> = r
+    // Every check, passed or failed, with its rows: the evidence of what
+    // was checked. Failed ones first.
+    let mut checks: Vec<&StepReport> = r
         .all_steps()
         .map(|(_, s)| s)
-        .filter(|s| {
-            s.check.as_ref().is_some_and(|c| {
-                c.expectations.iter().any(|e| !e.passed) || c.assertions.iter().any(|a| !a.passed)
-            })
-        })
+        .filter(|s| s.check.is_some())
         .collect();
-    if !failed_checks.is_empty() {
-        let _ = writeln!(o, "## Failed checks\n");
-        for s in failed_checks {
-            let c = s.check.as_ref().expect("filtered on check");
-            let _ = writeln!(
-                o,
-                "### `{}` (severity {}, {} rows)\n",
-                s.id, c.severity, c.rows
-            );
-            let _ = writeln!(o, "| target | comparison | expected | actual | |");
-            let _ = writeln!(o, "|---|---|---|---|---|");
-            for e in &c.expectations {
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | `{}` | `{}` | {} |",
-                    e.target,
-                    e.op,
-                    cell(&show(&e.expected)),
-                    cell(&show(&e.actual)),
-                    if e.passed { "✅" } else { "❌" }
-                );
-            }
-            for a in &c.assertions {
-                let _ = writeln!(
-                    o,
-                    "| assert | `{}` | true | {} | {} |",
-                    cell(&a.expr),
-                    a.error
-                        .as_deref()
-                        .map_or_else(|| a.passed.to_string(), cell),
-                    if a.passed { "✅" } else { "❌" }
-                );
-            }
-            write_found_rows(&mut o, s);
-            o.push('\n');
+    checks.sort_by_key(|s| {
+        s.check.as_ref().is_some_and(|c| {
+            c.expectations.iter().all(|e| e.passed) && c.assertions.iter().all(|a| a.passed)
+        })
+    });
+    if !checks.is_empty() {
+        let _ = writeln!(o, "## Checks\n");
+        for s in checks {
+            write_check(&mut o, s);
         }
     }
 
@@ -410,9 +382,53 @@ pub fn render(r: &Report) -> String {
     o
 }
 
-/// What a failed built-in check found: its first rows, one per line.
+/// One check: what it expected against what it got, and the rows it saw.
+fn write_check(o: &mut String, s: &StepReport) {
+    let c = s.check.as_ref().expect("callers pass checks");
+    let passed = c.expectations.iter().all(|e| e.passed) && c.assertions.iter().all(|a| a.passed);
+    let _ = writeln!(
+        o,
+        "### {} `{}` (severity {}, {} rows)\n",
+        if passed { "✅" } else { "❌" },
+        s.id,
+        c.severity,
+        c.rows
+    );
+    if !c.expectations.is_empty() || !c.assertions.is_empty() {
+        let _ = writeln!(o, "| target | comparison | expected | actual | |");
+        let _ = writeln!(o, "|---|---|---|---|---|");
+    }
+    for e in &c.expectations {
+        let _ = writeln!(
+            o,
+            "| {} | {} | `{}` | `{}` | {} |",
+            e.target,
+            e.op,
+            cell(&show(&e.expected)),
+            cell(&show(&e.actual)),
+            if e.passed { "✅" } else { "❌" }
+        );
+    }
+    for a in &c.assertions {
+        let _ = writeln!(
+            o,
+            "| assert | `{}` | true | {} | {} |",
+            cell(&a.expr),
+            a.error
+                .as_deref()
+                .map_or_else(|| a.passed.to_string(), cell),
+            if a.passed { "✅" } else { "❌" }
+        );
+    }
+    write_found_rows(o, s);
+    o.push('\n');
+}
+
+/// What a check found: its first rows, one per line, each cut to a length
+/// a page can hold.
 fn write_found_rows(o: &mut String, s: &StepReport) {
     const SHOWN: usize = 10;
+    const WIDTH: usize = 300;
     let Some(d) = &s.details else { return };
     let Some(rows) = d["rows"].as_array().filter(|r| !r.is_empty()) else {
         return;
@@ -421,7 +437,7 @@ fn write_found_rows(o: &mut String, s: &StepReport) {
     let _ = writeln!(
         o,
         "\n`{}` found {total} row(s){}:\n",
-        d["builtin"].as_str().unwrap_or("check"),
+        d["builtin"].as_str().unwrap_or("the query"),
         if total as usize > SHOWN {
             format!(", the first {SHOWN}")
         } else {
@@ -429,7 +445,12 @@ fn write_found_rows(o: &mut String, s: &StepReport) {
         }
     );
     for row in rows.iter().take(SHOWN) {
-        let _ = writeln!(o, "- `{}`", cell(&row.to_string()));
+        let text = row.to_string();
+        let shown = match text.char_indices().nth(WIDTH) {
+            Some((at, _)) => format!("{}…", &text[..at]),
+            None => text,
+        };
+        let _ = writeln!(o, "- `{}`", cell(&shown));
     }
 }
 

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""A reference rehearsal computed with psql and pg_dump alone, to check
+runbook's `rehearse` verdicts on real migration histories.
+
+For each migration, on a copy (CREATE DATABASE ... TEMPLATE) of the state
+after every earlier up: up; down (the schema must be what it was before
+up); up again (the schema must be what it was after the first up). An up
+that fails stops the forward path: the rest are not_rehearsed. The worst
+finding is the verdict, ranked as runbook ranks them. Data checks (lossy)
+are not part of the reference.
+
+    python3 scripts/rehearsal_reference.py --url postgres://user@host:port/postgres \
+        --format popx DIR [--report report.json]
+
+With --report it compares with runbook's report.json and prints every
+disagreement. It reads the scripts the owning tool would run, with its own
+small parser for each format, independent of runbook's.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+RANK = ["up_failure", "irreversible", "lossy", "parity_mismatch", "reup_failure"]
+DIALECTS = {"postgres", "postgresql", "pg", "cockroach", "crdb", "mysql", "mariadb", "sqlite", "sqlite3"}
+
+
+def number(name):
+    m = re.match(r"(\d+)", name)
+    return m.group(1) if m else None
+
+
+def numeric_key(version, name):
+    digits = version.lstrip("0")
+    return (len(digits), digits, name)
+
+
+def popx(directory):
+    chosen = {}
+    for f in sorted(os.listdir(directory)):
+        m = re.match(r"^(\d+_[^.]+?)((?:\.[a-z0-9]+)?)((?:\.autocommit)?)\.(up|down)\.sql$", f)
+        if not m:
+            continue
+        stem, dialect, auto, direction = m.group(1), m.group(2).lstrip("."), bool(m.group(3)), m.group(4)
+        if dialect and dialect not in DIALECTS:
+            stem, dialect = stem + "." + dialect, ""
+        if dialect and dialect not in ("postgres", "postgresql", "pg"):
+            continue
+        slot = chosen.setdefault(stem, {})
+        if direction not in slot or (dialect and not slot[direction][2]):
+            slot[direction] = (f, auto, bool(dialect))
+    out = []
+    for stem in sorted(chosen, key=lambda s: numeric_key(number(s), s)):
+        slot = chosen[stem]
+        if "up" not in slot:
+            continue
+        read = lambda f: open(os.path.join(directory, f)).read()
+        up = slot["up"]
+        down = slot.get("down")
+        out.append({
+            "version": number(stem), "name": stem,
+            "up": read(up[0]), "up_tx": not up[1],
+            "down": read(down[0]) if down else None, "down_tx": not (down and down[1]),
+        })
+    return out
+
+
+def sections(directory, up_marker, down_marker, no_tx):
+    out = []
+    files = [f for f in os.listdir(directory) if f.endswith(".sql") and number(f)]
+    for f in sorted(files, key=lambda f: numeric_key(number(f), f)):
+        text = open(os.path.join(directory, f)).read()
+        up, down, cur = [], None, None
+        up_tx = down_tx = True
+        file_no_tx = False
+        for line in text.splitlines(keepends=True):
+            low = line.strip().lower()
+            if no_tx and low.startswith(no_tx[0]) and no_tx[1] is None:
+                file_no_tx = True
+                continue
+            if low.startswith(up_marker):
+                cur = "up"
+                if no_tx[1] and no_tx[1] in low:
+                    up_tx = False
+                continue
+            if low.startswith(down_marker):
+                cur, down = "down", []
+                if no_tx[1] and no_tx[1] in low:
+                    down_tx = False
+                continue
+            if cur == "up":
+                up.append(line)
+            elif cur == "down":
+                down.append(line)
+        down_text = "".join(down) if down is not None else None
+        if down_text is not None and not re.sub(r"--[^\n]*", "", down_text).strip():
+            down_text = None  # only comments: no down
+        out.append({
+            "version": number(f), "name": f,
+            "up": "".join(up), "up_tx": up_tx and not file_no_tx,
+            "down": down_text, "down_tx": down_tx and not file_no_tx,
+        })
+    return out
+
+
+def load(directory, fmt):
+    if fmt == "popx":
+        return popx(directory)
+    if fmt == "sql-migrate":
+        return sections(directory, "-- +migrate up", "-- +migrate down", ("", "notransaction"))
+    if fmt == "goose":
+        return sections(directory, "-- +goose up", "-- +goose down", ("-- +goose no transaction", None))
+    raise SystemExit(f"unknown format {fmt}")
+
+
+def psql(url, sql, tx=True):
+    args = ["psql", url, "-Xq", "-v", "ON_ERROR_STOP=1"]
+    if tx and "concurrently" not in sql.lower():
+        args.append("-1")
+    r = subprocess.run(args, input=sql, capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def dump(url):
+    r = subprocess.run(["pg_dump", "-s", "--no-owner", "--no-privileges", url],
+                       capture_output=True, text=True, check=True)
+    keep = [l for l in r.stdout.splitlines()
+            if l.strip() and not l.startswith(("--", "SET ", "SELECT pg_catalog.set_config", "\\restrict", "\\unrestrict"))]
+    return "\n".join(keep)
+
+
+def with_db(url, name):
+    return re.sub(r"/[^/?]*(\?|$)", f"/{name}\\1", url, count=1)
+
+
+def reference(url, migrations):
+    admin = url
+    base = f"ref_base_{os.getpid()}"
+    psql(admin, f"DROP DATABASE IF EXISTS {base}", tx=False)
+    psql(admin, f"CREATE DATABASE {base}", tx=False)
+    out, stopped = [], False
+    for i, m in enumerate(migrations):
+        if stopped:
+            out.append("not_rehearsed")
+            continue
+        copy = f"ref_copy_{os.getpid()}"
+        psql(admin, f"DROP DATABASE IF EXISTS {copy}", tx=False)
+        psql(admin, f"CREATE DATABASE {copy} TEMPLATE {base}", tx=False)
+        c = with_db(url, copy)
+        before = dump(c)
+        found = []
+        if not psql(c, m["up"], m["up_tx"]):
+            found.append("up_failure")
+            stopped = True
+        else:
+            after_up = dump(c)
+            if m["down"] is None:
+                found.append("irreversible")
+            elif not psql(c, m["down"], m["down_tx"]):
+                found.append("irreversible")
+            else:
+                if dump(c) != before:
+                    found.append("parity_mismatch")
+                if not psql(c, m["up"], m["up_tx"]) or dump(c) != after_up:
+                    found.append("reup_failure")
+            psql(with_db(url, base), m["up"], m["up_tx"])
+        out.append(next((r for r in RANK if r in found), "ok"))
+        psql(admin, f"DROP DATABASE {copy}", tx=False)
+    psql(admin, f"DROP DATABASE {base}", tx=False)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True, help="a superuser URL to the maintenance database")
+    ap.add_argument("--format", required=True, choices=["popx", "sql-migrate", "goose"])
+    ap.add_argument("--report", help="runbook's report.json to compare with")
+    ap.add_argument("dir")
+    a = ap.parse_args()
+    migrations = load(a.dir, a.format)
+    started = time.monotonic()
+    ref = reference(a.url, migrations)
+    took = time.monotonic() - started
+    counts = {}
+    for v in ref:
+        counts[v] = counts.get(v, 0) + 1
+    print(f"reference: {len(ref)} migrations in {took:.1f} s: {json.dumps(counts, sort_keys=True)}")
+    if not a.report:
+        return
+    report = json.load(open(a.report))
+    steps = [s for p in report["phases"] for s in p["steps"] if s["kind"] == "rehearse"]
+    got = steps[0]["details"]["migrations"]
+    # Runbook's data check (lossy) and order/slow findings are not in the
+    # reference: compare on the verdicts the reference can give.
+    comparable = set(RANK) | {"ok", "not_rehearsed"}
+    disagree = 0
+    for m, r in zip(got, ref):
+        verdicts = [f["verdict"] for f in m["findings"]] or ["ok"]
+        mine = next((x for x in RANK if x in verdicts and x != "lossy"), None)
+        if mine is None:
+            mine = "not_rehearsed" if "not_rehearsed" in verdicts else "ok"
+        if mine != r and r in comparable:
+            disagree += 1
+            print(f"  {m['version']} {m['name']}: runbook {mine} ({'; '.join(f['message'][:160] for f in m['findings'])}), reference {r}")
+    if len(got) != len(ref):
+        print(f"  runbook has {len(got)} migrations, the reference {len(ref)}")
+    print(f"disagreements: {disagree} of {len(ref)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
