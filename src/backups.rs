@@ -58,6 +58,26 @@ pub struct Manifest {
     pub total_bytes: u64,
     pub files: Vec<FileHash>,
     pub verification: Verification,
+    /// The schema of what the backup covers, from the catalog in the dump's
+    /// snapshot: what a restore is compared with. None for a data-only
+    /// backup, one with exclusions, or one taken before runbook recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaRecord>,
+}
+
+/// A backup's schema: the objects it covers, and the names of every other
+/// object there was, so that a restore can tell what was created after.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SchemaRecord {
+    /// `whole` (every object of the database), `tables` (the dumped tables
+    /// and what belongs to them) or `schemas` (every object in them).
+    pub covers: String,
+    /// sha256 over the covered objects, as `runbook schema snapshot` hashes.
+    pub hash: String,
+    pub objects: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The keys of the objects outside the backup, when it was taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

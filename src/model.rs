@@ -734,6 +734,19 @@ pub struct RestoreStep {
     pub single_transaction: Option<bool>,
     #[serde(default)]
     pub terminate_connections: bool,
+    #[serde(default)]
+    pub mode: RestoreMode,
+}
+
+/// `in_place` (the default) restores into the database as it is;
+/// `recreate` drops the target database, creates it anew from the
+/// maintenance database and restores into it (whole-database backups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    #[default]
+    InPlace,
+    Recreate,
 }
 
 impl RestoreStep {

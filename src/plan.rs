@@ -325,6 +325,7 @@ pub struct PlanRestore {
     pub jobs: u32,
     pub single_transaction: bool,
     pub terminate_connections: bool,
+    pub mode: model::RestoreMode,
 }
 
 /// A built-in check with its arguments, defaults filled in. Text arguments
@@ -1046,6 +1047,7 @@ impl Planner<'_> {
                     jobs,
                     single_transaction: r.single_transaction.unwrap_or(jobs == 1),
                     terminate_connections: r.terminate_connections,
+                    mode: r.mode,
                 }))
             }
             StepKind::Backfill(b) => {

@@ -610,6 +610,66 @@ pub fn diff(
     out
 }
 
+/// The snapshot keys of tables and what belongs to them (their
+/// constraints, indexes, owned sequences and triggers), found by oid, so
+/// that a backup of some tables is compared with exactly those. `$1` and
+/// `$2` are the tables' schemas and names, unquoted.
+const COVERED_KEYS_SQL: &str = r#"
+WITH t AS (
+    SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS qname
+    FROM unnest($1::text[], $2::text[]) AS x(s, name)
+    JOIN pg_catalog.pg_namespace n ON n.nspname = x.s
+    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = x.name
+)
+SELECT 'table ' || t.qname FROM t
+UNION ALL
+SELECT 'constraint ' || format('%s.%I', t.qname, co.conname)
+FROM t JOIN pg_catalog.pg_constraint co ON co.conrelid = t.oid
+UNION ALL
+SELECT 'index ' || format('%I.%I', n.nspname, ic.relname)
+FROM t JOIN pg_catalog.pg_index i ON i.indrelid = t.oid
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace
+UNION ALL
+SELECT 'sequence ' || format('%I.%I', n.nspname, sc.relname)
+FROM t JOIN pg_catalog.pg_depend d
+  ON d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = t.oid
+ AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
+JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
+JOIN pg_catalog.pg_namespace n ON n.oid = sc.relnamespace
+UNION ALL
+SELECT 'trigger ' || format('%s.%I', t.qname, tg.tgname)
+FROM t JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = t.oid AND NOT tg.tgisinternal
+"#;
+
+/// The keys of `tables` (schema, name) and of what belongs to them.
+pub async fn covered_keys(
+    client: &tokio_postgres::Client,
+    tables: &[(String, String)],
+) -> Result<std::collections::BTreeSet<String>, tokio_postgres::Error> {
+    let schemas: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|(_, n)| n.as_str()).collect();
+    Ok(client
+        .query(COVERED_KEYS_SQL, &[&schemas, &names])
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect())
+}
+
+impl Snapshot {
+    /// The objects whose keys pass `keep`, with their own hash.
+    pub fn subset(&self, keep: impl Fn(&str) -> bool) -> Snapshot {
+        Snapshot::from_objects(
+            self.objects
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+}
+
 /// One object that differs between two snapshots.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {

@@ -778,3 +778,152 @@ fn a_backup_of_one_table_with_a_foreign_key_out_of_it_verifies_by_restore() {
         "passed"
     );
 }
+
+/// A contract phase fails after it created a table that references the
+/// table the backup holds. The restore drops that table (it was created
+/// after the backup), restores the backed-up table, proves the schema
+/// equals the backup's snapshot, and the run is back where it started.
+#[test]
+fn a_restore_rollback_removes_what_the_failed_phase_built_on_the_restored_table() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, legacy text);
+         INSERT INTO users (email, legacy) SELECT 'u' || g, 'l' || g FROM generate_series(1, 500) g;
+         CREATE TABLE audit (id int PRIMARY KEY, user_id bigint REFERENCES users (id));
+         INSERT INTO audit VALUES (1, 1);",
+    );
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: users_backup
+        backup: { path: bk, tables: [public.users], verify: list }
+  - id: contract
+    kind: contract
+    steps:
+      - id: later
+        sql: CREATE TABLE later (id int PRIMARY KEY, user_id bigint REFERENCES users (id));
+      - id: drop_legacy
+        sql: ALTER TABLE users DROP COLUMN legacy;
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: restore_users
+    restore: { from: steps.users_backup, clean: true }
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('later') IS NULL"), "t");
+    assert_eq!(
+        db.sql("SELECT count(*), count(legacy) FROM users"),
+        "500|500"
+    );
+    // The foreign key of `audit`, which existed before, is back.
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_constraint WHERE conrelid = 'audit'::regclass AND contype = 'f'"),
+        "1"
+    );
+    let d = &run.step("restore_users")["details"];
+    assert_eq!(d["schema"]["covers"], "tables");
+    assert_eq!(d["schema"]["differences"], serde_json::json!([]));
+    assert_eq!(
+        d["dropped_created_after_backup"],
+        serde_json::json!(["table public.later"])
+    );
+    assert_eq!(
+        d["foreign_keys_added_back"],
+        serde_json::json!(["public.audit.audit_user_id_fkey"])
+    );
+    assert_eq!(run.report["branches"][1]["verification"]["result"], "equal");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(case.dir.path().join("bk/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest["schema"]["objects"]["table public.users"].is_object(),
+        "{manifest}"
+    );
+    assert!(manifest["schema"]["objects"]["sequence public.users_id_seq"].is_object());
+}
+
+/// A whole-database backup restored with `clean: true` leaves nothing of
+/// what was created after it, and `mode: recreate` builds the database anew.
+#[test]
+fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
+    for mode in ["in_place", "recreate"] {
+        let db = Db::fresh();
+        seed(&db);
+        let before = fingerprint(&db);
+        let case = Case::new(&runbook(&format!(
+            r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: all
+        backup: {{ path: bk, verify: list }}
+  - id: expand
+    kind: expand
+    steps:
+      - id: new_things
+        sql: |
+          CREATE TABLE extra (id int);
+          CREATE VIEW extra_v AS SELECT * FROM extra;
+          CREATE FUNCTION extra_f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+          ALTER TABLE items ADD COLUMN added int;
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: back
+    restore: {{ from: steps.all, clean: true, mode: {mode}, terminate_connections: true }}
+"#
+        )));
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, 2, "{mode}: {}", run.stderr);
+        assert_eq!(fingerprint(&db), before, "{mode}");
+        assert_eq!(
+            db.sql("SELECT to_regclass('extra') IS NULL AND to_regprocedure('extra_f()') IS NULL"),
+            "t"
+        );
+        let d = &run.step("back")["details"];
+        assert_eq!(d["mode"], mode);
+        assert_eq!(d["schema"]["covers"], "whole");
+        assert_eq!(
+            d["schema"]["differences"],
+            serde_json::json!([]),
+            "{mode}: {d}"
+        );
+    }
+}
+
+/// The restore's schema check can fail: a restored table that does not
+/// match the backup's snapshot is a failed step, and the run says so.
+#[test]
+fn a_restored_schema_that_differs_from_the_backups_snapshot_fails_the_restore() {
+    let db = Db::fresh();
+    seed(&db);
+    let keep = tempfile::tempdir().unwrap();
+    let dir = take_backup(&db, keep.path());
+    // The snapshot says `notes` had one more column than the dump holds.
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cols = m["schema"]["objects"]["table public.notes"]["columns"]
+        .as_array_mut()
+        .expect("the manifest holds the schema");
+    let mut extra = cols[0].clone();
+    extra["name"] = "ghost".into();
+    cols.push(extra);
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let case = restore_case(&dir, "");
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let msg = error_of(&run, "back");
+    assert!(
+        msg.contains(
+            "1 schema object(s) differ from the backup's snapshot: changed table public.notes"
+        ),
+        "{msg}"
+    );
+}

@@ -262,6 +262,66 @@ pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Durati
     }
 }
 
+/// The schema the backup covers, read in the dump's own snapshot: every
+/// object for a whole-database backup, the dumped tables and what belongs
+/// to them for `tables:`, every object in them for `schemas:`. None when
+/// the coverage cannot be said exactly (exclusions) or holds no schema
+/// (data-only).
+async fn schema_record(
+    client: &tokio_postgres::Client,
+    b: &crate::plan::PlanBackup,
+    tables: &[String],
+    schemas: &[String],
+    dumped: &[backups::Table],
+) -> Result<Option<backups::SchemaRecord>, tokio_postgres::Error> {
+    if b.data_only || !b.exclude_tables.is_empty() || !b.exclude_schemas.is_empty() {
+        return Ok(None);
+    }
+    let all = crate::snapshot::take(client).await?;
+    let (covers, covered) = if !tables.is_empty() && schemas.is_empty() {
+        let list: Vec<(String, String)> = dumped
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect();
+        let keys = crate::snapshot::covered_keys(client, &list).await?;
+        ("tables", all.subset(|k| keys.contains(k)))
+    } else if !schemas.is_empty()
+        && tables.is_empty()
+        && !schemas.iter().any(|p| p.contains(['*', '?', '[']))
+    {
+        let quoted: Vec<String> = client
+            .query(
+                "SELECT format('%I', n.nspname) FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1)",
+                &[&schemas],
+            )
+            .await?
+            .iter()
+            .map(|r| format!("{}.", r.get::<_, String>(0)))
+            .collect();
+        let in_schemas = |k: &str| {
+            k.split_once(' ')
+                .is_some_and(|(_, name)| quoted.iter().any(|q| name.starts_with(q.as_str())))
+        };
+        ("schemas", all.subset(in_schemas))
+    } else if tables.is_empty() && schemas.is_empty() {
+        ("whole", all.clone())
+    } else {
+        return Ok(None);
+    };
+    let outside = all
+        .objects
+        .keys()
+        .filter(|k| !covered.objects.contains_key(*k))
+        .cloned()
+        .collect();
+    Ok(Some(backups::SchemaRecord {
+        covers: covers.into(),
+        hash: covered.hash,
+        objects: covered.objects,
+        outside,
+    }))
+}
+
 /// What the dump holds, by the table of contents: `tables` with counts,
 /// and any table the catalog query missed, counted now in the same snapshot.
 async fn reconcile(
@@ -526,6 +586,9 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let tables_out = reconcile(&snap_client, candidates, &toc, b.schema_only)
         .await
         .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
+    let schema_record = schema_record(&snap_client, b, &tables, &schemas, &tables_out)
+        .await
+        .map_err(sql_err("failed to snapshot the schema the backup covers"))?;
     let _ = snap_client.batch_execute("ROLLBACK").await;
     drop(snap_client);
 
@@ -567,6 +630,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         large_objects,
         total_bytes,
         files,
+        schema: schema_record,
         verification: Verification {
             method: b.verify,
             status: "skipped".into(),

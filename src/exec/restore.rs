@@ -124,6 +124,31 @@ pub(crate) async fn restore_into(
     Ok(())
 }
 
+/// A session on the restore's target: the run's own, or a new one.
+enum TargetClient {
+    Own,
+    Other(Box<Db>),
+}
+
+impl TargetClient {
+    fn get<'c>(&'c self, r: &'c Run<'_>) -> &'c tokio_postgres::Client {
+        match self {
+            TargetClient::Own => &r.db.client,
+            TargetClient::Other(db) => &db.client,
+        }
+    }
+}
+
+async fn target_client(r: &Run<'_>, database: &str) -> Result<TargetClient, ErrorInfo> {
+    if database == r.database {
+        Ok(TargetClient::Own)
+    } else {
+        Ok(TargetClient::Other(Box::new(
+            r.db.connect_to(database, &r.app_name).await?,
+        )))
+    }
+}
+
 /// Tables whose row count in `database` differs from the manifest.
 pub(crate) async fn compare_counts(
     r: &Run<'_>,
@@ -234,6 +259,248 @@ async fn sessions_on(
             since: r.get(5),
         })
         .collect())
+}
+
+/// A foreign key on a table outside the backup that references a table it
+/// restores: dropped before `clean` drops the table, added again after.
+struct ForeignKey {
+    table: String,
+    name: String,
+    definition: String,
+}
+
+/// What `clean` did before pg_restore ran.
+#[derive(Default)]
+struct Cleared {
+    /// Objects created after the backup, dropped: the failed phase's.
+    dropped: Vec<String>,
+    /// Foreign keys from tables that existed at backup time, to add back.
+    readd: Vec<ForeignKey>,
+}
+
+/// Objects created after the backup that stand in the way of `clean`: in a
+/// whole-database or schema backup, every relation, function and type
+/// the backup does not hold; in a backup of some tables, what references
+/// those tables. They are dropped (CASCADE), so that nothing of the failed
+/// phase stays behind. Foreign keys into the restored tables from tables
+/// that already existed are dropped and added back after the restore.
+async fn clear_for_clean(
+    client: &tokio_postgres::Client,
+    m: &Manifest,
+    record: &backups::SchemaRecord,
+) -> Result<Cleared, ErrorInfo> {
+    let err = |e: tokio_postgres::Error| db::error_info(&e, None);
+    let now = crate::snapshot::take(client).await.map_err(err)?;
+    let known = |k: &str| record.objects.contains_key(k) || record.outside.iter().any(|o| o == k);
+    let mut out = Cleared::default();
+    let mut drops: Vec<String> = Vec::new();
+    if record.covers != "tables" {
+        // Relations, functions and types created later, in what the backup covers.
+        let covered_now: Vec<&String> = now
+            .objects
+            .keys()
+            .filter(|k| !known(k) && !record.outside.iter().any(|o| o == *k))
+            .collect();
+        for k in covered_now {
+            let Some((kind, name)) = k.split_once(' ') else {
+                continue;
+            };
+            if record.covers == "schemas"
+                && !record
+                    .objects
+                    .keys()
+                    .filter_map(|o| o.split_once(' ').map(|x| x.1))
+                    .any(|o| o.split('.').next() == name.split('.').next())
+            {
+                continue;
+            }
+            let sql = match kind {
+                "table" => format!("DROP TABLE IF EXISTS {name} CASCADE"),
+                "view" => format!("DROP VIEW IF EXISTS {name} CASCADE"),
+                "materialized view" => format!("DROP MATERIALIZED VIEW IF EXISTS {name} CASCADE"),
+                "sequence" => format!("DROP SEQUENCE IF EXISTS {name} CASCADE"),
+                "function" => format!("DROP ROUTINE IF EXISTS {name} CASCADE"),
+                "type" => format!("DROP TYPE IF EXISTS {name} CASCADE"),
+                _ => continue,
+            };
+            drops.push(sql);
+            out.dropped.push(k.clone());
+        }
+    } else {
+        let schemas: Vec<&str> = m.tables.iter().map(|t| t.schema.as_str()).collect();
+        let names: Vec<&str> = m.tables.iter().map(|t| t.name.as_str()).collect();
+        let rows = client
+            .query(
+                "WITH t AS (
+                    SELECT c.oid FROM unnest($1::text[], $2::text[]) AS x(s, name)
+                    JOIN pg_catalog.pg_namespace n ON n.nspname = x.s
+                    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = x.name)
+                 SELECT 'fk', format('%I.%I', n.nspname, c.relname), co.conname::text,
+                        pg_catalog.pg_get_constraintdef(co.oid)
+                   FROM pg_catalog.pg_constraint co
+                   JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE co.contype = 'f' AND co.confrelid IN (SELECT oid FROM t)
+                    AND co.conrelid NOT IN (SELECT oid FROM t)
+                 UNION
+                 SELECT CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                        format('%I.%I', vn.nspname, v.relname), '', ''
+                   FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid
+                   JOIN pg_catalog.pg_class v ON v.oid = rw.ev_class
+                   JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+                  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+                    AND d.refobjid IN (SELECT oid FROM t) AND v.oid NOT IN (SELECT oid FROM t)",
+                &[&schemas, &names],
+            )
+            .await
+            .map_err(err)?;
+        for row in &rows {
+            let (kind, rel, name, def): (String, String, String, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            if kind == "fk" {
+                let table_key = format!("table {rel}");
+                if known(&table_key) {
+                    let key = format!("constraint {rel}.{}", crate::backups::quote_ident(&name));
+                    drops.push(format!(
+                        "ALTER TABLE {rel} DROP CONSTRAINT {}",
+                        crate::backups::quote_ident(&name)
+                    ));
+                    if known(&key)
+                        || record
+                            .outside
+                            .iter()
+                            .any(|o| o.starts_with(&format!("constraint {rel}.")))
+                    {
+                        out.readd.push(ForeignKey {
+                            table: rel,
+                            name,
+                            definition: def,
+                        });
+                    } else {
+                        out.dropped.push(key);
+                    }
+                } else {
+                    drops.push(format!("DROP TABLE IF EXISTS {rel} CASCADE"));
+                    out.dropped.push(table_key);
+                }
+            } else {
+                let key = format!("{kind} {rel}");
+                if !known(&key) {
+                    drops.push(format!(
+                        "DROP {} IF EXISTS {rel} CASCADE",
+                        kind.to_uppercase()
+                    ));
+                    out.dropped.push(key);
+                }
+            }
+        }
+    }
+    drops.dedup();
+    for sql in &drops {
+        client.batch_execute(sql).await.map_err(err)?;
+    }
+    Ok(out)
+}
+
+/// The restored schema against the backup's: every object that differs.
+async fn compare_schema(
+    client: &tokio_postgres::Client,
+    m: &Manifest,
+    record: &backups::SchemaRecord,
+) -> Result<Vec<crate::snapshot::Change>, ErrorInfo> {
+    let err = |e: tokio_postgres::Error| db::error_info(&e, None);
+    let now = crate::snapshot::take(client).await.map_err(err)?;
+    let now = match record.covers.as_str() {
+        "tables" => {
+            let list: Vec<(String, String)> = m
+                .tables
+                .iter()
+                .map(|t| (t.schema.clone(), t.name.clone()))
+                .collect();
+            let keys = crate::snapshot::covered_keys(client, &list)
+                .await
+                .map_err(err)?;
+            now.subset(|k| keys.contains(k))
+        }
+        "schemas" => {
+            let schemas: std::collections::BTreeSet<&str> = record
+                .objects
+                .keys()
+                .filter_map(|k| k.split_once(' ').map(|x| x.1))
+                .filter_map(|n| n.split('.').next())
+                .collect();
+            now.subset(|k| {
+                k.split_once(' ')
+                    .and_then(|(_, n)| n.split('.').next())
+                    .is_some_and(|s| schemas.contains(s))
+            })
+        }
+        _ => now,
+    };
+    let want = crate::snapshot::Snapshot::from_objects(record.objects.clone());
+    Ok(crate::snapshot::compare(&want, &now))
+}
+
+/// `mode: recreate`: drop the target database and create it anew. When it
+/// is the run's own database, the run's session steps over to the
+/// maintenance database for this and comes back after the restore.
+async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
+    r.monitor = None;
+    let mut maint = None;
+    for candidate in ["postgres", "template1"] {
+        if let Ok(m) = r.db.connect_to(candidate, &r.app_name).await {
+            maint = Some(m);
+            break;
+        }
+    }
+    let Some(maint) = maint else {
+        return Err(failed(
+            "restore",
+            "cannot connect to the `postgres` or `template1` database to recreate the target; nothing was touched".into(),
+            Some("`mode: recreate` needs a maintenance database; use `clean: true` to restore in place".into()),
+        )
+        .unchanged());
+    };
+    let q = backups::quote_ident(target);
+    let own = target == r.database;
+    let other = if own {
+        r.db = maint;
+        None
+    } else {
+        Some(maint)
+    };
+    let client = other.as_ref().map_or(&r.db.client, |m| &m.client);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {q} WITH (FORCE)"))
+        .await
+        .map_err(|e| {
+            sql_failure(
+                "failed to drop the target database",
+                &db::error_info(&e, None),
+            )
+        })?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))
+        .await
+        .map_err(|e| {
+            sql_failure(
+                "failed to create the target database",
+                &db::error_info(&e, None),
+            )
+        })?;
+    Ok(())
+}
+
+/// After `recreate` of the run's own database: the session comes back and
+/// takes the run lock again.
+async fn come_back(r: &mut Run<'_>, original: tokio_postgres::Config) -> Result<(), Fail> {
+    r.db = Db::connect(original, &r.app_name)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    r.relock()
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))
 }
 
 /// The backup directory `from` names.
@@ -407,13 +674,43 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             })?;
     }
 
+    let record = m.schema.clone();
+    let recreating = rs.mode == crate::model::RestoreMode::Recreate;
+    if recreating && record.as_ref().is_none_or(|x| x.covers != "whole") {
+        return Err(failed(
+            "restore",
+            format!("`mode: recreate` drops the whole database `{target}`, and {} is not a whole-database backup; nothing was touched", dir.display()),
+            Some("restore a backup taken without `tables`, `schemas` or exclusions, or use `clean: true`".into()),
+        )
+        .unchanged());
+    }
     let how = How {
-        clean: rs.clean,
+        clean: rs.clean && !recreating,
         jobs: rs.jobs,
         single_transaction: rs.single_transaction,
         use_list: None,
     };
-    restore_into(
+    let original = r.db.config().clone();
+    let own = target == r.database;
+    let mut cleared = Cleared::default();
+    if recreating {
+        recreate(r, &target).await?;
+    } else if how.clean
+        && exists
+        && m.format != BackupFormat::Plain
+        && let Some(record) = &record
+    {
+        let client = target_client(r, &target)
+            .await
+            .map_err(|e| sql_failure("failed to connect to the target", &e))?;
+        cleared = clear_for_clean(client.get(r), &m, record)
+            .await
+            .map_err(|e| sql_failure("failed to drop what was created after the backup", &e))?;
+        for d in &cleared.dropped {
+            super::sql::log(r, &s.id, format!("dropped {d}: created after the backup"));
+        }
+    }
+    let restored = restore_into(
         r,
         &s.id,
         &m,
@@ -424,7 +721,41 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         deadline,
         timeout,
     )
-    .await?;
+    .await;
+    if recreating && own {
+        come_back(r, original).await?;
+    }
+    restored?;
+    let client = target_client(r, &target)
+        .await
+        .map_err(|e| sql_failure("failed to connect to the target", &e))?;
+    for fk in &cleared.readd {
+        client
+            .get(r)
+            .batch_execute(&format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                fk.table,
+                backups::quote_ident(&fk.name),
+                fk.definition
+            ))
+            .await
+            .map_err(|e| {
+                sql_failure(
+                    &format!(
+                        "failed to add back the foreign key {} of {}",
+                        fk.name, fk.table
+                    ),
+                    &db::error_info(&e, None),
+                )
+            })?;
+    }
+    let schema_changes = match &record {
+        Some(rec) => compare_schema(client.get(r), &m, rec)
+            .await
+            .map_err(|e| sql_failure("failed to compare the restored schema", &e))?,
+        None => Vec::new(),
+    };
+    drop(client);
     let restored_ms = super::ms(started.elapsed());
     let check_started = Instant::now();
     let mismatches = compare_counts(r, &target, &m)
@@ -433,6 +764,10 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let check_ms = super::ms(check_started.elapsed());
 
     let checked = m.tables.iter().filter(|t| t.rows.is_some()).count();
+    let schema_lines: Vec<String> = schema_changes
+        .iter()
+        .map(|c| format!("{} {}", c.change, c.object))
+        .collect();
     let details = json!({
         "from": dir.display().to_string(),
         "target": target,
@@ -443,6 +778,15 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         "tables_checked": checked,
         "large_objects": m.large_objects,
         "mismatches": mismatches,
+        "schema": record.as_ref().map(|x| json!({
+            "covers": x.covers,
+            "hash": x.hash,
+            "objects": x.objects.len(),
+            "differences": super::snapshot::changes_json(&schema_changes),
+        })),
+        "dropped_created_after_backup": cleared.dropped,
+        "foreign_keys_added_back": cleared.readd.iter().map(|f| format!("{}.{}", f.table, f.name)).collect::<Vec<_>>(),
+        "mode": if recreating { "recreate" } else { "in_place" },
         "restore_ms": restored_ms,
         "check_ms": check_ms,
     });
@@ -458,18 +802,29 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     ] {
         done.output.insert(k.into(), v);
     }
-    if mismatches.is_empty() {
+    if mismatches.is_empty() && schema_lines.is_empty() {
         Ok(done)
     } else {
+        let mut what = Vec::new();
+        if !mismatches.is_empty() {
+            what.push(format!(
+                "{} table(s) differ from the manifest: {}",
+                mismatches.len(),
+                mismatches.join("; ")
+            ));
+        }
+        if !schema_lines.is_empty() {
+            what.push(format!(
+                "{} schema object(s) differ from the backup's snapshot: {}",
+                schema_lines.len(),
+                schema_lines.join("; ")
+            ));
+        }
         Err(Fail {
             status: StepStatus::Failed,
             error: ErrorInfo {
                 class: "verify".into(),
-                message: format!(
-                    "restored into `{target}`, but {} table(s) differ from the manifest: {}",
-                    mismatches.len(),
-                    mismatches.join("; ")
-                ),
+                message: format!("restored into `{target}`, but {}", what.join("; and ")),
                 hint: Some("the restore is incomplete; compare the database with the backup before using it".into()),
                 ..ErrorInfo::default()
             },
