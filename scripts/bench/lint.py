@@ -77,7 +77,7 @@ def main():
             print(f"  runbook lint throughput is {ratio:.2f}x squawk's (target at least 1x) -> "
                   f"{'met' if ratio >= 1 else 'NOT met'}")
         else:
-            print("  squawk CLI not installed (pip install squawk-cli): no comparison")
+            print("  squawk CLI not installed (pip install squawk-cli==2.70.0): no comparison")
         show("runbook lint on a 50-step runbook", book_t)
         med = statistics.median(book_t) * 1000
         print(f"  50-step runbook: {med:.1f} ms (target under 200 ms) -> {'met' if med < 200 else 'NOT met'}")
