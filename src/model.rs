@@ -168,6 +168,22 @@ pub struct Settings {
     /// `error`, `warn` (the default) or `off`: lint before `exec` runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lint: Option<LintMode>,
+    /// Tables whose data an undo is checked for, besides the schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_undo: Option<VerifyUndo>,
+}
+
+/// The tables a runbook's phases change the data of: after a rollback
+/// their row counts (and, with `checksums`, their contents) must be what
+/// they were before the phase, or the rollback is not clean.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyUndo {
+    pub tables: Vec<String>,
+    /// Also compare a checksum of every row (one full read of each table
+    /// before every phase that may change the database, and after an undo).
+    #[serde(default)]
+    pub checksums: bool,
 }
 
 /// Session settings a step may override.

@@ -1159,3 +1159,45 @@ on_failure:
     assert_eq!(run.report["run"]["status"], "rolled_back");
     assert_eq!(run.report["branches"][0]["verification"]["result"], "equal");
 }
+
+/// `settings.verify_undo` checks the data of the tables it names: a
+/// compensation that undoes the schema but not the rows is not clean.
+#[test]
+fn verify_undo_finds_rows_a_rollback_did_not_put_back() {
+    for (checksums, undo, code) in [
+        (false, "DELETE FROM accounts WHERE id > 3", 2),
+        (false, "DELETE FROM accounts WHERE id > 2", 4),
+        (
+            true,
+            "DELETE FROM accounts WHERE id > 3; UPDATE accounts SET v = 'changed' WHERE id = 1",
+            4,
+        ),
+    ] {
+        let db = Db::fresh();
+        db.sql("CREATE TABLE accounts (id int PRIMARY KEY, v text); INSERT INTO accounts VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+        let case = Case::new(&runbook(&format!(
+            r#"settings: {{ verify_undo: {{ tables: [accounts], checksums: {checksums} }} }}
+phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: add
+        sql: INSERT INTO accounts VALUES (4, 'd'), (5, 'e');
+        rollback:
+          id: remove
+          sql: {undo};
+      - id: broken
+        sql: SELECT 1/0;
+"#
+        )));
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, code, "{undo}: {}", run.stderr);
+        let v = &run.report["branches"][0]["verification"];
+        if code == 4 {
+            assert_eq!(v["result"], "differs", "{v}");
+            assert_eq!(v["changes"][0]["object"], "data accounts", "{v}");
+        } else {
+            assert_eq!(v["result"], "equal", "{v}");
+        }
+    }
+}

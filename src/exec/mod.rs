@@ -20,6 +20,7 @@ pub mod restore;
 pub mod shell;
 pub mod snapshot;
 pub mod sql;
+mod undo;
 mod verdict;
 
 use std::path::PathBuf;
@@ -952,55 +953,21 @@ impl<'a> Run<'a> {
         clean
     }
 
-    /// The schema now, for checking an undo against.
-    async fn schema_now(&self) -> Result<crate::snapshot::Snapshot, String> {
-        crate::snapshot::take(&self.db.client)
-            .await
-            .map_err(|e| db::error_info(&e, None).message)
+    /// The state an undo is checked against, now.
+    async fn baseline(&self) -> undo::Baseline {
+        undo::Baseline::take(&self.db, self.plan.settings.verify_undo.as_ref()).await
     }
 
-    /// Compare the schema now with `before` (taken at `against`).
-    async fn check_undo(
+    /// Check an undo: the state now against `before` (taken at `against`).
+    async fn check_against(
         &self,
-        before: &Result<crate::snapshot::Snapshot, String>,
+        before: Option<&undo::Baseline>,
         against: &str,
     ) -> (verdict::Check, crate::events::UndoCheck) {
-        let now_snap = self.schema_now().await;
-        let unknown = |e: String| {
-            (
-                verdict::Check::Unknown(e.clone()),
-                crate::events::UndoCheck {
-                    against: against.into(),
-                    result: "unknown".into(),
-                    changes: Vec::new(),
-                    error: Some(e),
-                },
-            )
-        };
-        let (before, after) = match (before, now_snap) {
-            (Ok(b), Ok(a)) => (b, a),
-            (Err(e), _) => return unknown(format!("no schema snapshot before the changes: {e}")),
-            (_, Err(e)) => return unknown(format!("no schema snapshot after the undo: {e}")),
-        };
-        let changes = crate::snapshot::compare(before, &after);
-        let check = if changes.is_empty() {
-            verdict::Check::Equal
-        } else {
-            verdict::Check::Differs(changes.len())
-        };
-        let list = snapshot::changes_json(&changes)
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        (
-            check,
-            crate::events::UndoCheck {
-                against: against.into(),
-                result: if list.is_empty() { "equal" } else { "differs" }.into(),
-                changes: list,
-                error: None,
-            },
-        )
+        match before {
+            Some(b) => b.compare(&self.baseline().await, against),
+            None => unknown_check("no snapshot was taken before the changes"),
+        }
     }
 
     /// Run one phase's steps. On a fatal failure, undo as the phase says
@@ -1096,11 +1063,11 @@ impl<'a> Run<'a> {
                 let verification = if !undo_ran || !st.touched {
                     None
                 } else if st.kept.is_empty() {
-                    let (check, v) = self.check_undo(&st.run_baseline(), "run_start").await;
+                    let (check, v) = self.check_against(st.run_baseline(), "run_start").await;
                     st.back_to_start = Some(check);
                     Some(v)
                 } else {
-                    let (check, v) = self.check_undo(&st.phase_baseline(), "phase_start").await;
+                    let (check, v) = self.check_against(st.phase_baseline(), "phase_start").await;
                     if check == verdict::Check::Equal {
                         st.back_to_phase = Some(ph.id.clone());
                     } else {
@@ -1195,8 +1162,8 @@ impl<'a> Run<'a> {
             // The schema before a phase that may change it: what an undo
             // is checked against.
             if ph.steps.iter().any(|s| may_change(&s.action, ph.kind)) {
-                let snap = self.schema_now().await;
-                st.baselines.push((ph.id.clone(), snap));
+                let before = self.baseline().await;
+                st.baselines.push((ph.id.clone(), before));
             }
             let phase_started = Instant::now();
             self.bus.emit(Event::PhaseStarted {
@@ -1249,17 +1216,19 @@ impl<'a> Run<'a> {
             on_failure_ran = true;
             // The runbook's own undo answers for the whole run.
             let verification = if st.touched {
-                let (check, v) = self.check_undo(&st.run_baseline(), "run_start").await;
+                let now_state = self.baseline().await;
+                let (check, v) = match st.run_baseline() {
+                    Some(b) => b.compare(&now_state, "run_start"),
+                    None => unknown_check("no snapshot was taken before the run's changes"),
+                };
                 st.back_to_phase = None;
-                if check != verdict::Check::Equal
-                    && let Ok(now_snap) = self.schema_now().await
-                {
+                if check != verdict::Check::Equal {
                     // Not back at the start: say how far back it did get.
                     st.back_to_phase = st
                         .baselines
                         .iter()
                         .rev()
-                        .find(|(_, b)| b.as_ref().is_ok_and(|b| b.hash == now_snap.hash))
+                        .find(|(_, b)| b.compare(&now_state, "").0 == verdict::Check::Equal)
                         .map(|(p, _)| p.clone());
                 }
                 st.back_to_start = Some(check);
@@ -1313,6 +1282,19 @@ impl<'a> Run<'a> {
     }
 }
 
+/// An undo that could not be checked.
+fn unknown_check(why: &str) -> (verdict::Check, crate::events::UndoCheck) {
+    (
+        verdict::Check::Unknown(why.into()),
+        crate::events::UndoCheck {
+            against: "run_start".into(),
+            result: "unknown".into(),
+            changes: Vec::new(),
+            error: Some(why.into()),
+        },
+    )
+}
+
 /// A step whose compensation is registered, and how it ended.
 struct Registered<'p> {
     step: &'p PlanStep,
@@ -1328,9 +1310,9 @@ struct LineState {
     kept: Vec<String>,
     tolerated: usize,
     phase_status: &'static str,
-    /// The schema before each phase that may change it, in order: the
-    /// first is the schema before the run changed anything.
-    baselines: Vec<(String, Result<crate::snapshot::Snapshot, String>)>,
+    /// The state before each phase that may change it, in order: the
+    /// first is the state before the run changed anything.
+    baselines: Vec<(String, undo::Baseline)>,
     /// How the undo that reaches back to the run's start checked out.
     back_to_start: Option<verdict::Check>,
     /// When it did not reach back that far: the phase it is verified to
@@ -1339,16 +1321,12 @@ struct LineState {
 }
 
 impl LineState {
-    fn run_baseline(&self) -> Result<crate::snapshot::Snapshot, String> {
-        self.baselines
-            .first()
-            .map_or_else(|| Err("no snapshot was taken".into()), |(_, b)| b.clone())
+    fn run_baseline(&self) -> Option<&undo::Baseline> {
+        self.baselines.first().map(|(_, b)| b)
     }
 
-    fn phase_baseline(&self) -> Result<crate::snapshot::Snapshot, String> {
-        self.baselines
-            .last()
-            .map_or_else(|| Err("no snapshot was taken".into()), |(_, b)| b.clone())
+    fn phase_baseline(&self) -> Option<&undo::Baseline> {
+        self.baselines.last().map(|(_, b)| b)
     }
 }
 

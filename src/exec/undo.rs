@@ -1,0 +1,165 @@
+//! Verifying an undo: the state before a phase that may change the
+//! database (a schema snapshot from the catalog, and the row counts, or
+//! content checksums, of the tables `settings.verify_undo` names), taken
+//! again after a rollback and compared. Only an equal state earns "rolled
+//! back cleanly".
+
+use std::collections::BTreeMap;
+
+use super::db::{self, Db};
+use super::{snapshot, verdict};
+use crate::events::UndoCheck;
+use crate::model::VerifyUndo;
+use crate::snapshot::Snapshot;
+
+/// A table's row count, and its content checksum when asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TableData {
+    rows: i64,
+    checksum: Option<String>,
+}
+
+/// What an undo is checked against.
+#[derive(Debug, Clone)]
+pub(crate) struct Baseline {
+    schema: Result<Snapshot, String>,
+    /// By the table's name as written in `verify_undo`; None: no such table.
+    data: Result<BTreeMap<String, Option<TableData>>, String>,
+}
+
+impl Baseline {
+    /// The state now.
+    pub(crate) async fn take(db: &Db, verify: Option<&VerifyUndo>) -> Baseline {
+        let schema = crate::snapshot::take(&db.client)
+            .await
+            .map_err(|e| db::error_info(&e, None).message);
+        let data = match verify {
+            Some(v) if !v.tables.is_empty() => table_data(db, v).await,
+            _ => Ok(BTreeMap::new()),
+        };
+        Baseline { schema, data }
+    }
+
+    /// This baseline (taken before the changes) against `after` (taken
+    /// after the undo): the verdict's check, and the report's record.
+    pub(crate) fn compare(&self, after: &Baseline, against: &str) -> (verdict::Check, UndoCheck) {
+        let unknown = |e: String| {
+            (
+                verdict::Check::Unknown(e.clone()),
+                UndoCheck {
+                    against: against.into(),
+                    result: "unknown".into(),
+                    changes: Vec::new(),
+                    error: Some(e),
+                },
+            )
+        };
+        let (before, now) = match (&self.schema, &after.schema) {
+            (Ok(b), Ok(a)) => (b, a),
+            (Err(e), _) => return unknown(format!("no schema snapshot before the changes: {e}")),
+            (_, Err(e)) => return unknown(format!("no schema snapshot after the undo: {e}")),
+        };
+        let (data_before, data_now) = match (&self.data, &after.data) {
+            (Ok(b), Ok(a)) => (b, a),
+            (Err(e), _) | (_, Err(e)) => {
+                return unknown(format!("the tables in verify_undo could not be read: {e}"));
+            }
+        };
+        let changes = crate::snapshot::compare(before, now);
+        let mut list = snapshot::changes_json(&changes)
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (table, b) in data_before {
+            let a = data_now.get(table).cloned().flatten();
+            if b.as_ref() == a.as_ref() {
+                continue;
+            }
+            let say = |d: &Option<TableData>| match d {
+                None => "no such table".to_string(),
+                Some(d) => format!(
+                    "{} rows{}",
+                    d.rows,
+                    d.checksum
+                        .as_ref()
+                        .map(|c| format!(", checksum {c}"))
+                        .unwrap_or_default()
+                ),
+            };
+            list.push(serde_json::json!({
+                "object": format!("data {table}"),
+                "change": "changed",
+                "diff": [format!("- {}", say(b)), format!("+ {}", say(&a))],
+            }));
+        }
+        let check = if list.is_empty() {
+            verdict::Check::Equal
+        } else {
+            verdict::Check::Differs(list.len())
+        };
+        (
+            check,
+            UndoCheck {
+                against: against.into(),
+                result: if list.is_empty() { "equal" } else { "differs" }.into(),
+                changes: list,
+                error: None,
+            },
+        )
+    }
+}
+
+/// Row counts (and checksums) of the tables `verify_undo` names, in one
+/// query. A table that does not exist is `None`.
+async fn table_data(
+    db: &Db,
+    v: &VerifyUndo,
+) -> Result<BTreeMap<String, Option<TableData>>, String> {
+    let err = |e: tokio_postgres::Error| db::error_info(&e, None).message;
+    let names: Vec<&str> = v.tables.iter().map(String::as_str).collect();
+    let found = db
+        .client
+        .query(
+            "SELECT n, (SELECT format('%I.%I', ns.nspname, c.relname) FROM pg_catalog.pg_class c
+                        JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+                        WHERE c.oid = to_regclass(n))
+               FROM unnest($1::text[]) AS n",
+            &[&names],
+        )
+        .await
+        .map_err(err)?;
+    let mut out = BTreeMap::new();
+    let mut parts = Vec::new();
+    for row in &found {
+        let (given, qualified): (String, Option<String>) = (row.get(0), row.get(1));
+        out.insert(given.clone(), None);
+        if let Some(q) = qualified {
+            let checksum = if v.checksums {
+                // Order-independent: the sum of each row's hash.
+                "coalesce(sum(('x' || left(md5(x::text), 16))::bit(64)::bigint::numeric), 0)::text"
+            } else {
+                "NULL::text"
+            };
+            let lit = crate::template::sql_literal(given.as_str().into()).unwrap_or_default();
+            parts.push(format!("SELECT {lit}, count(*), {checksum} FROM {q} x"));
+        }
+    }
+    if parts.is_empty() {
+        return Ok(out);
+    }
+    let rows = db
+        .client
+        .query(&parts.join("\nUNION ALL\n"), &[])
+        .await
+        .map_err(err)?;
+    for r in &rows {
+        out.insert(
+            r.get(0),
+            Some(TableData {
+                rows: r.get(1),
+                checksum: r.get(2),
+            }),
+        );
+    }
+    Ok(out)
+}
