@@ -965,6 +965,12 @@ fn a_second_run_on_the_same_database_fails_fast_and_names_the_holder() {
         "{verdict}"
     );
     assert!(verdict.contains("pid "), "{verdict}");
+    // It says what the holder is doing, and how to end it.
+    assert!(verdict.contains(", active for "), "{verdict}");
+    assert!(
+        verdict.contains("to end it now: SELECT pg_terminate_backend("),
+        "{verdict}"
+    );
     assert_eq!(run.step("hold")["status"], "not_run");
 
     // A different runbook on the same database is not blocked.
@@ -1199,5 +1205,85 @@ phases:
         } else {
             assert_eq!(v["result"], "equal", "{v}");
         }
+    }
+}
+
+/// The runner's session is terminated during a step: the compensations
+/// must not run on the dead session. runbook reconnects, takes the run
+/// lock again, and undoes what was done.
+#[test]
+fn a_terminated_session_is_replaced_before_the_compensations_run() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE t (n int);
+        rollback:
+          id: drop
+          sql: DROP TABLE IF EXISTS t;
+      - id: slow
+        sql: SELECT pg_sleep(30);
+"#,
+    ));
+    let url = db.url.clone();
+    let name = db.name.clone();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let find = format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid() AND query LIKE 'SELECT pg_sleep(30)%'"
+        );
+        while Instant::now() < deadline {
+            if support::psql(&url, &find) == "1" {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    let run = case.exec(&db.url, &[]);
+    assert!(killer.join().unwrap(), "the step's session was never seen");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+    assert_eq!(run.step("drop")["status"], "succeeded");
+    let warnings = run.report["warnings"].to_string();
+    assert!(
+        warnings.contains("the database session was lost; reconnecting before step `drop`"),
+        "{warnings}"
+    );
+    assert_eq!(run.step("slow")["error"]["class"], "connection");
+}
+
+/// `kill -9` of the runner during a long statement: the server notices
+/// the client is gone (client_connection_check_interval) and ends the
+/// session within seconds, instead of running on with the run lock.
+#[test]
+fn an_orphaned_session_is_ended_by_the_server_within_seconds() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: long\n        sql: SELECT pg_sleep(120);\n",
+    ));
+    let mut child = case.command(&db.url, &[]).spawn().unwrap();
+    let running = format!(
+        "SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'SELECT pg_sleep(120)%'",
+        db.name
+    );
+    support::wait_until(&db, &running);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = format!(
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'SELECT pg_sleep(120)%'",
+        db.name
+    );
+    let killed = Instant::now();
+    while db.sql(&gone) != "t" {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the orphaned session still runs after {:?}",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -103,6 +103,12 @@ impl Db {
                 }
             }
         });
+        // PostgreSQL 14 and later: end this session's query soon after its
+        // client is gone, instead of running on (and holding its locks)
+        // for up to statement_timeout. Older servers refuse the name.
+        let _ = client
+            .batch_execute("SET client_connection_check_interval = '2s'")
+            .await;
         let cancel = client.cancel_token();
         Ok(Db {
             client,
@@ -134,9 +140,31 @@ impl Db {
     }
 
     /// Connect again after a connection error, before a retry.
+    /// A new session in place of a lost one. A server that is restarting
+    /// answers "shutting down" or "starting up" for a while: connection
+    /// errors are tried again with backoff, about 30 s in all.
     pub async fn reconnect(&mut self, app: &str) -> Result<(), ErrorInfo> {
-        *self = Db::connect(self.config.clone(), app).await?;
-        Ok(())
+        let mut wait = Duration::from_millis(250);
+        let mut waited = Duration::ZERO;
+        loop {
+            match Db::connect(self.config.clone(), app).await {
+                Ok(db) => {
+                    *self = db;
+                    return Ok(());
+                }
+                Err(e) if e.class == "connection" && waited < Duration::from_secs(30) => {
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                    wait = (wait * 2).min(Duration::from_secs(4));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the session is gone (terminated, or the server went away).
+    pub fn is_lost(&self) -> bool {
+        self.client.is_closed()
     }
 
     pub async fn server_version(&self) -> Option<String> {
@@ -209,6 +237,9 @@ pub struct Holder {
     pub application_name: String,
     pub since: String,
     pub held_for: String,
+    /// pg_stat_activity's state (`active`, `idle`, ...) and for how long.
+    pub state: String,
+    pub state_for: String,
 }
 
 impl Holder {
@@ -245,7 +276,9 @@ impl Db {
             .simple_query(&format!(
                 "SELECT a.pid::text, coalesce(a.application_name, ''), \
                         to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                        date_trunc('second', now() - a.backend_start)::text \
+                        date_trunc('second', now() - a.backend_start)::text, \
+                        coalesce(a.state, ''), \
+                        coalesce(date_trunc('second', now() - a.state_change)::text, '') \
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
@@ -259,6 +292,8 @@ impl Db {
                 application_name: r.get(1).unwrap_or_default().to_string(),
                 since: r.get(2).unwrap_or_default().to_string(),
                 held_for: r.get(3).unwrap_or_default().to_string(),
+                state: r.get(4).unwrap_or_default().to_string(),
+                state_for: r.get(5).unwrap_or_default().to_string(),
             }),
             _ => None,
         });
@@ -301,7 +336,15 @@ pub fn classify(e: &tokio_postgres::Error) -> Option<ErrorClass> {
         Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE => {
             Some(ErrorClass::SerializationFailure)
         }
-        Some(c) if c.code().starts_with("08") || *c == SqlState::ADMIN_SHUTDOWN => {
+        // 08: connection exceptions; 57P01 admin_shutdown (the session was
+        // terminated), 57P02 crash_shutdown, 57P03 cannot_connect_now (the
+        // server is starting up or shutting down).
+        Some(c)
+            if c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+        {
             Some(ErrorClass::Connection)
         }
         Some(_) => None,

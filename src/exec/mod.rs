@@ -274,13 +274,24 @@ pub async fn execute(
     if let Ok(Err(_)) | Err(_) = &locked {
         let verdict = match locked {
             Ok(Err(Some(h))) => format!(
-                "REFUSED: another run of `{}` holds database `{database}`: pid {}, application_name `{}`, run {}, connected since {} ({} ago); nothing ran",
+                "REFUSED: another run of `{}` holds database `{database}`: pid {}, application_name `{}`, run {}, connected since {} ({} ago), {} for {}; nothing ran. If that run's runner is gone, the server ends a session still running a query within 2 s of noticing (PostgreSQL 14+); to end it now: SELECT pg_terminate_backend({})",
                 plan.runbook.name,
                 h.pid,
                 h.application_name,
                 h.run_id(),
                 h.since,
-                h.held_for
+                h.held_for,
+                if h.state.is_empty() {
+                    "state unknown"
+                } else {
+                    h.state.as_str()
+                },
+                if h.state_for.is_empty() {
+                    "?"
+                } else {
+                    h.state_for.as_str()
+                },
+                h.pid
             ),
             Ok(Err(None)) => format!(
                 "REFUSED: another run of `{}` holds database `{database}` (its session could not be seen); nothing ran",
@@ -510,6 +521,20 @@ impl<'a> Run<'a> {
             }
         }
         let started = Instant::now();
+        // A session lost during an earlier step (terminated, a server
+        // restart) is replaced, and the run lock taken again, before this
+        // one runs: above all before a compensation.
+        if self.db.is_lost()
+            && let Err(e) = self.recover_session(&s.id).await
+        {
+            return self.finish_step(
+                s,
+                started,
+                0,
+                Err(Fail::new(StepStatus::Failed, e).unchanged()),
+                None,
+            );
+        }
         let monitor = self.start_monitor(s).await;
         let (attempts, result) = self.attempts(s, phase, role, for_step).await;
         let impact = match monitor {
@@ -666,6 +691,38 @@ impl<'a> Run<'a> {
                     s.id, l.sessions_waited, l.waited_max_ms, l.waited_total_ms, l.waiting_max
                 ),
             });
+        }
+    }
+
+    /// The session was lost: say so, connect again (with backoff, while a
+    /// restarting server refuses) and take the run lock again.
+    async fn recover_session(&mut self, before_step: &str) -> Result<(), ErrorInfo> {
+        self.bus.emit(Event::Warning {
+            at: now(),
+            message: format!(
+                "the database session was lost; reconnecting before step `{before_step}`"
+            ),
+        });
+        self.monitor = None;
+        let started = Instant::now();
+        match self.reconnect().await {
+            Ok(()) => {
+                self.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!(
+                        "reconnected in {} ms and took the run lock again",
+                        ms(started.elapsed())
+                    ),
+                });
+                Ok(())
+            }
+            Err(mut e) => {
+                e.message = format!(
+                    "the database session was lost and reconnecting failed: {}",
+                    e.message
+                );
+                Err(e)
+            }
         }
     }
 
