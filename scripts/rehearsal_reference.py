@@ -69,28 +69,31 @@ def popx(directory):
     return out
 
 
-def sections(directory, up_marker, down_marker, no_tx):
+def sections(directory, prefix, no_tx_option, file_no_tx):
+    """sql-migrate and goose: `-- +<tool> Up` / `-- +<tool> Down` lines,
+    the command word matched exactly as the tools match it (`Down;` is no
+    command: its lines stay in the up). Other `-- +` lines are dropped."""
     out = []
     files = [f for f in os.listdir(directory) if f.endswith(".sql") and number(f)]
     for f in sorted(files, key=lambda f: numeric_key(number(f), f)):
         text = open(os.path.join(directory, f)).read()
         up, down, cur = [], None, None
         up_tx = down_tx = True
-        file_no_tx = False
+        whole_no_tx = False
         for line in text.splitlines(keepends=True):
-            low = line.strip().lower()
-            if no_tx and low.startswith(no_tx[0]) and no_tx[1] is None:
-                file_no_tx = True
+            if line.startswith(prefix):
+                fields = line[len(prefix):].split()
+                cmd = fields[0] if fields else ""
+                if file_no_tx and " ".join(fields).upper() == file_no_tx:
+                    whole_no_tx = True
+                elif cmd == "Up":
+                    cur = "up"
+                    up_tx = no_tx_option not in fields[1:]
+                elif cmd == "Down":
+                    cur, down = "down", []
+                    down_tx = no_tx_option not in fields[1:]
                 continue
-            if low.startswith(up_marker):
-                cur = "up"
-                if no_tx[1] and no_tx[1] in low:
-                    up_tx = False
-                continue
-            if low.startswith(down_marker):
-                cur, down = "down", []
-                if no_tx[1] and no_tx[1] in low:
-                    down_tx = False
+            if line.startswith("-- +"):
                 continue
             if cur == "up":
                 up.append(line)
@@ -101,8 +104,8 @@ def sections(directory, up_marker, down_marker, no_tx):
             down_text = None  # only comments: no down
         out.append({
             "version": number(f), "name": f,
-            "up": "".join(up), "up_tx": up_tx and not file_no_tx,
-            "down": down_text, "down_tx": down_tx and not file_no_tx,
+            "up": "".join(up), "up_tx": up_tx and not whole_no_tx,
+            "down": down_text, "down_tx": down_tx and not whole_no_tx,
         })
     return out
 
@@ -111,9 +114,9 @@ def load(directory, fmt):
     if fmt == "popx":
         return popx(directory)
     if fmt == "sql-migrate":
-        return sections(directory, "-- +migrate up", "-- +migrate down", ("", "notransaction"))
+        return sections(directory, "-- +migrate ", "notransaction", None)
     if fmt == "goose":
-        return sections(directory, "-- +goose up", "-- +goose down", ("-- +goose no transaction", None))
+        return sections(directory, "-- +goose ", None, "NO TRANSACTION")
     raise SystemExit(f"unknown format {fmt}")
 
 
@@ -197,10 +200,15 @@ def main():
     # Runbook's data check (lossy) and order/slow findings are not in the
     # reference: compare on the verdicts the reference can give.
     comparable = set(RANK) | {"ok", "not_rehearsed"}
-    disagree = 0
+    disagree = order_only = 0
     for m, r in zip(got, ref):
         verdicts = [f["verdict"] for f in m["findings"]] or ["ok"]
         mine = next((x for x in RANK if x in verdicts and x != "lossy"), None)
+        if mine is None and "column_order" in verdicts and r == "parity_mismatch":
+            # runbook's softer verdict for a column that came back at the
+            # end; pg_dump's text differs by that order alone.
+            order_only += 1
+            continue
         if mine is None:
             mine = "not_rehearsed" if "not_rehearsed" in verdicts else "ok"
         if mine != r and r in comparable:
@@ -208,7 +216,8 @@ def main():
             print(f"  {m['version']} {m['name']}: runbook {mine} ({'; '.join(f['message'][:160] for f in m['findings'])}), reference {r}")
     if len(got) != len(ref):
         print(f"  runbook has {len(got)} migrations, the reference {len(ref)}")
-    print(f"disagreements: {disagree} of {len(ref)}")
+    print(f"disagreements: {disagree} of {len(ref)} "
+          f"(and {order_only} column_order verdicts where pg_dump's text differs only by column order)")
 
 
 if __name__ == "__main__":

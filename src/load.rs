@@ -124,23 +124,47 @@ pub fn load_file(path: &Path) -> Result<Document, Box<LoadFailure>> {
                 .hint("name a .yml file inside it"),
         ));
     }
-    if meta.len() > MAX_FILE_BYTES {
+    // A FIFO, a socket or a device (/dev/zero) would block or never end:
+    // only regular files are read.
+    if !meta.is_file() {
         return Err(fail(
             "",
             Diagnostic::new(format!(
+                "`{name}` is not a regular file (a pipe, socket or device)"
+            ))
+            .hint("save the runbook to a file and name that file"),
+        ));
+    }
+    let too_large = |len: u64| {
+        fail(
+            "",
+            Diagnostic::new(format!(
                 "file is too large ({:.1} MiB); the limit is {} MiB",
-                meta.len() as f64 / (1024.0 * 1024.0),
+                len as f64 / (1024.0 * 1024.0),
                 MAX_FILE_BYTES / (1024 * 1024)
             ))
             .hint("split the runbook, or move long SQL into migration files"),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        fail(
-            "",
-            Diagnostic::new(format!("failed to read `{name}`: {}", io_reason(&e))),
         )
-    })?;
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    // Read with a cap all the same: the file may grow after the check.
+    let mut bytes = Vec::new();
+    {
+        use std::io::Read;
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| {
+                fail(
+                    "",
+                    Diagnostic::new(format!("failed to read `{name}`: {}", io_reason(&e))),
+                )
+            })?;
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -173,6 +197,14 @@ pub fn load_str(
     text: impl Into<String>,
 ) -> Result<Document, Box<LoadFailure>> {
     let source = Source::new(name, text);
+    if let Some(at) = too_deep(source.text()) {
+        let (line, col) = source.line_col(at);
+        let diagnostic = Diagnostic::new(format!(
+            "the document is nested too deeply: more than {MAX_FLOW_DEPTH} levels of `[` or `{{` at line {line}, column {col}"
+        ))
+        .hint("a runbook needs a few levels; this looks like generated or corrupted input");
+        return Err(Box::new(LoadFailure { source, diagnostic }));
+    }
     let parsed: Result<Lenient, _> = serde_yaml::from_str(source.text());
     let yaml = match parsed {
         Ok(v) => v.0,
@@ -283,6 +315,40 @@ fn pointer_of(path: &[String]) -> String {
     path.iter()
         .map(|s| format!("/{}", pointer_segment(s)))
         .collect()
+}
+
+/// Flow collections (`[`, `{`) nested deeper than this are refused before
+/// parsing: a runbook needs a handful, and the parsers' cost grows with
+/// depth (80 KB of `[` took 30 s).
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Where flow nesting first goes past [`MAX_FLOW_DEPTH`], outside quotes
+/// and comments. A cheap, linear pre-scan; the parser has the last word.
+fn too_deep(text: &str) -> Option<usize> {
+    let (mut depth, mut quote, mut comment) = (0usize, None::<char>, false);
+    let mut prev = '\n';
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '#') if prev.is_whitespace() => comment = true,
+            // A quote opens a scalar only where one can start.
+            (None, '\'' | '"') if prev.is_whitespace() || "[{,:".contains(prev) => {
+                quote = Some(c);
+            }
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(i);
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    None
 }
 
 /// serde_yaml's value, except that an integer too large for 64 bits is
@@ -679,6 +745,41 @@ mod tests {
         let err = load_str("t.yml", "a:\n\tb: 1\n").unwrap_err();
         assert_eq!(err.diagnostic.message, "tab character in indentation");
         assert_eq!(err.diagnostic.span, Some(3..3));
+    }
+
+    #[test]
+    fn deep_nesting_pipes_and_devices_are_refused_at_once() {
+        let deep = "[".repeat(80_000);
+        let started = std::time::Instant::now();
+        let err = load_str("deep.yml", deep).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            err.diagnostic.message.contains("nested too deeply"),
+            "{}",
+            err.diagnostic.message
+        );
+        // Brackets in quotes and comments, and normal nesting, are fine.
+        assert_eq!(
+            too_deep(&format!(
+                "a: '{}'\n# {}\nb: [[1], {{c: [2]}}]\nd: it's [ok]\n",
+                "[".repeat(100),
+                "{".repeat(100)
+            )),
+            None
+        );
+        for path in ["/dev/zero", "/dev/null"] {
+            let err = load_file(std::path::Path::new(path)).unwrap_err();
+            assert!(
+                err.diagnostic.message.contains("is not a regular file"),
+                "{path}: {}",
+                err.diagnostic.message
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = load_file(&fifo).unwrap_err();
+        assert!(err.diagnostic.message.contains("is not a regular file"));
     }
 
     #[test]
