@@ -45,7 +45,40 @@ pub fn environment() -> Environment<'static> {
     env.add_function("env", env_var);
     env.add_filter("literal", sql_literal);
     env.add_filter("ident", sql_ident);
+    env.add_filter("shell_quote", shell_quote);
+    env.add_filter("unsafe_raw", unsafe_raw);
     env
+}
+
+/// Quote a value as one POSIX shell word: single quotes, with each single
+/// quote written as `'\''`.
+pub fn shell_quote(v: Value) -> Result<String, Error> {
+    if let Some(d) = v.downcast_object_ref::<Deferred>() {
+        return Ok(d.to_string());
+    }
+    let s = match v.as_str() {
+        Some(s) => s.to_string(),
+        None if v.is_none() || v.is_undefined() => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "`shell_quote` needs a value, and this one is none",
+            ));
+        }
+        None => v.to_string(),
+    };
+    if s.contains('\0') {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "a shell word cannot hold a NUL byte",
+        ));
+    }
+    Ok(format!("'{}'", s.replace('\'', "'\\''")))
+}
+
+/// The value as it is, on purpose: SQL or shell text the runbook's author
+/// means to splice in. `validate` accepts it; `runbook lint` reports it.
+pub fn unsafe_raw(v: Value) -> Value {
+    v
 }
 
 fn env_var(name: String, default: Option<String>) -> Result<String, Error> {
@@ -83,6 +116,21 @@ pub fn sql_literal(v: Value) -> Result<String, Error> {
 }
 
 /// Quote a string as one SQL identifier, in double quotes.
+#[cfg(test)]
+mod quote_tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_makes_one_word_of_anything() {
+        let q = |s: &str| shell_quote(Value::from(s)).unwrap();
+        assert_eq!(q("plain"), "'plain'");
+        assert_eq!(q("$(touch pwned)"), "'$(touch pwned)'");
+        assert_eq!(q("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(Value::from(42)).unwrap(), "'42'");
+        assert!(shell_quote(Value::from(())).is_err());
+    }
+}
+
 pub fn sql_ident(v: Value) -> Result<String, Error> {
     if let Some(d) = v.downcast_object_ref::<Deferred>() {
         return Ok(d.to_string());

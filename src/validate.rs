@@ -1062,6 +1062,8 @@ pub fn locate(
 fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
     let env = template::environment();
     let (fields, main) = collect_fields(doc, rb);
+    let texts: Vec<(String, &str)> = fields.iter().map(|f| (f.pointer.clone(), f.text)).collect();
+    crate::injection::check(doc, rb, &texts, out);
     let main_pos: HashMap<&str, usize> = main.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let all_ids: HashSet<&str> = rb
         .all_steps()

@@ -574,9 +574,9 @@ phases:
           command: echo "token=$TOKEN password=$PGPASSWORD"
           env: { TOKEN: "{{ params.token }}" }
       - id: in_sql
-        sql: SELECT 1 -- {{ params.token }}
+        sql: SELECT 1 -- {{ params.token | literal }}
       - id: fails_with_it
-        sql: SELECT '{{ params.token }}'::int;
+        sql: SELECT {{ params.token | literal }}::int;
 "#,
     ));
     let junit = case.dir.path().join("junit.xml");
@@ -1286,4 +1286,20 @@ fn an_orphaned_session_is_ended_by_the_server_within_seconds() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `shell_quote` makes a param one shell word: `$(...)` in it is text.
+#[test]
+fn a_shell_quoted_param_cannot_run_commands() {
+    let db = Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let case = Case::new(&runbook(
+        "params:\n  v: { type: string }\nphases:\n  - id: main\n    kind: custom\n    steps:\n      - id: say\n        shell: echo {{ params.v | shell_quote }}\n",
+    ));
+    let value = format!("$(touch {}); it's", marker.display());
+    let run = case.exec(&db.url, &["--set", &format!("v={value}")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!marker.exists(), "the param ran a command");
+    assert_eq!(run.step("say")["stdout_tail"], value);
 }

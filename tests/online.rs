@@ -80,7 +80,7 @@ fn begin_inside_a_templated_transactional_step_is_refused_before_it_runs() {
     let db = Db::fresh();
     db.sql("CREATE TABLE t (a int)");
     let case = Case::new(&format!(
-        "{HEAD}params:\n  word: {{ type: string, default: COMMIT }}\nphases:\n  - id: x\n    kind: custom\n    steps:\n      - id: s\n        sql: \"INSERT INTO t VALUES (1); {{{{ params.word }}}};\"\n"
+        "{HEAD}params:\n  word: {{ type: string, default: COMMIT }}\nphases:\n  - id: x\n    kind: custom\n    steps:\n      - id: s\n        sql: \"INSERT INTO t VALUES (1); {{{{ params.word | unsafe_raw }}}};\"\n"
     ));
     let run = case.exec(&db.url, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);

@@ -593,7 +593,17 @@ fn unquoted_templates(
         let safe = piped && matches!(filter, "literal" | "ident");
         // Numbers from `| int` are safe too: they cannot carry quotes.
         let numeric = piped && matches!(filter, "int" | "float" | "length");
-        if !safe && !numeric && !constrained(expr) {
+        if piped && filter == "unsafe_raw" {
+            // Accepted by validate because the author said so: shown here.
+            push(
+                "unquoted-template-in-sql",
+                field,
+                format!(
+                    "step `{id}` splices `{{{{ {expr} }}}}` into SQL as is (`unsafe_raw`): whatever the value holds runs"
+                ),
+                "keep `unsafe_raw` for text that is SQL on purpose, and constrain the param (`enum`, `pattern`)",
+            );
+        } else if !safe && !numeric && !constrained(expr) {
             push(
                 "unquoted-template-in-sql",
                 field,
