@@ -46,6 +46,8 @@ def popx(directory):
         if not m:
             continue
         stem, dialect, auto, direction = m.group(1), m.group(2).lstrip("."), bool(m.group(3)), m.group(4)
+        if dialect == "autocommit":
+            dialect, auto = "", True
         if dialect and dialect not in DIALECTS:
             stem, dialect = stem + "." + dialect, ""
         if dialect and dialect not in ("postgres", "postgresql", "pg"):

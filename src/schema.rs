@@ -520,6 +520,10 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                 obj.is_some_and(|o| o.keys().any(|k| !known.is_some_and(|p| p.contains_key(k))));
             match present.len() {
                 0 if has_unknown => vec![],
+                // Not a step (a check holding `sql:`): its own errors say it.
+                _ if !obj.is_some_and(|o| o.contains_key("id")) => vec![],
+                // One kind key whose body does not match any of its forms.
+                1 => malformed_kind(present[0], obj, pointer, &id, spans),
                 0 => vec![
                     Diagnostic::new(format!("{} has no kind key", named("step", &id)))
                         .at(at)
@@ -596,4 +600,48 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                 .label("here"),
         ],
     }
+}
+
+/// A step whose one kind key holds a body of no form that kind takes:
+/// name the unknown key when there is one, else the kind.
+fn malformed_kind(
+    kind: &str,
+    step: Option<&serde_json::Map<String, Value>>,
+    pointer: &str,
+    id: &Option<String>,
+    spans: &crate::load::SpanIndex,
+) -> Vec<Diagnostic> {
+    let def = &schema_json()["$defs"][kind];
+    let props = def["properties"]
+        .as_object()
+        .or_else(|| def["then"]["properties"].as_object());
+    let body = step.and_then(|o| o.get(kind));
+    let at = format!("{pointer}/{kind}");
+    if let (Some(props), Some(Value::Object(o))) = (props, body)
+        && let Some(bad) = o.keys().find(|k| !props.contains_key(k.as_str()))
+    {
+        let allowed: Vec<&str> = props.keys().map(String::as_str).collect();
+        let hint = match did_you_mean(bad, allowed.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("expected one of {}", one_of(&allowed)),
+        };
+        return vec![
+            Diagnostic::new(format!("unknown key `{bad}` in `{kind}`"))
+                .at(spans.key_or_value(&format!("{at}/{}", crate::load::pointer_segment(bad))))
+                .label("unknown key")
+                .hint(hint),
+        ];
+    }
+    vec![
+        Diagnostic::new(format!(
+            "{} has a `{kind}` of no form it takes",
+            named("step", id)
+        ))
+        .at(spans.key_or_value(&at))
+        .label(format!("not a valid `{kind}`"))
+        .hint(def["description"].as_str().map_or_else(
+            || format!("see docs/runbook-format.md for `{kind}`"),
+            str::to_string,
+        )),
+    ]
 }

@@ -246,8 +246,109 @@ fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     check_backup_restore(doc, rb, &mut out);
     check_transaction_control(doc, rb, &mut out);
     check_builtins(doc, rb, &mut out);
+    check_check_shapes(doc, rb, &mut out);
     check_migrations(doc, rb, &mut out);
     out
+}
+
+/// `text` with each `{{ ... }}` as a name (which parses as a value and as a
+/// table) and each `{% ... %}` removed, so
+/// that SQL holding templates can be parsed for its shape.
+fn without_templates(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let next = [("{{", "}}", "runbook_template_value"), ("{%", "%}", "")]
+            .into_iter()
+            .filter_map(|(open, close, with)| rest.find(open).map(|i| (i, open, close, with)))
+            .min_by_key(|x| x.0);
+        let Some((i, open, close, with)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..i]);
+        match rest[i + open.len()..].find(close) {
+            Some(j) => {
+                out.push_str(with);
+                rest = &rest[i + open.len() + j + close.len()..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                return out;
+            }
+        }
+    }
+}
+
+/// A check checks something: a query (one statement that returns rows)
+/// or a built-in, not both and not neither.
+fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    for (pointer, step) in &rb.all_steps() {
+        let StepKind::Check(c) = &step.kind else {
+            continue;
+        };
+        let base = format!("{pointer}/check");
+        let short = doc.value.pointer(&base).is_some_and(Value::is_string);
+        let query_at = if short {
+            doc.spans().value(&base)
+        } else {
+            doc.spans().value(&format!("{base}/query"))
+        };
+        if c.builtin.is_some() {
+            if !c.query.trim().is_empty() {
+                out.push(
+                    Diagnostic::new(format!(
+                        "check `{}` has both `builtin` and `query`; a built-in check runs its own SQL, so the query would be ignored",
+                        step.id
+                    ))
+                    .at(doc.spans().key_or_value(&format!("{base}/query")))
+                    .label("ignored")
+                    .hint("remove `query:`, or make it a check of its own"),
+                );
+            }
+            continue;
+        }
+        if c.query.trim().is_empty() {
+            out.push(
+                Diagnostic::new(format!("check `{}` has no query: it checks nothing", step.id))
+                    .at(doc.spans().key_or_value(&base))
+                    .label("no `query` and no `builtin`")
+                    .hint("add `query: SELECT ...` with `expect:` or `assert:`, or `builtin: NAME` (docs/checks.md)"),
+            );
+            continue;
+        }
+        // Templates are not SQL: each stands for one value here.
+        let stmts = crate::statements::split(&without_templates(&c.query));
+        let returns_rows = |kind: &str| {
+            kind.contains("SELECT") || matches!(kind, "VALUES" | "TABLE" | "SHOW" | "unparsed")
+        };
+        if stmts.len() > 1 {
+            out.push(
+                Diagnostic::new(format!(
+                    "check `{}` has {} statements; a check query is one statement that returns rows",
+                    step.id,
+                    stmts.len()
+                ))
+                .at(query_at.clone())
+                .label("more than one statement")
+                .hint("keep the one whose rows are checked; each other check is a step of its own"),
+            );
+        } else if let Some(st) = stmts.first()
+            && !returns_rows(&st.kind)
+        {
+            out.push(
+                Diagnostic::new(format!(
+                    "check `{}` runs `{}`, which returns no rows to check; a check is read-only",
+                    step.id, st.kind
+                ))
+                .at(query_at)
+                .label("not a query")
+                .hint(
+                    "use a `sql` step to change things, and a check with `SELECT` to verify them",
+                ),
+            );
+        }
+    }
 }
 
 /// Migration directories given as plain paths are read now, so a missing

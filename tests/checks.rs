@@ -323,3 +323,17 @@ fn a_passing_query_check_shows_its_rows_in_the_report() {
         "{md}"
     );
 }
+
+/// A check may be a SHOW: it runs on its own (it cannot be a subquery) and
+/// its value is compared as text.
+#[test]
+fn a_show_check_reads_a_setting() {
+    let db = Db::fresh();
+    let yaml = format!(
+        "{HEAD}settings: {{ lock_timeout: 3s }}\nphases:\n  - id: checks\n    kind: verify\n    steps:\n      - id: lt\n        check: {{ query: SHOW lock_timeout, expect: {{ lock_timeout: 3s }} }}\n"
+    );
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("lt")["details"]["rows"][0]["lock_timeout"], "3s");
+}

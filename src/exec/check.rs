@@ -187,6 +187,22 @@ async fn query_rows(
         .render(query)
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     let body = q.trim_end().trim_end_matches(';').trim_end();
+    let is_show = crate::statements::split(body)
+        .first()
+        .is_some_and(|st| st.kind == "SHOW");
+    if is_show {
+        // SHOW cannot be a subquery: run it alone and keep its text values.
+        let settings = s.settings.as_ref().unwrap_or(&r.plan.settings);
+        let set = db::settings_sql(settings, true).unwrap_or_default();
+        let sql = format!("BEGIN TRANSACTION READ ONLY;\n{set}\n{body};\nCOMMIT;");
+        return match r.db.run(&sql, timeout, r.stop_signal()).await {
+            Ok(messages) => Ok(text_rows(messages)),
+            Err(fail) => {
+                r.db.rollback().await;
+                Err(r.query_failure(fail, query, &q, 0, timeout))
+            }
+        };
+    }
     let prefix = read_only_prefix(r, s);
     let sql = format!("{prefix}{body}\n) AS q;\nCOMMIT;");
     match r.db.run(&sql, timeout, r.stop_signal()).await {
@@ -208,6 +224,33 @@ pub(crate) fn read_only_prefix(r: &Run<'_>, s: &PlanStep) -> String {
     }
     prefix.push_str(&format!("SELECT to_json(q) AS {ROW} FROM (\n"));
     prefix
+}
+
+/// The rows of the last row-returning statement among a simple query's
+/// messages, each column's text as a string (SHOW's rows).
+fn text_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Map<String, Value>> {
+    let mut rows = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                names = cols.iter().map(|c| c.name().to_string()).collect();
+                rows.clear();
+            }
+            SimpleQueryMessage::Row(row) => {
+                let mut o = Map::new();
+                for (i, n) in names.iter().enumerate() {
+                    o.insert(
+                        n.clone(),
+                        row.get(i).map_or(Value::Null, |v| Value::String(v.into())),
+                    );
+                }
+                rows.push(o);
+            }
+            _ => {}
+        }
+    }
+    rows
 }
 
 /// The rows of the `to_json` query among a simple query's messages.
