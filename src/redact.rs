@@ -1,8 +1,14 @@
 //! Redaction: secrets never reach any output.
 //!
-//! Redaction is by value: every secret param value, and the password inside
-//! any connection URL or `password=` keyword, becomes `[REDACTED]` wherever
-//! it appears, whichever output it is headed for.
+//! Two ways, on every output path:
+//! - by position, always: the password inside any connection URL and after
+//!   any `password=` keyword, whatever its value;
+//! - by value: every secret param value and every URL password of at least
+//!   [`MIN_SECRET_LEN`] characters, wherever it appears (an echoed
+//!   `$PGPASSWORD`, an error message quoting it). A shorter secret, or a
+//!   password that is also the URL's user, host or database name, would
+//!   blank ordinary words (`postgres` everywhere): it is redacted by
+//!   position only, and a warning says so.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -12,10 +18,15 @@ use serde_json::Value;
 
 pub const REDACTED: &str = "[REDACTED]";
 
+/// The shortest secret redacted by value wherever it appears.
+pub const MIN_SECRET_LEN: usize = 8;
+
 /// Replaces known secret values and URL passwords.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     secrets: Vec<String>,
+    /// Secrets redacted by position only, described (never shown).
+    weak: Vec<String>,
 }
 
 fn url_password() -> &'static Regex {
@@ -37,10 +48,18 @@ impl Redactor {
         r
     }
 
-    /// Add a secret value. Empty values are ignored: they would match everywhere.
+    /// Add a secret value, redacted wherever it appears when it is long
+    /// enough to mean something; a shorter one is noted for a warning.
     pub fn add(&mut self, secret: impl Into<String>) {
         let secret = secret.into();
         if secret.is_empty() || self.secrets.contains(&secret) {
+            return;
+        }
+        let n = secret.chars().count();
+        if n < MIN_SECRET_LEN {
+            self.weak.push(format!(
+                "a secret value of {n} character(s) is redacted only where its position marks it (a connection URL's password, `password=`), not wherever it appears: text that short would blank ordinary words; use a secret of at least {MIN_SECRET_LEN} characters"
+            ));
             return;
         }
         self.secrets.push(secret);
@@ -53,11 +72,32 @@ impl Redactor {
         if let Some(c) = url_password().captures(url)
             && let Some(pw) = c.get(2)
         {
+            let decoded = percent_decode(pw.as_str()).unwrap_or_else(|()| pw.as_str().into());
+            // A password that is also a name the output shows (the user,
+            // host or database) cannot be told apart from that name.
+            let without = format!("{}{}", &url[..pw.start()], &url[pw.end()..]);
+            let names: Vec<String> = without
+                .split(['/', ':', '@', '?', '&', '='])
+                .filter(|part| !part.is_empty())
+                .map(str::to_lowercase)
+                .collect();
+            if names.contains(&decoded.to_lowercase()) {
+                self.weak.push(
+                    "the database URL's password is also the name of its user, host or database: it is redacted in URLs and after `password=` only; use a real password"
+                        .into(),
+                );
+                return;
+            }
             self.add(pw.as_str());
-            if let Ok(decoded) = percent_decode(pw.as_str()) {
+            if decoded != pw.as_str() {
                 self.add(decoded);
             }
         }
+    }
+
+    /// Why some secrets are redacted by position only: one warning each.
+    pub fn weak(&self) -> &[String] {
+        &self.weak
     }
 
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -130,9 +170,9 @@ mod tests {
 
     #[test]
     fn redacts_secret_values_everywhere() {
-        let r = Redactor::new(["hunter2".to_string(), "hunter".to_string()]);
+        let r = Redactor::new(["hunter2-long".to_string(), "hunter-long".to_string()]);
         assert_eq!(
-            r.redact("pw=hunter2 and hunter"),
+            r.redact("pw=hunter2-long and hunter-long"),
             "pw=[REDACTED] and [REDACTED]"
         );
         assert!(matches!(r.redact("nothing here"), Cow::Borrowed(_)));
@@ -153,9 +193,38 @@ mod tests {
     }
 
     #[test]
+    fn short_secrets_and_name_like_passwords_are_redacted_by_position_only() {
+        let mut r = Redactor::new(["ab".to_string()]);
+        r.add_url("postgres://postgres:postgres@localhost:5432/postgres");
+        // The target stays readable; the URL's password is still hidden.
+        assert_eq!(
+            r.redact("target postgres@localhost/postgres, grab it"),
+            "target postgres@localhost/postgres, grab it"
+        );
+        assert_eq!(
+            r.redact("postgres://postgres:postgres@localhost/postgres"),
+            "postgres://postgres:[REDACTED]@localhost/postgres"
+        );
+        assert_eq!(r.weak().len(), 2, "{:?}", r.weak());
+        assert!(
+            r.weak()
+                .iter()
+                .all(|w| !w.contains("ab ") && !w.contains("postgres@"))
+        );
+        // Long enough: by value, everywhere.
+        let mut r = Redactor::default();
+        r.add_url("postgres://app:Long-Secret-1@db/x");
+        assert_eq!(
+            r.redact("PGPASSWORD=Long-Secret-1"),
+            "PGPASSWORD=[REDACTED]"
+        );
+        assert!(r.weak().is_empty());
+    }
+
+    #[test]
     fn url_passwords_are_learned_decoded_too() {
         let mut r = Redactor::default();
-        r.add_url("postgres://app:s3cr%40t@db/x");
-        assert_eq!(r.redact("echo s3cr@t"), "echo [REDACTED]");
+        r.add_url("postgres://app:s3cr%40t-long@db/x");
+        assert_eq!(r.redact("echo s3cr@t-long"), "echo [REDACTED]");
     }
 }

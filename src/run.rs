@@ -121,6 +121,15 @@ pub fn exec(a: RunArgs) -> u8 {
         }
     };
     let mut redactor = plan.redactor.clone();
+    let mut warnings: Vec<String> = Vec::new();
+    if a.database_url
+        .as_deref()
+        .is_some_and(|u| redactor.redact(u) != u)
+    {
+        warnings.push(
+            "--database-url carries a password, and every user of this machine can read a command line (`ps`): pass the URL in DATABASE_URL, or keep the password in ~/.pgpass (PGPASSFILE)".into(),
+        );
+    }
     if let Some(u) = &url {
         redactor.add_url(u);
         if let Err(e) = exec::db::parse_url(u) {
@@ -130,6 +139,7 @@ pub fn exec(a: RunArgs) -> u8 {
             );
         }
     }
+    warnings.extend(redactor.weak().iter().cloned());
 
     if let Some(dir) = &a.pg_bin_dir
         && !dir.is_dir()
@@ -284,6 +294,7 @@ pub fn exec(a: RunArgs) -> u8 {
         base_dir,
         pg_bin_dir: a.pg_bin_dir,
         report_dir: Some(report_dir.clone()),
+        warnings,
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -866,11 +866,26 @@ phases:
           env: { WORD: "{{ params.word }}" }
 "#,
     ));
-    for word in ["main", "succeeded", "step_started", "sql"] {
+    // Long enough to redact by value: redacted, and the report's own words
+    // (a status, an event name) keep their spelling.
+    for word in ["succeeded", "step_started", "compensation"] {
         let run = case.exec(&db.url, &["--set", &format!("word={word}")]);
         assert_eq!(run.code, 0, "secret `{word}`: {}", run.stderr);
         assert_eq!(run.step("uses_it")["stdout_tail"], "the word is [REDACTED]");
         assert_eq!(run.step("uses_it")["role"], "main");
+        assert_eq!(run.step("uses_it")["status"], "succeeded");
+    }
+    // Too short to redact by value without blanking ordinary words: the run
+    // says so, instead of mangling every `main` in its output.
+    for word in ["main", "sql"] {
+        let run = case.exec(&db.url, &["--set", &format!("word={word}")]);
+        assert_eq!(run.code, 0, "secret `{word}`: {}", run.stderr);
+        assert_eq!(run.step("uses_it")["role"], "main");
+        let warnings = run.report["warnings"].to_string();
+        assert!(
+            warnings.contains("is redacted only where its position marks it"),
+            "{warnings}"
+        );
     }
 }
 
@@ -1302,4 +1317,32 @@ fn a_shell_quoted_param_cannot_run_commands() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!marker.exists(), "the param ran a command");
     assert_eq!(run.step("say")["stdout_tail"], value);
+}
+
+/// A password that is also the user's name cannot be redacted by value
+/// without blanking the target: it is hidden in URLs only, and the run
+/// warns about it, and about a password on the command line.
+#[test]
+fn a_name_like_password_keeps_the_target_readable_and_is_warned_about() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: one\n        sql: SELECT 1;\n",
+    ));
+    let run = case.exec(&db.url_with_password("runbook"), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.report["target"]["user"], "runbook",
+        "{}",
+        run.report["target"]
+    );
+    assert!(run.stderr.contains("runbook@127.0.0.1"), "{}", run.stderr);
+    let warnings = run.report["warnings"].to_string();
+    assert!(
+        warnings.contains("--database-url carries a password"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("is also the name of its user, host or database"),
+        "{warnings}"
+    );
 }

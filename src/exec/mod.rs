@@ -66,6 +66,9 @@ pub struct Options {
     /// Where report.json goes; steps put their own files beside it
     /// (a rehearsal's migration-timings.csv).
     pub report_dir: Option<PathBuf>,
+    /// Said before the run starts (a weak secret, a password on the
+    /// command line); each becomes a report warning.
+    pub warnings: Vec<String>,
 }
 
 /// How the run ended.
@@ -271,6 +274,12 @@ pub async fn execute(
     let locked = db.try_lock(lock_key).await;
     let database = target.database.clone();
     bus.emit(run_started(target));
+    for w in &opts.warnings {
+        bus.emit(Event::Warning {
+            at: now(),
+            message: w.clone(),
+        });
+    }
     if let Ok(Err(_)) | Err(_) = &locked {
         let verdict = match locked {
             Ok(Err(Some(h))) => format!(
