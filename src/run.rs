@@ -209,6 +209,26 @@ pub fn exec(a: RunArgs) -> u8 {
             "choose a writable place with --report-dir DIR",
         );
     }
+    // A directory that holds an earlier run's reports: that run's files
+    // move aside, whole, so the two runs never mix and nothing is lost.
+    let moved_aside = match set_aside_earlier_run(&report_dir) {
+        Ok(m) => m,
+        Err(e) => {
+            return refuse_plain(
+                &format!(
+                    "the report directory `{}` holds an earlier run's reports, and they could not be moved aside: {e}",
+                    report_dir.display()
+                ),
+                "choose a new directory with --report-dir DIR",
+            );
+        }
+    };
+    if let Some(to) = &moved_aside {
+        warnings.push(format!(
+            "the report directory held an earlier run's reports; they were moved to `{}`",
+            to.display()
+        ));
+    }
     if let Some(j) = &a.junit
         && let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty())
         && !parent.is_dir()
@@ -348,4 +368,47 @@ pub fn exec(a: RunArgs) -> u8 {
         drop(c);
     }
     result.exit_code
+}
+
+/// The files a run writes into its report directory.
+const RUN_FILES: &[&str] = &[
+    "report.json",
+    "report.md",
+    "events.jsonl",
+    "migration-timings.csv",
+];
+
+/// Move an earlier run's files out of `dir`, into `dir/previous/<run id>/`.
+/// Returns where they went, if there was one.
+fn set_aside_earlier_run(dir: &std::path::Path) -> std::io::Result<Option<PathBuf>> {
+    let present: Vec<&str> = RUN_FILES
+        .iter()
+        .copied()
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    if present.is_empty() {
+        return Ok(None);
+    }
+    let id = std::fs::read_to_string(dir.join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["run"]["id"].as_str().map(str::to_string))
+        .filter(|id| {
+            !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .unwrap_or_else(exec::new_run_id);
+    let mut to = dir.join("previous").join(&id);
+    let mut n = 1;
+    while to.exists() {
+        n += 1;
+        to = dir.join("previous").join(format!("{id}-{n}"));
+    }
+    std::fs::create_dir_all(&to)?;
+    for f in present {
+        std::fs::rename(dir.join(f), to.join(f))?;
+    }
+    Ok(Some(to))
 }

@@ -1346,3 +1346,35 @@ fn a_name_like_password_keeps_the_target_readable_and_is_warned_about() {
         "{warnings}"
     );
 }
+
+/// A reused --report-dir: the earlier run's files move aside whole, so
+/// events.jsonl never holds two runs and nothing is overwritten.
+#[test]
+fn a_reused_report_dir_keeps_each_run_whole() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: one\n        sql: SELECT 1;\n",
+    ));
+    let first = case.exec(&db.url, &[]);
+    let second = case.exec(&db.url, &[]);
+    assert_eq!((first.code, second.code), (0, 0));
+    let first_id = first.report["run"]["id"].as_str().unwrap().to_string();
+    let starts = second
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "run_started")
+        .count();
+    assert_eq!(starts, 1, "events.jsonl mixes runs");
+    let kept = case.reports().join("previous").join(&first_id);
+    let old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(kept.join("report.json")).unwrap()).unwrap();
+    assert_eq!(old["run"]["id"], first_id.as_str());
+    assert!(kept.join("events.jsonl").exists() && kept.join("report.md").exists());
+    assert!(
+        second.report["warnings"]
+            .to_string()
+            .contains("were moved to"),
+        "{}",
+        second.report["warnings"]
+    );
+}
