@@ -18,3 +18,6 @@ pub const INVALID: u8 = 5;
 pub const NOT_APPROVED: u8 = 6;
 /// Interrupted (SIGINT/SIGTERM).
 pub const INTERRUPTED: u8 = 130;
+/// The run ended (as stderr says), but its report or event log could not
+/// be written: the evidence is missing or out of date.
+pub const REPORT_FAILED: u8 = 7;

@@ -238,7 +238,8 @@ pub fn exec(a: RunArgs) -> u8 {
             "create it first, or write the file elsewhere",
         );
     }
-    let events = match EventLog::create(&report_dir.join("events.jsonl")) {
+    let failures = crate::report::files::WriteFailures::default();
+    let events = match EventLog::create(&report_dir.join("events.jsonl"), failures.clone()) {
         Ok(l) => l,
         Err(e) => {
             return refuse_plain(
@@ -289,6 +290,7 @@ pub fn exec(a: RunArgs) -> u8 {
             },
             &report_dir,
             a.junit.clone(),
+            failures.clone(),
         )),
     ];
     let bus = Bus::new(redactor, sinks);
@@ -366,6 +368,22 @@ pub fn exec(a: RunArgs) -> u8 {
             );
         }
         drop(c);
+    }
+    if let Some(what) = failures.first() {
+        // A success whose evidence is missing is not a success; a failure
+        // code already demands a look, and keeps what it says.
+        let code = if result.exit_code == exit::OK {
+            exit::REPORT_FAILED
+        } else {
+            result.exit_code
+        };
+        eprintln!(
+            "error: the run ended {} (exit code {}), but its report could not be written: {what}\n  = help: the files in {} are missing or out of date; free space there, or give another --report-dir next time",
+            result.status.name(),
+            result.exit_code,
+            report_dir.display(),
+        );
+        return code;
     }
     result.exit_code
 }

@@ -1378,3 +1378,33 @@ fn a_reused_report_dir_keeps_each_run_whole() {
         second.report["warnings"]
     );
 }
+
+/// A report that cannot be written is loud: stderr says so, and a run that
+/// succeeded exits 7, not 0. The file-size limit fails the writes (EFBIG)
+/// as a full disk would (ENOSPC).
+#[test]
+fn a_report_that_cannot_be_written_is_not_a_success() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: one\n        sql: SELECT 1;\n",
+    ));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_runbook"))
+        .args(case.command(&db.url, &[]).get_args())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: the run ended succeeded (exit code 0), but its report could not be written"
+        ),
+        "{stderr}"
+    );
+    // No half-written report is left behind.
+    assert!(!case.reports().join("report.tmp").exists());
+}

@@ -14,15 +14,16 @@ use crate::events::{Event, Sink};
 /// Appends each event as one JSON line, written and flushed as it happens.
 pub struct EventLog {
     file: File,
+    failures: WriteFailures,
 }
 
 impl EventLog {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
+    pub fn create(path: &Path, failures: WriteFailures) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(EventLog { file })
+        Ok(EventLog { file, failures })
     }
 }
 
@@ -31,8 +32,33 @@ impl Sink for EventLog {
         let mut line = serde_json::to_string(e).expect("events serialize");
         line.push('\n');
         // One write per line: a killed run leaves whole lines only.
-        let _ = self.file.write_all(line.as_bytes());
-        let _ = self.file.flush();
+        if let Err(err) = self
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+        {
+            self.failures.note(&format!("events.jsonl: {err}"));
+        }
+    }
+}
+
+/// The first failure to write a report file or the event log, shared by
+/// the sinks and read by the command once the run is over: a run whose
+/// evidence was not written must not look like one whose evidence was.
+#[derive(Debug, Clone, Default)]
+pub struct WriteFailures(Arc<Mutex<Option<String>>>);
+
+impl WriteFailures {
+    pub fn note(&self, what: &str) {
+        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(what.to_string());
+        }
+    }
+
+    /// The first failure, if any.
+    pub fn first(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -49,6 +75,7 @@ struct Shared {
     state: Mutex<State>,
     wake: Condvar,
     dir: PathBuf,
+    failures: WriteFailures,
 }
 
 struct State {
@@ -61,15 +88,28 @@ struct State {
 const CHECKPOINT: Duration = Duration::from_secs(1);
 
 impl Shared {
+    /// Both reports; a failure keeps the last good file (the write goes to
+    /// a temporary file first) and is noted.
     fn write(&self, builder: &Builder) {
         let r = builder.report();
-        let _ = write_atomic(&self.dir.join("report.json"), r.to_json().as_bytes());
-        let _ = write_atomic(&self.dir.join("report.md"), markdown::render(r).as_bytes());
+        for (name, bytes) in [
+            ("report.json", r.to_json().into_bytes()),
+            ("report.md", markdown::render(r).into_bytes()),
+        ] {
+            if let Err(e) = write_atomic(&self.dir.join(name), &bytes) {
+                self.failures.note(&format!("{name}: {e}"));
+            }
+        }
     }
 }
 
 impl ReportFiles {
-    pub fn new(builder: Builder, dir: &Path, junit: Option<PathBuf>) -> Self {
+    pub fn new(
+        builder: Builder,
+        dir: &Path,
+        junit: Option<PathBuf>,
+        failures: WriteFailures,
+    ) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 builder,
@@ -78,6 +118,7 @@ impl ReportFiles {
             }),
             wake: Condvar::new(),
             dir: dir.to_path_buf(),
+            failures,
         });
         let writer = {
             let shared = Arc::clone(&shared);
@@ -127,9 +168,15 @@ impl ReportFiles {
 /// Write via a temporary file and a rename, so readers never see half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_data()?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_data()
+    });
+    if let Err(e) = written {
+        // The last good file stays; half a new one does not.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path)
 }
 
@@ -158,8 +205,12 @@ impl Sink for ReportFiles {
         let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         self.shared.write(&state.builder);
         let r = state.builder.report();
-        if let Some(path) = &self.junit {
-            let _ = write_atomic(path, junit::render(r).as_bytes());
+        if let Some(path) = &self.junit
+            && let Err(e) = write_atomic(path, junit::render(r).as_bytes())
+        {
+            self.shared
+                .failures
+                .note(&format!("{}: {e}", path.display()));
         }
         if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY")
             && let Ok(mut f) = std::fs::OpenOptions::new()
