@@ -633,6 +633,33 @@ pub fn pattern_regex(pattern: &str) -> (Option<String>, String) {
     (schema, name)
 }
 
+/// A backup holds production data: it must not land in a git working tree
+/// where `git add .` would commit it. Returns the working tree's root when
+/// `dir` is inside one and git does not ignore it. Without git, or outside
+/// a working tree, there is nothing to refuse.
+pub fn unignored_in_git_tree(dir: &Path) -> Option<PathBuf> {
+    let dir = std::path::absolute(dir).ok()?;
+    let root = dir
+        .ancestors()
+        .find(|a| a.join(".git").exists())?
+        .to_path_buf();
+    let git = which::which("git").ok()?;
+    let probe = dir.join("manifest.json");
+    let rel = probe.strip_prefix(&root).ok()?;
+    let status = std::process::Command::new(git)
+        .arg("-C")
+        .arg(&root)
+        .args(["check-ignore", "-q", "--"])
+        .arg(rel)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    // 0: ignored; 1: not ignored; anything else: git could not tell.
+    (status.code() == Some(1)).then_some(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

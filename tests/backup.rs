@@ -927,3 +927,35 @@ fn a_restored_schema_that_differs_from_the_backups_snapshot_fails_the_restore() 
         "{msg}"
     );
 }
+
+/// A backup holds the database's data: inside a git working tree it is
+/// refused unless git ignores its directory, so `git add .` cannot commit
+/// it.
+#[test]
+fn a_backup_inside_a_git_working_tree_must_be_ignored_there() {
+    let db = Db::fresh();
+    seed(&db);
+    let case = Case::new(&runbook(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup: { path: data/bk, verify: list }\n",
+    ));
+    let git = |args: &[&str]| {
+        assert!(
+            Command::new("git")
+                .arg("-C")
+                .arg(case.dir.path())
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    git(&["init", "-q"]);
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let msg = error_of(&run, "pre");
+    assert!(msg.contains("inside the git working tree"), "{msg}");
+    assert!(!case.dir.path().join("data/bk").exists());
+    std::fs::write(case.dir.path().join(".gitignore"), "data/\n").unwrap();
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

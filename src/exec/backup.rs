@@ -376,6 +376,18 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let render_fail = |e: ErrorInfo| Fail::new(StepStatus::Failed, e);
     let dir = r.base_dir.join(r.render(&b.path).map_err(render_fail)?.0);
+    if let Some(root) = backups::unignored_in_git_tree(&dir) {
+        return Err(failed(
+            "backup",
+            format!(
+                "refusing to write a backup of the database into `{}`: it is inside the git working tree `{}` and git does not ignore it, so `git add` would commit the data; nothing was written",
+                dir.display(),
+                root.display()
+            ),
+            Some("put the backup outside the repository (an absolute `path:`), or add its directory to .gitignore".into()),
+        )
+        .unchanged());
+    }
     let list = |items: &[crate::plan::Text]| -> Result<Vec<String>, Fail> {
         items
             .iter()
