@@ -138,6 +138,42 @@ pub fn validate_doc(
     let mut diags = crate::schema::check(&doc);
     diags.extend(check_durations(&doc));
     if !diags.is_empty() {
+        // Every error of a file at once: when the typed model can still be
+        // read past the schema's errors, its semantic errors are reported
+        // beside them, not after the next attempt.
+        if let Ok(rb) = serde_json::from_value::<Runbook>(doc.value.clone()) {
+            // A step with a schema error is reported by that error alone:
+            // what the model made of it would only echo it.
+            let starts: Vec<usize> = diags
+                .iter()
+                .filter_map(|d| d.span.as_ref().map(|s| s.start))
+                .collect();
+            // A step's text runs from where it starts to where the next
+            // one (in the file) starts.
+            let mut at: Vec<usize> = rb
+                .all_steps()
+                .iter()
+                .filter_map(|(p, _)| doc.spans().node(p).map(|n| n.value.start))
+                .collect();
+            at.sort_unstable();
+            let tainted: Vec<Span> = at
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| a..at.get(i + 1).copied().unwrap_or(usize::MAX))
+                .filter(|span| starts.iter().any(|s| span.contains(s)))
+                .collect();
+            for d in semantic(&doc, &rb) {
+                let start = d.span.as_ref().map(|s| s.start);
+                let echo = start.is_some_and(|s| tainted.iter().any(|t| t.contains(&s)))
+                    || diags.iter().any(|x| {
+                        x.message == d.message && x.span.as_ref().map(|s| s.start) == start
+                    });
+                if !echo {
+                    diags.push(d);
+                }
+            }
+            diags.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        }
         return Err(fail(doc.source, diags, vec![]));
     }
     let runbook: Runbook = match serde_json::from_value(doc.value.clone()) {

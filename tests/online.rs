@@ -6,7 +6,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{Case, Db, hold_lock, wait_until};
 
@@ -249,9 +249,28 @@ fn the_lock_monitor_records_a_writer_blocked_by_our_alter() {
         &db,
         "SELECT count(*) > 0 FROM pg_locks WHERE relation = 't'::regclass AND mode = 'AccessExclusiveLock' AND granted",
     );
-    let started = Instant::now();
-    support::psql(&db.url, "INSERT INTO t (n) VALUES (1)");
-    let writer_waited = started.elapsed();
+    // The statement's own time, as psql measures it: not psql's start
+    // and connection, which a loaded machine makes slow.
+    let timed = Command::new("psql")
+        .args([
+            &db.url,
+            "-Xq",
+            "-c",
+            "\\timing on",
+            "-c",
+            "INSERT INTO t (n) VALUES (1)",
+        ])
+        .output()
+        .unwrap();
+    assert!(timed.status.success());
+    let text = String::from_utf8_lossy(&timed.stdout);
+    let ms: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Time: "))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no timing in {text}"));
+    let writer_waited = Duration::from_micros((ms * 1000.0) as u64);
     let status = exec.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let run = support::Run::new(
@@ -270,9 +289,11 @@ fn the_lock_monitor_records_a_writer_blocked_by_our_alter() {
     assert!(l["sessions_waited"].as_u64().unwrap() >= 1, "{l}");
     assert_eq!(l["waiting_max"], 1, "{l}");
     let waited = l["waited_max_ms"].as_u64().unwrap();
-    // Sampled every 250 ms: the monitor sees the wait to within a sample.
+    // Sampled every 250 ms: the monitor sees the wait to within a sample,
+    // plus the scheduling slack of a loaded 2-core machine running the
+    // whole suite at once (a sample seen 350 ms late in CI).
     assert!(
-        waited + 300 >= writer_waited.as_millis() as u64
+        waited + 500 >= writer_waited.as_millis() as u64
             && waited <= writer_waited.as_millis() as u64 + 50,
         "monitor {waited} ms, writer {writer_waited:?}"
     );
