@@ -162,6 +162,18 @@ impl Db {
         }
     }
 
+    /// A session on the server's maintenance database (`postgres`, else
+    /// `template1`): for creating and dropping databases while no session
+    /// of this run may be connected to them.
+    pub async fn connect_maintenance(&self, app: &str) -> Option<Db> {
+        for candidate in ["postgres", "template1"] {
+            if let Ok(m) = self.connect_to(candidate, app).await {
+                return Some(m);
+            }
+        }
+        None
+    }
+
     /// Whether the session is gone (terminated, or the server went away).
     pub fn is_lost(&self) -> bool {
         self.client.is_closed()
@@ -360,6 +372,12 @@ pub fn class_name(c: ErrorClass) -> &'static str {
         ErrorClass::SerializationFailure => "serialization_failure",
         ErrorClass::Connection => "connection",
     }
+}
+
+/// An order-independent checksum of a table's rows, as SQL: the sum of
+/// each row's hash (the first 64 bits of md5 of `row`, a row expression).
+pub fn row_checksum_sql(row: &str) -> String {
+    format!("coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint::numeric), 0)::text")
 }
 
 /// The server's error in full. `position` is made relative to the user's SQL

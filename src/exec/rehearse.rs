@@ -175,8 +175,9 @@ async fn sums(
         };
         // An order-independent checksum: the sum of each row's hash.
         parts.push(format!(
-            "SELECT {name}, count(*), coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint::numeric), 0)::text FROM {t} x",
-            name = lit(t)
+            "SELECT {name}, count(*), {sum} FROM {t} x",
+            name = lit(t),
+            sum = db::row_checksum_sql(&row)
         ));
     }
     if parts.is_empty() {
@@ -388,13 +389,7 @@ async fn open_target(
             let source = r.database.clone();
             let original = r.db.config().clone();
             r.monitor = None;
-            let mut maint = None;
-            for candidate in ["postgres", "template1"] {
-                if let Ok(m) = r.db.connect_to(candidate, &r.app_name).await {
-                    maint = Some(m);
-                    break;
-                }
-            }
+            let maint = r.db.connect_maintenance(&r.app_name).await;
             let Some(maint) = maint else {
                 return Err(failed(
                     "cannot connect to the `postgres` or `template1` database to copy the run's database".into(),

@@ -447,13 +447,7 @@ async fn compare_schema(
 /// maintenance database for this and comes back after the restore.
 async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
     r.monitor = None;
-    let mut maint = None;
-    for candidate in ["postgres", "template1"] {
-        if let Ok(m) = r.db.connect_to(candidate, &r.app_name).await {
-            maint = Some(m);
-            break;
-        }
-    }
+    let maint = r.db.connect_maintenance(&r.app_name).await;
     let Some(maint) = maint else {
         return Err(failed(
             "restore",
@@ -471,24 +465,17 @@ async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
         Some(maint)
     };
     let client = other.as_ref().map_or(&r.db.client, |m| &m.client);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {q} WITH (FORCE)"))
-        .await
-        .map_err(|e| {
+    for (sql, what) in [
+        (format!("DROP DATABASE IF EXISTS {q} WITH (FORCE)"), "drop"),
+        (format!("CREATE DATABASE {q} TEMPLATE template0"), "create"),
+    ] {
+        client.batch_execute(&sql).await.map_err(|e| {
             sql_failure(
-                "failed to drop the target database",
+                &format!("failed to {what} the target database"),
                 &db::error_info(&e, None),
             )
         })?;
-    client
-        .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))
-        .await
-        .map_err(|e| {
-            sql_failure(
-                "failed to create the target database",
-                &db::error_info(&e, None),
-            )
-        })?;
+    }
     Ok(())
 }
 

@@ -135,10 +135,9 @@ async fn table_data(
         out.insert(given.clone(), None);
         if let Some(q) = qualified {
             let checksum = if v.checksums {
-                // Order-independent: the sum of each row's hash.
-                "coalesce(sum(('x' || left(md5(x::text), 16))::bit(64)::bigint::numeric), 0)::text"
+                db::row_checksum_sql("x::text")
             } else {
-                "NULL::text"
+                "NULL::text".into()
             };
             let lit = crate::template::sql_literal(given.as_str().into()).unwrap_or_default();
             parts.push(format!("SELECT {lit}, count(*), {checksum} FROM {q} x"));
