@@ -959,3 +959,38 @@ fn a_backup_inside_a_git_working_tree_must_be_ignored_there() {
     let run = case.exec(&db.url, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// The manifest a restore is judged against must be the one this run's
+/// backup step wrote: an edited manifest is refused before anything is
+/// touched.
+#[test]
+fn a_manifest_changed_after_the_backup_step_is_refused() {
+    let db = Db::fresh();
+    seed(&db);
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: b
+    kind: backup
+    steps:
+      - id: bk
+        backup: { path: bk, verify: list }
+  - id: tamper
+    kind: verify
+    steps:
+      - id: edit
+        shell: [sh, -c, "printf ' ' >> bk/manifest.json"]
+  - id: r
+    kind: custom
+    steps:
+      - id: back
+        restore: { from: steps.bk, clean: true }
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let msg = error_of(&run, "back");
+    assert!(
+        msg.contains("its manifest.json changed after steps.bk wrote it"),
+        "{msg}"
+    );
+}

@@ -538,6 +538,29 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
 
     // Everything about the backup is checked before the database is touched.
     let m = backups::load(&dir).map_err(refuse)?;
+    // A backup this run took: its manifest must be the one the backup step
+    // wrote (it carries the schema the restore is judged against).
+    if let RestoreFrom::Step(id) = &rs.from
+        && let Some(want) = r
+            .steps_out
+            .get(id)
+            .and_then(|o| o.get("sha256"))
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+    {
+        let now = backups::manifest_sha256(&dir).unwrap_or_default();
+        if now != want {
+            return Err(failed(
+                "backup",
+                format!(
+                    "refusing to restore from {}: its manifest.json changed after steps.{id} wrote it (sha256 {want} then, {now} now); nothing was touched",
+                    dir.display()
+                ),
+                Some("the manifest says what the restore must produce; take a new backup".into()),
+            )
+            .unchanged());
+        }
+    }
     if m.verification.status == "failed" {
         return Err(refuse(backups::BackupError::FailedVerification {
             detail: m.verification.detail.clone().unwrap_or_default(),
