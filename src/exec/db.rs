@@ -374,6 +374,26 @@ pub fn class_name(c: ErrorClass) -> &'static str {
     }
 }
 
+/// Each table's `(name, row count, checksum text)`, in one query: `parts`
+/// are `SELECT name, count(*), checksum FROM table` queries, joined with
+/// UNION ALL. No parts, no query.
+pub async fn table_counts(
+    db: &Db,
+    parts: &[String],
+) -> Result<Vec<(String, i64, Option<String>)>, ErrorInfo> {
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(db
+        .client
+        .query(&parts.join("\nUNION ALL\n"), &[])
+        .await
+        .map_err(|e| error_info(&e, None))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 /// An order-independent checksum of a table's rows, as SQL: the sum of
 /// each row's hash (the first 64 bits of md5 of `row`, a row expression).
 pub fn row_checksum_sql(row: &str) -> String {

@@ -180,18 +180,10 @@ async fn sums(
             sum = db::row_checksum_sql(&row)
         ));
     }
-    if parts.is_empty() {
-        return Ok(out);
-    }
-    let rows = db
-        .client
-        .query(&parts.join("\nUNION ALL\n"), &[])
-        .await
-        .map_err(|e| db::error_info(&e, None))?;
-    for r in &rows {
-        if let Some(s) = out.get_mut(&r.get::<_, String>(0)) {
-            s.rows = Some(r.get(1));
-            s.checksum = r.get(2);
+    for (table, rows, checksum) in db::table_counts(db, &parts).await? {
+        if let Some(s) = out.get_mut(&table) {
+            s.rows = Some(rows);
+            s.checksum = checksum.unwrap_or_default();
         }
     }
     Ok(out)

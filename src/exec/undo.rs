@@ -143,22 +143,8 @@ async fn table_data(
             parts.push(format!("SELECT {lit}, count(*), {checksum} FROM {q} x"));
         }
     }
-    if parts.is_empty() {
-        return Ok(out);
-    }
-    let rows = db
-        .client
-        .query(&parts.join("\nUNION ALL\n"), &[])
-        .await
-        .map_err(err)?;
-    for r in &rows {
-        out.insert(
-            r.get(0),
-            Some(TableData {
-                rows: r.get(1),
-                checksum: r.get(2),
-            }),
-        );
+    for (table, rows, checksum) in db::table_counts(db, &parts).await.map_err(|e| e.message)? {
+        out.insert(table, Some(TableData { rows, checksum }));
     }
     Ok(out)
 }
