@@ -339,6 +339,10 @@ pub enum Event {
         /// manifest summary, a restore's checks.
         #[serde(skip_serializing_if = "Option::is_none")]
         details: Option<Value>,
+        /// The step failed part-way: it is not transactional, and what it
+        /// did before failing was committed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        partial: bool,
         /// What the step's locks did to other sessions (steps that change things).
         #[serde(skip_serializing_if = "Option::is_none")]
         lock_impact: Option<LockImpact>,
@@ -354,6 +358,9 @@ pub enum Event {
     CompensationSkipped {
         at: String,
         step: String,
+        /// `not_needed`: the step changed nothing; `not_run`: it failed
+        /// part-way and `rollback_on_partial: false` keeps what it did.
+        status: SkippedCompensation,
         reason: String,
     },
     RollbackStarted {
@@ -447,4 +454,23 @@ impl Bus {
 /// Now, as RFC 3339 UTC with milliseconds.
 pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Why a registered compensation did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkippedCompensation {
+    /// The step changed nothing: its transaction rolled back.
+    NotNeeded,
+    /// The step failed part-way, and `rollback_on_partial: false` keeps it.
+    NotRun,
+}
+
+impl SkippedCompensation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotNeeded => "not_needed",
+            Self::NotRun => "not_run",
+        }
+    }
 }

@@ -224,6 +224,47 @@ pub fn load_str(
     })
 }
 
+/// Where a second YAML document starts, as the YAML parser sees it (a
+/// `---` line after content, or content after a scalar document ended).
+fn second_document(text: &str) -> Option<Span> {
+    struct Starts(Vec<usize>);
+    impl MarkedEventReceiver for Starts {
+        fn on_event(&mut self, ev: Event, mark: Marker) {
+            if matches!(ev, Event::DocumentStart) {
+                self.0.push(mark.index());
+            }
+        }
+    }
+    let mut starts = Starts(Vec::new());
+    let mut parser = Parser::new_from_str(text);
+    let failed = parser.load(&mut starts, true).err();
+    // Where this parser stopped, when it does not see the second document
+    // the way libyaml does: the place the first one could not go on.
+    let index = match (starts.0.get(1), failed) {
+        (Some(&i), _) => i,
+        (None, Some(e)) => e.marker().index(),
+        // This parser reads one document where libyaml reads two: point at
+        // where the first begins, the part to look at.
+        (None, None) => {
+            let mut at = 0;
+            let first = text.split_inclusive('\n').find_map(|l| {
+                let start = at;
+                at += l.len();
+                let t = l.trim();
+                (!t.is_empty() && !t.starts_with('#')).then_some(start)
+            })?;
+            text[..first].chars().count()
+        }
+    };
+    // The parser counts characters; spans are bytes.
+    let at = text
+        .char_indices()
+        .nth(index)
+        .map_or(text.len(), |(i, _)| i);
+    let end = text[at..].find('\n').map_or(text.len(), |n| at + n).max(at + 1);
+    Some(at..end.min(text.len()).max(at))
+}
+
 fn yaml_error(source: &Source, e: &serde_yaml::Error) -> Diagnostic {
     let mut message = e.to_string();
     let span = e.location().map(|loc| {
@@ -263,10 +304,16 @@ fn yaml_error(source: &Source, e: &serde_yaml::Error) -> Diagnostic {
             .label("second occurrence")
             .hint("a key may appear only once in a mapping; remove or rename one of them");
     } else if message.contains("more than one document") {
-        (
-            "the file holds more than one YAML document".to_string(),
-            "a runbook file is a single document; remove the extra `---` line".to_string(),
-        )
+        let span = span.or_else(|| second_document(source.text()));
+        let located = span.is_some();
+        let d = Diagnostic::new("the file holds more than one YAML document")
+            .at(span)
+            .hint("a runbook file is a single document; remove the extra `---` line, or the stray text that ends the first document early");
+        return if located {
+            d.label("a document starts here")
+        } else {
+            d
+        };
     } else if message.contains("repetition limit exceeded") {
         (
             "aliases expand to too many nodes".to_string(),

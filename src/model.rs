@@ -326,6 +326,10 @@ pub struct Step {
     pub rollback: Vec<Step>,
     /// `rollback:` was written as one step, not a list (it changes the pointer).
     pub rollback_single: bool,
+    /// For a step that can fail part-way (non-transactional SQL, shell,
+    /// migrate, backfill): whether its compensation runs when it did.
+    /// Default true.
+    pub rollback_on_partial: bool,
     pub kind: StepKind,
 }
 
@@ -370,6 +374,7 @@ struct RawStep {
     retry: Option<RetrySpec>,
     settings: Option<StepSettings>,
     rollback: Option<OneOrMany<Step>>,
+    rollback_on_partial: Option<bool>,
     sql: Option<SqlStep>,
     check: Option<CheckStep>,
     shell: Option<ShellStep>,
@@ -439,6 +444,7 @@ impl TryFrom<RawStep> for Step {
             retry: raw.retry,
             settings: raw.settings,
             rollback_single: matches!(raw.rollback, Some(OneOrMany::One(_))),
+            rollback_on_partial: raw.rollback_on_partial.unwrap_or(true),
             rollback: match raw.rollback {
                 None => Vec::new(),
                 Some(OneOrMany::One(s)) => vec![*s],

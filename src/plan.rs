@@ -379,6 +379,13 @@ pub struct PlanStep {
     pub action: Action,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollback: Vec<PlanStep>,
+    /// Whether `rollback` runs after this step failed part-way.
+    #[serde(skip_serializing_if = "is_true")]
+    pub rollback_on_partial: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Values known before the run starts (the run id is known only to `exec`).
@@ -1129,6 +1136,7 @@ impl Planner<'_> {
             settings: self.settings(s),
             action,
             rollback,
+            rollback_on_partial: s.rollback_on_partial,
         }
     }
 }

@@ -35,6 +35,8 @@ pub fn check(doc: &Document) -> Vec<Diagnostic> {
     if doc.value.is_null() {
         return vec![
             Diagnostic::new("the runbook is empty")
+                .at(Some(0..doc.source.text().len()))
+                .label("no mapping here")
                 .hint("a runbook starts with `apiVersion: runbook/v1`; copy one from examples/"),
         ];
     }
@@ -46,8 +48,88 @@ pub fn check(doc: &Document) -> Vec<Diagnostic> {
             }
         }
     }
+    // A "matches none of its forms" is only said where nothing inside the
+    // value says more.
+    let sharper = |d: &Diagnostic| {
+        let Some(span) = &d.span else { return false };
+        d.message.ends_with("matches none of its forms")
+            && out.iter().any(|o| {
+                !std::ptr::eq(o, d)
+                    && o.span.as_ref().is_some_and(|s| {
+                        s.start >= span.start && s.end <= span.end && s != span
+                    })
+            })
+    };
+    let drop: Vec<bool> = out.iter().map(sharper).collect();
+    let mut keep = drop.iter().map(|d| !d);
+    out.retain(|_| keep.next().unwrap_or(true));
     out.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
     out
+}
+
+/// The forms a `oneOf` at `schema_path` (a pointer into the schema)
+/// allows, for a label: "a boolean, or a mapping with `from`".
+fn describe_forms(schema_path: &str) -> String {
+    let schema = schema_json();
+    let resolve = |v: &'static Value| -> &'static Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => schema.pointer(r.trim_start_matches('#')).unwrap_or(v),
+            None => v,
+        }
+    };
+    let forms: Vec<String> = schema
+        .pointer(schema_path)
+        .and_then(Value::as_array)
+        .map(|alts| {
+            alts.iter()
+                .map(|alt| {
+                    let alt = resolve(alt);
+                    match alt.get("type").and_then(Value::as_str) {
+                        Some("boolean") => "true or false".to_string(),
+                        Some("string") => "a string".to_string(),
+                        Some("integer") => "a whole number".to_string(),
+                        Some("number") => "a number".to_string(),
+                        Some("array") => "a list".to_string(),
+                        Some("object") => {
+                            let keys: Vec<String> = alt
+                                .get("required")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .map(|k| format!("`{k}`"))
+                                .collect();
+                            if keys.is_empty() {
+                                "a mapping".to_string()
+                            } else {
+                                format!("a mapping with {}", keys.join(" and "))
+                            }
+                        }
+                        _ if alt.get("enum").is_some() => format!(
+                            "one of {}",
+                            alt["enum"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| format!("`{}`", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        _ => "another form".to_string(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match forms.len() {
+        0 => "one of the documented forms".to_string(),
+        1 => forms[0].clone(),
+        _ => format!(
+            "{}, or {}",
+            forms[..forms.len() - 1].join(", "),
+            forms[forms.len() - 1]
+        ),
+    }
 }
 
 /// What kind of object a pointer names, for messages and allowed keys.
@@ -518,10 +600,23 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
             let known = schema_json()["$defs"]["step"]["properties"].as_object();
             let has_unknown =
                 obj.is_some_and(|o| o.keys().any(|k| !known.is_some_and(|p| p.contains_key(k))));
+            let is_step = matches!(classify(root, pointer), Ctx::Step(_));
             match present.len() {
-                0 if has_unknown => vec![],
-                // Not a step (a check holding `sql:`): its own errors say it.
-                _ if !obj.is_some_and(|o| o.contains_key("id")) => vec![],
+                0 if has_unknown && is_step => vec![],
+                // Not a step: say which forms the value may take. (A check
+                // holding `sql:` has its own, sharper error; `check` keeps
+                // that one.)
+                _ if !is_step || !obj.is_some_and(|o| o.contains_key("id")) => {
+                    let forms = err.schema_path().as_str().to_string();
+                    vec![
+                        Diagnostic::new(format!(
+                            "`{key_name}` matches none of its forms"
+                        ))
+                        .at(spans.value(pointer))
+                        .label(format!("expected {}", describe_forms(&forms)))
+                        .hint("see docs/runbook-format.md for this key"),
+                    ]
+                }
                 // One kind key whose body does not match any of its forms.
                 1 => malformed_kind(present[0], obj, pointer, &id, spans),
                 0 => vec![

@@ -1408,3 +1408,49 @@ fn a_report_that_cannot_be_written_is_not_a_success() {
     // No half-written report is left behind.
     assert!(!case.reports().join("report.tmp").exists());
 }
+
+/// A non-transactional step that fails on its second statement has
+/// committed its first. The report says it failed part-way, and the
+/// runbook chooses whether its rollback runs.
+#[test]
+fn a_step_that_failed_part_way_is_marked_partial_and_rollback_on_partial_decides() {
+    let yaml = |keep: bool| {
+        runbook(&format!(
+            r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: two
+        sql:
+          transaction: false
+          statements: |
+            CREATE TABLE p1 (n int);
+            INSERT INTO p1 VALUES ('not a number');
+        rollback_on_partial: {}
+        rollback:
+          id: drop
+          sql: DROP TABLE IF EXISTS p1;
+"#,
+            !keep
+        ))
+    };
+
+    let db = Db::fresh();
+    let case = Case::new(&yaml(false));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.step("two")["partial"], true);
+    assert_eq!(run.step("two")["compensation"]["status"], "succeeded");
+    assert_eq!(db.sql("SELECT to_regclass('p1') IS NULL"), "t");
+
+    let db = Db::fresh();
+    let case = Case::new(&yaml(true));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.step("two")["partial"], true);
+    assert_eq!(run.step("two")["compensation"]["status"], "not_run");
+    // What the step did is kept, and the report says the undo is not complete.
+    assert_eq!(db.sql("SELECT to_regclass('p1') IS NOT NULL"), "t");
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap_or_default();
+    assert!(md.contains("failed part-way"), "{md}");
+}

@@ -32,8 +32,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use crate::events::{
-    Approval, Bus, CheckResult, ErrorInfo, Event, LockImpact, Role, RunStatus, StepStatus, Target,
-    now,
+    Approval, Bus, CheckResult, ErrorInfo, Event, LockImpact, Role, RunStatus, SkippedCompensation,
+    StepStatus, Target, now,
 };
 use crate::exit;
 use crate::model::{ErrorClass, PhaseKind};
@@ -493,6 +493,9 @@ impl<'a> Run<'a> {
         for_step: Option<&str>,
     ) -> Outcome {
         let kind = s.action.kind();
+        let phase_kind = phase
+            .and_then(|id| self.plan.phases.iter().find(|p| p.id == id))
+            .map(|p| p.kind);
         match self.when(&s.when) {
             Ok(true) => {}
             Ok(false) => {
@@ -522,6 +525,7 @@ impl<'a> Run<'a> {
                 };
                 return self.finish_step(
                     s,
+                    phase_kind,
                     Instant::now(),
                     0,
                     Err(Fail::new(StepStatus::Failed, error).unchanged()),
@@ -538,6 +542,7 @@ impl<'a> Run<'a> {
         {
             return self.finish_step(
                 s,
+                phase_kind,
                 started,
                 0,
                 Err(Fail::new(StepStatus::Failed, e).unchanged()),
@@ -553,7 +558,7 @@ impl<'a> Run<'a> {
         if let Some(l) = &impact {
             self.warn_about_impact(s, l);
         }
-        self.finish_step(s, started, attempts, result, impact)
+        self.finish_step(s, phase_kind, started, attempts, result, impact)
     }
 
     /// Attempts until one succeeds, the error is not retryable, the
@@ -851,6 +856,7 @@ impl<'a> Run<'a> {
     fn finish_step(
         &mut self,
         s: &PlanStep,
+        phase: Option<PhaseKind>,
         started: Instant,
         attempts: u32,
         r: Attempt,
@@ -868,6 +874,10 @@ impl<'a> Run<'a> {
             }
         );
         let fatal = status.is_failure() && !(warn_only && status == StepStatus::Failed);
+        // A failure that may have committed part of the step's work.
+        let partial = status.is_failure()
+            && !changed_nothing
+            && may_change(&s.action, phase.unwrap_or(PhaseKind::Migrate));
         if status.is_failure() && !fatal {
             self.bus.emit(Event::Warning {
                 at: now(),
@@ -891,6 +901,7 @@ impl<'a> Run<'a> {
             stdout_tail: done.stdout_tail,
             stderr_tail: done.stderr_tail,
             details: done.details,
+            partial,
             lock_impact,
         });
         self.record(&s.id, status, done.output);
@@ -990,7 +1001,17 @@ impl<'a> Run<'a> {
                 self.bus.emit(Event::CompensationSkipped {
                     at: now(),
                     step: step.id.clone(),
+                    status: SkippedCompensation::NotNeeded,
                     reason: "not run: the step failed inside a transaction that rolled back, so it changed nothing".into(),
+                });
+                continue;
+            }
+            if reg.status.is_failure() && !step.rollback_on_partial {
+                self.bus.emit(Event::CompensationSkipped {
+                    at: now(),
+                    step: step.id.clone(),
+                    status: SkippedCompensation::NotRun,
+                    reason: "not run: the step failed part-way, and `rollback_on_partial: false` keeps what it did; the undo check below says what is left".into(),
                 });
                 continue;
             }

@@ -177,6 +177,18 @@ pub fn render(r: &Report) -> String {
             if let Some(h) = &e.hint {
                 let _ = writeln!(o, "  - hint: {}", cell(h));
             }
+            if s.partial {
+                let _ = writeln!(
+                    o,
+                    "  - **failed part-way**: the step is not transactional, so what it did before failing was committed{}",
+                    match s.compensation.as_ref().map(|c| c.status.as_str()) {
+                        Some("not_run") => "; its rollback did not run (`rollback_on_partial: false`)",
+                        Some("succeeded") => "; its rollback ran",
+                        Some("failed") => "; its rollback FAILED",
+                        _ => "",
+                    }
+                );
+            }
             if let Some(tail) = s.stderr_tail.as_deref().or(s.stdout_tail.as_deref()) {
                 let _ = writeln!(
                     o,

@@ -119,6 +119,9 @@ pub struct StepReport {
     /// What the step's locks did to other sessions.
     pub lock_impact: Option<LockImpact>,
     pub compensation: Option<Compensation>,
+    /// The step failed part-way: it is not transactional, and what it did
+    /// before failing was committed.
+    pub partial: bool,
     pub note: Option<String>,
 }
 
@@ -414,9 +417,11 @@ impl Builder {
                 stderr_tail,
                 details,
                 lock_impact,
+                partial,
                 ..
             } => {
                 if let Some(s) = self.step_mut(step) {
+                    s.partial = *partial;
                     s.details.clone_from(details);
                     s.lock_impact.clone_from(lock_impact);
                     s.status = *status;
@@ -470,10 +475,15 @@ impl Builder {
                     b.verification.clone_from(verification);
                 }
             }
-            Event::CompensationSkipped { step, reason, .. } => {
+            Event::CompensationSkipped {
+                step,
+                status,
+                reason,
+                ..
+            } => {
                 if let Some(s) = self.step_mut(step) {
                     if let Some(c) = s.compensation.as_mut() {
-                        c.status = "not_needed".into();
+                        c.status = status.name().into();
                     }
                     s.note = Some(reason.clone());
                 }
@@ -521,6 +531,7 @@ fn planned_blank() -> StepReport {
         lock_impact: None,
         notices: Vec::new(),
         compensation: None,
+        partial: false,
         note: None,
     }
 }
