@@ -84,6 +84,24 @@ enum Cmd {
     },
     /// Run a runbook against a database, with rollback, progress and reports.
     Exec(Box<ExecArgs>),
+    /// Go on with a run whose runner died (killed, or its machine lost), from
+    /// the run journal in the database: finished steps are not run again.
+    Resume {
+        #[command(flatten)]
+        args: Box<EarlierArgs>,
+        /// What to do with a step the runner died in that is not one
+        /// transaction (asked at a terminal when not given).
+        #[arg(long, value_enum)]
+        partial: Option<PartialArg>,
+    },
+    /// Undo an earlier run: run the compensations it registered and did not
+    /// run, newest first, then check the schema against before that run.
+    Rollback(Box<EarlierArgs>),
+    /// The run journal: what ran against a database, from any machine.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCmd,
+    },
     /// Inspect backups that backup steps took.
     Backups {
         #[command(subcommand)]
@@ -262,19 +280,26 @@ struct ExecArgs {
     file: PathBuf,
     #[command(flatten)]
     params: ParamArgs,
-    /// The target database. Beats the runbook's `database.url`, then $DATABASE_URL.
-    #[arg(long, value_name = "URL")]
-    database_url: Option<String>,
     /// Start a throwaway local PostgreSQL, run against it, remove it afterwards.
     #[arg(long, conflicts_with = "database_url")]
     ephemeral: bool,
     /// With --ephemeral: keep the throwaway PostgreSQL running and print its URL.
     #[arg(long, requires = "ephemeral")]
     keep: bool,
+    #[command(flatten)]
+    run: RunFlags,
+}
+
+/// What `exec`, `resume` and `rollback` share.
+#[derive(Debug, Args)]
+struct RunFlags {
+    /// The target database. Beats the runbook's `database.url`, then $DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Approve the gate of this phase (repeatable).
     #[arg(long = "approve", value_name = "PHASE")]
     approve: Vec<String>,
-    /// Approve every gate.
+    /// Approve every gate (for `rollback`: undo without asking).
     #[arg(long)]
     yes: bool,
     /// Where reports go. Default: runbook-reports/<name>-<run-id>/.
@@ -295,6 +320,99 @@ struct ExecArgs {
     /// Where pg_dump and pg_restore are; the only place looked at when given.
     #[arg(long, value_name = "DIR", env = "PG_BIN_DIR")]
     pg_bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct EarlierArgs {
+    /// The run's id, as `runbook runs list` shows it.
+    run_id: String,
+    /// The runbook file. Default: the path the run recorded. It must be
+    /// the same file (its sha256 is checked).
+    #[arg(long, value_name = "FILE")]
+    runbook: Option<PathBuf>,
+    #[command(flatten)]
+    params: ParamArgs,
+    #[command(flatten)]
+    run: RunFlags,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PartialArg {
+    /// Run the interrupted step again.
+    Rerun,
+    /// Count it as done: you checked that it finished.
+    Skip,
+    /// Count it as failed part-way: its phase rolls back.
+    Undo,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCmd {
+    /// The newest runs recorded in the database's run journal.
+    List {
+        /// The database. Default: $DATABASE_URL.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// One run and its steps, as the journal recorded them.
+    Show {
+        /// The run's id.
+        run_id: String,
+        /// The database. Default: $DATABASE_URL.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+fn progress_mode(quiet: bool, p: ProgressArg) -> Mode {
+    match (quiet, p) {
+        (true, _) => Mode::Quiet,
+        (false, ProgressArg::Always) => Mode::Bars,
+        (false, ProgressArg::Never) => Mode::Lines,
+        (false, ProgressArg::Auto) => {
+            if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+                Mode::Bars
+            } else {
+                Mode::Lines
+            }
+        }
+    }
+}
+
+fn run_args(
+    file: PathBuf,
+    params: &ParamArgs,
+    r: RunFlags,
+    color: bool,
+    ephemeral: bool,
+    keep: bool,
+    earlier: Option<crate::run::Earlier>,
+) -> RunArgs {
+    RunArgs {
+        file,
+        inputs: params.inputs(),
+        database_url: r.database_url,
+        ephemeral,
+        keep,
+        approve: r.approve,
+        yes: r.yes,
+        report_dir: r.report_dir,
+        junit: r.junit,
+        progress: progress_mode(r.quiet, r.progress),
+        verbose: r.verbose,
+        color,
+        pg_bin_dir: r.pg_bin_dir,
+        earlier,
+    }
 }
 
 /// Run the command line and return the process exit code.
@@ -409,33 +527,75 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
         Cmd::Exec(args) => {
             drop(stdout);
             drop(stderr);
-            crate::run::exec(RunArgs {
-                file: args.file,
-                inputs: args.params.inputs(),
-                database_url: args.database_url,
-                ephemeral: args.ephemeral,
-                keep: args.keep,
-                approve: args.approve,
-                yes: args.yes,
-                report_dir: args.report_dir,
-                junit: args.junit,
-                progress: match (args.quiet, args.progress) {
-                    (true, _) => Mode::Quiet,
-                    (false, ProgressArg::Always) => Mode::Bars,
-                    (false, ProgressArg::Never) => Mode::Lines,
-                    (false, ProgressArg::Auto) => {
-                        if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
-                            Mode::Bars
-                        } else {
-                            Mode::Lines
-                        }
-                    }
-                },
-                verbose: args.verbose,
-                color,
-                pg_bin_dir: args.pg_bin_dir,
-            })
+            let a = *args;
+            crate::run::exec(run_args(
+                a.file, &a.params, a.run, color, a.ephemeral, a.keep, None,
+            ))
         }
+        Cmd::Resume { args, partial } => {
+            drop(stdout);
+            drop(stderr);
+            let a = *args;
+            let earlier = crate::run::Earlier {
+                run_id: a.run_id,
+                action: crate::run::EarlierAction::Resume(partial.map(|p| match p {
+                    PartialArg::Rerun => crate::exec::PartialPolicy::Rerun,
+                    PartialArg::Skip => crate::exec::PartialPolicy::Skip,
+                    PartialArg::Undo => crate::exec::PartialPolicy::Undo,
+                })),
+            };
+            crate::run::exec(run_args(
+                a.runbook.unwrap_or_default(),
+                &a.params,
+                a.run,
+                color,
+                false,
+                false,
+                Some(earlier),
+            ))
+        }
+        Cmd::Rollback(args) => {
+            drop(stdout);
+            drop(stderr);
+            let a = *args;
+            let earlier = crate::run::Earlier {
+                run_id: a.run_id,
+                action: crate::run::EarlierAction::Rollback,
+            };
+            crate::run::exec(run_args(
+                a.runbook.unwrap_or_default(),
+                &a.params,
+                a.run,
+                color,
+                false,
+                false,
+                Some(earlier),
+            ))
+        }
+        Cmd::Runs { command } => match command {
+            RunsCmd::List {
+                database_url,
+                limit,
+                format,
+            } => crate::commands::runs_list(
+                &crate::commands::Target { database_url },
+                limit,
+                matches!(format, Format::Json),
+                &mut stdout,
+                &mut stderr,
+            ),
+            RunsCmd::Show {
+                run_id,
+                database_url,
+                format,
+            } => crate::commands::runs_show(
+                &crate::commands::Target { database_url },
+                &run_id,
+                matches!(format, Format::Json),
+                &mut stdout,
+                &mut stderr,
+            ),
+        },
         Cmd::Backups { command } => backups(command, &mut stdout, &mut stderr),
         Cmd::Schema {
             command:

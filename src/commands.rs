@@ -378,3 +378,159 @@ pub fn migrations_repair(
         }
     })
 }
+
+/// `runbook runs list`: the newest runs the journal holds.
+pub fn runs_list(
+    t: &Target,
+    limit: i64,
+    json: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    runtime().block_on(async {
+        let db = match connect(t, stderr).await {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
+        let runs = match crate::exec::journal::list(&db.client, limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                error(stderr, &format!("failed to read the run journal: {e}"), "check that this user may read schema `runbook_journal`");
+                return exit::PREFLIGHT_FAILED;
+            }
+        };
+        if json {
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+            return exit::OK;
+        }
+        if runs.is_empty() {
+            let _ = writeln!(stdout, "no runs recorded in this database");
+            return exit::OK;
+        }
+        let _ = writeln!(
+            stdout,
+            "{:<26} {:<9} {:<24} {:<17} {:<5} {:<24} by",
+            "RUN", "KIND", "RUNBOOK", "STATUS", "EXIT", "STARTED"
+        );
+        for r in &runs {
+            let _ = writeln!(
+                stdout,
+                "{:<26} {:<9} {:<24} {:<17} {:<5} {:<24} {}@{}",
+                r.run_id,
+                r.kind,
+                format!("{} {}", r.runbook, r.version),
+                r.status,
+                r.exit_code.map_or_else(|| "-".into(), |c| c.to_string()),
+                r.started_at,
+                r.os_user,
+                r.host
+            );
+        }
+        exit::OK
+    })
+}
+
+/// `runbook runs show RUN_ID`: one run and its steps.
+pub fn runs_show(
+    t: &Target,
+    run_id: &str,
+    json: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    let run = match read_run(t, run_id, stderr) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if json {
+        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+        return exit::OK;
+    }
+    let _ = writeln!(
+        stdout,
+        "run {} ({}{})\n  runbook: {} {} ({}, sha256 {})\n  by: {}@{} pid {}, runbook {}\n  started: {}\n  status: {}{}\n  resumed: {} time(s)",
+        run.run_id,
+        run.kind,
+        run.of_run
+            .as_deref()
+            .map_or_else(String::new, |o| format!(" of run {o}")),
+        run.runbook,
+        run.version,
+        run.file,
+        run.sha256.get(..12).unwrap_or(&run.sha256),
+        run.os_user,
+        run.host,
+        run.pid,
+        run.runner_version,
+        run.started_at,
+        run.status,
+        run.exit_code
+            .map_or_else(String::new, |c| format!(" (exit {c})")),
+        run.resumes
+    );
+    if let Some(v) = &run.verdict {
+        let _ = writeln!(stdout, "  verdict: {v}");
+    }
+    if run.status == "running" {
+        let _ = writeln!(
+            stdout,
+            "  note: `running` with no live runner means the runner died; `runbook resume {0}` goes on, `runbook rollback {0}` undoes it",
+            run.run_id
+        );
+    }
+    let _ = writeln!(stdout, "\n  {:<4} {:<14} {:<28} {:<13} {:<20} COMPENSATION", "SEQ", "PHASE", "STEP", "ROLE", "STATUS");
+    for s in &run.steps {
+        let r = &s.row;
+        let _ = writeln!(
+            stdout,
+            "  {:<4} {:<14} {:<28} {:<13} {:<20} {}",
+            r.seq,
+            r.phase.as_deref().unwrap_or("-"),
+            match &r.for_step {
+                Some(f) => format!("{} (for {f})", r.step),
+                None => r.step.clone(),
+            },
+            r.role,
+            format!("{}{}", r.status, if r.partial { ", partial" } else { "" }),
+            match (&r.compensated, r.compensations.is_empty()) {
+                (Some(c), _) => c.clone(),
+                (None, false) => format!("registered: {}", r.compensations.join(", ")),
+                (None, true) => "-".into(),
+            }
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(stdout, "       error: {e}");
+        }
+    }
+    exit::OK
+}
+
+/// One run from the journal, or why not (5: no such run; 1: no database).
+pub fn read_run(
+    t: &Target,
+    run_id: &str,
+    stderr: &mut impl Write,
+) -> Result<crate::exec::journal::RunRecord, u8> {
+    runtime().block_on(async {
+        let db = connect(t, stderr).await?;
+        match crate::exec::journal::show(&db.client, run_id).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                error(
+                    stderr,
+                    &format!("no run `{run_id}` in this database's run journal"),
+                    "`runbook runs list` shows the runs it holds; check --database-url",
+                );
+                Err(exit::INVALID)
+            }
+            Err(e) => {
+                error(
+                    stderr,
+                    &format!("failed to read the run journal: {e}"),
+                    "check that this user may read schema `runbook_journal`",
+                );
+                Err(exit::PREFLIGHT_FAILED)
+            }
+        }
+    })
+}

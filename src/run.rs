@@ -35,6 +35,21 @@ pub struct RunArgs {
     pub color: bool,
     /// `--pg-bin-dir` or `PG_BIN_DIR`.
     pub pg_bin_dir: Option<PathBuf>,
+    /// `runbook resume` / `runbook rollback`: the earlier run, by id.
+    pub earlier: Option<Earlier>,
+}
+
+/// A run that continues or undoes an earlier one.
+pub struct Earlier {
+    pub run_id: String,
+    pub action: EarlierAction,
+}
+
+pub enum EarlierAction {
+    /// `runbook resume`, with `--partial` when given.
+    Resume(Option<exec::PartialPolicy>),
+    /// `runbook rollback`.
+    Rollback,
 }
 
 /// An input problem found before anything ran: print it, exit 5.
@@ -65,12 +80,36 @@ impl Prompter for TerminalPrompt {
     }
 }
 
-pub fn exec(a: RunArgs) -> u8 {
-    let run_id = exec::new_run_id();
-    let info = RunInfo {
+pub fn exec(mut a: RunArgs) -> u8 {
+    let mut run_id = exec::new_run_id();
+    let mut info = RunInfo {
         id: Some(run_id.clone()),
         started_at: Some(crate::events::now()),
     };
+    // A resume or a rollback reads the earlier run from the journal first:
+    // the runbook file, the params, and the run id its templates saw.
+    let mut earlier = None;
+    if let Some(e) = &a.earlier {
+        let target = crate::commands::Target {
+            database_url: a.database_url.clone(),
+        };
+        let record = match crate::commands::read_run(&target, &e.run_id, &mut std::io::stderr()) {
+            Ok(r) => r,
+            Err(code) => {
+                eprintln!("\nerror: nothing ran");
+                return code;
+            }
+        };
+        if a.file.as_os_str().is_empty() {
+            a.file = PathBuf::from(&record.file);
+        }
+        a.inputs.set.splice(0..0, recorded_params(&record));
+        info.id = Some(record.run_id.clone());
+        if matches!(e.action, EarlierAction::Resume(_)) {
+            run_id = record.run_id.clone();
+        }
+        earlier = Some(record);
+    }
     let built = validate::validate_file(&a.file, &a.inputs, ParamCheck::RequireAll)
         .and_then(|v| plan::build(&v, &info).map(|p| (v, p)));
     let (v, plan) = match built {
@@ -79,6 +118,14 @@ pub fn exec(a: RunArgs) -> u8 {
             eprint!("{}", invalid.render(a.color));
             return exit::INVALID;
         }
+    };
+
+    let mode = match (earlier, &a.earlier) {
+        (Some(record), Some(e)) => match decide_earlier(&record, &plan, e, a.yes) {
+            Ok(m) => m,
+            Err(code) => return code,
+        },
+        _ => exec::Mode::Run,
     };
 
     let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
@@ -317,6 +364,7 @@ pub fn exec(a: RunArgs) -> u8 {
         pg_bin_dir: a.pg_bin_dir,
         report_dir: Some(report_dir.clone()),
         warnings,
+        mode,
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -386,6 +434,142 @@ pub fn exec(a: RunArgs) -> u8 {
         return code;
     }
     result.exit_code
+}
+
+/// The `--set` values that give a resume or rollback the earlier run's
+/// params: every one that was not a default and is not a secret (secrets
+/// are not in the journal; they must be given again).
+fn recorded_params(r: &exec::journal::RunRecord) -> Vec<String> {
+    let Some(params) = r.params.as_object() else {
+        return Vec::new();
+    };
+    params
+        .iter()
+        .filter(|(_, p)| {
+            p["secret"] != true && matches!(p["origin"].as_str(), Some("set" | "params_file"))
+        })
+        .map(|(k, p)| match &p["value"] {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            v => format!("{k}={v}"),
+        })
+        .collect()
+}
+
+/// Check that the runbook and params are the earlier run's, and settle
+/// what the resume or rollback will do; refused here, before anything runs.
+fn decide_earlier(
+    record: &exec::journal::RunRecord,
+    plan: &plan::Plan,
+    e: &Earlier,
+    yes: bool,
+) -> Result<exec::Mode, u8> {
+    if plan.runbook.sha256 != record.sha256 {
+        return Err(refuse_plain(
+            &format!(
+                "the runbook `{}` changed since run {} (sha256 {} then, {} now)",
+                plan.runbook.file,
+                record.run_id,
+                record.sha256.get(..12).unwrap_or(&record.sha256),
+                plan.runbook.sha256.get(..12).unwrap_or(&plan.runbook.sha256)
+            ),
+            "resume and rollback run the exact runbook the run started with; check out that version, or pass it with --runbook FILE",
+        ));
+    }
+    let params = record.params.as_object().cloned().unwrap_or_default();
+    for (name, was) in &params {
+        let Some(now) = plan.params.get(name) else {
+            continue;
+        };
+        if was["secret"] == true {
+            if matches!(was["origin"].as_str(), Some("set" | "params_file"))
+                && matches!(now.origin, crate::params::Origin::Default | crate::params::Origin::Unset)
+            {
+                return Err(refuse_plain(
+                    &format!("param `{name}` is secret, and run {} was given it; the journal does not keep secrets", record.run_id),
+                    &format!("pass it again: --set {name}=... or --params-file"),
+                ));
+            }
+        } else if was["value"] != now.value {
+            return Err(refuse_plain(
+                &format!(
+                    "param `{name}` was {} in run {}, and is {} now",
+                    was["value"], record.run_id, now.value
+                ),
+                "a resume or rollback runs with the params of the run it continues; drop the --set",
+            ));
+        }
+    }
+    let interactive = std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("CI").is_none();
+    let ask = |prompt: &str| -> String {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        line.trim().to_string()
+    };
+    match &e.action {
+        EarlierAction::Resume(partial) => {
+            let decide = match exec::resume::resumable(record, plan) {
+                Ok(d) => d,
+                Err(why) => {
+                    return Err(refuse_plain(
+                        &format!("cannot resume: {why}"),
+                        &format!("`runbook runs show {}` shows what the journal holds", record.run_id),
+                    ));
+                }
+            };
+            let partial = match (decide, partial) {
+                (exec::resume::Resumable::Yes, p) => *p,
+                (exec::resume::Resumable::Decide { .. }, Some(p)) => Some(*p),
+                (exec::resume::Resumable::Decide { step, kind }, None) if interactive => {
+                    let answer = ask(&format!(
+                        "The runner died while `{step}` ({kind}) ran. It is not one transaction, so part of it may have been applied.\nType `rerun` to run it again, `skip` if you checked it finished, `undo` to roll its phase back: "
+                    ));
+                    match answer.as_str() {
+                        "rerun" => Some(exec::PartialPolicy::Rerun),
+                        "skip" => Some(exec::PartialPolicy::Skip),
+                        "undo" => Some(exec::PartialPolicy::Undo),
+                        _ => {
+                            return Err(refuse_plain("no choice made for the interrupted step", "answer rerun, skip or undo, or pass --partial"));
+                        }
+                    }
+                }
+                (exec::resume::Resumable::Decide { step, kind }, None) => {
+                    return Err(refuse_plain(
+                        &format!("the runner died while `{step}` ({kind}) ran, and it may have half-applied; someone must decide what happens to it"),
+                        "pass --partial rerun (run it again), --partial skip (you checked it finished) or --partial undo (roll its phase back)",
+                    ));
+                }
+            };
+            Ok(exec::Mode::Resume(exec::Prior {
+                record: record.clone(),
+                partial,
+            }))
+        }
+        EarlierAction::Rollback => {
+            if !yes {
+                let prompt = format!(
+                    "Undo run {} ({} {}, {}): run the compensations it registered, newest first.\nType `yes` to go on: ",
+                    record.run_id, record.runbook, record.version, record.status
+                );
+                if !interactive {
+                    return Err(refuse_plain(
+                        &format!("undoing run {} needs a yes, and there is no terminal to ask", record.run_id),
+                        "pass --yes",
+                    ));
+                }
+                if ask(&prompt) != "yes" {
+                    return Err(refuse_plain("not confirmed", "type `yes` at the prompt, or pass --yes"));
+                }
+            }
+            Ok(exec::Mode::Rollback(exec::Prior {
+                record: record.clone(),
+                partial: None,
+            }))
+        }
+    }
 }
 
 /// The files a run writes into its report directory.

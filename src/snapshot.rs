@@ -23,6 +23,7 @@ const SQL: &str = r#"WITH ns AS (
     SELECT oid, nspname FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
+      AND NOT (nspname = 'runbook_journal' AND obj_description(oid, 'pg_namespace') = 'runbook run journal')
 ), rels AS NOT MATERIALIZED (
     SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpartbound, c.relispartition,
            format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment
@@ -360,6 +361,7 @@ const TOKENS_SQL: &str = r#"WITH ns AS (
     SELECT oid FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
+      AND NOT (nspname = 'runbook_journal' AND obj_description(oid, 'pg_namespace') = 'runbook run journal')
 ), rels AS (
     SELECT c.oid, c.xmin, c.ctid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
 )

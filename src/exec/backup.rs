@@ -139,6 +139,7 @@ async fn candidate_tables(
               WHERE (c.relkind = 'r' OR ($1 AND c.relkind = 'p'))
                 AND c.relpersistence <> 't'
                 AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+                AND NOT (n.nspname = 'runbook_journal' AND obj_description(n.oid, 'pg_namespace') = 'runbook run journal')
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                  WHERE d.classid = 'pg_catalog.pg_class'::regclass
                                    AND d.objid = c.oid AND d.deptype = 'e')
@@ -513,6 +514,11 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             .map(|t| format!("--exclude-table={t}")),
     );
     argv.extend(schemas.iter().map(|t| format!("--schema={t}")));
+    // The run journal records runs on this database; it is not its data,
+    // and a restore must not roll it back.
+    if r.journal.is_on() {
+        argv.push("--exclude-schema=runbook_journal".into());
+    }
     argv.extend(
         exclude_schemas
             .iter()

@@ -13,9 +13,11 @@ pub mod builtin;
 pub mod check;
 pub mod child;
 pub mod db;
+pub mod journal;
 pub mod migrate;
 pub mod monitor;
 pub mod rehearse;
+pub mod resume;
 pub mod restore;
 pub mod shell;
 pub mod snapshot;
@@ -69,6 +71,66 @@ pub struct Options {
     /// Said before the run starts (a weak secret, a password on the
     /// command line); each becomes a report warning.
     pub warnings: Vec<String>,
+    /// A new run, a resumed one, or the undo of an earlier one.
+    pub mode: Mode,
+}
+
+/// What `execute` does with the plan.
+pub enum Mode {
+    /// Run it from the start.
+    Run,
+    /// Continue a run whose runner died: its finished steps are not run
+    /// again, their compensations stay registered.
+    Resume(Prior),
+    /// Run the compensations an earlier run registered, newest first.
+    Rollback(Prior),
+}
+
+/// An earlier run, as the journal has it.
+pub struct Prior {
+    pub record: journal::RunRecord,
+    /// For a resume: what to do with a step the runner died in that may
+    /// have half-applied. Decided before the run starts.
+    pub partial: Option<PartialPolicy>,
+}
+
+/// What a resume does with a step that was interrupted part-way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartialPolicy {
+    /// Run it again from the start.
+    Rerun,
+    /// Count it as done: a person checked that it finished.
+    Skip,
+    /// Count it as failed part-way: the phase's rollback runs.
+    Undo,
+}
+
+impl Prior {
+    /// The main-role rows of a step, newest last.
+    fn rows(&self, phase: &str, step: &str) -> Option<&journal::StepRow> {
+        self.record
+            .steps
+            .iter()
+            .rev()
+            .map(|s| &s.row)
+            .find(|r| r.role == "main" && r.step == step && r.phase.as_deref() == Some(phase))
+    }
+}
+
+/// Whether an interrupted attempt of this action can be run again as if
+/// it had never started: its work is one transaction, or it changes
+/// nothing, or it keeps its own record of what is done (migrations).
+pub fn rerun_is_safe(a: &Action) -> bool {
+    match a {
+        Action::Sql { transaction, .. } => *transaction,
+        Action::Check { .. }
+        | Action::Sleep { .. }
+        | Action::Snapshot(_)
+        | Action::Backup(_)
+        | Action::Migrate(_) => true,
+        Action::Rehearse(x) => x.scratch.is_some(),
+        Action::Shell { .. } | Action::Restore(_) | Action::Backfill(_) => false,
+    }
 }
 
 /// How the run ended.
@@ -127,6 +189,11 @@ pub(crate) type Attempt = Result<Done, Fail>;
 
 struct Outcome {
     status: StepStatus,
+    attempts: u32,
+    /// The failure's message, redacted, for the journal.
+    error: Option<String>,
+    /// It failed part-way: not transactional, and something committed.
+    partial: bool,
     /// False for a failed check of severity `warn`: recorded, not fatal.
     fatal: bool,
     /// The step left the database as it found it: skipped, or failed in a
@@ -168,6 +235,12 @@ pub(crate) struct Run<'a> {
     /// Snapshots taken by snapshot steps, by step id, for later comparisons.
     pub(crate) snapshots: std::collections::HashMap<String, crate::snapshot::Snapshot>,
     pub(crate) report_dir: Option<PathBuf>,
+    /// The run journal in the target database.
+    journal: journal::Journal,
+    /// The journal row of the step running now.
+    journal_seq: Option<i32>,
+    /// The run this one resumes.
+    resumed: Option<Prior>,
 }
 
 /// Resolves once `level` interrupts have arrived.
@@ -327,6 +400,45 @@ pub async fn execute(
         };
     }
 
+    // The journal: its own session, opened once the run lock is held.
+    let mut journal = match journal::Journal::open(&db, &database, &journal_app(&app_name)).await {
+        Ok(j) => j,
+        Err(why) => {
+            bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "the run journal (schema `runbook_journal` in the target database) is off: {why}; this run cannot be resumed or rolled back by id (`runbook resume`, `runbook rollback`)"
+                ),
+            });
+            journal::Journal::off()
+        }
+    };
+    let (resumed, undo) = match opts.mode {
+        Mode::Run => (None, None),
+        Mode::Resume(p) => {
+            journal.continue_from(&p.record.steps.iter().map(|s| s.row.clone()).collect::<Vec<_>>());
+            (Some(p), None)
+        }
+        Mode::Rollback(p) => (None, Some(p)),
+    };
+    let row = journal::RunRow {
+        run_id: opts.run_id.clone(),
+        kind: if undo.is_some() { "rollback" } else { "exec" },
+        of_run: undo.as_ref().map(|p| p.record.run_id.clone()),
+        runbook: plan.runbook.name.clone(),
+        version: plan.runbook.version.clone(),
+        file: plan.runbook.file.clone(),
+        sha256: plan.runbook.sha256.clone(),
+        params: journal_params(plan),
+    };
+    if let Err(why) = journal.run_started(row).await {
+        bus.emit(Event::Warning {
+            at: now(),
+            message: format!("the run journal could not record this run: {why}; it is off for this run"),
+        });
+        journal.turn_off();
+    }
+
     let mut run = Run {
         plan,
         v,
@@ -353,8 +465,25 @@ pub async fn execute(
         monitor: None,
         snapshots: std::collections::HashMap::new(),
         report_dir: opts.report_dir.clone(),
+        journal,
+        journal_seq: None,
+        resumed,
     };
-    let result = run.main_line().await;
+    let result = match &undo {
+        Some(p) => run.rollback_line(p).await,
+        None => run.main_line().await,
+    };
+    let failed_step = run.failed_step.clone();
+    let wrote = run
+        .journal
+        .run_finished(
+            result.0.status.name(),
+            result.0.exit_code,
+            &run.bus.redactor().redact(&result.1),
+            failed_step.as_deref(),
+        )
+        .await;
+    run.journal_failed(wrote);
     run.bus.emit(Event::RunFinished {
         at: now(),
         status: result.0.status,
@@ -365,6 +494,36 @@ pub async fn execute(
     });
     run.bus.finish();
     result.0
+}
+
+/// The journal session's application_name (at most 63 bytes).
+fn journal_app(app: &str) -> String {
+    let mut name = format!("{app}/journal");
+    while name.len() > 63 {
+        name.remove(0);
+    }
+    name
+}
+
+/// The run's params for the journal: values, with secrets redacted, and
+/// where each came from (a resume asks again for secrets given by hand).
+fn journal_params(plan: &Plan) -> Value {
+    Value::Object(
+        plan.params
+            .iter()
+            .map(|(k, p)| {
+                let value = if p.secret {
+                    Value::String(crate::redact::REDACTED.into())
+                } else {
+                    p.value.clone()
+                };
+                (
+                    k.clone(),
+                    json!({"value": value, "secret": p.secret, "origin": p.origin}),
+                )
+            })
+            .collect(),
+    )
 }
 
 pub(crate) fn ms(d: Duration) -> u64 {
@@ -484,8 +643,107 @@ impl<'a> Run<'a> {
         self.steps_out.insert(id.to_string(), Value::Object(output));
     }
 
-    /// Run one step with its timeout, retries and cancellation.
+    /// Run one step with its timeout, retries and cancellation, and
+    /// record it in the journal: before it starts, and when it ends.
     async fn step(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> Outcome {
+        self.journal_seq = None;
+        let o = self.step_body(s, phase, role, for_step).await;
+        self.journal_end(s, phase, role, for_step, &o).await;
+        o
+    }
+
+    /// A journal row for a step, written before it runs.
+    async fn journal_start(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+        status: StepStatus,
+    ) {
+        if !self.journal.is_on() {
+            return;
+        }
+        let row = journal::StepRow {
+            seq: 0,
+            phase: phase.map(str::to_string),
+            step: s.id.clone(),
+            role: serde_json::to_value(role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            for_step: for_step.map(str::to_string),
+            kind: s.action.kind().into(),
+            status: status.name().into(),
+            attempts: 0,
+            changed_nothing: false,
+            partial: false,
+            compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
+            compensated: None,
+            output: json!({}),
+            error: None,
+        };
+        let (seq, wrote) = self.journal.step_started(row).await;
+        self.journal_seq = Some(seq);
+        self.journal_failed(wrote);
+    }
+
+    /// The step's journal row, updated with how it ended.
+    async fn journal_end(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+        o: &Outcome,
+    ) {
+        if !self.journal.is_on() {
+            return;
+        }
+        if self.journal_seq.is_none() {
+            // Skipped before it started (`when` was false).
+            self.journal_start(s, phase, role, for_step, o.status).await;
+        }
+        let Some(seq) = self.journal_seq.take() else {
+            return;
+        };
+        let output = self.steps_out.get(&s.id).cloned().unwrap_or(json!({}));
+        let output = serde_json::from_str(&self.bus.redactor().redact(&output.to_string()))
+            .unwrap_or(json!({}));
+        let wrote = self
+            .journal
+            .step_finished(seq, |row| {
+                row.status = o.status.name().into();
+                row.attempts = i32::try_from(o.attempts).unwrap_or(i32::MAX);
+                row.changed_nothing = o.changed_nothing;
+                row.partial = o.partial;
+                row.error.clone_from(&o.error);
+                row.output = output;
+            })
+            .await;
+        self.journal_failed(wrote);
+    }
+
+    /// Say once that the journal could not be written, and stop writing it.
+    fn journal_failed(&mut self, r: Result<(), String>) {
+        if let Err(why) = r {
+            self.bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "the run journal could not be written: {why}; it is off for the rest of this run, so `runbook resume` and `runbook rollback` see only what came before"
+                ),
+            });
+            self.journal.turn_off();
+        }
+    }
+
+    async fn step_body(
         &mut self,
         s: &PlanStep,
         phase: Option<&str>,
@@ -513,6 +771,9 @@ impl<'a> Run<'a> {
                 self.record(&s.id, StepStatus::Skipped, Map::new());
                 return Outcome {
                     status: StepStatus::Skipped,
+                    attempts: 0,
+                    error: None,
+                    partial: false,
                     fatal: false,
                     changed_nothing: true,
                 };
@@ -533,6 +794,8 @@ impl<'a> Run<'a> {
                 );
             }
         }
+        self.journal_start(s, phase, role, for_step, StepStatus::Running)
+            .await;
         let started = Instant::now();
         // A session lost during an earlier step (terminated, a server
         // restart) is replaced, and the run lock taken again, before this
@@ -888,6 +1151,9 @@ impl<'a> Run<'a> {
                 ),
             });
         }
+        let message = error
+            .as_ref()
+            .map(|e| self.bus.redactor().redact(&e.message).into_owned());
         self.bus.emit(Event::StepFinished {
             at: now(),
             step: s.id.clone(),
@@ -907,6 +1173,9 @@ impl<'a> Run<'a> {
         self.record(&s.id, status, done.output);
         Outcome {
             status,
+            attempts,
+            error: message,
+            partial,
             fatal,
             changed_nothing,
         }
@@ -1004,6 +1273,8 @@ impl<'a> Run<'a> {
                     status: SkippedCompensation::NotNeeded,
                     reason: "not run: the step failed inside a transaction that rolled back, so it changed nothing".into(),
                 });
+                let wrote = self.journal.compensated(&step.id, "not_needed").await;
+                self.journal_failed(wrote);
                 continue;
             }
             if reg.status.is_failure() && !step.rollback_on_partial {
@@ -1013,6 +1284,8 @@ impl<'a> Run<'a> {
                     status: SkippedCompensation::NotRun,
                     reason: "not run: the step failed part-way, and `rollback_on_partial: false` keeps what it did; the undo check below says what is left".into(),
                 });
+                let wrote = self.journal.compensated(&step.id, "not_run").await;
+                self.journal_failed(wrote);
                 continue;
             }
             let ok = self
@@ -1036,8 +1309,41 @@ impl<'a> Run<'a> {
                 step: step.id.clone(),
                 status: after,
             });
+            let wrote = self
+                .journal
+                .compensated(&step.id, if ok { "succeeded" } else { "failed" })
+                .await;
+            self.journal_failed(wrote);
         }
         clean
+    }
+
+    /// A step that ended before the resume, in this phase's bookkeeping:
+    /// its compensation stays registered, its change counts.
+    fn carried<'p>(
+        &mut self,
+        ph: &PlanPhase,
+        s: &'p PlanStep,
+        row: &journal::StepRow,
+        registered: &mut Vec<Registered<'p>>,
+        phase_touched: &mut bool,
+        st: &mut LineState,
+    ) {
+        let why = format!("{} before the run was resumed", row.status);
+        self.carry_over(ph, s, row, &why);
+        if row.status == "succeeded" {
+            if !s.rollback.is_empty() {
+                registered.push(Registered {
+                    step: s,
+                    status: StepStatus::Succeeded,
+                    changed_nothing: false,
+                });
+            }
+            if may_change(&s.action, ph.kind) {
+                *phase_touched = true;
+                st.touched = true;
+            }
+        }
     }
 
     /// The state an undo is checked against, now.
@@ -1066,6 +1372,25 @@ impl<'a> Run<'a> {
             if self.interrupt_count() >= 1 {
                 break;
             }
+            // A resumed run: what ended before is carried over, and a step
+            // the runner died in is run again, counted done, or undone.
+            let mut fail_with = None;
+            match self.earlier(ph, s) {
+                resume::Earlier::Fresh => {}
+                resume::Earlier::Done(row) => {
+                    self.carried(ph, s, &row, &mut registered, &mut phase_touched, st);
+                    continue;
+                }
+                resume::Earlier::Interrupted(row) => match self.interrupted_step(s, &row).await {
+                    Ok(e) => fail_with = e,
+                    Err(()) => {
+                        let mut row = row;
+                        row.status = "succeeded".into();
+                        self.carried(ph, s, &row, &mut registered, &mut phase_touched, st);
+                        continue;
+                    }
+                },
+            }
             if !s.rollback.is_empty() {
                 self.bus.emit(Event::CompensationRegistered {
                     at: now(),
@@ -1078,7 +1403,17 @@ impl<'a> Run<'a> {
                     changed_nothing: false,
                 });
             }
-            let o = self.step(s, Some(&ph.id), Role::Main, None).await;
+            let o = match fail_with {
+                Some(e) => self.finish_step(
+                    s,
+                    Some(ph.kind),
+                    Instant::now(),
+                    0,
+                    Err(Fail::new(StepStatus::Failed, e)),
+                    None,
+                ),
+                None => self.step(s, Some(&ph.id), Role::Main, None).await,
+            };
             let changes = may_change(&s.action, ph.kind);
             if changes && o.status != StepStatus::Skipped && !o.changed_nothing {
                 phase_touched = true;
@@ -1203,7 +1538,11 @@ impl<'a> Run<'a> {
             kept: Vec::new(),
             tolerated: 0,
             phase_status: "succeeded",
-            baselines: Vec::new(),
+            baselines: self
+                .resumed
+                .as_ref()
+                .map(|p| journal::baselines_of(&p.record))
+                .unwrap_or_default(),
             back_to_start: None,
             back_to_phase: None,
         };
@@ -1242,15 +1581,23 @@ impl<'a> Run<'a> {
                     break;
                 }
             }
+            if self.phase_done_earlier(ph) {
+                self.phase_carried_over(ph, &mut st);
+                continue;
+            }
             if let Err(reason) = self.approve(ph).await {
                 not_approved = Some(format!("phase `{}` not approved: {reason}", ph.id));
                 break;
             }
             // The schema before a phase that may change it: what an undo
             // is checked against.
-            if ph.steps.iter().any(|s| may_change(&s.action, ph.kind)) {
+            if ph.steps.iter().any(|s| may_change(&s.action, ph.kind))
+                && !st.baselines.iter().any(|(p, _)| *p == ph.id)
+            {
                 let before = self.baseline().await;
                 st.baselines.push((ph.id.clone(), before));
+                let wrote = self.journal.baselines(&st.baselines).await;
+                self.journal_failed(wrote);
             }
             let phase_started = Instant::now();
             self.bus.emit(Event::PhaseStarted {

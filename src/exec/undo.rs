@@ -13,14 +13,14 @@ use crate::model::VerifyUndo;
 use crate::snapshot::Snapshot;
 
 /// A table's row count, and its content checksum when asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct TableData {
     rows: i64,
     checksum: Option<String>,
 }
 
 /// What an undo is checked against.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Baseline {
     schema: Result<Snapshot, String>,
     /// By the table's name as written in `verify_undo`; None: no such table.

@@ -221,6 +221,7 @@ pub fn render(r: &Report) -> String {
                     b.phase.as_deref().unwrap_or("?")
                 ),
                 "on_failure" => "runbook `on_failure` branch".to_string(),
+                "run" => "compensations of an earlier run (`runbook rollback`)".to_string(),
                 other => other.to_string(),
             };
             let _ = writeln!(o, "{scope} ({}): {clean}\n", cell(&b.reason));

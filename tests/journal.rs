@@ -1,0 +1,301 @@
+//! The run journal against a real PostgreSQL: every run and step recorded
+//! in the target database as it happens; `runbook runs list|show` read it;
+//! `runbook resume` goes on after `kill -9`; `runbook rollback` undoes a
+//! finished run days later, exactly what it did.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Case, Db, wait_until};
+
+const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: j, version: 1 }\n";
+
+fn runbook(body: &str) -> String {
+    format!("{HEAD}{body}")
+}
+
+fn cli(db: &Db, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .args(["--database-url", &db.url])
+        .env_remove("DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `runbook resume` / `rollback` with a report directory of its own.
+fn again(case: &Case, db: &Db, args: &[&str], reports: &str) -> support::Run {
+    let dir = case.dir.path().join(reports);
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .args(["--database-url", &db.url, "--progress", "never", "--report-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    support::Run::new(out, &dir)
+}
+
+fn show(db: &Db, run_id: &str) -> serde_json::Value {
+    let (code, out, err) = cli(db, &["runs", "show", run_id, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn step<'v>(run: &'v serde_json::Value, id: &str) -> &'v serde_json::Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|s| s["step"] == id && s["role"] == "main")
+        .unwrap_or_else(|| panic!("no step {id} in {run:#}"))
+}
+
+const EXPAND: &str = r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE f1 (n int);
+        rollback:
+          id: drop_f1
+          sql: DROP TABLE IF EXISTS f1;
+      - id: fill
+        sql: INSERT INTO f1 SELECT generate_series(1, 1000);
+      - id: add_column
+        sql: ALTER TABLE f1 ADD COLUMN note text;
+        rollback:
+          id: drop_note
+          sql: ALTER TABLE f1 DROP COLUMN IF EXISTS note;
+"#;
+
+#[test]
+fn every_run_and_step_is_recorded_and_runs_list_and_show_read_them() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(EXPAND));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.report["run"]["id"].as_str().unwrap().to_string();
+
+    let (code, out, err) = cli(&db, &["runs", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id) && out.contains("succeeded"), "{out}");
+
+    let j = show(&db, &id);
+    assert_eq!(j["status"], "succeeded");
+    assert_eq!(j["exit_code"], 0);
+    assert_eq!(j["runbook"], "j");
+    assert_eq!(j["sha256"], run.report["runbook"]["sha256"]);
+    let ids: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["create", "fill", "add_column"]);
+    assert_eq!(step(&j, "create")["compensations"], serde_json::json!(["drop_f1"]));
+    assert_eq!(step(&j, "fill")["output"]["rows_affected"], 1000);
+
+    // The runner's role is named `runbook`: its tables still go to public.
+    assert_eq!(db.sql("SELECT to_regclass('public.f1') IS NOT NULL"), "t");
+    // The journal is not the application's schema: a snapshot leaves it out.
+    let (code, out, _) = cli(&db, &["schema", "snapshot"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("runbook.run"), "{out}");
+}
+
+/// The runner is killed with SIGKILL in the middle of a step; `resume`
+/// goes on from the journal: the finished steps are not run again (no
+/// "relation f1 already exists", no compensation that drops f1), the
+/// interrupted transactional step runs again, and the run ends succeeded.
+#[test]
+fn kill_9_mid_step_then_resume_finishes_the_run_and_loses_nothing() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE f1 (n int);
+        rollback:
+          id: drop_f1
+          sql: DROP TABLE IF EXISTS f1;
+      - id: fill
+        sql: INSERT INTO f1 SELECT generate_series(1, 1000);
+      - id: slow
+        sql: |
+          INSERT INTO f1 VALUES (-1);
+          SELECT pg_sleep(CASE WHEN to_regclass('public.go_on') IS NULL THEN 120 ELSE 0 END);
+      - id: index
+        sql: CREATE INDEX f1_n ON f1 (n);
+"#,
+    ));
+    let mut child = case.command(&db.url, &[]).stderr(Stdio::null()).spawn().unwrap();
+    wait_until(
+        &db,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND state = 'active' AND pid <> pg_backend_pid())",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = db.sql("SELECT run_id FROM runbook_journal.runs");
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT string_agg(step || ':' || status, ',' ORDER BY seq) FROM runbook_journal.run_steps WHERE run_id = '{id}'"
+        )),
+        "create:succeeded,fill:succeeded,slow:running"
+    );
+    // The orphaned backend notices its client is gone and ends (2 s check
+    // interval); its transaction, the INSERT of -1 included, rolls back.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()") != "0" {
+        assert!(Instant::now() < deadline, "the orphaned backend kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    db.sql("CREATE TABLE go_on ()");
+
+    let run = again(&case, &db, &["resume", &id], "resumed");
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.report);
+    assert_eq!(run.report["run"]["id"], id.as_str());
+    assert_eq!(db.sql("SELECT count(*) FROM f1 WHERE n > 0"), "1000");
+    assert_eq!(db.sql("SELECT count(*) FROM f1 WHERE n = -1"), "1");
+    assert_eq!(db.sql("SELECT to_regclass('f1_n') IS NOT NULL"), "t");
+    assert_eq!(run.step("create")["status"], "skipped");
+    assert!(run.step("create")["note"].as_str().unwrap_or_default().contains("succeeded before the run was resumed"));
+    assert_eq!(run.step("slow")["status"], "succeeded");
+    let j = show(&db, &id);
+    assert_eq!(j["status"], "succeeded");
+    assert_eq!(j["resumes"], 1);
+    // A finished run is not resumed twice.
+    let run = again(&case, &db, &["resume", &id], "twice");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("ended `succeeded`"), "{}", run.stderr);
+}
+
+/// A step that is not one transaction was running when the runner died:
+/// a resume will not guess. Without `--partial` (and no terminal) it is
+/// refused before anything runs; `--partial undo` rolls its phase back.
+#[test]
+fn an_interrupted_non_transactional_step_needs_a_decision() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE f2 (n int);
+        rollback:
+          id: drop_f2
+          sql: DROP TABLE IF EXISTS f2;
+      - id: half
+        sql:
+          transaction: false
+          statements: |
+            INSERT INTO f2 VALUES (1);
+            SELECT pg_sleep(120);
+        rollback:
+          id: undo_half
+          sql: DELETE FROM f2 WHERE n = 1;
+"#,
+    ));
+    let mut child = case.command(&db.url, &[]).stderr(Stdio::null()).spawn().unwrap();
+    wait_until(
+        &db,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND state = 'active' AND pid <> pg_backend_pid())",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = db.sql("SELECT run_id FROM runbook_journal.runs");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()") != "0" {
+        assert!(Instant::now() < deadline, "the orphaned backend kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The first statement committed on its own.
+    assert_eq!(db.sql("SELECT count(*) FROM f2"), "1");
+
+    let run = again(&case, &db, &["resume", &id], "undecided");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("--partial"), "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM f2"), "1");
+
+    let run = again(&case, &db, &["resume", &id, "--partial", "undo"], "undo");
+    assert_eq!(run.code, 2, "{}\n{}", run.stderr, run.report);
+    assert_eq!(run.step("half")["partial"], true);
+    assert_eq!(run.step("half")["compensation"]["status"], "succeeded");
+    assert_eq!(db.sql("SELECT to_regclass('f2') IS NULL"), "t");
+    let j = show(&db, &id);
+    assert_eq!(j["status"], "rolled_back");
+    assert_eq!(step(&j, "create")["compensated"], "succeeded");
+}
+
+/// `runbook rollback RUN_ID` after a successful run: its compensations run
+/// newest first, the schema is checked against before the run, and the
+/// journal marks them done, so a second rollback has nothing to undo.
+#[test]
+fn rollback_by_run_id_undoes_exactly_what_the_run_did() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE keep (n int); INSERT INTO keep VALUES (1)");
+    let case = Case::new(&runbook(EXPAND));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.report["run"]["id"].as_str().unwrap().to_string();
+
+    // No terminal and no --yes: refused, nothing touched.
+    let refused = again(&case, &db, &["rollback", &id], "refused");
+    assert_eq!(refused.code, 5, "{}", refused.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('f1') IS NOT NULL"), "t");
+
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    assert_eq!(undo.code, 0, "{}\n{}", undo.stderr, undo.report);
+    assert_eq!(db.sql("SELECT to_regclass('f1') IS NULL"), "t");
+    assert_eq!(db.sql("SELECT count(*) FROM keep"), "1");
+    let order: Vec<String> = undo
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step_started")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order, ["drop_note", "drop_f1"]);
+    assert!(undo.report["run"]["verdict"].as_str().unwrap().starts_with("ROLLED BACK run"));
+    let j = show(&db, &id);
+    assert_eq!(step(&j, "create")["compensated"], "succeeded");
+    assert_eq!(step(&j, "add_column")["compensated"], "succeeded");
+    // The rollback is a run of its own in the journal.
+    let (_, list, _) = cli(&db, &["runs", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert!(list.as_array().unwrap().iter().any(|r| r["kind"] == "rollback" && r["of_run"] == id.as_str()));
+
+    let twice = again(&case, &db, &["rollback", &id, "--yes"], "twice");
+    assert_eq!(twice.code, 0, "{}", twice.stderr);
+    assert!(twice.events().iter().all(|e| e["event"] != "step_started"));
+}
+
+/// A rollback or resume with a runbook that changed since the run is
+/// refused before anything runs.
+#[test]
+fn a_changed_runbook_or_param_is_refused() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(EXPAND));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.report["run"]["id"].as_str().unwrap().to_string();
+    std::fs::write(&case.file, runbook(&EXPAND.replace("1000", "999"))).unwrap();
+    let r = again(&case, &db, &["rollback", &id, "--yes"], "changed");
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("changed since run"), "{}", r.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('f1') IS NOT NULL"), "t");
+    let (code, _, err) = cli(&db, &["runs", "show", "no-such-run"]);
+    assert_eq!(code, 5, "{err}");
+}
