@@ -84,7 +84,11 @@ fn describe_forms(schema_path: &str) -> String {
             alts.iter()
                 .map(|alt| {
                     let alt = resolve(alt);
-                    match alt.get("type").and_then(Value::as_str) {
+                    let ty = alt.get("type").and_then(Value::as_str).or_else(|| {
+                        (alt.get("required").is_some() || alt.get("properties").is_some())
+                            .then_some("object")
+                    });
+                    match ty {
                         Some("boolean") => "true or false".to_string(),
                         Some("string") => "a string".to_string(),
                         Some("integer") => "a whole number".to_string(),
@@ -606,6 +610,9 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                 // Not a step: say which forms the value may take. (A check
                 // holding `sql:` has its own, sharper error; `check` keeps
                 // that one.)
+                // A check's shape has sharper semantic errors of its own
+                // (no query, builtin with query, `sql:`): they say it.
+                _ if key.as_deref() == Some("check") => vec![],
                 _ if !is_step || !obj.is_some_and(|o| o.contains_key("id")) => {
                     let forms = err.schema_path().as_str().to_string();
                     vec![

@@ -123,6 +123,8 @@ pub(crate) struct Journal {
     status: (String, Option<i32>, Option<String>, Option<String>),
     baselines: Value,
     resumes: bool,
+    /// Set while stepped away: how to come back.
+    away: Option<tokio_postgres::Config>,
 }
 
 fn info(e: &tokio_postgres::Error) -> ErrorInfo {
@@ -148,6 +150,7 @@ impl Journal {
             status: ("running".into(), None, None, None),
             baselines: json!([]),
             resumes: false,
+            away: None,
         }
     }
 
@@ -349,6 +352,32 @@ impl Journal {
     /// Stop writing (after a failure was reported).
     pub(crate) fn turn_off(&mut self) {
         self.db = None;
+    }
+
+    /// Leave the database for a moment: `CREATE DATABASE ... TEMPLATE`
+    /// needs its source to have no sessions at all.
+    pub(crate) fn step_away(&mut self) {
+        if let Some(db) = self.db.take() {
+            self.away = Some(db.config().clone());
+        }
+    }
+
+    /// Come back after [`Journal::step_away`].
+    pub(crate) async fn come_back(&mut self) -> Result<(), String> {
+        let Some(config) = self.away.take() else {
+            return Ok(());
+        };
+        let db = Db::connect(config, &self.app)
+            .await
+            .map_err(|e| format!("could not connect again: {}", e.message))?;
+        self.db = Some(db);
+        Ok(())
+    }
+
+    /// The journal session's application_name, which other sessions on the
+    /// database are told apart from.
+    pub(crate) fn app(&self) -> &str {
+        &self.app
     }
 }
 

@@ -389,10 +389,13 @@ async fn open_target(
                 ));
             };
             r.db = maint;
+            r.journal.step_away();
             let created =
                 r.db.client
                     .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE {}", ident(&source)))
                     .await;
+            let back = r.journal.come_back().await;
+            r.journal_failed(back);
             r.db = Db::connect(original, &r.app_name)
                 .await
                 .map_err(|e| Fail::new(StepStatus::Failed, e))?;

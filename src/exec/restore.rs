@@ -226,12 +226,13 @@ impl Session {
     }
 }
 
-/// Other client sessions on `database`; runbook's own lock monitor
-/// (`monitor_app`), which only reads the catalogs, is not one of them.
+/// Other client sessions on `database`; runbook's own lock monitor, which
+/// only reads the catalogs, and its journal, which writes only its own
+/// schema (left out of backups), are not among them.
 async fn sessions_on(
     db: &Db,
     database: &str,
-    monitor_app: &str,
+    own_apps: &[String],
 ) -> Result<Vec<Session>, ErrorInfo> {
     let rows = db
         .client
@@ -242,9 +243,9 @@ async fn sessions_on(
                FROM pg_catalog.pg_stat_activity
               WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()
                 AND backend_type = 'client backend'
-                AND application_name IS DISTINCT FROM $2
+                AND NOT (coalesce(application_name, '') = ANY($2))
               ORDER BY pid",
-            &[&database, &monitor_app],
+            &[&database, &own_apps],
         )
         .await
         .map_err(|e| db::error_info(&e, None))?;
@@ -622,7 +623,8 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             .get(0);
     let mut terminated = Vec::new();
     if exists {
-        let others = sessions_on(&r.db, &target, &r.monitor_app())
+        let own = [r.monitor_app(), r.journal.app().to_string()];
+        let others = sessions_on(&r.db, &target, &own)
             .await
             .map_err(|e| sql_failure("failed to list sessions on the target", &e).unchanged())?;
         if !others.is_empty() && !rs.terminate_connections {
