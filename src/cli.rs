@@ -529,7 +529,13 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             drop(stderr);
             let a = *args;
             crate::run::exec(run_args(
-                a.file, &a.params, a.run, color, a.ephemeral, a.keep, None,
+                a.file,
+                &a.params,
+                a.run,
+                color,
+                a.ephemeral,
+                a.keep,
+                None,
             ))
         }
         Cmd::Resume { args, partial } => {

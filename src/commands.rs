@@ -395,12 +395,20 @@ pub fn runs_list(
         let runs = match crate::exec::journal::list(&db.client, limit).await {
             Ok(r) => r,
             Err(e) => {
-                error(stderr, &format!("failed to read the run journal: {e}"), "check that this user may read schema `runbook_journal`");
+                error(
+                    stderr,
+                    &format!("failed to read the run journal: {e}"),
+                    "check that this user may read schema `runbook_journal`",
+                );
                 return exit::PREFLIGHT_FAILED;
             }
         };
         if json {
-            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&runs).unwrap_or_default()
+            );
             return exit::OK;
         }
         if runs.is_empty() {
@@ -443,7 +451,11 @@ pub fn runs_show(
         Err(code) => return code,
     };
     if json {
-        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&run).unwrap_or_default()
+        );
         return exit::OK;
     }
     let _ = writeln!(
@@ -478,7 +490,11 @@ pub fn runs_show(
             run.run_id
         );
     }
-    let _ = writeln!(stdout, "\n  {:<4} {:<14} {:<28} {:<13} {:<20} COMPENSATION", "SEQ", "PHASE", "STEP", "ROLE", "STATUS");
+    let _ = writeln!(
+        stdout,
+        "\n  {:<4} {:<14} {:<28} {:<13} {:<20} COMPENSATION",
+        "SEQ", "PHASE", "STEP", "ROLE", "STATUS"
+    );
     for s in &run.steps {
         let r = &s.row;
         let _ = writeln!(

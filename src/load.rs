@@ -261,7 +261,10 @@ fn second_document(text: &str) -> Option<Span> {
         .char_indices()
         .nth(index)
         .map_or(text.len(), |(i, _)| i);
-    let end = text[at..].find('\n').map_or(text.len(), |n| at + n).max(at + 1);
+    let end = text[at..]
+        .find('\n')
+        .map_or(text.len(), |n| at + n)
+        .max(at + 1);
     Some(at..end.min(text.len()).max(at))
 }
 

@@ -470,7 +470,10 @@ fn decide_earlier(
                 plan.runbook.file,
                 record.run_id,
                 record.sha256.get(..12).unwrap_or(&record.sha256),
-                plan.runbook.sha256.get(..12).unwrap_or(&plan.runbook.sha256)
+                plan.runbook
+                    .sha256
+                    .get(..12)
+                    .unwrap_or(&plan.runbook.sha256)
             ),
             "resume and rollback run the exact runbook the run started with; check out that version, or pass it with --runbook FILE",
         ));
@@ -482,10 +485,16 @@ fn decide_earlier(
         };
         if was["secret"] == true {
             if matches!(was["origin"].as_str(), Some("set" | "params_file"))
-                && matches!(now.origin, crate::params::Origin::Default | crate::params::Origin::Unset)
+                && matches!(
+                    now.origin,
+                    crate::params::Origin::Default | crate::params::Origin::Unset
+                )
             {
                 return Err(refuse_plain(
-                    &format!("param `{name}` is secret, and run {} was given it; the journal does not keep secrets", record.run_id),
+                    &format!(
+                        "param `{name}` is secret, and run {} was given it; the journal does not keep secrets",
+                        record.run_id
+                    ),
                     &format!("pass it again: --set {name}=... or --params-file"),
                 ));
             }
@@ -516,7 +525,10 @@ fn decide_earlier(
                 Err(why) => {
                     return Err(refuse_plain(
                         &format!("cannot resume: {why}"),
-                        &format!("`runbook runs show {}` shows what the journal holds", record.run_id),
+                        &format!(
+                            "`runbook runs show {}` shows what the journal holds",
+                            record.run_id
+                        ),
                     ));
                 }
             };
@@ -532,13 +544,18 @@ fn decide_earlier(
                         "skip" => Some(exec::PartialPolicy::Skip),
                         "undo" => Some(exec::PartialPolicy::Undo),
                         _ => {
-                            return Err(refuse_plain("no choice made for the interrupted step", "answer rerun, skip or undo, or pass --partial"));
+                            return Err(refuse_plain(
+                                "no choice made for the interrupted step",
+                                "answer rerun, skip or undo, or pass --partial",
+                            ));
                         }
                     }
                 }
                 (exec::resume::Resumable::Decide { step, kind }, None) => {
                     return Err(refuse_plain(
-                        &format!("the runner died while `{step}` ({kind}) ran, and it may have half-applied; someone must decide what happens to it"),
+                        &format!(
+                            "the runner died while `{step}` ({kind}) ran, and it may have half-applied; someone must decide what happens to it"
+                        ),
                         "pass --partial rerun (run it again), --partial skip (you checked it finished) or --partial undo (roll its phase back)",
                     ));
                 }
@@ -556,12 +573,18 @@ fn decide_earlier(
                 );
                 if !interactive {
                     return Err(refuse_plain(
-                        &format!("undoing run {} needs a yes, and there is no terminal to ask", record.run_id),
+                        &format!(
+                            "undoing run {} needs a yes, and there is no terminal to ask",
+                            record.run_id
+                        ),
                         "pass --yes",
                     ));
                 }
                 if ask(&prompt) != "yes" {
-                    return Err(refuse_plain("not confirmed", "type `yes` at the prompt, or pass --yes"));
+                    return Err(refuse_plain(
+                        "not confirmed",
+                        "type `yes` at the prompt, or pass --yes",
+                    ));
                 }
             }
             Ok(exec::Mode::Rollback(exec::Prior {

@@ -55,9 +55,9 @@ pub fn check(doc: &Document) -> Vec<Diagnostic> {
         d.message.ends_with("matches none of its forms")
             && out.iter().any(|o| {
                 !std::ptr::eq(o, d)
-                    && o.span.as_ref().is_some_and(|s| {
-                        s.start >= span.start && s.end <= span.end && s != span
-                    })
+                    && o.span
+                        .as_ref()
+                        .is_some_and(|s| s.start >= span.start && s.end <= span.end && s != span)
             })
     };
     let drop: Vec<bool> = out.iter().map(sharper).collect();
@@ -115,7 +115,10 @@ fn describe_forms(schema_path: &str) -> String {
                                 .as_array()
                                 .into_iter()
                                 .flatten()
-                                .map(|v| format!("`{}`", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                                .map(|v| format!(
+                                    "`{}`",
+                                    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                                ))
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -616,12 +619,10 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                 _ if !is_step || !obj.is_some_and(|o| o.contains_key("id")) => {
                     let forms = err.schema_path().as_str().to_string();
                     vec![
-                        Diagnostic::new(format!(
-                            "`{key_name}` matches none of its forms"
-                        ))
-                        .at(spans.value(pointer))
-                        .label(format!("expected {}", describe_forms(&forms)))
-                        .hint("see docs/runbook-format.md for this key"),
+                        Diagnostic::new(format!("`{key_name}` matches none of its forms"))
+                            .at(spans.value(pointer))
+                            .label(format!("expected {}", describe_forms(&forms)))
+                            .hint("see docs/runbook-format.md for this key"),
                     ]
                 }
                 // One kind key whose body does not match any of its forms.

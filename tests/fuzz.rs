@@ -20,13 +20,66 @@ const LIMIT: Duration = Duration::from_secs(5);
 
 /// What YAML, the schema and templates are sensitive to.
 const TOKENS: &[&str] = &[
-    "[", "]", "{", "}", ":", ": ", "- ", "\n", "  ", "'", "\"", "&a ", "*a", "!!str ", "!!binary ",
-    "~", "{{ ", " }}", "{%", "%}", "{{ params.", "{{ steps.", "{{ vars.x }}", "| literal", "null",
-    "-1", "0", "1e309", "99999999999999999999999", "\t", "#", "|\n", ">-\n", "? ", "<<: *a\n",
-    "\u{0}", "\u{feff}", "é", "true", "[]", "{}", "transaction: false", "rollback: []",
-    "on_failure: rollback", "kind: sql", "kind: migrate", "check: {}", "sql: ", "shell: ",
-    "when: ", "timeout: 0s", "timeout: -5m", "retry: {attempts: 0}", "secret: true",
-    "type: integer", "id: x", "id: x\n", "phases: []", "steps:\n", "default: ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    ": ",
+    "- ",
+    "\n",
+    "  ",
+    "'",
+    "\"",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!binary ",
+    "~",
+    "{{ ",
+    " }}",
+    "{%",
+    "%}",
+    "{{ params.",
+    "{{ steps.",
+    "{{ vars.x }}",
+    "| literal",
+    "null",
+    "-1",
+    "0",
+    "1e309",
+    "99999999999999999999999",
+    "\t",
+    "#",
+    "|\n",
+    ">-\n",
+    "? ",
+    "<<: *a\n",
+    "\u{0}",
+    "\u{feff}",
+    "é",
+    "true",
+    "[]",
+    "{}",
+    "transaction: false",
+    "rollback: []",
+    "on_failure: rollback",
+    "kind: sql",
+    "kind: migrate",
+    "check: {}",
+    "sql: ",
+    "shell: ",
+    "when: ",
+    "timeout: 0s",
+    "timeout: -5m",
+    "retry: {attempts: 0}",
+    "secret: true",
+    "type: integer",
+    "id: x",
+    "id: x\n",
+    "phases: []",
+    "steps:\n",
+    "default: ",
 ];
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -308,7 +361,11 @@ fn the_binary_exits_5_with_a_located_error_on_refused_mutants() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(5), "{stderr}\n--- mutant:\n{mutant}");
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{stderr}\n--- mutant:\n{mutant}"
+        );
         let located = regex::Regex::new(&format!(r"{}:\d+:\d+", regex::escape(&name))).unwrap();
         assert!(located.is_match(&stderr), "no file:line:col in:\n{stderr}");
     }

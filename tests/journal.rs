@@ -36,7 +36,13 @@ fn again(case: &Case, db: &Db, args: &[&str], reports: &str) -> support::Run {
     let dir = case.dir.path().join(reports);
     let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(args)
-        .args(["--database-url", &db.url, "--progress", "never", "--report-dir"])
+        .args([
+            "--database-url",
+            &db.url,
+            "--progress",
+            "never",
+            "--report-dir",
+        ])
         .arg(&dir)
         .env_remove("DATABASE_URL")
         .env("NO_COLOR", "1")
@@ -103,7 +109,10 @@ fn every_run_and_step_is_recorded_and_runs_list_and_show_read_them() {
         .map(|s| s["step"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["create", "fill", "add_column"]);
-    assert_eq!(step(&j, "create")["compensations"], serde_json::json!(["drop_f1"]));
+    assert_eq!(
+        step(&j, "create")["compensations"],
+        serde_json::json!(["drop_f1"])
+    );
     assert_eq!(step(&j, "fill")["output"]["rows_affected"], 1000);
 
     // The runner's role is named `runbook`: its tables still go to public.
@@ -141,7 +150,11 @@ fn kill_9_mid_step_then_resume_finishes_the_run_and_loses_nothing() {
         sql: CREATE INDEX f1_n ON f1 (n);
 "#,
     ));
-    let mut child = case.command(&db.url, &[]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = case
+        .command(&db.url, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_until(
         &db,
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND state = 'active' AND pid <> pg_backend_pid())",
@@ -171,7 +184,12 @@ fn kill_9_mid_step_then_resume_finishes_the_run_and_loses_nothing() {
     assert_eq!(db.sql("SELECT count(*) FROM f1 WHERE n = -1"), "1");
     assert_eq!(db.sql("SELECT to_regclass('f1_n') IS NOT NULL"), "t");
     assert_eq!(run.step("create")["status"], "skipped");
-    assert!(run.step("create")["note"].as_str().unwrap_or_default().contains("succeeded before the run was resumed"));
+    assert!(
+        run.step("create")["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("succeeded before the run was resumed")
+    );
     assert_eq!(run.step("slow")["status"], "succeeded");
     let j = show(&db, &id);
     assert_eq!(j["status"], "succeeded");
@@ -209,7 +227,11 @@ fn an_interrupted_non_transactional_step_needs_a_decision() {
           sql: DELETE FROM f2 WHERE n = 1;
 "#,
     ));
-    let mut child = case.command(&db.url, &[]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = case
+        .command(&db.url, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_until(
         &db,
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND state = 'active' AND pid <> pg_backend_pid())",
@@ -268,14 +290,24 @@ fn rollback_by_run_id_undoes_exactly_what_the_run_did() {
         .map(|e| e["step"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(order, ["drop_note", "drop_f1"]);
-    assert!(undo.report["run"]["verdict"].as_str().unwrap().starts_with("ROLLED BACK run"));
+    assert!(
+        undo.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("ROLLED BACK run")
+    );
     let j = show(&db, &id);
     assert_eq!(step(&j, "create")["compensated"], "succeeded");
     assert_eq!(step(&j, "add_column")["compensated"], "succeeded");
     // The rollback is a run of its own in the journal.
     let (_, list, _) = cli(&db, &["runs", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
-    assert!(list.as_array().unwrap().iter().any(|r| r["kind"] == "rollback" && r["of_run"] == id.as_str()));
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "rollback" && r["of_run"] == id.as_str())
+    );
 
     let twice = again(&case, &db, &["rollback", &id, "--yes"], "twice");
     assert_eq!(twice.code, 0, "{}", twice.stderr);

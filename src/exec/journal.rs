@@ -193,12 +193,15 @@ impl Journal {
                 self.rewrite().await?;
                 self.retry(sql, params).await
             }
-            Err(e) if e.is_closed() || db::classify(&e) == Some(crate::model::ErrorClass::Connection) => {
+            Err(e)
+                if e.is_closed()
+                    || db::classify(&e) == Some(crate::model::ErrorClass::Connection) =>
+            {
                 let app = self.app.clone();
                 let db = self.db.as_mut().expect("checked above");
-                db.reconnect(&app)
-                    .await
-                    .map_err(|e| format!("lost its session and could not reconnect: {}", e.message))?;
+                db.reconnect(&app).await.map_err(|e| {
+                    format!("lost its session and could not reconnect: {}", e.message)
+                })?;
                 ensure(db).await?;
                 self.rewrite().await?;
                 self.retry(sql, params).await
@@ -250,8 +253,16 @@ impl Journal {
         let id = row.run_id.clone();
         self.run = Some(row.clone());
         if resumed {
-            self.write(RESUME_RUN, &[Some(id), Some(whoami()), Some(hostname()), Some(std::process::id().to_string())])
-                .await
+            self.write(
+                RESUME_RUN,
+                &[
+                    Some(id),
+                    Some(whoami()),
+                    Some(hostname()),
+                    Some(std::process::id().to_string()),
+                ],
+            )
+            .await
         } else {
             self.write(INSERT_RUN, &run_params(&row)).await
         }
@@ -262,7 +273,9 @@ impl Journal {
         row.seq = self.steps.last().map_or(1, |s| s.seq + 1);
         let seq = row.seq;
         self.steps.push(row.clone());
-        let Some(r) = &self.run else { return (seq, Ok(())) };
+        let Some(r) = &self.run else {
+            return (seq, Ok(()));
+        };
         let params = step_params(&r.run_id, &row);
         (seq, self.write(UPSERT_STEP, &params).await)
     }
@@ -536,16 +549,16 @@ pub struct StepRecord {
     pub finished_at: Option<String>,
 }
 
-const RUN_COLUMNS: &str = "run_id, kind, of_run, runbook, version, file, sha256, runner_version, os_user, host, pid,
+const RUN_COLUMNS: &str =
+    "run_id, kind, of_run, runbook, version, file, sha256, runner_version, os_user, host, pid,
     params::text, status, exit_code, verdict, failed_step, resumes,
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
     to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), baselines::text";
 
 fn run_record(r: &tokio_postgres::Row) -> RunRecord {
-    let json = |i: usize| {
-        serde_json::from_str::<Value>(&r.get::<_, String>(i)).unwrap_or(Value::Null)
-    };
+    let json =
+        |i: usize| serde_json::from_str::<Value>(&r.get::<_, String>(i)).unwrap_or(Value::Null);
     RunRecord {
         run_id: r.get(0),
         kind: r.get(1),
@@ -600,7 +613,10 @@ pub async fn list(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<Run
 }
 
 /// One run with its steps, in the order they started.
-pub async fn show(client: &tokio_postgres::Client, run_id: &str) -> Result<Option<RunRecord>, String> {
+pub async fn show(
+    client: &tokio_postgres::Client,
+    run_id: &str,
+) -> Result<Option<RunRecord>, String> {
     if !exists(client).await? {
         return Ok(None);
     }

@@ -17,8 +17,8 @@ pub mod journal;
 pub mod migrate;
 pub mod monitor;
 pub mod rehearse;
-pub mod resume;
 pub mod restore;
+pub mod resume;
 pub mod shell;
 pub mod snapshot;
 pub mod sql;
@@ -416,7 +416,13 @@ pub async fn execute(
     let (resumed, undo) = match opts.mode {
         Mode::Run => (None, None),
         Mode::Resume(p) => {
-            journal.continue_from(&p.record.steps.iter().map(|s| s.row.clone()).collect::<Vec<_>>());
+            journal.continue_from(
+                &p.record
+                    .steps
+                    .iter()
+                    .map(|s| s.row.clone())
+                    .collect::<Vec<_>>(),
+            );
             (Some(p), None)
         }
         Mode::Rollback(p) => (None, Some(p)),
@@ -434,7 +440,9 @@ pub async fn execute(
     if let Err(why) = journal.run_started(row).await {
         bus.emit(Event::Warning {
             at: now(),
-            message: format!("the run journal could not record this run: {why}; it is off for this run"),
+            message: format!(
+                "the run journal could not record this run: {why}; it is off for this run"
+            ),
         });
         journal.turn_off();
     }

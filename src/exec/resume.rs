@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::journal::StepRow;
 use super::{
-    LineState, PartialPolicy, Prior, Run, RunResult, journal, may_change, now,
-    rerun_is_safe, unknown_check, verdict,
+    LineState, PartialPolicy, Prior, Run, RunResult, journal, may_change, now, rerun_is_safe,
+    unknown_check, verdict,
 };
 use crate::events::{ErrorInfo, Event, Role, RunStatus, SkippedCompensation, StepStatus};
 use crate::exit;
@@ -224,10 +224,7 @@ impl Run<'_> {
                 })),
             ),
         };
-        self.bus.emit(Event::Warning {
-            at: now(),
-            message,
-        });
+        self.bus.emit(Event::Warning { at: now(), message });
         let status = match policy {
             PartialPolicy::Rerun => "cancelled",
             PartialPolicy::Skip => "succeeded",
@@ -257,7 +254,8 @@ impl Run<'_> {
             if rec.row.role == "main" {
                 let mut output = rec.row.output.as_object().cloned().unwrap_or_default();
                 output.insert("status".into(), Value::String(rec.row.status.clone()));
-                self.steps_out.insert(rec.row.step.clone(), Value::Object(output));
+                self.steps_out
+                    .insert(rec.row.step.clone(), Value::Object(output));
             }
         }
         let mut owed: Vec<(&PlanPhase, &PlanStep, i32)> = Vec::new();
@@ -276,7 +274,9 @@ impl Run<'_> {
             };
             let changed = match row.status.as_str() {
                 "succeeded" => true,
-                "running" => !rerun_is_safe(&s.action) || matches!(s.action, crate::plan::Action::Migrate(_)),
+                "running" => {
+                    !rerun_is_safe(&s.action) || matches!(s.action, crate::plan::Action::Migrate(_))
+                }
                 "failed" | "timed_out" | "cancelled" => !row.changed_nothing,
                 _ => false,
             } && may_change(&s.action, ph.kind);

@@ -182,7 +182,8 @@ pub fn render(r: &Report) -> String {
                     o,
                     "  - **failed part-way**: the step is not transactional, so what it did before failing was committed{}",
                     match s.compensation.as_ref().map(|c| c.status.as_str()) {
-                        Some("not_run") => "; its rollback did not run (`rollback_on_partial: false`)",
+                        Some("not_run") =>
+                            "; its rollback did not run (`rollback_on_partial: false`)",
                         Some("succeeded") => "; its rollback ran",
                         Some("failed") => "; its rollback FAILED",
                         _ => "",
