@@ -127,52 +127,87 @@ impl Ephemeral {
             ));
         }
 
-        let log = dir.join("postgres.log");
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let log_file = std::fs::File::create(&log).map_err(EphemeralError::TempDir)?;
-            if let Some((uid, gid)) = run_as {
-                let _ = nix::unistd::chown(&log, Some(uid), Some(gid));
-            }
-            let child = as_user(Command::new(bin.join("postgres")), run_as)
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string()])
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.display()))
-                .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ])
-                .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .process_group(0)
-                .spawn()
-                .map_err(|source| EphemeralError::Spawn {
-                    program: "postgres".into(),
-                    source,
-                })?;
-            cluster.postmaster = Some(child);
-            cluster.port = port;
+            cluster.spawn_postmaster(&bin, run_as, port)?;
             if cluster.wait_ready(Duration::from_secs(30)) {
                 return Ok(cluster);
             }
             cluster.stop_server();
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+            last_log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
         }
         let tail: Vec<&str> = last_log.lines().rev().take(10).collect();
         Err(EphemeralError::Start {
             seconds: 30,
             log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         })
+    }
+
+    /// Start the server on `port`, its log in the cluster's directory.
+    fn spawn_postmaster(
+        &mut self,
+        bin: &Path,
+        run_as: Option<(Uid, Gid)>,
+        port: u16,
+    ) -> Result<(), EphemeralError> {
+        let dir = self.dir.clone();
+        let log = dir.join("postgres.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(EphemeralError::TempDir)?;
+        if let Some((uid, gid)) = run_as {
+            let _ = nix::unistd::chown(&log, Some(uid), Some(gid));
+        }
+        let child = as_user(Command::new(bin.join("postgres")), run_as)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.display()))
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| EphemeralError::Spawn {
+                program: "postgres".into(),
+                source,
+            })?;
+        self.postmaster = Some(child);
+        self.port = port;
+        Ok(())
+    }
+
+    /// Restart the server on the same port, as `pg_ctl restart -m fast`
+    /// does: sessions are terminated, and for a moment connections are
+    /// refused. For tests of what a run does when that happens.
+    pub fn restart(&mut self) -> Result<(), EphemeralError> {
+        let bin = bin_dir().ok_or(EphemeralError::NotInstalled { name: "postgres" })?;
+        let run_as = unprivileged_user()?;
+        let port = self.port;
+        self.stop_server();
+        self.spawn_postmaster(&bin, run_as, port)?;
+        if self.wait_ready(Duration::from_secs(30)) {
+            Ok(())
+        } else {
+            Err(EphemeralError::Start {
+                seconds: 30,
+                log: std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default(),
+            })
+        }
     }
 
     fn wait_ready(&mut self, limit: Duration) -> bool {
