@@ -27,6 +27,7 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod secret;
 pub mod snapshot;
 pub mod source;
 pub mod statements;

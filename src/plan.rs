@@ -19,6 +19,7 @@ use crate::model::{
 };
 use crate::params::Origin;
 use crate::redact::{REDACTED, Redactor};
+use crate::secret::Secret;
 use crate::template::{self, Deferred, DeferredSteps};
 use crate::validate::{FileDiagnostics, Invalid, Validated};
 
@@ -144,9 +145,10 @@ pub struct PlanPhase {
 pub struct Text {
     /// The rendered text, redacted: what every output shows.
     pub text: String,
-    /// The rendered text as it runs. Never serialized.
+    /// The rendered text as it runs, secrets in it. Never serialized,
+    /// never printed (`Debug` shows `[REDACTED]`).
     #[serde(skip)]
-    pub raw: String,
+    pub raw: Secret<String>,
     /// The JSON pointer of the field in the runbook, for error locations.
     #[serde(skip)]
     pub pointer: String,
@@ -479,10 +481,10 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
     let database = match &rb.database.url {
         Some(url) => {
             let t = p.text(url, "/database/url");
-            p.redactor.add_url(&t.raw);
-            database_url = Some(t.raw.clone());
+            p.redactor.add_url(t.raw.expose());
+            database_url = Some(t.raw.expose().clone());
             PlanDatabase {
-                url: Some(p.redactor.redact(&t.raw).into_owned()),
+                url: Some(p.redactor.redact(t.raw.expose()).into_owned()),
                 source: "runbook",
             }
         }
@@ -646,7 +648,7 @@ fn error_text(e: &minijinja::Error) -> String {
 
 fn plain(text: String) -> Text {
     Text {
-        raw: text.clone(),
+        raw: Secret::new(text.clone()),
         text,
         pointer: String::new(),
         template: None,
@@ -681,7 +683,7 @@ impl Planner<'_> {
                 Text {
                     template: (!after.is_empty()).then(|| source.to_string()),
                     text,
-                    raw: out,
+                    raw: Secret::new(out),
                     pointer: pointer.to_string(),
                     after,
                 }
@@ -735,7 +737,7 @@ impl Planner<'_> {
                 }
                 Text {
                     text: self.redactor.redact(source).into_owned(),
-                    raw: source.to_string(),
+                    raw: Secret::new(source.to_string()),
                     pointer: pointer.to_string(),
                     template: Some(source.to_string()),
                     after,
@@ -756,6 +758,7 @@ impl Planner<'_> {
         let mut out = Vec::new();
         for name in rendered
             .raw
+            .expose()
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|n| !n.is_empty())
         {
@@ -1287,7 +1290,7 @@ fn sql_facts(t: &Text, transaction: bool, facts: &mut Vec<String>, lines: &mut V
         lines.push("statements are split when their templates render, at run time".into());
         return;
     }
-    let stmts = crate::statements::split(&t.raw);
+    let stmts = crate::statements::split(t.raw.expose());
     let n = stmts.len();
     let each = if n == 1 {
         "1 statement".to_string()

@@ -798,10 +798,12 @@ async fn verify_by_restore(
         || !m.options.exclude_schemas.is_empty();
     let list_dir = tempfile::tempdir().map_err(|e| failed("backup", e.to_string(), None))?;
     let use_list = if filtered && m.format != BackupFormat::Plain {
-        let out = std::process::Command::new(restorer)
+        let out = tokio::process::Command::new(restorer)
             .arg("--list")
             .arg(dir.join(&m.dump))
+            .stdin(std::process::Stdio::null())
             .output()
+            .await
             .map_err(|e| {
                 failed(
                     "backup",

@@ -106,7 +106,7 @@ async fn query(
                 f,
                 &crate::plan::Text {
                     text: raw.clone(),
-                    raw: raw.clone(),
+                    raw: crate::secret::Secret::new(raw.clone()),
                     pointer: String::new(),
                     template: None,
                     after: Vec::new(),

@@ -76,10 +76,12 @@ fn pump(
     });
 }
 
-fn kill_group(pid: u32) {
+/// SIGTERM to the group, then SIGKILL 200 ms later; the runtime goes on
+/// meanwhile (no blocking sleep on it).
+async fn kill_group(pid: u32) {
     let pgid = Pid::from_raw(pid as i32);
     let _ = killpg(pgid, Signal::SIGTERM);
-    std::thread::sleep(Duration::from_millis(200));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = killpg(pgid, Signal::SIGKILL);
 }
 
@@ -169,11 +171,11 @@ pub(crate) async fn run(
                 status = Some(w.ok().and_then(Result::ok));
             }
             () = &mut deadline, if ended.is_none() && status.is_none() => {
-                if let Some(pid) = pid { kill_group(pid) }
+                if let Some(pid) = pid { kill_group(pid).await }
                 ended = Some(StepStatus::TimedOut);
             }
             () = &mut stop, if ended.is_none() && status.is_none() => {
-                if let Some(pid) = pid { kill_group(pid) }
+                if let Some(pid) = pid { kill_group(pid).await }
                 ended = Some(StepStatus::Cancelled);
             }
         }

@@ -568,7 +568,7 @@ impl<'a> Run<'a> {
     /// Render a planned text now: (as run, as shown).
     pub(crate) fn render(&self, t: &Text) -> Result<(String, String), ErrorInfo> {
         let Some(src) = &t.template else {
-            return Ok((t.raw.clone(), t.text.clone()));
+            return Ok((t.raw.expose().clone(), t.text.clone()));
         };
         let raw = self.render_str(src)?;
         let shown = self.bus.redactor().redact(&raw).into_owned();

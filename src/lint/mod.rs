@@ -699,7 +699,7 @@ fn rendered_sql(plan: Result<&crate::plan::Plan, &str>, id: &str) -> Result<Stri
         .ok_or_else(|| "not in the plan".to_string())?;
     match &step.action {
         crate::plan::Action::Sql { statements, .. } if statements.after.is_empty() => {
-            Ok(statements.raw.clone())
+            Ok(statements.raw.expose().clone())
         }
         crate::plan::Action::Sql { statements, .. } => Err(format!(
             "its SQL uses {}, known only when it runs",
