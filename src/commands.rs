@@ -98,7 +98,7 @@ pub fn schema_snapshot(
         text.push('\n');
         match output {
             Some(p) => {
-                if let Err(e) = crate::report::files::write_atomic(p, text.as_bytes()) {
+                if let Err(e) = crate::fsutil::write_atomic(p, text.as_bytes()) {
                     error(
                         stderr,
                         &format!("cannot write {}: {e}", p.display()),

@@ -15,6 +15,7 @@ pub mod ephemeral;
 pub mod events;
 pub mod exec;
 pub mod exit;
+pub mod fsutil;
 mod injection;
 pub mod lint;
 pub mod load;

@@ -1277,7 +1277,7 @@ fn write_block(o: &mut String, text: &str, indent: usize) {
 /// What the parser says about a sql step: how its statements run, and
 /// which take locks that block writes. Known only when the text is.
 fn sql_facts(t: &Text, transaction: bool, facts: &mut Vec<String>, lines: &mut Vec<String>) {
-    use crate::exec::sql::{Mode, mode};
+    use crate::statements::{Mode, mode};
     if t.template.is_some() {
         facts.push(
             if transaction {

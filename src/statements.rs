@@ -329,6 +329,26 @@ fn lock_mode(node: &SyntaxNode) -> Option<Lock> {
     }
 }
 
+/// How a step's statements run, decided from the statements themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One transaction around all of them.
+    Transaction,
+    /// Each commits on its own, because the step asked for it.
+    Autocommit,
+    /// Each commits on its own, because this statement cannot run in a
+    /// transaction block (index into the statements, and why).
+    Forced(usize, &'static str),
+}
+
+pub fn mode(stmts: &[Statement], transaction: bool) -> Mode {
+    match stmts.iter().position(|s| s.no_transaction.is_some()) {
+        Some(i) if transaction => Mode::Forced(i, stmts[i].no_transaction.unwrap_or_default()),
+        _ if transaction => Mode::Transaction,
+        _ => Mode::Autocommit,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,14 +9,19 @@ use std::time::{Duration, Instant};
 
 use runbook::ephemeral::Ephemeral;
 
-const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: restart, version: 1 }\n";
+const HEAD: &str =
+    "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: restart, version: 1 }\n";
 
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
@@ -35,7 +40,13 @@ fn run_through_a_restart(
     let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
         .arg("exec")
         .arg(&file)
-        .args(["--database-url", &url, "--progress", "never", "--report-dir"])
+        .args([
+            "--database-url",
+            &url,
+            "--progress",
+            "never",
+            "--report-dir",
+        ])
         .arg(&reports)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
@@ -92,7 +103,10 @@ fn a_server_restart_mid_step_is_survived_or_undone_on_a_new_session() {
     assert_eq!(psql(&url, "SELECT count(*) FROM r1"), "1");
     // The journal was taken up again on a new session: it says how the run ended.
     assert_eq!(
-        psql(&url, "SELECT status || ':' || (SELECT string_agg(step || '=' || status, ',' ORDER BY seq) FROM runbook_journal.run_steps) FROM runbook_journal.runs"),
+        psql(
+            &url,
+            "SELECT status || ':' || (SELECT string_agg(step || '=' || status, ',' ORDER BY seq) FROM runbook_journal.run_steps) FROM runbook_journal.runs"
+        ),
         "succeeded:create=succeeded,slow=succeeded,after=succeeded"
     );
 
@@ -118,5 +132,8 @@ fn a_server_restart_mid_step_is_survived_or_undone_on_a_new_session() {
     assert!(stderr.contains("reconnect"), "{stderr}");
     let url = cluster.url("undone");
     assert_eq!(psql(&url, "SELECT to_regclass('r2') IS NULL"), "t");
-    assert_eq!(psql(&url, "SELECT status FROM runbook_journal.runs"), "rolled_back");
+    assert_eq!(
+        psql(&url, "SELECT status FROM runbook_journal.runs"),
+        "rolled_back"
+    );
 }

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::backup::{failed, sql_failure};
 use super::db::{self, QueryFail};
+use super::fail::{failed, sql_failure};
 use super::sql::log;
 use super::{Attempt, Done, Fail, Run};
 use crate::backups::quote_ident;

@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 use tokio_postgres::Client;
 
 use super::db::{self, Db};
-use super::{Attempt, Done, Fail, Run, cancelled_error, child, ms, timeout_error};
+use super::fail::{child_failure, failed, is_problem, sql_failure, tool_failure};
+use super::{Attempt, Done, Fail, Run, child, ms};
 use crate::backups::{self, FileHash, Manifest, Table, TocEntry, Verification};
 use crate::events::{ErrorInfo, Event, StepStatus, now};
-use crate::model::{BackupFormat, ErrorClass, Verify};
+use crate::model::{BackupFormat, Verify};
 use crate::pgtools;
 use crate::plan::{Action, PlanStep};
 
@@ -34,32 +35,6 @@ impl Drop for Partial {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-pub(crate) fn failed(class: &str, message: String, hint: Option<String>) -> Fail {
-    Fail::new(
-        StepStatus::Failed,
-        ErrorInfo {
-            class: class.into(),
-            message,
-            hint,
-            ..ErrorInfo::default()
-        },
-    )
-}
-
-pub(crate) fn tool_failure(e: &pgtools::ToolError) -> Fail {
-    failed("tool", e.to_string(), Some(e.hint()))
-}
-
-pub(crate) fn sql_failure(what: &str, e: &ErrorInfo) -> Fail {
-    Fail::new(
-        StepStatus::Failed,
-        ErrorInfo {
-            message: format!("{what}: {}", e.message),
-            ..e.clone()
-        },
-    )
 }
 
 /// The default number of dump jobs: the machine's cores, at most 4.
@@ -206,61 +181,6 @@ fn lock_wait_ms(r: &Run<'_>, s: &PlanStep) -> u64 {
 fn table_of(line: &str, marker: &str) -> Option<String> {
     let rest = line.split_once(marker)?.1;
     Some(rest.trim().trim_matches('"').to_string())
-}
-
-/// Lines of a verbose pg_dump or pg_restore worth showing: problems, not progress.
-pub(crate) fn is_problem(line: &str) -> bool {
-    ["error:", "warning:", "detail:", "hint:", "FATAL:", "ERROR:"]
-        .iter()
-        .any(|m| line.contains(m))
-}
-
-/// The message of a failed pg_dump or pg_restore: its last error line.
-pub(crate) fn last_error(ran: &child::Ran) -> String {
-    let tail = ran.stderr.tail().unwrap_or_default();
-    tail.lines()
-        .rev()
-        .find(|l| l.contains("error:") || l.contains("ERROR:") || l.contains("FATAL:"))
-        .or_else(|| tail.lines().last())
-        .unwrap_or("no message")
-        .to_string()
-}
-
-/// A child that did not exit 0, as a step failure.
-pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Duration>) -> Fail {
-    let (status, mut error) = match ran.ended {
-        Some(StepStatus::TimedOut) => (StepStatus::TimedOut, timeout_error(timeout)),
-        Some(_) => (StepStatus::Cancelled, cancelled_error()),
-        None => (
-            StepStatus::Failed,
-            ErrorInfo {
-                class: "exit".into(),
-                message: match ran.code {
-                    Some(c) => format!("{name} failed (exit code {c}): {}", last_error(ran)),
-                    None => format!("{name} was killed by a signal"),
-                },
-                ..ErrorInfo::default()
-            },
-        ),
-    };
-    let lock = ran.stderr.all.contains("could not obtain lock");
-    if lock {
-        error.class = "lock_timeout".into();
-        error.hint = Some(
-            "another session holds a lock on a table; its `lock_timeout` setting bounds the wait"
-                .into(),
-        );
-    }
-    Fail {
-        status,
-        error,
-        retry_class: lock.then_some(ErrorClass::LockTimeout),
-        partial: Done {
-            stderr_tail: ran.stderr.tail(),
-            ..Done::default()
-        },
-        changed_nothing: false,
-    }
 }
 
 /// The schema the backup covers, read in the dump's own snapshot: every

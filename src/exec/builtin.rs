@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::check::{json_rows, matches, read_only_prefix};
+use super::rows::{json_rows, matches, read_only_prefix};
 use super::{Fail, Run};
 use crate::checks::{self, Builtin, MIGRATIONS_TABLE};
 use crate::events::{ErrorInfo, Expectation, StepStatus};

@@ -204,75 +204,6 @@ pub fn dirty_message(a: &Applied, history: &str) -> (String, String) {
     )
 }
 
-/// How a script runs, and why when not in one transaction.
-pub fn script_mode(script: &Script, stmts: &[Statement]) -> (bool, Option<String>) {
-    if script.no_transaction {
-        return (
-            false,
-            Some("the file marks it to run without a transaction".into()),
-        );
-    }
-    if let Some((i, st)) = stmts
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.no_transaction.is_some())
-    {
-        return (
-            false,
-            Some(format!(
-                "statement {} ({}): {}",
-                i + 1,
-                st.summary(),
-                st.no_transaction.unwrap_or_default()
-            )),
-        );
-    }
-    if let Some(i) = stmts.iter().position(|s| s.transaction_control) {
-        return (
-            false,
-            Some(format!(
-                "statement {} ({}): the file manages its own transactions; wrapping it would let its COMMIT end runbook's transaction early",
-                i + 1,
-                stmts[i].kind
-            )),
-        );
-    }
-    if let Some(why) = enum_value_used(stmts) {
-        return (false, Some(why));
-    }
-    (true, None)
-}
-
-/// `ALTER TYPE ... ADD VALUE 'v'` followed by a statement that uses `'v'`:
-/// a new enum value cannot be used in the transaction that added it.
-fn enum_value_used(stmts: &[Statement]) -> Option<String> {
-    for (i, st) in stmts.iter().enumerate() {
-        let upper = st.text.to_ascii_uppercase();
-        if !upper.trim_start().starts_with("ALTER TYPE") {
-            continue;
-        }
-        let Some(at) = upper.find("ADD VALUE") else {
-            continue;
-        };
-        let rest = &st.text[at + "ADD VALUE".len()..];
-        let Some(open) = rest.find('\'') else {
-            continue;
-        };
-        let Some(len) = rest[open + 1..].find('\'') else {
-            continue;
-        };
-        let quoted = &rest[open..open + len + 2];
-        if let Some(j) = stmts[i + 1..].iter().position(|s| s.text.contains(quoted)) {
-            return Some(format!(
-                "statement {} adds the enum value {quoted} and statement {} uses it; a new enum value cannot be used in the transaction that adds it",
-                i + 1,
-                i + j + 2
-            ));
-        }
-    }
-    None
-}
-
 /// A script that failed.
 pub struct ScriptFail {
     pub error: ErrorInfo,
@@ -372,7 +303,7 @@ pub async fn run_script(
         Direction::Down => m.down_script().expect("callers check for a down script"),
     };
     let stmts = statements::split(&script.sql);
-    let (in_tx, why) = script_mode(script, &stmts);
+    let (in_tx, why) = migrations::script_mode(script, &stmts);
     let plain = |e: ErrorInfo| ScriptFail {
         error: e,
         status: StepStatus::Failed,
@@ -910,7 +841,7 @@ mod tests {
 
     fn mode(sql: &str) -> (bool, Option<String>) {
         let s = script(sql);
-        script_mode(&s, &statements::split(sql))
+        migrations::script_mode(&s, &statements::split(sql))
     }
 
     #[test]

@@ -439,7 +439,7 @@ async fn open_target(
             } else {
                 crate::pgtools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
             }
-            .map_err(|e| super::backup::tool_failure(&e))?;
+            .map_err(|e| super::fail::tool_failure(&e))?;
             r.db.client
                 .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))
                 .await
@@ -714,7 +714,7 @@ impl Rig<'_> {
 fn cycles_in_transaction(m: &Migration) -> bool {
     let tx = |s: &crate::migrations::Script| {
         let stmts = crate::statements::split(&s.sql);
-        migrate::script_mode(s, &stmts).0
+        crate::migrations::script_mode(s, &stmts).0
     };
     m.down_script().is_some_and(tx) && tx(&m.up)
 }
@@ -1020,7 +1020,7 @@ fn write_timings(
         }
     }
     let p = r.report_dir.as_ref()?.join("migration-timings.csv");
-    if let Err(e) = crate::report::files::write_atomic(&p, csv.as_bytes()) {
+    if let Err(e) = crate::fsutil::write_atomic(&p, csv.as_bytes()) {
         log(
             r,
             &s.id,

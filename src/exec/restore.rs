@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::backup::{child_failure, failed, is_problem, sql_failure, tool_failure};
 use super::db::{self, Db};
+use super::fail::{child_failure, failed, is_problem, sql_failure, tool_failure};
 use super::{Attempt, Done, Fail, Run, child};
 use crate::backups::{self, Manifest};
 use crate::events::{ErrorInfo, Event, StepStatus, now};

@@ -76,7 +76,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        crate::report::files::write_atomic(&path, text.as_bytes()).map_err(|e| {
+        crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| {
             Fail::new(
                 StepStatus::Failed,
                 ErrorInfo {

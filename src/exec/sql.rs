@@ -17,27 +17,7 @@ use super::{Attempt, Done, Fail, Run};
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::Settings;
 use crate::plan::Text;
-use crate::statements::{self, Statement};
-
-/// How a step's statements run, decided from the statements themselves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// One transaction around all of them.
-    Transaction,
-    /// Each commits on its own, because the step asked for it.
-    Autocommit,
-    /// Each commits on its own, because this statement cannot run in a
-    /// transaction block (index into the statements, and why).
-    Forced(usize, &'static str),
-}
-
-pub fn mode(stmts: &[Statement], transaction: bool) -> Mode {
-    match stmts.iter().position(|s| s.no_transaction.is_some()) {
-        Some(i) if transaction => Mode::Forced(i, stmts[i].no_transaction.unwrap_or_default()),
-        _ if transaction => Mode::Transaction,
-        _ => Mode::Autocommit,
-    }
-}
+use crate::statements::{self, Mode, Statement, mode};
 
 pub(crate) async fn run(
     r: &mut Run<'_>,

@@ -482,7 +482,7 @@ pub fn lint_migrations(
         let facts = runbook::statement_facts(&m.up.sql, &parse.tree());
         let stmts: Vec<crate::statements::Statement> =
             facts.iter().map(|(s, _)| s.clone()).collect();
-        let (in_transaction, _) = crate::exec::migrate::script_mode(&m.up, &stmts);
+        let (in_transaction, _) = crate::migrations::script_mode(&m.up, &stmts);
         let ctx = SqlContext {
             in_transaction,
             timeouts_set: ctx_timeouts,
@@ -631,8 +631,8 @@ pub fn lint_validated(
                     (text.as_str(), false)
                 };
                 let stmts = crate::statements::split(text);
-                let in_transaction = crate::exec::sql::mode(&stmts, sql.transaction)
-                    == crate::exec::sql::Mode::Transaction;
+                let in_transaction = crate::statements::mode(&stmts, sql.transaction)
+                    == crate::statements::Mode::Transaction;
                 let start = doc.spans().value(&field).map_or(0, |s| s.start);
                 let map = |o: usize| {
                     if templated {

@@ -96,7 +96,7 @@ impl Shared {
             ("report.json", r.to_json().into_bytes()),
             ("report.md", markdown::render(r).into_bytes()),
         ] {
-            if let Err(e) = write_atomic(&self.dir.join(name), &bytes) {
+            if let Err(e) = crate::fsutil::write_atomic(&self.dir.join(name), &bytes) {
                 self.failures.note(&format!("{name}: {e}"));
             }
         }
@@ -165,21 +165,6 @@ impl ReportFiles {
     }
 }
 
-/// Write via a temporary file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_data()
-    });
-    if let Err(e) = written {
-        // The last good file stays; half a new one does not.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path)
-}
-
 impl Sink for ReportFiles {
     fn event(&mut self, e: &Event) {
         let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,7 +191,7 @@ impl Sink for ReportFiles {
         self.shared.write(&state.builder);
         let r = state.builder.report();
         if let Some(path) = &self.junit
-            && let Err(e) = write_atomic(path, junit::render(r).as_bytes())
+            && let Err(e) = crate::fsutil::write_atomic(path, junit::render(r).as_bytes())
         {
             self.shared
                 .failures
