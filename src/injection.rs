@@ -218,7 +218,7 @@ pub(crate) fn check(
             {
                 continue;
             }
-            let at = crate::validate::locate(doc, pointer, text, range)
+            let at = doc.locate(pointer, text, range)
                 .or_else(|| doc.spans().value(pointer));
             out.push(Diagnostic::new(message).at(at).label(label).hint(hint));
         }

@@ -33,6 +33,41 @@ impl Document {
     pub fn spans(&self) -> &SpanIndex {
         self.spans.get_or_init(|| index_spans(&self.source))
     }
+
+    /// Map a byte range inside a scalar's value back to the file, where the
+    /// scalar's style makes that exact; else the scalar's own span.
+    pub fn locate(
+        &self,
+        pointer: &str,
+        value: &str,
+        range: std::ops::Range<usize>,
+    ) -> Option<Span> {
+        let node = self.spans().node(pointer)?;
+        let text = self.source.text();
+        let start = node.value.start;
+        let exact = |at: usize| -> Option<Span> {
+            let want = value.get(range.clone())?;
+            let want = want.split('\n').next().unwrap_or(want);
+            (text.get(at..at + want.len()) == Some(want)).then(|| at..at + want.len().max(1))
+        };
+        let found = match node.style {
+            Some(ScalarStyle::Plain) if !value.contains('\n') => exact(start + range.start),
+            Some(ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) if !value.contains('\n') => {
+                exact(start + 1 + range.start)
+            }
+            Some(ScalarStyle::Literal) => {
+                // yaml-rust2 marks a block scalar at its first content line.
+                let before = &value[..range.start.min(value.len())];
+                let line = before.matches('\n').count();
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1);
+                let (first_line, first_col) = self.source.line_col(start);
+                let line_start = self.source.offset(first_line + line, 1)?;
+                exact(line_start + (first_col - 1) + col)
+            }
+            _ => None,
+        };
+        found.or_else(|| Some(node.value.clone()))
+    }
 }
 
 /// A file that could not be read or parsed: its source (possibly empty) and why.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, did_you_mean, render_all};
 use crate::duration::{Duration, DurationError};
-use crate::load::{self, Document, ScalarStyle, pointer_segment};
+use crate::load::{self, Document, pointer_segment};
 
 use crate::model::{self, Command, OnFailure, Runbook, Step, StepKind, When};
 use crate::params::{self, Origin, ParamValue, Params};
@@ -620,7 +620,7 @@ fn check_transaction_control(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnos
                         "`{}` in a step that runs in a transaction",
                         st.kind
                     ))
-                    .at(locate(doc, &field, &sql.statements, st.offset..end))
+                    .at(doc.locate(&field, &sql.statements, st.offset..end))
                     .label("this would end runbook's transaction early")
                     .hint("set `transaction: false` on the step to manage transactions yourself, or remove the statement"),
                 );
@@ -1161,40 +1161,6 @@ fn collect_fields<'a>(doc: &'a Document, rb: &'a Runbook) -> (Vec<Field<'a>>, Ve
     (w.fields, w.main)
 }
 
-/// Map a byte range inside a scalar's value back to the file, where the
-/// scalar's style makes that exact; else the scalar's own span.
-pub fn locate(
-    doc: &Document,
-    pointer: &str,
-    value: &str,
-    range: std::ops::Range<usize>,
-) -> Option<Span> {
-    let node = doc.spans().node(pointer)?;
-    let text = doc.source.text();
-    let start = node.value.start;
-    let exact = |at: usize| -> Option<Span> {
-        let want = value.get(range.clone())?;
-        let want = want.split('\n').next().unwrap_or(want);
-        (text.get(at..at + want.len()) == Some(want)).then(|| at..at + want.len().max(1))
-    };
-    let found = match node.style {
-        Some(ScalarStyle::Plain) if !value.contains('\n') => exact(start + range.start),
-        Some(ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) if !value.contains('\n') => {
-            exact(start + 1 + range.start)
-        }
-        Some(ScalarStyle::Literal) => {
-            // yaml-rust2 marks a block scalar at its first content line.
-            let before = &value[..range.start.min(value.len())];
-            let line = before.matches('\n').count();
-            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1);
-            let (first_line, first_col) = doc.source.line_col(start);
-            let line_start = doc.source.offset(first_line + line, 1)?;
-            exact(line_start + (first_col - 1) + col)
-        }
-        _ => None,
-    };
-    found.or_else(|| Some(node.value.clone()))
-}
 
 fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
     let env = template::environment();
@@ -1214,7 +1180,7 @@ fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
         let at_text = |needle: &str| {
             let start = f.text.find(needle);
             start
-                .and_then(|s| locate(doc, &f.pointer, f.text, s..s + needle.len()))
+                .and_then(|s| doc.locate(&f.pointer, f.text, s..s + needle.len()))
                 .or_else(|| doc.spans().value(&f.pointer))
         };
         if f.mode == Mode::Expr && f.text.trim_start().starts_with("{{") {
@@ -1243,7 +1209,7 @@ fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             Err(e) => {
                 let span = e
                     .range()
-                    .and_then(|r| locate(doc, &f.pointer, f.text, r))
+                    .and_then(|r| doc.locate(&f.pointer, f.text, r))
                     .or_else(|| doc.spans().value(&f.pointer));
                 let what = if f.mode == Mode::Expr {
                     "expression"

@@ -629,7 +629,7 @@ impl<'a> Run<'a> {
             .map_or(raw.len(), |(i, _)| i);
         let source = doc.value.pointer(&t.pointer)?.as_str()?;
         let span = if source == raw {
-            crate::validate::locate(doc, &t.pointer, source, byte..byte + 1)
+            doc.locate(&t.pointer, source, byte..byte + 1)
         } else {
             // Templates changed the text: map by line when the line count
             // held, and keep the column when that line is unchanged.
@@ -640,7 +640,7 @@ impl<'a> Run<'a> {
                     let start: usize = source.split_inclusive('\n').take(line).map(str::len).sum();
                     let same = source.lines().nth(line) == raw.lines().nth(line);
                     let at = if same { start + col } else { start };
-                    crate::validate::locate(doc, &t.pointer, source, at..at + 1)
+                    doc.locate(&t.pointer, source, at..at + 1)
                 })
                 .flatten()
         }?;

@@ -646,7 +646,7 @@ pub fn lint_validated(
                             .count();
                         doc.source.offset(line0 + line, col0 + col).unwrap_or(start)
                     } else {
-                        crate::validate::locate(doc, &field, text, o..o + 1)
+                        doc.locate(&field, text, o..o + 1)
                             .map_or(start, |s| s.start)
                     }
                 };
