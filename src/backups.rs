@@ -103,7 +103,11 @@ pub struct Table {
 
 impl Table {
     pub fn qualified(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+        format!(
+            "{}.{}",
+            crate::quote::ident(&self.schema),
+            crate::quote::ident(&self.name)
+        )
     }
 }
 
@@ -238,7 +242,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
         bytes += n as u64;
         h.update(&buf[..n]);
     }
-    Ok((bytes, crate::validate::hex(&h.finalize())))
+    Ok((bytes, crate::hash::hex(&h.finalize())))
 }
 
 /// Hash files on up to four threads (a directory dump has a file per table).
@@ -587,11 +591,6 @@ pub fn prunable(keep_dir: &Path, runbook: &str, keep: usize) -> Vec<PathBuf> {
     let keep_others = keep.saturating_sub(1);
     let excess = ours.len().saturating_sub(keep_others);
     ours.into_iter().take(excess).map(|(_, p)| p).collect()
-}
-
-/// `"name"` as PostgreSQL quotes an identifier.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// A psql/pg_dump name pattern (`public.orders`, `*.log_*`, `"Mixed"`) as

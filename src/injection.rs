@@ -218,7 +218,8 @@ pub(crate) fn check(
             {
                 continue;
             }
-            let at = doc.locate(pointer, text, range)
+            let at = doc
+                .locate(pointer, text, range)
                 .or_else(|| doc.spans().value(pointer));
             out.push(Diagnostic::new(message).at(at).label(label).hint(hint));
         }

@@ -52,7 +52,9 @@ impl Document {
         };
         let found = match node.style {
             Some(ScalarStyle::Plain) if !value.contains('\n') => exact(start + range.start),
-            Some(ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) if !value.contains('\n') => {
+            Some(ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted)
+                if !value.contains('\n') =>
+            {
                 exact(start + 1 + range.start)
             }
             Some(ScalarStyle::Literal) => {

@@ -30,8 +30,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::statements::Statement;
 
 /// The marker that runs a script outside a transaction, in any format.
@@ -171,13 +169,6 @@ pub struct Set {
     pub migrations: Vec<Migration>,
     /// Things that work but deserve a look (mismatched pair names).
     pub warnings: Vec<String>,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Numeric order of versions: shorter (after leading zeros) is smaller. A
@@ -408,7 +399,7 @@ fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Resu
         d => d,
     };
     set.migrations.push(Migration {
-        checksum: sha256_hex(up.sql.as_bytes()),
+        checksum: crate::hash::sha256_hex(up.sql.as_bytes()),
         version,
         name,
         up,
@@ -810,7 +801,10 @@ mod tests {
         assert!(set.migrations[2].down_script().is_some());
         assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
         assert!(set.warnings[0].contains("10_other_name.down.sql"));
-        assert_eq!(set.migrations[0].checksum, sha256_hex(b"SELECT 1;"));
+        assert_eq!(
+            set.migrations[0].checksum,
+            crate::hash::sha256_hex(b"SELECT 1;")
+        );
     }
 
     #[test]

@@ -174,7 +174,7 @@ pub struct Snapshot {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    crate::migrations::sha256_hex(bytes)
+    crate::hash::sha256_hex(bytes)
 }
 
 /// The canonical text of a definition: compact JSON, keys in the order the

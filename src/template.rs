@@ -104,7 +104,9 @@ pub fn sql_literal(v: Value) -> Result<String, Error> {
     match v.kind() {
         minijinja::value::ValueKind::Bool => Ok(if v.is_true() { "TRUE" } else { "FALSE" }.into()),
         minijinja::value::ValueKind::Number => Ok(v.to_string()),
-        minijinja::value::ValueKind::String => Ok(quote(v.as_str().unwrap_or_default(), '\'')),
+        minijinja::value::ValueKind::String => {
+            Ok(crate::quote::literal(v.as_str().unwrap_or_default()))
+        }
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
             format!(
@@ -136,25 +138,12 @@ pub fn sql_ident(v: Value) -> Result<String, Error> {
         return Ok(d.to_string());
     }
     match v.as_str() {
-        Some(s) if !s.is_empty() && !s.contains('\0') => Ok(quote(s, '"')),
+        Some(s) if !s.is_empty() && !s.contains('\0') => Ok(crate::quote::ident(s)),
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
             "`ident` quotes a non-empty string as one identifier",
         )),
     }
-}
-
-fn quote(s: &str, q: char) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(q);
-    for c in s.chars() {
-        if c == q {
-            out.push(q);
-        }
-        out.push(c);
-    }
-    out.push(q);
-    out
 }
 
 /// A value that only exists at run time. At plan time it renders as

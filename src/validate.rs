@@ -8,7 +8,6 @@ use std::fmt;
 use std::path::Path;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, did_you_mean, render_all};
 use crate::duration::{Duration, DurationError};
@@ -201,17 +200,7 @@ pub fn validate_doc(
 
 /// sha256 of a document's text, hex: what plans and reports identify a runbook by.
 pub fn sha256(doc: &Document) -> String {
-    hex(&Sha256::digest(doc.source.text().as_bytes()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::hash::sha256_hex(doc.source.text().as_bytes())
 }
 
 const DURATION_KEYS: &[&str] = &[
@@ -1160,7 +1149,6 @@ fn collect_fields<'a>(doc: &'a Document, rb: &'a Runbook) -> (Vec<Field<'a>>, Ve
     w.list(&rb.finally, "/finally", all);
     (w.fields, w.main)
 }
-
 
 fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
     let env = template::environment();

@@ -306,7 +306,7 @@ fn a_changed_applied_migration_is_refused_with_both_hashes() {
         "{err}"
     );
     assert!(
-        err.contains(&runbook::migrations::sha256_hex(
+        err.contains(&runbook::hash::sha256_hex(
             b"CREATE TABLE audit (id bigint);\n"
         )),
         "{err}"

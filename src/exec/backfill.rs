@@ -14,16 +14,15 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio_postgres::SimpleQueryMessage;
 
 use super::db::{self, QueryFail};
 use super::fail::{failed, sql_failure};
 use super::sql::log;
 use super::{Attempt, Done, Fail, Run};
-use crate::backups::quote_ident;
 use crate::events::{Event, StepStatus, now};
 use crate::plan::{Action, PlanBackfill, PlanStep};
+use crate::quote::ident as quote_ident;
 
 /// How often progress events go out, at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -399,10 +398,7 @@ fn fingerprint(t: &Table, set: &str, where_: Option<&str>) -> String {
         key.join(","),
         where_.unwrap_or("")
     );
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hash::sha256_hex(text.as_bytes())
 }
 
 async fn ensure_state_table(r: &Run<'_>, state: &str) -> Result<(), Fail> {
@@ -494,10 +490,6 @@ async fn count(r: &Run<'_>, t: &Table) -> Result<i64, Fail> {
         .map_err(|e| sql_failure("counting the table", &db::error_info(&e, None)))
 }
 
-fn lit(s: &str) -> String {
-    crate::template::sql_literal(minijinja::Value::from(s)).unwrap_or_else(|_| "NULL".into())
-}
-
 /// What a batch writes besides the update: its checkpoint, in the same
 /// statement, so both commit together. None for a dry run.
 struct Write<'a> {
@@ -525,7 +517,7 @@ fn compare(t: &Table, op: &str, vals: &[String]) -> String {
     let typed: Vec<String> = vals
         .iter()
         .zip(&t.key)
-        .map(|(v, (_, ty))| format!("{}::{ty}", lit(v)))
+        .map(|(v, (_, ty))| format!("{}::{ty}", crate::quote::literal(v)))
         .collect();
     format!("({}) {op} ({})", key_list(t), typed.join(", "))
 }
@@ -630,14 +622,14 @@ fn update_sql(
     RETURNING 1
 )",
             state = w.state,
-            rb = lit(w.runbook),
-            st = lit(w.step),
-            fp = lit(w.fingerprint),
-            upto = upto.iter().map(|v| lit(v)).collect::<Vec<_>>().join(", "),
+            rb = crate::quote::literal(w.runbook),
+            st = crate::quote::literal(w.step),
+            fp = crate::quote::literal(w.fingerprint),
+            upto = upto.iter().map(|v| crate::quote::literal(v)).collect::<Vec<_>>().join(", "),
             done = w.ck.rows_done + w.seen,
             upd = w.ck.rows_updated,
             batches = w.ck.batches + 1,
-            run = lit(w.run_id),
+            run = crate::quote::literal(w.run_id),
         )
     });
     format!(

@@ -698,7 +698,7 @@ async fn verify_by_restore(
     timeout: Option<Duration>,
 ) -> Result<Result<(), String>, Fail> {
     let scratch = format!("runbook_verify_{:08x}", fastrand::u32(..));
-    let q = backups::quote_ident(&scratch);
+    let q = crate::quote::ident(&scratch);
     if let Err(e) =
         r.db.client
             .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))

@@ -60,10 +60,6 @@ fn column(rows: &[Row], name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn lit(s: &str) -> String {
-    crate::template::sql_literal(minijinja::Value::from(s)).unwrap_or_else(|_| "NULL".into())
-}
-
 /// Replace `:name` placeholders (not `::casts`) with the given SQL text.
 fn fill(sql: &str, values: &[(&str, String)]) -> String {
     let mut out = String::with_capacity(sql.len());
@@ -161,7 +157,7 @@ fn history_table(b: &PlanBuiltin) -> String {
         .and_then(Value::as_str)
         .unwrap_or(MIGRATIONS_TABLE);
     name.split('.')
-        .map(crate::backups::quote_ident)
+        .map(crate::quote::ident)
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -175,7 +171,10 @@ async fn exists(
     let rows = query(
         r,
         s,
-        &format!("SELECT to_regclass({}) IS NOT NULL AS present", lit(table)),
+        &format!(
+            "SELECT to_regclass({}) IS NOT NULL AS present",
+            crate::quote::literal(table)
+        ),
         timeout,
     )
     .await?;
@@ -207,7 +206,7 @@ pub(crate) async fn run(
     let Some(def) = checks::find(&b.name) else {
         return Err(fail(format!("unknown built-in check `{}`", b.name), None));
     };
-    let ours = lit(&r.app_name);
+    let ours = crate::quote::literal(&r.app_name);
     let mut output = Map::new();
     let mut details = json!({ "builtin": b.name, "args": b.args });
     let (rows, expectations) = match def.name {
@@ -305,7 +304,10 @@ pub(crate) async fn run(
             let found = query(
                 r,
                 s,
-                &format!("SELECT to_regclass({})::text AS name", lit(&table)),
+                &format!(
+                    "SELECT to_regclass({})::text AS name",
+                    crate::quote::literal(&table)
+                ),
                 timeout,
             )
             .await?;
@@ -319,10 +321,7 @@ pub(crate) async fn run(
             };
             let sql = fill(
                 def.sql,
-                &[
-                    ("table", name),
-                    ("column", crate::backups::quote_ident(&col)),
-                ],
+                &[("table", name), ("column", crate::quote::ident(&col))],
             );
             let rows = query(r, s, &sql, timeout).await?;
             let e = expectation(
@@ -369,7 +368,7 @@ async fn pending(
             "ARRAY[{}]::text[]",
             list.migrations
                 .iter()
-                .map(|e| lit(f(e)))
+                .map(|e| crate::quote::literal(f(e)))
                 .collect::<Vec<_>>()
                 .join(", ")
         )
@@ -499,9 +498,9 @@ async fn orphans(
         };
         parts.push(format!(
             "SELECT {} AS \"constraint\", {} AS \"table\", {} AS \"references\", {} AS validated, count(*) AS orphans FROM {table} c WHERE {condition}",
-            lit(fk["conname"].as_str().unwrap_or("")),
-            lit(table),
-            lit(parent),
+            crate::quote::literal(fk["conname"].as_str().unwrap_or("")),
+            crate::quote::literal(table),
+            crate::quote::literal(parent),
             fk["validated"].as_bool().unwrap_or(true)
         ));
     }
@@ -584,7 +583,12 @@ async fn row_counts(
         if !present.is_empty() {
             let sql = present
                 .iter()
-                .map(|n| format!("SELECT {} AS \"table\", count(*) AS rows FROM {n}", lit(n)))
+                .map(|n| {
+                    format!(
+                        "SELECT {} AS \"table\", count(*) AS rows FROM {n}",
+                        crate::quote::literal(n)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\nUNION ALL\n");
             for row in query(r, s, &sql, timeout).await? {
@@ -648,7 +652,11 @@ async fn regclasses(
         "SELECT n AS given, (SELECT format('%I.%I', ns.nspname, c.relname) FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace WHERE c.oid = to_regclass(n)) AS name \
          FROM unnest(ARRAY[{}]::text[]) AS n",
-        names.iter().map(|n| lit(n)).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(|n| crate::quote::literal(n))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(query(r, s, &sql, timeout)
         .await?
@@ -671,7 +679,7 @@ fn quote_if_needed(ident: &str) -> String {
     if plain {
         ident.to_string()
     } else {
-        crate::backups::quote_ident(ident)
+        crate::quote::ident(ident)
     }
 }
 

@@ -319,7 +319,7 @@ pub fn settings_sql(settings: &Settings, local: bool) -> Option<String> {
     let mut add = |name: &str, value: String| {
         parts.push(format!(
             "set_config('{name}', {}, {local})",
-            crate::template::sql_literal(value.into()).unwrap_or_default()
+            crate::quote::literal(&value)
         ));
     };
     if let Some(d) = settings.lock_timeout {

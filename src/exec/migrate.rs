@@ -25,7 +25,6 @@ use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
 use crate::plan::{PlanMigrate, PlanStep};
 use crate::statements::{self, Statement};
-use crate::template::sql_literal;
 
 /// The history table, quoted for SQL.
 #[derive(Debug, Clone)]
@@ -54,21 +53,17 @@ pub struct Applied {
     pub error: Option<String>,
 }
 
-fn lit(s: &str) -> String {
-    sql_literal(s.into()).unwrap_or_default()
-}
-
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 impl History {
     /// `schema.table` or `table` (in `public`), as the schema's pattern allows.
     pub fn new(name: &str) -> History {
         let (schema, table) = name.split_once('.').unwrap_or(("public", name));
         History {
             name: format!("{schema}.{table}"),
-            quoted: format!("{}.{}", ident(schema), ident(table)),
+            quoted: format!(
+                "{}.{}",
+                crate::quote::ident(schema),
+                crate::quote::ident(table)
+            ),
             schema: schema.to_string(),
         }
     }
@@ -77,7 +72,10 @@ impl History {
         let rows = db
             .client
             .query_one(
-                &format!("SELECT to_regclass({}) IS NOT NULL", lit(&self.quoted)),
+                &format!(
+                    "SELECT to_regclass({}) IS NOT NULL",
+                    crate::quote::literal(&self.quoted)
+                ),
                 &[],
             )
             .await
@@ -106,9 +104,9 @@ impl History {
                  error text
              );
              COMMENT ON TABLE {t} IS {comment};",
-            schema = ident(&self.schema),
+            schema = crate::quote::ident(&self.schema),
             t = self.quoted,
-            comment = lit(&format!(
+            comment = crate::quote::literal(&format!(
                 "{} migration history, written by runbook migrate",
                 crate::snapshot::STATE_COMMENT
             )),
@@ -311,7 +309,7 @@ pub async fn run_script(
         done: 0,
         in_transaction: in_tx,
     };
-    let v = lit(&m.version);
+    let v = crate::quote::literal(&m.version);
     let total = stmts.len();
     // Mark the row dirty before anything runs, in its own commit.
     let mark = match direction {
@@ -322,16 +320,16 @@ pub async fn run_script(
                  in_transaction = EXCLUDED.in_transaction, statements_done = 0,
                  statements_total = EXCLUDED.statements_total, error = NULL, applied_at = now()",
             t = history.quoted,
-            name = lit(&m.name),
-            sum = lit(&m.checksum),
-            run = lit(ctx.run_id),
+            name = crate::quote::literal(&m.name),
+            sum = crate::quote::literal(&m.checksum),
+            run = crate::quote::literal(ctx.run_id),
         ),
         Direction::Down => format!(
             "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
                  statements_done = 0, statements_total = {total}, error = NULL
              WHERE version = {v}",
             t = history.quoted,
-            run = lit(ctx.run_id),
+            run = crate::quote::literal(ctx.run_id),
         ),
     };
     let nested = nested && in_tx;
@@ -404,7 +402,11 @@ pub async fn run_script(
                     .batch_execute(&format!(
                         "UPDATE {} SET error = {} WHERE version = {v}",
                         history.quoted,
-                        lit(&format!("statement {} failed: {}", i + 1, error.message))
+                        crate::quote::literal(&format!(
+                            "statement {} failed: {}",
+                            i + 1,
+                            error.message
+                        ))
                     ))
                     .await;
             }
@@ -479,7 +481,7 @@ async fn undo_mark(
     m: &Migration,
     direction: Direction,
 ) -> Result<(), tokio_postgres::Error> {
-    let v = lit(&m.version);
+    let v = crate::quote::literal(&m.version);
     let sql = match direction {
         Direction::Up => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
         Direction::Down => format!(
@@ -682,8 +684,8 @@ async fn migrate(
                     .batch_execute(&format!(
                         "UPDATE {} SET checksum = {} WHERE version = {}",
                         history.quoted,
-                        lit(now),
-                        lit(v)
+                        crate::quote::literal(now),
+                        crate::quote::literal(v)
                     ))
                     .await;
         }

@@ -98,14 +98,6 @@ struct Sum {
     missing_columns: Vec<String>,
 }
 
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn lit(s: &str) -> String {
-    crate::template::sql_literal(s.into()).unwrap_or_default()
-}
-
 /// Counts and checksums of `tables` (as the snapshot names them, with the
 /// columns they had), in one query. A table that is gone has `rows: None`.
 async fn sums(
@@ -117,7 +109,10 @@ async fn sums(
         return Ok(out);
     }
     // Which of the tables and columns still exist.
-    let names: Vec<String> = tables.iter().map(|(t, _)| lit(t)).collect();
+    let names: Vec<String> = tables
+        .iter()
+        .map(|(t, _)| crate::quote::literal(t))
+        .collect();
     let rows = db
         .client
         .query(
@@ -168,7 +163,7 @@ async fn sums(
             format!(
                 "ROW({})::text",
                 kept.iter()
-                    .map(|c| format!("x.{}", ident(c)))
+                    .map(|c| format!("x.{}", crate::quote::ident(c)))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -176,7 +171,7 @@ async fn sums(
         // An order-independent checksum: the sum of each row's hash.
         parts.push(format!(
             "SELECT {name}, count(*), {sum} FROM {t} x",
-            name = lit(t),
+            name = crate::quote::literal(t),
             sum = db::row_checksum_sql(&row)
         ));
     }
@@ -371,7 +366,7 @@ async fn open_target(
         return Ok(Target { db, scratch: None });
     };
     let name = format!("runbook_rehearse_{:08x}", fastrand::u32(..));
-    let q = ident(&name);
+    let q = crate::quote::ident(&name);
     match how {
         PlanScratch::Template => {
             // CREATE DATABASE ... TEMPLATE needs the source to have no other
@@ -392,7 +387,10 @@ async fn open_target(
             r.journal.step_away();
             let created =
                 r.db.client
-                    .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE {}", ident(&source)))
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {q} TEMPLATE {}",
+                        crate::quote::ident(&source)
+                    ))
                     .await;
             let back = r.journal.come_back().await;
             r.journal_failed(back);
@@ -485,7 +483,10 @@ async fn open_target(
 }
 
 async fn drop_scratch(r: &mut Run<'_>, name: &str) {
-    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name));
+    let sql = format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        crate::quote::ident(name)
+    );
     if let Err(e) = r.db.client.batch_execute(&sql).await {
         r.bus.emit(Event::Warning {
             at: now(),

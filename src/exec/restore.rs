@@ -362,10 +362,10 @@ async fn clear_for_clean(
             if kind == "fk" {
                 let table_key = format!("table {rel}");
                 if known(&table_key) {
-                    let key = format!("constraint {rel}.{}", crate::backups::quote_ident(&name));
+                    let key = format!("constraint {rel}.{}", crate::quote::ident(&name));
                     drops.push(format!(
                         "ALTER TABLE {rel} DROP CONSTRAINT {}",
-                        crate::backups::quote_ident(&name)
+                        crate::quote::ident(&name)
                     ));
                     if known(&key)
                         || record
@@ -457,7 +457,7 @@ async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
         )
         .unchanged());
     };
-    let q = backups::quote_ident(target);
+    let q = crate::quote::ident(target);
     let own = target == r.database;
     let other = if own {
         r.db = maint;
@@ -675,7 +675,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         r.db.client
             .batch_execute(&format!(
                 "CREATE DATABASE {} TEMPLATE template0",
-                backups::quote_ident(&target)
+                crate::quote::ident(&target)
             ))
             .await
             .map_err(|e| {
@@ -747,7 +747,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             .batch_execute(&format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} {}",
                 fk.table,
-                backups::quote_ident(&fk.name),
+                crate::quote::ident(&fk.name),
                 fk.definition
             ))
             .await

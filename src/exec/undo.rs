@@ -139,7 +139,7 @@ async fn table_data(
             } else {
                 "NULL::text".into()
             };
-            let lit = crate::template::sql_literal(given.as_str().into()).unwrap_or_default();
+            let lit = crate::quote::literal(&given);
             parts.push(format!("SELECT {lit}, count(*), {checksum} FROM {q} x"));
         }
     }
