@@ -286,6 +286,10 @@ struct ExecArgs {
     /// With --ephemeral: keep the throwaway PostgreSQL running and print its URL.
     #[arg(long, requires = "ephemeral")]
     keep: bool,
+    /// With --ephemeral: the throwaway PostgreSQL accepts only TLS, with a
+    /// CA of its own, and the run connects with sslmode=verify-full.
+    #[arg(long, requires = "ephemeral")]
+    tls: bool,
     #[command(flatten)]
     run: RunFlags,
 }
@@ -412,6 +416,7 @@ fn run_args(
         color,
         pg_bin_dir: r.pg_bin_dir,
         earlier,
+        tls: false,
     }
 }
 
@@ -528,15 +533,9 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             drop(stdout);
             drop(stderr);
             let a = *args;
-            crate::run::exec(run_args(
-                a.file,
-                &a.params,
-                a.run,
-                color,
-                a.ephemeral,
-                a.keep,
-                None,
-            ))
+            let mut args = run_args(a.file, &a.params, a.run, color, a.ephemeral, a.keep, None);
+            args.tls = a.tls;
+            crate::run::exec(args)
         }
         Cmd::Resume { args, partial } => {
             drop(stdout);

@@ -51,7 +51,7 @@ async fn connect(t: &Target, stderr: &mut impl Write) -> Result<Db, u8> {
         );
         exit::INVALID
     })?;
-    let target = db::target_of(&config, false);
+    let target = db::target_of(&config.config, false);
     Db::connect(config, "runbook/cli").await.map_err(|e| {
         error(
             stderr,
@@ -92,7 +92,12 @@ pub fn schema_snapshot(
             }
         };
         let version = db.server_version().await.unwrap_or_default();
-        let database = db.config().get_dbname().unwrap_or_default().to_string();
+        let database = db
+            .config()
+            .config
+            .get_dbname()
+            .unwrap_or_default()
+            .to_string();
         let file = File::new(&snap, &database, &version);
         let mut text = serde_json::to_string_pretty(&file).expect("snapshots serialize");
         text.push('\n');

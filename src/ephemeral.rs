@@ -38,6 +38,8 @@ pub enum EphemeralError {
     Initdb(String),
     #[error("PostgreSQL did not start within {seconds}s; its log ends with:\n{log}")]
     Start { seconds: u64, log: String },
+    #[error("failed to make the TLS certificates with openssl: {0}")]
+    Certificates(String),
 }
 
 /// The directories that hold `initdb`, `pg_ctl`, `postgres` and friends.
@@ -73,6 +75,8 @@ pub struct Ephemeral {
     postmaster: Option<Child>,
     guardian: Option<Child>,
     keep: bool,
+    /// Started with `ssl=on`, TLS-only over TCP, with a CA of its own.
+    tls: bool,
 }
 
 const SUPERUSER: &str = "runbook";
@@ -80,6 +84,16 @@ const SUPERUSER: &str = "runbook";
 impl Ephemeral {
     /// Create, configure and start a cluster; wait until it accepts connections.
     pub fn start() -> Result<Self, EphemeralError> {
+        Self::start_with(false)
+    }
+
+    /// A cluster that accepts only TLS over TCP, with a certificate for
+    /// `127.0.0.1` and `localhost` from a CA of its own ([`Ephemeral::ca`]).
+    pub fn start_tls() -> Result<Self, EphemeralError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Self, EphemeralError> {
         let bin = bin_dir().ok_or(EphemeralError::NotInstalled { name: "initdb" })?;
         let run_as = unprivileged_user()?;
         let dir = tempfile::Builder::new()
@@ -98,6 +112,7 @@ impl Ephemeral {
             postmaster: None,
             guardian: None,
             keep: false,
+            tls,
         };
         // The guardian removes the directory once this process is gone, even
         // after a SIGKILL; dropping the cluster normally stops it first.
@@ -127,6 +142,14 @@ impl Ephemeral {
             ));
         }
 
+        if tls {
+            make_certificates(&dir, run_as)?;
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .map_err(EphemeralError::TempDir)?;
+        }
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -177,6 +200,18 @@ impl Ephemeral {
                 "full_page_writes=off",
             ])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
+            .args(if self.tls {
+                vec![
+                    "-c".to_string(),
+                    "ssl=on".into(),
+                    "-c".into(),
+                    format!("ssl_cert_file={}", dir.join("server.crt").display()),
+                    "-c".into(),
+                    format!("ssl_key_file={}", dir.join("server.key").display()),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -238,9 +273,23 @@ impl Ephemeral {
         self.port
     }
 
-    /// A URL for database `db` on this cluster (trust auth: no password).
+    /// A URL for database `db` on this cluster (trust auth: no password);
+    /// for a TLS cluster, with `sslmode=verify-full` and its CA.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{db}", self.port)
+        let base = format!("postgres://{SUPERUSER}@127.0.0.1:{}/{db}", self.port);
+        if self.tls {
+            format!(
+                "{base}?sslmode=verify-full&sslrootcert={}",
+                self.ca().display()
+            )
+        } else {
+            base
+        }
+    }
+
+    /// The CA that signed a TLS cluster's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     /// Keep the cluster running after this value is dropped (`--keep`).
@@ -341,4 +390,85 @@ rm -rf "$dir"
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
+}
+
+/// A CA, and a server certificate it signs for 127.0.0.1 and localhost,
+/// made with the openssl command; the server's files belong to the user
+/// PostgreSQL runs as (it refuses a key others can read).
+fn make_certificates(dir: &Path, run_as: Option<(Uid, Gid)>) -> Result<(), EphemeralError> {
+    let openssl = |args: &[&str]| -> Result<(), EphemeralError> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| EphemeralError::Certificates(format!("openssl: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(EphemeralError::Certificates(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ))
+        }
+    };
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(EphemeralError::TempDir)?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "rsa:2048",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=runbook throwaway CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ])?;
+    openssl(&[
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "rsa:2048",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.crt",
+    ])?;
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(EphemeralError::TempDir)?;
+    if let Some((uid, gid)) = run_as {
+        for f in ["server.key", "server.crt", "ca.crt"] {
+            let _ = nix::unistd::chown(&dir.join(f), Some(uid), Some(gid));
+        }
+    }
+    Ok(())
 }

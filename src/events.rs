@@ -130,6 +130,10 @@ pub struct Target {
     pub user: String,
     pub server_version: Option<String>,
     pub ephemeral: bool,
+    /// How the session is protected: `TLSv1.3, certificate and host
+    /// verified (sslmode=verify-full)`, or `not encrypted (sslmode=prefer)`.
+    #[serde(default)]
+    pub tls: Option<String>,
 }
 
 /// A server error, in full.

@@ -35,4 +35,5 @@ pub mod snapshot;
 pub mod source;
 pub mod statements;
 pub mod template;
+pub mod tls;
 pub mod validate;

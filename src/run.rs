@@ -37,6 +37,8 @@ pub struct RunArgs {
     pub pg_bin_dir: Option<PathBuf>,
     /// `runbook resume` / `runbook rollback`: the earlier run, by id.
     pub earlier: Option<Earlier>,
+    /// `--ephemeral --tls`.
+    pub tls: bool,
 }
 
 /// A run that continues or undoes an earlier one.
@@ -302,7 +304,11 @@ pub fn exec(mut a: RunArgs) -> u8 {
     let mut cluster = None;
     let url = match url {
         Some(u) => u,
-        None => match crate::ephemeral::Ephemeral::start() {
+        None => match if a.tls {
+            crate::ephemeral::Ephemeral::start_tls()
+        } else {
+            crate::ephemeral::Ephemeral::start()
+        } {
             Ok(c) => {
                 let u = c.url("postgres");
                 cluster = Some(c);

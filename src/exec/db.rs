@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, CancelToken, Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres::{AsyncMessage, CancelToken, Client, Config, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::events::{ErrorInfo, Target};
 use crate::model::{ErrorClass, Settings};
@@ -15,7 +16,16 @@ pub struct Db {
     pub client: Client,
     cancel: CancelToken,
     notices: mpsc::UnboundedReceiver<String>,
-    config: Config,
+    config: Conn,
+    tls: MakeRustlsConnect,
+}
+
+/// Where and how to connect: tokio-postgres's config, and the TLS that
+/// runbook checks itself (libpq's sslmodes).
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub config: Config,
+    pub tls: crate::tls::Tls,
 }
 
 /// Why a query did not complete.
@@ -27,15 +37,23 @@ pub enum QueryFail {
     Interrupted,
 }
 
-/// Parse a connection URL, refusing what cannot work before anything runs.
-pub fn parse_url(url: &str) -> Result<Config, String> {
-    let config: Config = url
+/// Parse a connection URL (or `key=value` conninfo), refusing what cannot
+/// work before anything runs: a bad TLS parameter or file is named.
+pub fn parse_url(url: &str) -> Result<Conn, String> {
+    let (rest, tls) = crate::tls::split(url)?;
+    let mut config: Config = rest
         .parse()
         .map_err(|e: tokio_postgres::Error| e.to_string())?;
     if config.get_hosts().is_empty() {
         return Err("the URL names no host".into());
     }
-    Ok(config)
+    config.ssl_mode(tls.driver_mode());
+    if tls.direct {
+        config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
+    }
+    // The files are read now, so a missing certificate is refused here.
+    tls.client_config()?;
+    Ok(Conn { config, tls })
 }
 
 /// Where a config points, without the password.
@@ -56,12 +74,14 @@ pub fn target_of(config: &Config, ephemeral: bool) -> Target {
         user: config.get_user().unwrap_or_default().to_string(),
         server_version: None,
         ephemeral,
+        tls: None,
     }
 }
 
 /// libpq environment variables that point a child process (psql, pg_dump)
 /// at the run's database. The password travels here, never in argv.
-pub fn libpq_env(config: &Config, app: &str) -> Vec<(String, String)> {
+pub fn libpq_env(conn: &Conn, app: &str) -> Vec<(String, String)> {
+    let config = &conn.config;
     let t = target_of(config, false);
     let mut env = vec![
         ("PGHOST".to_string(), t.host),
@@ -78,19 +98,35 @@ pub fn libpq_env(config: &Config, app: &str) -> Vec<(String, String)> {
             String::from_utf8_lossy(pw).into_owned(),
         ));
     }
+    env.extend(conn.tls.libpq_env());
     env
 }
 
 impl Db {
-    pub async fn connect(mut config: Config, app: &str) -> Result<Db, ErrorInfo> {
+    pub async fn connect(conn: Conn, app: &str) -> Result<Db, ErrorInfo> {
+        let mut config = conn.config.clone();
         config.application_name(app);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let (client, mut connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| error_info(&e, None))?;
+        let tls =
+            MakeRustlsConnect::new(conn.tls.client_config().map_err(|message| ErrorInfo {
+                class: "connection".into(),
+                message,
+                ..ErrorInfo::default()
+            })?);
+        // `allow`: without TLS first, with it when the server insists.
+        if conn.tls.mode == crate::tls::SslMode::Allow {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
+        let connected = match config.connect(tls.clone()).await {
+            Err(_) if conn.tls.mode == crate::tls::SslMode::Allow => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                config.connect(tls.clone()).await
+            }
+            other => other,
+        };
+        let (client, mut connection) = connected.map_err(|e| connect_error(&e, &conn.tls))?;
         let (tx, notices) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
@@ -114,20 +150,50 @@ impl Db {
             client,
             cancel,
             notices,
-            config,
+            config: conn,
+            tls,
         })
     }
 
     /// What this session connected with (password included: never show it).
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &Conn {
         &self.config
     }
 
     /// A new session on the same server, to another database.
     pub async fn connect_to(&self, database: &str, app: &str) -> Result<Db, ErrorInfo> {
-        let mut config = self.config.clone();
-        config.dbname(database);
-        Db::connect(config, app).await
+        let mut conn = self.config.clone();
+        conn.config.dbname(database);
+        Db::connect(conn, app).await
+    }
+
+    /// How this session is protected, for the report's header:
+    /// `TLSv1.3, certificate and host verified (sslmode=verify-full)`.
+    pub async fn tls_summary(&self) -> String {
+        let mode = self.config.tls.mode;
+        let row = self
+            .client
+            .query_opt(
+                "SELECT version FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid() AND ssl",
+                &[],
+            )
+            .await;
+        let what = match mode {
+            crate::tls::SslMode::VerifyFull => "certificate and host verified",
+            crate::tls::SslMode::VerifyCa => "certificate verified, host not compared",
+            _ if self.config.tls.root_cert.is_some() => "certificate verified, host not compared",
+            _ => "certificate not verified",
+        };
+        match row {
+            Ok(Some(r)) => format!(
+                "{}, {what} (sslmode={})",
+                r.get::<_, Option<String>>(0)
+                    .unwrap_or_else(|| "TLS".into()),
+                mode.name()
+            ),
+            Ok(None) => format!("not encrypted (sslmode={})", mode.name()),
+            Err(_) => format!("unknown (sslmode={})", mode.name()),
+        }
     }
 
     /// This session's backend pid.
@@ -219,7 +285,7 @@ impl Db {
             () = &mut deadline => QueryFail::Timeout,
             () = &mut interrupt => QueryFail::Interrupted,
         };
-        let _ = self.cancel.cancel_query(NoTls).await;
+        let _ = self.cancel.cancel_query(self.tls.clone()).await;
         // The server answers the cancelled query with an error; wait for it so
         // the session is free again. If it does not come, the session is lost.
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut query).await;
@@ -438,4 +504,47 @@ pub fn error_info(e: &tokio_postgres::Error, prefix_chars: Option<usize>) -> Err
             }
         }
     }
+}
+
+/// A connection that failed, said so a person can act: a certificate
+/// refused names why and what to do.
+fn connect_error(e: &tokio_postgres::Error, tls: &crate::tls::Tls) -> ErrorInfo {
+    let mut info = error_info(e, None);
+    let text = format!("{e:?}");
+    let hint = if text.contains("UnknownIssuer") {
+        Some(format!(
+            "the server's certificate is not signed by a CA in sslrootcert ({}); give the CA that signed it (sslrootcert=FILE, or system), or a weaker sslmode if you accept the risk",
+            match &tls.root_cert {
+                Some(crate::tls::RootCert::File(p)) => p.display().to_string(),
+                Some(crate::tls::RootCert::System) => "the system's roots".into(),
+                None => "~/.postgresql/root.crt".into(),
+            }
+        ))
+    } else if text.contains("NotValidForName") {
+        Some("the server's certificate was not issued for this host name: connect with the name it was issued for, or use sslmode=verify-ca to check only the CA".into())
+    } else if text.contains("server does not support TLS") || text.contains("TLS required") {
+        Some(format!(
+            "sslmode={} needs TLS, and the server does not offer it (ssl=off); turn TLS on at the server, or use sslmode=prefer",
+            tls.mode.name()
+        ))
+    } else if text.contains("no encryption") || text.contains("SSL off") {
+        Some("the server accepts only encrypted connections here (hostssl in pg_hba.conf): use sslmode=require or stronger".into())
+    } else {
+        None
+    };
+    if hint.is_some() {
+        if text.contains("UnknownIssuer") {
+            info.message = format!(
+                "the server's certificate is from an unknown CA: {}",
+                info.message
+            );
+        } else if text.contains("NotValidForName") {
+            info.message = format!(
+                "the server's certificate is for another host: {}",
+                info.message
+            );
+        }
+        info.hint = hint;
+    }
+    info
 }

@@ -124,7 +124,7 @@ pub(crate) struct Journal {
     baselines: Value,
     resumes: bool,
     /// Set while stepped away: how to come back.
-    away: Option<tokio_postgres::Config>,
+    away: Option<super::db::Conn>,
 }
 
 fn info(e: &tokio_postgres::Error) -> ErrorInfo {

@@ -55,7 +55,7 @@ pub trait Prompter {
 /// What `exec` was asked to do, beyond the plan.
 pub struct Options {
     pub run_id: String,
-    pub config: tokio_postgres::Config,
+    pub config: db::Conn,
     pub ephemeral: bool,
     /// Phases approved with `--approve`.
     pub approve: Vec<String>,
@@ -289,7 +289,7 @@ pub async fn execute(
     let started = Instant::now();
     let started_at = now();
     let app_name = application_name(plan, &opts.run_id);
-    let mut target = db::target_of(&opts.config, opts.ephemeral);
+    let mut target = db::target_of(&opts.config.config, opts.ephemeral);
     let total_steps = plan.phases.iter().map(|p| p.steps.len()).sum();
     let params = serde_json::to_value(&plan.params).unwrap_or_default();
     let pg_env = db::libpq_env(&opts.config, &app_name);
@@ -318,8 +318,14 @@ pub async fn execute(
                     RunStatus::PreflightFailed,
                     exit::PREFLIGHT_FAILED,
                     format!(
-                        "FAILED before the first step: could not connect to {}:{}/{}: {}",
-                        target.host, target.port, target.database, e.message
+                        "FAILED before the first step: could not connect to {}:{}/{}: {}{}",
+                        target.host,
+                        target.port,
+                        target.database,
+                        e.message,
+                        e.hint
+                            .as_deref()
+                            .map_or_else(String::new, |h| format!(" (hint: {h})"))
                     ),
                 ),
                 _ => (
@@ -344,6 +350,7 @@ pub async fn execute(
         }
     };
     target.server_version = db.server_version().await;
+    target.tls = Some(db.tls_summary().await);
     let server_version = target.server_version.clone().unwrap_or_default();
     let lock_key = db::lock_key(&target.database, &plan.runbook.name);
     let locked = db.try_lock(lock_key).await;

@@ -931,7 +931,7 @@ async fn rehearse(
         "mode": x.mode,
         "format": set.format.name(),
         "dir": set.dir.display().to_string(),
-        "database": rig.db().config().get_dbname().unwrap_or_default(),
+        "database": rig.db().config().config.get_dbname().unwrap_or_default(),
         "scratch": x.scratch.is_some(),
         "migrations": outcomes,
         "set_findings": whole.findings,

@@ -482,7 +482,7 @@ async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
 
 /// After `recreate` of the run's own database: the session comes back and
 /// takes the run lock again.
-async fn come_back(r: &mut Run<'_>, original: tokio_postgres::Config) -> Result<(), Fail> {
+async fn come_back(r: &mut Run<'_>, original: db::Conn) -> Result<(), Fail> {
     r.db = Db::connect(original, &r.app_name)
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;

@@ -86,6 +86,9 @@ pub fn render(r: &Report) -> String {
         t.database,
         if t.ephemeral { " (ephemeral)" } else { "" }
     );
+    if let Some(tls) = &t.tls {
+        let _ = writeln!(o, "| connection | {} |", cell(tls));
+    }
     let _ = writeln!(
         o,
         "| started | {} |",

@@ -1,0 +1,173 @@
+//! TLS against a real PostgreSQL that accepts only TLS over TCP, with a
+//! CA of its own (made with openssl): each sslmode, the refusals (unknown
+//! CA, wrong host, no TLS, a missing file), and pg_dump reaching the same
+//! server in the same mode.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use runbook::ephemeral::Ephemeral;
+
+static CLUSTER: OnceLock<Ephemeral> = OnceLock::new();
+
+fn cluster() -> &'static Ephemeral {
+    CLUSTER.get_or_init(|| Ephemeral::start_tls().expect("a TLS cluster starts"))
+}
+
+const RUNBOOK: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: tls, version: 1 }\nphases:\n  - id: p\n    kind: custom\n    steps:\n      - id: one\n        sql: SELECT 1;\n";
+
+fn base() -> String {
+    format!("postgres://runbook@127.0.0.1:{}/postgres", cluster().port())
+}
+
+/// `runbook exec` with this URL: (exit code, report, stderr).
+fn exec(url: &str, body: &str) -> (i32, serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("runbook.yml");
+    std::fs::write(&file, body).unwrap();
+    let reports = dir.path().join("reports");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("exec")
+        .arg(&file)
+        .args(["--database-url", url, "--progress", "never", "--report-dir"])
+        .arg(&reports)
+        .env_remove("DATABASE_URL")
+        .env_remove("PGSSLMODE")
+        .env_remove("PGSSLROOTCERT")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(reports.join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ca() -> String {
+    cluster().ca().display().to_string()
+}
+
+#[test]
+fn verify_full_with_the_ca_connects_and_the_report_says_how() {
+    let (code, report, stderr) = exec(&cluster().url("postgres"), RUNBOOK);
+    assert_eq!(code, 0, "{stderr}");
+    let tls = report["target"]["tls"].as_str().unwrap();
+    assert!(tls.starts_with("TLSv1."), "{tls}");
+    assert!(
+        tls.ends_with("certificate and host verified (sslmode=verify-full)"),
+        "{tls}"
+    );
+}
+
+#[test]
+fn require_and_prefer_encrypt_without_checking_and_verify_ca_ignores_the_host() {
+    for (mode, want) in [
+        ("require", "certificate not verified (sslmode=require)"),
+        ("prefer", "certificate not verified (sslmode=prefer)"),
+    ] {
+        let (code, report, stderr) = exec(&format!("{}?sslmode={mode}", base()), RUNBOOK);
+        assert_eq!(code, 0, "{mode}: {stderr}");
+        assert!(
+            report["target"]["tls"].as_str().unwrap().ends_with(want),
+            "{report}"
+        );
+    }
+    // A host name the certificate was not issued for: verify-ca does not
+    // compare it; verify-full refuses, and says why.
+    let other = format!(
+        "postgres://runbook@not-the-host.invalid:{}/postgres?hostaddr=127.0.0.1&sslrootcert={}",
+        cluster().port(),
+        ca()
+    );
+    let (code, _, stderr) = exec(&format!("{other}&sslmode=verify-ca"), RUNBOOK);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, report, stderr) = exec(&format!("{other}&sslmode=verify-full"), RUNBOOK);
+    assert_eq!(code, 1, "{stderr}");
+    let verdict = report["run"]["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.contains("certificate is for another host"),
+        "{verdict}\n{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_ca_no_tls_and_a_missing_file_are_refused_with_what_to_do() {
+    // A CA that did not sign the server's certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = dir.path().join("other.crt");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-days", "1",
+        ])
+        .args(["-subj", "/CN=someone else", "-keyout"])
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let (code, report, stderr) = exec(
+        &format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            base(),
+            other_ca.display()
+        ),
+        RUNBOOK,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let verdict = report["run"]["verdict"].as_str().unwrap_or_default();
+    assert!(verdict.contains("unknown CA"), "{verdict}");
+
+    // The server takes only TLS over TCP.
+    let (code, report, stderr) = exec(&format!("{}?sslmode=disable", base()), RUNBOOK);
+    assert_eq!(code, 1, "{stderr}");
+    let verdict = report["run"]["verdict"].as_str().unwrap_or_default();
+    assert!(verdict.contains("no encryption"), "{verdict}");
+    assert!(
+        verdict.contains("use sslmode=require or stronger"),
+        "{verdict}"
+    );
+
+    // A root certificate file that is not there: refused before anything runs.
+    let (code, report, stderr) = exec(
+        &format!(
+            "{}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            base()
+        ),
+        RUNBOOK,
+    );
+    assert_eq!(code, 5, "{stderr}");
+    assert!(report.is_null());
+    assert!(
+        stderr.contains("sslrootcert `/nonexistent/ca.pem` is not a readable file"),
+        "{stderr}"
+    );
+
+    // verify-full with no root certificate anywhere (HOME has none).
+    let (code, _, stderr) = exec(&format!("{}?sslmode=verify-full", base()), RUNBOOK);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("no root certificate was given"), "{stderr}");
+}
+
+/// pg_dump gets the same TLS through libpq's environment variables, and
+/// reaches the TLS-only server.
+#[test]
+fn pg_dump_reaches_the_tls_only_server_in_the_same_mode() {
+    let body = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: tlsdump, version: 1 }
+phases:
+  - id: b
+    kind: backup
+    steps:
+      - id: dump
+        backup: { path: dump, format: custom }
+"#;
+    let (code, report, stderr) = exec(&cluster().url("postgres"), body);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+}
