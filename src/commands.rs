@@ -32,12 +32,18 @@ async fn connect(t: &Target, stderr: &mut impl Write) -> Result<Db, u8> {
     let url = t
         .database_url
         .clone()
-        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()));
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+        .or_else(|| {
+            std::env::var("PGHOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .map(|_| String::new())
+        });
     let Some(url) = url else {
         error(
             stderr,
             "no database given",
-            "pass --database-url postgres://user@host/db, or set DATABASE_URL",
+            "pass --database-url postgres://user@host/db, or set DATABASE_URL (or libpq's PGHOST, PGPORT, PGUSER, PGDATABASE)",
         );
         return Err(exit::INVALID);
     };

@@ -23,6 +23,7 @@ pub mod load;
 pub mod migrations;
 pub mod model;
 pub mod params;
+pub mod pgpass;
 pub mod pgtools;
 pub mod plan;
 pub mod quote;

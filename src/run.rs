@@ -158,7 +158,14 @@ pub fn exec(mut a: RunArgs) -> u8 {
             .clone()
             .or_else(|| plan.database_url.clone())
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
-        {
+            // libpq's own variables name a target as well (PGHOST, with
+            // PGPORT, PGUSER, PGDATABASE and the password file).
+            .or_else(|| {
+                std::env::var("PGHOST")
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .map(|_| String::new())
+            }) {
             Some(u) => Some(u),
             None => {
                 return refuse_plain(
@@ -181,11 +188,19 @@ pub fn exec(mut a: RunArgs) -> u8 {
     }
     if let Some(u) = &url {
         redactor.add_url(u);
-        if let Err(e) = exec::db::parse_url(u) {
-            return refuse_plain(
-                &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
-                "write it as postgres://user:password@host:5432/database",
-            );
+        match exec::db::parse_url(u) {
+            Err(e) => {
+                return refuse_plain(
+                    &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
+                    "a URL looks like postgres://user@host:5432/database?sslmode=verify-full; the message says which part is wrong",
+                );
+            }
+            Ok(conn) => {
+                if let Some(pw) = conn.config.get_password() {
+                    redactor.add(String::from_utf8_lossy(pw).into_owned());
+                }
+                warnings.extend(conn.notes);
+            }
         }
     }
     warnings.extend(redactor.weak().iter().cloned());

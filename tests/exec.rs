@@ -1454,3 +1454,60 @@ fn a_step_that_failed_part_way_is_marked_partial_and_rollback_on_partial_decides
     let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap_or_default();
     assert!(md.contains("failed part-way"), "{md}");
 }
+
+/// libpq's environment names the target when no URL does (PGHOST, PGPORT,
+/// PGUSER, PGDATABASE), and a password file others can read is ignored
+/// with a warning, as libpq does.
+#[test]
+fn libpq_environment_variables_name_the_target_and_a_loose_passfile_is_refused() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: p
+    kind: custom
+    steps:
+      - id: one
+        sql: CREATE TABLE via_env (n int);
+"#,
+    ));
+    let passfile = case.dir.path().join("pgpass");
+    std::fs::write(&passfile, "*:*:*:*:not-a-real-password\n").unwrap();
+    std::fs::set_permissions(
+        &passfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let url = url_parts(&db.url);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("exec")
+        .arg(&case.file)
+        .args(["--progress", "never", "--report-dir"])
+        .arg(case.reports())
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", &url.0)
+        .env("PGPORT", &url.1)
+        .env("PGUSER", "runbook")
+        .env("PGDATABASE", &db.name)
+        .env("PGPASSFILE", &passfile)
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('via_env') IS NOT NULL"), "t");
+    let warnings = run.report["warnings"].to_string();
+    assert!(
+        warnings.contains("is readable by others, so it is ignored"),
+        "{warnings}"
+    );
+    assert!(
+        !run.stderr.contains("not-a-real-password") && !warnings.contains("not-a-real-password")
+    );
+}
+
+/// (host, port) of a test database URL.
+fn url_parts(url: &str) -> (String, String) {
+    let after = url.split('@').nth(1).unwrap();
+    let hostport = after.split('/').next().unwrap();
+    let (h, p) = hostport.split_once(':').unwrap();
+    (h.to_string(), p.to_string())
+}

@@ -26,6 +26,9 @@ pub struct Db {
 pub struct Conn {
     pub config: Config,
     pub tls: crate::tls::Tls,
+    /// What a person should hear about how it was completed (a password
+    /// file others can read, so ignored).
+    pub notes: Vec<String>,
 }
 
 /// Why a query did not complete.
@@ -44,16 +47,14 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
     let mut config: Config = rest
         .parse()
         .map_err(|e: tokio_postgres::Error| e.to_string())?;
-    if config.get_hosts().is_empty() {
-        return Err("the URL names no host".into());
-    }
+    let notes = crate::pgpass::complete(&mut config);
     config.ssl_mode(tls.driver_mode());
     if tls.direct {
         config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
     }
     // The files are read now, so a missing certificate is refused here.
     tls.client_config()?;
-    Ok(Conn { config, tls })
+    Ok(Conn { config, tls, notes })
 }
 
 /// Where a config points, without the password.

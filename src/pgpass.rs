@@ -1,0 +1,180 @@
+//! libpq's connection conventions beyond the URL: the `PG*` environment
+//! variables fill what the URL leaves out, and a password file
+//! (`PGPASSFILE`, default `~/.pgpass`) gives the password, matched as libpq
+//! matches it (`host:port:database:user:password`, `*` for any, `\:` and
+//! `\\` escaped) and ignored, with a warning, when others may read it.
+//! Precedence is libpq's: what the URL says, then the environment, then
+//! the defaults (the operating system's user name).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tokio_postgres::Config;
+use tokio_postgres::config::Host;
+
+/// Fill `config` from the environment and the password file. Returns what
+/// a person should hear (a password file others can read).
+pub fn complete(config: &mut Config) -> Vec<String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() {
+        match env("PGHOST") {
+            Some(h) => {
+                for host in h.split(',') {
+                    config.host(host);
+                }
+            }
+            None => {
+                config.host("/var/run/postgresql");
+            }
+        }
+    }
+    if config.get_ports().is_empty()
+        && let Some(p) = env("PGPORT").and_then(|p| p.parse::<u16>().ok())
+    {
+        config.port(p);
+    }
+    if config.get_user().is_none() {
+        let user = env("PGUSER").unwrap_or_else(os_user);
+        config.user(&user);
+    }
+    if config.get_dbname().is_none()
+        && let Some(d) = env("PGDATABASE")
+    {
+        config.dbname(&d);
+    }
+    if config.get_application_name().is_none()
+        && let Some(a) = env("PGAPPNAME")
+    {
+        config.application_name(&a);
+    }
+    if config.get_connect_timeout().is_none()
+        && let Some(t) = env("PGCONNECT_TIMEOUT").and_then(|t| t.parse::<u64>().ok())
+    {
+        config.connect_timeout(std::time::Duration::from_secs(t.max(2)));
+    }
+    let mut notes = Vec::new();
+    if config.get_password().is_none() {
+        if let Some(pw) = env("PGPASSWORD") {
+            config.password(pw);
+        } else if let Some(file) = passfile() {
+            match lookup(&file, config) {
+                Ok(Some(pw)) => {
+                    config.password(pw);
+                }
+                Ok(None) => {}
+                Err(note) => notes.push(note),
+            }
+        }
+    }
+    notes
+}
+
+fn os_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .ok()
+        .flatten()
+        .map_or_else(|| "postgres".into(), |u| u.name)
+}
+
+fn passfile() -> Option<PathBuf> {
+    match std::env::var_os("PGPASSFILE") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")),
+    }
+}
+
+/// The password for `config` in `file`. Err: the file is ignored, and why.
+fn lookup(file: &Path, config: &Config) -> Result<Option<String>, String> {
+    let Ok(meta) = std::fs::metadata(file) else {
+        return Ok(None);
+    };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "password file `{}` is readable by others, so it is ignored (libpq does the same); chmod 0600 it",
+            file.display()
+        ));
+    }
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Ok(None);
+    };
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        // A Unix socket matches `localhost`, as in libpq.
+        Some(Host::Unix(_)) | None => "localhost".to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or_default()
+        .to_string();
+    let user = config.get_user().unwrap_or_default().to_string();
+    let want = [host.as_str(), port.as_str(), db.as_str(), user.as_str()];
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields = split_fields(line);
+        if fields.len() < 5 {
+            continue;
+        }
+        if fields[..4]
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f == "*" || f == w)
+        {
+            return Ok(Some(fields[4..].join(":")));
+        }
+    }
+    Ok(None)
+}
+
+/// A passfile line's fields: `:` separates, `\` escapes the next character.
+fn split_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.last_mut().expect("one field").push(n);
+                }
+            }
+            ':' if out.len() < 5 => out.push(String::new()),
+            _ => out.last_mut().expect("one field").push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passfile_lines_match_as_libpq_matches_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pgpass");
+        std::fs::write(
+            &f,
+            "# comment\nother:5432:*:*:nope\ndb.example:*:app:deploy:s3cr\\:et\\\\x\n*:*:*:*:fallback\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut c: Config = "postgres://deploy@db.example:6432/app".parse().unwrap();
+        assert_eq!(lookup(&f, &c).unwrap().as_deref(), Some("s3cr:et\\x"));
+        c.dbname("elsewhere");
+        assert_eq!(lookup(&f, &c).unwrap().as_deref(), Some("fallback"));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = lookup(&f, &c).unwrap_err();
+        assert!(e.contains("readable by others"), "{e}");
+    }
+}
