@@ -154,7 +154,7 @@ pub(crate) fn check_field(
                 range.clone(),
                 format!("the secret param `{secret}` is put on a command line, where `ps` and logs show it"),
                 "secret on a command line",
-                "pass it in the step's `env:` and read it there (`\"$NAME\"`); libpq tools read PGPASSWORD from the environment".into(),
+                "pass it in the step's `env:` and read it there (`\"$NAME\"`); libpq tools in a step already have the run's password (PGPASSFILE)".into(),
             ));
             continue;
         }

@@ -1511,3 +1511,40 @@ fn url_parts(url: &str) -> (String, String) {
     let (h, p) = hostport.split_once(':').unwrap();
     (h.to_string(), p.to_string())
 }
+
+/// A child (psql in a shell step, pg_dump) gets the run's password in a
+/// private file (PGPASSFILE, mode 0600), not in its environment or argv;
+/// the file is gone when the run ends.
+#[test]
+fn children_get_the_password_in_a_private_file_removed_after_the_run() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: p
+    kind: custom
+    steps:
+      - id: look
+        shell: 'echo "pw-env=[${PGPASSWORD:-}] mode=$(stat -c %a "$PGPASSFILE") file=$PGPASSFILE"; psql -XAtc "SELECT 42"'
+"#,
+    ));
+    let run = case.exec(&db.url_with_password("Child-Secret-Word"), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.step("look")["stdout_tail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(out.contains("pw-env=[] mode=600 file="), "{out}");
+    assert!(out.ends_with("42"), "{out}");
+    let file = out
+        .split("file=")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim();
+    assert!(
+        !std::path::Path::new(file).exists(),
+        "{file} outlived the run"
+    );
+}

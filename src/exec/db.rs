@@ -81,7 +81,11 @@ pub fn target_of(config: &Config, ephemeral: bool) -> Target {
 
 /// libpq environment variables that point a child process (psql, pg_dump)
 /// at the run's database. The password travels here, never in argv.
-pub fn libpq_env(conn: &Conn, app: &str) -> Vec<(String, String)> {
+pub fn libpq_env(
+    conn: &Conn,
+    app: &str,
+    passfile: Option<&std::path::Path>,
+) -> Vec<(String, String)> {
     let config = &conn.config;
     let t = target_of(config, false);
     let mut env = vec![
@@ -93,14 +97,34 @@ pub fn libpq_env(conn: &Conn, app: &str) -> Vec<(String, String)> {
     if !t.user.is_empty() {
         env.push(("PGUSER".into(), t.user));
     }
-    if let Some(pw) = config.get_password() {
-        env.push((
+    match (passfile, config.get_password()) {
+        (Some(f), _) => env.push(("PGPASSFILE".into(), f.display().to_string())),
+        (None, Some(pw)) => env.push((
             "PGPASSWORD".into(),
             String::from_utf8_lossy(pw).into_owned(),
-        ));
+        )),
+        (None, None) => {}
     }
     env.extend(conn.tls.libpq_env());
     env
+}
+
+/// A private password file (mode 0600, removed when dropped) that gives
+/// the children (pg_dump, psql in a shell step) the run's password, so it
+/// is in no child's argv or environment. None when there is no password.
+pub fn child_passfile(conn: &Conn) -> std::io::Result<Option<tempfile::NamedTempFile>> {
+    use std::io::Write;
+    let Some(pw) = conn.config.get_password() else {
+        return Ok(None);
+    };
+    let pw = String::from_utf8_lossy(pw);
+    let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
+    let mut f = tempfile::Builder::new()
+        .prefix("runbook-pgpass-")
+        .tempfile()?;
+    writeln!(f, "*:*:*:*:{escaped}")?;
+    f.flush()?;
+    Ok(Some(f))
 }
 
 impl Db {

@@ -243,6 +243,8 @@ pub(crate) struct Run<'a> {
     journal_seq: Option<i32>,
     /// The run this one resumes.
     resumed: Option<Prior>,
+    /// The children's password file; removed when the run ends.
+    _passfile: Option<tempfile::NamedTempFile>,
 }
 
 /// Resolves once `level` interrupts have arrived.
@@ -292,7 +294,13 @@ pub async fn execute(
     let mut target = db::target_of(&opts.config.config, opts.ephemeral);
     let total_steps = plan.phases.iter().map(|p| p.steps.len()).sum();
     let params = serde_json::to_value(&plan.params).unwrap_or_default();
-    let pg_env = db::libpq_env(&opts.config, &app_name);
+    // The children's password: a private file, not their environment.
+    let passfile = db::child_passfile(&opts.config).unwrap_or(None);
+    let pg_env = db::libpq_env(
+        &opts.config,
+        &app_name,
+        passfile.as_ref().map(tempfile::NamedTempFile::path),
+    );
     let run_started = |target: Target| Event::RunStarted {
         at: started_at.clone(),
         run_id: opts.run_id.clone(),
@@ -485,6 +493,7 @@ pub async fn execute(
         journal,
         journal_seq: None,
         resumed,
+        _passfile: passfile,
     };
     let result = match &undo {
         Some(p) => run.rollback_line(p).await,

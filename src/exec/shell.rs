@@ -2,8 +2,10 @@
 //! line, its whole process group killed on timeout or interrupt.
 //!
 //! The child gets the run's database in the libpq variables (PGHOST, PGPORT,
-//! PGDATABASE, PGUSER, PGPASSWORD), so `psql` in a step reaches the same
-//! database, and the password never appears on a command line.
+//! PGDATABASE, PGUSER, PGSSLMODE and the rest of the TLS settings, and
+//! PGPASSFILE: a private password file, mode 0600, removed when the run
+//! ends), so `psql` in a step reaches the same database in the same TLS
+//! mode, and the password is in no command line and no environment.
 
 use std::path::Path;
 use std::time::Duration;
