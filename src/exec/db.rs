@@ -44,9 +44,14 @@ pub enum QueryFail {
 /// work before anything runs: a bad TLS parameter or file is named.
 pub fn parse_url(url: &str) -> Result<Conn, String> {
     let (rest, tls) = crate::tls::split(url)?;
-    let mut config: Config = rest
-        .parse()
-        .map_err(|e: tokio_postgres::Error| e.to_string())?;
+    let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        // The parser's reason is in the error's source: `invalid value
+        // for option \`port\``.
+        match std::error::Error::source(&e) {
+            Some(why) => format!("{why}"),
+            None => e.to_string(),
+        }
+    })?;
     let notes = crate::pgpass::complete(&mut config);
     config.ssl_mode(tls.driver_mode());
     if tls.direct {
