@@ -377,6 +377,23 @@ enum RunsCmd {
     },
 }
 
+/// `runbook resume` and `runbook rollback`: a run about an earlier one.
+fn earlier_run(a: EarlierArgs, color: bool, action: crate::run::EarlierAction) -> u8 {
+    let earlier = crate::run::Earlier {
+        run_id: a.run_id,
+        action,
+    };
+    crate::run::exec(run_args(
+        a.runbook.unwrap_or_default(),
+        &a.params,
+        a.run,
+        color,
+        false,
+        false,
+        Some(earlier),
+    ))
+}
+
 fn progress_mode(quiet: bool, p: ProgressArg) -> Mode {
     match (quiet, p) {
         (true, _) => Mode::Quiet,
@@ -540,42 +557,17 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
         Cmd::Resume { args, partial } => {
             drop(stdout);
             drop(stderr);
-            let a = *args;
-            let earlier = crate::run::Earlier {
-                run_id: a.run_id,
-                action: crate::run::EarlierAction::Resume(partial.map(|p| match p {
-                    PartialArg::Rerun => crate::exec::PartialPolicy::Rerun,
-                    PartialArg::Skip => crate::exec::PartialPolicy::Skip,
-                    PartialArg::Undo => crate::exec::PartialPolicy::Undo,
-                })),
-            };
-            crate::run::exec(run_args(
-                a.runbook.unwrap_or_default(),
-                &a.params,
-                a.run,
-                color,
-                false,
-                false,
-                Some(earlier),
-            ))
+            let policy = partial.map(|p| match p {
+                PartialArg::Rerun => crate::exec::PartialPolicy::Rerun,
+                PartialArg::Skip => crate::exec::PartialPolicy::Skip,
+                PartialArg::Undo => crate::exec::PartialPolicy::Undo,
+            });
+            earlier_run(*args, color, crate::run::EarlierAction::Resume(policy))
         }
         Cmd::Rollback(args) => {
             drop(stdout);
             drop(stderr);
-            let a = *args;
-            let earlier = crate::run::Earlier {
-                run_id: a.run_id,
-                action: crate::run::EarlierAction::Rollback,
-            };
-            crate::run::exec(run_args(
-                a.runbook.unwrap_or_default(),
-                &a.params,
-                a.run,
-                color,
-                false,
-                false,
-                Some(earlier),
-            ))
+            earlier_run(*args, color, crate::run::EarlierAction::Rollback)
         }
         Cmd::Runs { command } => match command {
             RunsCmd::List {

@@ -356,8 +356,14 @@ fn a_bad_connection_string_names_the_part_that_is_wrong() {
     let file = std::path::Path::new("examples/quickstart/runbook.yml");
     for (url, want) in [
         ("postgres://u@h:99999/db", "invalid value for option `port`"),
-        ("postgres://u@h/db?sslmode=verifyfull", "sslmode `verifyfull` is not one of disable, allow, prefer, require, verify-ca, verify-full"),
-        ("postgres://u@h/db?sslmode=verify-full&sslrootcert=/nope.pem", "sslrootcert `/nope.pem` is not a readable file"),
+        (
+            "postgres://u@h/db?sslmode=verifyfull",
+            "sslmode `verifyfull` is not one of disable, allow, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/nope.pem",
+            "sslrootcert `/nope.pem` is not a readable file",
+        ),
         ("postgres://u@h/db?nosuch=1", "unknown option `nosuch`"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))

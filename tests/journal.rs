@@ -67,6 +67,32 @@ fn step<'v>(run: &'v serde_json::Value, id: &str) -> &'v serde_json::Value {
         .unwrap_or_else(|| panic!("no step {id} in {run:#}"))
 }
 
+/// Start the run, wait until a statement matching `pattern` is running on
+/// the server, SIGKILL the runner, and wait until the server has ended
+/// the orphaned session (it notices within its 2 s check interval).
+/// Returns the run's id, from the journal.
+fn kill_9_during(case: &Case, db: &Db, pattern: &str) -> String {
+    let mut child = case
+        .command(&db.url, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        db,
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%{pattern}%' AND state = 'active' AND pid <> pg_backend_pid())"
+        ),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while db.sql(&format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{pattern}%' AND pid <> pg_backend_pid()")) != "0" {
+        assert!(Instant::now() < deadline, "the orphaned backend kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    db.sql("SELECT run_id FROM runbook_journal.runs")
+}
+
 const EXPAND: &str = r#"phases:
   - id: expand
     kind: expand
@@ -150,31 +176,15 @@ fn kill_9_mid_step_then_resume_finishes_the_run_and_loses_nothing() {
         sql: CREATE INDEX f1_n ON f1 (n);
 "#,
     ));
-    let mut child = case
-        .command(&db.url, &[])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(
-        &db,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND state = 'active' AND pid <> pg_backend_pid())",
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let id = db.sql("SELECT run_id FROM runbook_journal.runs");
+    let id = kill_9_during(&case, &db, "pg_sleep(CASE");
+    // The orphaned backend's transaction, the INSERT of -1 included, rolled back.
     assert_eq!(
         db.sql(&format!(
             "SELECT string_agg(step || ':' || status, ',' ORDER BY seq) FROM runbook_journal.run_steps WHERE run_id = '{id}'"
         )),
         "create:succeeded,fill:succeeded,slow:running"
     );
-    // The orphaned backend notices its client is gone and ends (2 s check
-    // interval); its transaction, the INSERT of -1 included, rolls back.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()") != "0" {
-        assert!(Instant::now() < deadline, "the orphaned backend kept running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_eq!(db.sql("SELECT count(*) FROM f1 WHERE n = -1"), "0");
     db.sql("CREATE TABLE go_on ()");
 
     let run = again(&case, &db, &["resume", &id], "resumed");
@@ -227,23 +237,7 @@ fn an_interrupted_non_transactional_step_needs_a_decision() {
           sql: DELETE FROM f2 WHERE n = 1;
 "#,
     ));
-    let mut child = case
-        .command(&db.url, &[])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(
-        &db,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND state = 'active' AND pid <> pg_backend_pid())",
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let id = db.sql("SELECT run_id FROM runbook_journal.runs");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()") != "0" {
-        assert!(Instant::now() < deadline, "the orphaned backend kept running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let id = kill_9_during(&case, &db, "pg_sleep(120)");
     // The first statement committed on its own.
     assert_eq!(db.sql("SELECT count(*) FROM f2"), "1");
 
