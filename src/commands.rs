@@ -29,16 +29,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Connect, or say why not: 5 for a missing or bad URL, 1 for a server that
 /// cannot be reached.
 async fn connect(t: &Target, stderr: &mut impl Write) -> Result<Db, u8> {
-    let url = t
-        .database_url
-        .clone()
-        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
-        .or_else(|| {
-            std::env::var("PGHOST")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .map(|_| String::new())
-        });
+    let url = t.database_url.clone().or_else(db::url_from_env);
     let Some(url) = url else {
         error(
             stderr,

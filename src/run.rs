@@ -157,15 +157,8 @@ pub fn exec(mut a: RunArgs) -> u8 {
             .database_url
             .clone()
             .or_else(|| plan.database_url.clone())
-            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
-            // libpq's own variables name a target as well (PGHOST, with
-            // PGPORT, PGUSER, PGDATABASE and the password file).
-            .or_else(|| {
-                std::env::var("PGHOST")
-                    .ok()
-                    .filter(|h| !h.is_empty())
-                    .map(|_| String::new())
-            }) {
+            .or_else(exec::db::url_from_env)
+        {
             Some(u) => Some(u),
             None => {
                 return refuse_plain(

@@ -40,6 +40,14 @@ pub enum QueryFail {
     Interrupted,
 }
 
+/// The target the environment names: `DATABASE_URL`, else libpq's own
+/// variables (`PGHOST`, with `PGPORT`, `PGUSER`, `PGDATABASE` and the
+/// password file), as an empty conninfo that [`parse_url`] completes.
+pub fn url_from_env() -> Option<String> {
+    let set = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    set("DATABASE_URL").or_else(|| set("PGHOST").map(|_| String::new()))
+}
+
 /// Parse a connection URL (or `key=value` conninfo), refusing what cannot
 /// work before anything runs: a bad TLS parameter or file is named.
 pub fn parse_url(url: &str) -> Result<Conn, String> {
