@@ -571,7 +571,7 @@ phases:
     steps:
       - id: echo_env
         shell:
-          command: echo "token=$TOKEN password=$(cut -d: -f5 "$PGPASSFILE")"
+          command: 'echo "token=$TOKEN password=$(cut -d: -f5 "$PGPASSFILE")"'
           env: { TOKEN: "{{ params.token }}" }
       - id: in_sql
         sql: SELECT 1 -- {{ params.token | literal }}
