@@ -325,3 +325,45 @@ fn a_changed_runbook_or_param_is_refused() {
     let (code, _, err) = cli(&db, &["runs", "show", "no-such-run"]);
     assert_eq!(code, 5, "{err}");
 }
+
+/// A non-transactional step rerun by a resume has two journal rows; a
+/// later `rollback` runs its compensation once, not once per row.
+#[test]
+fn a_step_rerun_by_a_resume_is_undone_once() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: create
+        sql: CREATE TABLE f3 (n int);
+        rollback:
+          id: drop_f3
+          sql: DROP TABLE IF EXISTS f3;
+      - id: half
+        sql:
+          transaction: false
+          statements: |
+            INSERT INTO f3 VALUES (1);
+            SELECT pg_sleep(CASE WHEN to_regclass('public.go_on') IS NULL THEN 120 ELSE 0 END);
+        rollback:
+          id: undo_half
+          sql: CREATE TABLE IF NOT EXISTS undo_log (n int); INSERT INTO undo_log VALUES (1);
+"#,
+    ));
+    let id = kill_9_during(&case, &db, "pg_sleep(CASE");
+    db.sql("CREATE TABLE go_on ()");
+    let run = again(&case, &db, &["resume", &id, "--partial", "rerun"], "rerun");
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.report);
+    assert_eq!(db.sql("SELECT count(*) FROM f3"), "2");
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    let ran: Vec<String> = undo
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step_started")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ran, ["undo_half", "drop_f3"], "{}", undo.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM undo_log"), "1");
+}

@@ -260,9 +260,15 @@ impl Run<'_> {
         }
         let mut owed: Vec<(&PlanPhase, &PlanStep, i32)> = Vec::new();
         let mut not_undoable: Vec<String> = Vec::new();
+        // A step run again by a resume has two rows; the newest speaks for
+        // it, so its compensation runs once.
+        let mut seen = std::collections::HashSet::new();
         for rec in prior.record.steps.iter().rev() {
             let row = &rec.row;
-            if row.role != "main" || row.compensated.is_some() {
+            if row.role != "main" || !seen.insert((row.phase.clone(), row.step.clone())) {
+                continue;
+            }
+            if row.compensated.is_some() {
                 continue;
             }
             let Some((ph, s)) = plan.phases.iter().find_map(|ph| {
