@@ -477,6 +477,13 @@ fn decide_earlier(
     e: &Earlier,
     yes: bool,
 ) -> Result<exec::Mode, u8> {
+    same_as_recorded(record, plan)?;
+    decide_action(record, plan, e, yes)
+}
+
+/// The runbook (by sha256) and the non-secret params must be the ones the
+/// run recorded; a secret it was given must be given again.
+fn same_as_recorded(record: &exec::journal::RunRecord, plan: &plan::Plan) -> Result<(), u8> {
     if plan.runbook.sha256 != record.sha256 {
         return Err(refuse_plain(
             &format!(
@@ -522,6 +529,17 @@ fn decide_earlier(
             ));
         }
     }
+    Ok(())
+}
+
+/// What the resume does with a step that may have half-applied, or
+/// whether the rollback is confirmed.
+fn decide_action(
+    record: &exec::journal::RunRecord,
+    plan: &plan::Plan,
+    e: &Earlier,
+    yes: bool,
+) -> Result<exec::Mode, u8> {
     let interactive = std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal()
         && std::env::var_os("CI").is_none();
