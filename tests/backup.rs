@@ -894,6 +894,16 @@ on_failure:
             serde_json::json!([]),
             "{mode}: {d}"
         );
+        // The run journal outlives the restore: `recreate` dropped the
+        // database with the journal in it, and the journal is written
+        // again, whole, and says how the run ended.
+        assert_eq!(
+            db.sql(
+                "SELECT status || ':' || (SELECT string_agg(step || '=' || status, ',' ORDER BY seq) FROM runbook_journal.run_steps) FROM runbook_journal.runs"
+            ),
+            "rolled_back:all=succeeded,new_things=succeeded,broken=failed,back=succeeded",
+            "{mode}"
+        );
     }
 }
 
