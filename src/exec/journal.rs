@@ -494,7 +494,8 @@ async fn ensure(db: &Db) -> Result<(), String> {
     Ok(())
 }
 
-fn whoami() -> String {
+/// Who runs this: `$USER`, `$LOGNAME`, else the effective user's name.
+pub(crate) fn whoami() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| {

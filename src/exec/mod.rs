@@ -1228,14 +1228,7 @@ impl<'a> Run<'a> {
         let Some(gate) = &ph.approval else {
             return Ok(());
         };
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| {
-                nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| "unknown".into(), |u| u.name)
-            });
+        let user = journal::whoami();
         let method = if self.approve.contains(&ph.id) {
             Some("flag")
         } else if self.yes {
