@@ -676,7 +676,7 @@ fn lint(args: LintArgs, stdout: &mut impl Write, stderr: &mut impl Write) -> u8 
             .into_iter()
             .map(|r| (r, crate::model::LintLevel::Warning))
             .collect(),
-        pg_version: None,
+        ..Default::default()
     };
     let configured = match &file {
         Some(f) => config.read_file(f),

@@ -169,6 +169,22 @@ pub struct Set {
     pub migrations: Vec<Migration>,
     /// Things that work but deserve a look (mismatched pair names).
     pub warnings: Vec<String>,
+    /// Loaded for lint: a file that cannot take its place in the order
+    /// is a warning, and the rest still loads.
+    tolerant: bool,
+}
+
+impl Set {
+    /// A problem with one file: the error, or in a tolerant load a warning
+    /// (and the caller skips the file).
+    fn problem(&mut self, e: String) -> Result<(), String> {
+        if self.tolerant {
+            self.warnings.push(e);
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
 }
 
 /// Numeric order of versions: shorter (after leading zeros) is smaller. A
@@ -291,6 +307,17 @@ fn detect(dir: &Path, found: &[Found]) -> Result<Format, String> {
 
 /// Load the migrations in `dir`, in version order. `format` `None` detects it.
 pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, String> {
+    load_with(dir, format, false)
+}
+
+/// [`load`] for lint: a real history's quirks (a down with no up, the same
+/// migration twice, a file with no up section) are warnings in
+/// `Set::warnings`, and every other file is still loaded.
+pub fn load_tolerant(dir: &Path) -> Result<Set, String> {
+    load_with(dir, None, true)
+}
+
+fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, String> {
     let found = read_dir(dir)?;
     let format = match format {
         Some(f) => f,
@@ -301,6 +328,7 @@ pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, String> {
         format,
         migrations: Vec::new(),
         warnings: Vec::new(),
+        tolerant,
     };
     match format {
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
@@ -322,9 +350,13 @@ pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, String> {
         Format::Dbmate | Format::SqlMigrate | Format::Goose => {
             for f in found.iter().filter(|f| !f.is_dir) {
                 let text = read(dir, &f.name)?;
-                let (up, down) = sections(format, &text, &f.name)?;
-                let name = name_of(f.name.trim_end_matches(".sql"));
-                push(&mut set, &f.name, name, up, down)?;
+                match sections(format, &text, &f.name) {
+                    Ok((up, down)) => {
+                        let name = name_of(f.name.trim_end_matches(".sql"));
+                        push(&mut set, &f.name, name, up, down)?;
+                    }
+                    Err(e) => set.problem(e)?,
+                }
             }
         }
     }
@@ -384,10 +416,11 @@ fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Resu
         .iter()
         .find(|m| m.up.file != file && m.name == name && m.version == version_of(file))
     {
-        return Err(format!(
+        let e = format!(
             "{file} and {} are the same migration (version {} `{name}`) twice",
             other.up.file, other.version
-        ));
+        );
+        return set.problem(e);
     }
     let version = version_of(file);
     // A blank down counts as missing, except in popx, which runs it as the
@@ -423,7 +456,7 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
             ));
         }
     }
-    let pairs = pair(
+    let (pairs, leftovers) = pair(
         &ups.iter()
             .map(|u| (u.version.as_str(), u.name.trim_end_matches(".up.sql")))
             .collect::<Vec<_>>(),
@@ -431,7 +464,10 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
             .iter()
             .map(|d| (d.version.as_str(), d.name.trim_end_matches(".down.sql")))
             .collect::<Vec<_>>(),
-    )?;
+    );
+    for e in leftovers {
+        set.problem(e)?;
+    }
     for (i, u) in ups.iter().enumerate() {
         let version = u.version.clone();
         let name = name_of(u.name.trim_end_matches(".up.sql"));
@@ -457,8 +493,8 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
 
 /// Pair each up `(version, stem)` with its down: the down of the same stem,
 /// else the one down of the same version when the version has one up and
-/// one down. A down left over has no up.
-fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> Result<Vec<Option<usize>>, String> {
+/// one down. A down left over has no up: the second list says which.
+fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> (Vec<Option<usize>>, Vec<String>) {
     let mut taken = vec![false; downs.len()];
     let mut out: Vec<Option<usize>> = ups
         .iter()
@@ -488,19 +524,24 @@ fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> Result<Vec<Option<usize
             out[i] = Some(*j);
         }
     }
-    if let Some(j) = taken.iter().position(|t| !t) {
-        let (v, stem) = downs[j];
-        return Err(
+    let leftovers = (0..downs.len())
+        .filter(|&j| !taken[j])
+        .map(|j| {
+            let (v, stem) = downs[j];
             if downs.iter().filter(|(w, _)| *w == v).count() > 1
                 && !ups.iter().any(|(w, _)| *w == v)
             {
-                format!("version {v} has more than one down file and no up")
+                format!("version {v} has more than one down file and no up ({stem}.down.sql)")
+            } else if ups.iter().any(|(w, _)| *w == v) {
+                format!(
+                    "{stem}.down.sql is a second down file for version {v}; it pairs with no up"
+                )
             } else {
                 format!("{stem}.down.sql is a down migration with no up for version {v}")
-            },
-        );
-    }
-    Ok(out)
+            }
+        })
+        .collect();
+    (out, leftovers)
 }
 
 /// The parts of a popx file name: `V_name[.dialect][.autocommit].up.sql`.
@@ -571,12 +612,13 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
         let slot = if p.up { &mut entry.0 } else { &mut entry.1 };
         match slot {
             Some((_, _, true)) if specific => {
-                return Err(format!(
+                let e = format!(
                     "{} and another PostgreSQL file are both the {} of {}",
                     f.name,
                     if p.up { "up" } else { "down" },
                     p.stem
-                ));
+                );
+                set.problem(e)?;
             }
             Some((_, _, true)) => {}
             _ => *slot = Some((f.name.as_str(), p.autocommit, specific)),
@@ -587,7 +629,7 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
     for (stem, (up, down, _)) in list {
         let Some((up_file, up_auto, _)) = up else {
             if let Some((d, _, _)) = down {
-                return Err(format!("{d} is a down migration with no up for {stem}"));
+                set.problem(format!("{d} is a down migration with no up for {stem}"))?;
             }
             continue;
         };

@@ -55,6 +55,9 @@ pub struct LintConfig {
     #[serde(default)]
     pub severities: IndexMap<String, LintLevel>,
     pub pg_version: Option<String>,
+    /// Migrations before this version were first applied together to an
+    /// empty database: their tables count as new for each other.
+    pub assume_empty_before: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -5,21 +5,22 @@
 
 use std::collections::BTreeSet;
 
-use squawk_syntax::SourceFile;
-use squawk_syntax::ast::{self, AstNode};
-
-use super::{Finding, Report, Severity};
+use super::context::{Backup, covering};
+use super::facts::{Facts, NotNullChecks};
+use super::sql::Script;
+use super::steps::{Role, RunbookSql};
+use super::{Finding, Place, Report, Severity};
 use crate::load::Document;
 use crate::migrations::{self, Down};
 use crate::model::{Command, OnFailure, PhaseKind, Runbook, Step, StepKind};
-use crate::statements::{self, Statement};
+use crate::statements::Statement;
 
 /// Our rules: name, severity, one line of what it catches.
 pub const RULES: &[(&str, Severity, &str)] = &[
     (
         "destructive-without-backup",
         Severity::Error,
-        "DROP TABLE/COLUMN, TRUNCATE, or DELETE/UPDATE without WHERE with no earlier backup covering the table",
+        "DROP TABLE/COLUMN, TRUNCATE, or DELETE/UPDATE without WHERE with no earlier backup holding the table's data",
     ),
     (
         "destructive-without-rollback",
@@ -54,7 +55,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     (
         "secret-in-command",
         Severity::Error,
-        "a secret param or the database URL on a shell command line instead of in its env",
+        "a secret param (or a var built from one) or the database URL on a shell command line instead of in its env",
     ),
     (
         "unquoted-template-in-sql",
@@ -64,7 +65,12 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     (
         "missing-timeout",
         Severity::Warning,
-        "a shell step without a timeout in a phase that changes things",
+        "a shell step without a timeout in a phase that changes things, a failure branch or finally",
+    ),
+    (
+        "migration-layout",
+        Severity::Warning,
+        "a migration directory whose order is ambiguous: a version used twice, a down with no up, a file that is skipped",
     ),
 ];
 
@@ -75,180 +81,9 @@ fn severity(rule: &str) -> Severity {
         .map_or(Severity::Error, |(_, s, _)| *s)
 }
 
-/// What a statement does that the rules care about.
-#[derive(Debug, Default)]
-pub struct Facts {
-    /// `DROP TABLE t`, `DROP COLUMN`, `TRUNCATE`, `DELETE`/`UPDATE` without WHERE.
-    destructive: Option<String>,
-    /// UPDATE or DELETE of a table (with or without WHERE).
-    writes_rows: bool,
-    creates_table: bool,
-    /// Foreign key columns, when the statement adds one: (table, columns).
-    foreign_key: Option<(String, Vec<String>)>,
-    /// Indexes it creates, by leading columns: (table, columns).
-    indexes: Vec<(String, Vec<String>)>,
-    /// `ADD COLUMN ... NOT NULL` without DEFAULT: the column.
-    not_null_no_default: Option<String>,
-    /// `ALTER COLUMN c SET NOT NULL`: the column.
-    set_not_null: Option<String>,
-    /// `CHECK (c IS NOT NULL)`: the column, from ADD CONSTRAINT.
-    checks_not_null: Option<String>,
-}
-
-fn idents(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .collect()
-}
-
-/// The text between the first `(` after `at` and its matching `)`.
-fn paren_after(text: &str, at: usize) -> Option<&str> {
-    let open = at + text[at..].find('(')?;
-    let mut depth = 0;
-    for (i, c) in text[open..].char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(&text[open + 1..open + i]);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-fn facts(st: &Statement, stmt: Option<ast::Stmt>) -> Facts {
-    let mut f = Facts::default();
-    let table = st.relations.first().cloned().unwrap_or_default();
-    let upper = st.text.to_ascii_uppercase();
-    let Some(stmt) = stmt else {
-        return f;
-    };
-    match stmt {
-        ast::Stmt::DropTable(_) => f.destructive = Some(format!("DROP TABLE {table}")),
-        ast::Stmt::Truncate(_) => f.destructive = Some(format!("TRUNCATE {table}")),
-        ast::Stmt::Delete(d) => {
-            f.writes_rows = true;
-            if d.where_clause_or_current_of().is_none() {
-                f.destructive = Some(format!("DELETE FROM {table} without WHERE"));
-            }
-        }
-        ast::Stmt::Update(u) => {
-            f.writes_rows = true;
-            if u.where_clause_or_current_of().is_none() {
-                f.destructive = Some(format!("UPDATE {table} without WHERE"));
-            }
-        }
-        ast::Stmt::CreateTable(_) => {
-            f.creates_table = true;
-            if let Some(at) = upper.find("PRIMARY KEY (") {
-                f.indexes.push((
-                    table.clone(),
-                    idents(paren_after(&st.text, at).unwrap_or("")),
-                ));
-            }
-        }
-        ast::Stmt::CreateIndex(_) => {
-            if let Some(on) = upper.find(" ON ") {
-                let target = st
-                    .relations
-                    .get(1)
-                    .cloned()
-                    .unwrap_or_else(|| table.clone());
-                let cols = paren_after(&st.text, on).map(idents).unwrap_or_default();
-                f.indexes.push((target, cols));
-            }
-        }
-        ast::Stmt::AlterTable(a) => {
-            for action in a.actions() {
-                let text = action.syntax().text().to_string();
-                let up = text.to_ascii_uppercase();
-                match action {
-                    ast::AlterTableAction::DropColumn(_) => {
-                        f.destructive = Some(format!("{table}: {}", text.trim()));
-                    }
-                    ast::AlterTableAction::AddColumn(_)
-                        if up.contains("NOT NULL")
-                            && !up.contains("DEFAULT")
-                            && !up.contains("GENERATED") =>
-                    {
-                        f.not_null_no_default = text
-                            .split_whitespace()
-                            .find(|w| {
-                                !matches!(
-                                    w.to_ascii_uppercase().as_str(),
-                                    "ADD" | "COLUMN" | "IF" | "NOT" | "EXISTS"
-                                )
-                            })
-                            .map(|c| c.trim_matches('"').to_ascii_lowercase());
-                    }
-                    ast::AlterTableAction::AlterColumn(_) if up.contains("SET NOT NULL") => {
-                        f.set_not_null = text
-                            .split_whitespace()
-                            .nth(if up.starts_with("ALTER COLUMN") { 2 } else { 1 })
-                            .map(|c| c.trim_matches('"').to_ascii_lowercase());
-                    }
-                    ast::AlterTableAction::AddConstraint(_) => {
-                        if let Some(at) = up.find("FOREIGN KEY") {
-                            let cols = paren_after(&text, at).map(idents).unwrap_or_default();
-                            f.foreign_key = Some((table.clone(), cols));
-                        } else if let Some(at) = up.find("CHECK")
-                            && let Some(inner) = paren_after(&text, at)
-                            && inner
-                                .to_ascii_uppercase()
-                                .trim_end()
-                                .ends_with("IS NOT NULL")
-                        {
-                            f.checks_not_null = inner
-                                .split_whitespace()
-                                .next()
-                                .map(|c| c.trim_matches('"').to_ascii_lowercase());
-                        } else if let Some(at) =
-                            up.find("PRIMARY KEY").or_else(|| up.find("UNIQUE"))
-                        {
-                            f.indexes.push((
-                                table.clone(),
-                                paren_after(&text, at).map(idents).unwrap_or_default(),
-                            ));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        _ => {}
-    }
-    f
-}
-
-pub(crate) fn bare(table: &str) -> String {
-    let t = table.trim_matches('"').to_ascii_lowercase();
-    t.strip_prefix("public.").map(str::to_string).unwrap_or(t)
-}
-
-/// What the set of SQL seen so far knows: tables created in it, indexes in it.
-#[derive(Default)]
-struct SetState {
-    new_tables: BTreeSet<String>,
-    indexes: Vec<(String, Vec<String>)>,
-    not_null_checks: BTreeSet<(String, String)>,
-    /// Foreign keys waiting to be matched with an index by the end.
-    foreign_keys: Vec<(String, Vec<String>, Finding)>,
-}
-
-/// A finding located at `offset` of `sql`, itself placed by `place`.
-fn finding(
-    rule: &str,
-    message: String,
-    help: &str,
-    place: &super::Place<'_>,
-    offset: usize,
-) -> Finding {
-    let (line, column, source_line) = super::line_col(place.text, (place.map)(offset));
+/// A finding located at `offset` of the SQL that `place` maps.
+fn finding(rule: &str, message: String, help: &str, place: &Place<'_>, offset: usize) -> Finding {
+    let (line, column, source_line) = place.line_col(offset);
     Finding {
         rule: rule.into(),
         source: "runbook",
@@ -264,57 +99,37 @@ fn finding(
     }
 }
 
-/// Each statement of a parsed script with what the rules need to know of
-/// it: plain data, so files can be read in parallel and judged in order.
-pub fn statement_facts(sql: &str, tree: &SourceFile) -> Vec<(Statement, Facts)> {
-    let stmts: Vec<ast::Stmt> = tree.stmts().collect();
-    statements::split_tree(sql, tree.syntax())
-        .into_iter()
-        .map(|st| {
-            let node = stmts
-                .iter()
-                .find(|n| {
-                    let r = n.syntax().text_range();
-                    usize::from(r.start()) <= st.offset && st.offset < usize::from(r.end())
-                })
-                .cloned();
-            let f = facts(&st, node);
-            (st, f)
-        })
-        .collect()
-}
-
-/// SQL rules over one piece of SQL in a set (a runbook or a directory).
-fn sql_rules(
-    sql: &str,
-    place: &super::Place<'_>,
-    state: &mut SetState,
-    out: &mut Vec<Finding>,
-) -> Vec<String> {
-    let parse = SourceFile::parse(sql);
-    judge(&statement_facts(sql, &parse.tree()), place, state, out)
+/// What the SQL seen so far knows: tables created in it (empty), indexes,
+/// validated NOT NULL checks, foreign keys waiting for an index.
+#[derive(Default)]
+struct SetState {
+    new_tables: BTreeSet<String>,
+    indexes: Vec<(String, Vec<String>)>,
+    not_null_checks: NotNullChecks,
+    foreign_keys: Vec<(String, Vec<String>, Finding)>,
 }
 
 /// The rules over a script's statements, in order, in the set's state.
+/// Returns the tables its destructive statements touch (with the offset).
 fn judge(
     stmts: &[(Statement, Facts)],
-    place: &super::Place<'_>,
+    place: &Place<'_>,
     state: &mut SetState,
     out: &mut Vec<Finding>,
-) -> Vec<String> {
+) -> Vec<(String, usize)> {
     let mut destructive = Vec::new();
     for (st, f) in stmts {
-        let table = st.relations.first().map(|t| bare(t)).unwrap_or_default();
-        if f.destructive.is_some() {
-            destructive.push(table.clone());
+        let table = &f.table;
+        for (_, t) in &f.destructive {
+            if !state.new_tables.contains(t) {
+                destructive.push((t.clone(), st.offset));
+            }
         }
-        if f.creates_table {
+        if f.creates_table == Some(false) {
             state.new_tables.insert(table.clone());
         }
-        for (t, cols) in &f.indexes {
-            state.indexes.push((bare(t), cols.clone()));
-        }
-        if f.writes_rows && !state.new_tables.contains(&table) {
+        state.indexes.extend(f.indexes.iter().cloned());
+        if f.writes_rows && !f.pinned_write && !state.new_tables.contains(table) {
             out.push(finding(
                 "unbatched-update",
                 format!("{} over the existing table {table} in one statement: it locks every row it touches until it commits", st.kind),
@@ -323,47 +138,47 @@ fn judge(
                 st.offset,
             ));
         }
-        if let Some(col) = &f.not_null_no_default
-            && !state.new_tables.contains(&table)
-        {
+        if !state.new_tables.contains(table) {
+            for col in &f.not_null_no_default {
+                out.push(finding(
+                    "not-null-without-default",
+                    format!("{table}.{col} is added NOT NULL without a default: it fails on any existing row"),
+                    "add it nullable, backfill it, then add a CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, and SET NOT NULL",
+                    place,
+                    st.offset,
+                ));
+            }
+        }
+        state.not_null_checks.see(f);
+        for col in &f.set_not_null {
+            if state.new_tables.contains(table) || state.not_null_checks.validated(table, col) {
+                continue;
+            }
+            let unvalidated = state.not_null_checks.pending(table, col);
             out.push(finding(
                 "not-null-without-default",
-                format!("{table}.{col} is added NOT NULL without a default: it fails on any existing row"),
-                "add it nullable, backfill it, then add a CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, and SET NOT NULL",
-                place,
-                st.offset,
-            ));
-        }
-        if let Some(col) = &f.checks_not_null {
-            state.not_null_checks.insert((table.clone(), col.clone()));
-        }
-        if let Some(col) = &f.set_not_null
-            && !state.new_tables.contains(&table)
-            && !state
-                .not_null_checks
-                .contains(&(table.clone(), col.clone()))
-        {
-            out.push(finding(
-                "not-null-without-default",
-                format!("SET NOT NULL on {table}.{col} with no validated CHECK before it: it scans the whole table under ACCESS EXCLUSIVE"),
+                if unvalidated {
+                    format!("SET NOT NULL on {table}.{col} after a CHECK added NOT VALID and never validated: PostgreSQL still scans the whole table under ACCESS EXCLUSIVE")
+                } else {
+                    format!("SET NOT NULL on {table}.{col} with no validated CHECK before it: it scans the whole table under ACCESS EXCLUSIVE")
+                },
                 "first ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID and VALIDATE CONSTRAINT (outside the same transaction); SET NOT NULL then skips the scan",
                 place,
                 st.offset,
             ));
         }
-        if let Some((t, cols)) = &f.foreign_key {
+        for (t, cols) in &f.foreign_keys {
             let fnd = finding(
                 "foreign-key-without-index",
                 format!(
-                    "the foreign key on {}({}) has no index starting with its columns",
-                    bare(t),
+                    "the foreign key on {t}({}) has no index starting with its columns",
                     cols.join(", ")
                 ),
                 "create an index (CONCURRENTLY) on the referencing columns: deletes and updates of the referenced rows scan this table without one",
                 place,
                 st.offset,
             );
-            state.foreign_keys.push((bare(t), cols.clone(), fnd));
+            state.foreign_keys.push((t.clone(), cols.clone(), fnd));
         }
     }
     destructive
@@ -381,152 +196,187 @@ fn finish(state: SetState, out: &mut Vec<Finding>) {
     }
 }
 
-/// Runbook rules over a validated runbook.
-pub fn check_runbook(doc: &Document, rb: &Runbook, file: &str, report: &mut Report) {
-    let text = doc.source.text();
-    let mut push = |rule: &str, pointer: &str, message: String, help: &str| {
-        let off = doc.spans().key_or_value(pointer).map_or(0, |s| s.start);
-        let place = super::Place {
-            file,
-            text,
-            map: &|o| o,
-        };
-        report
-            .findings
-            .push(finding(rule, message, help, &place, off));
+/// Runbook rules over a runbook's steps.
+pub fn check_runbook(doc: &Document, book: &RunbookSql<'_>, file: &str, report: &mut Report) {
+    let rb = book.runbook;
+    let at_key = |pointer: &str| doc.spans().key_or_value(pointer).map_or(0, |s| s.start);
+    let whole = Place {
+        file,
+        source: &doc.source,
+        map: &|o| o,
     };
-    let secrets: Vec<&str> = rb
-        .params
-        .iter()
-        .filter(|(_, p)| p.secret)
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let runbook_branch = !rb.on_failure.is_empty();
-    // Backups taken so far, in document order: None covers everything.
-    let mut backups: Vec<Option<Vec<String>>> = Vec::new();
-    let mut state = SetState::default();
     let mut found = Vec::new();
     for (pi, phase) in rb.phases.iter().enumerate() {
-        let pp = format!("/phases/{pi}");
         if phase.kind == PhaseKind::Contract && phase.approval.as_ref().is_none_or(|a| !a.required)
         {
-            push(
+            found.push(finding(
                 "contract-without-approval",
-                &format!("{pp}/kind"),
                 format!(
                     "phase `{}` contracts the schema without a person approving it",
                     phase.id
                 ),
                 "add `approval: {prompt: ...}`; runs then stop there until `--approve` or a typed yes",
+                &whole,
+                at_key(&format!("/phases/{pi}/kind")),
+            ));
+        }
+    }
+    let secrets = secret_names(rb);
+    let runbook_branch = !rb.on_failure.is_empty();
+    let mut state = SetState::default();
+    for (i, s) in book.steps.iter().enumerate() {
+        shell_rules(
+            s.step,
+            &s.pointer,
+            changes(rb, s),
+            &secrets,
+            &whole,
+            &mut found,
+            &at_key,
+        );
+        let Some(sql) = &s.sql else { continue };
+        if let StepKind::Sql(raw) = &s.step.kind {
+            unquoted_templates(
+                &raw.statements,
+                &sql.field,
+                &s.step.id,
+                rb,
+                &mut |rule, pointer, message, help| {
+                    found.push(finding(rule, message, help, &whole, at_key(pointer)))
+                },
             );
         }
-        let phase_branch = matches!(&phase.on_failure, OnFailure::Steps(s) if !s.is_empty());
-        // A runbook-wide default timeout covers every step.
-        let changes = !matches!(phase.kind, PhaseKind::Preflight | PhaseKind::Verify)
-            && rb.defaults.timeout.is_none();
-        for (si, step) in phase.steps.iter().enumerate() {
-            let sp = format!("{pp}/steps/{si}");
-            step_rules(step, &sp, changes, &secrets, &mut push);
-            match &step.kind {
-                StepKind::Backup(b) => {
-                    let mut names: Vec<String> = b.tables.iter().map(|t| bare(t)).collect();
-                    names.extend(
-                        b.schemas
-                            .iter()
-                            .map(|s| format!("{}.*", s.to_ascii_lowercase())),
-                    );
-                    let everything = names.is_empty()
-                        && b.exclude_tables.is_empty()
-                        && b.exclude_schemas.is_empty()
-                        && !b.schema_only;
-                    backups.push(if everything { None } else { Some(names) });
-                }
-                StepKind::Sql(sql) => {
-                    let field = if doc
-                        .value
-                        .pointer(&format!("{sp}/sql"))
-                        .is_some_and(|v| v.is_string())
-                    {
-                        format!("{sp}/sql")
-                    } else {
-                        format!("{sp}/sql/statements")
-                    };
-                    let start = doc.spans().value(&field).map_or(0, |s| s.start);
-                    let map = |_o: usize| start;
-                    let place = super::Place {
-                        file,
-                        text,
-                        map: &map,
-                    };
-                    let destroyed = sql_rules(&sql.statements, &place, &mut state, &mut found);
-                    for t in destroyed.iter().filter(|t| !state.new_tables.contains(*t)) {
-                        let covered = backups.iter().any(|b| match b {
-                            None => true,
-                            Some(names) => names.iter().any(|n| {
-                                n == t
-                                    || (n.ends_with(".*")
-                                        && (t.starts_with(&n[..n.len() - 1])
-                                            || (n == "public.*" && !t.contains('.'))))
-                            }),
-                        });
-                        if !covered {
-                            push(
-                                "destructive-without-backup",
-                                &field,
-                                format!(
-                                    "step `{}` destroys data in {t}, and no earlier backup step covers it",
-                                    step.id
-                                ),
-                                "add a `backup` step before it (its `tables:` or `schemas:` must include the table), so a restore is possible",
-                            );
-                        }
-                    }
-                    if !destroyed.is_empty()
-                        && step.rollback.is_empty()
-                        && !phase_branch
-                        && !runbook_branch
-                    {
-                        push(
-                            "destructive-without-rollback",
-                            &format!("{sp}/id"),
-                            format!(
-                                "step `{}` destroys data and has no rollback, and neither its phase nor the runbook has an on_failure branch",
-                                step.id
-                            ),
-                            "add a `rollback:` (for example a restore from the backup) or an `on_failure:` branch",
-                        );
-                    }
-                    unquoted_templates(&sql.statements, &field, &step.id, rb, &mut push);
-                }
-                _ => {}
+        let Some(script) = book.scripts[i].as_ref().filter(|s| !s.unparsed) else {
+            continue;
+        };
+        let map = |o: usize| sql.file_offset(doc, o);
+        let place = Place {
+            file,
+            source: &doc.source,
+            map: &map,
+        };
+        // What a step that may not run creates is not new for later steps.
+        let keep = (s.role != Role::Main || s.gated).then(|| state.new_tables.clone());
+        let destroyed = judge(&script.stmts, &place, &mut state, &mut found);
+        if let Some(k) = keep {
+            state.new_tables = k;
+        }
+        if s.role != Role::Main || destroyed.is_empty() {
+            continue;
+        }
+        let backups: Vec<Backup> = book.backups_before(i);
+        let mut seen = BTreeSet::new();
+        for (t, offset) in &destroyed {
+            if !seen.insert(t.clone()) {
+                continue;
             }
+            if let Err(why) = covering(&backups, t) {
+                found.push(finding(
+                    "destructive-without-backup",
+                    format!("step `{}` destroys data in {t}: {why}", s.step.id),
+                    "add a `backup` step before it (not schema_only; its `tables:` or `schemas:` must include the table), so a restore is possible",
+                    &place,
+                    *offset,
+                ));
+            }
+        }
+        let phase_branch = s.phase.is_some_and(
+            |p| matches!(&rb.phases[p].on_failure, OnFailure::Steps(b) if !b.is_empty()),
+        );
+        if s.step.rollback.is_empty() && !phase_branch && !runbook_branch {
+            found.push(finding(
+                "destructive-without-rollback",
+                format!(
+                    "step `{}` destroys data and has no rollback, and neither its phase nor the runbook has an on_failure branch",
+                    s.step.id
+                ),
+                "add a `rollback:` (for example a restore from the backup) or an `on_failure:` branch",
+                &whole,
+                at_key(&format!("{}/id", s.pointer)),
+            ));
         }
     }
     finish(state, &mut found);
     report.findings.extend(found);
 }
 
-fn step_rules(
+/// Whether a shell step here needs a timeout: in a phase that changes
+/// things, and always in an undo, a failure branch or `finally` (a hung
+/// command there holds the release open while it is being rolled back).
+fn changes(rb: &Runbook, s: &super::steps::StepSql<'_>) -> Option<&'static str> {
+    if rb.defaults.timeout.is_some() {
+        return None;
+    }
+    match (&s.role, s.phase) {
+        (Role::Main, Some(p)) => {
+            (!matches!(rb.phases[p].kind, PhaseKind::Preflight | PhaseKind::Verify))
+                .then_some("in a phase that changes things")
+        }
+        (Role::Compensation(_), _) => Some("in a rollback"),
+        (Role::Branch(_), _) => Some("in an on_failure branch"),
+        _ => Some("in `finally`"),
+    }
+}
+
+/// Secret params, and vars whose template reads one (or such a var), as
+/// the template names them: `params.x`, `vars.y`.
+fn secret_names(rb: &Runbook) -> Vec<String> {
+    let mut names: Vec<String> = rb
+        .params
+        .iter()
+        .filter(|(_, p)| p.secret)
+        .map(|(n, _)| format!("params.{n}"))
+        .collect();
+    loop {
+        let before = names.len();
+        for (v, value) in &rb.vars {
+            let key = format!("vars.{v}");
+            let text = value.to_string();
+            if !names.contains(&key) && names.iter().any(|n| mentions(&text, n)) {
+                names.push(key);
+            }
+        }
+        if names.len() == before {
+            return names;
+        }
+    }
+}
+
+/// `text` names `name` as a whole (`params.token`, not `params.token_id`).
+fn mentions(text: &str, name: &str) -> bool {
+    text.match_indices(name).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + name.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// Environment variables that hold the database password.
+const SECRET_ENV: &[&str] = &["DATABASE_URL", "PGPASSWORD"];
+
+fn shell_rules(
     step: &Step,
     sp: &str,
-    changes: bool,
-    secrets: &[&str],
-    push: &mut impl FnMut(&str, &str, String, &str),
+    changes: Option<&str>,
+    secrets: &[String],
+    whole: &Place<'_>,
+    out: &mut Vec<Finding>,
+    at_key: &dyn Fn(&str) -> usize,
 ) {
     let StepKind::Shell(sh) = &step.kind else {
         return;
     };
-    if changes && step.timeout.is_none() {
-        // (`changes` is false when `defaults.timeout` is set.)
-        push(
+    if let Some(place) = changes
+        && step.timeout.is_none()
+    {
+        out.push(finding(
             "missing-timeout",
-            &format!("{sp}/shell"),
-            format!(
-                "shell step `{}` has no timeout in a phase that changes things",
-                step.id
-            ),
+            format!("shell step `{}` has no timeout {place}", step.id),
             "set `timeout:` on the step (or in `defaults:`); a hung command otherwise holds the release open",
-        );
+            whole,
+            at_key(&format!("{sp}/shell")),
+        ));
     }
     let parts: Vec<&str> = match &sh.command {
         Command::Script(s) => vec![s.as_str()],
@@ -535,26 +385,35 @@ fn step_rules(
     for part in parts {
         let leak = secrets
             .iter()
-            .find(|s| part.contains(&format!("params.{s}")))
-            .map(|s| format!("the secret param `{s}`"))
+            .find(|s| mentions(part, s))
+            .map(|s| match s.strip_prefix("params.") {
+                Some(p) => format!("the secret param `{p}`"),
+                None => format!("`{s}`, which is built from a secret param"),
+            })
             .or_else(|| {
-                ["DATABASE_URL", "PGPASSWORD"]
-                    .iter()
-                    .find(|v| {
-                        part.contains(&format!("${v}")) || part.contains(&format!("${{{v}}}"))
-                    })
-                    .map(|v| format!("${v}"))
+                SECRET_ENV.iter().find_map(|v| {
+                    if part.contains(&format!("${v}")) || part.contains(&format!("${{{v}}}")) {
+                        Some(format!("${v}"))
+                    } else if part.contains(&format!("env('{v}')"))
+                        || part.contains(&format!("env(\"{v}\")"))
+                    {
+                        Some(format!("`env('{v}')`"))
+                    } else {
+                        None
+                    }
+                })
             });
         if let Some(what) = leak {
-            push(
+            out.push(finding(
                 "secret-in-command",
-                &format!("{sp}/shell/command"),
                 format!(
                     "shell step `{}` puts {what} on its command line, where `ps` and process listings show it",
                     step.id
                 ),
                 "pass it in `env:` and read it there: libpq tools take PGHOST/PGPASSWORD/... from the environment, which runbook sets for you",
-            );
+                whole,
+                at_key(&format!("{sp}/shell/command")),
+            ));
             break;
         }
     }
@@ -617,8 +476,39 @@ fn unquoted_templates(
     }
 }
 
+/// A migration set's layout warnings (a version used twice, a down with no
+/// up, a file skipped), each located at the file it names.
+pub fn layout_warnings(set: &migrations::Set, report: &mut Report) {
+    for w in &set.warnings {
+        let named = w
+            .split(|c: char| c.is_whitespace() || c == '`' || c == ':' || c == ',')
+            .find(|word| word.ends_with(".sql") && set.dir.join(word).is_file());
+        let file = match named {
+            Some(f) => set.dir.join(f),
+            None => set.dir.clone(),
+        };
+        report.findings.push(Finding {
+            rule: "migration-layout".into(),
+            source: "runbook",
+            severity: severity("migration-layout"),
+            file: file.display().to_string(),
+            line: 1,
+            column: 1,
+            end_line: 1,
+            end_column: 2,
+            message: w.clone(),
+            help: Some("every other migration in the directory is still linted".into()),
+            source_line: std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.lines().next().map(str::to_string))
+                .unwrap_or_default(),
+        });
+    }
+}
+
 /// Runbook rules over a migration directory, fed file by file in version
-/// order: missing downs, and the SQL rules over every up script as one set.
+/// order: missing downs, and the SQL rules over every up script (indexes
+/// and foreign keys across the set; new tables per file).
 #[derive(Default)]
 pub struct MigrationChecks {
     state: SetState,
@@ -626,28 +516,29 @@ pub struct MigrationChecks {
 }
 
 impl MigrationChecks {
+    /// One file. `new`: tables created by earlier files that are empty here
+    /// (none, unless `assume_empty_before` says so).
     pub fn file(
         &mut self,
         m: &migrations::Migration,
-        stmts: &[(Statement, Facts)],
-        place: &super::Place<'_>,
-        base: usize,
+        script: &Script,
+        place: &Place<'_>,
+        new: &BTreeSet<String>,
     ) {
         if let Down::Missing(why) = &m.down {
-            let at_file = super::Place {
-                file: place.file,
-                text: place.text,
-                map: &|o| o,
-            };
             self.found.push(finding(
                 "missing-down-migration",
                 format!("migration {} ({}) has no down: {why}", m.version, m.name),
                 "write the down that undoes it exactly; `runbook` can rehearse it (docs/rehearsal.md)",
-                &at_file,
-                base,
+                place,
+                0,
             ));
         }
-        judge(stmts, place, &mut self.state, &mut self.found);
+        if script.unparsed {
+            return;
+        }
+        self.state.new_tables = new.clone();
+        judge(&script.stmts, place, &mut self.state, &mut self.found);
     }
 
     pub fn finish(mut self, report: &mut Report) {

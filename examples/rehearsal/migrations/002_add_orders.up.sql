@@ -1,6 +1,6 @@
 CREATE TABLE orders (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     customer_id bigint NOT NULL REFERENCES customers (id),
-    total_cents integer NOT NULL CHECK (total_cents >= 0)
+    total_cents bigint NOT NULL CHECK (total_cents >= 0)
 );
 CREATE INDEX orders_customer_id_idx ON orders (customer_id);

@@ -1,2 +1,2 @@
-DROP INDEX CONCURRENTLY customers_display_name_idx;
-ALTER TABLE customers DROP COLUMN display_name;
+DROP INDEX CONCURRENTLY IF EXISTS customers_display_name_idx;
+ALTER TABLE customers DROP COLUMN IF EXISTS display_name;

@@ -1,0 +1,232 @@
+//! squawk's rules over one script, and what the runner's knowledge changes
+//! in what they found: parse errors first, tables known to be empty,
+//! timeouts the runner sets. Every step is one pass over the findings.
+
+use squawk_linter::{Linter, Rule};
+use squawk_syntax::SourceFile;
+
+use super::facts::{self, Facts};
+use super::{Config, Finding, Note, Place, Report, SYNTAX_ERROR, Severity, SqlContext};
+use crate::statements::Statement;
+
+/// Which rule a raw finding is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Squawk(Rule),
+    /// The SQL does not parse (squawk's `syntax-error`).
+    Syntax,
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Squawk(r) => write!(f, "{r}"),
+            Code::Syntax => f.write_str(SYNTAX_ERROR),
+        }
+    }
+}
+
+/// A finding before it is located in its file: byte range in the script.
+pub struct Raw {
+    pub code: Code,
+    pub start: usize,
+    pub end: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// A script read once: its statements with their facts, and what squawk
+/// (or the parser) found in it. Plain data: built on any thread.
+pub struct Script {
+    pub stmts: Vec<(Statement, Facts)>,
+    pub raw: Vec<Raw>,
+    /// It does not parse: `raw` holds the syntax errors only (as squawk
+    /// reports such a file), and the rules did not run.
+    pub unparsed: bool,
+}
+
+impl Script {
+    pub fn read(sql: &str, ctx: SqlContext, config: &Config) -> Self {
+        let parse = SourceFile::parse(sql);
+        let errors = parse.errors();
+        let stmts = facts::statement_facts(sql, &parse.tree());
+        let unparsed = !errors.is_empty();
+        let raw = if unparsed {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let r = e.range();
+                    Raw {
+                        code: Code::Syntax,
+                        start: usize::from(r.start()),
+                        end: usize::from(r.end()),
+                        message: e.message().to_string(),
+                        help: None,
+                    }
+                })
+                .collect()
+        } else {
+            let mut linter = Linter::with_rules(&config.include, &config.exclude);
+            linter.settings.assume_in_transaction = ctx.in_transaction;
+            if let Some(v) = config.pg_version {
+                linter.settings.pg_version = v;
+            }
+            linter
+                .lint(&parse, sql)
+                .into_iter()
+                .map(|v| Raw {
+                    code: Code::Squawk(v.code),
+                    start: usize::from(v.text_range.start()),
+                    end: usize::from(v.text_range.end()),
+                    message: v.message,
+                    help: v.help,
+                })
+                .collect()
+        };
+        Script {
+            stmts,
+            raw,
+            unparsed,
+        }
+    }
+
+    /// The statement a byte offset falls in (the last one starting at or
+    /// before it).
+    pub fn statement_at(&self, offset: usize) -> Option<&(Statement, Facts)> {
+        let i = self.stmts.partition_point(|(s, _)| s.offset <= offset);
+        i.checked_sub(1).map(|i| &self.stmts[i])
+    }
+
+    /// Tables this script creates that count as new for what follows: a
+    /// plain `CREATE TABLE` (IF NOT EXISTS may find a table full of rows).
+    pub fn created_tables(&self) -> impl Iterator<Item = &str> {
+        self.stmts
+            .iter()
+            .filter(|(_, f)| f.creates_table == Some(false))
+            .map(|(_, f)| f.table.as_str())
+    }
+}
+
+/// squawk's timeout rules: noise for SQL the runner wraps in timeouts
+/// (squawk issue 678).
+const TIMEOUT_RULES: &[Rule] = &[
+    Rule::RequireLockTimeout,
+    Rule::RequireStatementTimeout,
+    Rule::RequireTimeoutSettings,
+];
+
+/// squawk rules about tables that already hold rows: moot for a table
+/// created earlier in the same runbook or migration file, which is empty.
+const EXISTING_TABLE_RULES: &[Rule] = &[
+    Rule::RequireConcurrentIndexCreation,
+    Rule::RequireConcurrentIndexDeletion,
+    Rule::ConstraintMissingNotValid,
+    Rule::AddingForeignKeyConstraint,
+    Rule::AddingFieldWithDefault,
+    Rule::AddingNotNullableField,
+    Rule::AddingRequiredField,
+    Rule::AddingSerialPrimaryKeyField,
+    Rule::ChangingColumnType,
+    Rule::DisallowedUniqueConstraint,
+];
+
+/// What the runner's context decides about one raw finding.
+pub enum Verdict {
+    Keep,
+    /// Kept, with what the runner's context found missing.
+    KeepBecause(String),
+    /// Not reported; the note says why (`--explain`).
+    Accept(String),
+}
+
+/// The runner's judgment of one raw finding on its statement.
+pub type Judge<'a> = dyn Fn(&Raw, Option<&(Statement, Facts)>) -> Verdict + 'a;
+
+/// Place a script's findings in the report, after the runner's judgments:
+/// findings on `new` tables (empty, created earlier in the same set) go,
+/// `judge` decides the rest, and the timeout rules go where the runner sets
+/// timeouts. Every judgment that hides a finding leaves a note.
+pub fn report(
+    script: &Script,
+    ctx: SqlContext,
+    new: &std::collections::BTreeSet<String>,
+    judge: &Judge<'_>,
+    place: &Place<'_>,
+    report: &mut Report,
+) {
+    let note = |report: &mut Report, offset: usize, note: String| {
+        let (line, _, _) = place.line_col(offset);
+        report.notes.push(Note {
+            file: place.file.to_string(),
+            line,
+            note,
+        });
+    };
+    if script.unparsed {
+        note(
+            report,
+            0,
+            "squawk's rules and runbook's did not run on this SQL: it does not parse".into(),
+        );
+    }
+    let mut silenced: Vec<String> = Vec::new();
+    for r in &script.raw {
+        let stmt = script.statement_at(r.start);
+        if let Code::Squawk(rule) = r.code {
+            if ctx.timeouts_set && TIMEOUT_RULES.contains(&rule) {
+                if !silenced.contains(&rule.to_string()) {
+                    silenced.push(rule.to_string());
+                }
+                continue;
+            }
+            if EXISTING_TABLE_RULES.contains(&rule)
+                && let Some((_, f)) = stmt
+                && new.contains(&f.table)
+            {
+                note(
+                    report,
+                    r.start,
+                    format!(
+                        "{rule} not reported: {} is created earlier in this set, so it is empty",
+                        f.table
+                    ),
+                );
+                continue;
+            }
+        }
+        let mut message = r.message.clone();
+        match judge(r, stmt) {
+            Verdict::Keep => {}
+            Verdict::KeepBecause(why) => message = format!("{message} ({why})"),
+            Verdict::Accept(why) => {
+                note(report, r.start, format!("{} accepted: {why}", r.code));
+                continue;
+            }
+        }
+        let (line, column, source_line) = place.line_col(r.start);
+        let (end_line, end_column, _) = place.line_col_end(r.end.max(r.start + 1));
+        report.findings.push(Finding {
+            severity: Severity::Error,
+            rule: r.code.to_string(),
+            source: "squawk",
+            file: place.file.to_string(),
+            line,
+            column,
+            end_line,
+            end_column,
+            message,
+            help: r.help.clone(),
+            source_line,
+        });
+    }
+    if !silenced.is_empty() {
+        note(
+            report,
+            0,
+            format!(
+                "{} not reported: runbook sets lock_timeout and statement_timeout for this SQL",
+                silenced.join(", ")
+            ),
+        );
+    }
+}
