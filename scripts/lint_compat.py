@@ -8,7 +8,7 @@ ones the squawk CLI reports. Every file where they differ is printed with
 both sides. Runbook's own rules (source "runbook") are left out: squawk has
 no counterpart.
 
-Needs the squawk CLI (`pip install squawk-cli==2.70.0` or `npm i -g squawk-cli@2.70.0`).
+Needs the squawk CLI (`pip install squawk-cli==2.68.0` or `npm i -g squawk-cli@2.68.0`).
 Not part of the default test run: it depends on a tool CI does not install.
 
 Usage: python3 scripts/lint_compat.py PATH... (files or directories of .sql)
@@ -50,7 +50,7 @@ def runbook_findings(exe, path):
 def main():
     squawk = shutil.which("squawk")
     if not squawk:
-        print("squawk CLI not found: pip install squawk-cli==2.70.0 (or npm i -g squawk-cli@2.70.0)", file=sys.stderr)
+        print("squawk CLI not found: pip install squawk-cli==2.68.0 (or npm i -g squawk-cli@2.68.0)", file=sys.stderr)
         return 2
     version = subprocess.run([squawk, "--version"], capture_output=True, text=True).stdout.strip()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)

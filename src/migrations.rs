@@ -172,6 +172,9 @@ pub struct Set {
     /// Loaded for lint: a file that cannot take its place in the order
     /// is a warning, and the rest still loads.
     tolerant: bool,
+    /// (version, name) of each migration pushed, and its file: finds the
+    /// same migration twice without comparing every pair.
+    seen: std::collections::HashMap<(String, String), String>,
 }
 
 impl Set {
@@ -329,6 +332,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         migrations: Vec::new(),
         warnings: Vec::new(),
         tolerant,
+        seen: std::collections::HashMap::new(),
     };
     match format {
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
@@ -411,18 +415,14 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
 }
 
 fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), String> {
-    if let Some(other) = set
-        .migrations
-        .iter()
-        .find(|m| m.up.file != file && m.name == name && m.version == version_of(file))
-    {
-        let e = format!(
-            "{file} and {} are the same migration (version {} `{name}`) twice",
-            other.up.file, other.version
-        );
+    let version = version_of(file);
+    let key = (version.clone(), name.clone());
+    if let Some(other) = set.seen.get(&key).filter(|f| *f != file) {
+        let e =
+            format!("{file} and {other} are the same migration (version {version} `{name}`) twice");
         return set.problem(e);
     }
-    let version = version_of(file);
+    set.seen.insert(key, file.to_string());
     // A blank down counts as missing, except in popx, which runs it as the
     // no-op it is.
     let down = match down {
@@ -967,7 +967,7 @@ mod tests {
             ("1_c.down.sql", "SELECT 1;"),
         ]);
         let e = load(d.path(), None).unwrap_err();
-        assert!(e.contains("is a down migration with no up"), "{e}");
+        assert!(e.contains("pairs with no up"), "{e}");
     }
 
     #[test]

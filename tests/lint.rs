@@ -507,3 +507,450 @@ fn the_rule_reference_lists_every_rule() {
         "not in docs/lint/README.md: {missing:?}"
     );
 }
+
+/// Lint a runbook written in the test: findings as `rule@line`, and the
+/// text (with --explain notes).
+fn lint_book(yaml: &str) -> (Vec<String>, String) {
+    let case = support::Case::new(yaml);
+    let (_, out, err) = lint(&[case.file.to_str().unwrap(), "--explain"]);
+    let mut found = Vec::new();
+    let mut rule = String::new();
+    for l in out.lines() {
+        if let Some(r) = l.split_once('[').and_then(|(_, r)| r.split_once(']')) {
+            if l.starts_with("error[") || l.starts_with("warning[") {
+                rule = r.0.to_string();
+            }
+        }
+        if let Some(at) = l.strip_prefix("  --> ") {
+            let line = at.rsplit(':').nth(1).unwrap();
+            found.push(format!("{rule}@{line}"));
+        }
+    }
+    (found, format!("{out}{err}"))
+}
+
+const CONTRACT: &str = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: t, version: 1 }
+phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: orders_backup
+        backup: { tables: [public.orders] }
+  - id: expand
+    kind: expand
+    steps:
+      - id: add_ref
+        sql: ALTER TABLE orders ADD COLUMN IF NOT EXISTS ref bigint;
+        rollback:
+          id: drop_ref
+          sql: ALTER TABLE orders DROP COLUMN IF EXISTS ref;
+      - id: add_other
+        sql: ALTER TABLE orders ADD COLUMN IF NOT EXISTS other bigint;
+        rollback:
+          id: drop_wrong
+          sql: ALTER TABLE orders DROP COLUMN IF EXISTS legacy;
+  - id: contract
+    kind: contract
+    approval: { prompt: sure? }
+    steps:
+      - id: drop_legacy
+        sql: ALTER TABLE orders DROP COLUMN legacy;
+        rollback:
+          id: put_back
+          restore: { from: steps.orders_backup, target: orders_before }
+"#;
+
+#[test]
+fn destructive_statements_are_accepted_only_in_their_context() {
+    // Everything in place: the contract drop and the compensation that
+    // drops its own column are notes; the compensation that drops a column
+    // its step did not add is reported, and says so.
+    let (found, out) = lint_book(CONTRACT);
+    assert_eq!(found, ["ban-drop-column@22"], "{out}");
+    assert!(out.contains("`drop_wrong` undoes `add_other`, but drops column orders.legacy, which that step did not create"), "{out}");
+    assert!(
+        out.contains("note: ")
+            && out.contains(
+                "ban-drop-column accepted: step `drop_ref` is the compensation of `add_ref`"
+            ),
+        "{out}"
+    );
+    assert!(out.contains("ban-drop-column accepted: step `drop_legacy`: contract phase `contract`, behind its approval gate, backup `orders_backup` covers orders, rollback `put_back`"), "{out}");
+    let fixed = CONTRACT.replace(
+        "DROP COLUMN IF EXISTS legacy;",
+        "DROP COLUMN IF EXISTS other;",
+    );
+    assert!(lint_book(&fixed).0.is_empty());
+    // Take away one condition at a time: the finding comes back, naming it.
+    let cases = [
+        (
+            "    approval: { prompt: sure? }\n",
+            "",
+            "phase `contract` has no approval gate",
+        ),
+        (
+            "backup: { tables: [public.orders] }",
+            "backup: { tables: [public.orders], schema_only: true }",
+            "no earlier backup holds the data of orders (`orders_backup` is schema_only)",
+        ),
+        (
+            "backup: { tables: [public.orders] }",
+            "backup: { tables: [public.customers] }",
+            "no earlier backup covers orders",
+        ),
+        (
+            "        rollback:\n          id: put_back\n          restore: { from: steps.orders_backup, target: orders_before }\n",
+            "",
+            "step `drop_legacy` has no rollback",
+        ),
+        (
+            "    kind: contract\n",
+            "    kind: migrate\n",
+            "it is in the migrate phase `contract`, not a contract phase",
+        ),
+    ];
+    for (from, to, why) in cases {
+        let yaml = fixed.replace(from, to);
+        assert_ne!(yaml, fixed, "{from}");
+        let (found, out) = lint_book(&yaml);
+        assert!(
+            found.iter().any(|f| f.starts_with("ban-drop-column@")),
+            "{why}: {out}"
+        );
+        assert!(out.contains(why), "{why}: {out}");
+    }
+}
+
+/// Each miss and false alarm of the runbook rules that issue 17 lists.
+#[test]
+fn the_runbook_rules_catch_their_documented_cases() {
+    let head = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
+    // destructive-without-backup: every table of a TRUNCATE; a schema_only
+    // backup holds no data; a when-gated IF NOT EXISTS creates nothing new.
+    let (found, out) = lint_book(&format!(
+        "{head}phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: b
+        backup: {{ tables: [a], schema_only: true }}
+  - id: seed
+    kind: custom
+    steps:
+      - id: maybe
+        when: false
+        sql: CREATE TABLE IF NOT EXISTS c (id bigint PRIMARY KEY);
+  - id: contract
+    kind: contract
+    approval: {{ prompt: sure? }}
+    on_failure:
+      - id: undo
+        sql: SELECT 1;
+    steps:
+      - id: clear
+        sql: TRUNCATE a, b;
+      - id: clear_c
+        sql: TRUNCATE c;
+"
+    ));
+    let backups: Vec<&String> = found
+        .iter()
+        .filter(|f| f.starts_with("destructive-without-backup"))
+        .collect();
+    assert_eq!(backups.len(), 3, "{out}");
+    assert!(
+        out.contains(
+            "destroys data in a: no earlier backup holds the data of a (`b` is schema_only)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("destroys data in b: no earlier backup covers b"),
+        "{out}"
+    );
+    assert!(out.contains("destroys data in c"), "{out}");
+
+    // foreign-key-without-index: inline REFERENCES, table-level FOREIGN
+    // KEY, ADD COLUMN ... REFERENCES.
+    let (found, out) = lint_book(&format!("{head}phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: tables
+        sql: |
+          CREATE TABLE parent (id bigint PRIMARY KEY);
+          CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint REFERENCES parent, other_id bigint, FOREIGN KEY (other_id) REFERENCES parent (id));
+          ALTER TABLE orders ADD COLUMN IF NOT EXISTS parent_id bigint REFERENCES parent (id);
+          CREATE INDEX IF NOT EXISTS child_parent ON child (parent_id);
+"));
+    let fks: Vec<&String> = found
+        .iter()
+        .filter(|f| f.starts_with("foreign-key-without-index"))
+        .collect();
+    assert_eq!(fks.len(), 2, "{out}");
+    assert!(
+        out.contains("the foreign key on child(other_id)")
+            && out.contains("the foreign key on orders(parent_id)"),
+        "{out}"
+    );
+
+    // not-null-without-default: SET NOT NULL after a NOT VALID check that
+    // was never validated; and after one that was, nothing.
+    let steps = |validate: &str| {
+        format!(
+            "{head}phases:
+  - id: contract
+    kind: contract
+    approval: {{ prompt: sure? }}
+    steps:
+      - id: check
+        sql: ALTER TABLE orders ADD CONSTRAINT ref_nn CHECK (ref IS NOT NULL) NOT VALID;
+{validate}      - id: set
+        sql: ALTER TABLE orders ALTER COLUMN ref SET NOT NULL;
+"
+        )
+    };
+    let (found, out) = lint_book(&steps(""));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("not-null-without-default")),
+        "{out}"
+    );
+    assert!(
+        out.contains("after a CHECK added NOT VALID and never validated"),
+        "{out}"
+    );
+    let (found, out) = lint_book(&steps(
+        "      - id: validate\n        sql: ALTER TABLE orders VALIDATE CONSTRAINT ref_nn;\n",
+    ));
+    assert!(found.is_empty(), "{out}");
+
+    // secret-in-command: a var built from a secret, and env('DATABASE_URL').
+    let (found, out) = lint_book(&format!(
+        "{head}params:
+  token: {{ type: string, secret: true, default: x }}
+vars:
+  header: \"Bearer {{{{ params.token }}}}\"
+  auth: \"-H '{{{{ vars.header }}}}'\"
+phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: call
+        timeout: 1min
+        shell: {{ command: [curl, \"{{{{ vars.auth }}}}\", https://example.com] }}
+      - id: dump
+        timeout: 1min
+        shell: {{ command: [pg_dump, \"{{{{ env('DATABASE_URL') }}}}\"] }}
+"
+    ));
+    assert_eq!(
+        found
+            .iter()
+            .filter(|f| f.starts_with("secret-in-command"))
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("`vars.auth`, which is built from a secret param"),
+        "{out}"
+    );
+    assert!(out.contains("`env('DATABASE_URL')`"), "{out}");
+
+    // missing-timeout: on_failure and finally shell steps too.
+    let (found, out) = lint_book(&format!(
+        "{head}phases:
+  - id: verify
+    kind: verify
+    steps:
+      - id: look
+        shell: 'true'
+    on_failure:
+      - id: page
+        shell: ./page-someone.sh
+finally:
+  - id: tell
+    shell: echo done
+"
+    ));
+    assert_eq!(
+        found
+            .iter()
+            .filter(|f| f.starts_with("missing-timeout"))
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("`page` has no timeout in an on_failure branch")
+            && out.contains("`tell` has no timeout in `finally`"),
+        "{out}"
+    );
+
+    // destructive-without-rollback: not on a table this runbook created;
+    // unbatched-update: not on a write pinned to one key.
+    let (found, out) = lint_book(&format!(
+        "{head}phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: create
+        sql: CREATE TABLE scratch (id bigint PRIMARY KEY, v text);
+      - id: fill
+        sql: UPDATE scratch SET v = 'x';
+      - id: setting
+        sql: UPDATE settings SET value = 'on' WHERE id = 1;
+      - id: bulk
+        sql: UPDATE orders SET v = 'x' WHERE v IS NULL;
+"
+    ));
+    assert!(
+        !found.iter().any(|f| f.starts_with("destructive-without")),
+        "{out}"
+    );
+    assert_eq!(found, ["unbatched-update@15"], "{out}");
+}
+
+/// squawk's own rule cases (the SQL in squawk-linter's rule tests, read
+/// from the crate's source as cargo fetched it) give the same findings
+/// through `runbook lint FILE.sql` as through squawk: same rule, line and
+/// column, for every shared rule, with syntax errors reported as squawk's
+/// CLI reports them (alone, when the file does not parse).
+#[test]
+fn a_sql_file_gets_exactly_squawks_findings_on_squawks_own_cases() {
+    // The version Cargo.lock pins, in cargo's registry sources.
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap();
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"squawk-linter\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .expect("squawk-linter is in Cargo.lock")
+        .trim_matches('"')
+        .to_string();
+    let home = std::env::var("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo")
+        });
+    let rules_dir = std::fs::read_dir(home.join("registry/src"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .join(format!("squawk-linter-{version}/src/rules"))
+        })
+        .find(|p| p.is_dir())
+        .expect("cargo has squawk-linter's source");
+    let raw = regex::Regex::new(r##"(?s)let sql = r#"(.*?)"#;"##).unwrap();
+    let plain = regex::Regex::new(r#"let sql = "((?:[^"\\]|\\.)*)";"#).unwrap();
+    let mut cases: Vec<(String, String)> = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&rules_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let stem = f.file_stem().unwrap().to_string_lossy().to_string();
+        for c in raw.captures_iter(&text) {
+            cases.push((stem.clone(), c[1].to_string()));
+        }
+        for c in plain.captures_iter(&text) {
+            let sql = c[1]
+                .replace("\\n", "\n")
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\");
+            cases.push((stem.clone(), sql));
+        }
+    }
+    assert!(
+        cases.len() > 200,
+        "only {} cases found in {}",
+        cases.len(),
+        rules_dir.display()
+    );
+
+    // squawk's side: its parser and its linter with default rules.
+    let squawk = |sql: &str| -> Vec<(String, usize, usize)> {
+        let parse = squawk_syntax::SourceFile::parse(sql);
+        let at = |o: usize| {
+            let before = &sql[..o.min(sql.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+                .chars()
+                .count()
+                + 1;
+            (line, col)
+        };
+        let errors = parse.errors();
+        let mut out: Vec<(String, usize, usize)> = if errors.is_empty() {
+            squawk_linter::Linter::with_rules(&[], &[])
+                .lint(&parse, sql)
+                .into_iter()
+                .map(|v| {
+                    let (l, c) = at(usize::from(v.text_range.start()));
+                    (v.code.to_string(), l, c)
+                })
+                .collect()
+        } else {
+            errors
+                .iter()
+                .map(|e| {
+                    let (l, c) = at(usize::from(e.range().start()));
+                    ("syntax-error".to_string(), l, c)
+                })
+                .collect()
+        };
+        out.sort();
+        out
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, (_, sql)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("case{i:04}.sql"));
+        std::fs::write(&p, sql).unwrap();
+        paths.push(p.to_str().unwrap().to_string());
+    }
+    let mut args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    args.extend(["--format", "json"]);
+    let (_, out, err) = lint(&args);
+    let report: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let mut ours: std::collections::BTreeMap<String, Vec<(String, usize, usize)>> =
+        Default::default();
+    for f in report["findings"].as_array().unwrap() {
+        ours.entry(f["file"].as_str().unwrap().to_string())
+            .or_default()
+            .push((
+                f["rule"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap() as usize,
+                f["column"].as_u64().unwrap() as usize,
+            ));
+    }
+    let mut differ = Vec::new();
+    let mut total = 0;
+    for (i, (rule, sql)) in cases.iter().enumerate() {
+        let theirs = squawk(sql);
+        total += theirs.len();
+        let mut mine = ours.remove(&paths[i]).unwrap_or_default();
+        mine.sort();
+        if mine != theirs {
+            differ.push(format!(
+                "{rule} case {i}:\n{sql}\n  squawk: {theirs:?}\n  runbook: {mine:?}"
+            ));
+        }
+    }
+    assert!(total > 300, "squawk found only {total} findings");
+    assert!(
+        differ.is_empty(),
+        "{} of {} cases differ:\n{}",
+        differ.len(),
+        cases.len(),
+        differ.join("\n")
+    );
+}

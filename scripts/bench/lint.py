@@ -7,8 +7,12 @@ column), and a runbook of 50 sql steps. Per round, in alternating order:
   runbook lint DIR            vs  squawk DIR/*.up.sql   (when squawk is installed)
   runbook lint RUNBOOK.yml    (the 50-step runbook)
 
-Targets (issue 6): at least squawk's throughput on the directory; under
-200 ms for the 50-step runbook.
+  runbook lint BIG.sql         vs  squawk BIG.sql              (one file of
+                                   50,000 lines, one finding every ~5 lines)
+
+Targets: at least squawk's throughput on the directory; under 200 ms for
+the 50-step runbook (issue 6); the big file in at most 1.5x squawk's time
+(issue 17: lint's time grows linearly with the findings).
 
 Usage: python3 scripts/bench/lint.py [--files 1000] [--runs 5]
 """
@@ -56,7 +60,21 @@ def main():
                 f.write(f"      - id: s{i}\n        sql: |\n"
                         f"          ALTER TABLE {{{{ params.table | ident }}}} ADD COLUMN IF NOT EXISTS c{i} bigint;\n"
                         f"          CREATE INDEX CONCURRENTLY IF NOT EXISTS i{i} ON {{{{ params.table | ident }}}} (c{i});\n")
+        big = os.path.join(tmp, "big.sql")
+        with open(big, "w") as f:
+            lines, i = 0, 0
+            while lines < 50000:
+                # Seven lines: a clean table, a clean insert, an index
+                # squawk reports, and a comment.
+                f.write(f"CREATE TABLE IF NOT EXISTS b{i} (\n"
+                        f"    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+                        f"    name text NOT NULL\n);\n"
+                        f"INSERT INTO b{i} (name) VALUES ('a'), ('b');\n"
+                        f"CREATE INDEX b{i}_name ON b{i} (name);\n-- block {i}\n")
+                lines += 7
+                i += 1
         ours, theirs, book_t = [], [], []
+        big_ours, big_theirs = [], []
         for r in range(args.runs):
             pair = [("ours", [exe, "lint", d, "--format", "json"])]
             if squawk:
@@ -64,6 +82,11 @@ def main():
             for name, cmd in (pair if r % 2 == 0 else pair[::-1]):
                 (ours if name == "ours" else theirs).append(timed(cmd, ok=(0, 1))[0])
             book_t.append(timed([exe, "lint", book], ok=(0, 1))[0])
+            pair = [("ours", [exe, "lint", big, "--format", "json"])]
+            if squawk:
+                pair.append(("theirs", [squawk, "--reporter", "json", big]))
+            for name, cmd in (pair if r % 2 == 0 else pair[::-1]):
+                (big_ours if name == "ours" else big_theirs).append(timed(cmd, ok=(0, 1))[0])
 
         def show(label, xs):
             print(f"  {label:<44} best {min(xs) * 1000:8.1f} ms  median {statistics.median(xs) * 1000:8.1f} ms")
@@ -77,10 +100,18 @@ def main():
             print(f"  runbook lint throughput is {ratio:.2f}x squawk's (target at least 1x) -> "
                   f"{'met' if ratio >= 1 else 'NOT met'}")
         else:
-            print("  squawk CLI not installed (pip install squawk-cli==2.70.0): no comparison")
+            print("  squawk CLI not installed (pip install squawk-cli==2.68.0): no comparison")
         show("runbook lint on a 50-step runbook", book_t)
         med = statistics.median(book_t) * 1000
         print(f"  50-step runbook: {med:.1f} ms (target under 200 ms) -> {'met' if med < 200 else 'NOT met'}")
+        n = int(timed([exe, "lint", big, "--format", "json"], ok=(0, 1))[1].stdout.count('"rule":'))
+        print(f"one .sql file of 50,000 lines, {n} findings")
+        show("runbook lint BIG.sql", big_ours)
+        if squawk:
+            show("squawk BIG.sql", big_theirs)
+            ratio = statistics.median(big_ours) / statistics.median(big_theirs)
+            print(f"  runbook lint takes {ratio:.2f}x squawk's time (target at most 1.5x) -> "
+                  f"{'met' if ratio <= 1.5 else 'NOT met'}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

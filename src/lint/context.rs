@@ -17,7 +17,7 @@
 use squawk_linter::Rule;
 
 use super::facts::{Facts, Obj};
-use super::steps::{Role, RunbookSql};
+use super::steps::{Backup, Role, RunbookSql, covering};
 
 /// squawk's rules that this context can accept.
 pub const DESTRUCTIVE_RULES: &[Rule] = &[
@@ -43,67 +43,6 @@ pub const DESTRUCTIVE_RULES: &[Rule] = &[
     Rule::RenamingObject,
 ];
 
-/// A backup step seen so far, with what it holds.
-#[derive(Debug, Clone)]
-pub struct Backup {
-    pub id: String,
-    pub schema_only: bool,
-    /// Every table (no `tables`, `schemas` or exclusions).
-    pub everything: bool,
-    /// Tables (bare names) and schemas (`name.*`) it names.
-    pub names: Vec<String>,
-    /// Its table list could not be rendered before the run.
-    pub unknown: bool,
-}
-
-impl Backup {
-    pub fn covers(&self, table: &str) -> bool {
-        if self.schema_only {
-            return false;
-        }
-        self.everything
-            || self.names.iter().any(|n| {
-                n == table
-                    || n.strip_suffix(".*").is_some_and(|schema| {
-                        table
-                            .strip_prefix(schema)
-                            .is_some_and(|rest| rest.starts_with('.'))
-                            || (schema == "public" && !table.contains('.'))
-                    })
-            })
-    }
-}
-
-/// The first backup in `backups` that covers `table`, or why none does.
-pub fn covering<'b>(backups: &'b [Backup], table: &str) -> Result<&'b Backup, String> {
-    if let Some(b) = backups.iter().find(|b| b.covers(table)) {
-        return Ok(b);
-    }
-    let schema_only: Vec<&str> = backups
-        .iter()
-        .filter(|b| b.schema_only)
-        .map(|b| b.id.as_str())
-        .collect();
-    let unknown: Vec<&str> = backups
-        .iter()
-        .filter(|b| b.unknown)
-        .map(|b| b.id.as_str())
-        .collect();
-    Err(if !schema_only.is_empty() {
-        format!(
-            "no earlier backup holds the data of {table} (`{}` is schema_only)",
-            schema_only.join("`, `")
-        )
-    } else if !unknown.is_empty() {
-        format!(
-            "no earlier backup is known to cover {table} (the tables of `{}` are known only at run time)",
-            unknown.join("`, `")
-        )
-    } else {
-        format!("no earlier backup covers {table}")
-    })
-}
-
 /// Judge a destructive finding on statement `facts` of piece `at`.
 /// `Ok(why)` accepts it; `Err(what is missing)` keeps it.
 pub fn judge(
@@ -118,7 +57,7 @@ pub fn judge(
     }
     let piece = &sql.steps[at];
     Some(match &piece.role {
-        Role::Compensation(parent) => compensation(facts, &sql.steps[*parent], sql, &[*parent])
+        Role::Compensation(parent) => compensation(facts, piece, sql, &[*parent])
             .map(|objs| {
                 format!(
                     "step `{}` is the compensation of `{}`, and drops only what that step created ({objs})",

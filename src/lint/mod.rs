@@ -214,17 +214,19 @@ pub fn lint_migrations(
             std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         };
-        let stmts = crate::statements::split(&m.up.sql);
-        let (in_transaction, _) = crate::migrations::script_mode(&m.up, &stmts);
-        let ctx = SqlContext {
-            in_transaction,
-            timeouts_set: ctx_timeouts,
-        };
+        let (script, ctx) = sql::Script::read_in(&m.up.sql, config, |stmts| {
+            let stmts: Vec<crate::statements::Statement> =
+                stmts.iter().map(|(s, _)| s.clone()).collect();
+            SqlContext {
+                in_transaction: crate::migrations::script_mode(&m.up, &stmts).0,
+                timeouts_set: ctx_timeouts,
+            }
+        });
         let source = Source::new(path.display().to_string(), text);
         // The script's first byte in its file: the line where it starts.
         let base = source.offset(m.up.first_line, 1).unwrap_or(0);
         Ok(Done {
-            script: sql::Script::read(&m.up.sql, ctx, config),
+            script,
             source,
             base,
             ctx,

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use super::context::{Backup, covering};
 use super::facts::{Facts, NotNullChecks};
 use super::sql::Script;
-use super::steps::{Role, RunbookSql};
+use super::steps::{Backup, Role, RunbookSql, covering};
 use super::{Finding, Place, Report, Severity};
 use crate::load::Document;
 use crate::migrations::{self, Down};
@@ -185,11 +184,16 @@ fn judge(
 }
 
 fn finish(state: SetState, out: &mut Vec<Finding>) {
+    let mut by_table: std::collections::HashMap<&str, Vec<&[String]>> =
+        std::collections::HashMap::new();
+    for (t, cols) in &state.indexes {
+        by_table.entry(t.as_str()).or_default().push(cols);
+    }
     for (t, cols, f) in state.foreign_keys {
-        let covered = state
-            .indexes
-            .iter()
-            .any(|(it, ic)| *it == t && ic.len() >= cols.len() && ic[..cols.len()] == cols[..]);
+        let covered = by_table.get(t.as_str()).is_some_and(|list| {
+            list.iter()
+                .any(|ic| ic.len() >= cols.len() && ic[..cols.len()] == cols[..])
+        });
         if !covered {
             out.push(f);
         }

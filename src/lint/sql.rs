@@ -47,9 +47,20 @@ pub struct Script {
 
 impl Script {
     pub fn read(sql: &str, ctx: SqlContext, config: &Config) -> Self {
+        Self::read_in(sql, config, |_| ctx).0
+    }
+
+    /// [`Script::read`] when the context depends on the statements (a
+    /// migration's transaction mode): parsed once, whatever it needs.
+    pub fn read_in(
+        sql: &str,
+        config: &Config,
+        context: impl FnOnce(&[(Statement, Facts)]) -> SqlContext,
+    ) -> (Self, SqlContext) {
         let parse = SourceFile::parse(sql);
         let errors = parse.errors();
         let stmts = facts::statement_facts(sql, &parse.tree());
+        let ctx = context(&stmts);
         let unparsed = !errors.is_empty();
         let raw = if unparsed {
             errors
@@ -83,11 +94,14 @@ impl Script {
                 })
                 .collect()
         };
-        Script {
-            stmts,
-            raw,
-            unparsed,
-        }
+        (
+            Script {
+                stmts,
+                raw,
+                unparsed,
+            },
+            ctx,
+        )
     }
 
     /// The statement a byte offset falls in (the last one starting at or

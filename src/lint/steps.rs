@@ -7,7 +7,6 @@ use crate::load::Document;
 use crate::model::{Runbook, Step, StepKind, When};
 use crate::plan::{Action, Plan, PlanStep};
 
-use super::context::Backup;
 use super::facts::bare;
 use super::sql::Script;
 use super::{Config, SqlContext};
@@ -280,4 +279,68 @@ impl SqlText {
                 .map_or(start, |s| s.start)
         }
     }
+}
+
+/// A backup step seen so far, with what it holds.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub id: String,
+    pub schema_only: bool,
+    /// Every table (no `tables`, `schemas` or exclusions).
+    pub everything: bool,
+    /// Tables (bare names) and schemas (`name.*`) it names.
+    pub names: Vec<String>,
+    /// Its table list could not be rendered before the run.
+    pub unknown: bool,
+}
+
+impl Backup {
+    /// It holds the data of `table`.
+    pub fn covers(&self, table: &str) -> bool {
+        !self.schema_only && self.names(table)
+    }
+
+    /// Its list takes in `table` (data or not).
+    fn names(&self, table: &str) -> bool {
+        self.everything
+            || self.names.iter().any(|n| {
+                n == table
+                    || n.strip_suffix(".*").is_some_and(|schema| {
+                        table
+                            .strip_prefix(schema)
+                            .is_some_and(|rest| rest.starts_with('.'))
+                            || (schema == "public" && !table.contains('.'))
+                    })
+            })
+    }
+}
+
+/// The first backup in `backups` that covers `table`, or why none does.
+pub fn covering<'b>(backups: &'b [Backup], table: &str) -> Result<&'b Backup, String> {
+    if let Some(b) = backups.iter().find(|b| b.covers(table)) {
+        return Ok(b);
+    }
+    let schema_only: Vec<&str> = backups
+        .iter()
+        .filter(|b| b.schema_only && b.names(table))
+        .map(|b| b.id.as_str())
+        .collect();
+    let unknown: Vec<&str> = backups
+        .iter()
+        .filter(|b| b.unknown)
+        .map(|b| b.id.as_str())
+        .collect();
+    Err(if !schema_only.is_empty() {
+        format!(
+            "no earlier backup holds the data of {table} (`{}` is schema_only)",
+            schema_only.join("`, `")
+        )
+    } else if !unknown.is_empty() {
+        format!(
+            "no earlier backup is known to cover {table} (the tables of `{}` are known only at run time)",
+            unknown.join("`, `")
+        )
+    } else {
+        format!("no earlier backup covers {table}")
+    })
 }
