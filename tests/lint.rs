@@ -516,10 +516,10 @@ fn lint_book(yaml: &str) -> (Vec<String>, String) {
     let mut found = Vec::new();
     let mut rule = String::new();
     for l in out.lines() {
-        if let Some(r) = l.split_once('[').and_then(|(_, r)| r.split_once(']')) {
-            if l.starts_with("error[") || l.starts_with("warning[") {
-                rule = r.0.to_string();
-            }
+        if let Some(r) = l.split_once('[').and_then(|(_, r)| r.split_once(']'))
+            && (l.starts_with("error[") || l.starts_with("warning["))
+        {
+            rule = r.0.to_string();
         }
         if let Some(at) = l.strip_prefix("  --> ") {
             let line = at.rsplit(':').nth(1).unwrap();
