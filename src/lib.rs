@@ -24,6 +24,7 @@ pub mod migrations;
 pub mod model;
 pub mod params;
 pub mod pgpass;
+pub mod pgservice;
 pub mod pgtools;
 pub mod plan;
 pub mod quote;

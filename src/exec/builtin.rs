@@ -334,6 +334,14 @@ pub(crate) async fn run(
         }
         "row_counts" => row_counts(r, s, b, def, timeout, &mut output).await?,
         "schema_matches" => schema_matches(r, s, b, timeout, &mut output, &mut details).await?,
+        "privileges" => {
+            let rows = match super::privileges::query(r.plan) {
+                Some(sql) => query(r, s, &sql, timeout).await?,
+                None => Vec::new(),
+            };
+            let e = rows_expectation(&rows, CompareOp::Eq, 0);
+            (rows, vec![e])
+        }
         other => {
             return Err(fail(
                 format!("built-in check `{other}` has no runner"),

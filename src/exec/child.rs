@@ -110,6 +110,13 @@ pub(crate) async fn run(
         .dir(dir)
         .stdin_null()
         .unchecked();
+    // (duct applies the innermost setting last: a variable removed here
+    // would stay removed, so only those the run does not set itself.)
+    for k in super::db::CHILD_ENV_UNSET {
+        if !env.iter().any(|(e, _)| e == k) {
+            expr = expr.env_remove(k);
+        }
+    }
     for (k, v) in env {
         expr = expr.env(k, v);
     }

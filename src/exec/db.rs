@@ -29,6 +29,10 @@ pub struct Conn {
     /// What a person should hear about how it was completed (a password
     /// file others can read, so ignored).
     pub notes: Vec<String>,
+    /// Of several hosts, the one the run's session reached (see
+    /// [`Db::reached_host`]): the report names it, and the children are
+    /// sent to it alone.
+    pub reached: Option<usize>,
 }
 
 /// Why a query did not complete.
@@ -45,13 +49,20 @@ pub enum QueryFail {
 /// password file), as an empty conninfo that [`parse_url`] completes.
 pub fn url_from_env() -> Option<String> {
     let set = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    set("DATABASE_URL").or_else(|| set("PGHOST").map(|_| String::new()))
+    set("DATABASE_URL").or_else(|| {
+        set("PGHOST")
+            .or_else(|| set("PGSERVICE"))
+            .map(|_| String::new())
+    })
 }
 
 /// Parse a connection URL (or `key=value` conninfo), refusing what cannot
 /// work before anything runs: a bad TLS parameter or file is named.
 pub fn parse_url(url: &str) -> Result<Conn, String> {
-    let (rest, tls) = crate::tls::split(url)?;
+    // A service's settings come after the string's and before the
+    // environment's, as in libpq.
+    let url = crate::pgservice::apply(url)?;
+    let (rest, tls) = crate::tls::split(&url)?;
     let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's reason is in the error's source: `invalid value
         // for option \`port\``.
@@ -67,19 +78,49 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
     }
     // The files are read now, so a missing certificate is refused here.
     tls.client_config()?;
-    Ok(Conn { config, tls, notes })
+    Ok(Conn {
+        config,
+        tls,
+        notes,
+        reached: None,
+    })
+}
+
+fn host_name(h: &tokio_postgres::config::Host) -> String {
+    match h {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    }
+}
+
+/// Host `i` of a config and its port (one port may serve every host).
+fn host_at(config: &Config, i: usize) -> (String, u16) {
+    let host = config.get_hosts().get(i).map(host_name).unwrap_or_default();
+    let ports = config.get_ports();
+    let port = ports
+        .get(i)
+        .or_else(|| (ports.len() == 1).then(|| &ports[0]))
+        .copied()
+        .unwrap_or(5432);
+    (host, port)
+}
+
+/// Where a connection points, without the password: the host its session
+/// reached when that is known, else the first it tries.
+pub fn target_of_conn(conn: &Conn, ephemeral: bool) -> Target {
+    let mut t = target_of(&conn.config, ephemeral);
+    if let Some(i) = conn.reached {
+        (t.host, t.port) = host_at(&conn.config, i);
+    }
+    t
 }
 
 /// Where a config points, without the password.
 pub fn target_of(config: &Config, ephemeral: bool) -> Target {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => String::new(),
-    };
+    let (host, port) = host_at(config, 0);
     Target {
         host,
-        port: config.get_ports().first().copied().unwrap_or(5432),
+        port,
         database: config
             .get_dbname()
             .or(config.get_user())
@@ -100,13 +141,35 @@ pub fn libpq_env(
     passfile: Option<&std::path::Path>,
 ) -> Vec<(String, String)> {
     let config = &conn.config;
-    let t = target_of(config, false);
+    let t = target_of_conn(conn, false);
+    // The server the run reached, alone; when that is not known, every
+    // host and port as libpq lists them, with the same
+    // target_session_attrs, so a child tries them as the run did.
+    let hosts: Vec<String> = config.get_hosts().iter().map(host_name).collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let list = conn.reached.is_none() && hosts.len() > 1;
     let mut env = vec![
-        ("PGHOST".to_string(), t.host),
-        ("PGPORT".to_string(), t.port.to_string()),
+        (
+            "PGHOST".to_string(),
+            if list { hosts.join(",") } else { t.host },
+        ),
+        (
+            "PGPORT".to_string(),
+            if list && ports.len() > 1 {
+                ports.join(",")
+            } else {
+                t.port.to_string()
+            },
+        ),
         ("PGDATABASE".to_string(), t.database),
         ("PGAPPNAME".to_string(), app.to_string()),
     ];
+    if list
+        && config.get_target_session_attrs()
+            == tokio_postgres::config::TargetSessionAttrs::ReadWrite
+    {
+        env.push(("PGTARGETSESSIONATTRS".into(), "read-write".into()));
+    }
     if !t.user.is_empty() {
         env.push(("PGUSER".into(), t.user));
     }
@@ -121,6 +184,23 @@ pub fn libpq_env(
     env.extend(conn.tls.libpq_env());
     env
 }
+
+/// Inherited libpq variables a child must not see: each could send it
+/// elsewhere than the run's server, or with another password
+/// (`PGSERVICE`'s settings would outrank the `PGHOST`... given to it).
+pub const CHILD_ENV_UNSET: &[&str] = &[
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGPASSWORD",
+    "PGHOSTADDR",
+    "PGTARGETSESSIONATTRS",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLNEGOTIATION",
+    "PGREQUIRESSL",
+];
 
 /// A private password file (mode 0600, removed when dropped) that gives
 /// the children (pg_dump, psql in a shell step) the run's password, so it
@@ -141,6 +221,48 @@ pub fn child_passfile(conn: &Conn) -> std::io::Result<Option<tempfile::NamedTemp
 }
 
 impl Db {
+    /// Of several hosts, the one this session reached: the one whose port
+    /// is the server's, and when several share it, the one whose address
+    /// is the server's. None with one host, or when it cannot be told
+    /// (a proxy in between): the children then get the whole list.
+    pub async fn reached_host(&self) -> Option<usize> {
+        let config = &self.config.config;
+        let n = config.get_hosts().len();
+        if n < 2 {
+            return None;
+        }
+        let row = self
+            .client
+            .query_one(
+                "SELECT host(inet_server_addr()), current_setting('port')::int",
+                &[],
+            )
+            .await
+            .ok()?;
+        let addr: Option<String> = row.get(0);
+        let port: i32 = row.get(1);
+        let by_port: Vec<usize> = (0..n)
+            .filter(|&i| i32::from(host_at(config, i).1) == port)
+            .collect();
+        if let [one] = by_port.as_slice() {
+            return Some(*one);
+        }
+        let addr: std::net::IpAddr = addr?.parse().ok()?;
+        let mut found = Vec::new();
+        for i in by_port {
+            let (host, port) = host_at(config, i);
+            if let Ok(addrs) = tokio::net::lookup_host((host.as_str(), port)).await
+                && addrs.into_iter().any(|a| a.ip() == addr)
+            {
+                found.push(i);
+            }
+        }
+        match found.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
     pub async fn connect(conn: Conn, app: &str) -> Result<Db, ErrorInfo> {
         let mut config = conn.config.clone();
         config.application_name(app);

@@ -17,6 +17,7 @@ mod fail;
 pub mod journal;
 pub mod migrate;
 pub mod monitor;
+mod privileges;
 pub mod rehearse;
 pub mod restore;
 pub mod resume;
@@ -296,11 +297,6 @@ pub async fn execute(
     let params = serde_json::to_value(&plan.params).unwrap_or_default();
     // The children's password: a private file, not their environment.
     let passfile = db::child_passfile(&opts.config).unwrap_or(None);
-    let pg_env = db::libpq_env(
-        &opts.config,
-        &app_name,
-        passfile.as_ref().map(tempfile::NamedTempFile::path),
-    );
     let run_started = |target: Target| Event::RunStarted {
         at: started_at.clone(),
         run_id: opts.run_id.clone(),
@@ -356,6 +352,19 @@ pub async fn execute(
                 exit_code: code,
             };
         }
+    };
+    // Of several hosts, the one reached: the report names it, and the
+    // children (pg_dump, psql) go to it alone.
+    let mut conn = opts.config.clone();
+    conn.reached = db.reached_host().await;
+    let pg_env = db::libpq_env(
+        &conn,
+        &app_name,
+        passfile.as_ref().map(tempfile::NamedTempFile::path),
+    );
+    (target.host, target.port) = {
+        let t = db::target_of_conn(&conn, opts.ephemeral);
+        (t.host, t.port)
     };
     target.server_version = db.server_version().await;
     target.tls = Some(db.tls_summary().await);

@@ -1,0 +1,283 @@
+//! libpq's connection conventions from the command line: a service file
+//! (`service=prod`, `PGSERVICE`), and several hosts with
+//! `target_session_attrs=read-write`, which must bring the run and its
+//! children (psql, pg_dump) to the same, writable server.
+
+mod support;
+
+use std::process::Command;
+
+use runbook::ephemeral::Ephemeral;
+use support::{Case, Db};
+
+const HEAD: &str =
+    "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: connect, version: 1 }\n";
+
+/// host, port and database of a test URL (`postgres://runbook@HOST:PORT/DB`).
+fn parts(url: &str) -> (String, String, String) {
+    let after = url.split_once('@').unwrap().1;
+    let (hostport, db) = after.split_once('/').unwrap();
+    let (h, p) = hostport.rsplit_once(':').unwrap();
+    (
+        h.to_string(),
+        p.to_string(),
+        db.split('?').next().unwrap().to_string(),
+    )
+}
+
+const BODY: &str = r#"phases:
+  - id: p
+    kind: custom
+    steps:
+      - id: mark
+        sql: CREATE TABLE IF NOT EXISTS reached_here (id bigint PRIMARY KEY);
+      - id: child
+        timeout: 1min
+        shell: psql -XAtc "SELECT current_database() || ' ' || current_setting('transaction_read_only') || ' ' || to_regclass('reached_here')::text"
+"#;
+
+#[test]
+fn a_service_fills_what_the_string_leaves_out_and_the_string_wins() {
+    let db = Db::fresh();
+    let (host, port, name) = parts(&db.url);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pg_service.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "# two services\n[prod]\nhost={host}\nport={port}\ndbname={name}\nuser=runbook\napplication_name=from-service\n\n[elsewhere]\nhost={host}\nport={port}\ndbname=postgres\nuser=runbook\n"
+        ),
+    )
+    .unwrap();
+    let case = Case::new(&format!("{HEAD}{BODY}"));
+    // `service=prod` in the string; PGSERVICE names another service, which
+    // neither the run nor its child may follow.
+    let out = case
+        .command("service=prod", &[])
+        .env("PGSERVICEFILE", &file)
+        .env("PGSERVICE", "elsewhere")
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["target"]["database"], name.as_str());
+    assert_eq!(
+        run.step("child")["stdout_tail"].as_str().unwrap().trim(),
+        format!("{name} off reached_here")
+    );
+    // PGSERVICE alone, with no URL at all.
+    db.sql("DROP TABLE reached_here");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("exec")
+        .arg(&case.file)
+        .arg("--report-dir")
+        .arg(case.reports())
+        .args(["--progress", "never"])
+        .env_remove("DATABASE_URL")
+        .env_remove("PGHOST")
+        .env("PGSERVICEFILE", &file)
+        .env("PGSERVICE", "prod")
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["target"]["database"], name.as_str());
+    // What the URL says outranks the service: its database, not `postgres`.
+    let url = format!("postgres://runbook@{host}:{port}/{name}?service=elsewhere");
+    let out = case
+        .command(&url, &[])
+        .env("PGSERVICEFILE", &file)
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["target"]["database"], name.as_str());
+    // A service nobody defines is refused before anything runs, naming
+    // where runbook looked.
+    let out = case
+        .command("service=nope", &[])
+        .env("PGSERVICEFILE", &file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("service `nope` is not defined in") && err.contains(file.to_str().unwrap()),
+        "{err}"
+    );
+    // A key runbook cannot honour is named with its line.
+    std::fs::write(&file, "[odd]\nhost=localhost\ngssencmode=require\n").unwrap();
+    let out = case
+        .command("service=odd", &[])
+        .env("PGSERVICEFILE", &file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains(":3: service [odd] sets `gssencmode`"), "{err}");
+}
+
+/// Two servers: a read-only one listed first, the writable one second.
+/// With `target_session_attrs=read-write` the run and its children all
+/// reach the writable one; without it, the run starts on the read-only one
+/// and its first write fails there.
+#[test]
+fn several_hosts_with_read_write_reach_the_writable_server_children_too() {
+    let db = Db::fresh();
+    let (host, port, name) = parts(&db.url);
+    let standby = Ephemeral::start().unwrap();
+    let admin = standby.url("postgres");
+    let psql = |url: &str, sql: &str| {
+        let out = Command::new("psql")
+            .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    psql(
+        &admin,
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    );
+    psql(&admin, "SELECT pg_reload_conf()");
+    let (shost, sport, _) = parts(&standby.url("postgres"));
+    let hosts = format!("postgres://runbook@{shost}:{sport},{host}:{port}/{name}");
+    let case = Case::new(&format!(
+        "{HEAD}{BODY}      - id: dump\n        backup: {{ path: dump, tables: [reached_here], verify: restore }}\n"
+    ));
+    let run = case.exec(&format!("{hosts}?target_session_attrs=read-write"), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The report names the server the run reached, not the first listed.
+    assert_eq!(
+        run.report["target"]["port"].to_string(),
+        port,
+        "{}",
+        run.report["target"]
+    );
+    assert_eq!(
+        run.step("child")["stdout_tail"].as_str().unwrap().trim(),
+        format!("{name} off reached_here"),
+        "psql went to the writable server"
+    );
+    assert_eq!(
+        run.step("dump")["status"],
+        "succeeded",
+        "pg_dump found the table"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('reached_here') IS NOT NULL"),
+        "t"
+    );
+    // Without the attribute, the first host answers and refuses the write.
+    db.sql("DROP TABLE reached_here");
+    let run = case.exec(&hosts, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let said = format!("{}{}", run.stderr, run.report);
+    assert!(said.contains("read-only transaction"), "{said}");
+    assert_eq!(db.sql("SELECT to_regclass('reached_here') IS NULL"), "t");
+}
+
+/// `privileges` names, before anything changes, what a role without
+/// rights lacks for the runbook's steps; with them granted it passes.
+#[test]
+fn the_privileges_check_names_what_the_role_lacks_before_anything_changes() {
+    let db = Db::fresh();
+    let (host, port, name) = parts(&db.url);
+    let role = format!("lim_{name}");
+    db.sql(&format!(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, v text);
+         CREATE TABLE audit (id bigint PRIMARY KEY);
+         CREATE ROLE {role} LOGIN;
+         GRANT CONNECT ON DATABASE {name} TO {role};
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+    ));
+    let case = Case::new(&format!(
+        "{HEAD}phases:
+  - id: preflight
+    kind: preflight
+    steps:
+      - id: can_do_it
+        check: {{ builtin: privileges }}
+  - id: backup
+    kind: backup
+    steps:
+      - id: copy
+        backup: {{ path: dump, tables: [public.orders] }}
+  - id: expand
+    kind: expand
+    steps:
+      - id: add
+        sql: ALTER TABLE orders ADD COLUMN IF NOT EXISTS c int;
+        rollback:
+          id: undo_add
+          sql: ALTER TABLE orders DROP COLUMN IF EXISTS c;
+      - id: fresh
+        sql: CREATE TABLE IF NOT EXISTS scratch (id int);
+      - id: note
+        sql: INSERT INTO audit (id) VALUES (1) ON CONFLICT DO NOTHING;
+"
+    ));
+    let url = format!("postgres://{role}@{host}:{port}/{name}");
+    let run = case.exec(&url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.report["run"]["status"], "preflight_failed",
+        "{}",
+        run.stderr
+    );
+    let rows = run.step("can_do_it")["details"]["rows"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let missing: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["missing"].as_str().unwrap().to_string(),
+                r["object"].as_str().unwrap().to_string(),
+                r["step"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        missing.contains(&("owner".into(), "orders".into(), "add".into())),
+        "{missing:?}"
+    );
+    assert!(
+        missing.contains(&("SELECT".into(), "public.orders".into(), "copy".into())),
+        "{missing:?}"
+    );
+    assert!(
+        missing.contains(&("CREATE".into(), "public".into(), "fresh".into())),
+        "{missing:?}"
+    );
+    assert!(
+        missing.contains(&("INSERT".into(), "audit".into(), "note".into())),
+        "{missing:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["fix"] == format!("GRANT INSERT ON audit TO {role}")),
+        "{rows:?}"
+    );
+    // Nothing changed: the check ran first.
+    assert_eq!(db.sql("SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'c'"), "0");
+    // Granted, the same runbook passes the check and runs.
+    db.sql(&format!(
+        "ALTER TABLE orders OWNER TO {role};
+         GRANT INSERT ON audit TO {role};
+         GRANT CREATE ON SCHEMA public TO {role};"
+    ));
+    let run = case.exec(&url, &[]);
+    assert_eq!(
+        run.step("can_do_it")["status"],
+        "succeeded",
+        "{}",
+        run.step("can_do_it")
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
