@@ -136,12 +136,132 @@ pub struct Target {
     pub tls: Option<String>,
 }
 
+/// Which undo a rollback is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackScope {
+    /// The compensations of a failed phase's steps.
+    Phase,
+    /// A phase's own `on_failure` steps.
+    PhaseBranch,
+    /// The runbook's `on_failure` steps.
+    OnFailure,
+    /// The compensations of an earlier run (`runbook rollback`).
+    Run,
+    /// A report rebuilt from events that lack the start of the rollback.
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for RollbackScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl RollbackScope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Phase => "phase",
+            Self::PhaseBranch => "phase_branch",
+            Self::OnFailure => "on_failure",
+            Self::Run => "run",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// What kind of failure an error is. Retries match on the first four
+/// (`retry: on:`); reports and progress show every one by its snake_case
+/// name, which report.json's schema lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    LockTimeout,
+    Deadlock,
+    SerializationFailure,
+    Connection,
+    /// Any other error the server returned.
+    Sql,
+    /// The step's timeout passed.
+    Timeout,
+    Cancelled,
+    Interrupted,
+    /// A program exited with a code the step did not expect.
+    Exit,
+    /// A check's expectation did not hold.
+    Check,
+    Io,
+    /// Another run holds the run lock.
+    Lock,
+    Template,
+    Verify,
+    Snapshot,
+    Migrate,
+    Rehearse,
+    Backup,
+    Backfill,
+    Restore,
+    /// A PostgreSQL client program is missing or too old.
+    Tool,
+    /// Anything else (and any name an older journal row holds that this
+    /// version does not know).
+    #[default]
+    #[serde(other)]
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LockTimeout => "lock_timeout",
+            Self::Deadlock => "deadlock",
+            Self::SerializationFailure => "serialization_failure",
+            Self::Connection => "connection",
+            Self::Sql => "sql",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+            Self::Exit => "exit",
+            Self::Check => "check",
+            Self::Io => "io",
+            Self::Lock => "lock",
+            Self::Template => "template",
+            Self::Verify => "verify",
+            Self::Snapshot => "snapshot",
+            Self::Migrate => "migrate",
+            Self::Rehearse => "rehearse",
+            Self::Backup => "backup",
+            Self::Backfill => "backfill",
+            Self::Restore => "restore",
+            Self::Tool => "tool",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<crate::model::ErrorClass> for ErrorKind {
+    fn from(c: crate::model::ErrorClass) -> Self {
+        use crate::model::ErrorClass as C;
+        match c {
+            C::LockTimeout => Self::LockTimeout,
+            C::Deadlock => Self::Deadlock,
+            C::SerializationFailure => Self::SerializationFailure,
+            C::Connection => Self::Connection,
+        }
+    }
+}
+
 /// A server error, in full.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ErrorInfo {
-    /// Error class for retries: lock_timeout, deadlock, serialization_failure,
-    /// connection, timeout, cancelled, exit, check, io.
-    pub class: String,
+    pub class: ErrorKind,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
@@ -369,14 +489,13 @@ pub enum Event {
     },
     RollbackStarted {
         at: String,
-        /// `phase` (compensations), `phase_branch`, `on_failure`.
-        scope: String,
+        scope: RollbackScope,
         phase: Option<String>,
         reason: String,
     },
     RollbackFinished {
         at: String,
-        scope: String,
+        scope: RollbackScope,
         phase: Option<String>,
         clean: bool,
         /// The schema after the undo compared with the schema before the

@@ -355,152 +355,39 @@ fn suggest_id(bad: &str, sep: char) -> Option<String> {
     (ok && out != bad).then_some(out)
 }
 
+/// Where a schema error is and what is there: what every explanation reads.
+struct At<'a> {
+    root: &'a Value,
+    pointer: &'a str,
+    instance: &'a Value,
+    spans: &'a crate::load::SpanIndex,
+    key: Option<String>,
+    key_name: String,
+}
+
 fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
-    let root = &doc.value;
     let pointer = err.instance_path().as_str();
-    let instance = err.instance();
-    let spans = doc.spans();
     let key = last_key(pointer);
-    let key_name = key.clone().unwrap_or_default();
+    let at = At {
+        root: &doc.value,
+        pointer,
+        instance: err.instance(),
+        spans: doc.spans(),
+        key_name: key.clone().unwrap_or_default(),
+        key,
+    };
+    let At {
+        root,
+        instance,
+        spans,
+        key,
+        key_name,
+        ..
+    } = &at;
     match err.kind() {
-        ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let ctx = classify(root, pointer);
-            let allowed: Vec<&str> = ctx
-                .properties()
-                .map(|p| p.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-            unexpected
-                .iter()
-                .map(|k| {
-                    let at = spans.key_or_value(&format!("{pointer}/{}", crate::load::pointer_segment(k)));
-                    let step_props = schema_json()["$defs"]["step"]["properties"].as_object();
-                    let body_of = |kind: &str| schema_json()["$defs"][kind]["then"]["properties"].get(k.as_str()).is_some();
-                    let moved = match &ctx {
-                        Ctx::Body(kind, _) if step_props.is_some_and(|p| p.contains_key(k.as_str())) => {
-                            Some(format!("`{k}` is a step key: move it out of `{kind}:` to sit beside `id`"))
-                        }
-                        Ctx::Step(_) => ["sql", "check", "shell"]
-                            .into_iter()
-                            .find(|kind| body_of(kind) && instance.get(*kind).is_some())
-                            .map(|kind| format!("`{k}` belongs inside `{kind}:`; write `{kind}: {{ …, {k}: … }}`")),
-                        _ => None,
-                    };
-                    let hint = match (moved, did_you_mean(k, allowed.iter().copied())) {
-                        (Some(m), _) => m,
-                        (None, Some(s)) => format!("did you mean `{s}`?"),
-                        (None, None) if allowed.is_empty() => "remove this key".into(),
-                        (None, None) => format!("expected one of {}", one_of(&allowed)),
-                    };
-                    Diagnostic::new(format!("unknown key `{k}` {}", ctx.describe()))
-                        .at(at)
-                        .label("unknown key")
-                        .hint(hint)
-                })
-                .collect()
-        }
-        ValidationErrorKind::Required { property } => {
-            let p = property.as_str().unwrap_or_default();
-            let ctx = classify(root, pointer);
-            let allowed: Vec<&str> = ctx
-                .properties()
-                .map(|props| props.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-            let near_miss = instance.as_object().is_some_and(|o| {
-                o.keys().any(|k| {
-                    !allowed.contains(&k.as_str())
-                        && did_you_mean(k, allowed.iter().copied()) == Some(p)
-                })
-            });
-            if near_miss {
-                // The unknown-key error already says "did you mean `p`?".
-                return vec![];
-            }
-            let hint = match (p, &ctx) {
-                ("apiVersion", _) => Some("start the file with `apiVersion: runbook/v1`".to_string()),
-                ("kind", Ctx::Root) => Some("add `kind: Runbook` after apiVersion".into()),
-                ("metadata", _) => Some("add `metadata:` with a `name` and a `version`".into()),
-                ("phases", _) => Some("add `phases:`, a list of phases with their steps".into()),
-                ("id", Ctx::Step(_)) => Some("every step needs an id, such as `id: add_column`".into()),
-                ("id", Ctx::Phase(_)) => Some("every phase needs an id, such as `id: expand`".into()),
-                ("version", Ctx::Metadata) => Some("add the runbook's own revision, such as `version: 1.0.0`".into()),
-                ("kind", Ctx::Phase(_)) => Some(
-                    "add `kind:`, one of preflight, backup, expand, migrate, contract, verify or custom".into(),
-                ),
-                ("steps", _) => Some("add `steps:`, the list of steps of this phase".into()),
-                _ => None,
-            };
-            vec![
-                Diagnostic::new(format!("missing key `{p}` {}", ctx.describe()))
-                    .at(spans.key_or_value(pointer))
-                    .label(format!("this mapping needs `{p}`"))
-                    .maybe_hint(hint),
-            ]
-        }
-        ValidationErrorKind::Type { kind } => {
-            let expected = type_words(kind);
-            let (message, hint) = if pointer.is_empty() {
-                (
-                    format!(
-                        "expected a mapping at the top level, found {}",
-                        found_words(instance)
-                    ),
-                    Some(
-                        "a runbook is a mapping that starts with `apiVersion: runbook/v1`"
-                            .to_string(),
-                    ),
-                )
-            } else {
-                let what = match key.as_deref().map(str::parse::<usize>) {
-                    Some(Ok(n)) => format!(
-                        "item {} of `{}`",
-                        n + 1,
-                        last_key(&pointer[..pointer.rfind('/').unwrap_or(0)]).unwrap_or_default()
-                    ),
-                    _ => format!("`{key_name}`"),
-                };
-                let quoted_ok = |t: &str| match t {
-                    "boolean" => matches!(instance.as_str(), Some("true" | "false" | "yes" | "no")),
-                    "integer" | "number" => {
-                        instance.as_str().is_some_and(|s| s.parse::<f64>().is_ok())
-                    }
-                    _ => false,
-                };
-                let wants = |t: &str| match kind {
-                    TypeKind::Single(x) => x.as_str() == t,
-                    TypeKind::Multiple(set) => set.iter().any(|x| x.as_str() == t),
-                };
-                let hint = match key.as_deref() {
-                    Some("phases" | "steps" | "on_failure" | "finally") if instance.is_object() => {
-                        Some("write each item on its own line starting with `- `".to_string())
-                    }
-                    _ if wants("boolean") && quoted_ok("boolean") => {
-                        Some("write `true` or `false`, without quotes".to_string())
-                    }
-                    _ if (wants("integer") || wants("number")) && quoted_ok("number") => {
-                        Some("write the number without quotes".to_string())
-                    }
-                    _ => None,
-                };
-                (
-                    format!(
-                        "expected {expected} for {what}, found {}",
-                        found_words(instance)
-                    ),
-                    hint,
-                )
-            };
-            let at = if instance.is_object() || instance.is_array() {
-                spans.key_or_value(pointer)
-            } else {
-                spans.value(pointer)
-            };
-            vec![
-                Diagnostic::new(message)
-                    .at(at)
-                    .label(format!("expected {expected}"))
-                    .maybe_hint(hint),
-            ]
-        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => unknown_keys(&at, unexpected),
+        ValidationErrorKind::Required { property } => missing_key(&at, property),
+        ValidationErrorKind::Type { kind } => wrong_type(&at, kind),
         ValidationErrorKind::Constant { expected_value } => {
             let found = instance
                 .as_str()
@@ -542,41 +429,7 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                     .hint(hint),
             ]
         }
-        ValidationErrorKind::Pattern { pattern } => {
-            let found = instance.as_str().unwrap_or_default();
-            let at = spans.value(pointer);
-            let d = if pattern.contains("(ms|s|min|h)") {
-                Diagnostic::new(format!(
-                    "invalid duration `{}` for `{key_name}`",
-                    truncate(found)
-                ))
-                .label("not a duration")
-                .hint(Duration::HINT)
-            } else if pattern == "^[a-z0-9-]+$" {
-                Diagnostic::new(format!("invalid runbook name `{}`", truncate(found)))
-                    .label("expected lowercase letters, digits and hyphens")
-                    .hint(match suggest_id(found, '-') {
-                        Some(s) => format!("try `{s}`"),
-                        None => "use lowercase letters, digits and hyphens".into(),
-                    })
-            } else if key_name == "id" {
-                Diagnostic::new(format!("invalid id `{}`", truncate(found)))
-                    .label("expected lowercase letters, digits and underscores")
-                    .hint(match suggest_id(found, '_') {
-                        Some(s) => format!(
-                            "ids start with a lowercase letter and use only a-z, 0-9 and `_`, so templates can write `steps.{s}`; try `{s}`"
-                        ),
-                        None => "ids start with a lowercase letter and use only a-z, 0-9 and `_`".into(),
-                    })
-            } else {
-                Diagnostic::new(format!(
-                    "`{}` does not match the pattern `{pattern}`",
-                    truncate(found)
-                ))
-                .label("does not match")
-            };
-            vec![d.at(at)]
-        }
+        ValidationErrorKind::Pattern { pattern } => pattern_mismatch(&at, pattern),
         ValidationErrorKind::PropertyNames { error } => {
             let name = error.instance().as_str().unwrap_or_default().to_string();
             let what = match key.as_deref() {
@@ -595,61 +448,7 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
             ]
         }
         ValidationErrorKind::OneOfNotValid { .. }
-        | ValidationErrorKind::OneOfMultipleValid { .. } => {
-            let obj = instance.as_object();
-            let present: Vec<&str> = STEP_KINDS
-                .iter()
-                .copied()
-                .filter(|k| obj.is_some_and(|o| o.contains_key(*k)))
-                .collect();
-            let id = id_at(root, pointer);
-            let at = spans.key_or_value(&format!("{pointer}/id"));
-            let known = schema_json()["$defs"]["step"]["properties"].as_object();
-            let has_unknown =
-                obj.is_some_and(|o| o.keys().any(|k| !known.is_some_and(|p| p.contains_key(k))));
-            let is_step = matches!(classify(root, pointer), Ctx::Step(_));
-            match present.len() {
-                0 if has_unknown && is_step => vec![],
-                // Not a step: say which forms the value may take. (A check
-                // holding `sql:` has its own, sharper error; `check` keeps
-                // that one.)
-                // A check's shape has sharper semantic errors of its own
-                // (no query, builtin with query, `sql:`): they say it.
-                _ if key.as_deref() == Some("check") => vec![],
-                _ if !is_step || !obj.is_some_and(|o| o.contains_key("id")) => {
-                    let forms = err.schema_path().as_str().to_string();
-                    vec![
-                        Diagnostic::new(format!("`{key_name}` matches none of its forms"))
-                            .at(spans.value(pointer))
-                            .label(format!("expected {}", describe_forms(&forms)))
-                            .hint("see docs/runbook-format.md for this key"),
-                    ]
-                }
-                // One kind key whose body does not match any of its forms.
-                1 => malformed_kind(present[0], obj, pointer, &id, spans),
-                0 => vec![
-                    Diagnostic::new(format!("{} has no kind key", named("step", &id)))
-                        .at(at)
-                        .label("this step does nothing")
-                        .hint(format!("add one of {}", one_of(STEP_KINDS))),
-                ],
-                _ => vec![
-                    Diagnostic::new(format!(
-                        "{} has {} kind keys: {}",
-                        named("step", &id),
-                        present.len(),
-                        present
-                            .iter()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(" and ")
-                    ))
-                    .at(spans.key_or_value(&format!("{pointer}/{}", present[1])))
-                    .label("second kind key")
-                    .hint("a step does exactly one thing; split it into one step per kind"),
-                ],
-            }
-        }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => no_form_matches(&at, err),
         ValidationErrorKind::Minimum { limit } | ValidationErrorKind::Maximum { limit } => {
             let below = matches!(err.kind(), ValidationErrorKind::Minimum { .. });
             vec![
@@ -701,6 +500,282 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
             Diagnostic::new(format!("invalid value for `{key_name}`: {err}"))
                 .at(spans.value(pointer))
                 .label("here"),
+        ],
+    }
+}
+
+fn unknown_keys(at: &At<'_>, unexpected: &[String]) -> Vec<Diagnostic> {
+    let At {
+        root,
+        pointer,
+        instance,
+        spans,
+        ..
+    } = at;
+    let ctx = classify(root, pointer);
+    let allowed: Vec<&str> = ctx
+        .properties()
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    unexpected
+        .iter()
+        .map(|k| {
+            let at = spans.key_or_value(&format!("{pointer}/{}", crate::load::pointer_segment(k)));
+            let step_props = schema_json()["$defs"]["step"]["properties"].as_object();
+            let body_of = |kind: &str| {
+                schema_json()["$defs"][kind]["then"]["properties"]
+                    .get(k.as_str())
+                    .is_some()
+            };
+            let moved = match &ctx {
+                Ctx::Body(kind, _) if step_props.is_some_and(|p| p.contains_key(k.as_str())) => {
+                    Some(format!(
+                        "`{k}` is a step key: move it out of `{kind}:` to sit beside `id`"
+                    ))
+                }
+                Ctx::Step(_) => ["sql", "check", "shell"]
+                    .into_iter()
+                    .find(|kind| body_of(kind) && instance.get(*kind).is_some())
+                    .map(|kind| {
+                        format!("`{k}` belongs inside `{kind}:`; write `{kind}: {{ …, {k}: … }}`")
+                    }),
+                _ => None,
+            };
+            let hint = match (moved, did_you_mean(k, allowed.iter().copied())) {
+                (Some(m), _) => m,
+                (None, Some(s)) => format!("did you mean `{s}`?"),
+                (None, None) if allowed.is_empty() => "remove this key".into(),
+                (None, None) => format!("expected one of {}", one_of(&allowed)),
+            };
+            Diagnostic::new(format!("unknown key `{k}` {}", ctx.describe()))
+                .at(at)
+                .label("unknown key")
+                .hint(hint)
+        })
+        .collect()
+}
+
+fn missing_key(at: &At<'_>, property: &Value) -> Vec<Diagnostic> {
+    let At {
+        root,
+        pointer,
+        instance,
+        spans,
+        ..
+    } = at;
+    let p = property.as_str().unwrap_or_default();
+    let ctx = classify(root, pointer);
+    let allowed: Vec<&str> = ctx
+        .properties()
+        .map(|props| props.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let near_miss = instance.as_object().is_some_and(|o| {
+        o.keys().any(|k| {
+            !allowed.contains(&k.as_str()) && did_you_mean(k, allowed.iter().copied()) == Some(p)
+        })
+    });
+    if near_miss {
+        // The unknown-key error already says "did you mean `p`?".
+        return vec![];
+    }
+    let hint = match (p, &ctx) {
+        ("apiVersion", _) => Some("start the file with `apiVersion: runbook/v1`".to_string()),
+        ("kind", Ctx::Root) => Some("add `kind: Runbook` after apiVersion".into()),
+        ("metadata", _) => Some("add `metadata:` with a `name` and a `version`".into()),
+        ("phases", _) => Some("add `phases:`, a list of phases with their steps".into()),
+        ("id", Ctx::Step(_)) => Some("every step needs an id, such as `id: add_column`".into()),
+        ("id", Ctx::Phase(_)) => Some("every phase needs an id, such as `id: expand`".into()),
+        ("version", Ctx::Metadata) => {
+            Some("add the runbook's own revision, such as `version: 1.0.0`".into())
+        }
+        ("kind", Ctx::Phase(_)) => Some(
+            "add `kind:`, one of preflight, backup, expand, migrate, contract, verify or custom"
+                .into(),
+        ),
+        ("steps", _) => Some("add `steps:`, the list of steps of this phase".into()),
+        _ => None,
+    };
+    vec![
+        Diagnostic::new(format!("missing key `{p}` {}", ctx.describe()))
+            .at(spans.key_or_value(pointer))
+            .label(format!("this mapping needs `{p}`"))
+            .maybe_hint(hint),
+    ]
+}
+
+fn wrong_type(at: &At<'_>, kind: &TypeKind) -> Vec<Diagnostic> {
+    let At {
+        pointer,
+        instance,
+        spans,
+        key,
+        key_name,
+        ..
+    } = at;
+    let expected = type_words(kind);
+    let (message, hint) = if pointer.is_empty() {
+        (
+            format!(
+                "expected a mapping at the top level, found {}",
+                found_words(instance)
+            ),
+            Some("a runbook is a mapping that starts with `apiVersion: runbook/v1`".to_string()),
+        )
+    } else {
+        let what = match key.as_deref().map(str::parse::<usize>) {
+            Some(Ok(n)) => format!(
+                "item {} of `{}`",
+                n + 1,
+                last_key(&pointer[..pointer.rfind('/').unwrap_or(0)]).unwrap_or_default()
+            ),
+            _ => format!("`{key_name}`"),
+        };
+        let quoted_ok = |t: &str| match t {
+            "boolean" => matches!(instance.as_str(), Some("true" | "false" | "yes" | "no")),
+            "integer" | "number" => instance.as_str().is_some_and(|s| s.parse::<f64>().is_ok()),
+            _ => false,
+        };
+        let wants = |t: &str| match kind {
+            TypeKind::Single(x) => x.as_str() == t,
+            TypeKind::Multiple(set) => set.iter().any(|x| x.as_str() == t),
+        };
+        let hint = match key.as_deref() {
+            Some("phases" | "steps" | "on_failure" | "finally") if instance.is_object() => {
+                Some("write each item on its own line starting with `- `".to_string())
+            }
+            _ if wants("boolean") && quoted_ok("boolean") => {
+                Some("write `true` or `false`, without quotes".to_string())
+            }
+            _ if (wants("integer") || wants("number")) && quoted_ok("number") => {
+                Some("write the number without quotes".to_string())
+            }
+            _ => None,
+        };
+        (
+            format!(
+                "expected {expected} for {what}, found {}",
+                found_words(instance)
+            ),
+            hint,
+        )
+    };
+    let at = if instance.is_object() || instance.is_array() {
+        spans.key_or_value(pointer)
+    } else {
+        spans.value(pointer)
+    };
+    vec![
+        Diagnostic::new(message)
+            .at(at)
+            .label(format!("expected {expected}"))
+            .maybe_hint(hint),
+    ]
+}
+
+fn pattern_mismatch(at: &At<'_>, pattern: &str) -> Vec<Diagnostic> {
+    let At {
+        pointer,
+        instance,
+        spans,
+        key_name,
+        ..
+    } = at;
+    let found = instance.as_str().unwrap_or_default();
+    let at = spans.value(pointer);
+    let d = if pattern.contains("(ms|s|min|h)") {
+        Diagnostic::new(format!(
+            "invalid duration `{}` for `{key_name}`",
+            truncate(found)
+        ))
+        .label("not a duration")
+        .hint(Duration::HINT)
+    } else if pattern == "^[a-z0-9-]+$" {
+        Diagnostic::new(format!("invalid runbook name `{}`", truncate(found)))
+            .label("expected lowercase letters, digits and hyphens")
+            .hint(match suggest_id(found, '-') {
+                Some(s) => format!("try `{s}`"),
+                None => "use lowercase letters, digits and hyphens".into(),
+            })
+    } else if key_name == "id" {
+        Diagnostic::new(format!("invalid id `{}`", truncate(found)))
+            .label("expected lowercase letters, digits and underscores")
+            .hint(match suggest_id(found, '_') {
+                Some(s) => format!(
+                    "ids start with a lowercase letter and use only a-z, 0-9 and `_`, so templates can write `steps.{s}`; try `{s}`"
+                ),
+                None => "ids start with a lowercase letter and use only a-z, 0-9 and `_`".into(),
+            })
+    } else {
+        Diagnostic::new(format!(
+            "`{}` does not match the pattern `{pattern}`",
+            truncate(found)
+        ))
+        .label("does not match")
+    };
+    vec![d.at(at)]
+}
+
+fn no_form_matches(at: &At<'_>, err: &ValidationError<'_>) -> Vec<Diagnostic> {
+    let At {
+        root,
+        pointer,
+        instance,
+        spans,
+        key,
+        key_name,
+        ..
+    } = at;
+    let obj = instance.as_object();
+    let present: Vec<&str> = STEP_KINDS
+        .iter()
+        .copied()
+        .filter(|k| obj.is_some_and(|o| o.contains_key(*k)))
+        .collect();
+    let id = id_at(root, pointer);
+    let at = spans.key_or_value(&format!("{pointer}/id"));
+    let known = schema_json()["$defs"]["step"]["properties"].as_object();
+    let has_unknown =
+        obj.is_some_and(|o| o.keys().any(|k| !known.is_some_and(|p| p.contains_key(k))));
+    let is_step = matches!(classify(root, pointer), Ctx::Step(_));
+    match present.len() {
+        0 if has_unknown && is_step => vec![],
+        // Not a step: say which forms the value may take. (A check
+        // holding `sql:` has its own, sharper error; `check` keeps
+        // that one.)
+        // A check's shape has sharper semantic errors of its own
+        // (no query, builtin with query, `sql:`): they say it.
+        _ if key.as_deref() == Some("check") => vec![],
+        _ if !is_step || !obj.is_some_and(|o| o.contains_key("id")) => {
+            let forms = err.schema_path().as_str().to_string();
+            vec![
+                Diagnostic::new(format!("`{key_name}` matches none of its forms"))
+                    .at(spans.value(pointer))
+                    .label(format!("expected {}", describe_forms(&forms)))
+                    .hint("see docs/runbook-format.md for this key"),
+            ]
+        }
+        // One kind key whose body does not match any of its forms.
+        1 => malformed_kind(present[0], obj, pointer, &id, spans),
+        0 => vec![
+            Diagnostic::new(format!("{} has no kind key", named("step", &id)))
+                .at(at)
+                .label("this step does nothing")
+                .hint(format!("add one of {}", one_of(STEP_KINDS))),
+        ],
+        _ => vec![
+            Diagnostic::new(format!(
+                "{} has {} kind keys: {}",
+                named("step", &id),
+                present.len(),
+                present
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ))
+            .at(spans.key_or_value(&format!("{pointer}/{}", present[1])))
+            .label("second kind key")
+            .hint("a step does exactly one thing; split it into one step per kind"),
         ],
     }
 }

@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 
 use runbook::ephemeral::Ephemeral;
-use support::{Case, Db};
+use support::{Case, Db, psql};
 
 const HEAD: &str =
     "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: connect, version: 1 }\n";
@@ -127,17 +127,6 @@ fn several_hosts_with_read_write_reach_the_writable_server_children_too() {
     let (host, port, name) = parts(&db.url);
     let standby = Ephemeral::start().unwrap();
     let admin = standby.url("postgres");
-    let psql = |url: &str, sql: &str| {
-        let out = Command::new("psql")
-            .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     psql(&admin, &format!("CREATE DATABASE {name}"));
     psql(
         &admin,

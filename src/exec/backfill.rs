@@ -20,6 +20,7 @@ use super::db::{self, QueryFail};
 use super::fail::{failed, sql_failure};
 use super::sql::log;
 use super::{Attempt, Done, Fail, Run};
+use crate::events::ErrorKind;
 use crate::events::{Event, StepStatus, now};
 use crate::plan::{Action, PlanBackfill, PlanStep};
 use crate::quote::ident as quote_ident;
@@ -279,7 +280,7 @@ async fn resolve(r: &Run<'_>, name: &str, key: &[String]) -> Result<Table, Fail>
         .map_err(|e| sql_failure("looking up the table", &db::error_info(&e, None)))?;
     let Some(row) = row else {
         return Err(failed(
-            "backfill",
+            ErrorKind::Backfill,
             format!("table `{name}` does not exist"),
             Some("check `table:` (schema-qualify it if it is not on the search_path)".into()),
         ));
@@ -287,7 +288,7 @@ async fn resolve(r: &Run<'_>, name: &str, key: &[String]) -> Result<Table, Fail>
     let kind: String = row.get(3);
     if kind != "r" && kind != "p" {
         return Err(failed(
-            "backfill",
+            ErrorKind::Backfill,
             format!("`{name}` is not a table"),
             Some("a backfill updates a table or a partitioned table".into()),
         ));
@@ -327,13 +328,13 @@ async fn resolve(r: &Run<'_>, name: &str, key: &[String]) -> Result<Table, Fail>
     let Some((_, cols, types, _)) = chosen else {
         return Err(if key.is_empty() {
             failed(
-                "backfill",
+                ErrorKind::Backfill,
                 format!("{qualified} has no primary key to page by"),
                 Some("name a unique NOT NULL column set with `key: [...]`".into()),
             )
         } else {
             failed(
-                "backfill",
+                ErrorKind::Backfill,
                 format!(
                     "`key: [{}]` is not the column list of a unique index over NOT NULL columns of {qualified}",
                     key.join(", ")
@@ -375,7 +376,7 @@ fn state_table(name: &str) -> Result<String, Fail> {
         });
     if !ok {
         return Err(failed(
-            "backfill",
+            ErrorKind::Backfill,
             format!("`state_table: {name}` is not a table name"),
             Some("use lowercase `schema.table`, such as public.runbook_backfill_state".into()),
         ));

@@ -17,6 +17,7 @@ use super::db::{self, Db};
 use super::fail::{child_failure, failed, is_problem, sql_failure, tool_failure};
 use super::{Attempt, Done, Fail, Run, child, ms};
 use crate::backups::{self, FileHash, Manifest, Table, TocEntry, Verification};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::{BackupFormat, Verify};
 use crate::pgtools;
@@ -48,7 +49,7 @@ pub fn default_jobs() -> u32 {
 fn prepare(dir: &Path) -> Result<Partial, Fail> {
     let io = |what: &str, e: std::io::Error| {
         failed(
-            "io",
+            ErrorKind::Io,
             format!("failed to {what} {}: {e}", dir.display()),
             Some(
                 "choose a `path` the runbook's user can write, on a disk with room for the dump"
@@ -63,7 +64,7 @@ fn prepare(dir: &Path) -> Result<Partial, Fail> {
             .is_none();
         if !empty {
             return Err(failed(
-                "io",
+                ErrorKind::Io,
                 format!("backup directory {} already exists and is not empty", dir.display()),
                 Some("backups are never overwritten; use a new `path`, such as one with `{{ run.id }}` in it".into()),
             ));
@@ -299,7 +300,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let dir = r.base_dir.join(r.render(&b.path).map_err(render_fail)?.0);
     if let Some(root) = backups::unignored_in_git_tree(&dir) {
         return Err(failed(
-            "backup",
+            ErrorKind::Backup,
             format!(
                 "refusing to write a backup of the database into `{}`: it is inside the git working tree `{}` and git does not ignore it, so `git add` would commit the data; nothing was written",
                 dir.display(),
@@ -495,7 +496,13 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     if let Some(h) = counting {
         let counts = h
             .await
-            .map_err(|e| failed("internal", format!("row counting stopped: {e}"), None))?
+            .map_err(|e| {
+                failed(
+                    ErrorKind::Internal,
+                    format!("row counting stopped: {e}"),
+                    None,
+                )
+            })?
             .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
         for (t, n) in candidates.iter_mut().zip(counts) {
             t.rows = Some(n);
@@ -512,11 +519,11 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             None => backups::plain_toc(&dump_path),
         })
         .await
-        .map_err(|e| failed("internal", e.to_string(), None))?
+        .map_err(|e| failed(ErrorKind::Internal, e.to_string(), None))?
     };
     let toc = toc.map_err(|e| {
         failed(
-            "backup",
+            ErrorKind::Backup,
             format!("the new dump cannot be read: {e}"),
             Some(e.hint().into()),
         )
@@ -534,8 +541,8 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || backups::hash_dump(&dir, dump_name))
             .await
-            .map_err(|e| failed("internal", e.to_string(), None))?
-            .map_err(|e| failed("io", format!("failed to hash the dump: {e}"), None))?
+            .map_err(|e| failed(ErrorKind::Internal, e.to_string(), None))?
+            .map_err(|e| failed(ErrorKind::Io, format!("failed to hash the dump: {e}"), None))?
     };
     let total_bytes: u64 = files.iter().map(|f: &FileHash| f.bytes).sum();
     let duration_ms = ms(started.elapsed());
@@ -610,7 +617,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
 
     backups::write_manifest(&dir, &manifest).map_err(|e| {
         failed(
-            "io",
+            ErrorKind::Io,
             format!(
                 "failed to write {}: {e}",
                 dir.join(backups::MANIFEST).display()
@@ -674,7 +681,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         Err(detail) => Err(Fail {
             status: StepStatus::Failed,
             error: ErrorInfo {
-                class: "verify".into(),
+                class: ErrorKind::Verify,
                 message: format!("the backup failed verification ({}): {detail}", b.verify_name()),
                 hint: Some("the manifest records the failure, so the backup will never be restored; look at the dump and take a new one".into()),
                 ..ErrorInfo::default()
@@ -716,7 +723,8 @@ async fn verify_by_restore(
         || !m.options.schemas.is_empty()
         || !m.options.exclude_tables.is_empty()
         || !m.options.exclude_schemas.is_empty();
-    let list_dir = tempfile::tempdir().map_err(|e| failed("backup", e.to_string(), None))?;
+    let list_dir =
+        tempfile::tempdir().map_err(|e| failed(ErrorKind::Backup, e.to_string(), None))?;
     let use_list = if filtered && m.format != BackupFormat::Plain {
         let out = tokio::process::Command::new(restorer)
             .arg("--list")
@@ -726,7 +734,7 @@ async fn verify_by_restore(
             .await
             .map_err(|e| {
                 failed(
-                    "backup",
+                    ErrorKind::Backup,
                     format!("failed to run {}: {e}", restorer.display()),
                     None,
                 )
@@ -737,7 +745,7 @@ async fn verify_by_restore(
             .map(|l| format!("{l}\n"))
             .collect();
         let path = list_dir.path().join("toc.list");
-        std::fs::write(&path, kept).map_err(|e| failed("backup", e.to_string(), None))?;
+        std::fs::write(&path, kept).map_err(|e| failed(ErrorKind::Backup, e.to_string(), None))?;
         Some(path)
     } else {
         None

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::rows::{json_rows, matches, read_only_prefix};
 use super::{Fail, Run};
 use crate::checks::{self, Builtin, MIGRATIONS_TABLE};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Expectation, StepStatus};
 use crate::model::CompareOp;
 use crate::plan::{PlanBuiltin, PlanStep};
@@ -32,7 +33,7 @@ fn fail(message: String, hint: Option<String>) -> Fail {
     Fail::new(
         StepStatus::Failed,
         ErrorInfo {
-            class: "check".into(),
+            class: ErrorKind::Check,
             message,
             hint,
             ..ErrorInfo::default()

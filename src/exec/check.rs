@@ -11,6 +11,7 @@ use tokio_postgres::SimpleQueryMessage;
 use super::db;
 use super::rows::{json_rows, matches, read_only_prefix, show};
 use super::{Attempt, Done, Fail, Run};
+use crate::events::ErrorKind;
 use crate::events::{Assertion, CheckResult, ErrorInfo, Expectation, StepStatus};
 use crate::plan::{Action, PlanStep};
 
@@ -162,7 +163,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         Err(Fail {
             status: StepStatus::Failed,
             error: ErrorInfo {
-                class: "check".into(),
+                class: ErrorKind::Check,
                 message: failures.join("; "),
                 ..ErrorInfo::default()
             },

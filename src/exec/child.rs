@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Run;
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 
 /// Lines of each stream kept for the report.
@@ -133,7 +134,7 @@ pub(crate) async fn run(
         Ok(h) => Arc::new(h),
         Err(e) => {
             return Err(ErrorInfo {
-                class: "io".into(),
+                class: ErrorKind::Io,
                 message: format!("failed to start `{}`: {e}", argv[0]),
                 ..ErrorInfo::default()
             });
@@ -201,7 +202,7 @@ pub(crate) async fn run(
 
 pub(crate) fn io_error(e: &std::io::Error) -> ErrorInfo {
     ErrorInfo {
-        class: "io".into(),
+        class: ErrorKind::Io,
         message: e.to_string(),
         ..ErrorInfo::default()
     }

@@ -8,6 +8,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, CancelToken, Client, Config, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Target};
 use crate::model::{ErrorClass, Settings};
 
@@ -271,7 +272,7 @@ impl Db {
         }
         let tls =
             MakeRustlsConnect::new(conn.tls.client_config().map_err(|message| ErrorInfo {
-                class: "connection".into(),
+                class: ErrorKind::Connection,
                 message,
                 ..ErrorInfo::default()
             })?);
@@ -378,7 +379,7 @@ impl Db {
                     *self = db;
                     return Ok(());
                 }
-                Err(e) if e.class == "connection" && waited < Duration::from_secs(30) => {
+                Err(e) if e.class == ErrorKind::Connection && waited < Duration::from_secs(30) => {
                     tokio::time::sleep(wait).await;
                     waited += wait;
                     wait = (wait * 2).min(Duration::from_secs(4));
@@ -591,15 +592,6 @@ pub fn classify(e: &tokio_postgres::Error) -> Option<ErrorClass> {
     }
 }
 
-pub fn class_name(c: ErrorClass) -> &'static str {
-    match c {
-        ErrorClass::LockTimeout => "lock_timeout",
-        ErrorClass::Deadlock => "deadlock",
-        ErrorClass::SerializationFailure => "serialization_failure",
-        ErrorClass::Connection => "connection",
-    }
-}
-
 /// Each table's `(name, row count, checksum text)`, in one query: `parts`
 /// are `SELECT name, count(*), checksum FROM table` queries, joined with
 /// UNION ALL. No parts, no query.
@@ -629,7 +621,7 @@ pub fn row_checksum_sql(row: &str) -> String {
 /// The server's error in full. `position` is made relative to the user's SQL
 /// by subtracting `prefix_chars`, the characters runbook put before it.
 pub fn error_info(e: &tokio_postgres::Error, prefix_chars: Option<usize>) -> ErrorInfo {
-    let class = classify(e).map_or("sql", class_name).to_string();
+    let class = classify(e).map_or(ErrorKind::Sql, ErrorKind::from);
     match e.as_db_error() {
         Some(db) => {
             let position = match db.position() {

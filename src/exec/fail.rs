@@ -4,15 +4,16 @@
 use std::time::Duration;
 
 use super::{Done, Fail, cancelled_error, child, timeout_error};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 use crate::model::ErrorClass;
 use crate::pgtools;
 
-pub(crate) fn failed(class: &str, message: String, hint: Option<String>) -> Fail {
+pub(crate) fn failed(class: ErrorKind, message: String, hint: Option<String>) -> Fail {
     Fail::new(
         StepStatus::Failed,
         ErrorInfo {
-            class: class.into(),
+            class,
             message,
             hint,
             ..ErrorInfo::default()
@@ -21,7 +22,7 @@ pub(crate) fn failed(class: &str, message: String, hint: Option<String>) -> Fail
 }
 
 pub(crate) fn tool_failure(e: &pgtools::ToolError) -> Fail {
-    failed("tool", e.to_string(), Some(e.hint()))
+    failed(ErrorKind::Tool, e.to_string(), Some(e.hint()))
 }
 
 pub(crate) fn sql_failure(what: &str, e: &ErrorInfo) -> Fail {
@@ -49,7 +50,7 @@ pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Durati
         None => (
             StepStatus::Failed,
             ErrorInfo {
-                class: "exit".into(),
+                class: ErrorKind::Exit,
                 message: match ran.code {
                     Some(c) => format!("{name} failed (exit code {c}): {}", last_error(ran)),
                     None => format!("{name} was killed by a signal"),
@@ -60,7 +61,7 @@ pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Durati
     };
     let lock = ran.stderr.all.contains("could not obtain lock");
     if lock {
-        error.class = "lock_timeout".into();
+        error.class = ErrorKind::LockTimeout;
         error.hint = Some(
             "another session holds a lock on a table; its `lock_timeout` setting bounds the wait"
                 .into(),

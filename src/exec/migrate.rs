@@ -20,6 +20,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use super::db::{self, Db, QueryFail};
 use super::{Attempt, Done, Fail, Run};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
@@ -560,7 +561,7 @@ fn fail(message: String, hint: &str) -> Fail {
     Fail::new(
         StepStatus::Failed,
         ErrorInfo {
-            class: "migrate".into(),
+            class: ErrorKind::Migrate,
             message,
             hint: Some(hint.into()),
             ..ErrorInfo::default()

@@ -37,8 +37,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use crate::events::{
-    Approval, Bus, CheckResult, ErrorInfo, Event, LockImpact, Role, RunStatus, SkippedCompensation,
-    StepStatus, Target, now,
+    Approval, Bus, CheckResult, ErrorInfo, ErrorKind, Event, LockImpact, Role, RollbackScope,
+    RunStatus, SkippedCompensation, StepStatus, Target, now,
 };
 use crate::exit;
 use crate::model::{ErrorClass, PhaseKind};
@@ -136,6 +136,25 @@ pub fn rerun_is_safe(a: &Action) -> bool {
     }
 }
 
+/// What `run.status` reads in templates while the run goes on: `running`,
+/// `failed` once a step failed and the branches run, then how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LiveStatus {
+    Running,
+    Failed,
+    Ended(RunStatus),
+}
+
+impl LiveStatus {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Ended(s) => s.name(),
+        }
+    }
+}
+
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunResult {
@@ -213,7 +232,7 @@ pub(crate) struct Run<'a> {
     steps_out: Map<String, Value>,
     run_id: String,
     started_at: String,
-    run_status: String,
+    run_status: LiveStatus,
     failed_step: Option<String>,
     interrupts: watch::Receiver<u32>,
     /// Interrupts needed to stop the current work: 1, or 2 while rolling
@@ -482,7 +501,7 @@ pub async fn execute(
         steps_out: Map::new(),
         run_id: opts.run_id,
         started_at,
-        run_status: "running".into(),
+        run_status: LiveStatus::Running,
         failed_step: None,
         interrupts,
         stop_level: 1,
@@ -585,7 +604,7 @@ impl<'a> Run<'a> {
             run => minijinja::Value::from(Serde(json!({
                 "id": self.run_id,
                 "started_at": self.started_at,
-                "status": self.run_status,
+                "status": self.run_status.name(),
                 "failed_step": self.failed_step.clone().unwrap_or_default(),
             }))),
             steps => minijinja::Value::from(Serde(&self.steps_out)),
@@ -607,7 +626,7 @@ impl<'a> Run<'a> {
         match self.env.render_str(src, self.context()) {
             Ok(raw) => Ok(raw),
             Err(e) => Err(ErrorInfo {
-                class: "template".into(),
+                class: ErrorKind::Template,
                 message: format!(
                     "failed to render at run time: {}",
                     e.detail()
@@ -815,7 +834,7 @@ impl<'a> Run<'a> {
             }
             Err(e) => {
                 let error = ErrorInfo {
-                    class: "template".into(),
+                    class: ErrorKind::Template,
                     message: format!("failed to evaluate `when`: {e}"),
                     ..ErrorInfo::default()
                 };
@@ -1050,7 +1069,7 @@ impl<'a> Run<'a> {
         match self.db.try_lock(self.lock_key).await? {
             Ok(()) => Ok(()),
             Err(holder) => Err(ErrorInfo {
-                class: "lock".into(),
+                class: ErrorKind::Lock,
                 message: format!(
                     "lost the run lock while reconnecting: another run took the database{}",
                     holder.map_or_else(String::new, |h| format!(
@@ -1484,17 +1503,18 @@ impl<'a> Run<'a> {
             let reason = format!("step `{}` {}", s.id, o.status.name());
             let (scope, needed) = match mode {
                 PlanOnFailure::Abort | PlanOnFailure::Continue => (None, false),
-                PlanOnFailure::Rollback => {
-                    (Some("phase"), registered.iter().any(|r| !r.changed_nothing))
-                }
-                PlanOnFailure::Steps(_) => (Some("phase_branch"), true),
+                PlanOnFailure::Rollback => (
+                    Some(RollbackScope::Phase),
+                    registered.iter().any(|r| !r.changed_nothing),
+                ),
+                PlanOnFailure::Steps(_) => (Some(RollbackScope::PhaseBranch), true),
             };
             let mut undo_ran = false;
             let mut undo_failed = false;
             if let Some(scope) = scope {
                 self.bus.emit(Event::RollbackStarted {
                     at: now(),
-                    scope: scope.to_string(),
+                    scope,
                     phase: Some(ph.id.clone()),
                     reason,
                 });
@@ -1527,7 +1547,7 @@ impl<'a> Run<'a> {
                 };
                 self.bus.emit(Event::RollbackFinished {
                     at: now(),
-                    scope: scope.to_string(),
+                    scope,
                     phase: Some(ph.id.clone()),
                     clean,
                     verification,
@@ -1662,10 +1682,10 @@ impl<'a> Run<'a> {
             && self.interrupt_count() < 2
         {
             self.stop_level = 2;
-            self.run_status = "failed".into();
+            self.run_status = LiveStatus::Failed;
             self.bus.emit(Event::RollbackStarted {
                 at: now(),
-                scope: "on_failure".into(),
+                scope: RollbackScope::OnFailure,
                 phase: None,
                 reason: self
                     .failed_step
@@ -1700,7 +1720,7 @@ impl<'a> Run<'a> {
             };
             self.bus.emit(Event::RollbackFinished {
                 at: now(),
-                scope: "on_failure".into(),
+                scope: RollbackScope::OnFailure,
                 phase: None,
                 clean: on_failure_clean,
                 verification,
@@ -1727,7 +1747,7 @@ impl<'a> Run<'a> {
         };
         let (status, exit_code, verdict) = verdict::decide(&facts);
 
-        self.run_status = status.name().to_string();
+        self.run_status = LiveStatus::Ended(status);
         if !plan.finally_steps.is_empty() {
             self.stop_level = self.stop_level.max(2);
             if !self
@@ -1849,7 +1869,7 @@ impl Run<'_> {
 
 pub(crate) fn cancelled_error() -> ErrorInfo {
     ErrorInfo {
-        class: "cancelled".into(),
+        class: ErrorKind::Cancelled,
         message: "interrupted".into(),
         ..ErrorInfo::default()
     }
@@ -1857,7 +1877,7 @@ pub(crate) fn cancelled_error() -> ErrorInfo {
 
 pub(crate) fn timeout_error(t: Option<Duration>) -> ErrorInfo {
     ErrorInfo {
-        class: "timeout".into(),
+        class: ErrorKind::Timeout,
         message: format!(
             "timed out after {}",
             t.map_or_else(|| "?".into(), |d| crate::duration::Duration(d).to_string())

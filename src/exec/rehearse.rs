@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::db::{self, Db};
 use super::migrate::{self, Ctx, History, ScriptFail, ScriptRun};
 use super::{Attempt, Done, Fail, Run};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::migrations::{Migration, Set};
 use crate::model::{Direction, MissingDowns, RehearseMode, Verdict};
@@ -338,7 +339,7 @@ fn failed(message: String, hint: &str) -> Fail {
     Fail::new(
         StepStatus::Failed,
         ErrorInfo {
-            class: "rehearse".into(),
+            class: ErrorKind::Rehearse,
             message,
             hint: Some(hint.into()),
             ..ErrorInfo::default()

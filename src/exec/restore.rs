@@ -11,6 +11,7 @@ use super::db::{self, Db};
 use super::fail::{child_failure, failed, is_problem, sql_failure, tool_failure};
 use super::{Attempt, Done, Fail, Run, child};
 use crate::backups::{self, Manifest};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::BackupFormat;
 use crate::pgtools;
@@ -451,7 +452,7 @@ async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
     let maint = r.db.connect_maintenance(&r.app_name).await;
     let Some(maint) = maint else {
         return Err(failed(
-            "restore",
+            ErrorKind::Restore,
             "cannot connect to the `postgres` or `template1` database to recreate the target; nothing was touched".into(),
             Some("`mode: recreate` needs a maintenance database; use `clean: true` to restore in place".into()),
         )
@@ -499,7 +500,7 @@ fn source_dir(r: &Run<'_>, from: &RestoreFrom) -> Result<PathBuf, Fail> {
             match out.and_then(|o| o.get("path")).and_then(Value::as_str) {
                 Some(p) => Ok(PathBuf::from(p)),
                 None => Err(failed(
-                    "restore",
+                    ErrorKind::Restore,
                     format!(
                         "steps.{id} has no backup to restore: the step {}",
                         out.and_then(|o| o.get("status"))
@@ -527,7 +528,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let dir = source_dir(r, &rs.from).map_err(Fail::unchanged)?;
     let refuse = |e: backups::BackupError| {
         failed(
-            "backup",
+            ErrorKind::Backup,
             format!(
                 "refusing to restore from {}: {e}; nothing was touched",
                 dir.display()
@@ -552,7 +553,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         let now = backups::manifest_sha256(&dir).unwrap_or_default();
         if now != want {
             return Err(failed(
-                "backup",
+                ErrorKind::Backup,
                 format!(
                     "refusing to restore from {}: its manifest.json changed after steps.{id} wrote it (sha256 {want} then, {now} now); nothing was touched",
                     dir.display()
@@ -571,19 +572,19 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         let (dir, m) = (dir.clone(), m.clone());
         tokio::task::spawn_blocking(move || backups::check_files(&dir, &m))
             .await
-            .map_err(|e| failed("internal", e.to_string(), None))?
+            .map_err(|e| failed(ErrorKind::Internal, e.to_string(), None))?
             .map_err(refuse)?;
     }
     if m.format == BackupFormat::Plain && rs.clean {
         return Err(failed(
-            "restore",
+            ErrorKind::Restore,
             format!("`clean: true` needs an archive, and {} holds a plain SQL dump; nothing was touched", dir.display()),
             Some("restore a plain dump into a new database (`target`), or take the backup with `format: directory` or `custom`".into()),
         ).unchanged());
     }
     if m.format == BackupFormat::Plain && rs.jobs > 1 {
         return Err(failed(
-            "restore",
+            ErrorKind::Restore,
             "a plain SQL dump is restored by psql in one session; `jobs` must be 1".into(),
             Some("remove `jobs`, or take the backup with `format: directory`".into()),
         )
@@ -629,7 +630,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             .map_err(|e| sql_failure("failed to list sessions on the target", &e).unchanged())?;
         if !others.is_empty() && !rs.terminate_connections {
             return Err(failed(
-                "restore",
+                ErrorKind::Restore,
                 format!(
                     "refusing to restore into `{target}`: {} other session(s) are connected: {}; nothing was touched",
                     others.len(),
@@ -690,7 +691,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     let recreating = rs.mode == crate::model::RestoreMode::Recreate;
     if recreating && record.as_ref().is_none_or(|x| x.covers != "whole") {
         return Err(failed(
-            "restore",
+            ErrorKind::Restore,
             format!("`mode: recreate` drops the whole database `{target}`, and {} is not a whole-database backup; nothing was touched", dir.display()),
             Some("restore a backup taken without `tables`, `schemas` or exclusions, or use `clean: true`".into()),
         )
@@ -835,7 +836,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
         Err(Fail {
             status: StepStatus::Failed,
             error: ErrorInfo {
-                class: "verify".into(),
+                class: ErrorKind::Verify,
                 message: format!("restored into `{target}`, but {}", what.join("; and ")),
                 hint: Some("the restore is incomplete; compare the database with the backup before using it".into()),
                 ..ErrorInfo::default()

@@ -12,6 +12,7 @@ use super::{
     LineState, PartialPolicy, Prior, Run, RunResult, journal, may_change, now, rerun_is_safe,
     unknown_check, verdict,
 };
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, Role, RunStatus, SkippedCompensation, StepStatus};
 use crate::exit;
 use crate::plan::{Plan, PlanOnFailure, PlanPhase, PlanStep};
@@ -218,7 +219,7 @@ impl Run<'_> {
                     s.id
                 ),
                 Ok(Some(ErrorInfo {
-                    class: "interrupted".into(),
+                    class: ErrorKind::Interrupted,
                     message: "the runner died while this step ran; it may have half-applied".into(),
                     ..ErrorInfo::default()
                 })),
@@ -305,7 +306,7 @@ impl Run<'_> {
         self.stop_level = 2;
         self.bus.emit(Event::RollbackStarted {
             at: now(),
-            scope: "run".into(),
+            scope: crate::events::RollbackScope::Run,
             phase: None,
             reason: format!("runbook rollback {of}"),
         });
@@ -338,7 +339,7 @@ impl Run<'_> {
         };
         self.bus.emit(Event::RollbackFinished {
             at: now(),
-            scope: "run".into(),
+            scope: crate::events::RollbackScope::Run,
             phase: None,
             clean,
             verification: Some(verification),
@@ -383,7 +384,7 @@ impl Run<'_> {
             ),
         };
         if !plan.finally_steps.is_empty() {
-            self.run_status = status.name().to_string();
+            self.run_status = super::LiveStatus::Ended(status);
             let _ = self
                 .all(&plan.finally_steps, None, Role::Finally, None)
                 .await;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Attempt, Done, Fail, Run, cancelled_error, child, timeout_error};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::plan::{Action, PlanStep};
 
@@ -42,7 +43,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
     };
     if !Path::new(&dir).is_dir() {
         return Err(fail(ErrorInfo {
-            class: "io".into(),
+            class: ErrorKind::Io,
             message: format!("working directory `{}` does not exist", dir.display()),
             ..ErrorInfo::default()
         }));
@@ -89,7 +90,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             Some(c) => Some((
                 StepStatus::Failed,
                 ErrorInfo {
-                    class: "exit".into(),
+                    class: ErrorKind::Exit,
                     message: format!(
                         "exited with code {c}, expected {}",
                         expect_exit
@@ -104,7 +105,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             None => Some((
                 StepStatus::Failed,
                 ErrorInfo {
-                    class: "exit".into(),
+                    class: ErrorKind::Exit,
                     message: "killed by a signal".into(),
                     ..ErrorInfo::default()
                 },

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::db::{self, Db};
 use super::{Attempt, Done, Fail, Run};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 use crate::plan::{Action, PlanStep};
 use crate::snapshot::{self, Change, Snapshot};
@@ -80,7 +81,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
             Fail::new(
                 StepStatus::Failed,
                 ErrorInfo {
-                    class: "snapshot".into(),
+                    class: ErrorKind::Snapshot,
                     message: format!("cannot write the snapshot to {shown}: {e}"),
                     ..ErrorInfo::default()
                 },
@@ -96,7 +97,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
                 return Err(Fail::new(
                     StepStatus::Failed,
                     ErrorInfo {
-                        class: "snapshot".into(),
+                        class: ErrorKind::Snapshot,
                         message: format!("steps.{id} took no snapshot in this run"),
                         hint: Some("it was skipped or failed; the comparison needs it".into()),
                         ..ErrorInfo::default()
@@ -125,7 +126,7 @@ pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>
                 format!("the schema differs from {what}: {}", summary(&changes))
             };
             failure = Some(ErrorInfo {
-                class: "snapshot".into(),
+                class: ErrorKind::Snapshot,
                 message,
                 hint: Some(if only_order {
                     "only the order of columns differs; `ignore_column_order: true` accepts that"

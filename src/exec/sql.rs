@@ -14,6 +14,7 @@ use tokio_postgres::SimpleQueryMessage;
 use super::blockers::{self, Blocker};
 use super::db::{self, QueryFail};
 use super::{Attempt, Done, Fail, Run};
+use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::Settings;
 use crate::plan::Text;
@@ -36,7 +37,7 @@ pub(crate) async fn run(
         return Err(Fail::new(
             StepStatus::Failed,
             ErrorInfo {
-                class: "sql".into(),
+                class: ErrorKind::Sql,
                 message: format!(
                     "`{}` in a step that runs in a transaction: it would end runbook's transaction early",
                     tc.kind
@@ -293,7 +294,9 @@ async fn look_for_blockers(
                 ),
             );
         }
-        Err(e) if e.class == "cancelled" => return Err(Fail::new(StepStatus::Cancelled, e)),
+        Err(e) if e.class == ErrorKind::Cancelled => {
+            return Err(Fail::new(StepStatus::Cancelled, e));
+        }
         Err(e) => log(
             r,
             step,
@@ -415,7 +418,7 @@ async fn still_invalid(r: &Run<'_>, st: &Statement, before: &[(String, String)])
         Fail::new(
             StepStatus::Failed,
             ErrorInfo {
-                class: "sql".into(),
+                class: ErrorKind::Sql,
                 message: format!(
                     "index {qualified} already exists and is INVALID (an earlier build failed), so IF NOT EXISTS skipped building it"
                 ),

@@ -186,7 +186,7 @@ pub fn render(r: &Report) -> String {
         report.add_test_suite(suite);
     }
     for (i, b) in r.branches.iter().enumerate() {
-        let name = format!("{}.rollback.{}.{}", r.runbook.name, i + 1, b.scope);
+        let name = format!("{}.rollback.{}.{}", r.runbook.name, i + 1, b.scope.name());
         let mut suite = TestSuite::new(name.clone());
         suite.add_test_cases(b.steps.iter().map(|s| case(s, &name)));
         report.add_test_suite(suite);

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{Report, StepReport};
+use crate::events::ErrorKind;
 use crate::events::StepStatus;
 use serde_json::Value;
 
@@ -55,6 +56,23 @@ fn show(v: &serde_json::Value) -> String {
 
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
+    write_header(&mut o, r);
+    write_steps(&mut o, r);
+    write_checks(&mut o, r);
+    write_errors(&mut o, r);
+    write_branches(&mut o, r);
+    write_finally_steps(&mut o, r);
+    write_data(&mut o, r);
+    write_migration_steps(&mut o, r);
+    write_locks(&mut o, r);
+    write_slowest(&mut o, r);
+    write_lint(&mut o, r);
+    write_warnings(&mut o, r);
+    o
+}
+
+/// The title, the verdict with its exit code, and where and what ran.
+fn write_header(o: &mut String, r: &Report) {
     let _ = writeln!(
         o,
         "# runbook report: {} {}\n",
@@ -96,7 +114,10 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(o, "| duration | {} |", duration(r.run.duration_ms));
     let _ = writeln!(o, "| runner | runbook {} |\n", r.runner.version);
+}
 
+/// Every phase and step with its status, duration and attempts.
+fn write_steps(o: &mut String, r: &Report) {
     let _ = writeln!(o, "## Steps\n");
     let _ = writeln!(o, "| phase | step | kind | status | duration | attempts |");
     let _ = writeln!(o, "|---|---|---|---|---|---|");
@@ -129,7 +150,10 @@ pub fn render(r: &Report) -> String {
         }
     }
     o.push('\n');
+}
 
+/// Every check, passed or failed, with its rows: the evidence of what was checked. Failed ones first.
+fn write_checks(o: &mut String, r: &Report) {
     // Every check, passed or failed, with its rows: the evidence of what
     // was checked. Failed ones first.
     let mut checks: Vec<&StepReport> = r
@@ -145,13 +169,21 @@ pub fn render(r: &Report) -> String {
     if !checks.is_empty() {
         let _ = writeln!(o, "## Checks\n");
         for s in checks {
-            write_check(&mut o, s);
+            write_check(o, s);
         }
     }
+}
 
+/// "Errors": each failed step's error in full.
+fn write_errors(o: &mut String, r: &Report) {
     let errors: Vec<(Option<&str>, &StepReport)> = r
         .all_steps()
-        .filter(|(_, s)| s.error.is_some() && s.error.as_ref().is_some_and(|e| e.class != "check"))
+        .filter(|(_, s)| {
+            s.error.is_some()
+                && s.error
+                    .as_ref()
+                    .is_some_and(|e| e.class != ErrorKind::Check)
+        })
         .collect();
     if !errors.is_empty() {
         let _ = writeln!(o, "## Errors\n");
@@ -206,7 +238,10 @@ pub fn render(r: &Report) -> String {
         }
         o.push('\n');
     }
+}
 
+/// Each rollback or failure branch: why it ran, and whether it left the database clean.
+fn write_branches(o: &mut String, r: &Report) {
     if !r.branches.is_empty() {
         let _ = writeln!(o, "## Rollback\n");
         for b in &r.branches {
@@ -215,21 +250,22 @@ pub fn render(r: &Report) -> String {
                 Some(false) => "**FAILED: a person must act**",
                 None => "did not finish",
             };
-            let scope = match b.scope.as_str() {
-                "phase" => format!(
+            use crate::events::RollbackScope as S;
+            let scope = match b.scope {
+                S::Phase => format!(
                     "compensations of phase `{}`",
                     b.phase.as_deref().unwrap_or("?")
                 ),
-                "phase_branch" => format!(
+                S::PhaseBranch => format!(
                     "failure branch of phase `{}`",
                     b.phase.as_deref().unwrap_or("?")
                 ),
-                "on_failure" => "runbook `on_failure` branch".to_string(),
-                "run" => "compensations of an earlier run (`runbook rollback`)".to_string(),
-                other => other.to_string(),
+                S::OnFailure => "runbook `on_failure` branch".to_string(),
+                S::Run => "compensations of an earlier run (`runbook rollback`)".to_string(),
+                S::Unknown => "unknown".to_string(),
             };
             let _ = writeln!(o, "{scope} ({}): {clean}\n", cell(&b.reason));
-            write_undo_check(&mut o, b.verification.as_ref());
+            write_undo_check(o, b.verification.as_ref());
             if !b.steps.is_empty() {
                 let _ = writeln!(o, "| step | undoes | status | duration |");
                 let _ = writeln!(o, "|---|---|---|---|");
@@ -247,7 +283,10 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+}
 
+/// The `finally` steps.
+fn write_finally_steps(o: &mut String, r: &Report) {
     if !r.finally_steps.is_empty() {
         let _ = writeln!(o, "## Finally\n");
         for s in &r.finally_steps {
@@ -261,7 +300,10 @@ pub fn render(r: &Report) -> String {
         }
         o.push('\n');
     }
+}
 
+/// "Backups and restores".
+fn write_data(o: &mut String, r: &Report) {
     let data: Vec<&StepReport> = r
         .all_steps()
         .map(|(_, s)| s)
@@ -270,11 +312,14 @@ pub fn render(r: &Report) -> String {
     if !data.is_empty() {
         let _ = writeln!(o, "## Backups and restores\n");
         for s in data {
-            write_details(&mut o, s);
+            write_details(o, s);
         }
         o.push('\n');
     }
+}
 
+/// "Migrations and schema": migrate, rehearse and snapshot steps.
+fn write_migration_steps(o: &mut String, r: &Report) {
     let migrations: Vec<&StepReport> = r
         .all_steps()
         .map(|(_, s)| s)
@@ -285,11 +330,14 @@ pub fn render(r: &Report) -> String {
     if !migrations.is_empty() {
         let _ = writeln!(o, "## Migrations and schema\n");
         for s in migrations {
-            write_migrations(&mut o, s);
+            write_migrations(o, s);
         }
         o.push('\n');
     }
+}
 
+/// "Lock impact": who waited on each step's locks, and how long.
+fn write_locks(o: &mut String, r: &Report) {
     let monitored: Vec<(&StepReport, &crate::events::LockImpact)> = r
         .all_steps()
         .filter_map(|(_, s)| s.lock_impact.as_ref().map(|l| (s, l)))
@@ -345,7 +393,10 @@ pub fn render(r: &Report) -> String {
         }
         o.push('\n');
     }
+}
 
+/// The slowest steps.
+fn write_slowest(o: &mut String, r: &Report) {
     let mut slow: Vec<&StepReport> = r
         .all_steps()
         .map(|(_, s)| s)
@@ -359,7 +410,10 @@ pub fn render(r: &Report) -> String {
         }
         o.push('\n');
     }
+}
 
+/// What `runbook lint` found before the run.
+fn write_lint(o: &mut String, r: &Report) {
     if let Some(l) = &r.lint
         && l["findings"].as_array().is_some_and(|f| !f.is_empty())
     {
@@ -388,7 +442,10 @@ pub fn render(r: &Report) -> String {
         }
         o.push('\n');
     }
+}
 
+/// Warnings of the run.
+fn write_warnings(o: &mut String, r: &Report) {
     if !r.warnings.is_empty() {
         let _ = writeln!(o, "## Warnings\n");
         for w in &r.warnings {
@@ -396,7 +453,6 @@ pub fn render(r: &Report) -> String {
         }
         o.push('\n');
     }
-    o
 }
 
 /// One check: what it expected against what it got, and the rows it saw.

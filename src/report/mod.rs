@@ -128,7 +128,7 @@ pub struct StepReport {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BranchReport {
     /// phase (compensations), phase_branch or on_failure.
-    pub scope: String,
+    pub scope: crate::events::RollbackScope,
     pub phase: Option<String>,
     pub reason: String,
     pub clean: Option<bool>,
@@ -281,7 +281,7 @@ impl Builder {
         }
         if self.report.branches.is_empty() {
             self.report.branches.push(BranchReport {
-                scope: "unknown".into(),
+                scope: crate::events::RollbackScope::Unknown,
                 phase: None,
                 reason: String::new(),
                 clean: None,
@@ -457,7 +457,7 @@ impl Builder {
                 ..
             } => {
                 self.report.branches.push(BranchReport {
-                    scope: scope.clone(),
+                    scope: *scope,
                     phase: phase.clone(),
                     reason: reason.clone(),
                     clean: None,
