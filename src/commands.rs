@@ -44,7 +44,7 @@ async fn connect(t: &Target, stderr: &mut impl Write) -> Result<Db, u8> {
         error(
             stderr,
             &format!("invalid database URL `{}`: {e}", redactor.redact(&url)),
-            "a URL looks like postgres://user@host:5432/db",
+            db::url_help(&e),
         );
         exit::INVALID
     })?;

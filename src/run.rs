@@ -185,7 +185,7 @@ pub fn exec(mut a: RunArgs) -> u8 {
             Err(e) => {
                 return refuse_plain(
                     &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
-                    "a URL looks like postgres://user@host:5432/database?sslmode=verify-full; the message says which part is wrong",
+                    exec::db::url_help(&e),
                 );
             }
             Ok(conn) => {

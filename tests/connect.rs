@@ -105,6 +105,10 @@ fn a_service_fills_what_the_string_leaves_out_and_the_string_wins() {
         err.contains("service `nope` is not defined in") && err.contains(file.to_str().unwrap()),
         "{err}"
     );
+    assert!(
+        err.contains("help: a service is a [section] of pg_service.conf"),
+        "{err}"
+    );
     // A key runbook cannot honour is named with its line.
     std::fs::write(&file, "[odd]\nhost=localhost\ngssencmode=require\n").unwrap();
     let out = case

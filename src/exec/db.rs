@@ -106,6 +106,15 @@ fn host_at(config: &Config, i: usize) -> (String, u16) {
     (host, port)
 }
 
+/// The help line for a connection string that [`parse_url`] refused.
+pub fn url_help(error: &str) -> &'static str {
+    if error.contains("service") {
+        "a service is a [section] of pg_service.conf (PGSERVICEFILE, default ~/.pg_service.conf); docs/exec.md lists the keys runbook takes"
+    } else {
+        "a URL looks like postgres://user@host:5432/database?sslmode=verify-full; the message says which part is wrong"
+    }
+}
+
 /// Where a connection points, without the password: the host its session
 /// reached when that is known, else the first it tries.
 pub fn target_of_conn(conn: &Conn, ephemeral: bool) -> Target {
