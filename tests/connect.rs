@@ -274,3 +274,84 @@ fn the_privileges_check_names_what_the_role_lacks_before_anything_changes() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// A failover mid-run: the server the run reached turns read-only and
+/// drops its sessions; the run reconnects to the other host, and the
+/// children after that follow it there, not to the server they were first
+/// sent to.
+#[test]
+fn after_a_failover_the_children_follow_the_new_primary() {
+    let db = Db::fresh();
+    let (host, port, name) = parts(&db.url);
+    let first = Ephemeral::start().unwrap();
+    let admin = first.url("postgres");
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let on_first = first.url(&name);
+    psql(&on_first, "CREATE TABLE on_first (id int)");
+    db.sql("CREATE TABLE on_second (id int)");
+    let (fhost, fport, _) = parts(&admin);
+    let url = format!(
+        "postgres://runbook@{fhost}:{fport},{host}:{port}/{name}?target_session_attrs=read-write"
+    );
+    let case = Case::new(&format!(
+        r#"{HEAD}phases:
+  - id: p
+    kind: custom
+    steps:
+      - id: before
+        timeout: 1min
+        shell: psql -XAtc "SELECT to_regclass('on_first') IS NOT NULL"
+      - id: wait
+        retry: {{ attempts: 3, backoff: {{ initial: 200ms, factor: 1, max: 200ms }}, on: [connection] }}
+        sql: SELECT pg_sleep(3);
+      - id: after
+        timeout: 1min
+        shell: psql -XAtc "SELECT to_regclass('on_second') IS NOT NULL"
+"#
+    ));
+    let child = case
+        .command(&url, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while psql(
+        &on_first,
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND state = 'active' AND pid <> pg_backend_pid()",
+    ) != "1"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The failover: the first server turns read-only and drops the run.
+    psql(
+        &admin,
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    );
+    psql(&admin, "SELECT pg_reload_conf()");
+    psql(
+        &admin,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    );
+    let out = child.wait_with_output().unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("before")["stdout_tail"].as_str().unwrap().trim(),
+        "t"
+    );
+    assert!(
+        run.step("wait")["attempts"].as_array().unwrap().len() >= 2,
+        "{}",
+        run.step("wait")
+    );
+    assert_eq!(
+        run.step("after")["stdout_tail"].as_str().unwrap().trim(),
+        "t",
+        "psql followed the run to the new primary"
+    );
+}

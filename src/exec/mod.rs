@@ -1061,6 +1061,18 @@ impl<'a> Run<'a> {
     /// old session's lock died with it.
     async fn reconnect(&mut self) -> Result<(), ErrorInfo> {
         self.db.reconnect(&self.app_name).await?;
+        // After a failover the new session may have reached another of
+        // several hosts: the children follow it.
+        if self.db.config().config.get_hosts().len() > 1 {
+            let mut conn = self.db.config().clone();
+            conn.reached = self.db.reached_host().await;
+            let passfile = self
+                .pg_env
+                .iter()
+                .find(|(k, _)| k == "PGPASSFILE")
+                .map(|(_, v)| PathBuf::from(v));
+            self.pg_env = db::libpq_env(&conn, &self.app_name, passfile.as_deref());
+        }
         self.relock().await
     }
 
