@@ -347,8 +347,9 @@ fn free_port() -> u16 {
         .unwrap_or(54329)
 }
 
-/// The user to run PostgreSQL as: `None` when runbook is not root.
-fn unprivileged_user() -> Result<Option<(Uid, Gid)>, EphemeralError> {
+/// The user to run a server as (PostgreSQL, or a test's PgBouncer; both
+/// refuse root): `None` when runbook is not root.
+pub fn unprivileged_user() -> Result<Option<(Uid, Gid)>, EphemeralError> {
     if !Uid::effective().is_root() {
         return Ok(None);
     }

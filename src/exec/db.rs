@@ -375,6 +375,41 @@ impl Db {
             .map_err(|e| error_info(&e, None))
     }
 
+    /// Evidence that a pooler hands this session's server backend to other
+    /// clients between transactions (PgBouncer's `transaction` or
+    /// `statement` mode, and poolers like it), or None when none shows.
+    /// The run's advisory lock and settings belong to a server session, so
+    /// under such a pooler they would stay behind on a backend that others
+    /// then use. Two observations that no direct connection can produce:
+    /// - a second client session is served by this session's backend;
+    /// - this session's backend changes between two of its statements.
+    ///
+    /// A direct connection, or a pooler in `session` mode (which keeps one
+    /// backend per client, all the run needs), shows neither. The second
+    /// session gets `wait` to answer: a session-mode pool with no free
+    /// backend makes it queue, and that is no evidence of anything.
+    pub async fn pooler_evidence(&self, app: &str, wait: Duration) -> Option<String> {
+        let first = self.pid().await.ok()?;
+        let other = tokio::time::timeout(wait, async {
+            let probe = Db::connect(self.config.clone(), app).await.ok()?;
+            probe.pid().await.ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        if other == Some(first) {
+            return Some(format!(
+                "a second connection was served by this connection's server process (pid {first})"
+            ));
+        }
+        let again = self.pid().await.ok()?;
+        (again != first).then(|| {
+            format!(
+                "this connection's server process changed between two statements (pid {first}, then {again})"
+            )
+        })
+    }
+
     /// Connect again after a connection error, before a retry.
     /// A new session in place of a lost one. A server that is restarting
     /// answers "shutting down" or "starting up" for a while: connection

@@ -300,6 +300,26 @@ pub fn application_name(plan: &Plan, run_id: &str) -> String {
     name
 }
 
+/// A run that ends before its first step: the verdict says why.
+fn finish_early(
+    mut bus: Bus,
+    started: Instant,
+    status: RunStatus,
+    exit_code: u8,
+    verdict: String,
+) -> RunResult {
+    bus.emit(Event::RunFinished {
+        at: now(),
+        status,
+        exit_code,
+        duration_ms: ms(started.elapsed()),
+        verdict,
+        failed_step: None,
+    });
+    bus.finish();
+    RunResult { status, exit_code }
+}
+
 /// Run the plan. Reports are written by the bus's sinks on every outcome.
 pub async fn execute(
     v: &Validated,
@@ -357,19 +377,7 @@ pub async fn execute(
                     "INTERRUPTED while connecting; nothing ran".to_string(),
                 ),
             };
-            bus.emit(Event::RunFinished {
-                at: now(),
-                status,
-                exit_code: code,
-                duration_ms: ms(started.elapsed()),
-                verdict,
-                failed_step: None,
-            });
-            bus.finish();
-            return RunResult {
-                status,
-                exit_code: code,
-            };
+            return finish_early(bus, started, status, code, verdict);
         }
     };
     // Of several hosts, the one reached: the report names it, and the
@@ -388,6 +396,26 @@ pub async fn execute(
     target.server_version = db.server_version().await;
     target.tls = Some(db.tls_summary().await);
     let server_version = target.server_version.clone().unwrap_or_default();
+    // Before the run lock: under a transaction-mode pooler the lock would
+    // stay behind on a server session that other clients then use.
+    let pooled = if opts.ephemeral {
+        None
+    } else {
+        db.pooler_evidence(&journal_app(&app_name), Duration::from_secs(3))
+            .await
+    };
+    if let Some(evidence) = pooled {
+        bus.emit(run_started(target));
+        return finish_early(
+            bus,
+            started,
+            RunStatus::PreflightFailed,
+            exit::PREFLIGHT_FAILED,
+            format!(
+                "REFUSED: a connection pooler in transaction or statement mode is between runbook and PostgreSQL ({evidence}); the run's lock and session settings would not stay with its statements. Connect to PostgreSQL directly (for PgBouncer, the server's own port instead of the pooler's; on a managed service, its direct endpoint rather than the pooled one), or through a pool in session mode; nothing ran"
+            ),
+        );
+    }
     let lock_key = db::lock_key(&target.database, &plan.runbook.name);
     let locked = db.try_lock(lock_key).await;
     let database = target.database.clone();
@@ -430,19 +458,7 @@ pub async fn execute(
             ),
             Ok(Ok(())) => unreachable!("matched a failure above"),
         };
-        bus.emit(Event::RunFinished {
-            at: now(),
-            status: RunStatus::Locked,
-            exit_code: exit::INVALID,
-            duration_ms: ms(started.elapsed()),
-            verdict,
-            failed_step: None,
-        });
-        bus.finish();
-        return RunResult {
-            status: RunStatus::Locked,
-            exit_code: exit::INVALID,
-        };
+        return finish_early(bus, started, RunStatus::Locked, exit::INVALID, verdict);
     }
 
     // The journal: its own session, opened once the run lock is held.
