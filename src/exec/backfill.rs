@@ -22,7 +22,7 @@ use super::sql::log;
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{Event, StepStatus, now};
-use crate::plan::{Action, PlanBackfill, PlanStep};
+use crate::plan::{PlanBackfill, PlanStep};
 use crate::quote::ident as quote_ident;
 
 /// How often progress events go out, at most.
@@ -46,10 +46,12 @@ struct Checkpoint {
     batches: i64,
 }
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let Action::Backfill(b) = &s.action else {
-        unreachable!("backfill::run is called for backfill steps")
-    };
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &crate::plan::PlanBackfill,
+    timeout: Option<Duration>,
+) -> Attempt {
     let started = Instant::now();
     let deadline = timeout.map(|t| started + t);
     let render = |t| {

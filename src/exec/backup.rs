@@ -21,7 +21,7 @@ use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::{BackupFormat, Verify};
 use crate::pgtools;
-use crate::plan::{Action, PlanStep};
+use crate::plan::PlanStep;
 
 /// Removes a backup directory unless disarmed: every early return of a
 /// failed backup cleans up after itself.
@@ -290,10 +290,12 @@ async fn reconcile(
     Ok(counted)
 }
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let Action::Backup(b) = &s.action else {
-        unreachable!("backup::run is called for backup steps")
-    };
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &crate::plan::PlanBackup,
+    timeout: Option<Duration>,
+) -> Attempt {
     let started = Instant::now();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let render_fail = |e: ErrorInfo| Fail::new(StepStatus::Failed, e);

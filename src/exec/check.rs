@@ -13,22 +13,24 @@ use super::rows::{json_rows, matches, read_only_prefix, show};
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{Assertion, CheckResult, ErrorInfo, Expectation, StepStatus};
-use crate::plan::{Action, PlanStep};
+use crate::plan::{PlanCheck, PlanStep};
 
 /// A check's rows kept in the report; the count is always there.
 const REPORTED_ROWS: usize = 100;
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let Action::Check {
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    c: &PlanCheck,
+    timeout: Option<Duration>,
+) -> Attempt {
+    let PlanCheck {
         query,
         builtin,
         expect,
         assert,
         severity,
-    } = &s.action
-    else {
-        unreachable!("check::run is called for checks")
-    };
+    } = c;
     let mut found = None;
     let rows = match builtin {
         Some(b) => {

@@ -589,10 +589,12 @@ pub(crate) fn load_set(r: &Run<'_>, dir: &crate::plan::Text, format: &str) -> Re
     })
 }
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let crate::plan::Action::Migrate(m) = &s.action else {
-        unreachable!("migrate::run is called for migrate steps")
-    };
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    m: &crate::plan::PlanMigrate,
+    timeout: Option<Duration>,
+) -> Attempt {
     let m: &PlanMigrate = m;
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
     let set = load_set(r, &m.dir, &m.format)?;

@@ -126,13 +126,13 @@ impl Prior {
 pub fn rerun_is_safe(a: &Action) -> bool {
     match a {
         Action::Sql { transaction, .. } => *transaction,
-        Action::Check { .. }
+        Action::Check(_)
         | Action::Sleep { .. }
         | Action::Snapshot(_)
         | Action::Backup(_)
         | Action::Migrate(_) => true,
         Action::Rehearse(x) => x.scratch.is_some(),
-        Action::Shell { .. } | Action::Restore(_) | Action::Backfill(_) => false,
+        Action::Shell(_) | Action::Restore(_) | Action::Backfill(_) => false,
     }
 }
 
@@ -967,7 +967,7 @@ impl<'a> Run<'a> {
         // A rehearsal on a scratch database takes no lock on the run's.
         if matches!(
             s.action,
-            Action::Check { .. } | Action::Sleep { .. } | Action::Snapshot(_)
+            Action::Check(_) | Action::Sleep { .. } | Action::Snapshot(_)
         ) || matches!(&s.action, Action::Rehearse(x) if x.scratch.is_some())
         {
             return None;
@@ -1111,56 +1111,12 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The step's action in one line, templates rendered as they run.
     fn describe(&self, a: &Action) -> String {
-        let shown = |t: &Text| {
+        a.describe(&|t: &Text| {
             self.render(t)
                 .map_or_else(|_| t.text.clone(), |(_, shown)| shown)
-        };
-        match a {
-            Action::Sql { statements, .. } => shown(statements),
-            Action::Check {
-                builtin: Some(b), ..
-            } => format!("builtin check {}", b.name),
-            Action::Check { query, .. } => shown(query),
-            Action::Shell {
-                script: Some(t), ..
-            } => shown(t),
-            Action::Shell { argv, .. } => argv.iter().map(shown).collect::<Vec<_>>().join(" "),
-            Action::Sleep { duration } => format!("sleep {duration}"),
-            Action::Backup(b) => format!(
-                "backup ({}) to {}",
-                b.format.name(),
-                self.render(&b.path)
-                    .map_or_else(|_| b.path.text.clone(), |(_, shown)| shown)
-            ),
-            Action::Restore(rs) => format!(
-                "restore from {}",
-                match &rs.from {
-                    crate::plan::RestoreFrom::Step(id) => format!("steps.{id}"),
-                    crate::plan::RestoreFrom::Path(t) => shown(t),
-                }
-            ),
-            Action::Backfill(b) => format!(
-                "backfill {} SET {}{} in batches of {}",
-                shown(&b.table),
-                shown(&b.set),
-                b.where_
-                    .as_ref()
-                    .map(|w| format!(" WHERE {}", shown(w)))
-                    .unwrap_or_default(),
-                b.batch_size
-            ),
-            Action::Migrate(m) => format!(
-                "migrate {} {}",
-                match m.direction {
-                    crate::model::Direction::Up => "up",
-                    crate::model::Direction::Down => "down",
-                },
-                shown(&m.dir)
-            ),
-            Action::Snapshot(_) => "schema snapshot".into(),
-            Action::Rehearse(x) => format!("rehearse {}", shown(&x.dir)),
-        }
+        })
     }
 
     async fn attempt(&mut self, s: &PlanStep) -> Attempt {
@@ -1174,14 +1130,14 @@ impl<'a> Run<'a> {
                 let settings = s.settings.as_ref().unwrap_or(&plan.settings);
                 sql::run(self, &s.id, statements, *transaction, timeout, settings).await
             }
-            Action::Check { .. } => check::run(self, s, timeout).await,
-            Action::Shell { .. } => shell::run(self, s, timeout).await,
-            Action::Backup(_) => backup::run(self, s, timeout).await,
-            Action::Restore(_) => restore::run(self, s, timeout).await,
-            Action::Backfill(_) => backfill::run(self, s, timeout).await,
-            Action::Migrate(_) => migrate::run(self, s, timeout).await,
-            Action::Snapshot(_) => snapshot::run(self, s, timeout).await,
-            Action::Rehearse(_) => rehearse::run(self, s, timeout).await,
+            Action::Check(c) => check::run(self, s, c, timeout).await,
+            Action::Shell(sh) => shell::run(self, s, sh, timeout).await,
+            Action::Backup(b) => backup::run(self, s, b, timeout).await,
+            Action::Restore(rs) => restore::run(self, s, rs, timeout).await,
+            Action::Backfill(b) => backfill::run(self, s, b, timeout).await,
+            Action::Migrate(m) => migrate::run(self, s, m, timeout).await,
+            Action::Snapshot(x) => snapshot::run(self, s, x, timeout).await,
+            Action::Rehearse(x) => rehearse::run(self, s, x, timeout).await,
             Action::Sleep { duration } => {
                 let limit = timeout.unwrap_or(Duration::MAX);
                 tokio::select! {
@@ -1211,13 +1167,8 @@ impl<'a> Run<'a> {
             Ok(d) => (StepStatus::Succeeded, d, None, false),
             Err(f) => (f.status, f.partial, Some(f.error), f.changed_nothing),
         };
-        let warn_only = matches!(
-            &s.action,
-            Action::Check {
-                severity: crate::model::Severity::Warn,
-                ..
-            }
-        );
+        let warn_only =
+            matches!(&s.action, Action::Check(c) if c.severity == crate::model::Severity::Warn);
         let fatal = status.is_failure() && !(warn_only && status == StepStatus::Failed);
         // A failure that may have committed part of the step's work.
         let partial = status.is_failure()
@@ -1856,11 +1807,9 @@ struct PhaseFailure {
 /// promise.
 fn may_change(a: &Action, phase: PhaseKind) -> bool {
     match a {
-        Action::Check { .. } | Action::Sleep { .. } | Action::Snapshot(_) | Action::Backup(_) => {
-            false
-        }
+        Action::Check(_) | Action::Sleep { .. } | Action::Snapshot(_) | Action::Backup(_) => false,
         Action::Rehearse(x) => x.scratch.is_none(),
-        Action::Shell { .. } => !matches!(phase, PhaseKind::Preflight | PhaseKind::Verify),
+        Action::Shell(_) => !matches!(phase, PhaseKind::Preflight | PhaseKind::Verify),
         Action::Sql { .. } | Action::Restore(_) | Action::Backfill(_) | Action::Migrate(_) => true,
     }
 }

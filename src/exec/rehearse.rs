@@ -29,7 +29,7 @@ use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::migrations::{Migration, Set};
 use crate::model::{Direction, MissingDowns, RehearseMode, Verdict};
-use crate::plan::{Action, PlanRehearse, PlanScratch, PlanStep};
+use crate::plan::{PlanRehearse, PlanScratch, PlanStep};
 use crate::snapshot::{self, Snapshot};
 
 /// A finding about one migration (or, with `version` "*", the whole set).
@@ -499,10 +499,12 @@ async fn drop_scratch(r: &mut Run<'_>, name: &str) {
     }
 }
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let Action::Rehearse(x) = &s.action else {
-        unreachable!("rehearse::run is called for rehearse steps")
-    };
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    x: &crate::plan::PlanRehearse,
+    timeout: Option<Duration>,
+) -> Attempt {
     let x: &PlanRehearse = x;
     let set = migrate::load_set(r, &x.dir, &x.format)?;
     let seed = match &x.seed {

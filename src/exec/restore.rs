@@ -15,7 +15,7 @@ use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::BackupFormat;
 use crate::pgtools;
-use crate::plan::{Action, PlanStep, RestoreFrom};
+use crate::plan::{PlanStep, RestoreFrom};
 
 /// How to restore.
 pub(crate) struct How {
@@ -518,10 +518,12 @@ fn source_dir(r: &Run<'_>, from: &RestoreFrom) -> Result<PathBuf, Fail> {
     }
 }
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let Action::Restore(rs) = &s.action else {
-        unreachable!("restore::run is called for restore steps")
-    };
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    rs: &crate::plan::PlanRestore,
+    timeout: Option<Duration>,
+) -> Attempt {
     let started = Instant::now();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     // Every refusal up to the first session terminated touches nothing.

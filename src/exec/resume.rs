@@ -45,10 +45,7 @@ fn tolerated(ph: &PlanPhase, s: &PlanStep) -> bool {
     matches!(ph.on_failure, PlanOnFailure::Continue)
         || matches!(
             &s.action,
-            crate::plan::Action::Check {
-                severity: crate::model::Severity::Warn,
-                ..
-            }
+            crate::plan::Action::Check(c) if c.severity == crate::model::Severity::Warn
         )
 }
 

@@ -15,19 +15,21 @@ use serde_json::Value;
 use super::{Attempt, Done, Fail, Run, cancelled_error, child, timeout_error};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
-use crate::plan::{Action, PlanStep};
+use crate::plan::{PlanShell, PlanStep};
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let Action::Shell {
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    sh: &PlanShell,
+    timeout: Option<Duration>,
+) -> Attempt {
+    let PlanShell {
         script,
         argv,
         env,
         cwd,
         expect_exit,
-    } = &s.action
-    else {
-        unreachable!("shell::run is called for shell steps")
-    };
+    } = sh;
     let fail = |e: ErrorInfo| Fail::new(StepStatus::Failed, e);
     let words: Vec<String> = match script {
         Some(t) => vec!["sh".into(), "-c".into(), r.render(t).map_err(fail)?.0],

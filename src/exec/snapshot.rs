@@ -9,7 +9,7 @@ use super::db::{self, Db};
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
-use crate::plan::{Action, PlanStep};
+use crate::plan::PlanStep;
 use crate::snapshot::{self, Change, Snapshot};
 
 /// Take a snapshot on `db`, within `timeout`, stopping on an interrupt.
@@ -58,10 +58,12 @@ pub fn summary(changes: &[Change]) -> String {
     )
 }
 
-pub(crate) async fn run(r: &mut Run<'_>, s: &PlanStep, timeout: Option<Duration>) -> Attempt {
-    let Action::Snapshot(x) = &s.action else {
-        unreachable!("snapshot::run is called for snapshot steps")
-    };
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    x: &crate::plan::PlanSnapshot,
+    timeout: Option<Duration>,
+) -> Attempt {
     let snap = take(r, &r.db, timeout).await?;
     let mut done = Done::default();
     done.output

@@ -1,0 +1,104 @@
+//! A rehearse step's plan: each migration forward, back and forward again.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Action, Planner, Text};
+use crate::duration::Duration;
+use crate::model;
+
+/// Where a rehearsal runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanScratch {
+    /// CREATE DATABASE ... TEMPLATE the run's database.
+    Template,
+    /// A restore of the backup an earlier step took.
+    Backup(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRehearse {
+    pub dir: Text,
+    pub format: String,
+    pub mode: model::RehearseMode,
+    pub slow_threshold: Duration,
+    pub errors: Vec<model::Verdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PlanScratch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Text>,
+    pub history_table: String,
+    pub missing_downs: model::MissingDowns,
+}
+
+impl PlanRehearse {
+    /// In one line, for the progress display; `shown` renders a template.
+    pub fn describe(&self, shown: &dyn Fn(&Text) -> String) -> String {
+        format!("rehearse {}", shown(&self.dir))
+    }
+}
+
+impl Planner<'_> {
+    pub(super) fn rehearse(&mut self, x: &model::RehearseStep, p: &str) -> Action {
+        Action::Rehearse(Box::new(PlanRehearse {
+            dir: self.text(&x.dir, &format!("{p}/rehearse/dir")),
+            format: x.format.clone().unwrap_or_else(|| "auto".into()),
+            mode: x.mode,
+            slow_threshold: x
+                .slow_threshold
+                .unwrap_or(Duration(std::time::Duration::from_millis(
+                    model::DEFAULT_SLOW_THRESHOLD_MS,
+                ))),
+            errors: self.verdicts(x.errors.as_ref(), &format!("{p}/rehearse/errors")),
+            missing_downs: x.missing_downs,
+            scratch: match &x.scratch {
+                None | Some(model::Scratch::Template(false)) => None,
+                Some(model::Scratch::Template(true)) => Some(PlanScratch::Template),
+                Some(model::Scratch::Backup { from }) => Some(PlanScratch::Backup(
+                    from.trim().trim_start_matches("steps.").to_string(),
+                )),
+            },
+            seed: x
+                .seed
+                .as_ref()
+                .map(|t| self.text(t, &format!("{p}/rehearse/seed"))),
+            history_table: x.history_table.clone(),
+        }))
+    }
+}
+
+pub(super) fn write(o: &mut String, x: &PlanRehearse, inner: usize) {
+    let pad = inner + 2;
+    let legs = match x.mode {
+        model::RehearseMode::PerMigration => {
+            "per migration: up, down (parity and data checked), up again"
+        }
+        model::RehearseMode::WholeSet => {
+            "whole set: every up, every down in reverse (parity and data checked), every up again"
+        }
+    };
+    let _ = writeln!(o, "{:pad$}{} ({} format): {legs}", "", x.dir.text, x.format);
+    let on = match &x.scratch {
+        None => "the run's database".to_string(),
+        Some(PlanScratch::Template) => {
+            "a scratch clone (CREATE DATABASE ... TEMPLATE), dropped afterwards".into()
+        }
+        Some(PlanScratch::Backup(id)) => {
+            format!("a scratch restore of steps.{id}, dropped afterwards")
+        }
+    };
+    let _ = writeln!(o, "{:pad$}on {on}", "");
+    let errors: Vec<&str> = x.errors.iter().map(|v| v.name()).collect();
+    let _ = writeln!(
+        o,
+        "{:pad$}slow above {}; fails on {}",
+        "",
+        x.slow_threshold,
+        errors.join(", ")
+    );
+    if let Some(s) = &x.seed {
+        let _ = writeln!(o, "{:pad$}seed {} after each up", "", s.text);
+    }
+}
