@@ -105,8 +105,8 @@ impl Table {
     pub fn qualified(&self) -> String {
         format!(
             "{}.{}",
-            crate::quote::ident(&self.schema),
-            crate::quote::ident(&self.name)
+            crate::pg::quote::ident(&self.schema),
+            crate::pg::quote::ident(&self.name)
         )
     }
 }

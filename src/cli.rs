@@ -818,7 +818,7 @@ fn backups(cmd: BackupsCmd, stdout: &mut impl Write, stderr: &mut impl Write) ->
             let version = backups::load(&dir)
                 .map(|m| m.pg_dump_version)
                 .unwrap_or_else(|_| "0".into());
-            let tool = match crate::pgtools::find("pg_restore", &version, pg_bin_dir.as_deref()) {
+            let tool = match crate::pg::tools::find("pg_restore", &version, pg_bin_dir.as_deref()) {
                 Ok(t) => t,
                 Err(e) => {
                     let _ = writeln!(stderr, "error: {e}\n  = help: {}", e.hint());

@@ -4,10 +4,10 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use crate::exec::db::{self, Db};
 use crate::exec::migrate::{self, History};
 use crate::exit;
 use crate::migrations::{self, Format};
+use crate::pg::db::{self, Db};
 use crate::snapshot::{self, File, Snapshot};
 
 /// What every database command needs: the URL (flag, then $DATABASE_URL).

@@ -30,7 +30,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::statements::Statement;
+use crate::pg::statements::Statement;
 
 /// The marker that runs a script outside a transaction, in any format.
 pub const NO_TRANSACTION_MARKER: &str = "-- runbook:no-transaction";
@@ -119,7 +119,7 @@ impl Script {
     }
 
     fn is_blank(&self) -> bool {
-        crate::statements::split(&self.sql).is_empty()
+        crate::pg::statements::split(&self.sql).is_empty()
     }
 }
 
@@ -902,7 +902,7 @@ mod tests {
             m.down,
             Down::Missing("00001_f.sql has no down section".into())
         );
-        assert_eq!(crate::statements::split(&m.up.sql).len(), 1);
+        assert_eq!(crate::pg::statements::split(&m.up.sql).len(), 1);
     }
 
     #[test]

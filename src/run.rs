@@ -157,7 +157,7 @@ pub fn exec(mut a: RunArgs) -> u8 {
             .database_url
             .clone()
             .or_else(|| plan.database_url.clone())
-            .or_else(exec::db::url_from_env)
+            .or_else(crate::pg::db::url_from_env)
         {
             Some(u) => Some(u),
             None => {
@@ -181,11 +181,11 @@ pub fn exec(mut a: RunArgs) -> u8 {
     }
     if let Some(u) = &url {
         redactor.add_url(u);
-        match exec::db::parse_url(u) {
+        match crate::pg::db::parse_url(u) {
             Err(e) => {
                 return refuse_plain(
                     &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
-                    exec::db::url_help(&e),
+                    crate::pg::db::url_help(&e),
                 );
             }
             Ok(conn) => {
@@ -330,7 +330,7 @@ pub fn exec(mut a: RunArgs) -> u8 {
             }
         },
     };
-    let config = match exec::db::parse_url(&url) {
+    let config = match crate::pg::db::parse_url(&url) {
         Ok(c) => c,
         Err(e) => {
             return refuse_plain(

@@ -105,7 +105,7 @@ pub fn sql_literal(v: Value) -> Result<String, Error> {
         minijinja::value::ValueKind::Bool => Ok(if v.is_true() { "TRUE" } else { "FALSE" }.into()),
         minijinja::value::ValueKind::Number => Ok(v.to_string()),
         minijinja::value::ValueKind::String => {
-            Ok(crate::quote::literal(v.as_str().unwrap_or_default()))
+            Ok(crate::pg::quote::literal(v.as_str().unwrap_or_default()))
         }
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
@@ -138,7 +138,7 @@ pub fn sql_ident(v: Value) -> Result<String, Error> {
         return Ok(d.to_string());
     }
     match v.as_str() {
-        Some(s) if !s.is_empty() && !s.contains('\0') => Ok(crate::quote::ident(s)),
+        Some(s) if !s.is_empty() && !s.contains('\0') => Ok(crate::pg::quote::ident(s)),
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
             "`ident` quotes a non-empty string as one identifier",

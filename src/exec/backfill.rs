@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::db::{self, QueryFail};
 use super::fail::{failed, sql_failure};
 use super::sql::log;
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{Event, StepStatus, now};
+use crate::pg::db::{self, QueryFail};
+use crate::pg::quote::ident as quote_ident;
 use crate::plan::{PlanBackfill, PlanStep};
-use crate::quote::ident as quote_ident;
 
 /// How often progress events go out, at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -520,7 +520,7 @@ fn compare(t: &Table, op: &str, vals: &[String]) -> String {
     let typed: Vec<String> = vals
         .iter()
         .zip(&t.key)
-        .map(|(v, (_, ty))| format!("{}::{ty}", crate::quote::literal(v)))
+        .map(|(v, (_, ty))| format!("{}::{ty}", crate::pg::quote::literal(v)))
         .collect();
     format!("({}) {op} ({})", key_list(t), typed.join(", "))
 }
@@ -625,14 +625,14 @@ fn update_sql(
     RETURNING 1
 )",
             state = w.state,
-            rb = crate::quote::literal(w.runbook),
-            st = crate::quote::literal(w.step),
-            fp = crate::quote::literal(w.fingerprint),
-            upto = upto.iter().map(|v| crate::quote::literal(v)).collect::<Vec<_>>().join(", "),
+            rb = crate::pg::quote::literal(w.runbook),
+            st = crate::pg::quote::literal(w.step),
+            fp = crate::pg::quote::literal(w.fingerprint),
+            upto = upto.iter().map(|v| crate::pg::quote::literal(v)).collect::<Vec<_>>().join(", "),
             done = w.ck.rows_done + w.seen,
             upd = w.ck.rows_updated,
             batches = w.ck.batches + 1,
-            run = crate::quote::literal(w.run_id),
+            run = crate::pg::quote::literal(w.run_id),
         )
     });
     format!(

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use super::db::{self, Db};
 use super::fail::{child_failure, failed, is_problem, sql_failure, tool_failure};
 use super::{Attempt, Done, Fail, Run, child, ms};
 use crate::backups::{self, FileHash, Manifest, Table, TocEntry, Verification};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::{BackupFormat, Verify};
-use crate::pgtools;
+use crate::pg::db::{self, Db};
+use crate::pg::tools;
 use crate::plan::PlanStep;
 
 /// Removes a backup directory unless disarmed: every early return of a
@@ -324,18 +324,18 @@ pub(crate) async fn run(
     let exclude_schemas = list(&b.exclude_schemas)?;
 
     let bin = r.pg_bin_dir.clone();
-    let pg_dump = pgtools::find("pg_dump", &r.server_version, bin.as_deref())
-        .map_err(|e| tool_failure(&e))?;
+    let pg_dump =
+        tools::find("pg_dump", &r.server_version, bin.as_deref()).map_err(|e| tool_failure(&e))?;
     let pg_restore = if b.format == BackupFormat::Plain {
         None
     } else {
         Some(
-            pgtools::find("pg_restore", &r.server_version, bin.as_deref())
+            tools::find("pg_restore", &r.server_version, bin.as_deref())
                 .map_err(|e| tool_failure(&e))?,
         )
     };
     let psql = if b.format == BackupFormat::Plain && b.verify == Verify::Restore {
-        Some(pgtools::find("psql", "0", bin.as_deref()).map_err(|e| tool_failure(&e))?)
+        Some(tools::find("psql", "0", bin.as_deref()).map_err(|e| tool_failure(&e))?)
     } else {
         None
     };
@@ -707,7 +707,7 @@ async fn verify_by_restore(
     timeout: Option<Duration>,
 ) -> Result<Result<(), String>, Fail> {
     let scratch = format!("runbook_verify_{:08x}", fastrand::u32(..));
-    let q = crate::quote::ident(&scratch);
+    let q = crate::pg::quote::ident(&scratch);
     if let Err(e) =
         r.db.client
             .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::db;
 use crate::events::ErrorInfo;
+use crate::pg::db;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Blocker {

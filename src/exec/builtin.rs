@@ -158,7 +158,7 @@ fn history_table(b: &PlanBuiltin) -> String {
         .and_then(Value::as_str)
         .unwrap_or(MIGRATIONS_TABLE);
     name.split('.')
-        .map(crate::quote::ident)
+        .map(crate::pg::quote::ident)
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -174,7 +174,7 @@ async fn exists(
         s,
         &format!(
             "SELECT to_regclass({}) IS NOT NULL AS present",
-            crate::quote::literal(table)
+            crate::pg::quote::literal(table)
         ),
         timeout,
     )
@@ -207,7 +207,7 @@ pub(crate) async fn run(
     let Some(def) = checks::find(&b.name) else {
         return Err(fail(format!("unknown built-in check `{}`", b.name), None));
     };
-    let ours = crate::quote::literal(&r.app_name);
+    let ours = crate::pg::quote::literal(&r.app_name);
     let mut output = Map::new();
     let mut details = json!({ "builtin": b.name, "args": b.args });
     let (rows, expectations) = match def.name {
@@ -307,7 +307,7 @@ pub(crate) async fn run(
                 s,
                 &format!(
                     "SELECT to_regclass({})::text AS name",
-                    crate::quote::literal(&table)
+                    crate::pg::quote::literal(&table)
                 ),
                 timeout,
             )
@@ -322,7 +322,7 @@ pub(crate) async fn run(
             };
             let sql = fill(
                 def.sql,
-                &[("table", name), ("column", crate::quote::ident(&col))],
+                &[("table", name), ("column", crate::pg::quote::ident(&col))],
             );
             let rows = query(r, s, &sql, timeout).await?;
             let e = expectation(
@@ -377,7 +377,7 @@ async fn pending(
             "ARRAY[{}]::text[]",
             list.migrations
                 .iter()
-                .map(|e| crate::quote::literal(f(e)))
+                .map(|e| crate::pg::quote::literal(f(e)))
                 .collect::<Vec<_>>()
                 .join(", ")
         )
@@ -507,9 +507,9 @@ async fn orphans(
         };
         parts.push(format!(
             "SELECT {} AS \"constraint\", {} AS \"table\", {} AS \"references\", {} AS validated, count(*) AS orphans FROM {table} c WHERE {condition}",
-            crate::quote::literal(fk["conname"].as_str().unwrap_or("")),
-            crate::quote::literal(table),
-            crate::quote::literal(parent),
+            crate::pg::quote::literal(fk["conname"].as_str().unwrap_or("")),
+            crate::pg::quote::literal(table),
+            crate::pg::quote::literal(parent),
             fk["validated"].as_bool().unwrap_or(true)
         ));
     }
@@ -595,7 +595,7 @@ async fn row_counts(
                 .map(|n| {
                     format!(
                         "SELECT {} AS \"table\", count(*) AS rows FROM {n}",
-                        crate::quote::literal(n)
+                        crate::pg::quote::literal(n)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -663,7 +663,7 @@ async fn regclasses(
          FROM unnest(ARRAY[{}]::text[]) AS n",
         names
             .iter()
-            .map(|n| crate::quote::literal(n))
+            .map(|n| crate::pg::quote::literal(n))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -688,7 +688,7 @@ fn quote_if_needed(ident: &str) -> String {
     if plain {
         ident.to_string()
     } else {
-        crate::quote::ident(ident)
+        crate::pg::quote::ident(ident)
     }
 }
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::db;
 use super::rows::{json_rows, matches, read_only_prefix, show};
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{Assertion, CheckResult, ErrorInfo, Expectation, StepStatus};
+use crate::pg::db;
 use crate::plan::{PlanCheck, PlanStep};
 
 /// A check's rows kept in the report; the count is always there.
@@ -188,7 +188,7 @@ async fn query_rows(
         .render(query)
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     let body = q.trim_end().trim_end_matches(';').trim_end();
-    let is_show = crate::statements::split(body)
+    let is_show = crate::pg::statements::split(body)
         .first()
         .is_some_and(|st| st.kind == "SHOW");
     if is_show {

@@ -113,7 +113,7 @@ pub(crate) async fn run(
         .unchecked();
     // (duct applies the innermost setting last: a variable removed here
     // would stay removed, so only those the run does not set itself.)
-    for k in super::db::CHILD_ENV_UNSET {
+    for k in crate::pg::db::CHILD_ENV_UNSET {
         if !env.iter().any(|(e, _)| e == k) {
             expr = expr.env_remove(k);
         }

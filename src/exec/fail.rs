@@ -7,7 +7,7 @@ use super::{Done, Fail, cancelled_error, child, timeout_error};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 use crate::model::ErrorClass;
-use crate::pgtools;
+use crate::pg::tools;
 
 pub(crate) fn failed(class: ErrorKind, message: String, hint: Option<String>) -> Fail {
     Fail::new(
@@ -21,7 +21,7 @@ pub(crate) fn failed(class: ErrorKind, message: String, hint: Option<String>) ->
     )
 }
 
-pub(crate) fn tool_failure(e: &pgtools::ToolError) -> Fail {
+pub(crate) fn tool_failure(e: &tools::ToolError) -> Fail {
     failed(ErrorKind::Tool, e.to_string(), Some(e.hint()))
 }
 

@@ -23,9 +23,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::db::{self, Db};
 use super::undo::Baseline;
 use crate::events::ErrorInfo;
+use crate::pg::db::{self, Db};
 
 /// The comment that marks the `runbook` schema as the journal's.
 pub const COMMENT: &str = "runbook run journal";
@@ -124,7 +124,7 @@ pub(crate) struct Journal {
     baselines: Value,
     resumes: bool,
     /// Set while stepped away: how to come back.
-    away: Option<super::db::Conn>,
+    away: Option<crate::pg::db::Conn>,
 }
 
 fn info(e: &tokio_postgres::Error) -> ErrorInfo {

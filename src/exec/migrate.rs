@@ -18,14 +18,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::db::{self, Db, QueryFail};
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
+use crate::pg::db::{self, Db, QueryFail};
+use crate::pg::statements::{self, Statement};
 use crate::plan::{PlanMigrate, PlanStep};
-use crate::statements::{self, Statement};
 
 /// The history table, quoted for SQL.
 #[derive(Debug, Clone)]
@@ -62,8 +62,8 @@ impl History {
             name: format!("{schema}.{table}"),
             quoted: format!(
                 "{}.{}",
-                crate::quote::ident(schema),
-                crate::quote::ident(table)
+                crate::pg::quote::ident(schema),
+                crate::pg::quote::ident(table)
             ),
             schema: schema.to_string(),
         }
@@ -75,7 +75,7 @@ impl History {
             .query_one(
                 &format!(
                     "SELECT to_regclass({}) IS NOT NULL",
-                    crate::quote::literal(&self.quoted)
+                    crate::pg::quote::literal(&self.quoted)
                 ),
                 &[],
             )
@@ -105,9 +105,9 @@ impl History {
                  error text
              );
              COMMENT ON TABLE {t} IS {comment};",
-            schema = crate::quote::ident(&self.schema),
+            schema = crate::pg::quote::ident(&self.schema),
             t = self.quoted,
-            comment = crate::quote::literal(&format!(
+            comment = crate::pg::quote::literal(&format!(
                 "{} migration history, written by runbook migrate",
                 crate::snapshot::STATE_COMMENT
             )),
@@ -310,7 +310,7 @@ pub async fn run_script(
         done: 0,
         in_transaction: in_tx,
     };
-    let v = crate::quote::literal(&m.version);
+    let v = crate::pg::quote::literal(&m.version);
     let total = stmts.len();
     // Mark the row dirty before anything runs, in its own commit.
     let mark = match direction {
@@ -321,16 +321,16 @@ pub async fn run_script(
                  in_transaction = EXCLUDED.in_transaction, statements_done = 0,
                  statements_total = EXCLUDED.statements_total, error = NULL, applied_at = now()",
             t = history.quoted,
-            name = crate::quote::literal(&m.name),
-            sum = crate::quote::literal(&m.checksum),
-            run = crate::quote::literal(ctx.run_id),
+            name = crate::pg::quote::literal(&m.name),
+            sum = crate::pg::quote::literal(&m.checksum),
+            run = crate::pg::quote::literal(ctx.run_id),
         ),
         Direction::Down => format!(
             "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
                  statements_done = 0, statements_total = {total}, error = NULL
              WHERE version = {v}",
             t = history.quoted,
-            run = crate::quote::literal(ctx.run_id),
+            run = crate::pg::quote::literal(ctx.run_id),
         ),
     };
     let nested = nested && in_tx;
@@ -403,7 +403,7 @@ pub async fn run_script(
                     .batch_execute(&format!(
                         "UPDATE {} SET error = {} WHERE version = {v}",
                         history.quoted,
-                        crate::quote::literal(&format!(
+                        crate::pg::quote::literal(&format!(
                             "statement {} failed: {}",
                             i + 1,
                             error.message
@@ -482,7 +482,7 @@ async fn undo_mark(
     m: &Migration,
     direction: Direction,
 ) -> Result<(), tokio_postgres::Error> {
-    let v = crate::quote::literal(&m.version);
+    let v = crate::pg::quote::literal(&m.version);
     let sql = match direction {
         Direction::Up => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
         Direction::Down => format!(
@@ -687,8 +687,8 @@ async fn migrate(
                     .batch_execute(&format!(
                         "UPDATE {} SET checksum = {} WHERE version = {}",
                         history.quoted,
-                        crate::quote::literal(now),
-                        crate::quote::literal(v)
+                        crate::pg::quote::literal(now),
+                        crate::pg::quote::literal(v)
                     ))
                     .await;
         }

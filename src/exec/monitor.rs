@@ -136,7 +136,7 @@ pub struct Monitor {
 impl Monitor {
     /// Start sampling on `client` (a session of its own) for sessions whose
     /// application_name starts with `ours`.
-    pub fn start(db: Arc<super::db::Db>, sql: Arc<str>, ours: String) -> Monitor {
+    pub fn start(db: Arc<crate::pg::db::Db>, sql: Arc<str>, ours: String) -> Monitor {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -150,7 +150,7 @@ impl Monitor {
                 match db.client.query(&*sql, &[&ours]).await {
                     Ok(rows) => tally.add(&rows),
                     Err(e) => {
-                        let why = crate::exec::db::error_info(&e, None).message;
+                        let why = crate::pg::db::error_info(&e, None).message;
                         return tally.finish(Some(why));
                     }
                 }

@@ -16,8 +16,8 @@
 //! A table that does not exist yet (the runbook creates it) needs nothing:
 //! its creator owns it.
 
+use crate::pg::quote::literal;
 use crate::plan::{Action, Plan, PlanStep};
-use crate::quote::literal;
 
 /// One thing the role must be able to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ fn need(kind: &'static str, object: &str, privilege: &'static str, step: &str) -
 }
 
 fn sql_needs(step: &str, sql: &str, out: &mut Vec<Need>) {
-    for st in crate::statements::split(sql) {
+    for st in crate::pg::statements::split(sql) {
         let first = st.relations.first().map(String::as_str);
         let table_of_index = st.relations.get(1).map(String::as_str).or(first);
         let kind = st.kind.as_str();

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::db::{self, Db};
 use super::fail::{child_failure, failed, is_problem, sql_failure, tool_failure};
 use super::{Attempt, Done, Fail, Run, child};
 use crate::backups::{self, Manifest};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::BackupFormat;
-use crate::pgtools;
+use crate::pg::db::{self, Db};
+use crate::pg::tools;
 use crate::plan::{PlanStep, RestoreFrom};
 
 /// How to restore.
@@ -363,10 +363,10 @@ async fn clear_for_clean(
             if kind == "fk" {
                 let table_key = format!("table {rel}");
                 if known(&table_key) {
-                    let key = format!("constraint {rel}.{}", crate::quote::ident(&name));
+                    let key = format!("constraint {rel}.{}", crate::pg::quote::ident(&name));
                     drops.push(format!(
                         "ALTER TABLE {rel} DROP CONSTRAINT {}",
-                        crate::quote::ident(&name)
+                        crate::pg::quote::ident(&name)
                     ));
                     if known(&key)
                         || record
@@ -458,7 +458,7 @@ async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
         )
         .unchanged());
     };
-    let q = crate::quote::ident(target);
+    let q = crate::pg::quote::ident(target);
     let own = target == r.database;
     let other = if own {
         r.db = maint;
@@ -594,10 +594,10 @@ pub(crate) async fn run(
     }
     let bin = r.pg_bin_dir.clone();
     let program = if m.format == BackupFormat::Plain {
-        pgtools::find("psql", "0", bin.as_deref())
+        tools::find("psql", "0", bin.as_deref())
     } else {
         // pg_restore cannot read archives of a newer pg_dump.
-        pgtools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
+        tools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
     }
     .map_err(|e| tool_failure(&e).unchanged())?;
 
@@ -642,7 +642,7 @@ pub(crate) async fn run(
             ).unchanged());
         }
         // PostgreSQL 14 can wait for the session to be gone.
-        let sql = if pgtools::major_of(&r.server_version).unwrap_or(0) >= 14 {
+        let sql = if tools::major_of(&r.server_version).unwrap_or(0) >= 14 {
             "SELECT pg_catalog.pg_terminate_backend($1, 5000)"
         } else {
             "SELECT pg_catalog.pg_terminate_backend($1)"
@@ -678,7 +678,7 @@ pub(crate) async fn run(
         r.db.client
             .batch_execute(&format!(
                 "CREATE DATABASE {} TEMPLATE template0",
-                crate::quote::ident(&target)
+                crate::pg::quote::ident(&target)
             ))
             .await
             .map_err(|e| {
@@ -750,7 +750,7 @@ pub(crate) async fn run(
             .batch_execute(&format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} {}",
                 fk.table,
-                crate::quote::ident(&fk.name),
+                crate::pg::quote::ident(&fk.name),
                 fk.definition
             ))
             .await

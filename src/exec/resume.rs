@@ -8,10 +8,9 @@
 use serde_json::{Map, Value};
 
 use super::journal::StepRow;
-use super::{
-    LineState, PartialPolicy, Prior, Run, RunResult, journal, may_change, now, rerun_is_safe,
-    unknown_check, verdict,
-};
+use super::line::{LineState, unknown_check};
+use super::step::may_change;
+use super::{PartialPolicy, Prior, Run, RunResult, journal, now, rerun_is_safe, verdict};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, Role, RunStatus, SkippedCompensation, StepStatus};
 use crate::exit;

@@ -6,8 +6,9 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::{Run, db};
+use super::Run;
 use crate::model::CompareOp;
+use crate::pg::db;
 use crate::plan::PlanStep;
 
 /// The column each row comes back in, as JSON.

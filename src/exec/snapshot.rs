@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::db::{self, Db};
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
+use crate::pg::db::{self, Db};
 use crate::plan::PlanStep;
 use crate::snapshot::{self, Change, Snapshot};
 

@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 use tokio_postgres::SimpleQueryMessage;
 
 use super::blockers::{self, Blocker};
-use super::db::{self, QueryFail};
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::Settings;
+use crate::pg::db::{self, QueryFail};
+use crate::pg::statements::{self, Mode, Statement, mode};
 use crate::plan::Text;
-use crate::statements::{self, Mode, Statement, mode};
 
 pub(crate) async fn run(
     r: &mut Run<'_>,

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::db::{self, Db};
 use super::{snapshot, verdict};
 use crate::events::UndoCheck;
 use crate::model::VerifyUndo;
+use crate::pg::db::{self, Db};
 use crate::snapshot::Snapshot;
 
 /// A table's row count, and its content checksum when asked for.
@@ -139,7 +139,7 @@ async fn table_data(
             } else {
                 "NULL::text".into()
             };
-            let lit = crate::quote::literal(&given);
+            let lit = crate::pg::quote::literal(&given);
             parts.push(format!("SELECT {lit}, count(*), {checksum} FROM {q} x"));
         }
     }

@@ -5,7 +5,7 @@
 use squawk_syntax::ast::AstNode;
 use squawk_syntax::{SourceFile, SyntaxKind as K, SyntaxNode};
 
-use crate::statements::{self, Statement};
+use crate::pg::statements::{self, Statement};
 
 /// A schema object a statement creates or drops, by normalized name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

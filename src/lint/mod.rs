@@ -215,7 +215,7 @@ pub fn lint_migrations(
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         };
         let (script, ctx) = sql::Script::read_in(&m.up.sql, config, |stmts| {
-            let stmts: Vec<crate::statements::Statement> =
+            let stmts: Vec<crate::pg::statements::Statement> =
                 stmts.iter().map(|(s, _)| s.clone()).collect();
             SqlContext {
                 in_transaction: crate::migrations::script_mode(&m.up, &stmts).0,
@@ -353,7 +353,7 @@ pub fn lint_validated(
         };
         let backups = book.backups_before(i);
         let judge =
-            |raw: &sql::Raw, stmt: Option<&(crate::statements::Statement, facts::Facts)>| {
+            |raw: &sql::Raw, stmt: Option<&(crate::pg::statements::Statement, facts::Facts)>| {
                 let (sql::Code::Squawk(rule), Some((_, f))) = (raw.code, stmt) else {
                     return sql::Verdict::Keep;
                 };

@@ -12,7 +12,7 @@ use super::{Finding, Place, Report, Severity};
 use crate::load::Document;
 use crate::migrations::{self, Down};
 use crate::model::{Command, OnFailure, PhaseKind, Runbook, Step, StepKind};
-use crate::statements::Statement;
+use crate::pg::statements::Statement;
 
 /// Our rules: name, severity, one line of what it catches.
 pub const RULES: &[(&str, Severity, &str)] = &[

@@ -7,7 +7,7 @@ use squawk_syntax::SourceFile;
 
 use super::facts::{self, Facts};
 use super::{Config, Finding, Note, Place, Report, SYNTAX_ERROR, Severity, SqlContext};
-use crate::statements::Statement;
+use crate::pg::statements::Statement;
 
 /// Which rule a raw finding is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

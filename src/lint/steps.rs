@@ -246,8 +246,8 @@ fn sql_text(
         Ok(raw.clone())
     };
     let in_transaction = text.as_ref().is_ok_and(|t| {
-        crate::statements::mode(&crate::statements::split(t), sql.transaction)
-            == crate::statements::Mode::Transaction
+        crate::pg::statements::mode(&crate::pg::statements::split(t), sql.transaction)
+            == crate::pg::statements::Mode::Transaction
     });
     SqlText {
         field,

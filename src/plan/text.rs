@@ -139,7 +139,7 @@ pub(super) fn write_block(o: &mut String, text: &str, indent: usize) {
 /// What the parser says about a sql step: how its statements run, and
 /// which take locks that block writes. Known only when the text is.
 fn sql_facts(t: &Text, transaction: bool, facts: &mut Vec<String>, lines: &mut Vec<String>) {
-    use crate::statements::{Mode, mode};
+    use crate::pg::statements::{Mode, mode};
     if t.template.is_some() {
         facts.push(
             if transaction {
@@ -152,7 +152,7 @@ fn sql_facts(t: &Text, transaction: bool, facts: &mut Vec<String>, lines: &mut V
         lines.push("statements are split when their templates render, at run time".into());
         return;
     }
-    let stmts = crate::statements::split(t.raw.expose());
+    let stmts = crate::pg::statements::split(t.raw.expose());
     let n = stmts.len();
     let each = if n == 1 {
         "1 statement".to_string()

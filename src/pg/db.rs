@@ -26,7 +26,7 @@ pub struct Db {
 #[derive(Debug, Clone)]
 pub struct Conn {
     pub config: Config,
-    pub tls: crate::tls::Tls,
+    pub tls: crate::pg::tls::Tls,
     /// What a person should hear about how it was completed (a password
     /// file others can read, so ignored).
     pub notes: Vec<String>,
@@ -62,8 +62,8 @@ pub fn url_from_env() -> Option<String> {
 pub fn parse_url(url: &str) -> Result<Conn, String> {
     // A service's settings come after the string's and before the
     // environment's, as in libpq.
-    let url = crate::pgservice::apply(url)?;
-    let (rest, tls) = crate::tls::split(&url)?;
+    let url = crate::pg::service::apply(url)?;
+    let (rest, tls) = crate::pg::tls::split(&url)?;
     let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's reason is in the error's source: `invalid value
         // for option \`port\``.
@@ -72,7 +72,7 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
             None => e.to_string(),
         }
     })?;
-    let notes = crate::pgpass::complete(&mut config);
+    let notes = crate::pg::pgpass::complete(&mut config);
     config.ssl_mode(tls.driver_mode());
     if tls.direct {
         config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
@@ -286,11 +286,11 @@ impl Db {
                 ..ErrorInfo::default()
             })?);
         // `allow`: without TLS first, with it when the server insists.
-        if conn.tls.mode == crate::tls::SslMode::Allow {
+        if conn.tls.mode == crate::pg::tls::SslMode::Allow {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         }
         let connected = match config.connect(tls.clone()).await {
-            Err(_) if conn.tls.mode == crate::tls::SslMode::Allow => {
+            Err(_) if conn.tls.mode == crate::pg::tls::SslMode::Allow => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Require);
                 config.connect(tls.clone()).await
             }
@@ -349,8 +349,8 @@ impl Db {
             )
             .await;
         let what = match mode {
-            crate::tls::SslMode::VerifyFull => "certificate and host verified",
-            crate::tls::SslMode::VerifyCa => "certificate verified, host not compared",
+            crate::pg::tls::SslMode::VerifyFull => "certificate and host verified",
+            crate::pg::tls::SslMode::VerifyCa => "certificate verified, host not compared",
             _ if self.config.tls.root_cert.is_some() => "certificate verified, host not compared",
             _ => "certificate not verified",
         };
@@ -590,7 +590,7 @@ pub fn settings_sql(settings: &Settings, local: bool) -> Option<String> {
     let mut add = |name: &str, value: String| {
         parts.push(format!(
             "set_config('{name}', {}, {local})",
-            crate::quote::literal(&value)
+            crate::pg::quote::literal(&value)
         ));
     };
     if let Some(d) = settings.lock_timeout {
@@ -704,15 +704,15 @@ pub fn error_info(e: &tokio_postgres::Error, prefix_chars: Option<usize>) -> Err
 
 /// A connection that failed, said so a person can act: a certificate
 /// refused names why and what to do.
-fn connect_error(e: &tokio_postgres::Error, tls: &crate::tls::Tls) -> ErrorInfo {
+fn connect_error(e: &tokio_postgres::Error, tls: &crate::pg::tls::Tls) -> ErrorInfo {
     let mut info = error_info(e, None);
     let text = format!("{e:?}");
     let hint = if text.contains("UnknownIssuer") {
         Some(format!(
             "the server's certificate is not signed by a CA in sslrootcert ({}); give the CA that signed it (sslrootcert=FILE, or system), or a weaker sslmode if you accept the risk",
             match &tls.root_cert {
-                Some(crate::tls::RootCert::File(p)) => p.display().to_string(),
-                Some(crate::tls::RootCert::System) => "the system's roots".into(),
+                Some(crate::pg::tls::RootCert::File(p)) => p.display().to_string(),
+                Some(crate::pg::tls::RootCert::System) => "the system's roots".into(),
                 None => "~/.postgresql/root.crt".into(),
             }
         ))

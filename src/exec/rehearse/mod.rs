@@ -15,6 +15,9 @@
 //! be reached (an up or a re-up failed, or a non-transactional down failed
 //! half-way).
 
+mod checksums;
+mod target;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -22,15 +25,21 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::db::{self, Db};
 use super::migrate::{self, Ctx, History, ScriptFail, ScriptRun};
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
-use crate::events::{ErrorInfo, Event, StepStatus, now};
+use crate::events::{ErrorInfo, StepStatus};
 use crate::migrations::{Migration, Set};
 use crate::model::{Direction, MissingDowns, RehearseMode, Verdict};
-use crate::plan::{PlanRehearse, PlanScratch, PlanStep};
+use crate::pg::db::{self, Db};
+use crate::plan::{PlanRehearse, PlanStep};
 use crate::snapshot::{self, Snapshot};
+use checksums::Sum;
+use checksums::SumCache;
+use checksums::data;
+use target::Target;
+use target::drop_scratch;
+use target::open_target;
 
 /// A finding about one migration (or, with `version` "*", the whole set).
 #[derive(Debug, Clone, Serialize)]
@@ -90,251 +99,6 @@ impl Outcome {
     }
 }
 
-/// Row count and content checksum of one table, over the columns it had
-/// before the migration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Sum {
-    rows: Option<i64>,
-    checksum: String,
-    missing_columns: Vec<String>,
-}
-
-/// Counts and checksums of `tables` (as the snapshot names them, with the
-/// columns they had), in one query. A table that is gone has `rows: None`.
-async fn sums(
-    db: &Db,
-    tables: &[(String, Vec<String>)],
-) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
-    let mut out = BTreeMap::new();
-    if tables.is_empty() {
-        return Ok(out);
-    }
-    // Which of the tables and columns still exist.
-    let names: Vec<String> = tables
-        .iter()
-        .map(|(t, _)| crate::quote::literal(t))
-        .collect();
-    let rows = db
-        .client
-        .query(
-            &format!(
-                "SELECT t.name, a.attname
-                 FROM unnest(ARRAY[{}]::text[]) AS t(name)
-                 JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)
-                 WHERE a.attnum > 0 AND NOT a.attisdropped",
-                names.join(", ")
-            ),
-            &[],
-        )
-        .await
-        .map_err(|e| db::error_info(&e, None))?;
-    let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in &rows {
-        present
-            .entry(r.get::<_, String>(0))
-            .or_default()
-            .push(r.get(1));
-    }
-    let mut parts = Vec::new();
-    for (t, cols) in tables {
-        let Some(now) = present.get(t) else {
-            out.insert(
-                t.clone(),
-                Sum {
-                    rows: None,
-                    checksum: String::new(),
-                    missing_columns: Vec::new(),
-                },
-            );
-            continue;
-        };
-        let kept: Vec<&String> = cols.iter().filter(|c| now.contains(c)).collect();
-        let missing: Vec<String> = cols.iter().filter(|c| !now.contains(c)).cloned().collect();
-        out.insert(
-            t.clone(),
-            Sum {
-                rows: Some(0),
-                checksum: String::new(),
-                missing_columns: missing,
-            },
-        );
-        let row = if kept.is_empty() {
-            "''".to_string()
-        } else {
-            format!(
-                "ROW({})::text",
-                kept.iter()
-                    .map(|c| format!("x.{}", crate::quote::ident(c)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        // An order-independent checksum: the sum of each row's hash.
-        parts.push(format!(
-            "SELECT {name}, count(*), {sum} FROM {t} x",
-            name = crate::quote::literal(t),
-            sum = db::row_checksum_sql(&row)
-        ));
-    }
-    for (table, rows, checksum) in db::table_counts(db, &parts).await? {
-        if let Some(s) = out.get_mut(&table) {
-            s.rows = Some(rows);
-            s.checksum = checksum.unwrap_or_default();
-        }
-    }
-    Ok(out)
-}
-
-/// What `after` lost of `before`: one line per table. More rows than
-/// before is not a loss (a down may leave rows its up added elsewhere).
-fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (t, b) in before.iter().filter(|(t, _)| !tool_history(t)) {
-        let Some(a) = after.get(t) else { continue };
-        match (b.rows, a.rows) {
-            (Some(_), None) => out.push(format!("{t}: the table is gone, with its rows")),
-            (Some(rb), Some(ra)) => {
-                let gone: Vec<&String> = a
-                    .missing_columns
-                    .iter()
-                    .filter(|c| !b.missing_columns.contains(c))
-                    .collect();
-                if !gone.is_empty() {
-                    out.push(format!(
-                        "{t}: column(s) {} are gone, with their data",
-                        gone.iter()
-                            .map(|c| c.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                } else if ra < rb {
-                    out.push(format!("{t}: {rb} rows before, {ra} after"));
-                } else if ra == rb && b.checksum != a.checksum {
-                    out.push(format!("{t}: {rb} rows, but their contents changed"));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Row counts and checksums, kept while nothing can have changed them. A
-/// table is counted again when a leg wrote to it (the transaction's own
-/// statistics say so), when a leg ran outside a transaction, when its
-/// definition or its relfilenode changed (ALTER TABLE rewrites, TRUNCATE),
-/// or when it is partitioned or foreign (its rows live elsewhere). Without
-/// this, every leg would scan every table, and a rehearsal of n migrations
-/// would cost n² table scans.
-#[derive(Default)]
-struct SumCache {
-    entries: BTreeMap<String, Cached>,
-    /// Tables written by a leg since they were counted; `all` after a leg
-    /// whose writes are unknown.
-    dirty: std::collections::BTreeSet<String>,
-    all_dirty: bool,
-    /// Tables counted, and tables served from the cache, for the report.
-    counted: usize,
-    reused: usize,
-}
-
-struct Cached {
-    columns: Vec<String>,
-    def: Value,
-    filenode: Option<u32>,
-    sum: Sum,
-}
-
-const FILENODES_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname), c.relfilenode::oid \
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-       AND n.nspname NOT LIKE 'pg_toast%'";
-
-impl SumCache {
-    /// After a leg: what it wrote, if known.
-    fn wrote(&mut self, touched: Option<&[String]>) {
-        match touched {
-            Some(list) => self.dirty.extend(list.iter().cloned()),
-            None => self.all_dirty = true,
-        }
-    }
-
-    /// Counts and checksums of `tables` now; `now` is a snapshot of the
-    /// current schema.
-    async fn get(
-        &mut self,
-        db: &Db,
-        tables: &[(String, Vec<String>)],
-        now: &Snapshot,
-    ) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
-        let filenodes: BTreeMap<String, u32> = db
-            .client
-            .query(FILENODES_SQL, &[])
-            .await
-            .map_err(|e| db::error_info(&e, None))?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
-            .collect();
-        let null = Value::Null;
-        let need: Vec<(String, Vec<String>)> = tables
-            .iter()
-            .filter(|(t, cols)| {
-                let def = now.objects.get(&format!("table {t}")).unwrap_or(&null);
-                let plain = def["kind"] == "r";
-                match self.entries.get(t) {
-                    Some(c) => {
-                        self.all_dirty
-                            || !plain
-                            || self.dirty.contains(t)
-                            || &c.columns != cols
-                            || &c.def != def
-                            || c.filenode != filenodes.get(t).copied()
-                    }
-                    None => true,
-                }
-            })
-            .cloned()
-            .collect();
-        let fresh = sums(db, &need).await?;
-        self.counted += need.len();
-        self.reused += tables.len() - need.len();
-        for (t, cols) in &need {
-            if let Some(sum) = fresh.get(t) {
-                self.entries.insert(
-                    t.clone(),
-                    Cached {
-                        columns: cols.clone(),
-                        def: now
-                            .objects
-                            .get(&format!("table {t}"))
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                        filenode: filenodes.get(t).copied(),
-                        sum: sum.clone(),
-                    },
-                );
-            }
-            self.dirty.remove(t);
-        }
-        if self.all_dirty {
-            // Every table asked for was counted; the others are dropped.
-            self.entries.retain(|t, _| need.iter().any(|(n, _)| n == t));
-            self.all_dirty = false;
-            self.dirty.clear();
-        }
-        Ok(tables
-            .iter()
-            .filter_map(|(t, _)| self.entries.get(t).map(|c| (t.clone(), c.sum.clone())))
-            .collect())
-    }
-}
-
-/// The rehearsal's database session, and the scratch database to drop.
-struct Target {
-    db: Db,
-    scratch: Option<String>,
-}
-
 fn failed(message: String, hint: &str) -> Fail {
     Fail::new(
         StepStatus::Failed,
@@ -349,154 +113,6 @@ fn failed(message: String, hint: &str) -> Fail {
 
 fn log(r: &mut Run<'_>, step: &str, line: String) {
     super::sql::log(r, step, line);
-}
-
-async fn open_target(
-    r: &mut Run<'_>,
-    s: &PlanStep,
-    x: &PlanRehearse,
-    deadline: Option<tokio::time::Instant>,
-    timeout: Option<Duration>,
-) -> Result<Target, Fail> {
-    let app = format!("{}/rehearse", r.app_name);
-    let Some(how) = &x.scratch else {
-        let db =
-            r.db.connect_to(&r.database, &app)
-                .await
-                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-        return Ok(Target { db, scratch: None });
-    };
-    let name = format!("runbook_rehearse_{:08x}", fastrand::u32(..));
-    let q = crate::quote::ident(&name);
-    match how {
-        PlanScratch::Template => {
-            // CREATE DATABASE ... TEMPLATE needs the source to have no other
-            // sessions, runbook's own included: the main session steps over
-            // to the maintenance database for the copy, then comes back and
-            // takes the run lock again.
-            let source = r.database.clone();
-            let original = r.db.config().clone();
-            r.monitor = None;
-            let maint = r.db.connect_maintenance(&r.app_name).await;
-            let Some(maint) = maint else {
-                return Err(failed(
-                    "cannot connect to the `postgres` or `template1` database to copy the run's database".into(),
-                    "use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup",
-                ));
-            };
-            r.db = maint;
-            r.journal.step_away();
-            let created =
-                r.db.client
-                    .batch_execute(&format!(
-                        "CREATE DATABASE {q} TEMPLATE {}",
-                        crate::quote::ident(&source)
-                    ))
-                    .await;
-            let back = r.journal.come_back().await;
-            r.journal_failed(back);
-            r.db = Db::connect(original, &r.app_name)
-                .await
-                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-            r.relock()
-                .await
-                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-            if let Err(e) = created {
-                let info = db::error_info(&e, None);
-                return Err(failed(
-                    format!(
-                        "cannot copy {source} into a scratch database: {}{}",
-                        info.message,
-                        info.detail.map(|d| format!(" ({d})")).unwrap_or_default()
-                    ),
-                    "a template copy needs the database to have no other sessions; use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup instead",
-                ));
-            }
-        }
-        PlanScratch::Backup(id) => {
-            let dir = r
-                .steps_out
-                .get(id)
-                .and_then(|o| o.get("path"))
-                .and_then(Value::as_str)
-                .map(std::path::PathBuf::from)
-                .ok_or_else(|| {
-                    failed(
-                        format!("steps.{id} has no backup to restore"),
-                        "the scratch database is restored from a backup step that succeeded earlier in the run",
-                    )
-                })?;
-            let m = crate::backups::load(&dir).map_err(|e| {
-                failed(
-                    format!("cannot use the backup in {}: {e}", dir.display()),
-                    e.hint(),
-                )
-            })?;
-            let bin = r.pg_bin_dir.clone();
-            let program = if m.format == crate::model::BackupFormat::Plain {
-                crate::pgtools::find("psql", "0", bin.as_deref())
-            } else {
-                crate::pgtools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
-            }
-            .map_err(|e| super::fail::tool_failure(&e))?;
-            r.db.client
-                .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))
-                .await
-                .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
-            let restored = super::restore::restore_into(
-                r,
-                &s.id,
-                &m,
-                &dir,
-                &program.path,
-                &name,
-                &super::restore::How {
-                    clean: false,
-                    jobs: 1,
-                    single_transaction: true,
-                    use_list: None,
-                },
-                deadline,
-                timeout,
-            )
-            .await;
-            if let Err(f) = restored {
-                drop_scratch(r, &name).await;
-                return Err(f);
-            }
-        }
-    }
-    log(
-        r,
-        &s.id,
-        format!("rehearsing on the scratch database {name}"),
-    );
-    match r.db.connect_to(&name, &app).await {
-        Ok(db) => Ok(Target {
-            db,
-            scratch: Some(name),
-        }),
-        Err(e) => {
-            drop_scratch(r, &name).await;
-            Err(Fail::new(StepStatus::Failed, e))
-        }
-    }
-}
-
-async fn drop_scratch(r: &mut Run<'_>, name: &str) {
-    let sql = format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        crate::quote::ident(name)
-    );
-    if let Err(e) = r.db.client.batch_execute(&sql).await {
-        r.bus.emit(Event::Warning {
-            at: now(),
-            message: format!(
-                "failed to drop the scratch database {name}: {}; drop it by hand",
-                db::error_info(&e, None).message
-            ),
-        });
-    }
 }
 
 pub(crate) async fn run(
@@ -717,7 +333,7 @@ impl Rig<'_> {
 /// rehearsal can run them in one of its own and roll them back.
 fn cycles_in_transaction(m: &Migration) -> bool {
     let tx = |s: &crate::migrations::Script| {
-        let stmts = crate::statements::split(&s.sql);
+        let stmts = crate::pg::statements::split(&s.sql);
         crate::migrations::script_mode(s, &stmts).0
     };
     m.down_script().is_some_and(tx) && tx(&m.up)
@@ -813,25 +429,6 @@ fn parity(o: &mut Outcome, want: &Snapshot, after: &Snapshot, verdict: Verdict, 
     let message = format!("{what}: {}", super::snapshot::summary(&changes));
     let f = o.find(v, message);
     f.changes = Some(super::snapshot::changes_json(&changes));
-}
-
-fn data(
-    o: &mut Outcome,
-    before: &BTreeMap<String, Sum>,
-    after: &BTreeMap<String, Sum>,
-    what: &str,
-) {
-    let lines = lost(before, after);
-    if !lines.is_empty() {
-        let f = o.find(
-            Verdict::Lossy,
-            format!(
-                "{what} changed data in tables that existed before: {}",
-                lines.join("; ")
-            ),
-        );
-        f.tables = lines;
-    }
 }
 
 /// What a rehearsal needs to start over on a fresh scratch database.
@@ -1265,11 +862,7 @@ async fn recover(
     }
     rig.snapshotter = None;
     rig.last = None;
-    rig.cache = SumCache {
-        counted: rig.cache.counted,
-        reused: rig.cache.reused,
-        ..SumCache::default()
-    };
+    rig.cache.forget();
     let fail = |e: String| format!("{what}: {why}, and replaying the ups failed: {e}");
     rig.history
         .ensure(rig.db())

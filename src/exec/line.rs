@@ -1,0 +1,594 @@
+//! The main line and its phases: approvals, compensations registered and
+//! run in reverse, the on_failure branches, and the baselines an undo is
+//! checked against.
+
+use super::step::may_change;
+use super::*;
+
+impl<'a> Run<'a> {
+    /// Run a list of steps that must all be attempted (a branch, compensations,
+    /// `on_failure`, `finally`). Returns whether all succeeded.
+    pub(super) async fn all(
+        &mut self,
+        steps: &[PlanStep],
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> bool {
+        let mut clean = true;
+        for s in steps {
+            let o = self.step(s, phase, role, for_step).await;
+            clean &= !o.fatal;
+        }
+        clean
+    }
+
+    async fn approve(&mut self, ph: &PlanPhase) -> Result<(), String> {
+        let Some(gate) = &ph.approval else {
+            return Ok(());
+        };
+        let user = journal::whoami();
+        let method = if self.approve.contains(&ph.id) {
+            Some("flag")
+        } else if self.yes {
+            Some("yes")
+        } else if self.prompter.is_some() {
+            let prompt = match self.render(&gate.prompt) {
+                Ok((_, shown)) => shown,
+                Err(_) => gate.prompt.text.clone(),
+            };
+            self.prompter
+                .as_mut()
+                .is_some_and(|p| p.confirm(&ph.id, &prompt))
+                .then_some("prompt")
+        } else if !gate.required {
+            Some("not_required")
+        } else {
+            None
+        };
+        match method {
+            Some(m) => {
+                self.bus.emit(Event::ApprovalGiven {
+                    at: now(),
+                    phase: ph.id.clone(),
+                    approval: Approval {
+                        method: m.into(),
+                        user,
+                        at: now(),
+                    },
+                });
+                Ok(())
+            }
+            None => {
+                let reason = if self.prompter.is_some() {
+                    "refused at the prompt".to_string()
+                } else {
+                    format!("no terminal to ask; pass --approve {} or --yes", ph.id)
+                };
+                self.bus.emit(Event::ApprovalRefused {
+                    at: now(),
+                    phase: ph.id.clone(),
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    /// Undo this phase's started steps, newest first. A step whose failure
+    /// changed nothing (its transaction rolled back) has nothing to undo:
+    /// its compensation does not run, because an idempotent `DROP ... IF
+    /// EXISTS` would destroy what an earlier run built. Returns whether
+    /// every compensation that ran succeeded.
+    async fn compensate(&mut self, phase: &str, registered: &[Registered<'_>]) -> bool {
+        let mut clean = true;
+        for reg in registered.iter().rev() {
+            let step = reg.step;
+            if reg.changed_nothing {
+                self.bus.emit(Event::CompensationSkipped {
+                    at: now(),
+                    step: step.id.clone(),
+                    status: SkippedCompensation::NotNeeded,
+                    reason: "not run: the step failed inside a transaction that rolled back, so it changed nothing".into(),
+                });
+                let wrote = self.journal.compensated(&step.id, "not_needed").await;
+                self.journal_failed(wrote);
+                continue;
+            }
+            if reg.status.is_failure() && !step.rollback_on_partial {
+                self.bus.emit(Event::CompensationSkipped {
+                    at: now(),
+                    step: step.id.clone(),
+                    status: SkippedCompensation::NotRun,
+                    reason: "not run: the step failed part-way, and `rollback_on_partial: false` keeps what it did; the undo check below says what is left".into(),
+                });
+                let wrote = self.journal.compensated(&step.id, "not_run").await;
+                self.journal_failed(wrote);
+                continue;
+            }
+            let ok = self
+                .all(
+                    &step.rollback,
+                    Some(phase),
+                    Role::Compensation,
+                    Some(&step.id),
+                )
+                .await;
+            clean &= ok;
+            // A step that had succeeded is now rolled back; a failed one keeps
+            // its failure, and the event says how its undo went.
+            let after = match (ok, reg.status) {
+                (false, _) => StepStatus::CompensationFailed,
+                (true, StepStatus::Succeeded) => StepStatus::RolledBack,
+                (true, s) => s,
+            };
+            self.bus.emit(Event::StepCompensated {
+                at: now(),
+                step: step.id.clone(),
+                status: after,
+            });
+            let wrote = self
+                .journal
+                .compensated(&step.id, if ok { "succeeded" } else { "failed" })
+                .await;
+            self.journal_failed(wrote);
+        }
+        clean
+    }
+
+    /// A step that ended before the resume, in this phase's bookkeeping:
+    /// its compensation stays registered, its change counts.
+    fn carried<'p>(
+        &mut self,
+        ph: &PlanPhase,
+        s: &'p PlanStep,
+        row: &journal::StepRow,
+        registered: &mut Vec<Registered<'p>>,
+        phase_touched: &mut bool,
+        st: &mut LineState,
+    ) {
+        let why = format!("{} before the run was resumed", row.status);
+        self.carry_over(ph, s, row, &why);
+        if row.status == "succeeded" {
+            if !s.rollback.is_empty() {
+                registered.push(Registered {
+                    step: s,
+                    status: StepStatus::Succeeded,
+                    changed_nothing: false,
+                });
+            }
+            if may_change(&s.action, ph.kind) {
+                *phase_touched = true;
+                st.touched = true;
+            }
+        }
+    }
+
+    /// The state an undo is checked against, now.
+    pub(super) async fn baseline(&self) -> undo::Baseline {
+        undo::Baseline::take(&self.db, self.plan.settings.verify_undo.as_ref()).await
+    }
+
+    /// Check an undo: the state now against `before` (taken at `against`).
+    async fn check_against(
+        &self,
+        before: Option<&undo::Baseline>,
+        against: &str,
+    ) -> (verdict::Check, crate::events::UndoCheck) {
+        match before {
+            Some(b) => b.compare(&self.baseline().await, against),
+            None => unknown_check("no snapshot was taken before the changes"),
+        }
+    }
+
+    /// Run one phase's steps. On a fatal failure, undo as the phase says
+    /// and return what happened.
+    async fn run_phase(&mut self, ph: &'a PlanPhase, st: &mut LineState) -> Option<PhaseFailure> {
+        let mut registered: Vec<Registered<'a>> = Vec::new();
+        let mut phase_touched = false;
+        for s in &ph.steps {
+            if self.interrupt_count() >= 1 {
+                break;
+            }
+            // A resumed run: what ended before is carried over, and a step
+            // the runner died in is run again, counted done, or undone.
+            let mut fail_with = None;
+            match self.earlier(ph, s) {
+                resume::Earlier::Fresh => {}
+                resume::Earlier::Done(row) => {
+                    self.carried(ph, s, &row, &mut registered, &mut phase_touched, st);
+                    continue;
+                }
+                resume::Earlier::Interrupted(row) => match self.interrupted_step(s, &row).await {
+                    Ok(e) => fail_with = e,
+                    Err(()) => {
+                        let mut row = row;
+                        row.status = "succeeded".into();
+                        self.carried(ph, s, &row, &mut registered, &mut phase_touched, st);
+                        continue;
+                    }
+                },
+            }
+            if !s.rollback.is_empty() {
+                self.bus.emit(Event::CompensationRegistered {
+                    at: now(),
+                    step: s.id.clone(),
+                    compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
+                });
+                registered.push(Registered {
+                    step: s,
+                    status: StepStatus::Running,
+                    changed_nothing: false,
+                });
+            }
+            let o = match fail_with {
+                Some(e) => self.finish_step(
+                    s,
+                    Some(ph.kind),
+                    Instant::now(),
+                    0,
+                    Err(Fail::new(StepStatus::Failed, e)),
+                    None,
+                ),
+                None => self.step(s, Some(&ph.id), Role::Main, None).await,
+            };
+            let changes = may_change(&s.action, ph.kind);
+            if changes && o.status != StepStatus::Skipped && !o.changed_nothing {
+                phase_touched = true;
+                st.touched = true;
+            }
+            if let Some(last) = registered.last_mut().filter(|r| r.step.id == s.id) {
+                last.status = o.status;
+                last.changed_nothing = o.changed_nothing;
+                if o.status == StepStatus::Skipped {
+                    // Nothing ran, so there is nothing to undo.
+                    registered.pop();
+                }
+            }
+            if !o.fatal {
+                continue;
+            }
+            self.failed_step = Some(format!("{}.{}", ph.id, s.id));
+            let interrupted = o.status == StepStatus::Cancelled;
+            let mode = if interrupted {
+                &PlanOnFailure::Rollback
+            } else {
+                &ph.on_failure
+            };
+            if matches!(mode, PlanOnFailure::Continue) {
+                st.tolerated += 1;
+                st.phase_status = "failed";
+                self.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!(
+                        "step `{}` failed and phase `{}` continues (on_failure: continue)",
+                        s.id, ph.id
+                    ),
+                });
+                continue;
+            }
+            if interrupted {
+                // A second Ctrl-C stops the rollback too.
+                self.stop_level = 2;
+            }
+            let reason = format!("step `{}` {}", s.id, o.status.name());
+            let (scope, needed) = match mode {
+                PlanOnFailure::Abort | PlanOnFailure::Continue => (None, false),
+                PlanOnFailure::Rollback => (
+                    Some(RollbackScope::Phase),
+                    registered.iter().any(|r| !r.changed_nothing),
+                ),
+                PlanOnFailure::Steps(_) => (Some(RollbackScope::PhaseBranch), true),
+            };
+            let mut undo_ran = false;
+            let mut undo_failed = false;
+            if let Some(scope) = scope {
+                self.bus.emit(Event::RollbackStarted {
+                    at: now(),
+                    scope,
+                    phase: Some(ph.id.clone()),
+                    reason,
+                });
+                let clean = match mode {
+                    PlanOnFailure::Steps(branch) => {
+                        self.all(branch, Some(&ph.id), Role::PhaseBranch, None)
+                            .await
+                    }
+                    _ => self.compensate(&ph.id, &registered).await,
+                };
+                undo_ran = needed;
+                undo_failed = !clean;
+                // Check the undo against the schema before the run changed
+                // anything when no earlier phase's changes stand in between;
+                // else against the schema before this phase.
+                let verification = if !undo_ran || !st.touched {
+                    None
+                } else if st.kept.is_empty() {
+                    let (check, v) = self.check_against(st.run_baseline(), "run_start").await;
+                    st.back_to_start = Some(check);
+                    Some(v)
+                } else {
+                    let (check, v) = self.check_against(st.phase_baseline(), "phase_start").await;
+                    if check == verdict::Check::Equal {
+                        st.back_to_phase = Some(ph.id.clone());
+                    } else {
+                        st.back_to_start = Some(check);
+                    }
+                    Some(v)
+                };
+                self.bus.emit(Event::RollbackFinished {
+                    at: now(),
+                    scope,
+                    phase: Some(ph.id.clone()),
+                    clean,
+                    verification,
+                });
+            }
+            // A rehearsal that found bad migrations is a verification
+            // failure wherever it sits: it proved something, and its
+            // scratch work changed nothing.
+            let rehearsal_failed =
+                matches!(s.action, Action::Rehearse(_)) && o.status == StepStatus::Failed;
+            return Some(PhaseFailure {
+                phase_kind: if rehearsal_failed {
+                    PhaseKind::Verify
+                } else {
+                    ph.kind
+                },
+                aborted: matches!(mode, PlanOnFailure::Abort),
+                undo_ran,
+                undo_failed,
+                phase_touched,
+            });
+        }
+        if phase_touched {
+            st.kept.push(ph.id.clone());
+        }
+        None
+    }
+
+    /// Phases, failure handling, `on_failure`, `finally`; the status and verdict.
+    pub(super) async fn main_line(&mut self) -> (RunResult, String) {
+        let plan = self.plan;
+        let mut failure: Option<PhaseFailure> = None;
+        let mut not_approved: Option<String> = None;
+        let mut st = LineState {
+            touched: false,
+            kept: Vec::new(),
+            tolerated: 0,
+            phase_status: "succeeded",
+            baselines: self
+                .resumed
+                .as_ref()
+                .map(|p| journal::baselines_of(&p.record))
+                .unwrap_or_default(),
+            back_to_start: None,
+            back_to_phase: None,
+        };
+
+        for ph in &plan.phases {
+            if self.interrupt_count() >= 1 {
+                break;
+            }
+            match self.when(&ph.when) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.bus.emit(Event::PhaseSkipped {
+                        at: now(),
+                        phase: ph.id.clone(),
+                        kind: ph.kind.name().into(),
+                        reason: format!(
+                            "when: {}",
+                            ph.when.as_ref().map_or("false", |w| w.expr.as_str())
+                        ),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    self.bus.emit(Event::Warning {
+                        at: now(),
+                        message: format!("phase `{}`: failed to evaluate `when`: {e}", ph.id),
+                    });
+                    self.failed_step = Some(format!("{}.when", ph.id));
+                    failure = Some(PhaseFailure {
+                        phase_kind: ph.kind,
+                        aborted: false,
+                        undo_ran: false,
+                        undo_failed: false,
+                        phase_touched: false,
+                    });
+                    break;
+                }
+            }
+            if self.phase_done_earlier(ph) {
+                self.phase_carried_over(ph, &mut st);
+                continue;
+            }
+            if let Err(reason) = self.approve(ph).await {
+                not_approved = Some(format!("phase `{}` not approved: {reason}", ph.id));
+                break;
+            }
+            // The schema before a phase that may change it: what an undo
+            // is checked against.
+            if ph.steps.iter().any(|s| may_change(&s.action, ph.kind))
+                && !st.baselines.iter().any(|(p, _)| *p == ph.id)
+            {
+                let before = self.baseline().await;
+                st.baselines.push((ph.id.clone(), before));
+                let wrote = self.journal.baselines(&st.baselines).await;
+                self.journal_failed(wrote);
+            }
+            let phase_started = Instant::now();
+            self.bus.emit(Event::PhaseStarted {
+                at: now(),
+                phase: ph.id.clone(),
+                kind: ph.kind.name().into(),
+            });
+            st.phase_status = "succeeded";
+            let failed = self.run_phase(ph, &mut st).await;
+            let status = if failed.is_some() {
+                "failed"
+            } else if self.interrupt_count() >= 1 {
+                "interrupted"
+            } else {
+                st.phase_status
+            };
+            self.bus.emit(Event::PhaseFinished {
+                at: now(),
+                phase: ph.id.clone(),
+                status: status.into(),
+                duration_ms: ms(phase_started.elapsed()),
+            });
+            if failed.is_some() {
+                failure = failed;
+                break;
+            }
+        }
+
+        let interrupted = self.interrupt_count() >= 1;
+        let mut on_failure_clean = true;
+        let mut on_failure_ran = false;
+        if (failure.is_some() || interrupted)
+            && !plan.on_failure.is_empty()
+            && self.interrupt_count() < 2
+        {
+            self.stop_level = 2;
+            self.run_status = LiveStatus::Failed;
+            self.bus.emit(Event::RollbackStarted {
+                at: now(),
+                scope: RollbackScope::OnFailure,
+                phase: None,
+                reason: self
+                    .failed_step
+                    .clone()
+                    .map_or_else(|| "interrupted".into(), |s| format!("{s} failed")),
+            });
+            on_failure_clean = self
+                .all(&plan.on_failure, None, Role::OnFailure, None)
+                .await;
+            on_failure_ran = true;
+            // The runbook's own undo answers for the whole run.
+            let verification = if st.touched {
+                let now_state = self.baseline().await;
+                let (check, v) = match st.run_baseline() {
+                    Some(b) => b.compare(&now_state, "run_start"),
+                    None => unknown_check("no snapshot was taken before the run's changes"),
+                };
+                st.back_to_phase = None;
+                if check != verdict::Check::Equal {
+                    // Not back at the start: say how far back it did get.
+                    st.back_to_phase = st
+                        .baselines
+                        .iter()
+                        .rev()
+                        .find(|(_, b)| b.compare(&now_state, "").0 == verdict::Check::Equal)
+                        .map(|(p, _)| p.clone());
+                }
+                st.back_to_start = Some(check);
+                Some(v)
+            } else {
+                None
+            };
+            self.bus.emit(Event::RollbackFinished {
+                at: now(),
+                scope: RollbackScope::OnFailure,
+                phase: None,
+                clean: on_failure_clean,
+                verification,
+            });
+        }
+
+        let facts = verdict::Facts {
+            interrupted,
+            interrupted_at: self.failed_step.clone(),
+            undo_clean: on_failure_clean && !failure.as_ref().is_some_and(|f| f.undo_failed),
+            not_approved,
+            failure: failure.as_ref().map(|f| verdict::Failed {
+                at: self.failed_step.clone().unwrap_or_default(),
+                phase_kind: f.phase_kind,
+                aborted: f.aborted,
+                touched: st.touched,
+                undo_ran: f.undo_ran || on_failure_ran,
+                undo_failed: f.undo_failed || !on_failure_clean,
+                back_to_start: st.back_to_start.clone(),
+                back_to_phase: st.back_to_phase.clone(),
+                kept: st.kept.clone(),
+            }),
+            tolerated: st.tolerated,
+        };
+        let (status, exit_code, verdict) = verdict::decide(&facts);
+
+        self.run_status = LiveStatus::Ended(status);
+        if !plan.finally_steps.is_empty() {
+            self.stop_level = self.stop_level.max(2);
+            if !self
+                .all(&plan.finally_steps, None, Role::Finally, None)
+                .await
+            {
+                self.bus.emit(Event::Warning {
+                    at: now(),
+                    message: "a `finally` step failed; see its entry in the report".into(),
+                });
+            }
+        }
+        (RunResult { status, exit_code }, verdict)
+    }
+}
+
+/// An undo that could not be checked.
+pub(super) fn unknown_check(why: &str) -> (verdict::Check, crate::events::UndoCheck) {
+    (
+        verdict::Check::Unknown(why.into()),
+        crate::events::UndoCheck {
+            against: "run_start".into(),
+            result: "unknown".into(),
+            changes: Vec::new(),
+            error: Some(why.into()),
+        },
+    )
+}
+
+/// A step whose compensation is registered, and how it ended.
+struct Registered<'p> {
+    step: &'p PlanStep,
+    status: StepStatus,
+    changed_nothing: bool,
+}
+
+/// What the main line keeps across phases.
+pub(super) struct LineState {
+    /// The run has committed a change.
+    pub(super) touched: bool,
+    /// Phases that completed with their changes in place.
+    pub(super) kept: Vec<String>,
+    tolerated: usize,
+    phase_status: &'static str,
+    /// The state before each phase that may change it, in order: the
+    /// first is the state before the run changed anything.
+    baselines: Vec<(String, undo::Baseline)>,
+    /// How the undo that reaches back to the run's start checked out.
+    back_to_start: Option<verdict::Check>,
+    /// When it did not reach back that far: the phase it is verified to
+    /// have brought the schema back to the start of.
+    back_to_phase: Option<String>,
+}
+
+impl LineState {
+    fn run_baseline(&self) -> Option<&undo::Baseline> {
+        self.baselines.first().map(|(_, b)| b)
+    }
+
+    fn phase_baseline(&self) -> Option<&undo::Baseline> {
+        self.baselines.last().map(|(_, b)| b)
+    }
+}
+
+/// A phase that stopped on a failure.
+struct PhaseFailure {
+    phase_kind: PhaseKind,
+    aborted: bool,
+    undo_ran: bool,
+    undo_failed: bool,
+    #[expect(dead_code, reason = "kept for the run journal")]
+    phase_touched: bool,
+}

@@ -1,0 +1,281 @@
+//! Data checks of a rehearsal: per-table row counts and checksums before
+//! and after each leg, cached by relfilenode so an unchanged table is not
+//! read twice.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::*;
+use crate::events::ErrorInfo;
+use crate::model::Verdict;
+use crate::pg::db::{self, Db};
+use crate::snapshot::Snapshot;
+
+/// Row count and content checksum of one table, over the columns it had
+/// before the migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Sum {
+    rows: Option<i64>,
+    checksum: String,
+    missing_columns: Vec<String>,
+}
+
+/// Counts and checksums of `tables` (as the snapshot names them, with the
+/// columns they had), in one query. A table that is gone has `rows: None`.
+async fn sums(
+    db: &Db,
+    tables: &[(String, Vec<String>)],
+) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
+    let mut out = BTreeMap::new();
+    if tables.is_empty() {
+        return Ok(out);
+    }
+    // Which of the tables and columns still exist.
+    let names: Vec<String> = tables
+        .iter()
+        .map(|(t, _)| crate::pg::quote::literal(t))
+        .collect();
+    let rows = db
+        .client
+        .query(
+            &format!(
+                "SELECT t.name, a.attname
+                 FROM unnest(ARRAY[{}]::text[]) AS t(name)
+                 JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)
+                 WHERE a.attnum > 0 AND NOT a.attisdropped",
+                names.join(", ")
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| db::error_info(&e, None))?;
+    let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &rows {
+        present
+            .entry(r.get::<_, String>(0))
+            .or_default()
+            .push(r.get(1));
+    }
+    let mut parts = Vec::new();
+    for (t, cols) in tables {
+        let Some(now) = present.get(t) else {
+            out.insert(
+                t.clone(),
+                Sum {
+                    rows: None,
+                    checksum: String::new(),
+                    missing_columns: Vec::new(),
+                },
+            );
+            continue;
+        };
+        let kept: Vec<&String> = cols.iter().filter(|c| now.contains(c)).collect();
+        let missing: Vec<String> = cols.iter().filter(|c| !now.contains(c)).cloned().collect();
+        out.insert(
+            t.clone(),
+            Sum {
+                rows: Some(0),
+                checksum: String::new(),
+                missing_columns: missing,
+            },
+        );
+        let row = if kept.is_empty() {
+            "''".to_string()
+        } else {
+            format!(
+                "ROW({})::text",
+                kept.iter()
+                    .map(|c| format!("x.{}", crate::pg::quote::ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        // An order-independent checksum: the sum of each row's hash.
+        parts.push(format!(
+            "SELECT {name}, count(*), {sum} FROM {t} x",
+            name = crate::pg::quote::literal(t),
+            sum = db::row_checksum_sql(&row)
+        ));
+    }
+    for (table, rows, checksum) in db::table_counts(db, &parts).await? {
+        if let Some(s) = out.get_mut(&table) {
+            s.rows = Some(rows);
+            s.checksum = checksum.unwrap_or_default();
+        }
+    }
+    Ok(out)
+}
+
+/// What `after` lost of `before`: one line per table. More rows than
+/// before is not a loss (a down may leave rows its up added elsewhere).
+fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, b) in before.iter().filter(|(t, _)| !tool_history(t)) {
+        let Some(a) = after.get(t) else { continue };
+        match (b.rows, a.rows) {
+            (Some(_), None) => out.push(format!("{t}: the table is gone, with its rows")),
+            (Some(rb), Some(ra)) => {
+                let gone: Vec<&String> = a
+                    .missing_columns
+                    .iter()
+                    .filter(|c| !b.missing_columns.contains(c))
+                    .collect();
+                if !gone.is_empty() {
+                    out.push(format!(
+                        "{t}: column(s) {} are gone, with their data",
+                        gone.iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                } else if ra < rb {
+                    out.push(format!("{t}: {rb} rows before, {ra} after"));
+                } else if ra == rb && b.checksum != a.checksum {
+                    out.push(format!("{t}: {rb} rows, but their contents changed"));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Row counts and checksums, kept while nothing can have changed them. A
+/// table is counted again when a leg wrote to it (the transaction's own
+/// statistics say so), when a leg ran outside a transaction, when its
+/// definition or its relfilenode changed (ALTER TABLE rewrites, TRUNCATE),
+/// or when it is partitioned or foreign (its rows live elsewhere). Without
+/// this, every leg would scan every table, and a rehearsal of n migrations
+/// would cost n² table scans.
+#[derive(Default)]
+pub(super) struct SumCache {
+    entries: BTreeMap<String, Cached>,
+    /// Tables written by a leg since they were counted; `all` after a leg
+    /// whose writes are unknown.
+    dirty: std::collections::BTreeSet<String>,
+    all_dirty: bool,
+    /// Tables counted, and tables served from the cache, for the report.
+    pub(super) counted: usize,
+    pub(super) reused: usize,
+}
+
+struct Cached {
+    columns: Vec<String>,
+    def: Value,
+    filenode: Option<u32>,
+    sum: Sum,
+}
+
+const FILENODES_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname), c.relfilenode::oid \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+       AND n.nspname NOT LIKE 'pg_toast%'";
+
+impl SumCache {
+    /// Drop every entry (they describe a database that is gone), keeping
+    /// the counts for the report.
+    pub(super) fn forget(&mut self) {
+        *self = SumCache {
+            counted: self.counted,
+            reused: self.reused,
+            ..SumCache::default()
+        };
+    }
+
+    /// After a leg: what it wrote, if known.
+    pub(super) fn wrote(&mut self, touched: Option<&[String]>) {
+        match touched {
+            Some(list) => self.dirty.extend(list.iter().cloned()),
+            None => self.all_dirty = true,
+        }
+    }
+
+    /// Counts and checksums of `tables` now; `now` is a snapshot of the
+    /// current schema.
+    pub(super) async fn get(
+        &mut self,
+        db: &Db,
+        tables: &[(String, Vec<String>)],
+        now: &Snapshot,
+    ) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
+        let filenodes: BTreeMap<String, u32> = db
+            .client
+            .query(FILENODES_SQL, &[])
+            .await
+            .map_err(|e| db::error_info(&e, None))?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
+            .collect();
+        let null = Value::Null;
+        let need: Vec<(String, Vec<String>)> = tables
+            .iter()
+            .filter(|(t, cols)| {
+                let def = now.objects.get(&format!("table {t}")).unwrap_or(&null);
+                let plain = def["kind"] == "r";
+                match self.entries.get(t) {
+                    Some(c) => {
+                        self.all_dirty
+                            || !plain
+                            || self.dirty.contains(t)
+                            || &c.columns != cols
+                            || &c.def != def
+                            || c.filenode != filenodes.get(t).copied()
+                    }
+                    None => true,
+                }
+            })
+            .cloned()
+            .collect();
+        let fresh = sums(db, &need).await?;
+        self.counted += need.len();
+        self.reused += tables.len() - need.len();
+        for (t, cols) in &need {
+            if let Some(sum) = fresh.get(t) {
+                self.entries.insert(
+                    t.clone(),
+                    Cached {
+                        columns: cols.clone(),
+                        def: now
+                            .objects
+                            .get(&format!("table {t}"))
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                        filenode: filenodes.get(t).copied(),
+                        sum: sum.clone(),
+                    },
+                );
+            }
+            self.dirty.remove(t);
+        }
+        if self.all_dirty {
+            // Every table asked for was counted; the others are dropped.
+            self.entries.retain(|t, _| need.iter().any(|(n, _)| n == t));
+            self.all_dirty = false;
+            self.dirty.clear();
+        }
+        Ok(tables
+            .iter()
+            .filter_map(|(t, _)| self.entries.get(t).map(|c| (t.clone(), c.sum.clone())))
+            .collect())
+    }
+}
+
+pub(super) fn data(
+    o: &mut Outcome,
+    before: &BTreeMap<String, Sum>,
+    after: &BTreeMap<String, Sum>,
+    what: &str,
+) {
+    let lines = lost(before, after);
+    if !lines.is_empty() {
+        let f = o.find(
+            Verdict::Lossy,
+            format!(
+                "{what} changed data in tables that existed before: {}",
+                lines.join("; ")
+            ),
+        );
+        f.tables = lines;
+    }
+}

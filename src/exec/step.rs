@@ -1,0 +1,528 @@
+//! One step: its attempts and retries, the lock monitor around it, the
+//! journal rows before and after it, and how its outcome is judged.
+
+use super::*;
+
+impl<'a> Run<'a> {
+    /// Run one step with its timeout, retries and cancellation, and
+    /// record it in the journal: before it starts, and when it ends.
+    pub(super) async fn step(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> Outcome {
+        self.journal_seq = None;
+        let o = self.step_body(s, phase, role, for_step).await;
+        self.journal_end(s, phase, role, for_step, &o).await;
+        o
+    }
+
+    /// A journal row for a step, written before it runs.
+    async fn journal_start(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+        status: StepStatus,
+    ) {
+        if !self.journal.is_on() {
+            return;
+        }
+        let row = journal::StepRow {
+            seq: 0,
+            phase: phase.map(str::to_string),
+            step: s.id.clone(),
+            role: serde_json::to_value(role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            for_step: for_step.map(str::to_string),
+            kind: s.action.kind().into(),
+            status: status.name().into(),
+            attempts: 0,
+            changed_nothing: false,
+            partial: false,
+            compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
+            compensated: None,
+            output: json!({}),
+            error: None,
+        };
+        let (seq, wrote) = self.journal.step_started(row).await;
+        self.journal_seq = Some(seq);
+        self.journal_failed(wrote);
+    }
+
+    /// The step's journal row, updated with how it ended.
+    async fn journal_end(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+        o: &Outcome,
+    ) {
+        if !self.journal.is_on() {
+            return;
+        }
+        if self.journal_seq.is_none() {
+            // Skipped before it started (`when` was false).
+            self.journal_start(s, phase, role, for_step, o.status).await;
+        }
+        let Some(seq) = self.journal_seq.take() else {
+            return;
+        };
+        let output = self.steps_out.get(&s.id).cloned().unwrap_or(json!({}));
+        let output = serde_json::from_str(&self.bus.redactor().redact(&output.to_string()))
+            .unwrap_or(json!({}));
+        let wrote = self
+            .journal
+            .step_finished(seq, |row| {
+                row.status = o.status.name().into();
+                row.attempts = i32::try_from(o.attempts).unwrap_or(i32::MAX);
+                row.changed_nothing = o.changed_nothing;
+                row.partial = o.partial;
+                row.error.clone_from(&o.error);
+                row.output = output;
+            })
+            .await;
+        self.journal_failed(wrote);
+    }
+
+    /// Say once that the journal could not be written, and stop writing it.
+    pub(super) fn journal_failed(&mut self, r: Result<(), String>) {
+        if let Err(why) = r {
+            self.bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "the run journal could not be written: {why}; it is off for the rest of this run, so `runbook resume` and `runbook rollback` see only what came before"
+                ),
+            });
+            self.journal.turn_off();
+        }
+    }
+
+    async fn step_body(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> Outcome {
+        let kind = s.action.kind();
+        let phase_kind = phase
+            .and_then(|id| self.plan.phases.iter().find(|p| p.id == id))
+            .map(|p| p.kind);
+        match self.when(&s.when) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.bus.emit(Event::StepSkipped {
+                    at: now(),
+                    step: s.id.clone(),
+                    phase: phase.map(str::to_string),
+                    kind: kind.into(),
+                    role,
+                    reason: format!(
+                        "when: {}",
+                        s.when.as_ref().map_or("false", |w| w.expr.as_str())
+                    ),
+                });
+                self.record(&s.id, StepStatus::Skipped, Map::new());
+                return Outcome {
+                    status: StepStatus::Skipped,
+                    attempts: 0,
+                    error: None,
+                    partial: false,
+                    fatal: false,
+                    changed_nothing: true,
+                };
+            }
+            Err(e) => {
+                let error = ErrorInfo {
+                    class: ErrorKind::Template,
+                    message: format!("failed to evaluate `when`: {e}"),
+                    ..ErrorInfo::default()
+                };
+                return self.finish_step(
+                    s,
+                    phase_kind,
+                    Instant::now(),
+                    0,
+                    Err(Fail::new(StepStatus::Failed, error).unchanged()),
+                    None,
+                );
+            }
+        }
+        self.journal_start(s, phase, role, for_step, StepStatus::Running)
+            .await;
+        let started = Instant::now();
+        // A session lost during an earlier step (terminated, a server
+        // restart) is replaced, and the run lock taken again, before this
+        // one runs: above all before a compensation.
+        if self.db.is_lost()
+            && let Err(e) = self.recover_session(&s.id).await
+        {
+            return self.finish_step(
+                s,
+                phase_kind,
+                started,
+                0,
+                Err(Fail::new(StepStatus::Failed, e).unchanged()),
+                None,
+            );
+        }
+        let monitor = self.start_monitor(s).await;
+        let (attempts, result) = self.attempts(s, phase, role, for_step).await;
+        let impact = match monitor {
+            Some(m) => Some(m.stop().await),
+            None => None,
+        };
+        if let Some(l) = &impact {
+            self.warn_about_impact(s, l);
+        }
+        self.finish_step(s, phase_kind, started, attempts, result, impact)
+    }
+
+    /// Attempts until one succeeds, the error is not retryable, the
+    /// attempts run out, or the run is interrupted.
+    async fn attempts(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> (u32, Attempt) {
+        let kind = s.action.kind();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let shown = self.describe(&s.action);
+            self.bus.emit(Event::StepStarted {
+                at: now(),
+                step: s.id.clone(),
+                phase: phase.map(str::to_string),
+                kind: kind.into(),
+                role,
+                for_step: for_step.map(str::to_string),
+                name: s.name.clone(),
+                attempt,
+                action: shown,
+            });
+            let result = self.attempt(s).await;
+            for n in self.db.drain_notices() {
+                self.bus.emit(Event::StepOutput {
+                    at: now(),
+                    step: s.id.clone(),
+                    stream: "notice".into(),
+                    line: n,
+                });
+            }
+            match result {
+                Err(f)
+                    if attempt < s.retry.attempts
+                        && f.retry_class.is_some_and(|c| s.retry.on.contains(&c))
+                        && self.interrupt_count() < self.stop_level =>
+                {
+                    let wait = backoff(s, attempt);
+                    self.bus.emit(Event::StepRetry {
+                        at: now(),
+                        step: s.id.clone(),
+                        attempt,
+                        error: f.error.clone(),
+                        wait_ms: ms(wait),
+                    });
+                    if f.retry_class == Some(ErrorClass::Connection)
+                        && let Err(e) = self.reconnect().await
+                    {
+                        return (attempt, Err(Fail::new(StepStatus::Failed, e)));
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.stop_signal() => {
+                            return (attempt, Err(Fail::new(StepStatus::Cancelled, cancelled_error())));
+                        }
+                    }
+                }
+                r => return (attempt, r),
+            }
+        }
+    }
+
+    /// The lock monitor for a step that may take locks others wait on:
+    /// every kind but `check` (read-only) and `sleep`. Its session is opened
+    /// once, on first use. If it cannot be opened, the run goes on, and a
+    /// warning says the impact was not measured.
+    async fn start_monitor(&mut self, s: &PlanStep) -> Option<monitor::Monitor> {
+        // A rehearsal on a scratch database takes no lock on the run's.
+        if matches!(
+            s.action,
+            Action::Check(_) | Action::Sleep { .. } | Action::Snapshot(_)
+        ) || matches!(&s.action, Action::Rehearse(x) if x.scratch.is_some())
+        {
+            return None;
+        }
+        let settings = s.settings.as_ref().unwrap_or(&self.plan.settings);
+        if settings.lock_monitor == Some(false) {
+            return None;
+        }
+        if self.monitor.is_none() {
+            let app = self.monitor_app();
+            let connected = self.db.connect_to(&self.database, &app).await;
+            let version = match &connected {
+                Ok(m) => m
+                    .client
+                    .query_one("SELECT current_setting('server_version_num')::int", &[])
+                    .await
+                    .map(|r| r.get::<_, i32>(0))
+                    .map_err(|e| db::error_info(&e, None)),
+                Err(e) => Err(e.clone()),
+            };
+            match (connected, version) {
+                (Ok(m), Ok(v)) => {
+                    self.monitor = Some(Some((Arc::new(m), monitor::sample_sql(v).into())));
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    self.bus.emit(Event::Warning {
+                        at: now(),
+                        message: format!(
+                            "the lock monitor could not connect ({}); lock impact is not measured in this run",
+                            e.message
+                        ),
+                    });
+                    self.monitor = Some(None);
+                }
+            }
+        }
+        let (m, sql) = self.monitor.as_ref()?.as_ref()?;
+        Some(monitor::Monitor::start(
+            m.clone(),
+            sql.clone(),
+            self.app_name.clone(),
+        ))
+    }
+
+    /// The lock monitor session's application_name (as the server keeps
+    /// it: at most 63 bytes).
+    pub(crate) fn monitor_app(&self) -> String {
+        let mut app = format!("{}/monitor", self.app_name);
+        while app.len() > 63 {
+            app.pop();
+        }
+        app
+    }
+
+    /// A report warning when other sessions waited on this step's locks
+    /// longer than `lock_wait_warning` (default 1s).
+    fn warn_about_impact(&mut self, s: &PlanStep, l: &LockImpact) {
+        let settings = s.settings.as_ref().unwrap_or(&self.plan.settings);
+        let limit = settings.lock_wait_warning.map_or(
+            Duration::from_millis(crate::plan::DEFAULT_LOCK_WAIT_WARNING_MS),
+            |d| d.0,
+        );
+        if l.waited_max_ms > ms(limit) {
+            self.bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "step `{}` made {} other session(s) wait on its locks: the longest wait was {} ms, {} ms in all, {} waiting at the worst moment",
+                    s.id, l.sessions_waited, l.waited_max_ms, l.waited_total_ms, l.waiting_max
+                ),
+            });
+        }
+    }
+
+    /// The session was lost: say so, connect again (with backoff, while a
+    /// restarting server refuses) and take the run lock again.
+    async fn recover_session(&mut self, before_step: &str) -> Result<(), ErrorInfo> {
+        self.bus.emit(Event::Warning {
+            at: now(),
+            message: format!(
+                "the database session was lost; reconnecting before step `{before_step}`"
+            ),
+        });
+        self.monitor = None;
+        let started = Instant::now();
+        match self.reconnect().await {
+            Ok(()) => {
+                self.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!(
+                        "reconnected in {} ms and took the run lock again",
+                        ms(started.elapsed())
+                    ),
+                });
+                Ok(())
+            }
+            Err(mut e) => {
+                e.message = format!(
+                    "the database session was lost and reconnecting failed: {}",
+                    e.message
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// A new session after a lost one, with the run lock taken again: the
+    /// old session's lock died with it.
+    async fn reconnect(&mut self) -> Result<(), ErrorInfo> {
+        self.db.reconnect(&self.app_name).await?;
+        // After a failover the new session may have reached another of
+        // several hosts: the children follow it.
+        if self.db.config().config.get_hosts().len() > 1 {
+            let mut conn = self.db.config().clone();
+            conn.reached = self.db.reached_host().await;
+            let passfile = self
+                .pg_env
+                .iter()
+                .find(|(k, _)| k == "PGPASSFILE")
+                .map(|(_, v)| PathBuf::from(v));
+            self.pg_env = db::libpq_env(&conn, &self.app_name, passfile.as_deref());
+        }
+        self.relock().await
+    }
+
+    /// Take the run lock again on a new main session.
+    pub(crate) async fn relock(&mut self) -> Result<(), ErrorInfo> {
+        match self.db.try_lock(self.lock_key).await? {
+            Ok(()) => Ok(()),
+            Err(holder) => Err(ErrorInfo {
+                class: ErrorKind::Lock,
+                message: format!(
+                    "lost the run lock while reconnecting: another run took the database{}",
+                    holder.map_or_else(String::new, |h| format!(
+                        " (pid {}, run {})",
+                        h.pid,
+                        h.run_id()
+                    ))
+                ),
+                ..ErrorInfo::default()
+            }),
+        }
+    }
+
+    /// The step's action in one line, templates rendered as they run.
+    fn describe(&self, a: &Action) -> String {
+        a.describe(&|t: &Text| {
+            self.render(t)
+                .map_or_else(|_| t.text.clone(), |(_, shown)| shown)
+        })
+    }
+
+    async fn attempt(&mut self, s: &PlanStep) -> Attempt {
+        let timeout = s.timeout.map(|d| d.0);
+        match &s.action {
+            Action::Sql {
+                statements,
+                transaction,
+            } => {
+                let plan = self.plan;
+                let settings = s.settings.as_ref().unwrap_or(&plan.settings);
+                sql::run(self, &s.id, statements, *transaction, timeout, settings).await
+            }
+            Action::Check(c) => check::run(self, s, c, timeout).await,
+            Action::Shell(sh) => shell::run(self, s, sh, timeout).await,
+            Action::Backup(b) => backup::run(self, s, b, timeout).await,
+            Action::Restore(rs) => restore::run(self, s, rs, timeout).await,
+            Action::Backfill(b) => backfill::run(self, s, b, timeout).await,
+            Action::Migrate(m) => migrate::run(self, s, m, timeout).await,
+            Action::Snapshot(x) => snapshot::run(self, s, x, timeout).await,
+            Action::Rehearse(x) => rehearse::run(self, s, x, timeout).await,
+            Action::Sleep { duration } => {
+                let limit = timeout.unwrap_or(Duration::MAX);
+                tokio::select! {
+                    () = tokio::time::sleep(duration.0.min(limit)) => {
+                        if duration.0 > limit {
+                            Err(Fail::new(StepStatus::TimedOut, timeout_error(timeout)))
+                        } else {
+                            Ok(Done::default())
+                        }
+                    }
+                    () = self.stop_signal() => Err(Fail::new(StepStatus::Cancelled, cancelled_error())),
+                }
+            }
+        }
+    }
+
+    pub(super) fn finish_step(
+        &mut self,
+        s: &PlanStep,
+        phase: Option<PhaseKind>,
+        started: Instant,
+        attempts: u32,
+        r: Attempt,
+        lock_impact: Option<LockImpact>,
+    ) -> Outcome {
+        let (status, done, error, changed_nothing) = match r {
+            Ok(d) => (StepStatus::Succeeded, d, None, false),
+            Err(f) => (f.status, f.partial, Some(f.error), f.changed_nothing),
+        };
+        let warn_only =
+            matches!(&s.action, Action::Check(c) if c.severity == crate::model::Severity::Warn);
+        let fatal = status.is_failure() && !(warn_only && status == StepStatus::Failed);
+        // A failure that may have committed part of the step's work.
+        let partial = status.is_failure()
+            && !changed_nothing
+            && may_change(&s.action, phase.unwrap_or(PhaseKind::Migrate));
+        if status.is_failure() && !fatal {
+            self.bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "check `{}` failed (severity warn): {}",
+                    s.id,
+                    error.as_ref().map_or("", |e| e.message.as_str())
+                ),
+            });
+        }
+        let message = error
+            .as_ref()
+            .map(|e| self.bus.redactor().redact(&e.message).into_owned());
+        self.bus.emit(Event::StepFinished {
+            at: now(),
+            step: s.id.clone(),
+            status,
+            duration_ms: ms(started.elapsed()),
+            attempts,
+            rows_affected: done.rows_affected,
+            exit_code: done.exit_code,
+            check: done.check,
+            error,
+            stdout_tail: done.stdout_tail,
+            stderr_tail: done.stderr_tail,
+            details: done.details,
+            partial,
+            lock_impact,
+        });
+        self.record(&s.id, status, done.output);
+        Outcome {
+            status,
+            attempts,
+            error: message,
+            partial,
+            fatal,
+            changed_nothing,
+        }
+    }
+}
+
+/// Whether a step may change the database. Checks, sleeps, snapshots,
+/// backups and rehearsals on a scratch database never do; a shell step in
+/// a preflight or verify phase is taken to be read-only, as those phases
+/// promise.
+pub(super) fn may_change(a: &Action, phase: PhaseKind) -> bool {
+    match a {
+        Action::Check(_) | Action::Sleep { .. } | Action::Snapshot(_) | Action::Backup(_) => false,
+        Action::Rehearse(x) => x.scratch.is_none(),
+        Action::Shell(_) => !matches!(phase, PhaseKind::Preflight | PhaseKind::Verify),
+        Action::Sql { .. } | Action::Restore(_) | Action::Backfill(_) | Action::Migrate(_) => true,
+    }
+}
+
+/// Exponential backoff with full jitter in [50%, 100%] of the nominal wait.
+fn backoff(s: &PlanStep, attempt: u32) -> Duration {
+    let r = &s.retry;
+    let nominal = r.initial.0.as_secs_f64() * r.factor.powi(attempt.saturating_sub(1) as i32);
+    let capped = nominal.min(r.max.0.as_secs_f64());
+    Duration::from_secs_f64(capped * (0.5 + fastrand::f64() * 0.5))
+}
