@@ -21,7 +21,7 @@ use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::{BackupFormat, Verify};
 use crate::pg::db::{self, Db};
 use crate::pg::tools;
-use crate::plan::PlanStep;
+use crate::plan::{PlanBackup, PlanStep};
 
 /// Removes a backup directory unless disarmed: every early return of a
 /// failed backup cleans up after itself.
@@ -290,170 +290,132 @@ async fn reconcile(
     Ok(counted)
 }
 
-pub(crate) async fn run(
-    r: &mut Run<'_>,
-    s: &PlanStep,
-    b: &crate::plan::PlanBackup,
-    timeout: Option<Duration>,
-) -> Attempt {
-    let started = Instant::now();
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let render_fail = |e: ErrorInfo| Fail::new(StepStatus::Failed, e);
-    let dir = r.base_dir.join(r.render(&b.path).map_err(render_fail)?.0);
-    if let Some(root) = backups::unignored_in_git_tree(&dir) {
-        return Err(failed(
-            ErrorKind::Backup,
-            format!(
-                "refusing to write a backup of the database into `{}`: it is inside the git working tree `{}` and git does not ignore it, so `git add` would commit the data; nothing was written",
-                dir.display(),
-                root.display()
-            ),
-            Some("put the backup outside the repository (an absolute `path:`), or add its directory to .gitignore".into()),
-        )
-        .unchanged());
-    }
+/// The tools a backup needs: pg_dump, and what verifies its dump
+/// (pg_restore for archives; psql restores a plain dump).
+struct Tools {
+    pg_dump: tools::Tool,
+    pg_restore: Option<tools::Tool>,
+    psql: Option<tools::Tool>,
+}
+
+fn find_tools(r: &Run<'_>, b: &PlanBackup) -> Result<Tools, Fail> {
+    let bin = r.pg_bin_dir.as_deref();
+    let find =
+        |name: &str, version: &str| tools::find(name, version, bin).map_err(|e| tool_failure(&e));
+    let plain = b.format == BackupFormat::Plain;
+    Ok(Tools {
+        pg_dump: find("pg_dump", &r.server_version)?,
+        pg_restore: if plain {
+            None
+        } else {
+            Some(find("pg_restore", &r.server_version)?)
+        },
+        psql: if plain && b.verify == Verify::Restore {
+            Some(find("psql", "0")?)
+        } else {
+            None
+        },
+    })
+}
+
+/// pg_dump's options, rendered: what the manifest records and the argv
+/// is built from (one copy of the step's choices, not two).
+fn options(r: &Run<'_>, b: &PlanBackup) -> Result<backups::Options, Fail> {
     let list = |items: &[crate::plan::Text]| -> Result<Vec<String>, Fail> {
         items
             .iter()
-            .map(|t| r.render(t).map(|x| x.0).map_err(render_fail))
+            .map(|t| {
+                r.render(t)
+                    .map(|x| x.0)
+                    .map_err(|e| Fail::new(StepStatus::Failed, e))
+            })
             .collect()
     };
-    let tables = list(&b.tables)?;
-    let exclude_tables = list(&b.exclude_tables)?;
-    let schemas = list(&b.schemas)?;
-    let exclude_schemas = list(&b.exclude_schemas)?;
+    Ok(backups::Options {
+        jobs: match b.format {
+            BackupFormat::Directory => Some(b.jobs.unwrap_or_else(default_jobs)),
+            _ => None,
+        },
+        compress: b.compress,
+        schema_only: b.schema_only,
+        data_only: b.data_only,
+        tables: list(&b.tables)?,
+        exclude_tables: list(&b.exclude_tables)?,
+        schemas: list(&b.schemas)?,
+        exclude_schemas: list(&b.exclude_schemas)?,
+    })
+}
 
-    let bin = r.pg_bin_dir.clone();
-    let pg_dump =
-        tools::find("pg_dump", &r.server_version, bin.as_deref()).map_err(|e| tool_failure(&e))?;
-    let pg_restore = if b.format == BackupFormat::Plain {
-        None
-    } else {
-        Some(
-            tools::find("pg_restore", &r.server_version, bin.as_deref())
-                .map_err(|e| tool_failure(&e))?,
-        )
-    };
-    let psql = if b.format == BackupFormat::Plain && b.verify == Verify::Restore {
-        Some(tools::find("psql", "0", bin.as_deref()).map_err(|e| tool_failure(&e))?)
-    } else {
-        None
-    };
-
-    let mut guard = prepare(&dir)?;
-    let dump_name = backups::dump_name(b.format);
-
-    // A session whose repeatable-read snapshot the dump imports: the row
-    // counts below see exactly the rows the dump holds.
-    let snap = Db::connect(r.db.config().clone(), &r.app_name)
-        .await
-        .map_err(|e| sql_failure("failed to open the snapshot session", &e))?;
-    let snap_client = Arc::new(snap.client);
-    let sql_err = |what: &'static str| {
-        move |e: tokio_postgres::Error| sql_failure(what, &db::error_info(&e, None))
-    };
-    snap_client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await
-        .map_err(sql_err("failed to start the snapshot transaction"))?;
-    let snapshot: String = snap_client
-        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
-        .await
-        .map_err(sql_err("failed to export a snapshot"))?
-        .get(0);
-    let mut candidates = candidate_tables(
-        &snap_client,
-        b.schema_only,
-        &tables,
-        &exclude_tables,
-        &schemas,
-        &exclude_schemas,
-    )
-    .await
-    .map_err(sql_err("failed to list the tables to back up"))?;
-    let whole = tables.is_empty() && schemas.is_empty() && !b.schema_only;
-    let large_objects: Option<i64> = if whole {
-        Some(
-            snap_client
-                .query_one(
-                    "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
-                    &[],
-                )
-                .await
-                .map_err(sql_err("failed to count large objects"))?
-                .get(0),
-        )
-    } else {
-        None
-    };
-
-    // Count while pg_dump runs, on the server's other cores.
-    let counting = if b.schema_only {
-        None
-    } else {
-        let c = Arc::clone(&snap_client);
-        let t = candidates.clone();
-        Some(tokio::spawn(async move { count_rows(&c, &t).await }))
-    };
-
-    let jobs = match b.format {
-        BackupFormat::Directory => Some(b.jobs.unwrap_or_else(default_jobs)),
-        _ => None,
-    };
+/// pg_dump's argv: in the exported `snapshot`, into `file`.
+fn pg_dump_argv(
+    r: &Run<'_>,
+    s: &PlanStep,
+    b: &PlanBackup,
+    pg_dump: &Path,
+    o: &backups::Options,
+    file: &Path,
+    snapshot: &str,
+) -> Vec<String> {
     let format = match b.format {
         BackupFormat::Directory => "directory",
         BackupFormat::Custom => "custom",
         BackupFormat::Plain => "plain",
     };
     let mut argv: Vec<String> = vec![
-        pg_dump.path.display().to_string(),
+        pg_dump.display().to_string(),
         "--verbose".into(),
         "--no-password".into(),
         format!("--format={format}"),
-        format!("--file={}", dir.join(dump_name).display()),
+        format!("--file={}", file.display()),
         format!("--snapshot={snapshot}"),
         format!("--lock-wait-timeout={}", lock_wait_ms(r, s)),
     ];
-    if let Some(j) = jobs {
-        argv.push(format!("--jobs={j}"));
-    }
-    if let Some(c) = b.compress {
-        argv.push(format!("--compress={c}"));
-    }
-    if b.schema_only {
+    argv.extend(o.jobs.map(|j| format!("--jobs={j}")));
+    argv.extend(o.compress.map(|c| format!("--compress={c}")));
+    if o.schema_only {
         argv.push("--schema-only".into());
     }
-    if b.data_only {
+    if o.data_only {
         argv.push("--data-only".into());
     }
-    if !tables.is_empty() || !schemas.is_empty() {
+    if !o.tables.is_empty() || !o.schemas.is_empty() {
         // A pattern that matches nothing is a typo, not an empty backup.
         argv.push("--strict-names".into());
     }
-    argv.extend(tables.iter().map(|t| format!("--table={t}")));
+    argv.extend(o.tables.iter().map(|t| format!("--table={t}")));
     argv.extend(
-        exclude_tables
+        o.exclude_tables
             .iter()
             .map(|t| format!("--exclude-table={t}")),
     );
-    argv.extend(schemas.iter().map(|t| format!("--schema={t}")));
+    argv.extend(o.schemas.iter().map(|t| format!("--schema={t}")));
     // The run journal records runs on this database; it is not its data,
     // and a restore must not roll it back.
     if r.journal.is_on() {
         argv.push("--exclude-schema=runbook_journal".into());
     }
     argv.extend(
-        exclude_schemas
+        o.exclude_schemas
             .iter()
             .map(|t| format!("--exclude-schema={t}")),
     );
+    argv
+}
 
-    let total = (!b.schema_only).then_some(candidates.len() as u64);
+/// Run pg_dump, turning its `--verbose` lines into table progress and
+/// passing on the lines that report a problem.
+async fn dump(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    argv: &[String],
+    total: Option<u64>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<child::Ran, ErrorInfo> {
     let step = s.id.clone();
     let mut dumped = 0u64;
     let base_dir = r.base_dir.clone();
     let env = r.pg_env.clone();
-    let ran = child::run(r, &argv, &env, &base_dir, deadline, |r, _, line| {
+    child::run(r, argv, &env, &base_dir, deadline, |r, _, line| {
         if let Some(t) = table_of(line, "dumping contents of table ") {
             dumped += 1;
             r.bus.emit(Event::StepProgress {
@@ -475,26 +437,194 @@ pub(crate) async fn run(
             });
         }
     })
-    .await;
+    .await
+}
+
+/// What the dump covers, read in its own snapshot while pg_dump runs.
+struct Snapshot {
+    client: Arc<Client>,
+    /// The exported snapshot's name, for `pg_dump --snapshot`.
+    name: String,
+    candidates: Vec<Table>,
+    large_objects: Option<i64>,
+}
+
+fn sql_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Fail {
+    move |e| sql_failure(what, &db::error_info(&e, None))
+}
+
+/// A session in a repeatable-read snapshot that the dump imports: the row
+/// counts see exactly the rows the dump holds.
+async fn open_snapshot(r: &Run<'_>, o: &backups::Options) -> Result<Snapshot, Fail> {
+    let snap = Db::connect(r.db.config().clone(), &r.app_name)
+        .await
+        .map_err(|e| sql_failure("failed to open the snapshot session", &e))?;
+    let client = Arc::new(snap.client);
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(sql_err("failed to start the snapshot transaction"))?;
+    let name: String = client
+        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+        .await
+        .map_err(sql_err("failed to export a snapshot"))?
+        .get(0);
+    let candidates = candidate_tables(
+        &client,
+        o.schema_only,
+        &o.tables,
+        &o.exclude_tables,
+        &o.schemas,
+        &o.exclude_schemas,
+    )
+    .await
+    .map_err(sql_err("failed to list the tables to back up"))?;
+    let whole = o.tables.is_empty() && o.schemas.is_empty() && !o.schema_only;
+    let large_objects = if whole {
+        Some(
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
+                    &[],
+                )
+                .await
+                .map_err(sql_err("failed to count large objects"))?
+                .get(0),
+        )
+    } else {
+        None
+    };
+    Ok(Snapshot {
+        client,
+        name,
+        candidates,
+        large_objects,
+    })
+}
+
+/// The dump's table of contents, which is the truth of what was dumped.
+async fn read_toc(tools: &Tools, dump_path: &Path) -> Result<Vec<TocEntry>, Fail> {
+    let restore = tools.pg_restore.as_ref().map(|t| t.path.clone());
+    let dump_path = dump_path.to_path_buf();
+    tokio::task::spawn_blocking(move || match restore {
+        Some(p) => backups::archive_toc(&p, &dump_path),
+        None => backups::plain_toc(&dump_path),
+    })
+    .await
+    .map_err(|e| failed(ErrorKind::Internal, e.to_string(), None))?
+    .map_err(|e| {
+        failed(
+            ErrorKind::Backup,
+            format!("the new dump cannot be read: {e}"),
+            Some(e.hint().into()),
+        )
+    })
+}
+
+/// Check the backup as the step asks: `Ok(Err)` is a verification
+/// failure, recorded in the manifest; `Err` stops the step.
+async fn verify(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBackup,
+    (manifest, toc, dir): (&Manifest, &[TocEntry], &Path),
+    tools: &Tools,
+    deadline: Option<tokio::time::Instant>,
+    timeout: Option<Duration>,
+) -> Result<Result<(), String>, Fail> {
+    match b.verify {
+        Verify::None => Ok(Ok(())),
+        Verify::List => {
+            let missing = backups::uncovered(manifest, toc);
+            Ok(if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(backups::BackupError::Uncovered { missing }.to_string())
+            })
+        }
+        Verify::Restore => {
+            // find_tools found one of them for `verify: restore`.
+            let Some(restorer) = tools.pg_restore.as_ref().or(tools.psql.as_ref()) else {
+                return Err(failed(
+                    ErrorKind::Internal,
+                    "no pg_restore or psql to verify the backup with".into(),
+                    None,
+                ));
+            };
+            verify_by_restore(r, s, manifest, dir, &restorer.path, deadline, timeout).await
+        }
+    }
+}
+
+/// Remove all but the newest `keep` backups of this runbook beside `dir`.
+fn prune(r: &mut Run<'_>, dir: &Path, keep: Option<u32>) -> Vec<String> {
+    let mut pruned = Vec::new();
+    let Some(keep) = keep else {
+        return pruned;
+    };
+    for old in backups::prunable(dir, &r.plan.runbook.name, keep as usize) {
+        match std::fs::remove_dir_all(&old) {
+            Ok(()) => pruned.push(old.display().to_string()),
+            Err(e) => r.bus.emit(Event::Warning {
+                at: now(),
+                message: format!("failed to prune old backup {}: {e}", old.display()),
+            }),
+        }
+    }
+    pruned
+}
+
+/// Refuse a backup directory that git would commit.
+fn refuse_in_git_tree(dir: &Path) -> Result<(), Fail> {
+    let Some(root) = backups::unignored_in_git_tree(dir) else {
+        return Ok(());
+    };
+    Err(failed(
+        ErrorKind::Backup,
+        format!(
+            "refusing to write a backup of the database into `{}`: it is inside the git working tree `{}` and git does not ignore it, so `git add` would commit the data; nothing was written",
+            dir.display(),
+            root.display()
+        ),
+        Some("put the backup outside the repository (an absolute `path:`), or add its directory to .gitignore".into()),
+    )
+    .unchanged())
+}
+
+/// pg_dump in the snapshot's export, with the candidates' rows counted in
+/// the same snapshot meanwhile.
+async fn dump_counted(
+    r: &mut Run<'_>,
+    (s, b): (&PlanStep, &PlanBackup),
+    snap: &mut Snapshot,
+    (tools, options, dump_path): (&Tools, &backups::Options, &Path),
+    deadline: Option<tokio::time::Instant>,
+    timeout: Option<Duration>,
+) -> Result<child::Ran, Fail> {
+    // Count while pg_dump runs, on the server's other cores.
+    let counting = (!options.schema_only).then(|| {
+        let c = Arc::clone(&snap.client);
+        let t = snap.candidates.clone();
+        tokio::spawn(async move { count_rows(&c, &t).await })
+    });
+    let argv = pg_dump_argv(r, s, b, &tools.pg_dump.path, options, dump_path, &snap.name);
+    let total = (!options.schema_only).then_some(snap.candidates.len() as u64);
+    let ran = dump(r, s, &argv, total, deadline).await;
     let ran = match ran {
-        Ok(ran) => ran,
-        Err(e) => {
+        Ok(ran) if ran.code == Some(0) && ran.ended.is_none() => ran,
+        failure => {
             if let Some(h) = counting {
                 h.abort();
             }
-            return Err(Fail::new(StepStatus::Failed, e));
+            let ran = failure.map_err(|e| Fail::new(StepStatus::Failed, e))?;
+            let _ = snap
+                .client
+                .cancel_token()
+                .cancel_query(tokio_postgres::NoTls)
+                .await;
+            return Err(child_failure("pg_dump", &ran, timeout));
         }
     };
-    if ran.code != Some(0) || ran.ended.is_some() {
-        if let Some(h) = counting {
-            h.abort();
-        }
-        let _ = snap_client
-            .cancel_token()
-            .cancel_query(tokio_postgres::NoTls)
-            .await;
-        return Err(child_failure("pg_dump", &ran, timeout));
-    }
     if let Some(h) = counting {
         let counts = h
             .await
@@ -506,49 +636,93 @@ pub(crate) async fn run(
                 )
             })?
             .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
-        for (t, n) in candidates.iter_mut().zip(counts) {
+        for (t, n) in snap.candidates.iter_mut().zip(counts) {
             t.rows = Some(n);
         }
     }
 
-    // The table of contents is the truth of what was dumped.
-    let dump_path = dir.join(dump_name);
-    let toc = {
-        let restore = pg_restore.as_ref().map(|t| t.path.clone());
-        let dump_path = dump_path.clone();
-        tokio::task::spawn_blocking(move || match restore {
-            Some(p) => backups::archive_toc(&p, &dump_path),
-            None => backups::plain_toc(&dump_path),
-        })
+    Ok(ran)
+}
+
+/// The sha256 of every file of the dump, off the runtime's thread.
+async fn hash_files(dir: &Path, dump_name: &'static str) -> Result<Vec<FileHash>, Fail> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || backups::hash_dump(&dir, dump_name))
         .await
         .map_err(|e| failed(ErrorKind::Internal, e.to_string(), None))?
-    };
-    let toc = toc.map_err(|e| {
-        failed(
-            ErrorKind::Backup,
-            format!("the new dump cannot be read: {e}"),
-            Some(e.hint().into()),
-        )
-    })?;
-    let tables_out = reconcile(&snap_client, candidates, &toc, b.schema_only)
+        .map_err(|e| failed(ErrorKind::Io, format!("failed to hash the dump: {e}"), None))
+}
+
+/// How the verification went, for the manifest.
+fn verification(method: Verify, verdict: &Result<(), String>, started: Instant) -> Verification {
+    Verification {
+        method,
+        status: match (verdict, method) {
+            (_, Verify::None) => "skipped",
+            (Ok(()), _) => "passed",
+            (Err(_), _) => "failed",
+        }
+        .into(),
+        detail: verdict.as_ref().err().cloned(),
+        duration_ms: ms(started.elapsed()),
+    }
+}
+
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBackup,
+    timeout: Option<Duration>,
+) -> Attempt {
+    let started = Instant::now();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let dir = r.base_dir.join(
+        r.render(&b.path)
+            .map_err(|e| Fail::new(StepStatus::Failed, e))?
+            .0,
+    );
+    refuse_in_git_tree(&dir)?;
+    let options = options(r, b)?;
+    let tools = find_tools(r, b)?;
+    let mut guard = prepare(&dir)?;
+    let dump_name = backups::dump_name(b.format);
+    let dump_path = dir.join(dump_name);
+
+    let mut snap = open_snapshot(r, &options).await?;
+    let ran = dump_counted(
+        r,
+        (s, b),
+        &mut snap,
+        (&tools, &options, &dump_path),
+        deadline,
+        timeout,
+    )
+    .await?;
+
+    let toc = read_toc(&tools, &dump_path).await?;
+    let candidates = std::mem::take(&mut snap.candidates);
+    let tables_out = reconcile(&snap.client, candidates, &toc, options.schema_only)
         .await
         .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
-    let schema_record = schema_record(&snap_client, b, &tables, &schemas, &tables_out)
-        .await
-        .map_err(sql_err("failed to snapshot the schema the backup covers"))?;
-    let _ = snap_client.batch_execute("ROLLBACK").await;
-    drop(snap_client);
+    let schema_record = schema_record(
+        &snap.client,
+        b,
+        &options.tables,
+        &options.schemas,
+        &tables_out,
+    )
+    .await
+    .map_err(sql_err("failed to snapshot the schema the backup covers"))?;
+    let _ = snap.client.batch_execute("ROLLBACK").await;
+    let Snapshot {
+        name: snapshot,
+        large_objects,
+        ..
+    } = snap;
 
-    let files = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || backups::hash_dump(&dir, dump_name))
-            .await
-            .map_err(|e| failed(ErrorKind::Internal, e.to_string(), None))?
-            .map_err(|e| failed(ErrorKind::Io, format!("failed to hash the dump: {e}"), None))?
-    };
+    let files = hash_files(&dir, dump_name).await?;
     let total_bytes: u64 = files.iter().map(|f: &FileHash| f.bytes).sum();
     let duration_ms = ms(started.elapsed());
-
     let mut manifest = Manifest {
         manifest_version: backups::MANIFEST_VERSION.into(),
         format: b.format,
@@ -561,18 +735,9 @@ pub(crate) async fn run(
         step: Some(s.id.clone()),
         database: r.database.clone(),
         server_version: r.server_version.clone(),
-        pg_dump_version: pg_dump.version.clone(),
+        pg_dump_version: tools.pg_dump.version.clone(),
         snapshot: Some(snapshot),
-        options: backups::Options {
-            jobs,
-            compress: b.compress,
-            schema_only: b.schema_only,
-            data_only: b.data_only,
-            tables,
-            exclude_tables,
-            schemas,
-            exclude_schemas,
-        },
+        options,
         tables: tables_out,
         large_objects,
         total_bytes,
@@ -587,35 +752,8 @@ pub(crate) async fn run(
     };
 
     let verify_started = Instant::now();
-    let verdict: Result<(), String> = match b.verify {
-        Verify::None => Ok(()),
-        Verify::List => {
-            let missing = backups::uncovered(&manifest, &toc);
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(backups::BackupError::Uncovered { missing }.to_string())
-            }
-        }
-        Verify::Restore => {
-            let restorer = match (&pg_restore, &psql) {
-                (Some(t), _) | (None, Some(t)) => t.path.clone(),
-                (None, None) => unreachable!("found above"),
-            };
-            verify_by_restore(r, s, &manifest, &dir, &restorer, deadline, timeout).await?
-        }
-    };
-    manifest.verification = Verification {
-        method: b.verify,
-        status: match (&verdict, b.verify) {
-            (_, Verify::None) => "skipped",
-            (Ok(()), _) => "passed",
-            (Err(_), _) => "failed",
-        }
-        .into(),
-        detail: verdict.as_ref().err().cloned(),
-        duration_ms: ms(verify_started.elapsed()),
-    };
+    let verdict = verify(r, s, b, (&manifest, &toc, &dir), &tools, deadline, timeout).await?;
+    manifest.verification = verification(b.verify, &verdict, verify_started);
 
     backups::write_manifest(&dir, &manifest).map_err(|e| {
         failed(
@@ -630,20 +768,36 @@ pub(crate) async fn run(
     let _ = std::fs::remove_file(dir.join(backups::INCOMPLETE));
     guard.armed = false;
     let sha256 = backups::manifest_sha256(&dir).unwrap_or_default();
+    let pruned = prune(r, &dir, b.keep);
 
-    let mut pruned = Vec::new();
-    if let Some(keep) = b.keep {
-        for old in backups::prunable(&dir, &r.plan.runbook.name, keep as usize) {
-            match std::fs::remove_dir_all(&old) {
-                Ok(()) => pruned.push(old.display().to_string()),
-                Err(e) => r.bus.emit(Event::Warning {
-                    at: now(),
-                    message: format!("failed to prune old backup {}: {e}", old.display()),
-                }),
-            }
-        }
-    }
+    step_result(
+        &dir,
+        &manifest,
+        &sha256,
+        pruned,
+        &ran,
+        b,
+        &tools.pg_dump,
+        verdict,
+    )
+}
 
+/// The step's result: its details and outputs, and the verification's
+/// verdict as its status.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the facts a finished backup reports"
+)]
+fn step_result(
+    dir: &Path,
+    manifest: &Manifest,
+    sha256: &str,
+    pruned: Vec<String>,
+    ran: &child::Ran,
+    b: &PlanBackup,
+    pg_dump: &tools::Tool,
+    verdict: Result<(), String>,
+) -> Attempt {
     let table_list: Vec<Value> = manifest
         .tables
         .iter()
@@ -652,14 +806,14 @@ pub(crate) async fn run(
     let details = json!({
         "path": dir.display().to_string(),
         "format": b.format.name(),
-        "bytes": total_bytes,
+        "bytes": manifest.total_bytes,
         "files": manifest.files.len(),
         "sha256": sha256,
         "tables": table_list,
-        "large_objects": large_objects,
+        "large_objects": manifest.large_objects,
         "pg_dump": format!("{} ({})", pg_dump.path.display(), pg_dump.version),
-        "jobs": jobs,
-        "duration_ms": duration_ms,
+        "jobs": manifest.options.jobs,
+        "duration_ms": manifest.duration_ms,
         "verification": manifest.verification,
         "pruned": pruned,
     });
@@ -670,10 +824,10 @@ pub(crate) async fn run(
     };
     for (k, v) in [
         ("path", json!(dir.display().to_string())),
-        ("bytes", json!(total_bytes)),
+        ("bytes", json!(manifest.total_bytes)),
         ("sha256", json!(sha256)),
         ("tables", json!(table_list)),
-        ("duration_ms", json!(duration_ms)),
+        ("duration_ms", json!(manifest.duration_ms)),
         ("format", json!(b.format.name())),
     ] {
         done.output.insert(k.into(), v);
