@@ -1004,3 +1004,39 @@ fn a_manifest_changed_after_the_backup_step_is_refused() {
         "{msg}"
     );
 }
+
+/// `mode: recreate` refuses a backup of part of the database before it
+/// touches anything: it creates no target database and ends no session, so
+/// its "nothing was touched" is true.
+#[test]
+fn a_recreate_of_a_partial_backup_is_refused_before_the_target_is_touched() {
+    let db = Db::fresh();
+    seed(&db);
+    let target = format!("{}_copy", db.name);
+    let case = Case::new(&runbook(&format!(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: some
+        backup: {{ path: bk, tables: [items], verify: list }}
+      - id: back
+        restore: {{ from: steps.some, target: {target}, mode: recreate }}
+"#
+    )));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let msg = error_of(&run, "back");
+    assert!(
+        msg.contains("is not a whole-database backup; nothing was touched"),
+        "{msg}"
+    );
+    assert_eq!(
+        support::psql(
+            &support::cluster().url("postgres"),
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{target}'")
+        ),
+        "0",
+        "the target database was created before the refusal"
+    );
+}

@@ -15,7 +15,7 @@ use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::BackupFormat;
 use crate::pg::db::{self, Db};
 use crate::pg::tools;
-use crate::plan::{PlanStep, RestoreFrom};
+use crate::plan::{PlanRestore, PlanStep, RestoreFrom};
 
 /// How to restore.
 pub(crate) struct How {
@@ -518,16 +518,16 @@ fn source_dir(r: &Run<'_>, from: &RestoreFrom) -> Result<PathBuf, Fail> {
     }
 }
 
-pub(crate) async fn run(
-    r: &mut Run<'_>,
-    s: &PlanStep,
-    rs: &crate::plan::PlanRestore,
-    timeout: Option<Duration>,
-) -> Attempt {
-    let started = Instant::now();
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    // Every refusal up to the first session terminated touches nothing.
-    let dir = source_dir(r, &rs.from).map_err(Fail::unchanged)?;
+/// Everything about the backup, checked before the database is touched:
+/// its manifest (the one this run's backup step wrote, when it names one),
+/// its verification, its files' hashes, and that the step's options suit
+/// its format.
+async fn checked_backup(
+    r: &Run<'_>,
+    rs: &PlanRestore,
+    dir: &Path,
+    target: &str,
+) -> Result<Manifest, Fail> {
     let refuse = |e: backups::BackupError| {
         failed(
             ErrorKind::Backup,
@@ -539,9 +539,7 @@ pub(crate) async fn run(
         )
         .unchanged()
     };
-
-    // Everything about the backup is checked before the database is touched.
-    let m = backups::load(&dir).map_err(refuse)?;
+    let m = backups::load(dir).map_err(refuse)?;
     // A backup this run took: its manifest must be the one the backup step
     // wrote (it carries the schema the restore is judged against).
     if let RestoreFrom::Step(id) = &rs.from
@@ -552,7 +550,7 @@ pub(crate) async fn run(
             .and_then(Value::as_str)
             .filter(|h| !h.is_empty())
     {
-        let now = backups::manifest_sha256(&dir).unwrap_or_default();
+        let now = backups::manifest_sha256(dir).unwrap_or_default();
         if now != want {
             return Err(failed(
                 ErrorKind::Backup,
@@ -571,7 +569,7 @@ pub(crate) async fn run(
         }));
     }
     {
-        let (dir, m) = (dir.clone(), m.clone());
+        let (dir, m) = (dir.to_path_buf(), m.clone());
         tokio::task::spawn_blocking(move || backups::check_files(&dir, &m))
             .await
             .map_err(|e| failed(ErrorKind::Internal, e.to_string(), None))?
@@ -592,23 +590,29 @@ pub(crate) async fn run(
         )
         .unchanged());
     }
-    let bin = r.pg_bin_dir.clone();
-    let program = if m.format == BackupFormat::Plain {
-        tools::find("psql", "0", bin.as_deref())
-    } else {
-        // pg_restore cannot read archives of a newer pg_dump.
-        tools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
+    if rs.mode == crate::model::RestoreMode::Recreate
+        && m.schema.as_ref().is_none_or(|x| x.covers != "whole")
+    {
+        return Err(failed(
+            ErrorKind::Restore,
+            format!("`mode: recreate` drops the whole database `{target}`, and {} is not a whole-database backup; nothing was touched", dir.display()),
+            Some("restore a backup taken without `tables`, `schemas` or exclusions, or use `clean: true`".into()),
+        )
+        .unchanged());
     }
-    .map_err(|e| tool_failure(&e).unchanged())?;
+    Ok(m)
+}
 
-    let target = match &rs.target {
-        Some(t) => {
-            r.render(t)
-                .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?
-                .0
-        }
-        None => r.database.clone(),
-    };
+/// Make the target ready: when it exists, no other session may be on it
+/// (they are refused, or terminated with `terminate_connections`); when
+/// it does not, create it. Returns whether it existed, and who was
+/// terminated.
+async fn prepare_target(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    rs: &PlanRestore,
+    target: &str,
+) -> Result<(bool, Vec<String>), Fail> {
     let exists: bool =
         r.db.client
             .query_one(
@@ -624,61 +628,11 @@ pub(crate) async fn run(
                 .unchanged()
             })?
             .get(0);
-    let mut terminated = Vec::new();
-    if exists {
-        let own = [r.monitor_app(), r.journal.app().to_string()];
-        let others = sessions_on(&r.db, &target, &own)
-            .await
-            .map_err(|e| sql_failure("failed to list sessions on the target", &e).unchanged())?;
-        if !others.is_empty() && !rs.terminate_connections {
-            return Err(failed(
-                ErrorKind::Restore,
-                format!(
-                    "refusing to restore into `{target}`: {} other session(s) are connected: {}; nothing was touched",
-                    others.len(),
-                    others.iter().map(Session::describe).collect::<Vec<_>>().join("; ")
-                ),
-                Some("stop those clients, or set `terminate_connections: true` to disconnect them first".into()),
-            ).unchanged());
-        }
-        // PostgreSQL 14 can wait for the session to be gone.
-        let sql = if tools::major_of(&r.server_version).unwrap_or(0) >= 14 {
-            "SELECT pg_catalog.pg_terminate_backend($1, 5000)"
-        } else {
-            "SELECT pg_catalog.pg_terminate_backend($1)"
-        };
-        for o in &others {
-            let ok: bool =
-                r.db.client
-                    .query_one(sql, &[&o.pid])
-                    .await
-                    .map_err(|e| {
-                        sql_failure(
-                            &format!("failed to terminate pid {}", o.pid),
-                            &db::error_info(&e, None),
-                        )
-                    })?
-                    .get(0);
-            if ok {
-                terminated.push(o.describe());
-            }
-        }
-        if !terminated.is_empty() {
-            r.bus.emit(Event::Warning {
-                at: now(),
-                message: format!(
-                    "step `{}` terminated {} session(s) on `{target}` before restoring: {}",
-                    s.id,
-                    terminated.len(),
-                    terminated.join("; ")
-                ),
-            });
-        }
-    } else {
+    if !exists {
         r.db.client
             .batch_execute(&format!(
                 "CREATE DATABASE {} TEMPLATE template0",
-                crate::pg::quote::ident(&target)
+                crate::pg::quote::ident(target)
             ))
             .await
             .map_err(|e| {
@@ -687,18 +641,217 @@ pub(crate) async fn run(
                     &db::error_info(&e, None),
                 )
             })?;
+        return Ok((false, Vec::new()));
     }
-
-    let record = m.schema.clone();
-    let recreating = rs.mode == crate::model::RestoreMode::Recreate;
-    if recreating && record.as_ref().is_none_or(|x| x.covers != "whole") {
+    let own = [r.monitor_app(), r.journal.app().to_string()];
+    let others = sessions_on(&r.db, target, &own)
+        .await
+        .map_err(|e| sql_failure("failed to list sessions on the target", &e).unchanged())?;
+    if !others.is_empty() && !rs.terminate_connections {
         return Err(failed(
             ErrorKind::Restore,
-            format!("`mode: recreate` drops the whole database `{target}`, and {} is not a whole-database backup; nothing was touched", dir.display()),
-            Some("restore a backup taken without `tables`, `schemas` or exclusions, or use `clean: true`".into()),
-        )
-        .unchanged());
+            format!(
+                "refusing to restore into `{target}`: {} other session(s) are connected: {}; nothing was touched",
+                others.len(),
+                others.iter().map(Session::describe).collect::<Vec<_>>().join("; ")
+            ),
+            Some("stop those clients, or set `terminate_connections: true` to disconnect them first".into()),
+        ).unchanged());
     }
+    // PostgreSQL 14 can wait for the session to be gone.
+    let sql = if tools::major_of(&r.server_version).unwrap_or(0) >= 14 {
+        "SELECT pg_catalog.pg_terminate_backend($1, 5000)"
+    } else {
+        "SELECT pg_catalog.pg_terminate_backend($1)"
+    };
+    let mut terminated = Vec::new();
+    for o in &others {
+        let ok: bool =
+            r.db.client
+                .query_one(sql, &[&o.pid])
+                .await
+                .map_err(|e| {
+                    sql_failure(
+                        &format!("failed to terminate pid {}", o.pid),
+                        &db::error_info(&e, None),
+                    )
+                })?
+                .get(0);
+        if ok {
+            terminated.push(o.describe());
+        }
+    }
+    if !terminated.is_empty() {
+        r.bus.emit(Event::Warning {
+            at: now(),
+            message: format!(
+                "step `{}` terminated {} session(s) on `{target}` before restoring: {}",
+                s.id,
+                terminated.len(),
+                terminated.join("; ")
+            ),
+        });
+    }
+    Ok((true, terminated))
+}
+
+/// The foreign keys `clear_for_clean` took off the tables it kept, back on.
+async fn add_back_foreign_keys(
+    r: &mut Run<'_>,
+    client: &TargetClient,
+    cleared: &Cleared,
+) -> Result<(), Fail> {
+    for fk in &cleared.readd {
+        client
+            .get(r)
+            .batch_execute(&format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                fk.table,
+                crate::pg::quote::ident(&fk.name),
+                fk.definition
+            ))
+            .await
+            .map_err(|e| {
+                sql_failure(
+                    &format!(
+                        "failed to add back the foreign key {} of {}",
+                        fk.name, fk.table
+                    ),
+                    &db::error_info(&e, None),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// What the restore checked, and what it found different.
+struct Checked {
+    mismatches: Vec<String>,
+    schema_changes: Vec<crate::snapshot::Change>,
+    restore_ms: u64,
+    check_ms: u64,
+}
+
+/// The step's result: details and outputs, failed when a count or the
+/// schema differs from the backup.
+fn step_result(
+    dir: &Path,
+    m: &Manifest,
+    (target, created, recreating): (&str, bool, bool),
+    terminated: &[String],
+    cleared: &Cleared,
+    c: &Checked,
+) -> Attempt {
+    let checked = m.tables.iter().filter(|t| t.rows.is_some()).count();
+    let schema_lines: Vec<String> = c
+        .schema_changes
+        .iter()
+        .map(|c| format!("{} {}", c.change, c.object))
+        .collect();
+    let details = json!({
+        "from": dir.display().to_string(),
+        "target": target,
+        "created": created,
+        "format": m.format.name(),
+        "backup_taken_at": m.created_at,
+        "terminated": terminated,
+        "tables_checked": checked,
+        "large_objects": m.large_objects,
+        "mismatches": c.mismatches,
+        "schema": m.schema.as_ref().map(|x| json!({
+            "covers": x.covers,
+            "hash": x.hash,
+            "objects": x.objects.len(),
+            "differences": super::snapshot::changes_json(&c.schema_changes),
+        })),
+        "dropped_created_after_backup": cleared.dropped,
+        "foreign_keys_added_back": cleared.readd.iter().map(|f| format!("{}.{}", f.table, f.name)).collect::<Vec<_>>(),
+        "mode": if recreating { "recreate" } else { "in_place" },
+        "restore_ms": c.restore_ms,
+        "check_ms": c.check_ms,
+    });
+    let mut done = Done {
+        details: Some(details),
+        ..Done::default()
+    };
+    for (k, v) in [
+        ("target", json!(target)),
+        ("tables", json!(checked)),
+        ("terminated", json!(terminated.len())),
+        ("from", json!(dir.display().to_string())),
+    ] {
+        done.output.insert(k.into(), v);
+    }
+    if c.mismatches.is_empty() && schema_lines.is_empty() {
+        return Ok(done);
+    }
+    let mut what = Vec::new();
+    if !c.mismatches.is_empty() {
+        what.push(format!(
+            "{} table(s) differ from the manifest: {}",
+            c.mismatches.len(),
+            c.mismatches.join("; ")
+        ));
+    }
+    if !schema_lines.is_empty() {
+        what.push(format!(
+            "{} schema object(s) differ from the backup's snapshot: {}",
+            schema_lines.len(),
+            schema_lines.join("; ")
+        ));
+    }
+    Err(Fail {
+        status: StepStatus::Failed,
+        error: ErrorInfo {
+            class: ErrorKind::Verify,
+            message: format!("restored into `{target}`, but {}", what.join("; and ")),
+            hint: Some(
+                "the restore is incomplete; compare the database with the backup before using it"
+                    .into(),
+            ),
+            ..ErrorInfo::default()
+        },
+        retry_class: None,
+        partial: done,
+        changed_nothing: false,
+    })
+}
+
+/// psql for a plain dump, pg_restore for an archive.
+fn restorer(r: &Run<'_>, m: &Manifest) -> Result<tools::Tool, Fail> {
+    let bin = r.pg_bin_dir.as_deref();
+    if m.format == BackupFormat::Plain {
+        tools::find("psql", "0", bin)
+    } else {
+        // pg_restore cannot read archives of a newer pg_dump.
+        tools::find("pg_restore", &m.pg_dump_version, bin)
+    }
+    .map_err(|e| tool_failure(&e).unchanged())
+}
+
+pub(crate) async fn run(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    rs: &PlanRestore,
+    timeout: Option<Duration>,
+) -> Attempt {
+    let started = Instant::now();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    // Every refusal up to the first session terminated touches nothing.
+    let dir = source_dir(r, &rs.from).map_err(Fail::unchanged)?;
+    let target = match &rs.target {
+        Some(t) => {
+            r.render(t)
+                .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?
+                .0
+        }
+        None => r.database.clone(),
+    };
+    let m = checked_backup(r, rs, &dir, &target).await?;
+    let program = restorer(r, &m)?;
+    let (exists, terminated) = prepare_target(r, s, rs, &target).await?;
+
+    let recreating = rs.mode == crate::model::RestoreMode::Recreate;
     let how = How {
         clean: rs.clean && !recreating,
         jobs: rs.jobs,
@@ -713,7 +866,7 @@ pub(crate) async fn run(
     } else if how.clean
         && exists
         && m.format != BackupFormat::Plain
-        && let Some(record) = &record
+        && let Some(record) = &m.schema
     {
         let client = target_client(r, &target)
             .await
@@ -744,108 +897,31 @@ pub(crate) async fn run(
     let client = target_client(r, &target)
         .await
         .map_err(|e| sql_failure("failed to connect to the target", &e))?;
-    for fk in &cleared.readd {
-        client
-            .get(r)
-            .batch_execute(&format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} {}",
-                fk.table,
-                crate::pg::quote::ident(&fk.name),
-                fk.definition
-            ))
-            .await
-            .map_err(|e| {
-                sql_failure(
-                    &format!(
-                        "failed to add back the foreign key {} of {}",
-                        fk.name, fk.table
-                    ),
-                    &db::error_info(&e, None),
-                )
-            })?;
-    }
-    let schema_changes = match &record {
+    add_back_foreign_keys(r, &client, &cleared).await?;
+    let schema_changes = match &m.schema {
         Some(rec) => compare_schema(client.get(r), &m, rec)
             .await
             .map_err(|e| sql_failure("failed to compare the restored schema", &e))?,
         None => Vec::new(),
     };
     drop(client);
-    let restored_ms = super::ms(started.elapsed());
+    let restore_ms = super::ms(started.elapsed());
     let check_started = Instant::now();
     let mismatches = compare_counts(r, &target, &m)
         .await
         .map_err(|e| sql_failure("failed to count rows after the restore", &e))?;
-    let check_ms = super::ms(check_started.elapsed());
-
-    let checked = m.tables.iter().filter(|t| t.rows.is_some()).count();
-    let schema_lines: Vec<String> = schema_changes
-        .iter()
-        .map(|c| format!("{} {}", c.change, c.object))
-        .collect();
-    let details = json!({
-        "from": dir.display().to_string(),
-        "target": target,
-        "created": !exists,
-        "format": m.format.name(),
-        "backup_taken_at": m.created_at,
-        "terminated": terminated,
-        "tables_checked": checked,
-        "large_objects": m.large_objects,
-        "mismatches": mismatches,
-        "schema": record.as_ref().map(|x| json!({
-            "covers": x.covers,
-            "hash": x.hash,
-            "objects": x.objects.len(),
-            "differences": super::snapshot::changes_json(&schema_changes),
-        })),
-        "dropped_created_after_backup": cleared.dropped,
-        "foreign_keys_added_back": cleared.readd.iter().map(|f| format!("{}.{}", f.table, f.name)).collect::<Vec<_>>(),
-        "mode": if recreating { "recreate" } else { "in_place" },
-        "restore_ms": restored_ms,
-        "check_ms": check_ms,
-    });
-    let mut done = Done {
-        details: Some(details),
-        ..Done::default()
+    let checked = Checked {
+        mismatches,
+        schema_changes,
+        restore_ms,
+        check_ms: super::ms(check_started.elapsed()),
     };
-    for (k, v) in [
-        ("target", json!(target)),
-        ("tables", json!(checked)),
-        ("terminated", json!(terminated.len())),
-        ("from", json!(dir.display().to_string())),
-    ] {
-        done.output.insert(k.into(), v);
-    }
-    if mismatches.is_empty() && schema_lines.is_empty() {
-        Ok(done)
-    } else {
-        let mut what = Vec::new();
-        if !mismatches.is_empty() {
-            what.push(format!(
-                "{} table(s) differ from the manifest: {}",
-                mismatches.len(),
-                mismatches.join("; ")
-            ));
-        }
-        if !schema_lines.is_empty() {
-            what.push(format!(
-                "{} schema object(s) differ from the backup's snapshot: {}",
-                schema_lines.len(),
-                schema_lines.join("; ")
-            ));
-        }
-        Err(Fail {
-            status: StepStatus::Failed,
-            error: ErrorInfo {
-                class: ErrorKind::Verify,
-                message: format!("restored into `{target}`, but {}", what.join("; and ")),
-                hint: Some("the restore is incomplete; compare the database with the backup before using it".into()),
-                ..ErrorInfo::default()
-            },
-            retry_class: None,
-            partial: done,
-            changed_nothing: false,
-        })
-    }
+    step_result(
+        &dir,
+        &m,
+        (&target, !exists, recreating),
+        &terminated,
+        &cleared,
+        &checked,
+    )
 }
