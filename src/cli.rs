@@ -500,17 +500,12 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             match built {
                 Ok((v, p)) => {
                     // What `exec` would lint first, unless the runbook turns it off.
-                    let mut found = crate::lint::Report::default();
-                    let lint = (p.settings.lint != Some(crate::model::LintMode::Off)).then(|| {
-                        crate::lint::config_for(&file).and_then(|c| {
-                            crate::lint::lint_validated(&file, &v, Ok(&p), &c, &mut found)
-                        })
-                    });
+                    let lint = crate::lint::lint_plan(&file, &v, &p);
                     let out = match format {
                         Format::Text => {
                             let mut t = p.to_text();
                             match &lint {
-                                Some(Ok(())) => t.push_str(&crate::lint::render_short(&found)),
+                                Some(Ok(found)) => t.push_str(&crate::lint::render_short(found)),
                                 Some(Err(e)) => t.push_str(&format!(
                                     "\nlint: could not run: {}\n",
                                     e.lines().next().unwrap_or_default()
@@ -522,15 +517,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                         Format::Json => {
                             let mut v: serde_json::Value =
                                 serde_json::from_str(&p.to_json()).unwrap_or_default();
-                            if let Some(Ok(())) = &lint {
-                                v["lint"] = crate::lint::to_report_json(
-                                    &found,
-                                    if p.settings.lint == Some(crate::model::LintMode::Error) {
-                                        "error"
-                                    } else {
-                                        "warn"
-                                    },
-                                );
+                            if let Some(Ok(found)) = &lint {
+                                v["lint"] = crate::lint::plan_report_json(found, &p);
                             }
                             let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
                             s.push('\n');
@@ -579,8 +567,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 limit,
                 matches!(format, Format::Json),
                 &mut stdout,
-                &mut stderr,
-            ),
+            )
+            .unwrap_or_else(|e| e.print(&mut stderr)),
             RunsCmd::Show {
                 run_id,
                 database_url,
@@ -590,8 +578,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 &run_id,
                 matches!(format, Format::Json),
                 &mut stdout,
-                &mut stderr,
-            ),
+            )
+            .unwrap_or_else(|e| e.print(&mut stderr)),
         },
         Cmd::Backups { command } => backups(command, &mut stdout, &mut stderr),
         Cmd::Schema {
@@ -606,11 +594,13 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             output.as_deref(),
             &mut stdout,
             &mut stderr,
-        ),
+        )
+        .unwrap_or_else(|e| e.print(&mut stderr)),
         Cmd::Schema {
             command: Some(SchemaCmd::Diff { a, b }),
             ..
-        } => crate::commands::schema_diff(&a, &b, &mut stdout, &mut stderr),
+        } => crate::commands::schema_diff(&a, &b, &mut stdout)
+            .unwrap_or_else(|e| e.print(&mut stderr)),
         Cmd::Lint(args) => lint(args, &mut stdout, &mut stderr),
         Cmd::Migrations {
             command: MigrationsCmd::Status { m, format },
@@ -618,8 +608,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             &m.commands(),
             matches!(format, Format::Json),
             &mut stdout,
-            &mut stderr,
-        ),
+        )
+        .unwrap_or_else(|e| e.print(&mut stderr)),
         Cmd::Migrations {
             command:
                 MigrationsCmd::Repair {
@@ -635,7 +625,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             yes,
             &mut stdout,
             &mut stderr,
-        ),
+        )
+        .unwrap_or_else(|e| e.print(&mut stderr)),
         Cmd::Schema {
             report,
             command: None,

@@ -15,8 +15,65 @@ pub struct Target {
     pub database_url: Option<String>,
 }
 
-fn error(stderr: &mut impl Write, message: &str, hint: &str) {
-    let _ = writeln!(stderr, "error: {message}\n  = help: {hint}");
+/// Why a command could not do its job. Each kind has its exit code; the
+/// command line prints it once (`print`), with its hint.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad input: a flag, a file, a URL, a version that is not there (5).
+    #[error("{message}")]
+    Invalid { message: String, hint: String },
+    /// The database could not be reached, read or written (1).
+    #[error("{message}")]
+    Unavailable { message: String, hint: String },
+    /// A person's confirmation was needed and not given (6).
+    #[error("{message}")]
+    NotApproved { message: String, hint: String },
+}
+
+impl CommandError {
+    fn invalid(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    fn unavailable(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    fn not_approved(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::NotApproved {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// The exit code this error ends the command with (docs/exit-codes.md).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Invalid { .. } => exit::INVALID,
+            Self::Unavailable { .. } => exit::PREFLIGHT_FAILED,
+            Self::NotApproved { .. } => exit::NOT_APPROVED,
+        }
+    }
+
+    pub fn hint(&self) -> &str {
+        match self {
+            Self::Invalid { hint, .. }
+            | Self::Unavailable { hint, .. }
+            | Self::NotApproved { hint, .. } => hint,
+        }
+    }
+
+    /// Print it (`error: ...`, `= help: ...`) and give its exit code.
+    pub fn print(&self, stderr: &mut impl Write) -> u8 {
+        let _ = writeln!(stderr, "error: {self}\n  = help: {}", self.hint());
+        self.exit_code()
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -28,37 +85,31 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Connect, or say why not: 5 for a missing or bad URL, 1 for a server that
 /// cannot be reached.
-async fn connect(t: &Target, stderr: &mut impl Write) -> Result<Db, u8> {
+async fn connect(t: &Target) -> Result<Db, CommandError> {
     let url = t.database_url.clone().or_else(db::url_from_env);
     let Some(url) = url else {
-        error(
-            stderr,
+        return Err(CommandError::invalid(
             "no database given",
             "pass --database-url postgres://user@host/db, or set DATABASE_URL (or libpq's PGHOST, PGPORT, PGUSER, PGDATABASE)",
-        );
-        return Err(exit::INVALID);
+        ));
     };
     let mut redactor = crate::redact::Redactor::new(Vec::new());
     redactor.add_url(&url);
     let config = db::parse_url(&url).map_err(|e| {
-        error(
-            stderr,
-            &format!("invalid database URL `{}`: {e}", redactor.redact(&url)),
+        CommandError::invalid(
+            format!("invalid database URL `{}`: {e}", redactor.redact(&url)),
             db::url_help(&e),
-        );
-        exit::INVALID
+        )
     })?;
     let target = db::target_of(&config.config, false);
     Db::connect(config, "runbook/cli").await.map_err(|e| {
-        error(
-            stderr,
-            &format!(
+        CommandError::unavailable(
+            format!(
                 "cannot connect to {}@{}:{}/{}: {}",
                 target.user, target.host, target.port, target.database, e.message
             ),
             "check that the server is up and the URL is right",
-        );
-        exit::PREFLIGHT_FAILED
+        )
     })
 }
 
@@ -68,24 +119,19 @@ pub fn schema_snapshot(
     output: Option<&Path>,
     stdout: &mut impl Write,
     stderr: &mut impl Write,
-) -> u8 {
+) -> Result<u8, CommandError> {
     runtime().block_on(async {
-        let db = match connect(t, stderr).await {
-            Ok(d) => d,
-            Err(code) => return code,
-        };
+        let db = connect(t).await?;
         let snap = match snapshot::take(&db.client).await {
             Ok(s) => s,
             Err(e) => {
-                error(
-                    stderr,
-                    &format!(
+                return Err(CommandError::unavailable(
+                    format!(
                         "the snapshot query failed: {}",
                         db::error_info(&e, None).message
                     ),
                     "the role needs to read the system catalogs",
-                );
-                return exit::PREFLIGHT_FAILED;
+                ));
             }
         };
         let version = db.server_version().await.unwrap_or_default();
@@ -101,12 +147,10 @@ pub fn schema_snapshot(
         match output {
             Some(p) => {
                 if let Err(e) = crate::fsutil::write_atomic(p, text.as_bytes()) {
-                    error(
-                        stderr,
-                        &format!("cannot write {}: {e}", p.display()),
+                    return Err(CommandError::invalid(
+                        format!("cannot write {}: {e}", p.display()),
                         "check the directory exists and is writable",
-                    );
-                    return exit::INVALID;
+                    ));
                 }
                 let _ = writeln!(
                     stderr,
@@ -119,22 +163,20 @@ pub fn schema_snapshot(
                 let _ = stdout.write_all(text.as_bytes());
             }
         }
-        exit::OK
+        Ok(exit::OK)
     })
 }
 
 /// `runbook schema diff A B`: 0 when equal, 3 when they differ.
-pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write, stderr: &mut impl Write) -> u8 {
+pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write) -> Result<u8, CommandError> {
     let read = |p: &Path| File::read(p).map(|(_, s)| s);
     let (sa, sb): (Snapshot, Snapshot) = match (read(a), read(b)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
-            error(
-                stderr,
+            return Err(CommandError::invalid(
                 &e,
                 "give two files written by `runbook schema snapshot` or a snapshot step's `save:`",
-            );
-            return exit::INVALID;
+            ));
         }
     };
     let changes = snapshot::compare(&sa, &sb);
@@ -145,7 +187,7 @@ pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write, stderr: &mut imp
             sa.objects.len(),
             sa.hash
         );
-        return exit::OK;
+        return Ok(exit::OK);
     }
     let _ = writeln!(
         stdout,
@@ -160,21 +202,14 @@ pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write, stderr: &mut imp
             let _ = writeln!(stdout, "    {line}");
         }
     }
-    exit::VERIFY_FAILED
+    Ok(exit::VERIFY_FAILED)
 }
 
-fn load(dir: &Path, format: &str, stderr: &mut impl Write) -> Result<migrations::Set, u8> {
-    let format = Format::parse(format).map_err(|e| {
-        error(stderr, &e, "see docs/migrations.md for the formats");
-        exit::INVALID
-    })?;
+fn load(dir: &Path, format: &str) -> Result<migrations::Set, CommandError> {
+    let format = Format::parse(format)
+        .map_err(|e| CommandError::invalid(&e, "see docs/migrations.md for the formats"))?;
     migrations::load(dir, format).map_err(|e| {
-        error(
-            stderr,
-            &e,
-            "give the migration directory; --migration-format names its layout when detection cannot",
-        );
-        exit::INVALID
+        CommandError::invalid(&e, "give the migration directory; --migration-format names its layout when detection cannot")
     })
 }
 
@@ -195,17 +230,15 @@ pub struct Migrations<'a> {
     pub history_table: &'a str,
 }
 
-async fn open(m: &Migrations<'_>, stderr: &mut impl Write) -> Result<Opened, u8> {
-    let set = load(m.dir, m.format, stderr)?;
-    let db = connect(&m.target, stderr).await?;
+async fn open(m: &Migrations<'_>) -> Result<Opened, CommandError> {
+    let set = load(m.dir, m.format)?;
+    let db = connect(&m.target).await?;
     let history = History::new(m.history_table);
     let applied = history.read(&db).await.map_err(|e| {
-        error(
-            stderr,
-            &format!("cannot read {}: {}", history.name, e.message),
+        CommandError::unavailable(
+            format!("cannot read {}: {}", history.name, e.message),
             "check the role can read it",
-        );
-        exit::PREFLIGHT_FAILED
+        )
     })?;
     Ok(Opened {
         set,
@@ -221,13 +254,9 @@ pub fn migrations_status(
     m: &Migrations<'_>,
     json: bool,
     stdout: &mut impl Write,
-    stderr: &mut impl Write,
-) -> u8 {
+) -> Result<u8, CommandError> {
     runtime().block_on(async {
-        let o = match open(m, stderr).await {
-            Ok(o) => o,
-            Err(code) => return code,
-        };
+        let o = open(m).await?;
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let mut rows = Vec::new();
         let mut bad = false;
@@ -299,7 +328,7 @@ pub fn migrations_status(
                 let _ = writeln!(stdout, "warning: {w}");
             }
         }
-        if bad { exit::VERIFY_FAILED } else { exit::OK }
+        Ok(if bad { exit::VERIFY_FAILED } else { exit::OK })
     })
 }
 
@@ -312,28 +341,15 @@ pub fn migrations_repair(
     yes: bool,
     stdout: &mut impl Write,
     stderr: &mut impl Write,
-) -> u8 {
+) -> Result<u8, CommandError> {
     runtime().block_on(async {
-        let o = match open(mig, stderr).await {
-            Ok(o) => o,
-            Err(code) => return code,
-        };
+        let o = open(mig).await?;
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let Some(row) = applied.iter().find(|a| a.version == version) else {
-            error(
-                stderr,
-                &format!("version {version} is not in {}", history.name),
-                "`runbook migrations status DIR` lists the versions and their states",
-            );
-            return exit::INVALID;
+            return Err(CommandError::invalid(format!("version {version} is not in {}", history.name), "`runbook migrations status DIR` lists the versions and their states"));
         };
         if !row.dirty {
-            error(
-                stderr,
-                &format!("version {version} is not dirty; there is nothing to repair"),
-                "repair only clears the flag a failed or killed migration left",
-            );
-            return exit::INVALID;
+            return Err(CommandError::invalid(format!("version {version} is not dirty; there is nothing to repair"), "repair only clears the flag a failed or killed migration left"));
         }
         if mark_applied && let Some(m) = set.migrations.iter().find(|m| m.version == version) && m.checksum != row.checksum {
             let _ = writeln!(stderr, "warning: {} changed since the dirty run started", m.up.file);
@@ -348,12 +364,7 @@ pub fn migrations_repair(
         if !yes {
             let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
             if !interactive {
-                error(
-                    stderr,
-                    "repair needs confirmation",
-                    "run it at a terminal to be asked, or add --yes once you have checked the schema",
-                );
-                return exit::NOT_APPROVED;
+                return Err(CommandError::not_approved("repair needs confirmation", "run it at a terminal to be asked, or add --yes once you have checked the schema"));
             }
             let _ = write!(stderr, "Have you checked the schema by hand? Type yes to repair: ");
             let _ = stderr.flush();
@@ -361,21 +372,19 @@ pub fn migrations_repair(
             let _ = std::io::stdin().lock().read_line(&mut answer);
             if answer.trim() != "yes" {
                 let _ = writeln!(stderr, "not repaired");
-                return exit::NOT_APPROVED;
+                return Ok(exit::NOT_APPROVED);
             }
         }
         match history.repair(&o.db, version, mark_applied).await {
             Ok(1) => {
                 let _ = writeln!(stdout, "repaired: version {version} {outcome}");
-                exit::OK
+                Ok(exit::OK)
             }
             Ok(_) => {
-                error(stderr, "the row changed while we asked", "run status again and retry");
-                exit::INVALID
+                Err(CommandError::invalid("the row changed while we asked", "run status again and retry"))
             }
             Err(e) => {
-                error(stderr, &format!("the repair failed: {}", e.message), "check the role can write the history table");
-                exit::PREFLIGHT_FAILED
+                Err(CommandError::unavailable(format!("the repair failed: {}", e.message), "check the role can write the history table"))
             }
         }
     })
@@ -387,22 +396,16 @@ pub fn runs_list(
     limit: i64,
     json: bool,
     stdout: &mut impl Write,
-    stderr: &mut impl Write,
-) -> u8 {
+) -> Result<u8, CommandError> {
     runtime().block_on(async {
-        let db = match connect(t, stderr).await {
-            Ok(d) => d,
-            Err(code) => return code,
-        };
+        let db = connect(t).await?;
         let runs = match crate::exec::journal::list(&db.client, limit).await {
             Ok(r) => r,
             Err(e) => {
-                error(
-                    stderr,
-                    &format!("failed to read the run journal: {e}"),
+                return Err(CommandError::unavailable(
+                    format!("failed to read the run journal: {e}"),
                     "check that this user may read schema `runbook_journal`",
-                );
-                return exit::PREFLIGHT_FAILED;
+                ));
             }
         };
         if json {
@@ -411,11 +414,11 @@ pub fn runs_list(
                 "{}",
                 serde_json::to_string_pretty(&runs).unwrap_or_default()
             );
-            return exit::OK;
+            return Ok(exit::OK);
         }
         if runs.is_empty() {
             let _ = writeln!(stdout, "no runs recorded in this database");
-            return exit::OK;
+            return Ok(exit::OK);
         }
         let _ = writeln!(
             stdout,
@@ -436,7 +439,7 @@ pub fn runs_list(
                 r.host
             );
         }
-        exit::OK
+        Ok(exit::OK)
     })
 }
 
@@ -446,19 +449,15 @@ pub fn runs_show(
     run_id: &str,
     json: bool,
     stdout: &mut impl Write,
-    stderr: &mut impl Write,
-) -> u8 {
-    let run = match read_run(t, run_id, stderr) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+) -> Result<u8, CommandError> {
+    let run = read_run(t, run_id)?;
     if json {
         let _ = writeln!(
             stdout,
             "{}",
             serde_json::to_string_pretty(&run).unwrap_or_default()
         );
-        return exit::OK;
+        return Ok(exit::OK);
     }
     let _ = writeln!(
         stdout,
@@ -520,35 +519,44 @@ pub fn runs_show(
             let _ = writeln!(stdout, "       error: {e}");
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
 /// One run from the journal, or why not (5: no such run; 1: no database).
-pub fn read_run(
-    t: &Target,
-    run_id: &str,
-    stderr: &mut impl Write,
-) -> Result<crate::exec::journal::RunRecord, u8> {
+pub fn read_run(t: &Target, run_id: &str) -> Result<crate::exec::journal::RunRecord, CommandError> {
     runtime().block_on(async {
-        let db = connect(t, stderr).await?;
+        let db = connect(t).await?;
         match crate::exec::journal::show(&db.client, run_id).await {
             Ok(Some(r)) => Ok(r),
-            Ok(None) => {
-                error(
-                    stderr,
-                    &format!("no run `{run_id}` in this database's run journal"),
-                    "`runbook runs list` shows the runs it holds; check --database-url",
-                );
-                Err(exit::INVALID)
-            }
-            Err(e) => {
-                error(
-                    stderr,
-                    &format!("failed to read the run journal: {e}"),
-                    "check that this user may read schema `runbook_journal`",
-                );
-                Err(exit::PREFLIGHT_FAILED)
-            }
+            Ok(None) => Err(CommandError::invalid(
+                format!("no run `{run_id}` in this database's run journal"),
+                "`runbook runs list` shows the runs it holds; check --database-url",
+            )),
+            Err(e) => Err(CommandError::unavailable(
+                format!("failed to read the run journal: {e}"),
+                "check that this user may read schema `runbook_journal`",
+            )),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CommandError;
+
+    /// The exit codes docs/exit-codes.md gives for a command that could
+    /// not do its job, and the printed form (message, then the hint).
+    #[test]
+    fn each_command_error_has_its_documented_exit_code() {
+        for (e, code) in [
+            (CommandError::invalid("bad flag", "fix it"), 5),
+            (CommandError::unavailable("no server", "start it"), 1),
+            (CommandError::not_approved("not confirmed", "add --yes"), 6),
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(e.print(&mut out), code, "{e}");
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text, format!("error: {e}\n  = help: {}\n", e.hint()), "{e}");
+        }
+    }
 }

@@ -83,262 +83,50 @@ impl Prompter for TerminalPrompt {
 }
 
 pub fn exec(mut a: RunArgs) -> u8 {
+    match prepare_and_run(&mut a) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+/// Each refusal has printed its error by the time it returns `Err(code)`.
+fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
     let mut run_id = exec::new_run_id();
     let mut info = RunInfo {
         id: Some(run_id.clone()),
         started_at: Some(crate::events::now()),
     };
-    // A resume or a rollback reads the earlier run from the journal first:
-    // the runbook file, the params, and the run id its templates saw.
-    let mut earlier = None;
-    if let Some(e) = &a.earlier {
-        let target = crate::commands::Target {
-            database_url: a.database_url.clone(),
-        };
-        let record = match crate::commands::read_run(&target, &e.run_id, &mut std::io::stderr()) {
-            Ok(r) => r,
-            Err(code) => {
-                eprintln!("\nerror: nothing ran");
-                return code;
-            }
-        };
-        if a.file.as_os_str().is_empty() {
-            a.file = PathBuf::from(&record.file);
-        }
-        a.inputs.set.splice(0..0, recorded_params(&record));
-        info.id = Some(record.run_id.clone());
-        if matches!(e.action, EarlierAction::Resume(_)) {
-            run_id = record.run_id.clone();
-        }
-        earlier = Some(record);
-    }
+    let earlier = load_earlier(a, &mut info, &mut run_id)?;
     let built = validate::validate_file(&a.file, &a.inputs, ParamCheck::RequireAll)
         .and_then(|v| plan::build(&v, &info).map(|p| (v, p)));
-    let (v, plan) = match built {
-        Ok(x) => x,
-        Err(invalid) => {
-            eprint!("{}", invalid.render(a.color));
-            return exit::INVALID;
-        }
-    };
-
+    let (v, plan) = built.map_err(|invalid| {
+        eprint!("{}", invalid.render(a.color));
+        exit::INVALID
+    })?;
     let mode = match (earlier, &a.earlier) {
-        (Some(record), Some(e)) => match decide_earlier(&record, &plan, e, a.yes) {
-            Ok(m) => m,
-            Err(code) => return code,
-        },
+        (Some(record), Some(e)) => decide_earlier(&record, &plan, e, a.yes)?,
         _ => exec::Mode::Run,
     };
-
-    let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
-    for name in &a.approve {
-        if !phases.contains(&name.as_str()) {
-            let text = format!("--approve {name}");
-            let src = Source::new("command line", text.clone());
-            let hint = match did_you_mean(name, phases.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("the runbook's phases are {}", one_of(&phases)),
-            };
-            return refuse(
-                a.color,
-                &src,
-                Diagnostic::new(format!("unknown phase `{name}`"))
-                    .at(Some(10..text.len()))
-                    .label("no phase has this id")
-                    .hint(hint),
-            );
-        }
-    }
-
-    let url = if a.ephemeral {
-        None
-    } else {
-        match a
-            .database_url
-            .clone()
-            .or_else(|| plan.database_url.clone())
-            .or_else(crate::pg::db::url_from_env)
-        {
-            Some(u) => Some(u),
-            None => {
-                return refuse_plain(
-                    "no database to run against",
-                    "pass --database-url URL, set `database.url` in the runbook, or set DATABASE_URL; \
-                     or use --ephemeral for a throwaway local PostgreSQL",
-                );
-            }
-        }
-    };
-    let mut redactor = plan.redactor.clone();
-    let mut warnings: Vec<String> = Vec::new();
-    if a.database_url
-        .as_deref()
-        .is_some_and(|u| redactor.redact(u) != u)
-    {
-        warnings.push(
-            "--database-url carries a password, and every user of this machine can read a command line (`ps`): pass the URL in DATABASE_URL, or keep the password in ~/.pgpass (PGPASSFILE)".into(),
-        );
-    }
-    if let Some(u) = &url {
-        redactor.add_url(u);
-        match crate::pg::db::parse_url(u) {
-            Err(e) => {
-                return refuse_plain(
-                    &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
-                    crate::pg::db::url_help(&e),
-                );
-            }
-            Ok(conn) => {
-                if let Some(pw) = conn.config.get_password() {
-                    redactor.add(String::from_utf8_lossy(pw).into_owned());
-                }
-                warnings.extend(conn.notes);
-            }
-        }
-    }
-    warnings.extend(redactor.weak().iter().cloned());
-
+    check_approvals(a, &plan)?;
+    let url = target_url(a, &plan)?;
+    let (redactor, mut warnings) = secrets_and_warnings(a, &plan, url.as_deref())?;
     if let Some(dir) = &a.pg_bin_dir
         && !dir.is_dir()
     {
-        return refuse_plain(
+        return Err(refuse_plain(
             &format!(
                 "--pg-bin-dir (or PG_BIN_DIR) `{}` is not a directory",
                 dir.display()
             ),
             "point it at the directory holding pg_dump and pg_restore, such as /usr/lib/postgresql/16/bin",
-        );
-    }
-
-    // Lint before anything is created or connected: with `settings.lint:
-    // error`, error findings stop the run here; with `warn` they go into
-    // the report. It lints the plan just built, with the run's params.
-    let lint_mode = plan.settings.lint.unwrap_or_default();
-    let lint = if lint_mode == crate::model::LintMode::Off {
-        None
-    } else {
-        let mut report = crate::lint::Report::default();
-        let linted = crate::lint::config_for(&a.file)
-            .and_then(|c| crate::lint::lint_validated(&a.file, &v, Ok(&plan), &c, &mut report));
-        if let Err(e) = linted {
-            return refuse_plain(
-                &format!("lint could not run: {}", e.trim_end()),
-                "fix runbook-lint.toml or the runbook's `lint:` section, or set `settings.lint: off`",
-            );
-        }
-        if lint_mode == crate::model::LintMode::Error && report.errors() > 0 {
-            eprint!("{}", crate::lint::render_text(&report, false));
-            return refuse_plain(
-                &format!(
-                    "lint found {} error(s) and `settings.lint` is `error`",
-                    report.errors()
-                ),
-                "fix the findings, turn single rules off in `lint:`, or set `settings.lint: warn` to run anyway",
-            );
-        }
-        if !report.findings.is_empty()
-            && !matches!(a.progress, crate::report::progress::Mode::Quiet)
-        {
-            eprintln!(
-                "lint: {} error(s), {} warning(s); they are listed in the report (`runbook lint {}` shows them)",
-                report.errors(),
-                report.warnings(),
-                a.file.display()
-            );
-        }
-        let mode = if lint_mode == crate::model::LintMode::Error {
-            "error"
-        } else {
-            "warn"
-        };
-        Some(crate::lint::to_report_json(&report, mode))
-    };
-
-    let report_dir = a.report_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("runbook-reports").join(format!("{}-{run_id}", plan.runbook.name))
-    });
-    if let Err(e) = std::fs::create_dir_all(&report_dir) {
-        return refuse_plain(
-            &format!(
-                "failed to create the report directory `{}`: {e}",
-                report_dir.display()
-            ),
-            "choose a writable place with --report-dir DIR",
-        );
-    }
-    // A directory that holds an earlier run's reports: that run's files
-    // move aside, whole, so the two runs never mix and nothing is lost.
-    let moved_aside = match set_aside_earlier_run(&report_dir) {
-        Ok(m) => m,
-        Err(e) => {
-            return refuse_plain(
-                &format!(
-                    "the report directory `{}` holds an earlier run's reports, and they could not be moved aside: {e}",
-                    report_dir.display()
-                ),
-                "choose a new directory with --report-dir DIR",
-            );
-        }
-    };
-    if let Some(to) = &moved_aside {
-        warnings.push(format!(
-            "the report directory held an earlier run's reports; they were moved to `{}`",
-            to.display()
         ));
     }
-    if let Some(j) = &a.junit
-        && let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.is_dir()
-    {
-        return refuse_plain(
-            &format!("the directory for --junit `{}` does not exist", j.display()),
-            "create it first, or write the file elsewhere",
-        );
-    }
-    let failures = crate::report::files::WriteFailures::default();
-    let events = match EventLog::create(&report_dir.join("events.jsonl"), failures.clone()) {
-        Ok(l) => l,
-        Err(e) => {
-            return refuse_plain(
-                &format!(
-                    "failed to create `{}`: {e}",
-                    report_dir.join("events.jsonl").display()
-                ),
-                "choose a writable place with --report-dir DIR",
-            );
-        }
-    };
-
-    let mut cluster = None;
-    let url = match url {
-        Some(u) => u,
-        None => match if a.tls {
-            crate::ephemeral::Ephemeral::start_tls()
-        } else {
-            crate::ephemeral::Ephemeral::start()
-        } {
-            Ok(c) => {
-                let u = c.url("postgres");
-                cluster = Some(c);
-                u
-            }
-            Err(e) => {
-                return refuse_plain(
-                    &format!("failed to start a throwaway PostgreSQL: {e}"),
-                    "install the PostgreSQL server (Debian: apt-get install postgresql), or pass --database-url",
-                );
-            }
-        },
-    };
-    let config = match crate::pg::db::parse_url(&url) {
-        Ok(c) => c,
-        Err(e) => {
-            return refuse_plain(
-                &format!("invalid database URL: {e}"),
-                "report this: runbook built the URL",
-            );
-        }
-    };
+    let lint = lint_before_run(a, &v, &plan)?;
+    let Reports {
+        dir: report_dir,
+        events,
+        failures,
+    } = prepare_reports(a, &plan, &run_id, &mut warnings)?;
+    let (config, cluster) = start_target(a, url)?;
 
     let multi = MultiProgress::new();
     let sinks: Vec<Box<dyn Sink>> = vec![
@@ -371,29 +159,284 @@ pub fn exec(mut a: RunArgs) -> u8 {
         run_id,
         config,
         ephemeral: cluster.is_some(),
-        approve: a.approve,
+        approve: std::mem::take(&mut a.approve),
         yes: a.yes,
         prompter,
         base_dir,
-        pg_bin_dir: a.pg_bin_dir,
+        pg_bin_dir: a.pg_bin_dir.clone(),
         report_dir: Some(report_dir.clone()),
         warnings,
         mode,
     };
+    let result = run_with_signals(&v, &plan, opts, bus)?;
+    Ok(finish(a, &result, cluster, &report_dir, &failures))
+}
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+/// A resume or a rollback reads the earlier run from the journal first:
+/// the runbook file, the params, and the run id its templates saw.
+fn load_earlier(
+    a: &mut RunArgs,
+    info: &mut RunInfo,
+    run_id: &mut String,
+) -> Result<Option<exec::journal::RunRecord>, u8> {
+    let Some(e) = &a.earlier else {
+        return Ok(None);
+    };
+    let target = crate::commands::Target {
+        database_url: a.database_url.clone(),
+    };
+    let record = crate::commands::read_run(&target, &e.run_id).map_err(|e| {
+        let code = e.print(&mut std::io::stderr());
+        eprintln!("\nerror: nothing ran");
+        code
+    })?;
+    if a.file.as_os_str().is_empty() {
+        a.file = PathBuf::from(&record.file);
+    }
+    a.inputs.set.splice(0..0, recorded_params(&record));
+    info.id = Some(record.run_id.clone());
+    if matches!(e.action, EarlierAction::Resume(_)) {
+        run_id.clone_from(&record.run_id);
+    }
+    Ok(Some(record))
+}
+
+/// Every `--approve` names a phase of the runbook.
+fn check_approvals(a: &RunArgs, plan: &plan::Plan) -> Result<(), u8> {
+    let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
+    let Some(name) = a.approve.iter().find(|n| !phases.contains(&n.as_str())) else {
+        return Ok(());
+    };
+    let text = format!("--approve {name}");
+    let src = Source::new("command line", text.clone());
+    let hint = match did_you_mean(name, phases.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("the runbook's phases are {}", one_of(&phases)),
+    };
+    Err(refuse(
+        a.color,
+        &src,
+        Diagnostic::new(format!("unknown phase `{name}`"))
+            .at(Some(10..text.len()))
+            .label("no phase has this id")
+            .hint(hint),
+    ))
+}
+
+/// The database to run against: the flag, the runbook's `database.url`,
+/// then the environment; None for `--ephemeral`.
+fn target_url(a: &RunArgs, plan: &plan::Plan) -> Result<Option<String>, u8> {
+    if a.ephemeral {
+        return Ok(None);
+    }
+    a.database_url
+        .clone()
+        .or_else(|| plan.database_url.clone())
+        .or_else(crate::pg::db::url_from_env)
+        .map(Some)
+        .ok_or_else(|| {
+            refuse_plain(
+                "no database to run against",
+                "pass --database-url URL, set `database.url` in the runbook, or set DATABASE_URL; \
+                 or use --ephemeral for a throwaway local PostgreSQL",
+            )
+        })
+}
+
+/// The redactor for every output (the plan's secrets and the URL's
+/// password), and the warnings the report starts with.
+fn secrets_and_warnings(
+    a: &RunArgs,
+    plan: &plan::Plan,
+    url: Option<&str>,
+) -> Result<(crate::redact::Redactor, Vec<String>), u8> {
+    let mut redactor = plan.redactor.clone();
+    let mut warnings: Vec<String> = Vec::new();
+    if a.database_url
+        .as_deref()
+        .is_some_and(|u| redactor.redact(u) != u)
     {
-        Ok(rt) => rt,
-        Err(e) => {
-            return refuse_plain(
-                &format!("failed to start the async runtime: {e}"),
-                "check the process limits",
-            );
+        warnings.push(
+            "--database-url carries a password, and every user of this machine can read a command line (`ps`): pass the URL in DATABASE_URL, or keep the password in ~/.pgpass (PGPASSFILE)".into(),
+        );
+    }
+    if let Some(u) = url {
+        redactor.add_url(u);
+        let conn = crate::pg::db::parse_url(u).map_err(|e| {
+            refuse_plain(
+                &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
+                crate::pg::db::url_help(&e),
+            )
+        })?;
+        if let Some(pw) = conn.config.get_password() {
+            redactor.add(String::from_utf8_lossy(pw).into_owned());
+        }
+        warnings.extend(conn.notes);
+    }
+    warnings.extend(redactor.weak().iter().cloned());
+    Ok((redactor, warnings))
+}
+
+/// Lint before anything is created or connected: with `settings.lint:
+/// error`, error findings stop the run here; with `warn` they go into the
+/// report. It lints the plan just built, with the run's params.
+fn lint_before_run(
+    a: &RunArgs,
+    v: &validate::Validated,
+    plan: &plan::Plan,
+) -> Result<Option<serde_json::Value>, u8> {
+    let Some(linted) = crate::lint::lint_plan(&a.file, v, plan) else {
+        return Ok(None);
+    };
+    let report = linted.map_err(|e| {
+        refuse_plain(
+            &format!("lint could not run: {}", e.trim_end()),
+            "fix runbook-lint.toml or the runbook's `lint:` section, or set `settings.lint: off`",
+        )
+    })?;
+    if plan.settings.lint == Some(crate::model::LintMode::Error) && report.errors() > 0 {
+        eprint!("{}", crate::lint::render_text(&report, false));
+        return Err(refuse_plain(
+            &format!(
+                "lint found {} error(s) and `settings.lint` is `error`",
+                report.errors()
+            ),
+            "fix the findings, turn single rules off in `lint:`, or set `settings.lint: warn` to run anyway",
+        ));
+    }
+    if !report.findings.is_empty() && !matches!(a.progress, Mode::Quiet) {
+        eprintln!(
+            "lint: {} error(s), {} warning(s); they are listed in the report (`runbook lint {}` shows them)",
+            report.errors(),
+            report.warnings(),
+            a.file.display()
+        );
+    }
+    Ok(Some(crate::lint::plan_report_json(&report, plan)))
+}
+
+/// Where the run's evidence goes, created before anything runs.
+struct Reports {
+    dir: PathBuf,
+    events: EventLog,
+    failures: crate::report::files::WriteFailures,
+}
+
+/// The report directory (an earlier run's files in it moved aside, whole),
+/// the event log in it, and the JUnit file's directory checked.
+fn prepare_reports(
+    a: &RunArgs,
+    plan: &plan::Plan,
+    run_id: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Reports, u8> {
+    let dir = a.report_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("runbook-reports").join(format!("{}-{run_id}", plan.runbook.name))
+    });
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        refuse_plain(
+            &format!(
+                "failed to create the report directory `{}`: {e}",
+                dir.display()
+            ),
+            "choose a writable place with --report-dir DIR",
+        )
+    })?;
+    // A directory that holds an earlier run's reports: that run's files
+    // move aside, whole, so the two runs never mix and nothing is lost.
+    let moved_aside = set_aside_earlier_run(&dir).map_err(|e| {
+        refuse_plain(
+            &format!(
+                "the report directory `{}` holds an earlier run's reports, and they could not be moved aside: {e}",
+                dir.display()
+            ),
+            "choose a new directory with --report-dir DIR",
+        )
+    })?;
+    if let Some(to) = &moved_aside {
+        warnings.push(format!(
+            "the report directory held an earlier run's reports; they were moved to `{}`",
+            to.display()
+        ));
+    }
+    if let Some(j) = &a.junit
+        && let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(refuse_plain(
+            &format!("the directory for --junit `{}` does not exist", j.display()),
+            "create it first, or write the file elsewhere",
+        ));
+    }
+    let failures = crate::report::files::WriteFailures::default();
+    let log = dir.join("events.jsonl");
+    let events = EventLog::create(&log, failures.clone()).map_err(|e| {
+        refuse_plain(
+            &format!("failed to create `{}`: {e}", log.display()),
+            "choose a writable place with --report-dir DIR",
+        )
+    })?;
+    Ok(Reports {
+        dir,
+        events,
+        failures,
+    })
+}
+
+/// The connection to run with: the URL given, or a throwaway cluster
+/// started now (`--ephemeral`), which the caller keeps alive.
+fn start_target(
+    a: &RunArgs,
+    url: Option<String>,
+) -> Result<(crate::pg::db::Conn, Option<crate::ephemeral::Ephemeral>), u8> {
+    let mut cluster = None;
+    let url = match url {
+        Some(u) => u,
+        None => {
+            let started = if a.tls {
+                crate::ephemeral::Ephemeral::start_tls()
+            } else {
+                crate::ephemeral::Ephemeral::start()
+            };
+            let c = started.map_err(|e| {
+                refuse_plain(
+                    &format!("failed to start a throwaway PostgreSQL: {e}"),
+                    "install the PostgreSQL server (Debian: apt-get install postgresql), or pass --database-url",
+                )
+            })?;
+            let u = c.url("postgres");
+            cluster = Some(c);
+            u
         }
     };
-    let result = runtime.block_on(async {
+    let config = crate::pg::db::parse_url(&url).map_err(|e| {
+        refuse_plain(
+            &format!("invalid database URL: {e}"),
+            "report this: runbook built the URL",
+        )
+    })?;
+    Ok((config, cluster))
+}
+
+/// The run on a current-thread runtime; SIGINT and SIGTERM count up the
+/// interrupts the executor watches (one stops the step and rolls back,
+/// two stop the rollback).
+fn run_with_signals(
+    v: &validate::Validated,
+    plan: &plan::Plan,
+    opts: Options,
+    bus: Bus,
+) -> Result<exec::RunResult, u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            refuse_plain(
+                &format!("failed to start the async runtime: {e}"),
+                "check the process limits",
+            )
+        })?;
+    Ok(runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(0u32);
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -414,9 +457,19 @@ pub fn exec(mut a: RunArgs) -> u8 {
                 let _ = tx.send(n);
             }
         });
-        exec::execute(&v, &plan, opts, bus, rx).await
-    });
+        exec::execute(v, plan, opts, bus, rx).await
+    }))
+}
 
+/// After the run: where the report is, the kept cluster, and the exit
+/// code (a success whose report could not be written is not a success).
+fn finish(
+    a: &RunArgs,
+    result: &exec::RunResult,
+    cluster: Option<crate::ephemeral::Ephemeral>,
+    report_dir: &std::path::Path,
+    failures: &crate::report::files::WriteFailures,
+) -> u8 {
     if a.progress != Mode::Quiet || result.exit_code != exit::OK {
         eprintln!("report: {}", report_dir.join("report.md").display());
     }
@@ -431,23 +484,23 @@ pub fn exec(mut a: RunArgs) -> u8 {
         }
         drop(c);
     }
-    if let Some(what) = failures.first() {
-        // A success whose evidence is missing is not a success; a failure
-        // code already demands a look, and keeps what it says.
-        let code = if result.exit_code == exit::OK {
-            exit::REPORT_FAILED
-        } else {
-            result.exit_code
-        };
-        eprintln!(
-            "error: the run ended {} (exit code {}), but its report could not be written: {what}\n  = help: the files in {} are missing or out of date; free space there, or give another --report-dir next time",
-            result.status.name(),
-            result.exit_code,
-            report_dir.display(),
-        );
-        return code;
-    }
-    result.exit_code
+    let Some(what) = failures.first() else {
+        return result.exit_code;
+    };
+    // A success whose evidence is missing is not a success; a failure
+    // code already demands a look, and keeps what it says.
+    let code = if result.exit_code == exit::OK {
+        exit::REPORT_FAILED
+    } else {
+        result.exit_code
+    };
+    eprintln!(
+        "error: the run ended {} (exit code {}), but its report could not be written: {what}\n  = help: the files in {} are missing or out of date; free space there, or give another --report-dir next time",
+        result.status.name(),
+        result.exit_code,
+        report_dir.display(),
+    );
+    code
 }
 
 /// The `--set` values that give a resume or rollback the earlier run's

@@ -348,10 +348,10 @@ impl<'a> Run<'a> {
     }
 
     /// Phases, failure handling, `on_failure`, `finally`; the status and verdict.
+    /// The run's main line: the phases in order, the runbook's
+    /// `on_failure` when one failed or the run was interrupted, the verdict,
+    /// then `finally`.
     pub(super) async fn main_line(&mut self) -> (RunResult, String) {
-        let plan = self.plan;
-        let mut failure: Option<PhaseFailure> = None;
-        let mut not_approved: Option<String> = None;
         let mut st = LineState {
             touched: false,
             kept: Vec::new(),
@@ -365,139 +365,14 @@ impl<'a> Run<'a> {
             back_to_start: None,
             back_to_phase: None,
         };
-
-        for ph in &plan.phases {
-            if self.interrupt_count() >= 1 {
-                break;
-            }
-            match self.when(&ph.when) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.bus.emit(Event::PhaseSkipped {
-                        at: now(),
-                        phase: ph.id.clone(),
-                        kind: ph.kind.name().into(),
-                        reason: format!(
-                            "when: {}",
-                            ph.when.as_ref().map_or("false", |w| w.expr.as_str())
-                        ),
-                    });
-                    continue;
-                }
-                Err(e) => {
-                    self.bus.emit(Event::Warning {
-                        at: now(),
-                        message: format!("phase `{}`: failed to evaluate `when`: {e}", ph.id),
-                    });
-                    self.failed_step = Some(format!("{}.when", ph.id));
-                    failure = Some(PhaseFailure {
-                        phase_kind: ph.kind,
-                        aborted: false,
-                        undo_ran: false,
-                        undo_failed: false,
-                        phase_touched: false,
-                    });
-                    break;
-                }
-            }
-            if self.phase_done_earlier(ph) {
-                self.phase_carried_over(ph, &mut st);
-                continue;
-            }
-            if let Err(reason) = self.approve(ph).await {
-                not_approved = Some(format!("phase `{}` not approved: {reason}", ph.id));
-                break;
-            }
-            // The schema before a phase that may change it: what an undo
-            // is checked against.
-            if ph.steps.iter().any(|s| may_change(&s.action, ph.kind))
-                && !st.baselines.iter().any(|(p, _)| *p == ph.id)
-            {
-                let before = self.baseline().await;
-                st.baselines.push((ph.id.clone(), before));
-                let wrote = self.journal.baselines(&st.baselines).await;
-                self.journal_failed(wrote);
-            }
-            let phase_started = Instant::now();
-            self.bus.emit(Event::PhaseStarted {
-                at: now(),
-                phase: ph.id.clone(),
-                kind: ph.kind.name().into(),
-            });
-            st.phase_status = "succeeded";
-            let failed = self.run_phase(ph, &mut st).await;
-            let status = if failed.is_some() {
-                "failed"
-            } else if self.interrupt_count() >= 1 {
-                "interrupted"
-            } else {
-                st.phase_status
-            };
-            self.bus.emit(Event::PhaseFinished {
-                at: now(),
-                phase: ph.id.clone(),
-                status: status.into(),
-                duration_ms: ms(phase_started.elapsed()),
-            });
-            if failed.is_some() {
-                failure = failed;
-                break;
-            }
-        }
-
+        let (failure, not_approved) = self.phases(&mut st).await;
         let interrupted = self.interrupt_count() >= 1;
-        let mut on_failure_clean = true;
-        let mut on_failure_ran = false;
-        if (failure.is_some() || interrupted)
-            && !plan.on_failure.is_empty()
-            && self.interrupt_count() < 2
-        {
-            self.stop_level = 2;
-            self.run_status = LiveStatus::Failed;
-            self.bus.emit(Event::RollbackStarted {
-                at: now(),
-                scope: RollbackScope::OnFailure,
-                phase: None,
-                reason: self
-                    .failed_step
-                    .clone()
-                    .map_or_else(|| "interrupted".into(), |s| format!("{s} failed")),
-            });
-            on_failure_clean = self
-                .all(&plan.on_failure, None, Role::OnFailure, None)
-                .await;
-            on_failure_ran = true;
-            // The runbook's own undo answers for the whole run.
-            let verification = if st.touched {
-                let now_state = self.baseline().await;
-                let (check, v) = match st.run_baseline() {
-                    Some(b) => b.compare(&now_state, "run_start"),
-                    None => unknown_check("no snapshot was taken before the run's changes"),
-                };
-                st.back_to_phase = None;
-                if check != verdict::Check::Equal {
-                    // Not back at the start: say how far back it did get.
-                    st.back_to_phase = st
-                        .baselines
-                        .iter()
-                        .rev()
-                        .find(|(_, b)| b.compare(&now_state, "").0 == verdict::Check::Equal)
-                        .map(|(p, _)| p.clone());
-                }
-                st.back_to_start = Some(check);
-                Some(v)
+        let (on_failure_ran, on_failure_clean) =
+            if (failure.is_some() || interrupted) && self.interrupt_count() < 2 {
+                self.on_failure(&mut st).await
             } else {
-                None
+                (false, true)
             };
-            self.bus.emit(Event::RollbackFinished {
-                at: now(),
-                scope: RollbackScope::OnFailure,
-                phase: None,
-                clean: on_failure_clean,
-                verification,
-            });
-        }
-
         let facts = verdict::Facts {
             interrupted,
             interrupted_at: self.failed_step.clone(),
@@ -517,21 +392,176 @@ impl<'a> Run<'a> {
             tolerated: st.tolerated,
         };
         let (status, exit_code, verdict) = verdict::decide(&facts);
-
         self.run_status = LiveStatus::Ended(status);
-        if !plan.finally_steps.is_empty() {
-            self.stop_level = self.stop_level.max(2);
-            if !self
-                .all(&plan.finally_steps, None, Role::Finally, None)
-                .await
+        self.finally().await;
+        (RunResult { status, exit_code }, verdict)
+    }
+
+    /// The phases in order, until one fails, is not approved, or the run
+    /// is interrupted.
+    async fn phases(&mut self, st: &mut LineState) -> (Option<PhaseFailure>, Option<String>) {
+        for ph in &self.plan.phases {
+            if self.interrupt_count() >= 1 {
+                break;
+            }
+            match self.phase_when(ph) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(failure) => return (Some(failure), None),
+            }
+            if self.phase_done_earlier(ph) {
+                self.phase_carried_over(ph, st);
+                continue;
+            }
+            if let Err(reason) = self.approve(ph).await {
+                return (
+                    None,
+                    Some(format!("phase `{}` not approved: {reason}", ph.id)),
+                );
+            }
+            // The schema before a phase that may change it: what an undo
+            // is checked against.
+            if ph.steps.iter().any(|s| may_change(&s.action, ph.kind))
+                && !st.baselines.iter().any(|(p, _)| *p == ph.id)
             {
-                self.bus.emit(Event::Warning {
-                    at: now(),
-                    message: "a `finally` step failed; see its entry in the report".into(),
-                });
+                let before = self.baseline().await;
+                st.baselines.push((ph.id.clone(), before));
+                let wrote = self.journal.baselines(&st.baselines).await;
+                self.journal_failed(wrote);
+            }
+            let phase_started = Instant::now();
+            self.bus.emit(Event::PhaseStarted {
+                at: now(),
+                phase: ph.id.clone(),
+                kind: ph.kind.name().into(),
+            });
+            st.phase_status = "succeeded";
+            let failed = self.run_phase(ph, st).await;
+            let status = if failed.is_some() {
+                "failed"
+            } else if self.interrupt_count() >= 1 {
+                "interrupted"
+            } else {
+                st.phase_status
+            };
+            self.bus.emit(Event::PhaseFinished {
+                at: now(),
+                phase: ph.id.clone(),
+                status: status.into(),
+                duration_ms: ms(phase_started.elapsed()),
+            });
+            if failed.is_some() {
+                return (failed, None);
             }
         }
-        (RunResult { status, exit_code }, verdict)
+        (None, None)
+    }
+
+    /// A phase's `when`: false skips it (and says so); an expression that
+    /// cannot be evaluated fails the run there, before the phase.
+    fn phase_when(&mut self, ph: &PlanPhase) -> Result<bool, PhaseFailure> {
+        match self.when(&ph.when) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.bus.emit(Event::PhaseSkipped {
+                    at: now(),
+                    phase: ph.id.clone(),
+                    kind: ph.kind.name().into(),
+                    reason: format!(
+                        "when: {}",
+                        ph.when.as_ref().map_or("false", |w| w.expr.as_str())
+                    ),
+                });
+                Ok(false)
+            }
+            Err(e) => {
+                self.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!("phase `{}`: failed to evaluate `when`: {e}", ph.id),
+                });
+                self.failed_step = Some(format!("{}.when", ph.id));
+                Err(PhaseFailure {
+                    phase_kind: ph.kind,
+                    aborted: false,
+                    undo_ran: false,
+                    undo_failed: false,
+                    phase_touched: false,
+                })
+            }
+        }
+    }
+
+    /// The runbook's `on_failure` steps, and the check of where they left
+    /// the database against the state before the run changed it. Returns
+    /// whether they ran, and whether they all succeeded.
+    async fn on_failure(&mut self, st: &mut LineState) -> (bool, bool) {
+        let plan = self.plan;
+        if plan.on_failure.is_empty() {
+            return (false, true);
+        }
+        self.stop_level = 2;
+        self.run_status = LiveStatus::Failed;
+        self.bus.emit(Event::RollbackStarted {
+            at: now(),
+            scope: RollbackScope::OnFailure,
+            phase: None,
+            reason: self
+                .failed_step
+                .clone()
+                .map_or_else(|| "interrupted".into(), |s| format!("{s} failed")),
+        });
+        let clean = self
+            .all(&plan.on_failure, None, Role::OnFailure, None)
+            .await;
+        // The runbook's own undo answers for the whole run.
+        let verification = if st.touched {
+            let now_state = self.baseline().await;
+            let (check, v) = match st.run_baseline() {
+                Some(b) => b.compare(&now_state, "run_start"),
+                None => unknown_check("no snapshot was taken before the run's changes"),
+            };
+            st.back_to_phase = None;
+            if check != verdict::Check::Equal {
+                // Not back at the start: say how far back it did get.
+                st.back_to_phase = st
+                    .baselines
+                    .iter()
+                    .rev()
+                    .find(|(_, b)| b.compare(&now_state, "").0 == verdict::Check::Equal)
+                    .map(|(p, _)| p.clone());
+            }
+            st.back_to_start = Some(check);
+            Some(v)
+        } else {
+            None
+        };
+        self.bus.emit(Event::RollbackFinished {
+            at: now(),
+            scope: RollbackScope::OnFailure,
+            phase: None,
+            clean,
+            verification,
+        });
+        (true, clean)
+    }
+
+    /// The `finally` steps, once the verdict is known; their failure is a
+    /// warning, never a change of the verdict.
+    async fn finally(&mut self) {
+        let plan = self.plan;
+        if plan.finally_steps.is_empty() {
+            return;
+        }
+        self.stop_level = self.stop_level.max(2);
+        if !self
+            .all(&plan.finally_steps, None, Role::Finally, None)
+            .await
+        {
+            self.bus.emit(Event::Warning {
+                at: now(),
+                message: "a `finally` step failed; see its entry in the report".into(),
+            });
+        }
     }
 }
 

@@ -301,24 +301,202 @@ pub fn application_name(plan: &Plan, run_id: &str) -> String {
     name
 }
 
-/// A run that ends before its first step: the verdict says why.
-fn finish_early(
-    mut bus: Bus,
-    started: Instant,
+/// Why a run ended before its first step.
+struct Refusal {
     status: RunStatus,
     exit_code: u8,
     verdict: String,
-) -> RunResult {
+}
+
+/// A run that ends before its first step: the verdict says why.
+fn finish_early(mut bus: Bus, started: Instant, r: Refusal) -> RunResult {
     bus.emit(Event::RunFinished {
         at: now(),
-        status,
-        exit_code,
+        status: r.status,
+        exit_code: r.exit_code,
         duration_ms: ms(started.elapsed()),
-        verdict,
+        verdict: r.verdict,
         failed_step: None,
     });
     bus.finish();
-    RunResult { status, exit_code }
+    RunResult {
+        status: r.status,
+        exit_code: r.exit_code,
+    }
+}
+
+/// The main session, or why there is none: the server refused, or the
+/// run was interrupted while connecting.
+async fn connect(
+    opts: &Options,
+    app_name: &str,
+    interrupts: &watch::Receiver<u32>,
+    target: &Target,
+) -> Result<Db, Refusal> {
+    let connected = tokio::select! {
+        r = Db::connect(opts.config.clone(), app_name) => Some(r),
+        () = interrupted(interrupts.clone(), 1) => None,
+    };
+    match connected {
+        Some(Ok(db)) => Ok(db),
+        Some(Err(e)) => Err(Refusal {
+            status: RunStatus::PreflightFailed,
+            exit_code: exit::PREFLIGHT_FAILED,
+            verdict: format!(
+                "FAILED before the first step: could not connect to {}:{}/{}: {}{}",
+                target.host,
+                target.port,
+                target.database,
+                e.message,
+                e.hint
+                    .as_deref()
+                    .map_or_else(String::new, |h| format!(" (hint: {h})"))
+            ),
+        }),
+        None => Err(Refusal {
+            status: RunStatus::Interrupted,
+            exit_code: exit::INTERRUPTED,
+            verdict: "INTERRUPTED while connecting; nothing ran".to_string(),
+        }),
+    }
+}
+
+/// What the report's header says of the server reached, and the children's
+/// environment: of several hosts, the one reached, so pg_dump and psql go
+/// to it alone.
+async fn learn_target(
+    db: &Db,
+    opts: &Options,
+    app_name: &str,
+    passfile: Option<&std::path::Path>,
+    target: &mut Target,
+) -> Vec<(String, String)> {
+    let mut conn = opts.config.clone();
+    conn.reached = db.reached_host().await;
+    let t = db::target_of_conn(&conn, opts.ephemeral);
+    (target.host, target.port) = (t.host, t.port);
+    target.server_version = db.server_version().await;
+    target.tls = Some(db.tls_summary().await);
+    db::libpq_env(&conn, app_name, passfile)
+}
+
+/// Refuse a transaction-mode pooler before the run lock: under one, the
+/// lock would stay behind on a server session that other clients then use.
+async fn pooler_refusal(db: &Db, opts: &Options, app_name: &str) -> Option<Refusal> {
+    if opts.ephemeral {
+        return None;
+    }
+    let evidence = db
+        .pooler_evidence(&journal_app(app_name), Duration::from_secs(3))
+        .await?;
+    Some(Refusal {
+        status: RunStatus::PreflightFailed,
+        exit_code: exit::PREFLIGHT_FAILED,
+        verdict: format!(
+            "REFUSED: a connection pooler in transaction or statement mode is between runbook and PostgreSQL ({evidence}); the run's lock and session settings would not stay with its statements. Connect to PostgreSQL directly (for PgBouncer, the server's own port instead of the pooler's; on a managed service, its direct endpoint rather than the pooled one), or through a pool in session mode; nothing ran"
+        ),
+    })
+}
+
+/// The run lock not taken, in words: who holds it, and how to end that
+/// session if its runner is gone.
+fn lock_refusal(
+    runbook: &str,
+    database: &str,
+    locked: Result<Result<(), Option<db::Holder>>, ErrorInfo>,
+) -> Option<Refusal> {
+    let verdict = match locked {
+        Ok(Ok(())) => return None,
+        Ok(Err(Some(h))) => format!(
+            "REFUSED: another run of `{runbook}` holds database `{database}`: pid {}, application_name `{}`, run {}, connected since {} ({} ago), {} for {}; nothing ran. If that run's runner is gone, the server ends a session still running a query within 2 s of noticing (PostgreSQL 14+); to end it now: SELECT pg_terminate_backend({})",
+            h.pid,
+            h.application_name,
+            h.run_id(),
+            h.since,
+            h.held_for,
+            if h.state.is_empty() {
+                "state unknown"
+            } else {
+                h.state.as_str()
+            },
+            if h.state_for.is_empty() {
+                "?"
+            } else {
+                h.state_for.as_str()
+            },
+            h.pid
+        ),
+        Ok(Err(None)) => format!(
+            "REFUSED: another run of `{runbook}` holds database `{database}` (its session could not be seen); nothing ran"
+        ),
+        Err(e) => format!(
+            "REFUSED: failed to take the run lock: {}; nothing ran",
+            e.message
+        ),
+    };
+    Some(Refusal {
+        status: RunStatus::Locked,
+        exit_code: exit::INVALID,
+        verdict,
+    })
+}
+
+/// The journal, on its own session, opened once the run lock is held, with
+/// this run recorded; off (with a warning saying what that costs) when the
+/// database will not hold it. A resume continues the earlier run's rows.
+async fn open_journal(
+    db: &Db,
+    database: &str,
+    app_name: &str,
+    (plan, run_id, mode): (&Plan, &str, Mode),
+    bus: &mut Bus,
+) -> (journal::Journal, Option<Prior>, Option<Prior>) {
+    let mut journal = match journal::Journal::open(db, database, &journal_app(app_name)).await {
+        Ok(j) => j,
+        Err(why) => {
+            bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "the run journal (schema `runbook_journal` in the target database) is off: {why}; this run cannot be resumed or rolled back by id (`runbook resume`, `runbook rollback`)"
+                ),
+            });
+            journal::Journal::off()
+        }
+    };
+    let (resumed, undo) = match mode {
+        Mode::Run => (None, None),
+        Mode::Resume(p) => {
+            journal.continue_from(
+                &p.record
+                    .steps
+                    .iter()
+                    .map(|s| s.row.clone())
+                    .collect::<Vec<_>>(),
+            );
+            (Some(p), None)
+        }
+        Mode::Rollback(p) => (None, Some(p)),
+    };
+    let row = journal::RunRow {
+        run_id: run_id.to_string(),
+        kind: if undo.is_some() { "rollback" } else { "exec" },
+        of_run: undo.as_ref().map(|p| p.record.run_id.clone()),
+        runbook: plan.runbook.name.clone(),
+        version: plan.runbook.version.clone(),
+        file: plan.runbook.file.clone(),
+        sha256: plan.runbook.sha256.clone(),
+        params: journal_params(plan),
+    };
+    if let Err(why) = journal.run_started(row).await {
+        bus.emit(Event::Warning {
+            at: now(),
+            message: format!(
+                "the run journal could not record this run: {why}; it is off for this run"
+            ),
+        });
+        journal.turn_off();
+    }
+    (journal, resumed, undo)
 }
 
 /// Run the plan. Reports are written by the bus's sinks on every outcome.
@@ -349,73 +527,25 @@ pub async fn execute(
         target,
         total_steps,
     };
-    let connected = tokio::select! {
-        r = Db::connect(opts.config.clone(), &app_name) => Some(r),
-        () = interrupted(interrupts.clone(), 1) => None,
-    };
-    let db = match connected {
-        Some(Ok(db)) => db,
-        failed => {
-            bus.emit(run_started(target.clone()));
-            let (status, code, verdict) = match failed {
-                Some(Err(e)) => (
-                    RunStatus::PreflightFailed,
-                    exit::PREFLIGHT_FAILED,
-                    format!(
-                        "FAILED before the first step: could not connect to {}:{}/{}: {}{}",
-                        target.host,
-                        target.port,
-                        target.database,
-                        e.message,
-                        e.hint
-                            .as_deref()
-                            .map_or_else(String::new, |h| format!(" (hint: {h})"))
-                    ),
-                ),
-                _ => (
-                    RunStatus::Interrupted,
-                    exit::INTERRUPTED,
-                    "INTERRUPTED while connecting; nothing ran".to_string(),
-                ),
-            };
-            return finish_early(bus, started, status, code, verdict);
+    let db = match connect(&opts, &app_name, &interrupts, &target).await {
+        Ok(db) => db,
+        Err(refusal) => {
+            bus.emit(run_started(target));
+            return finish_early(bus, started, refusal);
         }
     };
-    // Of several hosts, the one reached: the report names it, and the
-    // children (pg_dump, psql) go to it alone.
-    let mut conn = opts.config.clone();
-    conn.reached = db.reached_host().await;
-    let pg_env = db::libpq_env(
-        &conn,
+    let pg_env = learn_target(
+        &db,
+        &opts,
         &app_name,
         passfile.as_ref().map(tempfile::NamedTempFile::path),
-    );
-    (target.host, target.port) = {
-        let t = db::target_of_conn(&conn, opts.ephemeral);
-        (t.host, t.port)
-    };
-    target.server_version = db.server_version().await;
-    target.tls = Some(db.tls_summary().await);
+        &mut target,
+    )
+    .await;
     let server_version = target.server_version.clone().unwrap_or_default();
-    // Before the run lock: under a transaction-mode pooler the lock would
-    // stay behind on a server session that other clients then use.
-    let pooled = if opts.ephemeral {
-        None
-    } else {
-        db.pooler_evidence(&journal_app(&app_name), Duration::from_secs(3))
-            .await
-    };
-    if let Some(evidence) = pooled {
+    if let Some(refusal) = pooler_refusal(&db, &opts, &app_name).await {
         bus.emit(run_started(target));
-        return finish_early(
-            bus,
-            started,
-            RunStatus::PreflightFailed,
-            exit::PREFLIGHT_FAILED,
-            format!(
-                "REFUSED: a connection pooler in transaction or statement mode is between runbook and PostgreSQL ({evidence}); the run's lock and session settings would not stay with its statements. Connect to PostgreSQL directly (for PgBouncer, the server's own port instead of the pooler's; on a managed service, its direct endpoint rather than the pooled one), or through a pool in session mode; nothing ran"
-            ),
-        );
+        return finish_early(bus, started, refusal);
     }
     let lock_key = db::lock_key(&target.database, &plan.runbook.name);
     let locked = db.try_lock(lock_key).await;
@@ -427,87 +557,17 @@ pub async fn execute(
             message: w.clone(),
         });
     }
-    if let Ok(Err(_)) | Err(_) = &locked {
-        let verdict = match locked {
-            Ok(Err(Some(h))) => format!(
-                "REFUSED: another run of `{}` holds database `{database}`: pid {}, application_name `{}`, run {}, connected since {} ({} ago), {} for {}; nothing ran. If that run's runner is gone, the server ends a session still running a query within 2 s of noticing (PostgreSQL 14+); to end it now: SELECT pg_terminate_backend({})",
-                plan.runbook.name,
-                h.pid,
-                h.application_name,
-                h.run_id(),
-                h.since,
-                h.held_for,
-                if h.state.is_empty() {
-                    "state unknown"
-                } else {
-                    h.state.as_str()
-                },
-                if h.state_for.is_empty() {
-                    "?"
-                } else {
-                    h.state_for.as_str()
-                },
-                h.pid
-            ),
-            Ok(Err(None)) => format!(
-                "REFUSED: another run of `{}` holds database `{database}` (its session could not be seen); nothing ran",
-                plan.runbook.name
-            ),
-            Err(e) => format!(
-                "REFUSED: failed to take the run lock: {}; nothing ran",
-                e.message
-            ),
-            Ok(Ok(())) => unreachable!("matched a failure above"),
-        };
-        return finish_early(bus, started, RunStatus::Locked, exit::INVALID, verdict);
+    if let Some(refusal) = lock_refusal(&plan.runbook.name, &database, locked) {
+        return finish_early(bus, started, refusal);
     }
-
-    // The journal: its own session, opened once the run lock is held.
-    let mut journal = match journal::Journal::open(&db, &database, &journal_app(&app_name)).await {
-        Ok(j) => j,
-        Err(why) => {
-            bus.emit(Event::Warning {
-                at: now(),
-                message: format!(
-                    "the run journal (schema `runbook_journal` in the target database) is off: {why}; this run cannot be resumed or rolled back by id (`runbook resume`, `runbook rollback`)"
-                ),
-            });
-            journal::Journal::off()
-        }
-    };
-    let (resumed, undo) = match opts.mode {
-        Mode::Run => (None, None),
-        Mode::Resume(p) => {
-            journal.continue_from(
-                &p.record
-                    .steps
-                    .iter()
-                    .map(|s| s.row.clone())
-                    .collect::<Vec<_>>(),
-            );
-            (Some(p), None)
-        }
-        Mode::Rollback(p) => (None, Some(p)),
-    };
-    let row = journal::RunRow {
-        run_id: opts.run_id.clone(),
-        kind: if undo.is_some() { "rollback" } else { "exec" },
-        of_run: undo.as_ref().map(|p| p.record.run_id.clone()),
-        runbook: plan.runbook.name.clone(),
-        version: plan.runbook.version.clone(),
-        file: plan.runbook.file.clone(),
-        sha256: plan.runbook.sha256.clone(),
-        params: journal_params(plan),
-    };
-    if let Err(why) = journal.run_started(row).await {
-        bus.emit(Event::Warning {
-            at: now(),
-            message: format!(
-                "the run journal could not record this run: {why}; it is off for this run"
-            ),
-        });
-        journal.turn_off();
-    }
+    let (journal, resumed, undo) = open_journal(
+        &db,
+        &database,
+        &app_name,
+        (plan, &opts.run_id, opts.mode),
+        &mut bus,
+    )
+    .await;
 
     let mut run = Run {
         plan,

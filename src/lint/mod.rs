@@ -315,6 +315,31 @@ pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result
     }
 }
 
+/// What `exec` lints before it runs and `plan` shows: the plan just built,
+/// with the configuration beside the file. None when `settings.lint: off`.
+pub fn lint_plan(
+    path: &Path,
+    v: &crate::validate::Validated,
+    plan: &crate::plan::Plan,
+) -> Option<Result<Report, String>> {
+    if plan.settings.lint == Some(crate::model::LintMode::Off) {
+        return None;
+    }
+    let mut report = Report::default();
+    let linted = config_for(path).and_then(|c| lint_validated(path, v, Ok(plan), &c, &mut report));
+    Some(linted.map(|()| report))
+}
+
+/// report.json's `lint` section for a plan's findings: with the mode the
+/// runbook set (`error` or `warn`).
+pub fn plan_report_json(report: &Report, plan: &crate::plan::Plan) -> serde_json::Value {
+    let mode = match plan.settings.lint {
+        Some(crate::model::LintMode::Error) => "error",
+        _ => "warn",
+    };
+    to_report_json(report, mode)
+}
+
 /// Lint a runbook already validated (and planned, when every param has a
 /// value): what `exec` and `plan` call with what they built.
 pub fn lint_validated(
