@@ -73,9 +73,34 @@ pub enum When {
     Postflight,
 }
 
+/// Which built-in a catalog entry is: what `exec` dispatches on, so every
+/// entry has a runner (the match is exhaustive) and no name is matched as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    LongRunningTransactions,
+    BlockingLocks,
+    ActiveConnections,
+    IdleInTransaction,
+    ReplicationLag,
+    DatabaseSize,
+    ServerVersion,
+    PendingMigrations,
+    DirtyMigrations,
+    DiskFreeForBackup,
+    Privileges,
+    InvalidIndexes,
+    UnvalidatedConstraints,
+    ForeignKeyOrphans,
+    NotNullViolations,
+    SequenceExhaustion,
+    RowCounts,
+    SchemaMatches,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Builtin {
     pub name: &'static str,
+    pub kind: Kind,
     pub when: When,
     /// One sentence: what it finds.
     pub summary: &'static str,
@@ -110,6 +135,7 @@ pub const MIGRATIONS_TABLE: &str = "public.runbook_migrations";
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "long_running_transactions",
+        kind: Kind::LongRunningTransactions,
         when: When::Preflight,
         summary: "Sessions in this database whose transaction has been open longer than `max_age`.",
         why: "DDL queues behind any transaction that touched its table, and every later query on that table queues behind the DDL. `CREATE INDEX CONCURRENTLY` waits for every older transaction.",
@@ -126,6 +152,7 @@ ORDER BY xact_start",
     },
     Builtin {
         name: "blocking_locks",
+        kind: Kind::BlockingLocks,
         when: When::Preflight,
         summary: "Sessions in this database waiting on a lock, with the sessions blocking them.",
         why: "Lock queues already forming mean the database is contended; a migration's ACCESS EXCLUSIVE request would join the queue and make it worse.",
@@ -143,6 +170,7 @@ ORDER BY a.query_start",
     },
     Builtin {
         name: "active_connections",
+        kind: Kind::ActiveConnections,
         when: When::Preflight,
         summary: "How many other sessions are running a query in this database right now.",
         why: "A release during peak load turns a short lock into a long queue; this keeps migrations for quiet moments.",
@@ -158,6 +186,7 @@ WHERE datname = current_database() AND backend_type = 'client backend' AND pid <
     },
     Builtin {
         name: "idle_in_transaction",
+        kind: Kind::IdleInTransaction,
         when: When::Preflight,
         summary: "Sessions in this database idle inside an open transaction for longer than `max_age`.",
         why: "An idle transaction keeps every lock it took. It is the classic reason an ALTER waits forever: nothing is running, yet nothing can proceed.",
@@ -175,6 +204,7 @@ ORDER BY state_change",
     },
     Builtin {
         name: "replication_lag",
+        kind: Kind::ReplicationLag,
         when: When::Preflight,
         summary: "Replicas whose replay lag is above `max` (from `pg_stat_replication` on the primary).",
         why: "A migration or backfill writes WAL that replicas must replay; starting while they are already behind can push read traffic onto stale data or trigger failover alarms.",
@@ -190,6 +220,7 @@ ORDER BY replay_lag DESC",
     },
     Builtin {
         name: "database_size",
+        kind: Kind::DatabaseSize,
         when: When::Preflight,
         summary: "The size of the current database.",
         why: "Backups, restores and rewrites scale with size; a runbook rehearsed on 5 GB should stop and ask before running on 500 GB.",
@@ -201,6 +232,7 @@ ORDER BY replay_lag DESC",
     },
     Builtin {
         name: "server_version",
+        kind: Kind::ServerVersion,
         when: When::Preflight,
         summary: "The server's version.",
         why: "SQL written for one major version can fail or lock differently on another (for example, `ADD COLUMN ... DEFAULT` rewrites the table before PostgreSQL 11).",
@@ -212,6 +244,7 @@ ORDER BY replay_lag DESC",
     },
     Builtin {
         name: "pending_migrations",
+        kind: Kind::PendingMigrations,
         when: When::Preflight,
         summary: "Migrations in `dir` not yet applied according to the history table.",
         why: "Knowing what will run before it runs: after a deploy, pending migrations mean the schema is behind the code.",
@@ -229,6 +262,7 @@ ORDER BY v.n",
     },
     Builtin {
         name: "dirty_migrations",
+        kind: Kind::DirtyMigrations,
         when: When::Preflight,
         summary: "Migrations marked dirty in the history table: started and never finished.",
         why: "A dirty migration left the schema in an unknown state. Running more migrations on top of it compounds the damage; a person must look first.",
@@ -245,6 +279,7 @@ ORDER BY version",
     },
     Builtin {
         name: "disk_free_for_backup",
+        kind: Kind::DiskFreeForBackup,
         when: When::Preflight,
         summary: "Free space where a backup will be written, against the database's size.",
         why: "A backup that fills the disk fails hours in, and can take the runner's host (or the database's, if they share it) down with it.",
@@ -258,6 +293,7 @@ ORDER BY version",
     },
     Builtin {
         name: "privileges",
+        kind: Kind::Privileges,
         when: When::Preflight,
         summary: "What the connected role lacks for the runbook's own steps: ownership of the tables they alter, the privileges their writes need, CREATE on the schemas they create in, SELECT for what a backup dumps, `pg_signal_backend` for `terminate_connections`.",
         why: "A release that fails on `must be owner of table orders` at its contract phase has already changed the rest. Checking first turns a half-done release into one that never started.",
@@ -268,6 +304,7 @@ ORDER BY version",
     },
     Builtin {
         name: "invalid_indexes",
+        kind: Kind::InvalidIndexes,
         when: When::Postflight,
         summary: "Indexes marked INVALID: left by a failed `CREATE INDEX CONCURRENTLY` or `REINDEX CONCURRENTLY`.",
         why: "An INVALID index is still maintained on every write but never used by queries: all cost, no benefit, and a sign a migration did not finish.",
@@ -285,6 +322,7 @@ ORDER BY 1",
     },
     Builtin {
         name: "unvalidated_constraints",
+        kind: Kind::UnvalidatedConstraints,
         when: When::Postflight,
         summary: "Constraints added `NOT VALID` and never validated.",
         why: "A NOT VALID constraint checks new rows only; old rows may break it. The expand/contract pattern adds them NOT VALID and validates later; this catches the forgotten second half.",
@@ -302,6 +340,7 @@ ORDER BY 1, 2",
     },
     Builtin {
         name: "foreign_key_orphans",
+        kind: Kind::ForeignKeyOrphans,
         when: When::Postflight,
         summary: "For every foreign key, validated or NOT VALID, the rows whose reference has no parent.",
         why: "Orphans make `VALIDATE CONSTRAINT` fail, and they are data a rollback or backfill lost. Counting them proves referential integrity instead of assuming it.",
@@ -321,6 +360,7 @@ ORDER BY 1",
     },
     Builtin {
         name: "not_null_violations",
+        kind: Kind::NotNullViolations,
         when: When::Postflight,
         summary: "Rows where `column` of `table` is NULL: run it before `SET NOT NULL`.",
         why: "`ALTER COLUMN ... SET NOT NULL` scans the whole table under ACCESS EXCLUSIVE and fails at the end if one NULL remains; checking first (or adding a NOT VALID check constraint) avoids both.",
@@ -334,6 +374,7 @@ ORDER BY 1",
     },
     Builtin {
         name: "sequence_exhaustion",
+        kind: Kind::SequenceExhaustion,
         when: When::Postflight,
         summary: "Sequences that have used more than `threshold` of their range, or of the range of the integer column they feed.",
         why: "An `integer` primary key fed by a sequence stops accepting inserts at 2,147,483,647. It happens on a busy day, and fixing it means rewriting the table.",
@@ -360,6 +401,7 @@ ORDER BY used DESC",
     },
     Builtin {
         name: "row_counts",
+        kind: Kind::RowCounts,
         when: When::Postflight,
         summary: "Exact row counts of tables, compared with an earlier step's counts.",
         why: "The simplest proof that a migration or a rollback lost no data: the same tables hold the same number of rows as before.",
@@ -378,6 +420,7 @@ ORDER BY 1",
     },
     Builtin {
         name: "schema_matches",
+        kind: Kind::SchemaMatches,
         when: When::Postflight,
         summary: "A canonical snapshot of the schema from the catalog, and its hash, compared with an expected hash.",
         why: "After a rollback, the schema must be exactly what it was: parity, proven by hash, with the objects that differ named.",
@@ -452,7 +495,7 @@ failed check, the first rows in report.md. Later steps read the rows as `steps.<
             b.name,
             example.concat()
         );
-        if b.name == "schema_matches" {
+        if b.kind == Kind::SchemaMatches {
             let _ = writeln!(
                 o,
                 "The snapshot query:\n\n```sql\n{}\n```\n",

@@ -438,6 +438,7 @@ fn run_args(
 }
 
 /// Run the command line and return the process exit code.
+// Long by design: one arm per subcommand, each a call into its module.
 pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,

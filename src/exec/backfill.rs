@@ -46,6 +46,105 @@ struct Checkpoint {
     batches: i64,
 }
 
+/// What every batch of one backfill shares.
+struct Batch<'a> {
+    table: &'a Table,
+    set: &'a str,
+    where_: Option<&'a str>,
+    /// `BEGIN` and the step's session settings.
+    prefix: &'a str,
+    state: &'a str,
+    runbook: &'a str,
+    fingerprint: &'a str,
+}
+
+/// One batch: where it ends, then the update and its checkpoint in one
+/// transaction (rolled back in a dry run). None when no rows are left.
+async fn one_batch(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &crate::plan::PlanBackfill,
+    x: &Batch<'_>,
+    ck: &Checkpoint,
+    deadline: Option<Instant>,
+) -> Result<Option<(Vec<String>, i64, i64)>, QueryFail> {
+    let Some((upto, seen)) = bound(r, b, x.table, ck.last_key.as_deref(), deadline).await? else {
+        return Ok(None);
+    };
+    let write = Write {
+        state: x.state,
+        runbook: x.runbook,
+        step: &s.id,
+        fingerprint: x.fingerprint,
+        run_id: &r.run_id,
+        ck,
+        seen,
+    };
+    let batch = update_sql(
+        x.table,
+        x.set,
+        x.where_,
+        ck.last_key.as_deref(),
+        &upto,
+        (!b.dry_run).then_some(&write),
+    );
+    let end = if b.dry_run { "ROLLBACK" } else { "COMMIT" };
+    let query = format!("{}{batch};\n{end};", x.prefix);
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    if left.is_some_and(|l| l.is_zero()) {
+        return Err(QueryFail::Timeout);
+    }
+    match r.db.run(&query, left, r.stop_signal()).await {
+        Ok(messages) => Ok(Some((upto, seen, last_count(&messages)))),
+        Err(fail) => {
+            r.db.rollback().await;
+            Err(fail)
+        }
+    }
+}
+
+/// A dry run ends after its first batch (rolled back): what it visited and
+/// would update, and how long the whole backfill would take at that pace.
+fn dry_run_result(
+    r: &mut Run<'_>,
+    (s, b): (&PlanStep, &crate::plan::PlanBackfill),
+    table: &Table,
+    (total, rows_done): (i64, i64),
+    (seen, updated, elapsed): (i64, i64, Duration),
+) -> Done {
+    let batch_ms = elapsed.as_secs_f64() * 1000.0;
+    let remaining = (total - rows_done).max(seen);
+    let batches = (remaining as f64 / f64::from(b.batch_size)).ceil();
+    let pause_ms = b.pause.map_or(0.0, |p| p.0.as_secs_f64() * 1000.0);
+    let projected = batches * (batch_ms + pause_ms);
+    log(
+        r,
+        &s.id,
+        format!(
+            "dry run: one batch visited {seen} rows and would update {updated} in {batch_ms:.1} ms (rolled back); about {batches} batches remain, projected {}",
+            crate::duration::Duration(Duration::from_millis(projected as u64))
+        ),
+    );
+    let mut done = Done {
+        rows_affected: Some(0),
+        details: Some(json!({
+            "dry_run": true,
+            "table": table.qualified,
+            "batch_rows": seen,
+            "batch_would_update": updated,
+            "batch_ms": round(batch_ms),
+            "total_estimate": total,
+            "remaining_batches": batches as u64,
+            "projected_ms": projected as u64,
+        })),
+        ..Done::default()
+    };
+    done.output
+        .insert("projected_ms".into(), Value::from(projected as u64));
+    done.output.insert("rows_updated".into(), Value::from(0));
+    done
+}
+
 pub(crate) async fn run(
     r: &mut Run<'_>,
     s: &PlanStep,
@@ -123,44 +222,16 @@ pub(crate) async fn run(
     loop {
         throttled += throttle(r, &s.id, b, deadline, timeout).await?;
         let t0 = Instant::now();
-        // One batch: where it ends, then the update and its checkpoint.
-        let attempt: Result<Option<(Vec<String>, i64, i64)>, QueryFail> = async {
-            let Some((upto, seen)) = bound(r, b, &table, ck.last_key.as_deref(), deadline).await?
-            else {
-                return Ok(None);
-            };
-            let write = Write {
-                state: &state,
-                runbook: &runbook,
-                step: &s.id,
-                fingerprint: &fingerprint,
-                run_id: &r.run_id,
-                ck: &ck,
-                seen,
-            };
-            let batch = update_sql(
-                &table,
-                &set,
-                where_.as_deref(),
-                ck.last_key.as_deref(),
-                &upto,
-                (!b.dry_run).then_some(&write),
-            );
-            let end = if b.dry_run { "ROLLBACK" } else { "COMMIT" };
-            let query = format!("{prefix}{batch};\n{end};");
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left.is_some_and(|l| l.is_zero()) {
-                return Err(QueryFail::Timeout);
-            }
-            match r.db.run(&query, left, r.stop_signal()).await {
-                Ok(messages) => Ok(Some((upto, seen, last_count(&messages)))),
-                Err(fail) => {
-                    r.db.rollback().await;
-                    Err(fail)
-                }
-            }
-        }
-        .await;
+        let batch = Batch {
+            table: &table,
+            set: &set,
+            where_: where_.as_deref(),
+            prefix: &prefix,
+            state: &state,
+            runbook: &runbook,
+            fingerprint: &fingerprint,
+        };
+        let attempt = one_batch(r, s, b, &batch, &ck, deadline).await;
         let (upto, seen, updated) = match attempt {
             Ok(Some(done)) => done,
             Ok(None) => break,
@@ -188,37 +259,13 @@ pub(crate) async fn run(
         seen_now += seen;
         updated_now += updated;
         if b.dry_run {
-            let batch_ms = elapsed.as_secs_f64() * 1000.0;
-            let remaining = (total - ck.rows_done).max(seen);
-            let batches = (remaining as f64 / f64::from(b.batch_size)).ceil();
-            let pause_ms = b.pause.map_or(0.0, |p| p.0.as_secs_f64() * 1000.0);
-            let projected = batches * (batch_ms + pause_ms);
-            log(
+            return Ok(dry_run_result(
                 r,
-                &s.id,
-                format!(
-                    "dry run: one batch visited {seen} rows and would update {updated} in {batch_ms:.1} ms (rolled back); about {batches} batches remain, projected {}",
-                    crate::duration::Duration(Duration::from_millis(projected as u64))
-                ),
-            );
-            let mut done = Done {
-                rows_affected: Some(0),
-                details: Some(json!({
-                    "dry_run": true,
-                    "table": table.qualified,
-                    "batch_rows": seen,
-                    "batch_would_update": updated,
-                    "batch_ms": round(batch_ms),
-                    "total_estimate": total,
-                    "remaining_batches": batches as u64,
-                    "projected_ms": projected as u64,
-                })),
-                ..Done::default()
-            };
-            done.output
-                .insert("projected_ms".into(), Value::from(projected as u64));
-            done.output.insert("rows_updated".into(), Value::from(0));
-            return Ok(done);
+                (s, b),
+                &table,
+                (total, ck.rows_done),
+                (seen, updated, elapsed),
+            ));
         }
         ck.rows_done += seen;
         ck.rows_updated += updated;

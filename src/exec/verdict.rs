@@ -213,6 +213,7 @@ mod tests {
     }
 
     /// Every combination that matters, with the state the code promises.
+    // Long by design: the table of cases.
     #[test]
     fn the_exit_code_is_the_state_the_database_is_left_in() {
         use PhaseKind::*;

@@ -593,213 +593,234 @@ fn write_undo_check(o: &mut String, v: Option<&crate::events::UndoCheck>) {
 fn write_migrations(o: &mut String, s: &StepReport) {
     let Some(d) = &s.details else { return };
     match s.kind.as_str() {
-        "migrate" => {
-            let applied = d["applied"].as_array().cloned().unwrap_or_default();
-            let list: Vec<String> = applied
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} {} ({} ms{})",
-                        a["version"].as_str().unwrap_or_default(),
-                        a["name"].as_str().unwrap_or_default(),
-                        a["duration_ms"],
-                        if a["transaction"] == false {
-                            ", no transaction"
-                        } else {
-                            ""
-                        }
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                o,
-                "- **{}** migrate {} ({} format, history in `{}`): {}",
-                s.id,
-                d["direction"].as_str().unwrap_or("up"),
-                d["format"].as_str().unwrap_or_default(),
-                d["history_table"].as_str().unwrap_or_default(),
-                if list.is_empty() {
-                    "nothing to do".to_string()
-                } else {
-                    list.join(", ")
-                }
-            );
-            if let Some(f) = d["failed"].as_object() {
-                let _ = writeln!(
-                    o,
-                    "  - FAILED at {} {} after {} statement(s){}",
-                    f["version"].as_str().unwrap_or_default(),
-                    f["name"].as_str().unwrap_or_default(),
-                    f["statements_done"],
-                    if f["transaction"] == true {
-                        " (rolled back)"
-                    } else {
-                        " (not in a transaction: marked dirty)"
-                    }
-                );
-            }
-            for c in d["checksum_changes_allowed"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let _ = writeln!(
-                    o,
-                    "  - checksum change accepted: {}",
-                    cell(c.as_str().unwrap_or_default())
-                );
-            }
-        }
-        "snapshot" => {
-            let _ = writeln!(
-                o,
-                "- **{}** snapshot: hash `{}` ({} objects){}",
-                s.id,
-                d["hash"].as_str().unwrap_or_default(),
-                d["objects"],
-                d["expected"]
-                    .as_str()
-                    .map(|h| format!("; expected `{h}`"))
-                    .unwrap_or_default()
-            );
-            write_changes(o, &d["changes"], "  ");
-        }
-        _ => {
-            let errors: Vec<&str> = d["errors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let _ = writeln!(
-                o,
-                "**{}** rehearsal ({}, {} format{}): {}\n",
-                s.id,
-                d["mode"].as_str().unwrap_or_default().replace('_', " "),
-                d["format"].as_str().unwrap_or_default(),
-                if d["scratch"] == true {
-                    ", on a scratch database"
+        "migrate" => write_migrate(o, s, d),
+        "snapshot" => write_snapshot(o, s, d),
+        _ => write_rehearsal(o, s, d),
+    }
+}
+
+/// The migrations a migrate step applied, and where it failed.
+fn write_migrate(o: &mut String, s: &StepReport, d: &Value) {
+    let applied = d["applied"].as_array().cloned().unwrap_or_default();
+    let list: Vec<String> = applied
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} ({} ms{})",
+                a["version"].as_str().unwrap_or_default(),
+                a["name"].as_str().unwrap_or_default(),
+                a["duration_ms"],
+                if a["transaction"] == false {
+                    ", no transaction"
                 } else {
                     ""
+                }
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "- **{}** migrate {} ({} format, history in `{}`): {}",
+        s.id,
+        d["direction"].as_str().unwrap_or("up"),
+        d["format"].as_str().unwrap_or_default(),
+        d["history_table"].as_str().unwrap_or_default(),
+        if list.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            list.join(", ")
+        }
+    );
+    if let Some(f) = d["failed"].as_object() {
+        let _ = writeln!(
+            o,
+            "  - FAILED at {} {} after {} statement(s){}",
+            f["version"].as_str().unwrap_or_default(),
+            f["name"].as_str().unwrap_or_default(),
+            f["statements_done"],
+            if f["transaction"] == true {
+                " (rolled back)"
+            } else {
+                " (not in a transaction: marked dirty)"
+            }
+        );
+    }
+    for c in d["checksum_changes_allowed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(
+            o,
+            "  - checksum change accepted: {}",
+            cell(c.as_str().unwrap_or_default())
+        );
+    }
+}
+
+/// A snapshot step's hash, and how it differs from what was expected.
+fn write_snapshot(o: &mut String, s: &StepReport, d: &Value) {
+    let _ = writeln!(
+        o,
+        "- **{}** snapshot: hash `{}` ({} objects){}",
+        s.id,
+        d["hash"].as_str().unwrap_or_default(),
+        d["objects"],
+        d["expected"]
+            .as_str()
+            .map(|h| format!("; expected `{h}`"))
+            .unwrap_or_default()
+    );
+    write_changes(o, &d["changes"], "  ");
+}
+
+/// A rehearsal: one table row per migration, then what stopped it, its
+/// coverage, recoveries and schema differences.
+fn write_rehearsal(o: &mut String, s: &StepReport, d: &Value) {
+    let errors: Vec<&str> = d["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let _ = writeln!(
+        o,
+        "**{}** rehearsal ({}, {} format{}): {}\n",
+        s.id,
+        d["mode"].as_str().unwrap_or_default().replace('_', " "),
+        d["format"].as_str().unwrap_or_default(),
+        if d["scratch"] == true {
+            ", on a scratch database"
+        } else {
+            ""
+        },
+        verdict_counts(&d["verdicts"])
+    );
+    let _ = writeln!(
+        o,
+        "| version | name | verdict | up | down | re-up | findings |"
+    );
+    let _ = writeln!(o, "|---|---|---|---:|---:|---:|---|");
+    let mut rows = d["migrations"].as_array().cloned().unwrap_or_default();
+    if d["set_findings"].as_array().is_some_and(|f| !f.is_empty()) {
+        let worst = d["set_findings"][0]["verdict"].clone();
+        rows.push(serde_json::json!({
+            "version": "*", "name": "the whole set", "verdict": worst,
+            "findings": d["set_findings"], "legs": []
+        }));
+    }
+    for m in &rows {
+        write_rehearsal_row(o, m, &errors);
+    }
+    write_rehearsal_notes(o, d, &rows);
+}
+
+/// One migration of a rehearsal: its verdict, each leg's time, its findings.
+fn write_rehearsal_row(o: &mut String, m: &Value, errors: &[&str]) {
+    let verdict = m["verdict"].as_str().unwrap_or_default();
+    let mark = if verdict == "ok" {
+        "✅"
+    } else if verdict == "not_rehearsed" {
+        "⏭️"
+    } else if m["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| f["verdict"].as_str().is_some_and(|v| errors.contains(&v)))
+    {
+        "❌"
+    } else {
+        "⚠️"
+    };
+    let leg = |name: &str| {
+        m["legs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["leg"] == name)
+            .map_or_else(
+                || "-".to_string(),
+                |l| {
+                    format!(
+                        "{} ms{}",
+                        l["duration_ms"],
+                        if l["ok"] == false { " ✘" } else { "" }
+                    )
                 },
-                verdict_counts(&d["verdicts"])
-            );
+            )
+    };
+    let findings: Vec<String> = m["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| cell(f["message"].as_str().unwrap_or_default()))
+        .collect();
+    let _ = writeln!(
+        o,
+        "| {} | {} | {mark} {verdict} | {} | {} | {} | {} |",
+        m["version"].as_str().unwrap_or_default(),
+        cell(m["name"].as_str().unwrap_or_default()),
+        leg("up"),
+        leg("down"),
+        leg("reup"),
+        findings.join("<br>")
+    );
+}
+
+/// Below a rehearsal's table: why it stopped early, its coverage, the
+/// recoveries, the schema differences and the timings file.
+fn write_rehearsal_notes(o: &mut String, d: &Value, rows: &[Value]) {
+    if let Some(why) = d["stopped"].as_str() {
+        let _ = writeln!(o, "\nThe rehearsal stopped early: {}", cell(why));
+    }
+    let c = &d["coverage"];
+    if let (Some(done), Some(total)) = (c["rehearsed"].as_u64(), c["total"].as_u64())
+        && done < total
+    {
+        let _ = writeln!(
+            o,
+            "\n**Coverage: {done} of {total} migration(s) rehearsed**; the other {} are ⏭️ `not_rehearsed` (never `ok`), each with the reason.",
+            total - done
+        );
+    }
+    for rec in d["recoveries"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "\nRecovered after {} ({}): {} up(s) replayed on a fresh scratch database in {} ms.",
+            cell(rec["after"].as_str().unwrap_or_default()),
+            cell(rec["why"].as_str().unwrap_or_default()),
+            rec["replayed"],
+            rec["duration_ms"]
+        );
+    }
+    let with_changes: Vec<(&Value, &Value)> = rows
+        .iter()
+        .flat_map(|m| {
+            m["findings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| f["changes"].is_array())
+                .map(move |f| (m, f))
+        })
+        .collect();
+    if !with_changes.is_empty() {
+        let _ = writeln!(o, "\nSchema differences:\n");
+        for (m, f) in with_changes {
             let _ = writeln!(
                 o,
-                "| version | name | verdict | up | down | re-up | findings |"
+                "- {} {}: {}",
+                m["version"].as_str().unwrap_or_default(),
+                cell(m["name"].as_str().unwrap_or_default()),
+                f["verdict"].as_str().unwrap_or_default()
             );
-            let _ = writeln!(o, "|---|---|---|---:|---:|---:|---|");
-            let mut rows = d["migrations"].as_array().cloned().unwrap_or_default();
-            if d["set_findings"].as_array().is_some_and(|f| !f.is_empty()) {
-                let worst = d["set_findings"][0]["verdict"].clone();
-                rows.push(serde_json::json!({
-                    "version": "*", "name": "the whole set", "verdict": worst,
-                    "findings": d["set_findings"], "legs": []
-                }));
-            }
-            for m in &rows {
-                let verdict = m["verdict"].as_str().unwrap_or_default();
-                let mark = if verdict == "ok" {
-                    "✅"
-                } else if verdict == "not_rehearsed" {
-                    "⏭️"
-                } else if m["findings"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|f| f["verdict"].as_str().is_some_and(|v| errors.contains(&v)))
-                {
-                    "❌"
-                } else {
-                    "⚠️"
-                };
-                let leg = |name: &str| {
-                    m["legs"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|l| l["leg"] == name)
-                        .map_or_else(
-                            || "-".to_string(),
-                            |l| {
-                                format!(
-                                    "{} ms{}",
-                                    l["duration_ms"],
-                                    if l["ok"] == false { " ✘" } else { "" }
-                                )
-                            },
-                        )
-                };
-                let findings: Vec<String> = m["findings"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|f| cell(f["message"].as_str().unwrap_or_default()))
-                    .collect();
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {mark} {verdict} | {} | {} | {} | {} |",
-                    m["version"].as_str().unwrap_or_default(),
-                    cell(m["name"].as_str().unwrap_or_default()),
-                    leg("up"),
-                    leg("down"),
-                    leg("reup"),
-                    findings.join("<br>")
-                );
-            }
-            if let Some(why) = d["stopped"].as_str() {
-                let _ = writeln!(o, "\nThe rehearsal stopped early: {}", cell(why));
-            }
-            let c = &d["coverage"];
-            if let (Some(done), Some(total)) = (c["rehearsed"].as_u64(), c["total"].as_u64())
-                && done < total
-            {
-                let _ = writeln!(
-                    o,
-                    "\n**Coverage: {done} of {total} migration(s) rehearsed**; the other {} are ⏭️ `not_rehearsed` (never `ok`), each with the reason.",
-                    total - done
-                );
-            }
-            for rec in d["recoveries"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    o,
-                    "\nRecovered after {} ({}): {} up(s) replayed on a fresh scratch database in {} ms.",
-                    cell(rec["after"].as_str().unwrap_or_default()),
-                    cell(rec["why"].as_str().unwrap_or_default()),
-                    rec["replayed"],
-                    rec["duration_ms"]
-                );
-            }
-            let with_changes: Vec<(&Value, &Value)> = rows
-                .iter()
-                .flat_map(|m| {
-                    m["findings"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|f| f["changes"].is_array())
-                        .map(move |f| (m, f))
-                })
-                .collect();
-            if !with_changes.is_empty() {
-                let _ = writeln!(o, "\nSchema differences:\n");
-                for (m, f) in with_changes {
-                    let _ = writeln!(
-                        o,
-                        "- {} {}: {}",
-                        m["version"].as_str().unwrap_or_default(),
-                        cell(m["name"].as_str().unwrap_or_default()),
-                        f["verdict"].as_str().unwrap_or_default()
-                    );
-                    write_changes(o, &f["changes"], "  ");
-                }
-            }
-            if let Some(p) = d["timings_csv"].as_str() {
-                let _ = writeln!(o, "\nTimings: `{}`", cell(p));
-            }
-            o.push('\n');
+            write_changes(o, &f["changes"], "  ");
         }
     }
+    if let Some(p) = d["timings_csv"].as_str() {
+        let _ = writeln!(o, "\nTimings: `{}`", cell(p));
+    }
+    o.push('\n');
 }
 
 /// A backup's manifest summary or a restore's checks, for people.

@@ -63,6 +63,7 @@ impl Progress {
     }
 
     /// The one-line summary of an event, or `None` for events not shown.
+    // Long by design: one arm per event kind, each a line of text.
     fn describe(&self, e: &Event) -> Option<String> {
         Some(match e {
             Event::RunStarted {

@@ -71,6 +71,8 @@ impl<'a> Walker<'a> {
             .is_some_and(Value::is_string)
     }
 
+    // Long by design: one arm per step kind, naming its templated fields
+    // and the pointer of each.
     fn step(&mut self, step: &'a Step, p: &str, scope: &Scope) {
         self.when(&step.when, p, scope);
         match &step.kind {
