@@ -298,20 +298,26 @@ struct Tools {
     psql: Option<tools::Tool>,
 }
 
-fn find_tools(r: &Run<'_>, b: &PlanBackup) -> Result<Tools, Fail> {
+async fn find_tools(r: &Run<'_>, b: &PlanBackup) -> Result<Tools, Fail> {
     let bin = r.pg_bin_dir.as_deref();
-    let find =
-        |name: &str, version: &str| tools::find(name, version, bin).map_err(|e| tool_failure(&e));
+    let find = |name: &'static str, version: &str| {
+        let version = version.to_string();
+        async move {
+            child::find_tool(name, &version, bin)
+                .await
+                .map_err(|e| tool_failure(&e))
+        }
+    };
     let plain = b.format == BackupFormat::Plain;
     Ok(Tools {
-        pg_dump: find("pg_dump", &r.server_version)?,
+        pg_dump: find("pg_dump", &r.server_version).await?,
         pg_restore: if plain {
             None
         } else {
-            Some(find("pg_restore", &r.server_version)?)
+            Some(find("pg_restore", &r.server_version).await?)
         },
         psql: if plain && b.verify == Verify::Restore {
-            Some(find("psql", "0")?)
+            Some(find("psql", "0").await?)
         } else {
             None
         },
@@ -556,14 +562,26 @@ async fn verify(
     }
 }
 
-/// Remove all but the newest `keep` backups of this runbook beside `dir`.
-fn prune(r: &mut Run<'_>, dir: &Path, keep: Option<u32>) -> Vec<String> {
-    let mut pruned = Vec::new();
+/// Remove all but the newest `keep` backups of this runbook beside `dir`
+/// (off the runtime's thread: a dump can be many files).
+async fn prune(r: &mut Run<'_>, dir: &Path, keep: Option<u32>) -> Vec<String> {
     let Some(keep) = keep else {
-        return pruned;
+        return Vec::new();
     };
-    for old in backups::prunable(dir, &r.plan.runbook.name, keep as usize) {
-        match std::fs::remove_dir_all(&old) {
+    let (dir, runbook) = (dir.to_path_buf(), r.plan.runbook.name.clone());
+    let results = child::blocking(move || {
+        backups::prunable(&dir, &runbook, keep as usize)
+            .into_iter()
+            .map(|old| {
+                let removed = std::fs::remove_dir_all(&old);
+                (old, removed)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let mut pruned = Vec::new();
+    for (old, removed) in results {
+        match removed {
             Ok(()) => pruned.push(old.display().to_string()),
             Err(e) => r.bus.emit(Event::Warning {
                 at: now(),
@@ -575,8 +593,9 @@ fn prune(r: &mut Run<'_>, dir: &Path, keep: Option<u32>) -> Vec<String> {
 }
 
 /// Refuse a backup directory that git would commit.
-fn refuse_in_git_tree(dir: &Path) -> Result<(), Fail> {
-    let Some(root) = backups::unignored_in_git_tree(dir) else {
+async fn refuse_in_git_tree(dir: &Path) -> Result<(), Fail> {
+    let asked = dir.to_path_buf();
+    let Some(root) = child::blocking(move || backups::unignored_in_git_tree(&asked)).await else {
         return Ok(());
     };
     Err(failed(
@@ -681,9 +700,9 @@ pub(crate) async fn run(
             .map_err(|e| Fail::new(StepStatus::Failed, e))?
             .0,
     );
-    refuse_in_git_tree(&dir)?;
+    refuse_in_git_tree(&dir).await?;
     let options = options(r, b)?;
-    let tools = find_tools(r, b)?;
+    let tools = find_tools(r, b).await?;
     let mut guard = prepare(&dir)?;
     let dump_name = backups::dump_name(b.format);
     let dump_path = dir.join(dump_name);
@@ -768,7 +787,7 @@ pub(crate) async fn run(
     let _ = std::fs::remove_file(dir.join(backups::INCOMPLETE));
     guard.armed = false;
     let sha256 = backups::manifest_sha256(&dir).unwrap_or_default();
-    let pruned = prune(r, &dir, b.keep);
+    let pruned = prune(r, &dir, b.keep).await;
 
     step_result(
         &dir,

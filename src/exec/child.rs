@@ -207,3 +207,24 @@ pub(crate) fn io_error(e: &std::io::Error) -> ErrorInfo {
         ..ErrorInfo::default()
     }
 }
+
+/// `pg::tools::find` off the runtime's thread: it runs `NAME --version`.
+pub(crate) async fn find_tool(
+    name: &str,
+    server_version: &str,
+    bin_dir: Option<&Path>,
+) -> Result<crate::pg::tools::Tool, crate::pg::tools::ToolError> {
+    let (name, version) = (name.to_string(), server_version.to_string());
+    let bin = bin_dir.map(Path::to_path_buf);
+    blocking(move || crate::pg::tools::find(&name, &version, bin.as_deref())).await
+}
+
+/// Run blocking work (a file read, a short child process) on tokio's
+/// blocking pool, so the runtime's one thread keeps serving the session
+/// and signals. A panic in `work` is resumed here.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

@@ -818,13 +818,13 @@ fn step_result(
 }
 
 /// psql for a plain dump, pg_restore for an archive.
-fn restorer(r: &Run<'_>, m: &Manifest) -> Result<tools::Tool, Fail> {
+async fn restorer(r: &Run<'_>, m: &Manifest) -> Result<tools::Tool, Fail> {
     let bin = r.pg_bin_dir.as_deref();
     if m.format == BackupFormat::Plain {
-        tools::find("psql", "0", bin)
+        super::child::find_tool("psql", "0", bin).await
     } else {
         // pg_restore cannot read archives of a newer pg_dump.
-        tools::find("pg_restore", &m.pg_dump_version, bin)
+        super::child::find_tool("pg_restore", &m.pg_dump_version, bin).await
     }
     .map_err(|e| tool_failure(&e).unchanged())
 }
@@ -848,7 +848,7 @@ pub(crate) async fn run(
         None => r.database.clone(),
     };
     let m = checked_backup(r, rs, &dir, &target).await?;
-    let program = restorer(r, &m)?;
+    let program = restorer(r, &m).await?;
     let (exists, terminated) = prepare_target(r, s, rs, &target).await?;
 
     let recreating = rs.mode == crate::model::RestoreMode::Recreate;

@@ -100,9 +100,10 @@ pub(super) async fn open_target(
             })?;
             let bin = r.pg_bin_dir.clone();
             let program = if m.format == crate::model::BackupFormat::Plain {
-                crate::pg::tools::find("psql", "0", bin.as_deref())
+                crate::exec::child::find_tool("psql", "0", bin.as_deref()).await
             } else {
-                crate::pg::tools::find("pg_restore", &m.pg_dump_version, bin.as_deref())
+                crate::exec::child::find_tool("pg_restore", &m.pg_dump_version, bin.as_deref())
+                    .await
             }
             .map_err(|e| crate::exec::fail::tool_failure(&e))?;
             r.db.client
