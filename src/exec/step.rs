@@ -526,3 +526,46 @@ fn backoff(s: &PlanStep, attempt: u32) -> Duration {
     let capped = nominal.min(r.max.0.as_secs_f64());
     Duration::from_secs_f64(capped * (0.5 + fastrand::f64() * 0.5))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::may_change;
+    use crate::model::PhaseKind;
+    use crate::plan::{Action, PlanShell, Text};
+
+    fn shell() -> Action {
+        Action::Shell(Box::new(PlanShell {
+            script: Some(Text {
+                text: "true".into(),
+                raw: crate::secret::Secret::new("true".into()),
+                pointer: String::new(),
+                template: None,
+                after: Vec::new(),
+            }),
+            argv: Vec::new(),
+            env: Default::default(),
+            cwd: None,
+            expect_exit: vec![0],
+        }))
+    }
+
+    /// What a failed step may have changed decides whether its
+    /// compensation runs: a shell step in a read-only phase changed
+    /// nothing, elsewhere it may have.
+    #[test]
+    fn a_shell_step_may_change_the_database_outside_read_only_phases() {
+        for (phase, expected) in [
+            (PhaseKind::Preflight, false),
+            (PhaseKind::Verify, false),
+            (PhaseKind::Expand, true),
+            (PhaseKind::Migrate, true),
+            (PhaseKind::Contract, true),
+        ] {
+            assert_eq!(may_change(&shell(), phase), expected, "{phase:?}");
+        }
+        let sleep = Action::Sleep {
+            duration: crate::duration::Duration(std::time::Duration::from_secs(1)),
+        };
+        assert!(!may_change(&sleep, PhaseKind::Migrate));
+    }
+}

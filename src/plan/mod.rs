@@ -293,3 +293,73 @@ pub fn effective_settings(s: &model::Settings) -> model::Settings {
         .get_or_insert(Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MS));
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{Inputs, ParamCheck};
+
+    fn plan_of(yaml: &str, set: &[&str]) -> Plan {
+        let doc = crate::load::load_str("t.yml", yaml).expect("loads");
+        let inputs = Inputs {
+            set: set.iter().map(|s| s.to_string()).collect(),
+            params_file: None,
+        };
+        let v = crate::validate::validate_doc(doc, &inputs, ParamCheck::RequireAll)
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        build(&v, &RunInfo::default()).unwrap_or_else(|e| panic!("{}", e.render(false)))
+    }
+
+    const RUNBOOK: &str = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: t, version: 1 }
+params:
+  table: { type: string, default: users }
+  token: { type: string, secret: true }
+phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: add
+        sql: ALTER TABLE {{ params.table | ident }} ADD COLUMN note text;
+      - id: tell
+        shell:
+          command: echo "$TOKEN" {{ steps.add.rows_affected }}
+          env: { TOKEN: "{{ params.token }}" }
+      - id: dump
+        backup: { path: "bk/{{ params.table }}", verify: list }
+"#;
+
+    /// The text a person approves: templates rendered, secrets redacted,
+    /// values known only at run time named as such.
+    #[test]
+    fn the_plan_text_renders_redacts_and_defers() {
+        let p = plan_of(RUNBOOK, &["token=s3cr3t-value"]);
+        let text = p.to_text();
+        assert!(
+            text.contains("ALTER TABLE \"users\" ADD COLUMN note text;"),
+            "{text}"
+        );
+        assert!(text.contains("takes ACCESS EXCLUSIVE"), "{text}");
+        assert!(!text.contains("s3cr3t-value"), "{text}");
+        assert!(text.contains("[REDACTED]"), "{text}");
+        assert!(text.contains("<known after steps.add>"), "{text}");
+        let json = p.to_json();
+        assert!(!json.contains("s3cr3t-value"), "{json}");
+    }
+
+    /// Each action describes itself in one line, with the renderer given.
+    #[test]
+    fn each_action_describes_itself() {
+        let p = plan_of(RUNBOOK, &["token=x"]);
+        let shown = |t: &Text| t.text.clone();
+        let lines: Vec<String> = p.phases[0]
+            .steps
+            .iter()
+            .map(|s| s.action.describe(&shown))
+            .collect();
+        assert_eq!(lines[0], "ALTER TABLE \"users\" ADD COLUMN note text;");
+        assert_eq!(lines[1], "echo \"$TOKEN\" <known after steps.add>");
+        assert_eq!(lines[2], "backup (directory) to bk/users");
+    }
+}

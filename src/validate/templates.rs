@@ -533,3 +533,44 @@ pub(super) fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagno
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::{Inputs, ParamCheck, validate_doc};
+
+    fn messages(yaml: &str) -> Vec<String> {
+        let doc = crate::load::load_str("t.yml", yaml).expect("loads");
+        match validate_doc(doc, &Inputs::default(), ParamCheck::RequireAll) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .files
+                .iter()
+                .flat_map(|f| f.diagnostics.iter().map(|d| d.message.clone()))
+                .collect(),
+        }
+    }
+
+    fn runbook(steps: &str) -> String {
+        format!(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: t, version: 1 }}\nphases:\n  - id: p\n    kind: custom\n    steps:\n{steps}"
+        )
+    }
+
+    /// A step may read the outputs of steps before it, never after it, and
+    /// names it does not know are refused.
+    #[test]
+    fn references_reach_back_never_forward() {
+        let back = runbook(
+            "      - id: first\n        sql: SELECT 1\n      - id: second\n        sql: SELECT {{ steps.first.rows_affected }}\n",
+        );
+        assert_eq!(messages(&back), Vec::<String>::new());
+        let forward = runbook(
+            "      - id: first\n        sql: SELECT {{ steps.second.rows_affected }}\n      - id: second\n        sql: SELECT 1\n",
+        );
+        let m = messages(&forward);
+        assert!(m.iter().any(|x| x.contains("second")), "{m:?}");
+        let unknown = runbook("      - id: first\n        sql: SELECT {{ nope.x }}\n");
+        let m = messages(&unknown);
+        assert!(!m.is_empty(), "an unknown name is refused");
+    }
+}
