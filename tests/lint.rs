@@ -150,7 +150,7 @@ fn migration_directories_are_linted_in_the_mode_migrate_runs_them() {
 /// Every runbook rule has a failing and a passing fixture, and a page.
 #[test]
 fn every_runbook_rule_fires_on_its_bad_fixture_and_not_on_its_good_one() {
-    for (rule, _, _) in runbook::lint::runbook::RULES {
+    for (rule, _, _) in runbook::lint::rules::RULES {
         let dir = std::path::Path::new("tests/fixtures/lint/rules").join(rule);
         let pick = |stem: &str| -> String {
             let yml = dir.join(format!("{stem}.yml"));
@@ -497,7 +497,7 @@ fn the_rule_reference_lists_every_rule() {
         .filter(|name| !doc.contains(&format!("### {name}\n")))
         .collect();
     missing.extend(
-        runbook::lint::runbook::RULES
+        runbook::lint::rules::RULES
             .iter()
             .filter(|(n, _, _)| !doc.contains(&format!("| [{n}]({n}.md) |")))
             .map(|(n, _, _)| n.to_string()),

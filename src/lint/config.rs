@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use squawk_linter::Rule;
 
-use super::{Finding, Severity, runbook};
+use super::{Finding, Severity, rules};
 use crate::model::{LintConfig, LintLevel};
 
 /// The file at the project root that configures lint for every input.
@@ -26,7 +26,7 @@ pub struct Config {
 
 /// Every rule name lint knows: runbook's own, squawk's, and `syntax-error`.
 fn rule_names() -> impl Iterator<Item = String> {
-    runbook::RULES
+    rules::RULES
         .iter()
         .map(|(n, _, _)| n.to_string())
         .chain(std::iter::once(super::SYNTAX_ERROR.to_string()))

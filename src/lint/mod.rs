@@ -36,7 +36,7 @@ pub mod config;
 mod context;
 mod facts;
 pub mod output;
-pub mod runbook;
+pub mod rules;
 mod sql;
 mod steps;
 
@@ -247,8 +247,8 @@ pub fn lint_migrations(
             .flat_map(|h| h.join().expect("a lint worker panicked"))
             .collect()
     });
-    runbook::layout_warnings(&set, report);
-    let mut checks = runbook::MigrationChecks::default();
+    rules::layout_warnings(&set, report);
+    let mut checks = rules::MigrationChecks::default();
     // Tables created by earlier files count as empty only before
     // `assume_empty_before` (a history applied at once to an empty database).
     let mut carried: BTreeSet<String> = BTreeSet::new();
@@ -421,7 +421,7 @@ pub fn lint_validated(
             }
         }
     }
-    runbook::check_runbook(doc, &book, &file, report);
+    rules::check_runbook(doc, &book, &file, report);
     // A directory that several migrate steps name is linted once.
     let mut dirs = BTreeSet::new();
     for s in &book.steps {

@@ -2,7 +2,7 @@
 //! listing for `plan`, JSON for report.json, SARIF for code scanning, and
 //! GitHub workflow annotations.
 
-use super::{Report, Severity, runbook};
+use super::{Report, Severity, rules};
 
 /// SARIF 2.1.0, for GitHub code scanning and other SARIF readers.
 pub fn render_sarif(report: &Report) -> String {
@@ -11,7 +11,7 @@ pub fn render_sarif(report: &Report) -> String {
     rules.sort_unstable();
     rules.dedup();
     let describe = |rule: &str| -> String {
-        runbook::RULES
+        rules::RULES
             .iter()
             .find(|(n, _, _)| *n == rule)
             .map_or_else(|| format!("squawk rule {rule}"), |(_, _, d)| d.to_string())
@@ -47,7 +47,7 @@ pub fn render_sarif(report: &Report) -> String {
                 "rules": rules.iter().map(|r| json!({
                     "id": r,
                     "shortDescription": { "text": describe(r) },
-                    "helpUri": if runbook::RULES.iter().any(|(n, _, _)| n == r) {
+                    "helpUri": if rules::RULES.iter().any(|(n, _, _)| n == r) {
                         format!("docs/lint/{r}.md")
                     } else {
                         format!("https://squawkhq.com/docs/{r}")
