@@ -14,8 +14,8 @@ pub const API_VERSION: &str = "runbook/v1";
 
 /// The kind keys a step may use now.
 pub const STEP_KINDS: &[&str] = &[
-    "sql", "check", "shell", "sleep", "backup", "restore", "backfill", "migrate", "snapshot",
-    "rehearse",
+    "sql", "check", "shell", "sleep", "wait", "watch", "backup", "restore", "backfill", "migrate",
+    "snapshot", "rehearse",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,6 +348,8 @@ pub enum StepKind {
     Migrate(MigrateStep),
     Snapshot(SnapshotStep),
     Rehearse(RehearseStep),
+    Wait(WaitStep),
+    Watch(WatchStep),
 }
 
 impl StepKind {
@@ -357,6 +359,8 @@ impl StepKind {
             Self::Check(_) => "check",
             Self::Shell(_) => "shell",
             Self::Sleep(_) => "sleep",
+            Self::Wait(_) => "wait",
+            Self::Watch(_) => "watch",
             Self::Backup(_) => "backup",
             Self::Restore(_) => "restore",
             Self::Backfill(_) => "backfill",
@@ -388,6 +392,8 @@ struct RawStep {
     migrate: Option<MigrateStep>,
     snapshot: Option<SnapshotStep>,
     rehearse: Option<RehearseStep>,
+    wait: Option<WaitStep>,
+    watch: Option<WatchStep>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -431,6 +437,12 @@ impl TryFrom<RawStep> for Step {
         }
         if let Some(x) = raw.rehearse {
             kinds.push(StepKind::Rehearse(x));
+        }
+        if let Some(x) = raw.wait {
+            kinds.push(StepKind::Wait(x));
+        }
+        if let Some(x) = raw.watch {
+            kinds.push(StepKind::Watch(x));
         }
         if kinds.len() != 1 {
             return Err(format!(
@@ -499,6 +511,36 @@ pub enum Severity {
     Error,
     Warn,
 }
+
+/// `wait:` repeat a check every `interval` until it passes; fail with the
+/// last rows it saw once `timeout` has passed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    /// The check to repeat: the same shape as a `check:` step.
+    pub check: CheckStep,
+    /// Between tries; 1s when not given.
+    pub interval: Option<Duration>,
+    /// How long to keep trying.
+    pub timeout: Duration,
+}
+
+/// `watch:` hold for `duration` while a check keeps passing, sampled every
+/// `interval`; the first sample that breaks it fails the step (and so
+/// starts its phase's rollback).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchStep {
+    /// The check each sample runs: the same shape as a `check:` step.
+    pub check: CheckStep,
+    /// Between samples; 1s when not given.
+    pub interval: Option<Duration>,
+    /// How long the check must keep passing.
+    pub duration: Duration,
+}
+
+/// A wait's interval when the runbook gives none.
+pub const DEFAULT_WAIT_INTERVAL_MS: u64 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct CheckStep {

@@ -28,6 +28,8 @@ pub mod sql;
 mod step;
 mod undo;
 mod verdict;
+mod wait;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use minijinja::Environment;
 use serde_json::{Map, Value, json};
-use tokio::sync::watch;
+use tokio::sync::watch::Receiver;
 
 use crate::events::{
     Approval, Bus, CheckResult, ErrorInfo, ErrorKind, Event, LockImpact, Role, RollbackScope,
@@ -128,6 +130,8 @@ pub fn rerun_is_safe(a: &Action) -> bool {
     match a {
         Action::Sql { transaction, .. } => *transaction,
         Action::Check(_)
+        | Action::Wait(_)
+        | Action::Watch(_)
         | Action::Sleep { .. }
         | Action::Snapshot(_)
         | Action::Backup(_)
@@ -235,7 +239,7 @@ pub(crate) struct Run<'a> {
     started_at: String,
     run_status: LiveStatus,
     failed_step: Option<String>,
-    interrupts: watch::Receiver<u32>,
+    interrupts: Receiver<u32>,
     /// Interrupts needed to stop the current work: 1, or 2 while rolling
     /// back after a first Ctrl-C.
     pub(crate) stop_level: u32,
@@ -269,7 +273,7 @@ pub(crate) struct Run<'a> {
 }
 
 /// Resolves once `level` interrupts have arrived.
-pub(crate) async fn interrupted(mut rx: watch::Receiver<u32>, level: u32) {
+pub(crate) async fn interrupted(mut rx: Receiver<u32>, level: u32) {
     loop {
         if *rx.borrow_and_update() >= level {
             return;
@@ -330,7 +334,7 @@ fn finish_early(mut bus: Bus, started: Instant, r: Refusal) -> RunResult {
 async fn connect(
     opts: &Options,
     app_name: &str,
-    interrupts: &watch::Receiver<u32>,
+    interrupts: &Receiver<u32>,
     target: &Target,
 ) -> Result<Db, Refusal> {
     let connected = tokio::select! {
@@ -505,7 +509,7 @@ pub async fn execute(
     plan: &Plan,
     opts: Options,
     mut bus: Bus,
-    interrupts: watch::Receiver<u32>,
+    interrupts: Receiver<u32>,
 ) -> RunResult {
     let started = Instant::now();
     let started_at = now();

@@ -258,7 +258,11 @@ impl<'a> Run<'a> {
         // A rehearsal on a scratch database takes no lock on the run's.
         if matches!(
             s.action,
-            Action::Check(_) | Action::Sleep { .. } | Action::Snapshot(_)
+            Action::Check(_)
+                | Action::Wait(_)
+                | Action::Watch(_)
+                | Action::Sleep { .. }
+                | Action::Snapshot(_)
         ) || matches!(&s.action, Action::Rehearse(x) if x.scratch.is_some())
         {
             return None;
@@ -429,6 +433,8 @@ impl<'a> Run<'a> {
             Action::Migrate(m) => migrate::run(self, s, m, timeout).await,
             Action::Snapshot(x) => snapshot::run(self, s, x, timeout).await,
             Action::Rehearse(x) => rehearse::run(self, s, x, timeout).await,
+            Action::Wait(w) => wait::run(self, s, w, timeout).await,
+            Action::Watch(w) => watch::run(self, s, w, timeout).await,
             Action::Sleep { duration } => {
                 let limit = timeout.unwrap_or(Duration::MAX);
                 tokio::select! {
@@ -506,13 +512,18 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Whether a step may change the database. Checks, sleeps, snapshots,
+/// Whether a step may change the database. Checks, waits, sleeps, snapshots,
 /// backups and rehearsals on a scratch database never do; a shell step in
 /// a preflight or verify phase is taken to be read-only, as those phases
 /// promise.
 pub(super) fn may_change(a: &Action, phase: PhaseKind) -> bool {
     match a {
-        Action::Check(_) | Action::Sleep { .. } | Action::Snapshot(_) | Action::Backup(_) => false,
+        Action::Check(_)
+        | Action::Wait(_)
+        | Action::Watch(_)
+        | Action::Sleep { .. }
+        | Action::Snapshot(_)
+        | Action::Backup(_) => false,
         Action::Rehearse(x) => x.scratch.is_none(),
         Action::Shell(_) => !matches!(phase, PhaseKind::Preflight | PhaseKind::Verify),
         Action::Sql { .. } | Action::Restore(_) | Action::Backfill(_) | Action::Migrate(_) => true,

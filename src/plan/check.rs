@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::text::write_block;
-use super::{Action, Planner, Text};
+use super::{Planner, Text};
 use crate::model::{self, CheckStep};
 
 /// A check: a query with expectations, or a built-in.
@@ -57,7 +57,8 @@ impl PlanCheck {
 }
 
 impl Planner<'_> {
-    pub(super) fn check(&mut self, c: &CheckStep, p: &str) -> Action {
+    /// `p` is where the `check:` key sits (a step, or a wait's `wait`).
+    pub(super) fn check(&mut self, c: &CheckStep, p: &str) -> PlanCheck {
         let query = self.text(&c.query, &self.field(p, "check", "query"));
         let mut expect = Vec::new();
         for (target, m) in &c.expect {
@@ -120,7 +121,7 @@ impl Planner<'_> {
                 tables,
             })
         });
-        Action::Check(Box::new(PlanCheck {
+        PlanCheck {
             query,
             builtin,
             expect,
@@ -130,7 +131,7 @@ impl Planner<'_> {
                 .map(|a| self.redactor.redact(a).into_owned())
                 .collect(),
             severity: c.severity,
-        }))
+        }
     }
 }
 

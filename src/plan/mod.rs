@@ -14,6 +14,8 @@ mod restore;
 mod shell;
 mod snapshot;
 mod text;
+mod wait;
+mod watch;
 
 use indexmap::IndexMap;
 use minijinja::Environment;
@@ -39,6 +41,8 @@ pub use rehearse::{PlanRehearse, PlanScratch};
 pub use restore::{PlanRestore, RestoreFrom};
 pub use shell::PlanShell;
 pub use snapshot::PlanSnapshot;
+pub use wait::PlanWait;
+pub use watch::PlanWatch;
 
 /// Session settings every SQL step gets unless the runbook or step says otherwise:
 /// a DDL statement waits at most this long for a lock, so it cannot queue
@@ -204,6 +208,8 @@ pub enum Action {
     Migrate(Box<PlanMigrate>),
     Snapshot(Box<PlanSnapshot>),
     Rehearse(Box<PlanRehearse>),
+    Wait(Box<PlanWait>),
+    Watch(Box<PlanWatch>),
 }
 
 impl Action {
@@ -222,6 +228,8 @@ impl Action {
             Action::Migrate(x) => x.describe(shown),
             Action::Snapshot(x) => x.describe(shown),
             Action::Rehearse(x) => x.describe(shown),
+            Action::Wait(x) => x.describe(shown),
+            Action::Watch(x) => x.describe(shown),
         }
     }
 
@@ -237,6 +245,8 @@ impl Action {
             Self::Migrate(_) => "migrate",
             Self::Snapshot(_) => "snapshot",
             Self::Rehearse(_) => "rehearse",
+            Self::Wait(_) => "wait",
+            Self::Watch(_) => "watch",
         }
     }
 }

@@ -212,6 +212,9 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
     {
         sql_facts(statements, *transaction, &mut facts, &mut lines);
     }
+    if let Action::Wait(_) | Action::Watch(_) = &s.action {
+        facts.push("read-only".to_string());
+    }
     if let Action::Check(c) = &s.action {
         facts.push("read-only".to_string());
         if c.severity == model::Severity::Warn {
@@ -284,6 +287,8 @@ fn write_step(o: &mut String, s: &PlanStep, marker: &str, indent: usize) {
         Action::Migrate(m) => migrate::write(o, m, inner),
         Action::Snapshot(x) => snapshot::write(o, x, inner),
         Action::Rehearse(x) => rehearse::write(o, x, inner),
+        Action::Wait(w) => wait::write(o, w, inner),
+        Action::Watch(w) => watch::write(o, w, inner),
     }
     if !s.rollback.is_empty() {
         let _ = writeln!(o, "{:inner$}rollback:", "");

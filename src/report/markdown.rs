@@ -63,6 +63,7 @@ pub fn render(r: &Report) -> String {
     write_branches(&mut o, r);
     write_finally_steps(&mut o, r);
     write_data(&mut o, r);
+    write_watches(&mut o, r);
     write_migration_steps(&mut o, r);
     write_locks(&mut o, r);
     write_slowest(&mut o, r);
@@ -316,6 +317,71 @@ fn write_data(o: &mut String, r: &Report) {
         }
         o.push('\n');
     }
+}
+
+/// "Watches": each watch step's samples, drawn as a sparkline, with the
+/// range and the sample that broke it, if one did.
+fn write_watches(o: &mut String, r: &Report) {
+    let watches: Vec<&StepReport> = r
+        .all_steps()
+        .map(|(_, s)| s)
+        .filter(|s| s.kind == "watch" && s.details.is_some())
+        .collect();
+    if watches.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Watches\n");
+    for s in watches {
+        let Some(d) = &s.details else { continue };
+        let samples = d["samples"].as_array().cloned().unwrap_or_default();
+        let values: Vec<f64> = samples.iter().filter_map(|x| x["value"].as_f64()).collect();
+        let broke = samples.iter().position(|x| x["passed"] == false);
+        let _ = write!(
+            o,
+            "- **{}** {}: {} sample(s) over {}",
+            s.id,
+            mark(s.status),
+            d["samples_total"],
+            duration(d["watched_ms"].as_u64())
+        );
+        if values.len() == samples.len() && !values.is_empty() {
+            let (lo, hi) = values
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+            let _ = write!(o, " `{}` min {lo}, max {hi}", sparkline(&values));
+        }
+        match broke {
+            Some(i) => {
+                let _ = writeln!(
+                    o,
+                    "; sample {} at {} broke it (value {})",
+                    i + 1,
+                    duration(samples[i]["at_ms"].as_u64()),
+                    samples[i]["value"]
+                );
+            }
+            None => o.push('\n'),
+        }
+    }
+    o.push('\n');
+}
+
+/// Numbers as a line of block characters, lowest to highest.
+fn sparkline(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    values
+        .iter()
+        .map(|v| {
+            if hi > lo {
+                BARS[(((v - lo) / (hi - lo)) * 7.0).round() as usize]
+            } else {
+                BARS[3]
+            }
+        })
+        .collect()
 }
 
 /// "Migrations and schema": migrate, rehearse and snapshot steps.

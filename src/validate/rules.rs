@@ -27,6 +27,7 @@ pub(super) fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     check_builtins(doc, rb, &mut out);
     check_check_shapes(doc, rb, &mut out);
     check_migrations(doc, rb, &mut out);
+    check_watch_timeouts(doc, rb, &mut out);
     out
 }
 
@@ -42,6 +43,8 @@ const DURATION_KEYS: &[&str] = &[
     "max_replica_lag",
     "initial",
     "max",
+    "interval",
+    "duration",
 ];
 
 /// Durations whose syntax the schema accepted but whose size is absurd.
@@ -119,14 +122,49 @@ fn without_templates(text: &str) -> String {
     }
 }
 
+/// Every check of the runbook, with the pointer of its `check:` key: check
+/// steps, and the check a wait or a watch step repeats.
+fn checks_of(rb: &Runbook) -> Vec<(String, &model::Step, &model::CheckStep)> {
+    rb.all_steps()
+        .into_iter()
+        .filter_map(|(pointer, step)| match &step.kind {
+            StepKind::Check(c) => Some((format!("{pointer}/check"), step, c)),
+            StepKind::Wait(w) => Some((format!("{pointer}/wait/check"), step, &w.check)),
+            StepKind::Watch(w) => Some((format!("{pointer}/watch/check"), step, &w.check)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A watch must be able to finish: a step timeout (its own or the
+/// runbook's default) no longer than its `duration` would end every run of
+/// it as timed out.
+fn check_watch_timeouts(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+    for (pointer, step) in rb.all_steps() {
+        let StepKind::Watch(w) = &step.kind else {
+            continue;
+        };
+        let Some(t) = step.timeout.or(rb.defaults.timeout) else {
+            continue;
+        };
+        if t.0 <= w.duration.0 {
+            out.push(
+                Diagnostic::new(format!(
+                    "watch `{}` holds for {}, but its step times out after {t}: it could never finish",
+                    step.id, w.duration
+                ))
+                .at(doc.spans().value(&format!("{pointer}/watch/duration")))
+                .label("longer than the step's timeout")
+                .hint("set the step's `timeout:` above `duration` (a minute more leaves room for the last sample)"),
+            );
+        }
+    }
+}
+
 /// A check checks something: a query (one statement that returns rows)
 /// or a built-in, not both and not neither.
 fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
-    for (pointer, step) in &rb.all_steps() {
-        let StepKind::Check(c) = &step.kind else {
-            continue;
-        };
-        let base = format!("{pointer}/check");
+    for (base, step, c) in checks_of(rb) {
         let short = doc.value.pointer(&base).is_some_and(Value::is_string);
         let query_at = if short {
             doc.spans().value(&base)
@@ -307,11 +345,7 @@ fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
 /// there, and values have the right kind (the schema only knows the union).
 fn check_builtins(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
     use crate::checks::{self, ArgKind};
-    for (pointer, step) in &rb.all_steps() {
-        let StepKind::Check(c) = &step.kind else {
-            continue;
-        };
-        let base = format!("{pointer}/check");
+    for (base, _, c) in checks_of(rb) {
         let at = |key: &str| doc.spans().value(&format!("{base}/{key}"));
         let key_at = |key: &str| doc.spans().key_or_value(&format!("{base}/{key}"));
         let Some(b) = &c.builtin else {

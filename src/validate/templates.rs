@@ -71,6 +71,70 @@ impl<'a> Walker<'a> {
             .is_some_and(Value::is_string)
     }
 
+    /// A check's templated fields: its query, or a built-in's arguments.
+    /// `p` is where its `check:` key sits (a step, or a wait step's `wait`).
+    fn check(&mut self, check: &'a crate::model::CheckStep, p: &str, scope: &Scope) {
+        let short = self.is_string(&format!("{p}/check"));
+        let at = if short {
+            format!("{p}/check")
+        } else {
+            format!("{p}/check/query")
+        };
+        if check.builtin.is_none() {
+            self.push(at, &check.query, Mode::Template, scope);
+        }
+        if let Some(b) = &check.builtin {
+            if let Some(Value::Array(list)) = b.args.get("tables") {
+                for (i, v) in list.iter().enumerate() {
+                    if let Value::String(t) = v {
+                        self.push(format!("{p}/check/tables/{i}"), t, Mode::Template, scope);
+                    }
+                }
+            }
+            for (k, v) in &b.args {
+                let Value::String(text) = v else { continue };
+                let mode = match k.as_str() {
+                    // `steps.X` is a reference, checked for scope and order.
+                    "from" => Mode::Expr,
+                    "dir" | "path" | "table" | "column" | "hash" => Mode::Template,
+                    _ => continue,
+                };
+                self.push(format!("{p}/check/{k}"), text, mode, scope);
+            }
+        }
+        let local = Scope {
+            locals: CHECK_LOCALS,
+            ..scope.clone()
+        };
+        for (col, matcher) in &check.expect {
+            let base = format!("{p}/check/expect/{}", pointer_segment(col));
+            let plain = !self.doc.value.pointer(&base).is_some_and(Value::is_object);
+            for (op, v) in &matcher.ops {
+                let at = if plain {
+                    base.clone()
+                } else {
+                    format!("{base}/{}", op.name())
+                };
+                let items: Vec<(String, &'a Value)> = match v {
+                    Value::Array(a) => a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (format!("{at}/{i}"), x))
+                        .collect(),
+                    other => vec![(at.clone(), other)],
+                };
+                for (ptr, item) in items {
+                    if let Value::String(s) = item {
+                        self.push(ptr, s, Mode::Template, &local);
+                    }
+                }
+            }
+        }
+        for (i, a) in check.assert.iter().enumerate() {
+            self.push(format!("{p}/check/assert/{i}"), a, Mode::Expr, &local);
+        }
+    }
+
     // Long by design: one arm per step kind, naming its templated fields
     // and the pointer of each.
     fn step(&mut self, step: &'a Step, p: &str, scope: &Scope) {
@@ -84,72 +148,9 @@ impl<'a> Walker<'a> {
                 };
                 self.push(at, &sql.statements, Mode::Template, scope);
             }
-            StepKind::Check(check) => {
-                let short = self.is_string(&format!("{p}/check"));
-                let at = if short {
-                    format!("{p}/check")
-                } else {
-                    format!("{p}/check/query")
-                };
-                if check.builtin.is_none() {
-                    self.push(at, &check.query, Mode::Template, scope);
-                }
-                if let Some(b) = &check.builtin {
-                    if let Some(Value::Array(list)) = b.args.get("tables") {
-                        for (i, v) in list.iter().enumerate() {
-                            if let Value::String(t) = v {
-                                self.push(
-                                    format!("{p}/check/tables/{i}"),
-                                    t,
-                                    Mode::Template,
-                                    scope,
-                                );
-                            }
-                        }
-                    }
-                    for (k, v) in &b.args {
-                        let Value::String(text) = v else { continue };
-                        let mode = match k.as_str() {
-                            // `steps.X` is a reference, checked for scope and order.
-                            "from" => Mode::Expr,
-                            "dir" | "path" | "table" | "column" | "hash" => Mode::Template,
-                            _ => continue,
-                        };
-                        self.push(format!("{p}/check/{k}"), text, mode, scope);
-                    }
-                }
-                let local = Scope {
-                    locals: CHECK_LOCALS,
-                    ..scope.clone()
-                };
-                for (col, matcher) in &check.expect {
-                    let base = format!("{p}/check/expect/{}", pointer_segment(col));
-                    let plain = !self.doc.value.pointer(&base).is_some_and(Value::is_object);
-                    for (op, v) in &matcher.ops {
-                        let at = if plain {
-                            base.clone()
-                        } else {
-                            format!("{base}/{}", op.name())
-                        };
-                        let items: Vec<(String, &'a Value)> = match v {
-                            Value::Array(a) => a
-                                .iter()
-                                .enumerate()
-                                .map(|(i, x)| (format!("{at}/{i}"), x))
-                                .collect(),
-                            other => vec![(at.clone(), other)],
-                        };
-                        for (ptr, item) in items {
-                            if let Value::String(s) = item {
-                                self.push(ptr, s, Mode::Template, &local);
-                            }
-                        }
-                    }
-                }
-                for (i, a) in check.assert.iter().enumerate() {
-                    self.push(format!("{p}/check/assert/{i}"), a, Mode::Expr, &local);
-                }
-            }
+            StepKind::Check(check) => self.check(check, p, scope),
+            StepKind::Wait(w) => self.check(&w.check, &format!("{p}/wait"), scope),
+            StepKind::Watch(w) => self.check(&w.check, &format!("{p}/watch"), scope),
             StepKind::Shell(shell) => {
                 let short = !self
                     .doc
