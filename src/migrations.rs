@@ -798,9 +798,62 @@ fn enum_value_used(stmts: &[Statement]) -> Option<String> {
     None
 }
 
+/// A migrate step's `to:`, as written or rendered: `latest`, a version
+/// (the leading digits of a file name), or, going down, `before_run`.
+/// The error is a label and a hint.
+pub fn check_target(
+    to: &str,
+    direction: crate::model::Direction,
+) -> Result<(), (&'static str, &'static str)> {
+    let version = !to.is_empty() && to.chars().all(|c| c.is_ascii_digit());
+    match (to, direction) {
+        ("latest", _) => Ok(()),
+        ("before_run", crate::model::Direction::Down) => Ok(()),
+        ("before_run", crate::model::Direction::Up) => Err((
+            "`before_run` undoes, so it goes down",
+            "use `direction: down` with `to: before_run`",
+        )),
+        _ if version => Ok(()),
+        _ => Err((
+            "expected `latest`, `before_run` (going down) or a version number",
+            "a version is the leading digits of a migration's file name",
+        )),
+    }
+}
+
+/// A migrate step's `steps:`, as written or rendered: a whole number, 1 or
+/// more. The error says what is wrong with it.
+pub fn parse_steps(n: &str) -> Result<u32, &'static str> {
+    match n.trim().parse::<u32>() {
+        Ok(0) => Err("is zero: it would do nothing"),
+        Ok(n) => Ok(n),
+        Err(_) => Err("is not a whole number"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_and_step_counts_are_what_migrate_accepts() {
+        use crate::model::Direction::{Down, Up};
+        for (to, dir, ok) in [
+            ("latest", Up, true),
+            ("0042", Up, true),
+            ("0", Down, true),
+            ("before_run", Down, true),
+            ("before_run", Up, false),
+            ("v2", Up, false),
+            ("", Down, false),
+        ] {
+            assert_eq!(check_target(to, dir).is_ok(), ok, "{to} {dir:?}");
+        }
+        assert_eq!(parse_steps(" 3 "), Ok(3));
+        assert!(parse_steps("0").is_err());
+        assert!(parse_steps("-1").is_err());
+        assert!(parse_steps("abc").is_err());
+    }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

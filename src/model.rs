@@ -886,11 +886,15 @@ pub struct MigrateStep {
     /// `auto` (the default), or one of [`crate::migrations::FORMATS`].
     pub format: Option<String>,
     /// `latest` (the default going up) or a version: up applies through it,
-    /// down rolls back everything after it (`0`: everything).
+    /// down rolls back everything after it (`0`: everything). Going down,
+    /// `before_run` rolls back exactly what this run applied. A template
+    /// (`"{{ params.target }}"`) is checked once rendered.
     #[serde(default, deserialize_with = "opt_string_or_integer")]
     pub to: Option<String>,
-    /// At most this many migrations.
-    pub steps: Option<u32>,
+    /// At most this many migrations: a whole number, or a template that
+    /// renders to one.
+    #[serde(default, deserialize_with = "opt_string_or_integer")]
+    pub steps: Option<String>,
     #[serde(default)]
     pub direction: Direction,
     #[serde(default = "default_history_table")]

@@ -913,3 +913,109 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
         assert_eq!(same.snapshot.hash, tracked.snapshot.hash);
     });
 }
+
+/// `to: before_run` undoes exactly what this run applied: a failed release
+/// rolls back its own migration and keeps the one an earlier run applied.
+/// `to` and `steps` come from params, checked once rendered.
+#[test]
+fn a_rollback_to_before_the_run_keeps_what_earlier_runs_applied() {
+    let db = Db::fresh();
+    let dir = fixture("dollar_quotes");
+    let first = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!("        migrate:\n          dir: {dir}\n          to: 1\n"),
+    ));
+    assert_eq!(first.exec(&db.url, &[]).code, 0);
+    let release = Case::new(&format!(
+        r#"{HEAD}params:
+  upto: {{ type: string, default: latest }}
+phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: apply
+        migrate:
+          dir: {dir}
+          to: "{{{{ params.upto }}}}"
+        rollback:
+          id: undo_ours
+          migrate:
+            dir: {dir}
+            direction: down
+            to: before_run
+      - id: broken
+        sql: SELECT 1 / 0;
+"#
+    ));
+    let run = release.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "rolled back: {}", run.stderr);
+    let undone: Vec<&str> = run.step("undo_ours")["details"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(undone, ["002"], "only this run's migration");
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',') FROM runbook_migrations"),
+        "001",
+        "the earlier run's migration stays"
+    );
+}
+
+#[test]
+fn steps_and_to_from_params_are_checked_once_rendered() {
+    let db = Db::fresh();
+    let dir = fixture("down_forgets_index");
+    let yaml = format!(
+        r#"{HEAD}params:
+  n: {{ type: string }}
+  target: {{ type: string }}
+phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: undo
+        migrate:
+          dir: {dir}
+          direction: down
+          to: "{{{{ params.target }}}}"
+          steps: "{{{{ params.n }}}}"
+"#
+    );
+    let case = Case::new(&yaml);
+    // Refused before anything runs: nothing is created.
+    let run = case.exec(&db.url, &["--set", "n=abc", "--set", "target=0"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("`steps` renders to `abc`, which is not a whole number"),
+        "{}",
+        run.stderr
+    );
+    let run = case.exec(&db.url, &["--set", "n=1", "--set", "target=someday"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`to` renders to `someday`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('runbook_migrations') IS NULL"),
+        "t"
+    );
+    // Good values run: apply both, then roll back one by params.
+    let up = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!("        migrate:\n          dir: {dir}\n"),
+    ));
+    assert_eq!(up.exec(&db.url, &[]).code, 0);
+    let run = case.exec(&db.url, &["--set", "n=1", "--set", "target=0"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',') FROM runbook_migrations"),
+        "001"
+    );
+}

@@ -627,6 +627,35 @@ pub(crate) async fn run(
     result
 }
 
+/// `to: before_run`: undo what the run applied.
+const BEFORE_RUN: &str = "before_run";
+
+/// `to:` and `steps:` rendered (they may come from params) and checked, or
+/// a refusal that changed nothing.
+fn target(r: &Run<'_>, m: &PlanMigrate) -> Result<(Option<String>, Option<u32>), Fail> {
+    let render = |t: &crate::plan::Text| {
+        r.render(t)
+            .map(|(raw, _)| raw.trim().to_string())
+            .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())
+    };
+    let to = m.to.as_ref().map(render).transpose()?;
+    if let Some(t) = &to
+        && let Err((label, hint)) = migrations::check_target(t, m.direction)
+    {
+        return Err(refused(format!("`to` is `{t}`: {label}"), hint));
+    }
+    let steps = match m.steps.as_ref().map(render).transpose()? {
+        None => None,
+        Some(n) => Some(migrations::parse_steps(&n).map_err(|why| {
+            refused(
+                format!("`steps` is `{n}`, which {why}"),
+                "give a whole number, 1 or more",
+            )
+        })?),
+    };
+    Ok((to, steps))
+}
+
 async fn migrate(
     r: &mut Run<'_>,
     s: &PlanStep,
@@ -648,7 +677,24 @@ async fn migrate(
         let (message, hint) = dirty_message(d, &history.name);
         return Err(refused(message, &hint));
     }
-    let pending = select(set, &applied, m.direction, m.to.as_deref(), m.steps);
+    let (to, steps) = target(r, m)?;
+    let mut pending = select(
+        set,
+        &applied,
+        m.direction,
+        to.as_deref().filter(|t| *t != BEFORE_RUN),
+        steps,
+    );
+    if to.as_deref() == Some(BEFORE_RUN) {
+        // Exactly what this run applied (or, for `runbook rollback`, the
+        // run being undone), newest first; nothing an earlier run built.
+        let ours = |v: &str| {
+            applied
+                .iter()
+                .any(|a| a.version == v && a.run_id == r.origin_run_id)
+        };
+        pending.run.retain(|m| ours(&m.version));
+    }
     let mut details = json!({
         "format": set.format.name(),
         "dir": set.dir.display().to_string(),

@@ -236,6 +236,9 @@ pub(crate) struct Run<'a> {
     env: Environment<'static>,
     steps_out: Map<String, Value>,
     run_id: String,
+    /// The run whose work `to: before_run` undoes: this one, or, for
+    /// `runbook rollback`, the run being undone.
+    origin_run_id: String,
     started_at: String,
     run_status: LiveStatus,
     failed_step: Option<String>,
@@ -580,6 +583,9 @@ pub async fn execute(
         bus,
         env: crate::template::environment(),
         steps_out: Map::new(),
+        origin_run_id: undo
+            .as_ref()
+            .map_or_else(|| opts.run_id.clone(), |p| p.record.run_id.clone()),
         run_id: opts.run_id,
         started_at,
         run_status: LiveStatus::Running,

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Action, Planner, Text};
+use crate::diag::Diagnostic;
 use crate::model;
 
 #[derive(Debug, Clone, Serialize)]
@@ -13,9 +14,9 @@ pub struct PlanMigrate {
     /// `auto` or a format name.
     pub format: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
+    pub to: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<u32>,
+    pub steps: Option<Text>,
     pub direction: model::Direction,
     pub history_table: String,
     pub allow_checksum_change: bool,
@@ -40,8 +41,8 @@ impl Planner<'_> {
         Action::Migrate(Box::new(PlanMigrate {
             dir: self.text(&m.dir, &format!("{p}/migrate/dir")),
             format: m.format.clone().unwrap_or_else(|| "auto".into()),
-            to: m.to.clone(),
-            steps: m.steps,
+            to: m.to.as_ref().map(|t| self.target(t, p, m.direction)),
+            steps: m.steps.as_ref().map(|t| self.steps_limit(t, p)),
             direction: m.direction,
             history_table: m.history_table.clone(),
             allow_checksum_change: m.allow_checksum_change,
@@ -49,23 +50,69 @@ impl Planner<'_> {
     }
 }
 
+impl Planner<'_> {
+    /// `to:` rendered; a value known now (from params) is checked now, so
+    /// a bad one stops the run before anything changes.
+    fn target(&mut self, to: &str, p: &str, direction: model::Direction) -> Text {
+        let pointer = format!("{p}/migrate/to");
+        let t = self.text(to, &pointer);
+        if to.contains("{{")
+            && t.template.is_none()
+            && let Err((label, hint)) = crate::migrations::check_target(t.raw.expose(), direction)
+        {
+            self.errors.push(
+                Diagnostic::new(format!(
+                    "`to` renders to `{}`, which is not a version",
+                    t.text
+                ))
+                .at(self.rb_span(&pointer))
+                .label(label)
+                .hint(hint),
+            );
+        }
+        t
+    }
+
+    /// `steps:` rendered, and checked now when its value is known now.
+    fn steps_limit(&mut self, n: &str, p: &str) -> Text {
+        let pointer = format!("{p}/migrate/steps");
+        let t = self.text(n, &pointer);
+        if n.contains("{{")
+            && t.template.is_none()
+            && let Err(why) = crate::migrations::parse_steps(t.raw.expose())
+        {
+            self.errors.push(
+                Diagnostic::new(format!("`steps` renders to `{}`, which {why}", t.text))
+                    .at(self.rb_span(&pointer))
+                    .label("expected a whole number, 1 or more")
+                    .hint("pass a number: `--set NAME=1`"),
+            );
+        }
+        t
+    }
+}
+
 pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
     let pad = inner + 2;
-    let what = match (m.direction, &m.to, m.steps) {
-        (model::Direction::Up, to, n) => format!(
-            "apply pending migrations{}{}",
-            to.as_ref()
-                .filter(|t| *t != "latest")
+    let to = m.to.as_ref().map(|t| t.text.as_str());
+    let n = m
+        .steps
+        .as_ref()
+        .map(|n| format!(", at most {}", n.text))
+        .unwrap_or_default();
+    let what = match (m.direction, to) {
+        (model::Direction::Up, to) => format!(
+            "apply pending migrations{}{n}",
+            to.filter(|t| *t != "latest")
                 .map(|t| format!(" through {t}"))
                 .unwrap_or_default(),
-            n.map(|n| format!(", at most {n}")).unwrap_or_default()
         ),
-        (model::Direction::Down, to, n) => format!(
-            "roll back applied migrations, newest first{}{}",
-            to.as_ref()
-                .map(|t| format!(", down to {t}"))
-                .unwrap_or_default(),
-            n.map(|n| format!(", at most {n}")).unwrap_or_default()
+        (model::Direction::Down, Some("before_run")) => {
+            format!("roll back the migrations this run applied, newest first{n}")
+        }
+        (model::Direction::Down, to) => format!(
+            "roll back applied migrations, newest first{}{n}",
+            to.map(|t| format!(", down to {t}")).unwrap_or_default(),
         ),
     };
     let _ = writeln!(

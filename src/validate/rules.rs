@@ -287,14 +287,25 @@ fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
                     );
                 }
                 if let Some(to) = &m.to
-                    && to != "latest"
-                    && (to.is_empty() || !to.chars().all(|c| c.is_ascii_digit()))
+                    && !to.contains("{{")
+                    && let Err((label, hint)) = crate::migrations::check_target(to, m.direction)
                 {
                     out.push(
                         Diagnostic::new(format!("`to: {to}` is not a version"))
                             .at(doc.spans().value(&format!("{base}/to")))
-                            .label("expected `latest` or a version number")
-                            .hint("a version is the leading digits of a migration's file name"),
+                            .label(label)
+                            .hint(hint),
+                    );
+                }
+                if let Some(n) = &m.steps
+                    && !n.contains("{{")
+                    && let Err(why) = crate::migrations::parse_steps(n)
+                {
+                    out.push(
+                        Diagnostic::new(format!("`steps: {n}` {why}"))
+                            .at(doc.spans().value(&format!("{base}/steps")))
+                            .label("expected a whole number, 1 or more")
+                            .hint("`steps: 1` rolls back (or applies) one migration; a template such as \"{{ params.steps }}\" is checked once rendered"),
                     );
                 }
             }
