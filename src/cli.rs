@@ -245,6 +245,22 @@ enum MigrationsCmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Record every migration up to --version as applied without running
+    /// it, on a database that already has them (another tool applied them).
+    /// Asks for confirmation.
+    Baseline {
+        #[command(flatten)]
+        m: MigrationArgs,
+        /// The newest migration the database already has.
+        #[arg(long)]
+        version: String,
+        /// Who is recording it (default: $GITHUB_ACTOR, else $USER).
+        #[arg(long = "as", value_name = "NAME")]
+        by: Option<String>,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -623,6 +639,23 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             &m.commands(),
             &version,
             matches!(mark, Mark::Applied),
+            yes,
+            &mut stdout,
+            &mut stderr,
+        )
+        .unwrap_or_else(|e| e.print(&mut stderr)),
+        Cmd::Migrations {
+            command:
+                MigrationsCmd::Baseline {
+                    m,
+                    version,
+                    by,
+                    yes,
+                },
+        } => crate::commands::migrations_baseline(
+            &m.commands(),
+            &version,
+            by.as_deref(),
             yes,
             &mut stdout,
             &mut stderr,

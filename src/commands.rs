@@ -1,5 +1,6 @@
 //! The commands around migrations and schemas that run outside a runbook:
-//! `runbook schema snapshot|diff` and `runbook migrations status|repair`.
+//! `runbook schema snapshot|diff`, `runbook migrations status|repair|baseline`
+//! and `runbook runs list|show`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -362,17 +363,18 @@ pub fn migrations_repair(
         };
         let _ = writeln!(stderr, "{what}\nversion {version} will be {outcome}.");
         if !yes {
-            let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
-            if !interactive {
-                return Err(CommandError::not_approved("repair needs confirmation", "run it at a terminal to be asked, or add --yes once you have checked the schema"));
-            }
-            let _ = write!(stderr, "Have you checked the schema by hand? Type yes to repair: ");
-            let _ = stderr.flush();
-            let mut answer = String::new();
-            let _ = std::io::stdin().lock().read_line(&mut answer);
-            if answer.trim() != "yes" {
-                let _ = writeln!(stderr, "not repaired");
-                return Ok(exit::NOT_APPROVED);
+            match confirm(stderr, "Have you checked the schema by hand? Type yes to repair: ") {
+                None => {
+                    return Err(CommandError::not_approved(
+                        "repair needs confirmation",
+                        "run it at a terminal to be asked, or add --yes once you have checked the schema",
+                    ));
+                }
+                Some(false) => {
+                    let _ = writeln!(stderr, "not repaired");
+                    return Ok(exit::NOT_APPROVED);
+                }
+                Some(true) => {}
             }
         }
         match history.repair(&o.db, version, mark_applied).await {
@@ -388,6 +390,114 @@ pub fn migrations_repair(
             }
         }
     })
+}
+
+/// `runbook migrations baseline DIR --version V`: on a database whose
+/// schema already has them (another tool applied them, or they were run by
+/// hand), record every migration up to V as applied without running it.
+/// Asks first (or `--yes`); each row names who did it and when.
+pub fn migrations_baseline(
+    mig: &Migrations<'_>,
+    version: &str,
+    by: Option<&str>,
+    yes: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> Result<u8, CommandError> {
+    runtime().block_on(async {
+        let o = open(mig).await?;
+        let (set, history, applied) = (&o.set, &o.history, &o.applied);
+        if !set.migrations.iter().any(|m| m.version == version) {
+            return Err(CommandError::invalid(
+                format!("version {version} is not in {}", mig.dir.display()),
+                "give the version of the newest migration the database already has (the leading digits of its file name)",
+            ));
+        }
+        if let Some(d) = applied.iter().find(|a| a.dirty) {
+            let (what, hint) = migrate::dirty_message(d, &history.name);
+            return Err(CommandError::invalid(what, hint));
+        }
+        let todo: Vec<&migrations::Migration> = set
+            .migrations
+            .iter()
+            .filter(|m| migrations::version_cmp(&m.version, version).is_le())
+            .filter(|m| !applied.iter().any(|a| a.version == m.version))
+            .collect();
+        if todo.is_empty() {
+            let _ = writeln!(
+                stdout,
+                "nothing to baseline: every migration through {version} is already in {}",
+                history.name
+            );
+            return Ok(exit::OK);
+        }
+        let who = baseline_by(by);
+        let _ = writeln!(
+            stderr,
+            "{} migration(s) through {version} will be recorded in {} as applied, without running them:",
+            todo.len(),
+            history.name
+        );
+        for m in &todo {
+            let _ = writeln!(stderr, "  {} {}", m.version, m.name);
+        }
+        if !yes {
+            match confirm(stderr, "Does the database already have these changes? Type yes to record them: ") {
+                None => {
+                    return Err(CommandError::not_approved(
+                        "baseline needs confirmation",
+                        "run it at a terminal to be asked, or add --yes once you have checked the schema",
+                    ));
+                }
+                Some(false) => {
+                    let _ = writeln!(stderr, "not recorded");
+                    return Ok(exit::NOT_APPROVED);
+                }
+                Some(true) => {}
+            }
+        }
+        let added = history.baseline(&o.db, &todo, &who).await.map_err(|e| {
+            CommandError::unavailable(
+                format!("the baseline failed: {}", e.message),
+                "check the role can create and write the history table",
+            )
+        })?;
+        let _ = writeln!(
+            stdout,
+            "baselined {added} migration(s) through {version} in {} (run id `{who}`)",
+            history.name
+        );
+        Ok(exit::OK)
+    })
+}
+
+/// Who ran a baseline, for its rows' run id: `--as`, else the CI's actor,
+/// else the local user, with the host.
+fn baseline_by(by: Option<&str>) -> String {
+    let who = by
+        .map(str::to_string)
+        .or_else(|| std::env::var("GITHUB_ACTOR").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("baseline/{who}@{host}")
+}
+
+/// Ask at a terminal: whether the answer was `yes`, or None when nobody
+/// can answer (no terminal, or CI).
+fn confirm(stderr: &mut impl Write, question: &str) -> Option<bool> {
+    let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
+    if !interactive {
+        return None;
+    }
+    let _ = write!(stderr, "{question}");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    Some(answer.trim() == "yes")
 }
 
 /// `runbook runs list`: the newest runs the journal holds.

@@ -1019,3 +1019,51 @@ phases:
         "001"
     );
 }
+
+/// A database that already has the first migration (another tool, or a
+/// person, applied it) adopts the directory: `baseline` records it without
+/// running it, after a confirmation, and `migrate` then applies only what
+/// is new. Without the baseline, migrate would run 001 again and fail.
+#[test]
+fn a_baseline_adopts_an_existing_database_without_running_anything() {
+    let db = Db::fresh();
+    let dir = fixture("dollar_quotes");
+    db.sql(&std::fs::read_to_string(format!("{dir}/001_base.up.sql")).unwrap());
+    let migrate = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!("        migrate:\n          dir: {dir}\n"),
+    ));
+    let url = db.url.as_str();
+    // Unknown version, and no confirmation: refused, nothing written.
+    let out = migrations_cmd(&["baseline", &dir, "--database-url", url, "--version", "009"]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = migrations_cmd(&["baseline", &dir, "--database-url", url, "--version", "001"]);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("001 base"));
+    assert_eq!(db.sql("SELECT to_regclass('runbook_migrations') IS NULL"), "t");
+    let out = migrations_cmd(&[
+        "baseline", &dir, "--database-url", url, "--version", "001", "--as", "release-bot", "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("baselined 1 migration(s) through 001"));
+    assert_eq!(
+        db.sql("SELECT version || ' ' || (run_id LIKE 'baseline/release-bot@%') || ' ' || dirty FROM runbook_migrations"),
+        "001 true false"
+    );
+    // The data 001 inserted was not inserted twice: it did not run.
+    assert_eq!(db.sql("SELECT count(*) FROM accounts"), "3");
+    let run = migrate.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let applied: Vec<&str> = run.step("apply")["details"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["002"]);
+    // A second baseline finds nothing to do.
+    let out = migrations_cmd(&["baseline", &dir, "--database-url", url, "--version", "002", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to baseline"));
+}

@@ -159,6 +159,45 @@ impl History {
         Ok(out)
     }
 
+    /// Record migrations as applied without running them (`runbook
+    /// migrations baseline`): one transaction, each row with its file's
+    /// checksum and `by` as its run id. A version already recorded is left
+    /// as it is. Returns how many rows were added.
+    pub async fn baseline(
+        &self,
+        db: &Db,
+        migrations: &[&migrations::Migration],
+        by: &str,
+    ) -> Result<u64, ErrorInfo> {
+        self.ensure(db).await?;
+        if migrations.is_empty() {
+            return Ok(0);
+        }
+        let q = crate::pg::quote::literal;
+        let rows: Vec<String> = migrations
+            .iter()
+            .map(|m| {
+                format!(
+                    "({}, {}, {}, {}, false, 'up')",
+                    q(&m.version),
+                    q(&m.name),
+                    q(&m.checksum),
+                    q(by)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} (version, name, checksum, run_id, dirty, direction) VALUES {} \
+             ON CONFLICT (version) DO NOTHING",
+            self.quoted,
+            rows.join(", ")
+        );
+        db.client
+            .execute(&sql, &[])
+            .await
+            .map_err(|e| db::error_info(&e, None))
+    }
+
     /// Clear a dirty flag: keep the row as applied, or delete it (pending).
     pub async fn repair(&self, db: &Db, version: &str, applied: bool) -> Result<u64, ErrorInfo> {
         let sql = if applied {
