@@ -319,6 +319,10 @@ struct RunFlags {
     /// Approve the gate of this phase (repeatable).
     #[arg(long = "approve", value_name = "PHASE")]
     approve: Vec<String>,
+    /// Who approves: recorded with each approval (default: $GITHUB_ACTOR,
+    /// else the local user).
+    #[arg(long = "as", value_name = "NAME")]
+    approver: Option<String>,
     /// Approve every gate (for `rollback`: undo without asking).
     #[arg(long)]
     yes: bool,
@@ -441,6 +445,7 @@ fn run_args(
         ephemeral,
         keep,
         approve: r.approve,
+        approver: r.approver,
         yes: r.yes,
         report_dir: r.report_dir,
         junit: r.junit,

@@ -333,7 +333,12 @@ pub struct CheckResult {
 pub struct Approval {
     /// `flag` (--approve PHASE), `yes` (--yes) or `prompt` (typed at a terminal).
     pub method: String,
+    /// `--as`, else `$GITHUB_ACTOR`, else the local user.
     pub user: String,
+    /// The machine it was given on (empty in journals from before it was
+    /// recorded).
+    #[serde(default)]
+    pub host: String,
     pub at: String,
 }
 

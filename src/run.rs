@@ -27,6 +27,8 @@ pub struct RunArgs {
     pub ephemeral: bool,
     pub keep: bool,
     pub approve: Vec<String>,
+    /// `--as`: who approves.
+    pub approver: Option<String>,
     pub yes: bool,
     pub report_dir: Option<PathBuf>,
     pub junit: Option<PathBuf>,
@@ -160,6 +162,7 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         config,
         ephemeral: cluster.is_some(),
         approve: std::mem::take(&mut a.approve),
+        approver: a.approver.clone(),
         yes: a.yes,
         prompter,
         base_dir,

@@ -542,6 +542,26 @@ fn an_approval_given_by_flag_is_recorded() {
     let a = &run.report["phases"][1]["approval"];
     assert_eq!(a["method"], "flag");
     assert!(!a["user"].as_str().unwrap().is_empty());
+    assert!(!a["host"].as_str().unwrap().is_empty(), "{a}");
+
+    // `--as` names who approves; the CI's actor is only the fallback.
+    let out = case
+        .command(&db.url, &["--approve", "contract", "--as", "ana"])
+        .env("GITHUB_ACTOR", "ci-bot")
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report["phases"][1]["approval"]["user"], "ana");
+    let md = std::fs::read_to_string(case.reports().join("report.md")).unwrap();
+    assert!(md.contains("approved by ana on "), "{md}");
+    let out = case
+        .command(&db.url, &["--approve", "contract"])
+        .env("GITHUB_ACTOR", "ci-bot")
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.report["phases"][1]["approval"]["user"], "ci-bot");
 
     let run = case.exec(&db.url, &["--approve", "contrac"]);
     assert_eq!(run.code, 5);

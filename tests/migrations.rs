@@ -1037,15 +1037,41 @@ fn a_baseline_adopts_an_existing_database_without_running_anything() {
     let url = db.url.as_str();
     // Unknown version, and no confirmation: refused, nothing written.
     let out = migrations_cmd(&["baseline", &dir, "--database-url", url, "--version", "009"]);
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = migrations_cmd(&["baseline", &dir, "--database-url", url, "--version", "001"]);
-    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("001 base"));
-    assert_eq!(db.sql("SELECT to_regclass('runbook_migrations') IS NULL"), "t");
+    assert_eq!(
+        db.sql("SELECT to_regclass('runbook_migrations') IS NULL"),
+        "t"
+    );
     let out = migrations_cmd(&[
-        "baseline", &dir, "--database-url", url, "--version", "001", "--as", "release-bot", "--yes",
+        "baseline",
+        &dir,
+        "--database-url",
+        url,
+        "--version",
+        "001",
+        "--as",
+        "release-bot",
+        "--yes",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("baselined 1 migration(s) through 001"));
     assert_eq!(
         db.sql("SELECT version || ' ' || (run_id LIKE 'baseline/release-bot@%') || ' ' || dirty FROM runbook_migrations"),
@@ -1063,7 +1089,15 @@ fn a_baseline_adopts_an_existing_database_without_running_anything() {
         .collect();
     assert_eq!(applied, ["002"]);
     // A second baseline finds nothing to do.
-    let out = migrations_cmd(&["baseline", &dir, "--database-url", url, "--version", "002", "--yes"]);
+    let out = migrations_cmd(&[
+        "baseline",
+        &dir,
+        "--database-url",
+        url,
+        "--version",
+        "002",
+        "--yes",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to baseline"));
 }

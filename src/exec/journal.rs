@@ -506,7 +506,7 @@ pub(crate) fn whoami() -> String {
         })
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -27,7 +27,12 @@ impl<'a> Run<'a> {
         let Some(gate) = &ph.approval else {
             return Ok(());
         };
-        let user = journal::whoami();
+        // Who: `--as`, else the CI's actor, else the local user.
+        let user = self
+            .approver
+            .clone()
+            .or_else(|| std::env::var("GITHUB_ACTOR").ok().filter(|a| !a.is_empty()))
+            .unwrap_or_else(journal::whoami);
         let method = if self.approve.contains(&ph.id) {
             Some("flag")
         } else if self.yes {
@@ -54,6 +59,7 @@ impl<'a> Run<'a> {
                     approval: Approval {
                         method: m.into(),
                         user,
+                        host: journal::hostname(),
                         at: now(),
                     },
                 });

@@ -63,6 +63,8 @@ pub struct Options {
     pub ephemeral: bool,
     /// Phases approved with `--approve`.
     pub approve: Vec<String>,
+    /// `--as`: who approves, when given.
+    pub approver: Option<String>,
     /// `--yes`: approve every gate.
     pub yes: bool,
     /// Set when a person can be asked at a terminal.
@@ -247,6 +249,7 @@ pub(crate) struct Run<'a> {
     /// back after a first Ctrl-C.
     pub(crate) stop_level: u32,
     approve: Vec<String>,
+    approver: Option<String>,
     yes: bool,
     prompter: Option<Box<dyn Prompter>>,
     pub(crate) base_dir: PathBuf,
@@ -593,6 +596,7 @@ pub async fn execute(
         interrupts,
         stop_level: 1,
         approve: opts.approve,
+        approver: opts.approver,
         yes: opts.yes,
         prompter: opts.prompter,
         base_dir: opts.base_dir,

@@ -124,7 +124,16 @@ fn write_steps(o: &mut String, r: &Report) {
     let _ = writeln!(o, "|---|---|---|---|---|---|");
     for p in &r.phases {
         let gate = p.approval.as_ref().map_or(String::new(), |a| {
-            format!(" (approved by {} via {})", a.user, a.method)
+            format!(
+                " (approved by {}{} via {})",
+                a.user,
+                if a.host.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on {}", a.host)
+                },
+                a.method
+            )
         });
         let note = p
             .note
