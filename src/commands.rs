@@ -347,13 +347,26 @@ pub fn migrations_repair(
         let o = open(mig).await?;
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let Some(row) = applied.iter().find(|a| a.version == version) else {
-            return Err(CommandError::invalid(format!("version {version} is not in {}", history.name), "`runbook migrations status DIR` lists the versions and their states"));
+            return Err(CommandError::invalid(
+                format!("version {version} is not in {}", history.name),
+                "`runbook migrations status DIR` lists the versions and their states",
+            ));
         };
         if !row.dirty {
-            return Err(CommandError::invalid(format!("version {version} is not dirty; there is nothing to repair"), "repair only clears the flag a failed or killed migration left"));
+            return Err(CommandError::invalid(
+                format!("version {version} is not dirty; there is nothing to repair"),
+                "repair only clears the flag a failed or killed migration left",
+            ));
         }
-        if mark_applied && let Some(m) = set.migrations.iter().find(|m| m.version == version) && m.checksum != row.checksum {
-            let _ = writeln!(stderr, "warning: {} changed since the dirty run started", m.up.file);
+        if mark_applied
+            && let Some(m) = set.migrations.iter().find(|m| m.version == version)
+            && m.checksum != row.checksum
+        {
+            let _ = writeln!(
+                stderr,
+                "warning: {} changed since the dirty run started",
+                m.up.file
+            );
         }
         let (what, _) = migrate::dirty_message(row, &history.name);
         let outcome = if mark_applied {
@@ -362,32 +375,23 @@ pub fn migrations_repair(
             "removed from the history, so it is pending again"
         };
         let _ = writeln!(stderr, "{what}\nversion {version} will be {outcome}.");
-        if !yes {
-            match confirm(stderr, "Have you checked the schema by hand? Type yes to repair: ") {
-                None => {
-                    return Err(CommandError::not_approved(
-                        "repair needs confirmation",
-                        "run it at a terminal to be asked, or add --yes once you have checked the schema",
-                    ));
-                }
-                Some(false) => {
-                    let _ = writeln!(stderr, "not repaired");
-                    return Ok(exit::NOT_APPROVED);
-                }
-                Some(true) => {}
-            }
+        let question = "Have you checked the schema by hand? Type yes to repair: ";
+        if !yes && !confirmed(stderr, question, "repair", "not repaired")? {
+            return Ok(exit::NOT_APPROVED);
         }
         match history.repair(&o.db, version, mark_applied).await {
             Ok(1) => {
                 let _ = writeln!(stdout, "repaired: version {version} {outcome}");
                 Ok(exit::OK)
             }
-            Ok(_) => {
-                Err(CommandError::invalid("the row changed while we asked", "run status again and retry"))
-            }
-            Err(e) => {
-                Err(CommandError::unavailable(format!("the repair failed: {}", e.message), "check the role can write the history table"))
-            }
+            Ok(_) => Err(CommandError::invalid(
+                "the row changed while we asked",
+                "run status again and retry",
+            )),
+            Err(e) => Err(CommandError::unavailable(
+                format!("the repair failed: {}", e.message),
+                "check the role can write the history table",
+            )),
         }
     })
 }
@@ -441,20 +445,9 @@ pub fn migrations_baseline(
         for m in &todo {
             let _ = writeln!(stderr, "  {} {}", m.version, m.name);
         }
-        if !yes {
-            match confirm(stderr, "Does the database already have these changes? Type yes to record them: ") {
-                None => {
-                    return Err(CommandError::not_approved(
-                        "baseline needs confirmation",
-                        "run it at a terminal to be asked, or add --yes once you have checked the schema",
-                    ));
-                }
-                Some(false) => {
-                    let _ = writeln!(stderr, "not recorded");
-                    return Ok(exit::NOT_APPROVED);
-                }
-                Some(true) => {}
-            }
+        let question = "Does the database already have these changes? Type yes to record them: ";
+        if !yes && !confirmed(stderr, question, "baseline", "not recorded")? {
+            return Ok(exit::NOT_APPROVED);
         }
         let added = history.baseline(&o.db, &todo, &who).await.map_err(|e| {
             CommandError::unavailable(
@@ -486,18 +479,31 @@ fn baseline_by(by: Option<&str>) -> String {
     format!("baseline/{who}@{host}")
 }
 
-/// Ask at a terminal: whether the answer was `yes`, or None when nobody
-/// can answer (no terminal, or CI).
-fn confirm(stderr: &mut impl Write, question: &str) -> Option<bool> {
+/// Ask at a terminal whether to go on. False, after saying `refused`, when
+/// the answer is not `yes`; an error when nobody can answer (no terminal,
+/// or CI), which `--yes` is for.
+fn confirmed(
+    stderr: &mut impl Write,
+    question: &str,
+    command: &str,
+    refused: &str,
+) -> Result<bool, CommandError> {
     let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
     if !interactive {
-        return None;
+        return Err(CommandError::not_approved(
+            format!("{command} needs confirmation"),
+            "run it at a terminal to be asked, or add --yes once you have checked the schema",
+        ));
     }
     let _ = write!(stderr, "{question}");
     let _ = stderr.flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
-    Some(answer.trim() == "yes")
+    let yes = answer.trim() == "yes";
+    if !yes {
+        let _ = writeln!(stderr, "{refused}");
+    }
+    Ok(yes)
 }
 
 /// `runbook runs list`: the newest runs the journal holds.
