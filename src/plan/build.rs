@@ -245,24 +245,29 @@ fn plain(text: String) -> Text {
     }
 }
 
+/// Of a template's references, those known only at run time: a step's
+/// outputs (`steps.ID`) and the run itself (`run`).
+fn known_at_run_time(refs: &[String]) -> Vec<String> {
+    refs.iter()
+        .filter_map(|r| {
+            let mut it = r.split('.');
+            match (it.next(), it.next()) {
+                (Some("steps"), Some(id)) => Some(format!("steps.{id}")),
+                (Some("run"), _) => Some("run".to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 impl Planner<'_> {
     /// Render one template field; on a render error, record a diagnostic.
     pub(super) fn text(&mut self, source: &str, pointer: &str) -> Text {
         match template::render(&self.env, source, &self.ctx) {
             Ok(out) => {
                 let after = if template::mentions_deferred(&out) {
-                    let mut names: Vec<String> = template::references(&self.env, source, false)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|r| {
-                            let mut it = r.split('.');
-                            match (it.next(), it.next()) {
-                                (Some("steps"), Some(id)) => Some(format!("steps.{id}")),
-                                (Some("run"), _) => Some("run".to_string()),
-                                _ => None,
-                            }
-                        })
-                        .collect();
+                    let refs = template::references(&self.env, source, false).unwrap_or_default();
+                    let mut names = known_at_run_time(&refs);
                     names.dedup();
                     names
                 } else {
@@ -281,17 +286,7 @@ impl Planner<'_> {
                 // Arithmetic or filters on a run-time value cannot be done
                 // now: show the template itself and say when it is known.
                 let refs = template::references(&self.env, source, false).unwrap_or_default();
-                let after: Vec<String> = refs
-                    .iter()
-                    .filter_map(|r| {
-                        let mut it = r.split('.');
-                        match (it.next(), it.next()) {
-                            (Some("steps"), Some(id)) => Some(format!("steps.{id}")),
-                            (Some("run"), _) => Some("run".to_string()),
-                            _ => None,
-                        }
-                    })
-                    .collect();
+                let after = known_at_run_time(&refs);
                 let unset: Vec<&String> = self
                     .unset
                     .iter()
