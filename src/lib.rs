@@ -15,6 +15,7 @@ pub mod ephemeral;
 pub mod events;
 pub mod exec;
 pub mod exit;
+pub mod fields;
 pub mod fsutil;
 pub mod hash;
 mod injection;

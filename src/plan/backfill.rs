@@ -47,15 +47,11 @@ impl PlanBackfill {
 }
 
 impl Planner<'_> {
-    pub(super) fn backfill(&mut self, b: &model::BackfillStep, p: &str) -> Action {
-        let base = format!("{p}/backfill");
+    pub(super) fn backfill(&mut self, b: &model::BackfillStep) -> Action {
         Action::Backfill(Box::new(PlanBackfill {
-            table: self.text(&b.table, &format!("{base}/table")),
-            set: self.text(&b.set, &format!("{base}/set")),
-            where_: b
-                .where_
-                .as_ref()
-                .map(|w| self.text(w, &format!("{base}/where"))),
+            table: self.text(&b.table),
+            set: self.text(&b.set),
+            where_: b.where_.as_ref().map(|w| self.text(w)),
             key: b.key.clone(),
             batch_size: b.batch_size,
             pause: b.pause,

@@ -40,21 +40,15 @@ impl PlanBackup {
 }
 
 impl Planner<'_> {
-    pub(super) fn backup(&mut self, b: &model::BackupStep, p: &str) -> Action {
-        let base = format!("{p}/backup");
-        let mut list = |items: &[String], key: &str| -> Vec<Text> {
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, x)| self.text(x, &format!("{base}/{key}/{i}")))
-                .collect()
-        };
-        let tables = list(&b.tables, "tables");
-        let exclude_tables = list(&b.exclude_tables, "exclude_tables");
-        let schemas = list(&b.schemas, "schemas");
-        let exclude_schemas = list(&b.exclude_schemas, "exclude_schemas");
+    pub(super) fn backup(&mut self, b: &model::BackupStep) -> Action {
+        let mut list =
+            |items: &[String]| -> Vec<Text> { items.iter().map(|x| self.text(x)).collect() };
+        let tables = list(&b.tables);
+        let exclude_tables = list(&b.exclude_tables);
+        let schemas = list(&b.schemas);
+        let exclude_schemas = list(&b.exclude_schemas);
         Action::Backup(Box::new(PlanBackup {
-            path: self.text(&b.path, &format!("{base}/path")),
+            path: self.text(&b.path),
             format: b.format,
             jobs: b.jobs,
             compress: b.compress,

@@ -72,6 +72,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         env,
         ctx,
         rb,
+        fields: crate::fields::Fields::of(&v.doc, rb),
         redactor,
         errors,
         unset: v.params.unset().into_iter().map(str::to_string).collect(),
@@ -79,7 +80,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
     let mut database_url = None;
     let database = match &rb.database.url {
         Some(url) => {
-            let t = p.text(url, "/database/url");
+            let t = p.text(url);
             p.redactor.add_url(t.raw.expose());
             database_url = Some(t.raw.expose().clone());
             PlanDatabase {
@@ -95,35 +96,29 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
     let phases = rb
         .phases
         .iter()
-        .enumerate()
-        .map(|(i, ph)| {
-            let base = format!("/phases/{i}");
-            PlanPhase {
-                id: ph.id.clone(),
-                kind: ph.kind,
-                description: ph.description.clone(),
-                when: p.when(&ph.when, &base),
-                approval: ph.approval.as_ref().map(|a| PlanApproval {
-                    prompt: match &a.prompt {
-                        Some(t) => p.text(t, &format!("{base}/approval/prompt")),
-                        None => plain(format!("Run phase `{}`?", ph.id)),
-                    },
-                    required: a.required,
-                }),
-                on_failure: match &ph.on_failure {
-                    OnFailure::Mode(FailureMode::Rollback) => PlanOnFailure::Rollback,
-                    OnFailure::Mode(FailureMode::Abort) => PlanOnFailure::Abort,
-                    OnFailure::Mode(FailureMode::Continue) => PlanOnFailure::Continue,
-                    OnFailure::Steps(s) => {
-                        PlanOnFailure::Steps(p.steps(s, &format!("{base}/on_failure")))
-                    }
+        .map(|ph| PlanPhase {
+            id: ph.id.clone(),
+            kind: ph.kind,
+            description: ph.description.clone(),
+            when: p.when(&ph.when),
+            approval: ph.approval.as_ref().map(|a| PlanApproval {
+                prompt: match &a.prompt {
+                    Some(t) => p.text(t),
+                    None => plain(format!("Run phase `{}`?", ph.id)),
                 },
-                steps: p.steps(&ph.steps, &format!("{base}/steps")),
-            }
+                required: a.required,
+            }),
+            on_failure: match &ph.on_failure {
+                OnFailure::Mode(FailureMode::Rollback) => PlanOnFailure::Rollback,
+                OnFailure::Mode(FailureMode::Abort) => PlanOnFailure::Abort,
+                OnFailure::Mode(FailureMode::Continue) => PlanOnFailure::Continue,
+                OnFailure::Steps(s) => PlanOnFailure::Steps(p.steps(s)),
+            },
+            steps: p.steps(&ph.steps),
         })
         .collect();
-    let on_failure = p.steps(&rb.on_failure, "/on_failure");
-    let finally_steps = p.steps(&rb.finally, "/finally");
+    let on_failure = p.steps(&rb.on_failure);
+    let finally_steps = p.steps(&rb.finally);
     if !p.errors.is_empty() {
         return Err(Invalid {
             file: v.doc.source.name().to_string(),
@@ -262,7 +257,16 @@ fn known_at_run_time(refs: &[String]) -> Vec<String> {
 
 impl Planner<'_> {
     /// Render one template field; on a render error, record a diagnostic.
-    pub(super) fn text(&mut self, source: &str, pointer: &str) -> Text {
+    /// `source` is borrowed from the runbook: its pointer comes from
+    /// [`crate::fields`], which walked the same model.
+    pub(super) fn text(&mut self, source: &str) -> Text {
+        let found = self.fields.pointer_of(source);
+        debug_assert!(
+            found.is_some() || source.is_empty(),
+            "a templated field the walk missed: {source:?}"
+        );
+        let pointer = found.unwrap_or_default().to_string();
+        let pointer = pointer.as_str();
         match template::render(&self.env, source, &self.ctx) {
             Ok(out) => {
                 let after = if template::mentions_deferred(&out) {
@@ -332,17 +336,13 @@ impl Planner<'_> {
 
     /// A rehearsal's `errors`: a list, or a template rendered now and read
     /// as comma-separated verdict names.
-    pub(super) fn verdicts(
-        &mut self,
-        v: Option<&model::VerdictList>,
-        pointer: &str,
-    ) -> Vec<model::Verdict> {
+    pub(super) fn verdicts(&mut self, v: Option<&model::VerdictList>) -> Vec<model::Verdict> {
         let source = match v {
             None => return model::Verdict::default_errors(),
             Some(model::VerdictList::List(list)) => return list.clone(),
             Some(model::VerdictList::Template(t)) => t,
         };
-        let rendered = self.text(source, pointer);
+        let rendered = self.text(source);
         let mut out = Vec::new();
         for name in rendered
             .raw
@@ -355,7 +355,7 @@ impl Planner<'_> {
                 Some(_) => {}
                 None => self.errors.push(
                     Diagnostic::new(format!("unknown verdict `{name}` in `errors`"))
-                        .at(self.rb_span(pointer))
+                        .at(self.span_of(source))
                         .label("renders to an unknown verdict")
                         .hint(format!(
                             "expected a comma-separated list of: {}",
@@ -376,7 +376,12 @@ impl Planner<'_> {
         self.doc.spans().value(pointer)
     }
 
-    pub(super) fn when(&mut self, when: &Option<When>, base: &str) -> Option<PlanWhen> {
+    /// Where a templated field's text sits in the runbook.
+    pub(super) fn span_of(&self, text: &str) -> Option<crate::source::Span> {
+        self.rb_span(self.fields.pointer_of(text)?)
+    }
+
+    pub(super) fn when(&mut self, when: &Option<When>) -> Option<PlanWhen> {
         match when {
             None => None,
             Some(When::Literal(b)) => Some(PlanWhen {
@@ -403,7 +408,7 @@ impl Planner<'_> {
                                     "failed to evaluate `when`: {}",
                                     error_text(&err)
                                 ))
-                                .at(self.rb_span(&format!("{base}/when")))
+                                .at(self.span_of(e))
                                 .label("here"),
                             );
                             None
@@ -418,12 +423,8 @@ impl Planner<'_> {
         }
     }
 
-    pub(super) fn steps(&mut self, steps: &[Step], base: &str) -> Vec<PlanStep> {
-        steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| self.step(s, &format!("{base}/{i}")))
-            .collect()
+    pub(super) fn steps(&mut self, steps: &[Step]) -> Vec<PlanStep> {
+        steps.iter().map(|s| self.step(s)).collect()
     }
 
     pub(super) fn retry(&self, step: &Step) -> PlanRetry {
@@ -483,43 +484,33 @@ impl Planner<'_> {
         Some(s)
     }
 
-    /// The pointer of a kind's main field: the short form or the mapping form.
-    pub(super) fn field(&self, p: &str, kind: &str, long: &str) -> String {
-        let short = format!("{p}/{kind}");
-        if self.doc.value.pointer(&short).is_some_and(Value::is_object) {
-            format!("{short}/{long}")
-        } else {
-            short
-        }
-    }
-
-    pub(super) fn step(&mut self, s: &Step, p: &str) -> PlanStep {
+    pub(super) fn step(&mut self, s: &Step) -> PlanStep {
         let action = match &s.kind {
             StepKind::Sql(sql) => Action::Sql {
-                statements: self.text(&sql.statements, &self.field(p, "sql", "statements")),
+                statements: self.text(&sql.statements),
                 transaction: sql.transaction,
             },
-            StepKind::Check(c) => Action::Check(Box::new(self.check(c, p))),
-            StepKind::Wait(w) => self.wait(w, p),
-            StepKind::Watch(w) => self.watch(w, p),
-            StepKind::Shell(sh) => self.shell(sh, p),
+            StepKind::Check(c) => Action::Check(Box::new(self.check(c))),
+            StepKind::Wait(w) => self.wait(w),
+            StepKind::Watch(w) => self.watch(w),
+            StepKind::Shell(sh) => self.shell(sh),
             StepKind::Sleep(d) => Action::Sleep { duration: *d },
-            StepKind::Backup(b) => self.backup(b, p),
-            StepKind::Restore(r) => self.restore(r, p),
-            StepKind::Backfill(b) => self.backfill(b, p),
-            StepKind::Migrate(m) => self.migrate(m, p),
-            StepKind::Snapshot(x) => self.snapshot(x, p),
-            StepKind::Rehearse(x) => self.rehearse(x, p),
+            StepKind::Backup(b) => self.backup(b),
+            StepKind::Restore(r) => self.restore(r),
+            StepKind::Backfill(b) => self.backfill(b),
+            StepKind::Migrate(m) => self.migrate(m),
+            StepKind::Snapshot(x) => self.snapshot(x),
+            StepKind::Rehearse(x) => self.rehearse(x),
         };
         let rollback = if s.rollback_single {
-            vec![self.step(&s.rollback[0], &format!("{p}/rollback"))]
+            vec![self.step(&s.rollback[0])]
         } else {
-            self.steps(&s.rollback, &format!("{p}/rollback"))
+            self.steps(&s.rollback)
         };
         PlanStep {
             id: s.id.clone(),
             name: s.name.clone(),
-            when: self.when(&s.when, p),
+            when: self.when(&s.when),
             timeout: s.timeout.or(self.rb.defaults.timeout),
             retry: self.retry(s),
             settings: self.settings(s),

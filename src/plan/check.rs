@@ -58,14 +58,14 @@ impl PlanCheck {
 
 impl Planner<'_> {
     /// `p` is where the `check:` key sits (a step, or a wait's `wait`).
-    pub(super) fn check(&mut self, c: &CheckStep, p: &str) -> PlanCheck {
-        let query = self.text(&c.query, &self.field(p, "check", "query"));
+    pub(super) fn check(&mut self, c: &CheckStep) -> PlanCheck {
+        let query = self.text(&c.query);
         let mut expect = Vec::new();
         for (target, m) in &c.expect {
             for (op, value) in &m.ops {
                 let (value, template) = match value {
                     Value::String(s) if s.contains("{{") || s.contains("{%") => {
-                        (Value::String(self.text(s, p).text), Some(s.clone()))
+                        (Value::String(self.text(s).text), Some(s.clone()))
                     }
                     other => (other.clone(), None),
                 };
@@ -88,20 +88,12 @@ impl Planner<'_> {
                         (crate::checks::ArgKind::Tables, Some(Value::Array(list))) => {
                             tables = Some(
                                 list.iter()
-                                    .enumerate()
-                                    .filter_map(|(i, v)| {
-                                        v.as_str().map(|t| {
-                                            self.text(t, &format!("{p}/check/{}/{i}", a.name))
-                                        })
-                                    })
+                                    .filter_map(|v| v.as_str().map(|t| self.text(t)))
                                     .collect(),
                             );
                         }
                         (crate::checks::ArgKind::Text, Some(Value::String(t))) => {
-                            texts.insert(
-                                a.name.to_string(),
-                                self.text(t, &format!("{p}/check/{}", a.name)),
-                            );
+                            texts.insert(a.name.to_string(), self.text(t));
                         }
                         (_, Some(v)) => {
                             args.insert(a.name.to_string(), v.clone());

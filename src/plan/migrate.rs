@@ -37,12 +37,12 @@ impl PlanMigrate {
 }
 
 impl Planner<'_> {
-    pub(super) fn migrate(&mut self, m: &model::MigrateStep, p: &str) -> Action {
+    pub(super) fn migrate(&mut self, m: &model::MigrateStep) -> Action {
         Action::Migrate(Box::new(PlanMigrate {
-            dir: self.text(&m.dir, &format!("{p}/migrate/dir")),
+            dir: self.text(&m.dir),
             format: m.format.clone().unwrap_or_else(|| "auto".into()),
-            to: m.to.as_ref().map(|t| self.target(t, p, m.direction)),
-            steps: m.steps.as_ref().map(|t| self.steps_limit(t, p)),
+            to: m.to.as_ref().map(|t| self.target(t, m.direction)),
+            steps: m.steps.as_ref().map(|t| self.steps_limit(t)),
             direction: m.direction,
             history_table: m.history_table.clone(),
             allow_checksum_change: m.allow_checksum_change,
@@ -53,9 +53,8 @@ impl Planner<'_> {
 impl Planner<'_> {
     /// `to:` rendered; a value known now (from params) is checked now, so
     /// a bad one stops the run before anything changes.
-    fn target(&mut self, to: &str, p: &str, direction: model::Direction) -> Text {
-        let pointer = format!("{p}/migrate/to");
-        let t = self.text(to, &pointer);
+    fn target(&mut self, to: &str, direction: model::Direction) -> Text {
+        let t = self.text(to);
         if to.contains("{{")
             && t.template.is_none()
             && let Err((label, hint)) = crate::migrations::check_target(t.raw.expose(), direction)
@@ -65,7 +64,7 @@ impl Planner<'_> {
                     "`to` renders to `{}`, which is not a version",
                     t.text
                 ))
-                .at(self.rb_span(&pointer))
+                .at(self.span_of(to))
                 .label(label)
                 .hint(hint),
             );
@@ -74,16 +73,15 @@ impl Planner<'_> {
     }
 
     /// `steps:` rendered, and checked now when its value is known now.
-    fn steps_limit(&mut self, n: &str, p: &str) -> Text {
-        let pointer = format!("{p}/migrate/steps");
-        let t = self.text(n, &pointer);
+    fn steps_limit(&mut self, n: &str) -> Text {
+        let t = self.text(n);
         if n.contains("{{")
             && t.template.is_none()
             && let Err(why) = crate::migrations::parse_steps(t.raw.expose())
         {
             self.errors.push(
                 Diagnostic::new(format!("`steps` renders to `{}`, which {why}", t.text))
-                    .at(self.rb_span(&pointer))
+                    .at(self.span_of(n))
                     .label("expected a whole number, 1 or more")
                     .hint("pass a number: `--set NAME=1`"),
             );

@@ -288,6 +288,8 @@ struct Planner<'a> {
     env: Environment<'static>,
     ctx: JValue,
     rb: &'a Runbook,
+    /// Where each templated field sits in the document.
+    fields: crate::fields::Fields<'a>,
     redactor: Redactor,
     errors: Vec<Diagnostic>,
     /// Params with no value and no default: a template that uses one fails.

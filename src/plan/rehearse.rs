@@ -41,9 +41,9 @@ impl PlanRehearse {
 }
 
 impl Planner<'_> {
-    pub(super) fn rehearse(&mut self, x: &model::RehearseStep, p: &str) -> Action {
+    pub(super) fn rehearse(&mut self, x: &model::RehearseStep) -> Action {
         Action::Rehearse(Box::new(PlanRehearse {
-            dir: self.text(&x.dir, &format!("{p}/rehearse/dir")),
+            dir: self.text(&x.dir),
             format: x.format.clone().unwrap_or_else(|| "auto".into()),
             mode: x.mode,
             slow_threshold: x
@@ -51,7 +51,7 @@ impl Planner<'_> {
                 .unwrap_or(Duration(std::time::Duration::from_millis(
                     model::DEFAULT_SLOW_THRESHOLD_MS,
                 ))),
-            errors: self.verdicts(x.errors.as_ref(), &format!("{p}/rehearse/errors")),
+            errors: self.verdicts(x.errors.as_ref()),
             missing_downs: x.missing_downs,
             scratch: match &x.scratch {
                 None | Some(model::Scratch::Template(false)) => None,
@@ -60,10 +60,7 @@ impl Planner<'_> {
                     from.trim().trim_start_matches("steps.").to_string(),
                 )),
             },
-            seed: x
-                .seed
-                .as_ref()
-                .map(|t| self.text(t, &format!("{p}/rehearse/seed"))),
+            seed: x.seed.as_ref().map(|t| self.text(t)),
             history_table: x.history_table.clone(),
         }))
     }

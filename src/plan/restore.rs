@@ -43,18 +43,14 @@ impl PlanRestore {
 }
 
 impl Planner<'_> {
-    pub(super) fn restore(&mut self, r: &model::RestoreStep, p: &str) -> Action {
-        let base = format!("{p}/restore");
+    pub(super) fn restore(&mut self, r: &model::RestoreStep) -> Action {
         let jobs = r.jobs.unwrap_or(1);
         Action::Restore(Box::new(PlanRestore {
             from: match r.from_step() {
                 Some(id) => RestoreFrom::Step(id.to_string()),
-                None => RestoreFrom::Path(self.text(&r.from, &format!("{base}/from"))),
+                None => RestoreFrom::Path(self.text(&r.from)),
             },
-            target: r
-                .target
-                .as_ref()
-                .map(|t| self.text(t, &format!("{base}/target"))),
+            target: r.target.as_ref().map(|t| self.text(t)),
             clean: r.clean,
             jobs,
             single_transaction: r.single_transaction.unwrap_or(jobs == 1),

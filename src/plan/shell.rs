@@ -33,17 +33,10 @@ impl PlanShell {
 }
 
 impl Planner<'_> {
-    pub(super) fn shell(&mut self, sh: &model::ShellStep, p: &str) -> Action {
-        let cmd = self.field(p, "shell", "command");
+    pub(super) fn shell(&mut self, sh: &model::ShellStep) -> Action {
         let (script, argv) = match &sh.command {
-            Command::Script(t) => (Some(self.text(t, &cmd)), Vec::new()),
-            Command::Argv(a) => (
-                None,
-                a.iter()
-                    .enumerate()
-                    .map(|(i, x)| self.text(x, &format!("{cmd}/{i}")))
-                    .collect(),
-            ),
+            Command::Script(t) => (Some(self.text(t)), Vec::new()),
+            Command::Argv(a) => (None, a.iter().map(|x| self.text(x)).collect()),
         };
         Action::Shell(Box::new(PlanShell {
             script,
@@ -51,9 +44,9 @@ impl Planner<'_> {
             env: sh
                 .env
                 .iter()
-                .map(|(k, v)| (k.clone(), self.text(v, p)))
+                .map(|(k, v)| (k.clone(), self.text(v)))
                 .collect(),
-            cwd: sh.cwd.as_ref().map(|c| self.text(c, p)),
+            cwd: sh.cwd.as_ref().map(|c| self.text(c)),
             expect_exit: sh.expect_exit.clone(),
         }))
     }

@@ -27,12 +27,9 @@ impl PlanSnapshot {
 }
 
 impl Planner<'_> {
-    pub(super) fn snapshot(&mut self, x: &model::SnapshotStep, p: &str) -> Action {
+    pub(super) fn snapshot(&mut self, x: &model::SnapshotStep) -> Action {
         Action::Snapshot(Box::new(PlanSnapshot {
-            save: x
-                .save
-                .as_ref()
-                .map(|t| self.text(t, &format!("{p}/snapshot/save"))),
+            save: x.save.as_ref().map(|t| self.text(t)),
             same_as: x
                 .expect
                 .as_ref()

@@ -30,9 +30,9 @@ impl PlanWait {
 }
 
 impl Planner<'_> {
-    pub(super) fn wait(&mut self, w: &model::WaitStep, p: &str) -> Action {
+    pub(super) fn wait(&mut self, w: &model::WaitStep) -> Action {
         Action::Wait(Box::new(PlanWait {
-            check: self.check(&w.check, &format!("{p}/wait")),
+            check: self.check(&w.check),
             interval: w
                 .interval
                 .unwrap_or(Duration(std::time::Duration::from_millis(

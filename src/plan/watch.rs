@@ -30,9 +30,9 @@ impl PlanWatch {
 }
 
 impl Planner<'_> {
-    pub(super) fn watch(&mut self, w: &model::WatchStep, p: &str) -> Action {
+    pub(super) fn watch(&mut self, w: &model::WatchStep) -> Action {
         Action::Watch(Box::new(PlanWatch {
-            check: self.check(&w.check, &format!("{p}/watch")),
+            check: self.check(&w.check),
             interval: w
                 .interval
                 .unwrap_or(Duration(std::time::Duration::from_millis(
