@@ -145,6 +145,8 @@ fn dry_run_result(
     done
 }
 
+/// A backfill step: resolve the table and the checkpoint to resume from,
+/// then run batches until one comes back short.
 pub(crate) async fn run(
     r: &mut Run<'_>,
     s: &PlanStep,
@@ -153,120 +155,47 @@ pub(crate) async fn run(
 ) -> Attempt {
     let started = Instant::now();
     let deadline = timeout.map(|t| started + t);
-    let render = |t| {
-        r.render(t)
-            .map(|(raw, _)| raw)
-            .map_err(|e| Fail::new(StepStatus::Failed, e))
-    };
     // Nothing is written before the table is resolved: a failure up to
     // here changed nothing.
-    let table_name = render(&b.table).map_err(Fail::unchanged)?;
-    let set = render(&b.set).map_err(Fail::unchanged)?;
-    let where_ = b
-        .where_
-        .as_ref()
-        .map(render)
-        .transpose()
-        .map_err(Fail::unchanged)?;
-    let table = resolve(r, &table_name, &b.key)
-        .await
-        .map_err(Fail::unchanged)?;
-    let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
-    let state = state_table(&b.state_table).map_err(Fail::unchanged)?;
-    let fingerprint = fingerprint(&table, &set, where_.as_deref());
-    let runbook = r.plan.runbook.name.clone();
-
-    let mut ck = Checkpoint {
-        last_key: None,
-        rows_done: 0,
-        rows_updated: 0,
-        batches: 0,
-    };
-    let mut resumed = false;
-    if !b.dry_run {
-        ensure_state_table(r, &state).await?;
-        if let Some(prior) = load_checkpoint(r, &state, &runbook, &s.id, &fingerprint).await? {
-            resumed = prior.last_key.is_some();
-            ck = prior;
-        }
-    }
-    if resumed {
-        log(
-            r,
-            &s.id,
-            format!(
-                "resuming after key ({}) from an earlier run: {} rows visited, {} updated, {} batches",
-                ck.last_key.as_deref().unwrap_or_default().join(", "),
-                ck.rows_done,
-                ck.rows_updated,
-                ck.batches
-            ),
-        );
-    }
-    let resumed_from = ck.last_key.clone();
-    let total = if b.exact_count || table.reltuples < 0 {
-        count(r, &table).await?
-    } else {
-        table.reltuples
-    };
-
-    let prefix = match db::settings_sql(&settings, true) {
-        Some(s) => format!("BEGIN;\n{s}\n"),
-        None => "BEGIN;\n".into(),
-    };
-    let mut times: Vec<f64> = Vec::new();
-    let (mut seen_now, mut updated_now) = (0i64, 0i64);
-    let mut throttled = Duration::ZERO;
+    let job = prepare(r, s, b).await.map_err(Fail::unchanged)?;
+    let mut tally = Tally::start(r, s, b, &job).await?;
     let mut last_progress: Option<(Instant, i64)> = None;
-    let run_started = Instant::now();
     loop {
-        throttled += throttle(r, &s.id, b, deadline, timeout).await?;
+        tally.throttled += throttle(r, &s.id, b, deadline, timeout).await?;
         let t0 = Instant::now();
         let batch = Batch {
-            table: &table,
-            set: &set,
-            where_: where_.as_deref(),
-            prefix: &prefix,
-            state: &state,
-            runbook: &runbook,
-            fingerprint: &fingerprint,
+            table: &job.table,
+            set: &job.set,
+            where_: job.where_.as_deref(),
+            prefix: &job.prefix,
+            state: &job.state,
+            runbook: &job.runbook,
+            fingerprint: &job.fingerprint,
         };
-        let attempt = one_batch(r, s, b, &batch, &ck, deadline).await;
-        let (upto, seen, updated) = match attempt {
+        let (upto, seen, updated) = match one_batch(r, s, b, &batch, &tally.ck, deadline).await {
             Ok(Some(done)) => done,
             Ok(None) => break,
             Err(fail) => {
-                let mut f = to_fail(fail, ck.batches + 1, timeout);
-                let (d, _) = summary(
-                    b,
-                    &ck,
-                    seen_now,
-                    updated_now,
-                    &times,
-                    run_started,
-                    throttled,
-                    resumed,
-                    &resumed_from,
-                    total,
-                );
-                f.partial.rows_affected = Some(updated_now as u64);
-                f.partial.details = Some(d);
+                let mut f = to_fail(fail, tally.ck.batches + 1, timeout);
+                f.partial.rows_affected = Some(tally.updated_now as u64);
+                f.partial.details = Some(tally.summary(b).0);
                 return Err(f);
             }
         };
         let elapsed = t0.elapsed();
-        times.push(elapsed.as_secs_f64() * 1000.0);
-        seen_now += seen;
-        updated_now += updated;
+        tally.times.push(elapsed.as_secs_f64() * 1000.0);
+        tally.seen_now += seen;
+        tally.updated_now += updated;
         if b.dry_run {
             return Ok(dry_run_result(
                 r,
                 (s, b),
-                &table,
-                (total, ck.rows_done),
+                &job.table,
+                (tally.total, tally.ck.rows_done),
                 (seen, updated, elapsed),
             ));
         }
+        let ck = &mut tally.ck;
         ck.rows_done += seen;
         ck.rows_updated += updated;
         ck.batches += 1;
@@ -274,42 +203,189 @@ pub(crate) async fn run(
 
         let finished_batch = seen < i64::from(b.batch_size);
         if finished_batch || last_progress.is_none_or(|(t, _)| t.elapsed() >= PROGRESS_EVERY) {
-            last_progress = Some((Instant::now(), ck.rows_done));
-            progress(r, &s.id, &ck, total, seen_now, run_started, None);
+            last_progress = Some((Instant::now(), tally.ck.rows_done));
+            tally.progress(r, &s.id);
         }
         if finished_batch {
             break;
         }
-        pace(r, b, updated_now, run_started, deadline, timeout).await?;
+        pace(r, b, tally.updated_now, tally.started, deadline, timeout).await?;
     }
 
     if !b.dry_run {
-        mark_finished(r, &state, &runbook, &s.id).await?;
+        mark_finished(r, &job.state, &job.runbook, &s.id).await?;
     }
-    if last_progress.is_none_or(|(_, done)| done != ck.rows_done) {
-        progress(r, &s.id, &ck, total, seen_now, run_started, None);
+    if last_progress.is_none_or(|(_, done)| done != tally.ck.rows_done) {
+        tally.progress(r, &s.id);
     }
-    let (details, output) = summary(
-        b,
-        &ck,
-        seen_now,
-        updated_now,
-        &times,
-        run_started,
-        throttled,
-        resumed,
-        &resumed_from,
-        total,
-    );
+    let (details, output) = tally.summary(b);
     let mut done = Done {
-        rows_affected: Some(updated_now as u64),
+        rows_affected: Some(tally.updated_now as u64),
         details: Some(details),
         output,
         ..Done::default()
     };
     done.output
-        .insert("rows_affected".into(), Value::from(updated_now));
+        .insert("rows_affected".into(), Value::from(tally.updated_now));
     Ok(done)
+}
+
+/// What every batch of one backfill is built from, known before the first.
+struct Job {
+    table: Table,
+    set: String,
+    where_: Option<String>,
+    /// BEGIN and the step's settings, before each batch.
+    prefix: String,
+    /// The state table, quoted.
+    state: String,
+    runbook: String,
+    fingerprint: String,
+}
+
+/// Render the step's texts and resolve its table and key; nothing is
+/// written yet.
+async fn prepare(r: &mut Run<'_>, s: &PlanStep, b: &PlanBackfill) -> Result<Job, Fail> {
+    let render = |t| {
+        r.render(t)
+            .map(|(raw, _)| raw)
+            .map_err(|e| Fail::new(StepStatus::Failed, e))
+    };
+    let table_name = render(&b.table)?;
+    let set = render(&b.set)?;
+    let where_ = b.where_.as_ref().map(render).transpose()?;
+    let table = resolve(r, &table_name, &b.key).await?;
+    let settings = s.settings.as_ref().unwrap_or(&r.plan.settings);
+    let prefix = match db::settings_sql(settings, true) {
+        Some(s) => format!("BEGIN;\n{s}\n"),
+        None => "BEGIN;\n".into(),
+    };
+    Ok(Job {
+        fingerprint: fingerprint(&table, &set, where_.as_deref()),
+        state: state_table(&b.state_table)?,
+        runbook: r.plan.runbook.name.clone(),
+        table,
+        set,
+        where_,
+        prefix,
+    })
+}
+
+/// What this run of a backfill has done so far, for its progress events
+/// and its report; `ck` counts every run's work, the rest only this one's.
+struct Tally {
+    ck: Checkpoint,
+    seen_now: i64,
+    updated_now: i64,
+    /// Each batch's time, in ms.
+    times: Vec<f64>,
+    throttled: Duration,
+    started: Instant,
+    resumed: bool,
+    resumed_from: Option<Vec<String>>,
+    total: i64,
+}
+
+impl Tally {
+    /// The checkpoint an earlier run left (read, and logged, unless this
+    /// is a dry run), and the rows to expect.
+    async fn start(r: &mut Run<'_>, s: &PlanStep, b: &PlanBackfill, job: &Job) -> Result<Tally, Fail> {
+        let mut ck = Checkpoint {
+            last_key: None,
+            rows_done: 0,
+            rows_updated: 0,
+            batches: 0,
+        };
+        let mut resumed = false;
+        if !b.dry_run {
+            ensure_state_table(r, &job.state).await?;
+            if let Some(prior) =
+                load_checkpoint(r, &job.state, &job.runbook, &s.id, &job.fingerprint).await?
+            {
+                resumed = prior.last_key.is_some();
+                ck = prior;
+            }
+        }
+        if resumed {
+            log(
+                r,
+                &s.id,
+                format!(
+                    "resuming after key ({}) from an earlier run: {} rows visited, {} updated, {} batches",
+                    ck.last_key.as_deref().unwrap_or_default().join(", "),
+                    ck.rows_done,
+                    ck.rows_updated,
+                    ck.batches
+                ),
+            );
+        }
+        let total = if b.exact_count || job.table.reltuples < 0 {
+            count(r, &job.table).await?
+        } else {
+            job.table.reltuples
+        };
+        Ok(Tally {
+            resumed_from: ck.last_key.clone(),
+            ck,
+            seen_now: 0,
+            updated_now: 0,
+            times: Vec::new(),
+            throttled: Duration::ZERO,
+            started: Instant::now(),
+            resumed,
+            total,
+        })
+    }
+
+    fn progress(&self, r: &mut Run<'_>, step: &str) {
+        progress(r, step, &self.ck, self.total, self.seen_now, self.started, None);
+    }
+
+    /// The step's details and outputs: this run's batches and rates, and
+    /// every run's totals.
+    fn summary(&self, b: &PlanBackfill) -> (Value, serde_json::Map<String, Value>) {
+        let mut sorted = self.times.clone();
+        sorted.sort_by(f64::total_cmp);
+        let secs = self.started.elapsed().as_secs_f64();
+        let batch_ms = json!({
+            "p50": round(percentile(&sorted, 50.0)),
+            "p99": round(percentile(&sorted, 99.0)),
+            "max": round(sorted.last().copied().unwrap_or(0.0)),
+        });
+        let rate = if secs > 0.0 {
+            round(self.updated_now as f64 / secs)
+        } else {
+            0.0
+        };
+        let details = json!({
+            "rows_updated": self.updated_now,
+            "rows_visited": self.seen_now,
+            "batches": self.times.len(),
+            "batch_size": b.batch_size,
+            "batch_ms": batch_ms,
+            "rows_per_second": rate,
+            "throttled_ms": super::ms(self.throttled),
+            "resumed": self.resumed,
+            "resumed_after_key": self.resumed_from,
+            "total_estimate": self.total,
+            "all_runs": {
+                "rows_visited": self.ck.rows_done,
+                "rows_updated": self.ck.rows_updated,
+                "batches": self.ck.batches,
+            },
+        });
+        let mut out = serde_json::Map::new();
+        for k in [
+            "rows_updated",
+            "batches",
+            "batch_ms",
+            "rows_per_second",
+            "resumed",
+        ] {
+            out.insert(k.into(), details[k].clone());
+        }
+        (details, out)
+    }
 }
 
 /// The table, and the key to page by: the primary key, or `key` when it is
@@ -916,62 +992,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-#[allow(clippy::too_many_arguments)]
-fn summary(
-    b: &PlanBackfill,
-    ck: &Checkpoint,
-    seen_now: i64,
-    updated_now: i64,
-    times: &[f64],
-    since: Instant,
-    throttled: Duration,
-    resumed: bool,
-    resumed_from: &Option<Vec<String>>,
-    total: i64,
-) -> (Value, serde_json::Map<String, Value>) {
-    let mut sorted = times.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let secs = since.elapsed().as_secs_f64();
-    let batch_ms = json!({
-        "p50": round(percentile(&sorted, 50.0)),
-        "p99": round(percentile(&sorted, 99.0)),
-        "max": round(sorted.last().copied().unwrap_or(0.0)),
-    });
-    let rate = if secs > 0.0 {
-        round(updated_now as f64 / secs)
-    } else {
-        0.0
-    };
-    let details = json!({
-        "rows_updated": updated_now,
-        "rows_visited": seen_now,
-        "batches": times.len(),
-        "batch_size": b.batch_size,
-        "batch_ms": batch_ms,
-        "rows_per_second": rate,
-        "throttled_ms": super::ms(throttled),
-        "resumed": resumed,
-        "resumed_after_key": resumed_from,
-        "total_estimate": total,
-        "all_runs": {
-            "rows_visited": ck.rows_done,
-            "rows_updated": ck.rows_updated,
-            "batches": ck.batches,
-        },
-    });
-    let mut out = serde_json::Map::new();
-    for k in [
-        "rows_updated",
-        "batches",
-        "batch_ms",
-        "rows_per_second",
-        "resumed",
-    ] {
-        out.insert(k.into(), details[k].clone());
-    }
-    (details, out)
 }
 
 #[cfg(test)]

@@ -351,28 +351,9 @@ pub async fn run_script(
     };
     let v = crate::pg::quote::literal(&m.version);
     let total = stmts.len();
-    // Mark the row dirty before anything runs, in its own commit.
-    let mark = match direction {
-        Direction::Up => format!(
-            "INSERT INTO {t} (version, name, checksum, run_id, dirty, direction, in_transaction, statements_done, statements_total)
-             VALUES ({v}, {name}, {sum}, {run}, true, 'up', {in_tx}, 0, {total})
-             ON CONFLICT (version) DO UPDATE SET dirty = true, direction = 'up', run_id = EXCLUDED.run_id,
-                 in_transaction = EXCLUDED.in_transaction, statements_done = 0,
-                 statements_total = EXCLUDED.statements_total, error = NULL, applied_at = now()",
-            t = history.quoted,
-            name = crate::pg::quote::literal(&m.name),
-            sum = crate::pg::quote::literal(&m.checksum),
-            run = crate::pg::quote::literal(ctx.run_id),
-        ),
-        Direction::Down => format!(
-            "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
-                 statements_done = 0, statements_total = {total}, error = NULL
-             WHERE version = {v}",
-            t = history.quoted,
-            run = crate::pg::quote::literal(ctx.run_id),
-        ),
-    };
     let nested = nested && in_tx;
+    // Mark the row dirty before anything runs, in its own commit.
+    let mark = mark_sql(history, m, direction, ctx.run_id, in_tx, total);
     let mark = if nested {
         format!("SAVEPOINT {LEG_SAVEPOINT};\n{mark}")
     } else {
@@ -382,30 +363,19 @@ pub async fn run_script(
         .batch_execute(&mark)
         .await
         .map_err(|e| plain(db::error_info(&e, None)))?;
-    // Undo a nested leg: back to its savepoint, mark included.
-    let unwind = || async {
-        let _ = db
-            .client
-            .batch_execute(&format!("ROLLBACK TO SAVEPOINT {LEG_SAVEPOINT}"))
-            .await;
+    let leg = Leg {
+        history,
+        m,
+        direction,
+        in_tx,
+        nested,
     };
-    let setup = match (db::settings_sql(ctx.settings, in_tx), in_tx) {
-        (Some(s), true) if nested => s,
-        (None, true) if nested => String::new(),
-        (Some(s), true) => format!("BEGIN;\n{s}"),
-        (None, true) => "BEGIN;".into(),
-        (Some(s), false) => s,
-        (None, false) => String::new(),
-    };
+    let setup = setup_sql(db::settings_sql(ctx.settings, in_tx), in_tx, nested);
     if !setup.is_empty()
         && let Err(e) = db.client.batch_execute(&setup).await
     {
-        if nested {
-            unwind().await;
-        } else {
-            db.rollback().await;
-            let _ = undo_mark(db, history, m, direction).await;
-        }
+        // As if its first statement had failed: nothing ran.
+        leave_after_failure(db, &leg, 0, "").await;
         return Err(plain(db::error_info(&e, None)));
     }
     let started = Instant::now();
@@ -425,31 +395,7 @@ pub async fn run_script(
         };
         if let Err(q) = result {
             let (error, status, retry) = fail_at(script, st, i, q, ctx);
-            if nested {
-                unwind().await;
-            } else if in_tx {
-                db.rollback().await;
-            }
-            if nested {
-                // The mark went with the savepoint.
-            } else if in_tx || i == 0 {
-                // Nothing of the script is left behind: the row goes back
-                // to what it was.
-                let _ = undo_mark(db, history, m, direction).await;
-            } else {
-                let _ = db
-                    .client
-                    .batch_execute(&format!(
-                        "UPDATE {} SET error = {} WHERE version = {v}",
-                        history.quoted,
-                        crate::pg::quote::literal(&format!(
-                            "statement {} failed: {}",
-                            i + 1,
-                            error.message
-                        ))
-                    ))
-                    .await;
-            }
+            leave_after_failure(db, &leg, i, &error.message).await;
             return Err(ScriptFail {
                 error,
                 status,
@@ -478,27 +424,12 @@ pub async fn run_script(
     } else {
         None
     };
-    let finish = match direction {
-        Direction::Up => format!(
-            "UPDATE {} SET dirty = false, statements_done = {total}, duration_ms = {}, applied_at = now() WHERE version = {v}",
-            history.quoted,
-            super::ms(duration)
-        ),
-        Direction::Down => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
-    };
-    let finish = if nested {
-        format!("{finish};\nSET CONSTRAINTS ALL IMMEDIATE;\nRELEASE SAVEPOINT {LEG_SAVEPOINT}")
-    } else if in_tx {
-        format!("{finish};\nCOMMIT")
-    } else {
-        finish
-    };
+    let finish = finish_sql(history, &v, direction, total, duration, in_tx, nested);
     if let Err(e) = db.client.batch_execute(&finish).await {
-        if nested {
-            unwind().await;
-        } else if in_tx {
-            db.rollback().await;
-            let _ = undo_mark(db, history, m, direction).await;
+        // Statements of a script outside a transaction have committed: its
+        // row stays dirty. Otherwise the whole script goes.
+        if in_tx {
+            leave_after_failure(db, &leg, 0, "").await;
         }
         return Err(ScriptFail {
             retry: db::classify(&e).is_some() && in_tx,
@@ -512,6 +443,120 @@ pub async fn run_script(
         statements: total,
         touched,
     })
+}
+
+/// The statement that marks a migration's history row dirty before its
+/// script runs: inserted (or reset) for an up, updated for a down.
+fn mark_sql(
+    history: &History,
+    m: &Migration,
+    direction: Direction,
+    run_id: &str,
+    in_tx: bool,
+    total: usize,
+) -> String {
+    let v = crate::pg::quote::literal(&m.version);
+    let run = crate::pg::quote::literal(run_id);
+    let t = &history.quoted;
+    match direction {
+        Direction::Up => format!(
+            "INSERT INTO {t} (version, name, checksum, run_id, dirty, direction, in_transaction, statements_done, statements_total)
+             VALUES ({v}, {name}, {sum}, {run}, true, 'up', {in_tx}, 0, {total})
+             ON CONFLICT (version) DO UPDATE SET dirty = true, direction = 'up', run_id = EXCLUDED.run_id,
+                 in_transaction = EXCLUDED.in_transaction, statements_done = 0,
+                 statements_total = EXCLUDED.statements_total, error = NULL, applied_at = now()",
+            name = crate::pg::quote::literal(&m.name),
+            sum = crate::pg::quote::literal(&m.checksum),
+        ),
+        Direction::Down => format!(
+            "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
+                 statements_done = 0, statements_total = {total}, error = NULL
+             WHERE version = {v}"
+        ),
+    }
+}
+
+/// What opens a script: its own transaction (unless nested under a
+/// savepoint already) and the step's settings.
+fn setup_sql(settings: Option<String>, in_tx: bool, nested: bool) -> String {
+    match (settings, in_tx) {
+        (Some(s), true) if nested => s,
+        (None, true) if nested => String::new(),
+        (Some(s), true) => format!("BEGIN;\n{s}"),
+        (None, true) => "BEGIN;".into(),
+        (Some(s), false) => s,
+        (None, false) => String::new(),
+    }
+}
+
+/// What closes a script that ran to its end: the history row clean (or
+/// gone, after a down), then COMMIT, or the savepoint released after the
+/// deferred constraints are checked as a COMMIT would.
+fn finish_sql(
+    history: &History,
+    v: &str,
+    direction: Direction,
+    total: usize,
+    duration: Duration,
+    in_tx: bool,
+    nested: bool,
+) -> String {
+    let finish = match direction {
+        Direction::Up => format!(
+            "UPDATE {} SET dirty = false, statements_done = {total}, duration_ms = {}, applied_at = now() WHERE version = {v}",
+            history.quoted,
+            super::ms(duration)
+        ),
+        Direction::Down => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
+    };
+    if nested {
+        format!("{finish};\nSET CONSTRAINTS ALL IMMEDIATE;\nRELEASE SAVEPOINT {LEG_SAVEPOINT}")
+    } else if in_tx {
+        format!("{finish};\nCOMMIT")
+    } else {
+        finish
+    }
+}
+
+/// One script being run, as far as cleaning up after it goes.
+struct Leg<'a> {
+    history: &'a History,
+    m: &'a Migration,
+    direction: Direction,
+    in_tx: bool,
+    nested: bool,
+}
+
+/// After statement `i` failed: undo what the failure undid anyway, and
+/// leave the history row saying what is true. A nested leg goes back to
+/// its savepoint (its mark with it); a transactional script, or one whose
+/// first statement failed, left nothing, so its row goes back to what it
+/// was; otherwise statements before `i` committed and the row stays dirty,
+/// with the error on it.
+async fn leave_after_failure(db: &Db, leg: &Leg<'_>, i: usize, message: &str) {
+    if leg.nested {
+        let _ = db
+            .client
+            .batch_execute(&format!("ROLLBACK TO SAVEPOINT {LEG_SAVEPOINT}"))
+            .await;
+        return;
+    }
+    if leg.in_tx {
+        db.rollback().await;
+    }
+    if leg.in_tx || i == 0 {
+        let _ = undo_mark(db, leg.history, leg.m, leg.direction).await;
+    } else {
+        let _ = db
+            .client
+            .batch_execute(&format!(
+                "UPDATE {} SET error = {} WHERE version = {}",
+                leg.history.quoted,
+                crate::pg::quote::literal(&format!("statement {} failed: {message}", i + 1)),
+                crate::pg::quote::literal(&leg.m.version),
+            ))
+            .await;
+    }
 }
 
 /// Put the history row back as it was before the script started.
@@ -695,6 +740,8 @@ fn target(r: &Run<'_>, m: &PlanMigrate) -> Result<(Option<String>, Option<u32>),
     Ok((to, steps))
 }
 
+/// A `migrate` step: decide what to run, refuse what must not run, then
+/// run each script in order, stopping at the first failure.
 async fn migrate(
     r: &mut Run<'_>,
     s: &PlanStep,
@@ -704,36 +751,7 @@ async fn migrate(
     settings: &Settings,
     timeout: Option<Duration>,
 ) -> Attempt {
-    history
-        .ensure(&r.db)
-        .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    let applied = history
-        .read(&r.db)
-        .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    if let Some(d) = applied.iter().find(|a| a.dirty) {
-        let (message, hint) = dirty_message(d, &history.name);
-        return Err(refused(message, &hint));
-    }
-    let (to, steps) = target(r, m)?;
-    let mut pending = select(
-        set,
-        &applied,
-        m.direction,
-        to.as_deref().filter(|t| *t != BEFORE_RUN),
-        steps,
-    );
-    if to.as_deref() == Some(BEFORE_RUN) {
-        // Exactly what this run applied (or, for `runbook rollback`, the
-        // run being undone), newest first; nothing an earlier run built.
-        let ours = |v: &str| {
-            applied
-                .iter()
-                .any(|a| a.version == v && a.run_id == r.origin_run_id)
-        };
-        pending.run.retain(|m| ours(&m.version));
-    }
+    let (applied, pending) = decide(r, m, set, history).await?;
     let mut details = json!({
         "format": set.format.name(),
         "dir": set.dir.display().to_string(),
@@ -744,40 +762,7 @@ async fn migrate(
         details["warnings"] = json!(set.warnings);
     }
     if !pending.changed.is_empty() {
-        let list: Vec<String> = pending
-            .changed
-            .iter()
-            .map(|(v, f, was, now)| {
-                format!("{f} (version {v}): applied with sha256 {was}, now {now}")
-            })
-            .collect();
-        if !m.allow_checksum_change {
-            return Err(refused(
-                format!(
-                    "{} applied migration(s) changed since they were applied: {}",
-                    list.len(),
-                    list.join("; ")
-                ),
-                "an applied migration must not be edited: restore the file, or add a new migration; `allow_checksum_change: true` accepts the change and records it",
-            ));
-        }
-        for (v, f, was, now) in &pending.changed {
-            super::sql::log(
-                r,
-                &s.id,
-                format!("warning: {f} changed after it was applied (allowed): {was} -> {now}"),
-            );
-            let _ =
-                r.db.client
-                    .batch_execute(&format!(
-                        "UPDATE {} SET checksum = {} WHERE version = {}",
-                        history.quoted,
-                        crate::pg::quote::literal(now),
-                        crate::pg::quote::literal(v)
-                    ))
-                    .await;
-        }
-        details["checksum_changes_allowed"] = json!(list);
+        details["checksum_changes_allowed"] = json!(accept_changes(r, s, m, history, &pending).await?);
     }
     if !pending.missing.is_empty() {
         super::sql::log(
@@ -823,28 +808,9 @@ async fn migrate(
         super::sql::log(r, &s.id, "nothing to do: no migration is pending".into());
     }
     for (i, x) in pending.run.iter().enumerate() {
-        if m.direction == Direction::Up
-            && let Some(max) = max_applied
-            && migrations::version_cmp(&x.version, max).is_lt()
-        {
-            super::sql::log(
-                r,
-                &s.id,
-                format!(
-                    "warning: {} is older than the newest applied migration ({max}); applying it out of order",
-                    x.version
-                ),
-            );
+        for line in announce(x, m.direction, max_applied, (i + 1, total)) {
+            super::sql::log(r, &s.id, line);
         }
-        let verb = match m.direction {
-            Direction::Up => "applying",
-            Direction::Down => "rolling back",
-        };
-        super::sql::log(
-            r,
-            &s.id,
-            format!("[{}/{total}] {verb} {} {}", i + 1, x.version, x.name),
-        );
         match run_script(&r.db, history, x, m.direction, &ctx, false, false).await {
             Ok(done) => {
                 if let Some(why) = &done.no_transaction_because {
@@ -859,48 +825,160 @@ async fn migrate(
                     "statements": done.statements,
                 }));
             }
-            Err(f) => {
-                details["applied"] = json!(done_list);
-                details["failed"] = json!({
-                    "version": x.version,
-                    "name": x.name,
-                    "statements_done": f.done,
-                    "transaction": f.in_transaction,
-                });
-                let mut error = f.error;
-                error.message = format!("migration {} ({}): {}", x.version, x.name, error.message);
-                if !f.in_transaction && f.done > 0 {
-                    error.hint = Some(format!(
-                        "{} statement(s) of it committed before the failure and it is marked dirty; see `runbook migrations status` and repair it by hand",
-                        f.done
-                    ));
-                }
-                let mut fail = Fail::new(f.status, error);
-                if f.retry {
-                    fail.retry_class = Some(crate::model::ErrorClass::LockTimeout);
-                }
-                let mut partial = Done {
-                    details: Some(details),
-                    ..Done::default()
-                };
-                partial.output.insert("applied".into(), json!(done_list));
-                fail.partial = partial;
-                fail.changed_nothing = done_list.is_empty() && (f.in_transaction || f.done == 0);
-                return Err(fail);
-            }
+            Err(f) => return Err(script_failed(x, f, details, done_list)),
         }
     }
+    details["applied"] = json!(done_list);
     let mut done = Done {
-        details: Some({
-            details["applied"] = json!(done_list);
-            details
-        }),
+        details: Some(details),
         ..Done::default()
     };
+    let count = done_list.len();
     done.output.insert("applied".into(), json!(done_list));
-    done.output
-        .insert("count".into(), Value::from(done_list.len()));
+    done.output.insert("count".into(), Value::from(count));
     Ok(done)
+}
+
+/// The log lines before a script runs: its place in the list, and a
+/// warning when it is applied below the newest applied version.
+fn announce(
+    x: &Migration,
+    direction: Direction,
+    max_applied: Option<&str>,
+    (n, total): (usize, usize),
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    if direction == Direction::Up
+        && let Some(max) = max_applied
+        && migrations::version_cmp(&x.version, max).is_lt()
+    {
+        lines.push(format!(
+            "warning: {} is older than the newest applied migration ({max}); applying it out of order",
+            x.version
+        ));
+    }
+    let verb = match direction {
+        Direction::Up => "applying",
+        Direction::Down => "rolling back",
+    };
+    lines.push(format!("[{n}/{total}] {verb} {} {}", x.version, x.name));
+    lines
+}
+
+/// What the history says is applied, and what this step would run: none
+/// of it while a row is dirty; under `to: before_run`, exactly what this
+/// run applied (or, for `runbook rollback`, the run being undone), newest
+/// first, and nothing an earlier run built.
+async fn decide<'s>(
+    r: &Run<'_>,
+    m: &PlanMigrate,
+    set: &'s Set,
+    history: &History,
+) -> Result<(Vec<Applied>, Pending<'s>), Fail> {
+    history
+        .ensure(&r.db)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let applied = history
+        .read(&r.db)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    if let Some(d) = applied.iter().find(|a| a.dirty) {
+        let (message, hint) = dirty_message(d, &history.name);
+        return Err(refused(message, &hint));
+    }
+    let (to, steps) = target(r, m)?;
+    let mut pending = select(
+        set,
+        &applied,
+        m.direction,
+        to.as_deref().filter(|t| *t != BEFORE_RUN),
+        steps,
+    );
+    if to.as_deref() == Some(BEFORE_RUN) {
+        let ours = |v: &str| {
+            applied
+                .iter()
+                .any(|a| a.version == v && a.run_id == r.origin_run_id)
+        };
+        pending.run.retain(|m| ours(&m.version));
+    }
+    Ok((applied, pending))
+}
+
+/// Applied migrations whose files changed: refused, unless the step
+/// allows it; then each change is logged and its new checksum recorded.
+async fn accept_changes(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    m: &PlanMigrate,
+    history: &History,
+    pending: &Pending<'_>,
+) -> Result<Vec<String>, Fail> {
+    let list: Vec<String> = pending
+        .changed
+        .iter()
+        .map(|(v, f, was, now)| format!("{f} (version {v}): applied with sha256 {was}, now {now}"))
+        .collect();
+    if !m.allow_checksum_change {
+        return Err(refused(
+            format!(
+                "{} applied migration(s) changed since they were applied: {}",
+                list.len(),
+                list.join("; ")
+            ),
+            "an applied migration must not be edited: restore the file, or add a new migration; `allow_checksum_change: true` accepts the change and records it",
+        ));
+    }
+    for (v, f, was, now) in &pending.changed {
+        super::sql::log(
+            r,
+            &s.id,
+            format!("warning: {f} changed after it was applied (allowed): {was} -> {now}"),
+        );
+        let _ =
+            r.db.client
+                .batch_execute(&format!(
+                    "UPDATE {} SET checksum = {} WHERE version = {}",
+                    history.quoted,
+                    crate::pg::quote::literal(now),
+                    crate::pg::quote::literal(v)
+                ))
+                .await;
+    }
+    Ok(list)
+}
+
+/// The step's failure when migration `x` failed after `done_list` were
+/// applied: what committed, what is dirty, and whether anything changed.
+fn script_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Vec<Value>) -> Fail {
+    details["applied"] = json!(done_list);
+    details["failed"] = json!({
+        "version": x.version,
+        "name": x.name,
+        "statements_done": f.done,
+        "transaction": f.in_transaction,
+    });
+    let mut error = f.error;
+    error.message = format!("migration {} ({}): {}", x.version, x.name, error.message);
+    if !f.in_transaction && f.done > 0 {
+        error.hint = Some(format!(
+            "{} statement(s) of it committed before the failure and it is marked dirty; see `runbook migrations status` and repair it by hand",
+            f.done
+        ));
+    }
+    let mut fail = Fail::new(f.status, error);
+    if f.retry {
+        fail.retry_class = Some(crate::model::ErrorClass::LockTimeout);
+    }
+    fail.changed_nothing = done_list.is_empty() && (f.in_transaction || f.done == 0);
+    let mut partial = Done {
+        details: Some(details),
+        ..Done::default()
+    };
+    partial.output.insert("applied".into(), json!(done_list));
+    fail.partial = partial;
+    fail
 }
 
 /// The text of a simple query's first value.
