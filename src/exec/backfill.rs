@@ -289,7 +289,12 @@ struct Tally {
 impl Tally {
     /// The checkpoint an earlier run left (read, and logged, unless this
     /// is a dry run), and the rows to expect.
-    async fn start(r: &mut Run<'_>, s: &PlanStep, b: &PlanBackfill, job: &Job) -> Result<Tally, Fail> {
+    async fn start(
+        r: &mut Run<'_>,
+        s: &PlanStep,
+        b: &PlanBackfill,
+        job: &Job,
+    ) -> Result<Tally, Fail> {
         let mut ck = Checkpoint {
             last_key: None,
             rows_done: 0,
@@ -338,7 +343,15 @@ impl Tally {
     }
 
     fn progress(&self, r: &mut Run<'_>, step: &str) {
-        progress(r, step, &self.ck, self.total, self.seen_now, self.started, None);
+        progress(
+            r,
+            step,
+            &self.ck,
+            self.total,
+            self.seen_now,
+            self.started,
+            None,
+        );
     }
 
     /// The step's details and outputs: this run's batches and rates, and

@@ -187,6 +187,80 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A step with compensations, registered before it runs, so that a
+    /// failure from here on undoes it too.
+    fn register(&mut self, s: &'a PlanStep) -> Registered<'a> {
+        self.bus.emit(Event::CompensationRegistered {
+            at: now(),
+            step: s.id.clone(),
+            compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
+        });
+        Registered {
+            step: s,
+            status: StepStatus::Running,
+            changed_nothing: false,
+        }
+    }
+
+    /// Undo a failed phase as its `on_failure` says: its compensations, or
+    /// its branch; then check the undo against the schema before the run
+    /// changed anything when no earlier phase's changes stand in between,
+    /// else against the schema before this phase. Returns whether an undo
+    /// was needed and ran, and whether it failed.
+    async fn undo_phase(
+        &mut self,
+        ph: &'a PlanPhase,
+        mode: &'a PlanOnFailure,
+        registered: &[Registered<'a>],
+        reason: String,
+        st: &mut LineState,
+    ) -> (bool, bool) {
+        let (scope, needed) = match mode {
+            PlanOnFailure::Abort | PlanOnFailure::Continue => return (false, false),
+            PlanOnFailure::Rollback => (
+                RollbackScope::Phase,
+                registered.iter().any(|r| !r.changed_nothing),
+            ),
+            PlanOnFailure::Steps(_) => (RollbackScope::PhaseBranch, true),
+        };
+        self.bus.emit(Event::RollbackStarted {
+            at: now(),
+            scope,
+            phase: Some(ph.id.clone()),
+            reason,
+        });
+        let clean = match mode {
+            PlanOnFailure::Steps(branch) => {
+                self.all(branch, Some(&ph.id), Role::PhaseBranch, None)
+                    .await
+            }
+            _ => self.compensate(&ph.id, registered).await,
+        };
+        let verification = if !needed || !st.touched {
+            None
+        } else if st.kept.is_empty() {
+            let (check, v) = self.check_against(st.run_baseline(), "run_start").await;
+            st.back_to_start = Some(check);
+            Some(v)
+        } else {
+            let (check, v) = self.check_against(st.phase_baseline(), "phase_start").await;
+            if check == verdict::Check::Equal {
+                st.back_to_phase = Some(ph.id.clone());
+            } else {
+                st.back_to_start = Some(check);
+            }
+            Some(v)
+        };
+        self.bus.emit(Event::RollbackFinished {
+            at: now(),
+            scope,
+            phase: Some(ph.id.clone()),
+            clean,
+            verification,
+        });
+        (needed, !clean)
+    }
+
     /// Run one phase's steps. On a fatal failure, undo as the phase says
     /// and return what happened.
     async fn run_phase(&mut self, ph: &'a PlanPhase, st: &mut LineState) -> Option<PhaseFailure> {
@@ -216,16 +290,7 @@ impl<'a> Run<'a> {
                 },
             }
             if !s.rollback.is_empty() {
-                self.bus.emit(Event::CompensationRegistered {
-                    at: now(),
-                    step: s.id.clone(),
-                    compensations: s.rollback.iter().map(|r| r.id.clone()).collect(),
-                });
-                registered.push(Registered {
-                    step: s,
-                    status: StepStatus::Running,
-                    changed_nothing: false,
-                });
+                registered.push(self.register(s));
             }
             let o = match fail_with {
                 Some(e) => self.finish_step(
@@ -278,58 +343,7 @@ impl<'a> Run<'a> {
                 self.stop_level = 2;
             }
             let reason = format!("step `{}` {}", s.id, o.status.name());
-            let (scope, needed) = match mode {
-                PlanOnFailure::Abort | PlanOnFailure::Continue => (None, false),
-                PlanOnFailure::Rollback => (
-                    Some(RollbackScope::Phase),
-                    registered.iter().any(|r| !r.changed_nothing),
-                ),
-                PlanOnFailure::Steps(_) => (Some(RollbackScope::PhaseBranch), true),
-            };
-            let mut undo_ran = false;
-            let mut undo_failed = false;
-            if let Some(scope) = scope {
-                self.bus.emit(Event::RollbackStarted {
-                    at: now(),
-                    scope,
-                    phase: Some(ph.id.clone()),
-                    reason,
-                });
-                let clean = match mode {
-                    PlanOnFailure::Steps(branch) => {
-                        self.all(branch, Some(&ph.id), Role::PhaseBranch, None)
-                            .await
-                    }
-                    _ => self.compensate(&ph.id, &registered).await,
-                };
-                undo_ran = needed;
-                undo_failed = !clean;
-                // Check the undo against the schema before the run changed
-                // anything when no earlier phase's changes stand in between;
-                // else against the schema before this phase.
-                let verification = if !undo_ran || !st.touched {
-                    None
-                } else if st.kept.is_empty() {
-                    let (check, v) = self.check_against(st.run_baseline(), "run_start").await;
-                    st.back_to_start = Some(check);
-                    Some(v)
-                } else {
-                    let (check, v) = self.check_against(st.phase_baseline(), "phase_start").await;
-                    if check == verdict::Check::Equal {
-                        st.back_to_phase = Some(ph.id.clone());
-                    } else {
-                        st.back_to_start = Some(check);
-                    }
-                    Some(v)
-                };
-                self.bus.emit(Event::RollbackFinished {
-                    at: now(),
-                    scope,
-                    phase: Some(ph.id.clone()),
-                    clean,
-                    verification,
-                });
-            }
+            let (undo_ran, undo_failed) = self.undo_phase(ph, mode, &registered, reason, st).await;
             // A rehearsal that found bad migrations is a verification
             // failure wherever it sits: it proved something, and its
             // scratch work changed nothing.

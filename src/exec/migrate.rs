@@ -762,7 +762,8 @@ async fn migrate(
         details["warnings"] = json!(set.warnings);
     }
     if !pending.changed.is_empty() {
-        details["checksum_changes_allowed"] = json!(accept_changes(r, s, m, history, &pending).await?);
+        details["checksum_changes_allowed"] =
+            json!(accept_changes(r, s, m, history, &pending).await?);
     }
     if !pending.missing.is_empty() {
         super::sql::log(

@@ -32,34 +32,13 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
     let env = template::environment();
     let params = JValue::from(minijinja::value::Serde(v.params.defined()));
     let mut errors = Vec::new();
-
-    // Vars render in order; each sees the ones before it.
-    let mut vars = serde_json::Map::new();
-    for (name, raw) in &rb.vars {
-        let ctx = minijinja::context! {
-            params => params.clone(),
-            vars => JValue::from(minijinja::value::Serde(&vars)),
-            metadata => JValue::from(minijinja::value::Serde(&metadata)),
-            run => run_value.clone(),
-        };
-        let reads_secret = uses_secret(&env, raw, v);
-        match render_value(&env, raw, &ctx) {
-            Ok(val) => {
-                if reads_secret {
-                    collect_strings(&val, &mut |s| redactor.add(s));
-                }
-                vars.insert(name.clone(), val);
-            }
-            Err(e) => errors.push(
-                Diagnostic::new(format!("failed to render var `{name}`: {}", error_text(&e)))
-                    .at(v
-                        .doc
-                        .spans()
-                        .value(&format!("/vars/{}", crate::load::pointer_segment(name))))
-                    .label("here"),
-            ),
-        }
-    }
+    let vars = render_vars(
+        v,
+        &env,
+        (&params, &metadata, &run_value),
+        &mut redactor,
+        &mut errors,
+    );
     let ctx = minijinja::context! {
         params => params,
         vars => JValue::from(minijinja::value::Serde(&vars)),
@@ -77,46 +56,8 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         errors,
         unset: v.params.unset().into_iter().map(str::to_string).collect(),
     };
-    let mut database_url = None;
-    let database = match &rb.database.url {
-        Some(url) => {
-            let t = p.text(url);
-            p.redactor.add_url(t.raw.expose());
-            database_url = Some(t.raw.expose().clone());
-            PlanDatabase {
-                url: Some(p.redactor.redact(t.raw.expose()).into_owned()),
-                source: "runbook",
-            }
-        }
-        None => PlanDatabase {
-            url: None,
-            source: "--database-url or DATABASE_URL at run time",
-        },
-    };
-    let phases = rb
-        .phases
-        .iter()
-        .map(|ph| PlanPhase {
-            id: ph.id.clone(),
-            kind: ph.kind,
-            description: ph.description.clone(),
-            when: p.when(&ph.when),
-            approval: ph.approval.as_ref().map(|a| PlanApproval {
-                prompt: match &a.prompt {
-                    Some(t) => p.text(t),
-                    None => plain(format!("Run phase `{}`?", ph.id)),
-                },
-                required: a.required,
-            }),
-            on_failure: match &ph.on_failure {
-                OnFailure::Mode(FailureMode::Rollback) => PlanOnFailure::Rollback,
-                OnFailure::Mode(FailureMode::Abort) => PlanOnFailure::Abort,
-                OnFailure::Mode(FailureMode::Continue) => PlanOnFailure::Continue,
-                OnFailure::Steps(s) => PlanOnFailure::Steps(p.steps(s)),
-            },
-            steps: p.steps(&ph.steps),
-        })
-        .collect();
+    let (database, database_url) = p.database();
+    let phases = rb.phases.iter().map(|ph| p.phase(ph)).collect();
     let on_failure = p.steps(&rb.on_failure);
     let finally_steps = p.steps(&rb.finally);
     if !p.errors.is_empty() {
@@ -139,26 +80,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
     let Value::Object(vars) = vars else {
         unreachable!("vars is an object")
     };
-    let params = v
-        .params
-        .0
-        .iter()
-        .map(|(k, pv)| {
-            let value = if pv.secret && !pv.value.is_null() {
-                Value::String(REDACTED.into())
-            } else {
-                pv.value.clone()
-            };
-            (
-                k.clone(),
-                PlanParam {
-                    value,
-                    origin: pv.origin,
-                    secret: pv.secret,
-                },
-            )
-        })
-        .collect();
+    let params = plan_params(v);
     Ok(Plan {
         runbook: RunbookInfo {
             name: rb.metadata.name.clone(),
@@ -179,6 +101,115 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         context,
         database_url,
     })
+}
+
+impl Planner<'_> {
+    /// Where the run connects: the runbook's URL (rendered, redacted in
+    /// the plan, its password taught to the redactor), or the one given at
+    /// run time.
+    fn database(&mut self) -> (PlanDatabase, Option<String>) {
+        let mut database_url = None;
+        let database = match &self.rb.database.url {
+            Some(url) => {
+                let t = self.text(url);
+                self.redactor.add_url(t.raw.expose());
+                database_url = Some(t.raw.expose().clone());
+                PlanDatabase {
+                    url: Some(self.redactor.redact(t.raw.expose()).into_owned()),
+                    source: "runbook",
+                }
+            }
+            None => PlanDatabase {
+                url: None,
+                source: "--database-url or DATABASE_URL at run time",
+            },
+        };
+        (database, database_url)
+    }
+
+    fn phase(&mut self, ph: &model::Phase) -> PlanPhase {
+        PlanPhase {
+            id: ph.id.clone(),
+            kind: ph.kind,
+            description: ph.description.clone(),
+            when: self.when(&ph.when),
+            approval: ph.approval.as_ref().map(|a| PlanApproval {
+                prompt: match &a.prompt {
+                    Some(t) => self.text(t),
+                    None => plain(format!("Run phase `{}`?", ph.id)),
+                },
+                required: a.required,
+            }),
+            on_failure: match &ph.on_failure {
+                OnFailure::Mode(FailureMode::Rollback) => PlanOnFailure::Rollback,
+                OnFailure::Mode(FailureMode::Abort) => PlanOnFailure::Abort,
+                OnFailure::Mode(FailureMode::Continue) => PlanOnFailure::Continue,
+                OnFailure::Steps(s) => PlanOnFailure::Steps(self.steps(s)),
+            },
+            steps: self.steps(&ph.steps),
+        }
+    }
+}
+
+/// Vars render in order; each sees the ones before it. A var that reads a
+/// secret param is redacted wherever its value appears.
+fn render_vars(
+    v: &Validated,
+    env: &Environment<'static>,
+    (params, metadata, run_value): (&JValue, &Value, &JValue),
+    redactor: &mut Redactor,
+    errors: &mut Vec<Diagnostic>,
+) -> serde_json::Map<String, Value> {
+    let mut vars = serde_json::Map::new();
+    for (name, raw) in &v.runbook.vars {
+        let ctx = minijinja::context! {
+            params => params.clone(),
+            vars => JValue::from(minijinja::value::Serde(&vars)),
+            metadata => JValue::from(minijinja::value::Serde(metadata)),
+            run => run_value.clone(),
+        };
+        let reads_secret = uses_secret(env, raw, v);
+        match render_value(env, raw, &ctx) {
+            Ok(val) => {
+                if reads_secret {
+                    collect_strings(&val, &mut |s| redactor.add(s));
+                }
+                vars.insert(name.clone(), val);
+            }
+            Err(e) => errors.push(
+                Diagnostic::new(format!("failed to render var `{name}`: {}", error_text(&e)))
+                    .at(v
+                        .doc
+                        .spans()
+                        .value(&format!("/vars/{}", crate::load::pointer_segment(name))))
+                    .label("here"),
+            ),
+        }
+    }
+    vars
+}
+
+/// The params as the plan shows them: a secret's value redacted.
+fn plan_params(v: &Validated) -> IndexMap<String, PlanParam> {
+    v.params
+        .0
+        .iter()
+        .map(|(k, pv)| {
+            let value = if pv.secret && !pv.value.is_null() {
+                Value::String(REDACTED.into())
+            } else {
+                pv.value.clone()
+            };
+            (
+                k.clone(),
+                PlanParam {
+                    value,
+                    origin: pv.origin,
+                    secret: pv.secret,
+                },
+            )
+        })
+        .collect()
 }
 
 fn uses_secret(env: &Environment<'_>, raw: &Value, v: &Validated) -> bool {

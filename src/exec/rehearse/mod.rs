@@ -448,26 +448,7 @@ async fn rehearse(
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
 ) -> Attempt {
-    rig.history
-        .ensure(rig.db())
-        .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    let applied = rig
-        .history
-        .read(rig.db())
-        .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    if let Some(d) = applied.iter().find(|a| a.dirty) {
-        let (message, hint) = migrate::dirty_message(d, &rig.history.name);
-        return Err(failed(message, &hint));
-    }
-    let pending = migrate::select(set, &applied, Direction::Up, None, None);
-    if let Some((v, f, was, now)) = pending.changed.first() {
-        return Err(failed(
-            format!("{f} (version {v}) changed after it was applied: sha256 {was} then, {now} now"),
-            "an applied migration must not be edited: restore the file, or add a new migration",
-        ));
-    }
+    let pending = pending(rig, set).await?;
     let again = Again {
         s,
         x,
@@ -567,38 +548,66 @@ async fn rehearse(
     if errors.is_empty() && stopped.is_none() {
         return Ok(done);
     }
-    let list: Vec<String> = errors
-        .iter()
-        .map(|o| format!("{} {} ({})", o.version, o.name, o.verdict.name()))
-        .collect();
-    let shown: Vec<&String> = list.iter().take(20).collect();
-    let more = if list.len() > shown.len() {
-        format!(" and {} more", list.len() - shown.len())
-    } else {
-        String::new()
-    };
-    let listed = shown
-        .iter()
-        .map(|l| l.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let message = match (&stopped, list.is_empty()) {
-        (Some(why), true) => format!("the rehearsal stopped early: {why}"),
-        (Some(why), false) => format!(
-            "{} migration(s) failed the rehearsal: {listed}{more}; then it stopped early: {why}",
-            list.len(),
-        ),
-        (None, _) => format!(
-            "{} migration(s) failed the rehearsal: {listed}{more}",
-            list.len(),
-        ),
-    };
+    let message = failure_message(&errors, stopped.as_deref());
     let mut f = failed(
         message,
         "report.md has a table of every migration's verdict, with the schema differences and the tables whose data changed",
     );
     f.partial = done;
     Err(f)
+}
+
+/// What the rehearsal runs: the migrations not yet applied on the scratch
+/// database. Refused while its history has a dirty row, or an applied
+/// migration's file changed since.
+async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending<'s>, Fail> {
+    rig.history
+        .ensure(rig.db())
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let applied = rig
+        .history
+        .read(rig.db())
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    if let Some(d) = applied.iter().find(|a| a.dirty) {
+        let (message, hint) = migrate::dirty_message(d, &rig.history.name);
+        return Err(failed(message, &hint));
+    }
+    let pending = migrate::select(set, &applied, Direction::Up, None, None);
+    if let Some((v, f, was, now)) = pending.changed.first() {
+        return Err(failed(
+            format!("{f} (version {v}) changed after it was applied: sha256 {was} then, {now} now"),
+            "an applied migration must not be edited: restore the file, or add a new migration",
+        ));
+    }
+    Ok(pending)
+}
+
+/// The step's error: the migrations that failed (the first 20 named), and
+/// why the rehearsal stopped early, if it did.
+fn failure_message(errors: &[&Outcome], stopped: Option<&str>) -> String {
+    let list: Vec<String> = errors
+        .iter()
+        .map(|o| format!("{} {} ({})", o.version, o.name, o.verdict.name()))
+        .collect();
+    let shown = list.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
+    let more = if list.len() > 20 {
+        format!(" and {} more", list.len() - 20)
+    } else {
+        String::new()
+    };
+    match (stopped, list.is_empty()) {
+        (Some(why), true) => format!("the rehearsal stopped early: {why}"),
+        (Some(why), false) => format!(
+            "{} migration(s) failed the rehearsal: {shown}{more}; then it stopped early: {why}",
+            list.len(),
+        ),
+        (None, _) => format!(
+            "{} migration(s) failed the rehearsal: {shown}{more}",
+            list.len(),
+        ),
+    }
 }
 
 /// The timings CSV beside the report, when there is a report directory.
@@ -920,6 +929,64 @@ async fn whole_set(
     let before = rig.snap().await?;
     let tables = before.tables();
     let d0 = rig.sums(&tables, &before).await?;
+    if let Some(why) = all_ups(r, rig, run, outcomes).await? {
+        return Ok(Some(why));
+    }
+    let after_up = rig.snap().await?;
+    let d1 = rig.sums(&tables, &after_up).await?;
+    let downs = match all_downs(rig, missing_downs, run, outcomes, whole).await? {
+        Ok(downs) => downs,
+        Err(why) => return Ok(Some(why)),
+    };
+    let after_down = rig.snap().await?;
+    let d2 = rig.sums(&tables, &after_down).await?;
+    if downs.reup.len() == total {
+        parity(
+            whole,
+            &before,
+            &after_down,
+            Verdict::ParityMismatch,
+            "after every down, objects are left over or missing",
+        );
+    } else if downs.skipped > 0 && downs.stop.is_none() {
+        whole.find(
+            Verdict::Ok,
+            format!(
+                "whole-set parity not judged: {} migration(s) had no down and were skipped (missing_downs: skip), so their objects stay",
+                downs.skipped
+            ),
+        );
+    }
+    data(whole, &d0, &d2, "the downs");
+    if let Some(why) = all_reups(rig, run, &downs.reup, outcomes).await? {
+        return Ok(Some(why));
+    }
+    let after_reup = rig.snap().await?;
+    let d3 = rig.sums(&tables, &after_reup).await?;
+    if downs.skipped == 0 {
+        parity(
+            whole,
+            &after_up,
+            &after_reup,
+            Verdict::ReupFailure,
+            "after every up again, the schema differs from after the first ups",
+        );
+        data(whole, &d1, &d3, "the ups again");
+    }
+    for (i, o) in outcomes.iter().enumerate() {
+        say(r, rig, i, total, o);
+    }
+    Ok(None)
+}
+
+/// The whole set's first leg: every up in order, each followed by the
+/// seed. Returns why it stopped, if it did.
+async fn all_ups(
+    r: &mut Run<'_>,
+    rig: &mut Rig<'_>,
+    run: &[&Migration],
+    outcomes: &mut [Outcome],
+) -> Result<Option<String>, Fail> {
     for (i, m) in run.iter().enumerate() {
         if let Err(f) = rig.leg(&mut outcomes[i], m, "up", false).await {
             outcomes[i].find(
@@ -938,7 +1005,7 @@ async fn whole_set(
                 o.not_rehearsed(&why);
             }
             for (k, o) in outcomes.iter().enumerate() {
-                say(r, rig, k, total, o);
+                say(r, rig, k, run.len(), o);
             }
             return Ok(Some(why));
         }
@@ -950,18 +1017,40 @@ async fn whole_set(
             return Ok(Some(why));
         }
     }
-    let after_up = rig.snap().await?;
-    let d1 = rig.sums(&tables, &after_up).await?;
-    // Down, newest first. `reup` lists the migrations to apply again.
-    let mut reup: Vec<usize> = Vec::new();
-    let mut skipped = 0;
-    let mut stop: Option<(usize, String)> = None;
+    Ok(None)
+}
+
+/// What the downs of a whole set did.
+struct Downs {
+    /// The migrations whose down ran, newest first: they are applied again.
+    reup: Vec<usize>,
+    /// Migrations with no down, skipped under `missing_downs: skip`.
+    skipped: usize,
+    /// Where the downs stopped (a missing or failed down), and why.
+    stop: Option<(usize, String)>,
+}
+
+/// The second leg: every down, newest first, until one is missing or
+/// fails. `Err(why)` when a down failed half-way outside a transaction,
+/// which leaves nothing to go on with.
+async fn all_downs(
+    rig: &mut Rig<'_>,
+    missing_downs: MissingDowns,
+    run: &[&Migration],
+    outcomes: &mut [Outcome],
+    whole: &mut Outcome,
+) -> Result<Result<Downs, String>, Fail> {
+    let mut downs = Downs {
+        reup: Vec::new(),
+        skipped: 0,
+        stop: None,
+    };
     for (i, m) in run.iter().enumerate().rev() {
         if m.down_script().is_none() {
             let why = m.down_missing().unwrap_or_default();
             outcomes[i].find(Verdict::Irreversible, format!("no down: {why}"));
             if missing_downs == MissingDowns::Skip {
-                skipped += 1;
+                downs.skipped += 1;
                 continue;
             }
             whole.find(
@@ -971,7 +1060,7 @@ async fn whole_set(
                     m.version, m.name
                 ),
             );
-            stop = Some((
+            downs.stop = Some((
                 i,
                 format!(
                     "the rollback stopped at {} {}: it has no down",
@@ -981,7 +1070,7 @@ async fn whole_set(
             break;
         }
         match rig.leg(&mut outcomes[i], m, "down", false).await {
-            Ok(_) => reup.push(i),
+            Ok(_) => downs.reup.push(i),
             Err(f) => {
                 let e = script_error(&f);
                 outcomes[i].find(Verdict::Irreversible, format!("down failed: {e}"));
@@ -998,9 +1087,9 @@ async fn whole_set(
                     for o in outcomes.iter_mut().take(i) {
                         o.not_rehearsed(&format!("its down did not run: {why}"));
                     }
-                    return Ok(Some(why));
+                    return Ok(Err(why));
                 }
-                stop = Some((
+                downs.stop = Some((
                     i,
                     format!(
                         "the rollback stopped at {} {}: its down failed",
@@ -1011,30 +1100,22 @@ async fn whole_set(
             }
         }
     }
-    if let Some((at, why)) = &stop {
+    if let Some((at, why)) = &downs.stop {
         for o in outcomes.iter_mut().take(*at) {
             o.not_rehearsed(&format!("its down did not run: {why}"));
         }
     }
-    let after_down = rig.snap().await?;
-    let d2 = rig.sums(&tables, &after_down).await?;
-    if reup.len() == total {
-        parity(
-            whole,
-            &before,
-            &after_down,
-            Verdict::ParityMismatch,
-            "after every down, objects are left over or missing",
-        );
-    } else if skipped > 0 && stop.is_none() {
-        whole.find(
-            Verdict::Ok,
-            format!(
-                "whole-set parity not judged: {skipped} migration(s) had no down and were skipped (missing_downs: skip), so their objects stay"
-            ),
-        );
-    }
-    data(whole, &d0, &d2, "the downs");
+    Ok(Ok(downs))
+}
+
+/// The third leg: the migrations whose down ran, applied again, oldest
+/// first. Returns why it stopped, if it did.
+async fn all_reups(
+    rig: &mut Rig<'_>,
+    run: &[&Migration],
+    reup: &[usize],
+    outcomes: &mut [Outcome],
+) -> Result<Option<String>, Fail> {
     for &i in reup.iter().rev() {
         let m = run[i];
         if let Err(f) = rig.leg(&mut outcomes[i], m, "reup", false).await {
@@ -1050,21 +1131,6 @@ async fn whole_set(
             }
             return Ok(Some(why));
         }
-    }
-    let after_reup = rig.snap().await?;
-    let d3 = rig.sums(&tables, &after_reup).await?;
-    if skipped == 0 {
-        parity(
-            whole,
-            &after_up,
-            &after_reup,
-            Verdict::ReupFailure,
-            "after every up again, the schema differs from after the first ups",
-        );
-        data(whole, &d1, &d3, "the ups again");
-    }
-    for (i, o) in outcomes.iter().enumerate() {
-        say(r, rig, i, total, o);
     }
     Ok(None)
 }
