@@ -761,6 +761,8 @@ fn size(bytes: u64) -> String {
     }
 }
 
+// Long by design: one arm per `backups` subcommand, each printing its
+// listing or its check in text or JSON.
 fn backups(cmd: BackupsCmd, stdout: &mut impl Write, stderr: &mut impl Write) -> u8 {
     use crate::backups;
     match cmd {

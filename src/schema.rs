@@ -365,6 +365,8 @@ struct At<'a> {
     key_name: String,
 }
 
+// Long by design: one arm per JSON Schema keyword a runbook can break,
+// each saying that failure in the runbook's own terms.
 fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
     let pointer = err.instance_path().as_str();
     let key = last_key(pointer);

@@ -574,36 +574,7 @@ async fn row_counts(
             .filter_map(|row| row.get("table").and_then(Value::as_str).map(str::to_string))
             .collect(),
     };
-    let counted: BTreeMap<String, Option<i64>> = if names.is_empty() {
-        BTreeMap::new()
-    } else {
-        let present: Vec<String> = regclasses(r, s, &names, timeout)
-            .await?
-            .into_iter()
-            .filter(|(_, found)| found.is_some())
-            .map(|(name, _)| name)
-            .collect();
-        let mut counted: BTreeMap<String, Option<i64>> =
-            names.iter().map(|n| (n.clone(), None)).collect();
-        if !present.is_empty() {
-            let sql = present
-                .iter()
-                .map(|n| {
-                    format!(
-                        "SELECT {} AS \"table\", count(*) AS rows FROM {n}",
-                        crate::pg::quote::literal(n)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\nUNION ALL\n");
-            for row in query(r, s, &sql, timeout).await? {
-                if let Some(t) = row["table"].as_str() {
-                    counted.insert(t.to_string(), row["rows"].as_i64());
-                }
-            }
-        }
-        counted
-    };
+    let counted = count_rows(r, s, &names, timeout).await?;
     let tolerance = b
         .args
         .get("tolerance")
@@ -642,6 +613,45 @@ async fn row_counts(
         Value::from(off),
     );
     Ok((rows, vec![e]))
+}
+
+/// The exact row count of each table that exists; `None` for a name with
+/// no table behind it. One statement counts them all.
+async fn count_rows(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    names: &[String],
+    timeout: Option<Duration>,
+) -> Result<BTreeMap<String, Option<i64>>, Fail> {
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let present: Vec<String> = regclasses(r, s, names, timeout)
+        .await?
+        .into_iter()
+        .filter(|(_, found)| found.is_some())
+        .map(|(name, _)| name)
+        .collect();
+    let mut counted: BTreeMap<String, Option<i64>> =
+        names.iter().map(|n| (n.clone(), None)).collect();
+    if !present.is_empty() {
+        let sql = present
+            .iter()
+            .map(|n| {
+                format!(
+                    "SELECT {} AS \"table\", count(*) AS rows FROM {n}",
+                    crate::pg::quote::literal(n)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\nUNION ALL\n");
+        for row in query(r, s, &sql, timeout).await? {
+            if let Some(t) = row["table"].as_str() {
+                counted.insert(t.to_string(), row["rows"].as_i64());
+            }
+        }
+    }
+    Ok(counted)
 }
 
 /// Each name with the relation `to_regclass` finds for it on the session's

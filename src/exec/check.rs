@@ -59,32 +59,7 @@ pub(crate) async fn run(
         result.expectations.append(&mut o.expectations);
     }
     for e in expect {
-        let expected = match &e.template {
-            Some(t) => match r.render_str(t) {
-                Ok(raw) => Value::String(raw),
-                Err(err) => Value::String(format!("<{}>", err.message)),
-            },
-            None => e.value.clone(),
-        };
-        let actual = if e.target == "rows" {
-            Value::from(rows.len())
-        } else {
-            match rows.first() {
-                None => Value::String("<no rows>".into()),
-                Some(row) => row
-                    .get(&e.target)
-                    .cloned()
-                    .unwrap_or_else(|| Value::String(format!("<no column `{}`>", e.target))),
-            }
-        };
-        let passed = matches(&actual, e.op, &expected);
-        result.expectations.push(Expectation {
-            target: e.target.clone(),
-            op: e.op.name().into(),
-            expected,
-            actual,
-            passed,
-        });
+        result.expectations.push(expectation(r, e, &rows));
     }
     let locals = [
         (
@@ -129,7 +104,68 @@ pub(crate) async fn run(
     );
     details["rows_total"] = Value::from(rows.len());
     let details = Some(details);
-    let failures: Vec<String> = result
+    let failures = failures(&result);
+    let done = Done {
+        check: Some(result),
+        details,
+        output,
+        ..Done::default()
+    };
+    if failures.is_empty() {
+        Ok(done)
+    } else {
+        Err(Fail {
+            status: StepStatus::Failed,
+            error: ErrorInfo {
+                class: ErrorKind::Check,
+                message: failures.join("; "),
+                ..ErrorInfo::default()
+            },
+            retry_class: None,
+            partial: done,
+            changed_nothing: true,
+        })
+    }
+}
+
+/// One expectation, judged against the check's rows: a column of the
+/// first row, or `rows` (the count).
+fn expectation(
+    r: &Run<'_>,
+    e: &crate::plan::PlanExpect,
+    rows: &[Map<String, Value>],
+) -> Expectation {
+    let expected = match &e.template {
+        Some(t) => match r.render_str(t) {
+            Ok(raw) => Value::String(raw),
+            Err(err) => Value::String(format!("<{}>", err.message)),
+        },
+        None => e.value.clone(),
+    };
+    let actual = if e.target == "rows" {
+        Value::from(rows.len())
+    } else {
+        match rows.first() {
+            None => Value::String("<no rows>".into()),
+            Some(row) => row
+                .get(&e.target)
+                .cloned()
+                .unwrap_or_else(|| Value::String(format!("<no column `{}`>", e.target))),
+        }
+    };
+    let passed = matches(&actual, e.op, &expected);
+    Expectation {
+        target: e.target.clone(),
+        op: e.op.name().into(),
+        expected,
+        actual,
+        passed,
+    }
+}
+
+/// What failed, one phrase per expectation or assertion.
+fn failures(result: &CheckResult) -> Vec<String> {
+    result
         .expectations
         .iter()
         .filter(|e| !e.passed)
@@ -152,28 +188,7 @@ pub(crate) async fn run(
                     None => format!("assert `{}` was false", a.expr),
                 }),
         )
-        .collect();
-    let done = Done {
-        check: Some(result),
-        details,
-        output,
-        ..Done::default()
-    };
-    if failures.is_empty() {
-        Ok(done)
-    } else {
-        Err(Fail {
-            status: StepStatus::Failed,
-            error: ErrorInfo {
-                class: ErrorKind::Check,
-                message: failures.join("; "),
-                ..ErrorInfo::default()
-            },
-            retry_class: None,
-            partial: done,
-            changed_nothing: true,
-        })
-    }
+        .collect()
 }
 
 /// The rows of a check's own query, in a READ ONLY transaction, each as a

@@ -127,6 +127,26 @@ pub(crate) struct Journal {
     away: Option<crate::pg::db::Conn>,
 }
 
+/// Why the journal could not be read or written. A run says it in a
+/// warning and goes on without its journal; `runbook runs` fails with it.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("could not connect: {}", .0.message)]
+    Connect(ErrorInfo),
+    #[error("could not connect again: {}", .0.message)]
+    Reconnect(ErrorInfo),
+    #[error("lost its session and could not reconnect: {}", .0.message)]
+    SessionLost(ErrorInfo),
+    #[error(
+        "a schema named `runbook_journal` exists and is not runbook's journal; it is left alone"
+    )]
+    NotOurs,
+    #[error("could not create it: {}", info(.0).message)]
+    Create(#[source] tokio_postgres::Error),
+    #[error("{}", info(.0).message)]
+    Sql(#[source] tokio_postgres::Error),
+}
+
 fn info(e: &tokio_postgres::Error) -> ErrorInfo {
     db::error_info(e, None)
 }
@@ -156,11 +176,15 @@ impl Journal {
 
     /// Open the journal on its own session and create it if needed.
     /// Err: why it is off (for a warning).
-    pub(crate) async fn open(main: &Db, database: &str, app: &str) -> Result<Journal, String> {
+    pub(crate) async fn open(
+        main: &Db,
+        database: &str,
+        app: &str,
+    ) -> Result<Journal, JournalError> {
         let db = main
             .connect_to(database, app)
             .await
-            .map_err(|e| format!("could not connect: {}", e.message))?;
+            .map_err(JournalError::Connect)?;
         ensure(&db).await?;
         let mut j = Journal::off();
         j.db = Some(db);
@@ -180,7 +204,7 @@ impl Journal {
 
     /// Run `sql` with text params; on a lost session reconnect once, on
     /// missing tables create them and write this run's rows again.
-    async fn write(&mut self, sql: &str, params: &[Option<String>]) -> Result<(), String> {
+    async fn write(&mut self, sql: &str, params: &[Option<String>]) -> Result<(), JournalError> {
         let Some(db) = &self.db else { return Ok(()) };
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
             .iter()
@@ -199,18 +223,18 @@ impl Journal {
             {
                 let app = self.app.clone();
                 let db = self.db.as_mut().expect("checked above");
-                db.reconnect(&app).await.map_err(|e| {
-                    format!("lost its session and could not reconnect: {}", e.message)
-                })?;
+                db.reconnect(&app)
+                    .await
+                    .map_err(JournalError::SessionLost)?;
                 ensure(db).await?;
                 self.rewrite().await?;
                 self.retry(sql, params).await
             }
-            Err(e) => Err(info(&e).message),
+            Err(e) => Err(JournalError::Sql(e)),
         }
     }
 
-    async fn retry(&self, sql: &str, params: &[Option<String>]) -> Result<(), String> {
+    async fn retry(&self, sql: &str, params: &[Option<String>]) -> Result<(), JournalError> {
         let Some(db) = &self.db else { return Ok(()) };
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
             .iter()
@@ -220,11 +244,11 @@ impl Journal {
             .execute(sql, &refs)
             .await
             .map(|_| ())
-            .map_err(|e| info(&e).message)
+            .map_err(JournalError::Sql)
     }
 
     /// Write the run row and every step row again (upserts).
-    async fn rewrite(&self) -> Result<(), String> {
+    async fn rewrite(&self) -> Result<(), JournalError> {
         if let Some(r) = &self.run {
             self.retry(INSERT_RUN, &run_params(r)).await?;
             let (status, code, verdict, failed) = &self.status;
@@ -248,7 +272,7 @@ impl Journal {
     }
 
     /// The run starts (or, resumed, starts again).
-    pub(crate) async fn run_started(&mut self, row: RunRow) -> Result<(), String> {
+    pub(crate) async fn run_started(&mut self, row: RunRow) -> Result<(), JournalError> {
         let resumed = self.resumes;
         let id = row.run_id.clone();
         self.run = Some(row.clone());
@@ -269,7 +293,10 @@ impl Journal {
     }
 
     /// A step starts: its row says `running` until it ends. Returns its seq.
-    pub(crate) async fn step_started(&mut self, mut row: StepRow) -> (i32, Result<(), String>) {
+    pub(crate) async fn step_started(
+        &mut self,
+        mut row: StepRow,
+    ) -> (i32, Result<(), JournalError>) {
         row.seq = self.steps.last().map_or(1, |s| s.seq + 1);
         let seq = row.seq;
         self.steps.push(row.clone());
@@ -285,7 +312,7 @@ impl Journal {
         &mut self,
         seq: i32,
         update: impl FnOnce(&mut StepRow),
-    ) -> Result<(), String> {
+    ) -> Result<(), JournalError> {
         let Some(row) = self.steps.iter_mut().find(|s| s.seq == seq) else {
             return Ok(());
         };
@@ -297,7 +324,11 @@ impl Journal {
     }
 
     /// A main step's compensation ran (or was skipped): `status` says how.
-    pub(crate) async fn compensated(&mut self, step: &str, status: &str) -> Result<(), String> {
+    pub(crate) async fn compensated(
+        &mut self,
+        step: &str,
+        status: &str,
+    ) -> Result<(), JournalError> {
         let Some(seq) = self
             .steps
             .iter()
@@ -317,7 +348,7 @@ impl Journal {
         run_id: &str,
         seq: i32,
         status: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), JournalError> {
         self.write(
             "UPDATE runbook_journal.run_steps SET compensated = $3 WHERE run_id = $1 AND seq = $2::text::int",
             &[Some(run_id.into()), Some(seq.to_string()), Some(status.into())],
@@ -326,7 +357,7 @@ impl Journal {
     }
 
     /// The states undo checks compare against, by phase.
-    pub(crate) async fn baselines(&mut self, b: &[(String, Baseline)]) -> Result<(), String> {
+    pub(crate) async fn baselines(&mut self, b: &[(String, Baseline)]) -> Result<(), JournalError> {
         self.baselines = serde_json::to_value(b).unwrap_or_else(|_| json!([]));
         self.update_run().await
     }
@@ -338,7 +369,7 @@ impl Journal {
         exit_code: u8,
         verdict: &str,
         failed_step: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), JournalError> {
         self.status = (
             status.into(),
             Some(i32::from(exit_code)),
@@ -348,7 +379,7 @@ impl Journal {
         self.update_run().await
     }
 
-    async fn update_run(&mut self) -> Result<(), String> {
+    async fn update_run(&mut self) -> Result<(), JournalError> {
         let Some(r) = &self.run else { return Ok(()) };
         let (status, code, verdict, failed) = self.status.clone();
         let params = [
@@ -376,13 +407,13 @@ impl Journal {
     }
 
     /// Come back after [`Journal::step_away`].
-    pub(crate) async fn come_back(&mut self) -> Result<(), String> {
+    pub(crate) async fn come_back(&mut self) -> Result<(), JournalError> {
         let Some(config) = self.away.take() else {
             return Ok(());
         };
         let db = Db::connect(config, &self.app)
             .await
-            .map_err(|e| format!("could not connect again: {}", e.message))?;
+            .map_err(JournalError::Reconnect)?;
         self.db = Some(db);
         Ok(())
     }
@@ -455,7 +486,7 @@ fn step_params(run_id: &str, s: &StepRow) -> Vec<Option<String>> {
 
 /// Create the journal if it is not there. A `runbook` schema that is not
 /// the journal's is refused.
-async fn ensure(db: &Db) -> Result<(), String> {
+async fn ensure(db: &Db) -> Result<(), JournalError> {
     let row = db
         .client
         .query_opt(
@@ -463,11 +494,11 @@ async fn ensure(db: &Db) -> Result<(), String> {
             &[],
         )
         .await
-        .map_err(|e| info(&e).message)?;
+        .map_err(JournalError::Sql)?;
     if let Some(r) = row {
         let comment: String = r.get(0);
         if comment != COMMENT {
-            return Err("a schema named `runbook_journal` exists and is not runbook's journal; it is left alone".into());
+            return Err(JournalError::NotOurs);
         }
         let tables: i64 = db
             .client
@@ -476,7 +507,7 @@ async fn ensure(db: &Db) -> Result<(), String> {
                 &[],
             )
             .await
-            .map_err(|e| info(&e).message)?
+            .map_err(JournalError::Sql)?
             .get(0);
         if tables == 2 {
             return Ok(());
@@ -489,7 +520,7 @@ async fn ensure(db: &Db) -> Result<(), String> {
     {
         // The failed block left the session in an aborted transaction.
         let _ = db.client.batch_execute("ROLLBACK").await;
-        return Err(format!("could not create it: {}", info(&e).message));
+        return Err(JournalError::Create(e));
     }
     Ok(())
 }
@@ -587,7 +618,7 @@ fn run_record(r: &tokio_postgres::Row) -> RunRecord {
 }
 
 /// Whether the journal exists in the database `client` is connected to.
-async fn exists(client: &tokio_postgres::Client) -> Result<bool, String> {
+async fn exists(client: &tokio_postgres::Client) -> Result<bool, JournalError> {
     client
         .query_one(
             "SELECT to_regclass('runbook_journal.runs') IS NOT NULL AND to_regclass('runbook_journal.run_steps') IS NOT NULL",
@@ -595,11 +626,14 @@ async fn exists(client: &tokio_postgres::Client) -> Result<bool, String> {
         )
         .await
         .map(|r| r.get(0))
-        .map_err(|e| info(&e).message)
+        .map_err(JournalError::Sql)
 }
 
 /// The newest runs, newest first.
-pub async fn list(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<RunRecord>, String> {
+pub async fn list(
+    client: &tokio_postgres::Client,
+    limit: i64,
+) -> Result<Vec<RunRecord>, JournalError> {
     if !exists(client).await? {
         return Ok(Vec::new());
     }
@@ -609,7 +643,7 @@ pub async fn list(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<Run
             &[&limit],
         )
         .await
-        .map_err(|e| info(&e).message)?;
+        .map_err(JournalError::Sql)?;
     Ok(rows.iter().map(run_record).collect())
 }
 
@@ -617,7 +651,7 @@ pub async fn list(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<Run
 pub async fn show(
     client: &tokio_postgres::Client,
     run_id: &str,
-) -> Result<Option<RunRecord>, String> {
+) -> Result<Option<RunRecord>, JournalError> {
     if !exists(client).await? {
         return Ok(None);
     }
@@ -627,7 +661,7 @@ pub async fn show(
             &[&run_id],
         )
         .await
-        .map_err(|e| info(&e).message)?
+        .map_err(JournalError::Sql)?
     else {
         return Ok(None);
     };
@@ -642,7 +676,7 @@ pub async fn show(
             &[&run_id],
         )
         .await
-        .map_err(|e| info(&e).message)?;
+        .map_err(JournalError::Sql)?;
     run.steps = steps
         .iter()
         .map(|r| StepRecord {

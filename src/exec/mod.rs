@@ -618,27 +618,35 @@ pub async fn execute(
         Some(p) => run.rollback_line(p).await,
         None => run.main_line().await,
     };
-    let failed_step = run.failed_step.clone();
-    let wrote = run
-        .journal
-        .run_finished(
-            result.0.status.name(),
-            result.0.exit_code,
-            &run.bus.redactor().redact(&result.1),
-            failed_step.as_deref(),
-        )
-        .await;
-    run.journal_failed(wrote);
-    run.bus.emit(Event::RunFinished {
-        at: now(),
-        status: result.0.status,
-        exit_code: result.0.exit_code,
-        duration_ms: ms(started.elapsed()),
-        verdict: result.1,
-        failed_step: run.failed_step.clone(),
-    });
-    run.bus.finish();
-    result.0
+    run.end(result, started).await
+}
+
+impl Run<'_> {
+    /// The run's last words: its ending in the journal, then `RunFinished`
+    /// (which makes the sinks write the final reports).
+    async fn end(mut self, result: (RunResult, String), started: Instant) -> RunResult {
+        let failed_step = self.failed_step.clone();
+        let wrote = self
+            .journal
+            .run_finished(
+                result.0.status.name(),
+                result.0.exit_code,
+                &self.bus.redactor().redact(&result.1),
+                failed_step.as_deref(),
+            )
+            .await;
+        self.journal_failed(wrote);
+        self.bus.emit(Event::RunFinished {
+            at: now(),
+            status: result.0.status,
+            exit_code: result.0.exit_code,
+            duration_ms: ms(started.elapsed()),
+            verdict: result.1,
+            failed_step: self.failed_step.clone(),
+        });
+        self.bus.finish();
+        result.0
+    }
 }
 
 /// The journal session's application_name (at most 63 bytes).

@@ -292,117 +292,150 @@ async fn clear_for_clean(
     record: &backups::SchemaRecord,
 ) -> Result<Cleared, ErrorInfo> {
     let err = |e: tokio_postgres::Error| db::error_info(&e, None);
-    let now = crate::snapshot::take(client).await.map_err(err)?;
-    let known = |k: &str| record.objects.contains_key(k) || record.outside.iter().any(|o| o == k);
     let mut out = Cleared::default();
-    let mut drops: Vec<String> = Vec::new();
-    if record.covers != "tables" {
-        // Relations, functions and types created later, in what the backup covers.
-        let covered_now: Vec<&String> = now
-            .objects
-            .keys()
-            .filter(|k| !known(k) && !record.outside.iter().any(|o| o == *k))
-            .collect();
-        for k in covered_now {
-            let Some((kind, name)) = k.split_once(' ') else {
-                continue;
-            };
-            if record.covers == "schemas"
-                && !record
-                    .objects
-                    .keys()
-                    .filter_map(|o| o.split_once(' ').map(|x| x.1))
-                    .any(|o| o.split('.').next() == name.split('.').next())
-            {
-                continue;
-            }
-            let sql = match kind {
-                "table" => format!("DROP TABLE IF EXISTS {name} CASCADE"),
-                "view" => format!("DROP VIEW IF EXISTS {name} CASCADE"),
-                "materialized view" => format!("DROP MATERIALIZED VIEW IF EXISTS {name} CASCADE"),
-                "sequence" => format!("DROP SEQUENCE IF EXISTS {name} CASCADE"),
-                "function" => format!("DROP ROUTINE IF EXISTS {name} CASCADE"),
-                "type" => format!("DROP TYPE IF EXISTS {name} CASCADE"),
-                _ => continue,
-            };
-            drops.push(sql);
-            out.dropped.push(k.clone());
-        }
+    let mut drops = if record.covers != "tables" {
+        let now = crate::snapshot::take(client).await.map_err(err)?;
+        created_later(&now, record, &mut out)
     } else {
-        let schemas: Vec<&str> = m.tables.iter().map(|t| t.schema.as_str()).collect();
-        let names: Vec<&str> = m.tables.iter().map(|t| t.name.as_str()).collect();
-        let rows = client
-            .query(
-                "WITH t AS (
-                    SELECT c.oid FROM unnest($1::text[], $2::text[]) AS x(s, name)
-                    JOIN pg_catalog.pg_namespace n ON n.nspname = x.s
-                    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = x.name)
-                 SELECT 'fk', format('%I.%I', n.nspname, c.relname), co.conname::text,
-                        pg_catalog.pg_get_constraintdef(co.oid)
-                   FROM pg_catalog.pg_constraint co
-                   JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE co.contype = 'f' AND co.confrelid IN (SELECT oid FROM t)
-                    AND co.conrelid NOT IN (SELECT oid FROM t)
-                 UNION
-                 SELECT CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
-                        format('%I.%I', vn.nspname, v.relname), '', ''
-                   FROM pg_catalog.pg_depend d
-                   JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid
-                   JOIN pg_catalog.pg_class v ON v.oid = rw.ev_class
-                   JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
-                  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
-                    AND d.refobjid IN (SELECT oid FROM t) AND v.oid NOT IN (SELECT oid FROM t)",
-                &[&schemas, &names],
-            )
-            .await
-            .map_err(err)?;
-        for row in &rows {
-            let (kind, rel, name, def): (String, String, String, String) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            if kind == "fk" {
-                let table_key = format!("table {rel}");
-                if known(&table_key) {
-                    let key = format!("constraint {rel}.{}", crate::pg::quote::ident(&name));
-                    drops.push(format!(
-                        "ALTER TABLE {rel} DROP CONSTRAINT {}",
-                        crate::pg::quote::ident(&name)
-                    ));
-                    if known(&key)
-                        || record
-                            .outside
-                            .iter()
-                            .any(|o| o.starts_with(&format!("constraint {rel}.")))
-                    {
-                        out.readd.push(ForeignKey {
-                            table: rel,
-                            name,
-                            definition: def,
-                        });
-                    } else {
-                        out.dropped.push(key);
-                    }
-                } else {
-                    drops.push(format!("DROP TABLE IF EXISTS {rel} CASCADE"));
-                    out.dropped.push(table_key);
-                }
-            } else {
-                let key = format!("{kind} {rel}");
-                if !known(&key) {
-                    drops.push(format!(
-                        "DROP {} IF EXISTS {rel} CASCADE",
-                        kind.to_uppercase()
-                    ));
-                    out.dropped.push(key);
-                }
-            }
-        }
-    }
+        table_dependents(client, m, record, &mut out).await?
+    };
     drops.dedup();
     for sql in &drops {
         client.batch_execute(sql).await.map_err(err)?;
     }
     Ok(out)
+}
+
+/// Is `k` (`kind name`) in the backup's schema record, or recorded as
+/// outside what it covers?
+fn known(record: &backups::SchemaRecord, k: &str) -> bool {
+    record.objects.contains_key(k) || record.outside.iter().any(|o| o == k)
+}
+
+/// Relations, functions and types created after the backup, in what the
+/// backup covers (the whole database, or its schemas): the statements that
+/// drop them, each noted in `out`.
+fn created_later(
+    now: &crate::snapshot::Snapshot,
+    record: &backups::SchemaRecord,
+    out: &mut Cleared,
+) -> Vec<String> {
+    let known = |k: &str| known(record, k);
+    let mut drops: Vec<String> = Vec::new();
+    let covered_now: Vec<&String> = now
+        .objects
+        .keys()
+        .filter(|k| !known(k) && !record.outside.iter().any(|o| o == *k))
+        .collect();
+    for k in covered_now {
+        let Some((kind, name)) = k.split_once(' ') else {
+            continue;
+        };
+        if record.covers == "schemas"
+            && !record
+                .objects
+                .keys()
+                .filter_map(|o| o.split_once(' ').map(|x| x.1))
+                .any(|o| o.split('.').next() == name.split('.').next())
+        {
+            continue;
+        }
+        let sql = match kind {
+            "table" => format!("DROP TABLE IF EXISTS {name} CASCADE"),
+            "view" => format!("DROP VIEW IF EXISTS {name} CASCADE"),
+            "materialized view" => format!("DROP MATERIALIZED VIEW IF EXISTS {name} CASCADE"),
+            "sequence" => format!("DROP SEQUENCE IF EXISTS {name} CASCADE"),
+            "function" => format!("DROP ROUTINE IF EXISTS {name} CASCADE"),
+            "type" => format!("DROP TYPE IF EXISTS {name} CASCADE"),
+            _ => continue,
+        };
+        drops.push(sql);
+        out.dropped.push(k.clone());
+    }
+    drops
+}
+
+/// A backup of some tables: what outside them depends on them (foreign
+/// keys, views) must go before they are replaced; a foreign key from a
+/// table the backup knows is added back afterwards.
+async fn table_dependents(
+    client: &tokio_postgres::Client,
+    m: &Manifest,
+    record: &backups::SchemaRecord,
+    out: &mut Cleared,
+) -> Result<Vec<String>, ErrorInfo> {
+    let err = |e: tokio_postgres::Error| db::error_info(&e, None);
+    let known = |k: &str| known(record, k);
+    let mut drops: Vec<String> = Vec::new();
+    let schemas: Vec<&str> = m.tables.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = m.tables.iter().map(|t| t.name.as_str()).collect();
+    let rows = client
+        .query(
+            "WITH t AS (
+                SELECT c.oid FROM unnest($1::text[], $2::text[]) AS x(s, name)
+                JOIN pg_catalog.pg_namespace n ON n.nspname = x.s
+                JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = x.name)
+             SELECT 'fk', format('%I.%I', n.nspname, c.relname), co.conname::text,
+                    pg_catalog.pg_get_constraintdef(co.oid)
+               FROM pg_catalog.pg_constraint co
+               JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE co.contype = 'f' AND co.confrelid IN (SELECT oid FROM t)
+                AND co.conrelid NOT IN (SELECT oid FROM t)
+             UNION
+             SELECT CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                    format('%I.%I', vn.nspname, v.relname), '', ''
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid
+               JOIN pg_catalog.pg_class v ON v.oid = rw.ev_class
+               JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+              WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+                AND d.refobjid IN (SELECT oid FROM t) AND v.oid NOT IN (SELECT oid FROM t)",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(err)?;
+    for row in &rows {
+        let (kind, rel, name, def): (String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if kind == "fk" {
+            let table_key = format!("table {rel}");
+            if known(&table_key) {
+                let key = format!("constraint {rel}.{}", crate::pg::quote::ident(&name));
+                drops.push(format!(
+                    "ALTER TABLE {rel} DROP CONSTRAINT {}",
+                    crate::pg::quote::ident(&name)
+                ));
+                if known(&key)
+                    || record
+                        .outside
+                        .iter()
+                        .any(|o| o.starts_with(&format!("constraint {rel}.")))
+                {
+                    out.readd.push(ForeignKey {
+                        table: rel,
+                        name,
+                        definition: def,
+                    });
+                } else {
+                    out.dropped.push(key);
+                }
+            } else {
+                drops.push(format!("DROP TABLE IF EXISTS {rel} CASCADE"));
+                out.dropped.push(table_key);
+            }
+        } else {
+            let key = format!("{kind} {rel}");
+            if !known(&key) {
+                drops.push(format!(
+                    "DROP {} IF EXISTS {rel} CASCADE",
+                    kind.to_uppercase()
+                ));
+                out.dropped.push(key);
+            }
+        }
+    }
+    Ok(drops)
 }
 
 /// The restored schema against the backup's: every object that differs.

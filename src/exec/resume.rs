@@ -12,8 +12,7 @@ use super::line::{LineState, unknown_check};
 use super::step::may_change;
 use super::{PartialPolicy, Prior, Run, RunResult, journal, now, rerun_is_safe, verdict};
 use crate::events::ErrorKind;
-use crate::events::{ErrorInfo, Event, Role, RunStatus, SkippedCompensation, StepStatus};
-use crate::exit;
+use crate::events::{ErrorInfo, Event, Role, SkippedCompensation, StepStatus};
 use crate::plan::{Plan, PlanOnFailure, PlanPhase, PlanStep};
 
 /// How a step of the plan stood when the resumed run's runner died.
@@ -109,7 +108,7 @@ pub fn resumable(run: &journal::RunRecord, plan: &Plan) -> Result<Resumable, Str
     Ok(decide.unwrap_or(Resumable::Yes))
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     /// How `s` stood before the resume (always `Fresh` for a new run).
     pub(super) fn earlier(&self, ph: &PlanPhase, s: &PlanStep) -> Earlier {
         let Some(prior) = &self.resumed else {
@@ -239,22 +238,12 @@ impl Run<'_> {
         outcome
     }
 
-    /// `runbook rollback RUN_ID`: the compensations `prior` registered and
-    /// did not run, newest first; then the state is checked against the one
-    /// before that run changed anything.
-    pub(super) async fn rollback_line(&mut self, prior: &Prior) -> (RunResult, String) {
-        let plan = self.plan;
-        let of = prior.record.run_id.clone();
-        // What compensations' templates see as `steps.<id>.*`: the outputs
-        // that run recorded.
-        for rec in &prior.record.steps {
-            if rec.row.role == "main" {
-                let mut output = rec.row.output.as_object().cloned().unwrap_or_default();
-                output.insert("status".into(), Value::String(rec.row.status.clone()));
-                self.steps_out
-                    .insert(rec.row.step.clone(), Value::Object(output));
-            }
-        }
+    /// What `runbook rollback` owes: the compensations of the steps that
+    /// changed something and were not compensated, newest first (a step a
+    /// resume ran again has two rows; the newest speaks for it); and the
+    /// steps that changed something with no compensation to run.
+    #[allow(clippy::type_complexity)]
+    fn owed(&mut self, prior: &Prior) -> (Vec<(&'a PlanPhase, &'a PlanStep, i32)>, Vec<String>) {
         let mut owed: Vec<(&PlanPhase, &PlanStep, i32)> = Vec::new();
         let mut not_undoable: Vec<String> = Vec::new();
         // A step run again by a resume has two rows; the newest speaks for
@@ -268,7 +257,7 @@ impl Run<'_> {
             if row.compensated.is_some() {
                 continue;
             }
-            let Some((ph, s)) = plan.phases.iter().find_map(|ph| {
+            let Some((ph, s)) = self.plan.phases.iter().find_map(|ph| {
                 (Some(ph.id.as_str()) == row.phase.as_deref())
                     .then(|| ph.steps.iter().find(|s| s.id == row.step).map(|s| (ph, s)))
                     .flatten()
@@ -290,15 +279,35 @@ impl Run<'_> {
                 not_undoable.push(format!("{}.{}", ph.id, s.id));
             } else if row.status != "succeeded" && !s.rollback_on_partial {
                 self.bus.emit(Event::CompensationSkipped {
-                    at: now(),
-                    step: s.id.clone(),
-                    status: SkippedCompensation::NotRun,
-                    reason: "not run: the step failed part-way, and `rollback_on_partial: false` keeps what it did".into(),
-                });
+                at: now(),
+                step: s.id.clone(),
+                status: SkippedCompensation::NotRun,
+                reason: "not run: the step failed part-way, and `rollback_on_partial: false` keeps what it did".into(),
+            });
             } else {
                 owed.push((ph, s, row.seq));
             }
         }
+        (owed, not_undoable)
+    }
+
+    /// `runbook rollback RUN_ID`: the compensations `prior` registered and
+    /// did not run, newest first; then the state is checked against the one
+    /// before that run changed anything.
+    pub(super) async fn rollback_line(&mut self, prior: &Prior) -> (RunResult, String) {
+        let plan = self.plan;
+        let of = prior.record.run_id.clone();
+        // What compensations' templates see as `steps.<id>.*`: the outputs
+        // that run recorded.
+        for rec in &prior.record.steps {
+            if rec.row.role == "main" {
+                let mut output = rec.row.output.as_object().cloned().unwrap_or_default();
+                output.insert("status".into(), Value::String(rec.row.status.clone()));
+                self.steps_out
+                    .insert(rec.row.step.clone(), Value::Object(output));
+            }
+        }
+        let (owed, not_undoable) = self.owed(prior);
         self.stop_level = 2;
         self.bus.emit(Event::RollbackStarted {
             at: now(),
@@ -351,34 +360,8 @@ impl Run<'_> {
                 not_undoable.join(", ")
             )
         };
-        let (status, code, verdict) = match (&check, clean) {
-            (_, false) => (
-                RunStatus::RollbackFailed,
-                exit::ROLLBACK_FAILED,
-                format!("ROLLBACK FAILED for run {of}: a compensation failed; a person must act"),
-            ),
-            (verdict::Check::Equal, true) => (
-                RunStatus::RolledBack,
-                exit::OK,
-                format!(
-                    "ROLLED BACK run {of}: {undone} compensation(s) ran; the schema is verified equal to before that run{unguarded}"
-                ),
-            ),
-            (verdict::Check::Unknown(why), true) => (
-                RunStatus::RollbackFailed,
-                exit::ROLLBACK_FAILED,
-                format!(
-                    "UNVERIFIED undo of run {of}: {undone} compensation(s) ran, but the result could not be checked: {why}{unguarded}"
-                ),
-            ),
-            (_, true) => (
-                RunStatus::RollbackFailed,
-                exit::ROLLBACK_FAILED,
-                format!(
-                    "NOT BACK at the start of run {of}: {undone} compensation(s) ran, and the schema still differs from before that run (see the report's rollback section){unguarded}"
-                ),
-            ),
-        };
+        let (status, code, verdict) =
+            verdict::decide_rollback(&check, clean, &of, undone, &unguarded);
         if !plan.finally_steps.is_empty() {
             self.run_status = super::LiveStatus::Ended(status);
             let _ = self

@@ -84,7 +84,29 @@ pub(crate) async fn run(
         "stderr".into(),
         Value::String(err.all.trim_end().to_string()),
     );
-    let failure = match ended {
+    let failure = verdict(ended, code, expect_exit, timeout);
+    match failure {
+        None => Ok(done),
+        Some((status, error)) => Err(Fail {
+            status,
+            error,
+            retry_class: None,
+            partial: done,
+            changed_nothing: false,
+        }),
+    }
+}
+
+/// How a command's ending reads: stopped by its timeout or an interrupt,
+/// an exit code it was not expected to give, or killed by a signal; `None`
+/// when it ended as expected.
+fn verdict(
+    ended: Option<StepStatus>,
+    code: Option<i32>,
+    expect_exit: &[i32],
+    timeout: Option<Duration>,
+) -> Option<(StepStatus, ErrorInfo)> {
+    match ended {
         Some(StepStatus::TimedOut) => Some((StepStatus::TimedOut, timeout_error(timeout))),
         Some(_) => Some((StepStatus::Cancelled, cancelled_error())),
         None => match code {
@@ -113,15 +135,5 @@ pub(crate) async fn run(
                 },
             )),
         },
-    };
-    match failure {
-        None => Ok(done),
-        Some((status, error)) => Err(Fail {
-            status,
-            error,
-            retry_class: None,
-            partial: done,
-            changed_nothing: false,
-        }),
     }
 }

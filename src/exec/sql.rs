@@ -33,25 +33,7 @@ pub(crate) async fn run(
         .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     let stmts = statements::split(&sql);
     if transaction && let Some(tc) = stmts.iter().find(|s| s.transaction_control) {
-        let position = sql[..tc.offset].chars().count() as u32 + 1;
-        return Err(Fail::new(
-            StepStatus::Failed,
-            ErrorInfo {
-                class: ErrorKind::Sql,
-                message: format!(
-                    "`{}` in a step that runs in a transaction: it would end runbook's transaction early",
-                    tc.kind
-                ),
-                hint: Some(
-                    "set `transaction: false` on the step to manage transactions yourself, or remove the statement"
-                        .into(),
-                ),
-                position: Some(position),
-                location: r.locate(t, &sql, Some(position)),
-                ..ErrorInfo::default()
-            },
-        )
-        .unchanged());
+        return Err(ends_our_transaction(r, t, &sql, tc));
     }
     let mode = mode(&stmts, transaction);
     if let Mode::Forced(i, why) = mode {
@@ -71,19 +53,7 @@ pub(crate) async fn run(
         .map_err(Fail::unchanged)?;
 
     let in_tx = mode == Mode::Transaction;
-    let setup = match (db::settings_sql(settings, in_tx), in_tx) {
-        (Some(s), true) => Some(format!("BEGIN;\n{s}")),
-        (None, true) => Some("BEGIN;".into()),
-        (s, false) => s,
-    };
-    if let Some(setup) = setup
-        && let Err(e) = r.db.client.simple_query(&setup).await
-    {
-        if in_tx {
-            r.db.rollback().await;
-        }
-        return Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)).unchanged());
-    }
+    begin(r, settings, in_tx).await?;
 
     let mut ran = Vec::new();
     let mut dropped = Vec::new();
@@ -103,13 +73,7 @@ pub(crate) async fn run(
         };
         match result {
             Ok(messages) => {
-                let rows: u64 = messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                        _ => None,
-                    })
-                    .sum();
+                let rows = rows_affected(&messages);
                 total += rows;
                 ran.push(json!({
                     "statement": i + 1,
@@ -167,6 +131,60 @@ pub(crate) async fn run(
     done.output
         .insert("rows_affected".into(), Value::from(total));
     Ok(done)
+}
+
+/// A COMMIT or ROLLBACK in a step that runs in a transaction: refused
+/// before anything runs, pointing at the statement.
+fn ends_our_transaction(r: &Run<'_>, t: &Text, sql: &str, tc: &Statement) -> Fail {
+    let position = sql[..tc.offset].chars().count() as u32 + 1;
+    Fail::new(
+        StepStatus::Failed,
+        ErrorInfo {
+            class: ErrorKind::Sql,
+            message: format!(
+                "`{}` in a step that runs in a transaction: it would end runbook's transaction early",
+                tc.kind
+            ),
+            hint: Some(
+                "set `transaction: false` on the step to manage transactions yourself, or remove the statement"
+                    .into(),
+            ),
+            position: Some(position),
+            location: r.locate(t, sql, Some(position)),
+            ..ErrorInfo::default()
+        },
+    )
+    .unchanged()
+}
+
+/// Open the step's transaction (when it has one) and apply its settings.
+/// A failure here changed nothing.
+async fn begin(r: &mut Run<'_>, settings: &Settings, in_tx: bool) -> Result<(), Fail> {
+    let setup = match (db::settings_sql(settings, in_tx), in_tx) {
+        (Some(s), true) => Some(format!("BEGIN;\n{s}")),
+        (None, true) => Some("BEGIN;".into()),
+        (s, false) => s,
+    };
+    if let Some(setup) = setup
+        && let Err(e) = r.db.client.simple_query(&setup).await
+    {
+        if in_tx {
+            r.db.rollback().await;
+        }
+        return Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)).unchanged());
+    }
+    Ok(())
+}
+
+/// The rows a statement's commands reported.
+fn rows_affected(messages: &[SimpleQueryMessage]) -> u64 {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .sum()
 }
 
 fn details(

@@ -92,7 +92,7 @@ impl<'a> Run<'a> {
     }
 
     /// Say once that the journal could not be written, and stop writing it.
-    pub(super) fn journal_failed(&mut self, r: Result<(), String>) {
+    pub(super) fn journal_failed(&mut self, r: Result<(), journal::JournalError>) {
         if let Err(why) = r {
             self.bus.emit(Event::Warning {
                 at: now(),

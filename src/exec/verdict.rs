@@ -179,9 +179,90 @@ fn failed(x: &Failed) -> (RunStatus, u8, String) {
     }
 }
 
+/// The ending of `runbook rollback RUN_ID`: the database is back where
+/// that run started only when every compensation ran and the check against
+/// the schema before that run finds it equal.
+pub(crate) fn decide_rollback(
+    check: &Check,
+    clean: bool,
+    of: &str,
+    undone: usize,
+    unguarded: &str,
+) -> (RunStatus, u8, String) {
+    match (check, clean) {
+        (_, false) => (
+            RunStatus::RollbackFailed,
+            exit::ROLLBACK_FAILED,
+            format!("ROLLBACK FAILED for run {of}: a compensation failed; a person must act"),
+        ),
+        (Check::Equal, true) => (
+            RunStatus::RolledBack,
+            exit::OK,
+            format!(
+                "ROLLED BACK run {of}: {undone} compensation(s) ran; the schema is verified equal to before that run{unguarded}"
+            ),
+        ),
+        (Check::Unknown(why), true) => (
+            RunStatus::RollbackFailed,
+            exit::ROLLBACK_FAILED,
+            format!(
+                "UNVERIFIED undo of run {of}: {undone} compensation(s) ran, but the result could not be checked: {why}{unguarded}"
+            ),
+        ),
+        (_, true) => (
+            RunStatus::RollbackFailed,
+            exit::ROLLBACK_FAILED,
+            format!(
+                "NOT BACK at the start of run {of}: {undone} compensation(s) ran, and the schema still differs from before that run (see the report's rollback section){unguarded}"
+            ),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `runbook rollback`: back only when every compensation ran and the
+    /// schema is verified equal; anything else needs a person (exit 4).
+    #[test]
+    fn a_rollback_is_back_only_when_clean_and_verified_equal() {
+        let cases = [
+            (
+                Check::Equal,
+                true,
+                RunStatus::RolledBack,
+                exit::OK,
+                "ROLLED BACK",
+            ),
+            (
+                Check::Equal,
+                false,
+                RunStatus::RollbackFailed,
+                exit::ROLLBACK_FAILED,
+                "ROLLBACK FAILED",
+            ),
+            (
+                Check::Differs(3),
+                true,
+                RunStatus::RollbackFailed,
+                exit::ROLLBACK_FAILED,
+                "NOT BACK",
+            ),
+            (
+                Check::Unknown("no snapshot".into()),
+                true,
+                RunStatus::RollbackFailed,
+                exit::ROLLBACK_FAILED,
+                "UNVERIFIED",
+            ),
+        ];
+        for (check, clean, status, code, says) in cases {
+            let (s, c, v) = decide_rollback(&check, clean, "r1", 2, "");
+            assert_eq!((s, c), (status, code), "{check:?} clean={clean}");
+            assert!(v.starts_with(says), "{v}");
+        }
+    }
 
     fn failure() -> Failed {
         Failed {

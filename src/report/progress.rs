@@ -274,6 +274,7 @@ fn at(e: &Event) -> &str {
 }
 
 impl Sink for Progress {
+    // Long by design: one arm per event kind that moves a progress bar.
     fn event(&mut self, e: &Event) {
         if self.mode == Mode::Quiet {
             if let Event::RunFinished { .. } = e

@@ -233,111 +233,11 @@ fn resolve_params(
     };
 
     if let Some(path) = &inputs.params_file {
-        let mut file_diags = Vec::new();
-        match load::load_file(path) {
-            Err(f) => {
-                let f = *f;
-                extra.push(FileDiagnostics {
-                    source: f.source,
-                    diagnostics: vec![f.diagnostic],
-                });
-            }
-            Ok(pdoc) => {
-                match pdoc.value.as_object() {
-                    None if pdoc.value.is_null() => {}
-                    None => file_diags.push(
-                        Diagnostic::new("expected a mapping of param names to values")
-                            .at(pdoc.spans().value(""))
-                            .label("not a mapping")
-                            .hint("write one `name: value` per line"),
-                    ),
-                    Some(map) => {
-                        for (k, v) in map {
-                            let p = format!("/{}", pointer_segment(k));
-                            let Some(decl) = rb.params.get(k) else {
-                                file_diags.push(
-                                    Diagnostic::new(format!("unknown param `{k}`"))
-                                        .at(pdoc.spans().key_or_value(&p))
-                                        .label("not declared by the runbook")
-                                        .hint(unknown_hint(k)),
-                                );
-                                continue;
-                            };
-                            match params::check_type(decl.ty, v)
-                                .and_then(|()| params::check_constraints(decl, v))
-                            {
-                                Ok(()) => {
-                                    let slot = &mut values[k.as_str()];
-                                    slot.value = v.clone();
-                                    slot.origin = Origin::ParamsFile;
-                                }
-                                Err(e) => file_diags.push(
-                                    Diagnostic::new(format!("invalid value for param `{k}`"))
-                                        .at(pdoc.spans().value(&p))
-                                        .label(e)
-                                        .maybe_hint(decl.description.clone()),
-                                ),
-                            }
-                        }
-                    }
-                }
-                extra.push(FileDiagnostics {
-                    source: pdoc.source,
-                    diagnostics: file_diags,
-                });
-            }
-        }
+        extra.push(from_params_file(path, rb, &mut values, &unknown_hint));
     }
-
-    let mut cli = Vec::new();
     for arg in &inputs.set {
-        let text = format!("--set {arg}");
-        let source = Source::new("command line", text.clone());
-        let name_end = arg.find('=').unwrap_or(arg.len());
-        let name = &arg[..name_end];
-        let name_span = 6..6 + name.len();
-        let d = if name_end == arg.len() {
-            Some(
-                Diagnostic::new(format!("`--set {arg}` has no value"))
-                    .at(Some(name_span))
-                    .label("expected name=value")
-                    .hint(format!("write `--set {name}=VALUE`")),
-            )
-        } else if let Some(decl) = rb.params.get(name) {
-            let raw = &arg[name_end + 1..];
-            let value_span = 6 + name_end + 1..text.len();
-            match params::parse_cli(decl.ty, raw)
-                .and_then(|v| params::check_constraints(decl, &v).map(|()| v))
-            {
-                Ok(v) => {
-                    let slot = &mut values[name];
-                    slot.value = v;
-                    slot.origin = Origin::Set;
-                    None
-                }
-                Err(e) => Some(
-                    Diagnostic::new(format!("invalid value for param `{name}`"))
-                        .at(Some(value_span))
-                        .label(e)
-                        .maybe_hint(decl.description.clone()),
-                ),
-            }
-        } else {
-            Some(
-                Diagnostic::new(format!("unknown param `{name}`"))
-                    .at(Some(name_span))
-                    .label("not declared by the runbook")
-                    .hint(unknown_hint(name)),
-            )
-        };
-        if let Some(d) = d {
-            cli.push(FileDiagnostics {
-                source,
-                diagnostics: vec![d],
-            });
-        }
+        extra.extend(from_set(arg, rb, &mut values, &unknown_hint));
     }
-    extra.extend(cli);
 
     if check == ParamCheck::RequireAll || !inputs.is_empty() {
         for (name, p) in &rb.params {
@@ -356,6 +256,123 @@ fn resolve_params(
         }
     }
     (Params(values), extra)
+}
+
+type Values = indexmap::IndexMap<String, ParamValue>;
+
+/// Values from `--params-file`, each checked against its declaration.
+fn from_params_file(
+    path: &std::path::Path,
+    rb: &Runbook,
+    values: &mut Values,
+    unknown_hint: &dyn Fn(&str) -> String,
+) -> FileDiagnostics {
+    let mut file_diags = Vec::new();
+    let pdoc = match load::load_file(path) {
+        Err(f) => {
+            let f = *f;
+            return FileDiagnostics {
+                source: f.source,
+                diagnostics: vec![f.diagnostic],
+            };
+        }
+        Ok(pdoc) => pdoc,
+    };
+    match pdoc.value.as_object() {
+        None if pdoc.value.is_null() => {}
+        None => file_diags.push(
+            Diagnostic::new("expected a mapping of param names to values")
+                .at(pdoc.spans().value(""))
+                .label("not a mapping")
+                .hint("write one `name: value` per line"),
+        ),
+        Some(map) => {
+            for (k, v) in map {
+                let p = format!("/{}", pointer_segment(k));
+                let Some(decl) = rb.params.get(k) else {
+                    file_diags.push(
+                        Diagnostic::new(format!("unknown param `{k}`"))
+                            .at(pdoc.spans().key_or_value(&p))
+                            .label("not declared by the runbook")
+                            .hint(unknown_hint(k)),
+                    );
+                    continue;
+                };
+                match params::check_type(decl.ty, v)
+                    .and_then(|()| params::check_constraints(decl, v))
+                {
+                    Ok(()) => {
+                        let slot = &mut values[k.as_str()];
+                        slot.value = v.clone();
+                        slot.origin = Origin::ParamsFile;
+                    }
+                    Err(e) => file_diags.push(
+                        Diagnostic::new(format!("invalid value for param `{k}`"))
+                            .at(pdoc.spans().value(&p))
+                            .label(e)
+                            .maybe_hint(decl.description.clone()),
+                    ),
+                }
+            }
+        }
+    }
+    FileDiagnostics {
+        source: pdoc.source,
+        diagnostics: file_diags,
+    }
+}
+
+/// One `--set name=value`, checked against its declaration; what is wrong
+/// with it, located in the argument itself.
+fn from_set(
+    arg: &str,
+    rb: &Runbook,
+    values: &mut Values,
+    unknown_hint: &dyn Fn(&str) -> String,
+) -> Option<FileDiagnostics> {
+    let text = format!("--set {arg}");
+    let source = Source::new("command line", text.clone());
+    let name_end = arg.find('=').unwrap_or(arg.len());
+    let name = &arg[..name_end];
+    let name_span = 6..6 + name.len();
+    let d = if name_end == arg.len() {
+        Some(
+            Diagnostic::new(format!("`--set {arg}` has no value"))
+                .at(Some(name_span))
+                .label("expected name=value")
+                .hint(format!("write `--set {name}=VALUE`")),
+        )
+    } else if let Some(decl) = rb.params.get(name) {
+        let raw = &arg[name_end + 1..];
+        let value_span = 6 + name_end + 1..text.len();
+        match params::parse_cli(decl.ty, raw)
+            .and_then(|v| params::check_constraints(decl, &v).map(|()| v))
+        {
+            Ok(v) => {
+                let slot = &mut values[name];
+                slot.value = v;
+                slot.origin = Origin::Set;
+                None
+            }
+            Err(e) => Some(
+                Diagnostic::new(format!("invalid value for param `{name}`"))
+                    .at(Some(value_span))
+                    .label(e)
+                    .maybe_hint(decl.description.clone()),
+            ),
+        }
+    } else {
+        Some(
+            Diagnostic::new(format!("unknown param `{name}`"))
+                .at(Some(name_span))
+                .label("not declared by the runbook")
+                .hint(unknown_hint(name)),
+        )
+    };
+    d.map(|d| FileDiagnostics {
+        source,
+        diagnostics: vec![d],
+    })
 }
 
 /// sha256 of a document's text, hex: what plans and reports identify a runbook by.

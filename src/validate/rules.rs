@@ -231,6 +231,46 @@ fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
 /// Migration directories given as plain paths are read now, so a missing
 /// directory, a mixed format or a down without its up stops the run before
 /// anything changes. Step references name the right kind of step.
+/// How far a `migrate` step goes: a down needs `to` or `steps`, and each
+/// must read as a version or a count unless a template decides it.
+fn check_migrate_bounds(
+    doc: &Document,
+    base: &str,
+    m: &model::MigrateStep,
+    out: &mut Vec<Diagnostic>,
+) {
+    if m.direction == model::Direction::Down && m.to.is_none() && m.steps.is_none() {
+        out.push(
+            Diagnostic::new("a down migration needs `to` or `steps`")
+                .at(doc.spans().key_or_value(&format!("{base}/direction")))
+                .label("how far down?")
+                .hint("`steps: 1` rolls back the newest migration; `to: 0` rolls back all of them"),
+        );
+    }
+    if let Some(to) = &m.to
+        && !to.contains("{{")
+        && let Err((label, hint)) = crate::migrations::check_target(to, m.direction)
+    {
+        out.push(
+            Diagnostic::new(format!("`to: {to}` is not a version"))
+                .at(doc.spans().value(&format!("{base}/to")))
+                .label(label)
+                .hint(hint),
+        );
+    }
+    if let Some(n) = &m.steps
+        && !n.contains("{{")
+        && let Err(why) = crate::migrations::parse_steps(n)
+    {
+        out.push(
+            Diagnostic::new(format!("`steps: {n}` {why}"))
+                .at(doc.spans().value(&format!("{base}/steps")))
+                .label("expected a whole number, 1 or more")
+                .hint("`steps: 1` rolls back (or applies) one migration; a template such as \"{{ params.steps }}\" is checked once rendered"),
+        );
+    }
+}
+
 fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
     let steps = rb.all_steps();
     let kinds: HashMap<&str, &'static str> = steps
@@ -278,36 +318,7 @@ fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             StepKind::Migrate(m) => {
                 let base = format!("{pointer}/migrate");
                 dir_check(&base, &m.dir, &m.format, out);
-                if m.direction == model::Direction::Down && m.to.is_none() && m.steps.is_none() {
-                    out.push(
-                        Diagnostic::new("a down migration needs `to` or `steps`")
-                            .at(doc.spans().key_or_value(&format!("{base}/direction")))
-                            .label("how far down?")
-                            .hint("`steps: 1` rolls back the newest migration; `to: 0` rolls back all of them"),
-                    );
-                }
-                if let Some(to) = &m.to
-                    && !to.contains("{{")
-                    && let Err((label, hint)) = crate::migrations::check_target(to, m.direction)
-                {
-                    out.push(
-                        Diagnostic::new(format!("`to: {to}` is not a version"))
-                            .at(doc.spans().value(&format!("{base}/to")))
-                            .label(label)
-                            .hint(hint),
-                    );
-                }
-                if let Some(n) = &m.steps
-                    && !n.contains("{{")
-                    && let Err(why) = crate::migrations::parse_steps(n)
-                {
-                    out.push(
-                        Diagnostic::new(format!("`steps: {n}` {why}"))
-                            .at(doc.spans().value(&format!("{base}/steps")))
-                            .label("expected a whole number, 1 or more")
-                            .hint("`steps: 1` rolls back (or applies) one migration; a template such as \"{{ params.steps }}\" is checked once rendered"),
-                    );
-                }
+                check_migrate_bounds(doc, &base, m, out);
             }
             StepKind::Rehearse(x) => {
                 let base = format!("{pointer}/rehearse");

@@ -33,105 +33,9 @@ pub(super) async fn open_target(
         return Ok(Target { db, scratch: None });
     };
     let name = format!("runbook_rehearse_{:08x}", fastrand::u32(..));
-    let q = crate::pg::quote::ident(&name);
     match how {
-        PlanScratch::Template => {
-            // CREATE DATABASE ... TEMPLATE needs the source to have no other
-            // sessions, runbook's own included: the main session steps over
-            // to the maintenance database for the copy, then comes back and
-            // takes the run lock again.
-            let source = r.database.clone();
-            let original = r.db.config().clone();
-            r.monitor = None;
-            let maint = r.db.connect_maintenance(&r.app_name).await;
-            let Some(maint) = maint else {
-                return Err(failed(
-                    "cannot connect to the `postgres` or `template1` database to copy the run's database".into(),
-                    "use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup",
-                ));
-            };
-            r.db = maint;
-            r.journal.step_away();
-            let created =
-                r.db.client
-                    .batch_execute(&format!(
-                        "CREATE DATABASE {q} TEMPLATE {}",
-                        crate::pg::quote::ident(&source)
-                    ))
-                    .await;
-            let back = r.journal.come_back().await;
-            r.journal_failed(back);
-            r.db = Db::connect(original, &r.app_name)
-                .await
-                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-            r.relock()
-                .await
-                .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-            if let Err(e) = created {
-                let info = db::error_info(&e, None);
-                return Err(failed(
-                    format!(
-                        "cannot copy {source} into a scratch database: {}{}",
-                        info.message,
-                        info.detail.map(|d| format!(" ({d})")).unwrap_or_default()
-                    ),
-                    "a template copy needs the database to have no other sessions; use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup instead",
-                ));
-            }
-        }
-        PlanScratch::Backup(id) => {
-            let dir = r
-                .steps_out
-                .get(id)
-                .and_then(|o| o.get("path"))
-                .and_then(Value::as_str)
-                .map(std::path::PathBuf::from)
-                .ok_or_else(|| {
-                    failed(
-                        format!("steps.{id} has no backup to restore"),
-                        "the scratch database is restored from a backup step that succeeded earlier in the run",
-                    )
-                })?;
-            let m = crate::backups::load(&dir).map_err(|e| {
-                failed(
-                    format!("cannot use the backup in {}: {e}", dir.display()),
-                    e.hint(),
-                )
-            })?;
-            let bin = r.pg_bin_dir.clone();
-            let program = if m.format == crate::model::BackupFormat::Plain {
-                crate::exec::child::find_tool("psql", "0", bin.as_deref()).await
-            } else {
-                crate::exec::child::find_tool("pg_restore", &m.pg_dump_version, bin.as_deref())
-                    .await
-            }
-            .map_err(|e| crate::exec::fail::tool_failure(&e))?;
-            r.db.client
-                .batch_execute(&format!("CREATE DATABASE {q} TEMPLATE template0"))
-                .await
-                .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
-            let restored = crate::exec::restore::restore_into(
-                r,
-                &s.id,
-                &m,
-                &dir,
-                &program.path,
-                &name,
-                &crate::exec::restore::How {
-                    clean: false,
-                    jobs: 1,
-                    single_transaction: true,
-                    use_list: None,
-                },
-                deadline,
-                timeout,
-            )
-            .await;
-            if let Err(f) = restored {
-                drop_scratch(r, &name).await;
-                return Err(f);
-            }
-        }
+        PlanScratch::Template => copy_by_template(r, &name).await?,
+        PlanScratch::Backup(id) => restore_backup(r, s, id, &name, deadline, timeout).await?,
     }
     log(
         r,
@@ -148,6 +52,120 @@ pub(super) async fn open_target(
             Err(Fail::new(StepStatus::Failed, e))
         }
     }
+}
+
+/// `scratch: true`: CREATE DATABASE ... TEMPLATE needs the source to have
+/// no other sessions, runbook's own included: the main session steps over
+/// to the maintenance database for the copy, then comes back and takes the
+/// run lock again.
+async fn copy_by_template(r: &mut Run<'_>, name: &str) -> Result<(), Fail> {
+    let source = r.database.clone();
+    let original = r.db.config().clone();
+    r.monitor = None;
+    let maint = r.db.connect_maintenance(&r.app_name).await;
+    let Some(maint) = maint else {
+        return Err(failed(
+            "cannot connect to the `postgres` or `template1` database to copy the run's database"
+                .into(),
+            "use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup",
+        ));
+    };
+    r.db = maint;
+    r.journal.step_away();
+    let created =
+        r.db.client
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                crate::pg::quote::ident(name),
+                crate::pg::quote::ident(&source)
+            ))
+            .await;
+    let back = r.journal.come_back().await;
+    r.journal_failed(back);
+    r.db = Db::connect(original, &r.app_name)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    r.relock()
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    if let Err(e) = created {
+        let info = db::error_info(&e, None);
+        return Err(failed(
+            format!(
+                "cannot copy {source} into a scratch database: {}{}",
+                info.message,
+                info.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            ),
+            "a template copy needs the database to have no other sessions; use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup instead",
+        ));
+    }
+    Ok(())
+}
+
+/// `scratch: {from: steps.<backup>}`: a new database, restored from a
+/// backup an earlier step of the run made.
+async fn restore_backup(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    id: &str,
+    name: &str,
+    deadline: Option<tokio::time::Instant>,
+    timeout: Option<Duration>,
+) -> Result<(), Fail> {
+    let dir = r
+        .steps_out
+        .get(id)
+        .and_then(|o| o.get("path"))
+        .and_then(Value::as_str)
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| {
+            failed(
+                format!("steps.{id} has no backup to restore"),
+                "the scratch database is restored from a backup step that succeeded earlier in the run",
+            )
+        })?;
+    let m = crate::backups::load(&dir).map_err(|e| {
+        failed(
+            format!("cannot use the backup in {}: {e}", dir.display()),
+            e.hint(),
+        )
+    })?;
+    let bin = r.pg_bin_dir.clone();
+    let program = if m.format == crate::model::BackupFormat::Plain {
+        crate::exec::child::find_tool("psql", "0", bin.as_deref()).await
+    } else {
+        crate::exec::child::find_tool("pg_restore", &m.pg_dump_version, bin.as_deref()).await
+    }
+    .map_err(|e| crate::exec::fail::tool_failure(&e))?;
+    r.db.client
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            crate::pg::quote::ident(name)
+        ))
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
+    let restored = crate::exec::restore::restore_into(
+        r,
+        &s.id,
+        &m,
+        &dir,
+        &program.path,
+        name,
+        &crate::exec::restore::How {
+            clean: false,
+            jobs: 1,
+            single_transaction: true,
+            use_list: None,
+        },
+        deadline,
+        timeout,
+    )
+    .await;
+    if let Err(f) = restored {
+        drop_scratch(r, name).await;
+        return Err(f);
+    }
+    Ok(())
 }
 
 pub(super) async fn drop_scratch(r: &mut Run<'_>, name: &str) {
