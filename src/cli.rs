@@ -84,6 +84,23 @@ enum Cmd {
     },
     /// Run a runbook against a database, with rollback, progress and reports.
     Exec(Box<ExecArgs>),
+    /// Approve a phase ahead of time: write an approval file bound to this
+    /// runbook's text and params, for `exec --approval FILE`. Never connects.
+    Approve {
+        /// The runbook file.
+        file: PathBuf,
+        /// The phase whose gate this approves.
+        #[arg(long, value_name = "PHASE")]
+        phase: String,
+        /// Who approves (default: $GITHUB_ACTOR, else the local user).
+        #[arg(long = "as", value_name = "NAME")]
+        approver: Option<String>,
+        /// Where to write it. Default: <runbook-name>.<phase>.<who>.approval.json.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        params: ParamArgs,
+    },
     /// Go on with a run whose runner died (killed, or its machine lost), from
     /// the run journal in the database: finished steps are not run again.
     Resume {
@@ -323,6 +340,11 @@ struct RunFlags {
     /// else the local user).
     #[arg(long = "as", value_name = "NAME")]
     approver: Option<String>,
+    /// An approval given ahead of time by `runbook approve` (repeatable):
+    /// it must match this runbook's text and params, and counts once per
+    /// person at its phase's gate.
+    #[arg(long = "approval", value_name = "FILE")]
+    approval_files: Vec<PathBuf>,
     /// Approve every gate (for `rollback`: undo without asking).
     #[arg(long)]
     yes: bool,
@@ -446,6 +468,7 @@ fn run_args(
         keep,
         approve: r.approve,
         approver: r.approver,
+        approval_files: r.approval_files,
         yes: r.yes,
         report_dir: r.report_dir,
         junit: r.junit,
@@ -556,6 +579,21 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 }
             }
         }
+        Cmd::Approve {
+            file,
+            phase,
+            approver,
+            output,
+            params,
+        } => crate::commands::approve(
+            &file,
+            &params.inputs(),
+            &phase,
+            approver.as_deref(),
+            output,
+            &mut stdout,
+        )
+        .unwrap_or_else(|e| e.print(&mut stderr)),
         Cmd::Exec(args) => {
             drop(stdout);
             drop(stderr);

@@ -1,6 +1,6 @@
 //! The commands around migrations and schemas that run outside a runbook:
-//! `runbook schema snapshot|diff`, `runbook migrations status|repair|baseline`
-//! and `runbook runs list|show`.
+//! `runbook schema snapshot|diff`, `runbook migrations status|repair|baseline`,
+//! `runbook runs list|show` and `runbook approve`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -467,16 +467,11 @@ pub fn migrations_baseline(
 /// Who ran a baseline, for its rows' run id: `--as`, else the CI's actor,
 /// else the local user, with the host.
 fn baseline_by(by: Option<&str>) -> String {
-    let who = by
-        .map(str::to_string)
-        .or_else(|| std::env::var("GITHUB_ACTOR").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into());
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("baseline/{who}@{host}")
+    format!(
+        "baseline/{}@{}",
+        crate::who::person(by),
+        crate::who::hostname()
+    )
 }
 
 /// Ask at a terminal whether to go on. False, after saying `refused`, when
@@ -654,6 +649,78 @@ pub fn read_run(t: &Target, run_id: &str) -> Result<crate::exec::journal::RunRec
             )),
         }
     })
+}
+
+/// `runbook approve RUNBOOK --phase P`: write one person's approval of
+/// phase P, bound to the runbook's text and the params given, for
+/// `exec --approval FILE`. The runbook must validate and plan with those
+/// params, and P must have an approval gate.
+pub fn approve(
+    file: &Path,
+    inputs: &crate::validate::Inputs,
+    phase: &str,
+    by: Option<&str>,
+    output: Option<std::path::PathBuf>,
+    stdout: &mut impl Write,
+) -> Result<u8, CommandError> {
+    let built =
+        crate::validate::validate_file(file, inputs, crate::validate::ParamCheck::RequireAll)
+            .and_then(|v| crate::plan::build(&v, &crate::plan::RunInfo::default()));
+    let plan = built.map_err(|invalid| {
+        CommandError::invalid(
+            invalid.render(false).trim_end().to_string(),
+            "an approval is for a runbook that validates, with the params the run will use",
+        )
+    })?;
+    let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
+    match plan.phases.iter().find(|p| p.id == phase) {
+        None => {
+            return Err(CommandError::invalid(
+                format!("unknown phase `{phase}`"),
+                format!("the runbook's phases are {}", crate::diag::one_of(&phases)),
+            ));
+        }
+        Some(p) if p.approval.is_none() => {
+            return Err(CommandError::invalid(
+                format!("phase `{phase}` has no approval gate: there is nothing to approve"),
+                "add `approval:` to the phase, or approve a gated phase",
+            ));
+        }
+        Some(_) => {}
+    }
+    let who = crate::who::person(by);
+    let approval =
+        crate::approval::ApprovalFile::new(&plan, phase, who.clone(), crate::events::now());
+    let path = output.unwrap_or_else(|| {
+        let safe: String = who
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{}.{phase}.{safe}.approval.json", plan.runbook.name).into()
+    });
+    let mut text = serde_json::to_string_pretty(&approval).unwrap_or_default();
+    text.push('\n');
+    crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| {
+        CommandError::invalid(
+            format!("cannot write {}: {e}", path.display()),
+            "pass -o FILE in a directory you can write to",
+        )
+    })?;
+    let _ = writeln!(
+        stdout,
+        "approved phase `{phase}` of {} (sha256 {}) as {who}: {}\npass it to the run with --approval {}",
+        plan.runbook.name,
+        plan.runbook.sha256,
+        path.display(),
+        path.display()
+    );
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -204,6 +204,8 @@ pub enum ErrorKind {
     Restore,
     /// A PostgreSQL client program is missing or too old.
     Tool,
+    /// An `abort_when` trigger fired: the run stops and unwinds.
+    AbortTrigger,
     /// Anything else (and any name an older journal row holds that this
     /// version does not know).
     #[default]
@@ -235,6 +237,7 @@ impl ErrorKind {
             Self::Backfill => "backfill",
             Self::Restore => "restore",
             Self::Tool => "tool",
+            Self::AbortTrigger => "abort_trigger",
             Self::Internal => "internal",
         }
     }
@@ -331,7 +334,9 @@ pub struct CheckResult {
 /// Who approved a gate, and how.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Approval {
-    /// `flag` (--approve PHASE), `yes` (--yes) or `prompt` (typed at a terminal).
+    /// `flag` (--approve PHASE), `yes` (--yes), `prompt` (typed at a
+    /// terminal), `file` (`--approval FILE`, from `runbook approve`) or
+    /// `not_required`.
     pub method: String,
     /// `--as`, else `$GITHUB_ACTOR`, else the local user.
     pub user: String,
@@ -340,6 +345,9 @@ pub struct Approval {
     #[serde(default)]
     pub host: String,
     pub at: String,
+    /// The approval file it came from (`method: file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// Everything the executor reports. Each carries a timestamp (`at`, RFC 3339).
@@ -379,6 +387,14 @@ pub enum Event {
         at: String,
         phase: String,
         reason: String,
+    },
+    /// An `abort_when` check failed: the run stops and unwinds. `step` is
+    /// the step it stopped (running, or about to start).
+    AbortTriggered {
+        at: String,
+        trigger: String,
+        step: Option<String>,
+        message: String,
     },
     PhaseFinished {
         at: String,

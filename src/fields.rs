@@ -178,6 +178,10 @@ impl<'a> Walker<'a> {
                 self.list(branch, &format!("/phases/{pi}/on_failure"), scope);
             }
         }
+        // A trigger runs between any two steps: it reads params and vars.
+        for (i, t) in rb.abort_when.iter().enumerate() {
+            self.check(&t.check, &format!("/abort_when/{i}"), &Scope::default());
+        }
         let all = Scope {
             main_upto: self.main.len(),
             ..Scope::default()

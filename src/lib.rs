@@ -5,6 +5,7 @@
 //! → `plan` (every template rendered) → execute → report.
 //! See docs/ARCHITECTURE.md.
 
+pub mod approval;
 pub mod backups;
 pub mod checks;
 pub mod cli;
@@ -35,3 +36,4 @@ pub mod snapshot;
 pub mod source;
 pub mod template;
 pub mod validate;
+pub mod who;

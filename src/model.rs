@@ -36,6 +36,9 @@ pub struct Runbook {
     #[serde(default)]
     pub defaults: Defaults,
     pub phases: Vec<Phase>,
+    /// Rollback triggers: checks that must keep passing while the run goes.
+    #[serde(default)]
+    pub abort_when: Vec<Trigger>,
     #[serde(default)]
     pub on_failure: Vec<Step>,
     #[serde(default)]
@@ -88,6 +91,44 @@ pub struct Metadata {
     pub owner: Option<String>,
     #[serde(default)]
     pub labels: IndexMap<String, String>,
+    /// How risky the change is, as its authors judge it.
+    pub risk: Option<Risk>,
+}
+
+/// How risky a runbook is: it sets how many people approve a gated phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+impl Risk {
+    pub fn name(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+
+    /// Approvers a gated phase needs when it does not say: two for a high
+    /// risk, one otherwise.
+    pub fn default_approvers(self) -> u32 {
+        if self == Risk::High { 2 } else { 1 }
+    }
+}
+
+/// One entry of `abort_when:`: a check that must keep passing. It runs
+/// before every main-line step and at most every `interval` during long
+/// steps; when it fails, the run stops and unwinds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    pub id: String,
+    pub check: CheckStep,
+    pub interval: Option<Duration>,
 }
 
 fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -275,6 +316,8 @@ pub struct Approval {
     pub prompt: Option<String>,
     #[serde(default = "yes")]
     pub required: bool,
+    /// Distinct people who must approve; by the runbook's risk when unset.
+    pub approvers: Option<u32>,
 }
 
 fn yes() -> bool {

@@ -29,6 +29,8 @@ pub struct RunArgs {
     pub approve: Vec<String>,
     /// `--as`: who approves.
     pub approver: Option<String>,
+    /// `--approval FILE`: approvals given ahead of time.
+    pub approval_files: Vec<PathBuf>,
     pub yes: bool,
     pub report_dir: Option<PathBuf>,
     pub junit: Option<PathBuf>,
@@ -108,7 +110,7 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         (Some(record), Some(e)) => decide_earlier(&record, &plan, e, a.yes)?,
         _ => exec::Mode::Run,
     };
-    check_approvals(a, &plan)?;
+    let approvals = check_approvals(a, &plan)?;
     let url = target_url(a, &plan)?;
     let (redactor, mut warnings) = secrets_and_warnings(a, &plan, url.as_deref())?;
     if let Some(dir) = &a.pg_bin_dir
@@ -163,6 +165,7 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         ephemeral: cluster.is_some(),
         approve: std::mem::take(&mut a.approve),
         approver: a.approver.clone(),
+        approvals,
         yes: a.yes,
         prompter,
         base_dir,
@@ -205,25 +208,40 @@ fn load_earlier(
 }
 
 /// Every `--approve` names a phase of the runbook.
-fn check_approvals(a: &RunArgs, plan: &plan::Plan) -> Result<(), u8> {
+/// `--approve` names a phase the runbook has, and every `--approval FILE`
+/// approves this runbook's text, with these params, at one of its gates:
+/// one that does not is refused before anything runs (exit 6; 5 for a
+/// file that cannot be read as an approval).
+fn check_approvals(a: &RunArgs, plan: &plan::Plan) -> Result<Vec<crate::approval::Given>, u8> {
     let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
-    let Some(name) = a.approve.iter().find(|n| !phases.contains(&n.as_str())) else {
-        return Ok(());
-    };
-    let text = format!("--approve {name}");
-    let src = Source::new("command line", text.clone());
-    let hint = match did_you_mean(name, phases.iter().copied()) {
-        Some(s) => format!("did you mean `{s}`?"),
-        None => format!("the runbook's phases are {}", one_of(&phases)),
-    };
-    Err(refuse(
-        a.color,
-        &src,
-        Diagnostic::new(format!("unknown phase `{name}`"))
-            .at(Some(10..text.len()))
-            .label("no phase has this id")
-            .hint(hint),
-    ))
+    if let Some(name) = a.approve.iter().find(|n| !phases.contains(&n.as_str())) {
+        let text = format!("--approve {name}");
+        let src = Source::new("command line", text.clone());
+        let hint = match did_you_mean(name, phases.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("the runbook's phases are {}", one_of(&phases)),
+        };
+        return Err(refuse(
+            a.color,
+            &src,
+            Diagnostic::new(format!("unknown phase `{name}`"))
+                .at(Some(10..text.len()))
+                .label("no phase has this id")
+                .hint(hint),
+        ));
+    }
+    a.approval_files
+        .iter()
+        .map(|path| {
+            crate::approval::read(path, plan).map_err(|e| {
+                eprintln!("error: {e}\n  = help: {}\n\nerror: nothing ran", e.hint());
+                match e {
+                    crate::approval::ApprovalError::Mismatch { .. } => exit::NOT_APPROVED,
+                    _ => exit::INVALID,
+                }
+            })
+        })
+        .collect()
 }
 
 /// The database to run against: the flag, the runbook's `database.url`,

@@ -109,9 +109,9 @@ fn set_values_are_checked_against_their_declarations() {
     assert_eq!(
         o.stderr,
         "error: missing value for required param `table`
-  --> tests/fixtures/valid/every_key.yml:15:3
+  --> tests/fixtures/valid/every_key.yml:16:3
    |
-15 |   table:
+16 |   table:
    |   ^^^^^ required
    |
    = help: pass `--set table=VALUE` or put `table:` in a --params-file

@@ -497,7 +497,9 @@ fn gated() -> String {
         sql: CREATE TABLE t (n int);
   - id: contract
     kind: contract
-    approval: { prompt: "Drop it?" }
+    # One person: the DROP makes the risk high, which would ask for two
+    # (tests/control.rs tests that).
+    approval: { prompt: "Drop it?", approvers: 1 }
     steps:
       - id: drop
         sql: DROP TABLE t;

@@ -345,8 +345,50 @@ fn the_production_runbook_stops_at_its_gate_then_finishes_on_a_rerun() {
         50000
     );
     assert_eq!(first.step("table_backup")["status"], "succeeded");
+    // Dropping a column makes the risk high: one approval is not enough.
+    let one = case.exec(
+        &db.url,
+        &[
+            "--approve",
+            "contract",
+            "--as",
+            "oncall",
+            "--set",
+            "watch_writers=false",
+        ],
+    );
+    assert_eq!(one.code, 6, "{}", one.stderr);
+    assert_eq!(one.report["phases"][6]["approvers_required"], 2);
+    // A reviewer's approval, made ahead of time for this text and params.
+    let review = case.dir.path().join("review.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("approve")
+        .arg(&case.file)
+        .args(["--phase", "contract", "--as", "reviewer"])
+        .args(["--set", "watch_writers=false", "-o"])
+        .arg(&review)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The rerun skips what exists, finds nothing left to backfill, and contracts.
-    let second = case.exec(&db.url, &["--approve", "contract"]);
+    let second = case.exec(
+        &db.url,
+        &[
+            "--approve",
+            "contract",
+            "--as",
+            "oncall",
+            "--approval",
+            review.to_str().unwrap(),
+            "--set",
+            "watch_writers=false",
+        ],
+    );
+    assert_eq!(second.step("writers_keep_flowing")["status"], "skipped");
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert_eq!(second.step("add_column")["status"], "skipped");
     assert_eq!(second.step("add_foreign_key")["status"], "skipped");

@@ -209,6 +209,13 @@ pub(crate) async fn run(
         if finished_batch {
             break;
         }
+        // A rollback trigger stops the backfill between two batches; the
+        // committed ones stay, with their checkpoint.
+        if let Some(mut f) = r.tripped(&s.id, true).await {
+            f.partial.rows_affected = Some(tally.updated_now as u64);
+            f.partial.details = Some(tally.summary(b).0);
+            return Err(f);
+        }
         pace(r, b, tally.updated_now, tally.started, deadline, timeout).await?;
     }
 

@@ -526,23 +526,7 @@ async fn ensure(db: &Db) -> Result<(), JournalError> {
 }
 
 /// Who runs this: `$USER`, `$LOGNAME`, else the effective user's name.
-pub(crate) fn whoami() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-                .ok()
-                .flatten()
-                .map_or_else(|| "unknown".into(), |u| u.name)
-        })
-}
-
-pub(crate) fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
-}
+pub(crate) use crate::who::{hostname, whoami};
 
 /// A run as the journal has it.
 #[derive(Debug, Clone, Serialize)]

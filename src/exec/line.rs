@@ -23,17 +23,71 @@ impl<'a> Run<'a> {
         clean
     }
 
+    /// A phase's gate: it opens when `approvers` distinct people approved
+    /// it, counting the approval files given for it and the operator's own
+    /// approval (`--approve`, `--yes`, or a yes at the prompt; asked only
+    /// when the files are not enough). Every approval counted is recorded.
     async fn approve(&mut self, ph: &PlanPhase) -> Result<(), String> {
         let Some(gate) = &ph.approval else {
             return Ok(());
         };
-        // Who: `--as`, else the CI's actor, else the local user.
-        let user = self
-            .approver
-            .clone()
-            .or_else(|| std::env::var("GITHUB_ACTOR").ok().filter(|a| !a.is_empty()))
-            .unwrap_or_else(journal::whoami);
-        let method = if self.approve.contains(&ph.id) {
+        let need = gate.approvers.max(1) as usize;
+        let mut given: Vec<Approval> = self
+            .approvals
+            .iter()
+            .filter(|g| g.file.phase == ph.id)
+            .map(|g| Approval {
+                method: "file".into(),
+                user: g.file.approver.clone(),
+                host: g.file.host.clone(),
+                at: g.file.at.clone(),
+                file: Some(g.path.display().to_string()),
+            })
+            .collect();
+        let people = |list: &[Approval]| {
+            let mut names: Vec<&str> = list.iter().map(|a| a.user.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            names.len()
+        };
+        if people(&given) < need
+            && let Some(method) = self.operator_approves(ph, gate)
+        {
+            given.push(Approval {
+                method: method.into(),
+                user: crate::who::person(self.approver.as_deref()),
+                host: journal::hostname(),
+                at: now(),
+                file: None,
+            });
+        }
+        let not_required = given.iter().any(|a| a.method == "not_required");
+        if people(&given) >= need || not_required {
+            for approval in given {
+                self.bus.emit(Event::ApprovalGiven {
+                    at: now(),
+                    phase: ph.id.clone(),
+                    approval,
+                });
+            }
+            return Ok(());
+        }
+        let reason = self.refusal(ph, need, &given);
+        self.bus.emit(Event::ApprovalRefused {
+            at: now(),
+            phase: ph.id.clone(),
+            reason: reason.clone(),
+        });
+        Err(reason)
+    }
+
+    /// How the operator approves this gate, if they do.
+    fn operator_approves(
+        &mut self,
+        ph: &PlanPhase,
+        gate: &crate::plan::PlanApproval,
+    ) -> Option<&'static str> {
+        if self.approve.contains(&ph.id) {
             Some("flag")
         } else if self.yes {
             Some("yes")
@@ -50,35 +104,37 @@ impl<'a> Run<'a> {
             Some("not_required")
         } else {
             None
-        };
-        match method {
-            Some(m) => {
-                self.bus.emit(Event::ApprovalGiven {
-                    at: now(),
-                    phase: ph.id.clone(),
-                    approval: Approval {
-                        method: m.into(),
-                        user,
-                        host: journal::hostname(),
-                        at: now(),
-                    },
-                });
-                Ok(())
-            }
-            None => {
-                let reason = if self.prompter.is_some() {
-                    "refused at the prompt".to_string()
-                } else {
-                    format!("no terminal to ask; pass --approve {} or --yes", ph.id)
-                };
-                self.bus.emit(Event::ApprovalRefused {
-                    at: now(),
-                    phase: ph.id.clone(),
-                    reason: reason.clone(),
-                });
-                Err(reason)
-            }
         }
+    }
+
+    /// Why the gate stays shut: no approval at all, or too few people.
+    fn refusal(&self, ph: &PlanPhase, need: usize, given: &[Approval]) -> String {
+        if given.is_empty() && need == 1 {
+            return if self.prompter.is_some() {
+                "refused at the prompt".to_string()
+            } else {
+                format!("no terminal to ask; pass --approve {} or --yes", ph.id)
+            };
+        }
+        let mut names: Vec<String> = given
+            .iter()
+            .map(|a| format!("{} ({})", a.user, a.method))
+            .collect();
+        names.dedup();
+        let have = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        };
+        format!(
+            "{need} different people must approve it, and {} did: {have}; add approvals from `runbook approve RUNBOOK --phase {} --as NAME` with --approval FILE",
+            given
+                .iter()
+                .map(|a| a.user.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            ph.id
+        )
     }
 
     /// Undo this phase's started steps, newest first. A step whose failure
@@ -292,8 +348,22 @@ impl<'a> Run<'a> {
             if !s.rollback.is_empty() {
                 registered.push(self.register(s));
             }
-            let o = match fail_with {
-                Some(e) => self.finish_step(
+            // The rollback triggers run before every main-line step; one that
+            // fires fails the step before it starts, which changed nothing.
+            let tripped = match fail_with {
+                None => self.tripped(&s.id, false).await,
+                Some(_) => None,
+            };
+            let o = match (tripped, fail_with) {
+                (Some(f), _) => self.finish_step(
+                    s,
+                    Some(ph.kind),
+                    Instant::now(),
+                    0,
+                    Err(f.unchanged()),
+                    None,
+                ),
+                (None, Some(e)) => self.finish_step(
                     s,
                     Some(ph.kind),
                     Instant::now(),
@@ -301,7 +371,7 @@ impl<'a> Run<'a> {
                     Err(Fail::new(StepStatus::Failed, e)),
                     None,
                 ),
-                None => self.step(s, Some(&ph.id), Role::Main, None).await,
+                (None, None) => self.step(s, Some(&ph.id), Role::Main, None).await,
             };
             let changes = may_change(&s.action, ph.kind);
             if changes && o.status != StepStatus::Skipped && !o.changed_nothing {
@@ -321,10 +391,12 @@ impl<'a> Run<'a> {
             }
             self.failed_step = Some(format!("{}.{}", ph.id, s.id));
             let interrupted = o.status == StepStatus::Cancelled;
-            let mode = if interrupted {
-                &PlanOnFailure::Rollback
-            } else {
-                &ph.on_failure
+            // An interrupt unwinds the phase; so does a rollback trigger,
+            // unless the phase says to abort or run its own branch.
+            let mode = match &ph.on_failure {
+                _ if interrupted => &PlanOnFailure::Rollback,
+                PlanOnFailure::Continue if self.aborted => &PlanOnFailure::Rollback,
+                own => own,
             };
             if matches!(mode, PlanOnFailure::Continue) {
                 st.tolerated += 1;

@@ -6,6 +6,7 @@
 //! abort, continue, or run a branch. Then the runbook's `on_failure` runs,
 //! then `finally`, always. The executor never prints: it emits events.
 
+mod abort;
 pub mod backfill;
 pub mod backup;
 pub mod blockers;
@@ -65,6 +66,9 @@ pub struct Options {
     pub approve: Vec<String>,
     /// `--as`: who approves, when given.
     pub approver: Option<String>,
+    /// `--approval FILE`: approvals given ahead of time, checked against
+    /// this plan already.
+    pub approvals: Vec<crate::approval::Given>,
     /// `--yes`: approve every gate.
     pub yes: bool,
     /// Set when a person can be asked at a terminal.
@@ -250,6 +254,8 @@ pub(crate) struct Run<'a> {
     pub(crate) stop_level: u32,
     approve: Vec<String>,
     approver: Option<String>,
+    /// Approvals given ahead of time (`--approval FILE`).
+    approvals: Vec<crate::approval::Given>,
     yes: bool,
     prompter: Option<Box<dyn Prompter>>,
     pub(crate) base_dir: PathBuf,
@@ -267,6 +273,10 @@ pub(crate) struct Run<'a> {
     monitor: Option<Option<(Arc<Db>, Arc<str>)>>,
     /// Snapshots taken by snapshot steps, by step id, for later comparisons.
     pub(crate) snapshots: std::collections::HashMap<String, crate::snapshot::Snapshot>,
+    /// When each `abort_when` trigger last ran (parallel to the plan's).
+    triggers_ran: Vec<Option<Instant>>,
+    /// A trigger fired: the failing phase unwinds even under `continue`.
+    aborted: bool,
     pub(crate) report_dir: Option<PathBuf>,
     /// The run journal in the target database.
     journal: journal::Journal,
@@ -597,6 +607,7 @@ pub async fn execute(
         stop_level: 1,
         approve: opts.approve,
         approver: opts.approver,
+        approvals: opts.approvals,
         yes: opts.yes,
         prompter: opts.prompter,
         base_dir: opts.base_dir,
@@ -608,6 +619,8 @@ pub async fn execute(
         lock_key,
         monitor: None,
         snapshots: std::collections::HashMap::new(),
+        triggers_ran: vec![None; plan.abort_when.len()],
+        aborted: false,
         report_dir: opts.report_dir.clone(),
         journal,
         journal_seq: None,

@@ -48,6 +48,9 @@ pub(crate) async fn run(
                 timeout,
             ));
         }
+        if let Some(f) = r.tripped(&s.id, true).await {
+            return Err(f.unchanged());
+        }
         progress(r, s, started, w, &last.error.message);
         tokio::select! {
             () = tokio::time::sleep_until(next.into()) => {}

@@ -38,6 +38,10 @@ pub(crate) async fn run(
                 if next > end {
                     return Ok(finished(done, &series, started));
                 }
+                if let Some(mut f) = r.tripped(&s.id, true).await {
+                    f.partial = finished(done, &series, started);
+                    return Err(f.unchanged());
+                }
                 progress(r, s, started, w, &value);
                 tokio::select! {
                     () = tokio::time::sleep_until(next.into()) => {}

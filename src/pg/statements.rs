@@ -52,6 +52,10 @@ pub struct Statement {
     pub transaction_control: bool,
     /// The index a `CREATE INDEX` names, as written; None when PostgreSQL picks the name.
     pub index: Option<String>,
+    /// What data it destroys, when it destroys some: `DROP TABLE`,
+    /// `TRUNCATE`, `DROP SCHEMA`, `DROP COLUMN`, or a `DELETE` with no
+    /// `WHERE`.
+    pub destroys: Option<&'static str>,
 }
 
 impl Statement {
@@ -120,6 +124,7 @@ fn unparsed(sql: &str, start: usize, end: usize) -> Statement {
         concurrent_index: false,
         transaction_control: false,
         index: None,
+        destroys: None,
     }
 }
 
@@ -260,7 +265,18 @@ fn classify(node: &SyntaxNode, sql: &str, start: usize, end: usize) -> Statement
         || concurrent_index
         || concurrently
         || matches!(kind, K::UPDATE | K::DELETE | K::CREATE_TABLE);
+    let destroys = match kind {
+        K::DROP_TABLE => Some("DROP TABLE"),
+        K::TRUNCATE => Some("TRUNCATE"),
+        K::DROP_SCHEMA => Some("DROP SCHEMA"),
+        K::ALTER_TABLE if node.children().any(|a| a.kind() == K::DROP_COLUMN) => {
+            Some("DROP COLUMN")
+        }
+        K::DELETE if !has_descendant(node, K::WHERE_CLAUSE) => Some("DELETE without WHERE"),
+        _ => None,
+    };
     Statement {
+        destroys,
         text: sql[start..end].to_string(),
         offset: start,
         kind: kind_name(kind),
@@ -368,6 +384,23 @@ mod tests {
         assert_eq!(s[0].text, "SELECT 'it''s; fine';");
         assert_eq!(&sql[s[1].offset..s[1].offset + 2], "DO");
         assert!(s[2].text.ends_with("END;"));
+    }
+
+    /// What destroys data, and what only looks like it.
+    #[test]
+    fn statements_that_destroy_data_say_what() {
+        let d = |sql: &str| split(sql)[0].destroys;
+        assert_eq!(d("DROP TABLE t;"), Some("DROP TABLE"));
+        assert_eq!(d("TRUNCATE t;"), Some("TRUNCATE"));
+        assert_eq!(d("DROP SCHEMA s CASCADE;"), Some("DROP SCHEMA"));
+        assert_eq!(
+            d("ALTER TABLE t ADD COLUMN a int, DROP COLUMN b;"),
+            Some("DROP COLUMN")
+        );
+        assert_eq!(d("DELETE FROM t;"), Some("DELETE without WHERE"));
+        assert_eq!(d("DELETE FROM t WHERE id = 1;"), None);
+        assert_eq!(d("ALTER TABLE t ADD COLUMN a int;"), None);
+        assert_eq!(d("DROP INDEX i;"), None);
     }
 
     #[test]

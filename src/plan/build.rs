@@ -57,7 +57,15 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         unset: v.params.unset().into_iter().map(str::to_string).collect(),
     };
     let (database, database_url) = p.database();
-    let phases = rb.phases.iter().map(|ph| p.phase(ph)).collect();
+    let mut phases: Vec<PlanPhase> = rb.phases.iter().map(|ph| p.phase(ph)).collect();
+    let risk = PlanRisk::of(rb.metadata.risk, &phases);
+    for (ph, model) in phases.iter_mut().zip(&rb.phases) {
+        let asked = model.approval.as_ref().and_then(|a| a.approvers);
+        if let Some(a) = &mut ph.approval {
+            a.approvers = asked.unwrap_or(risk.level.default_approvers());
+        }
+    }
+    let abort_when = rb.abort_when.iter().map(|t| p.trigger(t)).collect();
     let on_failure = p.steps(&rb.on_failure);
     let finally_steps = p.steps(&rb.finally);
     if !p.errors.is_empty() {
@@ -95,6 +103,8 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
         database,
         settings: effective_settings(&rb.settings),
         phases,
+        risk,
+        abort_when,
         on_failure,
         finally_steps,
         redactor,
@@ -139,6 +149,8 @@ impl Planner<'_> {
                     None => plain(format!("Run phase `{}`?", ph.id)),
                 },
                 required: a.required,
+                // Filled in by the runbook's risk once every phase is planned.
+                approvers: a.approvers.unwrap_or_default(),
             }),
             on_failure: match &ph.on_failure {
                 OnFailure::Mode(FailureMode::Rollback) => PlanOnFailure::Rollback,

@@ -10,6 +10,8 @@ mod build;
 mod check;
 mod migrate;
 mod rehearse;
+mod risk;
+pub use risk::{DEFAULT_TRIGGER_INTERVAL_MS, PlanRisk, PlanTrigger};
 mod restore;
 mod shell;
 mod snapshot;
@@ -83,6 +85,9 @@ pub struct Plan {
     pub database: PlanDatabase,
     pub settings: model::Settings,
     pub phases: Vec<PlanPhase>,
+    pub risk: PlanRisk,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub abort_when: Vec<PlanTrigger>,
     pub on_failure: Vec<PlanStep>,
     #[serde(rename = "finally")]
     pub finally_steps: Vec<PlanStep>,
@@ -142,6 +147,9 @@ pub struct PlanWhen {
 pub struct PlanApproval {
     pub prompt: Text,
     pub required: bool,
+    /// Distinct people who must approve: the gate's own `approvers`, else
+    /// by the runbook's risk.
+    pub approvers: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

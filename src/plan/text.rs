@@ -56,6 +56,7 @@ impl Plan {
                 .collect();
             let _ = writeln!(o, "settings: {}", list.join(", "));
         }
+        super::risk::write(&mut o, &self.risk, &self.abort_when);
         let total = self.phases.len();
         for (i, ph) in self.phases.iter().enumerate() {
             let _ = writeln!(
@@ -72,9 +73,14 @@ impl Plan {
                 let _ = writeln!(o, "  when: {}", when_text(w));
             }
             if let Some(a) = &ph.approval {
+                let who = if a.approvers > 1 {
+                    format!(" by {} people", a.approvers)
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     o,
-                    "  gate: {} approval: {}",
+                    "  gate: {} approval{who}: {}",
                     if a.required { "required" } else { "optional" },
                     a.prompt.text
                 );

@@ -84,6 +84,18 @@ fn write_header(o: &mut String, r: &Report) {
         .exit_code
         .map_or_else(|| "none yet".to_string(), |c| c.to_string());
     let _ = writeln!(o, "**{}** (exit code {code})\n", r.run.verdict);
+    if let Some(a) = &r.run.aborted_by {
+        let _ = writeln!(
+            o,
+            "> **Stopped by `abort_when: {}`**{} at {}: {}\n",
+            a.trigger,
+            a.step
+                .as_ref()
+                .map_or(String::new(), |s| format!(" during step `{s}`")),
+            a.at,
+            cell(&a.message)
+        );
+    }
     let t = &r.target;
     let server = t
         .server_version
@@ -123,18 +135,27 @@ fn write_steps(o: &mut String, r: &Report) {
     let _ = writeln!(o, "| phase | step | kind | status | duration | attempts |");
     let _ = writeln!(o, "|---|---|---|---|---|---|");
     for p in &r.phases {
-        let gate = p.approval.as_ref().map_or(String::new(), |a| {
-            format!(
-                " (approved by {}{} via {})",
-                a.user,
-                if a.host.is_empty() {
-                    String::new()
-                } else {
-                    format!(" on {}", a.host)
-                },
-                a.method
-            )
-        });
+        let by: Vec<String> = p
+            .approvals
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}{} via {}",
+                    a.user,
+                    if a.host.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {}", a.host)
+                    },
+                    a.method
+                )
+            })
+            .collect();
+        let gate = if by.is_empty() {
+            String::new()
+        } else {
+            format!(" (approved by {})", by.join(" and "))
+        };
         let note = p
             .note
             .as_deref()

@@ -65,6 +65,17 @@ pub struct RunInfo {
     pub finished_at: Option<String>,
     pub duration_ms: Option<u64>,
     pub failed_step: Option<String>,
+    /// The `abort_when` trigger that stopped the run, if one did.
+    #[serde(default)]
+    pub aborted_by: Option<AbortedBy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AbortedBy {
+    pub trigger: String,
+    pub step: Option<String>,
+    pub message: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,7 +86,14 @@ pub struct PhaseReport {
     pub status: String,
     pub started_at: Option<String>,
     pub duration_ms: Option<u64>,
+    /// The first approval of its gate (kept for readers of version 1).
     pub approval: Option<Approval>,
+    /// Every approval its gate counted, one per person.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// How many different people its gate needs; null without a gate.
+    #[serde(default)]
+    pub approvers_required: Option<u32>,
     pub note: Option<String>,
     pub steps: Vec<StepReport>,
 }
@@ -196,6 +214,8 @@ impl Builder {
                     started_at: None,
                     duration_ms: None,
                     approval: None,
+                    approvals: Vec::new(),
+                    approvers_required: ph.approval.as_ref().map(|a| a.approvers),
                     note: None,
                     steps: ph
                         .steps
@@ -232,6 +252,7 @@ impl Builder {
                     finished_at: None,
                     duration_ms: None,
                     failed_step: None,
+                    aborted_by: None,
                 },
                 params: serde_json::to_value(&plan.params).unwrap_or_default(),
                 target: Target::default(),
@@ -327,8 +348,22 @@ impl Builder {
                 phase, approval, ..
             } => {
                 if let Some(p) = self.report.phases.iter_mut().find(|p| &p.id == phase) {
-                    p.approval = Some(approval.clone());
+                    p.approval.get_or_insert_with(|| approval.clone());
+                    p.approvals.push(approval.clone());
                 }
+            }
+            Event::AbortTriggered {
+                at,
+                trigger,
+                step,
+                message,
+            } => {
+                self.report.run.aborted_by = Some(AbortedBy {
+                    trigger: trigger.clone(),
+                    step: step.clone(),
+                    message: message.clone(),
+                    at: at.clone(),
+                });
             }
             Event::ApprovalRefused { phase, reason, .. } => {
                 if let Some(p) = self.report.phases.iter_mut().find(|p| &p.id == phase) {

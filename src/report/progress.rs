@@ -98,6 +98,16 @@ impl Progress {
             Event::ApprovalRefused { phase, reason, .. } => {
                 format!("phase {phase} NOT APPROVED: {reason}")
             }
+            Event::AbortTriggered {
+                trigger,
+                step,
+                message,
+                ..
+            } => format!(
+                "ABORT: abort_when `{trigger}` fired{}: {message}",
+                step.as_ref()
+                    .map_or(String::new(), |s| format!(" at step {s}"))
+            ),
             Event::PhaseFinished {
                 phase,
                 status,
@@ -256,6 +266,7 @@ fn at(e: &Event) -> &str {
         | Event::PhaseSkipped { at, .. }
         | Event::ApprovalGiven { at, .. }
         | Event::ApprovalRefused { at, .. }
+        | Event::AbortTriggered { at, .. }
         | Event::PhaseFinished { at, .. }
         | Event::CompensationRegistered { at, .. }
         | Event::StepStarted { at, .. }

@@ -124,16 +124,25 @@ fn without_templates(text: &str) -> String {
 
 /// Every check of the runbook, with the pointer of its `check:` key: check
 /// steps, and the check a wait or a watch step repeats.
-fn checks_of(rb: &Runbook) -> Vec<(String, &model::Step, &model::CheckStep)> {
-    rb.all_steps()
+fn checks_of(rb: &Runbook) -> Vec<(String, &str, &model::CheckStep)> {
+    let mut out: Vec<(String, &str, &model::CheckStep)> = rb
+        .all_steps()
         .into_iter()
         .filter_map(|(pointer, step)| match &step.kind {
-            StepKind::Check(c) => Some((format!("{pointer}/check"), step, c)),
-            StepKind::Wait(w) => Some((format!("{pointer}/wait/check"), step, &w.check)),
-            StepKind::Watch(w) => Some((format!("{pointer}/watch/check"), step, &w.check)),
+            StepKind::Check(c) => Some((format!("{pointer}/check"), step.id.as_str(), c)),
+            StepKind::Wait(w) => {
+                Some((format!("{pointer}/wait/check"), step.id.as_str(), &w.check))
+            }
+            StepKind::Watch(w) => {
+                Some((format!("{pointer}/watch/check"), step.id.as_str(), &w.check))
+            }
             _ => None,
         })
-        .collect()
+        .collect();
+    for (i, t) in rb.abort_when.iter().enumerate() {
+        out.push((format!("/abort_when/{i}/check"), t.id.as_str(), &t.check));
+    }
+    out
 }
 
 /// A watch must be able to finish: a step timeout (its own or the
@@ -164,7 +173,7 @@ fn check_watch_timeouts(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>)
 /// A check checks something: a query (one statement that returns rows)
 /// or a built-in, not both and not neither.
 fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
-    for (base, step, c) in checks_of(rb) {
+    for (base, id, c) in checks_of(rb) {
         let short = doc.value.pointer(&base).is_some_and(Value::is_string);
         let query_at = if short {
             doc.spans().value(&base)
@@ -176,7 +185,7 @@ fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
                 out.push(
                     Diagnostic::new(format!(
                         "check `{}` has both `builtin` and `query`; a built-in check runs its own SQL, so the query would be ignored",
-                        step.id
+                        id
                     ))
                     .at(doc.spans().key_or_value(&format!("{base}/query")))
                     .label("ignored")
@@ -187,7 +196,7 @@ fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
         }
         if c.query.trim().is_empty() {
             out.push(
-                Diagnostic::new(format!("check `{}` has no query: it checks nothing", step.id))
+                Diagnostic::new(format!("check `{}` has no query: it checks nothing", id))
                     .at(doc.spans().key_or_value(&base))
                     .label("no `query` and no `builtin`")
                     .hint("add `query: SELECT ...` with `expect:` or `assert:`, or `builtin: NAME` (docs/checks.md)"),
@@ -203,7 +212,7 @@ fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             out.push(
                 Diagnostic::new(format!(
                     "check `{}` has {} statements; a check query is one statement that returns rows",
-                    step.id,
+                    id,
                     stmts.len()
                 ))
                 .at(query_at.clone())
@@ -216,7 +225,7 @@ fn check_check_shapes(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             out.push(
                 Diagnostic::new(format!(
                     "check `{}` runs `{}`, which returns no rows to check; a check is read-only",
-                    step.id, st.kind
+                    id, st.kind
                 ))
                 .at(query_at)
                 .label("not a query")
@@ -581,12 +590,23 @@ fn check_ids(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             seen.insert(&phase.id, i);
         }
     }
+    // Triggers share the steps' ids: events and reports name both by id.
+    let triggers = rb
+        .abort_when
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("/abort_when/{i}"), t.id.as_str()));
+    let ids = rb
+        .all_steps()
+        .into_iter()
+        .map(|(p, s)| (p, s.id.as_str()))
+        .chain(triggers);
     let mut seen: HashMap<&str, String> = HashMap::new();
-    for (pointer, step) in rb.all_steps() {
-        if let Some(first) = seen.get(step.id.as_str()) {
+    for (pointer, id) in ids {
+        if let Some(first) = seen.get(id) {
             let first = doc.spans().value(&format!("{first}/id"));
             out.push(
-                Diagnostic::new(format!("duplicate step id `{}`", step.id))
+                Diagnostic::new(format!("duplicate step id `{id}`"))
                     .at(doc.spans().value(&format!("{pointer}/id")))
                     .label("used again here")
                     .hint(format!(
@@ -595,7 +615,7 @@ fn check_ids(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
                     )),
             );
         } else {
-            seen.insert(&step.id, pointer);
+            seen.insert(id, pointer);
         }
     }
 }
