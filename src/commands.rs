@@ -207,10 +207,11 @@ pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write) -> Result<u8, Co
 }
 
 fn load(dir: &Path, format: &str) -> Result<migrations::Set, CommandError> {
-    let format = Format::parse(format)
-        .map_err(|e| CommandError::invalid(&e, "see docs/migrations.md for the formats"))?;
+    let format = Format::parse(format).map_err(|e| {
+        CommandError::invalid(e.to_string(), "see docs/migrations.md for the formats")
+    })?;
     migrations::load(dir, format).map_err(|e| {
-        CommandError::invalid(&e, "give the migration directory; --migration-format names its layout when detection cannot")
+        CommandError::invalid(e.to_string(), "give the migration directory; --migration-format names its layout when detection cannot")
     })
 }
 

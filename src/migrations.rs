@@ -70,7 +70,7 @@ impl Format {
     }
 
     /// `auto` (or nothing) is `None`: detect.
-    pub fn parse(s: &str) -> Result<Option<Format>, String> {
+    pub fn parse(s: &str) -> Result<Option<Format>, LoadError> {
         Ok(Some(match s {
             "auto" => return Ok(None),
             "pairs" | "golang-migrate" => Self::Pairs,
@@ -80,12 +80,7 @@ impl Format {
             "plain" => Self::Plain,
             "prisma" => Self::Prisma,
             "popx" => Self::Popx,
-            other => {
-                return Err(format!(
-                    "unknown migration format `{other}`: expected auto, {}",
-                    FORMATS.join(", ")
-                ));
-            }
+            other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
 
@@ -93,6 +88,59 @@ impl Format {
     pub fn has_down(self) -> bool {
         !matches!(self, Self::Plain | Self::Prisma)
     }
+}
+
+/// Why a migration directory cannot be loaded; in a tolerant load (lint),
+/// the per-file ones are warnings instead, and the file is skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("unknown migration format `{0}`: expected auto, {list}", list = FORMATS.join(", "))]
+    UnknownFormat(String),
+    #[error("cannot read {path}: {why}")]
+    Unreadable { path: String, why: String },
+    #[error(
+        "{0} holds no migrations: expected files named like `001_name.up.sql` or `001_name.sql`, or directories `001_name/migration.sql`"
+    )]
+    Empty(String),
+    #[error("{dir} mixes migration formats: {first} is {a}, {second} is {b}")]
+    MixedFormats {
+        dir: String,
+        first: String,
+        a: &'static str,
+        second: String,
+        b: &'static str,
+    },
+    #[error("{file} and {other} are the same migration (version {version} `{name}`) twice")]
+    Twice {
+        file: String,
+        other: String,
+        version: String,
+        name: String,
+    },
+    #[error("version {version} has more than one down file and no up ({stem}.down.sql)")]
+    DownsWithoutUp { version: String, stem: String },
+    #[error("{stem}.down.sql is a second down file for version {version}; it pairs with no up")]
+    SecondDown { version: String, stem: String },
+    #[error("{down} is a down migration with no up for {of}")]
+    DownWithoutUp { down: String, of: String },
+    #[error("{file} and another PostgreSQL file are both the {which} of {stem}")]
+    TwoDialects {
+        file: String,
+        which: &'static str,
+        stem: String,
+    },
+    #[error("{file}:{line}: a second {section} section")]
+    SecondSection {
+        file: String,
+        line: usize,
+        section: &'static str,
+    },
+    #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
+    NoUp {
+        file: String,
+        want: &'static str,
+        format: &'static str,
+    },
 }
 
 /// One script: the up or the down of a migration.
@@ -180,9 +228,9 @@ pub struct Set {
 impl Set {
     /// A problem with one file: the error, or in a tolerant load a warning
     /// (and the caller skips the file).
-    fn problem(&mut self, e: String) -> Result<(), String> {
+    fn problem(&mut self, e: LoadError) -> Result<(), LoadError> {
         if self.tolerant {
-            self.warnings.push(e);
+            self.warnings.push(e.to_string());
             Ok(())
         } else {
             Err(e)
@@ -218,12 +266,17 @@ struct Found {
     is_dir: bool,
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<Found>, String> {
-    let read = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the migration directory {}: {e}", dir.display()))?;
+fn read_dir(dir: &Path) -> Result<Vec<Found>, LoadError> {
+    let read = std::fs::read_dir(dir).map_err(|e| LoadError::Unreadable {
+        path: format!("the migration directory {}", dir.display()),
+        why: e.to_string(),
+    })?;
     let mut out = Vec::new();
     for item in read {
-        let item = item.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let item = item.map_err(|e| LoadError::Unreadable {
+            path: dir.display().to_string(),
+            why: e.to_string(),
+        })?;
         let name = item.file_name().to_string_lossy().into_owned();
         let path = item.path();
         let is_dir = path.is_dir();
@@ -245,9 +298,11 @@ fn read_dir(dir: &Path) -> Result<Vec<Found>, String> {
     Ok(out)
 }
 
-fn read(dir: &Path, file: &str) -> Result<String, String> {
-    std::fs::read_to_string(dir.join(file))
-        .map_err(|e| format!("cannot read {}: {e}", dir.join(file).display()))
+fn read(dir: &Path, file: &str) -> Result<String, LoadError> {
+    std::fs::read_to_string(dir.join(file)).map_err(|e| LoadError::Unreadable {
+        path: dir.join(file).display().to_string(),
+        why: e.to_string(),
+    })
 }
 
 /// The section markers of the single-file formats, found in `text`.
@@ -266,12 +321,9 @@ fn marker_format(text: &str) -> Option<Format> {
     })
 }
 
-fn detect(dir: &Path, found: &[Found]) -> Result<Format, String> {
+fn detect(dir: &Path, found: &[Found]) -> Result<Format, LoadError> {
     if found.is_empty() {
-        return Err(format!(
-            "{} holds no migrations: expected files named like `001_name.up.sql` or `001_name.sql`, or directories `001_name/migration.sql`",
-            dir.display()
-        ));
+        return Err(LoadError::Empty(dir.display().to_string()));
     }
     if found.iter().all(|f| f.is_dir) {
         return Ok(Format::Prisma);
@@ -299,28 +351,29 @@ fn detect(dir: &Path, found: &[Found]) -> Result<Format, String> {
     match seen.as_slice() {
         [] => Ok(Format::Plain),
         [(one, _)] => Ok(*one),
-        [(a, fa), (b, fb), ..] => Err(format!(
-            "{} mixes migration formats: {fa} is {}, {fb} is {}",
-            dir.display(),
-            a.name(),
-            b.name()
-        )),
+        [(a, fa), (b, fb), ..] => Err(LoadError::MixedFormats {
+            dir: dir.display().to_string(),
+            first: fa.to_string(),
+            a: a.name(),
+            second: fb.to_string(),
+            b: b.name(),
+        }),
     }
 }
 
 /// Load the migrations in `dir`, in version order. `format` `None` detects it.
-pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, String> {
+pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, LoadError> {
     load_with(dir, format, false)
 }
 
 /// [`load`] for lint: a real history's quirks (a down with no up, the same
 /// migration twice, a file with no up section) are warnings in
 /// `Set::warnings`, and every other file is still loaded.
-pub fn load_tolerant(dir: &Path) -> Result<Set, String> {
+pub fn load_tolerant(dir: &Path) -> Result<Set, LoadError> {
     load_with(dir, None, true)
 }
 
-fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, String> {
+fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, LoadError> {
     let found = read_dir(dir)?;
     let format = match format {
         Some(f) => f,
@@ -414,12 +467,16 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
     }
 }
 
-fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), String> {
+fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), LoadError> {
     let version = version_of(file);
     let key = (version.clone(), name.clone());
     if let Some(other) = set.seen.get(&key).filter(|f| *f != file) {
-        let e =
-            format!("{file} and {other} are the same migration (version {version} `{name}`) twice");
+        let e = LoadError::Twice {
+            file: file.to_string(),
+            other: other.clone(),
+            version,
+            name,
+        };
         return set.problem(e);
     }
     set.seen.insert(key, file.to_string());
@@ -441,7 +498,7 @@ fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Resu
     Ok(())
 }
 
-fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
+fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError> {
     let mut ups: Vec<&Found> = Vec::new();
     let mut downs: Vec<&Found> = Vec::new();
     for f in found.iter().filter(|f| !f.is_dir) {
@@ -494,7 +551,7 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> 
 /// Pair each up `(version, stem)` with its down: the down of the same stem,
 /// else the one down of the same version when the version has one up and
 /// one down. A down left over has no up: the second list says which.
-fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> (Vec<Option<usize>>, Vec<String>) {
+fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> (Vec<Option<usize>>, Vec<LoadError>) {
     let mut taken = vec![false; downs.len()];
     let mut out: Vec<Option<usize>> = ups
         .iter()
@@ -528,16 +585,18 @@ fn pair(ups: &[(&str, &str)], downs: &[(&str, &str)]) -> (Vec<Option<usize>>, Ve
         .filter(|&j| !taken[j])
         .map(|j| {
             let (v, stem) = downs[j];
+            let (version, stem) = (v.to_string(), stem.to_string());
             if downs.iter().filter(|(w, _)| *w == v).count() > 1
                 && !ups.iter().any(|(w, _)| *w == v)
             {
-                format!("version {v} has more than one down file and no up ({stem}.down.sql)")
+                LoadError::DownsWithoutUp { version, stem }
             } else if ups.iter().any(|(w, _)| *w == v) {
-                format!(
-                    "{stem}.down.sql is a second down file for version {v}; it pairs with no up"
-                )
+                LoadError::SecondDown { version, stem }
             } else {
-                format!("{stem}.down.sql is a down migration with no up for version {v}")
+                LoadError::DownWithoutUp {
+                    down: format!("{stem}.down.sql"),
+                    of: format!("version {version}"),
+                }
             }
         })
         .collect();
@@ -588,7 +647,7 @@ fn popx_parts(name: &str) -> Option<PopxParts<'_>> {
 
 /// popx: for each migration (its stem), the PostgreSQL file if there is
 /// one, else the dialect-free one.
-fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
+fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError> {
     // stem -> (up, down): (file, autocommit, dialect-specific)
     type Pick<'f> = Option<(&'f str, bool, bool)>;
     let mut chosen: std::collections::BTreeMap<&str, (Pick<'_>, Pick<'_>, &str)> =
@@ -612,12 +671,11 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
         let slot = if p.up { &mut entry.0 } else { &mut entry.1 };
         match slot {
             Some((_, _, true)) if specific => {
-                let e = format!(
-                    "{} and another PostgreSQL file are both the {} of {}",
-                    f.name,
-                    if p.up { "up" } else { "down" },
-                    p.stem
-                );
+                let e = LoadError::TwoDialects {
+                    file: f.name.clone(),
+                    which: if p.up { "up" } else { "down" },
+                    stem: p.stem.to_string(),
+                };
                 set.problem(e)?;
             }
             Some((_, _, true)) => {}
@@ -629,7 +687,10 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
     for (stem, (up, down, _)) in list {
         let Some((up_file, up_auto, _)) = up else {
             if let Some((d, _, _)) = down {
-                set.problem(format!("{d} is a down migration with no up for {stem}"))?;
+                set.problem(LoadError::DownWithoutUp {
+                    down: d.to_string(),
+                    of: stem.to_string(),
+                })?;
             }
             continue;
         };
@@ -644,7 +705,7 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), String> {
 }
 
 /// Split a single-file migration into its up and down sections.
-fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), String> {
+fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), LoadError> {
     #[derive(PartialEq)]
     enum In {
         Before,
@@ -683,7 +744,11 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), St
         match marker {
             Some((true, no_tx)) => {
                 if state != In::Before || up_line != 0 {
-                    return Err(format!("{file}:{}: a second up section", i + 1));
+                    return Err(LoadError::SecondSection {
+                        file: file.to_string(),
+                        line: i + 1,
+                        section: "up",
+                    });
                 }
                 state = In::Up;
                 up_line = i + 2;
@@ -691,7 +756,11 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), St
             }
             Some((false, no_tx)) => {
                 if down_line != 0 {
-                    return Err(format!("{file}:{}: a second down section", i + 1));
+                    return Err(LoadError::SecondSection {
+                        file: file.to_string(),
+                        line: i + 1,
+                        section: "down",
+                    });
                 }
                 state = In::Down;
                 down_line = i + 2;
@@ -710,10 +779,11 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), St
             Format::SqlMigrate => "-- +migrate Up",
             _ => "-- +goose Up",
         };
-        return Err(format!(
-            "{file}: no up section: expected a line `{want}` ({} format)",
-            format.name()
-        ));
+        return Err(LoadError::NoUp {
+            file: file.to_string(),
+            want,
+            format: format.name(),
+        });
     }
     let up = script(up, file.to_string(), up_line, up_no_tx || file_no_tx);
     let down = if down_line == 0 {
@@ -906,9 +976,12 @@ mod tests {
     fn a_down_without_its_up_is_refused() {
         let d = dir_with(&[("1_a.up.sql", "SELECT 1;"), ("2_b.down.sql", "SELECT 1;")]);
         let e = load(d.path(), None).unwrap_err();
-        assert!(
-            e.contains("2_b.down.sql is a down migration with no up"),
-            "{e}"
+        assert_eq!(
+            e,
+            LoadError::DownWithoutUp {
+                down: "2_b.down.sql".into(),
+                of: "version 2".into()
+            }
         );
     }
 
@@ -1020,7 +1093,7 @@ mod tests {
             ("1_c.down.sql", "SELECT 1;"),
         ]);
         let e = load(d.path(), None).unwrap_err();
-        assert!(e.contains("pairs with no up"), "{e}");
+        assert!(e.to_string().contains("pairs with no up"), "{e}");
     }
 
     #[test]
@@ -1084,6 +1157,7 @@ mod tests {
         assert!(
             load(d.path(), None)
                 .unwrap_err()
+                .to_string()
                 .contains("mixes migration formats")
         );
         let d = dir_with(&[("1_a.sql", "SELECT 1;"), ("1_a.up.sql", "SELECT 1;")]);
@@ -1092,6 +1166,7 @@ mod tests {
         assert!(
             load(d.path(), Some(Format::Dbmate))
                 .unwrap_err()
+                .to_string()
                 .contains("no up section")
         );
     }

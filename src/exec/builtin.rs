@@ -364,7 +364,7 @@ async fn pending(
     let dir = relative(r, &text_arg(r, b, "dir")?.unwrap_or_default());
     let list = crate::migrations::load(&dir, None).map_err(|e| {
         fail(
-            e,
+            e.to_string(),
             Some("check `dir:`; it is relative to the runbook's directory".into()),
         )
     })?;

@@ -664,10 +664,10 @@ pub(crate) fn load_set(r: &Run<'_>, dir: &crate::plan::Text, format: &str) -> Re
         .render(dir)
         .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     let format = migrations::Format::parse(format)
-        .map_err(|e| refused(e, "see docs/migrations.md for the formats"))?;
+        .map_err(|e| refused(e.to_string(), "see docs/migrations.md for the formats"))?;
     migrations::load(&super::builtin::relative(r, &dir), format).map_err(|e| {
         refused(
-            e,
+            e.to_string(),
             "check `dir:`; it is relative to the runbook's directory, and `format:` names the layout when detection cannot",
         )
     })

@@ -44,7 +44,6 @@ use crate::events::{
     Approval, Bus, CheckResult, ErrorInfo, ErrorKind, Event, LockImpact, Role, RollbackScope,
     RunStatus, SkippedCompensation, StepStatus, Target, now,
 };
-use crate::exit;
 use crate::model::{ErrorClass, PhaseKind};
 use crate::plan::{Action, Plan, PlanOnFailure, PlanPhase, PlanStep, PlanWhen, Text};
 use crate::validate::Validated;
@@ -324,16 +323,16 @@ pub fn application_name(plan: &Plan, run_id: &str) -> String {
 /// Why a run ended before its first step.
 struct Refusal {
     status: RunStatus,
-    exit_code: u8,
     verdict: String,
 }
 
 /// A run that ends before its first step: the verdict says why.
 fn finish_early(mut bus: Bus, started: Instant, r: Refusal) -> RunResult {
+    let exit_code = verdict::refusal_code(r.status);
     bus.emit(Event::RunFinished {
         at: now(),
         status: r.status,
-        exit_code: r.exit_code,
+        exit_code,
         duration_ms: ms(started.elapsed()),
         verdict: r.verdict,
         failed_step: None,
@@ -341,7 +340,7 @@ fn finish_early(mut bus: Bus, started: Instant, r: Refusal) -> RunResult {
     bus.finish();
     RunResult {
         status: r.status,
-        exit_code: r.exit_code,
+        exit_code,
     }
 }
 
@@ -361,7 +360,6 @@ async fn connect(
         Some(Ok(db)) => Ok(db),
         Some(Err(e)) => Err(Refusal {
             status: RunStatus::PreflightFailed,
-            exit_code: exit::PREFLIGHT_FAILED,
             verdict: format!(
                 "FAILED before the first step: could not connect to {}:{}/{}: {}{}",
                 target.host,
@@ -375,7 +373,6 @@ async fn connect(
         }),
         None => Err(Refusal {
             status: RunStatus::Interrupted,
-            exit_code: exit::INTERRUPTED,
             verdict: "INTERRUPTED while connecting; nothing ran".to_string(),
         }),
     }
@@ -411,7 +408,6 @@ async fn pooler_refusal(db: &Db, opts: &Options, app_name: &str) -> Option<Refus
         .await?;
     Some(Refusal {
         status: RunStatus::PreflightFailed,
-        exit_code: exit::PREFLIGHT_FAILED,
         verdict: format!(
             "REFUSED: a connection pooler in transaction or statement mode is between runbook and PostgreSQL ({evidence}); the run's lock and session settings would not stay with its statements. Connect to PostgreSQL directly (for PgBouncer, the server's own port instead of the pooler's; on a managed service, its direct endpoint rather than the pooled one), or through a pool in session mode; nothing ran"
         ),
@@ -456,7 +452,6 @@ fn lock_refusal(
     };
     Some(Refusal {
         status: RunStatus::Locked,
-        exit_code: exit::INVALID,
         verdict,
     })
 }

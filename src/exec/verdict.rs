@@ -219,9 +219,33 @@ pub(crate) fn decide_rollback(
     }
 }
 
+/// The exit code of a run refused before its first step: nothing changed.
+/// A connection refused, or a pooler in the way, is a failed preflight (1);
+/// a run lock held by another run is bad timing, said as invalid (5); an
+/// interrupt while connecting is 130.
+pub(crate) fn refusal_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Interrupted => exit::INTERRUPTED,
+        RunStatus::Locked => exit::INVALID,
+        _ => exit::PREFLIGHT_FAILED,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run refused before its first step changed nothing: its code says
+    /// why it did not start.
+    #[test]
+    fn a_refused_run_exits_by_why_it_did_not_start() {
+        assert_eq!(
+            refusal_code(RunStatus::PreflightFailed),
+            exit::PREFLIGHT_FAILED
+        );
+        assert_eq!(refusal_code(RunStatus::Locked), exit::INVALID);
+        assert_eq!(refusal_code(RunStatus::Interrupted), exit::INTERRUPTED);
+    }
 
     /// `runbook rollback`: back only when every compensation ran and the
     /// schema is verified equal; anything else needs a person (exit 4).

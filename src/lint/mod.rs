@@ -191,7 +191,7 @@ pub fn lint_migrations(
     config: &Config,
     report: &mut Report,
 ) -> Result<(), String> {
-    let set = migrations::load_tolerant(dir)?;
+    let set = migrations::load_tolerant(dir).map_err(|e| e.to_string())?;
     // Reading, parsing and squawk's rules are per file: done on every core.
     // The runbook rules need the files in order (indexes added later), so
     // they run after, over plain facts.

@@ -303,7 +303,7 @@ fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
         };
         if let Err(e) = crate::migrations::load(&base_dir.join(dir), format) {
             out.push(
-                Diagnostic::new(e)
+                Diagnostic::new(e.to_string())
                     .at(doc.spans().value(&format!("{pointer}/dir")))
                     .label("this migration directory")
                     .hint("paths are relative to the runbook's directory; `format:` names the layout when detection cannot"),
