@@ -142,16 +142,6 @@ phases:
     )
 }
 
-fn approve(case: &Case, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .arg("approve")
-        .arg(&case.file)
-        .args(args)
-        .env_remove("GITHUB_ACTOR")
-        .output()
-        .unwrap()
-}
-
 /// A DROP TABLE makes the runbook's risk high, so its gate needs two
 /// people: one flag is not enough (exit 6, nothing dropped); a file from
 /// `runbook approve` by someone else is; the same person twice is one.
@@ -184,22 +174,7 @@ fn two_approvers_are_required_and_counted_once_per_person() {
     assert_eq!(run.report["phases"][1]["approvers_required"], 2);
 
     let file = case.dir.path().join("lead.json");
-    let out = approve(
-        &case,
-        &[
-            "--phase",
-            "contract",
-            "--as",
-            "lead",
-            "-o",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    case.approve(&file, &["--phase", "contract", "--as", "lead"]);
     let f = file.to_str().unwrap();
 
     // The same person by flag and by file counts once.
@@ -242,12 +217,7 @@ fn an_approval_file_for_another_text_or_other_params_is_refused() {
     let case = Case::new(&gated(""));
     let file = case.dir.path().join("lead.json");
     let f = file.to_str().unwrap();
-    let out = approve(&case, &["--phase", "contract", "--as", "lead", "-o", f]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    case.approve(&file, &["--phase", "contract", "--as", "lead"]);
 
     // Other params.
     let run = case.exec(
@@ -282,7 +252,7 @@ fn an_approval_file_for_another_text_or_other_params_is_refused() {
     assert_eq!(db.sql("SELECT to_regclass('doomed') IS NULL"), "t");
 
     // Nothing to approve on a phase without a gate.
-    let out = approve(&case, &["--phase", "setup"]);
+    let out = case.approving(&["--phase", "setup"]).output().unwrap();
     assert_eq!(out.status.code(), Some(5));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("has no approval gate"),

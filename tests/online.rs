@@ -361,18 +361,16 @@ fn the_production_runbook_stops_at_its_gate_then_finishes_on_a_rerun() {
     assert_eq!(one.report["phases"][6]["approvers_required"], 2);
     // A reviewer's approval, made ahead of time for this text and params.
     let review = case.dir.path().join("review.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .arg("approve")
-        .arg(&case.file)
-        .args(["--phase", "contract", "--as", "reviewer"])
-        .args(["--set", "watch_writers=false", "-o"])
-        .arg(&review)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    case.approve(
+        &review,
+        &[
+            "--phase",
+            "contract",
+            "--as",
+            "reviewer",
+            "--set",
+            "watch_writers=false",
+        ],
     );
     // The rerun skips what exists, finds nothing left to backfill, and contracts.
     let second = case.exec(

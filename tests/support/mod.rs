@@ -146,6 +146,26 @@ impl Case {
         cmd
     }
 
+    /// `runbook approve` of this case's runbook; asserts that it wrote `out`.
+    pub fn approve(&self, out: &Path, extra: &[&str]) {
+        let done = self.approving(extra).arg("-o").arg(out).output().unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+
+    /// The `runbook approve` command for this case's runbook.
+    pub fn approving(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.arg("approve")
+            .arg(&self.file)
+            .args(extra)
+            .env_remove("GITHUB_ACTOR");
+        cmd
+    }
+
     pub fn exec(&self, url: &str, extra: &[&str]) -> Run {
         let out = self.command(url, extra).output().unwrap();
         Run::new(out, &self.reports())
