@@ -200,6 +200,11 @@ impl Migration {
     }
 
     /// Why there is no down, when there is none.
+    /// The format has no downs at all: nothing is missing, by design.
+    pub fn forward_only(&self) -> bool {
+        self.down == Down::Unavailable
+    }
+
     pub fn down_missing(&self) -> Option<String> {
         match &self.down {
             Down::Script(_) => None,

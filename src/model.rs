@@ -1064,6 +1064,10 @@ pub enum Verdict {
     /// The rehearsal did not reach this migration's legs (an earlier up
     /// failed, or in `whole_set` its down never ran). Never `ok`.
     NotRehearsed,
+    /// The up was rehearsed; the format has no downs (plain, Prisma), so
+    /// reversibility cannot be tested. Said once for the set, not per
+    /// migration; not an error unless `errors` names it.
+    ForwardOnly,
     Ok,
 }
 
@@ -1077,6 +1081,7 @@ impl Verdict {
         Verdict::ColumnOrder,
         Verdict::Slow,
         Verdict::NotRehearsed,
+        Verdict::ForwardOnly,
         Verdict::Ok,
     ];
 
@@ -1090,6 +1095,7 @@ impl Verdict {
             Self::ColumnOrder => "column_order",
             Self::Slow => "slow",
             Self::NotRehearsed => "not_rehearsed",
+            Self::ForwardOnly => "forward_only",
             Self::Ok => "ok",
         }
     }

@@ -797,15 +797,53 @@ fn single_file_formats_run_their_sections_with_their_transaction_markers() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.step("rehearse")["details"]["format"], "sql-migrate");
 
-    // Forward-only formats are irreversible by nature; a team that knows it
-    // takes irreversible off the error list.
+    // A forward-only folder (Prisma): the ups are rehearsed, each
+    // `forward_only`, and the set says once that reversibility cannot be
+    // tested. With the default errors, that is not a failure.
+    for mode in ["per_migration", "whole_set"] {
+        let (_d, run) = rehearse_files(
+            &[
+                ("20240101_init/migration.sql", "CREATE TABLE t (id int);\n"),
+                (
+                    "20240102_more/migration.sql",
+                    "ALTER TABLE t ADD COLUMN v text;\n",
+                ),
+            ],
+            &format!("          mode: {mode}\n"),
+        );
+        assert_eq!(run.code, 0, "{mode}: {}", run.stderr);
+        let d = &run.step("rehearse")["details"];
+        assert_eq!(d["format"], "prisma");
+        for v in ["20240101", "20240102"] {
+            let o = outcome(&run, v);
+            assert_eq!(o["verdict"], "forward_only", "{mode}: {o}");
+            assert_eq!(
+                o["findings"],
+                serde_json::json!([]),
+                "{mode}: said once, not per migration"
+            );
+            assert!(
+                o["legs"][0]["duration_ms"].is_u64(),
+                "{mode}: the up was timed: {o}"
+            );
+        }
+        let set = d["set_findings"].as_array().unwrap();
+        assert_eq!(set.len(), 1, "{mode}: {set:?}");
+        assert_eq!(set[0]["verdict"], "forward_only");
+        assert!(
+            set[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("reversibility cannot be tested"),
+            "{set:?}"
+        );
+    }
+    // A team that wants a down for everything says so in `errors`.
     let (_d, run) = rehearse_files(
         &[("20240101_init/migration.sql", "CREATE TABLE t (id int);\n")],
-        "          errors: [lossy]\n",
+        "          errors: [forward_only]\n",
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.step("rehearse")["details"]["format"], "prisma");
-    assert_eq!(outcome(&run, "20240101")["verdict"], "irreversible");
+    assert_eq!(run.code, 3, "{}", run.stderr);
 }
 
 #[test]

@@ -466,9 +466,9 @@ async fn rehearse(
     };
     if !set.format.has_down() && !pending.run.is_empty() {
         whole.find(
-            Verdict::Irreversible,
+            Verdict::ForwardOnly,
             format!(
-                "no down: irreversible. The {} format is forward-only, so only the ups were rehearsed",
+                "the {} format is forward-only: reversibility cannot be tested. What was rehearsed: every up applies in order on a copy, each with its timing",
                 set.format.name()
             ),
         );
@@ -698,7 +698,10 @@ async fn per_migration(
         let after_up_tracked = rig.last.clone();
         let d1 = rig.sums(&tables, &after_up).await?;
         // 2. and 3.: down, up again.
-        if m.down_script().is_none() {
+        if m.forward_only() {
+            // Said once for the set (see `rehearse`), not per migration.
+            o.verdict = o.verdict.min(Verdict::ForwardOnly);
+        } else if m.down_script().is_none() {
             o.find(
                 Verdict::Irreversible,
                 format!("no down: {}", m.down_missing().unwrap_or_default()),
@@ -931,6 +934,14 @@ async fn whole_set(
     let d0 = rig.sums(&tables, &before).await?;
     if let Some(why) = all_ups(r, rig, run, outcomes).await? {
         return Ok(Some(why));
+    }
+    if run.iter().all(|m| m.forward_only()) {
+        // Nothing to go down with: the ups are the rehearsal.
+        for (i, o) in outcomes.iter_mut().enumerate() {
+            o.verdict = o.verdict.min(Verdict::ForwardOnly);
+            say(r, rig, i, total, o);
+        }
+        return Ok(None);
     }
     let after_up = rig.snap().await?;
     let d1 = rig.sums(&tables, &after_up).await?;
