@@ -243,6 +243,25 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Run one main-line step, unless the rollback triggers fire first (one
+    /// that fires fails the step before it starts, which changed nothing),
+    /// or a resume already knows how it ended (`fail_with`).
+    async fn main_step(
+        &mut self,
+        ph: &PlanPhase,
+        s: &PlanStep,
+        fail_with: Option<crate::events::ErrorInfo>,
+    ) -> Outcome {
+        let failed = match fail_with {
+            Some(e) => Fail::new(StepStatus::Failed, e),
+            None => match self.tripped(&s.id, false).await {
+                Some(f) => f.unchanged(),
+                None => return self.step(s, Some(&ph.id), Role::Main, None).await,
+            },
+        };
+        self.finish_step(s, Some(ph.kind), Instant::now(), 0, Err(failed), None)
+    }
+
     /// A step with compensations, registered before it runs, so that a
     /// failure from here on undoes it too.
     fn register(&mut self, s: &'a PlanStep) -> Registered<'a> {
@@ -348,31 +367,7 @@ impl<'a> Run<'a> {
             if !s.rollback.is_empty() {
                 registered.push(self.register(s));
             }
-            // The rollback triggers run before every main-line step; one that
-            // fires fails the step before it starts, which changed nothing.
-            let tripped = match fail_with {
-                None => self.tripped(&s.id, false).await,
-                Some(_) => None,
-            };
-            let o = match (tripped, fail_with) {
-                (Some(f), _) => self.finish_step(
-                    s,
-                    Some(ph.kind),
-                    Instant::now(),
-                    0,
-                    Err(f.unchanged()),
-                    None,
-                ),
-                (None, Some(e)) => self.finish_step(
-                    s,
-                    Some(ph.kind),
-                    Instant::now(),
-                    0,
-                    Err(Fail::new(StepStatus::Failed, e)),
-                    None,
-                ),
-                (None, None) => self.step(s, Some(&ph.id), Role::Main, None).await,
-            };
+            let o = self.main_step(ph, s, fail_with).await;
             let changes = may_change(&s.action, ph.kind);
             if changes && o.status != StepStatus::Skipped && !o.changed_nothing {
                 phase_touched = true;
