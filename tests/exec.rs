@@ -1570,3 +1570,54 @@ fn children_get_the_password_in_a_private_file_removed_after_the_run() {
         "{file} outlived the run"
     );
 }
+
+/// A step outside a transaction whose second statement hits a lock
+/// timeout: the retry goes on from that statement, so the first, which
+/// committed, is not run again (its row is inserted once, not per attempt).
+#[test]
+fn a_retry_outside_a_transaction_goes_on_after_what_committed() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE log (n int); CREATE TABLE held (id int);");
+    let case = Case::new(&runbook(
+        r#"settings: { lock_timeout: 200ms }
+phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: two
+        retry:
+          attempts: 10
+          backoff: { initial: 500ms, factor: 1, max: 500ms }
+          on: [lock_timeout]
+        sql:
+          transaction: false
+          statements: |
+            INSERT INTO log VALUES (1);
+            ALTER TABLE held ADD COLUMN x int;
+"#,
+    ));
+    let mut holder = support::hold_lock(&db, "held", "ACCESS SHARE", 2);
+    let run = case.exec(&db.url, &[]);
+    let _ = holder.wait();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let step = run.step("two");
+    assert!(
+        step["attempts"].as_array().unwrap().len() > 1,
+        "it retried: {step}"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM log"),
+        "1",
+        "the first statement ran once"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'held' AND column_name = 'x'"),
+        "1"
+    );
+    let said = run.events().iter().any(|e| {
+        e["line"]
+            .as_str()
+            .is_some_and(|l| l.contains("going on from statement 2"))
+    });
+    assert!(said, "the retry says where it goes on");
+}

@@ -276,6 +276,10 @@ pub(crate) struct Run<'a> {
     triggers_ran: Vec<Option<Instant>>,
     /// A trigger fired: the failing phase unwinds even under `continue`.
     aborted: bool,
+    /// A `sql` step outside a transaction whose attempt failed at statement
+    /// N (by index) after the ones before it committed: its retry goes on
+    /// from there instead of running them again.
+    sql_resume: Option<(String, usize)>,
     pub(crate) report_dir: Option<PathBuf>,
     /// The run journal in the target database.
     journal: journal::Journal,
@@ -616,6 +620,7 @@ pub async fn execute(
         snapshots: std::collections::HashMap::new(),
         triggers_ran: vec![None; plan.abort_when.len()],
         aborted: false,
+        sql_resume: None,
         report_dir: opts.report_dir.clone(),
         journal,
         journal_seq: None,

@@ -55,10 +55,25 @@ pub(crate) async fn run(
     let in_tx = mode == Mode::Transaction;
     begin(r, settings, in_tx).await?;
 
+    // A retry outside a transaction goes on after what committed.
+    let skip = match r.sql_resume.take() {
+        Some((id, n)) if id == step && !in_tx && n < stmts.len() => {
+            log(
+                r,
+                step,
+                format!(
+                    "statement(s) 1 to {n} committed on an earlier attempt; going on from statement {}",
+                    n + 1
+                ),
+            );
+            n
+        }
+        _ => 0,
+    };
     let mut ran = Vec::new();
     let mut dropped = Vec::new();
     let mut total = 0u64;
-    for (i, st) in stmts.iter().enumerate() {
+    for (i, st) in stmts.iter().enumerate().skip(skip) {
         let before = if st.concurrent_index {
             invalid_indexes(r, &st.relations).await.unwrap_or_default()
         } else {
@@ -110,6 +125,9 @@ pub(crate) async fn run(
                 // left an INVALID index, dropped above when it could be).
                 f.changed_nothing =
                     in_tx || (i == 0 && (!st.concurrent_index || !dropped.is_empty()));
+                if !in_tx && i > 0 {
+                    r.sql_resume = Some((step.to_string(), i));
+                }
                 return Err(f);
             }
         }

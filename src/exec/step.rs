@@ -245,7 +245,10 @@ impl<'a> Run<'a> {
                         }
                     }
                 }
-                r => return (attempt, r),
+                r => {
+                    self.sql_resume = None;
+                    return (attempt, r);
+                }
             }
         }
     }
