@@ -209,12 +209,15 @@ struct MigrationArgs {
     /// The database. Default: $DATABASE_URL.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// The directory's layout: auto, pairs, dbmate, sql-migrate, goose, plain or prisma.
+    /// The directory's layout: auto, pairs, dbmate, sql-migrate, goose, plain, prisma, popx, flyway or sqitch.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     migration_format: String,
-    /// The history table.
-    #[arg(long, value_name = "TABLE", default_value = crate::model::DEFAULT_HISTORY_TABLE)]
-    history_table: String,
+    /// Whose history table records the migrations: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose or sqitch.
+    #[arg(long, value_name = "TOOL", default_value = "auto")]
+    history_format: String,
+    /// The history table. Default: the tool's own (detected with auto; runbook's public.runbook_migrations when there is none).
+    #[arg(long, value_name = "TABLE")]
+    history_table: Option<String>,
 }
 
 impl MigrationArgs {
@@ -225,7 +228,8 @@ impl MigrationArgs {
             },
             dir: &self.dir,
             format: &self.migration_format,
-            history_table: &self.history_table,
+            history_format: &self.history_format,
+            history_table: self.history_table.as_deref(),
         }
     }
 }

@@ -223,20 +223,29 @@ struct Opened {
     applied: Vec<migrate::Applied>,
 }
 
-/// What both migrations commands take: the database, the directory, its
-/// format and the history table.
+/// What the migrations commands take: the database, the directory, its
+/// format and where its history is (by default, detected).
 pub struct Migrations<'a> {
     pub target: Target,
     pub dir: &'a Path,
     pub format: &'a str,
-    pub history_table: &'a str,
+    pub history_format: &'a str,
+    pub history_table: Option<&'a str>,
 }
 
 async fn open(m: &Migrations<'_>) -> Result<Opened, CommandError> {
     let set = load(m.dir, m.format)?;
+    let spec = crate::history::Spec {
+        tool: crate::history::Tool::parse(m.history_format).map_err(|e| {
+            CommandError::invalid(e, "see docs/migrations.md for the history formats")
+        })?,
+        table: m.history_table.map(str::to_string),
+    };
     let db = connect(&m.target).await?;
-    let history = History::new(m.history_table);
-    let applied = history.read(&db).await.map_err(|e| {
+    let history = History::open(&db, &spec, &set)
+        .await
+        .map_err(|e| CommandError::invalid(e.to_string(), e.hint()))?;
+    let applied = history.read(&db, &set).await.map_err(|e| {
         CommandError::unavailable(
             format!("cannot read {}: {}", history.name, e.message),
             "check the role can read it",
@@ -262,22 +271,25 @@ pub fn migrations_status(
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let mut rows = Vec::new();
         let mut bad = false;
+        let kind = history.tool.checksum_kind().unwrap_or("checksum");
         for m in &set.migrations {
             let a = applied.iter().find(|a| a.version == m.version);
+            let sums = a.and_then(|a| Some((a.checksum.clone()?, history.checksum_of(m)?)));
             let (state, note) = match a {
                 None => ("pending", String::new()),
                 Some(a) if a.dirty => {
                     bad = true;
-                    ("dirty", migrate::dirty_message(a, &history.name).0)
+                    ("dirty", history.dirty_message(a).0)
                 }
-                Some(a) if a.checksum != m.checksum => {
+                Some(_) if sums.as_ref().is_some_and(|(was, now)| was != now) => {
                     bad = true;
+                    let (was, now) = sums.unwrap_or_default();
                     (
                         "changed",
-                        format!("applied with sha256 {}, the file now hashes to {}", a.checksum, m.checksum),
+                        format!("applied with {kind} {was}, the file now hashes to {now}"),
                     )
                 }
-                Some(a) => ("applied", format!("{} by run {}", a.applied_at, a.run_id)),
+                Some(a) => ("applied", [a.applied_at.as_str(), &a.by].iter().filter(|x| !x.is_empty()).cloned().collect::<Vec<_>>().join(" by ")),
             };
             rows.push((m.version.clone(), m.name.clone(), state, note, m.down_missing()));
         }
@@ -289,7 +301,11 @@ pub fn migrations_status(
                 a.version.clone(),
                 a.name.clone(),
                 if a.dirty { "dirty" } else { "no file" },
-                format!("applied {} but not in {}", a.applied_at, m.dir.display()),
+                if a.dirty {
+                    history.dirty_message(a).0
+                } else {
+                    format!("applied {} but not in {}", a.applied_at, m.dir.display())
+                },
                 None,
             ));
         }
@@ -304,6 +320,9 @@ pub fn migrations_status(
                 "dir": m.dir.display().to_string(),
                 "format": set.format.name(),
                 "history_table": history.name,
+                "history_format": history.tool.name(),
+                "history_detected": history.detected,
+                "checksums": history.tool.checksum_kind(),
                 "migrations": list,
                 "warnings": set.warnings,
             });
@@ -311,11 +330,18 @@ pub fn migrations_status(
         } else {
             let _ = writeln!(
                 stdout,
-                "{} ({} format, history in {})",
+                "{} ({} format, {})",
                 m.dir.display(),
                 set.format.name(),
-                history.name
+                history.describe()
             );
+            if history.tool.checksum_kind().is_none() {
+                let _ = writeln!(
+                    stdout,
+                    "note: {} keeps no checksums, so an edited applied migration cannot be told here",
+                    history.tool.name()
+                );
+            }
             for (v, n, s, note, down) in &rows {
                 let mut line = format!("{v:>14}  {s:<8} {n}");
                 if !note.is_empty() {
@@ -359,9 +385,19 @@ pub fn migrations_repair(
                 "repair only clears the flag a failed or killed migration left",
             ));
         }
+        if !history.tool.writable() {
+            return Err(CommandError::invalid(
+                format!(
+                    "runbook reads the {} history but does not write it",
+                    history.tool.name()
+                ),
+                "repair it with the tool itself",
+            ));
+        }
         if mark_applied
             && let Some(m) = set.migrations.iter().find(|m| m.version == version)
-            && m.checksum != row.checksum
+            && row.checksum.is_some()
+            && history.checksum_of(m) != row.checksum
         {
             let _ = writeln!(
                 stderr,
@@ -369,7 +405,7 @@ pub fn migrations_repair(
                 m.up.file
             );
         }
-        let (what, _) = migrate::dirty_message(row, &history.name);
+        let (what, _) = history.dirty_message(row);
         let outcome = if mark_applied {
             "recorded as applied"
         } else {
@@ -380,7 +416,7 @@ pub fn migrations_repair(
         if !yes && !confirmed(stderr, question, "repair", "not repaired")? {
             return Ok(exit::NOT_APPROVED);
         }
-        match history.repair(&o.db, version, mark_applied).await {
+        match history.repair(&o.db, row, mark_applied).await {
             Ok(1) => {
                 let _ = writeln!(stdout, "repaired: version {version} {outcome}");
                 Ok(exit::OK)
@@ -419,8 +455,14 @@ pub fn migrations_baseline(
             ));
         }
         if let Some(d) = applied.iter().find(|a| a.dirty) {
-            let (what, hint) = migrate::dirty_message(d, &history.name);
+            let (what, hint) = history.dirty_message(d);
             return Err(CommandError::invalid(what, hint));
+        }
+        if !history.tool.writable() {
+            return Err(CommandError::invalid(
+                format!("runbook reads the {} history but does not write it", history.tool.name()),
+                "record a baseline with the tool itself",
+            ));
         }
         let todo: Vec<&migrations::Migration> = set
             .migrations
@@ -450,7 +492,7 @@ pub fn migrations_baseline(
         if !yes && !confirmed(stderr, question, "baseline", "not recorded")? {
             return Ok(exit::NOT_APPROVED);
         }
-        let added = history.baseline(&o.db, &todo, &who).await.map_err(|e| {
+        let added = history.baseline(&o.db, &todo, version, &who).await.map_err(|e| {
             CommandError::unavailable(
                 format!("the baseline failed: {}", e.message),
                 "check the role can create and write the history table",

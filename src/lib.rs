@@ -19,6 +19,7 @@ pub mod exit;
 pub mod fields;
 pub mod fsutil;
 pub mod hash;
+pub mod history;
 mod injection;
 pub mod lint;
 pub mod load;

@@ -940,8 +940,10 @@ pub struct MigrateStep {
     pub steps: Option<String>,
     #[serde(default)]
     pub direction: Direction,
-    #[serde(default = "default_history_table")]
-    pub history_table: String,
+    /// Where the migrations are recorded. Default: detected.
+    pub history: Option<HistoryConfig>,
+    /// Shorthand for `history: {table: …}`.
+    pub history_table: Option<String>,
     /// Apply even though an applied migration's file changed; the new
     /// checksum is recorded and the report says so.
     #[serde(default)]
@@ -958,8 +960,14 @@ pub enum Direction {
 
 pub const DEFAULT_HISTORY_TABLE: &str = "public.runbook_migrations";
 
-fn default_history_table() -> String {
-    DEFAULT_HISTORY_TABLE.to_string()
+/// `history:` — the tool whose history table records the migrations, and
+/// the table. Either may be left out: what is missing is detected.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// `auto` (the default), or one of [`crate::history::TOOLS`].
+    pub format: Option<String>,
+    pub table: Option<String>,
 }
 
 fn opt_string_or_integer<'de, D: serde::Deserializer<'de>>(
@@ -1013,8 +1021,10 @@ pub struct RehearseStep {
     pub scratch: Option<Scratch>,
     /// A SQL file (a template path) run after each up.
     pub seed: Option<String>,
-    #[serde(default = "default_history_table")]
-    pub history_table: String,
+    /// Where the migrations are recorded. Default: detected.
+    pub history: Option<HistoryConfig>,
+    /// Shorthand for `history: {table: …}`.
+    pub history_table: Option<String>,
     /// `whole_set`: what the rollback does at a migration with no down.
     #[serde(default)]
     pub missing_downs: MissingDowns,

@@ -498,6 +498,29 @@ fn explain(doc: &Document, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                 .label("expected a comparison")
                 .hint("write a value, or a comparison such as `{ gte: 1 }`"),
         ],
+        ValidationErrorKind::Not { schema } if schema.get("required").is_some() => {
+            let keys: Vec<String> = schema["required"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|k| format!("`{k}`"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let last = schema["required"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            vec![
+                Diagnostic::new(format!("{} cannot be used together", keys.join(" and ")))
+                    .at(spans
+                        .key_or_value(&format!("{pointer}/{}", crate::load::pointer_segment(last))))
+                    .label("one of them is enough")
+                    .hint(format!("keep one of {}", keys.join(" or "))),
+            ]
+        }
         _ => vec![
             Diagnostic::new(format!("invalid value for `{key_name}`: {err}"))
                 .at(spans.value(pointer))

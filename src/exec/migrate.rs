@@ -14,233 +14,19 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_postgres::SimpleQueryMessage;
 
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
+use crate::history::Write;
+pub use crate::history::{Applied, History};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
 use crate::pg::db::{self, Db, QueryFail};
 use crate::pg::statements::{self, Statement};
 use crate::plan::{PlanMigrate, PlanStep};
-
-/// The history table, quoted for SQL.
-#[derive(Debug, Clone)]
-pub struct History {
-    pub name: String,
-    quoted: String,
-    schema: String,
-}
-
-/// One row of the history table.
-#[derive(Debug, Clone, Serialize)]
-pub struct Applied {
-    pub version: String,
-    pub name: String,
-    pub checksum: String,
-    pub applied_at: String,
-    pub duration_ms: Option<i64>,
-    pub run_id: String,
-    pub dirty: bool,
-    /// For a dirty row: which way the script was going, whether it ran in a
-    /// transaction, how far it got and what stopped it.
-    pub direction: String,
-    pub in_transaction: bool,
-    pub statements_done: i32,
-    pub statements_total: i32,
-    pub error: Option<String>,
-}
-
-impl History {
-    /// `schema.table` or `table` (in `public`), as the schema's pattern allows.
-    pub fn new(name: &str) -> History {
-        let (schema, table) = name.split_once('.').unwrap_or(("public", name));
-        History {
-            name: format!("{schema}.{table}"),
-            quoted: format!(
-                "{}.{}",
-                crate::pg::quote::ident(schema),
-                crate::pg::quote::ident(table)
-            ),
-            schema: schema.to_string(),
-        }
-    }
-
-    pub async fn exists(&self, db: &Db) -> Result<bool, ErrorInfo> {
-        let rows = db
-            .client
-            .query_one(
-                &format!(
-                    "SELECT to_regclass({}) IS NOT NULL",
-                    crate::pg::quote::literal(&self.quoted)
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| db::error_info(&e, None))?;
-        Ok(rows.get(0))
-    }
-
-    pub async fn ensure(&self, db: &Db) -> Result<(), ErrorInfo> {
-        if self.exists(db).await? {
-            return Ok(());
-        }
-        let sql = format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {t} (
-                 version text PRIMARY KEY,
-                 name text NOT NULL,
-                 checksum text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now(),
-                 duration_ms bigint,
-                 run_id text NOT NULL,
-                 dirty boolean NOT NULL,
-                 direction text NOT NULL DEFAULT 'up',
-                 in_transaction boolean NOT NULL DEFAULT true,
-                 statements_done integer NOT NULL DEFAULT 0,
-                 statements_total integer NOT NULL DEFAULT 0,
-                 error text
-             );
-             COMMENT ON TABLE {t} IS {comment};",
-            schema = crate::pg::quote::ident(&self.schema),
-            t = self.quoted,
-            comment = crate::pg::quote::literal(&format!(
-                "{} migration history, written by runbook migrate",
-                crate::snapshot::STATE_COMMENT
-            )),
-        );
-        db.client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| db::error_info(&e, None))
-    }
-
-    /// Every row, by version; empty when the table does not exist yet.
-    pub async fn read(&self, db: &Db) -> Result<Vec<Applied>, ErrorInfo> {
-        if !self.exists(db).await? {
-            return Ok(Vec::new());
-        }
-        let rows = db
-            .client
-            .query(
-                &format!(
-                    "SELECT version, name, checksum,
-                            to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                            duration_ms, run_id, dirty, direction, in_transaction,
-                            statements_done, statements_total, error
-                     FROM {}",
-                    self.quoted
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| db::error_info(&e, None))?;
-        let mut out: Vec<Applied> = rows
-            .iter()
-            .map(|r| Applied {
-                version: r.get(0),
-                name: r.get(1),
-                checksum: r.get(2),
-                applied_at: r.get(3),
-                duration_ms: r.get(4),
-                run_id: r.get(5),
-                dirty: r.get(6),
-                direction: r.get(7),
-                in_transaction: r.get(8),
-                statements_done: r.get(9),
-                statements_total: r.get(10),
-                error: r.get(11),
-            })
-            .collect();
-        out.sort_by(|a, b| migrations::version_cmp(&a.version, &b.version));
-        Ok(out)
-    }
-
-    /// Record migrations as applied without running them (`runbook
-    /// migrations baseline`): one transaction, each row with its file's
-    /// checksum and `by` as its run id. A version already recorded is left
-    /// as it is. Returns how many rows were added.
-    pub async fn baseline(
-        &self,
-        db: &Db,
-        migrations: &[&migrations::Migration],
-        by: &str,
-    ) -> Result<u64, ErrorInfo> {
-        self.ensure(db).await?;
-        if migrations.is_empty() {
-            return Ok(0);
-        }
-        let q = crate::pg::quote::literal;
-        let rows: Vec<String> = migrations
-            .iter()
-            .map(|m| {
-                format!(
-                    "({}, {}, {}, {}, false, 'up')",
-                    q(&m.version),
-                    q(&m.name),
-                    q(&m.checksum),
-                    q(by)
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO {} (version, name, checksum, run_id, dirty, direction) VALUES {} \
-             ON CONFLICT (version) DO NOTHING",
-            self.quoted,
-            rows.join(", ")
-        );
-        db.client
-            .execute(&sql, &[])
-            .await
-            .map_err(|e| db::error_info(&e, None))
-    }
-
-    /// Clear a dirty flag: keep the row as applied, or delete it (pending).
-    pub async fn repair(&self, db: &Db, version: &str, applied: bool) -> Result<u64, ErrorInfo> {
-        let sql = if applied {
-            format!(
-                "UPDATE {} SET dirty = false, error = NULL, direction = 'up' WHERE version = $1 AND dirty",
-                self.quoted
-            )
-        } else {
-            format!("DELETE FROM {} WHERE version = $1 AND dirty", self.quoted)
-        };
-        db.client
-            .execute(&sql, &[&version])
-            .await
-            .map_err(|e| db::error_info(&e, None))
-    }
-}
-
-/// What a dirty row means, for people: the state the script left and how to repair it.
-pub fn dirty_message(a: &Applied, history: &str) -> (String, String) {
-    let state = if a.in_transaction {
-        "it ran in a transaction, so its changes were rolled back when it stopped: the schema should be as before it".to_string()
-    } else {
-        format!(
-            "it ran statement by statement: {} of {} statements completed before it stopped{}",
-            a.statements_done,
-            a.statements_total,
-            a.error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        )
-    };
-    (
-        format!(
-            "migration {} ({}) is dirty in {history}: its {} was started by run {} at {} and never finished; {state}",
-            a.version, a.name, a.direction, a.run_id, a.applied_at
-        ),
-        format!(
-            "check the schema by hand, finish or undo what the script did, then run `runbook migrations repair DIR --version {}` (add `--mark pending` if the migration's changes are not in place)",
-            a.version
-        ),
-    )
-}
 
 /// A script that failed.
 pub struct ScriptFail {
@@ -349,20 +135,27 @@ pub async fn run_script(
         done: 0,
         in_transaction: in_tx,
     };
-    let v = crate::pg::quote::literal(&m.version);
     let total = stmts.len();
     let nested = nested && in_tx;
-    // Mark the row dirty before anything runs, in its own commit.
-    let mark = mark_sql(history, m, direction, ctx.run_id, in_tx, total);
-    let mark = if nested {
-        format!("SAVEPOINT {LEG_SAVEPOINT};\n{mark}")
-    } else {
-        mark
+    // Mark the row unfinished before anything runs, in its own commit.
+    let mark = history.sql(&Write::Mark {
+        m,
+        direction,
+        run_id: ctx.run_id,
+        in_tx,
+        total,
+    });
+    let mark = match (nested, mark) {
+        (true, Some(mark)) => Some(format!("SAVEPOINT {LEG_SAVEPOINT};\n{mark}")),
+        (true, None) => Some(format!("SAVEPOINT {LEG_SAVEPOINT}")),
+        (false, mark) => mark,
     };
-    db.client
-        .batch_execute(&mark)
-        .await
-        .map_err(|e| plain(db::error_info(&e, None)))?;
+    if let Some(mark) = mark {
+        db.client
+            .batch_execute(&mark)
+            .await
+            .map_err(|e| plain(db::error_info(&e, None)))?;
+    }
     let leg = Leg {
         history,
         m,
@@ -404,15 +197,11 @@ pub async fn run_script(
                 in_transaction: in_tx,
             });
         }
-        if !in_tx && i + 1 < total {
-            let _ = db
-                .client
-                .batch_execute(&format!(
-                    "UPDATE {} SET statements_done = {} WHERE version = {v}",
-                    history.quoted,
-                    i + 1
-                ))
-                .await;
+        if !in_tx
+            && i + 1 < total
+            && let Some(progress) = history.sql(&Write::Progress { m, done: i + 1 })
+        {
+            let _ = db.client.batch_execute(&progress).await;
         }
     }
     let duration = started.elapsed();
@@ -424,7 +213,7 @@ pub async fn run_script(
     } else {
         None
     };
-    let finish = finish_sql(history, &v, direction, total, duration, in_tx, nested);
+    let finish = finish_sql(history, m, direction, total, duration, in_tx, nested);
     if let Err(e) = db.client.batch_execute(&finish).await {
         // Statements of a script outside a transaction have committed: its
         // row stays dirty. Otherwise the whole script goes.
@@ -445,37 +234,6 @@ pub async fn run_script(
     })
 }
 
-/// The statement that marks a migration's history row dirty before its
-/// script runs: inserted (or reset) for an up, updated for a down.
-fn mark_sql(
-    history: &History,
-    m: &Migration,
-    direction: Direction,
-    run_id: &str,
-    in_tx: bool,
-    total: usize,
-) -> String {
-    let v = crate::pg::quote::literal(&m.version);
-    let run = crate::pg::quote::literal(run_id);
-    let t = &history.quoted;
-    match direction {
-        Direction::Up => format!(
-            "INSERT INTO {t} (version, name, checksum, run_id, dirty, direction, in_transaction, statements_done, statements_total)
-             VALUES ({v}, {name}, {sum}, {run}, true, 'up', {in_tx}, 0, {total})
-             ON CONFLICT (version) DO UPDATE SET dirty = true, direction = 'up', run_id = EXCLUDED.run_id,
-                 in_transaction = EXCLUDED.in_transaction, statements_done = 0,
-                 statements_total = EXCLUDED.statements_total, error = NULL, applied_at = now()",
-            name = crate::pg::quote::literal(&m.name),
-            sum = crate::pg::quote::literal(&m.checksum),
-        ),
-        Direction::Down => format!(
-            "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
-                 statements_done = 0, statements_total = {total}, error = NULL
-             WHERE version = {v}"
-        ),
-    }
-}
-
 /// What opens a script: its own transaction (unless nested under a
 /// savepoint already) and the step's settings.
 fn setup_sql(settings: Option<String>, in_tx: bool, nested: bool) -> String {
@@ -494,25 +252,27 @@ fn setup_sql(settings: Option<String>, in_tx: bool, nested: bool) -> String {
 /// deferred constraints are checked as a COMMIT would.
 fn finish_sql(
     history: &History,
-    v: &str,
+    m: &Migration,
     direction: Direction,
     total: usize,
     duration: Duration,
     in_tx: bool,
     nested: bool,
 ) -> String {
-    let finish = match direction {
-        Direction::Up => format!(
-            "UPDATE {} SET dirty = false, statements_done = {total}, duration_ms = {}, applied_at = now() WHERE version = {v}",
-            history.quoted,
-            super::ms(duration)
-        ),
-        Direction::Down => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
-    };
+    let finish = history
+        .sql(&Write::Finish {
+            m,
+            direction,
+            duration,
+            total,
+            in_tx,
+        })
+        .map(|sql| format!("{sql};\n"))
+        .unwrap_or_default();
     if nested {
-        format!("{finish};\nSET CONSTRAINTS ALL IMMEDIATE;\nRELEASE SAVEPOINT {LEG_SAVEPOINT}")
+        format!("{finish}SET CONSTRAINTS ALL IMMEDIATE;\nRELEASE SAVEPOINT {LEG_SAVEPOINT}")
     } else if in_tx {
-        format!("{finish};\nCOMMIT")
+        format!("{finish}COMMIT")
     } else {
         finish
     }
@@ -544,37 +304,21 @@ async fn leave_after_failure(db: &Db, leg: &Leg<'_>, i: usize, message: &str) {
     if leg.in_tx {
         db.rollback().await;
     }
-    if leg.in_tx || i == 0 {
-        let _ = undo_mark(db, leg.history, leg.m, leg.direction).await;
+    let write = if leg.in_tx || i == 0 {
+        Write::Undo {
+            m: leg.m,
+            direction: leg.direction,
+        }
     } else {
-        let _ = db
-            .client
-            .batch_execute(&format!(
-                "UPDATE {} SET error = {} WHERE version = {}",
-                leg.history.quoted,
-                crate::pg::quote::literal(&format!("statement {} failed: {message}", i + 1)),
-                crate::pg::quote::literal(&leg.m.version),
-            ))
-            .await;
-    }
-}
-
-/// Put the history row back as it was before the script started.
-async fn undo_mark(
-    db: &Db,
-    history: &History,
-    m: &Migration,
-    direction: Direction,
-) -> Result<(), tokio_postgres::Error> {
-    let v = crate::pg::quote::literal(&m.version);
-    let sql = match direction {
-        Direction::Up => format!("DELETE FROM {} WHERE version = {v}", history.quoted),
-        Direction::Down => format!(
-            "UPDATE {} SET dirty = false, direction = 'up', error = NULL WHERE version = {v}",
-            history.quoted
-        ),
+        Write::Failed {
+            m: leg.m,
+            at: i,
+            message,
+        }
     };
-    db.client.batch_execute(&sql).await
+    if let Some(sql) = leg.history.sql(&write) {
+        let _ = db.client.batch_execute(&sql).await;
+    }
 }
 
 /// Which migrations a `migrate` would run, given the history.
@@ -591,6 +335,7 @@ pub struct Pending<'s> {
 pub fn select<'s>(
     set: &'s Set,
     applied: &[Applied],
+    history: &History,
     direction: Direction,
     to: Option<&str>,
     steps: Option<u32>,
@@ -600,14 +345,8 @@ pub fn select<'s>(
         .iter()
         .filter_map(|a| {
             let m = set.migrations.iter().find(|m| m.version == a.version)?;
-            (m.checksum != a.checksum).then(|| {
-                (
-                    a.version.clone(),
-                    m.up.file.clone(),
-                    a.checksum.clone(),
-                    m.checksum.clone(),
-                )
-            })
+            let (was, now) = (a.checksum.clone()?, history.checksum_of(m)?);
+            (was != now).then(|| (a.version.clone(), m.up.file.clone(), was, now))
         })
         .collect();
     let missing = applied
@@ -685,7 +424,14 @@ pub(crate) async fn run(
     for w in &set.warnings {
         super::sql::log(r, &s.id, format!("warning: {w}"));
     }
-    let history = History::new(&m.history_table);
+    let spec = m
+        .history
+        .spec()
+        .map_err(|e| refused(e, "see docs/migrations.md for the history formats"))?;
+    let history = History::open(&r.db, &spec, &set)
+        .await
+        .map_err(|e| refused(e.to_string(), e.hint()))?;
+    super::sql::log(r, &s.id, format!("history: {}", history.describe()));
     let key = db::lock_key(&r.database, &format!("migrations:{}", history.name));
     match r.db.try_lock(key).await {
         Ok(Ok(())) => {}
@@ -756,6 +502,7 @@ async fn migrate(
         "format": set.format.name(),
         "dir": set.dir.display().to_string(),
         "history_table": history.name,
+        "history_format": history.tool.name(),
         "direction": m.direction,
     });
     if !set.warnings.is_empty() {
@@ -763,7 +510,7 @@ async fn migrate(
     }
     if !pending.changed.is_empty() {
         details["checksum_changes_allowed"] =
-            json!(accept_changes(r, s, m, history, &pending).await?);
+            json!(accept_changes(r, s, m, history, set, &pending).await?);
     }
     if !pending.missing.is_empty() {
         super::sql::log(
@@ -881,17 +628,27 @@ async fn decide<'s>(
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     let applied = history
-        .read(&r.db)
+        .read(&r.db, set)
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     if let Some(d) = applied.iter().find(|a| a.dirty) {
-        let (message, hint) = dirty_message(d, &history.name);
+        let (message, hint) = history.dirty_message(d);
         return Err(refused(message, &hint));
     }
     let (to, steps) = target(r, m)?;
+    if to.as_deref() == Some(BEFORE_RUN) && !history.tool.records_runs() {
+        return Err(refused(
+            format!(
+                "`to: before_run` needs to know which run applied each migration, and the {} history does not record it",
+                history.tool.name()
+            ),
+            "give the version to roll back to (`to: \"{{ params.version }}\"`), or use runbook's own history",
+        ));
+    }
     let mut pending = select(
         set,
         &applied,
+        history,
         m.direction,
         to.as_deref().filter(|t| *t != BEFORE_RUN),
         steps,
@@ -904,6 +661,16 @@ async fn decide<'s>(
         };
         pending.run.retain(|m| ours(&m.version));
     }
+    if !history.tool.writable() && !pending.run.is_empty() {
+        return Err(refused(
+            format!(
+                "{} migration(s) would run, and runbook reads the {} history but does not write it",
+                pending.run.len(),
+                history.tool.name()
+            ),
+            "deploy with the tool itself (`sqitch deploy`); runbook's status, checks and rehearsals read its registry",
+        ));
+    }
     Ok((applied, pending))
 }
 
@@ -914,12 +681,18 @@ async fn accept_changes(
     s: &PlanStep,
     m: &PlanMigrate,
     history: &History,
+    set: &Set,
     pending: &Pending<'_>,
 ) -> Result<Vec<String>, Fail> {
     let list: Vec<String> = pending
         .changed
         .iter()
-        .map(|(v, f, was, now)| format!("{f} (version {v}): applied with sha256 {was}, now {now}"))
+        .map(|(v, f, was, now)| {
+            format!(
+                "{f} (version {v}): applied with {} {was}, now {now}",
+                history.tool.checksum_kind().unwrap_or("checksum")
+            )
+        })
         .collect();
     if !m.allow_checksum_change {
         return Err(refused(
@@ -937,15 +710,11 @@ async fn accept_changes(
             &s.id,
             format!("warning: {f} changed after it was applied (allowed): {was} -> {now}"),
         );
-        let _ =
-            r.db.client
-                .batch_execute(&format!(
-                    "UPDATE {} SET checksum = {} WHERE version = {}",
-                    history.quoted,
-                    crate::pg::quote::literal(now),
-                    crate::pg::quote::literal(v)
-                ))
-                .await;
+        if let Some(x) = set.migrations.iter().find(|x| x.version == *v)
+            && let Some(sql) = history.sql(&Write::Checksum { m: x })
+        {
+            let _ = r.db.client.batch_execute(&sql).await;
+        }
     }
     Ok(list)
 }

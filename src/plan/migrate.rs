@@ -18,8 +18,58 @@ pub struct PlanMigrate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Text>,
     pub direction: model::Direction,
-    pub history_table: String,
+    pub history: PlanHistory,
     pub allow_checksum_change: bool,
+}
+
+/// Where the migrations are recorded: a tool (`auto`: detected) and a table
+/// (none: the tool's own, or detected).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanHistory {
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+}
+
+impl PlanHistory {
+    /// What the step's keys say: `history:` or the older `history_table:`.
+    pub fn of(history: Option<&model::HistoryConfig>, table: Option<&String>) -> PlanHistory {
+        PlanHistory {
+            format: history
+                .and_then(|h| h.format.clone())
+                .unwrap_or_else(|| "auto".into()),
+            table: history
+                .and_then(|h| h.table.clone())
+                .or_else(|| table.cloned()),
+        }
+    }
+
+    /// As the history module takes it; the schema has checked the format.
+    pub fn spec(&self) -> Result<crate::history::Spec, String> {
+        Ok(crate::history::Spec {
+            tool: crate::history::Tool::parse(&self.format)?,
+            table: self.table.clone(),
+        })
+    }
+
+    /// For people: `knex in public.knex_migrations`, or how it is found.
+    pub fn describe(&self) -> String {
+        match (self.format.as_str(), &self.table) {
+            ("auto", None) => format!(
+                "detected (a known tool's table, else runbook's own {})",
+                model::DEFAULT_HISTORY_TABLE
+            ),
+            ("auto", Some(t)) => format!("in {t} (its tool detected)"),
+            (f, None) => format!(
+                "{f}'s, in {}",
+                crate::history::Tool::parse(f)
+                    .ok()
+                    .flatten()
+                    .map_or("its table", |t| t.default_table())
+            ),
+            (f, Some(t)) => format!("{f}'s, in {t}"),
+        }
+    }
 }
 
 impl PlanMigrate {
@@ -44,7 +94,7 @@ impl Planner<'_> {
             to: m.to.as_ref().map(|t| self.target(t, m.direction)),
             steps: m.steps.as_ref().map(|t| self.steps_limit(t)),
             direction: m.direction,
-            history_table: m.history_table.clone(),
+            history: PlanHistory::of(m.history.as_ref(), m.history_table.as_ref()),
             allow_checksum_change: m.allow_checksum_change,
         }))
     }
@@ -120,8 +170,9 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
     );
     let _ = writeln!(
         o,
-        "{:pad$}each in its own transaction unless it cannot run in one; history in {}",
-        "", m.history_table
+        "{:pad$}each in its own transaction unless it cannot run in one; history {}",
+        "",
+        m.history.describe()
     );
     let _ = writeln!(
         o,

@@ -29,7 +29,7 @@ pub struct PlanRehearse {
     pub scratch: Option<PlanScratch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<Text>,
-    pub history_table: String,
+    pub history: super::migrate::PlanHistory,
     pub missing_downs: model::MissingDowns,
 }
 
@@ -61,7 +61,7 @@ impl Planner<'_> {
                 )),
             },
             seed: x.seed.as_ref().map(|t| self.text(t)),
-            history_table: x.history_table.clone(),
+            history: super::migrate::PlanHistory::of(x.history.as_ref(), x.history_table.as_ref()),
         }))
     }
 }

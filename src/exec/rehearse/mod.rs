@@ -137,7 +137,23 @@ pub(crate) async fn run(
         None => None,
     };
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let spec = x
+        .history
+        .spec()
+        .map_err(|e| failed(e, "see docs/migrations.md for the history formats"))?;
     let target = open_target(r, s, x, deadline, timeout).await?;
+    let history = match History::open(&target.db, &spec, &set).await {
+        Ok(h) => h,
+        Err(e) => {
+            let Target { db, scratch } = target;
+            drop(db);
+            if let Some(name) = &scratch {
+                drop_scratch(r, name).await;
+            }
+            return Err(failed(e.to_string(), e.hint()));
+        }
+    };
+    log(r, &s.id, format!("history: {}", history.describe()));
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
     let run_id = r.run_id.clone();
     let mut rig = Rig {
@@ -146,7 +162,7 @@ pub(crate) async fn run(
         last: None,
         rebuilt: 0,
         cache: SumCache::default(),
-        history: History::new(&x.history_table),
+        history,
         ctx: Ctx {
             run_id: &run_id,
             settings: &settings,
@@ -567,17 +583,18 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     let applied = rig
         .history
-        .read(rig.db())
+        .read(rig.db(), set)
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     if let Some(d) = applied.iter().find(|a| a.dirty) {
-        let (message, hint) = migrate::dirty_message(d, &rig.history.name);
+        let (message, hint) = rig.history.dirty_message(d);
         return Err(failed(message, &hint));
     }
-    let pending = migrate::select(set, &applied, Direction::Up, None, None);
+    let pending = migrate::select(set, &applied, &rig.history, Direction::Up, None, None);
     if let Some((v, f, was, now)) = pending.changed.first() {
+        let kind = rig.history.tool.checksum_kind().unwrap_or("checksum");
         return Err(failed(
-            format!("{f} (version {v}) changed after it was applied: sha256 {was} then, {now} now"),
+            format!("{f} (version {v}) changed after it was applied: {kind} {was} then, {now} now"),
             "an applied migration must not be edited: restore the file, or add a new migration",
         ));
     }

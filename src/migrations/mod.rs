@@ -32,6 +32,12 @@ use std::path::{Path, PathBuf};
 
 use crate::pg::statements::Statement;
 
+mod flyway;
+mod sqitch;
+
+pub use flyway::checksum as flyway_checksum;
+pub use sqitch::script_hash as sqitch_hash;
+
 /// The marker that runs a script outside a transaction, in any format.
 pub const NO_TRANSACTION_MARKER: &str = "-- runbook:no-transaction";
 
@@ -44,6 +50,10 @@ pub enum Format {
     Plain,
     Prisma,
     Popx,
+    /// Flyway's `V1_1__name.sql`, with `U1_1__name.sql` undos.
+    Flyway,
+    /// A sqitch project: `sqitch.plan`, `deploy/`, `revert/`.
+    Sqitch,
 }
 
 pub const FORMATS: &[&str] = &[
@@ -54,6 +64,8 @@ pub const FORMATS: &[&str] = &[
     "plain",
     "prisma",
     "popx",
+    "flyway",
+    "sqitch",
 ];
 
 impl Format {
@@ -66,6 +78,8 @@ impl Format {
             Self::Plain => "plain",
             Self::Prisma => "prisma",
             Self::Popx => "popx",
+            Self::Flyway => "flyway",
+            Self::Sqitch => "sqitch",
         }
     }
 
@@ -80,6 +94,8 @@ impl Format {
             "plain" => Self::Plain,
             "prisma" => Self::Prisma,
             "popx" => Self::Popx,
+            "flyway" => Self::Flyway,
+            "sqitch" => Self::Sqitch,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
@@ -135,6 +151,12 @@ pub enum LoadError {
         line: usize,
         section: &'static str,
     },
+    #[error("{file} is a repeatable migration; runbook runs versioned migrations only")]
+    Repeatable { file: String },
+    #[error(
+        "sqitch.plan:{line}: `{change}` is planned twice (a reworked change); runbook reads each change once"
+    )]
+    Reworked { change: String, line: usize },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
     NoUp {
         file: String,
@@ -222,6 +244,9 @@ pub struct Set {
     pub migrations: Vec<Migration>,
     /// Things that work but deserve a look (mismatched pair names).
     pub warnings: Vec<String>,
+    /// A sqitch project's name (`%project=` in its plan): its rows in
+    /// `sqitch.changes` are the ones that count.
+    pub project: Option<String>,
     /// Loaded for lint: a file that cannot take its place in the order
     /// is a warning, and the rest still loads.
     tolerant: bool,
@@ -243,16 +268,43 @@ impl Set {
     }
 }
 
-/// Numeric order of versions: shorter (after leading zeros) is smaller. A
-/// version that is a file stem (`12_add_users`, for a shared number) sorts
-/// by its number, then by name, as sql-migrate orders files.
+/// Numeric order of versions: shorter (after leading zeros) is smaller,
+/// and dotted versions (Flyway's `1.10`) compare part by part. A version
+/// that is a file stem (`12_add_users`, for a shared number) sorts by its
+/// number, then by name, as sql-migrate orders files.
 pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let number = |v: &str| {
-        let digits = v.len() - v.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        v[..digits].trim_start_matches('0').to_string()
-    };
-    let (na, nb) = (number(a), number(b));
-    (na.len(), &na).cmp(&(nb.len(), &nb)).then_with(|| a.cmp(b))
+    version_parts(a)
+        .cmp(&version_parts(b))
+        .then_with(|| a.cmp(b))
+}
+
+/// The numbers a version starts with (`1.10.2` → 1, 10, 2), each as (length
+/// without leading zeros, digits), which orders them as numbers of any size.
+fn version_parts(v: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut rest = v;
+    loop {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n = rest[..digits].trim_start_matches('0');
+        out.push((n.len(), n));
+        rest = &rest[digits..];
+        match rest.strip_prefix('.') {
+            Some(r) if r.starts_with(|c: char| c.is_ascii_digit()) => rest = r,
+            _ => return out,
+        }
+    }
+}
+
+/// Whether two versions name the same migration: `0001` and `1` do.
+pub fn same_version(a: &str, b: &str) -> bool {
+    a == b
+        || (version_parts(a) == version_parts(b) && {
+            let tail = |v: &str| {
+                v.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+                    .to_string()
+            };
+            tail(a) == tail(b)
+        })
 }
 
 fn version_of(name: &str) -> String {
@@ -379,20 +431,28 @@ pub fn load_tolerant(dir: &Path) -> Result<Set, LoadError> {
 }
 
 fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, LoadError> {
-    let found = read_dir(dir)?;
     let format = match format {
         Some(f) => f,
-        None => detect(dir, &found)?,
+        None if sqitch::present(dir) => Format::Sqitch,
+        None if flyway::present(dir)? => Format::Flyway,
+        None => detect(dir, &read_dir(dir)?)?,
+    };
+    let found = match format {
+        Format::Flyway | Format::Sqitch => Vec::new(),
+        _ => read_dir(dir)?,
     };
     let mut set = Set {
         dir: dir.to_path_buf(),
         format,
         migrations: Vec::new(),
         warnings: Vec::new(),
+        project: None,
         tolerant,
         seen: std::collections::HashMap::new(),
     };
     match format {
+        Format::Flyway => flyway::load(dir, &mut set)?,
+        Format::Sqitch => sqitch::load(dir, &mut set)?,
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
         Format::Popx => load_popx(dir, &found, &mut set)?,
         Format::Prisma => {
@@ -473,7 +533,18 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
 }
 
 fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), LoadError> {
-    let version = version_of(file);
+    push_versioned(set, file, version_of(file), name, up, down)
+}
+
+/// [`push`] for a format whose versions are not a file's leading digits.
+fn push_versioned(
+    set: &mut Set,
+    file: &str,
+    version: String,
+    name: String,
+    up: Script,
+    down: Down,
+) -> Result<(), LoadError> {
     let key = (version.clone(), name.clone());
     if let Some(other) = set.seen.get(&key).filter(|f| *f != file) {
         let e = LoadError::Twice {
@@ -880,7 +951,10 @@ pub fn check_target(
     to: &str,
     direction: crate::model::Direction,
 ) -> Result<(), (&'static str, &'static str)> {
-    let version = !to.is_empty() && to.chars().all(|c| c.is_ascii_digit());
+    // A number, or Flyway's dotted one (`1.10`).
+    let version = to
+        .split('.')
+        .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
     match (to, direction) {
         ("latest", _) => Ok(()),
         ("before_run", crate::model::Direction::Down) => Ok(()),
@@ -891,7 +965,7 @@ pub fn check_target(
         _ if version => Ok(()),
         _ => Err((
             "expected `latest`, `before_run` (going down) or a version number",
-            "a version is the leading digits of a migration's file name",
+            "a version is the leading digits of a migration's file name (dotted, such as 1.10, for Flyway)",
         )),
     }
 }
@@ -920,6 +994,9 @@ mod tests {
             ("before_run", Down, true),
             ("before_run", Up, false),
             ("v2", Up, false),
+            ("1.10", Down, true),
+            ("1.", Down, false),
+            ("1..2", Down, false),
             ("", Down, false),
         ] {
             assert_eq!(check_target(to, dir).is_ok(), ok, "{to} {dir:?}");

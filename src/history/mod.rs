@@ -1,0 +1,610 @@
+//! Where a database records which migrations it has had: runbook's own
+//! table, or the table of the tool the team used before (Prisma, Knex,
+//! golang-migrate, Flyway, dbmate, goose, sqitch), read and written in that
+//! tool's own format so a team can switch to runbook, and back, without
+//! losing or re-running anything.
+//!
+//! Each tool's module knows its table: how to create it, how to read it
+//! into [`Applied`] rows, and the SQL for each [`Write`]. A tool's
+//! checksum is computed by that tool's rules, so drift is judged on its
+//! own terms; tools that keep no checksum cannot show drift, and say so.
+//!
+//! A script that runs in a transaction writes its history row in that
+//! same transaction, so a failure or a kill leaves the row as it was. A
+//! script outside one is marked unfinished first, in its own commit, in
+//! whatever way the tool has for that (a dirty flag, an unfinished row, a
+//! failed row, a held lock); dbmate and goose have none.
+
+mod flyway;
+mod golang;
+mod knex;
+mod prisma;
+mod runbook;
+mod simple;
+mod sqitch;
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::events::ErrorInfo;
+use crate::migrations::{self, Migration, Set};
+use crate::model::Direction;
+use crate::pg::db::{self, Db};
+use crate::pg::quote;
+
+/// The tool whose history table a database keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Runbook,
+    Prisma,
+    Knex,
+    GolangMigrate,
+    Flyway,
+    Dbmate,
+    Goose,
+    Sqitch,
+}
+
+pub const TOOLS: &[&str] = &[
+    "runbook",
+    "prisma",
+    "knex",
+    "golang-migrate",
+    "flyway",
+    "dbmate",
+    "goose",
+    "sqitch",
+];
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Runbook => "runbook",
+            Self::Prisma => "prisma",
+            Self::Knex => "knex",
+            Self::GolangMigrate => "golang-migrate",
+            Self::Flyway => "flyway",
+            Self::Dbmate => "dbmate",
+            Self::Goose => "goose",
+            Self::Sqitch => "sqitch",
+        }
+    }
+
+    /// `auto` is `None`: detect it.
+    pub fn parse(s: &str) -> Result<Option<Tool>, String> {
+        Ok(Some(match s {
+            "auto" => return Ok(None),
+            "runbook" => Self::Runbook,
+            "prisma" => Self::Prisma,
+            "knex" => Self::Knex,
+            "golang-migrate" => Self::GolangMigrate,
+            "flyway" => Self::Flyway,
+            "dbmate" => Self::Dbmate,
+            "goose" => Self::Goose,
+            "sqitch" => Self::Sqitch,
+            other => {
+                return Err(format!(
+                    "unknown history format `{other}`: expected auto, {}",
+                    TOOLS.join(", ")
+                ));
+            }
+        }))
+    }
+
+    /// Where the tool keeps its history when nobody says otherwise.
+    pub fn default_table(self) -> &'static str {
+        match self {
+            Self::Runbook => crate::model::DEFAULT_HISTORY_TABLE,
+            Self::Prisma => "public._prisma_migrations",
+            Self::Knex => "public.knex_migrations",
+            Self::GolangMigrate | Self::Dbmate => "public.schema_migrations",
+            Self::Flyway => "public.flyway_schema_history",
+            Self::Goose => "public.goose_db_version",
+            Self::Sqitch => "sqitch.changes",
+        }
+    }
+
+    /// The checksum the tool records, by name; `None`: it records none.
+    pub fn checksum_kind(self) -> Option<&'static str> {
+        match self {
+            Self::Runbook | Self::Prisma => Some("sha256"),
+            Self::Flyway => Some("CRC-32"),
+            Self::Sqitch => Some("SHA-1"),
+            Self::Knex | Self::GolangMigrate | Self::Dbmate | Self::Goose => None,
+        }
+    }
+
+    /// sqitch's history is read, never written: deploys go through sqitch.
+    pub fn writable(self) -> bool {
+        self != Self::Sqitch
+    }
+
+    /// Only runbook's own rows say which run applied them (`to: before_run`).
+    pub fn records_runs(self) -> bool {
+        self == Self::Runbook
+    }
+
+    /// Which tool a table's columns say it belongs to.
+    fn of_columns(columns: &[String]) -> Option<Tool> {
+        let has = |c: &str| columns.iter().any(|x| x == c);
+        Some(if has("statements_done") && has("run_id") {
+            Self::Runbook
+        } else if has("migration_name") && has("rolled_back_at") {
+            Self::Prisma
+        } else if has("batch") && has("migration_time") {
+            Self::Knex
+        } else if has("installed_rank") {
+            Self::Flyway
+        } else if has("version_id") && has("is_applied") {
+            Self::Goose
+        } else if has("change_id") && has("script_hash") {
+            Self::Sqitch
+        } else if has("version") && has("dirty") {
+            Self::GolangMigrate
+        } else if columns == ["version"] {
+            Self::Dbmate
+        } else {
+            return None;
+        })
+    }
+}
+
+/// What a step or a command says about the history: a tool, a table,
+/// either, or neither (detect both).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spec {
+    pub tool: Option<Tool>,
+    pub table: Option<String>,
+}
+
+/// Why the history cannot be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HistoryError {
+    #[error("cannot read the migration history: {}", .0.message)]
+    Sql(ErrorInfo),
+    #[error("{table} is not a {tool} history table{}", .looks.map(|t| format!(" (its columns are {t}'s)")).unwrap_or_default())]
+    NotThat {
+        table: String,
+        tool: &'static str,
+        looks: Option<&'static str>,
+    },
+    #[error("{0} is not a migration history table runbook knows")]
+    Unknown(String),
+    #[error("this database has several migration histories: {}", .0.join(", "))]
+    Several(Vec<String>),
+}
+
+impl HistoryError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::Sql(_) => "check the role can read the history table",
+            Self::NotThat { .. } | Self::Unknown(_) => {
+                "name the table and its tool: `history: {format: knex, table: public.knex_migrations}` (or --history-format/--history-table)"
+            }
+            Self::Several(_) => {
+                "say which one this directory's migrations are recorded in: `history: {format: …}` (or --history-format)"
+            }
+        }
+    }
+}
+
+/// One migration the history has, in runbook's terms.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Applied {
+    /// The directory's version for it (the tool's own, when no file matches).
+    pub version: String,
+    pub name: String,
+    /// How the tool knows the row: a name, a rank, an id.
+    pub key: String,
+    /// By the tool's own rule; `None` when the tool records none.
+    pub checksum: Option<String>,
+    pub applied_at: String,
+    pub duration_ms: Option<i64>,
+    /// The run that applied it (runbook's own history only).
+    pub run_id: String,
+    /// Who or what applied it, as the tool records it.
+    pub by: String,
+    pub dirty: bool,
+    /// For a dirty row: which way the script was going, whether it ran in a
+    /// transaction, how far it got and what stopped it.
+    pub direction: String,
+    pub in_transaction: bool,
+    pub statements_done: i32,
+    pub statements_total: i32,
+    pub error: Option<String>,
+}
+
+/// A change to the history around one script.
+pub enum Write<'a> {
+    /// Before the script runs, in its own commit.
+    Mark {
+        m: &'a Migration,
+        direction: Direction,
+        run_id: &'a str,
+        in_tx: bool,
+        total: usize,
+    },
+    /// A script outside a transaction finished `done` statements.
+    Progress { m: &'a Migration, done: usize },
+    /// Statement `at` of a script outside a transaction failed after
+    /// earlier ones committed.
+    Failed {
+        m: &'a Migration,
+        at: usize,
+        message: &'a str,
+    },
+    /// The script ran to its end (inside its transaction, when it has one).
+    Finish {
+        m: &'a Migration,
+        direction: Direction,
+        duration: Duration,
+        total: usize,
+        in_tx: bool,
+    },
+    /// The script changed nothing: put back what the mark changed.
+    Undo {
+        m: &'a Migration,
+        direction: Direction,
+    },
+    /// Record the file's checksum now (an allowed change).
+    Checksum { m: &'a Migration },
+}
+
+/// A history table of one tool.
+#[derive(Debug)]
+pub struct History {
+    pub tool: Tool,
+    /// `schema.table`.
+    pub name: String,
+    quoted: String,
+    schema: String,
+    /// The directory's versions, in order.
+    versions: Vec<String>,
+    /// Knex: the batch this step's migrations are recorded under.
+    batch: AtomicI64,
+    /// How it was chosen, for the log: named, or detected.
+    pub detected: bool,
+}
+
+impl History {
+    /// `schema.table` or `table` (in `public`).
+    pub fn new(tool: Tool, table: &str, set: &Set) -> History {
+        let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+        History {
+            tool,
+            name: format!("{schema}.{name}"),
+            quoted: format!("{}.{}", quote::ident(schema), quote::ident(name)),
+            schema: schema.to_string(),
+            versions: set.migrations.iter().map(|m| m.version.clone()).collect(),
+            batch: AtomicI64::new(1),
+            detected: false,
+        }
+    }
+
+    /// The history `spec` names, or the one this database has: a named
+    /// table is recognised by its columns; with nothing named, runbook's
+    /// own table if it exists, else the one other tool's table found, else
+    /// a new runbook table. Several tools' tables and no word on which is
+    /// an error, not a guess.
+    pub async fn open(db: &Db, spec: &Spec, set: &Set) -> Result<History, HistoryError> {
+        let candidates: Vec<String> = match (&spec.tool, &spec.table) {
+            (_, Some(t)) => vec![t.clone()],
+            (Some(tool), None) => vec![tool.default_table().to_string()],
+            (None, None) => [
+                Tool::Runbook,
+                Tool::Prisma,
+                Tool::Knex,
+                Tool::GolangMigrate,
+                Tool::Flyway,
+                Tool::Goose,
+                Tool::Sqitch,
+            ]
+            .iter()
+            .map(|t| t.default_table().to_string())
+            .collect(),
+        };
+        let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
+        let mut history = match (spec.tool, &spec.table) {
+            (Some(tool), table) => {
+                let table = table.clone().unwrap_or_else(|| tool.default_table().into());
+                if let Some((name, columns)) = found.first() {
+                    let looks = Tool::of_columns(columns);
+                    if looks != Some(tool) {
+                        return Err(HistoryError::NotThat {
+                            table: name.clone(),
+                            tool: tool.name(),
+                            looks: looks.map(Tool::name),
+                        });
+                    }
+                }
+                History::new(tool, &table, set)
+            }
+            (None, Some(table)) => match found.first() {
+                None => History::new(Tool::Runbook, table, set),
+                Some((name, columns)) => {
+                    let tool = Tool::of_columns(columns)
+                        .ok_or_else(|| HistoryError::Unknown(name.clone()))?;
+                    History {
+                        detected: tool != Tool::Runbook,
+                        ..History::new(tool, name, set)
+                    }
+                }
+            },
+            (None, None) => {
+                let known: Vec<(Tool, &String)> = found
+                    .iter()
+                    .filter_map(|(name, cols)| Some((Tool::of_columns(cols)?, name)))
+                    .collect();
+                match known.as_slice() {
+                    _ if known.iter().any(|(t, _)| *t == Tool::Runbook) => {
+                        History::new(Tool::Runbook, Tool::Runbook.default_table(), set)
+                    }
+                    [] => History::new(Tool::Runbook, Tool::Runbook.default_table(), set),
+                    [(tool, name)] => History {
+                        detected: true,
+                        ..History::new(*tool, name, set)
+                    },
+                    several => {
+                        return Err(HistoryError::Several(
+                            several
+                                .iter()
+                                .map(|(t, n)| format!("{n} ({})", t.name()))
+                                .collect(),
+                        ));
+                    }
+                }
+            }
+        };
+        if history.tool == Tool::Knex {
+            history.batch = AtomicI64::new(knex::next_batch(db, &history).await?);
+        }
+        Ok(history)
+    }
+
+    /// What to say about it: `knex history in public.knex_migrations (detected)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} history in {}{}",
+            self.tool.name(),
+            self.name,
+            if self.detected { " (detected)" } else { "" }
+        )
+    }
+
+    pub async fn exists(&self, db: &Db) -> Result<bool, ErrorInfo> {
+        let row = db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT to_regclass({}) IS NOT NULL",
+                    quote::literal(&self.quoted)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db::error_info(&e, None))?;
+        Ok(row.get(0))
+    }
+
+    /// Create the table, in its tool's own format, when it does not exist.
+    pub async fn ensure(&self, db: &Db) -> Result<(), ErrorInfo> {
+        if !self.tool.writable() || self.exists(db).await? {
+            return Ok(());
+        }
+        let create = match self.tool {
+            Tool::Runbook => runbook::create(self),
+            Tool::Prisma => prisma::create(self),
+            Tool::Knex => knex::create(self),
+            Tool::GolangMigrate => golang::create(self),
+            Tool::Flyway => flyway::create(self),
+            Tool::Dbmate | Tool::Goose => simple::create(self),
+            Tool::Sqitch => unreachable!("sqitch is not writable"),
+        };
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {};\n{create}",
+            quote::ident(&self.schema)
+        );
+        db.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| db::error_info(&e, None))
+    }
+
+    /// Every migration the history has, by version; empty when the table
+    /// does not exist yet.
+    pub async fn read(&self, db: &Db, set: &Set) -> Result<Vec<Applied>, ErrorInfo> {
+        if !self.exists(db).await? {
+            return Ok(Vec::new());
+        }
+        let mut out = match self.tool {
+            Tool::Runbook => runbook::read(self, db).await,
+            Tool::Prisma => prisma::read(self, db).await,
+            Tool::Knex => knex::read(self, db).await,
+            Tool::GolangMigrate => golang::read(self, db).await,
+            Tool::Flyway => flyway::read(self, db).await,
+            Tool::Dbmate | Tool::Goose => simple::read(self, db).await,
+            Tool::Sqitch => sqitch::read(self, db, set).await,
+        }
+        .map_err(|e| db::error_info(&e, None))?;
+        for a in &mut out {
+            a.version = self.canonical(&a.version);
+        }
+        out.sort_by(|a, b| migrations::version_cmp(&a.version, &b.version));
+        Ok(out)
+    }
+
+    /// The directory's spelling of a tool's version (`1` for `0001`).
+    fn canonical(&self, v: &str) -> String {
+        self.versions
+            .iter()
+            .find(|x| migrations::same_version(x, v))
+            .cloned()
+            .unwrap_or_else(|| v.to_string())
+    }
+
+    /// The directory's version just below `v`: what golang-migrate's one
+    /// row says after `v` is rolled back.
+    fn before(&self, v: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .filter(|x| migrations::version_cmp(x, v).is_lt())
+            .max_by(|a, b| migrations::version_cmp(a, b))
+            .map(String::as_str)
+    }
+
+    /// A migration's checksum by the tool's rule; `None` when it keeps none.
+    pub fn checksum_of(&self, m: &Migration) -> Option<String> {
+        match self.tool {
+            Tool::Runbook | Tool::Prisma => Some(m.checksum.clone()),
+            Tool::Flyway => Some(migrations::flyway_checksum(&m.up.sql).to_string()),
+            Tool::Sqitch => Some(migrations::sqitch_hash(&m.up.sql)),
+            _ => None,
+        }
+    }
+
+    /// The SQL for one change around a script, if the tool records it.
+    pub fn sql(&self, w: &Write<'_>) -> Option<String> {
+        match self.tool {
+            Tool::Runbook => runbook::write(self, w),
+            Tool::Prisma => prisma::write(self, w),
+            Tool::Knex => knex::write(self, w),
+            Tool::GolangMigrate => golang::write(self, w),
+            Tool::Flyway => flyway::write(self, w),
+            Tool::Dbmate | Tool::Goose => simple::write(self, w),
+            Tool::Sqitch => None,
+        }
+    }
+
+    /// Record migrations as applied without running them (`runbook
+    /// migrations baseline`), in one transaction; `through` is the newest,
+    /// `by` who did it. Returns how many rows were added.
+    pub async fn baseline(
+        &self,
+        db: &Db,
+        todo: &[&Migration],
+        through: &str,
+        by: &str,
+    ) -> Result<u64, ErrorInfo> {
+        self.ensure(db).await?;
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        let sql = match self.tool {
+            Tool::Runbook => runbook::baseline(self, todo, by),
+            Tool::Prisma => prisma::baseline(self, todo, by),
+            Tool::Knex => knex::baseline(self, todo),
+            Tool::GolangMigrate => golang::baseline(self, through),
+            Tool::Flyway => flyway::baseline(self, through, by),
+            Tool::Dbmate | Tool::Goose => simple::baseline(self, todo),
+            Tool::Sqitch => unreachable!("refused before: sqitch is not writable"),
+        };
+        if let Err(e) = db
+            .client
+            .batch_execute(&format!("BEGIN;\n{sql};\nCOMMIT"))
+            .await
+        {
+            db.rollback().await;
+            return Err(db::error_info(&e, None));
+        }
+        Ok(todo.len() as u64)
+    }
+
+    /// Clear an unfinished mark: keep the migration as applied, or as
+    /// pending. Returns how many rows changed (1, unless it changed meanwhile).
+    pub async fn repair(&self, db: &Db, a: &Applied, applied: bool) -> Result<u64, ErrorInfo> {
+        let sql = match self.tool {
+            Tool::Runbook => runbook::repair(self, a, applied),
+            Tool::Prisma => prisma::repair(self, a, applied),
+            Tool::Knex => knex::repair(self, a, applied),
+            Tool::GolangMigrate => golang::repair(self, a, applied),
+            Tool::Flyway => flyway::repair(self, a, applied),
+            Tool::Dbmate | Tool::Goose | Tool::Sqitch => {
+                unreachable!("these histories have no unfinished rows")
+            }
+        };
+        db.client
+            .execute(&sql, &[])
+            .await
+            .map_err(|e| db::error_info(&e, None))
+    }
+
+    /// What a dirty row means, for people: the state the script left and
+    /// how to repair it.
+    pub fn dirty_message(&self, a: &Applied) -> (String, String) {
+        let repair = format!(
+            "check the schema by hand, finish or undo what the script did, then run `runbook migrations repair DIR --version {}` (add `--mark pending` if the migration's changes are not in place)",
+            a.version
+        );
+        if self.tool == Tool::Runbook {
+            return (runbook::dirty_message(a, &self.name), repair);
+        }
+        if a.key.is_empty() {
+            // Knex's lock, held with no unfinished row: Knex's own state.
+            return (
+                format!("{}: {}", a.name, a.error.clone().unwrap_or_default()),
+                "check no Knex migration is running and the schema is as the history says, then run `npx knex migrate:unlock`".into(),
+            );
+        }
+        let state = match (&a.error, a.direction.as_str()) {
+            (Some(e), _) => format!("it stopped with: {e}"),
+            (None, "down") => "its rollback started and did not finish".to_string(),
+            (None, _) => "it started and did not finish".to_string(),
+        };
+        (
+            format!(
+                "migration {} ({}) is unfinished in {} ({} history): {state}",
+                a.version,
+                a.name,
+                self.name,
+                self.tool.name()
+            ),
+            repair,
+        )
+    }
+}
+
+/// The tables among `names` that exist, with their columns in order.
+async fn tables(db: &Db, names: &[String]) -> Result<Vec<(String, Vec<String>)>, ErrorInfo> {
+    let rows = db
+        .client
+        .query(
+            "SELECT format('%s.%s', n.nspname, c.relname),
+                    array_agg(a.attname::text ORDER BY a.attnum)
+             FROM unnest($1::text[]) WITH ORDINALITY AS x(name, i)
+             JOIN pg_class c ON c.oid = to_regclass(x.name)
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             GROUP BY 1, x.i ORDER BY x.i",
+            &[&names],
+        )
+        .await
+        .map_err(|e| db::error_info(&e, None))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The timestamp format every reader returns.
+const AT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'";
+
+/// `expr` (a timestamp) as UTC text.
+fn utc(expr: &str) -> String {
+    format!("to_char(({expr}) AT TIME ZONE 'UTC', {AT})")
+}
+
+/// A file's name without its directory and `.up.sql`/`.sql` ending.
+fn stem(file: &str) -> &str {
+    let name = file.rsplit('/').next().unwrap_or(file);
+    name.strip_suffix(".up.sql")
+        .or_else(|| name.strip_suffix(".sql"))
+        .unwrap_or(name)
+}
+
+/// The leading number of a version, for tools that keep numbers.
+fn number(version: &str) -> String {
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    match digits.trim_start_matches('0') {
+        "" => "0".into(),
+        n => n.into(),
+    }
+}

@@ -1,0 +1,180 @@
+//! Flyway's layout: `V<version>__<description>.sql` migrations, with
+//! `U<version>__<description>.sql` undos (Flyway Teams) as their downs. A
+//! version's parts are separated by `_` or `.` (`V1_1__x.sql` is 1.1), and
+//! the description's underscores are spaces. A `<file>.conf` beside a
+//! script with `executeInTransaction=false` runs it outside a transaction,
+//! as Flyway would. Repeatable migrations (`R__`) are refused: runbook runs
+//! each migration once, in version order.
+
+use std::path::Path;
+
+use super::{Down, LoadError, Set, push_versioned, read, script, version_cmp};
+
+/// A Flyway script name: its kind (`V`, `U` or `R`), version and description.
+pub(super) struct Name {
+    pub kind: char,
+    pub version: String,
+    pub description: String,
+}
+
+pub(super) fn parse(file: &str) -> Option<Name> {
+    let stem = file.strip_suffix(".sql")?;
+    let kind = stem
+        .chars()
+        .next()
+        .filter(|k| matches!(k, 'V' | 'U' | 'R'))?;
+    let (version, description) = stem[1..].split_once("__")?;
+    let ok = if kind == 'R' {
+        version.is_empty()
+    } else {
+        version.starts_with(|c: char| c.is_ascii_digit())
+            && version
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '_' || c == '.')
+    };
+    ok.then(|| Name {
+        kind,
+        version: version.replace('_', "."),
+        description: description.replace('_', " "),
+    })
+}
+
+/// Whether `dir` holds Flyway scripts.
+pub(super) fn present(dir: &Path) -> Result<bool, LoadError> {
+    Ok(files(dir)?.iter().any(|f| parse(f).is_some()))
+}
+
+fn files(dir: &Path) -> Result<Vec<String>, LoadError> {
+    let read = std::fs::read_dir(dir).map_err(|e| LoadError::Unreadable {
+        path: format!("the migration directory {}", dir.display()),
+        why: e.to_string(),
+    })?;
+    let mut out: Vec<String> = read
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Whether the script's `.conf` file says `executeInTransaction=false`.
+fn outside_transaction(dir: &Path, file: &str) -> bool {
+    std::fs::read_to_string(dir.join(format!("{file}.conf"))).is_ok_and(|conf| {
+        conf.lines().any(|l| {
+            l.split_once('=').is_some_and(|(k, v)| {
+                k.trim() == "executeInTransaction" && v.trim().eq_ignore_ascii_case("false")
+            })
+        })
+    })
+}
+
+pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
+    let mut ups: Vec<(String, Name)> = Vec::new();
+    let mut undos: Vec<(String, Name)> = Vec::new();
+    for file in files(dir)? {
+        match parse(&file) {
+            Some(n) if n.kind == 'V' => ups.push((file, n)),
+            Some(n) if n.kind == 'U' => undos.push((file, n)),
+            Some(_) => set.problem(LoadError::Repeatable { file })?,
+            None if file.ends_with(".sql") => set.warnings.push(format!(
+                "{file} is not named like a Flyway migration (`V1__name.sql`); it is ignored"
+            )),
+            None => {}
+        }
+    }
+    ups.sort_by(|a, b| version_cmp(&a.1.version, &b.1.version));
+    for (file, n) in &undos {
+        if !ups
+            .iter()
+            .any(|(_, u)| super::same_version(&u.version, &n.version))
+        {
+            set.problem(LoadError::DownWithoutUp {
+                down: file.clone(),
+                of: format!("version {}", n.version),
+            })?;
+        }
+    }
+    for (file, n) in ups {
+        let up = script(
+            strip_bom(read(dir, &file)?),
+            file.clone(),
+            1,
+            outside_transaction(dir, &file),
+        );
+        let down = match undos
+            .iter()
+            .find(|(_, u)| super::same_version(&u.version, &n.version))
+        {
+            Some((f, _)) => Down::Script(script(
+                strip_bom(read(dir, f)?),
+                f.clone(),
+                1,
+                outside_transaction(dir, f),
+            )),
+            None => Down::Missing(format!("there is no U{}__*.sql", n.version)),
+        };
+        push_versioned(set, &file, n.version, n.description, up, down)?;
+    }
+    Ok(())
+}
+
+/// Flyway reads scripts without their byte-order mark.
+fn strip_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
+/// Flyway's checksum of a script: CRC-32 over the UTF-8 bytes of each line
+/// without its line ending (so CRLF and LF files agree), as a signed
+/// 32-bit number, the way `flyway_schema_history.checksum` stores it.
+pub fn checksum(text: &str) -> i32 {
+    let mut crc = crc32fast::Hasher::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(['\n', '\r']).unwrap_or(rest.len());
+        crc.update(&rest.as_bytes()[..end]);
+        rest = &rest[end..];
+        rest = rest
+            .strip_prefix("\r\n")
+            .or_else(|| rest.strip_prefix('\n'))
+            .or_else(|| rest.strip_prefix('\r'))
+            .unwrap_or(rest);
+    }
+    crc.finalize() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_versions_and_descriptions() {
+        let n = parse("V1_1__Add_users.sql").unwrap();
+        assert_eq!(
+            (n.kind, n.version.as_str(), n.description.as_str()),
+            ('V', "1.1", "Add users")
+        );
+        assert_eq!(parse("U2__drop.sql").unwrap().version, "2");
+        assert_eq!(parse("R__views.sql").unwrap().kind, 'R');
+        assert!(
+            parse("V__x.sql").is_none()
+                && parse("V1_x.sql").is_none()
+                && parse("001_x.sql").is_none()
+        );
+    }
+
+    #[test]
+    fn the_checksum_ignores_line_endings_and_the_bom() {
+        // CRC-32 of "CREATE TABLE t (a int);" followed by "SELECT 1;", no newline between.
+        let lf = checksum("CREATE TABLE t (a int);\nSELECT 1;\n");
+        assert_eq!(lf, checksum("\u{feff}CREATE TABLE t (a int);\r\nSELECT 1;"));
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(b"CREATE TABLE t (a int);SELECT 1;");
+        assert_eq!(lf, crc.finalize() as i32);
+        assert_ne!(lf, checksum("CREATE TABLE t (b int);\nSELECT 1;\n"));
+    }
+}

@@ -1,0 +1,106 @@
+//! A sqitch project: `sqitch.plan` lists the changes in order; each has
+//! `deploy/<change>.sql` and, as its down, `revert/<change>.sql`. Changes
+//! have names, not numbers, so each is known by its place in the plan
+//! (`0001`, `0002`, …) and its name. Tags and pragmas are read past; a
+//! change planned twice (reworked) is refused, since its scripts would
+//! have to come from a tag's copy.
+
+use std::path::Path;
+
+use super::{Down, LoadError, Set, push_versioned, read, script};
+
+pub(super) fn present(dir: &Path) -> bool {
+    dir.join("sqitch.plan").is_file()
+}
+
+pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
+    let plan = read(dir, "sqitch.plan")?;
+    let mut seen: Vec<String> = Vec::new();
+    for (i, line) in plan.lines().enumerate() {
+        let line = line.trim();
+        if let Some(project) = line.strip_prefix("%project=") {
+            set.project = Some(project.trim().to_string());
+            continue;
+        }
+        if line.is_empty() || line.starts_with(['#', '%', '@']) {
+            continue;
+        }
+        let change: String = line
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '[')
+            .collect();
+        if seen.contains(&change) {
+            set.problem(LoadError::Reworked {
+                change,
+                line: i + 1,
+            })?;
+            continue;
+        }
+        seen.push(change.clone());
+        let deploy = format!("deploy/{change}.sql");
+        let revert = format!("revert/{change}.sql");
+        let up = script(read(dir, &deploy)?, deploy.clone(), 1, false);
+        let down = if dir.join(&revert).is_file() {
+            Down::Script(script(read(dir, &revert)?, revert, 1, false))
+        } else {
+            Down::Missing(format!("there is no {revert}"))
+        };
+        let version = format!("{:04}", seen.len());
+        push_versioned(set, &deploy, version, change, up, down)?;
+    }
+    if seen.is_empty() {
+        return Err(LoadError::Empty(
+            dir.join("sqitch.plan").display().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// sqitch's `script_hash`: the SHA-1 of the deploy script's bytes, hex.
+pub fn script_hash(text: &str) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_plan_orders_the_changes() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("deploy")).unwrap();
+        std::fs::create_dir_all(d.path().join("revert")).unwrap();
+        std::fs::write(
+            d.path().join("sqitch.plan"),
+            "%syntax-version=1.0.0\n%project=flipr\n\nusers 2024-01-01T00:00:00Z Ann <a@x> # users\nflips [users] 2024-01-02T00:00:00Z Ann <a@x>\n@v1.0 2024-01-03T00:00:00Z Ann <a@x>\n",
+        )
+        .unwrap();
+        for c in ["users", "flips"] {
+            std::fs::write(
+                d.path().join(format!("deploy/{c}.sql")),
+                format!("CREATE TABLE {c} ();"),
+            )
+            .unwrap();
+        }
+        std::fs::write(d.path().join("revert/users.sql"), "DROP TABLE users;").unwrap();
+        let set = super::super::load(d.path(), None).unwrap();
+        assert_eq!(set.format, super::super::Format::Sqitch);
+        assert_eq!(set.project.as_deref(), Some("flipr"));
+        let got: Vec<(&str, &str)> = set
+            .migrations
+            .iter()
+            .map(|m| (m.version.as_str(), m.name.as_str()))
+            .collect();
+        assert_eq!(got, [("0001", "users"), ("0002", "flips")]);
+        assert!(set.migrations[0].down_script().is_some());
+        assert_eq!(
+            set.migrations[1].down_missing().unwrap(),
+            "there is no revert/flips.sql"
+        );
+        // sha1("abc")
+        assert_eq!(
+            super::script_hash("abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+}

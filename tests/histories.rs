@@ -1,0 +1,607 @@
+//! Other tools' history tables, against a real PostgreSQL: for each tool, a
+//! database whose history was written exactly as that tool writes it (its
+//! table's DDL and rows, from the tool's source or documentation), then
+//! `runbook migrations status` reads it, `migrate` continues it in the
+//! tool's own format, a checksum catches an edited file where the tool
+//! keeps checksums, and `baseline` records in the tool's terms.
+
+mod support;
+
+use support::{Case, Db, Run};
+
+const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
+
+fn files(list: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (name, text) in list {
+        let path = d.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    d
+}
+
+/// `runbook migrations ARGS DIR --database-url URL`: (exit code, stdout, stderr).
+fn migrations(args: &[&str], dir: &std::path::Path, url: &str) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("migrations")
+        .arg(args[0])
+        .arg(dir)
+        .args(["--database-url", url])
+        .args(&args[1..])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A runbook with one migrate step over `dir`, and what it did.
+fn migrate(db: &Db, dir: &std::path::Path, extra: &str) -> (Case, Run) {
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n{extra}",
+        dir.display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    (case, run)
+}
+
+fn applied(run: &Run) -> Vec<String> {
+    run.step("apply")["details"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The status lines, one per migration: `version state`.
+fn states(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("note:") && !l.starts_with("warning:"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+const INIT: &str = "CREATE TABLE users (id bigint PRIMARY KEY);\n";
+const ADD: &str = "ALTER TABLE users ADD COLUMN email text;\n";
+const DROP_ADD: &str = "ALTER TABLE users DROP COLUMN email;\n";
+
+#[test]
+fn prisma_history_is_read_continued_and_checked_by_its_sha256() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("20240101000000_init/migration.sql", INIT),
+        ("20240102000000_add/migration.sql", ADD),
+    ]);
+    // As Prisma creates its table and records a finished migration.
+    db.sql(&format!(
+        "{INIT}
+         CREATE TABLE \"_prisma_migrations\" (
+             \"id\" VARCHAR(36) PRIMARY KEY NOT NULL, \"checksum\" VARCHAR(64) NOT NULL,
+             \"finished_at\" TIMESTAMPTZ, \"migration_name\" VARCHAR(255) NOT NULL, \"logs\" TEXT,
+             \"rolled_back_at\" TIMESTAMPTZ, \"started_at\" TIMESTAMPTZ NOT NULL DEFAULT now(),
+             \"applied_steps_count\" INTEGER NOT NULL DEFAULT 0);
+         INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, applied_steps_count)
+         VALUES ('7c1e4f36-2d52-4f6b-9a57-9f0a3b0f1c11', '{}', now(), '20240101000000_init', 1);",
+        runbook::hash::sha256_hex(INIT.as_bytes())
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("prisma history in public._prisma_migrations (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["20240101000000 applied", "20240102000000 pending"]
+    );
+
+    let (case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240102000000"]);
+    assert_eq!(run.step("apply")["details"]["history_format"], "prisma");
+    assert_eq!(
+        db.sql("SELECT migration_name || ' ' || (finished_at IS NOT NULL) || ' ' || applied_steps_count || ' ' || checksum FROM _prisma_migrations WHERE migration_name LIKE '%add'"),
+        format!("20240102000000_add true 1 {}", runbook::hash::sha256_hex(ADD.as_bytes()))
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('runbook_migrations') IS NULL"),
+        "t"
+    );
+    // An edited applied migration: the sha256 Prisma recorded no longer matches.
+    std::fs::write(
+        dir.path().join("20240101000000_init/migration.sql"),
+        "CREATE TABLE users (id int PRIMARY KEY);\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(&["status", "--format", "json"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["migrations"][0]["state"], "changed");
+    assert!(
+        doc["migrations"][0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("applied with sha256")
+    );
+    let again = case.exec(&db.url, &[]);
+    assert_eq!(again.code, 1, "an edited applied migration is refused");
+}
+
+#[test]
+fn a_failed_prisma_migration_blocks_until_repaired_as_prisma_resolve_would() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("20240101000000_init/migration.sql", INIT),
+        (
+            "20240102000000_idx/migration.sql",
+            "CREATE INDEX CONCURRENTLY users_id ON users (id);\nCREATE INDEX CONCURRENTLY broken ON nowhere (id);\n",
+        ),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "          history: { format: prisma }\n");
+    assert_eq!(run.code, 4, "partly changed: {}", run.stderr);
+    // The first index committed; Prisma's row says the migration failed.
+    assert_eq!(
+        db.sql("SELECT (finished_at IS NULL) || ' ' || (logs LIKE 'statement 2 failed%') FROM _prisma_migrations WHERE migration_name = '20240102000000_idx'"),
+        "true true"
+    );
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("20240102000000  dirty"), "{out}");
+    // Pending: rolled back, as `prisma migrate resolve --rolled-back` records it.
+    let (code, out, err) = migrations(
+        &[
+            "repair",
+            "--version",
+            "20240102000000",
+            "--mark",
+            "pending",
+            "--yes",
+        ],
+        dir.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        db.sql("SELECT count(*) FILTER (WHERE rolled_back_at IS NOT NULL) || ' ' || count(*) FROM _prisma_migrations"),
+        "1 2"
+    );
+    let (_, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert!(out.contains("20240102000000  pending"), "{out}");
+}
+
+fn knex_tables(db: &Db) {
+    // As knex's migrator creates them (`increments`, `string`, `integer`, `timestamp`).
+    db.sql(
+        "CREATE TABLE knex_migrations (id serial PRIMARY KEY, name varchar(255), batch integer, migration_time timestamptz);
+         CREATE TABLE knex_migrations_lock (index serial PRIMARY KEY, is_locked integer);
+         INSERT INTO knex_migrations_lock (is_locked) VALUES (0);",
+    );
+}
+
+#[test]
+fn knex_history_is_continued_in_one_new_batch_and_its_lock_is_respected() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("20240101000000_init.up.sql", INIT),
+        ("20240101000000_init.down.sql", "DROP TABLE users;\n"),
+        ("20240102000000_add.up.sql", ADD),
+        ("20240102000000_add.down.sql", DROP_ADD),
+        (
+            "20240103000000_more.up.sql",
+            "CREATE TABLE more (id int);\n",
+        ),
+        ("20240103000000_more.down.sql", "DROP TABLE more;\n"),
+    ]);
+    knex_tables(&db);
+    db.sql(&format!("{INIT} INSERT INTO knex_migrations (name, batch, migration_time) VALUES ('20240101000000_init.ts', 1, now());"));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("knex history in public.knex_migrations (detected)"),
+        "{out}"
+    );
+    assert!(out.contains("keeps no checksums"), "{out}");
+    assert_eq!(
+        states(&out),
+        [
+            "20240101000000 applied",
+            "20240102000000 pending",
+            "20240103000000 pending"
+        ]
+    );
+
+    // Knex's lock is held: another migrator is at work, so nothing runs.
+    db.sql("UPDATE knex_migrations_lock SET is_locked = 1");
+    let (case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("apply")["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("knex migrate:unlock")
+    );
+    db.sql("UPDATE knex_migrations_lock SET is_locked = 0");
+
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240102000000", "20240103000000"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(name || ':' || batch, ',' ORDER BY id) FROM knex_migrations"),
+        "20240101000000_init.ts:1,20240102000000_add.up.sql:2,20240103000000_more.up.sql:2"
+    );
+    // Down one: its row goes, as `knex migrate:down` would.
+    let (_c, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 1\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM knex_migrations"), "2");
+    assert_eq!(db.sql("SELECT to_regclass('more') IS NULL"), "t");
+    assert_eq!(db.sql("SELECT is_locked FROM knex_migrations_lock"), "0");
+}
+
+#[test]
+fn golang_migrate_keeps_one_row_and_its_dirty_flag() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("000001_init.up.sql", INIT),
+        ("000001_init.down.sql", "DROP TABLE users;\n"),
+        ("000002_add.up.sql", ADD),
+        ("000002_add.down.sql", DROP_ADD),
+        (
+            "000003_idx.up.sql",
+            "CREATE INDEX CONCURRENTLY a ON users (id);\nCREATE INDEX CONCURRENTLY b ON nowhere (id);\n",
+        ),
+        ("000003_idx.down.sql", "DROP INDEX a;\n"),
+    ]);
+    // As golang-migrate's postgres driver creates and sets it.
+    db.sql(&format!("{INIT} CREATE TABLE IF NOT EXISTS schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations (version, dirty) VALUES (1, false);"));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("golang-migrate history in public.schema_migrations (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["000001 applied", "000002 pending", "000003 pending"]
+    );
+
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(
+        run.code, 4,
+        "000003's second statement fails after its first committed: {}",
+        run.stderr
+    );
+    assert_eq!(applied(&run), ["000002"]);
+    // Statement 1 of 000003 committed: golang-migrate's row says 3, dirty.
+    assert_eq!(
+        db.sql("SELECT version || ' ' || dirty FROM schema_migrations"),
+        "3 true"
+    );
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("000003  dirty"), "{out}");
+    // `force 2`: pending again.
+    let (code, out, err) = migrations(
+        &[
+            "repair",
+            "--version",
+            "000003",
+            "--mark",
+            "pending",
+            "--yes",
+        ],
+        dir.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        db.sql("SELECT version || ' ' || dirty FROM schema_migrations"),
+        "2 false"
+    );
+    // Down everything: the row goes.
+    let (_c, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          to: 0\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "0");
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+}
+
+fn flyway_table(db: &Db) {
+    // Flyway's createMetaDataTable.sql for PostgreSQL.
+    db.sql(
+        "CREATE TABLE \"public\".\"flyway_schema_history\" (
+             \"installed_rank\" INT NOT NULL, \"version\" VARCHAR(50), \"description\" VARCHAR(200) NOT NULL,
+             \"type\" VARCHAR(20) NOT NULL, \"script\" VARCHAR(1000) NOT NULL, \"checksum\" INTEGER,
+             \"installed_by\" VARCHAR(100) NOT NULL, \"installed_on\" TIMESTAMP NOT NULL DEFAULT now(),
+             \"execution_time\" INTEGER NOT NULL, \"success\" BOOLEAN NOT NULL);
+         ALTER TABLE \"public\".\"flyway_schema_history\" ADD CONSTRAINT \"flyway_schema_history_pk\" PRIMARY KEY (\"installed_rank\");
+         CREATE INDEX \"flyway_schema_history_s_idx\" ON \"public\".\"flyway_schema_history\" (\"success\");",
+    );
+}
+
+#[test]
+fn flyway_history_orders_dotted_versions_and_checks_its_crc32() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V1__init.sql", INIT),
+        ("V1_1__add_email.sql", ADD),
+        ("U1_1__add_email.sql", DROP_ADD),
+        ("V1_10__more.sql", "CREATE TABLE more (id int);\n"),
+        ("V1_2__less.sql", "CREATE TABLE less (id int);\n"),
+    ]);
+    flyway_table(&db);
+    db.sql(&format!(
+        "{INIT} INSERT INTO flyway_schema_history VALUES (1, '1', 'init', 'SQL', 'V1__init.sql', {}, 'postgres', now(), 14, true);",
+        runbook::migrations::flyway_checksum(INIT)
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("flyway history in public.flyway_schema_history (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["1 applied", "1.1 pending", "1.2 pending", "1.10 pending"]
+    );
+
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1.1", "1.2", "1.10"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(installed_rank || ' ' || version || ' ' || description || ' ' || type || ' ' || script || ' ' || success, ',' ORDER BY installed_rank) FROM flyway_schema_history"),
+        "1 1 init SQL V1__init.sql true,2 1.1 add email SQL V1_1__add_email.sql true,3 1.2 less SQL V1_2__less.sql true,4 1.10 more SQL V1_10__more.sql true"
+    );
+    // Undo 1.10 and 1.2 cannot go (no U files); 1.1's undo is recorded as Flyway Teams records one.
+    let (_c, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          to: '1.1'\n",
+    );
+    assert_eq!(run.code, 1, "1.10 has no undo: {}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM flyway_schema_history"),
+        "4",
+        "nothing was undone"
+    );
+    std::fs::write(dir.path().join("U1_10__more.sql"), "DROP TABLE more;\n").unwrap();
+    let (_c, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 1\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT type || ' ' || script FROM flyway_schema_history ORDER BY installed_rank DESC LIMIT 1"),
+        "UNDO_SQL U1_10__more.sql"
+    );
+    let (_, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert!(out.contains("1.10  pending"), "{out}");
+    // An edited applied script: Flyway's checksum no longer matches.
+    std::fs::write(
+        dir.path().join("V1__init.sql"),
+        "CREATE TABLE users (id int PRIMARY KEY);\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("applied with CRC-32"), "{out}");
+    // Line endings alone do not change it, as in Flyway.
+    std::fs::write(dir.path().join("V1__init.sql"), INIT.replace('\n', "\r\n")).unwrap();
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_flyway_baseline_counts_every_version_up_to_it() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V1__init.sql", INIT),
+        ("V2__add.sql", ADD),
+        ("V3__more.sql", "CREATE TABLE more (id int);\n"),
+    ]);
+    db.sql(&format!("{INIT}{ADD}"));
+    let (code, out, err) = migrations(
+        &[
+            "baseline",
+            "--version",
+            "2",
+            "--history-format",
+            "flyway",
+            "--as",
+            "dba",
+            "--yes",
+        ],
+        dir.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        db.sql("SELECT version || ' ' || type || ' ' || description || ' ' || (installed_by LIKE 'baseline/dba@%') FROM flyway_schema_history"),
+        "2 BASELINE << Flyway Baseline >> true"
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["3"]);
+}
+
+#[test]
+fn dbmate_and_goose_histories_list_versions() {
+    let db = Db::fresh();
+    let dbmate = files(&[
+        (
+            "20240101000000_init.sql",
+            &format!("-- migrate:up\n{INIT}\n-- migrate:down\nDROP TABLE users;\n"),
+        ),
+        (
+            "20240102000000_add.sql",
+            &format!("-- migrate:up\n{ADD}\n-- migrate:down\n{DROP_ADD}"),
+        ),
+    ]);
+    // dbmate's postgres driver.
+    db.sql(&format!("{INIT} CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY); INSERT INTO schema_migrations (version) VALUES ('20240101000000');"));
+    let (code, out, err) = migrations(&["status"], dbmate.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("dbmate history in public.schema_migrations (detected)"),
+        "{out}"
+    );
+    let (_case, run) = migrate(&db, dbmate.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240102000000"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations"),
+        "20240101000000,20240102000000"
+    );
+
+    let db = Db::fresh();
+    let goose = files(&[
+        (
+            "00001_init.sql",
+            &format!("-- +goose Up\n{INIT}\n-- +goose Down\nDROP TABLE users;\n"),
+        ),
+        (
+            "00002_add.sql",
+            &format!("-- +goose Up\n{ADD}\n-- +goose Down\n{DROP_ADD}"),
+        ),
+    ]);
+    // goose's table, with its own version-0 row, then an up and (older goose) a down and an up again.
+    db.sql(&format!(
+        "{INIT} CREATE TABLE goose_db_version (id serial NOT NULL, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp NULL default now(), PRIMARY KEY(id));
+         INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (1, false), (1, true);"
+    ));
+    let (code, out, err) = migrations(&["status"], goose.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(states(&out), ["00001 applied", "00002 pending"]);
+    let (_case, run) = migrate(&db, goose.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["00002"]);
+    let (_c, run) = migrate(
+        &db,
+        goose.path(),
+        "          direction: down\n          to: 0\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(version_id::text, ',' ORDER BY id) FROM goose_db_version"),
+        "0"
+    );
+}
+
+#[test]
+fn sqitch_registry_is_read_and_its_script_hash_checked_but_never_written() {
+    let db = Db::fresh();
+    let deploy = "BEGIN;\nCREATE TABLE flips (id bigint);\nCOMMIT;\n";
+    let dir = files(&[
+        (
+            "sqitch.plan",
+            "%syntax-version=1.0.0\n%project=flipr\n\nusers 2024-01-01T00:00:00Z Ann <ann@example.com> # users\nflips [users] 2024-01-02T00:00:00Z Ann <ann@example.com>\n",
+        ),
+        ("deploy/users.sql", INIT),
+        ("revert/users.sql", "DROP TABLE users;\n"),
+        ("deploy/flips.sql", deploy),
+        ("revert/flips.sql", "DROP TABLE flips;\n"),
+    ]);
+    // The registry tables sqitch's pg engine creates (the ones read here).
+    db.sql(&format!(
+        "{INIT} CREATE SCHEMA sqitch;
+         CREATE TABLE sqitch.projects (project TEXT PRIMARY KEY, uri TEXT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), creator_name TEXT NOT NULL, creator_email TEXT NOT NULL);
+         CREATE TABLE sqitch.changes (change_id TEXT PRIMARY KEY, script_hash TEXT NULL, change TEXT NOT NULL, project TEXT NOT NULL REFERENCES sqitch.projects(project) ON UPDATE CASCADE, note TEXT NOT NULL DEFAULT '', committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), committer_name TEXT NOT NULL, committer_email TEXT NOT NULL, planned_at TIMESTAMPTZ NOT NULL, planner_name TEXT NOT NULL, planner_email TEXT NOT NULL, UNIQUE(project, script_hash));
+         INSERT INTO sqitch.projects (project, creator_name, creator_email) VALUES ('flipr', 'Ann', 'ann@example.com');
+         INSERT INTO sqitch.changes (change_id, script_hash, change, project, committer_name, committer_email, planned_at, planner_name, planner_email)
+         VALUES ('0f1a', '{}', 'users', 'flipr', 'Ann', 'ann@example.com', '2024-01-01', 'Ann', 'ann@example.com');",
+        runbook::migrations::sqitch_hash(INIT)
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(sqitch format, sqitch history in sqitch.changes (detected))"),
+        "{out}"
+    );
+    assert_eq!(states(&out), ["0001 applied", "0002 pending"]);
+    // Deploying stays with sqitch.
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not write it")
+    );
+    assert_eq!(db.sql("SELECT to_regclass('flips') IS NULL"), "t");
+    std::fs::write(
+        dir.path().join("deploy/users.sql"),
+        "CREATE TABLE users (id int);\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("applied with SHA-1"), "{out}");
+}
+
+#[test]
+fn two_tools_histories_and_no_word_on_which_is_refused() {
+    let db = Db::fresh();
+    let dir = files(&[("20240101000000_init.up.sql", INIT)]);
+    knex_tables(&db);
+    flyway_table(&db);
+    let (case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("several migration histories"),
+        "{error}"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('users') IS NULL"),
+        "t",
+        "nothing ran"
+    );
+    drop(case);
+    let (_case, run) = migrate(&db, dir.path(), "          history: { format: knex }\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM knex_migrations"), "1");
+    // A table named as another tool's is refused before anything runs.
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          history: { format: goose, table: public.knex_migrations }\n",
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not a goose history table (its columns are knex's)")
+    );
+    // `before_run` needs a history that records runs.
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          history: { format: knex }\n          direction: down\n          to: before_run\n",
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before_run")
+    );
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NOT NULL"), "t");
+}
