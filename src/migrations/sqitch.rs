@@ -1,5 +1,7 @@
 //! A sqitch project: `sqitch.plan` lists the changes in order; each has
-//! `deploy/<change>.sql` and, as its down, `revert/<change>.sql`. Changes
+//! `deploy/<change>.sql` and, as its down, `revert/<change>.sql`, where
+//! `sqitch.conf`'s `[core]` `top_dir`, `plan_file`, `deploy_dir` and
+//! `revert_dir` say, if it says. Changes
 //! have names, not numbers, so each is known by its place in the plan
 //! (`0001`, `0002`, …) and its name. Tags and pragmas are read past; a
 //! change planned twice (reworked) is refused, since its scripts would
@@ -10,11 +12,66 @@ use std::path::Path;
 use super::{Down, LoadError, Set, push_versioned, read, script};
 
 pub(super) fn present(dir: &Path) -> bool {
-    dir.join("sqitch.plan").is_file()
+    dir.join("sqitch.plan").is_file() || dir.join("sqitch.conf").is_file()
+}
+
+/// Where the plan and the scripts are, relative to the project directory.
+struct Layout {
+    plan: String,
+    deploy: String,
+    revert: String,
+}
+
+/// `sqitch.conf`'s `[core]` paths (a git-style config file), else sqitch's defaults.
+fn layout(dir: &Path) -> Layout {
+    let conf = std::fs::read_to_string(dir.join("sqitch.conf")).unwrap_or_default();
+    let mut core = std::collections::HashMap::new();
+    let mut section = String::new();
+    for line in conf.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).trim().to_string();
+        } else if section == "core"
+            && !line.starts_with(['#', ';'])
+            && let Some((k, v)) = line.split_once('=')
+        {
+            core.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+        }
+    }
+    let top = core
+        .get("top_dir")
+        .map_or(".", String::as_str)
+        .trim_end_matches('/')
+        .to_string();
+    let under = |name: &str| {
+        let path = format!("{top}/{name}");
+        path.strip_prefix("./").unwrap_or(&path).to_string()
+    };
+    let plan = core
+        .get("plan_file")
+        .cloned()
+        .unwrap_or_else(|| under("sqitch.plan"));
+    Layout {
+        // Projects that moved their scripts under top_dir often keep the plan at the root.
+        plan: if dir.join(&plan).is_file() {
+            plan
+        } else {
+            "sqitch.plan".into()
+        },
+        deploy: core
+            .get("deploy_dir")
+            .cloned()
+            .unwrap_or_else(|| under("deploy")),
+        revert: core
+            .get("revert_dir")
+            .cloned()
+            .unwrap_or_else(|| under("revert")),
+    }
 }
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
-    let plan = read(dir, "sqitch.plan")?;
+    let layout = layout(dir);
+    let plan = read(dir, &layout.plan)?;
     let mut seen: Vec<String> = Vec::new();
     for (i, line) in plan.lines().enumerate() {
         let line = line.trim();
@@ -37,8 +94,8 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             continue;
         }
         seen.push(change.clone());
-        let deploy = format!("deploy/{change}.sql");
-        let revert = format!("revert/{change}.sql");
+        let deploy = format!("{}/{change}.sql", layout.deploy);
+        let revert = format!("{}/{change}.sql", layout.revert);
         let up = script(read(dir, &deploy)?, deploy.clone(), 1, false);
         let down = if dir.join(&revert).is_file() {
             Down::Script(script(read(dir, &revert)?, revert, 1, false))
@@ -101,6 +158,33 @@ mod tests {
         assert_eq!(
             super::script_hash("abc"),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    #[test]
+    fn sqitch_conf_moves_the_plan_and_scripts_under_top_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("sql/deploy")).unwrap();
+        std::fs::write(
+            p.join("sqitch.conf"),
+            "[core]\n\tengine = pg\n\t# plan_file = sqitch.plan\n\t top_dir = ./sql\n[deploy]\n\tverify = true\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("sql/sqitch.plan"),
+            "%project=registry\n\nusers 2024-05-13T17:21:58Z A <a@x> # users\n",
+        )
+        .unwrap();
+        std::fs::write(p.join("sql/deploy/users.sql"), "CREATE TABLE users ();").unwrap();
+        let set = super::super::load(p, None).unwrap();
+        assert_eq!(set.migrations[0].up.file, "sql/deploy/users.sql");
+        assert_eq!(
+            set.migrations[0].down_missing().unwrap(),
+            "there is no sql/revert/users.sql"
         );
     }
 }
