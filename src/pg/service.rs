@@ -170,16 +170,17 @@ fn lookup(name: &str) -> Result<Vec<(String, String)>, String> {
     ))
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Percent-encoding for a connection URI's parts: everything but
+/// unreserved characters and `/` (a socket directory stays readable).
+const URI_PART: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+pub(crate) fn percent_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, URI_PART).to_string()
 }
 
 /// Which of `KEYS` the connection string sets itself.
