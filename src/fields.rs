@@ -103,6 +103,8 @@ struct Walker<'a> {
 }
 
 const CHECK_LOCALS: &[&str] = &["row", "rows"];
+/// A rehearsal's tool commands run once per migration.
+const TOOL_LOCALS: &[&str] = &["migration"];
 
 impl<'a> Walker<'a> {
     fn push(&mut self, pointer: String, text: &'a str, mode: Mode, scope: &Scope) {
@@ -383,6 +385,22 @@ impl<'a> Walker<'a> {
                 }
                 if let Some(Scratch::Backup { from }) = &x.scratch {
                     self.push(format!("{base}/scratch/from"), from, Mode::Expr, scope);
+                }
+                if let Some(tool) = &x.tool {
+                    let per_migration = Scope {
+                        locals: TOOL_LOCALS,
+                        ..scope.clone()
+                    };
+                    self.push(format!("{base}/tool/up"), &tool.up, t, &per_migration);
+                    if let Some(down) = &tool.down {
+                        self.push(format!("{base}/tool/down"), down, t, &per_migration);
+                    }
+                    if let Some(list) = &tool.list {
+                        self.push(format!("{base}/tool/list"), list, t, scope);
+                    }
+                    if let Some(cwd) = &tool.cwd {
+                        self.push(format!("{base}/tool/cwd"), cwd, t, scope);
+                    }
                 }
             }
         }

@@ -45,6 +45,12 @@ pub(crate) fn into_of(doc: &Document, pointer: &str) -> Option<Into> {
     if pointer.ends_with("/check") && is_string(pointer) {
         return Some(Into::Sql);
     }
+    if ["/tool/up", "/tool/down", "/tool/list"]
+        .iter()
+        .any(|s| pointer.ends_with(s))
+    {
+        return Some(Into::ShellScript);
+    }
     if pointer.ends_with("/shell") || pointer.ends_with("/shell/command") {
         return is_string(pointer).then_some(Into::ShellScript);
     }

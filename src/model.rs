@@ -1028,6 +1028,25 @@ pub struct RehearseStep {
     /// `whole_set`: what the rollback does at a migration with no down.
     #[serde(default)]
     pub missing_downs: MissingDowns,
+    /// Migrations another tool applies: its commands, one migration at a time.
+    pub tool: Option<ToolCommands>,
+}
+
+/// `rehearse.tool:` — the commands of the tool that owns the migrations
+/// (Knex, Prisma…). `up` and `down` are shell scripts with `migration`
+/// (`name`, `version`, `stem`) in their templates; they reach the
+/// rehearsal's database through the libpq variables and `DATABASE_URL`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCommands {
+    pub up: String,
+    /// Without it the migrations are forward-only.
+    pub down: Option<String>,
+    /// Prints the migrations in order, one name per line or a JSON array.
+    /// Without it they are the entries of `dir` whose names start with a digit.
+    pub list: Option<String>,
+    /// Where the commands run, relative to the runbook. Default: its directory.
+    pub cwd: Option<String>,
 }
 
 pub const DEFAULT_SLOW_THRESHOLD_MS: u64 = 5000;

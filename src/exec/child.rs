@@ -107,6 +107,23 @@ pub(crate) async fn run(
     deadline: Option<Instant>,
     mut on_line: impl FnMut(&mut Run<'_>, &'static str, &str),
 ) -> Result<Ran, ErrorInfo> {
+    let stop = r.stop_signal();
+    run_until(argv, env, dir, deadline, stop, |stream, line| {
+        on_line(r, stream, line);
+    })
+    .await
+}
+
+/// [`run`], stopped by `stop` instead of the run's interrupt, for callers
+/// that hold parts of a run rather than the run.
+pub(crate) async fn run_until(
+    argv: &[String],
+    env: &[(String, String)],
+    dir: &Path,
+    deadline: Option<Instant>,
+    stop: impl std::future::Future<Output = ()>,
+    mut on_line: impl FnMut(&'static str, &str),
+) -> Result<Ran, ErrorInfo> {
     let mut expr = duct::cmd(&argv[0], &argv[1..])
         .dir(dir)
         .stdin_null()
@@ -158,7 +175,6 @@ pub(crate) async fn run(
         }
     };
     tokio::pin!(deadline);
-    let stop = r.stop_signal();
     tokio::pin!(stop);
 
     let mut out = Stream::new();
@@ -171,7 +187,7 @@ pub(crate) async fn run(
             line = rx.recv(), if lines_open => match line {
                 Some((stream, line)) => {
                     if stream == "stdout" { out.push(&line) } else { err.push(&line) }
-                    on_line(r, stream, &line);
+                    on_line(stream, &line);
                 }
                 None => lines_open = false,
             },

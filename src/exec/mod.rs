@@ -731,7 +731,18 @@ impl<'a> Run<'a> {
     }
     /// Render a template source with the run context.
     pub(crate) fn render_str(&self, src: &str) -> Result<String, ErrorInfo> {
-        match self.env.render_str(src, self.context()) {
+        self.render_with(src, &[])
+    }
+    /// Render a template source with the run context plus `extra` names.
+    pub(crate) fn render_with(
+        &self,
+        src: &str,
+        extra: &[(&str, minijinja::Value)],
+    ) -> Result<String, ErrorInfo> {
+        let locals: std::collections::BTreeMap<&str, minijinja::Value> =
+            extra.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let ctx = minijinja::context! { ..minijinja::Value::from(locals), ..self.context() };
+        match self.env.render_str(src, ctx) {
             Ok(raw) => Ok(raw),
             Err(e) => Err(ErrorInfo {
                 class: ErrorKind::Template,

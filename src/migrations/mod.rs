@@ -54,6 +54,8 @@ pub enum Format {
     Flyway,
     /// A sqitch project: `sqitch.plan`, `deploy/`, `revert/`.
     Sqitch,
+    /// Migrations another tool applies, known by name only ([`tool_set`]).
+    Tool,
 }
 
 pub const FORMATS: &[&str] = &[
@@ -80,6 +82,7 @@ impl Format {
             Self::Popx => "popx",
             Self::Flyway => "flyway",
             Self::Sqitch => "sqitch",
+            Self::Tool => "tool",
         }
     }
 
@@ -157,6 +160,10 @@ pub enum LoadError {
         "sqitch.plan:{line}: `{change}` is planned twice (a reworked change); runbook reads each change once"
     )]
     Reworked { change: String, line: usize },
+    #[error(
+        "migration `{0}` has characters a shell would read; a tool's migration names are letters, digits and `._-/@+`"
+    )]
+    UnsafeName(String),
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
     NoUp {
         file: String,
@@ -423,6 +430,74 @@ pub fn load(dir: &Path, format: Option<Format>) -> Result<Set, LoadError> {
     load_with(dir, format, false)
 }
 
+/// The migrations of another tool, known by name only: `names` in the
+/// tool's order, or (`None`) the entries of `dir` whose names start with a
+/// digit, in version order. Each has no SQL of its own; `down` says whether
+/// the tool can roll one back. A name is put into a shell script, so one
+/// with anything but letters, digits and `._-/@+` is refused.
+pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Set, LoadError> {
+    let names = match names {
+        Some(n) => n,
+        None => {
+            let mut found: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|e| LoadError::Unreadable {
+                    path: format!("the migration directory {}", dir.display()),
+                    why: e.to_string(),
+                })?
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+                .collect();
+            found.sort_by(|a, b| version_cmp(&version_of(a), &version_of(b)).then(a.cmp(b)));
+            found
+        }
+    };
+    if names.is_empty() {
+        return Err(LoadError::Empty(dir.display().to_string()));
+    }
+    let numbered = names.iter().all(|n| !version_of(n).is_empty());
+    let mut set = Set {
+        dir: dir.to_path_buf(),
+        format: Format::Tool,
+        migrations: Vec::new(),
+        warnings: Vec::new(),
+        project: None,
+        tolerant: false,
+        seen: std::collections::HashMap::new(),
+    };
+    for (i, n) in names.into_iter().enumerate() {
+        if !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/@+".contains(c))
+        {
+            return Err(LoadError::UnsafeName(n));
+        }
+        let stem = n.rsplit_once('.').map_or(n.as_str(), |(s, _)| s);
+        let script = Script {
+            sql: String::new(),
+            file: n.clone(),
+            first_line: 1,
+            no_transaction: true,
+        };
+        set.migrations.push(Migration {
+            version: if numbered {
+                version_of(&n)
+            } else {
+                format!("{:04}", i + 1)
+            },
+            name: name_of(stem),
+            down: if down {
+                Down::Script(script.clone())
+            } else {
+                Down::Unavailable
+            },
+            up: script,
+            checksum: String::new(),
+        });
+    }
+    Ok(set)
+}
+
 /// [`load`] for lint: a real history's quirks (a down with no up, the same
 /// migration twice, a file with no up section) are warnings in
 /// `Set::warnings`, and every other file is still loaded.
@@ -451,6 +526,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         seen: std::collections::HashMap::new(),
     };
     match format {
+        Format::Tool => return Err(LoadError::UnknownFormat("tool".into())),
         Format::Flyway => flyway::load(dir, &mut set)?,
         Format::Sqitch => sqitch::load(dir, &mut set)?,
         Format::Pairs => load_pairs(dir, &found, &mut set)?,

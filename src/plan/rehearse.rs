@@ -31,6 +31,21 @@ pub struct PlanRehearse {
     pub seed: Option<Text>,
     pub history: super::migrate::PlanHistory,
     pub missing_downs: model::MissingDowns,
+    /// The commands of the tool that applies the migrations, as written
+    /// (rendered per migration at run time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<PlanTool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanTool {
+    pub up: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
 }
 
 impl PlanRehearse {
@@ -62,6 +77,12 @@ impl Planner<'_> {
             },
             seed: x.seed.as_ref().map(|t| self.text(t)),
             history: super::migrate::PlanHistory::of(x.history.as_ref(), x.history_table.as_ref()),
+            tool: x.tool.as_ref().map(|t| PlanTool {
+                up: t.up.clone(),
+                down: t.down.clone(),
+                list: t.list.clone(),
+                cwd: t.cwd.clone(),
+            }),
         }))
     }
 }
@@ -97,5 +118,16 @@ pub(super) fn write(o: &mut String, x: &PlanRehearse, inner: usize) {
     );
     if let Some(s) = &x.seed {
         let _ = writeln!(o, "{:pad$}seed {} after each up", "", s.text);
+    }
+    if let Some(t) = &x.tool {
+        let _ = writeln!(o, "{:pad$}each leg through the tool: up `{}`", "", t.up);
+        match &t.down {
+            Some(d) => {
+                let _ = writeln!(o, "{:pad$}  down `{d}`", "");
+            }
+            None => {
+                let _ = writeln!(o, "{:pad$}  no down: forward-only", "");
+            }
+        }
     }
 }

@@ -331,7 +331,26 @@ fn check_migrations(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             }
             StepKind::Rehearse(x) => {
                 let base = format!("{pointer}/rehearse");
-                dir_check(&base, &x.dir, &x.format, out);
+                match &x.tool {
+                    None => dir_check(&base, &x.dir, &x.format, out),
+                    // Its `list` command names them at run time; nothing runs now.
+                    Some(t) if t.list.is_some() => {}
+                    Some(t) if !x.dir.contains("{{") => {
+                        if let Err(e) = crate::migrations::tool_set(
+                            &base_dir.join(&x.dir),
+                            None,
+                            t.down.is_some(),
+                        ) {
+                            out.push(
+                                Diagnostic::new(e.to_string())
+                                    .at(doc.spans().value(&format!("{base}/dir")))
+                                    .label("the tool's migration directory")
+                                    .hint("the tool's migrations are the entries whose names start with a digit; `tool.list` prints them when the directory does not"),
+                            );
+                        }
+                    }
+                    Some(_) => {}
+                }
                 if let Some(seed) = &x.seed
                     && !seed.contains("{{")
                     && !base_dir.join(seed).is_file()

@@ -17,6 +17,7 @@
 
 mod checksums;
 mod target;
+mod tool;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -122,7 +123,13 @@ pub(crate) async fn run(
     timeout: Option<Duration>,
 ) -> Attempt {
     let x: &PlanRehearse = x;
-    let set = migrate::load_set(r, &x.dir, &x.format)?;
+    let (set, tool) = match &x.tool {
+        Some(t) => {
+            let (set, tool) = tool::prepare(r, x, t).await?;
+            (set, Some(tool))
+        }
+        None => (migrate::load_set(r, &x.dir, &x.format)?, None),
+    };
     let seed = match &x.seed {
         Some(t) => {
             let (path, shown) = r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?;
@@ -163,6 +170,7 @@ pub(crate) async fn run(
         rebuilt: 0,
         cache: SumCache::default(),
         history,
+        tool,
         ctx: Ctx {
             run_id: &run_id,
             settings: &settings,
@@ -197,6 +205,8 @@ struct Rig<'a> {
     last: Option<snapshot::Tracked>,
     rebuilt: usize,
     history: History,
+    /// The tool that runs each leg, when another tool owns the migrations.
+    tool: Option<tool::Tool>,
     ctx: Ctx<'a>,
     seed: Option<&'a str>,
     slow: Duration,
@@ -257,16 +267,7 @@ impl Rig<'_> {
             Direction::Up
         };
         let started = Instant::now();
-        let res = migrate::run_script(
-            &self.target.db,
-            &self.history,
-            m,
-            direction,
-            &self.ctx,
-            true,
-            nested,
-        )
-        .await;
+        let res = self.run(m, direction, nested).await;
         match &res {
             Ok(done) => self.cache.wrote(done.touched.as_deref()),
             // A failed transaction left nothing behind.
@@ -301,6 +302,38 @@ impl Rig<'_> {
             }),
         }
         res
+    }
+
+    /// One script of `m`, through the tool when there is one.
+    async fn run(
+        &self,
+        m: &Migration,
+        direction: Direction,
+        nested: bool,
+    ) -> Result<ScriptRun, ScriptFail> {
+        match &self.tool {
+            Some(t) => t.run(&self.target.db, m, direction, &self.ctx).await,
+            None => {
+                migrate::run_script(
+                    &self.target.db,
+                    &self.history,
+                    m,
+                    direction,
+                    &self.ctx,
+                    true,
+                    nested,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Create runbook's history table, unless a tool keeps its own.
+    async fn ensure_history(&self) -> Result<(), ErrorInfo> {
+        if self.tool.is_some() {
+            return Ok(());
+        }
+        self.history.ensure(self.db()).await
     }
 
     async fn seed(&mut self, o: &mut Outcome) -> bool {
@@ -480,12 +513,17 @@ async fn rehearse(
         findings: Vec::new(),
         legs: Vec::new(),
     };
-    if !set.format.has_down() && !pending.run.is_empty() {
+    if !pending.run.is_empty() && pending.run.iter().all(|m| m.forward_only()) {
+        let what = match set.format {
+            crate::migrations::Format::Tool => {
+                "the tool has no `down` command, so its migrations are forward-only".to_string()
+            }
+            f => format!("the {} format is forward-only", f.name()),
+        };
         whole.find(
             Verdict::ForwardOnly,
             format!(
-                "the {} format is forward-only: reversibility cannot be tested. What was rehearsed: every up applies in order on a copy, each with its timing",
-                set.format.name()
+                "{what}: reversibility cannot be tested. What was rehearsed: every up applies in order on a copy, each with its timing"
             ),
         );
     }
@@ -577,8 +615,7 @@ async fn rehearse(
 /// database. Refused while its history has a dirty row, or an applied
 /// migration's file changed since.
 async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending<'s>, Fail> {
-    rig.history
-        .ensure(rig.db())
+    rig.ensure_history()
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     let applied = rig
@@ -591,7 +628,8 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
         return Err(failed(message, &hint));
     }
     let pending = migrate::select(set, &applied, &rig.history, Direction::Up, None, None);
-    if let Some((v, f, was, now)) = pending.changed.first() {
+    // A tool judges its own files; runbook has no checksum of them.
+    if let Some((v, f, was, now)) = pending.changed.first().filter(|_| rig.tool.is_none()) {
         let kind = rig.history.tool.checksum_kind().unwrap_or("checksum");
         return Err(failed(
             format!("{f} (version {v}) changed after it was applied: {kind} {was} then, {now} now"),
@@ -893,23 +931,12 @@ async fn recover(
     rig.last = None;
     rig.cache.forget();
     let fail = |e: String| format!("{what}: {why}, and replaying the ups failed: {e}");
-    rig.history
-        .ensure(rig.db())
-        .await
-        .map_err(|e| fail(e.message))?;
+    rig.ensure_history().await.map_err(|e| fail(e.message))?;
     let mut scratch_outcome = Outcome::new(last);
     for m in ups {
-        migrate::run_script(
-            rig.db(),
-            &rig.history,
-            m,
-            Direction::Up,
-            &rig.ctx,
-            false,
-            false,
-        )
-        .await
-        .map_err(|f| fail(format!("{} {}: {}", m.version, m.name, script_error(&f))))?;
+        rig.run(m, Direction::Up, false)
+            .await
+            .map_err(|f| fail(format!("{} {}: {}", m.version, m.name, script_error(&f))))?;
         if !rig.seed(&mut scratch_outcome).await {
             return Err(fail("the seed failed".into()));
         }
