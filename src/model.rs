@@ -1088,6 +1088,12 @@ pub enum Verdict {
     Lossy,
     ParityMismatch,
     ReupFailure,
+    /// The schema of the database differs from what a fresh apply of its
+    /// applied migrations gives (a set finding, for forward-only sets).
+    Drift,
+    /// A forward-only up changed or removed rows that existed before it,
+    /// which no down can bring back: a fact to review, not an error by default.
+    DestroysData,
     ColumnOrder,
     Slow,
     /// The rehearsal did not reach this migration's legs (an earlier up
@@ -1107,6 +1113,8 @@ impl Verdict {
         Verdict::Lossy,
         Verdict::ParityMismatch,
         Verdict::ReupFailure,
+        Verdict::Drift,
+        Verdict::DestroysData,
         Verdict::ColumnOrder,
         Verdict::Slow,
         Verdict::NotRehearsed,
@@ -1121,6 +1129,8 @@ impl Verdict {
             Self::Lossy => "lossy",
             Self::ParityMismatch => "parity_mismatch",
             Self::ReupFailure => "reup_failure",
+            Self::Drift => "drift",
+            Self::DestroysData => "destroys_data",
             Self::ColumnOrder => "column_order",
             Self::Slow => "slow",
             Self::NotRehearsed => "not_rehearsed",
@@ -1136,6 +1146,7 @@ impl Verdict {
             Verdict::Lossy,
             Verdict::ParityMismatch,
             Verdict::ReupFailure,
+            Verdict::Drift,
         ]
     }
 }

@@ -605,3 +605,85 @@ fn two_tools_histories_and_no_word_on_which_is_refused() {
     );
     assert_eq!(db.sql("SELECT to_regclass('users') IS NOT NULL"), "t");
 }
+
+/// A rehearsal of `dir` on a scratch copy of `db`.
+fn rehearse_scratch(db: &Db, dir: &std::path::Path, extra: &str) -> (Case, Run) {
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n        rehearse:\n          dir: {}\n          scratch: true\n{extra}",
+        dir.display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    (case, run)
+}
+
+#[test]
+fn a_forward_only_rehearsal_checks_drift_against_a_fresh_apply_and_names_destroyed_data() {
+    let db = Db::fresh();
+    let dir = files(&[
+        (
+            "20240101000000_init/migration.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY, legacy text);\nINSERT INTO users VALUES (1, 'a'), (2, 'b');\n",
+        ),
+        (
+            "20240102000000_drop_legacy/migration.sql",
+            "ALTER TABLE users DROP COLUMN legacy;\n",
+        ),
+    ]);
+    // The first migration is applied, as Prisma records it.
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          to: 20240101000000\n          history: { format: prisma }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM _prisma_migrations"), "1");
+
+    let (_case, run) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    let set: Vec<(String, String)> = d["set_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["verdict"].as_str().unwrap().into(),
+                f["message"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set[0].0, "forward_only");
+    assert_eq!(set[1].0, "ok");
+    assert!(
+        set[1].1.contains("no drift") && set[1].1.contains("1 applied migration(s)"),
+        "{set:?}"
+    );
+    let o = &d["migrations"][0];
+    assert_eq!(o["version"], "20240102000000");
+    assert_eq!(o["verdict"], "destroys_data", "{o}");
+    assert_eq!(
+        o["findings"][0]["tables"][0],
+        "public.users: column(s) legacy are gone, with their data"
+    );
+
+    // Someone adds an index by hand: the schema drifted from the migrations.
+    db.sql("CREATE INDEX users_legacy ON users (legacy)");
+    let (_case, run) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(
+        run.code, 3,
+        "drift fails the rehearsal by default: {}",
+        run.stderr
+    );
+    let d = &run.step("rehearse")["details"];
+    let drift = &d["set_findings"][1];
+    assert_eq!(drift["verdict"], "drift", "{d}");
+    assert!(
+        drift["message"].as_str().unwrap().contains("users_legacy"),
+        "{drift}"
+    );
+    // A team that wants destroyed data to fail says so.
+    db.sql("DROP INDEX users_legacy");
+    let (_case, run) = rehearse_scratch(&db, dir.path(), "          errors: [destroys_data]\n");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+}

@@ -70,7 +70,7 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("up", &["up_failure"]),
     ("down", &["irreversible"]),
     ("parity", &["parity_mismatch", "column_order"]),
-    ("data", &["lossy"]),
+    ("data", &["lossy", "destroys_data"]),
     ("reup", &["reup_failure"]),
     ("timing", &["slow"]),
 ];
@@ -87,12 +87,24 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
         .collect();
     let class = format!("{runbook}.{}.rehearsal", s.id);
     let mut suite = TestSuite::new(class.clone());
-    let mut migrations = d["migrations"].as_array().cloned().unwrap_or_default();
-    if d["set_findings"].as_array().is_some_and(|f| !f.is_empty()) {
-        migrations.push(serde_json::json!({
-            "version": "*", "name": "whole_set", "findings": d["set_findings"], "legs": []
-        }));
+    // The set's own findings (forward-only, drift): one testcase each.
+    for f in d["set_findings"].as_array().into_iter().flatten() {
+        let verdict = f["verdict"].as_str().unwrap_or_default();
+        let message = f["message"].as_str().unwrap_or_default();
+        let status = if errors.contains(&verdict) {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            st.set_type(verdict.to_string());
+            st.set_message(message.to_string());
+            st
+        } else {
+            TestCaseStatus::success()
+        };
+        let mut tc = TestCase::new(format!("whole set {verdict}"), status);
+        tc.set_classname(class.clone());
+        tc.set_system_out(message.to_string());
+        suite.add_test_case(tc);
     }
+    let migrations = d["migrations"].as_array().cloned().unwrap_or_default();
     for m in &migrations {
         let findings = m["findings"].as_array().cloned().unwrap_or_default();
         if m["verdict"] == "not_rehearsed" {
@@ -132,7 +144,35 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
             let failed = mine
                 .iter()
                 .any(|f| f["verdict"].as_str().is_some_and(|v| errors.contains(&v)));
-            let status = if failed {
+            let leg = match *check {
+                // Forward-only: its data check is about what the up changed.
+                "data" if m["forward_only"] == true => Some("up"),
+                "up" | "timing" => Some("up"),
+                "down" | "parity" | "data" => Some("down"),
+                "reup" => Some("reup"),
+                _ => None,
+            };
+            let ran = |leg: &str| {
+                m["legs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|l| l["leg"] == leg)
+            };
+            let status = if mine.is_empty() && leg.is_some_and(|l| !ran(l)) {
+                // A check whose leg never ran did not pass: it was not done.
+                let mut st = TestCaseStatus::skipped();
+                st.set_message(format!(
+                    "not checked: the {} leg did not run{}",
+                    leg.unwrap_or_default(),
+                    if m["verdict"] == "forward_only" {
+                        " (forward-only: there is no down)"
+                    } else {
+                        ""
+                    }
+                ));
+                st
+            } else if failed {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 st.set_type(mine[0]["verdict"].as_str().unwrap_or_default().to_string());
                 st.set_message(messages.join("; "));
@@ -147,12 +187,6 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
             );
             let mut tc = TestCase::new(name, status);
             tc.set_classname(class.clone());
-            let leg = match *check {
-                "up" | "timing" => Some("up"),
-                "down" | "parity" | "data" => Some("down"),
-                "reup" => Some("reup"),
-                _ => None,
-            };
             if let Some(ms) = m["legs"]
                 .as_array()
                 .into_iter()

@@ -108,13 +108,16 @@ async fn sums(
 }
 
 /// What `after` lost of `before`: one line per table. More rows than
-/// before is not a loss (a down may leave rows its up added elsewhere).
+/// before is not a loss (a down may leave rows its up added elsewhere), and
+/// an empty table has no data to lose.
 fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<String> {
     let mut out = Vec::new();
     for (t, b) in before.iter().filter(|(t, _)| !tool_history(t)) {
         let Some(a) = after.get(t) else { continue };
         match (b.rows, a.rows) {
-            (Some(_), None) => out.push(format!("{t}: the table is gone, with its rows")),
+            // An empty table loses no data (what its schema lost is parity's to say).
+            (Some(0), _) => {}
+            (Some(n), None) => out.push(format!("{t}: the table is gone, with its {n} row(s)")),
             (Some(rb), Some(ra)) => {
                 let gone: Vec<&String> = a
                     .missing_columns
@@ -273,6 +276,27 @@ pub(super) fn data(
             Verdict::Lossy,
             format!(
                 "{what} changed data in tables that existed before: {}",
+                lines.join("; ")
+            ),
+        );
+        f.tables = lines;
+    }
+}
+
+/// A forward-only up that changed or removed rows that existed before it:
+/// a `destroys_data` finding naming the tables, since no down can bring
+/// them back. Not an error unless `errors` names it.
+pub(super) fn destroyed(
+    o: &mut Outcome,
+    before: &BTreeMap<String, Sum>,
+    after: &BTreeMap<String, Sum>,
+) {
+    let lines = lost(before, after);
+    if !lines.is_empty() {
+        let f = o.find(
+            Verdict::DestroysData,
+            format!(
+                "its up changed data that existed before it, and the format has no down to bring it back: {}",
                 lines.join("; ")
             ),
         );

@@ -16,6 +16,7 @@
 //! half-way).
 
 mod checksums;
+mod drift;
 mod target;
 mod tool;
 
@@ -70,6 +71,9 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub findings: Vec<Finding>,
     pub legs: Vec<Leg>,
+    /// It has no down by design: only its up was rehearsed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forward_only: bool,
 }
 
 impl Outcome {
@@ -80,6 +84,7 @@ impl Outcome {
             verdict: Verdict::Ok,
             findings: Vec::new(),
             legs: Vec::new(),
+            forward_only: m.forward_only(),
         }
     }
 
@@ -311,20 +316,22 @@ impl Rig<'_> {
         direction: Direction,
         nested: bool,
     ) -> Result<ScriptRun, ScriptFail> {
+        self.run_on(&self.target.db, &self.history, m, direction, nested)
+            .await
+    }
+
+    /// [`Rig::run`] on another database (with its own history).
+    async fn run_on(
+        &self,
+        db: &Db,
+        history: &History,
+        m: &Migration,
+        direction: Direction,
+        nested: bool,
+    ) -> Result<ScriptRun, ScriptFail> {
         match &self.tool {
-            Some(t) => t.run(&self.target.db, m, direction, &self.ctx).await,
-            None => {
-                migrate::run_script(
-                    &self.target.db,
-                    &self.history,
-                    m,
-                    direction,
-                    &self.ctx,
-                    true,
-                    nested,
-                )
-                .await
-            }
+            Some(t) => t.run(db, m, direction, &self.ctx).await,
+            None => migrate::run_script(db, history, m, direction, &self.ctx, true, nested).await,
         }
     }
 
@@ -512,6 +519,7 @@ async fn rehearse(
         verdict: Verdict::Ok,
         findings: Vec::new(),
         legs: Vec::new(),
+        forward_only: false,
     };
     if !pending.run.is_empty() && pending.run.iter().all(|m| m.forward_only()) {
         let what = match set.format {
@@ -523,9 +531,17 @@ async fn rehearse(
         whole.find(
             Verdict::ForwardOnly,
             format!(
-                "{what}: reversibility cannot be tested. What was rehearsed: every up applies in order on a copy, each with its timing"
+                "{what}: reversibility cannot be tested. What was rehearsed: every up applies in order on a copy, each with its timing and the data it changed"
             ),
         );
+    }
+    if x.scratch.is_some() && set.migrations.iter().all(|m| m.forward_only()) {
+        let applied: Vec<&Migration> = set
+            .migrations
+            .iter()
+            .filter(|m| !pending.run.iter().any(|p| p.version == m.version))
+            .collect();
+        drift::check(r, s, rig, set, &applied, &mut whole).await?;
     }
     let stopped = match x.mode {
         RehearseMode::PerMigration => {
@@ -756,6 +772,8 @@ async fn per_migration(
         if m.forward_only() {
             // Said once for the set (see `rehearse`), not per migration.
             o.verdict = o.verdict.min(Verdict::ForwardOnly);
+            // What no down can bring back: rows that existed before it.
+            checksums::destroyed(o, &d0, &d1);
         } else if m.down_script().is_none() {
             o.find(
                 Verdict::Irreversible,
