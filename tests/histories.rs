@@ -21,6 +21,16 @@ fn files(list: &[(&str, &str)]) -> tempfile::TempDir {
     d
 }
 
+/// [`files`] from owned texts.
+fn owned(list: &[(&str, String)]) -> tempfile::TempDir {
+    files(
+        &list
+            .iter()
+            .map(|(f, t)| (*f, t.as_str()))
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// `runbook migrations ARGS DIR --database-url URL`: (exit code, stdout, stderr).
 fn migrations(args: &[&str], dir: &std::path::Path, url: &str) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
@@ -36,6 +46,15 @@ fn migrations(args: &[&str], dir: &std::path::Path, url: &str) -> (i32, String, 
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `runbook migrations repair DIR --version V --mark M --yes`.
+fn repair(dir: &std::path::Path, url: &str, version: &str, mark: &str) -> (i32, String, String) {
+    migrations(
+        &["repair", "--version", version, "--mark", mark, "--yes"],
+        dir,
+        url,
     )
 }
 
@@ -155,18 +174,7 @@ fn a_failed_prisma_migration_blocks_until_repaired_as_prisma_resolve_would() {
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("20240102000000  dirty"), "{out}");
     // Pending: rolled back, as `prisma migrate resolve --rolled-back` records it.
-    let (code, out, err) = migrations(
-        &[
-            "repair",
-            "--version",
-            "20240102000000",
-            "--mark",
-            "pending",
-            "--yes",
-        ],
-        dir.path(),
-        &db.url,
-    );
+    let (code, out, err) = repair(dir.path(), &db.url, "20240102000000", "pending");
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         db.sql("SELECT count(*) FILTER (WHERE rolled_back_at IS NOT NULL) || ' ' || count(*) FROM _prisma_migrations"),
@@ -291,18 +299,7 @@ fn golang_migrate_keeps_one_row_and_its_dirty_flag() {
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("000003  dirty"), "{out}");
     // `force 2`: pending again.
-    let (code, out, err) = migrations(
-        &[
-            "repair",
-            "--version",
-            "000003",
-            "--mark",
-            "pending",
-            "--yes",
-        ],
-        dir.path(),
-        &db.url,
-    );
+    let (code, out, err) = repair(dir.path(), &db.url, "000003", "pending");
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         db.sql("SELECT version || ' ' || dirty FROM schema_migrations"),
@@ -686,4 +683,107 @@ fn a_forward_only_rehearsal_checks_drift_against_a_fresh_apply_and_names_destroy
     db.sql("DROP INDEX users_legacy");
     let (_case, run) = rehearse_scratch(&db, dir.path(), "          errors: [destroys_data]\n");
     assert_eq!(run.code, 3, "{}", run.stderr);
+}
+
+#[test]
+fn a_baseline_is_written_in_each_tools_own_terms_and_migrate_goes_on_from_it() {
+    let pairs = [
+        ("20240101000000_init.up.sql", INIT),
+        ("20240101000000_init.down.sql", "DROP TABLE users;\n"),
+        ("20240102000000_add.up.sql", ADD),
+        ("20240102000000_add.down.sql", DROP_ADD),
+        (
+            "20240103000000_more.up.sql",
+            "CREATE TABLE more (id int);\n",
+        ),
+        ("20240103000000_more.down.sql", "DROP TABLE more;\n"),
+    ];
+    let dbmate = [
+        (
+            "20240101000000_init.sql",
+            format!("-- migrate:up\n{INIT}-- migrate:down\nDROP TABLE users;\n"),
+        ),
+        (
+            "20240102000000_add.sql",
+            format!("-- migrate:up\n{ADD}-- migrate:down\n{DROP_ADD}"),
+        ),
+        (
+            "20240103000000_more.sql",
+            "-- migrate:up\nCREATE TABLE more (id int);\n-- migrate:down\nDROP TABLE more;\n"
+                .to_string(),
+        ),
+    ];
+    let goose: Vec<(&str, String)> = dbmate
+        .iter()
+        .map(|(f, t)| {
+            let t = t.replace("-- migrate:up", "-- +goose Up");
+            (*f, t.replace("-- migrate:down", "-- +goose Down"))
+        })
+        .collect();
+    let prisma = [
+        ("20240101000000_init/migration.sql", INIT),
+        ("20240102000000_add/migration.sql", ADD),
+        (
+            "20240103000000_more/migration.sql",
+            "CREATE TABLE more (id int);\n",
+        ),
+    ];
+    // (tool, its files, what its table says after a baseline through 20240102000000)
+    let cases: Vec<(&str, tempfile::TempDir, &str, String)> = vec![
+        (
+            "prisma",
+            files(&prisma),
+            "SELECT string_agg(migration_name || ' ' || (finished_at IS NOT NULL) || ' ' || (logs LIKE 'runbook: baselined by baseline/dba@%') || ' ' || (checksum = encode(sha256(convert_to(CASE WHEN migration_name LIKE '%init' THEN $$CREATE TABLE users (id bigint PRIMARY KEY);$$ ELSE $$ALTER TABLE users ADD COLUMN email text;$$ END || chr(10), 'UTF8')), 'hex')), ',' ORDER BY migration_name) FROM _prisma_migrations",
+            "20240101000000_init true true true,20240102000000_add true true true".into(),
+        ),
+        (
+            "knex",
+            files(&pairs),
+            "SELECT string_agg(name || ':' || batch, ',' ORDER BY id) FROM knex_migrations",
+            "20240101000000_init.up.sql:1,20240102000000_add.up.sql:1".into(),
+        ),
+        (
+            "golang-migrate",
+            files(&pairs),
+            "SELECT version || ' ' || dirty FROM schema_migrations",
+            "20240102000000 false".into(),
+        ),
+        (
+            "dbmate",
+            owned(&dbmate),
+            "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations",
+            "20240101000000,20240102000000".into(),
+        ),
+        (
+            "goose",
+            owned(&goose),
+            "SELECT string_agg(version_id::text, ',' ORDER BY id) FROM goose_db_version",
+            "0,20240101000000,20240102000000".into(),
+        ),
+    ];
+    for (tool, dir, query, want) in cases {
+        let db = Db::fresh();
+        db.sql(&format!("{INIT}{ADD}"));
+        let (code, out, err) = migrations(
+            &[
+                "baseline",
+                "--version",
+                "20240102000000",
+                "--history-format",
+                tool,
+                "--as",
+                "dba",
+                "--yes",
+            ],
+            dir.path(),
+            &db.url,
+        );
+        assert_eq!(code, 0, "{tool}: {out}{err}");
+        assert_eq!(db.sql(query), want, "{tool}");
+        // `migrate` detects the table and runs only what the baseline left.
+        let (_case, run) = migrate(&db, dir.path(), "");
+        assert_eq!(run.code, 0, "{tool}: {}", run.stderr);
+        assert_eq!(applied(&run), ["20240103000000"], "{tool}");
+        assert_eq!(run.step("apply")["details"]["history_format"], tool);
+    }
 }

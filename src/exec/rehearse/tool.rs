@@ -31,17 +31,9 @@ pub(super) struct Tool {
     env: Vec<(String, String)>,
 }
 
+/// A refusal before any leg ran: it changed nothing.
 fn failed(message: String, hint: &str) -> Fail {
-    Fail::new(
-        StepStatus::Failed,
-        ErrorInfo {
-            class: ErrorKind::Rehearse,
-            message,
-            hint: Some(hint.into()),
-            ..ErrorInfo::default()
-        },
-    )
-    .unchanged()
+    super::failed(message, hint).unchanged()
 }
 
 /// The migrations and their commands, before anything runs.
