@@ -129,8 +129,10 @@ pub fn names() -> Vec<&'static str> {
     BUILTINS.iter().map(|b| b.name).collect()
 }
 
-/// The default history table of `migrate` steps.
-pub const MIGRATIONS_TABLE: &str = "public.runbook_migrations";
+/// What the history checks show for their SQL: they read the history as
+/// `migrate` does, in its tool's own format.
+const HISTORY_READ: &str =
+    "-- see src/history: the history table is read in its tool's own format, as `migrate` reads it";
 
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -246,36 +248,32 @@ ORDER BY replay_lag DESC",
         name: "pending_migrations",
         kind: Kind::PendingMigrations,
         when: When::Preflight,
-        summary: "Migrations in `dir` not yet applied according to the history table.",
+        summary: "Migrations in `dir` not yet applied according to the history: runbook's own, or the one Prisma, Knex, golang-migrate, Flyway, dbmate, goose or sqitch keeps.",
         why: "Knowing what will run before it runs: after a deploy, pending migrations mean the schema is behind the code.",
         passes: "at most `max` migrations are pending",
         args: &[
             required("dir", ArgKind::Text, "the migration directory, relative to the runbook"),
-            default("history_table", ArgKind::Text, MIGRATIONS_TABLE, "the history table `migrate` writes"),
+            arg("history_format", ArgKind::Text, "whose history table: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose or sqitch"),
+            arg("history_table", ArgKind::Text, "the history table; default: the tool's own, or detected"),
             default("max", ArgKind::Count, "0", "how many may be pending"),
         ],
-        sql: "SELECT v.version, v.file
-FROM unnest(:versions::text[], :files::text[]) WITH ORDINALITY AS v(version, file, n)
-WHERE NOT EXISTS (SELECT 1 FROM :history_table m WHERE m.version = v.version AND NOT m.dirty)
-ORDER BY v.n",
-        how: Some("runbook lists the directory's migrations (by version: the leading digits of each file or directory name) and passes them as `:versions` and `:files`. When the history table does not exist yet, every migration is pending."),
+        sql: HISTORY_READ,
+        how: Some("runbook lists the directory's migrations and reads the history as `migrate` does (docs/migrations.md, \"The history\"): the table detected, or the one named, in its tool's own format. A migration the history does not record as finished is pending, and each row names it (`version`, `file`). When the history table does not exist yet, every migration is pending."),
     },
     Builtin {
         name: "dirty_migrations",
         kind: Kind::DirtyMigrations,
         when: When::Preflight,
-        summary: "Migrations marked dirty in the history table: started and never finished.",
+        summary: "Migrations the history marks as started and never finished: runbook's dirty rows, golang-migrate's dirty flag, Prisma's failed migrations, Flyway's failed rows, Knex's held lock.",
         why: "A dirty migration left the schema in an unknown state. Running more migrations on top of it compounds the damage; a person must look first.",
         passes: "no migration is dirty",
         args: &[
-            default("history_table", ArgKind::Text, MIGRATIONS_TABLE, "the history table `migrate` writes"),
-            arg("dir", ArgKind::Text, "accepted for symmetry with pending_migrations; the history table alone decides"),
+            arg("dir", ArgKind::Text, "the migration directory, relative to the runbook: names the migrations (golang-migrate's history holds only a number)"),
+            arg("history_format", ArgKind::Text, "whose history table: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose or sqitch"),
+            arg("history_table", ArgKind::Text, "the history table; default: the tool's own, or detected"),
         ],
-        sql: "SELECT version, name, applied_at, run_id
-FROM :history_table
-WHERE dirty
-ORDER BY version",
-        how: Some("When the history table does not exist, nothing is dirty."),
+        sql: HISTORY_READ,
+        how: Some("Each row is one unfinished migration: `version`, `name`, `state` (what the history says about it, and how to repair it). When the history table does not exist, nothing is dirty. dbmate's and goose's histories have no such mark: with them this check always passes, and says so in its details."),
     },
     Builtin {
         name: "disk_free_for_backup",

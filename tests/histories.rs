@@ -173,6 +173,35 @@ fn a_failed_prisma_migration_blocks_until_repaired_as_prisma_resolve_would() {
     let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("20240102000000  dirty"), "{out}");
+    // The preflight built-ins read Prisma's table too: one unfinished, one pending.
+    let checks = Case::new(&format!(
+        "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: dirty\n        check: {{ builtin: dirty_migrations, dir: {d}, severity: warn }}\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {d}, severity: warn }}\n",
+        d = dir.path().display()
+    ));
+    let run = checks.exec(&db.url, &[]);
+    let dirty = run.step("dirty");
+    assert_eq!(
+        dirty["check"]["expectations"][0]["passed"], false,
+        "{dirty}"
+    );
+    let rows = &dirty["details"]["rows"];
+    assert_eq!(rows[0]["version"], "20240102000000", "{dirty}");
+    assert!(
+        rows[0]["state"]
+            .as_str()
+            .unwrap()
+            .contains("prisma history"),
+        "{dirty}"
+    );
+    assert_eq!(
+        dirty["details"]["history"],
+        "prisma history in public._prisma_migrations (detected)"
+    );
+    let pending = run.step("pending");
+    assert_eq!(
+        pending["details"]["rows"][0]["version"], "20240102000000",
+        "{pending}"
+    );
     // Pending: rolled back, as `prisma migrate resolve --rolled-back` records it.
     let (code, out, err) = repair(dir.path(), &db.url, "20240102000000", "pending");
     assert_eq!(code, 0, "{out}{err}");

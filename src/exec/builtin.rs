@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::rows::{json_rows, matches, read_only_prefix};
 use super::{Fail, Run};
-use crate::checks::{self, Builtin, Kind, MIGRATIONS_TABLE};
+use crate::checks::{self, Builtin, Kind};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Expectation, StepStatus};
 use crate::model::CompareOp;
@@ -150,38 +150,6 @@ fn text_arg(r: &Run<'_>, b: &PlanBuiltin, name: &str) -> Result<Option<String>, 
         .transpose()
 }
 
-/// A table name as one or two lowercase identifiers, quoted.
-fn history_table(b: &PlanBuiltin) -> String {
-    let name = b
-        .args
-        .get("history_table")
-        .and_then(Value::as_str)
-        .unwrap_or(MIGRATIONS_TABLE);
-    name.split('.')
-        .map(crate::pg::quote::ident)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-async fn exists(
-    r: &mut Run<'_>,
-    s: &PlanStep,
-    table: &str,
-    timeout: Option<Duration>,
-) -> Result<bool, Fail> {
-    let rows = query(
-        r,
-        s,
-        &format!(
-            "SELECT to_regclass({}) IS NOT NULL AS present",
-            crate::pg::quote::literal(table)
-        ),
-        timeout,
-    )
-    .await?;
-    Ok(column(&rows, "present") == Value::Bool(true))
-}
-
 pub(crate) fn relative(r: &Run<'_>, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -279,17 +247,8 @@ pub(crate) async fn run(
             );
             (rows, vec![e])
         }
-        Kind::PendingMigrations => pending(r, s, b, def, timeout).await?,
-        Kind::DirtyMigrations => {
-            let table = history_table(b);
-            let rows = if exists(r, s, &table, timeout).await? {
-                query(r, s, &fill(def.sql, &[("history_table", table)]), timeout).await?
-            } else {
-                Vec::new()
-            };
-            let e = rows_expectation(&rows, CompareOp::Eq, 0);
-            (rows, vec![e])
-        }
+        Kind::PendingMigrations => pending(r, b, &mut details).await?,
+        Kind::DirtyMigrations => dirty(r, b, &mut details).await?,
         Kind::DiskFreeForBackup => disk_free(r, s, b, def, timeout).await?,
         Kind::InvalidIndexes | Kind::UnvalidatedConstraints | Kind::SequenceExhaustion => {
             let sql = fill(
@@ -354,55 +313,102 @@ pub(crate) async fn run(
     })
 }
 
+/// The directory (`None`: the check names none) and its history, read as
+/// `migrate` reads it.
+async fn history(
+    r: &mut Run<'_>,
+    b: &PlanBuiltin,
+) -> Result<
+    (
+        crate::migrations::Set,
+        crate::history::History,
+        Vec<crate::history::Applied>,
+    ),
+    Fail,
+> {
+    let dir = text_arg(r, b, "dir")?;
+    let set = match &dir {
+        Some(d) => crate::migrations::load(&relative(r, d), None).map_err(|e| {
+            fail(
+                e.to_string(),
+                Some("check `dir:`; it is relative to the runbook's directory".into()),
+            )
+        })?,
+        None => crate::migrations::Set::empty(),
+    };
+    let arg = |name: &str| b.args.get(name).and_then(Value::as_str).map(str::to_string);
+    let tool = crate::history::Tool::parse(arg("history_format").as_deref().unwrap_or("auto"))
+        .map_err(|e| {
+            fail(
+                e,
+                Some("see docs/migrations.md for the history formats".into()),
+            )
+        })?;
+    let spec = crate::history::Spec {
+        tool,
+        table: arg("history_table"),
+    };
+    let history = crate::history::History::open(&r.db, &spec, &set)
+        .await
+        .map_err(|e| fail(e.to_string(), Some(e.hint().into())))?;
+    let applied = history
+        .read(&r.db, &set)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    Ok((set, history, applied))
+}
+
 async fn pending(
     r: &mut Run<'_>,
-    s: &PlanStep,
     b: &PlanBuiltin,
-    def: &Builtin,
-    timeout: Option<Duration>,
+    details: &mut Value,
 ) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
-    let dir = relative(r, &text_arg(r, b, "dir")?.unwrap_or_default());
-    let list = crate::migrations::load(&dir, None).map_err(|e| {
-        fail(
-            e.to_string(),
-            Some("check `dir:`; it is relative to the runbook's directory".into()),
-        )
-    })?;
-    let array = |f: fn(&crate::migrations::Migration) -> &str| {
-        format!(
-            "ARRAY[{}]::text[]",
-            list.migrations
-                .iter()
-                .map(|e| crate::pg::quote::literal(f(e)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    let table = history_table(b);
-    let rows = if exists(r, s, &table, timeout).await? {
-        let sql = fill(
-            def.sql,
-            &[
-                ("versions", array(|e| &e.version)),
-                ("files", array(|e| &e.up.file)),
-                ("history_table", table),
-            ],
-        )
-        .replace("::text[]::text[]", "::text[]");
-        query(r, s, &sql, timeout).await?
-    } else {
-        list.migrations
-            .iter()
-            .map(|e| {
-                let mut m = Map::new();
-                m.insert("version".into(), Value::from(e.version.clone()));
-                m.insert("file".into(), Value::from(e.up.file.clone()));
-                m
-            })
-            .collect()
-    };
+    let (set, history, applied) = history(r, b).await?;
+    details["history"] = Value::from(history.describe());
+    let rows: Vec<Row> = set
+        .migrations
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version && !a.dirty))
+        .map(|m| {
+            let mut row = Map::new();
+            row.insert("version".into(), Value::from(m.version.clone()));
+            row.insert("file".into(), Value::from(m.up.file.clone()));
+            row
+        })
+        .collect();
     let max = b.args.get("max").and_then(Value::as_u64).unwrap_or(0);
     let e = rows_expectation(&rows, CompareOp::Lte, max);
+    Ok((rows, vec![e]))
+}
+
+async fn dirty(
+    r: &mut Run<'_>,
+    b: &PlanBuiltin,
+    details: &mut Value,
+) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
+    let (_, history, applied) = history(r, b).await?;
+    let rows: Vec<Row> = applied
+        .iter()
+        .filter(|a| a.dirty)
+        .map(|a| {
+            let mut row = Map::new();
+            row.insert("version".into(), Value::from(a.version.clone()));
+            row.insert("name".into(), Value::from(a.name.clone()));
+            row.insert("state".into(), Value::from(history.dirty_message(a).0));
+            row
+        })
+        .collect();
+    details["history"] = Value::from(history.describe());
+    if matches!(
+        history.tool,
+        crate::history::Tool::Dbmate | crate::history::Tool::Goose
+    ) {
+        details["note"] = Value::from(format!(
+            "{}'s history has no mark for an unfinished migration: this check cannot see one",
+            history.tool.name()
+        ));
+    }
+    let e = rows_expectation(&rows, CompareOp::Eq, 0);
     Ok((rows, vec![e]))
 }
 

@@ -263,6 +263,19 @@ pub struct Set {
 }
 
 impl Set {
+    /// No migrations: what a history is read against when no directory is named.
+    pub fn empty() -> Set {
+        Set {
+            dir: PathBuf::new(),
+            format: Format::Plain,
+            migrations: Vec::new(),
+            warnings: Vec::new(),
+            project: None,
+            tolerant: false,
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
     /// A problem with one file: the error, or in a tolerant load a warning
     /// (and the caller skips the file).
     fn problem(&mut self, e: LoadError) -> Result<(), LoadError> {
