@@ -434,10 +434,17 @@ impl Db {
     }
 
     /// A session on the server's maintenance database (`postgres`, else
-    /// `template1`): for creating and dropping databases while no session
-    /// of this run may be connected to them.
+    /// `template1`), never the one this session is on: for creating and
+    /// dropping databases while no session of this run may be connected to
+    /// them (a run on `postgres` itself steps over to `template1`).
     pub async fn connect_maintenance(&self, app: &str) -> Option<Db> {
-        for candidate in ["postgres", "template1"] {
+        let own = self
+            .config()
+            .config
+            .get_dbname()
+            .unwrap_or_default()
+            .to_string();
+        for candidate in ["postgres", "template1"].into_iter().filter(|c| *c != own) {
             if let Ok(m) = self.connect_to(candidate, app).await {
                 return Some(m);
             }
