@@ -28,7 +28,7 @@ pub const GLOBALS: &[&str] = &[
 ];
 
 /// Fields of `run` that templates may read.
-pub const RUN_FIELDS: &[&str] = &["id", "started_at", "status", "failed_step"];
+pub const RUN_FIELDS: &[&str] = &["id", "started_at", "status", "failed_step", "changed"];
 
 /// Build the shared environment.
 pub fn environment() -> Environment<'static> {

@@ -222,6 +222,7 @@ impl<'a> Run<'a> {
             if may_change(&s.action, ph.kind) {
                 *phase_touched = true;
                 st.touched = true;
+                self.changed = true;
             }
         }
     }
@@ -372,6 +373,7 @@ impl<'a> Run<'a> {
             if changes && o.status != StepStatus::Skipped && !o.changed_nothing {
                 phase_touched = true;
                 st.touched = true;
+                self.changed = true;
             }
             if let Some(last) = registered.last_mut().filter(|r| r.step.id == s.id) {
                 last.status = o.status;

@@ -247,6 +247,10 @@ pub(crate) struct Run<'a> {
     started_at: String,
     run_status: LiveStatus,
     failed_step: Option<String>,
+    /// Whether a main-line step changed (or may have changed) the database:
+    /// `run.changed`, so a failure branch undoes only when there is
+    /// something to undo.
+    pub(crate) changed: bool,
     interrupts: Receiver<u32>,
     /// Interrupts needed to stop the current work: 1, or 2 while rolling
     /// back after a first Ctrl-C.
@@ -602,6 +606,7 @@ pub async fn execute(
         started_at,
         run_status: LiveStatus::Running,
         failed_step: None,
+        changed: false,
         interrupts,
         stop_level: 1,
         approve: opts.approve,
@@ -716,6 +721,7 @@ impl<'a> Run<'a> {
                 "started_at": self.started_at,
                 "status": self.run_status.name(),
                 "failed_step": self.failed_step.clone().unwrap_or_default(),
+                "changed": self.changed,
             }))),
             steps => minijinja::Value::from(Serde(&self.steps_out)),
         }

@@ -26,6 +26,7 @@ pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
             started_at => run.started_at.clone(),
             status => Deferred::value("run.status"),
             failed_step => Deferred::value("run.failed_step"),
+            changed => Deferred::value("run.changed"),
         },
         None => Deferred::value("run"),
     };
@@ -413,6 +414,35 @@ impl Planner<'_> {
             }
         }
         out
+    }
+
+    /// A duration as written, or a template rendered now and read as one;
+    /// `default` when absent (or when the rendered text is refused, with a
+    /// diagnostic naming the key).
+    pub(super) fn duration_setting(
+        &mut self,
+        v: Option<&model::DurationSetting>,
+        default: std::time::Duration,
+        key: &str,
+    ) -> crate::duration::Duration {
+        let source = match v {
+            None => return crate::duration::Duration(default),
+            Some(model::DurationSetting::Fixed(d)) => return *d,
+            Some(model::DurationSetting::Template(t)) => t,
+        };
+        let rendered = self.text(source);
+        match crate::duration::Duration::parse(rendered.raw.expose().trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.errors.push(
+                    Diagnostic::new(format!("`{key}` renders to `{}`: {e}", rendered.text))
+                        .at(self.span_of(source))
+                        .label("not a duration")
+                        .hint("a whole number and a unit: 500ms, 5s, 10min, 1h"),
+                );
+                crate::duration::Duration(default)
+            }
+        }
     }
 
     pub(super) fn rb_span(&self, pointer: &str) -> Option<crate::source::Span> {

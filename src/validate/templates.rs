@@ -162,7 +162,7 @@ impl Names<'_> {
                 Diagnostic::new(format!("unknown run field `{n}`"))
                     .at(at_text(&format!("run.{n}")))
                     .label("not a run field")
-                    .hint("templates can read run.id, run.started_at, run.status and run.failed_step"),
+                    .hint("templates can read run.id, run.started_at, run.status, run.failed_step and run.changed"),
             ),
             (r, _) if !template::ROOTS.contains(&r) => {
                 let mut names: Vec<&str> = template::ROOTS.to_vec();
