@@ -15,7 +15,8 @@ use serde_json::Value;
 use crate::checks::{self, ArgKind};
 use crate::load::{Document, pointer_segment};
 use crate::model::{
-    CheckStep, Command, OnFailure, Runbook, Scratch, Step, StepKind, VerdictList, When,
+    CheckStep, Command, DurationSetting, OnFailure, Runbook, Scratch, Step, StepKind, VerdictList,
+    When,
 };
 
 /// How a field's text is read.
@@ -379,6 +380,9 @@ impl<'a> Walker<'a> {
                 self.push(format!("{base}/dir"), &x.dir, t, scope);
                 if let Some(VerdictList::Template(errors)) = &x.errors {
                     self.push(format!("{base}/errors"), errors, t, scope);
+                }
+                if let Some(DurationSetting::Template(slow)) = &x.slow_threshold {
+                    self.push(format!("{base}/slow_threshold"), slow, t, scope);
                 }
                 if let Some(seed) = &x.seed {
                     self.push(format!("{base}/seed"), seed, t, scope);

@@ -1013,7 +1013,7 @@ pub struct RehearseStep {
     #[serde(default)]
     pub mode: RehearseMode,
     /// A leg (up or down) slower than this is `slow`. Default 5s.
-    pub slow_threshold: Option<Duration>,
+    pub slow_threshold: Option<DurationSetting>,
     /// Verdicts that fail the step. Default: every verdict but `ok`,
     /// `slow`, `column_order` and `not_rehearsed`.
     pub errors: Option<VerdictList>,
@@ -1050,6 +1050,15 @@ pub struct ToolCommands {
 }
 
 pub const DEFAULT_SLOW_THRESHOLD_MS: u64 = 5000;
+
+/// A duration as written, or a template (`"{{ params.slow }}"`) rendered
+/// and read as one when the plan is made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    Fixed(Duration),
+    Template(String),
+}
 
 /// In a `whole_set` rehearsal, a migration with no down (missing, or only
 /// comments): `stop` the rollback there, or `skip` it and go on rolling

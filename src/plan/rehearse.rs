@@ -61,11 +61,11 @@ impl Planner<'_> {
             dir: self.text(&x.dir),
             format: x.format.clone().unwrap_or_else(|| "auto".into()),
             mode: x.mode,
-            slow_threshold: x
-                .slow_threshold
-                .unwrap_or(Duration(std::time::Duration::from_millis(
-                    model::DEFAULT_SLOW_THRESHOLD_MS,
-                ))),
+            slow_threshold: self.duration_setting(
+                x.slow_threshold.as_ref(),
+                std::time::Duration::from_millis(model::DEFAULT_SLOW_THRESHOLD_MS),
+                "slow_threshold",
+            ),
             errors: self.verdicts(x.errors.as_ref()),
             missing_downs: x.missing_downs,
             scratch: match &x.scratch {

@@ -1,0 +1,170 @@
+//! The ready runbooks in runbooks/ that replace teams' deploy scripts, each
+//! run end to end against a real PostgreSQL: the success path, and a forced
+//! failure with the exit code and what the database holds afterwards.
+
+mod support;
+
+use support::{Case, Db};
+
+fn runbook(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/runbooks/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (f, text) in files {
+        std::fs::write(d.path().join(f), text).unwrap();
+    }
+    d
+}
+
+const WIDGETS: &[(&str, &str)] = &[
+    (
+        "001_widgets.up.sql",
+        "CREATE TABLE widgets (id int PRIMARY KEY, name text);\n",
+    ),
+    ("001_widgets.down.sql", "DROP TABLE widgets;\n"),
+];
+
+#[test]
+fn deploy_with_rollback_deploys_when_healthy_and_restores_when_not() {
+    let dir = migrations(WIDGETS);
+    let set = format!("migrations={}", dir.path().display());
+    let case = Case::new(&runbook("deploy-with-rollback.yml"));
+
+    let db = Db::fresh();
+    db.sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100);");
+    let run = case.exec(&db.url, &["--set", &set]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('widgets') IS NOT NULL"), "t");
+    assert_eq!(run.step("before_deploy")["status"], "succeeded");
+
+    // The health check fails after the migration: the backup comes back,
+    // the migration's table goes with the recreated database, exit 2.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100);");
+    let run = case.exec(&db.url, &["--set", &set, "--set", "health_check=exit 7"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.step("application_is_healthy")["status"], "failed");
+    assert_eq!(run.step("restore_before_deploy")["status"], "succeeded");
+    assert_eq!(
+        db.sql("SELECT to_regclass('widgets') IS NULL"),
+        "t",
+        "the migration is undone"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders"),
+        "100",
+        "the data is back"
+    );
+
+    // A migration that fails in its transaction changed nothing: nothing is
+    // restored (no connection terminated, no database recreated), exit 1.
+    let bad = migrations(&[("001_bad.up.sql", "CREATE TABLE w (id int);\nSELECT 1/0;\n")]);
+    let db = Db::fresh();
+    db.sql("CREATE TABLE orders (id int PRIMARY KEY);");
+    let run = case.exec(
+        &db.url,
+        &["--set", &format!("migrations={}", bad.path().display())],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("restore_before_deploy")["status"], "skipped");
+    assert_eq!(
+        db.sql("SELECT to_regclass('w') IS NULL AND to_regclass('orders') IS NOT NULL"),
+        "t"
+    );
+}
+
+fn verdicts(run: &support::Run, step: &str) -> serde_json::Value {
+    run.step(step)["details"]["verdicts"].clone()
+}
+
+#[test]
+fn ci_rehearsal_passes_good_migrations_and_fails_bad_or_forward_only_ones() {
+    let case = Case::new(&runbook("ci-rehearsal.yml"));
+    let good = format!(
+        "migrations={}/examples/rehearsal/migrations",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let junit = case.dir.path().join("junit.xml");
+    let junit_arg = junit.to_str().unwrap().to_string();
+
+    let db = Db::fresh();
+    let run = case.exec(&db.url, &["--set", &good, "--junit", &junit_arg]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(verdicts(&run, "rehearse"), serde_json::json!({"ok": 3}));
+    assert_eq!(run.step("rehearse_seeded")["status"], "skipped");
+    let csv = std::fs::read_to_string(case.reports().join("migration-timings.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 3 * 3, "{csv}");
+    assert!(
+        std::fs::read_to_string(&junit)
+            .unwrap()
+            .contains("001_create_customers up")
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0",
+        "on a scratch copy"
+    );
+
+    // Everything is slow under a 0ms threshold: reported, not failed.
+    let db = Db::fresh();
+    let run = case.exec(&db.url, &["--set", &good, "--set", "slow_threshold=0ms"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(verdicts(&run, "rehearse"), serde_json::json!({"slow": 3}));
+
+    // A down that loses data, found with the seed's rows: exit 3.
+    let bad = tempfile::tempdir().unwrap();
+    let w = |f: &str, t: &str| std::fs::write(bad.path().join(f), t).unwrap();
+    w(
+        "001_people.up.sql",
+        "CREATE TABLE people (id int PRIMARY KEY, name text);\n",
+    );
+    w("001_people.down.sql", "DROP TABLE people;\n");
+    w(
+        "002_nick.up.sql",
+        "ALTER TABLE people ADD COLUMN nick text;\n",
+    );
+    w(
+        "002_nick.down.sql",
+        "ALTER TABLE people DROP COLUMN nick;\nALTER TABLE people DROP COLUMN name;\nALTER TABLE people ADD COLUMN name text;\n",
+    );
+    w(
+        "seed.sql",
+        "INSERT INTO people (id, name) VALUES (1, 'ann') ON CONFLICT DO NOTHING;\n",
+    );
+    let db = Db::fresh();
+    let run = case.exec(
+        &db.url,
+        &[
+            "--set",
+            &format!("migrations={}", bad.path().display()),
+            "--set",
+            &format!("seed={}/seed.sql", bad.path().display()),
+        ],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(
+        verdicts(&run, "rehearse_seeded"),
+        serde_json::json!({"lossy": 1, "ok": 1})
+    );
+
+    // A forward-only folder fails unless the run accepts it.
+    let prisma = tempfile::tempdir().unwrap();
+    std::fs::create_dir(prisma.path().join("20240101_init")).unwrap();
+    std::fs::write(
+        prisma.path().join("20240101_init/migration.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    let set = format!("migrations={}", prisma.path().display());
+    let db = Db::fresh();
+    let run = case.exec(&db.url, &["--set", &set]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let run = case.exec(&db.url, &["--set", &set, "--set", "forward_only=true"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        verdicts(&run, "rehearse"),
+        serde_json::json!({"forward_only": 1})
+    );
+}
