@@ -87,23 +87,7 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
         .collect();
     let class = format!("{runbook}.{}.rehearsal", s.id);
     let mut suite = TestSuite::new(class.clone());
-    // The set's own findings (forward-only, drift): one testcase each.
-    for f in d["set_findings"].as_array().into_iter().flatten() {
-        let verdict = f["verdict"].as_str().unwrap_or_default();
-        let message = f["message"].as_str().unwrap_or_default();
-        let status = if errors.contains(&verdict) {
-            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            st.set_type(verdict.to_string());
-            st.set_message(message.to_string());
-            st
-        } else {
-            TestCaseStatus::success()
-        };
-        let mut tc = TestCase::new(format!("whole set {verdict}"), status);
-        tc.set_classname(class.clone());
-        tc.set_system_out(message.to_string());
-        suite.add_test_case(tc);
-    }
+    set_findings(&mut suite, d, &errors, &class);
     let migrations = d["migrations"].as_array().cloned().unwrap_or_default();
     for m in &migrations {
         let findings = m["findings"].as_array().cloned().unwrap_or_default();
@@ -203,6 +187,26 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
         }
     }
     Some(suite)
+}
+
+/// The set's own findings (forward-only, drift): one testcase each.
+fn set_findings(suite: &mut TestSuite, d: &serde_json::Value, errors: &[&str], class: &str) {
+    for f in d["set_findings"].as_array().into_iter().flatten() {
+        let verdict = f["verdict"].as_str().unwrap_or_default();
+        let message = f["message"].as_str().unwrap_or_default();
+        let status = if errors.contains(&verdict) {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            st.set_type(verdict.to_string());
+            st.set_message(message.to_string());
+            st
+        } else {
+            TestCaseStatus::success()
+        };
+        let mut tc = TestCase::new(format!("whole set {verdict}"), status);
+        tc.set_classname(class.to_string());
+        tc.set_system_out(message.to_string());
+        suite.add_test_case(tc);
+    }
 }
 
 pub fn render(r: &Report) -> String {

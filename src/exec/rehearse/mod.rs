@@ -521,28 +521,7 @@ async fn rehearse(
         legs: Vec::new(),
         forward_only: false,
     };
-    if !pending.run.is_empty() && pending.run.iter().all(|m| m.forward_only()) {
-        let what = match set.format {
-            crate::migrations::Format::Tool => {
-                "the tool has no `down` command, so its migrations are forward-only".to_string()
-            }
-            f => format!("the {} format is forward-only", f.name()),
-        };
-        whole.find(
-            Verdict::ForwardOnly,
-            format!(
-                "{what}: reversibility cannot be tested. What was rehearsed: every up applies in order on a copy, each with its timing and the data it changed"
-            ),
-        );
-    }
-    if x.scratch.is_some() && set.migrations.iter().all(|m| m.forward_only()) {
-        let applied: Vec<&Migration> = set
-            .migrations
-            .iter()
-            .filter(|m| !pending.run.iter().any(|p| p.version == m.version))
-            .collect();
-        drift::check(r, s, rig, set, &applied, &mut whole).await?;
-    }
+    forward_only_set(r, s, x, set, &pending.run, rig, &mut whole).await?;
     let stopped = match x.mode {
         RehearseMode::PerMigration => {
             per_migration(r, rig, &again, &pending.run, &mut outcomes).await?
@@ -653,6 +632,43 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
         ));
     }
     Ok(pending)
+}
+
+/// What a forward-only set's rehearsal says once for the set: that
+/// reversibility cannot be tested, and, on a scratch copy, whether the
+/// schema drifted from its applied migrations.
+async fn forward_only_set(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    x: &PlanRehearse,
+    set: &Set,
+    pending: &[&Migration],
+    rig: &mut Rig<'_>,
+    whole: &mut Outcome,
+) -> Result<(), Fail> {
+    if !pending.is_empty() && pending.iter().all(|m| m.forward_only()) {
+        let what = match set.format {
+            crate::migrations::Format::Tool => {
+                "the tool has no `down` command, so its migrations are forward-only".to_string()
+            }
+            f => format!("the {} format is forward-only", f.name()),
+        };
+        whole.find(
+            Verdict::ForwardOnly,
+            format!(
+                "{what}: reversibility cannot be tested. What was rehearsed: every up applies in order on a copy, each with its timing and the data it changed"
+            ),
+        );
+    }
+    if x.scratch.is_some() && set.migrations.iter().all(|m| m.forward_only()) {
+        let applied: Vec<&Migration> = set
+            .migrations
+            .iter()
+            .filter(|m| !pending.iter().any(|p| p.version == m.version))
+            .collect();
+        drift::check(r, s, rig, set, &applied, whole).await?;
+    }
+    Ok(())
 }
 
 /// The step's error: the migrations that failed (the first 20 named), and
