@@ -406,13 +406,15 @@ ORDER BY used DESC",
         passes: "every table's count is within `tolerance` of the earlier count (always, when there is nothing to compare with)",
         args: &[
             arg("from", ArgKind::StepRef, "`steps.<id>`: a backup step or an earlier row_counts check; without it, counts are recorded for later"),
-            arg("tables", ArgKind::Tables, "the tables to count; default: the earlier step's tables, or every user table"),
+            arg("tables", ArgKind::Tables, "the tables to count; default: the earlier step's tables, or every user table but runbook's own (its run journal, its history and backfill state) and migration tools' history tables (`knex_migrations`, `flyway_schema_history`, ...)"),
             default("tolerance", ArgKind::Fraction, "0", "the share by which a count may differ"),
         ],
         sql: "SELECT format('%I.%I', n.nspname, c.relname) AS \"table\"
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+  AND NOT (n.nspname = 'runbook_journal' AND obj_description(n.oid, 'pg_namespace') = 'runbook run journal')
+  AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE 'runbook state:%'
 ORDER BY 1",
         how: Some("runbook then counts each table exactly, in one READ ONLY transaction: `SELECT count(*) FROM <table>`. Its output `steps.<id>.tables` has the same shape as a backup's, so a later row_counts can compare with it."),
     },

@@ -168,3 +168,110 @@ fn ci_rehearsal_passes_good_migrations_and_fails_bad_or_forward_only_ones() {
         serde_json::json!({"forward_only": 1})
     );
 }
+
+#[test]
+fn migrate_safe_plans_applies_checks_and_rolls_back_by_mode() {
+    let case = Case::new(&runbook("migrate-safe.yml"));
+    let good = format!(
+        "migrations={}/examples/rehearsal/migrations",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mode = |m: &str| format!("mode={m}");
+    let db = Db::fresh();
+    db.sql("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2);");
+
+    // plan: lists what would run, changes nothing.
+    let run = case.exec(&db.url, &["--set", &good, "--set", &mode("plan")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("would_run")["details"]["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "1"
+    );
+
+    // apply: preflight, a backup proven to restore, the migrations, postflight.
+    let run = case.exec(&db.url, &["--set", &good, "--set", &mode("apply")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("before_migrating")["status"], "succeeded");
+    assert_eq!(
+        run.step("apply")["details"]["applied"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        run.step("counts_after")["status"],
+        "succeeded",
+        "runbook's own tables are not counted"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('orders') IS NOT NULL"), "t");
+
+    // postflight alone.
+    let run = case.exec(&db.url, &["--set", &good, "--set", &mode("postflight")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("apply")["status"], "skipped");
+
+    // rollback to version 001: 003 and 002 go, 001 and the other data stay.
+    let run = case.exec(
+        &db.url,
+        &[
+            "--set",
+            &good,
+            "--set",
+            &mode("rollback"),
+            "--set",
+            "to=001",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT to_regclass('orders') IS NULL AND to_regclass('customers') IS NOT NULL"),
+        "t"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM keep_me"), "2");
+
+    // A migration left dirty stops the preflight: nothing changes, exit 1.
+    db.sql("UPDATE runbook_migrations SET dirty = true WHERE version = '001'");
+    let run = case.exec(&db.url, &["--set", &good, "--set", &mode("apply")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("nothing_dirty")["status"], "failed");
+    assert_eq!(run.step("before_migrating")["status"], "not_run");
+    assert_eq!(db.sql("SELECT to_regclass('orders') IS NULL"), "t");
+}
+
+#[test]
+fn migrate_safe_undoes_exactly_what_it_applied_when_a_migration_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).unwrap();
+    w("001_a.up.sql", "CREATE TABLE a (id int);\n");
+    w("001_a.down.sql", "DROP TABLE a;\n");
+    w("002_b.up.sql", "CREATE TABLE b (id int);\n");
+    w("002_b.down.sql", "DROP TABLE b;\n");
+    w("003_c.up.sql", "CREATE TABLE c (id int);\n");
+    w("003_c.down.sql", "DROP TABLE c;\n");
+    let case = Case::new(&runbook("migrate-safe.yml"));
+    let set = format!("migrations={}", dir.path().display());
+    let db = Db::fresh();
+    // 001 was applied by an earlier release.
+    let run = case.exec(
+        &db.url,
+        &["--set", &set, "--set", "mode=apply", "--set", "to=001"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // This release brings 002 and a 003 that fails half-way.
+    w("003_c.up.sql", "CREATE TABLE c (id int);\nSELECT 1/0;\n");
+    let run = case.exec(&db.url, &["--set", &set, "--set", "mode=apply"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT (to_regclass('a') IS NOT NULL) || ' ' || (to_regclass('b') IS NULL) || ' ' || (to_regclass('c') IS NULL)"),
+        "true true true",
+        "the earlier release's 001 stays; this run's 002 is undone; 003 never landed"
+    );
+}

@@ -608,3 +608,41 @@ fn number(version: &str) -> String {
         n => n.into(),
     }
 }
+
+/// The history tables of the common migration tools (these and others'):
+/// they change whenever a migration runs, and are not schema or data a
+/// rehearsal or a row count should judge.
+const TOOL_TABLES: &[&str] = &[
+    "knex_migrations",
+    "knex_migrations_lock",
+    "_prisma_migrations",
+    "schema_migrations",
+    "schema_migration",
+    "goose_db_version",
+    "gorp_migrations",
+    "flyway_schema_history",
+    "__diesel_schema_migrations",
+    "_sqlx_migrations",
+    "atlas_schema_revisions",
+    "alembic_version",
+    "sequelizemeta",
+    "pgmigrations",
+    "django_migrations",
+    "ar_internal_metadata",
+    "__efmigrationshistory",
+    "databasechangelog",
+    "databasechangeloglock",
+    "typeorm_metadata",
+];
+
+/// Whether a qualified relation name (`public.knex_migrations`, quoted or
+/// not) is a migration tool's history table, or lives in sqitch's schema.
+pub fn is_tool_table(qname: &str) -> bool {
+    let unquote = |p: &str| p.trim_matches('"').to_ascii_lowercase();
+    // Unqualified when the catalog printed it on the search path.
+    let (schema, table) = match qname.split_once('.') {
+        Some((s, t)) => (unquote(s), unquote(t)),
+        None => (String::new(), unquote(qname)),
+    };
+    schema == "sqitch" || TOOL_TABLES.contains(&table.as_str())
+}

@@ -403,41 +403,9 @@ fn script_error(f: &ScriptFail) -> String {
     m
 }
 
-/// The history tables of the common migration tools: a rehearsal of that
-/// tool's migrations sees them change, and they are not schema.
-const TOOL_HISTORY_TABLES: &[&str] = &[
-    "knex_migrations",
-    "knex_migrations_lock",
-    "_prisma_migrations",
-    "schema_migrations",
-    "schema_migration",
-    "goose_db_version",
-    "gorp_migrations",
-    "flyway_schema_history",
-    "__diesel_schema_migrations",
-    "_sqlx_migrations",
-    "atlas_schema_revisions",
-    "alembic_version",
-    "sequelizemeta",
-    "pgmigrations",
-    "django_migrations",
-    "ar_internal_metadata",
-    "__efmigrationshistory",
-    "databasechangelog",
-    "databasechangeloglock",
-    "typeorm_metadata",
-];
-
-/// Whether a qualified relation name (`public.knex_migrations`, quoted or
-/// not) is a migration tool's history table, or lives in sqitch's schema.
+/// Whether a qualified relation name is a migration tool's history table.
 fn tool_history(qname: &str) -> bool {
-    let unquote = |p: &str| p.trim_matches('"').to_ascii_lowercase();
-    // Unqualified when the catalog printed it on the search path.
-    let (schema, table) = match qname.split_once('.') {
-        Some((s, t)) => (unquote(s), unquote(t)),
-        None => (String::new(), unquote(qname)),
-    };
-    schema == "sqitch" || TOOL_HISTORY_TABLES.contains(&table.as_str())
+    crate::history::is_tool_table(qname)
 }
 
 /// Whether a schema difference is in a migration tool's history table: the
