@@ -289,8 +289,18 @@ impl<'a> Walker<'a> {
                 self.push(at, &sql.statements, t, scope);
             }
             StepKind::Check(check) => self.check(check, p, scope),
-            StepKind::Wait(w) => self.check(&w.check, &format!("{p}/wait"), scope),
-            StepKind::Watch(w) => self.check(&w.check, &format!("{p}/watch"), scope),
+            StepKind::Wait(w) => {
+                self.check(&w.check, &format!("{p}/wait"), scope);
+                if let DurationSetting::Template(d) = &w.timeout {
+                    self.push(format!("{p}/wait/timeout"), d, t, scope);
+                }
+            }
+            StepKind::Watch(w) => {
+                self.check(&w.check, &format!("{p}/watch"), scope);
+                if let DurationSetting::Template(d) = &w.duration {
+                    self.push(format!("{p}/watch/duration"), d, t, scope);
+                }
+            }
             StepKind::Shell(shell) => {
                 let cmd = self.short_or_long(p, "shell", "command");
                 match &shell.command {

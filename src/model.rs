@@ -564,8 +564,8 @@ pub struct WaitStep {
     pub check: CheckStep,
     /// Between tries; 1s when not given.
     pub interval: Option<Duration>,
-    /// How long to keep trying.
-    pub timeout: Duration,
+    /// How long to keep trying (a template is rendered when the plan is made).
+    pub timeout: DurationSetting,
 }
 
 /// `watch:` hold for `duration` while a check keeps passing, sampled every
@@ -578,8 +578,8 @@ pub struct WatchStep {
     pub check: CheckStep,
     /// Between samples; 1s when not given.
     pub interval: Option<Duration>,
-    /// How long the check must keep passing.
-    pub duration: Duration,
+    /// How long the check must keep passing (a template is rendered when the plan is made).
+    pub duration: DurationSetting,
 }
 
 /// A wait's interval when the runbook gives none.

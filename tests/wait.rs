@@ -224,3 +224,52 @@ fn a_watch_longer_than_its_step_timeout_is_refused_before_anything_runs() {
     );
     assert_eq!(db.sql("SELECT to_regclass('built_here') IS NULL"), "t");
 }
+
+#[test]
+fn a_wait_timeout_and_a_watch_duration_may_come_from_params() {
+    let yaml = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: timed, version: 1 }
+params:
+  hold: { type: string, default: 1s }
+phases:
+  - id: verify
+    kind: verify
+    steps:
+      - id: ready
+        wait:
+          check: { query: "SELECT 1 AS one", expect: { one: 1 } }
+          timeout: "{{ params.hold }}"
+      - id: steady
+        timeout: 1min
+        watch:
+          check: { query: "SELECT 1 AS one", expect: { one: 1 } }
+          interval: 200ms
+          duration: "{{ params.hold }}"
+"#;
+    let db = Db::fresh();
+    let case = Case::new(yaml);
+    let run = case.exec(&db.url, &["--set", "hold=600ms"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let samples = run.step("steady")["details"]["samples"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(
+        (3..=5).contains(&samples),
+        "600ms at 200ms intervals: {samples} samples"
+    );
+    // A value that is not a duration, or longer than the step may run, is
+    // refused before anything runs, at the template.
+    for (hold, says, at) in [
+        ("soon", "invalid duration `soon`", "runbook.yml:13:20"),
+        ("2min", "it could never finish", "runbook.yml:19:21"),
+    ] {
+        let run = case.exec(&db.url, &["--set", &format!("hold={hold}")]);
+        assert_eq!(run.code, 5, "{hold}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(says) && run.stderr.contains(at),
+            "{hold}: {}",
+            run.stderr
+        );
+    }
+}

@@ -575,6 +575,27 @@ impl Planner<'_> {
             StepKind::Snapshot(x) => self.snapshot(x),
             StepKind::Rehearse(x) => self.rehearse(x),
         };
+        if let (
+            Action::Watch(w),
+            StepKind::Watch(model::WatchStep {
+                duration: model::DurationSetting::Template(src),
+                ..
+            }),
+            Some(t),
+        ) = (&action, &s.kind, s.timeout.or(self.rb.defaults.timeout))
+            && t.0 <= w.duration.0
+        {
+            // As validate says of a written duration, once this one is known.
+            self.errors.push(
+                Diagnostic::new(format!(
+                    "watch `{}` holds for {}, but its step times out after {t}: it could never finish",
+                    s.id, w.duration
+                ))
+                .at(self.span_of(src))
+                .label("longer than the step's timeout")
+                .hint("set the step's `timeout:` above `duration` (a minute more leaves room for the last sample)"),
+            );
+        }
         let rollback = if s.rollback_single {
             vec![self.step(&s.rollback[0])]
         } else {

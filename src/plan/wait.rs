@@ -38,7 +38,7 @@ impl Planner<'_> {
                 .unwrap_or(Duration(std::time::Duration::from_millis(
                     model::DEFAULT_WAIT_INTERVAL_MS,
                 ))),
-            timeout: w.timeout,
+            timeout: self.duration_setting(Some(&w.timeout), std::time::Duration::ZERO, "timeout"),
         }))
     }
 }

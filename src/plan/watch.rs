@@ -38,7 +38,11 @@ impl Planner<'_> {
                 .unwrap_or(Duration(std::time::Duration::from_millis(
                     model::DEFAULT_WAIT_INTERVAL_MS,
                 ))),
-            duration: w.duration,
+            duration: self.duration_setting(
+                Some(&w.duration),
+                std::time::Duration::ZERO,
+                "duration",
+            ),
         }))
     }
 }

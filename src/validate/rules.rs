@@ -153,14 +153,18 @@ fn check_watch_timeouts(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>)
         let StepKind::Watch(w) = &step.kind else {
             continue;
         };
+        // A templated duration is known once rendered: the plan checks it.
+        let crate::model::DurationSetting::Fixed(duration) = &w.duration else {
+            continue;
+        };
         let Some(t) = step.timeout.or(rb.defaults.timeout) else {
             continue;
         };
-        if t.0 <= w.duration.0 {
+        if t.0 <= duration.0 {
             out.push(
                 Diagnostic::new(format!(
                     "watch `{}` holds for {}, but its step times out after {t}: it could never finish",
-                    step.id, w.duration
+                    step.id, duration
                 ))
                 .at(doc.spans().value(&format!("{pointer}/watch/duration")))
                 .label("longer than the step's timeout")
