@@ -275,3 +275,96 @@ fn migrate_safe_undoes_exactly_what_it_applied_when_a_migration_fails() {
         "the earlier release's 001 stays; this run's 002 is undone; 003 never landed"
     );
 }
+
+#[test]
+fn zero_downtime_renames_a_column_and_stops_before_the_contract_while_the_old_release_is_connected()
+{
+    let case = Case::new(&runbook("zero-downtime.yml"));
+    let review = case.dir.path().join("review.json");
+    let common = ["--set", "seed=true", "--set", "watch_for=1s"];
+    case.approve(
+        &review,
+        &[
+            &["--phase", "contract", "--as", "reviewer"][..],
+            &common[..],
+        ]
+        .concat(),
+    );
+    let approval = review.to_str().unwrap();
+
+    let db = Db::fresh();
+    // The reviewer's file and the operator (--yes): the two a high risk needs.
+    let run = case.exec(
+        &db.url,
+        &[&common[..], &["--approval", approval, "--yes"]].concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT (SELECT count(*) FROM orders WHERE customer_id IS NULL) || ' ' || (SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'cust_id' AND NOT attisdropped) || ' ' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal)"),
+        "0 0 0",
+        "every row has the new column, the old one and the trigger are gone"
+    );
+
+    // The old release is still connected: the wait times out, the contract
+    // never runs, and both columns stay in step for the writers of both.
+    let db = Db::fresh();
+    let mut old_release = std::process::Command::new("psql")
+        .args([&db.url, "-Xq", "-c", "SELECT pg_sleep(20)"])
+        .env("PGAPPNAME", "shop-v41")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shop-v41'") == "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old release never connected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let params = [
+        &common[..],
+        &[
+            "--set",
+            "old_application=shop-v41",
+            "--set",
+            "readers_timeout=1s",
+        ],
+    ]
+    .concat();
+    // An approval is bound to the params: the reviewer signs these ones.
+    case.approve(
+        &review,
+        &[
+            &["--phase", "contract", "--as", "reviewer"][..],
+            &params[..],
+        ]
+        .concat(),
+    );
+    let run = case.exec(
+        &db.url,
+        &[&params[..], &["--approval", approval, "--yes"]].concat(),
+    );
+    let _ = old_release.kill();
+    let _ = old_release.wait();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let wait = run.step("old_release_gone");
+    assert_eq!(wait["status"], "failed", "{wait}");
+    // Its 10s interval is longer than its 1s timeout: it still looked again
+    // just before the end, and says how long it really waited.
+    assert_eq!(wait["details"]["tries"], 2, "{wait}");
+    assert!(
+        wait["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ms of 1s (2 tries"),
+        "{wait}"
+    );
+    assert_eq!(run.step("drop_old_column")["status"], "not_run");
+    db.sql("INSERT INTO orders (cust_id) VALUES (4242)");
+    assert_eq!(
+        db.sql("SELECT customer_id FROM orders WHERE cust_id = 4242"),
+        "4242",
+        "the old release's writes reach the new column"
+    );
+}

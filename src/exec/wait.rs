@@ -22,6 +22,10 @@ pub(crate) async fn run(
     // The step's own `timeout`, when shorter, ends it as timed out.
     let step_end = timeout.map(|t| started + t);
     let end = step_end.map_or(own_end, |e| e.min(own_end));
+    // The last try comes just before the end, whatever the interval, so a
+    // wait looks for its whole timeout and leaves its query time to answer.
+    let guard = (end.saturating_duration_since(started) / 4).min(Duration::from_millis(500));
+    let last_try_at = end - guard;
     let mut tries = 0u32;
     loop {
         tries += 1;
@@ -37,8 +41,8 @@ pub(crate) async fn run(
             // The query itself failed: that is no answer to wait on.
             Err(f) => return Err(f),
         };
-        let next = Instant::now() + w.interval.0;
-        if next >= end {
+        let now = Instant::now();
+        if now >= last_try_at {
             return Err(gave_up(
                 last,
                 started,
@@ -52,6 +56,7 @@ pub(crate) async fn run(
             return Err(f.unchanged());
         }
         progress(r, s, started, w, &last.error.message);
+        let next = (now + w.interval.0).min(last_try_at);
         tokio::select! {
             () = tokio::time::sleep_until(next.into()) => {}
             () = r.stop_signal() => {
@@ -87,8 +92,16 @@ fn gave_up(
         last.status = StepStatus::TimedOut;
         last.error = e;
     } else {
+        // To the second, past ten seconds.
+        let took = ms(started.elapsed());
+        let took = if took >= 10_000 {
+            took / 1000 * 1000
+        } else {
+            took
+        };
+        let waited = crate::duration::Duration::from_millis(took);
         last.error.message = format!(
-            "waited {} ({tries} tries, every {}) and the check never passed; last try: {}",
+            "waited {waited} of {} ({tries} tries, every {}) and the check never passed; last try: {}",
             w.timeout, w.interval, last.error.message
         );
         last.error.hint = Some(
