@@ -42,11 +42,7 @@ fn migrations(args: &[&str], dir: &std::path::Path, url: &str) -> (i32, String, 
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::ended(out)
 }
 
 /// `runbook migrations repair DIR --version V --mark M --yes`.

@@ -24,11 +24,7 @@ fn cli(db: &Db, args: &[&str]) -> (i32, String, String) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::ended(out)
 }
 
 /// `runbook resume` / `rollback` with a report directory of its own.

@@ -98,6 +98,15 @@ pub fn wait_until(db: &Db, query: &str) {
     }
 }
 
+/// How a command ended: (exit code, stdout, stderr).
+pub fn ended(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
