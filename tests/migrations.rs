@@ -704,16 +704,7 @@ fn the_knex_example_rehearses_each_migration_through_the_tool() {
     // `migrate:up NAME` and `migrate:down NAME` the same way, with Knex's
     // history table); its second migration's down forgets an index and its
     // third's loses a column's data.
-    let project = tempfile::tempdir().unwrap();
-    let copied = std::process::Command::new("cp")
-        .args([
-            "-a",
-            "tests/fixtures/fake-tool/.",
-            project.path().to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(copied.success());
+    let project = support::fake_tool_project();
     let yaml = std::fs::read_to_string("examples/knex-rehearsal/runbook.yml").unwrap();
     let db = Db::fresh();
     let case = Case::new(&yaml);

@@ -12,16 +12,8 @@ use support::{Case, Db, Run};
 
 const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
 
-/// A copy of the fake tool's project (the script stays executable).
 fn project() -> tempfile::TempDir {
-    let to = tempfile::tempdir().unwrap();
-    let from = format!("{}/tests/fixtures/fake-tool", env!("CARGO_MANIFEST_DIR"));
-    let status = std::process::Command::new("cp")
-        .args(["-a", &format!("{from}/."), to.path().to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    to
+    support::fake_tool_project()
 }
 
 fn rehearse(db: &Db, p: &std::path::Path, tool: &str) -> (Case, Run) {

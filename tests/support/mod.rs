@@ -98,6 +98,19 @@ pub fn wait_until(db: &Db, query: &str) {
     }
 }
 
+/// A copy of tests/fixtures/fake-tool, a stand-in for a migration CLI such
+/// as Knex's (its script stays executable).
+pub fn fake_tool_project() -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    let from = format!("{}/tests/fixtures/fake-tool/.", env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("cp")
+        .args(["-a", &from, to.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    to
+}
+
 /// How a command ended: (exit code, stdout, stderr).
 pub fn ended(out: std::process::Output) -> (i32, String, String) {
     (
