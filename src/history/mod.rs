@@ -402,10 +402,25 @@ impl History {
             Tool::Dbmate | Tool::Goose => simple::create(self),
             Tool::Sqitch => unreachable!("sqitch is not writable"),
         };
-        let sql = format!(
-            "CREATE SCHEMA IF NOT EXISTS {};\n{create}",
-            quote::ident(&self.schema)
-        );
+        // Only when missing: `IF NOT EXISTS` would leave a notice in the
+        // step's report on every first run.
+        let has_schema: bool = db
+            .client
+            .query_one(
+                "SELECT to_regnamespace($1) IS NOT NULL",
+                &[&quote::ident(&self.schema)],
+            )
+            .await
+            .map_err(|e| db::error_info(&e, None))?
+            .get(0);
+        let sql = if has_schema {
+            create
+        } else {
+            format!(
+                "CREATE SCHEMA IF NOT EXISTS {};\n{create}",
+                quote::ident(&self.schema)
+            )
+        };
         db.client
             .batch_execute(&sql)
             .await
