@@ -207,6 +207,11 @@ fn migrate_safe_plans_applies_checks_and_rolls_back_by_mode() {
         3
     );
     assert_eq!(
+        run.step("apply")["notices"],
+        serde_json::json!([]),
+        "no noise from creating the history"
+    );
+    assert_eq!(
         run.step("counts_after")["status"],
         "succeeded",
         "runbook's own tables are not counted"
