@@ -129,8 +129,14 @@ enum Cmd {
     #[command(args_conflicts_with_subcommands = true)]
     Schema {
         /// Print the schema of report.json instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["targets", "fleet_report"])]
         report: bool,
+        /// Print the schema of a targets file (`exec --targets`) instead.
+        #[arg(long, conflicts_with = "fleet_report")]
+        targets: bool,
+        /// Print the schema of a fleet's report.json instead.
+        #[arg(long)]
+        fleet_report: bool,
         #[command(subcommand)]
         command: Option<SchemaCmd>,
     },
@@ -141,6 +147,68 @@ enum Cmd {
     Migrations {
         #[command(subcommand)]
         command: MigrationsCmd,
+    },
+    /// The databases of a targets file: which a run takes, and how they
+    /// split into shards. Never connects.
+    Targets {
+        #[command(subcommand)]
+        command: TargetsCmd,
+    },
+    /// Fleet reports: merge the reports of a run's shards into one.
+    Report {
+        #[command(subcommand)]
+        command: ReportCmd,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TargetsChoice {
+    /// The targets file.
+    #[arg(long, value_name = "FILE")]
+    targets: PathBuf,
+    /// Only the targets whose label KEY is one of the VALUEs (repeatable).
+    #[arg(long, value_name = "KEY=VALUE[,VALUE]")]
+    select: Vec<crate::fleet::targets::Selector>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TargetsCmd {
+    /// The targets a run takes: name, connection (never a password), labels.
+    List {
+        #[command(flatten)]
+        choice: TargetsChoice,
+        /// Only shard K of N.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<crate::fleet::targets::Shard>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print a GitHub Actions matrix of N shards (`{"include":[{"shard":"1/4",...}]}`),
+    /// leaving out shards that hold no target.
+    Matrix {
+        #[command(flatten)]
+        choice: TargetsChoice,
+        /// How many shards (jobs).
+        #[arg(long, value_name = "N")]
+        shards: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCmd {
+    /// Merge the fleet reports of a run's shards (their report directories)
+    /// into one. Exits with the merged run's code.
+    Merge {
+        /// The shards' report directories (or their report.json files).
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes.
+        #[arg(long, value_name = "DIR", default_value = "runbook-reports/merged")]
+        report_dir: PathBuf,
+        /// Also write a JUnit XML report here: a testsuite per target.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -328,7 +396,68 @@ struct ExecArgs {
     #[arg(long, requires = "ephemeral")]
     tls: bool,
     #[command(flatten)]
+    fleet: FleetFlags,
+    #[command(flatten)]
     run: RunFlags,
+}
+
+fn parse_duration(s: &str) -> Result<crate::duration::Duration, String> {
+    crate::duration::Duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// `exec --targets FILE`: one runbook over many databases (docs/fleet.md).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Many databases (docs/fleet.md)")]
+struct FleetFlags {
+    /// Run on every database a targets file lists, in waves, with one merged report.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ephemeral", "database_url"])]
+    targets: Option<PathBuf>,
+    /// Only the targets whose label KEY is one of the VALUEs (repeatable: all must match).
+    #[arg(long, value_name = "KEY=VALUE[,VALUE]", requires = "targets")]
+    select: Vec<crate::fleet::targets::Selector>,
+    /// Only shard K of N: a stable split of the targets by name, for a CI matrix or an Indexed Job.
+    #[arg(long, value_name = "K/N", requires = "targets")]
+    shard: Option<crate::fleet::targets::Shard>,
+    /// Only the targets that did not succeed in this earlier fleet report (its directory or report.json).
+    #[arg(long, value_name = "REPORT", requires = "targets")]
+    only_failed: Option<PathBuf>,
+    /// How many targets run at once (beats `rollout.parallel`; default 1).
+    #[arg(long, value_name = "N", requires = "targets", value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: Option<u32>,
+    /// The first N targets run alone, first; if one fails, no other starts.
+    #[arg(long, value_name = "N", requires = "targets")]
+    canary: Option<u32>,
+    /// Targets per wave after the canary: a count or a share such as 25%.
+    #[arg(long, value_name = "N|P%", requires = "targets")]
+    wave_size: Option<crate::model::Amount>,
+    /// Failed targets tolerated (a count or a share); one more and no new target starts. Default 0.
+    #[arg(long, value_name = "N|P%", requires = "targets")]
+    max_failures: Option<crate::model::Amount>,
+    /// Wait this long between waves, such as 5min.
+    #[arg(long, value_name = "DURATION", requires = "targets", value_parser = parse_duration)]
+    pause: Option<crate::duration::Duration>,
+    /// A person approves each wave after the first (at a terminal; --yes approves them all).
+    #[arg(long, requires = "targets")]
+    confirm_waves: bool,
+}
+
+impl FleetFlags {
+    fn args(self, targets: PathBuf) -> crate::fleet::run::FleetArgs {
+        crate::fleet::run::FleetArgs {
+            targets,
+            select: self.select,
+            shard: self.shard,
+            only_failed: self.only_failed,
+            rollout: crate::fleet::rollout::Flags {
+                parallel: self.parallel,
+                canary: self.canary,
+                wave_size: self.wave_size,
+                max_failures: self.max_failures,
+                pause: self.pause,
+                approve_waves: self.confirm_waves,
+            },
+        }
+    }
 }
 
 /// What `exec`, `resume` and `rollback` share.
@@ -604,7 +733,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             let a = *args;
             let mut args = run_args(a.file, &a.params, a.run, color, a.ephemeral, a.keep, None);
             args.tls = a.tls;
-            crate::run::exec(args)
+            match a.fleet.targets.clone() {
+                Some(t) => crate::fleet::run::exec(args, a.fleet.args(t)),
+                None => crate::run::exec(args),
+            }
         }
         Cmd::Resume { args, partial } => {
             drop(stdout);
@@ -708,12 +840,55 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             &mut stderr,
         )
         .unwrap_or_else(|e| e.print(&mut stderr)),
+        Cmd::Targets { command } => match command {
+            TargetsCmd::List {
+                choice,
+                shard,
+                format,
+            } => crate::fleet::cmd::list(
+                &choice.targets,
+                &choice.select,
+                shard,
+                matches!(format, Format::Json),
+                color,
+                &mut stdout,
+                &mut stderr,
+            ),
+            TargetsCmd::Matrix { choice, shards } => crate::fleet::cmd::matrix(
+                &choice.targets,
+                &choice.select,
+                shards,
+                color,
+                &mut stdout,
+                &mut stderr,
+            ),
+        },
+        Cmd::Report {
+            command:
+                ReportCmd::Merge {
+                    dirs,
+                    report_dir,
+                    junit,
+                },
+        } => crate::fleet::cmd::merge(
+            &dirs,
+            &report_dir,
+            junit.as_deref(),
+            &mut stdout,
+            &mut stderr,
+        ),
         Cmd::Schema {
             report,
+            targets,
+            fleet_report,
             command: None,
         } => {
             let schema = if report {
                 crate::schema::REPORT_SCHEMA
+            } else if targets {
+                crate::fleet::targets::TARGETS_SCHEMA
+            } else if fleet_report {
+                crate::fleet::report::FLEET_REPORT_SCHEMA
             } else {
                 crate::schema::RUNBOOK_SCHEMA
             };

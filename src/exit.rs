@@ -21,3 +21,46 @@ pub const INTERRUPTED: u8 = 130;
 /// The run ended (as stderr says), but its report or event log could not
 /// be written: the evidence is missing or out of date.
 pub const REPORT_FAILED: u8 = 7;
+
+/// From the worst to the least bad: what a code says of the database
+/// state, for joining many runs into one code (a fleet, its shards). A
+/// person must act (4) before a change that did not verify (3), before an
+/// interrupted run (its verdict varies), before an undone change (2),
+/// before missing evidence (7), a refused gate (6), an untouched database
+/// (1) and a run refused before it started (5).
+const SEVERITY: &[u8] = &[
+    ROLLBACK_FAILED,
+    VERIFY_FAILED,
+    INTERRUPTED,
+    ROLLED_BACK,
+    REPORT_FAILED,
+    NOT_APPROVED,
+    PREFLIGHT_FAILED,
+    INVALID,
+    OK,
+];
+
+/// The worst of several runs' codes (0 for none).
+pub fn worst(codes: impl IntoIterator<Item = u8>) -> u8 {
+    let rank = |c: u8| SEVERITY.iter().position(|s| *s == c).unwrap_or(0);
+    codes.into_iter().min_by_key(|c| rank(*c)).unwrap_or(OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_code_is_the_one_that_asks_most_of_a_person() {
+        assert_eq!(worst([]), OK);
+        assert_eq!(worst([OK, PREFLIGHT_FAILED, OK]), PREFLIGHT_FAILED);
+        assert_eq!(worst([ROLLED_BACK, INTERRUPTED]), INTERRUPTED);
+        assert_eq!(worst([INVALID, NOT_APPROVED]), NOT_APPROVED);
+        assert_eq!(
+            worst([VERIFY_FAILED, ROLLBACK_FAILED, ROLLED_BACK]),
+            ROLLBACK_FAILED
+        );
+        // An unknown code is taken as the worst: it is never hidden.
+        assert_eq!(worst([ROLLBACK_FAILED, 99]), 99);
+    }
+}

@@ -17,6 +17,7 @@ pub mod events;
 pub mod exec;
 pub mod exit;
 pub mod fields;
+pub mod fleet;
 pub mod fsutil;
 pub mod hash;
 pub mod history;

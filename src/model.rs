@@ -45,6 +45,93 @@ pub struct Runbook {
     pub finally: Vec<Step>,
     #[serde(default)]
     pub lint: LintConfig,
+    /// How `exec --targets` rolls the runbook out over many databases.
+    #[serde(default)]
+    pub rollout: Rollout,
+}
+
+/// `rollout:` — waves and stop rules for `exec --targets` (see
+/// [`crate::fleet`]). Flags on the command line beat these.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    pub parallel: Option<u32>,
+    pub canary: Option<u32>,
+    pub wave_size: Option<Amount>,
+    pub max_failures: Option<Amount>,
+    #[serde(default)]
+    pub pause: Pause,
+}
+
+/// Between waves: a wait, an approval, or both.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pause {
+    pub duration: Option<Duration>,
+    #[serde(default)]
+    pub approve: bool,
+}
+
+/// A number of targets, or a share of them (`25%`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "Value")]
+pub enum Amount {
+    Count(u32),
+    Percent(f64),
+}
+
+impl Amount {
+    /// How many of `total` targets: a share rounds down, but never below
+    /// one for a share above zero.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Amount::Count(n) => n as usize,
+            Amount::Percent(p) => {
+                let n = (total as f64 * p / 100.0).floor() as usize;
+                if p > 0.0 { n.max(1) } else { 0 }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Amount {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is neither a count (3) nor a share (25%)");
+        match s.trim().strip_suffix('%') {
+            Some(p) => match p.parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(Amount::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => s.trim().parse().map(Amount::Count).map_err(|_| bad()),
+        }
+    }
+}
+
+impl TryFrom<Value> for Amount {
+    type Error = String;
+
+    fn try_from(v: Value) -> Result<Self, String> {
+        match v {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Amount::Count)
+                .ok_or_else(|| format!("`{n}` is not a count of targets")),
+            Value::String(s) => s.parse(),
+            other => Err(format!("`{other}` is neither a count nor a share")),
+        }
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Amount::Count(n) => write!(f, "{n}"),
+            Amount::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// `lint:` — rule choices for `runbook lint` (see [`crate::lint`]).

@@ -65,7 +65,7 @@ fn refuse(color: bool, source: &Source, d: Diagnostic) -> u8 {
     exit::INVALID
 }
 
-fn refuse_plain(message: &str, hint: &str) -> u8 {
+pub(crate) fn refuse_plain(message: &str, hint: &str) -> u8 {
     eprintln!("error: {message}\n  = help: {hint}\n\nerror: nothing ran");
     exit::INVALID
 }
@@ -112,7 +112,8 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
     };
     let approvals = check_approvals(a, &plan)?;
     let url = target_url(a, &plan)?;
-    let (redactor, mut warnings) = secrets_and_warnings(a, &plan, url.as_deref())?;
+    let (redactor, mut warnings) =
+        secrets_and_warnings(a.database_url.as_deref(), &plan, url.as_deref())?;
     if let Some(dir) = &a.pg_bin_dir
         && !dir.is_dir()
     {
@@ -212,7 +213,10 @@ fn load_earlier(
 /// approves this runbook's text, with these params, at one of its gates:
 /// one that does not is refused before anything runs (exit 6; 5 for a
 /// file that cannot be read as an approval).
-fn check_approvals(a: &RunArgs, plan: &plan::Plan) -> Result<Vec<crate::approval::Given>, u8> {
+pub(crate) fn check_approvals(
+    a: &RunArgs,
+    plan: &plan::Plan,
+) -> Result<Vec<crate::approval::Given>, u8> {
     let phases: Vec<&str> = plan.phases.iter().map(|p| p.id.as_str()).collect();
     if let Some(name) = a.approve.iter().find(|n| !phases.contains(&n.as_str())) {
         let text = format!("--approve {name}");
@@ -266,17 +270,14 @@ fn target_url(a: &RunArgs, plan: &plan::Plan) -> Result<Option<String>, u8> {
 
 /// The redactor for every output (the plan's secrets and the URL's
 /// password), and the warnings the report starts with.
-fn secrets_and_warnings(
-    a: &RunArgs,
+pub(crate) fn secrets_and_warnings(
+    flag_url: Option<&str>,
     plan: &plan::Plan,
     url: Option<&str>,
 ) -> Result<(crate::redact::Redactor, Vec<String>), u8> {
     let mut redactor = plan.redactor.clone();
     let mut warnings: Vec<String> = Vec::new();
-    if a.database_url
-        .as_deref()
-        .is_some_and(|u| redactor.redact(u) != u)
-    {
+    if flag_url.is_some_and(|u| redactor.redact(u) != u) {
         warnings.push(
             "--database-url carries a password, and every user of this machine can read a command line (`ps`): pass the URL in DATABASE_URL, or keep the password in ~/.pgpass (PGPASSFILE)".into(),
         );
@@ -301,7 +302,7 @@ fn secrets_and_warnings(
 /// Lint before anything is created or connected: with `settings.lint:
 /// error`, error findings stop the run here; with `warn` they go into the
 /// report. It lints the plan just built, with the run's params.
-fn lint_before_run(
+pub(crate) fn lint_before_run(
     a: &RunArgs,
     v: &validate::Validated,
     plan: &plan::Plan,
@@ -365,7 +366,7 @@ fn prepare_reports(
     })?;
     // A directory that holds an earlier run's reports: that run's files
     // move aside, whole, so the two runs never mix and nothing is lost.
-    let moved_aside = set_aside_earlier_run(&dir).map_err(|e| {
+    let moved_aside = set_aside_earlier_run(&dir, RUN_FILES).map_err(|e| {
         refuse_plain(
             &format!(
                 "the report directory `{}` holds an earlier run's reports, and they could not be moved aside: {e}",
@@ -458,28 +459,41 @@ fn run_with_signals(
             )
         })?;
     Ok(runtime.block_on(async {
-        let (tx, rx) = tokio::sync::watch::channel(0u32);
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-                let n = *tx.borrow() + 1;
-                if n == 1 {
-                    eprintln!("runbook: interrupted; stopping the current step and rolling back (interrupt again to stop the rollback)");
-                } else {
-                    eprintln!("runbook: interrupted again; stopping the rollback");
-                }
-                let _ = tx.send(n);
-            }
-        });
+        let rx = interrupts(
+            "runbook: interrupted; stopping the current step and rolling back (interrupt again to stop the rollback)",
+        );
         exec::execute(v, plan, opts, bus, rx).await
     }))
+}
+
+/// SIGINT and SIGTERM, counted: the executor watches the count (one
+/// stops the step and rolls back, two stop the rollback). `first` is said
+/// on the first. Call it inside the runtime.
+pub(crate) fn interrupts(first: &'static str) -> tokio::sync::watch::Receiver<u32> {
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            let n = *tx.borrow() + 1;
+            if n == 1 {
+                eprintln!("{first}");
+            } else {
+                eprintln!("runbook: interrupted again; stopping the rollback");
+            }
+            let _ = tx.send(n);
+        }
+    });
+    rx
 }
 
 /// After the run: where the report is, the kept cluster, and the exit
@@ -711,8 +725,11 @@ const RUN_FILES: &[&str] = &[
 
 /// Move an earlier run's files out of `dir`, into `dir/previous/<run id>/`.
 /// Returns where they went, if there was one.
-fn set_aside_earlier_run(dir: &std::path::Path) -> std::io::Result<Option<PathBuf>> {
-    let present: Vec<&str> = RUN_FILES
+pub(crate) fn set_aside_earlier_run(
+    dir: &std::path::Path,
+    files: &[&str],
+) -> std::io::Result<Option<PathBuf>> {
+    let present: Vec<&str> = files
         .iter()
         .copied()
         .filter(|f| dir.join(f).exists())

@@ -288,7 +288,7 @@ fn classify(root: &Value, pointer: &str) -> Ctx {
     ctx
 }
 
-fn type_words(kind: &TypeKind) -> String {
+pub(crate) fn type_words(kind: &TypeKind) -> String {
     let word = |t: &str| {
         match t {
             "object" => "a mapping",
@@ -313,7 +313,7 @@ fn type_words(kind: &TypeKind) -> String {
     }
 }
 
-fn found_words(v: &Value) -> String {
+pub(crate) fn found_words(v: &Value) -> String {
     match v {
         Value::Null => "nothing".into(),
         Value::Bool(b) => format!("`{b}`"),

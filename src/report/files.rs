@@ -69,6 +69,9 @@ pub struct ReportFiles {
     shared: Arc<Shared>,
     writer: Option<std::thread::JoinHandle<()>>,
     junit: Option<PathBuf>,
+    /// Append report.md to `$GITHUB_STEP_SUMMARY` at the end (not for a
+    /// fleet's targets: the fleet writes one summary of them all).
+    step_summary: bool,
 }
 
 struct Shared {
@@ -161,7 +164,14 @@ impl ReportFiles {
             shared,
             writer,
             junit,
+            step_summary: true,
         }
+    }
+
+    /// Leave `$GITHUB_STEP_SUMMARY` alone.
+    pub fn without_step_summary(mut self) -> Self {
+        self.step_summary = false;
+        self
     }
 }
 
@@ -197,7 +207,8 @@ impl Sink for ReportFiles {
                 .failures
                 .note(&format!("{}: {e}", path.display()));
         }
-        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY")
+        if self.step_summary
+            && let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY")
             && let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
