@@ -42,7 +42,8 @@ const SEVERITY: &[u8] = &[
 
 /// The worst of several runs' codes (0 for none).
 pub fn worst(codes: impl IntoIterator<Item = u8>) -> u8 {
-    let rank = |c: u8| SEVERITY.iter().position(|s| *s == c).unwrap_or(0);
+    // An unknown code ranks before every known one: it is never hidden.
+    let rank = |c: u8| SEVERITY.iter().position(|s| *s == c).map_or(0, |i| i + 1);
     codes.into_iter().min_by_key(|c| rank(*c)).unwrap_or(OK)
 }
 
@@ -60,7 +61,6 @@ mod tests {
             worst([VERIFY_FAILED, ROLLBACK_FAILED, ROLLED_BACK]),
             ROLLBACK_FAILED
         );
-        // An unknown code is taken as the worst: it is never hidden.
         assert_eq!(worst([ROLLBACK_FAILED, 99]), 99);
     }
 }

@@ -60,6 +60,14 @@ fn runbook_schema_prints_the_committed_files() {
     for (args, file) in [
         (&["schema"][..], "schemas/runbook.v1.schema.json"),
         (&["schema", "--report"][..], "schemas/report.v1.schema.json"),
+        (
+            &["schema", "--targets"][..],
+            "schemas/targets.v1.schema.json",
+        ),
+        (
+            &["schema", "--fleet-report"][..],
+            "schemas/fleet-report.v1.schema.json",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
             .args(args)

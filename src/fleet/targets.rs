@@ -183,9 +183,9 @@ fn masked(doc: &Document) -> crate::source::Source {
         let Some(url) = doc.value.pointer(&pointer).and_then(Value::as_str) else {
             continue;
         };
-        let Some(pw) = url
-            .parse::<tokio_postgres::Config>()
+        let Some(pw) = crate::pg::tls::split(url)
             .ok()
+            .and_then(|(rest, _)| rest.parse::<tokio_postgres::Config>().ok())
             .and_then(|c| c.get_password().map(<[u8]>::to_vec))
         else {
             continue;
@@ -224,7 +224,13 @@ fn masked(doc: &Document) -> crate::source::Source {
 
 /// A literal URL that cannot be used: it carries a password, or does not parse.
 fn url_problem(url: &str) -> Option<(String, &'static str)> {
-    match url.parse::<tokio_postgres::Config>() {
+    let help = "a URL looks like postgres://user@host:5432/database?sslmode=verify-full";
+    // TLS settings are runbook's (libpq's sslmodes); the rest is the driver's.
+    let rest = match crate::pg::tls::split(url) {
+        Ok((rest, _)) => rest,
+        Err(e) => return Some((format!("invalid connection URL: {e}"), help)),
+    };
+    match rest.parse::<tokio_postgres::Config>() {
         Ok(c) if c.get_password().is_some() => Some((
             "the URL carries a password, and a targets file is never the place for one".to_string(),
             "keep the password in ~/.pgpass (PGPASSFILE) or a service, or put the whole URL in an environment variable and name it with `url_env`",
@@ -235,7 +241,7 @@ fn url_problem(url: &str) -> Option<(String, &'static str)> {
                 "invalid connection URL: {}",
                 std::error::Error::source(&e).map_or_else(|| e.to_string(), |w| w.to_string())
             ),
-            "a URL looks like postgres://user@host:5432/database?sslmode=verify-full",
+            help,
         )),
     }
 }
