@@ -527,6 +527,11 @@ fn bad_targets_are_refused_before_anything_runs() {
             &["--set", "fail=false", "--only-failed", "/nonexistent"],
             "failed to read",
         ),
+        (
+            format!("{good}  - {{ name: twin, database: {} }}\n", f.dbs[0].name),
+            &[],
+            "targets `t01` and `twin` are the same database",
+        ),
     ];
     for (i, (text, extra, said)) in cases.into_iter().enumerate() {
         std::fs::write(f.path("targets.yml"), &text).unwrap();

@@ -108,6 +108,7 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
         .enumerate()
         .map(|(i, t)| prepare(&a, &doc, t, format!("{fleet_id}-{}", i + 1)))
         .collect::<Result<Vec<_>, u8>>()?;
+    same_database_twice(&prepared)?;
     let (runbook, rollout) = match prepared.first() {
         Some(p) => (
             RunbookId {
@@ -318,6 +319,27 @@ fn prepare(
         approvals,
         run_id,
     })
+}
+
+/// Two targets that reach the same database would race for its lock, and
+/// the fleet report would count one database twice: refused up front.
+fn same_database_twice(prepared: &[Prepared]) -> Result<(), u8> {
+    let mut seen: std::collections::HashMap<(String, u16, String), &str> =
+        std::collections::HashMap::new();
+    for p in prepared {
+        let t = crate::pg::db::target_of(&p.conn.config, false);
+        let key = (t.host.clone(), t.port, t.database.clone());
+        if let Some(first) = seen.insert(key, &p.target.name) {
+            return Err(refuse_plain(
+                &format!(
+                    "targets `{first}` and `{}` are the same database ({} on {}:{})",
+                    p.target.name, t.database, t.host, t.port
+                ),
+                "each target is one database: remove one, or give it its own `database`",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn report_dir(a: &RunArgs, name: &str, fleet_id: &str) -> Result<PathBuf, u8> {
