@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::exit;
 use crate::plan;
@@ -159,6 +159,15 @@ enum Cmd {
         #[command(subcommand)]
         command: ReportCmd,
     },
+    /// Print shell completions, such as
+    /// `runbook completions bash > ~/.local/share/bash-completion/completions/runbook`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `runbook man > runbook.1; man ./runbook.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -877,6 +886,27 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             &mut stdout,
             &mut stderr,
         ),
+        // Rendered in memory first: a reader that stops early (`| head`)
+        // is not an error worth a panic or a message.
+        Cmd::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut buf);
+            let _ = stdout.write_all(&buf);
+            exit::OK
+        }
+        Cmd::Man => {
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+                Ok(()) => {
+                    let _ = stdout.write_all(&buf);
+                    exit::OK
+                }
+                Err(e) => {
+                    let _ = writeln!(stderr, "error: failed to render the man page: {e}");
+                    exit::INVALID
+                }
+            }
+        }
         Cmd::Schema {
             report,
             targets,

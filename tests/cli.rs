@@ -34,6 +34,33 @@ fn version_prints_and_exits_zero() {
 }
 
 #[test]
+fn completions_and_the_man_page_cover_every_command() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = runbook(&["completions", shell]);
+        assert_eq!(out.code, 0, "{shell}: {}", out.stderr);
+        for word in [
+            "exec",
+            "rollback",
+            "migrations",
+            "targets",
+            "only-failed",
+            "history-format",
+        ] {
+            assert!(out.stdout.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let man = runbook(&["man"]);
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(man.stdout.contains(".TH runbook 1"), "{}", man.stdout);
+    for word in ["exec", "resume", "lint", "completions"] {
+        assert!(man.stdout.contains(word), "the man page lacks {word}");
+    }
+    let bad = runbook(&["completions", "pwsh"]);
+    assert_eq!(bad.code, 5);
+    assert!(bad.stderr.contains("powershell"), "{}", bad.stderr);
+}
+
+#[test]
 fn bad_flags_exit_5_not_clap_s_2() {
     let o = runbook(&["validate", "--frobnicate", EVERY]);
     assert_eq!(o.code, 5);

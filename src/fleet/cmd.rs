@@ -132,25 +132,11 @@ pub fn merge(
             return exit::INVALID;
         }
     };
-    let written = std::fs::create_dir_all(out)
-        .and_then(|()| {
-            crate::fsutil::write_atomic(&out.join("report.json"), merged.to_json().as_bytes())
-        })
-        .and_then(|()| {
-            crate::fsutil::write_atomic(
-                &out.join("report.md"),
-                report::markdown(&merged).as_bytes(),
-            )
-        })
-        .and_then(|()| match junit {
-            Some(j) => crate::fsutil::write_atomic(j, report::junit(&merged, out).as_bytes()),
-            None => Ok(()),
-        });
-    if let Err(e) = written {
+    if let Err(e) = write_merged(&merged, out, junit) {
+        // `{:#}`: the failure with each context that led to it.
         let _ = writeln!(
             stderr,
-            "error: failed to write the merged report in `{}`: {e}\n  = help: choose a writable place with --report-dir DIR",
-            out.display()
+            "error: {e:#}\n  = help: choose a writable place with --report-dir DIR"
         );
         return exit::REPORT_FAILED;
     }
@@ -175,4 +161,29 @@ pub fn merge(
         out.join("report.md").display()
     );
     code
+}
+
+/// The merged report's files. Nothing matches on why a write failed: it is
+/// said, with what was being written, and the command exits 7.
+fn write_merged(
+    merged: &report::FleetReport,
+    out: &Path,
+    junit: Option<&Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("failed to create the report directory `{}`", out.display()))?;
+    for (name, text) in [
+        ("report.json", merged.to_json()),
+        ("report.md", report::markdown(merged)),
+    ] {
+        let path = out.join(name);
+        crate::fsutil::write_atomic(&path, text.as_bytes())
+            .with_context(|| format!("failed to write the merged report `{}`", path.display()))?;
+    }
+    if let Some(j) = junit {
+        crate::fsutil::write_atomic(j, report::junit(merged, out).as_bytes())
+            .with_context(|| format!("failed to write the JUnit report `{}`", j.display()))?;
+    }
+    Ok(())
 }
