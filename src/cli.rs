@@ -657,15 +657,17 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             for file in &files {
                 match validate::validate_file(file, &inputs, check) {
                     Ok(v) => {
-                        let steps = v.runbook.all_steps().len();
+                        let count = |n: usize, what: &str| {
+                            format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+                        };
                         let _ = writeln!(
                             stdout,
-                            "ok: {} ({} {}: {} phases, {} steps)",
+                            "ok: {} ({} {}: {}, {})",
                             file.display(),
                             v.runbook.metadata.name,
                             v.runbook.metadata.version,
-                            v.runbook.phases.len(),
-                            steps
+                            count(v.runbook.phases.len(), "phase"),
+                            count(v.runbook.all_steps().len(), "step"),
                         );
                     }
                     Err(invalid) => {

@@ -57,12 +57,19 @@ impl Diagnostic {
         } else {
             Renderer::plain()
         };
-        let title = Level::ERROR.primary_title(&self.message);
+        // A name or value quoted from the input can be any length; a
+        // message stays readable (a 200,000-character id is cut).
+        let (message, label, hint) = (
+            shorten_quoted(&self.message),
+            self.label.as_deref().map(shorten_quoted),
+            self.hint.as_deref().map(shorten_quoted),
+        );
+        let title = Level::ERROR.primary_title(&message);
         let mut group = match &self.span {
             Some(span) => {
                 let span = clamp(span, source);
                 let mut annotation = AnnotationKind::Primary.span(span);
-                if let Some(label) = &self.label {
+                if let Some(label) = &label {
                     annotation = annotation.label(label);
                 }
                 title.element(
@@ -75,16 +82,44 @@ impl Diagnostic {
             None => title.element(annotate_snippets::Origin::path(source.name())),
         };
         if self.span.is_none()
-            && let Some(label) = &self.label
+            && let Some(label) = &label
         {
             group = group.element(Level::NOTE.message(label));
         }
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = &hint {
             group = group.element(Level::HELP.message(hint));
         }
         let report: [Group<'_>; 1] = [group];
         renderer.render(&report).to_string()
     }
+}
+
+/// The longest `quoted` text a message shows whole.
+const QUOTED_MAX: usize = 60;
+
+/// `text` with every backquoted part longer than [`QUOTED_MAX`]
+/// characters cut to its start and end around an ellipsis.
+fn shorten_quoted(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len() < 3 {
+        return text.to_string();
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let n = part.chars().count();
+            // Odd parts sit between a pair of backquotes.
+            if i % 2 == 1 && i + 1 < parts.len() && n > QUOTED_MAX {
+                let head: String = part.chars().take(40).collect();
+                let tail: String = part.chars().skip(n - 12).collect();
+                format!("{head}…{tail}")
+            } else {
+                (*part).to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 /// Keep a span inside the text and on character boundaries, and make it at
@@ -145,6 +180,26 @@ pub fn one_of<S: AsRef<str>>(names: &[S]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_quoted_name_is_cut_in_the_message_label_and_hint() {
+        let long = "x".repeat(200_000);
+        let src = Source::new("rb.yml", format!("id: {long}\n"));
+        let d = Diagnostic::new(format!("duplicate step id `{long}`"))
+            .at(Some(4..200_004))
+            .label(format!("`{long}` again"))
+            .hint(format!("rename `{long}`; ids are `short`"));
+        let text = d.render(&src, false);
+        assert!(text.len() < 2_000, "{} bytes", text.len());
+        let cut = format!("`{}…{}`", "x".repeat(40), "x".repeat(12));
+        assert!(text.contains(&format!("duplicate step id {cut}")), "{text}");
+        assert!(
+            text.contains(&format!("rename {cut}; ids are `short`")),
+            "{text}"
+        );
+        assert_eq!(shorten_quoted("a `b` c"), "a `b` c");
+        assert_eq!(shorten_quoted("an odd ` quote"), "an odd ` quote");
+    }
 
     #[test]
     fn renders_location_caret_and_hint() {

@@ -93,7 +93,7 @@ fn validate_reports_success_on_stdout() {
         (o.code, o.stdout.as_str(), o.stderr.as_str()),
         (
             0,
-            "ok: tests/fixtures/valid/every_key.yml (every-key 2.3.0: 7 phases, 36 steps)\nok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phases, 1 steps)\n",
+            "ok: tests/fixtures/valid/every_key.yml (every-key 2.3.0: 7 phases, 36 steps)\nok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phase, 1 step)\n",
             ""
         )
     );
@@ -110,7 +110,7 @@ fn validate_reports_every_bad_file_and_exits_5() {
     assert_eq!(o.code, 5);
     assert_eq!(
         o.stdout,
-        "ok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phases, 1 steps)\n"
+        "ok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phase, 1 step)\n"
     );
     assert!(o.stderr.contains("error: unknown key `statment_timeout` in settings\n --> tests/fixtures/invalid/unknown_key_settings.yml:8:3\n"), "{}", o.stderr);
     assert!(o.stderr.contains("error: invalid duration `5 seconds` for `timeout`\n  --> tests/fixtures/invalid/bad_duration.yml:11:18\n"), "{}", o.stderr);

@@ -937,6 +937,7 @@ async fn verify_by_restore(
             jobs: m.options.jobs.unwrap_or(1),
             single_transaction: m.options.jobs.unwrap_or(1) == 1,
             use_list,
+            unit: "tables restored to verify",
         },
         deadline,
         timeout,

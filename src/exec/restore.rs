@@ -24,6 +24,10 @@ pub(crate) struct How {
     pub single_transaction: bool,
     /// A pg_restore `--use-list` file: restore only the entries it lists.
     pub use_list: Option<std::path::PathBuf>,
+    /// What its progress counts, as shown: `tables`, or `tables restored
+    /// to verify` when a backup's check restores it (so the two counts
+    /// of one backup step are told apart).
+    pub unit: &'static str,
 }
 
 /// A libpq connection string naming only a database: no secret in it.
@@ -103,7 +107,7 @@ pub(crate) async fn restore_into(
                 step: step_id.clone(),
                 done: restored,
                 total,
-                unit: "tables".into(),
+                unit: how.unit.into(),
                 item: Some(t.trim().trim_matches('"').to_string()),
                 per_second: None,
                 eta_ms: None,
@@ -890,6 +894,7 @@ pub(crate) async fn run(
         jobs: rs.jobs,
         single_transaction: rs.single_transaction,
         use_list: None,
+        unit: "tables",
     };
     let original = r.db.config().clone();
     let own = target == r.database;

@@ -91,7 +91,11 @@ impl Plan {
                 }
                 PlanOnFailure::Abort => "abort without undoing anything".to_string(),
                 PlanOnFailure::Continue => "record the failure and continue".to_string(),
-                PlanOnFailure::Steps(s) => format!("run the branch below ({} steps)", s.len()),
+                PlanOnFailure::Steps(s) => format!(
+                    "run the branch below ({} step{})",
+                    s.len(),
+                    if s.len() == 1 { "" } else { "s" }
+                ),
             };
             let _ = writeln!(o, "  on failure: {on_failure}");
             for (n, s) in ph.steps.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The terminal display: indicatif bars on a terminal, one timestamped line
 //! per event otherwise (CI logs stay readable), or only the verdict (`-q`).
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,6 +40,13 @@ fn status_mark(s: StepStatus) -> &'static str {
 impl Progress {
     /// `multi` is shared with the approval prompt, which hides the bars while it asks.
     pub fn new(mode: Mode, verbose: bool, multi: MultiProgress) -> Self {
+        // Bars drawn where there is no terminal would be dropped, and every
+        // line with them: lines it is (`--progress always` into a pipe).
+        let mode = if mode == Mode::Bars && !std::io::stderr().is_terminal() {
+            Mode::Lines
+        } else {
+            mode
+        };
         if mode != Mode::Bars {
             multi.set_draw_target(ProgressDrawTarget::hidden());
         }
@@ -203,6 +211,12 @@ impl Progress {
                     s.push_str(&format!("\n    {}", e.message));
                     if let Some(l) = &e.location {
                         s.push_str(&format!(" (at {l})"));
+                    }
+                    // The server's DETAIL says which row or key; its HINT, what to do.
+                    for (label, text) in [("detail", &e.detail), ("hint", &e.hint)] {
+                        if let Some(t) = text {
+                            s.push_str(&format!("\n    {label}: {t}"));
+                        }
                     }
                 }
                 s

@@ -156,6 +156,7 @@ async fn restore_backup(
             jobs: 1,
             single_transaction: true,
             use_list: None,
+            unit: "tables restored to the scratch database",
         },
         deadline,
         timeout,
