@@ -623,6 +623,18 @@ fn run_args(
     }
 }
 
+/// Whether `args` (without the program name) is a command line `runbook`
+/// accepts, and clap's reason when not; nothing runs. The docs test checks
+/// every `runbook …` command the docs show with it.
+pub fn check_args<I: IntoIterator<Item = String>>(args: I) -> Result<(), String> {
+    let argv = std::iter::once("runbook".to_string()).chain(args);
+    match Cli::try_parse_from(argv) {
+        Ok(_) => Ok(()),
+        Err(e) if !e.use_stderr() => Ok(()),
+        Err(e) => Err(e.render().to_string()),
+    }
+}
+
 /// Run the command line and return the process exit code.
 // Long by design: one arm per subcommand, each a call into its module.
 pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
