@@ -168,6 +168,29 @@ enum Cmd {
     },
     /// Print the man page (roff): `runbook man > runbook.1; man ./runbook.1`.
     Man,
+    /// Write a starting runbook from a ready one, with this project's
+    /// migration directory (Prisma, Knex, golang-migrate, dbmate, goose,
+    /// sql-migrate, Flyway…) found and wired in. Asks at a terminal.
+    Init {
+        /// The ready runbook to start from: migrate-safe, ci-rehearsal,
+        /// staging-rehearsal, deploy-with-rollback, prod-migration,
+        /// zero-downtime, add-column or knex-rehearsal. Default: asked at a
+        /// terminal; else migrate-safe when migrations are found, add-column when not.
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// The migration directory, instead of looking in the usual places.
+        #[arg(long, value_name = "DIR")]
+        migrations: Option<PathBuf>,
+        /// Where to write it.
+        #[arg(short, long, value_name = "FILE", default_value = "runbook.yml")]
+        output: PathBuf,
+        /// A param's default in the written runbook: NAME=VALUE (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -908,6 +931,19 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             let _ = stdout.write_all(&buf);
             exit::OK
         }
+        Cmd::Init {
+            from,
+            migrations,
+            output,
+            set,
+            force,
+        } => crate::init::init(crate::init::InitArgs {
+            from,
+            migrations,
+            output,
+            set,
+            force,
+        }),
         Cmd::Man => {
             let mut buf = Vec::new();
             match clap_mangen::Man::new(Cli::command()).render(&mut buf) {

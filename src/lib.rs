@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod fsutil;
 pub mod hash;
 pub mod history;
+pub mod init;
 mod injection;
 pub mod lint;
 pub mod load;

@@ -405,3 +405,87 @@ fn a_bad_connection_string_names_the_part_that_is_wrong() {
         assert!(stderr.contains(want), "{url}: {stderr}");
     }
 }
+
+#[test]
+fn init_finds_the_projects_migrations_and_writes_a_runbook_that_lints_and_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("services/api/db/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    for (i, t) in ["accounts", "orders"].iter().enumerate() {
+        std::fs::write(
+            migrations.join(format!("2024010100000{i}_{t}.sql")),
+            format!("-- migrate:up\nCREATE TABLE {t} (id bigint PRIMARY KEY);\n\n-- migrate:down\nDROP TABLE {t};\n"),
+        )
+        .unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    };
+    let out = run(&["init", "-o", "ops/release.yml", "--set", "mode=plan"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "from `migrate-safe`; `migrations` is services/api/db/migrations (2 dbmate migrations)"
+        ),
+        "{}",
+        out.stdout
+    );
+    let text = std::fs::read_to_string(dir.path().join("ops/release.yml")).unwrap();
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=../.runbook/runbook.v1.schema.json\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    default: \"../services/api/db/migrations\"\n"),
+        "{text}"
+    );
+    assert!(dir.path().join(".runbook/runbook.v1.schema.json").exists());
+    for args in [
+        &["validate", "ops/release.yml"][..],
+        &["lint", "ops/release.yml"][..],
+        &["plan", "ops/release.yml"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+    }
+    let again = run(&["init", "-o", "ops/release.yml"]);
+    assert_eq!(again.code, 5);
+    assert!(
+        again.stderr.contains("`ops/release.yml` exists"),
+        "{}",
+        again.stderr
+    );
+    let typo = run(&["init", "--from", "staging-rehersal", "-o", "x.yml"]);
+    assert_eq!(typo.code, 5);
+    assert!(
+        typo.stderr.contains("did you mean `staging-rehearsal`?"),
+        "{}",
+        typo.stderr
+    );
+    let param = run(&[
+        "init",
+        "--from",
+        "add-column",
+        "--set",
+        "tabel=orders",
+        "-o",
+        "y.yml",
+    ]);
+    assert_eq!(param.code, 5);
+    assert!(
+        param.stderr.contains("did you mean `table`?"),
+        "{}",
+        param.stderr
+    );
+    assert!(!dir.path().join("y.yml").exists());
+}

@@ -277,7 +277,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<FleetReport, MergeError> {
         };
         for t in &mut r.targets {
             if let Some(p) = &t.report {
-                t.report = Some(relative(&base.join(p), out));
+                t.report = Some(crate::fsutil::relative(&base.join(p), out));
             }
         }
         let Some(m) = merged.as_mut() else {
@@ -354,27 +354,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<FleetReport, MergeError> {
 
 fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
-}
-
-/// `path` as seen from `from` (both made absolute): `../shard-1/targets/a`.
-pub fn relative(path: &Path, from: &Path) -> String {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let (path, from) = (abs(path), abs(from));
-    let a: Vec<_> = path.components().collect();
-    let b: Vec<_> = from.components().collect();
-    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut out = PathBuf::new();
-    for _ in common..b.len() {
-        out.push("..");
-    }
-    for c in &a[common..] {
-        out.push(c);
-    }
-    if out.as_os_str().is_empty() {
-        ".".into()
-    } else {
-        out.display().to_string()
-    }
 }
 
 fn duration_text(ms: Option<u64>) -> String {

@@ -824,7 +824,7 @@ fn start(fleet: &mut FleetFiles, i: usize) {
 
 /// A target ended: into the report, the event log and the terminal.
 fn record(fleet: &mut FleetFiles, e: Ended, quiet: bool) {
-    let rel = report::relative(
+    let rel = crate::fsutil::relative(
         &fleet
             .dir
             .join("targets")

@@ -1,0 +1,559 @@
+//! `runbook init`: a starting runbook, copied from one of the ready ones,
+//! with the migration directory this project already has wired into it,
+//! its params filled in, and a `$schema` modeline that works. Never connects.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::diag::{did_you_mean, one_of};
+use crate::exit;
+use crate::fsutil::relative;
+
+/// A ready runbook `init` can start from.
+pub struct Template {
+    pub name: &'static str,
+    pub text: &'static str,
+    /// What it is for, in a line.
+    pub about: &'static str,
+    /// The param that takes the migration directory (or project), if any.
+    pub dir_param: Option<&'static str>,
+}
+
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        name: "migrate-safe",
+        text: include_str!("../runbooks/migrate-safe.yml"),
+        about: "a guarded migration: preflight, verified backup, apply, postflight, rollback",
+        dir_param: Some("migrations"),
+    },
+    Template {
+        name: "ci-rehearsal",
+        text: include_str!("../runbooks/ci-rehearsal.yml"),
+        about: "every migration up, down and up again on a scratch copy, with timings (CI)",
+        dir_param: Some("migrations"),
+    },
+    Template {
+        name: "staging-rehearsal",
+        text: include_str!("../runbooks/staging-rehearsal.yml"),
+        about: "rehearse the pending migrations on a copy of staging",
+        dir_param: Some("migrations"),
+    },
+    Template {
+        name: "deploy-with-rollback",
+        text: include_str!("../runbooks/deploy-with-rollback.yml"),
+        about: "back up, migrate, health-check, and restore on failure",
+        dir_param: Some("migrations"),
+    },
+    Template {
+        name: "prod-migration",
+        text: include_str!("../runbooks/prod-migration.yml"),
+        about: "expand, backfill, verify and contract one column change in production",
+        dir_param: None,
+    },
+    Template {
+        name: "zero-downtime",
+        text: include_str!("../runbooks/zero-downtime.yml"),
+        about: "expand, batched backfill, wait, watch, contract behind sign-offs",
+        dir_param: None,
+    },
+    Template {
+        name: "add-column",
+        text: include_str!("../runbooks/add-column.yml"),
+        about: "add a nullable column and index it without blocking writes",
+        dir_param: None,
+    },
+    Template {
+        name: "knex-rehearsal",
+        text: include_str!("../examples/knex-rehearsal/runbook.yml"),
+        about: "rehearse Knex migrations through Knex, one at a time",
+        dir_param: Some("project"),
+    },
+];
+
+/// What `runbook init` was asked.
+pub struct InitArgs {
+    pub from: Option<String>,
+    pub migrations: Option<PathBuf>,
+    pub output: PathBuf,
+    pub set: Vec<String>,
+    pub force: bool,
+}
+
+/// A migration directory found in the project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub dir: PathBuf,
+    /// The tool that owns it, as people call it: `dbmate`, `knex`…
+    pub tool: String,
+    pub count: usize,
+}
+
+/// Directory names that hold migrations, by the tools' conventions.
+const NAMES: &[&str] = &["migrations", "migration", "migrate", "sql"];
+
+/// Directories never worth a look: dependencies, builds, VCS.
+const SKIP: &[&str] = &[
+    "node_modules",
+    "vendor",
+    "target",
+    "dist",
+    "build",
+    "out",
+    "testdata",
+];
+
+/// How deep under the project the search goes: real projects keep
+/// migrations at `packages/prisma/migrations` or
+/// `cmd/app-migrate/migrate/migrations`.
+const DEPTH: usize = 5;
+
+/// The project's migration directory under `root`: of the directories
+/// named like one (within [`DEPTH`] levels, outside dependencies and
+/// builds) that runbook can read, or Knex's, the one with the most
+/// migrations, then the shallowest.
+pub fn detect(root: &Path) -> Option<Found> {
+    let mut best: Option<(usize, usize, Found)> = None;
+    let mut queue = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = queue.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !path.is_dir() || name.starts_with('.') || SKIP.contains(&name.as_str()) {
+                continue;
+            }
+            // `migrations/` itself, or one level in (`migrations/postgresql`).
+            let found = NAMES
+                .contains(&name.as_str())
+                .then(|| {
+                    migration_dir(root, &path).or_else(|| {
+                        std::fs::read_dir(&path)
+                            .ok()?
+                            .filter_map(Result::ok)
+                            .filter(|c| c.path().is_dir())
+                            .find_map(|c| migration_dir(root, &c.path()))
+                    })
+                })
+                .flatten();
+            if let Some(found) = found {
+                let better = best.as_ref().is_none_or(|(count, d, _)| {
+                    found.count > *count || (found.count == *count && depth < *d)
+                });
+                if better {
+                    best = Some((found.count, depth, found));
+                }
+            }
+            if depth + 1 < DEPTH {
+                queue.push((path, depth + 1));
+            }
+        }
+    }
+    best.map(|(_, _, f)| f)
+}
+
+/// What `dir` holds, if it is a migration directory.
+fn migration_dir(root: &Path, dir: &Path) -> Option<Found> {
+    let shown = dir.strip_prefix(root).unwrap_or(dir).to_path_buf();
+    if let Some(mut found) = knex(dir) {
+        found.dir = shown;
+        return Some(found);
+    }
+    let set = crate::migrations::load(dir, None).ok()?;
+    if set.migrations.is_empty() {
+        return None;
+    }
+    let tool = match set.format.name() {
+        "pairs" => "golang-migrate",
+        other => other,
+    };
+    Some(Found {
+        dir: shown,
+        tool: tool.to_string(),
+        count: set.migrations.len(),
+    })
+}
+
+/// Knex: a knexfile in the directory above (or two above) a directory of
+/// .js or .ts migrations.
+fn knex(dir: &Path) -> Option<Found> {
+    let knexfile = dir.ancestors().skip(1).take(2).any(|up| {
+        ["knexfile.js", "knexfile.ts", "knexfile.cjs", "knexfile.mjs"]
+            .iter()
+            .any(|f| up.join(f).is_file())
+    });
+    if !knexfile {
+        return None;
+    }
+    let count = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            [".js", ".ts", ".cjs", ".mjs"]
+                .iter()
+                .any(|x| n.ends_with(x))
+        })
+        .count();
+    (count > 0).then(|| Found {
+        dir: dir.to_path_buf(),
+        tool: "knex".into(),
+        count,
+    })
+}
+
+/// The template for what was found (or asked).
+fn default_template(found: Option<&Found>) -> &'static str {
+    match found {
+        Some(f) if f.tool == "knex" => "knex-rehearsal",
+        Some(_) => "migrate-safe",
+        None => "add-column",
+    }
+}
+
+fn refuse(message: &str, hint: &str) -> u8 {
+    eprintln!("error: {message}\n  = help: {hint}\n\nerror: nothing was written");
+    exit::INVALID
+}
+
+pub fn init(a: InitArgs) -> u8 {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let found = match &a.migrations {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return refuse(
+                    &format!("--migrations `{}` is not a directory", dir.display()),
+                    "give the directory that holds the migration files",
+                );
+            }
+            let tool = crate::migrations::load(dir, None)
+                .map(|s| s.format.name().replace("pairs", "golang-migrate"))
+                .unwrap_or_else(|_| "knex".into());
+            Some(Found {
+                dir: dir.clone(),
+                tool,
+                count: 0,
+            })
+        }
+        None => detect(&cwd),
+    };
+    let name = match &a.from {
+        Some(n) => n.clone(),
+        None => ask_template(found.as_ref()),
+    };
+    let Some(template) = TEMPLATES.iter().find(|t| t.name == name) else {
+        let names: Vec<&str> = TEMPLATES.iter().map(|t| t.name).collect();
+        let hint = match did_you_mean(&name, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("the ready runbooks are {}", one_of(&names)),
+        };
+        return refuse(&format!("no ready runbook is named `{name}`"), &hint);
+    };
+    if a.output.exists() && !a.force {
+        return refuse(
+            &format!("`{}` exists", a.output.display()),
+            "choose another file with -o FILE, or pass --force to replace it",
+        );
+    }
+    let out_dir = a
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut defaults: Vec<(String, String)> = Vec::new();
+    if let (Some(param), Some(f)) = (template.dir_param, &found) {
+        let dir = if param == "project" {
+            relative(&cwd, &out_dir)
+        } else {
+            relative(&f.dir, &out_dir)
+        };
+        defaults.push((param.to_string(), dir));
+    }
+    for s in &a.set {
+        let Some((k, v)) = s.split_once('=') else {
+            return refuse(
+                &format!("--set `{s}` is not NAME=VALUE"),
+                "such as --set table=orders",
+            );
+        };
+        defaults.retain(|(name, _)| name != k.trim());
+        defaults.push((k.trim().to_string(), v.to_string()));
+    }
+    let text = match render(template, &defaults, &out_dir, &cwd) {
+        Ok(t) => t,
+        Err((message, hint)) => return refuse(&message, &hint),
+    };
+    write_files(&a.output, &text, &cwd, template, found.as_ref())
+}
+
+/// Ask which ready runbook to start from, at a terminal; elsewhere, the default.
+fn ask_template(found: Option<&Found>) -> String {
+    let default = default_template(found);
+    let interactive = std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("CI").is_none();
+    if !interactive {
+        return default.to_string();
+    }
+    let mut err = std::io::stderr();
+    if let Some(f) = found {
+        let _ = writeln!(
+            err,
+            "Found {} migrations in {} ({}).",
+            f.count,
+            f.dir.display(),
+            f.tool
+        );
+    }
+    let _ = writeln!(err, "Start from which ready runbook?");
+    for (i, t) in TEMPLATES.iter().enumerate() {
+        let mark = if t.name == default { " (default)" } else { "" };
+        let _ = writeln!(err, "  {:>2}. {:<22} {}{mark}", i + 1, t.name, t.about);
+    }
+    let _ = write!(err, "Number or name [{default}]: ");
+    let _ = err.flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    let answer = line.trim();
+    match answer.parse::<usize>() {
+        Ok(n) if (1..=TEMPLATES.len()).contains(&n) => TEMPLATES[n - 1].name.to_string(),
+        _ if answer.is_empty() => default.to_string(),
+        _ => answer.to_string(),
+    }
+}
+
+/// The template with a working modeline and its params' defaults set,
+/// checked as a runbook before it is written.
+fn render(
+    template: &Template,
+    defaults: &[(String, String)],
+    out_dir: &Path,
+    cwd: &Path,
+) -> Result<String, (String, String)> {
+    let schema = relative(&cwd.join(".runbook/runbook.v1.schema.json"), out_dir);
+    let mut text = String::new();
+    for (i, line) in template.text.lines().enumerate() {
+        if i == 0 && line.starts_with("# yaml-language-server:") {
+            text.push_str(&format!("# yaml-language-server: $schema={schema}\n"));
+            text.push_str(&format!(
+                "#\n# Written by `runbook init` from the ready runbook `{}` (runbook {}).\n",
+                template.name,
+                env!("CARGO_PKG_VERSION")
+            ));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let doc = crate::load::load_str(template.name, text.clone()).map_err(|f| {
+        (
+            f.diagnostic.message,
+            "report this: a ready runbook does not load".into(),
+        )
+    })?;
+    for (name, value) in defaults {
+        let ty = doc.value["params"][name]["type"].as_str().ok_or_else(|| {
+            let names: Vec<String> = doc.value["params"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            (
+                format!("`{}` has no param `{name}`", template.name),
+                match did_you_mean(name, names.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("its params are {}", one_of(&names)),
+                },
+            )
+        })?;
+        let yaml = match ty {
+            "integer" | "number" | "boolean" => value.clone(),
+            _ => Value::String(value.clone()).to_string(),
+        };
+        text = set_default(&text, name, &yaml);
+    }
+    let doc = crate::load::load_str(template.name, text.clone())
+        .map_err(|f| (f.diagnostic.message, "check the --set values".into()))?;
+    crate::validate::validate_doc(
+        doc,
+        &crate::validate::Inputs::default(),
+        crate::validate::ParamCheck::GivenOnly,
+    )
+    .map_err(|invalid| {
+        (
+            invalid
+                .render(false)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            "a --set value does not fit its param's type or constraints".into(),
+        )
+    })?;
+    Ok(text)
+}
+
+/// `text` with param `name`'s default set to `yaml`: its `default:` line
+/// replaced, or one added after its `type:` line.
+fn set_default(text: &str, name: &str, yaml: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    // Which lines belong to the param: from `  name:` under `params:` to
+    // the next line indented two spaces or less.
+    let mut in_params = false;
+    let mut inside = vec![false; lines.len()];
+    let mut in_param = false;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+            in_params = line.starts_with("params:");
+            in_param = false;
+        } else if in_params && line.starts_with("  ") && !line.starts_with("   ") {
+            in_param = line.trim_end() == format!("  {name}:");
+            continue;
+        }
+        inside[i] = in_param;
+    }
+    let has_default = (0..lines.len()).any(|i| inside[i] && lines[i].starts_with("    default:"));
+    let mut out: Vec<String> = Vec::with_capacity(lines.len() + 1);
+    for (i, line) in lines.iter().enumerate() {
+        if inside[i] && has_default && line.starts_with("    default:") {
+            out.push(format!("    default: {yaml}"));
+            continue;
+        }
+        out.push((*line).to_string());
+        if inside[i] && !has_default && line.starts_with("    type:") {
+            out.push(format!("    default: {yaml}"));
+        }
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+/// The runbook, and the schema its modeline names (written once).
+fn write_files(
+    output: &Path,
+    text: &str,
+    cwd: &Path,
+    template: &Template,
+    found: Option<&Found>,
+) -> u8 {
+    let schema = cwd.join(".runbook/runbook.v1.schema.json");
+    let written = schema
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            crate::fsutil::write_atomic(&schema, crate::schema::RUNBOOK_SCHEMA.as_bytes())
+        })
+        .and_then(|()| {
+            output
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or(Ok(()), std::fs::create_dir_all)
+        })
+        .and_then(|()| crate::fsutil::write_atomic(output, text.as_bytes()));
+    if let Err(e) = written {
+        return refuse(
+            &format!("failed to write `{}`: {e}", output.display()),
+            "choose a writable place with -o FILE",
+        );
+    }
+    let wired = match (template.dir_param, found) {
+        (Some(p), Some(f)) => format!(
+            "; `{p}` is {}{}",
+            f.dir.display(),
+            if f.count > 0 {
+                format!(" ({} {} migrations)", f.count, f.tool)
+            } else {
+                format!(" ({})", f.tool)
+            }
+        ),
+        (Some(p), None) => format!("; no migration directory found: set `{p}` (--set {p}=DIR)"),
+        _ => String::new(),
+    };
+    println!(
+        "wrote {} from `{}`{wired}\nnext: runbook lint {0} && runbook plan {0}",
+        output.display(),
+        template.name
+    );
+    exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_is_a_valid_runbook_after_init() {
+        let tmp = tempfile::tempdir().unwrap();
+        for t in TEMPLATES {
+            let defaults: Vec<(String, String)> = t
+                .dir_param
+                .map(|p| vec![(p.to_string(), "db/migrations".to_string())])
+                .unwrap_or_default();
+            let text = render(t, &defaults, tmp.path(), tmp.path())
+                .unwrap_or_else(|e| panic!("{}: {e:?}", t.name));
+            assert!(
+                text.starts_with(
+                    "# yaml-language-server: $schema=.runbook/runbook.v1.schema.json\n"
+                ),
+                "{}",
+                t.name
+            );
+            if let Some(p) = t.dir_param {
+                assert!(
+                    text.contains("    default: \"db/migrations\"\n"),
+                    "{}: {p}",
+                    t.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn set_default_replaces_or_adds_only_in_that_param() {
+        let text = "params:\n  a:\n    type: string\n    default: x\n  b:\n    type: integer\nphases: []\n";
+        let t = set_default(text, "a", "\"y\"");
+        assert!(
+            t.contains("  a:\n    type: string\n    default: \"y\"\n  b:"),
+            "{t}"
+        );
+        let t = set_default(text, "b", "5");
+        assert!(
+            t.contains("  b:\n    type: integer\n    default: 5\nphases"),
+            "{t}"
+        );
+        assert_eq!(set_default(text, "c", "1"), text);
+    }
+
+    #[test]
+    fn detect_finds_each_tools_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        assert_eq!(detect(root), None);
+        let d = root.join("db/migrations");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("20240101000000_init.sql"),
+            "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\nDROP TABLE a;\n",
+        )
+        .unwrap();
+        let f = detect(root).unwrap();
+        assert_eq!(
+            (f.dir.as_path(), f.tool.as_str(), f.count),
+            (Path::new("db/migrations"), "dbmate", 1)
+        );
+        let k = tempfile::tempdir().unwrap();
+        std::fs::write(k.path().join("knexfile.js"), "module.exports = {}").unwrap();
+        std::fs::create_dir_all(k.path().join("migrations")).unwrap();
+        std::fs::write(
+            k.path().join("migrations/20240101_init.js"),
+            "exports.up = () => {}",
+        )
+        .unwrap();
+        let f = detect(k.path()).unwrap();
+        assert_eq!((f.tool.as_str(), f.count), ("knex", 1));
+        assert_eq!(default_template(Some(&f)), "knex-rehearsal");
+    }
+}
