@@ -154,7 +154,7 @@ enum Cmd {
         #[command(subcommand)]
         command: TargetsCmd,
     },
-    /// Fleet reports: merge the reports of a run's shards into one.
+    /// Reports: draw a run's report.html again, or merge the fleet reports of a run's shards.
     Report {
         #[command(subcommand)]
         command: ReportCmd,
@@ -229,6 +229,15 @@ enum TargetsCmd {
 
 #[derive(Debug, Subcommand)]
 enum ReportCmd {
+    /// Draw a run's report.html again from its report.json (a run's
+    /// directory or the file): one self-contained page, nothing fetched.
+    Html {
+        /// The report directory, or its report.json.
+        report: PathBuf,
+        /// Where to write it. Default: report.html beside the report.json.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Merge the fleet reports of a run's shards (their report directories)
     /// into one. Exits with the merged run's code.
     Merge {
@@ -909,6 +918,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 &mut stderr,
             ),
         },
+        Cmd::Report {
+            command: ReportCmd::Html { report, output },
+        } => crate::commands::report_html(&report, output.as_deref(), &mut stdout)
+            .unwrap_or_else(|e| e.print(&mut stderr)),
         Cmd::Report {
             command:
                 ReportCmd::Merge {

@@ -766,6 +766,45 @@ pub fn approve(
     Ok(exit::OK)
 }
 
+/// `runbook report html`: report.html drawn again from a report.json.
+pub fn report_html(
+    report: &Path,
+    output: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<u8, CommandError> {
+    let file = if report.is_dir() {
+        report.join("report.json")
+    } else {
+        report.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        CommandError::invalid(
+            format!("failed to read `{}`: {e}", file.display()),
+            "give a run's report directory or its report.json",
+        )
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .ok()
+        .filter(|v: &serde_json::Value| v["report_version"].is_string() && v["run"].is_object())
+        .ok_or_else(|| {
+            CommandError::invalid(
+                format!("`{}` is not a run's report.json", file.display()),
+                "give the report.json a run wrote (a fleet's report links to its targets' reports)",
+            )
+        })?;
+    let to = output.map_or_else(|| file.with_file_name("report.html"), Path::to_path_buf);
+    crate::fsutil::write_atomic(&to, crate::report::html::render(&value).as_bytes()).map_err(
+        |e| {
+            CommandError::invalid(
+                format!("failed to write `{}`: {e}", to.display()),
+                "choose a writable place with -o FILE",
+            )
+        },
+    )?;
+    let _ = writeln!(out, "wrote {}", to.display());
+    Ok(exit::OK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::CommandError;

@@ -719,6 +719,7 @@ fn decide_action(
 const RUN_FILES: &[&str] = &[
     "report.json",
     "report.md",
+    "report.html",
     "events.jsonl",
     "migration-timings.csv",
 ];

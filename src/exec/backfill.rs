@@ -186,6 +186,10 @@ pub(crate) async fn run(
         tally.times.push(elapsed.as_secs_f64() * 1000.0);
         tally.seen_now += seen;
         tally.updated_now += updated;
+        tally.curve.push((
+            super::ms(tally.started.elapsed()),
+            u64::try_from(tally.updated_now).unwrap_or(0),
+        ));
         if b.dry_run {
             return Ok(dry_run_result(
                 r,
@@ -286,6 +290,9 @@ struct Tally {
     updated_now: i64,
     /// Each batch's time, in ms.
     times: Vec<f64>,
+    /// After each batch: (ms since this run's start, rows updated so far),
+    /// for the report's progress chart.
+    curve: Vec<(u64, u64)>,
     throttled: Duration,
     started: Instant,
     resumed: bool,
@@ -342,6 +349,7 @@ impl Tally {
             seen_now: 0,
             updated_now: 0,
             times: Vec::new(),
+            curve: Vec::new(),
             throttled: Duration::ZERO,
             started: Instant::now(),
             resumed,
@@ -361,7 +369,8 @@ impl Tally {
         );
     }
 
-    /// The step's details and outputs: this run's batches and rates, and
+    /// The step's details and outputs: this run's batches and rates (and
+    /// rows over time, thinned to [`PROGRESS_POINTS`]), and
     /// every run's totals.
     fn summary(&self, b: &PlanBackfill) -> (Value, serde_json::Map<String, Value>) {
         let mut sorted = self.times.clone();
@@ -393,6 +402,7 @@ impl Tally {
                 "rows_updated": self.ck.rows_updated,
                 "batches": self.ck.batches,
             },
+            "progress": thin(&self.curve, PROGRESS_POINTS),
         });
         let mut out = serde_json::Map::new();
         for k in [
@@ -1014,9 +1024,39 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// At most this many (ms, rows) points of a backfill's progress go into
+/// its report: enough for a chart, never a report the size of the table.
+const PROGRESS_POINTS: usize = 120;
+
+/// `points` thinned to at most `max`, evenly, always keeping the last.
+fn thin(points: &[(u64, u64)], max: usize) -> Vec<[u64; 2]> {
+    if points.len() <= max {
+        return points.iter().map(|(t, n)| [*t, *n]).collect();
+    }
+    let step = points.len() as f64 / max as f64;
+    let mut out: Vec<[u64; 2]> = (0..max - 1)
+        .map(|i| points[(i as f64 * step) as usize])
+        .map(|(t, n)| [t, n])
+        .collect();
+    let (t, n) = points[points.len() - 1];
+    out.push([t, n]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_thinned_evenly_and_keeps_the_last_point() {
+        let points: Vec<(u64, u64)> = (0..1000).map(|i| (i, i * 10)).collect();
+        let t = thin(&points, 120);
+        assert_eq!(t.len(), 120);
+        assert_eq!(t[0], [0, 0]);
+        assert_eq!(t[119], [999, 9990]);
+        assert!(t.windows(2).all(|w| w[0][0] < w[1][0]));
+        assert_eq!(thin(&points[..3], 120), vec![[0, 0], [1, 10], [2, 20]]);
+    }
 
     #[test]
     fn text_arrays_parse_with_quotes_and_escapes() {

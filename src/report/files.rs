@@ -1,5 +1,5 @@
 //! File sinks: `events.jsonl` (appended and flushed per event) and the
-//! report files (`report.json`, `report.md`, JUnit, `$GITHUB_STEP_SUMMARY`),
+//! report files (`report.json`, `report.md`, `report.html`, JUnit, `$GITHUB_STEP_SUMMARY`),
 //! rewritten atomically during the run so a killed run still leaves them.
 
 use std::fs::File;
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Builder, junit, markdown};
+use super::{Builder, html, junit, markdown};
 use crate::events::{Event, Sink};
 
 /// Appends each event as one JSON line, written and flushed as it happens.
@@ -95,9 +95,11 @@ impl Shared {
     /// a temporary file first) and is noted.
     fn write(&self, builder: &Builder) {
         let r = builder.report();
+        let value = serde_json::to_value(r).unwrap_or_default();
         for (name, bytes) in [
             ("report.json", r.to_json().into_bytes()),
             ("report.md", markdown::render(r).into_bytes()),
+            ("report.html", html::render(&value).into_bytes()),
         ] {
             if let Err(e) = crate::fsutil::write_atomic(&self.dir.join(name), &bytes) {
                 self.failures.note(&format!("{name}: {e}"));

@@ -7,6 +7,7 @@
 //! The report is rewritten off the executor's path, by a writer thread.
 
 pub mod files;
+pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
