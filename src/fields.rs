@@ -215,6 +215,9 @@ impl<'a> Walker<'a> {
     /// the catalog types them. `p` is where its `check:` key sits (a step,
     /// or a wait step's `wait`).
     fn check(&mut self, check: &'a CheckStep, p: &str, scope: &Scope) {
+        if let Some(db) = &check.database {
+            self.push(format!("{p}/check/database"), db, Mode::Template, scope);
+        }
         match &check.builtin {
             None => {
                 let at = self.short_or_long(p, "check", "query");
@@ -373,6 +376,9 @@ impl<'a> Walker<'a> {
                 }
             }
             StepKind::Snapshot(x) => {
+                if let Some(db) = &x.database {
+                    self.push(format!("{p}/snapshot/database"), db, t, scope);
+                }
                 if let Some(save) = &x.save {
                     self.push(format!("{p}/snapshot/save"), save, t, scope);
                 }

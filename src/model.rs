@@ -619,7 +619,7 @@ impl<'de> Deserialize<'de> for SqlStep {
         #[serde(untagged)]
         enum Form {
             Short(String),
-            Full(Full),
+            Full(Box<Full>),
         }
         Ok(match Form::deserialize(d)? {
             Form::Short(statements) => SqlStep {
@@ -676,6 +676,9 @@ pub const DEFAULT_WAIT_INTERVAL_MS: u64 = 1_000;
 pub struct CheckStep {
     /// Empty for a built-in check.
     pub query: String,
+    /// Run it in this database of the same server (a template), such as a
+    /// scratch restore; the run's own database when absent.
+    pub database: Option<String>,
     /// `builtin: NAME` and its arguments, as written (checked against
     /// `crate::checks` during validation).
     pub builtin: Option<BuiltinCheck>,
@@ -702,6 +705,7 @@ impl<'de> Deserialize<'de> for CheckStep {
             assert: Vec<String>,
             #[serde(default)]
             severity: Severity,
+            database: Option<String>,
             /// A built-in check's arguments; any other key is refused by
             /// the schema and by validation.
             #[serde(flatten)]
@@ -711,23 +715,28 @@ impl<'de> Deserialize<'de> for CheckStep {
         #[serde(untagged)]
         enum Form {
             Short(String),
-            Full(Full),
+            Full(Box<Full>),
         }
         Ok(match Form::deserialize(d)? {
             Form::Short(query) => CheckStep {
                 query,
+                database: None,
                 builtin: None,
                 expect: IndexMap::new(),
                 assert: Vec::new(),
                 severity: Severity::Error,
             },
-            Form::Full(f) => CheckStep {
-                query: f.query.unwrap_or_default(),
-                builtin: f.builtin.map(|name| BuiltinCheck { name, args: f.args }),
-                expect: f.expect,
-                assert: f.assert,
-                severity: f.severity,
-            },
+            Form::Full(f) => {
+                let f = *f;
+                CheckStep {
+                    query: f.query.unwrap_or_default(),
+                    database: f.database,
+                    builtin: f.builtin.map(|name| BuiltinCheck { name, args: f.args }),
+                    expect: f.expect,
+                    assert: f.assert,
+                    severity: f.severity,
+                }
+            }
         })
     }
 }
@@ -1069,6 +1078,9 @@ fn opt_string_or_integer<'de, D: serde::Deserializer<'de>>(
 pub struct SnapshotStep {
     /// Also write the snapshot to this file (a template), relative to the runbook.
     pub save: Option<String>,
+    /// Snapshot this database of the same server (a template), such as a
+    /// scratch restore; the run's own database when absent.
+    pub database: Option<String>,
     pub expect: Option<SnapshotExpect>,
 }
 

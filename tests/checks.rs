@@ -337,3 +337,74 @@ fn a_show_check_reads_a_setting() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.step("lt")["details"]["rows"][0]["lock_timeout"], "3s");
 }
+
+/// A check and a snapshot can read another database of the server (a
+/// scratch restore): the built-in runs there, the snapshot proves the copy
+/// has the source's schema, and the run's own session (and lock) comes
+/// back after each.
+#[test]
+fn a_check_and_a_snapshot_can_read_another_database() {
+    let db = Db::fresh();
+    let copy = Db::fresh();
+    for d in [&db, &copy] {
+        d.sql(
+            "CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int, parent_id int);
+             ALTER TABLE child ADD CONSTRAINT child_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES parent NOT VALID;",
+        );
+    }
+    copy.sql(
+        "ALTER TABLE child DROP CONSTRAINT child_parent_id_fkey; INSERT INTO child VALUES (1, 99);",
+    );
+    let yaml = format!(
+        "{HEAD}params:\n  copy: {{ type: string }}\nphases:\n  - id: verify\n    kind: verify\n    on_failure: continue\n    steps:\n\
+         \x20     - id: source\n        snapshot: {{}}\n\
+         \x20     - id: copy_schema\n        snapshot: {{ database: \"{{{{ params.copy }}}}\", expect: {{ same_as: steps.source }} }}\n\
+         \x20     - id: copy_unvalidated\n        check: {{ builtin: unvalidated_constraints, database: \"{{{{ params.copy }}}}\" }}\n\
+         \x20     - id: own_unvalidated\n        check: {{ builtin: unvalidated_constraints }}\n\
+         \x20     - id: back_home\n        check: {{ query: \"SELECT current_database() AS db\", expect: {{ db: {} }} }}\n\
+         \x20     - id: nowhere\n        check: {{ query: \"SELECT 1\", database: no_such_database_here }}\n",
+        db.name
+    );
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &["--set", &format!("copy={}", copy.name)]);
+    assert!(run.code != 5, "{}", run.stderr);
+    assert_eq!(
+        run.step("copy_schema")["status"],
+        "failed",
+        "the copy lost a constraint: {}",
+        run.stderr
+    );
+    assert!(
+        run.step("copy_schema")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("child_parent_id_fkey"),
+        "{}",
+        run.step("copy_schema")
+    );
+    assert_eq!(
+        run.step("copy_unvalidated")["status"],
+        "succeeded",
+        "the copy has no NOT VALID constraint left"
+    );
+    assert_eq!(
+        run.step("own_unvalidated")["status"],
+        "failed",
+        "the run's own database has one"
+    );
+    assert_eq!(
+        run.step("back_home")["status"],
+        "succeeded",
+        "{}",
+        run.step("back_home")
+    );
+    let nowhere = run.step("nowhere");
+    assert_eq!(nowhere["status"], "failed");
+    assert!(
+        nowhere["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to database `no_such_database_here`"),
+        "{nowhere}"
+    );
+}

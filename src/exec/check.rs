@@ -24,12 +24,31 @@ pub(crate) async fn run(
     c: &PlanCheck,
     timeout: Option<Duration>,
 ) -> Attempt {
+    let away = match &c.database {
+        Some(t) => Some(r.go_to(t).await?),
+        None => None,
+    };
+    let result = run_here(r, s, c, timeout).await;
+    if let Some(a) = away {
+        r.come_back(a);
+    }
+    result
+}
+
+/// The check, in whichever database the run's session is in now.
+async fn run_here(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    c: &PlanCheck,
+    timeout: Option<Duration>,
+) -> Attempt {
     let PlanCheck {
         query,
         builtin,
         expect,
         assert,
         severity,
+        database: _,
     } = c;
     let mut found = None;
     let rows = match builtin {

@@ -172,6 +172,12 @@ pub struct RunResult {
     pub exit_code: u8,
 }
 
+/// The run's own session, set aside while a step reads another database.
+pub(crate) struct Elsewhere {
+    db: Db,
+    database: String,
+}
+
 /// The result of one successful attempt of a step.
 #[derive(Debug, Default)]
 pub(crate) struct Done {
@@ -727,6 +733,37 @@ impl<'a> Run<'a> {
         }
     }
     /// Render a planned text now: (as run, as shown).
+    /// Move the run's session to another database of the same server for
+    /// one step (a check's or a snapshot's `database:`): a session of its
+    /// own there, while the run's own (and the run lock it holds) waits
+    /// aside until [`Run::come_back`].
+    pub(crate) async fn go_to(&mut self, t: &Text) -> Result<Elsewhere, Fail> {
+        let (name, shown) = self
+            .render(t)
+            .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+        let name = name.trim().to_string();
+        let there = self
+            .db
+            .connect_to(&name, &self.app_name)
+            .await
+            .map_err(|mut e| {
+                e.message = format!("cannot connect to database `{}`: {}", shown.trim(), e.message);
+                e.hint.get_or_insert_with(|| {
+                    "the database must exist on the run's server (a `restore` step with `target:` creates one)".into()
+                });
+                Fail::new(StepStatus::Failed, e)
+            })?;
+        let db = std::mem::replace(&mut self.db, there);
+        let database = std::mem::replace(&mut self.database, name);
+        Ok(Elsewhere { db, database })
+    }
+
+    /// Back to the run's own session after [`Run::go_to`]; the other one closes.
+    pub(crate) fn come_back(&mut self, e: Elsewhere) {
+        self.db = e.db;
+        self.database = e.database;
+    }
+
     pub(crate) fn render(&self, t: &Text) -> Result<(String, String), ErrorInfo> {
         let Some(src) = &t.template else {
             return Ok((t.raw.expose().clone(), t.text.clone()));

@@ -64,7 +64,15 @@ pub(crate) async fn run(
     x: &crate::plan::PlanSnapshot,
     timeout: Option<Duration>,
 ) -> Attempt {
-    let snap = take(r, &r.db, timeout).await?;
+    let away = match &x.database {
+        Some(t) => Some(r.go_to(t).await?),
+        None => None,
+    };
+    let snap = take(r, &r.db, timeout).await;
+    if let Some(a) = away {
+        r.come_back(a);
+    }
+    let snap = snap?;
     let mut done = Done::default();
     done.output
         .insert("hash".into(), Value::from(snap.hash.clone()));

@@ -15,6 +15,9 @@ use crate::model::{self, CheckStep};
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanCheck {
     pub query: Text,
+    /// Another database of the same server to run it in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub builtin: Option<Box<PlanBuiltin>>,
     pub expect: Vec<PlanExpect>,
@@ -115,6 +118,7 @@ impl Planner<'_> {
         });
         PlanCheck {
             query,
+            database: c.database.as_ref().map(|d| self.text(d)),
             builtin,
             expect,
             assert: c
@@ -133,8 +137,12 @@ pub(super) fn write(o: &mut String, c: &PlanCheck, inner: usize) {
         builtin,
         expect,
         assert,
+        database,
         ..
     } = c;
+    if let Some(db) = database {
+        let _ = writeln!(o, "{:pad$}in database {}", "", db.text, pad = inner + 2);
+    }
     match builtin {
         Some(b) => write_builtin(o, b, inner + 2),
         None => write_block(o, &query.text, inner + 2),

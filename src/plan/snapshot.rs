@@ -11,6 +11,9 @@ use crate::model;
 pub struct PlanSnapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save: Option<Text>,
+    /// Another database of the same server to snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<Text>,
     /// The id of the earlier snapshot step it must equal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub same_as: Option<String>,
@@ -30,6 +33,7 @@ impl Planner<'_> {
     pub(super) fn snapshot(&mut self, x: &model::SnapshotStep) -> Action {
         Action::Snapshot(Box::new(PlanSnapshot {
             save: x.save.as_ref().map(|t| self.text(t)),
+            database: x.database.as_ref().map(|t| self.text(t)),
             same_as: x
                 .expect
                 .as_ref()
@@ -48,6 +52,9 @@ pub(super) fn write(o: &mut String, x: &PlanSnapshot, inner: usize) {
         "{:pad$}schema snapshot from the catalog, and its hash",
         ""
     );
+    if let Some(db) = &x.database {
+        let _ = writeln!(o, "{:pad$}of database {}", "", db.text);
+    }
     if let Some(id) = &x.same_as {
         let _ = writeln!(o, "{:pad$}must equal steps.{id}", "");
     }

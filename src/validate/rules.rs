@@ -406,7 +406,8 @@ fn check_builtins(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
             // Arguments without `builtin` belong to nothing.
             if let Some(Value::Object(m)) = doc.value.pointer(&base) {
                 for k in m.keys() {
-                    if !["query", "expect", "assert", "severity"].contains(&k.as_str()) {
+                    if !["query", "expect", "assert", "severity", "database"].contains(&k.as_str())
+                    {
                         out.push(
                             Diagnostic::new(format!("`{k}` is an argument of built-in checks"))
                                 .at(key_at(k))
