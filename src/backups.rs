@@ -570,7 +570,12 @@ pub fn list(root: &Path) -> Result<Vec<Listed>, BackupError> {
 
 /// Backups of `runbook` beside `keep_dir` (in its parent directory) beyond
 /// the newest `keep`, oldest first. `keep_dir` itself is never among them.
-pub fn prunable(keep_dir: &Path, runbook: &str, keep: usize) -> Vec<PathBuf> {
+pub fn prunable(
+    keep_dir: &Path,
+    runbook: &str,
+    keep: Option<usize>,
+    keep_for: Option<std::time::Duration>,
+) -> Vec<PathBuf> {
     let Some(parent) = keep_dir.parent() else {
         return Vec::new();
     };
@@ -588,9 +593,17 @@ pub fn prunable(keep_dir: &Path, runbook: &str, keep: usize) -> Vec<PathBuf> {
         .collect();
     ours.sort();
     // The new backup counts as one of the kept.
-    let keep_others = keep.saturating_sub(1);
-    let excess = ours.len().saturating_sub(keep_others);
-    ours.into_iter().take(excess).map(|(_, p)| p).collect()
+    let excess = keep.map_or(0, |k| ours.len().saturating_sub(k.saturating_sub(1)));
+    // Older than `keep_for`: a time that does not parse is never taken as old.
+    let cutoff = keep_for.and_then(|d| std::time::SystemTime::now().checked_sub(d));
+    let too_old = |created: &str| {
+        cutoff.is_some_and(|c| humantime::parse_rfc3339_weak(created).is_ok_and(|t| t < c))
+    };
+    ours.into_iter()
+        .enumerate()
+        .filter(|(i, (created, _))| *i < excess || too_old(created))
+        .map(|(_, (_, p))| p)
+        .collect()
 }
 
 /// A psql/pg_dump name pattern (`public.orders`, `*.log_*`, `"Mixed"`) as

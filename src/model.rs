@@ -920,6 +920,9 @@ pub struct BackupStep {
     #[serde(default)]
     pub verify: Verify,
     pub keep: Option<u32>,
+    /// Also remove this runbook's backups beside it that are older than
+    /// this (after a backup succeeded; never the one just taken).
+    pub keep_for: Option<Duration>,
 }
 
 fn default_backup_path() -> String {
@@ -942,6 +945,16 @@ pub struct RestoreStep {
     pub terminate_connections: bool,
     #[serde(default)]
     pub mode: RestoreMode,
+    /// `newest`: `from` is a directory of backups, and the newest one whose
+    /// verification passed is restored.
+    pub pick: Option<Pick>,
+}
+
+/// Which backup of a directory of them a restore takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    Newest,
 }
 
 /// `in_place` (the default) restores into the database as it is;

@@ -93,7 +93,7 @@ fn validate_reports_success_on_stdout() {
         (o.code, o.stdout.as_str(), o.stderr.as_str()),
         (
             0,
-            "ok: tests/fixtures/valid/every_key.yml (every-key 2.3.0: 7 phases, 36 steps)\nok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phase, 1 step)\n",
+            "ok: tests/fixtures/valid/every_key.yml (every-key 2.3.0: 7 phases, 37 steps)\nok: tests/fixtures/valid/minimal.yml (minimal 1: 1 phase, 1 step)\n",
             ""
         )
     );

@@ -373,3 +373,108 @@ fn zero_downtime_renames_a_column_and_stops_before_the_contract_while_the_old_re
         "the old release's writes reach the new column"
     );
 }
+
+/// The newest backup directory under `dir`, by its manifest's time (two
+/// run ids of one second do not sort by time).
+fn newest_backup(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut all: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p.join("manifest.json")).ok()?)
+                    .ok()?;
+            Some((m["created_at"].as_str()?.to_string(), p))
+        })
+        .collect();
+    all.sort();
+    all.pop().expect("a backup").1
+}
+
+#[test]
+fn restore_drill_proves_a_backup_restores_and_fails_on_a_corrupt_backup_or_a_bad_copy() {
+    let case = Case::new(&runbook("restore-drill.yml"));
+    let backups = case.dir.path().join("backups/restore-drill");
+    let notified = case.dir.path().join("notified");
+    let notify = format!("notify=echo \"$RUN_STATUS\" >> {}", notified.display());
+    let scratch_left =
+        |db: &Db| db.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'restore_drill_%'");
+
+    // A backup is taken, restored into a scratch copy that checks out, and
+    // the copy is dropped.
+    let db = Db::fresh();
+    let run = case.exec(&db.url, &["--set", "seed=true", "--set", &notify]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for step in ["take", "restore_copy", "copy_schema", "copy_has_no_orphans"] {
+        assert_eq!(run.step(step)["status"], "succeeded", "{step}");
+    }
+    assert_eq!(
+        run.step("restore_copy")["details"]["from"],
+        newest_backup(&backups).display().to_string()
+    );
+    assert_eq!(scratch_left(&db), "0", "the copy is dropped");
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders"),
+        "2000",
+        "the source is untouched"
+    );
+
+    // Backups older than keep_for go after the next backup succeeds.
+    let old = backups.join("20200101T000000Z-old0");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(newest_backup(&backups))
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let manifest = std::fs::read_to_string(old.join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    m["created_at"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(old.join("manifest.json"), m.to_string()).unwrap();
+    let run = case.exec(&db.url, &["--set", &notify]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!old.exists(), "a backup older than keep_for is pruned");
+    assert_eq!(
+        std::fs::read_dir(&backups).unwrap().count(),
+        2,
+        "both of this drill's backups are kept"
+    );
+
+    // The newest backup is corrupt: the drill restores nothing and fails.
+    let newest = newest_backup(&backups);
+    let dump = newest.join("dump.pgdump");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&dump, bytes).unwrap();
+    let run = case.exec(&db.url, &["--set", "take=false", "--set", &notify]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let err = &run.step("restore_copy")["error"]["message"];
+    assert!(err.as_str().unwrap().contains("sha256"), "{err}");
+    assert_eq!(scratch_left(&db), "0");
+
+    // A source whose data breaks a NOT VALID foreign key: the backup
+    // restores, and the checks on the copy say what is wrong with it.
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int PRIMARY KEY, parent_id int);
+         INSERT INTO child VALUES (1, 42);
+         ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent NOT VALID;",
+    );
+    let run = case.exec(&db.url, &["--set", &notify]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.step("restore_copy")["status"], "succeeded");
+    assert_eq!(run.step("copy_constraints_validated")["status"], "failed");
+    assert_eq!(scratch_left(&db), "0");
+    assert_eq!(
+        db.sql("SELECT count(*) FROM child"),
+        "1",
+        "the source is untouched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&notified).unwrap(),
+        "succeeded\nsucceeded\nverify_failed\nverify_failed\n",
+        "the hook hears every outcome"
+    );
+}

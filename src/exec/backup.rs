@@ -562,15 +562,21 @@ async fn verify(
     }
 }
 
-/// Remove all but the newest `keep` backups of this runbook beside `dir`
+/// Remove all but the newest `keep` backups of this runbook beside `dir`,
+/// and those older than `keep_for`
 /// (off the runtime's thread: a dump can be many files).
-async fn prune(r: &mut Run<'_>, dir: &Path, keep: Option<u32>) -> Vec<String> {
-    let Some(keep) = keep else {
+async fn prune(
+    r: &mut Run<'_>,
+    dir: &Path,
+    keep: Option<u32>,
+    keep_for: Option<std::time::Duration>,
+) -> Vec<String> {
+    if keep.is_none() && keep_for.is_none() {
         return Vec::new();
-    };
+    }
     let (dir, runbook) = (dir.to_path_buf(), r.plan.runbook.name.clone());
     let results = child::blocking(move || {
-        backups::prunable(&dir, &runbook, keep as usize)
+        backups::prunable(&dir, &runbook, keep.map(|k| k as usize), keep_for)
             .into_iter()
             .map(|old| {
                 let removed = std::fs::remove_dir_all(&old);
@@ -787,7 +793,7 @@ pub(crate) async fn run(
     let _ = std::fs::remove_file(dir.join(backups::INCOMPLETE));
     guard.armed = false;
     let sha256 = backups::manifest_sha256(&dir).unwrap_or_default();
-    let pruned = prune(r, &dir, b.keep).await;
+    let pruned = prune(r, &dir, b.keep, b.keep_for.map(|d| d.0)).await;
 
     step_result(
         &dir,

@@ -555,6 +555,43 @@ fn source_dir(r: &Run<'_>, from: &RestoreFrom) -> Result<PathBuf, Fail> {
     }
 }
 
+/// `pick: newest`: the newest backup under `dir` whose verification
+/// passed (a failed, incomplete or unreadable one is passed over, and said).
+fn newest(dir: &Path) -> Result<(PathBuf, Vec<String>), Fail> {
+    let listed = backups::list(dir).map_err(|e| {
+        failed(
+            ErrorKind::Restore,
+            format!("cannot list the backups under {}: {e}", dir.display()),
+            Some("`pick: newest` takes the directory the backups are in".into()),
+        )
+    })?;
+    let mut passed_over = Vec::new();
+    for l in listed {
+        if l.state == "ok" {
+            return Ok((l.path, passed_over));
+        }
+        passed_over.push(format!(
+            "{} ({}{})",
+            l.path.display(),
+            l.state,
+            l.problem.map(|p| format!(": {p}")).unwrap_or_default()
+        ));
+    }
+    Err(failed(
+        ErrorKind::Restore,
+        format!(
+            "no backup under {} can be restored{}",
+            dir.display(),
+            if passed_over.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", passed_over.join("; "))
+            }
+        ),
+        Some("`runbook backups list DIR` shows each backup's state".into()),
+    ))
+}
+
 /// Everything about the backup, checked before the database is touched:
 /// its manifest (the one this run's backup step wrote, when it names one),
 /// its verification, its files' hashes, and that the step's options suit
@@ -875,7 +912,19 @@ pub(crate) async fn run(
     let started = Instant::now();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     // Every refusal up to the first session terminated touches nothing.
-    let dir = source_dir(r, &rs.from).map_err(Fail::unchanged)?;
+    let mut dir = source_dir(r, &rs.from).map_err(Fail::unchanged)?;
+    if rs.pick == Some(crate::model::Pick::Newest) {
+        let (picked, passed_over) = newest(&dir).map_err(Fail::unchanged)?;
+        for p in passed_over {
+            super::sql::log(r, &s.id, format!("passed over {p}"));
+        }
+        super::sql::log(
+            r,
+            &s.id,
+            format!("the newest verified backup is {}", picked.display()),
+        );
+        dir = picked;
+    }
     let target = match &rs.target {
         Some(t) => {
             r.render(t)

@@ -30,6 +30,8 @@ pub struct PlanBackup {
     pub verify: model::Verify,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_for: Option<crate::duration::Duration>,
 }
 
 impl PlanBackup {
@@ -60,6 +62,7 @@ impl Planner<'_> {
             exclude_schemas,
             verify: b.verify,
             keep: b.keep,
+            keep_for: b.keep_for,
         }))
     }
 }
@@ -112,6 +115,13 @@ pub(super) fn write(o: &mut String, b: &PlanBackup, inner: usize) {
         ""
     );
     let _ = writeln!(o, "{:w$}verify: {verify}", "");
+    if let Some(d) = b.keep_for {
+        let _ = writeln!(
+            o,
+            "{:w$}remove this runbook's backups beside it older than {d}",
+            ""
+        );
+    }
     if let Some(k) = b.keep {
         let _ = writeln!(
             o,

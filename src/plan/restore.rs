@@ -27,6 +27,8 @@ pub struct PlanRestore {
     pub single_transaction: bool,
     pub terminate_connections: bool,
     pub mode: model::RestoreMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pick: Option<model::Pick>,
 }
 
 impl PlanRestore {
@@ -56,15 +58,19 @@ impl Planner<'_> {
             single_transaction: r.single_transaction.unwrap_or(jobs == 1),
             terminate_connections: r.terminate_connections,
             mode: r.mode,
+            pick: r.pick,
         }))
     }
 }
 
 pub(super) fn write(o: &mut String, r: &PlanRestore, inner: usize) {
     let w = inner + 2;
-    let from = match &r.from {
-        RestoreFrom::Step(id) => format!("the backup of steps.{id}"),
-        RestoreFrom::Path(t) => t.text.clone(),
+    let from = match (&r.from, r.pick) {
+        (RestoreFrom::Step(id), _) => format!("the backup of steps.{id}"),
+        (RestoreFrom::Path(t), Some(model::Pick::Newest)) => {
+            format!("the newest verified backup under {}", t.text)
+        }
+        (RestoreFrom::Path(t), None) => t.text.clone(),
     };
     let target = r.target.as_ref().map_or_else(
         || "the run's database".to_string(),

@@ -582,6 +582,18 @@ fn check_backup_restore(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>)
                         .hint("name a backup step, or give the backup's directory"),
                     );
                 }
+                if r.pick.is_some()
+                    && let Some(id) = r.from_step()
+                {
+                    out.push(
+                        Diagnostic::new(format!(
+                            "`pick` chooses among the backups of a directory, and `from: steps.{id}` names one backup"
+                        ))
+                        .at(at("pick"))
+                        .label("a step's backup is already one backup")
+                        .hint("give `from` the directory the backups are in (the parent of the backup step's `path`), or drop `pick`"),
+                    );
+                }
             }
             _ => {}
         }
