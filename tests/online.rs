@@ -401,3 +401,60 @@ fn the_production_runbook_stops_at_its_gate_then_finishes_on_a_rerun() {
     );
     assert_eq!(db.sql("SELECT count(*) FROM orders"), "50000");
 }
+
+#[test]
+fn the_production_runbook_undoes_its_expand_when_the_foreign_key_finds_orphans() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
+         INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 100) g;
+         CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                              legacy_customer_id bigint NOT NULL);
+         INSERT INTO orders (legacy_customer_id) SELECT 1 + g % 100 FROM generate_series(1, 1000) g;
+         INSERT INTO orders (legacy_customer_id) VALUES (4242);",
+    );
+    let yaml = std::fs::read_to_string("runbooks/prod-migration.yml").unwrap();
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &["--set", "watch_writers=false"]);
+    // The NOT VALID foreign key already checks new values: the backfill's
+    // batch that would copy the orphan fails and rolls back whole.
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.step("backfill_column")["status"], "failed");
+    assert_eq!(run.step("backfill_column")["details"]["rows_updated"], 0);
+    let verdict = run.report["run"]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("the changes of phase(s) `expand` are still in place"),
+        "{verdict}"
+    );
+    assert_eq!(run.step("table_backup")["status"], "succeeded");
+    assert_eq!(run.step("validate_foreign_key")["status"], "not_run");
+    assert_eq!(run.step("drop_legacy_column")["status"], "not_run");
+    // Nothing was lost: the legacy column and every row are as they were.
+    assert_eq!(
+        db.sql("SELECT count(*), count(customer_ref), sum(legacy_customer_id) FROM orders"),
+        format!(
+            "1001|0|{}",
+            (1..=1000).map(|g| 1 + g % 100).sum::<i64>() + 4242
+        )
+    );
+    // The person's move: undo exactly what the run did, verified.
+    let id = run.report["run"]["id"].as_str().unwrap();
+    let dir = case.dir.path().join("undo");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["rollback", id, "--yes", "--progress", "never"])
+        .args(["--database-url", &db.url, "--report-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let undo = support::Run::new(out, &dir);
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    assert_eq!(
+        db.sql(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass \
+             AND attname = 'customer_ref' AND NOT attisdropped"
+        ),
+        "0"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM orders"), "1001");
+}

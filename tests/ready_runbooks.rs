@@ -478,3 +478,69 @@ fn restore_drill_proves_a_backup_restores_and_fails_on_a_corrupt_backup_or_a_bad
         "the hook hears every outcome"
     );
 }
+
+#[test]
+fn add_column_adds_and_indexes_a_column_and_undoes_it_when_the_index_cannot_be_built() {
+    let case = Case::new(&runbook("add-column.yml"));
+    let set = |kv: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "--set".to_string(),
+            "table=orders".to_string(),
+            "--set".to_string(),
+            "column=note".to_string(),
+        ];
+        for s in kv {
+            args.push("--set".into());
+            args.push((*s).into());
+        }
+        args
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    let db = Db::fresh();
+    db.sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100);");
+    let ok = set(&[]);
+    let run = case.exec(&db.url, &args(&ok));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = 'orders_note_idx'"
+        ),
+        "t"
+    );
+    assert_eq!(run.step("index_valid")["status"], "succeeded");
+
+    // Run again: the column is there, the preflight says so, exit 1, and
+    // the column (with its data) is left alone.
+    db.sql("UPDATE orders SET note = 'kept'");
+    let again = case.exec(&db.url, &args(&ok));
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert_eq!(again.step("column_absent")["status"], "failed");
+    assert_eq!(again.step("add_column")["status"], "not_run");
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE note = 'kept'"),
+        "100"
+    );
+
+    // A type btree cannot index: the column went in, the index fails, and
+    // the column this run added is dropped again, exit 2.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100);");
+    let json = set(&["type=json"]);
+    let run = case.exec(&db.url, &args(&json));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.step("add_index")["status"], "failed");
+    assert_eq!(run.step("add_column")["status"], "rolled_back");
+    assert_eq!(
+        db.sql(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'orders' AND column_name = 'note'"
+        ),
+        "0",
+        "the column this run added is gone"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM orders"), "100");
+}
