@@ -131,16 +131,28 @@ fn expressions(text: &str) -> Vec<(std::ops::Range<usize>, &str)> {
 }
 
 /// The findings in one field: `(range in the text, message, label, hint)`.
+///
+/// `known` parses each distinct expression once.
 pub(crate) fn check_field(
     env: &Environment<'_>,
     rb: &Runbook,
     into: Into,
     text: &str,
+    known: &mut template::References,
 ) -> Vec<(std::ops::Range<usize>, String, &'static str, String)> {
     let mut out = Vec::new();
     for (range, expr) in expressions(text) {
-        let refs =
-            template::references(env, &format!("{{{{ {expr} }}}}"), false).unwrap_or_default();
+        let last = expr.rsplit('|').next().unwrap_or("").trim();
+        let filter = last.split(['(', ' ']).next().unwrap_or("");
+        let piped = expr.contains('|');
+        // SQL quoted by its last filter: nothing to find (a secret may go
+        // into SQL, which is sent as a query, never on a command line).
+        if into == Into::Sql && piped && quoting_filters(into).contains(&filter) {
+            continue;
+        }
+        let refs = known
+            .of(env, &format!("{{{{ {expr} }}}}"))
+            .unwrap_or_default();
         let params: Vec<&str> = refs
             .iter()
             .filter_map(|r| r.strip_prefix("params."))
@@ -167,9 +179,6 @@ pub(crate) fn check_field(
         if into == Into::ShellArg {
             continue;
         }
-        let last = expr.rsplit('|').next().unwrap_or("").trim();
-        let filter = last.split(['(', ' ']).next().unwrap_or("");
-        let piped = expr.contains('|');
         if piped && quoting_filters(into).contains(&filter) {
             continue;
         }
@@ -209,6 +218,7 @@ pub(crate) fn check(
     doc: &Document,
     rb: &Runbook,
     fields: &[(String, &str)],
+    known: &mut template::References,
     out: &mut Vec<Diagnostic>,
 ) {
     let env = template::environment();
@@ -217,7 +227,7 @@ pub(crate) fn check(
         let Some(into) = into_of(doc, pointer) else {
             continue;
         };
-        for (range, message, label, hint) in check_field(&env, rb, into, text) {
+        for (range, message, label, hint) in check_field(&env, rb, into, text, known) {
             if seen
                 .insert((pointer.clone(), message.clone()), ())
                 .is_some()

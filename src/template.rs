@@ -232,10 +232,78 @@ pub fn references(
     Ok(names)
 }
 
+/// [`references`] over many templates, each distinct `{{ expression }}`
+/// parsed once. Runbooks repeat the same few expressions in every step
+/// (`{{ params.table | ident }}`), and parsing is most of what checking a
+/// long runbook costs. A template with only `{{ }}` expressions reads the
+/// union of what they read; one with blocks or comments, or one whose
+/// pieces do not parse alone, is parsed whole, so errors and their
+/// positions are the template's own.
+#[derive(Default)]
+pub struct References {
+    known: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl References {
+    /// The references of the template `source`, as [`references`] gives them.
+    pub fn of(&mut self, env: &Environment<'_>, source: &str) -> Result<Vec<String>, Error> {
+        if source.contains("{%") || source.contains("{#") {
+            return references(env, source, false);
+        }
+        let mut names = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            let Some(len) = rest[open..].find("}}") else {
+                return references(env, source, false);
+            };
+            let piece = &rest[open..open + len + 2];
+            rest = &rest[open + len + 2..];
+            let found = match self.known.get(piece) {
+                Some(found) => found,
+                None => match references(env, piece, false) {
+                    Ok(found) => self.known.entry(piece.to_string()).or_insert(found),
+                    Err(_) => return references(env, source, false),
+                },
+            };
+            names.extend(found.iter().cloned());
+        }
+        if rest.contains("}}") {
+            return references(env, source, false);
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use minijinja::context;
+
+    #[test]
+    fn references_by_piece_match_references_of_the_whole() {
+        let env = environment();
+        let mut cache = References::default();
+        for source in [
+            "SELECT {{ params.a | literal }} FROM {{ params.t | ident }} WHERE x = {{ params.a | literal }}",
+            "{{- steps.one.rows[0].n -}} and {{ vars.v }}",
+            "plain text",
+            "{% if params.a %}{{ params.b }}{% endif %}",
+            "{{ \"}}\" ~ params.c }}",
+            "{{ params.a }} }} {{ params.b }}",
+        ] {
+            let whole = references(&env, source, false).unwrap();
+            assert_eq!(cache.of(&env, source).unwrap(), whole, "{source}");
+            assert_eq!(cache.of(&env, source).unwrap(), whole, "{source}, cached");
+        }
+        let broken = "SELECT {{ params.a | }} FROM t";
+        let (a, b) = (
+            references(&env, broken, false).unwrap_err(),
+            cache.of(&env, broken).unwrap_err(),
+        );
+        assert_eq!(a.range(), b.range());
+    }
 
     #[test]
     fn literal_and_ident_quote_for_sql() {

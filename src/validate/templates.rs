@@ -10,21 +10,23 @@ use crate::load::Document;
 use crate::model::Runbook;
 use crate::template;
 
-pub(super) fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagnostic>) {
+pub(super) fn check_templates(
+    doc: &Document,
+    rb: &Runbook,
+    steps: &super::rules::Steps<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
     let env = template::environment();
     let Fields {
         list: fields, main, ..
     } = Fields::of(doc, rb);
     let texts: Vec<(String, &str)> = fields.iter().map(|f| (f.pointer.clone(), f.text)).collect();
-    crate::injection::check(doc, rb, &texts, out);
+    let mut cache = template::References::default();
+    crate::injection::check(doc, rb, &texts, &mut cache, out);
     let names = Names {
         rb,
         main_pos: main.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
-        all_ids: rb
-            .all_steps()
-            .into_iter()
-            .map(|(_, s)| s.id.as_str())
-            .collect(),
+        all_ids: steps.iter().map(|(_, s)| s.id.as_str()).collect(),
         var_names: rb.vars.keys().map(String::as_str).collect(),
         param_names: rb.params.keys().map(String::as_str).collect(),
     };
@@ -56,7 +58,12 @@ pub(super) fn check_templates(doc: &Document, rb: &Runbook, out: &mut Vec<Diagno
         if f.mode == Mode::Template && !["{{", "{%", "{#"].iter().any(|t| f.text.contains(t)) {
             continue;
         }
-        let refs = match template::references(&env, f.text, f.mode == Mode::Expr) {
+        let parsed = if f.mode == Mode::Expr {
+            template::references(&env, f.text, true)
+        } else {
+            cache.of(&env, f.text)
+        };
+        let refs = match parsed {
             Ok(r) => r,
             Err(e) => {
                 let span = e
