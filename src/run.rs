@@ -65,6 +65,20 @@ fn refuse(color: bool, source: &Source, d: Diagnostic) -> u8 {
     exit::INVALID
 }
 
+/// The single-threaded runtime a run (or a fleet of them) runs on; a
+/// failure to start it is refused like bad input: nothing ran.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            refuse_plain(
+                &format!("failed to start the async runtime: {e}"),
+                "check the process limits",
+            )
+        })
+}
+
 pub(crate) fn refuse_plain(message: &str, hint: &str) -> u8 {
     eprintln!("error: {message}\n  = help: {hint}\n\nerror: nothing ran");
     exit::INVALID
@@ -449,15 +463,7 @@ fn run_with_signals(
     opts: Options,
     bus: Bus,
 ) -> Result<exec::RunResult, u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            refuse_plain(
-                &format!("failed to start the async runtime: {e}"),
-                "check the process limits",
-            )
-        })?;
+    let runtime = runtime()?;
     Ok(runtime.block_on(async {
         let rx = interrupts(
             "runbook: interrupted; stopping the current step and rolling back (interrupt again to stop the rollback)",

@@ -296,16 +296,11 @@ fn the_kubernetes_recipe_maps_each_completion_index_to_one_shard() {
     }
     assert!(done_everywhere(&dbs));
     let merge = place(&block_after("any pod that mounts the volume", "sh"));
-    let out = Command::new("sh")
-        .args(["-c", &merge])
-        .env("PATH", path_with_runbook())
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeeded(
+        Command::new("sh")
+            .args(["-c", &merge])
+            .env("PATH", path_with_runbook())
+            .env_remove("GITHUB_STEP_SUMMARY"),
     );
     let report: Json =
         serde_json::from_str(&std::fs::read_to_string(reports.join("merged/report.json")).unwrap())
@@ -327,16 +322,11 @@ fn the_pages_targets_file_and_rollout_are_valid() {
     let dir = tempfile::tempdir().unwrap();
     let targets = dir.path().join("targets.yml");
     std::fs::write(&targets, block_after("## The targets file", "yaml")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["targets", "list", "--format", "json", "--targets"])
-        .arg(&targets)
-        .args(["--select", "region=eu,us"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::succeeded(
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["targets", "list", "--format", "json", "--targets"])
+            .arg(&targets)
+            .args(["--select", "region=eu,us"]),
     );
     let listed: Json = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = listed
@@ -352,14 +342,9 @@ fn the_pages_targets_file_and_rollout_are_valid() {
     let runbook = format!("{RUNBOOK}{rollout}\n");
     let file = dir.path().join("release.yml");
     std::fs::write(&file, runbook).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeeded(
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .arg("validate")
+            .arg(&file),
     );
 }

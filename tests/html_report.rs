@@ -147,17 +147,12 @@ fn a_rolled_back_run_draws_its_compensations() {
     assert!(dom.contains("url(#hatch)"), "the compensation is marked");
     // Drawn again from report.json alone, the page is the same.
     let again = case.dir.path().join("again.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["report", "html"])
-        .arg(case.reports())
-        .arg("-o")
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeeded(
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["report", "html"])
+            .arg(case.reports())
+            .arg("-o")
+            .arg(&again),
     );
     assert_eq!(
         std::fs::read_to_string(&again).unwrap(),
@@ -170,28 +165,23 @@ fn a_rehearsal_draws_each_migrations_legs() {
     let db = Db::fresh();
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("reports");
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args([
-            "exec",
-            "runbooks/staging-rehearsal.yml",
-            "--database-url",
-            &db.url,
-        ])
-        .args([
-            "--set",
-            "migrations=../examples/rehearsal/migrations",
-            "--yes",
-            "-q",
-        ])
-        .arg("--report-dir")
-        .arg(&reports)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeeded(
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args([
+                "exec",
+                "runbooks/staging-rehearsal.yml",
+                "--database-url",
+                &db.url,
+            ])
+            .args([
+                "--set",
+                "migrations=../examples/rehearsal/migrations",
+                "--yes",
+                "-q",
+            ])
+            .arg("--report-dir")
+            .arg(&reports)
+            .env_remove("DATABASE_URL"),
     );
     let dom = check("rehearsal", &reports);
     assert!(dom.contains("class=\"rehearsal\""));

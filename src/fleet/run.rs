@@ -171,15 +171,7 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
         pg_bin_dir: a.pg_bin_dir.clone(),
         lint,
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            refuse_plain(
-                &format!("failed to start the async runtime: {e}"),
-                "check the process limits",
-            )
-        })?;
+    let runtime = crate::run::runtime()?;
     let local = tokio::task::LocalSet::new();
     let stop = local.block_on(
         &runtime,

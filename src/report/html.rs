@@ -549,21 +549,24 @@ fn checks(o: &mut String, r: &Value) {
             );
             continue;
         }
+        // The step and its row count head its first line only.
+        let lead = |first: bool| {
+            if first {
+                format!(
+                    "<td><code>{}</code></td><td class=\"num\">{}</td>",
+                    esc(&step),
+                    c["rows"]
+                )
+            } else {
+                "<td></td><td class=\"num\"></td>".to_string()
+            }
+        };
         for e in expectations {
             let passed = e["passed"] == true;
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td><code>{} {} {}</code></td><td><code>{}</code></td><td><span class=\"badge {}\">{}</span></td></tr>",
-                if first {
-                    format!("<code>{}</code>", esc(&step))
-                } else {
-                    String::new()
-                },
-                if first {
-                    c["rows"].to_string()
-                } else {
-                    String::new()
-                },
+                "<tr>{}<td><code>{} {} {}</code></td><td><code>{}</code></td><td><span class=\"badge {}\">{}</span></td></tr>",
+                lead(first),
                 esc(text(e, "target")),
                 esc(text(e, "op")),
                 esc(&e["expected"].to_string()),
@@ -577,17 +580,8 @@ fn checks(o: &mut String, r: &Value) {
             let passed = a["passed"] == true;
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td colspan=\"2\"><code>{}</code></td><td><span class=\"badge {}\">{}</span></td></tr>",
-                if first {
-                    format!("<code>{}</code>", esc(&step))
-                } else {
-                    String::new()
-                },
-                if first {
-                    c["rows"].to_string()
-                } else {
-                    String::new()
-                },
+                "<tr>{}<td colspan=\"2\"><code>{}</code></td><td><span class=\"badge {}\">{}</span></td></tr>",
+                lead(first),
                 esc(text(a, "expr")),
                 if passed { "ok" } else { "bad" },
                 if passed { "passed" } else { "failed" },

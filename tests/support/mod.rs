@@ -111,6 +111,17 @@ pub fn fake_tool_project() -> tempfile::TempDir {
     to
 }
 
+/// Run `cmd` and require that it succeeds; its stderr says why when not.
+pub fn succeeded(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// How a command ended: (exit code, stdout, stderr).
 pub fn ended(out: std::process::Output) -> (i32, String, String) {
     (
