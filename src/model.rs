@@ -1313,3 +1313,7 @@ impl Runbook {
         out
     }
 }
+
+/// Each step of a runbook with its JSON pointer, as
+/// [`Runbook::all_steps`] lists them.
+pub type Steps<'a> = [(String, &'a Step)];

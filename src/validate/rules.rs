@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::diag::Diagnostic;
 use crate::duration::{Duration, DurationError};
 use crate::load::{Document, pointer_segment};
-use crate::model::{self, Runbook, StepKind};
+use crate::model::{self, Runbook, StepKind, Steps};
 use crate::params;
 use crate::source::Span;
 
@@ -33,8 +33,6 @@ pub(super) fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     out
 }
 
-/// Each step of a runbook with its JSON pointer ([`Runbook::all_steps`]).
-pub(super) type Steps<'a> = [(String, &'a model::Step)];
 
 const DURATION_KEYS: &[&str] = &[
     "timeout",

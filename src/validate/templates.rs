@@ -13,7 +13,7 @@ use crate::template;
 pub(super) fn check_templates(
     doc: &Document,
     rb: &Runbook,
-    steps: &super::rules::Steps<'_>,
+    steps: &crate::model::Steps<'_>,
     out: &mut Vec<Diagnostic>,
 ) {
     let env = template::environment();
