@@ -1621,3 +1621,51 @@ phases:
     });
     assert!(said, "the retry says where it goes on");
 }
+
+/// A failed step is announced once on the terminal, whichever progress
+/// mode draws the run, with the database's own detail under it.
+#[test]
+fn a_failed_step_is_announced_once_in_every_progress_mode() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE once (id int PRIMARY KEY); INSERT INTO once VALUES (1);");
+    let case = Case::new(
+        "apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: once, version: 1 }
+phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: add
+        sql: ALTER TABLE once ADD COLUMN note text;
+        rollback: { id: drop_note, sql: ALTER TABLE once DROP COLUMN note; }
+      - id: boom
+        sql: INSERT INTO once VALUES (1);
+",
+    );
+    for mode in ["never", "always", "auto"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .arg("exec")
+            .arg(&case.file)
+            .args([
+                "--database-url",
+                &db.url,
+                "--progress",
+                mode,
+                "--report-dir",
+            ])
+            .arg(case.dir.path().join(mode))
+            .env_remove("DATABASE_URL")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let (code, _, err) = support::ended(out);
+        assert_eq!(code, 2, "{mode}: {err}");
+        assert_eq!(err.matches("✘ step boom").count(), 1, "{mode}:\n{err}");
+        assert!(
+            err.contains("Key (id)=(1) already exists."),
+            "{mode}:\n{err}"
+        );
+    }
+}

@@ -33,7 +33,6 @@ pub(super) fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     out
 }
 
-
 const DURATION_KEYS: &[&str] = &[
     "timeout",
     "sleep",
