@@ -79,6 +79,24 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         })
 }
 
+/// `--report-dir`, or `runbook-reports/<default>`, created.
+pub(crate) fn report_dir(a: &RunArgs, default: &str) -> Result<PathBuf, u8> {
+    let dir = a
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runbook-reports").join(default));
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        refuse_plain(
+            &format!(
+                "failed to create the report directory `{}`: {e}",
+                dir.display()
+            ),
+            "choose a writable place with --report-dir DIR",
+        )
+    })?;
+    Ok(dir)
+}
+
 pub(crate) fn refuse_plain(message: &str, hint: &str) -> u8 {
     eprintln!("error: {message}\n  = help: {hint}\n\nerror: nothing ran");
     exit::INVALID
@@ -366,18 +384,7 @@ fn prepare_reports(
     run_id: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Reports, u8> {
-    let dir = a.report_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("runbook-reports").join(format!("{}-{run_id}", plan.runbook.name))
-    });
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        refuse_plain(
-            &format!(
-                "failed to create the report directory `{}`: {e}",
-                dir.display()
-            ),
-            "choose a writable place with --report-dir DIR",
-        )
-    })?;
+    let dir = report_dir(a, &format!("{}-{run_id}", plan.runbook.name))?;
     // A directory that holds an earlier run's reports: that run's files
     // move aside, whole, so the two runs never mix and nothing is lost.
     let moved_aside = set_aside_earlier_run(&dir, RUN_FILES).map_err(|e| {

@@ -335,18 +335,7 @@ fn same_database_twice(prepared: &[Prepared]) -> Result<(), u8> {
 }
 
 fn report_dir(a: &RunArgs, name: &str, fleet_id: &str) -> Result<PathBuf, u8> {
-    let dir = a.report_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("runbook-reports").join(format!("{name}-fleet-{fleet_id}"))
-    });
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        refuse_plain(
-            &format!(
-                "failed to create the report directory `{}`: {e}",
-                dir.display()
-            ),
-            "choose a writable place with --report-dir DIR",
-        )
-    })?;
+    let dir = crate::run::report_dir(a, &format!("{name}-fleet-{fleet_id}"))?;
     let moved = crate::run::set_aside_earlier_run(&dir, FLEET_FILES).map_err(|e| {
         refuse_plain(
             &format!(
