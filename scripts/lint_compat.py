@@ -8,11 +8,12 @@ ones the squawk CLI reports. Every file where they differ is printed with
 both sides. Runbook's own rules (source "runbook") are left out: squawk has
 no counterpart.
 
-Needs the squawk CLI (`pip install squawk-cli==2.68.0` or `npm i -g squawk-cli@2.68.0`).
-Not part of the default test run: it depends on a tool CI does not install.
+Uses `squawk` from PATH, or installs squawk-cli 2.68.0 from PyPI into a
+virtualenv under ~/.cache/runbook-tools (once). Not part of the default test
+run: it needs the network the first time.
 
 Usage: python3 scripts/lint_compat.py PATH... (files or directories of .sql)
-Exit: 0 when every file agrees, 1 when any differs, 2 without squawk.
+Exit: 0 when every file agrees, 1 when any differs, 2 when squawk cannot be installed.
 """
 import glob
 import json
@@ -47,10 +48,28 @@ def runbook_findings(exe, path):
     return sorted((f["rule"], f["line"], f["column"]) for f in data["findings"] if f["source"] == "squawk")
 
 
+SQUAWK_VERSION = "2.68.0"
+
+
+def install_squawk():
+    """squawk-cli SQUAWK_VERSION in a cached virtualenv; its path, or None."""
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    venv = os.path.join(cache, "runbook-tools", f"squawk-{SQUAWK_VERSION}")
+    exe = os.path.join(venv, "bin", "squawk")
+    if not os.path.exists(exe):
+        try:
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+            subprocess.run([os.path.join(venv, "bin", "pip"), "install", "--quiet",
+                            f"squawk-cli=={SQUAWK_VERSION}"], check=True)
+        except subprocess.CalledProcessError as e:
+            print(f"could not install squawk-cli {SQUAWK_VERSION}: {e}", file=sys.stderr)
+            return None
+    return exe
+
+
 def main():
-    squawk = shutil.which("squawk")
+    squawk = shutil.which("squawk") or install_squawk()
     if not squawk:
-        print("squawk CLI not found: pip install squawk-cli==2.68.0 (or npm i -g squawk-cli@2.68.0)", file=sys.stderr)
         return 2
     version = subprocess.run([squawk, "--version"], capture_output=True, text=True).stdout.strip()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
