@@ -79,8 +79,14 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         })
 }
 
-/// `--report-dir`, or `runbook-reports/<default>`, created.
-pub(crate) fn report_dir(a: &RunArgs, default: &str) -> Result<PathBuf, u8> {
+/// `--report-dir`, or `runbook-reports/<default>`, created; the files of
+/// an earlier run there (`files`) moved aside whole, so two runs never mix
+/// and nothing is lost. Also where they went.
+pub(crate) fn report_dir(
+    a: &RunArgs,
+    default: &str,
+    files: &[&str],
+) -> Result<(PathBuf, Option<PathBuf>), u8> {
     let dir = a
         .report_dir
         .clone()
@@ -94,7 +100,16 @@ pub(crate) fn report_dir(a: &RunArgs, default: &str) -> Result<PathBuf, u8> {
             "choose a writable place with --report-dir DIR",
         )
     })?;
-    Ok(dir)
+    let moved = set_aside_earlier_run(&dir, files).map_err(|e| {
+        refuse_plain(
+            &format!(
+                "the report directory `{}` holds an earlier run's reports, and they could not be moved aside: {e}",
+                dir.display()
+            ),
+            "choose a new directory with --report-dir DIR",
+        )
+    })?;
+    Ok((dir, moved))
 }
 
 pub(crate) fn refuse_plain(message: &str, hint: &str) -> u8 {
@@ -384,18 +399,7 @@ fn prepare_reports(
     run_id: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Reports, u8> {
-    let dir = report_dir(a, &format!("{}-{run_id}", plan.runbook.name))?;
-    // A directory that holds an earlier run's reports: that run's files
-    // move aside, whole, so the two runs never mix and nothing is lost.
-    let moved_aside = set_aside_earlier_run(&dir, RUN_FILES).map_err(|e| {
-        refuse_plain(
-            &format!(
-                "the report directory `{}` holds an earlier run's reports, and they could not be moved aside: {e}",
-                dir.display()
-            ),
-            "choose a new directory with --report-dir DIR",
-        )
-    })?;
+    let (dir, moved_aside) = report_dir(a, &format!("{}-{run_id}", plan.runbook.name), RUN_FILES)?;
     if let Some(to) = &moved_aside {
         warnings.push(format!(
             "the report directory held an earlier run's reports; they were moved to `{}`",
@@ -739,7 +743,7 @@ const RUN_FILES: &[&str] = &[
 
 /// Move an earlier run's files out of `dir`, into `dir/previous/<run id>/`.
 /// Returns where they went, if there was one.
-pub(crate) fn set_aside_earlier_run(
+fn set_aside_earlier_run(
     dir: &std::path::Path,
     files: &[&str],
 ) -> std::io::Result<Option<PathBuf>> {

@@ -335,16 +335,7 @@ fn same_database_twice(prepared: &[Prepared]) -> Result<(), u8> {
 }
 
 fn report_dir(a: &RunArgs, name: &str, fleet_id: &str) -> Result<PathBuf, u8> {
-    let dir = crate::run::report_dir(a, &format!("{name}-fleet-{fleet_id}"))?;
-    let moved = crate::run::set_aside_earlier_run(&dir, FLEET_FILES).map_err(|e| {
-        refuse_plain(
-            &format!(
-                "the report directory `{}` holds an earlier run's reports, and they could not be moved aside: {e}",
-                dir.display()
-            ),
-            "choose a new directory with --report-dir DIR",
-        )
-    })?;
+    let (dir, moved) = crate::run::report_dir(a, &format!("{name}-fleet-{fleet_id}"), FLEET_FILES)?;
     if let Some(to) = moved {
         eprintln!(
             "warning: the report directory held an earlier run's reports; they were moved to `{}`",
