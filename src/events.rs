@@ -96,8 +96,19 @@ pub enum RunStatus {
     RolledBack,
     /// A verify check failed.
     VerifyFailed,
-    /// A rollback failed or was not done: a person must act.
+    /// A compensation or branch step failed, or the undo ran and the schema
+    /// still differs from where it should be: a person must act.
     RollbackFailed,
+    /// The undo ran and every step of it succeeded, but whether the schema
+    /// is back could not be checked: a person must act.
+    RollbackUnverified,
+    /// The failed phase was undone (or its failed step changed nothing),
+    /// but the changes of earlier phases are still in place: a person must
+    /// decide whether to keep them or undo them.
+    PartlyUndone,
+    /// The run changed the database and nothing undid it: `on_failure:
+    /// abort`, or a change no rollback covers. A person must act.
+    NotUndone,
     NotApproved,
     Interrupted,
     /// Another run of this runbook holds the database; nothing ran.
@@ -114,6 +125,9 @@ impl RunStatus {
             Self::RolledBack => "rolled_back",
             Self::VerifyFailed => "verify_failed",
             Self::RollbackFailed => "rollback_failed",
+            Self::RollbackUnverified => "rollback_unverified",
+            Self::PartlyUndone => "partly_undone",
+            Self::NotUndone => "not_undone",
             Self::NotApproved => "not_approved",
             Self::Interrupted => "interrupted",
             Self::Locked => "locked",

@@ -289,6 +289,7 @@ fn abort_undoes_nothing_and_says_a_person_must_look() {
     let db = log_db();
     let run = Case::new(&logged_steps("abort", FAILING_FOURTH)).exec(&db.url, &[]);
     assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.report["run"]["status"], "not_undone");
     assert_eq!(
         db.sql("SELECT string_agg(what, ',' ORDER BY n) FROM log"),
         "do 1,do 2,do 3"

@@ -161,6 +161,7 @@ fn a_failed_prisma_migration_blocks_until_repaired_as_prisma_resolve_would() {
     ]);
     let (_case, run) = migrate(&db, dir.path(), "          history: { format: prisma }\n");
     assert_eq!(run.code, 4, "partly changed: {}", run.stderr);
+    assert_eq!(run.report["run"]["status"], "not_undone");
     // The first index committed; Prisma's row says the migration failed.
     assert_eq!(
         db.sql("SELECT (finished_at IS NULL) || ' ' || (logs LIKE 'statement 2 failed%') FROM _prisma_migrations WHERE migration_name = '20240102000000_idx'"),

@@ -419,6 +419,9 @@ fn the_production_runbook_undoes_its_expand_when_the_foreign_key_finds_orphans()
     // The NOT VALID foreign key already checks new values: the backfill's
     // batch that would copy the orphan fails and rolls back whole.
     assert_eq!(run.code, 4, "{}", run.stderr);
+    // No rollback failed: the expand is kept on purpose, and the status
+    // says so.
+    assert_eq!(run.report["run"]["status"], "partly_undone");
     assert_eq!(run.step("backfill_column")["status"], "failed");
     assert_eq!(run.step("backfill_column")["details"]["rows_updated"], 0);
     let verdict = run.report["run"]["verdict"].as_str().unwrap();

@@ -324,6 +324,7 @@ impl<'a> Run<'a> {
                 st.back_to_phase = Some(ph.id.clone());
             } else {
                 st.back_to_start = Some(check);
+                st.checked_since = Some(ph.id.clone());
             }
             Some(v)
         };
@@ -453,6 +454,7 @@ impl<'a> Run<'a> {
                 .unwrap_or_default(),
             back_to_start: None,
             back_to_phase: None,
+            checked_since: None,
         };
         let (failure, not_approved) = self.phases(&mut st).await;
         let interrupted = self.interrupt_count() >= 1;
@@ -476,6 +478,7 @@ impl<'a> Run<'a> {
                 undo_failed: f.undo_failed || !on_failure_clean,
                 back_to_start: st.back_to_start.clone(),
                 back_to_phase: st.back_to_phase.clone(),
+                checked_since: st.checked_since.clone(),
                 kept: st.kept.clone(),
             }),
             tolerated: st.tolerated,
@@ -610,6 +613,7 @@ impl<'a> Run<'a> {
                 None => unknown_check("no snapshot was taken before the run's changes"),
             };
             st.back_to_phase = None;
+            st.checked_since = None;
             if check != verdict::Check::Equal {
                 // Not back at the start: say how far back it did get.
                 st.back_to_phase = st
@@ -690,6 +694,9 @@ pub(super) struct LineState {
     /// When it did not reach back that far: the phase it is verified to
     /// have brought the schema back to the start of.
     back_to_phase: Option<String>,
+    /// The phase whose start `back_to_start` was checked against, when
+    /// earlier phases' changes stay.
+    checked_since: Option<String>,
 }
 
 impl LineState {

@@ -48,6 +48,9 @@ pub(crate) struct Failed {
     /// The phase whose start the undo is verified to have brought the
     /// schema back to, when that is not the run's start.
     pub back_to_phase: Option<String>,
+    /// The phase whose start `back_to_start` was checked against, when
+    /// earlier phases' changes stay and so the run's start is not the mark.
+    pub checked_since: Option<String>,
     /// Earlier phases whose changes are still in place (not undone).
     pub kept: Vec<String>,
 }
@@ -101,15 +104,15 @@ pub(crate) fn decide(f: &Facts) -> (RunStatus, u8, String) {
 
 fn failed(x: &Failed) -> (RunStatus, u8, String) {
     let at = &x.at;
-    let must_act = |why: String| {
+    let must_act = |status: RunStatus, why: String| {
         (
-            RunStatus::RollbackFailed,
+            status,
             exit::ROLLBACK_FAILED,
             format!("FAILED at {at}: {why}; a person must act"),
         )
     };
     if x.undo_failed {
-        return must_act("ROLLBACK FAILED".into());
+        return must_act(RunStatus::RollbackFailed, "ROLLBACK FAILED".into());
     }
     // A verification that failed, with nothing undone, is exit 3 whether or
     // not this run changed anything: the database is as it was verified.
@@ -139,10 +142,17 @@ fn failed(x: &Failed) -> (RunStatus, u8, String) {
         .collect::<Vec<_>>()
         .join(", ");
     if let Some(p) = &x.back_to_phase {
-        return must_act(format!(
-            "the undo brought the schema back to before phase `{p}` (verified), but the changes of phase(s) {kept} are still in place; keep them or undo them"
-        ));
+        return must_act(
+            RunStatus::PartlyUndone,
+            format!(
+                "the undo brought the schema back to before phase `{p}` (verified), but the changes of phase(s) {kept} are still in place; keep them or undo them"
+            ),
+        );
     }
+    let since = x
+        .checked_since
+        .as_ref()
+        .map_or_else(|| "the run".to_string(), |p| format!("phase `{p}`"));
     match &x.back_to_start {
         Some(Check::Equal) => {
             return (
@@ -154,28 +164,39 @@ fn failed(x: &Failed) -> (RunStatus, u8, String) {
             );
         }
         Some(Check::Differs(n)) => {
-            return must_act(format!(
-                "the rollback ran, but {n} schema object(s) differ from before the run (listed in the report)"
-            ));
+            return must_act(
+                RunStatus::RollbackFailed,
+                format!(
+                    "the rollback ran, but {n} schema object(s) differ from before {since} (listed in the report)"
+                ),
+            );
         }
         Some(Check::Unknown(why)) => {
-            return must_act(format!(
-                "the rollback ran, but it could not be verified ({why})"
-            ));
+            return must_act(
+                RunStatus::RollbackUnverified,
+                format!("the rollback ran, but it could not be verified ({why})"),
+            );
         }
         None => {}
     }
     if x.aborted {
         return must_act(
+            RunStatus::NotUndone,
             "aborted without rollback (on_failure: abort); the database may be half-changed".into(),
         );
     }
     if kept.is_empty() {
-        must_act("the database is partly changed and was not verified undone".into())
+        must_act(
+            RunStatus::NotUndone,
+            "the database is partly changed and was not verified undone".into(),
+        )
     } else {
-        must_act(format!(
-            "its phase was rolled back, but the changes of phase(s) {kept} are still in place; keep them or undo them"
-        ))
+        must_act(
+            RunStatus::PartlyUndone,
+            format!(
+                "its phase was rolled back, but the changes of phase(s) {kept} are still in place; keep them or undo them"
+            ),
+        )
     }
 }
 
@@ -203,7 +224,7 @@ pub(crate) fn decide_rollback(
             ),
         ),
         (Check::Unknown(why), true) => (
-            RunStatus::RollbackFailed,
+            RunStatus::RollbackUnverified,
             exit::ROLLBACK_FAILED,
             format!(
                 "UNVERIFIED undo of run {of}: {undone} compensation(s) ran, but the result could not be checked: {why}{unguarded}"
@@ -276,7 +297,7 @@ mod tests {
             (
                 Check::Unknown("no snapshot".into()),
                 true,
-                RunStatus::RollbackFailed,
+                RunStatus::RollbackUnverified,
                 exit::ROLLBACK_FAILED,
                 "UNVERIFIED",
             ),
@@ -298,6 +319,7 @@ mod tests {
             undo_failed: false,
             back_to_start: Some(Check::Equal),
             back_to_phase: None,
+            checked_since: None,
             kept: Vec::new(),
         }
     }
@@ -461,6 +483,93 @@ mod tests {
         }
     }
 
+    /// Exit 4 covers several states. The status names which, so that no
+    /// report calls an undo that was never tried, or one that left
+    /// earlier phases in place on purpose, a failed rollback.
+    #[test]
+    fn each_state_that_needs_a_person_has_its_own_status() {
+        use RunStatus::*;
+        let f = failure;
+        let cases = [
+            (
+                Failed {
+                    undo_failed: true,
+                    ..f()
+                },
+                RollbackFailed,
+            ),
+            (
+                Failed {
+                    back_to_start: Some(Check::Differs(1)),
+                    ..f()
+                },
+                RollbackFailed,
+            ),
+            (
+                Failed {
+                    back_to_start: Some(Check::Unknown("no snapshot".into())),
+                    ..f()
+                },
+                RollbackUnverified,
+            ),
+            (
+                Failed {
+                    aborted: true,
+                    undo_ran: false,
+                    back_to_start: None,
+                    ..f()
+                },
+                NotUndone,
+            ),
+            (
+                Failed {
+                    undo_ran: false,
+                    back_to_start: None,
+                    ..f()
+                },
+                NotUndone,
+            ),
+            (
+                Failed {
+                    back_to_start: None,
+                    kept: vec!["expand".into()],
+                    ..f()
+                },
+                PartlyUndone,
+            ),
+            (
+                Failed {
+                    back_to_start: Some(Check::Differs(3)),
+                    back_to_phase: Some("contract".into()),
+                    kept: vec!["seed".into()],
+                    ..f()
+                },
+                PartlyUndone,
+            ),
+        ];
+        for (failure, want) in cases {
+            let what = format!("{failure:?}");
+            let (status, code, _) = decide(&facts(Some(failure)));
+            assert_eq!((status, code), (want, 4), "{what}");
+        }
+    }
+
+    /// An undo checked against the failed phase's start (earlier phases
+    /// stay) says so, not "before the run".
+    #[test]
+    fn a_difference_names_the_start_it_was_checked_against() {
+        let (_, _, v) = decide(&facts(Some(Failed {
+            back_to_start: Some(Check::Differs(2)),
+            checked_since: Some("migrate".into()),
+            kept: vec!["expand".into()],
+            ..failure()
+        })));
+        assert!(
+            v.contains("2 schema object(s) differ from before phase `migrate`"),
+            "{v}"
+        );
+    }
+
     #[test]
     fn verdicts_say_what_state_the_database_is_in() {
         let (s, c, v) = decide(&facts(Some(Failed {
@@ -468,7 +577,7 @@ mod tests {
             kept: vec!["expand".into()],
             ..failure()
         })));
-        assert_eq!((s, c), (RunStatus::RollbackFailed, 4));
+        assert_eq!((s, c), (RunStatus::PartlyUndone, 4));
         assert_eq!(
             v,
             "FAILED at expand.add: its phase was rolled back, but the changes of phase(s) `expand` are still in place; keep them or undo them; a person must act"

@@ -71,6 +71,9 @@ fn tone(status: &str) -> &'static str {
         | "compensation_failed"
         | "timed_out"
         | "rollback_failed"
+        | "rollback_unverified"
+        | "partly_undone"
+        | "not_undone"
         | "verify_failed"
         | "differs" => "bad",
         "rolled_back" | "preflight_failed" | "failed_unchanged" | "interrupted" | "cancelled"
