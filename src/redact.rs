@@ -72,7 +72,10 @@ impl Redactor {
         if let Some(c) = url_password().captures(url)
             && let Some(pw) = c.get(2)
         {
-            let decoded = percent_decode(pw.as_str()).unwrap_or_else(|()| pw.as_str().into());
+            // A malformed escape stays as written, as libpq leaves it.
+            let decoded = percent_encoding::percent_decode_str(pw.as_str())
+                .decode_utf8()
+                .map_or_else(|_| pw.as_str().to_string(), |d| d.into_owned());
             // A password that is also a name the output shows (the user,
             // host or database) cannot be told apart from that name.
             let without = format!("{}{}", &url[..pw.start()], &url[pw.end()..]);
@@ -145,23 +148,6 @@ impl Redactor {
             _ => {}
         }
     }
-}
-
-fn percent_decode(s: &str) -> Result<String, ()> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or(())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 #[cfg(test)]
