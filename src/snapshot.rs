@@ -8,7 +8,8 @@
 //! them. runbook's own state tables (commented `runbook state: ...`) and
 //! objects that belong to extensions are left out too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +32,7 @@ const SQL: &str = r#"WITH ns AS (
     LEFT JOIN pg_description d
       ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
     WHERE coalesce(d.description, '') NOT LIKE 'runbook state:%'
+      AND ONLY_RELS(c.oid)
       AND NOT EXISTS (SELECT 1 FROM pg_depend m
                       WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid AND m.deptype = 'e')
 ), grants AS NOT MATERIALIZED (
@@ -166,15 +168,37 @@ WHERE e.extname <> 'plpgsql' AND ONLY_EXT(e.oid)
 ORDER BY 1, 2"#;
 
 /// A schema snapshot: every object's definition, and the hash of them all.
+/// Definitions are shared: a snapshot built from an earlier one by reading
+/// again only what changed holds the same unchanged definitions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub hash: String,
     /// `kind name` → the definition, as the catalog query built it.
-    pub objects: BTreeMap<String, Value>,
+    pub objects: BTreeMap<String, Arc<Value>>,
 }
 
 fn sha256(bytes: &[u8]) -> String {
     crate::hash::sha256_hex(bytes)
+}
+
+/// The hash of a snapshot, object by object: the sha256 of every
+/// `key NUL canonical-definition LF`, in key order.
+#[derive(Default)]
+struct Hasher(sha2::Sha256);
+
+impl Hasher {
+    fn add(&mut self, key: &str, canonical: &str) {
+        use sha2::Digest;
+        self.0.update(key.as_bytes());
+        self.0.update(b"\0");
+        self.0.update(canonical.as_bytes());
+        self.0.update(b"\n");
+    }
+
+    fn finish(self) -> String {
+        use sha2::Digest;
+        crate::hash::hex(&self.0.finalize())
+    }
 }
 
 /// The canonical text of a definition: compact JSON, keys in the order the
@@ -198,15 +222,17 @@ impl Snapshot {
 
     /// Build from objects, computing the hash.
     pub fn from_objects(objects: BTreeMap<String, Value>) -> Snapshot {
-        let mut all = String::new();
+        Snapshot::from_shared(objects.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+    }
+
+    /// Build from shared definitions, computing the hash.
+    pub fn from_shared(objects: BTreeMap<String, Arc<Value>>) -> Snapshot {
+        let mut hasher = Hasher::default();
         for (k, v) in &objects {
-            all.push_str(k);
-            all.push('\0');
-            all.push_str(&canonical(v));
-            all.push('\n');
+            hasher.add(k, &canonical(v));
         }
         Snapshot {
-            hash: sha256(all.as_bytes()),
+            hash: hasher.finish(),
             objects,
         }
     }
@@ -261,7 +287,11 @@ impl File {
             database: database.into(),
             server_version: server_version.into(),
             hash: s.hash.clone(),
-            objects: s.objects.clone(),
+            objects: s
+                .objects
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::clone(v)))
+                .collect(),
         }
     }
 
@@ -317,10 +347,19 @@ fn sql(only: bool) -> String {
             "TYPE" => "$5",
             _ => "",
         };
-        out.push_str(&match (only, param) {
-            (false, _) => "true".to_string(),
-            (true, "") => "false".to_string(),
-            (true, p) => format!("{column} = ANY({p}::oid[])"),
+        out.push_str(&match (only, kind, param) {
+            (false, _, _) => "true".to_string(),
+            // The relations read: the ones asked for, and those the asked-for
+            // constraints, indexes and triggers belong to. Filtering here,
+            // not after the joins, keeps the query to the rows it needs.
+            (true, "RELS", _) => format!(
+                "{column} = ANY($1::oid[] \
+                 || ARRAY(SELECT conrelid FROM pg_constraint WHERE oid = ANY($2::oid[])) \
+                 || ARRAY(SELECT indrelid FROM pg_index WHERE indexrelid = ANY($1::oid[])) \
+                 || ARRAY(SELECT tgrelid FROM pg_trigger WHERE oid = ANY($4::oid[])))"
+            ),
+            (true, _, "") => "false".to_string(),
+            (true, _, p) => format!("{column} = ANY({p}::oid[])"),
         });
         rest = &tail[close + 1..];
     }
@@ -350,42 +389,97 @@ pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_pos
     })))
 }
 
-/// One token per catalog row group an object's definition is built from:
-/// the row versions (xmin and ctid) of its rows. Any change to a row gives
-/// it a new version, so an unchanged token means an unchanged row. Groups
-/// of rows (a table's columns) are summarised as their count and the sum of
-/// their xmins: a changed row gets an xmin newer than every xmin there was,
-/// so the sum moves, and a removed one changes the count. Index validity is
-/// also read as a value: PostgreSQL flips it in place.
+/// The catalog rows an object's definition is built from, as tokens:
+/// `tag:key` → the row's version (xmin and ctid). Any change to a row gives
+/// it a new version, so an unchanged token means an unchanged row.
+///
+/// With `$1`, the xid horizon of the previous read, only the rows written
+/// since are returned: every transaction older than the horizon had ended
+/// when the previous read was taken, so its rows were seen then. Rows of
+/// transactions still running then (this session's own among them) come
+/// again, and compare equal when unchanged. Rows that were removed are
+/// found from the key sets (`#tag`), returned in full each time but as one
+/// row each; a pg_attribute row goes only with its relation. Namespaces
+/// and extensions are always read whole, and so is index validity
+/// (`!i`): PostgreSQL flips it in place, without a new row version. `H`
+/// is the horizon to pass next time.
 const TOKENS_SQL: &str = r#"WITH ns AS (
     SELECT oid FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
       AND NOT (nspname = 'runbook_journal' AND obj_description(oid, 'pg_namespace') = 'runbook run journal')
-), rels AS (
+), h AS MATERIALIZED (
+    SELECT age($1::text::xid) AS a
+), rels AS MATERIALIZED (
     SELECT c.oid, c.xmin, c.ctid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
 )
-SELECT 'n:' || n.oid, n.xmin::text || n.ctid::text || n.nspname FROM pg_namespace n JOIN ns ON ns.oid = n.oid
-UNION ALL SELECT 'r:' || oid, xmin::text || ctid::text FROM rels
-UNION ALL SELECT 'a:' || a.attrelid, count(*) || ':' || sum(a.xmin::text::bigint)
-    FROM pg_attribute a JOIN rels r ON r.oid = a.attrelid GROUP BY a.attrelid
-UNION ALL SELECT 'd:' || ad.adrelid, count(*) || ':' || sum(ad.xmin::text::bigint)
-    FROM pg_attrdef ad JOIN rels r ON r.oid = ad.adrelid GROUP BY ad.adrelid
-UNION ALL SELECT 'i:' || i.indexrelid, i.xmin::text || i.ctid::text || i.indisvalid::text || i.indisready::text FROM pg_index i JOIN rels r ON r.oid = i.indexrelid
-UNION ALL SELECT 'h:' || h.inhrelid, count(*) || ':' || sum(h.xmin::text::bigint) FROM pg_inherits h JOIN rels r ON r.oid = h.inhrelid GROUP BY h.inhrelid
-UNION ALL SELECT 'w:' || w.ev_class, count(*) || ':' || sum(w.xmin::text::bigint) FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class GROUP BY w.ev_class
-UNION ALL SELECT 'c:' || co.oid, co.xmin::text || co.ctid::text FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace
-UNION ALL SELECT 's:' || q.seqrelid, q.xmin::text || q.ctid::text FROM pg_sequence q JOIN rels r ON r.oid = q.seqrelid
-UNION ALL SELECT 'p:' || p.oid, p.xmin::text || p.ctid::text FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
-UNION ALL SELECT 't:' || t.oid, t.xmin::text || t.ctid::text FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
-UNION ALL SELECT 'y:' || t.oid, t.xmin::text || t.ctid::text FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
-UNION ALL SELECT 'e:' || e.enumtypid, count(*) || ':' || sum(e.xmin::text::bigint)
-    FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN ns ON ns.oid = t.typnamespace GROUP BY e.enumtypid
-UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid, count(*) || ':' || sum(d.xmin::text::bigint)
-    FROM pg_description d WHERE d.objoid >= 16384 GROUP BY d.classoid, d.objoid
-UNION ALL SELECT 'x:' || x.oid, x.xmin::text || x.ctid::text FROM pg_extension x
-UNION ALL SELECT 'x:members', coalesce(string_agg(d.classid || '/' || d.objid, ',' ORDER BY d.classid, d.objid), '')
-    FROM pg_depend d WHERE d.deptype = 'e' AND d.objid >= 16384"#;
+SELECT 'H', (txid_snapshot_xmin(txid_current_snapshot()) % 4294967296)::text, NULL::oid[]
+UNION ALL SELECT 'n:' || n.oid, n.xmin::text || n.ctid::text || n.nspname, NULL FROM pg_namespace n JOIN ns ON ns.oid = n.oid
+UNION ALL SELECT 'x:' || x.oid, x.xmin::text || x.ctid::text, NULL FROM pg_extension x
+UNION ALL SELECT 'x:members', coalesce(string_agg(d.classid || '/' || d.objid, ',' ORDER BY d.classid, d.objid), ''), NULL
+    FROM pg_depend d
+    WHERE d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass)
+      AND d.objid >= 16384 AND d.deptype = 'e'
+UNION ALL SELECT 'r:' || oid, xmin::text || ctid::text, NULL FROM rels
+    WHERE $1::text IS NULL OR age(xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#r', NULL, array_agg(oid ORDER BY oid) FROM rels
+UNION ALL SELECT 'a:' || a.attrelid || '.' || a.attnum, a.xmin::text || a.ctid::text, NULL
+    FROM pg_attribute a JOIN rels r ON r.oid = a.attrelid
+    WHERE a.attrelid >= 16384 AND ($1::text IS NULL OR age(a.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT 'd:' || ad.adrelid || '.' || ad.adnum, ad.xmin::text || ad.ctid::text, NULL
+    FROM pg_attrdef ad JOIN rels r ON r.oid = ad.adrelid
+    WHERE $1::text IS NULL OR age(ad.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#d', string_agg(ad.adrelid || '.' || ad.adnum, ',' ORDER BY ad.adrelid, ad.adnum), NULL
+    FROM pg_attrdef ad JOIN rels r ON r.oid = ad.adrelid
+UNION ALL SELECT 'i:' || i.indexrelid, i.xmin::text || i.ctid::text, NULL
+    FROM pg_index i JOIN rels r ON r.oid = i.indexrelid
+    WHERE $1::text IS NULL OR age(i.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '!i', coalesce(string_agg(i.indexrelid || CASE WHEN i.indisvalid THEN '' ELSE 'v' END
+                                 || CASE WHEN i.indisready THEN '' ELSE 'r' END, ',' ORDER BY i.indexrelid), ''), NULL
+    FROM pg_index i WHERE i.indexrelid >= 16384 AND NOT (i.indisvalid AND i.indisready)
+UNION ALL SELECT 'h:' || h.inhrelid || '.' || h.inhparent, h.xmin::text || h.ctid::text, NULL
+    FROM pg_inherits h JOIN rels r ON r.oid = h.inhrelid
+    WHERE $1::text IS NULL OR age(h.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#h', string_agg(h.inhrelid || '.' || h.inhparent, ',' ORDER BY h.inhrelid, h.inhparent), NULL
+    FROM pg_inherits h JOIN rels r ON r.oid = h.inhrelid
+UNION ALL SELECT 'w:' || w.ev_class || '.' || w.oid, w.xmin::text || w.ctid::text, NULL
+    FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class
+    WHERE $1::text IS NULL OR age(w.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#w', string_agg(w.ev_class || '.' || w.oid, ',' ORDER BY w.ev_class, w.oid), NULL
+    FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class
+UNION ALL SELECT 'c:' || co.oid, co.xmin::text || co.ctid::text, NULL
+    FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace
+    WHERE $1::text IS NULL OR age(co.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#c', NULL, array_agg(co.oid ORDER BY co.oid) FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace
+UNION ALL SELECT 's:' || q.seqrelid, q.xmin::text || q.ctid::text, NULL
+    FROM pg_sequence q JOIN rels r ON r.oid = q.seqrelid
+    WHERE $1::text IS NULL OR age(q.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT 'p:' || p.oid, p.xmin::text || p.ctid::text, NULL
+    FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+    WHERE p.oid >= 16384 AND ($1::text IS NULL OR age(p.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#p', NULL, array_agg(p.oid ORDER BY p.oid) FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+    WHERE p.oid >= 16384
+UNION ALL SELECT 't:' || t.oid, t.xmin::text || t.ctid::text, NULL
+    FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
+    WHERE $1::text IS NULL OR age(t.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#t', NULL, array_agg(t.oid ORDER BY t.oid) FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
+UNION ALL SELECT 'y:' || t.oid, t.xmin::text || t.ctid::text, NULL
+    FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+    WHERE t.oid >= 16384 AND ($1::text IS NULL OR age(t.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#y', NULL, array_agg(t.oid ORDER BY t.oid) FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+    WHERE t.oid >= 16384
+UNION ALL SELECT 'e:' || e.enumtypid || '.' || e.oid, e.xmin::text || e.ctid::text, NULL
+    FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN ns ON ns.oid = t.typnamespace
+    WHERE e.enumtypid >= 16384 AND ($1::text IS NULL OR age(e.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#e', string_agg(e.enumtypid || '.' || e.oid, ',' ORDER BY e.enumtypid, e.oid), NULL
+    FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN ns ON ns.oid = t.typnamespace
+    WHERE e.enumtypid >= 16384
+UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, d.xmin::text || d.ctid::text, NULL
+    FROM pg_description d
+    WHERE d.objoid >= 16384 AND ($1::text IS NULL OR age(d.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#m', string_agg(d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, ','
+                                  ORDER BY d.classoid, d.objoid, d.objsubid), NULL
+    FROM pg_description d WHERE d.objoid >= 16384"#;
 
 /// Every object that depends, directly or not, on the given ones
 /// (`catalog:oid`), themselves included, named by the object a snapshot
@@ -404,38 +498,94 @@ SELECT CASE dep.classid
     ELSE dep.classid::regclass::text || ':' || dep.objid END
 FROM dep"#;
 
+/// The keys of one catalog's rows, to find the ones removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Keys {
+    Oids(Vec<u32>),
+    /// Comma-separated.
+    Text(String),
+}
+
+impl Keys {
+    fn list(&self) -> Vec<String> {
+        match self {
+            Keys::Oids(o) => o.iter().map(u32::to_string).collect(),
+            Keys::Text(t) => t
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// One read of the tokens.
+struct Read {
+    horizon: Option<String>,
+    tokens: Vec<(String, String)>,
+    keys: HashMap<String, Keys>,
+}
+
+/// A snapshot entry with what it takes to hash it again without
+/// serialising it: its canonical text, and the catalog object it is built
+/// from.
+#[derive(Debug, Clone)]
+struct Entry {
+    def: Arc<Value>,
+    canonical: Arc<str>,
+    owner: String,
+}
+
 /// A snapshot with what it takes to update it without reading everything
 /// again: which catalog object each entry was built from, and the catalog
-/// row versions it was built at.
+/// row versions it was built at. Cloning one is cheap: its parts are
+/// shared until an update changes them.
 #[derive(Debug, Clone)]
 pub struct Tracked {
-    pub snapshot: Snapshot,
-    owners: BTreeMap<String, String>,
-    tokens: std::collections::HashMap<String, String>,
+    pub snapshot: Arc<Snapshot>,
+    entries: Arc<BTreeMap<String, Entry>>,
+    tokens: Arc<HashMap<String, String>>,
+    keys: Arc<HashMap<String, Keys>>,
+    /// The xid horizon of the read this was built at.
+    horizon: Option<String>,
     /// How many entries the last update built again (all, for a full one).
     pub rebuilt: usize,
 }
 
-impl Tracked {
-    /// Entries kept from before plus the rows read now.
-    fn assemble(
-        mut objects: BTreeMap<String, Value>,
-        mut owners: BTreeMap<String, String>,
-        rows: Vec<(String, String, Value)>,
-        tokens: std::collections::HashMap<String, String>,
-    ) -> Tracked {
-        let rebuilt = rows.len();
-        for (key, owner, def) in rows {
-            owners.insert(key.clone(), owner);
-            objects.insert(key, def);
-        }
-        Tracked {
-            snapshot: Snapshot::from_objects(objects),
-            owners,
-            tokens,
-            rebuilt,
-        }
+/// The snapshot of `entries`, hashed from their canonical texts.
+fn snapshot_of(entries: &BTreeMap<String, Entry>) -> Snapshot {
+    let mut hasher = Hasher::default();
+    let mut objects = BTreeMap::new();
+    for (k, e) in entries {
+        hasher.add(k, &e.canonical);
+        objects.insert(k.clone(), e.def.clone());
     }
+    Snapshot {
+        hash: hasher.finish(),
+        objects,
+    }
+}
+
+/// The catalog object a token's row belongs to (`pg_class:16384`).
+fn root_of(token: &str) -> Option<String> {
+    let (tag, rest) = token.split_once(':')?;
+    let head = rest.split('.').next().unwrap_or(rest);
+    Some(match tag {
+        "r" | "i" | "s" | "a" | "d" | "h" | "w" => format!("pg_class:{head}"),
+        "c" => format!("pg_constraint:{rest}"),
+        "p" => format!("pg_proc:{rest}"),
+        "t" => format!("pg_trigger:{rest}"),
+        "y" | "e" => format!("pg_type:{head}"),
+        // `m:pg_class:16384.0`: the described object.
+        "m" => rest.rsplit_once('.').map_or(rest, |(o, _)| o).to_string(),
+        _ => return None,
+    })
+}
+
+/// Whether a token is read whole every time, and a change to it means
+/// reading everything again.
+fn whole(token: &str) -> bool {
+    token.starts_with("n:") || token.starts_with("x:")
 }
 
 /// The snapshot queries, prepared once on a session.
@@ -444,34 +594,84 @@ pub struct Snapshotter {
     deparse_only: tokio_postgres::Statement,
     tokens: tokio_postgres::Statement,
     closure: tokio_postgres::Statement,
+    /// Sets `plan_cache_mode` back to the session's own after a query run
+    /// with a generic plan; `None` on a server without the setting.
+    restore_plan: Option<String>,
 }
 
 impl Snapshotter {
     pub async fn new(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        let mode: Option<String> = client
+            .query_one("SELECT current_setting('plan_cache_mode', true)", &[])
+            .await?
+            .get(0);
         Ok(Snapshotter {
             deparse: client.prepare(&sql(false)).await?,
             deparse_only: client.prepare(&sql(true)).await?,
             tokens: client.prepare(TOKENS_SQL).await?,
             closure: client.prepare(CLOSURE_SQL).await?,
+            restore_plan: mode
+                .filter(|m| !m.is_empty())
+                .map(|m| format!("SET plan_cache_mode = {}", crate::pg::quote::literal(&m))),
         })
     }
 
-    async fn tokens(
+    /// Run a prepared statement with parameters on its generic plan. The
+    /// server would otherwise plan these large queries again for every
+    /// set of parameters, which costs more than running them. The setting
+    /// is changed and put back in the same round trip, so nothing else on
+    /// the session runs with it.
+    async fn generic(
         &self,
         client: &tokio_postgres::Client,
-    ) -> Result<std::collections::HashMap<String, String>, tokio_postgres::Error> {
-        Ok(client
-            .query(&self.tokens, &[])
-            .await?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect())
+        statement: &tokio_postgres::Statement,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let Some(restore) = &self.restore_plan else {
+            return client.query(statement, params).await;
+        };
+        let (_, rows, _) = tokio::try_join!(
+            client.batch_execute("SET plan_cache_mode = force_generic_plan"),
+            client.query(statement, params),
+            client.batch_execute(restore),
+        )?;
+        Ok(rows)
+    }
+
+    async fn read(
+        &self,
+        client: &tokio_postgres::Client,
+        horizon: Option<&str>,
+    ) -> Result<Read, tokio_postgres::Error> {
+        let mut read = Read {
+            horizon: None,
+            tokens: Vec::new(),
+            keys: HashMap::new(),
+        };
+        for r in self.generic(client, &self.tokens, &[&horizon]).await? {
+            let key: String = r.get(0);
+            let text: Option<String> = r.get(1);
+            if key == "H" {
+                read.horizon = text;
+            } else if let Some(set) = key.strip_prefix('#') {
+                let keys = match r.get::<_, Option<Vec<u32>>>(2) {
+                    Some(oids) => Keys::Oids(oids),
+                    None => Keys::Text(text.unwrap_or_default()),
+                };
+                read.keys.insert(set.to_string(), keys);
+            } else if key == "!i" {
+                read.keys.insert(key, Keys::Text(text.unwrap_or_default()));
+            } else {
+                read.tokens.push((key, text.unwrap_or_default()));
+            }
+        }
+        Ok(read)
     }
 
     async fn deparse(
         &self,
         client: &tokio_postgres::Client,
-        only: Option<&std::collections::HashSet<String>>,
+        only: Option<&HashSet<String>>,
     ) -> Result<Vec<(String, String, Value)>, tokio_postgres::Error> {
         let rows = match only {
             None => client.query(&self.deparse, &[]).await?,
@@ -488,8 +688,7 @@ impl Snapshotter {
                     oids("pg_trigger"),
                     oids("pg_type"),
                 );
-                client
-                    .query(&self.deparse_only, &[&a, &b, &c, &d, &e])
+                self.generic(client, &self.deparse_only, &[&a, &b, &c, &d, &e])
                     .await?
             }
         };
@@ -513,14 +712,18 @@ impl Snapshotter {
     ) -> Result<Tracked, tokio_postgres::Error> {
         // Row versions first: a change that lands between the two reads
         // shows as a changed token next time, never as a stale definition.
-        let tokens = self.tokens(client).await?;
+        let read = self.read(client, None).await?;
         let rows = self.deparse(client, None).await?;
-        Ok(Tracked::assemble(
-            BTreeMap::new(),
-            BTreeMap::new(),
-            rows,
-            tokens,
-        ))
+        let mut t = Tracked {
+            snapshot: Arc::new(Snapshot::from_shared(BTreeMap::new())),
+            entries: Arc::default(),
+            tokens: Arc::new(read.tokens.into_iter().collect()),
+            keys: Arc::new(read.keys),
+            horizon: read.horizon,
+            rebuilt: 0,
+        };
+        t.rebuild(&HashSet::new(), rows);
+        Ok(t)
     }
 
     /// The schema now, building again only the entries whose catalog rows,
@@ -530,62 +733,106 @@ impl Snapshotter {
     pub async fn next(
         &self,
         client: &tokio_postgres::Client,
-        prev: &Tracked,
+        prev: Tracked,
     ) -> Result<Tracked, tokio_postgres::Error> {
-        let tokens = self.tokens(client).await?;
-        let mut changed: Vec<&String> = tokens
+        let read = self.read(client, prev.horizon.as_deref()).await?;
+        let mut t = prev;
+        let seen_whole: HashMap<&String, &String> = read
+            .tokens
             .iter()
-            .filter(|(k, v)| prev.tokens.get(*k) != Some(*v))
-            .map(|(k, _)| k)
+            .filter(|(k, _)| whole(k))
+            .map(|(k, v)| (k, v))
             .collect();
-        changed.extend(prev.tokens.keys().filter(|k| !tokens.contains_key(*k)));
-        if changed.is_empty() {
-            return Ok(Tracked {
-                tokens,
-                rebuilt: 0,
-                ..prev.clone()
-            });
-        }
-        if changed
-            .iter()
-            .any(|k| k.starts_with("n:") || k.starts_with("x:"))
+        let had_whole = t.tokens.iter().filter(|(k, _)| whole(k)).count();
+        if seen_whole.len() != had_whole
+            || seen_whole.iter().any(|(k, v)| t.tokens.get(*k) != Some(*v))
         {
             return self.full(client).await;
         }
-        let roots: Vec<String> = changed
-            .iter()
-            .filter_map(|k| {
-                let (tag, rest) = k.split_once(':')?;
-                Some(match tag {
-                    "r" | "a" | "d" | "h" | "w" | "i" | "s" => format!("pg_class:{rest}"),
-                    "c" => format!("pg_constraint:{rest}"),
-                    "p" => format!("pg_proc:{rest}"),
-                    "t" => format!("pg_trigger:{rest}"),
-                    "y" | "e" => format!("pg_type:{rest}"),
-                    "m" => rest.to_string(),
-                    _ => return None,
+        let mut changed: Vec<String> = Vec::new();
+        let tokens = Arc::make_mut(&mut t.tokens);
+        for (k, v) in read.tokens {
+            if !whole(&k) && tokens.get(&k) != Some(&v) {
+                changed.push(k.clone());
+                tokens.insert(k, v);
+            }
+        }
+        // Rows removed since: the keys that were there and are not now.
+        let keys = Arc::make_mut(&mut t.keys);
+        let mut gone_rels: HashSet<String> = HashSet::new();
+        for (set, now) in read.keys {
+            let before = keys.get(&set);
+            if before == Some(&now) {
+                continue;
+            }
+            let before: HashSet<String> = before
+                .map(Keys::list)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let after: HashSet<String> = now.list().into_iter().collect();
+            if set == "!i" {
+                // An index whose validity flipped, either way.
+                for k in before.symmetric_difference(&after) {
+                    changed.push(format!("i:{}", k.trim_end_matches(['v', 'r'])));
+                }
+            } else {
+                for k in before.difference(&after) {
+                    let token = format!("{set}:{k}");
+                    tokens.remove(&token);
+                    changed.push(token);
+                    if set == "r" {
+                        gone_rels.insert(k.clone());
+                    }
+                }
+            }
+            keys.insert(set, now);
+        }
+        if !gone_rels.is_empty() {
+            // A relation's columns, index and sequence rows go with it.
+            tokens.retain(|k, _| {
+                !k.split_once(':').is_some_and(|(tag, rest)| {
+                    matches!(tag, "a" | "i" | "s")
+                        && gone_rels.contains(rest.split('.').next().unwrap_or(rest))
                 })
-            })
-            .collect();
-        let redo: std::collections::HashSet<String> = client
-            .query(&self.closure, &[&roots])
+            });
+        }
+        t.horizon = read.horizon;
+        t.rebuilt = 0;
+        if changed.is_empty() {
+            return Ok(t);
+        }
+        let roots: Vec<String> = changed.iter().filter_map(|k| root_of(k)).collect();
+        let redo: HashSet<String> = self
+            .generic(client, &self.closure, &[&roots])
             .await?
             .iter()
             .filter_map(|r| r.get::<_, Option<String>>(0))
             .collect();
         let rows = self.deparse(client, Some(&redo)).await?;
-        let mut objects = prev.snapshot.objects.clone();
-        let mut owners = prev.owners.clone();
-        let stale: Vec<String> = owners
-            .iter()
-            .filter(|(_, o)| redo.contains(*o))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            objects.remove(&k);
-            owners.remove(&k);
+        t.rebuild(&redo, rows);
+        Ok(t)
+    }
+}
+
+impl Tracked {
+    /// Drop the entries built from the objects in `redo` and add `rows`.
+    fn rebuild(&mut self, redo: &HashSet<String>, rows: Vec<(String, String, Value)>) {
+        let entries = Arc::make_mut(&mut self.entries);
+        entries.retain(|_, e| !redo.contains(&e.owner));
+        self.rebuilt = rows.len();
+        for (key, owner, def) in rows {
+            let canonical: Arc<str> = canonical(&def).into();
+            entries.insert(
+                key,
+                Entry {
+                    def: Arc::new(def),
+                    canonical,
+                    owner,
+                },
+            );
         }
-        Ok(Tracked::assemble(objects, owners, rows, tokens))
+        self.snapshot = Arc::new(snapshot_of(entries));
     }
 }
 
@@ -662,7 +909,7 @@ pub async fn covered_keys(
 impl Snapshot {
     /// The objects whose keys pass `keep`, with their own hash.
     pub fn subset(&self, keep: impl Fn(&str) -> bool) -> Snapshot {
-        Snapshot::from_objects(
+        Snapshot::from_shared(
             self.objects
                 .iter()
                 .filter(|(k, _)| keep(k))
@@ -706,18 +953,18 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
             None => out.push(Change {
                 object: k.clone(),
                 change: "removed",
-                before: Some(v.clone()),
+                before: Some(Value::clone(v)),
                 after: None,
             }),
-            Some(w) if w != v => out.push(Change {
+            Some(w) if !Arc::ptr_eq(v, w) && w != v => out.push(Change {
                 object: k.clone(),
                 change: if k.starts_with("table ") && columns_sorted(v) == columns_sorted(w) {
                     "column_order"
                 } else {
                     "changed"
                 },
-                before: Some(v.clone()),
-                after: Some(w.clone()),
+                before: Some(Value::clone(v)),
+                after: Some(Value::clone(w)),
             }),
             Some(_) => {}
         }
@@ -728,7 +975,7 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
                 object: k.clone(),
                 change: "added",
                 before: None,
-                after: Some(w.clone()),
+                after: Some(Value::clone(w)),
             });
         }
     }

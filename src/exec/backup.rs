@@ -239,7 +239,11 @@ async fn schema_record(
     Ok(Some(backups::SchemaRecord {
         covers: covers.into(),
         hash: covered.hash,
-        objects: covered.objects,
+        objects: covered
+            .objects
+            .into_iter()
+            .map(|(k, v)| (k, std::sync::Arc::unwrap_or_clone(v)))
+            .collect(),
         outside,
     }))
 }

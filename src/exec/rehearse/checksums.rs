@@ -165,7 +165,7 @@ pub(super) struct SumCache {
 
 struct Cached {
     columns: Vec<String>,
-    def: Value,
+    def: Option<std::sync::Arc<Value>>,
     filenode: Option<u32>,
     sum: Sum,
 }
@@ -210,19 +210,18 @@ impl SumCache {
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
             .collect();
-        let null = Value::Null;
         let need: Vec<(String, Vec<String>)> = tables
             .iter()
             .filter(|(t, cols)| {
-                let def = now.objects.get(&format!("table {t}")).unwrap_or(&null);
-                let plain = def["kind"] == "r";
+                let def = now.objects.get(&format!("table {t}"));
+                let plain = def.is_some_and(|d| d["kind"] == "r");
                 match self.entries.get(t) {
                     Some(c) => {
                         self.all_dirty
                             || !plain
                             || self.dirty.contains(t)
                             || &c.columns != cols
-                            || &c.def != def
+                            || !same(c.def.as_ref(), def)
                             || c.filenode != filenodes.get(t).copied()
                     }
                     None => true,
@@ -239,11 +238,7 @@ impl SumCache {
                     t.clone(),
                     Cached {
                         columns: cols.clone(),
-                        def: now
-                            .objects
-                            .get(&format!("table {t}"))
-                            .cloned()
-                            .unwrap_or(Value::Null),
+                        def: now.objects.get(&format!("table {t}")).cloned(),
                         filenode: filenodes.get(t).copied(),
                         sum: sum.clone(),
                     },
@@ -261,6 +256,15 @@ impl SumCache {
             .iter()
             .filter_map(|(t, _)| self.entries.get(t).map(|c| (t.clone(), c.sum.clone())))
             .collect())
+    }
+}
+
+/// Whether two shared definitions are equal: the same one, or equal.
+fn same(a: Option<&std::sync::Arc<Value>>, b: Option<&std::sync::Arc<Value>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
     }
 }
 

@@ -122,5 +122,5 @@ async fn fresh_apply(
         .full(&fresh.client)
         .await
         .map_err(|e| db::error_info(&e, None).message)?;
-    Ok(tracked.snapshot)
+    Ok(std::sync::Arc::unwrap_or_clone(tracked.snapshot))
 }

@@ -39,6 +39,7 @@ use crate::snapshot::{self, Snapshot};
 use checksums::Sum;
 use checksums::SumCache;
 use checksums::data;
+use std::sync::Arc;
 use target::Target;
 use target::drop_scratch;
 use target::open_target;
@@ -225,7 +226,7 @@ impl Rig<'_> {
         &self.target.db
     }
 
-    async fn snap(&mut self) -> Result<Snapshot, Fail> {
+    async fn snap(&mut self) -> Result<Arc<Snapshot>, Fail> {
         let client = &self.target.db.client;
         if self.snapshotter.is_none() {
             self.snapshotter = Some(
@@ -235,7 +236,7 @@ impl Rig<'_> {
             );
         }
         let snapshotter = self.snapshotter.as_ref().expect("made above");
-        let next = match &self.last {
+        let next = match self.last.take() {
             Some(prev) => snapshotter.next(client, prev).await,
             None => snapshotter.full(client).await,
         }
