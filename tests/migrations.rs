@@ -883,6 +883,37 @@ fn a_seed_runs_after_each_up_and_its_rows_count_as_data() {
     drop(dir);
 }
 
+/// TRUNCATE empties a table without counting a deleted row in the
+/// transaction's statistics; the rehearsal still sees the rows are gone.
+#[test]
+fn a_down_that_truncates_a_table_that_existed_before_is_lossy() {
+    let (dir, run) = rehearse_files(
+        &[
+            (
+                "001_base.up.sql",
+                "CREATE TABLE people (id int PRIMARY KEY, name text);\n",
+            ),
+            ("001_base.down.sql", "DROP TABLE people;\n"),
+            ("002_note.up.sql", "CREATE TABLE note (id int);\n"),
+            ("002_note.down.sql", "DROP TABLE note;\nTRUNCATE people;\n"),
+            (
+                "seed.sql.txt",
+                "INSERT INTO people VALUES (1, 'a'), (2, 'b') ON CONFLICT DO NOTHING;\n",
+            ),
+        ],
+        "          seed: DIR/seed.sql.txt\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "001")["verdict"], "ok");
+    let note = outcome(&run, "002");
+    assert_eq!(note["verdict"], "lossy", "{note}");
+    assert_eq!(
+        note["findings"][0]["tables"],
+        serde_json::json!(["public.people: 2 rows before, 0 after"])
+    );
+    drop(dir);
+}
+
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
 /// the rows of what they depend on) changed. After every kind of change,
 /// that must give exactly what a full read gives.

@@ -147,10 +147,13 @@ fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<St
 /// Row counts and checksums, kept while nothing can have changed them. A
 /// table is counted again when a leg wrote to it (the transaction's own
 /// statistics say so), when a leg ran outside a transaction, when its
-/// definition or its relfilenode changed (ALTER TABLE rewrites, TRUNCATE),
-/// or when it is partitioned or foreign (its rows live elsewhere). Without
-/// this, every leg would scan every table, and a rehearsal of n migrations
-/// would cost n² table scans.
+/// definition was read again since it was counted, or when it is
+/// partitioned or foreign (its rows live elsewhere). A definition is read
+/// again whenever the table's catalog rows change, and a rewrite or a
+/// TRUNCATE gives the table a new relfilenode, which updates its pg_class
+/// row: so the snapshot entry being the same shared one proves neither
+/// happened. Without this, every leg would scan every table, and a
+/// rehearsal of n migrations would cost n² table scans.
 #[derive(Default)]
 pub(super) struct SumCache {
     entries: BTreeMap<String, Cached>,
@@ -165,15 +168,10 @@ pub(super) struct SumCache {
 
 struct Cached {
     columns: Vec<String>,
+    /// The table's snapshot entry when it was counted.
     def: Option<std::sync::Arc<Value>>,
-    filenode: Option<u32>,
     sum: Sum,
 }
-
-const FILENODES_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname), c.relfilenode::oid \
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-       AND n.nspname NOT LIKE 'pg_toast%'";
 
 impl SumCache {
     /// Drop every entry (they describe a database that is gone), keeping
@@ -202,14 +200,6 @@ impl SumCache {
         tables: &[(String, Vec<String>)],
         now: &Snapshot,
     ) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
-        let filenodes: BTreeMap<String, u32> = db
-            .client
-            .query(FILENODES_SQL, &[])
-            .await
-            .map_err(|e| db::error_info(&e, None))?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
-            .collect();
         let need: Vec<(String, Vec<String>)> = tables
             .iter()
             .filter(|(t, cols)| {
@@ -222,7 +212,6 @@ impl SumCache {
                             || self.dirty.contains(t)
                             || &c.columns != cols
                             || !same(c.def.as_ref(), def)
-                            || c.filenode != filenodes.get(t).copied()
                     }
                     None => true,
                 }
@@ -239,7 +228,6 @@ impl SumCache {
                     Cached {
                         columns: cols.clone(),
                         def: now.objects.get(&format!("table {t}")).cloned(),
-                        filenode: filenodes.get(t).copied(),
                         sum: sum.clone(),
                     },
                 );
@@ -259,13 +247,10 @@ impl SumCache {
     }
 }
 
-/// Whether two shared definitions are equal: the same one, or equal.
+/// Whether a table's entry is the very one it was counted with: not read
+/// again since, so its catalog rows, relfilenode included, are unchanged.
 fn same(a: Option<&std::sync::Arc<Value>>, b: Option<&std::sync::Arc<Value>>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b) || a == b,
-        (None, None) => true,
-        _ => false,
-    }
+    matches!((a, b), (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b))
 }
 
 pub(super) fn data(
