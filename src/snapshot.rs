@@ -328,9 +328,13 @@ impl File {
 }
 
 /// The snapshot query: over every object, or (`only`) over the objects
-/// whose oids are given as $1 (pg_class), $2 (pg_constraint), $3 (pg_proc),
-/// $4 (pg_trigger) and $5 (pg_type).
+/// that depend, directly or not, on the catalog objects `$1` names
+/// (`pg_class:16384`), themselves included. The `only` query also returns
+/// each of those as a row of kind `~`, named by the object its snapshot
+/// entry is built from, so that entries built from an object that is gone
+/// are dropped too.
 fn sql(only: bool) -> String {
+    let of = |catalog: &str| format!("ARRAY(SELECT oid FROM redo_oids WHERE cat = '{catalog}')");
     let mut out = String::new();
     let mut rest = SQL;
     while let Some(at) = rest.find("ONLY_") {
@@ -339,27 +343,30 @@ fn sql(only: bool) -> String {
         let open = tail.find('(').expect("ONLY_KIND(");
         let close = tail.find(')').expect("ONLY_KIND(column)");
         let (kind, column) = (&tail[..open], &tail[open + 1..close]);
-        let param = match kind {
-            "CLASS" => "$1",
-            "CON" => "$2",
-            "PROC" => "$3",
-            "TRIG" => "$4",
-            "TYPE" => "$5",
+        let catalog = match kind {
+            "CLASS" => "pg_class",
+            "CON" => "pg_constraint",
+            "PROC" => "pg_proc",
+            "TRIG" => "pg_trigger",
+            "TYPE" => "pg_type",
             _ => "",
         };
-        out.push_str(&match (only, kind, param) {
+        out.push_str(&match (only, kind, catalog) {
             (false, _, _) => "true".to_string(),
             // The relations read: the ones asked for, and those the asked-for
             // constraints, indexes and triggers belong to. Filtering here,
             // not after the joins, keeps the query to the rows it needs.
             (true, "RELS", _) => format!(
-                "{column} = ANY($1::oid[] \
-                 || ARRAY(SELECT conrelid FROM pg_constraint WHERE oid = ANY($2::oid[])) \
-                 || ARRAY(SELECT indrelid FROM pg_index WHERE indexrelid = ANY($1::oid[])) \
-                 || ARRAY(SELECT tgrelid FROM pg_trigger WHERE oid = ANY($4::oid[])))"
+                "{column} = ANY({class} \
+                 || ARRAY(SELECT conrelid FROM pg_constraint WHERE oid = ANY({con})) \
+                 || ARRAY(SELECT indrelid FROM pg_index WHERE indexrelid = ANY({class})) \
+                 || ARRAY(SELECT tgrelid FROM pg_trigger WHERE oid = ANY({trig})))",
+                class = of("pg_class"),
+                con = of("pg_constraint"),
+                trig = of("pg_trigger"),
             ),
             (true, _, "") => "false".to_string(),
-            (true, _, p) => format!("{column} = ANY({p}::oid[])"),
+            (true, _, c) => format!("{column} = ANY({})", of(c)),
         });
         rest = &tail[close + 1..];
     }
@@ -367,8 +374,36 @@ fn sql(only: bool) -> String {
     // Each CTE is computed once: over a few objects the relations are
     // filtered inside `rels` (ONLY_RELS), so there is nothing to inline,
     // and a plan that repeats them costs more to start than to run.
+    if only {
+        let body = out.strip_prefix("WITH ").expect("the query starts with WITH");
+        let (head, order) = body.rsplit_once("ORDER BY").expect("the query ends with ORDER BY");
+        out = format!(
+            "WITH {CLOSURE_CTES},\n{head}UNION ALL\nSELECT '~', k, NULL, NULL FROM redo WHERE k IS NOT NULL\nORDER BY{order}"
+        );
+    }
     out
 }
+
+/// The objects that depend, directly or not, on the catalog objects `$1`
+/// names, themselves included (`redo`), each named by the object a snapshot
+/// entry is built from (a default belongs to its table, a rule to its
+/// view), and split into catalog and oid (`redo_oids`).
+const CLOSURE_CTES: &str = r#"RECURSIVE roots AS (
+    SELECT split_part(k, ':', 1)::regclass::oid AS classid, split_part(k, ':', 2)::oid AS objid
+    FROM unnest($1::text[]) AS k
+), dep(classid, objid) AS (
+    SELECT classid, objid FROM roots
+    UNION
+    SELECT d.classid, d.objid FROM pg_depend d JOIN dep ON d.refclassid = dep.classid AND d.refobjid = dep.objid
+), redo AS MATERIALIZED (
+    SELECT CASE dep.classid
+        WHEN 'pg_attrdef'::regclass THEN (SELECT 'pg_class:' || adrelid FROM pg_attrdef WHERE oid = dep.objid)
+        WHEN 'pg_rewrite'::regclass THEN (SELECT 'pg_class:' || ev_class FROM pg_rewrite WHERE oid = dep.objid)
+        ELSE dep.classid::regclass::text || ':' || dep.objid END AS k
+    FROM dep
+), redo_oids AS MATERIALIZED (
+    SELECT split_part(k, ':', 1) AS cat, split_part(k, ':', 2)::oid AS oid FROM redo WHERE k IS NOT NULL
+)"#;
 
 /// The snapshot query over every object: for simple queries and the docs.
 pub fn full_sql() -> String {
@@ -473,23 +508,6 @@ UNION ALL SELECT '#m', string_agg(d.classoid::regclass || ':' || d.objoid || '.'
                                   ORDER BY d.classoid, d.objoid, d.objsubid), NULL
     FROM pg_description d WHERE d.objoid >= 16384"#;
 
-/// Every object that depends, directly or not, on the given ones
-/// (`catalog:oid`), themselves included, named by the object a snapshot
-/// entry is built from (a default belongs to its table, a rule to its view).
-const CLOSURE_SQL: &str = r#"WITH RECURSIVE roots AS (
-    SELECT split_part(k, ':', 1)::regclass::oid AS classid, split_part(k, ':', 2)::oid AS objid
-    FROM unnest($1::text[]) AS k
-), dep(classid, objid) AS (
-    SELECT classid, objid FROM roots
-    UNION
-    SELECT d.classid, d.objid FROM pg_depend d JOIN dep ON d.refclassid = dep.classid AND d.refobjid = dep.objid
-)
-SELECT CASE dep.classid
-    WHEN 'pg_attrdef'::regclass THEN (SELECT 'pg_class:' || adrelid FROM pg_attrdef WHERE oid = dep.objid)
-    WHEN 'pg_rewrite'::regclass THEN (SELECT 'pg_class:' || ev_class FROM pg_rewrite WHERE oid = dep.objid)
-    ELSE dep.classid::regclass::text || ':' || dep.objid END
-FROM dep"#;
-
 /// The keys of one catalog's rows, to find the ones removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Keys {
@@ -585,7 +603,6 @@ pub struct Snapshotter {
     deparse: tokio_postgres::Statement,
     deparse_only: tokio_postgres::Statement,
     tokens: tokio_postgres::Statement,
-    closure: tokio_postgres::Statement,
     /// Sets `plan_cache_mode` back to the session's own after a query run
     /// with a generic plan; `None` on a server without the setting.
     restore_plan: Option<String>,
@@ -601,7 +618,6 @@ impl Snapshotter {
             deparse: client.prepare(&sql(false)).await?,
             deparse_only: client.prepare(&sql(true)).await?,
             tokens: client.prepare(TOKENS_SQL).await?,
-            closure: client.prepare(CLOSURE_SQL).await?,
             restore_plan: mode
                 .filter(|m| !m.is_empty())
                 .map(|m| format!("SET plan_cache_mode = {}", crate::pg::quote::literal(&m))),
@@ -660,41 +676,35 @@ impl Snapshotter {
         Ok(read)
     }
 
+    /// Every definition (`changed: None`), or those of the objects that
+    /// depend on the `changed` ones, with the set of catalog objects they
+    /// were read for.
     async fn deparse(
         &self,
         client: &tokio_postgres::Client,
-        only: Option<&HashSet<String>>,
-    ) -> Result<Vec<(String, String, Value)>, tokio_postgres::Error> {
-        let rows = match only {
+        changed: Option<&[String]>,
+    ) -> Result<(HashSet<String>, Vec<(String, String, Value)>), tokio_postgres::Error> {
+        let rows = match changed {
             None => client.query(&self.deparse, &[]).await?,
-            Some(set) => {
-                let oids = |catalog: &str| -> Vec<u32> {
-                    set.iter()
-                        .filter_map(|k| k.strip_prefix(catalog)?.strip_prefix(':')?.parse().ok())
-                        .collect()
-                };
-                let (a, b, c, d, e) = (
-                    oids("pg_class"),
-                    oids("pg_constraint"),
-                    oids("pg_proc"),
-                    oids("pg_trigger"),
-                    oids("pg_type"),
-                );
-                self.generic(client, &self.deparse_only, &[&a, &b, &c, &d, &e])
-                    .await?
-            }
+            Some(roots) => self.generic(client, &self.deparse_only, &[&roots]).await?,
         };
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let def: String = r.get(2);
-                (
-                    format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)),
-                    r.get::<_, String>(3),
-                    serde_json::from_str(&def).unwrap_or(Value::String(def)),
-                )
-            })
-            .collect())
+        let mut redo = HashSet::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let kind: String = r.get(0);
+            let name: String = r.get(1);
+            if kind == "~" {
+                redo.insert(name);
+                continue;
+            }
+            let def: String = r.get(2);
+            out.push((
+                format!("{kind} {name}"),
+                r.get::<_, String>(3),
+                serde_json::from_str(&def).unwrap_or(Value::String(def)),
+            ));
+        }
+        Ok((redo, out))
     }
 
     /// Every object, read from the catalog.
@@ -705,7 +715,7 @@ impl Snapshotter {
         // Row versions first: a change that lands between the two reads
         // shows as a changed token next time, never as a stale definition.
         let read = self.read(client, None).await?;
-        let rows = self.deparse(client, None).await?;
+        let (_, rows) = self.deparse(client, None).await?;
         let mut t = Tracked {
             snapshot: Arc::new(Snapshot::from_shared(BTreeMap::new())),
             entries: Arc::default(),
@@ -795,13 +805,7 @@ impl Snapshotter {
             return Ok(t);
         }
         let roots: Vec<String> = changed.iter().filter_map(|k| root_of(k)).collect();
-        let redo: HashSet<String> = self
-            .generic(client, &self.closure, &[&roots])
-            .await?
-            .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(0))
-            .collect();
-        let rows = self.deparse(client, Some(&redo)).await?;
+        let (redo, rows) = self.deparse(client, Some(&roots)).await?;
         t.rebuild(&redo, rows);
         Ok(t)
     }

@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import time
 
-from common import Cluster, bin_dir, release_build
+from common import Cluster, bin_dir, figure, release_build, write_json
 BATCH = 10000
 
 WRITER = """\\set id random(1, {rows})
@@ -59,6 +59,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     exe = release_build()
     bindir = bin_dir("pgbench")
@@ -192,12 +193,17 @@ def main():
         b_max = max(x for run in lats["(b) backfill step"] for x in run)
         a_max = max(x for run in lats["(a) single UPDATE"] for x in run)
         print("\nfigures:")
-        print(f"  (b) throughput is {a / b * 100:.0f}% of (a)'s  (target >= 60%)")
-        print(f"  writer max latency: {b_max:.0f} ms under (b) (target < 1000 ms); "
+        print(f"  (b) throughput is {a / b * 100:.0f}% of (a)'s  (target >= 85%)")
+        print(f"  writer max latency: {b_max:.0f} ms under (b) (target < 500 ms); "
               f"{a_max:.0f} ms under (a), whose update took {a * 1000:.0f} ms")
-        print(f"  (b) vs the hand-written loop (c): {(b / c - 1) * 100:+.1f}%  (target within 10%)")
+        print(f"  (b) vs the hand-written loop (c): {(b / c - 1) * 100:+.1f}%  (target <= +3%)")
         nm = med["(b') step, no monitor"]
         print(f"  (b') the step without the lock monitor vs (c): {(nm / c - 1) * 100:+.1f}%; the monitor costs {(b / nm - 1) * 100:+.1f}%")
+        write_json(args.json, "backfill", [
+            figure("backfill step throughput, % of a single UPDATE", a / b * 100, "%", 85, better="higher"),
+            figure("backfill step vs a hand-written DO loop", (b / c - 1) * 100, "%", 3),
+            figure("writer max latency during the backfill step", b_max, "ms", 500),
+        ], rows=args.rows, runs=args.runs, seconds=med)
     finally:
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -78,3 +78,22 @@ def write_pairs(d, n, up, down):
             f.write(up(i))
         with open(os.path.join(d, f"{i:0{width}d}_m{i}.down.sql"), "w") as f:
             f.write(down(i))
+
+
+def figure(name, value, unit, target=None, better="lower"):
+    """One figure of a benchmark, with its target and whether it is met:
+    `better` says which way is good ("lower" or "higher")."""
+    met = None
+    if target is not None:
+        met = value <= target if better == "lower" else value >= target
+    return {"name": name, "value": round(value, 3), "unit": unit,
+            "target": target, "better": better, "met": met}
+
+
+def write_json(path, bench, figures, **context):
+    """Write a benchmark's figures to `path` (for scripts/bench/all.py)."""
+    if not path:
+        return
+    import json
+    with open(path, "w") as f:
+        json.dump({"bench": bench, "figures": figures, **context}, f, indent=2)

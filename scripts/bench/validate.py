@@ -12,6 +12,7 @@ Usage: python3 scripts/bench/validate.py [--runs N] [--steps N]
 """
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from common import release_build
+from common import figure, release_build, write_json
 
 
 def runbook_yaml(steps: int) -> str:
@@ -82,6 +83,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
 
     exe = release_build()
@@ -111,8 +113,17 @@ def main():
         print("ansible-playbook not installed (pip install ansible-core) - comparison skipped")
     print(f"runbook file: {os.path.getsize(rb)} bytes; runs per command: {args.runs}")
     # In process, beside the floor (serde_yaml alone on the same file).
-    subprocess.run(["cargo", "bench", "--quiet", "--locked", "--bench", "validate", "--", rb, str(args.runs)],
-                   cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), check=True)
+    bench = subprocess.run(["cargo", "bench", "--quiet", "--locked", "--bench", "validate", "--", rb, str(args.runs)],
+                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           check=True, capture_output=True, text=True)
+    print(bench.stdout, end="")
+    # `  validate_file, schema compiled   57.80 ms    2.5x the floor`
+    floor = re.search(r"validate_file, schema compiled\s+([0-9.]+) ms\s+([0-9.]+)x the floor", bench.stdout)
+    whole = next(med for name, med, *_ in rows if name.startswith("runbook validate"))
+    write_json(args.json, "validate", [
+        figure(f"runbook validate, {args.steps} steps, whole process", whole, "ms"),
+        figure("validate_file in process / serde_yaml alone (the floor)", float(floor.group(2)) if floor else float("nan"), "x"),
+    ], steps=args.steps, runs=args.runs)
     shutil.rmtree(tmp)
 
 
