@@ -375,8 +375,12 @@ fn sql(only: bool) -> String {
     // filtered inside `rels` (ONLY_RELS), so there is nothing to inline,
     // and a plan that repeats them costs more to start than to run.
     if only {
-        let body = out.strip_prefix("WITH ").expect("the query starts with WITH");
-        let (head, order) = body.rsplit_once("ORDER BY").expect("the query ends with ORDER BY");
+        let body = out
+            .strip_prefix("WITH ")
+            .expect("the query starts with WITH");
+        let (head, order) = body
+            .rsplit_once("ORDER BY")
+            .expect("the query ends with ORDER BY");
         out = format!(
             "WITH {CLOSURE_CTES},\n{head}UNION ALL\nSELECT '~', k, NULL, NULL FROM redo WHERE k IS NOT NULL\nORDER BY{order}"
         );

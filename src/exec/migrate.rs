@@ -206,8 +206,17 @@ pub async fn run_script(
     }
     let duration = started.elapsed();
     let touched = if in_tx && collect_touched {
-        match db.client.query(TOUCHED_SQL, &[]).await {
-            Ok(rows) => Some(rows.iter().map(|r| r.get::<_, String>(0)).collect()),
+        // The simple protocol: one round trip, where a prepared query takes two.
+        match db.client.simple_query(TOUCHED_SQL).await {
+            Ok(messages) => Some(
+                messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             Err(_) => None,
         }
     } else {

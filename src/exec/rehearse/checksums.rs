@@ -36,26 +36,27 @@ async fn sums(
         .iter()
         .map(|(t, _)| crate::pg::quote::literal(t))
         .collect();
-    let rows = db
+    let messages = db
         .client
-        .query(
-            &format!(
-                "SELECT t.name, a.attname
-                 FROM unnest(ARRAY[{}]::text[]) AS t(name)
-                 JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)
-                 WHERE a.attnum > 0 AND NOT a.attisdropped",
-                names.join(", ")
-            ),
-            &[],
-        )
+        .simple_query(&format!(
+            "SELECT t.name, a.attname
+             FROM unnest(ARRAY[{}]::text[]) AS t(name)
+             JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)
+             WHERE a.attnum > 0 AND NOT a.attisdropped",
+            names.join(", ")
+        ))
         .await
         .map_err(|e| db::error_info(&e, None))?;
     let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in &rows {
-        present
-            .entry(r.get::<_, String>(0))
-            .or_default()
-            .push(r.get(1));
+    for m in &messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m
+            && let (Some(table), Some(column)) = (r.get(0), r.get(1))
+        {
+            present
+                .entry(table.to_string())
+                .or_default()
+                .push(column.to_string());
+        }
     }
     let mut parts = Vec::new();
     for (t, cols) in tables {
