@@ -845,73 +845,58 @@ fn single_file_formats_run_their_sections_with_their_transaction_markers() {
     assert_eq!(run.code, 3, "{}", run.stderr);
 }
 
-#[test]
-fn a_seed_runs_after_each_up_and_its_rows_count_as_data() {
-    // The seed fills the new table; the down drops the table with them, which
-    // is the down's own data and not a loss. A down that deletes rows from
-    // a table that existed before is.
-    let (dir, run) = rehearse_files(
+/// A rehearsal of `001_base` (the table `people`) and a second migration
+/// (`name`, its up and down), with `seed` run after each up.
+fn people_then(name: &str, up: &str, down: &str, seed: &str) -> (tempfile::TempDir, Rehearsal) {
+    rehearse_files(
         &[
             (
                 "001_base.up.sql",
                 "CREATE TABLE people (id int PRIMARY KEY, name text);\n",
             ),
             ("001_base.down.sql", "DROP TABLE people;\n"),
-            (
-                "002_pets.up.sql",
-                "CREATE TABLE pets (id int PRIMARY KEY, owner int REFERENCES people (id));\n",
-            ),
-            (
-                "002_pets.down.sql",
-                "DROP TABLE pets;\nDELETE FROM people WHERE id > 1;\n",
-            ),
-            (
-                "seed.sql.txt",
-                "INSERT INTO people VALUES (1, 'a'), (2, 'b') ON CONFLICT DO NOTHING;\nDO $$ BEGIN IF to_regclass('pets') IS NOT NULL THEN INSERT INTO pets VALUES (1, 1) ON CONFLICT DO NOTHING; END IF; END $$;\n",
-            ),
+            (&format!("002_{name}.up.sql"), up),
+            (&format!("002_{name}.down.sql"), down),
+            ("seed.sql.txt", seed),
         ],
         "          seed: DIR/seed.sql.txt\n",
-    );
+    )
+}
+
+/// The second migration's outcome must be lossy, naming `tables`.
+fn second_is_lossy(run: &Run, tables: &[&str]) {
     assert_eq!(run.code, 3, "{}", run.stderr);
-    assert_eq!(outcome(&run, "001")["verdict"], "ok");
-    let pets = outcome(&run, "002");
-    assert_eq!(pets["verdict"], "lossy");
-    assert_eq!(
-        pets["findings"][0]["tables"],
-        serde_json::json!(["public.people: 2 rows before, 1 after"])
+    assert_eq!(outcome(run, "001")["verdict"], "ok");
+    let second = outcome(run, "002");
+    assert_eq!(second["verdict"], "lossy", "{second}");
+    assert_eq!(second["findings"][0]["tables"], serde_json::json!(tables));
+}
+
+#[test]
+fn a_seed_runs_after_each_up_and_its_rows_count_as_data() {
+    // The seed fills the new table; the down drops the table with them, which
+    // is the down's own data and not a loss. A down that deletes rows from
+    // a table that existed before is.
+    let (_dir, run) = people_then(
+        "pets",
+        "CREATE TABLE pets (id int PRIMARY KEY, owner int REFERENCES people (id));\n",
+        "DROP TABLE pets;\nDELETE FROM people WHERE id > 1;\n",
+        "INSERT INTO people VALUES (1, 'a'), (2, 'b') ON CONFLICT DO NOTHING;\nDO $$ BEGIN IF to_regclass('pets') IS NOT NULL THEN INSERT INTO pets VALUES (1, 1) ON CONFLICT DO NOTHING; END IF; END $$;\n",
     );
-    drop(dir);
+    second_is_lossy(&run, &["public.people: 2 rows before, 1 after"]);
 }
 
 /// TRUNCATE empties a table without counting a deleted row in the
 /// transaction's statistics; the rehearsal still sees the rows are gone.
 #[test]
 fn a_down_that_truncates_a_table_that_existed_before_is_lossy() {
-    let (dir, run) = rehearse_files(
-        &[
-            (
-                "001_base.up.sql",
-                "CREATE TABLE people (id int PRIMARY KEY, name text);\n",
-            ),
-            ("001_base.down.sql", "DROP TABLE people;\n"),
-            ("002_note.up.sql", "CREATE TABLE note (id int);\n"),
-            ("002_note.down.sql", "DROP TABLE note;\nTRUNCATE people;\n"),
-            (
-                "seed.sql.txt",
-                "INSERT INTO people VALUES (1, 'a'), (2, 'b') ON CONFLICT DO NOTHING;\n",
-            ),
-        ],
-        "          seed: DIR/seed.sql.txt\n",
+    let (_dir, run) = people_then(
+        "note",
+        "CREATE TABLE note (id int);\n",
+        "DROP TABLE note;\nTRUNCATE people;\n",
+        "INSERT INTO people VALUES (1, 'a'), (2, 'b') ON CONFLICT DO NOTHING;\n",
     );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    assert_eq!(outcome(&run, "001")["verdict"], "ok");
-    let note = outcome(&run, "002");
-    assert_eq!(note["verdict"], "lossy", "{note}");
-    assert_eq!(
-        note["findings"][0]["tables"],
-        serde_json::json!(["public.people: 2 rows before, 0 after"])
-    );
-    drop(dir);
+    second_is_lossy(&run, &["public.people: 2 rows before, 0 after"]);
 }
 
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
