@@ -741,6 +741,7 @@ fn the_example_backs_up_drops_and_restores_on_failure() {
                     verdict.contains("back to before phase `contract` (verified), but the changes of phase(s) `seed` are still in place"),
                     "{verdict}"
                 );
+                assert_eq!(run.report["run"]["status"], "partly_undone");
             } else {
                 assert!(
                     verdict.contains("verified equal to before the run"),

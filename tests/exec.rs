@@ -1178,6 +1178,50 @@ fn an_undo_that_leaves_an_object_behind_is_exit_4_with_the_difference() {
     );
 }
 
+/// The runbook's `on_failure` undoes the last completed phase but not the
+/// first: the verdict names only the phase whose changes stay.
+#[test]
+fn a_runbook_undo_that_reaches_back_one_phase_names_only_what_stays() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: first
+    kind: expand
+    steps:
+      - id: a
+        sql: CREATE TABLE a (n int);
+  - id: second
+    kind: expand
+    steps:
+      - id: b
+        sql: CREATE TABLE b (n int);
+  - id: third
+    kind: migrate
+    on_failure: abort
+    steps:
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: undo_second
+    sql: DROP TABLE b;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(run.report["run"]["status"], "partly_undone");
+    let verdict = run.report["run"]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains(
+            "back to before phase `second` (verified), but the changes of phase(s) `first` are still in place"
+        ),
+        "{verdict}"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('a') IS NOT NULL AND to_regclass('b') IS NULL"),
+        "t"
+    );
+}
+
 /// `on_failure: abort`, then the runbook's own `on_failure` undoes the
 /// change: the database is back where it started, and the code says so.
 #[test]

@@ -622,6 +622,13 @@ impl<'a> Run<'a> {
                     .rev()
                     .find(|(_, b)| b.compare(&now_state, "").0 == verdict::Check::Equal)
                     .map(|(p, _)| p.clone());
+                // That phase and every later one are undone: only the
+                // phases before it keep their changes.
+                if let Some(p) = &st.back_to_phase
+                    && let Some(i) = st.kept.iter().position(|k| k == p)
+                {
+                    st.kept.truncate(i);
+                }
             }
             st.back_to_start = Some(check);
             Some(v)

@@ -142,11 +142,14 @@ fn failed(x: &Failed) -> (RunStatus, u8, String) {
         .collect::<Vec<_>>()
         .join(", ");
     if let Some(p) = &x.back_to_phase {
+        let rest = if kept.is_empty() {
+            "which is not where the run started".to_string()
+        } else {
+            format!("but the changes of phase(s) {kept} are still in place; keep them or undo them")
+        };
         return must_act(
             RunStatus::PartlyUndone,
-            format!(
-                "the undo brought the schema back to before phase `{p}` (verified), but the changes of phase(s) {kept} are still in place; keep them or undo them"
-            ),
+            format!("the undo brought the schema back to before phase `{p}` (verified), {rest}"),
         );
     }
     let since = x
