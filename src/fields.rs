@@ -350,6 +350,12 @@ impl<'a> Walker<'a> {
                         self.push(format!("{base}/{key}/{i}"), x, t, scope);
                     }
                 }
+                if let Some(k) = &b.keep {
+                    self.push(format!("{base}/keep"), k, t, scope);
+                }
+                if let Some(DurationSetting::Template(d)) = &b.keep_for {
+                    self.push(format!("{base}/keep_for"), d, t, scope);
+                }
             }
             StepKind::Restore(r) => {
                 let base = format!("{p}/restore");

@@ -919,10 +919,13 @@ pub struct BackupStep {
     pub exclude_schemas: Vec<String>,
     #[serde(default)]
     pub verify: Verify,
-    pub keep: Option<u32>,
+    /// Keep this many backups: a whole number, or a template that renders
+    /// to one, checked before the run starts.
+    #[serde(default, deserialize_with = "opt_string_or_integer")]
+    pub keep: Option<String>,
     /// Also remove this runbook's backups beside it that are older than
     /// this (after a backup succeeded; never the one just taken).
-    pub keep_for: Option<Duration>,
+    pub keep_for: Option<DurationSetting>,
 }
 
 fn default_backup_path() -> String {

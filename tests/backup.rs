@@ -649,9 +649,20 @@ fn a_killed_pg_dump_fails_the_step_and_no_secret_reaches_its_argv() {
 fn keep_prunes_older_backups_of_the_runbook_but_never_the_new_one() {
     let db = Db::fresh();
     db.sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1);");
+    // `keep` and `keep_for` come from params here.
     let case = Case::new(&runbook(
-        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: \"backups/{{ run.id }}\"\n          format: custom\n          verify: none\n          keep: 2\n",
+        "params:\n  keep: { type: integer, default: 2 }\n  age: { type: string, default: 720h }\nphases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        backup:\n          path: \"backups/{{ run.id }}\"\n          format: custom\n          verify: none\n          keep: \"{{ params.keep }}\"\n          keep_for: \"{{ params.age }}\"\n",
     ));
+    // A value that is not one is refused before anything runs.
+    for (set, says) in [
+        ("keep=0", "`keep` renders to `0`, which is zero"),
+        ("age=soon", "`keep_for` renders to `soon`"),
+    ] {
+        let run = case.exec(&db.url, &["--set", set]);
+        assert_eq!(run.code, 5, "{}", run.stderr);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+        assert!(!case.dir.path().join("backups").exists());
+    }
     // Another runbook's backup in the same directory is not ours to prune.
     let foreign = case.dir.path().join("backups/other");
     std::fs::create_dir_all(&foreign).unwrap();

@@ -61,8 +61,14 @@ impl Planner<'_> {
             schemas,
             exclude_schemas,
             verify: b.verify,
-            keep: b.keep,
-            keep_for: b.keep_for,
+            keep: b
+                .keep
+                .as_deref()
+                .and_then(|k| self.count_setting(k, "keep")),
+            keep_for: b
+                .keep_for
+                .as_ref()
+                .map(|d| self.duration_setting(Some(d), std::time::Duration::ZERO, "keep_for")),
         }))
     }
 }

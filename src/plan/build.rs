@@ -445,6 +445,27 @@ impl Planner<'_> {
         }
     }
 
+    /// A whole number of 1 or more, as written or from a template rendered
+    /// now; `None`, with a diagnostic naming the key, when it is not one.
+    pub(super) fn count_setting(&mut self, source: &str, key: &str) -> Option<u32> {
+        let rendered = self.text(source);
+        let why = match rendered.raw.expose().trim().parse::<u32>() {
+            Ok(0) => "is zero: say 1 or more",
+            Ok(n) => return Some(n),
+            Err(_) => "is not a whole number",
+        };
+        self.errors.push(
+            Diagnostic::new(format!(
+                "`{key}` renders to `{}`, which {why}",
+                rendered.text
+            ))
+            .at(self.span_of(source))
+            .label("expected a whole number, 1 or more")
+            .hint("a number, or a param that holds one: `--set NAME=14`"),
+        );
+        None
+    }
+
     pub(super) fn rb_span(&self, pointer: &str) -> Option<crate::source::Span> {
         self.doc.spans().value(pointer)
     }
