@@ -432,6 +432,15 @@ fn restore_drill_proves_a_backup_restores_and_fails_on_a_corrupt_backup_or_a_bad
     let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     m["created_at"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(old.join("manifest.json"), m.to_string()).unwrap();
+    // A retention that is not a number is refused before anything runs.
+    let run = case.exec(&db.url, &["--set", &notify, "--set", "keep_for=a month"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`keep_for` renders to `a month`"),
+        "{}",
+        run.stderr
+    );
+    assert!(old.exists());
     let run = case.exec(&db.url, &["--set", &notify]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!old.exists(), "a backup older than keep_for is pruned");
