@@ -257,9 +257,11 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Asleep means past the FOR UPDATE: the row locks are held. (The whole
+    // string is one query, so its text shows before the locks are taken.)
     support::wait_until(
         &db,
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND state <> 'idle' AND pid <> pg_backend_pid()",
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
     );
     let run = Case::new(&format!(
         "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
