@@ -915,6 +915,12 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             .await
             .unwrap();
         tokio::spawn(conn);
+        // The session's own plan setting, which the snapshots must leave as
+        // it is (they switch to generic plans only around their own queries).
+        client
+            .batch_execute("SET plan_cache_mode = force_custom_plan")
+            .await
+            .unwrap();
         let s = Snapshotter::new(&client).await.unwrap();
         let mut tracked = s.full(&client).await.unwrap();
         let changes = [
@@ -1027,6 +1033,12 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
         let full = s.full(&client).await.unwrap();
         assert_eq!(valid.snapshot.objects, full.snapshot.objects);
         assert_eq!(valid.snapshot.objects["index public.c_v"]["valid"], true);
+        let mode: String = client
+            .query_one("SHOW plan_cache_mode", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "force_custom_plan", "the session's setting is put back");
     });
 }
 
