@@ -101,6 +101,12 @@ fn versioned_dirs() -> Vec<(u32, PathBuf)> {
     dirs
 }
 
+/// Whether `path` is Debian's `pg_wrapper` (postgresql-common), which
+/// `/usr/bin/pg_dump` and its siblings link to.
+fn is_debian_wrapper(path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| p.file_name().is_some_and(|n| n == "pg_wrapper"))
+}
+
 /// Find `name` at least as new as `server_major` (0: any version).
 pub fn find(name: &str, server_version: &str, bin_dir: Option<&Path>) -> Result<Tool, ToolError> {
     let server_major = major_of(server_version).unwrap_or(0);
@@ -110,10 +116,18 @@ pub fn find(name: &str, server_version: &str, bin_dir: Option<&Path>) -> Result<
             format!("{} (--pg-bin-dir / PG_BIN_DIR)", dir.display()),
         ),
         None => {
-            let mut c: Vec<PathBuf> = which::which_all(name)
-                .map(Iterator::collect)
-                .unwrap_or_default();
+            let (wrappers, mut c): (Vec<PathBuf>, Vec<PathBuf>) = which::which_all(name)
+                .map(Iterator::collect::<Vec<_>>)
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|p| is_debian_wrapper(p));
             c.extend(versioned_dirs().into_iter().map(|(_, d)| d.join(name)));
+            // Debian's wrapper runs the same binaries as the versioned
+            // directories hold, but picks the version by the local clusters,
+            // not by the server we are about to talk to, and costs a Perl
+            // start-up (about 50 ms) on every call. The binaries it would
+            // run come first; it is the last resort.
+            c.extend(wrappers);
             (
                 c,
                 "PATH, /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, /opt/homebrew/opt/postgresql@*/bin"
@@ -154,6 +168,28 @@ pub fn find(name: &str, server_version: &str, bin_dir: Option<&Path>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debian_wrapper_is_known_by_its_link_target_and_comes_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = dir.path().join("pg_wrapper");
+        std::fs::write(&wrapper, "#!/usr/bin/perl\n").unwrap();
+        let link = dir.path().join("pg_dump");
+        std::os::unix::fs::symlink(&wrapper, &link).unwrap();
+        let plain = dir.path().join("pg_restore");
+        std::fs::write(&plain, "").unwrap();
+        assert!(is_debian_wrapper(&link));
+        assert!(!is_debian_wrapper(&plain));
+        assert!(!is_debian_wrapper(&dir.path().join("missing")));
+        // On a Debian machine with postgresql-common, the binary found is
+        // the one the wrapper would have run, not the wrapper.
+        if Path::new("/usr/bin/pg_dump").exists()
+            && is_debian_wrapper(Path::new("/usr/bin/pg_dump"))
+        {
+            let tool = find("pg_dump", "0", None).unwrap();
+            assert!(!is_debian_wrapper(&tool.path), "{}", tool.path.display());
+        }
+    }
 
     #[test]
     fn versions_parse() {
