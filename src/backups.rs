@@ -343,6 +343,9 @@ pub fn write_manifest(dir: &Path, m: &Manifest) -> std::io::Result<()> {
 /// One entry of an archive's table of contents.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TocEntry {
+    /// The entry's dump id: how pg_restore's `--verbose` lines name it
+    /// (`finished item 3365 TABLE DATA ...`). None for a plain dump.
+    pub id: Option<u32>,
     /// `TABLE`, `TABLE DATA`, `SEQUENCE SET`, `BLOBS`...
     pub desc: String,
     pub oid: Option<u32>,
@@ -365,7 +368,7 @@ pub fn parse_toc(list: &str) -> Vec<TocEntry> {
     list.lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
         .filter_map(|l| {
-            let (_, rest) = l.split_once("; ")?;
+            let (id, rest) = l.split_once("; ")?;
             let mut words = rest.splitn(3, ' ');
             let _table_oid = words.next()?;
             let oid = words.next()?.parse().ok();
@@ -376,6 +379,7 @@ pub fn parse_toc(list: &str) -> Vec<TocEntry> {
             })?;
             let mut parts = rest[desc.len()..].trim_start().splitn(3, ' ');
             Some(TocEntry {
+                id: id.trim().parse().ok(),
                 desc: (*desc).to_string(),
                 oid,
                 schema: parts.next().unwrap_or_default().to_string(),
@@ -416,6 +420,7 @@ pub fn plain_toc(file: &Path) -> Result<Vec<TocEntry>, BackupError> {
             && (desc == "TABLE" || desc == "TABLE DATA")
         {
             out.push(TocEntry {
+                id: None,
                 desc,
                 oid: None,
                 schema,

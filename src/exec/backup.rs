@@ -188,18 +188,18 @@ fn table_of(line: &str, marker: &str) -> Option<String> {
 /// object for a whole-database backup, the dumped tables and what belongs
 /// to them for `tables:`, every object in them for `schemas:`. None when
 /// the coverage cannot be said exactly (exclusions) or holds no schema
-/// (data-only).
+/// (data-only): see [`records_schema`]. `all` is every object, read in
+/// the snapshot while pg_dump ran.
 async fn schema_record(
     client: &tokio_postgres::Client,
-    b: &crate::plan::PlanBackup,
+    all: Option<crate::snapshot::Snapshot>,
     tables: &[String],
     schemas: &[String],
     dumped: &[backups::Table],
 ) -> Result<Option<backups::SchemaRecord>, tokio_postgres::Error> {
-    if b.data_only || !b.exclude_tables.is_empty() || !b.exclude_schemas.is_empty() {
+    let Some(all) = all else {
         return Ok(None);
-    }
-    let all = crate::snapshot::take(client).await?;
+    };
     let (covers, covered) = if !tables.is_empty() && schemas.is_empty() {
         let list: Vec<(String, String)> = dumped
             .iter()
@@ -246,6 +246,13 @@ async fn schema_record(
             .collect(),
         outside,
     }))
+}
+
+/// Whether the backup's manifest records the schema it covers: not for
+/// data only, and not with exclusions, whose coverage cannot be said
+/// exactly.
+fn records_schema(b: &crate::plan::PlanBackup) -> bool {
+    !b.data_only && b.exclude_tables.is_empty() && b.exclude_schemas.is_empty()
 }
 
 /// What the dump holds, by the table of contents: `tables` with counts,
@@ -313,18 +320,27 @@ async fn find_tools(r: &Run<'_>, b: &PlanBackup) -> Result<Tools, Fail> {
         }
     };
     let plain = b.format == BackupFormat::Plain;
+    // Each probe runs the program once (`--version`): side by side, and
+    // a failure is told in this order, pg_dump's first.
+    let (pg_dump, pg_restore, psql) = tokio::join!(
+        find("pg_dump", &r.server_version),
+        async {
+            match plain {
+                true => Ok(None),
+                false => find("pg_restore", &r.server_version).await.map(Some),
+            }
+        },
+        async {
+            match plain && b.verify == Verify::Restore {
+                true => find("psql", "0").await.map(Some),
+                false => Ok(None),
+            }
+        },
+    );
     Ok(Tools {
-        pg_dump: find("pg_dump", &r.server_version).await?,
-        pg_restore: if plain {
-            None
-        } else {
-            Some(find("pg_restore", &r.server_version).await?)
-        },
-        psql: if plain && b.verify == Verify::Restore {
-            Some(find("psql", "0").await?)
-        } else {
-            None
-        },
+        pg_dump: pg_dump?,
+        pg_restore: pg_restore?,
+        psql: psql?,
     })
 }
 
@@ -620,8 +636,10 @@ async fn refuse_in_git_tree(dir: &Path) -> Result<(), Fail> {
     .unchanged())
 }
 
-/// pg_dump in the snapshot's export, with the candidates' rows counted in
-/// the same snapshot meanwhile.
+/// pg_dump in the snapshot's export, with the candidates' rows counted,
+/// and then the schema read (when the manifest records it), in the same
+/// snapshot meanwhile. Reading the schema while pg_dump still holds its
+/// locks also means no DDL on a dumped table can come between the two.
 async fn dump_counted(
     r: &mut Run<'_>,
     (s, b): (&PlanStep, &PlanBackup),
@@ -629,22 +647,37 @@ async fn dump_counted(
     (tools, options, dump_path): (&Tools, &backups::Options, &Path),
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
-) -> Result<child::Ran, Fail> {
-    // Count while pg_dump runs, on the server's other cores.
-    let counting = (!options.schema_only).then(|| {
+) -> Result<(child::Ran, Option<crate::snapshot::Snapshot>), Fail> {
+    // On the server's other cores, while pg_dump runs.
+    let reading = {
         let c = Arc::clone(&snap.client);
         let t = snap.candidates.clone();
-        tokio::spawn(async move { count_rows(&c, &t).await })
-    });
+        let (count, schema) = (!options.schema_only, records_schema(b));
+        tokio::spawn(async move {
+            let counts = match count {
+                true => count_rows(&c, &t)
+                    .await
+                    .map_err(|e| ("failed to count rows in the dump's snapshot", e))?,
+                false => Vec::new(),
+            };
+            let all = match schema {
+                true => Some(
+                    crate::snapshot::take(&c)
+                        .await
+                        .map_err(|e| ("failed to snapshot the schema the backup covers", e))?,
+                ),
+                false => None,
+            };
+            Ok::<_, (&'static str, tokio_postgres::Error)>((counts, all))
+        })
+    };
     let argv = pg_dump_argv(r, s, b, &tools.pg_dump.path, options, dump_path, &snap.name);
     let total = (!options.schema_only).then_some(snap.candidates.len() as u64);
     let ran = dump(r, s, &argv, total, deadline).await;
     let ran = match ran {
         Ok(ran) if ran.code == Some(0) && ran.ended.is_none() => ran,
         failure => {
-            if let Some(h) = counting {
-                h.abort();
-            }
+            reading.abort();
             let ran = failure.map_err(|e| Fail::new(StepStatus::Failed, e))?;
             let _ = snap
                 .client
@@ -654,23 +687,22 @@ async fn dump_counted(
             return Err(child_failure("pg_dump", &ran, timeout));
         }
     };
-    if let Some(h) = counting {
-        let counts = h
-            .await
-            .map_err(|e| {
-                failed(
-                    ErrorKind::Internal,
-                    format!("row counting stopped: {e}"),
-                    None,
-                )
-            })?
-            .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
+    let (counts, all) = reading
+        .await
+        .map_err(|e| {
+            failed(
+                ErrorKind::Internal,
+                format!("reading the dump's snapshot stopped: {e}"),
+                None,
+            )
+        })?
+        .map_err(|(what, e)| sql_err(what)(e))?;
+    if !options.schema_only {
         for (t, n) in snap.candidates.iter_mut().zip(counts) {
             t.rows = Some(n);
         }
     }
-
-    Ok(ran)
+    Ok((ran, all))
 }
 
 /// The sha256 of every file of the dump, off the runtime's thread.
@@ -718,7 +750,7 @@ pub(crate) async fn run(
     let dump_path = dir.join(dump_name);
 
     let mut snap = open_snapshot(r, &options).await?;
-    let ran = dump_counted(
+    let (ran, all) = dump_counted(
         r,
         (s, b),
         &mut snap,
@@ -735,7 +767,7 @@ pub(crate) async fn run(
         .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
     let schema_record = schema_record(
         &snap.client,
-        b,
+        all,
         &options.tables,
         &options.schemas,
         &tables_out,
@@ -948,13 +980,14 @@ async fn verify_by_restore(
             single_transaction: m.options.jobs.unwrap_or(1) == 1,
             use_list,
             unit: "tables restored to verify",
+            finished: None,
         },
         deadline,
         timeout,
     )
     .await;
     let checked: Result<Result<(), String>, Fail> = match result {
-        Ok(()) => super::restore::compare_counts(r, &scratch, m)
+        Ok(()) => super::restore::compare_counts(r, &scratch, m, &std::collections::HashMap::new())
             .await
             .map_err(|e| sql_failure("failed to count rows in the scratch database", &e))
             .map(|mismatches| {

@@ -28,6 +28,9 @@ pub(crate) struct How {
     /// to verify` when a backup's check restores it (so the two counts
     /// of one backup step are told apart).
     pub unit: &'static str,
+    /// Told the dump id of each table's data as pg_restore finishes it
+    /// (parallel archive restores only).
+    pub finished: Option<tokio::sync::mpsc::UnboundedSender<u32>>,
 }
 
 /// A libpq connection string naming only a database: no secret in it.
@@ -100,7 +103,11 @@ pub(crate) async fn restore_into(
     };
     let base = r.base_dir.clone();
     let ran = child::run(r, &argv, &env, &base, deadline, |r, _, line| {
-        if let Some(t) = line.split_once("processing data for table ").map(|x| x.1) {
+        if let Some(id) = finished_data_item(line)
+            && let Some(tx) = &how.finished
+        {
+            let _ = tx.send(id);
+        } else if let Some(t) = line.split_once("processing data for table ").map(|x| x.1) {
             restored += 1;
             r.bus.emit(Event::StepProgress {
                 at: now(),
@@ -127,6 +134,91 @@ pub(crate) async fn restore_into(
         return Err(child_failure(name, &ran, timeout));
     }
     Ok(())
+}
+
+/// The dump id in pg_restore's `finished item 3365 TABLE DATA orders`.
+fn finished_data_item(line: &str) -> Option<u32> {
+    let (id, what) = line.split_once("finished item ")?.1.split_once(' ')?;
+    what.starts_with("TABLE DATA ")
+        .then(|| id.parse().ok())
+        .flatten()
+}
+
+/// Row counts taken while a parallel pg_restore still runs: a table whose
+/// data item has finished holds its final rows, because nothing later in
+/// a restore inserts into it (its triggers and rules are created after its
+/// data). A partition is the exception: a dump that loads through the
+/// partition root can route another partition's rows into it, so a
+/// partition is left to be counted after the restore. Counting beside
+/// the restore hides the count of the largest table behind the building
+/// of its indexes. Returns the counts by table oid (as the manifest names
+/// it); a table it could not count is counted again afterwards.
+struct EarlyCounts {
+    tx: tokio::sync::mpsc::UnboundedSender<u32>,
+    task: tokio::task::JoinHandle<std::collections::HashMap<u32, i64>>,
+}
+
+impl EarlyCounts {
+    /// Start counting on a session of its own in `database`; None when the
+    /// archive's table of contents cannot be read or the session cannot
+    /// be opened (then everything is counted after the restore).
+    async fn start(
+        r: &Run<'_>,
+        database: &str,
+        m: &Manifest,
+        program: &Path,
+        dir: &Path,
+    ) -> Option<Self> {
+        let toc = {
+            let (program, dump) = (program.to_path_buf(), dir.join(&m.dump));
+            child::blocking(move || backups::archive_toc(&program, &dump))
+                .await
+                .ok()?
+        };
+        // Dump id of each table's data → the manifest's table.
+        let items: std::collections::HashMap<u32, backups::Table> = toc
+            .iter()
+            .filter(|e| e.desc == "TABLE DATA")
+            .filter_map(|e| {
+                let t = m.tables.iter().find(|t| {
+                    t.rows.is_some()
+                        && match e.oid {
+                            Some(oid) if oid != 0 => oid == t.oid,
+                            _ => e.schema == t.schema && e.name == t.name,
+                        }
+                })?;
+                Some((e.id?, t.clone()))
+            })
+            .collect();
+        let session = r.db.connect_to(database, &r.app_name).await.ok()?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let task = tokio::spawn(async move {
+            let mut counts = std::collections::HashMap::new();
+            while let Some(id) = rx.recv().await {
+                let Some(t) = items.get(&id) else { continue };
+                let partition = format!(
+                    "SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = to_regclass({})",
+                    crate::pg::quote::literal(&t.qualified())
+                );
+                match session.client.query_opt(&partition, &[]).await {
+                    Ok(Some(row)) if !row.get::<_, bool>(0) => {}
+                    _ => continue,
+                }
+                let count = format!("SELECT count(*) FROM ONLY {}", t.qualified());
+                if let Ok(row) = session.client.query_one(&count, &[]).await {
+                    counts.insert(t.oid, row.get::<_, i64>(0));
+                }
+            }
+            counts
+        });
+        Some(EarlyCounts { tx, task })
+    }
+
+    /// The counts taken; the restore has ended.
+    async fn finish(self) -> std::collections::HashMap<u32, i64> {
+        drop(self.tx);
+        self.task.await.unwrap_or_default()
+    }
 }
 
 /// A session on the restore's target: the run's own, or a new one.
@@ -159,6 +251,7 @@ pub(crate) async fn compare_counts(
     r: &Run<'_>,
     database: &str,
     m: &Manifest,
+    early: &std::collections::HashMap<u32, i64>,
 ) -> Result<Vec<String>, ErrorInfo> {
     let other;
     let client = if database == r.database {
@@ -171,9 +264,12 @@ pub(crate) async fn compare_counts(
     for t in &m.tables {
         let Some(expected) = t.rows else { continue };
         let sql = format!("SELECT count(*) FROM ONLY {}", t.qualified());
-        match client.query_one(&sql, &[]).await {
-            Ok(row) => {
-                let n: i64 = row.get(0);
+        let counted = match early.get(&t.oid) {
+            Some(n) => Ok(*n),
+            None => client.query_one(&sql, &[]).await.map(|row| row.get(0)),
+        };
+        match counted {
+            Ok(n) => {
                 if n != expected {
                     mismatches.push(format!(
                         "{}.{}: {n} rows, the manifest says {expected}",
@@ -804,6 +900,8 @@ struct Checked {
     schema_changes: Vec<crate::snapshot::Change>,
     restore_ms: u64,
     check_ms: u64,
+    /// Tables counted as their data landed, while pg_restore still ran.
+    counted_during_restore: usize,
 }
 
 /// The step's result: details and outputs, failed when a count or the
@@ -843,6 +941,7 @@ fn step_result(
         "mode": if recreating { "recreate" } else { "in_place" },
         "restore_ms": c.restore_ms,
         "check_ms": c.check_ms,
+        "counted_during_restore": c.counted_during_restore,
     });
     let mut done = Done {
         details: Some(details),
@@ -944,6 +1043,7 @@ pub(crate) async fn run(
         single_transaction: rs.single_transaction,
         use_list: None,
         unit: "tables",
+        finished: None,
     };
     let original = r.db.config().clone();
     let own = target == r.database;
@@ -965,6 +1065,15 @@ pub(crate) async fn run(
             super::sql::log(r, &s.id, format!("dropped {d}: created after the backup"));
         }
     }
+    let early = if m.format != BackupFormat::Plain && !how.single_transaction && how.jobs > 1 {
+        EarlyCounts::start(r, &target, &m, &program.path, &dir).await
+    } else {
+        None
+    };
+    let how = How {
+        finished: early.as_ref().map(|e| e.tx.clone()),
+        ..how
+    };
     let restored = restore_into(
         r,
         &s.id,
@@ -977,6 +1086,11 @@ pub(crate) async fn run(
         timeout,
     )
     .await;
+    drop(how);
+    let early = match early {
+        Some(e) => e.finish().await,
+        None => std::collections::HashMap::new(),
+    };
     if recreating && own {
         come_back(r, original).await?;
     }
@@ -994,7 +1108,7 @@ pub(crate) async fn run(
     drop(client);
     let restore_ms = super::ms(started.elapsed());
     let check_started = Instant::now();
-    let mismatches = compare_counts(r, &target, &m)
+    let mismatches = compare_counts(r, &target, &m, &early)
         .await
         .map_err(|e| sql_failure("failed to count rows after the restore", &e))?;
     let checked = Checked {
@@ -1002,6 +1116,7 @@ pub(crate) async fn run(
         schema_changes,
         restore_ms,
         check_ms: super::ms(check_started.elapsed()),
+        counted_during_restore: early.len(),
     };
     step_result(
         &dir,
@@ -1011,4 +1126,31 @@ pub(crate) async fn run(
         &cleared,
         &checked,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_data_items_are_read_from_pg_restore_verbose_lines() {
+        assert_eq!(
+            finished_data_item("pg_restore: finished item 3365 TABLE DATA pgbench_accounts"),
+            Some(3365)
+        );
+        assert_eq!(
+            finished_data_item(
+                "pg_restore: finished item 3218 CONSTRAINT pgbench_accounts pgbench_accounts_pkey"
+            ),
+            None
+        );
+        assert_eq!(
+            finished_data_item("pg_restore: launching item 3365 TABLE DATA pgbench_accounts"),
+            None
+        );
+        assert_eq!(
+            finished_data_item("pg_restore: finished main parallel loop"),
+            None
+        );
+    }
 }

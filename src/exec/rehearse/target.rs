@@ -157,6 +157,7 @@ async fn restore_backup(
             single_transaction: true,
             use_list: None,
             unit: "tables restored to the scratch database",
+            finished: None,
         },
         deadline,
         timeout,
