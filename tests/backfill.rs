@@ -247,14 +247,16 @@ fn too_many_active_sessions_throttle_the_backfill_and_it_says_so() {
 fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
     let db = Db::fresh();
     db.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, 5000);");
-    // Another session holds row locks on the last rows for 2 s.
+    // Another session holds row locks on the last rows until it is ended
+    // below: how long the backfill takes to get there does not matter.
     let mut holder = std::process::Command::new("psql")
         .args([
             &db.url,
             "-Xqc",
-            "BEGIN; SELECT * FROM t WHERE id > 4990 FOR UPDATE; SELECT pg_sleep(2); COMMIT;",
+            "BEGIN; SELECT * FROM t WHERE id > 4990 FOR UPDATE; SELECT pg_sleep(60); COMMIT;",
         ])
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Asleep means past the FOR UPDATE: the row locks are held. (The whole
@@ -263,11 +265,23 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
         &db,
         "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
     );
-    let run = Case::new(&format!(
+    let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
-    ))
-    .exec(&db.url, &[]);
-    holder.wait().unwrap();
+    ));
+    let running = case
+        .command(&db.url, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A batch waits on the held rows, and its lock_timeout ends the wait;
+    // only then do the locks go.
+    let waiting = "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    support::wait_until(&db, &format!("SELECT ({waiting}) > 0"));
+    support::wait_until(&db, &format!("SELECT ({waiting}) = 0"));
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()");
+    let run = support::Run::new(running.wait_with_output().unwrap(), &case.reports());
+    let _ = holder.wait();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let s = run.step("fill");
     let attempts = s["attempts"].as_array().unwrap();
