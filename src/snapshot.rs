@@ -391,14 +391,21 @@ fn sql(only: bool) -> String {
 /// The objects that depend, directly or not, on the catalog objects `$1`
 /// names, themselves included (`redo`), each named by the object a snapshot
 /// entry is built from (a default belongs to its table, a rule to its
-/// view), and split into catalog and oid (`redo_oids`).
+/// view), and split into catalog and oid (`redo_oids`). Each step of the
+/// recursion looks its dependents up in pg_depend's index (`OFFSET 0`
+/// keeps the lateral subquery from being flattened into a join): the
+/// generic plan otherwise hashed all of pg_depend at every step, 4.9 of the
+/// query's 7.4 ms on a 200-table schema, and growing with it.
 const CLOSURE_CTES: &str = r#"RECURSIVE roots AS (
     SELECT split_part(k, ':', 1)::regclass::oid AS classid, split_part(k, ':', 2)::oid AS objid
     FROM unnest($1::text[]) AS k
 ), dep(classid, objid) AS (
     SELECT classid, objid FROM roots
     UNION
-    SELECT d.classid, d.objid FROM pg_depend d JOIN dep ON d.refclassid = dep.classid AND d.refobjid = dep.objid
+    SELECT d.classid, d.objid FROM dep, LATERAL (
+        SELECT d.classid, d.objid FROM pg_depend d
+        WHERE d.refclassid = dep.classid AND d.refobjid = dep.objid OFFSET 0
+    ) d
 ), redo AS MATERIALIZED (
     SELECT CASE dep.classid
         WHEN 'pg_attrdef'::regclass THEN (SELECT 'pg_class:' || adrelid FROM pg_attrdef WHERE oid = dep.objid)
