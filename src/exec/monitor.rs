@@ -140,6 +140,9 @@ impl Monitor {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut tally = Tally::default();
+            // Parsed once, at the first sample: parsing and planning it for
+            // every sample cost the server about 3 ms of each 3.6.
+            let mut statement: Option<tokio_postgres::Statement> = None;
             // Sample only while the step runs: a step shorter than one
             // interval costs nothing (its impact is below what sampling sees).
             loop {
@@ -147,7 +150,19 @@ impl Monitor {
                     () = tokio::time::sleep(INTERVAL) => {}
                     _ = &mut stopped => return tally.finish(None),
                 }
-                match db.client.query(&*sql, &[&ours]).await {
+                let prepared = match &statement {
+                    Some(s) => Ok(s.clone()),
+                    None => db.client.prepare(&sql).await,
+                };
+                let sampled = match prepared {
+                    Ok(s) => {
+                        let rows = db.client.query(&s, &[&ours]).await;
+                        statement = Some(s);
+                        rows
+                    }
+                    Err(e) => Err(e),
+                };
+                match sampled {
                     Ok(rows) => tally.add(&rows),
                     Err(e) => {
                         let why = crate::pg::db::error_info(&e, None).message;
