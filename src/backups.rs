@@ -353,6 +353,17 @@ pub struct TocEntry {
     pub name: String,
 }
 
+impl TocEntry {
+    /// Whether this entry is about `t`: by oid where the entry has one,
+    /// else by schema and name.
+    pub fn is_of(&self, t: &Table) -> bool {
+        match self.oid {
+            Some(oid) if oid != 0 => oid == t.oid,
+            _ => self.schema == t.schema && self.name == t.name,
+        }
+    }
+}
+
 const DESCS: &[&str] = &[
     "TABLE DATA",
     "TABLE",
@@ -467,15 +478,7 @@ pub fn uncovered(m: &Manifest, toc: &[TocEntry]) -> Vec<String> {
     };
     m.tables
         .iter()
-        .filter(|t| {
-            !toc.iter().any(|e| {
-                e.desc == desc
-                    && match e.oid {
-                        Some(oid) if oid != 0 => oid == t.oid,
-                        _ => e.schema == t.schema && e.name == t.name,
-                    }
-            })
-        })
+        .filter(|t| !toc.iter().any(|e| e.desc == desc && e.is_of(t)))
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect()
 }

@@ -265,10 +265,7 @@ async fn reconcile(
 ) -> Result<Vec<Table>, tokio_postgres::Error> {
     let desc = if schema_only { "TABLE" } else { "TABLE DATA" };
     let entries: Vec<&TocEntry> = toc.iter().filter(|e| e.desc == desc).collect();
-    let matches = |t: &Table, e: &TocEntry| match e.oid {
-        Some(oid) if oid != 0 => oid == t.oid,
-        _ => e.schema == t.schema && e.name == t.name,
-    };
+    let matches = |t: &Table, e: &TocEntry| e.is_of(t);
     counted.retain(|t| entries.iter().any(|e| matches(t, e)));
     let missing: Vec<&TocEntry> = entries
         .into_iter()

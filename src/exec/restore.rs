@@ -151,7 +151,7 @@ fn finished_data_item(line: &str) -> Option<u32> {
 /// partition root can route another partition's rows into it, so a
 /// partition is left to be counted after the restore. Counting beside
 /// the restore hides the count of the largest table behind the building
-/// of its indexes. Returns the counts by table oid (as the manifest names
+/// of its indexes. The counts are by table oid (as the manifest names
 /// it); a table it could not count is counted again afterwards.
 struct EarlyCounts {
     tx: tokio::sync::mpsc::UnboundedSender<u32>,
@@ -180,13 +180,7 @@ impl EarlyCounts {
             .iter()
             .filter(|e| e.desc == "TABLE DATA")
             .filter_map(|e| {
-                let t = m.tables.iter().find(|t| {
-                    t.rows.is_some()
-                        && match e.oid {
-                            Some(oid) if oid != 0 => oid == t.oid,
-                            _ => e.schema == t.schema && e.name == t.name,
-                        }
-                })?;
+                let t = m.tables.iter().find(|t| t.rows.is_some() && e.is_of(t))?;
                 Some((e.id?, t.clone()))
             })
             .collect();
