@@ -173,8 +173,10 @@ ORDER BY 1, 2"#;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub hash: String,
-    /// `kind name` → the definition, as the catalog query built it.
-    pub objects: BTreeMap<String, Arc<Value>>,
+    /// `kind name` → the definition, as the catalog query built it. Keys
+    /// are shared too, so that a snapshot updated from an earlier one
+    /// copies no text.
+    pub objects: BTreeMap<Arc<str>, Arc<Value>>,
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -222,11 +224,16 @@ impl Snapshot {
 
     /// Build from objects, computing the hash.
     pub fn from_objects(objects: BTreeMap<String, Value>) -> Snapshot {
-        Snapshot::from_shared(objects.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+        Snapshot::from_shared(
+            objects
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::new(v)))
+                .collect(),
+        )
     }
 
     /// Build from shared definitions, computing the hash.
-    pub fn from_shared(objects: BTreeMap<String, Arc<Value>>) -> Snapshot {
+    pub fn from_shared(objects: BTreeMap<Arc<str>, Arc<Value>>) -> Snapshot {
         let mut hasher = Hasher::default();
         for (k, v) in &objects {
             hasher.add(k, &canonical(v));
@@ -241,7 +248,7 @@ impl Snapshot {
     pub fn object_hashes(&self) -> BTreeMap<String, String> {
         self.objects
             .iter()
-            .map(|(k, v)| (k.clone(), sha256(canonical(v).as_bytes())))
+            .map(|(k, v)| (k.to_string(), sha256(canonical(v).as_bytes())))
             .collect()
     }
 
@@ -290,7 +297,7 @@ impl File {
             objects: s
                 .objects
                 .iter()
-                .map(|(k, v)| (k.clone(), Value::clone(v)))
+                .map(|(k, v)| (k.to_string(), Value::clone(v)))
                 .collect(),
         }
     }
@@ -522,20 +529,43 @@ UNION ALL SELECT '#m', string_agg(d.classoid::regclass || ':' || d.objoid || '.'
 /// The keys of one catalog's rows, to find the ones removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Keys {
+    /// In ascending order, as the query sorts them.
     Oids(Vec<u32>),
     /// Comma-separated.
     Text(String),
 }
 
 impl Keys {
-    fn list(&self) -> Vec<String> {
-        match self {
-            Keys::Oids(o) => o.iter().map(u32::to_string).collect(),
-            Keys::Text(t) => t
-                .split(',')
-                .filter(|k| !k.is_empty())
-                .map(str::to_string)
-                .collect(),
+    fn text_list(t: &str) -> impl Iterator<Item = &str> {
+        t.split(',').filter(|k| !k.is_empty())
+    }
+
+    /// The keys in `self` and not in `other`.
+    fn missing_from(&self, other: Option<&Keys>) -> Vec<String> {
+        match (self, other) {
+            (Keys::Oids(a), Some(Keys::Oids(b))) => {
+                // Both sorted: one walk, no set.
+                let mut out = Vec::new();
+                let mut j = 0;
+                for &x in a {
+                    while j < b.len() && b[j] < x {
+                        j += 1;
+                    }
+                    if b.get(j) != Some(&x) {
+                        out.push(x.to_string());
+                    }
+                }
+                out
+            }
+            (Keys::Oids(a), _) => a.iter().map(u32::to_string).collect(),
+            (Keys::Text(a), Some(Keys::Text(b))) => {
+                let b: HashSet<&str> = Keys::text_list(b).collect();
+                Keys::text_list(a)
+                    .filter(|k| !b.contains(k))
+                    .map(str::to_string)
+                    .collect()
+            }
+            (Keys::Text(a), _) => Keys::text_list(a).map(str::to_string).collect(),
         }
     }
 }
@@ -547,14 +577,73 @@ struct Read {
     keys: HashMap<String, Keys>,
 }
 
-/// A snapshot entry with what it takes to hash it again without
-/// serialising it: its canonical text, and the catalog object it is built
-/// from.
+/// What it takes to hash a snapshot entry again without serialising it,
+/// its canonical text, and the catalog object it is built from.
 #[derive(Debug, Clone)]
 struct Entry {
-    def: Arc<Value>,
     canonical: Arc<str>,
-    owner: String,
+    owner: Arc<str>,
+}
+
+/// Catalog row versions: those of one read, shared by every snapshot
+/// updated from it, and what changed since. A rehearsal keeps the state
+/// after each up to come back to after the down and the re-up, so each
+/// update would otherwise copy every row version of the catalog.
+#[derive(Debug, Clone, Default)]
+struct Tokens {
+    base: Arc<HashMap<String, String>>,
+    /// Since `base`: a row's new version, or `None` for a row removed.
+    changes: HashMap<String, Option<String>>,
+}
+
+impl Tokens {
+    fn get(&self, k: &str) -> Option<&str> {
+        match self.changes.get(k) {
+            Some(v) => v.as_deref(),
+            None => self.base.get(k).map(String::as_str),
+        }
+    }
+
+    fn set(&mut self, k: String, v: String) {
+        self.changes.insert(k, Some(v));
+    }
+
+    fn remove(&mut self, k: &str) {
+        if self.base.contains_key(k) {
+            self.changes.insert(k.to_string(), None);
+        } else {
+            self.changes.remove(k);
+        }
+    }
+
+    /// Remove every token `gone` names.
+    fn remove_where(&mut self, gone: impl Fn(&str) -> bool) {
+        let doomed: Vec<String> = self
+            .base
+            .keys()
+            .chain(self.changes.keys())
+            .filter(|k| gone(k))
+            .cloned()
+            .collect();
+        for k in doomed {
+            self.remove(&k);
+        }
+    }
+
+    /// Fold the changes into a new base once copying them costs more than
+    /// a fraction of the base.
+    fn settle(&mut self) {
+        if self.changes.len() <= 64 + self.base.len() / 16 {
+            return;
+        }
+        let base = Arc::make_mut(&mut self.base);
+        for (k, v) in self.changes.drain() {
+            match v {
+                Some(v) => base.insert(k, v),
+                None => base.remove(&k),
+            };
+        }
+    }
 }
 
 /// A snapshot with what it takes to update it without reading everything
@@ -564,27 +653,15 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct Tracked {
     pub snapshot: Arc<Snapshot>,
-    entries: Arc<BTreeMap<String, Entry>>,
-    tokens: Arc<HashMap<String, String>>,
+    entries: Arc<BTreeMap<Arc<str>, Entry>>,
+    tokens: Tokens,
+    /// The tokens read whole every time (see [`whole`]).
+    whole: BTreeMap<String, String>,
     keys: Arc<HashMap<String, Keys>>,
     /// The xid horizon of the read this was built at.
     horizon: Option<String>,
     /// How many entries the last update built again (all, for a full one).
     pub rebuilt: usize,
-}
-
-/// The snapshot of `entries`, hashed from their canonical texts.
-fn snapshot_of(entries: &BTreeMap<String, Entry>) -> Snapshot {
-    let mut hasher = Hasher::default();
-    let mut objects = BTreeMap::new();
-    for (k, e) in entries {
-        hasher.add(k, &e.canonical);
-        objects.insert(k.clone(), e.def.clone());
-    }
-    Snapshot {
-        hash: hasher.finish(),
-        objects,
-    }
 }
 
 /// The catalog object a token's row belongs to (`pg_class:16384`).
@@ -727,10 +804,16 @@ impl Snapshotter {
         // shows as a changed token next time, never as a stale definition.
         let read = self.read(client, None).await?;
         let (_, rows) = self.deparse(client, None).await?;
+        let (whole_tokens, tokens): (Vec<_>, Vec<_>) =
+            read.tokens.into_iter().partition(|(k, _)| whole(k));
         let mut t = Tracked {
             snapshot: Arc::new(Snapshot::from_shared(BTreeMap::new())),
             entries: Arc::default(),
-            tokens: Arc::new(read.tokens.into_iter().collect()),
+            tokens: Tokens {
+                base: Arc::new(tokens.into_iter().collect()),
+                changes: HashMap::new(),
+            },
+            whole: whole_tokens.into_iter().collect(),
             keys: Arc::new(read.keys),
             horizon: read.horizon,
             rebuilt: 0,
@@ -749,67 +832,61 @@ impl Snapshotter {
         prev: Tracked,
     ) -> Result<Tracked, tokio_postgres::Error> {
         let read = self.read(client, prev.horizon.as_deref()).await?;
-        let mut t = prev;
-        let seen_whole: HashMap<&String, &String> = read
-            .tokens
-            .iter()
-            .filter(|(k, _)| whole(k))
-            .map(|(k, v)| (k, v))
-            .collect();
-        let had_whole = t.tokens.iter().filter(|(k, _)| whole(k)).count();
-        if seen_whole.len() != had_whole
-            || seen_whole.iter().any(|(k, v)| t.tokens.get(*k) != Some(*v))
-        {
+        let (whole_tokens, tokens): (Vec<_>, Vec<_>) =
+            read.tokens.into_iter().partition(|(k, _)| whole(k));
+        if whole_tokens.into_iter().collect::<BTreeMap<_, _>>() != prev.whole {
             return self.full(client).await;
         }
+        let mut t = prev;
         let mut changed: Vec<String> = Vec::new();
-        let tokens = Arc::make_mut(&mut t.tokens);
-        for (k, v) in read.tokens {
-            if !whole(&k) && tokens.get(&k) != Some(&v) {
+        for (k, v) in tokens {
+            if t.tokens.get(&k) != Some(v.as_str()) {
                 changed.push(k.clone());
-                tokens.insert(k, v);
+                t.tokens.set(k, v);
             }
         }
         // Rows removed since: the keys that were there and are not now.
-        let keys = Arc::make_mut(&mut t.keys);
         let mut gone_rels: HashSet<String> = HashSet::new();
-        for (set, now) in read.keys {
-            let before = keys.get(&set);
-            if before == Some(&now) {
-                continue;
-            }
-            let before: HashSet<String> = before
-                .map(Keys::list)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let after: HashSet<String> = now.list().into_iter().collect();
-            if set == "!i" {
-                // An index whose validity flipped, either way.
-                for k in before.symmetric_difference(&after) {
-                    changed.push(format!("i:{}", k.trim_end_matches(['v', 'r'])));
+        if read.keys != *t.keys {
+            let keys = Arc::make_mut(&mut t.keys);
+            for (set, now) in read.keys {
+                let before = keys.get(&set);
+                if before == Some(&now) {
+                    continue;
                 }
-            } else {
-                for k in before.difference(&after) {
-                    let token = format!("{set}:{k}");
-                    tokens.remove(&token);
-                    changed.push(token);
-                    if set == "r" {
-                        gone_rels.insert(k.clone());
+                if set == "!i" {
+                    // An index whose validity flipped, either way.
+                    let flipped = now.missing_from(before).into_iter().chain(
+                        before
+                            .map(|b| b.missing_from(Some(&now)))
+                            .unwrap_or_default(),
+                    );
+                    for k in flipped {
+                        changed.push(format!("i:{}", k.trim_end_matches(['v', 'r'])));
+                    }
+                } else if let Some(before) = before {
+                    for k in before.missing_from(Some(&now)) {
+                        let token = format!("{set}:{k}");
+                        t.tokens.remove(&token);
+                        changed.push(token);
+                        if set == "r" {
+                            gone_rels.insert(k);
+                        }
                     }
                 }
+                keys.insert(set, now);
             }
-            keys.insert(set, now);
         }
         if !gone_rels.is_empty() {
             // A relation's columns, index and sequence rows go with it.
-            tokens.retain(|k, _| {
-                !k.split_once(':').is_some_and(|(tag, rest)| {
+            t.tokens.remove_where(|k| {
+                k.split_once(':').is_some_and(|(tag, rest)| {
                     matches!(tag, "a" | "i" | "s")
                         && gone_rels.contains(rest.split('.').next().unwrap_or(rest))
                 })
             });
         }
+        t.tokens.settle();
         t.horizon = read.horizon;
         t.rebuilt = 0;
         if changed.is_empty() {
@@ -826,20 +903,38 @@ impl Tracked {
     /// Drop the entries built from the objects in `redo` and add `rows`.
     fn rebuild(&mut self, redo: &HashSet<String>, rows: Vec<(String, String, Value)>) {
         let entries = Arc::make_mut(&mut self.entries);
-        entries.retain(|_, e| !redo.contains(&e.owner));
+        let mut objects = self.snapshot.objects.clone();
+        if !redo.is_empty() {
+            entries.retain(|k, e| {
+                let keep = !redo.contains(&*e.owner);
+                if !keep {
+                    objects.remove(k);
+                }
+                keep
+            });
+        }
         self.rebuilt = rows.len();
         for (key, owner, def) in rows {
+            let key: Arc<str> = key.into();
+            let def = Arc::new(def);
             let canonical: Arc<str> = canonical(&def).into();
+            objects.insert(key.clone(), def);
             entries.insert(
                 key,
                 Entry {
-                    def: Arc::new(def),
                     canonical,
-                    owner,
+                    owner: owner.into(),
                 },
             );
         }
-        self.snapshot = Arc::new(snapshot_of(entries));
+        let mut hasher = Hasher::default();
+        for (k, e) in entries.iter() {
+            hasher.add(k, &e.canonical);
+        }
+        self.snapshot = Arc::new(Snapshot {
+            hash: hasher.finish(),
+            objects,
+        });
     }
 }
 
@@ -958,13 +1053,13 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
     for (k, v) in &before.objects {
         match after.objects.get(k) {
             None => out.push(Change {
-                object: k.clone(),
+                object: k.to_string(),
                 change: "removed",
                 before: Some(Value::clone(v)),
                 after: None,
             }),
             Some(w) if !Arc::ptr_eq(v, w) && w != v => out.push(Change {
-                object: k.clone(),
+                object: k.to_string(),
                 change: if k.starts_with("table ") && columns_sorted(v) == columns_sorted(w) {
                     "column_order"
                 } else {
@@ -979,7 +1074,7 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
     for (k, w) in &after.objects {
         if !before.objects.contains_key(k) {
             out.push(Change {
-                object: k.clone(),
+                object: k.to_string(),
                 change: "added",
                 before: None,
                 after: Some(Value::clone(w)),
@@ -1032,6 +1127,52 @@ mod tests {
 
     fn row(k: &str, n: &str, d: &str) -> (String, String, String) {
         (k.into(), n.into(), d.into())
+    }
+
+    #[test]
+    fn removed_keys_are_found_in_sorted_oids_and_in_text_sets() {
+        let before = Keys::Oids(vec![3, 5, 9, 12]);
+        let now = Keys::Oids(vec![1, 5, 12, 20]);
+        assert_eq!(before.missing_from(Some(&now)), ["3", "9"]);
+        assert_eq!(now.missing_from(Some(&before)), ["1", "20"]);
+        assert_eq!(before.missing_from(None), ["3", "5", "9", "12"]);
+        let before = Keys::Text("16384.1,16390.2,".into());
+        let now = Keys::Text("16390.2,16400.1".into());
+        assert_eq!(before.missing_from(Some(&now)), ["16384.1"]);
+        assert_eq!(now.missing_from(Some(&before)), ["16400.1"]);
+    }
+
+    #[test]
+    fn tokens_changed_after_a_shared_base_leave_the_base_and_its_other_users_alone() {
+        let a = Tokens {
+            base: Arc::new((0..10).map(|i| (format!("r:{i}"), "v1".into())).collect()),
+            changes: HashMap::new(),
+        };
+        let mut b = a.clone();
+        b.set("r:1".into(), "v2".into());
+        b.remove("r:2");
+        b.set("r:99".into(), "new".into());
+        b.remove("r:99");
+        b.remove_where(|k| k == "r:3" || k == "r:4");
+        assert_eq!(b.get("r:1"), Some("v2"));
+        for gone in ["r:2", "r:3", "r:4", "r:99"] {
+            assert_eq!(b.get(gone), None, "{gone}");
+        }
+        assert_eq!(b.get("r:5"), Some("v1"));
+        // The one b was cloned from is as it was.
+        for i in 0..10 {
+            assert_eq!(a.get(&format!("r:{i}")), Some("v1"));
+        }
+        // Folding the changes in keeps what they say.
+        for i in 100..300 {
+            b.set(format!("r:{i}"), "x".into());
+        }
+        b.settle();
+        assert!(b.changes.is_empty());
+        assert_eq!(b.get("r:1"), Some("v2"));
+        assert_eq!(b.get("r:2"), None);
+        assert_eq!(b.get("r:150"), Some("x"));
+        assert_eq!(a.get("r:150"), None);
     }
 
     #[test]

@@ -234,7 +234,7 @@ async fn schema_record(
         .objects
         .keys()
         .filter(|k| !covered.objects.contains_key(*k))
-        .cloned()
+        .map(|k| k.to_string())
         .collect();
     Ok(Some(backups::SchemaRecord {
         covers: covers.into(),
@@ -242,7 +242,7 @@ async fn schema_record(
         objects: covered
             .objects
             .into_iter()
-            .map(|(k, v)| (k, std::sync::Arc::unwrap_or_clone(v)))
+            .map(|(k, v)| (k.to_string(), std::sync::Arc::unwrap_or_clone(v)))
             .collect(),
         outside,
     }))

@@ -416,10 +416,11 @@ fn created_later(
 ) -> Vec<String> {
     let known = |k: &str| known(record, k);
     let mut drops: Vec<String> = Vec::new();
-    let covered_now: Vec<&String> = now
+    let covered_now: Vec<&str> = now
         .objects
         .keys()
-        .filter(|k| !known(k) && !record.outside.iter().any(|o| o == *k))
+        .map(|k| &**k)
+        .filter(|k| !known(k) && !record.outside.iter().any(|o| o == k))
         .collect();
     for k in covered_now {
         let Some((kind, name)) = k.split_once(' ') else {
@@ -444,7 +445,7 @@ fn created_later(
             _ => continue,
         };
         drops.push(sql);
-        out.dropped.push(k.clone());
+        out.dropped.push(k.to_string());
     }
     drops
 }

@@ -204,7 +204,7 @@ impl SumCache {
         let need: Vec<(String, Vec<String>)> = tables
             .iter()
             .filter(|(t, cols)| {
-                let def = now.objects.get(&format!("table {t}"));
+                let def = now.objects.get(format!("table {t}").as_str());
                 let plain = def.is_some_and(|d| d["kind"] == "r");
                 match self.entries.get(t) {
                     Some(c) => {
@@ -228,7 +228,7 @@ impl SumCache {
                     t.clone(),
                     Cached {
                         columns: cols.clone(),
-                        def: now.objects.get(&format!("table {t}")).cloned(),
+                        def: now.objects.get(format!("table {t}").as_str()).cloned(),
                         sum: sum.clone(),
                     },
                 );
