@@ -711,7 +711,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                             v.runbook.metadata.name,
                             v.runbook.metadata.version,
                             count(v.runbook.phases.len(), "phase"),
-                            count(v.runbook.all_steps().len(), "step"),
+                            count(v.runbook.step_count(), "step"),
                         );
                     }
                     Err(invalid) => {

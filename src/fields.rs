@@ -124,10 +124,12 @@ impl<'a> Walker<'a> {
     }
 
     /// `{p}/{key}` when the file wrote the short form (a scalar or a list),
-    /// `{p}/{key}/{long}` when it wrote a mapping.
-    fn short_or_long(&self, p: &str, key: &str, long: &str) -> String {
+    /// `{p}/{key}/{long}` when it wrote a mapping. `node` is the file's
+    /// value at `p`: found once per step, not by a pointer from the root
+    /// for each field.
+    fn short_or_long(node: Option<&Value>, p: &str, key: &str, long: &str) -> String {
         let short = format!("{p}/{key}");
-        if self.doc.value.pointer(&short).is_some_and(Value::is_object) {
+        if node.and_then(|n| n.get(key)).is_some_and(Value::is_object) {
             format!("{short}/{long}")
         } else {
             short
@@ -150,7 +152,9 @@ impl<'a> Walker<'a> {
                 &Scope::default(),
             );
         }
+        let value = &self.doc.value;
         for (pi, phase) in rb.phases.iter().enumerate() {
+            let phase_node = value.get("phases").and_then(|p| p.get(pi));
             let phase_scope = Scope {
                 main_upto: self.main.len(),
                 ..Scope::default()
@@ -170,7 +174,8 @@ impl<'a> Walker<'a> {
                     main_line: true,
                     ..Scope::default()
                 };
-                self.step(step, &format!("/phases/{pi}/steps/{si}"), &scope);
+                let node = phase_node.and_then(|p| p.get("steps")?.get(si));
+                self.step(step, &format!("/phases/{pi}/steps/{si}"), node, &scope);
                 self.main.push(&step.id);
             }
             if let OnFailure::Steps(branch) = &phase.on_failure {
@@ -178,19 +183,27 @@ impl<'a> Walker<'a> {
                     main_upto: self.main.len(),
                     ..Scope::default()
                 };
-                self.list(branch, &format!("/phases/{pi}/on_failure"), scope);
+                let node = phase_node.and_then(|p| p.get("on_failure"));
+                self.list(branch, &format!("/phases/{pi}/on_failure"), node, scope);
             }
         }
         // A trigger runs between any two steps: it reads params and vars.
         for (i, t) in rb.abort_when.iter().enumerate() {
-            self.check(&t.check, &format!("/abort_when/{i}"), &Scope::default());
+            let p = format!("/abort_when/{i}");
+            let node = self.doc.at(&p);
+            self.check(&t.check, &p, node, &Scope::default());
         }
         let all = Scope {
             main_upto: self.main.len(),
             ..Scope::default()
         };
-        self.list(&rb.on_failure, "/on_failure", all.clone());
-        self.list(&rb.finally, "/finally", all);
+        self.list(
+            &rb.on_failure,
+            "/on_failure",
+            value.get("on_failure"),
+            all.clone(),
+        );
+        self.list(&rb.finally, "/finally", value.get("finally"), all);
     }
 
     /// Every string inside a var's value (vars may be lists and mappings).
@@ -213,14 +226,14 @@ impl<'a> Walker<'a> {
 
     /// A check's templated fields: its query, or a built-in's arguments as
     /// the catalog types them. `p` is where its `check:` key sits (a step,
-    /// or a wait step's `wait`).
-    fn check(&mut self, check: &'a CheckStep, p: &str, scope: &Scope) {
+    /// or a wait step's `wait`), and `node` the file's value there.
+    fn check(&mut self, check: &'a CheckStep, p: &str, node: Option<&Value>, scope: &Scope) {
         if let Some(db) = &check.database {
             self.push(format!("{p}/check/database"), db, Mode::Template, scope);
         }
         match &check.builtin {
             None => {
-                let at = self.short_or_long(p, "check", "query");
+                let at = Walker::short_or_long(node, p, "check", "query");
                 self.push(at, &check.query, Mode::Template, scope);
             }
             Some(b) => {
@@ -256,7 +269,9 @@ impl<'a> Walker<'a> {
         };
         for (col, matcher) in &check.expect {
             let base = format!("{p}/check/expect/{}", pointer_segment(col));
-            let plain = !self.doc.value.pointer(&base).is_some_and(Value::is_object);
+            let plain = !node
+                .and_then(|n| n.get("check")?.get("expect")?.get(col))
+                .is_some_and(Value::is_object);
             for (op, v) in &matcher.ops {
                 let at = if plain {
                     base.clone()
@@ -283,29 +298,34 @@ impl<'a> Walker<'a> {
 
     // Long by design: one arm per step kind, naming its templated fields
     // and the pointer of each. A new step kind adds its arm here.
-    fn step(&mut self, step: &'a Step, p: &str, scope: &Scope) {
+    /// `node`: the file's value at `p`, handed down by the caller: a
+    /// pointer from the root for each step cost more than the rest of
+    /// the walk.
+    fn step(&mut self, step: &'a Step, p: &str, node: Option<&'a Value>, scope: &Scope) {
         self.when(&step.when, p, scope);
         let t = Mode::Template;
         match &step.kind {
             StepKind::Sql(sql) => {
-                let at = self.short_or_long(p, "sql", "statements");
+                let at = Walker::short_or_long(node, p, "sql", "statements");
                 self.push(at, &sql.statements, t, scope);
             }
-            StepKind::Check(check) => self.check(check, p, scope),
+            StepKind::Check(check) => self.check(check, p, node, scope),
             StepKind::Wait(w) => {
-                self.check(&w.check, &format!("{p}/wait"), scope);
+                let wait = node.and_then(|n| n.get("wait"));
+                self.check(&w.check, &format!("{p}/wait"), wait, scope);
                 if let DurationSetting::Template(d) = &w.timeout {
                     self.push(format!("{p}/wait/timeout"), d, t, scope);
                 }
             }
             StepKind::Watch(w) => {
-                self.check(&w.check, &format!("{p}/watch"), scope);
+                let watch = node.and_then(|n| n.get("watch"));
+                self.check(&w.check, &format!("{p}/watch"), watch, scope);
                 if let DurationSetting::Template(d) = &w.duration {
                     self.push(format!("{p}/watch/duration"), d, t, scope);
                 }
             }
             StepKind::Shell(shell) => {
-                let cmd = self.short_or_long(p, "shell", "command");
+                let cmd = Walker::short_or_long(node, p, "shell", "command");
                 match &shell.command {
                     Command::Script(s) => self.push(cmd, s, t, scope),
                     Command::Argv(argv) => {
@@ -335,7 +355,7 @@ impl<'a> Walker<'a> {
                 // Without `path`, the default is rendered: it belongs to
                 // the `backup` mapping that left it out.
                 let path = format!("{base}/path");
-                if self.doc.value.pointer(&path).is_some() {
+                if node.and_then(|n| n.get("backup")?.get("path")).is_some() {
                     self.push(path, &b.path, t, scope);
                 } else {
                     self.push(base.clone(), &b.path, t, scope);
@@ -446,16 +466,23 @@ impl<'a> Walker<'a> {
             }
         };
         if step.rollback_single {
-            self.step(&step.rollback[0], &format!("{p}/rollback"), &comp);
+            let rollback = node.and_then(|n| n.get("rollback"));
+            self.step(&step.rollback[0], &format!("{p}/rollback"), rollback, &comp);
         } else {
-            self.list(&step.rollback, &format!("{p}/rollback"), comp);
+            let rollback = node.and_then(|n| n.get("rollback"));
+            self.list(&step.rollback, &format!("{p}/rollback"), rollback, comp);
         }
     }
 
     /// A branch or compensation list: each step may read its earlier siblings.
-    fn list(&mut self, steps: &'a [Step], base: &str, mut scope: Scope) {
+    fn list(&mut self, steps: &'a [Step], base: &str, node: Option<&'a Value>, mut scope: Scope) {
         for (i, s) in steps.iter().enumerate() {
-            self.step(s, &format!("{base}/{i}"), &scope);
+            self.step(
+                s,
+                &format!("{base}/{i}"),
+                node.and_then(|n| n.get(i)),
+                &scope,
+            );
             scope.extra.push(s.id.clone());
         }
     }
@@ -495,7 +522,7 @@ mod tests {
             for f in &fields.list {
                 // A number written bare (`steps: 5`) is read as text; a
                 // default (a backup's path) points at the mapping without it.
-                let at = v.doc.value.pointer(&f.pointer).map(|x| match x {
+                let at = v.doc.at(&f.pointer).map(|x| match x {
                     Value::String(s) => s.clone(),
                     Value::Object(_) => f.text.to_string(),
                     other => other.to_string(),

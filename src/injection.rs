@@ -30,7 +30,7 @@ pub(crate) enum Into {
 
 /// Which language a field's pointer puts its text into, if any.
 pub(crate) fn into_of(doc: &Document, pointer: &str) -> Option<Into> {
-    let is_string = |p: &str| doc.value.pointer(p).is_some_and(|v| v.is_string());
+    let is_string = |p: &str| doc.at(p).is_some_and(|v| v.is_string());
     let sql_suffixes = [
         "/sql",
         "/sql/statements",

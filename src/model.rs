@@ -1315,6 +1315,23 @@ impl Runbook {
         walk(&self.finally, "/finally", &mut out);
         out
     }
+
+    /// How many steps [`Runbook::all_steps`] lists, without building their
+    /// pointers.
+    pub fn step_count(&self) -> usize {
+        fn one(s: &Step) -> usize {
+            1 + s.rollback.iter().map(one).sum::<usize>()
+        }
+        let list = |steps: &[Step]| steps.iter().map(one).sum::<usize>();
+        let branches = self.phases.iter().map(|p| {
+            list(&p.steps)
+                + match &p.on_failure {
+                    OnFailure::Steps(branch) => list(branch),
+                    _ => 0,
+                }
+        });
+        branches.sum::<usize>() + list(&self.on_failure) + list(&self.finally)
+    }
 }
 
 /// Each step of a runbook with its JSON pointer, as

@@ -59,6 +59,39 @@ fn a_large_valid_runbook_is_accepted() {
 }
 
 #[test]
+fn the_step_count_is_the_length_of_the_step_list() {
+    // Branches, compensations (one or a list) and `finally` all count.
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    for dir in ["tests/fixtures/valid", "runbooks", "examples"] {
+        files(Path::new(dir), &mut paths);
+    }
+    let mut seen = 0;
+    for path in paths {
+        let Ok(v) = validate_file(&path, &Inputs::default(), ParamCheck::GivenOnly) else {
+            continue;
+        };
+        assert_eq!(
+            v.runbook.step_count(),
+            v.runbook.all_steps().len(),
+            "{}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen > 5, "only {seen} valid fixtures read");
+}
+
+#[test]
 fn a_missing_file_and_a_directory_are_named() {
     let missing = render_invalid(Path::new("tests/fixtures/no-such-file.yml"));
     assert_eq!(

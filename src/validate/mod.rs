@@ -140,7 +140,7 @@ pub fn validate_doc(
         // Every error of a file at once: when the typed model can still be
         // read past the schema's errors, its semantic errors are reported
         // beside them, not after the next attempt.
-        if let Ok(rb) = serde_json::from_value::<Runbook>(doc.value.clone()) {
+        if let Ok(rb) = <Runbook as serde::Deserialize>::deserialize(&doc.value) {
             // A step with a schema error is reported by that error alone:
             // what the model made of it would only echo it.
             let starts: Vec<usize> = diags
@@ -175,7 +175,9 @@ pub fn validate_doc(
         }
         return Err(fail(doc.source, diags, vec![]));
     }
-    let runbook: Runbook = match serde_json::from_value(doc.value.clone()) {
+    // Read from the document in place: a copy of it to read from by
+    // value cost as much as reading.
+    let runbook: Runbook = match <Runbook as serde::Deserialize>::deserialize(&doc.value) {
         Ok(rb) => rb,
         Err(e) => {
             // The schema accepted what the model refused: a bug in their

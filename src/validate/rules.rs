@@ -197,7 +197,7 @@ fn check_watch_timeouts(
 /// or a built-in, not both and not neither.
 fn check_check_shapes(doc: &Document, rb: &Runbook, steps: &Steps<'_>, out: &mut Vec<Diagnostic>) {
     for (base, id, c) in checks_of(rb, steps) {
-        let short = doc.value.pointer(&base).is_some_and(Value::is_string);
+        let short = doc.at(&base).is_some_and(Value::is_string);
         // Spans are only for messages: a valid file never builds them.
         let query_at = || {
             if short {
@@ -429,7 +429,7 @@ fn check_builtins(doc: &Document, rb: &Runbook, steps: &Steps<'_>, out: &mut Vec
         let key_at = |key: &str| doc.spans().key_or_value(&format!("{base}/{key}"));
         let Some(b) = &c.builtin else {
             // Arguments without `builtin` belong to nothing.
-            if let Some(Value::Object(m)) = doc.value.pointer(&base) {
+            if let Some(Value::Object(m)) = doc.at(&base) {
                 for k in m.keys() {
                     if !["query", "expect", "assert", "severity", "database"].contains(&k.as_str())
                     {
@@ -521,8 +521,7 @@ fn check_transaction_control(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Di
             continue;
         }
         let field = if doc
-            .value
-            .pointer(&format!("{pointer}/sql"))
+            .at(&format!("{pointer}/sql"))
             .is_some_and(serde_json::Value::is_object)
         {
             format!("{pointer}/sql/statements")
