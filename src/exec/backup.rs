@@ -739,14 +739,22 @@ pub(crate) async fn run(
             .map_err(|e| Fail::new(StepStatus::Failed, e))?
             .0,
     );
-    refuse_in_git_tree(&dir).await?;
     let options = options(r, b)?;
-    let tools = find_tools(r, b).await?;
+    // The checks, the tool probes and the snapshot session are independent
+    // and none writes anything: they run side by side, and their failures
+    // are still reported in this order.
+    let (refused, tools, snap) = tokio::join!(
+        refuse_in_git_tree(&dir),
+        find_tools(r, b),
+        open_snapshot(r, &options)
+    );
+    refused?;
+    let tools = tools?;
+    let mut snap = snap?;
     let mut guard = prepare(&dir)?;
     let dump_name = backups::dump_name(b.format);
     let dump_path = dir.join(dump_name);
 
-    let mut snap = open_snapshot(r, &options).await?;
     let (ran, all) = dump_counted(
         r,
         (s, b),
@@ -757,28 +765,36 @@ pub(crate) async fn run(
     )
     .await?;
 
-    let toc = read_toc(&tools, &dump_path).await?;
-    let candidates = std::mem::take(&mut snap.candidates);
-    let tables_out = reconcile(&snap.client, candidates, &toc, options.schema_only)
+    // What the dump holds, read from its table of contents and checked
+    // against the snapshot, beside hashing its files: neither needs the
+    // other.
+    let described = async {
+        let toc = read_toc(&tools, &dump_path).await?;
+        let candidates = std::mem::take(&mut snap.candidates);
+        let tables_out = reconcile(&snap.client, candidates, &toc, options.schema_only)
+            .await
+            .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
+        let schema_record = schema_record(
+            &snap.client,
+            all,
+            &options.tables,
+            &options.schemas,
+            &tables_out,
+        )
         .await
-        .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
-    let schema_record = schema_record(
-        &snap.client,
-        all,
-        &options.tables,
-        &options.schemas,
-        &tables_out,
-    )
-    .await
-    .map_err(sql_err("failed to snapshot the schema the backup covers"))?;
+        .map_err(sql_err("failed to snapshot the schema the backup covers"))?;
+        Ok::<_, Fail>((toc, tables_out, schema_record))
+    };
+    let (described, files) = tokio::join!(described, hash_files(&dir, dump_name));
     let _ = snap.client.batch_execute("ROLLBACK").await;
+    let (toc, tables_out, schema_record) = described?;
+    let files = files?;
     let Snapshot {
         name: snapshot,
         large_objects,
         ..
     } = snap;
 
-    let files = hash_files(&dir, dump_name).await?;
     let total_bytes: u64 = files.iter().map(|f: &FileHash| f.bytes).sum();
     let duration_ms = ms(started.elapsed());
     let mut manifest = Manifest {
