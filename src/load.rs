@@ -270,6 +270,16 @@ pub fn load_str(
         .hint("a runbook needs a few levels; this looks like generated or corrupted input");
         return Err(Box::new(LoadFailure { source, diagnostic }));
     }
+    // Straight to JSON, as most files are; anything it does not take (an
+    // error, a tag, a key that is not a string, a number JSON cannot hold)
+    // goes the long way, through serde_yaml's value, which says where.
+    if let Ok(Json(value)) = serde_yaml::from_str::<Json>(source.text()) {
+        return Ok(Document {
+            source,
+            value,
+            spans: std::sync::OnceLock::new(),
+        });
+    }
     let parsed: Result<Lenient, _> = serde_yaml::from_str(source.text());
     let yaml = match parsed {
         Ok(v) => v.0,
@@ -564,6 +574,133 @@ impl<'de> serde::de::Visitor<'de> for LenientVisitor {
                 value,
             },
         )))
+    }
+}
+
+/// A YAML document read straight into JSON, as [`to_json`] would make it
+/// of the [`Lenient`] value, or an error for everything `to_json` would
+/// refuse or treat apart: the caller then goes that way.
+struct Json(Value);
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor).map(Json)
+    }
+}
+
+struct JsonVisitor;
+
+/// Refused by the straight way; the reason does not matter.
+fn long_way<E: serde::de::Error>() -> E {
+    E::custom("read through serde_yaml's value")
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::from(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::from(u))
+    }
+    fn visit_i128<E>(self, i: i128) -> Result<Value, E> {
+        Ok(match i64::try_from(i) {
+            Ok(small) => Value::from(small),
+            Err(_) => Value::String(i.to_string()),
+        })
+    }
+    fn visit_u128<E>(self, u: u128) -> Result<Value, E> {
+        Ok(match u64::try_from(u) {
+            Ok(small) => Value::from(small),
+            Err(_) => Value::String(u.to_string()),
+        })
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(long_way)
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        <Json as serde::Deserialize>::deserialize(d).map(|j| j.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Json(v)) = a.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(Key(k)) = a.next_key()? {
+            let Json(v) = a.next_value()?;
+            // A repeat, or two keys that only JSON makes one (`1` and
+            // `"1"`): the long way tells them apart.
+            if out.insert(k, v).is_some() {
+                return Err(long_way());
+            }
+        }
+        Ok(Value::Object(out))
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, _: A) -> Result<Value, A::Error> {
+        Err(long_way())
+    }
+}
+
+/// A mapping key as [`to_json`] writes it: a string, an integer or a
+/// boolean; anything else goes the long way.
+struct Key(String);
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = String;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping key")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<String, E> {
+                Ok(s.to_string())
+            }
+            fn visit_string<E>(self, s: String) -> Result<String, E> {
+                Ok(s)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<String, E> {
+                Ok(b.to_string())
+            }
+            fn visit_i64<E>(self, i: i64) -> Result<String, E> {
+                Ok(i.to_string())
+            }
+            fn visit_u64<E>(self, u: u64) -> Result<String, E> {
+                Ok(u.to_string())
+            }
+            fn visit_i128<E>(self, i: i128) -> Result<String, E> {
+                Ok(i.to_string())
+            }
+            fn visit_u128<E>(self, u: u128) -> Result<String, E> {
+                Ok(u.to_string())
+            }
+        }
+        d.deserialize_any(V).map(Key)
     }
 }
 
@@ -926,6 +1063,42 @@ mod tests {
             assert_eq!(d.at(p), d.value.pointer(p), "{p:?}");
         }
         assert_eq!(d.at("/a/d~0e/2/f"), Some(&serde_json::json!(2)));
+    }
+
+    #[test]
+    fn the_straight_way_reads_what_the_long_way_reads_or_leaves_it_to_it() {
+        let long = |text: &str| {
+            let yaml = serde_yaml::from_str::<Lenient>(text).ok()?.0;
+            to_json(yaml, &mut Vec::new(), &Source::new("t.yml", text)).ok()
+        };
+        let straight = |text: &str| serde_yaml::from_str::<Json>(text).ok().map(|j| j.0);
+        for text in [
+            "a: 1\nb: [x, 2.5, -3, true, null, ~]\nc: {d: e}\n",
+            "v: 20191100000002000004\nw: -20191100000002000004\n",
+            "1: one\ntrue: yes\n18446744073709551616: big\n",
+            "s: |\n  line\n  two\nt: 'it''s'\n",
+            "[1, [2, [3]]]",
+            "plain",
+            "",
+        ] {
+            let s = straight(text);
+            assert!(s.is_some(), "{text:?} should go the straight way");
+            assert_eq!(s, long(text), "{text:?}");
+        }
+        // Each of these goes the long way, which refuses it or reads it its own way.
+        for text in [
+            "a: 1\na: 2\n",
+            "1: x\n'1': y\n",
+            "? [k]\n: v\n",
+            "~: v\n",
+            "1.5: v\n",
+            "x: !tag v\n",
+            "x: .nan\n",
+            "x: .inf\n",
+            "a: [\n",
+        ] {
+            assert_eq!(straight(text), None, "{text:?}");
+        }
     }
 
     #[test]
