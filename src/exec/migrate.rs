@@ -213,25 +213,27 @@ pub async fn run_script(
         }
     }
     let duration = started.elapsed();
-    let touched = if in_tx && collect_touched {
-        // The simple protocol: one round trip, where a prepared query takes two.
-        match db.client.simple_query(TOUCHED_SQL).await {
-            Ok(messages) => Some(
-                messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
     let finish = finish_sql(history, m, direction, total, duration, in_tx, nested);
-    if let Err(e) = db.client.batch_execute(&finish).await {
+    // The tables written are read before the history row is, in the same
+    // round trip (the session runs them in the order they were sent).
+    let touched = async {
+        if !(in_tx && collect_touched) {
+            return None;
+        }
+        // The simple protocol: one message, where a prepared query takes two.
+        let messages = db.client.simple_query(TOUCHED_SQL).await.ok()?;
+        Some(
+            messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect(),
+        )
+    };
+    let (touched, finished) = tokio::join!(touched, db.client.batch_execute(&finish));
+    if let Err(e) = finished {
         // Statements of a script outside a transaction have committed: its
         // row stays dirty. Otherwise the whole script goes.
         if in_tx {
