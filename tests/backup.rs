@@ -843,6 +843,38 @@ fn a_backup_of_one_table_with_a_foreign_key_out_of_it_verifies_by_restore() {
     );
 }
 
+/// pg_dump `-t` leaves out what a table uses from elsewhere: its column's
+/// enum, its trigger's function, its default's sequence. The test restore
+/// into an empty database gets them from the source first, and passes.
+#[test]
+fn a_backup_of_one_table_using_a_type_a_function_and_a_sequence_from_outside_verifies_by_restore() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TYPE mood AS ENUM ('ok', 'bad');
+         CREATE SEQUENCE shared_ids;
+         CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql
+           AS $$BEGIN NEW.n := NEW.n + 1; RETURN NEW; END$$;
+         CREATE TABLE t (id bigint PRIMARY KEY DEFAULT nextval('shared_ids'), n int, m mood);
+         CREATE TRIGGER t_bump BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION bump();
+         INSERT INTO t (n, m) SELECT g, 'ok' FROM generate_series(1, 10) g;",
+    );
+    let case = Case::new(
+        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: deps, version: 1 }\nphases:\n  - id: b\n    kind: backup\n    steps:\n      - id: bk\n        backup: { path: out, tables: [public.t], verify: restore }\n",
+    );
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("bk")["details"]["verification"]["status"],
+        "passed"
+    );
+    assert!(
+        run.stderr
+            .contains("object(s) the tables use from outside the backup"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A contract phase fails after it created a table that references the
 /// table the backup holds. The restore drops that table (it was created
 /// after the backup), restores the backed-up table, proves the schema

@@ -574,9 +574,111 @@ async fn verify(
                     None,
                 ));
             };
-            verify_by_restore(r, s, manifest, dir, &restorer.path, deadline, timeout).await
+            let tools = (tools.pg_dump.path.as_path(), restorer.path.as_path());
+            verify_by_restore(r, s, manifest, dir, tools, deadline, timeout).await
         }
     }
+}
+
+/// A `pg_restore --list` line's object, without its dump id, oids and
+/// owner: `TYPE public mood`. None for a comment or a blank line.
+fn toc_object(line: &str) -> Option<&str> {
+    if line.starts_with(';') {
+        return None;
+    }
+    let (_, rest) = line.split_once("; ")?;
+    let mut words = rest.splitn(3, ' ');
+    let (_, _, object) = (words.next()?, words.next()?, words.next()?);
+    Some(
+        object
+            .trim_end()
+            .rsplit_once(' ')
+            .map_or(object, |(o, _)| o),
+    )
+}
+
+/// Kinds of object a table can use from elsewhere, that pg_dump `-t` and
+/// `-n` leave out of a backup of some tables or schemas.
+fn used_from_outside(object: &str) -> bool {
+    if object.starts_with("SEQUENCE OWNED BY") || object.starts_with("SEQUENCE SET") {
+        return false;
+    }
+    [
+        "SCHEMA ",
+        "EXTENSION ",
+        "TYPE ",
+        "DOMAIN ",
+        "FUNCTION ",
+        "PROCEDURE ",
+        "AGGREGATE ",
+        "COLLATION ",
+        "SEQUENCE ",
+    ]
+    .iter()
+    .any(|k| object.starts_with(k))
+}
+
+/// What a backup of some tables or schemas needs from outside it to be
+/// restored into an empty database: a column's enum, a trigger's function,
+/// a default's sequence, the schema or extension they live in. They are
+/// read from the source database (its schema's pre-data section, less
+/// tables, views and what the backup holds itself) and loaded into the
+/// scratch database before the test restore. Best effort: the test
+/// restore that follows is the verdict. Returns how many were loaded.
+async fn load_outside(
+    r: &mut Run<'_>,
+    (pg_dump, pg_restore): (&Path, &Path),
+    held: &str,
+    scratch: &str,
+    tmp: &Path,
+    deadline: Option<tokio::time::Instant>,
+) -> usize {
+    let file = tmp.join("outside.dump");
+    let argv = vec![
+        pg_dump.display().to_string(),
+        "--schema-only".into(),
+        "--section=pre-data".into(),
+        "--format=custom".into(),
+        "--no-password".into(),
+        format!("--file={}", file.display()),
+    ];
+    let env = r.pg_env.clone();
+    let base = r.base_dir.clone();
+    let dumped = child::run(r, &argv, &env, &base, deadline, |_, _, _| {}).await;
+    if !dumped.is_ok_and(|d| d.code == Some(0)) {
+        return 0;
+    }
+    let Ok(listed) = tokio::process::Command::new(pg_restore)
+        .arg("--list")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+    else {
+        return 0;
+    };
+    let held: std::collections::HashSet<&str> = held.lines().filter_map(toc_object).collect();
+    let keep: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| toc_object(l).is_some_and(|o| used_from_outside(o) && !held.contains(o)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let list = tmp.join("outside.list");
+    if keep.is_empty() || std::fs::write(&list, keep.concat()).is_err() {
+        return 0;
+    }
+    let argv = vec![
+        pg_restore.display().to_string(),
+        "--no-password".into(),
+        "--no-owner".into(),
+        format!("--dbname={}", super::restore::conninfo_dbname(scratch)),
+        format!("--use-list={}", list.display()),
+        file.display().to_string(),
+    ];
+    let mut env = r.pg_env.clone();
+    env.retain(|(k, _)| k != "PGDATABASE");
+    let _ = child::run(r, &argv, &env, &base, deadline, |_, _, _| {}).await;
+    keep.len()
 }
 
 /// Remove all but the newest `keep` backups of this runbook beside `dir`,
@@ -930,7 +1032,7 @@ async fn verify_by_restore(
     s: &PlanStep,
     m: &Manifest,
     dir: &Path,
-    restorer: &Path,
+    (pg_dump, restorer): (&Path, &Path),
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
 ) -> Result<Result<(), String>, Fail> {
@@ -969,13 +1071,33 @@ async fn verify_by_restore(
                     None,
                 )
             })?;
-        let kept: String = String::from_utf8_lossy(&out.stdout)
+        let listed = String::from_utf8_lossy(&out.stdout);
+        let kept: String = listed
             .lines()
             .filter(|l| !l.contains(" FK CONSTRAINT "))
             .map(|l| format!("{l}\n"))
             .collect();
         let path = list_dir.path().join("toc.list");
         std::fs::write(&path, kept).map_err(|e| failed(ErrorKind::Backup, e.to_string(), None))?;
+        let loaded = load_outside(
+            r,
+            (pg_dump, restorer),
+            &listed,
+            &scratch,
+            list_dir.path(),
+            deadline,
+        )
+        .await;
+        if loaded > 0 {
+            r.bus.emit(Event::StepOutput {
+                at: now(),
+                step: s.id.clone(),
+                stream: "stderr".into(),
+                line: format!(
+                    "the test restore's database first gets {loaded} object(s) the tables use from outside the backup (types, functions, sequences, schemas, extensions), read from the source database"
+                ),
+            });
+        }
         Some(path)
     } else {
         None
@@ -1037,6 +1159,44 @@ impl crate::plan::PlanBackup {
             Verify::None => "none",
             Verify::List => "list",
             Verify::Restore => "restore",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toc_line_names_its_object_and_only_outside_kinds_are_loaded() {
+        let object = |l| toc_object(l);
+        assert_eq!(
+            object("215; 1247 16386 TYPE public mood postgres"),
+            Some("TYPE public mood")
+        );
+        assert_eq!(
+            object("216; 1255 16390 FUNCTION public f(integer, text) app"),
+            Some("FUNCTION public f(integer, text)")
+        );
+        assert_eq!(object(";  Archive created at 2026-11-30"), None);
+        assert_eq!(object(""), None);
+        for kept in [
+            "TYPE public mood",
+            "FUNCTION public f()",
+            "SEQUENCE public ids",
+            "SCHEMA - app",
+        ] {
+            assert!(used_from_outside(kept), "{kept}");
+        }
+        for left in [
+            "TABLE public t",
+            "VIEW public v",
+            "SEQUENCE OWNED BY public ids",
+            "SEQUENCE SET public ids",
+            "TABLE DATA public t",
+            "COMMENT public TABLE t",
+        ] {
+            assert!(!used_from_outside(left), "{left}");
         }
     }
 }

@@ -34,7 +34,7 @@ pub(crate) struct How {
 }
 
 /// A libpq connection string naming only a database: no secret in it.
-fn conninfo_dbname(name: &str) -> String {
+pub(super) fn conninfo_dbname(name: &str) -> String {
     format!(
         "dbname='{}'",
         name.replace('\\', "\\\\").replace('\'', "\\'")
