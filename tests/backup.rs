@@ -832,15 +832,22 @@ fn a_backup_of_one_table_with_a_foreign_key_out_of_it_verifies_by_restore() {
          INSERT INTO parent SELECT generate_series(1, 10);
          INSERT INTO child SELECT g, g FROM generate_series(1, 10) g;",
     );
-    let case = Case::new(
-        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: fk, version: 1 }\nphases:\n  - id: b\n    kind: backup\n    steps:\n      - id: bk\n        backup: { path: out, tables: [public.child], verify: restore }\n",
-    );
+    verified_by_restore(&db, "public.child");
+}
+
+/// Back up one table with `verify: restore`; the run succeeds and the
+/// verification passed.
+fn verified_by_restore(db: &Db, table: &str) -> support::Run {
+    let case = Case::new(&runbook(&format!(
+        "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: bk\n        backup: {{ path: out, tables: [{table}], verify: restore }}\n"
+    )));
     let run = case.exec(&db.url, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.step("bk")["details"]["verification"]["status"],
         "passed"
     );
+    run
 }
 
 /// pg_dump `-t` leaves out what a table uses from elsewhere: its column's
@@ -858,15 +865,7 @@ fn a_backup_of_one_table_using_a_type_a_function_and_a_sequence_from_outside_ver
          CREATE TRIGGER t_bump BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION bump();
          INSERT INTO t (n, m) SELECT g, 'ok' FROM generate_series(1, 10) g;",
     );
-    let case = Case::new(
-        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: deps, version: 1 }\nphases:\n  - id: b\n    kind: backup\n    steps:\n      - id: bk\n        backup: { path: out, tables: [public.t], verify: restore }\n",
-    );
-    let run = case.exec(&db.url, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(
-        run.step("bk")["details"]["verification"]["status"],
-        "passed"
-    );
+    let run = verified_by_restore(&db, "public.t");
     assert!(
         run.stderr
             .contains("object(s) the tables use from outside the backup"),
