@@ -444,9 +444,15 @@ pub fn plain_toc(file: &Path) -> Result<Vec<TocEntry>, BackupError> {
 
 /// Run `pg_restore --list` on an archive.
 pub fn archive_toc(pg_restore: &Path, dump: &Path) -> Result<Vec<TocEntry>, BackupError> {
+    archive_list(pg_restore, dump).map(|list| parse_toc(&list))
+}
+
+/// `pg_restore --list` of an archive, as it prints it.
+pub fn archive_list(pg_restore: &Path, dump: &Path) -> Result<String, BackupError> {
     let out = Command::new(pg_restore)
         .arg("--list")
         .arg(dump)
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| BackupError::BadArchive {
             reason: format!("failed to run {}: {e}", pg_restore.display()),
@@ -456,7 +462,7 @@ pub fn archive_toc(pg_restore: &Path, dump: &Path) -> Result<Vec<TocEntry>, Back
             reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    Ok(parse_toc(&String::from_utf8_lossy(&out.stdout)))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The table of contents of any backup's dump.

@@ -868,7 +868,7 @@ fn a_backup_of_one_table_using_a_type_a_function_and_a_sequence_from_outside_ver
     let run = verified_by_restore(&db, "public.t");
     assert!(
         run.stderr
-            .contains("object(s) the tables use from outside the backup"),
+            .contains("object(s) the tables use from outside the backup (types, functions, sequences, schemas, extensions), read from the source database: loaded\n"),
         "{}",
         run.stderr
     );

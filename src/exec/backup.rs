@@ -580,6 +580,26 @@ async fn verify(
     }
 }
 
+/// [`backups::archive_list`], off the runtime's thread.
+async fn archive_list(pg_restore: &Path, dump: &Path) -> Result<String, backups::BackupError> {
+    let (pg_restore, dump) = (pg_restore.to_path_buf(), dump.to_path_buf());
+    tokio::task::spawn_blocking(move || backups::archive_list(&pg_restore, &dump))
+        .await
+        .unwrap_or_else(|e| {
+            Err(backups::BackupError::BadArchive {
+                reason: e.to_string(),
+            })
+        })
+}
+
+/// What was loaded into a scratch database from outside a backup.
+struct Outside {
+    /// The objects pg_restore was given.
+    objects: usize,
+    /// pg_restore's last complaint, when it did not load them all.
+    error: Option<String>,
+}
+
 /// A `pg_restore --list` line's object, without its dump id, oids and
 /// owner: `TYPE public mood`. None for a comment or a blank line.
 fn toc_object(line: &str) -> Option<&str> {
@@ -624,7 +644,8 @@ fn used_from_outside(object: &str) -> bool {
 /// read from the source database (its schema's pre-data section, less
 /// tables, views and what the backup holds itself) and loaded into the
 /// scratch database before the test restore. Best effort: the test
-/// restore that follows is the verdict. Returns how many were loaded.
+/// restore that follows is the verdict. None when there was nothing to
+/// load, or it could not be read.
 async fn load_outside(
     r: &mut Run<'_>,
     (pg_dump, pg_restore): (&Path, &Path),
@@ -632,7 +653,7 @@ async fn load_outside(
     scratch: &str,
     tmp: &Path,
     deadline: Option<tokio::time::Instant>,
-) -> usize {
+) -> Option<Outside> {
     let file = tmp.join("outside.dump");
     let argv = vec![
         pg_dump.display().to_string(),
@@ -646,26 +667,18 @@ async fn load_outside(
     let base = r.base_dir.clone();
     let dumped = child::run(r, &argv, &env, &base, deadline, |_, _, _| {}).await;
     if !dumped.is_ok_and(|d| d.code == Some(0)) {
-        return 0;
+        return None;
     }
-    let Ok(listed) = tokio::process::Command::new(pg_restore)
-        .arg("--list")
-        .arg(&file)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-    else {
-        return 0;
-    };
+    let listed = archive_list(pg_restore, &file).await.ok()?;
     let held: std::collections::HashSet<&str> = held.lines().filter_map(toc_object).collect();
-    let keep: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+    let keep: Vec<String> = listed
         .lines()
         .filter(|l| toc_object(l).is_some_and(|o| used_from_outside(o) && !held.contains(o)))
         .map(|l| format!("{l}\n"))
         .collect();
     let list = tmp.join("outside.list");
     if keep.is_empty() || std::fs::write(&list, keep.concat()).is_err() {
-        return 0;
+        return None;
     }
     let argv = vec![
         pg_restore.display().to_string(),
@@ -677,8 +690,21 @@ async fn load_outside(
     ];
     let mut env = r.pg_env.clone();
     env.retain(|(k, _)| k != "PGDATABASE");
-    let _ = child::run(r, &argv, &env, &base, deadline, |_, _, _| {}).await;
-    keep.len()
+    let loaded = child::run(r, &argv, &env, &base, deadline, |_, _, _| {}).await;
+    let error = match loaded {
+        Ok(ran) if ran.code == Some(0) => None,
+        Ok(ran) => Some(
+            ran.stderr
+                .tail()
+                .and_then(|t| t.lines().last().map(str::to_string))
+                .unwrap_or_else(|| "pg_restore failed".into()),
+        ),
+        Err(e) => Some(e.message),
+    };
+    Some(Outside {
+        objects: keep.len(),
+        error,
+    })
 }
 
 /// Remove all but the newest `keep` backups of this runbook beside `dir`,
@@ -1036,6 +1062,23 @@ async fn verify_by_restore(
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
 ) -> Result<Result<(), String>, Fail> {
+    // A backup of some tables holds their foreign keys to tables it does
+    // not hold, which an empty scratch database cannot satisfy. The test
+    // restore leaves those constraints out: it proves data and counts.
+    let filtered = !m.options.tables.is_empty()
+        || !m.options.schemas.is_empty()
+        || !m.options.exclude_tables.is_empty()
+        || !m.options.exclude_schemas.is_empty();
+    // Read before the scratch database exists: an archive that cannot be
+    // listed fails the verification with nothing to clean up.
+    let listed = if filtered && m.format != BackupFormat::Plain {
+        match archive_list(restorer, &dir.join(&m.dump)).await {
+            Ok(l) => Some(l),
+            Err(e) => return Ok(Err(format!("the dump cannot be listed: {e}"))),
+        }
+    } else {
+        None
+    };
     let scratch = format!("runbook_verify_{:08x}", fastrand::u32(..));
     let q = crate::pg::quote::ident(&scratch);
     if let Err(e) =
@@ -1048,30 +1091,9 @@ async fn verify_by_restore(
             db::error_info(&e, None).message
         )));
     }
-    // A backup of some tables holds their foreign keys to tables it does
-    // not hold, which an empty scratch database cannot satisfy. The test
-    // restore leaves those constraints out: it proves data and counts.
-    let filtered = !m.options.tables.is_empty()
-        || !m.options.schemas.is_empty()
-        || !m.options.exclude_tables.is_empty()
-        || !m.options.exclude_schemas.is_empty();
     let list_dir =
         tempfile::tempdir().map_err(|e| failed(ErrorKind::Backup, e.to_string(), None))?;
-    let use_list = if filtered && m.format != BackupFormat::Plain {
-        let out = tokio::process::Command::new(restorer)
-            .arg("--list")
-            .arg(dir.join(&m.dump))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| {
-                failed(
-                    ErrorKind::Backup,
-                    format!("failed to run {}: {e}", restorer.display()),
-                    None,
-                )
-            })?;
-        let listed = String::from_utf8_lossy(&out.stdout);
+    let use_list = if let Some(listed) = listed {
         let kept: String = listed
             .lines()
             .filter(|l| !l.contains(" FK CONSTRAINT "))
@@ -1088,13 +1110,17 @@ async fn verify_by_restore(
             deadline,
         )
         .await;
-        if loaded > 0 {
+        if let Some(Outside { objects, error }) = loaded {
+            let how = match error {
+                None => "loaded".to_string(),
+                Some(e) => format!("given to pg_restore, which did not load them all ({e})"),
+            };
             r.bus.emit(Event::StepOutput {
                 at: now(),
                 step: s.id.clone(),
                 stream: "stderr".into(),
                 line: format!(
-                    "the test restore's database first gets {loaded} object(s) the tables use from outside the backup (types, functions, sequences, schemas, extensions), read from the source database"
+                    "the test restore's database first got {objects} object(s) the tables use from outside the backup (types, functions, sequences, schemas, extensions), read from the source database: {how}"
                 ),
             });
         }
