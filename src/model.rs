@@ -1000,8 +1000,14 @@ pub struct BackfillStep {
     /// columns of a unique index, so no row is skipped or visited twice.
     #[serde(default)]
     pub key: Vec<String>,
+    /// Keys per batch; with `batch_time`, the first batch's size.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
+    /// Size each batch to take about this long, from how long the last
+    /// ones took, instead of a fixed `batch_size`.
+    pub batch_time: Option<Duration>,
+    /// With `batch_time`: the most keys a batch may take.
+    pub max_batch_size: Option<u32>,
     /// Sleep between batches.
     pub pause: Option<Duration>,
     pub max_rows_per_second: Option<u32>,
@@ -1021,6 +1027,8 @@ pub struct BackfillStep {
 }
 
 pub const DEFAULT_BATCH_SIZE: u32 = 1000;
+/// With `batch_time` and no `max_batch_size`: the most keys a batch takes.
+pub const DEFAULT_MAX_BATCH_SIZE: u32 = 100_000;
 pub const DEFAULT_STATE_TABLE: &str = "public.runbook_backfill_state";
 
 fn default_batch_size() -> u32 {

@@ -290,3 +290,74 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
     assert_eq!(s["details"]["resumed"], true, "{s}");
     assert_eq!(db.sql("SELECT count(*) FROM t WHERE v <> 1"), "0");
 }
+
+#[test]
+fn batches_sized_by_time_grow_from_a_small_start_and_stay_under_the_cap() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, legacy int, ref int, touched int NOT NULL DEFAULT 0);
+         INSERT INTO orders (id, legacy) SELECT g, g % 1000 FROM generate_series(1, 100000) g;
+         ANALYZE orders;",
+    );
+    let case = Case::new(&backfill(
+        "          table: orders\n          set: ref = legacy, touched = touched + 1\n          where: ref IS NULL\n          batch_size: 10\n          batch_time: 100ms\n          max_batch_size: 20000\n",
+    ));
+    let plan = support::succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .arg("plan")
+            .arg(&case.file),
+    );
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains(
+            "batches of about 100ms (the first 10 keys, at most 20000) by the primary key"
+        ),
+        "{plan}"
+    );
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE touched <> 1 OR ref IS DISTINCT FROM legacy"),
+        "0"
+    );
+    let d = &run.step("fill")["details"];
+    assert_eq!(d["rows_updated"], 100000, "{d}");
+    assert_eq!(d["batch_time_ms"], 100, "{d}");
+    assert_eq!(d["max_batch_size"], 20000, "{d}");
+    // Ten keys in far less than 100 ms: the batches after grew (at most
+    // 2x each), up to the cap but never past it.
+    let (min, max) = (
+        d["batch_keys"]["min"].as_i64().unwrap(),
+        d["batch_keys"]["max"].as_i64().unwrap(),
+    );
+    assert!(min <= 10, "{d}");
+    assert!(max > 1000 && max <= 20000, "{d}");
+    // 100,000 keys at 10 per batch would be 10,000 batches.
+    assert!(d["batches"].as_i64().unwrap() < 200, "{d}");
+}
+
+#[test]
+fn batches_sized_by_time_shrink_when_each_row_is_slow() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, ref int);
+         INSERT INTO orders (id) SELECT g FROM generate_series(1, 1200) g;
+         ANALYZE orders;",
+    );
+    // pg_sleep is volatile, so it runs once per updated row: 2 ms a row.
+    let run = Case::new(&backfill(
+        "          table: orders\n          set: ref = id + length(pg_sleep(0.002)::text)\n          batch_size: 400\n          batch_time: 50ms\n",
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE ref IS DISTINCT FROM id"),
+        "0"
+    );
+    let d = &run.step("fill")["details"];
+    // The first batch took about 800 ms for 400 keys; the next ones
+    // shrank toward the 25 keys that take 50 ms.
+    assert_eq!(d["batch_keys"]["max"], 400, "{d}");
+    assert!(d["batch_keys"]["min"].as_i64().unwrap() <= 60, "{d}");
+    assert!(d["batch_ms"]["p50"].as_f64().unwrap() < 400.0, "{d}");
+}

@@ -8,6 +8,8 @@ CHECKPOINTed before every measurement):
   (a) one UPDATE of every row, from psql
   (b) the backfill step: batch_size 10000, no pause
   (b') the same step with settings.lock_monitor: false
+  (d) the step with batch_time: 200ms (batches sized by time, first
+      10,000 keys, at most 100,000)
   (c) a hand-written batched loop in one psql session: a DO block that
       updates 10,000 keys at a time and COMMITs after each (no round trips,
       no checkpoint table: the physical limit for batching)
@@ -19,6 +21,9 @@ ran. A writer-only window gives the baseline.
 Targets (issue 5): (b) has at least 60% of (a)'s throughput; the writer's
 max latency under (b) stays below 1 s, while under (a) it is about the
 length of the whole update; (b) is within 10% of (c).
+Issue 19: the step reaches 85% of (a)'s throughput with the writer's max
+latency below 500 ms (the better of (b) and (d) is the figure), and (b) is
+within 3% of (c), the same batches by hand.
 
 (b) is timed by the step's own duration from report.json; (a) and (c) by
 the psql process around them.
@@ -74,14 +79,15 @@ def main():
     with open(script, "w") as f:
         f.write(WRITER.format(rows=args.rows))
     rbs = {}
-    for monitor in ("true", "false"):
-        rbs[monitor] = os.path.join(tmp, f"backfill-{monitor}.yml")
-        with open(rbs[monitor], "w") as f:
+    for variant, monitor, extra in (("true", "true", ""), ("false", "false", ""),
+                                    ("timed", "true", "          batch_time: 200ms\n")):
+        rbs[variant] = os.path.join(tmp, f"backfill-{variant}.yml")
+        with open(rbs[variant], "w") as f:
             f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
                     f"settings: {{ lock_monitor: {monitor} }}\n"
                     "phases:\n  - id: p\n    kind: migrate\n    steps:\n      - id: fill\n        backfill:\n"
                     f"          table: orders\n          set: ref = legacy\n          where: ref IS NULL\n"
-                    f"          batch_size: {BATCH}\n")
+                    f"          batch_size: {BATCH}\n{extra}")
     try:
         subprocess.run([tool("psql"), cluster.url, "-Xqc", "CREATE DATABASE bench"],
                        check=True)
@@ -127,13 +133,16 @@ def main():
                 raise SystemExit("pgbench stopped before the operation ended; raise its duration")
             return end - start, lat, figure
 
-        rows = {k: [] for k in ["(a) single UPDATE", "(b) backfill step", "(b') step, no monitor", "(c) DO loop"]}
+        rows = {k: [] for k in ["(a) single UPDATE", "(b) backfill step", "(b') step, no monitor", "(c) DO loop",
+                                "(d) step, batch_time"]}
         lats = {k: [] for k in rows}
         lats["writer alone"] = []
-        step_rates = []
+        spans = {k: [] for k in lats}
+        step_rates = {"true": [], "timed": []}
         rebuild()
-        _, base, _ = with_writer("base", lambda: time.sleep(5), 8)
+        took, base, _ = with_writer("base", lambda: time.sleep(5), 8)
         lats["writer alone"].append(base)
+        spans["writer alone"].append(took)
         # A first single UPDATE sizes the writer's duration.
         est = None
         for r in range(args.runs):
@@ -148,8 +157,10 @@ def main():
                     raise SystemExit(f"runbook failed:\n{p.stderr}")
                 with open(os.path.join(rep, "report.json")) as f:
                     s = json.load(f)["phases"][0]["steps"][0]
-                if monitor == "true":
-                    step_rates.append((s["duration_ms"], s["details"]["rows_per_second"], s["details"]["batch_ms"]))
+                if monitor in step_rates:
+                    step_rates[monitor].append((s["duration_ms"], s["details"]["rows_per_second"],
+                                                s["details"]["batch_ms"], s["details"]["batches"],
+                                                s["details"]["batch_keys"]))
                 # The step's own time: the process around it (connecting,
                 # the run lock, writing reports) is not the backfill.
                 return s["duration_ms"] / 1000
@@ -158,8 +169,9 @@ def main():
                 psql(LOOP.format(batch=BATCH))
 
             ops = [("(a) single UPDATE", a), ("(b) backfill step", b),
-                   ("(b') step, no monitor", lambda: b("false")), ("(c) DO loop", c)]
-            ops = ops[r % 4:] + ops[:r % 4]
+                   ("(b') step, no monitor", lambda: b("false")), ("(c) DO loop", c),
+                   ("(d) step, batch_time", lambda: b("timed"))]
+            ops = ops[r % len(ops):] + ops[:r % len(ops)]
             for name, op in ops:
                 rebuild()
                 secs = (est or 20) * 3 + 10
@@ -167,6 +179,7 @@ def main():
                 est = max(est or 0, took)
                 rows[name].append(own if own is not None else took)
                 lats[name].append(lat)
+                spans[name].append(took)
                 n = int(psql("SELECT count(*) FROM orders WHERE ref IS DISTINCT FROM legacy"))
                 if n:
                     raise SystemExit(f"{name} left {n} rows not updated")
@@ -180,29 +193,36 @@ def main():
         for k, v in rows.items():
             med[k] = statistics.median(v)
             pooled = [x for run in lats[k] for x in run]
+            # The writer's own throughput while the operation ran: row
+            # locks held longer show here before they show in the max.
+            tps = len(pooled) / sum(spans[k])
             print(f"  {k:<20} {med[k]:7.2f}s  {args.rows / med[k]:>9,.0f} rows/s   "
-                  f"writer p99 {pct(pooled, 99):8.1f} ms  max {max(pooled):8.1f} ms  ({len(pooled)} tx)   "
+                  f"writer p99 {pct(pooled, 99):8.1f} ms  max {max(pooled):8.1f} ms  {tps:7,.0f} tx/s   "
                   f"runs: {' '.join(f'{x:.2f}' for x in v)}")
         base = [x for run in lats["writer alone"] for x in run]
         print(f"  {'writer alone':<20} {'':>7}   {'':>9}           writer p99 {pct(base, 99):8.1f} ms  "
-              f"max {max(base):8.1f} ms  ({len(base)} tx)")
-        for ms, rate, batch in step_rates:
-            print(f"  backfill step report: {ms / 1000:.2f}s, {rate:,.0f} rows/s, batch ms p50 {batch['p50']} "
-                  f"p99 {batch['p99']} max {batch['max']}")
+              f"max {max(base):8.1f} ms  {len(base) / sum(spans['writer alone']):7,.0f} tx/s")
+        for variant, reps in step_rates.items():
+            for ms, rate, batch, n, keys in reps:
+                print(f"  step report ({'batch_time' if variant == 'timed' else 'batch_size'}): {ms / 1000:.2f}s, "
+                      f"{rate:,.0f} rows/s, {n} batches of {keys['min']}-{keys['max']} keys, batch ms p50 "
+                      f"{batch['p50']} p99 {batch['p99']} max {batch['max']}")
         a, b, c = med["(a) single UPDATE"], med["(b) backfill step"], med["(c) DO loop"]
         b_max = max(x for run in lats["(b) backfill step"] for x in run)
         a_max = max(x for run in lats["(a) single UPDATE"] for x in run)
+        d = med["(d) step, batch_time"]
+        d_max = max(x for run in lats["(d) step, batch_time"] for x in run)
         print("\nfigures:")
-        print(f"  (b) throughput is {a / b * 100:.0f}% of (a)'s  (target >= 85%)")
-        print(f"  writer max latency: {b_max:.0f} ms under (b) (target < 500 ms); "
+        print(f"  (b) throughput is {a / b * 100:.0f}% of (a)'s; (d) {a / d * 100:.0f}%  (target >= 85%)")
+        print(f"  writer max latency: {b_max:.0f} ms under (b), {d_max:.0f} ms under (d) (target < 500 ms); "
               f"{a_max:.0f} ms under (a), whose update took {a * 1000:.0f} ms")
         print(f"  (b) vs the hand-written loop (c): {(b / c - 1) * 100:+.1f}%  (target <= +3%)")
         nm = med["(b') step, no monitor"]
         print(f"  (b') the step without the lock monitor vs (c): {(nm / c - 1) * 100:+.1f}%; the monitor costs {(b / nm - 1) * 100:+.1f}%")
         write_json(args.json, "backfill", [
-            figure("backfill step throughput, % of a single UPDATE", a / b * 100, "%", 85, better="higher"),
+            figure("backfill step throughput, % of a single UPDATE", a / min(b, d) * 100, "%", 85, better="higher"),
             figure("backfill step vs a hand-written DO loop", (b / c - 1) * 100, "%", 3),
-            figure("writer max latency during the backfill step", b_max, "ms", 500),
+            figure("writer max latency during the backfill step", max(b_max, d_max), "ms", 500),
         ], rows=args.rows, runs=args.runs, seconds=med)
     finally:
         cluster.stop()

@@ -1,12 +1,13 @@
 //! `backfill` steps: an UPDATE of a large table in keyset-paginated batches.
 //!
 //! Each batch is its own short transaction: it takes the next `batch_size`
-//! keys after the last one, updates the rows among them that match
-//! `where` with a plain UPDATE (its command tag says how many), and writes
-//! the checkpoint (the last key) to the state table before COMMIT, so the
-//! batch and its checkpoint commit together or not at all. A re-run after
-//! a failure, a kill or an interrupt continues after the last committed
-//! key: every row is updated exactly once.
+//! keys after the last one (or, with `batch_time`, as many as the batches
+//! before it visited in that time: see [`Sizer`]), updates the rows among
+//! them that match `where` with a plain UPDATE (its command tag says how
+//! many), and writes the checkpoint (the last key) to the state table
+//! before COMMIT, so the batch and its checkpoint commit together or not
+//! at all. A re-run after a failure, a kill or an interrupt continues
+//! after the last committed key: every row is updated exactly once.
 //!
 //! Progress counts keys visited against the table's estimated rows
 //! (`reltuples`, or an exact count), because that is what a batch advances.
@@ -83,12 +84,14 @@ impl From<QueryFail> for BatchFail {
 async fn one_batch(
     r: &mut Run<'_>,
     s: &PlanStep,
-    b: &crate::plan::PlanBackfill,
+    b: &PlanBackfill,
     x: &Batch<'_>,
     ck: &Checkpoint,
+    size: u32,
     deadline: Option<Instant>,
 ) -> Result<Option<(Vec<String>, i64, i64)>, BatchFail> {
-    let Some((upto, seen)) = bound(r, b, x.table, ck.last_key.as_deref(), deadline).await? else {
+    let Some((upto, seen)) = bound(r, x.table, size, ck.last_key.as_deref(), deadline).await?
+    else {
         return Ok(None);
     };
     let update = update_sql(x.table, x.set, x.where_, ck.last_key.as_deref(), &upto);
@@ -123,6 +126,54 @@ async fn one_batch(
     }
 }
 
+/// How many keys the next batch takes: `batch_size` every time, or, with
+/// `batch_time`, the keys per second the batches so far visited (half the
+/// last batch's, half the ones before) times `batch_time`, so one odd
+/// batch (one that waited on a lock) about halves the size, and a run of
+/// slow ones shrinks it fast. One batch moves the size at most 2x up (a
+/// fast one grows it with care) or 4x down, and it stays between 1 and
+/// the cap.
+struct Sizer {
+    size: u32,
+    target: Option<Duration>,
+    max: u32,
+    /// Keys per second, smoothed.
+    rate: Option<f64>,
+}
+
+impl Sizer {
+    fn new(b: &PlanBackfill) -> Self {
+        Sizer::with(b.batch_size, b.batch_time.map(|t| t.0), b.max_batch())
+    }
+
+    fn with(first: u32, target: Option<Duration>, max: u32) -> Self {
+        Sizer {
+            size: first.clamp(1, max),
+            target,
+            max,
+            rate: None,
+        }
+    }
+
+    /// After a batch that visited `seen` keys in `took`.
+    fn after(&mut self, seen: i64, took: Duration) {
+        let Some(target) = self.target else {
+            return;
+        };
+        if seen <= 0 || took.is_zero() {
+            return;
+        }
+        let now = seen as f64 / took.as_secs_f64();
+        let rate = self.rate.map_or(now, |before| (before + now) / 2.0);
+        self.rate = Some(rate);
+        let current = f64::from(self.size);
+        let next = (rate * target.as_secs_f64())
+            .clamp(current / 4.0, current * 2.0)
+            .clamp(1.0, f64::from(self.max));
+        self.size = next.round() as u32;
+    }
+}
+
 /// Run `sql` on the run's session, cancelled at the step's deadline.
 async fn run_within(
     r: &Run<'_>,
@@ -140,16 +191,26 @@ async fn run_within(
 /// would update, and how long the whole backfill would take at that pace.
 fn dry_run_result(
     r: &mut Run<'_>,
-    (s, b): (&PlanStep, &crate::plan::PlanBackfill),
+    (s, b): (&PlanStep, &PlanBackfill),
     table: &Table,
     (total, rows_done): (i64, i64),
     (seen, updated, elapsed): (i64, i64, Duration),
 ) -> Done {
     let batch_ms = elapsed.as_secs_f64() * 1000.0;
     let remaining = (total - rows_done).max(seen);
-    let batches = (remaining as f64 / f64::from(b.batch_size)).ceil();
+    // Batches sized by time would take about what this one visited in
+    // `batch_time`; fixed ones take `batch_size` keys in this one's time.
+    let (per_batch, ms_per_batch) = match b.batch_time {
+        Some(t) if seen > 0 && batch_ms > 0.0 => {
+            let keys = (seen as f64 * t.0.as_secs_f64() * 1000.0 / batch_ms)
+                .clamp(1.0, f64::from(b.max_batch()));
+            (keys, keys * batch_ms / seen as f64)
+        }
+        _ => (f64::from(b.batch_size), batch_ms),
+    };
+    let batches = (remaining as f64 / per_batch).ceil();
     let pause_ms = b.pause.map_or(0.0, |p| p.0.as_secs_f64() * 1000.0);
-    let projected = batches * (batch_ms + pause_ms);
+    let projected = batches * (ms_per_batch + pause_ms);
     log(
         r,
         &s.id,
@@ -183,7 +244,7 @@ fn dry_run_result(
 pub(crate) async fn run(
     r: &mut Run<'_>,
     s: &PlanStep,
-    b: &crate::plan::PlanBackfill,
+    b: &PlanBackfill,
     timeout: Option<Duration>,
 ) -> Attempt {
     let started = Instant::now();
@@ -193,6 +254,7 @@ pub(crate) async fn run(
     let job = prepare(r, s, b).await.map_err(Fail::unchanged)?;
     let mut tally = Tally::start(r, s, b, &job).await?;
     let mut last_progress: Option<(Instant, i64)> = None;
+    let mut sizer = Sizer::new(b);
     loop {
         tally.throttled += throttle(r, &s.id, b, deadline, timeout).await?;
         let t0 = Instant::now();
@@ -205,18 +267,21 @@ pub(crate) async fn run(
             runbook: &job.runbook,
             fingerprint: &job.fingerprint,
         };
-        let (upto, seen, updated) = match one_batch(r, s, b, &batch, &tally.ck, deadline).await {
-            Ok(Some(done)) => done,
-            Ok(None) => break,
-            Err(fail) => {
-                let mut f = to_fail(fail, tally.ck.batches + 1, timeout);
-                f.partial.rows_affected = Some(tally.updated_now as u64);
-                f.partial.details = Some(tally.summary(b).0);
-                return Err(f);
-            }
-        };
+        let size = sizer.size;
+        let (upto, seen, updated) =
+            match one_batch(r, s, b, &batch, &tally.ck, size, deadline).await {
+                Ok(Some(done)) => done,
+                Ok(None) => break,
+                Err(fail) => {
+                    let mut f = to_fail(fail, tally.ck.batches + 1, timeout);
+                    f.partial.rows_affected = Some(tally.updated_now as u64);
+                    f.partial.details = Some(tally.summary(b).0);
+                    return Err(f);
+                }
+            };
         let elapsed = t0.elapsed();
         tally.times.push(elapsed.as_secs_f64() * 1000.0);
+        tally.sizes.push(seen);
         tally.seen_now += seen;
         tally.updated_now += updated;
         tally.curve.push((
@@ -238,7 +303,7 @@ pub(crate) async fn run(
         ck.batches += 1;
         ck.last_key = Some(upto);
 
-        let finished_batch = seen < i64::from(b.batch_size);
+        let finished_batch = seen < i64::from(size);
         if finished_batch || last_progress.is_none_or(|(t, _)| t.elapsed() >= PROGRESS_EVERY) {
             last_progress = Some((Instant::now(), tally.ck.rows_done));
             tally.progress(r, &s.id);
@@ -253,6 +318,7 @@ pub(crate) async fn run(
             f.partial.details = Some(tally.summary(b).0);
             return Err(f);
         }
+        sizer.after(seen, elapsed);
         pace(r, b, tally.updated_now, tally.started, deadline, timeout).await?;
     }
 
@@ -323,6 +389,8 @@ struct Tally {
     updated_now: i64,
     /// Each batch's time, in ms.
     times: Vec<f64>,
+    /// Each batch's keys visited.
+    sizes: Vec<i64>,
     /// After each batch: (ms since this run's start, rows updated so far),
     /// for the report's progress chart.
     curve: Vec<(u64, u64)>,
@@ -382,6 +450,7 @@ impl Tally {
             seen_now: 0,
             updated_now: 0,
             times: Vec::new(),
+            sizes: Vec::new(),
             curve: Vec::new(),
             throttled: Duration::ZERO,
             started: Instant::now(),
@@ -419,11 +488,17 @@ impl Tally {
         } else {
             0.0
         };
-        let details = json!({
+        let mut sizes = self.sizes.clone();
+        sizes.sort_unstable();
+        let mut details = json!({
             "rows_updated": self.updated_now,
             "rows_visited": self.seen_now,
             "batches": self.times.len(),
             "batch_size": b.batch_size,
+            "batch_keys": {
+                "min": sizes.first().copied().unwrap_or(0),
+                "max": sizes.last().copied().unwrap_or(0),
+            },
             "batch_ms": batch_ms,
             "rows_per_second": rate,
             "throttled_ms": super::ms(self.throttled),
@@ -437,6 +512,10 @@ impl Tally {
             },
             "progress": thin(&self.curve, PROGRESS_POINTS),
         });
+        if let Some(t) = b.batch_time {
+            details["batch_time_ms"] = Value::from(super::ms(t.0));
+            details["max_batch_size"] = Value::from(b.max_batch());
+        }
         let mut out = serde_json::Map::new();
         for k in [
             "rows_updated",
@@ -713,13 +792,13 @@ fn compare(t: &Table, op: &str, vals: &[String]) -> String {
     format!("({}) {op} ({})", key_list(t), typed.join(", "))
 }
 
-/// Where the next batch ends: the `batch_size`-th key after `after`, read
+/// Where the next batch ends: the `size`-th key after `after`, read
 /// from the key's index, outside any transaction. At the end of the table,
 /// the last key and how many keys remain; None when nothing does.
 async fn bound(
     r: &Run<'_>,
-    b: &PlanBackfill,
     t: &Table,
+    size: u32,
     after: Option<&[String]>,
     deadline: Option<Instant>,
 ) -> Result<Option<(Vec<String>, i64)>, QueryFail> {
@@ -751,18 +830,18 @@ async fn bound(
     let full = run(format!(
         "SELECT ARRAY[{as_text}] FROM {table}{filter} ORDER BY {keys} LIMIT 1 OFFSET {skip}",
         table = t.qualified,
-        skip = b.batch_size - 1,
+        skip = size - 1,
     ))
     .await?;
     if let Some(Some(upto)) = full.and_then(|row| row.into_iter().next()) {
-        return Ok(Some((parse_text_array(&upto), i64::from(b.batch_size))));
+        return Ok(Some((parse_text_array(&upto), i64::from(size))));
     }
-    // Fewer than batch_size keys remain: the last batch ends at the last key.
+    // Fewer than `size` keys remain: the last batch ends at the last key.
     let rest = run(format!(
         "SELECT count(*), (SELECT ARRAY[{as_text}] FROM {table}{filter} ORDER BY {desc} LIMIT 1)
            FROM (SELECT 1 FROM {table}{filter} LIMIT {n}) AS rest",
         table = t.qualified,
-        n = b.batch_size,
+        n = size,
     ))
     .await?
     .unwrap_or_default();
@@ -1081,6 +1160,60 @@ fn thin(points: &[(u64, u64)], max: usize) -> Vec<[u64; 2]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_batches_keep_their_size() {
+        let mut s = Sizer::with(1000, None, 1000);
+        s.after(1000, Duration::from_millis(1));
+        s.after(1000, Duration::from_secs(10));
+        assert_eq!(s.size, 1000);
+    }
+
+    #[test]
+    fn batches_sized_by_time_move_at_most_2x_up_and_4x_down_and_settle() {
+        let ms = Duration::from_millis;
+        let mut s = Sizer::with(100, Some(ms(200)), 50_000);
+        // 100 keys in 2 ms: 10,000 would take 200 ms, but one step is 2x.
+        s.after(100, ms(2));
+        assert_eq!(s.size, 200);
+        // At a steady 50 keys/ms the size settles at the 10,000 that take
+        // 200 ms, climbing by doubling.
+        let mut sizes = vec![];
+        for _ in 0..12 {
+            let n = s.size;
+            s.after(
+                i64::from(n),
+                Duration::from_secs_f64(f64::from(n) / 50_000.0),
+            );
+            sizes.push(s.size);
+        }
+        assert!(sizes.windows(2).all(|w| w[1] <= w[0] * 2), "{sizes:?}");
+        assert!((9_000..=11_000).contains(&s.size), "{sizes:?}");
+        // A batch that waited 8 s on a lock: half the rate is the steady
+        // one, so the next batch is about half, not the 1/40 that the
+        // blocked batch alone would say; the next blocked one halves again.
+        let n = s.size;
+        s.after(i64::from(n), Duration::from_secs(8));
+        assert!(
+            (n / 2..n / 2 + n / 20).contains(&s.size),
+            "{n} then {}",
+            s.size
+        );
+        let m = s.size;
+        s.after(i64::from(m), Duration::from_secs(8));
+        assert!(s.size < m * 6 / 10, "{m} then {}", s.size);
+        // Never above the cap, never below one key.
+        let mut capped = Sizer::with(40_000, Some(ms(200)), 50_000);
+        capped.after(40_000, ms(1));
+        assert_eq!(capped.size, 50_000);
+        let mut tiny = Sizer::with(2, Some(ms(10)), 50_000);
+        for _ in 0..5 {
+            tiny.after(1, Duration::from_secs(5));
+        }
+        assert_eq!(tiny.size, 1);
+        // A first size over the cap starts at the cap.
+        assert_eq!(Sizer::with(90_000, Some(ms(200)), 50_000).size, 50_000);
+    }
 
     #[test]
     fn progress_is_thinned_evenly_and_keeps_the_last_point() {

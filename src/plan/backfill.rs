@@ -17,6 +17,12 @@ pub struct PlanBackfill {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub key: Vec<String>,
     pub batch_size: u32,
+    /// Batches sized to take about this long; `batch_size` is the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_time: Option<Duration>,
+    /// With `batch_time`: the most keys a batch takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,15 +40,36 @@ impl PlanBackfill {
     /// In one line, for the progress display; `shown` renders a template.
     pub fn describe(&self, shown: &dyn Fn(&Text) -> String) -> String {
         format!(
-            "backfill {} SET {}{} in batches of {}",
+            "backfill {} SET {}{} in {}",
             shown(&self.table),
             shown(&self.set),
             self.where_
                 .as_ref()
                 .map(|w| format!(" WHERE {}", shown(w)))
                 .unwrap_or_default(),
-            self.batch_size
+            self.batches()
         )
+    }
+
+    /// The most keys one batch takes.
+    pub fn max_batch(&self) -> u32 {
+        match self.batch_time {
+            Some(_) => self.max_batch_size.unwrap_or(model::DEFAULT_MAX_BATCH_SIZE),
+            None => self.batch_size,
+        }
+    }
+
+    /// How batches are sized: `batches of 1000`, or `batches of about
+    /// 200ms (the first 1000 keys, at most 100000)`.
+    fn batches(&self) -> String {
+        match self.batch_time {
+            Some(t) => format!(
+                "batches of about {t} (the first {} keys, at most {})",
+                self.batch_size,
+                self.max_batch()
+            ),
+            None => format!("batches of {}", self.batch_size),
+        }
     }
 }
 
@@ -54,6 +81,8 @@ impl Planner<'_> {
             where_: b.where_.as_ref().map(|w| self.text(w)),
             key: b.key.clone(),
             batch_size: b.batch_size,
+            batch_time: b.batch_time,
+            max_batch_size: b.max_batch_size,
             pause: b.pause,
             max_rows_per_second: b.max_rows_per_second,
             exact_count: b.exact_count,
@@ -83,7 +112,7 @@ pub(super) fn write(o: &mut String, b: &PlanBackfill, inner: usize) {
             .map(|w| format!(" WHERE {}", w.text))
             .unwrap_or_default()
     );
-    let mut pacing = vec![format!("batches of {} by {key}", b.batch_size)];
+    let mut pacing = vec![format!("{} by {key}", b.batches())];
     if let Some(p) = b.pause {
         pacing.push(format!("pause {p}"));
     }

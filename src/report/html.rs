@@ -344,6 +344,18 @@ fn lock_impact(o: &mut String, r: &Value) {
     o.push_str("</table>\n");
 }
 
+/// How big a backfill's batches were: `500` keys each, or, sized by time,
+/// `120–4000 keys (about 200 ms each)`.
+fn batch_sizes(d: &Value) -> String {
+    match d["batch_time_ms"].as_u64() {
+        Some(t) => format!(
+            "{}–{} keys (about {t} ms each)",
+            d["batch_keys"]["min"], d["batch_keys"]["max"]
+        ),
+        None => d["batch_size"].to_string(),
+    }
+}
+
 /// A backfill's rows over time, from its `progress` points.
 fn backfills(o: &mut String, r: &Value) {
     for (place, s) in all_steps(r) {
@@ -383,7 +395,7 @@ fn backfills(o: &mut String, r: &Value) {
             esc(text(s, "id")),
             d["rows_updated"],
             d["batches"],
-            d["batch_size"],
+            batch_sizes(d),
             d["rows_per_second"],
             d["batch_ms"]["p50"],
             d["batch_ms"]["p99"],
@@ -630,6 +642,15 @@ mod tests {
                                  "changes": [{"object": "index i", "change": "added", "diff": ["+ CREATE INDEX i"]}]}}],
             "finally": []
         })
+    }
+
+    #[test]
+    fn batches_sized_by_time_show_their_range_not_the_first_size() {
+        let fixed = serde_json::json!({"batch_size": 500});
+        assert_eq!(batch_sizes(&fixed), "500");
+        let timed = serde_json::json!({"batch_size": 500, "batch_time_ms": 200,
+                                       "batch_keys": {"min": 120, "max": 4000}});
+        assert_eq!(batch_sizes(&timed), "120–4000 keys (about 200 ms each)");
     }
 
     #[test]

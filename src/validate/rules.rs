@@ -29,6 +29,7 @@ pub(super) fn semantic(doc: &Document, rb: &Runbook) -> Vec<Diagnostic> {
     check_builtins(doc, rb, &steps, &mut out);
     check_check_shapes(doc, rb, &steps, &mut out);
     check_migrations(doc, &steps, &mut out);
+    check_backfills(doc, &steps, &mut out);
     check_watch_timeouts(doc, rb, &steps, &mut out);
     out
 }
@@ -42,6 +43,7 @@ const DURATION_KEYS: &[&str] = &[
     "wait_for_blockers",
     "lock_wait_warning",
     "pause",
+    "batch_time",
     "max_replica_lag",
     "initial",
     "max",
@@ -414,6 +416,54 @@ fn check_migrations(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Diagnostic>
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// The shortest `batch_time`: below it, a batch's own round trips and
+/// commit are most of its time, and sizing by time means little.
+const MIN_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// `batch_time` and `max_batch_size` of backfills: the cap belongs to the
+/// sizing by time, holds at least the first batch, and the time is long
+/// enough to size by.
+fn check_backfills(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Diagnostic>) {
+    for (pointer, step) in steps {
+        let StepKind::Backfill(b) = &step.kind else {
+            continue;
+        };
+        let base = format!("{pointer}/backfill");
+        match (b.batch_time, b.max_batch_size) {
+            (None, Some(_)) => out.push(
+                Diagnostic::new("`max_batch_size` is set without `batch_time`")
+                    .at(doc.spans().key_or_value(&format!("{base}/max_batch_size")))
+                    .label("caps batches sized by time")
+                    .hint("add `batch_time: 200ms` to size batches by time, or use `batch_size` for a fixed size"),
+            ),
+            (Some(t), _) if t.0 < MIN_BATCH_TIME => out.push(
+                Diagnostic::new(format!("`batch_time: {t}` is too short to size batches by"))
+                    .at(doc.spans().value(&format!("{base}/batch_time")))
+                    .label("at least 10ms")
+                    .hint("a batch's round trips and commit alone take milliseconds; 100ms to 500ms keeps row locks short"),
+            ),
+            (Some(_), cap) => {
+                let max = cap.unwrap_or(model::DEFAULT_MAX_BATCH_SIZE);
+                // The key the user wrote: the cap, or (under the default
+                // cap) the first size.
+                let at = if cap.is_some() { "max_batch_size" } else { "batch_size" };
+                if b.batch_size > max {
+                    out.push(
+                        Diagnostic::new(format!(
+                            "the first batch (`batch_size: {}`) is larger than `max_batch_size` ({max})",
+                            b.batch_size
+                        ))
+                        .at(doc.spans().value(&format!("{base}/{at}")))
+                        .label("the first batch must fit under the cap")
+                        .hint("with `batch_time`, `batch_size` is where sizing starts: keep it at or below `max_batch_size`"),
+                    );
+                }
+            }
+            (None, None) => {}
         }
     }
 }
