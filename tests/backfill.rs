@@ -196,6 +196,18 @@ fn a_dry_run_changes_nothing_and_projects_the_time() {
     assert_eq!(d["batch_would_update"], 1000);
     assert_eq!(d["remaining_batches"], 10);
     assert!(d["projected_ms"].as_u64().is_some(), "{d}");
+
+    // Sized by time, the projection uses the size the batch implies: 1,000
+    // keys take far less than a second, so fewer, larger batches remain.
+    let run = Case::new(&backfill(
+        "          table: t\n          set: v = id\n          batch_size: 1000\n          batch_time: 1s\n          dry_run: true\n",
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(v) FROM t"), "0");
+    let d = &run.step("fill")["details"];
+    assert_eq!(d["batch_rows"], 1000, "{d}");
+    assert!(d["remaining_batches"].as_u64().unwrap() < 10, "{d}");
 }
 
 #[test]
