@@ -483,8 +483,15 @@ async fn open_snapshot(r: &Run<'_>, o: &backups::Options) -> Result<Snapshot, Fa
         .await
         .map_err(|e| sql_failure("failed to open the snapshot session", &e))?;
     let client = Arc::new(snap.client);
+    // The counts run beside pg_dump, which wants every core: one process
+    // each, no parallel workers, and no JIT (a count compiles in more time
+    // than it saves), so they take their share and no more.
     client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+             SET LOCAL max_parallel_workers_per_gather = 0;
+             SET LOCAL jit = off",
+        )
         .await
         .map_err(sql_err("failed to start the snapshot transaction"))?;
     let name: String = client
