@@ -16,14 +16,21 @@ fn backfill(body: &str) -> String {
     )
 }
 
+/// A fresh database with `orders`: `rows` rows whose `ref` is to be filled
+/// from `legacy`, and `touched` counting each row's updates.
+fn orders(rows: u32) -> Db {
+    let db = Db::fresh();
+    db.sql(&format!(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, legacy int, ref int, touched int NOT NULL DEFAULT 0);
+         INSERT INTO orders (id, legacy) SELECT g, g % 1000 FROM generate_series(1, {rows}) g;
+         ANALYZE orders;"
+    ));
+    db
+}
+
 #[test]
 fn a_killed_backfill_resumes_and_updates_every_row_exactly_once() {
-    let db = Db::fresh();
-    db.sql(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, legacy int, ref int, touched int NOT NULL DEFAULT 0);
-         INSERT INTO orders (id, legacy) SELECT g, g % 1000 FROM generate_series(1, 200000) g;
-         ANALYZE orders;",
-    );
+    let db = orders(200000);
     let case = Case::new(&backfill(
         "          table: orders\n          set: ref = legacy, touched = touched + 1\n          where: ref IS NULL\n          batch_size: 2000\n          pause: 30ms\n",
     ));
@@ -305,12 +312,7 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
 
 #[test]
 fn batches_sized_by_time_grow_from_a_small_start_and_stay_under_the_cap() {
-    let db = Db::fresh();
-    db.sql(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, legacy int, ref int, touched int NOT NULL DEFAULT 0);
-         INSERT INTO orders (id, legacy) SELECT g, g % 1000 FROM generate_series(1, 100000) g;
-         ANALYZE orders;",
-    );
+    let db = orders(100000);
     let case = Case::new(&backfill(
         "          table: orders\n          set: ref = legacy, touched = touched + 1\n          where: ref IS NULL\n          batch_size: 10\n          batch_time: 100ms\n          max_batch_size: 20000\n",
     ));
