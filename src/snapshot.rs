@@ -21,10 +21,12 @@ pub const STATE_COMMENT: &str = "runbook state:";
 /// object it is built from (`pg_class:16384`). `ONLY_KIND(column)` marks
 /// where [`sql`] restricts it to some objects.
 const SQL: &str = r#"WITH ns AS (
-    SELECT oid, nspname FROM pg_namespace
+    SELECT oid, nspname FROM pg_namespace n
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
-      AND NOT (nspname = 'runbook_journal' AND obj_description(oid, 'pg_namespace') = 'runbook run journal')
+      AND NOT (nspname = 'runbook_journal' AND EXISTS (
+          SELECT FROM pg_description d WHERE d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass
+                                         AND d.objsubid = 0 AND d.description = 'runbook run journal'))
 ), rels AS MATERIALIZED (
     SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpartbound, c.relispartition,
            format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment
@@ -137,7 +139,7 @@ SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_id
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
 LEFT JOIN pg_description d
   ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
-WHERE p.prokind IN ('f', 'p', 'w')
+WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p', 'w')
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid AND m.deptype = 'e')
   AND ONLY_PROC(p.oid)
 UNION ALL
@@ -155,7 +157,7 @@ SELECT 'type', format('%I.%I', ns.nspname, t.typname), json_build_object(
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
 LEFT JOIN pg_description d
   ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0
-WHERE t.typtype = 'e'
+WHERE t.oid >= 16384 AND t.typtype = 'e'
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
   AND ONLY_TYPE(t.oid)
 UNION ALL
@@ -459,10 +461,12 @@ pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_pos
 /// (`!i`): PostgreSQL flips it in place, without a new row version. `H`
 /// is the horizon to pass next time.
 const TOKENS_SQL: &str = r#"WITH ns AS (
-    SELECT oid FROM pg_namespace
+    SELECT oid FROM pg_namespace n
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
-      AND NOT (nspname = 'runbook_journal' AND obj_description(oid, 'pg_namespace') = 'runbook run journal')
+      AND NOT (nspname = 'runbook_journal' AND EXISTS (
+          SELECT FROM pg_description d WHERE d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass
+                                         AND d.objsubid = 0 AND d.description = 'runbook run journal'))
 ), h AS MATERIALIZED (
     SELECT age($1::text::xid) AS a
 ), rels AS MATERIALIZED (
@@ -680,6 +684,27 @@ fn root_of(token: &str) -> Option<String> {
     })
 }
 
+/// Whether the catalog object `root` (`pg_class:16384`) is missing from
+/// the key set of its catalog, as last read. Only catalogs with an oid key
+/// set can tell; any other object is taken as still there.
+fn is_gone(keys: &HashMap<String, Keys>, root: &str) -> bool {
+    let Some((catalog, oid)) = root.split_once(':') else {
+        return false;
+    };
+    let set = match catalog {
+        "pg_class" => "r",
+        "pg_constraint" => "c",
+        "pg_proc" => "p",
+        "pg_trigger" => "t",
+        "pg_type" => "y",
+        _ => return false,
+    };
+    match (keys.get(set), oid.parse::<u32>()) {
+        (Some(Keys::Oids(oids)), Ok(oid)) => oids.binary_search(&oid).is_err(),
+        _ => false,
+    }
+}
+
 /// Whether a token is read whole every time, and a change to it means
 /// reading everything again.
 fn whole(token: &str) -> bool {
@@ -892,8 +917,19 @@ impl Snapshotter {
         if changed.is_empty() {
             return Ok(t);
         }
-        let roots: Vec<String> = changed.iter().filter_map(|k| root_of(k)).collect();
-        let (redo, rows) = self.deparse(client, Some(&roots)).await?;
+        // An object that is gone has nothing left to read, and nothing
+        // depends on it any more (PostgreSQL drops or refuses to drop what
+        // does): its entries go, with no query.
+        let (gone, roots): (Vec<String>, Vec<String>) = changed
+            .iter()
+            .filter_map(|k| root_of(k))
+            .partition(|root| is_gone(&t.keys, root));
+        let (mut redo, rows) = if roots.is_empty() {
+            (HashSet::new(), Vec::new())
+        } else {
+            self.deparse(client, Some(&roots)).await?
+        };
+        redo.extend(gone);
         t.rebuild(&redo, rows);
         Ok(t)
     }
@@ -1127,6 +1163,25 @@ mod tests {
 
     fn row(k: &str, n: &str, d: &str) -> (String, String, String) {
         (k.into(), n.into(), d.into())
+    }
+
+    #[test]
+    fn an_object_is_gone_only_when_its_catalogs_oid_set_lacks_it() {
+        let keys: HashMap<String, Keys> = [
+            ("r".to_string(), Keys::Oids(vec![16384, 16390])),
+            ("c".to_string(), Keys::Oids(vec![16400])),
+            ("t".to_string(), Keys::Text(String::new())),
+        ]
+        .into();
+        assert!(!is_gone(&keys, "pg_class:16390"));
+        assert!(is_gone(&keys, "pg_class:16385"));
+        assert!(is_gone(&keys, "pg_constraint:16390"));
+        assert!(!is_gone(&keys, "pg_constraint:16400"));
+        // No oid set read, or a catalog without one: taken as still there.
+        assert!(!is_gone(&keys, "pg_trigger:16500"));
+        assert!(!is_gone(&keys, "pg_proc:16500"));
+        assert!(!is_gone(&keys, "pg_namespace:2200"));
+        assert!(!is_gone(&keys, "pg_class:x"));
     }
 
     #[test]

@@ -972,6 +972,11 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
             "ALTER TABLE p DETACH PARTITION p1",
             "DROP TABLE d, p1",
+            // Drops that take what depends on them along: read with no query.
+            "CREATE TABLE e (id int PRIMARY KEY); CREATE TABLE f (id int, e_id int REFERENCES e (id))",
+            "COMMENT ON TABLE e IS 'e'; CREATE INDEX f_e ON f (e_id)",
+            "DROP TABLE e CASCADE",
+            "DROP INDEX f_e",
         ];
         for change in changes {
             client.batch_execute(change).await.unwrap();

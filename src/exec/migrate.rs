@@ -54,11 +54,14 @@ pub struct ScriptRun {
 /// backend's own counters for the open transaction, not sampled statistics.
 /// The counters `pg_stat_xact_user_tables` reads, without the view: it
 /// also joins every index and groups, which took twice as long (4.5 vs
-/// 2.2 ms on a 200-table schema), and this runs after every leg.
+/// 2.2 ms on a 200-table schema), and this runs after every leg. The
+/// counters are read only for relations created after initdb (the server
+/// tests the cheaper oid first): reading them for every system catalog
+/// and toast table too took 1.5 ms, against 0.5.
 const TOUCHED_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname) \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind IN ('r', 't', 'm', 'p') \
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' \
+     WHERE c.relkind IN ('r', 'm', 'p') AND c.oid >= 16384 \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
        AND pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) \
          + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) \
          + pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) > 0";
