@@ -15,10 +15,14 @@ Then, on the 200-table schema the apply left:
 Times are wall-clock, of the whole process, best and median of the rounds;
 the rehearse step's own duration (from report.json) is printed too.
 
+With --against OLD_EXE, each round also runs the rehearse step with that
+binary (an earlier build), interleaved with this one on the same cluster,
+and prints the two side by side: a change measured, not two noisy runs.
+
 Targets (issue 19): rehearse at most 3x the plain apply; snapshot at least
 10x faster than pg_dump --schema-only.
 
-Usage: python3 scripts/bench/rehearse.py [--migrations 200] [--runs 3] [--json FILE]
+Usage: python3 scripts/bench/rehearse.py [--migrations 200] [--runs 3] [--against OLD_EXE] [--json FILE]
 """
 import argparse
 import json
@@ -45,6 +49,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--migrations", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--against", help="an earlier runbook binary to run interleaved with this one")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     exe = release_build()
@@ -61,9 +66,10 @@ def main():
             f.write("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: bench, version: 1 }\n"
                     "phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n"
                     f"        timeout: 1h\n        rehearse:\n          dir: {mdir}\n")
-        plain, rehearse, step = [], [], []
+        plain, rehearse, step, earlier = [], [], [], []
+        kinds = ["plain", "rehearse"] + (["earlier"] if args.against else [])
         for r in range(args.runs):
-            for which in (["plain", "rehearse"] if r % 2 == 0 else ["rehearse", "plain"]):
+            for which in (kinds if r % 2 == 0 else kinds[::-1]):
                 db = f"b_{which}_{r}"
                 subprocess.run([psql, "-q", cluster.url, "-c", f"CREATE DATABASE {db}"], check=True)
                 if which == "plain":
@@ -73,15 +79,20 @@ def main():
                     took, _ = timed(cmd)
                     plain.append(took)
                 else:
-                    rep = os.path.join(tmp, f"report-{r}")
-                    took, _ = timed([exe, "exec", book, "--database-url", cluster.url_of(db),
-                                     "--report-dir", rep, "-q"])
-                    rehearse.append(took)
+                    rep = os.path.join(tmp, f"report-{which}-{r}")
+                    took, _ = timed([args.against if which == "earlier" else exe, "exec", book,
+                                     "--database-url", cluster.url_of(db), "--report-dir", rep, "-q"])
+                    (earlier if which == "earlier" else rehearse).append(took)
                     with open(os.path.join(rep, "report.json")) as f:
                         s = json.load(f)["phases"][0]["steps"][0]
-                    step.append(s["duration_ms"] / 1000)
+                    if which == "rehearse":
+                        step.append(s["duration_ms"] / 1000)
                     verdicts = s["details"]["verdicts"]
                     assert verdicts == {"ok": args.migrations}, verdicts
+                # Each round's databases go, so later rounds do not run on a
+                # bigger cluster than earlier ones.
+                if which != "plain" or r < args.runs - 1:
+                    subprocess.run([psql, "-q", cluster.url, "-c", f"DROP DATABASE {db}"], check=True)
         # Snapshot against pg_dump on the schema the last plain apply left.
         target = cluster.url_of(f"b_plain_{args.runs - 1}")
         snap, dump = [], []
@@ -103,6 +114,11 @@ def main():
         show("rehearse step (its own duration)", step)
         ratio = statistics.median(rehearse) / statistics.median(plain)
         print(f"  rehearse / plain apply: {ratio:.2f}x (target at most 3x) -> {'met' if ratio <= 3 else 'NOT met'}")
+        if earlier:
+            show(f"rehearse with {os.path.basename(args.against)}", earlier)
+            change = statistics.median(rehearse) / statistics.median(earlier) - 1
+            print(f"  this build against {os.path.basename(args.against)}: {change:+.1%} (median), "
+                  f"{min(rehearse) / min(earlier) - 1:+.1%} (best)")
         show("runbook schema snapshot", snap)
         show("pg_dump --schema-only", dump)
         speed = statistics.median(dump) / statistics.median(snap)
@@ -114,7 +130,8 @@ def main():
             figure("pg_dump --schema-only / runbook schema snapshot", speed, "x", 10, better="higher"),
         ], migrations=args.migrations, runs=args.runs,
            seconds={"plain": statistics.median(plain), "rehearse": statistics.median(rehearse),
-                    "snapshot": statistics.median(snap), "pg_dump": statistics.median(dump)})
+                    "snapshot": statistics.median(snap), "pg_dump": statistics.median(dump),
+                    **({"earlier": statistics.median(earlier)} if earlier else {})})
     finally:
         cluster.stop()
         subprocess.run(["rm", "-rf", tmp])
