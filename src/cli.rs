@@ -691,82 +691,13 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
     let mut stderr = std::io::stderr().lock();
     match cli.command {
         Cmd::Validate { files, params } => {
-            let inputs = params.inputs();
-            let check = if inputs.is_empty() {
-                ParamCheck::GivenOnly
-            } else {
-                ParamCheck::RequireAll
-            };
-            let mut code = exit::OK;
-            for file in &files {
-                match validate::validate_file(file, &inputs, check) {
-                    Ok(v) => {
-                        let count = |n: usize, what: &str| {
-                            format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-                        };
-                        let _ = writeln!(
-                            stdout,
-                            "ok: {} ({} {}: {}, {})",
-                            file.display(),
-                            v.runbook.metadata.name,
-                            v.runbook.metadata.version,
-                            count(v.runbook.phases.len(), "phase"),
-                            count(v.runbook.step_count(), "step"),
-                        );
-                    }
-                    Err(invalid) => {
-                        let _ = write!(stderr, "{}", invalid.render(color));
-                        code = exit::INVALID;
-                    }
-                }
-            }
-            code
+            validate_files(&files, &params, color, &mut stdout, &mut stderr)
         }
         Cmd::Plan {
             file,
             params,
             format,
-        } => {
-            let inputs = params.inputs();
-            let built = validate::validate_file(&file, &inputs, ParamCheck::RequireAll)
-                .and_then(|v| plan::build(&v, &plan::RunInfo::default()).map(|p| (v, p)));
-            match built {
-                Ok((v, p)) => {
-                    // What `exec` would lint first, unless the runbook turns it off.
-                    let lint = crate::lint::lint_plan(&file, &v, &p);
-                    let out = match format {
-                        Format::Text => {
-                            let mut t = p.to_text();
-                            match &lint {
-                                Some(Ok(found)) => t.push_str(&crate::lint::render_short(found)),
-                                Some(Err(e)) => t.push_str(&format!(
-                                    "\nlint: could not run: {}\n",
-                                    e.lines().next().unwrap_or_default()
-                                )),
-                                None => t.push_str("\nlint: off (settings.lint)\n"),
-                            }
-                            t
-                        }
-                        Format::Json => {
-                            let mut v: serde_json::Value =
-                                serde_json::from_str(&p.to_json()).unwrap_or_default();
-                            if let Some(Ok(found)) = &lint {
-                                v["lint"] = crate::lint::plan_report_json(found, &p);
-                            }
-                            let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
-                            s.push('\n');
-                            s
-                        }
-                    };
-                    let _ = stdout.write_all(out.as_bytes());
-                    exit::OK
-                }
-                Err(invalid) => {
-                    let _ = write!(stderr, "{}", invalid.render(color));
-                    exit::INVALID
-                }
-            }
-        }
+        } => show_plan(&file, &params, format, color, &mut stdout, &mut stderr),
         Cmd::Approve {
             file,
             phase,
@@ -957,38 +888,133 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             set,
             force,
         }),
-        Cmd::Man => {
-            let mut buf = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
-                Ok(()) => {
-                    let _ = stdout.write_all(&buf);
-                    exit::OK
-                }
-                Err(e) => {
-                    let _ = writeln!(stderr, "error: failed to render the man page: {e}");
-                    exit::INVALID
-                }
-            }
-        }
+        Cmd::Man => man(&mut stdout, &mut stderr),
         Cmd::Schema {
             report,
             targets,
             fleet_report,
             command: None,
-        } => {
-            let schema = if report {
-                crate::schema::REPORT_SCHEMA
-            } else if targets {
-                crate::fleet::targets::TARGETS_SCHEMA
-            } else if fleet_report {
-                crate::fleet::report::FLEET_REPORT_SCHEMA
-            } else {
-                crate::schema::RUNBOOK_SCHEMA
-            };
-            let _ = stdout.write_all(schema.as_bytes());
-            exit::OK
+        } => print_schema(report, targets, fleet_report, &mut stdout),
+    }
+}
+
+/// `runbook validate`: each file, with its errors or a one-line summary.
+fn validate_files(
+    files: &[PathBuf],
+    params: &ParamArgs,
+    color: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    let inputs = params.inputs();
+    let check = if inputs.is_empty() {
+        ParamCheck::GivenOnly
+    } else {
+        ParamCheck::RequireAll
+    };
+    let mut code = exit::OK;
+    for file in files {
+        match validate::validate_file(file, &inputs, check) {
+            Ok(v) => {
+                let count =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                let _ = writeln!(
+                    stdout,
+                    "ok: {} ({} {}: {}, {})",
+                    file.display(),
+                    v.runbook.metadata.name,
+                    v.runbook.metadata.version,
+                    count(v.runbook.phases.len(), "phase"),
+                    count(v.runbook.step_count(), "step"),
+                );
+            }
+            Err(invalid) => {
+                let _ = write!(stderr, "{}", invalid.render(color));
+                code = exit::INVALID;
+            }
         }
     }
+    code
+}
+
+/// `runbook plan`: the ordered plan, with what `exec` would lint first.
+fn show_plan(
+    file: &std::path::Path,
+    params: &ParamArgs,
+    format: Format,
+    color: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> u8 {
+    let inputs = params.inputs();
+    let built = validate::validate_file(file, &inputs, ParamCheck::RequireAll)
+        .and_then(|v| plan::build(&v, &plan::RunInfo::default()).map(|p| (v, p)));
+    match built {
+        Ok((v, p)) => {
+            // What `exec` would lint first, unless the runbook turns it off.
+            let lint = crate::lint::lint_plan(file, &v, &p);
+            let out = match format {
+                Format::Text => {
+                    let mut t = p.to_text();
+                    match &lint {
+                        Some(Ok(found)) => t.push_str(&crate::lint::render_short(found)),
+                        Some(Err(e)) => t.push_str(&format!(
+                            "\nlint: could not run: {}\n",
+                            e.lines().next().unwrap_or_default()
+                        )),
+                        None => t.push_str("\nlint: off (settings.lint)\n"),
+                    }
+                    t
+                }
+                Format::Json => {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&p.to_json()).unwrap_or_default();
+                    if let Some(Ok(found)) = &lint {
+                        v["lint"] = crate::lint::plan_report_json(found, &p);
+                    }
+                    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+                    s.push('\n');
+                    s
+                }
+            };
+            let _ = stdout.write_all(out.as_bytes());
+            exit::OK
+        }
+        Err(invalid) => {
+            let _ = write!(stderr, "{}", invalid.render(color));
+            exit::INVALID
+        }
+    }
+}
+
+/// `runbook man`: the man page, rendered in memory first.
+fn man(stdout: &mut impl Write, stderr: &mut impl Write) -> u8 {
+    let mut buf = Vec::new();
+    match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+        Ok(()) => {
+            let _ = stdout.write_all(&buf);
+            exit::OK
+        }
+        Err(e) => {
+            let _ = writeln!(stderr, "error: failed to render the man page: {e}");
+            exit::INVALID
+        }
+    }
+}
+
+/// `runbook schema`: one of the published JSON Schemas.
+fn print_schema(report: bool, targets: bool, fleet_report: bool, stdout: &mut impl Write) -> u8 {
+    let schema = if report {
+        crate::schema::REPORT_SCHEMA
+    } else if targets {
+        crate::fleet::targets::TARGETS_SCHEMA
+    } else if fleet_report {
+        crate::fleet::report::FLEET_REPORT_SCHEMA
+    } else {
+        crate::schema::RUNBOOK_SCHEMA
+    };
+    let _ = stdout.write_all(schema.as_bytes());
+    exit::OK
 }
 
 fn lint(args: LintArgs, stdout: &mut impl Write, stderr: &mut impl Write) -> u8 {
