@@ -89,10 +89,6 @@ def main():
                         step.append(s["duration_ms"] / 1000)
                     verdicts = s["details"]["verdicts"]
                     assert verdicts == {"ok": args.migrations}, verdicts
-                # Each round's databases go, so later rounds do not run on a
-                # bigger cluster than earlier ones.
-                if which != "plain" or r < args.runs - 1:
-                    subprocess.run([psql, "-q", cluster.url, "-c", f"DROP DATABASE {db}"], check=True)
         # Snapshot against pg_dump on the schema the last plain apply left.
         target = cluster.url_of(f"b_plain_{args.runs - 1}")
         snap, dump = [], []
