@@ -458,8 +458,10 @@ pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_pos
 /// its type. A key set may hold keys that have no token (objects outside
 /// the namespaces read): their removal rebuilds nothing. Namespaces
 /// and extensions are always read whole, and so is index validity
-/// (`!i`): PostgreSQL flips it in place, without a new row version. `H`
-/// is the horizon to pass next time.
+/// (`!i`): PostgreSQL flips it in place, without a new row version. `#R`
+/// holds every relation created after initdb, in any schema, to tell one
+/// that was dropped (nothing to read again) from one that left the schemas
+/// read. `H` is the horizon to pass next time.
 const TOKENS_SQL: &str = r#"WITH ns AS (
     SELECT oid FROM pg_namespace n
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
@@ -481,6 +483,7 @@ UNION ALL SELECT 'x:members', coalesce(string_agg(d.classid || '/' || d.objid, '
 UNION ALL SELECT 'r:' || oid, xmin::text || ctid::text, NULL FROM rels
     WHERE $1::text IS NULL OR age(xmin) <= (SELECT a FROM h)
 UNION ALL SELECT '#r', NULL, array_agg(oid ORDER BY oid) FROM rels
+UNION ALL SELECT '#R', NULL, array_agg(oid ORDER BY oid) FROM pg_class WHERE oid >= 16384
 UNION ALL SELECT 'a:' || a.attrelid || '.' || a.attnum, a.xmin::text || a.ctid::text, NULL
     FROM pg_attribute a JOIN rels r ON r.oid = a.attrelid
     WHERE a.attrelid >= 16384 AND ($1::text IS NULL OR age(a.xmin) <= (SELECT a FROM h))
@@ -686,13 +689,15 @@ fn root_of(token: &str) -> Option<String> {
 
 /// Whether the catalog object `root` (`pg_class:16384`) is missing from
 /// the key set of its catalog, as last read. Only catalogs with an oid key
-/// set can tell; any other object is taken as still there.
+/// set over every schema can tell (`#R` for relations: `#r` holds only
+/// those in the schemas read, and a relation moved out of them is not gone,
+/// nor is what depends on it); any other object is taken as still there.
 fn is_gone(keys: &HashMap<String, Keys>, root: &str) -> bool {
     let Some((catalog, oid)) = root.split_once(':') else {
         return false;
     };
     let set = match catalog {
-        "pg_class" => "r",
+        "pg_class" => "R",
         "pg_constraint" => "c",
         "pg_proc" => "p",
         "pg_trigger" => "t",
@@ -879,7 +884,10 @@ impl Snapshotter {
                 if before == Some(&now) {
                     continue;
                 }
-                if set == "!i" {
+                if set == "R" {
+                    // Every relation, in any schema: only to tell a
+                    // relation dropped from one moved out of those read.
+                } else if set == "!i" {
                     // An index whose validity flipped, either way.
                     let flipped = now.missing_from(before).into_iter().chain(
                         before
@@ -1168,7 +1176,9 @@ mod tests {
     #[test]
     fn an_object_is_gone_only_when_its_catalogs_oid_set_lacks_it() {
         let keys: HashMap<String, Keys> = [
-            ("r".to_string(), Keys::Oids(vec![16384, 16390])),
+            ("R".to_string(), Keys::Oids(vec![16384, 16390])),
+            // Relations in the schemas read only: not what tells.
+            ("r".to_string(), Keys::Oids(vec![16384])),
             ("c".to_string(), Keys::Oids(vec![16400])),
             ("t".to_string(), Keys::Text(String::new())),
         ]
