@@ -281,7 +281,11 @@ pub(crate) async fn run(
             };
         let elapsed = t0.elapsed();
         tally.times.push(elapsed.as_secs_f64() * 1000.0);
-        tally.sizes.push(seen);
+        tally.batch_keys = Some(
+            tally
+                .batch_keys
+                .map_or((seen, seen), |(lo, hi)| (lo.min(seen), hi.max(seen))),
+        );
         tally.seen_now += seen;
         tally.updated_now += updated;
         tally.curve.push((
@@ -389,8 +393,8 @@ struct Tally {
     updated_now: i64,
     /// Each batch's time, in ms.
     times: Vec<f64>,
-    /// Each batch's keys visited.
-    sizes: Vec<i64>,
+    /// The fewest and the most keys a batch visited.
+    batch_keys: Option<(i64, i64)>,
     /// After each batch: (ms since this run's start, rows updated so far),
     /// for the report's progress chart.
     curve: Vec<(u64, u64)>,
@@ -450,7 +454,7 @@ impl Tally {
             seen_now: 0,
             updated_now: 0,
             times: Vec::new(),
-            sizes: Vec::new(),
+            batch_keys: None,
             curve: Vec::new(),
             throttled: Duration::ZERO,
             started: Instant::now(),
@@ -488,16 +492,15 @@ impl Tally {
         } else {
             0.0
         };
-        let mut sizes = self.sizes.clone();
-        sizes.sort_unstable();
+        let (fewest, most) = self.batch_keys.unwrap_or((0, 0));
         let mut details = json!({
             "rows_updated": self.updated_now,
             "rows_visited": self.seen_now,
             "batches": self.times.len(),
             "batch_size": b.batch_size,
             "batch_keys": {
-                "min": sizes.first().copied().unwrap_or(0),
-                "max": sizes.last().copied().unwrap_or(0),
+                "min": fewest,
+                "max": most,
             },
             "batch_ms": batch_ms,
             "rows_per_second": rate,
