@@ -453,28 +453,46 @@ const MAX_FLOW_DEPTH: usize = 64;
 /// a longer UTF-8 character is one (a comment or quote follows a space or
 /// tab in YAML, never wider white space).
 fn too_deep(text: &str) -> Option<usize> {
-    let (mut depth, mut quote, mut comment) = (0usize, None::<u8>, false);
-    let mut prev = b'\n';
-    for (i, &c) in text.as_bytes().iter().enumerate() {
-        match (quote, c) {
-            _ if comment => comment = c != b'\n',
-            (Some(q), _) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, b'#') if prev.is_ascii_whitespace() => comment = true,
-            // A quote opens a scalar only where one can start.
-            (None, b'\'' | b'"') if prev.is_ascii_whitespace() || b"[{,:".contains(&prev) => {
-                quote = Some(c);
+    let bytes = text.as_bytes();
+    // The byte before `i`; the text starts as if after a line break.
+    let prev = |i: usize| if i == 0 { b'\n' } else { bytes[i - 1] };
+    // The next `byte` at or after `from`, if any.
+    let find = |from: usize, byte: u8| bytes[from..].iter().position(|&b| b == byte).map(|k| from + k);
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Jump from one byte that can change the state to the next: most of a
+    // runbook is plain text, and looking at each byte's state cost 20
+    // instructions a byte.
+    while let Some(k) = bytes[i..]
+        .iter()
+        .position(|b| matches!(b, b'#' | b'\'' | b'"' | b'[' | b'{' | b']' | b'}'))
+    {
+        i += k;
+        let c = bytes[i];
+        match c {
+            // A comment runs to the end of its line.
+            b'#' if prev(i).is_ascii_whitespace() => match find(i, b'\n') {
+                Some(end) => i = end,
+                None => return None,
+            },
+            // A quote opens a scalar only where one can start, and the
+            // scalar runs to the next of the same quote.
+            b'\'' | b'"' if prev(i).is_ascii_whitespace() || b"[{,:".contains(&prev(i)) => {
+                match find(i + 1, c) {
+                    Some(end) => i = end,
+                    None => return None,
+                }
             }
-            (None, b'[' | b'{') => {
+            b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_FLOW_DEPTH {
                     return Some(i);
                 }
             }
-            (None, b']' | b'}') => depth = depth.saturating_sub(1),
+            b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        prev = c;
+        i += 1;
     }
     None
 }
@@ -1035,6 +1053,62 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let err = load_file(&fifo).unwrap_err();
         assert!(err.diagnostic.message.contains("is not a regular file"));
+    }
+
+    /// The pre-scan as first written, one byte and one state at a time:
+    /// the reference the jumping scan must agree with.
+    fn too_deep_byte_by_byte(text: &str) -> Option<usize> {
+        let (mut depth, mut quote, mut comment) = (0usize, None::<u8>, false);
+        let mut prev = b'\n';
+        for (i, &c) in text.as_bytes().iter().enumerate() {
+            match (quote, c) {
+                _ if comment => comment = c != b'\n',
+                (Some(q), _) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, b'#') if prev.is_ascii_whitespace() => comment = true,
+                (None, b'\'' | b'"') if prev.is_ascii_whitespace() || b"[{,:".contains(&prev) => {
+                    quote = Some(c);
+                }
+                (None, b'[' | b'{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(i);
+                    }
+                }
+                (None, b']' | b'}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+        None
+    }
+
+    #[test]
+    fn the_jumping_depth_scan_agrees_with_the_byte_by_byte_one() {
+        // Texts of the characters that move the scan, drawn from a fixed
+        // sequence (the same every run), leaning to `[` so that about half
+        // of them go too deep.
+        let alphabet = b"[[[[[[[[[[[[[[[[{]}#'\" \n\ta:,x";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut deep = 0;
+        for _ in 0..4000 {
+            let len = 40 + (seed >> 33) as usize % 400;
+            let text: String = (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    alphabet[(seed >> 33) as usize % alphabet.len()] as char
+                })
+                .collect();
+            let want = too_deep_byte_by_byte(&text);
+            deep += usize::from(want.is_some());
+            assert_eq!(too_deep(&text), want, "{text:?}");
+        }
+        assert!((1000..3000).contains(&deep), "{deep} of 4000 went too deep");
+        for text in ["", "#", "'", "\"[", "a: '[[' # [", "x#[\n", "[#\n]", "a: it's [ok]"] {
+            assert_eq!(too_deep(text), too_deep_byte_by_byte(text), "{text:?}");
+        }
     }
 
     #[test]

@@ -5,10 +5,17 @@ time `ansible-playbook --syntax-check` on an equivalent 1,000-task playbook too.
 
 Targets (issue 2): validate < 50 ms median for 1,000 steps; --version < 5 ms.
 Issue 19 asks for validate to come close to its floor, parsing the YAML with
-serde_yaml alone: benches/validate.rs prints that floor, and where validate's
-own time goes, in process on the same file.
+serde_yaml alone. The floor is timed two ways on the same file:
+- as a whole process, interleaved with `runbook validate`: the bench binary
+  of benches/validate.rs with `--parse-once` starts, reads the file, parses
+  it with serde_yaml and exits;
+- in process, where benches/validate.rs also shows where validate's own
+  time goes.
 
-Usage: python3 scripts/bench/validate.py [--runs N] [--steps N]
+With --against OLD_EXE, each round also runs that build's validate, so a
+change is measured side by side.
+
+Usage: python3 scripts/bench/validate.py [--runs N] [--steps N] [--against OLD_EXE] [--json FILE]
 """
 import argparse
 import os
@@ -20,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from common import figure, release_build, write_json
+from common import ROOT, figure, release_build, write_json
 
 
 def runbook_yaml(steps: int) -> str:
@@ -68,15 +75,34 @@ def playbook_yaml(steps: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def median_ms(cmd, runs, env=None):
-    samples = []
+def run_ms(cmd, env=None):
+    t = time.perf_counter()
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    took = (time.perf_counter() - t) * 1000
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr.decode()}")
+    return took
+
+
+def interleaved_ms(cmds, runs, env=None):
+    """Each command once per round, in turn, for `runs` rounds: the
+    machine's slow spells fall on all of them alike. Returns, per command,
+    (median, min, max) in ms."""
+    samples = {name: [] for name in cmds}
     for _ in range(runs):
-        t = time.perf_counter()
-        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        samples.append((time.perf_counter() - t) * 1000)
-        if r.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr.decode()}")
-    return statistics.median(samples), min(samples), max(samples)
+        for name, cmd in cmds.items():
+            samples[name].append(run_ms(cmd, env))
+    return {name: (statistics.median(v), min(v), max(v)) for name, v in samples.items()}
+
+
+def bench_binary():
+    """Build benches/validate.rs; return its executable's path."""
+    out = subprocess.run(["cargo", "bench", "--no-run", "--locked", "--bench", "validate"],
+                         cwd=ROOT, check=True, capture_output=True, text=True)
+    m = re.search(r"Executable .*\((.+)\)", out.stderr)
+    if not m:
+        sys.exit(f"cannot find the validate bench binary in:\n{out.stderr}")
+    return os.path.join(ROOT, m.group(1))
 
 
 def main():
@@ -84,9 +110,11 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--against", help="an earlier runbook binary to run interleaved with this one")
     args = ap.parse_args()
 
     exe = release_build()
+    floor_exe = bench_binary()
     tmp = tempfile.mkdtemp(prefix="runbook-bench-")
     rb = os.path.join(tmp, "bench.yml")
     with open(rb, "w") as f:
@@ -95,15 +123,22 @@ def main():
     with open(pb, "w") as f:
         f.write(playbook_yaml(args.steps))
 
-    rows = []
-    rows.append(("runbook --version", *median_ms([exe, "--version"], args.runs), 5))
-    rows.append((f"runbook validate ({args.steps} steps)", *median_ms([exe, "validate", rb], args.runs), 50))
+    validate = f"runbook validate ({args.steps} steps)"
+    floor_name = "the floor: read + serde_yaml parse, whole process"
+    cmds = {"runbook --version": [exe, "--version"], validate: [exe, "validate", rb],
+            floor_name: [floor_exe, "--parse-once", rb]}
+    if args.against:
+        cmds[f"validate with {os.path.basename(args.against)}"] = [args.against, "validate", rb]
+    timed = interleaved_ms(cmds, args.runs)
+    targets = {"runbook --version": 5, validate: 50}
+    rows = [(name, *timed[name], targets.get(name)) for name in cmds]
     ansible = shutil.which("ansible-playbook")
     if ansible:
         env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False")
         rows.append(
             (f"ansible-playbook --syntax-check ({args.steps} tasks)",
-             *median_ms([ansible, "--syntax-check", pb], max(3, args.runs // 5), env), None)
+             *interleaved_ms({"ansible": [ansible, "--syntax-check", pb]}, max(3, args.runs // 5), env)["ansible"],
+             None)
         )
     print(f"{'command':<48} {'median ms':>10} {'min':>8} {'max':>8}  target")
     for name, med, lo, hi, target in rows:
@@ -111,17 +146,22 @@ def main():
         print(f"{name:<48} {med:>10.2f} {lo:>8.2f} {hi:>8.2f}  {verdict}")
     if not ansible:
         print("ansible-playbook not installed (pip install ansible-core) - comparison skipped")
-    print(f"runbook file: {os.path.getsize(rb)} bytes; runs per command: {args.runs}")
+    print(f"runbook file: {os.path.getsize(rb)} bytes; runs per command: {args.runs}, interleaved")
+    whole, floor_ms = timed[validate][0], timed[floor_name][0]
+    print(f"  validate / the whole-process floor: {whole / floor_ms:.2f}x (medians)")
+    if args.against:
+        old = timed[f"validate with {os.path.basename(args.against)}"][0]
+        print(f"  this build against {os.path.basename(args.against)}: {whole / old - 1:+.1%} (median)")
     # In process, beside the floor (serde_yaml alone on the same file).
     bench = subprocess.run(["cargo", "bench", "--quiet", "--locked", "--bench", "validate", "--", rb, str(args.runs)],
-                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           cwd=ROOT,
                            check=True, capture_output=True, text=True)
     print(bench.stdout, end="")
     # `  validate_file, schema compiled   57.80 ms    2.5x the floor`
     floor = re.search(r"validate_file, schema compiled\s+([0-9.]+) ms\s+([0-9.]+)x the floor", bench.stdout)
-    whole = next(med for name, med, *_ in rows if name.startswith("runbook validate"))
     write_json(args.json, "validate", [
         figure(f"runbook validate, {args.steps} steps, whole process", whole, "ms"),
+        figure("runbook validate / read + parse alone, whole process", whole / floor_ms, "x"),
         figure("validate_file in process / serde_yaml alone (the floor)", float(floor.group(2)) if floor else float("nan"), "x"),
     ], steps=args.steps, runs=args.runs)
     shutil.rmtree(tmp)
