@@ -598,9 +598,11 @@ struct Entry {
 /// update would otherwise copy every row version of the catalog.
 #[derive(Debug, Clone, Default)]
 struct Tokens {
-    base: Arc<HashMap<String, String>>,
+    /// In key order, so that the rows of one relation (`a:16384.1`,
+    /// `a:16384.2`, …) are a range to remove, not a scan of every row.
+    base: Arc<BTreeMap<String, String>>,
     /// Since `base`: a row's new version, or `None` for a row removed.
-    changes: HashMap<String, Option<String>>,
+    changes: BTreeMap<String, Option<String>>,
 }
 
 impl Tokens {
@@ -623,13 +625,18 @@ impl Tokens {
         }
     }
 
-    /// Remove every token `gone` names.
-    fn remove_where(&mut self, gone: impl Fn(&str) -> bool) {
-        let doomed: Vec<String> = self
-            .base
-            .keys()
-            .chain(self.changes.keys())
-            .filter(|k| gone(k))
+    /// Remove every token whose key starts with `prefix`.
+    fn remove_prefix(&mut self, prefix: &str) {
+        fn starting<'m, V>(
+            map: &'m BTreeMap<String, V>,
+            prefix: &'m str,
+        ) -> impl Iterator<Item = &'m String> {
+            map.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+                .map(|(k, _)| k)
+                .take_while(move |k| k.starts_with(prefix))
+        }
+        let doomed: Vec<String> = starting(&self.base, prefix)
+            .chain(starting(&self.changes, prefix))
             .cloned()
             .collect();
         for k in doomed {
@@ -644,7 +651,7 @@ impl Tokens {
             return;
         }
         let base = Arc::make_mut(&mut self.base);
-        for (k, v) in self.changes.drain() {
+        for (k, v) in std::mem::take(&mut self.changes) {
             match v {
                 Some(v) => base.insert(k, v),
                 None => base.remove(&k),
@@ -841,7 +848,7 @@ impl Snapshotter {
             entries: Arc::default(),
             tokens: Tokens {
                 base: Arc::new(tokens.into_iter().collect()),
-                changes: HashMap::new(),
+                changes: BTreeMap::new(),
             },
             whole: whole_tokens.into_iter().collect(),
             keys: Arc::new(read.keys),
@@ -910,14 +917,11 @@ impl Snapshotter {
                 keys.insert(set, now);
             }
         }
-        if !gone_rels.is_empty() {
-            // A relation's columns, index and sequence rows go with it.
-            t.tokens.remove_where(|k| {
-                k.split_once(':').is_some_and(|(tag, rest)| {
-                    matches!(tag, "a" | "i" | "s")
-                        && gone_rels.contains(rest.split('.').next().unwrap_or(rest))
-                })
-            });
+        // A relation's columns, index and sequence rows go with it.
+        for oid in &gone_rels {
+            t.tokens.remove_prefix(&format!("a:{oid}."));
+            t.tokens.remove(&format!("i:{oid}"));
+            t.tokens.remove(&format!("s:{oid}"));
         }
         t.tokens.settle();
         t.horizon = read.horizon;
@@ -1210,19 +1214,28 @@ mod tests {
     #[test]
     fn tokens_changed_after_a_shared_base_leave_the_base_and_its_other_users_alone() {
         let a = Tokens {
-            base: Arc::new((0..10).map(|i| (format!("r:{i}"), "v1".into())).collect()),
-            changes: HashMap::new(),
+            base: Arc::new(
+                (0..10)
+                    .map(|i| (format!("r:{i}"), "v1".into()))
+                    .chain(["a:3.1", "a:3.2", "a:30.1"].map(|k| (k.into(), "v1".into())))
+                    .collect(),
+            ),
+            changes: BTreeMap::new(),
         };
         let mut b = a.clone();
         b.set("r:1".into(), "v2".into());
         b.remove("r:2");
         b.set("r:99".into(), "new".into());
         b.remove("r:99");
-        b.remove_where(|k| k == "r:3" || k == "r:4");
+        // A prefix takes the rows of the base and those changed since.
+        b.set("a:3.3".into(), "new".into());
+        b.set("a:3.1".into(), "v2".into());
+        b.remove_prefix("a:3.");
         assert_eq!(b.get("r:1"), Some("v2"));
-        for gone in ["r:2", "r:3", "r:4", "r:99"] {
+        for gone in ["r:2", "r:99", "a:3.1", "a:3.2", "a:3.3"] {
             assert_eq!(b.get(gone), None, "{gone}");
         }
+        assert_eq!(b.get("a:30.1"), Some("v1"));
         assert_eq!(b.get("r:5"), Some("v1"));
         // The one b was cloned from is as it was.
         for i in 0..10 {
