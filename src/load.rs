@@ -457,7 +457,12 @@ fn too_deep(text: &str) -> Option<usize> {
     // The byte before `i`; the text starts as if after a line break.
     let prev = |i: usize| if i == 0 { b'\n' } else { bytes[i - 1] };
     // The next `byte` at or after `from`, if any.
-    let find = |from: usize, byte: u8| bytes[from..].iter().position(|&b| b == byte).map(|k| from + k);
+    let find = |from: usize, byte: u8| {
+        bytes[from..]
+            .iter()
+            .position(|&b| b == byte)
+            .map(|k| from + k)
+    };
     let mut depth = 0usize;
     let mut i = 0;
     // Jump from one byte that can change the state to the next: most of a
@@ -1106,7 +1111,16 @@ mod tests {
             assert_eq!(too_deep(&text), want, "{text:?}");
         }
         assert!((1000..3000).contains(&deep), "{deep} of 4000 went too deep");
-        for text in ["", "#", "'", "\"[", "a: '[[' # [", "x#[\n", "[#\n]", "a: it's [ok]"] {
+        for text in [
+            "",
+            "#",
+            "'",
+            "\"[",
+            "a: '[[' # [",
+            "x#[\n",
+            "[#\n]",
+            "a: it's [ok]",
+        ] {
             assert_eq!(too_deep(text), too_deep_byte_by_byte(text), "{text:?}");
         }
     }

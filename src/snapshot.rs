@@ -631,9 +631,12 @@ impl Tokens {
             map: &'m BTreeMap<String, V>,
             prefix: &'m str,
         ) -> impl Iterator<Item = &'m String> {
-            map.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
-                .map(|(k, _)| k)
-                .take_while(move |k| k.starts_with(prefix))
+            map.range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(k, _)| k)
+            .take_while(move |k| k.starts_with(prefix))
         }
         let doomed: Vec<String> = starting(&self.base, prefix)
             .chain(starting(&self.changes, prefix))
