@@ -1091,8 +1091,8 @@ mod tests {
     #[test]
     fn the_jumping_depth_scan_agrees_with_the_byte_by_byte_one() {
         // Texts of the characters that move the scan, drawn from a fixed
-        // sequence (the same every run), leaning to `[` so that about half
-        // of them go too deep.
+        // sequence (the same every run), leaning to `[` so that between a
+        // quarter and three quarters of them go too deep.
         let alphabet = b"[[[[[[[[[[[[[[[[{]}#'\" \n\ta:,x";
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut deep = 0;
