@@ -956,8 +956,13 @@ impl Tracked {
         let entries = Arc::make_mut(&mut self.entries);
         let mut objects = self.snapshot.objects.clone();
         if !redo.is_empty() {
+            // Every entry's owner is looked up: a binary search of the few
+            // objects to redo costs less than hashing each owner (SipHash
+            // was 3.6% of a rehearsal's client time).
+            let mut redo: Vec<&str> = redo.iter().map(String::as_str).collect();
+            redo.sort_unstable();
             entries.retain(|k, e| {
-                let keep = !redo.contains(&*e.owner);
+                let keep = redo.binary_search(&&*e.owner).is_err();
                 if !keep {
                     objects.remove(k);
                 }
