@@ -160,7 +160,7 @@ def main():
     # `  validate_file, schema compiled   57.80 ms    2.5x the floor`
     floor = re.search(r"validate_file, schema compiled\s+([0-9.]+) ms\s+([0-9.]+)x the floor", bench.stdout)
     write_json(args.json, "validate", [
-        # Issue 19's target, which is the whole-process floor's own time.
+        # Issue 19's target: 1.0-1.2x the whole-process floor on this machine.
         figure(f"runbook validate, {args.steps} steps, whole process", whole, "ms", target=15),
         figure("runbook validate / read + parse alone, whole process", whole / floor_ms, "x"),
         figure("validate_file in process / serde_yaml alone (the floor)", float(floor.group(2)) if floor else float("nan"), "x"),
