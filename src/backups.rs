@@ -332,12 +332,9 @@ pub fn manifest_sha256(dir: &Path) -> std::io::Result<String> {
 
 /// Write the manifest atomically: a reader sees the whole file or none.
 pub fn write_manifest(dir: &Path, m: &Manifest) -> std::io::Result<()> {
-    let tmp = dir.join(".manifest.json.tmp");
     let mut text = serde_json::to_string_pretty(m).expect("manifests serialize");
     text.push('\n');
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(MANIFEST))
+    crate::fsutil::write_atomic(&dir.join(MANIFEST), text.as_bytes())
 }
 
 /// One entry of an archive's table of contents.

@@ -1473,7 +1473,12 @@ fn a_report_that_cannot_be_written_is_not_a_success() {
         "{stderr}"
     );
     // No half-written report is left behind.
-    assert!(!case.reports().join("report.tmp").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(case.reports())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// A non-transactional step that fails on its second statement has
