@@ -813,3 +813,70 @@ fn a_baseline_is_written_in_each_tools_own_terms_and_migrate_goes_on_from_it() {
         assert_eq!(run.step("apply")["details"]["history_format"], tool);
     }
 }
+
+/// A migration alone on its number is recorded as `0002`; once another
+/// file takes the number, both are known by their file stems. The applied
+/// one stays applied under its old row (it once looked pending and ran a
+/// second time, inserting its rows twice), a rollback deletes that row,
+/// and the same holds the other way round when the second file goes.
+#[test]
+fn a_number_that_becomes_shared_keeps_its_applied_migration_applied() {
+    let db = Db::fresh();
+    let mut list = vec![
+        ("0001_a.up.sql", "CREATE TABLE a (id int);\n"),
+        ("0001_a.down.sql", "DROP TABLE a;\n"),
+        ("0002_b.up.sql", "INSERT INTO a VALUES (1);\n"),
+        ("0002_b.down.sql", "DELETE FROM a WHERE id = 1;\n"),
+    ];
+    let dir = files(&list);
+    let (_c, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0001", "0002"]);
+
+    list.push(("0002_c.up.sql", "INSERT INTO a VALUES (2);\n"));
+    list.push(("0002_c.down.sql", "DELETE FROM a WHERE id = 2;\n"));
+    let dir = files(&list);
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        states(&out),
+        ["0001 applied", "0002_b applied", "0002_c pending"],
+        "{out}"
+    );
+    let (_c, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0002_c"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM a"),
+        "1,2"
+    );
+
+    // Rolled back past both: the row under the old key goes too.
+    let (_c, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          to: '1'\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM a"), "0");
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM runbook_migrations"),
+        "0001"
+    );
+
+    // Applied while shared, then `0002_c` goes: `0002_b` is `0002` now.
+    let (_c, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    list.truncate(4);
+    let dir = files(&list);
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(states(&out)[..2], ["0001 applied", "0002 applied"], "{out}");
+    let (_c, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(applied(&run).is_empty(), "{:?}", applied(&run));
+    assert_eq!(
+        db.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM a"),
+        "1,2"
+    );
+}

@@ -262,6 +262,11 @@ pub struct History {
     schema: String,
     /// The directory's versions, in order.
     versions: Vec<String>,
+    /// Each version's migration name, in the same order.
+    names: Vec<String>,
+    /// runbook's own history: the row a directory version is recorded
+    /// under when that differs (see [`History::rekey`]). Filled by `read`.
+    keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Knex: the batch this step's migrations are recorded under.
     batch: AtomicI64,
     /// How it was chosen, for the log: named, or detected.
@@ -278,6 +283,8 @@ impl History {
             quoted: format!("{}.{}", quote::ident(schema), quote::ident(name)),
             schema: schema.to_string(),
             versions: set.migrations.iter().map(|m| m.version.clone()).collect(),
+            names: set.migrations.iter().map(|m| m.name.clone()).collect(),
+            keys: Default::default(),
             batch: AtomicI64::new(1),
             detected: false,
         }
@@ -446,6 +453,9 @@ impl History {
         for a in &mut out {
             a.version = self.canonical(&a.version);
         }
+        if self.tool == Tool::Runbook {
+            self.rekey(&mut out);
+        }
         out.sort_by(|a, b| migrations::version_cmp(&a.version, &b.version));
         Ok(out)
     }
@@ -457,6 +467,52 @@ impl History {
             .find(|x| migrations::same_version(x, v))
             .cloned()
             .unwrap_or_else(|| v.to_string())
+    }
+
+    /// Rows recorded under another spelling of a shared number. A migration
+    /// alone on its number is known by the number (`0002`); once a second
+    /// file takes the same number, both are known by their file stems
+    /// (`0002_b`, `0002_c`), and the other way round when one goes. The row
+    /// `0002` named `b` is then the migration `0002_b`: without this, the
+    /// applied migration looked pending and ran a second time. A row is
+    /// matched only by its number and its name together, and only to a
+    /// version no other row holds; later writes go to the row as it is
+    /// keyed.
+    fn rekey(&self, rows: &mut [Applied]) {
+        let held: std::collections::HashSet<String> =
+            rows.iter().map(|a| a.version.clone()).collect();
+        let number = |version: &str, name: &str| {
+            version
+                .strip_suffix(name)
+                .and_then(|v| v.strip_suffix('_'))
+                .unwrap_or(version)
+                .to_string()
+        };
+        let mut keys = self.keys.lock().expect("history keys lock");
+        for a in rows
+            .iter_mut()
+            .filter(|a| !self.versions.contains(&a.version))
+        {
+            let row_number = number(&a.version, &a.name);
+            let mut found = self.versions.iter().zip(&self.names).filter(|(v, name)| {
+                **name == a.name
+                    && !held.contains(*v)
+                    && migrations::same_version(&number(v, name), &row_number)
+            });
+            if let (Some((v, _)), None) = (found.next(), found.next()) {
+                keys.insert(v.clone(), a.key.clone());
+                a.version = v.clone();
+            }
+        }
+    }
+
+    /// The row a directory version is recorded under in runbook's own
+    /// history: its own spelling, unless `read` found it under another.
+    fn key_of<'v>(&self, version: &'v str) -> std::borrow::Cow<'v, str> {
+        match self.keys.lock().expect("history keys lock").get(version) {
+            Some(k) => std::borrow::Cow::Owned(k.clone()),
+            None => std::borrow::Cow::Borrowed(version),
+        }
     }
 
     /// The directory's version just below `v`: what golang-migrate's one

@@ -85,7 +85,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
              ON CONFLICT (version) DO UPDATE SET dirty = true, direction = 'up', run_id = EXCLUDED.run_id,
                  in_transaction = EXCLUDED.in_transaction, statements_done = 0,
                  statements_total = EXCLUDED.statements_total, error = NULL, applied_at = now()",
-            v = literal(&m.version),
+            v = literal(&h.key_of(&m.version)),
             name = literal(&m.name),
             sum = literal(&m.checksum),
             run = literal(run_id),
@@ -100,17 +100,17 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
             "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
                  statements_done = 0, statements_total = {total}, error = NULL
              WHERE version = {v}",
-            v = literal(&m.version),
+            v = literal(&h.key_of(&m.version)),
             run = literal(run_id),
         ),
         Write::Progress { m, done } => format!(
             "UPDATE {t} SET statements_done = {done} WHERE version = {}",
-            literal(&m.version)
+            literal(&h.key_of(&m.version))
         ),
         Write::Failed { m, at, message } => format!(
             "UPDATE {t} SET error = {} WHERE version = {}",
             literal(&format!("statement {} failed: {message}", at + 1)),
-            literal(&m.version),
+            literal(&h.key_of(&m.version)),
         ),
         Write::Finish {
             m,
@@ -121,7 +121,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         } => format!(
             "UPDATE {t} SET dirty = false, statements_done = {total}, duration_ms = {}, applied_at = now() WHERE version = {}",
             duration.as_millis(),
-            literal(&m.version)
+            literal(&h.key_of(&m.version))
         ),
         Write::Finish {
             m,
@@ -131,18 +131,18 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         | Write::Undo {
             m,
             direction: Direction::Up,
-        } => format!("DELETE FROM {t} WHERE version = {}", literal(&m.version)),
+        } => format!("DELETE FROM {t} WHERE version = {}", literal(&h.key_of(&m.version))),
         Write::Undo {
             m,
             direction: Direction::Down,
         } => format!(
             "UPDATE {t} SET dirty = false, direction = 'up', error = NULL WHERE version = {}",
-            literal(&m.version)
+            literal(&h.key_of(&m.version))
         ),
         Write::Checksum { m } => format!(
             "UPDATE {t} SET checksum = {} WHERE version = {}",
             literal(&m.checksum),
-            literal(&m.version)
+            literal(&h.key_of(&m.version))
         ),
     })
 }
@@ -169,7 +169,7 @@ pub(super) fn baseline(h: &History, todo: &[&crate::migrations::Migration], by: 
 }
 
 pub(super) fn repair(h: &History, a: &Applied, applied: bool) -> String {
-    let v = literal(&a.version);
+    let v = literal(&a.key);
     if applied {
         format!(
             "UPDATE {} SET dirty = false, error = NULL, direction = 'up' WHERE version = {v} AND dirty",
