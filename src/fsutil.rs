@@ -9,11 +9,21 @@ use std::path::{Path, PathBuf};
 /// The temporary file has a name of its own beside the target, so two
 /// writes into one directory never share it. A symlink is followed: the
 /// file it names is replaced and the link stays. A target that is not a
-/// regular file (`-o /dev/null`, `-o /dev/stdout`, a pipe) is written to in
-/// place: renaming over it would replace the device itself. An existing
-/// file keeps its permissions.
+/// regular file (`-o /dev/null`, a pipe) is written to in place: renaming
+/// over it would replace the device itself. A path under `/dev/` or
+/// `/proc/` (`-o /dev/stdout`, `/dev/fd/3`) is an open descriptor's, and
+/// it is appended to: it may name a log the shell opened with `>>`, which
+/// a rename would replace and a plain write would overwrite from its start.
+/// An existing file keeps its permissions.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    let given = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if given.starts_with("/dev") || given.starts_with("/proc") {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(&given)
+            .and_then(|mut f| f.write_all(bytes));
+    }
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let existing = std::fs::metadata(&target).ok();
     if let Some(m) = &existing
@@ -72,6 +82,7 @@ pub fn relative(path: &Path, from: &Path) -> String {
 mod tests {
     use super::write_atomic;
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::path::Path;
 
     #[test]
     fn replaces_a_file_keeping_its_permissions_and_leaves_nothing_beside_it() {
@@ -130,6 +141,25 @@ mod tests {
         let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
         assert!(kind.is_fifo(), "the pipe was replaced: {kind:?}");
         assert_eq!(reader.join().unwrap(), b"through the pipe");
+    }
+
+    /// `-o /dev/stdout >> log`: the log keeps what it had, and gets the
+    /// text after it.
+    #[test]
+    fn a_descriptor_path_is_appended_to_not_replaced() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        std::fs::write(&log, "earlier\n").unwrap();
+        let open = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let path = format!("/dev/fd/{}", open.as_raw_fd());
+        write_atomic(Path::new(&path), b"snapshot\n").unwrap();
+        drop(open);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "earlier\nsnapshot\n"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
