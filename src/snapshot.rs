@@ -462,6 +462,12 @@ pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_pos
 /// holds every relation created after initdb, in any schema, to tell one
 /// that was dropped (nothing to read again) from one that left the schemas
 /// read. `H` is the horizon to pass next time.
+///
+/// Column rows are filtered by version before they meet the relations
+/// (`OFFSET 0` keeps the subquery apart): the generic plan otherwise
+/// merge-joined every column row with the relations, 6.4 of the query's
+/// 20 ms on a 3,000-table schema. System columns (`attnum < 0`) are left
+/// out: their rows come and go with the relation and never change.
 const TOKENS_SQL: &str = r#"WITH ns AS (
     SELECT oid FROM pg_namespace n
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
@@ -482,11 +488,13 @@ UNION ALL SELECT 'x:members', coalesce(string_agg(d.classid || '/' || d.objid, '
     WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND d.objid >= 16384
 UNION ALL SELECT 'r:' || oid, xmin::text || ctid::text, NULL FROM rels
     WHERE $1::text IS NULL OR age(xmin) <= (SELECT a FROM h)
-UNION ALL SELECT '#r', NULL, array_agg(oid ORDER BY oid) FROM rels
-UNION ALL SELECT '#R', NULL, array_agg(oid ORDER BY oid) FROM pg_class WHERE oid >= 16384
+UNION ALL SELECT '#r', NULL, array_agg(oid) FROM rels
+UNION ALL SELECT '#R', NULL, array_agg(oid) FROM pg_class WHERE oid >= 16384
 UNION ALL SELECT 'a:' || a.attrelid || '.' || a.attnum, a.xmin::text || a.ctid::text, NULL
-    FROM pg_attribute a JOIN rels r ON r.oid = a.attrelid
-    WHERE a.attrelid >= 16384 AND ($1::text IS NULL OR age(a.xmin) <= (SELECT a FROM h))
+    FROM (SELECT attrelid, attnum, xmin, ctid FROM pg_attribute
+          WHERE attrelid >= 16384 AND attnum > 0 AND ($1::text IS NULL OR age(xmin) <= (SELECT a FROM h))
+          OFFSET 0) a
+    WHERE a.attrelid IN (SELECT oid FROM rels)
 UNION ALL SELECT 'd:' || ad.adrelid || '.' || ad.adnum, ad.xmin::text || ad.ctid::text, NULL
     FROM pg_attrdef ad JOIN rels r ON r.oid = ad.adrelid
     WHERE $1::text IS NULL OR age(ad.xmin) <= (SELECT a FROM h)
@@ -507,22 +515,22 @@ UNION ALL SELECT '#w', string_agg(w.ev_class || '.' || w.oid, ',' ORDER BY w.ev_
 UNION ALL SELECT 'c:' || co.oid, co.xmin::text || co.ctid::text, NULL
     FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace
     WHERE $1::text IS NULL OR age(co.xmin) <= (SELECT a FROM h)
-UNION ALL SELECT '#c', NULL, array_agg(co.oid ORDER BY co.oid) FROM pg_constraint co WHERE co.oid >= 16384
+UNION ALL SELECT '#c', NULL, array_agg(co.oid) FROM pg_constraint co WHERE co.oid >= 16384
 UNION ALL SELECT 's:' || q.seqrelid, q.xmin::text || q.ctid::text, NULL
     FROM pg_sequence q JOIN rels r ON r.oid = q.seqrelid
     WHERE $1::text IS NULL OR age(q.xmin) <= (SELECT a FROM h)
 UNION ALL SELECT 'p:' || p.oid, p.xmin::text || p.ctid::text, NULL
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     WHERE p.oid >= 16384 AND ($1::text IS NULL OR age(p.xmin) <= (SELECT a FROM h))
-UNION ALL SELECT '#p', NULL, array_agg(p.oid ORDER BY p.oid) FROM pg_proc p WHERE p.oid >= 16384
+UNION ALL SELECT '#p', NULL, array_agg(p.oid) FROM pg_proc p WHERE p.oid >= 16384
 UNION ALL SELECT 't:' || t.oid, t.xmin::text || t.ctid::text, NULL
     FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
     WHERE $1::text IS NULL OR age(t.xmin) <= (SELECT a FROM h)
-UNION ALL SELECT '#t', NULL, array_agg(t.oid ORDER BY t.oid) FROM pg_trigger t WHERE t.oid >= 16384
+UNION ALL SELECT '#t', NULL, array_agg(t.oid) FROM pg_trigger t WHERE t.oid >= 16384
 UNION ALL SELECT 'y:' || t.oid, t.xmin::text || t.ctid::text, NULL
     FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
     WHERE t.oid >= 16384 AND ($1::text IS NULL OR age(t.xmin) <= (SELECT a FROM h))
-UNION ALL SELECT '#y', NULL, array_agg(t.oid ORDER BY t.oid) FROM pg_type t WHERE t.oid >= 16384
+UNION ALL SELECT '#y', NULL, array_agg(t.oid) FROM pg_type t WHERE t.oid >= 16384
 UNION ALL SELECT 'e:' || e.enumtypid || '.' || e.oid, e.xmin::text || e.ctid::text, NULL
     FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN ns ON ns.oid = t.typnamespace
     WHERE e.enumtypid >= 16384 AND ($1::text IS NULL OR age(e.xmin) <= (SELECT a FROM h))
@@ -536,7 +544,7 @@ UNION ALL SELECT '#m', string_agg(d.classoid::regclass || ':' || d.objoid || '.'
 /// The keys of one catalog's rows, to find the ones removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Keys {
-    /// In ascending order, as the query sorts them.
+    /// In ascending order: sorted as they are read.
     Oids(Vec<u32>),
     /// Comma-separated.
     Text(String),
@@ -791,7 +799,13 @@ impl Snapshotter {
                 read.horizon = text;
             } else if let Some(set) = key.strip_prefix('#') {
                 let keys = match r.get::<_, Option<Vec<u32>>>(2) {
-                    Some(oids) => Keys::Oids(oids),
+                    Some(mut oids) => {
+                        // Sorted here: the server's sort of every oid cost
+                        // more than its aggregate (1.6 of 4.3 ms for 18,000
+                        // relations), and a seq scan comes nearly in order.
+                        oids.sort_unstable();
+                        Keys::Oids(oids)
+                    }
                     None => Keys::Text(text.unwrap_or_default()),
                 };
                 read.keys.insert(set.to_string(), keys);
