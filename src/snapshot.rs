@@ -4,9 +4,10 @@
 //! Each object (table, constraint, index, sequence, view, materialized view,
 //! function, trigger, enum type, extension) becomes one entry keyed by
 //! `kind name`, with a JSON definition built by the server's own
-//! `pg_get_*def` functions. Owners are left out; grants are kept without
-//! them. runbook's own state tables (commented `runbook state: ...`) and
-//! objects that belong to extensions are left out too.
+//! `pg_get_*def` functions. Owners are left out; grants (a table's, and a
+//! column's own) are kept without them. runbook's own state tables
+//! (commented `runbook state: ...`) and objects that belong to extensions
+//! are left out too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -50,8 +51,25 @@ const SQL: &str = r#"WITH ns AS (
     GROUP BY r.oid
 ), cols AS MATERIALIZED (
     -- Every column of every table at once: a correlated subquery per table
-    -- costs ten times as much.
-    SELECT a.attrelid, json_agg(json_build_object(
+    -- costs ten times as much. A column's own grants (`GRANT SELECT (c)`)
+    -- are a key of it only where it has some, so a column without any
+    -- reads as it did before they were taken in.
+    SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL THEN c.def ELSE (
+            left(c.def::text, -1) || ', "grants" : ' || coalesce((
+                SELECT json_agg(g.entry ORDER BY g.entry) FROM (
+                    SELECT format('%s=%s', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END,
+                                  string_agg(x.privilege_type || CASE WHEN x.is_grantable THEN '*' ELSE '' END, ',' ORDER BY x.privilege_type)) AS entry
+                    FROM aclexplode(a.attacl) x
+                    WHERE x.grantee <> r.relowner
+                    GROUP BY x.grantee
+                ) g), '[]') || '}')::json END ORDER BY a.attnum) AS list
+    FROM rels r
+    JOIN pg_attribute a ON a.attrelid = r.oid
+    JOIN pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+    LEFT JOIN pg_description cd
+      ON cd.objoid = a.attrelid AND cd.classoid = 'pg_class'::regclass AND cd.objsubid = a.attnum
+    CROSS JOIN LATERAL (SELECT json_build_object(
             'name', a.attname,
             'type', format_type(a.atttypid, a.atttypmod),
             'not_null', a.attnotnull,
@@ -61,13 +79,7 @@ const SQL: &str = r#"WITH ns AS (
             'collation', CASE WHEN a.attcollation <> t.typcollation
                               THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END,
             'comment', cd.description
-        ) ORDER BY a.attnum) AS list
-    FROM rels r
-    JOIN pg_attribute a ON a.attrelid = r.oid
-    JOIN pg_type t ON t.oid = a.atttypid
-    LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-    LEFT JOIN pg_description cd
-      ON cd.objoid = a.attrelid AND cd.classoid = 'pg_class'::regclass AND cd.objsubid = a.attnum
+        ) AS def) c
     WHERE r.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
       AND ONLY_CLASS(r.oid)
     GROUP BY a.attrelid

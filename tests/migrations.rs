@@ -899,6 +899,27 @@ fn a_down_that_truncates_a_table_that_existed_before_is_lossy() {
     second_is_lossy(&run, &["public.people: 2 rows before, 0 after"]);
 }
 
+/// A column's own grant is part of the schema: a down that leaves the
+/// grant its up gave (here to a secret column) breaks parity. Before,
+/// snapshots held only a table's grants, and this passed as `ok`.
+#[test]
+fn a_down_that_keeps_a_column_grant_breaks_parity() {
+    let (_dir, run) = people_then(
+        "grant",
+        "GRANT SELECT (name), UPDATE (name) ON people TO PUBLIC;\n",
+        "REVOKE UPDATE (name) ON people FROM PUBLIC;\n",
+        "SELECT 1;\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "001")["verdict"], "ok");
+    let second = outcome(&run, "002");
+    assert_eq!(second["verdict"], "parity_mismatch", "{second}");
+    assert!(
+        second.to_string().contains("PUBLIC=SELECT"),
+        "the finding shows the grant left behind: {second}"
+    );
+}
+
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
 /// the rows of what they depend on) changed. After every kind of change,
 /// that must give exactly what a full read gives.
@@ -942,6 +963,8 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "COMMENT ON COLUMN a2.value IS 'the value'",
             "COMMENT ON INDEX b_a IS 'by a'",
             "GRANT SELECT ON a2 TO PUBLIC",
+            "GRANT UPDATE (value) ON a2 TO PUBLIC",
+            "REVOKE UPDATE (value) ON a2 FROM PUBLIC",
             "ALTER TABLE b ALTER COLUMN n TYPE numeric(12, 2)",
             "ALTER TABLE b ADD CONSTRAINT b_n_small CHECK (n < 1000) NOT VALID",
             "ALTER TABLE b VALIDATE CONSTRAINT b_n_small",
