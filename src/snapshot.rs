@@ -2,12 +2,14 @@
 //! catalog in one query (not by running pg_dump), and its hash.
 //!
 //! Each object (table, constraint, index, sequence, view, materialized view,
-//! function, trigger, enum type, extension) becomes one entry keyed by
-//! `kind name`, with a JSON definition built by the server's own
-//! `pg_get_*def` functions. Owners are left out; grants (a table's, and a
-//! column's own) are kept without them. runbook's own state tables
-//! (commented `runbook state: ...`) and objects that belong to extensions
-//! are left out too.
+//! function, trigger, enum type, extension, schema other than `public`)
+//! becomes one entry keyed by `kind name`, with a JSON definition built by
+//! the server's own `pg_get_*def` functions. A table's entry holds its
+//! columns, its row-level security and policies, and its storage settings
+//! where set. Owners are left out; grants (a table's, a column's, a
+//! schema's) are kept without them. runbook's own state tables (commented
+//! `runbook state: ...`) and objects that belong to extensions are left
+//! out too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ const SQL: &str = r#"WITH ns AS (
                                          AND d.objsubid = 0 AND d.description = 'runbook run journal'))
 ), rels AS MATERIALIZED (
     SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpartbound, c.relispartition,
+           c.relpersistence, c.reloptions, c.relrowsecurity, c.relforcerowsecurity, c.relreplident,
            format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment
     FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
     LEFT JOIN pg_description d
@@ -83,8 +86,22 @@ const SQL: &str = r#"WITH ns AS (
     WHERE r.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
       AND ONLY_CLASS(r.oid)
     GROUP BY a.attrelid
+), policies AS MATERIALIZED (
+    SELECT po.polrelid, json_agg(json_build_object(
+            'name', po.polname,
+            'command', po.polcmd::text,
+            'permissive', po.polpermissive,
+            'roles', (SELECT json_agg(x.name ORDER BY x.name) FROM (
+                          SELECT CASE WHEN o = 0 THEN 'PUBLIC' ELSE o::regrole::text END AS name
+                          FROM unnest(po.polroles) o) x),
+            'using', pg_get_expr(po.polqual, po.polrelid),
+            'with_check', pg_get_expr(po.polwithcheck, po.polrelid)
+        ) ORDER BY po.polname) AS list
+    FROM pg_policy po JOIN rels r ON r.oid = po.polrelid
+    WHERE ONLY_CLASS(po.polrelid)
+    GROUP BY po.polrelid
 )
-SELECT 'table' AS kind, r.qname AS name, json_build_object(
+SELECT 'table' AS kind, r.qname AS name, (SELECT CASE WHEN x.extra IS NULL THEN t ELSE left(t, -1) || x.extra || '}' END FROM (SELECT json_build_object(
     'kind', r.relkind::text,
     'columns', c.list,
     'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
@@ -93,10 +110,24 @@ SELECT 'table' AS kind, r.qname AS name, json_build_object(
         pg_get_expr(r.relpartbound, r.oid) END,
     'comment', r.comment,
     'grants', g.list
-)::text AS def, 'pg_class:' || r.oid AS obj
+)::text AS t) tt) AS def, 'pg_class:' || r.oid AS obj
 FROM rels r
 LEFT JOIN cols c ON c.attrelid = r.oid
 LEFT JOIN grants g ON g.oid = r.oid
+LEFT JOIN policies p ON p.polrelid = r.oid
+-- Storage and access settings are keys only where they differ from a new
+-- table's, so a table with none reads as it did before they were taken in.
+CROSS JOIN LATERAL (SELECT nullif(concat(
+    CASE WHEN r.relpersistence = 'u' THEN ', "unlogged" : true' END,
+    CASE WHEN r.reloptions IS NOT NULL THEN ', "options" : ' || to_json(r.reloptions)::text END,
+    CASE WHEN r.relrowsecurity OR r.relforcerowsecurity THEN ', "row_security" : '
+        || json_build_object('enabled', r.relrowsecurity, 'forced', r.relforcerowsecurity)::text END,
+    CASE WHEN r.relreplident <> 'd' THEN ', "replica_identity" : ' || to_json(CASE r.relreplident
+        WHEN 'n' THEN 'nothing' WHEN 'f' THEN 'full'
+        ELSE 'index ' || coalesce((SELECT quote_ident(ic.relname) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                   WHERE i.indrelid = r.oid AND i.indisreplident), '?') END)::text END,
+    CASE WHEN p.list IS NOT NULL THEN ', "policies" : ' || p.list::text END
+), '') AS extra) x
 WHERE r.relkind IN ('r', 'p', 'f') AND ONLY_CLASS(r.oid)
 UNION ALL
 SELECT 'constraint', format('%s.%I', r.qname, co.conname), json_build_object(
@@ -172,6 +203,22 @@ LEFT JOIN pg_description d
 WHERE t.oid >= 16384 AND t.typtype = 'e'
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
   AND ONLY_TYPE(t.oid)
+UNION ALL
+SELECT 'schema', format('%I', ns.nspname), json_build_object(
+    'comment', d.description,
+    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (
+        SELECT format('%s=%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                      string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY a.privilege_type)) AS entry
+        FROM aclexplode(n.nspacl) a
+        WHERE a.grantee <> n.nspowner
+        GROUP BY a.grantee) g)
+)::text, 'pg_namespace:' || ns.oid
+FROM ns JOIN pg_namespace n ON n.oid = ns.oid
+LEFT JOIN pg_description d
+  ON d.objoid = ns.oid AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0
+-- `public` is in every database: left out, so that every snapshot taken
+-- before schemas were read still compares equal.
+WHERE ns.nspname <> 'public' AND ONLY_NSP(ns.oid)
 UNION ALL
 SELECT 'extension', e.extname, json_build_object(
     'version', e.extversion,
@@ -366,6 +413,7 @@ fn sql(only: bool) -> String {
         let (kind, column) = (&tail[..open], &tail[open + 1..close]);
         let catalog = match kind {
             "CLASS" => "pg_class",
+            "NSP" => "pg_namespace",
             "CON" => "pg_constraint",
             "PROC" => "pg_proc",
             "TRIG" => "pg_trigger",
@@ -524,6 +572,11 @@ UNION ALL SELECT 'w:' || w.ev_class || '.' || w.oid, w.xmin::text || w.ctid::tex
     WHERE $1::text IS NULL OR age(w.xmin) <= (SELECT a FROM h)
 UNION ALL SELECT '#w', string_agg(w.ev_class || '.' || w.oid, ',' ORDER BY w.ev_class, w.oid), NULL
     FROM pg_rewrite w WHERE w.ev_class >= 16384
+UNION ALL SELECT 'o:' || o.polrelid || '.' || o.oid, o.xmin::text || o.ctid::text, NULL
+    FROM pg_policy o JOIN rels r ON r.oid = o.polrelid
+    WHERE $1::text IS NULL OR age(o.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#o', string_agg(o.polrelid || '.' || o.oid, ',' ORDER BY o.polrelid, o.oid), NULL
+    FROM pg_policy o WHERE o.polrelid >= 16384
 UNION ALL SELECT 'c:' || co.oid, co.xmin::text || co.ctid::text, NULL
     FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace
     WHERE $1::text IS NULL OR age(co.xmin) <= (SELECT a FROM h)
@@ -706,7 +759,7 @@ fn root_of(token: &str) -> Option<String> {
     let (tag, rest) = token.split_once(':')?;
     let head = rest.split('.').next().unwrap_or(rest);
     Some(match tag {
-        "r" | "i" | "s" | "a" | "d" | "h" | "w" => format!("pg_class:{head}"),
+        "r" | "i" | "s" | "a" | "d" | "h" | "w" | "o" => format!("pg_class:{head}"),
         "c" => format!("pg_constraint:{rest}"),
         "p" => format!("pg_proc:{rest}"),
         "t" => format!("pg_trigger:{rest}"),

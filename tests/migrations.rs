@@ -920,6 +920,58 @@ fn a_down_that_keeps_a_column_grant_breaks_parity() {
     );
 }
 
+/// Row-level security, a table's storage settings and a schema of its own
+/// are part of the schema too: downs that leave them behind break parity.
+/// Before, snapshots did not read them, and each of these passed as `ok`.
+#[test]
+fn downs_that_leave_row_security_storage_settings_or_a_schema_break_parity() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_base.up.sql",
+                "CREATE TABLE people (id int PRIMARY KEY, name text);\n",
+            ),
+            ("001_base.down.sql", "DROP TABLE people;\n"),
+            (
+                "002_rls.up.sql",
+                "ALTER TABLE people ENABLE ROW LEVEL SECURITY;\nCREATE POLICY mine ON people USING (id > 0);\n",
+            ),
+            ("002_rls.down.sql", "DROP POLICY mine ON people;\n"),
+            (
+                "003_policy.up.sql",
+                "CREATE POLICY theirs ON people FOR SELECT USING (true);\n",
+            ),
+            ("003_policy.down.sql", "SELECT 1;\n"),
+            (
+                "004_storage.up.sql",
+                "ALTER TABLE people SET UNLOGGED;\nALTER TABLE people SET (fillfactor = 70);\n",
+            ),
+            (
+                "004_storage.down.sql",
+                "ALTER TABLE people RESET (fillfactor);\n",
+            ),
+            ("005_schema.up.sql", "CREATE SCHEMA audit;\n"),
+            ("005_schema.down.sql", "SELECT 1;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "001")["verdict"], "ok");
+    for (version, left) in [
+        ("002", "row_security"),
+        ("003", "theirs"),
+        ("004", "unlogged"),
+        ("005", "schema audit"),
+    ] {
+        let o = outcome(&run, version);
+        assert_eq!(o["verdict"], "parity_mismatch", "{version}: {o}");
+        assert!(
+            o.to_string().contains(left),
+            "{version} names `{left}`: {o}"
+        );
+    }
+}
+
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
 /// the rows of what they depend on) changed. After every kind of change,
 /// that must give exactly what a full read gives.
@@ -996,6 +1048,22 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
             "ALTER TABLE p DETACH PARTITION p1",
             "DROP TABLE d, p1",
+            // Access, durability and replication settings of a table, its
+            // row-level security policies, and schemas of their own.
+            "ALTER TABLE c ENABLE ROW LEVEL SECURITY",
+            "CREATE POLICY c_mine ON c FOR SELECT TO PUBLIC USING (v > 0)",
+            "ALTER POLICY c_mine ON c USING (v > 1)",
+            "ALTER TABLE c FORCE ROW LEVEL SECURITY",
+            "DROP POLICY c_mine ON c",
+            "ALTER TABLE c NO FORCE ROW LEVEL SECURITY; ALTER TABLE c DISABLE ROW LEVEL SECURITY",
+            "ALTER TABLE c SET UNLOGGED",
+            "ALTER TABLE c SET (fillfactor = 70)",
+            "ALTER TABLE c REPLICA IDENTITY USING INDEX c_pkey",
+            "ALTER TABLE c REPLICA IDENTITY DEFAULT; ALTER TABLE c RESET (fillfactor); ALTER TABLE c SET LOGGED",
+            "CREATE SCHEMA audit",
+            "COMMENT ON SCHEMA audit IS 'who did what'",
+            "GRANT USAGE ON SCHEMA audit TO PUBLIC",
+            "DROP SCHEMA audit",
             // Drops that take what depends on them along: read with no query.
             "CREATE TABLE e (id int PRIMARY KEY); CREATE TABLE f (id int, e_id int REFERENCES e (id))",
             "COMMENT ON TABLE e IS 'e'; CREATE INDEX f_e ON f (e_id)",
