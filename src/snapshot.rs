@@ -44,13 +44,7 @@ const SQL: &str = r#"WITH ns AS (
 ), grants AS MATERIALIZED (
     SELECT r.oid, json_agg(g.entry ORDER BY g.entry) AS list
     FROM rels r
-    CROSS JOIN LATERAL (
-        SELECT format('%s=%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
-                      string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY a.privilege_type)) AS entry
-        FROM aclexplode(r.relacl) a
-        WHERE a.grantee <> r.relowner
-        GROUP BY a.grantee
-    ) g
+    CROSS JOIN LATERAL (ACL_ENTRIES(r.relacl, r.relowner)) g
     GROUP BY r.oid
 ), cols AS MATERIALIZED (
     -- Every column of every table at once: a correlated subquery per table
@@ -59,13 +53,8 @@ const SQL: &str = r#"WITH ns AS (
     -- reads as it did before they were taken in.
     SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL THEN c.def ELSE (
             left(c.def::text, -1) || ', "grants" : ' || coalesce((
-                SELECT json_agg(g.entry ORDER BY g.entry) FROM (
-                    SELECT format('%s=%s', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE x.grantee::regrole::text END,
-                                  string_agg(x.privilege_type || CASE WHEN x.is_grantable THEN '*' ELSE '' END, ',' ORDER BY x.privilege_type)) AS entry
-                    FROM aclexplode(a.attacl) x
-                    WHERE x.grantee <> r.relowner
-                    GROUP BY x.grantee
-                ) g), '[]') || '}')::json END ORDER BY a.attnum) AS list
+                SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(a.attacl, r.relowner)) g
+            )::text, '[]') || '}')::json END ORDER BY a.attnum) AS list
     FROM rels r
     JOIN pg_attribute a ON a.attrelid = r.oid
     JOIN pg_type t ON t.oid = a.atttypid
@@ -206,12 +195,7 @@ WHERE t.oid >= 16384 AND t.typtype = 'e'
 UNION ALL
 SELECT 'schema', format('%I', ns.nspname), json_build_object(
     'comment', d.description,
-    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (
-        SELECT format('%s=%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
-                      string_agg(a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY a.privilege_type)) AS entry
-        FROM aclexplode(n.nspacl) a
-        WHERE a.grantee <> n.nspowner
-        GROUP BY a.grantee) g)
+    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(n.nspacl, n.nspowner)) g)
 )::text, 'pg_namespace:' || ns.oid
 FROM ns JOIN pg_namespace n ON n.oid = ns.oid
 LEFT JOIN pg_description d
@@ -395,6 +379,31 @@ impl File {
     }
 }
 
+/// One row per grantee of an ACL, `entry` = `grantee=PRIV,PRIV` (`*` marks
+/// a grantable one), the owner's own left out: the grants of a table, a
+/// column or a schema, as `ACL_ENTRIES(acl, owner)` in [`SQL`] writes them.
+const ACL_ENTRIES: &str = "SELECT format('%s=%s', CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE e.grantee::regrole::text END, \
+     string_agg(e.privilege_type || CASE WHEN e.is_grantable THEN '*' ELSE '' END, ',' ORDER BY e.privilege_type)) AS entry \
+     FROM aclexplode({acl}) e WHERE e.grantee <> {owner} GROUP BY e.grantee";
+
+/// [`SQL`] with each `ACL_ENTRIES(acl, owner)` written out.
+fn acl_entries(sql: &str) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find("ACL_ENTRIES(") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + "ACL_ENTRIES(".len()..];
+        let close = tail.find(')').expect("ACL_ENTRIES(acl, owner)");
+        let (acl, owner) = tail[..close]
+            .split_once(", ")
+            .expect("ACL_ENTRIES(acl, owner)");
+        out.push_str(&ACL_ENTRIES.replace("{acl}", acl).replace("{owner}", owner));
+        rest = &tail[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The snapshot query: over every object, or (`only`) over the objects
 /// that depend, directly or not, on the catalog objects `$1` names
 /// (`pg_class:16384`), themselves included. The `only` query also returns
@@ -403,8 +412,9 @@ impl File {
 /// are dropped too.
 fn sql(only: bool) -> String {
     let of = |catalog: &str| format!("ARRAY(SELECT oid FROM redo_oids WHERE cat = '{catalog}')");
+    let expanded = acl_entries(SQL);
     let mut out = String::new();
-    let mut rest = SQL;
+    let mut rest = expanded.as_str();
     while let Some(at) = rest.find("ONLY_") {
         out.push_str(&rest[..at]);
         let tail = &rest[at + "ONLY_".len()..];
