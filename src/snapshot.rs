@@ -2,14 +2,14 @@
 //! catalog in one query (not by running pg_dump), and its hash.
 //!
 //! Each object (table, constraint, index, sequence, view, materialized view,
-//! function, trigger, enum type, extension, schema other than `public`)
-//! becomes one entry keyed by `kind name`, with a JSON definition built by
-//! the server's own `pg_get_*def` functions. A table's entry holds its
-//! columns, its row-level security and policies, and its storage settings
-//! where set. Owners are left out; grants (a table's, a column's, a
-//! schema's) are kept without them. runbook's own state tables (commented
-//! `runbook state: ...`) and objects that belong to extensions are left
-//! out too.
+//! function, trigger, enum type, domain, standalone composite type,
+//! extension, schema) becomes one entry keyed by `kind name`, with a JSON
+//! definition built by the server's own `pg_get_*def` functions. A table's
+//! entry holds its columns, its row-level security and policies, and its
+//! storage settings where set. Owners are left out; grants (a table's, a
+//! column's, a schema's) are kept without them. runbook's own state tables
+//! (commented `runbook state: ...`) and objects that belong to extensions
+//! are left out too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -182,27 +182,70 @@ SELECT 'trigger', format('%s.%I', r.qname, tg.tgname), json_build_object(
 FROM pg_trigger tg JOIN rels r ON r.oid = tg.tgrelid
 WHERE NOT tg.tgisinternal AND ONLY_TRIG(tg.oid)
 UNION ALL
-SELECT 'type', format('%I.%I', ns.nspname, t.typname), json_build_object(
-    'enum', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
-    'comment', d.description
-)::text, 'pg_type:' || t.oid
+-- Enums, domains (their constraints are constraints of their own) and
+-- standalone composite types; a composite type's attributes are rows of its
+-- pg_class entry, which its snapshot entry is built from.
+SELECT 'type', format('%I.%I', ns.nspname, t.typname), (CASE t.typtype
+    WHEN 'e' THEN json_build_object(
+        'enum', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+        'comment', d.description)
+    WHEN 'd' THEN json_build_object(
+        'domain', format_type(t.typbasetype, t.typtypmod),
+        'not_null', t.typnotnull,
+        'default', pg_get_expr(t.typdefaultbin, 0),
+        'collation', CASE WHEN t.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = t.typbasetype)
+                          THEN (SELECT collname FROM pg_collation WHERE oid = t.typcollation) END,
+        'comment', d.description)
+    ELSE json_build_object(
+        'composite', (SELECT json_agg(json_build_object(
+                'name', a.attname,
+                'type', format_type(a.atttypid, a.atttypmod),
+                'collation', CASE WHEN a.attcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = a.atttypid)
+                                  THEN (SELECT collname FROM pg_collation WHERE oid = a.attcollation) END,
+                'comment', (SELECT ad.description FROM pg_description ad WHERE ad.objoid = t.typrelid
+                            AND ad.classoid = 'pg_class'::regclass AND ad.objsubid = a.attnum)
+            ) ORDER BY a.attnum)
+            FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped),
+        'comment', d.description)
+    END)::text, CASE WHEN t.typtype = 'c' THEN 'pg_class:' || t.typrelid ELSE 'pg_type:' || t.oid END
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
 LEFT JOIN pg_description d
   ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0
-WHERE t.oid >= 16384 AND t.typtype = 'e'
+WHERE t.oid >= 16384
+  AND (t.typtype IN ('e', 'd')
+       OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'))
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
-  AND ONLY_TYPE(t.oid)
+  AND (ONLY_TYPE(t.oid) OR ONLY_CLASS(t.typrelid))
+UNION ALL
+SELECT 'constraint', format('%I.%I.%I', ns.nspname, t.typname, co.conname), json_build_object(
+    'definition', pg_get_constraintdef(co.oid),
+    'validated', co.convalidated,
+    'comment', d.description
+)::text, 'pg_constraint:' || co.oid
+FROM pg_constraint co JOIN pg_type t ON t.oid = co.contypid JOIN ns ON ns.oid = t.typnamespace
+LEFT JOIN pg_description d
+  ON d.objoid = co.oid AND d.classoid = 'pg_constraint'::regclass AND d.objsubid = 0
+WHERE co.contypid <> 0
+  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
+  AND ONLY_CON(co.oid)
 UNION ALL
 SELECT 'schema', format('%I', ns.nspname), json_build_object(
     'comment', d.description,
-    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(n.nspacl, n.nspowner)) g)
+    'grants', g.list
 )::text, 'pg_namespace:' || ns.oid
 FROM ns JOIN pg_namespace n ON n.oid = ns.oid
 LEFT JOIN pg_description d
   ON d.objoid = ns.oid AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0
--- `public` is in every database: left out, so that every snapshot taken
--- before schemas were read still compares equal.
-WHERE ns.nspname <> 'public' AND ONLY_NSP(ns.oid)
+CROSS JOIN LATERAL (SELECT json_agg(g.entry ORDER BY g.entry) AS list FROM (ACL_ENTRIES(n.nspacl, n.nspowner)) g) g
+-- `public` is in every database: only where its comment or grants are not
+-- the ones initdb gives it (which differ from PostgreSQL 15 on), so that a
+-- `REVOKE CREATE ON SCHEMA public FROM PUBLIC` shows, and every snapshot
+-- taken before schemas were read still compares equal.
+WHERE (ns.nspname <> 'public'
+       OR d.description IS DISTINCT FROM 'standard public schema'
+       OR g.list::text IS DISTINCT FROM CASE WHEN current_setting('server_version_num')::int >= 150000
+                                             THEN '["PUBLIC=USAGE"]' ELSE '["PUBLIC=CREATE,USAGE"]' END)
+  AND ONLY_NSP(ns.oid)
 UNION ALL
 SELECT 'extension', e.extname, json_build_object(
     'version', e.extversion,
@@ -526,8 +569,9 @@ pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_pos
 /// with its relation; removing a default, a parent or a partition updates
 /// the columns or the relation (`a:`, `r:`); an enum value goes only with
 /// its type. A key set may hold keys that have no token (objects outside
-/// the namespaces read): their removal rebuilds nothing. Namespaces
-/// and extensions are always read whole, and so is index validity
+/// the namespaces read): their removal rebuilds nothing. Namespaces (with
+/// their comments: `public`'s oid is below the `m:` rows' bound) and
+/// extensions are always read whole, and so is index validity
 /// (`!i`): PostgreSQL flips it in place, without a new row version. `#R`
 /// holds every relation created after initdb, in any schema, to tell one
 /// that was dropped (nothing to read again) from one that left the schemas
@@ -551,7 +595,9 @@ const TOKENS_SQL: &str = r#"WITH ns AS (
     SELECT c.oid, c.xmin, c.ctid FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
 )
 SELECT 'H', (txid_snapshot_xmin(txid_current_snapshot()) % 4294967296)::text, NULL::oid[]
-UNION ALL SELECT 'n:' || n.oid, n.xmin::text || n.ctid::text || n.nspname, NULL FROM pg_namespace n JOIN ns ON ns.oid = n.oid
+UNION ALL SELECT 'n:' || n.oid, n.xmin::text || n.ctid::text || n.nspname
+                                 || coalesce(':' || obj_description(n.oid, 'pg_namespace'), ''), NULL
+    FROM pg_namespace n JOIN ns ON ns.oid = n.oid
 UNION ALL SELECT 'x:' || x.oid, x.xmin::text || x.ctid::text, NULL FROM pg_extension x
 UNION ALL SELECT 'x:members', coalesce(string_agg(d.classid || '/' || d.objid, ',' ORDER BY d.classid, d.objid), ''), NULL
     FROM pg_depend d

@@ -920,11 +920,12 @@ fn a_down_that_keeps_a_column_grant_breaks_parity() {
     );
 }
 
-/// Row-level security, a table's storage settings and a schema of its own
-/// are part of the schema too: downs that leave them behind break parity.
-/// Before, snapshots did not read them, and each of these passed as `ok`.
+/// Row-level security, a table's storage settings, schemas (`public`'s
+/// grants too), domains and composite types are part of the schema: downs
+/// that leave them behind break parity. Before, snapshots did not read
+/// them, and each of these passed as `ok`.
 #[test]
-fn downs_that_leave_row_security_storage_settings_or_a_schema_break_parity() {
+fn downs_that_leave_row_security_storage_settings_schemas_or_types_break_parity() {
     let (_dir, run) = rehearse_files(
         &[
             (
@@ -952,6 +953,21 @@ fn downs_that_leave_row_security_storage_settings_or_a_schema_break_parity() {
             ),
             ("005_schema.up.sql", "CREATE SCHEMA audit;\n"),
             ("005_schema.down.sql", "SELECT 1;\n"),
+            (
+                "006_domain.up.sql",
+                "CREATE DOMAIN positive AS int CHECK (VALUE > 0);\n",
+            ),
+            ("006_domain.down.sql", "SELECT 1;\n"),
+            (
+                "007_public.up.sql",
+                "REVOKE USAGE ON SCHEMA public FROM PUBLIC;\n",
+            ),
+            ("007_public.down.sql", "SELECT 1;\n"),
+            (
+                "008_composite.up.sql",
+                "CREATE TYPE pair AS (a int, b text);\n",
+            ),
+            ("008_composite.down.sql", "SELECT 1;\n"),
         ],
         "",
     );
@@ -962,6 +978,9 @@ fn downs_that_leave_row_security_storage_settings_or_a_schema_break_parity() {
         ("003", "theirs"),
         ("004", "unlogged"),
         ("005", "schema audit"),
+        ("006", "type public.positive"),
+        ("007", "schema public"),
+        ("008", "type public.pair"),
     ] {
         let o = outcome(&run, version);
         assert_eq!(o["verdict"], "parity_mismatch", "{version}: {o}");
@@ -1064,6 +1083,23 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "COMMENT ON SCHEMA audit IS 'who did what'",
             "GRANT USAGE ON SCHEMA audit TO PUBLIC",
             "DROP SCHEMA audit",
+            "REVOKE USAGE ON SCHEMA public FROM PUBLIC",
+            "GRANT USAGE ON SCHEMA public TO PUBLIC",
+            "COMMENT ON SCHEMA public IS 'ours'",
+            "COMMENT ON SCHEMA public IS 'standard public schema'",
+            // Domains, their constraints, and composite types.
+            "CREATE DOMAIN positive AS int CHECK (VALUE > 0)",
+            "ALTER DOMAIN positive ADD CONSTRAINT positive_small CHECK (VALUE < 100) NOT VALID",
+            "ALTER DOMAIN positive VALIDATE CONSTRAINT positive_small",
+            "ALTER DOMAIN positive SET DEFAULT 1; ALTER DOMAIN positive SET NOT NULL",
+            "COMMENT ON DOMAIN positive IS 'above zero'",
+            "ALTER DOMAIN positive DROP CONSTRAINT positive_small",
+            "CREATE TYPE pair AS (a int, b text)",
+            "ALTER TYPE pair ADD ATTRIBUTE c positive",
+            "ALTER TYPE pair RENAME ATTRIBUTE b TO label",
+            "COMMENT ON COLUMN pair.a IS 'first'",
+            "ALTER TYPE pair RENAME TO couple",
+            "DROP TYPE couple; DROP DOMAIN positive",
             // Drops that take what depends on them along: read with no query.
             "CREATE TABLE e (id int PRIMARY KEY); CREATE TABLE f (id int, e_id int REFERENCES e (id))",
             "COMMENT ON TABLE e IS 'e'; CREATE INDEX f_e ON f (e_id)",
