@@ -479,7 +479,7 @@ impl History {
     /// version no other row holds; later writes go to the row as it is
     /// keyed.
     fn rekey(&self, rows: &mut [Applied]) {
-        let held: std::collections::HashSet<String> =
+        let mut held: std::collections::HashSet<String> =
             rows.iter().map(|a| a.version.clone()).collect();
         let number = |version: &str, name: &str| {
             version
@@ -489,6 +489,9 @@ impl History {
                 .to_string()
         };
         let mut keys = self.keys.lock().expect("history keys lock");
+        // As of this read: a row deleted since is written under the
+        // directory's spelling when it comes back.
+        keys.clear();
         for a in rows
             .iter_mut()
             .filter(|a| !self.versions.contains(&a.version))
@@ -500,8 +503,11 @@ impl History {
                     && migrations::same_version(&number(v, name), &row_number)
             });
             if let (Some((v, _)), None) = (found.next(), found.next()) {
+                let v = v.clone();
+                drop(found);
+                held.insert(v.clone());
                 keys.insert(v.clone(), a.key.clone());
-                a.version = v.clone();
+                a.version = v;
             }
         }
     }
