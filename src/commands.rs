@@ -342,8 +342,10 @@ pub fn migrations_status(
                     history.tool.name()
                 );
             }
+            // As wide as the longest version: stems of shared numbers run long.
+            let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0).max(14);
             for (v, n, s, note, down) in &rows {
-                let mut line = format!("{v:>14}  {s:<8} {n}");
+                let mut line = format!("{v:>width$}  {s:<8} {n}");
                 if !note.is_empty() {
                     line.push_str(&format!("  ({note})"));
                 }
