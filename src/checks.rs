@@ -430,7 +430,7 @@ ORDER BY 1",
             arg("from", ArgKind::StepRef, "`steps.<id>`: an earlier schema_matches check"),
         ],
         sql: "-- see docs/checks.md: the snapshot queries of src/snapshot.rs",
-        how: Some("runbook reads tables and columns (types, defaults, nullability, order), row-level security and its policies, `UNLOGGED`, storage options and replica identity, constraints, indexes (definition and validity), sequences, views, materialized views, functions, triggers, enum types, domains and their constraints, standalone composite types, extensions, schemas (`public` where its comment or grants are not initdb's), comments and grants (a table's, a column's and a schema's own, without owners) from the catalog, outside pg_catalog, information_schema and runbook's own state tables. The hash is sha256 over the canonical JSON. With `from`, objects that differ are listed."),
+        how: Some("runbook reads tables and columns (types, defaults, nullability, order), row-level security and its policies, `UNLOGGED`, storage options and replica identity, constraints, indexes (definition and validity), sequences, views, materialized views, functions (and their grants), aggregates, triggers, enum types, domains and their constraints, standalone composite types, extended statistics, extensions, schemas (`public` where its comment or grants are not initdb's), comments and grants (a table's, a column's and a schema's own, without owners) from the catalog, outside pg_catalog, information_schema and runbook's own state tables. The hash is sha256 over the canonical JSON. With `from`, objects that differ are listed."),
     },
 ];
 

@@ -2,14 +2,15 @@
 //! catalog in one query (not by running pg_dump), and its hash.
 //!
 //! Each object (table, constraint, index, sequence, view, materialized view,
-//! function, trigger, enum type, domain, standalone composite type,
-//! extension, schema) becomes one entry keyed by `kind name`, with a JSON
-//! definition built by the server's own `pg_get_*def` functions. A table's
-//! entry holds its columns, its row-level security and policies, and its
-//! storage settings where set. Owners are left out; grants (a table's, a
-//! column's, a schema's) are kept without them. runbook's own state tables
-//! (commented `runbook state: ...`) and objects that belong to extensions
-//! are left out too.
+//! function, aggregate, trigger, enum type, domain, standalone composite
+//! type, extended statistics, extension, schema) becomes one entry keyed by
+//! `kind name`, with a JSON definition built by the server's own
+//! `pg_get_*def` functions. A table's entry holds its columns, its
+//! row-level security and policies, and its storage settings where set.
+//! Owners are left out; grants (a table's, a column's, a function's, a
+//! schema's) are kept without them. runbook's own state tables (commented
+//! `runbook state: ...`) and objects that belong to extensions are left
+//! out too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -163,17 +164,52 @@ SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.qname
 FROM rels r LEFT JOIN grants g ON g.oid = r.oid
 WHERE r.relkind IN ('v', 'm') AND ONLY_CLASS(r.oid)
 UNION ALL
+-- A function's grants (`REVOKE EXECUTE ... FROM PUBLIC`) are a key only
+-- where they are not the default, so a function with none reads as before.
 SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
-    json_build_object(
-        'definition', pg_get_functiondef(p.oid),
-        'comment', d.description
-    )::text, 'pg_proc:' || p.oid
+    CASE WHEN p.proacl IS NULL THEN f.def ELSE left(f.def, -1) || ', "grants" : ' || coalesce((
+        SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g
+    )::text, '[]') || '}' END, 'pg_proc:' || p.oid
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
 LEFT JOIN pg_description d
   ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
+CROSS JOIN LATERAL (SELECT json_build_object(
+        'definition', pg_get_functiondef(p.oid),
+        'comment', d.description
+    )::text AS def) f
 WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p', 'w')
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid AND m.deptype = 'e')
   AND ONLY_PROC(p.oid)
+UNION ALL
+-- pg_get_functiondef cannot write an aggregate: its parts, from pg_aggregate.
+SELECT 'aggregate', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+    json_build_object(
+        'kind', a.aggkind::text,
+        'sfunc', a.aggtransfn::text,
+        'stype', format_type(a.aggtranstype, NULL),
+        'finalfunc', nullif(a.aggfinalfn::oid, 0)::regproc::text,
+        'combinefunc', nullif(a.aggcombinefn::oid, 0)::regproc::text,
+        'initcond', a.agginitval,
+        'sortop', nullif(a.aggsortop, 0)::regoperator::text,
+        'parallel', p.proparallel::text,
+        'comment', d.description,
+        'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g)
+    )::text, 'pg_proc:' || p.oid
+FROM pg_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid JOIN ns ON ns.oid = p.pronamespace
+LEFT JOIN pg_description d
+  ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
+WHERE p.oid >= 16384 AND p.prokind = 'a'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid AND m.deptype = 'e')
+  AND ONLY_PROC(p.oid)
+UNION ALL
+SELECT 'statistics', format('%I.%I', ns.nspname, st.stxname), json_build_object(
+    'definition', pg_get_statisticsobjdef(st.oid),
+    'comment', d.description
+)::text, 'pg_statistic_ext:' || st.oid
+FROM pg_statistic_ext st JOIN ns ON ns.oid = st.stxnamespace
+LEFT JOIN pg_description d
+  ON d.objoid = st.oid AND d.classoid = 'pg_statistic_ext'::regclass AND d.objsubid = 0
+WHERE ONLY_STAT(st.oid)
 UNION ALL
 SELECT 'trigger', format('%s.%I', r.qname, tg.tgname), json_build_object(
     'definition', pg_get_triggerdef(tg.oid),
@@ -471,6 +507,7 @@ fn sql(only: bool) -> String {
             "PROC" => "pg_proc",
             "TRIG" => "pg_trigger",
             "TYPE" => "pg_type",
+            "STAT" => "pg_statistic_ext",
             _ => "",
         };
         out.push_str(&match (only, kind, catalog) {
@@ -644,6 +681,10 @@ UNION ALL SELECT 'p:' || p.oid, p.xmin::text || p.ctid::text, NULL
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     WHERE p.oid >= 16384 AND ($1::text IS NULL OR age(p.xmin) <= (SELECT a FROM h))
 UNION ALL SELECT '#p', NULL, array_agg(p.oid) FROM pg_proc p WHERE p.oid >= 16384
+UNION ALL SELECT 'z:' || z.oid, z.xmin::text || z.ctid::text, NULL
+    FROM pg_statistic_ext z JOIN ns ON ns.oid = z.stxnamespace
+    WHERE $1::text IS NULL OR age(z.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#z', NULL, array_agg(z.oid) FROM pg_statistic_ext z WHERE z.oid >= 16384
 UNION ALL SELECT 't:' || t.oid, t.xmin::text || t.ctid::text, NULL
     FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
     WHERE $1::text IS NULL OR age(t.xmin) <= (SELECT a FROM h)
@@ -819,6 +860,7 @@ fn root_of(token: &str) -> Option<String> {
         "c" => format!("pg_constraint:{rest}"),
         "p" => format!("pg_proc:{rest}"),
         "t" => format!("pg_trigger:{rest}"),
+        "z" => format!("pg_statistic_ext:{rest}"),
         "y" | "e" => format!("pg_type:{head}"),
         // `m:pg_class:16384.0`: the described object.
         "m" => rest.rsplit_once('.').map_or(rest, |(o, _)| o).to_string(),
@@ -841,6 +883,7 @@ fn is_gone(keys: &HashMap<String, Keys>, root: &str) -> bool {
         "pg_proc" => "p",
         "pg_trigger" => "t",
         "pg_type" => "y",
+        "pg_statistic_ext" => "z",
         _ => return false,
     };
     match (keys.get(set), oid.parse::<u32>()) {

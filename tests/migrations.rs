@@ -921,11 +921,12 @@ fn a_down_that_keeps_a_column_grant_breaks_parity() {
 }
 
 /// Row-level security, a table's storage settings, schemas (`public`'s
-/// grants too), domains and composite types are part of the schema: downs
-/// that leave them behind break parity. Before, snapshots did not read
-/// them, and each of these passed as `ok`.
+/// grants too), domains, composite types, a function's grants, aggregates
+/// and extended statistics are part of the schema: downs that leave them
+/// behind break parity. Before, snapshots did not read them, and each of
+/// these passed as `ok`.
 #[test]
-fn downs_that_leave_row_security_storage_settings_schemas_or_types_break_parity() {
+fn downs_that_leave_security_storage_schemas_types_or_statistics_break_parity() {
     let (_dir, run) = rehearse_files(
         &[
             (
@@ -968,11 +969,32 @@ fn downs_that_leave_row_security_storage_settings_schemas_or_types_break_parity(
                 "CREATE TYPE pair AS (a int, b text);\n",
             ),
             ("008_composite.down.sql", "SELECT 1;\n"),
+            (
+                "009_function.up.sql",
+                "CREATE FUNCTION add1(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + 1';\n",
+            ),
+            ("009_function.down.sql", "DROP FUNCTION add1(int);\n"),
+            (
+                "010_revoke.up.sql",
+                "REVOKE EXECUTE ON FUNCTION add1(int) FROM PUBLIC;\n",
+            ),
+            ("010_revoke.down.sql", "SELECT 1;\n"),
+            (
+                "011_aggregate.up.sql",
+                "CREATE AGGREGATE total(int) (sfunc = int4pl, stype = int, initcond = '0');\n",
+            ),
+            ("011_aggregate.down.sql", "SELECT 1;\n"),
+            (
+                "012_statistics.up.sql",
+                "CREATE STATISTICS people_dep ON id, name FROM people;\n",
+            ),
+            ("012_statistics.down.sql", "SELECT 1;\n"),
         ],
         "",
     );
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(outcome(&run, "001")["verdict"], "ok");
+    assert_eq!(outcome(&run, "009")["verdict"], "ok");
     for (version, left) in [
         ("002", "row_security"),
         ("003", "theirs"),
@@ -981,6 +1003,9 @@ fn downs_that_leave_row_security_storage_settings_schemas_or_types_break_parity(
         ("006", "type public.positive"),
         ("007", "schema public"),
         ("008", "type public.pair"),
+        ("010", "function public.add1(integer)"),
+        ("011", "aggregate public.total(integer)"),
+        ("012", "statistics public.people_dep"),
     ] {
         let o = outcome(&run, version);
         assert_eq!(o["verdict"], "parity_mismatch", "{version}: {o}");
@@ -1100,6 +1125,19 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "COMMENT ON COLUMN pair.a IS 'first'",
             "ALTER TYPE pair RENAME TO couple",
             "DROP TYPE couple; DROP DOMAIN positive",
+            // Function grants, aggregates and extended statistics.
+            "CREATE FUNCTION add1(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + 1'",
+            "REVOKE EXECUTE ON FUNCTION add1(int) FROM PUBLIC",
+            "GRANT EXECUTE ON FUNCTION add1(int) TO PUBLIC",
+            "CREATE AGGREGATE total(int) (sfunc = int4pl, stype = int, initcond = '0')",
+            "COMMENT ON AGGREGATE total(int) IS 'sum'",
+            "ALTER AGGREGATE total(int) RENAME TO grand_total",
+            "CREATE STATISTICS c_dep (dependencies) ON id, v FROM c",
+            "ALTER TABLE c RENAME COLUMN v TO value",
+            "ALTER STATISTICS c_dep RENAME TO c_deps",
+            "COMMENT ON STATISTICS c_deps IS 'id and value'",
+            "ALTER TABLE c RENAME COLUMN value TO v",
+            "DROP STATISTICS c_deps; DROP AGGREGATE grand_total(int); DROP FUNCTION add1(int)",
             // Drops that take what depends on them along: read with no query.
             "CREATE TABLE e (id int PRIMARY KEY); CREATE TABLE f (id int, e_id int REFERENCES e (id))",
             "COMMENT ON TABLE e IS 'e'; CREATE INDEX f_e ON f (e_id)",
