@@ -966,7 +966,11 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
           CREATE TABLE extra (id int);
           CREATE VIEW extra_v AS SELECT * FROM extra;
           CREATE FUNCTION extra_f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+          CREATE AGGREGATE extra_a(int) (sfunc = int4pl, stype = int);
+          CREATE SCHEMA extra_s;
+          CREATE TABLE extra_s.t (id int);
           ALTER TABLE items ADD COLUMN added int;
+          CREATE STATISTICS extra_st ON id, added FROM items;
       - id: broken
         sql: SELECT 1/0;
 on_failure:
@@ -980,6 +984,11 @@ on_failure:
         assert_eq!(
             db.sql("SELECT to_regclass('extra') IS NULL AND to_regprocedure('extra_f()') IS NULL"),
             "t"
+        );
+        assert_eq!(
+            db.sql("SELECT to_regprocedure('extra_a(int)') IS NULL AND to_regnamespace('extra_s') IS NULL"),
+            "t",
+            "{mode}"
         );
         let d = &run.step("back")["details"];
         assert_eq!(d["mode"], mode);

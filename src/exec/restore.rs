@@ -406,9 +406,9 @@ fn known(record: &backups::SchemaRecord, k: &str) -> bool {
     record.objects.contains_key(k) || record.outside.iter().any(|o| o == k)
 }
 
-/// Relations, functions and types created after the backup, in what the
-/// backup covers (the whole database, or its schemas): the statements that
-/// drop them, each noted in `out`.
+/// Relations, functions, aggregates, types, statistics and schemas created
+/// after the backup, in what the backup covers (the whole database, or its
+/// schemas): the statements that drop them, each noted in `out`.
 fn created_later(
     now: &crate::snapshot::Snapshot,
     record: &backups::SchemaRecord,
@@ -441,7 +441,20 @@ fn created_later(
             "materialized view" => format!("DROP MATERIALIZED VIEW IF EXISTS {name} CASCADE"),
             "sequence" => format!("DROP SEQUENCE IF EXISTS {name} CASCADE"),
             "function" => format!("DROP ROUTINE IF EXISTS {name} CASCADE"),
+            "aggregate" => format!("DROP AGGREGATE IF EXISTS {name} CASCADE"),
             "type" => format!("DROP TYPE IF EXISTS {name} CASCADE"),
+            "statistics" => format!("DROP STATISTICS IF EXISTS {name}"),
+            // Only a schema nothing in the backup lived in, and never
+            // `public` (it shows only where its grants changed).
+            "schema"
+                if name != "public"
+                    && !record.objects.keys().any(|o| {
+                        o.split_once(' ')
+                            .is_some_and(|(_, n)| n.split('.').next() == Some(name))
+                    }) =>
+            {
+                format!("DROP SCHEMA IF EXISTS {name} CASCADE")
+            }
             _ => continue,
         };
         drops.push(sql);
