@@ -251,7 +251,7 @@ WHERE t.oid >= 16384
   AND (t.typtype IN ('e', 'd')
        OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'))
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
-  AND (ONLY_TYPE(t.oid) OR ONLY_CLASS(t.typrelid))
+  AND ONLY_TYPEREL(t.oid)
 UNION ALL
 SELECT 'constraint', format('%I.%I.%I', ns.nspname, t.typname, co.conname), json_build_object(
     'definition', pg_get_constraintdef(co.oid),
@@ -523,6 +523,14 @@ fn sql(only: bool) -> String {
                 class = of("pg_class"),
                 con = of("pg_constraint"),
                 trig = of("pg_trigger"),
+            ),
+            // A type asked for, or the row type of a relation asked for (a
+            // composite type's attributes are its relation's): one list, so
+            // that the type's oid index serves it.
+            (true, "TYPEREL", _) => format!(
+                "{column} = ANY({types} || ARRAY(SELECT reltype FROM pg_class WHERE oid = ANY({class})))",
+                types = of("pg_type"),
+                class = of("pg_class"),
             ),
             (true, _, "") => "false".to_string(),
             (true, _, c) => format!("{column} = ANY({})", of(c)),
