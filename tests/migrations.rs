@@ -886,6 +886,49 @@ fn a_seed_runs_after_each_up_and_its_rows_count_as_data() {
     second_is_lossy(&run, &["public.people: 2 rows before, 1 after"]);
 }
 
+/// An empty plain table is taken as empty from its size on disk, without
+/// reading it: the checksum that stands for it must be the one the count
+/// query gives an empty table, or the same table would compare changed.
+#[test]
+fn the_checksum_taken_for_an_empty_table_is_the_one_its_count_gives() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE e (id int, v text)");
+    let sum = runbook::pg::db::row_checksum_sql("ROW(x.id, x.v)::text");
+    assert_eq!(
+        db.sql(&format!("SELECT count(*) || '|' || {sum} FROM e x")),
+        format!("0|{}", runbook::pg::db::EMPTY_CHECKSUM)
+    );
+}
+
+/// A table with no columns holds rows all the same: a down that deletes
+/// them is lossy. Before, such a table read as gone, and the loss passed.
+#[test]
+fn a_table_without_columns_is_checked_like_any_other() {
+    let (_dir, run) = rehearse_files(
+        &[
+            ("001_bare.up.sql", "CREATE TABLE bare ();\n"),
+            ("001_bare.down.sql", "DROP TABLE bare;\n"),
+            ("002_empty_it.up.sql", "CREATE TABLE other (id int);\n"),
+            (
+                "002_empty_it.down.sql",
+                "DROP TABLE other;\nDELETE FROM bare;\n",
+            ),
+            (
+                "seed.sql.txt",
+                "INSERT INTO bare DEFAULT VALUES;\nINSERT INTO bare DEFAULT VALUES;\n",
+            ),
+        ],
+        "          seed: DIR/seed.sql.txt\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let second = outcome(&run, "002");
+    assert_eq!(second["verdict"], "lossy", "{second}");
+    assert_eq!(
+        second["findings"][0]["tables"],
+        serde_json::json!(["public.bare: 2 rows before, 0 after"])
+    );
+}
+
 /// TRUNCATE empties a table without counting a deleted row in the
 /// transaction's statistics; the rehearsal still sees the rows are gone.
 #[test]

@@ -31,7 +31,12 @@ async fn sums(
     if tables.is_empty() {
         return Ok(out);
     }
-    // Which of the tables and columns still exist.
+    // Which of the tables and columns still exist, and which plain tables
+    // have no page on disk: those hold no rows, and are not read. Planning
+    // the count of a table opens it and its indexes (about 0.16 ms each in
+    // a new session: 0.5 s for 3,000 tables); its size is a file's length.
+    // A partitioned or foreign table has no pages of its own but rows
+    // elsewhere, so only plain tables are taken as empty.
     let names: Vec<String> = tables
         .iter()
         .map(|(t, _)| crate::pg::quote::literal(t))
@@ -39,23 +44,33 @@ async fn sums(
     let messages = db
         .client
         .simple_query(&format!(
-            "SELECT t.name, a.attname
-             FROM unnest(ARRAY[{}]::text[]) AS t(name)
-             JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)
-             WHERE a.attnum > 0 AND NOT a.attisdropped",
+            "WITH t AS MATERIALIZED (
+                 SELECT t.name, c.oid, c.relkind = 'r' AND pg_relation_size(c.oid) = 0 AS empty
+                 FROM unnest(ARRAY[{}]::text[]) AS t(name)
+                 JOIN pg_class c ON c.oid = to_regclass(t.name)
+             )
+             SELECT t.name, a.attname, t.empty::text
+             FROM t LEFT JOIN pg_attribute a
+               ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped",
             names.join(", ")
         ))
         .await
         .map_err(|e| db::error_info(&e, None))?;
     let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut empty: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for m in &messages {
+        // A table with no columns (`CREATE TABLE t ()`) is there all the
+        // same, and may hold rows.
         if let tokio_postgres::SimpleQueryMessage::Row(r) = m
-            && let (Some(table), Some(column)) = (r.get(0), r.get(1))
+            && let Some(table) = r.get(0)
         {
-            present
-                .entry(table.to_string())
-                .or_default()
-                .push(column.to_string());
+            let columns = present.entry(table.to_string()).or_default();
+            if let Some(column) = r.get(1) {
+                columns.push(column.to_string());
+            }
+            if r.get(2) == Some("true") {
+                empty.insert(table.to_string());
+            }
         }
     }
     let mut parts = Vec::new();
@@ -73,14 +88,22 @@ async fn sums(
         };
         let kept: Vec<&String> = cols.iter().filter(|c| now.contains(c)).collect();
         let missing: Vec<String> = cols.iter().filter(|c| !now.contains(c)).cloned().collect();
+        let nothing = empty.contains(t);
         out.insert(
             t.clone(),
             Sum {
                 rows: Some(0),
-                checksum: String::new(),
+                checksum: if nothing {
+                    db::EMPTY_CHECKSUM.to_string()
+                } else {
+                    String::new()
+                },
                 missing_columns: missing,
             },
         );
+        if nothing {
+            continue;
+        }
         let row = if kept.is_empty() {
             "''".to_string()
         } else {
