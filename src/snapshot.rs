@@ -2,11 +2,13 @@
 //! catalog in one query (not by running pg_dump), and its hash.
 //!
 //! Each object (table, constraint, index, sequence, view, materialized view,
-//! function, aggregate, trigger, enum type, domain, standalone composite
-//! type, extended statistics, extension, schema) becomes one entry keyed by
-//! `kind name`, with a JSON definition built by the server's own
-//! `pg_get_*def` functions. A table's entry holds its columns, its
-//! row-level security and policies, and its storage settings where set.
+//! function, aggregate, operator, cast, trigger, event trigger, enum, range
+//! type, domain, standalone composite type, collation, extended statistics,
+//! publication, default privileges, extension, schema) becomes one entry
+//! keyed by `kind name`, with a JSON definition built by the server's own
+//! `pg_get_*def` functions where there is one. A table's entry holds its
+//! columns, its row-level security and policies, and its storage settings
+//! where set.
 //! Owners are left out; grants (a table's, a column's, a function's, a
 //! schema's) are kept without them. runbook's own state tables (commented
 //! `runbook state: ...`) and objects that belong to extensions are left
@@ -52,10 +54,15 @@ const SQL: &str = r#"WITH ns AS (
     -- costs ten times as much. A column's own grants (`GRANT SELECT (c)`)
     -- are a key of it only where it has some, so a column without any
     -- reads as it did before they were taken in.
-    SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL THEN c.def ELSE (
-            left(c.def::text, -1) || ', "grants" : ' || coalesce((
+    -- So is its storage (`SET STORAGE`), where not its type's.
+    SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL AND a.attstorage = t.typstorage THEN c.def ELSE (
+            left(c.def::text, -1)
+            || CASE WHEN a.attstorage <> t.typstorage THEN ', "storage" : ' || to_json(CASE a.attstorage
+                   WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external' WHEN 'm' THEN 'main' ELSE 'extended' END)::text
+               ELSE '' END
+            || CASE WHEN a.attacl IS NOT NULL THEN ', "grants" : ' || coalesce((
                 SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(a.attacl, r.relowner)) g
-            )::text, '[]') || '}')::json END ORDER BY a.attnum) AS list
+            )::text, '[]') ELSE '' END || '}')::json END ORDER BY a.attnum) AS list
     FROM rels r
     JOIN pg_attribute a ON a.attrelid = r.oid
     JOIN pg_type t ON t.oid = a.atttypid
@@ -232,6 +239,14 @@ SELECT 'type', format('%I.%I', ns.nspname, t.typname), (CASE t.typtype
         'collation', CASE WHEN t.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = t.typbasetype)
                           THEN (SELECT collname FROM pg_collation WHERE oid = t.typcollation) END,
         'comment', d.description)
+    WHEN 'r' THEN (SELECT json_build_object(
+        'range', format_type(rg.rngsubtype, NULL),
+        'opclass', (SELECT format('%I.%I', opn.nspname, opc.opcname) FROM pg_opclass opc
+                    JOIN pg_namespace opn ON opn.oid = opc.opcnamespace WHERE opc.oid = rg.rngsubopc),
+        'collation', (SELECT collname FROM pg_collation WHERE oid = rg.rngcollation),
+        'canonical', nullif(rg.rngcanonical::oid, 0)::regproc::text,
+        'subtype_diff', nullif(rg.rngsubdiff::oid, 0)::regproc::text,
+        'comment', d.description) FROM pg_range rg WHERE rg.rngtypid = t.oid)
     ELSE json_build_object(
         'composite', (SELECT json_agg(json_build_object(
                 'name', a.attname,
@@ -248,7 +263,7 @@ FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
 LEFT JOIN pg_description d
   ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0
 WHERE t.oid >= 16384
-  AND (t.typtype IN ('e', 'd')
+  AND (t.typtype IN ('e', 'd', 'r')
        OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'))
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
   AND ONLY_TYPEREL(t.oid)
@@ -282,6 +297,109 @@ WHERE (ns.nspname <> 'public'
        OR g.list::text IS DISTINCT FROM CASE WHEN current_setting('server_version_num')::int >= 150000
                                              THEN '["PUBLIC=USAGE"]' ELSE '["PUBLIC=CREATE,USAGE"]' END)
   AND ONLY_NSP(ns.oid)
+UNION ALL
+SELECT 'collation', format('%I.%I', ns.nspname, co.collname),
+    -- Its catalog row as it is: the locale columns differ between server
+    -- versions, and two snapshots compared come from one server.
+    (to_jsonb(co) - 'oid' - 'collname' - 'collnamespace' - 'collowner' - 'collversion'
+     || jsonb_build_object('comment', d.description))::text, 'pg_collation:' || co.oid
+FROM pg_collation co JOIN ns ON ns.oid = co.collnamespace
+LEFT JOIN pg_description d
+  ON d.objoid = co.oid AND d.classoid = 'pg_collation'::regclass AND d.objsubid = 0
+WHERE co.oid >= 16384
+  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_collation'::regclass AND m.objid = co.oid AND m.deptype = 'e')
+  AND ONLY_COLL(co.oid)
+UNION ALL
+SELECT 'operator', format('%I.%s(%s, %s)', ns.nspname, o.oprname,
+        coalesce(format_type(nullif(o.oprleft, 0), NULL), 'NONE'), format_type(o.oprright, NULL)),
+    json_build_object(
+        'result', format_type(o.oprresult, NULL),
+        'function', o.oprcode::regprocedure::text,
+        'commutator', nullif(o.oprcom, 0)::regoperator::text,
+        'negator', nullif(o.oprnegate, 0)::regoperator::text,
+        'restrict', nullif(o.oprrest::oid, 0)::regproc::text,
+        'join', nullif(o.oprjoin::oid, 0)::regproc::text,
+        'hashes', o.oprcanhash,
+        'merges', o.oprcanmerge,
+        'comment', d.description
+    )::text, 'pg_operator:' || o.oid
+FROM pg_operator o JOIN ns ON ns.oid = o.oprnamespace
+LEFT JOIN pg_description d
+  ON d.objoid = o.oid AND d.classoid = 'pg_operator'::regclass AND d.objsubid = 0
+WHERE o.oid >= 16384
+  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_operator'::regclass AND m.objid = o.oid AND m.deptype = 'e')
+  AND ONLY_OPER(o.oid)
+UNION ALL
+SELECT 'cast', format('%s AS %s', format_type(k.castsource, NULL), format_type(k.casttarget, NULL)), json_build_object(
+    'function', nullif(k.castfunc, 0)::regprocedure::text,
+    'context', CASE k.castcontext WHEN 'e' THEN 'explicit' WHEN 'a' THEN 'assignment' ELSE 'implicit' END,
+    'method', CASE k.castmethod WHEN 'f' THEN 'function' WHEN 'i' THEN 'inout' ELSE 'binary' END,
+    'comment', d.description
+)::text, 'pg_cast:' || k.oid
+FROM pg_cast k
+LEFT JOIN pg_description d
+  ON d.objoid = k.oid AND d.classoid = 'pg_cast'::regclass AND d.objsubid = 0
+WHERE k.oid >= 16384
+  -- A range type's casts to its multirange come and go with it.
+  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_cast'::regclass AND m.objid = k.oid AND m.deptype IN ('e', 'i'))
+  AND ONLY_CAST(k.oid)
+UNION ALL
+-- A publication, with the tables it names (their column lists and row
+-- filters where it sets them) and its schemas (`FOR TABLES IN SCHEMA`,
+-- PostgreSQL 15 on: found through pg_depend, so that the query runs on
+-- older servers too).
+SELECT 'publication', format('%I', pb.pubname), json_build_object(
+    'all_tables', pb.puballtables,
+    'publish', concat_ws(', ', CASE WHEN pb.pubinsert THEN 'insert' END, CASE WHEN pb.pubupdate THEN 'update' END,
+                         CASE WHEN pb.pubdelete THEN 'delete' END, CASE WHEN pb.pubtruncate THEN 'truncate' END),
+    'via_root', pb.pubviaroot,
+    'tables', (SELECT json_agg(json_build_object(
+            'table', x.qname,
+            'columns', CASE WHEN to_jsonb(x.pr) ->> 'prattrs' IS NOT NULL THEN to_jsonb(pt) -> 'attnames' END,
+            'where', to_jsonb(pt) ->> 'rowfilter'
+        ) ORDER BY x.qname)
+        FROM (SELECT pr, format('%I.%I', n.nspname, c.relname) AS qname, n.nspname, c.relname
+              FROM pg_publication_rel pr JOIN pg_class c ON c.oid = pr.prrelid
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE pr.prpubid = pb.oid) x
+        LEFT JOIN pg_publication_tables pt
+          ON pt.pubname = pb.pubname AND pt.schemaname = x.nspname AND pt.tablename = x.relname),
+    'schemas', (SELECT json_agg(s.refobjid::regnamespace::text ORDER BY s.refobjid::regnamespace::text)
+                FROM pg_depend p JOIN pg_depend s
+                  ON s.classid = p.classid AND s.objid = p.objid AND s.refclassid = 'pg_namespace'::regclass
+                WHERE p.classid = to_regclass('pg_catalog.pg_publication_namespace')
+                  AND p.refclassid = 'pg_publication'::regclass AND p.refobjid = pb.oid),
+    'comment', d.description
+)::text, 'pg_publication:' || pb.oid
+FROM pg_publication pb
+LEFT JOIN pg_description d
+  ON d.objoid = pb.oid AND d.classoid = 'pg_publication'::regclass AND d.objsubid = 0
+WHERE ONLY_PUB(pb.oid)
+UNION ALL
+-- `ALTER DEFAULT PRIVILEGES`: the grants a role's new objects get, in a
+-- schema or in every one; named by the role, since that is what they are of.
+SELECT 'default privileges', format('for %s%s on %s', da.defaclrole::regrole,
+        coalesce(' in schema ' || quote_ident(ns.nspname), ''),
+        CASE da.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions'
+                              WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas' ELSE da.defaclobjtype::text END),
+    json_build_object(
+        'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(da.defaclacl, da.defaclrole)) g)
+    )::text, 'pg_default_acl:' || da.oid
+FROM pg_default_acl da LEFT JOIN ns ON ns.oid = da.defaclnamespace
+WHERE (da.defaclnamespace = 0 OR ns.oid IS NOT NULL) AND ONLY_DACL(da.oid)
+UNION ALL
+SELECT 'event trigger', format('%I', et.evtname), json_build_object(
+    'event', et.evtevent,
+    'function', et.evtfoid::regprocedure::text,
+    'enabled', et.evtenabled::text,
+    'tags', et.evttags,
+    'comment', d.description
+)::text, 'pg_event_trigger:' || et.oid
+FROM pg_event_trigger et
+LEFT JOIN pg_description d
+  ON d.objoid = et.oid AND d.classoid = 'pg_event_trigger'::regclass AND d.objsubid = 0
+WHERE NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_event_trigger'::regclass AND m.objid = et.oid AND m.deptype = 'e')
+  AND ONLY_EVT(et.oid)
 UNION ALL
 SELECT 'extension', e.extname, json_build_object(
     'version', e.extversion,
@@ -393,6 +511,34 @@ impl Snapshot {
                 Some((name.to_string(), cols))
             })
             .collect()
+    }
+}
+
+/// The kinds of entry whose names are two words.
+const TWO_WORD_KINDS: [&str; 3] = ["materialized view", "event trigger", "default privileges"];
+
+/// An entry's key (`kind name`) split into its kind and its name.
+pub fn kind_and_name(key: &str) -> Option<(&str, &str)> {
+    TWO_WORD_KINDS
+        .iter()
+        .find_map(|kind| Some((*kind, key.strip_prefix(kind)?.strip_prefix(' ')?)))
+        .or_else(|| key.split_once(' '))
+}
+
+/// The schema an entry (`kind name`) lives in, by its key: `None` for the
+/// kinds that live in none (publications, casts, event triggers,
+/// extensions, default privileges for every schema).
+pub fn schema_of(key: &str) -> Option<&str> {
+    let (kind, name) = kind_and_name(key)?;
+    match kind {
+        "publication" | "cast" | "event trigger" | "extension" => None,
+        "schema" => Some(name),
+        // `for ROLE in schema SCHEMA on tables`
+        "default privileges" => name
+            .split_once(" in schema ")
+            .and_then(|(_, rest)| rest.rsplit_once(" on "))
+            .map(|(schema, _)| schema),
+        _ => name.split('.').next(),
     }
 }
 
@@ -508,6 +654,12 @@ fn sql(only: bool) -> String {
             "TRIG" => "pg_trigger",
             "TYPE" => "pg_type",
             "STAT" => "pg_statistic_ext",
+            "COLL" => "pg_collation",
+            "OPER" => "pg_operator",
+            "CAST" => "pg_cast",
+            "PUB" => "pg_publication",
+            "DACL" => "pg_default_acl",
+            "EVT" => "pg_event_trigger",
             _ => "",
         };
         out.push_str(&match (only, kind, catalog) {
@@ -577,6 +729,7 @@ const CLOSURE_CTES: &str = r#"RECURSIVE roots AS (
     SELECT CASE dep.classid
         WHEN 'pg_attrdef'::regclass THEN (SELECT 'pg_class:' || adrelid FROM pg_attrdef WHERE oid = dep.objid)
         WHEN 'pg_rewrite'::regclass THEN (SELECT 'pg_class:' || ev_class FROM pg_rewrite WHERE oid = dep.objid)
+        WHEN 'pg_publication_rel'::regclass THEN (SELECT 'pg_publication:' || prpubid FROM pg_publication_rel WHERE oid = dep.objid)
         ELSE dep.classid::regclass::text || ':' || dep.objid END AS k
     FROM dep
 ), redo_oids AS MATERIALIZED (
@@ -620,7 +773,8 @@ pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_pos
 /// (`!i`): PostgreSQL flips it in place, without a new row version. `#R`
 /// holds every relation created after initdb, in any schema, to tell one
 /// that was dropped (nothing to read again) from one that left the schemas
-/// read. `H` is the horizon to pass next time.
+/// read. A publication's schemas (`B:`) are read from pg_depend, since
+/// their catalog is PostgreSQL 15's. `H` is the horizon to pass next time.
 ///
 /// Column rows are filtered by version before they meet the relations
 /// (`OFFSET 0` keeps the subquery apart): the generic plan otherwise
@@ -704,6 +858,37 @@ UNION ALL SELECT '#y', NULL, array_agg(t.oid) FROM pg_type t WHERE t.oid >= 1638
 UNION ALL SELECT 'e:' || e.enumtypid || '.' || e.oid, e.xmin::text || e.ctid::text, NULL
     FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN ns ON ns.oid = t.typnamespace
     WHERE e.enumtypid >= 16384 AND ($1::text IS NULL OR age(e.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT 'l:' || l.oid, l.xmin::text || l.ctid::text, NULL
+    FROM pg_collation l JOIN ns ON ns.oid = l.collnamespace
+    WHERE l.oid >= 16384 AND ($1::text IS NULL OR age(l.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#l', NULL, array_agg(l.oid) FROM pg_collation l WHERE l.oid >= 16384
+UNION ALL SELECT 'q:' || q.oid, q.xmin::text || q.ctid::text, NULL
+    FROM pg_operator q JOIN ns ON ns.oid = q.oprnamespace
+    WHERE q.oid >= 16384 AND ($1::text IS NULL OR age(q.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#q', NULL, array_agg(q.oid) FROM pg_operator q WHERE q.oid >= 16384
+UNION ALL SELECT 'k:' || k.oid, k.xmin::text || k.ctid::text, NULL
+    FROM pg_cast k WHERE k.oid >= 16384 AND ($1::text IS NULL OR age(k.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#k', NULL, array_agg(k.oid) FROM pg_cast k WHERE k.oid >= 16384
+UNION ALL SELECT 'u:' || u.oid, u.xmin::text || u.ctid::text, NULL
+    FROM pg_publication u WHERE $1::text IS NULL OR age(u.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#u', NULL, array_agg(u.oid) FROM pg_publication u
+UNION ALL SELECT 'b:' || b.prpubid || '.' || b.oid, b.xmin::text || b.ctid::text, NULL
+    FROM pg_publication_rel b WHERE $1::text IS NULL OR age(b.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#b', string_agg(b.prpubid || '.' || b.oid, ',' ORDER BY b.prpubid, b.oid), NULL
+    FROM pg_publication_rel b
+UNION ALL SELECT 'B:' || d.refobjid || '.' || d.objid, d.xmin::text || d.ctid::text, NULL
+    FROM pg_depend d
+    WHERE d.classid = to_regclass('pg_catalog.pg_publication_namespace') AND d.refclassid = 'pg_publication'::regclass
+      AND ($1::text IS NULL OR age(d.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#B', string_agg(d.refobjid || '.' || d.objid, ',' ORDER BY d.refobjid, d.objid), NULL
+    FROM pg_depend d
+    WHERE d.classid = to_regclass('pg_catalog.pg_publication_namespace') AND d.refclassid = 'pg_publication'::regclass
+UNION ALL SELECT 'g:' || g.oid, g.xmin::text || g.ctid::text, NULL
+    FROM pg_default_acl g WHERE $1::text IS NULL OR age(g.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#g', NULL, array_agg(g.oid) FROM pg_default_acl g
+UNION ALL SELECT 'v:' || v.oid, v.xmin::text || v.ctid::text, NULL
+    FROM pg_event_trigger v WHERE $1::text IS NULL OR age(v.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#v', NULL, array_agg(v.oid) FROM pg_event_trigger v
 UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, d.xmin::text || d.ctid::text, NULL
     FROM pg_description d
     WHERE d.objoid >= 16384 AND ($1::text IS NULL OR age(d.xmin) <= (SELECT a FROM h))
@@ -869,6 +1054,13 @@ fn root_of(token: &str) -> Option<String> {
         "p" => format!("pg_proc:{rest}"),
         "t" => format!("pg_trigger:{rest}"),
         "z" => format!("pg_statistic_ext:{rest}"),
+        "l" => format!("pg_collation:{rest}"),
+        "q" => format!("pg_operator:{rest}"),
+        "k" => format!("pg_cast:{rest}"),
+        "g" => format!("pg_default_acl:{rest}"),
+        "v" => format!("pg_event_trigger:{rest}"),
+        // A publication, and the tables and schemas it names.
+        "u" | "b" | "B" => format!("pg_publication:{head}"),
         "y" | "e" => format!("pg_type:{head}"),
         // `m:pg_class:16384.0`: the described object.
         "m" => rest.rsplit_once('.').map_or(rest, |(o, _)| o).to_string(),
@@ -892,6 +1084,12 @@ fn is_gone(keys: &HashMap<String, Keys>, root: &str) -> bool {
         "pg_trigger" => "t",
         "pg_type" => "y",
         "pg_statistic_ext" => "z",
+        "pg_collation" => "l",
+        "pg_operator" => "q",
+        "pg_cast" => "k",
+        "pg_publication" => "u",
+        "pg_default_acl" => "g",
+        "pg_event_trigger" => "v",
         _ => return false,
     };
     match (keys.get(set), oid.parse::<u32>()) {
@@ -1369,6 +1567,26 @@ mod tests {
 
     fn row(k: &str, n: &str, d: &str) -> (String, String, String) {
         (k.into(), n.into(), d.into())
+    }
+
+    #[test]
+    fn an_entrys_kind_may_be_two_words_and_its_schema_none() {
+        assert_eq!(
+            kind_and_name("materialized view public.totals"),
+            Some(("materialized view", "public.totals"))
+        );
+        assert_eq!(kind_and_name("table s.t"), Some(("table", "s.t")));
+        assert_eq!(schema_of("materialized view app.totals"), Some("app"));
+        assert_eq!(schema_of("schema audit"), Some("audit"));
+        assert_eq!(schema_of("operator app.===(integer, integer)"), Some("app"));
+        assert_eq!(schema_of("publication feed"), None);
+        assert_eq!(schema_of("event trigger watch"), None);
+        assert_eq!(schema_of("cast tag AS integer"), None);
+        assert_eq!(
+            schema_of("default privileges for owner in schema app on tables"),
+            Some("app")
+        );
+        assert_eq!(schema_of("default privileges for owner on tables"), None);
     }
 
     #[test]

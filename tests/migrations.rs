@@ -1059,6 +1059,106 @@ fn downs_that_leave_security_storage_schemas_types_or_statistics_break_parity() 
     }
 }
 
+/// Column storage, range types, collations, operators, casts, publications
+/// (their tables, column lists and row filters), default privileges and
+/// event triggers are part of the schema too: downs that leave them behind
+/// break parity. Before, snapshots did not read them, and each passed as `ok`.
+#[test]
+fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_base.up.sql",
+                "CREATE TABLE people (id int PRIMARY KEY, name text);\n",
+            ),
+            ("001_base.down.sql", "DROP TABLE people;\n"),
+            (
+                "002_storage.up.sql",
+                "ALTER TABLE people ALTER COLUMN name SET STORAGE external;\n",
+            ),
+            ("002_storage.down.sql", "SELECT 1;\n"),
+            (
+                "003_range.up.sql",
+                "CREATE TYPE span AS RANGE (subtype = float8);\n",
+            ),
+            (
+                "003_range.down.sql",
+                "DROP TYPE span;\nCREATE TYPE span AS RANGE (subtype = float8, subtype_diff = float8mi);\n",
+            ),
+            (
+                "004_collation.up.sql",
+                "CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);\n",
+            ),
+            ("004_collation.down.sql", "SELECT 1;\n"),
+            (
+                "005_operator.up.sql",
+                "CREATE FUNCTION same_abs(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT abs($1) = abs($2)';\n\
+                 CREATE OPERATOR === (leftarg = int, rightarg = int, function = same_abs);\n",
+            ),
+            (
+                "005_operator.down.sql",
+                "DROP OPERATOR ===(int, int);\n\
+                 CREATE OPERATOR === (leftarg = int, rightarg = int, function = same_abs, commutator = ===);\n\
+                 DROP FUNCTION same_abs(int, int) CASCADE;\n\
+                 CREATE FUNCTION same_abs(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT abs($1) = abs($2)';\n\
+                 CREATE OPERATOR === (leftarg = int, rightarg = int, function = same_abs, commutator = ===);\n\
+                 DROP FUNCTION same_abs(int, int) CASCADE;\n\
+                 CREATE OPERATOR === (leftarg = int, rightarg = int, function = int4eq);\n",
+            ),
+            (
+                "006_cast.up.sql",
+                "CREATE TYPE tag AS ENUM ('a');\nCREATE CAST (tag AS int) WITH INOUT AS ASSIGNMENT;\n",
+            ),
+            ("006_cast.down.sql", "DROP CAST (tag AS int);\n"),
+            (
+                "007_publication.up.sql",
+                "CREATE PUBLICATION feed FOR TABLE people;\n",
+            ),
+            ("007_publication.down.sql", "SELECT 1;\n"),
+            (
+                "008_filter.up.sql",
+                "ALTER PUBLICATION feed SET TABLE people (id) WHERE (id > 0);\n",
+            ),
+            (
+                "008_filter.down.sql",
+                "ALTER PUBLICATION feed SET TABLE people WHERE (id > 0);\n",
+            ),
+            (
+                "009_defaults.up.sql",
+                "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;\n",
+            ),
+            ("009_defaults.down.sql", "SELECT 1;\n"),
+            (
+                "010_event.up.sql",
+                "CREATE FUNCTION on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;\n\
+                 CREATE EVENT TRIGGER watch ON ddl_command_end EXECUTE FUNCTION on_ddl();\n",
+            ),
+            ("010_event.down.sql", "ALTER EVENT TRIGGER watch DISABLE;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "001")["verdict"], "ok");
+    for (version, left) in [
+        ("002", "external"),
+        ("003", "subtype_diff"),
+        ("004", "collation public.nocase"),
+        ("005", "operator public.===(integer, integer)"),
+        ("006", "type public.tag"),
+        ("007", "publication feed"),
+        ("008", "(id > 0)"),
+        ("009", "default privileges for"),
+        ("010", "event trigger watch"),
+    ] {
+        let o = outcome(&run, version);
+        assert_eq!(o["verdict"], "parity_mismatch", "{version}: {o}");
+        assert!(
+            o.to_string().contains(left),
+            "{version} names `{left}`: {o}"
+        );
+    }
+}
+
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
 /// the rows of what they depend on) changed. After every kind of change,
 /// that must give exactly what a full read gives.
@@ -1181,6 +1281,45 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "COMMENT ON STATISTICS c_deps IS 'id and value'",
             "ALTER TABLE c RENAME COLUMN value TO v",
             "DROP STATISTICS c_deps; DROP AGGREGATE grand_total(int); DROP FUNCTION add1(int)",
+            // Column storage, range types, collations, operators, casts,
+            // publications, default privileges and event triggers.
+            "ALTER TABLE c ADD COLUMN note text; ALTER TABLE c ALTER COLUMN note SET STORAGE external",
+            "ALTER TABLE c ALTER COLUMN note SET STORAGE extended; ALTER TABLE c DROP COLUMN note",
+            "CREATE TYPE span AS RANGE (subtype = float8, subtype_diff = float8mi)",
+            "COMMENT ON TYPE span IS 'a span'",
+            "CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+            "CREATE TABLE h (id int, name text COLLATE nocase)",
+            "ALTER COLLATION nocase RENAME TO caseless",
+            "COMMENT ON COLLATION caseless IS 'ignores case'",
+            "CREATE FUNCTION same_abs(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT abs($1) = abs($2)'",
+            "CREATE OPERATOR === (leftarg = int, rightarg = int, function = same_abs, commutator = ===)",
+            "ALTER FUNCTION same_abs(int, int) RENAME TO same_size",
+            "ALTER OPERATOR ===(int, int) SET (restrict = eqsel)",
+            "CREATE FUNCTION pair_text(int) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT $1::text'",
+            "CREATE TYPE tag AS ENUM ('a'); CREATE CAST (tag AS int) WITH INOUT AS ASSIGNMENT",
+            "COMMENT ON CAST (tag AS int) IS 'by text'",
+            "DROP CAST (tag AS int); DROP TYPE tag",
+            "CREATE PUBLICATION feed FOR TABLE c, h",
+            "ALTER PUBLICATION feed SET (publish = 'insert, update')",
+            "ALTER TABLE h RENAME TO h2",
+            "ALTER PUBLICATION feed DROP TABLE c",
+            "CREATE SCHEMA pubs; ALTER PUBLICATION feed ADD TABLES IN SCHEMA pubs",
+            "CREATE TABLE pubs.q (id int)",
+            "ALTER PUBLICATION feed DROP TABLES IN SCHEMA pubs; DROP SCHEMA pubs CASCADE",
+            "ALTER PUBLICATION feed ADD TABLE c (id, v) WHERE (v > 0)",
+            "DROP TABLE h2",
+            "COMMENT ON PUBLICATION feed IS 'to the warehouse'",
+            "ALTER PUBLICATION feed RENAME TO stream",
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO PUBLIC",
+            "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",
+            "ALTER DEFAULT PRIVILEGES REVOKE SELECT ON TABLES FROM PUBLIC",
+            "CREATE FUNCTION on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$",
+            "CREATE EVENT TRIGGER watch ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION on_ddl()",
+            "ALTER EVENT TRIGGER watch DISABLE",
+            "ALTER FUNCTION on_ddl() RENAME TO on_ddl2",
+            "DROP EVENT TRIGGER watch; DROP FUNCTION on_ddl2()",
+            "DROP PUBLICATION stream; DROP OPERATOR ===(int, int); DROP TYPE span; DROP COLLATION caseless",
             // Drops that take what depends on them along: read with no query.
             "CREATE TABLE e (id int PRIMARY KEY); CREATE TABLE f (id int, e_id int REFERENCES e (id))",
             "COMMENT ON TABLE e IS 'e'; CREATE INDEX f_e ON f (e_id)",
