@@ -950,6 +950,7 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
     for mode in ["in_place", "recreate"] {
         let db = Db::fresh();
         seed(&db);
+        db.sql("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON SEQUENCES TO PUBLIC");
         let before = fingerprint(&db);
         let case = Case::new(&runbook(&format!(
             r#"phases:
@@ -971,6 +972,20 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
           CREATE TABLE extra_s.t (id int);
           ALTER TABLE items ADD COLUMN added int;
           CREATE STATISTICS extra_st ON id, added FROM items;
+          CREATE MATERIALIZED VIEW extra_mv AS SELECT 1 AS one;
+          CREATE TABLE extra_id (id int GENERATED ALWAYS AS IDENTITY);
+          CREATE COLLATION extra_c (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+          CREATE FUNCTION extra_eq(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 = $2';
+          CREATE OPERATOR === (leftarg = int, rightarg = int, function = extra_eq);
+          CREATE TYPE extra_span AS RANGE (subtype = float8);
+          CREATE TYPE extra_tag AS ENUM ('a');
+          CREATE CAST (extra_tag AS int) WITH INOUT AS ASSIGNMENT;
+          CREATE PUBLICATION extra_pub FOR TABLE items;
+          ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;
+          ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+          ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT UPDATE ON SEQUENCES TO PUBLIC;
+          CREATE FUNCTION extra_evt() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+          CREATE EVENT TRIGGER extra_watch ON ddl_command_end EXECUTE FUNCTION extra_evt();
       - id: broken
         sql: SELECT 1/0;
 on_failure:
@@ -989,6 +1004,18 @@ on_failure:
             db.sql("SELECT to_regprocedure('extra_a(int)') IS NULL AND to_regnamespace('extra_s') IS NULL"),
             "t",
             "{mode}"
+        );
+        assert_eq!(
+            db.sql(
+                "SELECT (SELECT count(*) FROM pg_publication) || ' ' || (SELECT count(*) FROM pg_event_trigger) \
+                 || ' ' || (SELECT count(*) FROM pg_collation WHERE collname = 'extra_c') \
+                 || ' ' || (SELECT count(*) FROM pg_operator WHERE oprname = '===') \
+                 || ' ' || (SELECT count(*) FROM pg_cast WHERE oid >= 16384) \
+                 || ' ' || (to_regclass('extra_mv') IS NULL) || ' ' || (to_regtype('extra_span') IS NULL) \
+                 || ' ' || (SELECT string_agg(defaclobjtype::text || ':' || defaclacl::text, ',') FROM pg_default_acl)"
+            ),
+            "0 0 0 0 0 true true S:{=r/runbook}",
+            "{mode}: what was created after the backup is gone, and the default privileges are the backup's"
         );
         let d = &run.step("back")["details"];
         assert_eq!(d["mode"], mode);

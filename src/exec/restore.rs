@@ -406,33 +406,39 @@ fn known(record: &backups::SchemaRecord, k: &str) -> bool {
     record.objects.contains_key(k) || record.outside.iter().any(|o| o == k)
 }
 
-/// Relations, functions, aggregates, types, statistics and schemas created
-/// after the backup, in what the backup covers (the whole database, or its
-/// schemas): the statements that drop them, each noted in `out`.
+/// What was created after the backup, in what the backup covers (the
+/// whole database, or its schemas): the statements that drop it, each
+/// noted in `out`. Default privileges have no statement that drops them,
+/// and pg_restore adds the backup's on top of what it finds: those that
+/// changed since the backup are set back to PostgreSQL's defaults first,
+/// so that the restore gives the backup's.
 fn created_later(
     now: &crate::snapshot::Snapshot,
     record: &backups::SchemaRecord,
     out: &mut Cleared,
 ) -> Vec<String> {
-    let known = |k: &str| known(record, k);
-    let mut drops: Vec<String> = Vec::new();
-    let covered_now: Vec<&str> = now
-        .objects
-        .keys()
-        .map(|k| &**k)
-        .filter(|k| !known(k) && !record.outside.iter().any(|o| o == k))
-        .collect();
-    for k in covered_now {
-        let Some((kind, name)) = k.split_once(' ') else {
+    use crate::snapshot::{kind_and_name, schema_of};
+    let schemas: std::collections::BTreeSet<&str> =
+        record.objects.keys().filter_map(|k| schema_of(k)).collect();
+    let covered = |k: &str| {
+        !record.outside.iter().any(|o| o == k)
+            && (record.covers != "schemas" || schema_of(k).is_some_and(|s| schemas.contains(s)))
+    };
+    let (mut resets, mut drops): (Vec<String>, Vec<(usize, String)>) = (Vec::new(), Vec::new());
+    for (k, def) in &now.objects {
+        let Some((kind, name)) = kind_and_name(k).filter(|_| covered(k)) else {
             continue;
         };
-        if record.covers == "schemas"
-            && !record
-                .objects
-                .keys()
-                .filter_map(|o| o.split_once(' ').map(|x| x.1))
-                .any(|o| o.split('.').next() == name.split('.').next())
-        {
+        if kind == "default privileges" {
+            if record.objects.get(&**k) != Some(&**def) {
+                resets.extend(default_privileges_reset(name, def));
+                if !known(record, k) {
+                    out.dropped.push(k.to_string());
+                }
+            }
+            continue;
+        }
+        if known(record, k) {
             continue;
         }
         let sql = match kind {
@@ -444,23 +450,90 @@ fn created_later(
             "aggregate" => format!("DROP AGGREGATE IF EXISTS {name} CASCADE"),
             "type" => format!("DROP TYPE IF EXISTS {name} CASCADE"),
             "statistics" => format!("DROP STATISTICS IF EXISTS {name}"),
+            "collation" => format!("DROP COLLATION IF EXISTS {name} CASCADE"),
+            "operator" => format!("DROP OPERATOR IF EXISTS {name} CASCADE"),
+            "cast" => format!("DROP CAST IF EXISTS ({name}) CASCADE"),
+            "publication" => format!("DROP PUBLICATION IF EXISTS {name}"),
+            "event trigger" => format!("DROP EVENT TRIGGER IF EXISTS {name}"),
             // Only a schema nothing in the backup lived in, and never
             // `public` (it shows only where its grants changed).
-            "schema"
-                if name != "public"
-                    && !record.objects.keys().any(|o| {
-                        o.split_once(' ')
-                            .is_some_and(|(_, n)| n.split('.').next() == Some(name))
-                    }) =>
-            {
+            "schema" if name != "public" && !schemas.contains(name) => {
                 format!("DROP SCHEMA IF EXISTS {name} CASCADE")
             }
             _ => continue,
         };
-        drops.push(sql);
+        drops.push((drop_order(kind), sql));
         out.dropped.push(k.to_string());
     }
-    drops
+    // What is part of another object goes with it, and cannot be dropped
+    // on its own, even with CASCADE: an identity column's sequence with its
+    // table, a range type's constructor functions with the type.
+    drops.sort_by_key(|(order, _)| *order);
+    // The resets first: they need the role's membership, and fail before
+    // anything is dropped when it is missing.
+    resets.extend(drops.into_iter().map(|(_, sql)| sql));
+    resets
+}
+
+/// The order to drop kinds of object in: what may be part of a later
+/// kind's object first.
+fn drop_order(kind: &str) -> usize {
+    const ORDER: [&str; 14] = [
+        "event trigger",
+        "publication",
+        "cast",
+        "operator",
+        "statistics",
+        "aggregate",
+        "materialized view",
+        "view",
+        "table",
+        "sequence",
+        "type",
+        "collation",
+        "function",
+        "schema",
+    ];
+    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
+}
+
+/// The statements that set the default privileges named `name` (`for ROLE
+/// [in schema SCHEMA] on tables`, as snapshots name them) back to
+/// PostgreSQL's own: nothing in a schema; in every schema, everything for
+/// the role itself, and `EXECUTE` or `USAGE` for PUBLIC on functions and
+/// types. The entry then goes from pg_default_acl.
+fn default_privileges_reset(name: &str, def: &serde_json::Value) -> Vec<String> {
+    let Some((head, objects)) = name
+        .strip_prefix("for ")
+        .and_then(|rest| rest.rsplit_once(" on "))
+    else {
+        return Vec::new();
+    };
+    let (role, schema) = match head.split_once(" in schema ") {
+        Some((role, schema)) => (role, Some(schema)),
+        None => (head, None),
+    };
+    let target = match schema {
+        Some(schema) => format!("ALTER DEFAULT PRIVILEGES FOR ROLE {role} IN SCHEMA {schema}"),
+        None => format!("ALTER DEFAULT PRIVILEGES FOR ROLE {role}"),
+    };
+    let objects = objects.to_uppercase();
+    let mut out: Vec<String> = def["grants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str()?.split_once('='))
+        .map(|(grantee, _)| format!("{target} REVOKE ALL ON {objects} FROM {grantee}"))
+        .collect();
+    if schema.is_none() {
+        out.push(format!("{target} GRANT ALL ON {objects} TO {role}"));
+        match objects.as_str() {
+            "FUNCTIONS" => out.push(format!("{target} GRANT EXECUTE ON FUNCTIONS TO PUBLIC")),
+            "TYPES" => out.push(format!("{target} GRANT USAGE ON TYPES TO PUBLIC")),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A backup of some tables: what outside them depends on them (foreign
@@ -567,17 +640,10 @@ async fn compare_schema(
             now.subset(|k| keys.contains(k))
         }
         "schemas" => {
-            let schemas: std::collections::BTreeSet<&str> = record
-                .objects
-                .keys()
-                .filter_map(|k| k.split_once(' ').map(|x| x.1))
-                .filter_map(|n| n.split('.').next())
-                .collect();
-            now.subset(|k| {
-                k.split_once(' ')
-                    .and_then(|(_, n)| n.split('.').next())
-                    .is_some_and(|s| schemas.contains(s))
-            })
+            use crate::snapshot::schema_of;
+            let schemas: std::collections::BTreeSet<&str> =
+                record.objects.keys().filter_map(|k| schema_of(k)).collect();
+            now.subset(|k| schema_of(k).is_some_and(|s| schemas.contains(s)))
         }
         _ => now,
     };
