@@ -1038,6 +1038,75 @@ on_failure:
     }
 }
 
+/// A backup of one schema, restored with `clean: true`: what the failed
+/// phase created in that schema goes (a materialized view and a table with
+/// an identity column among it), its default privileges are the backup's
+/// again, and what lives in other schemas stays. Before, the backup's
+/// record left the schema's materialized views out, and the restore could
+/// not drop an identity column's sequence.
+#[test]
+fn a_schema_restore_clears_that_schema_and_leaves_the_others() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE SCHEMA app;
+         CREATE TABLE app.orders (id int PRIMARY KEY, total int);
+         INSERT INTO app.orders SELECT g, g * 10 FROM generate_series(1, 50) g;
+         CREATE MATERIALIZED VIEW app.totals AS SELECT sum(total) AS total FROM app.orders;
+         ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC;",
+    );
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: app
+        backup: { path: bk, schemas: [app], verify: list }
+  - id: expand
+    kind: expand
+    steps:
+      - id: new_things
+        sql: |
+          CREATE TABLE app.lines (id int GENERATED ALWAYS AS IDENTITY, order_id int);
+          CREATE MATERIALIZED VIEW app.counts AS SELECT count(*) AS n FROM app.orders;
+          ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT INSERT ON TABLES TO PUBLIC;
+          DELETE FROM app.orders WHERE id > 10;
+          CREATE TABLE public.elsewhere (id int);
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: back
+    restore: { from: steps.app, clean: true, terminate_connections: true }
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    // The table made in `public` is outside the backup, and stays: the run
+    // says the schema is not what it was before it.
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("1 schema object(s) differ"), "{}", run.stderr);
+    assert_eq!(run.step("back")["status"], "succeeded");
+    let d = &run.step("back")["details"];
+    assert_eq!(d["schema"]["covers"], "schemas", "{d}");
+    assert_eq!(d["schema"]["differences"], serde_json::json!([]), "{d}");
+    assert_eq!(
+        d["dropped_created_after_backup"],
+        serde_json::json!([
+            "materialized view app.counts",
+            "sequence app.lines_id_seq",
+            "table app.lines"
+        ]),
+        "{d}"
+    );
+    assert_eq!(
+        db.sql(
+            "SELECT (SELECT count(*) FROM app.orders) || ' ' || (SELECT total FROM app.totals) \
+             || ' ' || (to_regclass('app.lines') IS NULL) || ' ' || (to_regclass('app.counts') IS NULL) \
+             || ' ' || (to_regclass('public.elsewhere') IS NOT NULL) \
+             || ' ' || (SELECT defaclacl::text FROM pg_default_acl)"
+        ),
+        "50 12750 true true true {=r/runbook}"
+    );
+}
+
 /// The restore's schema check can fail: a restored table that does not
 /// match the backup's snapshot is a failed step, and the run says so.
 #[test]

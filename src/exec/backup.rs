@@ -218,12 +218,10 @@ async fn schema_record(
             )
             .await?
             .iter()
-            .map(|r| format!("{}.", r.get::<_, String>(0)))
+            .map(|r| r.get::<_, String>(0))
             .collect();
-        let in_schemas = |k: &str| {
-            k.split_once(' ')
-                .is_some_and(|(_, name)| quoted.iter().any(|q| name.starts_with(q.as_str())))
-        };
+        let in_schemas =
+            |k: &str| crate::snapshot::schema_of(k).is_some_and(|s| quoted.iter().any(|q| q == s));
         ("schemas", all.subset(in_schemas))
     } else if tables.is_empty() && schemas.is_empty() {
         ("whole", all.clone())

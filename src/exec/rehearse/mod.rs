@@ -412,7 +412,7 @@ fn tool_history(qname: &str) -> bool {
 /// Whether a schema difference is in a migration tool's history table: the
 /// table itself, its constraints, indexes and owned sequences.
 fn tool_history_change(c: &snapshot::Change) -> bool {
-    let Some((kind, name)) = c.object.split_once(' ') else {
+    let Some((kind, name)) = snapshot::kind_and_name(&c.object) else {
         return false;
     };
     let def = c.after.as_ref().or(c.before.as_ref());
