@@ -298,7 +298,22 @@ WHERE (ns.nspname <> 'public'
                                              THEN '["PUBLIC=USAGE"]' ELSE '["PUBLIC=CREATE,USAGE"]' END)
   AND ONLY_NSP(ns.oid)
 UNION ALL
-SELECT 'collation', format('%I.%I', ns.nspname, co.collname),
+RARE_KINDS
+SELECT 'extension', e.extname, json_build_object(
+    'version', e.extversion,
+    'schema', e.extnamespace::regnamespace::text
+)::text, 'pg_extension:' || e.oid
+FROM pg_extension e
+WHERE e.extname <> 'plpgsql' AND ONLY_EXT(e.oid)
+ORDER BY 1, 2"#;
+
+/// The branches of [`SQL`] (at `RARE_KINDS`) over catalogs that most
+/// databases hold no row of: collations, operators, casts, publications,
+/// default privileges and event triggers. An incremental read leaves them
+/// out while those catalogs are empty (the tokens' key sets say so): the
+/// branches return nothing then, and starting a plan that holds them cost
+/// a quarter more per read (0.81 -> 1.02 ms on a 200-table schema).
+const RARE_SQL: &str = r#"SELECT 'collation', format('%I.%I', ns.nspname, co.collname),
     -- Its catalog row as it is: the locale columns differ between server
     -- versions, and two snapshots compared come from one server.
     (to_jsonb(co) - 'oid' - 'collname' - 'collnamespace' - 'collowner' - 'collversion'
@@ -401,13 +416,10 @@ LEFT JOIN pg_description d
 WHERE NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_event_trigger'::regclass AND m.objid = et.oid AND m.deptype = 'e')
   AND ONLY_EVT(et.oid)
 UNION ALL
-SELECT 'extension', e.extname, json_build_object(
-    'version', e.extversion,
-    'schema', e.extnamespace::regnamespace::text
-)::text, 'pg_extension:' || e.oid
-FROM pg_extension e
-WHERE e.extname <> 'plpgsql' AND ONLY_EXT(e.oid)
-ORDER BY 1, 2"#;
+"#;
+
+/// The key sets (see [`TOKENS_SQL`]) of the catalogs [`RARE_SQL`] reads.
+const RARE_SETS: [&str; 6] = ["l", "q", "k", "u", "g", "v"];
 
 /// A schema snapshot: every object's definition, and the hash of them all.
 /// Definitions are shared: a snapshot built from an earlier one by reading
@@ -634,10 +646,10 @@ fn acl_entries(sql: &str) -> String {
 /// (`pg_class:16384`), themselves included. The `only` query also returns
 /// each of those as a row of kind `~`, named by the object its snapshot
 /// entry is built from, so that entries built from an object that is gone
-/// are dropped too.
-fn sql(only: bool) -> String {
+/// are dropped too. Without `rare`, [`RARE_SQL`]'s branches are left out.
+fn sql(only: bool, rare: bool) -> String {
     let of = |catalog: &str| format!("ARRAY(SELECT oid FROM redo_oids WHERE cat = '{catalog}')");
-    let expanded = acl_entries(SQL);
+    let expanded = acl_entries(&SQL.replace("RARE_KINDS\n", if rare { RARE_SQL } else { "" }));
     let mut out = String::new();
     let mut rest = expanded.as_str();
     while let Some(at) = rest.find("ONLY_") {
@@ -738,7 +750,7 @@ const CLOSURE_CTES: &str = r#"RECURSIVE roots AS (
 
 /// The snapshot query over every object: for simple queries and the docs.
 pub fn full_sql() -> String {
-    sql(false)
+    sql(false, true)
 }
 
 /// Take a snapshot of the database `client` is connected to.
@@ -908,6 +920,13 @@ enum Keys {
 impl Keys {
     fn text_list(t: &str) -> impl Iterator<Item = &str> {
         t.split(',').filter(|k| !k.is_empty())
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Keys::Oids(oids) => oids.is_empty(),
+            Keys::Text(t) => Keys::text_list(t).next().is_none(),
+        }
     }
 
     /// The keys in `self` and not in `other`.
@@ -1108,6 +1127,8 @@ fn whole(token: &str) -> bool {
 pub struct Snapshotter {
     deparse: tokio_postgres::Statement,
     deparse_only: tokio_postgres::Statement,
+    /// With [`RARE_SQL`]'s branches: prepared the first time a read needs it.
+    deparse_only_rare: tokio::sync::OnceCell<tokio_postgres::Statement>,
     tokens: tokio_postgres::Statement,
     /// Sets `plan_cache_mode` back to the session's own after a query run
     /// with a generic plan; `None` on a server without the setting.
@@ -1121,8 +1142,9 @@ impl Snapshotter {
             .await?
             .get(0);
         Ok(Snapshotter {
-            deparse: client.prepare(&sql(false)).await?,
-            deparse_only: client.prepare(&sql(true)).await?,
+            deparse: client.prepare(&sql(false, true)).await?,
+            deparse_only: client.prepare(&sql(true, false)).await?,
+            deparse_only_rare: tokio::sync::OnceCell::new(),
             tokens: client.prepare(TOKENS_SQL).await?,
             restore_plan: mode
                 .filter(|m| !m.is_empty())
@@ -1194,11 +1216,18 @@ impl Snapshotter {
     async fn deparse(
         &self,
         client: &tokio_postgres::Client,
-        changed: Option<&[String]>,
+        changed: Option<(&[String], bool)>,
     ) -> Result<(HashSet<String>, Vec<(String, String, Value)>), tokio_postgres::Error> {
         let rows = match changed {
             None => client.query(&self.deparse, &[]).await?,
-            Some(roots) => self.generic(client, &self.deparse_only, &[&roots]).await?,
+            Some((roots, false)) => self.generic(client, &self.deparse_only, &[&roots]).await?,
+            Some((roots, true)) => {
+                let statement = self
+                    .deparse_only_rare
+                    .get_or_try_init(|| async { client.prepare(&sql(true, true)).await })
+                    .await?;
+                self.generic(client, statement, &[&roots]).await?
+            }
         };
         let mut redo = HashSet::new();
         let mut out = Vec::with_capacity(rows.len());
@@ -1326,7 +1355,12 @@ impl Snapshotter {
         let (mut redo, rows) = if roots.is_empty() {
             (HashSet::new(), Vec::new())
         } else {
-            self.deparse(client, Some(&roots)).await?
+            // Objects of the rare kinds exist only while their catalogs
+            // have rows: with none, there is nothing of them to read.
+            let rare = RARE_SETS
+                .iter()
+                .any(|set| t.keys.get(*set).is_some_and(|k| !k.is_empty()));
+            self.deparse(client, Some((&roots, rare))).await?
         };
         redo.extend(gone);
         t.rebuild(&redo, rows);

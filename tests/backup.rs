@@ -1082,7 +1082,11 @@ on_failure:
     // The table made in `public` is outside the backup, and stays: the run
     // says the schema is not what it was before it.
     assert_eq!(run.code, 4, "{}", run.stderr);
-    assert!(run.stderr.contains("1 schema object(s) differ"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1 schema object(s) differ"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.step("back")["status"], "succeeded");
     let d = &run.step("back")["details"];
     assert_eq!(d["schema"]["covers"], "schemas", "{d}");
