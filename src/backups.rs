@@ -78,6 +78,10 @@ pub struct SchemaRecord {
     /// The keys of the objects outside the backup, when it was taken.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outside: Vec<String>,
+    /// What the runbook that took it read ([`crate::snapshot::READS`]): a
+    /// restore compares on that, and clears only what it would have seen.
+    #[serde(default)]
+    pub reads: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -170,8 +170,7 @@ pub fn schema_snapshot(
 
 /// `runbook schema diff A B`: 0 when equal, 3 when they differ.
 pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write) -> Result<u8, CommandError> {
-    let read = |p: &Path| File::read(p).map(|(_, s)| s);
-    let (sa, sb): (Snapshot, Snapshot) = match (read(a), read(b)) {
+    let (fa, fb) = match (File::read(a), File::read(b)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
             return Err(CommandError::invalid(
@@ -180,6 +179,22 @@ pub fn schema_diff(a: &Path, b: &Path, stdout: &mut impl Write) -> Result<u8, Co
             ));
         }
     };
+    // Written by runbooks that read different things: compared on what both read.
+    let reads = fa.0.reads.min(fb.0.reads);
+    let unread = Snapshot::unread_at(reads);
+    if !unread.is_empty() {
+        let _ = writeln!(
+            stdout,
+            "note: {} was written by an older runbook; compared without {}",
+            if fa.0.reads == reads {
+                a.display()
+            } else {
+                b.display()
+            },
+            unread.join(", ")
+        );
+    }
+    let (sa, sb): (Snapshot, Snapshot) = (fa.1.as_read_at(reads), fb.1.as_read_at(reads));
     let changes = snapshot::compare(&sa, &sb);
     if changes.is_empty() {
         let _ = writeln!(

@@ -554,6 +554,78 @@ pub fn schema_of(key: &str) -> Option<&str> {
     }
 }
 
+/// What snapshots read, as a level kept with saved snapshots and backups'
+/// schema records. Level 0 is every one written before the level was kept:
+/// runbook read no collations, operators, casts, publications, default
+/// privileges, event triggers, range types or column storage then.
+pub const READS: u32 = 1;
+
+/// The kinds first read at level 1.
+const KINDS_SINCE_1: [&str; 6] = [
+    "collation",
+    "operator",
+    "cast",
+    "publication",
+    "default privileges",
+    "event trigger",
+];
+
+impl Snapshot {
+    /// This snapshot as runbook read schemas at level `reads` (see
+    /// [`READS`]): what was not read then left out, so that a snapshot
+    /// written by an older runbook compares with this one on what both
+    /// hold, and nothing it never saw reads as created since.
+    pub fn as_read_at(&self, reads: u32) -> Snapshot {
+        if reads >= READS {
+            return self.clone();
+        }
+        Snapshot::from_shared(
+            self.objects
+                .iter()
+                .filter(|(k, v)| {
+                    kind_and_name(k).is_some_and(|(kind, _)| {
+                        let range = kind == "type" && v.get("range").is_some();
+                        !(KINDS_SINCE_1.contains(&kind) || range)
+                    })
+                })
+                .map(|(k, v)| (k.clone(), without_column_storage(v)))
+                .collect(),
+        )
+    }
+
+    /// The kinds of entry [`Snapshot::as_read_at`] leaves out at `reads`,
+    /// to say what a comparison did not cover.
+    pub fn unread_at(reads: u32) -> Vec<&'static str> {
+        if reads >= READS {
+            return Vec::new();
+        }
+        let mut out = KINDS_SINCE_1.to_vec();
+        out.extend(["range type", "column storage"]);
+        out
+    }
+}
+
+/// A table's definition without its columns' `storage` (level 1).
+fn without_column_storage(v: &Arc<Value>) -> Arc<Value> {
+    let has = |v: &Value| {
+        v["columns"]
+            .as_array()
+            .is_some_and(|cols| cols.iter().any(|c| c.get("storage").is_some()))
+    };
+    if !has(v) {
+        return v.clone();
+    }
+    let mut v = Value::clone(v);
+    if let Some(cols) = v.get_mut("columns").and_then(Value::as_array_mut) {
+        for c in cols {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("storage");
+            }
+        }
+    }
+    Arc::new(v)
+}
+
 /// The format of a saved snapshot.
 pub const FILE_FORMAT: &str = "runbook-schema-snapshot/v1";
 
@@ -565,6 +637,10 @@ pub struct File {
     pub database: String,
     pub server_version: String,
     pub hash: String,
+    /// What the runbook that wrote it read (see [`READS`]); 0 before it
+    /// was kept.
+    #[serde(default)]
+    pub reads: u32,
     pub objects: BTreeMap<String, Value>,
 }
 
@@ -572,6 +648,7 @@ impl File {
     pub fn new(s: &Snapshot, database: &str, server_version: &str) -> File {
         File {
             format: FILE_FORMAT.into(),
+            reads: READS,
             taken_at: crate::events::now(),
             database: database.into(),
             server_version: server_version.into(),
@@ -1601,6 +1678,54 @@ mod tests {
 
     fn row(k: &str, n: &str, d: &str) -> (String, String, String) {
         (k.into(), n.into(), d.into())
+    }
+
+    #[test]
+    fn a_snapshot_as_an_older_runbook_read_it_leaves_out_what_that_did_not_read() {
+        let objects: BTreeMap<String, Value> = [
+            (
+                "table public.t",
+                serde_json::json!({"columns": [
+                {"name": "a", "type": "text", "storage": "external"},
+                {"name": "b", "type": "int"}]}),
+            ),
+            ("type public.mood", serde_json::json!({"enum": ["ok"]})),
+            (
+                "type public.span",
+                serde_json::json!({"range": "double precision"}),
+            ),
+            ("collation public.nocase", serde_json::json!({})),
+            ("publication feed", serde_json::json!({})),
+            (
+                "default privileges for app on tables",
+                serde_json::json!({}),
+            ),
+            ("event trigger watch", serde_json::json!({})),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let now = Snapshot::from_objects(objects);
+        assert_eq!(now.as_read_at(READS), now);
+        let old = now.as_read_at(0);
+        assert_eq!(
+            old.objects.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["table public.t", "type public.mood"]
+        );
+        assert_eq!(
+            *old.objects["table public.t"],
+            serde_json::json!({"columns": [{"name": "a", "type": "text"}, {"name": "b", "type": "int"}]})
+        );
+        // What an older runbook wrote compares equal to it.
+        let written = Snapshot::from_objects(
+            old.objects
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::clone(v)))
+                .collect(),
+        );
+        assert_eq!(written.as_read_at(0).hash, old.hash);
+        assert!(Snapshot::unread_at(0).contains(&"publication"));
+        assert!(Snapshot::unread_at(READS).is_empty());
     }
 
     #[test]

@@ -243,6 +243,7 @@ async fn schema_record(
             .map(|(k, v)| (k.to_string(), std::sync::Arc::unwrap_or_clone(v)))
             .collect(),
         outside,
+        reads: crate::snapshot::READS,
     }))
 }
 

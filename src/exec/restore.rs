@@ -388,7 +388,13 @@ async fn clear_for_clean(
     let err = |e: tokio_postgres::Error| db::error_info(&e, None);
     let mut out = Cleared::default();
     let mut drops = if record.covers != "tables" {
-        let now = crate::snapshot::take(client).await.map_err(err)?;
+        // Only what the runbook that took the backup would have seen: an
+        // object of a kind it did not read may well be older than the
+        // backup, and dropping it (CASCADE) could take data along.
+        let now = crate::snapshot::take(client)
+            .await
+            .map_err(err)?
+            .as_read_at(record.reads);
         created_later(&now, record, &mut out)
     } else {
         table_dependents(client, m, record, &mut out).await?
@@ -626,7 +632,10 @@ async fn compare_schema(
     record: &backups::SchemaRecord,
 ) -> Result<Vec<crate::snapshot::Change>, ErrorInfo> {
     let err = |e: tokio_postgres::Error| db::error_info(&e, None);
-    let now = crate::snapshot::take(client).await.map_err(err)?;
+    let now = crate::snapshot::take(client)
+        .await
+        .map_err(err)?
+        .as_read_at(record.reads);
     let now = match record.covers.as_str() {
         "tables" => {
             let list: Vec<(String, String)> = m
@@ -1009,6 +1018,8 @@ fn step_result(
             "hash": x.hash,
             "objects": x.objects.len(),
             "differences": super::snapshot::changes_json(&c.schema_changes),
+            // A backup taken by an older runbook: what it did not read.
+            "not_compared": crate::snapshot::Snapshot::unread_at(x.reads),
         })),
         "dropped_created_after_backup": cleared.dropped,
         "foreign_keys_added_back": cleared.readd.iter().map(|f| format!("{}.{}", f.table, f.name)).collect::<Vec<_>>(),
