@@ -1111,6 +1111,57 @@ on_failure:
     );
 }
 
+/// A schema backup's restore never drops what lies outside the schema and
+/// was there when the backup was taken. Here the failed phase changed a
+/// column outside to a type it created inside: dropping that type with
+/// CASCADE drops the column and its data, which pg_restore of the schema
+/// does not bring back. The restore stops, and nothing is dropped.
+#[test]
+fn a_schema_restore_never_drops_a_column_outside_the_schema() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE SCHEMA app;
+         CREATE TABLE app.orders (id int PRIMARY KEY);
+         CREATE TABLE public.people (id int, status text);
+         INSERT INTO people VALUES (1, 'ok');",
+    );
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: app
+        backup: { path: bk, schemas: [app], verify: list }
+  - id: expand
+    kind: expand
+    steps:
+      - id: mood
+        sql: |
+          CREATE TYPE app.mood AS ENUM ('ok', 'sad');
+          ALTER TABLE public.people ALTER COLUMN status TYPE app.mood USING status::app.mood;
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: back
+    restore: { from: steps.app, clean: true, terminate_connections: true }
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(
+        db.sql("SELECT status::text FROM people"),
+        "ok",
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT to_regtype('app.mood') IS NOT NULL"), "t");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let msg = error_of(&run, "back");
+    assert!(
+        msg.contains("outside the backup and was there when it was taken: table public.people; nothing was dropped"),
+        "{msg}"
+    );
+}
+
 /// The restore's schema check can fail: a restored table that does not
 /// match the backup's snapshot is a failed step, and the run says so.
 #[test]

@@ -400,10 +400,70 @@ async fn clear_for_clean(
         table_dependents(client, m, record, &mut out).await?
     };
     drops.dedup();
-    for sql in &drops {
-        client.batch_execute(sql).await.map_err(err)?;
+    if drops.is_empty() {
+        return Ok(out);
+    }
+    // All of it, or none: one transaction, rolled back on an error or when
+    // it would take along what the backup does not hold.
+    client.batch_execute("BEGIN").await.map_err(err)?;
+    let done = drop_keeping_outside(client, record, &drops).await;
+    let end = if matches!(done, Ok(ref lost) if lost.is_empty()) {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    client.batch_execute(end).await.map_err(err)?;
+    let lost = done.map_err(err)?;
+    if !lost.is_empty() {
+        return Err(ErrorInfo {
+            message: format!(
+                "it would also drop or change what lies outside the backup and was there when it was taken: {}; nothing was dropped",
+                lost.join(", ")
+            ),
+            hint: Some(
+                "a change the failed phase made outside the backup's schemas uses an object it created in them: undo that change by hand, then run the restore again".into(),
+            ),
+            ..ErrorInfo::default()
+        });
     }
     Ok(out)
+}
+
+/// Run `drops` (in the caller's transaction). For a backup of some
+/// schemas, what lies outside them is read before and after: `CASCADE`
+/// takes along what depends on a dropped object, in any schema, and pg_restore
+/// puts back only what is in the backup. Returns the objects outside that
+/// were there when the backup was taken and are now gone or changed (a
+/// column whose type was dropped, say), which the caller must not keep.
+async fn drop_keeping_outside(
+    client: &tokio_postgres::Client,
+    record: &backups::SchemaRecord,
+    drops: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    use crate::snapshot::schema_of;
+    let schemas: std::collections::BTreeSet<&str> =
+        record.objects.keys().filter_map(|k| schema_of(k)).collect();
+    let outside = |s: &crate::snapshot::Snapshot| {
+        s.as_read_at(record.reads)
+            .subset(|k| !schema_of(k).is_some_and(|s| schemas.contains(s)))
+    };
+    let before = if record.covers == "schemas" {
+        Some(outside(&crate::snapshot::take(client).await?))
+    } else {
+        None
+    };
+    for sql in drops {
+        client.batch_execute(sql).await?;
+    }
+    let Some(before) = before else {
+        return Ok(Vec::new());
+    };
+    let after = outside(&crate::snapshot::take(client).await?);
+    Ok(crate::snapshot::compare(&before, &after)
+        .into_iter()
+        .filter(|c| c.change != "added" && record.outside.contains(&c.object))
+        .map(|c| c.object)
+        .collect())
 }
 
 /// Is `k` (`kind name`) in the backup's schema record, or recorded as
