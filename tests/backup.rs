@@ -986,6 +986,9 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
           ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT UPDATE ON SEQUENCES TO PUBLIC;
           CREATE FUNCTION extra_evt() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
           CREATE EVENT TRIGGER extra_watch ON ddl_command_end EXECUTE FUNCTION extra_evt();
+          CREATE TEXT SEARCH DICTIONARY extra_dict (TEMPLATE = simple);
+          CREATE TEXT SEARCH CONFIGURATION extra_search (COPY = simple);
+          ALTER TEXT SEARCH CONFIGURATION extra_search ALTER MAPPING FOR asciiword WITH extra_dict;
       - id: broken
         sql: SELECT 1/0;
 on_failure:
@@ -1011,10 +1014,12 @@ on_failure:
                  || ' ' || (SELECT count(*) FROM pg_collation WHERE collname = 'extra_c') \
                  || ' ' || (SELECT count(*) FROM pg_operator WHERE oprname = '===') \
                  || ' ' || (SELECT count(*) FROM pg_cast WHERE oid >= 16384) \
+                 || ' ' || (SELECT count(*) FROM pg_ts_config WHERE oid >= 16384) \
+                 || ' ' || (SELECT count(*) FROM pg_ts_dict WHERE oid >= 16384) \
                  || ' ' || (to_regclass('extra_mv') IS NULL) || ' ' || (to_regtype('extra_span') IS NULL) \
                  || ' ' || (SELECT string_agg(defaclobjtype::text || ':' || defaclacl::text, ',') FROM pg_default_acl)"
             ),
-            "0 0 0 0 0 true true S:{=r/runbook}",
+            "0 0 0 0 0 0 0 true true S:{=r/runbook}",
             "{mode}: what was created after the backup is gone, and the default privileges are the backup's"
         );
         let d = &run.step("back")["details"];

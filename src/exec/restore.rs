@@ -521,6 +521,12 @@ fn created_later(
             "cast" => format!("DROP CAST IF EXISTS ({name}) CASCADE"),
             "publication" => format!("DROP PUBLICATION IF EXISTS {name}"),
             "event trigger" => format!("DROP EVENT TRIGGER IF EXISTS {name}"),
+            "text search configuration" => {
+                format!("DROP TEXT SEARCH CONFIGURATION IF EXISTS {name} CASCADE")
+            }
+            "text search dictionary" => {
+                format!("DROP TEXT SEARCH DICTIONARY IF EXISTS {name} CASCADE")
+            }
             // Only a schema nothing in the backup lived in, and never
             // `public` (it shows only where its grants changed).
             "schema" if name != "public" && !schemas.contains(name) => {
@@ -544,7 +550,7 @@ fn created_later(
 /// The order to drop kinds of object in: what may be part of a later
 /// kind's object first.
 fn drop_order(kind: &str) -> usize {
-    const ORDER: [&str; 14] = [
+    const ORDER: [&str; 16] = [
         "event trigger",
         "publication",
         "cast",
@@ -557,6 +563,8 @@ fn drop_order(kind: &str) -> usize {
         "sequence",
         "type",
         "collation",
+        "text search configuration",
+        "text search dictionary",
         "function",
         "schema",
     ];
