@@ -876,9 +876,32 @@ pub fn full_sql() -> String {
     sql(false, true)
 }
 
+/// Run before a snapshot query: the session's search_path saved, and set
+/// to its default (what `RESET` gives: the role's, the database's or the
+/// server's). The server writes a name qualified or not by the search_path
+/// (`pg_get_viewdef`, a default's `'t_id_seq'::regclass`...), and a script
+/// may have set it in the session (pg_dump's output sets it to ''): a
+/// snapshot taken after would differ from one taken before in every name.
+pub const PIN_SEARCH_PATH: &str = "SELECT set_config('runbook.search_path', current_setting('search_path'), false); RESET search_path";
+
+/// Run after it: the session's search_path put back, at session level. A
+/// `SET LOCAL` of a transaction that then commits would outlive it, so no
+/// snapshot is taken in one (a rehearsal's down and re-up are rolled back).
+pub const UNPIN_SEARCH_PATH: &str =
+    "SELECT set_config('search_path', current_setting('runbook.search_path'), false)";
+
+/// [`PIN_SEARCH_PATH`] for a transaction of runbook's own, which puts it
+/// back when it ends.
+pub const DEFAULT_SEARCH_PATH_LOCAL: &str = "SELECT set_config('search_path', reset_val, true) FROM pg_settings WHERE name = 'search_path';";
+
 /// Take a snapshot of the database `client` is connected to.
 pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
-    let rows = client.query(&full_sql(), &[]).await?;
+    let statement = client.prepare(&full_sql()).await?;
+    let (_, rows, _) = tokio::try_join!(
+        client.batch_execute(PIN_SEARCH_PATH),
+        client.query(&statement, &[]),
+        client.batch_execute(UNPIN_SEARCH_PATH),
+    )?;
     Ok(Snapshot::from_rows(rows.iter().map(|r| {
         (
             r.get::<_, String>(0),
@@ -1292,24 +1315,37 @@ impl Snapshotter {
         })
     }
 
-    /// Run a prepared statement with parameters on its generic plan. The
-    /// server would otherwise plan these large queries again for every
-    /// set of parameters, which costs more than running them. The setting
-    /// is changed and put back in the same round trip, so nothing else on
-    /// the session runs with it.
-    async fn generic(
+    /// Run a prepared statement with parameters on its generic plan (the
+    /// server would otherwise plan these large queries again for every set
+    /// of parameters, which costs more than running them), and, with
+    /// `pin`, on the session's default search_path ([`PIN_SEARCH_PATH`]).
+    /// The settings are changed and put back in the same round trip, so
+    /// nothing else on the session runs with them.
+    async fn run(
         &self,
         client: &tokio_postgres::Client,
         statement: &tokio_postgres::Statement,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        generic: bool,
+        pin: bool,
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        let Some(restore) = &self.restore_plan else {
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        if let Some(restore) = self.restore_plan.as_deref().filter(|_| generic) {
+            before.push("SET plan_cache_mode = force_generic_plan");
+            after.push(restore);
+        }
+        if pin {
+            before.push(PIN_SEARCH_PATH);
+            after.push(UNPIN_SEARCH_PATH);
+        }
+        if before.is_empty() {
             return client.query(statement, params).await;
-        };
+        }
+        let (before, after) = (before.join("; "), after.join("; "));
         let (_, rows, _) = tokio::try_join!(
-            client.batch_execute("SET plan_cache_mode = force_generic_plan"),
+            client.batch_execute(&before),
             client.query(statement, params),
-            client.batch_execute(restore),
+            client.batch_execute(&after),
         )?;
         Ok(rows)
     }
@@ -1324,7 +1360,10 @@ impl Snapshotter {
             tokens: Vec::new(),
             keys: HashMap::new(),
         };
-        for r in self.generic(client, &self.tokens, &[&horizon]).await? {
+        for r in self
+            .run(client, &self.tokens, &[&horizon], true, false)
+            .await?
+        {
             let key: String = r.get(0);
             let text: Option<String> = r.get(1);
             if key == "H" {
@@ -1359,14 +1398,17 @@ impl Snapshotter {
         changed: Option<(&[String], bool)>,
     ) -> Result<(HashSet<String>, Vec<(String, String, Value)>), tokio_postgres::Error> {
         let rows = match changed {
-            None => client.query(&self.deparse, &[]).await?,
-            Some((roots, false)) => self.generic(client, &self.deparse_only, &[&roots]).await?,
+            None => self.run(client, &self.deparse, &[], false, true).await?,
+            Some((roots, false)) => {
+                self.run(client, &self.deparse_only, &[&roots], true, true)
+                    .await?
+            }
             Some((roots, true)) => {
                 let statement = self
                     .deparse_only_rare
                     .get_or_try_init(|| async { client.prepare(&sql(true, true)).await })
                     .await?;
-                self.generic(client, statement, &[&roots]).await?
+                self.run(client, statement, &[&roots], true, true).await?
             }
         };
         let mut redo = HashSet::new();

@@ -109,6 +109,57 @@ fn a_failing_sql_step_reports_the_server_error_in_full_and_rolls_back() {
     );
 }
 
+/// A step that sets the session's search_path (as pg_dump's output does)
+/// does not make the schema look changed: the server writes names
+/// qualified by the search_path, and before, the snapshot after the
+/// rollback qualified every name the one before the run did not, so a
+/// clean rollback was reported as not verified (exit 4). The schema check
+/// of a `check` step reads it the same way.
+#[test]
+fn a_step_that_sets_the_search_path_does_not_make_the_schema_differ() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id serial PRIMARY KEY); CREATE VIEW v AS SELECT id FROM t;");
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: schema_before
+        check: { builtin: schema_matches }
+      - id: path
+        sql: SELECT pg_catalog.set_config('search_path', '', false);
+      - id: snapshot_after
+        snapshot: { save: after.json }
+      - id: schema_after
+        check: { builtin: schema_matches, from: steps.schema_before }
+      - id: add
+        sql: CREATE TABLE public.t2 (id int);
+        rollback:
+          id: drop
+          sql: DROP TABLE public.t2;
+      - id: broken
+        sql: SELECT 1/0;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.step("schema_after")["status"],
+        "succeeded",
+        "{}",
+        run.stderr
+    );
+    let saved = std::fs::read_to_string(case.dir.path().join("after.json")).unwrap();
+    assert!(
+        saved.contains("SELECT t.id") && saved.contains("FROM t;"),
+        "names as the session's default search_path writes them: {saved}"
+    );
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "FAILED at expand.broken: rolled back cleanly; the schema is verified equal to before the run"
+    );
+}
+
 #[test]
 fn a_failed_check_records_expected_against_actual() {
     let db = Db::fresh();

@@ -961,6 +961,42 @@ fn a_table_without_columns_is_checked_like_any_other() {
     );
 }
 
+/// A migration that sets the session's search_path, as pg_dump's output
+/// does, leaves every verdict alone. Before, every object read again after
+/// it was named qualified (a default's `'public.t_id_seq'::regclass`) and
+/// the ones read before it were not, so the next migration that touched
+/// such an object failed parity.
+#[test]
+fn a_migration_that_sets_the_search_path_keeps_parity() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_base.up.sql",
+                "CREATE TABLE t (id serial PRIMARY KEY);\nCREATE VIEW v AS SELECT id FROM t;\n",
+            ),
+            ("001_base.down.sql", "DROP VIEW v;\nDROP TABLE t;\n"),
+            (
+                "002_dump.up.sql",
+                "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.u (id int);\n",
+            ),
+            ("002_dump.down.sql", "DROP TABLE public.u;\n"),
+            (
+                "003_note.up.sql",
+                "ALTER TABLE public.t ADD COLUMN note text;\n",
+            ),
+            (
+                "003_note.down.sql",
+                "ALTER TABLE public.t DROP COLUMN note;\n",
+            ),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for version in ["001", "002", "003"] {
+        assert_eq!(outcome(&run, version)["verdict"], "ok", "{version}");
+    }
+}
+
 /// TRUNCATE empties a table without counting a deleted row in the
 /// transaction's statistics; the rehearsal still sees the rows are gone.
 #[test]

@@ -93,7 +93,24 @@ async fn query(
     body: &str,
     timeout: Option<Duration>,
 ) -> Result<Vec<Row>, Fail> {
-    let sql = format!("{}{body}\n) AS q;\nCOMMIT;", read_only_prefix(r, s));
+    query_after(r, s, "", body, timeout).await
+}
+
+/// [`query`], with `setup` run first in its read-only transaction.
+async fn query_after(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    setup: &str,
+    body: &str,
+    timeout: Option<Duration>,
+) -> Result<Vec<Row>, Fail> {
+    let prefix = read_only_prefix(r, s);
+    let sql = match prefix.split_once('\n') {
+        Some((begin, rest)) if !setup.is_empty() => {
+            format!("{begin}\n{setup}\n{rest}{body}\n) AS q;\nCOMMIT;")
+        }
+        _ => format!("{prefix}{body}\n) AS q;\nCOMMIT;"),
+    };
     match r.db.run(&sql, timeout, r.stop_signal()).await {
         Ok(messages) => Ok(json_rows(messages)),
         Err(f) => {
@@ -738,7 +755,14 @@ async fn schema_matches(
     output: &mut Map<String, Value>,
     details: &mut Value,
 ) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
-    let found = query(r, s, &crate::snapshot::full_sql(), timeout).await?;
+    let found = query_after(
+        r,
+        s,
+        crate::snapshot::DEFAULT_SEARCH_PATH_LOCAL,
+        &crate::snapshot::full_sql(),
+        timeout,
+    )
+    .await?;
     let snap = crate::snapshot::Snapshot::from_rows(found.into_iter().map(|row| {
         let text = |k: &str| {
             row.get(k)
