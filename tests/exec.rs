@@ -819,7 +819,7 @@ fn report_md_snapshot() {
         (r"\d+(\.\d+)? (ms|s)\b", "[duration]"),
         (r"\d+m \d\ds", "[duration]"),
         (r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "[time]"),
-        (r"\d{8}T\d{6}Z-[0-9a-f]{4}", "[run-id]"),
+        (r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[run-id]"),
         (r"`[^`]*runbook\.yml`", "`[file]`"),
         (r"[0-9a-f]{64}", "[sha256]"),
         (r"127\.0\.0\.1:\d+/t\d+_\d+", "127.0.0.1:[port]/[db]"),

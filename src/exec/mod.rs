@@ -313,11 +313,14 @@ pub(crate) async fn interrupted(mut rx: Receiver<u32>, level: u32) {
     }
 }
 
-/// A new run id: the UTC start time and a random suffix, `20261122T033512Z-a1b2`.
+/// A new run id: the UTC start time and a random suffix, `20261122T033512Z-a1b2c3d4`.
+/// 32 random bits: with 16, two runs of one runbook started in the same
+/// second shared an id one time in 65,536 (it happened in the test suite),
+/// and the second found the first's backup directory in its way.
 pub fn new_run_id() -> String {
     let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact: String = t.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    format!("{compact}-{:04x}", fastrand::u16(..))
+    format!("{compact}-{:08x}", fastrand::u32(..))
 }
 
 /// `application_name` for the run's sessions (at most 63 bytes).
