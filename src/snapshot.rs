@@ -134,8 +134,7 @@ SELECT 'constraint', format('%s.%I', r.qname, co.conname), json_build_object(
     'comment', d.description
 )::text, 'pg_constraint:' || co.oid
 FROM pg_constraint co JOIN rels r ON r.oid = co.conrelid
-LEFT JOIN pg_description d
-  ON d.objoid = co.oid AND d.classoid = 'pg_constraint'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_constraint, co.oid)
 WHERE ONLY_CON(co.oid)
 UNION ALL
 SELECT 'index', r.qname, json_build_object(
@@ -179,14 +178,13 @@ SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_id
         SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g
     )::text, '[]') || '}' END, 'pg_proc:' || p.oid
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
-LEFT JOIN pg_description d
-  ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_proc, p.oid)
 CROSS JOIN LATERAL (SELECT json_build_object(
         'definition', pg_get_functiondef(p.oid),
         'comment', d.description
     )::text AS def) f
 WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p', 'w')
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_proc, p.oid)
   AND ONLY_PROC(p.oid)
 UNION ALL
 -- pg_get_functiondef cannot write an aggregate: its parts, from pg_aggregate.
@@ -204,10 +202,9 @@ SELECT 'aggregate', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_i
         'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g)
     )::text, 'pg_proc:' || p.oid
 FROM pg_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid JOIN ns ON ns.oid = p.pronamespace
-LEFT JOIN pg_description d
-  ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_proc, p.oid)
 WHERE p.oid >= 16384 AND p.prokind = 'a'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_proc, p.oid)
   AND ONLY_PROC(p.oid)
 UNION ALL
 SELECT 'statistics', format('%I.%I', ns.nspname, st.stxname), json_build_object(
@@ -215,8 +212,7 @@ SELECT 'statistics', format('%I.%I', ns.nspname, st.stxname), json_build_object(
     'comment', d.description
 )::text, 'pg_statistic_ext:' || st.oid
 FROM pg_statistic_ext st JOIN ns ON ns.oid = st.stxnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = st.oid AND d.classoid = 'pg_statistic_ext'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_statistic_ext, st.oid)
 WHERE ONLY_STAT(st.oid)
 UNION ALL
 SELECT 'trigger', format('%s.%I', r.qname, tg.tgname), json_build_object(
@@ -261,12 +257,11 @@ SELECT 'type', format('%I.%I', ns.nspname, t.typname), (CASE t.typtype
         'comment', d.description)
     END)::text, CASE WHEN t.typtype = 'c' THEN 'pg_class:' || t.typrelid ELSE 'pg_type:' || t.oid END
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_type, t.oid)
 WHERE t.oid >= 16384
   AND (t.typtype IN ('e', 'd', 'r')
        OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'))
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_type, t.oid)
   AND ONLY_TYPEREL(t.oid)
 UNION ALL
 SELECT 'constraint', format('%I.%I.%I', ns.nspname, t.typname, co.conname), json_build_object(
@@ -275,10 +270,9 @@ SELECT 'constraint', format('%I.%I.%I', ns.nspname, t.typname, co.conname), json
     'comment', d.description
 )::text, 'pg_constraint:' || co.oid
 FROM pg_constraint co JOIN pg_type t ON t.oid = co.contypid JOIN ns ON ns.oid = t.typnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = co.oid AND d.classoid = 'pg_constraint'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_constraint, co.oid)
 WHERE co.contypid <> 0
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_type, t.oid)
   AND ONLY_CON(co.oid)
 UNION ALL
 SELECT 'schema', format('%I', ns.nspname), json_build_object(
@@ -286,8 +280,7 @@ SELECT 'schema', format('%I', ns.nspname), json_build_object(
     'grants', g.list
 )::text, 'pg_namespace:' || ns.oid
 FROM ns JOIN pg_namespace n ON n.oid = ns.oid
-LEFT JOIN pg_description d
-  ON d.objoid = ns.oid AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_namespace, ns.oid)
 CROSS JOIN LATERAL (SELECT json_agg(g.entry ORDER BY g.entry) AS list FROM (ACL_ENTRIES(n.nspacl, n.nspowner)) g) g
 -- `public` is in every database: only where its comment or grants are not
 -- the ones initdb gives it (which differ from PostgreSQL 15 on), so that a
@@ -321,10 +314,9 @@ const RARE_SQL: &str = r#"SELECT 'collation', format('%I.%I', ns.nspname, co.col
     (to_jsonb(co) - 'oid' - 'collname' - 'collnamespace' - 'collowner' - 'collversion'
      || jsonb_build_object('comment', d.description))::text, 'pg_collation:' || co.oid
 FROM pg_collation co JOIN ns ON ns.oid = co.collnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = co.oid AND d.classoid = 'pg_collation'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_collation, co.oid)
 WHERE co.oid >= 16384
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_collation'::regclass AND m.objid = co.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_collation, co.oid)
   AND ONLY_COLL(co.oid)
 UNION ALL
 SELECT 'operator', format('%I.%s(%s, %s)', ns.nspname, o.oprname,
@@ -341,10 +333,9 @@ SELECT 'operator', format('%I.%s(%s, %s)', ns.nspname, o.oprname,
         'comment', d.description
     )::text, 'pg_operator:' || o.oid
 FROM pg_operator o JOIN ns ON ns.oid = o.oprnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = o.oid AND d.classoid = 'pg_operator'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_operator, o.oid)
 WHERE o.oid >= 16384
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_operator'::regclass AND m.objid = o.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_operator, o.oid)
   AND ONLY_OPER(o.oid)
 UNION ALL
 SELECT 'cast', format('%s AS %s', format_type(k.castsource, NULL), format_type(k.casttarget, NULL)), json_build_object(
@@ -354,8 +345,7 @@ SELECT 'cast', format('%s AS %s', format_type(k.castsource, NULL), format_type(k
     'comment', d.description
 )::text, 'pg_cast:' || k.oid
 FROM pg_cast k
-LEFT JOIN pg_description d
-  ON d.objoid = k.oid AND d.classoid = 'pg_cast'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_cast, k.oid)
 WHERE k.oid >= 16384
   -- A range type's casts to its multirange come and go with it.
   AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_cast'::regclass AND m.objid = k.oid AND m.deptype IN ('e', 'i'))
@@ -389,8 +379,7 @@ SELECT 'publication', format('%I', pb.pubname), json_build_object(
     'comment', d.description
 )::text, 'pg_publication:' || pb.oid
 FROM pg_publication pb
-LEFT JOIN pg_description d
-  ON d.objoid = pb.oid AND d.classoid = 'pg_publication'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_publication, pb.oid)
 WHERE ONLY_PUB(pb.oid)
 UNION ALL
 -- `ALTER DEFAULT PRIVILEGES`: the grants a role's new objects get, in a
@@ -413,9 +402,8 @@ SELECT 'event trigger', format('%I', et.evtname), json_build_object(
     'comment', d.description
 )::text, 'pg_event_trigger:' || et.oid
 FROM pg_event_trigger et
-LEFT JOIN pg_description d
-  ON d.objoid = et.oid AND d.classoid = 'pg_event_trigger'::regclass AND d.objsubid = 0
-WHERE NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_event_trigger'::regclass AND m.objid = et.oid AND m.deptype = 'e')
+COMMENT_JOIN(pg_event_trigger, et.oid)
+WHERE NOT_MEMBER(pg_event_trigger, et.oid)
   AND ONLY_EVT(et.oid)
 UNION ALL
 SELECT 'text search configuration', format('%I.%I', ns.nspname, cf.cfgname), json_build_object(
@@ -432,10 +420,9 @@ SELECT 'text search configuration', format('%I.%I', ns.nspname, cf.cfgname), jso
     'comment', d.description
 )::text, 'pg_ts_config:' || cf.oid
 FROM pg_ts_config cf JOIN ns ON ns.oid = cf.cfgnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = cf.oid AND d.classoid = 'pg_ts_config'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_ts_config, cf.oid)
 WHERE cf.oid >= 16384
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_ts_config'::regclass AND m.objid = cf.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_ts_config, cf.oid)
   AND ONLY_TSC(cf.oid)
 UNION ALL
 SELECT 'text search dictionary', format('%I.%I', ns.nspname, dc.dictname), json_build_object(
@@ -445,10 +432,9 @@ SELECT 'text search dictionary', format('%I.%I', ns.nspname, dc.dictname), json_
     'comment', d.description
 )::text, 'pg_ts_dict:' || dc.oid
 FROM pg_ts_dict dc JOIN ns ON ns.oid = dc.dictnamespace
-LEFT JOIN pg_description d
-  ON d.objoid = dc.oid AND d.classoid = 'pg_ts_dict'::regclass AND d.objsubid = 0
+COMMENT_JOIN(pg_ts_dict, dc.oid)
 WHERE dc.oid >= 16384
-  AND NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = 'pg_ts_dict'::regclass AND m.objid = dc.oid AND m.deptype = 'e')
+  AND NOT_MEMBER(pg_ts_dict, dc.oid)
   AND ONLY_TSD(dc.oid)
 UNION ALL
 "#;
@@ -737,29 +723,50 @@ impl File {
     }
 }
 
-/// One row per grantee of an ACL, `entry` = `grantee=PRIV,PRIV` (`*` marks
-/// a grantable one), the owner's own left out: the grants of a table, a
-/// column or a schema, as `ACL_ENTRIES(acl, owner)` in [`SQL`] writes them.
-const ACL_ENTRIES: &str = "SELECT format('%s=%s', CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE e.grantee::regrole::text END, \
-     string_agg(e.privilege_type || CASE WHEN e.is_grantable THEN '*' ELSE '' END, ',' ORDER BY e.privilege_type)) AS entry \
-     FROM aclexplode({acl}) e WHERE e.grantee <> {owner} GROUP BY e.grantee";
+/// The fragments [`SQL`] writes more than once, each as `NAME(a, b)`: the
+/// template with `{0}` and `{1}` put in.
+///
+/// - `ACL_ENTRIES(acl, owner)`: one row per grantee of an ACL, `entry` =
+///   `grantee=PRIV,PRIV` (`*` marks a grantable one), the owner's own left
+///   out: the grants of a table, a column, a schema or a function.
+/// - `COMMENT_JOIN(catalog, oid)`: the object's comment, as `d`.
+/// - `NOT_MEMBER(catalog, oid)`: the object is not part of an extension.
+const FRAGMENTS: [(&str, &str); 3] = [
+    (
+        "ACL_ENTRIES",
+        "SELECT format('%s=%s', CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE e.grantee::regrole::text END, \
+         string_agg(e.privilege_type || CASE WHEN e.is_grantable THEN '*' ELSE '' END, ',' ORDER BY e.privilege_type)) AS entry \
+         FROM aclexplode({0}) e WHERE e.grantee <> {1} GROUP BY e.grantee",
+    ),
+    (
+        "COMMENT_JOIN",
+        "LEFT JOIN pg_description d\n  ON d.objoid = {1} AND d.classoid = '{0}'::regclass AND d.objsubid = 0",
+    ),
+    (
+        "NOT_MEMBER",
+        "NOT EXISTS (SELECT 1 FROM pg_depend m WHERE m.classid = '{0}'::regclass AND m.objid = {1} AND m.deptype = 'e')",
+    ),
+];
 
-/// [`SQL`] with each `ACL_ENTRIES(acl, owner)` written out.
-fn acl_entries(sql: &str) -> String {
-    let mut out = String::new();
-    let mut rest = sql;
-    while let Some(at) = rest.find("ACL_ENTRIES(") {
-        out.push_str(&rest[..at]);
-        let tail = &rest[at + "ACL_ENTRIES(".len()..];
-        let close = tail.find(')').expect("ACL_ENTRIES(acl, owner)");
-        let (acl, owner) = tail[..close]
-            .split_once(", ")
-            .expect("ACL_ENTRIES(acl, owner)");
-        out.push_str(&ACL_ENTRIES.replace("{acl}", acl).replace("{owner}", owner));
-        rest = &tail[close + 1..];
+/// `sql` with each of [`FRAGMENTS`] written out.
+fn fragments(sql: &str) -> String {
+    let mut sql = sql.to_string();
+    for (name, template) in FRAGMENTS {
+        let call = format!("{name}(");
+        let mut out = String::new();
+        let mut rest = sql.as_str();
+        while let Some(at) = rest.find(&call) {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at + call.len()..];
+            let close = tail.find(')').expect("NAME(a, b)");
+            let (a, b) = tail[..close].split_once(", ").expect("NAME(a, b)");
+            out.push_str(&template.replace("{0}", a).replace("{1}", b));
+            rest = &tail[close + 1..];
+        }
+        out.push_str(rest);
+        sql = out;
     }
-    out.push_str(rest);
-    out
+    sql
 }
 
 /// The snapshot query: over every object, or (`only`) over the objects
@@ -770,7 +777,7 @@ fn acl_entries(sql: &str) -> String {
 /// are dropped too. Without `rare`, [`RARE_SQL`]'s branches are left out.
 fn sql(only: bool, rare: bool) -> String {
     let of = |catalog: &str| format!("ARRAY(SELECT oid FROM redo_oids WHERE cat = '{catalog}')");
-    let expanded = acl_entries(&SQL.replace("RARE_KINDS\n", if rare { RARE_SQL } else { "" }));
+    let expanded = fragments(&SQL.replace("RARE_KINDS\n", if rare { RARE_SQL } else { "" }));
     let mut out = String::new();
     let mut rest = expanded.as_str();
     while let Some(at) = rest.find("ONLY_") {
