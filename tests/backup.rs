@@ -1043,6 +1043,32 @@ on_failure:
     }
 }
 
+/// A runbook that backs up schema `app`, runs `sql` and fails, and restores
+/// the backup with `clean: true`.
+fn app_backup_then_failing(sql: &str) -> Case {
+    let sql = sql.replace('\n', "\n  ");
+    Case::new(&runbook(&format!(
+        "phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: app
+        backup: {{ path: bk, schemas: [app], verify: list }}
+  - id: expand
+    kind: expand
+    steps:
+      - id: change
+        sql: |
+          {sql}
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: back
+    restore: {{ from: steps.app, clean: true, terminate_connections: true }}
+"
+    )))
+}
+
 /// A backup of one schema, restored with `clean: true`: what the failed
 /// phase created in that schema goes (a materialized view and a table with
 /// an identity column among it), its default privileges are the backup's
@@ -1059,30 +1085,13 @@ fn a_schema_restore_clears_that_schema_and_leaves_the_others() {
          CREATE MATERIALIZED VIEW app.totals AS SELECT sum(total) AS total FROM app.orders;
          ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC;",
     );
-    let case = Case::new(&runbook(
-        r#"phases:
-  - id: backup
-    kind: backup
-    steps:
-      - id: app
-        backup: { path: bk, schemas: [app], verify: list }
-  - id: expand
-    kind: expand
-    steps:
-      - id: new_things
-        sql: |
-          CREATE TABLE app.lines (id int GENERATED ALWAYS AS IDENTITY, order_id int);
-          CREATE MATERIALIZED VIEW app.counts AS SELECT count(*) AS n FROM app.orders;
-          ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT INSERT ON TABLES TO PUBLIC;
-          DELETE FROM app.orders WHERE id > 10;
-          CREATE TABLE public.elsewhere (id int);
-      - id: broken
-        sql: SELECT 1/0;
-on_failure:
-  - id: back
-    restore: { from: steps.app, clean: true, terminate_connections: true }
-"#,
-    ));
+    let case = app_backup_then_failing(
+        "CREATE TABLE app.lines (id int GENERATED ALWAYS AS IDENTITY, order_id int);
+         CREATE MATERIALIZED VIEW app.counts AS SELECT count(*) AS n FROM app.orders;
+         ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT INSERT ON TABLES TO PUBLIC;
+         DELETE FROM app.orders WHERE id > 10;
+         CREATE TABLE public.elsewhere (id int);",
+    );
     let run = case.exec(&db.url, &[]);
     // The table made in `public` is outside the backup, and stays: the run
     // says the schema is not what it was before it.
@@ -1130,27 +1139,10 @@ fn a_schema_restore_never_drops_a_column_outside_the_schema() {
          CREATE TABLE public.people (id int, status text);
          INSERT INTO people VALUES (1, 'ok');",
     );
-    let case = Case::new(&runbook(
-        r#"phases:
-  - id: backup
-    kind: backup
-    steps:
-      - id: app
-        backup: { path: bk, schemas: [app], verify: list }
-  - id: expand
-    kind: expand
-    steps:
-      - id: mood
-        sql: |
-          CREATE TYPE app.mood AS ENUM ('ok', 'sad');
-          ALTER TABLE public.people ALTER COLUMN status TYPE app.mood USING status::app.mood;
-      - id: broken
-        sql: SELECT 1/0;
-on_failure:
-  - id: back
-    restore: { from: steps.app, clean: true, terminate_connections: true }
-"#,
-    ));
+    let case = app_backup_then_failing(
+        "CREATE TYPE app.mood AS ENUM ('ok', 'sad');
+         ALTER TABLE public.people ALTER COLUMN status TYPE app.mood USING status::app.mood;",
+    );
     let run = case.exec(&db.url, &[]);
     assert_eq!(
         db.sql("SELECT status::text FROM people"),
