@@ -1071,8 +1071,9 @@ on_failure:
 
 /// A backup of one schema, restored with `clean: true`: what the failed
 /// phase created in that schema goes (a materialized view and a table with
-/// an identity column among it), its default privileges are the backup's
-/// again, and what lives in other schemas stays. Before, the backup's
+/// an identity column among it, which a publication outside had been given),
+/// its default privileges are the backup's again, and what lives in other
+/// schemas stays. Before, the backup's
 /// record left the schema's materialized views out, and the restore could
 /// not drop an identity column's sequence.
 #[test]
@@ -1083,10 +1084,12 @@ fn a_schema_restore_clears_that_schema_and_leaves_the_others() {
          CREATE TABLE app.orders (id int PRIMARY KEY, total int);
          INSERT INTO app.orders SELECT g, g * 10 FROM generate_series(1, 50) g;
          CREATE MATERIALIZED VIEW app.totals AS SELECT sum(total) AS total FROM app.orders;
-         ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC;",
+         ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC;
+         CREATE PUBLICATION feed;",
     );
     let case = app_backup_then_failing(
         "CREATE TABLE app.lines (id int GENERATED ALWAYS AS IDENTITY, order_id int);
+         ALTER PUBLICATION feed ADD TABLE app.lines;
          CREATE MATERIALIZED VIEW app.counts AS SELECT count(*) AS n FROM app.orders;
          ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT INSERT ON TABLES TO PUBLIC;
          DELETE FROM app.orders WHERE id > 10;

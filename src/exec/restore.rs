@@ -417,7 +417,7 @@ async fn clear_for_clean(
     if !lost.is_empty() {
         return Err(ErrorInfo {
             message: format!(
-                "it would also drop or change what lies outside the backup and was there when it was taken: {}; nothing was dropped",
+                "it would also drop what lies outside the backup and was there when it was taken: {}; nothing was dropped",
                 lost.join(", ")
             ),
             hint: Some(
@@ -433,8 +433,8 @@ async fn clear_for_clean(
 /// schemas, what lies outside them is read before and after: `CASCADE`
 /// takes along what depends on a dropped object, in any schema, and pg_restore
 /// puts back only what is in the backup. Returns the objects outside that
-/// were there when the backup was taken and are now gone or changed (a
-/// column whose type was dropped, say), which the caller must not keep.
+/// were there when the backup was taken and are now gone or lost a column
+/// (one whose type was dropped, say), which the caller must not keep.
 async fn drop_keeping_outside(
     client: &tokio_postgres::Client,
     record: &backups::SchemaRecord,
@@ -461,9 +461,35 @@ async fn drop_keeping_outside(
     let after = outside(&crate::snapshot::take(client).await?);
     Ok(crate::snapshot::compare(&before, &after)
         .into_iter()
-        .filter(|c| c.change != "added" && record.outside.contains(&c.object))
+        .filter(|c| record.outside.contains(&c.object) && destroys(c))
         .map(|c| c.object)
         .collect())
+}
+
+/// Whether a change to an object outside the backup destroys what the
+/// restore cannot bring back: the object itself, or a table's column. A
+/// change that undoes what the failed phase did to it (a publication no
+/// longer naming a table the phase made, a default that used a function
+/// it made) does not.
+fn destroys(c: &crate::snapshot::Change) -> bool {
+    let names = |v: &Option<serde_json::Value>| -> Vec<String> {
+        v.as_ref()
+            .and_then(|v| v["columns"].as_array())
+            .map(|cols| {
+                cols.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match c.change {
+        "removed" => true,
+        "changed" | "column_order" => {
+            let after = names(&c.after);
+            names(&c.before).iter().any(|n| !after.contains(n))
+        }
+        _ => false,
+    }
 }
 
 /// Is `k` (`kind name`) in the backup's schema record, or recorded as
