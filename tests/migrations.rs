@@ -1031,6 +1031,18 @@ fn a_down_that_keeps_a_column_grant_breaks_parity() {
     );
 }
 
+/// Each of `cases` (version, what it left) is a parity mismatch naming it.
+fn breaks_parity_naming(run: &Rehearsal, cases: &[(&str, &str)]) {
+    for (version, left) in cases {
+        let o = outcome(run, version);
+        assert_eq!(o["verdict"], "parity_mismatch", "{version}: {o}");
+        assert!(
+            o.to_string().contains(left),
+            "{version} names `{left}`: {o}"
+        );
+    }
+}
+
 /// Row-level security, a table's storage settings, schemas (`public`'s
 /// grants too), domains, composite types, a function's grants, aggregates
 /// and extended statistics are part of the schema: downs that leave them
@@ -1106,31 +1118,27 @@ fn downs_that_leave_security_storage_schemas_types_or_statistics_break_parity() 
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(outcome(&run, "001")["verdict"], "ok");
     assert_eq!(outcome(&run, "009")["verdict"], "ok");
-    for (version, left) in [
-        ("002", "row_security"),
-        ("003", "theirs"),
-        ("004", "unlogged"),
-        ("005", "schema audit"),
-        ("006", "type public.positive"),
-        ("007", "schema public"),
-        ("008", "type public.pair"),
-        ("010", "function public.add1(integer)"),
-        ("011", "aggregate public.total(integer)"),
-        ("012", "statistics public.people_dep"),
-    ] {
-        let o = outcome(&run, version);
-        assert_eq!(o["verdict"], "parity_mismatch", "{version}: {o}");
-        assert!(
-            o.to_string().contains(left),
-            "{version} names `{left}`: {o}"
-        );
-    }
+    breaks_parity_naming(
+        &run,
+        &[
+            ("002", "row_security"),
+            ("003", "theirs"),
+            ("004", "unlogged"),
+            ("005", "schema audit"),
+            ("006", "type public.positive"),
+            ("007", "schema public"),
+            ("008", "type public.pair"),
+            ("010", "function public.add1(integer)"),
+            ("011", "aggregate public.total(integer)"),
+            ("012", "statistics public.people_dep"),
+        ],
+    );
 }
 
 /// Column storage, range types, collations, operators, casts, publications
-/// (their tables, column lists and row filters), default privileges and
-/// event triggers are part of the schema too: downs that leave them behind
-/// break parity. Before, snapshots did not read them, and each passed as `ok`.
+/// (their tables, column lists and row filters), default privileges, event
+/// triggers and text search configurations are part of the schema too:
+/// downs that leave them behind break parity. Before, snapshots did not read them, and each passed as `ok`.
 #[test]
 fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
     let (_dir, run) = rehearse_files(
@@ -1202,29 +1210,34 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
                  CREATE EVENT TRIGGER watch ON ddl_command_end EXECUTE FUNCTION on_ddl();\n",
             ),
             ("010_event.down.sql", "ALTER EVENT TRIGGER watch DISABLE;\n"),
+            (
+                "011_search.up.sql",
+                "CREATE TEXT SEARCH CONFIGURATION plain (COPY = simple);\n",
+            ),
+            (
+                "011_search.down.sql",
+                "ALTER TEXT SEARCH CONFIGURATION plain DROP MAPPING FOR email;\n",
+            ),
         ],
         "",
     );
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(outcome(&run, "001")["verdict"], "ok");
-    for (version, left) in [
-        ("002", "external"),
-        ("003", "subtype_diff"),
-        ("004", "collation public.nocase"),
-        ("005", "operator public.===(integer, integer)"),
-        ("006", "type public.tag"),
-        ("007", "publication feed"),
-        ("008", "(id > 0)"),
-        ("009", "default privileges for"),
-        ("010", "event trigger watch"),
-    ] {
-        let o = outcome(&run, version);
-        assert_eq!(o["verdict"], "parity_mismatch", "{version}: {o}");
-        assert!(
-            o.to_string().contains(left),
-            "{version} names `{left}`: {o}"
-        );
-    }
+    breaks_parity_naming(
+        &run,
+        &[
+            ("002", "external"),
+            ("003", "subtype_diff"),
+            ("004", "collation public.nocase"),
+            ("005", "operator public.===(integer, integer)"),
+            ("006", "type public.tag"),
+            ("007", "publication feed"),
+            ("008", "(id > 0)"),
+            ("009", "default privileges for"),
+            ("010", "event trigger watch"),
+            ("011", "text search configuration public.plain"),
+        ],
+    );
 }
 
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
@@ -1387,6 +1400,14 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "ALTER EVENT TRIGGER watch DISABLE",
             "ALTER FUNCTION on_ddl() RENAME TO on_ddl2",
             "DROP EVENT TRIGGER watch; DROP FUNCTION on_ddl2()",
+            "CREATE TEXT SEARCH DICTIONARY plain_simple (TEMPLATE = simple, STOPWORDS = english)",
+            "CREATE TEXT SEARCH CONFIGURATION plain (COPY = simple)",
+            "ALTER TEXT SEARCH CONFIGURATION plain ALTER MAPPING FOR asciiword WITH plain_simple, simple",
+            "ALTER TEXT SEARCH DICTIONARY plain_simple (ACCEPT = false)",
+            "ALTER TEXT SEARCH DICTIONARY plain_simple RENAME TO plainer",
+            "ALTER TEXT SEARCH CONFIGURATION plain DROP MAPPING FOR email",
+            "COMMENT ON TEXT SEARCH CONFIGURATION plain IS 'no stemming'",
+            "DROP TEXT SEARCH CONFIGURATION plain; DROP TEXT SEARCH DICTIONARY plainer",
             // The last of the rare kinds goes: reads leave their branches out again.
             "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC",
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE USAGE ON SEQUENCES FROM PUBLIC",
