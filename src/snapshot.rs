@@ -5,11 +5,10 @@
 //! function, aggregate, operator, cast, trigger, event trigger, enum, range
 //! type, domain, standalone composite type, collation, text search
 //! configuration and dictionary, extended statistics, publication, default
-//! privileges, extension, schema) becomes one entry
-//! keyed by `kind name`, with a JSON definition built by the server's own
-//! `pg_get_*def` functions where there is one. A table's entry holds its
-//! columns, its row-level security and policies, and its storage settings
-//! where set.
+//! privileges, extension, schema) becomes one entry keyed by `kind name`,
+//! with a JSON definition built by the server's own `pg_get_*def` functions
+//! where there is one. A table's entry holds its columns, its row-level
+//! security and policies, and its storage settings where set.
 //! Owners are left out; grants (a table's, a column's, a function's, a
 //! schema's) are kept without them. runbook's own state tables (commented
 //! `runbook state: ...`) and objects that belong to extensions are left
@@ -304,10 +303,10 @@ ORDER BY 1, 2"#;
 /// The branches of [`SQL`] (at `RARE_KINDS`) over catalogs that most
 /// databases hold no row of: collations, operators, casts, publications,
 /// default privileges, event triggers, and text search configurations and
-/// dictionaries. An incremental read leaves them
-/// out while those catalogs are empty (the tokens' key sets say so): the
-/// branches return nothing then, and starting a plan that holds them cost
-/// a quarter more per read (0.81 -> 1.02 ms on a 200-table schema).
+/// dictionaries. An incremental read leaves them out while those catalogs
+/// are empty (the tokens' key sets say so): the branches return nothing
+/// then, and starting a plan that holds them cost a quarter more per read
+/// (0.81 -> 1.02 ms on a 200-table schema).
 const RARE_SQL: &str = r#"SELECT 'collation', format('%I.%I', ns.nspname, co.collname),
     -- Its catalog row as it is: the locale columns differ between server
     -- versions, and two snapshots compared come from one server.
