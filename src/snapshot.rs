@@ -97,6 +97,13 @@ const SQL: &str = r#"WITH ns AS (
     FROM pg_policy po JOIN rels r ON r.oid = po.polrelid
     WHERE ONLY_CLASS(po.polrelid)
     GROUP BY po.polrelid
+), parents AS MATERIALIZED (
+    -- Plain inheritance (`INHERITS`, `ALTER TABLE ... INHERIT`); a
+    -- partition's parent is its `partition_of`.
+    SELECT i.inhrelid, json_agg(i.inhparent::regclass::text ORDER BY i.inhseqno) AS list
+    FROM pg_inherits i JOIN rels r ON r.oid = i.inhrelid
+    WHERE NOT r.relispartition AND ONLY_CLASS(i.inhrelid)
+    GROUP BY i.inhrelid
 )
 SELECT 'table' AS kind, r.qname AS name, (SELECT CASE WHEN x.extra IS NULL THEN t ELSE left(t, -1) || x.extra || '}' END FROM (SELECT json_build_object(
     'kind', r.relkind::text,
@@ -112,6 +119,7 @@ FROM rels r
 LEFT JOIN cols c ON c.attrelid = r.oid
 LEFT JOIN grants g ON g.oid = r.oid
 LEFT JOIN policies p ON p.polrelid = r.oid
+LEFT JOIN parents pa ON pa.inhrelid = r.oid
 -- Storage and access settings are keys only where they differ from a new
 -- table's, so a table with none reads as it did before they were taken in.
 CROSS JOIN LATERAL (SELECT nullif(concat(
@@ -123,7 +131,8 @@ CROSS JOIN LATERAL (SELECT nullif(concat(
         WHEN 'n' THEN 'nothing' WHEN 'f' THEN 'full'
         ELSE 'index ' || coalesce((SELECT quote_ident(ic.relname) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                                    WHERE i.indrelid = r.oid AND i.indisreplident), '?') END)::text END,
-    CASE WHEN p.list IS NOT NULL THEN ', "policies" : ' || p.list::text END
+    CASE WHEN p.list IS NOT NULL THEN ', "policies" : ' || p.list::text END,
+    CASE WHEN pa.list IS NOT NULL THEN ', "inherits" : ' || pa.list::text END
 ), '') AS extra) x
 WHERE r.relkind IN ('r', 'p', 'f') AND ONLY_CLASS(r.oid)
 UNION ALL
@@ -584,7 +593,8 @@ pub fn schema_of(key: &str) -> Option<&str> {
 /// schema records. Level 0 is every one written before the level was kept:
 /// runbook read no collations, operators, casts, publications, default
 /// privileges, event triggers, text search configurations and
-/// dictionaries, range types or column storage then.
+/// dictionaries, range types, column storage or plain table inheritance
+/// then.
 pub const READS: u32 = 1;
 
 /// The kinds first read at level 1.
@@ -617,7 +627,7 @@ impl Snapshot {
                         !(KINDS_SINCE_1.contains(&kind) || range)
                     })
                 })
-                .map(|(k, v)| (k.clone(), without_column_storage(v)))
+                .map(|(k, v)| (k.clone(), without_level_1_keys(v)))
                 .collect(),
         )
     }
@@ -629,22 +639,27 @@ impl Snapshot {
             return Vec::new();
         }
         let mut out = KINDS_SINCE_1.to_vec();
-        out.extend(["range type", "column storage"]);
+        out.extend(["range type", "column storage", "table inheritance"]);
         out
     }
 }
 
-/// A table's definition without its columns' `storage` (level 1).
-fn without_column_storage(v: &Arc<Value>) -> Arc<Value> {
+/// A table's definition without what level 1 added to it: its parents
+/// (`inherits`) and its columns' `storage`.
+fn without_level_1_keys(v: &Arc<Value>) -> Arc<Value> {
     let has = |v: &Value| {
-        v["columns"]
-            .as_array()
-            .is_some_and(|cols| cols.iter().any(|c| c.get("storage").is_some()))
+        v.get("inherits").is_some()
+            || v["columns"]
+                .as_array()
+                .is_some_and(|cols| cols.iter().any(|c| c.get("storage").is_some()))
     };
     if !has(v) {
         return v.clone();
     }
     let mut v = Value::clone(v);
+    if let Some(v) = v.as_object_mut() {
+        v.remove("inherits");
+    }
     if let Some(cols) = v.get_mut("columns").and_then(Value::as_array_mut) {
         for c in cols {
             if let Some(c) = c.as_object_mut() {
@@ -1798,7 +1813,7 @@ mod tests {
                 "table public.t",
                 serde_json::json!({"columns": [
                 {"name": "a", "type": "text", "storage": "external"},
-                {"name": "b", "type": "int"}]}),
+                {"name": "b", "type": "int"}], "inherits": ["base"]}),
             ),
             ("type public.mood", serde_json::json!({"enum": ["ok"]})),
             (

@@ -1137,8 +1137,8 @@ fn downs_that_leave_security_storage_schemas_types_or_statistics_break_parity() 
 
 /// Column storage, range types, collations, operators, casts, publications
 /// (their tables, column lists and row filters), default privileges, event
-/// triggers and text search configurations are part of the schema too:
-/// downs that leave them behind break parity. Before, snapshots did not read them, and each passed as `ok`.
+/// triggers, text search configurations and plain table inheritance are
+/// part of the schema too: downs that leave them behind break parity. Before, snapshots did not read them, and each passed as `ok`.
 #[test]
 fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
     let (_dir, run) = rehearse_files(
@@ -1218,6 +1218,16 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
                 "011_search.down.sql",
                 "ALTER TEXT SEARCH CONFIGURATION plain DROP MAPPING FOR email;\n",
             ),
+            (
+                "012_kid.up.sql",
+                "CREATE TABLE kid (id int NOT NULL, name text);\nCREATE TABLE foster (id int, name text);\n",
+            ),
+            ("012_kid.down.sql", "DROP TABLE kid;\nDROP TABLE foster;\n"),
+            ("013_inherit.up.sql", "ALTER TABLE kid INHERIT people;\n"),
+            (
+                "013_inherit.down.sql",
+                "ALTER TABLE kid NO INHERIT people;\nALTER TABLE kid INHERIT foster;\n",
+            ),
         ],
         "",
     );
@@ -1236,6 +1246,7 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
             ("009", "default privileges for"),
             ("010", "event trigger watch"),
             ("011", "text search configuration public.plain"),
+            ("013", "inherits"),
         ],
     );
 }
