@@ -97,13 +97,6 @@ const SQL: &str = r#"WITH ns AS (
     FROM pg_policy po JOIN rels r ON r.oid = po.polrelid
     WHERE ONLY_CLASS(po.polrelid)
     GROUP BY po.polrelid
-), parents AS MATERIALIZED (
-    -- Plain inheritance (`INHERITS`, `ALTER TABLE ... INHERIT`); a
-    -- partition's parent is its `partition_of`.
-    SELECT i.inhrelid, json_agg(i.inhparent::regclass::text ORDER BY i.inhseqno) AS list
-    FROM pg_inherits i JOIN rels r ON r.oid = i.inhrelid
-    WHERE NOT r.relispartition AND ONLY_CLASS(i.inhrelid)
-    GROUP BY i.inhrelid
 )
 SELECT 'table' AS kind, r.qname AS name, (SELECT CASE WHEN x.extra IS NULL THEN t ELSE left(t, -1) || x.extra || '}' END FROM (SELECT json_build_object(
     'kind', r.relkind::text,
@@ -119,7 +112,6 @@ FROM rels r
 LEFT JOIN cols c ON c.attrelid = r.oid
 LEFT JOIN grants g ON g.oid = r.oid
 LEFT JOIN policies p ON p.polrelid = r.oid
-LEFT JOIN parents pa ON pa.inhrelid = r.oid
 -- Storage and access settings are keys only where they differ from a new
 -- table's, so a table with none reads as it did before they were taken in.
 CROSS JOIN LATERAL (SELECT nullif(concat(
@@ -132,7 +124,11 @@ CROSS JOIN LATERAL (SELECT nullif(concat(
         ELSE 'index ' || coalesce((SELECT quote_ident(ic.relname) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                                    WHERE i.indrelid = r.oid AND i.indisreplident), '?') END)::text END,
     CASE WHEN p.list IS NOT NULL THEN ', "policies" : ' || p.list::text END,
-    CASE WHEN pa.list IS NOT NULL THEN ', "inherits" : ' || pa.list::text END
+    -- Plain inheritance (`INHERITS`, `ALTER TABLE ... INHERIT`); a
+    -- partition's parent is its `partition_of`.
+    CASE WHEN NOT r.relispartition THEN (
+        SELECT ', "inherits" : ' || json_agg(i.inhparent::regclass::text ORDER BY i.inhseqno)::text
+        FROM pg_inherits i WHERE i.inhrelid = r.oid) END
 ), '') AS extra) x
 WHERE r.relkind IN ('r', 'p', 'f') AND ONLY_CLASS(r.oid)
 UNION ALL
