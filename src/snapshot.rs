@@ -2,8 +2,8 @@
 //! catalog in one query (not by running pg_dump), and its hash.
 //!
 //! Each object (table, constraint, index, sequence, view, materialized view,
-//! function, aggregate, operator, cast, trigger, event trigger, enum, range
-//! type, domain, standalone composite type, collation, text search
+//! function, aggregate, operator, cast, trigger, rule, event trigger, enum,
+//! range type, domain, standalone composite type, collation, text search
 //! configuration and dictionary, extended statistics, publication, default
 //! privileges, extension, schema) becomes one entry keyed by `kind name`,
 //! with a JSON definition built by the server's own `pg_get_*def` functions
@@ -167,11 +167,15 @@ FROM rels r JOIN pg_sequence s ON s.seqrelid = r.oid
 LEFT JOIN grants g ON g.oid = r.oid
 WHERE ONLY_CLASS(r.oid)
 UNION ALL
-SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.qname, json_build_object(
-    'definition', pg_get_viewdef(r.oid),
-    'comment', r.comment,
-    'grants', g.list
-)::text, 'pg_class:' || r.oid
+-- A view's options (`security_invoker`, `security_barrier`, a materialized
+-- view's storage) are a key only where set.
+SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.qname,
+    (SELECT CASE WHEN r.reloptions IS NULL THEN v.t ELSE left(v.t, -1) || ', "options" : ' || to_json(r.reloptions)::text || '}' END
+     FROM (SELECT json_build_object(
+        'definition', pg_get_viewdef(r.oid),
+        'comment', r.comment,
+        'grants', g.list
+     )::text AS t) v), 'pg_class:' || r.oid
 FROM rels r LEFT JOIN grants g ON g.oid = r.oid
 WHERE r.relkind IN ('v', 'm') AND ONLY_CLASS(r.oid)
 UNION ALL
@@ -225,6 +229,17 @@ SELECT 'trigger', format('%s.%I', r.qname, tg.tgname), json_build_object(
 )::text, 'pg_trigger:' || tg.oid
 FROM pg_trigger tg JOIN rels r ON r.oid = tg.tgrelid
 WHERE NOT tg.tgisinternal AND ONLY_TRIG(tg.oid)
+UNION ALL
+-- Rules, but a view's own (`_RETURN`): `DO INSTEAD NOTHING` changes what a
+-- statement does. Each is built from its relation, as a view is.
+SELECT 'rule', format('%s.%I', r.qname, w.rulename), json_build_object(
+    'definition', pg_get_ruledef(w.oid),
+    'enabled', w.ev_enabled::text,
+    'comment', d.description
+)::text, 'pg_class:' || w.ev_class
+FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class
+COMMENT_JOIN(pg_rewrite, w.oid)
+WHERE w.rulename <> '_RETURN' AND ONLY_CLASS(w.ev_class)
 UNION ALL
 -- Enums, domains (their constraints are constraints of their own) and
 -- standalone composite types; a composite type's attributes are rows of its
@@ -589,12 +604,13 @@ pub fn schema_of(key: &str) -> Option<&str> {
 /// schema records. Level 0 is every one written before the level was kept:
 /// runbook read no collations, operators, casts, publications, default
 /// privileges, event triggers, text search configurations and
-/// dictionaries, range types, column storage or plain table inheritance
-/// then.
+/// dictionaries, rules, range types, column storage, plain table
+/// inheritance or view options then.
 pub const READS: u32 = 1;
 
 /// The kinds first read at level 1.
-const KINDS_SINCE_1: [&str; 8] = [
+const KINDS_SINCE_1: [&str; 9] = [
+    "rule",
     "collation",
     "operator",
     "cast",
@@ -623,7 +639,10 @@ impl Snapshot {
                         !(KINDS_SINCE_1.contains(&kind) || range)
                     })
                 })
-                .map(|(k, v)| (k.clone(), without_level_1_keys(v)))
+                .map(|(k, v)| {
+                    let kind = kind_and_name(k).map_or("", |(kind, _)| kind);
+                    (k.clone(), without_level_1_keys(kind, v))
+                })
                 .collect(),
         )
     }
@@ -635,16 +654,26 @@ impl Snapshot {
             return Vec::new();
         }
         let mut out = KINDS_SINCE_1.to_vec();
-        out.extend(["range type", "column storage", "table inheritance"]);
+        out.extend([
+            "range type",
+            "column storage",
+            "table inheritance",
+            "view options",
+        ]);
         out
     }
 }
 
-/// A table's definition without what level 1 added to it: its parents
-/// (`inherits`) and its columns' `storage`.
-fn without_level_1_keys(v: &Arc<Value>) -> Arc<Value> {
+/// An entry of `kind` without what level 1 added to it: a table's parents
+/// (`inherits`) and its columns' `storage`, a view's `options`.
+fn without_level_1_keys(kind: &str, v: &Arc<Value>) -> Arc<Value> {
+    let top: &[&str] = match kind {
+        "table" => &["inherits"],
+        "view" | "materialized view" => &["options"],
+        _ => return v.clone(),
+    };
     let has = |v: &Value| {
-        v.get("inherits").is_some()
+        top.iter().any(|k| v.get(k).is_some())
             || v["columns"]
                 .as_array()
                 .is_some_and(|cols| cols.iter().any(|c| c.get("storage").is_some()))
@@ -654,7 +683,9 @@ fn without_level_1_keys(v: &Arc<Value>) -> Arc<Value> {
     }
     let mut v = Value::clone(v);
     if let Some(v) = v.as_object_mut() {
-        v.remove("inherits");
+        for k in top {
+            v.remove(*k);
+        }
     }
     if let Some(cols) = v.get_mut("columns").and_then(Value::as_array_mut) {
         for c in cols {
@@ -1813,6 +1844,11 @@ mod tests {
             ),
             ("type public.mood", serde_json::json!({"enum": ["ok"]})),
             (
+                "view public.v",
+                serde_json::json!({"definition": "SELECT 1;", "options": ["security_invoker=true"]}),
+            ),
+            ("rule public.t.keep", serde_json::json!({"enabled": "O"})),
+            (
                 "type public.span",
                 serde_json::json!({"range": "double precision"}),
             ),
@@ -1832,7 +1868,11 @@ mod tests {
         let old = now.as_read_at(0);
         assert_eq!(
             old.objects.keys().map(|k| &**k).collect::<Vec<_>>(),
-            ["table public.t", "type public.mood"]
+            ["table public.t", "type public.mood", "view public.v"]
+        );
+        assert_eq!(
+            *old.objects["view public.v"],
+            serde_json::json!({"definition": "SELECT 1;"})
         );
         assert_eq!(
             *old.objects["table public.t"],

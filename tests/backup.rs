@@ -972,6 +972,7 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
           CREATE TABLE extra_s.t (id int);
           ALTER TABLE items ADD COLUMN added int;
           CREATE STATISTICS extra_st ON id, added FROM items;
+          CREATE RULE extra_rule AS ON DELETE TO items DO INSTEAD NOTHING;
           CREATE MATERIALIZED VIEW extra_mv AS SELECT 1 AS one;
           CREATE TABLE extra_id (id int GENERATED ALWAYS AS IDENTITY);
           CREATE COLLATION extra_c (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
@@ -1017,9 +1018,10 @@ on_failure:
                  || ' ' || (SELECT count(*) FROM pg_ts_config WHERE oid >= 16384) \
                  || ' ' || (SELECT count(*) FROM pg_ts_dict WHERE oid >= 16384) \
                  || ' ' || (to_regclass('extra_mv') IS NULL) || ' ' || (to_regtype('extra_span') IS NULL) \
+                 || ' ' || (SELECT count(*) FROM pg_rewrite WHERE rulename = 'extra_rule') \
                  || ' ' || (SELECT string_agg(defaclobjtype::text || ':' || defaclacl::text, ',') FROM pg_default_acl)"
             ),
-            "0 0 0 0 0 0 0 true true S:{=r/runbook}",
+            "0 0 0 0 0 0 0 true true 0 S:{=r/runbook}",
             "{mode}: what was created after the backup is gone, and the default privileges are the backup's"
         );
         let d = &run.step("back")["details"];

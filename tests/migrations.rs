@@ -1137,8 +1137,9 @@ fn downs_that_leave_security_storage_schemas_types_or_statistics_break_parity() 
 
 /// Column storage, range types, collations, operators, casts, publications
 /// (their tables, column lists and row filters), default privileges, event
-/// triggers, text search configurations and plain table inheritance are
-/// part of the schema too: downs that leave them behind break parity. Before, snapshots did not read them, and each passed as `ok`.
+/// triggers, text search configurations, plain table inheritance, rules and
+/// a view's options are part of the schema too: downs that leave them
+/// behind break parity. Before, snapshots did not read them, and each passed as `ok`.
 #[test]
 fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
     let (_dir, run) = rehearse_files(
@@ -1223,6 +1224,21 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
                 "CREATE TABLE kid (id int NOT NULL, name text);\nCREATE TABLE foster (id int, name text);\n",
             ),
             ("012_kid.down.sql", "DROP TABLE kid;\nDROP TABLE foster;\n"),
+            (
+                "014_rule.up.sql",
+                "CREATE RULE keep_people AS ON DELETE TO people DO INSTEAD NOTHING;\n",
+            ),
+            ("014_rule.down.sql", "SELECT 1;\n"),
+            (
+                "015_view.up.sql",
+                "CREATE VIEW people_v AS SELECT id FROM people;\n",
+            ),
+            ("015_view.down.sql", "DROP VIEW people_v;\n"),
+            (
+                "016_invoker.up.sql",
+                "ALTER VIEW people_v SET (security_invoker = true);\n",
+            ),
+            ("016_invoker.down.sql", "SELECT 1;\n"),
             ("013_inherit.up.sql", "ALTER TABLE kid INHERIT people;\n"),
             (
                 "013_inherit.down.sql",
@@ -1247,6 +1263,8 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
             ("010", "event trigger watch"),
             ("011", "text search configuration public.plain"),
             ("013", "inherits"),
+            ("014", "rule public.people.keep_people"),
+            ("016", "security_invoker"),
         ],
     );
 }
@@ -1419,6 +1437,16 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "ALTER TEXT SEARCH CONFIGURATION plain DROP MAPPING FOR email",
             "COMMENT ON TEXT SEARCH CONFIGURATION plain IS 'no stemming'",
             "DROP TEXT SEARCH CONFIGURATION plain; DROP TEXT SEARCH DICTIONARY plainer",
+            // Rules other than a view's own, and a view's options.
+            "CREATE RULE c_keep AS ON DELETE TO c DO INSTEAD NOTHING",
+            "ALTER TABLE c DISABLE RULE c_keep",
+            "COMMENT ON RULE c_keep ON c IS 'deletes do nothing'",
+            "ALTER RULE c_keep ON c RENAME TO c_hold",
+            "DROP RULE c_hold ON c",
+            "CREATE VIEW cv AS SELECT id FROM c",
+            "ALTER VIEW cv SET (security_invoker = true)",
+            "ALTER VIEW cv RESET (security_invoker)",
+            "DROP VIEW cv",
             // The last of the rare kinds goes: reads leave their branches out again.
             "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC",
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE USAGE ON SEQUENCES FROM PUBLIC",
