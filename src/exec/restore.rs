@@ -387,17 +387,22 @@ async fn clear_for_clean(
 ) -> Result<Cleared, ErrorInfo> {
     let err = |e: tokio_postgres::Error| db::error_info(&e, None);
     let mut out = Cleared::default();
-    let mut drops = if record.covers != "tables" {
-        // Only what the runbook that took the backup would have seen: an
-        // object of a kind it did not read may well be older than the
-        // backup, and dropping it (CASCADE) could take data along.
-        let now = crate::snapshot::take(client)
-            .await
-            .map_err(err)?
-            .as_read_at(record.reads);
-        created_later(&now, record, &mut out)
+    // Only what the runbook that took the backup would have seen: an
+    // object of a kind it did not read may well be older than the backup,
+    // and dropping it (CASCADE) could take data along.
+    let now = if record.covers != "tables" {
+        Some(
+            crate::snapshot::take(client)
+                .await
+                .map_err(err)?
+                .as_read_at(record.reads),
+        )
     } else {
-        table_dependents(client, m, record, &mut out).await?
+        None
+    };
+    let mut drops = match &now {
+        Some(now) => created_later(now, record, &mut out),
+        None => table_dependents(client, m, record, &mut out).await?,
     };
     drops.dedup();
     if drops.is_empty() {
@@ -406,7 +411,7 @@ async fn clear_for_clean(
     // All of it, or none: one transaction, rolled back on an error or when
     // it would take along what the backup does not hold.
     client.batch_execute("BEGIN").await.map_err(err)?;
-    let done = drop_keeping_outside(client, record, &drops).await;
+    let done = drop_keeping_outside(client, record, now.as_ref(), &drops).await;
     let end = if matches!(done, Ok(ref lost) if lost.is_empty()) {
         "COMMIT"
     } else {
@@ -430,14 +435,16 @@ async fn clear_for_clean(
 }
 
 /// Run `drops` (in the caller's transaction). For a backup of some
-/// schemas, what lies outside them is read before and after: `CASCADE`
-/// takes along what depends on a dropped object, in any schema, and pg_restore
-/// puts back only what is in the backup. Returns the objects outside that
+/// schemas, what lies outside them is compared before (`now`, read just
+/// before the transaction) and after: `CASCADE` takes along what depends on
+/// a dropped object, in any schema, and pg_restore puts back only what is
+/// in the backup. Returns the objects outside that
 /// were there when the backup was taken and are now gone or lost a column
 /// (one whose type was dropped, say), which the caller must not keep.
 async fn drop_keeping_outside(
     client: &tokio_postgres::Client,
     record: &backups::SchemaRecord,
+    now: Option<&crate::snapshot::Snapshot>,
     drops: &[String],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     use crate::snapshot::schema_of;
@@ -447,11 +454,7 @@ async fn drop_keeping_outside(
         s.as_read_at(record.reads)
             .subset(|k| !schema_of(k).is_some_and(|s| schemas.contains(s)))
     };
-    let before = if record.covers == "schemas" {
-        Some(outside(&crate::snapshot::take(client).await?))
-    } else {
-        None
-    };
+    let before = now.filter(|_| record.covers == "schemas").map(outside);
     for sql in drops {
         client.batch_execute(sql).await?;
     }
