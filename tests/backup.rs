@@ -1045,6 +1045,95 @@ on_failure:
     }
 }
 
+/// What belongs to the database itself, not to what is in it: `mode:
+/// recreate` creates it again with its owner, locale, connection limit,
+/// grants, settings (the database's and a role's in it, a quoted
+/// `search_path` among them) and comment. Before, the new database had
+/// the restoring role as its owner, the cluster's locale, and none of the
+/// rest, and the restore said it was verified.
+#[test]
+fn a_recreated_database_keeps_its_owner_locale_grants_and_settings() {
+    let db = Db::fresh();
+    let maint = support::cluster().url("postgres");
+    let (name, owner, reader) = (
+        db.name.clone(),
+        format!("{}_owner", db.name),
+        format!("{}_reader", db.name),
+    );
+    support::psql(&maint, &format!("DROP DATABASE {name}"));
+    support::psql(&maint, &format!("CREATE ROLE {owner}"));
+    support::psql(&maint, &format!("CREATE ROLE {reader}"));
+    support::psql(
+        &maint,
+        &format!(
+            "CREATE DATABASE {name} OWNER {owner} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'de' \
+             LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' CONNECTION LIMIT 40"
+        ),
+    );
+    for sql in [
+        format!("ALTER DATABASE {name} SET statement_timeout = '5s'"),
+        format!("ALTER DATABASE {name} SET search_path = \"$user\", public, \"Odd, name\""),
+        format!("ALTER DATABASE {name} SET app.jwt_secret = 'hush-hush'"),
+        format!("ALTER ROLE {reader} IN DATABASE {name} SET work_mem = '8MB'"),
+        format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE {name} TO {reader} WITH GRANT OPTION"),
+        format!("COMMENT ON DATABASE {name} IS 'the shop''s'"),
+    ] {
+        support::psql(&maint, &sql);
+    }
+    seed(&db);
+    let props = |db: &Db| {
+        support::psql(
+            &maint,
+            &format!(
+                "SELECT concat_ws(' | ', d.datdba::regrole, d.datcollate, d.datctype, d.datlocprovider, d.daticulocale,
+                        d.datconnlimit, d.datacl, shobj_description(d.oid, 'pg_database'),
+                        (SELECT string_agg(coalesce(s.setrole::regrole::text, '-') || ':' || (SELECT string_agg(x, ';' ORDER BY x) FROM unnest(s.setconfig) x), ' ' ORDER BY s.setrole)
+                         FROM pg_db_role_setting s WHERE s.setdatabase = d.oid))
+                 FROM pg_database d WHERE d.datname = '{}'",
+                db.name
+            ),
+        )
+    };
+    let before = (props(&db), fingerprint(&db));
+    assert!(before.0.contains("Odd, name"), "{}", before.0);
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: all
+        backup: { path: bk, verify: list }
+  - id: expand
+    kind: expand
+    steps:
+      - id: broken
+        sql: SELECT 1/0;
+on_failure:
+  - id: back
+    restore: { from: steps.all, mode: recreate, terminate_connections: true }
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let d = &run.step("back")["details"];
+    assert_eq!(run.step("back")["status"], "succeeded", "{d}");
+    assert_eq!(d["database"]["differences"], serde_json::json!([]), "{d}");
+    assert_eq!(d["database"]["kept"]["owner"], owner.as_str(), "{d}");
+    // A setting can hold a secret: named, never shown.
+    assert!(
+        d["database"]["kept"]["settings"]
+            .as_array()
+            .is_some_and(|s| s.contains(&serde_json::json!("app.jwt_secret"))),
+        "{d}"
+    );
+    for f in ["report.json", "report.md", "events.jsonl"] {
+        let text = std::fs::read_to_string(case.reports().join(f)).expect(f);
+        assert!(!text.contains("hush-hush"), "{f}");
+    }
+    assert_eq!((props(&db), fingerprint(&db)), before);
+}
+
 /// A runbook that backs up schema `app`, runs `sql` and fails, and restores
 /// the backup with `clean: true`.
 fn app_backup_then_failing(sql: &str) -> Case {

@@ -757,43 +757,6 @@ async fn compare_schema(
     Ok(crate::snapshot::compare(&want, &now))
 }
 
-/// `mode: recreate`: drop the target database and create it anew. When it
-/// is the run's own database, the run's session steps over to the
-/// maintenance database for this and comes back after the restore.
-async fn recreate(r: &mut Run<'_>, target: &str) -> Result<(), Fail> {
-    r.monitor = None;
-    let maint = r.db.connect_maintenance(&r.app_name).await;
-    let Some(maint) = maint else {
-        return Err(failed(
-            ErrorKind::Restore,
-            "cannot connect to the `postgres` or `template1` database to recreate the target; nothing was touched".into(),
-            Some("`mode: recreate` needs a maintenance database; use `clean: true` to restore in place".into()),
-        )
-        .unchanged());
-    };
-    let q = crate::pg::quote::ident(target);
-    let own = target == r.database;
-    let other = if own {
-        r.db = maint;
-        None
-    } else {
-        Some(maint)
-    };
-    let client = other.as_ref().map_or(&r.db.client, |m| &m.client);
-    for (sql, what) in [
-        (format!("DROP DATABASE IF EXISTS {q} WITH (FORCE)"), "drop"),
-        (format!("CREATE DATABASE {q} TEMPLATE template0"), "create"),
-    ] {
-        client.batch_execute(&sql).await.map_err(|e| {
-            sql_failure(
-                &format!("failed to {what} the target database"),
-                &db::error_info(&e, None),
-            )
-        })?;
-    }
-    Ok(())
-}
-
 /// After `recreate` of the run's own database: the session comes back and
 /// takes the run lock again.
 async fn come_back(r: &mut Run<'_>, original: db::Conn) -> Result<(), Fail> {
@@ -1077,6 +1040,9 @@ async fn add_back_foreign_keys(
 /// What the restore checked, and what it found different.
 struct Checked {
     mismatches: Vec<String>,
+    /// `mode: recreate`: what the new database did not get back of the
+    /// old one's own properties.
+    database: super::recreate::Recreated,
     schema_changes: Vec<crate::snapshot::Change>,
     restore_ms: u64,
     check_ms: u64,
@@ -1121,6 +1087,12 @@ fn step_result(
         "dropped_created_after_backup": cleared.dropped,
         "foreign_keys_added_back": cleared.readd.iter().map(|f| format!("{}.{}", f.table, f.name)).collect::<Vec<_>>(),
         "mode": if recreating { "recreate" } else { "in_place" },
+        // `mode: recreate`: the database's own properties, as read before
+        // the drop, and any the new one did not get back.
+        "database": recreating.then(|| json!({
+            "kept": c.database.props,
+            "differences": c.database.differences,
+        })),
         "restore_ms": c.restore_ms,
         "check_ms": c.check_ms,
         "counted_during_restore": c.counted_during_restore,
@@ -1137,7 +1109,7 @@ fn step_result(
     ] {
         done.output.insert(k.into(), v);
     }
-    if c.mismatches.is_empty() && schema_lines.is_empty() {
+    if c.mismatches.is_empty() && schema_lines.is_empty() && c.database.differences.is_empty() {
         return Ok(done);
     }
     let mut what = Vec::new();
@@ -1153,6 +1125,12 @@ fn step_result(
             "{} schema object(s) differ from the backup's snapshot: {}",
             schema_lines.len(),
             schema_lines.join("; ")
+        ));
+    }
+    if !c.database.differences.is_empty() {
+        what.push(format!(
+            "the database was created again without its own {}",
+            c.database.differences.join("; ")
         ));
     }
     Err(Fail {
@@ -1230,8 +1208,9 @@ pub(crate) async fn run(
     let original = r.db.config().clone();
     let own = target == r.database;
     let mut cleared = Cleared::default();
+    let mut database = super::recreate::Recreated::default();
     if recreating {
-        recreate(r, &target).await?;
+        database = super::recreate::recreate(r, &target).await?;
     } else if how.clean
         && exists
         && m.format != BackupFormat::Plain
@@ -1295,6 +1274,7 @@ pub(crate) async fn run(
         .map_err(|e| sql_failure("failed to count rows after the restore", &e))?;
     let checked = Checked {
         mismatches,
+        database,
         schema_changes,
         restore_ms,
         check_ms: super::ms(check_started.elapsed()),
