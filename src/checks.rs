@@ -430,7 +430,7 @@ ORDER BY 1",
             arg("from", ArgKind::StepRef, "`steps.<id>`: an earlier schema_matches check"),
         ],
         sql: "-- see docs/checks.md: the snapshot queries of src/snapshot.rs",
-        how: Some("runbook reads tables and columns (types, defaults, nullability, order, storage), row-level security and its policies, `UNLOGGED`, storage options, replica identity and inheritance, constraints, indexes (definition and validity), sequences, views and materialized views (and their options), functions (and their grants), aggregates, operators, casts, triggers, rules, event triggers, enum and range types, domains and their constraints, standalone composite types, collations, text search configurations and dictionaries, extended statistics, publications (tables, column lists, row filters, schemas), default privileges, extensions, schemas (`public` where its comment or grants are not initdb's), comments and grants (a table's, a column's and a schema's own, without owners) from the catalog, outside pg_catalog, information_schema and runbook's own state tables. The hash is sha256 over the canonical JSON. With `from`, objects that differ are listed."),
+        how: Some("runbook reads tables and columns (types, defaults, nullability, order, storage, compression, statistics targets and options), row-level security and its policies, `UNLOGGED`, storage options, replica identity and inheritance, constraints, indexes (definition, validity, `CLUSTER ON`), sequences, views and materialized views (and their options), functions (and their grants), aggregates, operators, casts, triggers, rules, event triggers, enum and range types, domains and their constraints, standalone composite types, collations, text search configurations and dictionaries, extended statistics, publications (tables, column lists, row filters, schemas), default privileges, extensions, schemas (`public` where its comment or grants are not initdb's), comments, grants (a table's, a column's and a schema's own) and owners (where not the schema's, or for a schema the database's) from the catalog, outside pg_catalog, information_schema and runbook's own state tables. The hash is sha256 over the canonical JSON. With `from`, objects that differ are listed."),
     },
 ];
 
@@ -499,7 +499,7 @@ failed check, the first rows in report.md. Later steps read the rows as `steps.<
             let _ = writeln!(
                 o,
                 "The snapshot query:\n\n```sql\n{}\n```\n",
-                crate::snapshot::full_sql()
+                crate::snapshot::full_sql(140_000)
             );
         } else {
             let _ = writeln!(o, "```sql\n{}\n```\n", b.sql);

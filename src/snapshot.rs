@@ -26,8 +26,16 @@ pub const STATE_COMMENT: &str = "runbook state:";
 /// One row per object: kind, name, definition (JSON text), and the catalog
 /// object it is built from (`pg_class:16384`). `ONLY_KIND(column)` marks
 /// where [`sql`] restricts it to some objects.
-const SQL: &str = r#"WITH ns AS (
-    SELECT oid, nspname FROM pg_namespace n
+const SQL: &str = r#"WITH db AS (
+    SELECT datdba AS owner FROM pg_database WHERE datname = current_database()
+), ns AS (
+    -- Each schema with the owner its objects are taken to have unless
+    -- they say otherwise: its own, or for one owned by pg_database_owner
+    -- (and `public` as initdb makes it before PostgreSQL 15) the database's.
+    SELECT n.oid, n.nspname,
+           CASE WHEN n.nspowner = to_regrole('pg_database_owner') OR (n.nspname = 'public' AND n.nspowner = 10)
+                THEN (SELECT owner FROM db) ELSE n.nspowner END AS owner
+    FROM pg_namespace n
     WHERE nspname NOT IN ('pg_catalog', 'information_schema')
       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
       AND NOT (nspname = 'runbook_journal' AND EXISTS (
@@ -36,7 +44,7 @@ const SQL: &str = r#"WITH ns AS (
 ), rels AS MATERIALIZED (
     SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpartbound, c.relispartition,
            c.relpersistence, c.reloptions, c.relrowsecurity, c.relforcerowsecurity, c.relreplident,
-           format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment
+           format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment, ns.owner AS nspowner
     FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
     LEFT JOIN pg_description d
       ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
@@ -54,12 +62,19 @@ const SQL: &str = r#"WITH ns AS (
     -- costs ten times as much. A column's own grants (`GRANT SELECT (c)`)
     -- are a key of it only where it has some, so a column without any
     -- reads as it did before they were taken in.
-    -- So is its storage (`SET STORAGE`), where not its type's.
-    SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL AND a.attstorage = t.typstorage THEN c.def ELSE (
+    -- So are its storage (`SET STORAGE`), where not its type's, its
+    -- compression, statistics target and options (`n_distinct`), where set.
+    SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL AND a.attstorage = t.typstorage AND a.attoptions IS NULL
+                                          AND coalesce(a.attstattarget, -1) < 0 AND ATTCOMPRESSION = ''
+                                     THEN c.def ELSE (
             left(c.def::text, -1)
             || CASE WHEN a.attstorage <> t.typstorage THEN ', "storage" : ' || to_json(CASE a.attstorage
                    WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external' WHEN 'm' THEN 'main' ELSE 'extended' END)::text
                ELSE '' END
+            || CASE WHEN ATTCOMPRESSION <> '' THEN ', "compression" : ' || to_json(CASE ATTCOMPRESSION
+                   WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE ATTCOMPRESSION END)::text ELSE '' END
+            || CASE WHEN a.attstattarget >= 0 THEN ', "statistics" : ' || a.attstattarget ELSE '' END
+            || CASE WHEN a.attoptions IS NOT NULL THEN ', "options" : ' || to_json(a.attoptions)::text ELSE '' END
             || CASE WHEN a.attacl IS NOT NULL THEN ', "grants" : ' || coalesce((
                 SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(a.attacl, r.relowner)) g
             )::text, '[]') ELSE '' END || '}')::json END ORDER BY a.attnum) AS list
@@ -124,6 +139,7 @@ CROSS JOIN LATERAL (SELECT nullif(concat(
         ELSE 'index ' || coalesce((SELECT quote_ident(ic.relname) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                                    WHERE i.indrelid = r.oid AND i.indisreplident), '?') END)::text END,
     CASE WHEN p.list IS NOT NULL THEN ', "policies" : ' || p.list::text END,
+    OWNER_KEY(r.relowner, r.nspowner),
     -- Plain inheritance (`INHERITS`, `ALTER TABLE ... INHERIT`); a
     -- partition's parent is its `partition_of`.
     CASE WHEN NOT r.relispartition THEN (
@@ -141,17 +157,19 @@ FROM pg_constraint co JOIN rels r ON r.oid = co.conrelid
 COMMENT_JOIN(pg_constraint, co.oid)
 WHERE ONLY_CON(co.oid)
 UNION ALL
-SELECT 'index', r.qname, json_build_object(
-    'definition', pg_get_indexdef(r.oid),
-    'valid', i.indisvalid,
-    'comment', r.comment
-)::text, 'pg_class:' || r.oid
+-- `CLUSTER ON` marks one index of a table: a key only where set.
+SELECT 'index', r.qname, (SELECT CASE WHEN i.indisclustered THEN left(x.t, -1) || ', "clustered" : true}' ELSE x.t END
+    FROM (SELECT json_build_object(
+        'definition', pg_get_indexdef(r.oid),
+        'valid', i.indisvalid,
+        'comment', r.comment
+    )::text AS t) x), 'pg_class:' || r.oid
 FROM rels r
 JOIN pg_index i ON i.indexrelid = r.oid
 JOIN rels t ON t.oid = i.indrelid
 WHERE r.relkind IN ('i', 'I') AND ONLY_CLASS(r.oid)
 UNION ALL
-SELECT 'sequence', r.qname, json_build_object(
+SELECT 'sequence', r.qname, left(json_build_object(
     'type', format_type(s.seqtypid, NULL),
     'start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax,
     'cache', s.seqcache, 'cycle', s.seqcycle,
@@ -162,7 +180,7 @@ SELECT 'sequence', r.qname, json_build_object(
                    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
                  LIMIT 1),
     'grants', g.list
-)::text, 'pg_class:' || r.oid
+)::text, -1) || OWNER_KEY(r.relowner, r.nspowner) || '}', 'pg_class:' || r.oid
 FROM rels r JOIN pg_sequence s ON s.seqrelid = r.oid
 LEFT JOIN grants g ON g.oid = r.oid
 WHERE ONLY_CLASS(r.oid)
@@ -170,7 +188,8 @@ UNION ALL
 -- A view's options (`security_invoker`, `security_barrier`, a materialized
 -- view's storage) are a key only where set.
 SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.qname,
-    (SELECT CASE WHEN r.reloptions IS NULL THEN v.t ELSE left(v.t, -1) || ', "options" : ' || to_json(r.reloptions)::text || '}' END
+    (SELECT left(v.t, -1) || CASE WHEN r.reloptions IS NULL THEN '' ELSE ', "options" : ' || to_json(r.reloptions)::text END
+                          || OWNER_KEY(r.relowner, r.nspowner) || '}'
      FROM (SELECT json_build_object(
         'definition', pg_get_viewdef(r.oid),
         'comment', r.comment,
@@ -182,9 +201,9 @@ UNION ALL
 -- A function's grants (`REVOKE EXECUTE ... FROM PUBLIC`) are a key only
 -- where they are not the default, so a function with none reads as before.
 SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
-    CASE WHEN p.proacl IS NULL THEN f.def ELSE left(f.def, -1) || ', "grants" : ' || coalesce((
+    left(f.def, -1) || CASE WHEN p.proacl IS NULL THEN '' ELSE ', "grants" : ' || coalesce((
         SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g
-    )::text, '[]') || '}' END, 'pg_proc:' || p.oid
+    )::text, '[]') END || OWNER_KEY(p.proowner, ns.owner) || '}', 'pg_proc:' || p.oid
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
 COMMENT_JOIN(pg_proc, p.oid)
 CROSS JOIN LATERAL (SELECT json_build_object(
@@ -197,7 +216,7 @@ WHERE p.oid >= 16384 AND p.prokind IN ('f', 'p', 'w')
 UNION ALL
 -- pg_get_functiondef cannot write an aggregate: its parts, from pg_aggregate.
 SELECT 'aggregate', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
-    json_build_object(
+    left(json_build_object(
         'kind', a.aggkind::text,
         'sfunc', a.aggtransfn::text,
         'stype', format_type(a.aggtranstype, NULL),
@@ -208,17 +227,17 @@ SELECT 'aggregate', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_i
         'parallel', p.proparallel::text,
         'comment', d.description,
         'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g)
-    )::text, 'pg_proc:' || p.oid
+    )::text, -1) || OWNER_KEY(p.proowner, ns.owner) || '}', 'pg_proc:' || p.oid
 FROM pg_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid JOIN ns ON ns.oid = p.pronamespace
 COMMENT_JOIN(pg_proc, p.oid)
 WHERE p.oid >= 16384 AND p.prokind = 'a'
   AND NOT_MEMBER(pg_proc, p.oid)
   AND ONLY_PROC(p.oid)
 UNION ALL
-SELECT 'statistics', format('%I.%I', ns.nspname, st.stxname), json_build_object(
+SELECT 'statistics', format('%I.%I', ns.nspname, st.stxname), left(json_build_object(
     'definition', pg_get_statisticsobjdef(st.oid),
     'comment', d.description
-)::text, 'pg_statistic_ext:' || st.oid
+)::text, -1) || OWNER_KEY(st.stxowner, ns.owner) || '}', 'pg_statistic_ext:' || st.oid
 FROM pg_statistic_ext st JOIN ns ON ns.oid = st.stxnamespace
 COMMENT_JOIN(pg_statistic_ext, st.oid)
 WHERE ONLY_STAT(st.oid)
@@ -244,7 +263,7 @@ UNION ALL
 -- Enums, domains (their constraints are constraints of their own) and
 -- standalone composite types; a composite type's attributes are rows of its
 -- pg_class entry, which its snapshot entry is built from.
-SELECT 'type', format('%I.%I', ns.nspname, t.typname), (CASE t.typtype
+SELECT 'type', format('%I.%I', ns.nspname, t.typname), left((CASE t.typtype
     WHEN 'e' THEN json_build_object(
         'enum', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
         'comment', d.description)
@@ -274,7 +293,8 @@ SELECT 'type', format('%I.%I', ns.nspname, t.typname), (CASE t.typtype
             ) ORDER BY a.attnum)
             FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped),
         'comment', d.description)
-    END)::text, CASE WHEN t.typtype = 'c' THEN 'pg_class:' || t.typrelid ELSE 'pg_type:' || t.oid END
+    END)::text, -1) || OWNER_KEY(t.typowner, ns.owner) || '}',
+    CASE WHEN t.typtype = 'c' THEN 'pg_class:' || t.typrelid ELSE 'pg_type:' || t.oid END
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
 COMMENT_JOIN(pg_type, t.oid)
 WHERE t.oid >= 16384
@@ -294,13 +314,19 @@ WHERE co.contypid <> 0
   AND NOT_MEMBER(pg_type, t.oid)
   AND ONLY_CON(co.oid)
 UNION ALL
-SELECT 'schema', format('%I', ns.nspname), json_build_object(
+SELECT 'schema', format('%I', ns.nspname), left(json_build_object(
     'comment', d.description,
     'grants', g.list
-)::text, 'pg_namespace:' || ns.oid
+)::text, -1) || OWNER_KEY(n.nspowner, o.base) || '}', 'pg_namespace:' || ns.oid
 FROM ns JOIN pg_namespace n ON n.oid = ns.oid
 COMMENT_JOIN(pg_namespace, ns.oid)
 CROSS JOIN LATERAL (SELECT json_agg(g.entry ORDER BY g.entry) AS list FROM (ACL_ENTRIES(n.nspacl, n.nspowner)) g) g
+-- A schema's owner is a key where it is not the database's (`public`'s,
+-- where it is not the one initdb gives it).
+CROSS JOIN LATERAL (SELECT CASE
+    WHEN ns.nspname <> 'public' THEN (SELECT owner FROM db)
+    WHEN current_setting('server_version_num')::int >= 150000 THEN to_regrole('pg_database_owner')::oid
+    ELSE 10 END AS base) o
 -- `public` is in every database: only where its comment or grants are not
 -- the ones initdb gives it (which differ from PostgreSQL 15 on), so that a
 -- `REVOKE CREATE ON SCHEMA public FROM PUBLIC` shows, and every snapshot
@@ -308,7 +334,8 @@ CROSS JOIN LATERAL (SELECT json_agg(g.entry ORDER BY g.entry) AS list FROM (ACL_
 WHERE (ns.nspname <> 'public'
        OR d.description IS DISTINCT FROM 'standard public schema'
        OR g.list::text IS DISTINCT FROM CASE WHEN current_setting('server_version_num')::int >= 150000
-                                             THEN '["PUBLIC=USAGE"]' ELSE '["PUBLIC=CREATE,USAGE"]' END)
+                                             THEN '["PUBLIC=USAGE"]' ELSE '["PUBLIC=CREATE,USAGE"]' END
+       OR n.nspowner <> o.base)
   AND ONLY_NSP(ns.oid)
 UNION ALL
 RARE_KINDS
@@ -331,7 +358,9 @@ const RARE_SQL: &str = r#"SELECT 'collation', format('%I.%I', ns.nspname, co.col
     -- Its catalog row as it is: the locale columns differ between server
     -- versions, and two snapshots compared come from one server.
     (to_jsonb(co) - 'oid' - 'collname' - 'collnamespace' - 'collowner' - 'collversion'
-     || jsonb_build_object('comment', d.description))::text, 'pg_collation:' || co.oid
+     || jsonb_build_object('comment', d.description)
+     || CASE WHEN co.collowner <> ns.owner THEN jsonb_build_object('owner', co.collowner::regrole::text) ELSE '{}' END
+    )::text, 'pg_collation:' || co.oid
 FROM pg_collation co JOIN ns ON ns.oid = co.collnamespace
 COMMENT_JOIN(pg_collation, co.oid)
 WHERE co.oid >= 16384
@@ -340,7 +369,7 @@ WHERE co.oid >= 16384
 UNION ALL
 SELECT 'operator', format('%I.%s(%s, %s)', ns.nspname, o.oprname,
         coalesce(format_type(nullif(o.oprleft, 0), NULL), 'NONE'), format_type(o.oprright, NULL)),
-    json_build_object(
+    left(json_build_object(
         'result', format_type(o.oprresult, NULL),
         'function', o.oprcode::regprocedure::text,
         'commutator', nullif(o.oprcom, 0)::regoperator::text,
@@ -350,7 +379,7 @@ SELECT 'operator', format('%I.%s(%s, %s)', ns.nspname, o.oprname,
         'hashes', o.oprcanhash,
         'merges', o.oprcanmerge,
         'comment', d.description
-    )::text, 'pg_operator:' || o.oid
+    )::text, -1) || OWNER_KEY(o.oprowner, ns.owner) || '}', 'pg_operator:' || o.oid
 FROM pg_operator o JOIN ns ON ns.oid = o.oprnamespace
 COMMENT_JOIN(pg_operator, o.oid)
 WHERE o.oid >= 16384
@@ -374,7 +403,7 @@ UNION ALL
 -- filters where it sets them) and its schemas (`FOR TABLES IN SCHEMA`,
 -- PostgreSQL 15 on: found through pg_depend, so that the query runs on
 -- older servers too).
-SELECT 'publication', format('%I', pb.pubname), json_build_object(
+SELECT 'publication', format('%I', pb.pubname), left(json_build_object(
     'all_tables', pb.puballtables,
     'publish', concat_ws(', ', CASE WHEN pb.pubinsert THEN 'insert' END, CASE WHEN pb.pubupdate THEN 'update' END,
                          CASE WHEN pb.pubdelete THEN 'delete' END, CASE WHEN pb.pubtruncate THEN 'truncate' END),
@@ -396,8 +425,8 @@ SELECT 'publication', format('%I', pb.pubname), json_build_object(
                 WHERE p.classid = to_regclass('pg_catalog.pg_publication_namespace')
                   AND p.refclassid = 'pg_publication'::regclass AND p.refobjid = pb.oid),
     'comment', d.description
-)::text, 'pg_publication:' || pb.oid
-FROM pg_publication pb
+)::text, -1) || OWNER_KEY(pb.pubowner, db.owner) || '}', 'pg_publication:' || pb.oid
+FROM pg_publication pb CROSS JOIN db
 COMMENT_JOIN(pg_publication, pb.oid)
 WHERE ONLY_PUB(pb.oid)
 UNION ALL
@@ -413,19 +442,19 @@ SELECT 'default privileges', format('for %s%s on %s', da.defaclrole::regrole,
 FROM pg_default_acl da LEFT JOIN ns ON ns.oid = da.defaclnamespace
 WHERE (da.defaclnamespace = 0 OR ns.oid IS NOT NULL) AND ONLY_DACL(da.oid)
 UNION ALL
-SELECT 'event trigger', format('%I', et.evtname), json_build_object(
+SELECT 'event trigger', format('%I', et.evtname), left(json_build_object(
     'event', et.evtevent,
     'function', et.evtfoid::regprocedure::text,
     'enabled', et.evtenabled::text,
     'tags', et.evttags,
     'comment', d.description
-)::text, 'pg_event_trigger:' || et.oid
-FROM pg_event_trigger et
+)::text, -1) || OWNER_KEY(et.evtowner, db.owner) || '}', 'pg_event_trigger:' || et.oid
+FROM pg_event_trigger et CROSS JOIN db
 COMMENT_JOIN(pg_event_trigger, et.oid)
 WHERE NOT_MEMBER(pg_event_trigger, et.oid)
   AND ONLY_EVT(et.oid)
 UNION ALL
-SELECT 'text search configuration', format('%I.%I', ns.nspname, cf.cfgname), json_build_object(
+SELECT 'text search configuration', format('%I.%I', ns.nspname, cf.cfgname), left(json_build_object(
     'parser', (SELECT format('%I.%I', pn.nspname, pp.prsname) FROM pg_ts_parser pp
                JOIN pg_namespace pn ON pn.oid = pp.prsnamespace WHERE pp.oid = cf.cfgparser),
     'mappings', (SELECT json_agg(json_build_object('token', x.alias, 'dictionaries', x.dictionaries) ORDER BY x.alias)
@@ -437,19 +466,19 @@ SELECT 'text search configuration', format('%I.%I', ns.nspname, cf.cfgname), jso
                        WHERE mp.mapcfg = cf.oid
                        GROUP BY tt.alias) x),
     'comment', d.description
-)::text, 'pg_ts_config:' || cf.oid
+)::text, -1) || OWNER_KEY(cf.cfgowner, ns.owner) || '}', 'pg_ts_config:' || cf.oid
 FROM pg_ts_config cf JOIN ns ON ns.oid = cf.cfgnamespace
 COMMENT_JOIN(pg_ts_config, cf.oid)
 WHERE cf.oid >= 16384
   AND NOT_MEMBER(pg_ts_config, cf.oid)
   AND ONLY_TSC(cf.oid)
 UNION ALL
-SELECT 'text search dictionary', format('%I.%I', ns.nspname, dc.dictname), json_build_object(
+SELECT 'text search dictionary', format('%I.%I', ns.nspname, dc.dictname), left(json_build_object(
     'template', (SELECT format('%I.%I', tn.nspname, tp.tmplname) FROM pg_ts_template tp
                  JOIN pg_namespace tn ON tn.oid = tp.tmplnamespace WHERE tp.oid = dc.dicttemplate),
     'options', dc.dictinitoption,
     'comment', d.description
-)::text, 'pg_ts_dict:' || dc.oid
+)::text, -1) || OWNER_KEY(dc.dictowner, ns.owner) || '}', 'pg_ts_dict:' || dc.oid
 FROM pg_ts_dict dc JOIN ns ON ns.oid = dc.dictnamespace
 COMMENT_JOIN(pg_ts_dict, dc.oid)
 WHERE dc.oid >= 16384
@@ -605,8 +634,9 @@ pub fn schema_of(key: &str) -> Option<&str> {
 /// runbook read no collations, operators, casts, publications, default
 /// privileges, event triggers, text search configurations and
 /// dictionaries, rules, range types, column storage, plain table
-/// inheritance or view options then.
-pub const READS: u32 = 1;
+/// inheritance or view options then. Level 1 read no owners, column
+/// compression, statistics targets or options, and no `CLUSTER ON`.
+pub const READS: u32 = 2;
 
 /// The kinds first read at level 1.
 const KINDS_SINCE_1: [&str; 9] = [
@@ -619,6 +649,41 @@ const KINDS_SINCE_1: [&str; 9] = [
     "event trigger",
     "text search configuration",
     "text search dictionary",
+];
+
+/// What each level added to entries of kinds read before it: keys of the
+/// entry itself, and keys of each of its columns.
+struct Added {
+    level: u32,
+    top: &'static [&'static str],
+    column: &'static [&'static str],
+    /// What a comparison at an older level leaves out, as said.
+    said: &'static [&'static str],
+}
+
+const ADDED: [Added; 2] = [
+    Added {
+        level: 1,
+        top: &["inherits", "options"],
+        column: &["storage"],
+        said: &[
+            "range type",
+            "column storage",
+            "table inheritance",
+            "view options",
+        ],
+    },
+    Added {
+        level: 2,
+        top: &["owner", "clustered"],
+        column: &["compression", "statistics", "options"],
+        said: &[
+            "owners",
+            "column compression",
+            "column statistics targets and options",
+            "CLUSTER ON",
+        ],
+    },
 ];
 
 impl Snapshot {
@@ -634,49 +699,69 @@ impl Snapshot {
             self.objects
                 .iter()
                 .filter(|(k, v)| {
-                    kind_and_name(k).is_some_and(|(kind, _)| {
-                        let range = kind == "type" && v.get("range").is_some();
-                        !(KINDS_SINCE_1.contains(&kind) || range)
-                    })
+                    reads >= 1
+                        || kind_and_name(k).is_some_and(|(kind, _)| {
+                            let range = kind == "type" && v.get("range").is_some();
+                            !(KINDS_SINCE_1.contains(&kind) || range)
+                        })
                 })
-                .map(|(k, v)| {
-                    let kind = kind_and_name(k).map_or("", |(kind, _)| kind);
-                    (k.clone(), without_level_1_keys(kind, v))
-                })
+                .map(|(k, v)| (k.clone(), without_keys_since(reads, k, v)))
                 .collect(),
         )
     }
 
-    /// The kinds of entry [`Snapshot::as_read_at`] leaves out at `reads`,
-    /// to say what a comparison did not cover.
+    /// The same snapshot without owners: to compare a database with one
+    /// that another role built.
+    pub fn without_owners(&self) -> Snapshot {
+        Snapshot::from_shared(
+            self.objects
+                .iter()
+                .map(|(k, v)| (k.clone(), without(v, &["owner"], &[])))
+                .collect(),
+        )
+    }
+
+    /// What [`Snapshot::as_read_at`] leaves out at `reads`, to say what a
+    /// comparison did not cover.
     pub fn unread_at(reads: u32) -> Vec<&'static str> {
-        if reads >= READS {
-            return Vec::new();
+        let mut out = Vec::new();
+        if reads < 1 {
+            out.extend(KINDS_SINCE_1);
         }
-        let mut out = KINDS_SINCE_1.to_vec();
-        out.extend([
-            "range type",
-            "column storage",
-            "table inheritance",
-            "view options",
-        ]);
+        for a in ADDED.iter().filter(|a| a.level > reads) {
+            out.extend(a.said);
+        }
         out
     }
 }
 
-/// An entry of `kind` without what level 1 added to it: a table's parents
-/// (`inherits`) and its columns' `storage`, a view's `options`.
-fn without_level_1_keys(kind: &str, v: &Arc<Value>) -> Arc<Value> {
-    let top: &[&str] = match kind {
-        "table" => &["inherits"],
-        "view" | "materialized view" => &["options"],
-        _ => return v.clone(),
-    };
+/// Entry `key` without the keys that levels above `reads` added to it. A
+/// view's `options` are level 1's, a table's `options` (storage settings)
+/// are older.
+fn without_keys_since(reads: u32, key: &str, v: &Arc<Value>) -> Arc<Value> {
+    let kind = kind_and_name(key).map_or("", |(kind, _)| kind);
+    let mut top = Vec::new();
+    let mut column = Vec::new();
+    for a in ADDED.iter().filter(|a| a.level > reads) {
+        top.extend(a.top.iter().copied().filter(|k| match (*k, a.level) {
+            ("inherits", 1) => kind == "table",
+            ("options", 1) => kind == "view" || kind == "materialized view",
+            _ => true,
+        }));
+        column.extend(a.column.iter().copied());
+    }
+    without(v, &top, &column)
+}
+
+/// `v` without the keys `top`, and without the keys `column` of each of
+/// its columns; `v` itself when it has none of them.
+fn without(v: &Arc<Value>, top: &[&str], column: &[&str]) -> Arc<Value> {
     let has = |v: &Value| {
         top.iter().any(|k| v.get(k).is_some())
-            || v["columns"]
-                .as_array()
-                .is_some_and(|cols| cols.iter().any(|c| c.get("storage").is_some()))
+            || v["columns"].as_array().is_some_and(|cols| {
+                cols.iter()
+                    .any(|c| column.iter().any(|k| c.get(k).is_some()))
+            })
     };
     if !has(v) {
         return v.clone();
@@ -690,7 +775,9 @@ fn without_level_1_keys(kind: &str, v: &Arc<Value>) -> Arc<Value> {
     if let Some(cols) = v.get_mut("columns").and_then(Value::as_array_mut) {
         for c in cols {
             if let Some(c) = c.as_object_mut() {
-                c.remove("storage");
+                for k in column {
+                    c.remove(*k);
+                }
             }
         }
     }
@@ -772,7 +859,11 @@ impl File {
 ///   out: the grants of a table, a column, a schema or a function.
 /// - `COMMENT_JOIN(catalog, oid)`: the object's comment, as `d`.
 /// - `NOT_MEMBER(catalog, oid)`: the object is not part of an extension.
-const FRAGMENTS: [(&str, &str); 3] = [
+/// - `OWNER_KEY(owner, base)`: `, "owner" : "role"` to add to an object's
+///   JSON where its owner is not `base` (its schema's, or the database's),
+///   else nothing: an object owned as its schema is reads as it did before
+///   owners were read.
+const FRAGMENTS: [(&str, &str); 4] = [
     (
         "ACL_ENTRIES",
         "SELECT format('%s=%s', CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE e.grantee::regrole::text END, \
@@ -782,6 +873,10 @@ const FRAGMENTS: [(&str, &str); 3] = [
     (
         "COMMENT_JOIN",
         "LEFT JOIN pg_description d\n  ON d.objoid = {1} AND d.classoid = '{0}'::regclass AND d.objsubid = 0",
+    ),
+    (
+        "OWNER_KEY",
+        "CASE WHEN {0} <> {1} THEN ', \"owner\" : ' || to_json({0}::regrole::text)::text ELSE '' END",
     ),
     (
         "NOT_MEMBER",
@@ -816,9 +911,19 @@ fn fragments(sql: &str) -> String {
 /// each of those as a row of kind `~`, named by the object its snapshot
 /// entry is built from, so that entries built from an object that is gone
 /// are dropped too. Without `rare`, [`RARE_SQL`]'s branches are left out.
-fn sql(only: bool, rare: bool) -> String {
+/// `version` is the server's `server_version_num`: a column's compression
+/// is read from PostgreSQL 14 on, which has it.
+fn sql(only: bool, rare: bool, version: i32) -> String {
     let of = |catalog: &str| format!("ARRAY(SELECT oid FROM redo_oids WHERE cat = '{catalog}')");
-    let expanded = fragments(&SQL.replace("RARE_KINDS\n", if rare { RARE_SQL } else { "" }));
+    let compression = if version >= 140_000 {
+        "a.attcompression::text"
+    } else {
+        "''"
+    };
+    let expanded = fragments(
+        &SQL.replace("RARE_KINDS\n", if rare { RARE_SQL } else { "" })
+            .replace("ATTCOMPRESSION", compression),
+    );
     let mut out = String::new();
     let mut rest = expanded.as_str();
     while let Some(at) = rest.find("ONLY_") {
@@ -919,9 +1024,18 @@ const CLOSURE_CTES: &str = r#"RECURSIVE roots AS (
     SELECT split_part(k, ':', 1) AS cat, split_part(k, ':', 2)::oid AS oid FROM redo WHERE k IS NOT NULL
 )"#;
 
-/// The snapshot query over every object: for simple queries and the docs.
-pub fn full_sql() -> String {
-    sql(false, true)
+/// The snapshot query over every object, for a server of `version`
+/// (`server_version_num`): for simple queries and the docs.
+pub fn full_sql(version: i32) -> String {
+    sql(false, true, version)
+}
+
+/// The server's `server_version_num`.
+async fn version_num(client: &tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await?
+        .get(0))
 }
 
 /// Run before a snapshot query: the session's search_path saved, and set
@@ -944,7 +1058,9 @@ pub const DEFAULT_SEARCH_PATH_LOCAL: &str = "SELECT set_config('search_path', re
 
 /// Take a snapshot of the database `client` is connected to.
 pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
-    let statement = client.prepare(&full_sql()).await?;
+    let statement = client
+        .prepare(&full_sql(version_num(client).await?))
+        .await?;
     let (_, rows, _) = tokio::try_join!(
         client.batch_execute(PIN_SEARCH_PATH),
         client.query(&statement, &[]),
@@ -1004,6 +1120,7 @@ UNION ALL SELECT 'n:' || n.oid, n.xmin::text || n.ctid::text || n.nspname
                                  || coalesce(':' || obj_description(n.oid, 'pg_namespace'), ''), NULL
     FROM pg_namespace n JOIN ns ON ns.oid = n.oid
 UNION ALL SELECT 'x:' || x.oid, x.xmin::text || x.ctid::text, NULL FROM pg_extension x
+UNION ALL SELECT 'x:owner', datdba::text, NULL FROM pg_database WHERE datname = current_database()
 UNION ALL SELECT 'x:members', coalesce(string_agg(d.classid || '/' || d.objid, ',' ORDER BY d.classid, d.objid), ''), NULL
     FROM pg_depend d
     WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND d.objid >= 16384
@@ -1341,6 +1458,8 @@ pub struct Snapshotter {
     /// With [`RARE_SQL`]'s branches: prepared the first time a read needs it.
     deparse_only_rare: tokio::sync::OnceCell<tokio_postgres::Statement>,
     tokens: tokio_postgres::Statement,
+    /// The server's `server_version_num`.
+    version: i32,
     /// Sets `plan_cache_mode` back to the session's own after a query run
     /// with a generic plan; `None` on a server without the setting.
     restore_plan: Option<String>,
@@ -1348,15 +1467,19 @@ pub struct Snapshotter {
 
 impl Snapshotter {
     pub async fn new(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
-        let mode: Option<String> = client
-            .query_one("SELECT current_setting('plan_cache_mode', true)", &[])
-            .await?
-            .get(0);
+        let row = client
+            .query_one(
+                "SELECT current_setting('plan_cache_mode', true), current_setting('server_version_num')::int",
+                &[],
+            )
+            .await?;
+        let (mode, version): (Option<String>, i32) = (row.get(0), row.get(1));
         Ok(Snapshotter {
-            deparse: client.prepare(&sql(false, true)).await?,
-            deparse_only: client.prepare(&sql(true, false)).await?,
+            deparse: client.prepare(&sql(false, true, version)).await?,
+            deparse_only: client.prepare(&sql(true, false, version)).await?,
             deparse_only_rare: tokio::sync::OnceCell::new(),
             tokens: client.prepare(TOKENS_SQL).await?,
+            version,
             restore_plan: mode
                 .filter(|m| !m.is_empty())
                 .map(|m| format!("SET plan_cache_mode = {}", crate::pg::quote::literal(&m))),
@@ -1454,7 +1577,9 @@ impl Snapshotter {
             Some((roots, true)) => {
                 let statement = self
                     .deparse_only_rare
-                    .get_or_try_init(|| async { client.prepare(&sql(true, true)).await })
+                    .get_or_try_init(|| async {
+                        client.prepare(&sql(true, true, self.version)).await
+                    })
                     .await?;
                 self.run(client, statement, &[&roots], true, true).await?
             }
@@ -1839,8 +1964,13 @@ mod tests {
             (
                 "table public.t",
                 serde_json::json!({"columns": [
-                {"name": "a", "type": "text", "storage": "external"},
-                {"name": "b", "type": "int"}], "inherits": ["base"]}),
+                {"name": "a", "type": "text", "storage": "external", "compression": "lz4"},
+                {"name": "b", "type": "int", "statistics": 1000, "options": ["n_distinct=-1"]}],
+                "inherits": ["base"], "options": ["fillfactor=70"], "owner": "app"}),
+            ),
+            (
+                "index public.t_a",
+                serde_json::json!({"definition": "CREATE INDEX", "clustered": true}),
             ),
             ("type public.mood", serde_json::json!({"enum": ["ok"]})),
             (
@@ -1865,10 +1995,32 @@ mod tests {
         .collect();
         let now = Snapshot::from_objects(objects);
         assert_eq!(now.as_read_at(READS), now);
+        // Level 1 read no owners, compression, statistics targets,
+        // column options or CLUSTER ON, and a table's storage options.
+        let one = now.as_read_at(1);
+        assert_eq!(one.objects.len(), now.objects.len());
+        assert_eq!(
+            *one.objects["table public.t"],
+            serde_json::json!({"columns": [
+                {"name": "a", "type": "text", "storage": "external"},
+                {"name": "b", "type": "int"}], "inherits": ["base"], "options": ["fillfactor=70"]})
+        );
+        assert_eq!(
+            *one.objects["index public.t_a"],
+            serde_json::json!({"definition": "CREATE INDEX"})
+        );
+        assert!(one.objects["view public.v"].get("options").is_some());
+        let unread = Snapshot::unread_at(1);
+        assert!(unread.contains(&"owners") && !unread.contains(&"publication"));
         let old = now.as_read_at(0);
         assert_eq!(
             old.objects.keys().map(|k| &**k).collect::<Vec<_>>(),
-            ["table public.t", "type public.mood", "view public.v"]
+            [
+                "index public.t_a",
+                "table public.t",
+                "type public.mood",
+                "view public.v"
+            ]
         );
         assert_eq!(
             *old.objects["view public.v"],
@@ -1876,7 +2028,8 @@ mod tests {
         );
         assert_eq!(
             *old.objects["table public.t"],
-            serde_json::json!({"columns": [{"name": "a", "type": "text"}, {"name": "b", "type": "int"}]})
+            serde_json::json!({"columns": [{"name": "a", "type": "text"}, {"name": "b", "type": "int"}],
+                               "options": ["fillfactor=70"]})
         );
         // What an older runbook wrote compares equal to it.
         let written = Snapshot::from_objects(

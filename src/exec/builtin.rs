@@ -759,7 +759,9 @@ async fn schema_matches(
         r,
         s,
         crate::snapshot::DEFAULT_SEARCH_PATH_LOCAL,
-        &crate::snapshot::full_sql(),
+        &crate::snapshot::full_sql(
+            crate::pg::tools::major_of(&r.server_version).map_or(0, |m| m as i32 * 10_000),
+        ),
         timeout,
     )
     .await?;

@@ -699,6 +699,6 @@ mod tests {
     #[test]
     fn the_comment_that_marks_the_journal_is_the_one_snapshots_skip() {
         assert!(super::CREATE_SQL.contains(&format!("'{}'", super::COMMENT)));
-        assert!(crate::snapshot::full_sql().contains(&format!("'{}'", super::COMMENT)));
+        assert!(crate::snapshot::full_sql(150_000).contains(&format!("'{}'", super::COMMENT)));
     }
 }
