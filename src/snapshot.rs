@@ -66,6 +66,7 @@ const SQL: &str = r#"WITH db AS (
     -- compression, statistics target and options (`n_distinct`), where set.
     SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL AND a.attstorage = t.typstorage AND a.attoptions IS NULL
                                           AND coalesce(a.attstattarget, -1) < 0 AND ATTCOMPRESSION = ''
+                                          AND a.attfdwoptions IS NULL
                                      THEN c.def ELSE (
             left(c.def::text, -1)
             || CASE WHEN a.attstorage <> t.typstorage THEN ', "storage" : ' || to_json(CASE a.attstorage
@@ -75,6 +76,7 @@ const SQL: &str = r#"WITH db AS (
                    WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE ATTCOMPRESSION END)::text ELSE '' END
             || CASE WHEN a.attstattarget >= 0 THEN ', "statistics" : ' || a.attstattarget ELSE '' END
             || CASE WHEN a.attoptions IS NOT NULL THEN ', "options" : ' || to_json(a.attoptions)::text ELSE '' END
+            || CASE WHEN a.attfdwoptions IS NOT NULL THEN ', "fdw_options" : ' || FDW_OPTIONS(a.attfdwoptions, o)::text ELSE '' END
             || CASE WHEN a.attacl IS NOT NULL THEN ', "grants" : ' || coalesce((
                 SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(a.attacl, r.relowner)) g
             )::text, '[]') ELSE '' END || '}')::json END ORDER BY a.attnum) AS list
@@ -140,6 +142,10 @@ CROSS JOIN LATERAL (SELECT nullif(concat(
                                    WHERE i.indrelid = r.oid AND i.indisreplident), '?') END)::text END,
     CASE WHEN p.list IS NOT NULL THEN ', "policies" : ' || p.list::text END,
     OWNER_KEY(r.relowner, r.nspowner),
+    -- A foreign table's server and options.
+    CASE WHEN r.relkind = 'f' THEN (
+        SELECT ', "foreign" : ' || json_build_object('server', quote_ident(fs.srvname), 'options', FDW_OPTIONS(ft.ftoptions, o))::text
+        FROM pg_foreign_table ft JOIN pg_foreign_server fs ON fs.oid = ft.ftserver WHERE ft.ftrelid = r.oid) END,
     -- Plain inheritance (`INHERITS`, `ALTER TABLE ... INHERIT`); a
     -- partition's parent is its `partition_of`.
     CASE WHEN NOT r.relispartition THEN (
@@ -485,10 +491,47 @@ WHERE dc.oid >= 16384
   AND NOT_MEMBER(pg_ts_dict, dc.oid)
   AND ONLY_TSD(dc.oid)
 UNION ALL
+-- Foreign data wrappers (but an extension's, as postgres_fdw's), servers
+-- and user mappings. A user mapping's options are named, never shown: it
+-- is where credentials live.
+SELECT 'foreign data wrapper', format('%I', w.fdwname), left(json_build_object(
+    'handler', nullif(w.fdwhandler, 0)::regproc::text,
+    'validator', nullif(w.fdwvalidator, 0)::regproc::text,
+    'options', FDW_OPTIONS(w.fdwoptions, o),
+    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(w.fdwacl, w.fdwowner)) g),
+    'comment', d.description
+)::text, -1) || OWNER_KEY(w.fdwowner, db.owner) || '}', 'pg_foreign_data_wrapper:' || w.oid
+FROM pg_foreign_data_wrapper w CROSS JOIN db
+COMMENT_JOIN(pg_foreign_data_wrapper, w.oid)
+WHERE NOT_MEMBER(pg_foreign_data_wrapper, w.oid)
+  AND ONLY_FDW(w.oid)
+UNION ALL
+SELECT 'foreign server', format('%I', sv.srvname), left(json_build_object(
+    'wrapper', (SELECT quote_ident(w.fdwname) FROM pg_foreign_data_wrapper w WHERE w.oid = sv.srvfdw),
+    'type', sv.srvtype,
+    'version', sv.srvversion,
+    'options', FDW_OPTIONS(sv.srvoptions, o),
+    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(sv.srvacl, sv.srvowner)) g),
+    'comment', d.description
+)::text, -1) || OWNER_KEY(sv.srvowner, db.owner) || '}', 'pg_foreign_server:' || sv.oid
+FROM pg_foreign_server sv CROSS JOIN db
+COMMENT_JOIN(pg_foreign_server, sv.oid)
+WHERE NOT_MEMBER(pg_foreign_server, sv.oid)
+  AND ONLY_SRV(sv.oid)
+UNION ALL
+SELECT 'user mapping', format('for %s server %I', u.name, um.srvname), json_build_object(
+    'user', u.name,
+    'server', quote_ident(um.srvname),
+    'options', (SELECT json_agg(split_part(o, '=', 1) ORDER BY o) FROM unnest(um.umoptions) o)
+)::text, 'pg_user_mapping:' || um.umid
+FROM pg_user_mappings um
+CROSS JOIN LATERAL (SELECT CASE WHEN um.umuser = 0 THEN 'PUBLIC' ELSE um.umuser::regrole::text END AS name) u
+WHERE ONLY_UM(um.umid)
+UNION ALL
 "#;
 
 /// The key sets (see [`TOKENS_SQL`]) of the catalogs [`RARE_SQL`] reads.
-const RARE_SETS: [&str; 8] = ["l", "q", "k", "u", "g", "v", "C", "D"];
+const RARE_SETS: [&str; 11] = ["l", "q", "k", "u", "g", "v", "C", "D", "W", "S", "U"];
 
 /// A schema snapshot: every object's definition, and the hash of them all.
 /// Definitions are shared: a snapshot built from an earlier one by reading
@@ -596,8 +639,11 @@ impl Snapshot {
 }
 
 /// The kinds of entry whose names are more than one word.
-const MULTI_WORD_KINDS: [&str; 5] = [
+const MULTI_WORD_KINDS: [&str; 8] = [
     "materialized view",
+    "foreign data wrapper",
+    "foreign server",
+    "user mapping",
     "event trigger",
     "default privileges",
     "text search configuration",
@@ -614,11 +660,18 @@ pub fn kind_and_name(key: &str) -> Option<(&str, &str)> {
 
 /// The schema an entry (`kind name`) lives in, by its key: `None` for the
 /// kinds that live in none (publications, casts, event triggers,
-/// extensions, default privileges for every schema).
+/// extensions, foreign data wrappers, servers and user mappings, default
+/// privileges for every schema).
 pub fn schema_of(key: &str) -> Option<&str> {
     let (kind, name) = kind_and_name(key)?;
     match kind {
-        "publication" | "cast" | "event trigger" | "extension" => None,
+        "publication"
+        | "cast"
+        | "event trigger"
+        | "extension"
+        | "foreign data wrapper"
+        | "foreign server"
+        | "user mapping" => None,
         "schema" => Some(name),
         // `for ROLE in schema SCHEMA on tables`
         "default privileges" => name
@@ -635,8 +688,12 @@ pub fn schema_of(key: &str) -> Option<&str> {
 /// privileges, event triggers, text search configurations and
 /// dictionaries, rules, range types, column storage, plain table
 /// inheritance or view options then. Level 1 read no owners, column
-/// compression, statistics targets or options, and no `CLUSTER ON`.
+/// compression, statistics targets or options, no `CLUSTER ON`, and no
+/// foreign data wrappers, servers, user mappings or foreign tables' options.
 pub const READS: u32 = 2;
+
+/// The kinds first read at level 2.
+const KINDS_SINCE_2: [&str; 3] = ["foreign data wrapper", "foreign server", "user mapping"];
 
 /// The kinds first read at level 1.
 const KINDS_SINCE_1: [&str; 9] = [
@@ -675,9 +732,13 @@ const ADDED: [Added; 2] = [
     },
     Added {
         level: 2,
-        top: &["owner", "clustered"],
-        column: &["compression", "statistics", "options"],
+        top: &["owner", "clustered", "foreign"],
+        column: &["compression", "statistics", "options", "fdw_options"],
         said: &[
+            "foreign data wrapper",
+            "foreign server",
+            "user mapping",
+            "foreign table options",
             "owners",
             "column compression",
             "column statistics targets and options",
@@ -699,11 +760,11 @@ impl Snapshot {
             self.objects
                 .iter()
                 .filter(|(k, v)| {
-                    reads >= 1
-                        || kind_and_name(k).is_some_and(|(kind, _)| {
-                            let range = kind == "type" && v.get("range").is_some();
-                            !(KINDS_SINCE_1.contains(&kind) || range)
-                        })
+                    kind_and_name(k).is_some_and(|(kind, _)| {
+                        let range = kind == "type" && v.get("range").is_some();
+                        (reads >= 1 || !(KINDS_SINCE_1.contains(&kind) || range))
+                            && (reads >= 2 || !KINDS_SINCE_2.contains(&kind))
+                    })
                 })
                 .map(|(k, v)| (k.clone(), without_keys_since(reads, k, v)))
                 .collect(),
@@ -859,11 +920,15 @@ impl File {
 ///   out: the grants of a table, a column, a schema or a function.
 /// - `COMMENT_JOIN(catalog, oid)`: the object's comment, as `d`.
 /// - `NOT_MEMBER(catalog, oid)`: the object is not part of an extension.
+/// - `FDW_OPTIONS(options, alias)`: a foreign data wrapper's, server's,
+///   foreign table's or column's options (`name=value`) as a JSON array,
+///   the value of one whose name says it may hold a secret (`password`,
+///   `api_key`, `token`...) not read.
 /// - `OWNER_KEY(owner, base)`: `, "owner" : "role"` to add to an object's
 ///   JSON where its owner is not `base` (its schema's, or the database's),
 ///   else nothing: an object owned as its schema is reads as it did before
 ///   owners were read.
-const FRAGMENTS: [(&str, &str); 4] = [
+const FRAGMENTS: [(&str, &str); 5] = [
     (
         "ACL_ENTRIES",
         "SELECT format('%s=%s', CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE e.grantee::regrole::text END, \
@@ -877,6 +942,11 @@ const FRAGMENTS: [(&str, &str); 4] = [
     (
         "OWNER_KEY",
         "CASE WHEN {0} <> {1} THEN ', \"owner\" : ' || to_json({0}::regrole::text)::text ELSE '' END",
+    ),
+    (
+        "FDW_OPTIONS",
+        "(SELECT json_agg(CASE WHEN split_part({1}, '=', 1) ~* '(pass|secret|key|token|credential|auth)' \
+         THEN split_part({1}, '=', 1) || '=(not read)' ELSE {1} END ORDER BY {1}) FROM unnest({0}) {1})",
     ),
     (
         "NOT_MEMBER",
@@ -948,6 +1018,9 @@ fn sql(only: bool, rare: bool, version: i32) -> String {
             "EVT" => "pg_event_trigger",
             "TSC" => "pg_ts_config",
             "TSD" => "pg_ts_dict",
+            "FDW" => "pg_foreign_data_wrapper",
+            "SRV" => "pg_foreign_server",
+            "UM" => "pg_user_mapping",
             _ => "",
         };
         out.push_str(&match (only, kind, catalog) {
@@ -1224,6 +1297,19 @@ UNION ALL SELECT 'D:' || f.oid, f.xmin::text || f.ctid::text, NULL
     FROM pg_ts_dict f JOIN ns ON ns.oid = f.dictnamespace
     WHERE f.oid >= 16384 AND ($1::text IS NULL OR age(f.xmin) <= (SELECT a FROM h))
 UNION ALL SELECT '#D', NULL, array_agg(f.oid) FROM pg_ts_dict f WHERE f.oid >= 16384
+UNION ALL SELECT 'f:' || f.ftrelid, f.xmin::text || f.ctid::text, NULL
+    FROM pg_foreign_table f JOIN rels r ON r.oid = f.ftrelid
+    WHERE $1::text IS NULL OR age(f.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT 'W:' || w.oid, w.xmin::text || w.ctid::text, NULL
+    FROM pg_foreign_data_wrapper w WHERE $1::text IS NULL OR age(w.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#W', NULL, array_agg(w.oid) FROM pg_foreign_data_wrapper w
+UNION ALL SELECT 'S:' || sv.oid, sv.xmin::text || sv.ctid::text, NULL
+    FROM pg_foreign_server sv WHERE $1::text IS NULL OR age(sv.xmin) <= (SELECT a FROM h)
+UNION ALL SELECT '#S', NULL, array_agg(sv.oid) FROM pg_foreign_server sv
+UNION ALL SELECT 'U:' || um.umid, um.umuser || '/' || um.srvid || '/'
+                                  || coalesce((SELECT string_agg(split_part(o, '=', 1), ',' ORDER BY o) FROM unnest(um.umoptions) o), ''), NULL
+    FROM pg_user_mappings um
+UNION ALL SELECT '#U', NULL, array_agg(um.umid) FROM pg_user_mappings um
 UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, d.xmin::text || d.ctid::text, NULL
     FROM pg_description d
     WHERE d.objoid >= 16384 AND ($1::text IS NULL OR age(d.xmin) <= (SELECT a FROM h))
@@ -1404,6 +1490,11 @@ fn root_of(token: &str) -> Option<String> {
         // A text search configuration, and its mappings.
         "C" | "M" => format!("pg_ts_config:{head}"),
         "D" => format!("pg_ts_dict:{rest}"),
+        "W" => format!("pg_foreign_data_wrapper:{rest}"),
+        "S" => format!("pg_foreign_server:{rest}"),
+        "U" => format!("pg_user_mapping:{rest}"),
+        // A foreign table's server and options.
+        "f" => format!("pg_class:{rest}"),
         // A publication, and the tables and schemas it names.
         "u" | "b" | "B" => format!("pg_publication:{head}"),
         "y" | "e" => format!("pg_type:{head}"),
@@ -1437,6 +1528,9 @@ fn is_gone(keys: &HashMap<String, Keys>, root: &str) -> bool {
         "pg_event_trigger" => "v",
         "pg_ts_config" => "C",
         "pg_ts_dict" => "D",
+        "pg_foreign_data_wrapper" => "W",
+        "pg_foreign_server" => "S",
+        "pg_user_mapping" => "U",
         _ => return false,
     };
     match (keys.get(set), oid.parse::<u32>()) {

@@ -990,6 +990,10 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
           CREATE TEXT SEARCH DICTIONARY extra_dict (TEMPLATE = simple);
           CREATE TEXT SEARCH CONFIGURATION extra_search (COPY = simple);
           ALTER TEXT SEARCH CONFIGURATION extra_search ALTER MAPPING FOR asciiword WITH extra_dict;
+          CREATE FOREIGN DATA WRAPPER extra_fdw;
+          CREATE SERVER extra_srv FOREIGN DATA WRAPPER extra_fdw;
+          CREATE USER MAPPING FOR PUBLIC SERVER extra_srv OPTIONS (password 'p');
+          CREATE FOREIGN TABLE extra_ft (id int) SERVER extra_srv;
       - id: broken
         sql: SELECT 1/0;
 on_failure:
@@ -1019,9 +1023,11 @@ on_failure:
                  || ' ' || (SELECT count(*) FROM pg_ts_dict WHERE oid >= 16384) \
                  || ' ' || (to_regclass('extra_mv') IS NULL) || ' ' || (to_regtype('extra_span') IS NULL) \
                  || ' ' || (SELECT count(*) FROM pg_rewrite WHERE rulename = 'extra_rule') \
-                 || ' ' || (SELECT string_agg(defaclobjtype::text || ':' || defaclacl::text, ',') FROM pg_default_acl)"
+                 || ' ' || (SELECT string_agg(defaclobjtype::text || ':' || defaclacl::text, ',') FROM pg_default_acl) \
+                 || ' ' || (SELECT count(*) FROM pg_foreign_data_wrapper) || ' ' || (SELECT count(*) FROM pg_foreign_server) \
+                 || ' ' || (SELECT count(*) FROM pg_user_mappings) || ' ' || (to_regclass('extra_ft') IS NULL)"
             ),
-            "0 0 0 0 0 0 0 true true 0 S:{=r/runbook}",
+            "0 0 0 0 0 0 0 true true 0 S:{=r/runbook} 0 0 0 true",
             "{mode}: what was created after the backup is gone, and the default privileges are the backup's"
         );
         let d = &run.step("back")["details"];

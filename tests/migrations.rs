@@ -1271,9 +1271,11 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
 }
 
 /// Owners (where an object's is not its schema's, or a schema's not the
-/// database's), a column's compression, statistics target and options, and
-/// `CLUSTER ON` are part of the schema too: downs that leave them behind
-/// break parity, and a down that drops what it made with its owner keeps it.
+/// database's), a column's compression, statistics target and options,
+/// `CLUSTER ON`, foreign data wrappers, servers, user mappings and a
+/// foreign table's options are part of the schema too: downs that leave
+/// them behind break parity, and a down that drops what it made with its
+/// owner keeps it. A user mapping's password never reaches the report.
 /// Before, snapshots did not read them, and each passed as `ok`.
 #[test]
 fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
@@ -1340,11 +1342,42 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
                 "CREATE VIEW one AS SELECT 1 AS one;\nALTER VIEW one OWNER TO rb_parity_owner;\n",
             ),
             ("013_owned_view.down.sql", "DROP VIEW one;\n"),
+            (
+                "014_wrapper.up.sql",
+                "DO $$ BEGIN CREATE FOREIGN DATA WRAPPER dummy; EXCEPTION WHEN duplicate_object THEN NULL; END $$;\n\
+                 CREATE SERVER remote FOREIGN DATA WRAPPER dummy OPTIONS (host 'a', api_key 'sk_live_zzz');\n",
+            ),
+            ("014_wrapper.down.sql", "DROP SERVER remote;\n"),
+            (
+                "015_server_options.up.sql",
+                "ALTER SERVER remote OPTIONS (SET host 'b');\n",
+            ),
+            ("015_server_options.down.sql", "SELECT 1;\n"),
+            (
+                "016_mapping.up.sql",
+                "CREATE USER MAPPING FOR PUBLIC SERVER remote OPTIONS (password 'hush-hush');\n",
+            ),
+            ("016_mapping.down.sql", "SELECT 1;\n"),
+            (
+                "017_foreign_table.up.sql",
+                "CREATE FOREIGN TABLE ext (id int) SERVER remote OPTIONS (table_name 'x');\n",
+            ),
+            ("017_foreign_table.down.sql", "DROP FOREIGN TABLE ext;\n"),
+            (
+                "018_table_options.up.sql",
+                "ALTER FOREIGN TABLE ext OPTIONS (SET table_name 'y');\n",
+            ),
+            ("018_table_options.down.sql", "SELECT 1;\n"),
+            (
+                "019_column_options.up.sql",
+                "ALTER FOREIGN TABLE ext ALTER COLUMN id OPTIONS (column_name 'ident');\n",
+            ),
+            ("019_column_options.down.sql", "SELECT 1;\n"),
         ],
         "",
     );
     assert_eq!(run.code, 3, "{}", run.stderr);
-    for ok in ["001", "007", "009", "011", "013"] {
+    for ok in ["001", "007", "009", "011", "013", "017"] {
         assert_eq!(outcome(&run, ok)["verdict"], "ok", "{ok}");
     }
     breaks_parity_naming(
@@ -1358,8 +1391,33 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
             ("008", "function public.greet()"),
             ("010", "schema side"),
             ("012", "type public.mood"),
+            ("014", "foreign data wrapper dummy"),
+            ("015", "host=b"),
+            ("016", "user mapping for PUBLIC server remote"),
+            ("018", "table_name=y"),
+            ("019", "column_name=ident"),
         ],
     );
+    // A foreign table is not read: its server is not there to answer.
+    assert_eq!(
+        run.step("rehearse")["details"]["table_checksums"]["foreign_not_read"],
+        serde_json::json!(["public.ext"])
+    );
+    // A user mapping's options are named, never shown; nor is the value
+    // of a server's option whose name says it is a secret.
+    assert!(outcome(&run, "016").to_string().contains("password"));
+    assert!(
+        outcome(&run, "015")
+            .to_string()
+            .contains("api_key=(not read)")
+    );
+    for f in ["report.json", "report.md", "events.jsonl"] {
+        let text = std::fs::read_to_string(run.dir.join(f)).expect(f);
+        assert!(
+            !text.contains("hush-hush") && !text.contains("sk_live"),
+            "{f}"
+        );
+    }
 }
 
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
@@ -1563,6 +1621,20 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I OWNER TO rb_incr_owner', current_database()); END $$",
             "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I OWNER TO CURRENT_USER', current_database()); END $$",
             "DROP SCHEMA owned CASCADE; ALTER TABLE c OWNER TO CURRENT_USER; ALTER FUNCTION touch3() OWNER TO CURRENT_USER",
+            // Foreign data wrappers, servers, user mappings and foreign
+            // tables' options.
+            "CREATE FOREIGN DATA WRAPPER dummy",
+            "CREATE SERVER remote FOREIGN DATA WRAPPER dummy OPTIONS (host 'a', api_key 'k')",
+            "CREATE USER MAPPING FOR PUBLIC SERVER remote OPTIONS (password 'p')",
+            "CREATE FOREIGN TABLE ext (id int, v text) SERVER remote OPTIONS (table_name 'x')",
+            "ALTER SERVER remote OPTIONS (SET host 'b', DROP api_key)",
+            "ALTER USER MAPPING FOR PUBLIC SERVER remote OPTIONS (ADD user 'u')",
+            "ALTER FOREIGN TABLE ext OPTIONS (SET table_name 'y')",
+            "ALTER FOREIGN TABLE ext ALTER COLUMN v OPTIONS (column_name 'value')",
+            "ALTER SERVER remote RENAME TO distant",
+            "ALTER FOREIGN DATA WRAPPER dummy OPTIONS (debug 'true')",
+            "DROP USER MAPPING FOR PUBLIC SERVER distant",
+            "DROP FOREIGN DATA WRAPPER dummy CASCADE",
             // Drops that take what depends on them along: read with no query.
             "CREATE TABLE e (id int PRIMARY KEY); CREATE TABLE f (id int, e_id int REFERENCES e (id))",
             "COMMENT ON TABLE e IS 'e'; CREATE INDEX f_e ON f (e_id)",

@@ -537,6 +537,7 @@ fn created_later(
             continue;
         }
         let sql = match kind {
+            "table" if def["kind"] == "f" => format!("DROP FOREIGN TABLE IF EXISTS {name} CASCADE"),
             "table" => format!("DROP TABLE IF EXISTS {name} CASCADE"),
             "view" => format!("DROP VIEW IF EXISTS {name} CASCADE"),
             "materialized view" => format!("DROP MATERIALIZED VIEW IF EXISTS {name} CASCADE"),
@@ -556,6 +557,15 @@ fn created_later(
             "text search dictionary" => {
                 format!("DROP TEXT SEARCH DICTIONARY IF EXISTS {name} CASCADE")
             }
+            "foreign data wrapper" => format!("DROP FOREIGN DATA WRAPPER IF EXISTS {name} CASCADE"),
+            "foreign server" => format!("DROP SERVER IF EXISTS {name} CASCADE"),
+            // Named `for ROLE server SERVER`; both are in the entry, quoted.
+            "user mapping" => match (def["user"].as_str(), def["server"].as_str()) {
+                (Some(user), Some(server)) => {
+                    format!("DROP USER MAPPING IF EXISTS FOR {user} SERVER {server}")
+                }
+                _ => continue,
+            },
             // Only a schema nothing in the backup lived in, and never
             // `public` (it shows only where its grants changed).
             "schema" if name != "public" && !schemas.contains(name) => {
@@ -579,8 +589,9 @@ fn created_later(
 /// The order to drop kinds of object in: what may be part of a later
 /// kind's object first.
 fn drop_order(kind: &str) -> usize {
-    const ORDER: [&str; 16] = [
+    const ORDER: [&str; 19] = [
         "event trigger",
+        "user mapping",
         "publication",
         "cast",
         "operator",
@@ -594,6 +605,8 @@ fn drop_order(kind: &str) -> usize {
         "collation",
         "text search configuration",
         "text search dictionary",
+        "foreign server",
+        "foreign data wrapper",
         "function",
         "schema",
     ];

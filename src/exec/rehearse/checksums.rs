@@ -188,6 +188,10 @@ pub(super) struct SumCache {
     /// Tables counted, and tables served from the cache, for the report.
     pub(super) counted: usize,
     pub(super) reused: usize,
+    /// Foreign tables, never read: their rows live on another server,
+    /// which a rehearsal must not reach (a staging copy's servers may
+    /// point at production) and which may not answer.
+    pub(super) foreign: std::collections::BTreeSet<String>,
 }
 
 struct Cached {
@@ -204,6 +208,7 @@ impl SumCache {
         *self = SumCache {
             counted: self.counted,
             reused: self.reused,
+            foreign: std::mem::take(&mut self.foreign),
             ..SumCache::default()
         };
     }
@@ -224,8 +229,19 @@ impl SumCache {
         tables: &[(String, Vec<String>)],
         now: &Snapshot,
     ) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
+        let kind = |t: &str| {
+            now.objects
+                .get(format!("table {t}").as_str())
+                .and_then(|d| d["kind"].as_str().map(str::to_string))
+        };
+        let (foreign, tables): (Vec<_>, Vec<_>) = tables
+            .iter()
+            .partition(|(t, _)| kind(t).as_deref() == Some("f"));
+        self.foreign
+            .extend(foreign.into_iter().map(|(t, _)| t.clone()));
         let need: Vec<(String, Vec<String>)> = tables
             .iter()
+            .copied()
             .filter(|(t, cols)| {
                 let def = now.objects.get(format!("table {t}").as_str());
                 let plain = def.is_some_and(|d| d["kind"] == "r");

@@ -540,7 +540,11 @@ async fn rehearse(
         "coverage": { "rehearsed": rehearsed, "total": outcomes.len() },
         "recoveries": rig.recoveries,
         "duration_ms": super::ms(took),
-        "table_checksums": { "computed": rig.cache.counted, "reused": rig.cache.reused },
+        "table_checksums": {
+            "computed": rig.cache.counted,
+            "reused": rig.cache.reused,
+            "foreign_not_read": rig.cache.foreign,
+        },
         "schema_objects_rebuilt": rig.rebuilt,
         "timings_csv": csv_path.as_ref().map(|p| p.display().to_string()),
         "warnings": set.warnings,
