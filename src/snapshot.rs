@@ -528,10 +528,48 @@ FROM pg_user_mappings um
 CROSS JOIN LATERAL (SELECT CASE WHEN um.umuser = 0 THEN 'PUBLIC' ELSE um.umuser::regrole::text END AS name) u
 WHERE ONLY_UM(um.umid)
 UNION ALL
+-- Operator families (with their operators and support functions) and
+-- classes, but an extension's (btree_gist's), named with their index method.
+SELECT 'operator family', format('%I.%I using %I', ns.nspname, f.opfname, am.amname), left(json_build_object(
+    'operators', (SELECT json_agg(o.amopstrategy || ' ' || o.amopopr::regoperator::text
+                                  || CASE WHEN o.amoppurpose = 'o' THEN ' for order by ' || (
+                                         SELECT format('%I.%I', sn.nspname, sf.opfname) FROM pg_opfamily sf
+                                         JOIN pg_namespace sn ON sn.oid = sf.opfnamespace WHERE sf.oid = o.amopsortfamily)
+                                     ELSE '' END
+                                  ORDER BY o.amopstrategy, o.amoplefttype, o.amoprighttype)
+                  FROM pg_amop o WHERE o.amopfamily = f.oid),
+    'functions', (SELECT json_agg(p.amprocnum || ' (' || format_type(p.amproclefttype, NULL) || ', '
+                                  || format_type(p.amprocrighttype, NULL) || ') ' || p.amproc::regprocedure::text
+                                  ORDER BY p.amprocnum, p.amproclefttype, p.amprocrighttype)
+                  FROM pg_amproc p WHERE p.amprocfamily = f.oid),
+    'comment', d.description
+)::text, -1) || OWNER_KEY(f.opfowner, ns.owner) || '}', 'pg_opfamily:' || f.oid
+FROM pg_opfamily f JOIN ns ON ns.oid = f.opfnamespace JOIN pg_am am ON am.oid = f.opfmethod
+COMMENT_JOIN(pg_opfamily, f.oid)
+WHERE f.oid >= 16384
+  AND NOT_MEMBER(pg_opfamily, f.oid)
+  AND ONLY_OPF(f.oid)
+UNION ALL
+SELECT 'operator class', format('%I.%I using %I', ns.nspname, c.opcname, am.amname), left(json_build_object(
+    'type', format_type(c.opcintype, NULL),
+    'default', c.opcdefault,
+    'family', (SELECT format('%I.%I', fn.nspname, f.opfname) FROM pg_opfamily f
+               JOIN pg_namespace fn ON fn.oid = f.opfnamespace WHERE f.oid = c.opcfamily),
+    'storage', nullif(c.opckeytype, 0)::regtype::text,
+    'comment', d.description
+)::text, -1) || OWNER_KEY(c.opcowner, ns.owner) || '}', 'pg_opclass:' || c.oid
+FROM pg_opclass c JOIN ns ON ns.oid = c.opcnamespace JOIN pg_am am ON am.oid = c.opcmethod
+COMMENT_JOIN(pg_opclass, c.oid)
+WHERE c.oid >= 16384
+  AND NOT_MEMBER(pg_opclass, c.oid)
+  AND ONLY_OPC(c.oid)
+UNION ALL
 "#;
 
 /// The key sets (see [`TOKENS_SQL`]) of the catalogs [`RARE_SQL`] reads.
-const RARE_SETS: [&str; 11] = ["l", "q", "k", "u", "g", "v", "C", "D", "W", "S", "U"];
+const RARE_SETS: [&str; 13] = [
+    "l", "q", "k", "u", "g", "v", "C", "D", "W", "S", "U", "O", "F",
+];
 
 /// A schema snapshot: every object's definition, and the hash of them all.
 /// Definitions are shared: a snapshot built from an earlier one by reading
@@ -639,8 +677,10 @@ impl Snapshot {
 }
 
 /// The kinds of entry whose names are more than one word.
-const MULTI_WORD_KINDS: [&str; 8] = [
+const MULTI_WORD_KINDS: [&str; 10] = [
     "materialized view",
+    "operator family",
+    "operator class",
     "foreign data wrapper",
     "foreign server",
     "user mapping",
@@ -688,12 +728,19 @@ pub fn schema_of(key: &str) -> Option<&str> {
 /// privileges, event triggers, text search configurations and
 /// dictionaries, rules, range types, column storage, plain table
 /// inheritance or view options then. Level 1 read no owners, column
-/// compression, statistics targets or options, no `CLUSTER ON`, and no
-/// foreign data wrappers, servers, user mappings or foreign tables' options.
+/// compression, statistics targets or options, no `CLUSTER ON`, no
+/// foreign data wrappers, servers, user mappings or foreign tables' options,
+/// and no operator families or classes.
 pub const READS: u32 = 2;
 
 /// The kinds first read at level 2.
-const KINDS_SINCE_2: [&str; 3] = ["foreign data wrapper", "foreign server", "user mapping"];
+const KINDS_SINCE_2: [&str; 5] = [
+    "foreign data wrapper",
+    "foreign server",
+    "user mapping",
+    "operator family",
+    "operator class",
+];
 
 /// The kinds first read at level 1.
 const KINDS_SINCE_1: [&str; 9] = [
@@ -738,6 +785,8 @@ const ADDED: [Added; 2] = [
             "foreign data wrapper",
             "foreign server",
             "user mapping",
+            "operator family",
+            "operator class",
             "foreign table options",
             "owners",
             "column compression",
@@ -1021,6 +1070,8 @@ fn sql(only: bool, rare: bool, version: i32) -> String {
             "FDW" => "pg_foreign_data_wrapper",
             "SRV" => "pg_foreign_server",
             "UM" => "pg_user_mapping",
+            "OPF" => "pg_opfamily",
+            "OPC" => "pg_opclass",
             _ => "",
         };
         out.push_str(&match (only, kind, catalog) {
@@ -1310,6 +1361,22 @@ UNION ALL SELECT 'U:' || um.umid, um.umuser || '/' || um.srvid || '/'
                                   || coalesce((SELECT string_agg(split_part(o, '=', 1), ',' ORDER BY o) FROM unnest(um.umoptions) o), ''), NULL
     FROM pg_user_mappings um
 UNION ALL SELECT '#U', NULL, array_agg(um.umid) FROM pg_user_mappings um
+UNION ALL SELECT 'F:' || f.oid, f.xmin::text || f.ctid::text, NULL
+    FROM pg_opfamily f JOIN ns ON ns.oid = f.opfnamespace
+    WHERE f.oid >= 16384 AND ($1::text IS NULL OR age(f.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#F', NULL, array_agg(f.oid) FROM pg_opfamily f WHERE f.oid >= 16384
+UNION ALL SELECT 'O:' || c.oid, c.xmin::text || c.ctid::text, NULL
+    FROM pg_opclass c JOIN ns ON ns.oid = c.opcnamespace
+    WHERE c.oid >= 16384 AND ($1::text IS NULL OR age(c.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#O', NULL, array_agg(c.oid) FROM pg_opclass c WHERE c.oid >= 16384
+UNION ALL SELECT 'A:' || o.amopfamily || '.' || o.oid, o.xmin::text || o.ctid::text, NULL
+    FROM pg_amop o WHERE o.amopfamily >= 16384 AND ($1::text IS NULL OR age(o.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#A', string_agg(o.amopfamily || '.' || o.oid, ','), NULL
+    FROM pg_amop o WHERE o.amopfamily >= 16384
+UNION ALL SELECT 'P:' || p.amprocfamily || '.' || p.oid, p.xmin::text || p.ctid::text, NULL
+    FROM pg_amproc p WHERE p.amprocfamily >= 16384 AND ($1::text IS NULL OR age(p.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#P', string_agg(p.amprocfamily || '.' || p.oid, ','), NULL
+    FROM pg_amproc p WHERE p.amprocfamily >= 16384
 UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, d.xmin::text || d.ctid::text, NULL
     FROM pg_description d
     WHERE d.objoid >= 16384 AND ($1::text IS NULL OR age(d.xmin) <= (SELECT a FROM h))
@@ -1493,6 +1560,9 @@ fn root_of(token: &str) -> Option<String> {
         "W" => format!("pg_foreign_data_wrapper:{rest}"),
         "S" => format!("pg_foreign_server:{rest}"),
         "U" => format!("pg_user_mapping:{rest}"),
+        // An operator family, and its operators and support functions.
+        "F" | "A" | "P" => format!("pg_opfamily:{head}"),
+        "O" => format!("pg_opclass:{rest}"),
         // A foreign table's server and options.
         "f" => format!("pg_class:{rest}"),
         // A publication, and the tables and schemas it names.
@@ -1531,6 +1601,8 @@ fn is_gone(keys: &HashMap<String, Keys>, root: &str) -> bool {
         "pg_foreign_data_wrapper" => "W",
         "pg_foreign_server" => "S",
         "pg_user_mapping" => "U",
+        "pg_opfamily" => "F",
+        "pg_opclass" => "O",
         _ => return false,
     };
     match (keys.get(set), oid.parse::<u32>()) {

@@ -994,6 +994,7 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
           CREATE SERVER extra_srv FOREIGN DATA WRAPPER extra_fdw;
           CREATE USER MAPPING FOR PUBLIC SERVER extra_srv OPTIONS (password 'p');
           CREATE FOREIGN TABLE extra_ft (id int) SERVER extra_srv;
+          CREATE OPERATOR CLASS extra_ops FOR TYPE int USING btree AS OPERATOR 1 <, OPERATOR 3 =, FUNCTION 1 btint4cmp(int, int);
       - id: broken
         sql: SELECT 1/0;
 on_failure:
@@ -1025,9 +1026,10 @@ on_failure:
                  || ' ' || (SELECT count(*) FROM pg_rewrite WHERE rulename = 'extra_rule') \
                  || ' ' || (SELECT string_agg(defaclobjtype::text || ':' || defaclacl::text, ',') FROM pg_default_acl) \
                  || ' ' || (SELECT count(*) FROM pg_foreign_data_wrapper) || ' ' || (SELECT count(*) FROM pg_foreign_server) \
-                 || ' ' || (SELECT count(*) FROM pg_user_mappings) || ' ' || (to_regclass('extra_ft') IS NULL)"
+                 || ' ' || (SELECT count(*) FROM pg_user_mappings) || ' ' || (to_regclass('extra_ft') IS NULL) \
+                 || ' ' || (SELECT count(*) FROM pg_opclass WHERE oid >= 16384) || ' ' || (SELECT count(*) FROM pg_opfamily WHERE oid >= 16384)"
             ),
-            "0 0 0 0 0 0 0 true true 0 S:{=r/runbook} 0 0 0 true",
+            "0 0 0 0 0 0 0 true true 0 S:{=r/runbook} 0 0 0 true 0 0",
             "{mode}: what was created after the backup is gone, and the default privileges are the backup's"
         );
         let d = &run.step("back")["details"];

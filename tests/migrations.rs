@@ -1272,8 +1272,9 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
 
 /// Owners (where an object's is not its schema's, or a schema's not the
 /// database's), a column's compression, statistics target and options,
-/// `CLUSTER ON`, foreign data wrappers, servers, user mappings and a
-/// foreign table's options are part of the schema too: downs that leave
+/// `CLUSTER ON`, foreign data wrappers, servers, user mappings, a foreign
+/// table's options, and operator families and classes are part of the
+/// schema too: downs that leave
 /// them behind break parity, and a down that drops what it made with its
 /// owner keeps it. A user mapping's password never reaches the report.
 /// Before, snapshots did not read them, and each passed as `ok`.
@@ -1373,6 +1374,20 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
                 "ALTER FOREIGN TABLE ext ALTER COLUMN id OPTIONS (column_name 'ident');\n",
             ),
             ("019_column_options.down.sql", "SELECT 1;\n"),
+            (
+                "020_opclass.up.sql",
+                "CREATE OPERATOR CLASS int_ops2 FOR TYPE int USING btree AS\n\
+                 OPERATOR 1 <, OPERATOR 3 =, FUNCTION 1 btint4cmp(int, int);\n",
+            ),
+            (
+                "020_opclass.down.sql",
+                "DROP OPERATOR CLASS int_ops2 USING btree;\n",
+            ),
+            (
+                "021_opfamily.up.sql",
+                "ALTER OPERATOR FAMILY int_ops2 USING btree ADD OPERATOR 5 > (int, int);\n",
+            ),
+            ("021_opfamily.down.sql", "SELECT 1;\n"),
         ],
         "",
     );
@@ -1396,6 +1411,8 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
             ("016", "user mapping for PUBLIC server remote"),
             ("018", "table_name=y"),
             ("019", "column_name=ident"),
+            ("020", "operator family public.int_ops2 using btree"),
+            ("021", "5 >(integer,integer)"),
         ],
     );
     // A foreign table is not read: its server is not there to answer.
@@ -1635,6 +1652,15 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "ALTER FOREIGN DATA WRAPPER dummy OPTIONS (debug 'true')",
             "DROP USER MAPPING FOR PUBLIC SERVER distant",
             "DROP FOREIGN DATA WRAPPER dummy CASCADE",
+            // Operator families and classes, an extension's left out.
+            "CREATE EXTENSION btree_gist",
+            "CREATE OPERATOR CLASS int_ops2 FOR TYPE int USING btree AS OPERATOR 1 <, OPERATOR 3 =, FUNCTION 1 btint4cmp(int, int)",
+            "ALTER OPERATOR FAMILY int_ops2 USING btree ADD OPERATOR 5 > (int, int)",
+            "ALTER OPERATOR FAMILY int_ops2 USING btree ADD OPERATOR 1 < (int, bigint)",
+            "ALTER OPERATOR FAMILY int_ops2 USING btree DROP OPERATOR 1 (int, bigint)",
+            "ALTER OPERATOR CLASS int_ops2 USING btree RENAME TO int_ops3",
+            "COMMENT ON OPERATOR FAMILY int_ops2 USING btree IS 'fam'",
+            "DROP OPERATOR FAMILY int_ops2 USING btree; DROP EXTENSION btree_gist",
             // Drops that take what depends on them along: read with no query.
             "CREATE TABLE e (id int PRIMARY KEY); CREATE TABLE f (id int, e_id int REFERENCES e (id))",
             "COMMENT ON TABLE e IS 'e'; CREATE INDEX f_e ON f (e_id)",

@@ -559,6 +559,9 @@ fn created_later(
             }
             "foreign data wrapper" => format!("DROP FOREIGN DATA WRAPPER IF EXISTS {name} CASCADE"),
             "foreign server" => format!("DROP SERVER IF EXISTS {name} CASCADE"),
+            // Named `SCHEMA.NAME using METHOD`, as the statement wants them.
+            "operator class" => format!("DROP OPERATOR CLASS IF EXISTS {name} CASCADE"),
+            "operator family" => format!("DROP OPERATOR FAMILY IF EXISTS {name} CASCADE"),
             // Named `for ROLE server SERVER`; both are in the entry, quoted.
             "user mapping" => match (def["user"].as_str(), def["server"].as_str()) {
                 (Some(user), Some(server)) => {
@@ -589,11 +592,13 @@ fn created_later(
 /// The order to drop kinds of object in: what may be part of a later
 /// kind's object first.
 fn drop_order(kind: &str) -> usize {
-    const ORDER: [&str; 19] = [
+    const ORDER: [&str; 21] = [
         "event trigger",
         "user mapping",
         "publication",
         "cast",
+        "operator class",
+        "operator family",
         "operator",
         "statistics",
         "aggregate",
