@@ -566,6 +566,14 @@ WHERE c.oid >= 16384
 UNION ALL
 "#;
 
+/// Whether any of the catalogs [`RARE_SQL`] reads had a row, by the key
+/// sets of the read that gave `keys`.
+fn has_rare(keys: &HashMap<String, Keys>) -> bool {
+    RARE_SETS
+        .iter()
+        .any(|set| keys.get(*set).is_some_and(|k| !k.is_empty()))
+}
+
 /// The key sets (see [`TOKENS_SQL`]) of the catalogs [`RARE_SQL`] reads.
 const RARE_SETS: [&str; 13] = [
     "l", "q", "k", "u", "g", "v", "C", "D", "W", "S", "U", "O", "F",
@@ -1305,6 +1313,19 @@ UNION ALL SELECT '#y', NULL, array_agg(t.oid) FROM pg_type t WHERE t.oid >= 1638
 UNION ALL SELECT 'e:' || e.enumtypid || '.' || e.oid, e.xmin::text || e.ctid::text, NULL
     FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN ns ON ns.oid = t.typnamespace
     WHERE e.enumtypid >= 16384 AND ($1::text IS NULL OR age(e.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, d.xmin::text || d.ctid::text, NULL
+    FROM pg_description d
+    WHERE d.objoid >= 16384 AND ($1::text IS NULL OR age(d.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#m', string_agg(d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, ','
+                                  ORDER BY d.classoid, d.objoid, d.objsubid), NULL
+    FROM pg_description d WHERE d.objoid >= 16384"#;
+
+/// The branches of [`TOKENS_SQL`] over the catalogs [`RARE_SQL`] reads, and
+/// foreign tables': with no row in any of them (most databases), a read
+/// leaves them out, which costs a sixth less (2.35 -> 1.95 ms on a
+/// 200-table schema), and asks only whether any has a row now
+/// ([`RARE_PRESENT`]).
+const TOKENS_RARE_SQL: &str = r#"
 UNION ALL SELECT 'l:' || l.oid, l.xmin::text || l.ctid::text, NULL
     FROM pg_collation l JOIN ns ON ns.oid = l.collnamespace
     WHERE l.oid >= 16384 AND ($1::text IS NULL OR age(l.xmin) <= (SELECT a FROM h))
@@ -1376,13 +1397,19 @@ UNION ALL SELECT '#A', string_agg(o.amopfamily || '.' || o.oid, ','), NULL
 UNION ALL SELECT 'P:' || p.amprocfamily || '.' || p.oid, p.xmin::text || p.ctid::text, NULL
     FROM pg_amproc p WHERE p.amprocfamily >= 16384 AND ($1::text IS NULL OR age(p.xmin) <= (SELECT a FROM h))
 UNION ALL SELECT '#P', string_agg(p.amprocfamily || '.' || p.oid, ','), NULL
-    FROM pg_amproc p WHERE p.amprocfamily >= 16384
-UNION ALL SELECT 'm:' || d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, d.xmin::text || d.ctid::text, NULL
-    FROM pg_description d
-    WHERE d.objoid >= 16384 AND ($1::text IS NULL OR age(d.xmin) <= (SELECT a FROM h))
-UNION ALL SELECT '#m', string_agg(d.classoid::regclass || ':' || d.objoid || '.' || d.objsubid, ','
-                                  ORDER BY d.classoid, d.objoid, d.objsubid), NULL
-    FROM pg_description d WHERE d.objoid >= 16384"#;
+    FROM pg_amproc p WHERE p.amprocfamily >= 16384"#;
+
+/// Whether any of the catalogs [`TOKENS_RARE_SQL`] reads has a row: a row
+/// `?` when one does, so that the read is made again with them.
+const RARE_PRESENT: &str = r#"
+UNION ALL SELECT '?', NULL, NULL
+    WHERE EXISTS (SELECT 1 FROM pg_collation WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_operator WHERE oid >= 16384)
+       OR EXISTS (SELECT 1 FROM pg_cast WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_publication)
+       OR EXISTS (SELECT 1 FROM pg_default_acl) OR EXISTS (SELECT 1 FROM pg_event_trigger)
+       OR EXISTS (SELECT 1 FROM pg_ts_config WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_ts_dict WHERE oid >= 16384)
+       OR EXISTS (SELECT 1 FROM pg_foreign_data_wrapper) OR EXISTS (SELECT 1 FROM pg_foreign_server)
+       OR EXISTS (SELECT 1 FROM pg_foreign_table)
+       OR EXISTS (SELECT 1 FROM pg_opfamily WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_opclass WHERE oid >= 16384)"#;
 
 /// The keys of one catalog's rows, to find the ones removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1623,7 +1650,10 @@ pub struct Snapshotter {
     deparse_only: tokio_postgres::Statement,
     /// With [`RARE_SQL`]'s branches: prepared the first time a read needs it.
     deparse_only_rare: tokio::sync::OnceCell<tokio_postgres::Statement>,
+    /// [`TOKENS_SQL`], and whether any of the rare catalogs has a row.
     tokens: tokio_postgres::Statement,
+    /// With [`TOKENS_RARE_SQL`]'s branches: prepared the first time a read needs it.
+    tokens_rare: tokio::sync::OnceCell<tokio_postgres::Statement>,
     /// The server's `server_version_num`.
     version: i32,
     /// Sets `plan_cache_mode` back to the session's own after a query run
@@ -1644,7 +1674,10 @@ impl Snapshotter {
             deparse: client.prepare(&sql(false, true, version)).await?,
             deparse_only: client.prepare(&sql(true, false, version)).await?,
             deparse_only_rare: tokio::sync::OnceCell::new(),
-            tokens: client.prepare(TOKENS_SQL).await?,
+            tokens: client
+                .prepare(&format!("{TOKENS_SQL}{RARE_PRESENT}"))
+                .await?,
+            tokens_rare: tokio::sync::OnceCell::new(),
             version,
             restore_plan: mode
                 .filter(|m| !m.is_empty())
@@ -1687,20 +1720,40 @@ impl Snapshotter {
         Ok(rows)
     }
 
+    /// The row versions written since `horizon` (all, without one), and
+    /// the key sets. With `rare`, or when the read finds a row in one of
+    /// the rare catalogs, their branches are read too.
     async fn read(
         &self,
         client: &tokio_postgres::Client,
         horizon: Option<&str>,
+        rare: bool,
     ) -> Result<Read, tokio_postgres::Error> {
         let mut read = Read {
             horizon: None,
             tokens: Vec::new(),
             keys: HashMap::new(),
         };
-        for r in self
-            .run(client, &self.tokens, &[&horizon], true, false)
-            .await?
-        {
+        let mut rows = Vec::new();
+        if !rare {
+            rows = self
+                .run(client, &self.tokens, &[&horizon], true, false)
+                .await?;
+        }
+        if rare || rows.iter().any(|r| r.get::<_, &str>(0) == "?") {
+            let statement = self
+                .tokens_rare
+                .get_or_try_init(|| async {
+                    client
+                        .prepare(&format!("{TOKENS_SQL}{TOKENS_RARE_SQL}"))
+                        .await
+                })
+                .await?;
+            rows = self
+                .run(client, statement, &[&horizon], true, false)
+                .await?;
+        }
+        for r in rows {
             let key: String = r.get(0);
             let text: Option<String> = r.get(1);
             if key == "H" {
@@ -1776,7 +1829,7 @@ impl Snapshotter {
     ) -> Result<Tracked, tokio_postgres::Error> {
         // Row versions first: a change that lands between the two reads
         // shows as a changed token next time, never as a stale definition.
-        let read = self.read(client, None).await?;
+        let read = self.read(client, None, false).await?;
         let (_, rows) = self.deparse(client, None).await?;
         let (whole_tokens, tokens): (Vec<_>, Vec<_>) =
             read.tokens.into_iter().partition(|(k, _)| whole(k));
@@ -1805,7 +1858,9 @@ impl Snapshotter {
         client: &tokio_postgres::Client,
         prev: Tracked,
     ) -> Result<Tracked, tokio_postgres::Error> {
-        let read = self.read(client, prev.horizon.as_deref()).await?;
+        let read = self
+            .read(client, prev.horizon.as_deref(), has_rare(&prev.keys))
+            .await?;
         let (whole_tokens, tokens): (Vec<_>, Vec<_>) =
             read.tokens.into_iter().partition(|(k, _)| whole(k));
         if whole_tokens.into_iter().collect::<BTreeMap<_, _>>() != prev.whole {
@@ -1819,9 +1874,15 @@ impl Snapshotter {
                 t.tokens.set(k, v);
             }
         }
-        // Rows removed since: the keys that were there and are not now.
+        // Rows removed since: the keys that were there and are not now. A
+        // read without the rare catalogs has none of their key sets: they
+        // were empty, and are still.
         let mut gone_rels: HashSet<String> = HashSet::new();
-        if read.keys != *t.keys {
+        if read
+            .keys
+            .iter()
+            .any(|(set, now)| t.keys.get(set) != Some(now))
+        {
             let keys = Arc::make_mut(&mut t.keys);
             for (set, now) in read.keys {
                 let before = keys.get(&set);
@@ -1878,10 +1939,8 @@ impl Snapshotter {
         } else {
             // Objects of the rare kinds exist only while their catalogs
             // have rows: with none, there is nothing of them to read.
-            let rare = RARE_SETS
-                .iter()
-                .any(|set| t.keys.get(*set).is_some_and(|k| !k.is_empty()));
-            self.deparse(client, Some((&roots, rare))).await?
+            self.deparse(client, Some((&roots, has_rare(&t.keys))))
+                .await?
         };
         redo.extend(gone);
         t.rebuild(&redo, rows);
