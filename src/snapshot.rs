@@ -44,6 +44,11 @@ const SQL: &str = r#"WITH db AS (
 ), rels AS MATERIALIZED (
     SELECT c.oid, c.relkind, c.relacl, c.relowner, c.relpartbound, c.relispartition,
            c.relpersistence, c.reloptions, c.relrowsecurity, c.relforcerowsecurity, c.relreplident,
+           -- Where not the database's default, and not heap: keys where set.
+           CASE WHEN c.reltablespace <> 0 THEN ', "tablespace" : '
+               || to_json((SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace))::text ELSE '' END AS space_key,
+           CASE WHEN c.relkind IN ('r', 'm') AND c.relam <> 0 AND c.relam <> (SELECT oid FROM pg_am WHERE amname = 'heap')
+                THEN ', "access_method" : ' || to_json((SELECT amname FROM pg_am WHERE oid = c.relam))::text ELSE '' END AS am_key,
            format('%I.%I', ns.nspname, c.relname) AS qname, d.description AS comment, ns.owner AS nspowner
     FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
     LEFT JOIN pg_description d
@@ -133,6 +138,7 @@ LEFT JOIN policies p ON p.polrelid = r.oid
 -- table's, so a table with none reads as it did before they were taken in.
 CROSS JOIN LATERAL (SELECT nullif(concat(
     CASE WHEN r.relpersistence = 'u' THEN ', "unlogged" : true' END,
+    r.space_key, r.am_key,
     CASE WHEN r.reloptions IS NOT NULL THEN ', "options" : ' || to_json(r.reloptions)::text END,
     CASE WHEN r.relrowsecurity OR r.relforcerowsecurity THEN ', "row_security" : '
         || json_build_object('enabled', r.relrowsecurity, 'forced', r.relforcerowsecurity)::text END,
@@ -163,8 +169,10 @@ FROM pg_constraint co JOIN rels r ON r.oid = co.conrelid
 COMMENT_JOIN(pg_constraint, co.oid)
 WHERE ONLY_CON(co.oid)
 UNION ALL
--- `CLUSTER ON` marks one index of a table: a key only where set.
-SELECT 'index', r.qname, (SELECT CASE WHEN i.indisclustered THEN left(x.t, -1) || ', "clustered" : true}' ELSE x.t END
+-- `CLUSTER ON` marks one index of a table, and its tablespace: keys only
+-- where set.
+SELECT 'index', r.qname, (SELECT left(x.t, -1) || CASE WHEN i.indisclustered THEN ', "clustered" : true' ELSE '' END
+                                || r.space_key || '}'
     FROM (SELECT json_build_object(
         'definition', pg_get_indexdef(r.oid),
         'valid', i.indisvalid,
@@ -195,7 +203,7 @@ UNION ALL
 -- view's storage) are a key only where set.
 SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, r.qname,
     (SELECT left(v.t, -1) || CASE WHEN r.reloptions IS NULL THEN '' ELSE ', "options" : ' || to_json(r.reloptions)::text END
-                          || OWNER_KEY(r.relowner, r.nspowner) || '}'
+                          || r.space_key || r.am_key || OWNER_KEY(r.relowner, r.nspowner) || '}'
      FROM (SELECT json_build_object(
         'definition', pg_get_viewdef(r.oid),
         'comment', r.comment,
@@ -787,7 +795,13 @@ const ADDED: [Added; 2] = [
     },
     Added {
         level: 2,
-        top: &["owner", "clustered", "foreign"],
+        top: &[
+            "owner",
+            "clustered",
+            "foreign",
+            "tablespace",
+            "access_method",
+        ],
         column: &["compression", "statistics", "options", "fdw_options"],
         said: &[
             "foreign data wrapper",
@@ -800,6 +814,8 @@ const ADDED: [Added; 2] = [
             "column compression",
             "column statistics targets and options",
             "CLUSTER ON",
+            "tablespaces",
+            "table access methods",
         ],
     },
 ];

@@ -1280,6 +1280,11 @@ fn downs_that_leave_publications_privileges_collations_or_casts_break_parity() {
 /// Before, snapshots did not read them, and each passed as `ok`.
 #[test]
 fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
+    let space = in_place_tablespace();
+    let (space_up, index_space_up) = (
+        format!("ALTER TABLE people SET TABLESPACE {space};\n"),
+        format!("ALTER INDEX people_name SET TABLESPACE {space};\n"),
+    );
     let (_dir, run) = rehearse_files(
         &[
             (
@@ -1388,6 +1393,17 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
                 "ALTER OPERATOR FAMILY int_ops2 USING btree ADD OPERATOR 5 > (int, int);\n",
             ),
             ("021_opfamily.down.sql", "SELECT 1;\n"),
+            ("022_space.up.sql", &space_up),
+            ("022_space.down.sql", "SELECT 1;\n"),
+            ("023_index_space.up.sql", &index_space_up),
+            ("023_index_space.down.sql", "SELECT 1;\n"),
+            (
+                "024_access_method.up.sql",
+                "DO $$ BEGIN CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler; \
+                 EXCEPTION WHEN duplicate_object THEN NULL; END $$;\n\
+                 ALTER TABLE people SET ACCESS METHOD heap2;\n",
+            ),
+            ("024_access_method.down.sql", "SELECT 1;\n"),
         ],
         "",
     );
@@ -1413,6 +1429,9 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
             ("019", "column_name=ident"),
             ("020", "operator family public.int_ops2 using btree"),
             ("021", "5 >(integer,integer)"),
+            ("022", "tablespace"),
+            ("023", "index public.people_name"),
+            ("024", "heap2"),
         ],
     );
     // A foreign table is not read: its server is not there to answer.
@@ -1435,6 +1454,34 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
             "{f}"
         );
     }
+}
+
+/// A tablespace of this test process's own, in the cluster's data directory
+/// (`allow_in_place_tablespaces`), made once: tablespaces belong to the
+/// cluster, and `CREATE TABLESPACE` has no `IF NOT EXISTS`.
+fn in_place_tablespace() -> String {
+    static SPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SPACE
+        .get_or_init(|| {
+            let name = format!("rb_space_{}", std::process::id());
+            let made = std::process::Command::new("psql")
+                .env("PGOPTIONS", "-c allow_in_place_tablespaces=on")
+                .args([
+                    support::cluster().url("postgres").as_str(),
+                    "-XAtq",
+                    "-c",
+                    &format!("CREATE TABLESPACE {name} LOCATION ''"),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                made.status.success(),
+                "{}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+            name
+        })
+        .clone()
 }
 
 /// The rehearsal's snapshots rebuild only the objects whose catalog rows (or
@@ -1461,7 +1508,12 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             .unwrap();
         let s = Snapshotter::new(&client).await.unwrap();
         let mut tracked = s.full(&client).await.unwrap();
-        let changes = [
+        let space = in_place_tablespace();
+        let space_moves = [
+            format!("ALTER TABLE c SET TABLESPACE {space}"),
+            format!("ALTER INDEX c_pkey SET TABLESPACE {space}"),
+        ];
+        let changes: Vec<&str> = vec![
             "CREATE SEQUENCE ids",
             "CREATE TYPE mood AS ENUM ('ok', 'sad')",
             "CREATE TABLE a (id int PRIMARY KEY DEFAULT nextval('ids'), v text, m mood)",
@@ -1652,6 +1704,13 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "ALTER FOREIGN DATA WRAPPER dummy OPTIONS (debug 'true')",
             "DROP USER MAPPING FOR PUBLIC SERVER distant",
             "DROP FOREIGN DATA WRAPPER dummy CASCADE",
+            // Tablespaces and table access methods.
+            &space_moves[0],
+            &space_moves[1],
+            "DO $$ BEGIN CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+            "ALTER TABLE c SET ACCESS METHOD heap2",
+            "ALTER TABLE c SET ACCESS METHOD heap",
+            "ALTER TABLE c SET TABLESPACE pg_default; ALTER INDEX c_pkey SET TABLESPACE pg_default",
             // Operator families and classes, an extension's left out.
             "CREATE EXTENSION btree_gist",
             "CREATE OPERATOR CLASS int_ops2 FOR TYPE int USING btree AS OPERATOR 1 <, OPERATOR 3 =, FUNCTION 1 btint4cmp(int, int)",
