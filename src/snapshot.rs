@@ -82,9 +82,7 @@ const SQL: &str = r#"WITH db AS (
             || CASE WHEN a.attstattarget >= 0 THEN ', "statistics" : ' || a.attstattarget ELSE '' END
             || CASE WHEN a.attoptions IS NOT NULL THEN ', "options" : ' || to_json(a.attoptions)::text ELSE '' END
             || CASE WHEN a.attfdwoptions IS NOT NULL THEN ', "fdw_options" : ' || FDW_OPTIONS(a.attfdwoptions, o)::text ELSE '' END
-            || CASE WHEN a.attacl IS NOT NULL THEN ', "grants" : ' || coalesce((
-                SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(a.attacl, r.relowner)) g
-            )::text, '[]') ELSE '' END || '}')::json END ORDER BY a.attnum) AS list
+            || CASE WHEN a.attacl IS NOT NULL THEN ', "grants" : ' || coalesce(GRANTS(a.attacl, r.relowner)::text, '[]') ELSE '' END || '}')::json END ORDER BY a.attnum) AS list
     FROM rels r
     JOIN pg_attribute a ON a.attrelid = r.oid
     JOIN pg_type t ON t.oid = a.atttypid
@@ -215,9 +213,7 @@ UNION ALL
 -- A function's grants (`REVOKE EXECUTE ... FROM PUBLIC`) are a key only
 -- where they are not the default, so a function with none reads as before.
 SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
-    left(f.def, -1) || CASE WHEN p.proacl IS NULL THEN '' ELSE ', "grants" : ' || coalesce((
-        SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g
-    )::text, '[]') END || OWNER_KEY(p.proowner, ns.owner) || '}', 'pg_proc:' || p.oid
+    left(f.def, -1) || CASE WHEN p.proacl IS NULL THEN '' ELSE ', "grants" : ' || coalesce(GRANTS(p.proacl, p.proowner)::text, '[]') END || OWNER_KEY(p.proowner, ns.owner) || '}', 'pg_proc:' || p.oid
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
 COMMENT_JOIN(pg_proc, p.oid)
 CROSS JOIN LATERAL (SELECT json_build_object(
@@ -240,7 +236,7 @@ SELECT 'aggregate', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_i
         'sortop', nullif(a.aggsortop, 0)::regoperator::text,
         'parallel', p.proparallel::text,
         'comment', d.description,
-        'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(p.proacl, p.proowner)) g)
+        'grants', GRANTS(p.proacl, p.proowner)
     )::text, -1) || OWNER_KEY(p.proowner, ns.owner) || '}', 'pg_proc:' || p.oid
 FROM pg_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid JOIN ns ON ns.oid = p.pronamespace
 COMMENT_JOIN(pg_proc, p.oid)
@@ -451,7 +447,7 @@ SELECT 'default privileges', format('for %s%s on %s', da.defaclrole::regrole,
         CASE da.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions'
                               WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas' ELSE da.defaclobjtype::text END),
     json_build_object(
-        'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(da.defaclacl, da.defaclrole)) g)
+        'grants', GRANTS(da.defaclacl, da.defaclrole)
     )::text, 'pg_default_acl:' || da.oid
 FROM pg_default_acl da LEFT JOIN ns ON ns.oid = da.defaclnamespace
 WHERE (da.defaclnamespace = 0 OR ns.oid IS NOT NULL) AND ONLY_DACL(da.oid)
@@ -506,7 +502,7 @@ SELECT 'foreign data wrapper', format('%I', w.fdwname), left(json_build_object(
     'handler', nullif(w.fdwhandler, 0)::regproc::text,
     'validator', nullif(w.fdwvalidator, 0)::regproc::text,
     'options', FDW_OPTIONS(w.fdwoptions, o),
-    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(w.fdwacl, w.fdwowner)) g),
+    'grants', GRANTS(w.fdwacl, w.fdwowner),
     'comment', d.description
 )::text, -1) || OWNER_KEY(w.fdwowner, db.owner) || '}', 'pg_foreign_data_wrapper:' || w.oid
 FROM pg_foreign_data_wrapper w CROSS JOIN db
@@ -519,7 +515,7 @@ SELECT 'foreign server', format('%I', sv.srvname), left(json_build_object(
     'type', sv.srvtype,
     'version', sv.srvversion,
     'options', FDW_OPTIONS(sv.srvoptions, o),
-    'grants', (SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES(sv.srvacl, sv.srvowner)) g),
+    'grants', GRANTS(sv.srvacl, sv.srvowner),
     'comment', d.description
 )::text, -1) || OWNER_KEY(sv.srvowner, db.owner) || '}', 'pg_foreign_server:' || sv.oid
 FROM pg_foreign_server sv CROSS JOIN db
@@ -988,6 +984,8 @@ impl File {
 /// The fragments [`SQL`] writes more than once, each as `NAME(a, b)`: the
 /// template with `{0}` and `{1}` put in.
 ///
+/// - `GRANTS(acl, owner)`: the `ACL_ENTRIES` as a sorted JSON array
+///   (null for none); expanded first, since it holds `ACL_ENTRIES`.
 /// - `ACL_ENTRIES(acl, owner)`: one row per grantee of an ACL, `entry` =
 ///   `grantee=PRIV,PRIV` (`*` marks a grantable one), the owner's own left
 ///   out: the grants of a table, a column, a schema or a function.
@@ -1001,7 +999,11 @@ impl File {
 ///   JSON where its owner is not `base` (its schema's, or the database's),
 ///   else nothing: an object owned as its schema is reads as it did before
 ///   owners were read.
-const FRAGMENTS: [(&str, &str); 5] = [
+const FRAGMENTS: [(&str, &str); 6] = [
+    (
+        "GRANTS",
+        "(SELECT json_agg(g.entry ORDER BY g.entry) FROM (ACL_ENTRIES({0}, {1})) g)",
+    ),
     (
         "ACL_ENTRIES",
         "SELECT format('%s=%s', CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE e.grantee::regrole::text END, \
