@@ -1,7 +1,8 @@
 //! `mode: recreate` of a restore: drop the target database and create it
 //! anew, as it was. `CREATE DATABASE ... TEMPLATE template0` alone gives
 //! back none of what belongs to the database itself rather than to what is
-//! in it, and an archive made without `--create` holds none of it either:
+//! in it, and pg_restore into a database does not set it (only `--create`
+//! does, which cannot restore under another name or in one transaction):
 //! its owner (and with it, from PostgreSQL 15, the owner of `public`), its
 //! encoding, locale and locale provider, tablespace and connection limit,
 //! its grants (`REVOKE CONNECT ... FROM PUBLIC`), its settings (`ALTER
