@@ -35,8 +35,9 @@ async fn sums(
     // have no page on disk: those hold no rows, and are not read. Planning
     // the count of a table opens it and its indexes (about 0.16 ms each in
     // a new session: 0.5 s for 3,000 tables); its size is a file's length.
-    // A partitioned or foreign table has no pages of its own but rows
-    // elsewhere, so only plain tables are taken as empty.
+    // A partitioned table has no pages of its own but rows in its
+    // partitions, so only plain tables are taken as empty. (Foreign tables
+    // never come here: see `SumCache::foreign`.)
     let names: Vec<String> = tables
         .iter()
         .map(|(t, _)| crate::pg::quote::literal(t))
@@ -172,7 +173,8 @@ fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<St
 /// table is counted again when a leg wrote to it (the transaction's own
 /// statistics say so), when a leg ran outside a transaction, when its
 /// definition was read again since it was counted, or when it is
-/// partitioned or foreign (its rows live elsewhere). A definition is read
+/// partitioned (its rows live in its partitions). Foreign tables are not
+/// read at all. A definition is read
 /// again whenever the table's catalog rows change, and a rewrite or a
 /// TRUNCATE gives the table a new relfilenode, which updates its pg_class
 /// row: so the snapshot entry being the same shared one proves neither
