@@ -1142,6 +1142,37 @@ on_failure:
     assert_eq!((props(&db), fingerprint(&db)), before);
 }
 
+/// `mode: recreate` by a role that could not create the database again as
+/// its owner's is refused before anything is dropped, and says why.
+#[test]
+fn a_recreate_that_could_not_give_the_owner_back_drops_nothing() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE kept (id bigint PRIMARY KEY); INSERT INTO kept VALUES (1)");
+    let first = Case::new(&runbook(
+        "phases:\n  - id: backup\n    kind: backup\n    steps:\n      - id: all\n        backup: { path: bk, verify: list }\n",
+    ));
+    let run = first.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let role = format!("{}_restorer", db.name);
+    support::psql(
+        &support::cluster().url("postgres"),
+        &format!("CREATE ROLE {role} LOGIN CREATEDB"),
+    );
+    let second = Case::new(&runbook(&format!(
+        "phases:\n  - id: back\n    kind: migrate\n    steps:\n      - id: back\n        \
+         restore: {{ from: {}, pick: newest, mode: recreate, terminate_connections: true }}\n",
+        first.dir.path().join("bk").display()
+    )));
+    let run = second.exec(&db.url.replacen("runbook@", &format!("{role}@"), 1), &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let message = error_of(&run, "back");
+    assert!(
+        message.contains("is owned by") && message.contains("nothing was dropped"),
+        "{message}"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM kept"), "1");
+}
+
 /// A runbook that backs up schema `app`, runs `sql` and fails, and restores
 /// the backup with `clean: true`.
 fn app_backup_then_failing(sql: &str) -> Case {
