@@ -1578,6 +1578,40 @@ fn a_step_that_failed_part_way_is_marked_partial_and_rollback_on_partial_decides
     assert!(md.contains("failed part-way"), "{md}");
 }
 
+/// A typo the parser stops at must not cut the statement short: `DELETE
+/// FROM orders WEHRE id = 5` sent up to `WEHRE` deletes every row, and
+/// outside a transaction nothing would bring them back. The statement goes
+/// to the server whole, as psql sends it, and the server rejects it.
+#[test]
+fn a_typo_that_stops_the_parser_is_sent_whole_and_deletes_nothing() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE orders (id int); INSERT INTO orders SELECT generate_series(1, 100)");
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: typo
+        sql:
+          transaction: false
+          statements: |
+            UPDATE orders SET id = id WHERE id = 1;
+            DELETE FROM orders WEHRE id = 5;
+            TRUNCATE orders WHERE id = 6;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM orders"), "100");
+    let step = run.step("typo");
+    let message = step["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(r#"syntax error at or near "id""#),
+        "{message}"
+    );
+    assert_eq!(step["details"]["failed_statement"], 2, "{step}");
+}
+
 /// libpq's environment names the target when no URL does (PGHOST, PGPORT,
 /// PGUSER, PGDATABASE), and a password file others can read is ignored
 /// with a warning, as libpq does.

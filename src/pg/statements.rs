@@ -80,22 +80,36 @@ pub fn split(sql: &str) -> Vec<Statement> {
 
 /// [`split`] over an already parsed `sql`, for callers that parse once and
 /// use the tree for more (the linter).
+///
+/// A statement ends at its semicolon, as in psql. When the parser gives up
+/// inside a statement (a typo, a template it cannot read, syntax it does
+/// not know), it ends the statement node early and leaves the rest as loose
+/// tokens: `DELETE FROM orders WEHRE id = 5;` would become `DELETE FROM
+/// orders WEHRE`, which deletes every row, and `id = 5`. So a piece that
+/// does not end in a semicolon is never sent alone: it is joined with what
+/// follows, up to the next semicolon, and the server sees the statement as
+/// written and rejects it (or runs it, when it is syntax the parser does
+/// not know).
 pub fn split_tree(sql: &str, root: &SyntaxNode) -> Vec<Statement> {
     let mut out = Vec::new();
-    // Non-trivia text that belongs to no statement (parse errors) is
-    // gathered and sent as a piece of its own.
+    // Pieces since the last semicolon: statements the parser ended early,
+    // and non-trivia text that belongs to no statement (parse errors).
+    let mut open: Vec<Statement> = Vec::new();
     let mut loose: Option<(usize, usize)> = None;
-    let flush = |loose: &mut Option<(usize, usize)>, out: &mut Vec<Statement>| {
+    let flush = |loose: &mut Option<(usize, usize)>, open: &mut Vec<Statement>| {
         if let Some((start, end)) = loose.take() {
-            out.push(unparsed(sql, start, end));
+            open.push(unparsed(sql, start, end));
         }
     };
     for child in root.children_with_tokens() {
         let range = child.text_range();
         let (start, end) = (usize::from(range.start()), usize::from(range.end()));
         if let Some(node) = child.as_node().filter(|n| is_statement(n)) {
-            flush(&mut loose, &mut out);
-            out.push(classify(node, sql, start, end));
+            flush(&mut loose, &mut open);
+            open.push(classify(node, sql, start, end));
+            if ends_in_semicolon(node) {
+                out.push(joined(sql, std::mem::take(&mut open)));
+            }
         } else if matches!(child.kind(), SyntaxKind::WHITESPACE | SyntaxKind::COMMENT) {
             if let Some(l) = &mut loose {
                 l.1 = end;
@@ -105,8 +119,37 @@ pub fn split_tree(sql: &str, root: &SyntaxNode) -> Vec<Statement> {
             l.1 = end;
         }
     }
-    flush(&mut loose, &mut out);
+    flush(&mut loose, &mut open);
+    if !open.is_empty() {
+        out.push(joined(sql, open));
+    }
     out
+}
+
+fn ends_in_semicolon(node: &SyntaxNode) -> bool {
+    std::iter::successors(node.last_token(), |t| t.prev_token())
+        .find(|t| !t.kind().is_trivia())
+        .is_some_and(|t| t.kind() == SyntaxKind::SEMICOLON)
+}
+
+/// One piece from the pieces up to a semicolon. A lone piece stays as it
+/// was classified. Several are one statement the parser could not read:
+/// `unparsed`, sent whole, keeping the first piece's cautions (its lock,
+/// that it cannot run in a transaction, what it may destroy), since the
+/// server may still run it.
+fn joined(sql: &str, mut pieces: Vec<Statement>) -> Statement {
+    if pieces.len() == 1 {
+        return pieces.remove(0);
+    }
+    let first = pieces.remove(0);
+    let last = pieces.last().map_or(&first, |l| l);
+    let end = last.offset + last.text.len();
+    Statement {
+        text: sql[first.offset..end].to_string(),
+        kind: "unparsed".into(),
+        index: None,
+        ..first
+    }
 }
 
 fn is_statement(node: &SyntaxNode) -> bool {
@@ -467,6 +510,58 @@ mod tests {
         );
         assert!(s[0].transaction_control && s[2].transaction_control);
         assert!(!s[1].transaction_control);
+    }
+
+    #[test]
+    fn a_statement_the_parser_ended_early_is_sent_whole_up_to_its_semicolon() {
+        // Each first piece alone is a valid statement that does far more
+        // than what was written; psql sends the whole line and the server
+        // rejects it.
+        for (sql, whole) in [
+            (
+                "DELETE FROM orders WEHRE id = 5; SELECT 2;",
+                "DELETE FROM orders WEHRE id = 5;",
+            ),
+            (
+                "TRUNCATE orders WHERE id = 5;",
+                "TRUNCATE orders WHERE id = 5;",
+            ),
+            (
+                "DELETE FROM orders {{ w }}; SELECT 2;",
+                "DELETE FROM orders {{ w }};",
+            ),
+            (
+                "DELETE FROM t WHERE id = 5 RETURNIN id;",
+                "DELETE FROM t WHERE id = 5 RETURNIN id;",
+            ),
+            (
+                "DROP TABLE a, b CASCADE RESTRICT;",
+                "DROP TABLE a, b CASCADE RESTRICT;",
+            ),
+            (
+                "DELETE FROM orders\nSELECT 1;",
+                "DELETE FROM orders\nSELECT 1;",
+            ),
+        ] {
+            let s = split(sql);
+            assert_eq!(s[0].text, whole, "{sql}: {s:#?}");
+            assert_eq!(s[0].kind, "unparsed", "{sql}");
+            assert_eq!(
+                s.len(),
+                if sql.ends_with("SELECT 2;") { 2 } else { 1 },
+                "{sql}: {s:#?}"
+            );
+        }
+        // The joined piece keeps the first piece's cautions.
+        let s = split("CREATE INDEX CONCURRENTLY i ON t (a) WTIH (fillfactor = 70);");
+        assert_eq!(s.len(), 1, "{s:#?}");
+        assert!(s[0].no_transaction.is_some());
+        // What parses is untouched.
+        assert_eq!(
+            kinds("SELECT 1; DELETE FROM t WHERE id = 1;"),
+            ["SELECT", "DELETE"]
+        );
+        assert_eq!(split("SELECT 1")[0].text, "SELECT 1");
     }
 
     #[test]
