@@ -652,6 +652,46 @@ fn whole_set_mode_names_the_first_down_that_fails() {
     assert_eq!(outcome(&run, "002")["verdict"], "irreversible");
 }
 
+/// Every pair ran, so each migration is `ok`; the set's downs leave a
+/// sequence behind. The counts must not read as a pass: the set's verdict
+/// stands beside them in the report, the output and the error.
+#[test]
+fn a_whole_set_that_fails_parity_says_so_beside_its_ok_migrations() {
+    let (_d, run) = rehearse_files(
+        &[
+            (
+                "001_a.up.sql",
+                "CREATE TABLE a (id int);\nCREATE SEQUENCE IF NOT EXISTS a_seq;",
+            ),
+            ("001_a.down.sql", "DROP TABLE a;"),
+            ("002_b.up.sql", "CREATE TABLE b (id int);"),
+            ("002_b.down.sql", "DROP TABLE b;"),
+        ],
+        "          mode: whole_set\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let step = run.step("rehearse");
+    assert_eq!(
+        step["details"]["verdicts"],
+        serde_json::json!({"ok": 2}),
+        "{step}"
+    );
+    assert_eq!(step["details"]["set_verdict"], "parity_mismatch", "{step}");
+    assert_eq!(
+        step["error"]["message"],
+        "the whole set failed the rehearsal (parity_mismatch)"
+    );
+    let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("(whole set, pairs format): 2 ok; the whole set: parity_mismatch"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| * | the whole set | ❌ parity_mismatch |"),
+        "{md}"
+    );
+}
+
 #[test]
 fn a_scratch_rehearsal_leaves_the_database_untouched() {
     let db = Db::fresh();

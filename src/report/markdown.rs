@@ -790,7 +790,10 @@ fn write_rehearsal(o: &mut String, s: &StepReport, d: &Value) {
         } else {
             ""
         },
-        verdict_counts(&d["verdicts"])
+        match d["set_verdict"].as_str() {
+            Some(v) => format!("{}; the whole set: {v}", verdict_counts(&d["verdicts"])),
+            None => verdict_counts(&d["verdicts"]),
+        }
     );
     let _ = writeln!(
         o,
@@ -799,7 +802,10 @@ fn write_rehearsal(o: &mut String, s: &StepReport, d: &Value) {
     let _ = writeln!(o, "|---|---|---|---:|---:|---:|---|");
     let mut rows = d["migrations"].as_array().cloned().unwrap_or_default();
     if d["set_findings"].as_array().is_some_and(|f| !f.is_empty()) {
-        let worst = d["set_findings"][0]["verdict"].clone();
+        let worst = match &d["set_verdict"] {
+            Value::Null => d["set_findings"][0]["verdict"].clone(),
+            v => v.clone(),
+        };
         rows.push(serde_json::json!({
             "version": "*", "name": "the whole set", "verdict": worst,
             "findings": d["set_findings"], "legs": []

@@ -522,6 +522,10 @@ async fn rehearse(
         .copied()
         .filter(|o| o.findings.iter().any(|f| x.errors.contains(&f.verdict)))
         .collect();
+    // The counts are of migrations; the set's own verdict (its worst
+    // finding) is beside them, so that "346 ok" is never all there is to
+    // read when the set as a whole failed.
+    let set_verdict = (!whole.findings.is_empty()).then(|| whole.verdict.name());
     let rehearsed = outcomes
         .iter()
         .filter(|o| o.verdict != Verdict::NotRehearsed)
@@ -534,6 +538,7 @@ async fn rehearse(
         "scratch": x.scratch.is_some(),
         "migrations": outcomes,
         "set_findings": whole.findings,
+        "set_verdict": set_verdict,
         "verdicts": counts,
         "errors": x.errors,
         "stopped": stopped,
@@ -558,6 +563,7 @@ async fn rehearse(
     done.output
         .insert("rehearsed".into(), Value::from(rehearsed));
     done.output.insert("verdicts".into(), json!(counts));
+    done.output.insert("set_verdict".into(), json!(set_verdict));
     done.output
         .insert("failed".into(), Value::from(errors.len()));
     if outcomes.is_empty() {
@@ -647,6 +653,19 @@ async fn forward_only_set(
 /// The step's error: the migrations that failed (the first 20 named), and
 /// why the rehearsal stopped early, if it did.
 fn failure_message(errors: &[&Outcome], stopped: Option<&str>) -> String {
+    let (set, errors): (Vec<&Outcome>, Vec<&Outcome>) =
+        errors.iter().partition(|o| o.version == "*");
+    let message = migrations_message(&errors, stopped);
+    match set.first() {
+        Some(o) if errors.is_empty() && stopped.is_none() => {
+            format!("the whole set failed the rehearsal ({})", o.verdict.name())
+        }
+        Some(o) => format!("{message}; the whole set: {}", o.verdict.name()),
+        None => message,
+    }
+}
+
+fn migrations_message(errors: &[&Outcome], stopped: Option<&str>) -> String {
     let list: Vec<String> = errors
         .iter()
         .map(|o| format!("{} {} ({})", o.version, o.name, o.verdict.name()))
