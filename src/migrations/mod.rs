@@ -870,6 +870,13 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError
 }
 
 /// Split a single-file migration into its up and down sections.
+///
+/// sql-migrate lets a file switch back and forth (`-- +migrate Up`, then
+/// `Down`, then `Up` again) and gathers each direction's statements in
+/// order, a `notransaction` on any of its sections holding for the whole
+/// direction. A later section is joined to the earlier ones with the lines
+/// in between left blank, so a location in the script is still its line in
+/// the file. goose and dbmate take one section of each.
 fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), LoadError> {
     #[derive(PartialEq)]
     enum In {
@@ -877,12 +884,47 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
         Up,
         Down,
     }
+    /// One direction's text, and the file line (0-based) its next line is.
+    #[derive(Default)]
+    struct Section {
+        sql: String,
+        first_line: usize,
+        next: usize,
+        no_tx: bool,
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    impl Section {
+        fn started(&self) -> bool {
+            self.first_line != 0
+        }
+        fn start(&mut self, at: usize, no_tx: bool) {
+            if !self.started() {
+                self.first_line = at + 2;
+                self.next = at + 1;
+            }
+            self.no_tx |= no_tx;
+        }
+        /// Line `at` of `lines`; the lines skipped since the last one are
+        /// blanked to spaces of the same length, so that an offset in the
+        /// section is its offset in the file from where the section starts.
+        fn push(&mut self, lines: &[&str], at: usize) {
+            for skipped in &lines[self.next..at] {
+                let body = skipped.strip_suffix('\n');
+                self.sql
+                    .extend(std::iter::repeat_n(' ', body.unwrap_or(skipped).len()));
+                if body.is_some() {
+                    self.sql.push('\n');
+                }
+            }
+            self.sql.push_str(lines[at]);
+            self.next = at + 1;
+        }
+    }
     let mut state = In::Before;
-    let (mut up, mut down) = (String::new(), String::new());
-    let (mut up_line, mut down_line) = (0, 0);
-    let (mut up_no_tx, mut down_no_tx) = (false, false);
+    let (mut up, mut down) = (Section::default(), Section::default());
     let mut file_no_tx = false;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
+    let repeats = format == Format::SqlMigrate;
+    for (i, line) in lines.iter().enumerate() {
         let lower = line.trim().to_ascii_lowercase();
         let words: Vec<&str> = lower.split_whitespace().collect();
         let marker = match (format, words.as_slice()) {
@@ -907,37 +949,34 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
             _ => None,
         };
         match marker {
-            Some((true, no_tx)) => {
-                if state != In::Before || up_line != 0 {
+            Some((is_up, no_tx)) => {
+                let (section, name) = if is_up {
+                    (&mut up, "up")
+                } else {
+                    (&mut down, "down")
+                };
+                // goose and dbmate: one up, then one down.
+                let out_of_order = is_up && !repeats && state != In::Before;
+                if out_of_order || (section.started() && !repeats) {
                     return Err(LoadError::SecondSection {
                         file: file.to_string(),
                         line: i + 1,
-                        section: "up",
+                        section: name,
                     });
                 }
-                state = In::Up;
-                up_line = i + 2;
-                up_no_tx = no_tx;
-            }
-            Some((false, no_tx)) => {
-                if down_line != 0 {
-                    return Err(LoadError::SecondSection {
-                        file: file.to_string(),
-                        line: i + 1,
-                        section: "down",
-                    });
-                }
-                state = In::Down;
-                down_line = i + 2;
-                down_no_tx = no_tx;
+                section.start(i, no_tx);
+                state = if is_up { In::Up } else { In::Down };
             }
             None => match state {
-                In::Up => up.push_str(line),
-                In::Down => down.push_str(line),
+                In::Up => up.push(&lines, i),
+                In::Down => down.push(&lines, i),
                 In::Before => {}
             },
         }
     }
+    let (up_line, down_line) = (up.first_line, down.first_line);
+    let (up_no_tx, down_no_tx) = (up.no_tx, down.no_tx);
+    let (up, down) = (up.sql, down.sql);
     if up_line == 0 {
         let want = match format {
             Format::Dbmate => "-- migrate:up",
@@ -1200,6 +1239,56 @@ mod tests {
             Down::Missing("00001_f.sql has no down section".into())
         );
         assert_eq!(crate::pg::statements::split(&m.up.sql).len(), 1);
+    }
+
+    #[test]
+    fn sql_migrate_gathers_repeated_sections_and_goose_refuses_them() {
+        // As Convoy writes them: sections switch back and forth, and one
+        // `notransaction` holds for its whole direction.
+        let text = "-- +migrate Up\nCREATE TABLE a (id int);\n-- +migrate Down\nDROP TABLE a;\n\
+                    -- +migrate Up notransaction\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n\
+                    -- +migrate Down\nDROP INDEX CONCURRENTLY a_id;\n";
+        let d = dir_with(&[("1677078479.sql", text)]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::SqlMigrate);
+        let m = &set.migrations[0];
+        assert!(m.up.no_transaction);
+        assert_eq!(m.up.first_line, 2);
+        // The lines between are blanked, not removed: an offset in the
+        // section is one in the file, and a location its line.
+        let blank = |l: &str| " ".repeat(l.len());
+        assert_eq!(
+            m.up.sql,
+            format!(
+                "CREATE TABLE a (id int);\n{}\n{}\n{}\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n",
+                blank("-- +migrate Down"),
+                blank("DROP TABLE a;"),
+                blank("-- +migrate Up notransaction")
+            )
+        );
+        let at = m.up.sql.find("CREATE INDEX").unwrap();
+        assert_eq!(m.up.locate(at), "1677078479.sql:6");
+        assert_eq!(
+            &text[text.find('\n').unwrap() + 1..][at..at + 12],
+            "CREATE INDEX"
+        );
+        let down = m.down_script().unwrap();
+        assert!(!down.no_transaction, "no down section is marked");
+        assert!(
+            down.sql.starts_with("DROP TABLE a;\n")
+                && down.sql.ends_with("\nDROP INDEX CONCURRENTLY a_id;\n")
+        );
+        assert_eq!(
+            down.locate(down.sql.find("DROP INDEX").unwrap()),
+            "1677078479.sql:8"
+        );
+
+        let d = dir_with(&[(
+            "00001_a.sql",
+            "-- +goose Up\nSELECT 1;\n-- +goose Down\nSELECT 2;\n-- +goose Up\nSELECT 3;\n",
+        )]);
+        let err = load(d.path(), None).unwrap_err().to_string();
+        assert_eq!(err, "00001_a.sql:5: a second up section");
     }
 
     #[test]
