@@ -249,6 +249,13 @@ pub struct Migrations<'a> {
 }
 
 async fn open(m: &Migrations<'_>) -> Result<Opened, CommandError> {
+    open_history(m, false).await
+}
+
+/// [`open`]; with `baseline`, a history runbook cannot read is left as it
+/// is and runbook's own is opened beside it: a baseline is how a database
+/// another tool migrated starts runbook's history.
+async fn open_history(m: &Migrations<'_>, baseline: bool) -> Result<Opened, CommandError> {
     let set = load(m.dir, m.format)?;
     let spec = crate::history::Spec {
         tool: crate::history::Tool::parse(m.history_format).map_err(|e| {
@@ -257,9 +264,14 @@ async fn open(m: &Migrations<'_>) -> Result<Opened, CommandError> {
         table: m.history_table.map(str::to_string),
     };
     let db = connect(&m.target).await?;
-    let history = History::open(&db, &spec, &set)
-        .await
-        .map_err(|e| CommandError::invalid(e.to_string(), e.hint()))?;
+    let history = match History::open(&db, &spec, &set).await {
+        Err(crate::history::HistoryError::Foreign { .. }) if baseline => History::new(
+            crate::history::Tool::Runbook,
+            crate::history::Tool::Runbook.default_table(),
+            &set,
+        ),
+        opened => opened.map_err(|e| CommandError::invalid(e.to_string(), e.hint()))?,
+    };
     let applied = history.read(&db, &set).await.map_err(|e| {
         CommandError::unavailable(
             format!("cannot read {}: {}", history.name, e.message),
@@ -463,7 +475,7 @@ pub fn migrations_baseline(
     stderr: &mut impl Write,
 ) -> Result<u8, CommandError> {
     runtime().block_on(async {
-        let o = open(mig).await?;
+        let o = open_history(mig, true).await?;
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         if !set.migrations.iter().any(|m| m.version == version) {
             return Err(CommandError::invalid(

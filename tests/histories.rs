@@ -629,6 +629,82 @@ fn two_tools_histories_and_no_word_on_which_is_refused() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NOT NULL"), "t");
 }
 
+/// A database migrated by a tool runbook does not read (sql-migrate's
+/// gorp_migrations, as sql-migrate creates it) already has its migration.
+/// Detection found nothing, so runbook started its own history and ran the
+/// migration again: its INSERT doubled the rows. Now that is refused before
+/// anything runs, with the tool named, until a baseline records what the
+/// database has or the runbook says its own history is meant.
+#[test]
+fn a_history_runbook_cannot_read_is_refused_not_run_again() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE a (id int); INSERT INTO a VALUES (1);\
+         CREATE TABLE gorp_migrations (id text NOT NULL PRIMARY KEY, applied_at timestamptz);\
+         INSERT INTO gorp_migrations VALUES ('001_a.sql', now())",
+    );
+    let dir = files(&[(
+        "001_a.sql",
+        "-- +migrate Up\nCREATE TABLE IF NOT EXISTS a (id int);\nINSERT INTO a VALUES (1);\n-- +migrate Down\nDROP TABLE a;\n",
+    )]);
+    let (case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert!(
+        error["message"].as_str().unwrap().contains(
+            "records its migrations in public.gorp_migrations (sql-migrate), which runbook does not read"
+        ),
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("runbook migrations baseline"),
+        "{error}"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM a"), "1", "nothing ran");
+    assert_eq!(
+        db.sql("SELECT to_regclass('runbook_migrations') IS NULL"),
+        "t"
+    );
+    drop(case);
+    let (code, _, stderr) = migrations(&["status"], dir.path(), &db.url);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("gorp_migrations (sql-migrate)"), "{stderr}");
+
+    // A baseline records the migration in runbook's history; then migrate
+    // has nothing to run.
+    let (code, _, stderr) = migrations(
+        &["baseline", "--version", "001", "--yes"],
+        dir.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM a"), "1");
+
+    // A known table name with columns no tool runbook reads has (Ecto's
+    // schema_migrations) is refused the same way.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, inserted_at timestamp)");
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("public.schema_migrations (a tool runbook does not know; its columns are version, inserted_at)"),
+        "{}",
+        run.step("apply")["error"]
+    );
+    // Saying which history is meant goes on with runbook's own.
+    let (_case, run) = migrate(&db, dir.path(), "          history: { format: runbook }\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM a"), "1");
+}
+
 /// A rehearsal of `dir` on a scratch copy of `db`.
 fn rehearse_scratch(db: &Db, dir: &std::path::Path, extra: &str) -> (Case, Run) {
     let case = Case::new(&format!(

@@ -174,6 +174,11 @@ pub enum HistoryError {
     Unknown(String),
     #[error("this database has several migration histories: {}", .0.join(", "))]
     Several(Vec<String>),
+    #[error(
+        "this database records its migrations in {table} ({tool}), which runbook does not read; \
+         with no history of its own, runbook would count every migration as pending and run it again"
+    )]
+    Foreign { table: String, tool: String },
 }
 
 impl HistoryError {
@@ -185,6 +190,9 @@ impl HistoryError {
             }
             Self::Several(_) => {
                 "say which one this directory's migrations are recorded in: `history: {format: …}` (or --history-format)"
+            }
+            Self::Foreign { .. } => {
+                "record what the database already has in runbook's history first: `runbook migrations baseline --version NEWEST_APPLIED`; if that table is not this directory's history, say `history: {format: runbook}` (or --history-format runbook)"
             }
         }
     }
@@ -294,7 +302,9 @@ impl History {
     /// table is recognised by its columns; with nothing named, runbook's
     /// own table if it exists, else the one other tool's table found, else
     /// a new runbook table. Several tools' tables and no word on which is
-    /// an error, not a guess.
+    /// an error, not a guess; so is a history runbook cannot read (another
+    /// tool's, or a known name with other columns), since a new runbook
+    /// table beside it would run every migration again.
     pub async fn open(db: &Db, spec: &Spec, set: &Set) -> Result<History, HistoryError> {
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
@@ -310,6 +320,7 @@ impl History {
             ]
             .iter()
             .map(|t| t.default_table().to_string())
+            .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
             .collect(),
         };
         let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
@@ -348,7 +359,10 @@ impl History {
                     _ if known.iter().any(|(t, _)| *t == Tool::Runbook) => {
                         History::new(Tool::Runbook, Tool::Runbook.default_table(), set)
                     }
-                    [] => History::new(Tool::Runbook, Tool::Runbook.default_table(), set),
+                    [] => match unreadable(&found) {
+                        Some(e) => return Err(e),
+                        None => History::new(Tool::Runbook, Tool::Runbook.default_table(), set),
+                    },
                     [(tool, name)] => History {
                         detected: true,
                         ..History::new(*tool, name, set)
@@ -684,6 +698,45 @@ fn number(version: &str) -> String {
         "" => "0".into(),
         n => n.into(),
     }
+}
+
+/// History tables of tools runbook does not read, as `to_regclass` finds
+/// them on the search path (where those tools create them), and the tool.
+const FOREIGN: &[(&str, &str)] = &[
+    ("gorp_migrations", "sql-migrate"),
+    ("schema_migration", "pop or popx"),
+    ("__diesel_schema_migrations", "Diesel"),
+    ("_sqlx_migrations", "SQLx"),
+    ("atlas_schema_revisions", "Atlas"),
+    ("alembic_version", "Alembic"),
+    ("\"SequelizeMeta\"", "Sequelize"),
+    ("pgmigrations", "node-pg-migrate"),
+    ("django_migrations", "Django"),
+    ("\"__EFMigrationsHistory\"", "Entity Framework"),
+    ("databasechangelog", "Liquibase"),
+];
+
+/// With no history runbook reads found: the first table that holds one it
+/// cannot, either another tool's or a known name with other columns.
+fn unreadable(found: &[(String, Vec<String>)]) -> Option<HistoryError> {
+    let (table, columns) = found.iter().find(|(_, c)| Tool::of_columns(c).is_none())?;
+    let relname = table.rsplit('.').next().unwrap_or(table);
+    let tool = FOREIGN
+        .iter()
+        .find(|(t, _)| t.trim_matches('"') == relname)
+        .map_or_else(
+            || {
+                format!(
+                    "a tool runbook does not know; its columns are {}",
+                    columns.join(", ")
+                )
+            },
+            |(_, tool)| (*tool).to_string(),
+        );
+    Some(HistoryError::Foreign {
+        table: table.clone(),
+        tool,
+    })
 }
 
 /// The history tables of the common migration tools (these and others'):
