@@ -629,30 +629,30 @@ fn two_tools_histories_and_no_word_on_which_is_refused() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NOT NULL"), "t");
 }
 
-/// A database migrated by a tool runbook does not read (sql-migrate's
-/// gorp_migrations, as sql-migrate creates it) already has its migration.
-/// Detection found nothing, so runbook started its own history and ran the
-/// migration again: its INSERT doubled the rows. Now that is refused before
-/// anything runs, with the tool named, until a baseline records what the
-/// database has or the runbook says its own history is meant.
+/// A database migrated by a tool whose history runbook does not read
+/// (Alembic's alembic_version) already has its migration. Detection found
+/// nothing, so runbook started its own history and ran the migration
+/// again: its INSERT doubled the rows. Now that is refused before anything
+/// runs, with the table named, until a baseline records what the database
+/// has or the runbook says its own history is meant.
 #[test]
 fn a_history_runbook_cannot_read_is_refused_not_run_again() {
     let db = Db::fresh();
     db.sql(
         "CREATE TABLE a (id int); INSERT INTO a VALUES (1);\
-         CREATE TABLE gorp_migrations (id text NOT NULL PRIMARY KEY, applied_at timestamptz);\
-         INSERT INTO gorp_migrations VALUES ('001_a.sql', now())",
+         CREATE TABLE alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);\
+         INSERT INTO alembic_version VALUES ('3f2a')",
     );
     let dir = files(&[(
-        "001_a.sql",
-        "-- +migrate Up\nCREATE TABLE IF NOT EXISTS a (id int);\nINSERT INTO a VALUES (1);\n-- +migrate Down\nDROP TABLE a;\n",
+        "001_a.up.sql",
+        "CREATE TABLE IF NOT EXISTS a (id int);\nINSERT INTO a VALUES (1);\n",
     )]);
     let (case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 1, "{}", run.stderr);
     let error = &run.step("apply")["error"];
     assert!(
         error["message"].as_str().unwrap().contains(
-            "records its migrations in public.gorp_migrations (sql-migrate), which runbook does not read"
+            "records its migrations in public.alembic_version (Alembic), which runbook does not read"
         ),
         "{error}"
     );
@@ -671,7 +671,7 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
     drop(case);
     let (code, _, stderr) = migrations(&["status"], dir.path(), &db.url);
     assert_ne!(code, 0);
-    assert!(stderr.contains("gorp_migrations (sql-migrate)"), "{stderr}");
+    assert!(stderr.contains("alembic_version (Alembic)"), "{stderr}");
 
     // A baseline records the migration in runbook's history; then migrate
     // has nothing to run.
@@ -703,6 +703,124 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
     let (_case, run) = migrate(&db, dir.path(), "          history: { format: runbook }\n");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(db.sql("SELECT count(*) FROM a"), "1");
+}
+
+/// sql-migrate's gorp_migrations (as sql-migrate creates it, a row per
+/// applied file by its file name) and popx's schema_migration (popx's DDL;
+/// a row per version, and pop's older row of 14 digits that counts every
+/// version starting with them) are read, continued and rolled back in
+/// their own terms.
+#[test]
+fn sql_migrate_and_popx_histories_are_read_and_continued() {
+    let db = Db::fresh();
+    let dir = files(&[
+        (
+            "1_init.sql",
+            &format!("-- +migrate Up\n{INIT}-- +migrate Down\nDROP TABLE users;\n"),
+        ),
+        (
+            "2_add.sql",
+            &format!("-- +migrate Up\n{ADD}-- +migrate Down\n{DROP_ADD}"),
+        ),
+    ]);
+    db.sql(&format!(
+        "{INIT} CREATE TABLE gorp_migrations (id varchar(255) NOT NULL PRIMARY KEY, applied_at timestamp with time zone);
+         INSERT INTO gorp_migrations VALUES ('1_init.sql', '2024-01-01 00:00:00+00');"
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("sql-migrate history in public.gorp_migrations (detected)"),
+        "{out}"
+    );
+    assert_eq!(states(&out), ["1 applied", "2 pending"]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(id, ',' ORDER BY id) || ' ' || bool_and(applied_at IS NOT NULL) FROM gorp_migrations"),
+        "1_init.sql,2_add.sql true"
+    );
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 1\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(id, ',') FROM gorp_migrations"),
+        "1_init.sql"
+    );
+
+    let db = Db::fresh();
+    let dir = files(&[
+        ("20191100000001000000_init.postgres.up.sql", INIT),
+        (
+            "20191100000001000000_init.postgres.down.sql",
+            "DROP TABLE users;\n",
+        ),
+        (
+            "20191100000001000001_init.postgres.up.sql",
+            "CREATE INDEX users_id ON users (id);\n",
+        ),
+        (
+            "20191100000001000001_init.postgres.down.sql",
+            "DROP INDEX users_id;\n",
+        ),
+        ("20200101000000000000_add.postgres.up.sql", ADD),
+        ("20200101000000000000_add.postgres.down.sql", DROP_ADD),
+        (
+            "20210101000000000000_more.postgres.up.sql",
+            "CREATE TABLE more (id int);\n",
+        ),
+        (
+            "20210101000000000000_more.postgres.down.sql",
+            "DROP TABLE more;\n",
+        ),
+    ]);
+    db.sql(&format!(
+        "{INIT} CREATE INDEX users_id ON users (id); {ADD}
+         CREATE TABLE schema_migration (version VARCHAR (48) NOT NULL, version_self INT NOT NULL DEFAULT 0);
+         CREATE UNIQUE INDEX schema_migration_version_idx ON schema_migration (version);
+         CREATE INDEX schema_migration_version_self_idx ON schema_migration (version_self);
+         INSERT INTO schema_migration (version) VALUES ('20191100000001'), ('20200101000000000000');"
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("popx history in public.schema_migration (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        [
+            "20191100000001000000 applied",
+            "20191100000001000001 applied",
+            "20200101000000000000 applied",
+            "20210101000000000000 pending"
+        ]
+    );
+    assert!(
+        !out.contains("no file"),
+        "a legacy row is not a migration of its own: {out}"
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20210101000000000000"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migration"),
+        "20191100000001,20200101000000000000,20210101000000000000"
+    );
+
+    // A fresh database gets popx's own table.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, dir.path(), "          history: { format: popx }\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'schema_migration'"),
+        "schema_migration_version_idx,schema_migration_version_self_idx"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migration"), "4");
 }
 
 /// A rehearsal of `dir` on a scratch copy of `db`.

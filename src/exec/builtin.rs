@@ -418,7 +418,10 @@ async fn dirty(
     details["history"] = Value::from(history.describe());
     if matches!(
         history.tool,
-        crate::history::Tool::Dbmate | crate::history::Tool::Goose
+        crate::history::Tool::Dbmate
+            | crate::history::Tool::Goose
+            | crate::history::Tool::SqlMigrate
+            | crate::history::Tool::Popx
     ) {
         details["note"] = Value::from(format!(
             "{}'s history has no mark for an unfinished migration: this check cannot see one",

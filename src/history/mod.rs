@@ -1,6 +1,6 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
-//! golang-migrate, Flyway, dbmate, goose, sqitch), read and written in that
+//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, sqitch), read and written in that
 //! tool's own format so a team can switch to runbook, and back, without
 //! losing or re-running anything.
 //!
@@ -44,6 +44,8 @@ pub enum Tool {
     Flyway,
     Dbmate,
     Goose,
+    SqlMigrate,
+    Popx,
     Sqitch,
 }
 
@@ -55,6 +57,8 @@ pub const TOOLS: &[&str] = &[
     "flyway",
     "dbmate",
     "goose",
+    "sql-migrate",
+    "popx",
     "sqitch",
 ];
 
@@ -68,6 +72,8 @@ impl Tool {
             Self::Flyway => "flyway",
             Self::Dbmate => "dbmate",
             Self::Goose => "goose",
+            Self::SqlMigrate => "sql-migrate",
+            Self::Popx => "popx",
             Self::Sqitch => "sqitch",
         }
     }
@@ -83,6 +89,8 @@ impl Tool {
             "flyway" => Self::Flyway,
             "dbmate" => Self::Dbmate,
             "goose" => Self::Goose,
+            "sql-migrate" => Self::SqlMigrate,
+            "popx" => Self::Popx,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -102,6 +110,8 @@ impl Tool {
             Self::GolangMigrate | Self::Dbmate => "public.schema_migrations",
             Self::Flyway => "public.flyway_schema_history",
             Self::Goose => "public.goose_db_version",
+            Self::SqlMigrate => "public.gorp_migrations",
+            Self::Popx => "public.schema_migration",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -112,7 +122,12 @@ impl Tool {
             Self::Runbook | Self::Prisma => Some("sha256"),
             Self::Flyway => Some("CRC-32"),
             Self::Sqitch => Some("SHA-1"),
-            Self::Knex | Self::GolangMigrate | Self::Dbmate | Self::Goose => None,
+            Self::Knex
+            | Self::GolangMigrate
+            | Self::Dbmate
+            | Self::Goose
+            | Self::SqlMigrate
+            | Self::Popx => None,
         }
     }
 
@@ -126,9 +141,11 @@ impl Tool {
         self == Self::Runbook
     }
 
-    /// Which tool a table's columns say it belongs to.
-    fn of_columns(columns: &[String]) -> Option<Tool> {
+    /// Which tool a table's columns say it belongs to. A lone `version`
+    /// column is dbmate's, or pop's older table by its name.
+    fn of_columns(table: &str, columns: &[String]) -> Option<Tool> {
         let has = |c: &str| columns.iter().any(|x| x == c);
+        let relname = table.rsplit('.').next().unwrap_or(table);
         Some(if has("statements_done") && has("run_id") {
             Self::Runbook
         } else if has("migration_name") && has("rolled_back_at") {
@@ -143,6 +160,12 @@ impl Tool {
             Self::Sqitch
         } else if has("version") && has("dirty") {
             Self::GolangMigrate
+        } else if has("version") && has("version_self")
+            || columns == ["version"] && relname == "schema_migration"
+        {
+            Self::Popx
+        } else if columns == ["id", "applied_at"] {
+            Self::SqlMigrate
         } else if columns == ["version"] {
             Self::Dbmate
         } else {
@@ -272,6 +295,8 @@ pub struct History {
     versions: Vec<String>,
     /// Each version's migration name, in the same order.
     names: Vec<String>,
+    /// Each version's up file name (its directory left out), in the same order.
+    files: Vec<String>,
     /// runbook's own history: the row a directory version is recorded
     /// under when that differs (see [`History::rekey`]). Filled by `read`.
     keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -292,6 +317,17 @@ impl History {
             schema: schema.to_string(),
             versions: set.migrations.iter().map(|m| m.version.clone()).collect(),
             names: set.migrations.iter().map(|m| m.name.clone()).collect(),
+            files: set
+                .migrations
+                .iter()
+                .map(|m| {
+                    m.up.file
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(&m.up.file)
+                        .to_string()
+                })
+                .collect(),
             keys: Default::default(),
             batch: AtomicI64::new(1),
             detected: false,
@@ -316,6 +352,8 @@ impl History {
                 Tool::GolangMigrate,
                 Tool::Flyway,
                 Tool::Goose,
+                Tool::SqlMigrate,
+                Tool::Popx,
                 Tool::Sqitch,
             ]
             .iter()
@@ -328,7 +366,7 @@ impl History {
             (Some(tool), table) => {
                 let table = table.clone().unwrap_or_else(|| tool.default_table().into());
                 if let Some((name, columns)) = found.first() {
-                    let looks = Tool::of_columns(columns);
+                    let looks = Tool::of_columns(name, columns);
                     if looks != Some(tool) {
                         return Err(HistoryError::NotThat {
                             table: name.clone(),
@@ -342,7 +380,7 @@ impl History {
             (None, Some(table)) => match found.first() {
                 None => History::new(Tool::Runbook, table, set),
                 Some((name, columns)) => {
-                    let tool = Tool::of_columns(columns)
+                    let tool = Tool::of_columns(name, columns)
                         .ok_or_else(|| HistoryError::Unknown(name.clone()))?;
                     History {
                         detected: tool != Tool::Runbook,
@@ -353,7 +391,7 @@ impl History {
             (None, None) => {
                 let known: Vec<(Tool, &String)> = found
                     .iter()
-                    .filter_map(|(name, cols)| Some((Tool::of_columns(cols)?, name)))
+                    .filter_map(|(name, cols)| Some((Tool::of_columns(name, cols)?, name)))
                     .collect();
                 match known.as_slice() {
                     _ if known.iter().any(|(t, _)| *t == Tool::Runbook) => {
@@ -420,7 +458,7 @@ impl History {
             Tool::Knex => knex::create(self),
             Tool::GolangMigrate => golang::create(self),
             Tool::Flyway => flyway::create(self),
-            Tool::Dbmate | Tool::Goose => simple::create(self),
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => simple::create(self),
             Tool::Sqitch => unreachable!("sqitch is not writable"),
         };
         // Only when missing: `IF NOT EXISTS` would leave a notice in the
@@ -460,7 +498,9 @@ impl History {
             Tool::Knex => knex::read(self, db).await,
             Tool::GolangMigrate => golang::read(self, db).await,
             Tool::Flyway => flyway::read(self, db).await,
-            Tool::Dbmate | Tool::Goose => simple::read(self, db).await,
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => {
+                simple::read(self, db).await
+            }
             Tool::Sqitch => sqitch::read(self, db, set).await,
         }
         .map_err(|e| db::error_info(&e, None))?;
@@ -563,7 +603,7 @@ impl History {
             Tool::Knex => knex::write(self, w),
             Tool::GolangMigrate => golang::write(self, w),
             Tool::Flyway => flyway::write(self, w),
-            Tool::Dbmate | Tool::Goose => simple::write(self, w),
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => simple::write(self, w),
             Tool::Sqitch => None,
         }
     }
@@ -588,7 +628,9 @@ impl History {
             Tool::Knex => knex::baseline(self, todo),
             Tool::GolangMigrate => golang::baseline(self, through),
             Tool::Flyway => flyway::baseline(self, through, by),
-            Tool::Dbmate | Tool::Goose => simple::baseline(self, todo),
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => {
+                simple::baseline(self, todo)
+            }
             Tool::Sqitch => unreachable!("refused before: sqitch is not writable"),
         };
         if let Err(e) = db
@@ -611,7 +653,7 @@ impl History {
             Tool::Knex => knex::repair(self, a, applied),
             Tool::GolangMigrate => golang::repair(self, a, applied),
             Tool::Flyway => flyway::repair(self, a, applied),
-            Tool::Dbmate | Tool::Goose | Tool::Sqitch => {
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
         };
@@ -703,8 +745,6 @@ fn number(version: &str) -> String {
 /// History tables of tools runbook does not read, as `to_regclass` finds
 /// them on the search path (where those tools create them), and the tool.
 const FOREIGN: &[(&str, &str)] = &[
-    ("gorp_migrations", "sql-migrate"),
-    ("schema_migration", "pop or popx"),
     ("__diesel_schema_migrations", "Diesel"),
     ("_sqlx_migrations", "SQLx"),
     ("atlas_schema_revisions", "Atlas"),
@@ -719,7 +759,9 @@ const FOREIGN: &[(&str, &str)] = &[
 /// With no history runbook reads found: the first table that holds one it
 /// cannot, either another tool's or a known name with other columns.
 fn unreadable(found: &[(String, Vec<String>)]) -> Option<HistoryError> {
-    let (table, columns) = found.iter().find(|(_, c)| Tool::of_columns(c).is_none())?;
+    let (table, columns) = found
+        .iter()
+        .find(|(t, c)| Tool::of_columns(t, c).is_none())?;
     let relname = table.rsplit('.').next().unwrap_or(table);
     let tool = FOREIGN
         .iter()

@@ -1,10 +1,14 @@
-//! The histories that only list versions: dbmate's `schema_migrations`
-//! (one `version` per applied migration) and goose's `goose_db_version`
-//! (a row per up, and per down in older goose; the newest row of a
-//! version says whether it is applied, and goose's own first row is
-//! version 0). Neither keeps checksums, and neither has a way to mark a
-//! script unfinished: a script outside a transaction that stops half-way
-//! leaves no trace in them, only in runbook's report.
+//! The histories that only list what is applied: dbmate's
+//! `schema_migrations` (one `version` per applied migration), goose's
+//! `goose_db_version` (a row per up, and per down in older goose; the
+//! newest row of a version says whether it is applied, and goose's own
+//! first row is version 0), sql-migrate's `gorp_migrations` (a row per
+//! applied file, by its file name, with when) and popx's `schema_migration`
+//! (a row per applied version; a row of a version's first 14 digits, from
+//! pop's older table, counts every version that starts with them, as popx
+//! counts it). None keeps checksums, and none has a way to mark a script
+//! unfinished: a script outside a transaction that stops half-way leaves
+//! no trace in them, only in runbook's report.
 
 use tokio_postgres::Error;
 
@@ -12,7 +16,10 @@ use super::{Applied, History, Tool, Write, number, utc};
 use crate::migrations::Migration;
 use crate::model::Direction;
 use crate::pg::db::Db;
-use crate::pg::quote::literal;
+use crate::pg::quote::{ident, literal};
+
+/// popx's older versions: the first 14 digits.
+const POP_LEGACY_DIGITS: usize = 14;
 
 pub(super) fn create(h: &History) -> String {
     match h.tool {
@@ -21,6 +28,22 @@ pub(super) fn create(h: &History) -> String {
              INSERT INTO {t} (version_id, is_applied) VALUES (0, true);",
             t = h.quoted
         ),
+        Tool::SqlMigrate => format!(
+            "CREATE TABLE {} (id varchar(255) NOT NULL PRIMARY KEY, applied_at timestamptz);",
+            h.quoted
+        ),
+        // popx's own DDL, with its index names.
+        Tool::Popx => {
+            let table = h.name.rsplit('.').next().unwrap_or(&h.name);
+            format!(
+                "CREATE TABLE {t} (version varchar(48) NOT NULL, version_self int NOT NULL DEFAULT 0);
+                 CREATE UNIQUE INDEX {} ON {t} (version);
+                 CREATE INDEX {} ON {t} (version_self);",
+                ident(&format!("{table}_version_idx")),
+                ident(&format!("{table}_version_self_idx")),
+                t = h.quoted
+            )
+        }
         _ => format!(
             "CREATE TABLE {} (version varchar(128) PRIMARY KEY);",
             h.quoted
@@ -38,26 +61,67 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             utc("tstamp"),
             h.quoted
         ),
+        Tool::SqlMigrate => format!("SELECT id::text, {} FROM {}", utc("applied_at"), h.quoted),
         _ => format!("SELECT version::text, NULL::text FROM {}", h.quoted),
     };
     let rows = db.client.query(&sql, &[]).await?;
-    Ok(rows
+    let applied = |key: String, version: String, at: Option<String>| Applied {
+        version,
+        key,
+        applied_at: at.unwrap_or_default(),
+        by: h.tool.name().into(),
+        direction: "up".into(),
+        ..Applied::default()
+    };
+    let mut out: Vec<Applied> = rows
         .iter()
-        .map(|r| Applied {
-            version: r.get(0),
-            key: r.get(0),
-            applied_at: r.get::<_, Option<String>>(1).unwrap_or_default(),
-            by: h.tool.name().into(),
-            direction: "up".into(),
-            ..Applied::default()
+        .map(|r| {
+            let key: String = r.get(0);
+            let version = match h.tool {
+                // The file's version; a file no longer in the directory by
+                // its leading digits.
+                Tool::SqlMigrate => h
+                    .files
+                    .iter()
+                    .position(|f| *f == key)
+                    .map(|i| h.versions[i].clone())
+                    .unwrap_or_else(|| key.chars().take_while(char::is_ascii_digit).collect()),
+                _ => key.clone(),
+            };
+            applied(key, version, r.get(1))
         })
-        .collect())
+        .collect();
+    if h.tool == Tool::Popx {
+        let legacy: Vec<String> = out
+            .iter()
+            .map(|a| a.key.clone())
+            .filter(|k| k.len() == POP_LEGACY_DIGITS)
+            .collect();
+        for v in &h.versions {
+            let counted = v.len() > POP_LEGACY_DIGITS
+                && legacy.iter().any(|l| v.starts_with(l.as_str()))
+                && !out.iter().any(|a| a.key == *v);
+            if counted {
+                let key = v[..POP_LEGACY_DIGITS].to_string();
+                out.push(applied(key, v.clone(), None));
+            }
+        }
+        // A legacy row stands for the versions it counts, not for one of its own.
+        out.retain(|a| {
+            a.key.len() != POP_LEGACY_DIGITS
+                || a.version != a.key
+                || h.versions.contains(&a.key)
+        });
+    }
+    Ok(out)
 }
 
 /// The version as the tool stores it: goose a number, dbmate the file's digits.
 fn version(h: &History, m: &Migration) -> String {
     match h.tool {
         Tool::Goose => number(&m.version),
+        // sql-migrate knows a migration by its file name.
+        Tool::SqlMigrate => literal(m.up.file.rsplit('/').next().unwrap_or(&m.up.file)),
         _ => literal(
             &m.version
                 .chars()
@@ -74,6 +138,11 @@ fn add(h: &History, m: &Migration) -> String {
             h.quoted,
             version(h, m)
         ),
+        Tool::SqlMigrate => format!(
+            "INSERT INTO {} (id, applied_at) VALUES ({}, now())",
+            h.quoted,
+            version(h, m)
+        ),
         _ => format!(
             "INSERT INTO {} (version) VALUES ({})",
             h.quoted,
@@ -83,10 +152,10 @@ fn add(h: &History, m: &Migration) -> String {
 }
 
 fn remove(h: &History, m: &Migration) -> String {
-    let column = if h.tool == Tool::Goose {
-        "version_id"
-    } else {
-        "version"
+    let column = match h.tool {
+        Tool::Goose => "version_id",
+        Tool::SqlMigrate => "id",
+        _ => "version",
     };
     format!(
         "DELETE FROM {} WHERE {column} = {}",
