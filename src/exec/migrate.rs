@@ -551,9 +551,8 @@ async fn migrate(
     {
         return Err(refused(
             format!(
-                "migration {} ({}) cannot be rolled back: {}",
-                x.version,
-                x.name,
+                "migration {} cannot be rolled back: {}",
+                migrations::labeled(&x.version, &x.name),
                 x.down_missing().unwrap_or_default()
             ),
             "nothing was rolled back; write its down script, or restore from a backup",
@@ -752,7 +751,11 @@ fn script_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Ve
         "transaction": f.in_transaction,
     });
     let mut error = f.error;
-    error.message = format!("migration {} ({}): {}", x.version, x.name, error.message);
+    error.message = format!(
+        "migration {}: {}",
+        migrations::labeled(&x.version, &x.name),
+        error.message
+    );
     if !f.in_transaction && f.done > 0 {
         error.hint = Some(format!(
             "{} statement(s) of it committed before the failure and it is marked dirty; see `runbook migrations status` and repair it by hand",

@@ -687,9 +687,8 @@ impl History {
         };
         (
             format!(
-                "migration {} ({}) is unfinished in {} ({} history): {state}",
-                a.version,
-                a.name,
+                "migration {} is unfinished in {} ({} history): {state}",
+                migrations::labeled(&a.version, &a.name),
                 self.name,
                 self.tool.name()
             ),

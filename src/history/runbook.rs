@@ -195,7 +195,10 @@ pub(super) fn dirty_message(a: &Applied, history: &str) -> String {
         )
     };
     format!(
-        "migration {} ({}) is dirty in {history}: its {} was started by run {} at {} and never finished; {state}",
-        a.version, a.name, a.direction, a.run_id, a.applied_at
+        "migration {} is dirty in {history}: its {} was started by run {} at {} and never finished; {state}",
+        crate::migrations::labeled(&a.version, &a.name),
+        a.direction,
+        a.run_id,
+        a.applied_at
     )
 }

@@ -108,9 +108,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         }
         // A legacy row stands for the versions it counts, not for one of its own.
         out.retain(|a| {
-            a.key.len() != POP_LEGACY_DIGITS
-                || a.version != a.key
-                || h.versions.contains(&a.key)
+            a.key.len() != POP_LEGACY_DIGITS || a.version != a.key || h.versions.contains(&a.key)
         });
     }
     Ok(out)

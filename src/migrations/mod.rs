@@ -184,6 +184,25 @@ pub struct Script {
     pub no_transaction: bool,
 }
 
+/// How a migration is named in a message: `3 (add_users)`, or `3` when it
+/// has no name (sql-migrate's files are often named by their number alone).
+pub fn labeled(version: &str, name: &str) -> String {
+    if name.is_empty() {
+        version.to_string()
+    } else {
+        format!("{version} ({name})")
+    }
+}
+
+/// `3 add_users`, or `3`.
+pub fn titled(version: &str, name: &str) -> String {
+    if name.is_empty() {
+        version.to_string()
+    } else {
+        format!("{version} {name}")
+    }
+}
+
 impl Script {
     /// Where a byte offset of `sql` is in the file: `file:line`.
     pub fn locate(&self, offset: usize) -> String {
@@ -1289,6 +1308,9 @@ mod tests {
         )]);
         let err = load(d.path(), None).unwrap_err().to_string();
         assert_eq!(err, "00001_a.sql:5: a second up section");
+        // Named by its number alone, a migration is shown by it alone.
+        assert_eq!(labeled("1677078479", ""), "1677078479");
+        assert_eq!(labeled("3", "add_users"), "3 (add_users)");
     }
 
     #[test]

@@ -668,7 +668,13 @@ fn failure_message(errors: &[&Outcome], stopped: Option<&str>) -> String {
 fn migrations_message(errors: &[&Outcome], stopped: Option<&str>) -> String {
     let list: Vec<String> = errors
         .iter()
-        .map(|o| format!("{} {} ({})", o.version, o.name, o.verdict.name()))
+        .map(|o| {
+            format!(
+                "{} ({})",
+                crate::migrations::titled(&o.version, &o.name),
+                o.verdict.name()
+            )
+        })
         .collect();
     let shown = list.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
     let more = if list.len() > 20 {

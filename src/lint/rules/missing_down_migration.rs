@@ -17,7 +17,10 @@ pub(super) fn check(m: &Migration, place: &Place<'_>, out: &mut Vec<Finding>) {
     if let Down::Missing(why) = &m.down {
         out.push(finding(
             RULE.0,
-            format!("migration {} ({}) has no down: {why}", m.version, m.name),
+            format!(
+                "migration {} has no down: {why}",
+                crate::migrations::labeled(&m.version, &m.name)
+            ),
             "write the down that undoes it exactly; `runbook` can rehearse it (docs/rehearsal.md)",
             place,
             0,
