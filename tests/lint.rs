@@ -446,6 +446,66 @@ fn directory_mode_warns_about_layout_and_lints_the_rest() {
     );
 }
 
+/// The ready runbooks name their migration directory with a template
+/// (`dir: "{{ params.migrations }}"`), and lint skipped every such
+/// directory: a runbook over 193 findings' worth of migrations (Convoy's)
+/// linted clean. It is linted as its params render it, and one that cannot
+/// be is counted in the summary as not linted.
+#[test]
+fn a_templated_migration_directory_is_linted_as_it_renders_or_said_to_be_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("db")).unwrap();
+    std::fs::write(
+        dir.path().join("db/1_a.up.sql"),
+        "CREATE INDEX i ON t (a);\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("db/1_a.down.sql"), "DROP INDEX i;\n").unwrap();
+    let book = |default: &str| {
+        let path = dir.path().join("runbook.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: t, version: 1 }}\n\
+                 params:\n  migrations: {{ type: string{default} }}\n\
+                 phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        \
+                 migrate: {{ dir: \"{{{{ params.migrations }}}}\" }}\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let path = book(", default: db");
+    let (code, out, _) = lint(&[path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error[require-concurrent-index-creation]"),
+        "{out}"
+    );
+    assert!(out.contains("db/1_a.up.sql:1:1"), "{out}");
+
+    let path = book("");
+    let (code, out, _) = lint(&[path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.ends_with("1 file(s) linted: 0 error(s), 0 warning(s), 1 not linted (--explain says which and why)\n"),
+        "{out}"
+    );
+    let (_, out, _) = lint(&[path.to_str().unwrap(), "--explain"]);
+    assert!(
+        out.contains(
+            "step `apply`: its migration directory is not linted: its template cannot be rendered"
+        ),
+        "{out}"
+    );
+    let path = book(", default: nowhere");
+    let (_, out, _) = lint(&[path.to_str().unwrap(), "--explain"]);
+    assert!(
+        out.contains("`nowhere` (as its params render it) is not a directory here"),
+        "{out}"
+    );
+}
+
 /// Every runbook the project ships lints clean under `settings.lint: error`.
 #[test]
 fn every_shipped_runbook_sets_lint_error_and_lints_clean() {

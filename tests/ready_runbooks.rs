@@ -21,7 +21,7 @@ fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
 const WIDGETS: &[(&str, &str)] = &[
     (
         "001_widgets.up.sql",
-        "CREATE TABLE widgets (id int PRIMARY KEY, name text);\n",
+        "CREATE TABLE widgets (id bigint PRIMARY KEY, name text);\n",
     ),
     ("001_widgets.down.sql", "DROP TABLE widgets;\n"),
 ];
@@ -60,7 +60,13 @@ fn deploy_with_rollback_deploys_when_healthy_and_restores_when_not() {
 
     // A migration that fails in its transaction changed nothing: nothing is
     // restored (no connection terminated, no database recreated), exit 1.
-    let bad = migrations(&[("001_bad.up.sql", "CREATE TABLE w (id int);\nSELECT 1/0;\n")]);
+    let bad = migrations(&[
+        (
+            "001_bad.up.sql",
+            "CREATE TABLE w (id bigint);\nSELECT 1/0;\n",
+        ),
+        ("001_bad.down.sql", "DROP TABLE w;\n"),
+    ]);
     let db = Db::fresh();
     db.sql("CREATE TABLE orders (id int PRIMARY KEY);");
     let run = case.exec(
@@ -255,11 +261,11 @@ fn migrate_safe_plans_applies_checks_and_rolls_back_by_mode() {
 fn migrate_safe_undoes_exactly_what_it_applied_when_a_migration_fails() {
     let dir = tempfile::tempdir().unwrap();
     let w = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).unwrap();
-    w("001_a.up.sql", "CREATE TABLE a (id int);\n");
+    w("001_a.up.sql", "CREATE TABLE a (id bigint);\n");
     w("001_a.down.sql", "DROP TABLE a;\n");
-    w("002_b.up.sql", "CREATE TABLE b (id int);\n");
+    w("002_b.up.sql", "CREATE TABLE b (id bigint);\n");
     w("002_b.down.sql", "DROP TABLE b;\n");
-    w("003_c.up.sql", "CREATE TABLE c (id int);\n");
+    w("003_c.up.sql", "CREATE TABLE c (id bigint);\n");
     w("003_c.down.sql", "DROP TABLE c;\n");
     let case = Case::new(&runbook("migrate-safe.yml"));
     let set = format!("migrations={}", dir.path().display());
@@ -271,7 +277,7 @@ fn migrate_safe_undoes_exactly_what_it_applied_when_a_migration_fails() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     // This release brings 002 and a 003 that fails half-way.
-    w("003_c.up.sql", "CREATE TABLE c (id int);\nSELECT 1/0;\n");
+    w("003_c.up.sql", "CREATE TABLE c (id bigint);\nSELECT 1/0;\n");
     let run = case.exec(&db.url, &["--set", &set, "--set", "mode=apply"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(

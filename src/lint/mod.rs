@@ -96,6 +96,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub notes: Vec<Note>,
     pub files: usize,
+    /// SQL steps and migration directories left out (their notes say
+    /// why): a summary of no errors must not read as all of it checked.
+    pub not_linted: usize,
 }
 
 impl Report {
@@ -374,6 +377,7 @@ pub fn lint_validated(
                 line: doc.source.line_col(at).0,
                 note: format!("step `{}`: not linted: {why}", s.step.id),
             });
+            report.not_linted += 1;
             continue;
         };
         let backups = book.backups_before(i);
@@ -422,14 +426,47 @@ pub fn lint_validated(
         }
     }
     rules::check_runbook(doc, &book, &file, report);
-    // A directory that several migrate steps name is linted once.
+    // A directory that several migrate steps name is linted once. One
+    // named by a template is linted as it renders with the params; when it
+    // cannot be (a param with no value, a value known only at run time),
+    // a note says so: a directory left out must not read as clean.
     let mut dirs = BTreeSet::new();
+    let mut unrendered = BTreeSet::new();
     for s in &book.steps {
-        if let StepKind::Migrate(m) = &s.step.kind
-            && !m.dir.contains("{{")
-            && dirs.insert(m.dir.clone())
-        {
-            lint_migrations(&base_dir.join(&m.dir), true, config, report)?;
+        let StepKind::Migrate(m) = &s.step.kind else {
+            continue;
+        };
+        let templated = m.dir.contains("{{") || m.dir.contains("{%");
+        let dir = if templated {
+            steps::rendered_dir(plan, &s.step.id)
+        } else {
+            Ok(m.dir.clone())
+        };
+        let not_linted = |why: String| Note {
+            file: file.clone(),
+            line: doc
+                .spans()
+                .value(&format!("{}/migrate/dir", s.pointer))
+                .map_or(0, |at| doc.source.line_col(at.start).0),
+            note: format!(
+                "step `{}`: its migration directory is not linted: {why}",
+                s.step.id
+            ),
+        };
+        match dir {
+            Ok(d) if !dirs.insert(d.clone()) => {}
+            Ok(d) if templated && !base_dir.join(&d).is_dir() => {
+                report.notes.push(not_linted(format!(
+                    "`{d}` (as its params render it) is not a directory here"
+                )));
+                report.not_linted += 1;
+            }
+            Ok(d) => lint_migrations(&base_dir.join(&d), true, config, report)?,
+            Err(_) if !unrendered.insert(m.dir.clone()) => {}
+            Err(why) => {
+                report.notes.push(not_linted(why));
+                report.not_linted += 1;
+            }
         }
     }
     config.apply(&mut report.findings, from);

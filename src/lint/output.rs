@@ -100,6 +100,7 @@ pub fn to_report_json(report: &Report, mode: &str) -> serde_json::Value {
         "mode": mode,
         "errors": report.errors(),
         "warnings": report.warnings(),
+        "not_linted": report.not_linted,
         "findings": report.findings,
     })
 }
@@ -108,9 +109,10 @@ pub fn to_report_json(report: &Report, mode: &str) -> serde_json::Value {
 pub fn render_short(report: &Report) -> String {
     use std::fmt::Write as _;
     let mut o = format!(
-        "\nlint: {} error(s), {} warning(s)\n",
+        "\nlint: {} error(s), {} warning(s){}\n",
         report.errors(),
-        report.warnings()
+        report.warnings(),
+        not_linted(report)
     );
     for f in &report.findings {
         let sev = match f.severity {
@@ -168,10 +170,20 @@ pub fn render_text(report: &Report, explain: bool) -> String {
     }
     let _ = writeln!(
         o,
-        "{} file(s) linted: {} error(s), {} warning(s)",
+        "{} file(s) linted: {} error(s), {} warning(s){}",
         report.files,
         report.errors(),
-        report.warnings()
+        report.warnings(),
+        not_linted(report)
     );
     o
+}
+
+/// `, 2 not linted (--explain says which and why)`: the SQL steps and
+/// migration directories left out, when there are some.
+fn not_linted(report: &Report) -> String {
+    match report.not_linted {
+        0 => String::new(),
+        n => format!(", {n} not linted (--explain says which and why)"),
+    }
 }

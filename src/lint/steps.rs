@@ -93,6 +93,24 @@ fn rendered_sql(plan: Result<&Plan, &str>, id: &str) -> Result<String, String> {
     }
 }
 
+/// A migrate step's directory as its params render it.
+pub(super) fn rendered_dir(plan: Result<&Plan, &str>, id: &str) -> Result<String, String> {
+    let plan = plan.map_err(|e| {
+        format!(
+            "its template cannot be rendered ({})",
+            e.lines().next().unwrap_or_default()
+        )
+    })?;
+    match plan_step(plan, id).map(|s| &s.action) {
+        Some(Action::Migrate(m)) if m.dir.after.is_empty() => Ok(m.dir.raw.expose().clone()),
+        Some(Action::Migrate(m)) => Err(format!(
+            "it uses {}, known only when it runs",
+            m.dir.after.join(", ")
+        )),
+        _ => Err("not in the plan".into()),
+    }
+}
+
 fn backup(step: &Step, b: &crate::model::BackupStep, plan: Result<&Plan, &str>) -> Backup {
     let rendered: Option<Vec<String>> =
         plan.ok()
