@@ -811,6 +811,30 @@ fn sql_migrate_and_popx_histories_are_read_and_continued() {
         db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migration"),
         "20191100000001,20200101000000000000,20210101000000000000"
     );
+    // Rolling back a version the older row covers turns that row into
+    // rows of the versions it still covers: left, it would still count the
+    // rolled-back version as applied, and a second down would run again.
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          to: \"20191100000001000000\"\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migration"),
+        "20191100000001000000"
+    );
+    let (_, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(
+        states(&out),
+        [
+            "20191100000001000000 applied",
+            "20191100000001000001 pending",
+            "20200101000000000000 pending",
+            "20210101000000000000 pending"
+        ]
+    );
+    assert_eq!(db.sql("SELECT to_regclass('users_id') IS NULL"), "t");
 
     // A fresh database gets popx's own table.
     let db = Db::fresh();

@@ -155,10 +155,53 @@ fn remove(h: &History, m: &Migration) -> String {
         Tool::SqlMigrate => "id",
         _ => "version",
     };
-    format!(
+    let delete = format!(
         "DELETE FROM {} WHERE {column} = {}",
         h.quoted,
         version(h, m)
+    );
+    match h.tool {
+        Tool::Popx => format!("{};\n{delete}", split_legacy(h, m)),
+        _ => delete,
+    }
+}
+
+/// popx: before a version covered only by pop's older 14-digit row is
+/// rolled back, that row becomes a row of each other version it covers,
+/// and goes. Left as it is, it would still count the rolled-back version as
+/// applied (popx deletes only the full version, so its next down would run
+/// the same down again). Nothing happens where the version has its own row
+/// or no such row exists.
+fn split_legacy(h: &History, m: &Migration) -> String {
+    if m.version.len() <= POP_LEGACY_DIGITS || !m.version.is_char_boundary(POP_LEGACY_DIGITS) {
+        return "SELECT 1".into();
+    }
+    let prefix = &m.version[..POP_LEGACY_DIGITS];
+    let legacy = literal(prefix);
+    let own = literal(&m.version);
+    let others: Vec<String> = h
+        .versions
+        .iter()
+        .filter(|v| v.len() > POP_LEGACY_DIGITS && v.starts_with(prefix) && **v != m.version)
+        .map(|v| format!("({})", literal(v)))
+        .collect();
+    let covered = format!(
+        "EXISTS (SELECT 1 FROM {t} WHERE version = {legacy}) AND NOT EXISTS (SELECT 1 FROM {t} WHERE version = {own})",
+        t = h.quoted
+    );
+    let insert = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "INSERT INTO {t} (version) SELECT v FROM (VALUES {}) o(v)
+             WHERE {covered} AND NOT EXISTS (SELECT 1 FROM {t} WHERE version = o.v);\n",
+            others.join(", "),
+            t = h.quoted
+        )
+    };
+    format!(
+        "{insert}DELETE FROM {t} WHERE version = {legacy} AND NOT EXISTS (SELECT 1 FROM {t} WHERE version = {own})",
+        t = h.quoted
     )
 }
 
