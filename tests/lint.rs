@@ -504,6 +504,16 @@ fn a_templated_migration_directory_is_linted_as_it_renders_or_said_to_be_left_ou
         out.contains("`nowhere` (as its params render it) is not a directory here"),
         "{out}"
     );
+    // A path that holds a secret is not printed, so not linted.
+    std::fs::rename(dir.path().join("db"), dir.path().join("db-s3cret-dir")).unwrap();
+    let path = book(", default: db-s3cret-dir, secret: true");
+    let (code, out, _) = lint(&[path.to_str().unwrap(), "--explain"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("its path holds a secret param, which lint never prints"),
+        "{out}"
+    );
+    assert!(!out.contains("1_a.up.sql"), "{out}");
 }
 
 /// Every runbook the project ships lints clean under `settings.lint: error`.

@@ -102,6 +102,11 @@ pub(super) fn rendered_dir(plan: Result<&Plan, &str>, id: &str) -> Result<String
         )
     })?;
     match plan_step(plan, id).map(|s| &s.action) {
+        // Its findings name files under it: a path that holds a secret
+        // would print it.
+        Some(Action::Migrate(m)) if m.dir.text != *m.dir.raw.expose() => {
+            Err("its path holds a secret param, which lint never prints".into())
+        }
         Some(Action::Migrate(m)) if m.dir.after.is_empty() => Ok(m.dir.raw.expose().clone()),
         Some(Action::Migrate(m)) => Err(format!(
             "it uses {}, known only when it runs",
