@@ -703,6 +703,32 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
     let (_case, run) = migrate(&db, dir.path(), "          history: { format: runbook }\n");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(db.sql("SELECT count(*) FROM a"), "1");
+
+    // tern keeps one row, the newest version: read as dbmate's list of
+    // versions, every older migration would run again.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE schema_version (version int4 NOT NULL); INSERT INTO schema_version VALUES (1)");
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("public.schema_version (tern)"),
+        "{}",
+        run.step("apply")["error"]
+    );
+    // Flyway 4 and older kept its history under that name: read as Flyway's.
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE schema_version (installed_rank int NOT NULL PRIMARY KEY, version varchar(50), description varchar(200) NOT NULL, type varchar(20) NOT NULL, script varchar(1000) NOT NULL, checksum int, installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(), execution_time int NOT NULL, success boolean NOT NULL)",
+    );
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("flyway history in public.schema_version (detected)"),
+        "{out}"
+    );
 }
 
 /// sql-migrate's gorp_migrations (as sql-migrate creates it, a row per

@@ -142,7 +142,9 @@ impl Tool {
     }
 
     /// Which tool a table's columns say it belongs to. A lone `version`
-    /// column is dbmate's, or pop's older table by its name.
+    /// column is dbmate's, or pop's older table by its name; in tern's
+    /// `schema_version` it is one row, the newest version applied, which
+    /// read as dbmate's list would count every older one as pending.
     fn of_columns(table: &str, columns: &[String]) -> Option<Tool> {
         let has = |c: &str| columns.iter().any(|x| x == c);
         let relname = table.rsplit('.').next().unwrap_or(table);
@@ -166,7 +168,7 @@ impl Tool {
             Self::Popx
         } else if columns == ["id", "applied_at"] {
             Self::SqlMigrate
-        } else if columns == ["version"] {
+        } else if columns == ["version"] && relname != "schema_version" {
             Self::Dbmate
         } else {
             return None;
@@ -744,7 +746,18 @@ fn number(version: &str) -> String {
 /// History tables of tools runbook does not read, as `to_regclass` finds
 /// them on the search path (where those tools create them), and the tool.
 const FOREIGN: &[(&str, &str)] = &[
+    // tern's one-row `version`; Flyway 4 and older kept its own history
+    // here too, and is read as Flyway by its columns.
+    ("schema_version", "tern"),
     ("__diesel_schema_migrations", "Diesel"),
+    ("refinery_schema_history", "Refinery"),
+    ("drizzle.__drizzle_migrations", "Drizzle"),
+    ("graphile_migrate.migrations", "graphile-migrate"),
+    ("kysely_migration", "Kysely"),
+    ("mikro_orm_migrations", "MikroORM"),
+    ("phinxlog", "Phinx"),
+    ("doctrine_migration_versions", "Doctrine"),
+    ("_yoyo_migration", "yoyo"),
     ("_sqlx_migrations", "SQLx"),
     ("atlas_schema_revisions", "Atlas"),
     ("alembic_version", "Alembic"),
@@ -762,9 +775,11 @@ fn unreadable(found: &[(String, Vec<String>)]) -> Option<HistoryError> {
         .iter()
         .find(|(t, c)| Tool::of_columns(t, c).is_none())?;
     let relname = table.rsplit('.').next().unwrap_or(table);
+    // Unqualified names are found on the search path, qualified ones where
+    // they say.
     let tool = FOREIGN
         .iter()
-        .find(|(t, _)| t.trim_matches('"') == relname)
+        .find(|(t, _)| t.trim_matches('"') == relname || *t == table)
         .map_or_else(
             || {
                 format!(
