@@ -830,5 +830,27 @@ pub fn is_tool_table(qname: &str) -> bool {
         Some((s, t)) => (unquote(s), unquote(t)),
         None => (String::new(), unquote(qname)),
     };
-    schema == "sqitch" || TOOL_TABLES.contains(&table.as_str())
+    schema == "sqitch"
+        || TOOL_TABLES.contains(&table.as_str())
+        || FOREIGN.iter().any(|(name, _)| {
+            let (s, t) = name.rsplit_once('.').unwrap_or(("", name));
+            unquote(t) == table && (s.is_empty() || s == schema)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tool_table;
+
+    #[test]
+    fn tool_tables_are_known_by_name_and_schema() {
+        assert!(is_tool_table("public.knex_migrations"));
+        assert!(is_tool_table("gorp_migrations"));
+        assert!(is_tool_table("app.\"SequelizeMeta\""));
+        assert!(is_tool_table("drizzle.__drizzle_migrations"));
+        assert!(is_tool_table("sqitch.changes"));
+        // A qualified one only in its own schema.
+        assert!(!is_tool_table("public.__drizzle_migrations"));
+        assert!(!is_tool_table("public.orders"));
+    }
 }
