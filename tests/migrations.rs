@@ -692,6 +692,31 @@ fn a_whole_set_that_fails_parity_says_so_beside_its_ok_migrations() {
     );
 }
 
+/// With `missing_downs: skip`, the set's parity is not judged (the
+/// skipped migrations' objects stay). That finding read `ok`; a check that
+/// did not run is not a pass, even where `irreversible` is not an error.
+#[test]
+fn a_whole_set_whose_parity_was_not_judged_is_not_ok() {
+    let (_d, run) = rehearse_files(
+        &[
+            ("001_a.up.sql", "CREATE TABLE a (id int);"),
+            ("002_b.up.sql", "CREATE TABLE b (id int);"),
+            ("002_b.down.sql", "DROP TABLE b;"),
+        ],
+        "          mode: whole_set\n          missing_downs: skip\n          errors: [parity_mismatch]\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert_eq!(d["set_verdict"], "irreversible", "{d}");
+    assert!(
+        d["set_findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("whole-set parity not judged"),
+        "{d}"
+    );
+}
+
 #[test]
 fn a_scratch_rehearsal_leaves_the_database_untouched() {
     let db = Db::fresh();

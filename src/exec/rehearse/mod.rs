@@ -1036,8 +1036,9 @@ async fn whole_set(
             "after every down, objects are left over or missing",
         );
     } else if downs.skipped > 0 && downs.stop.is_none() {
+        // Not judged is not passed: the set's verdict says why.
         whole.find(
-            Verdict::Ok,
+            Verdict::Irreversible,
             format!(
                 "whole-set parity not judged: {} migration(s) had no down and were skipped (missing_downs: skip), so their objects stay",
                 downs.skipped
