@@ -424,6 +424,20 @@ fn rehearsals(o: &mut String, r: &Value) {
         let Some(migrations) = s["details"]["migrations"].as_array() else {
             continue;
         };
+        // A verdict the step counts as an error is red, another finding
+        // amber, as report.md marks them ❌ and ⚠️.
+        let errors: Vec<&str> = s["details"]["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let tone = |verdict: &str| match verdict {
+            "ok" => "ok",
+            "not_rehearsed" => "skip",
+            v if errors.contains(&v) => "bad",
+            _ => "warn",
+        };
         let longest = migrations
             .iter()
             .flat_map(|m| m["legs"].as_array().into_iter().flatten())
@@ -482,6 +496,30 @@ fn rehearsals(o: &mut String, r: &Value) {
                 cell("up"),
                 cell("down"),
                 cell("reup"),
+                said.join("<br>")
+            );
+        }
+        // The set's own findings (whole-set parity, drift, a forward-only
+        // set), as report.md's row `*`: counts of ok rows alone would read
+        // as a pass when the set failed.
+        let set: Vec<&Value> = s["details"]["set_findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        if !set.is_empty() {
+            let verdict = s["details"]["set_verdict"]
+                .as_str()
+                .unwrap_or_else(|| text(set[0], "verdict"));
+            let said: Vec<String> = set
+                .iter()
+                .map(|f| format!("{}: {}", esc(text(f, "verdict")), esc(text(f, "message"))))
+                .collect();
+            let _ = writeln!(
+                o,
+                "<tr><td>*</td><td>the whole set</td><td><span class=\"badge {}\">{}</span></td><td class=\"num muted\"></td><td class=\"num muted\"></td><td class=\"num muted\"></td><td>{}</td></tr>",
+                tone(verdict),
+                esc(verdict),
                 said.join("<br>")
             );
         }
@@ -689,5 +727,42 @@ mod tests {
         assert!(html.contains("still running"));
         let empty = render(&serde_json::json!({}));
         assert!(empty.contains("</html>"));
+    }
+
+    /// Kratos's whole-set rehearsal: every migration's own legs ran (ok),
+    /// the set's downs left objects behind. The page drew the ok rows
+    /// only, and failing verdicts in the neutral colour of a skip.
+    #[test]
+    fn a_rehearsal_draws_the_sets_verdict_and_colours_errors_red() {
+        let mut r = report();
+        r["phases"][0]["steps"][1] = serde_json::json!({
+            "id": "rehearse", "kind": "rehearse", "role": "main", "status": "failed",
+            "started_at": "2026-11-30T10:00:00.500Z", "duration_ms": 900,
+            "details": {
+                "errors": ["irreversible", "parity_mismatch"],
+                "migrations": [
+                    {"version": "1", "name": "a", "verdict": "ok", "findings": [],
+                     "legs": [{"leg": "up", "duration_ms": 3, "ok": true}]},
+                    {"version": "2", "name": "b", "verdict": "irreversible",
+                     "findings": [{"verdict": "irreversible", "message": "no down"}],
+                     "legs": [{"leg": "up", "duration_ms": 3, "ok": true}]},
+                    {"version": "3", "name": "c", "verdict": "slow",
+                     "findings": [{"verdict": "slow", "message": "up took 9s"}],
+                     "legs": [{"leg": "up", "duration_ms": 9000, "ok": true}]}
+                ],
+                "set_findings": [{"verdict": "parity_mismatch",
+                                  "message": "after every down, objects are left over"}],
+                "set_verdict": "parity_mismatch"
+            }
+        });
+        let html = render(&r);
+        assert!(
+            html.contains("<td>*</td><td>the whole set</td><td><span class=\"badge bad\">parity_mismatch</span>"),
+            "{html}"
+        );
+        assert!(html.contains("after every down, objects are left over"));
+        assert!(html.contains("<span class=\"badge bad\">irreversible</span>"));
+        assert!(html.contains("<span class=\"badge warn\">slow</span>"));
+        assert!(html.contains("<span class=\"badge ok\">ok</span>"));
     }
 }
