@@ -873,6 +873,57 @@ fn sql_migrate_and_popx_histories_are_read_and_continued() {
     assert_eq!(db.sql("SELECT count(*) FROM schema_migration"), "4");
 }
 
+/// sqitch's own tutorial reworks changes: the plan names `users` twice,
+/// its first place runs the scripts `sqitch rework` kept under the tag
+/// (`deploy/users@v1.sql`), and the registry has a row for each place, in
+/// the order deployed. runbook refused such a plan; read by name alone, the
+/// second row would have been taken for the first place.
+#[test]
+fn a_reworked_sqitch_change_runs_its_tags_scripts_and_each_row_is_its_own_place() {
+    let db = Db::fresh();
+    let dir = files(&[
+        (
+            "sqitch.plan",
+            "%syntax-version=1.0.0\n%project=flipr\n\nusers 2024-01-01T00:00:00Z Ann <ann@example.com> # users\n@v1 2024-01-02T00:00:00Z Ann <ann@example.com>\n\nusers [users@v1] 2024-01-03T00:00:00Z Ann <ann@example.com> # email\n",
+        ),
+        ("deploy/users@v1.sql", INIT),
+        ("revert/users@v1.sql", "DROP TABLE users;\n"),
+        ("deploy/users.sql", ADD),
+        ("revert/users.sql", DROP_ADD),
+    ]);
+    let registry = |rows: &str| {
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS sqitch;
+             CREATE TABLE IF NOT EXISTS sqitch.projects (project TEXT PRIMARY KEY, uri TEXT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), creator_name TEXT NOT NULL, creator_email TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS sqitch.changes (change_id TEXT PRIMARY KEY, script_hash TEXT NULL, change TEXT NOT NULL, project TEXT NOT NULL REFERENCES sqitch.projects(project) ON UPDATE CASCADE, note TEXT NOT NULL DEFAULT '', committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), committer_name TEXT NOT NULL, committer_email TEXT NOT NULL, planned_at TIMESTAMPTZ NOT NULL, planner_name TEXT NOT NULL, planner_email TEXT NOT NULL, UNIQUE(project, script_hash));
+             INSERT INTO sqitch.projects (project, creator_name, creator_email) VALUES ('flipr', 'Ann', 'ann@example.com') ON CONFLICT DO NOTHING;
+             INSERT INTO sqitch.changes (change_id, script_hash, change, project, committer_name, committer_email, planned_at, planner_name, planner_email) VALUES {rows};"
+        )
+    };
+    let row = |id: &str, script: &str| {
+        format!(
+            "('{id}', '{}', 'users', 'flipr', 'Ann', 'ann@example.com', '2024-01-01', 'Ann', 'ann@example.com')",
+            runbook::migrations::sqitch_hash(script)
+        )
+    };
+    db.sql(&format!("{INIT}{}", registry(&row("0f1a", INIT))));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(states(&out), ["0001 applied", "0002 pending"]);
+    db.sql(&format!("{ADD}{}", registry(&row("9b2c", ADD))));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(states(&out), ["0001 applied", "0002 applied"]);
+
+    // Each place rehearses its own scripts: the first creates the table,
+    // the rework adds the column, and each down undoes its own.
+    let db = Db::fresh();
+    let (_case, run) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert_eq!(d["verdicts"], serde_json::json!({"ok": 2}), "{d}");
+}
+
 /// A rehearsal of `dir` on a scratch copy of `db`.
 fn rehearse_scratch(db: &Db, dir: &std::path::Path, extra: &str) -> (Case, Run) {
     let case = Case::new(&format!(

@@ -23,16 +23,23 @@ pub(super) async fn read(h: &History, db: &Db, set: &Set) -> Result<Vec<Applied>
             &[&set.project],
         )
         .await?;
+    // A reworked change is planned, and deployed, more than once under one
+    // name: its n-th row (in the order deployed) is its n-th place in the plan.
+    let mut taken: std::collections::HashMap<String, usize> = Default::default();
     Ok(rows
         .iter()
         .map(|r| {
             let change: String = r.get(1);
+            let nth = taken.entry(change.clone()).or_default();
+            let version = set
+                .migrations
+                .iter()
+                .filter(|m| m.name == change)
+                .nth(*nth)
+                .map_or_else(|| change.clone(), |m| m.version.clone());
+            *nth += 1;
             Applied {
-                version: set
-                    .migrations
-                    .iter()
-                    .find(|m| m.name == change)
-                    .map_or_else(|| change.clone(), |m| m.version.clone()),
+                version,
                 name: change,
                 key: r.get(0),
                 checksum: r.get(2),

@@ -157,7 +157,7 @@ pub enum LoadError {
     #[error("{file} is a repeatable migration; runbook runs versioned migrations only")]
     Repeatable { file: String },
     #[error(
-        "sqitch.plan:{line}: `{change}` is planned twice (a reworked change); runbook reads each change once"
+        "sqitch.plan:{line}: `{change}` is planned again later with no tag after it here; sqitch reworks a change only after a tag, whose name its earlier scripts carry (`{change}@TAG.sql`)"
     )]
     Reworked { change: String, line: usize },
     #[error(

@@ -3,9 +3,11 @@
 //! `sqitch.conf`'s `[core]` `top_dir`, `plan_file`, `deploy_dir` and
 //! `revert_dir` say, if it says. Changes
 //! have names, not numbers, so each is known by its place in the plan
-//! (`0001`, `0002`, …) and its name. Tags and pragmas are read past; a
-//! change planned twice (reworked) is refused, since its scripts would
-//! have to come from a tag's copy.
+//! (`0001`, `0002`, …) and its name. Pragmas are read past. A change
+//! planned again later (reworked) runs, where it was first planned, the
+//! scripts `sqitch rework` kept for it: `deploy/<change>@<tag>.sql`, the
+//! tag being the first one planned after it; its latest place runs
+//! `deploy/<change>.sql`.
 
 use std::path::Path;
 
@@ -72,38 +74,65 @@ fn layout(dir: &Path) -> Layout {
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     let layout = layout(dir);
     let plan = read(dir, &layout.plan)?;
-    let mut seen: Vec<String> = Vec::new();
+    // The plan's changes (line, name) and tags (line, name), in order.
+    let mut changes: Vec<(usize, String)> = Vec::new();
+    let mut tags: Vec<(usize, String)> = Vec::new();
     for (i, line) in plan.lines().enumerate() {
         let line = line.trim();
         if let Some(project) = line.strip_prefix("%project=") {
             set.project = Some(project.trim().to_string());
             continue;
         }
-        if line.is_empty() || line.starts_with(['#', '%', '@']) {
-            continue;
+        let word = |l: &str| -> String {
+            l.chars()
+                .take_while(|c| !c.is_whitespace() && *c != '[')
+                .collect()
+        };
+        if let Some(tag) = line.strip_prefix('@') {
+            tags.push((i, word(tag)));
+        } else if !line.is_empty() && !line.starts_with(['#', '%']) {
+            changes.push((i, word(line)));
         }
-        let change: String = line
-            .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '[')
-            .collect();
-        if seen.contains(&change) {
-            set.problem(LoadError::Reworked {
-                change,
-                line: i + 1,
-            })?;
-            continue;
-        }
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for (n, (i, change)) in changes.iter().enumerate() {
+        let rework = changes[n + 1..].iter().find(|(_, c)| c == change);
+        let file = if let Some((next, _)) = rework {
+            // As sqitch finds them: of the tags between this place and the
+            // rework, the first whose copy of the scripts exists.
+            let between: Vec<String> = tags
+                .iter()
+                .filter(|(t, _)| t > i && t < next)
+                .map(|(_, tag)| format!("{change}@{tag}"))
+                .collect();
+            let kept = between
+                .iter()
+                .find(|f| dir.join(format!("{}/{f}.sql", layout.deploy)).is_file())
+                .or(between.first());
+            match kept {
+                Some(f) => f.clone(),
+                None => {
+                    set.problem(LoadError::Reworked {
+                        change: change.clone(),
+                        line: i + 1,
+                    })?;
+                    continue;
+                }
+            }
+        } else {
+            change.clone()
+        };
         seen.push(change.clone());
-        let deploy = format!("{}/{change}.sql", layout.deploy);
-        let revert = format!("{}/{change}.sql", layout.revert);
+        let deploy = format!("{}/{file}.sql", layout.deploy);
+        let revert = format!("{}/{file}.sql", layout.revert);
         let up = script(read(dir, &deploy)?, deploy.clone(), 1, false);
         let down = if dir.join(&revert).is_file() {
             Down::Script(script(read(dir, &revert)?, revert, 1, false))
         } else {
             Down::Missing(format!("there is no {revert}"))
         };
-        let version = format!("{:04}", seen.len());
-        push_versioned(set, &deploy, version, change, up, down)?;
+        let version = format!("{:04}", n + 1);
+        push_versioned(set, &deploy, version, change.clone(), up, down)?;
     }
     if seen.is_empty() {
         return Err(LoadError::Empty(
