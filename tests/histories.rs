@@ -924,6 +924,27 @@ fn a_reworked_sqitch_change_runs_its_tags_scripts_and_each_row_is_its_own_place(
     assert_eq!(d["verdicts"], serde_json::json!({"ok": 2}), "{d}");
 }
 
+/// Another tool's schema the role may not use (sqitch's, Drizzle's) is one
+/// whose history it cannot see: detection goes on without it, where asking
+/// for a table in it failed with "permission denied for schema".
+#[test]
+fn a_schema_the_role_may_not_use_does_not_stop_detection() {
+    let db = Db::fresh();
+    let after = db.url.split_once('@').unwrap().1;
+    let (hostport, name) = after.split_once('/').unwrap();
+    let name = name.split('?').next().unwrap();
+    let role = format!("nouse_{name}");
+    db.sql(&format!(
+        "CREATE SCHEMA sqitch; CREATE SCHEMA drizzle; CREATE SCHEMA graphile_migrate;
+         CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {name} TO {role};"
+    ));
+    let dir = files(&[("001_a.up.sql", INIT)]);
+    let url = format!("postgres://{role}@{hostport}/{name}");
+    let (code, out, err) = migrations(&["status"], dir.path(), &url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(states(&out), ["001 pending"]);
+}
+
 /// A rehearsal of `dir` on a scratch copy of `db`.
 fn rehearse_scratch(db: &Db, dir: &std::path::Path, extra: &str) -> (Case, Run) {
     let case = Case::new(&format!(

@@ -707,7 +707,13 @@ async fn tables(db: &Db, names: &[String]) -> Result<Vec<(String, Vec<String>)>,
             "SELECT format('%s.%s', n.nspname, c.relname),
                     array_agg(a.attname::text ORDER BY a.attnum)
              FROM unnest($1::text[]) WITH ORDINALITY AS x(name, i)
-             JOIN pg_class c ON c.oid = to_regclass(x.name)
+             -- A schema the role may not use is one whose tables it cannot
+             -- see: to_regclass would fail on it, not say none.
+             CROSS JOIN LATERAL (SELECT position('.' IN x.name) = 0
+                 OR EXISTS (SELECT 1 FROM pg_namespace s
+                            WHERE s.nspname = split_part(x.name, '.', 1)
+                              AND has_schema_privilege(s.oid, 'USAGE')) AS usable) u
+             JOIN pg_class c ON c.oid = CASE WHEN u.usable THEN to_regclass(x.name) END
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              GROUP BY 1, x.i ORDER BY x.i",
