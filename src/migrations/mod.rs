@@ -157,6 +157,10 @@ pub enum LoadError {
     #[error("{file} is a repeatable migration; runbook runs versioned migrations only")]
     Repeatable { file: String },
     #[error(
+        "{file}:{line}: a Go template (`{{{{ ... }}}}`), which pop renders before it runs the file; runbook runs migration files as written, so render them first (Supabase's auth migrations take `{{{{ index .Options \"Namespace\" }}}}` as the schema, `auth`)"
+    )]
+    GoTemplate { file: String, line: usize },
+    #[error(
         "sqitch.plan:{line}: `{change}` is planned again later with no tag after it here; sqitch reworks a change only after a tag, whose name its earlier scripts carry (`{change}@TAG.sql`)"
     )]
     Reworked { change: String, line: usize },
@@ -883,9 +887,36 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError
             Some((d, auto, _)) => Down::Script(script(read(dir, d)?, d.to_string(), 1, auto)),
             None => Down::Missing(format!("there is no {stem}.down.sql")),
         };
+        let template = std::iter::once(&up_script)
+            .chain(match &down {
+                Down::Script(d) => Some(d),
+                _ => None,
+            })
+            .find_map(|s| go_template(s).map(|line| (s.file.clone(), line)));
+        if let Some((file, line)) = template {
+            set.problem(LoadError::GoTemplate { file, line })?;
+            continue;
+        }
         push(set, up_file, name_of(stem), up_script, down)?;
     }
     Ok(())
+}
+
+/// The line of a `{` that is SQL, not text in a string or a comment: no
+/// PostgreSQL statement has one, and pop's Go templates (`{{ .Options }}`)
+/// are made of them. Sent as written, the first such file fails only after
+/// the migrations before it ran.
+fn go_template(s: &Script) -> Option<usize> {
+    if !s.sql.contains("{{") {
+        return None;
+    }
+    let tree = squawk_syntax::SourceFile::parse(&s.sql).syntax_node();
+    let at = tree
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .find(|t| t.kind() == squawk_syntax::SyntaxKind::L_CURLY)?;
+    let offset = usize::from(at.text_range().start());
+    Some(s.first_line + s.sql[..offset].matches('\n').count())
 }
 
 /// Split a single-file migration into its up and down sections.
@@ -1311,6 +1342,29 @@ mod tests {
         // Named by its number alone, a migration is shown by it alone.
         assert_eq!(labeled("1677078479", ""), "1677078479");
         assert_eq!(labeled("3", "add_users"), "3 (add_users)");
+    }
+
+    #[test]
+    fn a_popx_file_with_a_go_template_is_refused_before_anything_runs() {
+        let d = dir_with(&[
+            (
+                "1_a.postgres.up.sql",
+                "CREATE TABLE a (note text DEFAULT '{{ not a template }}');",
+            ),
+            ("1_a.postgres.down.sql", "DROP TABLE a;"),
+            (
+                "2_b.postgres.up.sql",
+                "-- {{ in a comment }}\nCREATE TABLE {{ index .Options \"Namespace\" }}.users (id uuid);",
+            ),
+        ]);
+        let err = load(d.path(), None).unwrap_err().to_string();
+        assert!(
+            err.starts_with("2_b.postgres.up.sql:2: a Go template"),
+            "{err}"
+        );
+        std::fs::remove_file(d.path().join("2_b.postgres.up.sql")).unwrap();
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Popx);
     }
 
     #[test]
