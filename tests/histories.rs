@@ -524,6 +524,13 @@ fn dbmate_and_goose_histories_list_versions() {
     );
 }
 
+/// The registry tables sqitch's pg engine creates (the ones read here),
+/// and project `flipr`.
+const SQITCH_REGISTRY: &str = "CREATE SCHEMA IF NOT EXISTS sqitch;
+    CREATE TABLE IF NOT EXISTS sqitch.projects (project TEXT PRIMARY KEY, uri TEXT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), creator_name TEXT NOT NULL, creator_email TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS sqitch.changes (change_id TEXT PRIMARY KEY, script_hash TEXT NULL, change TEXT NOT NULL, project TEXT NOT NULL REFERENCES sqitch.projects(project) ON UPDATE CASCADE, note TEXT NOT NULL DEFAULT '', committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), committer_name TEXT NOT NULL, committer_email TEXT NOT NULL, planned_at TIMESTAMPTZ NOT NULL, planner_name TEXT NOT NULL, planner_email TEXT NOT NULL, UNIQUE(project, script_hash));
+    INSERT INTO sqitch.projects (project, creator_name, creator_email) VALUES ('flipr', 'Ann', 'ann@example.com') ON CONFLICT DO NOTHING;";
+
 #[test]
 fn sqitch_registry_is_read_and_its_script_hash_checked_but_never_written() {
     let db = Db::fresh();
@@ -538,12 +545,8 @@ fn sqitch_registry_is_read_and_its_script_hash_checked_but_never_written() {
         ("deploy/flips.sql", deploy),
         ("revert/flips.sql", "DROP TABLE flips;\n"),
     ]);
-    // The registry tables sqitch's pg engine creates (the ones read here).
     db.sql(&format!(
-        "{INIT} CREATE SCHEMA sqitch;
-         CREATE TABLE sqitch.projects (project TEXT PRIMARY KEY, uri TEXT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), creator_name TEXT NOT NULL, creator_email TEXT NOT NULL);
-         CREATE TABLE sqitch.changes (change_id TEXT PRIMARY KEY, script_hash TEXT NULL, change TEXT NOT NULL, project TEXT NOT NULL REFERENCES sqitch.projects(project) ON UPDATE CASCADE, note TEXT NOT NULL DEFAULT '', committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), committer_name TEXT NOT NULL, committer_email TEXT NOT NULL, planned_at TIMESTAMPTZ NOT NULL, planner_name TEXT NOT NULL, planner_email TEXT NOT NULL, UNIQUE(project, script_hash));
-         INSERT INTO sqitch.projects (project, creator_name, creator_email) VALUES ('flipr', 'Ann', 'ann@example.com');
+        "{INIT} {SQITCH_REGISTRY}
          INSERT INTO sqitch.changes (change_id, script_hash, change, project, committer_name, committer_email, planned_at, planner_name, planner_email)
          VALUES ('0f1a', '{}', 'users', 'flipr', 'Ann', 'ann@example.com', '2024-01-01', 'Ann', 'ann@example.com');",
         runbook::migrations::sqitch_hash(INIT)
@@ -893,10 +896,7 @@ fn a_reworked_sqitch_change_runs_its_tags_scripts_and_each_row_is_its_own_place(
     ]);
     let registry = |rows: &str| {
         format!(
-            "CREATE SCHEMA IF NOT EXISTS sqitch;
-             CREATE TABLE IF NOT EXISTS sqitch.projects (project TEXT PRIMARY KEY, uri TEXT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), creator_name TEXT NOT NULL, creator_email TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS sqitch.changes (change_id TEXT PRIMARY KEY, script_hash TEXT NULL, change TEXT NOT NULL, project TEXT NOT NULL REFERENCES sqitch.projects(project) ON UPDATE CASCADE, note TEXT NOT NULL DEFAULT '', committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), committer_name TEXT NOT NULL, committer_email TEXT NOT NULL, planned_at TIMESTAMPTZ NOT NULL, planner_name TEXT NOT NULL, planner_email TEXT NOT NULL, UNIQUE(project, script_hash));
-             INSERT INTO sqitch.projects (project, creator_name, creator_email) VALUES ('flipr', 'Ann', 'ann@example.com') ON CONFLICT DO NOTHING;
+            "{SQITCH_REGISTRY}
              INSERT INTO sqitch.changes (change_id, script_hash, change, project, committer_name, committer_email, planned_at, planner_name, planner_email) VALUES {rows};"
         )
     };

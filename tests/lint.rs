@@ -494,7 +494,7 @@ fn a_templated_migration_directory_is_linted_as_it_renders_or_said_to_be_left_ou
     let (_, out, _) = lint(&[path.to_str().unwrap(), "--explain"]);
     assert!(
         out.contains(
-            "step `apply`: its migration directory is not linted: its template cannot be rendered"
+            "step `apply`: its migration directory is not linted: its templates cannot be rendered"
         ),
         "{out}"
     );

@@ -72,16 +72,21 @@ fn plan_step<'p>(plan: &'p Plan, id: &str) -> Option<&'p PlanStep> {
         .or_else(|| find(&plan.finally_steps, id))
 }
 
-/// The SQL of step `id` as the plan renders it, when nothing in it waits
-/// for the run (an earlier step's output, the run id).
-fn rendered_sql(plan: Result<&Plan, &str>, id: &str) -> Result<String, String> {
+/// What the plan does at step `id`, or why there is no plan to ask.
+fn planned<'p>(plan: Result<&'p Plan, &str>, id: &str) -> Result<Option<&'p Action>, String> {
     let plan = plan.map_err(|e| {
         format!(
             "its templates cannot be rendered ({})",
             e.lines().next().unwrap_or_default()
         )
     })?;
-    match plan_step(plan, id).map(|s| &s.action) {
+    Ok(plan_step(plan, id).map(|s| &s.action))
+}
+
+/// The SQL of step `id` as the plan renders it, when nothing in it waits
+/// for the run (an earlier step's output, the run id).
+fn rendered_sql(plan: Result<&Plan, &str>, id: &str) -> Result<String, String> {
+    match planned(plan, id)? {
         Some(Action::Sql { statements, .. }) if statements.after.is_empty() => {
             Ok(statements.raw.expose().clone())
         }
@@ -95,13 +100,7 @@ fn rendered_sql(plan: Result<&Plan, &str>, id: &str) -> Result<String, String> {
 
 /// A migrate step's directory as its params render it.
 pub(super) fn rendered_dir(plan: Result<&Plan, &str>, id: &str) -> Result<String, String> {
-    let plan = plan.map_err(|e| {
-        format!(
-            "its template cannot be rendered ({})",
-            e.lines().next().unwrap_or_default()
-        )
-    })?;
-    match plan_step(plan, id).map(|s| &s.action) {
+    match planned(plan, id)? {
         // Its findings name files under it: a path that holds a secret
         // would print it.
         Some(Action::Migrate(m)) if m.dir.text != *m.dir.raw.expose() => {

@@ -417,6 +417,15 @@ fn backfills(o: &mut String, r: &Value) {
     }
 }
 
+/// Findings as `verdict: message` lines, escaped.
+fn said(findings: &[&Value]) -> String {
+    findings
+        .iter()
+        .map(|f| format!("{}: {}", esc(text(f, "verdict")), esc(text(f, "message"))))
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
 /// Each rehearsed migration: its verdict and the time of each leg, slow
 /// ones marked.
 fn rehearsals(o: &mut String, r: &Value) {
@@ -482,10 +491,6 @@ fn rehearsals(o: &mut String, r: &Value) {
                     }
                 }
             };
-            let said: Vec<String> = findings
-                .iter()
-                .map(|f| format!("{}: {}", esc(text(f, "verdict")), esc(text(f, "message"))))
-                .collect();
             let _ = writeln!(
                 o,
                 "<tr><td>{}</td><td>{}</td><td><span class=\"badge {}\">{}</span></td>{}{}{}<td>{}</td></tr>",
@@ -496,7 +501,7 @@ fn rehearsals(o: &mut String, r: &Value) {
                 cell("up"),
                 cell("down"),
                 cell("reup"),
-                said.join("<br>")
+                said(&findings)
             );
         }
         // The set's own findings (whole-set parity, drift, a forward-only
@@ -511,16 +516,12 @@ fn rehearsals(o: &mut String, r: &Value) {
             let verdict = s["details"]["set_verdict"]
                 .as_str()
                 .unwrap_or_else(|| text(set[0], "verdict"));
-            let said: Vec<String> = set
-                .iter()
-                .map(|f| format!("{}: {}", esc(text(f, "verdict")), esc(text(f, "message"))))
-                .collect();
             let _ = writeln!(
                 o,
                 "<tr><td>*</td><td>the whole set</td><td><span class=\"badge {}\">{}</span></td><td class=\"num muted\"></td><td class=\"num muted\"></td><td class=\"num muted\"></td><td>{}</td></tr>",
                 tone(verdict),
                 esc(verdict),
-                said.join("<br>")
+                said(&set)
             );
         }
         o.push_str("</table>\n");
