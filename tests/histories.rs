@@ -945,6 +945,52 @@ fn a_schema_the_role_may_not_use_does_not_stop_detection() {
     assert_eq!(states(&out), ["001 pending"]);
 }
 
+/// Convoy calls sql-migrate's `SetSchema("convoy")`, so its history is
+/// `convoy.gorp_migrations`, off the search path where detection looked:
+/// runbook found nothing, started its own history, and ran every migration
+/// again. It is refused with the table named; naming it goes on in
+/// sql-migrate's terms.
+#[test]
+fn a_history_outside_the_search_path_is_named_not_run_again() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE a (id int); INSERT INTO a VALUES (1);
+         CREATE SCHEMA convoy;
+         CREATE TABLE convoy.gorp_migrations (id varchar(255) NOT NULL PRIMARY KEY, applied_at timestamptz);
+         INSERT INTO convoy.gorp_migrations VALUES ('1_a.sql', now());",
+    );
+    let dir = files(&[(
+        "1_a.sql",
+        "-- +migrate Up\nCREATE TABLE IF NOT EXISTS a (id int);\nINSERT INTO a VALUES (1);\n-- +migrate Down\nDROP TABLE a;\n",
+    )]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("a migration history outside the search path: convoy.gorp_migrations"),
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("history: {table: SCHEMA.TABLE}"),
+        "{error}"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM a"), "1", "nothing ran");
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          history: { table: convoy.gorp_migrations }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), Vec::<String>::new());
+    assert_eq!(db.sql("SELECT count(*) FROM a"), "1");
+}
+
 /// A rehearsal of `dir` on a scratch copy of `db`.
 fn rehearse_scratch(db: &Db, dir: &std::path::Path, extra: &str) -> (Case, Run) {
     let case = Case::new(&format!(

@@ -200,6 +200,11 @@ pub enum HistoryError {
     #[error("this database has several migration histories: {}", .0.join(", "))]
     Several(Vec<String>),
     #[error(
+        "this database has a migration history outside the search path: {}; with no word on it, runbook would start a new one and run every migration again",
+        .0.join(", ")
+    )]
+    Elsewhere(Vec<String>),
+    #[error(
         "this database records its migrations in {table} ({tool}), which runbook does not read; \
          with no history of its own, runbook would count every migration as pending and run it again"
     )]
@@ -215,6 +220,9 @@ impl HistoryError {
             }
             Self::Several(_) => {
                 "say which one this directory's migrations are recorded in: `history: {format: …}` (or --history-format)"
+            }
+            Self::Elsewhere(_) => {
+                "name the one this directory's migrations are recorded in: `history: {table: SCHEMA.TABLE}` (or --history-table); if none is, say `history: {format: runbook}`"
             }
             Self::Foreign { .. } => {
                 "record what the database already has in runbook's history first: `runbook migrations baseline --version NEWEST_APPLIED`; if that table is not this directory's history, say `history: {format: runbook}` (or --history-format runbook)"
@@ -401,7 +409,13 @@ impl History {
                     }
                     [] => match unreadable(&found) {
                         Some(e) => return Err(e),
-                        None => History::new(Tool::Runbook, Tool::Runbook.default_table(), set),
+                        None => {
+                            let away = elsewhere(db).await.map_err(HistoryError::Sql)?;
+                            if !away.is_empty() {
+                                return Err(HistoryError::Elsewhere(away));
+                            }
+                            History::new(Tool::Runbook, Tool::Runbook.default_table(), set)
+                        }
                     },
                     [(tool, name)] => History {
                         detected: true,
@@ -773,6 +787,51 @@ const FOREIGN: &[(&str, &str)] = &[
     ("\"__EFMigrationsHistory\"", "Entity Framework"),
     ("databasechangelog", "Liquibase"),
 ];
+
+/// Migration tools' tables (runbook's own, the tools it reads and those it
+/// refuses) in a schema where the defaults did not look: sql-migrate's
+/// `SetSchema("convoy")` keeps `convoy.gorp_migrations`, off the search
+/// path. Asked only when the defaults found none; only in schemas the role
+/// may use; sqitch's `changes` and graphile-migrate's `migrations` are too
+/// common a name to judge by alone.
+async fn elsewhere(db: &Db) -> Result<Vec<String>, ErrorInfo> {
+    let relnames: Vec<String> = [
+        Tool::Runbook,
+        Tool::Prisma,
+        Tool::Knex,
+        Tool::GolangMigrate,
+        Tool::Flyway,
+        Tool::Goose,
+        Tool::SqlMigrate,
+        Tool::Popx,
+    ]
+    .iter()
+    .map(|t| t.default_table())
+    .chain(FOREIGN.iter().map(|(t, _)| *t))
+    .map(|t| {
+        t.rsplit('.')
+            .next()
+            .unwrap_or(t)
+            .trim_matches('"')
+            .to_string()
+    })
+    .filter(|t| t != "migrations")
+    .collect();
+    let rows = db
+        .client
+        .query(
+            "SELECT format('%s.%s', n.nspname, c.relname)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relname = ANY($1) AND c.relkind IN ('r', 'p')
+               AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+               AND has_schema_privilege(n.oid, 'USAGE')
+             ORDER BY 1",
+            &[&relnames],
+        )
+        .await
+        .map_err(|e| db::error_info(&e, None))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
 
 /// With no history runbook reads found: the first table that holds one it
 /// cannot, either another tool's or a known name with other columns.
