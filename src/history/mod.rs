@@ -355,21 +355,11 @@ impl History {
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
             (Some(tool), None) => vec![tool.default_table().to_string()],
-            (None, None) => [
-                Tool::Runbook,
-                Tool::Prisma,
-                Tool::Knex,
-                Tool::GolangMigrate,
-                Tool::Flyway,
-                Tool::Goose,
-                Tool::SqlMigrate,
-                Tool::Popx,
-                Tool::Sqitch,
-            ]
-            .iter()
-            .map(|t| t.default_table().to_string())
-            .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
-            .collect(),
+            (None, None) => DETECTED
+                .iter()
+                .map(|t| t.default_table().to_string())
+                .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
+                .collect(),
         };
         let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
         let mut history = match (spec.tool, &spec.table) {
@@ -763,6 +753,20 @@ fn number(version: &str) -> String {
     }
 }
 
+/// The tools whose default tables detection looks for (dbmate's is
+/// golang-migrate's, told apart by its columns).
+const DETECTED: [Tool; 9] = [
+    Tool::Runbook,
+    Tool::Prisma,
+    Tool::Knex,
+    Tool::GolangMigrate,
+    Tool::Flyway,
+    Tool::Goose,
+    Tool::SqlMigrate,
+    Tool::Popx,
+    Tool::Sqitch,
+];
+
 /// History tables of tools runbook does not read, as `to_regclass` finds
 /// them on the search path (where those tools create them), and the tool.
 const FOREIGN: &[(&str, &str)] = &[
@@ -795,28 +799,20 @@ const FOREIGN: &[(&str, &str)] = &[
 /// may use; sqitch's `changes` and graphile-migrate's `migrations` are too
 /// common a name to judge by alone.
 async fn elsewhere(db: &Db) -> Result<Vec<String>, ErrorInfo> {
-    let relnames: Vec<String> = [
-        Tool::Runbook,
-        Tool::Prisma,
-        Tool::Knex,
-        Tool::GolangMigrate,
-        Tool::Flyway,
-        Tool::Goose,
-        Tool::SqlMigrate,
-        Tool::Popx,
-    ]
-    .iter()
-    .map(|t| t.default_table())
-    .chain(FOREIGN.iter().map(|(t, _)| *t))
-    .map(|t| {
-        t.rsplit('.')
-            .next()
-            .unwrap_or(t)
-            .trim_matches('"')
-            .to_string()
-    })
-    .filter(|t| t != "migrations")
-    .collect();
+    let relnames: Vec<String> = DETECTED
+        .iter()
+        .filter(|t| **t != Tool::Sqitch)
+        .map(|t| t.default_table())
+        .chain(FOREIGN.iter().map(|(t, _)| *t))
+        .map(|t| {
+            t.rsplit('.')
+                .next()
+                .unwrap_or(t)
+                .trim_matches('"')
+                .to_string()
+        })
+        .filter(|t| t != "migrations")
+        .collect();
     let rows = db
         .client
         .query(
