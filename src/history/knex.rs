@@ -60,11 +60,7 @@ pub(super) async fn next_batch(db: &Db, h: &History) -> Result<i64, HistoryError
 
 /// Knex's name for a migration: its up file's name.
 fn name(m: &Migration) -> String {
-    m.up.file
-        .rsplit('/')
-        .next()
-        .unwrap_or(&m.up.file)
-        .to_string()
+    super::file_name(&m.up.file).to_string()
 }
 
 pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {

@@ -330,13 +330,7 @@ impl History {
             files: set
                 .migrations
                 .iter()
-                .map(|m| {
-                    m.up.file
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or(&m.up.file)
-                        .to_string()
-                })
+                .map(|m| file_name(&m.up.file).to_string())
                 .collect(),
             keys: Default::default(),
             batch: AtomicI64::new(1),
@@ -736,9 +730,15 @@ fn utc(expr: &str) -> String {
     format!("to_char(({expr}) AT TIME ZONE 'UTC', {AT})")
 }
 
+/// A file's name without its directory: how Knex and sql-migrate know a
+/// migration.
+fn file_name(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
+}
+
 /// A file's name without its directory and `.up.sql`/`.sql` ending.
 fn stem(file: &str) -> &str {
-    let name = file.rsplit('/').next().unwrap_or(file);
+    let name = file_name(file);
     name.strip_suffix(".up.sql")
         .or_else(|| name.strip_suffix(".sql"))
         .unwrap_or(name)

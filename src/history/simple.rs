@@ -12,7 +12,7 @@
 
 use tokio_postgres::Error;
 
-use super::{Applied, History, Tool, Write, number, utc};
+use super::{Applied, History, Tool, Write, file_name, number, utc};
 use crate::migrations::Migration;
 use crate::model::Direction;
 use crate::pg::db::Db;
@@ -119,7 +119,7 @@ fn version(h: &History, m: &Migration) -> String {
     match h.tool {
         Tool::Goose => number(&m.version),
         // sql-migrate knows a migration by its file name.
-        Tool::SqlMigrate => literal(m.up.file.rsplit('/').next().unwrap_or(&m.up.file)),
+        Tool::SqlMigrate => literal(file_name(&m.up.file)),
         _ => literal(
             &m.version
                 .chars()
