@@ -92,24 +92,20 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         })
         .collect();
     if h.tool == Tool::Popx {
-        let legacy: Vec<String> = out
-            .iter()
-            .map(|a| a.key.clone())
-            .filter(|k| k.len() == POP_LEGACY_DIGITS)
-            .collect();
+        // pop's older rows of 14 digits stand for the versions they count,
+        // not for one of their own (unless a version is exactly that).
+        let (legacy, mut full): (Vec<Applied>, Vec<Applied>) = out
+            .into_iter()
+            .partition(|a| a.key.len() == POP_LEGACY_DIGITS && !h.versions.contains(&a.key));
         for v in &h.versions {
             let counted = v.len() > POP_LEGACY_DIGITS
-                && legacy.iter().any(|l| v.starts_with(l.as_str()))
-                && !out.iter().any(|a| a.key == *v);
+                && legacy.iter().any(|l| v.starts_with(l.key.as_str()))
+                && !full.iter().any(|a| a.key == *v);
             if counted {
-                let key = v[..POP_LEGACY_DIGITS].to_string();
-                out.push(applied(key, v.clone(), None));
+                full.push(applied(v[..POP_LEGACY_DIGITS].to_string(), v.clone(), None));
             }
         }
-        // A legacy row stands for the versions it counts, not for one of its own.
-        out.retain(|a| {
-            a.key.len() != POP_LEGACY_DIGITS || a.version != a.key || h.versions.contains(&a.key)
-        });
+        out = full;
     }
     Ok(out)
 }
