@@ -205,6 +205,11 @@ pub fn mentions_deferred(text: &str) -> bool {
     text.contains("<known after ") || text.contains("<known at run time")
 }
 
+/// Whether a field holds a template (`{{ }}` or `{% %}`) rather than plain text.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
 /// Render one template.
 pub fn render(env: &Environment<'_>, source: &str, ctx: &Value) -> Result<String, Error> {
     env.render_str(source, ctx.clone())

@@ -436,7 +436,7 @@ pub fn lint_validated(
         let StepKind::Migrate(m) = &s.step.kind else {
             continue;
         };
-        let templated = m.dir.contains("{{") || m.dir.contains("{%");
+        let templated = crate::template::is_template(&m.dir);
         let dir = if templated {
             steps::rendered_dir(plan, &s.step.id)
         } else {

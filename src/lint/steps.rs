@@ -261,7 +261,7 @@ fn sql_text(
         format!("{pointer}/sql/statements")
     };
     let raw = &sql.statements;
-    let templated = raw.contains("{{") || raw.contains("{%");
+    let templated = crate::template::is_template(raw);
     let text = if templated {
         rendered_sql(plan, &step.id)
     } else {

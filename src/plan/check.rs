@@ -67,7 +67,7 @@ impl Planner<'_> {
         for (target, m) in &c.expect {
             for (op, value) in &m.ops {
                 let (value, template) = match value {
-                    Value::String(s) if s.contains("{{") || s.contains("{%") => {
+                    Value::String(s) if crate::template::is_template(s) => {
                         (Value::String(self.text(s).text), Some(s.clone()))
                     }
                     other => (other.clone(), None),

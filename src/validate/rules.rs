@@ -325,7 +325,7 @@ fn check_migrations(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Diagnostic>
                      dir: &str,
                      format: &Option<String>,
                      out: &mut Vec<Diagnostic>| {
-        if dir.contains("{{") || dir.contains("{%") {
+        if crate::template::is_template(dir) {
             return;
         }
         let format = match crate::migrations::Format::parse(format.as_deref().unwrap_or("auto")) {
@@ -567,7 +567,7 @@ fn check_transaction_control(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Di
         let StepKind::Sql(sql) = &step.kind else {
             continue;
         };
-        if !sql.transaction || sql.statements.contains("{{") || sql.statements.contains("{%") {
+        if !sql.transaction || crate::template::is_template(&sql.statements) {
             continue;
         }
         let field = if doc
