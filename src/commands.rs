@@ -496,7 +496,7 @@ pub fn migrations_baseline(
         let todo: Vec<&migrations::Migration> = set
             .migrations
             .iter()
-            .filter(|m| migrations::version_cmp(&m.version, version).is_le())
+            .filter(|m| set.cmp(&m.version, version).is_le())
             .filter(|m| !applied.iter().any(|a| a.version == m.version))
             .collect();
         if todo.is_empty() {

@@ -104,6 +104,24 @@ const SKIP: &[&str] = &[
     "testdata",
 ];
 
+/// Directories of another database engine's migrations: a project that
+/// keeps `migrations/mysql` and `migrations/postgresql` (Vaultwarden) has
+/// runbook's in the second.
+const OTHER_ENGINES: &[&str] = &[
+    "mysql",
+    "mariadb",
+    "sqlite",
+    "sqlite3",
+    "mssql",
+    "sqlserver",
+    "oracle",
+    "clickhouse",
+];
+
+fn other_engine(name: &str) -> bool {
+    OTHER_ENGINES.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// How deep under the project the search goes: real projects keep
 /// migrations at `packages/prisma/migrations` or
 /// `cmd/app-migrate/migrate/migrations`.
@@ -123,7 +141,11 @@ pub fn detect(root: &Path) -> Option<Found> {
         for e in entries.filter_map(Result::ok) {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            if !path.is_dir() || name.starts_with('.') || SKIP.contains(&name.as_str()) {
+            if !path.is_dir()
+                || name.starts_with('.')
+                || SKIP.contains(&name.as_str())
+                || other_engine(&name)
+            {
                 continue;
             }
             // `migrations/` itself, or one level in (`migrations/postgresql`).
@@ -134,7 +156,9 @@ pub fn detect(root: &Path) -> Option<Found> {
                         std::fs::read_dir(&path)
                             .ok()?
                             .filter_map(Result::ok)
-                            .filter(|c| c.path().is_dir())
+                            .filter(|c| {
+                                c.path().is_dir() && !other_engine(&c.file_name().to_string_lossy())
+                            })
                             .find_map(|c| migration_dir(root, &c.path()))
                     })
                 })
@@ -555,5 +579,22 @@ mod tests {
         let f = detect(k.path()).unwrap();
         assert_eq!((f.tool.as_str(), f.count), ("knex", 1));
         assert_eq!(default_template(Some(&f)), "knex-rehearsal");
+        // Vaultwarden's layout: one directory per engine; the MySQL one has
+        // more migrations, and is not PostgreSQL's.
+        let v = tempfile::tempdir().unwrap();
+        for (engine, n) in [("mysql", 2), ("postgresql", 1), ("sqlite", 3)] {
+            for i in 0..n {
+                let m = v
+                    .path()
+                    .join(format!("migrations/{engine}/2019-09-1{i}-100000_m{i}"));
+                std::fs::create_dir_all(&m).unwrap();
+                std::fs::write(m.join("up.sql"), "SELECT 1;").unwrap();
+            }
+        }
+        let f = detect(v.path()).unwrap();
+        assert_eq!(
+            (f.dir.as_path(), f.tool.as_str(), f.count),
+            (Path::new("migrations/postgresql"), "diesel", 1)
+        );
     }
 }

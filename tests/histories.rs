@@ -739,6 +739,83 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
 /// a row per version, and pop's older row of 14 digits that counts every
 /// version starting with them) are read, continued and rolled back in
 /// their own terms.
+/// Diesel's table, from its `setup_migration_table.sql`.
+const DIESEL_TABLE: &str = "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
+       version VARCHAR(50) PRIMARY KEY NOT NULL,
+       run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);";
+
+#[test]
+fn a_diesel_history_is_read_and_continued_in_diesels_order() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("2019-01-01-000000_init/up.sql", INIT),
+        ("2019-01-01-000000_init/down.sql", "DROP TABLE users;\n"),
+        // Later as a number, earlier as Diesel's text: it runs second.
+        (
+            "2026-01-01-000000_index/up.sql",
+            "CREATE INDEX CONCURRENTLY users_email ON users (email);\n",
+        ),
+        (
+            "2026-01-01-000000_index/down.sql",
+            "DROP INDEX CONCURRENTLY users_email;\n",
+        ),
+        (
+            "2026-01-01-000000_index/metadata.toml",
+            "run_in_transaction = false\n",
+        ),
+        ("2025-11-19-091444-0000_add/up.sql", ADD),
+        ("2025-11-19-091444-0000_add/down.sql", DROP_ADD),
+    ]);
+    db.sql(&format!(
+        "{INIT} {DIESEL_TABLE} INSERT INTO __diesel_schema_migrations (version) VALUES ('20190101000000');"
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "(diesel format, diesel history in public.__diesel_schema_migrations (detected))"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        [
+            "20190101000000 applied",
+            "202511190914440000 pending",
+            "20260101000000 pending"
+        ]
+    );
+    // `to:` as Diesel orders: the shorter version comes after it.
+    let (_case, run) = migrate(&db, dir.path(), "          to: \"202511190914440000\"\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["202511190914440000"]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20260101000000"]);
+    assert_eq!(
+        run.step("apply")["details"]["applied"][0]["transaction"],
+        false,
+        "{}",
+        run.step("apply")
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM __diesel_schema_migrations"),
+        "20190101000000,202511190914440000,20260101000000"
+    );
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 1\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20260101000000"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) || ' ' || (to_regclass('users_email') IS NULL) FROM __diesel_schema_migrations"),
+        "20190101000000,202511190914440000 true"
+    );
+}
+
 #[test]
 fn sql_migrate_and_popx_histories_are_read_and_continued() {
     let db = Db::fresh();

@@ -382,14 +382,14 @@ pub fn select<'s>(
             .migrations
             .iter()
             .filter(|m| !done(&m.version))
-            .filter(|m| to.is_none_or(|t| migrations::version_cmp(&m.version, t).is_le()))
+            .filter(|m| to.is_none_or(|t| set.cmp(&m.version, t).is_le()))
             .collect(),
         Direction::Down => set
             .migrations
             .iter()
             .rev()
             .filter(|m| done(&m.version))
-            .filter(|m| to.is_none_or(|t| migrations::version_cmp(&m.version, t).is_gt()))
+            .filter(|m| to.is_none_or(|t| set.cmp(&m.version, t).is_gt()))
             .collect(),
     };
     if let Some(n) = steps {
@@ -561,7 +561,7 @@ async fn migrate(
     let max_applied = applied
         .iter()
         .map(|a| a.version.as_str())
-        .max_by(|a, b| migrations::version_cmp(a, b));
+        .max_by(|a, b| set.cmp(a, b));
     let run_id = r.run_id.clone();
     let ctx = Ctx {
         run_id: &run_id,
@@ -577,7 +577,7 @@ async fn migrate(
         super::sql::log(r, &s.id, "nothing to do: no migration is pending".into());
     }
     for (i, x) in pending.run.iter().enumerate() {
-        for line in announce(x, m.direction, max_applied, (i + 1, total)) {
+        for line in announce(x, m.direction, max_applied, set, (i + 1, total)) {
             super::sql::log(r, &s.id, line);
         }
         match run_script(&r.db, history, x, m.direction, &ctx, false, false).await {
@@ -614,12 +614,13 @@ fn announce(
     x: &Migration,
     direction: Direction,
     max_applied: Option<&str>,
+    set: &Set,
     (n, total): (usize, usize),
 ) -> Vec<String> {
     let mut lines = Vec::new();
     if direction == Direction::Up
         && let Some(max) = max_applied
-        && migrations::version_cmp(&x.version, max).is_lt()
+        && set.cmp(&x.version, max).is_lt()
     {
         lines.push(format!(
             "warning: {} is older than the newest applied migration ({max}); applying it out of order",

@@ -1,6 +1,6 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
-//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, sqitch), read and written in that
+//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, sqitch), read and written in that
 //! tool's own format so a team can switch to runbook, and back, without
 //! losing or re-running anything.
 //!
@@ -46,6 +46,7 @@ pub enum Tool {
     Goose,
     SqlMigrate,
     Popx,
+    Diesel,
     Sqitch,
 }
 
@@ -59,6 +60,7 @@ pub const TOOLS: &[&str] = &[
     "goose",
     "sql-migrate",
     "popx",
+    "diesel",
     "sqitch",
 ];
 
@@ -74,6 +76,7 @@ impl Tool {
             Self::Goose => "goose",
             Self::SqlMigrate => "sql-migrate",
             Self::Popx => "popx",
+            Self::Diesel => "diesel",
             Self::Sqitch => "sqitch",
         }
     }
@@ -91,6 +94,7 @@ impl Tool {
             "goose" => Self::Goose,
             "sql-migrate" => Self::SqlMigrate,
             "popx" => Self::Popx,
+            "diesel" => Self::Diesel,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -112,6 +116,7 @@ impl Tool {
             Self::Goose => "public.goose_db_version",
             Self::SqlMigrate => "public.gorp_migrations",
             Self::Popx => "public.schema_migration",
+            Self::Diesel => "public.__diesel_schema_migrations",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -127,7 +132,8 @@ impl Tool {
             | Self::Dbmate
             | Self::Goose
             | Self::SqlMigrate
-            | Self::Popx => None,
+            | Self::Popx
+            | Self::Diesel => None,
         }
     }
 
@@ -168,6 +174,8 @@ impl Tool {
             Self::Popx
         } else if columns == ["id", "applied_at"] {
             Self::SqlMigrate
+        } else if columns == ["version", "run_on"] {
+            Self::Diesel
         } else if columns == ["version"] && relname != "schema_version" {
             Self::Dbmate
         } else {
@@ -301,8 +309,9 @@ pub struct History {
     pub name: String,
     quoted: String,
     schema: String,
-    /// The directory's versions, in order.
+    /// The directory's versions, in order, and its format's order of them.
     versions: Vec<String>,
+    format: migrations::Format,
     /// Each version's migration name, in the same order.
     names: Vec<String>,
     /// Each version's up file name (its directory left out), in the same order.
@@ -326,6 +335,7 @@ impl History {
             quoted: format!("{}.{}", quote::ident(schema), quote::ident(name)),
             schema: schema.to_string(),
             versions: set.migrations.iter().map(|m| m.version.clone()).collect(),
+            format: set.format,
             names: set.migrations.iter().map(|m| m.name.clone()).collect(),
             files: set
                 .migrations
@@ -458,7 +468,9 @@ impl History {
             Tool::Knex => knex::create(self),
             Tool::GolangMigrate => golang::create(self),
             Tool::Flyway => flyway::create(self),
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => simple::create(self),
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
+                simple::create(self)
+            }
             Tool::Sqitch => unreachable!("sqitch is not writable"),
         };
         // Only when missing: `IF NOT EXISTS` would leave a notice in the
@@ -498,7 +510,7 @@ impl History {
             Tool::Knex => knex::read(self, db).await,
             Tool::GolangMigrate => golang::read(self, db).await,
             Tool::Flyway => flyway::read(self, db).await,
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => {
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::read(self, db).await
             }
             Tool::Sqitch => sqitch::read(self, db, set).await,
@@ -510,7 +522,7 @@ impl History {
         if self.tool == Tool::Runbook {
             self.rekey(&mut out);
         }
-        out.sort_by(|a, b| migrations::version_cmp(&a.version, &b.version));
+        out.sort_by(|a, b| migrations::order(self.format, &a.version, &b.version));
         Ok(out)
     }
 
@@ -603,7 +615,9 @@ impl History {
             Tool::Knex => knex::write(self, w),
             Tool::GolangMigrate => golang::write(self, w),
             Tool::Flyway => flyway::write(self, w),
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => simple::write(self, w),
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
+                simple::write(self, w)
+            }
             Tool::Sqitch => None,
         }
     }
@@ -628,7 +642,7 @@ impl History {
             Tool::Knex => knex::baseline(self, todo),
             Tool::GolangMigrate => golang::baseline(self, through),
             Tool::Flyway => flyway::baseline(self, through, by),
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx => {
+            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::baseline(self, todo)
             }
             Tool::Sqitch => unreachable!("refused before: sqitch is not writable"),
@@ -653,7 +667,12 @@ impl History {
             Tool::Knex => knex::repair(self, a, applied),
             Tool::GolangMigrate => golang::repair(self, a, applied),
             Tool::Flyway => flyway::repair(self, a, applied),
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Sqitch => {
+            Tool::Dbmate
+            | Tool::Goose
+            | Tool::SqlMigrate
+            | Tool::Popx
+            | Tool::Diesel
+            | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
         };
@@ -755,7 +774,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 9] = [
+const DETECTED: [Tool; 10] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -764,6 +783,7 @@ const DETECTED: [Tool; 9] = [
     Tool::Goose,
     Tool::SqlMigrate,
     Tool::Popx,
+    Tool::Diesel,
     Tool::Sqitch,
 ];
 
@@ -773,7 +793,6 @@ const FOREIGN: &[(&str, &str)] = &[
     // tern's one-row `version`; Flyway 4 and older kept its own history
     // here too, and is read as Flyway by its columns.
     ("schema_version", "tern"),
-    ("__diesel_schema_migrations", "Diesel"),
     ("refinery_schema_history", "Refinery"),
     ("drizzle.__drizzle_migrations", "Drizzle"),
     ("graphile_migrate.migrations", "graphile-migrate"),

@@ -6,7 +6,8 @@
 //! applied file, by its file name, with when) and popx's `schema_migration`
 //! (a row per applied version; a row of a version's first 14 digits, from
 //! pop's older table, counts every version that starts with them, as popx
-//! counts it). None keeps checksums, and none has a way to mark a script
+//! counts it), and Diesel's `__diesel_schema_migrations` (a row per
+//! applied version, with when). None keeps checksums, and none has a way to mark a script
 //! unfinished: a script outside a transaction that stops half-way leaves
 //! no trace in them, only in runbook's report.
 
@@ -44,6 +45,11 @@ pub(super) fn create(h: &History) -> String {
                 t = h.quoted
             )
         }
+        // Diesel's own DDL.
+        Tool::Diesel => format!(
+            "CREATE TABLE {} (version varchar(50) PRIMARY KEY NOT NULL, run_on timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+            h.quoted
+        ),
         _ => format!(
             "CREATE TABLE {} (version varchar(128) PRIMARY KEY);",
             h.quoted
@@ -62,6 +68,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             h.quoted
         ),
         Tool::SqlMigrate => format!("SELECT id::text, {} FROM {}", utc("applied_at"), h.quoted),
+        Tool::Diesel => format!("SELECT version::text, {} FROM {}", utc("run_on"), h.quoted),
         _ => format!("SELECT version::text, NULL::text FROM {}", h.quoted),
     };
     let rows = db.client.query(&sql, &[]).await?;

@@ -267,7 +267,7 @@ pub fn lint_migrations(
         let early = config
             .assume_empty_before
             .as_deref()
-            .is_some_and(|v| migrations::version_cmp(&m.version, v) == std::cmp::Ordering::Less);
+            .is_some_and(|v| set.cmp(&m.version, v).is_lt());
         let none = BTreeSet::new();
         let new = if early { &carried } else { &none };
         checks.file(m, &d.script, &place, new);

@@ -54,6 +54,8 @@ pub enum Format {
     Flyway,
     /// A sqitch project: `sqitch.plan`, `deploy/`, `revert/`.
     Sqitch,
+    /// Diesel's `VERSION_name/up.sql` and `down.sql`.
+    Diesel,
     /// Migrations another tool applies, known by name only ([`tool_set`]).
     Tool,
 }
@@ -68,6 +70,7 @@ pub const FORMATS: &[&str] = &[
     "popx",
     "flyway",
     "sqitch",
+    "diesel",
 ];
 
 impl Format {
@@ -82,6 +85,7 @@ impl Format {
             Self::Popx => "popx",
             Self::Flyway => "flyway",
             Self::Sqitch => "sqitch",
+            Self::Diesel => "diesel",
             Self::Tool => "tool",
         }
     }
@@ -99,6 +103,7 @@ impl Format {
             "popx" => Self::Popx,
             "flyway" => Self::Flyway,
             "sqitch" => Self::Sqitch,
+            "diesel" => Self::Diesel,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
@@ -118,7 +123,7 @@ pub enum LoadError {
     #[error("cannot read {path}: {why}")]
     Unreadable { path: String, why: String },
     #[error(
-        "{0} holds no migrations: expected files named like `001_name.up.sql` or `001_name.sql`, or directories `001_name/migration.sql`"
+        "{0} holds no migrations: expected files named like `001_name.up.sql` or `001_name.sql`, or directories `001_name/migration.sql` or `001_name/up.sql`"
     )]
     Empty(String),
     #[error("{dir} mixes migration formats: {first} is {a}, {second} is {b}")]
@@ -168,6 +173,14 @@ pub enum LoadError {
         "migration `{0}` has characters a shell would read; a tool's migration names are letters, digits and `._-/@+`"
     )]
     UnsafeName(String),
+    #[error(
+        "{first} and {second} are both Diesel's version {version}; Diesel keeps one migration per version and would run only one of them"
+    )]
+    SharedDieselVersion {
+        version: String,
+        first: String,
+        second: String,
+    },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
     NoUp {
         file: String,
@@ -299,6 +312,11 @@ impl Set {
         }
     }
 
+    /// The order this directory's format runs versions in ([`order`]).
+    pub fn cmp(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        order(self.format, a, b)
+    }
+
     /// A problem with one file: the error, or in a tolerant load a warning
     /// (and the caller skips the file).
     fn problem(&mut self, e: LoadError) -> Result<(), LoadError> {
@@ -308,6 +326,16 @@ impl Set {
         } else {
             Err(e)
         }
+    }
+}
+
+/// The order a format runs its versions in: Diesel's compares them as
+/// text (`202511190914440000` before `20260527120000`), as Diesel sorts
+/// them; every other format's is [`version_cmp`].
+pub fn order(format: Format, a: &str, b: &str) -> std::cmp::Ordering {
+    match format {
+        Format::Diesel => a.cmp(b),
+        _ => version_cmp(a, b),
     }
 }
 
@@ -363,7 +391,17 @@ fn name_of(stem: &str) -> String {
 struct Found {
     name: String,
     version: String,
-    is_dir: bool,
+    kind: Entry,
+}
+
+/// What a directory entry that counts as a migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    File,
+    /// A directory holding `migration.sql` (Prisma).
+    Prisma,
+    /// A directory holding `up.sql` (Diesel).
+    Diesel,
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<Found>, LoadError> {
@@ -379,18 +417,23 @@ fn read_dir(dir: &Path) -> Result<Vec<Found>, LoadError> {
         })?;
         let name = item.file_name().to_string_lossy().into_owned();
         let path = item.path();
-        let is_dir = path.is_dir();
-        let counts = if is_dir {
-            path.join("migration.sql").is_file()
+        let (kind, version) = if !path.is_dir() {
+            let counts = name.ends_with(".sql");
+            (counts.then_some(Entry::File), version_of(&name))
+        } else if path.join("migration.sql").is_file() {
+            (Some(Entry::Prisma), version_of(&name))
+        } else if path.join("up.sql").is_file() {
+            (Some(Entry::Diesel), diesel_version(&name))
         } else {
-            name.ends_with(".sql")
+            (None, String::new())
         };
-        let version = version_of(&name);
-        if counts && !version.is_empty() {
+        if let Some(kind) = kind
+            && !version.is_empty()
+        {
             out.push(Found {
                 name,
                 version,
-                is_dir,
+                kind,
             });
         }
     }
@@ -425,8 +468,19 @@ fn detect(dir: &Path, found: &[Found]) -> Result<Format, LoadError> {
     if found.is_empty() {
         return Err(LoadError::Empty(dir.display().to_string()));
     }
-    if found.iter().all(|f| f.is_dir) {
-        return Ok(Format::Prisma);
+    if found.iter().all(|f| f.kind != Entry::File) {
+        let first = |kind| found.iter().find(|f| f.kind == kind);
+        return match (first(Entry::Prisma), first(Entry::Diesel)) {
+            (Some(p), Some(d)) => Err(LoadError::MixedFormats {
+                dir: dir.display().to_string(),
+                first: format!("{}/migration.sql", p.name),
+                a: Format::Prisma.name(),
+                second: format!("{}/up.sql", d.name),
+                b: Format::Diesel.name(),
+            }),
+            (_, Some(_)) => Ok(Format::Diesel),
+            _ => Ok(Format::Prisma),
+        };
     }
     if found
         .iter()
@@ -441,7 +495,7 @@ fn detect(dir: &Path, found: &[Found]) -> Result<Format, LoadError> {
         return Ok(Format::Pairs);
     }
     let mut seen: Vec<(Format, &str)> = Vec::new();
-    for f in found.iter().filter(|f| !f.is_dir) {
+    for f in found.iter().filter(|f| f.kind == Entry::File) {
         if let Some(m) = marker_format(&read(dir, &f.name)?)
             && !seen.iter().any(|(s, _)| *s == m)
         {
@@ -567,22 +621,23 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Format::Sqitch => sqitch::load(dir, &mut set)?,
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
         Format::Popx => load_popx(dir, &found, &mut set)?,
+        Format::Diesel => load_diesel(dir, &found, &mut set)?,
         Format::Prisma => {
-            for f in found.iter().filter(|f| f.is_dir) {
+            for f in found.iter().filter(|f| f.kind == Entry::Prisma) {
                 let file = format!("{}/migration.sql", f.name);
                 let up = script(read(dir, &file)?, file, 1, false);
                 push(&mut set, &f.name, name_of(&f.name), up, Down::Unavailable)?;
             }
         }
         Format::Plain => {
-            for f in found.iter().filter(|f| !f.is_dir) {
+            for f in found.iter().filter(|f| f.kind == Entry::File) {
                 let up = script(read(dir, &f.name)?, f.name.clone(), 1, false);
                 let name = name_of(f.name.trim_end_matches(".sql"));
                 push(&mut set, &f.name, name, up, Down::Unavailable)?;
             }
         }
         Format::Dbmate | Format::SqlMigrate | Format::Goose => {
-            for f in found.iter().filter(|f| !f.is_dir) {
+            for f in found.iter().filter(|f| f.kind == Entry::File) {
                 let text = read(dir, &f.name)?;
                 match sections(format, &text, &f.name) {
                     Ok((up, down)) => {
@@ -633,15 +688,19 @@ fn name_shared_versions(set: &mut Set) {
 }
 
 fn script(sql: String, file: String, first_line: usize, no_transaction: bool) -> Script {
-    let marked = sql
-        .lines()
-        .any(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION_MARKER));
+    let marked = marked(&sql);
     Script {
         sql,
         file,
         first_line,
         no_transaction: no_transaction || marked,
     }
+}
+
+/// Whether a script holds runbook's no-transaction marker.
+fn marked(sql: &str) -> bool {
+    sql.lines()
+        .any(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION_MARKER))
 }
 
 fn push(set: &mut Set, file: &str, name: String, up: Script, down: Down) -> Result<(), LoadError> {
@@ -686,10 +745,82 @@ fn push_versioned(
     Ok(())
 }
 
+/// The version of a Diesel migration directory, as Diesel records it:
+/// its name up to the first `_`, dashes dropped (`2019-09-12-100000_create`
+/// is `20190912100000`); empty unless that is numbers joined by dashes.
+fn diesel_version(name: &str) -> String {
+    let version = name.split('_').next().unwrap_or("");
+    let numbers = version
+        .split('-')
+        .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if numbers {
+        version.replace('-', "")
+    } else {
+        String::new()
+    }
+}
+
+/// Whether Diesel runs a migration in a transaction, by its
+/// `metadata.toml` as Diesel reads it: with no file, or one that is not
+/// TOML, it does; in a file, `run_in_transaction` says, and left out it
+/// is false.
+fn diesel_in_transaction(dir: &Path, migration: &str, set: &mut Set) -> Result<bool, LoadError> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(default)]
+        run_in_transaction: bool,
+    }
+    let file = format!("{migration}/metadata.toml");
+    if !dir.join(&file).is_file() {
+        return Ok(true);
+    }
+    match toml::from_str::<Metadata>(&read(dir, &file)?) {
+        Ok(m) => Ok(m.run_in_transaction),
+        Err(e) => {
+            set.warnings.push(format!(
+                "{file} is not TOML Diesel can read, so Diesel runs the migration in a transaction, and so does runbook: {}",
+                e.message()
+            ));
+            Ok(true)
+        }
+    }
+}
+
+/// Diesel: `VERSION_name/up.sql`, with `down.sql` beside it when the
+/// migration can be reverted, in Diesel's order: its versions compared as
+/// text ([`order`]).
+fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError> {
+    let mut dirs: Vec<&Found> = found.iter().filter(|f| f.kind == Entry::Diesel).collect();
+    dirs.sort_by(|a, b| a.version.cmp(&b.version).then(a.name.cmp(&b.name)));
+    let mut previous: Option<&Found> = None;
+    for f in dirs {
+        if let Some(p) = previous.filter(|p| p.version == f.version) {
+            set.problem(LoadError::SharedDieselVersion {
+                version: f.version.clone(),
+                first: p.name.clone(),
+                second: f.name.clone(),
+            })?;
+            continue;
+        }
+        previous = Some(f);
+        let in_tx = diesel_in_transaction(dir, &f.name, set)?;
+        let file = |part: &str| format!("{}/{part}.sql", f.name);
+        let up = script(read(dir, &file("up"))?, file("up"), 1, !in_tx);
+        let down = if dir.join(file("down")).is_file() {
+            Down::Script(script(read(dir, &file("down"))?, file("down"), 1, !in_tx))
+        } else {
+            Down::Missing(format!("there is no {}", file("down")))
+        };
+        let name = f.name.split_once('_').map_or("", |(_, n)| n).to_string();
+        push_versioned(set, &f.name, f.version.clone(), name, up, down)?;
+    }
+    Ok(())
+}
+
 fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError> {
     let mut ups: Vec<&Found> = Vec::new();
     let mut downs: Vec<&Found> = Vec::new();
-    for f in found.iter().filter(|f| !f.is_dir) {
+    for f in found.iter().filter(|f| f.kind == Entry::File) {
         if f.name.ends_with(".down.sql") {
             downs.push(f);
         } else if f.name.ends_with(".up.sql") {
@@ -840,7 +971,7 @@ fn load_popx(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError
     type Pick<'f> = Option<(&'f str, bool, bool)>;
     let mut chosen: std::collections::BTreeMap<&str, (Pick<'_>, Pick<'_>, &str)> =
         std::collections::BTreeMap::new();
-    for f in found.iter().filter(|f| !f.is_dir) {
+    for f in found.iter().filter(|f| f.kind == Entry::File) {
         let Some(p) = popx_parts(&f.name) else {
             set.warnings.push(format!(
                 "{} is neither `.up.sql` nor `.down.sql`; it is ignored",
@@ -1056,10 +1187,14 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
 /// How a script runs, and why when not in one transaction.
 pub fn script_mode(script: &Script, stmts: &[Statement]) -> (bool, Option<String>) {
     if script.no_transaction {
-        return (
-            false,
-            Some("the file marks it to run without a transaction".into()),
-        );
+        // Only Diesel's scripts are `DIR/up.sql` and `DIR/down.sql`.
+        let by = match script.file.rsplit_once('/') {
+            Some((dir, "up.sql" | "down.sql")) if !marked(&script.sql) => {
+                format!("{dir}/metadata.toml sets run_in_transaction = false")
+            }
+            _ => "the file marks it to run without a transaction".into(),
+        };
+        return (false, Some(by));
     }
     if let Some((i, st)) = stmts
         .iter()
@@ -1183,6 +1318,104 @@ mod tests {
         assert!(parse_steps("0").is_err());
         assert!(parse_steps("-1").is_err());
         assert!(parse_steps("abc").is_err());
+    }
+
+    #[test]
+    fn diesel_directories_run_in_diesels_order_with_their_metadata() {
+        let no_down = "-- This file should undo anything in `up.sql`\n";
+        let d = dir_with(&[
+            ("00000000000000_diesel_initial_setup/up.sql", "SELECT 0;"),
+            ("00000000000000_diesel_initial_setup/down.sql", "SELECT -0;"),
+            ("2026-05-27-120000_later/up.sql", "SELECT 3;"),
+            ("2026-05-27-120000_later/down.sql", no_down),
+            ("2025-11-19-091444-0000_suffixed/up.sql", "SELECT 2;"),
+            ("2025-11-19-091444-0000_suffixed/down.sql", "SELECT -2;"),
+            (
+                "2025-11-19-091444-0000_suffixed/metadata.toml",
+                "run_in_transaction = false\n",
+            ),
+            ("20140924113530_dumped/up.sql", "SELECT 1;"),
+            // A key left out is false, as Diesel's serde default reads it.
+            ("20140924113530_dumped/metadata.toml", "# nothing\n"),
+            ("2026-06-01-000000_broken_toml/up.sql", "SELECT 4;"),
+            (
+                "2026-06-01-000000_broken_toml/metadata.toml",
+                "run_in_transaction = ",
+            ),
+            ("README.md", "not a migration"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Diesel);
+        let got: Vec<(&str, &str, bool, bool)> = set
+            .migrations
+            .iter()
+            .map(|m| {
+                (
+                    m.version.as_str(),
+                    m.name.as_str(),
+                    m.up.no_transaction,
+                    m.down_script().is_some(),
+                )
+            })
+            .collect();
+        // As text: the 18-digit version comes before the later 14-digit one.
+        assert_eq!(
+            got,
+            [
+                ("00000000000000", "diesel_initial_setup", false, true),
+                ("20140924113530", "dumped", true, false),
+                ("202511190914440000", "suffixed", true, true),
+                ("20260527120000", "later", false, false),
+                ("20260601000000", "broken_toml", false, false),
+            ]
+        );
+        assert_eq!(
+            set.cmp("202511190914440000", "20260527120000"),
+            std::cmp::Ordering::Less
+        );
+        assert!(
+            set.migrations[3]
+                .down_missing()
+                .unwrap()
+                .contains("holds only comments"),
+            "{:?}",
+            set.migrations[3].down
+        );
+        assert!(
+            set.warnings
+                .iter()
+                .any(|w| w.contains("2026-06-01-000000_broken_toml/metadata.toml")),
+            "{:?}",
+            set.warnings
+        );
+        let m = &set.migrations[2];
+        let (in_tx, why) = script_mode(&m.up, &crate::pg::statements::split(&m.up.sql));
+        assert!(!in_tx);
+        assert_eq!(
+            why.unwrap(),
+            "2025-11-19-091444-0000_suffixed/metadata.toml sets run_in_transaction = false"
+        );
+
+        // Two directories of one version: Diesel would run one of them.
+        let d = dir_with(&[
+            ("2024-01-01-000000_a/up.sql", "SELECT 1;"),
+            ("20240101000000_b/up.sql", "SELECT 2;"),
+        ]);
+        let e = load(d.path(), None).unwrap_err();
+        assert!(
+            matches!(&e, LoadError::SharedDieselVersion { version, .. } if version == "20240101000000"),
+            "{e}"
+        );
+        assert_eq!(load_tolerant(d.path()).unwrap().migrations.len(), 1);
+        // Prisma's directories beside Diesel's: which one is meant?
+        let d = dir_with(&[
+            ("20240101000000_a/up.sql", "SELECT 1;"),
+            ("20240102000000_b/migration.sql", "SELECT 2;"),
+        ]);
+        assert!(matches!(
+            load(d.path(), None),
+            Err(LoadError::MixedFormats { .. })
+        ));
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
