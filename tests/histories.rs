@@ -816,6 +816,122 @@ fn a_diesel_history_is_read_and_continued_in_diesels_order() {
     );
 }
 
+/// SQLx's table, from its PostgreSQL migrator.
+const SQLX_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+);";
+
+#[test]
+fn a_sqlx_history_is_read_continued_checked_and_its_lock_respected() {
+    let db = Db::fresh();
+    let index = "-- no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);\n";
+    let dir = files(&[
+        ("0001_create_users.up.sql", INIT),
+        ("0001_create_users.down.sql", "DROP TABLE users;\n"),
+        ("0002_add_email.up.sql", ADD),
+        ("0002_add_email.down.sql", DROP_ADD),
+        ("0003_index_email.up.sql", index),
+        (
+            "0003_index_email.down.sql",
+            "-- no-transaction\nDROP INDEX CONCURRENTLY users_email;\n",
+        ),
+    ]);
+    // As SQLx records a migration: its number, a description from the file
+    // name, and the SHA-384 of the file.
+    db.sql(&format!(
+        "{INIT} {SQLX_TABLE} INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (1, 'create users', true, sha384(convert_to(E{INIT:?}, 'UTF8')), 1500000);"
+    ).replace('"', "'"));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("sqlx history in public._sqlx_migrations (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["0001 applied", "0002 pending", "0003 pending"]
+    );
+
+    // An application migrating at start-up holds SQLx's advisory lock:
+    // runbook does not start beside it.
+    let key = 0x3d32_ad9e_i64 * i64::from(crc32fast::hash(db.name.as_bytes()));
+    let mut holder = std::process::Command::new("psql")
+        .args([&db.url, "-Xq", "-c"])
+        .arg(format!(
+            "SELECT pg_advisory_lock({key}); SELECT pg_sleep(4);"
+        ))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        &db,
+        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("SQLx's migration lock is held"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM _sqlx_migrations"), "1");
+    holder.wait().unwrap();
+
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0002", "0003"]);
+    assert_eq!(
+        run.step("apply")["details"]["applied"][1]["transaction"],
+        false
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT string_agg(version || ':' || description || ':' || success || ':' || (execution_time > 0), ',' ORDER BY version)
+             || ' ' || bool_and(checksum = CASE version WHEN 3 THEN sha384(convert_to(E{index:?}, 'UTF8')) ELSE checksum END)
+             FROM _sqlx_migrations"
+        ).replace('"', "'")),
+        "1:create users:true:true,2:add email:true:true,3:index email:true:true true"
+    );
+    // An edited applied file is caught by SQLx's checksum.
+    std::fs::write(
+        dir.path().join("0002_add_email.up.sql"),
+        "ALTER TABLE users ADD COLUMN email varchar;\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(states(&out).contains(&"0002 changed".to_string()), "{out}");
+    std::fs::write(dir.path().join("0002_add_email.up.sql"), ADD).unwrap();
+
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 1\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(version::text, ',' ORDER BY version) || ' ' || (to_regclass('users_email') IS NULL) FROM _sqlx_migrations"),
+        "1,2 true"
+    );
+    // A script SQLx left unfinished: its row with `success = false`.
+    db.sql("UPDATE _sqlx_migrations SET success = false WHERE version = 2");
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(states(&out).contains(&"0002 dirty".to_string()), "{out}");
+    let (code, out, err) = repair(dir.path(), &db.url, "0002", "pending");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        db.sql("SELECT string_agg(version::text, ',') FROM _sqlx_migrations"),
+        "1"
+    );
+}
+
 #[test]
 fn sql_migrate_and_popx_histories_are_read_and_continued() {
     let db = Db::fresh();

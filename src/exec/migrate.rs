@@ -454,13 +454,21 @@ pub(crate) async fn run(
         .await
         .map_err(|e| refused(e.to_string(), e.hint()))?;
     super::sql::log(r, &s.id, format!("history: {}", history.describe()));
-    let key = db::lock_key(&r.database, &format!("migrations:{}", history.name));
+    let key = history
+        .lock_key(&r.db, &r.database)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     match r.db.try_lock(key).await {
         Ok(Ok(())) => {}
         Ok(Err(holder)) => {
+            let whose = if history.tool == crate::history::Tool::Sqlx {
+                "SQLx's migration lock is held (an application migrating at start-up, or another runbook)"
+            } else {
+                "another session is migrating"
+            };
             return Err(fail(
                 format!(
-                    "another session is migrating with {}{}",
+                    "{whose} with {}{}",
                     history.name,
                     holder
                         .map(|h| format!(": pid {} ({})", h.pid, h.application_name))

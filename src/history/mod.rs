@@ -1,6 +1,6 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
-//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, sqitch), read and written in that
+//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, sqitch), read and written in that
 //! tool's own format so a team can switch to runbook, and back, without
 //! losing or re-running anything.
 //!
@@ -22,6 +22,7 @@ mod prisma;
 mod runbook;
 mod simple;
 mod sqitch;
+mod sqlx;
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub enum Tool {
     SqlMigrate,
     Popx,
     Diesel,
+    Sqlx,
     Sqitch,
 }
 
@@ -61,6 +63,7 @@ pub const TOOLS: &[&str] = &[
     "sql-migrate",
     "popx",
     "diesel",
+    "sqlx",
     "sqitch",
 ];
 
@@ -77,6 +80,7 @@ impl Tool {
             Self::SqlMigrate => "sql-migrate",
             Self::Popx => "popx",
             Self::Diesel => "diesel",
+            Self::Sqlx => "sqlx",
             Self::Sqitch => "sqitch",
         }
     }
@@ -95,6 +99,7 @@ impl Tool {
             "sql-migrate" => Self::SqlMigrate,
             "popx" => Self::Popx,
             "diesel" => Self::Diesel,
+            "sqlx" => Self::Sqlx,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -117,6 +122,7 @@ impl Tool {
             Self::SqlMigrate => "public.gorp_migrations",
             Self::Popx => "public.schema_migration",
             Self::Diesel => "public.__diesel_schema_migrations",
+            Self::Sqlx => "public._sqlx_migrations",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -127,6 +133,7 @@ impl Tool {
             Self::Runbook | Self::Prisma => Some("sha256"),
             Self::Flyway => Some("CRC-32"),
             Self::Sqitch => Some("SHA-1"),
+            Self::Sqlx => Some("SHA-384"),
             Self::Knex
             | Self::GolangMigrate
             | Self::Dbmate
@@ -162,6 +169,8 @@ impl Tool {
             Self::Knex
         } else if has("installed_rank") {
             Self::Flyway
+        } else if has("success") && has("checksum") && has("execution_time") && has("description") {
+            Self::Sqlx
         } else if has("version_id") && has("is_applied") {
             Self::Goose
         } else if has("change_id") && has("script_hash") {
@@ -432,6 +441,21 @@ impl History {
         Ok(history)
     }
 
+    /// The advisory lock a migration holds on this history: SQLx's own
+    /// for SQLx's, so its migrator and runbook never run side by side;
+    /// else runbook's, per database and table.
+    pub async fn lock_key(&self, db: &Db, database: &str) -> Result<i64, ErrorInfo> {
+        if self.tool != Tool::Sqlx {
+            return Ok(db::lock_key(database, &format!("migrations:{}", self.name)));
+        }
+        let row = db
+            .client
+            .query_one("SELECT current_database()::text", &[])
+            .await
+            .map_err(|e| db::error_info(&e, None))?;
+        Ok(sqlx::lock_key(row.get(0)))
+    }
+
     /// What to say about it: `knex history in public.knex_migrations (detected)`.
     pub fn describe(&self) -> String {
         format!(
@@ -468,6 +492,7 @@ impl History {
             Tool::Knex => knex::create(self),
             Tool::GolangMigrate => golang::create(self),
             Tool::Flyway => flyway::create(self),
+            Tool::Sqlx => sqlx::create(self),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::create(self)
             }
@@ -510,6 +535,7 @@ impl History {
             Tool::Knex => knex::read(self, db).await,
             Tool::GolangMigrate => golang::read(self, db).await,
             Tool::Flyway => flyway::read(self, db).await,
+            Tool::Sqlx => sqlx::read(self, db).await,
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::read(self, db).await
             }
@@ -603,6 +629,7 @@ impl History {
             Tool::Runbook | Tool::Prisma => Some(m.checksum.clone()),
             Tool::Flyway => Some(migrations::flyway_checksum(&m.up.sql).to_string()),
             Tool::Sqitch => Some(migrations::sqitch_hash(&m.up.sql)),
+            Tool::Sqlx => Some(sqlx::checksum(&m.up.sql)),
             _ => None,
         }
     }
@@ -615,6 +642,7 @@ impl History {
             Tool::Knex => knex::write(self, w),
             Tool::GolangMigrate => golang::write(self, w),
             Tool::Flyway => flyway::write(self, w),
+            Tool::Sqlx => sqlx::write(self, w),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::write(self, w)
             }
@@ -642,6 +670,7 @@ impl History {
             Tool::Knex => knex::baseline(self, todo),
             Tool::GolangMigrate => golang::baseline(self, through),
             Tool::Flyway => flyway::baseline(self, through, by),
+            Tool::Sqlx => sqlx::baseline(self, todo),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::baseline(self, todo)
             }
@@ -667,6 +696,7 @@ impl History {
             Tool::Knex => knex::repair(self, a, applied),
             Tool::GolangMigrate => golang::repair(self, a, applied),
             Tool::Flyway => flyway::repair(self, a, applied),
+            Tool::Sqlx => sqlx::repair(self, a, applied),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -774,7 +804,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 10] = [
+const DETECTED: [Tool; 11] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -784,6 +814,7 @@ const DETECTED: [Tool; 10] = [
     Tool::SqlMigrate,
     Tool::Popx,
     Tool::Diesel,
+    Tool::Sqlx,
     Tool::Sqitch,
 ];
 
@@ -801,7 +832,6 @@ const FOREIGN: &[(&str, &str)] = &[
     ("phinxlog", "Phinx"),
     ("doctrine_migration_versions", "Doctrine"),
     ("_yoyo_migration", "yoyo"),
-    ("_sqlx_migrations", "SQLx"),
     ("atlas_schema_revisions", "Atlas"),
     ("alembic_version", "Alembic"),
     ("\"SequelizeMeta\"", "Sequelize"),

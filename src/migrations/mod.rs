@@ -631,7 +631,9 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         }
         Format::Plain => {
             for f in found.iter().filter(|f| f.kind == Entry::File) {
-                let up = script(read(dir, &f.name)?, f.name.clone(), 1, false);
+                let text = read(dir, &f.name)?;
+                let sqlx = sqlx_no_transaction(&text);
+                let up = script(text, f.name.clone(), 1, sqlx);
                 let name = name_of(f.name.trim_end_matches(".sql"));
                 push(&mut set, &f.name, name, up, Down::Unavailable)?;
             }
@@ -695,6 +697,12 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
         first_line,
         no_transaction: no_transaction || marked,
     }
+}
+
+/// SQLx's marker, in the layouts SQLx uses (plain files and pairs): a
+/// file that starts with `-- no-transaction` runs outside a transaction.
+fn sqlx_no_transaction(text: &str) -> bool {
+    text.starts_with("-- no-transaction")
 }
 
 /// Whether a script holds runbook's no-transaction marker.
@@ -847,7 +855,9 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErro
     for (i, u) in ups.iter().enumerate() {
         let version = u.version.clone();
         let name = name_of(u.name.trim_end_matches(".up.sql"));
-        let up = script(read(dir, &u.name)?, u.name.clone(), 1, false);
+        let text = read(dir, &u.name)?;
+        let sqlx = sqlx_no_transaction(&text);
+        let up = script(text, u.name.clone(), 1, sqlx);
         let down = match pairs[i] {
             Some(j) => {
                 let d = downs[j];
@@ -858,7 +868,9 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErro
                         u.name, d.name
                     ));
                 }
-                Down::Script(script(read(dir, &d.name)?, d.name.clone(), 1, false))
+                let text = read(dir, &d.name)?;
+                let sqlx = sqlx_no_transaction(&text);
+                Down::Script(script(text, d.name.clone(), 1, sqlx))
             }
             None => Down::Missing(format!("there is no {version}_*.down.sql")),
         };
@@ -1416,6 +1428,23 @@ mod tests {
             load(d.path(), None),
             Err(LoadError::MixedFormats { .. })
         ));
+    }
+
+    #[test]
+    fn sqlx_files_that_start_with_its_marker_run_outside_a_transaction() {
+        let marked = "-- no-transaction\nUPDATE t SET a = 1;\n";
+        let d = dir_with(&[
+            ("1_a.sql", marked),
+            ("2_b.sql", "-- a comment\n-- no-transaction\nSELECT 1;\n"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        let modes: Vec<bool> = set.migrations.iter().map(|m| m.up.no_transaction).collect();
+        // Only as the file's first line, as SQLx reads it.
+        assert_eq!(modes, [true, false]);
+        let d = dir_with(&[("1_a.up.sql", marked), ("1_a.down.sql", marked)]);
+        let set = load(d.path(), None).unwrap();
+        let m = &set.migrations[0];
+        assert!(m.up.no_transaction && m.down_script().unwrap().no_transaction);
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
