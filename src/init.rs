@@ -91,7 +91,7 @@ pub struct Found {
 }
 
 /// Directory names that hold migrations, by the tools' conventions.
-const NAMES: &[&str] = &["migrations", "migration", "migrate", "sql"];
+const NAMES: &[&str] = &["migrations", "migration", "migrate", "sql", "drizzle"];
 
 /// Directories never worth a look: dependencies, builds, VCS.
 const SKIP: &[&str] = &[

@@ -933,6 +933,98 @@ fn a_sqlx_history_is_read_continued_checked_and_its_lock_respected() {
 }
 
 #[test]
+fn a_drizzle_history_is_read_by_its_journal_and_continued() {
+    let db = Db::fresh();
+    let journal = r#"{"version": "7", "dialect": "postgresql", "entries": [
+        {"idx": 0, "version": "7", "when": 1700000000000, "tag": "0000_init", "breakpoints": true},
+        {"idx": 1, "version": "7", "when": 1700000001000, "tag": "0001_add_email", "breakpoints": true},
+        {"idx": 2, "version": "7", "when": 1700000002000, "tag": "0002_index", "breakpoints": true}
+    ]}"#;
+    let add = "ALTER TABLE users ADD COLUMN email text;--> statement-breakpoint\nALTER TABLE users ADD COLUMN name text;\n";
+    let dir = files(&[
+        ("meta/_journal.json", journal),
+        ("0000_init.sql", INIT),
+        ("0001_add_email.sql", add),
+        (
+            "0002_index.sql",
+            "CREATE INDEX users_email ON users (email);\n",
+        ),
+        // Not in the journal: Drizzle never runs it.
+        ("0003_stray.sql", "DROP TABLE users;\n"),
+    ]);
+    db.sql(&format!(
+        "{INIT} CREATE SCHEMA drizzle;
+         CREATE TABLE drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint);
+         INSERT INTO drizzle.__drizzle_migrations (hash, created_at)
+         VALUES (encode(sha256(convert_to(E{INIT:?}, 'UTF8')), 'hex'), 1700000000000);"
+    ).replace('"', "'"));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "(drizzle format, drizzle history in drizzle.__drizzle_migrations (detected))"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["0000 applied", "0001 pending", "0002 pending"]
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0001", "0002"]);
+    assert!(
+        run.step("apply")["details"]["warnings"]
+            .to_string()
+            .contains("0003_stray.sql is not in meta/_journal.json"),
+        "{}",
+        run.step("apply")
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT string_agg(created_at::text, ',' ORDER BY id) || ' '
+                    || bool_and(hash = CASE created_at WHEN 1700000001000 THEN encode(sha256(convert_to(E{add:?}, 'UTF8')), 'hex') ELSE hash END)
+                    || ' ' || (to_regclass('users') IS NOT NULL)
+             FROM drizzle.__drizzle_migrations"
+        ).replace('"', "'")),
+        "1700000000000,1700000001000,1700000002000 true true"
+    );
+    // An applied file edited afterwards is caught by the hash Drizzle recorded.
+    std::fs::write(
+        dir.path().join("0001_add_email.sql"),
+        "ALTER TABLE users ADD COLUMN email varchar;\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(states(&out).contains(&"0001 changed".to_string()), "{out}");
+    std::fs::write(dir.path().join("0001_add_email.sql"), add).unwrap();
+    // Merged later with an older `when`: Drizzle would skip it for good;
+    // runbook applies it, and says it is out of order.
+    std::fs::write(
+        dir.path().join("meta/_journal.json"),
+        journal.replace(
+            "\"0002_index\", \"breakpoints\": true}",
+            "\"0002_index\", \"breakpoints\": true},\n{\"idx\": 3, \"when\": 1600000000000, \"tag\": \"0003_late\"}",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0003_late.sql"),
+        "CREATE TABLE late (id int);\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0003"]);
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("0003's journal `when` is older than that of the newest applied migration; Drizzle would never run it"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn sql_migrate_and_popx_histories_are_read_and_continued() {
     let db = Db::fresh();
     let dir = files(&[

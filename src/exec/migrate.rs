@@ -570,6 +570,16 @@ async fn migrate(
         .iter()
         .map(|a| a.version.as_str())
         .max_by(|a, b| set.cmp(a, b));
+    // Drizzle goes by its journal's `when`, not by the version.
+    let newest_when = applied
+        .iter()
+        .filter_map(|a| {
+            set.migrations
+                .iter()
+                .find(|m| m.version == a.version)?
+                .created_ms
+        })
+        .max();
     let run_id = r.run_id.clone();
     let ctx = Ctx {
         run_id: &run_id,
@@ -585,7 +595,13 @@ async fn migrate(
         super::sql::log(r, &s.id, "nothing to do: no migration is pending".into());
     }
     for (i, x) in pending.run.iter().enumerate() {
-        for line in announce(x, m.direction, max_applied, set, (i + 1, total)) {
+        for line in announce(
+            x,
+            m.direction,
+            (max_applied, newest_when),
+            set,
+            (i + 1, total),
+        ) {
             super::sql::log(r, &s.id, line);
         }
         match run_script(&r.db, history, x, m.direction, &ctx, false, false).await {
@@ -621,19 +637,27 @@ async fn migrate(
 fn announce(
     x: &Migration,
     direction: Direction,
-    max_applied: Option<&str>,
+    (max_applied, newest_when): (Option<&str>, Option<i64>),
     set: &Set,
     (n, total): (usize, usize),
 ) -> Vec<String> {
     let mut lines = Vec::new();
     if direction == Direction::Up
         && let Some(max) = max_applied
-        && set.cmp(&x.version, max).is_lt()
     {
-        lines.push(format!(
-            "warning: {} is older than the newest applied migration ({max}); applying it out of order",
-            x.version
-        ));
+        if let (Some(when), Some(newest)) = (x.created_ms, newest_when) {
+            if when <= newest {
+                lines.push(format!(
+                    "warning: {}'s journal `when` is older than that of the newest applied migration; Drizzle would never run it; applying it out of order",
+                    x.version
+                ));
+            }
+        } else if set.cmp(&x.version, max).is_lt() {
+            lines.push(format!(
+                "warning: {} is older than the newest applied migration ({max}); applying it out of order",
+                x.version
+            ));
+        }
     }
     let verb = match direction {
         Direction::Up => "applying",

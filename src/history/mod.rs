@@ -1,6 +1,6 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
-//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, sqitch), read and written in that
+//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, Drizzle, sqitch), read and written in that
 //! tool's own format so a team can switch to runbook, and back, without
 //! losing or re-running anything.
 //!
@@ -15,6 +15,7 @@
 //! whatever way the tool has for that (a dirty flag, an unfinished row, a
 //! failed row, a held lock); dbmate and goose have none.
 
+mod drizzle;
 mod flyway;
 mod golang;
 mod knex;
@@ -49,6 +50,7 @@ pub enum Tool {
     Popx,
     Diesel,
     Sqlx,
+    Drizzle,
     Sqitch,
 }
 
@@ -64,6 +66,7 @@ pub const TOOLS: &[&str] = &[
     "popx",
     "diesel",
     "sqlx",
+    "drizzle",
     "sqitch",
 ];
 
@@ -81,6 +84,7 @@ impl Tool {
             Self::Popx => "popx",
             Self::Diesel => "diesel",
             Self::Sqlx => "sqlx",
+            Self::Drizzle => "drizzle",
             Self::Sqitch => "sqitch",
         }
     }
@@ -100,6 +104,7 @@ impl Tool {
             "popx" => Self::Popx,
             "diesel" => Self::Diesel,
             "sqlx" => Self::Sqlx,
+            "drizzle" => Self::Drizzle,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -123,6 +128,7 @@ impl Tool {
             Self::Popx => "public.schema_migration",
             Self::Diesel => "public.__diesel_schema_migrations",
             Self::Sqlx => "public._sqlx_migrations",
+            Self::Drizzle => "drizzle.__drizzle_migrations",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -130,7 +136,7 @@ impl Tool {
     /// The checksum the tool records, by name; `None`: it records none.
     pub fn checksum_kind(self) -> Option<&'static str> {
         match self {
-            Self::Runbook | Self::Prisma => Some("sha256"),
+            Self::Runbook | Self::Prisma | Self::Drizzle => Some("sha256"),
             Self::Flyway => Some("CRC-32"),
             Self::Sqitch => Some("SHA-1"),
             Self::Sqlx => Some("SHA-384"),
@@ -183,6 +189,8 @@ impl Tool {
             Self::Popx
         } else if columns == ["id", "applied_at"] {
             Self::SqlMigrate
+        } else if columns == ["id", "hash", "created_at"] {
+            Self::Drizzle
         } else if columns == ["version", "run_on"] {
             Self::Diesel
         } else if columns == ["version"] && relname != "schema_version" {
@@ -226,6 +234,10 @@ pub enum HistoryError {
          with no history of its own, runbook would count every migration as pending and run it again"
     )]
     Foreign { table: String, tool: String },
+    #[error(
+        "Drizzle's history knows a migration by the `when` its meta/_journal.json gives it, and {0} has no journal"
+    )]
+    NoJournal(String),
 }
 
 impl HistoryError {
@@ -240,6 +252,9 @@ impl HistoryError {
             }
             Self::Elsewhere(_) => {
                 "name the one this directory's migrations are recorded in: `history: {table: SCHEMA.TABLE}` (or --history-table); if none is, say `history: {format: runbook}`"
+            }
+            Self::NoJournal(_) => {
+                "point `dir` at the Drizzle folder that holds meta/_journal.json, with `format: auto` or `format: drizzle`"
             }
             Self::Foreign { .. } => {
                 "record what the database already has in runbook's history first: `runbook migrations baseline --version NEWEST_APPLIED`; if that table is not this directory's history, say `history: {format: runbook}` (or --history-format runbook)"
@@ -325,6 +340,8 @@ pub struct History {
     names: Vec<String>,
     /// Each version's up file name (its directory left out), in the same order.
     files: Vec<String>,
+    /// Each version's journal `when` (Drizzle's), in the same order.
+    stamps: Vec<Option<i64>>,
     /// runbook's own history: the row a directory version is recorded
     /// under when that differs (see [`History::rekey`]). Filled by `read`.
     keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -351,6 +368,7 @@ impl History {
                 .iter()
                 .map(|m| file_name(&m.up.file).to_string())
                 .collect(),
+            stamps: set.migrations.iter().map(|m| m.created_ms).collect(),
             keys: Default::default(),
             batch: AtomicI64::new(1),
             detected: false,
@@ -435,6 +453,9 @@ impl History {
                 }
             }
         };
+        if history.tool == Tool::Drizzle && set.migrations.iter().any(|m| m.created_ms.is_none()) {
+            return Err(HistoryError::NoJournal(set.dir.display().to_string()));
+        }
         if history.tool == Tool::Knex {
             history.batch = AtomicI64::new(knex::next_batch(db, &history).await?);
         }
@@ -493,6 +514,7 @@ impl History {
             Tool::GolangMigrate => golang::create(self),
             Tool::Flyway => flyway::create(self),
             Tool::Sqlx => sqlx::create(self),
+            Tool::Drizzle => drizzle::create(self),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::create(self)
             }
@@ -536,6 +558,7 @@ impl History {
             Tool::GolangMigrate => golang::read(self, db).await,
             Tool::Flyway => flyway::read(self, db).await,
             Tool::Sqlx => sqlx::read(self, db).await,
+            Tool::Drizzle => drizzle::read(self, db).await,
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::read(self, db).await
             }
@@ -626,7 +649,7 @@ impl History {
     /// A migration's checksum by the tool's rule; `None` when it keeps none.
     pub fn checksum_of(&self, m: &Migration) -> Option<String> {
         match self.tool {
-            Tool::Runbook | Tool::Prisma => Some(m.checksum.clone()),
+            Tool::Runbook | Tool::Prisma | Tool::Drizzle => Some(m.checksum.clone()),
             Tool::Flyway => Some(migrations::flyway_checksum(&m.up.sql).to_string()),
             Tool::Sqitch => Some(migrations::sqitch_hash(&m.up.sql)),
             Tool::Sqlx => Some(sqlx::checksum(&m.up.sql)),
@@ -643,6 +666,7 @@ impl History {
             Tool::GolangMigrate => golang::write(self, w),
             Tool::Flyway => flyway::write(self, w),
             Tool::Sqlx => sqlx::write(self, w),
+            Tool::Drizzle => drizzle::write(self, w),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::write(self, w)
             }
@@ -671,6 +695,7 @@ impl History {
             Tool::GolangMigrate => golang::baseline(self, through),
             Tool::Flyway => flyway::baseline(self, through, by),
             Tool::Sqlx => sqlx::baseline(self, todo),
+            Tool::Drizzle => drizzle::baseline(self, todo),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::baseline(self, todo)
             }
@@ -702,6 +727,7 @@ impl History {
             | Tool::SqlMigrate
             | Tool::Popx
             | Tool::Diesel
+            | Tool::Drizzle
             | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
@@ -804,7 +830,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 11] = [
+const DETECTED: [Tool; 12] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -815,6 +841,7 @@ const DETECTED: [Tool; 11] = [
     Tool::Popx,
     Tool::Diesel,
     Tool::Sqlx,
+    Tool::Drizzle,
     Tool::Sqitch,
 ];
 
@@ -825,7 +852,6 @@ const FOREIGN: &[(&str, &str)] = &[
     // here too, and is read as Flyway by its columns.
     ("schema_version", "tern"),
     ("refinery_schema_history", "Refinery"),
-    ("drizzle.__drizzle_migrations", "Drizzle"),
     ("graphile_migrate.migrations", "graphile-migrate"),
     ("kysely_migration", "Kysely"),
     ("mikro_orm_migrations", "MikroORM"),
@@ -941,6 +967,7 @@ pub fn is_tool_table(qname: &str) -> bool {
         None => (String::new(), unquote(qname)),
     };
     schema == "sqitch"
+        || (schema == "drizzle" && table == "__drizzle_migrations")
         || TOOL_TABLES.contains(&table.as_str())
         || FOREIGN.iter().any(|(name, _)| {
             let (s, t) = name.rsplit_once('.').unwrap_or(("", name));

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crate::pg::statements::Statement;
 
+mod drizzle;
 mod flyway;
 mod sqitch;
 
@@ -56,6 +57,8 @@ pub enum Format {
     Sqitch,
     /// Diesel's `VERSION_name/up.sql` and `down.sql`.
     Diesel,
+    /// Drizzle Kit's folder: `meta/_journal.json` and the `.sql` files it lists.
+    Drizzle,
     /// Migrations another tool applies, known by name only ([`tool_set`]).
     Tool,
 }
@@ -71,6 +74,7 @@ pub const FORMATS: &[&str] = &[
     "flyway",
     "sqitch",
     "diesel",
+    "drizzle",
 ];
 
 impl Format {
@@ -86,6 +90,7 @@ impl Format {
             Self::Flyway => "flyway",
             Self::Sqitch => "sqitch",
             Self::Diesel => "diesel",
+            Self::Drizzle => "drizzle",
             Self::Tool => "tool",
         }
     }
@@ -104,13 +109,14 @@ impl Format {
             "flyway" => Self::Flyway,
             "sqitch" => Self::Sqitch,
             "diesel" => Self::Diesel,
+            "drizzle" => Self::Drizzle,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
 
     /// Whether the format has down scripts at all.
     pub fn has_down(self) -> bool {
-        !matches!(self, Self::Plain | Self::Prisma)
+        !matches!(self, Self::Plain | Self::Prisma | Self::Drizzle)
     }
 }
 
@@ -181,6 +187,8 @@ pub enum LoadError {
         first: String,
         second: String,
     },
+    #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
+    JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
     NoUp {
         file: String,
@@ -254,6 +262,9 @@ pub struct Migration {
     pub down: Down,
     /// sha256 of the up script, hex.
     pub checksum: String,
+    /// When the tool's journal says the migration was made, in
+    /// milliseconds: Drizzle's `when`, which its history records.
+    pub created_ms: Option<i64>,
 }
 
 impl Migration {
@@ -583,6 +594,7 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
             },
             up: script,
             checksum: String::new(),
+            created_ms: None,
         });
     }
     Ok(set)
@@ -599,11 +611,12 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
     let format = match format {
         Some(f) => f,
         None if sqitch::present(dir) => Format::Sqitch,
+        None if drizzle::present(dir) => Format::Drizzle,
         None if flyway::present(dir)? => Format::Flyway,
         None => detect(dir, &read_dir(dir)?)?,
     };
     let found = match format {
-        Format::Flyway | Format::Sqitch => Vec::new(),
+        Format::Flyway | Format::Sqitch | Format::Drizzle => Vec::new(),
         _ => read_dir(dir)?,
     };
     let mut set = Set {
@@ -619,6 +632,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Format::Tool => return Err(LoadError::UnknownFormat("tool".into())),
         Format::Flyway => flyway::load(dir, &mut set)?,
         Format::Sqitch => sqitch::load(dir, &mut set)?,
+        Format::Drizzle => drizzle::load(dir, &mut set)?,
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
         Format::Popx => load_popx(dir, &found, &mut set)?,
         Format::Diesel => load_diesel(dir, &found, &mut set)?,
@@ -745,6 +759,7 @@ fn push_versioned(
     };
     set.migrations.push(Migration {
         checksum: crate::hash::sha256_hex(up.sql.as_bytes()),
+        created_ms: None,
         version,
         name,
         up,
@@ -1427,6 +1442,58 @@ mod tests {
         assert!(matches!(
             load(d.path(), None),
             Err(LoadError::MixedFormats { .. })
+        ));
+    }
+
+    #[test]
+    fn a_drizzle_folder_is_its_journal() {
+        let journal = r#"{"entries": [
+            {"idx": 0, "when": 1700000000000, "tag": "0000_init"},
+            {"idx": 1, "when": 1700000001000, "tag": "0001_add"}
+        ]}"#;
+        let d = dir_with(&[
+            ("meta/_journal.json", journal),
+            ("0000_init.sql", "SELECT 0;"),
+            ("0001_add.sql", "SELECT 1;"),
+            ("0002_stray.sql", "SELECT 2;"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Drizzle);
+        let got: Vec<(&str, &str, Option<i64>, bool)> = set
+            .migrations
+            .iter()
+            .map(|m| {
+                (
+                    m.version.as_str(),
+                    m.name.as_str(),
+                    m.created_ms,
+                    m.forward_only(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0000", "init", Some(1700000000000), true),
+                ("0001", "add", Some(1700000001000), true)
+            ]
+        );
+        assert!(
+            set.warnings[0].contains("0002_stray.sql is not in meta/_journal.json"),
+            "{:?}",
+            set.warnings
+        );
+        // A file the journal lists and the folder lacks: Drizzle stops there.
+        std::fs::remove_file(d.path().join("0001_add.sql")).unwrap();
+        let e = load(d.path(), None).unwrap_err();
+        assert!(
+            matches!(&e, LoadError::JournalFile { file, .. } if file == "0001_add.sql"),
+            "{e}"
+        );
+        std::fs::write(d.path().join("meta/_journal.json"), "{").unwrap();
+        assert!(matches!(
+            load(d.path(), None),
+            Err(LoadError::Unreadable { .. })
         ));
     }
 
