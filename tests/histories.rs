@@ -1401,8 +1401,48 @@ fn a_baseline_is_written_in_each_tools_own_terms_and_migrate_goes_on_from_it() {
             "CREATE TABLE more (id int);\n",
         ),
     ];
+    let diesel = [
+        ("2024-01-01-000000_init/up.sql", INIT),
+        ("2024-01-01-000000_init/down.sql", "DROP TABLE users;\n"),
+        ("2024-01-02-000000_add/up.sql", ADD),
+        ("2024-01-02-000000_add/down.sql", DROP_ADD),
+        (
+            "2024-01-03-000000_more/up.sql",
+            "CREATE TABLE more (id int);\n",
+        ),
+        ("2024-01-03-000000_more/down.sql", "DROP TABLE more;\n"),
+    ];
+    let drizzle = [
+        (
+            "meta/_journal.json",
+            r#"{"entries": [{"idx": 0, "when": 1704067200000, "tag": "20240101000000_init"},
+                {"idx": 1, "when": 1704153600000, "tag": "20240102000000_add"},
+                {"idx": 2, "when": 1704240000000, "tag": "20240103000000_more"}]}"#,
+        ),
+        ("20240101000000_init.sql", INIT),
+        ("20240102000000_add.sql", ADD),
+        ("20240103000000_more.sql", "CREATE TABLE more (id int);\n"),
+    ];
     // (tool, its files, what its table says after a baseline through 20240102000000)
     let cases: Vec<(&str, tempfile::TempDir, &str, String)> = vec![
+        (
+            "sqlx",
+            files(&pairs),
+            "SELECT string_agg(version || ' ' || description || ' ' || success || ' ' || (checksum = sha384(convert_to(CASE version WHEN 20240101000000 THEN $$CREATE TABLE users (id bigint PRIMARY KEY);$$ ELSE $$ALTER TABLE users ADD COLUMN email text;$$ END || chr(10), 'UTF8'))), ',' ORDER BY version) FROM _sqlx_migrations",
+            "20240101000000 init true true,20240102000000 add true true".into(),
+        ),
+        (
+            "diesel",
+            files(&diesel),
+            "SELECT string_agg(version, ',' ORDER BY version) FROM __diesel_schema_migrations",
+            "20240101000000,20240102000000".into(),
+        ),
+        (
+            "drizzle",
+            files(&drizzle),
+            "SELECT string_agg(created_at::text || ' ' || (hash = encode(sha256(convert_to(CASE created_at WHEN 1704067200000 THEN $$CREATE TABLE users (id bigint PRIMARY KEY);$$ ELSE $$ALTER TABLE users ADD COLUMN email text;$$ END || chr(10), 'UTF8')), 'hex')), ',' ORDER BY id) FROM drizzle.__drizzle_migrations",
+            "1704067200000 true,1704153600000 true".into(),
+        ),
         (
             "prisma",
             files(&prisma),
