@@ -388,25 +388,57 @@ impl Db {
     /// backend per client, all the run needs), shows neither. The second
     /// session gets `wait` to answer: a session-mode pool with no free
     /// backend makes it queue, and that is no evidence of anything.
+    ///
+    /// Three looks, in the simple protocol: a pooler hands a freed backend
+    /// to the next client that asks, but which one it hands out is up to
+    /// it, and a prepared statement's two round trips can land on two
+    /// backends and fail, which read as "no evidence". One look missed
+    /// PgBouncer in transaction mode when the machine was busy.
     pub async fn pooler_evidence(&self, app: &str, wait: Duration) -> Option<String> {
-        let first = self.pid().await.ok()?;
-        let other = tokio::time::timeout(wait, async {
-            let probe = Db::connect(self.config.clone(), app).await.ok()?;
-            probe.pid().await.ok()
-        })
-        .await
-        .ok()
-        .flatten();
-        if other == Some(first) {
-            return Some(format!(
-                "a second connection was served by this connection's server process (pid {first})"
-            ));
+        let mut probe = tokio::time::timeout(wait, Db::connect(self.config.clone(), app))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        for _ in 0..3 {
+            let first = self.backend_pid().await?;
+            let other = match &probe {
+                Some(p) => tokio::time::timeout(wait, p.backend_pid()).await.ok(),
+                None => None,
+            };
+            // A probe that had to queue once is not asked again.
+            let other = match other {
+                Some(pid) => pid,
+                None => {
+                    probe = None;
+                    None
+                }
+            };
+            if other == Some(first) {
+                return Some(format!(
+                    "a second connection was served by this connection's server process (pid {first})"
+                ));
+            }
+            let again = self.backend_pid().await?;
+            if again != first {
+                return Some(format!(
+                    "this connection's server process changed between two statements (pid {first}, then {again})"
+                ));
+            }
         }
-        let again = self.pid().await.ok()?;
-        (again != first).then(|| {
-            format!(
-                "this connection's server process changed between two statements (pid {first}, then {again})"
-            )
+        None
+    }
+
+    /// `pg_backend_pid()` in one simple-protocol message: one transaction,
+    /// whatever a pooler between does with transactions.
+    async fn backend_pid(&self) -> Option<i32> {
+        let messages = self
+            .client
+            .simple_query("SELECT pg_backend_pid()")
+            .await
+            .ok()?;
+        messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
+            _ => None,
         })
     }
 
