@@ -707,17 +707,27 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(db.sql("SELECT count(*) FROM a"), "1");
 
-    // tern keeps one row, the newest version: read as dbmate's list of
-    // versions, every older migration would run again.
+    // tern keeps one row, the newest version: it is read as tern's (every
+    // migration up to it is applied), not as dbmate's list of versions,
+    // which would run every older migration again.
     let db = Db::fresh();
-    db.sql("CREATE TABLE schema_version (version int4 NOT NULL); INSERT INTO schema_version VALUES (1)");
+    db.sql("CREATE TABLE a (id int); INSERT INTO a VALUES (1);\
+            CREATE TABLE schema_version (version int4 NOT NULL); INSERT INTO schema_version VALUES (1)");
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("apply")["details"]["history_format"], "tern");
+    assert_eq!(applied(&run), Vec::<String>::new());
+    assert_eq!(db.sql("SELECT count(*) FROM a"), "1", "nothing ran again");
+    // Refinery's history is one runbook does not read.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE refinery_schema_history (version int4 PRIMARY KEY, name varchar(255), applied_on varchar(255), checksum varchar(255))");
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.step("apply")["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("public.schema_version (tern)"),
+            .contains("public.refinery_schema_history (Refinery)"),
         "{}",
         run.step("apply")["error"]
     );
@@ -734,11 +744,6 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
     );
 }
 
-/// sql-migrate's gorp_migrations (as sql-migrate creates it, a row per
-/// applied file by its file name) and popx's schema_migration (popx's DDL;
-/// a row per version, and pop's older row of 14 digits that counts every
-/// version starting with them) are read, continued and rolled back in
-/// their own terms.
 /// Diesel's table, from its `setup_migration_table.sql`.
 const DIESEL_TABLE: &str = "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
        version VARCHAR(50) PRIMARY KEY NOT NULL,
@@ -1024,6 +1029,80 @@ fn a_drizzle_history_is_read_by_its_journal_and_continued() {
     );
 }
 
+#[test]
+fn a_tern_history_is_one_number_continued_and_its_lock_respected() {
+    let db = Db::fresh();
+    let sep = "---- create above / drop below ----";
+    let dir = owned(&[
+        (
+            "001_init.sql",
+            format!("{INIT}\n{sep}\n\nDROP TABLE users;\n"),
+        ),
+        ("002_add.sql", format!("{ADD}\n{sep}\n{DROP_ADD}")),
+        (
+            "003_more.sql",
+            format!("CREATE TABLE more (id int);\n{sep}\nDROP TABLE more;\n"),
+        ),
+    ]);
+    // tern's table, as it creates it, after migration 1.
+    db.sql(&format!(
+        "{INIT} CREATE TABLE schema_version (version int4 NOT NULL PRIMARY KEY); INSERT INTO schema_version VALUES (1);"
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(tern format, tern history in public.schema_version (detected))"),
+        "{out}"
+    );
+    assert_eq!(states(&out), ["001 applied", "002 pending", "003 pending"]);
+
+    // tern migrating at the same time holds its advisory lock.
+    let mut holder = std::process::Command::new("psql")
+        .args([&db.url, "-Xq", "-c"])
+        .arg("SELECT pg_advisory_lock(9628173550095224); SELECT pg_sleep(4);")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        &db,
+        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("tern's migration lock is held"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT version FROM schema_version"), "1");
+    holder.wait().unwrap();
+
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["002", "003"]);
+    // The downs below the separator did not run with the ups.
+    assert_eq!(
+        db.sql("SELECT (SELECT string_agg(version::text, ',') FROM schema_version) || ' ' || (to_regclass('more') IS NOT NULL) || ' ' || (SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email')"),
+        "3 true 1"
+    );
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 2\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["003", "002"]);
+    assert_eq!(
+        db.sql("SELECT version::text || ' ' || (to_regclass('more') IS NULL) FROM schema_version"),
+        "1 true"
+    );
+}
+
+/// sql-migrate's gorp_migrations (as sql-migrate creates it, a row per
+/// applied file by its file name) and popx's schema_migration (popx's DDL;
+/// a row per version, and pop's older row of 14 digits that counts every
+/// version starting with them) are read, continued and rolled back in
+/// their own terms.
 #[test]
 fn sql_migrate_and_popx_histories_are_read_and_continued() {
     let db = Db::fresh();

@@ -461,10 +461,11 @@ pub(crate) async fn run(
     match r.db.try_lock(key).await {
         Ok(Ok(())) => {}
         Ok(Err(holder)) => {
-            let whose = if history.tool == crate::history::Tool::Sqlx {
-                "SQLx's migration lock is held (an application migrating at start-up, or another runbook)"
-            } else {
-                "another session is migrating"
+            let whose = match history.tool.lock_owner() {
+                Some(tool) => format!(
+                    "{tool}'s migration lock is held (an application migrating at start-up, or another runbook)"
+                ),
+                None => "another session is migrating".to_string(),
             };
             return Err(fail(
                 format!(

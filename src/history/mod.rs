@@ -1,6 +1,6 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
-//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, Drizzle, sqitch), read and written in that
+//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, Drizzle, tern, sqitch), read and written in that
 //! tool's own format so a team can switch to runbook, and back, without
 //! losing or re-running anything.
 //!
@@ -24,6 +24,7 @@ mod runbook;
 mod simple;
 mod sqitch;
 mod sqlx;
+mod tern;
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -51,6 +52,7 @@ pub enum Tool {
     Diesel,
     Sqlx,
     Drizzle,
+    Tern,
     Sqitch,
 }
 
@@ -67,6 +69,7 @@ pub const TOOLS: &[&str] = &[
     "diesel",
     "sqlx",
     "drizzle",
+    "tern",
     "sqitch",
 ];
 
@@ -85,6 +88,7 @@ impl Tool {
             Self::Diesel => "diesel",
             Self::Sqlx => "sqlx",
             Self::Drizzle => "drizzle",
+            Self::Tern => "tern",
             Self::Sqitch => "sqitch",
         }
     }
@@ -105,6 +109,7 @@ impl Tool {
             "diesel" => Self::Diesel,
             "sqlx" => Self::Sqlx,
             "drizzle" => Self::Drizzle,
+            "tern" => Self::Tern,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -129,6 +134,7 @@ impl Tool {
             Self::Diesel => "public.__diesel_schema_migrations",
             Self::Sqlx => "public._sqlx_migrations",
             Self::Drizzle => "drizzle.__drizzle_migrations",
+            Self::Tern => "public.schema_version",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -146,7 +152,17 @@ impl Tool {
             | Self::Goose
             | Self::SqlMigrate
             | Self::Popx
-            | Self::Diesel => None,
+            | Self::Diesel
+            | Self::Tern => None,
+        }
+    }
+
+    /// The tool whose own advisory lock `migrate` holds, when it has one.
+    pub fn lock_owner(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlx => Some("SQLx"),
+            Self::Tern => Some("tern"),
+            _ => None,
         }
     }
 
@@ -161,9 +177,9 @@ impl Tool {
     }
 
     /// Which tool a table's columns say it belongs to. A lone `version`
-    /// column is dbmate's, or pop's older table by its name; in tern's
-    /// `schema_version` it is one row, the newest version applied, which
-    /// read as dbmate's list would count every older one as pending.
+    /// column is dbmate's, or by its name pop's older table or tern's
+    /// `schema_version`: one row, the newest version applied, which read
+    /// as dbmate's list would count every older one as pending.
     fn of_columns(table: &str, columns: &[String]) -> Option<Tool> {
         let has = |c: &str| columns.iter().any(|x| x == c);
         let relname = table.rsplit('.').next().unwrap_or(table);
@@ -193,7 +209,9 @@ impl Tool {
             Self::Drizzle
         } else if columns == ["version", "run_on"] {
             Self::Diesel
-        } else if columns == ["version"] && relname != "schema_version" {
+        } else if columns == ["version"] && relname == "schema_version" {
+            Self::Tern
+        } else if columns == ["version"] {
             Self::Dbmate
         } else {
             return None;
@@ -462,12 +480,14 @@ impl History {
         Ok(history)
     }
 
-    /// The advisory lock a migration holds on this history: SQLx's own
-    /// for SQLx's, so its migrator and runbook never run side by side;
-    /// else runbook's, per database and table.
+    /// The advisory lock a migration holds on this history: SQLx's or
+    /// tern's own for theirs, so their migrators and runbook never run
+    /// side by side; else runbook's, per database and table.
     pub async fn lock_key(&self, db: &Db, database: &str) -> Result<i64, ErrorInfo> {
-        if self.tool != Tool::Sqlx {
-            return Ok(db::lock_key(database, &format!("migrations:{}", self.name)));
+        match self.tool {
+            Tool::Sqlx => {}
+            Tool::Tern => return Ok(tern::LOCK_KEY),
+            _ => return Ok(db::lock_key(database, &format!("migrations:{}", self.name))),
         }
         let row = db
             .client
@@ -515,6 +535,7 @@ impl History {
             Tool::Flyway => flyway::create(self),
             Tool::Sqlx => sqlx::create(self),
             Tool::Drizzle => drizzle::create(self),
+            Tool::Tern => tern::create(self),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::create(self)
             }
@@ -559,6 +580,7 @@ impl History {
             Tool::Flyway => flyway::read(self, db).await,
             Tool::Sqlx => sqlx::read(self, db).await,
             Tool::Drizzle => drizzle::read(self, db).await,
+            Tool::Tern => tern::read(self, db).await,
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::read(self, db).await
             }
@@ -667,6 +689,7 @@ impl History {
             Tool::Flyway => flyway::write(self, w),
             Tool::Sqlx => sqlx::write(self, w),
             Tool::Drizzle => drizzle::write(self, w),
+            Tool::Tern => tern::write(self, w),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::write(self, w)
             }
@@ -696,6 +719,7 @@ impl History {
             Tool::Flyway => flyway::baseline(self, through, by),
             Tool::Sqlx => sqlx::baseline(self, todo),
             Tool::Drizzle => drizzle::baseline(self, todo),
+            Tool::Tern => tern::baseline(self, through),
             Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
                 simple::baseline(self, todo)
             }
@@ -728,6 +752,7 @@ impl History {
             | Tool::Popx
             | Tool::Diesel
             | Tool::Drizzle
+            | Tool::Tern
             | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
@@ -830,7 +855,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 12] = [
+const DETECTED: [Tool; 13] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -842,15 +867,13 @@ const DETECTED: [Tool; 12] = [
     Tool::Diesel,
     Tool::Sqlx,
     Tool::Drizzle,
+    Tool::Tern,
     Tool::Sqitch,
 ];
 
 /// History tables of tools runbook does not read, as `to_regclass` finds
 /// them on the search path (where those tools create them), and the tool.
 const FOREIGN: &[(&str, &str)] = &[
-    // tern's one-row `version`; Flyway 4 and older kept its own history
-    // here too, and is read as Flyway by its columns.
-    ("schema_version", "tern"),
     ("refinery_schema_history", "Refinery"),
     ("graphile_migrate.migrations", "graphile-migrate"),
     ("kysely_migration", "Kysely"),
@@ -940,6 +963,7 @@ const TOOL_TABLES: &[&str] = &[
     "_prisma_migrations",
     "schema_migrations",
     "schema_migration",
+    "schema_version",
     "goose_db_version",
     "gorp_migrations",
     "flyway_schema_history",
@@ -985,6 +1009,8 @@ mod tests {
         assert!(is_tool_table("gorp_migrations"));
         assert!(is_tool_table("app.\"SequelizeMeta\""));
         assert!(is_tool_table("drizzle.__drizzle_migrations"));
+        assert!(is_tool_table("public.schema_version"));
+        assert!(is_tool_table("public._sqlx_migrations"));
         assert!(is_tool_table("sqitch.changes"));
         // A qualified one only in its own schema.
         assert!(!is_tool_table("public.__drizzle_migrations"));

@@ -206,7 +206,10 @@ pub fn lint_migrations(
     }
     let has_sections = matches!(
         set.format,
-        migrations::Format::Dbmate | migrations::Format::SqlMigrate | migrations::Format::Goose
+        migrations::Format::Dbmate
+            | migrations::Format::SqlMigrate
+            | migrations::Format::Goose
+            | migrations::Format::Tern
     );
     let work = |m: &migrations::Migration| -> Result<Done, String> {
         let path = dir.join(&m.up.file);

@@ -35,6 +35,7 @@ use crate::pg::statements::Statement;
 mod drizzle;
 mod flyway;
 mod sqitch;
+mod tern;
 
 pub use flyway::checksum as flyway_checksum;
 pub use sqitch::script_hash as sqitch_hash;
@@ -59,6 +60,8 @@ pub enum Format {
     Diesel,
     /// Drizzle Kit's folder: `meta/_journal.json` and the `.sql` files it lists.
     Drizzle,
+    /// tern's `1_name.sql`, the down below `---- create above / drop below ----`.
+    Tern,
     /// Migrations another tool applies, known by name only ([`tool_set`]).
     Tool,
 }
@@ -75,6 +78,7 @@ pub const FORMATS: &[&str] = &[
     "sqitch",
     "diesel",
     "drizzle",
+    "tern",
 ];
 
 impl Format {
@@ -91,6 +95,7 @@ impl Format {
             Self::Sqitch => "sqitch",
             Self::Diesel => "diesel",
             Self::Drizzle => "drizzle",
+            Self::Tern => "tern",
             Self::Tool => "tool",
         }
     }
@@ -110,6 +115,7 @@ impl Format {
             "sqitch" => Self::Sqitch,
             "diesel" => Self::Diesel,
             "drizzle" => Self::Drizzle,
+            "tern" => Self::Tern,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
@@ -186,6 +192,22 @@ pub enum LoadError {
         version: String,
         first: String,
         second: String,
+    },
+    #[error(
+        "{file} is not migration {want}: tern numbers its migrations 1, 2, 3… with no gap or repeat, and records only the number of the last one applied"
+    )]
+    TernSequence { file: String, want: usize },
+    #[error(
+        "{file}:{line}: a Go template (`{{{{ ... }}}}`), which tern renders with its config's data before it runs the file; runbook runs migration files as written, so render them first"
+    )]
+    TernTemplate { file: String, line: usize },
+    #[error(
+        "{file} holds a down in {tool}'s layout ({marker}), which runbook does not read; as a plain file it would run as an up, undo its own migration, and be recorded as applied"
+    )]
+    ForeignDown {
+        file: String,
+        tool: &'static str,
+        marker: String,
     },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
@@ -469,6 +491,8 @@ fn marker_format(text: &str) -> Option<Format> {
             Some(Format::SqlMigrate)
         } else if l.starts_with("-- +goose up") {
             Some(Format::Goose)
+        } else if l.contains(tern::SEPARATOR) || l == tern::DISABLE_TX {
+            Some(Format::Tern)
         } else {
             None
         }
@@ -636,6 +660,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
         Format::Popx => load_popx(dir, &found, &mut set)?,
         Format::Diesel => load_diesel(dir, &found, &mut set)?,
+        Format::Tern => tern::load(dir, &found, &mut set)?,
         Format::Prisma => {
             for f in found.iter().filter(|f| f.kind == Entry::Prisma) {
                 let file = format!("{}/migration.sql", f.name);
@@ -646,6 +671,14 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Format::Plain => {
             for f in found.iter().filter(|f| f.kind == Entry::File) {
                 let text = read(dir, &f.name)?;
+                if let Some((tool, marker)) = foreign_down(&f.name, &text) {
+                    set.problem(LoadError::ForeignDown {
+                        file: f.name.clone(),
+                        tool,
+                        marker,
+                    })?;
+                    continue;
+                }
                 let sqlx = sqlx_no_transaction(&text);
                 let up = script(text, f.name.clone(), 1, sqlx);
                 let name = name_of(f.name.trim_end_matches(".sql"));
@@ -711,6 +744,36 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
         first_line,
         no_transaction: no_transaction || marked,
     }
+}
+
+/// Another tool's down in a directory read as plain files, and how it is
+/// marked: run as an up, it would undo its own migration (a down file runs
+/// as a migration of its own; a down section runs right after its up), and
+/// the history would record it as applied.
+fn foreign_down(name: &str, text: &str) -> Option<(&'static str, String)> {
+    if name.ends_with(".undo.sql") {
+        return Some(("Postgrator", "its name ends in `.undo.sql`".into()));
+    }
+    if name.ends_with(".rollback.sql") {
+        return Some(("yoyo", "its name ends in `.rollback.sql`".into()));
+    }
+    text.lines().enumerate().find_map(|(i, l)| {
+        let t = l.trim().to_ascii_lowercase();
+        let marked = |tool| Some((tool, format!("line {} is `{}`", i + 1, l.trim())));
+        if t == "-- ==== down ====" {
+            return marked("shmig");
+        }
+        // node-pg-migrate's `-- Down Migration` (its pattern allows more dashes).
+        let rest = t.strip_prefix("--")?;
+        let after = rest
+            .trim_start_matches(|c: char| c.is_whitespace() || c == '-')
+            .strip_prefix("down")?;
+        if after.starts_with(char::is_whitespace) && after.trim_start().starts_with("migration") {
+            marked("node-pg-migrate")
+        } else {
+            None
+        }
+    })
 }
 
 /// SQLx's marker, in the layouts SQLx uses (plain files and pairs): a
@@ -1443,6 +1506,103 @@ mod tests {
             load(d.path(), None),
             Err(LoadError::MixedFormats { .. })
         ));
+    }
+
+    #[test]
+    fn a_tern_file_is_split_at_its_separator_and_never_runs_its_down_as_up() {
+        let d = dir_with(&[
+            (
+                "001_rooms.sql",
+                "CREATE TABLE rooms (id int);\n\n---- create above / drop below ----\n\nDROP TABLE rooms;\n",
+            ),
+            (
+                "002_index.sql",
+                "---- tern: disable-tx ----\nCREATE INDEX CONCURRENTLY r ON rooms (id);\n---- create above / drop below ----\nDROP INDEX r;\n",
+            ),
+            // No separator: tern cannot roll it back.
+            ("003_drop.sql", "DROP TABLE rooms;\n"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Tern);
+        let m = &set.migrations[0];
+        assert!(!m.up.sql.contains("DROP"), "{}", m.up.sql);
+        let down = m.down_script().unwrap();
+        assert!(down.sql.contains("DROP TABLE rooms"));
+        // The down's statement is found on its own line of the file.
+        let at = down.sql.find("DROP").unwrap();
+        assert_eq!(down.locate(at), "001_rooms.sql:5");
+        let m = &set.migrations[1];
+        assert!(m.up.no_transaction && !m.down_script().unwrap().no_transaction);
+        assert!(
+            set.migrations[2]
+                .down_missing()
+                .unwrap()
+                .contains("has no `---- create above / drop below ----` line")
+        );
+
+        // A gap, or a template, is refused: tern would refuse it too.
+        let d = dir_with(&[
+            (
+                "1_a.sql",
+                "SELECT 1;\n---- create above / drop below ----\n",
+            ),
+            ("3_c.sql", "SELECT 3;\n"),
+        ]);
+        let e = load(d.path(), None).unwrap_err();
+        assert!(matches!(&e, LoadError::TernSequence { want: 2, .. }), "{e}");
+        let d = dir_with(&[(
+            "1_a.sql",
+            "GRANT SELECT ON t TO {{.app_user}};\n---- create above / drop below ----\n",
+        )]);
+        let e = load(d.path(), None).unwrap_err();
+        assert!(matches!(&e, LoadError::TernTemplate { line: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn another_tools_down_is_never_read_as_a_plain_up() {
+        for (files, tool) in [
+            (
+                vec![
+                    ("001.do.sql", "CREATE TABLE t (id int);"),
+                    ("001.undo.sql", "DROP TABLE t;"),
+                ],
+                "Postgrator",
+            ),
+            (
+                vec![
+                    ("0001.create.sql", "CREATE TABLE t (id int);"),
+                    ("0001.create.rollback.sql", "DROP TABLE t;"),
+                ],
+                "yoyo",
+            ),
+            (
+                vec![(
+                    "1700000000000_create.sql",
+                    "-- Up Migration\nCREATE TABLE t (id int);\n-- Down Migration\nDROP TABLE t;\n",
+                )],
+                "node-pg-migrate",
+            ),
+            (
+                vec![(
+                    "1_create.sql",
+                    "-- ==== UP ====\nCREATE TABLE t (id int);\n-- ==== DOWN ====\nDROP TABLE t;\n",
+                )],
+                "shmig",
+            ),
+        ] {
+            let d = dir_with(&files);
+            let e = load(d.path(), None).unwrap_err();
+            assert!(
+                matches!(&e, LoadError::ForeignDown { tool: t, .. } if *t == tool),
+                "{tool}: {e}"
+            );
+        }
+        // A comment that merely mentions a down migration is not one.
+        let d = dir_with(&[(
+            "1_a.sql",
+            "-- the down migration is in the runbook\nSELECT 1;\n",
+        )]);
+        assert_eq!(load(d.path(), None).unwrap().migrations.len(), 1);
     }
 
     #[test]
