@@ -866,18 +866,7 @@ fn a_sqlx_history_is_read_continued_checked_and_its_lock_respected() {
     // An application migrating at start-up holds SQLx's advisory lock:
     // runbook does not start beside it.
     let key = 0x3d32_ad9e_i64 * i64::from(crc32fast::hash(db.name.as_bytes()));
-    let mut holder = std::process::Command::new("psql")
-        .args([&db.url, "-Xq", "-c"])
-        .arg(format!(
-            "SELECT pg_advisory_lock({key}); SELECT pg_sleep(4);"
-        ))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    support::wait_until(
-        &db,
-        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
-    );
+    let mut holder = support::hold_advisory_lock(&db, key, 4);
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(
@@ -1057,16 +1046,7 @@ fn a_tern_history_is_one_number_continued_and_its_lock_respected() {
     assert_eq!(states(&out), ["001 applied", "002 pending", "003 pending"]);
 
     // tern migrating at the same time holds its advisory lock.
-    let mut holder = std::process::Command::new("psql")
-        .args([&db.url, "-Xq", "-c"])
-        .arg("SELECT pg_advisory_lock(9628173550095224); SELECT pg_sleep(4);")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    support::wait_until(
-        &db,
-        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
-    );
+    let mut holder = support::hold_advisory_lock(&db, 9_628_173_550_095_224, 4);
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(

@@ -43,18 +43,10 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         ..Applied::default()
     };
     let mut out: Vec<Applied> = h
-        .versions
-        .iter()
-        .filter(|v| migrations::version_cmp(v, &at).is_le() || migrations::same_version(v, &at))
+        .up_to(&at, "-1")
+        .into_iter()
         .map(|v| row_of(v, dirty && migrations::same_version(v, &at)))
         .collect();
-    if at != "-1"
-        && !out
-            .iter()
-            .any(|a| migrations::same_version(&a.version, &at))
-    {
-        out.push(row_of(&at, dirty));
-    }
     if at == "-1" && dirty {
         // golang-migrate's "no version, dirty": the first migration's rollback stopped.
         if let Some(first) = h.versions.first() {

@@ -658,6 +658,22 @@ impl History {
         }
     }
 
+    /// What a one-row history (golang-migrate's, tern's) at `at` counts as
+    /// applied: every directory version up to it, and `at` itself when the
+    /// directory lacks it (applied, with no file), unless it is `none`.
+    fn up_to<'a>(&'a self, at: &'a str, none: &str) -> Vec<&'a str> {
+        let mut out: Vec<&str> = self
+            .versions
+            .iter()
+            .filter(|v| migrations::version_cmp(v, at).is_le() || migrations::same_version(v, at))
+            .map(String::as_str)
+            .collect();
+        if at != none && !out.iter().any(|v| migrations::same_version(v, at)) {
+            out.push(at);
+        }
+        out
+    }
+
     /// The directory's version just below `v`: what golang-migrate's one
     /// row says after `v` is rolled back.
     fn before(&self, v: &str) -> Option<&str> {

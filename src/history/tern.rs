@@ -8,7 +8,6 @@
 use tokio_postgres::Error;
 
 use super::{Applied, History, Write, number};
-use crate::migrations;
 use crate::model::Direction;
 use crate::pg::db::Db;
 
@@ -39,21 +38,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         direction: "up".into(),
         ..Applied::default()
     };
-    let mut out: Vec<Applied> = h
-        .versions
-        .iter()
-        .filter(|v| migrations::version_cmp(v, &at).is_le() || migrations::same_version(v, &at))
-        .map(|v| row_of(v))
-        .collect();
-    // A number past the directory's last migration: applied, with no file.
-    if at != "0"
-        && !out
-            .iter()
-            .any(|a| migrations::same_version(&a.version, &at))
-    {
-        out.push(row_of(&at));
-    }
-    Ok(out)
+    Ok(h.up_to(&at, "0").into_iter().map(row_of).collect())
 }
 
 fn set(h: &History, version: Option<&str>) -> String {

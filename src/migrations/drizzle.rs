@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::{Down, LoadError, Set, push_versioned, read, script};
+use super::{Down, LoadError, Set, entry_names, push_versioned, read, script};
 
 pub(super) fn present(dir: &Path) -> bool {
     dir.join(JOURNAL).is_file()
@@ -37,13 +37,8 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         .iter()
         .map(|e| format!("{}.sql", e.tag))
         .collect();
-    let mut unlisted: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| LoadError::Unreadable {
-            path: format!("the migration directory {}", dir.display()),
-            why: e.to_string(),
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let mut unlisted: Vec<String> = entry_names(dir)?
+        .into_iter()
         .filter(|n| n.ends_with(".sql") && !listed.contains(n))
         .collect();
     unlisted.sort();

@@ -474,6 +474,18 @@ fn read_dir(dir: &Path) -> Result<Vec<Found>, LoadError> {
     Ok(out)
 }
 
+/// The names of the entries of a migration directory.
+fn entry_names(dir: &Path) -> Result<Vec<String>, LoadError> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| LoadError::Unreadable {
+            path: format!("the migration directory {}", dir.display()),
+            why: e.to_string(),
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect())
+}
+
 fn read(dir: &Path, file: &str) -> Result<String, LoadError> {
     std::fs::read_to_string(dir.join(file)).map_err(|e| LoadError::Unreadable {
         path: dir.join(file).display().to_string(),
@@ -564,13 +576,8 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
     let names = match names {
         Some(n) => n,
         None => {
-            let mut found: Vec<String> = std::fs::read_dir(dir)
-                .map_err(|e| LoadError::Unreadable {
-                    path: format!("the migration directory {}", dir.display()),
-                    why: e.to_string(),
-                })?
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+            let mut found: Vec<String> = entry_names(dir)?
+                .into_iter()
                 .filter(|n| n.starts_with(|c: char| c.is_ascii_digit()))
                 .collect();
             found.sort_by(|a, b| version_cmp(&version_of(a), &version_of(b)).then(a.cmp(b)));

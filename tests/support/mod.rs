@@ -89,6 +89,24 @@ pub fn hold_lock(db: &Db, table: &str, mode: &str, seconds: u32) -> std::process
     holder
 }
 
+/// Another session holds the advisory lock `key` for `seconds`, as a
+/// migrator does while it runs; returns once it is held.
+pub fn hold_advisory_lock(db: &Db, key: i64, seconds: u32) -> std::process::Child {
+    let holder = Command::new("psql")
+        .args([&db.url, "-Xq", "-c"])
+        .arg(format!(
+            "SELECT pg_advisory_lock({key}); SELECT pg_sleep({seconds});"
+        ))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        db,
+        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+    );
+    holder
+}
+
 /// Poll `query` (a boolean) until it is true, for at most 10 s.
 pub fn wait_until(db: &Db, query: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
