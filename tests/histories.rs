@@ -1076,6 +1076,19 @@ fn a_tern_history_is_one_number_continued_and_its_lock_respected() {
         db.sql("SELECT version::text || ' ' || (to_regclass('more') IS NULL) FROM schema_version"),
         "1 true"
     );
+    // tern.conf's version_table under another name: its integer `version`
+    // says tern's one number, not dbmate's list of versions (which would
+    // count 001 as pending and run it again).
+    db.sql("ALTER TABLE schema_version RENAME TO app_version");
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          history: { table: public.app_version }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("apply")["details"]["history_format"], "tern");
+    assert_eq!(applied(&run), ["002", "003"]);
+    assert_eq!(db.sql("SELECT version FROM app_version"), "3");
 }
 
 /// sql-migrate's gorp_migrations (as sql-migrate creates it, a row per

@@ -1,8 +1,9 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
-//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, Drizzle, tern, sqitch), read and written in that
-//! tool's own format so a team can switch to runbook, and back, without
-//! losing or re-running anything.
+//! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx,
+//! Drizzle, tern, sqitch), read and written in that tool's own format so a
+//! team can switch to runbook, and back, without losing or re-running
+//! anything.
 //!
 //! Each tool's module knows its table: how to create it, how to read it
 //! into [`Applied`] rows, and the SQL for each [`Write`]. A tool's
@@ -13,7 +14,8 @@
 //! same transaction, so a failure or a kill leaves the row as it was. A
 //! script outside one is marked unfinished first, in its own commit, in
 //! whatever way the tool has for that (a dirty flag, an unfinished row, a
-//! failed row, a held lock); dbmate and goose have none.
+//! failed row, a held lock); dbmate, goose, sql-migrate, popx, Diesel,
+//! Drizzle and tern have none.
 
 mod drizzle;
 mod flyway;
@@ -177,10 +179,12 @@ impl Tool {
     }
 
     /// Which tool a table's columns say it belongs to. A lone `version`
-    /// column is dbmate's, or by its name pop's older table or tern's
-    /// `schema_version`: one row, the newest version applied, which read
-    /// as dbmate's list would count every older one as pending.
-    fn of_columns(table: &str, columns: &[String]) -> Option<Tool> {
+    /// column is dbmate's (text), or by its name pop's older table, or
+    /// tern's (by its name, `schema_version`, or its integer type under any
+    /// name): one row, the newest version applied, which read as dbmate's
+    /// list would count every older one as pending.
+    fn of_columns(t: &Found) -> Option<Tool> {
+        let (table, columns) = (t.name.as_str(), t.columns.as_slice());
         let has = |c: &str| columns.iter().any(|x| x == c);
         let relname = table.rsplit('.').next().unwrap_or(table);
         Some(if has("statements_done") && has("run_id") {
@@ -209,7 +213,7 @@ impl Tool {
             Self::Drizzle
         } else if columns == ["version", "run_on"] {
             Self::Diesel
-        } else if columns == ["version"] && relname == "schema_version" {
+        } else if columns == ["version"] && (relname == "schema_version" || t.integer_version) {
             Self::Tern
         } else if columns == ["version"] {
             Self::Dbmate
@@ -414,11 +418,11 @@ impl History {
         let mut history = match (spec.tool, &spec.table) {
             (Some(tool), table) => {
                 let table = table.clone().unwrap_or_else(|| tool.default_table().into());
-                if let Some((name, columns)) = found.first() {
-                    let looks = Tool::of_columns(name, columns);
+                if let Some(t) = found.first() {
+                    let looks = Tool::of_columns(t);
                     if looks != Some(tool) {
                         return Err(HistoryError::NotThat {
-                            table: name.clone(),
+                            table: t.name.clone(),
                             tool: tool.name(),
                             looks: looks.map(Tool::name),
                         });
@@ -428,9 +432,11 @@ impl History {
             }
             (None, Some(table)) => match found.first() {
                 None => History::new(Tool::Runbook, table, set),
-                Some((name, columns)) => {
-                    let tool = Tool::of_columns(name, columns)
-                        .ok_or_else(|| HistoryError::Unknown(name.clone()))?;
+                Some(t) => {
+                    let (tool, name) = (
+                        Tool::of_columns(t).ok_or_else(|| HistoryError::Unknown(t.name.clone()))?,
+                        &t.name,
+                    );
                     History {
                         detected: tool != Tool::Runbook,
                         ..History::new(tool, name, set)
@@ -440,7 +446,7 @@ impl History {
             (None, None) => {
                 let known: Vec<(Tool, &String)> = found
                     .iter()
-                    .filter_map(|(name, cols)| Some((Tool::of_columns(name, cols)?, name)))
+                    .filter_map(|t| Some((Tool::of_columns(t)?, &t.name)))
                     .collect();
                 match known.as_slice() {
                     _ if known.iter().any(|(t, _)| *t == Tool::Runbook) => {
@@ -813,13 +819,22 @@ impl History {
     }
 }
 
-/// The tables among `names` that exist, with their columns in order.
-async fn tables(db: &Db, names: &[String]) -> Result<Vec<(String, Vec<String>)>, ErrorInfo> {
+/// A table that exists, with its columns in order.
+struct Found {
+    name: String,
+    columns: Vec<String>,
+    /// It has a `version` column of an integer type (tern's, not dbmate's).
+    integer_version: bool,
+}
+
+/// The tables among `names` that exist.
+async fn tables(db: &Db, names: &[String]) -> Result<Vec<Found>, ErrorInfo> {
     let rows = db
         .client
         .query(
             "SELECT format('%s.%s', n.nspname, c.relname),
-                    array_agg(a.attname::text ORDER BY a.attnum)
+                    array_agg(a.attname::text ORDER BY a.attnum),
+                    bool_or(a.attname = 'version' AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
              FROM unnest($1::text[]) WITH ORDINALITY AS x(name, i)
              -- A schema the role may not use is one whose tables it cannot
              -- see: to_regclass would fail on it, not say none.
@@ -835,7 +850,14 @@ async fn tables(db: &Db, names: &[String]) -> Result<Vec<(String, Vec<String>)>,
         )
         .await
         .map_err(|e| db::error_info(&e, None))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Found {
+            name: r.get(0),
+            columns: r.get(1),
+            integer_version: r.get(2),
+        })
+        .collect())
 }
 
 /// The timestamp format every reader returns.
@@ -945,10 +967,12 @@ async fn elsewhere(db: &Db) -> Result<Vec<String>, ErrorInfo> {
 
 /// With no history runbook reads found: the first table that holds one it
 /// cannot, either another tool's or a known name with other columns.
-fn unreadable(found: &[(String, Vec<String>)]) -> Option<HistoryError> {
-    let (table, columns) = found
-        .iter()
-        .find(|(t, c)| Tool::of_columns(t, c).is_none())?;
+fn unreadable(found: &[Found]) -> Option<HistoryError> {
+    let Found {
+        name: table,
+        columns,
+        ..
+    } = found.iter().find(|t| Tool::of_columns(t).is_none())?;
     let relname = table.rsplit('.').next().unwrap_or(table);
     // Unqualified names are found on the search path, qualified ones where
     // they say.
