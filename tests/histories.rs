@@ -1091,6 +1091,64 @@ fn a_tern_history_is_one_number_continued_and_its_lock_respected() {
     assert_eq!(db.sql("SELECT version FROM app_version"), "3");
 }
 
+#[test]
+fn a_node_pg_migrate_history_is_read_by_name_and_continued() {
+    let db = Db::fresh();
+    let dir = owned(&[
+        (
+            "1700000000000_init.sql",
+            format!("-- Up Migration\n{INIT}-- Down Migration\nDROP TABLE users;\n"),
+        ),
+        (
+            "1700000000001_add.sql",
+            format!("-- Up Migration\n{ADD}-- Down Migration\n{DROP_ADD}"),
+        ),
+    ]);
+    // As node-pg-migrate creates its table and records a migration.
+    db.sql(&format!(
+        "{INIT} CREATE TABLE pgmigrations (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL);
+         INSERT INTO pgmigrations (name, run_on) VALUES ('1700000000000_init', NOW());"
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "(node-pg-migrate format, node-pg-migrate history in public.pgmigrations (detected))"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["1700000000000 applied", "1700000000001 pending"]
+    );
+    let mut holder = support::hold_advisory_lock(&db, 7_241_865_325_823_964, 4);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert!(
+        run.stderr
+            .contains("node-pg-migrate's migration lock is held"),
+        "{}",
+        run.stderr
+    );
+    holder.wait().unwrap();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1700000000001"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(name, ',' ORDER BY id) FROM pgmigrations"),
+        "1700000000000_init,1700000000001_add"
+    );
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 2\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) || ' ' || (to_regclass('users') IS NULL) FROM pgmigrations"),
+        "0 true"
+    );
+}
+
 /// sql-migrate's gorp_migrations (as sql-migrate creates it, a row per
 /// applied file by its file name) and popx's schema_migration (popx's DDL;
 /// a row per version, and pop's older row of 14 digits that counts every

@@ -1,7 +1,7 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
 //! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx,
-//! Drizzle, tern, sqitch), read and written in that tool's own format so a
+//! Drizzle, tern, node-pg-migrate, sqitch), read and written in that tool's own format so a
 //! team can switch to runbook, and back, without losing or re-running
 //! anything.
 //!
@@ -55,6 +55,7 @@ pub enum Tool {
     Sqlx,
     Drizzle,
     Tern,
+    NodePgMigrate,
     Sqitch,
 }
 
@@ -72,6 +73,7 @@ pub const TOOLS: &[&str] = &[
     "sqlx",
     "drizzle",
     "tern",
+    "node-pg-migrate",
     "sqitch",
 ];
 
@@ -91,6 +93,7 @@ impl Tool {
             Self::Sqlx => "sqlx",
             Self::Drizzle => "drizzle",
             Self::Tern => "tern",
+            Self::NodePgMigrate => "node-pg-migrate",
             Self::Sqitch => "sqitch",
         }
     }
@@ -112,6 +115,7 @@ impl Tool {
             "sqlx" => Self::Sqlx,
             "drizzle" => Self::Drizzle,
             "tern" => Self::Tern,
+            "node-pg-migrate" => Self::NodePgMigrate,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -137,6 +141,7 @@ impl Tool {
             Self::Sqlx => "public._sqlx_migrations",
             Self::Drizzle => "drizzle.__drizzle_migrations",
             Self::Tern => "public.schema_version",
+            Self::NodePgMigrate => "public.pgmigrations",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -155,7 +160,8 @@ impl Tool {
             | Self::SqlMigrate
             | Self::Popx
             | Self::Diesel
-            | Self::Tern => None,
+            | Self::Tern
+            | Self::NodePgMigrate => None,
         }
     }
 
@@ -164,6 +170,7 @@ impl Tool {
         match self {
             Self::Sqlx => Some("SQLx"),
             Self::Tern => Some("tern"),
+            Self::NodePgMigrate => Some("node-pg-migrate"),
             _ => None,
         }
     }
@@ -209,6 +216,8 @@ impl Tool {
             Self::Popx
         } else if columns == ["id", "applied_at"] {
             Self::SqlMigrate
+        } else if columns == ["id", "name", "run_on"] {
+            Self::NodePgMigrate
         } else if columns == ["id", "hash", "created_at"] {
             Self::Drizzle
         } else if columns == ["version", "run_on"] {
@@ -493,6 +502,7 @@ impl History {
         match self.tool {
             Tool::Sqlx => {}
             Tool::Tern => return Ok(tern::LOCK_KEY),
+            Tool::NodePgMigrate => return Ok(simple::NODE_PG_MIGRATE_LOCK),
             _ => return Ok(db::lock_key(database, &format!("migrations:{}", self.name))),
         }
         let row = db
@@ -542,9 +552,12 @@ impl History {
             Tool::Sqlx => sqlx::create(self),
             Tool::Drizzle => drizzle::create(self),
             Tool::Tern => tern::create(self),
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
-                simple::create(self)
-            }
+            Tool::Dbmate
+            | Tool::Goose
+            | Tool::SqlMigrate
+            | Tool::Popx
+            | Tool::Diesel
+            | Tool::NodePgMigrate => simple::create(self),
             Tool::Sqitch => unreachable!("sqitch is not writable"),
         };
         // Only when missing: `IF NOT EXISTS` would leave a notice in the
@@ -587,9 +600,12 @@ impl History {
             Tool::Sqlx => sqlx::read(self, db).await,
             Tool::Drizzle => drizzle::read(self, db).await,
             Tool::Tern => tern::read(self, db).await,
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
-                simple::read(self, db).await
-            }
+            Tool::Dbmate
+            | Tool::Goose
+            | Tool::SqlMigrate
+            | Tool::Popx
+            | Tool::Diesel
+            | Tool::NodePgMigrate => simple::read(self, db).await,
             Tool::Sqitch => sqitch::read(self, db, set).await,
         }
         .map_err(|e| db::error_info(&e, None))?;
@@ -712,9 +728,12 @@ impl History {
             Tool::Sqlx => sqlx::write(self, w),
             Tool::Drizzle => drizzle::write(self, w),
             Tool::Tern => tern::write(self, w),
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
-                simple::write(self, w)
-            }
+            Tool::Dbmate
+            | Tool::Goose
+            | Tool::SqlMigrate
+            | Tool::Popx
+            | Tool::Diesel
+            | Tool::NodePgMigrate => simple::write(self, w),
             Tool::Sqitch => None,
         }
     }
@@ -742,9 +761,12 @@ impl History {
             Tool::Sqlx => sqlx::baseline(self, todo),
             Tool::Drizzle => drizzle::baseline(self, todo),
             Tool::Tern => tern::baseline(self, through),
-            Tool::Dbmate | Tool::Goose | Tool::SqlMigrate | Tool::Popx | Tool::Diesel => {
-                simple::baseline(self, todo)
-            }
+            Tool::Dbmate
+            | Tool::Goose
+            | Tool::SqlMigrate
+            | Tool::Popx
+            | Tool::Diesel
+            | Tool::NodePgMigrate => simple::baseline(self, todo),
             Tool::Sqitch => unreachable!("refused before: sqitch is not writable"),
         };
         if let Err(e) = db
@@ -775,6 +797,7 @@ impl History {
             | Tool::Diesel
             | Tool::Drizzle
             | Tool::Tern
+            | Tool::NodePgMigrate
             | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
@@ -893,7 +916,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 13] = [
+const DETECTED: [Tool; 14] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -906,6 +929,7 @@ const DETECTED: [Tool; 13] = [
     Tool::Sqlx,
     Tool::Drizzle,
     Tool::Tern,
+    Tool::NodePgMigrate,
     Tool::Sqitch,
 ];
 
@@ -922,7 +946,6 @@ const FOREIGN: &[(&str, &str)] = &[
     ("atlas_schema_revisions", "Atlas"),
     ("alembic_version", "Alembic"),
     ("\"SequelizeMeta\"", "Sequelize"),
-    ("pgmigrations", "node-pg-migrate"),
     ("django_migrations", "Django"),
     ("\"__EFMigrationsHistory\"", "Entity Framework"),
     ("databasechangelog", "Liquibase"),

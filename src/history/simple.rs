@@ -6,18 +6,23 @@
 //! applied file, by its file name, with when) and popx's `schema_migration`
 //! (a row per applied version; a row of a version's first 14 digits, from
 //! pop's older table, counts every version that starts with them, as popx
-//! counts it), and Diesel's `__diesel_schema_migrations` (a row per
-//! applied version, with when). None keeps checksums, and none has a way to mark a script
+//! counts it), Diesel's `__diesel_schema_migrations` (a row per applied
+//! version, with when) and node-pg-migrate's `pgmigrations` (a row per
+//! applied migration, by its file name without `.sql`, with when; its
+//! migrator holds [`NODE_PG_MIGRATE_LOCK`], and so does `migrate`). None keeps checksums, and none has a way to mark a script
 //! unfinished: a script outside a transaction that stops half-way leaves
 //! no trace in them, only in runbook's report.
 
 use tokio_postgres::Error;
 
-use super::{Applied, History, Tool, Write, file_name, number, utc};
+use super::{Applied, History, Tool, Write, file_name, number, stem, utc};
 use crate::migrations::Migration;
 use crate::model::Direction;
 use crate::pg::db::Db;
 use crate::pg::quote::{ident, literal};
+
+/// The advisory lock node-pg-migrate's runner holds (`PG_MIGRATE_LOCK_ID`).
+pub const NODE_PG_MIGRATE_LOCK: i64 = 7_241_865_325_823_964;
 
 /// popx's older versions: the first 14 digits.
 const POP_LEGACY_DIGITS: usize = 14;
@@ -45,6 +50,11 @@ pub(super) fn create(h: &History) -> String {
                 t = h.quoted
             )
         }
+        // node-pg-migrate's own DDL.
+        Tool::NodePgMigrate => format!(
+            "CREATE TABLE {} (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL);",
+            h.quoted
+        ),
         // Diesel's own DDL.
         Tool::Diesel => format!(
             "CREATE TABLE {} (version varchar(50) PRIMARY KEY NOT NULL, run_on timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP);",
@@ -69,6 +79,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         ),
         Tool::SqlMigrate => format!("SELECT id::text, {} FROM {}", utc("applied_at"), h.quoted),
         Tool::Diesel => format!("SELECT version::text, {} FROM {}", utc("run_on"), h.quoted),
+        Tool::NodePgMigrate => format!("SELECT name::text, {} FROM {}", utc("run_on"), h.quoted),
         _ => format!("SELECT version::text, NULL::text FROM {}", h.quoted),
     };
     let rows = db.client.query(&sql, &[]).await?;
@@ -87,10 +98,10 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             let version = match h.tool {
                 // The file's version; a file no longer in the directory by
                 // its leading digits.
-                Tool::SqlMigrate => h
+                Tool::SqlMigrate | Tool::NodePgMigrate => h
                     .files
                     .iter()
-                    .position(|f| *f == key)
+                    .position(|f| *f == key || (h.tool == Tool::NodePgMigrate && stem(f) == key))
                     .map(|i| h.versions[i].clone())
                     .unwrap_or_else(|| key.chars().take_while(char::is_ascii_digit).collect()),
                 _ => key.clone(),
@@ -123,6 +134,8 @@ fn version(h: &History, m: &Migration) -> String {
         Tool::Goose => number(&m.version),
         // sql-migrate knows a migration by its file name.
         Tool::SqlMigrate => literal(file_name(&m.up.file)),
+        // node-pg-migrate by its file name without `.sql`.
+        Tool::NodePgMigrate => literal(stem(&m.up.file)),
         _ => literal(
             &m.version
                 .chars()
@@ -144,6 +157,11 @@ fn add(h: &History, m: &Migration) -> String {
             h.quoted,
             version(h, m)
         ),
+        Tool::NodePgMigrate => format!(
+            "INSERT INTO {} (name, run_on) VALUES ({}, now())",
+            h.quoted,
+            version(h, m)
+        ),
         _ => format!(
             "INSERT INTO {} (version) VALUES ({})",
             h.quoted,
@@ -156,6 +174,7 @@ fn remove(h: &History, m: &Migration) -> String {
     let column = match h.tool {
         Tool::Goose => "version_id",
         Tool::SqlMigrate => "id",
+        Tool::NodePgMigrate => "name",
         _ => "version",
     };
     let delete = format!(

@@ -210,6 +210,7 @@ pub fn lint_migrations(
             | migrations::Format::SqlMigrate
             | migrations::Format::Goose
             | migrations::Format::Tern
+            | migrations::Format::NodePgMigrate
     );
     let work = |m: &migrations::Migration| -> Result<Done, String> {
         let path = dir.join(&m.up.file);

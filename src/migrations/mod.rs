@@ -62,6 +62,8 @@ pub enum Format {
     Drizzle,
     /// tern's `1_name.sql`, the down below `---- create above / drop below ----`.
     Tern,
+    /// node-pg-migrate's SQL files: `-- Up Migration` and `-- Down Migration`.
+    NodePgMigrate,
     /// Migrations another tool applies, known by name only ([`tool_set`]).
     Tool,
 }
@@ -79,6 +81,7 @@ pub const FORMATS: &[&str] = &[
     "diesel",
     "drizzle",
     "tern",
+    "node-pg-migrate",
 ];
 
 impl Format {
@@ -96,6 +99,7 @@ impl Format {
             Self::Diesel => "diesel",
             Self::Drizzle => "drizzle",
             Self::Tern => "tern",
+            Self::NodePgMigrate => "node-pg-migrate",
             Self::Tool => "tool",
         }
     }
@@ -116,6 +120,7 @@ impl Format {
             "diesel" => Self::Diesel,
             "drizzle" => Self::Drizzle,
             "tern" => Self::Tern,
+            "node-pg-migrate" => Self::NodePgMigrate,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
@@ -209,6 +214,10 @@ pub enum LoadError {
         tool: &'static str,
         marker: String,
     },
+    #[error(
+        "{file} is a node-pg-migrate migration in JavaScript or TypeScript, which runbook cannot run; leaving it out would run the SQL ones after it first"
+    )]
+    CodeMigration { file: String },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
@@ -505,6 +514,8 @@ fn marker_format(text: &str) -> Option<Format> {
             Some(Format::Goose)
         } else if l.contains(tern::SEPARATOR) || l == tern::DISABLE_TX {
             Some(Format::Tern)
+        } else if node_pg_migrate_marker(&l, true).is_some() {
+            Some(Format::NodePgMigrate)
         } else {
             None
         }
@@ -692,6 +703,26 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
                 push(&mut set, &f.name, name, up, Down::Unavailable)?;
             }
         }
+        Format::NodePgMigrate => {
+            for name in entry_names(dir)? {
+                let code = [".js", ".cjs", ".mjs", ".ts"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext));
+                if code && name.starts_with(|c: char| c.is_ascii_digit()) {
+                    set.problem(LoadError::CodeMigration { file: name })?;
+                }
+            }
+            for f in found.iter().filter(|f| f.kind == Entry::File) {
+                let text = read(dir, &f.name)?;
+                match sections(format, &text, &f.name) {
+                    Ok((up, down)) => {
+                        let name = name_of(f.name.trim_end_matches(".sql"));
+                        push(&mut set, &f.name, name, up, down)?;
+                    }
+                    Err(e) => set.problem(e)?,
+                }
+            }
+        }
         Format::Dbmate | Format::SqlMigrate | Format::Goose => {
             for f in found.iter().filter(|f| f.kind == Entry::File) {
                 let text = read(dir, &f.name)?;
@@ -770,17 +801,28 @@ fn foreign_down(name: &str, text: &str) -> Option<(&'static str, String)> {
         if t == "-- ==== down ====" {
             return marked("shmig");
         }
-        // node-pg-migrate's `-- Down Migration` (its pattern allows more dashes).
-        let rest = t.strip_prefix("--")?;
-        let after = rest
-            .trim_start_matches(|c: char| c.is_whitespace() || c == '-')
-            .strip_prefix("down")?;
-        if after.starts_with(char::is_whitespace) && after.trim_start().starts_with("migration") {
-            marked("node-pg-migrate")
-        } else {
-            None
-        }
+        // node-pg-migrate's `-- Down Migration`, under `format: plain`.
+        (node_pg_migrate_marker(&t, true) == Some(false)).then(|| marked("node-pg-migrate"))?
     })
+}
+
+/// node-pg-migrate's section line, lowercased and trimmed: `-- up
+/// migration` (true) or `-- down migration` (false), with the dashes and
+/// spaces its pattern allows. Within its files, anything may follow, as
+/// its pattern reads them; to tell a directory is node-pg-migrate's (or
+/// that a plain file holds its down), the line must be just that, as its
+/// template writes it, so that a comment like `-- down migration notes`
+/// in another project's file is not taken for one.
+fn node_pg_migrate_marker(line: &str, exact: bool) -> Option<bool> {
+    let rest = line
+        .strip_prefix("--")?
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '-');
+    let (up, after) = match rest.strip_prefix("up") {
+        Some(a) => (true, a),
+        None => (false, rest.strip_prefix("down")?),
+    };
+    let tail = after.trim_start().strip_prefix("migration")?;
+    (after.starts_with(char::is_whitespace) && (!exact || tail.trim().is_empty())).then_some(up)
 }
 
 /// SQLx's marker, in the layouts SQLx uses (plain files and pairs): a
@@ -1224,6 +1266,9 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
                 file_no_tx = true;
                 None
             }
+            (Format::NodePgMigrate, _) => {
+                node_pg_migrate_marker(&lower, false).map(|up| (up, false))
+            }
             _ => None,
         };
         match marker {
@@ -1255,10 +1300,18 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
     let (up_line, down_line) = (up.first_line, down.first_line);
     let (up_no_tx, down_no_tx) = (up.no_tx, down.no_tx);
     let (up, down) = (up.sql, down.sql);
+    // node-pg-migrate: a file with neither marker is all up.
+    if format == Format::NodePgMigrate && up_line == 0 && down_line == 0 {
+        let up = script(text.to_string(), file.to_string(), 1, false);
+        let down = Down::Missing(format!("{file} has no `-- Down Migration` line"));
+        return Ok((up, down));
+    }
     if up_line == 0 {
         let want = match format {
             Format::Dbmate => "-- migrate:up",
             Format::SqlMigrate => "-- +migrate Up",
+            // Without it, node-pg-migrate runs the whole file, down included, as the up.
+            Format::NodePgMigrate => "-- Up Migration",
             _ => "-- +goose Up",
         };
         return Err(LoadError::NoUp {
@@ -1598,7 +1651,9 @@ mod tests {
             ),
         ] {
             let d = dir_with(&files);
-            let e = load(d.path(), None).unwrap_err();
+            // node-pg-migrate's sections are read as such unless `plain` is said.
+            let format = (tool == "node-pg-migrate").then_some(Format::Plain);
+            let e = load(d.path(), format).unwrap_err();
             assert!(
                 matches!(&e, LoadError::ForeignDown { tool: t, .. } if *t == tool),
                 "{tool}: {e}"
@@ -1607,9 +1662,55 @@ mod tests {
         // A comment that merely mentions a down migration is not one.
         let d = dir_with(&[(
             "1_a.sql",
-            "-- the down migration is in the runbook\nSELECT 1;\n",
+            "-- the down migration is in the runbook; this is not a\n-- down migration file.\nSELECT 1;\n-- Up migration notes: none\nSELECT 2;\n",
         )]);
-        assert_eq!(load(d.path(), None).unwrap().migrations.len(), 1);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Plain);
+        assert!(set.migrations[0].up.sql.contains("SELECT 1;"));
+    }
+
+    #[test]
+    fn node_pg_migrate_sql_files_are_read_by_its_section_lines() {
+        let d = dir_with(&[
+            (
+                "1700000000000_users.sql",
+                "-- Up Migration\nCREATE TABLE users (id int);\n\n---- down migration\nDROP TABLE users;\n",
+            ),
+            // Neither line: all up, no down.
+            ("1700000000001_seed.sql", "INSERT INTO users VALUES (1);\n"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::NodePgMigrate);
+        let m = &set.migrations[0];
+        assert!(!m.up.sql.contains("DROP"), "{}", m.up.sql);
+        assert!(m.down_script().unwrap().sql.contains("DROP TABLE users"));
+        assert!(set.migrations[1].up.sql.contains("INSERT"));
+        assert!(
+            set.migrations[1]
+                .down_missing()
+                .unwrap()
+                .contains("no `-- Down Migration` line")
+        );
+        // A down line with no up line: node-pg-migrate would run the whole
+        // file, down included, as the up.
+        let d = dir_with(&[(
+            "1700000000000_users.sql",
+            "CREATE TABLE users (id int);\n-- Down Migration\nDROP TABLE users;\n",
+        )]);
+        assert!(matches!(load(d.path(), None), Err(LoadError::NoUp { .. })));
+        // JavaScript migrations beside the SQL ones cannot be run here.
+        let d = dir_with(&[
+            (
+                "1700000000000_users.sql",
+                "-- Up Migration\nCREATE TABLE users (id int);\n",
+            ),
+            ("1700000000001_backfill.js", "exports.up = (pgm) => {};\n"),
+        ]);
+        let e = load(d.path(), None).unwrap_err();
+        assert!(
+            matches!(&e, LoadError::CodeMigration { file } if file == "1700000000001_backfill.js"),
+            "{e}"
+        );
     }
 
     #[test]
