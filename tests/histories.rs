@@ -1149,6 +1149,64 @@ fn a_node_pg_migrate_history_is_read_by_name_and_continued() {
     );
 }
 
+#[test]
+fn a_postgrator_history_is_read_up_to_its_highest_version_and_continued() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("001.do.init.sql", INIT),
+        ("001.undo.init.sql", "DROP TABLE users;\n"),
+        ("002.do.add.sql", ADD),
+        ("002.undo.add.sql", DROP_ADD),
+        ("003.do.sql", "CREATE TABLE more (id int);\n"),
+        ("003.undo.sql", "DROP TABLE more;\n"),
+    ]);
+    // As Postgrator's ensureTable leaves its table, after migration 1.
+    db.sql(&format!(
+        "{INIT} CREATE TABLE schemaversion (version BIGINT PRIMARY KEY, name TEXT, md5 TEXT, run_at TIMESTAMP WITH TIME ZONE);
+         INSERT INTO schemaversion (version) VALUES (0);
+         INSERT INTO schemaversion (version, name, md5, run_at) VALUES (1, 'init', md5(E{INIT:?}), now());"
+    ).replace('"', "'"));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(postgrator format, postgrator history in public.schemaversion (detected))"),
+        "{out}"
+    );
+    assert_eq!(states(&out), ["001 applied", "002 pending", "003 pending"]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["002", "003"]);
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT string_agg(version || ':' || coalesce(name, '') || ':' || (md5 IS NOT NULL), ',' ORDER BY version)
+                    || ' ' || bool_and(md5 = md5(E{ADD:?})) FILTER (WHERE version = 2)
+             FROM schemaversion"
+        ).replace('"', "'")),
+        "0::false,1:init:true,2:add:true,3::true true"
+    );
+    // An edited applied file shows by the MD5 Postgrator recorded.
+    std::fs::write(
+        dir.path().join("002.do.add.sql"),
+        "ALTER TABLE users ADD COLUMN email varchar;\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(states(&out).contains(&"002 changed".to_string()), "{out}");
+    std::fs::write(dir.path().join("002.do.add.sql"), ADD).unwrap();
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          direction: down\n          steps: 2\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["003", "002"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(version::text, ',' ORDER BY version) || ' ' || (to_regclass('more') IS NULL) FROM schemaversion"),
+        "0,1 true"
+    );
+}
+
 /// sql-migrate's gorp_migrations (as sql-migrate creates it, a row per
 /// applied file by its file name) and popx's schema_migration (popx's DDL;
 /// a row per version, and pop's older row of 14 digits that counts every

@@ -1,7 +1,7 @@
 //! Where a database records which migrations it has had: runbook's own
 //! table, or the table of the tool the team used before (Prisma, Knex,
 //! golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx,
-//! Drizzle, tern, node-pg-migrate, sqitch), read and written in that tool's own format so a
+//! Drizzle, tern, node-pg-migrate, Postgrator, sqitch), read and written in that tool's own format so a
 //! team can switch to runbook, and back, without losing or re-running
 //! anything.
 //!
@@ -21,6 +21,7 @@ mod drizzle;
 mod flyway;
 mod golang;
 mod knex;
+mod postgrator;
 mod prisma;
 mod runbook;
 mod simple;
@@ -56,6 +57,7 @@ pub enum Tool {
     Drizzle,
     Tern,
     NodePgMigrate,
+    Postgrator,
     Sqitch,
 }
 
@@ -74,6 +76,7 @@ pub const TOOLS: &[&str] = &[
     "drizzle",
     "tern",
     "node-pg-migrate",
+    "postgrator",
     "sqitch",
 ];
 
@@ -94,6 +97,7 @@ impl Tool {
             Self::Drizzle => "drizzle",
             Self::Tern => "tern",
             Self::NodePgMigrate => "node-pg-migrate",
+            Self::Postgrator => "postgrator",
             Self::Sqitch => "sqitch",
         }
     }
@@ -116,6 +120,7 @@ impl Tool {
             "drizzle" => Self::Drizzle,
             "tern" => Self::Tern,
             "node-pg-migrate" => Self::NodePgMigrate,
+            "postgrator" => Self::Postgrator,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -142,6 +147,7 @@ impl Tool {
             Self::Drizzle => "drizzle.__drizzle_migrations",
             Self::Tern => "public.schema_version",
             Self::NodePgMigrate => "public.pgmigrations",
+            Self::Postgrator => "public.schemaversion",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -153,6 +159,7 @@ impl Tool {
             Self::Flyway => Some("CRC-32"),
             Self::Sqitch => Some("SHA-1"),
             Self::Sqlx => Some("SHA-384"),
+            Self::Postgrator => Some("MD5"),
             Self::Knex
             | Self::GolangMigrate
             | Self::Dbmate
@@ -202,6 +209,10 @@ impl Tool {
             Self::Knex
         } else if has("installed_rank") {
             Self::Flyway
+        } else if has("version") && has("md5") && has("run_at")
+            || columns == ["version"] && relname == "schemaversion"
+        {
+            Self::Postgrator
         } else if has("success") && has("checksum") && has("execution_time") && has("description") {
             Self::Sqlx
         } else if has("version_id") && has("is_applied") {
@@ -552,6 +563,7 @@ impl History {
             Tool::Sqlx => sqlx::create(self),
             Tool::Drizzle => drizzle::create(self),
             Tool::Tern => tern::create(self),
+            Tool::Postgrator => postgrator::create(self),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -600,6 +612,7 @@ impl History {
             Tool::Sqlx => sqlx::read(self, db).await,
             Tool::Drizzle => drizzle::read(self, db).await,
             Tool::Tern => tern::read(self, db).await,
+            Tool::Postgrator => postgrator::read(self, db).await,
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -713,6 +726,7 @@ impl History {
             Tool::Flyway => Some(migrations::flyway_checksum(&m.up.sql).to_string()),
             Tool::Sqitch => Some(migrations::sqitch_hash(&m.up.sql)),
             Tool::Sqlx => Some(sqlx::checksum(&m.up.sql)),
+            Tool::Postgrator => Some(migrations::postgrator_checksum(&m.up.sql)),
             _ => None,
         }
     }
@@ -728,6 +742,7 @@ impl History {
             Tool::Sqlx => sqlx::write(self, w),
             Tool::Drizzle => drizzle::write(self, w),
             Tool::Tern => tern::write(self, w),
+            Tool::Postgrator => postgrator::write(self, w),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -761,6 +776,7 @@ impl History {
             Tool::Sqlx => sqlx::baseline(self, todo),
             Tool::Drizzle => drizzle::baseline(self, todo),
             Tool::Tern => tern::baseline(self, through),
+            Tool::Postgrator => postgrator::baseline(self, todo),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -798,6 +814,7 @@ impl History {
             | Tool::Drizzle
             | Tool::Tern
             | Tool::NodePgMigrate
+            | Tool::Postgrator
             | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
@@ -916,7 +933,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 14] = [
+const DETECTED: [Tool; 15] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -930,6 +947,7 @@ const DETECTED: [Tool; 14] = [
     Tool::Drizzle,
     Tool::Tern,
     Tool::NodePgMigrate,
+    Tool::Postgrator,
     Tool::Sqitch,
 ];
 
@@ -1027,6 +1045,7 @@ const TOOL_TABLES: &[&str] = &[
     "schema_migrations",
     "schema_migration",
     "schema_version",
+    "schemaversion",
     "goose_db_version",
     "gorp_migrations",
     "flyway_schema_history",

@@ -64,6 +64,8 @@ pub enum Format {
     Tern,
     /// node-pg-migrate's SQL files: `-- Up Migration` and `-- Down Migration`.
     NodePgMigrate,
+    /// Postgrator's `001.do.name.sql` and `001.undo.name.sql`.
+    Postgrator,
     /// Migrations another tool applies, known by name only ([`tool_set`]).
     Tool,
 }
@@ -82,6 +84,7 @@ pub const FORMATS: &[&str] = &[
     "drizzle",
     "tern",
     "node-pg-migrate",
+    "postgrator",
 ];
 
 impl Format {
@@ -100,6 +103,7 @@ impl Format {
             Self::Drizzle => "drizzle",
             Self::Tern => "tern",
             Self::NodePgMigrate => "node-pg-migrate",
+            Self::Postgrator => "postgrator",
             Self::Tool => "tool",
         }
     }
@@ -121,6 +125,7 @@ impl Format {
             "drizzle" => Self::Drizzle,
             "tern" => Self::Tern,
             "node-pg-migrate" => Self::NodePgMigrate,
+            "postgrator" => Self::Postgrator,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
@@ -191,12 +196,13 @@ pub enum LoadError {
     )]
     UnsafeName(String),
     #[error(
-        "{first} and {second} are both Diesel's version {version}; Diesel keeps one migration per version and would run only one of them"
+        "{first} and {second} are both {tool}'s version {version}; {tool} keeps one migration per version and would run only one of them, or refuse both"
     )]
-    SharedDieselVersion {
+    SharedVersion {
         version: String,
         first: String,
         second: String,
+        tool: &'static str,
     },
     #[error(
         "{file} is not migration {want}: tern numbers its migrations 1, 2, 3… with no gap or repeat, and records only the number of the last one applied"
@@ -215,9 +221,9 @@ pub enum LoadError {
         marker: String,
     },
     #[error(
-        "{file} is a node-pg-migrate migration in JavaScript or TypeScript, which runbook cannot run; leaving it out would run the SQL ones after it first"
+        "{file} is a {tool} migration in JavaScript or TypeScript, which runbook cannot run; leaving it out would run the SQL ones after it first"
     )]
-    CodeMigration { file: String },
+    CodeMigration { file: String, tool: &'static str },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
@@ -546,6 +552,9 @@ fn detect(dir: &Path, found: &[Found]) -> Result<Format, LoadError> {
     {
         return Ok(Format::Popx);
     }
+    if found.iter().any(|f| postgrator_parts(&f.name).is_some()) {
+        return Ok(Format::Postgrator);
+    }
     if found
         .iter()
         .any(|f| f.name.ends_with(".up.sql") || f.name.ends_with(".down.sql"))
@@ -678,6 +687,10 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
         Format::Popx => load_popx(dir, &found, &mut set)?,
         Format::Diesel => load_diesel(dir, &found, &mut set)?,
+        Format::Postgrator => {
+            code_migrations(dir, &mut set, "Postgrator")?;
+            load_postgrator(dir, &found, &mut set)?;
+        }
         Format::Tern => tern::load(dir, &found, &mut set)?,
         Format::Prisma => {
             for f in found.iter().filter(|f| f.kind == Entry::Prisma) {
@@ -704,14 +717,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
             }
         }
         Format::NodePgMigrate => {
-            for name in entry_names(dir)? {
-                let code = [".js", ".cjs", ".mjs", ".ts"]
-                    .iter()
-                    .any(|ext| name.ends_with(ext));
-                if code && name.starts_with(|c: char| c.is_ascii_digit()) {
-                    set.problem(LoadError::CodeMigration { file: name })?;
-                }
-            }
+            code_migrations(dir, &mut set, "node-pg-migrate")?;
             for f in found.iter().filter(|f| f.kind == Entry::File) {
                 let text = read(dir, &f.name)?;
                 match sections(format, &text, &f.name) {
@@ -782,6 +788,12 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
         first_line,
         no_transaction: no_transaction || marked,
     }
+}
+
+/// The MD5 of a script, as Postgrator records it, hex.
+pub fn postgrator_checksum(sql: &str) -> String {
+    use md5::{Digest, Md5};
+    crate::hash::hex(&Md5::digest(sql.as_bytes()))
 }
 
 /// Another tool's down in a directory read as plain files, and how it is
@@ -930,10 +942,11 @@ fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErr
     let mut previous: Option<&Found> = None;
     for f in dirs {
         if let Some(p) = previous.filter(|p| p.version == f.version) {
-            set.problem(LoadError::SharedDieselVersion {
+            set.problem(LoadError::SharedVersion {
                 version: f.version.clone(),
                 first: p.name.clone(),
                 second: f.name.clone(),
+                tool: "Diesel",
             })?;
             continue;
         }
@@ -948,6 +961,86 @@ fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErr
         };
         let name = f.name.split_once('_').map_or("", |(_, n)| n).to_string();
         push_versioned(set, &f.name, f.version.clone(), name, up, down)?;
+    }
+    Ok(())
+}
+
+/// Refuses migrations in JavaScript or TypeScript beside the SQL ones of
+/// a tool that runs both: runbook cannot run them, and leaving them out
+/// would run later SQL migrations before them.
+fn code_migrations(dir: &Path, set: &mut Set, tool: &'static str) -> Result<(), LoadError> {
+    for name in entry_names(dir)? {
+        let code = [".js", ".cjs", ".mjs", ".ts"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
+        if code && name.starts_with(|c: char| c.is_ascii_digit()) {
+            set.problem(LoadError::CodeMigration { file: name, tool })?;
+        }
+    }
+    Ok(())
+}
+
+/// A Postgrator file's name: `VERSION.do[.name].sql` (true) or
+/// `VERSION.undo[.name].sql` (false), and its name.
+fn postgrator_parts(file: &str) -> Option<(bool, &str)> {
+    let rest = file.strip_suffix(".sql")?;
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let (action, name) = match rest.strip_prefix('.')?.split_once('.') {
+        Some((a, n)) => (a, n),
+        None => (rest.strip_prefix('.')?, ""),
+    };
+    match action.to_ascii_lowercase().as_str() {
+        "do" => Some((true, name)),
+        "undo" => Some((false, name)),
+        _ => None,
+    }
+}
+
+/// Postgrator: each version's `do` file is its up and its `undo` file its
+/// down. Postgrator runs a file as it is, with no transaction of its own;
+/// runbook runs it in one unless the file has its own `BEGIN`/`COMMIT`.
+fn load_postgrator(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadError> {
+    let files: Vec<(&Found, bool, &str)> = found
+        .iter()
+        .filter(|f| f.kind == Entry::File)
+        .filter_map(|f| {
+            let (is_do, name) = postgrator_parts(&f.name)?;
+            Some((f, is_do, name))
+        })
+        .collect();
+    for (i, (f, is_do, _)) in files.iter().enumerate() {
+        // Postgrator refuses two files of one version and action.
+        if let Some((g, _, _)) = files[..i]
+            .iter()
+            .find(|(g, d, _)| d == is_do && same_version(&g.version, &f.version))
+        {
+            set.problem(LoadError::SharedVersion {
+                version: f.version.clone(),
+                first: g.name.clone(),
+                second: f.name.clone(),
+                tool: "Postgrator",
+            })?;
+        }
+        let pair = files
+            .iter()
+            .any(|(g, d, _)| *d != *is_do && same_version(&g.version, &f.version));
+        if !is_do && !pair {
+            set.problem(LoadError::DownWithoutUp {
+                down: f.name.clone(),
+                of: format!("version {}", f.version),
+            })?;
+        }
+    }
+    for (f, _, name) in files.iter().filter(|(_, d, _)| *d) {
+        let up = script(read(dir, &f.name)?, f.name.clone(), 1, false);
+        let undo = files
+            .iter()
+            .find(|(g, d, _)| !*d && same_version(&g.version, &f.version));
+        let down = match undo {
+            Some((u, _, _)) => Down::Script(script(read(dir, &u.name)?, u.name.clone(), 1, false)),
+            None => Down::Missing(format!("there is no {}.undo.sql", f.version)),
+        };
+        push_versioned(set, &f.name, f.version.clone(), name.to_string(), up, down)?;
     }
     Ok(())
 }
@@ -1553,7 +1646,7 @@ mod tests {
         ]);
         let e = load(d.path(), None).unwrap_err();
         assert!(
-            matches!(&e, LoadError::SharedDieselVersion { version, .. } if version == "20240101000000"),
+            matches!(&e, LoadError::SharedVersion { version, .. } if version == "20240101000000"),
             "{e}"
         );
         assert_eq!(load_tolerant(d.path()).unwrap().migrations.len(), 1);
@@ -1651,8 +1744,9 @@ mod tests {
             ),
         ] {
             let d = dir_with(&files);
-            // node-pg-migrate's sections are read as such unless `plain` is said.
-            let format = (tool == "node-pg-migrate").then_some(Format::Plain);
+            // node-pg-migrate's sections and Postgrator's undo files are read
+            // as such unless `plain` is said.
+            let format = matches!(tool, "node-pg-migrate" | "Postgrator").then_some(Format::Plain);
             let e = load(d.path(), format).unwrap_err();
             assert!(
                 matches!(&e, LoadError::ForeignDown { tool: t, .. } if *t == tool),
@@ -1708,9 +1802,73 @@ mod tests {
         ]);
         let e = load(d.path(), None).unwrap_err();
         assert!(
-            matches!(&e, LoadError::CodeMigration { file } if file == "1700000000001_backfill.js"),
+            matches!(&e, LoadError::CodeMigration { file, .. } if file == "1700000000001_backfill.js"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn postgrator_files_pair_do_with_undo_and_refuse_what_postgrator_refuses() {
+        let d = dir_with(&[
+            ("001.do.sql", "CREATE TABLE person (name text);"),
+            ("001.undo.sql", "DROP TABLE person;"),
+            (
+                "002.do.some-description.sql",
+                "INSERT INTO person VALUES ('fred');",
+            ),
+            ("002.undo.some-description.sql", "DELETE FROM person;"),
+            ("003.do.sql", "ALTER TABLE person ADD COLUMN age int;"),
+            // Not a migration: no version.
+            ("create.sql", "this file is never run"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Postgrator);
+        let got: Vec<(&str, &str, bool)> = set
+            .migrations
+            .iter()
+            .map(|m| {
+                (
+                    m.version.as_str(),
+                    m.name.as_str(),
+                    m.down_script().is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("001", "", true),
+                ("002", "some-description", true),
+                ("003", "", false)
+            ]
+        );
+        assert_eq!(
+            set.migrations[1].down_script().unwrap().file,
+            "002.undo.some-description.sql"
+        );
+        // Postgrator's checksum is the file's MD5, hex.
+        assert_eq!(
+            postgrator_checksum("abc"),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        for (files, want) in [
+            (
+                vec![("002.do.a.sql", "SELECT 1;"), ("002.do.b.sql", "SELECT 2;")],
+                "are both Postgrator's version 002",
+            ),
+            (
+                vec![("001.do.sql", "SELECT 1;"), ("002.do.cjs", "x")],
+                "002.do.cjs is a Postgrator migration in JavaScript",
+            ),
+            (
+                vec![("001.do.sql", "SELECT 1;"), ("002.undo.sql", "SELECT 2;")],
+                "002.undo.sql is a down migration with no up",
+            ),
+        ] {
+            let d = dir_with(&files);
+            let e = load(d.path(), None).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]
