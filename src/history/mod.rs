@@ -922,6 +922,11 @@ fn stem(file: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// A baseline of one statement per migration, `row` giving each.
+fn joined(todo: &[&Migration], row: impl Fn(&Migration) -> String) -> String {
+    todo.iter().map(|m| row(m)).collect::<Vec<_>>().join(";\n")
+}
+
 /// The leading number of a version, for tools that keep numbers.
 fn number(version: &str) -> String {
     let digits: String = version.chars().take_while(char::is_ascii_digit).collect();

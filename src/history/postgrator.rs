@@ -93,8 +93,5 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
 }
 
 pub(super) fn baseline(h: &History, todo: &[&Migration]) -> String {
-    todo.iter()
-        .map(|m| insert(h, m))
-        .collect::<Vec<_>>()
-        .join(";\n")
+    super::joined(todo, |m| insert(h, m))
 }

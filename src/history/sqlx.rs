@@ -161,10 +161,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
 /// Rows as SQLx writes them, with the execution time it writes before it
 /// has measured one: these were not run.
 pub(super) fn baseline(h: &History, todo: &[&Migration]) -> String {
-    todo.iter()
-        .map(|m| insert(h, m, true, -1))
-        .collect::<Vec<_>>()
-        .join(";\n")
+    super::joined(todo, |m| insert(h, m, true, -1))
 }
 
 pub(super) fn repair(h: &History, a: &Applied, applied: bool) -> String {
