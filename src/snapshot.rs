@@ -2180,17 +2180,50 @@ pub fn describe(c: &Change) -> Vec<String> {
     }
     let a = c.before.as_ref().map(flat).unwrap_or_default();
     let b = c.after.as_ref().map(flat).unwrap_or_default();
-    let mut out: Vec<String> = a
+    let gone: Vec<&String> = a.iter().filter(|l| !b.contains(l)).collect();
+    let new: Vec<&String> = b.iter().filter(|l| !a.contains(l)).collect();
+    // A long value that changed is shown from a little before where it
+    // starts to differ: a view whose one timestamp literal changed would
+    // otherwise show the same first hundred characters twice.
+    let key = |l: &str| l.split_once(": ").map(|(k, _)| k.to_string());
+    let pair = |l: &String, others: &[&String]| {
+        others
+            .iter()
+            .find(|o| key(o) == key(l) && key(l).is_some())
+            .map(|o| from_difference(l, o))
+            .unwrap_or_else(|| l.to_string())
+    };
+    let mut out: Vec<String> = gone
         .iter()
-        .filter(|l| !b.contains(l))
-        .map(|l| format!("- {l}"))
+        .map(|l| format!("- {}", pair(l, &new)))
         .collect();
-    out.extend(
-        b.iter()
-            .filter(|l| !a.contains(l))
-            .map(|l| format!("+ {l}")),
-    );
+    out.extend(new.iter().map(|l| format!("+ {}", pair(l, &gone))));
     out
+}
+
+/// `line` (`key: value`) from a little before the first character where it
+/// differs from `other`, when the line is longer than a report shows of it
+/// (report.md cuts a line at 100 characters) and the difference is far in;
+/// else as it is.
+fn from_difference(line: &str, other: &str) -> String {
+    const BEFORE: usize = 30;
+    const SHOWN: usize = 100;
+    if line.chars().count() <= SHOWN {
+        return line.to_string();
+    }
+    let at = line
+        .chars()
+        .zip(other.chars())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let Some((k, _)) = line.split_once(": ") else {
+        return line.to_string();
+    };
+    let skip = at.saturating_sub(BEFORE);
+    if at + BEFORE < SHOWN || skip <= k.chars().count() + 2 {
+        return line.to_string();
+    }
+    format!("{k}: …{}", line.chars().skip(skip).collect::<String>())
 }
 
 #[cfg(test)]
@@ -2412,6 +2445,39 @@ mod tests {
         assert_eq!(
             diff(&a.object_hashes(), &c.object_hashes()),
             [("index public.i".to_string(), "changed")]
+        );
+    }
+
+    #[test]
+    fn a_long_definition_is_shown_from_where_it_differs() {
+        let view = |at: &str| {
+            row(
+                "view",
+                "public.v",
+                &serde_json::json!({
+                    "definition": format!(
+                        " SELECT p.id, p.name, p.url, p.body, p.creator_id, p.community_id, p.removed, p.locked FROM post p WHERE p.published < ('{at}'::timestamp without time zone - '1 mon'::interval)"
+                    )
+                })
+                .to_string(),
+            )
+        };
+        let a = Snapshot::from_rows([view("2026-12-01 18:10:17.067156")]);
+        let b = Snapshot::from_rows([view("2026-12-01 18:10:17.166799")]);
+        let lines = describe(&compare(&a, &b)[0]);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // Both show the literals that differ within their first 100 characters.
+        assert!(lines[0].starts_with("- definition: …"), "{lines:?}");
+        let shown: String = lines[0].chars().take(100).collect();
+        assert!(shown.contains("18:10:17.067156"), "{shown}");
+        let shown: String = lines[1].chars().take(100).collect();
+        assert!(shown.contains("18:10:17.166799"), "{shown}");
+        // A short one is shown whole.
+        let c = Snapshot::from_rows([row("view", "public.w", r#"{"definition":"SELECT 1"}"#)]);
+        let d = Snapshot::from_rows([row("view", "public.w", r#"{"definition":"SELECT 2"}"#)]);
+        assert_eq!(
+            describe(&compare(&c, &d)[0]),
+            ["- definition: SELECT 1", "+ definition: SELECT 2"]
         );
     }
 
