@@ -832,7 +832,7 @@ mod tests {
             sql: sql.into(),
             file: "1_a.up.sql".into(),
             first_line: 1,
-            no_transaction: false,
+            no_transaction: None,
         }
     }
 

@@ -242,9 +242,13 @@ pub struct Script {
     pub file: String,
     /// The file's line where `sql` starts (1-based).
     pub first_line: usize,
-    /// Marked to run outside a transaction (by its format or by runbook's marker).
-    pub no_transaction: bool,
+    /// Why it runs outside a transaction, when it is marked to: by its
+    /// file (its format's marker, or runbook's), or by its tool's metadata.
+    pub no_transaction: Option<String>,
 }
+
+/// Why a script marked in its file runs outside a transaction.
+const FILE_MARK: &str = "the file marks it to run without a transaction";
 
 /// How a migration is named in a message: `3 (add_users)`, or `3` when it
 /// has no name (sql-migrate's files are often named by their number alone).
@@ -629,7 +633,7 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
             sql: String::new(),
             file: n.clone(),
             first_line: 1,
-            no_transaction: true,
+            no_transaction: Some("its tool runs it".into()),
         };
         set.migrations.push(Migration {
             version: if numbered {
@@ -781,12 +785,23 @@ fn name_shared_versions(set: &mut Set) {
 }
 
 fn script(sql: String, file: String, first_line: usize, no_transaction: bool) -> Script {
-    let marked = marked(&sql);
+    script_by(
+        sql,
+        file,
+        first_line,
+        no_transaction.then(|| FILE_MARK.to_string()),
+    )
+}
+
+/// [`script`], marked outside a transaction for the reason `by` gives
+/// (its tool's metadata), or by the file itself.
+fn script_by(sql: String, file: String, first_line: usize, by: Option<String>) -> Script {
+    let no_transaction = by.or_else(|| marked(&sql).then(|| FILE_MARK.to_string()));
     Script {
         sql,
         file,
         first_line,
-        no_transaction: no_transaction || marked,
+        no_transaction,
     }
 }
 
@@ -952,10 +967,12 @@ fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErr
         }
         previous = Some(f);
         let in_tx = diesel_in_transaction(dir, &f.name, set)?;
+        let by =
+            (!in_tx).then(|| format!("{}/metadata.toml sets run_in_transaction = false", f.name));
         let file = |part: &str| format!("{}/{part}.sql", f.name);
-        let up = script(read(dir, &file("up"))?, file("up"), 1, !in_tx);
+        let up = script_by(read(dir, &file("up"))?, file("up"), 1, by.clone());
         let down = if dir.join(file("down")).is_file() {
-            Down::Script(script(read(dir, &file("down"))?, file("down"), 1, !in_tx))
+            Down::Script(script_by(read(dir, &file("down"))?, file("down"), 1, by))
         } else {
             Down::Missing(format!("there is no {}", file("down")))
         };
@@ -1429,15 +1446,8 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
 
 /// How a script runs, and why when not in one transaction.
 pub fn script_mode(script: &Script, stmts: &[Statement]) -> (bool, Option<String>) {
-    if script.no_transaction {
-        // Only Diesel's scripts are `DIR/up.sql` and `DIR/down.sql`.
-        let by = match script.file.rsplit_once('/') {
-            Some((dir, "up.sql" | "down.sql")) if !marked(&script.sql) => {
-                format!("{dir}/metadata.toml sets run_in_transaction = false")
-            }
-            _ => "the file marks it to run without a transaction".into(),
-        };
-        return (false, Some(by));
+    if let Some(by) = &script.no_transaction {
+        return (false, Some(by.clone()));
     }
     if let Some((i, st)) = stmts
         .iter()
@@ -1596,7 +1606,7 @@ mod tests {
                 (
                     m.version.as_str(),
                     m.name.as_str(),
-                    m.up.no_transaction,
+                    m.up.no_transaction.is_some(),
                     m.down_script().is_some(),
                 )
             })
@@ -1685,7 +1695,7 @@ mod tests {
         let at = down.sql.find("DROP").unwrap();
         assert_eq!(down.locate(at), "001_rooms.sql:5");
         let m = &set.migrations[1];
-        assert!(m.up.no_transaction && !m.down_script().unwrap().no_transaction);
+        assert!(m.up.no_transaction.is_some() && m.down_script().unwrap().no_transaction.is_none());
         assert!(
             set.migrations[2]
                 .down_missing()
@@ -1931,13 +1941,17 @@ mod tests {
             ("2_b.sql", "-- a comment\n-- no-transaction\nSELECT 1;\n"),
         ]);
         let set = load(d.path(), None).unwrap();
-        let modes: Vec<bool> = set.migrations.iter().map(|m| m.up.no_transaction).collect();
+        let modes: Vec<bool> = set
+            .migrations
+            .iter()
+            .map(|m| m.up.no_transaction.is_some())
+            .collect();
         // Only as the file's first line, as SQLx reads it.
         assert_eq!(modes, [true, false]);
         let d = dir_with(&[("1_a.up.sql", marked), ("1_a.down.sql", marked)]);
         let set = load(d.path(), None).unwrap();
         let m = &set.migrations[0];
-        assert!(m.up.no_transaction && m.down_script().unwrap().no_transaction);
+        assert!(m.up.no_transaction.is_some() && m.down_script().unwrap().no_transaction.is_some());
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -2009,12 +2023,16 @@ mod tests {
         let set = load(d.path(), None).unwrap();
         assert_eq!(set.format, Format::Dbmate);
         let m = &set.migrations[0];
-        assert!(m.up.no_transaction);
+        assert!(m.up.no_transaction.is_some());
         assert_eq!(m.up.first_line, 2);
         assert_eq!(m.up.sql, "CREATE INDEX CONCURRENTLY i ON t (a);\n\n");
         let down = m.down_script().unwrap();
         assert_eq!(
-            (down.sql.as_str(), down.first_line, down.no_transaction),
+            (
+                down.sql.as_str(),
+                down.first_line,
+                down.no_transaction.is_some()
+            ),
             ("DROP INDEX i;\n", 5, false)
         );
         assert_eq!(down.locate(0), "20240101_add.sql:5");
@@ -2028,8 +2046,14 @@ mod tests {
         )]);
         let set = load(d.path(), None).unwrap();
         assert_eq!(set.format, Format::SqlMigrate);
-        assert!(set.migrations[0].up.no_transaction);
-        assert!(!set.migrations[0].down_script().unwrap().no_transaction);
+        assert!(set.migrations[0].up.no_transaction.is_some());
+        assert!(
+            set.migrations[0]
+                .down_script()
+                .unwrap()
+                .no_transaction
+                .is_none()
+        );
 
         let d = dir_with(&[(
             "00001_f.sql",
@@ -2038,7 +2062,7 @@ mod tests {
         let set = load(d.path(), None).unwrap();
         assert_eq!(set.format, Format::Goose);
         let m = &set.migrations[0];
-        assert!(m.up.no_transaction);
+        assert!(m.up.no_transaction.is_some());
         assert_eq!(
             m.down,
             Down::Missing("00001_f.sql has no down section".into())
@@ -2057,7 +2081,7 @@ mod tests {
         let set = load(d.path(), None).unwrap();
         assert_eq!(set.format, Format::SqlMigrate);
         let m = &set.migrations[0];
-        assert!(m.up.no_transaction);
+        assert!(m.up.no_transaction.is_some());
         assert_eq!(m.up.first_line, 2);
         // The lines between are blanked, not removed: an offset in the
         // section is one in the file, and a location its line.
@@ -2078,7 +2102,7 @@ mod tests {
             "CREATE INDEX"
         );
         let down = m.down_script().unwrap();
-        assert!(!down.no_transaction, "no down section is marked");
+        assert!(down.no_transaction.is_none(), "no down section is marked");
         assert!(
             down.sql.starts_with("DROP TABLE a;\n")
                 && down.sql.ends_with("\nDROP INDEX CONCURRENTLY a_id;\n")
@@ -2131,7 +2155,10 @@ mod tests {
         let set = load(d.path(), None).unwrap();
         assert_eq!(set.format, Format::Plain);
         assert_eq!(versions(&set), [("1", "a"), ("2", "b")]);
-        assert!(set.migrations[1].up.no_transaction && !set.migrations[0].up.no_transaction);
+        assert!(
+            set.migrations[1].up.no_transaction.is_some()
+                && set.migrations[0].up.no_transaction.is_none()
+        );
         assert_eq!(set.migrations[0].down, Down::Unavailable);
 
         let d = dir_with(&[("20240101_init/migration.sql", "CREATE TABLE t (a int);")]);
@@ -2226,7 +2253,7 @@ mod tests {
         assert_eq!(ids.up.sql, "CREATE TABLE pg ();");
         // An empty down is a no-op that pop runs, not a missing one.
         assert_eq!(ids.down_script().unwrap().sql, "");
-        assert!(set.migrations[1].up.no_transaction);
+        assert!(set.migrations[1].up.no_transaction.is_some());
         assert!(set.migrations[1].down_script().is_none());
     }
 
