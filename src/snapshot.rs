@@ -2,15 +2,17 @@
 //! catalog in one query (not by running pg_dump), and its hash.
 //!
 //! Each object (table, constraint, index, sequence, view, materialized view,
-//! function, aggregate, operator, cast, trigger, rule, event trigger, enum,
-//! range type, domain, standalone composite type, collation, text search
-//! configuration and dictionary, extended statistics, publication, default
-//! privileges, extension, schema) becomes one entry keyed by `kind name`,
-//! with a JSON definition built by the server's own `pg_get_*def` functions
-//! where there is one. A table's entry holds its columns, its row-level
-//! security and policies, and its storage settings where set.
-//! Owners are left out; grants (a table's, a column's, a function's, a
-//! schema's) are kept without them. runbook's own state tables (commented
+//! function, aggregate, operator, operator family and class, cast, trigger,
+//! rule, event trigger, enum, range type, domain, standalone composite
+//! type, collation, text search configuration, dictionary, parser and
+//! template, access method, extended statistics, publication, default
+//! privileges, foreign data wrapper, server and user mapping, extension,
+//! schema) becomes one entry keyed by `kind name`, with a JSON definition
+//! built by the server's own `pg_get_*def` functions where there is one. A
+//! table's entry holds its columns, its row-level security and policies,
+//! and its storage settings where set. An owner is a key only where it is
+//! not the schema's (or the database's); grants (a table's, a column's, a
+//! function's, a schema's) are kept without the owner's own. runbook's own state tables (commented
 //! `runbook state: ...`) and objects that belong to extensions are left
 //! out too.
 
@@ -167,10 +169,14 @@ FROM pg_constraint co JOIN rels r ON r.oid = co.conrelid
 COMMENT_JOIN(pg_constraint, co.oid)
 WHERE ONLY_CON(co.oid)
 UNION ALL
--- `CLUSTER ON` marks one index of a table, and its tablespace: keys only
--- where set.
+-- `CLUSTER ON` marks one index of a table, its tablespace, and the
+-- statistics targets of its columns (`ALTER INDEX ... ALTER COLUMN 1 SET
+-- STATISTICS`, by column number): keys only where set.
 SELECT 'index', r.qname, (SELECT left(x.t, -1) || CASE WHEN i.indisclustered THEN ', "clustered" : true' ELSE '' END
-                                || r.space_key || '}'
+                                || r.space_key
+                                || coalesce((SELECT ', "statistics" : ' || json_object_agg(a.attnum, a.attstattarget ORDER BY a.attnum)::text
+                                             FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attstattarget >= 0), '')
+                                || '}'
     FROM (SELECT json_build_object(
         'definition', pg_get_indexdef(r.oid),
         'valid', i.indisvalid,
@@ -568,6 +574,44 @@ WHERE c.oid >= 16384
   AND NOT_MEMBER(pg_opclass, c.oid)
   AND ONLY_OPC(c.oid)
 UNION ALL
+-- Access methods, text search parsers and templates: made of C functions,
+-- so by superusers, and with no owner.
+SELECT 'access method', format('%I', am.amname), json_build_object(
+    'type', CASE am.amtype WHEN 't' THEN 'table' WHEN 'i' THEN 'index' ELSE am.amtype::text END,
+    'handler', am.amhandler::regproc::text,
+    'comment', d.description
+)::text, 'pg_am:' || am.oid
+FROM pg_am am
+COMMENT_JOIN(pg_am, am.oid)
+WHERE am.oid >= 16384
+  AND NOT_MEMBER(pg_am, am.oid)
+  AND ONLY_AM(am.oid)
+UNION ALL
+SELECT 'text search parser', format('%I.%I', ns.nspname, pp.prsname), json_build_object(
+    'start', pp.prsstart::regproc::text,
+    'gettoken', pp.prstoken::regproc::text,
+    'end', pp.prsend::regproc::text,
+    'headline', nullif(pp.prsheadline, 0)::regproc::text,
+    'lextypes', pp.prslextype::regproc::text,
+    'comment', d.description
+)::text, 'pg_ts_parser:' || pp.oid
+FROM pg_ts_parser pp JOIN ns ON ns.oid = pp.prsnamespace
+COMMENT_JOIN(pg_ts_parser, pp.oid)
+WHERE pp.oid >= 16384
+  AND NOT_MEMBER(pg_ts_parser, pp.oid)
+  AND ONLY_TSP(pp.oid)
+UNION ALL
+SELECT 'text search template', format('%I.%I', ns.nspname, tp.tmplname), json_build_object(
+    'init', nullif(tp.tmplinit, 0)::regproc::text,
+    'lexize', tp.tmpllexize::regproc::text,
+    'comment', d.description
+)::text, 'pg_ts_template:' || tp.oid
+FROM pg_ts_template tp JOIN ns ON ns.oid = tp.tmplnamespace
+COMMENT_JOIN(pg_ts_template, tp.oid)
+WHERE tp.oid >= 16384
+  AND NOT_MEMBER(pg_ts_template, tp.oid)
+  AND ONLY_TST(tp.oid)
+UNION ALL
 "#;
 
 /// Whether any of the catalogs [`RARE_SQL`] reads had a row, by the key
@@ -579,8 +623,8 @@ fn has_rare(keys: &HashMap<String, Keys>) -> bool {
 }
 
 /// The key sets (see [`TOKENS_SQL`]) of the catalogs [`RARE_SQL`] reads.
-const RARE_SETS: [&str; 13] = [
-    "l", "q", "k", "u", "g", "v", "C", "D", "W", "S", "U", "O", "F",
+const RARE_SETS: [&str; 16] = [
+    "l", "q", "k", "u", "g", "v", "C", "D", "W", "S", "U", "O", "F", "J", "N", "T",
 ];
 
 /// A schema snapshot: every object's definition, and the hash of them all.
@@ -689,7 +733,7 @@ impl Snapshot {
 }
 
 /// The kinds of entry whose names are more than one word.
-const MULTI_WORD_KINDS: [&str; 10] = [
+const MULTI_WORD_KINDS: [&str; 13] = [
     "materialized view",
     "operator family",
     "operator class",
@@ -700,6 +744,9 @@ const MULTI_WORD_KINDS: [&str; 10] = [
     "default privileges",
     "text search configuration",
     "text search dictionary",
+    "text search parser",
+    "text search template",
+    "access method",
 ];
 
 /// An entry's key (`kind name`) split into its kind and its name.
@@ -712,8 +759,8 @@ pub fn kind_and_name(key: &str) -> Option<(&str, &str)> {
 
 /// The schema an entry (`kind name`) lives in, by its key: `None` for the
 /// kinds that live in none (publications, casts, event triggers,
-/// extensions, foreign data wrappers, servers and user mappings, default
-/// privileges for every schema).
+/// extensions, foreign data wrappers, servers and user mappings, access
+/// methods, default privileges for every schema).
 pub fn schema_of(key: &str) -> Option<&str> {
     let (kind, name) = kind_and_name(key)?;
     match kind {
@@ -723,7 +770,8 @@ pub fn schema_of(key: &str) -> Option<&str> {
         | "extension"
         | "foreign data wrapper"
         | "foreign server"
-        | "user mapping" => None,
+        | "user mapping"
+        | "access method" => None,
         "schema" => Some(name),
         // `for ROLE in schema SCHEMA on tables`
         "default privileges" => name
@@ -742,8 +790,16 @@ pub fn schema_of(key: &str) -> Option<&str> {
 /// inheritance or view options then. Level 1 read no owners, column
 /// compression, statistics targets or options, no `CLUSTER ON`, no
 /// foreign data wrappers, servers, user mappings or foreign tables' options,
-/// and no operator families or classes.
-pub const READS: u32 = 2;
+/// and no operator families or classes. Level 2 read no access methods,
+/// text search parsers or templates, and no index statistics targets.
+pub const READS: u32 = 3;
+
+/// The kinds first read at level 3.
+const KINDS_SINCE_3: [&str; 3] = [
+    "access method",
+    "text search parser",
+    "text search template",
+];
 
 /// The kinds first read at level 2.
 const KINDS_SINCE_2: [&str; 5] = [
@@ -777,7 +833,7 @@ struct Added {
     said: &'static [&'static str],
 }
 
-const ADDED: [Added; 2] = [
+const ADDED: [Added; 3] = [
     Added {
         level: 1,
         top: &["inherits", "options"],
@@ -814,6 +870,17 @@ const ADDED: [Added; 2] = [
             "table access methods",
         ],
     },
+    Added {
+        level: 3,
+        top: &["statistics"],
+        column: &[],
+        said: &[
+            "access method",
+            "text search parser",
+            "text search template",
+            "index statistics targets",
+        ],
+    },
 ];
 
 impl Snapshot {
@@ -833,6 +900,7 @@ impl Snapshot {
                         let range = kind == "type" && v.get("range").is_some();
                         (reads >= 1 || !(KINDS_SINCE_1.contains(&kind) || range))
                             && (reads >= 2 || !KINDS_SINCE_2.contains(&kind))
+                            && (reads >= 3 || !KINDS_SINCE_3.contains(&kind))
                     })
                 })
                 .map(|(k, v)| (k.clone(), without_keys_since(reads, k, v)))
@@ -876,6 +944,7 @@ fn without_keys_since(reads: u32, key: &str, v: &Arc<Value>) -> Arc<Value> {
         top.extend(a.top.iter().copied().filter(|k| match (*k, a.level) {
             ("inherits", 1) => kind == "table",
             ("options", 1) => kind == "view" || kind == "materialized view",
+            ("statistics", 3) => kind == "index",
             _ => true,
         }));
         column.extend(a.column.iter().copied());
@@ -1098,6 +1167,9 @@ fn sql(only: bool, rare: bool, version: i32) -> String {
             "UM" => "pg_user_mapping",
             "OPF" => "pg_opfamily",
             "OPC" => "pg_opclass",
+            "AM" => "pg_am",
+            "TSP" => "pg_ts_parser",
+            "TST" => "pg_ts_template",
             _ => "",
         };
         out.push_str(&match (only, kind, catalog) {
@@ -1415,7 +1487,18 @@ UNION ALL SELECT '#A', string_agg(o.amopfamily || '.' || o.oid, ','), NULL
 UNION ALL SELECT 'P:' || p.amprocfamily || '.' || p.oid, p.xmin::text || p.ctid::text, NULL
     FROM pg_amproc p WHERE p.amprocfamily >= 16384 AND ($1::text IS NULL OR age(p.xmin) <= (SELECT a FROM h))
 UNION ALL SELECT '#P', string_agg(p.amprocfamily || '.' || p.oid, ','), NULL
-    FROM pg_amproc p WHERE p.amprocfamily >= 16384"#;
+    FROM pg_amproc p WHERE p.amprocfamily >= 16384
+UNION ALL SELECT 'J:' || j.oid, j.xmin::text || j.ctid::text, NULL
+    FROM pg_am j WHERE j.oid >= 16384 AND ($1::text IS NULL OR age(j.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#J', NULL, array_agg(j.oid) FROM pg_am j WHERE j.oid >= 16384
+UNION ALL SELECT 'N:' || f.oid, f.xmin::text || f.ctid::text, NULL
+    FROM pg_ts_parser f JOIN ns ON ns.oid = f.prsnamespace
+    WHERE f.oid >= 16384 AND ($1::text IS NULL OR age(f.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#N', NULL, array_agg(f.oid) FROM pg_ts_parser f WHERE f.oid >= 16384
+UNION ALL SELECT 'T:' || f.oid, f.xmin::text || f.ctid::text, NULL
+    FROM pg_ts_template f JOIN ns ON ns.oid = f.tmplnamespace
+    WHERE f.oid >= 16384 AND ($1::text IS NULL OR age(f.xmin) <= (SELECT a FROM h))
+UNION ALL SELECT '#T', NULL, array_agg(f.oid) FROM pg_ts_template f WHERE f.oid >= 16384"#;
 
 /// Whether any of the catalogs [`TOKENS_RARE_SQL`] reads has a row: a row
 /// `?` when one does, so that the read is made again with them.
@@ -1427,7 +1510,9 @@ UNION ALL SELECT '?', NULL, NULL
        OR EXISTS (SELECT 1 FROM pg_ts_config WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_ts_dict WHERE oid >= 16384)
        OR EXISTS (SELECT 1 FROM pg_foreign_data_wrapper) OR EXISTS (SELECT 1 FROM pg_foreign_server)
        OR EXISTS (SELECT 1 FROM pg_foreign_table)
-       OR EXISTS (SELECT 1 FROM pg_opfamily WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_opclass WHERE oid >= 16384)"#;
+       OR EXISTS (SELECT 1 FROM pg_opfamily WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_opclass WHERE oid >= 16384)
+       OR EXISTS (SELECT 1 FROM pg_am WHERE oid >= 16384)
+       OR EXISTS (SELECT 1 FROM pg_ts_parser WHERE oid >= 16384) OR EXISTS (SELECT 1 FROM pg_ts_template WHERE oid >= 16384)"#;
 
 /// The keys of one catalog's rows, to find the ones removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1608,6 +1693,9 @@ fn root_of(token: &str) -> Option<String> {
         // An operator family, and its operators and support functions.
         "F" | "A" | "P" => format!("pg_opfamily:{head}"),
         "O" => format!("pg_opclass:{rest}"),
+        "J" => format!("pg_am:{rest}"),
+        "N" => format!("pg_ts_parser:{rest}"),
+        "T" => format!("pg_ts_template:{rest}"),
         // A foreign table's server and options.
         "f" => format!("pg_class:{rest}"),
         // A publication, and the tables and schemas it names.
@@ -1648,6 +1736,9 @@ fn is_gone(keys: &HashMap<String, Keys>, root: &str) -> bool {
         "pg_user_mapping" => "U",
         "pg_opfamily" => "F",
         "pg_opclass" => "O",
+        "pg_am" => "J",
+        "pg_ts_parser" => "N",
+        "pg_ts_template" => "T",
         _ => return false,
     };
     match (keys.get(set), oid.parse::<u32>()) {
@@ -2246,8 +2337,13 @@ mod tests {
             ),
             (
                 "index public.t_a",
-                serde_json::json!({"definition": "CREATE INDEX", "clustered": true}),
+                serde_json::json!({"definition": "CREATE INDEX", "clustered": true, "statistics": {"1": 300}}),
             ),
+            (
+                "access method heap2",
+                serde_json::json!({"type": "table"}),
+            ),
+            ("text search parser public.p", serde_json::json!({})),
             ("type public.mood", serde_json::json!({"enum": ["ok"]})),
             (
                 "view public.v",
@@ -2271,10 +2367,20 @@ mod tests {
         .collect();
         let now = Snapshot::from_objects(objects);
         assert_eq!(now.as_read_at(READS), now);
+        // Level 2 read no access methods, text search parsers or
+        // templates, and no index statistics targets.
+        let two = now.as_read_at(2);
+        assert_eq!(two.objects.len(), now.objects.len() - 2);
+        assert_eq!(
+            *two.objects["index public.t_a"],
+            serde_json::json!({"definition": "CREATE INDEX", "clustered": true})
+        );
+        assert_eq!(two.objects["table public.t"], now.objects["table public.t"]);
+        assert!(Snapshot::unread_at(2).contains(&"text search template"));
         // Level 1 read no owners, compression, statistics targets,
         // column options or CLUSTER ON, and a table's storage options.
         let one = now.as_read_at(1);
-        assert_eq!(one.objects.len(), now.objects.len());
+        assert_eq!(one.objects.len(), two.objects.len());
         assert_eq!(
             *one.objects["table public.t"],
             serde_json::json!({"columns": [

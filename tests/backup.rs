@@ -995,6 +995,9 @@ fn a_whole_database_restore_leaves_nothing_created_after_the_backup() {
           CREATE USER MAPPING FOR PUBLIC SERVER extra_srv OPTIONS (password 'p');
           CREATE FOREIGN TABLE extra_ft (id int) SERVER extra_srv;
           CREATE OPERATOR CLASS extra_ops FOR TYPE int USING btree AS OPERATOR 1 <, OPERATOR 3 =, FUNCTION 1 btint4cmp(int, int);
+          CREATE ACCESS METHOD extra_am TYPE INDEX HANDLER bthandler;
+          CREATE TEXT SEARCH PARSER extra_prs (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end, LEXTYPES = prsd_lextype);
+          CREATE TEXT SEARCH TEMPLATE extra_tmpl (LEXIZE = dsimple_lexize);
       - id: broken
         sql: SELECT 1/0;
 on_failure:
@@ -1027,9 +1030,11 @@ on_failure:
                  || ' ' || (SELECT string_agg(defaclobjtype::text || ':' || defaclacl::text, ',') FROM pg_default_acl) \
                  || ' ' || (SELECT count(*) FROM pg_foreign_data_wrapper) || ' ' || (SELECT count(*) FROM pg_foreign_server) \
                  || ' ' || (SELECT count(*) FROM pg_user_mappings) || ' ' || (to_regclass('extra_ft') IS NULL) \
-                 || ' ' || (SELECT count(*) FROM pg_opclass WHERE oid >= 16384) || ' ' || (SELECT count(*) FROM pg_opfamily WHERE oid >= 16384)"
+                 || ' ' || (SELECT count(*) FROM pg_opclass WHERE oid >= 16384) || ' ' || (SELECT count(*) FROM pg_opfamily WHERE oid >= 16384) \
+                 || ' ' || (SELECT count(*) FROM pg_am WHERE oid >= 16384) \
+                 || ' ' || (SELECT count(*) FROM pg_ts_parser WHERE oid >= 16384) || ' ' || (SELECT count(*) FROM pg_ts_template WHERE oid >= 16384)"
             ),
-            "0 0 0 0 0 0 0 true true 0 S:{=r/runbook} 0 0 0 true 0 0",
+            "0 0 0 0 0 0 0 true true 0 S:{=r/runbook} 0 0 0 true 0 0 0 0 0",
             "{mode}: what was created after the backup is gone, and the default privileges are the backup's"
         );
         let d = &run.step("back")["details"];

@@ -1521,6 +1521,80 @@ fn downs_that_leave_owners_compression_statistics_or_cluster_break_parity() {
     }
 }
 
+/// Access methods, text search parsers and templates, and an index's
+/// statistics targets are part of the schema too: downs that leave them
+/// behind break parity, and downs that take them away keep it. Before,
+/// snapshots did not read them, and each passed as `ok`.
+#[test]
+fn downs_that_leave_access_methods_parsers_templates_or_index_statistics_break_parity() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_base.up.sql",
+                "CREATE TABLE people (id int PRIMARY KEY, name text);\n\
+                 CREATE INDEX people_lower ON people (lower(name));\n\
+                 CREATE TEXT SEARCH TEMPLATE plain (INIT = dsimple_init, LEXIZE = dsimple_lexize);\n",
+            ),
+            (
+                "001_base.down.sql",
+                "DROP TABLE people;\nDROP TEXT SEARCH TEMPLATE plain;\n",
+            ),
+            (
+                "002_index_statistics.up.sql",
+                "ALTER INDEX people_lower ALTER COLUMN 1 SET STATISTICS 500;\n",
+            ),
+            ("002_index_statistics.down.sql", "SELECT 1;\n"),
+            (
+                "003_access_method.up.sql",
+                "CREATE ACCESS METHOD bt2 TYPE INDEX HANDLER bthandler;\n",
+            ),
+            ("003_access_method.down.sql", "SELECT 1;\n"),
+            (
+                "004_parser.up.sql",
+                "CREATE TEXT SEARCH PARSER words (START = prsd_start, GETTOKEN = prsd_nexttoken, \
+                 END = prsd_end, LEXTYPES = prsd_lextype);\n",
+            ),
+            ("004_parser.down.sql", "SELECT 1;\n"),
+            (
+                "005_template.up.sql",
+                "DROP TEXT SEARCH TEMPLATE plain;\n\
+                 CREATE TEXT SEARCH TEMPLATE plain (INIT = dsimple_init, LEXIZE = dsimple_lexize);\n",
+            ),
+            (
+                "005_template.down.sql",
+                "DROP TEXT SEARCH TEMPLATE plain;\n\
+                 CREATE TEXT SEARCH TEMPLATE plain (LEXIZE = dsimple_lexize);\n",
+            ),
+            (
+                "006_dropped.up.sql",
+                "CREATE ACCESS METHOD bt3 TYPE INDEX HANDLER bthandler;\n\
+                 CREATE TEXT SEARCH TEMPLATE plain2 (LEXIZE = dsimple_lexize);\n\
+                 ALTER INDEX people_lower ALTER COLUMN 1 SET STATISTICS 50;\n",
+            ),
+            (
+                "006_dropped.down.sql",
+                "DROP ACCESS METHOD bt3;\nDROP TEXT SEARCH TEMPLATE plain2;\n\
+                 ALTER INDEX people_lower ALTER COLUMN 1 SET STATISTICS 500;\n",
+            ),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    for ok in ["001", "006"] {
+        assert_eq!(outcome(&run, ok)["verdict"], "ok", "{ok}");
+    }
+    breaks_parity_naming(
+        &run,
+        &[
+            ("002", "index public.people_lower"),
+            ("003", "access method bt2"),
+            ("004", "text search parser public.words"),
+            // Made again without its init function.
+            ("005", "dsimple_init"),
+        ],
+    );
+}
+
 /// A tablespace of this test process's own, in the cluster's data directory
 /// (`allow_in_place_tablespaces`), made once: tablespaces belong to the
 /// cluster, and `CREATE TABLESPACE` has no `IF NOT EXISTS`.
@@ -1776,6 +1850,24 @@ fn incremental_snapshots_equal_full_ones_after_every_kind_of_change() {
             "ALTER TABLE c SET ACCESS METHOD heap2",
             "ALTER TABLE c SET ACCESS METHOD heap",
             "ALTER TABLE c SET TABLESPACE pg_default; ALTER INDEX c_pkey SET TABLESPACE pg_default",
+            // Access methods themselves, text search parsers and templates,
+            // and an index's statistics targets.
+            "COMMENT ON ACCESS METHOD heap2 IS 'a copy of heap'",
+            "CREATE ACCESS METHOD bt2 TYPE INDEX HANDLER bthandler",
+            "DROP ACCESS METHOD bt2",
+            "CREATE TEXT SEARCH PARSER prs (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end, LEXTYPES = prsd_lextype)",
+            "CREATE TEXT SEARCH TEMPLATE tmpl (INIT = dsimple_init, LEXIZE = dsimple_lexize)",
+            "CREATE TEXT SEARCH CONFIGURATION by_prs (PARSER = prs)",
+            "CREATE TEXT SEARCH DICTIONARY by_tmpl (TEMPLATE = tmpl)",
+            "ALTER TEXT SEARCH PARSER prs RENAME TO prs2",
+            "ALTER TEXT SEARCH TEMPLATE tmpl RENAME TO tmpl2",
+            "COMMENT ON TEXT SEARCH PARSER prs2 IS 'the default, again'",
+            "DROP TEXT SEARCH PARSER prs2 CASCADE; DROP TEXT SEARCH TEMPLATE tmpl2 CASCADE",
+            "CREATE INDEX c_next ON c ((w + 1))",
+            "ALTER INDEX c_next ALTER COLUMN 1 SET STATISTICS 300",
+            "ALTER INDEX c_next ALTER COLUMN 1 SET STATISTICS -1",
+            "ALTER INDEX c_next ALTER COLUMN 1 SET STATISTICS 0",
+            "DROP INDEX c_next",
             // Operator families and classes, an extension's left out.
             "CREATE EXTENSION btree_gist",
             "CREATE OPERATOR CLASS int_ops2 FOR TYPE int USING btree AS OPERATOR 1 <, OPERATOR 3 =, FUNCTION 1 btint4cmp(int, int)",

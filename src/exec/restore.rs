@@ -557,6 +557,11 @@ fn created_later(
             "text search dictionary" => {
                 format!("DROP TEXT SEARCH DICTIONARY IF EXISTS {name} CASCADE")
             }
+            "text search parser" => format!("DROP TEXT SEARCH PARSER IF EXISTS {name} CASCADE"),
+            "text search template" => {
+                format!("DROP TEXT SEARCH TEMPLATE IF EXISTS {name} CASCADE")
+            }
+            "access method" => format!("DROP ACCESS METHOD IF EXISTS {name} CASCADE"),
             "foreign data wrapper" => format!("DROP FOREIGN DATA WRAPPER IF EXISTS {name} CASCADE"),
             "foreign server" => format!("DROP SERVER IF EXISTS {name} CASCADE"),
             // Named `SCHEMA.NAME using METHOD`, as the statement wants them.
@@ -592,7 +597,7 @@ fn created_later(
 /// The order to drop kinds of object in: what may be part of a later
 /// kind's object first.
 fn drop_order(kind: &str) -> usize {
-    const ORDER: [&str; 21] = [
+    const ORDER: [&str; 24] = [
         "event trigger",
         "user mapping",
         "publication",
@@ -610,8 +615,11 @@ fn drop_order(kind: &str) -> usize {
         "collation",
         "text search configuration",
         "text search dictionary",
+        "text search parser",
+        "text search template",
         "foreign server",
         "foreign data wrapper",
+        "access method",
         "function",
         "schema",
     ];
