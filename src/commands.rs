@@ -320,6 +320,22 @@ pub fn migrations_status(
             };
             rows.push((m.version.clone(), m.name.clone(), state, note, m.down_missing()));
         }
+        // Flyway's repeatable migrations: no version, and each runs again
+        // whenever its file changes (`outdated`).
+        for (x, state) in history.repeatables(&o.db, set).await.map_err(|e| {
+            CommandError::unavailable(
+                format!("cannot read {}: {}", history.name, e.message),
+                "check the role can read it",
+            )
+        })? {
+            bad |= state == crate::history::Repeatable::Dirty;
+            let note = match state {
+                crate::history::Repeatable::Outdated => "changed since it was applied: the next migrate runs it again",
+                crate::history::Repeatable::Dirty => "its last run stopped half-way",
+                _ => "",
+            };
+            rows.push((String::new(), x.up.file.clone(), state.name(), note.to_string(), None));
+        }
         for a in applied.iter().filter(|a| !set.migrations.iter().any(|m| m.version == a.version)) {
             if a.dirty {
                 bad = true;
@@ -340,7 +356,12 @@ pub fn migrations_status(
             let list: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(v, n, s, note, down)| {
-                    serde_json::json!({"version": v, "name": n, "state": s, "note": note, "down_missing": down})
+                    let mut row = serde_json::json!({"version": v, "name": n, "state": s, "note": note, "down_missing": down});
+                    if v.is_empty() {
+                        row["version"] = serde_json::Value::Null;
+                        row["repeatable"] = true.into();
+                    }
+                    row
                 })
                 .collect();
             let doc = serde_json::json!({
@@ -372,6 +393,7 @@ pub fn migrations_status(
             // As wide as the longest version: stems of shared numbers run long.
             let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0).max(14);
             for (v, n, s, note, down) in &rows {
+                let v = if v.is_empty() { "repeatable" } else { v };
                 let mut line = format!("{v:>width$}  {s:<8} {n}");
                 if !note.is_empty() {
                     line.push_str(&format!("  ({note})"));

@@ -428,6 +428,185 @@ fn flyway_history_orders_dotted_versions_and_checks_its_crc32() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// Flyway's repeatable migrations (`R__`) run after the versioned ones, in
+/// the order of their descriptions, each recorded as Flyway records one
+/// (no version, its CRC-32), and again only when its file changes. Only
+/// Flyway's history records them: with runbook's own, nothing runs. A `to:`
+/// that may stop short of the newest version leaves them for later.
+/// Before, a directory with one was refused.
+#[test]
+fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
+    const VIEW: &str = "CREATE OR REPLACE VIEW users_v AS SELECT id FROM users;\n";
+    const COUNT: &str = "CREATE OR REPLACE FUNCTION user_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM users';\n";
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V1__init.sql", INIT),
+        ("V2__add_email.sql", ADD),
+        ("R__users_view.sql", VIEW),
+        ("R__a_count.sql", COUNT),
+    ]);
+    let ran = |run: &Run| -> Vec<String> {
+        run.step("apply")["details"]["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| match a["version"].as_str() {
+                Some(v) => v.to_string(),
+                None => format!("R {}", a["name"].as_str().unwrap()),
+            })
+            .collect()
+    };
+    let (_c, run) = migrate(&db, dir.path(), "          history: { format: runbook }\n");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("only Flyway's history records them"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('users') IS NULL AND to_regclass('runbook_migrations') IS NULL"),
+        "t",
+        "refused before anything was made"
+    );
+
+    // Nothing named on a new database: Flyway's table, which records them.
+    let flyway = "";
+    let (_c, run) = migrate(&db, dir.path(), &format!("{flyway}          to: '1'\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(ran(&run), ["1"]);
+    assert_eq!(
+        run.step("apply")["details"]["repeatables"][0],
+        serde_json::json!({"name": "a count", "file": "R__a_count.sql", "state": "pending", "runs": false})
+    );
+    let (_c, run) = migrate(&db, dir.path(), flyway);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(ran(&run), ["2", "R a count", "R users view"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(installed_rank || ' ' || coalesce(version, '-') || ' ' || description || ' ' || script || ' ' || checksum, ',' ORDER BY installed_rank) FROM flyway_schema_history"),
+        format!(
+            "1 1 init V1__init.sql {},2 2 add email V2__add_email.sql {},3 - a count R__a_count.sql {},4 - users view R__users_view.sql {}",
+            runbook::migrations::flyway_checksum(INIT),
+            runbook::migrations::flyway_checksum(ADD),
+            runbook::migrations::flyway_checksum(COUNT),
+            runbook::migrations::flyway_checksum(VIEW),
+        )
+    );
+    let (code, out, err) = migrations(
+        &["status", "--history-format", "flyway"],
+        dir.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        states(&out),
+        [
+            "1 applied",
+            "2 applied",
+            "repeatable applied",
+            "repeatable applied"
+        ]
+    );
+    // Nothing changed: nothing runs.
+    let (_c, run) = migrate(&db, dir.path(), flyway);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(ran(&run).is_empty());
+    // The view's file changed: it is outdated, and it alone runs again.
+    std::fs::write(
+        dir.path().join("R__users_view.sql"),
+        "CREATE OR REPLACE VIEW users_v AS SELECT id, email FROM users;\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(
+        &["status", "--history-format", "flyway"],
+        dir.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "an outdated repeatable is not an error: {out}");
+    assert!(
+        out.contains("repeatable  outdated R__users_view.sql"),
+        "{out}"
+    );
+    let (_c, run) = migrate(&db, dir.path(), flyway);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(ran(&run), ["R users view"]);
+    assert_eq!(
+        db.sql("SELECT installed_rank || ' ' || (version IS NULL) || ' ' || description FROM flyway_schema_history ORDER BY installed_rank DESC LIMIT 1"),
+        "5 true users view"
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'users_v'::regclass"),
+        "id,email"
+    );
+}
+
+/// A rehearsal runs each repeatable migration after the versioned ones,
+/// then again, as Flyway does whenever its file changes: one that cannot
+/// run twice, or that adds rows each time, fails; one that can is
+/// `forward_only` (it has no down), never `ok`.
+#[test]
+fn a_rehearsal_runs_each_flyway_repeatable_twice() {
+    let db = Db::fresh();
+    let dir = files(&[
+        (
+            "V1__init.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY);\nCREATE TABLE tags (name text);\n",
+        ),
+        ("U1__init.sql", "DROP TABLE users, tags;\n"),
+        (
+            "R__good.sql",
+            "CREATE OR REPLACE VIEW users_v AS SELECT id FROM users;\n",
+        ),
+        (
+            "R__not_again.sql",
+            "CREATE VIEW tags_v AS SELECT name FROM tags;\n",
+        ),
+        ("R__seeds.sql", "INSERT INTO tags (name) VALUES ('new');\n"),
+    ]);
+    let (_c, run) = rehearse_scratch(&db, dir.path(), "          history: { format: runbook }\n");
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("only Flyway's history records them"),
+        "refused before anything ran: {}",
+        run.stderr
+    );
+    let (_c, run) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let list = run.step("rehearse")["details"]["migrations"].clone();
+    let verdicts: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["name"].as_str().unwrap(),
+                m["verdict"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            "init ok",
+            "good forward_only",
+            "not again reup_failure",
+            "seeds reup_failure"
+        ]
+    );
+    assert!(
+        list[2].to_string().contains("applied again, it failed"),
+        "{list}"
+    );
+    assert!(
+        list[3]
+            .to_string()
+            .contains("public.tags: 1 rows after its first run, 2 after the second"),
+        "{list}"
+    );
+    let report = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(report.contains("| repeatable | good |"), "{report}");
+}
+
 #[test]
 fn a_flyway_baseline_counts_every_version_up_to_it() {
     let db = Db::fresh();

@@ -382,16 +382,28 @@ async fn pending(
 ) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
     let (set, history, applied) = history(r, b).await?;
     details["history"] = Value::from(history.describe());
+    let repeatables = history
+        .repeatables(&r.db, &set)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    let row = |version: Value, file: &str| {
+        let mut row = Map::new();
+        row.insert("version".into(), version);
+        row.insert("file".into(), Value::from(file));
+        row
+    };
     let rows: Vec<Row> = set
         .migrations
         .iter()
         .filter(|m| !applied.iter().any(|a| a.version == m.version && !a.dirty))
-        .map(|m| {
-            let mut row = Map::new();
-            row.insert("version".into(), Value::from(m.version.clone()));
-            row.insert("file".into(), Value::from(m.up.file.clone()));
-            row
-        })
+        .map(|m| row(Value::from(m.version.clone()), &m.up.file))
+        // Flyway's repeatable migrations that the next migrate runs.
+        .chain(
+            repeatables
+                .iter()
+                .filter(|(_, state)| *state != crate::history::Repeatable::Applied)
+                .map(|(m, _)| row(Value::Null, &m.up.file)),
+        )
         .collect();
     let max = b.args.get("max").and_then(Value::as_u64).unwrap_or(0);
     let e = rows_expectation(&rows, CompareOp::Lte, max);

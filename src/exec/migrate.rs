@@ -20,8 +20,8 @@ use tokio_postgres::SimpleQueryMessage;
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
-use crate::history::Write;
 pub use crate::history::{Applied, History};
+use crate::history::{Repeatable, Tool, Write};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
 use crate::pg::db::{self, Db, QueryFail};
@@ -346,6 +346,10 @@ async fn leave_after_failure(db: &Db, leg: &Leg<'_>, i: usize, message: &str) {
 /// Which migrations a `migrate` would run, given the history.
 pub struct Pending<'s> {
     pub run: Vec<&'s Migration>,
+    /// Flyway's repeatable migrations, after `run`: each with where it
+    /// stands, and whether this step runs it (those due do, unless `to` or
+    /// `steps` stops short of the newest version).
+    pub repeatables: Vec<(&'s Migration, Repeatable, bool)>,
     /// Applied migrations whose up script changed: (version, file, recorded, now).
     pub changed: Vec<(String, String, String, String)>,
     /// Applied versions with no file in the directory.
@@ -397,6 +401,7 @@ pub fn select<'s>(
     }
     Pending {
         run,
+        repeatables: Vec::new(),
         changed,
         missing,
     }
@@ -591,9 +596,48 @@ async fn migrate(
         level: r.stop_level,
     };
     let mut done_list: Vec<Value> = Vec::new();
-    let total = pending.run.len();
+    let repeat: Vec<&Migration> = pending
+        .repeatables
+        .iter()
+        .filter(|(_, _, runs)| *runs)
+        .map(|(x, _, _)| *x)
+        .collect();
+    let total = pending.run.len() + repeat.len();
     if total == 0 {
         super::sql::log(r, &s.id, "nothing to do: no migration is pending".into());
+    }
+    if m.direction == Direction::Down && !set.repeatables.is_empty() {
+        super::sql::log(
+            r,
+            &s.id,
+            format!(
+                "note: {} repeatable migration(s) stay as they are: Flyway has no undo for them",
+                set.repeatables.len()
+            ),
+        );
+    }
+    if !pending.repeatables.is_empty() {
+        details["repeatables"] = pending
+            .repeatables
+            .iter()
+            .map(|(x, state, runs)| {
+                json!({"name": x.name, "file": x.up.file, "state": state.name(), "runs": runs})
+            })
+            .collect();
+        let held = pending
+            .repeatables
+            .iter()
+            .filter(|(_, st, runs)| st.due() && !runs)
+            .count();
+        if held > 0 {
+            super::sql::log(
+                r,
+                &s.id,
+                format!(
+                    "warning: {held} repeatable migration(s) are due and not run: `to` or `steps` may stop before the newest version, which they are written against"
+                ),
+            );
+        }
     }
     for (i, x) in pending.run.iter().enumerate() {
         for line in announce(
@@ -614,6 +658,33 @@ async fn migrate(
                     "version": x.version,
                     "name": x.name,
                     "direction": m.direction,
+                    "duration_ms": super::ms(done.duration),
+                    "transaction": done.in_transaction,
+                    "statements": done.statements,
+                }));
+            }
+            Err(f) => return Err(script_failed(x, f, details, done_list)),
+        }
+    }
+    // Flyway's order: after every versioned migration, by description.
+    let first = pending.run.len();
+    for (i, x) in repeat.into_iter().enumerate() {
+        let n = first + i + 1;
+        super::sql::log(
+            r,
+            &s.id,
+            format!("[{n}/{total}] applying repeatable {}", x.up.file),
+        );
+        match run_script(&r.db, history, x, Direction::Up, &ctx, false, false).await {
+            Ok(done) => {
+                if let Some(why) = &done.no_transaction_because {
+                    super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));
+                }
+                done_list.push(json!({
+                    "version": null,
+                    "repeatable": true,
+                    "name": x.name,
+                    "direction": Direction::Up,
                     "duration_ms": super::ms(done.duration),
                     "transaction": done.in_transaction,
                     "statements": done.statements,
@@ -678,6 +749,14 @@ async fn decide<'s>(
     set: &'s Set,
     history: &History,
 ) -> Result<(Vec<Applied>, Pending<'s>), Fail> {
+    let (to, steps) = target(r, m)?;
+    // Refused, if they are, before the history table is made.
+    let repeat = match m.direction {
+        Direction::Up if !set.repeatables.is_empty() => {
+            repeatables(&r.db, set, history, to.is_some() || steps.is_some()).await?
+        }
+        _ => Vec::new(),
+    };
     history
         .ensure(&r.db)
         .await
@@ -690,7 +769,6 @@ async fn decide<'s>(
         let (message, hint) = history.dirty_message(d);
         return Err(refused(message, &hint));
     }
-    let (to, steps) = target(r, m)?;
     if to.as_deref() == Some(BEFORE_RUN) && !history.tool.records_runs() {
         return Err(refused(
             format!(
@@ -716,6 +794,7 @@ async fn decide<'s>(
         };
         pending.run.retain(|m| ours(&m.version));
     }
+    pending.repeatables = repeat;
     if !history.tool.writable() && !pending.run.is_empty() {
         return Err(refused(
             format!(
@@ -727,6 +806,47 @@ async fn decide<'s>(
         ));
     }
     Ok((applied, pending))
+}
+
+/// Flyway's repeatable migrations, each with where it stands and whether
+/// it runs: those never applied or changed since, after the versioned
+/// ones, unless `short` (a `to` or `steps` that may stop before the newest
+/// version, which they are written against). Refused while one's last run
+/// stopped half-way, and when one would run but the history is not
+/// Flyway's (no other records them).
+pub(crate) async fn repeatables<'s>(
+    db: &Db,
+    set: &'s Set,
+    history: &History,
+    short: bool,
+) -> Result<Vec<(&'s Migration, Repeatable, bool)>, Fail> {
+    let states = history
+        .repeatables(db, set)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    if let Some((x, _)) = states.iter().find(|(_, s)| *s == Repeatable::Dirty) {
+        return Err(refused(
+            format!(
+                "repeatable migration {} stopped half-way on its last run (its newest row in {} did not succeed)",
+                x.up.file, history.name
+            ),
+            "check what it left, then delete that row (`flyway repair` does) and run again",
+        ));
+    }
+    let due = states.iter().filter(|(_, s)| s.due()).count();
+    if due > 0 && history.tool != Tool::Flyway {
+        return Err(refused(
+            format!(
+                "{due} repeatable migration(s) (`R__*.sql`) would run, and only Flyway's history records them; this step's history is {}",
+                history.describe()
+            ),
+            "say `history: {format: flyway}` (or --history-format flyway): flyway_schema_history keeps each one's checksum, so it runs again only when it changes",
+        ));
+    }
+    Ok(states
+        .into_iter()
+        .map(|(x, state)| (x, state, state.due() && !short))
+        .collect())
 }
 
 /// Applied migrations whose files changed: refused, unless the step

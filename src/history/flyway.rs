@@ -3,7 +3,9 @@
 //! one that did not is a failed migration (Flyway refuses to go on until
 //! `flyway repair`), and an `UNDO_SQL` row undoes it, as Flyway Teams
 //! records an undo. A `BASELINE` row counts every version up to its own as
-//! applied. Checksums are Flyway's CRC-32 of the script's lines.
+//! applied. Checksums are Flyway's CRC-32 of the script's lines. A
+//! repeatable migration's rows have no version: the newest row with its
+//! description says which checksum it was last applied with.
 
 use tokio_postgres::Error;
 
@@ -97,9 +99,54 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
     Ok(out)
 }
 
+/// Each repeatable migration's newest row: its description, checksum and
+/// whether it succeeded.
+pub(super) async fn repeatables(
+    h: &History,
+    db: &Db,
+) -> Result<Vec<(String, Option<i32>, bool)>, Error> {
+    let rows = db
+        .client
+        .query(
+            &format!(
+                "SELECT DISTINCT ON (description) description, checksum, success FROM {}
+                 WHERE version IS NULL AND type = 'SQL' ORDER BY description, installed_rank DESC",
+                h.quoted
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 /// Flyway's description of a migration: its name, with spaces.
-fn description(m: &Migration) -> String {
+pub(super) fn description(m: &Migration) -> String {
     m.name.replace('_', " ")
+}
+
+/// The version column of a migration's rows: none for a repeatable one.
+fn version(m: &Migration) -> String {
+    if m.version.is_empty() {
+        "NULL".into()
+    } else {
+        literal(&m.version)
+    }
+}
+
+/// The rows of a migration: by version, or for a repeatable one by its
+/// description.
+fn rows_of(m: &Migration) -> String {
+    if m.version.is_empty() {
+        format!(
+            "version IS NULL AND description = {}",
+            literal(&description(m))
+        )
+    } else {
+        format!("version = {}", literal(&m.version))
+    }
 }
 
 fn insert(h: &History, m: &Migration, kind: &str, success: bool, ms: u128) -> String {
@@ -114,7 +161,7 @@ fn insert(h: &History, m: &Migration, kind: &str, success: bool, ms: u128) -> St
         "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
          SELECT COALESCE(max(installed_rank), 0) + 1, {v}, {d}, '{kind}', {s}, {sum}, current_user, {ms}, {success} FROM {t}",
         t = h.quoted,
-        v = literal(&m.version),
+        v = version(m),
         d = literal(&description(m)),
         s = literal(&script),
     )
@@ -123,9 +170,9 @@ fn insert(h: &History, m: &Migration, kind: &str, success: bool, ms: u128) -> St
 /// The version's newest row of `kind`, if it has not succeeded.
 fn unfinished(h: &History, m: &Migration, kind: &str) -> String {
     format!(
-        "installed_rank = (SELECT max(installed_rank) FROM {} WHERE version = {} AND type = '{kind}') AND NOT success",
+        "installed_rank = (SELECT max(installed_rank) FROM {} WHERE {} AND type = '{kind}') AND NOT success",
         h.quoted,
-        literal(&m.version)
+        rows_of(m)
     )
 }
 
@@ -164,9 +211,9 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
             )
         }
         Write::Checksum { m } => format!(
-            "UPDATE {t} SET checksum = {} WHERE version = {} AND type = 'SQL'",
+            "UPDATE {t} SET checksum = {} WHERE {} AND type = 'SQL'",
             migrations::flyway_checksum(&m.up.sql),
-            literal(&m.version)
+            rows_of(m)
         ),
     })
 }

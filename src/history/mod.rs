@@ -331,6 +331,36 @@ pub struct Applied {
     pub error: Option<String>,
 }
 
+/// Where a repeatable migration (Flyway's `R__`) stands, by the newest row
+/// with its description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeatable {
+    /// Never applied: it runs.
+    Pending,
+    /// Applied with the checksum its file has now: it does not run.
+    Applied,
+    /// Applied with another checksum: the file changed, and it runs again.
+    Outdated,
+    /// Its newest run stopped half-way outside a transaction.
+    Dirty,
+}
+
+impl Repeatable {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Outdated => "outdated",
+            Self::Dirty => "dirty",
+        }
+    }
+
+    /// Whether a migration to the newest version runs it.
+    pub fn due(self) -> bool {
+        matches!(self, Self::Pending | Self::Outdated)
+    }
+}
+
 /// A change to the history around one script.
 pub enum Write<'a> {
     /// Before the script runs, in its own commit.
@@ -420,7 +450,8 @@ impl History {
     /// The history `spec` names, or the one this database has: a named
     /// table is recognised by its columns; with nothing named, runbook's
     /// own table if it exists, else the one other tool's table found, else
-    /// a new runbook table. Several tools' tables and no word on which is
+    /// a new runbook table (a new Flyway table for a directory with
+    /// repeatable migrations, which only Flyway's records). Several tools' tables and no word on which is
     /// an error, not a guess; so is a history runbook cannot read (another
     /// tool's, or a known name with other columns), since a new runbook
     /// table beside it would run every migration again.
@@ -479,7 +510,13 @@ impl History {
                             if !away.is_empty() {
                                 return Err(HistoryError::Elsewhere(away));
                             }
-                            History::new(Tool::Runbook, Tool::Runbook.default_table(), set)
+                            // Only Flyway's table records repeatable migrations.
+                            let tool = if set.repeatables.is_empty() {
+                                Tool::Runbook
+                            } else {
+                                Tool::Flyway
+                            };
+                            History::new(tool, tool.default_table(), set)
                         }
                     },
                     [(tool, name)] => History {
@@ -630,6 +667,40 @@ impl History {
         }
         out.sort_by(|a, b| migrations::order(self.format, &a.version, &b.version));
         Ok(out)
+    }
+
+    /// Each of the set's repeatable migrations, with where it stands. Only
+    /// Flyway's history records them; in any other, none has run.
+    pub async fn repeatables<'s>(
+        &self,
+        db: &Db,
+        set: &'s Set,
+    ) -> Result<Vec<(&'s Migration, Repeatable)>, ErrorInfo> {
+        let rows = if self.tool == Tool::Flyway && self.exists(db).await? {
+            flyway::repeatables(self, db)
+                .await
+                .map_err(|e| db::error_info(&e, None))?
+        } else {
+            Vec::new()
+        };
+        Ok(set
+            .repeatables
+            .iter()
+            .map(|m| {
+                let row = rows.iter().find(|(d, _, _)| *d == m.name.replace('_', " "));
+                let state = match row {
+                    None => Repeatable::Pending,
+                    Some((_, _, false)) => Repeatable::Dirty,
+                    Some((_, sum, true))
+                        if *sum == Some(migrations::flyway_checksum(&m.up.sql)) =>
+                    {
+                        Repeatable::Applied
+                    }
+                    Some(_) => Repeatable::Outdated,
+                };
+                (m, state)
+            })
+            .collect())
     }
 
     /// The directory's spelling of a tool's version (`1` for `0001`).

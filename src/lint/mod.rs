@@ -242,12 +242,14 @@ pub fn lint_migrations(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    let chunk = set.migrations.len().div_ceil(workers).max(1);
+    // Flyway's repeatable migrations run after the versioned ones.
+    let all: Vec<&crate::migrations::Migration> =
+        set.migrations.iter().chain(&set.repeatables).collect();
+    let chunk = all.len().div_ceil(workers).max(1);
     let done: Vec<Result<Done, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = set
-            .migrations
+        let handles: Vec<_> = all
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(work).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || part.iter().map(|m| work(m)).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
@@ -259,7 +261,7 @@ pub fn lint_migrations(
     // Tables created by earlier files count as empty only before
     // `assume_empty_before` (a history applied at once to an empty database).
     let mut carried: BTreeSet<String> = BTreeSet::new();
-    for (m, d) in set.migrations.iter().zip(done) {
+    for (m, d) in all.iter().zip(done) {
         let d = d?;
         let file = d.source.name().to_string();
         let map = |o: usize| d.base + o;
@@ -268,10 +270,11 @@ pub fn lint_migrations(
             source: &d.source,
             map: &map,
         };
-        let early = config
-            .assume_empty_before
-            .as_deref()
-            .is_some_and(|v| set.cmp(&m.version, v).is_lt());
+        let early = !m.version.is_empty()
+            && config
+                .assume_empty_before
+                .as_deref()
+                .is_some_and(|v| set.cmp(&m.version, v).is_lt());
         let none = BTreeSet::new();
         let new = if early { &carried } else { &none };
         checks.file(m, &d.script, &place, new);

@@ -3,12 +3,12 @@
 //! version's parts are separated by `_` or `.` (`V1_1__x.sql` is 1.1), and
 //! the description's underscores are spaces. A `<file>.conf` beside a
 //! script with `executeInTransaction=false` runs it outside a transaction,
-//! as Flyway would. Repeatable migrations (`R__`) are refused: runbook runs
-//! each migration once, in version order.
+//! as Flyway would. Repeatable migrations (`R__<description>.sql`) go to
+//! [`Set::repeatables`], in the order of their descriptions.
 
 use std::path::Path;
 
-use super::{Down, LoadError, Set, push_versioned, read, script, version_cmp};
+use super::{Down, LoadError, Migration, Set, push_versioned, read, script, version_cmp};
 
 /// A Flyway script name: its kind (`V`, `U` or `R`), version and description.
 pub(super) struct Name {
@@ -76,7 +76,22 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         match parse(&file) {
             Some(n) if n.kind == 'V' => ups.push((file, n)),
             Some(n) if n.kind == 'U' => undos.push((file, n)),
-            Some(_) => set.problem(LoadError::Repeatable { file })?,
+            Some(n) => {
+                let up = script(
+                    strip_bom(read(dir, &file)?),
+                    file.clone(),
+                    1,
+                    outside_transaction(dir, &file),
+                );
+                set.repeatables.push(Migration {
+                    version: String::new(),
+                    name: n.description,
+                    checksum: crate::hash::sha256_hex(up.sql.as_bytes()),
+                    up,
+                    down: Down::Unavailable,
+                    created_ms: None,
+                });
+            }
             None if file.ends_with(".sql") => set.warnings.push(format!(
                 "{file} is not named like a Flyway migration (`V1__name.sql`); it is ignored"
             )),
@@ -84,6 +99,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         }
     }
     ups.sort_by(|a, b| version_cmp(&a.1.version, &b.1.version));
+    set.repeatables.sort_by(|a, b| a.name.cmp(&b.name));
     for (file, n) in &undos {
         if !ups
             .iter()

@@ -181,8 +181,6 @@ pub enum LoadError {
         line: usize,
         section: &'static str,
     },
-    #[error("{file} is a repeatable migration; runbook runs versioned migrations only")]
-    Repeatable { file: String },
     #[error(
         "{file}:{line}: a Go template (`{{{{ ... }}}}`), which pop renders before it runs the file; runbook runs migration files as written, so render them first (Supabase's auth migrations take `{{{{ index .Options \"Namespace\" }}}}` as the schema, `auth`)"
     )]
@@ -253,16 +251,30 @@ const FILE_MARK: &str = "the file marks it to run without a transaction";
 /// How a migration is named in a message: `3 (add_users)`, or `3` when it
 /// has no name (sql-migrate's files are often named by their number alone).
 pub fn labeled(version: &str, name: &str) -> String {
-    if name.is_empty() {
+    if version.is_empty() {
+        format!("repeatable ({name})")
+    } else if name.is_empty() {
         version.to_string()
     } else {
         format!("{version} ({name})")
     }
 }
 
+/// A version as reports show it: a repeatable migration (Flyway's `R__`)
+/// has none, and shows as `repeatable`.
+pub fn shown_version(version: &str) -> &str {
+    if version.is_empty() {
+        "repeatable"
+    } else {
+        version
+    }
+}
+
 /// `3 add_users`, or `3`.
 pub fn titled(version: &str, name: &str) -> String {
-    if name.is_empty() {
+    if version.is_empty() {
+        format!("repeatable {name}")
+    } else if name.is_empty() {
         version.to_string()
     } else {
         format!("{version} {name}")
@@ -337,6 +349,11 @@ pub struct Set {
     pub dir: PathBuf,
     pub format: Format,
     pub migrations: Vec<Migration>,
+    /// Flyway's repeatable migrations (`R__name.sql`), in the order Flyway
+    /// runs them (by description): each has no version (an empty one) and
+    /// no down, and runs after the versioned ones whenever its checksum
+    /// differs from the one it was last applied with.
+    pub repeatables: Vec<Migration>,
     /// Things that work but deserve a look (mismatched pair names).
     pub warnings: Vec<String>,
     /// A sqitch project's name (`%project=` in its plan): its rows in
@@ -357,6 +374,7 @@ impl Set {
             dir: PathBuf::new(),
             format: Format::Plain,
             migrations: Vec::new(),
+            repeatables: Vec::new(),
             warnings: Vec::new(),
             project: None,
             tolerant: false,
@@ -615,11 +633,7 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
     let mut set = Set {
         dir: dir.to_path_buf(),
         format: Format::Tool,
-        migrations: Vec::new(),
-        warnings: Vec::new(),
-        project: None,
-        tolerant: false,
-        seen: std::collections::HashMap::new(),
+        ..Set::empty()
     };
     for (i, n) in names.into_iter().enumerate() {
         if !n
@@ -677,11 +691,8 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
     let mut set = Set {
         dir: dir.to_path_buf(),
         format,
-        migrations: Vec::new(),
-        warnings: Vec::new(),
-        project: None,
         tolerant,
-        seen: std::collections::HashMap::new(),
+        ..Set::empty()
     };
     match format {
         Format::Tool => return Err(LoadError::UnknownFormat("tool".into())),

@@ -102,7 +102,7 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
             st.set_message(why);
             let name = format!(
                 "{}_{} rehearsal",
-                m["version"].as_str().unwrap_or_default(),
+                crate::migrations::shown_version(m["version"].as_str().unwrap_or_default()),
                 m["name"].as_str().unwrap_or_default()
             );
             let mut tc = TestCase::new(name, st);
@@ -166,7 +166,7 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
             };
             let name = format!(
                 "{}_{} {check}",
-                m["version"].as_str().unwrap_or_default(),
+                crate::migrations::shown_version(m["version"].as_str().unwrap_or_default()),
                 m["name"].as_str().unwrap_or_default()
             );
             let mut tc = TestCase::new(name, status);

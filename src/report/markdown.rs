@@ -702,9 +702,11 @@ fn write_migrate(o: &mut String, s: &StepReport, d: &Value) {
         .iter()
         .map(|a| {
             format!(
-                "{} {} ({} ms{})",
-                a["version"].as_str().unwrap_or_default(),
-                a["name"].as_str().unwrap_or_default(),
+                "{} ({} ms{})",
+                crate::migrations::titled(
+                    a["version"].as_str().unwrap_or_default(),
+                    a["name"].as_str().unwrap_or_default()
+                ),
                 a["duration_ms"],
                 if a["transaction"] == false {
                     ", no transaction"
@@ -730,9 +732,11 @@ fn write_migrate(o: &mut String, s: &StepReport, d: &Value) {
     if let Some(f) = d["failed"].as_object() {
         let _ = writeln!(
             o,
-            "  - FAILED at {} {} after {} statement(s){}",
-            f["version"].as_str().unwrap_or_default(),
-            f["name"].as_str().unwrap_or_default(),
+            "  - FAILED at {} after {} statement(s){}",
+            crate::migrations::titled(
+                f["version"].as_str().unwrap_or_default(),
+                f["name"].as_str().unwrap_or_default()
+            ),
             f["statements_done"],
             if f["transaction"] == true {
                 " (rolled back)"
@@ -860,7 +864,7 @@ fn write_rehearsal_row(o: &mut String, m: &Value, errors: &[&str]) {
     let _ = writeln!(
         o,
         "| {} | {} | {mark} {verdict} | {} | {} | {} | {} |",
-        m["version"].as_str().unwrap_or_default(),
+        crate::migrations::shown_version(m["version"].as_str().unwrap_or_default()),
         cell(m["name"].as_str().unwrap_or_default()),
         leg("up"),
         leg("down"),

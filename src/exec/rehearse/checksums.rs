@@ -169,6 +169,39 @@ fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<St
     out
 }
 
+/// A repeatable migration run again: each table whose rows are not what
+/// its first run left (more rows too: a script that adds rows each time it
+/// runs adds them each time its file changes), as a `reup_failure` finding.
+pub(super) fn changed_again(
+    o: &mut Outcome,
+    before: &BTreeMap<String, Sum>,
+    after: &BTreeMap<String, Sum>,
+) {
+    let lines: Vec<String> = before
+        .iter()
+        .filter(|(t, _)| !tool_history(t))
+        .filter_map(|(t, b)| {
+            let a = after.get(t)?;
+            match (b.rows, a.rows) {
+                (Some(rb), Some(ra)) if rb != ra => Some(format!(
+                    "{t}: {rb} rows after its first run, {ra} after the second"
+                )),
+                (Some(rb), Some(_)) if b.checksum != a.checksum => {
+                    Some(format!("{t}: {rb} rows, but their contents changed"))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    if !lines.is_empty() {
+        let f = o.find(
+            Verdict::ReupFailure,
+            format!("applied again, it changed data: {}", lines.join("; ")),
+        );
+        f.tables = lines;
+    }
+}
+
 /// Row counts and checksums, kept while nothing can have changed them. A
 /// table is counted again when a leg wrote to it (the transaction's own
 /// statistics say so), when a leg ran outside a transaction, when its

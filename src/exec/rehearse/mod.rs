@@ -389,11 +389,13 @@ impl Rig<'_> {
 /// Whether a migration's down and up both run in a transaction, so that a
 /// rehearsal can run them in one of its own and roll them back.
 fn cycles_in_transaction(m: &Migration) -> bool {
-    let tx = |s: &crate::migrations::Script| {
-        let stmts = crate::pg::statements::split(&s.sql);
-        crate::migrations::script_mode(s, &stmts).0
-    };
-    m.down_script().is_some_and(tx) && tx(&m.up)
+    m.down_script().is_some_and(in_transaction) && in_transaction(&m.up)
+}
+
+/// Whether a script runs in a transaction.
+fn in_transaction(s: &crate::migrations::Script) -> bool {
+    let stmts = crate::pg::statements::split(&s.sql);
+    crate::migrations::script_mode(s, &stmts).0
 }
 
 fn script_error(f: &ScriptFail) -> String {
@@ -473,6 +475,22 @@ async fn rehearse(
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
 ) -> Attempt {
+    // Flyway's repeatable migrations due on this database: each runs after
+    // the versioned ones, then again. Refused, if they are, before the
+    // history table is made.
+    let repeat: Vec<&Migration> = migrate::repeatables(rig.db(), set, &rig.history, false)
+        .await
+        .map_err(|f| Fail {
+            error: ErrorInfo {
+                class: ErrorKind::Rehearse,
+                ..f.error.clone()
+            },
+            ..f
+        })?
+        .into_iter()
+        .filter(|(_, _, runs)| *runs)
+        .map(|(m, _, _)| m)
+        .collect();
     let pending = pending(rig, set).await?;
     let again = Again {
         s,
@@ -481,7 +499,13 @@ async fn rehearse(
         timeout,
     };
     let started = Instant::now();
-    let mut outcomes: Vec<Outcome> = pending.run.iter().map(|m| Outcome::new(m)).collect();
+    let mut outcomes: Vec<Outcome> = pending
+        .run
+        .iter()
+        .chain(&repeat)
+        .map(|m| Outcome::new(m))
+        .collect();
+    let versioned = pending.run.len();
     let mut whole = Outcome {
         version: "*".into(),
         name: "the whole set".into(),
@@ -493,7 +517,7 @@ async fn rehearse(
     forward_only_set(r, s, x, set, &pending.run, rig, &mut whole).await?;
     let stopped = match x.mode {
         RehearseMode::PerMigration => {
-            per_migration(r, rig, &again, &pending.run, &mut outcomes).await?
+            per_migration(r, rig, &again, &pending.run, &mut outcomes[..versioned]).await?
         }
         RehearseMode::WholeSet => {
             whole_set(
@@ -501,11 +525,20 @@ async fn rehearse(
                 rig,
                 x.missing_downs,
                 &pending.run,
-                &mut outcomes,
+                &mut outcomes[..versioned],
                 &mut whole,
             )
             .await?
         }
+    };
+    let stopped = match stopped {
+        Some(why) => {
+            for o in &mut outcomes[versioned..] {
+                o.not_rehearsed(&why);
+            }
+            Some(why)
+        }
+        None => repeated(r, rig, &repeat, &mut outcomes[versioned..]).await?,
     };
     let took = started.elapsed();
     let csv_path = write_timings(r, s, &outcomes);
@@ -707,7 +740,7 @@ fn write_timings(
             let _ = writeln!(
                 csv,
                 "{}_{},{},{:.3}",
-                o.version,
+                crate::migrations::shown_version(&o.version),
                 o.name.replace(',', "_"),
                 l.leg,
                 l.duration_ms as f64 / 1000.0
@@ -813,6 +846,91 @@ async fn per_migration(
         }
         say(r, rig, i, total, o);
         before = after_up;
+    }
+    Ok(stopped)
+}
+
+/// Flyway's repeatable migrations, after every versioned one, in order:
+/// each applied, then applied again, as Flyway does whenever its file
+/// changes. The second run must succeed and leave the schema and the rows
+/// as the first left them (`reup_failure` if not); it runs in a transaction that is rolled back,
+/// where the script runs in one. A repeatable has no down: its verdict is
+/// at best `forward_only`, and rows its first run changed are
+/// `destroys_data`. Returns why the rehearsal stopped early, if it did.
+async fn repeated(
+    r: &mut Run<'_>,
+    rig: &mut Rig<'_>,
+    run: &[&Migration],
+    outcomes: &mut [Outcome],
+) -> Result<Option<String>, Fail> {
+    let total = run.len();
+    let mut stopped: Option<String> = None;
+    for (i, m) in run.iter().enumerate() {
+        let o = &mut outcomes[i];
+        if let Some(why) = &stopped {
+            o.not_rehearsed(why);
+            continue;
+        }
+        o.verdict = o.verdict.min(Verdict::ForwardOnly);
+        let before = rig.snap().await?;
+        let tables = before.tables();
+        let d0 = rig.sums(&tables, &before).await?;
+        if let Err(f) = rig.leg(o, m, "up", false).await {
+            o.find(
+                Verdict::UpFailure,
+                format!("up failed: {}", script_error(&f)),
+            );
+            cancelled(&f)?;
+            say(r, rig, i, total, o);
+            stopped = Some(format!("repeatable {}'s first run failed", m.up.file));
+            continue;
+        }
+        let after = rig.snap().await?;
+        let after_tracked = rig.last.clone();
+        checksums::destroyed(o, &d0, &rig.sums(&tables, &after).await?);
+        let tables = after.tables();
+        let d1 = rig.sums(&tables, &after).await?;
+        let nested = in_transaction(&m.up);
+        if nested {
+            rig.begin().await?;
+        }
+        let wrote = match rig.leg(o, m, "reup", nested).await {
+            Ok(done) => {
+                let again = rig.snap().await?;
+                let d2 = rig.sums(&tables, &again).await?;
+                parity(
+                    o,
+                    &after,
+                    &again,
+                    Verdict::ReupFailure,
+                    "applied again, the schema differs from after its first run",
+                );
+                checksums::changed_again(o, &d1, &d2);
+                done.touched
+            }
+            Err(f) => {
+                o.find(
+                    Verdict::ReupFailure,
+                    format!("applied again, it failed: {}", script_error(&f)),
+                );
+                if nested {
+                    rig.rollback_to(after_tracked, None).await;
+                }
+                cancelled(&f)?;
+                if !nested && f.done > 0 {
+                    stopped = Some(format!(
+                        "repeatable {} failed half-way outside a transaction when applied again",
+                        m.up.file
+                    ));
+                }
+                say(r, rig, i, total, o);
+                continue;
+            }
+        };
+        if nested {
+            rig.rollback_to(after_tracked, wrote).await;
+        }
+        say(r, rig, i, total, o);
     }
     Ok(stopped)
 }
