@@ -442,7 +442,8 @@ fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
     let dir = files(&[
         ("V1__init.sql", INIT),
         ("V2__add_email.sql", ADD),
-        ("R__users_view.sql", VIEW),
+        // Flyway scans below its location too, and records the path.
+        ("views/R__users_view.sql", VIEW),
         ("R__a_count.sql", COUNT),
     ]);
     let ran = |run: &Run| -> Vec<String> {
@@ -484,7 +485,7 @@ fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
     assert_eq!(
         db.sql("SELECT string_agg(installed_rank || ' ' || coalesce(version, '-') || ' ' || description || ' ' || script || ' ' || checksum, ',' ORDER BY installed_rank) FROM flyway_schema_history"),
         format!(
-            "1 1 init V1__init.sql {},2 2 add email V2__add_email.sql {},3 - a count R__a_count.sql {},4 - users view R__users_view.sql {}",
+            "1 1 init V1__init.sql {},2 2 add email V2__add_email.sql {},3 - a count R__a_count.sql {},4 - users view views/R__users_view.sql {}",
             runbook::migrations::flyway_checksum(INIT),
             runbook::migrations::flyway_checksum(ADD),
             runbook::migrations::flyway_checksum(COUNT),
@@ -512,7 +513,7 @@ fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
     assert!(ran(&run).is_empty());
     // The view's file changed: it is outdated, and it alone runs again.
     std::fs::write(
-        dir.path().join("R__users_view.sql"),
+        dir.path().join("views/R__users_view.sql"),
         "CREATE OR REPLACE VIEW users_v AS SELECT id, email FROM users;\n",
     )
     .unwrap();
@@ -523,7 +524,7 @@ fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
     );
     assert_eq!(code, 0, "an outdated repeatable is not an error: {out}");
     assert!(
-        out.contains("repeatable  outdated R__users_view.sql"),
+        out.contains("repeatable  outdated views/R__users_view.sql"),
         "{out}"
     );
     let (_c, run) = migrate(&db, dir.path(), flyway);
@@ -561,6 +562,8 @@ fn a_rehearsal_runs_each_flyway_repeatable_twice() {
             "CREATE VIEW tags_v AS SELECT name FROM tags;\n",
         ),
         ("R__seeds.sql", "INSERT INTO tags (name) VALUES ('new');\n"),
+        // Flyway's prefix is case-sensitive: ignored, and report.md says so.
+        ("v2__lower_case.sql", "DROP TABLE users;\n"),
     ]);
     let (_c, run) = rehearse_scratch(&db, dir.path(), "          history: { format: runbook }\n");
     assert_ne!(run.code, 0);
@@ -605,6 +608,10 @@ fn a_rehearsal_runs_each_flyway_repeatable_twice() {
     );
     let report = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
     assert!(report.contains("| repeatable | good |"), "{report}");
+    assert!(
+        report.contains("- warning: v2__lower_case.sql is not named like a Flyway migration"),
+        "{report}"
+    );
 }
 
 #[test]

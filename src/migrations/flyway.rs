@@ -4,7 +4,11 @@
 //! the description's underscores are spaces. A `<file>.conf` beside a
 //! script with `executeInTransaction=false` runs it outside a transaction,
 //! as Flyway would. Repeatable migrations (`R__<description>.sql`) go to
-//! [`Set::repeatables`], in the order of their descriptions.
+//! [`Set::repeatables`], in the order of their descriptions. As Flyway
+//! scans a location, subdirectories are read too: a script is known by its
+//! path below the directory (`1.0/V1_1__x.sql`), which is what Flyway
+//! records as its `script`. A version, or a repeatable description, found
+//! twice is refused, as Flyway refuses it.
 
 use std::path::Path;
 
@@ -41,19 +45,37 @@ pub(super) fn parse(file: &str) -> Option<Name> {
 
 /// Whether `dir` holds Flyway scripts.
 pub(super) fn present(dir: &Path) -> Result<bool, LoadError> {
-    Ok(files(dir)?.iter().any(|f| parse(f).is_some()))
+    Ok(files(dir)?.iter().any(|f| parse(file_name(f)).is_some()))
 }
 
+/// A script's file name, without the directories below the location.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Every file below `dir`, as a path relative to it (`/`-separated), in
+/// order; hidden directories (`.git`) left out.
 fn files(dir: &Path) -> Result<Vec<String>, LoadError> {
-    let read = std::fs::read_dir(dir).map_err(|e| LoadError::Unreadable {
-        path: format!("the migration directory {}", dir.display()),
-        why: e.to_string(),
-    })?;
-    let mut out: Vec<String> = read
-        .filter_map(Result::ok)
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), LoadError> {
+        let read = std::fs::read_dir(dir).map_err(|e| LoadError::Unreadable {
+            path: format!("the migration directory {}", dir.display()),
+            why: e.to_string(),
+        })?;
+        for e in read.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if path.is_dir() {
+                if !name.starts_with('.') {
+                    walk(&path, &format!("{prefix}{name}/"), out)?;
+                }
+            } else if path.is_file() {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
     out.sort();
     Ok(out)
 }
@@ -73,7 +95,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     let mut ups: Vec<(String, Name)> = Vec::new();
     let mut undos: Vec<(String, Name)> = Vec::new();
     for file in files(dir)? {
-        match parse(&file) {
+        match parse(file_name(&file)) {
             Some(n) if n.kind == 'V' => ups.push((file, n)),
             Some(n) if n.kind == 'U' => undos.push((file, n)),
             Some(n) => {
@@ -100,6 +122,29 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     }
     ups.sort_by(|a, b| version_cmp(&a.1.version, &b.1.version));
     set.repeatables.sort_by(|a, b| a.name.cmp(&b.name));
+    // Flyway refuses a version, or a repeatable's description, twice.
+    let mut twice: Vec<LoadError> = Vec::new();
+    for pair in ups.windows(2) {
+        if super::same_version(&pair[0].1.version, &pair[1].1.version) {
+            twice.push(LoadError::FlywayTwice {
+                a: pair[0].0.clone(),
+                b: pair[1].0.clone(),
+                what: format!("version {}", pair[1].1.version),
+            });
+        }
+    }
+    for pair in set.repeatables.windows(2) {
+        if pair[0].name == pair[1].name {
+            twice.push(LoadError::FlywayTwice {
+                a: pair[0].up.file.clone(),
+                b: pair[1].up.file.clone(),
+                what: format!("the repeatable description `{}`", pair[1].name),
+            });
+        }
+    }
+    for e in twice {
+        set.problem(e)?;
+    }
     for (file, n) in &undos {
         if !ups
             .iter()

@@ -156,6 +156,8 @@ pub enum LoadError {
         second: String,
         b: &'static str,
     },
+    #[error("{a} and {b} both have {what}; Flyway runs neither while two scripts share it")]
+    FlywayTwice { a: String, b: String, what: String },
     #[error("{file} and {other} are the same migration (version {version} `{name}`) twice")]
     Twice {
         file: String,
@@ -1963,6 +1965,65 @@ mod tests {
         let set = load(d.path(), None).unwrap();
         let m = &set.migrations[0];
         assert!(m.up.no_transaction.is_some() && m.down_script().unwrap().no_transaction.is_some());
+    }
+
+    /// As Flyway scans a location: subdirectories too, each script known
+    /// by its path below the directory; a version or a repeatable's
+    /// description twice is refused.
+    #[test]
+    fn flyway_reads_subdirectories_and_refuses_what_flyway_refuses() {
+        let d = dir_with(&[
+            ("1.0/V1_0__init.sql", "CREATE TABLE a (id int);\n"),
+            ("1.1/V1_1__more.sql", "CREATE TABLE b (id int);\n"),
+            ("V1_2__top.sql", "CREATE TABLE c (id int);\n"),
+            (
+                "views/R__views.sql",
+                "CREATE OR REPLACE VIEW v AS SELECT 1;\n",
+            ),
+            ("R__a_function.sql", "SELECT 1;\n"),
+            (".git/V9__not_mine.sql", "SELECT 1;\n"),
+            ("1.1/v1_3__lower_case.sql", "SELECT 1;\n"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Flyway);
+        assert_eq!(
+            versions(&set),
+            [("1.0", "init"), ("1.1", "more"), ("1.2", "top")]
+        );
+        assert_eq!(set.migrations[0].up.file, "1.0/V1_0__init.sql");
+        assert_eq!(
+            set.repeatables
+                .iter()
+                .map(|m| (m.name.as_str(), m.up.file.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("a function", "R__a_function.sql"),
+                ("views", "views/R__views.sql")
+            ]
+        );
+        // Flyway's prefix is case-sensitive: `v` is ignored, and said so.
+        assert!(
+            set.warnings
+                .iter()
+                .any(|w| w.contains("1.1/v1_3__lower_case.sql")),
+            "{:?}",
+            set.warnings
+        );
+
+        let d = dir_with(&[
+            ("a/V2__x.sql", "SELECT 1;\n"),
+            ("b/V2__y.sql", "SELECT 2;\n"),
+        ]);
+        let e = load(d.path(), None).unwrap_err().to_string();
+        assert!(
+            e.contains("a/V2__x.sql and b/V2__y.sql both have version 2"),
+            "{e}"
+        );
+        let d = dir_with(&[("V1__x.sql", "SELECT 1;\n"), ("V01__y.sql", "SELECT 2;\n")]);
+        assert!(load(d.path(), None).is_err(), "1 and 01 are one version");
+        let d = dir_with(&[("a/R__v.sql", "SELECT 1;\n"), ("b/R__v.sql", "SELECT 2;\n")]);
+        let e = load(d.path(), None).unwrap_err().to_string();
+        assert!(e.contains("the repeatable description `v`"), "{e}");
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -756,6 +756,20 @@ fn write_migrate(o: &mut String, s: &StepReport, d: &Value) {
             cell(c.as_str().unwrap_or_default())
         );
     }
+    write_set_warnings(o, d, "  ");
+}
+
+/// What loading the migration directory warned of (a file ignored, a
+/// name that does not pair), one line each: a file that never ran is
+/// said where people read, not only in the JSON.
+fn write_set_warnings(o: &mut String, d: &Value, indent: &str) {
+    for w in d["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "{indent}- warning: {}",
+            cell(w.as_str().unwrap_or_default())
+        );
+    }
 }
 
 /// A snapshot step's hash, and how it differs from what was expected.
@@ -916,12 +930,16 @@ fn write_rehearsal_notes(o: &mut String, d: &Value, rows: &[Value]) {
             let _ = writeln!(
                 o,
                 "- {} {}: {}",
-                m["version"].as_str().unwrap_or_default(),
+                crate::migrations::shown_version(m["version"].as_str().unwrap_or_default()),
                 cell(m["name"].as_str().unwrap_or_default()),
                 f["verdict"].as_str().unwrap_or_default()
             );
             write_changes(o, &f["changes"], "  ");
         }
+    }
+    if d["warnings"].as_array().is_some_and(|w| !w.is_empty()) {
+        let _ = writeln!(o, "\nThe directory:\n");
+        write_set_warnings(o, d, "");
     }
     if let Some(p) = d["timings_csv"].as_str() {
         let _ = writeln!(o, "\nTimings: `{}`", cell(p));
