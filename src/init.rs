@@ -123,9 +123,10 @@ fn other_engine(name: &str) -> bool {
 }
 
 /// How deep under the project the search goes: real projects keep
-/// migrations at `packages/prisma/migrations` or
-/// `cmd/app-migrate/migrate/migrations`.
-const DEPTH: usize = 5;
+/// migrations at `packages/prisma/migrations`,
+/// `cmd/app-migrate/migrate/migrations`, or in a module of a Maven build,
+/// `api/src/main/resources/marquez/db/migration` (Marquez).
+const DEPTH: usize = 7;
 
 /// The project's migration directory under `root`: of the directories
 /// named like one (within [`DEPTH`] levels, outside dependencies and
@@ -187,7 +188,9 @@ fn migration_dir(root: &Path, dir: &Path) -> Option<Found> {
         return Some(found);
     }
     let set = crate::migrations::load(dir, None).ok()?;
-    if set.migrations.is_empty() {
+    // Flyway's repeatable migrations are migrations too.
+    let count = set.migrations.len() + set.repeatables.len();
+    if count == 0 {
         return None;
     }
     let tool = match set.format.name() {
@@ -197,7 +200,7 @@ fn migration_dir(root: &Path, dir: &Path) -> Option<Found> {
     Some(Found {
         dir: shown,
         tool: tool.to_string(),
-        count: set.migrations.len(),
+        count,
     })
 }
 
@@ -595,6 +598,26 @@ mod tests {
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("migrations/postgresql"), "diesel", 1)
+        );
+        // Marquez's: a Maven module's resources, seven levels down, with a
+        // repeatable migration among its Flyway scripts.
+        let q = tempfile::tempdir().unwrap();
+        let m = q.path().join("api/src/main/resources/marquez/db/migration");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("V1__init.sql"), "CREATE TABLE a (id int);").unwrap();
+        std::fs::write(
+            m.join("R__views.sql"),
+            "CREATE OR REPLACE VIEW v AS SELECT 1;",
+        )
+        .unwrap();
+        let f = detect(q.path()).unwrap();
+        assert_eq!(
+            (f.dir.as_path(), f.tool.as_str(), f.count),
+            (
+                Path::new("api/src/main/resources/marquez/db/migration"),
+                "flyway",
+                2
+            )
         );
     }
 }
