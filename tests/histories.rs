@@ -479,6 +479,11 @@ fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
         run.step("apply")["details"]["repeatables"][0],
         serde_json::json!({"name": "a count", "file": "R__a_count.sql", "state": "pending", "runs": false})
     );
+    let report = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("repeatable R__a_count.sql is pending and was not run"),
+        "{report}"
+    );
     let (_c, run) = migrate(&db, dir.path(), flyway);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(ran(&run), ["2", "R a count", "R users view"]);

@@ -756,6 +756,17 @@ fn write_migrate(o: &mut String, s: &StepReport, d: &Value) {
             cell(c.as_str().unwrap_or_default())
         );
     }
+    for x in d["repeatables"].as_array().into_iter().flatten() {
+        let due = matches!(x["state"].as_str(), Some("pending" | "outdated"));
+        if due && x["runs"] == false {
+            let _ = writeln!(
+                o,
+                "  - repeatable {} is {} and was not run: `to` or `steps` may stop before the newest version",
+                cell(x["file"].as_str().unwrap_or_default()),
+                x["state"].as_str().unwrap_or_default()
+            );
+        }
+    }
     write_set_warnings(o, d, "  ");
 }
 
