@@ -909,7 +909,8 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
     assert_eq!(run.step("apply")["details"]["history_format"], "tern");
     assert_eq!(applied(&run), Vec::<String>::new());
     assert_eq!(db.sql("SELECT count(*) FROM a"), "1", "nothing ran again");
-    // Refinery's history is one runbook does not read.
+    // Refinery's history is read for Refinery's files (`V1__name.sql`)
+    // only: these, Refinery would never have run.
     let db = Db::fresh();
     db.sql("CREATE TABLE refinery_schema_history (version int4 PRIMARY KEY, name varchar(255), applied_on varchar(255), checksum varchar(255))");
     let (_case, run) = migrate(&db, dir.path(), "");
@@ -918,9 +919,14 @@ fn a_history_runbook_cannot_read_is_refused_not_run_again() {
         run.step("apply")["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("public.refinery_schema_history (Refinery)"),
+            .contains("Refinery runs only files named `V<integer>__name.sql`, and this database's history is Refinery's"),
         "{}",
         run.step("apply")["error"]
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('a') IS NULL"),
+        "t",
+        "nothing ran"
     );
     // Flyway 4 and older kept its history under that name: read as Flyway's.
     let db = Db::fresh();
@@ -1395,6 +1401,132 @@ fn a_postgrator_history_is_read_up_to_its_highest_version_and_continued() {
     assert_eq!(
         db.sql("SELECT string_agg(version::text, ',' ORDER BY version) || ' ' || (to_regclass('more') IS NULL) FROM schemaversion"),
         "0,1 true"
+    );
+}
+
+/// Refinery's checksum of a migration, as Refinery first computed it:
+/// with std's `DefaultHasher` (SipHash-1-3, keys 0), over the name, the
+/// version as an `i32` and the SQL. runbook computes it with the siphasher
+/// crate, as Refinery does now; the two must agree.
+fn refinery_checksum(name: &str, version: impl std::hash::Hash, sql: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    #[allow(deprecated)]
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    version.hash(&mut h);
+    sql.hash(&mut h);
+    h.finish().to_string()
+}
+
+/// Refinery's refinery_schema_history (its DDL; a row per version, with
+/// its name, RFC 3339 time and SipHash checksum) is read, checked and
+/// continued as Refinery would write it, so Refinery itself goes on from
+/// it. What Refinery would not run (a `U` file, a dotted version) or
+/// runbook cannot (a Rust migration) is refused before anything runs.
+/// Before, a database with this table was refused.
+#[test]
+fn a_refinery_history_is_read_checked_and_continued_with_its_checksums() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V1__initial.sql", INIT),
+        ("sub/V2__add_email.sql", ADD),
+        ("V3__more_tables.sql", "CREATE TABLE more (id int);\n"),
+    ]);
+    // As Refinery leaves its table after migration 1.
+    db.sql(&format!(
+        "{INIT} CREATE TABLE refinery_schema_history(version int4 PRIMARY KEY, name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255));
+         INSERT INTO refinery_schema_history VALUES (1, 'initial', '2024-05-01T10:00:00.123456789Z', '{}');",
+        refinery_checksum("initial", 1, INIT)
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("refinery history in public.refinery_schema_history (detected)"),
+        "{out}"
+    );
+    assert_eq!(states(&out), ["1 applied", "2 pending", "3 pending"]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2", "3"]);
+    assert_eq!(
+        db.sql(
+            "SELECT string_agg(version || ' ' || name || ' ' || checksum || ' ' || (applied_on ~ '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d+Z$'), ',' ORDER BY version) FROM refinery_schema_history"
+        ),
+        format!(
+            "1 initial {} true,2 add_email {} true,3 more_tables {} true",
+            refinery_checksum("initial", 1, INIT),
+            refinery_checksum("add_email", 2, ADD),
+            refinery_checksum("more_tables", 3, "CREATE TABLE more (id int);\n"),
+        )
+    );
+    // An edited applied file: Refinery would abort on it, and so does status.
+    std::fs::write(
+        dir.path().join("V1__initial.sql"),
+        "CREATE TABLE users (id int);\n",
+    )
+    .unwrap();
+    let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("applied with SipHash-1-3"), "{out}");
+    std::fs::write(dir.path().join("V1__initial.sql"), INIT).unwrap();
+
+    // What Refinery would not run is refused, and nothing runs.
+    for (file, text, says) in [
+        (
+            "U4__seed.sql",
+            "INSERT INTO users VALUES (1);\n",
+            "a `U` file is Refinery's unversioned migration",
+        ),
+        (
+            "V4_1__x.sql",
+            "SELECT 1;\n",
+            "Refinery's versions are integers",
+        ),
+        (
+            "V4__code.rs",
+            "fn migration() -> String { String::new() }\n",
+            "in code (JavaScript, TypeScript or Rust)",
+        ),
+    ] {
+        let extra = dir.path().join(file);
+        std::fs::write(&extra, text).unwrap();
+        if file.starts_with('U') {
+            std::fs::write(dir.path().join("V4__seed.sql"), "SELECT 1;\n").unwrap();
+        }
+        let (_case, run) = migrate(&db, dir.path(), "");
+        assert_ne!(run.code, 0, "{file}");
+        assert!(run.stderr.contains(says), "{file}: {}", run.stderr);
+        assert_eq!(
+            db.sql("SELECT count(*) FROM refinery_schema_history"),
+            "3",
+            "{file}"
+        );
+        std::fs::remove_file(extra).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("V4__seed.sql"));
+    }
+
+    // Refinery's `int8-versions`: 64-bit versions, hashed as such.
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V20240101000000__initial.sql", INIT),
+        ("V20240201000000__add_email.sql", ADD),
+    ]);
+    db.sql(&format!(
+        "{INIT} CREATE TABLE refinery_schema_history(version int8 PRIMARY KEY, name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255));
+         INSERT INTO refinery_schema_history VALUES (20240101000000, 'initial', '2024-05-01T10:00:00Z', '{}');",
+        refinery_checksum("initial", 20240101000000_i64, INIT)
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        states(&out),
+        ["20240101000000 applied", "20240201000000 pending"]
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT checksum FROM refinery_schema_history WHERE version = 20240201000000"),
+        refinery_checksum("add_email", 20240201000000_i64, ADD)
     );
 }
 

@@ -23,6 +23,7 @@ mod golang;
 mod knex;
 mod postgrator;
 mod prisma;
+mod refinery;
 mod runbook;
 mod simple;
 mod sqitch;
@@ -58,6 +59,7 @@ pub enum Tool {
     Tern,
     NodePgMigrate,
     Postgrator,
+    Refinery,
     Sqitch,
 }
 
@@ -77,6 +79,7 @@ pub const TOOLS: &[&str] = &[
     "tern",
     "node-pg-migrate",
     "postgrator",
+    "refinery",
     "sqitch",
 ];
 
@@ -98,6 +101,7 @@ impl Tool {
             Self::Tern => "tern",
             Self::NodePgMigrate => "node-pg-migrate",
             Self::Postgrator => "postgrator",
+            Self::Refinery => "refinery",
             Self::Sqitch => "sqitch",
         }
     }
@@ -121,6 +125,7 @@ impl Tool {
             "tern" => Self::Tern,
             "node-pg-migrate" => Self::NodePgMigrate,
             "postgrator" => Self::Postgrator,
+            "refinery" => Self::Refinery,
             "sqitch" => Self::Sqitch,
             other => {
                 return Err(format!(
@@ -148,6 +153,7 @@ impl Tool {
             Self::Tern => "public.schema_version",
             Self::NodePgMigrate => "public.pgmigrations",
             Self::Postgrator => "public.schemaversion",
+            Self::Refinery => "public.refinery_schema_history",
             Self::Sqitch => "sqitch.changes",
         }
     }
@@ -160,6 +166,7 @@ impl Tool {
             Self::Sqitch => Some("SHA-1"),
             Self::Sqlx => Some("SHA-384"),
             Self::Postgrator => Some("MD5"),
+            Self::Refinery => Some("SipHash-1-3"),
             Self::Knex
             | Self::GolangMigrate
             | Self::Dbmate
@@ -209,6 +216,8 @@ impl Tool {
             Self::Knex
         } else if has("installed_rank") {
             Self::Flyway
+        } else if columns == ["version", "name", "applied_on", "checksum"] {
+            Self::Refinery
         } else if has("version") && has("md5") && has("run_at")
             || columns == ["version"] && relname == "schemaversion"
         {
@@ -280,6 +289,8 @@ pub enum HistoryError {
         "Drizzle's history knows a migration by the `when` its meta/_journal.json gives it, and {0} has no journal"
     )]
     NoJournal(String),
+    #[error("{file}: {why}, and this database's history is Refinery's")]
+    NotRefinery { file: String, why: &'static str },
 }
 
 impl HistoryError {
@@ -297,6 +308,9 @@ impl HistoryError {
             }
             Self::NoJournal(_) => {
                 "point `dir` at the Drizzle folder that holds meta/_journal.json, with `format: auto` or `format: drizzle`"
+            }
+            Self::NotRefinery { .. } => {
+                "Refinery runs `V<integer>__name.sql` files; its `U` files are migrations without an order, not undos, which runbook does not run"
             }
             Self::Foreign { .. } => {
                 "record what the database already has in runbook's history first: `runbook migrations baseline --version NEWEST_APPLIED`; if that table is not this directory's history, say `history: {format: runbook}` (or --history-format runbook)"
@@ -421,6 +435,9 @@ pub struct History {
     batch: AtomicI64,
     /// How it was chosen, for the log: named, or detected.
     pub detected: bool,
+    /// Refinery's: its versions are 64-bit (`int8-versions`), which its
+    /// checksum hashes as such.
+    wide_versions: bool,
 }
 
 impl History {
@@ -444,6 +461,7 @@ impl History {
             keys: Default::default(),
             batch: AtomicI64::new(1),
             detected: false,
+            wide_versions: false,
         }
     }
 
@@ -534,6 +552,14 @@ impl History {
                 }
             }
         };
+        if history.tool == Tool::Refinery {
+            history.wide_versions = refinery::wide(db, &history)
+                .await
+                .map_err(|e| HistoryError::Sql(db::error_info(&e, None)))?;
+            if let Some(e) = refinery::refused(set, history.wide_versions) {
+                return Err(e);
+            }
+        }
         if history.tool == Tool::Drizzle && set.migrations.iter().any(|m| m.created_ms.is_none()) {
             return Err(HistoryError::NoJournal(set.dir.display().to_string()));
         }
@@ -601,6 +627,7 @@ impl History {
             Tool::Drizzle => drizzle::create(self),
             Tool::Tern => tern::create(self),
             Tool::Postgrator => postgrator::create(self),
+            Tool::Refinery => refinery::create(self),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -650,6 +677,7 @@ impl History {
             Tool::Drizzle => drizzle::read(self, db).await,
             Tool::Tern => tern::read(self, db).await,
             Tool::Postgrator => postgrator::read(self, db).await,
+            Tool::Refinery => refinery::read(self, db).await,
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -798,6 +826,7 @@ impl History {
             Tool::Sqitch => Some(migrations::sqitch_hash(&m.up.sql)),
             Tool::Sqlx => Some(sqlx::checksum(&m.up.sql)),
             Tool::Postgrator => Some(migrations::postgrator_checksum(&m.up.sql)),
+            Tool::Refinery => refinery::checksum(m, self.wide_versions),
             _ => None,
         }
     }
@@ -814,6 +843,7 @@ impl History {
             Tool::Drizzle => drizzle::write(self, w),
             Tool::Tern => tern::write(self, w),
             Tool::Postgrator => postgrator::write(self, w),
+            Tool::Refinery => refinery::write(self, w),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -848,6 +878,7 @@ impl History {
             Tool::Drizzle => drizzle::baseline(self, todo),
             Tool::Tern => tern::baseline(self, through),
             Tool::Postgrator => postgrator::baseline(self, todo),
+            Tool::Refinery => refinery::baseline(self, todo),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -886,6 +917,7 @@ impl History {
             | Tool::Tern
             | Tool::NodePgMigrate
             | Tool::Postgrator
+            | Tool::Refinery
             | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
@@ -1009,7 +1041,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 15] = [
+const DETECTED: [Tool; 16] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -1024,13 +1056,13 @@ const DETECTED: [Tool; 15] = [
     Tool::Tern,
     Tool::NodePgMigrate,
     Tool::Postgrator,
+    Tool::Refinery,
     Tool::Sqitch,
 ];
 
 /// History tables of tools runbook does not read, as `to_regclass` finds
 /// them on the search path (where those tools create them), and the tool.
 const FOREIGN: &[(&str, &str)] = &[
-    ("refinery_schema_history", "Refinery"),
     ("graphile_migrate.migrations", "graphile-migrate"),
     ("kysely_migration", "Kysely"),
     ("mikro_orm_migrations", "MikroORM"),

@@ -80,6 +80,19 @@ fn files(dir: &Path) -> Result<Vec<String>, LoadError> {
     Ok(out)
 }
 
+/// Whether a file is one of Refinery's Rust migrations (`V1__name.rs`).
+fn refinery_code(file: &str) -> bool {
+    file.strip_suffix(".rs")
+        .and_then(|stem| stem.strip_prefix(['V', 'U']))
+        .and_then(|rest| rest.split_once("__"))
+        .is_some_and(|(v, name)| {
+            !v.is_empty()
+                && v.chars().all(|c| c.is_ascii_digit())
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
 /// Whether the script's `.conf` file says `executeInTransaction=false`.
 fn outside_transaction(dir: &Path, file: &str) -> bool {
     std::fs::read_to_string(dir.join(format!("{file}.conf"))).is_ok_and(|conf| {
@@ -114,6 +127,11 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                     created_ms: None,
                 });
             }
+            // Refinery's migrations in Rust, beside its SQL ones.
+            None if refinery_code(file_name(&file)) => set.problem(LoadError::CodeMigration {
+                file,
+                tool: "Refinery",
+            })?,
             None if file.ends_with(".sql") => set.warnings.push(format!(
                 "{file} is not named like a Flyway migration (`V1__name.sql`); it is ignored"
             )),

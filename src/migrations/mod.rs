@@ -221,7 +221,7 @@ pub enum LoadError {
         marker: String,
     },
     #[error(
-        "{file} is a {tool} migration in JavaScript or TypeScript, which runbook cannot run; leaving it out would run the SQL ones after it first"
+        "{file} is a {tool} migration in code (JavaScript, TypeScript or Rust), which runbook cannot run; leaving it out would run the SQL ones after it first"
     )]
     CodeMigration { file: String, tool: &'static str },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
@@ -1881,7 +1881,7 @@ mod tests {
             ),
             (
                 vec![("001.do.sql", "SELECT 1;"), ("002.do.cjs", "x")],
-                "002.do.cjs is a Postgrator migration in JavaScript",
+                "002.do.cjs is a Postgrator migration in code (JavaScript",
             ),
             (
                 vec![("001.do.sql", "SELECT 1;"), ("002.undo.sql", "SELECT 2;")],
