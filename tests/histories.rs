@@ -1505,6 +1505,31 @@ fn a_refinery_history_is_read_checked_and_continued_with_its_checksums() {
         let _ = std::fs::remove_file(dir.path().join("V4__seed.sql"));
     }
 
+    // A baseline writes Refinery's table and row as Refinery would.
+    let db = Db::fresh();
+    db.sql(INIT);
+    let dir = files(&[("V1__initial.sql", INIT), ("V2__add_email.sql", ADD)]);
+    let (code, out, err) = migrations(
+        &[
+            "baseline",
+            "--version",
+            "1",
+            "--history-format",
+            "refinery",
+            "--yes",
+        ],
+        dir.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        db.sql("SELECT version || ' ' || name || ' ' || checksum FROM refinery_schema_history"),
+        format!("1 initial {}", refinery_checksum("initial", 1, INIT))
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2"]);
+
     // Refinery's `int8-versions`: 64-bit versions, hashed as such.
     let db = Db::fresh();
     let dir = files(&[
