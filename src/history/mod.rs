@@ -1030,6 +1030,38 @@ fn joined(todo: &[&Migration], row: impl Fn(&Migration) -> String) -> String {
     todo.iter().map(|m| row(m)).collect::<Vec<_>>().join(";\n")
 }
 
+/// The writes of a history with a row per applied version, keyed by its
+/// number (Postgrator's, Refinery's): `insert` when an up finishes, the
+/// row deleted when its down does, and an allowed change's checksum, `sum`,
+/// recorded in `column`.
+fn version_rows(
+    h: &History,
+    w: &Write<'_>,
+    insert: impl Fn(&Migration) -> String,
+    column: &str,
+    sum: impl Fn(&Migration) -> String,
+) -> Option<String> {
+    let t = &h.quoted;
+    Some(match *w {
+        Write::Finish {
+            m,
+            direction: Direction::Up,
+            ..
+        } => insert(m),
+        Write::Finish {
+            m,
+            direction: Direction::Down,
+            ..
+        } => format!("DELETE FROM {t} WHERE version = {}", number(&m.version)),
+        Write::Checksum { m } => format!(
+            "UPDATE {t} SET {column} = {} WHERE version = {}",
+            quote::literal(&sum(m)),
+            number(&m.version)
+        ),
+        _ => return None,
+    })
+}
+
 /// The leading number of a version, for tools that keep numbers.
 fn number(version: &str) -> String {
     let digits: String = version.chars().take_while(char::is_ascii_digit).collect();

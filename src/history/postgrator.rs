@@ -10,7 +10,6 @@ use tokio_postgres::Error;
 
 use super::{Applied, History, Write, number};
 use crate::migrations::{self, Migration};
-use crate::model::Direction;
 use crate::pg::db::Db;
 use crate::pg::quote::literal;
 
@@ -67,29 +66,13 @@ fn insert(h: &History, m: &Migration) -> String {
 }
 
 pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
-    Some(match *w {
-        Write::Finish {
-            m,
-            direction: Direction::Up,
-            ..
-        } => insert(h, m),
-        Write::Finish {
-            m,
-            direction: Direction::Down,
-            ..
-        } => format!(
-            "DELETE FROM {} WHERE version = {}",
-            h.quoted,
-            number(&m.version)
-        ),
-        Write::Checksum { m } => format!(
-            "UPDATE {} SET md5 = {} WHERE version = {}",
-            h.quoted,
-            literal(&migrations::postgrator_checksum(&m.up.sql)),
-            number(&m.version)
-        ),
-        _ => return None,
-    })
+    super::version_rows(
+        h,
+        w,
+        |m| insert(h, m),
+        "md5",
+        |m| migrations::postgrator_checksum(&m.up.sql),
+    )
 }
 
 pub(super) fn baseline(h: &History, todo: &[&Migration]) -> String {

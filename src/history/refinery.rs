@@ -15,7 +15,6 @@ use tokio_postgres::Error;
 
 use super::{Applied, History, HistoryError, Write, number};
 use crate::migrations::{Format, Migration, Set};
-use crate::model::Direction;
 use crate::pg::db::Db;
 use crate::pg::quote::literal;
 
@@ -140,29 +139,13 @@ fn insert(h: &History, m: &Migration) -> String {
 }
 
 pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
-    Some(match *w {
-        Write::Finish {
-            m,
-            direction: Direction::Up,
-            ..
-        } => insert(h, m),
-        Write::Finish {
-            m,
-            direction: Direction::Down,
-            ..
-        } => format!(
-            "DELETE FROM {} WHERE version = {}",
-            h.quoted,
-            number(&m.version)
-        ),
-        Write::Checksum { m } => format!(
-            "UPDATE {} SET checksum = {} WHERE version = {}",
-            h.quoted,
-            literal(&checksum(m, h.wide_versions).unwrap_or_default()),
-            number(&m.version)
-        ),
-        _ => return None,
-    })
+    super::version_rows(
+        h,
+        w,
+        |m| insert(h, m),
+        "checksum",
+        |m| checksum(m, h.wide_versions).unwrap_or_default(),
+    )
 }
 
 pub(super) fn baseline(h: &History, todo: &[&Migration]) -> String {

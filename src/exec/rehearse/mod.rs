@@ -792,12 +792,7 @@ async fn per_migration(
         let d0 = rig.sums(&tables, &before).await?;
         // 1. up
         if let Err(f) = rig.leg(o, m, "up", false).await {
-            o.find(
-                Verdict::UpFailure,
-                format!("up failed: {}", script_error(&f)),
-            );
-            cancelled(&f)?;
-            say(r, rig, i, total, o);
+            up_failed(r, rig, (i, total), o, &f)?;
             stopped = Some(format!(
                 "{} {}'s up failed, and every later migration starts from the state after it",
                 m.version, m.name
@@ -876,12 +871,7 @@ async fn repeated(
         let tables = before.tables();
         let d0 = rig.sums(&tables, &before).await?;
         if let Err(f) = rig.leg(o, m, "up", false).await {
-            o.find(
-                Verdict::UpFailure,
-                format!("up failed: {}", script_error(&f)),
-            );
-            cancelled(&f)?;
-            say(r, rig, i, total, o);
+            up_failed(r, rig, (i, total), o, &f)?;
             stopped = Some(format!("repeatable {}'s first run failed", m.up.file));
             continue;
         }
@@ -933,6 +923,24 @@ async fn repeated(
         say(r, rig, i, total, o);
     }
     Ok(stopped)
+}
+
+/// An up that failed: its finding, said; an error when it was cancelled
+/// rather than failed, which ends the rehearsal.
+fn up_failed(
+    r: &mut Run<'_>,
+    rig: &Rig<'_>,
+    (i, total): (usize, usize),
+    o: &mut Outcome,
+    f: &ScriptFail,
+) -> Result<(), Fail> {
+    o.find(
+        Verdict::UpFailure,
+        format!("up failed: {}", script_error(f)),
+    );
+    cancelled(f)?;
+    say(r, rig, i, total, o);
+    Ok(())
 }
 
 /// A migration's down, then its up again, with parity and data checks.
