@@ -639,14 +639,26 @@ async fn migrate(
             );
         }
     }
-    for (i, x) in pending.run.iter().enumerate() {
-        for line in announce(
-            x,
-            m.direction,
-            (max_applied, newest_when),
-            set,
-            (i + 1, total),
-        ) {
+    // Flyway's repeatable migrations after every versioned one (they run
+    // only going up).
+    for (i, x) in pending.run.iter().copied().chain(repeat).enumerate() {
+        let repeatable = x.version.is_empty();
+        let lines = if repeatable {
+            vec![format!(
+                "[{}/{total}] applying repeatable {}",
+                i + 1,
+                x.up.file
+            )]
+        } else {
+            announce(
+                x,
+                m.direction,
+                (max_applied, newest_when),
+                set,
+                (i + 1, total),
+            )
+        };
+        for line in lines {
             super::sql::log(r, &s.id, line);
         }
         match run_script(&r.db, history, x, m.direction, &ctx, false, false).await {
@@ -654,41 +666,19 @@ async fn migrate(
                 if let Some(why) = &done.no_transaction_because {
                     super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));
                 }
-                done_list.push(json!({
+                let mut entry = json!({
                     "version": x.version,
                     "name": x.name,
                     "direction": m.direction,
                     "duration_ms": super::ms(done.duration),
                     "transaction": done.in_transaction,
                     "statements": done.statements,
-                }));
-            }
-            Err(f) => return Err(script_failed(x, f, details, done_list)),
-        }
-    }
-    // Flyway's order: after every versioned migration, by description.
-    let first = pending.run.len();
-    for (i, x) in repeat.into_iter().enumerate() {
-        let n = first + i + 1;
-        super::sql::log(
-            r,
-            &s.id,
-            format!("[{n}/{total}] applying repeatable {}", x.up.file),
-        );
-        match run_script(&r.db, history, x, Direction::Up, &ctx, false, false).await {
-            Ok(done) => {
-                if let Some(why) = &done.no_transaction_because {
-                    super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));
+                });
+                if repeatable {
+                    entry["version"] = Value::Null;
+                    entry["repeatable"] = true.into();
                 }
-                done_list.push(json!({
-                    "version": null,
-                    "repeatable": true,
-                    "name": x.name,
-                    "direction": Direction::Up,
-                    "duration_ms": super::ms(done.duration),
-                    "transaction": done.in_transaction,
-                    "statements": done.statements,
-                }));
+                done_list.push(entry);
             }
             Err(f) => return Err(script_failed(x, f, details, done_list)),
         }
@@ -753,7 +743,9 @@ async fn decide<'s>(
     // Refused, if they are, before the history table is made.
     let repeat = match m.direction {
         Direction::Up if !set.repeatables.is_empty() => {
-            repeatables(&r.db, set, history, to.is_some() || steps.is_some()).await?
+            // `to: latest` is the newest version: they run.
+            let short = to.as_deref().is_some_and(|t| t != "latest") || steps.is_some();
+            repeatables(&r.db, set, history, short).await?
         }
         _ => Vec::new(),
     };
