@@ -469,10 +469,11 @@ impl History {
     /// table is recognised by its columns; with nothing named, runbook's
     /// own table if it exists, else the one other tool's table found, else
     /// a new runbook table (a new Flyway table for a directory with
-    /// repeatable migrations, which only Flyway's records). Several tools' tables and no word on which is
-    /// an error, not a guess; so is a history runbook cannot read (another
-    /// tool's, or a known name with other columns), since a new runbook
-    /// table beside it would run every migration again.
+    /// repeatable migrations, which only Flyway's records). Several tools'
+    /// tables and no word on which is an error, not a guess; so is a
+    /// history runbook cannot read (another tool's, or a known name with
+    /// other columns), since a new runbook table beside it would run every
+    /// migration again.
     pub async fn open(db: &Db, spec: &Spec, set: &Set) -> Result<History, HistoryError> {
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
@@ -715,7 +716,7 @@ impl History {
             .repeatables
             .iter()
             .map(|m| {
-                let row = rows.iter().find(|(d, _, _)| *d == m.name.replace('_', " "));
+                let row = rows.iter().find(|(d, _, _)| *d == flyway::description(m));
                 let state = match row {
                     None => Repeatable::Pending,
                     Some((_, _, false)) => Repeatable::Dirty,

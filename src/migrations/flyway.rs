@@ -54,7 +54,7 @@ fn file_name(path: &str) -> &str {
 }
 
 /// Every file below `dir`, as a path relative to it (`/`-separated), in
-/// order; hidden directories (`.git`) left out.
+/// order; hidden directories (`.git`) and links to directories left out.
 fn files(dir: &Path) -> Result<Vec<String>, LoadError> {
     fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), LoadError> {
         let read = std::fs::read_dir(dir).map_err(|e| LoadError::Unreadable {
@@ -64,7 +64,8 @@ fn files(dir: &Path) -> Result<Vec<String>, LoadError> {
         for e in read.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
-            if path.is_dir() {
+            // A link to a directory is not followed: it may lead back up.
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 if !name.starts_with('.') {
                     walk(&path, &format!("{prefix}{name}/"), out)?;
                 }

@@ -1984,6 +1984,8 @@ mod tests {
             (".git/V9__not_mine.sql", "SELECT 1;\n"),
             ("1.1/v1_3__lower_case.sql", "SELECT 1;\n"),
         ]);
+        // A link back up is not followed (it would never end).
+        std::os::unix::fs::symlink("..", d.path().join("views/up")).unwrap();
         let set = load(d.path(), None).unwrap();
         assert_eq!(set.format, Format::Flyway);
         assert_eq!(
