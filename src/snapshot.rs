@@ -12,9 +12,9 @@
 //! table's entry holds its columns, its row-level security and policies,
 //! and its storage settings where set. An owner is a key only where it is
 //! not the schema's (or the database's); grants (a table's, a column's, a
-//! function's, a schema's) are kept without the owner's own. runbook's own state tables (commented
-//! `runbook state: ...`) and objects that belong to extensions are left
-//! out too.
+//! function's, a schema's) are kept without the owner's own. runbook's own
+//! state tables (commented `runbook state: ...`) and objects that belong to
+//! extensions are left out.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
