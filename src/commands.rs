@@ -256,7 +256,7 @@ async fn open(m: &Migrations<'_>) -> Result<Opened, CommandError> {
 /// is and runbook's own is opened beside it: a baseline is how a database
 /// another tool migrated starts runbook's history.
 async fn open_history(m: &Migrations<'_>, baseline: bool) -> Result<Opened, CommandError> {
-    let set = load(m.dir, m.format)?;
+    let mut set = load(m.dir, m.format)?;
     let spec = crate::history::Spec {
         tool: crate::history::Tool::parse(m.history_format).map_err(|e| {
             CommandError::invalid(e, "see docs/migrations.md for the history formats")
@@ -264,7 +264,7 @@ async fn open_history(m: &Migrations<'_>, baseline: bool) -> Result<Opened, Comm
         table: m.history_table.map(str::to_string),
     };
     let db = connect(&m.target).await?;
-    let history = match History::open(&db, &spec, &set).await {
+    let history = match History::open(&db, &spec, &mut set).await {
         Err(crate::history::HistoryError::Foreign { .. }) if baseline => History::new(
             crate::history::Tool::Runbook,
             crate::history::Tool::Runbook.default_table(),

@@ -1445,6 +1445,11 @@ fn a_refinery_history_is_read_checked_and_continued_with_its_checksums() {
         "{out}"
     );
     assert_eq!(states(&out), ["1 applied", "2 pending", "3 pending"]);
+    // Refinery has no downs: not a `U` file to write (Refinery would refuse it).
+    assert!(
+        out.contains("[no down: forward-only: it has no down by design]") && !out.contains("U1__"),
+        "{out}"
+    );
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(applied(&run), ["2", "3"]);
@@ -1504,6 +1509,21 @@ fn a_refinery_history_is_read_checked_and_continued_with_its_checksums() {
         std::fs::remove_file(extra).unwrap();
         let _ = std::fs::remove_file(dir.path().join("V4__seed.sql"));
     }
+
+    // A rehearsal judges Refinery's migrations forward-only, as Prisma's,
+    // not irreversible for want of `U` files.
+    let fresh = Db::fresh();
+    fresh.sql("CREATE TABLE refinery_schema_history(version int4 PRIMARY KEY, name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255))");
+    let (_case, run) = rehearse_scratch(&fresh, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert_eq!(d["verdicts"], serde_json::json!({"forward_only": 3}), "{d}");
+    assert!(
+        d["set_findings"]
+            .to_string()
+            .contains("Refinery has no down migrations, so its migrations are forward-only"),
+        "{d}"
+    );
 
     // A baseline writes Refinery's table and row as Refinery would.
     let db = Db::fresh();

@@ -344,7 +344,7 @@ async fn history(
     Fail,
 > {
     let dir = text_arg(r, b, "dir")?;
-    let set = match &dir {
+    let mut set = match &dir {
         Some(d) => crate::migrations::load(&relative(r, d), None).map_err(|e| {
             fail(
                 e.to_string(),
@@ -365,7 +365,7 @@ async fn history(
         tool,
         table: arg("history_table"),
     };
-    let history = crate::history::History::open(&r.db, &spec, &set)
+    let history = crate::history::History::open(&r.db, &spec, &mut set)
         .await
         .map_err(|e| fail(e.to_string(), Some(e.hint().into())))?;
     let applied = history

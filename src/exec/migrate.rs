@@ -447,7 +447,7 @@ pub(crate) async fn run(
 ) -> Attempt {
     let m: &PlanMigrate = m;
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
-    let set = load_set(r, &m.dir, &m.format)?;
+    let mut set = load_set(r, &m.dir, &m.format)?;
     for w in &set.warnings {
         super::sql::log(r, &s.id, format!("warning: {w}"));
     }
@@ -455,7 +455,7 @@ pub(crate) async fn run(
         .history
         .spec()
         .map_err(|e| refused(e, "see docs/migrations.md for the history formats"))?;
-    let history = History::open(&r.db, &spec, &set)
+    let history = History::open(&r.db, &spec, &mut set)
         .await
         .map_err(|e| refused(e.to_string(), e.hint()))?;
     super::sql::log(r, &s.id, format!("history: {}", history.describe()));

@@ -474,7 +474,7 @@ impl History {
     /// history runbook cannot read (another tool's, or a known name with
     /// other columns), since a new runbook table beside it would run every
     /// migration again.
-    pub async fn open(db: &Db, spec: &Spec, set: &Set) -> Result<History, HistoryError> {
+    pub async fn open(db: &Db, spec: &Spec, set: &mut Set) -> Result<History, HistoryError> {
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
             (Some(tool), None) => vec![tool.default_table().to_string()],
@@ -560,6 +560,8 @@ impl History {
             if let Some(e) = refinery::refused(set, history.wide_versions) {
                 return Err(e);
             }
+            // Refinery runs no downs: its migrations are forward-only.
+            set.forward_only("Refinery has no down migrations");
         }
         if history.tool == Tool::Drizzle && set.migrations.iter().any(|m| m.created_ms.is_none()) {
             return Err(HistoryError::NoJournal(set.dir.display().to_string()));

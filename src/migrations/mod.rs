@@ -340,7 +340,7 @@ impl Migration {
         match &self.down {
             Down::Script(_) => None,
             Down::Missing(why) => Some(why.clone()),
-            Down::Unavailable => Some("the format is forward-only".into()),
+            Down::Unavailable => Some("forward-only: it has no down by design".into()),
         }
     }
 }
@@ -358,6 +358,9 @@ pub struct Set {
     pub repeatables: Vec<Migration>,
     /// Things that work but deserve a look (mismatched pair names).
     pub warnings: Vec<String>,
+    /// Why every migration is forward-only when its format has downs but
+    /// its history's tool has none (Refinery's), set by [`Set::forward_only`].
+    pub forward_only_because: Option<&'static str>,
     /// A sqitch project's name (`%project=` in its plan): its rows in
     /// `sqitch.changes` are the ones that count.
     pub project: Option<String>,
@@ -378,10 +381,21 @@ impl Set {
             migrations: Vec::new(),
             repeatables: Vec::new(),
             warnings: Vec::new(),
+            forward_only_because: None,
             project: None,
             tolerant: false,
             seen: std::collections::HashMap::new(),
         }
+    }
+
+    /// Every migration forward-only, `why` (its history's tool has no
+    /// downs): a rehearsal then says so once, as for a forward-only format,
+    /// instead of asking for down files the tool would refuse.
+    pub fn forward_only(&mut self, why: &'static str) {
+        for m in &mut self.migrations {
+            m.down = Down::Unavailable;
+        }
+        self.forward_only_because = Some(why);
     }
 
     /// The order this directory's format runs versions in ([`order`]).

@@ -129,7 +129,7 @@ pub(crate) async fn run(
     timeout: Option<Duration>,
 ) -> Attempt {
     let x: &PlanRehearse = x;
-    let (set, tool) = match &x.tool {
+    let (mut set, tool) = match &x.tool {
         Some(t) => {
             let (set, tool) = tool::prepare(r, x, t).await?;
             (set, Some(tool))
@@ -155,7 +155,7 @@ pub(crate) async fn run(
         .spec()
         .map_err(|e| failed(e, "see docs/migrations.md for the history formats"))?;
     let target = open_target(r, s, x, deadline, timeout).await?;
-    let history = match History::open(&target.db, &spec, &set).await {
+    let history = match History::open(&target.db, &spec, &mut set).await {
         Ok(h) => h,
         Err(e) => {
             let Target { db, scratch } = target;
@@ -659,11 +659,12 @@ async fn forward_only_set(
     whole: &mut Outcome,
 ) -> Result<(), Fail> {
     if !pending.is_empty() && pending.iter().all(|m| m.forward_only()) {
-        let what = match set.format {
-            crate::migrations::Format::Tool => {
+        let what = match (set.forward_only_because, set.format) {
+            (Some(why), _) => format!("{why}, so its migrations are forward-only"),
+            (None, crate::migrations::Format::Tool) => {
                 "the tool has no `down` command, so its migrations are forward-only".to_string()
             }
-            f => format!("the {} format is forward-only", f.name()),
+            (None, f) => format!("the {} format is forward-only", f.name()),
         };
         whole.find(
             Verdict::ForwardOnly,
