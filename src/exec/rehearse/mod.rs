@@ -849,10 +849,11 @@ async fn per_migration(
 /// Flyway's repeatable migrations, after every versioned one, in order:
 /// each applied, then applied again, as Flyway does whenever its file
 /// changes. The second run must succeed and leave the schema and the rows
-/// as the first left them (`reup_failure` if not); it runs in a transaction that is rolled back,
-/// where the script runs in one. A repeatable has no down: its verdict is
-/// at best `forward_only`, and rows its first run changed are
-/// `destroys_data`. Returns why the rehearsal stopped early, if it did.
+/// as the first left them (`reup_failure` if not); it runs in a
+/// transaction that is rolled back, where the script runs in one. A
+/// repeatable has no down: its verdict is at best `forward_only`, and rows
+/// its first run changed are `destroys_data`. Returns why the rehearsal
+/// stopped early, if it did.
 async fn repeated(
     r: &mut Run<'_>,
     rig: &mut Rig<'_>,
