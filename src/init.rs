@@ -131,8 +131,10 @@ const DEPTH: usize = 7;
 /// The project's migration directory under `root`: of the directories
 /// named like one (within [`DEPTH`] levels, outside dependencies and
 /// builds) that runbook can read, or Knex's, the one with the most
-/// migrations, then the shallowest.
-pub fn detect(root: &Path) -> Option<Found> {
+/// migrations, then the shallowest. A directory runbook cannot run (a
+/// goose directory with Go migrations in it, say) is not chosen; why is
+/// added to `refused`, so that init can say so rather than find nothing.
+pub fn detect(root: &Path, refused: &mut Vec<String>) -> Option<Found> {
     let mut best: Option<(usize, usize, Found)> = None;
     let mut queue = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = queue.pop() {
@@ -153,14 +155,14 @@ pub fn detect(root: &Path) -> Option<Found> {
             let found = NAMES
                 .contains(&name.as_str())
                 .then(|| {
-                    migration_dir(root, &path).or_else(|| {
+                    migration_dir(root, &path, refused).or_else(|| {
                         std::fs::read_dir(&path)
                             .ok()?
                             .filter_map(Result::ok)
                             .filter(|c| {
                                 c.path().is_dir() && !other_engine(&c.file_name().to_string_lossy())
                             })
-                            .find_map(|c| migration_dir(root, &c.path()))
+                            .find_map(|c| migration_dir(root, &c.path(), refused))
                     })
                 })
                 .flatten();
@@ -180,14 +182,26 @@ pub fn detect(root: &Path) -> Option<Found> {
     best.map(|(_, _, f)| f)
 }
 
-/// What `dir` holds, if it is a migration directory.
-fn migration_dir(root: &Path, dir: &Path) -> Option<Found> {
+/// What `dir` holds, if it is a migration directory; why not, in
+/// `refused`, when it holds migrations runbook cannot run.
+fn migration_dir(root: &Path, dir: &Path, refused: &mut Vec<String>) -> Option<Found> {
     let shown = dir.strip_prefix(root).unwrap_or(dir).to_path_buf();
     if let Some(mut found) = knex(dir) {
         found.dir = shown;
         return Some(found);
     }
-    let set = crate::migrations::load(dir, None).ok()?;
+    let set = match crate::migrations::load(dir, None) {
+        Ok(set) => set,
+        Err(crate::migrations::LoadError::Empty(_)) => return None,
+        Err(e) => {
+            // `migrate/migrations` is seen from `migrate` and on its own.
+            let why = format!("{}: {e}", shown.display());
+            if !refused.contains(&why) {
+                refused.push(why);
+            }
+            return None;
+        }
+    };
     // Flyway's repeatable migrations are migrations too.
     let count = set.migrations.len() + set.repeatables.len();
     if count == 0 {
@@ -248,6 +262,7 @@ fn refuse(message: &str, hint: &str) -> u8 {
 
 pub fn init(a: InitArgs) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut refused = Vec::new();
     let found = match &a.migrations {
         Some(dir) => {
             if !dir.is_dir() {
@@ -256,16 +271,26 @@ pub fn init(a: InitArgs) -> u8 {
                     "give the directory that holds the migration files",
                 );
             }
-            let tool = crate::migrations::load(dir, None)
-                .map(|s| s.format.name().replace("pairs", "golang-migrate"))
-                .unwrap_or_else(|_| "knex".into());
+            let tool = match crate::migrations::load(dir, None) {
+                Ok(s) => s.format.name().replace("pairs", "golang-migrate"),
+                Err(_) if knex(dir).is_some() => "knex".into(),
+                Err(e) => {
+                    return refuse(
+                        &format!(
+                            "runbook cannot run the migrations in `{}`: {e}",
+                            dir.display()
+                        ),
+                        "`runbook lint DIR` names each file runbook cannot run",
+                    );
+                }
+            };
             Some(Found {
                 dir: dir.clone(),
                 tool,
                 count: 0,
             })
         }
-        None => detect(&cwd),
+        None => detect(&cwd, &mut refused),
     };
     let name = match &a.from {
         Some(n) => n.clone(),
@@ -313,6 +338,9 @@ pub fn init(a: InitArgs) -> u8 {
         Ok(t) => t,
         Err((message, hint)) => return refuse(&message, &hint),
     };
+    for why in &refused {
+        eprintln!("note: not wired in: {why}");
+    }
     write_files(&a.output, &text, &cwd, template, found.as_ref())
 }
 
@@ -558,7 +586,7 @@ mod tests {
     fn detect_finds_each_tools_layout() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        assert_eq!(detect(root), None);
+        assert_eq!(detect(root, &mut Vec::new()), None);
         let d = root.join("db/migrations");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(
@@ -566,7 +594,7 @@ mod tests {
             "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\nDROP TABLE a;\n",
         )
         .unwrap();
-        let f = detect(root).unwrap();
+        let f = detect(root, &mut Vec::new()).unwrap();
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("db/migrations"), "dbmate", 1)
@@ -579,7 +607,7 @@ mod tests {
             "exports.up = () => {}",
         )
         .unwrap();
-        let f = detect(k.path()).unwrap();
+        let f = detect(k.path(), &mut Vec::new()).unwrap();
         assert_eq!((f.tool.as_str(), f.count), ("knex", 1));
         assert_eq!(default_template(Some(&f)), "knex-rehearsal");
         // Vaultwarden's layout: one directory per engine; the MySQL one has
@@ -594,7 +622,7 @@ mod tests {
                 std::fs::write(m.join("up.sql"), "SELECT 1;").unwrap();
             }
         }
-        let f = detect(v.path()).unwrap();
+        let f = detect(v.path(), &mut Vec::new()).unwrap();
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("migrations/postgresql"), "diesel", 1)
@@ -610,7 +638,7 @@ mod tests {
             "CREATE OR REPLACE VIEW v AS SELECT 1;",
         )
         .unwrap();
-        let f = detect(q.path()).unwrap();
+        let f = detect(q.path(), &mut Vec::new()).unwrap();
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (
@@ -618,6 +646,24 @@ mod tests {
                 "flyway",
                 2
             )
+        );
+        // Hatchet's: goose with Go migrations among the SQL ones, which
+        // runbook cannot run; it is not chosen, and init says why.
+        let h = tempfile::tempdir().unwrap();
+        let m = h.path().join("cmd/hatchet-migrate/migrate/migrations");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(
+            m.join("20240115180414_init.sql"),
+            "-- +goose Up\nSELECT 1;\n",
+        )
+        .unwrap();
+        std::fs::write(m.join("20251226153622_v1_0_66.go"), "package migrations\n").unwrap();
+        let mut refused = Vec::new();
+        assert_eq!(detect(h.path(), &mut refused), None);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].starts_with("cmd/hatchet-migrate/migrate/migrations: 20251226153622_v1_0_66.go is a goose migration in code"),
+            "{refused:?}"
         );
     }
 }

@@ -221,9 +221,13 @@ pub enum LoadError {
         marker: String,
     },
     #[error(
-        "{file} is a {tool} migration in code (JavaScript, TypeScript or Rust), which runbook cannot run; leaving it out would run the SQL ones after it first"
+        "{file} is a {tool} migration in code (JavaScript, TypeScript, Go or Rust), which runbook cannot run; leaving it out would run the SQL ones after it first"
     )]
     CodeMigration { file: String, tool: &'static str },
+    #[error(
+        "{file}:{line}: goose substitutes environment variables here (`-- +goose ENVSUB ON`), and this line has a `$` it would read; runbook runs migration files as written, so the SQL would differ from goose's"
+    )]
+    GooseEnvsub { file: String, line: usize },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
@@ -527,7 +531,8 @@ fn read_dir(dir: &Path) -> Result<Vec<Found>, LoadError> {
     Ok(out)
 }
 
-/// The names of the entries of a migration directory.
+/// The names of the entries of a migration directory, sorted, so that a
+/// refusal names the first file.
 fn entry_names(dir: &Path) -> Result<Vec<String>, LoadError> {
     Ok(std::fs::read_dir(dir)
         .map_err(|e| LoadError::Unreadable {
@@ -536,6 +541,8 @@ fn entry_names(dir: &Path) -> Result<Vec<String>, LoadError> {
         })?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect())
 }
 
@@ -761,6 +768,9 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
             }
         }
         Format::Dbmate | Format::SqlMigrate | Format::Goose => {
+            if format == Format::Goose {
+                code_migrations(dir, &mut set, "goose")?;
+            }
             for f in found.iter().filter(|f| f.kind == Entry::File) {
                 let text = read(dir, &f.name)?;
                 match sections(format, &text, &f.name) {
@@ -1009,14 +1019,18 @@ fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErr
     Ok(())
 }
 
-/// Refuses migrations in JavaScript or TypeScript beside the SQL ones of
-/// a tool that runs both: runbook cannot run them, and leaving them out
-/// would run later SQL migrations before them.
+/// Refuses migrations in code beside the SQL ones of a tool that runs
+/// both (JavaScript or TypeScript for Postgrator and node-pg-migrate, Go
+/// for goose, whose `NNN_name.go` files register themselves): runbook
+/// cannot run them, and leaving them out would run later SQL migrations
+/// before them. A Go test file is not a migration.
 fn code_migrations(dir: &Path, set: &mut Set, tool: &'static str) -> Result<(), LoadError> {
+    let extensions: &[&str] = match tool {
+        "goose" => &[".go"],
+        _ => &[".js", ".cjs", ".mjs", ".ts"],
+    };
     for name in entry_names(dir)? {
-        let code = [".js", ".cjs", ".mjs", ".ts"]
-            .iter()
-            .any(|ext| name.ends_with(ext));
+        let code = extensions.iter().any(|ext| name.ends_with(ext)) && !name.ends_with("_test.go");
         if code && name.starts_with(|c: char| c.is_ascii_digit()) {
             set.problem(LoadError::CodeMigration { file: name, tool })?;
         }
@@ -1380,6 +1394,7 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
     let mut state = In::Before;
     let (mut up, mut down) = (Section::default(), Section::default());
     let mut file_no_tx = false;
+    let mut envsub = false;
     let repeats = format == Format::SqlMigrate;
     for (i, line) in lines.iter().enumerate() {
         let lower = line.trim().to_ascii_lowercase();
@@ -1401,6 +1416,10 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
             }
             (Format::Goose, ["--", "+goose", "no", "transaction", ..]) => {
                 file_no_tx = true;
+                None
+            }
+            (Format::Goose, ["--", "+goose", "envsub", on]) => {
+                envsub = *on == "on";
                 None
             }
             (Format::NodePgMigrate, _) => {
@@ -1426,6 +1445,18 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
                 }
                 section.start(i, no_tx);
                 state = if is_up { In::Up } else { In::Down };
+            }
+            // goose reads `$NAME`, `${NAME}` and `${NAME:-default}` on every
+            // line it passes on; a comment line changes nothing.
+            None if envsub
+                && state != In::Before
+                && line.contains('$')
+                && !line.trim_start().starts_with("--") =>
+            {
+                return Err(LoadError::GooseEnvsub {
+                    file: file.to_string(),
+                    line: i + 1,
+                });
             }
             None => match state {
                 In::Up => up.push(&lines, i),
@@ -2156,6 +2187,75 @@ mod tests {
             Down::Missing("00001_f.sql has no down section".into())
         );
         assert_eq!(crate::pg::statements::split(&m.up.sql).len(), 1);
+    }
+
+    #[test]
+    fn goose_go_migrations_and_substituted_variables_are_refused() {
+        // As Hatchet keeps them: Go migrations among the SQL ones, which
+        // goose runs in version order with the rest.
+        let up = "-- +goose Up\nCREATE TABLE a (id int);\n";
+        let d = dir_with(&[
+            ("20251216190909_v1_0_61.sql", up),
+            ("20251226153622_v1_0_66.go", "package migrations\n"),
+            ("20260101000000_v1_0_70.sql", up),
+            ("helpers.go", "package migrations\n"),
+            ("20251226153622_v1_0_66_test.go", "package migrations\n"),
+        ]);
+        let e = load(d.path(), None).unwrap_err();
+        assert_eq!(
+            e,
+            LoadError::CodeMigration {
+                file: "20251226153622_v1_0_66.go".into(),
+                tool: "goose"
+            }
+        );
+        std::fs::remove_file(d.path().join("20251226153622_v1_0_66.go")).unwrap();
+        assert_eq!(load(d.path(), None).unwrap().migrations.len(), 2);
+
+        // With ENVSUB ON, goose replaces `$NAME` and `${NAME}` from its
+        // environment, before or after the Up line, in either section; a
+        // comment line, or a `$` after ENVSUB OFF, changes nothing.
+        let file = "00002_owner.sql";
+        let text = |body: &str| format!("-- +goose ENVSUB ON\n-- +goose Up\n{body}");
+        for (body, line) in [
+            (
+                "CREATE TABLE c (id int);\nALTER TABLE c OWNER TO $APP_USER;\n",
+                4,
+            ),
+            (
+                "CREATE TABLE c (id int);\n-- +goose Down\nDROP TABLE ${PREFIX}c;\n",
+                5,
+            ),
+            (
+                "-- +goose StatementBegin\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n-- +goose StatementEnd\n",
+                4,
+            ),
+        ] {
+            let d = dir_with(&[(file, &text(body))]);
+            assert_eq!(
+                load(d.path(), None).unwrap_err(),
+                LoadError::GooseEnvsub {
+                    file: file.into(),
+                    line
+                },
+                "{body}"
+            );
+            let set = load_tolerant(d.path()).unwrap();
+            assert!(set.migrations.is_empty());
+            assert!(set.warnings[0].contains("ENVSUB ON"), "{:?}", set.warnings);
+        }
+        for body in [
+            "-- owned by $APP_USER\nCREATE TABLE c (id int);\n",
+            "-- +goose ENVSUB OFF\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n",
+        ] {
+            let d = dir_with(&[(file, &text(body))]);
+            assert_eq!(load(d.path(), None).unwrap().migrations.len(), 1, "{body}");
+        }
+        let d = dir_with(&[(
+            file,
+            "-- +goose Up\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n",
+        )]);
+        assert_eq!(load(d.path(), None).unwrap().migrations.len(), 1);
     }
 
     #[test]
