@@ -662,7 +662,7 @@ mod tests {
         assert_eq!(detect(h.path(), &mut refused), None);
         assert_eq!(refused.len(), 1, "{refused:?}");
         assert!(
-            refused[0].starts_with("cmd/hatchet-migrate/migrate/migrations: 20251226153622_v1_0_66.go is a goose migration in code"),
+            refused[0].starts_with("cmd/hatchet-migrate/migrate/migrations: 20251226153622_v1_0_66.go is a goose migration in Go,"),
             "{refused:?}"
         );
     }

@@ -550,6 +550,78 @@ fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
 /// run twice, or that adds rows each time, fails; one that can is
 /// `forward_only` (it has no down), never `ok`.
 #[test]
+fn flyway_placeholders_get_flyways_values_and_the_checksum_of_the_text_as_written() {
+    let db = Db::fresh();
+    // Flyway keeps its history in its default schema: here `app`.
+    db.sql("CREATE SCHEMA app");
+    const V1: &str = "CREATE TABLE ${flyway:defaultSchema}.accounts (id bigint PRIMARY KEY);\n\
+        COMMENT ON TABLE ${flyway:defaultSchema}.accounts IS\n  \
+        'by ${flyway:user} in ${flyway:database} from ${flyway:filename} (${flyway:table})';\n";
+    const R: &str = "CREATE OR REPLACE VIEW ${flyway:defaultSchema}.accounts_v AS SELECT id FROM ${flyway:defaultSchema}.accounts;\n";
+    let dir = files(&[("sql/V1__accounts.sql", V1), ("R__view.sql", R)]);
+    let history = "          history: { format: flyway, table: app.flyway_schema_history }\n";
+    let (_c, run) = migrate(&db, dir.path(), history);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let who = db.sql("SELECT current_user || ' in ' || current_database()");
+    assert_eq!(
+        db.sql("SELECT obj_description('app.accounts'::regclass)"),
+        format!("by {who} from V1__accounts.sql (flyway_schema_history)")
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('app.accounts_v') IS NOT NULL"),
+        "t"
+    );
+    // Flyway's checksum is of the script as written, not as filled in.
+    assert_eq!(
+        db.sql("SELECT string_agg(coalesce(version, 'R') || ' ' || checksum, ',' ORDER BY installed_rank) FROM app.flyway_schema_history"),
+        format!(
+            "1 {},R {}",
+            runbook::migrations::flyway_checksum(V1),
+            runbook::migrations::flyway_checksum(R)
+        )
+    );
+    // So nothing is outdated on the next run.
+    let (_c, run) = migrate(&db, dir.path(), history);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("apply")["details"]["applied"],
+        serde_json::json!([])
+    );
+
+    // A placeholder of the team's own needs Flyway's configuration:
+    // refused before anything runs, unless the script's .conf turns
+    // replacement off, when it runs as written.
+    const V2: &str = "CREATE TABLE ${flyway:defaultSchema}.notes (id int);\nCOMMENT ON TABLE ${flyway:defaultSchema}.notes IS '${tenant}';\n";
+    let more = files(&[("V1__accounts.sql", V1), ("V2__notes.sql", V2)]);
+    let (_c, run) = migrate(&db, more.path(), history);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("V2__notes.sql:2: `${tenant}` is a Flyway placeholder with no value here")
+            && run.stderr.contains("flyway.placeholders.tenant"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT to_regclass('app.notes') IS NULL"), "t");
+    std::fs::write(
+        more.path().join("V2__notes.sql"),
+        "CREATE TABLE app.notes (id int);\nCOMMENT ON TABLE app.notes IS '${tenant}';\n",
+    )
+    .unwrap();
+    std::fs::write(
+        more.path().join("V2__notes.sql.conf"),
+        "placeholderReplacement=false\n",
+    )
+    .unwrap();
+    let (_c, run) = migrate(&db, more.path(), history);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT obj_description('app.notes'::regclass)"),
+        "${tenant}"
+    );
+}
+
+#[test]
 fn a_rehearsal_runs_each_flyway_repeatable_twice() {
     let db = Db::fresh();
     let dir = files(&[
@@ -1490,7 +1562,7 @@ fn a_refinery_history_is_read_checked_and_continued_with_its_checksums() {
         (
             "V4__code.rs",
             "fn migration() -> String { String::new() }\n",
-            "in code (JavaScript, TypeScript or Rust)",
+            "is a Refinery migration in Rust, which runbook cannot run",
         ),
     ] {
         let extra = dir.path().join(file);

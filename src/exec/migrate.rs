@@ -945,6 +945,7 @@ mod tests {
             file: "1_a.up.sql".into(),
             first_line: 1,
             no_transaction: None,
+            written: None,
         }
     }
 

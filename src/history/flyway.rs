@@ -153,9 +153,15 @@ fn insert(h: &History, m: &Migration, kind: &str, success: bool, ms: u128) -> St
     let (script, sum) = match kind {
         "UNDO_SQL" => {
             let down = m.down_script().expect("callers check for a down script");
-            (down.file.clone(), migrations::flyway_checksum(&down.sql))
+            (
+                down.file.clone(),
+                migrations::flyway_checksum(down.as_written()),
+            )
         }
-        _ => (m.up.file.clone(), migrations::flyway_checksum(&m.up.sql)),
+        _ => (
+            m.up.file.clone(),
+            migrations::flyway_checksum(m.up.as_written()),
+        ),
     };
     format!(
         "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
@@ -212,7 +218,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         }
         Write::Checksum { m } => format!(
             "UPDATE {t} SET checksum = {} WHERE {} AND type = 'SQL'",
-            migrations::flyway_checksum(&m.up.sql),
+            migrations::flyway_checksum(m.up.as_written()),
             rows_of(m)
         ),
     })

@@ -569,7 +569,48 @@ impl History {
         if history.tool == Tool::Knex {
             history.batch = AtomicI64::new(knex::next_batch(db, &history).await?);
         }
+        if set.format == migrations::Format::Flyway {
+            let values = history.flyway_values(db).await?;
+            migrations::fill_flyway(set, &values);
+        }
         Ok(history)
+    }
+
+    /// What Flyway's own placeholders are on this database: its default
+    /// schema is the one its history table is in (with runbook's history,
+    /// the session's current schema, as Flyway would choose).
+    async fn flyway_values(&self, db: &Db) -> Result<migrations::FlywayValues, HistoryError> {
+        let row = db
+            .client
+            .query_one(
+                "SELECT current_user::text, current_database()::text, current_schema()::text,
+                        to_char(now(), 'YYYY-MM-DD HH24:MI:SS')",
+                &[],
+            )
+            .await
+            .map_err(|e| HistoryError::Sql(db::error_info(&e, None)))?;
+        let flyway = self.tool == Tool::Flyway;
+        let table = self.name.rsplit('.').next().unwrap_or(&self.name);
+        let current: Option<String> = row.get(2);
+        Ok(migrations::FlywayValues {
+            default_schema: if flyway {
+                self.schema.clone()
+            } else {
+                current.unwrap_or_else(|| "public".into())
+            },
+            table: if flyway {
+                table
+            } else {
+                "flyway_schema_history"
+            }
+            .to_string(),
+            user: row.get(0),
+            database: row.get(1),
+            timestamp: row.get(3),
+            working_directory: std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        })
     }
 
     /// The advisory lock a migration holds on this history: SQLx's or
@@ -723,7 +764,7 @@ impl History {
                     None => Repeatable::Pending,
                     Some((_, _, false)) => Repeatable::Dirty,
                     Some((_, sum, true))
-                        if *sum == Some(migrations::flyway_checksum(&m.up.sql)) =>
+                        if *sum == Some(migrations::flyway_checksum(m.up.as_written())) =>
                     {
                         Repeatable::Applied
                     }
@@ -825,7 +866,7 @@ impl History {
     pub fn checksum_of(&self, m: &Migration) -> Option<String> {
         match self.tool {
             Tool::Runbook | Tool::Prisma | Tool::Drizzle => Some(m.checksum.clone()),
-            Tool::Flyway => Some(migrations::flyway_checksum(&m.up.sql).to_string()),
+            Tool::Flyway => Some(migrations::flyway_checksum(m.up.as_written()).to_string()),
             Tool::Sqitch => Some(migrations::sqitch_hash(&m.up.sql)),
             Tool::Sqlx => Some(sqlx::checksum(&m.up.sql)),
             Tool::Postgrator => Some(migrations::postgrator_checksum(&m.up.sql)),

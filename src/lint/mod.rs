@@ -221,7 +221,12 @@ pub fn lint_migrations(
             std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         };
-        let (script, ctx) = sql::Script::read_in(&m.up.sql, config, |stmts| {
+        // Flyway's placeholders stand in as `_`s, so the script parses.
+        let sql = match set.format {
+            migrations::Format::Flyway => migrations::flyway_stand_ins(&m.up.sql),
+            _ => m.up.sql.as_str().into(),
+        };
+        let (script, ctx) = sql::Script::read_in(&sql, config, |stmts| {
             let stmts: Vec<crate::pg::statements::Statement> =
                 stmts.iter().map(|(s, _)| s.clone()).collect();
             SqlContext {

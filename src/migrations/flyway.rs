@@ -9,10 +9,19 @@
 //! path below the directory (`1.0/V1_1__x.sql`), which is what Flyway
 //! records as its `script`. A version, or a repeatable description, found
 //! twice is refused, as Flyway refuses it.
+//!
+//! Flyway fills in placeholders (`${name}`) before it runs a script. Its
+//! own (`${flyway:defaultSchema}`, `${flyway:user}`…) are filled in here
+//! with the values Flyway would give them, once the database is known
+//! ([`fill`]); any other needs Flyway's configuration, which runbook does
+//! not read, so a script with one is refused, unless its `.conf` sets
+//! `placeholderReplacement=false`. The checksum stays that of the text as
+//! written, as Flyway's is.
 
+use std::ops::Range;
 use std::path::Path;
 
-use super::{Down, LoadError, Migration, Set, push_versioned, read, script, version_cmp};
+use super::{Down, LoadError, Migration, Script, Set, push_versioned, read, script, version_cmp};
 
 /// A Flyway script name: its kind (`V`, `U` or `R`), version and description.
 pub(super) struct Name {
@@ -94,15 +103,165 @@ fn refinery_code(file: &str) -> bool {
         })
 }
 
-/// Whether the script's `.conf` file says `executeInTransaction=false`.
-fn outside_transaction(dir: &Path, file: &str) -> bool {
+/// Whether the script's `.conf` file sets `key` to false
+/// (`executeInTransaction`, `placeholderReplacement`).
+fn conf_false(dir: &Path, file: &str, key: &str) -> bool {
     std::fs::read_to_string(dir.join(format!("{file}.conf"))).is_ok_and(|conf| {
         conf.lines().any(|l| {
-            l.split_once('=').is_some_and(|(k, v)| {
-                k.trim() == "executeInTransaction" && v.trim().eq_ignore_ascii_case("false")
-            })
+            l.split_once('=')
+                .is_some_and(|(k, v)| k.trim() == key && v.trim().eq_ignore_ascii_case("false"))
         })
     })
+}
+
+/// A script as Flyway reads it: without its byte-order mark, outside a
+/// transaction when its `.conf` says so, and with its placeholders checked
+/// (`None`, in a tolerant load, when one has no value).
+fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, LoadError> {
+    let mut s = script(
+        strip_bom(read(dir, file)?),
+        file.to_string(),
+        1,
+        conf_false(dir, file, "executeInTransaction"),
+    );
+    if conf_false(dir, file, "placeholderReplacement") {
+        return Ok(Some(s));
+    }
+    let mut any = false;
+    for (at, name) in placeholders(&s.sql) {
+        if builtin(name).is_none() {
+            let line = 1 + s.sql[..at.start].matches('\n').count();
+            set.problem(LoadError::FlywayPlaceholder {
+                file: file.to_string(),
+                line,
+                name: name.to_string(),
+            })?;
+            return Ok(None);
+        }
+        any = true;
+    }
+    if any {
+        s.written = Some(s.sql.clone());
+    }
+    Ok(Some(s))
+}
+
+/// Flyway's placeholders in a script: `${name}`, on one line, with where
+/// each is.
+fn placeholders(text: &str) -> Vec<(Range<usize>, &str)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("${") {
+        let start = from + i;
+        let rest = &text[start + 2..];
+        let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+        match line.find('}') {
+            Some(len) if len > 0 => {
+                let end = start + 2 + len + 1;
+                out.push((start..end, &text[start + 2..end - 1]));
+                from = end;
+            }
+            _ => from = start + 2,
+        }
+    }
+    out
+}
+
+/// Flyway's own placeholders, by the name after `flyway:`, lowercased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Builtin {
+    DefaultSchema,
+    User,
+    Database,
+    Timestamp,
+    Filename,
+    WorkingDirectory,
+    Table,
+    Environment,
+}
+
+fn builtin(name: &str) -> Option<Builtin> {
+    let (prefix, rest) = name.split_once(':')?;
+    if !prefix.eq_ignore_ascii_case("flyway") {
+        return None;
+    }
+    Some(match rest.to_ascii_lowercase().as_str() {
+        "defaultschema" => Builtin::DefaultSchema,
+        "user" => Builtin::User,
+        "database" => Builtin::Database,
+        "timestamp" => Builtin::Timestamp,
+        "filename" => Builtin::Filename,
+        "workingdirectory" => Builtin::WorkingDirectory,
+        "table" => Builtin::Table,
+        "environment" => Builtin::Environment,
+        _ => return None,
+    })
+}
+
+/// The values Flyway gives its own placeholders, for one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Values {
+    /// The schema of Flyway's history table (Flyway keeps it in its
+    /// default schema), or the session's current schema.
+    pub default_schema: String,
+    /// The history table's name, without its schema.
+    pub table: String,
+    pub user: String,
+    pub database: String,
+    /// When the run started, `yyyy-MM-dd HH:mm:ss`.
+    pub timestamp: String,
+    pub working_directory: String,
+}
+
+/// Fill in Flyway's own placeholders in every script of `set` that has
+/// them; `written` keeps the text as its file has it.
+pub fn fill(set: &mut Set, values: &Values) {
+    let scripts = set.migrations.iter_mut().chain(&mut set.repeatables);
+    for m in scripts {
+        let down = match &mut m.down {
+            Down::Script(d) => Some(d),
+            _ => None,
+        };
+        for s in std::iter::once(&mut m.up).chain(down) {
+            let Some(text) = &s.written else { continue };
+            let filename = s.file.rsplit('/').next().unwrap_or(&s.file);
+            let mut out = String::with_capacity(text.len());
+            let mut last = 0;
+            for (at, name) in placeholders(text) {
+                let value = match builtin(name) {
+                    Some(Builtin::DefaultSchema) => &values.default_schema,
+                    Some(Builtin::User) => &values.user,
+                    Some(Builtin::Database) => &values.database,
+                    Some(Builtin::Timestamp) => &values.timestamp,
+                    Some(Builtin::Filename) => filename,
+                    Some(Builtin::WorkingDirectory) => &values.working_directory,
+                    Some(Builtin::Table) => &values.table,
+                    // Flyway's environment when none is chosen.
+                    Some(Builtin::Environment) => "default",
+                    None => continue,
+                };
+                out.push_str(&text[last..at.start]);
+                out.push_str(value);
+                last = at.end;
+            }
+            out.push_str(&text[last..]);
+            s.sql = out;
+        }
+    }
+}
+
+/// A script with each Flyway placeholder replaced by as many `_`s, so that
+/// it parses (for lint) and every offset stays where it is in the file.
+pub fn stand_ins(text: &str) -> std::borrow::Cow<'_, str> {
+    let found = placeholders(text);
+    if found.is_empty() {
+        return text.into();
+    }
+    let mut out = text.to_string();
+    for (at, _) in found {
+        out.replace_range(at.clone(), &"_".repeat(at.len()));
+    }
+    out.into()
 }
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
@@ -113,16 +272,13 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             Some(n) if n.kind == 'V' => ups.push((file, n)),
             Some(n) if n.kind == 'U' => undos.push((file, n)),
             Some(n) => {
-                let up = script(
-                    strip_bom(read(dir, &file)?),
-                    file.clone(),
-                    1,
-                    outside_transaction(dir, &file),
-                );
+                let Some(up) = read_script(dir, &file, set)? else {
+                    continue;
+                };
                 set.repeatables.push(Migration {
                     version: String::new(),
                     name: n.description,
-                    checksum: crate::hash::sha256_hex(up.sql.as_bytes()),
+                    checksum: crate::hash::sha256_hex(up.as_written().as_bytes()),
                     up,
                     down: Down::Unavailable,
                     created_ms: None,
@@ -176,22 +332,17 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         }
     }
     for (file, n) in ups {
-        let up = script(
-            strip_bom(read(dir, &file)?),
-            file.clone(),
-            1,
-            outside_transaction(dir, &file),
-        );
+        let Some(up) = read_script(dir, &file, set)? else {
+            continue;
+        };
         let down = match undos
             .iter()
             .find(|(_, u)| super::same_version(&u.version, &n.version))
         {
-            Some((f, _)) => Down::Script(script(
-                strip_bom(read(dir, f)?),
-                f.clone(),
-                1,
-                outside_transaction(dir, f),
-            )),
+            Some((f, _)) => match read_script(dir, f, set)? {
+                Some(s) => Down::Script(s),
+                None => continue,
+            },
             None => Down::Missing(format!("there is no U{}__*.sql", n.version)),
         };
         push_versioned(set, &file, n.version, n.description, up, down)?;
@@ -256,5 +407,70 @@ mod tests {
         crc.update(b"CREATE TABLE t (a int);SELECT 1;");
         assert_eq!(lf, crc.finalize() as i32);
         assert_ne!(lf, checksum("CREATE TABLE t (b int);\nSELECT 1;\n"));
+    }
+
+    #[test]
+    fn placeholders_are_found_filled_and_stood_in_for() {
+        let text = "CREATE TABLE ${flyway:defaultSchema}.t (a int);\n\
+                    -- ${} and ${ not closed\nSELECT '${FLYWAY:USER}', '${flyway:filename}', '$x';\n";
+        let found: Vec<&str> = placeholders(text).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(
+            found,
+            ["flyway:defaultSchema", "FLYWAY:USER", "flyway:filename"]
+        );
+        assert_eq!(builtin("FLYWAY:USER"), Some(Builtin::User));
+        assert_eq!(builtin("flyway:nope"), None);
+        assert_eq!(builtin("tenant"), None);
+        // Stand-ins keep every offset, and parse as an identifier.
+        let stood = stand_ins(text);
+        assert_eq!(stood.len(), text.len());
+        assert!(stood.starts_with("CREATE TABLE _______________________.t (a int);"));
+        assert_eq!(stand_ins("SELECT 1;"), "SELECT 1;");
+
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("1.0")).unwrap();
+        std::fs::write(d.path().join("1.0/V1__t.sql"), text).unwrap();
+        let mut set = super::super::load(d.path(), None).unwrap();
+        let up = &set.migrations[0].up;
+        assert_eq!(up.written.as_deref(), Some(text));
+        let values = Values {
+            default_schema: "app".into(),
+            table: "flyway_schema_history".into(),
+            user: "deploy".into(),
+            database: "shop".into(),
+            timestamp: "2026-12-01 22:00:00".into(),
+            working_directory: "/srv".into(),
+        };
+        fill(&mut set, &values);
+        let up = &set.migrations[0].up;
+        assert_eq!(
+            up.sql,
+            "CREATE TABLE app.t (a int);\n-- ${} and ${ not closed\nSELECT 'deploy', 'V1__t.sql', '$x';\n"
+        );
+        assert_eq!(up.as_written(), text);
+
+        // One of the team's own: refused, or in lint a warning and the
+        // script left out.
+        std::fs::write(
+            d.path().join("V2__u.sql"),
+            "SELECT 1;\nSELECT '${tenant}';\n",
+        )
+        .unwrap();
+        let e = super::super::load(d.path(), None).unwrap_err();
+        assert_eq!(
+            e,
+            LoadError::FlywayPlaceholder {
+                file: "V2__u.sql".into(),
+                line: 2,
+                name: "tenant".into()
+            }
+        );
+        let set = super::super::load_tolerant(d.path()).unwrap();
+        assert_eq!(set.migrations.len(), 1);
+        assert!(
+            set.warnings[0].contains("`${tenant}`"),
+            "{:?}",
+            set.warnings
+        );
     }
 }

@@ -38,6 +38,7 @@ mod sqitch;
 mod tern;
 
 pub use flyway::checksum as flyway_checksum;
+pub use flyway::{Values as FlywayValues, fill as fill_flyway, stand_ins as flyway_stand_ins};
 pub use sqitch::script_hash as sqitch_hash;
 
 /// The marker that runs a script outside a transaction, in any format.
@@ -221,13 +222,22 @@ pub enum LoadError {
         marker: String,
     },
     #[error(
-        "{file} is a {tool} migration in code (JavaScript, TypeScript, Go or Rust), which runbook cannot run; leaving it out would run the SQL ones after it first"
+        "{file} is a {tool} migration in {}, which runbook cannot run; leaving it out would run the SQL ones after it first",
+        language(file)
     )]
     CodeMigration { file: String, tool: &'static str },
     #[error(
         "{file}:{line}: goose substitutes environment variables here (`-- +goose ENVSUB ON`), and this line has a `$` it would read; runbook runs migration files as written, so the SQL would differ from goose's"
     )]
     GooseEnvsub { file: String, line: usize },
+    #[error(
+        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from its configuration (`flyway.placeholders.{name}`), which runbook does not read; runbook fills in only Flyway's own (`${{flyway:defaultSchema}}`, `${{flyway:user}}`…)"
+    )]
+    FlywayPlaceholder {
+        file: String,
+        line: usize,
+        name: String,
+    },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
@@ -236,6 +246,16 @@ pub enum LoadError {
         want: &'static str,
         format: &'static str,
     },
+}
+
+/// The language of a migration in code, by its extension.
+fn language(file: &str) -> &'static str {
+    match file.rsplit('.').next() {
+        Some("go") => "Go",
+        Some("rs") => "Rust",
+        Some("ts") => "TypeScript",
+        _ => "JavaScript",
+    }
 }
 
 /// One script: the up or the down of a migration.
@@ -249,6 +269,10 @@ pub struct Script {
     /// Why it runs outside a transaction, when it is marked to: by its
     /// file (its format's marker, or runbook's), or by its tool's metadata.
     pub no_transaction: Option<String>,
+    /// A Flyway script with built-in placeholders (`${flyway:user}`): its
+    /// text as written, which its checksum is of. `sql` gets their values
+    /// when the history is opened ([`flyway::fill`]).
+    pub written: Option<String>,
 }
 
 /// Why a script marked in its file runs outside a transaction.
@@ -296,6 +320,12 @@ impl Script {
             self.file,
             self.first_line + upto.matches('\n').count()
         )
+    }
+
+    /// The text as its file has it, before any placeholder was filled in:
+    /// what a tool's checksum is of.
+    pub fn as_written(&self) -> &str {
+        self.written.as_deref().unwrap_or(&self.sql)
     }
 
     fn is_blank(&self) -> bool {
@@ -671,6 +701,7 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
             file: n.clone(),
             first_line: 1,
             no_transaction: Some("its tool runs it".into()),
+            written: None,
         };
         set.migrations.push(Migration {
             version: if numbered {
@@ -839,6 +870,7 @@ fn script_by(sql: String, file: String, first_line: usize, by: Option<String>) -
         file,
         first_line,
         no_transaction,
+        written: None,
     }
 }
 
@@ -1926,7 +1958,7 @@ mod tests {
             ),
             (
                 vec![("001.do.sql", "SELECT 1;"), ("002.do.cjs", "x")],
-                "002.do.cjs is a Postgrator migration in code (JavaScript",
+                "002.do.cjs is a Postgrator migration in JavaScript",
             ),
             (
                 vec![("001.do.sql", "SELECT 1;"), ("002.undo.sql", "SELECT 2;")],
