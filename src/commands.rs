@@ -226,7 +226,10 @@ fn load(dir: &Path, format: &str) -> Result<migrations::Set, CommandError> {
         CommandError::invalid(e.to_string(), "see docs/migrations.md for the formats")
     })?;
     migrations::load(dir, format).map_err(|e| {
-        CommandError::invalid(e.to_string(), "give the migration directory; --migration-format names its layout when detection cannot")
+        CommandError::invalid(
+            e.to_string(),
+            e.hint().unwrap_or("give the migration directory; --migration-format names its layout when detection cannot"),
+        )
     })
 }
 

@@ -280,7 +280,8 @@ pub fn init(a: InitArgs) -> u8 {
                             "runbook cannot run the migrations in `{}`: {e}",
                             dir.display()
                         ),
-                        "`runbook lint DIR` names each file runbook cannot run",
+                        e.hint()
+                            .unwrap_or("`runbook lint DIR` names each file runbook cannot run"),
                     );
                 }
             };

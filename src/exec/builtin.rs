@@ -348,7 +348,11 @@ async fn history(
         Some(d) => crate::migrations::load(&relative(r, d), None).map_err(|e| {
             fail(
                 e.to_string(),
-                Some("check `dir:`; it is relative to the runbook's directory".into()),
+                Some(
+                    e.hint()
+                        .unwrap_or("check `dir:`; it is relative to the runbook's directory")
+                        .into(),
+                ),
             )
         })?,
         None => crate::migrations::Set::empty(),

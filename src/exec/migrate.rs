@@ -434,7 +434,7 @@ pub(crate) fn load_set(r: &Run<'_>, dir: &crate::plan::Text, format: &str) -> Re
     migrations::load(&super::builtin::relative(r, &dir), format).map_err(|e| {
         refused(
             e.to_string(),
-            "check `dir:`; it is relative to the runbook's directory, and `format:` names the layout when detection cannot",
+            e.hint().unwrap_or("check `dir:`; it is relative to the runbook's directory, and `format:` names the layout when detection cannot"),
         )
     })
 }

@@ -183,6 +183,7 @@ pub enum LoadError {
         file: String,
         line: usize,
         section: &'static str,
+        tool: &'static str,
     },
     #[error(
         "{file}:{line}: a Go template (`{{{{ ... }}}}`), which pop renders before it runs the file; runbook runs migration files as written, so render them first (Supabase's auth migrations take `{{{{ index .Options \"Namespace\" }}}}` as the schema, `auth`)"
@@ -246,6 +247,57 @@ pub enum LoadError {
         want: &'static str,
         format: &'static str,
     },
+}
+
+impl LoadError {
+    /// What to do about a problem in the files themselves; `None` for one
+    /// with the directory (missing, empty, mixed), whose hint depends on
+    /// where it was named (`dir:`, a flag).
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::UnknownFormat(_)
+            | Self::Unreadable { .. }
+            | Self::Empty(_)
+            | Self::MixedFormats { .. } => return None,
+            Self::FlywayTwice { .. } | Self::Twice { .. } | Self::SharedVersion { .. } => {
+                "give each migration a version of its own"
+            }
+            Self::DownsWithoutUp { .. }
+            | Self::SecondDown { .. }
+            | Self::DownWithoutUp { .. }
+            | Self::TwoDialects { .. } => "pair each down with its up, and move the stray file out",
+            Self::SecondSection { tool: "dbmate", .. } => {
+                "split the file, one migration per section: dbmate 2.29+ records the version after the first section, and a second one then fails on it, leaving the file half-applied but counted as applied (amacneil/dbmate#820)"
+            }
+            Self::SecondSection { .. } => {
+                "split the file, one migration per section, as its tool takes one up and one down"
+            }
+            Self::GoTemplate { .. } | Self::TernTemplate { .. } => {
+                "render the templates into plain SQL files, and point `dir:` at those"
+            }
+            Self::Reworked { .. } => {
+                "tag the plan (`sqitch tag`) before `sqitch rework`, as sqitch requires"
+            }
+            Self::UnsafeName(_) => "rename the migration",
+            Self::TernSequence { .. } => "renumber the files 1, 2, 3… as tern requires",
+            Self::ForeignDown { .. } => {
+                "name the layout with `format:`, or move the down out of the directory"
+            }
+            Self::CodeMigration { .. } => {
+                "rewrite it as a SQL migration, or keep running this directory with its own tool"
+            }
+            Self::GooseEnvsub { .. } => {
+                "write the value into the file; where the `$` is PostgreSQL's own (a dollar-quoted body), put `-- +goose ENVSUB OFF` before it"
+            }
+            Self::FlywayPlaceholder { .. } => {
+                "write the value into the script; if `${...}` is meant as written, set `placeholderReplacement=false` in the script's `.conf`"
+            }
+            Self::JournalFile { .. } => {
+                "restore the file, or drop the migration with drizzle-kit so the journal agrees"
+            }
+            Self::NoUp { .. } => "add the marker line before the up's SQL",
+        })
+    }
 }
 
 /// The language of a migration in code, by its extension.
@@ -1473,6 +1525,7 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
                         file: file.to_string(),
                         line: i + 1,
                         section: name,
+                        tool: format.name(),
                     });
                 }
                 section.start(i, no_tx);
@@ -2338,6 +2391,14 @@ mod tests {
         )]);
         let err = load(d.path(), None).unwrap_err().to_string();
         assert_eq!(err, "00001_a.sql:5: a second up section");
+        // dbmate 2.29+ reads several sections, and loses all but the first.
+        let d = dir_with(&[(
+            "20250101000000_a.sql",
+            "-- migrate:up\nCREATE TABLE t1 (a int);\n-- migrate:down\nDROP TABLE t1;\n-- migrate:up\nCREATE TABLE t2 (b int);\n-- migrate:down\nDROP TABLE t2;\n",
+        )]);
+        let e = load(d.path(), None).unwrap_err();
+        assert_eq!(e.to_string(), "20250101000000_a.sql:5: a second up section");
+        assert!(e.hint().unwrap().contains("dbmate#820"), "{:?}", e.hint());
         // Named by its number alone, a migration is shown by it alone.
         assert_eq!(labeled("1677078479", ""), "1677078479");
         assert_eq!(labeled("3", "add_users"), "3 (add_users)");

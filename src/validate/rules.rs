@@ -337,7 +337,7 @@ fn check_migrations(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Diagnostic>
                 Diagnostic::new(e.to_string())
                     .at(doc.spans().value(&format!("{pointer}/dir")))
                     .label("this migration directory")
-                    .hint("paths are relative to the runbook's directory; `format:` names the layout when detection cannot"),
+                    .hint(e.hint().unwrap_or("paths are relative to the runbook's directory; `format:` names the layout when detection cannot")),
             );
         }
     };
