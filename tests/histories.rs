@@ -726,6 +726,61 @@ fn a_flyway_baseline_counts_every_version_up_to_it() {
 }
 
 #[test]
+fn a_no_transaction_script_of_several_statements_is_all_or_nothing_as_its_tool_sends_it() {
+    // dbmate sends a `transaction:false` section as one query, which
+    // PostgreSQL runs as one transaction: when its second statement fails,
+    // the first is undone and no row is written.
+    let db = Db::fresh();
+    db.sql(&format!("{INIT} CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY);"));
+    let dbmate = files(&[(
+        "20240101000000_add.sql",
+        "-- migrate:up transaction:false\nALTER TABLE users ADD COLUMN nick text;\nSELECT 1 / 0;\n-- migrate:down\nALTER TABLE users DROP COLUMN nick;\n",
+    )]);
+    let (_case, run) = migrate(&db, dbmate.path(), "");
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("division by zero"), "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nick'"),
+        "0",
+        "the failed script changed nothing, as under dbmate"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations"), "0");
+
+    // A statement that cannot run in a transaction fails in that one
+    // query, unless it is alone: refused before anything runs.
+    let diesel = files(&[
+        ("2024-01-01-000000_init/up.sql", INIT),
+        ("2024-01-01-000000_init/down.sql", "DROP TABLE users;\n"),
+        (
+            "2024-01-02-000000_index/up.sql",
+            "ALTER TABLE users ADD COLUMN nick text;\nCREATE INDEX CONCURRENTLY users_nick ON users (nick);\n",
+        ),
+        ("2024-01-02-000000_index/down.sql", "DROP INDEX users_nick;\n"),
+        ("2024-01-02-000000_index/metadata.toml", "run_in_transaction = false\n"),
+    ]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, diesel.path(), "");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("2024-01-02-000000_index/up.sql:2: Diesel sends this script")
+            && run.stderr.contains("`CREATE INDEX CONCURRENTLY on users`")
+            && run.stderr.contains("help: move that statement to a migration of its own"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+    // Alone, it runs outside a transaction, as Diesel runs it.
+    std::fs::write(
+        diesel.path().join("2024-01-02-000000_index/up.sql"),
+        "CREATE INDEX CONCURRENTLY users_name ON users (id);\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, diesel.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('users_name') IS NOT NULL"), "t");
+}
+
+#[test]
 fn dbmate_and_goose_histories_list_versions() {
     let db = Db::fresh();
     let dbmate = files(&[

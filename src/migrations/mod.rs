@@ -239,6 +239,15 @@ pub enum LoadError {
         line: usize,
         name: String,
     },
+    #[error(
+        "{at}: {tool} sends this script, marked to run outside a transaction, to PostgreSQL as one query, which runs as one transaction; `{statement}` cannot run in one ({why}), so it fails there"
+    )]
+    OneQuery {
+        at: String,
+        tool: &'static str,
+        statement: String,
+        why: String,
+    },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
@@ -296,6 +305,9 @@ impl LoadError {
                 "restore the file, or drop the migration with drizzle-kit so the journal agrees"
             }
             Self::NoUp { .. } => "add the marker line before the up's SQL",
+            Self::OneQuery { .. } => {
+                "move that statement to a migration of its own, where it is the only statement"
+            }
         })
     }
 }
@@ -832,7 +844,13 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
                     continue;
                 }
                 let sqlx = sqlx_no_transaction(&text);
-                let up = script(text, f.name.clone(), 1, sqlx);
+                let up = match sqlx_one_query(script(text, f.name.clone(), 1, sqlx), sqlx) {
+                    Ok(up) => up,
+                    Err(e) => {
+                        set.problem(e)?;
+                        continue;
+                    }
+                };
                 let name = name_of(f.name.trim_end_matches(".sql"));
                 push(&mut set, &f.name, name, up, Down::Unavailable)?;
             }
@@ -1091,9 +1109,31 @@ fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErr
         let by =
             (!in_tx).then(|| format!("{}/metadata.toml sets run_in_transaction = false", f.name));
         let file = |part: &str| format!("{}/{part}.sql", f.name);
-        let up = script_by(read(dir, &file("up"))?, file("up"), 1, by.clone());
+        let diesel = |part: &str, by: Option<String>| -> Result<Script, LoadError> {
+            let s = script_by(read(dir, &file(part))?, file(part), 1, by.clone());
+            if by.is_some() {
+                one_query(s, "Diesel")
+            } else {
+                Ok(s)
+            }
+        };
+        let up = match diesel("up", by.clone()) {
+            Ok(up) => up,
+            Err(e @ LoadError::OneQuery { .. }) => {
+                set.problem(e)?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let down = if dir.join(file("down")).is_file() {
-            Down::Script(script_by(read(dir, &file("down"))?, file("down"), 1, by))
+            match diesel("down", by) {
+                Ok(down) => Down::Script(down),
+                Err(e @ LoadError::OneQuery { .. }) => {
+                    set.problem(e)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             Down::Missing(format!("there is no {}", file("down")))
         };
@@ -1219,7 +1259,13 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErro
         let name = name_of(u.name.trim_end_matches(".up.sql"));
         let text = read(dir, &u.name)?;
         let sqlx = sqlx_no_transaction(&text);
-        let up = script(text, u.name.clone(), 1, sqlx);
+        let up = match sqlx_one_query(script(text, u.name.clone(), 1, sqlx), sqlx) {
+            Ok(up) => up,
+            Err(e) => {
+                set.problem(e)?;
+                continue;
+            }
+        };
         let down = match pairs[i] {
             Some(j) => {
                 let d = downs[j];
@@ -1232,7 +1278,13 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErro
                 }
                 let text = read(dir, &d.name)?;
                 let sqlx = sqlx_no_transaction(&text);
-                Down::Script(script(text, d.name.clone(), 1, sqlx))
+                match sqlx_one_query(script(text, d.name.clone(), 1, sqlx), sqlx) {
+                    Ok(down) => Down::Script(down),
+                    Err(e) => {
+                        set.problem(e)?;
+                        continue;
+                    }
+                }
             }
             None => Down::Missing(format!("there is no {version}_*.down.sql")),
         };
@@ -1573,18 +1625,62 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
             format: format.name(),
         });
     }
-    let up = script(up, file.to_string(), up_line, up_no_tx || file_no_tx);
+    let tool = |s: Script| match format {
+        Format::Dbmate => one_query(s, "dbmate"),
+        _ => Ok(s),
+    };
+    let up = tool(script(
+        up,
+        file.to_string(),
+        up_line,
+        up_no_tx || file_no_tx,
+    ))?;
     let down = if down_line == 0 {
         Down::Missing(format!("{file} has no down section"))
     } else {
-        Down::Script(script(
+        Down::Script(tool(script(
             down,
             file.to_string(),
             down_line,
             down_no_tx || file_no_tx,
-        ))
+        ))?)
     };
     Ok((up, down))
+}
+
+/// [`one_query`] for a script that holds SQLx's `-- no-transaction`.
+fn sqlx_one_query(s: Script, sqlx: bool) -> Result<Script, LoadError> {
+    if sqlx { one_query(s, "SQLx") } else { Ok(s) }
+}
+
+/// dbmate (`transaction:false`), SQLx (`-- no-transaction`) and Diesel
+/// (`run_in_transaction = false`) send a script marked to run outside a
+/// transaction to PostgreSQL as one query, and PostgreSQL runs a query of
+/// several statements as one transaction: all of it, or none of it if one
+/// fails. So does runbook, in a transaction; run statement by statement,
+/// a failure would leave the database half-changed where the tool leaves
+/// it as it was. A statement that cannot run in a transaction fails there
+/// under the tool, unless it is the script's only one, and is refused. A
+/// script that manages its own transactions (`BEGIN`, `COMMIT`) is left as
+/// it is.
+fn one_query(mut s: Script, tool: &'static str) -> Result<Script, LoadError> {
+    if s.no_transaction.is_none() {
+        return Ok(s);
+    }
+    let stmts = crate::pg::statements::split(&s.sql);
+    if stmts.len() < 2 || stmts.iter().any(|st| st.transaction_control) {
+        return Ok(s);
+    }
+    if let Some(st) = stmts.iter().find(|st| st.no_transaction.is_some()) {
+        return Err(LoadError::OneQuery {
+            at: s.locate(st.offset),
+            tool,
+            statement: st.summary(),
+            why: st.no_transaction.unwrap_or_default().to_string(),
+        });
+    }
+    s.no_transaction = None;
+    Ok(s)
 }
 
 /// How a script runs, and why when not in one transaction.
