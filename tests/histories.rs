@@ -731,7 +731,9 @@ fn a_no_transaction_script_of_several_statements_is_all_or_nothing_as_its_tool_s
     // PostgreSQL runs as one transaction: when its second statement fails,
     // the first is undone and no row is written.
     let db = Db::fresh();
-    db.sql(&format!("{INIT} CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY);"));
+    db.sql(&format!(
+        "{INIT} CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY);"
+    ));
     let dbmate = files(&[(
         "20240101000000_add.sql",
         "-- migrate:up transaction:false\nALTER TABLE users ADD COLUMN nick text;\nSELECT 1 / 0;\n-- migrate:down\nALTER TABLE users DROP COLUMN nick;\n",
@@ -755,16 +757,25 @@ fn a_no_transaction_script_of_several_statements_is_all_or_nothing_as_its_tool_s
             "2024-01-02-000000_index/up.sql",
             "ALTER TABLE users ADD COLUMN nick text;\nCREATE INDEX CONCURRENTLY users_nick ON users (nick);\n",
         ),
-        ("2024-01-02-000000_index/down.sql", "DROP INDEX users_nick;\n"),
-        ("2024-01-02-000000_index/metadata.toml", "run_in_transaction = false\n"),
+        (
+            "2024-01-02-000000_index/down.sql",
+            "DROP INDEX users_nick;\n",
+        ),
+        (
+            "2024-01-02-000000_index/metadata.toml",
+            "run_in_transaction = false\n",
+        ),
     ]);
     let db = Db::fresh();
     let (_case, run) = migrate(&db, diesel.path(), "");
     assert_eq!(run.code, 5, "{}", run.stderr);
     assert!(
-        run.stderr.contains("2024-01-02-000000_index/up.sql:2: Diesel sends this script")
+        run.stderr
+            .contains("2024-01-02-000000_index/up.sql:2: Diesel sends this script")
             && run.stderr.contains("`CREATE INDEX CONCURRENTLY on users`")
-            && run.stderr.contains("help: move that statement to a migration of its own"),
+            && run
+                .stderr
+                .contains("help: move that statement to a migration of its own"),
         "{}",
         run.stderr
     );
@@ -778,6 +789,98 @@ fn a_no_transaction_script_of_several_statements_is_all_or_nothing_as_its_tool_s
     let (_case, run) = migrate(&db, diesel.path(), "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('users_name') IS NOT NULL"), "t");
+}
+
+#[test]
+fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() {
+    // goose wraps a script in a transaction unless it says NO TRANSACTION,
+    // and CONCURRENTLY fails there; runbook runs it statement by
+    // statement, and says that goose would not.
+    let goose_history = "CREATE TABLE goose_db_version (id serial NOT NULL, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp NULL default now(), PRIMARY KEY(id));
+         INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true);";
+    let index = "CREATE INDEX CONCURRENTLY users_id ON users (id);\n";
+    let dir = owned(&[
+        (
+            "00001_init.sql",
+            format!("-- +goose Up\n{INIT}-- +goose Down\nDROP TABLE users;\n"),
+        ),
+        (
+            "00002_index.sql",
+            format!("-- +goose Up\n{ADD}{index}-- +goose Down\nDROP INDEX users_id;\n"),
+        ),
+    ]);
+    let db = Db::fresh();
+    db.sql(goose_history);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warnings = run.step("apply")["details"]["warnings"].clone();
+    assert_eq!(
+        warnings,
+        serde_json::json!([
+            "00002_index.sql: goose would fail this script, as it runs it in a transaction: statement 2 (CREATE INDEX CONCURRENTLY on users): CREATE INDEX CONCURRENTLY cannot run inside a transaction block; runbook runs it statement by statement, each committing on its own"
+        ]),
+    );
+    let report = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(report.contains("goose would fail this script"), "{report}");
+
+    // Marked as goose marks it: goose runs it statement by statement too.
+    let marked = owned(&[
+        (
+            "00001_init.sql",
+            format!("-- +goose Up\n{INIT}-- +goose Down\nDROP TABLE users;\n"),
+        ),
+        (
+            "00002_index.sql",
+            format!(
+                "-- +goose NO TRANSACTION\n-- +goose Up\n{ADD}{index}-- +goose Down\nDROP INDEX users_id;\n"
+            ),
+        ),
+    ]);
+    let db = Db::fresh();
+    db.sql(goose_history);
+    let (_case, run) = migrate(&db, marked.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.step("apply")["details"]["warnings"].is_null(),
+        "{}",
+        run.step("apply")["details"]
+    );
+
+    // golang-migrate sends the file as one query: CONCURRENTLY alone runs,
+    // beside another statement it fails. With runbook's own history,
+    // runbook is the one that runs them: nothing to warn of.
+    let pairs = owned(&[
+        ("1_init.up.sql", INIT.to_string()),
+        ("1_init.down.sql", "DROP TABLE users;\n".into()),
+        ("2_alone.up.sql", index.into()),
+        ("2_alone.down.sql", "DROP INDEX users_id;\n".into()),
+        (
+            "3_beside.up.sql",
+            format!("{ADD}CREATE INDEX CONCURRENTLY users_email ON users (email);\n"),
+        ),
+        (
+            "3_beside.down.sql",
+            format!("DROP INDEX users_email;\n{DROP_ADD}"),
+        ),
+    ]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(
+        &db,
+        pairs.path(),
+        "          history: { format: golang-migrate }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warnings = run.step("apply")["details"]["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            "3_beside.up.sql: golang-migrate would fail this script, as it sends it as one query"
+        ) && !warnings.contains("2_alone"),
+        "{warnings}"
+    );
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, pairs.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.step("apply")["details"]["warnings"].is_null());
 }
 
 #[test]

@@ -455,10 +455,14 @@ pub(crate) async fn run(
         .history
         .spec()
         .map_err(|e| refused(e, "see docs/migrations.md for the history formats"))?;
+    let read = set.warnings.len();
     let history = History::open(&r.db, &spec, &mut set)
         .await
         .map_err(|e| refused(e.to_string(), e.hint()))?;
     super::sql::log(r, &s.id, format!("history: {}", history.describe()));
+    for w in &set.warnings[read..] {
+        super::sql::log(r, &s.id, format!("warning: {w}"));
+    }
     let key = history
         .lock_key(&r.db, &r.database)
         .await
@@ -976,5 +980,14 @@ mod tests {
                 .contains("adds the enum value 'meh' and statement 2 uses it")
         );
         assert!(mode("ALTER TYPE mood ADD VALUE 'meh';\nSELECT 1;").0);
+        // Naming it again in ALTER TYPE is not using it (PostgreSQL takes
+        // all of these in the transaction that added it).
+        assert!(
+            mode(
+                "ALTER TYPE mood ADD VALUE 'meh';\nALTER TYPE tone ADD VALUE 'meh';\n\
+                 ALTER TYPE mood ADD VALUE 'okay' AFTER 'meh';"
+            )
+            .0
+        );
     }
 }

@@ -106,6 +106,70 @@ impl Tool {
         }
     }
 
+    /// The scripts that runbook runs statement by statement of its own
+    /// accord (a statement that cannot run in a transaction, a new enum
+    /// value used at once) but that this tool would fail, as it runs them
+    /// in a transaction: most tools wrap every script in one unless the
+    /// file says otherwise; golang-migrate, Prisma and Postgrator send it
+    /// as one query, which PostgreSQL runs as one transaction when it has
+    /// more than one statement; Flyway refuses a script that mixes
+    /// statements that need a transaction and ones that cannot have one.
+    /// A script the tool's own marker takes out of a transaction, or that
+    /// manages its own, is not one of them. runbook still runs them: said
+    /// as warnings, since a rehearsal that passes them passes what the
+    /// tool, deploying the same files, would fail.
+    pub fn would_fail(self, set: &Set) -> Vec<String> {
+        #[derive(PartialEq)]
+        enum Runs {
+            Wrapped,
+            OneQuery,
+            Flyway,
+        }
+        let runs = match self {
+            Self::Runbook | Self::Sqitch | Self::Knex => return Vec::new(),
+            Self::GolangMigrate | Self::Prisma | Self::Postgrator => Runs::OneQuery,
+            Self::Flyway => Runs::Flyway,
+            _ => Runs::Wrapped,
+        };
+        let scripts = set
+            .migrations
+            .iter()
+            .chain(&set.repeatables)
+            .flat_map(|m| std::iter::once(&m.up).chain(m.down_script()));
+        let mut out = Vec::new();
+        for s in scripts.filter(|s| s.no_transaction.is_none()) {
+            let stmts = crate::pg::statements::split(&s.sql);
+            if stmts.iter().any(|st| st.transaction_control) {
+                continue;
+            }
+            let (in_tx, why) = migrations::script_mode(s, &stmts);
+            let fails = !in_tx
+                && match runs {
+                    Runs::Wrapped => true,
+                    Runs::OneQuery => stmts.len() > 1,
+                    Runs::Flyway => stmts.iter().any(|st| st.no_transaction.is_none()),
+                };
+            if fails {
+                let how = match runs {
+                    Runs::OneQuery => {
+                        "sends it as one query, which PostgreSQL runs as one transaction"
+                    }
+                    Runs::Flyway => {
+                        "refuses a script that mixes statements that need a transaction with ones that cannot have one"
+                    }
+                    Runs::Wrapped => "runs it in a transaction",
+                };
+                out.push(format!(
+                    "{}: {} would fail this script, as it {how}: {}; runbook runs it statement by statement, each committing on its own",
+                    s.file,
+                    self.name(),
+                    why.unwrap_or_default()
+                ));
+            }
+        }
+        out
+    }
+
     /// `auto` is `None`: detect it.
     pub fn parse(s: &str) -> Result<Option<Tool>, String> {
         Ok(Some(match s {
@@ -573,6 +637,8 @@ impl History {
             let values = history.flyway_values(db).await?;
             migrations::fill_flyway(set, &values);
         }
+        let fails = history.tool.would_fail(set);
+        set.warnings.extend(fails);
         Ok(history)
     }
 

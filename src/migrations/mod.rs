@@ -1738,7 +1738,17 @@ fn enum_value_used(stmts: &[Statement]) -> Option<String> {
             continue;
         };
         let quoted = &rest[open..open + len + 2];
-        if let Some(j) = stmts[i + 1..].iter().position(|s| s.text.contains(quoted)) {
+        // Another `ALTER TYPE` naming it (adding it to a second type,
+        // `ADD VALUE 'x' AFTER` it, renaming it) does not use the value:
+        // Hatchet adds one label to three types in one script.
+        let uses = |s: &Statement| {
+            !s.text
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("ALTER TYPE")
+                && s.text.contains(quoted)
+        };
+        if let Some(j) = stmts[i + 1..].iter().position(uses) {
             return Some(format!(
                 "statement {} adds the enum value {quoted} and statement {} uses it; a new enum value cannot be used in the transaction that adds it",
                 i + 1,
