@@ -248,6 +248,14 @@ pub enum LoadError {
         statement: String,
         why: String,
     },
+    #[error(
+        "{file}:{line}: {what}, which psql reads when sqitch runs the script; runbook sends scripts to the server, which knows no such thing"
+    )]
+    Psql {
+        file: String,
+        line: usize,
+        what: String,
+    },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
@@ -305,6 +313,9 @@ impl LoadError {
                 "restore the file, or drop the migration with drizzle-kit so the journal agrees"
             }
             Self::NoUp { .. } => "add the marker line before the up's SQL",
+            Self::Psql { .. } => {
+                "write the value sqitch passes with `--set` into the script, and leave psql's settings to runbook (it stops at the first error)"
+            }
             Self::OneQuery { .. } => {
                 "move that statement to a migration of its own, where it is the only statement"
             }

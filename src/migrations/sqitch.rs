@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::{Down, LoadError, Set, push_versioned, read, script};
+use super::{Down, LoadError, Script, Set, push_versioned, read, script};
 
 pub(super) fn present(dir: &Path) -> bool {
     dir.join("sqitch.plan").is_file() || dir.join("sqitch.conf").is_file()
@@ -131,6 +131,17 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         } else {
             Down::Missing(format!("there is no {revert}"))
         };
+        let revert_script = match &down {
+            Down::Script(s) => Some(s),
+            _ => None,
+        };
+        let psql = std::iter::once(&up)
+            .chain(revert_script)
+            .find_map(|s| psql_only(s).map(|(line, what)| (s.file.clone(), line, what)));
+        if let Some((file, line, what)) = psql {
+            set.problem(LoadError::Psql { file, line, what })?;
+            continue;
+        }
         let version = format!("{:04}", n + 1);
         push_versioned(set, &deploy, version, change.clone(), up, down)?;
     }
@@ -192,6 +203,76 @@ mod tests {
 }
 
 #[cfg(test)]
+mod psql_tests {
+    use super::super::{LoadError, script};
+    use super::psql_only;
+
+    #[test]
+    fn what_only_psql_reads_is_found_and_sql_is_not() {
+        let at = |sql: &str| psql_only(&script(sql.to_string(), "deploy/x.sql".into(), 1, false));
+        assert_eq!(
+            at("BEGIN;\nCREATE SCHEMA :\"schema\";\nCOMMIT;\n"),
+            Some((2, "a psql variable (`:\"schema\"`)".into()))
+        );
+        assert_eq!(
+            at("SELECT 1;\nINSERT INTO t VALUES (:'owner');"),
+            Some((2, "a psql variable (`:'owner'`)".into()))
+        );
+        assert_eq!(
+            at("GRANT SELECT ON t TO :role;"),
+            Some((1, "a psql variable (`:role`)".into()))
+        );
+        assert_eq!(
+            at("\\set ON_ERROR_STOP on\nSELECT 1;"),
+            Some((1, "a psql meta-command (`\\set`)".into()))
+        );
+        assert_eq!(
+            at("SELECT 1;\n  \\i deploy/other.sql\n"),
+            Some((2, "a psql meta-command (`\\i`)".into()))
+        );
+        // Casts, slices, strings, comments and function bodies are SQL.
+        for sql in [
+            "SELECT 'a'::\"Status\", b::int, c[1:2], c[lo:hi] FROM t;",
+            "SELECT ':\"x\"', E'\\\\n'; -- :'y' and \\set\n/* :z */",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ DECLARE n int; BEGIN n := 1; RETURN n; END $$;",
+        ] {
+            assert_eq!(at(sql), None, "{sql}");
+        }
+
+        // Refused before anything runs; in lint, a warning.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("deploy")).unwrap();
+        std::fs::write(
+            p.join("sqitch.plan"),
+            "%project=app\n\nschema 2024-01-01T00:00:00Z A <a@x>\nusers 2024-01-02T00:00:00Z A <a@x>\n",
+        )
+        .unwrap();
+        std::fs::write(p.join("deploy/schema.sql"), "CREATE SCHEMA app;").unwrap();
+        std::fs::write(
+            p.join("deploy/users.sql"),
+            "BEGIN;\nCREATE TABLE :\"schema\".users ();\nCOMMIT;\n",
+        )
+        .unwrap();
+        assert_eq!(
+            super::super::load(p, None).unwrap_err(),
+            LoadError::Psql {
+                file: "deploy/users.sql".into(),
+                line: 2,
+                what: "a psql variable (`:\"schema\"`)".into()
+            }
+        );
+        let set = super::super::load_tolerant(p).unwrap();
+        assert_eq!(set.migrations.len(), 1);
+        assert!(
+            set.warnings[0].contains("which psql reads"),
+            "{:?}",
+            set.warnings
+        );
+    }
+}
+
+#[cfg(test)]
 mod layout_tests {
     #[test]
     fn sqitch_conf_moves_the_plan_and_scripts_under_top_dir() {
@@ -216,4 +297,67 @@ mod layout_tests {
             "there is no sql/revert/users.sql"
         );
     }
+}
+
+/// What in a script only psql understands, which sqitch runs its scripts
+/// with: a meta-command (`\\set`, `\\i`) at the start of a line, or a
+/// variable (`:'name'`, `:"name"`, `:name` outside an array's brackets)
+/// that sqitch's `--set` fills in. The server knows neither; sent as
+/// written, the first such script fails only after the changes before it
+/// were deployed. Its line, and what it is.
+fn psql_only(s: &Script) -> Option<(usize, String)> {
+    use squawk_syntax::SyntaxKind as K;
+    if !s.sql.contains([':', '\\']) {
+        return None;
+    }
+    let tree = squawk_syntax::SourceFile::parse(&s.sql).syntax_node();
+    let tokens: Vec<_> = tree
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .collect();
+    let mut brackets = 0usize;
+    for (i, t) in tokens.iter().enumerate() {
+        let at = usize::from(t.text_range().start());
+        let line_start = s.sql[..at].rfind('\n').map_or(0, |n| n + 1);
+        let what = match t.kind() {
+            K::L_BRACK => {
+                brackets += 1;
+                None
+            }
+            K::R_BRACK => {
+                brackets = brackets.saturating_sub(1);
+                None
+            }
+            K::ERROR if t.text() == "\\" && s.sql[line_start..at].trim().is_empty() => {
+                let line = &s.sql[at..];
+                let end = line.find(char::is_whitespace).unwrap_or(line.len());
+                Some(format!("a psql meta-command (`{}`)", &line[..end]))
+            }
+            K::COLON => {
+                let before = i.checked_sub(1).map(|j| tokens[j].kind());
+                let next = tokens.get(i + 1);
+                let variable = before != Some(K::COLON)
+                    && next.is_some_and(|n| {
+                        usize::from(n.text_range().start()) == at + 1
+                            && (n.kind() == K::STRING
+                                || n.text().starts_with('"')
+                                // A word (an identifier, or a keyword such as
+                                // `role`), but not an array slice's bound.
+                                || (brackets == 0
+                                    && n.text().starts_with(|c: char| c.is_alphabetic() || c == '_')))
+                    });
+                variable.then(|| {
+                    format!(
+                        "a psql variable (`:{}`)",
+                        next.map(|n| n.text().to_string()).unwrap_or_default()
+                    )
+                })
+            }
+            _ => None,
+        };
+        if let Some(what) = what {
+            return Some((s.first_line + s.sql[..at].matches('\n').count(), what));
+        }
+    }
+    None
 }
