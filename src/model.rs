@@ -1068,6 +1068,11 @@ pub struct MigrateStep {
     /// checksum is recorded and the report says so.
     #[serde(default)]
     pub allow_checksum_change: bool,
+    /// All the step's migrations in one transaction: none is applied
+    /// unless all are (as Drizzle, and node-pg-migrate by default, run
+    /// them). Each script must be able to run in a transaction.
+    #[serde(default)]
+    pub single_transaction: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

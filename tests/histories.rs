@@ -884,6 +884,89 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
 }
 
 #[test]
+fn single_transaction_applies_all_of_the_migrations_or_none() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("1_init.up.sql", INIT),
+        ("1_init.down.sql", "DROP TABLE users;\n"),
+        ("2_add.up.sql", ADD),
+        ("2_add.down.sql", DROP_ADD),
+        (
+            "3_seed.up.sql",
+            "INSERT INTO users (id, email) VALUES (1, 'a'), (1, 'b');\n",
+        ),
+        ("3_seed.down.sql", "DELETE FROM users;\n"),
+    ]);
+    let single = "          single_transaction: true\n";
+    let (_case, run) = migrate(&db, dir.path(), single);
+    // Nothing was changed, so nothing is rolled back: 1, not 2.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed; nothing was changed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("migration 3 (seed): duplicate key value")
+            && run.stderr.contains("nothing was applied: the step's one transaction was rolled back, with the 2 migration(s) before this one"),
+        "{}",
+        run.stderr
+    );
+    let details = &run.step("apply")["details"];
+    assert_eq!(details["applied"], serde_json::json!([]));
+    assert_eq!(details["rolled_back"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        db.sql(
+            "SELECT to_regclass('users') IS NULL AND (SELECT count(*) FROM runbook_migrations) = 0"
+        ),
+        "t",
+        "none of the three is applied, nor recorded"
+    );
+    // The step changed nothing, so no down runs for the first two.
+    assert!(!run.stderr.contains("rolling back 2"), "{}", run.stderr);
+
+    std::fs::write(
+        dir.path().join("3_seed.up.sql"),
+        "INSERT INTO users (id, email) VALUES (1, 'a'), (2, 'b');\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, dir.path(), single);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1", "2", "3"]);
+    assert_eq!(db.sql("SELECT count(*) FROM users"), "2");
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "3");
+
+    // A script that cannot run in a transaction is refused before anything runs.
+    std::fs::write(
+        dir.path().join("4_index.up.sql"),
+        "CREATE INDEX CONCURRENTLY users_email ON users (email);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("4_index.down.sql"),
+        "DROP INDEX users_email;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("5_more.up.sql"),
+        "CREATE TABLE more (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("5_more.down.sql"), "DROP TABLE more;\n").unwrap();
+    let (_case, run) = migrate(&db, dir.path(), single);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("migration 4 (index) cannot run in a transaction (statement 1 (CREATE INDEX CONCURRENTLY on users)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('more') IS NULL AND to_regclass('users_email') IS NULL"),
+        "t"
+    );
+}
+
+#[test]
 fn dbmate_and_goose_histories_list_versions() {
     let db = Db::fresh();
     let dbmate = files(&[

@@ -643,9 +643,14 @@ async fn migrate(
             );
         }
     }
+    let all: Vec<&Migration> = pending.run.iter().copied().chain(repeat).collect();
+    let single = m.single_transaction && !all.is_empty();
+    if single {
+        begin_single(r, &s.id, &all, m.direction).await?;
+    }
     // Flyway's repeatable migrations after every versioned one (they run
     // only going up).
-    for (i, x) in pending.run.iter().copied().chain(repeat).enumerate() {
+    for (i, x) in all.iter().copied().enumerate() {
         let repeatable = x.version.is_empty();
         let lines = if repeatable {
             vec![format!(
@@ -665,7 +670,7 @@ async fn migrate(
         for line in lines {
             super::sql::log(r, &s.id, line);
         }
-        match run_script(&r.db, history, x, m.direction, &ctx, false, false).await {
+        match run_script(&r.db, history, x, m.direction, &ctx, false, single).await {
             Ok(done) => {
                 if let Some(why) = &done.no_transaction_because {
                     super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));
@@ -684,8 +689,33 @@ async fn migrate(
                 }
                 done_list.push(entry);
             }
-            Err(f) => return Err(script_failed(x, f, details, done_list)),
+            Err(f) => {
+                if single {
+                    r.db.rollback().await;
+                    return Err(single_failed(x, f, details, done_list));
+                }
+                return Err(script_failed(x, f, details, done_list));
+            }
         }
+    }
+    if single && let Err(e) = r.db.client.batch_execute("COMMIT").await {
+        // A deferred constraint, checked at COMMIT: nothing was applied.
+        r.db.rollback().await;
+        let mut fail = fail(
+            format!(
+                "the migrations' transaction did not commit: {}",
+                db::error_info(&e, None).message
+            ),
+            "nothing was applied; fix the migration whose constraint failed",
+        )
+        .unchanged();
+        details["applied"] = json!([]);
+        details["rolled_back"] = json!(done_list);
+        fail.partial = Done {
+            details: Some(details),
+            ..Done::default()
+        };
+        return Err(fail);
     }
     details["applied"] = json!(done_list);
     let mut done = Done {
@@ -892,6 +922,84 @@ async fn accept_changes(
 
 /// The step's failure when migration `x` failed after `done_list` were
 /// applied: what committed, what is dirty, and whether anything changed.
+/// `single_transaction`: every script must be able to run in a
+/// transaction (checked before anything runs), then one is opened for all
+/// of them, each under a savepoint as a rehearsal nests its legs.
+async fn begin_single(
+    r: &mut Run<'_>,
+    step: &str,
+    all: &[&Migration],
+    direction: Direction,
+) -> Result<(), Fail> {
+    for x in all {
+        let script = match direction {
+            Direction::Up => &x.up,
+            Direction::Down => x
+                .down_script()
+                .expect("checked above: every one has a down"),
+        };
+        let stmts = statements::split(&script.sql);
+        if let (false, why) = migrations::script_mode(script, &stmts) {
+            return Err(refused(
+                format!(
+                    "migration {} cannot run in a transaction ({}), and `single_transaction` runs them all in one",
+                    migrations::labeled(&x.version, &x.name),
+                    why.unwrap_or_default()
+                ),
+                "nothing ran; apply it in a migrate step of its own (`to:` the version before it here, then the rest), or drop `single_transaction`",
+            ));
+        }
+    }
+    r.db.client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| fail(db::error_info(&e, None).message, "nothing ran").unchanged())?;
+    super::sql::log(
+        r,
+        step,
+        format!(
+            "{} migration(s) in one transaction: none is applied unless all are",
+            all.len()
+        ),
+    );
+    Ok(())
+}
+
+/// A migration of a `single_transaction` step failed: the transaction is
+/// rolled back, the ones before it with it, and nothing was applied.
+fn single_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Vec<Value>) -> Fail {
+    details["rolled_back"] = json!(done_list);
+    details["failed"] = json!({
+        "version": x.version,
+        "name": x.name,
+        "statements_done": f.done,
+        "transaction": true,
+    });
+    let mut error = f.error;
+    error.message = format!(
+        "migration {}: {}",
+        migrations::labeled(&x.version, &x.name),
+        error.message
+    );
+    error.hint = Some(format!(
+        "nothing was applied: the step's one transaction was rolled back, with the {} migration(s) before this one",
+        done_list.len()
+    ));
+    let mut fail = Fail::new(f.status, error);
+    if f.retry {
+        fail.retry_class = Some(crate::model::ErrorClass::LockTimeout);
+    }
+    fail.changed_nothing = true;
+    details["applied"] = json!([]);
+    let mut partial = Done {
+        details: Some(details),
+        ..Done::default()
+    };
+    partial.output.insert("applied".into(), json!([]));
+    fail.partial = partial;
+    fail
+}
+
 fn script_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Vec<Value>) -> Fail {
     details["applied"] = json!(done_list);
     details["failed"] = json!({

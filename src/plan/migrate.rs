@@ -20,6 +20,7 @@ pub struct PlanMigrate {
     pub direction: model::Direction,
     pub history: PlanHistory,
     pub allow_checksum_change: bool,
+    pub single_transaction: bool,
 }
 
 /// Where the migrations are recorded: a tool (`auto`: detected) and a table
@@ -96,6 +97,7 @@ impl Planner<'_> {
             direction: m.direction,
             history: PlanHistory::of(m.history.as_ref(), m.history_table.as_ref()),
             allow_checksum_change: m.allow_checksum_change,
+            single_transaction: m.single_transaction,
         }))
     }
 }
@@ -170,8 +172,13 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
     );
     let _ = writeln!(
         o,
-        "{:pad$}each in its own transaction unless it cannot run in one; history {}",
+        "{:pad$}{}; history {}",
         "",
+        if m.single_transaction {
+            "all in one transaction: none is applied unless all are"
+        } else {
+            "each in its own transaction unless it cannot run in one"
+        },
         m.history.describe()
     );
     let _ = writeln!(
