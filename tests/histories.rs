@@ -817,7 +817,7 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
     assert_eq!(
         warnings,
         serde_json::json!([
-            "00002_index.sql: goose would fail this script, as it runs it in a transaction: statement 2 (CREATE INDEX CONCURRENTLY on users): CREATE INDEX CONCURRENTLY cannot run inside a transaction block; runbook runs it statement by statement, each committing on its own"
+            "00002_index.sql:3: goose would fail this script, as it runs it in a transaction: statement 2 (CREATE INDEX CONCURRENTLY on users): CREATE INDEX CONCURRENTLY cannot run inside a transaction block; runbook runs it statement by statement, each committing on its own"
         ]),
     );
     let report = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
@@ -873,7 +873,7 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
     let warnings = run.step("apply")["details"]["warnings"].to_string();
     assert!(
         warnings.contains(
-            "3_beside.up.sql: golang-migrate would fail this script, as it sends it as one query"
+            "3_beside.up.sql:2: golang-migrate would fail this script, as it sends it as one query"
         ) && !warnings.contains("2_alone"),
         "{warnings}"
     );

@@ -41,6 +41,20 @@ use crate::model::Direction;
 use crate::pg::db::{self, Db};
 use crate::pg::quote;
 
+/// A script the tool would fail ([`Tool::would_fail`]): where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolFails {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ToolFails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
 /// The tool whose history table a database keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -118,7 +132,7 @@ impl Tool {
     /// manages its own, is not one of them. runbook still runs them: said
     /// as warnings, since a rehearsal that passes them passes what the
     /// tool, deploying the same files, would fail.
-    pub fn would_fail(self, set: &Set) -> Vec<String> {
+    pub fn would_fail(self, set: &Set) -> Vec<ToolFails> {
         #[derive(PartialEq)]
         enum Runs {
             Wrapped,
@@ -159,15 +173,44 @@ impl Tool {
                     }
                     Runs::Wrapped => "runs it in a transaction",
                 };
-                out.push(format!(
-                    "{}: {} would fail this script, as it {how}: {}; runbook runs it statement by statement, each committing on its own",
-                    s.file,
-                    self.name(),
-                    why.unwrap_or_default()
-                ));
+                // At the statement that cannot run in one (or the first).
+                let at = stmts
+                    .iter()
+                    .find(|st| st.no_transaction.is_some())
+                    .map_or(0, |st| st.offset);
+                out.push(ToolFails {
+                    file: s.file.clone(),
+                    line: s.first_line + s.sql[..at].matches('\n').count(),
+                    message: format!(
+                        "{} would fail this script, as it {how}: {}; runbook runs it statement by statement, each committing on its own",
+                        self.name(),
+                        why.unwrap_or_default()
+                    ),
+                });
             }
         }
         out
+    }
+
+    /// The tool a migration format belongs to, where only one does: not
+    /// `pairs` (golang-migrate, SQLx, runbook's own), `plain`, or sqitch
+    /// (psql runs its scripts).
+    pub fn of_format(format: migrations::Format) -> Option<Tool> {
+        use migrations::Format as F;
+        Some(match format {
+            F::Dbmate => Self::Dbmate,
+            F::Goose => Self::Goose,
+            F::SqlMigrate => Self::SqlMigrate,
+            F::Prisma => Self::Prisma,
+            F::Popx => Self::Popx,
+            F::Flyway => Self::Flyway,
+            F::Diesel => Self::Diesel,
+            F::Drizzle => Self::Drizzle,
+            F::Tern => Self::Tern,
+            F::NodePgMigrate => Self::NodePgMigrate,
+            F::Postgrator => Self::Postgrator,
+            F::Pairs | F::Plain | F::Sqitch | F::Tool => return None,
+        })
     }
 
     /// `auto` is `None`: detect it.
@@ -638,7 +681,8 @@ impl History {
             migrations::fill_flyway(set, &values);
         }
         let fails = history.tool.would_fail(set);
-        set.warnings.extend(fails);
+        set.warnings
+            .extend(fails.into_iter().map(|f| f.to_string()));
         Ok(history)
     }
 

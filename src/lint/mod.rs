@@ -262,6 +262,7 @@ pub fn lint_migrations(
             .collect()
     });
     rules::layout_warnings(&set, report);
+    rules::tool_transaction(&set, report);
     let mut checks = rules::MigrationChecks::default();
     // Tables created by earlier files count as empty only before
     // `assume_empty_before` (a history applied at once to an empty database).

@@ -16,27 +16,36 @@ pub const RULE: (&str, Severity, &str) = (
 /// up, a file skipped), each located at the file it names.
 pub fn check(set: &migrations::Set, report: &mut Report) {
     for w in &set.warnings {
+        // The first file the warning names (`001_a.sql`, `0005_x.go`), at
+        // the line it gives (`deploy/users.sql:2:`), else the directory.
         let named = w
-            .split(|c: char| c.is_whitespace() || c == '`' || c == ':' || c == ',')
-            .find(|word| word.ends_with(".sql") && set.dir.join(word).is_file());
-        let file = match named {
-            Some(f) => set.dir.join(f),
-            None => set.dir.clone(),
+            .split(|c: char| c.is_whitespace() || c == '`' || c == ',')
+            .find_map(|word| {
+                let word = word.trim_end_matches(':');
+                let (path, line) = match word.rsplit_once(':') {
+                    Some((p, n)) if n.parse::<usize>().is_ok() => (p, n.parse().ok()),
+                    _ => (word, None),
+                };
+                (path.contains('.') && set.dir.join(path).is_file()).then_some((path, line))
+            });
+        let (file, line) = match named {
+            Some((f, line)) => (set.dir.join(f), line.unwrap_or(1).max(1)),
+            None => (set.dir.clone(), 1),
         };
         report.findings.push(Finding {
             rule: RULE.0.into(),
             source: "runbook",
             severity: RULE.1,
             file: file.display().to_string(),
-            line: 1,
+            line,
             column: 1,
-            end_line: 1,
+            end_line: line,
             end_column: 2,
             message: w.clone(),
             help: Some("every other migration in the directory is still linted".into()),
             source_line: std::fs::read_to_string(&file)
                 .ok()
-                .and_then(|t| t.lines().next().map(str::to_string))
+                .and_then(|t| t.lines().nth(line - 1).map(str::to_string))
                 .unwrap_or_default(),
         });
     }

@@ -14,6 +14,7 @@ mod missing_down_migration;
 mod missing_timeout;
 mod not_null_without_default;
 mod secret_in_command;
+mod tool_transaction;
 mod unbatched_update;
 mod unquoted_template_in_sql;
 
@@ -29,6 +30,7 @@ use crate::model::{PhaseKind, Runbook, StepKind};
 use crate::pg::statements::Statement;
 
 pub use migration_layout::check as layout_warnings;
+pub use tool_transaction::check as tool_transaction;
 
 /// Our rules: name, severity, one line of what it catches.
 pub const RULES: &[(&str, Severity, &str)] = &[
@@ -43,6 +45,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     unquoted_template_in_sql::RULE,
     missing_timeout::RULE,
     migration_layout::RULE,
+    tool_transaction::RULE,
 ];
 
 fn severity(rule: &str) -> Severity {
