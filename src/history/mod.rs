@@ -680,9 +680,18 @@ impl History {
             let values = history.flyway_values(db).await?;
             migrations::fill_flyway(set, &values);
         }
-        let fails = history.tool.would_fail(set);
-        set.warnings
-            .extend(fails.into_iter().map(|f| f.to_string()));
+        // Judged by the tool that deploys these files: the history's, or,
+        // with runbook's own history (a rehearsal's new database), the one
+        // the directory's format belongs to.
+        let judge = match history.tool {
+            Tool::Runbook => Tool::of_format(set.format),
+            tool => Some(tool),
+        };
+        if let Some(tool) = judge {
+            let fails = tool.would_fail(set);
+            set.warnings
+                .extend(fails.into_iter().map(|f| f.to_string()));
+        }
         Ok(history)
     }
 
