@@ -1225,6 +1225,10 @@ pub enum Verdict {
     Lossy,
     ParityMismatch,
     ReupFailure,
+    /// The tool that deploys these files would fail the migration: it runs
+    /// it in a transaction where one of its statements cannot run
+    /// (runbook ran it statement by statement).
+    ToolFailure,
     /// The schema of the database differs from what a fresh apply of its
     /// applied migrations gives (a set finding, for forward-only sets).
     Drift,
@@ -1250,6 +1254,7 @@ impl Verdict {
         Verdict::Lossy,
         Verdict::ParityMismatch,
         Verdict::ReupFailure,
+        Verdict::ToolFailure,
         Verdict::Drift,
         Verdict::DestroysData,
         Verdict::ColumnOrder,
@@ -1266,6 +1271,7 @@ impl Verdict {
             Self::Lossy => "lossy",
             Self::ParityMismatch => "parity_mismatch",
             Self::ReupFailure => "reup_failure",
+            Self::ToolFailure => "tool_failure",
             Self::Drift => "drift",
             Self::DestroysData => "destroys_data",
             Self::ColumnOrder => "column_order",
@@ -1283,6 +1289,7 @@ impl Verdict {
             Verdict::Lossy,
             Verdict::ParityMismatch,
             Verdict::ReupFailure,
+            Verdict::ToolFailure,
             Verdict::Drift,
         ]
     }

@@ -806,7 +806,7 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
         ),
         (
             "00002_index.sql",
-            format!("-- +goose Up\n{ADD}{index}-- +goose Down\nDROP INDEX users_id;\n"),
+            format!("-- +goose Up\n{ADD}{index}-- +goose Down\nDROP INDEX users_id;\n{DROP_ADD}"),
         ),
     ]);
     let db = Db::fresh();
@@ -828,6 +828,27 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.step("apply")["details"]["warnings"], warnings);
+    // A rehearsal of them fails that migration: `tool_failure`, an error
+    // by default, rather than an `ok` for what goose would not deploy.
+    let db = Db::fresh();
+    let (_case, run) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let details = &run.step("rehearse")["details"];
+    let verdicts: Vec<&str> = details["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["ok", "tool_failure"], "{details}");
+    assert!(
+        details["migrations"][1]["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("00002_index.sql:3: goose would fail this script"),
+        "{details}"
+    );
+    assert_eq!(details["warnings"], serde_json::json!([]), "said once, as the verdict");
 
     // Marked as goose marks it: goose runs it statement by statement too.
     let marked = owned(&[

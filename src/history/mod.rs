@@ -133,6 +133,15 @@ impl Tool {
     /// as warnings, since a rehearsal that passes them passes what the
     /// tool, deploying the same files, would fail.
     pub fn would_fail(self, set: &Set) -> Vec<ToolFails> {
+        set.migrations
+            .iter()
+            .chain(&set.repeatables)
+            .flat_map(|m| self.would_fail_in(m))
+            .collect()
+    }
+
+    /// [`Tool::would_fail`] for one migration: its up, then its down.
+    pub fn would_fail_in(self, m: &Migration) -> Vec<ToolFails> {
         #[derive(PartialEq)]
         enum Runs {
             Wrapped,
@@ -145,11 +154,7 @@ impl Tool {
             Self::Flyway => Runs::Flyway,
             _ => Runs::Wrapped,
         };
-        let scripts = set
-            .migrations
-            .iter()
-            .chain(&set.repeatables)
-            .flat_map(|m| std::iter::once(&m.up).chain(m.down_script()));
+        let scripts = std::iter::once(&m.up).chain(m.down_script());
         let mut out = Vec::new();
         for s in scripts.filter(|s| s.no_transaction.is_none()) {
             let stmts = crate::pg::statements::split(&s.sql);
@@ -680,14 +685,7 @@ impl History {
             let values = history.flyway_values(db).await?;
             migrations::fill_flyway(set, &values);
         }
-        // Judged by the tool that deploys these files: the history's, or,
-        // with runbook's own history (a rehearsal's new database), the one
-        // the directory's format belongs to.
-        let judge = match history.tool {
-            Tool::Runbook => Tool::of_format(set.format),
-            tool => Some(tool),
-        };
-        if let Some(tool) = judge {
+        if let Some(tool) = history.deployer(set) {
             let fails = tool.would_fail(set);
             set.warnings
                 .extend(fails.into_iter().map(|f| f.to_string()));
@@ -730,6 +728,17 @@ impl History {
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
         })
+    }
+
+    /// The tool that deploys these files, by which they are judged
+    /// ([`Tool::would_fail`]): the history's, or, with runbook's own
+    /// history (a rehearsal's new database), the one the directory's format
+    /// belongs to.
+    pub fn deployer(&self, set: &Set) -> Option<Tool> {
+        match self.tool {
+            Tool::Runbook => Tool::of_format(set.format),
+            tool => Some(tool),
+        }
     }
 
     /// The advisory lock a migration holds on this history: SQLx's or

@@ -67,7 +67,7 @@ fn case(s: &StepReport, class: &str) -> TestCase {
 /// The checks of a rehearsal, each migration's own testcase: which
 /// verdicts each check reports.
 const CHECKS: &[(&str, &[&str])] = &[
-    ("up", &["up_failure"]),
+    ("up", &["up_failure", "tool_failure"]),
     ("down", &["irreversible"]),
     ("parity", &["parity_mismatch", "column_order"]),
     ("data", &["lossy", "destroys_data"]),

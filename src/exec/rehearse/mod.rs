@@ -506,6 +506,24 @@ async fn rehearse(
         .map(|m| Outcome::new(m))
         .collect();
     let versioned = pending.run.len();
+    // What the tool deploying these files would fail is a verdict of its
+    // migration, and so not a set warning as well.
+    let mut as_verdicts: Vec<String> = Vec::new();
+    if let Some(tool) = rig.history.deployer(set) {
+        let ms = pending.run.iter().chain(&repeat);
+        for (o, m) in outcomes.iter_mut().zip(ms) {
+            for f in tool.would_fail_in(m) {
+                let message = f.to_string();
+                as_verdicts.push(message.clone());
+                o.find(Verdict::ToolFailure, message);
+            }
+        }
+    }
+    let warnings: Vec<&String> = set
+        .warnings
+        .iter()
+        .filter(|w| !as_verdicts.contains(w))
+        .collect();
     let mut whole = Outcome {
         version: "*".into(),
         name: "the whole set".into(),
@@ -585,7 +603,7 @@ async fn rehearse(
         },
         "schema_objects_rebuilt": rig.rebuilt,
         "timings_csv": csv_path.as_ref().map(|p| p.display().to_string()),
-        "warnings": set.warnings,
+        "warnings": warnings,
     });
     let mut done = Done {
         details: Some(details),
