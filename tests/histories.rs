@@ -848,7 +848,11 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
             .starts_with("00002_index.sql:3: goose would fail this script"),
         "{details}"
     );
-    assert_eq!(details["warnings"], serde_json::json!([]), "said once, as the verdict");
+    assert_eq!(
+        details["warnings"],
+        serde_json::json!([]),
+        "said once, as the verdict"
+    );
 
     // Marked as goose marks it: goose runs it statement by statement too.
     let marked = owned(&[

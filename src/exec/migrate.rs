@@ -692,9 +692,8 @@ async fn migrate(
             Err(f) => {
                 if single {
                     r.db.rollback().await;
-                    return Err(single_failed(x, f, details, done_list));
                 }
-                return Err(script_failed(x, f, details, done_list));
+                return Err(script_failed(x, f, details, done_list, single));
             }
         }
     }
@@ -965,43 +964,24 @@ async fn begin_single(
     Ok(())
 }
 
-/// A migration of a `single_transaction` step failed: the transaction is
-/// rolled back, the ones before it with it, and nothing was applied.
-fn single_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Vec<Value>) -> Fail {
-    details["rolled_back"] = json!(done_list);
-    details["failed"] = json!({
-        "version": x.version,
-        "name": x.name,
-        "statements_done": f.done,
-        "transaction": true,
-    });
-    let mut error = f.error;
-    error.message = format!(
-        "migration {}: {}",
-        migrations::labeled(&x.version, &x.name),
-        error.message
-    );
-    error.hint = Some(format!(
-        "nothing was applied: the step's one transaction was rolled back, with the {} migration(s) before this one",
-        done_list.len()
-    ));
-    let mut fail = Fail::new(f.status, error);
-    if f.retry {
-        fail.retry_class = Some(crate::model::ErrorClass::LockTimeout);
-    }
-    fail.changed_nothing = true;
-    details["applied"] = json!([]);
-    let mut partial = Done {
-        details: Some(details),
-        ..Done::default()
+/// A migration failed. What ran before it in the step stays applied;
+/// under `single_transaction` (`single`) the step's one transaction was
+/// rolled back, those with it, and nothing was applied.
+fn script_failed(
+    x: &Migration,
+    f: ScriptFail,
+    mut details: Value,
+    done_list: Vec<Value>,
+    single: bool,
+) -> Fail {
+    let before = done_list.len();
+    let applied = if single {
+        details["rolled_back"] = json!(done_list);
+        Vec::new()
+    } else {
+        done_list
     };
-    partial.output.insert("applied".into(), json!([]));
-    fail.partial = partial;
-    fail
-}
-
-fn script_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Vec<Value>) -> Fail {
-    details["applied"] = json!(done_list);
+    details["applied"] = json!(applied);
     details["failed"] = json!({
         "version": x.version,
         "name": x.name,
@@ -1014,7 +994,11 @@ fn script_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Ve
         migrations::labeled(&x.version, &x.name),
         error.message
     );
-    if !f.in_transaction && f.done > 0 {
+    if single {
+        error.hint = Some(format!(
+            "nothing was applied: the step's one transaction was rolled back, with the {before} migration(s) before this one"
+        ));
+    } else if !f.in_transaction && f.done > 0 {
         error.hint = Some(format!(
             "{} statement(s) of it committed before the failure and it is marked dirty; see `runbook migrations status` and repair it by hand",
             f.done
@@ -1024,12 +1008,12 @@ fn script_failed(x: &Migration, f: ScriptFail, mut details: Value, done_list: Ve
     if f.retry {
         fail.retry_class = Some(crate::model::ErrorClass::LockTimeout);
     }
-    fail.changed_nothing = done_list.is_empty() && (f.in_transaction || f.done == 0);
+    fail.changed_nothing = applied.is_empty() && (f.in_transaction || f.done == 0);
     let mut partial = Done {
         details: Some(details),
         ..Done::default()
     };
-    partial.output.insert("applied".into(), json!(done_list));
+    partial.output.insert("applied".into(), json!(applied));
     fail.partial = partial;
     fail
 }
