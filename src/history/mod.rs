@@ -44,6 +44,9 @@ use crate::pg::quote;
 /// A script the tool would fail ([`Tool::would_fail`]): where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolFails {
+    /// The migration's version and name (a repeatable's version is empty).
+    pub version: String,
+    pub name: String,
     pub file: String,
     pub line: usize,
     pub message: String,
@@ -141,7 +144,7 @@ impl Tool {
     }
 
     /// [`Tool::would_fail`] for one migration: its up, then its down.
-    pub fn would_fail_in(self, m: &Migration) -> Vec<ToolFails> {
+    fn would_fail_in(self, m: &Migration) -> Vec<ToolFails> {
         #[derive(PartialEq)]
         enum Runs {
             Wrapped,
@@ -184,6 +187,8 @@ impl Tool {
                     .find(|st| st.no_transaction.is_some())
                     .map_or(0, |st| st.offset);
                 out.push(ToolFails {
+                    version: m.version.clone(),
+                    name: m.name.clone(),
                     file: s.file.clone(),
                     line: s.first_line + s.sql[..at].matches('\n').count(),
                     message: format!(
@@ -550,6 +555,9 @@ pub struct History {
     /// Refinery's: its versions are 64-bit (`int8-versions`), which its
     /// checksum hashes as such.
     wide_versions: bool,
+    /// The scripts the tool deploying these files would fail
+    /// ([`History::deployer`], [`Tool::would_fail`]), found when opened.
+    pub tool_fails: Vec<ToolFails>,
 }
 
 impl History {
@@ -574,6 +582,7 @@ impl History {
             batch: AtomicI64::new(1),
             detected: false,
             wide_versions: false,
+            tool_fails: Vec::new(),
         }
     }
 
@@ -686,9 +695,9 @@ impl History {
             migrations::fill_flyway(set, &values);
         }
         if let Some(tool) = history.deployer(set) {
-            let fails = tool.would_fail(set);
+            history.tool_fails = tool.would_fail(set);
             set.warnings
-                .extend(fails.into_iter().map(|f| f.to_string()));
+                .extend(history.tool_fails.iter().map(ToString::to_string));
         }
         Ok(history)
     }

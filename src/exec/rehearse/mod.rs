@@ -509,14 +509,13 @@ async fn rehearse(
     // What the tool deploying these files would fail is a verdict of its
     // migration, and so not a set warning as well.
     let mut as_verdicts: Vec<String> = Vec::new();
-    if let Some(tool) = rig.history.deployer(set) {
-        let ms = pending.run.iter().chain(&repeat);
-        for (o, m) in outcomes.iter_mut().zip(ms) {
-            for f in tool.would_fail_in(m) {
-                let message = f.to_string();
-                as_verdicts.push(message.clone());
-                o.find(Verdict::ToolFailure, message);
-            }
+    for f in &rig.history.tool_fails {
+        let of = outcomes
+            .iter_mut()
+            .find(|o| o.version == f.version && o.name == f.name);
+        if let Some(o) = of {
+            as_verdicts.push(f.to_string());
+            o.find(Verdict::ToolFailure, f.to_string());
         }
     }
     let warnings: Vec<&String> = set
