@@ -522,6 +522,15 @@ impl Set {
             Err(e)
         }
     }
+
+    /// A file's script, or its [`Set::problem`]: in a tolerant load,
+    /// `None`, and the file is skipped.
+    fn kept(&mut self, r: Result<Script, LoadError>) -> Result<Option<Script>, LoadError> {
+        match r {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => self.problem(e).map(|()| None),
+        }
+    }
 }
 
 /// The order a format runs its versions in: Diesel's compares them as
@@ -855,12 +864,9 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
                     continue;
                 }
                 let sqlx = sqlx_no_transaction(&text);
-                let up = match sqlx_one_query(script(text, f.name.clone(), 1, sqlx), sqlx) {
-                    Ok(up) => up,
-                    Err(e) => {
-                        set.problem(e)?;
-                        continue;
-                    }
+                let up = sqlx_one_query(script(text, f.name.clone(), 1, sqlx), sqlx);
+                let Some(up) = set.kept(up)? else {
+                    continue;
                 };
                 let name = name_of(f.name.trim_end_matches(".sql"));
                 push(&mut set, &f.name, name, up, Down::Unavailable)?;
@@ -1120,30 +1126,22 @@ fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErr
         let by =
             (!in_tx).then(|| format!("{}/metadata.toml sets run_in_transaction = false", f.name));
         let file = |part: &str| format!("{}/{part}.sql", f.name);
-        let diesel = |part: &str, by: Option<String>| -> Result<Script, LoadError> {
+        // Outside a transaction, Diesel sends the script as one query.
+        let diesel = |part: &str| -> Result<Result<Script, LoadError>, LoadError> {
             let s = script_by(read(dir, &file(part))?, file(part), 1, by.clone());
-            if by.is_some() {
+            Ok(if by.is_some() {
                 one_query(s, "Diesel")
             } else {
                 Ok(s)
-            }
+            })
         };
-        let up = match diesel("up", by.clone()) {
-            Ok(up) => up,
-            Err(e @ LoadError::OneQuery { .. }) => {
-                set.problem(e)?;
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(up) = set.kept(diesel("up")?)? else {
+            continue;
         };
         let down = if dir.join(file("down")).is_file() {
-            match diesel("down", by) {
-                Ok(down) => Down::Script(down),
-                Err(e @ LoadError::OneQuery { .. }) => {
-                    set.problem(e)?;
-                    continue;
-                }
-                Err(e) => return Err(e),
+            match set.kept(diesel("down")?)? {
+                Some(down) => Down::Script(down),
+                None => continue,
             }
         } else {
             Down::Missing(format!("there is no {}", file("down")))
@@ -1270,12 +1268,9 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErro
         let name = name_of(u.name.trim_end_matches(".up.sql"));
         let text = read(dir, &u.name)?;
         let sqlx = sqlx_no_transaction(&text);
-        let up = match sqlx_one_query(script(text, u.name.clone(), 1, sqlx), sqlx) {
-            Ok(up) => up,
-            Err(e) => {
-                set.problem(e)?;
-                continue;
-            }
+        let up = sqlx_one_query(script(text, u.name.clone(), 1, sqlx), sqlx);
+        let Some(up) = set.kept(up)? else {
+            continue;
         };
         let down = match pairs[i] {
             Some(j) => {
@@ -1289,12 +1284,9 @@ fn load_pairs(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErro
                 }
                 let text = read(dir, &d.name)?;
                 let sqlx = sqlx_no_transaction(&text);
-                match sqlx_one_query(script(text, d.name.clone(), 1, sqlx), sqlx) {
-                    Ok(down) => Down::Script(down),
-                    Err(e) => {
-                        set.problem(e)?;
-                        continue;
-                    }
+                match set.kept(sqlx_one_query(script(text, d.name.clone(), 1, sqlx), sqlx))? {
+                    Some(down) => Down::Script(down),
+                    None => continue,
                 }
             }
             None => Down::Missing(format!("there is no {version}_*.down.sql")),
