@@ -698,14 +698,16 @@ async fn migrate(
         }
     }
     if single && let Err(e) = r.db.client.batch_execute("COMMIT").await {
-        // A deferred constraint, checked at COMMIT: nothing was applied.
+        // Each migration's deferred constraints were checked at its
+        // savepoint; COMMIT can still fail (the session lost): nothing was
+        // applied.
         r.db.rollback().await;
         let mut fail = fail(
             format!(
                 "the migrations' transaction did not commit: {}",
                 db::error_info(&e, None).message
             ),
-            "nothing was applied; fix the migration whose constraint failed",
+            "nothing was applied; run the step again once the cause is fixed",
         )
         .unchanged();
         details["applied"] = json!([]);
