@@ -256,6 +256,19 @@ pub enum LoadError {
         line: usize,
         what: String,
     },
+    #[error(
+        "{file}:{line}: {}",
+        if *missing {
+            "this statement has no `;` at the end of its last line, and goose refuses the file (missing semicolon)"
+        } else {
+            "goose cuts the statement here, after a line that ends with `;` inside it, and sends PostgreSQL two broken halves"
+        }
+    )]
+    GooseCut {
+        file: String,
+        line: usize,
+        missing: bool,
+    },
     #[error("{journal} lists {file}, which is not there; Drizzle stops at it too")]
     JournalFile { file: String, journal: &'static str },
     #[error("{file}: no up section: expected a line `{want}` ({format} format)")]
@@ -315,6 +328,10 @@ impl LoadError {
             Self::NoUp { .. } => "add the marker line before the up's SQL",
             Self::Psql { .. } => {
                 "write the value sqitch passes with `--set` into the script, and leave psql's settings to runbook (it stops at the first error)"
+            }
+            Self::GooseCut { missing: true, .. } => "end the statement with `;`",
+            Self::GooseCut { .. } => {
+                "wrap the statement (a function body, a DO block) in `-- +goose StatementBegin` and `-- +goose StatementEnd`"
             }
             Self::OneQuery { .. } => {
                 "move that statement to a migration of its own, where it is the only statement"
@@ -1630,6 +1647,14 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
     }
     let tool = |s: Script| match format {
         Format::Dbmate => one_query(s, "dbmate"),
+        Format::Goose => match goose_cut(&s) {
+            Some((line, missing)) => Err(LoadError::GooseCut {
+                file: file.to_string(),
+                line,
+                missing,
+            }),
+            None => Ok(s),
+        },
         _ => Ok(s),
     };
     let up = tool(script(
@@ -1654,6 +1679,67 @@ fn sections(format: Format, text: &str, file: &str) -> Result<(Script, Down), Lo
 /// [`one_query`] for a script that holds SQLx's `-- no-transaction`.
 fn sqlx_one_query(s: Script, sqlx: bool) -> Result<Script, LoadError> {
     if sqlx { one_query(s, "SQLx") } else { Ok(s) }
+}
+
+/// Where goose would send PostgreSQL a piece of a statement: goose cuts a
+/// section after each line whose last word (before a `--` comment) ends
+/// with `;`, except between `-- +goose StatementBegin` and `StatementEnd`,
+/// and refuses a section whose last statement has no such line. A cut
+/// inside a statement (a `;` at the end of a line of a function body) is
+/// a statement goose sends in two broken halves. runbook splits with a
+/// parser, so it would run the file that goose fails. The line, and
+/// whether it is the missing `;` (else a cut inside a statement).
+fn goose_cut(s: &Script) -> Option<(usize, bool)> {
+    let stmts = crate::pg::statements::split(&s.sql);
+    let line_of = |offset: usize| s.first_line + s.sql[..offset].matches('\n').count();
+    let mut in_block = false;
+    let mut pending: Option<usize> = None;
+    let mut offset = 0;
+    for line in s.sql.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let text = line.trim_end_matches(['\n', '\r']);
+        let lower = text.trim().to_ascii_lowercase();
+        if lower.starts_with("--") && lower.contains("+goose") {
+            match lower
+                .split_whitespace()
+                .skip_while(|w| *w != "+goose")
+                .nth(1)
+            {
+                Some("statementbegin") => in_block = true,
+                Some("statementend") => {
+                    in_block = false;
+                    pending = None;
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if in_block {
+            continue;
+        }
+        if pending.is_none() {
+            if lower.is_empty() || lower.starts_with("--") {
+                continue;
+            }
+            pending = Some(start);
+        }
+        let last = text
+            .split_whitespace()
+            .take_while(|w| !w.starts_with("--"))
+            .last();
+        if last.is_some_and(|w| w.ends_with(';')) {
+            let cut = start + text.len();
+            if stmts
+                .iter()
+                .any(|st| st.offset < cut && cut < st.offset + st.text.len())
+            {
+                return Some((line_of(start), false));
+            }
+            pending = None;
+        }
+    }
+    pending.map(|start| (line_of(start), true))
 }
 
 /// dbmate (`transaction:false`), SQLx (`-- no-transaction`) and Diesel
@@ -2381,6 +2467,41 @@ mod tests {
             Down::Missing("00001_f.sql has no down section".into())
         );
         assert_eq!(crate::pg::statements::split(&m.up.sql).len(), 1);
+    }
+
+    #[test]
+    fn goose_cuts_its_sections_as_goose_does() {
+        let file = "00003_f.sql";
+        let body = "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 1;\nEND\n$$;\n";
+        let load_one = |text: &str| load(dir_with(&[(file, text)]).path(), None);
+        // A `;` at the end of a line inside a function body: goose sends
+        // the halves apart.
+        assert_eq!(
+            load_one(&format!("-- +goose Up\n{body}")).unwrap_err(),
+            LoadError::GooseCut {
+                file: file.into(),
+                line: 4,
+                missing: false
+            }
+        );
+        // Between StatementBegin and StatementEnd it is one statement.
+        let wrapped = format!(
+            "-- +goose Up\n-- +goose StatementBegin\n{body}-- +goose StatementEnd\nSELECT 1; -- done\n-- +goose Down\nDROP FUNCTION f;\n"
+        );
+        assert_eq!(load_one(&wrapped).unwrap().migrations.len(), 1);
+        // goose refuses a statement with no `;` on its last line.
+        let e =
+            load_one("-- +goose Up\nCREATE TABLE a (id int)\n\n-- +goose Down\nDROP TABLE a;\n")
+                .unwrap_err();
+        assert_eq!(
+            e,
+            LoadError::GooseCut {
+                file: file.into(),
+                line: 2,
+                missing: true
+            }
+        );
+        assert!(e.hint().unwrap().contains("end the statement with `;`"));
     }
 
     #[test]
