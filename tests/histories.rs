@@ -915,6 +915,54 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
 }
 
 #[test]
+fn a_down_the_tool_would_fail_is_the_down_checks_failure_in_junit() {
+    // The up is fine under goose; the down is not (CONCURRENTLY without
+    // NO TRANSACTION). JUnit files it under the migration's "down" check,
+    // and the up check passes, since goose deploys the up.
+    let dir = owned(&[
+        (
+            "00001_init.sql",
+            format!("-- +goose Up\n{INIT}-- +goose Down\nDROP TABLE users;\n"),
+        ),
+        (
+            "00002_index.sql",
+            "-- +goose Up\nCREATE INDEX users_id ON users (id);\n-- +goose Down\nDROP INDEX CONCURRENTLY users_id;\n".into(),
+        ),
+    ]);
+    let db = Db::fresh();
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n        rehearse:\n          dir: {}\n          scratch: true\n",
+        dir.path().display()
+    ));
+    let junit = case.dir.path().join("junit.xml");
+    let run = case.exec(&db.url, &["--junit", junit.to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let details = &run.step("rehearse")["details"];
+    let finding = &details["migrations"][1]["findings"][0];
+    assert_eq!(finding["verdict"], "tool_failure", "{details}");
+    assert_eq!(finding["leg"], "down", "{details}");
+    let xml = std::fs::read_to_string(junit).unwrap();
+    let case_of = |name: &str| {
+        let at = xml
+            .find(&format!("name=\"00002_index {name}\""))
+            .unwrap_or_else(|| panic!("{xml}"));
+        let rest = &xml[at..];
+        // To the end of the case, or of its first element inside.
+        let end = ["</testcase>", "/>"]
+            .iter()
+            .filter_map(|e| rest.find(e))
+            .min()
+            .unwrap();
+        rest[..end].to_string()
+    };
+    assert!(!case_of("up").contains("<failure"), "{xml}");
+    assert!(
+        case_of("down").contains("<failure") && case_of("down").contains("type=\"tool_failure\""),
+        "{xml}"
+    );
+}
+
+#[test]
 fn single_transaction_applies_all_of_the_migrations_or_none() {
     let db = Db::fresh();
     let dir = files(&[

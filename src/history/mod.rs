@@ -50,6 +50,8 @@ pub struct ToolFails {
     pub file: String,
     pub line: usize,
     pub message: String,
+    /// Which of the migration's scripts it is: `up` or `down`.
+    pub leg: &'static str,
 }
 
 impl std::fmt::Display for ToolFails {
@@ -157,9 +159,9 @@ impl Tool {
             Self::Flyway => Runs::Flyway,
             _ => Runs::Wrapped,
         };
-        let scripts = std::iter::once(&m.up).chain(m.down_script());
+        let scripts = std::iter::once((&m.up, "up")).chain(m.down_script().map(|d| (d, "down")));
         let mut out = Vec::new();
-        for s in scripts.filter(|s| s.no_transaction.is_none()) {
+        for (s, leg) in scripts.filter(|(s, _)| s.no_transaction.is_none()) {
             let stmts = crate::pg::statements::split(&s.sql);
             if stmts.iter().any(|st| st.transaction_control) {
                 continue;
@@ -196,6 +198,7 @@ impl Tool {
                         self.name(),
                         why.unwrap_or_default()
                     ),
+                    leg,
                 });
             }
         }

@@ -68,7 +68,7 @@ fn case(s: &StepReport, class: &str) -> TestCase {
 /// verdicts each check reports.
 const CHECKS: &[(&str, &[&str])] = &[
     ("up", &["up_failure", "tool_failure"]),
-    ("down", &["irreversible"]),
+    ("down", &["irreversible", "tool_failure"]),
     ("parity", &["parity_mismatch", "column_order"]),
     ("data", &["lossy", "destroys_data"]),
     ("reup", &["reup_failure"]),
@@ -114,6 +114,13 @@ fn rehearsal_suite(runbook: &str, s: &StepReport) -> Option<TestSuite> {
             let mine: Vec<&serde_json::Value> = findings
                 .iter()
                 .filter(|f| f["verdict"].as_str().is_some_and(|v| verdicts.contains(&v)))
+                // A finding that names its script is the check of that
+                // script's leg: a down the tool would fail is "down".
+                .filter(|f| {
+                    f["leg"]
+                        .as_str()
+                        .is_none_or(|l| l == *check || !["up", "down"].contains(check))
+                })
                 .collect();
             let messages: Vec<String> = mine
                 .iter()

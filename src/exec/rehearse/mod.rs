@@ -53,6 +53,10 @@ pub struct Finding {
     pub changes: Option<Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// The script the finding is about (`up` or `down`), where the verdict
+    /// alone does not say: a `tool_failure` can be of either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leg: Option<&'static str>,
 }
 
 /// One timed run of a script.
@@ -101,6 +105,7 @@ impl Outcome {
             message,
             changes: None,
             tables: Vec::new(),
+            leg: None,
         });
         self.findings.last_mut().expect("just pushed")
     }
@@ -515,7 +520,7 @@ async fn rehearse(
             .find(|o| o.version == f.version && o.name == f.name);
         if let Some(o) = of {
             as_verdicts.push(f.to_string());
-            o.find(Verdict::ToolFailure, f.to_string());
+            o.find(Verdict::ToolFailure, f.to_string()).leg = Some(f.leg);
         }
     }
     let warnings: Vec<&String> = set
