@@ -1811,6 +1811,47 @@ fn refinery_checksum(name: &str, version: impl std::hash::Hash, sql: &str) -> St
     h.finish().to_string()
 }
 
+/// Refinery runs its files as they are: no Flyway placeholders filled in,
+/// and a byte-order mark sent along (which PostgreSQL fails on). Its
+/// checksum is of that text. Before, runbook filled `${flyway:user}` and
+/// dropped the mark, as Flyway does, so it ran what Refinery would not
+/// and recorded a checksum Refinery would call divergent.
+#[test]
+fn refinery_runs_its_files_as_they_are_with_no_placeholders_and_the_mark_kept() {
+    let db = Db::fresh();
+    let notes = "CREATE TABLE notes (t text);\nINSERT INTO notes VALUES ('${flyway:user}');\n";
+    let bom = "\u{feff}CREATE TABLE marked (id int);\n";
+    let dir = files(&[("V1__notes.sql", notes), ("V2__marked.sql", bom)]);
+    db.sql("CREATE TABLE refinery_schema_history(version int4 PRIMARY KEY, name VARCHAR(255), applied_on VARCHAR(255), checksum VARCHAR(255))");
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT t FROM notes"), "${flyway:user}");
+    assert_eq!(
+        db.sql("SELECT string_agg(checksum, ',' ORDER BY version) FROM refinery_schema_history"),
+        format!(
+            "{},{}",
+            refinery_checksum("notes", 1, notes),
+            refinery_checksum("marked", 2, bom)
+        )
+    );
+    // The mark: runbook ran the file without it, and says Refinery would not.
+    let warnings = run.step("apply")["details"]["warnings"].to_string();
+    assert!(
+        warnings.contains("V2__marked.sql:1: Refinery would fail this script")
+            && !warnings.contains("V1__notes"),
+        "{warnings}"
+    );
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(states(&out), ["1 applied", "2 applied"]);
+    // Under runbook's own history the same files are Flyway's, placeholders
+    // and all.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT t FROM notes"), db.sql("SELECT current_user"));
+}
+
 /// Refinery's refinery_schema_history (its DDL; a row per version, with
 /// its name, RFC 3339 time and SipHash checksum) is read, checked and
 /// continued as Refinery would write it, so Refinery itself goes on from

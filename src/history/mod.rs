@@ -161,6 +161,16 @@ impl Tool {
         };
         let scripts = std::iter::once((&m.up, "up")).chain(m.down_script().map(|d| (d, "down")));
         let mut out = Vec::new();
+        if self == Self::Refinery && m.up.as_written().starts_with('\u{feff}') {
+            out.push(ToolFails {
+                version: m.version.clone(),
+                name: m.name.clone(),
+                file: m.up.file.clone(),
+                line: 1,
+                message: "Refinery would fail this script: it sends the file as it is, byte-order mark included, and PostgreSQL reads the mark as part of the first word (a syntax error); runbook reads the file without it, as Flyway does".into(),
+                leg: "up",
+            });
+        }
         for (s, leg) in scripts.filter(|(s, _)| s.no_transaction.is_none()) {
             let stmts = crate::pg::statements::split(&s.sql);
             if stmts.iter().any(|st| st.transaction_control) {
@@ -693,7 +703,8 @@ impl History {
         if history.tool == Tool::Knex {
             history.batch = AtomicI64::new(knex::next_batch(db, &history).await?);
         }
-        if set.format == migrations::Format::Flyway {
+        // Refinery runs the same files as they are: no placeholders.
+        if set.format == migrations::Format::Flyway && history.tool != Tool::Refinery {
             let values = history.flyway_values(db).await?;
             migrations::fill_flyway(set, &values);
         }

@@ -4,7 +4,8 @@
 //! its directory is the `flyway` format; its name is the part after `__`,
 //! underscores kept. The checksum is Refinery's: SipHash-1-3 (keys 0, 0)
 //! over the name, the version as a 32-bit integer (64-bit where the table's
-//! `version` is `int8`, Refinery's `int8-versions`) and the SQL, each hashed
+//! `version` is `int8`, Refinery's `int8-versions`) and the SQL as the file
+//! has it (byte-order mark included, placeholders not filled), each hashed
 //! as Rust's `Hash` does, printed as a decimal `u64`. Refinery refuses to
 //! run when a checksum differs, so it must be exact. Refinery has no mark
 //! for a script that stopped half-way, and no lock.
@@ -91,7 +92,8 @@ pub(super) fn checksum(m: &Migration, wide: bool) -> Option<String> {
     } else {
         i32::try_from(v).ok()?.hash(&mut h);
     }
-    m.up.sql.hash(&mut h);
+    // As Refinery reads the file: with a byte-order mark, where it has one.
+    m.up.as_written().hash(&mut h);
     Some(h.finish().to_string())
 }
 

@@ -118,15 +118,21 @@ fn conf_false(dir: &Path, file: &str, key: &str) -> bool {
 /// transaction when its `.conf` says so, and with its placeholders checked
 /// (`None`, in a tolerant load, when one has no value).
 fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, LoadError> {
+    let text = read(dir, file)?;
+    // Refinery, whose files these also are, keeps the mark: its checksum
+    // is of the text with it (see `Script::as_written`).
+    let bom = text.starts_with('\u{feff}').then(|| text.clone());
     let mut s = script(
-        strip_bom(read(dir, file)?),
+        strip_bom(text),
         file.to_string(),
         1,
         conf_false(dir, file, "executeInTransaction"),
     );
     if conf_false(dir, file, "placeholderReplacement") {
+        // Flyway's own setting: left as it is, and never filled in.
         return Ok(Some(s));
     }
+    s.written = bom;
     let mut any = false;
     for (at, name) in placeholders(&s.sql) {
         if builtin(name).is_none() {
@@ -140,7 +146,7 @@ fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, 
         }
         any = true;
     }
-    if any {
+    if any && s.written.is_none() {
         s.written = Some(s.sql.clone());
     }
     Ok(Some(s))
@@ -224,6 +230,7 @@ pub fn fill(set: &mut Set, values: &Values) {
         };
         for s in std::iter::once(&mut m.up).chain(down) {
             let Some(text) = &s.written else { continue };
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
             let filename = s.file.rsplit('/').next().unwrap_or(&s.file);
             let mut out = String::with_capacity(text.len());
             let mut last = 0;
