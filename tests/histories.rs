@@ -1160,6 +1160,25 @@ fn sqitch_registry_is_read_and_its_script_hash_checked_but_never_written() {
     let (code, out, _) = migrations(&["status"], dir.path(), &db.url);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("applied with SHA-1"), "{out}");
+
+    // A script saved with a byte-order mark: psql, which sqitch runs it
+    // with, reads it without the mark, and sqitch hashes the file as it is.
+    // Before, runbook sent the mark and PostgreSQL failed on it.
+    let marked = format!("\u{feff}{INIT}");
+    std::fs::write(dir.path().join("deploy/users.sql"), &marked).unwrap();
+    db.sql(&format!(
+        "UPDATE sqitch.changes SET script_hash = '{}'",
+        runbook::migrations::sqitch_hash(&marked)
+    ));
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(states(&out), ["0001 applied", "0002 pending"]);
+    let (_case, run) = rehearse_scratch(&Db::fresh(), dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 2})
+    );
 }
 
 #[test]
@@ -1817,7 +1836,7 @@ fn refinery_checksum(name: &str, version: impl std::hash::Hash, sql: &str) -> St
 /// dropped the mark, as Flyway does, so it ran what Refinery would not
 /// and recorded a checksum Refinery would call divergent.
 #[test]
-fn refinery_runs_its_files_as_they_are_with_no_placeholders_and_the_mark_kept() {
+fn refinery_runs_its_files_as_they_are_and_a_byte_order_mark_fails_where_the_tool_sends_it() {
     let db = Db::fresh();
     let notes = "CREATE TABLE notes (t text);\nINSERT INTO notes VALUES ('${flyway:user}');\n";
     let bom = "\u{feff}CREATE TABLE marked (id int);\n";
@@ -1837,7 +1856,7 @@ fn refinery_runs_its_files_as_they_are_with_no_placeholders_and_the_mark_kept() 
     // The mark: runbook ran the file without it, and says Refinery would not.
     let warnings = run.step("apply")["details"]["warnings"].to_string();
     assert!(
-        warnings.contains("V2__marked.sql:1: Refinery would fail this script")
+        warnings.contains("V2__marked.sql:1: refinery would fail this script")
             && !warnings.contains("V1__notes"),
         "{warnings}"
     );
@@ -1850,6 +1869,40 @@ fn refinery_runs_its_files_as_they_are_with_no_placeholders_and_the_mark_kept() 
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(db.sql("SELECT t FROM notes"), db.sql("SELECT current_user"));
+
+    // golang-migrate sends the mark too (golang-migrate/migrate#1136); a
+    // rehearsal under its history fails that migration, down included.
+    let pairs = files(&[
+        ("1_init.up.sql", INIT),
+        ("1_init.down.sql", "DROP TABLE users;\n"),
+        ("2_marked.up.sql", bom),
+        ("2_marked.down.sql", "\u{feff}DROP TABLE marked;\n"),
+    ]);
+    let db = Db::fresh();
+    let (_case, run) = rehearse_scratch(
+        &db,
+        pairs.path(),
+        "          history: { format: golang-migrate }\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    let m = &d["migrations"][1];
+    assert_eq!(m["verdict"], "tool_failure", "{d}");
+    let legs: Vec<&str> = m["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["leg"].as_str().unwrap())
+        .collect();
+    assert_eq!(legs, ["up", "down"], "{d}");
+    assert!(
+        m["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("2_marked.up.sql:1: golang-migrate would fail this script: it sends the file's byte-order mark"),
+        "{d}"
+    );
+    assert_eq!(d["migrations"][0]["verdict"], "ok", "{d}");
 }
 
 /// Refinery's refinery_schema_history (its DDL; a row per version, with

@@ -52,6 +52,16 @@ pub struct ToolFails {
     pub message: String,
     /// Which of the migration's scripts it is: `up` or `down`.
     pub leg: &'static str,
+    pub cause: FailCause,
+}
+
+/// Why the tool would fail a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailCause {
+    /// The tool runs it in a transaction, where a statement of it cannot run.
+    Transaction,
+    /// The file starts with a byte-order mark, which the tool sends.
+    ByteOrderMark,
 }
 
 impl std::fmt::Display for ToolFails {
@@ -161,17 +171,31 @@ impl Tool {
         };
         let scripts = std::iter::once((&m.up, "up")).chain(m.down_script().map(|d| (d, "down")));
         let mut out = Vec::new();
-        if self == Self::Refinery && m.up.as_written().starts_with('\u{feff}') {
-            out.push(ToolFails {
-                version: m.version.clone(),
-                name: m.name.clone(),
-                file: m.up.file.clone(),
-                line: 1,
-                message: "Refinery would fail this script: it sends the file as it is, byte-order mark included, and PostgreSQL reads the mark as part of the first word (a syntax error); runbook reads the file without it, as Flyway does".into(),
-                leg: "up",
-            });
-        }
-        for (s, leg) in scripts.filter(|(s, _)| s.no_transaction.is_none()) {
+        for (s, leg) in scripts {
+            // Flyway (as psql) reads a file without its byte-order mark;
+            // the other tools here send the mark to PostgreSQL, which reads
+            // it as part of the first word. runbook's parser skips it.
+            // (Prisma's engine is left out: what it does was not checked.)
+            if runs != Runs::Flyway
+                && self != Self::Prisma
+                && s.as_written().starts_with('\u{feff}')
+            {
+                out.push(ToolFails {
+                    version: m.version.clone(),
+                    name: m.name.clone(),
+                    file: s.file.clone(),
+                    line: s.first_line,
+                    message: format!(
+                        "{} would fail this script: it sends the file's byte-order mark to PostgreSQL, which reads it as part of the first word (a syntax error); runbook runs the script without it. Save the file as UTF-8 without a BOM",
+                        self.name()
+                    ),
+                    leg,
+                    cause: FailCause::ByteOrderMark,
+                });
+            }
+            if s.no_transaction.is_some() {
+                continue;
+            }
             let stmts = crate::pg::statements::split(&s.sql);
             if stmts.iter().any(|st| st.transaction_control) {
                 continue;
@@ -209,6 +233,7 @@ impl Tool {
                         why.unwrap_or_default()
                     ),
                     leg,
+                    cause: FailCause::Transaction,
                 });
             }
         }
@@ -1018,7 +1043,7 @@ impl History {
         match self.tool {
             Tool::Runbook | Tool::Prisma | Tool::Drizzle => Some(m.checksum.clone()),
             Tool::Flyway => Some(migrations::flyway_checksum(m.up.as_written()).to_string()),
-            Tool::Sqitch => Some(migrations::sqitch_hash(&m.up.sql)),
+            Tool::Sqitch => Some(migrations::sqitch_hash(m.up.as_written())),
             Tool::Sqlx => Some(sqlx::checksum(&m.up.sql)),
             Tool::Postgrator => Some(migrations::postgrator_checksum(&m.up.sql)),
             Tool::Refinery => refinery::checksum(m, self.wide_versions),

@@ -263,6 +263,7 @@ pub fn lint_migrations(
     });
     rules::layout_warnings(&set, report);
     rules::tool_transaction(&set, report);
+    rules::byte_order_mark(&set, report);
     let mut checks = rules::MigrationChecks::default();
     // Tables created by earlier files count as empty only before
     // `assume_empty_before` (a history applied at once to an empty database).

@@ -965,6 +965,17 @@ fn script(sql: String, file: String, first_line: usize, no_transaction: bool) ->
     )
 }
 
+/// A script as psql reads its file: without a byte-order mark at the
+/// start, which PostgreSQL would read as part of the first word. `written`
+/// keeps the file's text, which the tool's checksum is of.
+fn without_bom(mut s: Script) -> Script {
+    if let Some(rest) = s.sql.strip_prefix('\u{feff}') {
+        let rest = rest.to_string();
+        s.written = Some(std::mem::replace(&mut s.sql, rest));
+    }
+    s
+}
+
 /// [`script`], marked outside a transaction for the reason `by` gives
 /// (its tool's metadata), or by the file itself.
 fn script_by(sql: String, file: String, first_line: usize, by: Option<String>) -> Script {

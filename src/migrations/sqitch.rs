@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::{Down, LoadError, Script, Set, push_versioned, read, script};
+use super::{Down, LoadError, Script, Set, push_versioned, read, script, without_bom};
 
 pub(super) fn present(dir: &Path) -> bool {
     dir.join("sqitch.plan").is_file() || dir.join("sqitch.conf").is_file()
@@ -125,9 +125,10 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         seen.push(change.clone());
         let deploy = format!("{}/{file}.sql", layout.deploy);
         let revert = format!("{}/{file}.sql", layout.revert);
-        let up = script(read(dir, &deploy)?, deploy.clone(), 1, false);
+        // psql runs them, and reads a file without its byte-order mark.
+        let up = without_bom(script(read(dir, &deploy)?, deploy.clone(), 1, false));
         let down = if dir.join(&revert).is_file() {
-            Down::Script(script(read(dir, &revert)?, revert, 1, false))
+            Down::Script(without_bom(script(read(dir, &revert)?, revert, 1, false)))
         } else {
             Down::Missing(format!("there is no {revert}"))
         };

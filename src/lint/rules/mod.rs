@@ -5,6 +5,7 @@
 //! over a runbook's steps (`check_runbook`), or over a migration set file
 //! by file (`MigrationChecks`), carrying what the SQL so far created.
 
+mod byte_order_mark;
 mod contract_without_approval;
 mod destructive_without_backup;
 mod destructive_without_rollback;
@@ -29,6 +30,7 @@ use crate::migrations;
 use crate::model::{PhaseKind, Runbook, StepKind};
 use crate::pg::statements::Statement;
 
+pub use byte_order_mark::check as byte_order_mark;
 pub use migration_layout::check as layout_warnings;
 pub use tool_transaction::check as tool_transaction;
 
@@ -46,6 +48,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     missing_timeout::RULE,
     migration_layout::RULE,
     tool_transaction::RULE,
+    byte_order_mark::RULE,
 ];
 
 fn severity(rule: &str) -> Severity {

@@ -6,7 +6,7 @@
 //! docs/lint/tool-transaction.md
 
 use super::super::{Finding, Report, Severity};
-use crate::history::Tool;
+use crate::history::{FailCause, Tool};
 use crate::migrations;
 
 /// The rule, its severity, and what it catches.
@@ -22,7 +22,12 @@ pub fn check(set: &migrations::Set, report: &mut Report) {
     let Some(tool) = Tool::of_format(set.format) else {
         return;
     };
-    for f in tool.would_fail(set) {
+    let fails = tool.would_fail(set);
+    // A byte-order mark is `byte-order-mark`'s.
+    for f in fails
+        .into_iter()
+        .filter(|f| f.cause == FailCause::Transaction)
+    {
         let path = set.dir.join(&f.file);
         let source_line = std::fs::read_to_string(&path)
             .ok()

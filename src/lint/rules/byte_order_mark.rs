@@ -1,0 +1,62 @@
+//! `byte-order-mark`: a migration file saved with a UTF-8 byte-order mark.
+//! psql and Flyway read a file without it, and so does runbook's parser;
+//! the other tools send it to PostgreSQL, which reads it as part of the
+//! first word and fails (golang-migrate/migrate#1136). A rehearsal under
+//! runbook passes the file; the tool fails it at the deploy.
+//! docs/lint/byte-order-mark.md
+
+use super::super::{Finding, Report, Severity};
+use crate::history::Tool;
+use crate::migrations::{self, Format};
+
+/// The rule, its severity, and what it catches.
+pub const RULE: (&str, Severity, &str) = (
+    "byte-order-mark",
+    Severity::Warning,
+    "a migration file that starts with a UTF-8 byte-order mark, which its tool sends to PostgreSQL",
+);
+
+/// Each script of `set` whose file starts with a byte-order mark, where
+/// the tools that run the directory's format send it.
+pub fn check(set: &migrations::Set, report: &mut Report) {
+    let who = match set.format {
+        // psql (sqitch's, and often a plain directory's) and Flyway skip it;
+        // another tool's migrations are not runbook's to read.
+        // Prisma's engine: what it does with the mark was not checked.
+        Format::Flyway | Format::Sqitch | Format::Plain | Format::Tool | Format::Prisma => return,
+        Format::Pairs => "golang-migrate and SQLx, which read this layout, send".to_string(),
+        f => match Tool::of_format(f) {
+            Some(t) => format!("{} sends", t.name()),
+            None => return,
+        },
+    };
+    let scripts = set
+        .migrations
+        .iter()
+        .chain(&set.repeatables)
+        .flat_map(|m| std::iter::once(&m.up).chain(m.down_script()));
+    for s in scripts.filter(|s| s.as_written().starts_with('\u{feff}')) {
+        let path = set.dir.join(&s.file);
+        report.findings.push(Finding {
+            rule: RULE.0.into(),
+            source: "runbook",
+            severity: RULE.1,
+            file: path.display().to_string(),
+            line: s.first_line,
+            column: 1,
+            end_line: s.first_line,
+            end_column: 2,
+            message: format!(
+                "the file starts with a UTF-8 byte-order mark; {who} it to PostgreSQL, which reads it as part of the first word (a syntax error)"
+            ),
+            help: Some("save the file as UTF-8 without a byte-order mark".into()),
+            source_line: s
+                .as_written()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches('\u{feff}')
+                .to_string(),
+        });
+    }
+}
