@@ -1830,6 +1830,37 @@ fn refinery_checksum(name: &str, version: impl std::hash::Hash, sql: &str) -> St
     h.finish().to_string()
 }
 
+/// A scratch copy (CREATE DATABASE ... TEMPLATE) gets none of what
+/// belongs to the database itself; runbook gives it the source's settings,
+/// so that the migrations run as they would on the database they are
+/// rehearsed for. Supabase, for one, finds its extensions through the
+/// database's `search_path`. Before, the up failed on the copy: "function
+/// answer() does not exist".
+#[test]
+fn a_scratch_copy_has_the_databases_own_settings() {
+    let db = Db::fresh();
+    let name = db.sql("SELECT current_database()");
+    db.sql(&format!(
+        "CREATE SCHEMA extensions;
+         CREATE FUNCTION extensions.answer() RETURNS int LANGUAGE sql AS 'SELECT 42';
+         ALTER DATABASE {name} SET search_path = \"$user\", public, extensions;
+         ALTER DATABASE {name} SET app.region = 'eu';"
+    ));
+    let dir = files(&[
+        (
+            "1_defaults.up.sql",
+            "CREATE TABLE t (a int DEFAULT answer(), region text DEFAULT current_setting('app.region'));\nINSERT INTO t DEFAULT VALUES;\n",
+        ),
+        ("1_defaults.down.sql", "DROP TABLE t;\n"),
+    ]);
+    let (_case, run) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 1})
+    );
+}
+
 /// Refinery runs its files as they are: no Flyway placeholders filled in,
 /// and a byte-order mark sent along (which PostgreSQL fails on). Its
 /// checksum is of that text. Before, runbook filled `${flyway:user}` and

@@ -19,7 +19,7 @@ mod line;
 pub mod migrate;
 pub mod monitor;
 mod privileges;
-mod recreate;
+pub(crate) mod recreate;
 pub mod rehearse;
 pub mod restore;
 pub mod resume;

@@ -19,8 +19,8 @@ use crate::pg::db;
 
 /// The database named `$1`, one row if it exists: the options of a `CREATE
 /// DATABASE` that gives it back (`options`), the statements that set
-/// everything else again once it exists (`after`), and what can be read
-/// back to compare (`props`).
+/// everything else again once it exists, on the database named `$2`
+/// (`after`), and what can be read back to compare (`props`).
 ///
 /// Columns that only some server versions have (the locale provider, from
 /// PostgreSQL 15; `datlocale` in 17 for `daticulocale`; ICU rules, 16) are
@@ -39,13 +39,13 @@ const DATABASE_SQL: &str = r#"SELECT
     || CASE WHEN d.datconnlimit <> -1 THEN format(' CONNECTION LIMIT %s', d.datconnlimit) ELSE '' END
     || CASE WHEN sp.spcname <> 'pg_default' THEN format(' TABLESPACE %I', sp.spcname) ELSE '' END AS options,
     ARRAY(SELECT x.s FROM (
-        SELECT 0 AS o, format('COMMENT ON DATABASE %I IS %L', d.datname, shobj_description(d.oid, 'pg_database')) AS s
+        SELECT 0 AS o, format('COMMENT ON DATABASE %I IS %L', $2::text, shobj_description(d.oid, 'pg_database')) AS s
         WHERE shobj_description(d.oid, 'pg_database') IS NOT NULL
         UNION ALL
-        SELECT 1, format('REVOKE ALL ON DATABASE %I FROM PUBLIC, %s', d.datname, d.datdba::regrole)
+        SELECT 1, format('REVOKE ALL ON DATABASE %I FROM PUBLIC, %s', $2::text, d.datdba::regrole)
         WHERE d.datacl IS NOT NULL
         UNION ALL
-        SELECT 2, format('GRANT %s ON DATABASE %I TO %s%s', e.privilege_type, d.datname,
+        SELECT 2, format('GRANT %s ON DATABASE %I TO %s%s', e.privilege_type, $2::text,
                          CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE e.grantee::regrole::text END,
                          CASE WHEN e.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
         FROM aclexplode(d.datacl) e
@@ -54,8 +54,8 @@ const DATABASE_SQL: &str = r#"SELECT
                        THEN format('SELECT set_config(%L, %L, true); ALTER %s SET %I FROM CURRENT', c.name, c.value, c.target, c.name)
                        ELSE format('ALTER %s SET %I = %L', c.target, c.name, c.value) END
         FROM (SELECT split_part(kv, '=', 1) AS name, substr(kv, strpos(kv, '=') + 1) AS value,
-                     CASE WHEN rs.setrole = 0 THEN format('DATABASE %I', d.datname)
-                          ELSE format('ROLE %s IN DATABASE %I', rs.setrole::regrole, d.datname) END AS target
+                     CASE WHEN rs.setrole = 0 THEN format('DATABASE %I', $2::text)
+                          ELSE format('ROLE %s IN DATABASE %I', rs.setrole::regrole, $2::text) END AS target
               FROM pg_db_role_setting rs, unnest(rs.setconfig) kv
               WHERE rs.setdatabase = d.oid) c
     ) x ORDER BY x.o, x.s) AS after,
@@ -95,7 +95,16 @@ async fn read(
     client: &tokio_postgres::Client,
     name: &str,
 ) -> Result<Option<Database>, tokio_postgres::Error> {
-    let row = client.query_opt(DATABASE_SQL, &[&name]).await?;
+    read_for(client, name, name).await
+}
+
+/// [`read`], with the statements of `after` made for the database `target`.
+async fn read_for(
+    client: &tokio_postgres::Client,
+    name: &str,
+    target: &str,
+) -> Result<Option<Database>, tokio_postgres::Error> {
+    let row = client.query_opt(DATABASE_SQL, &[&name, &target]).await?;
     Ok(row.map(|r| Database {
         options: r.get(0),
         after: r.get(1),
@@ -132,6 +141,42 @@ fn differences(before: &Value, after: &Value) -> Vec<String> {
             (x, y) => format!("{k}: {x} -> {y}"),
         })
         .collect()
+}
+
+/// Give `copy` (a new database: a template copy or a restore of `source`)
+/// what belongs to `source` itself and a copy does not get: its settings
+/// (`ALTER DATABASE ... SET`, `ALTER ROLE ... IN DATABASE ... SET`), its
+/// grants and comment, and its owner where this role may give it (which,
+/// from PostgreSQL 15, is also the owner of `public`). Returns what could
+/// not be given, one line each; nothing is shown of a setting's value.
+pub(crate) async fn like_source(
+    client: &tokio_postgres::Client,
+    source: &str,
+    copy: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let Some(was) = read_for(client, source, copy).await? else {
+        return Ok(Vec::new());
+    };
+    let mut refused = Vec::new();
+    let owner = was.props["owner"].as_str().unwrap_or_default().to_string();
+    let mut statements = Vec::new();
+    if was.may_own && !owner.is_empty() {
+        statements.push(format!(
+            "ALTER DATABASE {} OWNER TO {owner}",
+            crate::pg::quote::ident(copy)
+        ));
+    } else {
+        refused.push(format!(
+            "owner: not {owner}, as this role is not a member of it"
+        ));
+    }
+    statements.extend(was.after);
+    for sql in &statements {
+        if let Err(e) = client.batch_execute(sql).await {
+            refused.push(db::error_info(&e, None).message);
+        }
+    }
+    Ok(refused)
 }
 
 /// What became of the database's own properties.

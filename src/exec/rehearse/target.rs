@@ -99,7 +99,31 @@ async fn copy_by_template(r: &mut Run<'_>, name: &str) -> Result<(), Fail> {
             "a template copy needs the database to have no other sessions; use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup instead",
         ));
     }
-    Ok(())
+    like_source(r, &source, name).await
+}
+
+/// A copy gets none of what belongs to the database itself: its settings
+/// (a `search_path` or `timezone` set with `ALTER DATABASE`), grants,
+/// comment and owner. Without them the migrations would run under other
+/// settings than on the database they are rehearsed for.
+async fn like_source(r: &mut Run<'_>, source: &str, name: &str) -> Result<(), Fail> {
+    match crate::exec::recreate::like_source(&r.db.client, source, name).await {
+        Ok(refused) => {
+            for why in refused {
+                r.bus.emit(Event::Warning {
+                    at: now(),
+                    message: format!(
+                        "the scratch database {name} does not have all of {source}'s own properties: {why}"
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(e) => {
+            drop_scratch(r, name).await;
+            Err(Fail::new(StepStatus::Failed, db::error_info(&e, None)))
+        }
+    }
 }
 
 /// `scratch: {from: steps.<backup>}`: a new database, restored from a
@@ -167,7 +191,8 @@ async fn restore_backup(
         drop_scratch(r, name).await;
         return Err(f);
     }
-    Ok(())
+    // The backup's database, as the copy by template does.
+    like_source(r, &m.database, name).await
 }
 
 pub(super) async fn drop_scratch(r: &mut Run<'_>, name: &str) {
