@@ -207,9 +207,10 @@ fn migration_dir(root: &Path, dir: &Path, refused: &mut Vec<String>) -> Option<F
     if count == 0 {
         return None;
     }
-    let tool = match set.format.name() {
-        "pairs" => "golang-migrate",
-        other => other,
+    let tool = match (crate::history::Tool::of_set(&set), set.format.name()) {
+        (Some(crate::history::Tool::Supabase), _) => "Supabase CLI",
+        (_, "pairs") => "golang-migrate",
+        (_, other) => other,
     };
     Some(Found {
         dir: shown,
@@ -665,6 +666,21 @@ mod tests {
         assert!(
             refused[0].starts_with("cmd/hatchet-migrate/migrate/migrations: 20251226153622_v1_0_66.go is a goose migration in Go,"),
             "{refused:?}"
+        );
+        // A Supabase project's: plain files, in the one place the CLI
+        // reads them from, named as its own.
+        let s = tempfile::tempdir().unwrap();
+        let m = s.path().join("supabase/migrations");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(
+            m.join("20240101000000_todos.sql"),
+            "create table t (id int);",
+        )
+        .unwrap();
+        let f = detect(s.path(), &mut Vec::new()).unwrap();
+        assert_eq!(
+            (f.dir.as_path(), f.tool.as_str(), f.count),
+            (Path::new("supabase/migrations"), "Supabase CLI", 1)
         );
     }
 }

@@ -1861,6 +1861,105 @@ fn a_scratch_copy_has_the_databases_own_settings() {
     );
 }
 
+/// The Supabase CLI's history, `supabase_migrations.schema_migrations`
+/// (outside the search path), is detected by its columns, read, and
+/// continued as the CLI writes it: the version as text, the name, and the
+/// statements. A file the CLI would fail (CONCURRENTLY in its one-batch
+/// transaction) is warned of, and a rehearsal on a new database judges
+/// `supabase/migrations` the same way. Before, such a database stopped
+/// every run: "a migration history outside the search path", and naming
+/// the table got "not a migration history table runbook knows".
+#[test]
+fn the_supabase_cli_history_is_read_and_continued_and_its_files_judged_as_it_runs_them() {
+    let todos = "-- the list\ncreate table public.todos (id bigint primary key, task text);\n";
+    let done = "alter table public.todos add column done boolean default false;\ncomment on column public.todos.done is 'set; once';\n";
+    let index = "create index concurrently todos_task on public.todos (task);\n";
+    let root = files(&[
+        ("supabase/migrations/20240101000000_todos.sql", todos),
+        ("supabase/migrations/20240102000000_done.sql", done),
+        ("supabase/migrations/20240103000000_task_index.sql", index),
+    ]);
+    let dir = root.path().join("supabase/migrations");
+    let db = Db::fresh();
+    // As the CLI leaves a database after `supabase db push` of the first.
+    db.sql(&format!(
+        "{todos}
+         CREATE SCHEMA supabase_migrations;
+         CREATE TABLE supabase_migrations.schema_migrations (version text NOT NULL PRIMARY KEY);
+         ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS statements text[];
+         ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS name text;
+         INSERT INTO supabase_migrations.schema_migrations VALUES ('20240101000000', ARRAY['-- the list\ncreate table public.todos (id bigint primary key, task text)'], 'todos');"
+    ));
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("supabase history in supabase_migrations.schema_migrations (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        [
+            "20240101000000 applied",
+            "20240102000000 pending",
+            "20240103000000 pending"
+        ]
+    );
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240102000000", "20240103000000"]);
+    assert_eq!(
+        db.sql(
+            "SELECT string_agg(version || ' ' || name || ' ' || array_to_json(statements)::text, E'\\n' ORDER BY version) FROM supabase_migrations.schema_migrations"
+        ),
+        [
+            r#"20240101000000 todos ["-- the list\ncreate table public.todos (id bigint primary key, task text)"]"#,
+            r#"20240102000000 done ["alter table public.todos add column done boolean default false","comment on column public.todos.done is 'set; once'"]"#,
+            r#"20240103000000 task_index ["create index concurrently todos_task on public.todos (task)"]"#,
+        ]
+        .join("\n")
+    );
+    let warnings = run.step("apply")["details"]["warnings"].to_string();
+    assert!(
+        warnings.contains("20240103000000_task_index.sql:1: supabase would fail this script, as it runs it in a transaction"),
+        "{warnings}"
+    );
+
+    // On a new database, a rehearsal of supabase/migrations judges the
+    // files as the CLI runs them.
+    let (_case, run) = rehearse_scratch(&Db::fresh(), &dir, "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    let verdicts: Vec<&str> = d["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["forward_only", "forward_only", "tool_failure"],
+        "{d}"
+    );
+
+    // A file the CLI would skip is refused, and nothing runs.
+    std::fs::write(
+        dir.join("20240104000000-skipped.sql"),
+        "create table skipped (id int);\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("20240104000000-skipped.sql: the Supabase CLI skips a file whose name is not `<timestamp>_name.sql`"),
+        "{}",
+        run.step("apply")
+    );
+    assert_eq!(db.sql("SELECT to_regclass('skipped') IS NULL"), "t");
+}
+
 /// Refinery runs its files as they are: no Flyway placeholders filled in,
 /// and a byte-order mark sent along (which PostgreSQL fails on). Its
 /// checksum is of that text. Before, runbook filled `${flyway:user}` and

@@ -28,6 +28,7 @@ mod runbook;
 mod simple;
 mod sqitch;
 mod sqlx;
+mod supabase;
 mod tern;
 
 use std::sync::atomic::AtomicI64;
@@ -90,6 +91,7 @@ pub enum Tool {
     Postgrator,
     Refinery,
     Sqitch,
+    Supabase,
 }
 
 pub const TOOLS: &[&str] = &[
@@ -110,6 +112,7 @@ pub const TOOLS: &[&str] = &[
     "postgrator",
     "refinery",
     "sqitch",
+    "supabase",
 ];
 
 impl Tool {
@@ -132,6 +135,7 @@ impl Tool {
             Self::Postgrator => "postgrator",
             Self::Refinery => "refinery",
             Self::Sqitch => "sqitch",
+            Self::Supabase => "supabase",
         }
     }
 
@@ -261,6 +265,23 @@ impl Tool {
         })
     }
 
+    /// The tool a directory's migrations belong to: its format's
+    /// ([`Tool::of_format`]), or the Supabase CLI's for plain files in
+    /// `supabase/migrations`, the one place the CLI reads them from.
+    pub fn of_set(set: &Set) -> Option<Tool> {
+        let supabase = set.format == migrations::Format::Plain
+            && set.dir.file_name().is_some_and(|n| n == "migrations")
+            && set
+                .dir
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n == "supabase");
+        if supabase {
+            return Some(Self::Supabase);
+        }
+        Self::of_format(set.format)
+    }
+
     /// `auto` is `None`: detect it.
     pub fn parse(s: &str) -> Result<Option<Tool>, String> {
         Ok(Some(match s {
@@ -282,6 +303,7 @@ impl Tool {
             "postgrator" => Self::Postgrator,
             "refinery" => Self::Refinery,
             "sqitch" => Self::Sqitch,
+            "supabase" => Self::Supabase,
             other => {
                 return Err(format!(
                     "unknown history format `{other}`: expected auto, {}",
@@ -310,6 +332,7 @@ impl Tool {
             Self::Postgrator => "public.schemaversion",
             Self::Refinery => "public.refinery_schema_history",
             Self::Sqitch => "sqitch.changes",
+            Self::Supabase => "supabase_migrations.schema_migrations",
         }
     }
 
@@ -330,7 +353,8 @@ impl Tool {
             | Self::Popx
             | Self::Diesel
             | Self::Tern
-            | Self::NodePgMigrate => None,
+            | Self::NodePgMigrate
+            | Self::Supabase => None,
         }
     }
 
@@ -365,6 +389,11 @@ impl Tool {
         let relname = table.rsplit('.').next().unwrap_or(table);
         Some(if has("statements_done") && has("run_id") {
             Self::Runbook
+        } else if has("version") && has("statements")
+            || columns == ["version"] && table == Self::Supabase.default_table()
+        {
+            // The CLI's first tables had only `version`.
+            Self::Supabase
         } else if has("migration_name") && has("rolled_back_at") {
             Self::Prisma
         } else if has("batch") && has("migration_time") {
@@ -446,6 +475,8 @@ pub enum HistoryError {
     NoJournal(String),
     #[error("{file}: {why}, and this database's history is Refinery's")]
     NotRefinery { file: String, why: &'static str },
+    #[error("{file}: {why}, and this database's history is the Supabase CLI's")]
+    NotSupabase { file: String, why: &'static str },
 }
 
 impl HistoryError {
@@ -463,6 +494,9 @@ impl HistoryError {
             }
             Self::NoJournal(_) => {
                 "point `dir` at the Drizzle folder that holds meta/_journal.json, with `format: auto` or `format: drizzle`"
+            }
+            Self::NotSupabase { .. } => {
+                "name the file `<timestamp>_name.sql`, with a 14-digit timestamp like its neighbours' (`supabase migration new NAME` names them so)"
             }
             Self::NotRefinery { .. } => {
                 "Refinery runs `V<integer>__name.sql` files; its `U` files are migrations without an order, not undos, which runbook does not run"
@@ -722,6 +756,12 @@ impl History {
             // Refinery runs no downs: its migrations are forward-only.
             set.forward_only("Refinery has no down migrations");
         }
+        if history.tool == Tool::Supabase {
+            if let Some(e) = supabase::refused(set) {
+                return Err(e);
+            }
+            set.forward_only("the Supabase CLI has no down migrations");
+        }
         if history.tool == Tool::Drizzle && set.migrations.iter().any(|m| m.created_ms.is_none()) {
             return Err(HistoryError::NoJournal(set.dir.display().to_string()));
         }
@@ -784,7 +824,7 @@ impl History {
     /// belongs to.
     pub fn deployer(&self, set: &Set) -> Option<Tool> {
         match self.tool {
-            Tool::Runbook => Tool::of_format(set.format),
+            Tool::Runbook => Tool::of_set(set),
             tool => Some(tool),
         }
     }
@@ -848,6 +888,7 @@ impl History {
             Tool::Tern => tern::create(self),
             Tool::Postgrator => postgrator::create(self),
             Tool::Refinery => refinery::create(self),
+            Tool::Supabase => supabase::create(self),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -898,6 +939,7 @@ impl History {
             Tool::Tern => tern::read(self, db).await,
             Tool::Postgrator => postgrator::read(self, db).await,
             Tool::Refinery => refinery::read(self, db).await,
+            Tool::Supabase => supabase::read(self, db).await,
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1064,6 +1106,7 @@ impl History {
             Tool::Tern => tern::write(self, w),
             Tool::Postgrator => postgrator::write(self, w),
             Tool::Refinery => refinery::write(self, w),
+            Tool::Supabase => supabase::write(self, w),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1099,6 +1142,7 @@ impl History {
             Tool::Tern => tern::baseline(self, through),
             Tool::Postgrator => postgrator::baseline(self, todo),
             Tool::Refinery => refinery::baseline(self, todo),
+            Tool::Supabase => supabase::baseline(self, todo),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1138,6 +1182,7 @@ impl History {
             | Tool::NodePgMigrate
             | Tool::Postgrator
             | Tool::Refinery
+            | Tool::Supabase
             | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
@@ -1293,7 +1338,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 16] = [
+const DETECTED: [Tool; 17] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -1310,6 +1355,7 @@ const DETECTED: [Tool; 16] = [
     Tool::Postgrator,
     Tool::Refinery,
     Tool::Sqitch,
+    Tool::Supabase,
 ];
 
 /// History tables of tools runbook does not read, as `to_regclass` finds

@@ -19,15 +19,20 @@ pub const RULE: (&str, Severity, &str) = (
 /// Each script of `set` whose file starts with a byte-order mark, where
 /// the tools that run the directory's format send it.
 pub fn check(set: &migrations::Set, report: &mut Report) {
-    let who = match set.format {
-        // psql (sqitch's, and often a plain directory's) and Flyway skip it;
-        // another tool's migrations are not runbook's to read.
-        // Prisma's engine: what it does with the mark was not checked.
-        Format::Flyway | Format::Sqitch | Format::Plain | Format::Tool | Format::Prisma => return,
-        Format::Pairs => "golang-migrate and SQLx, which read this layout, send".to_string(),
-        f => match Tool::of_format(f) {
-            Some(t) => format!("{} sends", t.name()),
-            None => return,
+    let who = match (Tool::of_set(set), set.format) {
+        (Some(Tool::Supabase), _) => "the Supabase CLI sends".to_string(),
+        (_, format) => match format {
+            // psql (sqitch's, and often a plain directory's) and Flyway skip it;
+            // another tool's migrations are not runbook's to read.
+            // Prisma's engine: what it does with the mark was not checked.
+            Format::Flyway | Format::Sqitch | Format::Plain | Format::Tool | Format::Prisma => {
+                return;
+            }
+            Format::Pairs => "golang-migrate and SQLx, which read this layout, send".to_string(),
+            f => match Tool::of_format(f) {
+                Some(t) => format!("{} sends", t.name()),
+                None => return,
+            },
         },
     };
     let scripts = set

@@ -19,7 +19,7 @@ pub const RULE: (&str, Severity, &str) = (
 /// Each script of `set` that its format's tool would fail, at the
 /// statement that cannot run in the tool's transaction.
 pub fn check(set: &migrations::Set, report: &mut Report) {
-    let Some(tool) = Tool::of_format(set.format) else {
+    let Some(tool) = Tool::of_set(set) else {
         return;
     };
     let fails = tool.would_fail(set);
