@@ -1872,8 +1872,11 @@ fn a_scratch_copy_has_the_databases_own_settings() {
 #[test]
 fn the_supabase_cli_history_is_read_and_continued_and_its_files_judged_as_it_runs_them() {
     let todos = "-- the list\ncreate table public.todos (id bigint primary key, task text);\n";
-    let done = "alter table public.todos add column done boolean default false;\ncomment on column public.todos.done is 'set; once';\n";
-    let index = "create index concurrently todos_task on public.todos (task);\n";
+    // As `supabase db pull` writes a migration (pg_dump's header): the CLI
+    // resets the session before the next one, so its empty search_path
+    // does not reach it.
+    let done = "SELECT pg_catalog.set_config('search_path', '', false);\nalter table public.todos add column done boolean default false;\ncomment on column public.todos.done is 'set; once';\n";
+    let index = "create index concurrently todos_task on todos (task);\n";
     let root = files(&[
         ("supabase/migrations/20240101000000_todos.sql", todos),
         ("supabase/migrations/20240102000000_done.sql", done),
@@ -1913,8 +1916,8 @@ fn the_supabase_cli_history_is_read_and_continued_and_its_files_judged_as_it_run
         ),
         [
             r#"20240101000000 todos ["-- the list\ncreate table public.todos (id bigint primary key, task text)"]"#,
-            r#"20240102000000 done ["alter table public.todos add column done boolean default false","comment on column public.todos.done is 'set; once'"]"#,
-            r#"20240103000000 task_index ["create index concurrently todos_task on public.todos (task)"]"#,
+            r#"20240102000000 done ["SELECT pg_catalog.set_config('search_path', '', false)","alter table public.todos add column done boolean default false","comment on column public.todos.done is 'set; once'"]"#,
+            r#"20240103000000 task_index ["create index concurrently todos_task on todos (task)"]"#,
         ]
         .join("\n")
     );

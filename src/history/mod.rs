@@ -630,6 +630,11 @@ pub struct History {
     /// The scripts the tool deploying these files would fail
     /// ([`History::deployer`], [`Tool::would_fail`]), found when opened.
     pub tool_fails: Vec<ToolFails>,
+    /// The deploying tool resets the session before each migration (the
+    /// Supabase CLI's `RESET ALL`), so that what one sets with `SET` or
+    /// `set_config(..., false)` (pg_dump's `search_path` of '') does not
+    /// reach the next.
+    pub resets_session: bool,
 }
 
 impl History {
@@ -655,6 +660,7 @@ impl History {
             detected: false,
             wide_versions: false,
             tool_fails: Vec::new(),
+            resets_session: false,
         }
     }
 
@@ -774,6 +780,7 @@ impl History {
             migrations::fill_flyway(set, &values);
         }
         if let Some(tool) = history.deployer(set) {
+            history.resets_session = tool == Tool::Supabase;
             history.tool_fails = tool.would_fail(set);
             set.warnings
                 .extend(history.tool_fails.iter().map(ToString::to_string));

@@ -623,6 +623,11 @@ impl Db {
     }
 }
 
+/// Every session setting back to its default (`RESET ALL`), but for the
+/// check for a client that is gone, which [`Db::connect`] sets (on
+/// PostgreSQL 14 and later).
+pub const RESET_SESSION: &str = "RESET ALL; SELECT set_config('client_connection_check_interval', '2s', false) WHERE current_setting('server_version_num')::int >= 140000";
+
 /// `SELECT set_config(...)` for each setting; `local` scopes them to the transaction.
 pub fn settings_sql(settings: &Settings, local: bool) -> Option<String> {
     let mut parts = Vec::new();
