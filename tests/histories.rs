@@ -1861,6 +1861,47 @@ fn a_scratch_copy_has_the_databases_own_settings() {
     );
 }
 
+/// Flyway, before each migration, sets the role back and the search path
+/// to its default schema (the one its history table is in) ahead of the
+/// connection's own; runbook does the same for Flyway's files. Before, a
+/// service whose Flyway schema is `app` got its unqualified tables in
+/// `public`, and a script that set `search_path` to '' (as pg_dump's
+/// output does) broke every migration after it.
+#[test]
+fn flyway_migrations_run_in_flyways_default_schema_each_from_a_clean_search_path() {
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA app");
+    let dir = files(&[
+        ("V1__t.sql", "CREATE TABLE t (id int PRIMARY KEY);\n"),
+        (
+            "V2__y.sql",
+            "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE app.y (id int);\n",
+        ),
+        ("V3__z.sql", "CREATE TABLE z (id int REFERENCES t);\n"),
+        ("U1__t.sql", "DROP TABLE t;\n"),
+        ("U2__y.sql", "DROP TABLE app.y;\n"),
+        ("U3__z.sql", "DROP TABLE z;\n"),
+    ]);
+    let history = "          history: { format: flyway, table: app.flyway_schema_history }\n";
+    let (_case, run) = migrate(&db, dir.path(), history);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql(
+            "SELECT string_agg(c.oid::regclass::text, ' ' ORDER BY c.relname) FROM pg_class c WHERE c.relname IN ('t', 'y', 'z')"
+        ),
+        "app.t app.y app.z"
+    );
+    // A rehearsal runs them the same way, downs and re-ups included.
+    let fresh = Db::fresh();
+    fresh.sql("CREATE SCHEMA app");
+    let (_case, run) = rehearse_scratch(&fresh, dir.path(), history);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 3})
+    );
+}
+
 /// The Supabase CLI's history, `supabase_migrations.schema_migrations`
 /// (outside the search path), is detected by its columns, read, and
 /// continued as the CLI writes it: the version as text, the name, and the

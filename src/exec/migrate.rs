@@ -175,10 +175,9 @@ pub async fn run_script(
         nested,
     };
     let mut setup = setup_sql(db::settings_sql(ctx.settings, in_tx), in_tx, nested);
-    if history.resets_session {
-        // Before the step's own settings, which it would undo; runbook's
-        // session setting given back.
-        setup = format!("{};\n{setup}", db::RESET_SESSION);
+    if let Some(reset) = &history.session_reset {
+        // Before the step's own settings, which it would undo.
+        setup = format!("{reset};\n{setup}");
     }
     if !setup.is_empty()
         && let Err(e) = db.client.batch_execute(&setup).await

@@ -630,11 +630,12 @@ pub struct History {
     /// The scripts the tool deploying these files would fail
     /// ([`History::deployer`], [`Tool::would_fail`]), found when opened.
     pub tool_fails: Vec<ToolFails>,
-    /// The deploying tool resets the session before each migration (the
-    /// Supabase CLI's `RESET ALL`), so that what one sets with `SET` or
-    /// `set_config(..., false)` (pg_dump's `search_path` of '') does not
-    /// reach the next.
-    pub resets_session: bool,
+    /// What the deploying tool does to the session before each migration,
+    /// so that what one sets with `SET` or `set_config(..., false)`
+    /// (pg_dump's `search_path` of '') does not reach the next: the
+    /// Supabase CLI's `RESET ALL`, or Flyway's role and search path
+    /// ([`flyway_reset`]).
+    pub session_reset: Option<String>,
 }
 
 impl History {
@@ -660,7 +661,7 @@ impl History {
             detected: false,
             wide_versions: false,
             tool_fails: Vec::new(),
-            resets_session: false,
+            session_reset: None,
         }
     }
 
@@ -775,12 +776,18 @@ impl History {
             history.batch = AtomicI64::new(knex::next_batch(db, &history).await?);
         }
         // Refinery runs the same files as they are: no placeholders.
+        let mut default_schema = None;
         if set.format == migrations::Format::Flyway && history.tool != Tool::Refinery {
             let values = history.flyway_values(db).await?;
             migrations::fill_flyway(set, &values);
+            default_schema = Some(values.default_schema);
         }
         if let Some(tool) = history.deployer(set) {
-            history.resets_session = tool == Tool::Supabase;
+            history.session_reset = match (tool, default_schema) {
+                (Tool::Supabase, _) => Some(db::RESET_SESSION.to_string()),
+                (Tool::Flyway, Some(schema)) => Some(flyway_reset(&schema)),
+                _ => None,
+            };
             history.tool_fails = tool.would_fail(set);
             set.warnings
                 .extend(history.tool_fails.iter().map(ToString::to_string));
@@ -1273,6 +1280,19 @@ async fn tables(db: &Db, names: &[String]) -> Result<Vec<Found>, ErrorInfo> {
             integer_version: r.get(2),
         })
         .collect())
+}
+
+/// What Flyway does before each migration: the connection's first role
+/// again, and the search path its default schema (the one its history
+/// table is in) followed by the connection's own, where that schema exists.
+/// So an unqualified name is in that schema, and a `search_path` a script
+/// set does not reach the next.
+fn flyway_reset(schema: &str) -> String {
+    format!(
+        "RESET ROLE; SELECT set_config('search_path', format('%I', s.nspname) || ', ' || p.reset_val, false) \
+         FROM pg_settings p, pg_namespace s WHERE p.name = 'search_path' AND s.nspname = {}",
+        quote::literal(schema)
+    )
 }
 
 /// The timestamp format every reader returns.
