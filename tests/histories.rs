@@ -1861,6 +1861,42 @@ fn a_scratch_copy_has_the_databases_own_settings() {
     );
 }
 
+/// An up that sets the session's search path to '' (as pg_dump's output
+/// does) does not reach its down: every tool runs a down later, in a new
+/// run with a new session, and so does a rehearsal now (the re-up too).
+/// Before, the rehearsal judged such a migration `irreversible`: its
+/// unqualified `DROP TABLE a` found no table, where `migrate down` drops it.
+#[test]
+fn a_down_runs_from_a_clean_session_as_a_new_run_of_its_tool() {
+    let dir = files(&[
+        (
+            "1_a.up.sql",
+            "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.a (id int);\n",
+        ),
+        ("1_a.down.sql", "DROP TABLE a;\n"),
+        ("2_b.up.sql", "CREATE TABLE public.b (id int);\n"),
+        ("2_b.down.sql", "DROP TABLE b;\n"),
+    ]);
+    let (_case, run) = rehearse_scratch(&Db::fresh(), dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 2})
+    );
+    // And a migrate step's downs, in the same run as the ups.
+    let db = Db::fresh();
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: up\n        migrate:\n          dir: {d}\n      - id: down\n        migrate:\n          dir: {d}\n          direction: down\n          to: 0\n",
+        d = dir.path().display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'b')"),
+        "0"
+    );
+}
+
 /// Flyway, before each migration, sets the role back and the search path
 /// to its default schema (the one its history table is in) ahead of the
 /// connection's own; runbook does the same for Flyway's files. Before, a

@@ -68,6 +68,17 @@ const TOUCHED_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname) \
 
 /// The parts of a run a script needs: where to log, the interrupt signal,
 /// the deadline.
+/// How [`run_script`] runs a script.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct How {
+    /// Read the tables the script wrote, before it commits.
+    pub collect_touched: bool,
+    /// Under a savepoint of a transaction the session is already in.
+    pub nested: bool,
+    /// From a clean session, as a new run of the tool.
+    pub fresh: bool,
+}
+
 pub struct Ctx<'c> {
     pub run_id: &'c str,
     pub settings: &'c Settings,
@@ -124,14 +135,19 @@ const LEG_SAVEPOINT: &str = "runbook_leg";
 /// history mark inside it, and deferred constraints are checked before the
 /// savepoint is released, as a COMMIT would. Callers only nest scripts that
 /// run in a transaction.
+///
+/// `how.fresh`: the script starts from a clean session (`RESET ALL`), as
+/// it would in a new run of its tool: a down is one, and so is a
+/// rehearsal's re-up. What an up set for the session (pg_dump's
+/// `search_path` of '', a `SET ROLE`) would otherwise reach its own down,
+/// which the tool runs later, from a new connection.
 pub async fn run_script(
     db: &Db,
     history: &History,
     m: &Migration,
     direction: Direction,
     ctx: &Ctx<'_>,
-    collect_touched: bool,
-    nested: bool,
+    how: How,
 ) -> Result<ScriptRun, ScriptFail> {
     let script = match direction {
         Direction::Up => &m.up,
@@ -147,6 +163,11 @@ pub async fn run_script(
         in_transaction: in_tx,
     };
     let total = stmts.len();
+    let How {
+        collect_touched,
+        nested,
+        fresh,
+    } = how;
     let nested = nested && in_tx;
     // Mark the row unfinished before anything runs, in its own commit.
     let mark = history.sql(&Write::Mark {
@@ -175,9 +196,12 @@ pub async fn run_script(
         nested,
     };
     let mut setup = setup_sql(db::settings_sql(ctx.settings, in_tx), in_tx, nested);
+    // Before the step's own settings, which a reset would undo.
     if let Some(reset) = &history.session_reset {
-        // Before the step's own settings, which it would undo.
         setup = format!("{reset};\n{setup}");
+    }
+    if fresh && history.session_reset.as_deref() != Some(db::RESET_SESSION) {
+        setup = format!("{};\n{setup}", db::RESET_SESSION);
     }
     if !setup.is_empty()
         && let Err(e) = db.client.batch_execute(&setup).await
@@ -674,7 +698,13 @@ async fn migrate(
         for line in lines {
             super::sql::log(r, &s.id, line);
         }
-        match run_script(&r.db, history, x, m.direction, &ctx, false, single).await {
+        let fresh = m.direction == Direction::Down;
+        let how = How {
+            nested: single,
+            fresh,
+            ..How::default()
+        };
+        match run_script(&r.db, history, x, m.direction, &ctx, how).await {
             Ok(done) => {
                 if let Some(why) = &done.no_transaction_because {
                     super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));

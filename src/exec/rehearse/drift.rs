@@ -107,7 +107,7 @@ async fn fresh_apply(
             .map_err(|e| format!("cannot create the history table: {}", e.message))?;
     }
     for m in applied {
-        rig.run_on(&fresh, &history, m, Direction::Up, false)
+        rig.run_on(&fresh, &history, m, Direction::Up, false, false)
             .await
             .map_err(|f| {
                 format!(

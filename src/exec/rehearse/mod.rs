@@ -278,7 +278,8 @@ impl Rig<'_> {
             Direction::Up
         };
         let started = Instant::now();
-        let res = self.run(m, direction, nested).await;
+        // A down and a re-up are new runs of the tool, from a new session.
+        let res = self.run(m, direction, nested, leg != "up").await;
         match &res {
             Ok(done) => self.cache.wrote(done.touched.as_deref()),
             // A failed transaction left nothing behind.
@@ -321,8 +322,9 @@ impl Rig<'_> {
         m: &Migration,
         direction: Direction,
         nested: bool,
+        fresh: bool,
     ) -> Result<ScriptRun, ScriptFail> {
-        self.run_on(&self.target.db, &self.history, m, direction, nested)
+        self.run_on(&self.target.db, &self.history, m, direction, nested, fresh)
             .await
     }
 
@@ -334,10 +336,18 @@ impl Rig<'_> {
         m: &Migration,
         direction: Direction,
         nested: bool,
+        fresh: bool,
     ) -> Result<ScriptRun, ScriptFail> {
         match &self.tool {
             Some(t) => t.run(db, m, direction, &self.ctx).await,
-            None => migrate::run_script(db, history, m, direction, &self.ctx, true, nested).await,
+            None => {
+                let how = migrate::How {
+                    collect_touched: true,
+                    nested,
+                    fresh,
+                };
+                migrate::run_script(db, history, m, direction, &self.ctx, how).await
+            }
         }
     }
 
@@ -1116,7 +1126,7 @@ async fn recover(
     rig.ensure_history().await.map_err(|e| fail(e.message))?;
     let mut scratch_outcome = Outcome::new(last);
     for m in ups {
-        rig.run(m, Direction::Up, false)
+        rig.run(m, Direction::Up, false, false)
             .await
             .map_err(|f| fail(format!("{} {}: {}", m.version, m.name, script_error(&f))))?;
         if !rig.seed(&mut scratch_outcome).await {
