@@ -1895,6 +1895,27 @@ fn a_down_runs_from_a_clean_session_as_a_new_run_of_its_tool() {
         db.sql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'b')"),
         "0"
     );
+    // sqitch runs every script in a psql of its own: the up after it too
+    // starts clean.
+    let sqitch = files(&[
+        (
+            "sqitch.plan",
+            "%syntax-version=1.0.0\n%project=p\n\na 2024-01-01T00:00:00Z Ann <ann@example.com>\nb 2024-01-02T00:00:00Z Ann <ann@example.com>\n",
+        ),
+        (
+            "deploy/a.sql",
+            "SELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.a (id int);\n",
+        ),
+        ("revert/a.sql", "DROP TABLE a;\n"),
+        ("deploy/b.sql", "CREATE TABLE b (id int);\n"),
+        ("revert/b.sql", "DROP TABLE b;\n"),
+    ]);
+    let (_case, run) = rehearse_scratch(&Db::fresh(), sqitch.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 2})
+    );
 }
 
 /// Flyway, before each migration, sets the role back and the search path

@@ -633,7 +633,8 @@ pub struct History {
     /// What the deploying tool does to the session before each migration,
     /// so that what one sets with `SET` or `set_config(..., false)`
     /// (pg_dump's `search_path` of '') does not reach the next: the
-    /// Supabase CLI's `RESET ALL`, or Flyway's role and search path
+    /// Supabase CLI's `RESET ALL` (and in effect sqitch's, whose every
+    /// script runs in a new psql), or Flyway's role and search path
     /// ([`flyway_reset`]).
     pub session_reset: Option<String>,
 }
@@ -791,6 +792,10 @@ impl History {
             history.tool_fails = tool.would_fail(set);
             set.warnings
                 .extend(history.tool_fails.iter().map(ToString::to_string));
+        }
+        // sqitch runs each script in a psql of its own: a new session.
+        if set.format == migrations::Format::Sqitch {
+            history.session_reset = Some(db::RESET_SESSION.to_string());
         }
         Ok(history)
     }
