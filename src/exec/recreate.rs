@@ -160,7 +160,16 @@ pub(crate) async fn like_source(
     let mut refused = Vec::new();
     let owner = was.props["owner"].as_str().unwrap_or_default().to_string();
     let mut statements = Vec::new();
-    if was.may_own && !owner.is_empty() {
+    // The copy is dropped afterwards, which takes the owner's privileges,
+    // not only membership (a member without INHERIT cannot drop it).
+    let usage: bool = client
+        .query_one(
+            "SELECT pg_has_role(current_user, datdba, 'USAGE') FROM pg_database WHERE datname = $1",
+            &[&source],
+        )
+        .await?
+        .get(0);
+    if was.may_own && usage && !owner.is_empty() {
         statements.push(format!(
             "ALTER DATABASE {} OWNER TO {owner}",
             crate::pg::quote::ident(copy)
