@@ -15,6 +15,7 @@ mod missing_down_migration;
 mod missing_timeout;
 mod not_null_without_default;
 mod secret_in_command;
+mod timeout_disabled;
 mod tool_transaction;
 mod unbatched_update;
 mod unquoted_template_in_sql;
@@ -49,6 +50,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     migration_layout::RULE,
     tool_transaction::RULE,
     byte_order_mark::RULE,
+    timeout_disabled::RULE,
 ];
 
 fn severity(rule: &str) -> Severity {
@@ -115,6 +117,7 @@ fn judge(
         state.not_null_checks.see(f);
         not_null_without_default::check(st, f, state, place, out);
         foreign_key_without_index::see(st, f, state, place);
+        timeout_disabled::check(st, place, out);
     }
     destructive
 }
