@@ -5,7 +5,7 @@
 //! runbook passes the file; the tool fails it at the deploy.
 //! docs/lint/byte-order-mark.md
 
-use super::super::{Finding, Report, Severity};
+use super::super::{Report, Severity};
 use crate::history::Tool;
 use crate::migrations::{self, Format};
 
@@ -41,27 +41,14 @@ pub fn check(set: &migrations::Set, report: &mut Report) {
         .chain(&set.repeatables)
         .flat_map(|m| std::iter::once(&m.up).chain(m.down_script()));
     for s in scripts.filter(|s| s.as_written().starts_with('\u{feff}')) {
-        let path = set.dir.join(&s.file);
-        report.findings.push(Finding {
-            rule: RULE.0.into(),
-            source: "runbook",
-            severity: RULE.1,
-            file: path.display().to_string(),
-            line: s.first_line,
-            column: 1,
-            end_line: s.first_line,
-            end_column: 2,
-            message: format!(
+        report.findings.push(super::line_finding(
+            RULE,
+            &set.dir.join(&s.file),
+            s.first_line,
+            format!(
                 "the file starts with a UTF-8 byte-order mark; {who} it to PostgreSQL, which reads it as part of the first word (a syntax error)"
             ),
-            help: Some("save the file as UTF-8 without a byte-order mark".into()),
-            source_line: s
-                .as_written()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches('\u{feff}')
-                .to_string(),
-        });
+            "save the file as UTF-8 without a byte-order mark",
+        ));
     }
 }

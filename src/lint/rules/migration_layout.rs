@@ -2,7 +2,7 @@
 //! version used twice, a down with no up, a file that is skipped).
 //! docs/lint/migration-layout.md
 
-use super::super::{Finding, Report, Severity};
+use super::super::{Report, Severity};
 use crate::migrations;
 
 /// The rule, its severity, and what it catches.
@@ -32,21 +32,12 @@ pub fn check(set: &migrations::Set, report: &mut Report) {
             Some((f, line)) => (set.dir.join(f), line.unwrap_or(1).max(1)),
             None => (set.dir.clone(), 1),
         };
-        report.findings.push(Finding {
-            rule: RULE.0.into(),
-            source: "runbook",
-            severity: RULE.1,
-            file: file.display().to_string(),
+        report.findings.push(super::line_finding(
+            RULE,
+            &file,
             line,
-            column: 1,
-            end_line: line,
-            end_column: 2,
-            message: w.clone(),
-            help: Some("every other migration in the directory is still linted".into()),
-            source_line: std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|t| t.lines().nth(line - 1).map(str::to_string))
-                .unwrap_or_default(),
-        });
+            w.clone(),
+            "every other migration in the directory is still linted",
+        ));
     }
 }

@@ -84,6 +84,36 @@ pub(super) fn finding(
     }
 }
 
+/// A finding about a whole line of a file (a migration file's first line,
+/// the statement a warning names): column 1, the line's text read from
+/// the file (with a byte-order mark left out).
+pub(super) fn line_finding(
+    rule: (&str, Severity, &str),
+    file: &std::path::Path,
+    line: usize,
+    message: String,
+    help: &str,
+) -> Finding {
+    let line = line.max(1);
+    let source_line = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.lines().nth(line - 1).map(str::to_string))
+        .unwrap_or_default();
+    Finding {
+        rule: rule.0.into(),
+        source: "runbook",
+        severity: rule.1,
+        file: file.display().to_string(),
+        line,
+        column: 1,
+        end_line: line,
+        end_column: 2,
+        message,
+        help: Some(help.into()),
+        source_line: source_line.trim_start_matches('\u{feff}').to_string(),
+    }
+}
+
 /// What the SQL seen so far knows: tables created in it (empty), indexes,
 /// validated NOT NULL checks, foreign keys waiting for an index.
 #[derive(Default)]

@@ -5,7 +5,7 @@
 //! statement; the tool, deploying the same files, would not.
 //! docs/lint/tool-transaction.md
 
-use super::super::{Finding, Report, Severity};
+use super::super::{Report, Severity};
 use crate::history::{FailCause, Tool};
 use crate::migrations;
 
@@ -28,24 +28,13 @@ pub fn check(set: &migrations::Set, report: &mut Report) {
         .into_iter()
         .filter(|f| f.cause == FailCause::Transaction)
     {
-        let path = set.dir.join(&f.file);
-        let source_line = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| t.lines().nth(f.line.saturating_sub(1)).map(str::to_string))
-            .unwrap_or_default();
-        report.findings.push(Finding {
-            rule: RULE.0.into(),
-            source: "runbook",
-            severity: RULE.1,
-            file: path.display().to_string(),
-            line: f.line,
-            column: 1,
-            end_line: f.line,
-            end_column: 2,
-            message: f.message,
-            help: Some(remedy(tool).into()),
-            source_line,
-        });
+        report.findings.push(super::line_finding(
+            RULE,
+            &set.dir.join(&f.file),
+            f.line,
+            f.message,
+            remedy(tool),
+        ));
     }
 }
 
