@@ -2059,6 +2059,18 @@ fn the_supabase_cli_history_is_read_and_continued_and_its_files_judged_as_it_run
         run.step("apply")
     );
     assert_eq!(db.sql("SELECT to_regclass('skipped') IS NULL"), "t");
+    // So is it in a rehearsal of supabase/migrations on a new database,
+    // with runbook's own history.
+    let (_case, run) = rehearse_scratch(&Db::fresh(), &dir, "");
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.step("rehearse")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("20240104000000-skipped.sql: the Supabase CLI skips"),
+        "{}",
+        run.step("rehearse")
+    );
 }
 
 /// Refinery runs its files as they are: no Flyway placeholders filled in,

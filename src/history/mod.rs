@@ -475,7 +475,7 @@ pub enum HistoryError {
     NoJournal(String),
     #[error("{file}: {why}, and this database's history is Refinery's")]
     NotRefinery { file: String, why: &'static str },
-    #[error("{file}: {why}, and this database's history is the Supabase CLI's")]
+    #[error("{file}: {why}, and these are the Supabase CLI's migrations")]
     NotSupabase { file: String, why: &'static str },
 }
 
@@ -765,9 +765,6 @@ impl History {
             set.forward_only("Refinery has no down migrations");
         }
         if history.tool == Tool::Supabase {
-            if let Some(e) = supabase::refused(set) {
-                return Err(e);
-            }
             set.forward_only("the Supabase CLI has no down migrations");
         }
         if history.tool == Tool::Drizzle && set.migrations.iter().any(|m| m.created_ms.is_none()) {
@@ -784,6 +781,13 @@ impl History {
             default_schema = Some(values.default_schema);
         }
         if let Some(tool) = history.deployer(set) {
+            // What the CLI would skip or run elsewhere, also in a rehearsal
+            // of `supabase/migrations` on a new database.
+            if tool == Tool::Supabase
+                && let Some(e) = supabase::refused(set)
+            {
+                return Err(e);
+            }
             history.session_reset = match (tool, default_schema) {
                 (Tool::Supabase, _) => Some(db::RESET_SESSION.to_string()),
                 (Tool::Flyway, Some(schema)) => Some(flyway_reset(&schema)),
