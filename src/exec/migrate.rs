@@ -66,8 +66,6 @@ const TOUCHED_SQL: &str = "SELECT format('%I.%I', n.nspname, c.relname) \
          + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) \
          + pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) > 0";
 
-/// The parts of a run a script needs: where to log, the interrupt signal,
-/// the deadline.
 /// How [`run_script`] runs a script.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct How {
@@ -79,6 +77,8 @@ pub struct How {
     pub fresh: bool,
 }
 
+/// The parts of a run a script needs: where to log, the interrupt signal,
+/// the deadline.
 pub struct Ctx<'c> {
     pub run_id: &'c str,
     pub settings: &'c Settings,

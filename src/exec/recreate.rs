@@ -176,7 +176,7 @@ pub(crate) async fn like_source(
         ));
     } else {
         refused.push(format!(
-            "owner: not {owner}, as this role is not a member of it"
+            "owner: not {owner}, as this role does not hold its privileges"
         ));
     }
     statements.extend(was.after);
