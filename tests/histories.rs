@@ -1859,6 +1859,19 @@ fn a_scratch_copy_has_the_databases_own_settings() {
         run.step("rehearse")["details"]["verdicts"],
         serde_json::json!({"ok": 1})
     );
+    // A scratch database restored from a backup step gets them too.
+    let backup = tempfile::tempdir().unwrap();
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: copy\n    kind: backup\n    steps:\n      - id: copy\n        backup:\n          path: {}\n          format: custom\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n        rehearse:\n          dir: {}\n          scratch: {{ from: steps.copy }}\n",
+        backup.path().join("copy").display(),
+        dir.path().display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 1})
+    );
 }
 
 /// An up that sets the session's search path to '' (as pg_dump's output
