@@ -692,6 +692,93 @@ fn a_whole_set_that_fails_parity_says_so_beside_its_ok_migrations() {
     );
 }
 
+/// A rehearsal that ends early (here its step's timeout, as an interrupt
+/// would) keeps the verdicts it reached: the report of a rehearsal cut
+/// short had no table at all. The migration it was in, and every one after
+/// it, is `not_rehearsed` with the reason, never `ok`; a whole set's own
+/// verdict says it was not judged.
+#[test]
+fn a_rehearsal_that_ends_early_keeps_its_verdicts_and_judges_nothing_it_did_not_finish() {
+    let files = [
+        ("001_a.up.sql", "CREATE TABLE a (id int);"),
+        ("001_a.down.sql", "DROP TABLE a;"),
+        ("002_b.up.sql", "CREATE TABLE b (id int);"),
+        ("002_b.down.sql", "DROP TABLE b;"),
+        (
+            "003_c.up.sql",
+            "SELECT pg_sleep(60);\nCREATE TABLE c (id int);",
+        ),
+        ("003_c.down.sql", "DROP TABLE c;"),
+        ("004_d.up.sql", "CREATE TABLE d (id int);"),
+        ("004_d.down.sql", "DROP TABLE d;"),
+    ];
+    for mode in ["per_migration", "whole_set"] {
+        let (_d, run) = rehearse_files(
+            &files,
+            &format!("          mode: {mode}\n        timeout: 3s\n"),
+        );
+        let step = run.step("rehearse");
+        assert_eq!(step["status"], "timed_out", "{mode}: {step}");
+        let d = &step["details"];
+        let ok = if mode == "per_migration" { 2 } else { 0 };
+        let mut want = serde_json::json!({"not_rehearsed": 4 - ok});
+        if ok > 0 {
+            want["ok"] = ok.into();
+        }
+        assert_eq!(d["verdicts"], want, "{mode}: {d}");
+        let during = outcome(&run, "003")["findings"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(
+            during.starts_with("not rehearsed: the rehearsal ended during it: "),
+            "{mode}: {during}"
+        );
+        let before = outcome(&run, "004")["findings"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(
+            before.starts_with("not rehearsed: the rehearsal ended before it: "),
+            "{mode}: {before}"
+        );
+        if mode == "whole_set" {
+            assert_eq!(d["set_verdict"], "not_rehearsed", "{d}");
+        }
+        assert_eq!(d["coverage"]["rehearsed"], ok, "{mode}: {d}");
+        let md = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+        assert!(
+            md.contains("| 003 | c | ⏭️ not_rehearsed |"),
+            "{mode}: {md}"
+        );
+    }
+}
+
+/// A whole set whose seed fails after a later up: the ups before it went
+/// up, but their downs never ran. They read `ok`.
+#[test]
+fn a_whole_set_whose_seed_fails_rehearses_none_of_its_downs() {
+    let (_d, run) = rehearse_files(
+        &[
+            ("001_a.up.sql", "CREATE TABLE a (id int);"),
+            ("001_a.down.sql", "DROP TABLE a;"),
+            ("002_b.up.sql", "CREATE TABLE b (id int);"),
+            ("002_b.down.sql", "DROP TABLE b;"),
+            (
+                "seed.sql.txt",
+                "DO $$ BEGIN IF to_regclass('b') IS NOT NULL THEN RAISE EXCEPTION 'no seed for b'; END IF; END $$;",
+            ),
+        ],
+        "          mode: whole_set\n          seed: DIR/seed.sql.txt\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert_eq!(
+        d["verdicts"],
+        serde_json::json!({"not_rehearsed": 1, "up_failure": 1}),
+        "{d}"
+    );
+    assert_eq!(verdicts(outcome(&run, "001")), ["not_rehearsed"]);
+}
+
 /// With `missing_downs: skip`, the set's parity is not judged (the
 /// skipped migrations' objects stay). That finding read `ok`; a check that
 /// did not run is not a pass, even where `irreversible` is not an error.

@@ -79,6 +79,11 @@ pub struct Outcome {
     /// It has no down by design: only its up was rehearsed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub forward_only: bool,
+    /// Its verdict is final: said, or not rehearsed. A rehearsal that ends
+    /// early (an interrupt, a timeout, evidence it could not read) marks
+    /// the others `not_rehearsed`, so that none reads as `ok`.
+    #[serde(skip)]
+    settled: bool,
 }
 
 impl Outcome {
@@ -90,12 +95,14 @@ impl Outcome {
             findings: Vec::new(),
             legs: Vec::new(),
             forward_only: m.forward_only(),
+            settled: false,
         }
     }
 
     /// The rehearsal did not reach this migration: its only finding.
     fn not_rehearsed(&mut self, why: &str) {
         self.find(Verdict::NotRehearsed, format!("not rehearsed: {why}"));
+        self.settled = true;
     }
 
     fn find(&mut self, verdict: Verdict, message: String) -> &mut Finding {
@@ -520,7 +527,6 @@ async fn rehearse(
         .chain(&repeat)
         .map(|m| Outcome::new(m))
         .collect();
-    let versioned = pending.run.len();
     // What the tool deploying these files would fail is a verdict of its
     // migration, and so not a set warning as well.
     let mut as_verdicts: Vec<String> = Vec::new();
@@ -545,32 +551,40 @@ async fn rehearse(
         findings: Vec::new(),
         legs: Vec::new(),
         forward_only: false,
+        settled: false,
     };
-    forward_only_set(r, s, x, set, &pending.run, rig, &mut whole).await?;
-    let stopped = match x.mode {
-        RehearseMode::PerMigration => {
-            per_migration(r, rig, &again, &pending.run, &mut outcomes[..versioned]).await?
-        }
-        RehearseMode::WholeSet => {
-            whole_set(
-                r,
-                rig,
-                x.missing_downs,
-                &pending.run,
-                &mut outcomes[..versioned],
-                &mut whole,
-            )
-            .await?
-        }
-    };
-    let stopped = match stopped {
-        Some(why) => {
-            for o in &mut outcomes[versioned..] {
-                o.not_rehearsed(&why);
+    let judged = judge(
+        r,
+        (s, x, set),
+        rig,
+        &again,
+        (&pending.run, &repeat),
+        &mut outcomes,
+        &mut whole,
+    )
+    .await;
+    // Ended early: what was judged is kept, and the rest says why it was
+    // not, so that the report of an interrupted rehearsal still has its
+    // table, and no migration in it reads as passed.
+    let (stopped, ended) = match judged {
+        Ok(stopped) => (stopped, None),
+        Err(f) => {
+            let why = &f.error.message;
+            for o in outcomes.iter_mut().filter(|o| !o.settled) {
+                let when = if o.legs.is_empty() {
+                    "before"
+                } else {
+                    "during"
+                };
+                o.not_rehearsed(&format!("the rehearsal ended {when} it: {why}"));
             }
-            Some(why)
+            if x.mode == RehearseMode::WholeSet && whole.findings.is_empty() {
+                whole.not_rehearsed(&format!(
+                    "the rehearsal ended before the set was judged: {why}"
+                ));
+            }
+            (Some(why.clone()), Some(f))
         }
-        None => repeated(r, rig, &repeat, &mut outcomes[versioned..]).await?,
     };
     let took = started.elapsed();
     let csv_path = write_timings(r, s, &outcomes);
@@ -638,6 +652,10 @@ async fn rehearse(
             "nothing to rehearse: no migration is pending".into(),
         );
     }
+    if let Some(mut f) = ended {
+        f.partial = done;
+        return Err(f);
+    }
     if errors.is_empty() && stopped.is_none() {
         return Ok(done);
     }
@@ -648,6 +666,35 @@ async fn rehearse(
     );
     f.partial = done;
     Err(f)
+}
+
+/// The legs and their evidence: the versioned migrations in `x.mode`, then
+/// Flyway's repeatables. Each outcome is settled as it is judged. Returns
+/// why the rehearsal stopped early, if it did.
+async fn judge(
+    r: &mut Run<'_>,
+    (s, x, set): (&PlanStep, &PlanRehearse, &Set),
+    rig: &mut Rig<'_>,
+    again: &Again<'_>,
+    (run, repeat): (&[&Migration], &[&Migration]),
+    outcomes: &mut [Outcome],
+    whole: &mut Outcome,
+) -> Result<Option<String>, Fail> {
+    forward_only_set(r, s, x, set, run, rig, whole).await?;
+    let (versioned, repeatables) = outcomes.split_at_mut(run.len());
+    let stopped = match x.mode {
+        RehearseMode::PerMigration => per_migration(r, rig, again, run, versioned).await?,
+        RehearseMode::WholeSet => whole_set(r, rig, x.missing_downs, run, versioned, whole).await?,
+    };
+    match stopped {
+        Some(why) => {
+            for o in repeatables {
+                o.not_rehearsed(&why);
+            }
+            Ok(Some(why))
+        }
+        None => repeated(r, rig, repeat, repeatables).await,
+    }
 }
 
 /// What the rehearsal runs: the migrations not yet applied on the scratch
@@ -933,14 +980,14 @@ async fn repeated(
                 done.touched
             }
             Err(f) => {
-                o.find(
-                    Verdict::ReupFailure,
-                    format!("applied again, it failed: {}", script_error(&f)),
-                );
                 if nested {
                     rig.rollback_to(after_tracked, None).await;
                 }
                 cancelled(&f)?;
+                o.find(
+                    Verdict::ReupFailure,
+                    format!("applied again, it failed: {}", script_error(&f)),
+                );
                 if !nested && f.done > 0 {
                     stopped = Some(format!(
                         "repeatable {} failed half-way outside a transaction when applied again",
@@ -968,11 +1015,11 @@ fn up_failed(
     o: &mut Outcome,
     f: &ScriptFail,
 ) -> Result<(), Fail> {
+    cancelled(f)?;
     o.find(
         Verdict::UpFailure,
         format!("up failed: {}", script_error(f)),
     );
-    cancelled(f)?;
     say(r, rig, i, total, o);
     Ok(())
 }
@@ -1004,11 +1051,11 @@ async fn down_and_up(
     match rig.leg(o, m, "down", nested).await {
         Ok(done) => note(&done),
         Err(f) => {
+            cancelled(&f)?;
             o.find(
                 Verdict::Irreversible,
                 format!("down failed: {}", script_error(&f)),
             );
-            cancelled(&f)?;
             if f.in_transaction || f.done == 0 {
                 return Ok((Cycle::AtAfterUp, Some(wrote)));
             }
@@ -1038,11 +1085,11 @@ async fn down_and_up(
     match rig.leg(o, m, "reup", nested).await {
         Ok(done) => note(&done),
         Err(f) => {
+            cancelled(&f)?;
             o.find(
                 Verdict::ReupFailure,
                 format!("up after down failed: {}", script_error(&f)),
             );
-            cancelled(&f)?;
             return Ok((
                 Cycle::Elsewhere("it could not be applied again after its down".into()),
                 None,
@@ -1221,7 +1268,7 @@ async fn whole_set(
         );
         data(whole, &d1, &d3, "the ups again");
     }
-    for (i, o) in outcomes.iter().enumerate() {
+    for (i, o) in outcomes.iter_mut().enumerate() {
         say(r, rig, i, total, o);
     }
     Ok(None)
@@ -1236,34 +1283,33 @@ async fn all_ups(
     outcomes: &mut [Outcome],
 ) -> Result<Option<String>, Fail> {
     for (i, m) in run.iter().enumerate() {
-        if let Err(f) = rig.leg(&mut outcomes[i], m, "up", false).await {
-            outcomes[i].find(
-                Verdict::UpFailure,
-                format!("up failed: {}", script_error(&f)),
-            );
-            cancelled(&f)?;
-            let why = format!(
-                "{} {}'s up failed, so the set was not rolled back",
+        let why = match rig.leg(&mut outcomes[i], m, "up", false).await {
+            Err(f) => {
+                cancelled(&f)?;
+                outcomes[i].find(
+                    Verdict::UpFailure,
+                    format!("up failed: {}", script_error(&f)),
+                );
+                format!(
+                    "{} {}'s up failed, so the set was not rolled back",
+                    m.version, m.name
+                )
+            }
+            Ok(_) if !rig.seed(&mut outcomes[i]).await => format!(
+                "the seed failed after {} {}'s up, so the set was not rolled back",
                 m.version, m.name
-            );
-            for o in outcomes.iter_mut().take(i) {
+            ),
+            Ok(_) => continue,
+        };
+        // The ups before it went up, but their downs never ran: not
+        // rehearsed, as are the ups after it.
+        for (k, o) in outcomes.iter_mut().enumerate() {
+            if k != i {
                 o.not_rehearsed(&why);
             }
-            for o in outcomes.iter_mut().skip(i + 1) {
-                o.not_rehearsed(&why);
-            }
-            for (k, o) in outcomes.iter().enumerate() {
-                say(r, rig, k, run.len(), o);
-            }
-            return Ok(Some(why));
+            say(r, rig, k, run.len(), o);
         }
-        if !rig.seed(&mut outcomes[i]).await {
-            let why = format!("the seed failed after {} {}'s up", m.version, m.name);
-            for o in outcomes.iter_mut().skip(i + 1) {
-                o.not_rehearsed(&why);
-            }
-            return Ok(Some(why));
-        }
+        return Ok(Some(why));
     }
     Ok(None)
 }
@@ -1320,13 +1366,13 @@ async fn all_downs(
         match rig.leg(&mut outcomes[i], m, "down", false).await {
             Ok(_) => downs.reup.push(i),
             Err(f) => {
+                cancelled(&f)?;
                 let e = script_error(&f);
                 outcomes[i].find(Verdict::Irreversible, format!("down failed: {e}"));
                 whole.find(
                     Verdict::Irreversible,
                     format!("the first down to fail is {} {}: {e}", m.version, m.name),
                 );
-                cancelled(&f)?;
                 if !(f.in_transaction || f.done == 0) {
                     let why = format!(
                         "{} {}'s down failed half-way outside a transaction",
@@ -1367,12 +1413,12 @@ async fn all_reups(
     for &i in reup.iter().rev() {
         let m = run[i];
         if let Err(f) = rig.leg(&mut outcomes[i], m, "reup", false).await {
+            cancelled(&f)?;
             let e = script_error(&f);
             outcomes[i].find(
                 Verdict::ReupFailure,
                 format!("up after the downs failed: {e}"),
             );
-            cancelled(&f)?;
             let why = format!("{} {} could not be applied again", m.version, m.name);
             for &k in reup.iter().filter(|&&k| k > i) {
                 outcomes[k].not_rehearsed(&format!("its re-up did not run: {why}"));
@@ -1392,7 +1438,9 @@ fn cancelled(f: &ScriptFail) -> Result<(), Fail> {
     }
 }
 
-fn say(r: &mut Run<'_>, rig: &Rig<'_>, i: usize, total: usize, o: &Outcome) {
+/// A migration's verdict is final: settled, and said in the log.
+fn say(r: &mut Run<'_>, rig: &Rig<'_>, i: usize, total: usize, o: &mut Outcome) {
+    o.settled = true;
     let legs: Vec<String> = o
         .legs
         .iter()
