@@ -1931,6 +1931,66 @@ fn a_down_runs_from_a_clean_session_as_a_new_run_of_its_tool() {
     );
 }
 
+/// An up that ends with `SET ROLE` (a role that may not read what the up
+/// made): `RESET ALL` leaves a role in place, so its down ran as that role
+/// ("must be owner of table a": `irreversible`), and the rehearsal's data
+/// checks read as it too ("permission denied for table a" ended the
+/// rehearsal). A down starts as the session's own role, as in a new run of
+/// its tool, and the checks read as the session, whatever the scripts set.
+#[test]
+fn an_ups_set_role_reaches_neither_its_down_nor_the_rehearsals_checks() {
+    let db = Db::fresh();
+    let name = db
+        .url
+        .rsplit_once('/')
+        .unwrap()
+        .1
+        .split('?')
+        .next()
+        .unwrap();
+    let role = format!("lim_{name}");
+    db.sql(&format!("CREATE ROLE {role} NOLOGIN"));
+    let dir = files(&[
+        (
+            "1_a.up.sql",
+            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n",
+        ),
+        ("1_a.down.sql", "DROP TABLE a;\n"),
+        (
+            "2_r.up.sql",
+            &format!(
+                "GRANT USAGE ON SCHEMA public TO {role};\n\
+                 GRANT ALL ON runbook_migrations TO {role};\n\
+                 CREATE INDEX a_id ON a (id);\nSET ROLE {role};\n"
+            ),
+        ),
+        (
+            "2_r.down.sql",
+            &format!(
+                "DROP INDEX a_id;\nREVOKE ALL ON runbook_migrations FROM {role};\n\
+                 REVOKE USAGE ON SCHEMA public FROM {role};\n"
+            ),
+        ),
+    ]);
+    let (_case, run) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 2})
+    );
+    // And a migrate step's downs, in the same run as the ups.
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: up\n        migrate:\n          dir: {d}\n      - id: down\n        migrate:\n          dir: {d}\n          direction: down\n          to: 0\n",
+        d = dir.path().display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_class WHERE relname = 'a'"),
+        "0"
+    );
+}
+
 /// Flyway, before each migration, sets the role back and the search path
 /// to its default schema (the one its history table is in) ahead of the
 /// connection's own; runbook does the same for Flyway's files. Before, a

@@ -1166,6 +1166,67 @@ fn a_down_that_truncates_a_table_that_existed_before_is_lossy() {
 /// A column's own grant is part of the schema: a down that leaves the
 /// grant its up gave (here to a secret column) breaks parity. Before,
 /// snapshots held only a table's grants, and this passed as `ok`.
+/// Row-level security cannot hide rows from the data checks. As the
+/// table's owner (no superuser, no BYPASSRLS), a table with
+/// `FORCE ROW LEVEL SECURITY` and no policy showed 0 rows before and after
+/// a down that truncates it: `ok`. The checks now read with
+/// `row_security = off`, so the server refuses instead; the rehearsal says
+/// which table and what to do, and judges nothing it could not check (the
+/// first migration made the table, so it had no rows to lose).
+#[test]
+fn row_level_security_cannot_hide_a_lossy_down_from_the_data_checks() {
+    let db = Db::fresh();
+    let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
+    let name = name.split('?').next().unwrap();
+    let owner = format!("rls_{name}");
+    db.sql(&format!(
+        "CREATE ROLE {owner} LOGIN; ALTER DATABASE {name} OWNER TO {owner}; GRANT ALL ON SCHEMA public TO {owner};"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    for (f, text) in [
+        (
+            "001_t.up.sql",
+            "CREATE TABLE t (id int PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 3);\n\
+             ALTER TABLE t ENABLE ROW LEVEL SECURITY;\nALTER TABLE t FORCE ROW LEVEL SECURITY;\n",
+        ),
+        ("001_t.down.sql", "DROP TABLE t;\n"),
+        ("002_i.up.sql", "CREATE INDEX t_i ON t (id);\n"),
+        ("002_i.down.sql", "DROP INDEX t_i;\nTRUNCATE t;\n"),
+    ] {
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    let case = Case::new(&one_step(
+        "verify",
+        "rehearse",
+        &format!(
+            "        rehearse:\n          dir: {}\n",
+            dir.path().display()
+        ),
+    ));
+    let run = case.exec(&format!("postgres://{owner}@{hostport}/{name}"), &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let step = run.step("rehearse");
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the data checks cannot read a table: query would be affected by row-level security policy for table \"t\""),
+        "{step}"
+    );
+    assert!(
+        step["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("BYPASSRLS"),
+        "{step}"
+    );
+    assert_eq!(
+        step["details"]["verdicts"],
+        serde_json::json!({"ok": 1, "not_rehearsed": 1}),
+        "{step}"
+    );
+}
+
 #[test]
 fn a_down_that_keeps_a_column_grant_breaks_parity() {
     let (_dir, run) = people_then(

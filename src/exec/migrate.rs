@@ -136,9 +136,9 @@ const LEG_SAVEPOINT: &str = "runbook_leg";
 /// savepoint is released, as a COMMIT would. Callers only nest scripts that
 /// run in a transaction.
 ///
-/// `how.fresh`: the script starts from a clean session (`RESET ALL`), as
-/// it would in a new run of its tool: a down is one, and so is a
-/// rehearsal's re-up. What an up set for the session (pg_dump's
+/// `how.fresh`: the script starts from a clean session
+/// ([`db::RESET_SESSION`]), as it would in a new run of its tool: a down
+/// is one, and so is a rehearsal's re-up. What an up set for the session (pg_dump's
 /// `search_path` of '', a `SET ROLE`) would otherwise reach its own down,
 /// which the tool runs later, from a new connection.
 pub async fn run_script(

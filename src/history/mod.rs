@@ -633,9 +633,9 @@ pub struct History {
     /// What the deploying tool does to the session before each migration,
     /// so that what one sets with `SET` or `set_config(..., false)`
     /// (pg_dump's `search_path` of '') does not reach the next: the
-    /// Supabase CLI's `RESET ALL` (and in effect sqitch's, whose every
-    /// script runs in a new psql), or Flyway's role and search path
-    /// ([`flyway_reset`]).
+    /// Supabase CLI's `RESET ALL` (which keeps a `SET ROLE`), sqitch's new
+    /// session (every script runs in a new psql), or Flyway's role and
+    /// search path ([`flyway_reset`]).
     pub session_reset: Option<String>,
 }
 
@@ -789,7 +789,7 @@ impl History {
                 return Err(e);
             }
             history.session_reset = match (tool, default_schema) {
-                (Tool::Supabase, _) => Some(db::RESET_SESSION.to_string()),
+                (Tool::Supabase, _) => Some(db::RESET_ALL.to_string()),
                 (Tool::Flyway, Some(schema)) => Some(flyway_reset(&schema)),
                 _ => None,
             };

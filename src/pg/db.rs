@@ -623,10 +623,22 @@ impl Db {
     }
 }
 
-/// Every session setting back to its default (`RESET ALL`), but for the
-/// check for a client that is gone, which [`Db::connect`] sets (on
-/// PostgreSQL 14 and later).
-pub const RESET_SESSION: &str = "RESET ALL; SELECT set_config('client_connection_check_interval', '2s', false) WHERE current_setting('server_version_num')::int >= 140000";
+/// The SQL of [`RESET_ALL`], a literal for [`RESET_SESSION`] to extend.
+macro_rules! reset_all {
+    () => {
+        "RESET ALL; SELECT set_config('client_connection_check_interval', '2s', false) WHERE current_setting('server_version_num')::int >= 140000"
+    };
+}
+
+/// Every session setting back to its default (`RESET ALL`), as the
+/// Supabase CLI does before each migration, but for the check for a client
+/// that is gone, which [`Db::connect`] sets (on PostgreSQL 14 and later).
+/// A `SET ROLE` stays: `RESET ALL` leaves the role alone.
+pub const RESET_ALL: &str = reset_all!();
+
+/// The session as a new one starts: the user and the role reset too, then
+/// [`RESET_ALL`].
+pub const RESET_SESSION: &str = concat!("RESET SESSION AUTHORIZATION; RESET ROLE; ", reset_all!());
 
 /// `SELECT set_config(...)` for each setting; `local` scopes them to the transaction.
 pub fn settings_sql(settings: &Settings, local: bool) -> Option<String> {

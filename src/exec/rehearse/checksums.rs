@@ -42,10 +42,8 @@ async fn sums(
         .iter()
         .map(|(t, _)| crate::pg::quote::literal(t))
         .collect();
-    let messages = db
-        .client
-        .simple_query(&format!(
-            "WITH t AS MATERIALIZED (
+    let catalog = format!(
+        "WITH t AS MATERIALIZED (
                  SELECT t.name, c.oid, c.relkind = 'r' AND pg_relation_size(c.oid) = 0 AS empty
                  FROM unnest(ARRAY[{}]::text[]) AS t(name)
                  JOIN pg_class c ON c.oid = to_regclass(t.name)
@@ -53,10 +51,17 @@ async fn sums(
              SELECT t.name, a.attname, t.empty::text
              FROM t LEFT JOIN pg_attribute a
                ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped",
-            names.join(", ")
-        ))
-        .await
-        .map_err(|e| db::error_info(&e, None))?;
+        names.join(", ")
+    );
+    // As the session itself ([`AS_SESSION`]), each setting changed and put
+    // back in the round trips of the two reads.
+    let (session, messages) = tokio::join!(
+        db.client.batch_execute(AS_SESSION),
+        db.client.simple_query(&catalog),
+    );
+    let error = |e: tokio_postgres::Error| db::error_info(&e, None);
+    session.map_err(error)?;
+    let messages = messages.map_err(error)?;
     let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut empty: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for m in &messages {
@@ -123,13 +128,49 @@ async fn sums(
             sum = db::row_checksum_sql(&row)
         ));
     }
-    for (table, rows, checksum) in db::table_counts(db, &parts).await? {
+    let (counts, before) = tokio::join!(
+        db::table_counts(db, &parts),
+        db.client.batch_execute(AS_BEFORE)
+    );
+    before.map_err(error)?;
+    for (table, rows, checksum) in counts.map_err(unreadable)? {
         if let Some(s) = out.get_mut(&table) {
             s.rows = Some(rows);
             s.checksum = checksum.unwrap_or_default();
         }
     }
     Ok(out)
+}
+
+/// Before the data checks: the session's role and `row_security` kept, the
+/// role reset to the one the session logged in as, and row-level security
+/// off. A script may have run `SET ROLE` (the checks then read as a role
+/// that may not see the tables), and a policy, or a table's
+/// `FORCE ROW LEVEL SECURITY` for its owner, hides rows from a count
+/// without a word: a down that empties such a table read as keeping its
+/// rows. With it off the server refuses instead, unless the role may read
+/// past policies (a superuser, `BYPASSRLS`).
+const AS_SESSION: &str = "SELECT set_config('runbook.role', current_setting('role'), false), \
+     set_config('runbook.row_security', current_setting('row_security'), false); \
+     RESET ROLE; SET row_security = off";
+
+/// After them: the session's role and `row_security` put back, so that the
+/// next script runs as the last one left it, as under its tool.
+const AS_BEFORE: &str = "SELECT set_config('role', current_setting('runbook.role'), false), \
+     set_config('row_security', current_setting('runbook.row_security'), false)";
+
+/// A table the role cannot read in full, named, with what to do.
+fn unreadable(mut e: ErrorInfo) -> ErrorInfo {
+    if e.sqlstate.as_deref() == Some("42501") {
+        e.message = format!("the data checks cannot read a table: {}", e.message);
+        e.hint = Some(
+            "a rehearsal counts and checksums every row of the tables its migrations touch: \
+             rehearse as a role that may read them all, past row-level security too \
+             (a superuser, or one with BYPASSRLS)"
+                .into(),
+        );
+    }
+    e
 }
 
 /// What `after` lost of `before`: one line per table. More rows than
