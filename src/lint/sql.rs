@@ -6,6 +6,7 @@ use squawk_linter::{Linter, Rule};
 use squawk_syntax::SourceFile;
 
 use super::facts::{self, Facts};
+use super::rules::psql_meta_command;
 use super::{Config, Finding, Note, Place, Report, SYNTAX_ERROR, Severity, SqlContext};
 use crate::pg::statements::Statement;
 
@@ -15,6 +16,8 @@ pub enum Code {
     Squawk(Rule),
     /// The SQL does not parse (squawk's `syntax-error`).
     Syntax,
+    /// A line only psql reads (runbook's `psql-meta-command`).
+    Psql,
 }
 
 impl std::fmt::Display for Code {
@@ -22,6 +25,7 @@ impl std::fmt::Display for Code {
         match self {
             Code::Squawk(r) => write!(f, "{r}"),
             Code::Syntax => f.write_str(SYNTAX_ERROR),
+            Code::Psql => f.write_str(psql_meta_command::RULE.0),
         }
     }
 }
@@ -57,12 +61,37 @@ impl Script {
         config: &Config,
         context: impl FnOnce(&[(Statement, Facts)]) -> SqlContext,
     ) -> (Self, SqlContext) {
-        let parse = SourceFile::parse(sql);
+        let mut parse = SourceFile::parse(sql);
+        // psql's lines are findings of their own, and blanked for the
+        // parser, so that the rest of the script is linted.
+        let meta = if parse.errors().is_empty() {
+            Vec::new()
+        } else {
+            psql_meta_command::find(sql, &parse.syntax_node())
+        };
+        let blanked;
+        let sql = if meta.is_empty() {
+            sql
+        } else {
+            blanked = psql_meta_command::blank(sql, &meta);
+            parse = SourceFile::parse(&blanked);
+            blanked.as_str()
+        };
+        let mut raw: Vec<Raw> = meta
+            .iter()
+            .map(|m| Raw {
+                code: Code::Psql,
+                start: m.start,
+                end: m.end,
+                message: m.message(),
+                help: Some(m.help()),
+            })
+            .collect();
         let errors = parse.errors();
         let stmts = facts::statement_facts(sql, &parse.tree());
         let ctx = context(&stmts);
         let unparsed = !errors.is_empty();
-        let raw = if unparsed {
+        raw.extend(if unparsed {
             errors
                 .into_iter()
                 .map(|e| {
@@ -75,7 +104,7 @@ impl Script {
                         help: None,
                     }
                 })
-                .collect()
+                .collect::<Vec<_>>()
         } else {
             let mut linter = Linter::with_rules(&config.include, &config.exclude);
             linter.settings.assume_in_transaction = ctx.in_transaction;
@@ -92,8 +121,8 @@ impl Script {
                     message: v.message,
                     help: v.help,
                 })
-                .collect()
-        };
+                .collect::<Vec<_>>()
+        });
         (
             Script {
                 stmts,
@@ -222,7 +251,11 @@ pub fn report(
         report.findings.push(Finding {
             severity: Severity::Error,
             rule: r.code.to_string(),
-            source: "squawk",
+            source: if r.code == Code::Psql {
+                "runbook"
+            } else {
+                "squawk"
+            },
             file: place.file.to_string(),
             line,
             column,

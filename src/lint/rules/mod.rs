@@ -14,6 +14,7 @@ mod migration_layout;
 mod missing_down_migration;
 mod missing_timeout;
 mod not_null_without_default;
+pub(super) mod psql_meta_command;
 mod secret_in_command;
 mod timeout_disabled;
 mod tool_transaction;
@@ -51,6 +52,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     tool_transaction::RULE,
     byte_order_mark::RULE,
     timeout_disabled::RULE,
+    psql_meta_command::RULE,
 ];
 
 fn severity(rule: &str) -> Severity {
