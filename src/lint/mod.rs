@@ -36,6 +36,7 @@ pub mod config;
 mod context;
 mod facts;
 pub mod output;
+mod psql;
 pub mod rules;
 mod sql;
 mod steps;

@@ -6,7 +6,7 @@ use squawk_linter::{Linter, Rule};
 use squawk_syntax::SourceFile;
 
 use super::facts::{self, Facts};
-use super::rules::psql_meta_command;
+use super::psql;
 use super::{Config, Finding, Note, Place, Report, SYNTAX_ERROR, Severity, SqlContext};
 use crate::pg::statements::Statement;
 
@@ -25,7 +25,7 @@ impl std::fmt::Display for Code {
         match self {
             Code::Squawk(r) => write!(f, "{r}"),
             Code::Syntax => f.write_str(SYNTAX_ERROR),
-            Code::Psql => f.write_str(psql_meta_command::RULE.0),
+            Code::Psql => f.write_str(psql::RULE.0),
         }
     }
 }
@@ -67,13 +67,13 @@ impl Script {
         let meta = if parse.errors().is_empty() {
             Vec::new()
         } else {
-            psql_meta_command::find(sql, &parse.syntax_node())
+            psql::find(sql, &parse.syntax_node())
         };
         let blanked;
         let sql = if meta.is_empty() {
             sql
         } else {
-            blanked = psql_meta_command::blank(sql, &meta);
+            blanked = psql::blank(sql, &meta);
             parse = SourceFile::parse(&blanked);
             blanked.as_str()
         };

@@ -14,7 +14,6 @@ mod migration_layout;
 mod missing_down_migration;
 mod missing_timeout;
 mod not_null_without_default;
-pub(super) mod psql_meta_command;
 mod secret_in_command;
 mod timeout_disabled;
 mod tool_transaction;
@@ -52,7 +51,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     tool_transaction::RULE,
     byte_order_mark::RULE,
     timeout_disabled::RULE,
-    psql_meta_command::RULE,
+    super::psql::RULE,
 ];
 
 fn severity(rule: &str) -> Severity {

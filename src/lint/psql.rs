@@ -6,9 +6,11 @@
 //! the file did not parse: its lines gave bare syntax errors and no other
 //! rule ran on the rest of it. The lines are blanked for the parser, so
 //! the rest is linted as usual.
+//! It sits beside the parser, not under `rules/`: the parser needs the
+//! lines blanked before it can read the rest.
 //! docs/lint/psql-meta-command.md
 
-use super::super::Severity;
+use super::Severity;
 
 /// The rule, its severity, and what it catches.
 pub const RULE: (&str, Severity, &str) = (
