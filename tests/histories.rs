@@ -599,7 +599,10 @@ fn flyway_placeholders_get_flyways_values_and_the_checksum_of_the_text_as_writte
         run.stderr
             .contains("V2__notes.sql:2: `${tenant}` is a Flyway placeholder with no value here")
             && run.stderr.contains("flyway.placeholders.tenant")
-            && run.stderr.contains("help: write the value into the script"),
+            && run
+                .stderr
+                .contains("help: runbook does not read Flyway's configuration")
+            && run.stderr.contains("changes the checksum Flyway validates"),
         "{}",
         run.stderr
     );

@@ -320,7 +320,7 @@ impl LoadError {
                 "write the value into the file; where the `$` is PostgreSQL's own (a dollar-quoted body), put `-- +goose ENVSUB OFF` before it"
             }
             Self::FlywayPlaceholder { .. } => {
-                "write the value into the script; if `${...}` is meant as written, set `placeholderReplacement=false` in the script's `.conf`"
+                "runbook does not read Flyway's configuration (flyway.conf, FLYWAY_PLACEHOLDERS_*, spring.flyway.placeholders): write the value into a script no database has applied yet (in an applied one, that changes the checksum Flyway validates), or rehearse with Flyway itself (`rehearse: {tool: ...}`); if `${...}` is meant as written, set `placeholderReplacement=false` in the script's `.conf`"
             }
             Self::JournalFile { .. } => {
                 "restore the file, or drop the migration with drizzle-kit so the journal agrees"
