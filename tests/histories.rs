@@ -1877,6 +1877,15 @@ fn a_scratch_copy_has_the_databases_own_settings() {
     );
 }
 
+/// A migrate step's ups, then its downs back to nothing, in one run.
+fn up_then_down_to_zero(db: &Db, dir: &std::path::Path) -> Run {
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: up\n        migrate:\n          dir: {d}\n      - id: down\n        migrate:\n          dir: {d}\n          direction: down\n          to: 0\n",
+        d = dir.display()
+    ));
+    case.exec(&db.url, &[])
+}
+
 /// An up that sets the session's search path to '' (as pg_dump's output
 /// does) does not reach its down: every tool runs a down later, in a new
 /// run with a new session, and so does a rehearsal now (the re-up too).
@@ -1901,11 +1910,7 @@ fn a_down_runs_from_a_clean_session_as_a_new_run_of_its_tool() {
     );
     // And a migrate step's downs, in the same run as the ups.
     let db = Db::fresh();
-    let case = Case::new(&format!(
-        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: up\n        migrate:\n          dir: {d}\n      - id: down\n        migrate:\n          dir: {d}\n          direction: down\n          to: 0\n",
-        d = dir.path().display()
-    ));
-    let run = case.exec(&db.url, &[]);
+    let run = up_then_down_to_zero(&db, dir.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         db.sql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'b')"),
@@ -1982,11 +1987,7 @@ fn an_ups_set_role_reaches_neither_its_down_nor_the_rehearsals_checks() {
         serde_json::json!({"ok": 2})
     );
     // And a migrate step's downs, in the same run as the ups.
-    let case = Case::new(&format!(
-        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: up\n        migrate:\n          dir: {d}\n      - id: down\n        migrate:\n          dir: {d}\n          direction: down\n          to: 0\n",
-        d = dir.path().display()
-    ));
-    let run = case.exec(&db.url, &[]);
+    let run = up_then_down_to_zero(&db, dir.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         db.sql("SELECT count(*) FROM pg_class WHERE relname = 'a'"),
