@@ -94,7 +94,7 @@ async fn connect(t: &Target) -> Result<Db, CommandError> {
             "pass --database-url postgres://user@host/db, or set DATABASE_URL (or libpq's PGHOST, PGPORT, PGUSER, PGDATABASE)",
         ));
     };
-    let mut redactor = crate::redact::Redactor::new(Vec::new());
+    let mut redactor = crate::redact::Redactor::new(crate::migrations::flyway_secret_values());
     redactor.add_url(&url);
     let config = db::parse_url(&url).map_err(|e| {
         CommandError::invalid(

@@ -545,10 +545,6 @@ fn flyway_repeatables_run_after_the_versioned_and_again_only_when_changed() {
     );
 }
 
-/// A rehearsal runs each repeatable migration after the versioned ones,
-/// then again, as Flyway does whenever its file changes: one that cannot
-/// run twice, or that adds rows each time, fails; one that can is
-/// `forward_only` (it has no down), never `ok`.
 #[test]
 fn flyway_placeholders_get_flyways_values_and_the_checksum_of_the_text_as_written() {
     let db = Db::fresh();
@@ -599,10 +595,11 @@ fn flyway_placeholders_get_flyways_values_and_the_checksum_of_the_text_as_writte
         run.stderr
             .contains("V2__notes.sql:2: `${tenant}` is a Flyway placeholder with no value here")
             && run.stderr.contains("flyway.placeholders.tenant")
+            && run.stderr.contains("FLYWAY_PLACEHOLDERS_TENANT")
             && run
                 .stderr
-                .contains("help: runbook does not read Flyway's configuration")
-            && run.stderr.contains("changes the checksum Flyway validates"),
+                .contains("help: give runbook the value Flyway gets")
+            && run.stderr.contains("changes its checksum"),
         "{}",
         run.stderr
     );
@@ -625,6 +622,62 @@ fn flyway_placeholders_get_flyways_values_and_the_checksum_of_the_text_as_writte
     );
 }
 
+/// A placeholder of the team's own takes its value from
+/// `FLYWAY_PLACEHOLDERS_<NAME>`, where Flyway's command line takes it,
+/// whatever the case of the name; the checksum stays that of the text as
+/// written. A value whose name says it is a secret is redacted wherever a
+/// filled-in script carries it.
+#[test]
+fn a_teams_own_flyway_placeholder_takes_its_value_from_the_environment_as_flyway_does() {
+    let db = Db::fresh();
+    const V1: &str = "CREATE TABLE notes (id int);\nCOMMENT ON TABLE notes IS '${tenant}';\n";
+    const V2: &str = "SELECT '${appPassword}'::int;\n";
+    let dir = files(&[("V1__notes.sql", V1)]);
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n          history: {{ format: flyway }}\n",
+        dir.path().display()
+    ));
+    let with_env = |case: &Case| {
+        let out = case
+            .command(&db.url, &[])
+            .env("FLYWAY_PLACEHOLDERS_TENANT", "acme")
+            .env(
+                "FLYWAY_PLACEHOLDERS_APPPASSWORD",
+                "s3cret-placeholder-value",
+            )
+            .output()
+            .unwrap();
+        Run::new(out, &case.reports())
+    };
+    let run = with_env(&case);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT obj_description('notes'::regclass)"), "acme");
+    assert_eq!(
+        db.sql("SELECT checksum FROM flyway_schema_history WHERE version = '1'"),
+        runbook::migrations::flyway_checksum(V1).to_string()
+    );
+    // The server's error quotes the filled-in value: redacted.
+    std::fs::write(dir.path().join("V2__check.sql"), V2).unwrap();
+    let run = with_env(&case);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = std::fs::read_to_string(case.reports().join("report.json")).unwrap();
+    for out in [&run.stderr, &run.stdout, &report] {
+        assert!(!out.contains("s3cret-placeholder-value"), "{out}");
+    }
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED]"),
+        "{}",
+        run.step("apply")["error"]
+    );
+}
+
+/// A rehearsal runs each repeatable migration after the versioned ones,
+/// then again, as Flyway does whenever its file changes: one that cannot
+/// run twice, or that adds rows each time, fails; one that can is
+/// `forward_only` (it has no down), never `ok`.
 #[test]
 fn a_rehearsal_runs_each_flyway_repeatable_twice() {
     let db = Db::fresh();

@@ -13,8 +13,10 @@
 //! Flyway fills in placeholders (`${name}`) before it runs a script. Its
 //! own (`${flyway:defaultSchema}`, `${flyway:user}`…) are filled in here
 //! with the values Flyway would give them, once the database is known
-//! ([`fill`]); any other needs Flyway's configuration, which runbook does
-//! not read, so a script with one is refused, unless its `.conf` sets
+//! ([`fill`]). A team's own takes its value where Flyway's command line
+//! takes it from the environment, `FLYWAY_PLACEHOLDERS_<NAME>` ([`value`]);
+//! runbook reads no Flyway configuration file, so a placeholder with no
+//! such variable is refused, unless the script's `.conf` sets
 //! `placeholderReplacement=false`. The checksum stays that of the text as
 //! written, as Flyway's is.
 
@@ -135,7 +137,7 @@ fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, 
     s.written = bom;
     let mut any = false;
     for (at, name) in placeholders(&s.sql) {
-        if builtin(name).is_none() {
+        if builtin(name).is_none() && value(name).is_none() {
             let line = 1 + s.sql[..at.start].matches('\n').count();
             set.problem(LoadError::FlywayPlaceholder {
                 file: file.to_string(),
@@ -171,6 +173,46 @@ fn placeholders(text: &str) -> Vec<(Range<usize>, &str)> {
         }
     }
     out
+}
+
+/// The environment variables Flyway reads a placeholder's value from.
+const ENV_PREFIX: &str = "FLYWAY_PLACEHOLDERS_";
+
+/// The value of a team's own placeholder, from `FLYWAY_PLACEHOLDERS_NAME`
+/// as Flyway reads it: the name after the prefix, matched without regard
+/// to case (Flyway lowercases the keys it reads, and matches placeholders
+/// so).
+pub fn value(name: &str) -> Option<String> {
+    std::env::vars().find_map(|(k, v)| {
+        k.strip_prefix(ENV_PREFIX)
+            .filter(|n| n.eq_ignore_ascii_case(name))
+            .map(|_| v)
+    })
+}
+
+/// The placeholder values in the environment that name a secret
+/// (`FLYWAY_PLACEHOLDERS_APP_PASSWORD`): a filled-in script carries them
+/// into an error or a log line, so they are redacted as secret params are.
+pub fn secret_values() -> Vec<String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.strip_prefix(ENV_PREFIX).is_some_and(|n| {
+                let n = n.to_ascii_uppercase();
+                [
+                    "PASSWORD",
+                    "PASSWD",
+                    "PWD",
+                    "SECRET",
+                    "TOKEN",
+                    "KEY",
+                    "CREDENTIAL",
+                ]
+                .iter()
+                .any(|w| n.contains(w))
+            })
+        })
+        .map(|(_, v)| v)
+        .collect()
 }
 
 /// Flyway's own placeholders, by the name after `flyway:`, lowercased.
@@ -235,6 +277,7 @@ pub fn fill(set: &mut Set, values: &Values) {
             let mut out = String::with_capacity(text.len());
             let mut last = 0;
             for (at, name) in placeholders(text) {
+                let own;
                 let value = match builtin(name) {
                     Some(Builtin::DefaultSchema) => &values.default_schema,
                     Some(Builtin::User) => &values.user,
@@ -245,7 +288,13 @@ pub fn fill(set: &mut Set, values: &Values) {
                     Some(Builtin::Table) => &values.table,
                     // Flyway's environment when none is chosen.
                     Some(Builtin::Environment) => "default",
-                    None => continue,
+                    None => match value(name) {
+                        Some(v) => {
+                            own = v;
+                            own.as_str()
+                        }
+                        None => continue,
+                    },
                 };
                 out.push_str(&text[last..at.start]);
                 out.push_str(value);

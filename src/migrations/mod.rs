@@ -38,7 +38,10 @@ mod sqitch;
 mod tern;
 
 pub use flyway::checksum as flyway_checksum;
-pub use flyway::{Values as FlywayValues, fill as fill_flyway, stand_ins as flyway_stand_ins};
+pub use flyway::{
+    Values as FlywayValues, fill as fill_flyway, secret_values as flyway_secret_values,
+    stand_ins as flyway_stand_ins,
+};
 pub use sqitch::script_hash as sqitch_hash;
 
 /// The marker that runs a script outside a transaction, in any format.
@@ -232,7 +235,7 @@ pub enum LoadError {
     )]
     GooseEnvsub { file: String, line: usize },
     #[error(
-        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from its configuration (`flyway.placeholders.{name}`), which runbook does not read; runbook fills in only Flyway's own (`${{flyway:defaultSchema}}`, `${{flyway:user}}`…)"
+        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from its configuration (`flyway.placeholders.{name}`), which runbook does not read, or from the environment, which runbook reads as Flyway does (`FLYWAY_PLACEHOLDERS_{}`, not set)", name.to_ascii_uppercase()
     )]
     FlywayPlaceholder {
         file: String,
@@ -320,7 +323,7 @@ impl LoadError {
                 "write the value into the file; where the `$` is PostgreSQL's own (a dollar-quoted body), put `-- +goose ENVSUB OFF` before it"
             }
             Self::FlywayPlaceholder { .. } => {
-                "runbook does not read Flyway's configuration (flyway.conf, FLYWAY_PLACEHOLDERS_*, spring.flyway.placeholders): write the value into a script no database has applied yet (in an applied one, that changes the checksum Flyway validates), or rehearse with Flyway itself (`rehearse: {tool: ...}`); if `${...}` is meant as written, set `placeholderReplacement=false` in the script's `.conf`"
+                "give runbook the value Flyway gets: set the environment variable (as in `FLYWAY_PLACEHOLDERS_TENANT=acme runbook exec ...`); if `${...}` is meant as written, set `placeholderReplacement=false` in the script's `.conf`. Writing the value into the script changes its checksum, which Flyway validates where it was applied"
             }
             Self::JournalFile { .. } => {
                 "restore the file, or drop the migration with drizzle-kit so the journal agrees"
@@ -361,9 +364,9 @@ pub struct Script {
     /// Why it runs outside a transaction, when it is marked to: by its
     /// file (its format's marker, or runbook's), or by its tool's metadata.
     pub no_transaction: Option<String>,
-    /// A Flyway script with built-in placeholders (`${flyway:user}`): its
-    /// text as written, which its checksum is of. `sql` gets their values
-    /// when the history is opened ([`flyway::fill`]).
+    /// A Flyway script with placeholders (`${flyway:user}`, `${tenant}`):
+    /// its text as written, which its checksum is of. `sql` gets their
+    /// values when the history is opened ([`flyway::fill`]).
     pub written: Option<String>,
 }
 

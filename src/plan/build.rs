@@ -10,7 +10,12 @@ use super::*;
 /// Build the plan of a validated runbook.
 pub fn build(v: &Validated, run: &RunInfo) -> Result<Plan, Invalid> {
     let rb = &v.runbook;
-    let mut redactor = Redactor::new(v.params.secret_values());
+    let mut redactor = Redactor::new(
+        v.params
+            .secret_values()
+            .into_iter()
+            .chain(crate::migrations::flyway_secret_values()),
+    );
     let metadata = serde_json::json!({
         "name": rb.metadata.name,
         "version": rb.metadata.version,
