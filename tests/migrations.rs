@@ -779,6 +779,35 @@ fn a_whole_set_whose_seed_fails_rehearses_none_of_its_downs() {
     assert_eq!(verdicts(outcome(&run, "001")), ["not_rehearsed"]);
 }
 
+/// A whole set whose down fails half-way outside a transaction stops
+/// there: the newer migrations went down but never up again. They read
+/// `ok`.
+#[test]
+fn a_whole_set_stopped_by_a_half_done_down_rehearses_no_re_up() {
+    let (_d, run) = rehearse_files(
+        &[
+            (
+                "001_a.up.sql",
+                "CREATE TABLE a (id int);\nCREATE INDEX a_idx ON a (id);",
+            ),
+            (
+                "001_a.down.sql",
+                "DROP INDEX CONCURRENTLY a_idx;\nDROP TABLE nope;",
+            ),
+            ("002_b.up.sql", "CREATE TABLE b (id int);"),
+            ("002_b.down.sql", "DROP TABLE b;"),
+        ],
+        "          mode: whole_set\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(verdicts(outcome(&run, "001")), ["irreversible"]);
+    assert_eq!(verdicts(outcome(&run, "002")), ["not_rehearsed"]);
+    let why = outcome(&run, "002")["findings"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("its re-up did not run"), "{why}");
+}
+
 /// With `missing_downs: skip`, the set's parity is not judged (the
 /// skipped migrations' objects stay). That finding read `ok`; a check that
 /// did not run is not a pass, even where `irreversible` is not an error.

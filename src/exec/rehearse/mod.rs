@@ -1381,6 +1381,10 @@ async fn all_downs(
                     for o in outcomes.iter_mut().take(i) {
                         o.not_rehearsed(&format!("its down did not run: {why}"));
                     }
+                    // The newer ones went down, but never up again.
+                    for &k in &downs.reup {
+                        outcomes[k].not_rehearsed(&format!("its re-up did not run: {why}"));
+                    }
                     return Ok(Err(why));
                 }
                 downs.stop = Some((
