@@ -105,6 +105,22 @@ impl Outcome {
         self.settled = true;
     }
 
+    /// An `ok` needs its three legs, each run and passed. One that lacks
+    /// any is not rehearsed, whatever path left it so: the verdict's
+    /// default is never a pass by omission.
+    fn earned(&mut self) {
+        if self.verdict != Verdict::Ok {
+            return;
+        }
+        let missing: Vec<&str> = ["up", "down", "reup"]
+            .into_iter()
+            .filter(|want| !self.legs.iter().any(|l| l.leg == *want && l.ok))
+            .collect();
+        if !missing.is_empty() {
+            self.not_rehearsed(&format!("its {} did not run", missing.join(" and ")));
+        }
+    }
+
     fn find(&mut self, verdict: Verdict, message: String) -> &mut Finding {
         self.verdict = self.verdict.min(verdict);
         self.findings.push(Finding {
@@ -586,6 +602,9 @@ async fn rehearse(
             (Some(why.clone()), Some(f))
         }
     };
+    for o in &mut outcomes {
+        o.earned();
+    }
     let took = started.elapsed();
     let csv_path = write_timings(r, s, &outcomes);
     let mut all: Vec<&Outcome> = outcomes.iter().collect();
@@ -1474,6 +1493,51 @@ fn say(r: &mut Run<'_>, rig: &Rig<'_>, i: usize, total: usize, o: &mut Outcome) 
             r,
             &rig.step,
             format!("  {}: {}", f.verdict.name(), f.message),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(legs: &[(&'static str, bool)]) -> Outcome {
+        Outcome {
+            version: "1".into(),
+            name: "a".into(),
+            verdict: Verdict::Ok,
+            findings: Vec::new(),
+            legs: legs
+                .iter()
+                .map(|&(leg, ok)| Leg {
+                    leg,
+                    duration_ms: 0,
+                    ok,
+                    transaction: true,
+                })
+                .collect(),
+            forward_only: false,
+            settled: false,
+        }
+    }
+
+    #[test]
+    fn an_ok_without_all_three_legs_passed_is_not_rehearsed() {
+        let mut full = outcome(&[("up", true), ("down", true), ("reup", true)]);
+        full.earned();
+        assert_eq!(full.verdict, Verdict::Ok);
+        let mut half = outcome(&[("up", true), ("down", true)]);
+        half.earned();
+        assert_eq!(half.verdict, Verdict::NotRehearsed);
+        assert_eq!(
+            half.findings[0].message,
+            "not rehearsed: its reup did not run"
+        );
+        let mut none = outcome(&[]);
+        none.earned();
+        assert_eq!(
+            none.findings[0].message,
+            "not rehearsed: its up and down and reup did not run"
         );
     }
 }
