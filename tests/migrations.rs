@@ -749,6 +749,12 @@ fn a_rehearsal_that_ends_early_keeps_its_verdicts_and_judges_nothing_it_did_not_
             md.contains("| 003 | c | ⏭️ not_rehearsed |"),
             "{mode}: {md}"
         );
+        // No compensation ran: the rollback section says nothing was
+        // undone, not that an undo "completed cleanly".
+        assert!(
+            md.contains("(step `rehearse` timed_out): nothing to undo (no compensation ran)"),
+            "{mode}: {md}"
+        );
     }
 }
 

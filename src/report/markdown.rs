@@ -277,6 +277,9 @@ fn write_branches(o: &mut String, r: &Report) {
         let _ = writeln!(o, "## Rollback\n");
         for b in &r.branches {
             let clean = match b.clean {
+                // No compensation ran: nothing was undone, which "cleanly"
+                // would read as an undo that happened.
+                Some(true) if b.steps.is_empty() => "nothing to undo (no compensation ran)",
                 Some(true) => "completed cleanly",
                 Some(false) => "**FAILED: a person must act**",
                 None => "did not finish",
