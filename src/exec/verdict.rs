@@ -72,8 +72,16 @@ pub(crate) struct Facts {
 /// The run's status, exit code and verdict line.
 pub(crate) fn decide(f: &Facts) -> (RunStatus, u8, String) {
     if f.interrupted {
+        // Said only when something was undone: an interrupted step that
+        // changed nothing (a check, a rehearsal on a scratch copy) leaves
+        // nothing to roll back.
+        let undone = f
+            .failure
+            .as_ref()
+            .is_none_or(|x| x.undo_ran || x.undo_failed);
         let verdict = match (&f.interrupted_at, f.undo_clean) {
             (None, _) => "INTERRUPTED between steps".to_string(),
+            (Some(at), true) if !undone => format!("INTERRUPTED at {at}: nothing was undone"),
             (Some(at), true) => format!("INTERRUPTED at {at}: rolled back"),
             (Some(at), false) => {
                 format!("INTERRUPTED at {at}: rollback incomplete; a person must act")
@@ -336,6 +344,30 @@ mod tests {
             failure,
             tolerated: 0,
         }
+    }
+
+    #[test]
+    fn an_interrupt_says_rolled_back_only_when_something_was_undone() {
+        let interrupted = |undo_ran: bool| {
+            decide(&Facts {
+                interrupted: true,
+                interrupted_at: Some("verify.rehearse".into()),
+                ..facts(Some(Failed {
+                    undo_ran,
+                    ..failure()
+                }))
+            })
+        };
+        let (status, code, verdict) = interrupted(false);
+        assert_eq!((status, code), (RunStatus::Interrupted, exit::INTERRUPTED));
+        assert_eq!(
+            verdict,
+            "INTERRUPTED at verify.rehearse: nothing was undone"
+        );
+        assert_eq!(
+            interrupted(true).2,
+            "INTERRUPTED at verify.rehearse: rolled back"
+        );
     }
 
     fn code(f: Option<Failed>) -> u8 {
