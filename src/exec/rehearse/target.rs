@@ -32,7 +32,7 @@ pub(super) async fn open_target(
                 .map_err(|e| Fail::new(StepStatus::Failed, e))?;
         return Ok(Target { db, scratch: None });
     };
-    let name = format!("runbook_rehearse_{:08x}", fastrand::u32(..));
+    let name = scratch_name(r).await?;
     match how {
         PlanScratch::Template => copy_by_template(r, &name).await?,
         PlanScratch::Backup(id) => restore_backup(r, s, id, &name, deadline, timeout).await?,
@@ -52,6 +52,49 @@ pub(super) async fn open_target(
             Err(Fail::new(StepStatus::Failed, e))
         }
     }
+}
+
+/// A new scratch database's name: `runbook_rehearse_<source oid>_<random>`,
+/// so that the copies of one database are known as its own. Those of its
+/// copies that no session uses are left by a rehearsal that never ended
+/// (killed, or its server went away): each is a full copy of the data, so
+/// the run warns and names them. It does not drop them: one may be a
+/// rehearsal's that has not connected yet.
+async fn scratch_name(r: &mut Run<'_>) -> Result<String, Fail> {
+    let stale =
+        r.db.client
+            .query(
+                r"SELECT s.oid::text, d.datname::text
+             FROM pg_database s
+             LEFT JOIN pg_database d
+               ON d.datname LIKE 'runbook\_rehearse\_' || s.oid || '\_%'
+              AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)
+             WHERE s.datname = current_database()
+             ORDER BY d.datname",
+                &[],
+            )
+            .await
+            .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
+    let oid: String = stale.first().map(|row| row.get(0)).unwrap_or_default();
+    let left: Vec<String> = stale
+        .iter()
+        .filter_map(|row| row.get::<_, Option<String>>(1))
+        .collect();
+    if !left.is_empty() {
+        r.bus.emit(Event::Warning {
+            at: now(),
+            message: format!(
+                "scratch copies of {} that no session uses, left by a rehearsal that did not end (killed, or its connection lost): {}; each holds a full copy of the data: drop them once no rehearsal of this database is running (DROP DATABASE {})",
+                r.database,
+                left.join(", "),
+                left.iter()
+                    .map(|n| crate::pg::quote::ident(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(format!("runbook_rehearse_{oid}_{:08x}", fastrand::u32(..)))
 }
 
 /// `scratch: true`: CREATE DATABASE ... TEMPLATE needs the source to have
