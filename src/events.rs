@@ -461,6 +461,15 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         eta_ms: Option<u64>,
     },
+    /// A rehearsal's verdict on one migration, as soon as it is final: the
+    /// report of a rehearsal killed half-way keeps those it reached. The
+    /// step's own `details` replace them when it finishes.
+    RehearsalVerdict {
+        at: String,
+        step: String,
+        /// One row of the step's `details.migrations`.
+        migration: Value,
+    },
     StepRetry {
         at: String,
         step: String,

@@ -758,6 +758,76 @@ fn a_rehearsal_that_ends_early_keeps_its_verdicts_and_judges_nothing_it_did_not_
     }
 }
 
+/// A rehearsal killed half-way (SIGKILL: nothing of runbook runs after it)
+/// leaves a report with the verdicts it reached, from their events: the
+/// report written a second before the kill had no table at all.
+#[test]
+fn a_killed_rehearsal_leaves_a_report_with_the_verdicts_it_reached() {
+    let db = Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    for (f, text) in [
+        ("001_a.up.sql", "CREATE TABLE a (id int);"),
+        ("001_a.down.sql", "DROP TABLE a;"),
+        ("002_b.up.sql", "CREATE TABLE b (id int);"),
+        ("002_b.down.sql", "DROP TABLE b;"),
+        (
+            "003_c.up.sql",
+            "SELECT pg_sleep(60);\nCREATE TABLE c (id int);",
+        ),
+        ("003_c.down.sql", "DROP TABLE c;"),
+    ] {
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    let case = Case::new(&one_step(
+        "verify",
+        "rehearse",
+        &format!(
+            "        rehearse:\n          dir: {}\n",
+            dir.path().display()
+        ),
+    ));
+    let mut child = case
+        .command(&db.url, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'")
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the rehearsal never reached 003");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The report is rewritten at most once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(case.reports().join("report.json")).unwrap())
+            .unwrap();
+    let step = &report["phases"][0]["steps"][0];
+    assert_eq!(step["status"], "running", "{step}");
+    let rows: Vec<(&str, &str)> = step["details"]["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["version"].as_str().unwrap(),
+                m["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("001", "ok"), ("002", "ok")], "{step}");
+    let md = std::fs::read_to_string(case.reports().join("report.md")).unwrap();
+    assert!(
+        md.contains("**rehearse** rehearsal, not finished: 2 ok"),
+        "{md}"
+    );
+    assert!(md.contains("before the rehearsal did"), "{md}");
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'");
+}
+
 /// A whole set whose seed fails after a later up: the ups before it went
 /// up, but their downs never ran. They read `ok`.
 #[test]

@@ -811,22 +811,39 @@ fn write_rehearsal(o: &mut String, s: &StepReport, d: &Value) {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    let _ = writeln!(
-        o,
-        "**{}** rehearsal ({}, {} format{}): {}\n",
-        s.id,
-        d["mode"].as_str().unwrap_or_default().replace('_', " "),
-        d["format"].as_str().unwrap_or_default(),
-        if d["scratch"] == true {
-            ", on a scratch database"
-        } else {
-            ""
-        },
-        match d["set_verdict"].as_str() {
-            Some(v) => format!("{}; the whole set: {v}", verdict_counts(&d["verdicts"])),
-            None => verdict_counts(&d["verdicts"]),
+    if d["mode"].is_null() {
+        // Only the verdicts its events gave: the run ended (killed) before
+        // the step did.
+        let mut counts = serde_json::Map::new();
+        for m in d["migrations"].as_array().into_iter().flatten() {
+            let v = m["verdict"].as_str().unwrap_or("?").to_string();
+            let n = counts.get(&v).and_then(Value::as_u64).unwrap_or(0);
+            counts.insert(v, (n + 1).into());
         }
-    );
+        let _ = writeln!(
+            o,
+            "**{}** rehearsal, not finished: {}\n",
+            s.id,
+            verdict_counts(&Value::Object(counts))
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "**{}** rehearsal ({}, {} format{}): {}\n",
+            s.id,
+            d["mode"].as_str().unwrap_or_default().replace('_', " "),
+            d["format"].as_str().unwrap_or_default(),
+            if d["scratch"] == true {
+                ", on a scratch database"
+            } else {
+                ""
+            },
+            match d["set_verdict"].as_str() {
+                Some(v) => format!("{}; the whole set: {v}", verdict_counts(&d["verdicts"])),
+                None => verdict_counts(&d["verdicts"]),
+            }
+        );
+    }
     let _ = writeln!(
         o,
         "| version | name | verdict | up | down | re-up | findings |"

@@ -429,6 +429,23 @@ impl Builder {
                 }
             }
             Event::StepProgress { .. } => {}
+            // Kept while the step runs, so that a report written before it
+            // ends (a killed run's) has the verdicts reached.
+            Event::RehearsalVerdict {
+                step, migration, ..
+            } => {
+                if let Some(s) = self.step_mut(step) {
+                    let details = s.details.get_or_insert_with(|| {
+                        serde_json::json!({
+                            "migrations": [],
+                            "stopped": "the run ended (killed, or its connection lost) before the rehearsal did; the migrations after these were not judged"
+                        })
+                    });
+                    if let Some(rows) = details["migrations"].as_array_mut() {
+                        rows.push(migration.clone());
+                    }
+                }
+            }
             Event::StepRetry { step, error, .. } => {
                 if let Some(a) = self.step_mut(step).and_then(|s| s.attempts.last_mut()) {
                     a.error = Some(error.clone());

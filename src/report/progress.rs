@@ -157,6 +157,8 @@ impl Progress {
             Event::StepOutput {
                 step, stream, line, ..
             } => format!("  {step} {stream} | {line}"),
+            // The step's log line says the same.
+            Event::RehearsalVerdict { .. } => return None,
             Event::StepProgress {
                 step,
                 done,
@@ -286,6 +288,7 @@ fn at(e: &Event) -> &str {
         | Event::StepStarted { at, .. }
         | Event::StepOutput { at, .. }
         | Event::StepProgress { at, .. }
+        | Event::RehearsalVerdict { at, .. }
         | Event::StepRetry { at, .. }
         | Event::StepSkipped { at, .. }
         | Event::StepFinished { at, .. }

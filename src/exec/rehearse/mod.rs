@@ -1461,9 +1461,15 @@ fn cancelled(f: &ScriptFail) -> Result<(), Fail> {
     }
 }
 
-/// A migration's verdict is final: settled, and said in the log.
+/// A migration's verdict is final: settled, said in the log, and sent as
+/// an event, which keeps it in the report of a rehearsal killed later.
 fn say(r: &mut Run<'_>, rig: &Rig<'_>, i: usize, total: usize, o: &mut Outcome) {
     o.settled = true;
+    r.bus.emit(crate::events::Event::RehearsalVerdict {
+        at: crate::events::now(),
+        step: rig.step.clone(),
+        migration: serde_json::to_value(&*o).unwrap_or_default(),
+    });
     let legs: Vec<String> = o
         .legs
         .iter()
