@@ -764,8 +764,7 @@ fn a_rehearsal_that_ends_early_keeps_its_verdicts_and_judges_nothing_it_did_not_
 #[test]
 fn a_killed_rehearsal_leaves_a_report_with_the_verdicts_it_reached() {
     let db = Db::fresh();
-    let dir = tempfile::tempdir().unwrap();
-    for (f, text) in [
+    let (_dir, case) = rehearsal_of(&[
         ("001_a.up.sql", "CREATE TABLE a (id int);"),
         ("001_a.down.sql", "DROP TABLE a;"),
         ("002_b.up.sql", "CREATE TABLE b (id int);"),
@@ -775,17 +774,7 @@ fn a_killed_rehearsal_leaves_a_report_with_the_verdicts_it_reached() {
             "SELECT pg_sleep(60);\nCREATE TABLE c (id int);",
         ),
         ("003_c.down.sql", "DROP TABLE c;"),
-    ] {
-        std::fs::write(dir.path().join(f), text).unwrap();
-    }
-    let case = Case::new(&one_step(
-        "verify",
-        "rehearse",
-        &format!(
-            "        rehearse:\n          dir: {}\n",
-            dir.path().display()
-        ),
-    ));
+    ]);
     let mut child = case
         .command(&db.url, &[])
         .stderr(std::process::Stdio::null())
@@ -1068,6 +1057,24 @@ fn rehearse_files(files: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, Re
     (dir, run)
 }
 
+/// A runbook whose one step rehearses `files`, written to a directory of
+/// their own, for a test that runs it its own way.
+fn rehearsal_of(files: &[(&str, &str)]) -> (tempfile::TempDir, Case) {
+    let dir = tempfile::tempdir().unwrap();
+    for (f, text) in files {
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    let case = Case::new(&one_step(
+        "verify",
+        "rehearse",
+        &format!(
+            "        rehearse:\n          dir: {}\n",
+            dir.path().display()
+        ),
+    ));
+    (dir, case)
+}
+
 #[test]
 fn single_file_formats_run_their_sections_with_their_transaction_markers() {
     let goose = "-- +goose Up\nCREATE TABLE t (id int PRIMARY KEY, v text);\n-- +goose Down\nDROP TABLE t;\n";
@@ -1304,8 +1311,7 @@ fn row_level_security_cannot_hide_a_lossy_down_from_the_data_checks() {
     db.sql(&format!(
         "CREATE ROLE {owner} LOGIN; ALTER DATABASE {name} OWNER TO {owner}; GRANT ALL ON SCHEMA public TO {owner};"
     ));
-    let dir = tempfile::tempdir().unwrap();
-    for (f, text) in [
+    let (_dir, case) = rehearsal_of(&[
         (
             "001_t.up.sql",
             "CREATE TABLE t (id int PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 3);\n\
@@ -1314,17 +1320,7 @@ fn row_level_security_cannot_hide_a_lossy_down_from_the_data_checks() {
         ("001_t.down.sql", "DROP TABLE t;\n"),
         ("002_i.up.sql", "CREATE INDEX t_i ON t (id);\n"),
         ("002_i.down.sql", "DROP INDEX t_i;\nTRUNCATE t;\n"),
-    ] {
-        std::fs::write(dir.path().join(f), text).unwrap();
-    }
-    let case = Case::new(&one_step(
-        "verify",
-        "rehearse",
-        &format!(
-            "        rehearse:\n          dir: {}\n",
-            dir.path().display()
-        ),
-    ));
+    ]);
     let run = case.exec(&format!("postgres://{owner}@{hostport}/{name}"), &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     let step = run.step("rehearse");
