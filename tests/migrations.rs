@@ -692,6 +692,20 @@ fn a_whole_set_that_fails_parity_says_so_beside_its_ok_migrations() {
     );
 }
 
+/// Two quick migrations, then one whose up sleeps for a minute: a
+/// rehearsal to cut short while it is in the third.
+const SLOW_THIRD: [(&str, &str); 6] = [
+    ("001_a.up.sql", "CREATE TABLE a (id int);"),
+    ("001_a.down.sql", "DROP TABLE a;"),
+    ("002_b.up.sql", "CREATE TABLE b (id int);"),
+    ("002_b.down.sql", "DROP TABLE b;"),
+    (
+        "003_c.up.sql",
+        "SELECT pg_sleep(60);\nCREATE TABLE c (id int);",
+    ),
+    ("003_c.down.sql", "DROP TABLE c;"),
+];
+
 /// A rehearsal that ends early (here its step's timeout, as an interrupt
 /// would) keeps the verdicts it reached: the report of a rehearsal cut
 /// short had no table at all. The migration it was in, and every one after
@@ -700,18 +714,13 @@ fn a_whole_set_that_fails_parity_says_so_beside_its_ok_migrations() {
 #[test]
 fn a_rehearsal_that_ends_early_keeps_its_verdicts_and_judges_nothing_it_did_not_finish() {
     let files = [
-        ("001_a.up.sql", "CREATE TABLE a (id int);"),
-        ("001_a.down.sql", "DROP TABLE a;"),
-        ("002_b.up.sql", "CREATE TABLE b (id int);"),
-        ("002_b.down.sql", "DROP TABLE b;"),
-        (
-            "003_c.up.sql",
-            "SELECT pg_sleep(60);\nCREATE TABLE c (id int);",
-        ),
-        ("003_c.down.sql", "DROP TABLE c;"),
-        ("004_d.up.sql", "CREATE TABLE d (id int);"),
-        ("004_d.down.sql", "DROP TABLE d;"),
-    ];
+        &SLOW_THIRD[..],
+        &[
+            ("004_d.up.sql", "CREATE TABLE d (id int);"),
+            ("004_d.down.sql", "DROP TABLE d;"),
+        ],
+    ]
+    .concat();
     for mode in ["per_migration", "whole_set"] {
         let (_d, run) = rehearse_files(
             &files,
@@ -764,24 +773,14 @@ fn a_rehearsal_that_ends_early_keeps_its_verdicts_and_judges_nothing_it_did_not_
 #[test]
 fn a_killed_rehearsal_leaves_a_report_with_the_verdicts_it_reached() {
     let db = Db::fresh();
-    let (_dir, case) = rehearsal_of(&[
-        ("001_a.up.sql", "CREATE TABLE a (id int);"),
-        ("001_a.down.sql", "DROP TABLE a;"),
-        ("002_b.up.sql", "CREATE TABLE b (id int);"),
-        ("002_b.down.sql", "DROP TABLE b;"),
-        (
-            "003_c.up.sql",
-            "SELECT pg_sleep(60);\nCREATE TABLE c (id int);",
-        ),
-        ("003_c.down.sql", "DROP TABLE c;"),
-    ]);
+    let (_dir, case) = rehearsal_of(&SLOW_THIRD);
     let mut child = case
         .command(&db.url, &[])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'")
+    while db.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(60)%'")
         != "1"
     {
         assert!(Instant::now() < deadline, "the rehearsal never reached 003");
@@ -814,7 +813,7 @@ fn a_killed_rehearsal_leaves_a_report_with_the_verdicts_it_reached() {
         "{md}"
     );
     assert!(md.contains("before the rehearsal did"), "{md}");
-    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'");
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(60)%'");
 }
 
 /// A whole set whose seed fails after a later up: the ups before it went
