@@ -1344,6 +1344,39 @@ fn row_level_security_cannot_hide_a_lossy_down_from_the_data_checks() {
     );
 }
 
+/// Migrations that step up to the tables' owner (`SET ROLE app`), run by a
+/// login that does not inherit the owner's rights: the data checks read as
+/// the role the script left, which may read the tables, not as the login,
+/// which may not.
+#[test]
+fn the_data_checks_keep_a_role_the_scripts_stepped_up_to() {
+    let db = Db::fresh();
+    let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
+    let name = name.split('?').next().unwrap();
+    let (login, app) = (format!("login_{name}"), format!("app_{name}"));
+    db.sql(&format!(
+        "CREATE ROLE {login} LOGIN NOINHERIT; CREATE ROLE {app}; GRANT {app} TO {login};
+         ALTER DATABASE {name} OWNER TO {login}; GRANT ALL ON SCHEMA public TO {login}, {app};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {login} IN SCHEMA public GRANT ALL ON TABLES TO {app};"
+    ));
+    let up1 = format!("SET ROLE {app};\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\n");
+    let down1 = format!("SET ROLE {app};\nDROP TABLE t;\n");
+    let up2 = format!("SET ROLE {app};\nCREATE INDEX t_i ON t (id);\n");
+    let down2 = format!("SET ROLE {app};\nDROP INDEX t_i;\n");
+    let (_dir, case) = rehearsal_of(&[
+        ("001_t.up.sql", &up1),
+        ("001_t.down.sql", &down1),
+        ("002_i.up.sql", &up2),
+        ("002_i.down.sql", &down2),
+    ]);
+    let run = case.exec(&format!("postgres://{login}@{hostport}/{name}"), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 2})
+    );
+}
+
 #[test]
 fn a_down_that_keeps_a_column_grant_breaks_parity() {
     let (_dir, run) = people_then(

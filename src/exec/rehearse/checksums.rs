@@ -42,21 +42,22 @@ async fn sums(
         .iter()
         .map(|(t, _)| crate::pg::quote::literal(t))
         .collect();
+    let names = format!("ARRAY[{}]", names.join(", "));
     let catalog = format!(
         "WITH t AS MATERIALIZED (
                  SELECT t.name, c.oid, c.relkind = 'r' AND pg_relation_size(c.oid) = 0 AS empty
-                 FROM unnest(ARRAY[{}]::text[]) AS t(name)
+                 FROM unnest({names}::text[]) AS t(name)
                  JOIN pg_class c ON c.oid = to_regclass(t.name)
              )
              SELECT t.name, a.attname, t.empty::text
              FROM t LEFT JOIN pg_attribute a
-               ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped",
-        names.join(", ")
+               ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped"
     );
-    // As the session itself ([`AS_SESSION`]), each setting changed and put
-    // back in the round trips of the two reads.
+    // As a role that may read them ([`as_session`]), each setting changed
+    // and put back in the round trips of the two reads.
+    let guard = as_session(&names);
     let (session, messages) = tokio::join!(
-        db.client.batch_execute(AS_SESSION),
+        db.client.batch_execute(&guard),
         db.client.simple_query(&catalog),
     );
     let error = |e: tokio_postgres::Error| db::error_info(&e, None);
@@ -142,17 +143,28 @@ async fn sums(
     Ok(out)
 }
 
-/// Before the data checks: the session's role and `row_security` kept, the
-/// role reset to the one the session logged in as, and row-level security
-/// off. A script may have run `SET ROLE` (the checks then read as a role
-/// that may not see the tables), and a policy, or a table's
-/// `FORCE ROW LEVEL SECURITY` for its owner, hides rows from a count
-/// without a word: a down that empties such a table read as keeping its
-/// rows. With it off the server refuses instead, unless the role may read
-/// past policies (a superuser, `BYPASSRLS`).
-const AS_SESSION: &str = "SELECT set_config('runbook.role', current_setting('role'), false), \
-     set_config('runbook.row_security', current_setting('row_security'), false); \
-     RESET ROLE; SET row_security = off";
+/// Before the data checks on `tables` (an SQL array of their names): the
+/// session's role and `row_security` kept, and row-level security off. A
+/// policy, or a table's `FORCE ROW LEVEL SECURITY` for its owner, hides
+/// rows from a count without a word: a down that empties such a table read
+/// as keeping its rows. With it off the server refuses instead, unless the
+/// role may read past policies (a superuser, `BYPASSRLS`). The role a
+/// script left (`SET ROLE`) stays when it may read every table; when it
+/// may not (a script stepped down to a role with fewer rights), the
+/// session's own role reads them (`SET ROLE NONE`). A script that
+/// steps up to the tables' owner, from a login that does not inherit its
+/// rights, keeps it.
+fn as_session(tables: &str) -> String {
+    format!(
+        "SELECT set_config('runbook.role', current_setting('role'), false), \
+         set_config('runbook.row_security', current_setting('row_security'), false); \
+         SELECT set_config('role', 'none', false) \
+         WHERE EXISTS (SELECT 1 FROM unnest({tables}::text[]) AS t(name) \
+         JOIN pg_class c ON c.oid = to_regclass(t.name) \
+         WHERE NOT has_table_privilege(c.oid, 'SELECT')); \
+         SET row_security = off"
+    )
+}
 
 /// After them: the session's role and `row_security` put back, so that the
 /// next script runs as the last one left it, as under its tool.
