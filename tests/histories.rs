@@ -645,6 +645,11 @@ fn a_teams_own_flyway_placeholder_takes_its_value_from_the_environment_as_flyway
                 "FLYWAY_PLACEHOLDERS_APPPASSWORD",
                 "s3cret-placeholder-value",
             )
+            // A variable that is not UTF-8 is passed over, not a panic.
+            .env(
+                "FLYWAY_PLACEHOLDERS_BYTES",
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff"),
+            )
             .output()
             .unwrap();
         Run::new(out, &case.reports())

@@ -178,38 +178,42 @@ fn placeholders(text: &str) -> Vec<(Range<usize>, &str)> {
 /// The environment variables Flyway reads a placeholder's value from.
 const ENV_PREFIX: &str = "FLYWAY_PLACEHOLDERS_";
 
+/// The `FLYWAY_PLACEHOLDERS_*` variables, by the name after the prefix.
+/// `vars_os`: a variable that is not UTF-8 (any, not only these) would make
+/// `std::env::vars` panic; such a one is passed over.
+fn placeholder_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| {
+        let name = k.to_str()?.strip_prefix(ENV_PREFIX)?.to_string();
+        Some((name, v.into_string().ok()?))
+    })
+}
+
 /// The value of a team's own placeholder, from `FLYWAY_PLACEHOLDERS_NAME`
 /// as Flyway reads it: the name after the prefix, matched without regard
 /// to case (Flyway lowercases the keys it reads, and matches placeholders
 /// so).
 pub fn value(name: &str) -> Option<String> {
-    std::env::vars().find_map(|(k, v)| {
-        k.strip_prefix(ENV_PREFIX)
-            .filter(|n| n.eq_ignore_ascii_case(name))
-            .map(|_| v)
-    })
+    placeholder_vars().find_map(|(n, v)| n.eq_ignore_ascii_case(name).then_some(v))
 }
 
 /// The placeholder values in the environment that name a secret
 /// (`FLYWAY_PLACEHOLDERS_APP_PASSWORD`): a filled-in script carries them
 /// into an error or a log line, so they are redacted as secret params are.
 pub fn secret_values() -> Vec<String> {
-    std::env::vars()
-        .filter(|(k, _)| {
-            k.strip_prefix(ENV_PREFIX).is_some_and(|n| {
-                let n = n.to_ascii_uppercase();
-                [
-                    "PASSWORD",
-                    "PASSWD",
-                    "PWD",
-                    "SECRET",
-                    "TOKEN",
-                    "KEY",
-                    "CREDENTIAL",
-                ]
-                .iter()
-                .any(|w| n.contains(w))
-            })
+    placeholder_vars()
+        .filter(|(n, _)| {
+            let n = n.to_ascii_uppercase();
+            [
+                "PASSWORD",
+                "PASSWD",
+                "PWD",
+                "SECRET",
+                "TOKEN",
+                "KEY",
+                "CREDENTIAL",
+            ]
+            .iter()
+            .any(|w| n.contains(w))
         })
         .map(|(_, v)| v)
         .collect()
