@@ -257,7 +257,7 @@ fn default_template(found: Option<&Found>) -> &'static str {
 }
 
 fn refuse(message: &str, hint: &str) -> u8 {
-    eprintln!("error: {message}\n  = help: {hint}\n\nerror: nothing was written");
+    crate::say!("error: {message}\n  = help: {hint}\n\nerror: nothing was written");
     exit::INVALID
 }
 
@@ -341,7 +341,7 @@ pub fn init(a: InitArgs) -> u8 {
         Err((message, hint)) => return refuse(&message, &hint),
     };
     for why in &refused {
-        eprintln!("note: not wired in: {why}");
+        crate::say!("note: not wired in: {why}");
     }
     write_files(&a.output, &text, &cwd, template, found.as_ref())
 }
@@ -529,7 +529,7 @@ fn write_files(
         (Some(p), None) => format!("; no migration directory found: set `{p}` (--set {p}=DIR)"),
         _ => String::new(),
     };
-    println!(
+    crate::show!(
         "wrote {} from `{}`{wired}\nnext: runbook lint {0} && runbook plan {0}",
         output.display(),
         template.name

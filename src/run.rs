@@ -60,8 +60,8 @@ pub enum EarlierAction {
 
 /// An input problem found before anything ran: print it, exit 5.
 fn refuse(color: bool, source: &Source, d: Diagnostic) -> u8 {
-    eprint!("{}", d.render(source, color));
-    eprintln!("\n\nerror: nothing ran");
+    crate::say_part!("{}", d.render(source, color));
+    crate::say!("\n\nerror: nothing ran");
     exit::INVALID
 }
 
@@ -113,7 +113,7 @@ pub(crate) fn report_dir(
 }
 
 pub(crate) fn refuse_plain(message: &str, hint: &str) -> u8 {
-    eprintln!("error: {message}\n  = help: {hint}\n\nerror: nothing ran");
+    crate::say!("error: {message}\n  = help: {hint}\n\nerror: nothing ran");
     exit::INVALID
 }
 
@@ -150,7 +150,7 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
     let built = validate::validate_file(&a.file, &a.inputs, ParamCheck::RequireAll)
         .and_then(|v| plan::build(&v, &info).map(|p| (v, p)));
     let (v, plan) = built.map_err(|invalid| {
-        eprint!("{}", invalid.render(a.color));
+        crate::say_part!("{}", invalid.render(a.color));
         exit::INVALID
     })?;
     let mode = match (earlier, &a.earlier) {
@@ -241,7 +241,7 @@ fn load_earlier(
     };
     let record = crate::commands::read_run(&target, &e.run_id).map_err(|e| {
         let code = e.print(&mut std::io::stderr());
-        eprintln!("\nerror: nothing ran");
+        crate::say!("\nerror: nothing ran");
         code
     })?;
     if a.file.as_os_str().is_empty() {
@@ -285,7 +285,7 @@ pub(crate) fn check_approvals(
         .iter()
         .map(|path| {
             crate::approval::read(path, plan).map_err(|e| {
-                eprintln!("error: {e}\n  = help: {}\n\nerror: nothing ran", e.hint());
+                crate::say!("error: {e}\n  = help: {}\n\nerror: nothing ran", e.hint());
                 match e {
                     crate::approval::ApprovalError::Mismatch { .. } => exit::NOT_APPROVED,
                     _ => exit::INVALID,
@@ -364,7 +364,7 @@ pub(crate) fn lint_before_run(
         )
     })?;
     if plan.settings.lint == Some(crate::model::LintMode::Error) && report.errors() > 0 {
-        eprint!("{}", crate::lint::render_text(&report, false));
+        crate::say_part!("{}", crate::lint::render_text(&report, false));
         return Err(refuse_plain(
             &format!(
                 "lint found {} error(s) and `settings.lint` is `error`",
@@ -374,7 +374,7 @@ pub(crate) fn lint_before_run(
         ));
     }
     if !report.findings.is_empty() && !matches!(a.progress, Mode::Quiet) {
-        eprintln!(
+        crate::say!(
             "lint: {} error(s), {} warning(s); they are listed in the report (`runbook lint {}` shows them)",
             report.errors(),
             report.warnings(),
@@ -476,41 +476,11 @@ fn run_with_signals(
 ) -> Result<exec::RunResult, u8> {
     let runtime = runtime()?;
     Ok(runtime.block_on(async {
-        let rx = interrupts(
+        let rx = crate::signals::watch(
             "runbook: interrupted; stopping the current step and rolling back (interrupt again to stop the rollback)",
         );
         exec::execute(v, plan, opts, bus, rx).await
     }))
-}
-
-/// SIGINT and SIGTERM, counted: the executor watches the count (one
-/// stops the step and rolls back, two stop the rollback). `first` is said
-/// on the first. Call it inside the runtime.
-pub(crate) fn interrupts(first: &'static str) -> tokio::sync::watch::Receiver<u32> {
-    let (tx, rx) = tokio::sync::watch::channel(0u32);
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            let n = *tx.borrow() + 1;
-            if n == 1 {
-                eprintln!("{first}");
-            } else {
-                eprintln!("runbook: interrupted again; stopping the rollback");
-            }
-            let _ = tx.send(n);
-        }
-    });
-    rx
 }
 
 /// After the run: where the report is, the kept cluster, and the exit
@@ -523,12 +493,12 @@ fn finish(
     failures: &crate::report::files::WriteFailures,
 ) -> u8 {
     if a.progress != Mode::Quiet || result.exit_code != exit::OK {
-        eprintln!("report: {}", report_dir.join("report.md").display());
+        crate::say!("report: {}", report_dir.join("report.md").display());
     }
     if let Some(mut c) = cluster {
         if a.keep {
             c.keep();
-            eprintln!(
+            crate::say!(
                 "ephemeral PostgreSQL kept running: {} (data in {}; stop it with pg_ctl -D that directory stop)",
                 c.url("postgres"),
                 c.dir().join("data").display()
@@ -546,7 +516,7 @@ fn finish(
     } else {
         result.exit_code
     };
-    eprintln!(
+    crate::say!(
         "error: the run ended {} (exit code {}), but its report could not be written: {what}\n  = help: the files in {} are missing or out of date; free space there, or give another --report-dir next time",
         result.status.name(),
         result.exit_code,
@@ -649,7 +619,7 @@ fn decide_action(
         && std::io::stderr().is_terminal()
         && std::env::var_os("CI").is_none();
     let ask = |prompt: &str| -> String {
-        eprint!("{prompt}");
+        crate::say_part!("{prompt}");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);

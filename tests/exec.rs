@@ -695,11 +695,8 @@ phases:
     }
 }
 
-#[test]
-fn a_report_is_written_after_sigint() {
-    let db = Db::fresh();
-    let case = Case::new(&runbook(
-        r#"phases:
+/// A table made (with its undo), then a slow step.
+const MADE_THEN_SLOW: &str = r#"phases:
   - id: main
     kind: custom
     steps:
@@ -709,9 +706,13 @@ fn a_report_is_written_after_sigint() {
           id: unmade
           sql: DROP TABLE IF EXISTS t;
       - id: slow
-        sql: SELECT pg_sleep(60);
-"#,
-    ));
+        sql: SELECT pg_sleep(SECONDS);
+"#;
+
+#[test]
+fn a_report_is_written_after_sigint() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "60")));
     let child = case
         .command(&db.url, &[])
         .stderr(std::process::Stdio::piped())
@@ -737,11 +738,129 @@ fn a_report_is_written_after_sigint() {
     let run = support::Run::new(out, &case.reports());
     assert_eq!(run.code, 130, "{}", run.stderr);
     assert_eq!(run.report["run"]["status"], "interrupted");
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "INTERRUPTED by Ctrl-C (SIGINT) at main.slow: rolled back"
+    );
     assert_eq!(run.step("slow")["status"], "cancelled");
+    assert_eq!(
+        run.step("slow")["error"]["message"],
+        "interrupted by Ctrl-C (SIGINT)"
+    );
     assert_eq!(run.step("made")["status"], "rolled_back");
     assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
     assert!(run.dir.join("report.md").exists());
     assert_eq!(run.events().last().unwrap()["event"], "run_finished");
+}
+
+/// Runs `runbook exec` on a terminal of its own (a pty, through python3),
+/// and closes the terminal once the step `slow` has started: an SSH
+/// session that drops at 2 a.m. `ignore` starts it with SIGHUP ignored,
+/// as `nohup` or `trap '' HUP` would. Returns the exit code.
+fn hang_up(case: &Case, url: &str, ignore: bool) -> i32 {
+    const PTY: &str = r#"
+import os, pty, select, signal, sys, time
+events, ignore, argv = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    if ignore:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.execv(argv[0], argv)
+deadline = time.time() + 20
+while time.time() < deadline:
+    if select.select([fd], [], [], 0.05)[0]:
+        os.read(fd, 65536)
+    try:
+        text = open(events).read()
+    except OSError:
+        text = ""
+    if '"event":"step_started"' in text and '"step":"slow"' in text:
+        break
+time.sleep(0.3)
+os.close(fd)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#;
+    let events = case.reports().join("events.jsonl");
+    let out = std::process::Command::new("python3")
+        .args(["-c", PTY])
+        .arg(&events)
+        .arg(if ignore { "1" } else { "0" })
+        .arg(env!("CARGO_BIN_EXE_runbook"))
+        .arg("exec")
+        .arg(&case.file)
+        .args(["--database-url", url, "--yes", "--report-dir"])
+        .arg(case.reports())
+        .env_remove("CI")
+        .env_remove("DATABASE_URL")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "no exit code from the pty helper: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The terminal hangs up mid-run: runbook gets SIGHUP. It stops the step
+/// and rolls back as after Ctrl-C, and the report says that the terminal
+/// hung up. (Before, SIGHUP killed it where it stood: the committed step
+/// stayed, no undo ran, and the report said "running".) With SIGHUP
+/// ignored (`nohup`), the run goes on to the end, and writing its progress
+/// to the terminal that is gone does not stop it.
+#[test]
+fn a_terminal_that_hangs_up_interrupts_the_run_unless_sighup_is_ignored() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "60")));
+    let run = support::Run::of(hang_up(&case, &db.url, false), &case.reports());
+    assert_eq!(run.code, 130, "{}", run.report);
+    assert_eq!(run.report["run"]["status"], "interrupted");
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "INTERRUPTED by SIGHUP (the terminal hung up) at main.slow: rolled back"
+    );
+    assert_eq!(run.step("made")["status"], "rolled_back");
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+    assert_eq!(run.events().last().unwrap()["event"], "run_finished");
+
+    let db = Db::fresh();
+    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "1")));
+    let run = support::Run::of(hang_up(&case, &db.url, true), &case.reports());
+    assert_eq!(run.code, 0, "{}", run.report);
+    assert_eq!(run.report["run"]["status"], "succeeded");
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NOT NULL"), "t");
+}
+
+/// The reader of runbook's output goes away mid-run (`| head`, a `tee`
+/// that was killed). Writing a progress line then fails; before, that
+/// failure panicked: the run stopped right after a committed step, with no
+/// undo and a report that said "running". Now the line is dropped and the
+/// run goes on: the report and the event log say everything.
+#[test]
+fn a_closed_pipe_on_stderr_does_not_stop_a_run_half_way() {
+    use std::io::BufRead;
+    let db = Db::fresh();
+    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "1")));
+    let mut child = case
+        .command(&db.url, &[])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe: the lines after the slow step
+    // can only fail.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    let run = support::Run::of(code, &case.reports());
+    assert_eq!(run.code, 0, "{}", run.report);
+    assert_eq!(run.report["run"]["status"], "succeeded");
+    assert_eq!(run.step("slow")["status"], "succeeded");
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NOT NULL"), "t");
 }
 
 #[test]

@@ -466,6 +466,7 @@ impl<'a> Run<'a> {
             };
         let facts = verdict::Facts {
             interrupted,
+            interrupted_by: crate::signals::cause(),
             interrupted_at: self.failed_step.clone(),
             undo_clean: on_failure_clean && !failure.as_ref().is_some_and(|f| f.undo_failed),
             not_approved,

@@ -890,10 +890,12 @@ impl Run<'_> {
     }
 }
 
+/// A step stopped by an interrupt, with the signal that sent it.
 pub(crate) fn cancelled_error() -> ErrorInfo {
     ErrorInfo {
         class: ErrorKind::Cancelled,
-        message: "interrupted".into(),
+        message: crate::signals::cause()
+            .map_or_else(|| "interrupted".into(), |c| format!("interrupted by {c}")),
         ..ErrorInfo::default()
     }
 }

@@ -59,6 +59,8 @@ pub(crate) struct Failed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Facts {
     pub interrupted: bool,
+    /// The signal that interrupted it (`signals::cause`), when one did.
+    pub interrupted_by: Option<&'static str>,
     /// The interrupted step, `phase.step`, if one was running.
     pub interrupted_at: Option<String>,
     /// Whether the undo after an interrupt completed.
@@ -79,12 +81,16 @@ pub(crate) fn decide(f: &Facts) -> (RunStatus, u8, String) {
             .failure
             .as_ref()
             .is_none_or(|x| x.undo_ran || x.undo_failed);
+        let by = f
+            .interrupted_by
+            .map(|c| format!(" by {c}"))
+            .unwrap_or_default();
         let verdict = match (&f.interrupted_at, f.undo_clean) {
-            (None, _) => "INTERRUPTED between steps".to_string(),
-            (Some(at), true) if !undone => format!("INTERRUPTED at {at}: nothing was undone"),
-            (Some(at), true) => format!("INTERRUPTED at {at}: rolled back"),
+            (None, _) => format!("INTERRUPTED{by} between steps"),
+            (Some(at), true) if !undone => format!("INTERRUPTED{by} at {at}: nothing was undone"),
+            (Some(at), true) => format!("INTERRUPTED{by} at {at}: rolled back"),
             (Some(at), false) => {
-                format!("INTERRUPTED at {at}: rollback incomplete; a person must act")
+                format!("INTERRUPTED{by} at {at}: rollback incomplete; a person must act")
             }
         };
         return (RunStatus::Interrupted, exit::INTERRUPTED, verdict);
@@ -338,6 +344,7 @@ mod tests {
     fn facts(failure: Option<Failed>) -> Facts {
         Facts {
             interrupted: false,
+            interrupted_by: None,
             interrupted_at: None,
             undo_clean: true,
             not_approved: None,
@@ -367,6 +374,22 @@ mod tests {
         assert_eq!(
             interrupted(true).2,
             "INTERRUPTED at verify.rehearse: rolled back"
+        );
+        // The signal is named when one was seen: the report read the next
+        // morning says whether a person, a supervisor or a dropped
+        // terminal stopped the run.
+        let hung_up = decide(&Facts {
+            interrupted: true,
+            interrupted_by: Some("SIGHUP (the terminal hung up)"),
+            interrupted_at: Some("expand.slow".into()),
+            ..facts(Some(Failed {
+                undo_ran: true,
+                ..failure()
+            }))
+        });
+        assert_eq!(
+            hung_up.2,
+            "INTERRUPTED by SIGHUP (the terminal hung up) at expand.slow: rolled back"
         );
     }
 

@@ -61,7 +61,7 @@ pub fn exec(a: RunArgs, f: FleetArgs) -> u8 {
 fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
     let fleet_id = exec::new_run_id();
     let file = targets::load(&f.targets).map_err(|invalid| {
-        eprint!("{}", invalid.render(a.color));
+        crate::say_part!("{}", invalid.render(a.color));
         exit::INVALID
     })?;
     let only = match &f.only_failed {
@@ -90,17 +90,17 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
         ));
     }
     let doc = crate::load::load_file(&a.file).map_err(|failure| {
-        eprint!(
+        crate::say_part!(
             "{}",
             crate::diag::render_all(&failure.source, &[failure.diagnostic], a.color)
         );
-        eprintln!("error: `{}` is invalid; nothing ran", a.file.display());
+        crate::say!("error: `{}` is invalid; nothing ran", a.file.display());
         exit::INVALID
     })?;
     // The runbook itself first, so that its own errors are not said as
     // some target's.
     validate::validate_doc(doc.clone(), &a.inputs, ParamCheck::GivenOnly).map_err(|invalid| {
-        eprint!("{}", invalid.render(a.color));
+        crate::say_part!("{}", invalid.render(a.color));
         exit::INVALID
     })?;
     let prepared = chosen
@@ -122,7 +122,7 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
         None => {
             let v = validate::validate_doc(doc.clone(), &a.inputs, ParamCheck::GivenOnly).map_err(
                 |invalid| {
-                    eprint!("{}", invalid.render(a.color));
+                    crate::say_part!("{}", invalid.render(a.color));
                     exit::INVALID
                 },
             )?;
@@ -152,7 +152,7 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
     }));
     fleet.write();
     if !quiet(&a) {
-        eprintln!(
+        crate::say!(
             "fleet {fleet_id}: {} target(s) from {}{}, {} wave(s), {} at a time; report in {}",
             prepared.len(),
             file.file,
@@ -207,7 +207,7 @@ fn previous_failures(path: &Path, file: &targets::Targets) -> Result<Vec<String>
         .filter(|n| !file.list.iter().any(|t| &t.name == *n))
         .collect();
     if !gone.is_empty() {
-        eprintln!(
+        crate::say!(
             "warning: {} target(s) that did not succeed in {} are not in {} any more: {}",
             gone.len(),
             path.display(),
@@ -276,8 +276,8 @@ fn prepare(
     let built = validate::validate_doc(doc.clone(), &inputs, ParamCheck::RequireAll)
         .and_then(|v| plan::build(&v, &info).map(|p| (v, p)));
     let (v, plan) = built.map_err(|invalid| {
-        eprintln!("error: target `{}`:", t.name);
-        eprint!("{}", invalid.render(a.color));
+        crate::say!("error: target `{}`:", t.name);
+        crate::say_part!("{}", invalid.render(a.color));
         exit::INVALID
     })?;
     let conninfo = t.conninfo().map_err(|why| {
@@ -337,7 +337,7 @@ fn same_database_twice(prepared: &[Prepared]) -> Result<(), u8> {
 fn report_dir(a: &RunArgs, name: &str, fleet_id: &str) -> Result<PathBuf, u8> {
     let (dir, moved) = crate::run::report_dir(a, &format!("{name}-fleet-{fleet_id}"), FLEET_FILES)?;
     if let Some(to) = moved {
-        eprintln!(
+        crate::say!(
             "warning: the report directory held an earlier run's reports; they were moved to `{}`",
             to.display()
         );
@@ -490,7 +490,7 @@ impl FleetFiles {
         }
         let c = &self.report.counts;
         if !quiet(a) || code != exit::OK {
-            eprintln!(
+            crate::say!(
                 "fleet {}: {} succeeded, {} failed, {} not started (exit {code})\nreport: {}",
                 self.report.fleet.status_name(),
                 c.succeeded,
@@ -501,7 +501,7 @@ impl FleetFiles {
         }
         match self.failures.first() {
             Some(what) => {
-                eprintln!(
+                crate::say!(
                     "error: the fleet's report could not be written: {what}\n  = help: free space in {}, or give another --report-dir next time",
                     self.dir.display()
                 );
@@ -690,7 +690,7 @@ async fn roll_out(
     fleet: &mut FleetFiles,
     quiet: bool,
 ) -> Option<(StopCause, String)> {
-    let interrupts = crate::run::interrupts(
+    let interrupts = crate::signals::watch(
         "runbook: interrupted; no new target starts, and each running one stops its step and rolls back (interrupt again to stop the rollbacks)",
     );
     let mut slots: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
@@ -704,7 +704,7 @@ async fn roll_out(
         }
         let canary = w == 0 && rules.canary > 0;
         if !quiet {
-            eprintln!(
+            crate::say!(
                 "wave {}/{}{}: {} target(s)",
                 w + 1,
                 rules.waves.len(),
@@ -737,7 +737,7 @@ async fn roll_out(
                         Ok(e) => e,
                         // A target's task cannot panic unnoticed: say so.
                         Err(e) => {
-                            eprintln!("error: a target's run ended abnormally: {e}");
+                            crate::say!("error: a target's run ended abnormally: {e}");
                             continue;
                         }
                     };
@@ -773,7 +773,7 @@ async fn roll_out(
                 "event": "fleet_stopped", "at": now(), "reason": s.1,
             }));
             if !quiet {
-                eprintln!("stopped: {}", s.1);
+                crate::say!("stopped: {}", s.1);
             }
             return Some(s);
         }
@@ -841,7 +841,7 @@ fn record(fleet: &mut FleetFiles, e: Ended, quiet: bool) {
     fleet.event(event);
     fleet.write();
     if !quiet || e.exit_code != exit::OK {
-        eprintln!("{line}");
+        crate::say!("{line}");
     }
 }
 
@@ -864,7 +864,7 @@ async fn between_waves(
     }
     if let Some(pause) = rules.pause {
         if !quiet {
-            eprintln!(
+            crate::say!(
                 "pausing {} before wave {}",
                 humantime::format_duration(pause),
                 w + 1
@@ -893,7 +893,7 @@ async fn between_waves(
         ));
     }
     let c = &fleet.report.counts;
-    eprint!(
+    crate::say_part!(
         "\n{} succeeded, {} failed so far. Type `yes` to start wave {} of {}: ",
         c.succeeded,
         c.failed,

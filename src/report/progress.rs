@@ -65,7 +65,7 @@ impl Progress {
             Mode::Bars => {
                 let _ = self.multi.println(text);
             }
-            Mode::Lines => eprintln!("{at} {text}"),
+            Mode::Lines => crate::say!("{at} {text}"),
             Mode::Quiet => {}
         }
     }
@@ -308,7 +308,7 @@ impl Sink for Progress {
             if let Event::RunFinished { .. } = e
                 && let Some(text) = self.describe(e)
             {
-                eprintln!("{text}");
+                crate::say!("{text}");
             }
             return;
         }

@@ -233,13 +233,23 @@ pub struct Run {
 
 impl Run {
     pub fn new(out: Output, dir: &Path) -> Run {
+        Run {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            ..Run::of(out.status.code().unwrap_or(-1), dir)
+        }
+    }
+
+    /// A run whose output the test did not keep: its exit code and the
+    /// report it left in `dir`.
+    pub fn of(code: i32, dir: &Path) -> Run {
         let report = std::fs::read_to_string(dir.join("report.json"))
             .map(|t| serde_json::from_str(&t).expect("report.json is JSON"))
             .unwrap_or(serde_json::Value::Null);
         let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code,
+            stdout: String::new(),
+            stderr: String::new(),
             report,
             dir: dir.to_path_buf(),
         };

@@ -1,0 +1,94 @@
+//! The signals that stop a run, counted: the first stops the step and
+//! rolls back, the second stops the rollback. SIGINT (Ctrl-C), SIGTERM
+//! (a supervisor, a pod being evicted) and SIGHUP (the terminal went away:
+//! an SSH session that dropped) are counted alike; the first one's name is
+//! kept, so that the report says what stopped the run. What is said on
+//! the terminal goes through `crate::say!`, which a terminal that hung up
+//! cannot make panic.
+
+use std::sync::OnceLock;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
+
+/// What the first signal was, in the words the report uses.
+static CAUSE: OnceLock<&'static str> = OnceLock::new();
+
+/// What stopped this process's run, once a signal has: `SIGTERM`,
+/// `Ctrl-C (SIGINT)`, `SIGHUP (the terminal hung up)`.
+pub fn cause() -> Option<&'static str> {
+    CAUSE.get().copied()
+}
+
+/// Count the signals that stop a run; `first` is said on the first. Call
+/// it inside the runtime.
+pub fn watch(first: &'static str) -> watch::Receiver<u32> {
+    let (tx, rx) = watch::channel(0u32);
+    let hangup = hangup_is_default();
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut hup = hangup.then(|| signal(SignalKind::hangup()).ok()).flatten();
+        loop {
+            let cause = tokio::select! {
+                _ = int.recv() => "Ctrl-C (SIGINT)",
+                _ = term.recv() => "SIGTERM",
+                () = hung_up(&mut hup) => "SIGHUP (the terminal hung up)",
+            };
+            let _ = CAUSE.set(cause);
+            let n = *tx.borrow() + 1;
+            if n == 1 {
+                crate::say!("{first}");
+            } else {
+                crate::say!("runbook: interrupted again; stopping the rollback");
+            }
+            let _ = tx.send(n);
+        }
+    });
+    rx
+}
+
+async fn hung_up(hup: &mut Option<Signal>) {
+    if let Some(s) = hup
+        && s.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+/// Whether SIGHUP still does what it does by default. `nohup` and a
+/// shell's `trap '' HUP` ignore it so that a run outlives its terminal;
+/// a handler would undo that, so none is set then. Linux says what is
+/// ignored in /proc/self/status (`SigIgn`, SIGHUP being bit 0); where it
+/// cannot be read, SIGHUP is left as it is.
+fn hangup_is_default() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(ignored_mask)
+        .is_some_and(|mask| mask & 1 == 0)
+}
+
+fn ignored_mask(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sighup_is_bit_0_of_the_ignored_mask() {
+        let status = "Name:\trunbook\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001001\n";
+        assert_eq!(ignored_mask(status), Some(0x1001));
+        assert_eq!(ignored_mask("Name:\tx\n"), None);
+    }
+}
