@@ -97,10 +97,8 @@ async fn connect(t: &Target) -> Result<Db, CommandError> {
     let mut redactor = crate::redact::Redactor::new(crate::migrations::flyway_secret_values());
     redactor.add_url(&url);
     let config = db::parse_url(&url).map_err(|e| {
-        CommandError::invalid(
-            format!("invalid database URL `{}`: {e}", redactor.redact(&url)),
-            db::url_help(&e),
-        )
+        let (message, help) = db::url_refusal(&redactor.redact(&url), &e);
+        CommandError::invalid(message, help)
     })?;
     let target = db::target_of(&config.config, false);
     Db::connect(config, "runbook/cli").await.map_err(|e| {

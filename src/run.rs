@@ -332,10 +332,8 @@ pub(crate) fn secrets_and_warnings(
     if let Some(u) = url {
         redactor.add_url(u);
         let conn = crate::pg::db::parse_url(u).map_err(|e| {
-            refuse_plain(
-                &format!("invalid database URL `{}`: {e}", redactor.redact(u)),
-                crate::pg::db::url_help(&e),
-            )
+            let (message, help) = crate::pg::db::url_refusal(&redactor.redact(u), &e);
+            refuse_plain(&message, help)
         })?;
         if let Some(pw) = conn.config.get_password() {
             redactor.add(String::from_utf8_lossy(pw).into_owned());
@@ -457,6 +455,10 @@ fn start_target(
         }
     };
     let config = crate::pg::db::parse_url(&url).map_err(|e| {
+        if crate::pg::db::env_fault(&e) {
+            let (message, help) = crate::pg::db::url_refusal(&url, &e);
+            return refuse_plain(&message, help);
+        }
         refuse_plain(
             &format!("invalid database URL: {e}"),
             "report this: runbook built the URL",

@@ -355,3 +355,98 @@ fn after_a_failover_the_children_follow_the_new_primary() {
         "psql followed the run to the new primary"
     );
 }
+
+/// libpq variables the children (psql, pg_dump) inherit: the run reads
+/// them as libpq does, so a run and its children connect alike; a value
+/// libpq would refuse, or one runbook's own session cannot honour, is
+/// refused before anything runs. (Before, runbook ignored them: a bad
+/// `PGCONNECT_TIMEOUT` or `PGOPTIONS` failed the first pg_dump half-way
+/// through the run, and `PGREQUIREAUTH` held the children alone.)
+#[test]
+fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_first() {
+    let db = Db::fresh();
+    let case = Case::new(&format!(
+        "{HEAD}{}",
+        r#"phases:
+  - id: p
+    kind: custom
+    steps:
+      - id: mark
+        sql: CREATE TABLE seen AS SELECT current_setting('work_mem') AS work_mem;
+      - id: child
+        timeout: 1min
+        shell: psql -XAtc "SELECT current_setting('work_mem')"
+"#
+    ));
+    let run_with = |url: &str, var: &str, value: &str| {
+        let out = case.command(url, &[]).env(var, value).output().unwrap();
+        support::Run::new(out, &case.reports())
+    };
+    for (var, value, said) in [
+        (
+            "PGCONNECT_TIMEOUT",
+            "abc",
+            "`abc` is not a whole number of seconds",
+        ),
+        (
+            "PGCHANNELBINDING",
+            "maybe",
+            "is not one of disable, prefer, require",
+        ),
+        (
+            "PGTARGETSESSIONATTRS",
+            "primary",
+            "is not one runbook supports",
+        ),
+        (
+            "PGREQUIREAUTH",
+            "scram-sha-256",
+            "cannot honour it for its own session",
+        ),
+        (
+            "PGSSLMINPROTOCOLVERSION",
+            "TLSv1.3",
+            "cannot be held to 1.3 alone",
+        ),
+    ] {
+        let run = run_with(&db.url, var, value);
+        assert_eq!(run.code, 5, "{var}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(var) && run.stderr.contains(said),
+            "{var}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("the environment's libpq settings for")
+                && run
+                    .stderr
+                    .contains("correct or unset the variable named first"),
+            "{}",
+            run.stderr
+        );
+    }
+    // A value the server refuses: at the run's own connection, before
+    // anything changed.
+    let run = run_with(&db.url, "PGOPTIONS", "-c statement_timeout=zz");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("\"zz\""), "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('seen') IS NULL"), "t");
+    // PGOPTIONS reaches the run's session and the child's alike.
+    let run = run_with(&db.url, "PGOPTIONS", "-c work_mem=7MB");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT work_mem FROM seen"), "7MB");
+    assert_eq!(
+        run.step("child")["stdout_tail"].as_str().unwrap().trim(),
+        "7MB"
+    );
+    // The string's `options` outrank the variable, for the child too.
+    db.sql("DROP TABLE seen");
+    let url = format!("{}?options=-c%20work_mem%3D9MB", db.url);
+    let run = run_with(&url, "PGOPTIONS", "-c work_mem=7MB");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT work_mem FROM seen"), "9MB");
+    assert_eq!(
+        run.step("child")["stdout_tail"].as_str().unwrap().trim(),
+        "9MB"
+    );
+}

@@ -288,14 +288,8 @@ fn prepare(
     })?;
     let (redactor, warnings) = crate::run::secrets_and_warnings(None, &plan, Some(&conninfo))?;
     let mut conn = crate::pg::db::parse_url(&conninfo).map_err(|e| {
-        refuse_plain(
-            &format!(
-                "target `{}`: invalid database URL `{}`: {e}",
-                t.name,
-                redactor.redact(&conninfo)
-            ),
-            crate::pg::db::url_help(&e),
-        )
+        let (message, help) = crate::pg::db::url_refusal(&redactor.redact(&conninfo), &e);
+        refuse_plain(&format!("target `{}`: {message}", t.name), help)
     })?;
     if let Some(db) = &t.database {
         conn.config.dbname(db);

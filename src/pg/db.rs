@@ -72,7 +72,7 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
             None => e.to_string(),
         }
     })?;
-    let notes = crate::pg::pgpass::complete(&mut config);
+    let notes = crate::pg::pgpass::complete(&mut config)?;
     config.ssl_mode(tls.driver_mode());
     if tls.direct {
         config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
@@ -106,12 +106,33 @@ fn host_at(config: &Config, i: usize) -> (String, u16) {
     (host, port)
 }
 
-/// The help line for a connection string that [`parse_url`] refused.
-pub fn url_help(error: &str) -> &'static str {
-    if error.contains("service") {
-        "a service is a [section] of pg_service.conf (PGSERVICEFILE, default ~/.pg_service.conf); docs/exec.md lists the keys runbook takes"
+/// Whether [`parse_url`] refused a libpq variable (`PGCONNECT_TIMEOUT: ...`)
+/// rather than the string.
+pub fn env_fault(error: &str) -> bool {
+    error
+        .split_once(':')
+        .is_some_and(|(var, _)| var.starts_with("PG") && !var.contains(' '))
+}
+
+/// What to say of a connection string that [`parse_url`] refused (`shown`
+/// is the string with its password hidden), and the help line. A libpq
+/// variable's fault is said as the variable's, not the string's.
+pub fn url_refusal(shown: &str, error: &str) -> (String, &'static str) {
+    if env_fault(error) {
+        (
+            format!("the environment's libpq settings for `{shown}`: {error}"),
+            "correct or unset the variable named first; pg_dump and psql, which the run starts, read it too",
+        )
+    } else if error.contains("service") {
+        (
+            format!("invalid database URL `{shown}`: {error}"),
+            "a service is a [section] of pg_service.conf (PGSERVICEFILE, default ~/.pg_service.conf); docs/exec.md lists the keys runbook takes",
+        )
     } else {
-        "a URL looks like postgres://user@host:5432/database?sslmode=verify-full; the message says which part is wrong"
+        (
+            format!("invalid database URL `{shown}`: {error}"),
+            "a URL looks like postgres://user@host:5432/database?sslmode=verify-full; the message says which part is wrong",
+        )
     }
 }
 
@@ -183,6 +204,23 @@ pub fn libpq_env(
     if !t.user.is_empty() {
         env.push(("PGUSER".into(), t.user));
     }
+    // The run's own settings, from the string or the environment, so a
+    // child connects as the run did.
+    if let Some(o) = config.get_options() {
+        env.push(("PGOPTIONS".into(), o.to_string()));
+    }
+    if let Some(t) = config.get_connect_timeout() {
+        env.push(("PGCONNECT_TIMEOUT".into(), t.as_secs().to_string()));
+    }
+    match config.get_channel_binding() {
+        tokio_postgres::config::ChannelBinding::Require => {
+            env.push(("PGCHANNELBINDING".into(), "require".into()));
+        }
+        tokio_postgres::config::ChannelBinding::Disable => {
+            env.push(("PGCHANNELBINDING".into(), "disable".into()));
+        }
+        _ => {}
+    }
     match (passfile, config.get_password()) {
         (Some(f), _) => env.push(("PGPASSFILE".into(), f.display().to_string())),
         (None, Some(pw)) => env.push((
@@ -210,6 +248,9 @@ pub const CHILD_ENV_UNSET: &[&str] = &[
     "PGSSLKEY",
     "PGSSLNEGOTIATION",
     "PGREQUIRESSL",
+    "PGOPTIONS",
+    "PGCONNECT_TIMEOUT",
+    "PGCHANNELBINDING",
 ];
 
 /// A private password file (mode 0600, removed when dropped) that gives

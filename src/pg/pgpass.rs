@@ -13,8 +13,10 @@ use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
 /// Fill `config` from the environment and the password file. Returns what
-/// a person should hear (a password file others can read).
-pub fn complete(config: &mut Config) -> Vec<String> {
+/// a person should hear (a password file others can read), or a variable
+/// whose value libpq would refuse: the children (pg_dump, psql) inherit
+/// it, and would fail half-way through the run where this session did not.
+pub fn complete(config: &mut Config) -> Result<Vec<String>, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if config.get_hosts().is_empty() {
         match env("PGHOST") {
@@ -47,10 +49,66 @@ pub fn complete(config: &mut Config) -> Vec<String> {
     {
         config.application_name(&a);
     }
-    if config.get_connect_timeout().is_none()
-        && let Some(t) = env("PGCONNECT_TIMEOUT").and_then(|t| t.parse::<u64>().ok())
+    if let Some(t) = env("PGCONNECT_TIMEOUT") {
+        // libpq's reading: whole seconds, 2 at least; 0 or less is no
+        // limit.
+        let seconds: i64 = t
+            .trim()
+            .parse()
+            .map_err(|_| format!("PGCONNECT_TIMEOUT: `{t}` is not a whole number of seconds"))?;
+        if config.get_connect_timeout().is_none() && seconds > 0 {
+            config.connect_timeout(std::time::Duration::from_secs(
+                seconds.max(2).unsigned_abs(),
+            ));
+        }
+    }
+    if config.get_options().is_none()
+        && let Some(o) = env("PGOPTIONS")
     {
-        config.connect_timeout(std::time::Duration::from_secs(t.max(2)));
+        // A bad one is then refused by the server when this session
+        // connects, before anything runs, as it would refuse pg_dump's.
+        config.options(o);
+    }
+    if let Some(a) = env("PGTARGETSESSIONATTRS")
+        && config.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::Any
+    {
+        use tokio_postgres::config::TargetSessionAttrs;
+        config.target_session_attrs(match a.as_str() {
+            "any" => TargetSessionAttrs::Any,
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            _ => {
+                return Err(format!(
+                    "PGTARGETSESSIONATTRS: `{a}` is not one runbook supports: any, read-write"
+                ));
+            }
+        });
+    }
+    if let Some(u) = UNHONOURED
+        .iter()
+        .find(|u| env(u.var).is_some_and(|v| (u.refused)(&v)))
+    {
+        return Err(format!(
+            "{}: runbook cannot honour it for its own session: {}",
+            u.var, u.why
+        ));
+    }
+    if let Some(c) = env("PGCHANNELBINDING") {
+        use tokio_postgres::config::ChannelBinding;
+        let binding = match c.as_str() {
+            "disable" => ChannelBinding::Disable,
+            "prefer" => ChannelBinding::Prefer,
+            "require" => ChannelBinding::Require,
+            _ => {
+                return Err(format!(
+                    "PGCHANNELBINDING: `{c}` is not one of disable, prefer, require"
+                ));
+            }
+        };
+        // The string's own setting comes first; `prefer` cannot be told
+        // from the default, so the variable beats a string that says it.
+        if config.get_channel_binding() == ChannelBinding::Prefer {
+            config.channel_binding(binding);
+        }
     }
     let mut notes = Vec::new();
     if config.get_password().is_none() {
@@ -66,8 +124,52 @@ pub fn complete(config: &mut Config) -> Vec<String> {
             }
         }
     }
-    notes
+    Ok(notes)
 }
+
+/// A libpq variable that makes a connection stricter in a way runbook's
+/// own session cannot follow. The children (pg_dump, psql) would follow
+/// it and runbook would not; so a run with one set (to a value `refused`
+/// says it cannot follow) is refused, rather than run with less than was
+/// asked for.
+struct Unhonoured {
+    var: &'static str,
+    refused: fn(&str) -> bool,
+    why: &'static str,
+}
+
+const UNHONOURED: &[Unhonoured] = &[
+    Unhonoured {
+        var: "PGREQUIREAUTH",
+        refused: |_| true,
+        why: "its driver cannot tell which authentication the server asked for, so it cannot refuse the methods the variable leaves out",
+    },
+    Unhonoured {
+        var: "PGSSLCRL",
+        refused: |_| true,
+        why: "it does not check certificate revocation lists",
+    },
+    Unhonoured {
+        var: "PGSSLCRLDIR",
+        refused: |_| true,
+        why: "it does not check certificate revocation lists",
+    },
+    Unhonoured {
+        var: "PGSSLMINPROTOCOLVERSION",
+        refused: |v| !matches!(v, "TLSv1" | "TLSv1.1" | "TLSv1.2"),
+        why: "its TLS accepts TLS 1.2 and 1.3, and cannot be held to 1.3 alone",
+    },
+    Unhonoured {
+        var: "PGREQUIREPEER",
+        refused: |_| true,
+        why: "it does not check which operating-system user runs the server behind a socket",
+    },
+    Unhonoured {
+        var: "PGGSSENCMODE",
+        refused: |v| v == "require",
+        why: "it cannot encrypt with GSSAPI",
+    },
+];
 
 fn os_user() -> String {
     nix::unistd::User::from_uid(nix::unistd::Uid::effective())
