@@ -20,6 +20,15 @@ fn action() -> Value {
 /// $GITHUB_OUTPUT as written, stdout + stderr).
 fn run(dir: &Path, inputs: &[(&str, &str)]) -> (i32, String, String) {
     let output = dir.join("github_output");
+    let (code, stdout, stderr) = ended(script(dir, inputs).output().unwrap());
+    let written = std::fs::read_to_string(&output).unwrap_or_default();
+    (code, written, format!("{stdout}{stderr}"))
+}
+
+/// The action's script with these inputs, as the step runs it; it writes
+/// $GITHUB_OUTPUT to `dir/github_output`.
+fn script(dir: &Path, inputs: &[(&str, &str)]) -> Command {
+    let output = dir.join("github_output");
     let _ = std::fs::remove_file(&output);
     let bin = Path::new(env!("CARGO_BIN_EXE_runbook")).parent().unwrap();
     let mut cmd = Command::new("bash");
@@ -38,9 +47,63 @@ fn run(dir: &Path, inputs: &[(&str, &str)]) -> (i32, String, String) {
     for (k, v) in inputs {
         cmd.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
     }
-    let (code, stdout, stderr) = ended(cmd.output().unwrap());
-    let written = std::fs::read_to_string(&output).unwrap_or_default();
-    (code, written, format!("{stdout}{stderr}"))
+    cmd
+}
+
+/// A cancelled job: the runner sends SIGINT to the step's entry process,
+/// the action's script, not to runbook. The script passes it on, so
+/// runbook rolls back and the reports say so. (Before, runbook ran in the
+/// script's foreground and never saw the signal: it ran on, unwatched,
+/// until the job's cleanup killed it, with no rollback.)
+#[test]
+fn a_cancelled_job_reaches_runbook_through_the_script_and_it_rolls_back() {
+    let db = Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slow.yml");
+    std::fs::write(
+        &file,
+        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: slow, version: 1 }\nphases:\n  - id: main\n    kind: custom\n    steps:\n      - id: made\n        sql: CREATE TABLE t (n bigint);\n        rollback:\n          id: unmade\n          sql: DROP TABLE IF EXISTS t;\n      - id: slow\n        sql: SELECT pg_sleep(60);\n",
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let child = script(
+        dir.path(),
+        &[
+            ("file", file.to_str().unwrap()),
+            ("database-url", &db.url),
+            ("report-dir", reports.to_str().unwrap()),
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(reports.join("events.jsonl"))
+        .unwrap_or_default()
+        .contains(r#""step":"slow""#)
+    {
+        assert!(std::time::Instant::now() < deadline, "slow never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (code, _, said) = ended(child.wait_with_output().unwrap());
+    assert_eq!(code, 0, "{said}");
+    let out = std::fs::read_to_string(dir.path().join("github_output")).unwrap();
+    assert!(out.contains("exit-code=130\n"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["run"]["verdict"],
+        "INTERRUPTED by Ctrl-C (SIGINT) at main.slow: rolled back"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
 }
 
 #[test]

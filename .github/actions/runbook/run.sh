@@ -72,8 +72,27 @@ esac
 # secret never belongs there (give secrets in params-file or the runbook's
 # env()), but the echo is kept to what is surely not one.
 echo "runbook $command $file"
-runbook "${args[@]}"
-code=$?
+# A cancelled job gets SIGINT, then SIGTERM 7.5 s later, then is killed;
+# the runner sends them to the step's entry process, which is this script
+# (action.yml execs it), and a shell does not pass them on to the command
+# it waits for: runbook would run on, unwatched, until it was killed
+# without a rollback. So runbook runs in the background, each signal is
+# passed on to it (it stops its step and rolls back, and a second one
+# stops the rollback), and the script waits for it to end.
+runbook "${args[@]}" &
+pid=$!
+for sig in INT TERM HUP; do
+  # shellcheck disable=SC2064 # $pid and $sig are meant to expand now
+  trap "kill -s $sig $pid 2>/dev/null" "$sig"
+done
+code=0
+while :; do
+  # `wait` returns early when a trapped signal arrives; runbook may still
+  # be rolling back.
+  wait "$pid"
+  code=$?
+  kill -0 "$pid" 2>/dev/null || break
+done
 {
   echo "exit-code=$code"
   echo "report-dir=$report_dir"
