@@ -736,20 +736,27 @@ fn a_report_is_written_after_sigint() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     let run = support::Run::new(out, &case.reports());
-    assert_eq!(run.code, 130, "{}", run.stderr);
+    stopped_and_undone(&run, &db, "Ctrl-C (SIGINT)");
+    assert!(run.dir.join("report.md").exists());
+}
+
+/// A run of [`MADE_THEN_SLOW`] that `by` interrupted in `slow`: the
+/// step cancelled, `made` undone, the verdict and the step's error naming
+/// the signal, and the event log complete.
+fn stopped_and_undone(run: &support::Run, db: &Db, by: &str) {
+    assert_eq!(run.code, 130, "{}{}", run.stderr, run.report);
     assert_eq!(run.report["run"]["status"], "interrupted");
     assert_eq!(
         run.report["run"]["verdict"],
-        "INTERRUPTED by Ctrl-C (SIGINT) at main.slow: rolled back"
+        format!("INTERRUPTED by {by} at main.slow: rolled back").as_str()
     );
     assert_eq!(run.step("slow")["status"], "cancelled");
     assert_eq!(
         run.step("slow")["error"]["message"],
-        "interrupted by Ctrl-C (SIGINT)"
+        format!("interrupted by {by}").as_str()
     );
     assert_eq!(run.step("made")["status"], "rolled_back");
     assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
-    assert!(run.dir.join("report.md").exists());
     assert_eq!(run.events().last().unwrap()["event"], "run_finished");
 }
 
@@ -815,15 +822,7 @@ fn a_terminal_that_hangs_up_interrupts_the_run_unless_sighup_is_ignored() {
     let db = Db::fresh();
     let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "60")));
     let run = support::Run::of(hang_up(&case, &db.url, false), &case.reports());
-    assert_eq!(run.code, 130, "{}", run.report);
-    assert_eq!(run.report["run"]["status"], "interrupted");
-    assert_eq!(
-        run.report["run"]["verdict"],
-        "INTERRUPTED by SIGHUP (the terminal hung up) at main.slow: rolled back"
-    );
-    assert_eq!(run.step("made")["status"], "rolled_back");
-    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
-    assert_eq!(run.events().last().unwrap()["event"], "run_finished");
+    stopped_and_undone(&run, &db, "SIGHUP (the terminal hung up)");
 
     let db = Db::fresh();
     let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "1")));
