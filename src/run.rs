@@ -81,12 +81,32 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
 
 /// `--report-dir`, or `runbook-reports/<default>`, created; the files of
 /// an earlier run there (`files`) moved aside whole, so two runs never mix
-/// and nothing is lost. Also where they went.
+/// and nothing is lost. Also where they went. A `--junit` path that cannot
+/// be written (a directory, or in one that does not exist) is refused
+/// first.
 pub(crate) fn report_dir(
     a: &RunArgs,
     default: &str,
     files: &[&str],
 ) -> Result<(PathBuf, Option<PathBuf>), u8> {
+    // The JUnit file's place first: nothing is created or moved aside for
+    // a run that is refused.
+    if let Some(j) = &a.junit {
+        if j.is_dir() {
+            return Err(refuse_plain(
+                &format!("--junit `{}` is a directory", j.display()),
+                "give the file's path, such as --junit reports/junit.xml",
+            ));
+        }
+        if let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(refuse_plain(
+                &format!("the directory for --junit `{}` does not exist", j.display()),
+                "create it first, or write the file elsewhere",
+            ));
+        }
+    }
     let dir = a
         .report_dir
         .clone()
@@ -402,15 +422,6 @@ fn prepare_reports(
         warnings.push(format!(
             "the report directory held an earlier run's reports; they were moved to `{}`",
             to.display()
-        ));
-    }
-    if let Some(j) = &a.junit
-        && let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.is_dir()
-    {
-        return Err(refuse_plain(
-            &format!("the directory for --junit `{}` does not exist", j.display()),
-            "create it first, or write the file elsewhere",
         ));
     }
     let failures = crate::report::files::WriteFailures::default();

@@ -1922,3 +1922,30 @@ phases:
         );
     }
 }
+
+/// A `--junit` path that cannot be written is refused before anything
+/// runs, and before an earlier run's reports are moved aside. (Before, a
+/// directory given as `--junit` ran the whole runbook, then exited 7 with
+/// a hint about the report directory.)
+#[test]
+fn a_junit_path_that_cannot_be_written_is_refused_before_anything() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "0")));
+    assert_eq!(case.exec(&db.url, &[]).code, 0);
+    db.sql("DROP TABLE t");
+    let dir = case.dir.path().to_str().unwrap().to_string();
+    let missing = format!("{dir}/nowhere/junit.xml");
+    for (junit, said) in [
+        (dir.as_str(), "is a directory"),
+        (missing.as_str(), "does not exist"),
+    ] {
+        let run = case.exec(&db.url, &["--junit", junit]);
+        assert_eq!(run.code, 5, "{}", run.stderr);
+        assert!(run.stderr.contains(said), "{}", run.stderr);
+        assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+        assert!(
+            !case.reports().join("previous").exists(),
+            "the earlier run's reports stay where they are"
+        );
+    }
+}
