@@ -30,10 +30,20 @@ pub fn complete(config: &mut Config) -> Result<Vec<String>, String> {
             }
         }
     }
-    if config.get_ports().is_empty()
-        && let Some(p) = env("PGPORT").and_then(|p| p.parse::<u16>().ok())
-    {
-        config.port(p);
+    if let Some(p) = env("PGPORT") {
+        // One port, or one per host, as libpq reads it.
+        let ports = p
+            .split(',')
+            .map(|one| one.trim().parse::<u16>().ok().filter(|n| *n > 0))
+            .collect::<Option<Vec<u16>>>()
+            .ok_or_else(|| {
+                format!("PGPORT: `{p}` is not a port number (or a list of them, one per host)")
+            })?;
+        if config.get_ports().is_empty() {
+            for port in ports {
+                config.port(port);
+            }
+        }
     }
     if config.get_user().is_none() {
         let user = env("PGUSER").unwrap_or_else(os_user);
