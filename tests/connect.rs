@@ -388,6 +388,7 @@ fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_fi
             "abc",
             "`abc` is not a whole number of seconds",
         ),
+        ("PGPORT", "5432,x", "is not a port number"),
         (
             "PGCHANNELBINDING",
             "maybe",
