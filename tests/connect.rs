@@ -372,7 +372,7 @@ fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_fi
     kind: custom
     steps:
       - id: mark
-        sql: CREATE TABLE seen AS SELECT current_setting('work_mem') AS work_mem;
+        sql: CREATE TABLE seen AS SELECT current_setting('work_mem') AS work_mem, current_setting('TimeZone') AS tz;
       - id: child
         timeout: 1min
         shell: psql -XAtc "SELECT current_setting('work_mem')"
@@ -432,6 +432,27 @@ fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_fi
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("\"zz\""), "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('seen') IS NULL"), "t");
+    // A session setting libpq sends for the children: one the server
+    // refuses is found before anything runs; a good one stays out of the
+    // run's own session, whose evidence must read alike on every run.
+    let run = run_with(&db.url, "PGTZ", "Nowhere/Bogus");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("REFUSED: the environment sets PGTZ=`Nowhere/Bogus`: invalid value"),
+        "{}",
+        run.report
+    );
+    assert_eq!(db.sql("SELECT to_regclass('seen') IS NULL"), "t");
+    let run = run_with(&db.url, "PGTZ", "America/Lima");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT tz = current_setting('TimeZone') AND tz <> 'America/Lima' FROM seen"),
+        "t"
+    );
+    db.sql("DROP TABLE seen");
     // PGOPTIONS reaches the run's session and the child's alike.
     let run = run_with(&db.url, "PGOPTIONS", "-c work_mem=7MB");
     assert_eq!(run.code, 0, "{}", run.stderr);

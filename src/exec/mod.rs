@@ -580,6 +580,19 @@ pub async fn execute(
         bus.emit(run_started(target));
         return finish_early(bus, started, refusal);
     }
+    if let Some(setting) = db.refused_child_setting().await {
+        bus.emit(run_started(target));
+        return finish_early(
+            bus,
+            started,
+            Refusal {
+                status: RunStatus::PreflightFailed,
+                verdict: format!(
+                    "REFUSED: the environment sets {setting}; pg_dump and psql, which the run starts, would send it and fail to connect. Correct or unset it; nothing ran"
+                ),
+            },
+        );
+    }
     let lock_key = db::lock_key(&target.database, &plan.runbook.name);
     let locked = db.try_lock(lock_key).await;
     let database = target.database.clone();

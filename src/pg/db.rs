@@ -530,6 +530,45 @@ impl Db {
         self.client.is_closed()
     }
 
+    /// A session setting from the environment that this server refuses
+    /// (`PGTZ=Nowhere`), said as `PGTZ=`Nowhere`: invalid value ...`.
+    /// libpq sends these when a child (pg_dump, psql) connects, so the
+    /// child would fail; the run's own session does not take them, since
+    /// its evidence (a snapshot's defaults, a backup's manifest) must read
+    /// the same on every run. Each is tried with `set_config(.., true)`,
+    /// which its statement's own transaction undoes.
+    pub async fn refused_child_setting(&self) -> Option<String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        for (var, name) in [
+            ("PGTZ", "TimeZone"),
+            ("PGDATESTYLE", "DateStyle"),
+            ("PGGEQO", "geqo"),
+        ] {
+            let Some(value) = env(var) else { continue };
+            if let Err(e) = self
+                .client
+                .query_one("SELECT set_config($1, $2, true)", &[&name, &value])
+                .await
+            {
+                return Some(format!("{var}=`{value}`: {}", error_info(&e, None).message));
+            }
+        }
+        // An encoding is not tried on the session (the driver reads UTF-8
+        // only); the server says whether it knows the name.
+        let encoding = env("PGCLIENTENCODING").filter(|e| !e.eq_ignore_ascii_case("auto"))?;
+        let known = self
+            .client
+            .query_one("SELECT pg_char_to_encoding($1) >= 0", &[&encoding])
+            .await
+            .map(|r| r.get::<_, bool>(0));
+        match known {
+            Ok(false) => Some(format!(
+                "PGCLIENTENCODING=`{encoding}`: not an encoding this server knows"
+            )),
+            _ => None,
+        }
+    }
+
     pub async fn server_version(&self) -> Option<String> {
         let rows = self.client.simple_query("SHOW server_version").await.ok()?;
         rows.into_iter().find_map(|m| match m {
