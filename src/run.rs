@@ -89,8 +89,13 @@ pub(crate) fn report_dir(
     default: &str,
     files: &[&str],
 ) -> Result<(PathBuf, Option<PathBuf>), u8> {
+    let dir = a
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runbook-reports").join(default));
     // The JUnit file's place first: nothing is created or moved aside for
-    // a run that is refused.
+    // a run that is refused. It may be in the report directory, which is
+    // created next.
     if let Some(j) = &a.junit {
         if j.is_dir() {
             return Err(refuse_plain(
@@ -100,6 +105,7 @@ pub(crate) fn report_dir(
         }
         if let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
+            && parent != dir
         {
             return Err(refuse_plain(
                 &format!("the directory for --junit `{}` does not exist", j.display()),
@@ -107,10 +113,6 @@ pub(crate) fn report_dir(
             ));
         }
     }
-    let dir = a
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runbook-reports").join(default));
     std::fs::create_dir_all(&dir).map_err(|e| {
         refuse_plain(
             &format!(

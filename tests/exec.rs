@@ -1931,7 +1931,12 @@ phases:
 fn a_junit_path_that_cannot_be_written_is_refused_before_anything() {
     let db = Db::fresh();
     let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "0")));
-    assert_eq!(case.exec(&db.url, &[]).code, 0);
+    // In the report directory, which the run creates: accepted (the
+    // action writes it there).
+    let inside = case.reports().join("junit.xml");
+    let run = case.exec(&db.url, &["--junit", inside.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(inside.exists());
     db.sql("DROP TABLE t");
     let dir = case.dir.path().to_str().unwrap().to_string();
     let missing = format!("{dir}/nowhere/junit.xml");
@@ -1948,4 +1953,28 @@ fn a_junit_path_that_cannot_be_written_is_refused_before_anything() {
             "the earlier run's reports stay where they are"
         );
     }
+}
+
+/// A transaction of runbook's whose runner goes silent is ended by the
+/// server: `idle_in_transaction_session_timeout` is 30s unless the runbook
+/// says otherwise, in transactional steps and the others alike.
+#[test]
+fn a_silent_runners_transaction_is_ended_by_the_server_by_default() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: main
+    kind: custom
+    steps:
+      - id: in_a_transaction
+        sql: CREATE TABLE seen AS SELECT current_setting('idle_in_transaction_session_timeout') AS v;
+      - id: on_its_own
+        sql:
+          statements: INSERT INTO seen SELECT current_setting('idle_in_transaction_session_timeout');
+          transaction: false
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT string_agg(v, ',') FROM seen"), "30s,30s");
 }

@@ -56,6 +56,12 @@ pub const DEFAULT_LOCK_WAIT_WARNING_MS: u64 = 1_000;
 
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 15 * 60_000;
 
+/// A transaction of runbook's that waits this long for its client (frozen,
+/// asleep, or cut off from the server by the network) is ended by the
+/// server, and the locks it holds go with it. runbook itself never leaves
+/// one idle for more than the time between two statements.
+pub const DEFAULT_IDLE_IN_TRANSACTION_MS: u64 = 30_000;
+
 /// SQL and check steps retry lock timeouts and deadlocks this many times
 /// unless the runbook says otherwise.
 pub const DEFAULT_SQL_ATTEMPTS: u32 = 5;
@@ -311,6 +317,8 @@ pub fn effective_settings(s: &model::Settings) -> model::Settings {
         .get_or_insert(Duration::from_millis(DEFAULT_LOCK_TIMEOUT_MS));
     s.statement_timeout
         .get_or_insert(Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MS));
+    s.idle_in_transaction_session_timeout
+        .get_or_insert(Duration::from_millis(DEFAULT_IDLE_IN_TRANSACTION_MS));
     s
 }
 
