@@ -3,6 +3,7 @@
 //! CA, wrong host, no TLS, a missing file), and pg_dump reaching the same
 //! server in the same mode.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -22,6 +23,12 @@ fn base() -> String {
 
 /// `runbook exec` with this URL: (exit code, report, stderr).
 fn exec(url: &str, body: &str) -> (i32, serde_json::Value, String) {
+    exec_at_home(url, body, None)
+}
+
+/// [`exec`] with `HOME` there (libpq's defaults are under it); else an
+/// empty directory.
+fn exec_at_home(url: &str, body: &str, home: Option<&Path>) -> (i32, serde_json::Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("runbook.yml");
     std::fs::write(&file, body).unwrap();
@@ -34,7 +41,10 @@ fn exec(url: &str, body: &str) -> (i32, serde_json::Value, String) {
         .env_remove("DATABASE_URL")
         .env_remove("PGSSLMODE")
         .env_remove("PGSSLROOTCERT")
-        .env("HOME", dir.path())
+        .env_remove("PGSSLCERT")
+        .env_remove("PGSSLKEY")
+        .env_remove("PGSSLCERTMODE")
+        .env("HOME", home.unwrap_or(dir.path()))
         .output()
         .unwrap();
     let report = std::fs::read_to_string(reports.join("report.json"))
@@ -170,4 +180,132 @@ phases:
 "#;
     let (code, report, stderr) = exec(&cluster().url("postgres"), body);
     assert_eq!(code, 0, "{stderr}\n{report}");
+}
+
+/// A server that takes only client certificates (`cert` in pg_hba.conf):
+/// with none given, runbook sends libpq's default one,
+/// `~/.postgresql/postgresql.crt` and `.key`, as psql and pg_dump do, so
+/// the run and its pg_dump both get in. (Before, runbook sent none, and
+/// was refused where psql was let in.) A default certificate without its
+/// key is refused before anything runs, as libpq refuses it.
+#[test]
+fn libpqs_default_client_certificate_is_sent_when_it_is_there() {
+    let c = Ephemeral::start_tls().expect("a TLS cluster starts");
+    let dir = c.dir();
+    let openssl = |args: &[&str], at: &Path| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let home = tempfile::tempdir().unwrap();
+    let pg = home.path().join(".postgresql");
+    std::fs::create_dir(&pg).unwrap();
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=runbook",
+            "-keyout",
+            "postgresql.key",
+            "-out",
+            "client.csr",
+        ],
+        &pg,
+    );
+    let ca = dir.join("ca.crt");
+    let ca_key = dir.join("ca.key");
+    // Extensions make it X.509 v3, which rustls requires.
+    std::fs::write(
+        pg.join("client.cnf"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            ca.to_str().unwrap(),
+            "-CAkey",
+            ca_key.to_str().unwrap(),
+            "-CAcreateserial",
+            "-CAserial",
+            pg.join("ca.srl").to_str().unwrap(),
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+            "-out",
+            "postgresql.crt",
+        ],
+        &pg,
+    );
+    std::fs::set_permissions(
+        pg.join("postgresql.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    // Only client certificates from now on (the socket stays trusted, for
+    // the set-up).
+    let url = c.url("postgres");
+    let hba = dir.join("data/pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+    )
+    .unwrap();
+    let out = Command::new("psql")
+        .args(["-XAtq", &url, "-c"])
+        .arg(format!("ALTER SYSTEM SET ssl_ca_file = '{}'", ca.display()))
+        .args(["-c", "SELECT pg_reload_conf()"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let body = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: clientcert, version: 1 }
+phases:
+  - id: b
+    kind: backup
+    steps:
+      - id: dump
+        backup: { path: dump, format: custom }
+"#;
+    let (code, report, stderr) = exec_at_home(&url, body, Some(home.path()));
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert_eq!(report["run"]["status"], "succeeded");
+    // No certificate: the server refuses the run's own session.
+    let (code, report, stderr) = exec(&url, body);
+    assert_eq!(code, 1, "{stderr}\n{report}");
+    assert!(
+        report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{report}"
+    );
+    // A default certificate without its key.
+    std::fs::remove_file(pg.join("postgresql.key")).unwrap();
+    let (code, _, stderr) = exec_at_home(&url, body, Some(home.path()));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("but its key"), "{stderr}");
 }

@@ -175,6 +175,11 @@ const UNHONOURED: &[Unhonoured] = &[
         why: "it does not check which operating-system user runs the server behind a socket",
     },
     Unhonoured {
+        var: "PGSSLCERTMODE",
+        refused: |v| v == "require",
+        why: "it cannot tell whether the server asked for its certificate",
+    },
+    Unhonoured {
         var: "PGGSSENCMODE",
         refused: |v| v == "require",
         why: "it cannot encrypt with GSSAPI",

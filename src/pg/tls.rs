@@ -11,7 +11,9 @@
 //! | `verify-full` | always | signed by a trusted CA, and issued for the host |
 //!
 //! `sslrootcert` is a PEM file, or `system` for the operating system's
-//! roots (as libpq 16). `sslcert` and `sslkey` give a client certificate.
+//! roots (as libpq 16). `sslcert` and `sslkey` give a client certificate;
+//! without them, libpq's `~/.postgresql/postgresql.crt` and `.key` are
+//! sent when they are there.
 //! `sslnegotiation=direct` starts TLS without PostgreSQL's request first
 //! (PostgreSQL 17+).
 
@@ -194,10 +196,10 @@ impl Tls {
                     .with_custom_certificate_verifier(Arc::new(CaOnly(webpki)))
             }
         };
-        let mut config = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => {
-                let certs = read_certs(cert, "sslcert")?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        let mut config = match self.client_pair()? {
+            Some((cert, key)) => {
+                let certs = read_certs(&cert, "sslcert")?;
+                let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| {
                     format!(
                         "sslkey `{}` holds no readable private key: {e}",
                         key.display()
@@ -207,10 +209,7 @@ impl Tls {
                     format!("sslcert and sslkey do not make a client certificate: {e}")
                 })?
             }
-            (Some(_), None) | (None, Some(_)) => {
-                return Err("a client certificate needs both sslcert and sslkey".into());
-            }
-            (None, None) => builder.with_no_client_auth(),
+            None => builder.with_no_client_auth(),
         };
         if self.direct {
             config.alpn_protocols = vec![b"postgresql".to_vec()];
@@ -255,6 +254,43 @@ impl Tls {
             }
         }
         Ok(roots)
+    }
+}
+
+impl Tls {
+    /// The client certificate and its key: those given, else libpq's
+    /// defaults, `~/.postgresql/postgresql.crt` and `postgresql.key`, when
+    /// that certificate is there (libpq sends it, so pg_dump and psql
+    /// would; and `PGSSLCERTMODE=disable` sends none, as in libpq).
+    fn client_pair(&self) -> Result<Option<(PathBuf, PathBuf)>, String> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => return Ok(Some((cert.clone(), key.clone()))),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("a client certificate needs both sslcert and sslkey".into());
+            }
+            (None, None) => {}
+        }
+        if self.mode == SslMode::Disable
+            || std::env::var("PGSSLCERTMODE").is_ok_and(|m| m == "disable")
+        {
+            return Ok(None);
+        }
+        let Some(dir) = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql"))
+        else {
+            return Ok(None);
+        };
+        let (cert, key) = (dir.join("postgresql.crt"), dir.join("postgresql.key"));
+        if !cert.is_file() {
+            return Ok(None);
+        }
+        if !key.is_file() {
+            return Err(format!(
+                "the client certificate `{}` is there, where libpq looks by default, but its key `{}` is not (libpq refuses that too)",
+                cert.display(),
+                key.display()
+            ));
+        }
+        Ok(Some((cert, key)))
     }
 }
 
