@@ -309,3 +309,73 @@ phases:
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("but its key"), "{stderr}");
 }
+
+/// Certificate revocation lists, as libpq reads them: `sslcrl` (or
+/// `PGSSLCRL`), else `~/.postgresql/root.crl` when it is there. A server
+/// certificate the list revokes is refused; one it does not is let in.
+/// (Before, runbook read no list, and connected where psql refused.)
+#[test]
+fn a_server_certificate_the_revocation_list_revokes_is_refused() {
+    let c = Ephemeral::start_tls().expect("a TLS cluster starts");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(w)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        w.join("ca.cnf"),
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n",
+    )
+    .unwrap();
+    std::fs::write(w.join("index.txt"), "").unwrap();
+    std::fs::write(w.join("crlnumber"), "01\n").unwrap();
+    let (ca, ca_key) = (c.dir().join("ca.crt"), c.dir().join("ca.key"));
+    let ca_args = |more: &[&str]| {
+        let mut a = vec![
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            ca.to_str().unwrap(),
+            "-keyfile",
+            ca_key.to_str().unwrap(),
+        ];
+        a.extend_from_slice(more);
+        openssl(&a);
+    };
+    ca_args(&["-gencrl", "-out", "none-revoked.crl"]);
+    let server = c.dir().join("server.crt");
+    ca_args(&["-revoke", server.to_str().unwrap()]);
+    ca_args(&["-gencrl", "-out", "revoked.crl"]);
+
+    let url = c.url("postgres");
+    let with = |crl: &str| format!("{url}&sslcrl={}", w.join(crl).display());
+    let (code, _, stderr) = exec(&with("none-revoked.crl"), RUNBOOK);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, report, stderr) = exec(&with("revoked.crl"), RUNBOOK);
+    assert_eq!(code, 1, "{stderr}");
+    let verdict = report["run"]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("could not connect") && verdict.contains("evoked"),
+        "{verdict}"
+    );
+    // libpq's default place.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".postgresql")).unwrap();
+    std::fs::copy(
+        w.join("revoked.crl"),
+        home.path().join(".postgresql/root.crl"),
+    )
+    .unwrap();
+    let (code, _, stderr) = exec_at_home(&url, RUNBOOK, Some(home.path()));
+    assert_eq!(code, 1, "{stderr}");
+}

@@ -246,6 +246,7 @@ pub const CHILD_ENV_UNSET: &[&str] = &[
     "PGSSLROOTCERT",
     "PGSSLCERT",
     "PGSSLKEY",
+    "PGSSLCRL",
     "PGSSLNEGOTIATION",
     "PGREQUIRESSL",
     "PGOPTIONS",

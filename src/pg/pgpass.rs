@@ -155,14 +155,9 @@ const UNHONOURED: &[Unhonoured] = &[
         why: "its driver cannot tell which authentication the server asked for, so it cannot refuse the methods the variable leaves out",
     },
     Unhonoured {
-        var: "PGSSLCRL",
-        refused: |_| true,
-        why: "it does not check certificate revocation lists",
-    },
-    Unhonoured {
         var: "PGSSLCRLDIR",
         refused: |_| true,
-        why: "it does not check certificate revocation lists",
+        why: "it reads revocation lists from a file (`sslcrl`, `PGSSLCRL`), not from a directory of hashed names",
     },
     Unhonoured {
         var: "PGSSLMINPROTOCOLVERSION",

@@ -27,6 +27,7 @@ const KEYS: &[&str] = &[
     "sslrootcert",
     "sslcert",
     "sslkey",
+    "sslcrl",
     "sslnegotiation",
     "target_session_attrs",
     "keepalives",

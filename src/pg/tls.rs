@@ -13,7 +13,8 @@
 //! `sslrootcert` is a PEM file, or `system` for the operating system's
 //! roots (as libpq 16). `sslcert` and `sslkey` give a client certificate;
 //! without them, libpq's `~/.postgresql/postgresql.crt` and `.key` are
-//! sent when they are there.
+//! sent when they are there. `sslcrl` (default `~/.postgresql/root.crl`,
+//! when it is there) revokes server certificates, as in libpq.
 //! `sslnegotiation=direct` starts TLS without PostgreSQL's request first
 //! (PostgreSQL 17+).
 
@@ -23,7 +24,9 @@ use std::sync::Arc;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -80,6 +83,8 @@ pub struct Tls {
     pub root_cert: Option<RootCert>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// A PEM file of certificate revocation lists (`sslcrl`).
+    pub crl: Option<PathBuf>,
     /// `sslnegotiation=direct`.
     pub direct: bool,
 }
@@ -91,6 +96,7 @@ pub const PARAMS: &[&str] = &[
     "sslrootcert",
     "sslcert",
     "sslkey",
+    "sslcrl",
     "sslnegotiation",
 ];
 
@@ -114,6 +120,7 @@ impl Tls {
             }
             "sslcert" => self.cert = Some(PathBuf::from(value)),
             "sslkey" => self.key = Some(PathBuf::from(value)),
+            "sslcrl" => self.crl = Some(PathBuf::from(value)),
             "sslnegotiation" => match value {
                 "direct" => self.direct = true,
                 "postgres" => self.direct = false,
@@ -165,6 +172,9 @@ impl Tls {
         if let Some(p) = &self.key {
             env.push(("PGSSLKEY".into(), p.display().to_string()));
         }
+        if let Some(p) = &self.crl {
+            env.push(("PGSSLCRL".into(), p.display().to_string()));
+        }
         if self.direct {
             env.push(("PGSSLNEGOTIATION".into(), "direct".into()));
         }
@@ -186,6 +196,7 @@ impl Tls {
         } else {
             let roots = Arc::new(self.roots()?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                .with_crls(self.crls()?)
                 .build()
                 .map_err(|e| format!("TLS setup failed: {e}"))?;
             if check == Check::Full {
@@ -258,6 +269,48 @@ impl Tls {
 }
 
 impl Tls {
+    /// The revocation lists the server's certificate is checked against:
+    /// `sslcrl`'s, else libpq's default `~/.postgresql/root.crl` when it is
+    /// there. Every certificate of the chain must be covered, as libpq
+    /// has OpenSSL check them (`X509_V_FLAG_CRL_CHECK_ALL`).
+    fn crls(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+        let path = match &self.crl {
+            Some(p) => p.clone(),
+            None => {
+                let default = std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".postgresql/root.crl"))
+                    .filter(|p| p.is_file());
+                match default {
+                    Some(p) => p,
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        if !path.is_file() {
+            return Err(format!(
+                "sslcrl `{}` is not a readable file",
+                path.display()
+            ));
+        }
+        let crls: Vec<CertificateRevocationListDer<'static>> =
+            CertificateRevocationListDer::pem_file_iter(&path)
+                .map_err(|e| format!("sslcrl `{}`: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    format!(
+                        "sslcrl `{}` is not PEM revocation lists: {e}",
+                        path.display()
+                    )
+                })?;
+        if crls.is_empty() {
+            return Err(format!(
+                "sslcrl `{}` holds no revocation list",
+                path.display()
+            ));
+        }
+        Ok(crls)
+    }
+
     /// The client certificate and its key: those given, else libpq's
     /// defaults, `~/.postgresql/postgresql.crt` and `postgresql.key`, when
     /// that certificate is there (libpq sends it, so pg_dump and psql
@@ -463,6 +516,7 @@ pub fn split(conn: &str) -> Result<(String, Tls), String> {
         ("PGSSLROOTCERT", "sslrootcert"),
         ("PGSSLCERT", "sslcert"),
         ("PGSSLKEY", "sslkey"),
+        ("PGSSLCRL", "sslcrl"),
         ("PGSSLNEGOTIATION", "sslnegotiation"),
     ] {
         if !said.contains(key)
