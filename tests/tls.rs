@@ -379,3 +379,66 @@ fn a_server_certificate_the_revocation_list_revokes_is_refused() {
     let (code, _, stderr) = exec_at_home(&url, RUNBOOK, Some(home.path()));
     assert_eq!(code, 1, "{stderr}");
 }
+
+/// libpq's default root file, `~/.postgresql/root.crt`, checks the
+/// server's certificate when it is there, also under `sslmode=require`
+/// (libpq's rule): a certificate from another CA is refused, and the
+/// report says the certificate was verified. (Before, runbook read that
+/// file only for verify-ca and verify-full, and under `require` connected
+/// unchecked where psql refused.)
+#[test]
+fn the_default_root_certificate_checks_the_server_under_require_as_in_libpq() {
+    let url = format!(
+        "postgres://runbook@127.0.0.1:{}/postgres?sslmode=require",
+        cluster().port()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let pg = home.path().join(".postgresql");
+    std::fs::create_dir(&pg).unwrap();
+    // Another CA than the server's.
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=another CA",
+            "-keyout",
+            "other.key",
+            "-out",
+            "root.crt",
+        ])
+        .current_dir(&pg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, report, stderr) = exec_at_home(&url, RUNBOOK, Some(home.path()));
+    assert_eq!(code, 1, "{stderr}\n{report}");
+    // The server's own CA there: let in, and said to be verified.
+    std::fs::copy(ca(), pg.join("root.crt")).unwrap();
+    let (code, report, stderr) = exec_at_home(&url, RUNBOOK, Some(home.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let tls = report["target"]["tls"].as_str().unwrap();
+    assert!(
+        tls.contains("certificate verified, host not compared (sslmode=require)"),
+        "{tls}"
+    );
+    // No file: encrypted, unchecked, as before.
+    let (code, report, stderr) = exec(&url, RUNBOOK);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        report["target"]["tls"]
+            .as_str()
+            .unwrap()
+            .contains("certificate not verified")
+    );
+}

@@ -393,7 +393,9 @@ impl Db {
         let what = match mode {
             crate::pg::tls::SslMode::VerifyFull => "certificate and host verified",
             crate::pg::tls::SslMode::VerifyCa => "certificate verified, host not compared",
-            _ if self.config.tls.root_cert.is_some() => "certificate verified, host not compared",
+            _ if self.config.tls.verifies_certificate() => {
+                "certificate verified, host not compared"
+            }
             _ => "certificate not verified",
         };
         match row {

@@ -148,13 +148,26 @@ impl Tls {
     /// How the certificate is checked: as `verify-full`, as `verify-ca`, or
     /// not at all. A root certificate given with `require` or `prefer`
     /// makes them check as `verify-ca`, as libpq does.
+    /// libpq's default root file, `~/.postgresql/root.crt`, counts as
+    /// given when it is there: libpq then checks the certificate against it
+    /// in every mode that encrypts.
     fn check(&self) -> Check {
-        match (self.mode, &self.root_cert) {
+        self.check_with(default_root_cert().is_some())
+    }
+
+    fn check_with(&self, default_root: bool) -> Check {
+        let root = self.root_cert.is_some() || default_root;
+        match (self.mode, root) {
             (SslMode::VerifyFull, _) => Check::Full,
             (SslMode::VerifyCa, _) => Check::Ca,
-            (SslMode::Require | SslMode::Prefer | SslMode::Allow, Some(_)) => Check::Ca,
+            (SslMode::Require | SslMode::Prefer | SslMode::Allow, true) => Check::Ca,
             _ => Check::None,
         }
+    }
+
+    /// Whether the server's certificate is checked against a CA.
+    pub fn verifies_certificate(&self) -> bool {
+        self.check() != Check::None
     }
 
     /// The environment variables that give a child (psql, pg_dump) the
@@ -245,24 +258,19 @@ impl Tls {
                     return Err("sslrootcert=system: the operating system has no root certificates (Debian: apt-get install ca-certificates)".into());
                 }
             }
-            None => {
-                // libpq's default: ~/.postgresql/root.crt.
-                let home = std::env::var_os("HOME").map(PathBuf::from);
-                let default = home.map(|h| h.join(".postgresql/root.crt"));
-                match default.filter(|p| p.is_file()) {
-                    Some(p) => {
-                        for c in read_certs(&p, "sslrootcert")? {
-                            let _ = roots.add(c);
-                        }
-                    }
-                    None => {
-                        return Err(format!(
-                            "sslmode={} checks the server's certificate, and no root certificate was given",
-                            self.mode.name()
-                        ));
+            None => match default_root_cert() {
+                Some(p) => {
+                    for c in read_certs(&p, "sslrootcert")? {
+                        let _ = roots.add(c);
                     }
                 }
-            }
+                None => {
+                    return Err(format!(
+                        "sslmode={} checks the server's certificate, and no root certificate was given",
+                        self.mode.name()
+                    ));
+                }
+            },
         }
         Ok(roots)
     }
@@ -345,6 +353,13 @@ impl Tls {
         }
         Ok(Some((cert, key)))
     }
+}
+
+/// libpq's default root certificate file, when it is there.
+fn default_root_cert() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
+        .filter(|p| p.is_file())
 }
 
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -560,10 +575,15 @@ mod tests {
             mode: SslMode::Require,
             ..Tls::default()
         };
-        assert_eq!(t.check(), Check::None);
+        assert_eq!(t.check_with(false), Check::None);
+        // libpq's ~/.postgresql/root.crt, when it is there, as if given.
+        assert_eq!(t.check_with(true), Check::Ca);
+        t.mode = SslMode::Prefer;
+        assert_eq!(t.check_with(true), Check::Ca);
+        t.mode = SslMode::Require;
         t.root_cert = Some(RootCert::System);
-        assert_eq!(t.check(), Check::Ca);
+        assert_eq!(t.check_with(false), Check::Ca);
         t.mode = SslMode::VerifyFull;
-        assert_eq!(t.check(), Check::Full);
+        assert_eq!(t.check_with(false), Check::Full);
     }
 }
