@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use runbook::ephemeral::Ephemeral;
 
+mod support;
+
 static CLUSTER: OnceLock<Ephemeral> = OnceLock::new();
 
 fn cluster() -> &'static Ephemeral {
@@ -164,11 +166,8 @@ fn an_unknown_ca_no_tls_and_a_missing_file_are_refused_with_what_to_do() {
     assert!(stderr.contains("no root certificate was given"), "{stderr}");
 }
 
-/// pg_dump gets the same TLS through libpq's environment variables, and
-/// reaches the TLS-only server.
-#[test]
-fn pg_dump_reaches_the_tls_only_server_in_the_same_mode() {
-    let body = r#"apiVersion: runbook/v1
+/// A runbook whose one step is a backup: pg_dump connects as a child.
+const DUMP: &str = r#"apiVersion: runbook/v1
 kind: Runbook
 metadata: { name: tlsdump, version: 1 }
 phases:
@@ -178,7 +177,17 @@ phases:
       - id: dump
         backup: { path: dump, format: custom }
 "#;
-    let (code, report, stderr) = exec(&cluster().url("postgres"), body);
+
+/// `openssl ARGS` in `at`; it must succeed.
+fn openssl(args: &[&str], at: &Path) {
+    support::succeeded(Command::new("openssl").args(args).current_dir(at));
+}
+
+/// pg_dump gets the same TLS through libpq's environment variables, and
+/// reaches the TLS-only server.
+#[test]
+fn pg_dump_reaches_the_tls_only_server_in_the_same_mode() {
+    let (code, report, stderr) = exec(&cluster().url("postgres"), DUMP);
     assert_eq!(code, 0, "{stderr}\n{report}");
 }
 
@@ -192,18 +201,6 @@ phases:
 fn libpqs_default_client_certificate_is_sent_when_it_is_there() {
     let c = Ephemeral::start_tls().expect("a TLS cluster starts");
     let dir = c.dir();
-    let openssl = |args: &[&str], at: &Path| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(at)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let home = tempfile::tempdir().unwrap();
     let pg = home.path().join(".postgresql");
     std::fs::create_dir(&pg).unwrap();
@@ -280,21 +277,11 @@ fn libpqs_default_client_certificate_is_sent_when_it_is_there() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let body = r#"apiVersion: runbook/v1
-kind: Runbook
-metadata: { name: clientcert, version: 1 }
-phases:
-  - id: b
-    kind: backup
-    steps:
-      - id: dump
-        backup: { path: dump, format: custom }
-"#;
-    let (code, report, stderr) = exec_at_home(&url, body, Some(home.path()));
+    let (code, report, stderr) = exec_at_home(&url, DUMP, Some(home.path()));
     assert_eq!(code, 0, "{stderr}\n{report}");
     assert_eq!(report["run"]["status"], "succeeded");
     // No certificate: the server refuses the run's own session.
-    let (code, report, stderr) = exec(&url, body);
+    let (code, report, stderr) = exec(&url, DUMP);
     assert_eq!(code, 1, "{stderr}\n{report}");
     assert!(
         report["run"]["verdict"]
@@ -305,7 +292,7 @@ phases:
     );
     // A default certificate without its key.
     std::fs::remove_file(pg.join("postgresql.key")).unwrap();
-    let (code, _, stderr) = exec_at_home(&url, body, Some(home.path()));
+    let (code, _, stderr) = exec_at_home(&url, DUMP, Some(home.path()));
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("but its key"), "{stderr}");
 }
@@ -319,18 +306,6 @@ fn a_server_certificate_the_revocation_list_revokes_is_refused() {
     let c = Ephemeral::start_tls().expect("a TLS cluster starts");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(w)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     std::fs::write(
         w.join("ca.cnf"),
         "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n",
@@ -350,7 +325,7 @@ fn a_server_certificate_the_revocation_list_revokes_is_refused() {
             ca_key.to_str().unwrap(),
         ];
         a.extend_from_slice(more);
-        openssl(&a);
+        openssl(&a, w);
     };
     ca_args(&["-gencrl", "-out", "none-revoked.crl"]);
     let server = c.dir().join("server.crt");
@@ -396,8 +371,8 @@ fn the_default_root_certificate_checks_the_server_under_require_as_in_libpq() {
     let pg = home.path().join(".postgresql");
     std::fs::create_dir(&pg).unwrap();
     // Another CA than the server's.
-    let out = Command::new("openssl")
-        .args([
+    openssl(
+        &[
             "req",
             "-x509",
             "-new",
@@ -412,14 +387,8 @@ fn the_default_root_certificate_checks_the_server_under_require_as_in_libpq() {
             "other.key",
             "-out",
             "root.crt",
-        ])
-        .current_dir(&pg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &pg,
     );
     let (code, report, stderr) = exec_at_home(&url, RUNBOOK, Some(home.path()));
     assert_eq!(code, 1, "{stderr}\n{report}");
