@@ -264,17 +264,12 @@ fn libpqs_default_client_certificate_is_sent_when_it_is_there() {
         "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
     )
     .unwrap();
-    let out = Command::new("psql")
-        .args(["-XAtq", &url, "-c"])
-        .arg(format!("ALTER SYSTEM SET ssl_ca_file = '{}'", ca.display()))
-        .args(["-c", "SELECT pg_reload_conf()"])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeeded(
+        Command::new("psql")
+            .args(["-XAtq", &url, "-c"])
+            .arg(format!("ALTER SYSTEM SET ssl_ca_file = '{}'", ca.display()))
+            .args(["-c", "SELECT pg_reload_conf()"])
+            .env("HOME", home.path()),
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (code, report, stderr) = exec_at_home(&url, DUMP, Some(home.path()));
