@@ -141,17 +141,43 @@ pub(crate) fn refuse_plain(message: &str, hint: &str) -> u8 {
 
 struct TerminalPrompt {
     multi: MultiProgress,
+    /// Whether the bars were hidden by `ask`, to be drawn again by `done`.
+    hid: bool,
 }
 
 impl Prompter for TerminalPrompt {
-    fn confirm(&mut self, phase: &str, prompt: &str) -> bool {
-        self.multi.suspend(|| {
-            let mut err = std::io::stderr();
-            let _ = write!(err, "\n{prompt}\nType `yes` to run phase `{phase}`: ");
-            let _ = err.flush();
+    fn ask(&mut self, phase: &str, prompt: &str) -> tokio::sync::oneshot::Receiver<bool> {
+        // The bars stay hidden until `done`: a spinner's tick would draw
+        // over the question while the person types.
+        self.hid = !self.multi.is_hidden();
+        if self.hid {
+            self.multi
+                .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let mut err = std::io::stderr();
+        let _ = write!(err, "\n{prompt}\nType `yes` to run phase `{phase}`: ");
+        let _ = err.flush();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A thread of its own: the runtime's thread goes on watching for
+        // an interrupt. After one, nothing asks again, and the thread ends
+        // with the process.
+        std::thread::spawn(move || {
             let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
-        })
+            let yes = std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes";
+            let _ = tx.send(yes);
+        });
+        rx
+    }
+
+    fn done(&mut self, answered: bool) {
+        if !answered {
+            // The cursor is still on the question's line.
+            crate::say!("");
+        }
+        if self.hid {
+            self.multi
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
     }
 }
 
@@ -221,7 +247,7 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         && std::io::stderr().is_terminal()
         && std::env::var_os("CI").is_none();
     let prompter: Option<Box<dyn Prompter>> =
-        interactive.then(|| Box::new(TerminalPrompt { multi }) as Box<dyn Prompter>);
+        interactive.then(|| Box::new(TerminalPrompt { multi, hid: false }) as Box<dyn Prompter>);
     let base_dir = a
         .file
         .parent()

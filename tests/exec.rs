@@ -760,55 +760,16 @@ fn stopped_and_undone(run: &support::Run, db: &Db, by: &str) {
     assert_eq!(run.events().last().unwrap()["event"], "run_finished");
 }
 
-/// Runs `runbook exec` on a terminal of its own (a pty, through python3),
-/// and closes the terminal once the step `slow` has started: an SSH
-/// session that drops at 2 a.m. `ignore` starts it with SIGHUP ignored,
-/// as `nohup` or `trap '' HUP` would. Returns the exit code.
-fn hang_up(case: &Case, url: &str, ignore: bool) -> i32 {
-    const PTY: &str = r#"
-import os, pty, select, signal, sys, time
-events, ignore, argv = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
-pid, fd = pty.fork()
-if pid == 0:
-    if ignore:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    os.execv(argv[0], argv)
-deadline = time.time() + 20
-while time.time() < deadline:
-    if select.select([fd], [], [], 0.05)[0]:
-        os.read(fd, 65536)
-    try:
-        text = open(events).read()
-    except OSError:
-        text = ""
-    if '"event":"step_started"' in text and '"step":"slow"' in text:
-        break
-time.sleep(0.3)
-os.close(fd)
-print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-"#;
-    let events = case.reports().join("events.jsonl");
-    let out = std::process::Command::new("python3")
-        .args(["-c", PTY])
-        .arg(&events)
-        .arg(if ignore { "1" } else { "0" })
-        .arg(env!("CARGO_BIN_EXE_runbook"))
-        .arg("exec")
-        .arg(&case.file)
-        .args(["--database-url", url, "--yes", "--report-dir"])
-        .arg(case.reports())
-        .env_remove("CI")
-        .env_remove("DATABASE_URL")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().parse().unwrap_or_else(|_| {
-        panic!(
-            "no exit code from the pty helper: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+/// `runbook exec` of `case` on a terminal of its own, where `what`
+/// happens; its exit code (`-1`: it had not ended 20 s later).
+fn on_a_terminal(case: &Case, url: &str, what: support::AtTheTerminal) -> i32 {
+    let mut cmd = case.command(url, &["--yes"]);
+    if let support::AtTheTerminal::Types { .. } = what {
+        // A gate's prompt is asked only without --yes.
+        cmd = case.command(url, &[]);
+    }
+    cmd.env_remove("CI");
+    support::on_a_terminal(&cmd, what)
 }
 
 /// The terminal hangs up mid-run: runbook gets SIGHUP. It stops the step
@@ -821,15 +782,100 @@ print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 fn a_terminal_that_hangs_up_interrupts_the_run_unless_sighup_is_ignored() {
     let db = Db::fresh();
     let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "60")));
-    let run = support::Run::of(hang_up(&case, &db.url, false), &case.reports());
+    let run = support::Run::of(
+        on_a_terminal(
+            &case,
+            &db.url,
+            support::AtTheTerminal::HangsUp {
+                events: &case.reports().join("events.jsonl"),
+                step: "slow",
+                ignore: false,
+            },
+        ),
+        &case.reports(),
+    );
     stopped_and_undone(&run, &db, "SIGHUP (the terminal hung up)");
 
     let db = Db::fresh();
     let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "1")));
-    let run = support::Run::of(hang_up(&case, &db.url, true), &case.reports());
+    let run = support::Run::of(
+        on_a_terminal(
+            &case,
+            &db.url,
+            support::AtTheTerminal::HangsUp {
+                events: &case.reports().join("events.jsonl"),
+                step: "slow",
+                ignore: true,
+            },
+        ),
+        &case.reports(),
+    );
     assert_eq!(run.code, 0, "{}", run.report);
     assert_eq!(run.report["run"]["status"], "succeeded");
     assert_eq!(db.sql("SELECT to_regclass('t') IS NOT NULL"), "t");
+}
+
+/// Ctrl-C while an approval prompt waits stops the run at once, as an
+/// interrupt (exit 130), and the refusal says so. (Before, the prompt read
+/// stdin on the runtime's own thread: the signal waited for Enter, and
+/// the run then ended "not approved", exit 6.) A plain "no" is still a
+/// refusal.
+#[test]
+fn ctrl_c_at_an_approval_prompt_interrupts_at_once() {
+    let db = Db::fresh();
+    let body = r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: made
+        sql: CREATE TABLE t (n bigint);
+  - id: contract
+    kind: contract
+    approval: { required: true }
+    steps:
+      - id: after
+        sql: SELECT 1;
+"#;
+    let case = Case::new(&runbook(body));
+    let run = support::Run::of(
+        on_a_terminal(
+            &case,
+            &db.url,
+            support::AtTheTerminal::Types {
+                prompt: "Type `yes`",
+                keys: "\\x03",
+            },
+        ),
+        &case.reports(),
+    );
+    assert_eq!(run.code, 130, "{}", run.report);
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "INTERRUPTED by Ctrl-C (SIGINT) between steps"
+    );
+    let refused: Vec<_> = run
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "approval_refused")
+        .collect();
+    assert_eq!(
+        refused[0]["reason"], "interrupted at the prompt",
+        "{refused:?}"
+    );
+    db.sql("DROP TABLE t");
+    let case = Case::new(&runbook(body));
+    let run = support::Run::of(
+        on_a_terminal(
+            &case,
+            &db.url,
+            support::AtTheTerminal::Types {
+                prompt: "Type `yes`",
+                keys: "no\\r",
+            },
+        ),
+        &case.reports(),
+    );
+    assert_eq!(run.code, 6, "{}", run.report);
 }
 
 /// The reader of runbook's output goes away mid-run (`| head`, a `tee`

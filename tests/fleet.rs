@@ -544,3 +544,25 @@ fn bad_targets_are_refused_before_anything_runs() {
         assert!(!f.has_items(1));
     }
 }
+
+/// Ctrl-C while the wave prompt waits stops the rollout at once (exit
+/// 130); the targets left are `not_started`. (Before, the prompt read
+/// stdin on the runtime's own thread, and the signal waited for Enter.)
+#[test]
+fn ctrl_c_at_the_wave_prompt_stops_the_rollout_at_once() {
+    let f = Fleet::new(2, 0.0, &[]);
+    let mut cmd = f.command("out", &["--wave-size", "1", "--confirm-waves"]);
+    cmd.env_remove("CI");
+    let code = support::on_a_terminal(
+        &cmd,
+        support::AtTheTerminal::Types {
+            prompt: "Type `yes` to start wave",
+            keys: "\\x03",
+        },
+    );
+    assert_eq!(code, 130);
+    let r = read_report(&f.path("out"));
+    let s: Vec<String> = states(&r).into_iter().map(|(_, st)| st).collect();
+    assert_eq!(s, ["succeeded", "not_started"], "{r}");
+    assert!(!f.has_items(2));
+}

@@ -51,7 +51,7 @@ impl<'a> Run<'a> {
             names.len()
         };
         if people(&given) < need
-            && let Some(method) = self.operator_approves(ph, gate)
+            && let Some(method) = self.operator_approves(ph, gate).await
         {
             given.push(Approval {
                 method: method.into(),
@@ -81,8 +81,9 @@ impl<'a> Run<'a> {
         Err(reason)
     }
 
-    /// How the operator approves this gate, if they do.
-    fn operator_approves(
+    /// How the operator approves this gate, if they do. An interrupt
+    /// while the prompt waits is a refusal, at once.
+    async fn operator_approves(
         &mut self,
         ph: &PlanPhase,
         gate: &crate::plan::PlanApproval,
@@ -96,10 +97,14 @@ impl<'a> Run<'a> {
                 Ok((_, shown)) => shown,
                 Err(_) => gate.prompt.text.clone(),
             };
-            self.prompter
-                .as_mut()
-                .is_some_and(|p| p.confirm(&ph.id, &prompt))
-                .then_some("prompt")
+            let p = self.prompter.as_mut()?;
+            let answer = p.ask(&ph.id, &prompt);
+            let yes = tokio::select! {
+                a = answer => Some(a.unwrap_or(false)),
+                () = super::interrupted(self.interrupts.clone(), 1) => None,
+            };
+            p.done(yes.is_some());
+            yes.unwrap_or(false).then_some("prompt")
         } else if !gate.required {
             Some("not_required")
         } else {
@@ -110,7 +115,9 @@ impl<'a> Run<'a> {
     /// Why the gate stays shut: no approval at all, or too few people.
     fn refusal(&self, ph: &PlanPhase, need: usize, given: &[Approval]) -> String {
         if given.is_empty() && need == 1 {
-            return if self.prompter.is_some() {
+            return if self.prompter.is_some() && self.interrupt_count() >= 1 {
+                "interrupted at the prompt".to_string()
+            } else if self.prompter.is_some() {
                 "refused at the prompt".to_string()
             } else {
                 format!("no terminal to ask; pass --approve {} or --yes", ph.id)

@@ -53,8 +53,13 @@ use crate::pg::db::{self, Db};
 
 /// Asks a person to approve a phase at a terminal.
 pub trait Prompter {
-    /// Show `prompt` and return whether the person typed `yes`.
-    fn confirm(&mut self, phase: &str, prompt: &str) -> bool;
+    /// Show `prompt`, and read the answer off the runtime's thread, so
+    /// that an interrupt is seen while the person thinks: the receiver
+    /// says whether they typed `yes`.
+    fn ask(&mut self, phase: &str, prompt: &str) -> tokio::sync::oneshot::Receiver<bool>;
+    /// The question is over, `answered` or cut short by an interrupt:
+    /// the display comes back.
+    fn done(&mut self, answered: bool);
 }
 
 /// What `exec` was asked to do, beyond the plan.

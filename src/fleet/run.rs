@@ -895,8 +895,22 @@ async fn between_waves(
         rules.waves.len()
     );
     let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
+    // Read on a thread of its own, so that Ctrl-C is seen while the
+    // person thinks.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let mut watch = interrupts.clone();
+    let line = tokio::select! {
+        l = rx => l.unwrap_or_default(),
+        _ = watch.wait_for(|n| *n > 0) => {
+            crate::say!("");
+            return interrupted();
+        }
+    };
     if line.trim() == "yes" {
         fleet.event(serde_json::json!({"event": "wave_approved", "at": now(), "wave": w + 1}));
         None

@@ -309,3 +309,102 @@ pub fn check_report_schema(report: &serde_json::Value) {
         "report.json violates its schema: {errors:#?}"
     );
 }
+
+/// What a person at a terminal does, in [`on_a_terminal`].
+pub enum AtTheTerminal<'a> {
+    /// Once `events` (an events.jsonl) says the step `step` started, the
+    /// terminal goes away: an SSH session that drops at 2 a.m. `ignore`:
+    /// the command starts with SIGHUP ignored, as under `nohup`.
+    HangsUp {
+        events: &'a Path,
+        step: &'a str,
+        ignore: bool,
+    },
+    /// Once the screen shows `prompt`, `keys` are typed (`\x03` for
+    /// Ctrl-C, `\r` for Enter; escapes Python reads).
+    Types { prompt: &'a str, keys: &'a str },
+}
+
+/// Runs `cmd` (its program, arguments and environment) on a terminal of
+/// its own, a pty made by python3, does `what`, and returns the exit code;
+/// `-1` when the command had not ended 20 s later (it is then killed).
+pub fn on_a_terminal(cmd: &Command, what: AtTheTerminal) -> i32 {
+    const PTY: &str = r#"
+import os, pty, select, signal, sys, time
+events, step, ignore, prompt, keys = sys.argv[1:6]
+argv = sys.argv[6:]
+pid, fd = pty.fork()
+if pid == 0:
+    if ignore == "1":
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.execv(argv[0], argv)
+screen = b""
+def read():
+    global screen
+    if select.select([fd], [], [], 0.05)[0]:
+        try:
+            screen += os.read(fd, 65536)
+        except OSError:
+            pass
+deadline = time.time() + 20
+while time.time() < deadline:
+    read()
+    if prompt and prompt.encode() in screen:
+        break
+    if not prompt:
+        try:
+            text = open(events).read()
+        except OSError:
+            text = ""
+        if '"event":"step_started"' in text and '"step":"%s"' % step in text:
+            break
+time.sleep(0.3)
+if prompt:
+    os.write(fd, keys.encode().decode("unicode_escape").encode())
+else:
+    os.close(fd)
+end = time.time() + 20
+while time.time() < end:
+    if prompt:
+        read()
+    else:
+        time.sleep(0.05)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print(os.waitstatus_to_exitcode(status))
+        sys.exit(0)
+os.kill(pid, signal.SIGKILL)
+print(-1)
+"#;
+    let (events, step, ignore, prompt, keys) = match what {
+        AtTheTerminal::HangsUp {
+            events,
+            step,
+            ignore,
+        } => (events.to_path_buf(), step, ignore, "", ""),
+        AtTheTerminal::Types { prompt, keys } => (PathBuf::new(), "", false, prompt, keys),
+    };
+    let mut py = Command::new("python3");
+    py.args(["-c", PTY])
+        .arg(events)
+        .arg(step)
+        .arg(if ignore { "1" } else { "0" })
+        .arg(prompt)
+        .arg(keys)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    let out = py.output().expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "no exit code from the pty helper: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
