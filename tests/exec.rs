@@ -780,36 +780,28 @@ fn on_a_terminal(case: &Case, url: &str, what: support::AtTheTerminal) -> i32 {
 /// to the terminal that is gone does not stop it.
 #[test]
 fn a_terminal_that_hangs_up_interrupts_the_run_unless_sighup_is_ignored() {
-    let db = Db::fresh();
-    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "60")));
-    let run = support::Run::of(
-        on_a_terminal(
+    // A run of MADE_THEN_SLOW whose terminal hangs up during `slow`.
+    let hung_up = |seconds: &str, ignore: bool| {
+        let db = Db::fresh();
+        let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", seconds)));
+        let events = case.reports().join("events.jsonl");
+        let code = on_a_terminal(
             &case,
             &db.url,
             support::AtTheTerminal::HangsUp {
-                events: &case.reports().join("events.jsonl"),
+                events: &events,
                 step: "slow",
-                ignore: false,
+                ignore,
             },
-        ),
-        &case.reports(),
-    );
+        );
+        let run = support::Run::of(code, &case.reports());
+        // The case too: its directory holds the event log.
+        (db, case, run)
+    };
+    let (db, _case, run) = hung_up("60", false);
     stopped_and_undone(&run, &db, "SIGHUP (the terminal hung up)");
 
-    let db = Db::fresh();
-    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "1")));
-    let run = support::Run::of(
-        on_a_terminal(
-            &case,
-            &db.url,
-            support::AtTheTerminal::HangsUp {
-                events: &case.reports().join("events.jsonl"),
-                step: "slow",
-                ignore: true,
-            },
-        ),
-        &case.reports(),
-    );
+    let (db, _case, run) = hung_up("1", true);
     assert_eq!(run.code, 0, "{}", run.report);
     assert_eq!(run.report["run"]["status"], "succeeded");
     assert_eq!(db.sql("SELECT to_regclass('t') IS NOT NULL"), "t");
@@ -836,18 +828,22 @@ fn ctrl_c_at_an_approval_prompt_interrupts_at_once() {
       - id: after
         sql: SELECT 1;
 "#;
-    let case = Case::new(&runbook(body));
-    let run = support::Run::of(
-        on_a_terminal(
+    // A run whose person types `keys` at the gate's prompt; the case
+    // too, whose directory holds the event log.
+    let typed = |keys: &'static str| {
+        let case = Case::new(&runbook(body));
+        let code = on_a_terminal(
             &case,
             &db.url,
             support::AtTheTerminal::Types {
                 prompt: "Type `yes`",
-                keys: "\\x03",
+                keys,
             },
-        ),
-        &case.reports(),
-    );
+        );
+        let run = support::Run::of(code, &case.reports());
+        (case, run)
+    };
+    let (_case, run) = typed("\\x03");
     assert_eq!(run.code, 130, "{}", run.report);
     assert_eq!(
         run.report["run"]["verdict"],
@@ -863,18 +859,7 @@ fn ctrl_c_at_an_approval_prompt_interrupts_at_once() {
         "{refused:?}"
     );
     db.sql("DROP TABLE t");
-    let case = Case::new(&runbook(body));
-    let run = support::Run::of(
-        on_a_terminal(
-            &case,
-            &db.url,
-            support::AtTheTerminal::Types {
-                prompt: "Type `yes`",
-                keys: "no\\r",
-            },
-        ),
-        &case.reports(),
-    );
+    let (_case, run) = typed("no\\r");
     assert_eq!(run.code, 6, "{}", run.report);
 }
 
