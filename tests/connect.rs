@@ -388,7 +388,6 @@ fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_fi
             "abc",
             "`abc` is not a whole number of seconds",
         ),
-        ("PGPORT", "5432,x", "is not a port number"),
         (
             "PGCHANNELBINDING",
             "maybe",
@@ -426,6 +425,19 @@ fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_fi
             run.stderr
         );
     }
+    // PGPORT is read where the string names no port, as libpq reads it.
+    let (host, _, name) = parts(&db.url);
+    let run = run_with(
+        &format!("host={host} user=runbook dbname={name}"),
+        "PGPORT",
+        "5432,x",
+    );
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is not a port number"),
+        "{}",
+        run.stderr
+    );
     // A value the server refuses: at the run's own connection, before
     // anything changed.
     let run = run_with(&db.url, "PGOPTIONS", "-c statement_timeout=zz");

@@ -30,8 +30,12 @@ pub fn complete(config: &mut Config) -> Result<Vec<String>, String> {
             }
         }
     }
-    if let Some(p) = env("PGPORT") {
-        // One port, or one per host, as libpq reads it.
+    // Each variable is read, and checked, only where the string leaves
+    // its setting out, as libpq reads it.
+    if config.get_ports().is_empty()
+        && let Some(p) = env("PGPORT")
+    {
+        // One port, or one per host.
         let ports = p
             .split(',')
             .map(|one| one.trim().parse::<u16>().ok().filter(|n| *n > 0))
@@ -39,10 +43,8 @@ pub fn complete(config: &mut Config) -> Result<Vec<String>, String> {
             .ok_or_else(|| {
                 format!("PGPORT: `{p}` is not a port number (or a list of them, one per host)")
             })?;
-        if config.get_ports().is_empty() {
-            for port in ports {
-                config.port(port);
-            }
+        for port in ports {
+            config.port(port);
         }
     }
     if config.get_user().is_none() {
@@ -59,14 +61,15 @@ pub fn complete(config: &mut Config) -> Result<Vec<String>, String> {
     {
         config.application_name(&a);
     }
-    if let Some(t) = env("PGCONNECT_TIMEOUT") {
-        // libpq's reading: whole seconds, 2 at least; 0 or less is no
-        // limit.
+    if config.get_connect_timeout().is_none()
+        && let Some(t) = env("PGCONNECT_TIMEOUT")
+    {
+        // Whole seconds, 2 at least; 0 or less is no limit.
         let seconds: i64 = t
             .trim()
             .parse()
             .map_err(|_| format!("PGCONNECT_TIMEOUT: `{t}` is not a whole number of seconds"))?;
-        if config.get_connect_timeout().is_none() && seconds > 0 {
+        if seconds > 0 {
             config.connect_timeout(std::time::Duration::from_secs(
                 seconds.max(2).unsigned_abs(),
             ));
