@@ -146,11 +146,9 @@ impl Tls {
     }
 
     /// How the certificate is checked: as `verify-full`, as `verify-ca`, or
-    /// not at all. A root certificate given with `require` or `prefer`
-    /// makes them check as `verify-ca`, as libpq does.
-    /// libpq's default root file, `~/.postgresql/root.crt`, counts as
-    /// given when it is there: libpq then checks the certificate against it
-    /// in every mode that encrypts.
+    /// not at all. A root certificate with `require`, `prefer` or `allow`
+    /// makes them check as `verify-ca`, as libpq does: one given, or
+    /// libpq's default file, `~/.postgresql/root.crt`, when it is there.
     fn check(&self) -> Check {
         self.check_with(default_root_cert().is_some())
     }
