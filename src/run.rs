@@ -221,6 +221,8 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         ));
     }
     let lint = lint_before_run(a, &v, &plan)?;
+    // From the first change on, a stopping signal waits to be counted.
+    let held = crate::signals::hold();
     let Reports {
         dir: report_dir,
         events,
@@ -270,7 +272,7 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         warnings,
         mode,
     };
-    let result = run_with_signals(&v, &plan, opts, bus)?;
+    let result = run_with_signals(&v, &plan, opts, bus, held)?;
     Ok(finish(a, &result, cluster, &report_dir, &failures))
 }
 
@@ -506,19 +508,21 @@ fn start_target(
     Ok((config, cluster))
 }
 
-/// The run on a current-thread runtime; SIGINT and SIGTERM count up the
-/// interrupts the executor watches (one stops the step and rolls back,
-/// two stop the rollback).
+/// The run on a current-thread runtime; SIGINT, SIGTERM and SIGHUP count
+/// up the interrupts the executor watches (one stops the step and rolls
+/// back, two stop the rollback), those held since the run began included.
 fn run_with_signals(
     v: &validate::Validated,
     plan: &plan::Plan,
     opts: Options,
     bus: Bus,
+    held: crate::signals::Held,
 ) -> Result<exec::RunResult, u8> {
     let runtime = runtime()?;
     Ok(runtime.block_on(async {
         let rx = crate::signals::watch(
             "runbook: interrupted; stopping the current step and rolling back (interrupt again to stop the rollback)",
+            held,
         );
         exec::execute(v, plan, opts, bus, rx).await
     }))

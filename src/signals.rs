@@ -8,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+use nix::sys::signal::{SigSet, SigmaskHow, Signal as Sig};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
@@ -20,19 +21,52 @@ pub fn cause() -> Option<&'static str> {
     CAUSE.get().copied()
 }
 
+/// The stopping signals, held back from the moment a run first changes
+/// something (its report directory, a throwaway cluster) until `watch`
+/// counts them. Without this, a SIGTERM in that window killed the process
+/// where it stood: a cluster it had started kept running, and the report
+/// directory held no report; as PID 1 in a container, the signal was
+/// dropped and the run went on. One that arrives while held is delivered
+/// when `watch` takes over, or when this is dropped on a path that runs
+/// nothing, where it does what it does by default.
+pub struct Held(Option<SigSet>);
+
+/// Hold the stopping signals on this thread (and the threads it starts
+/// meanwhile) until the returned value is given to `watch` or dropped.
+pub fn hold() -> Held {
+    let mut set = SigSet::empty();
+    set.add(Sig::SIGINT);
+    set.add(Sig::SIGTERM);
+    if hangup_is_default() {
+        set.add(Sig::SIGHUP);
+    }
+    Held(set.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok())
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(before) = self.0.take() {
+            let _ = before.thread_set_mask();
+        }
+    }
+}
+
 /// Count the signals that stop a run; `first` is said on the first. Call
-/// it inside the runtime.
-pub fn watch(first: &'static str) -> watch::Receiver<u32> {
+/// it inside the runtime. The handlers are in place before `held` is let
+/// go, so that a signal held back until now is counted, not fatal.
+pub fn watch(first: &'static str, held: Held) -> watch::Receiver<u32> {
     let (tx, rx) = watch::channel(0u32);
-    let hangup = hangup_is_default();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return rx;
+    };
+    let mut hup = hangup_is_default()
+        .then(|| signal(SignalKind::hangup()).ok())
+        .flatten();
+    drop(held);
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        let mut hup = hangup.then(|| signal(SignalKind::hangup()).ok()).flatten();
         loop {
             let cause = tokio::select! {
                 _ = int.recv() => "Ctrl-C (SIGINT)",

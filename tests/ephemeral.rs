@@ -29,3 +29,83 @@ fn starts_serves_and_cleans_up() {
     drop(pg);
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
+
+/// SIGTERM while `--ephemeral` starts its cluster, after the report
+/// directory is made: the signal waits until the run watches for it, then
+/// stops the run before its first step, with a report that says so, and
+/// the cluster is removed. (Before, it killed runbook where it stood: the
+/// report directory held an event log and no report, and the exit code was
+/// 143. As PID 1 in a container, the signal was dropped and the run went
+/// on.)
+#[test]
+fn a_sigterm_while_the_cluster_starts_stops_the_run_with_its_report() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let (file, reports, tmp) = (
+        home.path().join("noop.yml"),
+        home.path().join("reports"),
+        home.path().join("tmp"),
+    );
+    std::fs::write(
+        &file,
+        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: noop, version: 1 }\nphases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: CREATE TABLE made (n int);\n",
+    )
+    .unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    // The cluster's user (not root) must reach its directory in here.
+    for d in [home.path(), tmp.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("exec")
+        .arg(&file)
+        .args([
+            "--ephemeral",
+            "--yes",
+            "--progress",
+            "never",
+            "--report-dir",
+        ])
+        .arg(&reports)
+        .env("TMPDIR", &tmp)
+        .env_remove("DATABASE_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The event log is made before the cluster starts; initdb alone takes
+    // far longer than this wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !reports.join("events.jsonl").exists() {
+        assert!(std::time::Instant::now() < deadline, "no event log");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["run"]["status"], "interrupted");
+    assert_eq!(
+        report["run"]["verdict"],
+        "INTERRUPTED by SIGTERM before the first step; nothing ran"
+    );
+    let events = std::fs::read_to_string(reports.join("events.jsonl")).unwrap();
+    assert!(!events.contains("step_started"), "{events}");
+    assert!(events.contains(r#""event":"run_finished""#), "{events}");
+    // The cluster is stopped and its directory removed.
+    while std::fs::read_dir(&tmp).unwrap().next().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster's directory was left in {}",
+            tmp.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

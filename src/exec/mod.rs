@@ -368,7 +368,8 @@ fn finish_early(mut bus: Bus, started: Instant, r: Refusal) -> RunResult {
 }
 
 /// The main session, or why there is none: the server refused, or the
-/// run was interrupted while connecting.
+/// run was interrupted while connecting (or before: a signal held back
+/// while a throwaway cluster started is counted here).
 async fn connect(
     opts: &Options,
     app_name: &str,
@@ -396,7 +397,10 @@ async fn connect(
         }),
         None => Err(Refusal {
             status: RunStatus::Interrupted,
-            verdict: "INTERRUPTED while connecting; nothing ran".to_string(),
+            verdict: format!(
+                "INTERRUPTED{} before the first step; nothing ran",
+                crate::signals::cause().map_or_else(String::new, |c| format!(" by {c}"))
+            ),
         }),
     }
 }

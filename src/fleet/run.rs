@@ -141,6 +141,8 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
         Some(p) => crate::run::lint_before_run(&a, &p.v, &p.plan)?,
         None => None,
     };
+    // From the first change on, a stopping signal waits to be counted.
+    let held = crate::signals::hold();
     let dir = report_dir(&a, &runbook.name, &fleet_id)?;
     let mut fleet = FleetFiles::create(
         &dir,
@@ -175,7 +177,7 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
     let local = tokio::task::LocalSet::new();
     let stop = local.block_on(
         &runtime,
-        roll_out(prepared, &rules, shared, &mut fleet, quiet(&a)),
+        roll_out(prepared, &rules, shared, &mut fleet, quiet(&a), held),
     );
     Ok(fleet.finish(stop, &a))
 }
@@ -683,9 +685,11 @@ async fn roll_out(
     shared: Rc<Shared>,
     fleet: &mut FleetFiles,
     quiet: bool,
+    held: crate::signals::Held,
 ) -> Option<(StopCause, String)> {
     let interrupts = crate::signals::watch(
         "runbook: interrupted; no new target starts, and each running one stops its step and rolls back (interrupt again to stop the rollbacks)",
+        held,
     );
     let mut slots: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
     let mut failed = 0usize;
