@@ -408,6 +408,11 @@ fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_fi
             "TLSv1.3",
             "cannot be held to 1.3 alone",
         ),
+        (
+            "PGHOSTADDR",
+            "db.internal",
+            "`db.internal` is not an IP address",
+        ),
     ] {
         let run = run_with(&db.url, var, value);
         assert_eq!(run.code, 5, "{var}: {}", run.stderr);
@@ -483,4 +488,54 @@ fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_fi
         run.step("child")["stdout_tail"].as_str().unwrap().trim(),
         "9MB"
     );
+}
+
+/// `hostaddr` (in the string, or `PGHOSTADDR`) is the address to connect
+/// to, where the host name does not resolve or should not be looked up:
+/// the run and its children (pg_dump, psql) connect to it alike. (Before,
+/// PGHOSTADDR was ignored and the run failed to resolve the name; with
+/// `?hostaddr=` the run connected and its pg_dump failed half-way, on the
+/// name it looked up.)
+#[test]
+fn hostaddr_reaches_the_run_and_its_children_where_the_name_does_not_resolve() {
+    let db = Db::fresh();
+    let (host, port, name) = parts(&db.url);
+    let dumps = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"phases:
+  - id: p
+    kind: custom
+    steps:
+      - id: mark
+        sql: CREATE TABLE IF NOT EXISTS seen (n int);
+      - id: child
+        timeout: 1min
+        shell: psql -XAtc "SELECT 1"
+      - id: dump
+        backup: {{ path: "{}/{{{{ run.id }}}}", format: custom }}
+"#,
+        dumps.path().display()
+    );
+    let case = Case::new(&format!("{HEAD}{body}"));
+    // The name is one no resolver knows (RFC 2606).
+    let unresolvable = format!("postgres://runbook@db.invalid:{port}/{name}");
+    for (url, var) in [
+        (format!("{unresolvable}?hostaddr={host}"), None),
+        (unresolvable.clone(), Some(host.as_str())),
+    ] {
+        let mut cmd = case.command(&url, &[]);
+        cmd.env_remove("PGHOSTADDR");
+        if let Some(addr) = var {
+            cmd.env("PGHOSTADDR", addr);
+        }
+        let run = support::Run::new(cmd.output().unwrap(), &case.reports());
+        assert_eq!(run.code, 0, "{url} {var:?}: {}{}", run.stderr, run.report);
+        assert_eq!(run.step("dump")["status"], "succeeded");
+        assert_eq!(run.report["target"]["host"], "db.invalid");
+    }
+    // Without an address, the name is looked up, and fails first.
+    let mut cmd = case.command(&unresolvable, &[]);
+    cmd.env_remove("PGHOSTADDR");
+    let run = support::Run::new(cmd.output().unwrap(), &case.reports());
+    assert_eq!(run.code, 1, "{}", run.stderr);
 }

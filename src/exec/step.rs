@@ -377,7 +377,8 @@ impl<'a> Run<'a> {
         self.db.reconnect(&self.app_name).await?;
         // After a failover the new session may have reached another of
         // several hosts: the children follow it.
-        if self.db.config().config.get_hosts().len() > 1 {
+        let config = &self.db.config().config;
+        if config.get_hosts().len().max(config.get_hostaddrs().len()) > 1 {
             let mut conn = self.db.config().clone();
             conn.reached = self.db.reached_host().await;
             let passfile = self

@@ -94,9 +94,15 @@ fn host_name(h: &tokio_postgres::config::Host) -> String {
     }
 }
 
-/// Host `i` of a config and its port (one port may serve every host).
+/// Host `i` of a config and its port (one port may serve every host);
+/// its address, when that is given alone.
 fn host_at(config: &Config, i: usize) -> (String, u16) {
-    let host = config.get_hosts().get(i).map(host_name).unwrap_or_default();
+    let host = config
+        .get_hosts()
+        .get(i)
+        .map(host_name)
+        .or_else(|| config.get_hostaddrs().get(i).map(ToString::to_string))
+        .unwrap_or_default();
     let ports = config.get_ports();
     let port = ports
         .get(i)
@@ -178,7 +184,12 @@ pub fn libpq_env(
     // target_session_attrs, so a child tries them as the run did.
     let hosts: Vec<String> = config.get_hosts().iter().map(host_name).collect();
     let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-    let list = conn.reached.is_none() && hosts.len() > 1;
+    let addrs: Vec<String> = config
+        .get_hostaddrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let list = conn.reached.is_none() && hosts.len().max(addrs.len()) > 1;
     let mut env = vec![
         (
             "PGHOST".to_string(),
@@ -195,6 +206,19 @@ pub fn libpq_env(
         ("PGDATABASE".to_string(), t.database),
         ("PGAPPNAME".to_string(), app.to_string()),
     ];
+    // The addresses the run connected to, as it did: without them, a
+    // child would look the name up, and fail where the run had not.
+    if !addrs.is_empty() {
+        let reached = conn.reached.unwrap_or(0);
+        env.push((
+            "PGHOSTADDR".into(),
+            if list {
+                addrs.join(",")
+            } else {
+                addrs.get(reached).cloned().unwrap_or_default()
+            },
+        ));
+    }
     if list
         && config.get_target_session_attrs()
             == tokio_postgres::config::TargetSessionAttrs::ReadWrite
@@ -279,7 +303,7 @@ impl Db {
     /// (a proxy in between): the children then get the whole list.
     pub async fn reached_host(&self) -> Option<usize> {
         let config = &self.config.config;
-        let n = config.get_hosts().len();
+        let n = config.get_hosts().len().max(config.get_hostaddrs().len());
         if n < 2 {
             return None;
         }
@@ -302,6 +326,13 @@ impl Db {
         let addr: std::net::IpAddr = addr?.parse().ok()?;
         let mut found = Vec::new();
         for i in by_port {
+            // An address given is the one connected to: no lookup.
+            if let Some(given) = config.get_hostaddrs().get(i) {
+                if *given == addr {
+                    found.push(i);
+                }
+                continue;
+            }
             let (host, port) = host_at(config, i);
             if let Ok(addrs) = tokio::net::lookup_host((host.as_str(), port)).await
                 && addrs.into_iter().any(|a| a.ip() == addr)

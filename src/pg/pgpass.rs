@@ -18,7 +18,23 @@ use tokio_postgres::config::Host;
 /// it, and would fail half-way through the run where this session did not.
 pub fn complete(config: &mut Config) -> Result<Vec<String>, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if config.get_hosts().is_empty() {
+    // The addresses to connect to, skipping the name lookup; the host
+    // names still serve TLS and the password file.
+    let addrs_from_env = config.get_hostaddrs().is_empty();
+    if addrs_from_env && let Some(a) = env("PGHOSTADDR") {
+        let addrs = a
+            .split(',')
+            .map(|one| one.trim().parse::<std::net::IpAddr>().ok())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                format!("PGHOSTADDR: `{a}` is not an IP address (or a list of them, one per host)")
+            })?;
+        for addr in addrs {
+            config.hostaddr(addr);
+        }
+    }
+    // With addresses alone, libpq connects to them; no socket is implied.
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
         match env("PGHOST") {
             Some(h) => {
                 for host in h.split(',') {
@@ -29,6 +45,17 @@ pub fn complete(config: &mut Config) -> Result<Vec<String>, String> {
                 config.host("/var/run/postgresql");
             }
         }
+    }
+    let (hosts, addrs) = (config.get_hosts().len(), config.get_hostaddrs().len());
+    if hosts > 0 && addrs > 0 && hosts != addrs {
+        return Err(format!(
+            "{}: {addrs} address(es) for {hosts} host(s); give one address per host, as libpq requires",
+            if addrs_from_env {
+                "PGHOSTADDR"
+            } else {
+                "hostaddr"
+            }
+        ));
     }
     // Each variable is read, and checked, only where the string leaves
     // its setting out, as libpq reads it.
@@ -215,10 +242,12 @@ fn lookup(file: &Path, config: &Config) -> Result<Option<String>, String> {
     let Ok(text) = std::fs::read_to_string(file) else {
         return Ok(None);
     };
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
+    let host = match (config.get_hosts().first(), config.get_hostaddrs().first()) {
+        (Some(Host::Tcp(h)), _) => h.clone(),
+        // An address given alone is matched as the host, as in libpq.
+        (None, Some(a)) => a.to_string(),
         // A Unix socket matches `localhost`, as in libpq.
-        Some(Host::Unix(_)) | None => "localhost".to_string(),
+        (Some(Host::Unix(_)), _) | (None, None) => "localhost".to_string(),
     };
     let port = config
         .get_ports()
