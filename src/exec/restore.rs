@@ -185,6 +185,14 @@ impl EarlyCounts {
             })
             .collect();
         let session = r.db.connect_to(database, &r.app_name).await.ok()?;
+        // Every row, as pg_dump read them: a table that row-level security
+        // would filter for this role is left to the count after, which
+        // says so.
+        session
+            .client
+            .batch_execute("SET row_security = off")
+            .await
+            .ok()?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         let task = tokio::spawn(async move {
             let mut counts = std::collections::HashMap::new();
@@ -254,6 +262,50 @@ pub(crate) async fn compare_counts(
         other = r.db.connect_to(database, &r.app_name).await?;
         &other.client
     };
+    // Every row, as pg_dump read them (it turns row-level security off
+    // too): with it on, a policy that applies to this role (say, the
+    // owner's, under FORCE ROW LEVEL SECURITY) hid rows, and the restore
+    // was said to have lost them. Off, such a table's count is refused,
+    // and said to be not counted. The run's own session gets its setting
+    // back after.
+    let before: String = client
+        .query_one(
+            "SELECT current_setting('row_security'), set_config('row_security', 'off', false)",
+            &[],
+        )
+        .await
+        .map_err(|e| db::error_info(&e, None))?
+        .get(0);
+    let counted = count_each(client, m, early).await;
+    let put_back = client
+        .query_one("SELECT set_config('row_security', $1, false)", &[&before])
+        .await;
+    let mut mismatches = counted?;
+    put_back.map_err(|e| db::error_info(&e, None))?;
+    if let Some(expected) = m.large_objects {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
+                &[],
+            )
+            .await
+            .map_err(|e| db::error_info(&e, None))?
+            .get(0);
+        if n < expected {
+            mismatches.push(format!("large objects: {n}, the manifest says {expected}"));
+        }
+    }
+    Ok(mismatches)
+}
+
+/// Each table's count against the manifest's, with row-level security
+/// off: a table missing, or one whose rows a policy would hide from this
+/// role, is said as such.
+async fn count_each(
+    client: &tokio_postgres::Client,
+    m: &Manifest,
+    early: &std::collections::HashMap<u32, i64>,
+) -> Result<Vec<String>, ErrorInfo> {
     let mut mismatches = Vec::new();
     for t in &m.tables {
         let Some(expected) = t.rows else { continue };
@@ -274,20 +326,17 @@ pub(crate) async fn compare_counts(
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
                 mismatches.push(format!("{}.{}: missing", t.schema, t.name));
             }
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                mismatches.push(format!(
+                    "{}.{}: not counted: {}; the manifest says {expected} rows (restore as a role that may read every row of it, such as the one that took the backup)",
+                    t.schema,
+                    t.name,
+                    e.as_db_error().map_or("permission denied", |d| d.message())
+                ));
+            }
             Err(e) => return Err(db::error_info(&e, None)),
-        }
-    }
-    if let Some(expected) = m.large_objects {
-        let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
-                &[],
-            )
-            .await
-            .map_err(|e| db::error_info(&e, None))?
-            .get(0);
-        if n < expected {
-            mismatches.push(format!("large objects: {n}, the manifest says {expected}"));
         }
     }
     Ok(mismatches)
