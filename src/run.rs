@@ -189,6 +189,12 @@ pub fn exec(mut a: RunArgs) -> u8 {
 
 /// Each refusal has printed its error by the time it returns `Err(code)`.
 fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
+    // As PID 1 (a container's entry point) a signal with no handler is
+    // dropped, not fatal: there, the stopping signals are held from the
+    // start, so that a SIGTERM while the runbook is read still stops the
+    // run. Elsewhere, until the run is about to begin (below), one ends
+    // the process as it does by default; nothing has been done yet.
+    let pid1 = (std::process::id() == 1).then(crate::signals::hold);
     let mut run_id = exec::new_run_id();
     let mut info = RunInfo {
         id: Some(run_id.clone()),
@@ -205,6 +211,9 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         (Some(record), Some(e)) => decide_earlier(&record, &plan, e, a.yes)?,
         _ => exec::Mode::Run,
     };
+    // From here on a stopping signal waits to be counted by the run, which
+    // then ends before its first step, with its report.
+    let held = pid1.unwrap_or_else(crate::signals::hold);
     let approvals = check_approvals(a, &plan)?;
     let url = target_url(a, &plan)?;
     let (redactor, mut warnings) =
@@ -221,8 +230,6 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
         ));
     }
     let lint = lint_before_run(a, &v, &plan)?;
-    // From the first change on, a stopping signal waits to be counted.
-    let held = crate::signals::hold();
     let Reports {
         dir: report_dir,
         events,

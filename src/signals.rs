@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal as Sig};
+use nix::sys::signal::{SigSet, Signal as Sig};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
@@ -21,15 +21,15 @@ pub fn cause() -> Option<&'static str> {
     CAUSE.get().copied()
 }
 
-/// The stopping signals, held back from the moment a run first changes
+/// The stopping signals, held back from just before a run first changes
 /// something (its report directory, a throwaway cluster) until `watch`
 /// counts them. Without this, a SIGTERM in that window killed the process
-/// where it stood: a cluster it had started kept running, and the report
-/// directory held no report; as PID 1 in a container, the signal was
-/// dropped and the run went on. One that arrives while held is delivered
-/// when `watch` takes over, or when this is dropped on a path that runs
-/// nothing, where it does what it does by default.
-pub struct Held(Option<SigSet>);
+/// where it stood, and the report directory held no report; as PID 1 in a
+/// container, the signal was dropped and the run went on. One that arrives
+/// while held is delivered when `watch` takes over, or when this is
+/// dropped on a path that runs nothing, where it does what it does by
+/// default.
+pub struct Held(SigSet);
 
 /// Hold the stopping signals on this thread (and the threads it starts
 /// meanwhile) until the returned value is given to `watch` or dropped.
@@ -40,14 +40,16 @@ pub fn hold() -> Held {
     if hangup_is_default() {
         set.add(Sig::SIGHUP);
     }
-    Held(set.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok())
+    let _ = set.thread_block();
+    Held(set)
 }
 
 impl Drop for Held {
+    /// Unblocked, not put back as they were: a process started with them
+    /// blocked (a mask inherited from whatever started it) would otherwise
+    /// never hear them, and ran on through a SIGTERM.
     fn drop(&mut self) {
-        if let Some(before) = self.0.take() {
-            let _ = before.thread_set_mask();
-        }
+        let _ = self.0.thread_unblock();
     }
 }
 

@@ -2009,3 +2009,112 @@ fn a_silent_runners_transaction_is_ended_by_the_server_by_default() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(db.sql("SELECT string_agg(v, ',') FROM seen"), "30s,30s");
 }
+
+/// A process can start with SIGTERM blocked, and one already pending: the
+/// signal mask is inherited from whatever started it (a supervisor, a
+/// language runtime that blocks signals in its threads). runbook unblocks
+/// the stopping signals once its handlers are in place, so that SIGTERM
+/// still stops the run, here before its first step, with its report.
+/// (Before, it stayed blocked: the run went on to the end, exit 0.)
+#[test]
+fn a_sigterm_blocked_and_pending_at_start_stops_the_run_before_its_first_step() {
+    let db = Db::fresh();
+    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "0")));
+    let launch = "import os, signal, sys\n\
+                  signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n\
+                  os.kill(os.getpid(), signal.SIGTERM)\n\
+                  os.execv(sys.argv[1], sys.argv[1:])\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", launch, env!("CARGO_BIN_EXE_runbook"), "exec"])
+        .arg(&case.file)
+        .args([
+            "--database-url",
+            &db.url,
+            "--progress",
+            "never",
+            "--report-dir",
+        ])
+        .arg(case.reports())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 130, "{}{}", run.stderr, run.report);
+    assert_eq!(run.report["run"]["status"], "interrupted");
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "INTERRUPTED by SIGTERM before the first step; nothing ran"
+    );
+    assert_eq!(run.step("made")["status"], "not_run");
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+}
+
+/// As PID 1 (a container's entry point, or a Kubernetes pod that `exec`s
+/// runbook), a signal with no handler is dropped, not fatal. SIGTERM while
+/// runbook still reads and plans a long runbook is held until the run
+/// counts it, and the run ends before its first step. (Before, it was
+/// dropped and the run went on to the end, exit 0.) Needs a PID namespace
+/// (`unshare`, as root); where none can be made, this says so and checks
+/// nothing.
+#[test]
+// The skip is said on stderr, where cargo test shows it.
+#[allow(clippy::print_stderr)]
+fn as_pid_1_a_sigterm_while_the_runbook_is_read_stops_the_run() {
+    let can = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !can {
+        eprintln!("skipped: no PID namespace can be made here (unshare --pid, as root)");
+        return;
+    }
+    let db = Db::fresh();
+    // Long enough to read and plan that the signal comes meanwhile.
+    let mut body = String::from(
+        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: made\n        sql: CREATE TABLE t (n int);\n",
+    );
+    for i in 0..3000 {
+        body.push_str(&format!("      - id: s{i}\n        sql: SELECT {i};\n"));
+    }
+    let case = Case::new(&runbook(&body));
+    let mut child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", env!("CARGO_BIN_EXE_runbook"), "exec"])
+        .arg(&case.file)
+        .args([
+            "--database-url",
+            &db.url,
+            "--progress",
+            "never",
+            "--report-dir",
+        ])
+        .arg(case.reports())
+        .env_remove("DATABASE_URL")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // runbook is unshare's child, PID 1 in the new namespace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+            .unwrap_or_default();
+        if let Some(p) = children.split_whitespace().next() {
+            break p.parse::<i32>().unwrap();
+        }
+        assert!(Instant::now() < deadline, "runbook never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let run = support::Run::of(status.code().unwrap_or(-1), &case.reports());
+    assert_eq!(run.code, 130, "{}", run.report["run"]);
+    assert_eq!(
+        run.report["run"]["verdict"],
+        "INTERRUPTED by SIGTERM before the first step; nothing ran"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+}

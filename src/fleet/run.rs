@@ -59,6 +59,9 @@ pub fn exec(a: RunArgs, f: FleetArgs) -> u8 {
 }
 
 fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
+    // A stopping signal waits to be counted by the roll-out, which then
+    // starts no target (see `run::prepare_and_run`).
+    let held = crate::signals::hold();
     let fleet_id = exec::new_run_id();
     let file = targets::load(&f.targets).map_err(|invalid| {
         crate::say_part!("{}", invalid.render(a.color));
@@ -141,8 +144,6 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
         Some(p) => crate::run::lint_before_run(&a, &p.v, &p.plan)?,
         None => None,
     };
-    // From the first change on, a stopping signal waits to be counted.
-    let held = crate::signals::hold();
     let dir = report_dir(&a, &runbook.name, &fleet_id)?;
     let mut fleet = FleetFiles::create(
         &dir,
