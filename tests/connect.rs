@@ -539,3 +539,63 @@ fn hostaddr_reaches_the_run_and_its_children_where_the_name_does_not_resolve() {
     let run = support::Run::new(cmd.output().unwrap(), &case.reports());
     assert_eq!(run.code, 1, "{}", run.stderr);
 }
+
+/// A password that stops working mid-run (changed, or a short-lived token
+/// such as an RDS IAM one that expired) fails every later login: pg_dump's,
+/// and a reconnect's. The failure says that the run's own session logged
+/// in with it when the run began, and what to do; never the password.
+#[test]
+fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_failing() {
+    let pg = Ephemeral::start().unwrap();
+    psql(
+        &pg.url("postgres"),
+        "CREATE ROLE rotating LOGIN PASSWORD 'First-Secret-1' CREATEDB",
+    );
+    psql(&pg.url("postgres"), "CREATE DATABASE rot OWNER rotating");
+    // Passwords for this role over TCP; everything else as before.
+    std::fs::write(
+        pg.dir().join("data/pg_hba.conf"),
+        "local all all trust\nhost all rotating 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    psql(&pg.url("postgres"), "SELECT pg_reload_conf()");
+    let url = pg
+        .url("rot")
+        .replacen("runbook@", "rotating:First-Secret-1@", 1);
+    let dumps = tempfile::tempdir().unwrap();
+    let rotate =
+        "      - id: rotate\n        sql: ALTER ROLE rotating PASSWORD 'Second-Secret-2';\n";
+    for (then, step) in [
+        (
+            format!(
+                "      - id: later\n        backup: {{ path: \"{}/dump\", format: custom }}\n",
+                dumps.path().display()
+            ),
+            "later",
+        ),
+        (
+            "      - id: later\n        retry: { attempts: 2, on: [connection], backoff: { initial: 100ms } }\n        sql: SELECT pg_terminate_backend(pg_backend_pid());\n".to_string(),
+            "later",
+        ),
+    ] {
+        psql(
+            &pg.url("postgres"),
+            "ALTER ROLE rotating PASSWORD 'First-Secret-1'",
+        );
+        let case = Case::new(&format!(
+            "{HEAD}phases:\n  - id: p\n    kind: custom\n    steps:\n{rotate}{then}"
+        ));
+        let run = case.exec(&url, &[]);
+        assert_ne!(run.code, 0, "{then}: {}", run.stderr);
+        let error = &run.step(step)["error"];
+        assert!(
+            error["hint"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("logged in with these credentials when the run began"),
+            "{then}: {error}"
+        );
+        let all = format!("{}{}{}", run.stderr, run.stdout, run.report);
+        assert!(!all.contains("First-Secret-1"), "{all}");
+    }
+}

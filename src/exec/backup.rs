@@ -478,7 +478,7 @@ fn sql_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Fail {
 /// A session in a repeatable-read snapshot that the dump imports: the row
 /// counts see exactly the rows the dump holds.
 async fn open_snapshot(r: &Run<'_>, o: &backups::Options) -> Result<Snapshot, Fail> {
-    let snap = Db::connect(r.db.config().clone(), &r.app_name)
+    let snap = Db::login_again(r.db.config().clone(), &r.app_name)
         .await
         .map_err(|e| sql_failure("failed to open the snapshot session", &e))?;
     let client = Arc::new(snap.client);

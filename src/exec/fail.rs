@@ -87,6 +87,16 @@ pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Durati
 /// output: row-level security in the way of a dump, and an owner the
 /// restoring role may not set.
 fn dump_tool_hint(stderr: &str) -> Option<String> {
+    // The run's session logged in before the tool was started.
+    if [
+        "password authentication failed",
+        "PAM authentication failed",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
+    {
+        return Some(crate::pg::db::LATER_LOGIN_REFUSED.into());
+    }
     if stderr.contains("query would be affected by row-level security policy") {
         return Some(
             "pg_dump reads every row, past row-level security, or fails: back up as the table's owner (where the table has no FORCE ROW LEVEL SECURITY), a superuser, or a role with BYPASSRLS".into(),
@@ -142,6 +152,12 @@ mod tests {
             dump_tool_hint(&member)
                 .unwrap()
                 .contains("GRANT other TO the restoring role")
+        );
+        let expired = "pg_dump: error: connection to server at \"db\" (10.0.0.5), port 5432 failed: FATAL:  PAM authentication failed for user \"app\"";
+        assert!(
+            dump_tool_hint(expired)
+                .unwrap()
+                .contains("an RDS IAM token lasts 15 minutes")
         );
         let rls = "pg_dump: error: query failed: ERROR:  query would be affected by row-level security policy for table \"audit\"";
         assert!(dump_tool_hint(rls).unwrap().contains("BYPASSRLS"));

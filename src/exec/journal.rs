@@ -411,7 +411,7 @@ impl Journal {
         let Some(config) = self.away.take() else {
             return Ok(());
         };
-        let db = Db::connect(config, &self.app)
+        let db = Db::login_again(config, &self.app)
             .await
             .map_err(JournalError::Reconnect)?;
         self.db = Some(db);

@@ -835,7 +835,7 @@ async fn compare_schema(
 /// After `recreate` of the run's own database: the session comes back and
 /// takes the run lock again.
 async fn come_back(r: &mut Run<'_>, original: db::Conn) -> Result<(), Fail> {
-    r.db = Db::connect(original, &r.app_name)
+    r.db = Db::login_again(original, &r.app_name)
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     r.relock()

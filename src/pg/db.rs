@@ -257,6 +257,10 @@ pub fn libpq_env(
     env
 }
 
+/// Why a login that worked when the run began can be refused later in it
+/// (a reconnect, or a pg_dump late in the run), and what to do.
+pub const LATER_LOGIN_REFUSED: &str = "the run's own session logged in with these credentials when the run began; a password changed or expired since then fails every later login (an RDS IAM token lasts 15 minutes, a Cloud SQL or Azure AD token an hour): give the run one that lasts it, in the password file (PGPASSFILE)";
+
 /// Inherited libpq variables a child must not see: each could send it
 /// elsewhere than the run's server, or with another password
 /// (`PGSERVICE`'s settings would outrank the `PGHOST`... given to it).
@@ -398,6 +402,17 @@ impl Db {
         })
     }
 
+    /// A new session with credentials this run has logged in with before:
+    /// a login refused now says why that can happen mid-run.
+    pub async fn login_again(conn: Conn, app: &str) -> Result<Db, ErrorInfo> {
+        Db::connect(conn, app).await.map_err(|mut e| {
+            if e.hint.is_none() && matches!(e.sqlstate.as_deref(), Some("28P01" | "28000")) {
+                e.hint = Some(LATER_LOGIN_REFUSED.into());
+            }
+            e
+        })
+    }
+
     /// What this session connected with (password included: never show it).
     pub fn config(&self) -> &Conn {
         &self.config
@@ -407,7 +422,7 @@ impl Db {
     pub async fn connect_to(&self, database: &str, app: &str) -> Result<Db, ErrorInfo> {
         let mut conn = self.config.clone();
         conn.config.dbname(database);
-        Db::connect(conn, app).await
+        Db::login_again(conn, app).await
     }
 
     /// How this session is protected, for the report's header:
@@ -525,7 +540,7 @@ impl Db {
         let mut wait = Duration::from_millis(250);
         let mut waited = Duration::ZERO;
         loop {
-            match Db::connect(self.config.clone(), app).await {
+            match Db::login_again(self.config.clone(), app).await {
                 Ok(db) => {
                     *self = db;
                     return Ok(());

@@ -125,7 +125,7 @@ async fn copy_by_template(r: &mut Run<'_>, name: &str) -> Result<(), Fail> {
             .await;
     let back = r.journal.come_back().await;
     r.journal_failed(back);
-    r.db = Db::connect(original, &r.app_name)
+    r.db = Db::login_again(original, &r.app_name)
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     r.relock()
