@@ -334,6 +334,7 @@ impl MigrationArgs {
         crate::commands::Migrations {
             target: crate::commands::Target {
                 database_url: self.database_url.clone(),
+                password_command: None,
             },
             dir: &self.dir,
             format: &self.migration_format,
@@ -427,7 +428,7 @@ struct ExecArgs {
     #[command(flatten)]
     params: ParamArgs,
     /// Start a throwaway local PostgreSQL, run against it, remove it afterwards.
-    #[arg(long, conflicts_with = "database_url")]
+    #[arg(long, conflicts_with_all = ["database_url", "password_command"])]
     ephemeral: bool,
     /// With --ephemeral: keep the throwaway PostgreSQL running and print its URL.
     #[arg(long, requires = "ephemeral")]
@@ -540,6 +541,12 @@ struct RunFlags {
     /// Where pg_dump and pg_restore are; the only place looked at when given.
     #[arg(long, value_name = "DIR", env = "PG_BIN_DIR")]
     pg_bin_dir: Option<PathBuf>,
+    /// A shell command that prints the password, run at each login (the
+    /// run's session, pg_dump, pg_restore, a reconnect): for short-lived
+    /// passwords such as RDS IAM tokens. It sees the target in PGHOST,
+    /// PGPORT, PGUSER and PGDATABASE.
+    #[arg(long, value_name = "COMMAND", env = "RUNBOOK_PASSWORD_COMMAND")]
+    password_command: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -650,6 +657,7 @@ fn run_args(
         verbose: r.verbose,
         color,
         pg_bin_dir: r.pg_bin_dir,
+        password_command: r.password_command,
         earlier,
         tls: false,
     }
@@ -745,7 +753,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 limit,
                 format,
             } => crate::commands::runs_list(
-                &crate::commands::Target { database_url },
+                &crate::commands::Target {
+                    database_url,
+                    password_command: None,
+                },
                 limit,
                 matches!(format, Format::Json),
                 &mut stdout,
@@ -756,7 +767,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 database_url,
                 format,
             } => crate::commands::runs_show(
-                &crate::commands::Target { database_url },
+                &crate::commands::Target {
+                    database_url,
+                    password_command: None,
+                },
                 &run_id,
                 matches!(format, Format::Json),
                 &mut stdout,
@@ -772,7 +786,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
                 }),
             ..
         } => crate::commands::schema_snapshot(
-            &crate::commands::Target { database_url },
+            &crate::commands::Target {
+                database_url,
+                password_command: None,
+            },
             output.as_deref(),
             &mut stdout,
             &mut stderr,

@@ -14,6 +14,8 @@ use crate::snapshot::{self, File, Snapshot};
 /// What every database command needs: the URL (flag, then $DATABASE_URL).
 pub struct Target {
     pub database_url: Option<String>,
+    /// `--password-command` (exec, resume, rollback), asked at each login.
+    pub password_command: Option<String>,
 }
 
 /// Why a command could not do its job. Each kind has its exit code; the
@@ -100,6 +102,11 @@ async fn connect(t: &Target) -> Result<Db, CommandError> {
         let (message, help) = db::url_refusal(&redactor.redact(&url), &e);
         CommandError::invalid(message, help)
     })?;
+    let mut config = config;
+    config.password_command = t
+        .password_command
+        .clone()
+        .map(crate::pg::password::PasswordCommand::new);
     let target = db::target_of(&config.config, false);
     Db::connect(config, "runbook/cli").await.map_err(|e| {
         CommandError::unavailable(

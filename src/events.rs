@@ -611,6 +611,12 @@ impl Bus {
         &self.redactor
     }
 
+    /// A secret learnt mid-run (a password a `--password-command` gave):
+    /// redacted from every event after this one.
+    pub fn add_secret(&mut self, secret: &str) {
+        self.redactor.add(secret);
+    }
+
     pub fn finish(&mut self) {
         for s in &mut self.sinks {
             s.finish();

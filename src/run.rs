@@ -39,6 +39,8 @@ pub struct RunArgs {
     pub color: bool,
     /// `--pg-bin-dir` or `PG_BIN_DIR`.
     pub pg_bin_dir: Option<PathBuf>,
+    /// `--password-command`: asked for a password at each login.
+    pub password_command: Option<String>,
     /// `runbook resume` / `runbook rollback`: the earlier run, by id.
     pub earlier: Option<Earlier>,
     /// `--ephemeral --tls`.
@@ -216,8 +218,12 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
     let held = pid1.unwrap_or_else(crate::signals::hold);
     let approvals = check_approvals(a, &plan)?;
     let url = target_url(a, &plan)?;
-    let (redactor, mut warnings) =
-        secrets_and_warnings(a.database_url.as_deref(), &plan, url.as_deref())?;
+    let (redactor, mut warnings) = secrets_and_warnings(
+        a.database_url.as_deref(),
+        &plan,
+        url.as_deref(),
+        a.password_command.as_deref(),
+    )?;
     if let Some(dir) = &a.pg_bin_dir
         && !dir.is_dir()
     {
@@ -295,6 +301,7 @@ fn load_earlier(
     };
     let target = crate::commands::Target {
         database_url: a.database_url.clone(),
+        password_command: a.password_command.clone(),
     };
     let record = crate::commands::read_run(&target, &e.run_id).map_err(|e| {
         let code = e.print(&mut std::io::stderr());
@@ -378,6 +385,7 @@ pub(crate) fn secrets_and_warnings(
     flag_url: Option<&str>,
     plan: &plan::Plan,
     url: Option<&str>,
+    password_command: Option<&str>,
 ) -> Result<(crate::redact::Redactor, Vec<String>), u8> {
     let mut redactor = plan.redactor.clone();
     let mut warnings: Vec<String> = Vec::new();
@@ -392,13 +400,46 @@ pub(crate) fn secrets_and_warnings(
             let (message, help) = crate::pg::db::url_refusal(&redactor.redact(u), &e);
             refuse_plain(&message, help)
         })?;
-        if let Some(pw) = conn.config.get_password() {
+        if let Some(command) = password_command {
+            let password = first_password(u, &redactor, &conn, command)?;
+            redactor.add(password);
+        } else if let Some(pw) = conn.config.get_password() {
             redactor.add(String::from_utf8_lossy(pw).into_owned());
         }
         warnings.extend(conn.notes);
     }
     warnings.extend(redactor.weak().iter().cloned());
     Ok((redactor, warnings))
+}
+
+/// `--password-command`, tried once before anything runs: a command that
+/// fails, or a connection string that gives a password too, is refused
+/// here. What it printed is a secret from now on.
+fn first_password(
+    url: &str,
+    redactor: &crate::redact::Redactor,
+    conn: &crate::pg::db::Conn,
+    command: &str,
+) -> Result<String, u8> {
+    let mut said = crate::redact::Redactor::default();
+    said.add_url(url);
+    if said.redact(url) != url {
+        return Err(refuse_plain(
+            &format!(
+                "`{}` has a password, and --password-command gives one too",
+                redactor.redact(url)
+            ),
+            "give the password one way: leave it out of the connection string",
+        ));
+    }
+    crate::pg::password::PasswordCommand::new(command.to_string())
+        .password(&crate::pg::db::password_target(&conn.config))
+        .map_err(|e| {
+            refuse_plain(
+                &format!("--password-command: {e}"),
+                "it runs under sh -c, with the target in PGHOST, PGPORT, PGUSER and PGDATABASE, and its first line of output is the password; run it by hand to see why it failed",
+            )
+        })
 }
 
 /// Lint before anything is created or connected: with `settings.lint:
@@ -502,7 +543,7 @@ fn start_target(
             u
         }
     };
-    let config = crate::pg::db::parse_url(&url).map_err(|e| {
+    let mut config = crate::pg::db::parse_url(&url).map_err(|e| {
         if crate::pg::db::env_fault(&e) {
             let (message, help) = crate::pg::db::url_refusal(&url, &e);
             return refuse_plain(&message, help);
@@ -512,6 +553,10 @@ fn start_target(
             "report this: runbook built the URL",
         )
     })?;
+    config.password_command = a
+        .password_command
+        .clone()
+        .map(crate::pg::password::PasswordCommand::new);
     Ok((config, cluster))
 }
 

@@ -599,3 +599,84 @@ fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_f
         assert!(!all.contains("First-Secret-1"), "{all}");
     }
 }
+
+/// `--password-command` is asked for a password at each login, so a run
+/// outlives a short-lived one (an RDS IAM token): here the password
+/// changes mid-run, and the backup after it (its snapshot session and
+/// pg_dump) logs in with the new one. Every password it gives is kept out
+/// of every output, a child's included. A command that fails, or a
+/// connection string with a password of its own, is refused before
+/// anything runs.
+#[test]
+fn a_password_command_gives_each_login_a_password_of_its_own() {
+    let pg = Ephemeral::start().unwrap();
+    psql(
+        &pg.url("postgres"),
+        "CREATE ROLE rotating LOGIN PASSWORD 'First-Token-1' CREATEDB",
+    );
+    psql(&pg.url("postgres"), "CREATE DATABASE rot OWNER rotating");
+    std::fs::write(
+        pg.dir().join("data/pg_hba.conf"),
+        "local all all trust\nhost all rotating 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    psql(&pg.url("postgres"), "SELECT pg_reload_conf()");
+    let url = pg.url("rot").replacen("runbook@", "rotating@", 1);
+    let home = tempfile::tempdir().unwrap();
+    let token = home.path().join("token");
+    let next = home.path().join("next");
+    std::fs::write(&token, "First-Token-1\n").unwrap();
+    std::fs::write(&next, "Second-Token-2\n").unwrap();
+    let command = format!("cat {}", token.display());
+    // The step changes the password to the next token, which the runbook's
+    // text does not hold, and the token service starts handing it out.
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: rotate\n        timeout: 1min\n        shell: printf \"ALTER ROLE rotating PASSWORD '%s'\" \"$(cat {next})\" | psql -Xq && cp {next} {token} && cat \"$PGPASSFILE\"\n      - id: dump\n        backup: {{ path: \"{home}/dump\", format: custom }}\n      - id: show\n        shell: cat \"$PGPASSFILE\"\n",
+        next = next.display(),
+        token = token.display(),
+        home = home.path().display()
+    ));
+    let out = case
+        .command(&url, &["--password-command", &command])
+        .env_remove("RUNBOOK_PASSWORD_COMMAND")
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    assert_eq!(run.code, 0, "{}{}", run.stderr, run.report["run"]);
+    assert_eq!(run.step("dump")["status"], "succeeded");
+    // The children read the password file; what they printed is redacted.
+    assert_eq!(run.step("show")["stdout_tail"], "*:*:*:*:[REDACTED]");
+    let events = std::fs::read_to_string(case.reports().join("events.jsonl")).unwrap();
+    let all = format!("{}{}{}{events}", run.stderr, run.stdout, run.report);
+    for secret in ["First-Token-1", "Second-Token-2"] {
+        assert!(!all.contains(secret), "{secret} in {all}");
+    }
+    assert!(events.contains("*:*:*:*:"), "{events}");
+
+    // Refused before anything runs: no report directory is made.
+    for (url, command, said) in [
+        (
+            url.clone(),
+            "echo 'token service down' >&2; exit 3",
+            "--password-command: the password command exited with code 3: token service down",
+        ),
+        (
+            url.replacen("rotating@", "rotating:Inline-Pass-9@", 1),
+            "echo x",
+            "has a password, and --password-command gives one too",
+        ),
+    ] {
+        let case = Case::new(&format!(
+            "{HEAD}phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: s\n        sql: SELECT 1;\n"
+        ));
+        let out = case
+            .command(&url, &["--password-command", command])
+            .output()
+            .unwrap();
+        let run = support::Run::new(out, &case.reports());
+        assert_eq!(run.code, 5, "{}", run.stderr);
+        assert!(run.stderr.contains(said), "{}", run.stderr);
+        assert!(!run.stderr.contains("Inline-Pass-9"), "{}", run.stderr);
+        assert!(!case.reports().exists());
+    }
+}

@@ -436,7 +436,7 @@ async fn dump(
     let step = s.id.clone();
     let mut dumped = 0u64;
     let base_dir = r.base_dir.clone();
-    let env = r.pg_env.clone();
+    let env = r.child_env().await?;
     child::run(r, argv, &env, &base_dir, deadline, |r, _, line| {
         if let Some(t) = table_of(line, "dumping contents of table ") {
             dumped += 1;
@@ -669,7 +669,7 @@ async fn load_outside(
         "--no-password".into(),
         format!("--file={}", file.display()),
     ];
-    let env = r.pg_env.clone();
+    let env = r.child_env().await.ok()?;
     let base = r.base_dir.clone();
     let dumped = child::run(r, &argv, &env, &base, deadline, |_, _, _| {}).await;
     if !dumped.is_ok_and(|d| d.code == Some(0)) {
@@ -694,7 +694,7 @@ async fn load_outside(
         format!("--use-list={}", list.display()),
         file.display().to_string(),
     ];
-    let mut env = r.pg_env.clone();
+    let mut env = r.child_env().await.ok()?;
     env.retain(|(k, _)| k != "PGDATABASE");
     let loaded = child::run(r, &argv, &env, &base, deadline, |_, _, _| {}).await;
     let error = match loaded {

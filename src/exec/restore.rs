@@ -91,7 +91,10 @@ pub(crate) async fn restore_into(
         }
         argv.push(dump.display().to_string());
     }
-    let mut env = r.pg_env.clone();
+    let mut env = r
+        .child_env()
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
     env.retain(|(k, _)| k != "PGDATABASE");
     let total = Some(m.tables.iter().filter(|t| t.rows.is_some()).count() as u64);
     let mut restored = 0;

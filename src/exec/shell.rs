@@ -50,7 +50,7 @@ pub(crate) async fn run(
             ..ErrorInfo::default()
         }));
     }
-    let mut child_env: Vec<(String, String)> = r.pg_env.clone();
+    let mut child_env: Vec<(String, String)> = r.child_env().await.map_err(fail)?;
     for (k, t) in env {
         child_env.push((k.clone(), r.render(t).map_err(fail)?.0));
     }

@@ -391,6 +391,35 @@ impl<'a> Run<'a> {
         self.relock().await
     }
 
+    /// The children's libpq environment. With `--password-command`, a new
+    /// password goes into their password file first (one taken earlier may
+    /// have expired), and is a secret from then on.
+    pub(crate) async fn child_env(&mut self) -> Result<Vec<(String, String)>, ErrorInfo> {
+        let conn = self.db.config();
+        if let Some(command) = &conn.password_command {
+            let password = command
+                .password_async(db::password_target(&conn.config))
+                .await
+                .map_err(|e| ErrorInfo {
+                    class: ErrorKind::Connection,
+                    message: e.to_string(),
+                    hint: Some("the password command (--password-command) runs before each pg_dump, pg_restore or shell step; run it by hand to see why it failed".into()),
+                    ..ErrorInfo::default()
+                })?;
+            self.bus.add_secret(&password);
+            if let Some((_, path)) = self.pg_env.iter().find(|(k, _)| k == "PGPASSFILE") {
+                db::refill_passfile(std::path::Path::new(path), &password).map_err(|e| {
+                    ErrorInfo {
+                        class: ErrorKind::Internal,
+                        message: format!("failed to write the children's password file: {e}"),
+                        ..ErrorInfo::default()
+                    }
+                })?;
+            }
+        }
+        Ok(self.pg_env.clone())
+    }
+
     /// Take the run lock again on a new main session.
     pub(crate) async fn relock(&mut self) -> Result<(), ErrorInfo> {
         match self.db.try_lock(self.lock_key).await? {

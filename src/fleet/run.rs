@@ -289,7 +289,12 @@ fn prepare(
             "set the variable, or give the target a `url` or `service` (docs/fleet.md)",
         )
     })?;
-    let (redactor, warnings) = crate::run::secrets_and_warnings(None, &plan, Some(&conninfo))?;
+    let (redactor, warnings) = crate::run::secrets_and_warnings(
+        None,
+        &plan,
+        Some(&conninfo),
+        a.password_command.as_deref(),
+    )?;
     let mut conn = crate::pg::db::parse_url(&conninfo).map_err(|e| {
         let (message, help) = crate::pg::db::url_refusal(&redactor.redact(&conninfo), &e);
         refuse_plain(&format!("target `{}`: {message}", t.name), help)
@@ -297,6 +302,10 @@ fn prepare(
     if let Some(db) = &t.database {
         conn.config.dbname(db);
     }
+    conn.password_command = a
+        .password_command
+        .clone()
+        .map(crate::pg::password::PasswordCommand::new);
     let approvals = crate::run::check_approvals(a, &plan)?;
     Ok(Prepared {
         target: t,

@@ -34,6 +34,8 @@ pub struct Conn {
     /// [`Db::reached_host`]): the report names it, and the children are
     /// sent to it alone.
     pub reached: Option<usize>,
+    /// `--password-command`: asked for a password at each login.
+    pub password_command: Option<crate::pg::password::PasswordCommand>,
 }
 
 /// Why a query did not complete.
@@ -84,6 +86,7 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
         tls,
         notes,
         reached: None,
+        password_command: None,
     })
 }
 
@@ -257,6 +260,18 @@ pub fn libpq_env(
     env
 }
 
+/// What a `--password-command` is told of the login it gives a password
+/// for: the target, as libpq's variables name it.
+pub fn password_target(config: &Config) -> Vec<(&'static str, String)> {
+    let t = target_of(config, false);
+    vec![
+        ("PGHOST", t.host),
+        ("PGPORT", t.port.to_string()),
+        ("PGUSER", t.user),
+        ("PGDATABASE", t.database),
+    ]
+}
+
 /// Why a login that worked when the run began can be refused later in it
 /// (a reconnect, or a pg_dump late in the run), and what to do.
 pub const LATER_LOGIN_REFUSED: &str = "the run's own session logged in with these credentials when the run began; a password changed or expired since then fails every later login (an RDS IAM token lasts 15 minutes, a Cloud SQL or Azure AD token an hour): give the run one that lasts it, in the password file (PGPASSFILE)";
@@ -285,19 +300,34 @@ pub const CHILD_ENV_UNSET: &[&str] = &[
 /// A private password file (mode 0600, removed when dropped) that gives
 /// the children (pg_dump, psql in a shell step) the run's password, so it
 /// is in no child's argv or environment. None when there is no password.
+/// With `--password-command`, it starts empty, and [`refill_passfile`]
+/// puts a new password in before each child starts.
 pub fn child_passfile(conn: &Conn) -> std::io::Result<Option<tempfile::NamedTempFile>> {
     use std::io::Write;
-    let Some(pw) = conn.config.get_password() else {
+    let pw = conn.config.get_password();
+    if pw.is_none() && conn.password_command.is_none() {
         return Ok(None);
-    };
-    let pw = String::from_utf8_lossy(pw);
-    let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
+    }
     let mut f = tempfile::Builder::new()
         .prefix("runbook-pgpass-")
         .tempfile()?;
-    writeln!(f, "*:*:*:*:{escaped}")?;
-    f.flush()?;
+    if let Some(pw) = pw {
+        f.write_all(passfile_line(&String::from_utf8_lossy(pw)).as_bytes())?;
+        f.flush()?;
+    }
     Ok(Some(f))
+}
+
+/// The password file's one line: any server, any user, this password.
+fn passfile_line(password: &str) -> String {
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:*:*:{escaped}\n")
+}
+
+/// Put `password` in the children's password file, whole or not at all
+/// (a child that reads it meanwhile sees the old one or the new one).
+pub fn refill_passfile(path: &std::path::Path, password: &str) -> std::io::Result<()> {
+    crate::fsutil::write_atomic(path, passfile_line(password).as_bytes())
 }
 
 impl Db {
@@ -350,7 +380,22 @@ impl Db {
         }
     }
 
-    pub async fn connect(conn: Conn, app: &str) -> Result<Db, ErrorInfo> {
+    pub async fn connect(mut conn: Conn, app: &str) -> Result<Db, ErrorInfo> {
+        // A password asked for now, for this login: one taken earlier may
+        // have expired.
+        if let Some(command) = &conn.password_command {
+            let password =
+                command
+                    .password_async(password_target(&conn.config))
+                    .await
+                    .map_err(|e| ErrorInfo {
+                        class: ErrorKind::Connection,
+                        message: e.to_string(),
+                        hint: Some("the password command (--password-command) runs at each login; run it by hand to see why it failed".into()),
+                        ..ErrorInfo::default()
+                    })?;
+            conn.config.password(password);
+        }
         let mut config = conn.config.clone();
         config.application_name(app);
         if config.get_connect_timeout().is_none() {

@@ -5,6 +5,7 @@
 //! client tools (pg_dump, pg_restore) found on this machine.
 
 pub mod db;
+pub mod password;
 pub mod pgpass;
 pub mod quote;
 pub mod service;

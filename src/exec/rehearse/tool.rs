@@ -63,7 +63,11 @@ pub(super) async fn prepare(
             "`tool.cwd` is relative to the runbook's directory",
         ));
     }
-    let env = r.pg_env.clone();
+    // One password for every leg: a tool's legs share it.
+    let env = r
+        .child_env()
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     let names = match &t.list {
         Some(l) => {
             let script = render(r, l)?;
