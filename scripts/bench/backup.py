@@ -18,7 +18,10 @@ process's wall time is printed too. Verification is excluded from the
 Targets (issue 4): steps at most 5% over the bare tools; verify: list adds
 under 2% to the backup.
 
-Usage: python3 scripts/bench/backup.py [--scale 70] [--runs 3]
+With --against OLD_EXE, each round also runs that build's restore step
+(alternating with this build's), so a change to it is measured side by side.
+
+Usage: python3 scripts/bench/backup.py [--scale 70] [--runs 3] [--against OLD_EXE]
 """
 import argparse
 import json
@@ -37,6 +40,7 @@ def main():
     ap.add_argument("--scale", type=int, default=70)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--against", help="an older runbook build whose restore step is timed too")
     args = ap.parse_args()
     exe = release_build()
     bindir = bin_dir()
@@ -71,7 +75,7 @@ def main():
 
         n = 0
 
-        def step(yaml_steps, database="bench"):
+        def step(yaml_steps, database="bench", program=None):
             """Run one runbook; return (step duration s, wall s, details)."""
             nonlocal n
             n += 1
@@ -83,7 +87,7 @@ def main():
             rep = os.path.join(tmp, f"rep{n}")
             settle()
             t = time.monotonic()
-            p = subprocess.run([exe, "exec", rb, "--database-url", url(database), "-q", "--report-dir", rep],
+            p = subprocess.run([program or exe, "exec", rb, "--database-url", url(database), "-q", "--report-dir", rep],
                                capture_output=True, text=True, env=env)
             wall = time.monotonic() - t
             if p.returncode != 0:
@@ -95,7 +99,8 @@ def main():
         rows = {k: [] for k in ["pg_dump -Fd -j2", "backup dir j2 (none)", "backup dir j2 walls",
                                 "backup dir j2 (list)", "verify list adds", "verify restore adds",
                                 "pg_dump -Fc", "backup custom (none)",
-                                "pg_restore -j2", "restore step j2", "restore step j2 - check"]}
+                                "pg_restore -j2", "restore step j2", "restore step j2 - check"]
+                + (["restore step j2, against"] if args.against else [])}
         for r in range(args.runs):
             # Bare tool first on even rounds, the step first on odd ones.
             first_bare = r % 2 == 0
@@ -157,7 +162,16 @@ def main():
                 rows["restore step j2 - check"].append(s - det["check_ms"] / 1000)
                 subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE step{r}"], check=True)
 
-            for f in ([bare_restore, step_restore] if first_bare else [step_restore, bare_restore]):
+            def old_restore():
+                s, _, _ = step(f"      - id: r\n        restore: {{ from: {b}, target: old{r}, jobs: 2 }}\n",
+                               program=args.against)
+                rows["restore step j2, against"].append(s)
+                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE old{r}"], check=True)
+
+            order = [bare_restore, step_restore] if first_bare else [step_restore, bare_restore]
+            if args.against:
+                order.insert(1 if first_bare else 0, old_restore)
+            for f in order:
                 f()
             shutil.rmtree(b)
             print(f"  round {r + 1} done", flush=True)
@@ -172,6 +186,10 @@ def main():
         print(f"  backup step vs bare pg_dump (custom):          {pct(med['backup custom (none)'], med['pg_dump -Fc']):+.1f}%  (target <= +3%)")
         print(f"  restore step vs bare pg_restore -j 2:          {pct(med['restore step j2'], med['pg_restore -j2']):+.1f}%  (target <= +3%)")
         print(f"  restore step without its row-count check:     {pct(med['restore step j2 - check'], med['pg_restore -j2']):+.1f}%")
+        if args.against:
+            print(f"  restore step, this build against {os.path.basename(args.against)}: "
+                  f"{pct(med['restore step j2'], med['restore step j2, against']):+.1f}%  "
+                  f"(that build vs bare: {pct(med['restore step j2, against'], med['pg_restore -j2']):+.1f}%)")
         print(f"  verify: list adds {med['verify list adds'] / med['backup dir j2 (none)'] * 100:.2f}% to the backup  (target < 2%)")
         print(f"  verify: restore adds {med['verify restore adds']:.2f}s ({med['verify restore adds'] / med['backup dir j2 (none)'] * 100:.0f}% of the backup)")
         print(f"  directory -j 2 vs custom (bare pg_dump): {med['pg_dump -Fd -j2']:.2f}s vs {med['pg_dump -Fc']:.2f}s")
