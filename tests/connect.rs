@@ -540,28 +540,34 @@ fn hostaddr_reaches_the_run_and_its_children_where_the_name_does_not_resolve() {
     assert_eq!(run.code, 1, "{}", run.stderr);
 }
 
-/// A password that stops working mid-run (changed, or a short-lived token
-/// such as an RDS IAM one that expired) fails every later login: pg_dump's,
-/// and a reconnect's. The failure says that the run's own session logged
-/// in with it when the run began, and what to do; never the password.
-#[test]
-fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_failing() {
+/// A cluster of its own where the role `rotating`, owner of the database
+/// `rot`, logs in over TCP with `password` (everyone else is trusted as
+/// before), and its URL, without the password.
+fn password_cluster(password: &str) -> (Ephemeral, String) {
     let pg = Ephemeral::start().unwrap();
     psql(
         &pg.url("postgres"),
-        "CREATE ROLE rotating LOGIN PASSWORD 'First-Secret-1' CREATEDB",
+        &format!("CREATE ROLE rotating LOGIN PASSWORD '{password}' CREATEDB"),
     );
     psql(&pg.url("postgres"), "CREATE DATABASE rot OWNER rotating");
-    // Passwords for this role over TCP; everything else as before.
     std::fs::write(
         pg.dir().join("data/pg_hba.conf"),
         "local all all trust\nhost all rotating 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
     )
     .unwrap();
     psql(&pg.url("postgres"), "SELECT pg_reload_conf()");
-    let url = pg
-        .url("rot")
-        .replacen("runbook@", "rotating:First-Secret-1@", 1);
+    let url = pg.url("rot").replacen("runbook@", "rotating@", 1);
+    (pg, url)
+}
+
+/// A password that stops working mid-run (changed, or a short-lived token
+/// such as an RDS IAM one that expired) fails every later login: pg_dump's,
+/// and a reconnect's. The failure says that the run's own session logged
+/// in with it when the run began, and what to do; never the password.
+#[test]
+fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_failing() {
+    let (pg, url) = password_cluster("First-Secret-1");
+    let url = url.replacen("rotating@", "rotating:First-Secret-1@", 1);
     let dumps = tempfile::tempdir().unwrap();
     let rotate =
         "      - id: rotate\n        sql: ALTER ROLE rotating PASSWORD 'Second-Secret-2';\n";
@@ -609,19 +615,7 @@ fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_f
 /// anything runs.
 #[test]
 fn a_password_command_gives_each_login_a_password_of_its_own() {
-    let pg = Ephemeral::start().unwrap();
-    psql(
-        &pg.url("postgres"),
-        "CREATE ROLE rotating LOGIN PASSWORD 'First-Token-1' CREATEDB",
-    );
-    psql(&pg.url("postgres"), "CREATE DATABASE rot OWNER rotating");
-    std::fs::write(
-        pg.dir().join("data/pg_hba.conf"),
-        "local all all trust\nhost all rotating 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
-    )
-    .unwrap();
-    psql(&pg.url("postgres"), "SELECT pg_reload_conf()");
-    let url = pg.url("rot").replacen("runbook@", "rotating@", 1);
+    let (_pg, url) = password_cluster("First-Token-1");
     let home = tempfile::tempdir().unwrap();
     let token = home.path().join("token");
     let next = home.path().join("next");

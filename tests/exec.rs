@@ -2024,18 +2024,8 @@ fn a_sigterm_blocked_and_pending_at_start_stops_the_run_before_its_first_step() 
                   signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n\
                   os.kill(os.getpid(), signal.SIGTERM)\n\
                   os.execv(sys.argv[1], sys.argv[1:])\n";
-    let out = std::process::Command::new("python3")
-        .args(["-c", launch, env!("CARGO_BIN_EXE_runbook"), "exec"])
-        .arg(&case.file)
-        .args([
-            "--database-url",
-            &db.url,
-            "--progress",
-            "never",
-            "--report-dir",
-        ])
-        .arg(case.reports())
-        .env_remove("DATABASE_URL")
+    let out = case
+        .command_through(&["python3", "-c", launch], &db.url, &[])
         .output()
         .unwrap();
     let run = support::Run::new(out, &case.reports());
@@ -2077,18 +2067,8 @@ fn as_pid_1_a_sigterm_while_the_runbook_is_read_stops_the_run() {
         body.push_str(&format!("      - id: s{i}\n        sql: SELECT {i};\n"));
     }
     let case = Case::new(&runbook(&body));
-    let mut child = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", env!("CARGO_BIN_EXE_runbook"), "exec"])
-        .arg(&case.file)
-        .args([
-            "--database-url",
-            &db.url,
-            "--progress",
-            "never",
-            "--report-dir",
-        ])
-        .arg(case.reports())
-        .env_remove("DATABASE_URL")
+    let mut child = case
+        .command_through(&["unshare", "--pid", "--fork"], &db.url, &[])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

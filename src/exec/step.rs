@@ -400,12 +400,7 @@ impl<'a> Run<'a> {
             let password = command
                 .password_async(db::password_target(&conn.config))
                 .await
-                .map_err(|e| ErrorInfo {
-                    class: ErrorKind::Connection,
-                    message: e.to_string(),
-                    hint: Some("the password command (--password-command) runs before each pg_dump, pg_restore or shell step; run it by hand to see why it failed".into()),
-                    ..ErrorInfo::default()
-                })?;
+                .map_err(db::password_failure)?;
             self.bus.add_secret(&password);
             if let Some((_, path)) = self.pg_env.iter().find(|(k, _)| k == "PGPASSFILE") {
                 db::refill_passfile(std::path::Path::new(path), &password).map_err(|e| {

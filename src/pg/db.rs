@@ -272,6 +272,16 @@ pub fn password_target(config: &Config) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A `--password-command` that gave no password, as a login's failure.
+pub fn password_failure(e: crate::pg::password::PasswordError) -> ErrorInfo {
+    ErrorInfo {
+        class: ErrorKind::Connection,
+        message: e.to_string(),
+        hint: Some("the password command (--password-command) runs at each login, and before each pg_dump, pg_restore or shell step; run it by hand to see why it failed".into()),
+        ..ErrorInfo::default()
+    }
+}
+
 /// Why a login that worked when the run began can be refused later in it
 /// (a reconnect, or a pg_dump late in the run), and what to do.
 pub const LATER_LOGIN_REFUSED: &str = "the run's own session logged in with these credentials when the run began; a password changed or expired since then fails every later login (an RDS IAM token lasts 15 minutes, a Cloud SQL or Azure AD token an hour): give the run one that lasts it, in the password file (PGPASSFILE)";
@@ -384,16 +394,10 @@ impl Db {
         // A password asked for now, for this login: one taken earlier may
         // have expired.
         if let Some(command) = &conn.password_command {
-            let password =
-                command
-                    .password_async(password_target(&conn.config))
-                    .await
-                    .map_err(|e| ErrorInfo {
-                        class: ErrorKind::Connection,
-                        message: e.to_string(),
-                        hint: Some("the password command (--password-command) runs at each login; run it by hand to see why it failed".into()),
-                        ..ErrorInfo::default()
-                    })?;
+            let password = command
+                .password_async(password_target(&conn.config))
+                .await
+                .map_err(password_failure)?;
             conn.config.password(password);
         }
         let mut config = conn.config.clone();

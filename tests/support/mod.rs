@@ -184,7 +184,21 @@ impl Case {
     }
 
     pub fn command(&self, url: &str, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        self.command_through(&[], url, extra)
+    }
+
+    /// [`Case::command`], started through `launcher`: its program and the
+    /// arguments that come before runbook's path (`unshare --pid --fork`).
+    pub fn command_through(&self, launcher: &[&str], url: &str, extra: &[&str]) -> Command {
+        let runbook = env!("CARGO_BIN_EXE_runbook");
+        let mut cmd = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(runbook);
+                c
+            }
+            None => Command::new(runbook),
+        };
         cmd.arg("exec")
             .arg(&self.file)
             .args(["--database-url", url, "--report-dir"])
