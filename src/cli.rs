@@ -295,9 +295,8 @@ enum LintFormat {
 enum SchemaCmd {
     /// Snapshot a database's schema from the catalog, as JSON.
     Snapshot {
-        /// The database. Default: $DATABASE_URL.
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Write to this file instead of stdout.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -311,13 +310,34 @@ enum SchemaCmd {
     },
 }
 
+/// The database a command reads (not `exec`, whose flags are its own).
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// The database. Default: $DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// A shell command that prints the password (a short-lived one, such
+    /// as an RDS IAM token); it sees the target in PGHOST, PGPORT, PGUSER
+    /// and PGDATABASE.
+    #[arg(long, value_name = "COMMAND", env = "RUNBOOK_PASSWORD_COMMAND")]
+    password_command: Option<String>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> crate::commands::Target {
+        crate::commands::Target {
+            database_url: self.database_url.clone(),
+            password_command: self.password_command.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct MigrationArgs {
     /// The migration directory.
     dir: PathBuf,
-    /// The database. Default: $DATABASE_URL.
-    #[arg(long, value_name = "URL")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// The directory's layout: auto, pairs, dbmate, sql-migrate, goose, plain, prisma, popx, flyway, sqitch, diesel, drizzle, tern, node-pg-migrate or postgrator.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     migration_format: String,
@@ -332,10 +352,7 @@ struct MigrationArgs {
 impl MigrationArgs {
     fn commands(&self) -> crate::commands::Migrations<'_> {
         crate::commands::Migrations {
-            target: crate::commands::Target {
-                database_url: self.database_url.clone(),
-                password_command: None,
-            },
+            target: self.target.target(),
             dir: &self.dir,
             format: &self.migration_format,
             history_format: &self.history_format,
@@ -577,9 +594,8 @@ enum PartialArg {
 enum RunsCmd {
     /// The newest runs recorded in the database's run journal.
     List {
-        /// The database. Default: $DATABASE_URL.
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: i64,
@@ -591,9 +607,8 @@ enum RunsCmd {
     Show {
         /// The run's id.
         run_id: String,
-        /// The database. Default: $DATABASE_URL.
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -749,14 +764,11 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
         }
         Cmd::Runs { command } => match command {
             RunsCmd::List {
-                database_url,
+                target,
                 limit,
                 format,
             } => crate::commands::runs_list(
-                &crate::commands::Target {
-                    database_url,
-                    password_command: None,
-                },
+                &target.target(),
                 limit,
                 matches!(format, Format::Json),
                 &mut stdout,
@@ -764,13 +776,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             .unwrap_or_else(|e| e.print(&mut stderr)),
             RunsCmd::Show {
                 run_id,
-                database_url,
+                target,
                 format,
             } => crate::commands::runs_show(
-                &crate::commands::Target {
-                    database_url,
-                    password_command: None,
-                },
+                &target.target(),
                 &run_id,
                 matches!(format, Format::Json),
                 &mut stdout,
@@ -779,17 +788,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
         },
         Cmd::Backups { command } => backups(command, &mut stdout, &mut stderr),
         Cmd::Schema {
-            command:
-                Some(SchemaCmd::Snapshot {
-                    database_url,
-                    output,
-                }),
+            command: Some(SchemaCmd::Snapshot { target, output }),
             ..
         } => crate::commands::schema_snapshot(
-            &crate::commands::Target {
-                database_url,
-                password_command: None,
-            },
+            &target.target(),
             output.as_deref(),
             &mut stdout,
             &mut stderr,

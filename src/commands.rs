@@ -114,7 +114,8 @@ async fn connect(t: &Target) -> Result<Db, CommandError> {
                 "cannot connect to {}@{}:{}/{}: {}",
                 target.user, target.host, target.port, target.database, e.message
             ),
-            "check that the server is up and the URL is right",
+            e.hint
+                .unwrap_or_else(|| "check that the server is up and the URL is right".into()),
         )
     })
 }

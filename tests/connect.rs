@@ -646,6 +646,23 @@ fn a_password_command_gives_each_login_a_password_of_its_own() {
         assert!(!all.contains(secret), "{secret} in {all}");
     }
     assert!(events.contains("*:*:*:*:"), "{events}");
+    // The commands that read a database take it too.
+    let runs = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["runs", "list", "--database-url", &url])
+            .args(extra)
+            .env_remove("RUNBOOK_PASSWORD_COMMAND")
+            .output()
+            .unwrap()
+    };
+    let listed = runs(&["--password-command", &command]);
+    let said = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && said.contains(run.report["run"]["id"].as_str().unwrap()),
+        "{said}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(!runs(&[]).status.success());
 
     // Refused before anything runs: no report directory is made.
     for (url, command, said) in [
