@@ -532,6 +532,11 @@ fn bad_targets_are_refused_before_anything_runs() {
             &[],
             "targets `t01` and `twin` are the same database",
         ),
+        (
+            good.clone(),
+            &["--password-command", "echo 'no token' >&2; exit 3"],
+            "--password-command: the password command exited with code 3: no token",
+        ),
     ];
     for (i, (text, extra, said)) in cases.into_iter().enumerate() {
         std::fs::write(f.path("targets.yml"), &text).unwrap();
