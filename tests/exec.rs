@@ -2040,12 +2040,14 @@ fn a_sigterm_blocked_and_pending_at_start_stops_the_run_before_its_first_step() 
 }
 
 /// As PID 1 (a container's entry point, or a Kubernetes pod that `exec`s
-/// runbook), a signal with no handler is dropped, not fatal. SIGTERM while
-/// runbook still reads and plans a long runbook is held until the run
-/// counts it, and the run ends before its first step. (Before, it was
-/// dropped and the run went on to the end, exit 0.) Needs a PID namespace
-/// (`unshare`, as root); where none can be made, this says so and checks
-/// nothing.
+/// runbook), a signal with no handler is dropped, not fatal. There runbook
+/// holds the stopping signals from its start: already while a resume
+/// reads its earlier run (here from a server that never answers), and
+/// still while the runbook is read. A SIGTERM sent then is counted once
+/// the run begins, and the run ends before its first step. (Before, it
+/// was dropped and the run went on to the end, exit 0.) Needs a PID
+/// namespace (`unshare`, as root); where none can be made, this says so
+/// and checks nothing.
 #[test]
 // The skip is said on stderr, where cargo test shows it.
 #[allow(clippy::print_stderr)]
@@ -2058,32 +2060,86 @@ fn as_pid_1_a_sigterm_while_the_runbook_is_read_stops_the_run() {
         eprintln!("skipped: no PID namespace can be made here (unshare --pid, as root)");
         return;
     }
-    let db = Db::fresh();
-    // Long enough to read and plan that the signal comes meanwhile.
-    let mut body = String::from(
-        "phases:\n  - id: main\n    kind: custom\n    steps:\n      - id: made\n        sql: CREATE TABLE t (n int);\n",
+    let pid1 = ["unshare", "--pid", "--fork"];
+    // runbook is unshare's child, PID 1 in the new namespace.
+    let inner = |child: &std::process::Child| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+                    .unwrap_or_default();
+            if let Some(p) = children.split_whitespace().next() {
+                break p.parse::<i32>().unwrap();
+            }
+            assert!(Instant::now() < deadline, "runbook never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // Whether `pid` holds SIGTERM: bit 14 of its SigBlk.
+    let holds = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << 14) != 0)
+    };
+
+    // A resume reads its earlier run before the runbook: from a server
+    // that takes the connection and never answers, so it waits there.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgres://runbook@127.0.0.1:{}/db",
+        silent.local_addr().unwrap().port()
     );
-    for i in 0..3000 {
-        body.push_str(&format!("      - id: s{i}\n        sql: SELECT {i};\n"));
-    }
-    let case = Case::new(&runbook(&body));
-    let mut child = case
-        .command_through(&["unshare", "--pid", "--fork"], &db.url, &[])
+    let mut child = std::process::Command::new(pid1[0])
+        .args(&pid1[1..])
+        .arg(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "resume",
+            "20261202T000000Z-00000000",
+            "--database-url",
+            &url,
+        ])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // runbook is unshare's child, PID 1 in the new namespace.
+    let pid = inner(&child);
+    silent.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
-            .unwrap_or_default();
-        if let Some(p) = children.split_whitespace().next() {
-            break p.parse::<i32>().unwrap();
+    let waiting = loop {
+        if let Ok((conn, _)) = silent.accept() {
+            break conn;
         }
-        assert!(Instant::now() < deadline, "runbook never started");
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "the resume never connected"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
-    std::thread::sleep(Duration::from_millis(30));
+    let held_while_reading = holds(pid);
+    drop(waiting);
+    drop(silent);
+    let _ = child.wait();
+    assert!(
+        held_while_reading,
+        "as PID 1, runbook did not hold SIGTERM before it read anything"
+    );
+
+    // Held, the signal is counted when the run begins.
+    let db = Db::fresh();
+    let case = Case::new(&runbook(&MADE_THEN_SLOW.replace("SECONDS", "0")));
+    let mut child = case
+        .command_through(&pid1, &db.url, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = inner(&child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holds(pid) {
+        assert!(Instant::now() < deadline, "runbook never held SIGTERM");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
