@@ -691,3 +691,62 @@ fn a_password_command_gives_each_login_a_password_of_its_own() {
         assert!(!case.reports().exists());
     }
 }
+
+/// A rehearsal through another tool (Knex, Prisma, ...) starts the tool for
+/// each leg, and each start logs in anew. With `--password-command`, each
+/// leg gets a password of its own, so a long rehearsal outlives a
+/// short-lived token: here the first leg changes the password, and the
+/// legs after it log in with the new one. What a leg prints of it is
+/// redacted.
+#[test]
+fn a_tool_rehearsal_gives_each_leg_a_password_of_its_own() {
+    let (_pg, url) = password_cluster("First-Token-1");
+    let home = tempfile::tempdir().unwrap();
+    let token = home.path().join("token");
+    let next = home.path().join("next");
+    std::fs::write(&token, "First-Token-1\n").unwrap();
+    std::fs::write(&next, "Second-Token-2\n").unwrap();
+    let p = support::fake_tool_project();
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n        rehearse:\n          dir: {dir}/migrations\n          scratch: true\n          tool:\n            cwd: {dir}\n            up: ./faketool up {{{{ migration.name }}}} && printf \"ALTER ROLE rotating PASSWORD '%s'\" \"$(cat {next})\" | psql -Xq && cp {next} {token}\n            down: ./faketool down {{{{ migration.name }}}} && if [ {{{{ migration.stem }}}} = 20240103000000_nickname ]; then cat \"$PGPASSFILE\" >&2; exit 9; fi\n",
+        dir = p.path().display(),
+        next = next.display(),
+        token = token.display(),
+    ));
+    let out = case
+        .command(
+            &url,
+            &["--password-command", &format!("cat {}", token.display())],
+        )
+        .env_remove("RUNBOOK_PASSWORD_COMMAND")
+        .output()
+        .unwrap();
+    let run = support::Run::new(out, &case.reports());
+    let migrations = run.step("rehearse")["details"]["migrations"].clone();
+    let of = |name: &str| {
+        migrations
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {migrations}"))
+    };
+    // Every leg logged in: base is judged whole, and the planted faults
+    // are found as before.
+    let base = of("base");
+    assert_eq!(base["verdict"], "ok", "{}{base}", run.stderr);
+    assert_eq!(base["legs"].as_array().unwrap().len(), 3, "{base}");
+    assert_eq!(of("email_index")["verdict"], "parity_mismatch");
+    let nickname = of("nickname");
+    assert_eq!(nickname["verdict"], "irreversible", "{nickname}");
+    assert!(
+        nickname.to_string().contains("*:*:*:*:[REDACTED]"),
+        "{nickname}"
+    );
+    let events = std::fs::read_to_string(case.reports().join("events.jsonl")).unwrap();
+    let all = format!("{}{}{}{events}", run.stderr, run.stdout, run.report);
+    for secret in ["First-Token-1", "Second-Token-2"] {
+        assert!(!all.contains(secret), "{secret} in the output");
+    }
+}

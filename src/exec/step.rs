@@ -395,24 +395,24 @@ impl<'a> Run<'a> {
     /// password goes into their password file first (one taken earlier may
     /// have expired), and is a secret from then on.
     pub(crate) async fn child_env(&mut self) -> Result<Vec<(String, String)>, ErrorInfo> {
-        let conn = self.db.config();
-        if let Some(command) = &conn.password_command {
-            let password = command
-                .password_async(db::password_target(&conn.config))
-                .await
-                .map_err(db::password_failure)?;
+        if let Some(refill) = self.refill() {
+            let password = refill.refill().await?;
             self.bus.add_secret(&password);
-            if let Some((_, path)) = self.pg_env.iter().find(|(k, _)| k == "PGPASSFILE") {
-                db::refill_passfile(std::path::Path::new(path), &password).map_err(|e| {
-                    ErrorInfo {
-                        class: ErrorKind::Internal,
-                        message: format!("failed to write the children's password file: {e}"),
-                        ..ErrorInfo::default()
-                    }
-                })?;
-            }
         }
         Ok(self.pg_env.clone())
+    }
+
+    /// What refills the children's password file, when a
+    /// `--password-command` gives the passwords and the children have one.
+    pub(crate) fn refill(&self) -> Option<db::Refill> {
+        let conn = self.db.config();
+        let command = conn.password_command.clone()?;
+        let passfile = self.pg_env.iter().find(|(k, _)| k == "PGPASSFILE")?;
+        Some(db::Refill {
+            command,
+            target: db::password_target(&conn.config),
+            passfile: PathBuf::from(&passfile.1),
+        })
     }
 
     /// Take the run lock again on a new main session.

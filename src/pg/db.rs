@@ -340,6 +340,33 @@ pub fn refill_passfile(path: &std::path::Path, password: &str) -> std::io::Resul
     crate::fsutil::write_atomic(path, passfile_line(password).as_bytes())
 }
 
+/// What puts a new password from a `--password-command` into the
+/// children's password file, before a child that logs in starts.
+#[derive(Clone, Debug)]
+pub struct Refill {
+    pub command: crate::pg::password::PasswordCommand,
+    /// The target the command is told of (`PGHOST`, `PGPORT`, ...).
+    pub target: Vec<(&'static str, String)>,
+    pub passfile: std::path::PathBuf,
+}
+
+impl Refill {
+    /// A new password, now in the file: the caller makes it a secret.
+    pub async fn refill(&self) -> Result<String, ErrorInfo> {
+        let password = self
+            .command
+            .password_async(self.target.clone())
+            .await
+            .map_err(password_failure)?;
+        refill_passfile(&self.passfile, &password).map_err(|e| ErrorInfo {
+            class: ErrorKind::Internal,
+            message: format!("failed to write the children's password file: {e}"),
+            ..ErrorInfo::default()
+        })?;
+        Ok(password)
+    }
+}
+
 impl Db {
     /// Of several hosts, the one this session reached: the one whose port
     /// is the server's, and when several share it, the one whose address

@@ -219,6 +219,14 @@ pub(crate) async fn run(
         recoveries: Vec::new(),
     };
     let result = rehearse(r, s, x, &set, &mut rig, deadline, timeout).await;
+    for password in rig
+        .tool
+        .as_ref()
+        .map(tool::Tool::learnt)
+        .unwrap_or_default()
+    {
+        r.bus.add_secret(&password);
+    }
     let Target { db, scratch } = rig.target;
     drop(db);
     if let Some(name) = &scratch {

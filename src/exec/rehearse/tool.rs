@@ -3,7 +3,8 @@
 //! migration directory, and each leg runs the tool's `up` or `down` command
 //! for one migration. The command reaches the rehearsal's database through
 //! the libpq variables (the password in a private passfile, as for `shell`
-//! steps) and `DATABASE_URL` (without the password). Everything else, the
+//! steps, refilled before each leg when `--password-command` gives it) and
+//! `DATABASE_URL` (without the password). Everything else, the
 //! snapshots, checksums, verdicts and timings, is the rehearsal's own, read
 //! on its own session after the tool has committed.
 
@@ -29,6 +30,13 @@ pub(super) struct Tool {
     cwd: PathBuf,
     /// The run's libpq variables; the database is set per leg.
     env: Vec<(String, String)>,
+    /// With `--password-command`: each leg's password is a new one (a leg
+    /// may come after the one taken at the start has expired).
+    refill: Option<crate::pg::db::Refill>,
+    /// The run's secrets, and the passwords the legs were given: what a
+    /// leg's output says is redacted with them before it is kept.
+    redactor: std::sync::Mutex<crate::redact::Redactor>,
+    learnt: std::sync::Mutex<Vec<String>>,
 }
 
 /// A refusal before any leg ran: it changed nothing.
@@ -63,7 +71,7 @@ pub(super) async fn prepare(
             "`tool.cwd` is relative to the runbook's directory",
         ));
     }
-    // One password for every leg: a tool's legs share it.
+    // The list's password; each leg gets one of its own.
     let env = r
         .child_env()
         .await
@@ -102,7 +110,18 @@ pub(super) async fn prepare(
             down.insert(m.version.clone(), rendered(d)?);
         }
     }
-    Ok((set, Tool { up, down, cwd, env }))
+    Ok((
+        set,
+        Tool {
+            up,
+            down,
+            cwd,
+            env,
+            refill: r.refill(),
+            redactor: std::sync::Mutex::new(r.bus.redactor().clone()),
+            learnt: std::sync::Mutex::new(Vec::new()),
+        },
+    ))
 }
 
 /// Run the `list` script; its output is the migrations' names in order:
@@ -199,6 +218,11 @@ fn tail(stream: Option<String>) -> String {
 }
 
 impl Tool {
+    /// The passwords the legs were given, for the run's own redactor.
+    pub(super) fn learnt(&self) -> Vec<String> {
+        std::mem::take(&mut *self.learnt.lock().expect("not poisoned"))
+    }
+
     /// One leg of `m` through the tool, on `db`'s database.
     pub(super) async fn run(
         &self,
@@ -228,6 +252,18 @@ impl Tool {
             .get_dbname()
             .unwrap_or_default()
             .to_string();
+        if let Some(refill) = &self.refill {
+            let password = refill.refill().await.map_err(|error| ScriptFail {
+                error,
+                status: StepStatus::Failed,
+                retry: false,
+                // The tool did not start.
+                done: 0,
+                in_transaction: false,
+            })?;
+            self.redactor.lock().expect("not poisoned").add(&password);
+            self.learnt.lock().expect("not poisoned").push(password);
+        }
         let env = with_database(&self.env, &name);
         let argv = vec!["sh".to_string(), "-c".to_string(), raw.clone()];
         let deadline = ctx.deadline.map(tokio::time::Instant::from_std);
@@ -252,11 +288,16 @@ impl Tool {
             (None, code) => Err(fail(
                 ErrorInfo {
                     class: ErrorKind::Exit,
-                    message: format!(
-                        "`{shown}` exited with {}{}",
-                        code.map_or("a signal".into(), |c| format!("code {c}")),
-                        tail(ran.stderr.tail().or(ran.stdout.tail()))
-                    ),
+                    message: self
+                        .redactor
+                        .lock()
+                        .expect("not poisoned")
+                        .redact(&format!(
+                            "`{shown}` exited with {}{}",
+                            code.map_or("a signal".into(), |c| format!("code {c}")),
+                            tail(ran.stderr.tail().or(ran.stdout.tail()))
+                        ))
+                        .into_owned(),
                     ..ErrorInfo::default()
                 },
                 StepStatus::Failed,
