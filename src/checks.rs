@@ -134,6 +134,25 @@ pub fn names() -> Vec<&'static str> {
 const HISTORY_READ: &str =
     "-- see src/history: the history table is read in its tool's own format, as `migrate` reads it";
 
+/// How many sessions whose activity the connected role may not see are in
+/// a transaction ([`crate::pg::activity`]), in this database or in every
+/// one. Those outside a transaction are idle: neither active nor holding
+/// anything.
+pub fn hidden_in_transaction(this_database: bool) -> String {
+    use crate::pg::activity::{HIDDEN, IN_TRANSACTION};
+    let database = if this_database {
+        "a.datname = current_database()"
+    } else {
+        "a.datname IS NOT NULL"
+    };
+    format!(
+        "SELECT count(*) FROM pg_stat_activity a WHERE {database} AND {HIDDEN} AND {IN_TRANSACTION}"
+    )
+}
+
+/// What `how` says of the checks that read `pg_stat_activity`.
+const SEES_SESSIONS: &str = "A session of a role whose activity the connected role may not see (it needs the privileges of `pg_read_all_stats`, which `pg_monitor` has, or of the session's own role) shows no state, transaction or wait; its locks still show. One query first counts such sessions in this database that are in a transaction (they hold their own `virtualxid` lock), VACUUM and ANALYZE left out. When there is any, the step fails with an error that counts them: the check could not look at them, and a pass would say more than it saw. Such sessions outside a transaction are idle, and cannot be what this check looks for.";
+
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "long_running_transactions",
@@ -150,7 +169,7 @@ WHERE datname = current_database() AND backend_type = 'client backend'
   AND pid <> pg_backend_pid() AND left(coalesce(application_name, ''), length(:ours)) <> :ours
   AND xact_start < clock_timestamp() - :max_age::interval
 ORDER BY xact_start",
-        how: None,
+        how: Some(SEES_SESSIONS),
     },
     Builtin {
         name: "blocking_locks",
@@ -168,7 +187,7 @@ WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'
   AND cardinality(pg_blocking_pids(a.pid)) > 0
   AND clock_timestamp() - a.query_start >= :min_wait::interval
 ORDER BY a.query_start",
-        how: None,
+        how: Some(SEES_SESSIONS),
     },
     Builtin {
         name: "active_connections",
@@ -184,7 +203,7 @@ ORDER BY a.query_start",
 FROM pg_stat_activity
 WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
   AND left(coalesce(application_name, ''), length(:ours)) <> :ours",
-        how: None,
+        how: Some(SEES_SESSIONS),
     },
     Builtin {
         name: "idle_in_transaction",
@@ -202,23 +221,29 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND state IN ('idle in transaction', 'idle in transaction (aborted)')
   AND state_change < clock_timestamp() - :max_age::interval
 ORDER BY state_change",
-        how: None,
+        how: Some(SEES_SESSIONS),
     },
     Builtin {
         name: "replication_lag",
         kind: Kind::ReplicationLag,
         when: When::Preflight,
-        summary: "Replicas whose replay lag is above `max` (from `pg_stat_replication` on the primary).",
-        why: "A migration or backfill writes WAL that replicas must replay; starting while they are already behind can push read traffic onto stale data or trigger failover alarms.",
-        passes: "no replica lags more than `max` (no replicas also passes)",
+        summary: "Replicas whose replay lag is above `max`, or that are still catching up (from `pg_stat_replication` on the primary); and replication slots no one is reading, which keep WAL on the primary.",
+        why: "A migration or backfill writes WAL that replicas must replay; starting while they are already behind can push read traffic onto stale data or trigger failover alarms. A replica that went away is not in `pg_stat_replication` at all: its slot is what is left, holding every byte of WAL the release writes until the primary's disk fills.",
+        passes: "no replica lags more than `max` or is catching up, and no replication slot is inactive or lost. With no replica connected and no slot there is nothing to lag: the check passes, and its details say that it measured none (`replicas: 0`, `slots: 0`)",
         args: &[required("max", ArgKind::Duration, "the most replay lag allowed")],
-        sql: "SELECT application_name, coalesce(host(client_addr), 'local') AS client, state, sync_state,
+        sql: "WITH here AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
+SELECT 'replica' AS kind, application_name AS name, coalesce(host(client_addr), 'local') AS client, state, sync_state,
        round(extract(epoch FROM replay_lag)::numeric * 1000) AS replay_lag_ms,
-       pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS replay_lag_bytes
-FROM pg_stat_replication
-WHERE replay_lag > :max::interval
-ORDER BY replay_lag DESC",
-        how: None,
+       pg_wal_lsn_diff(here.lsn, replay_lsn) AS lag_bytes
+FROM pg_stat_replication, here
+WHERE state IN ('startup', 'catchup') OR replay_lag > :max::interval
+UNION ALL
+SELECT slot_type || ' slot', slot_name, NULL, CASE WHEN wal_status = 'lost' THEN 'lost' ELSE 'inactive' END, NULL,
+       NULL, pg_wal_lsn_diff(here.lsn, restart_lsn)
+FROM pg_replication_slots, here
+WHERE NOT active OR wal_status = 'lost'
+ORDER BY lag_bytes DESC NULLS LAST",
+        how: Some("One more query counts what was looked at: the replicas connected (`pg_stat_replication`, base backups left out) and the replication slots; the details give both (`replicas`, `slots`). A slot's `lag_bytes` is the WAL it keeps (from its `restart_lsn`). PostgreSQL shows a replica's state and lag only to a role with the privileges of `pg_read_all_stats` (`pg_monitor` has them): for any other, the step fails with an error saying so, since it could not measure the lag. A replica that streamed without a slot and has gone away leaves no trace on the primary, and no check run there can see it."),
     },
     Builtin {
         name: "database_size",

@@ -36,6 +36,8 @@ pub enum EphemeralError {
     },
     #[error("`initdb` failed:\n{0}")]
     Initdb(String),
+    #[error("`pg_basebackup` failed:\n{0}")]
+    Basebackup(String),
     #[error("PostgreSQL did not start within {seconds}s; its log ends with:\n{log}")]
     Start { seconds: u64, log: String },
     #[error("failed to make the TLS certificates with openssl: {0}")]
@@ -77,6 +79,8 @@ pub struct Ephemeral {
     keep: bool,
     /// Started with `ssl=on`, TLS-only over TCP, with a CA of its own.
     tls: bool,
+    /// More `-c` settings for the server, `name=value`.
+    settings: Vec<String>,
 }
 
 const SUPERUSER: &str = "runbook";
@@ -113,6 +117,7 @@ impl Ephemeral {
             guardian: None,
             keep: false,
             tls,
+            settings: Vec::new(),
         };
         // The guardian removes the directory once this process is gone, even
         // after a SIGKILL; dropping the cluster normally stops it first.
@@ -167,6 +172,60 @@ impl Ephemeral {
         })
     }
 
+    /// A streaming replica of this cluster, from `pg_basebackup -R`, its
+    /// server started with `settings` too (`name=value`). For tests of what
+    /// a run sees of replicas.
+    pub fn start_standby(&self, settings: &[&str]) -> Result<Self, EphemeralError> {
+        let bin = bin_dir().ok_or(EphemeralError::NotInstalled {
+            name: "pg_basebackup",
+        })?;
+        let run_as = unprivileged_user()?;
+        let dir = tempfile::Builder::new()
+            .prefix("runbook-pg-")
+            .tempdir()
+            .map_err(EphemeralError::TempDir)?
+            .keep();
+        if let Some((uid, gid)) = run_as {
+            nix::unistd::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| EphemeralError::TempDir(std::io::Error::from(e)))?;
+        }
+        let mut standby = Ephemeral {
+            dir: dir.clone(),
+            port: 0,
+            postmaster: None,
+            guardian: spawn_guardian(&dir).ok(),
+            keep: false,
+            tls: false,
+            settings: settings.iter().map(|s| (*s).to_string()).collect(),
+        };
+        let out = as_user(Command::new(bin.join("pg_basebackup")), run_as)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-R", "-X", "stream", "--no-sync", "-U", SUPERUSER, "-h"])
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| EphemeralError::Spawn {
+                program: "pg_basebackup".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(EphemeralError::Basebackup(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        standby.spawn_postmaster(&bin, run_as, free_port())?;
+        if standby.wait_ready(Duration::from_secs(30)) {
+            Ok(standby)
+        } else {
+            Err(EphemeralError::Start {
+                seconds: 30,
+                log: std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default(),
+            })
+        }
+    }
+
     /// Start the server on `port`, its log in the cluster's directory.
     fn spawn_postmaster(
         &mut self,
@@ -200,6 +259,7 @@ impl Ephemeral {
                 "full_page_writes=off",
             ])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s]))
             .args(if self.tls {
                 vec![
                     "-c".to_string(),
@@ -258,7 +318,12 @@ impl Ephemeral {
             // and removes the startup lock; probe TCP to be sure.
             if socket.exists() && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 let ready = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
-                    .map(|pid| pid.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+                    .map(|pid| {
+                        // A standby says `standby` once it takes connections.
+                        pid.lines()
+                            .nth(7)
+                            .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))
+                    })
                     .unwrap_or(false);
                 if ready {
                     return true;

@@ -565,6 +565,47 @@ fn wait_for_sessions(db: &Db, n: usize) {
     }
 }
 
+/// A session of a role whose activity the restoring role may not see
+/// (without `pg_read_all_stats`) shows no backend type: the restore used
+/// to pass over it and restore under it. It is refused like any other.
+#[test]
+fn a_session_the_role_may_not_see_is_refused_too() {
+    let pg = runbook::ephemeral::Ephemeral::start().unwrap();
+    support::psql(
+        &pg.url("postgres"),
+        "CREATE ROLE app LOGIN; CREATE ROLE migrator LOGIN CREATEDB",
+    );
+    support::psql(&pg.url("postgres"), "CREATE DATABASE shop OWNER migrator");
+    let db = Db {
+        name: "shop".into(),
+        url: pg.url("shop").replacen("runbook@", "migrator@", 1),
+    };
+    db.sql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'one')",
+    );
+    let keep = tempfile::tempdir().unwrap();
+    let dir = take_backup(&db, keep.path());
+    let mut idle = connect_idle(&pg.url("shop").replacen("runbook@", "app@", 1));
+    let admin = Db {
+        name: "shop".into(),
+        url: pg.url("postgres"),
+    };
+    wait_for_sessions(&admin, 1);
+    let pid = admin.sql("SELECT pid FROM pg_stat_activity WHERE datname = 'shop'");
+
+    let run = restore_case(&dir, "").exec(&db.url, &[]);
+    let _ = idle.kill();
+    let _ = idle.wait();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let msg = error_of(&run, "back");
+    assert!(
+        msg.contains(&format!(
+            "pid {pid} (psql, user app, from a client hidden from this role, activity hidden"
+        )),
+        "{msg}"
+    );
+}
+
 #[test]
 fn other_sessions_are_refused_unless_terminate_connections() {
     let db = Db::fresh();

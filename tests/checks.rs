@@ -6,7 +6,7 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::{Case, Db, wait_until};
+use support::{Case, Db, psql, wait_until};
 
 const HEAD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t, version: 1 }\n";
 
@@ -407,4 +407,259 @@ fn a_check_and_a_snapshot_can_read_another_database() {
             .contains("cannot connect to database `no_such_database_here`"),
         "{nowhere}"
     );
+}
+
+/// `replication_lag` against a real streaming replica of a cluster of its
+/// own: with none connected it passes and says it measured none; a replica
+/// whose replay is paused while the primary writes is found lagging; a role
+/// that may not see the replicas' lag gets an error, not a pass; and once
+/// the replica is gone, the slot it left behind is found.
+#[test]
+fn replication_lag_finds_a_lagging_replica_and_an_abandoned_slot() {
+    use runbook::ephemeral::Ephemeral;
+    let primary = Ephemeral::start().unwrap();
+    let url = primary.url("postgres");
+    let case = Case::new(&checks(
+        "      - { id: lag, check: { builtin: replication_lag, max: 500ms } }\n",
+    ));
+    let lag = |url: &str| {
+        let run = case.exec(url, &[]);
+        let step = run.step("lag").clone();
+        let md = std::fs::read_to_string(case.reports().join("report.md")).unwrap();
+        (run, step, md)
+    };
+
+    let (run, step, md) = lag(&url);
+    assert_eq!(run.code, 0, "{step}");
+    assert_eq!(step["details"]["replicas"], 0, "{step}");
+    assert_eq!(step["details"]["slots"], 0, "{step}");
+    assert!(
+        md.contains("Note: no replica is connected and there is no replication slot"),
+        "{md}"
+    );
+
+    let standby = primary
+        .start_standby(&["wal_receiver_status_interval=1s"])
+        .unwrap();
+    let on_primary = |sql: &str| psql(&url, sql);
+    let streaming = "SELECT count(*) = 1 FROM pg_stat_replication WHERE state = 'streaming'";
+    wait(|| on_primary(streaming) == "t");
+    let (run, step, md) = lag(&url);
+    assert_eq!(run.code, 0, "{step}");
+    assert_eq!(step["details"]["replicas"], 1, "{step}");
+    assert!(!md.contains("Note:"), "{md}");
+
+    // Replay stops on the replica; the primary goes on writing.
+    psql(&standby.url("postgres"), "SELECT pg_wal_replay_pause()");
+    on_primary("CREATE TABLE written (n int)");
+    wait(|| {
+        on_primary("INSERT INTO written VALUES (1)");
+        on_primary("SELECT coalesce(bool_or(replay_lag > '1s'), false) FROM pg_stat_replication")
+            == "t"
+    });
+    let (run, step, _) = lag(&url);
+    assert_ne!(run.code, 0, "{step}");
+    let row = &step["details"]["rows"][0];
+    assert_eq!(row["kind"], "replica", "{step}");
+    assert_eq!(row["state"], "streaming", "{step}");
+    assert!(row["replay_lag_ms"].as_f64().unwrap() > 500.0, "{step}");
+
+    // A role without pg_read_all_stats sees the replica, not its lag.
+    on_primary("CREATE ROLE watcher LOGIN");
+    let watcher = url.replacen("runbook@", "watcher@", 1);
+    let (run, step, _) = lag(&watcher);
+    assert_ne!(run.code, 0, "{step}");
+    assert_eq!(step["status"], "failed", "{step}");
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not see their state or lag: the lag was not measured"),
+        "{step}"
+    );
+    assert!(
+        step["check"].is_null() || step["check"]["rows"] == 0,
+        "{step}"
+    );
+    on_primary("GRANT pg_monitor TO watcher");
+    let (_, step, _) = lag(&watcher);
+    assert_eq!(step["details"]["rows"][0]["kind"], "replica", "{step}");
+
+    // The replica goes away and leaves its slot: WAL piles up behind it.
+    drop(standby);
+    on_primary("SELECT pg_create_physical_replication_slot('gone_replica', true)");
+    wait(|| on_primary("SELECT count(*) = 0 FROM pg_stat_replication") == "t");
+    let (run, step, _) = lag(&url);
+    assert_ne!(run.code, 0, "{step}");
+    assert_eq!(step["details"]["replicas"], 0, "{step}");
+    assert_eq!(step["details"]["slots"], 1, "{step}");
+    let row = &step["details"]["rows"][0];
+    assert_eq!(row["kind"], "physical slot", "{step}");
+    assert_eq!(row["name"], "gone_replica", "{step}");
+    assert_eq!(row["state"], "inactive", "{step}");
+}
+
+/// Poll `done` for up to 20 s.
+fn wait(mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never happened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A role without `pg_read_all_stats` sees other roles' sessions in
+/// `pg_stat_activity` with no state, transaction or wait. The checks that
+/// read it used to pass over such a session holding a lock in an open
+/// transaction; now each says it could not look, a blocker is found by its
+/// locks, and the backfill throttle counts it as active. Idle, it is no
+/// concern of theirs, and they pass.
+#[test]
+fn sessions_the_role_may_not_see_are_said_not_passed_over() {
+    use runbook::ephemeral::Ephemeral;
+    let pg = Ephemeral::start().unwrap();
+    let admin = pg.url("postgres");
+    psql(
+        &admin,
+        "CREATE ROLE app LOGIN; CREATE ROLE migrator LOGIN;
+         CREATE TABLE busy (id int PRIMARY KEY, v int); INSERT INTO busy SELECT g, 0 FROM generate_series(1, 10) g;
+         ALTER TABLE busy OWNER TO migrator; GRANT ALL ON busy TO app; GRANT CREATE ON SCHEMA public TO migrator;",
+    );
+    let migrator = admin.replacen("runbook@", "migrator@", 1);
+    let mut app = Command::new("psql")
+        .args([&admin.replacen("runbook@", "app@", 1), "-Xq"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut say = |sql: &str| {
+        let stdin = app.stdin.as_mut().unwrap();
+        stdin.write_all(sql.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    let app_is = |state: &str| {
+        psql(
+            &admin,
+            &format!(
+                "SELECT count(*) = 1 FROM pg_stat_activity WHERE usename = 'app' AND state = '{state}'"
+            ),
+        ) == "t"
+    };
+    let checks_case = Case::new(&checks(
+        "      - { id: long, check: { builtin: long_running_transactions, max_age: 500ms, severity: warn } }
+      - { id: idle, check: { builtin: idle_in_transaction, max_age: 500ms, severity: warn } }
+      - { id: active, check: { builtin: active_connections, max: 5, severity: warn } }
+      - { id: blocking, check: { builtin: blocking_locks, severity: warn } }
+",
+    ));
+    let statuses = |run: &support::Run| -> Vec<String> {
+        ["long", "idle", "active", "blocking"]
+            .iter()
+            .map(|id| format!("{id}={}", run.step(id)["status"].as_str().unwrap()))
+            .collect()
+    };
+
+    // Connected and idle, outside a transaction: nothing to see.
+    say("SELECT 1;\n");
+    wait(|| app_is("idle"));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let run = checks_case.exec(&migrator, &[]);
+    assert_eq!(
+        statuses(&run),
+        [
+            "long=succeeded",
+            "idle=succeeded",
+            "active=succeeded",
+            "blocking=succeeded"
+        ],
+        "{}",
+        run.stderr
+    );
+
+    // In a transaction, holding a lock, idle: hidden from the migrator.
+    say("BEGIN; LOCK busy IN ROW EXCLUSIVE MODE;\n");
+    wait(|| app_is("idle in transaction"));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let run = checks_case.exec(&migrator, &[]);
+    assert_eq!(
+        statuses(&run),
+        [
+            "long=failed",
+            "idle=failed",
+            "active=failed",
+            "blocking=failed"
+        ],
+        "{}",
+        run.stderr
+    );
+    for id in ["long", "idle", "active", "blocking"] {
+        let error = &run.step(id)["error"];
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 session(s) in a transaction in this database belong to roles whose activity this role may not see"),
+            "{id}: {error}"
+        );
+        assert!(
+            error["hint"].as_str().unwrap().contains("GRANT pg_monitor"),
+            "{id}: {error}"
+        );
+    }
+
+    // A statement that needs the table finds the hidden session by its lock.
+    let alter = Case::new(&format!(
+        "{HEAD}phases:\n  - id: p\n    kind: migrate\n    steps:\n      - id: alter\n        settings: {{ lock_timeout: 200ms }}\n        sql: ALTER TABLE busy ADD COLUMN w int;\n"
+    ));
+    let run = alter.exec(&migrator, &[]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let logs: Vec<String> = run
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step_output" && e["stream"] == "log")
+        .map(|e| e["line"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.starts_with("blocker: pid ")
+            && l.contains(
+                "user app, client hidden from this role, activity hidden from this role"
+            )
+            && l.contains("holds busy RowExclusiveLock")),
+        "{logs:?}"
+    );
+
+    // The backfill throttle counts it as active: it may be.
+    let fill = Case::new(&format!(
+        "{HEAD}phases:\n  - id: p\n    kind: migrate\n    steps:\n      - id: fill\n        timeout: 2s\n        backfill:\n          table: busy\n          set: v = 1\n          max_active_sessions: 0\n"
+    ));
+    let run = fill.exec(&migrator, &[]);
+    assert_eq!(run.step("fill")["status"], "timed_out", "{}", run.stderr);
+    assert!(
+        run.events().iter().any(|e| e["event"] == "step_output"
+            && e["line"].as_str().is_some_and(|l| l.contains(
+                "(1 of them in a transaction this role may not see, counted as active)"
+            ))),
+        "{}",
+        run.stderr
+    );
+
+    // With pg_monitor the migrator sees it, and the checks judge it.
+    psql(&admin, "GRANT pg_monitor TO migrator");
+    let run = checks_case.exec(&migrator, &[]);
+    assert_eq!(
+        statuses(&run),
+        [
+            "long=failed",
+            "idle=failed",
+            "active=succeeded",
+            "blocking=succeeded"
+        ],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.step("long")["details"]["rows"][0]["user"], "app");
+    assert_eq!(run.step("idle")["details"]["rows"][0]["user"], "app");
+    say("COMMIT;\n");
+    drop(app.stdin.take());
+    app.wait().unwrap();
 }

@@ -995,36 +995,61 @@ async fn throttle(
     loop {
         let mut why = Vec::new();
         if let Some(max) = b.max_replica_lag {
-            let lag_ms: i64 = r
-                .db
-                .client
-                .query_one(
-                    "SELECT coalesce(max(extract(epoch FROM replay_lag) * 1000), 0)::bigint FROM pg_stat_replication",
-                    &[],
-                )
-                .await
-                .map(|row| row.get(0))
-                .map_err(|e| sql_failure("reading replica lag", &db::error_info(&e, None)))?;
+            // A replica's lag is blank to a role without pg_read_all_stats,
+            // and a blank lag would never throttle.
+            let (lag_ms, hidden): (i64, i64) =
+                r.db.client
+                    .query_one(
+                        "SELECT coalesce(max(extract(epoch FROM replay_lag) * 1000), 0)::bigint,
+                            count(*) FILTER (WHERE state IS NULL)
+                       FROM pg_stat_replication",
+                        &[],
+                    )
+                    .await
+                    .map(|row| (row.get(0), row.get(1)))
+                    .map_err(|e| sql_failure("reading replica lag", &db::error_info(&e, None)))?;
+            if hidden > 0 {
+                return Err(failed(
+                    ErrorKind::Sql,
+                    format!(
+                        "max_replica_lag: this role may not see the lag of {hidden} replica(s), so the backfill could not be throttled on it"
+                    ),
+                    Some(crate::pg::activity::SEE_ALL_STATS.into()),
+                ));
+            }
             if lag_ms as u128 > max.0.as_millis() {
                 why.push(format!("replica lag {lag_ms} ms > {max}"));
             }
         }
         if let Some(max) = b.max_active_sessions {
-            let active: i64 = r
+            // A session this role may not see is counted as active when it
+            // is in a transaction: it may be.
+            let (active, hidden): (i64, i64) = r
                 .db
                 .client
                 .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                      WHERE state = 'active' AND backend_type = 'client backend'
-                        AND pid <> pg_backend_pid()
-                        AND left(coalesce(application_name, ''), length($1)) <> $1",
+                    &format!(
+                        "SELECT (SELECT count(*) FROM pg_stat_activity
+                                  WHERE state = 'active' AND backend_type = 'client backend'
+                                    AND pid <> pg_backend_pid()
+                                    AND left(coalesce(application_name, ''), length($1)) <> $1),
+                                ({})",
+                        crate::checks::hidden_in_transaction(false)
+                    ),
                     &[&r.app_name],
                 )
                 .await
-                .map(|row| row.get(0))
+                .map(|row| (row.get(0), row.get(1)))
                 .map_err(|e| sql_failure("counting active sessions", &db::error_info(&e, None)))?;
-            if active > i64::from(max) {
-                why.push(format!("{active} other active sessions > {max}"));
+            if active + hidden > i64::from(max) {
+                why.push(if hidden > 0 {
+                    format!(
+                        "{} other active sessions > {max} ({hidden} of them in a transaction this role may not see, counted as active)",
+                        active + hidden
+                    )
+                } else {
+                    format!("{active} other active sessions > {max}")
+                });
             }
         }
         if why.is_empty() {

@@ -63,7 +63,9 @@ impl Blocker {
 
 /// Sessions other than ours (`ours` is an application_name prefix) that hold
 /// any lock on `relations` (an index counts with its table), or whose
-/// transaction is older than `long_after`.
+/// transaction is older than `long_after`. A session of a role whose
+/// activity this role may not see is found by its locks; its transaction's
+/// age is hidden.
 const FIND: &str = "\
 WITH named AS (
     SELECT to_regclass(n) AS oid FROM unnest($1::text[]) AS n
@@ -75,8 +77,9 @@ WITH named AS (
 SELECT a.pid,
        coalesce(a.application_name, ''),
        coalesce(a.usename::text, ''),
-       coalesce(host(a.client_addr), 'local socket'),
-       coalesce(a.state, ''),
+       CASE WHEN HIDDEN THEN 'client hidden from this role'
+            ELSE coalesce(host(a.client_addr), 'local socket') END,
+       coalesce(a.state, 'activity hidden from this role'),
        (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint,
        coalesce(array_agg(DISTINCT l.relation::regclass::text || ' ' || l.mode)
                 FILTER (WHERE l.relation IS NOT NULL), '{}')
@@ -86,9 +89,9 @@ LEFT JOIN pg_locks l
       AND l.relation IN (SELECT oid FROM targets)
 WHERE a.pid <> pg_backend_pid()
   AND a.datname = current_database()
-  AND a.backend_type = 'client backend'
+  AND (a.backend_type = 'client backend' OR HIDDEN)
   AND left(coalesce(a.application_name, ''), length($2)) <> $2
-GROUP BY a.pid, a.application_name, a.usename, a.client_addr, a.state, a.xact_start
+GROUP BY a.pid, a.application_name, a.usename, a.client_addr, a.state, a.query, a.xact_start
 HAVING count(l.relation) > 0
     OR a.xact_start < clock_timestamp() - make_interval(secs => $3::float8 / 1000)
 ORDER BY a.xact_start NULLS LAST, a.pid";
@@ -99,8 +102,9 @@ pub async fn find(
     ours: &str,
     long_after: Duration,
 ) -> Result<Vec<Blocker>, ErrorInfo> {
+    let sql = FIND.replace("HIDDEN", crate::pg::activity::HIDDEN);
     let rows = client
-        .query(FIND, &[&relations, &ours, &(long_after.as_millis() as f64)])
+        .query(&sql, &[&relations, &ours, &(long_after.as_millis() as f64)])
         .await
         .map_err(|e| db::error_info(&e, None))?;
     Ok(rows

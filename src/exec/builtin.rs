@@ -197,6 +197,15 @@ pub(crate) async fn run(
     let ours = crate::pg::quote::literal(&r.app_name);
     let mut output = Map::new();
     let mut details = json!({ "builtin": b.name, "args": b.args });
+    if matches!(
+        def.kind,
+        Kind::LongRunningTransactions
+            | Kind::IdleInTransaction
+            | Kind::BlockingLocks
+            | Kind::ActiveConnections
+    ) {
+        all_sessions_visible(r, s, def, timeout).await?;
+    }
     let (rows, expectations) = match def.kind {
         Kind::LongRunningTransactions | Kind::IdleInTransaction => {
             let sql = fill(
@@ -229,12 +238,7 @@ pub(crate) async fn run(
             );
             (rows, vec![e])
         }
-        Kind::ReplicationLag => {
-            let sql = fill(def.sql, &[("max", interval(duration_arg(b, "max")))]);
-            let rows = query(r, s, &sql, timeout).await?;
-            let e = rows_expectation(&rows, CompareOp::Eq, 0);
-            (rows, vec![e])
-        }
+        Kind::ReplicationLag => replication_lag(r, s, b, def, timeout, &mut details).await?,
         Kind::DatabaseSize => {
             let max = match &b.args["max"] {
                 Value::String(t) => checks::parse_size(t).unwrap_or(0),
@@ -488,6 +492,71 @@ async fn disk_free(
         Value::from(needed),
         Value::from(free),
     );
+    Ok((rows, vec![e]))
+}
+
+/// Refuse to judge sessions this role may not see: a check of
+/// `pg_stat_activity` would pass over them as if they were not there.
+async fn all_sessions_visible(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    def: &Builtin,
+    timeout: Option<Duration>,
+) -> Result<(), Fail> {
+    let hidden = query(r, s, &checks::hidden_in_transaction(true), timeout).await?;
+    let n = column(&hidden, "count").as_i64().unwrap_or(0);
+    if n == 0 {
+        return Ok(());
+    }
+    Err(fail(
+        format!(
+            "{}: {n} session(s) in a transaction in this database belong to roles whose activity this role may not see (their state, transaction and waits are hidden): the check could not look at them",
+            def.name
+        ),
+        Some(crate::pg::activity::SEE_ALL_STATS.into()),
+    ))
+}
+
+/// Lagging replicas and abandoned slots, once it is known that the role
+/// can see the replicas' lag: PostgreSQL blanks it for a role without
+/// `pg_read_all_stats`, and a blank lag is no lag to the query.
+async fn replication_lag(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBuiltin,
+    def: &Builtin,
+    timeout: Option<Duration>,
+    details: &mut Value,
+) -> Result<(Vec<Row>, Vec<Expectation>), Fail> {
+    let seen = query(
+        r,
+        s,
+        "SELECT (SELECT count(*) FROM pg_stat_replication WHERE state IS DISTINCT FROM 'backup') AS replicas,
+       (SELECT count(*) FROM pg_stat_replication WHERE state IS NULL) AS hidden,
+       (SELECT count(*) FROM pg_replication_slots) AS slots",
+        timeout,
+    )
+    .await?;
+    let count = |name: &str| column(&seen, name).as_i64().unwrap_or(0);
+    if count("hidden") > 0 {
+        return Err(fail(
+            format!(
+                "replication_lag: {} replica(s) connected, and this role may not see their state or lag: the lag was not measured",
+                count("hidden")
+            ),
+            Some(crate::pg::activity::SEE_ALL_STATS.into()),
+        ));
+    }
+    details["replicas"] = Value::from(count("replicas"));
+    details["slots"] = Value::from(count("slots"));
+    if count("replicas") == 0 && count("slots") == 0 {
+        details["note"] = Value::from(
+            "no replica is connected and there is no replication slot: no lag was there to measure",
+        );
+    }
+    let sql = fill(def.sql, &[("max", interval(duration_arg(b, "max")))]);
+    let rows = query(r, s, &sql, timeout).await?;
+    let e = rows_expectation(&rows, CompareOp::Eq, 0);
     Ok((rows, vec![e]))
 }
 

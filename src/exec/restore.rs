@@ -384,14 +384,19 @@ async fn sessions_on(
     let rows = db
         .client
         .query(
-            "SELECT pid, coalesce(usename::text, ''), coalesce(application_name, ''),
-                    coalesce(host(client_addr), 'local socket'), coalesce(state, ''),
-                    to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-               FROM pg_catalog.pg_stat_activity
+            &format!(
+                "SELECT pid, coalesce(usename::text, ''), coalesce(application_name, ''),
+                    CASE WHEN {hidden} THEN 'a client hidden from this role'
+                         ELSE coalesce(host(client_addr), 'local socket') END,
+                    coalesce(state, 'activity hidden'),
+                    coalesce(to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'a time hidden from this role')
+               FROM pg_catalog.pg_stat_activity a
               WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()
-                AND backend_type = 'client backend'
+                AND (backend_type = 'client backend' OR {hidden})
                 AND NOT (coalesce(application_name, '') = ANY($2))
               ORDER BY pid",
+                hidden = crate::pg::activity::HIDDEN
+            ),
             &[&database, &own_apps],
         )
         .await

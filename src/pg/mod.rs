@@ -4,6 +4,7 @@
 //! into statements and whether they may run in one transaction, and the
 //! client tools (pg_dump, pg_restore) found on this machine.
 
+pub mod activity;
 pub mod db;
 pub mod password;
 pub mod pgpass;

@@ -642,6 +642,13 @@ fn checks(o: &mut String, r: &Value) {
             );
             first = false;
         }
+        if let Some(note) = s["details"]["note"].as_str() {
+            let _ = writeln!(
+                o,
+                "<tr><td></td><td class=\"num\"></td><td colspan=\"3\" class=\"meta\">note: {}</td></tr>",
+                esc(note)
+            );
+        }
     }
     o.push_str("</table>\n");
 }

@@ -593,6 +593,11 @@ fn write_check(o: &mut String, s: &StepReport) {
         );
     }
     write_found_rows(o, s);
+    // What the check could not see, or had nothing to look at: a pass is
+    // only as wide as this says.
+    if let Some(note) = s.details.as_ref().and_then(|d| d["note"].as_str()) {
+        let _ = writeln!(o, "\nNote: {}", cell(note));
+    }
     o.push('\n');
 }
 
