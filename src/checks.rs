@@ -150,6 +150,13 @@ pub fn hidden_in_transaction(this_database: bool) -> String {
     )
 }
 
+/// The sequences the connected role may not read (`pg_sequences` shows no
+/// `last_value` for them), counted, and the first five named.
+pub const UNREADABLE_SEQUENCES: &str = "SELECT count(*) AS count,
+       array_to_string((array_agg(name ORDER BY name))[1:5], ', ') AS some
+FROM (SELECT format('%I.%I', schemaname, sequencename) AS name FROM pg_sequences) s
+WHERE NOT has_sequence_privilege(name, 'USAGE, SELECT')";
+
 /// What `how` says of the checks that read `pg_stat_activity`.
 const SEES_SESSIONS: &str = "A session of a role whose activity the connected role may not see (it needs the privileges of `pg_read_all_stats`, which `pg_monitor` has, or of the session's own role) shows no state, transaction or wait; its locks still show. One query first counts such sessions in this database that are in a transaction (they hold their own `virtualxid` lock), VACUUM and ANALYZE left out. When there is any, the step fails with an error that counts them: the check could not look at them, and a pass would say more than it saw. Such sessions outside a transaction are idle, and cannot be what this check looks for.";
 
@@ -420,7 +427,7 @@ LEFT JOIN LATERAL (
 WHERE s.last_value IS NOT NULL AND s.increment_by > 0
   AND s.last_value::numeric / least(s.max_value, col.type_max) >= :threshold::numeric
 ORDER BY used DESC",
-        how: None,
+        how: Some("A sequence never used has no `last_value`, and nothing used. Neither has one the connected role may not read (it needs USAGE or SELECT on it): one query first counts those, and when there is any, the step fails with an error that names them, since the check could not look at them."),
     },
     Builtin {
         name: "row_counts",

@@ -663,3 +663,45 @@ fn sessions_the_role_may_not_see_are_said_not_passed_over() {
     drop(app.stdin.take());
     app.wait().unwrap();
 }
+
+/// `pg_sequences` shows no `last_value` for a sequence the role may not
+/// read, and sequence_exhaustion used to pass over it, 95 % used. It now
+/// names it, and once readable, finds it.
+#[test]
+fn sequence_exhaustion_names_the_sequences_it_may_not_read() {
+    use runbook::ephemeral::Ephemeral;
+    let pg = Ephemeral::start().unwrap();
+    let admin = pg.url("postgres");
+    psql(
+        &admin,
+        "CREATE ROLE migrator LOGIN; CREATE SEQUENCE nearly_out AS int MAXVALUE 100; SELECT setval('nearly_out', 95);",
+    );
+    let migrator = admin.replacen("runbook@", "migrator@", 1);
+    let case = Case::new(&checks(
+        "      - { id: seq, check: { builtin: sequence_exhaustion } }\n",
+    ));
+    let run = case.exec(&migrator, &[]);
+    let step = run.step("seq");
+    assert_eq!(step["status"], "failed", "{step}");
+    assert!(
+        step["error"]["message"].as_str().unwrap().contains(
+            "may not read 1 sequence(s) (public.nearly_out): the check could not look at them"
+        ),
+        "{step}"
+    );
+    psql(&admin, "GRANT SELECT ON SEQUENCE nearly_out TO migrator");
+    let run = case.exec(&migrator, &[]);
+    let step = run.step("seq");
+    assert_eq!(step["status"], "failed", "{step}");
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected rows eq 0, got 1"),
+        "{step}"
+    );
+    assert_eq!(
+        step["details"]["rows"][0]["sequence"], "public.nearly_out",
+        "{step}"
+    );
+}

@@ -272,6 +272,9 @@ pub(crate) async fn run(
         Kind::DirtyMigrations => dirty(r, b, &mut details).await?,
         Kind::DiskFreeForBackup => disk_free(r, s, b, def, timeout).await?,
         Kind::InvalidIndexes | Kind::UnvalidatedConstraints | Kind::SequenceExhaustion => {
+            if def.kind == Kind::SequenceExhaustion {
+                all_sequences_readable(r, s, timeout).await?;
+            }
             let sql = fill(
                 def.sql,
                 &[("threshold", number_arg(b, "threshold").to_string())],
@@ -514,6 +517,27 @@ async fn all_sessions_visible(
             def.name
         ),
         Some(crate::pg::activity::SEE_ALL_STATS.into()),
+    ))
+}
+
+/// PostgreSQL shows no `last_value` for a sequence the role may not read,
+/// and the check would pass over it: such sequences are named instead.
+async fn all_sequences_readable(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    timeout: Option<Duration>,
+) -> Result<(), Fail> {
+    let hidden = query(r, s, checks::UNREADABLE_SEQUENCES, timeout).await?;
+    let n = column(&hidden, "count").as_i64().unwrap_or(0);
+    if n == 0 {
+        return Ok(());
+    }
+    Err(fail(
+        format!(
+            "sequence_exhaustion: this role may not read {n} sequence(s) ({}): the check could not look at them",
+            column(&hidden, "some").as_str().unwrap_or_default()
+        ),
+        Some("GRANT SELECT ON ALL SEQUENCES IN SCHEMA <schema> TO the role the run connects as, or run the check as a role that may read them".into()),
     ))
 }
 
