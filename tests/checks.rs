@@ -664,11 +664,13 @@ fn sessions_the_role_may_not_see_are_said_not_passed_over() {
     app.wait().unwrap();
 }
 
+/// What a role may not read is not counted as if it were not there.
 /// `pg_sequences` shows no `last_value` for a sequence the role may not
-/// read, and sequence_exhaustion used to pass over it, 95 % used. It now
-/// names it, and once readable, finds it.
+/// read, and sequence_exhaustion used to pass over it, 95 % used: it now
+/// names it, and once readable, finds it. row_counts counted a table
+/// through its row-level security policy, 2 rows of 5: it now fails.
 #[test]
-fn sequence_exhaustion_names_the_sequences_it_may_not_read() {
+fn checks_name_what_the_role_may_not_read() {
     use runbook::ephemeral::Ephemeral;
     let pg = Ephemeral::start().unwrap();
     let admin = pg.url("postgres");
@@ -704,4 +706,33 @@ fn sequence_exhaustion_names_the_sequences_it_may_not_read() {
         step["details"]["rows"][0]["sequence"], "public.nearly_out",
         "{step}"
     );
+
+    psql(
+        &admin,
+        "CREATE TABLE accounts (id int, tenant text); INSERT INTO accounts VALUES (1, 'a'), (2, 'a'), (3, 'b'), (4, 'b'), (5, 'b');
+         ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON accounts USING (tenant = 'a'); GRANT SELECT ON accounts TO migrator;",
+    );
+    let case = Case::new(&checks(
+        "      - { id: counts, check: { builtin: row_counts, tables: [accounts] } }\n",
+    ));
+    let run = case.exec(&migrator, &[]);
+    let step = run.step("counts");
+    assert_eq!(step["status"], "failed", "{step}");
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("row-level security"),
+        "{step}"
+    );
+    assert!(
+        step["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("BYPASSRLS"),
+        "{step}"
+    );
+    let run = case.exec(&admin, &[]);
+    assert_eq!(run.step("counts")["details"]["rows"][0]["rows"], 5);
 }
