@@ -375,3 +375,57 @@ fn batches_sized_by_time_shrink_when_each_row_is_slow() {
     assert!(d["batch_keys"]["min"].as_i64().unwrap() <= 60, "{d}");
     assert!(d["batch_ms"]["p50"].as_f64().unwrap() < 400.0, "{d}");
 }
+
+/// An UPDATE through a row-level security policy skips the rows the policy
+/// hides: the backfill reported success with 3 rows of 5 never filled. It
+/// now runs with row_security off, as pg_dump reads, so a policy that
+/// applies to the role fails the first batch, which changes nothing (the
+/// run used to say the database was partly changed, exit 4).
+#[test]
+fn a_backfill_under_a_row_level_security_policy_fails_rather_than_skip_rows() {
+    let pg = runbook::ephemeral::Ephemeral::start().unwrap();
+    let admin = pg.url("postgres");
+    support::psql(
+        &admin,
+        "CREATE ROLE migrator LOGIN; GRANT CREATE ON SCHEMA public TO migrator;
+         CREATE TABLE accounts (id int PRIMARY KEY, tenant text, v int);
+         INSERT INTO accounts SELECT g, CASE WHEN g < 3 THEN 'a' ELSE 'b' END, 0 FROM generate_series(1, 5) g;
+         ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON accounts USING (tenant = 'a');
+         GRANT SELECT, UPDATE ON accounts TO migrator;",
+    );
+    let case = Case::new(&backfill(
+        "          table: accounts\n          set: v = 1\n",
+    ));
+    let run = case.exec(&admin.replacen("runbook@", "migrator@", 1), &[]);
+    let step = run.step("fill");
+    assert_eq!(step["status"], "failed", "{step}");
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("row-level security"),
+        "{step}"
+    );
+    assert_eq!(
+        support::psql(&admin, "SELECT count(*) FROM accounts WHERE v = 1"),
+        "0"
+    );
+    // Its one batch was rolled back: nothing changed, and the run says so.
+    assert_eq!(run.code, 1, "{}", run.report["run"]);
+    assert!(
+        run.report["run"]["verdict"]
+            .as_str()
+            .unwrap()
+            .ends_with("nothing was changed"),
+        "{}",
+        run.report["run"]
+    );
+    // The table's owner, to whom the policy does not apply, fills every row.
+    let run = case.exec(&admin, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        support::psql(&admin, "SELECT count(*) FROM accounts WHERE v = 1"),
+        "5"
+    );
+}

@@ -255,8 +255,19 @@ pub(crate) async fn run(
     let mut tally = Tally::start(r, s, b, &job).await?;
     let mut last_progress: Option<(Instant, i64)> = None;
     let mut sizer = Sizer::new(b);
+    // A failure before this run committed a batch changed nothing: each
+    // batch is one transaction, rolled back when it fails.
+    let nothing_yet = |f: Fail, tally: &Tally| {
+        if tally.times.is_empty() {
+            f.unchanged()
+        } else {
+            f
+        }
+    };
     loop {
-        tally.throttled += throttle(r, &s.id, b, deadline, timeout).await?;
+        tally.throttled += throttle(r, &s.id, b, deadline, timeout)
+            .await
+            .map_err(|f| nothing_yet(f, &tally))?;
         let t0 = Instant::now();
         let batch = Batch {
             table: &job.table,
@@ -276,7 +287,7 @@ pub(crate) async fn run(
                     let mut f = to_fail(fail, tally.ck.batches + 1, timeout);
                     f.partial.rows_affected = Some(tally.updated_now as u64);
                     f.partial.details = Some(tally.summary(b).0);
-                    return Err(f);
+                    return Err(nothing_yet(f, &tally));
                 }
             };
         let elapsed = t0.elapsed();
@@ -370,9 +381,12 @@ async fn prepare(r: &mut Run<'_>, s: &PlanStep, b: &PlanBackfill) -> Result<Job,
     let where_ = b.where_.as_ref().map(render).transpose()?;
     let table = resolve(r, &table_name, &b.key).await?;
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings);
+    // Row-level security off: an UPDATE through a policy skips the rows it
+    // hides, and the backfill would report done with rows never touched.
+    // Where a policy applies to this role, the first batch fails instead.
     let prefix = match db::settings_sql(settings, true) {
-        Some(s) => format!("BEGIN;\n{s}\n"),
-        None => "BEGIN;\n".into(),
+        Some(s) => format!("BEGIN;\nSET LOCAL row_security = off;\n{s}\n"),
+        None => "BEGIN;\nSET LOCAL row_security = off;\n".into(),
     };
     Ok(Job {
         fingerprint: fingerprint(&table, &set, where_.as_deref()),
