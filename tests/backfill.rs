@@ -421,6 +421,39 @@ fn a_backfill_under_a_row_level_security_policy_fails_rather_than_skip_rows() {
         "{}",
         run.report["run"]
     );
+    // The privileges preflight sees it coming, for a backup of the whole
+    // database (pg_dump refuses the table too) and the backfill, before
+    // anything runs.
+    let keep = tempfile::tempdir().unwrap();
+    let preflight = Case::new(&format!(
+        "{HEAD}phases:\n  - id: pre\n    kind: preflight\n    steps:\n      - id: can\n        check: {{ builtin: privileges }}\n  - id: save\n    kind: backup\n    steps:\n      - id: dump\n        backup: {{ path: {} }}\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        backfill:\n          table: accounts\n          set: v = 1\n",
+        keep.path().join("dump").display()
+    ));
+    let run = preflight.exec(&admin.replacen("runbook@", "migrator@", 1), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let rows = run.step("can")["details"]["rows"].clone();
+    let missing: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["missing"].to_string(), r["step"].to_string()))
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            ("\"BYPASSRLS\"".to_string(), "\"dump\"".to_string()),
+            ("\"BYPASSRLS\"".to_string(), "\"fill\"".to_string())
+        ],
+        "{rows}"
+    );
+    assert!(
+        rows[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("ALTER ROLE migrator BYPASSRLS"),
+        "{rows}"
+    );
+    assert_eq!(run.step("fill")["status"], "not_run");
     // The table's owner, to whom the policy does not apply, fills every row.
     let run = case.exec(&admin, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);

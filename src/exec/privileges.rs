@@ -9,12 +9,15 @@
 //! | `sql`: ALTER/DROP TABLE, CREATE INDEX, DROP INDEX, CREATE TRIGGER, REINDEX, VACUUM FULL, CLUSTER | ownership of the table or index |
 //! | `sql`: INSERT, UPDATE, DELETE, TRUNCATE | that privilege on the table |
 //! | `sql`: CREATE TABLE/VIEW/SEQUENCE/TYPE/FUNCTION | CREATE on the schema |
-//! | `backfill` | SELECT and UPDATE on the table |
-//! | `backup` | SELECT on every table it dumps, USAGE on their schemas (or `pg_read_all_data`) |
+//! | `backfill` | SELECT and UPDATE on the table, and no row-level security policy applying to the role |
+//! | `backup` | SELECT on every table it dumps, USAGE on their schemas (or `pg_read_all_data`), and no row-level security policy applying to the role |
 //! | `restore` | `pg_signal_backend` with `terminate_connections` |
 //!
 //! A table that does not exist yet (the runbook creates it) needs nothing:
-//! its creator owns it.
+//! its creator owns it. Row-level security applies to a role that is not a
+//! superuser, has no BYPASSRLS, and does not own the table (or does, and
+//! the table is FORCE ROW LEVEL SECURITY): pg_dump then refuses the table,
+//! and a backfill's batches, which run with row security off, fail.
 
 use crate::pg::quote::literal;
 use crate::plan::{Action, Plan, PlanStep};
@@ -22,7 +25,7 @@ use crate::plan::{Action, Plan, PlanStep};
 /// One thing the role must be able to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Need {
-    /// `owner`, `table`, `schema`, `role`, `dump`.
+    /// `owner`, `table`, `schema`, `role`, `dump`, `rls`.
     kind: &'static str,
     object: String,
     /// For `table`: the privilege.
@@ -113,6 +116,7 @@ fn step_needs(s: &PlanStep, out: &mut Vec<Need>) {
             let t = b.table.raw.expose();
             out.push(need("table", t, "SELECT", &s.id));
             out.push(need("table", t, "UPDATE", &s.id));
+            out.push(need("rls", t, "", &s.id));
         }
         Action::Backup(b) => {
             if b.tables.is_empty() {
@@ -120,6 +124,7 @@ fn step_needs(s: &PlanStep, out: &mut Vec<Need>) {
             } else {
                 for t in b.tables.iter().filter(|t| t.after.is_empty()) {
                     out.push(need("table", t.raw.expose(), "SELECT", &s.id));
+                    out.push(need("rls", t.raw.expose(), "", &s.id));
                 }
             }
         }
@@ -174,9 +179,11 @@ pub(crate) fn query(plan: &Plan) -> Option<String> {
         .collect();
     Some(format!(
         "WITH need(kind, object, privilege, step) AS (VALUES {values}),
+me AS (SELECT rolsuper OR rolbypassrls AS bypass FROM pg_roles WHERE rolname = current_user),
 dump AS (
   SELECT n.step, c.oid::regclass::text AS object,
-         has_schema_privilege(c.relnamespace, 'USAGE') AS usage
+         has_schema_privilege(c.relnamespace, 'USAGE') AS usage,
+         c.relkind IN ('r', 'p') AND RLS_APPLIES AS rls
   FROM need n
   CROSS JOIN pg_class c
   JOIN pg_namespace ns ON ns.oid = c.relnamespace
@@ -210,8 +217,25 @@ SELECT CASE WHEN d.usage THEN 'SELECT' ELSE 'USAGE' END, d.object, d.step,
        'GRANT pg_read_all_data TO ' || quote_ident(current_user) || ' (or SELECT on the table and USAGE on its schema)'
 FROM dump d
 WHERE NOT d.usage OR NOT has_table_privilege(d.object::regclass, 'SELECT')
+UNION ALL
+SELECT 'BYPASSRLS', d.object, d.step, RLS_FIX
+FROM dump d
+WHERE d.rls
+UNION ALL
+SELECT 'BYPASSRLS', c.oid::regclass::text, n.step, RLS_FIX
+FROM need n JOIN pg_class c ON c.oid = to_regclass(NULLIF(n.object, ''))
+WHERE n.kind = 'rls' AND RLS_APPLIES
 ORDER BY 3, 2",
         values = values.join(",\n  ")
+    )
+    .replace(
+        "RLS_APPLIES",
+        "c.relrowsecurity AND NOT (SELECT bypass FROM me)
+         AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE'))",
+    )
+    .replace(
+        "RLS_FIX",
+        "'row-level security applies to ' || quote_ident(current_user) || ' on this table: connect as its owner (unless it is FORCE ROW LEVEL SECURITY), or ALTER ROLE ' || quote_ident(current_user) || ' BYPASSRLS'",
     ))
 }
 
