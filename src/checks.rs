@@ -384,9 +384,9 @@ ORDER BY 1, 2",
 FROM pg_constraint c
 JOIN pg_namespace n ON n.oid = c.connamespace
 WHERE c.contype = 'f' AND c.conparentid = 0
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'runbook_journal')
 ORDER BY 1",
-        how: Some("For each foreign key found, runbook counts orphans with `SELECT count(*) FROM <table> c WHERE <every key column IS NOT NULL> AND NOT EXISTS (SELECT 1 FROM <referenced> p WHERE p.<col> = c.<col> AND ...)`. For MATCH FULL keys, rows with some but not all key columns NULL count as orphans too."),
+        how: Some("For each foreign key found (runbook's own run journal's left out), runbook counts orphans with `SELECT count(*) FROM <table> c WHERE <every key column IS NOT NULL> AND NOT EXISTS (SELECT 1 FROM <referenced> p WHERE p.<col> = c.<col> AND ...)`. For MATCH FULL keys, rows with some but not all key columns NULL count as orphans too. The counts run with `row_security = off`, as pg_dump reads: a table whose row-level security policies would hide rows from the connected role fails the step with the server's error, rather than hide an orphan."),
     },
     Builtin {
         name: "not_null_violations",
@@ -400,7 +400,7 @@ ORDER BY 1",
             required("column", ArgKind::Text, "the column"),
         ],
         sql: "SELECT count(*) AS nulls FROM :table WHERE :column IS NULL",
-        how: Some("The table is resolved with to_regclass and the column quoted as an identifier before the query runs."),
+        how: Some("The table is resolved with to_regclass and the column quoted as an identifier before the query runs. It runs with `row_security = off`: a table whose row-level security policies would hide rows from the connected role fails the step with the server's error, rather than hide a NULL."),
     },
     Builtin {
         name: "sequence_exhaustion",

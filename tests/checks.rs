@@ -668,7 +668,9 @@ fn sessions_the_role_may_not_see_are_said_not_passed_over() {
 /// `pg_sequences` shows no `last_value` for a sequence the role may not
 /// read, and sequence_exhaustion used to pass over it, 95 % used: it now
 /// names it, and once readable, finds it. row_counts counted a table
-/// through its row-level security policy, 2 rows of 5: it now fails.
+/// through its row-level security policy, 2 rows of 5, and
+/// foreign_key_orphans and not_null_violations passed over the rows it
+/// hid: each now fails with the server's error.
 #[test]
 fn checks_name_what_the_role_may_not_read() {
     use runbook::ephemeral::Ephemeral;
@@ -735,4 +737,35 @@ fn checks_name_what_the_role_may_not_read() {
     );
     let run = case.exec(&admin, &[]);
     assert_eq!(run.step("counts")["details"]["rows"][0]["rows"], 5);
+
+    // An orphan and a NULL in rows a policy hides were passed over too.
+    psql(
+        &admin,
+        "CREATE TABLE parents (id int PRIMARY KEY); INSERT INTO parents VALUES (1);
+         CREATE TABLE kids (id int, parent_id int, tenant text, note text);
+         INSERT INTO kids VALUES (1, 1, 'a', 'x'), (2, 99, 'b', NULL);
+         ALTER TABLE kids ADD CONSTRAINT kids_fk FOREIGN KEY (parent_id) REFERENCES parents NOT VALID;
+         ALTER TABLE kids ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON kids USING (tenant = 'a');
+         GRANT SELECT ON parents, kids TO migrator;",
+    );
+    let case = Case::new(&checks(
+        "      - { id: orphans, check: { builtin: foreign_key_orphans, severity: warn } }
+      - { id: nulls, check: { builtin: not_null_violations, table: kids, column: note, severity: warn } }
+",
+    ));
+    let run = case.exec(&migrator, &[]);
+    for id in ["orphans", "nulls"] {
+        let step = run.step(id);
+        assert_eq!(step["status"], "failed", "{step}");
+        assert!(
+            step["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("row-level security"),
+            "{step}"
+        );
+    }
+    let run = case.exec(&admin, &[]);
+    assert_eq!(run.step("orphans")["details"]["rows"][0]["orphans"], 1);
+    assert_eq!(run.step("nulls")["details"]["rows"][0]["nulls"], 1);
 }

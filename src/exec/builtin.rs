@@ -309,7 +309,7 @@ pub(crate) async fn run(
                 def.sql,
                 &[("table", name), ("column", crate::pg::quote::ident(&col))],
             );
-            let rows = query(r, s, &sql, timeout).await?;
+            let rows = every_row(r, s, &sql, timeout).await?;
             let e = expectation(
                 "nulls",
                 CompareOp::Eq,
@@ -648,7 +648,7 @@ async fn orphans(
         "SELECT * FROM ({}) AS counts WHERE orphans > 0",
         parts.join("\nUNION ALL\n")
     );
-    let rows = query(r, s, &sql, timeout).await?;
+    let rows = every_row(r, s, &sql, timeout).await?;
     let e = rows_expectation(&rows, CompareOp::Eq, 0);
     Ok((rows, vec![e]))
 }
@@ -753,9 +753,8 @@ async fn row_counts(
 }
 
 /// The exact row count of each table that exists; `None` for a name with
-/// no table behind it. One statement counts them all, with row-level
-/// security off as pg_dump reads: a table whose policies would hide rows
-/// from this role is an error, not a smaller count.
+/// no table behind it. One statement counts them all, every row
+/// ([`every_row`]).
 async fn count_rows(
     r: &mut Run<'_>,
     s: &PlanStep,
@@ -784,21 +783,32 @@ async fn count_rows(
             })
             .collect::<Vec<_>>()
             .join("\nUNION ALL\n");
-        let rows = query_after(r, s, "SET LOCAL row_security = off;", &sql, timeout)
-            .await
-            .map_err(|mut f| {
-                if f.error.message.contains("row-level security") {
-                    f.error.hint = Some("row_counts counts every row, as pg_dump reads them: connect as a role that row-level security does not apply to (BYPASSRLS, or the table's owner when it is not FORCE ROW LEVEL SECURITY)".into());
-                }
-                f
-            })?;
-        for row in rows {
+        for row in every_row(r, s, &sql, timeout).await? {
             if let Some(t) = row["table"].as_str() {
                 counted.insert(t.to_string(), row["rows"].as_i64());
             }
         }
     }
     Ok(counted)
+}
+
+/// [`query`] over every row of the tables it reads, with row-level
+/// security off as pg_dump reads: a table whose policies would hide rows
+/// from this role is an error, not a smaller count (or an orphan missed).
+async fn every_row(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    body: &str,
+    timeout: Option<Duration>,
+) -> Result<Vec<Row>, Fail> {
+    query_after(r, s, "SET LOCAL row_security = off;", body, timeout)
+        .await
+        .map_err(|mut f| {
+            if f.error.message.contains("row-level security") {
+                f.error.hint = Some("this check reads every row, as pg_dump does: connect as a role that row-level security does not apply to (BYPASSRLS, or the table's owner when it is not FORCE ROW LEVEL SECURITY)".into());
+            }
+            f
+        })
 }
 
 /// Each name with the relation `to_regclass` finds for it on the session's
