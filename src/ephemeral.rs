@@ -100,52 +100,25 @@ impl Ephemeral {
     fn start_with(tls: bool) -> Result<Self, EphemeralError> {
         let bin = bin_dir().ok_or(EphemeralError::NotInstalled { name: "initdb" })?;
         let run_as = unprivileged_user()?;
-        let dir = tempfile::Builder::new()
-            .prefix("runbook-pg-")
-            .tempdir()
-            .map_err(EphemeralError::TempDir)?
-            .keep();
+        let mut cluster = Self::empty(run_as, tls, Vec::new())?;
+        let dir = cluster.dir.clone();
         let data = dir.join("data");
-        if let Some((uid, gid)) = run_as {
-            nix::unistd::chown(&dir, Some(uid), Some(gid))
-                .map_err(|e| EphemeralError::TempDir(std::io::Error::from(e)))?;
-        }
-        let mut cluster = Ephemeral {
-            dir: dir.clone(),
-            port: 0,
-            postmaster: None,
-            guardian: None,
-            keep: false,
-            tls,
-            settings: Vec::new(),
-        };
-        // The guardian removes the directory once this process is gone, even
-        // after a SIGKILL; dropping the cluster normally stops it first.
-        cluster.guardian = spawn_guardian(&dir).ok();
-
-        let out = as_user(Command::new(bin.join("initdb")), run_as)
-            .args(["-D"])
-            .arg(&data)
-            .args([
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| EphemeralError::Spawn {
-                program: "initdb".into(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(EphemeralError::Initdb(
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ));
-        }
+        run_to_end(
+            as_user(Command::new(bin.join("initdb")), run_as)
+                .args(["-D"])
+                .arg(&data)
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]),
+            "initdb",
+            EphemeralError::Initdb,
+        )?;
 
         if tls {
             make_certificates(&dir, run_as)?;
@@ -180,6 +153,32 @@ impl Ephemeral {
             name: "pg_basebackup",
         })?;
         let run_as = unprivileged_user()?;
+        let settings = settings.iter().map(|s| (*s).to_string()).collect();
+        let mut standby = Self::empty(run_as, false, settings)?;
+        run_to_end(
+            as_user(Command::new(bin.join("pg_basebackup")), run_as)
+                .arg("-D")
+                .arg(standby.dir.join("data"))
+                .args(["-R", "-X", "stream", "--no-sync", "-U", SUPERUSER, "-h"])
+                .arg(&self.dir)
+                .args(["-p", &self.port.to_string()]),
+            "pg_basebackup",
+            EphemeralError::Basebackup,
+        )?;
+        standby.spawn_postmaster(&bin, run_as, free_port())?;
+        standby.ready()?;
+        Ok(standby)
+    }
+
+    /// A cluster with nothing in its directory yet (owned by the user the
+    /// server runs as), and no server. Its guardian removes the directory
+    /// once this process is gone, even after a SIGKILL; dropping the
+    /// cluster normally stops the server first.
+    fn empty(
+        run_as: Option<(Uid, Gid)>,
+        tls: bool,
+        settings: Vec<String>,
+    ) -> Result<Self, EphemeralError> {
         let dir = tempfile::Builder::new()
             .prefix("runbook-pg-")
             .tempdir()
@@ -189,41 +188,27 @@ impl Ephemeral {
             nix::unistd::chown(&dir, Some(uid), Some(gid))
                 .map_err(|e| EphemeralError::TempDir(std::io::Error::from(e)))?;
         }
-        let mut standby = Ephemeral {
-            dir: dir.clone(),
+        Ok(Ephemeral {
+            guardian: spawn_guardian(&dir).ok(),
+            dir,
             port: 0,
             postmaster: None,
-            guardian: spawn_guardian(&dir).ok(),
             keep: false,
-            tls: false,
-            settings: settings.iter().map(|s| (*s).to_string()).collect(),
-        };
-        let out = as_user(Command::new(bin.join("pg_basebackup")), run_as)
-            .arg("-D")
-            .arg(dir.join("data"))
-            .args(["-R", "-X", "stream", "--no-sync", "-U", SUPERUSER, "-h"])
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| EphemeralError::Spawn {
-                program: "pg_basebackup".into(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(EphemeralError::Basebackup(
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ));
+            tls,
+            settings,
+        })
+    }
+
+    /// Wait until the server takes connections; if it does not within 30
+    /// s, why, from its log.
+    fn ready(&mut self) -> Result<(), EphemeralError> {
+        if self.wait_ready(Duration::from_secs(30)) {
+            return Ok(());
         }
-        standby.spawn_postmaster(&bin, run_as, free_port())?;
-        if standby.wait_ready(Duration::from_secs(30)) {
-            Ok(standby)
-        } else {
-            Err(EphemeralError::Start {
-                seconds: 30,
-                log: std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default(),
-            })
-        }
+        Err(EphemeralError::Start {
+            seconds: 30,
+            log: std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default(),
+        })
     }
 
     /// Start the server on `port`, its log in the cluster's directory.
@@ -295,14 +280,7 @@ impl Ephemeral {
         let port = self.port;
         self.stop_server();
         self.spawn_postmaster(&bin, run_as, port)?;
-        if self.wait_ready(Duration::from_secs(30)) {
-            Ok(())
-        } else {
-            Err(EphemeralError::Start {
-                seconds: 30,
-                log: std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default(),
-            })
-        }
+        self.ready()
     }
 
     fn wait_ready(&mut self, limit: Duration) -> bool {
@@ -431,6 +409,27 @@ fn as_user(mut cmd: Command, run_as: Option<(Uid, Gid)>) -> Command {
         cmd.uid(uid.as_raw()).gid(gid.as_raw()).env("HOME", "/tmp");
     }
     cmd
+}
+
+/// Run a client program (initdb, pg_basebackup) to its end; when it fails,
+/// its stderr goes into the error `fail` makes.
+fn run_to_end(
+    cmd: &mut Command,
+    program: &str,
+    fail: fn(String) -> EphemeralError,
+) -> Result<(), EphemeralError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| EphemeralError::Spawn {
+            program: program.into(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()))
+    }
 }
 
 /// A small `sh` loop that outlives this process: once the parent is gone it

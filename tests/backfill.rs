@@ -237,12 +237,7 @@ fn too_many_active_sessions_throttle_the_backfill_and_it_says_so() {
     let mut busy = busy;
     busy.wait().unwrap();
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let logs: Vec<String> = run
-        .events()
-        .iter()
-        .filter(|e| e["event"] == "step_output" && e["stream"] == "log")
-        .map(|e| e["line"].as_str().unwrap().to_string())
-        .collect();
+    let logs = run.log_lines(None);
     assert!(
         logs.iter()
             .any(|l| l.starts_with("throttled: ") && l.contains("other active sessions > 0")),
@@ -399,14 +394,7 @@ fn a_backfill_under_a_row_level_security_policy_fails_rather_than_skip_rows() {
     ));
     let run = case.exec(&admin.replacen("runbook@", "migrator@", 1), &[]);
     let step = run.step("fill");
-    assert_eq!(step["status"], "failed", "{step}");
-    assert!(
-        step["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("row-level security"),
-        "{step}"
-    );
+    support::assert_failed_with(step, "row-level security");
     assert_eq!(
         support::psql(&admin, "SELECT count(*) FROM accounts WHERE v = 1"),
         "0"

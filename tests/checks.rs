@@ -469,13 +469,9 @@ fn replication_lag_finds_a_lagging_replica_and_an_abandoned_slot() {
     let watcher = url.replacen("runbook@", "watcher@", 1);
     let (run, step, _) = lag(&watcher);
     assert_ne!(run.code, 0, "{step}");
-    assert_eq!(step["status"], "failed", "{step}");
-    assert!(
-        step["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("may not see their state or lag: the lag was not measured"),
-        "{step}"
+    support::assert_failed_with(
+        &step,
+        "may not see their state or lag: the lag was not measured",
     );
     assert!(
         step["check"].is_null() || step["check"]["rows"] == 0,
@@ -559,39 +555,34 @@ fn sessions_the_role_may_not_see_are_said_not_passed_over() {
             .collect()
     };
 
+    // The four checks as the migrator, each step's status as `id=status`.
+    let judged = |expected: [&str; 4]| {
+        let run = checks_case.exec(&migrator, &[]);
+        assert_eq!(statuses(&run), expected, "{}", run.stderr);
+        run
+    };
+
     // Connected and idle, outside a transaction: nothing to see.
     say("SELECT 1;\n");
     wait(|| app_is("idle"));
     std::thread::sleep(std::time::Duration::from_millis(600));
-    let run = checks_case.exec(&migrator, &[]);
-    assert_eq!(
-        statuses(&run),
-        [
-            "long=succeeded",
-            "idle=succeeded",
-            "active=succeeded",
-            "blocking=succeeded"
-        ],
-        "{}",
-        run.stderr
-    );
+    judged([
+        "long=succeeded",
+        "idle=succeeded",
+        "active=succeeded",
+        "blocking=succeeded",
+    ]);
 
     // In a transaction, holding a lock, idle: hidden from the migrator.
     say("BEGIN; LOCK busy IN ROW EXCLUSIVE MODE;\n");
     wait(|| app_is("idle in transaction"));
     std::thread::sleep(std::time::Duration::from_millis(600));
-    let run = checks_case.exec(&migrator, &[]);
-    assert_eq!(
-        statuses(&run),
-        [
-            "long=failed",
-            "idle=failed",
-            "active=failed",
-            "blocking=failed"
-        ],
-        "{}",
-        run.stderr
-    );
+    let run = judged([
+        "long=failed",
+        "idle=failed",
+        "active=failed",
+        "blocking=failed",
+    ]);
     for id in ["long", "idle", "active", "blocking"] {
         let error = &run.step(id)["error"];
         assert!(
@@ -613,12 +604,7 @@ fn sessions_the_role_may_not_see_are_said_not_passed_over() {
     ));
     let run = alter.exec(&migrator, &[]);
     assert_ne!(run.code, 0, "{}", run.stderr);
-    let logs: Vec<String> = run
-        .events()
-        .iter()
-        .filter(|e| e["event"] == "step_output" && e["stream"] == "log")
-        .map(|e| e["line"].as_str().unwrap().to_string())
-        .collect();
+    let logs = run.log_lines(None);
     assert!(
         logs.iter().any(|l| l.starts_with("blocker: pid ")
             && l.contains(
@@ -635,28 +621,22 @@ fn sessions_the_role_may_not_see_are_said_not_passed_over() {
     let run = fill.exec(&migrator, &[]);
     assert_eq!(run.step("fill")["status"], "timed_out", "{}", run.stderr);
     assert!(
-        run.events().iter().any(|e| e["event"] == "step_output"
-            && e["line"].as_str().is_some_and(|l| l.contains(
-                "(1 of them in a transaction this role may not see, counted as active)"
-            ))),
+        run.log_lines(Some("fill"))
+            .iter()
+            .any(|l| l
+                .contains("(1 of them in a transaction this role may not see, counted as active)")),
         "{}",
         run.stderr
     );
 
     // With pg_monitor the migrator sees it, and the checks judge it.
     psql(&admin, "GRANT pg_monitor TO migrator");
-    let run = checks_case.exec(&migrator, &[]);
-    assert_eq!(
-        statuses(&run),
-        [
-            "long=failed",
-            "idle=failed",
-            "active=succeeded",
-            "blocking=succeeded"
-        ],
-        "{}",
-        run.stderr
-    );
+    let run = judged([
+        "long=failed",
+        "idle=failed",
+        "active=succeeded",
+        "blocking=succeeded",
+    ]);
     assert_eq!(run.step("long")["details"]["rows"][0]["user"], "app");
     assert_eq!(run.step("idle")["details"]["rows"][0]["user"], "app");
     say("COMMIT;\n");
@@ -686,24 +666,14 @@ fn checks_name_what_the_role_may_not_read() {
     ));
     let run = case.exec(&migrator, &[]);
     let step = run.step("seq");
-    assert_eq!(step["status"], "failed", "{step}");
-    assert!(
-        step["error"]["message"].as_str().unwrap().contains(
-            "may not read 1 sequence(s) (public.nearly_out): the check could not look at them"
-        ),
-        "{step}"
+    support::assert_failed_with(
+        step,
+        "may not read 1 sequence(s) (public.nearly_out): the check could not look at them",
     );
     psql(&admin, "GRANT SELECT ON SEQUENCE nearly_out TO migrator");
     let run = case.exec(&migrator, &[]);
     let step = run.step("seq");
-    assert_eq!(step["status"], "failed", "{step}");
-    assert!(
-        step["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expected rows eq 0, got 1"),
-        "{step}"
-    );
+    support::assert_failed_with(step, "expected rows eq 0, got 1");
     assert_eq!(
         step["details"]["rows"][0]["sequence"], "public.nearly_out",
         "{step}"
@@ -720,14 +690,7 @@ fn checks_name_what_the_role_may_not_read() {
     ));
     let run = case.exec(&migrator, &[]);
     let step = run.step("counts");
-    assert_eq!(step["status"], "failed", "{step}");
-    assert!(
-        step["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("row-level security"),
-        "{step}"
-    );
+    support::assert_failed_with(step, "row-level security");
     assert!(
         step["error"]["hint"]
             .as_str()
@@ -756,14 +719,7 @@ fn checks_name_what_the_role_may_not_read() {
     let run = case.exec(&migrator, &[]);
     for id in ["orphans", "nulls"] {
         let step = run.step(id);
-        assert_eq!(step["status"], "failed", "{step}");
-        assert!(
-            step["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("row-level security"),
-            "{step}"
-        );
+        support::assert_failed_with(step, "row-level security");
     }
     let run = case.exec(&admin, &[]);
     assert_eq!(run.step("orphans")["details"]["rows"][0]["orphans"], 1);

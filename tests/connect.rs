@@ -560,6 +560,18 @@ fn password_cluster(password: &str) -> (Ephemeral, String) {
     (pg, url)
 }
 
+/// A token service in a directory: `token` holds the password it hands out
+/// now (`First-Token-1`, the password of `password_cluster("First-Token-1")`),
+/// `next` the one it hands out once `next` is copied over `token`.
+fn token_service() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    let token = home.path().join("token");
+    let next = home.path().join("next");
+    std::fs::write(&token, "First-Token-1\n").unwrap();
+    std::fs::write(&next, "Second-Token-2\n").unwrap();
+    (home, token, next)
+}
+
 /// A password that stops working mid-run (changed, or a short-lived token
 /// such as an RDS IAM one that expired) fails every later login: pg_dump's,
 /// and a reconnect's. The failure says that the run's own session logged
@@ -616,11 +628,7 @@ fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_f
 #[test]
 fn a_password_command_gives_each_login_a_password_of_its_own() {
     let (_pg, url) = password_cluster("First-Token-1");
-    let home = tempfile::tempdir().unwrap();
-    let token = home.path().join("token");
-    let next = home.path().join("next");
-    std::fs::write(&token, "First-Token-1\n").unwrap();
-    std::fs::write(&next, "Second-Token-2\n").unwrap();
+    let (home, token, next) = token_service();
     let command = format!("cat {}", token.display());
     // The step changes the password to the next token, which the runbook's
     // text does not hold, and the token service starts handing it out.
@@ -701,11 +709,7 @@ fn a_password_command_gives_each_login_a_password_of_its_own() {
 #[test]
 fn a_tool_rehearsal_gives_each_leg_a_password_of_its_own() {
     let (_pg, url) = password_cluster("First-Token-1");
-    let home = tempfile::tempdir().unwrap();
-    let token = home.path().join("token");
-    let next = home.path().join("next");
-    std::fs::write(&token, "First-Token-1\n").unwrap();
-    std::fs::write(&next, "Second-Token-2\n").unwrap();
+    let (_home, token, next) = token_service();
     let p = support::fake_tool_project();
     let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n        rehearse:\n          dir: {dir}/migrations\n          scratch: true\n          tool:\n            cwd: {dir}\n            up: ./faketool up {{{{ migration.name }}}} && printf \"ALTER ROLE rotating PASSWORD '%s'\" \"$(cat {next})\" | psql -Xq && cp {next} {token}\n            down: ./faketool down {{{{ migration.name }}}} && if [ {{{{ migration.stem }}}} = 20240103000000_nickname ]; then cat \"$PGPASSFILE\" >&2; exit 9; fi\n",

@@ -17,11 +17,7 @@ fn one_step(step: &str) -> String {
 }
 
 fn log_lines(run: &support::Run, step: &str) -> Vec<String> {
-    run.events()
-        .iter()
-        .filter(|e| e["event"] == "step_output" && e["stream"] == "log" && e["step"] == step)
-        .map(|e| e["line"].as_str().unwrap().to_string())
-        .collect()
+    run.log_lines(Some(step))
 }
 
 #[test]

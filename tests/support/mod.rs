@@ -306,6 +306,29 @@ impl Run {
             .map(|l| serde_json::from_str(l).expect("each event line is JSON"))
             .collect()
     }
+
+    /// The lines a step logged (`step_output` on the `log` stream), of
+    /// `step` or of every step.
+    pub fn log_lines(&self, step: Option<&str>) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["event"] == "step_output" && e["stream"] == "log")
+            .filter(|e| step.is_none_or(|s| e["step"] == s))
+            .map(|e| e["line"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// `step` (a step of a report) failed, with `text` in its error.
+pub fn assert_failed_with(step: &serde_json::Value, text: &str) {
+    assert_eq!(step["status"], "failed", "{step}");
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(text),
+        "{step}"
+    );
 }
 
 /// Every report.json must be valid against the committed schema.
