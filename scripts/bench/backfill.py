@@ -28,7 +28,10 @@ within 3% of (c), the same batches by hand.
 (b) is timed by the step's own duration from report.json; (a) and (c) by
 the psql process around them.
 
-Usage: python3 scripts/bench/backfill.py [--rows 2000000] [--runs 3]
+With --against OLD_EXE, each round also runs (b) with that build, so that
+a change to the step is measured side by side with the build before it.
+
+Usage: python3 scripts/bench/backfill.py [--rows 2000000] [--runs 3] [--against OLD_EXE]
 """
 import argparse
 import glob
@@ -65,6 +68,7 @@ def main():
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--against", help="an earlier runbook binary whose step (b) runs in the same rounds")
     args = ap.parse_args()
     exe = release_build()
     bindir = bin_dir("pgbench")
@@ -133,8 +137,9 @@ def main():
                 raise SystemExit("pgbench stopped before the operation ended; raise its duration")
             return end - start, lat, figure
 
+        old = "(b) step, --against build"
         rows = {k: [] for k in ["(a) single UPDATE", "(b) backfill step", "(b') step, no monitor", "(c) DO loop",
-                                "(d) step, batch_time"]}
+                                "(d) step, batch_time"] + ([old] if args.against else [])}
         lats = {k: [] for k in rows}
         lats["writer alone"] = []
         spans = {k: [] for k in lats}
@@ -149,15 +154,15 @@ def main():
             def a():
                 psql("UPDATE orders SET ref = legacy WHERE ref IS NULL")
 
-            def b(monitor="true"):
-                rep = os.path.join(tmp, f"rep{r}-{monitor}")
-                p = subprocess.run([exe, "exec", rbs[monitor], "--database-url", url, "-q", "--report-dir", rep],
+            def b(monitor="true", build=exe):
+                rep = os.path.join(tmp, f"rep{r}-{monitor}-{os.path.basename(build)}")
+                p = subprocess.run([build, "exec", rbs[monitor], "--database-url", url, "-q", "--report-dir", rep],
                                    capture_output=True, text=True)
                 if p.returncode != 0:
                     raise SystemExit(f"runbook failed:\n{p.stderr}")
                 with open(os.path.join(rep, "report.json")) as f:
                     s = json.load(f)["phases"][0]["steps"][0]
-                if monitor in step_rates:
+                if monitor in step_rates and build == exe:
                     step_rates[monitor].append((s["duration_ms"], s["details"]["rows_per_second"],
                                                 s["details"]["batch_ms"], s["details"]["batches"],
                                                 s["details"]["batch_keys"]))
@@ -171,6 +176,8 @@ def main():
             ops = [("(a) single UPDATE", a), ("(b) backfill step", b),
                    ("(b') step, no monitor", lambda: b("false")), ("(c) DO loop", c),
                    ("(d) step, batch_time", lambda: b("timed"))]
+            if args.against:
+                ops.append((old, lambda: b(build=os.path.abspath(args.against))))
             ops = ops[r % len(ops):] + ops[:r % len(ops)]
             for name, op in ops:
                 rebuild()
@@ -219,6 +226,9 @@ def main():
         print(f"  (b) vs the hand-written loop (c): {(b / c - 1) * 100:+.1f}%  (target <= +3%)")
         nm = med["(b') step, no monitor"]
         print(f"  (b') the step without the lock monitor vs (c): {(nm / c - 1) * 100:+.1f}%; the monitor costs {(b / nm - 1) * 100:+.1f}%")
+        if args.against:
+            print(f"  (b) this build vs {os.path.basename(args.against)}: {(b / med[old] - 1) * 100:+.1f}% (median); "
+                  f"rounds: {' '.join(f'{x:.2f}/{y:.2f}' for x, y in zip(rows['(b) backfill step'], rows[old]))}")
         write_json(args.json, "backfill", [
             figure("backfill step throughput, % of a single UPDATE", a / min(b, d) * 100, "%", 85, better="higher"),
             figure("backfill step vs a hand-written DO loop", (b / c - 1) * 100, "%", 3),
