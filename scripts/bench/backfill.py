@@ -137,7 +137,7 @@ def main():
                 raise SystemExit("pgbench stopped before the operation ended; raise its duration")
             return end - start, lat, figure
 
-        old = "(b) step, --against build"
+        old = "(e) (b) with --against"
         rows = {k: [] for k in ["(a) single UPDATE", "(b) backfill step", "(b') step, no monitor", "(c) DO loop",
                                 "(d) step, batch_time"] + ([old] if args.against else [])}
         lats = {k: [] for k in rows}
