@@ -2135,8 +2135,15 @@ fn as_pid_1_a_sigterm_while_the_runbook_is_read_stops_the_run() {
         .spawn()
         .unwrap();
     let pid = inner(&child);
+    // unshare forks with SIGTERM blocked and unblocks it in the child
+    // before it execs runbook: a hold seen before the exec is unshare's,
+    // and a signal sent then is dropped once unblocked. Only runbook's
+    // own hold counts.
+    let is_runbook = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "runbook")
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !holds(pid) {
+    while !(is_runbook(pid) && holds(pid)) {
         assert!(Instant::now() < deadline, "runbook never held SIGTERM");
         std::thread::sleep(Duration::from_millis(2));
     }
