@@ -593,7 +593,10 @@ fn sessions_the_role_may_not_see_are_said_not_passed_over() {
             "{id}: {error}"
         );
         assert!(
-            error["hint"].as_str().unwrap().contains("GRANT pg_monitor"),
+            error["hint"]
+                .as_str()
+                .unwrap()
+                .contains("GRANT pg_monitor (or pg_read_all_stats) TO \"migrator\","),
             "{id}: {error}"
         );
     }

@@ -1028,7 +1028,9 @@ async fn throttle(
                     format!(
                         "max_replica_lag: this role may not see the lag of {hidden} replica(s), so the backfill could not be throttled on it"
                     ),
-                    Some(crate::pg::activity::SEE_ALL_STATS.into()),
+                    Some(crate::pg::activity::see_all_stats(
+                        r.db.config().config.get_user(),
+                    )),
                 ));
             }
             if lag_ms as u128 > max.0.as_millis() {

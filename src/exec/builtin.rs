@@ -516,7 +516,9 @@ async fn all_sessions_visible(
             "{}: {n} session(s) in a transaction in this database belong to roles whose activity this role may not see (their state, transaction and waits are hidden): the check could not look at them",
             def.name
         ),
-        Some(crate::pg::activity::SEE_ALL_STATS.into()),
+        Some(crate::pg::activity::see_all_stats(
+            r.db.config().config.get_user(),
+        )),
     ))
 }
 
@@ -568,7 +570,9 @@ async fn replication_lag(
                 "replication_lag: {} replica(s) connected, and this role may not see their state or lag: the lag was not measured",
                 count("hidden")
             ),
-            Some(crate::pg::activity::SEE_ALL_STATS.into()),
+            Some(crate::pg::activity::see_all_stats(
+                r.db.config().config.get_user(),
+            )),
         ));
     }
     details["replicas"] = Value::from(count("replicas"));

@@ -19,5 +19,14 @@ pub const HIDDEN: &str = "(a.state IS NULL AND a.query = '<insufficient privileg
 pub const IN_TRANSACTION: &str = "EXISTS (SELECT 1 FROM pg_locks l \
     WHERE l.pid = a.pid AND l.locktype = 'virtualxid' AND l.granted)";
 
-/// How to let the run's role see what other roles' sessions are doing.
-pub const SEE_ALL_STATS: &str = "PostgreSQL shows other roles' activity to roles with the privileges of pg_read_all_stats: GRANT pg_monitor (or pg_read_all_stats) TO the role the run connects as, or connect as one that has it";
+/// How to let `role` (the one the run logs in as, when known) see what
+/// other roles' sessions are doing.
+pub fn see_all_stats(role: Option<&str>) -> String {
+    let to = role.map_or_else(
+        || "the role the run connects as".to_string(),
+        crate::pg::quote::ident,
+    );
+    format!(
+        "PostgreSQL shows other roles' activity to roles with the privileges of pg_read_all_stats: GRANT pg_monitor (or pg_read_all_stats) TO {to}, or connect as one that has it"
+    )
+}
