@@ -691,6 +691,19 @@ mod tests {
     }
 
     #[test]
+    fn a_checks_note_is_shown_with_it() {
+        let mut r = report();
+        r["phases"][0]["steps"][0]["details"] =
+            serde_json::json!({"note": "no replica is connected <here>"});
+        let html = render(&r);
+        assert!(
+            html.contains("note: no replica is connected &lt;here&gt;"),
+            "{html}"
+        );
+        assert!(!render(&report()).contains("note: "));
+    }
+
+    #[test]
     fn batches_sized_by_time_show_their_range_not_the_first_size() {
         let fixed = serde_json::json!({"batch_size": 500});
         assert_eq!(batch_sizes(&fixed), "500");
