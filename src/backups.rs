@@ -82,6 +82,12 @@ pub struct SchemaRecord {
     /// restore compares on that, and clears only what it would have seen.
     #[serde(default)]
     pub reads: u32,
+    /// The backed-up database's owner, which `objects` key owners against:
+    /// a restore into a database another role owns compares as if this one
+    /// owned it. Manifests written before it was recorded compare against
+    /// the target's own owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -1280,9 +1280,43 @@ pub const DEFAULT_SEARCH_PATH_LOCAL: &str = "SELECT set_config('search_path', re
 
 /// Take a snapshot of the database `client` is connected to.
 pub async fn take(client: &tokio_postgres::Client) -> Result<Snapshot, tokio_postgres::Error> {
-    let statement = client
-        .prepare(&full_sql(version_num(client).await?))
-        .await?;
+    take_with(client, None).await
+}
+
+/// Where [`SQL`] reads the database's owner, which the owners of its
+/// schemas and objects are keyed against.
+const DATABASE_OWNER: &str =
+    "SELECT datdba AS owner FROM pg_database WHERE datname = current_database()";
+
+/// [`take`], with owners keyed against `owner` (a role's name as `regrole`
+/// writes it) as if it owned the database: for comparing with a snapshot
+/// of another database, which that role owns. A restore into a database
+/// the restoring role created is owned by that role, not by the source's
+/// owner, and every object owned by either would otherwise differ. The
+/// database's own owner where the server has no such role.
+pub async fn take_as_if_owned_by(
+    client: &tokio_postgres::Client,
+    owner: &str,
+) -> Result<Snapshot, tokio_postgres::Error> {
+    take_with(client, Some(owner)).await
+}
+
+async fn take_with(
+    client: &tokio_postgres::Client,
+    owner: Option<&str>,
+) -> Result<Snapshot, tokio_postgres::Error> {
+    let mut sql = full_sql(version_num(client).await?);
+    if let Some(owner) = owner {
+        sql = sql.replacen(
+            DATABASE_OWNER,
+            &format!(
+                "SELECT coalesce(to_regrole({}), datdba) AS owner FROM pg_database WHERE datname = current_database()",
+                crate::pg::quote::literal(owner)
+            ),
+            1,
+        );
+    }
+    let statement = client.prepare(&sql).await?;
     let (_, rows, _) = tokio::try_join!(
         client.batch_execute(PIN_SEARCH_PATH),
         client.query(&statement, &[]),
@@ -2323,6 +2357,11 @@ mod tests {
 
     fn row(k: &str, n: &str, d: &str) -> (String, String, String) {
         (k.into(), n.into(), d.into())
+    }
+
+    #[test]
+    fn the_database_owner_is_read_in_one_place_that_take_as_if_owned_by_replaces() {
+        assert_eq!(full_sql(170_000).matches(DATABASE_OWNER).count(), 1);
     }
 
     #[test]

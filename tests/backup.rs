@@ -1618,3 +1618,117 @@ fn a_table_whose_rows_a_policy_hides_is_not_counted_rather_than_found_empty() {
         serde_json::json!([])
     );
 }
+
+/// A database whose sessions end when idle in a transaction (a common
+/// guard on managed databases) still backs up: runbook's snapshot session
+/// waits idle while pg_dump copies, and reads the tables' schema after, as
+/// pg_dump's own session turns that timeout off.
+#[test]
+fn a_database_timeout_for_idle_transactions_does_not_end_the_dumps_snapshot_session() {
+    let db = Db::fresh();
+    db.sql(&format!(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 300000) g;
+         ALTER DATABASE {} SET idle_in_transaction_session_timeout = '200ms';",
+        db.name
+    ));
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: pre
+        backup:
+          path: backups/big
+          format: custom
+          tables: [public.big]
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tables = &run.step("pre")["details"]["tables"];
+    assert_eq!(tables[0]["rows"], 300000, "{tables}");
+}
+
+/// A restore drill as the app's migration role, as on a managed database:
+/// the database belongs to the administrator, the tables to the app's
+/// role, and the drill restores into a database that role creates (and so
+/// owns). The schema compares equal: each table has the owner it had.
+#[test]
+fn a_restore_into_a_database_another_role_owns_compares_owners_as_they_were() {
+    let db = Db::fresh();
+    let app = format!("{}_app", db.name);
+    db.sql(&format!(
+        "CREATE ROLE {app} LOGIN CREATEDB;
+         GRANT CREATE ON SCHEMA public TO {app};
+         SET ROLE {app};
+         CREATE TABLE orders (id int PRIMARY KEY, note text);
+         INSERT INTO orders SELECT g, 'n' FROM generate_series(1, 50) g;"
+    ));
+    let target = format!("{}_drill", db.name);
+    let case = Case::new(&runbook(&format!(
+        r#"phases:
+  - id: drill
+    kind: backup
+    steps:
+      - id: pre
+        backup:
+          path: backups/drill
+          format: custom
+      - id: back
+        restore:
+          from: steps.pre
+          target: {target}
+"#
+    )));
+    let run = case.exec(&db.url.replacen("runbook@", &format!("{app}@"), 1), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let schema = &run.step("back")["details"]["schema"];
+    assert_eq!(schema["differences"], serde_json::json!([]), "{schema}");
+    let copy = db
+        .url
+        .replacen(&format!("/{}", db.name), &format!("/{target}"), 1);
+    assert_eq!(
+        support::psql(
+            &copy,
+            "SELECT tableowner || ' ' || (SELECT datdba::regrole::text FROM pg_database WHERE datname = current_database()) FROM pg_tables WHERE tablename = 'orders'"
+        ),
+        format!("{app} {app}")
+    );
+}
+
+/// A restore into a database this step created, that fails part-way,
+/// drops that database: nothing was changed, and the step can run again.
+#[test]
+fn a_failed_restore_drops_the_database_it_created() {
+    let db = Db::fresh();
+    let app = format!("{}_restorer", db.name);
+    db.sql(&format!(
+        "CREATE ROLE {app} LOGIN CREATEDB;
+         GRANT pg_read_all_data TO {app};
+         CREATE TABLE ledger (id int PRIMARY KEY);
+         INSERT INTO ledger SELECT generate_series(1, 10);"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let backup = take_backup(&db, dir.path());
+    let target = format!("{}_copy", db.name);
+    // The role may not give the table to its owner, so pg_restore fails.
+    let run = Case::new(&runbook(&format!(
+        "phases:\n  - id: r\n    kind: custom\n    steps:\n      - id: back\n        restore:\n          from: {}\n          target: {target}\n",
+        backup.display()
+    )))
+    .exec(&db.url.replacen("runbook@", &format!("{app}@"), 1), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("dropped `{target}`, which this step had created")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname = '{target}'"
+        )),
+        "0"
+    );
+}

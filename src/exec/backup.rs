@@ -228,6 +228,13 @@ async fn schema_record(
     } else {
         return Ok(None);
     };
+    let database_owner: String = client
+        .query_one(
+            "SELECT datdba::regrole::text FROM pg_catalog.pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await?
+        .get(0);
     let outside = all
         .objects
         .keys()
@@ -244,6 +251,7 @@ async fn schema_record(
             .collect(),
         outside,
         reads: crate::snapshot::READS,
+        database_owner: Some(database_owner),
     }))
 }
 
@@ -482,6 +490,9 @@ async fn open_snapshot(r: &Run<'_>, o: &backups::Options) -> Result<Snapshot, Fa
         .await
         .map_err(|e| sql_failure("failed to open the snapshot session", &e))?;
     let client = Arc::new(snap.client);
+    db::as_pg_dump(&client)
+        .await
+        .map_err(sql_err("failed to prepare the snapshot session"))?;
     // The counts run beside pg_dump, which wants every core: one process
     // each, no parallel workers, and no JIT (a count compiles in more time
     // than it saves), so they take their share and no more.
@@ -780,7 +791,7 @@ async fn dump_counted(
     timeout: Option<Duration>,
 ) -> Result<(child::Ran, Option<crate::snapshot::Snapshot>), Fail> {
     // On the server's other cores, while pg_dump runs.
-    let reading = {
+    let mut reading = {
         let c = Arc::clone(&snap.client);
         let t = snap.candidates.clone();
         let (count, schema) = (!options.schema_only, records_schema(b));
@@ -818,8 +829,25 @@ async fn dump_counted(
             return Err(child_failure("pg_dump", &ran, timeout));
         }
     };
-    let (counts, all) = reading
-        .await
+    // The counts have no server timeout (see `db::as_pg_dump`): the step's
+    // own bounds them, as it bounds pg_dump.
+    let read = match deadline {
+        Some(at) => tokio::time::timeout_at(at, &mut reading).await.ok(),
+        None => Some((&mut reading).await),
+    };
+    let Some(read) = read else {
+        reading.abort();
+        let _ = snap
+            .client
+            .cancel_token()
+            .cancel_query(tokio_postgres::NoTls)
+            .await;
+        return Err(Fail::new(
+            StepStatus::TimedOut,
+            super::timeout_error(timeout),
+        ));
+    };
+    let (counts, all) = read
         .map_err(|e| {
             failed(
                 ErrorKind::Internal,

@@ -190,12 +190,8 @@ impl EarlyCounts {
         let session = r.db.connect_to(database, &r.app_name).await.ok()?;
         // Every row, as pg_dump read them: a table that row-level security
         // would filter for this role is left to the count after, which
-        // says so.
-        session
-            .client
-            .batch_execute("SET row_security = off")
-            .await
-            .ok()?;
+        // says so. No server timeout either, as pg_restore's own session.
+        db::as_pg_dump(&session.client).await.ok()?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         let task = tokio::spawn(async move {
             let mut counts = std::collections::HashMap::new();
@@ -269,20 +265,15 @@ pub(crate) async fn compare_counts(
     // too): with it on, a policy that applies to this role (say, the
     // owner's, under FORCE ROW LEVEL SECURITY) hid rows, and the restore
     // was said to have lost them. Off, such a table's count is refused,
-    // and said to be not counted. The run's own session gets its setting
-    // back after.
-    let before: String = client
-        .query_one(
-            "SELECT current_setting('row_security'), set_config('row_security', 'off', false)",
-            &[],
-        )
+    // and said to be not counted. And no server timeout, as pg_restore's
+    // own session: a role's `statement_timeout` cancelled the count of a
+    // large table that had restored. The run's own session gets its
+    // settings back after.
+    let before = db::read_as_pg_dump(client)
         .await
-        .map_err(|e| db::error_info(&e, None))?
-        .get(0);
+        .map_err(|e| db::error_info(&e, None))?;
     let counted = count_each(client, m, early).await;
-    let put_back = client
-        .query_one("SELECT set_config('row_security', $1, false)", &[&before])
-        .await;
+    let put_back = before.put_back(client).await;
     let mut mismatches = counted?;
     put_back.map_err(|e| db::error_info(&e, None))?;
     if let Some(expected) = m.large_objects {
@@ -812,10 +803,12 @@ async fn compare_schema(
     record: &backups::SchemaRecord,
 ) -> Result<Vec<crate::snapshot::Change>, ErrorInfo> {
     let err = |e: tokio_postgres::Error| db::error_info(&e, None);
-    let now = crate::snapshot::take(client)
-        .await
-        .map_err(err)?
-        .as_read_at(record.reads);
+    let now = match &record.database_owner {
+        Some(owner) => crate::snapshot::take_as_if_owned_by(client, owner).await,
+        None => crate::snapshot::take(client).await,
+    }
+    .map_err(err)?
+    .as_read_at(record.reads);
     let now = match record.covers.as_str() {
         "tables" => {
             let list: Vec<(String, String)> = m
@@ -1091,6 +1084,42 @@ async fn prepare_target(
     Ok((true, terminated))
 }
 
+/// After a restore into a database this step created failed part-way:
+/// drop that database, which held nothing before, so the step changed
+/// nothing and can simply run again. Left, it said "partly changed" and
+/// stood in the way of the next attempt. If it cannot be dropped (a session
+/// connected to it meanwhile), it is left, and the failure says so.
+async fn drop_created(r: &mut Run<'_>, s: &PlanStep, target: &str, fail: Fail) -> Fail {
+    let dropped =
+        r.db.client
+            .batch_execute(&format!(
+                "DROP DATABASE {}",
+                crate::pg::quote::ident(target)
+            ))
+            .await;
+    match dropped {
+        Ok(()) => {
+            super::sql::log(
+                r,
+                &s.id,
+                format!("dropped `{target}`, which this step had created for the restore"),
+            );
+            fail.unchanged()
+        }
+        Err(e) => {
+            let why = db::error_info(&e, None).message;
+            r.bus.emit(Event::Warning {
+                at: now(),
+                message: format!(
+                    "step `{}` created `{target}` and could not drop it after the restore failed ({why}): it is left partly restored",
+                    s.id
+                ),
+            });
+            fail
+        }
+    }
+}
+
 /// The foreign keys `clear_for_clean` took off the tables it kept, back on.
 async fn add_back_foreign_keys(
     r: &mut Run<'_>,
@@ -1338,7 +1367,12 @@ pub(crate) async fn run(
     if recreating && own {
         come_back(r, original).await?;
     }
-    restored?;
+    if let Err(fail) = restored {
+        return Err(match exists || recreating {
+            true => fail,
+            false => drop_created(r, s, &target, fail).await,
+        });
+    }
     let client = target_client(r, &target)
         .await
         .map_err(|e| sql_failure("failed to connect to the target", &e))?;

@@ -845,6 +845,56 @@ pub const RESET_ALL: &str = reset_all!();
 /// [`RESET_ALL`].
 pub const RESET_SESSION: &str = concat!("RESET SESSION AUTHORIZATION; RESET ROLE; ", reset_all!());
 
+/// What pg_dump and pg_restore set in their own sessions, and so runbook
+/// in the sessions that read beside them (a backup's row counts in the
+/// dump's snapshot, a restore's counts): every row (`row_security` off),
+/// and none of the server's timeouts. A role's or a database's
+/// `statement_timeout`, a common guard on managed databases, would cancel
+/// an exact count beside a dump that goes through, and
+/// `idle_in_transaction_session_timeout` or `transaction_timeout`
+/// (PostgreSQL 17) would end the snapshot session while pg_dump runs. The
+/// step's own timeout still bounds them. Only the names this server knows.
+const AS_PG_DUMP: &str = "\
+    SELECT pg_catalog.set_config(name, CASE name WHEN 'row_security' THEN 'off' ELSE '0' END, false)
+    FROM pg_catalog.pg_settings
+    WHERE name IN ('row_security', 'statement_timeout', 'idle_in_transaction_session_timeout', 'transaction_timeout')";
+
+/// The session's settings before [`read_as_pg_dump`], to put back.
+#[must_use = "the session keeps pg_dump's settings until they are put back"]
+pub struct PutBack(Vec<String>, Vec<String>);
+
+/// Set [`AS_PG_DUMP`] for the rest of a session of runbook's own.
+pub async fn as_pg_dump(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(AS_PG_DUMP).await
+}
+
+/// Set [`AS_PG_DUMP`] on a session that goes on after (the run's own), and
+/// say what to put back.
+pub async fn read_as_pg_dump(client: &Client) -> Result<PutBack, tokio_postgres::Error> {
+    let sql = AS_PG_DUMP.replacen(
+        "SELECT ",
+        "SELECT name, pg_catalog.current_setting(name), ",
+        1,
+    );
+    let rows = client.query(&sql, &[]).await?;
+    Ok(PutBack(
+        rows.iter().map(|r| r.get(0)).collect(),
+        rows.iter().map(|r| r.get(1)).collect(),
+    ))
+}
+
+impl PutBack {
+    pub async fn put_back(self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        client
+            .execute(
+                "SELECT pg_catalog.set_config(name, value, false) FROM unnest($1::text[], $2::text[]) AS t(name, value)",
+                &[&self.0, &self.1],
+            )
+            .await
+            .map(drop)
+    }
+}
+
 /// `SELECT set_config(...)` for each setting; `local` scopes them to the transaction.
 pub fn settings_sql(settings: &Settings, local: bool) -> Option<String> {
     let mut parts = Vec::new();
