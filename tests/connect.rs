@@ -165,13 +165,75 @@ fn several_hosts_with_read_write_reach_the_writable_server_children_too() {
         db.sql("SELECT to_regclass('reached_here') IS NOT NULL"),
         "t"
     );
-    // Without the attribute, the first host answers and refuses the write.
+    // Without the attribute, the first host answers; it takes no writes,
+    // and the run is refused before its first step.
     db.sql("DROP TABLE reached_here");
     let run = case.exec(&hosts, &[]);
-    assert_ne!(run.code, 0, "{}", run.stderr);
-    let said = format!("{}{}", run.stderr, run.report);
-    assert!(said.contains("read-only transaction"), "{said}");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "REFUSED: its sessions are read-only (default_transaction_read_only is on, for the database, the role or the connection), and step `p.mark` (sql) writes to it"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("step mark"), "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('reached_here') IS NULL"), "t");
+}
+
+/// A standby (a reader endpoint, or a name still pointing at the old
+/// primary after a failover) is refused before anything runs when the
+/// runbook writes: before, the backup ahead of the first write ran, and
+/// the run failed at the write. A runbook that only reads runs there.
+#[test]
+fn a_runbook_that_writes_is_refused_on_a_standby_before_its_first_step() {
+    let primary = Ephemeral::start().unwrap();
+    let standby = primary.start_standby(&[]).unwrap();
+    let url = standby.url("postgres");
+    let backups = tempfile::tempdir().unwrap();
+    let writes = Case::new(&format!(
+        "{HEAD}phases:
+  - id: pre
+    kind: backup
+    steps:
+      - id: dump
+        backup: {{ path: {}/dump }}
+  - id: expand
+    kind: expand
+    steps:
+      - id: add
+        sql: CREATE TABLE orders (id int);
+        rollback: {{ id: drop, sql: DROP TABLE orders; }}
+",
+        backups.path().display()
+    ));
+    let run = writes.exec(&url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "REFUSED: the server is a standby (in recovery), and step `expand.add` (sql) writes to it. Connect to the primary"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !backups.path().join("dump").exists(),
+        "the backup ran: {}",
+        run.stderr
+    );
+    let reads = Case::new(&format!(
+        "{HEAD}phases:
+  - id: pre
+    kind: preflight
+    steps:
+      - id: recovering
+        check:
+          query: SELECT pg_is_in_recovery() AS standby
+          expect: {{ standby: {{ eq: true }} }}
+"
+    ));
+    let run = reads.exec(&url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
 /// `privileges` names, before anything changes, what a role without

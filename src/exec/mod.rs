@@ -441,6 +441,54 @@ async fn pooler_refusal(db: &Db, opts: &Options, app_name: &str) -> Option<Refus
     })
 }
 
+/// Refuse a server that takes no writes when the runbook writes: a standby
+/// (a reader endpoint, or a name that still points at the old primary
+/// after a failover), or sessions that are read-only by default (for the
+/// database, the role or the connection). Run, the steps before the first
+/// write went ahead (a backup, say) and the run failed there.
+async fn read_only_refusal(db: &Db, plan: &Plan) -> Option<Refusal> {
+    let (step, kind) = first_write(plan)?;
+    let row = db
+        .client
+        .query_one(
+            "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only') = 'on'",
+            &[],
+        )
+        .await
+        .ok()?;
+    let why = match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+        (true, _) => "the server is a standby (in recovery)",
+        (false, true) => {
+            "its sessions are read-only (default_transaction_read_only is on, for the database, the role or the connection)"
+        }
+        (false, false) => return None,
+    };
+    Some(Refusal {
+        status: RunStatus::PreflightFailed,
+        verdict: format!(
+            "REFUSED: {why}, and step `{step}` ({kind}) writes to it. Connect to the primary (on a managed service, its writer endpoint rather than a reader); nothing ran"
+        ),
+    })
+}
+
+/// The first step that writes on the server (see [`Action::writes`]), in
+/// the phases, the steps after a failure and the final ones, rollback
+/// branches included: its name and kind.
+fn first_write(plan: &Plan) -> Option<(String, &'static str)> {
+    fn find(steps: &[PlanStep]) -> Option<&PlanStep> {
+        steps.iter().find_map(|s| match s.action.writes() {
+            true => Some(s),
+            false => find(&s.rollback),
+        })
+    }
+    let named = |prefix: &str, s: &PlanStep| (format!("{prefix}{}", s.id), s.action.kind());
+    plan.phases
+        .iter()
+        .find_map(|p| find(&p.steps).map(|s| named(&format!("{}.", p.id), s)))
+        .or_else(|| find(&plan.on_failure).map(|s| named("on_failure.", s)))
+        .or_else(|| find(&plan.finally_steps).map(|s| named("finally.", s)))
+}
+
 /// The run lock not taken, in words: who holds it, and how to end that
 /// session if its runner is gone.
 fn lock_refusal(
@@ -586,6 +634,10 @@ pub async fn execute(
     .await;
     let server_version = target.server_version.clone().unwrap_or_default();
     if let Some(refusal) = pooler_refusal(&db, &opts, &app_name).await {
+        bus.emit(run_started(target));
+        return finish_early(bus, started, refusal);
+    }
+    if let Some(refusal) = read_only_refusal(&db, plan).await {
         bus.emit(run_started(target));
         return finish_early(bus, started, refusal);
     }

@@ -247,6 +247,29 @@ impl Action {
         }
     }
 
+    /// Whether the step writes on the server the run connects to: a
+    /// read-only one (a standby, or `default_transaction_read_only` on)
+    /// refuses it. A rehearsal writes to the database it rehearses on, or
+    /// creates a scratch copy there; a backup verified by a restore creates
+    /// a scratch database there. A shell step's command is not known, and
+    /// is not counted.
+    pub fn writes(&self) -> bool {
+        match self {
+            Self::Sql { .. }
+            | Self::Restore(_)
+            | Self::Backfill(_)
+            | Self::Migrate(_)
+            | Self::Rehearse(_) => true,
+            Self::Backup(b) => b.verify == model::Verify::Restore,
+            Self::Check(_)
+            | Self::Shell(_)
+            | Self::Sleep { .. }
+            | Self::Snapshot(_)
+            | Self::Wait(_)
+            | Self::Watch(_) => false,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Sql { .. } => "sql",
