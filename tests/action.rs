@@ -197,6 +197,30 @@ fn the_action_runs_the_quickstart_and_reports_its_exit_code() {
     assert!(out.contains("exit-code=2\n"), "{out}\n{said}");
 }
 
+/// A short-lived password: the URL has none, and `password-command`
+/// gives it at each login. Without the input, the run cannot log in.
+#[test]
+fn the_password_command_input_gives_each_login_its_password() {
+    let (_pg, url) = support::password_cluster("Token-From-Cmd-1");
+    let dir = tempfile::tempdir().unwrap();
+    let with = |extra: &[(&'static str, &str)], name: &str| {
+        let reports = dir.path().join(name);
+        let mut inputs = vec![
+            ("file", "examples/quickstart/runbook.yml"),
+            ("database-url", url.as_str()),
+            ("report-dir", reports.to_str().unwrap()),
+        ];
+        inputs.extend_from_slice(extra);
+        run(dir.path(), &inputs)
+    };
+    let (code, out, said) = with(&[("password-command", "echo Token-From-Cmd-1")], "r1");
+    assert_eq!(code, 0, "{said}");
+    assert!(out.contains("exit-code=0\n"), "{out}\n{said}");
+    assert!(!said.contains("Token-From-Cmd-1"), "{said}");
+    let (_, out, said) = with(&[], "r2");
+    assert!(out.contains("exit-code=1\n"), "{out}\n{said}");
+}
+
 #[test]
 fn inputs_are_data_never_shell() {
     let dir = tempfile::tempdir().unwrap();

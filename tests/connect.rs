@@ -602,26 +602,6 @@ fn hostaddr_reaches_the_run_and_its_children_where_the_name_does_not_resolve() {
     assert_eq!(run.code, 1, "{}", run.stderr);
 }
 
-/// A cluster of its own where the role `rotating`, owner of the database
-/// `rot`, logs in over TCP with `password` (everyone else is trusted as
-/// before), and its URL, without the password.
-fn password_cluster(password: &str) -> (Ephemeral, String) {
-    let pg = Ephemeral::start().unwrap();
-    psql(
-        &pg.url("postgres"),
-        &format!("CREATE ROLE rotating LOGIN PASSWORD '{password}' CREATEDB"),
-    );
-    psql(&pg.url("postgres"), "CREATE DATABASE rot OWNER rotating");
-    std::fs::write(
-        pg.dir().join("data/pg_hba.conf"),
-        "local all all trust\nhost all rotating 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
-    )
-    .unwrap();
-    psql(&pg.url("postgres"), "SELECT pg_reload_conf()");
-    let url = pg.url("rot").replacen("runbook@", "rotating@", 1);
-    (pg, url)
-}
-
 /// A token service in a directory: `token` holds the password it hands out
 /// now (`First-Token-1`, the password of `password_cluster("First-Token-1")`),
 /// `next` the one it hands out once `next` is copied over `token`.
@@ -640,7 +620,7 @@ fn token_service() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf
 /// in with it when the run began, and what to do; never the password.
 #[test]
 fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_failing() {
-    let (pg, url) = password_cluster("First-Secret-1");
+    let (pg, url) = support::password_cluster("First-Secret-1");
     let url = url.replacen("rotating@", "rotating:First-Secret-1@", 1);
     let dumps = tempfile::tempdir().unwrap();
     let rotate =
@@ -689,7 +669,7 @@ fn a_password_that_stops_working_mid_run_is_named_as_the_cause_of_later_logins_f
 /// anything runs.
 #[test]
 fn a_password_command_gives_each_login_a_password_of_its_own() {
-    let (_pg, url) = password_cluster("First-Token-1");
+    let (_pg, url) = support::password_cluster("First-Token-1");
     let (home, token, next) = token_service();
     let command = format!("cat {}", token.display());
     // The step changes the password to the next token, which the runbook's
@@ -770,7 +750,7 @@ fn a_password_command_gives_each_login_a_password_of_its_own() {
 /// redacted.
 #[test]
 fn a_tool_rehearsal_gives_each_leg_a_password_of_its_own() {
-    let (_pg, url) = password_cluster("First-Token-1");
+    let (_pg, url) = support::password_cluster("First-Token-1");
     let (_home, token, next) = token_service();
     let p = support::fake_tool_project();
     let case = Case::new(&format!(

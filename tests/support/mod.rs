@@ -445,3 +445,23 @@ print(-1)
         )
     })
 }
+
+/// A cluster of its own where the role `rotating`, owner of the database
+/// `rot`, logs in over TCP with `password` (everyone else is trusted as
+/// before), and its URL, without the password.
+pub fn password_cluster(password: &str) -> (Ephemeral, String) {
+    let pg = Ephemeral::start().unwrap();
+    psql(
+        &pg.url("postgres"),
+        &format!("CREATE ROLE rotating LOGIN PASSWORD '{password}' CREATEDB"),
+    );
+    psql(&pg.url("postgres"), "CREATE DATABASE rot OWNER rotating");
+    std::fs::write(
+        pg.dir().join("data/pg_hba.conf"),
+        "local all all trust\nhost all rotating 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    psql(&pg.url("postgres"), "SELECT pg_reload_conf()");
+    let url = pg.url("rot").replacen("runbook@", "rotating@", 1);
+    (pg, url)
+}

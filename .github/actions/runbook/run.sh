@@ -64,6 +64,11 @@ case "$command" in
       # never on a command line that `ps` shows.
       export DATABASE_URL="$INPUT_DATABASE_URL"
     fi
+    # A short-lived password (an IAM token) comes from a command that
+    # runbook runs for each login, from its environment too.
+    if [ -n "${INPUT_PASSWORD_COMMAND:-}" ] && ! truthy "${INPUT_EPHEMERAL:-false}"; then
+      export RUNBOOK_PASSWORD_COMMAND="$INPUT_PASSWORD_COMMAND"
+    fi
     ;;
   *) die "the input 'command' is '$command'; it is one of validate, lint, plan, exec" ;;
 esac
