@@ -184,7 +184,8 @@ fn several_hosts_with_read_write_reach_the_writable_server_children_too() {
 /// A standby (a reader endpoint, or a name still pointing at the old
 /// primary after a failover) is refused before anything runs when the
 /// runbook writes: before, the backup ahead of the first write ran, and
-/// the run failed at the write. A runbook that only reads runs there.
+/// the run failed at the write. A runbook that only reads runs there, a
+/// parallel backup in an exported snapshot included.
 #[test]
 fn a_runbook_that_writes_is_refused_on_a_standby_before_its_first_step() {
     let primary = Ephemeral::start().unwrap();
@@ -230,10 +231,17 @@ fn a_runbook_that_writes_is_refused_on_a_standby_before_its_first_step() {
         check:
           query: SELECT pg_is_in_recovery() AS standby
           expect: {{ standby: {{ eq: true }} }}
-"
+  - id: copy
+    kind: backup
+    steps:
+      - id: dump
+        backup: {{ path: {}/from_standby, format: directory, jobs: 2 }}
+",
+        backups.path().display()
     ));
     let run = reads.exec(&url, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(backups.path().join("from_standby/manifest.json").exists());
 }
 
 /// `privileges` names, before anything changes, what a role without
