@@ -444,8 +444,8 @@ async fn pooler_refusal(db: &Db, opts: &Options, app_name: &str) -> Option<Refus
 /// Refuse a server that takes no writes when the runbook writes: a standby
 /// (a reader endpoint, or a name that still points at the old primary
 /// after a failover), or sessions that are read-only by default (for the
-/// database, the role or the connection). Run, the steps before the first
-/// write went ahead (a backup, say) and the run failed there.
+/// database, the role or the connection). Unrefused, the steps before the
+/// first write ran (a backup, say), and the run failed at the write.
 async fn read_only_refusal(db: &Db, plan: &Plan) -> Option<Refusal> {
     let (step, kind) = first_write(plan)?;
     let row = db
