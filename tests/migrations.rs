@@ -1377,6 +1377,112 @@ fn the_data_checks_keep_a_role_the_scripts_stepped_up_to() {
     );
 }
 
+/// A role's `statement_timeout`, a common guard on managed databases, does
+/// not cut the data checks: it cancelled the checksum of a table that an
+/// instant index touched, and the rehearsal failed on its own evidence. The
+/// scripts still run under the runbook's `statement_timeout` (here the
+/// default, 15min): the re-up records the one it saw.
+#[test]
+fn a_roles_statement_timeout_cuts_the_scripts_not_the_data_checks() {
+    let db = Db::fresh();
+    let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
+    let name = name.split('?').next().unwrap();
+    let app = format!("guarded_{name}");
+    db.sql(&format!(
+        "CREATE ROLE {app} LOGIN; ALTER DATABASE {name} OWNER TO {app};
+         GRANT ALL ON SCHEMA public TO {app};
+         CREATE TABLE big (id int, v text);
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 400000) g;
+         ALTER TABLE big OWNER TO {app};
+         ALTER ROLE {app} SET statement_timeout = '150ms';"
+    ));
+    let (_dir, case) = rehearsal_of(&[
+        (
+            "001_i.up.sql",
+            "CREATE INDEX big_id ON big (id) WHERE id < 10;
+             DROP TABLE IF EXISTS seen;
+             CREATE TABLE seen AS SELECT current_setting('statement_timeout') AS v;
+",
+        ),
+        (
+            "001_i.down.sql",
+            "DROP INDEX big_id;
+DROP TABLE seen;
+",
+        ),
+    ]);
+    let run = case.exec(&format!("postgres://{app}@{hostport}/{name}"), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 1})
+    );
+    assert_eq!(db.sql("SELECT v FROM seen"), "15min");
+}
+
+/// The step's timeout ends a data check as it ends a leg. A session held
+/// a lock on a table the migration touches: the count waited behind it
+/// for as long as the lock was held, past the step's timeout (and an
+/// interrupt waited too). It is now cancelled at the timeout.
+#[test]
+fn the_steps_timeout_ends_a_data_check_waiting_on_a_lock() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);");
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            db.url.as_str(),
+            "-XAtq",
+            "-c",
+            "BEGIN; LOCK TABLE t; SELECT pg_sleep(60); COMMIT",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = || {
+        db.sql("SELECT count(*) FROM pg_locks WHERE relation = 't'::regclass AND granted AND mode = 'AccessExclusiveLock'")
+            == "1"
+    };
+    for _ in 0..100 {
+        if waiting() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(waiting(), "the lock is held");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_i.up.sql"),
+        "CREATE INDEX t_i ON t (id);\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("001_i.down.sql"), "DROP INDEX t_i;\n").unwrap();
+    let case = Case::new(&one_step(
+        "verify",
+        "rehearse",
+        &format!(
+            "        timeout: 2s\n        rehearse:\n          dir: {}\n",
+            dir.path().display()
+        ),
+    ));
+    let started = Instant::now();
+    let run = case.exec(&db.url, &[]);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let step = run.step("rehearse");
+    assert_eq!(step["status"], "timed_out", "{step}");
+    assert_eq!(step["error"]["message"], "timed out after 2s", "{step}");
+    assert!(
+        took < Duration::from_secs(30),
+        "ended at the step's timeout, not when the lock was let go: {took:?}"
+    );
+    assert_eq!(
+        step["details"]["verdicts"],
+        serde_json::json!({"not_rehearsed": 1}),
+        "{step}"
+    );
+}
+
 #[test]
 fn a_down_that_keeps_a_column_grant_breaks_parity() {
     let (_dir, run) = people_then(

@@ -12,20 +12,23 @@ use crate::pg::db::{self, Db};
 use crate::plan::PlanStep;
 use crate::snapshot::{self, Change, Snapshot};
 
-/// Take a snapshot on `db`, within `timeout`, stopping on an interrupt.
+/// Take a snapshot on `db`, within `timeout`, stopping on an interrupt;
+/// either cancels the read on the server, so the session is free after.
 pub(crate) async fn take(
     r: &Run<'_>,
     db: &Db,
     timeout: Option<Duration>,
 ) -> Result<Snapshot, Fail> {
-    let limit = timeout.unwrap_or(Duration::MAX);
-    tokio::select! {
-        res = tokio::time::timeout(limit, snapshot::take(&db.client)) => match res {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(Fail::new(StepStatus::Failed, db::error_info(&e, None))),
-            Err(_) => Err(Fail::new(StepStatus::TimedOut, super::timeout_error(timeout))),
-        },
-        () = r.stop_signal() => Err(Fail::new(StepStatus::Cancelled, super::cancelled_error())),
+    match db
+        .within(snapshot::take(&db.client), timeout, r.stop_signal())
+        .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Fail::new(StepStatus::Failed, db::error_info(&e, None))),
+        Err(db::QueryFail::Interrupted) => {
+            Err(Fail::new(StepStatus::Cancelled, super::cancelled_error()))
+        }
+        Err(_) => Err(Fail::new(StepStatus::TimedOut, super::timeout_error(timeout))),
     }
 }
 

@@ -719,8 +719,23 @@ impl Db {
         timeout: Option<Duration>,
         interrupt: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<SimpleQueryMessage>, QueryFail> {
-        let query = self.client.simple_query(sql);
-        tokio::pin!(query);
+        self.within(self.client.simple_query(sql), timeout, interrupt)
+            .await?
+            .map_err(QueryFail::Db)
+    }
+
+    /// Work on this session (one query or several) ended by `timeout` or
+    /// `interrupt` as a single query is: a cancel request to the server,
+    /// then a wait for the work to stop, so that the session is free again
+    /// (if it does not stop, the session is lost). The error is then
+    /// [`QueryFail::Timeout`] or [`QueryFail::Interrupted`].
+    pub async fn within<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+        timeout: Option<Duration>,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Result<T, QueryFail> {
+        tokio::pin!(work);
         tokio::pin!(interrupt);
         let deadline = async {
             match timeout {
@@ -730,14 +745,25 @@ impl Db {
         };
         tokio::pin!(deadline);
         let why = tokio::select! {
-            r = &mut query => return r.map_err(QueryFail::Db),
+            r = &mut work => return Ok(r),
             () = &mut deadline => QueryFail::Timeout,
             () = &mut interrupt => QueryFail::Interrupted,
         };
         let _ = self.cancel.cancel_query(self.tls.clone()).await;
-        // The server answers the cancelled query with an error; wait for it so
-        // the session is free again. If it does not come, the session is lost.
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut query).await;
+        // The server answers the cancelled query with an error; a query
+        // sent after it in the same round trip may run on, and is
+        // cancelled in its turn.
+        let stop = async {
+            loop {
+                tokio::select! {
+                    _ = &mut work => return,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {
+                        let _ = self.cancel.cancel_query(self.tls.clone()).await;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), stop).await;
         Err(why)
     }
 

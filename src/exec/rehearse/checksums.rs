@@ -153,23 +153,30 @@ async fn sums(
 /// may not (a script stepped down to a role with fewer rights), the
 /// session's own role reads them (`SET ROLE NONE`). A script that
 /// steps up to the tables' owner, from a login that does not inherit its
-/// rights, keeps it.
+/// rights, keeps it. No `statement_timeout` either, as in pg_dump's
+/// session: a role's, a common guard on managed databases, cancelled the
+/// checksum of a large table that an instant `ADD COLUMN` touched and
+/// failed the rehearsal. The step's timeout bounds the read instead (see
+/// `bounded`); the scripts keep the runbook's.
 fn as_session(tables: &str) -> String {
     format!(
         "SELECT set_config('runbook.role', current_setting('role'), false), \
-         set_config('runbook.row_security', current_setting('row_security'), false); \
+         set_config('runbook.row_security', current_setting('row_security'), false), \
+         set_config('runbook.statement_timeout', current_setting('statement_timeout'), false); \
          SELECT set_config('role', 'none', false) \
          WHERE EXISTS (SELECT 1 FROM unnest({tables}::text[]) AS t(name) \
          JOIN pg_class c ON c.oid = to_regclass(t.name) \
          WHERE NOT has_table_privilege(c.oid, 'SELECT')); \
-         SET row_security = off"
+         SET row_security = off; SET statement_timeout = 0"
     )
 }
 
-/// After them: the session's role and `row_security` put back, so that the
-/// next script runs as the last one left it, as under its tool.
+/// After them: the session's role, `row_security` and `statement_timeout`
+/// put back, so that the next script runs as the last one left it, as
+/// under its tool.
 const AS_BEFORE: &str = "SELECT set_config('role', current_setting('runbook.role'), false), \
-     set_config('row_security', current_setting('runbook.row_security'), false)";
+     set_config('row_security', current_setting('runbook.row_security'), false), \
+     set_config('statement_timeout', current_setting('runbook.statement_timeout'), false)";
 
 /// A table the role cannot read in full, named, with what to do.
 fn unreadable(mut e: ErrorInfo) -> ErrorInfo {

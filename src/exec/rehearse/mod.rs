@@ -272,11 +272,15 @@ impl Rig<'_> {
             );
         }
         let snapshotter = self.snapshotter.as_ref().expect("made above");
-        let next = match self.last.take() {
-            Some(prev) => snapshotter.next(client, prev).await,
-            None => snapshotter.full(client).await,
-        }
-        .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
+        let last = self.last.take();
+        let read = async {
+            match last {
+                Some(prev) => snapshotter.next(client, prev).await,
+                None => snapshotter.full(client).await,
+            }
+            .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))
+        };
+        let next = bounded(&self.target.db, &self.ctx, read).await?;
         self.rebuilt += next.rebuilt;
         let snap = next.snapshot.clone();
         self.last = Some(next);
@@ -288,10 +292,13 @@ impl Rig<'_> {
         tables: &[(String, Vec<String>)],
         now: &Snapshot,
     ) -> Result<BTreeMap<String, Sum>, Fail> {
-        self.cache
-            .get(&self.target.db, tables, now)
-            .await
-            .map_err(|e| Fail::new(StepStatus::Failed, e))
+        let read = async {
+            self.cache
+                .get(&self.target.db, tables, now)
+                .await
+                .map_err(|e| Fail::new(StepStatus::Failed, e))
+        };
+        bounded(&self.target.db, &self.ctx, read).await
     }
 
     /// Run one leg; record its timing; a failure is returned for the caller
@@ -1458,6 +1465,25 @@ async fn all_reups(
         }
     }
     Ok(None)
+}
+
+/// The evidence a rehearsal reads between legs (snapshots, counts and
+/// checksums) within the step's bounds, as a leg is: the step's timeout or
+/// an interrupt cancels the read on the server and ends the step, instead
+/// of waiting for the count of a large table to finish.
+async fn bounded<T>(
+    db: &Db,
+    ctx: &Ctx<'_>,
+    read: impl std::future::Future<Output = Result<T, Fail>>,
+) -> Result<T, Fail> {
+    let left = ctx
+        .deadline
+        .map(|d| d.saturating_duration_since(Instant::now()));
+    let stop = super::interrupted(ctx.interrupts.clone(), ctx.level);
+    db.within(read, left, stop).await.map_err(|q| match q {
+        db::QueryFail::Interrupted => Fail::new(StepStatus::Cancelled, super::cancelled_error()),
+        _ => Fail::new(StepStatus::TimedOut, super::timeout_error(ctx.timeout)),
+    })?
 }
 
 /// An interrupt or a timeout ends the rehearsal as the step's failure.
