@@ -1490,6 +1490,98 @@ phases:
     }
 }
 
+/// The run as a role whose `statement_timeout` is short, as managed
+/// databases set: verify_undo's counts and checksums are runbook's own
+/// reads, made as pg_dump makes them. Before, the role's timeout cancelled
+/// them, and a clean rollback read as unverified: exit 4, "a person must
+/// act".
+#[test]
+fn verify_undo_reads_past_a_roles_statement_timeout() {
+    let db = Db::fresh();
+    let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
+    let name = name.split('?').next().unwrap();
+    let app = format!("guarded_{name}");
+    db.sql(&format!(
+        "CREATE ROLE {app} LOGIN; ALTER DATABASE {name} OWNER TO {app};
+         GRANT ALL ON SCHEMA public TO {app};
+         CREATE TABLE accounts (id int PRIMARY KEY, v text);
+         INSERT INTO accounts SELECT g, md5(g::text) FROM generate_series(1, 300000) g;
+         ALTER TABLE accounts OWNER TO {app};
+         ALTER ROLE {app} SET statement_timeout = '100ms';"
+    ));
+    let case = Case::new(&runbook(
+        r#"settings: { verify_undo: { tables: [accounts], checksums: true } }
+phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: add
+        sql: INSERT INTO accounts VALUES (0, 'new');
+        rollback:
+          id: remove
+          sql: DELETE FROM accounts WHERE id = 0;
+      - id: broken
+        sql: SELECT 1/0;
+"#,
+    ));
+    let run = case.exec(&format!("postgres://{app}@{hostport}/{name}"), &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let v = &run.report["branches"][0]["verification"];
+    assert_eq!(v["result"], "equal", "{v}");
+}
+
+/// A table verify_undo names that the role cannot read in full (no
+/// privilege, or row-level security that would filter the count) refuses
+/// the run before it changes anything. Before, the first case ran the
+/// steps and ended unverified (exit 4); the second counted only the rows
+/// the policy let through, and called the undo verified.
+#[test]
+fn a_verify_undo_table_the_role_cannot_read_in_full_refuses_the_run() {
+    for (setup, says) in [
+        ("REVOKE ALL ON accounts FROM {app}", "permission denied for table accounts"),
+        (
+            "ALTER TABLE accounts ENABLE ROW LEVEL SECURITY; ALTER TABLE accounts FORCE ROW LEVEL SECURITY;
+             CREATE POLICY mine ON accounts USING (id < 3)",
+            "row-level security",
+        ),
+    ] {
+        let db = Db::fresh();
+        let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
+        let name = name.split('?').next().unwrap();
+        let app = format!("app_{name}");
+        db.sql(&format!(
+            "CREATE ROLE {app} LOGIN; GRANT ALL ON SCHEMA public TO {app};
+             CREATE TABLE accounts (id int PRIMARY KEY, v text);
+             INSERT INTO accounts VALUES (1, 'a'), (2, 'b'), (3, 'c');
+             ALTER TABLE accounts OWNER TO {app};"
+        ));
+        db.sql(&setup.replace("{app}", &app));
+        let case = Case::new(&runbook(
+            r#"settings: { verify_undo: { tables: [accounts, not_made_yet] } }
+phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: made
+        sql: CREATE TABLE made (id int);
+        rollback:
+          id: unmade
+          sql: DROP TABLE made;
+"#,
+        ));
+        let run = case.exec(&format!("postgres://{app}@{hostport}/{name}"), &[]);
+        assert_eq!(run.code, 1, "{setup}: {}", run.stderr);
+        assert_eq!(run.report["run"]["status"], "preflight_failed", "{setup}");
+        let verdict = run.report["run"]["verdict"].as_str().unwrap_or_default().to_string();
+        assert!(
+            verdict.starts_with("REFUSED: settings.verify_undo names a table")
+                && verdict.contains(says),
+            "{setup}: {verdict}"
+        );
+        assert_eq!(db.sql("SELECT to_regclass('made') IS NULL"), "t", "{setup}");
+    }
+}
+
 /// The runner's session is terminated during a step: the compensations
 /// must not run on the dead session. runbook reconnects, takes the run
 /// lock again, and undoes what was done.

@@ -471,6 +471,18 @@ async fn read_only_refusal(db: &Db, plan: &Plan) -> Option<Refusal> {
     })
 }
 
+/// Refuse a run whose `verify_undo` names a table this session cannot read
+/// in full: every undo would end unverified (exit 4), after the changes.
+async fn verify_undo_refusal(db: &Db, plan: &Plan) -> Option<Refusal> {
+    let why = undo::unreadable(db, plan.settings.verify_undo.as_ref()?).await?;
+    Some(Refusal {
+        status: RunStatus::PreflightFailed,
+        verdict: format!(
+            "REFUSED: settings.verify_undo names a table this role cannot read in full ({why}), so no undo could be verified. Grant it SELECT on the tables, and where row-level security is on, run as a role with BYPASSRLS (or as the table's owner, unless the table forces it); nothing ran"
+        ),
+    })
+}
+
 /// The first step that writes on the server (see [`Action::writes`]), in
 /// the phases, the steps after a failure and the final ones, rollback
 /// branches included: its name and kind.
@@ -638,6 +650,10 @@ pub async fn execute(
         return finish_early(bus, started, refusal);
     }
     if let Some(refusal) = read_only_refusal(&db, plan).await {
+        bus.emit(run_started(target));
+        return finish_early(bus, started, refusal);
+    }
+    if let Some(refusal) = verify_undo_refusal(&db, plan).await {
         bus.emit(run_started(target));
         return finish_early(bus, started, refusal);
     }

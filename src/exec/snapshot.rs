@@ -28,7 +28,10 @@ pub(crate) async fn take(
         Err(db::QueryFail::Interrupted) => {
             Err(Fail::new(StepStatus::Cancelled, super::cancelled_error()))
         }
-        Err(_) => Err(Fail::new(StepStatus::TimedOut, super::timeout_error(timeout))),
+        Err(_) => Err(Fail::new(
+            StepStatus::TimedOut,
+            super::timeout_error(timeout),
+        )),
     }
 }
 

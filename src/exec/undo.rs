@@ -109,13 +109,38 @@ impl Baseline {
     }
 }
 
-/// Row counts (and checksums) of the tables `verify_undo` names, in one
-/// query. A table that does not exist is `None`.
-async fn table_data(
-    db: &Db,
-    v: &VerifyUndo,
-) -> Result<BTreeMap<String, Option<TableData>>, String> {
-    let err = |e: tokio_postgres::Error| db::error_info(&e, None).message;
+/// Why the tables `verify_undo` names cannot be read in full as the run
+/// reads them (see [`table_data`]), if they cannot: asked before the run
+/// changes anything, since every undo would otherwise end unverified. A
+/// table that does not exist yet is no reason. Nothing is counted: each
+/// table is opened for a read that returns no row, which the server checks
+/// for privileges and row-level security all the same.
+pub(crate) async fn unreadable(db: &Db, v: &VerifyUndo) -> Option<String> {
+    if v.tables.is_empty() {
+        return None;
+    }
+    let reads: Vec<String> = match existing(db, v).await {
+        Ok(found) => found
+            .into_iter()
+            .filter_map(|(_, q)| q.map(|q| format!("SELECT FROM {q} WHERE false;")))
+            .collect(),
+        Err(e) => return Some(e),
+    };
+    if reads.is_empty() {
+        return None;
+    }
+    let sql = format!(
+        "BEGIN READ ONLY; SET LOCAL row_security = off; {} ROLLBACK",
+        reads.join(" ")
+    );
+    let e = db.client.batch_execute(&sql).await.err()?;
+    db.rollback().await;
+    Some(db::error_info(&e, None).message)
+}
+
+/// Each table `verify_undo` names, as written, with its qualified name when
+/// it exists.
+async fn existing(db: &Db, v: &VerifyUndo) -> Result<Vec<(String, Option<String>)>, String> {
     let names: Vec<&str> = v.tables.iter().map(String::as_str).collect();
     let found = db
         .client
@@ -127,11 +152,25 @@ async fn table_data(
             &[&names],
         )
         .await
-        .map_err(err)?;
+        .map_err(|e| db::error_info(&e, None).message)?;
+    Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Row counts (and checksums) of the tables `verify_undo` names, in one
+/// query. A table that does not exist is `None`. They are read as pg_dump
+/// reads ([`db::read_as_pg_dump`]): every row, past row-level security
+/// (a count that policies filter cannot say the data is back), and without
+/// the server's timeouts (a role's `statement_timeout` cancelled the count
+/// of a large table after a clean rollback, which then read as unverified:
+/// exit 4, "a person must act"). The session's settings are put back.
+async fn table_data(
+    db: &Db,
+    v: &VerifyUndo,
+) -> Result<BTreeMap<String, Option<TableData>>, String> {
+    let err = |e: tokio_postgres::Error| db::error_info(&e, None).message;
     let mut out = BTreeMap::new();
     let mut parts = Vec::new();
-    for row in &found {
-        let (given, qualified): (String, Option<String>) = (row.get(0), row.get(1));
+    for (given, qualified) in existing(db, v).await? {
         out.insert(given.clone(), None);
         if let Some(q) = qualified {
             let checksum = if v.checksums {
@@ -143,7 +182,10 @@ async fn table_data(
             parts.push(format!("SELECT {lit}, count(*), {checksum} FROM {q} x"));
         }
     }
-    for (table, rows, checksum) in db::table_counts(db, &parts).await.map_err(|e| e.message)? {
+    let put_back = db::read_as_pg_dump(&db.client).await.map_err(err)?;
+    let counts = db::table_counts(db, &parts).await;
+    put_back.put_back(&db.client).await.map_err(err)?;
+    for (table, rows, checksum) in counts.map_err(|e| e.message)? {
         out.insert(table, Some(TableData { rows, checksum }));
     }
     Ok(out)
