@@ -193,6 +193,96 @@ fn row_counts_are_taken_in_the_dumps_snapshot() {
     );
 }
 
+/// A transaction that rewrites `table` (its `id` column to bigint), open
+/// for `seconds`, its lock already held when this returns.
+fn rewriting(db: &Db, table: &str, seconds: u32) -> std::process::Child {
+    let child = Command::new("psql")
+        .args([
+            &db.url,
+            "-Xq",
+            "-c",
+            &format!(
+                "BEGIN; ALTER TABLE {table} ALTER COLUMN id TYPE bigint; SELECT pg_sleep({seconds}); COMMIT;"
+            ),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        db,
+        &format!(
+            "SELECT count(*) > 0 FROM pg_locks WHERE relation = '{table}'::regclass AND mode = 'AccessExclusiveLock' AND granted"
+        ),
+    );
+    child
+}
+
+const REWRITTEN: &str = r#"settings: { lock_timeout: 1min }
+phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: pre
+        backup:
+          path: bk
+          TARGET
+          verify: restore
+"#;
+
+/// A transaction that rewrites a table, begun before the backup and
+/// committed while pg_dump waits for its lock: in a snapshot taken before
+/// the commit, the table reads as empty. Before, pg_dump dumped no rows,
+/// the count said 0, the restore matched, and the backup passed without
+/// the table's 1,000 rows (bare `pg_dump -t` does the same). The tables are
+/// now locked before the snapshot is taken, so it is taken after the
+/// commit.
+#[test]
+fn a_table_rewritten_by_a_transaction_open_when_the_backup_began_keeps_its_rows() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE zz (id int, v text); INSERT INTO zz SELECT g, 'v' FROM generate_series(1, 1000) g;");
+    let mut rewrite = rewriting(&db, "zz", 2);
+    let case = Case::new(&runbook(
+        &REWRITTEN.replace("TARGET", "tables: [public.zz]"),
+    ));
+    let run = case.exec(&db.url, &[]);
+    rewrite.wait().unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let step = run.step("pre");
+    assert_eq!(step["details"]["tables"][0]["rows"], 1000, "{step}");
+    assert_eq!(
+        step["details"]["verification"]["status"], "passed",
+        "{step}"
+    );
+}
+
+/// The same with more tables than the server's lock table allows a
+/// transaction on average (`max_locks_per_transaction`), which runbook
+/// does not lock beside pg_dump: the rewrite is found, and the backup
+/// fails instead of passing without the rows.
+#[test]
+fn beyond_the_lock_budget_a_table_rewritten_meanwhile_fails_the_backup() {
+    let db = Db::fresh();
+    let budget: usize = db.sql("SHOW max_locks_per_transaction").parse().unwrap();
+    db.sql(&format!(
+        "CREATE TABLE zz (id int, v text); INSERT INTO zz SELECT g, 'v' FROM generate_series(1, 1000) g;
+         DO $$ BEGIN FOR i IN 1..{budget} LOOP EXECUTE format('CREATE TABLE t%s (id int)', i); END LOOP; END $$;"
+    ));
+    let mut rewrite = rewriting(&db, "zz", 2);
+    let case = Case::new(&runbook(
+        &REWRITTEN
+            .replace("TARGET", "schemas: [public]")
+            .replace("verify: restore", "verify: list"),
+    ));
+    let run = case.exec(&db.url, &[]);
+    rewrite.wait().unwrap();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = error_of(&run, "pre");
+    assert!(
+        error.starts_with("another session rewrote or emptied public.zz "),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_targeted_plain_backup_restores_into_a_new_database() {
     let db = Db::fresh();
@@ -671,21 +761,11 @@ fn find_pg_dump(marker: &str) -> Option<u32> {
 fn a_killed_pg_dump_fails_the_step_and_no_secret_reaches_its_argv() {
     let db = Db::fresh();
     seed(&db);
-    // Hold a lock pg_dump must wait for, so it is alive long enough to look at.
-    let mut holder = Command::new("psql")
-        .args([
-            &db.url,
-            "-Xq",
-            "-c",
-            "BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30); COMMIT;",
-        ])
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while db.sql("SELECT count(*) FROM pg_locks WHERE relation = 'notes'::regclass AND mode = 'AccessExclusiveLock'") != "1" {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Hold a lock pg_dump must wait for, so it is alive long enough to look
+    // at: on a partitioned table, which pg_dump locks and runbook's reads
+    // beside it do not (its rows are in its partitions).
+    db.sql("CREATE TABLE parted (id int) PARTITION BY RANGE (id)");
+    let mut holder = support::hold_lock(&db, "parted", "ACCESS EXCLUSIVE", 30);
     let case = Case::new(&runbook(
         "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        settings: { lock_timeout: 60s }\n        backup:\n          path: backups/killed\n",
     ));

@@ -1428,27 +1428,7 @@ DROP TABLE seen;
 fn the_steps_timeout_ends_a_data_check_waiting_on_a_lock() {
     let db = Db::fresh();
     db.sql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);");
-    let mut holder = std::process::Command::new("psql")
-        .args([
-            db.url.as_str(),
-            "-XAtq",
-            "-c",
-            "BEGIN; LOCK TABLE t; SELECT pg_sleep(60); COMMIT",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let waiting = || {
-        db.sql("SELECT count(*) FROM pg_locks WHERE relation = 't'::regclass AND granted AND mode = 'AccessExclusiveLock'")
-            == "1"
-    };
-    for _ in 0..100 {
-        if waiting() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(waiting(), "the lock is held");
+    let mut holder = support::hold_lock(&db, "t", "ACCESS EXCLUSIVE", 60);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("001_i.up.sql"),

@@ -170,6 +170,43 @@ async fn count_rows(c: &Client, tables: &[Table]) -> Result<Vec<i64>, tokio_post
     Ok(out)
 }
 
+/// Fail if another session replaced the storage of one of `tables` (a
+/// rewrite or a TRUNCATE) after the dump's snapshot was taken and before
+/// it was counted: in the snapshot such a table reads as empty, so its
+/// count, and perhaps the dump's copy, holds none of its rows. Asked after
+/// the counts, whose locks keep the tables as they were counted: the
+/// snapshot's catalog row against the server's current one.
+async fn replaced(c: &Client, tables: &[Table]) -> Result<(), Fail> {
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+    let rows = c
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = ANY($1::oid[]) AND c.relfilenode <> 0
+                AND pg_catalog.pg_relation_filenode(c.oid) IS DISTINCT FROM c.relfilenode
+              ORDER BY 1",
+            &[&oids],
+        )
+        .await
+        .map_err(sql_err("failed to check the counted tables"))?;
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(failed(
+        ErrorKind::Sql,
+        format!(
+            "another session rewrote or emptied {} (ALTER TABLE that rewrites, TRUNCATE, VACUUM FULL, CLUSTER) after the dump's snapshot was taken: in that snapshot the table reads as empty, so the backup may hold none of its rows",
+            names.join(", ")
+        ),
+        Some(
+            "run the backup again once that session is done; runbook's run lock does not stop other clients' DDL"
+                .into(),
+        ),
+    ))
+}
+
 /// The run's lock timeout for this step, in milliseconds.
 fn lock_wait_ms(r: &Run<'_>, s: &PlanStep) -> u64 {
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings);
@@ -485,7 +522,11 @@ fn sql_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Fail {
 
 /// A session in a repeatable-read snapshot that the dump imports: the row
 /// counts see exactly the rows the dump holds.
-async fn open_snapshot(r: &Run<'_>, o: &backups::Options) -> Result<Snapshot, Fail> {
+async fn open_snapshot(
+    r: &Run<'_>,
+    o: &backups::Options,
+    lock_wait_ms: u64,
+) -> Result<Snapshot, Fail> {
     let snap = Db::login_again(r.db.config().clone(), &r.app_name)
         .await
         .map_err(|e| sql_failure("failed to open the snapshot session", &e))?;
@@ -493,32 +534,65 @@ async fn open_snapshot(r: &Run<'_>, o: &backups::Options) -> Result<Snapshot, Fa
     db::as_pg_dump(&client)
         .await
         .map_err(sql_err("failed to prepare the snapshot session"))?;
+    let list = |c: Arc<Client>| async move {
+        candidate_tables(
+            &c,
+            o.schema_only,
+            &o.tables,
+            &o.exclude_tables,
+            &o.schemas,
+            &o.exclude_schemas,
+        )
+        .await
+        .map_err(sql_err("failed to list the tables to back up"))
+    };
+    // The tables are locked before the snapshot is taken (a LOCK takes
+    // none), so that it is taken after every transaction that holds one of
+    // them. A transaction that rewrote a table (ALTER TABLE ... TYPE,
+    // TRUNCATE), begun before the snapshot and committed after, left the
+    // table empty in it: pg_dump dumped no rows, the counts said 0, a
+    // restore matched, and the backup passed with the table's rows missing.
+    // Every other session's DDL on them then waits for the reads beside the
+    // dump too, as it waits for pg_dump. Each lock is a slot of the
+    // server's lock table, which pg_dump fills as much: beyond
+    // max_locks_per_transaction tables they are not taken, and
+    // [`replaced`] finds a table rewritten in the meantime instead.
+    let listed = list(Arc::clone(&client)).await?;
+    let budget: i64 = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('max_locks_per_transaction')::int8",
+            &[],
+        )
+        .await
+        .map_err(sql_err("failed to prepare the snapshot session"))?
+        .get(0);
+    let lock = if !listed.is_empty() && listed.len() as i64 <= budget {
+        let names: Vec<String> = listed.iter().map(Table::qualified).collect();
+        format!(
+            "SET LOCAL lock_timeout = '{lock_wait_ms}ms'; LOCK TABLE ONLY {} IN ACCESS SHARE MODE;",
+            names.join(", ")
+        )
+    } else {
+        String::new()
+    };
     // The counts run beside pg_dump, which wants every core: one process
     // each, no parallel workers, and no JIT (a count compiles in more time
     // than it saves), so they take their share and no more.
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
              SET LOCAL max_parallel_workers_per_gather = 0;
-             SET LOCAL jit = off",
-        )
+             SET LOCAL jit = off; {lock}"
+        ))
         .await
-        .map_err(sql_err("failed to start the snapshot transaction"))?;
+        .map_err(sql_err("failed to lock the tables to back up"))?;
     let name: String = client
         .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
         .await
         .map_err(sql_err("failed to export a snapshot"))?
         .get(0);
-    let candidates = candidate_tables(
-        &client,
-        o.schema_only,
-        &o.tables,
-        &o.exclude_tables,
-        &o.schemas,
-        &o.exclude_schemas,
-    )
-    .await
-    .map_err(sql_err("failed to list the tables to back up"))?;
+    // Listed again in the snapshot: what pg_dump will see.
+    let candidates = list(Arc::clone(&client)).await?;
     let whole = o.tables.is_empty() && o.schemas.is_empty() && !o.schema_only;
     let large_objects = if whole {
         Some(
@@ -797,20 +871,24 @@ async fn dump_counted(
         let (count, schema) = (!options.schema_only, records_schema(b));
         tokio::spawn(async move {
             let counts = match count {
-                true => count_rows(&c, &t)
-                    .await
-                    .map_err(|e| ("failed to count rows in the dump's snapshot", e))?,
+                true => {
+                    let counts = count_rows(&c, &t)
+                        .await
+                        .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
+                    replaced(&c, &t).await?;
+                    counts
+                }
                 false => Vec::new(),
             };
             let all = match schema {
                 true => Some(
                     crate::snapshot::take(&c)
                         .await
-                        .map_err(|e| ("failed to snapshot the schema the backup covers", e))?,
+                        .map_err(sql_err("failed to snapshot the schema the backup covers"))?,
                 ),
                 false => None,
             };
-            Ok::<_, (&'static str, tokio_postgres::Error)>((counts, all))
+            Ok::<_, Fail>((counts, all))
         })
     };
     let argv = pg_dump_argv(r, s, b, &tools.pg_dump.path, options, dump_path, &snap.name);
@@ -847,15 +925,13 @@ async fn dump_counted(
             super::timeout_error(timeout),
         ));
     };
-    let (counts, all) = read
-        .map_err(|e| {
-            failed(
-                ErrorKind::Internal,
-                format!("reading the dump's snapshot stopped: {e}"),
-                None,
-            )
-        })?
-        .map_err(|(what, e)| sql_err(what)(e))?;
+    let (counts, all) = read.map_err(|e| {
+        failed(
+            ErrorKind::Internal,
+            format!("reading the dump's snapshot stopped: {e}"),
+            None,
+        )
+    })??;
     if !options.schema_only {
         for (t, n) in snap.candidates.iter_mut().zip(counts) {
             t.rows = Some(n);
@@ -908,7 +984,7 @@ pub(crate) async fn run(
     let (refused, tools, snap) = tokio::join!(
         refuse_in_git_tree(&dir),
         find_tools(r, b),
-        open_snapshot(r, &options)
+        open_snapshot(r, &options, lock_wait_ms(r, s))
     );
     refused?;
     let tools = tools?;
