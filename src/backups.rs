@@ -454,6 +454,36 @@ pub fn archive_toc(pg_restore: &Path, dump: &Path) -> Result<Vec<TocEntry>, Back
     archive_list(pg_restore, dump).map(|list| parse_toc(&list))
 }
 
+/// Whether a dump creates the `public` schema. pg_dump does when the
+/// schema is chosen with `-n` (`schemas: [public]`), and not in a
+/// whole-database dump, which takes it as there. A database made from
+/// template0 has it already, empty, and such a restore failed on
+/// `schema "public" already exists`. `pg_restore` reads an archive; without
+/// it the dump is plain SQL, whose schemas come before any data.
+pub fn creates_public(pg_restore: Option<&Path>, dump: &Path) -> Result<bool, BackupError> {
+    if let Some(p) = pg_restore {
+        // `215; 2615 2200 SCHEMA - public pg_database_owner`
+        return Ok(archive_list(p, dump)?.lines().any(|l| {
+            l.split_once("; ").is_some_and(|(_, rest)| {
+                let words: Vec<&str> = rest.split(' ').collect();
+                words.get(2..5) == Some(&["SCHEMA", "-", "public"][..])
+            })
+        }));
+    }
+    use std::io::BufRead;
+    let f = std::fs::File::open(dump).map_err(|e| unreadable(dump, &e))?;
+    for line in std::io::BufReader::new(f).split(b'\n') {
+        let line = line.map_err(|e| unreadable(dump, &e))?;
+        if line == b"CREATE SCHEMA public;" {
+            return Ok(true);
+        }
+        if line.starts_with(b"-- Data for Name: ") || line.starts_with(b"COPY ") {
+            break;
+        }
+    }
+    Ok(false)
+}
+
 /// `pg_restore --list` of an archive, as it prints it.
 pub fn archive_list(pg_restore: &Path, dump: &Path) -> Result<String, BackupError> {
     let out = Command::new(pg_restore)

@@ -283,6 +283,74 @@ fn beyond_the_lock_budget_a_table_rewritten_meanwhile_fails_the_backup() {
     );
 }
 
+/// `schemas: [public]`, in each format: pg_dump `-n public` creates the
+/// schema, which a new database (from template0) already has. Before, the
+/// test restore and a restore into a new database both failed on
+/// `schema "public" already exists`. The new database's empty `public` now
+/// gives way to the dump's.
+#[test]
+fn a_backup_of_the_public_schema_verifies_and_restores_into_a_new_database() {
+    for (format, hardened) in [
+        ("directory", false),
+        ("custom", false),
+        ("plain", false),
+        ("directory", true),
+    ] {
+        let db = Db::fresh();
+        seed(&db);
+        db.sql("COMMENT ON SCHEMA public IS 'the app''s tables'");
+        if hardened {
+            db.sql("REVOKE ALL ON SCHEMA public FROM PUBLIC");
+        }
+        let target = format!("{}_copy", db.name);
+        let case = Case::new(&runbook(&format!(
+            r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: pub
+        backup:
+          path: backups/public
+          format: {format}
+          schemas: [public]
+          verify: restore
+      - id: copy
+        restore:
+          from: steps.pub
+          target: {target}
+"#
+        )));
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, 0, "{format}: {}", run.stderr);
+        assert_eq!(
+            run.step("pub")["details"]["verification"]["status"],
+            "passed",
+            "{format}"
+        );
+        let copy = run.step("copy");
+        assert_eq!(copy["details"]["created"], true, "{format}: {copy}");
+        let copy_url = db
+            .url
+            .replace(&format!("/{}", db.name), &format!("/{target}"));
+        assert_eq!(
+            support::psql(
+                &copy_url,
+                "SELECT (SELECT count(*) FROM notes) || ' ' || obj_description('public'::regnamespace)"
+            ),
+            "300 the app's tables",
+            "{format}"
+        );
+        // The grants on `public` came back as they were: a dump leaves
+        // out the ones a new database makes it with.
+        let acl = "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'";
+        assert_eq!(
+            support::psql(&copy_url, acl),
+            db.sql(acl),
+            "{format}, hardened: {hardened}"
+        );
+    }
+}
+
 #[test]
 fn a_targeted_plain_backup_restores_into_a_new_database() {
     let db = Db::fresh();

@@ -1201,6 +1201,8 @@ async fn verify_by_restore(
             db::error_info(&e, None).message
         )));
     }
+    // Only counts are compared here: `public`'s grants need not come back.
+    super::restore::room_for_public(r, m, dir, restorer, &scratch).await;
     let list_dir =
         tempfile::tempdir().map_err(|e| failed(ErrorKind::Backup, e.to_string(), None))?;
     let use_list = if let Some(listed) = listed {

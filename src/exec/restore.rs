@@ -247,6 +247,77 @@ async fn target_client(r: &Run<'_>, database: &str) -> Result<TargetClient, Erro
     }
 }
 
+/// Make room, in a database just made from template0, for a dump that
+/// creates the `public` schema ([`backups::creates_public`]): its empty
+/// `public` is dropped, for the dump's, with its owner and comment. Returns
+/// the grants it had, for [`public_back`]. Where it cannot be dropped (an
+/// older server's `public` belongs to the bootstrap superuser), the restore
+/// fails as it would have, on `schema "public" already exists`.
+pub(crate) async fn room_for_public(
+    r: &Run<'_>,
+    m: &Manifest,
+    dir: &Path,
+    program: &Path,
+    database: &str,
+) -> Option<String> {
+    let (dump, pg_restore) = (
+        dir.join(&m.dump),
+        (m.format != BackupFormat::Plain).then(|| program.to_path_buf()),
+    );
+    let creates = tokio::task::spawn_blocking(move || {
+        backups::creates_public(pg_restore.as_deref(), &dump).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
+    if !creates {
+        return None;
+    }
+    // A session of its own, never the run's: while the run's own database
+    // is made anew, the run's session is on another one.
+    let db = r.db.connect_to(database, &r.app_name).await.ok()?;
+    let grants: String = db.client.query_one(PUBLIC_GRANTS, &[]).await.ok()?.get(0);
+    db.client.batch_execute("DROP SCHEMA public").await.ok()?;
+    Some(grants)
+}
+
+/// The grants of `public` in a new database (to PUBLIC, on PostgreSQL 15
+/// `USAGE`), as statements. pg_dump leaves out a schema's grants when they
+/// are the ones it was made with, so the dump's `public` came back with
+/// none: no role but its owner could use it.
+const PUBLIC_GRANTS: &str =
+    "SELECT coalesce(string_agg(format('GRANT %s ON SCHEMA public TO %s', a.privilege_type,
+        CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END), '; '), '')
+   FROM pg_catalog.pg_namespace n, aclexplode(n.nspacl) a
+  WHERE n.nspname = 'public' AND a.grantee <> n.nspowner";
+
+/// After the restore: `public`'s grants as a new database has them, when
+/// the dump said nothing of them (see [`PUBLIC_GRANTS`]); a dump that
+/// revoked or granted has its own.
+pub(crate) async fn public_back(
+    r: &Run<'_>,
+    database: &str,
+    grants: Option<String>,
+) -> Result<(), ErrorInfo> {
+    let Some(grants) = grants.filter(|g| !g.is_empty()) else {
+        return Ok(());
+    };
+    let db = r.db.connect_to(database, &r.app_name).await?;
+    let error = |e: tokio_postgres::Error| db::error_info(&e, None);
+    let unset: bool = db
+        .client
+        .query_one(
+            "SELECT nspacl IS NULL FROM pg_catalog.pg_namespace WHERE nspname = 'public'",
+            &[],
+        )
+        .await
+        .map_err(error)?
+        .get(0);
+    if unset {
+        db.client.batch_execute(&grants).await.map_err(error)?;
+    }
+    Ok(())
+}
+
 /// Tables whose row count in `database` differs from the manifest.
 pub(crate) async fn compare_counts(
     r: &Run<'_>,
@@ -1323,6 +1394,10 @@ pub(crate) async fn run(
     let mut database = super::recreate::Recreated::default();
     if recreating {
         database = super::recreate::recreate(r, &target).await?;
+    }
+    let mut public = None;
+    if recreating || !exists {
+        public = room_for_public(r, &m, &dir, &program.path, &target).await;
     } else if how.clean
         && exists
         && m.format != BackupFormat::Plain
@@ -1367,6 +1442,15 @@ pub(crate) async fn run(
     if recreating && own {
         come_back(r, original).await?;
     }
+    let restored = match restored {
+        Ok(()) => public_back(r, &target, public).await.map_err(|e| {
+            sql_failure(
+                "failed to grant on schema public as a new database does",
+                &e,
+            )
+        }),
+        failed => failed,
+    };
     if let Err(fail) = restored {
         return Err(match exists || recreating {
             true => fail,
