@@ -303,6 +303,18 @@ fn a_backup_of_the_public_schema_verifies_and_restores_into_a_new_database() {
             db.sql("REVOKE ALL ON SCHEMA public FROM PUBLIC");
         }
         let target = format!("{}_copy", db.name);
+        // And a rehearsal on a scratch database restored from it.
+        let migrations = tempfile::tempdir().unwrap();
+        std::fs::write(
+            migrations.path().join("001_i.up.sql"),
+            "CREATE INDEX notes_body ON notes (body);\n",
+        )
+        .unwrap();
+        std::fs::write(
+            migrations.path().join("001_i.down.sql"),
+            "DROP INDEX notes_body;\n",
+        )
+        .unwrap();
         let case = Case::new(&runbook(&format!(
             r#"phases:
   - id: backup
@@ -318,7 +330,15 @@ fn a_backup_of_the_public_schema_verifies_and_restores_into_a_new_database() {
         restore:
           from: steps.pub
           target: {target}
-"#
+  - id: verify
+    kind: verify
+    steps:
+      - id: rehearse
+        rehearse:
+          dir: {}
+          scratch: {{ from: steps.pub }}
+"#,
+            migrations.path().display()
         )));
         let run = case.exec(&db.url, &[]);
         assert_eq!(run.code, 0, "{format}: {}", run.stderr);
@@ -329,6 +349,11 @@ fn a_backup_of_the_public_schema_verifies_and_restores_into_a_new_database() {
         );
         let copy = run.step("copy");
         assert_eq!(copy["details"]["created"], true, "{format}: {copy}");
+        assert_eq!(
+            run.step("rehearse")["details"]["verdicts"],
+            serde_json::json!({"ok": 1}),
+            "{format}"
+        );
         let copy_url = db
             .url
             .replace(&format!("/{}", db.name), &format!("/{target}"));

@@ -211,6 +211,7 @@ async fn restore_backup(
         ))
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?;
+    let public = crate::exec::restore::room_for_public(r, &m, &dir, &program.path, name).await;
     let restored = crate::exec::restore::restore_into(
         r,
         &s.id,
@@ -230,6 +231,12 @@ async fn restore_backup(
         timeout,
     )
     .await;
+    let restored = match restored {
+        Ok(()) => crate::exec::restore::public_back(r, name, public)
+            .await
+            .map_err(|e| Fail::new(StepStatus::Failed, e)),
+        failed => failed,
+    };
     if let Err(f) = restored {
         drop_scratch(r, name).await;
         return Err(f);
