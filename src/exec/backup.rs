@@ -510,6 +510,7 @@ async fn dump(
 /// What the dump covers, read in its own snapshot while pg_dump runs.
 struct Snapshot {
     client: Arc<Client>,
+    cancel: db::Canceller,
     /// The exported snapshot's name, for `pg_dump --snapshot`.
     name: String,
     candidates: Vec<Table>,
@@ -530,6 +531,7 @@ async fn open_snapshot(
     let snap = Db::login_again(r.db.config().clone(), &r.app_name)
         .await
         .map_err(|e| sql_failure("failed to open the snapshot session", &e))?;
+    let cancel = snap.canceller();
     let client = Arc::new(snap.client);
     db::as_pg_dump(&client)
         .await
@@ -610,6 +612,7 @@ async fn open_snapshot(
     };
     Ok(Snapshot {
         client,
+        cancel,
         name,
         candidates,
         large_objects,
@@ -899,31 +902,30 @@ async fn dump_counted(
         failure => {
             reading.abort();
             let ran = failure.map_err(|e| Fail::new(StepStatus::Failed, e))?;
-            let _ = snap
-                .client
-                .cancel_token()
-                .cancel_query(tokio_postgres::NoTls)
-                .await;
+            snap.cancel.cancel().await;
             return Err(child_failure("pg_dump", &ran, timeout));
         }
     };
     // The counts have no server timeout (see `db::as_pg_dump`): the step's
-    // own bounds them, as it bounds pg_dump.
-    let read = match deadline {
-        Some(at) => tokio::time::timeout_at(at, &mut reading).await.ok(),
-        None => Some((&mut reading).await),
+    // own bounds them, as it bounds pg_dump, and an interrupt ends them.
+    let until = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
     };
-    let Some(read) = read else {
-        reading.abort();
-        let _ = snap
-            .client
-            .cancel_token()
-            .cancel_query(tokio_postgres::NoTls)
-            .await;
-        return Err(Fail::new(
-            StepStatus::TimedOut,
-            super::timeout_error(timeout),
-        ));
+    let read = tokio::select! {
+        read = &mut reading => Ok(read),
+        () = until => Err(Fail::new(StepStatus::TimedOut, super::timeout_error(timeout))),
+        () = r.stop_signal() => Err(Fail::new(StepStatus::Cancelled, super::cancelled_error())),
+    };
+    let read = match read {
+        Ok(read) => read,
+        Err(stopped) => {
+            reading.abort();
+            snap.cancel.cancel().await;
+            return Err(stopped);
+        }
     };
     let (counts, all) = read.map_err(|e| {
         failed(

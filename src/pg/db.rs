@@ -21,6 +21,22 @@ pub struct Db {
     tls: MakeRustlsConnect,
 }
 
+/// Cancels what a session runs, kept apart from the session (whose client
+/// may be shared), and sent over the session's own TLS: a proxy that takes
+/// only TLS refuses a cancel request without it.
+#[derive(Clone)]
+pub struct Canceller {
+    token: CancelToken,
+    tls: MakeRustlsConnect,
+}
+
+impl Canceller {
+    /// Ask the server to cancel the session's query; it may have ended.
+    pub async fn cancel(&self) {
+        let _ = self.token.cancel_query(self.tls.clone()).await;
+    }
+}
+
 /// Where and how to connect: tokio-postgres's config, and the TLS that
 /// runbook checks itself (libpq's sslmodes).
 #[derive(Debug, Clone)]
@@ -709,6 +725,14 @@ impl Db {
             out.push(n);
         }
         out
+    }
+
+    /// What cancels this session's query, to keep once the client is shared.
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            token: self.cancel.clone(),
+            tls: self.tls.clone(),
+        }
     }
 
     /// Run a simple query. On timeout or interrupt, send a cancel request to
