@@ -172,12 +172,23 @@ async fn count_rows(c: &Client, tables: &[Table]) -> Result<Vec<i64>, tokio_post
 
 /// Fail if another session replaced the storage of one of `tables` (a
 /// rewrite or a TRUNCATE) after the dump's snapshot was taken and before
-/// it was counted: in the snapshot such a table reads as empty, so its
-/// count, and perhaps the dump's copy, holds none of its rows. Asked after
-/// the counts, whose locks keep the tables as they were counted: the
+/// it was counted, and the table then read as empty (`counts`, in the same
+/// order): its rows were written by a transaction the snapshot does not
+/// see, so the count, and perhaps the dump's copy, holds none of them.
+/// VACUUM FULL and CLUSTER keep each row's own transaction, so the rows
+/// they move stay in the snapshot, and are counted. Asked after the
+/// counts, whose locks keep the tables as they were counted: the
 /// snapshot's catalog row against the server's current one.
-async fn replaced(c: &Client, tables: &[Table]) -> Result<(), Fail> {
-    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+async fn replaced(c: &Client, tables: &[Table], counts: &[i64]) -> Result<(), Fail> {
+    let oids: Vec<u32> = tables
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n == 0)
+        .map(|(t, _)| t.oid)
+        .collect();
+    if oids.is_empty() {
+        return Ok(());
+    }
     let rows = c
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname)
@@ -197,7 +208,7 @@ async fn replaced(c: &Client, tables: &[Table]) -> Result<(), Fail> {
     Err(failed(
         ErrorKind::Sql,
         format!(
-            "another session rewrote or emptied {} (ALTER TABLE that rewrites, TRUNCATE, VACUUM FULL, CLUSTER) after the dump's snapshot was taken: in that snapshot the table reads as empty, so the backup may hold none of its rows",
+            "another session rewrote or emptied {} (an ALTER TABLE that rewrites it, or TRUNCATE) after the dump's snapshot was taken: in that snapshot the table reads as empty, so the backup may hold none of its rows",
             names.join(", ")
         ),
         Some(
@@ -878,7 +889,7 @@ async fn dump_counted(
                     let counts = count_rows(&c, &t)
                         .await
                         .map_err(sql_err("failed to count rows in the dump's snapshot"))?;
-                    replaced(&c, &t).await?;
+                    replaced(&c, &t, &counts).await?;
                     counts
                 }
                 false => Vec::new(),
