@@ -1498,13 +1498,9 @@ phases:
 #[test]
 fn verify_undo_reads_past_a_roles_statement_timeout() {
     let db = Db::fresh();
-    let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
-    let name = name.split('?').next().unwrap();
-    let app = format!("guarded_{name}");
+    let (app, url) = db.owned_by_new_role("guarded");
     db.sql(&format!(
-        "CREATE ROLE {app} LOGIN; ALTER DATABASE {name} OWNER TO {app};
-         GRANT ALL ON SCHEMA public TO {app};
-         CREATE TABLE accounts (id int PRIMARY KEY, v text);
+        "CREATE TABLE accounts (id int PRIMARY KEY, v text);
          INSERT INTO accounts SELECT g, md5(g::text) FROM generate_series(1, 300000) g;
          ALTER TABLE accounts OWNER TO {app};
          ALTER ROLE {app} SET statement_timeout = '100ms';"
@@ -1524,7 +1520,7 @@ phases:
         sql: SELECT 1/0;
 "#,
     ));
-    let run = case.exec(&format!("postgres://{app}@{hostport}/{name}"), &[]);
+    let run = case.exec(&url, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     let v = &run.report["branches"][0]["verification"];
     assert_eq!(v["result"], "equal", "{v}");

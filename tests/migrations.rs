@@ -1304,12 +1304,7 @@ fn a_down_that_truncates_a_table_that_existed_before_is_lossy() {
 #[test]
 fn row_level_security_cannot_hide_a_lossy_down_from_the_data_checks() {
     let db = Db::fresh();
-    let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
-    let name = name.split('?').next().unwrap();
-    let owner = format!("rls_{name}");
-    db.sql(&format!(
-        "CREATE ROLE {owner} LOGIN; ALTER DATABASE {name} OWNER TO {owner}; GRANT ALL ON SCHEMA public TO {owner};"
-    ));
+    let (_owner, url) = db.owned_by_new_role("rls");
     let (_dir, case) = rehearsal_of(&[
         (
             "001_t.up.sql",
@@ -1320,7 +1315,7 @@ fn row_level_security_cannot_hide_a_lossy_down_from_the_data_checks() {
         ("002_i.up.sql", "CREATE INDEX t_i ON t (id);\n"),
         ("002_i.down.sql", "DROP INDEX t_i;\nTRUNCATE t;\n"),
     ]);
-    let run = case.exec(&format!("postgres://{owner}@{hostport}/{name}"), &[]);
+    let run = case.exec(&url, &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     let step = run.step("rehearse");
     assert!(
@@ -1385,13 +1380,9 @@ fn the_data_checks_keep_a_role_the_scripts_stepped_up_to() {
 #[test]
 fn a_roles_statement_timeout_cuts_the_scripts_not_the_data_checks() {
     let db = Db::fresh();
-    let (hostport, name) = db.url.split_once('@').unwrap().1.split_once('/').unwrap();
-    let name = name.split('?').next().unwrap();
-    let app = format!("guarded_{name}");
+    let (app, url) = db.owned_by_new_role("guarded");
     db.sql(&format!(
-        "CREATE ROLE {app} LOGIN; ALTER DATABASE {name} OWNER TO {app};
-         GRANT ALL ON SCHEMA public TO {app};
-         CREATE TABLE big (id int, v text);
+        "CREATE TABLE big (id int, v text);
          INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 400000) g;
          ALTER TABLE big OWNER TO {app};
          ALTER ROLE {app} SET statement_timeout = '150ms';"
@@ -1411,7 +1402,7 @@ DROP TABLE seen;
 ",
         ),
     ]);
-    let run = case.exec(&format!("postgres://{app}@{hostport}/{name}"), &[]);
+    let run = case.exec(&url, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.step("rehearse")["details"]["verdicts"],

@@ -46,6 +46,27 @@ impl Db {
         psql(&self.url, sql)
     }
 
+    /// A new login role, `{prefix}_{database}`, made this database's owner
+    /// and given `public`, as a managed database's app role is: its name,
+    /// and a URL that connects as it.
+    pub fn owned_by_new_role(&self, prefix: &str) -> (String, String) {
+        let hostport = self
+            .url
+            .split_once('@')
+            .unwrap()
+            .1
+            .split_once('/')
+            .unwrap()
+            .0;
+        let role = format!("{prefix}_{}", self.name);
+        self.sql(&format!(
+            "CREATE ROLE {role} LOGIN; ALTER DATABASE {} OWNER TO {role}; GRANT ALL ON SCHEMA public TO {role};",
+            self.name
+        ));
+        let url = format!("postgres://{role}@{hostport}/{}", self.name);
+        (role, url)
+    }
+
     /// The same database, with a password in the URL (trust auth ignores it),
     /// to prove the password never reaches an output.
     pub fn url_with_password(&self, password: &str) -> String {
