@@ -348,6 +348,27 @@ impl Ephemeral {
         &self.dir
     }
 
+    /// A shell command that stops a kept cluster, as it can be pasted: the
+    /// pg_ctl this cluster's server came with, run as the user the server
+    /// runs as when that is not the caller (root cannot stop it: pg_ctl
+    /// says "cannot be run as root").
+    pub fn stop_command(&self) -> String {
+        let pg_ctl = bin_dir().map_or_else(|| PathBuf::from("pg_ctl"), |b| b.join("pg_ctl"));
+        let command = format!(
+            "{} -D {} stop -m fast",
+            word(&pg_ctl.display().to_string()),
+            word(&self.dir.join("data").display().to_string())
+        );
+        let user = unprivileged_user()
+            .ok()
+            .flatten()
+            .and_then(|(uid, _)| User::from_uid(uid).ok().flatten());
+        match user {
+            Some(u) => format!("su -s /bin/sh {} -c {}", word(&u.name), word(&command)),
+            None => command,
+        }
+    }
+
     fn stop_server(&mut self) {
         if let Some(mut child) = self.postmaster.take() {
             let pid = Pid::from_raw(child.id() as i32);
@@ -402,6 +423,15 @@ pub fn unprivileged_user() -> Result<Option<(Uid, Gid)>, EphemeralError> {
         }
     }
     Err(EphemeralError::NoUser)
+}
+
+/// `text` as one shell word, in quotes only when it needs them.
+fn word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-=:@%+,".contains(c);
+    match !text.is_empty() && text.chars().all(plain) {
+        true => text.to_string(),
+        false => crate::template::shell_word(text),
+    }
 }
 
 fn as_user(mut cmd: Command, run_as: Option<(Uid, Gid)>) -> Command {

@@ -596,9 +596,10 @@ fn finish(
         if a.keep {
             c.keep();
             crate::say!(
-                "ephemeral PostgreSQL kept running: {} (data in {}; stop it with pg_ctl -D that directory stop)",
+                "ephemeral PostgreSQL kept running: {} (data in {}); stop it with: {}",
                 c.url("postgres"),
-                c.dir().join("data").display()
+                c.dir().join("data").display(),
+                c.stop_command()
             );
         }
         drop(c);

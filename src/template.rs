@@ -50,8 +50,13 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
-/// Quote a value as one POSIX shell word: single quotes, with each single
-/// quote written as `'\''`.
+/// `s` as one POSIX shell word: single quotes, with each single quote
+/// written as `'\''`.
+pub fn shell_word(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Quote a value as one POSIX shell word ([`shell_word`]).
 pub fn shell_quote(v: Value) -> Result<String, Error> {
     if let Some(d) = v.downcast_object_ref::<Deferred>() {
         return Ok(d.to_string());
@@ -72,7 +77,7 @@ pub fn shell_quote(v: Value) -> Result<String, Error> {
             "a shell word cannot hold a NUL byte",
         ));
     }
-    Ok(format!("'{}'", s.replace('\'', "'\\''")))
+    Ok(shell_word(&s))
 }
 
 /// The value as it is, on purpose: SQL or shell text the runbook's author

@@ -109,3 +109,76 @@ fn a_sigterm_while_the_cluster_starts_stops_the_run_with_its_report() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// `--keep` prints a command that stops the kept cluster, as it can be
+/// pasted. Before, it said "stop it with pg_ctl -D that directory stop",
+/// which as root fails ("cannot be run as root") and needs pg_ctl on PATH.
+#[test]
+fn keep_prints_a_command_that_stops_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("noop.yml");
+    std::fs::write(
+        &file,
+        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: noop, version: 1 }\nphases:\n  - id: p\n    kind: verify\n    steps:\n      - id: s\n        sql: SELECT 1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "exec",
+            file.to_str().unwrap(),
+            "--ephemeral",
+            "--keep",
+            "-q",
+        ])
+        .args(["--report-dir", dir.path().join("reports").to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ephemeral PostgreSQL kept running: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let url = line
+        .trim_start_matches("ephemeral PostgreSQL kept running: ")
+        .split(' ')
+        .next()
+        .unwrap();
+    let data = line
+        .split("(data in ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let command = line
+        .split_once("stop it with: ")
+        .unwrap_or_else(|| panic!("no command: {line}"))
+        .1;
+    let serves = || {
+        std::process::Command::new("psql")
+            .args([url, "-XAtc", "SELECT 1"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(serves(), "the kept cluster serves");
+    let stopped = std::process::Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .unwrap();
+    let done = stopped.status.success() && !serves();
+    if !done {
+        // Not left running when the printed command fails.
+        let pid = std::fs::read_to_string(format!("{data}/postmaster.pid")).unwrap_or_default();
+        if let Some(Ok(pid)) = pid.lines().next().map(str::parse::<i32>) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+        }
+    }
+    assert!(done, "`{command}` stopped it: {stopped:?}");
+    let _ = std::fs::remove_dir_all(std::path::Path::new(data).parent().unwrap());
+}
