@@ -588,6 +588,11 @@ async fn open_snapshot(
     } else {
         String::new()
     };
+    let opening = if lock.is_empty() {
+        "failed to open the snapshot's transaction"
+    } else {
+        "failed to open the snapshot's transaction and lock the tables to back up"
+    };
     // The counts run beside pg_dump, which wants every core: one process
     // each, no parallel workers, and no JIT (a count compiles in more time
     // than it saves), so they take their share and no more.
@@ -598,7 +603,7 @@ async fn open_snapshot(
              SET LOCAL jit = off; {lock}"
         ))
         .await
-        .map_err(sql_err("failed to lock the tables to back up"))?;
+        .map_err(sql_err(opening))?;
     let name: String = client
         .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
         .await
