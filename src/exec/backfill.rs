@@ -812,6 +812,11 @@ fn compare(t: &Table, op: &str, vals: &[String]) -> String {
 /// Where the next batch ends: the `size`-th key after `after`, read
 /// from the key's index, outside any transaction. At the end of the table,
 /// the last key and how many keys remain; None when nothing does.
+///
+/// The key is turned into text outside the subquery that skips to it:
+/// the select list of a query with OFFSET is computed for every row it
+/// skips, and building the text array for 10,000 keys took half of the
+/// query's time (5.0 ms against 2.5 ms on PostgreSQL 15).
 async fn bound(
     r: &Run<'_>,
     t: &Table,
@@ -844,8 +849,14 @@ async fn bound(
             _ => None,
         }))
     };
+    let skipped_to = t
+        .key
+        .iter()
+        .map(|(c, _)| format!("k.{c}::text"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let full = run(format!(
-        "SELECT ARRAY[{as_text}] FROM {table}{filter} ORDER BY {keys} LIMIT 1 OFFSET {skip}",
+        "SELECT ARRAY[{skipped_to}] FROM (SELECT {keys} FROM {table}{filter} ORDER BY {keys} LIMIT 1 OFFSET {skip}) AS k",
         table = t.qualified,
         skip = size - 1,
     ))
