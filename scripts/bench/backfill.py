@@ -41,7 +41,9 @@ measurement moves by more than the 3 % it is meant to show, and only the
 median of many paired ratios can tell. --writer-rate R limits the writer
 to R transactions a second (pgbench -R); --quiet-pairs runs the pairs with
 no writer at all, which leaves the step's own cost against the loop's and
-makes a pair short enough to run dozens.
+makes a pair short enough to run dozens. With --against too, the older
+build's (b) joins each pair (the order rotating among the three), and its
+median ratio to (b) is printed the same way.
 
 The bench table has autovacuum off: a VACUUM of it starting inside one
 measurement and not another was noise that belonged to neither.
@@ -219,13 +221,19 @@ def main():
                     raise SystemExit(f"{name} left {n} rows not updated")
             print(f"  round {r + 1} done", flush=True)
 
-        # Paired (b)/(c), alternating which goes first; each on a fresh
-        # table with its own writer.
-        pairs = []
+        # Paired (b)/(c), alternating which goes first (with --against, the
+        # older build's (b) joins each pair, and the order rotates); each
+        # on a fresh table with its own writer.
+        pairs, olds = [], []
         for i in range(args.pairs):
             got = {}
             ops = [("b", lambda: b(tag=f"pair{i}")), ("c", c)]
-            for name, op in (ops if i % 2 == 0 else ops[::-1]):
+            if args.against:
+                ops.append(("e", lambda: b(build=os.path.abspath(args.against), tag=f"pair{i}-old")))
+                ops = ops[i % 3:] + ops[:i % 3]
+            elif i % 2:
+                ops.reverse()
+            for name, op in ops:
                 rebuild()
                 if args.quiet_pairs:
                     start = time.time()
@@ -240,8 +248,12 @@ def main():
                 if n:
                     raise SystemExit(f"pair {i + 1} ({name}) left {n} rows not updated")
             pairs.append((got["b"], got["c"]))
-            print(f"  pair {i + 1}: (b) {got['b']:.2f}s, (c) {got['c']:.2f}s, {(got['b'] / got['c'] - 1) * 100:+.1f}%",
-                  flush=True)
+            older = ""
+            if args.against:
+                olds.append((got["b"], got["e"]))
+                older = f"; (e) older build {got['e']:.2f}s, (b) vs (e) {(got['b'] / got['e'] - 1) * 100:+.1f}%"
+            print(f"  pair {i + 1}: (b) {got['b']:.2f}s, (c) {got['c']:.2f}s, {(got['b'] / got['c'] - 1) * 100:+.1f}%"
+                  f"{older}", flush=True)
 
         rate = f", at most {args.writer_rate} tx/s" if args.writer_rate else ""
         print(f"\ntable: {args.rows} rows; writer: pgbench, 2 clients{rate}, one random-row UPDATE per "
@@ -284,6 +296,11 @@ def main():
             quiet = ", no writer" if args.quiet_pairs else ""
             print(f"  (b) vs (c), median of {len(pairs)} pairs{quiet}: {vs_loop:+.1f}%  (target <= +3%); quartiles "
                   f"{q[0]:+.1f}% .. {q[2]:+.1f}%, range {ratios[0]:+.1f}% .. {ratios[-1]:+.1f}%")
+        if olds:
+            ratios = sorted((x / y - 1) * 100 for x, y in olds)
+            q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+            print(f"  (b) vs (e) {os.path.basename(args.against)}, median of {len(olds)} pairs: "
+                  f"{statistics.median(ratios):+.1f}%; quartiles {q[0]:+.1f}% .. {q[2]:+.1f}%")
         nm = med["(b') step, no monitor"]
         print(f"  (b') the step without the lock monitor vs (c): {(nm / c - 1) * 100:+.1f}%; the monitor costs {(b / nm - 1) * 100:+.1f}%")
         if args.against:
