@@ -791,9 +791,14 @@ struct Write<'a> {
 }
 
 fn key_list(t: &Table) -> String {
+    each_key(t, str::to_string)
+}
+
+/// The key's columns, each written by `column`, comma-separated.
+fn each_key(t: &Table, column: impl Fn(&str) -> String) -> String {
     t.key
         .iter()
-        .map(|(c, _)| c.as_str())
+        .map(|(c, _)| column(c))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -825,18 +830,8 @@ async fn bound(
     deadline: Option<Instant>,
 ) -> Result<Option<(Vec<String>, i64)>, QueryFail> {
     let keys = key_list(t);
-    let as_text = t
-        .key
-        .iter()
-        .map(|(c, _)| format!("{c}::text"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let desc = t
-        .key
-        .iter()
-        .map(|(c, _)| format!("{c} DESC"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let as_text = each_key(t, |c| format!("{c}::text"));
+    let desc = each_key(t, |c| format!("{c} DESC"));
     let filter = after.map_or(String::new(), |a| format!(" WHERE {}", compare(t, ">", a)));
     let run = |sql: String| async move {
         let messages = run_within(r, &sql, deadline).await?;
@@ -849,12 +844,7 @@ async fn bound(
             _ => None,
         }))
     };
-    let skipped_to = t
-        .key
-        .iter()
-        .map(|(c, _)| format!("k.{c}::text"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let skipped_to = each_key(t, |c| format!("k.{c}::text"));
     let full = run(format!(
         "SELECT ARRAY[{skipped_to}] FROM (SELECT {keys} FROM {table}{filter} ORDER BY {keys} LIMIT 1 OFFSET {skip}) AS k",
         table = t.qualified,
