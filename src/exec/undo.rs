@@ -30,9 +30,7 @@ pub(crate) struct Baseline {
 impl Baseline {
     /// The state now.
     pub(crate) async fn take(db: &Db, verify: Option<&VerifyUndo>) -> Baseline {
-        let schema = crate::snapshot::take(&db.client)
-            .await
-            .map_err(|e| db::error_info(&e, None).message);
+        let schema = schema_now(db).await;
         let data = match verify {
             Some(v) if !v.tables.is_empty() => table_data(db, v).await,
             _ => Ok(BTreeMap::new()),
@@ -163,6 +161,17 @@ async fn existing(db: &Db, v: &VerifyUndo) -> Result<Vec<(String, Option<String>
 /// the server's timeouts (a role's `statement_timeout` cancelled the count
 /// of a large table after a clean rollback, which then read as unverified:
 /// exit 4, "a person must act"). The session's settings are put back.
+/// The schema now, read as pg_dump reads it: a role's statement_timeout
+/// cancelled the snapshot on a busy server as it cancelled the counts, and
+/// a clean undo then read as unverified.
+async fn schema_now(db: &Db) -> Result<Snapshot, String> {
+    let err = |e: tokio_postgres::Error| db::error_info(&e, None).message;
+    let put_back = db::read_as_pg_dump(&db.client).await.map_err(err)?;
+    let schema = crate::snapshot::take(&db.client).await.map_err(err);
+    put_back.put_back(&db.client).await.map_err(err)?;
+    schema
+}
+
 async fn table_data(
     db: &Db,
     v: &VerifyUndo,
