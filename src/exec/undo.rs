@@ -154,13 +154,6 @@ async fn existing(db: &Db, v: &VerifyUndo) -> Result<Vec<(String, Option<String>
     Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Row counts (and checksums) of the tables `verify_undo` names, in one
-/// query. A table that does not exist is `None`. They are read as pg_dump
-/// reads ([`db::read_as_pg_dump`]): every row, past row-level security
-/// (a count that policies filter cannot say the data is back), and without
-/// the server's timeouts (a role's `statement_timeout` cancelled the count
-/// of a large table after a clean rollback, which then read as unverified:
-/// exit 4, "a person must act"). The session's settings are put back.
 /// The schema now, read as pg_dump reads it: a role's statement_timeout
 /// cancelled the snapshot on a busy server as it cancelled the counts, and
 /// a clean undo then read as unverified.
@@ -172,6 +165,13 @@ async fn schema_now(db: &Db) -> Result<Snapshot, String> {
     schema
 }
 
+/// Row counts (and checksums) of the tables `verify_undo` names, in one
+/// query. A table that does not exist is `None`. They are read as pg_dump
+/// reads ([`db::read_as_pg_dump`]): every row, past row-level security
+/// (a count that policies filter cannot say the data is back), and without
+/// the server's timeouts (a role's `statement_timeout` cancelled the count
+/// of a large table after a clean rollback, which then read as unverified:
+/// exit 4, "a person must act"). The session's settings are put back.
 async fn table_data(
     db: &Db,
     v: &VerifyUndo,
