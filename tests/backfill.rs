@@ -181,6 +181,93 @@ fn a_table_without_a_key_is_refused_with_a_hint_and_key_must_be_unique() {
     );
 }
 
+/// Each batch is PL/pgSQL with its own variables, which columns of the
+/// same names must not shadow, and the SET and WHERE go into it as text:
+/// quotes and dollar quotes in them run as written. The batches run as a
+/// temporary function, or, for a role that may not create temporary
+/// objects, as a DO block each: both ways give the same result.
+#[test]
+fn columns_named_like_the_batch_variables_and_quotes_in_set_run_as_written() {
+    let db = Db::fresh();
+    let (role, as_role) = db.owned_by_new_role("notemp");
+    db.sql(&format!(
+        "CREATE TABLE t (k1 int, seen text, updated int, note text, PRIMARY KEY (k1, seen));
+         ALTER TABLE t OWNER TO {role};
+         REVOKE TEMP ON DATABASE {name} FROM PUBLIC, {role};",
+        name = db.name
+    ));
+    assert_eq!(
+        support::psql(
+            &as_role,
+            "SELECT has_database_privilege(current_database(), 'TEMP')"
+        ),
+        "f"
+    );
+    let case = Case::new(&backfill(
+        "          table: t\n          set: \"updated = k1, note = 'it''s $runbook$ $$ done'\"\n          where: \"seen <> 's0' AND note IS DISTINCT FROM 'x''$runbook1$'\"\n          batch_size: 400\n",
+    ));
+    for url in [&db.url, &as_role] {
+        db.sql(
+            "TRUNCATE t; INSERT INTO t (k1, seen) SELECT g, 's' || (g % 3) FROM generate_series(1, 2500) g;
+             DROP TABLE IF EXISTS runbook_backfill_state;",
+        );
+        let run = case.exec(url, &[]);
+        assert_eq!(run.code, 0, "{url}: {}", run.stderr);
+        assert_eq!(
+            db.sql("SELECT count(*) FROM t WHERE seen <> 's0' AND updated = k1 AND note = 'it''s $runbook$ $$ done'"),
+            "1667",
+            "{url}"
+        );
+        assert_eq!(
+            db.sql("SELECT count(*) FROM t WHERE seen = 's0' AND updated IS NULL AND note IS NULL"),
+            "833",
+            "{url}"
+        );
+        let d = &run.step("fill")["details"];
+        assert_eq!(d["rows_updated"], 1667, "{url}");
+        assert_eq!(d["rows_visited"], 2500, "{url}");
+        assert_eq!(d["batches"], 7, "{url}");
+    }
+}
+
+/// Each batch is PL/pgSQL. Without it the step says so before its
+/// first batch, and the privileges check sees it before anything runs.
+#[test]
+fn a_backfill_without_plpgsql_says_so_before_any_batch() {
+    let db = orders(100);
+    db.sql("DROP EXTENSION plpgsql");
+    let fill = "      - id: fill\n        backfill:\n          table: orders\n          set: ref = legacy\n";
+    let run = Case::new(&backfill(
+        "          table: orders\n          set: ref = legacy\n",
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let step = run.step("fill");
+    support::assert_failed_with(step, "PL/pgSQL");
+    assert!(
+        step["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE EXTENSION plpgsql"),
+        "{step}"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM orders WHERE ref IS NOT NULL"),
+        "0"
+    );
+    let run = Case::new(&format!(
+        "{HEAD}phases:\n  - id: pre\n    kind: preflight\n    steps:\n      - id: can\n        check: {{ builtin: privileges }}\n  - id: migrate\n    kind: migrate\n    steps:\n{fill}"
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let rows = run.step("can")["details"]["rows"].to_string();
+    assert!(
+        rows.contains("plpgsql") && rows.contains("CREATE EXTENSION plpgsql"),
+        "{rows}"
+    );
+    assert_eq!(run.step("fill")["status"], "not_run", "{}", run.report);
+}
+
 #[test]
 fn a_dry_run_changes_nothing_and_projects_the_time() {
     let db = Db::fresh();

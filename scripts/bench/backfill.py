@@ -6,12 +6,12 @@ side in one run.
 Per round (the order rotates from round to round; the table is rebuilt and
 CHECKPOINTed before every measurement):
   (a) one UPDATE of every row, from psql
-  (b) the backfill step: batch_size 10000, no pause
+  (b) the backfill step: batch_size 10000 (--batch-size), no pause
   (b') the same step with settings.lock_monitor: false
   (d) the step with batch_time: 200ms (batches sized by time, first
       10,000 keys, at most 100,000)
   (c) a hand-written batched loop in one psql session: a DO block that
-      updates 10,000 keys at a time and COMMITs after each (no round trips,
+      updates batch_size keys at a time and COMMITs after each (no round trips,
       no checkpoint table: the physical limit for batching)
 During each, a writer (pgbench, 2 clients, a custom script updating one
 random row per transaction) runs, and its per-transaction latencies are
@@ -62,7 +62,6 @@ import tempfile
 import time
 
 from common import Cluster, bin_dir, figure, release_build, write_json
-BATCH = 10000
 
 WRITER = """\\set id random(1, {rows})
 UPDATE orders SET touched = touched + 1 WHERE id = :id;
@@ -91,6 +90,8 @@ def main():
                     help="then this many (b)/(c) pairs, alternating order; their median ratio is the figure")
     ap.add_argument("--quiet-pairs", action="store_true", help="run the pairs with no writer")
     ap.add_argument("--writer-rate", type=int, help="limit the writer to this many transactions a second")
+    ap.add_argument("--batch-size", type=int, default=10000,
+                    help="keys per batch, for the step and the loop; small batches show the fixed cost of each")
     ap.add_argument("--against", help="an earlier runbook binary whose step (b) runs in the same rounds")
     args = ap.parse_args()
     if args.runs < 1:
@@ -116,7 +117,7 @@ def main():
                     f"settings: {{ lock_monitor: {monitor} }}\n"
                     "phases:\n  - id: p\n    kind: migrate\n    steps:\n      - id: fill\n        backfill:\n"
                     f"          table: orders\n          set: ref = legacy\n          where: ref IS NULL\n"
-                    f"          batch_size: {BATCH}\n{extra}")
+                    f"          batch_size: {args.batch_size}\n{extra}")
     try:
         subprocess.run([tool("psql"), cluster.url, "-Xqc", "CREATE DATABASE bench"],
                        check=True)
@@ -198,7 +199,7 @@ def main():
                 return s["duration_ms"] / 1000
 
             def c():
-                p = subprocess.run([tool("psql"), url, "-Xq", "-v", "ON_ERROR_STOP=1", "-c", LOOP.format(batch=BATCH)],
+                p = subprocess.run([tool("psql"), url, "-Xq", "-v", "ON_ERROR_STOP=1", "-c", LOOP.format(batch=args.batch_size)],
                                    check=True, capture_output=True, text=True)
                 return float(p.stderr.split("loop_ms", 1)[1].split()[0]) / 1000
 
@@ -257,7 +258,7 @@ def main():
 
         rate = f", at most {args.writer_rate} tx/s" if args.writer_rate else ""
         print(f"\ntable: {args.rows} rows; writer: pgbench, 2 clients{rate}, one random-row UPDATE per "
-              f"transaction; {os.cpu_count()} cores; runs: {args.runs}; pairs: {args.pairs}")
+              f"transaction; {os.cpu_count()} cores; batch_size {args.batch_size:,}; runs: {args.runs}; pairs: {args.pairs}")
         print("\nmedian seconds (each run listed), throughput, writer latency (all runs pooled):")
         pct = lambda xs, p: sorted(xs)[max(0, int(round(p / 100 * len(xs))) - 1)] if xs else float("nan")
         med = {}

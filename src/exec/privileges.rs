@@ -9,7 +9,7 @@
 //! | `sql`: ALTER/DROP TABLE, CREATE INDEX, DROP INDEX, CREATE TRIGGER, REINDEX, VACUUM FULL, CLUSTER | ownership of the table or index |
 //! | `sql`: INSERT, UPDATE, DELETE, TRUNCATE | that privilege on the table |
 //! | `sql`: CREATE TABLE/VIEW/SEQUENCE/TYPE/FUNCTION | CREATE on the schema |
-//! | `backfill` | SELECT and UPDATE on the table, and no row-level security policy applying to the role |
+//! | `backfill` | SELECT and UPDATE on the table, USAGE on PL/pgSQL (its batches are DO blocks), and no row-level security policy applying to the role |
 //! | `backup` | SELECT on every table it dumps, USAGE on their schemas (or `pg_read_all_data`), and no row-level security policy applying to the role |
 //! | `restore` | `pg_signal_backend` with `terminate_connections` |
 //!
@@ -25,7 +25,7 @@ use crate::plan::{Action, Plan, PlanStep};
 /// One thing the role must be able to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Need {
-    /// `owner`, `table`, `schema`, `role`, `dump`, `rls`.
+    /// `owner`, `table`, `schema`, `role`, `language`, `dump`, `rls`.
     kind: &'static str,
     object: String,
     /// For `table`: the privilege.
@@ -116,6 +116,7 @@ fn step_needs(s: &PlanStep, out: &mut Vec<Need>) {
             let t = b.table.raw.expose();
             out.push(need("table", t, "SELECT", &s.id));
             out.push(need("table", t, "UPDATE", &s.id));
+            out.push(need("language", "plpgsql", "USAGE", &s.id));
             out.push(need("rls", t, "", &s.id));
         }
         Action::Backup(b) => {
@@ -212,6 +213,12 @@ SELECT 'MEMBER', n.object, n.step,
        'GRANT ' || n.object || ' TO ' || quote_ident(current_user)
 FROM need n
 WHERE n.kind = 'role' AND NOT pg_has_role(current_user, n.object, 'MEMBER')
+UNION ALL
+SELECT 'USAGE', n.object, n.step,
+       CASE WHEN l.oid IS NULL THEN 'CREATE EXTENSION ' || n.object
+            ELSE 'GRANT USAGE ON LANGUAGE ' || n.object || ' TO ' || quote_ident(current_user) END
+FROM need n LEFT JOIN pg_language l ON l.lanname = n.object
+WHERE n.kind = 'language' AND (l.oid IS NULL OR NOT has_language_privilege(l.oid, 'USAGE'))
 UNION ALL
 SELECT CASE WHEN d.usage THEN 'SELECT' ELSE 'USAGE' END, d.object, d.step,
        'GRANT pg_read_all_data TO ' || quote_ident(current_user) || ' (or SELECT on the table and USAGE on its schema)'

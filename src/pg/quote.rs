@@ -12,6 +12,18 @@ pub fn literal(s: &str) -> String {
     quoted(s, '\'')
 }
 
+/// A dollar-quote tag that `body` does not contain: `$runbook$`, else
+/// `$runbook1$`, `$runbook2$` and so on.
+pub fn dollar_tag(body: &str) -> String {
+    let mut tag = "$runbook$".to_string();
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$runbook{n}$");
+    }
+    tag
+}
+
 fn quoted(s: &str, q: char) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push(q);
@@ -37,5 +49,12 @@ mod tests {
             "'x''; DROP TABLE t; --'"
         );
         assert_eq!(super::literal(""), "''");
+    }
+
+    #[test]
+    fn a_dollar_tag_is_never_inside_the_body() {
+        assert_eq!(super::dollar_tag("SELECT 1"), "$runbook$");
+        assert_eq!(super::dollar_tag("x $runbook$ y"), "$runbook1$");
+        assert_eq!(super::dollar_tag("$runbook$ $runbook1$"), "$runbook2$");
     }
 }
