@@ -106,14 +106,12 @@ async fn one_batch(
     let end = if x.dry_run { "ROLLBACK" } else { "COMMIT" };
     let args = batch_args(x.table, ck, size);
     let call = match &x.code {
-        Code::Function(name) => {
-            let values: Vec<String> = args.into_iter().map(|(_, v)| v).collect();
-            format!("SELECT {name}({});", values.join(", "))
-        }
+        Code::Function(name) => format!("SELECT {name}({});", args.join(", ")),
         Code::Block { declare, body } => {
-            let values: String = args
+            let values: String = batch_inputs(x.table)
                 .iter()
-                .map(|(var, v)| format!("    {var} := {v};\n"))
+                .zip(&args)
+                .map(|((var, _), v)| format!("    {var} := {v};\n"))
                 .collect();
             let block = format!(
                 "\nDECLARE\n{declare}BEGIN\n{values}{body}    PERFORM set_config('{DONE_SETTING}', said, true);\nEND\n"
@@ -980,28 +978,41 @@ fn batch_code(
     (declare, body)
 }
 
-/// The values a batch starts from, by the name [`batch_code`] reads them
-/// by: the last key (typed literals, or NULL before the first batch),
+/// What [`batch_code`] reads, with its types: the last key (`a1..an`),
 /// `size`, and the checkpoint so far.
-fn batch_args(t: &Table, ck: &Checkpoint, size: u32) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = t
+fn batch_inputs(t: &Table) -> Vec<(String, &str)> {
+    let mut out: Vec<(String, &str)> = t
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| (format!("a{}", i + 1), ty.as_str()))
+        .collect();
+    for (name, ty) in [
+        ("size", "int"),
+        ("done", "bigint"),
+        ("upd", "bigint"),
+        ("batches", "bigint"),
+    ] {
+        out.push((name.into(), ty));
+    }
+    out
+}
+
+/// The values of [`batch_inputs`] for the next batch: the last key
+/// (typed literals, or NULL before the first batch), `size`, and the
+/// checkpoint so far.
+fn batch_args(t: &Table, ck: &Checkpoint, size: u32) -> Vec<String> {
+    let mut out: Vec<String> = t
         .key
         .iter()
         .enumerate()
         .map(|(i, (_, ty))| {
             let v = ck.last_key.as_ref().and_then(|k| k.get(i));
             let value = v.map_or("NULL".into(), |v| crate::pg::quote::literal(v));
-            (format!("a{}", i + 1), format!("{value}::{ty}"))
+            format!("{value}::{ty}")
         })
         .collect();
-    for (var, v) in [
-        ("size", i64::from(size)),
-        ("done", ck.rows_done),
-        ("upd", ck.rows_updated),
-        ("batches", ck.batches),
-    ] {
-        out.push((var.into(), v.to_string()));
-    }
+    out.extend([i64::from(size), ck.rows_done, ck.rows_updated, ck.batches].map(|v| v.to_string()));
     out
 }
 
@@ -1022,23 +1033,17 @@ async fn batch_sender(
     });
     let t = &job.table;
     let (mut declare, body) = batch_code(t, &job.set, job.where_.as_deref(), write.as_ref());
+    let inputs = batch_inputs(t);
     if !t.temp {
-        for (i, (_, ty)) in t.key.iter().enumerate() {
-            declare.push_str(&format!("    a{} {ty};\n", i + 1));
+        for (name, ty) in &inputs {
+            declare.push_str(&format!("    {name} {ty};\n"));
         }
-        declare.push_str("    size int;\n    done bigint;\n    upd bigint;\n    batches bigint;\n");
         return Ok(Code::Block { declare, body });
     }
-    let args: String = t
-        .key
-        .iter()
-        .enumerate()
-        .map(|(i, (_, ty))| format!("a{} {ty}, ", i + 1))
-        .collect();
+    let args: Vec<String> = inputs.iter().map(|(n, ty)| format!("{n} {ty}")).collect();
     let code = format!("\nDECLARE\n{declare}BEGIN\n{body}    RETURN said;\nEND\n");
     let tag = crate::pg::quote::dollar_tag(&code);
-    let signature =
-        format!("({args}size int, done bigint, upd bigint, batches bigint) RETURNS text");
+    let signature = format!("({}) RETURNS text", args.join(", "));
     let hash = crate::hash::sha256_hex(format!("{signature}{code}").as_bytes());
     let name = format!("pg_temp.runbook_backfill_{}", &hash[..16]);
     let create = format!(
