@@ -6,6 +6,7 @@
 //! `postgres` user (or `nobody`). A guardian process removes the cluster even
 //! if runbook itself is killed.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,11 @@ pub struct Ephemeral {
 
 const SUPERUSER: &str = "runbook";
 
+/// Appended to initdb's postgresql.conf: the settings the server reads only
+/// when it starts. Later lines of the file win over initdb's.
+const RESTART_SETTINGS: &str =
+    "\n# runbook's throwaway cluster\nmax_connections = 200\nshared_buffers = 128MB\n";
+
 impl Ephemeral {
     /// Create, configure and start a cluster; wait until it accepts connections.
     pub fn start() -> Result<Self, EphemeralError> {
@@ -119,6 +125,16 @@ impl Ephemeral {
             "initdb",
             EphemeralError::Initdb,
         )?;
+        // What can change only with a restart goes in the configuration
+        // file, after initdb's own values, not on the command line: a
+        // reload reads the file again, and a value there that differs from
+        // the running one is logged as an error ("configuration file ...
+        // contains errors") though nothing is wrong.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(RESTART_SETTINGS.as_bytes()))
+            .map_err(EphemeralError::TempDir)?;
 
         if tls {
             make_certificates(&dir, run_as)?;
@@ -243,7 +259,6 @@ impl Ephemeral {
                 "-c",
                 "full_page_writes=off",
             ])
-            .args(["-c", "max_connections=200", "-c", "shared_buffers=128MB"])
             .args(self.settings.iter().flat_map(|s| ["-c", s]))
             .args(if self.tls {
                 vec![

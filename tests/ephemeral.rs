@@ -30,6 +30,33 @@ fn starts_serves_and_cleans_up() {
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
+/// The cluster's settings that need a restart are in its configuration
+/// file, so a reload (`pg_reload_conf()`, after an `ALTER SYSTEM` on a kept
+/// cluster) finds nothing wrong there. Before, `max_connections` was given
+/// on the command line (200) while initdb's file said 100: every reload
+/// logged "configuration file ... contains errors; unaffected changes were
+/// applied", which `pg_file_settings` shows without a reload.
+#[test]
+fn a_reload_finds_nothing_wrong_in_the_configuration() {
+    let pg = Ephemeral::start().expect("cluster starts");
+    let out = std::process::Command::new("psql")
+        .args([
+            &pg.url("postgres"),
+            "-XAtc",
+            "SELECT current_setting('max_connections') || ' ' || current_setting('shared_buffers')",
+            "-c",
+            "SELECT name || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL",
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "200 128MB",
+        "{out:?}"
+    );
+}
+
 /// SIGTERM while `--ephemeral` starts its cluster, after the report
 /// directory is made: the signal waits until the run watches for it, then
 /// stops the run before its first step, with a report that says so, and
