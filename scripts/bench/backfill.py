@@ -61,7 +61,7 @@ import subprocess
 import tempfile
 import time
 
-from common import Cluster, bin_dir, figure, release_build, write_json
+from common import Cluster, bin_dir, figure, release_build, write_json, said, spread
 
 WRITER = """\\set id random(1, {rows})
 UPDATE orders SET touched = touched + 1 WHERE id = :id;
@@ -291,17 +291,11 @@ def main():
         vs_loop = (b / c - 1) * 100
         print(f"  (b) vs the hand-written loop (c), medians of the rounds: {vs_loop:+.1f}%  (target <= +3%)")
         if pairs:
-            ratios = sorted((x / y - 1) * 100 for x, y in pairs)
-            vs_loop = statistics.median(ratios)
-            q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+            vs_loop = spread(pairs)[0]
             quiet = ", no writer" if args.quiet_pairs else ""
-            print(f"  (b) vs (c), median of {len(pairs)} pairs{quiet}: {vs_loop:+.1f}%  (target <= +3%); quartiles "
-                  f"{q[0]:+.1f}% .. {q[2]:+.1f}%, range {ratios[0]:+.1f}% .. {ratios[-1]:+.1f}%")
+            print(f"  (b) vs (c), median of the pairs{quiet}: {said(pairs)}  (target <= +3%)")
         if olds:
-            ratios = sorted((x / y - 1) * 100 for x, y in olds)
-            q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
-            print(f"  (b) vs (e) {os.path.basename(args.against)}, median of {len(olds)} pairs: "
-                  f"{statistics.median(ratios):+.1f}%; quartiles {q[0]:+.1f}% .. {q[2]:+.1f}%")
+            print(f"  (b) vs (e) {os.path.basename(args.against)}, median of the pairs: {said(olds)}")
         nm = med["(b') step, no monitor"]
         print(f"  (b') the step without the lock monitor vs (c): {(nm / c - 1) * 100:+.1f}%; the monitor costs {(b / nm - 1) * 100:+.1f}%")
         if args.against:

@@ -21,7 +21,19 @@ under 2% to the backup.
 With --against OLD_EXE, each round also runs that build's restore step
 (alternating with this build's), so a change to it is measured side by side.
 
-Usage: python3 scripts/bench/backup.py [--scale 70] [--runs 3] [--against OLD_EXE]
+Each round's step and bare tool form a pair; every comparison is also given
+as the median of its pairs' differences, with quartiles and range. With
+--pairs N, N more rounds of the directory backup alone follow, each of
+three in turn (order rotating):
+  bare pg_dump -Fd -j 2
+  backup step (directory, jobs 2, verify: none)
+  bare pg_dump -Fd -j 2 with the step's row counts beside it (psql, one
+                                  session counting every table, as the step does)
+The third says what the exact counts cost on this machine, apart from the
+rest of the step. This machine varies by 10-30% from run to run, so a
+figure within a few percent needs some tens of pairs (~15 s each at scale 70).
+
+Usage: python3 scripts/bench/backup.py [--scale 70] [--runs 3] [--pairs N] [--against OLD_EXE]
 """
 import argparse
 import json
@@ -32,7 +44,7 @@ import subprocess
 import tempfile
 import time
 
-from common import Cluster, bin_dir, figure, release_build, write_json
+from common import Cluster, bin_dir, figure, release_build, said, spread, write_json
 
 
 def main():
@@ -41,6 +53,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--against", help="an older runbook build whose restore step is timed too")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="then this many more rounds of the directory backup alone (see above)")
     args = ap.parse_args()
     exe = release_build()
     bindir = bin_dir()
@@ -176,6 +190,50 @@ def main():
             shutil.rmtree(b)
             print(f"  round {r + 1} done", flush=True)
 
+        # The step's counts, as it runs them: one session, every table,
+        # no parallel workers or JIT, beside the dump.
+        tables = subprocess.run([tool("psql"), url("bench"), "-XAtc",
+                                 "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+                                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                 "WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 1"],
+                                capture_output=True, text=True, check=True).stdout.split()
+        counts = ["-c", "SET max_parallel_workers_per_gather = 0", "-c", "SET jit = off"]
+        for t in tables:
+            counts += ["-c", f"SELECT count(*) FROM ONLY {t}"]
+        extra = {"bare": [], "step": [], "counted": []}
+        for i in range(args.pairs):
+            d = os.path.join(tmp, f"pair{i}")
+
+            def bare():
+                extra["bare"].append(timed([tool("pg_dump"), "-Fd", "-j", "2", "-f", d, url("bench")]))
+                shutil.rmtree(d)
+
+            def counted():
+                settle()
+                t = time.monotonic()
+                beside = subprocess.Popen([tool("psql"), url("bench"), "-XAtq"] + counts,
+                                          stdout=subprocess.DEVNULL, env=env)
+                subprocess.run([tool("pg_dump"), "-Fd", "-j", "2", "-f", d, url("bench")],
+                               check=True, capture_output=True, env=env)
+                if beside.wait() != 0:
+                    raise SystemExit("the counts beside pg_dump failed")
+                extra["counted"].append(time.monotonic() - t)
+                shutil.rmtree(d)
+
+            def stepped():
+                s, _, _ = step(f"      - id: b\n        backup: {{ path: {d}, jobs: 2, verify: none }}\n")
+                extra["step"].append(s)
+                shutil.rmtree(d)
+
+            order = [bare, stepped, counted]
+            for f in order[i % 3:] + order[:i % 3]:
+                f()
+            if (i + 1) % 10 == 0:
+                print(f"  pair {i + 1} of {args.pairs} done", flush=True)
+
+        def per_round(a, b):
+            return list(zip(rows[a], rows[b]))
+
         med = {k: statistics.median(v) for k, v in rows.items()}
         print("\nmedian seconds (each run listed):")
         for k, v in rows.items():
@@ -194,10 +252,22 @@ def main():
         print(f"  verify: restore adds {med['verify restore adds']:.2f}s ({med['verify restore adds'] / med['backup dir j2 (none)'] * 100:.0f}% of the backup)")
         print(f"  directory -j 2 vs custom (bare pg_dump): {med['pg_dump -Fd -j2']:.2f}s vs {med['pg_dump -Fc']:.2f}s")
         print(f"  runbook process wall vs step time (directory): {med['backup dir j2 walls']:.2f}s vs {med['backup dir j2 (none)']:.2f}s")
+        print("\nthe same, as the median of each round's pair (step against bare tool):")
+        print(f"  backup, directory -j 2: {said(per_round('backup dir j2 (none)', 'pg_dump -Fd -j2'))}")
+        print(f"  backup, custom:         {said(per_round('backup custom (none)', 'pg_dump -Fc'))}")
+        print(f"  restore, -j 2:          {said(per_round('restore step j2', 'pg_restore -j2'))}")
+        vs_bare = spread(per_round('backup dir j2 (none)', 'pg_dump -Fd -j2'))[0]
+        if args.pairs:
+            step_pairs = list(zip(extra["step"], extra["bare"]))
+            vs_bare = spread(step_pairs)[0]
+            print(f"\n{args.pairs} more rounds of the directory backup alone:")
+            print(f"  backup step vs bare pg_dump -Fd -j 2:      {said(step_pairs)}  (target <= +3%)")
+            print(f"  bare pg_dump with the counts beside it:    {said(list(zip(extra['counted'], extra['bare'])))}")
+            print(f"  backup step vs pg_dump with the counts:    {said(list(zip(extra['step'], extra['counted'])))}")
         write_json(args.json, "backup", [
-            figure("backup step vs pg_dump -Fd -j 2", pct(med['backup dir j2 (none)'], med['pg_dump -Fd -j2']), "%", 3),
+            figure("backup step vs pg_dump -Fd -j 2", vs_bare, "%", 3),
             figure("restore step (with its check) vs pg_restore -j 2", pct(med['restore step j2'], med['pg_restore -j2']), "%", 3),
-        ], scale=args.scale, runs=args.runs, seconds=med)
+        ], scale=args.scale, runs=args.runs, pairs=args.pairs, seconds=med)
     finally:
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -80,6 +80,24 @@ def write_pairs(d, n, up, down):
             f.write(down(i))
 
 
+def spread(pairs):
+    """Per-pair differences of (measured, reference) times, in percent:
+    (median, lower quartile, upper quartile, lowest, highest). On a noisy
+    machine the median of many interleaved pairs is the figure, and its
+    quartiles say how far to trust it."""
+    import statistics
+    ratios = sorted((x / y - 1) * 100 for x, y in pairs)
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return statistics.median(ratios), q[0], q[2], ratios[0], ratios[-1]
+
+
+def said(pairs):
+    """`spread` as text: `+1.2% (quartiles -3.0% .. +4.1%, range ...; 20 pairs)`."""
+    m, lo, hi, least, most = spread(pairs)
+    return (f"{m:+.1f}% (quartiles {lo:+.1f}% .. {hi:+.1f}%, range {least:+.1f}% .. {most:+.1f}%; "
+            f"{len(pairs)} pair{'s' if len(pairs) != 1 else ''})")
+
+
 def figure(name, value, unit, target=None, better="lower"):
     """One figure of a benchmark, with its target and whether it is met:
     `better` says which way is good ("lower" or "higher")."""
