@@ -10,7 +10,7 @@ finding is the verdict, ranked as runbook ranks them. Data checks (lossy)
 are not part of the reference.
 
     python3 scripts/rehearsal_reference.py --url postgres://user@host:port/postgres \
-        --format popx DIR [--report report.json]
+        --format popx|sql-migrate|goose|diesel DIR [--report report.json]
 
 With --report it compares with runbook's report.json and prints every
 disagreement. It reads the scripts the owning tool would run, with its own
@@ -112,6 +112,27 @@ def sections(directory, prefix, no_tx_option, file_no_tx):
     return out
 
 
+def diesel(directory):
+    """Diesel: a directory per migration, `up.sql` and `down.sql` in it,
+    in the order of the directories' names (Diesel compares versions as
+    text); `run_in_transaction = false` in `metadata.toml` runs both outside
+    a transaction. A down of only comments or blanks is no down."""
+    out = []
+    for d in sorted(os.listdir(directory)):
+        path = os.path.join(directory, d)
+        if not os.path.isfile(os.path.join(path, "up.sql")):
+            continue
+        read = lambda f: open(os.path.join(path, f)).read() if os.path.isfile(os.path.join(path, f)) else None
+        meta = read("metadata.toml") or ""
+        tx = not re.search(r"^\s*run_in_transaction\s*=\s*false", meta, re.M)
+        down = read("down.sql")
+        if down is not None and not re.sub(r"--[^\n]*", "", down).strip():
+            down = None
+        out.append({"version": d.split("_")[0], "name": d, "up": read("up.sql"), "up_tx": tx,
+                    "down": down, "down_tx": tx})
+    return out
+
+
 def load(directory, fmt):
     if fmt == "popx":
         return popx(directory)
@@ -119,6 +140,8 @@ def load(directory, fmt):
         return sections(directory, "-- +migrate ", "notransaction", None)
     if fmt == "goose":
         return sections(directory, "-- +goose ", None, "NO TRANSACTION")
+    if fmt == "diesel":
+        return diesel(directory)
     raise SystemExit(f"unknown format {fmt}")
 
 
@@ -182,7 +205,7 @@ def reference(url, migrations):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True, help="a superuser URL to the maintenance database")
-    ap.add_argument("--format", required=True, choices=["popx", "sql-migrate", "goose"])
+    ap.add_argument("--format", required=True, choices=["popx", "sql-migrate", "goose", "diesel"])
     ap.add_argument("--report", help="runbook's report.json to compare with")
     ap.add_argument("dir")
     a = ap.parse_args()
