@@ -114,6 +114,21 @@ def main():
             spent()
             return took
 
+        def bare_restore_into(database, dump):
+            """CREATE DATABASE and bare pg_restore -j 2 into it, timed: the
+            step creates its new target database, so the bare side's time
+            includes creating one too. The database is dropped after."""
+            settle()
+            mark()
+            t = time.monotonic()
+            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"CREATE DATABASE {database}"], check=True)
+            subprocess.run([tool("pg_restore"), "-j", "2", "-d", url(database), dump],
+                           check=True, capture_output=True, env=env)
+            took = time.monotonic() - t
+            spent()
+            subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE {database}"], check=True)
+            return took
+
         n = 0
 
         def step(yaml_steps, database="bench", program=None):
@@ -189,15 +204,7 @@ def main():
                 f()
 
             def bare_restore():
-                # The step creates its new target database, so the bare
-                # side's time includes creating one too.
-                settle()
-                t = time.monotonic()
-                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"CREATE DATABASE bare{r}"], check=True)
-                subprocess.run([tool("pg_restore"), "-j", "2", "-d", url(f"bare{r}"), os.path.join(b, "dump")],
-                               check=True, capture_output=True, env=env)
-                rows["pg_restore -j2"].append(time.monotonic() - t)
-                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE bare{r}"], check=True)
+                rows["pg_restore -j2"].append(bare_restore_into(f"bare{r}", os.path.join(b, "dump")))
 
             def step_restore():
                 s, _, det = step(f"      - id: r\n        restore: {{ from: {b}, target: step{r}, jobs: 2 }}\n")
@@ -271,16 +278,8 @@ def main():
         restores_cpu = {"bare": [], "step": []}
         for i in range(args.restore_pairs):
             def bare_restore():
-                settle()
-                mark()
-                t = time.monotonic()
-                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"CREATE DATABASE rbare{i}"], check=True)
-                subprocess.run([tool("pg_restore"), "-j", "2", "-d", url(f"rbare{i}"), os.path.join(source, "dump")],
-                               check=True, capture_output=True, env=env)
-                restores["bare"].append(time.monotonic() - t)
-                spent()
+                restores["bare"].append(bare_restore_into(f"rbare{i}", os.path.join(source, "dump")))
                 restores_cpu["bare"].append(cpu["last"])
-                subprocess.run([tool("psql"), url("postgres"), "-Xqc", f"DROP DATABASE rbare{i}"], check=True)
 
             def step_restore():
                 s, _, _ = step(f"      - id: r\n        restore: {{ from: {source}, target: rstep{i}, jobs: 2 }}\n")
