@@ -321,7 +321,7 @@ def main():
         if args.pairs:
             step_pairs = list(zip(extra["step"], extra["bare"]))
             vs_bare = spread(step_pairs)[0]
-            print(f"\n{args.pairs} more rounds of the directory backup alone:")
+            print(f"\n{args.pairs} more round{'s' if args.pairs != 1 else ''} of the directory backup alone:")
             print(f"  backup step vs bare pg_dump -Fd -j 2:      {said(step_pairs)}  (target <= +3%)")
             print(f"  bare pg_dump with the counts beside it:    {said(list(zip(extra['counted'], extra['bare'])))}")
             print(f"  backup step vs pg_dump with the counts:    {said(list(zip(extra['step'], extra['counted'])))}")
@@ -333,7 +333,7 @@ def main():
         if args.restore_pairs:
             restore_pairs = list(zip(restores["step"], restores["bare"]))
             vs_restore = spread(restore_pairs)[0]
-            print(f"\n{args.restore_pairs} more pairs of the restore:")
+            print(f"\n{args.restore_pairs} more pair{'s' if args.restore_pairs != 1 else ''} of the restore:")
             print(f"  restore step vs bare pg_restore -j 2:      {said(restore_pairs)}  (target <= +3%)")
             print(f"    in CPU time of the whole machine:        {said(list(zip(restores_cpu['step'], restores_cpu['bare'])))}"
                   f" (medians {statistics.median(restores_cpu['step']):.2f}s, {statistics.median(restores_cpu['bare']):.2f}s)")
