@@ -1223,7 +1223,11 @@ fn a_second_run_on_the_same_database_fails_fast_and_names_the_holder() {
 fn without_settings_a_blocked_statement_times_out_at_2s_and_is_retried() {
     let db = Db::fresh();
     db.sql("CREATE TABLE busy (n int)");
-    let mut holder = hold_lock(&db, "busy", "ACCESS EXCLUSIVE", 3);
+    // Held for 6 s: the run's first attempt must start while it is held
+    // (under a loaded CI, runbook took over 3 s to reach its step, and the
+    // first attempt found the lock gone), and the 5 default attempts (2 s
+    // of lock wait each, backoff between) outlast it.
+    let mut holder = hold_lock(&db, "busy", "ACCESS EXCLUSIVE", 6);
     let case = Case::new(&runbook(
         "phases:\n  - id: expand\n    kind: expand\n    steps:\n      - id: alter\n        sql: ALTER TABLE busy ADD COLUMN note text;\n",
     ));
