@@ -25,6 +25,8 @@ pub enum EphemeralError {
     NotInstalled { name: &'static str },
     #[error("failed to create a directory for the cluster: {0}")]
     TempDir(#[source] std::io::Error),
+    #[error("failed to write the cluster's configuration: {0}")]
+    Configure(#[source] std::io::Error),
     #[error(
         "runbook runs as root and found no unprivileged user (`postgres` or `nobody`) to run PostgreSQL as"
     )]
@@ -134,7 +136,7 @@ impl Ephemeral {
             .append(true)
             .open(data.join("postgresql.conf"))
             .and_then(|mut f| f.write_all(RESTART_SETTINGS.as_bytes()))
-            .map_err(EphemeralError::TempDir)?;
+            .map_err(EphemeralError::Configure)?;
 
         if tls {
             make_certificates(&dir, run_as)?;
@@ -142,7 +144,7 @@ impl Ephemeral {
                 data.join("pg_hba.conf"),
                 "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
             )
-            .map_err(EphemeralError::TempDir)?;
+            .map_err(EphemeralError::Configure)?;
         }
         let mut last_log = String::new();
         for _ in 0..3 {
@@ -525,7 +527,7 @@ fn make_certificates(dir: &Path, run_as: Option<(Uid, Gid)>) -> Result<(), Ephem
         dir.join("san.cnf"),
         "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
     )
-    .map_err(EphemeralError::TempDir)?;
+    .map_err(EphemeralError::Configure)?;
     openssl(&[
         "req",
         "-x509",
@@ -574,7 +576,7 @@ fn make_certificates(dir: &Path, run_as: Option<(Uid, Gid)>) -> Result<(), Ephem
     ])?;
     let key = dir.join("server.key");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(EphemeralError::TempDir)?;
+        .map_err(EphemeralError::Configure)?;
     if let Some((uid, gid)) = run_as {
         for f in ["server.key", "server.crt", "ca.crt"] {
             let _ = nix::unistd::chown(&dir.join(f), Some(uid), Some(gid));
