@@ -21,23 +21,41 @@ pub(super) struct Sum {
     missing_columns: Vec<String>,
 }
 
+/// What [`sums`] read.
+#[derive(Default)]
+struct Read {
+    /// Per table; a table that is gone has `rows: None`.
+    sums: BTreeMap<String, Sum>,
+    /// Tables with a foreign table in their tree: not read, without a sum.
+    remote: Vec<String>,
+    /// Tables with partitions or inheritance children, whose count holds
+    /// their rows too.
+    parents: std::collections::BTreeSet<String>,
+}
+
 /// Counts and checksums of `tables` (as the snapshot names them, with the
-/// columns they had), in one query. A table that is gone has `rows: None`.
-async fn sums(
-    db: &Db,
-    tables: &[(String, Vec<String>)],
-) -> Result<BTreeMap<String, Sum>, ErrorInfo> {
-    let mut out = BTreeMap::new();
+/// columns they had), in one query.
+async fn sums(db: &Db, tables: &[(String, Vec<String>)]) -> Result<Read, ErrorInfo> {
+    let mut read = Read::default();
+    let out = &mut read.sums;
     if tables.is_empty() {
-        return Ok(out);
+        return Ok(read);
     }
-    // Which of the tables and columns still exist, and which plain tables
-    // have no page on disk: those hold no rows, and are not read. Planning
-    // the count of a table opens it and its indexes (about 0.16 ms each in
-    // a new session: 0.5 s for 3,000 tables); its size is a file's length.
-    // A partitioned table has no pages of its own but rows in its
-    // partitions, so only plain tables are taken as empty. (Foreign tables
-    // never come here: see `SumCache::foreign`.)
+    // Which of the tables and columns still exist, and the state of each
+    // table's tree: itself, its partitions and its inheritance children,
+    // all of which a count reads.
+    // - `remote`: a foreign table is in it. A count would read it on its
+    //   server, which a rehearsal must not reach (see `SumCache::foreign`),
+    //   so the table is not read. Its local partitions and children are
+    //   tables of their own, checked on their own.
+    // - `empty`: every table in it is a plain table with no page on disk,
+    //   or partitioned (no storage of its own). It holds no rows and is not
+    //   read. Planning the count of a table opens it and its indexes (about
+    //   0.16 ms each in a new session: 0.5 s for 3,000 tables), and of a
+    //   partitioned table every partition's too (3–4 ms a count in
+    //   hatchet's history, whose partitioned tables were counted after
+    //   every leg); a size is a file's length.
+    // - `rows`: it is counted.
     let names: Vec<String> = tables
         .iter()
         .map(|(t, _)| crate::pg::quote::literal(t))
@@ -45,11 +63,26 @@ async fn sums(
     let names = format!("ARRAY[{}]", names.join(", "));
     let catalog = format!(
         "WITH t AS MATERIALIZED (
-                 SELECT t.name, c.oid, c.relkind = 'r' AND pg_relation_size(c.oid) = 0 AS empty
+                 SELECT t.name, c.oid, s.state, s.parent
                  FROM unnest({names}::text[]) AS t(name)
                  JOIN pg_class c ON c.oid = to_regclass(t.name)
+                 CROSS JOIN LATERAL (
+                     WITH RECURSIVE tree(oid) AS (
+                         SELECT c.oid
+                         UNION
+                         SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
+                     )
+                     SELECT CASE
+                         WHEN bool_or(k.relkind = 'f') THEN 'remote'
+                         WHEN bool_and(k.relkind = 'p' OR k.relkind = 'r' AND pg_relation_size(k.oid) = 0)
+                             THEN 'empty'
+                         ELSE 'rows'
+                     END AS state,
+                     count(*) > 1 AS parent
+                     FROM tree JOIN pg_class k ON k.oid = tree.oid
+                 ) s
              )
-             SELECT t.name, a.attname, t.empty::text
+             SELECT t.name, a.attname, t.state, t.parent::text
              FROM t LEFT JOIN pg_attribute a
                ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped"
     );
@@ -65,6 +98,7 @@ async fn sums(
     let messages = messages.map_err(error)?;
     let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut empty: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut remote: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for m in &messages {
         // A table with no columns (`CREATE TABLE t ()`) is there all the
         // same, and may hold rows.
@@ -75,13 +109,22 @@ async fn sums(
             if let Some(column) = r.get(1) {
                 columns.push(column.to_string());
             }
-            if r.get(2) == Some("true") {
-                empty.insert(table.to_string());
+            match r.get(2) {
+                Some("empty") => {
+                    empty.insert(table.to_string());
+                }
+                Some("remote") => {
+                    remote.insert(table.to_string());
+                }
+                _ => {}
+            }
+            if r.get(3) == Some("true") {
+                read.parents.insert(table.to_string());
             }
         }
     }
     let mut parts = Vec::new();
-    for (t, cols) in tables {
+    for (t, cols) in tables.iter().filter(|(t, _)| !remote.contains(t)) {
         let Some(now) = present.get(t) else {
             out.insert(
                 t.clone(),
@@ -140,7 +183,8 @@ async fn sums(
             s.checksum = checksum.unwrap_or_default();
         }
     }
-    Ok(out)
+    read.remote = remote.into_iter().collect();
+    Ok(read)
 }
 
 /// Before the data checks on `tables` (an SQL array of their names): the
@@ -266,8 +310,9 @@ pub(super) fn changed_again(
 /// table is counted again when a leg wrote to it (the transaction's own
 /// statistics say so), when a leg ran outside a transaction, when its
 /// definition was read again since it was counted, or when it is
-/// partitioned (its rows live in its partitions). Foreign tables are not
-/// read at all. A definition is read
+/// partitioned or has inheritance children (rows live in them, and a leg
+/// that writes them does not name it). Foreign tables, and
+/// tables with one below them, are not read at all. A definition is read
 /// again whenever the table's catalog rows change, and a rewrite or a
 /// TRUNCATE gives the table a new relfilenode, which updates its pg_class
 /// row: so the snapshot entry being the same shared one proves neither
@@ -283,13 +328,17 @@ pub(super) struct SumCache {
     /// Tables counted, and tables served from the cache, for the report.
     pub(super) counted: usize,
     pub(super) reused: usize,
-    /// Foreign tables, never read: their rows live on another server,
-    /// which a rehearsal must not reach (a staging copy's servers may
-    /// point at production) and which may not answer.
+    /// Foreign tables, and tables with one among their partitions or
+    /// inheritance children, never read: their rows live on another
+    /// server, which a rehearsal must not reach (a staging copy's servers
+    /// may point at production) and which may not answer.
     pub(super) foreign: std::collections::BTreeSet<String>,
 }
 
 struct Cached {
+    /// Whether the table has partitions or inheritance children: its
+    /// count holds their rows, which a leg may write without naming it.
+    parent: bool,
     columns: Vec<String>,
     /// The table's snapshot entry when it was counted.
     def: Option<std::sync::Arc<Value>>,
@@ -344,6 +393,7 @@ impl SumCache {
                     Some(c) => {
                         self.all_dirty
                             || !plain
+                            || c.parent
                             || self.dirty.contains(t)
                             || &c.columns != cols
                             || !same(c.def.as_ref(), def)
@@ -354,13 +404,19 @@ impl SumCache {
             .cloned()
             .collect();
         let fresh = sums(db, &need).await?;
-        self.counted += need.len();
+        self.counted += need.len() - fresh.remote.len();
         self.reused += tables.len() - need.len();
+        for t in fresh.remote {
+            self.entries.remove(&t);
+            self.dirty.remove(&t);
+            self.foreign.insert(t);
+        }
         for (t, cols) in &need {
-            if let Some(sum) = fresh.get(t) {
+            if let Some(sum) = fresh.sums.get(t) {
                 self.entries.insert(
                     t.clone(),
                     Cached {
+                        parent: fresh.parents.contains(t),
                         columns: cols.clone(),
                         def: now.objects.get(format!("table {t}").as_str()).cloned(),
                         sum: sum.clone(),
