@@ -448,7 +448,7 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND NOT (n.nspname = 'runbook_journal' AND obj_description(n.oid, 'pg_namespace') = 'runbook run journal')
   AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE 'runbook state:%'
 ORDER BY 1",
-        how: Some("runbook then counts each table exactly, in one READ ONLY transaction with `row_security = off`, as pg_dump reads: `SELECT count(*) FROM <table>`. A table whose row-level security policies would hide rows from the connected role fails the step with the server's error, rather than give a smaller count. Its output `steps.<id>.tables` has the same shape as a backup's, so a later row_counts can compare with it."),
+        how: Some("runbook then counts each table exactly, in one READ ONLY transaction with `row_security = off`, as pg_dump reads: `SELECT count(*) FROM ONLY <table>` for a plain table (its own rows, as a backup counts them: pg_dump copies each inheritance child on its own), and `SELECT count(*) FROM <table>` for a partitioned one (the rows of its partitions). A table whose row-level security policies would hide rows from the connected role fails the step with the server's error, rather than give a smaller count. Its output `steps.<id>.tables` has the same shape as a backup's, so a later row_counts can compare with it."),
     },
     Builtin {
         name: "schema_matches",

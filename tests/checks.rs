@@ -301,6 +301,78 @@ fn row_counts_follow_the_search_path_and_quote_identifiers() {
     );
 }
 
+/// row_counts counts what a backup counts: a plain table's own rows, since
+/// pg_dump copies an inheritance child on its own, and a partitioned
+/// table's rows in its partitions. Before, `base` was counted with its
+/// child's row (3 against the backup's 2), and the check failed after a
+/// backup with nothing lost.
+#[test]
+fn row_counts_count_each_table_as_a_backup_does() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE base (id int); INSERT INTO base VALUES (1), (2);
+         CREATE TABLE child (note text) INHERITS (base); INSERT INTO child VALUES (3, 'x');
+         CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO events VALUES (1, '2024-05-01'), (2, '2025-05-01'), (3, '2025-06-01');",
+    );
+    let case = Case::new(&format!(
+        "{HEAD}phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: dump
+        backup: {{ path: backups/one }}
+  - id: checks
+    kind: verify
+    steps:
+      - {{ id: against_backup, check: {{ builtin: row_counts, from: steps.dump }} }}
+      - {{ id: every_table, check: {{ builtin: row_counts }} }}
+      - {{ id: named, check: {{ builtin: row_counts, tables: [base, events] }} }}
+"
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let counts = |id: &str| -> Vec<(String, i64)> {
+        run.step(id)["details"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["table"].as_str().unwrap().to_string(),
+                    r["rows"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let own = |list: &[(&str, i64)]| -> Vec<(String, i64)> {
+        list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        counts("against_backup"),
+        own(&[
+            ("public.base", 2),
+            ("public.child", 1),
+            ("public.events_2024", 1),
+            ("public.events_2025", 2),
+        ])
+    );
+    assert_eq!(
+        counts("every_table"),
+        own(&[
+            ("public.base", 2),
+            ("public.child", 1),
+            ("public.events", 3)
+        ])
+    );
+    assert_eq!(
+        counts("named"),
+        own(&[("public.base", 2), ("public.events", 3)])
+    );
+}
+
 /// A check of the runbook's own query shows its rows in the report,
 /// passed or failed.
 #[test]

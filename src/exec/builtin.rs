@@ -758,7 +758,11 @@ async fn row_counts(
 
 /// The exact row count of each table that exists; `None` for a name with
 /// no table behind it. One statement counts them all, every row
-/// ([`every_row`]).
+/// ([`every_row`]). A plain table's own rows (`ONLY`), as a backup counts
+/// them, since pg_dump copies each inheritance child on its own: counted
+/// with its children, a parent compared with a backup's count differed by
+/// their rows, and the check failed with nothing lost. A partitioned
+/// table's rows are its partitions'.
 async fn count_rows(
     r: &mut Run<'_>,
     s: &PlanStep,
@@ -768,21 +772,21 @@ async fn count_rows(
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let present: Vec<String> = regclasses(r, s, names, timeout)
+    let present: Vec<(String, String)> = relations(r, s, names, timeout)
         .await?
         .into_iter()
-        .filter(|(_, found)| found.is_some())
-        .map(|(name, _)| name)
+        .filter_map(|(name, found)| found.map(|(_, kind)| (name, kind)))
         .collect();
     let mut counted: BTreeMap<String, Option<i64>> =
         names.iter().map(|n| (n.clone(), None)).collect();
     if !present.is_empty() {
         let sql = present
             .iter()
-            .map(|n| {
+            .map(|(n, kind)| {
                 format!(
-                    "SELECT {} AS \"table\", count(*) AS rows FROM {n}",
-                    crate::pg::quote::literal(n)
+                    "SELECT {} AS \"table\", count(*) AS rows FROM {}{n}",
+                    crate::pg::quote::literal(n),
+                    if kind == "r" { "ONLY " } else { "" }
                 )
             })
             .collect::<Vec<_>>()
@@ -824,10 +828,26 @@ async fn regclasses(
     names: &[String],
     timeout: Option<Duration>,
 ) -> Result<Vec<(String, Option<String>)>, Fail> {
+    Ok(relations(r, s, names, timeout)
+        .await?
+        .into_iter()
+        .map(|(given, found)| (given, found.map(|(name, _)| name)))
+        .collect())
+}
+
+/// [`regclasses`], with each relation's `relkind`.
+async fn relations(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    names: &[String],
+    timeout: Option<Duration>,
+) -> Result<Vec<(String, Option<(String, String)>)>, Fail> {
     let sql = format!(
-        "SELECT n AS given, (SELECT format('%I.%I', ns.nspname, c.relname) FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace WHERE c.oid = to_regclass(n)) AS name \
-         FROM unnest(ARRAY[{}]::text[]) AS n",
+        "SELECT n AS given, c.name, c.kind \
+         FROM unnest(ARRAY[{}]::text[]) AS n \
+         LEFT JOIN LATERAL (SELECT format('%I.%I', ns.nspname, c.relname) AS name, c.relkind::text AS kind \
+                            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
+                            WHERE c.oid = to_regclass(n)) c ON true",
         names
             .iter()
             .map(|n| crate::pg::quote::literal(n))
@@ -838,9 +858,10 @@ async fn regclasses(
         .await?
         .iter()
         .map(|row| {
+            let found = row["name"].as_str().zip(row["kind"].as_str());
             (
                 row["given"].as_str().unwrap_or_default().to_string(),
-                row["name"].as_str().map(str::to_string),
+                found.map(|(name, kind)| (name.to_string(), kind.to_string())),
             )
         })
         .collect())
