@@ -10,7 +10,7 @@ finding is the verdict, ranked as runbook ranks them. Data checks (lossy)
 are not part of the reference.
 
     python3 scripts/rehearsal_reference.py --url postgres://user@host:port/postgres \
-        --format popx|sql-migrate|goose|diesel DIR [--report report.json]
+        --format popx|golang-migrate|sql-migrate|goose|diesel DIR [--report report.json]
 
 With --report it compares with runbook's report.json and prints every
 disagreement. It reads the scripts the owning tool would run, with its own
@@ -133,7 +133,33 @@ def diesel(directory):
     return out
 
 
+def golang_migrate(directory):
+    """golang-migrate: `N_name.up.sql` and `N_name.down.sql`, paired by the
+    version N alone, as golang-migrate pairs them (the two names may
+    differ), in the order of the versions as numbers. A down of only
+    comments or blanks is no down."""
+    found = {}
+    for f in os.listdir(directory):
+        m = re.match(r"^(\d+)_.*\.(up|down)\.sql$", f)
+        if m:
+            found.setdefault(int(m.group(1)), {})[m.group(2)] = f
+    out = []
+    for version in sorted(found):
+        files = found[version]
+        if "up" not in files:
+            continue
+        read = lambda f: open(os.path.join(directory, f)).read()
+        down = read(files["down"]) if "down" in files else None
+        if down is not None and not re.sub(r"--[^\n]*", "", down).strip():
+            down = None
+        out.append({"version": str(version), "name": files["up"], "up": read(files["up"]), "up_tx": True,
+                    "down": down, "down_tx": True})
+    return out
+
+
 def load(directory, fmt):
+    if fmt == "golang-migrate":
+        return golang_migrate(directory)
     if fmt == "popx":
         return popx(directory)
     if fmt == "sql-migrate":
@@ -205,7 +231,7 @@ def reference(url, migrations):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True, help="a superuser URL to the maintenance database")
-    ap.add_argument("--format", required=True, choices=["popx", "sql-migrate", "goose", "diesel"])
+    ap.add_argument("--format", required=True, choices=["popx", "golang-migrate", "sql-migrate", "goose", "diesel"])
     ap.add_argument("--report", help="runbook's report.json to compare with")
     ap.add_argument("dir")
     a = ap.parse_args()
