@@ -1351,6 +1351,48 @@ fn a_table_with_a_foreign_partition_or_child_is_not_read() {
     );
 }
 
+/// A migration's `DEALLOCATE ALL`, or `DISCARD ALL` outside a transaction,
+/// drops the session's prepared statements, the rehearsal's snapshot
+/// queries among them. They are prepared again and every verdict stands.
+/// Before, the rehearsal ended at the next snapshot: "prepared statement
+/// "s17" does not exist", and the rest were not rehearsed.
+#[test]
+fn a_migration_that_deallocates_prepared_statements_is_rehearsed() {
+    let (_dir, run) = rehearse_files(
+        &[
+            ("001_a.up.sql", "CREATE TABLE a (id int);\n"),
+            ("001_a.down.sql", "DROP TABLE a;\n"),
+            (
+                "002_b.up.sql",
+                "DEALLOCATE ALL;\nCREATE TABLE b (id int);\n",
+            ),
+            ("002_b.down.sql", "DEALLOCATE ALL;\nDROP TABLE b;\n"),
+            (
+                "003_c.up.sql",
+                "-- runbook:no-transaction\nDISCARD ALL;\nCREATE TABLE c (id int);\n",
+            ),
+            (
+                "003_c.down.sql",
+                "-- runbook:no-transaction\nDROP TABLE c;\n",
+            ),
+            ("004_d.up.sql", "ALTER TABLE a ADD COLUMN note text;\n"),
+            ("004_d.down.sql", "SELECT 1;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    for version in ["001", "002", "003"] {
+        assert_eq!(
+            outcome(&run, version)["verdict"],
+            "ok",
+            "{}",
+            outcome(&run, version)
+        );
+    }
+    // Still judged: a down that leaves the column its up added.
+    assert_eq!(outcome(&run, "004")["verdict"], "parity_mismatch");
+}
+
 /// A migration that sets the session's search_path, as pg_dump's output
 /// does, leaves every verdict alone. Before, every object read again after
 /// it was named qualified (a default's `'public.t_id_seq'::regclass`) and

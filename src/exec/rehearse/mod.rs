@@ -262,29 +262,52 @@ impl Rig<'_> {
         &self.target.db
     }
 
+    /// The schema now. A script's `DEALLOCATE ALL` (or `DISCARD ALL`,
+    /// outside a transaction) drops the session's prepared statements,
+    /// the snapshot queries among them: they are prepared again, and the
+    /// schema read whole. Before, the rehearsal ended there, with
+    /// "prepared statement "s17" does not exist".
     async fn snap(&mut self) -> Result<Arc<Snapshot>, Fail> {
-        let client = &self.target.db.client;
-        if self.snapshotter.is_none() {
-            self.snapshotter = Some(
-                snapshot::Snapshotter::new(client)
-                    .await
-                    .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))?,
-            );
-        }
-        let snapshotter = self.snapshotter.as_ref().expect("made above");
-        let last = self.last.take();
-        let read = async {
-            match last {
-                Some(prev) => snapshotter.next(client, prev).await,
-                None => snapshotter.full(client).await,
+        let failed =
+            |e: tokio_postgres::Error| Fail::new(StepStatus::Failed, db::error_info(&e, None));
+        let next = match self.read_schema().await? {
+            Err(e)
+                if e.code()
+                    == Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME) =>
+            {
+                self.snapshotter = None;
+                self.last = None;
+                self.read_schema().await?.map_err(failed)?
             }
-            .map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))
+            next => next.map_err(failed)?,
         };
-        let next = bounded(&self.target.db, &self.ctx, read).await?;
         self.rebuilt += next.rebuilt;
         let snap = next.snapshot.clone();
         self.last = Some(next);
         Ok(snap)
+    }
+
+    /// One read of the schema, after the last one when there is one,
+    /// bounded by the step's deadline and interrupts (the outer error).
+    async fn read_schema(
+        &mut self,
+    ) -> Result<Result<snapshot::Tracked, tokio_postgres::Error>, Fail> {
+        let client = &self.target.db.client;
+        if self.snapshotter.is_none() {
+            match snapshot::Snapshotter::new(client).await {
+                Ok(s) => self.snapshotter = Some(s),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let snapshotter = self.snapshotter.as_ref().expect("made above");
+        let last = self.last.take();
+        let read = async {
+            Ok(match last {
+                Some(prev) => snapshotter.next(client, prev).await,
+                None => snapshotter.full(client).await,
+            })
+        };
+        bounded(&self.target.db, &self.ctx, read).await
     }
 
     async fn sums(
@@ -318,6 +341,13 @@ impl Rig<'_> {
         let started = Instant::now();
         // A down and a re-up are new runs of the tool, from a new session.
         let res = self.run(m, direction, nested, leg != "up").await;
+        let script = match direction {
+            Direction::Up => Some(&m.up),
+            Direction::Down => m.down_script(),
+        };
+        if self.tool.is_none() && script.is_some_and(|s| may_drop_statements(&s.sql)) {
+            self.snapshotter = None;
+        }
         match &res {
             Ok(done) => self.cache.wrote(done.touched.as_deref()),
             // A failed transaction left nothing behind.
@@ -400,6 +430,9 @@ impl Rig<'_> {
     async fn seed(&mut self, o: &mut Outcome) -> bool {
         let Some(sql) = self.seed else { return true };
         self.cache.wrote(None);
+        if may_drop_statements(sql) {
+            self.snapshotter = None;
+        }
         match self.target.db.client.batch_execute(sql).await {
             Ok(()) => true,
             Err(e) => {
@@ -437,6 +470,17 @@ impl Rig<'_> {
         self.last = after_up;
         self.cache.wrote(wrote.as_deref());
     }
+}
+
+/// Whether a script run on the rehearsal's session may drop its prepared
+/// statements (`DEALLOCATE ALL`, `DISCARD ALL`): then the snapshot queries
+/// are prepared again before the next read. Any mention counts, in a
+/// comment too; preparing them again costs one full parse. Within the
+/// rolled-back transaction of a down and re-up, a read of a dropped
+/// statement would abort it, so this cannot wait for the error.
+fn may_drop_statements(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    upper.contains("DEALLOCATE") || upper.contains("DISCARD")
 }
 
 /// Whether a migration's down and up both run in a transaction, so that a
