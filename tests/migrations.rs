@@ -1252,52 +1252,48 @@ fn a_table_without_columns_is_checked_like_any_other() {
 /// `base`, with no page of its own, was taken as empty.
 #[test]
 fn rows_in_a_partition_of_a_partition_or_a_child_are_counted() {
-    let (_dir, run) = rehearse_files(
-        &[
-            (
-                "001_events.up.sql",
-                "CREATE TABLE events (id int, at date, kind text) PARTITION BY RANGE (at);\n\
-                 CREATE TABLE events_2024 PARTITION OF events\n\
-                   FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY LIST (kind);\n\
-                 CREATE TABLE events_2024_a PARTITION OF events_2024 FOR VALUES IN ('a');\n\
-                 CREATE TABLE events_2024_b PARTITION OF events_2024 FOR VALUES IN ('b');\n\
-                 CREATE TABLE archive (id int, at date) PARTITION BY RANGE (at);\n\
-                 CREATE TABLE archive_2023 PARTITION OF archive\n\
-                   FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');\n\
-                 CREATE TABLE base (id int);\n\
-                 CREATE TABLE derived () INHERITS (base);\n",
-            ),
-            (
-                "001_events.down.sql",
-                "DROP TABLE events, archive;\nDROP TABLE base CASCADE;\n",
-            ),
-            ("002_note.up.sql", "CREATE TABLE note (id int);\n"),
-            (
-                "002_note.down.sql",
-                "DROP TABLE note;\nDELETE FROM events WHERE kind = 'a';\nDELETE FROM derived;\n",
-            ),
-            (
-                "seed.sql.txt",
-                "INSERT INTO events SELECT 1, '2024-03-01', 'a' WHERE NOT EXISTS (SELECT FROM events);\n\
-                 INSERT INTO derived SELECT 1 WHERE NOT EXISTS (SELECT FROM derived);\n",
-            ),
-        ],
-        "          seed: DIR/seed.sql.txt\n",
+    let (_dir, run) = made_then_note(
+        "CREATE TABLE events (id int, at date, kind text) PARTITION BY RANGE (at);\n\
+         CREATE TABLE events_2024 PARTITION OF events\n\
+           FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY LIST (kind);\n\
+         CREATE TABLE events_2024_a PARTITION OF events_2024 FOR VALUES IN ('a');\n\
+         CREATE TABLE events_2024_b PARTITION OF events_2024 FOR VALUES IN ('b');\n\
+         CREATE TABLE archive (id int, at date) PARTITION BY RANGE (at);\n\
+         CREATE TABLE archive_2023 PARTITION OF archive\n\
+           FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');\n\
+         CREATE TABLE base (id int);\n\
+         CREATE TABLE derived () INHERITS (base);\n",
+        "DROP TABLE events, archive;\nDROP TABLE base CASCADE;\n",
+        "DELETE FROM events WHERE kind = 'a';\nDELETE FROM derived;\n",
+        "INSERT INTO events SELECT 1, '2024-03-01', 'a' WHERE NOT EXISTS (SELECT FROM events);\n\
+         INSERT INTO derived SELECT 1 WHERE NOT EXISTS (SELECT FROM derived);\n",
     );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    assert_eq!(outcome(&run, "001")["verdict"], "ok");
-    let second = outcome(&run, "002");
-    assert_eq!(second["verdict"], "lossy", "{second}");
-    assert_eq!(
-        second["findings"][0]["tables"],
-        serde_json::json!([
+    second_is_lossy(
+        &run,
+        &[
             "public.base: 1 rows before, 0 after",
             "public.derived: 1 rows before, 0 after",
             "public.events: 1 rows before, 0 after",
             "public.events_2024: 1 rows before, 0 after",
             "public.events_2024_a: 1 rows before, 0 after",
-        ])
+        ],
     );
+}
+
+/// A rehearsal of `001_made` (`up`, `down`) and `002_note`, whose down
+/// also runs `loses`, with `seed` run after each up.
+fn made_then_note(up: &str, down: &str, loses: &str, seed: &str) -> (tempfile::TempDir, Rehearsal) {
+    let note_down = format!("DROP TABLE note;\n{loses}");
+    rehearse_files(
+        &[
+            ("001_made.up.sql", up),
+            ("001_made.down.sql", down),
+            ("002_note.up.sql", "CREATE TABLE note (id int);\n"),
+            ("002_note.down.sql", &note_down),
+            ("seed.sql.txt", seed),
+        ],
+        "          seed: DIR/seed.sql.txt\n",
+    )
 }
 
 /// A table with a foreign table below it, as a partition or an
@@ -1308,43 +1304,20 @@ fn rows_in_a_partition_of_a_partition_or_a_child_are_counted() {
 /// `m` and `par` went to the foreign tables, and the rehearsal failed.
 #[test]
 fn a_table_with_a_foreign_partition_or_child_is_not_read() {
-    let (_dir, run) = rehearse_files(
-        &[
-            (
-                "001_remote.up.sql",
-                "CREATE FOREIGN DATA WRAPPER dummy;\n\
-                 CREATE SERVER remote FOREIGN DATA WRAPPER dummy;\n\
-                 CREATE TABLE m (id int, at date) PARTITION BY RANGE (at);\n\
-                 CREATE TABLE m_local PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n\
-                 CREATE FOREIGN TABLE m_remote PARTITION OF m\n\
-                   FOR VALUES FROM ('2020-01-01') TO ('2021-01-01') SERVER remote;\n\
-                 CREATE TABLE par (id int);\n\
-                 CREATE FOREIGN TABLE kid () INHERITS (par) SERVER remote;\n",
-            ),
-            (
-                "001_remote.down.sql",
-                "DROP TABLE m, par CASCADE;\nDROP SERVER remote;\nDROP FOREIGN DATA WRAPPER dummy;\n",
-            ),
-            ("002_note.up.sql", "CREATE TABLE note (id int);\n"),
-            (
-                "002_note.down.sql",
-                "DROP TABLE note;\nDELETE FROM m_local;\n",
-            ),
-            (
-                "seed.sql.txt",
-                "INSERT INTO m_local SELECT 1, '2024-03-01' WHERE NOT EXISTS (SELECT FROM m_local);\n",
-            ),
-        ],
-        "          seed: DIR/seed.sql.txt\n",
+    let (_dir, run) = made_then_note(
+        "CREATE FOREIGN DATA WRAPPER dummy;\n\
+         CREATE SERVER remote FOREIGN DATA WRAPPER dummy;\n\
+         CREATE TABLE m (id int, at date) PARTITION BY RANGE (at);\n\
+         CREATE TABLE m_local PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n\
+         CREATE FOREIGN TABLE m_remote PARTITION OF m\n\
+           FOR VALUES FROM ('2020-01-01') TO ('2021-01-01') SERVER remote;\n\
+         CREATE TABLE par (id int);\n\
+         CREATE FOREIGN TABLE kid () INHERITS (par) SERVER remote;\n",
+        "DROP TABLE m, par CASCADE;\nDROP SERVER remote;\nDROP FOREIGN DATA WRAPPER dummy;\n",
+        "DELETE FROM m_local;\n",
+        "INSERT INTO m_local SELECT 1, '2024-03-01' WHERE NOT EXISTS (SELECT FROM m_local);\n",
     );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    assert_eq!(outcome(&run, "001")["verdict"], "ok");
-    let second = outcome(&run, "002");
-    assert_eq!(second["verdict"], "lossy", "{second}");
-    assert_eq!(
-        second["findings"][0]["tables"],
-        serde_json::json!(["public.m_local: 1 rows before, 0 after"])
-    );
+    second_is_lossy(&run, &["public.m_local: 1 rows before, 0 after"]);
     assert_eq!(
         run.step("rehearse")["details"]["table_checksums"]["foreign_not_read"],
         serde_json::json!(["public.kid", "public.m", "public.m_remote", "public.par"])
