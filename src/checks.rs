@@ -438,12 +438,18 @@ ORDER BY used DESC",
         passes: "every table's count is within `tolerance` of the earlier count (always, when there is nothing to compare with)",
         args: &[
             arg("from", ArgKind::StepRef, "`steps.<id>`: a backup step or an earlier row_counts check; without it, counts are recorded for later"),
-            arg("tables", ArgKind::Tables, "the tables to count; default: the earlier step's tables, or every user table but runbook's own (its run journal, its history and backfill state) and migration tools' history tables (`knex_migrations`, `flyway_schema_history`, ...)"),
+            arg("tables", ArgKind::Tables, "the tables to count; default: the earlier step's tables, or every user table but runbook's own (its run journal, its history and backfill state) and migration tools' history tables (`knex_migrations`, `flyway_schema_history`, ...); a partitioned table is counted whole, unless a foreign table is among its partitions: then its other partitions are counted, each on its own, and no foreign server is read"),
             default("tolerance", ArgKind::Fraction, "0", "the share by which a count may differ"),
         ],
         sql: "SELECT format('%I.%I', n.nspname, c.relname) AS \"table\"
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+WHERE c.relkind IN ('r', 'p')
+  -- A partition tree with a foreign table in it: its plain partitions, not
+  -- its partitioned tables, whose counts would read the foreign one on its server.
+  AND CASE WHEN EXISTS (SELECT FROM pg_partition_tree(pg_partition_root(c.oid)) p
+                        JOIN pg_class l ON l.oid = p.relid WHERE l.relkind = 'f')
+           THEN c.relkind = 'r'
+           ELSE NOT c.relispartition END
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
   AND NOT (n.nspname = 'runbook_journal' AND obj_description(n.oid, 'pg_namespace') = 'runbook run journal')
   AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE 'runbook state:%'

@@ -373,6 +373,39 @@ fn row_counts_count_each_table_as_a_backup_does() {
     );
 }
 
+/// Without `tables:` or `from:`, row_counts reads no foreign server: a
+/// partitioned table with a foreign partition is counted by its other
+/// partitions, each on its own. Before, the partitioned table was counted
+/// whole, through the foreign partition, and the step failed on its
+/// wrapper ("has no handler"; under postgres_fdw it connects).
+#[test]
+fn row_counts_of_every_table_read_no_foreign_partition() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE FOREIGN DATA WRAPPER dummy; CREATE SERVER remote FOREIGN DATA WRAPPER dummy;
+         CREATE TABLE m (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')
+           PARTITION BY RANGE (at);
+         CREATE TABLE m_2024_h1 PARTITION OF m_2024 FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+         CREATE FOREIGN TABLE m_2020 PARTITION OF m FOR VALUES FROM ('2020-01-01') TO ('2021-01-01')
+           SERVER remote;
+         INSERT INTO m_2024_h1 VALUES (1, '2024-02-01'), (2, '2024-03-01');
+         CREATE TABLE plain (id int); INSERT INTO plain VALUES (1);",
+    );
+    let case = Case::new(&checks(
+        "      - { id: counts, check: { builtin: row_counts } }\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("counts")["details"]["rows"],
+        serde_json::json!([
+            { "table": "public.m_2024_h1", "rows": 2 },
+            { "table": "public.plain", "rows": 1 },
+        ])
+    );
+}
+
 /// A check of the runbook's own query shows its rows in the report,
 /// passed or failed.
 #[test]
