@@ -27,7 +27,7 @@ struct Read {
     /// Per table; a table that is gone has `rows: None`.
     sums: BTreeMap<String, Sum>,
     /// Tables with a foreign table in their tree: not read, without a sum.
-    remote: Vec<String>,
+    remote: std::collections::BTreeSet<String>,
     /// Tables with partitions or inheritance children, whose count holds
     /// their rows too.
     parents: std::collections::BTreeSet<String>,
@@ -102,7 +102,6 @@ async fn sums(db: &Db, tables: &[(String, Vec<String>)]) -> Result<Read, ErrorIn
     let messages = messages.map_err(error)?;
     let mut present: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut empty: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    let mut remote: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for m in &messages {
         // A table with no columns (`CREATE TABLE t ()`) is there all the
         // same, and may hold rows.
@@ -118,7 +117,7 @@ async fn sums(db: &Db, tables: &[(String, Vec<String>)]) -> Result<Read, ErrorIn
                     empty.insert(table.to_string());
                 }
                 Some("remote") => {
-                    remote.insert(table.to_string());
+                    read.remote.insert(table.to_string());
                 }
                 _ => {}
             }
@@ -128,7 +127,7 @@ async fn sums(db: &Db, tables: &[(String, Vec<String>)]) -> Result<Read, ErrorIn
         }
     }
     let mut parts = Vec::new();
-    for (t, cols) in tables.iter().filter(|(t, _)| !remote.contains(t)) {
+    for (t, cols) in tables.iter().filter(|(t, _)| !read.remote.contains(t)) {
         let Some(now) = present.get(t) else {
             out.insert(
                 t.clone(),
@@ -187,7 +186,6 @@ async fn sums(db: &Db, tables: &[(String, Vec<String>)]) -> Result<Read, ErrorIn
             s.checksum = checksum.unwrap_or_default();
         }
     }
-    read.remote = remote.into_iter().collect();
     Ok(read)
 }
 
