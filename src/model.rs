@@ -1142,8 +1142,7 @@ pub struct RehearseStep {
     pub mode: RehearseMode,
     /// A leg (up or down) slower than this is `slow`. Default 5s.
     pub slow_threshold: Option<DurationSetting>,
-    /// Verdicts that fail the step. Default: every verdict but `ok`,
-    /// `slow`, `column_order` and `not_rehearsed`.
+    /// Verdicts that fail the step. Default: [`Verdict::default_errors`].
     pub errors: Option<VerdictList>,
     /// Rehearse on a scratch copy of the database, dropped afterwards.
     pub scratch: Option<Scratch>,
@@ -1235,6 +1234,11 @@ pub enum Verdict {
     /// A forward-only up changed or removed rows that existed before it,
     /// which no down can bring back: a fact to review, not an error by default.
     DestroysData,
+    /// After a down that brought back the schema and every earlier table's
+    /// rows, the up again wrote other values than the first up (`now()`,
+    /// `random()`, a sequence's next value): nothing was lost, but a deploy
+    /// after a rollback gives other rows. Not an error by default.
+    Nondeterministic,
     ColumnOrder,
     Slow,
     /// The rehearsal did not reach this migration's legs (an earlier up
@@ -1257,6 +1261,7 @@ impl Verdict {
         Verdict::ToolFailure,
         Verdict::Drift,
         Verdict::DestroysData,
+        Verdict::Nondeterministic,
         Verdict::ColumnOrder,
         Verdict::Slow,
         Verdict::NotRehearsed,
@@ -1274,6 +1279,7 @@ impl Verdict {
             Self::ToolFailure => "tool_failure",
             Self::Drift => "drift",
             Self::DestroysData => "destroys_data",
+            Self::Nondeterministic => "nondeterministic",
             Self::ColumnOrder => "column_order",
             Self::Slow => "slow",
             Self::NotRehearsed => "not_rehearsed",

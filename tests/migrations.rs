@@ -38,7 +38,11 @@ impl std::ops::Deref for Rehearsal {
 }
 
 fn rehearse(dir: &str, extra: &str) -> Rehearsal {
-    let db = Db::fresh();
+    rehearse_on(&Db::fresh(), dir, extra)
+}
+
+/// A rehearsal of `dir` on `db`, with `extra` in its step.
+fn rehearse_on(db: &Db, dir: &str, extra: &str) -> Rehearsal {
     let case = Case::new(&one_step(
         "verify",
         "rehearse",
@@ -1045,6 +1049,14 @@ fn the_knex_example_rehearses_each_migration_through_the_tool() {
 }
 
 fn rehearse_files(files: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, Rehearsal) {
+    rehearse_files_on(&Db::fresh(), files, extra)
+}
+
+fn rehearse_files_on(
+    db: &Db,
+    files: &[(&str, &str)],
+    extra: &str,
+) -> (tempfile::TempDir, Rehearsal) {
     let dir = tempfile::tempdir().unwrap();
     for (f, text) in files {
         let path = dir.path().join(f);
@@ -1052,7 +1064,7 @@ fn rehearse_files(files: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, Re
         std::fs::write(path, text).unwrap();
     }
     let extra = extra.replace("DIR", &dir.path().display().to_string());
-    let run = rehearse(&dir.path().display().to_string(), &extra);
+    let run = rehearse_on(db, &dir.path().display().to_string(), &extra);
     (dir, run)
 }
 
@@ -1156,6 +1168,190 @@ fn single_file_formats_run_their_sections_with_their_transaction_markers() {
         "          errors: [forward_only]\n",
     );
     assert_eq!(run.code, 3, "{}", run.stderr);
+}
+
+/// An up that writes `now()` or a sequence's next value into a table that
+/// existed before, with a down that deletes those rows: the up again
+/// writes other values. Nothing was lost, so it is `nondeterministic` (not
+/// an error by default), not `lossy` as before (svix's seed of event types
+/// with `CURRENT_TIMESTAMP` read as lossy). A down that leaves its up's
+/// rows, so the up again adds them twice, is a `reup_failure`.
+#[test]
+fn an_up_that_writes_other_values_each_run_is_nondeterministic_not_lossy() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_base.up.sql",
+                "CREATE TABLE events (id text PRIMARY KEY, at timestamptz);
+                 CREATE TABLE kinds (name text, at timestamptz);
+                 CREATE SEQUENCE ids;
+",
+            ),
+            (
+                "001_base.down.sql",
+                "DROP SEQUENCE ids;
+DROP TABLE kinds;
+DROP TABLE events;
+",
+            ),
+            (
+                "002_seed.up.sql",
+                "INSERT INTO events VALUES ('created', CURRENT_TIMESTAMP);
+",
+            ),
+            (
+                "002_seed.down.sql",
+                "DELETE FROM events WHERE id = 'created';
+",
+            ),
+            (
+                "003_kinds.up.sql",
+                "INSERT INTO kinds VALUES ('a', '2024-01-01');
+",
+            ),
+            (
+                "003_kinds.down.sql",
+                "SELECT 1;
+",
+            ),
+            (
+                "004_numbered.up.sql",
+                "INSERT INTO events VALUES ('n' || nextval('ids'), NULL);
+",
+            ),
+            (
+                "004_numbered.down.sql",
+                "DELETE FROM events WHERE id LIKE 'n%';
+",
+            ),
+        ],
+        "",
+    );
+    let step = run.step("rehearse");
+    assert_eq!(
+        step["details"]["verdicts"],
+        serde_json::json!({"ok": 1, "nondeterministic": 2, "reup_failure": 1}),
+        "{step}"
+    );
+    for (version, rows) in [("002", 1), ("004", 2)] {
+        let o = outcome(&run, version);
+        assert_eq!(verdicts(o), ["nondeterministic"], "{o}");
+        assert_eq!(
+            o["findings"][0]["tables"],
+            serde_json::json!([format!(
+                "public.events: {rows} rows, but their contents changed"
+            )]),
+            "{o}"
+        );
+        assert!(
+            o["findings"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nothing was lost"),
+            "{o}"
+        );
+    }
+    let o = outcome(&run, "003");
+    assert_eq!(verdicts(o), ["reup_failure"], "{o}");
+    assert_eq!(
+        o["findings"][0]["tables"],
+        serde_json::json!(["public.kinds: 1 rows after the first up, 2 after the up again"]),
+        "{o}"
+    );
+    // Only the re-up failure fails the step.
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        step["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 migration(s) failed the rehearsal: 003 kinds (reup_failure)"),
+        "{step}"
+    );
+}
+
+/// A whole set's ups again, after downs that brought everything back,
+/// are judged as one migration's: `nondeterministic`, and the step passes.
+/// A set whose rollback stopped at a migration with no down did not go
+/// back to where it started: what that migration's up did is still there,
+/// and is not data the downs lost. Before, it read as `lossy` ("the downs
+/// changed data").
+#[test]
+fn a_whole_sets_downs_are_judged_on_data_only_when_every_down_ran() {
+    let db = || {
+        let db = Db::fresh();
+        db.sql(
+            "CREATE TABLE kinds (name text, at timestamptz);\n\
+             CREATE TABLE people (id int);\n\
+             INSERT INTO people VALUES (1), (2);",
+        );
+        db
+    };
+    let (_dir, run) = rehearse_files_on(
+        &db(),
+        &[
+            (
+                "001_a.up.sql",
+                "INSERT INTO kinds VALUES ('a', now());
+",
+            ),
+            (
+                "001_a.down.sql",
+                "DELETE FROM kinds WHERE name = 'a';
+",
+            ),
+            (
+                "002_b.up.sql",
+                "CREATE TABLE b (id int);
+",
+            ),
+            (
+                "002_b.down.sql",
+                "DROP TABLE b;
+",
+            ),
+        ],
+        "          mode: whole_set
+",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert_eq!(d["set_verdict"], "nondeterministic", "{d}");
+    assert_eq!(
+        d["set_findings"][0]["tables"],
+        serde_json::json!(["public.kinds: 1 rows, but their contents changed"]),
+        "{d}"
+    );
+    let (_dir, run) = rehearse_files_on(
+        &db(),
+        &[
+            (
+                "001_prune.up.sql",
+                "DELETE FROM people WHERE id = 2;
+",
+            ),
+            (
+                "002_b.up.sql",
+                "CREATE TABLE b (id int);
+",
+            ),
+            (
+                "002_b.down.sql",
+                "DROP TABLE b;
+",
+            ),
+        ],
+        "          mode: whole_set
+",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    let set: Vec<&str> = d["set_findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{d}"))
+        .iter()
+        .map(|f| f["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(set, ["irreversible"], "{d}");
 }
 
 /// A rehearsal of `001_base` (the table `people`) and a second migration

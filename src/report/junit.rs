@@ -71,7 +71,7 @@ const CHECKS: &[(&str, &[&str])] = &[
     ("down", &["irreversible", "tool_failure"]),
     ("parity", &["parity_mismatch", "column_order"]),
     ("data", &["lossy", "destroys_data"]),
-    ("reup", &["reup_failure"]),
+    ("reup", &["reup_failure", "nondeterministic"]),
     ("timing", &["slow"]),
 ];
 

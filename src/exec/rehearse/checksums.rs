@@ -275,6 +275,33 @@ fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<St
     out
 }
 
+/// Each table of `before` whose rows in `after` are not the same: another
+/// count (more rows too), or other contents. `first` and `second` name the
+/// two states.
+fn differences(
+    before: &BTreeMap<String, Sum>,
+    after: &BTreeMap<String, Sum>,
+    first: &str,
+    second: &str,
+) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(t, _)| !tool_history(t))
+        .filter_map(|(t, b)| {
+            let a = after.get(t)?;
+            match (b.rows, a.rows) {
+                (Some(rb), Some(ra)) if rb != ra => {
+                    Some(format!("{t}: {rb} rows {first}, {ra} {second}"))
+                }
+                (Some(rb), Some(_)) if b.checksum != a.checksum => {
+                    Some(format!("{t}: {rb} rows, but their contents changed"))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// A repeatable migration run again: each table whose rows are not what
 /// its first run left (more rows too: a script that adds rows each time it
 /// runs adds them each time its file changes), as a `reup_failure` finding.
@@ -283,22 +310,7 @@ pub(super) fn changed_again(
     before: &BTreeMap<String, Sum>,
     after: &BTreeMap<String, Sum>,
 ) {
-    let lines: Vec<String> = before
-        .iter()
-        .filter(|(t, _)| !tool_history(t))
-        .filter_map(|(t, b)| {
-            let a = after.get(t)?;
-            match (b.rows, a.rows) {
-                (Some(rb), Some(ra)) if rb != ra => Some(format!(
-                    "{t}: {rb} rows after its first run, {ra} after the second"
-                )),
-                (Some(rb), Some(_)) if b.checksum != a.checksum => {
-                    Some(format!("{t}: {rb} rows, but their contents changed"))
-                }
-                _ => None,
-            }
-        })
-        .collect();
+    let lines = differences(before, after, "after its first run", "after the second");
     if !lines.is_empty() {
         let f = o.find(
             Verdict::ReupFailure,
@@ -306,6 +318,76 @@ pub(super) fn changed_again(
         );
         f.tables = lines;
     }
+}
+
+/// What the down before an up again left.
+pub(super) enum Down {
+    /// The schema, and every table that existed before with its rows, as
+    /// they were before the up.
+    Kept,
+    /// Not quite: another schema, or more rows than before (fewer, or
+    /// other contents, is a `lossy` down).
+    Changed,
+    /// Not judged: in a whole set, some downs did not run.
+    NotJudged,
+}
+
+impl Down {
+    /// After a down whose schema parity held (`kept_schema`), the state
+    /// of the tables before the up (`before`) and after the down.
+    pub(super) fn of(
+        kept_schema: bool,
+        before: &BTreeMap<String, Sum>,
+        after: &BTreeMap<String, Sum>,
+    ) -> Down {
+        if kept_schema && differences(before, after, "", "").is_empty() {
+            Down::Kept
+        } else {
+            Down::Changed
+        }
+    }
+}
+
+/// The up again (`what`), against the first up: each table that existed
+/// before whose rows are not what the first up left. Never called after a
+/// lossy down: that loss is the finding. After a down that brought
+/// everything back ([`Down::Kept`]), the up started from the same state
+/// twice and wrote other values: it is not deterministic (`now()`,
+/// `random()`, a sequence's next value), which loses nothing, so it is
+/// `nondeterministic`, not `lossy`. Otherwise what the down left may be
+/// the cause (a seed row it kept, added again): a `reup_failure`.
+pub(super) fn written_again(
+    o: &mut Outcome,
+    first: &BTreeMap<String, Sum>,
+    again: &BTreeMap<String, Sum>,
+    what: &str,
+    down: Down,
+) {
+    let lines = differences(first, again, "after the first up", "after the up again");
+    if lines.is_empty() {
+        return;
+    }
+    let list = lines.join("; ");
+    let differs =
+        format!("{what} wrote other data than the first up in tables that existed before");
+    let f = match down {
+        Down::Kept => o.find(
+            Verdict::Nondeterministic,
+            format!(
+                "{differs}: {list}. The down had brought back the schema and their rows, so the up \
+                 writes other values each time it runs (now(), random(), a sequence's next value): \
+                 nothing was lost, but a deploy after a rollback gives other rows than the first"
+            ),
+        ),
+        Down::Changed => o.find(
+            Verdict::ReupFailure,
+            format!(
+                "{differs}, after a down that left the schema or their rows other than before the up: {list}"
+            ),
+        ),
+        Down::NotJudged => o.find(Verdict::ReupFailure, format!("{differs}: {list}")),
+    };
+    f.tables = lines;
 }
 
 /// Row counts and checksums, kept while nothing can have changed them. A
@@ -446,14 +528,17 @@ fn same(a: Option<&std::sync::Arc<Value>>, b: Option<&std::sync::Arc<Value>>) ->
     matches!((a, b), (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b))
 }
 
+/// A leg that left tables that existed before with less than they held:
+/// a `lossy` finding naming them. Returns whether it found one.
 pub(super) fn data(
     o: &mut Outcome,
     before: &BTreeMap<String, Sum>,
     after: &BTreeMap<String, Sum>,
     what: &str,
-) {
+) -> bool {
     let lines = lost(before, after);
-    if !lines.is_empty() {
+    let lossy = !lines.is_empty();
+    if lossy {
         let f = o.find(
             Verdict::Lossy,
             format!(
@@ -463,6 +548,7 @@ pub(super) fn data(
         );
         f.tables = lines;
     }
+    lossy
 }
 
 /// A forward-only up that changed or removed rows that existed before it:

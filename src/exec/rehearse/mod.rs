@@ -535,14 +535,21 @@ fn tool_history_change(c: &snapshot::Change) -> bool {
 }
 
 /// Parity of `after` with `want`: a finding when they differ. Changes to
-/// migration tools' history tables do not count.
-fn parity(o: &mut Outcome, want: &Snapshot, after: &Snapshot, verdict: Verdict, what: &str) {
+/// migration tools' history tables do not count. Returns whether they
+/// differ in more than the order of a table's columns.
+fn parity(
+    o: &mut Outcome,
+    want: &Snapshot,
+    after: &Snapshot,
+    verdict: Verdict,
+    what: &str,
+) -> bool {
     let changes: Vec<snapshot::Change> = snapshot::compare(want, after)
         .into_iter()
         .filter(|c| !tool_history_change(c))
         .collect();
     if changes.is_empty() {
-        return;
+        return false;
     }
     let only_order = changes.iter().all(|c| c.change == "column_order");
     let v = if only_order {
@@ -553,6 +560,7 @@ fn parity(o: &mut Outcome, want: &Snapshot, after: &Snapshot, verdict: Verdict, 
     let message = format!("{what}: {}", super::snapshot::summary(&changes));
     let f = o.find(v, message);
     f.changes = Some(super::snapshot::changes_json(&changes));
+    !only_order
 }
 
 /// What a rehearsal needs to start over on a fresh scratch database.
@@ -1148,18 +1156,14 @@ async fn down_and_up(
     }
     let after_down = rig.snap().await?;
     let d2 = rig.sums(tables, &after_down).await?;
-    parity(
+    let down_kept_schema = !parity(
         o,
         before,
         &after_down,
         Verdict::ParityMismatch,
         "after down, the schema is not what it was before up",
     );
-    let lossy_down = {
-        let n = o.findings.len();
-        data(o, d0, &d2, "down");
-        o.findings.len() > n
-    };
+    let lossy_down = data(o, d0, &d2, "down");
     match rig.leg(o, m, "reup", nested).await {
         Ok(done) => note(&done),
         Err(f) => {
@@ -1188,7 +1192,8 @@ async fn down_and_up(
     if !lossy_down {
         // After a lossy down the re-up cannot bring the data back; that
         // loss is already the finding.
-        data(o, d1, &d3, "up again");
+        let down = checksums::Down::of(down_kept_schema, d0, &d2);
+        checksums::written_again(o, d1, &d3, "up again", down);
     }
     let wrote = known.then_some(wrote);
     if reup_differs {
@@ -1312,14 +1317,21 @@ async fn whole_set(
     };
     let after_down = rig.snap().await?;
     let d2 = rig.sums(&tables, &after_down).await?;
+    // The state after the downs is the state before the ups only when
+    // every down ran: otherwise what the others' ups did is still there,
+    // and is neither a parity difference nor data the downs lost.
+    // `None` after a lossy down: that loss is the finding.
+    let mut down = Some(checksums::Down::NotJudged);
     if downs.reup.len() == total {
-        parity(
+        let kept_schema = !parity(
             whole,
             &before,
             &after_down,
             Verdict::ParityMismatch,
             "after every down, objects are left over or missing",
         );
+        let lossy = data(whole, &d0, &d2, "the downs");
+        down = (!lossy).then(|| checksums::Down::of(kept_schema, &d0, &d2));
     } else if downs.skipped > 0 && downs.stop.is_none() {
         // Not judged is not passed: the set's verdict says why.
         whole.find(
@@ -1330,7 +1342,6 @@ async fn whole_set(
             ),
         );
     }
-    data(whole, &d0, &d2, "the downs");
     if let Some(why) = all_reups(rig, run, &downs.reup, outcomes).await? {
         return Ok(Some(why));
     }
@@ -1344,7 +1355,9 @@ async fn whole_set(
             Verdict::ReupFailure,
             "after every up again, the schema differs from after the first ups",
         );
-        data(whole, &d1, &d3, "the ups again");
+        if let Some(down) = down {
+            checksums::written_again(whole, &d1, &d3, "the ups again", down);
+        }
     }
     for (i, o) in outcomes.iter_mut().enumerate() {
         say(r, rig, i, total, o);
