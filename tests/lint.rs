@@ -885,6 +885,58 @@ finally:
     assert_eq!(found, ["unbatched-update@15"], "{out}");
 }
 
+/// squawk's `adding-field-with-default` reads an unsigned literal, a cast
+/// and a few calls as constants, but not `-1` or `(0)`: svix's
+/// `ADD COLUMN attempt_number SMALLINT NOT NULL DEFAULT -1` was an error,
+/// though PostgreSQL 11 and later add it without a rewrite. Such a finding
+/// is now a note; a volatile default, under a sign too, is still an error,
+/// and every default is one on a server older than 11, as squawk has it.
+#[test]
+fn a_signed_or_parenthesized_constant_default_is_not_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.sql");
+    std::fs::write(
+        &f,
+        "ALTER TABLE t ADD COLUMN a smallint NOT NULL DEFAULT -1;
+         ALTER TABLE t ADD COLUMN b int DEFAULT (0);
+         ALTER TABLE t ADD COLUMN c numeric DEFAULT -1.5::numeric;
+         ALTER TABLE t ADD COLUMN d uuid DEFAULT gen_random_uuid();
+         ALTER TABLE t ADD COLUMN e int DEFAULT -random()::int;
+         ALTER TABLE t ADD COLUMN f int DEFAULT 7;
+",
+    )
+    .unwrap();
+    let lines = |extra: &[&str]| {
+        let args = [
+            &[f.to_str().unwrap(), "--format", "json"][..],
+            &["--include", "adding-field-with-default"][..],
+            extra,
+        ]
+        .concat();
+        let (_, out, _) = lint(&args);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "adding-field-with-default")
+            .map(|f| f["line"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lines(&[]), [4, 5]);
+    let (_, out, _) = lint(&[f.to_str().unwrap(), "--explain"]);
+    assert!(
+        out.contains(":1: adding-field-with-default accepted: the default `-1` is a constant"),
+        "{out}"
+    );
+    let old = dir.path().join("runbook-lint.toml");
+    std::fs::write(&old, "pg_version = \"10\"\n").unwrap();
+    assert_eq!(
+        lines(&["--config", old.to_str().unwrap()]),
+        [1, 2, 3, 4, 5, 6]
+    );
+}
+
 /// squawk's own rule cases (the SQL in squawk-linter's rule tests, read
 /// from the crate's source as cargo fetched it) give the same findings
 /// through `runbook lint FILE.sql` as through squawk: same rule, line and

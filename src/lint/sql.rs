@@ -2,8 +2,9 @@
 //! in what they found: parse errors first, tables known to be empty,
 //! timeouts the runner sets. Every step is one pass over the findings.
 
-use squawk_linter::{Linter, Rule};
-use squawk_syntax::SourceFile;
+use squawk_linter::{Linter, Rule, Version};
+use squawk_syntax::ast::{self, AstNode};
+use squawk_syntax::{SourceFile, SyntaxElement};
 
 use super::facts::{self, Facts};
 use super::psql;
@@ -44,6 +45,9 @@ pub struct Raw {
 pub struct Script {
     pub stmts: Vec<(Statement, Facts)>,
     pub raw: Vec<Raw>,
+    /// squawk's findings that do not hold, at their byte offsets, each
+    /// with why: a note, not a finding.
+    pub accepted: Vec<(usize, String)>,
     /// It does not parse: `raw` holds the syntax errors only (as squawk
     /// reports such a file), and the rules did not run.
     pub unparsed: bool,
@@ -91,6 +95,7 @@ impl Script {
         let stmts = facts::statement_facts(sql, &parse.tree());
         let ctx = context(&stmts);
         let unparsed = !errors.is_empty();
+        let mut accepted = Vec::new();
         raw.extend(if unparsed {
             errors
                 .into_iter()
@@ -111,15 +116,39 @@ impl Script {
             if let Some(v) = config.pg_version {
                 linter.settings.pg_version = v;
             }
+            // As squawk compares: "11" is not yet a version that keeps a
+            // constant default from rewriting the table.
+            let eleven: Version = "11".parse().expect("a version");
+            let rewrites = linter.settings.pg_version.partial_cmp(&eleven)
+                != Some(std::cmp::Ordering::Greater);
+            let root = parse.syntax_node();
             linter
                 .lint(&parse, sql)
                 .into_iter()
-                .map(|v| Raw {
-                    code: Code::Squawk(v.code),
-                    start: usize::from(v.text_range.start()),
-                    end: usize::from(v.text_range.end()),
-                    message: v.message,
-                    help: v.help,
+                .filter_map(|v| {
+                    let (start, end) = (v.text_range.start(), v.text_range.end());
+                    let (start, end) = (usize::from(start), usize::from(end));
+                    if v.code == Rule::AddingFieldWithDefault
+                        && !rewrites
+                        && constant_at(&root.covering_element(v.text_range))
+                    {
+                        accepted.push((
+                            start,
+                            format!(
+                                "adding-field-with-default accepted: the default `{}` is a constant, \
+                                 which PostgreSQL 11 and later add without rewriting the table",
+                                &sql[start..end]
+                            ),
+                        ));
+                        return None;
+                    }
+                    Some(Raw {
+                        code: Code::Squawk(v.code),
+                        start,
+                        end,
+                        message: v.message,
+                        help: v.help,
+                    })
                 })
                 .collect::<Vec<_>>()
         });
@@ -127,6 +156,7 @@ impl Script {
             Script {
                 stmts,
                 raw,
+                accepted,
                 unparsed,
             },
             ctx,
@@ -148,6 +178,33 @@ impl Script {
             .filter(|(_, f)| f.creates_table == Some(false))
             .map(|(_, f)| f.table.as_str())
     }
+}
+
+/// Whether the expression `at` (the finding's node) is a constant that squawk's
+/// `adding-field-with-default` does not read as one: a signed number
+/// (`-1`), or a constant in parentheses (`(0)`), cast or not. PostgreSQL 11
+/// and later store such a default once, without rewriting the table.
+fn constant_at(at: &SyntaxElement) -> bool {
+    fn constant(e: &ast::Expr) -> bool {
+        match e {
+            ast::Expr::Literal(_) => true,
+            ast::Expr::PrefixExpr(p) => {
+                matches!(
+                    p.op(),
+                    Some(ast::PrefixOp::Minus(_) | ast::PrefixOp::Plus(_))
+                ) && p.expr().is_some_and(|e| constant(&e))
+            }
+            ast::Expr::ParenExpr(p) => p.expr().is_some_and(|e| constant(&e)),
+            ast::Expr::CastExpr(c) => c.expr().is_some_and(|e| constant(&e)),
+            _ => false,
+        }
+    }
+    let range = at.text_range();
+    at.ancestors()
+        .take_while(|n| n.text_range() == range)
+        .filter_map(ast::Expr::cast)
+        .last()
+        .is_some_and(|e| constant(&e))
 }
 
 /// squawk's timeout rules: noise for SQL the runner wraps in timeouts
@@ -211,6 +268,9 @@ pub fn report(
             0,
             "squawk's rules and runbook's did not run on this SQL: it does not parse".into(),
         );
+    }
+    for (offset, why) in &script.accepted {
+        note(report, *offset, why.clone());
     }
     let mut silenced: Vec<String> = Vec::new();
     for r in &script.raw {
