@@ -897,13 +897,12 @@ fn a_signed_or_parenthesized_constant_default_is_not_a_rewrite() {
     let f = dir.path().join("m.sql");
     std::fs::write(
         &f,
-        "ALTER TABLE t ADD COLUMN a smallint NOT NULL DEFAULT -1;
-         ALTER TABLE t ADD COLUMN b int DEFAULT (0);
-         ALTER TABLE t ADD COLUMN c numeric DEFAULT -1.5::numeric;
-         ALTER TABLE t ADD COLUMN d uuid DEFAULT gen_random_uuid();
-         ALTER TABLE t ADD COLUMN e int DEFAULT -random()::int;
-         ALTER TABLE t ADD COLUMN f int DEFAULT 7;
-",
+        "ALTER TABLE t ADD COLUMN a smallint NOT NULL DEFAULT -1;\n\
+         ALTER TABLE t ADD COLUMN b int DEFAULT (0);\n\
+         ALTER TABLE t ADD COLUMN c numeric DEFAULT -1.5::numeric;\n\
+         ALTER TABLE t ADD COLUMN d uuid DEFAULT gen_random_uuid();\n\
+         ALTER TABLE t ADD COLUMN e int DEFAULT -random()::int;\n\
+         ALTER TABLE t ADD COLUMN f int DEFAULT 7;\n",
     )
     .unwrap();
     let lines = |extra: &[&str]| {

@@ -1182,47 +1182,34 @@ fn an_up_that_writes_other_values_each_run_is_nondeterministic_not_lossy() {
         &[
             (
                 "001_base.up.sql",
-                "CREATE TABLE events (id text PRIMARY KEY, at timestamptz);
-                 CREATE TABLE kinds (name text, at timestamptz);
-                 CREATE SEQUENCE ids;
-",
+                "CREATE TABLE events (id text PRIMARY KEY, at timestamptz);\n\
+                 CREATE TABLE kinds (name text, at timestamptz);\n\
+                 CREATE SEQUENCE ids;\n",
             ),
             (
                 "001_base.down.sql",
-                "DROP SEQUENCE ids;
-DROP TABLE kinds;
-DROP TABLE events;
-",
+                "DROP SEQUENCE ids;\nDROP TABLE kinds;\nDROP TABLE events;\n",
             ),
             (
                 "002_seed.up.sql",
-                "INSERT INTO events VALUES ('created', CURRENT_TIMESTAMP);
-",
+                "INSERT INTO events VALUES ('created', CURRENT_TIMESTAMP);\n",
             ),
             (
                 "002_seed.down.sql",
-                "DELETE FROM events WHERE id = 'created';
-",
+                "DELETE FROM events WHERE id = 'created';\n",
             ),
             (
                 "003_kinds.up.sql",
-                "INSERT INTO kinds VALUES ('a', '2024-01-01');
-",
+                "INSERT INTO kinds VALUES ('a', '2024-01-01');\n",
             ),
-            (
-                "003_kinds.down.sql",
-                "SELECT 1;
-",
-            ),
+            ("003_kinds.down.sql", "SELECT 1;\n"),
             (
                 "004_numbered.up.sql",
-                "INSERT INTO events VALUES ('n' || nextval('ids'), NULL);
-",
+                "INSERT INTO events VALUES ('n' || nextval('ids'), NULL);\n",
             ),
             (
                 "004_numbered.down.sql",
-                "DELETE FROM events WHERE id LIKE 'n%';
-",
+                "DELETE FROM events WHERE id LIKE 'n%';\n",
             ),
         ],
         "",
@@ -1286,33 +1273,16 @@ fn a_whole_sets_downs_are_judged_on_data_only_when_every_down_ran() {
         );
         db
     };
-    let (_dir, run) = rehearse_files_on(
-        &db(),
-        &[
-            (
-                "001_a.up.sql",
-                "INSERT INTO kinds VALUES ('a', now());
-",
-            ),
-            (
-                "001_a.down.sql",
-                "DELETE FROM kinds WHERE name = 'a';
-",
-            ),
-            (
-                "002_b.up.sql",
-                "CREATE TABLE b (id int);
-",
-            ),
-            (
-                "002_b.down.sql",
-                "DROP TABLE b;
-",
-            ),
-        ],
-        "          mode: whole_set
-",
-    );
+    let b = [
+        ("002_b.up.sql", "CREATE TABLE b (id int);\n"),
+        ("002_b.down.sql", "DROP TABLE b;\n"),
+    ];
+    let whole_set = "          mode: whole_set\n";
+    let a = [
+        ("001_a.up.sql", "INSERT INTO kinds VALUES ('a', now());\n"),
+        ("001_a.down.sql", "DELETE FROM kinds WHERE name = 'a';\n"),
+    ];
+    let (_dir, run) = rehearse_files_on(&db(), &[&a[..], &b[..]].concat(), whole_set);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let d = &run.step("rehearse")["details"];
     assert_eq!(d["set_verdict"], "nondeterministic", "{d}");
@@ -1321,28 +1291,9 @@ fn a_whole_sets_downs_are_judged_on_data_only_when_every_down_ran() {
         serde_json::json!(["public.kinds: 1 rows, but their contents changed"]),
         "{d}"
     );
-    let (_dir, run) = rehearse_files_on(
-        &db(),
-        &[
-            (
-                "001_prune.up.sql",
-                "DELETE FROM people WHERE id = 2;
-",
-            ),
-            (
-                "002_b.up.sql",
-                "CREATE TABLE b (id int);
-",
-            ),
-            (
-                "002_b.down.sql",
-                "DROP TABLE b;
-",
-            ),
-        ],
-        "          mode: whole_set
-",
-    );
+    // 001 has no down: the rollback stops at it, with its row gone.
+    let prune = ("001_prune.up.sql", "DELETE FROM people WHERE id = 2;\n");
+    let (_dir, run) = rehearse_files_on(&db(), &[&[prune][..], &b[..]].concat(), whole_set);
     assert_eq!(run.code, 3, "{}", run.stderr);
     let d = &run.step("rehearse")["details"];
     let set: Vec<&str> = d["set_findings"]
