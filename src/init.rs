@@ -90,6 +90,16 @@ pub struct Found {
     pub count: usize,
 }
 
+impl Found {
+    /// `28 golang-migrate migrations`, or the tool alone when not counted.
+    fn described(&self) -> String {
+        match self.count {
+            0 => self.tool.clone(),
+            n => format!("{n} {} migrations", self.tool),
+        }
+    }
+}
+
 /// Directory names that hold migrations, by the tools' conventions.
 const NAMES: &[&str] = &["migrations", "migration", "migrate", "sql", "drizzle"];
 
@@ -128,14 +138,17 @@ fn other_engine(name: &str) -> bool {
 /// `api/src/main/resources/marquez/db/migration` (Marquez).
 const DEPTH: usize = 7;
 
-/// The project's migration directory under `root`: of the directories
-/// named like one (within [`DEPTH`] levels, outside dependencies and
-/// builds) that runbook can read, or Knex's, the one with the most
-/// migrations, then the shallowest. A directory runbook cannot run (a
-/// goose directory with Go migrations in it, say) is not chosen; why is
-/// added to `refused`, so that init can say so rather than find nothing.
-pub fn detect(root: &Path, refused: &mut Vec<String>) -> Option<Found> {
-    let mut best: Option<(usize, usize, Found)> = None;
+/// The project's migration directories under `root`, best first: of the
+/// directories named like one (within [`DEPTH`] levels, outside
+/// dependencies and builds), or one level inside such a directory
+/// (`migrations/postgresql`), that runbook can read, or Knex's, the one
+/// with the most migrations, then the shallowest, then by path (so the
+/// choice never depends on the order the file system lists them in). A
+/// directory runbook cannot run (a goose directory with Go migrations in
+/// it, say) is not listed; why is added to `refused`, so that init can say
+/// so rather than find nothing.
+pub fn detect(root: &Path, refused: &mut Vec<String>) -> Vec<Found> {
+    let mut all: Vec<(usize, Found)> = Vec::new();
     let mut queue = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = queue.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -151,27 +164,29 @@ pub fn detect(root: &Path, refused: &mut Vec<String>) -> Option<Found> {
             {
                 continue;
             }
-            // `migrations/` itself, or one level in (`migrations/postgresql`).
-            let found = NAMES
-                .contains(&name.as_str())
-                .then(|| {
-                    migration_dir(root, &path, refused).or_else(|| {
-                        std::fs::read_dir(&path)
-                            .ok()?
+            if NAMES.contains(&name.as_str()) {
+                match migration_dir(root, &path, refused) {
+                    Some(found) => all.push((depth, found)),
+                    // One level in: one directory per engine or kind
+                    // (quickwit's `migrations/postgresql` beside
+                    // `migrations/postgresql_deferred`), each a candidate.
+                    None => {
+                        let mut inside: Vec<PathBuf> = std::fs::read_dir(&path)
+                            .into_iter()
+                            .flatten()
                             .filter_map(Result::ok)
                             .filter(|c| {
                                 c.path().is_dir() && !other_engine(&c.file_name().to_string_lossy())
                             })
-                            .find_map(|c| migration_dir(root, &c.path(), refused))
-                    })
-                })
-                .flatten();
-            if let Some(found) = found {
-                let better = best.as_ref().is_none_or(|(count, d, _)| {
-                    found.count > *count || (found.count == *count && depth < *d)
-                });
-                if better {
-                    best = Some((found.count, depth, found));
+                            .map(|c| c.path())
+                            .collect();
+                        inside.sort();
+                        for c in inside {
+                            if let Some(found) = migration_dir(root, &c, refused) {
+                                all.push((depth + 1, found));
+                            }
+                        }
+                    }
                 }
             }
             if depth + 1 < DEPTH {
@@ -179,7 +194,18 @@ pub fn detect(root: &Path, refused: &mut Vec<String>) -> Option<Found> {
             }
         }
     }
-    best.map(|(_, _, f)| f)
+    all.sort_by(|(da, a), (db, b)| {
+        b.count
+            .cmp(&a.count)
+            .then(da.cmp(db))
+            .then_with(|| a.dir.cmp(&b.dir))
+    });
+    // `migrate/migrations` is found from `migrate` and on its own.
+    let mut seen = std::collections::BTreeSet::new();
+    all.into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| seen.insert(f.dir.clone()))
+        .collect()
 }
 
 /// What `dir` holds, if it is a migration directory; why not, in
@@ -264,6 +290,8 @@ fn refuse(message: &str, hint: &str) -> u8 {
 pub fn init(a: InitArgs) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut refused = Vec::new();
+    // Other migration directories than the one wired in, to name.
+    let mut others: Vec<Found> = Vec::new();
     let found = match &a.migrations {
         Some(dir) => {
             if !dir.is_dir() {
@@ -292,7 +320,12 @@ pub fn init(a: InitArgs) -> u8 {
                 count: 0,
             })
         }
-        None => detect(&cwd, &mut refused),
+        None => {
+            let mut all = detect(&cwd, &mut refused).into_iter();
+            let best = all.next();
+            others = all.collect();
+            best
+        }
     };
     let name = match &a.from {
         Some(n) => n.clone(),
@@ -342,6 +375,22 @@ pub fn init(a: InitArgs) -> u8 {
     };
     for why in &refused {
         crate::say!("note: not wired in: {why}");
+    }
+    if template.dir_param.is_some() {
+        const NAMED: usize = 5;
+        for f in others.iter().take(NAMED) {
+            crate::say!(
+                "note: also found {} ({}); to use it: runbook init --migrations {0}",
+                f.dir.display(),
+                f.described()
+            );
+        }
+        if others.len() > NAMED {
+            crate::say!(
+                "note: and {} more migration directories with as many migrations or fewer",
+                others.len() - NAMED
+            );
+        }
     }
     write_files(&a.output, &text, &cwd, template, found.as_ref())
 }
@@ -517,15 +566,7 @@ fn write_files(
         );
     }
     let wired = match (template.dir_param, found) {
-        (Some(p), Some(f)) => format!(
-            "; `{p}` is {}{}",
-            f.dir.display(),
-            if f.count > 0 {
-                format!(" ({} {} migrations)", f.count, f.tool)
-            } else {
-                format!(" ({})", f.tool)
-            }
-        ),
+        (Some(p), Some(f)) => format!("; `{p}` is {} ({})", f.dir.display(), f.described()),
         (Some(p), None) => format!("; no migration directory found: set `{p}` (--set {p}=DIR)"),
         _ => String::new(),
     };
@@ -588,7 +629,7 @@ mod tests {
     fn detect_finds_each_tools_layout() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        assert_eq!(detect(root, &mut Vec::new()), None);
+        assert_eq!(detect(root, &mut Vec::new()), []);
         let d = root.join("db/migrations");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(
@@ -596,7 +637,7 @@ mod tests {
             "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\nDROP TABLE a;\n",
         )
         .unwrap();
-        let f = detect(root, &mut Vec::new()).unwrap();
+        let f = detect(root, &mut Vec::new()).remove(0);
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("db/migrations"), "dbmate", 1)
@@ -609,7 +650,7 @@ mod tests {
             "exports.up = () => {}",
         )
         .unwrap();
-        let f = detect(k.path(), &mut Vec::new()).unwrap();
+        let f = detect(k.path(), &mut Vec::new()).remove(0);
         assert_eq!((f.tool.as_str(), f.count), ("knex", 1));
         assert_eq!(default_template(Some(&f)), "knex-rehearsal");
         // Vaultwarden's layout: one directory per engine; the MySQL one has
@@ -624,7 +665,7 @@ mod tests {
                 std::fs::write(m.join("up.sql"), "SELECT 1;").unwrap();
             }
         }
-        let f = detect(v.path(), &mut Vec::new()).unwrap();
+        let f = detect(v.path(), &mut Vec::new()).remove(0);
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("migrations/postgresql"), "diesel", 1)
@@ -640,7 +681,7 @@ mod tests {
             "CREATE OR REPLACE VIEW v AS SELECT 1;",
         )
         .unwrap();
-        let f = detect(q.path(), &mut Vec::new()).unwrap();
+        let f = detect(q.path(), &mut Vec::new()).remove(0);
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (
@@ -661,7 +702,7 @@ mod tests {
         .unwrap();
         std::fs::write(m.join("20251226153622_v1_0_66.go"), "package migrations\n").unwrap();
         let mut refused = Vec::new();
-        assert_eq!(detect(h.path(), &mut refused), None);
+        assert_eq!(detect(h.path(), &mut refused), []);
         assert_eq!(refused.len(), 1, "{refused:?}");
         assert!(
             refused[0].starts_with("cmd/hatchet-migrate/migrate/migrations: 20251226153622_v1_0_66.go is a goose migration in Go,"),
@@ -677,10 +718,43 @@ mod tests {
             "create table t (id int);",
         )
         .unwrap();
-        let f = detect(s.path(), &mut Vec::new()).unwrap();
+        let f = detect(s.path(), &mut Vec::new()).remove(0);
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("supabase/migrations"), "Supabase CLI", 1)
         );
+    }
+
+    /// quickwit's layout: `migrations/postgresql` (28 pairs) beside
+    /// `migrations/postgresql_deferred` (one). Before, the first
+    /// subdirectory the file system listed won, and init wired in the
+    /// directory of one migration. Now the one with the most is chosen,
+    /// whatever the order, and the others are listed after it.
+    #[test]
+    fn detect_chooses_among_a_directorys_subdirectories_by_their_migrations() {
+        let q = tempfile::tempdir().unwrap();
+        let pair = |dir: &str, n: usize| {
+            let m = q.path().join(dir);
+            std::fs::create_dir_all(&m).unwrap();
+            for i in 1..=n {
+                std::fs::write(m.join(format!("{i}_m.up.sql")), "SELECT 1;").unwrap();
+                std::fs::write(m.join(format!("{i}_m.down.sql")), "SELECT 1;").unwrap();
+            }
+        };
+        // Enough small siblings that the big one is rarely listed first.
+        for k in 0..12 {
+            pair(&format!("migrations/postgresql_deferred_{k:02}"), 1);
+        }
+        pair("migrations/postgresql", 3);
+        let all = detect(q.path(), &mut Vec::new());
+        let dirs: Vec<String> = all.iter().map(|f| f.dir.display().to_string()).collect();
+        assert_eq!(dirs.len(), 13, "{dirs:?}");
+        assert_eq!(dirs[0], "migrations/postgresql", "{dirs:?}");
+        assert_eq!(all[0].count, 3);
+        assert_eq!(all[0].described(), "3 golang-migrate migrations");
+        // The rest: equal counts, by path.
+        let mut rest = dirs[1..].to_vec();
+        rest.sort();
+        assert_eq!(dirs[1..], rest[..]);
     }
 }
