@@ -432,6 +432,55 @@ fn after_a_failover_the_children_follow_the_new_primary() {
 /// refused before anything runs. (Before, runbook ignored them: a bad
 /// `PGCONNECT_TIMEOUT` or `PGOPTIONS` failed the first pg_dump half-way
 /// through the run, and `PGREQUIREAUTH` held the children alone.)
+/// A `DATABASE_URL` as application tools write it: Prisma's `?schema=app`,
+/// and the `?search_path=...` of pgx, lib/pq and dbmate (measure.sh's
+/// `?search_path=dbmate,measure`). libpq refuses both, and so did runbook
+/// ("unknown option `schema`"). Now the run's session, and psql, which it
+/// starts, resolve names in that schema; both at once is refused first.
+#[test]
+fn a_urls_schema_or_search_path_is_the_search_path_of_the_run_and_its_children() {
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA app; CREATE TABLE app.t (id int); INSERT INTO app.t VALUES (1)");
+    let case = Case::new(&format!(
+        "{HEAD}{}",
+        r#"phases:
+  - id: p
+    kind: custom
+    steps:
+      - id: mark
+        sql: CREATE TABLE made AS SELECT current_schema() AS s, (SELECT count(*) FROM t) AS n
+      - id: child
+        timeout: 1min
+        shell: psql -XAtc "SELECT count(*) FROM t"
+"#
+    ));
+    // psql fails the step where `t` is not on its search path.
+    for (query, table) in [
+        ("?schema=app", "app.made"),
+        ("?search_path=nothere,app&sslmode=disable", "app.made"),
+    ] {
+        let run = case.exec(&format!("{}{query}", db.url), &[]);
+        assert_eq!(run.code, 0, "{query}: {}", run.stderr);
+        assert_eq!(
+            db.sql(&format!("SELECT s || ' ' || n FROM {table}")),
+            "app 1"
+        );
+        db.sql(&format!("DROP TABLE {table}"));
+    }
+    let run = case.exec(&format!("{}?schema=app&search_path=app", db.url), &[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the URL names both `schema` (Prisma's) and `search_path`; give one"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'made'"),
+        "0"
+    );
+}
+
 #[test]
 fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_first() {
     let db = Db::fresh();

@@ -2673,10 +2673,9 @@ fn a_history_outside_the_search_path_is_named_not_run_again() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     let error = &run.step("apply")["error"];
     assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("a migration history outside the search path: convoy.gorp_migrations"),
+        error["message"].as_str().unwrap().contains(
+            "a migration history in another schema than its tool's default: convoy.gorp_migrations"
+        ),
         "{error}"
     );
     assert!(

@@ -183,8 +183,9 @@ fn masked(doc: &Document) -> crate::source::Source {
         let Some(url) = doc.value.pointer(&pointer).and_then(Value::as_str) else {
             continue;
         };
-        let Some(pw) = crate::pg::tls::split(url)
+        let Some(pw) = crate::pg::schema_param::split(url)
             .ok()
+            .and_then(|(url, _)| crate::pg::tls::split(&url).ok())
             .and_then(|(rest, _)| rest.parse::<tokio_postgres::Config>().ok())
             .and_then(|c| c.get_password().map(<[u8]>::to_vec))
         else {
@@ -225,8 +226,13 @@ fn masked(doc: &Document) -> crate::source::Source {
 /// A literal URL that cannot be used: it carries a password, or does not parse.
 fn url_problem(url: &str) -> Option<(String, &'static str)> {
     let help = "a URL looks like postgres://user@host:5432/database?sslmode=verify-full";
-    // TLS settings are runbook's (libpq's sslmodes); the rest is the driver's.
-    let rest = match crate::pg::tls::split(url) {
+    // TLS settings are runbook's (libpq's sslmodes), and so is a schema the
+    // URL names as Prisma or pgx do; the rest is the driver's.
+    let url = match crate::pg::schema_param::split(url) {
+        Ok((url, _)) => url,
+        Err(e) => return Some((format!("invalid connection URL: {e}"), help)),
+    };
+    let rest = match crate::pg::tls::split(&url) {
         Ok((rest, _)) => rest,
         Err(e) => return Some((format!("invalid connection URL: {e}"), help)),
     };

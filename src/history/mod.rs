@@ -460,7 +460,7 @@ pub enum HistoryError {
     #[error("this database has several migration histories: {}", .0.join(", "))]
     Several(Vec<String>),
     #[error(
-        "this database has a migration history outside the search path: {}; with no word on it, runbook would start a new one and run every migration again",
+        "this database has a migration history in another schema than its tool's default: {}; with no word on it, runbook would start a new one and run every migration again",
         .0.join(", ")
     )]
     Elsewhere(Vec<String>),

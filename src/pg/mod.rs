@@ -9,6 +9,7 @@ pub mod db;
 pub mod password;
 pub mod pgpass;
 pub mod quote;
+pub mod schema_param;
 pub mod service;
 pub mod statements;
 pub mod tls;
