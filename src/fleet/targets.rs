@@ -183,15 +183,15 @@ fn masked(doc: &Document) -> crate::source::Source {
         let Some(url) = doc.value.pointer(&pointer).and_then(Value::as_str) else {
             continue;
         };
-        let Some(pw) = crate::pg::schema_param::split(url)
+        // The password as the driver reads it; none when the string does
+        // not parse, which is when the diagnostic shows it, so the text is
+        // searched for one all the same.
+        let pw = crate::pg::schema_param::split(url)
             .ok()
             .and_then(|(url, _)| crate::pg::tls::split(&url).ok())
             .and_then(|(rest, _)| rest.parse::<tokio_postgres::Config>().ok())
             .and_then(|c| c.get_password().map(<[u8]>::to_vec))
-        else {
-            continue;
-        };
-        let pw = String::from_utf8_lossy(&pw).into_owned();
+            .map(|pw| String::from_utf8_lossy(&pw).into_owned());
         let Some(span) = doc.spans().node(&pointer).map(|n| n.value.clone()) else {
             continue;
         };
@@ -199,11 +199,16 @@ fn masked(doc: &Document) -> crate::source::Source {
             continue;
         };
         // As written: percent-encoded in a URL, plain in conninfo.
-        let written = [
-            pw.clone(),
-            percent_encoding::utf8_percent_encode(&pw, percent_encoding::NON_ALPHANUMERIC)
-                .to_string(),
-        ];
+        let written: Vec<String> = pw
+            .iter()
+            .flat_map(|pw| {
+                [
+                    pw.clone(),
+                    percent_encoding::utf8_percent_encode(pw, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string(),
+                ]
+            })
+            .collect();
         // Else what a URL's userinfo holds after `user:`, however encoded.
         let userinfo = || {
             let after = field.find("://")? + 3;
@@ -211,10 +216,19 @@ fn masked(doc: &Document) -> crate::source::Source {
             let colon = after + field[after..at_sign].find(':')? + 1;
             Some((colon, at_sign - colon))
         };
+        // Else a conninfo's `password=` value, up to the next space.
+        let conninfo = || {
+            let at = field.find("password=")? + "password=".len();
+            let len = field[at..]
+                .find(char::is_whitespace)
+                .unwrap_or(field.len() - at);
+            (len > 0).then_some((at, len))
+        };
         if let Some((at, len)) = written
             .iter()
             .find_map(|w| field.find(w.as_str()).map(|i| (i, w.len())))
             .or_else(userinfo)
+            .or_else(conninfo)
         {
             let start = span.start + at;
             text.replace_range(start..start + len, &"*".repeat(len));
@@ -552,6 +566,27 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("carries a password"), "{e}");
         assert!(!e.contains("hunter2") && !e.contains("p%40ss"), "{e}");
+    }
+
+    /// A URL that does not parse is shown in its diagnostic: its password
+    /// was shown too, since it was looked for only in a URL that parses.
+    #[test]
+    fn a_password_in_a_url_that_does_not_parse_is_starred_out_too() {
+        for (url, secret) in [
+            ("postgres://app:hunter2@db/x?foo=1", "hunter2"),
+            ("postgres://app:p%40ss@db:99999/x", "p%40ss"),
+            ("host=db password=hunter2 foo=1", "hunter2"),
+        ] {
+            let e = doc(&format!("{HEAD}targets:\n  - name: a\n    url: {url}\n")).unwrap_err();
+            assert!(e.contains("DIR/targets.yml:5:10"), "{e}");
+            assert!(!e.contains(secret), "{e}");
+            assert!(e.contains(&"*".repeat(secret.len())), "{e}");
+        }
+        // A schema as Prisma names it is no fault.
+        let t = doc(&format!(
+            "{HEAD}targets:\n  - name: a\n    url: postgres://app@db/x?schema=app\n"
+        ));
+        assert!(t.is_ok(), "{:?}", t.err());
     }
 
     #[test]
