@@ -885,14 +885,15 @@ finally:
     assert_eq!(found, ["unbatched-update@15"], "{out}");
 }
 
-/// squawk's `adding-field-with-default` reads an unsigned literal, a cast
-/// and a few calls as constants, but not `-1` or `(0)`: svix's
-/// `ADD COLUMN attempt_number SMALLINT NOT NULL DEFAULT -1` was an error,
-/// though PostgreSQL 11 and later add it without a rewrite. Such a finding
-/// is now a note; a volatile default, under a sign too, is still an error,
-/// and every default is one on a server older than 11, as squawk has it.
+/// squawk's `adding-field-with-default` reads an unsigned literal, a cast,
+/// `CURRENT_TIMESTAMP` and a few calls as not volatile, but not `-1`, `(0)`
+/// or `CURRENT_DATE`: svix's `ADD COLUMN attempt_number SMALLINT NOT NULL
+/// DEFAULT -1` and measure's `DEFAULT CURRENT_DATE` were errors, though
+/// PostgreSQL 11 and later add them without a rewrite. Such a finding is
+/// now a note; a volatile default, under a sign or in a sum too, is still an
+/// error, and every default is one on a server older than 11, as squawk has it.
 #[test]
-fn a_signed_or_parenthesized_constant_default_is_not_a_rewrite() {
+fn a_signed_parenthesized_or_keyword_default_is_not_a_rewrite() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("m.sql");
     std::fs::write(
@@ -902,7 +903,10 @@ fn a_signed_or_parenthesized_constant_default_is_not_a_rewrite() {
          ALTER TABLE t ADD COLUMN c numeric DEFAULT -1.5::numeric;\n\
          ALTER TABLE t ADD COLUMN d uuid DEFAULT gen_random_uuid();\n\
          ALTER TABLE t ADD COLUMN e int DEFAULT -random()::int;\n\
-         ALTER TABLE t ADD COLUMN f int DEFAULT 7;\n",
+         ALTER TABLE t ADD COLUMN f int DEFAULT 7;\n\
+         ALTER TABLE t ADD COLUMN g date NOT NULL DEFAULT CURRENT_DATE;\n\
+         ALTER TABLE t ADD COLUMN h date DEFAULT (CURRENT_DATE - 1);\n\
+         ALTER TABLE t ADD COLUMN i date DEFAULT CURRENT_DATE - random()::int;\n",
     )
     .unwrap();
     let lines = |extra: &[&str]| {
@@ -922,17 +926,17 @@ fn a_signed_or_parenthesized_constant_default_is_not_a_rewrite() {
             .map(|f| f["line"].as_u64().unwrap())
             .collect::<Vec<_>>()
     };
-    assert_eq!(lines(&[]), [4, 5]);
+    assert_eq!(lines(&[]), [4, 5, 9]);
     let (_, out, _) = lint(&[f.to_str().unwrap(), "--explain"]);
     assert!(
-        out.contains(":1: adding-field-with-default accepted: the default `-1` is a constant"),
+        out.contains(":1: adding-field-with-default accepted: the default `-1` is not volatile"),
         "{out}"
     );
     let old = dir.path().join("runbook-lint.toml");
     std::fs::write(&old, "pg_version = \"10\"\n").unwrap();
     assert_eq!(
         lines(&["--config", old.to_str().unwrap()]),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9]
     );
 }
 

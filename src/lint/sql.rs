@@ -135,8 +135,9 @@ impl Script {
                         accepted.push((
                             start,
                             format!(
-                                "adding-field-with-default accepted: the default `{}` is a constant, \
-                                 which PostgreSQL 11 and later add without rewriting the table",
+                                "adding-field-with-default accepted: the default `{}` is not volatile, \
+                                 so PostgreSQL 11 and later evaluate it once and add the column without \
+                                 rewriting the table",
                                 &sql[start..end]
                             ),
                         ));
@@ -180,14 +181,39 @@ impl Script {
     }
 }
 
-/// Whether the expression `at` (the finding's node) is a constant that squawk's
-/// `adding-field-with-default` does not read as one: a signed number
-/// (`-1`), or a constant in parentheses (`(0)`), cast or not. PostgreSQL 11
-/// and later store such a default once, without rewriting the table.
+/// Whether the expression `at` (the finding's node) is one squawk's
+/// `adding-field-with-default` takes for volatile and is not: a signed
+/// number (`-1`), a value in parentheses (`(0)`), SQL's value keywords
+/// besides `CURRENT_TIMESTAMP` (`CURRENT_DATE`, `LOCALTIMESTAMP`,
+/// `CURRENT_USER`...), and sums of these, cast or not. PostgreSQL 11 and
+/// later evaluate such a default once and store it, without rewriting the
+/// table.
 fn constant_at(at: &SyntaxElement) -> bool {
+    use squawk_syntax::SyntaxKind as K;
+    /// Stable, not volatile: the same all through the statement.
+    const VALUE_KEYWORDS: &[K] = &[
+        K::CURRENT_DATE_KW,
+        K::CURRENT_TIME_KW,
+        K::CURRENT_TIMESTAMP_KW,
+        K::LOCALTIME_KW,
+        K::LOCALTIMESTAMP_KW,
+        K::CURRENT_USER_KW,
+        K::SESSION_USER_KW,
+        K::USER_KW,
+        K::CURRENT_ROLE_KW,
+        K::CURRENT_CATALOG_KW,
+        K::CURRENT_SCHEMA_KW,
+    ];
     fn constant(e: &ast::Expr) -> bool {
         match e {
             ast::Expr::Literal(_) => true,
+            ast::Expr::NameRef(n) => n
+                .syntax()
+                .first_child_or_token()
+                .is_some_and(|t| VALUE_KEYWORDS.contains(&t.kind())),
+            ast::Expr::BinExpr(b) => {
+                b.lhs().is_some_and(|e| constant(&e)) && b.rhs().is_some_and(|e| constant(&e))
+            }
             ast::Expr::PrefixExpr(p) => {
                 matches!(
                     p.op(),
