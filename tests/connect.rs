@@ -432,11 +432,12 @@ fn after_a_failover_the_children_follow_the_new_primary() {
 /// refused before anything runs. (Before, runbook ignored them: a bad
 /// `PGCONNECT_TIMEOUT` or `PGOPTIONS` failed the first pg_dump half-way
 /// through the run, and `PGREQUIREAUTH` held the children alone.)
-/// A `DATABASE_URL` as application tools write it: Prisma's `?schema=app`,
-/// and the `?search_path=...` of pgx, lib/pq and dbmate (measure.sh's
-/// `?search_path=dbmate,measure`). libpq refuses both, and so did runbook
-/// ("unknown option `schema`"). Now the run's session, and psql, which it
-/// starts, resolve names in that schema; both at once is refused first.
+/// A `DATABASE_URL` as application tools write it: Prisma's `?schema=app`
+/// (with its own pool's `connection_limit`), and the `?search_path=...` of
+/// pgx, lib/pq and dbmate (measure.sh's `?search_path=dbmate,measure`).
+/// libpq refuses them, and so did runbook ("unknown option `schema`"). Now
+/// the run's session, and psql, which it starts, resolve names in that
+/// schema; both at once, or Prisma's `pgbouncer=true`, is refused first.
 #[test]
 fn a_urls_schema_or_search_path_is_the_search_path_of_the_run_and_its_children() {
     let db = Db::fresh();
@@ -457,6 +458,8 @@ fn a_urls_schema_or_search_path_is_the_search_path_of_the_run_and_its_children()
     // psql fails the step where `t` is not on its search path.
     for (query, table) in [
         ("?schema=app", "app.made"),
+        // As a Prisma app's DATABASE_URL: its own pool's settings go.
+        ("?schema=app&connection_limit=5&pool_timeout=10", "app.made"),
         ("?search_path=nothere,app&sslmode=disable", "app.made"),
     ] {
         let run = case.exec(&format!("{}{query}", db.url), &[]);
@@ -472,6 +475,14 @@ fn a_urls_schema_or_search_path_is_the_search_path_of_the_run_and_its_children()
     assert!(
         run.stderr
             .contains("the URL names both `schema` (Prisma's) and `search_path`; give one"),
+        "{}",
+        run.stderr
+    );
+    // Prisma's word that the URL reaches a transaction-mode pooler.
+    let run = case.exec(&format!("{}?schema=app&pgbouncer=true", db.url), &[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("(Prisma's `directUrl`"),
         "{}",
         run.stderr
     );

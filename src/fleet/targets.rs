@@ -186,7 +186,7 @@ fn masked(doc: &Document) -> crate::source::Source {
         // The password as the driver reads it; none when the string does
         // not parse, which is when the diagnostic shows it, so the text is
         // searched for one all the same.
-        let pw = crate::pg::schema_param::split(url)
+        let pw = crate::pg::tool_url::split(url)
             .ok()
             .and_then(|(url, _)| crate::pg::tls::split(&url).ok())
             .and_then(|(rest, _)| rest.parse::<tokio_postgres::Config>().ok())
@@ -242,7 +242,7 @@ fn url_problem(url: &str) -> Option<(String, &'static str)> {
     let help = "a URL looks like postgres://user@host:5432/database?sslmode=verify-full";
     // TLS settings are runbook's (libpq's sslmodes), and so is a schema the
     // URL names as Prisma or pgx do; the rest is the driver's.
-    let url = match crate::pg::schema_param::split(url) {
+    let url = match crate::pg::tool_url::split(url) {
         Ok((url, _)) => url,
         Err(e) => return Some((format!("invalid connection URL: {e}"), help)),
     };

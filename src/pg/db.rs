@@ -81,7 +81,7 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
     // A service's settings come after the string's and before the
     // environment's, as in libpq.
     let url = crate::pg::service::apply(url)?;
-    let (url, _) = crate::pg::schema_param::split(&url)?;
+    let (url, _) = crate::pg::tool_url::split(&url)?;
     let (rest, tls) = crate::pg::tls::split(&url)?;
     let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's reason is in the error's source: `invalid value

@@ -1,11 +1,17 @@
-//! The schema a connection URL names the way application tools name it:
-//! Prisma's `?schema=app`, and the `?search_path=dbmate,app` that pgx,
-//! lib/pq and dbmate send the server. libpq refuses both, so a team's
-//! `DATABASE_URL` did not work here as it is. runbook gives the session
-//! that search path through the startup `options` (what libpq's own
-//! `?options=-c search_path=...` sets), so the run, its checks and the
-//! tools it starts (they get the same `PGOPTIONS`) resolve names as the
-//! application does.
+//! What application tools put in a `DATABASE_URL` that libpq does not
+//! take, so that a team's URL works here as it is.
+//!
+//! - The schema: Prisma's `?schema=app`, and the `?search_path=dbmate,app`
+//!   that pgx, lib/pq and dbmate send the server. runbook gives the session
+//!   that search path through the startup `options` (what libpq's own
+//!   `?options=-c search_path=...` sets), so the run, its checks and the
+//!   tools it starts (they get the same `PGOPTIONS`) resolve names as the
+//!   application does.
+//! - Prisma's settings of its own client pool (`connection_limit`,
+//!   `pool_timeout`, `socket_timeout`, `statement_cache_size`): runbook
+//!   opens its own few sessions, so they are dropped.
+//! - Prisma's `pgbouncer=true`, which says the URL reaches a pooler in
+//!   transaction mode: refused, naming the direct URL to use instead.
 
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -22,17 +28,42 @@ pub fn split(conn: &str) -> Result<(String, Option<String>), String> {
     };
     let decode = |v: &str| percent_decode_str(v).decode_utf8_lossy().into_owned();
     let (mut schema, mut search_path, mut options) = (None, None, None);
+    let mut dropped = false;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=').unwrap_or((pair, "")) {
             ("schema", v) => schema = Some(decode(v)),
             ("search_path", v) => search_path = Some(decode(v)),
             ("options", v) => options = Some(decode(v)),
+            (k, _) if PRISMA_POOL.contains(&k) => dropped = true,
+            ("pgbouncer", v) if decode(v).eq_ignore_ascii_case("false") => dropped = true,
+            ("pgbouncer", _) => {
+                return Err(
+                    "`pgbouncer=true` (Prisma's) says this URL reaches a pooler in \
+                     transaction mode, through which runbook cannot hold its session \
+                     (its lock, its transactions); give the direct URL instead \
+                     (Prisma's `directUrl`, often DIRECT_URL)"
+                        .into(),
+                );
+            }
             _ => kept.push(pair.to_string()),
         }
     }
+    let rebuilt = |kept: &[String]| match kept.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
     let path = match (schema, search_path) {
-        (None, None) => return Ok((conn.to_string(), None)),
+        (None, None) if !dropped => return Ok((conn.to_string(), None)),
+        (None, None) => {
+            if let Some(o) = options {
+                kept.push(format!(
+                    "options={}",
+                    utf8_percent_encode(&o, NON_ALPHANUMERIC)
+                ));
+            }
+            return Ok((rebuilt(&kept), None));
+        }
         (Some(_), Some(_)) => {
             return Err(
                 "the URL names both `schema` (Prisma's) and `search_path`; give one".into(),
@@ -61,8 +92,16 @@ pub fn split(conn: &str) -> Result<(String, Option<String>), String> {
         "options={}",
         utf8_percent_encode(&options, NON_ALPHANUMERIC)
     ));
-    Ok((format!("{base}?{}", kept.join("&")), Some(path)))
+    Ok((rebuilt(&kept), Some(path)))
 }
+
+/// Prisma's settings of its own client pool and statement cache.
+const PRISMA_POOL: &[&str] = &[
+    "connection_limit",
+    "pool_timeout",
+    "socket_timeout",
+    "statement_cache_size",
+];
 
 /// A value as the server splits startup options: on whitespace, with a
 /// backslash keeping the next character.
@@ -111,6 +150,22 @@ mod tests {
             options("postgres://h/db?options=-c%20statement_timeout%3D5s&schema=app"),
             "-c statement_timeout=5s -c search_path=\"app\""
         );
+    }
+
+    #[test]
+    fn prismas_pool_settings_are_dropped_and_its_pooler_refused() {
+        let (rest, path) = split(
+            "postgresql://u@h/db?connection_limit=5&pool_timeout=10&sslmode=require&statement_cache_size=0&socket_timeout=3&pgbouncer=false",
+        )
+        .unwrap();
+        assert_eq!(
+            (rest.as_str(), path),
+            ("postgresql://u@h/db?sslmode=require", None)
+        );
+        let (rest, _) = split("postgresql://u@h/db?connection_limit=1").unwrap();
+        assert_eq!(rest, "postgresql://u@h/db");
+        let e = split("postgresql://u@h:6543/db?pgbouncer=true&connection_limit=1").unwrap_err();
+        assert!(e.contains("directUrl"), "{e}");
     }
 
     #[test]
