@@ -432,6 +432,15 @@ fn after_a_failover_the_children_follow_the_new_primary() {
 /// refused before anything runs. (Before, runbook ignored them: a bad
 /// `PGCONNECT_TIMEOUT` or `PGOPTIONS` failed the first pg_dump half-way
 /// through the run, and `PGREQUIREAUTH` held the children alone.)
+/// A runbook of two steps: `sql` in the run's session (`mark`), then psql
+/// running `child_sql` as a child of the run (`child`).
+fn sql_then_psql(sql: &str, child_sql: &str) -> Case {
+    Case::new(&format!(
+        "{HEAD}phases:\n  - id: p\n    kind: custom\n    steps:\n      - id: mark\n        sql: {sql}\n      \
+         - id: child\n        timeout: 1min\n        shell: psql -XAtc \"{child_sql}\"\n"
+    ))
+}
+
 /// A `DATABASE_URL` as application tools write it: Prisma's `?schema=app`
 /// (with its own pool's `connection_limit`), and the `?search_path=...` of
 /// pgx, lib/pq and dbmate (measure.sh's `?search_path=dbmate,measure`).
@@ -442,19 +451,10 @@ fn after_a_failover_the_children_follow_the_new_primary() {
 fn a_urls_schema_or_search_path_is_the_search_path_of_the_run_and_its_children() {
     let db = Db::fresh();
     db.sql("CREATE SCHEMA app; CREATE TABLE app.t (id int); INSERT INTO app.t VALUES (1)");
-    let case = Case::new(&format!(
-        "{HEAD}{}",
-        r#"phases:
-  - id: p
-    kind: custom
-    steps:
-      - id: mark
-        sql: CREATE TABLE made AS SELECT current_schema() AS s, (SELECT count(*) FROM t) AS n
-      - id: child
-        timeout: 1min
-        shell: psql -XAtc "SELECT count(*) FROM t"
-"#
-    ));
+    let case = sql_then_psql(
+        "CREATE TABLE made AS SELECT current_schema() AS s, (SELECT count(*) FROM t) AS n",
+        "SELECT count(*) FROM t",
+    );
     // psql fails the step where `t` is not on its search path.
     for (query, table) in [
         ("?schema=app", "app.made"),
@@ -495,19 +495,10 @@ fn a_urls_schema_or_search_path_is_the_search_path_of_the_run_and_its_children()
 #[test]
 fn the_libpq_environment_reaches_the_run_and_its_children_alike_or_is_refused_first() {
     let db = Db::fresh();
-    let case = Case::new(&format!(
-        "{HEAD}{}",
-        r#"phases:
-  - id: p
-    kind: custom
-    steps:
-      - id: mark
-        sql: CREATE TABLE seen AS SELECT current_setting('work_mem') AS work_mem, current_setting('TimeZone') AS tz;
-      - id: child
-        timeout: 1min
-        shell: psql -XAtc "SELECT current_setting('work_mem')"
-"#
-    ));
+    let case = sql_then_psql(
+        "CREATE TABLE seen AS SELECT current_setting('work_mem') AS work_mem, current_setting('TimeZone') AS tz;",
+        "SELECT current_setting('work_mem')",
+    );
     let run_with = |url: &str, var: &str, value: &str| {
         let out = case.command(url, &[]).env(var, value).output().unwrap();
         support::Run::new(out, &case.reports())
