@@ -2651,6 +2651,78 @@ fn a_schema_the_role_may_not_use_does_not_stop_detection() {
     assert_eq!(states(&out), ["001 pending"]);
 }
 
+/// measure.sh runs dbmate with `?search_path=dbmate,measure` in its URL, so
+/// dbmate keeps its history in `dbmate.schema_migrations`. Given that URL,
+/// runbook finds it there, as dbmate does, and continues it; Prisma's
+/// `?schema=app` finds `app._prisma_migrations` the same way. Without the
+/// URL's word the table is refused as before, named, never run again.
+#[test]
+fn a_history_in_the_schema_the_url_names_is_found_there() {
+    let db = Db::fresh();
+    let dir = files(&[
+        (
+            "20240101000000_init.sql",
+            "-- migrate:up\nCREATE TABLE measure.users (id bigint PRIMARY KEY);\n-- migrate:down\nDROP TABLE measure.users;\n",
+        ),
+        (
+            "20240102000000_add.sql",
+            "-- migrate:up\nALTER TABLE measure.users ADD COLUMN email text;\n-- migrate:down\nALTER TABLE measure.users DROP COLUMN email;\n",
+        ),
+    ]);
+    db.sql(
+        "CREATE SCHEMA measure; CREATE SCHEMA dbmate;\n\
+         CREATE TABLE measure.users (id bigint PRIMARY KEY);\n\
+         CREATE TABLE dbmate.schema_migrations (version varchar(128) PRIMARY KEY);\n\
+         INSERT INTO dbmate.schema_migrations VALUES ('20240101000000');",
+    );
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(
+        err.contains("in another schema than its tool's default: dbmate.schema_migrations"),
+        "{err}"
+    );
+    let url = format!("{}?search_path=dbmate,measure", db.url);
+    let (code, out, err) = migrations(&["status"], dir.path(), &url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("dbmate history in dbmate.schema_migrations (detected)"),
+        "{out}"
+    );
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n",
+        dir.path().display()
+    ));
+    let run = case.exec(&url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240102000000"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM dbmate.schema_migrations"),
+        "20240101000000,20240102000000"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.schema_migrations') IS NULL"),
+        "t"
+    );
+    // Prisma's table in the schema its URL names.
+    let prisma = files(&[("20240101000000_init/migration.sql", "SELECT 1;\n")]);
+    db.sql(
+        "CREATE SCHEMA app; CREATE TABLE app._prisma_migrations (\
+           id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL, finished_at timestamptz,\
+           migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz,\
+           started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0);",
+    );
+    let (code, out, err) = migrations(
+        &["status"],
+        prisma.path(),
+        &format!("{}?schema=app", db.url),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("prisma history in app._prisma_migrations (detected)"),
+        "{out}"
+    );
+}
+
 /// Convoy calls sql-migrate's `SetSchema("convoy")`, so its history is
 /// `convoy.gorp_migrations`, off the search path where detection looked:
 /// runbook found nothing, started its own history, and ran every migration

@@ -676,19 +676,43 @@ impl History {
     /// other columns), since a new runbook table beside it would run every
     /// migration again.
     pub async fn open(db: &Db, spec: &Spec, set: &mut Set) -> Result<History, HistoryError> {
+        // Where the URL names a schema as application tools do (Prisma's
+        // `schema`, dbmate's first of `search_path`), their tables are
+        // looked for there too, not only where they are by default.
+        let named = named_schema(db);
+        let also = |defaults: Vec<String>| -> Vec<String> {
+            let moved: Vec<String> = defaults
+                .iter()
+                .filter_map(|t| Some(format!("{}.{}", named?, t.strip_prefix("public.")?)))
+                .collect();
+            defaults.into_iter().chain(moved).collect()
+        };
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
-            (Some(tool), None) => vec![tool.default_table().to_string()],
-            (None, None) => DETECTED
-                .iter()
-                .map(|t| t.default_table().to_string())
-                .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
-                .collect(),
+            (Some(tool), None) => also(vec![tool.default_table().to_string()]),
+            (None, None) => also(
+                DETECTED
+                    .iter()
+                    .map(|t| t.default_table().to_string())
+                    .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
+                    .collect(),
+            ),
         };
         let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
         let mut history = match (spec.tool, &spec.table) {
             (Some(tool), table) => {
-                let table = table.clone().unwrap_or_else(|| tool.default_table().into());
+                if table.is_none() && found.len() > 1 {
+                    return Err(HistoryError::Several(
+                        found
+                            .iter()
+                            .map(|t| format!("{} ({})", t.name, tool.name()))
+                            .collect(),
+                    ));
+                }
+                let table = table
+                    .clone()
+                    .or_else(|| found.first().map(|t| t.name.clone()))
+                    .unwrap_or_else(|| tool.default_table().into());
                 if let Some(t) = found.first() {
                     let looks = Tool::of_columns(t);
                     if looks != Some(tool) {
@@ -721,7 +745,18 @@ impl History {
                     .collect();
                 match known.as_slice() {
                     _ if known.iter().any(|(t, _)| *t == Tool::Runbook) => {
-                        History::new(Tool::Runbook, Tool::Runbook.default_table(), set)
+                        let mut own = known.iter().filter(|(t, _)| *t == Tool::Runbook);
+                        let (_, name) = own.next().expect("one is there");
+                        if own.next().is_some() {
+                            return Err(HistoryError::Several(
+                                known
+                                    .iter()
+                                    .filter(|(t, _)| *t == Tool::Runbook)
+                                    .map(|(t, n)| format!("{n} ({})", t.name()))
+                                    .collect(),
+                            ));
+                        }
+                        History::new(Tool::Runbook, name, set)
                     }
                     [] => match unreadable(&found) {
                         Some(e) => return Err(e),
@@ -1410,6 +1445,20 @@ const FOREIGN: &[(&str, &str)] = &[
     ("\"__EFMigrationsHistory\"", "Entity Framework"),
     ("databasechangelog", "Liquibase"),
 ];
+
+/// The schema the connection URL names as application tools name it, when
+/// it is a plain lower-case name other than `public` (one that needs no
+/// quotes, as the history tables' names are written and read here).
+fn named_schema(db: &Db) -> Option<&str> {
+    let s = db.config().schema.as_deref()?;
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    (plain && s != "public").then_some(s)
+}
 
 /// Migration tools' tables (runbook's own, the tools it reads and those it
 /// refuses) in a schema where the defaults did not look: sql-migrate's

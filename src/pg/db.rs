@@ -52,6 +52,10 @@ pub struct Conn {
     pub reached: Option<usize>,
     /// `--password-command`: asked for a password at each login.
     pub password_command: Option<crate::pg::password::PasswordCommand>,
+    /// The schema the URL names as application tools name it (Prisma's
+    /// `schema`, the first of `search_path`): where those tools keep their
+    /// history tables.
+    pub schema: Option<String>,
 }
 
 /// Why a query did not complete.
@@ -81,7 +85,7 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
     // A service's settings come after the string's and before the
     // environment's, as in libpq.
     let url = crate::pg::service::apply(url)?;
-    let (url, _) = crate::pg::tool_url::split(&url)?;
+    let (url, schema) = crate::pg::tool_url::split(&url)?;
     let (rest, tls) = crate::pg::tls::split(&url)?;
     let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's reason is in the error's source: `invalid value
@@ -104,6 +108,7 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
         notes,
         reached: None,
         password_command: None,
+        schema,
     })
 }
 

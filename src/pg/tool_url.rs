@@ -15,10 +15,12 @@
 
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-/// The search path a URL's query names, and the URL without those
-/// parameters: its `options` (or, where it has none, `PGOPTIONS`'s) carry
-/// the search path instead, after what they held. A `key=value` conninfo,
-/// or a URL that names none, is returned as it is.
+/// The URL without the tools' parameters, its `options` (or, where it has
+/// none, `PGOPTIONS`'s) carrying the search path it names after what they
+/// held; and the schema the tools keep their history tables in, when the
+/// URL names one: Prisma's `schema`, or the first of `search_path`, as
+/// dbmate takes it. A `key=value` conninfo, or a URL that names none of
+/// them, is returned as it is.
 pub fn split(conn: &str) -> Result<(String, Option<String>), String> {
     if !(conn.starts_with("postgres://") || conn.starts_with("postgresql://")) {
         return Ok((conn.to_string(), None));
@@ -52,6 +54,11 @@ pub fn split(conn: &str) -> Result<(String, Option<String>), String> {
     let rebuilt = |kept: &[String]| match kept.is_empty() {
         true => base.to_string(),
         false => format!("{base}?{}", kept.join("&")),
+    };
+    let first = match (&schema, &search_path) {
+        (Some(s), None) => Some(s.trim().to_string()),
+        (None, Some(p)) => first_schema(p),
+        _ => None,
     };
     let path = match (schema, search_path) {
         (None, None) if !dropped => return Ok((conn.to_string(), None)),
@@ -92,7 +99,32 @@ pub fn split(conn: &str) -> Result<(String, Option<String>), String> {
         "options={}",
         utf8_percent_encode(&options, NON_ALPHANUMERIC)
     ));
-    Ok((rebuilt(&kept), Some(path)))
+    Ok((rebuilt(&kept), first))
+}
+
+/// The first schema of a search path as the server reads its names: a
+/// quoted one as written, another folded to lower case. `$user` names no
+/// one schema: None.
+fn first_schema(path: &str) -> Option<String> {
+    let first = path.trim();
+    let name = if let Some(rest) = first.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, chars.peek()) {
+                ('"', Some('"')) => {
+                    out.push('"');
+                    chars.next();
+                }
+                ('"', _) => break,
+                (c, _) => out.push(c),
+            }
+        }
+        out
+    } else {
+        first.split(',').next()?.trim().to_lowercase()
+    };
+    (!name.is_empty() && name != "$user").then_some(name)
 }
 
 /// Prisma's settings of its own client pool and statement cache.
@@ -134,7 +166,7 @@ mod tests {
             rest.starts_with("postgresql://u:p@h:5432/db?sslmode=disable&options="),
             "{rest}"
         );
-        assert_eq!(path.as_deref(), Some("\"app\""));
+        assert_eq!(path.as_deref(), Some("app"));
         assert_eq!(options(url), "-c search_path=\"app\"");
         assert_eq!(
             options("postgres://h/measure?search_path=dbmate,measure"),
@@ -166,6 +198,28 @@ mod tests {
         assert_eq!(rest, "postgresql://u@h/db");
         let e = split("postgresql://u@h:6543/db?pgbouncer=true&connection_limit=1").unwrap_err();
         assert!(e.contains("directUrl"), "{e}");
+    }
+
+    #[test]
+    fn the_history_schema_is_prismas_or_the_first_of_the_search_path() {
+        let first = |url: &str| split(url).unwrap().1;
+        assert_eq!(
+            first("postgres://h/db?schema=MyApp").as_deref(),
+            Some("MyApp")
+        );
+        assert_eq!(
+            first("postgres://h/db?search_path=dbmate,measure").as_deref(),
+            Some("dbmate")
+        );
+        assert_eq!(
+            first("postgres://h/db?search_path=App").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            first("postgres://h/db?search_path=%22My%22%22App%22,x").as_deref(),
+            Some("My\"App")
+        );
+        assert_eq!(first("postgres://h/db?search_path=$user,public"), None);
     }
 
     #[test]
