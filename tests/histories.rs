@@ -2703,6 +2703,34 @@ fn a_history_in_the_schema_the_url_names_is_found_there() {
         db.sql("SELECT to_regclass('public.schema_migrations') IS NULL"),
         "t"
     );
+    // The same tool's table in public too: two histories, not a guess,
+    // whether the format is detected or said.
+    db.sql("CREATE TABLE public.schema_migrations (LIKE dbmate.schema_migrations)");
+    for extra in [&[][..], &["--history-format", "dbmate"][..]] {
+        let args = [&["status"][..], extra].concat();
+        let (code, out, err) = migrations(&args, dir.path(), &url);
+        assert_ne!(code, 0, "{extra:?}: {out}{err}");
+        assert!(
+            err.contains("several migration histories")
+                && err.contains("public.schema_migrations")
+                && err.contains("dbmate.schema_migrations"),
+            "{extra:?}: {err}"
+        );
+    }
+    // So is runbook's own table in both places.
+    db.sql(
+        "DROP TABLE public.schema_migrations, dbmate.schema_migrations;\n\
+         CREATE TABLE public.runbook_migrations (version text, name text, checksum text, \
+           applied_at timestamptz, statements_done int, run_id text);\n\
+         CREATE TABLE dbmate.runbook_migrations (LIKE public.runbook_migrations);",
+    );
+    let (code, out, err) = migrations(&["status"], dir.path(), &url);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("public.runbook_migrations (runbook), dbmate.runbook_migrations (runbook)"),
+        "{err}"
+    );
+    db.sql("DROP TABLE public.runbook_migrations, dbmate.runbook_migrations");
     // Prisma's table in the schema its URL names.
     let prisma = files(&[("20240101000000_init/migration.sql", "SELECT 1;\n")]);
     db.sql(

@@ -745,18 +745,18 @@ impl History {
                     .collect();
                 match known.as_slice() {
                     _ if known.iter().any(|(t, _)| *t == Tool::Runbook) => {
-                        let mut own = known.iter().filter(|(t, _)| *t == Tool::Runbook);
-                        let (_, name) = own.next().expect("one is there");
-                        if own.next().is_some() {
+                        let own: Vec<&String> = known
+                            .iter()
+                            .filter(|(t, _)| *t == Tool::Runbook)
+                            .map(|(_, n)| *n)
+                            .collect();
+                        if let [one] = own[..] {
+                            History::new(Tool::Runbook, one, set)
+                        } else {
                             return Err(HistoryError::Several(
-                                known
-                                    .iter()
-                                    .filter(|(t, _)| *t == Tool::Runbook)
-                                    .map(|(t, n)| format!("{n} ({})", t.name()))
-                                    .collect(),
+                                own.iter().map(|n| format!("{n} (runbook)")).collect(),
                             ));
                         }
-                        History::new(Tool::Runbook, name, set)
                     }
                     [] => match unreadable(&found) {
                         Some(e) => return Err(e),
