@@ -276,7 +276,7 @@ async fn open_history(m: &Migrations<'_>, baseline: bool) -> Result<Opened, Comm
     let history = match History::open(&db, &spec, &mut set).await {
         Err(crate::history::HistoryError::Foreign { .. }) if baseline => History::new(
             crate::history::Tool::Runbook,
-            crate::history::Tool::Runbook.default_table(),
+            &crate::history::Tool::Runbook.table_in(crate::history::named_schema(&db)),
             &set,
         ),
         opened => opened.map_err(|e| CommandError::invalid(e.to_string(), e.hint()))?,

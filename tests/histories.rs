@@ -2751,6 +2751,56 @@ fn a_history_in_the_schema_the_url_names_is_found_there() {
     );
 }
 
+/// A new history goes where the tool itself would make it given the same
+/// URL: dbmate makes its table in the first schema of `search_path`
+/// (creating that schema), Prisma in its `schema`, and the other tools in
+/// the current schema. It was made in `public`, where the tool would not
+/// look: its next deploy would run every migration again, and a role
+/// allowed only its own schema could not make it at all.
+#[test]
+fn a_new_history_is_made_in_the_schema_the_url_names() {
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA measure");
+    let dir = files(&[(
+        "20240101000000_init.sql",
+        "-- migrate:up\nCREATE TABLE measure.users (id bigint PRIMARY KEY);\n-- migrate:down\nDROP TABLE measure.users;\n",
+    )]);
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n          history: {{format: dbmate}}\n",
+        dir.path().display()
+    ));
+    let run = case.exec(&format!("{}?search_path=dbmate,measure", db.url), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240101000000"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',') FROM dbmate.schema_migrations"),
+        "20240101000000"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.schema_migrations') IS NULL"),
+        "t"
+    );
+    // runbook's own history, with nothing to detect, in Prisma's schema.
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA measure; CREATE SCHEMA app");
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n",
+        dir.path().display()
+    ));
+    let url = format!("{}?schema=app", db.url);
+    let run = case.exec(&url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240101000000"]);
+    assert_eq!(db.sql("SELECT count(*) FROM app.runbook_migrations"), "1");
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.runbook_migrations') IS NULL"),
+        "t"
+    );
+    let (code, out, err) = migrations(&["status"], dir.path(), &url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("app.runbook_migrations"), "{out}");
+}
+
 /// Convoy calls sql-migrate's `SetSchema("convoy")`, so its history is
 /// `convoy.gorp_migrations`, off the search path where detection looked:
 /// runbook found nothing, started its own history, and ran every migration

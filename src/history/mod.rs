@@ -336,6 +336,19 @@ impl Tool {
         }
     }
 
+    /// Where the tool keeps its history on a database whose URL names
+    /// `schema` as application tools name it (Prisma's `schema`, the first
+    /// of `search_path`): a table the tool creates unqualified, in the
+    /// current schema, is there; one in a schema of its own (Drizzle's,
+    /// sqitch's, Supabase's) stays where it is.
+    pub fn table_in(self, schema: Option<&str>) -> String {
+        let default = self.default_table();
+        match (schema, default.strip_prefix("public.")) {
+            (Some(schema), Some(table)) => format!("{schema}.{table}"),
+            _ => default.to_string(),
+        }
+    }
+
     /// The checksum the tool records, by name; `None`: it records none.
     pub fn checksum_kind(self) -> Option<&'static str> {
         match self {
@@ -680,23 +693,24 @@ impl History {
         // `schema`, dbmate's first of `search_path`), their tables are
         // looked for there too, not only where they are by default.
         let named = named_schema(db);
-        let also = |defaults: Vec<String>| -> Vec<String> {
-            let moved: Vec<String> = defaults
+        let moved = |tools: &[Tool]| -> Vec<String> {
+            tools
                 .iter()
-                .filter_map(|t| Some(format!("{}.{}", named?, t.strip_prefix("public.")?)))
-                .collect();
-            defaults.into_iter().chain(moved).collect()
+                .filter(|t| t.table_in(named) != t.default_table())
+                .map(|t| t.table_in(named))
+                .collect()
         };
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
-            (Some(tool), None) => also(vec![tool.default_table().to_string()]),
-            (None, None) => also(
-                DETECTED
-                    .iter()
-                    .map(|t| t.default_table().to_string())
-                    .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
-                    .collect(),
-            ),
+            (Some(tool), None) => {
+                [vec![tool.default_table().to_string()], moved(&[*tool])].concat()
+            }
+            (None, None) => DETECTED
+                .iter()
+                .map(|t| t.default_table().to_string())
+                .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
+                .chain(moved(&DETECTED))
+                .collect(),
         };
         let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
         let mut history = match (spec.tool, &spec.table) {
@@ -712,7 +726,7 @@ impl History {
                 let table = table
                     .clone()
                     .or_else(|| found.first().map(|t| t.name.clone()))
-                    .unwrap_or_else(|| tool.default_table().into());
+                    .unwrap_or_else(|| tool.table_in(named));
                 if let Some(t) = found.first() {
                     let looks = Tool::of_columns(t);
                     if looks != Some(tool) {
@@ -771,7 +785,7 @@ impl History {
                             } else {
                                 Tool::Flyway
                             };
-                            History::new(tool, tool.default_table(), set)
+                            History::new(tool, &tool.table_in(named), set)
                         }
                     },
                     [(tool, name)] => History {
@@ -1449,7 +1463,7 @@ const FOREIGN: &[(&str, &str)] = &[
 /// The schema the connection URL names as application tools name it, when
 /// it is a plain lower-case name other than `public` (one that needs no
 /// quotes, as the history tables' names are written and read here).
-fn named_schema(db: &Db) -> Option<&str> {
+pub fn named_schema(db: &Db) -> Option<&str> {
     let s = db.config().schema.as_deref()?;
     let plain = s
         .chars()

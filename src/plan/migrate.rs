@@ -54,20 +54,27 @@ impl PlanHistory {
     }
 
     /// For people: `knex in public.knex_migrations`, or how it is found.
+    /// A table in `public` moves to the schema a URL names as application
+    /// tools name it ([`crate::history::Tool::table_in`]).
     pub fn describe(&self) -> String {
         match (self.format.as_str(), &self.table) {
             ("auto", None) => format!(
-                "detected (a known tool's table, else runbook's own {})",
+                "detected (a known tool's table, else runbook's own {}{IN_URLS})",
                 model::DEFAULT_HISTORY_TABLE
             ),
             ("auto", Some(t)) => format!("in {t} (its tool detected)"),
-            (f, None) => format!(
-                "{f}'s, in {}",
-                crate::history::Tool::parse(f)
-                    .ok()
-                    .flatten()
-                    .map_or("its table", |t| t.default_table())
-            ),
+            (f, None) => {
+                let tool = crate::history::Tool::parse(f).ok().flatten();
+                format!(
+                    "{f}'s, in {}{}",
+                    tool.map_or("its table", |t| t.default_table()),
+                    if tool.is_some_and(|t| t.table_in(Some("s")) != t.default_table()) {
+                        IN_URLS
+                    } else {
+                        ""
+                    }
+                )
+            }
             (f, Some(t)) => format!("{f}'s, in {t}"),
         }
     }
@@ -192,3 +199,6 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
         }
     );
 }
+
+/// Where a history in `public` goes instead.
+const IN_URLS: &str = ", or the same table in a schema the URL names";
