@@ -33,7 +33,7 @@ fn url_password() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(
-            r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)|(\bpassword\s*=\s*)('[^']*'|[^\s]+)",
+            r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)|(\b(?:ssl)?password\s*=\s*)('[^']*'|[^\s]+)",
         )
         .expect("static regex")
     })
@@ -176,6 +176,15 @@ mod tests {
             "host=db password=[REDACTED] user=x"
         );
         assert_eq!(r.redact("postgres://app@db/x"), "postgres://app@db/x");
+        // A client key's passphrase, in a URL's query or a conninfo.
+        assert_eq!(
+            r.redact("postgres://app@db/x?sslpassword=keypass&sslkey=k"),
+            "postgres://app@db/x?sslpassword=[REDACTED]"
+        );
+        assert_eq!(
+            r.redact("host=db sslpassword=keypass user=x"),
+            "host=db sslpassword=[REDACTED] user=x"
+        );
     }
 
     #[test]

@@ -209,27 +209,29 @@ fn masked(doc: &Document) -> crate::source::Source {
                 ]
             })
             .collect();
-        // Else what a URL's userinfo holds after `user:`, however encoded.
+        // What a URL's userinfo holds after `user:`, however encoded.
         let userinfo = || {
             let after = field.find("://")? + 3;
             let at_sign = after + field[after..].find('@')?;
             let colon = after + field[after..at_sign].find(':')? + 1;
             Some((colon, at_sign - colon))
         };
-        // Else a conninfo's `password=` value, up to the next space.
-        let conninfo = || {
-            let at = field.find("password=")? + "password=".len();
+        // Every `password=` (and `sslpassword=`) value, in a conninfo up
+        // to the next space, in a URL's query up to the next `&`.
+        let keyed = field.match_indices("password=").filter_map(|(i, key)| {
+            let at = i + key.len();
             let len = field[at..]
-                .find(char::is_whitespace)
+                .find(|c: char| c.is_whitespace() || c == '&')
                 .unwrap_or(field.len() - at);
             (len > 0).then_some((at, len))
-        };
-        if let Some((at, len)) = written
+        });
+        let spans: Vec<(usize, usize)> = written
             .iter()
-            .find_map(|w| field.find(w.as_str()).map(|i| (i, w.len())))
-            .or_else(userinfo)
-            .or_else(conninfo)
-        {
+            .filter_map(|w| field.find(w.as_str()).map(|i| (i, w.len())))
+            .chain(userinfo())
+            .chain(keyed)
+            .collect();
+        for (at, len) in spans {
             let start = span.start + at;
             text.replace_range(start..start + len, &"*".repeat(len));
         }
@@ -576,6 +578,16 @@ mod tests {
             ("postgres://app:hunter2@db/x?foo=1", "hunter2"),
             ("postgres://app:p%40ss@db:99999/x", "p%40ss"),
             ("host=db password=hunter2 foo=1", "hunter2"),
+            // `sslpassword=` first: the password after it is starred too.
+            (
+                "host=db sslpassword=keypass password=hunter2 foo=1",
+                "hunter2",
+            ),
+            (
+                "host=db sslpassword=keypass password=hunter2 foo=1",
+                "keypass",
+            ),
+            ("postgres://app@db/x?sslpassword=keypass&foo=1", "keypass"),
         ] {
             let e = doc(&format!("{HEAD}targets:\n  - name: a\n    url: {url}\n")).unwrap_err();
             assert!(e.contains("DIR/targets.yml:5:10"), "{e}");
