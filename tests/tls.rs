@@ -406,3 +406,81 @@ fn the_default_root_certificate_checks_the_server_under_require_as_in_libpq() {
             .contains("certificate not verified")
     );
 }
+
+/// A runbook whose shell step sees what its children are told.
+const CHILD: &str = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: tlschild, version: 1 }\nphases:\n  - id: p\n    kind: custom\n    steps:\n      - id: child\n        shell: test \"$PGGSSENCMODE\" = disable && test \"$PGSSLMODE\" = require && psql -XAtc 'SELECT 1'\n";
+
+/// What other clients write in a `DATABASE_URL` is read as they read it:
+/// node-postgres' `sslmode=no-verify` is `require`; its and pgjdbc's
+/// `ssl=true` checks the certificate and host against the system's roots
+/// unless an `sslmode` says otherwise; libpq's `gssencmode=disable` (which
+/// macOS users add) is honoured, and told to the children. Each was
+/// refused before ("unknown option `ssl`", "sslmode `no-verify` is not
+/// one of ..."). What runbook cannot honour is refused with why.
+#[test]
+fn other_clients_tls_settings_are_read_as_those_clients_read_them() {
+    let tls = |query: &str| {
+        let (code, report, stderr) = exec(&format!("{}?{query}", base()), RUNBOOK);
+        assert_eq!(code, 0, "{query}: {stderr}");
+        report["target"]["tls"].as_str().unwrap().to_string()
+    };
+    assert!(
+        tls("sslmode=no-verify").ends_with("certificate not verified (sslmode=require)"),
+        "no-verify"
+    );
+    assert!(
+        tls(&format!("ssl=true&sslrootcert={}", ca()))
+            .ends_with("certificate and host verified (sslmode=verify-full)"),
+        "ssl=true"
+    );
+    assert!(
+        tls("ssl=true&sslmode=require").ends_with("(sslmode=require)"),
+        "sslmode over ssl"
+    );
+    let t = tls("sslmode=require&ssl_min_protocol_version=TLSv1.3");
+    assert!(t.starts_with("TLSv1.3,"), "{t}");
+    // `ssl=true` alone: the system's roots do not hold this cluster's CA.
+    let (code, report, stderr) = exec(&format!("{}?ssl=true", base()), RUNBOOK);
+    let verdict = report["run"]["verdict"].as_str().unwrap_or_default();
+    assert!(
+        (code == 1 && verdict.contains("unknown CA"))
+            || (code == 5 && stderr.contains("the operating system has no root certificates")),
+        "{code}: {verdict}\n{stderr}"
+    );
+    // `ssl=false`: no TLS, which this server refuses.
+    let (code, report, stderr) = exec(&format!("{}?ssl=false", base()), RUNBOOK);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        report["run"]["verdict"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no encryption"),
+        "{report}"
+    );
+    // gssencmode=disable: the run and psql, told the same, get in.
+    let (code, report, stderr) = exec(
+        &format!("{}?sslmode=no-verify&gssencmode=disable", base()),
+        CHILD,
+    );
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    for (query, says) in [
+        (
+            "gssencmode=require",
+            "runbook's driver has no GSSAPI encryption",
+        ),
+        (
+            "require_auth=scram-sha-256",
+            "`channel_binding=require` refuses every one but SCRAM",
+        ),
+        ("krbsrvname=postgres", "no GSSAPI (Kerberos) login"),
+        (
+            "ssl_min_protocol_version=TLSv2",
+            "is not one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3",
+        ),
+    ] {
+        let (code, report, stderr) = exec(&format!("{}?{query}", base()), RUNBOOK);
+        assert_eq!(code, 5, "{query}: {stderr}");
+        assert!(report.is_null(), "{query}: nothing ran");
+        assert!(stderr.contains(says), "{query}: {stderr}");
+    }
+}

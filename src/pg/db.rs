@@ -90,9 +90,16 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
     let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's reason is in the error's source: `invalid value
         // for option \`port\``.
-        match std::error::Error::source(&e) {
+        let why = match std::error::Error::source(&e) {
             Some(why) => format!("{why}"),
             None => e.to_string(),
+        };
+        match UNHONOURED
+            .iter()
+            .find(|(key, _)| why == format!("unknown option `{key}`"))
+        {
+            Some((key, reason)) => format!("`{key}`: {reason}"),
+            None => why,
         }
     })?;
     let notes = crate::pg::pgpass::complete(&mut config)?;
@@ -111,6 +118,38 @@ pub fn parse_url(url: &str) -> Result<Conn, String> {
         schema,
     })
 }
+
+/// libpq's parameters runbook's driver cannot honour, and why: each asks
+/// for a check or a login that a run without it would quietly skip, so it
+/// is refused, not dropped.
+const UNHONOURED: &[(&str, &str)] = &[
+    (
+        "require_auth",
+        "runbook's driver does not say how the server asked it to log in, so it \
+         cannot refuse the methods this rules out; `channel_binding=require` refuses \
+         every one but SCRAM bound to the TLS channel",
+    ),
+    (
+        "krbsrvname",
+        "runbook's driver has no GSSAPI (Kerberos) login; log in with a password, \
+         a client certificate (sslcert) or --password-command",
+    ),
+    (
+        "gsslib",
+        "runbook's driver has no GSSAPI (Kerberos) login; log in with a password, \
+         a client certificate (sslcert) or --password-command",
+    ),
+    (
+        "requirepeer",
+        "runbook's driver cannot ask which user runs the server behind a Unix \
+         socket; connect by TCP with sslmode=verify-full to check the server",
+    ),
+    (
+        "sslpassword",
+        "runbook reads client keys that are not encrypted; give a decrypted copy \
+         (mode 0600) as sslkey",
+    ),
+];
 
 fn host_name(h: &tokio_postgres::config::Host) -> String {
     match h {
@@ -323,6 +362,8 @@ pub const CHILD_ENV_UNSET: &[&str] = &[
     "PGSSLKEY",
     "PGSSLCRL",
     "PGSSLNEGOTIATION",
+    "PGGSSENCMODE",
+    "PGSSLMINPROTOCOLVERSION",
     "PGREQUIRESSL",
     "PGOPTIONS",
     "PGCONNECT_TIMEOUT",

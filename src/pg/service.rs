@@ -34,6 +34,8 @@ const KEYS: &[&str] = &[
     "keepalives_idle",
     "load_balance_hosts",
     "channel_binding",
+    "gssencmode",
+    "ssl_min_protocol_version",
 ];
 
 fn is_url(conn: &str) -> bool {
@@ -297,8 +299,8 @@ mod tests {
             ]
         );
         assert!(section(text, "missing", "f").unwrap().is_none());
-        let e = section("[p]\ngssencmode=prefer\n", "p", "f").unwrap_err();
-        assert!(e.starts_with("f:2: service [p] sets `gssencmode`"), "{e}");
+        let e = section("[p]\nkrbsrvname=postgres\n", "p", "f").unwrap_err();
+        assert!(e.starts_with("f:2: service [p] sets `krbsrvname`"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,15 @@
 //! when it is there) revokes server certificates, as in libpq.
 //! `sslnegotiation=direct` starts TLS without PostgreSQL's request first
 //! (PostgreSQL 17+).
+//!
+//! What other clients write in a URL is read as they read it: node-postgres'
+//! `sslmode=no-verify` is `require`, and its (and pgjdbc's) `ssl=true`,
+//! with no `sslmode`, checks the certificate and the host against the
+//! operating system's roots (`verify-full`, `sslrootcert=system`).
+//! `gssencmode` is taken as `disable` or `prefer`: runbook's driver has no
+//! GSSAPI encryption, so it never uses one, and its children are told
+//! `disable` so that they reach the server as its session did; `require`
+//! is refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +96,24 @@ pub struct Tls {
     pub crl: Option<PathBuf>,
     /// `sslnegotiation=direct`.
     pub direct: bool,
+    /// `ssl_min_protocol_version=TLSv1.3` (rustls speaks 1.2 and 1.3 only,
+    /// so any lower minimum is kept as it is).
+    pub tls13_only: bool,
+}
+
+/// node-postgres' and pgjdbc's `ssl=true` (or `1`), with no `sslmode`:
+/// TLS with the certificate and host checked against the system's roots,
+/// as those clients check them against theirs; `false` (`0`): no TLS.
+fn ssl_flag(tls: &mut Tls, value: &str) -> Result<(), String> {
+    match value {
+        "true" | "1" => {
+            tls.mode = SslMode::VerifyFull;
+            tls.root_cert.get_or_insert(RootCert::System);
+        }
+        "false" | "0" => tls.mode = SslMode::Disable,
+        _ => return Err(format!("ssl `{value}` is not one of true, false")),
+    }
+    Ok(())
 }
 
 /// The TLS parameters a connection string may hold, which tokio-postgres
@@ -98,12 +125,16 @@ pub const PARAMS: &[&str] = &[
     "sslkey",
     "sslcrl",
     "sslnegotiation",
+    "gssencmode",
+    "ssl_min_protocol_version",
 ];
 
 impl Tls {
     /// Set one parameter; Err says what is wrong with it.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
+            // node-postgres' name for `require`.
+            "sslmode" if value == "no-verify" => self.mode = SslMode::Require,
             "sslmode" => {
                 self.mode = SslMode::parse(value).ok_or_else(|| {
                     format!(
@@ -127,6 +158,29 @@ impl Tls {
                 _ => {
                     return Err(format!(
                         "sslnegotiation `{value}` is not one of postgres, direct"
+                    ));
+                }
+            },
+            "ssl_min_protocol_version" => match value {
+                "TLSv1" | "TLSv1.1" | "TLSv1.2" => self.tls13_only = false,
+                "TLSv1.3" => self.tls13_only = true,
+                _ => {
+                    return Err(format!(
+                        "ssl_min_protocol_version `{value}` is not one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3"
+                    ));
+                }
+            },
+            "gssencmode" => match value {
+                "disable" | "prefer" => {}
+                "require" => {
+                    return Err("gssencmode `require`: runbook's driver has no GSSAPI \
+                         encryption, so it cannot honour it; encrypt with TLS instead \
+                         (sslmode=verify-full)"
+                        .into());
+                }
+                _ => {
+                    return Err(format!(
+                        "gssencmode `{value}` is not one of disable, prefer, require"
                     ));
                 }
             },
@@ -189,6 +243,11 @@ impl Tls {
         if self.direct {
             env.push(("PGSSLNEGOTIATION".into(), "direct".into()));
         }
+        if self.tls13_only {
+            env.push(("PGSSLMINPROTOCOLVERSION".into(), "TLSv1.3".into()));
+        }
+        // The run's session never uses GSSAPI encryption: nor do they.
+        env.push(("PGGSSENCMODE".into(), "disable".into()));
         env
     }
 
@@ -196,8 +255,13 @@ impl Tls {
     /// setting that is wrong.
     pub fn client_config(&self) -> Result<ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|e| format!("TLS setup failed: {e}"))?;
         let check = self.check();
         let builder = if check == Check::None {
@@ -495,14 +559,24 @@ pub fn split(conn: &str) -> Result<(String, Tls), String> {
             None => conn.to_string(),
             Some((base, query)) => {
                 let mut kept = Vec::new();
+                let mut ssl = None;
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if PARAMS.contains(&k) {
                         tls.set(k, &percent_decode(v))?;
                         said.insert(k.to_string());
+                    } else if k == "ssl" {
+                        ssl = Some(percent_decode(v).to_ascii_lowercase());
                     } else {
                         kept.push(pair);
                     }
+                }
+                // Those clients, too, take `sslmode` over it.
+                if let Some(v) = ssl
+                    && !said.contains("sslmode")
+                {
+                    ssl_flag(&mut tls, &v)?;
+                    said.insert("sslmode".into());
                 }
                 if kept.is_empty() {
                     base.to_string()
@@ -531,6 +605,8 @@ pub fn split(conn: &str) -> Result<(String, Tls), String> {
         ("PGSSLKEY", "sslkey"),
         ("PGSSLCRL", "sslcrl"),
         ("PGSSLNEGOTIATION", "sslnegotiation"),
+        ("PGGSSENCMODE", "gssencmode"),
+        ("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version"),
     ] {
         if !said.contains(key)
             && let Ok(v) = std::env::var(var)
