@@ -906,7 +906,13 @@ fn a_signed_parenthesized_or_keyword_default_is_not_a_rewrite() {
          ALTER TABLE t ADD COLUMN f int DEFAULT 7;\n\
          ALTER TABLE t ADD COLUMN g date NOT NULL DEFAULT CURRENT_DATE;\n\
          ALTER TABLE t ADD COLUMN h date DEFAULT (CURRENT_DATE - 1);\n\
-         ALTER TABLE t ADD COLUMN i date DEFAULT CURRENT_DATE - random()::int;\n",
+         ALTER TABLE t ADD COLUMN i date DEFAULT CURRENT_DATE - random()::int;\n\
+         ALTER TABLE t ADD COLUMN j timestamptz NOT NULL DEFAULT TO_TIMESTAMP(0);\n\
+         ALTER TABLE t ADD COLUMN k timestamptz DEFAULT date_trunc('day', now()) + make_interval(hours => 1);\n\
+         ALTER TABLE t ADD COLUMN l jsonb DEFAULT pg_catalog.jsonb_build_object('a', -1);\n\
+         ALTER TABLE t ADD COLUMN m timestamptz DEFAULT to_timestamp(random());\n\
+         ALTER TABLE t ADD COLUMN n timestamptz DEFAULT app.to_timestamp(0);\n\
+         ALTER TABLE t ADD COLUMN o timestamptz DEFAULT clock_timestamp();\n",
     )
     .unwrap();
     let lines = |extra: &[&str]| {
@@ -926,7 +932,7 @@ fn a_signed_parenthesized_or_keyword_default_is_not_a_rewrite() {
             .map(|f| f["line"].as_u64().unwrap())
             .collect::<Vec<_>>()
     };
-    assert_eq!(lines(&[]), [4, 5, 9]);
+    assert_eq!(lines(&[]), [4, 5, 9, 13, 14, 15]);
     let (_, out, _) = lint(&[f.to_str().unwrap(), "--explain"]);
     assert!(
         out.contains(":1: adding-field-with-default accepted: the default `-1` is not volatile"),
@@ -936,7 +942,40 @@ fn a_signed_parenthesized_or_keyword_default_is_not_a_rewrite() {
     std::fs::write(&old, "pg_version = \"10\"\n").unwrap();
     assert_eq!(
         lines(&["--config", old.to_str().unwrap()]),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        (1..=15).collect::<Vec<u64>>()
+    );
+}
+
+/// Each built-in lint takes for not volatile in a default is so on a real
+/// server: every overload of it in `pg_catalog` is immutable or stable.
+#[test]
+fn the_built_ins_lint_calls_not_volatile_are_not_volatile_on_the_server() {
+    let db = support::Db::fresh();
+    let names = runbook::lint::NON_VOLATILE_CALLS
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let q = |want: &str| {
+        db.sql(&format!(
+            "SELECT coalesce(string_agg(DISTINCT proname, ',' ORDER BY proname), '') FROM pg_proc \
+             WHERE pronamespace = 'pg_catalog'::regnamespace AND proname IN ({names}) AND {want}"
+        ))
+    };
+    assert_eq!(q("provolatile = 'v'"), "", "volatile overloads");
+    assert_eq!(
+        q("true").split(',').count(),
+        runbook::lint::NON_VOLATILE_CALLS.len(),
+        "each is a built-in"
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT string_agg(proname, ',' ORDER BY proname) FROM (SELECT proname FROM pg_proc \
+             WHERE pronamespace = 'pg_catalog'::regnamespace AND proname IN ({names}) \
+             GROUP BY proname HAVING bool_and(pronargs = 0)) n"
+        )),
+        runbook::lint::NO_ARGUMENTS.join(","),
+        "those that take no arguments"
     );
 }
 

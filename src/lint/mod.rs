@@ -39,6 +39,7 @@ pub mod output;
 mod psql;
 pub mod rules;
 mod sql;
+pub use sql::{NO_ARGUMENTS, NON_VOLATILE_CALLS};
 mod steps;
 
 pub use config::{CONFIG_FILE, Config, config_for, find_config};

@@ -181,13 +181,91 @@ impl Script {
     }
 }
 
+/// Built-in functions every overload of which is immutable or stable in
+/// `pg_catalog` (tests/lint.rs checks each against a real server's
+/// `pg_proc`), among those defaults call: a call of one on values that are
+/// not volatile is not volatile. A built-in's name is found in
+/// `pg_catalog` first, whatever the search path, unless the name is
+/// qualified with another schema.
+pub const NON_VOLATILE_CALLS: &[&str] = &[
+    "abs",
+    "age",
+    "array_append",
+    "array_cat",
+    "array_fill",
+    "array_prepend",
+    "array_remove",
+    "array_to_string",
+    "btrim",
+    "ceil",
+    "concat",
+    "concat_ws",
+    "current_database",
+    "current_setting",
+    "date_part",
+    "date_trunc",
+    "daterange",
+    "floor",
+    "format",
+    "initcap",
+    "int4range",
+    "int8range",
+    "json_build_array",
+    "json_build_object",
+    "jsonb_build_array",
+    "jsonb_build_object",
+    "jsonb_set",
+    "left",
+    "length",
+    "lower",
+    "lpad",
+    "make_date",
+    "make_interval",
+    "make_time",
+    "make_timestamp",
+    "make_timestamptz",
+    "md5",
+    "now",
+    "numrange",
+    "power",
+    "repeat",
+    "replace",
+    "right",
+    "round",
+    "rpad",
+    "split_part",
+    "statement_timestamp",
+    "string_to_array",
+    "timezone",
+    "to_char",
+    "to_date",
+    "to_json",
+    "to_jsonb",
+    "to_number",
+    "to_timestamp",
+    "transaction_timestamp",
+    "translate",
+    "tsrange",
+    "tstzrange",
+    "upper",
+];
+
+/// Those of [`NON_VOLATILE_CALLS`] that take no arguments.
+pub const NO_ARGUMENTS: &[&str] = &[
+    "current_database",
+    "now",
+    "statement_timestamp",
+    "transaction_timestamp",
+];
+
 /// Whether the expression `at` (the finding's node) is one squawk's
 /// `adding-field-with-default` takes for volatile and is not: a signed
 /// number (`-1`), a value in parentheses (`(0)`), SQL's value keywords
 /// besides `CURRENT_TIMESTAMP` (`CURRENT_DATE`, `LOCALTIMESTAMP`,
-/// `CURRENT_USER`...), and sums of these, cast or not. PostgreSQL 11 and
-/// later evaluate such a default once and store it, without rewriting the
-/// table.
+/// `CURRENT_USER`...), a call of a built-in of [`NON_VOLATILE_CALLS`]
+/// (`to_timestamp(0)`, `date_trunc('day', now())`), and sums of these,
+/// cast or not. PostgreSQL 11 and later evaluate such a default once and
+/// store it, without rewriting the table.
 fn constant_at(at: &SyntaxElement) -> bool {
     use squawk_syntax::SyntaxKind as K;
     /// Stable, not volatile: the same all through the statement.
@@ -222,6 +300,37 @@ fn constant_at(at: &SyntaxElement) -> bool {
             }
             ast::Expr::ParenExpr(p) => p.expr().is_some_and(|e| constant(&e)),
             ast::Expr::CastExpr(c) => c.expr().is_some_and(|e| constant(&e)),
+            ast::Expr::CallExpr(c) => {
+                let name = match c.expr() {
+                    Some(ast::Expr::NameRef(n)) => n.text().to_string(),
+                    // `pg_catalog.to_timestamp(0)`.
+                    Some(ast::Expr::FieldExpr(f)) => match (f.base(), f.field()) {
+                        (Some(ast::Expr::NameRef(schema)), Some(field))
+                            if schema.text().eq_ignore_ascii_case("pg_catalog") =>
+                        {
+                            field.text().to_string()
+                        }
+                        _ => return false,
+                    },
+                    _ => return false,
+                };
+                let name = name.to_ascii_lowercase();
+                NON_VOLATILE_CALLS.contains(&name.as_str())
+                    && c.arg_list().is_some_and(|args| {
+                        // `now(123)` is no call PostgreSQL takes.
+                        args.args().next().is_none() || !NO_ARGUMENTS.contains(&name.as_str())
+                    })
+                    && c.arg_list().is_some_and(|args| {
+                        args.args().all(|a| match a.func_arg_expr() {
+                            Some(ast::FuncArgExpr::Expr(e)) => constant(&e),
+                            // `make_interval(hours => 1)`.
+                            Some(ast::FuncArgExpr::NamedArg(n)) => {
+                                n.expr().is_some_and(|e| constant(&e))
+                            }
+                            None => false,
+                        })
+                    })
+            }
             _ => false,
         }
     }
