@@ -88,6 +88,8 @@ pub struct Found {
     /// The tool that owns it, as people call it: `dbmate`, `knex`…
     pub tool: String,
     pub count: usize,
+    /// Its format has no downs, by design (Prisma's, plain `.sql` files).
+    pub forward_only: bool,
 }
 
 impl Found {
@@ -242,6 +244,11 @@ fn migration_dir(root: &Path, dir: &Path, refused: &mut Vec<String>) -> Option<F
         dir: shown,
         tool: tool.to_string(),
         count,
+        forward_only: !set.migrations.is_empty()
+            && set
+                .migrations
+                .iter()
+                .all(crate::migrations::Migration::forward_only),
     })
 }
 
@@ -270,6 +277,7 @@ fn knex(dir: &Path) -> Option<Found> {
         dir: dir.to_path_buf(),
         tool: "knex".into(),
         count,
+        forward_only: false,
     })
 }
 
@@ -300,9 +308,15 @@ pub fn init(a: InitArgs) -> u8 {
                     "give the directory that holds the migration files",
                 );
             }
-            let tool = match crate::migrations::load(dir, None) {
-                Ok(s) => s.format.name().replace("pairs", "golang-migrate"),
-                Err(_) if knex(dir).is_some() => "knex".into(),
+            let (tool, forward_only) = match crate::migrations::load(dir, None) {
+                Ok(s) => (
+                    s.format.name().replace("pairs", "golang-migrate"),
+                    !s.migrations.is_empty()
+                        && s.migrations
+                            .iter()
+                            .all(crate::migrations::Migration::forward_only),
+                ),
+                Err(_) if knex(dir).is_some() => ("knex".into(), false),
                 Err(e) => {
                     return refuse(
                         &format!(
@@ -318,6 +332,7 @@ pub fn init(a: InitArgs) -> u8 {
                 dir: dir.clone(),
                 tool,
                 count: 0,
+                forward_only,
             })
         }
         None => {
@@ -359,6 +374,17 @@ pub fn init(a: InitArgs) -> u8 {
         };
         defaults.push((param.to_string(), dir));
     }
+    // A rehearsal of migrations without downs is a rehearsal of their ups:
+    // not one failure per migration for the downs they cannot have.
+    let forward_only = found.as_ref().is_some_and(|f| f.forward_only)
+        && template.text.contains("\n  forward_only:\n")
+        && !a
+            .set
+            .iter()
+            .any(|s| s.trim_start().starts_with("forward_only="));
+    if forward_only {
+        defaults.push(("forward_only".into(), "true".into()));
+    }
     for s in &a.set {
         let Some((k, v)) = s.split_once('=') else {
             return refuse(
@@ -370,9 +396,15 @@ pub fn init(a: InitArgs) -> u8 {
         defaults.push((k.trim().to_string(), v.to_string()));
     }
     let text = match render(template, &defaults, &out_dir, &cwd) {
-        Ok(t) => t,
+        Ok(t) => usage_of(&t, template.name, &a.output, &defaults),
         Err((message, hint)) => return refuse(&message, &hint),
     };
+    if forward_only && let Some(f) = &found {
+        crate::say!(
+            "note: forward_only is true: {} migrations have no downs, so each up is rehearsed, and its drift and destroyed data reported",
+            f.tool
+        );
+    }
     for why in &refused {
         crate::say!("note: not wired in: {why}");
     }
@@ -501,6 +533,57 @@ fn render(
     Ok(text)
 }
 
+/// The written runbook's opening comment, which shows how to run the ready
+/// one (`runbook exec runbooks/ci-rehearsal.yml --set migrations=...`),
+/// made to show how to run this one: its own path, and no `--set` of a
+/// param whose default init wrote. A command line left empty by that goes,
+/// with the line continuation before it.
+fn usage_of(text: &str, template: &str, output: &Path, defaults: &[(String, String)]) -> String {
+    let from = [
+        format!("runbooks/{template}.yml"),
+        format!("examples/{template}/runbook.yml"),
+    ];
+    let to = output.display().to_string();
+    let sets: Vec<regex::Regex> = defaults
+        .iter()
+        .filter_map(|(name, _)| {
+            regex::Regex::new(&format!(
+                r#" --set {}=("[^"]*"|'[^']*'|\S+)"#,
+                regex::escape(name)
+            ))
+            .ok()
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut lines = text.lines();
+    for line in lines.by_ref() {
+        if !line.starts_with('#') {
+            out.push(line.to_string());
+            break;
+        }
+        let mut l = line.replace(&from[0], &to).replace(&from[1], &to);
+        for re in &sets {
+            l = re.replace_all(&l, "").into_owned();
+        }
+        let rest = l.trim_start_matches('#').trim();
+        if line != l && (rest.is_empty() || rest == "\\") {
+            // The command ended on this line: the one before ends it now.
+            if rest.is_empty()
+                && let Some(prev) = out.last_mut()
+                && let Some(cut) = prev.strip_suffix(" \\")
+            {
+                *prev = cut.to_string();
+            }
+            continue;
+        }
+        out.push(l);
+    }
+    out.extend(lines.map(str::to_string));
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
 /// `text` with param `name`'s default set to `yaml`: its `default:` line
 /// replaced, or one added after its `type:` line.
 fn set_default(text: &str, name: &str, yaml: &str) -> String {
@@ -581,6 +664,69 @@ fn write_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The opening comment shows how to run the written runbook, not the
+    /// ready one: before, `runbook exec runbooks/ci-rehearsal.yml --set
+    /// migrations=../examples/rehearsal/migrations` ran the example's
+    /// migrations, not the project's.
+    #[test]
+    fn the_written_runbooks_comment_runs_it_with_what_init_wired_in() {
+        for t in TEMPLATES {
+            let defaults: Vec<(String, String)> = t
+                .dir_param
+                .map(|p| vec![(p.to_string(), "db/migrations".to_string())])
+                .unwrap_or_default();
+            let text = usage_of(t.text, t.name, Path::new("ops/release.yml"), &defaults);
+            let head: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+            let name = t.name;
+            assert!(
+                !head
+                    .iter()
+                    .any(|l| l.contains(&format!("runbooks/{name}.yml"))
+                        || l.contains(&format!("examples/{name}/"))),
+                "{name}: {head:#?}"
+            );
+            if t.dir_param.is_some() {
+                assert!(
+                    head.iter()
+                        .any(|l| l.contains("runbook exec ops/release.yml")),
+                    "{name}: {head:#?}"
+                );
+                let set = format!("--set {}=", t.dir_param.unwrap_or_default());
+                assert!(!head.iter().any(|l| l.contains(&set)), "{name}: {head:#?}");
+            }
+            // Every command still ends: no continuation into prose.
+            for pair in head.windows(2) {
+                if pair[0].ends_with(" \\") {
+                    assert!(pair[1].starts_with("#   "), "{name}: {pair:?}");
+                }
+            }
+            // Below the comment, nothing changed.
+            let body = |s: &str| {
+                s.lines()
+                    .skip_while(|l| l.starts_with('#'))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert_eq!(body(&text), body(t.text), "{name}");
+        }
+        let ci = TEMPLATES.iter().find(|t| t.name == "ci-rehearsal").unwrap();
+        let text = usage_of(
+            ci.text,
+            ci.name,
+            Path::new("runbook.yml"),
+            &[("migrations".into(), "m".into())],
+        );
+        assert!(
+            text.contains("#   runbook exec runbook.yml --ephemeral --yes\n#\n")
+                || text.contains("#   runbook exec runbook.yml --ephemeral --yes\napiVersion"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#   runbook exec runbook.yml --database-url \"$DATABASE_URL\" \\\n#       --set seed="),
+            "{text}"
+        );
+    }
 
     #[test]
     fn every_template_is_a_valid_runbook_after_init() {

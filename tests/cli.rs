@@ -489,3 +489,83 @@ fn init_finds_the_projects_migrations_and_writes_a_runbook_that_lints_and_plans(
     );
     assert!(!dir.path().join("y.yml").exists());
 }
+
+/// documenso keeps 163 Prisma migrations at `packages/prisma/migrations`.
+/// `init --from ci-rehearsal` wired them in with `forward_only: false`, so
+/// the runbook, run as its comment said, failed every migration for the
+/// down Prisma never has (exit 3); and the comment said to run
+/// `runbooks/ci-rehearsal.yml` with the example's migrations. Now the
+/// written runbook says `forward_only: true` (a note says why), its comment
+/// runs it with what was wired in, and doing so passes.
+#[test]
+fn init_on_a_prisma_project_writes_a_rehearsal_that_runs_as_its_comment_says() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sql) in [
+        (
+            "20240101000000_init",
+            "CREATE TABLE \"User\" (id SERIAL PRIMARY KEY);\n",
+        ),
+        (
+            "20240102000000_email",
+            "ALTER TABLE \"User\" ADD COLUMN email TEXT;\n",
+        ),
+    ] {
+        let m = dir.path().join("packages/prisma/migrations").join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("migration.sql"), sql).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&["init", "--from", "ci-rehearsal"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("note: forward_only is true: prisma migrations have no downs"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(dir.path().join("runbook.yml")).unwrap();
+    assert!(
+        text.contains("  forward_only:\n    type: boolean\n    default: true\n"),
+        "{text}"
+    );
+    // The comment's command, as written there.
+    let line = text
+        .lines()
+        .find(|l| l.contains("runbook exec") && l.contains("--ephemeral"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(line, "#   runbook exec runbook.yml --ephemeral --yes");
+    let args: Vec<&str> = line.trim_start_matches("#   runbook ").split(' ').collect();
+    let (code, out) = run(&[&args[..], &["--progress", "never"]].concat());
+    assert_eq!(code, 0, "{out}");
+    // What the person says wins.
+    let (code, out) = run(&[
+        "init",
+        "--from",
+        "ci-rehearsal",
+        "--set",
+        "forward_only=false",
+        "-o",
+        "strict.yml",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("note: forward_only"), "{out}");
+    let text = std::fs::read_to_string(dir.path().join("strict.yml")).unwrap();
+    assert!(
+        text.contains("  forward_only:\n    type: boolean\n    default: false\n"),
+        "{text}"
+    );
+}
