@@ -653,12 +653,44 @@ fn write_files(
         (Some(p), None) => format!("; no migration directory found: set `{p}` (--set {p}=DIR)"),
         _ => String::new(),
     };
+    if let Some(f) = found
+        && text.contains("\n  lint: error\n")
+    {
+        lint_note(output, &cwd.join(&f.dir));
+    }
     crate::show!(
         "wrote {} from `{}`{wired}\nnext: runbook lint {0} && runbook plan {0}",
         output.display(),
         template.name
     );
     exit::OK
+}
+
+/// When `exec` would refuse the written runbook for its lint errors (a
+/// project's long-applied history has them: documenso's 163 migrations,
+/// 744), say so now, with the way to lint only what will run.
+fn lint_note(output: &Path, dir: &Path) {
+    let Ok(config) = crate::lint::config_for(output) else {
+        return;
+    };
+    let mut report = crate::lint::Report::default();
+    if crate::lint::lint_runbook(output, &config, &mut report).is_err() || report.errors() == 0 {
+        return;
+    }
+    let newest = crate::migrations::load(dir, None)
+        .ok()
+        .and_then(|set| set.migrations.last().map(|m| m.version.clone()));
+    crate::say!(
+        "note: `runbook lint {}` finds {} error(s), and its `settings.lint: error` refuses to run while they stand{}",
+        output.display(),
+        report.errors(),
+        match newest {
+            Some(v) => format!(
+                "; migrations applied everywhere already will not run again and need no lint: if every one through {v} is, add `lint: {{applied_through: \"{v}\"}}` to it"
+            ),
+            None => String::new(),
+        }
+    );
 }
 
 #[cfg(test)]

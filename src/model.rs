@@ -148,6 +148,9 @@ pub struct LintConfig {
     /// Migrations before this version were first applied together to an
     /// empty database: their tables count as new for each other.
     pub assume_empty_before: Option<String>,
+    /// Migrations up to this version, included, are applied everywhere
+    /// already: they will not run again, so they are not linted.
+    pub applied_through: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -466,7 +466,7 @@ pub(crate) fn lint_before_run(
                 "lint found {} error(s) and `settings.lint` is `error`",
                 report.errors()
             ),
-            "fix the findings, turn single rules off in `lint:`, or set `settings.lint: warn` to run anyway",
+            "fix the findings, turn single rules off in `lint:`, say which migrations are applied everywhere already and will not run again (`lint: {applied_through: VERSION}`), or set `settings.lint: warn` to run anyway",
         ));
     }
     if !report.findings.is_empty() && !matches!(a.progress, Mode::Quiet) {

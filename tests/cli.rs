@@ -551,6 +551,20 @@ fn init_on_a_prisma_project_writes_a_rehearsal_that_runs_as_its_comment_says() {
     let args: Vec<&str> = line.trim_start_matches("#   runbook ").split(' ').collect();
     let (code, out) = run(&[&args[..], &["--progress", "never"]].concat());
     assert_eq!(code, 0, "{out}");
+    // A guarded migration is refused for its history's lint errors: init
+    // says so, and how to lint only what will run.
+    let (code, out) = run(&["init", "--from", "migrate-safe", "-o", "safe.yml"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("`settings.lint: error` refuses to run while they stand")
+            && out.contains("add `lint: {applied_through: \"20240102000000\"}` to it"),
+        "{out}"
+    );
+    let mut safe = std::fs::read_to_string(dir.path().join("safe.yml")).unwrap();
+    safe.push_str("lint: {applied_through: \"20240102000000\"}\n");
+    std::fs::write(dir.path().join("safe.yml"), safe).unwrap();
+    let (code, out) = run(&["lint", "safe.yml"]);
+    assert_eq!(code, 0, "{out}");
     // What the person says wins.
     let (code, out) = run(&[
         "init",

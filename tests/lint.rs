@@ -1118,3 +1118,103 @@ fn a_sql_file_gets_exactly_squawks_findings_on_squawks_own_cases() {
         differ.join("\n")
     );
 }
+
+/// A project's history is applied everywhere long ago; `settings.lint:
+/// error` refused to deploy anything while its old files had findings
+/// (documenso's 163 Prisma migrations have 744). `applied_through`
+/// says which will not run again: they are not linted, and are counted as
+/// not linted; what they made still counts for the files after them (an
+/// index an old file made covers a new foreign key).
+#[test]
+fn migrations_applied_everywhere_already_are_not_linted() {
+    let db = support::Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("migrations");
+    std::fs::create_dir_all(&m).unwrap();
+    for (name, up) in [
+        (
+            "20240101000000_a",
+            "CREATE TABLE a (id bigint PRIMARY KEY);\nCREATE TABLE b (id bigint PRIMARY KEY, a_id bigint);\nCREATE INDEX b_a ON b (a_id);\n",
+        ),
+        (
+            "20240102000000_b",
+            "ALTER TABLE b ADD COLUMN n int NOT NULL;\n",
+        ),
+        (
+            "20240103000000_c",
+            "ALTER TABLE b ADD CONSTRAINT b_a_fk FOREIGN KEY (a_id) REFERENCES a (id) NOT VALID;\nCREATE INDEX b_n ON b (n);\n",
+        ),
+    ] {
+        std::fs::write(m.join(format!("{name}.up.sql")), up).unwrap();
+        std::fs::write(m.join(format!("{name}.down.sql")), "SELECT 1;\n").unwrap();
+    }
+    let findings = |extra: &[&str]| {
+        let (_, out, err) = lint(&[&[m.to_str().unwrap(), "--format", "json"][..], extra].concat());
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        let files: Vec<String> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let file = std::path::Path::new(f["file"].as_str().unwrap());
+                let name = file.file_name().unwrap().to_string_lossy();
+                format!("{} {}", &name[..14], f["rule"].as_str().unwrap())
+            })
+            .collect();
+        (files, v["not_linted"].as_u64().unwrap())
+    };
+    let (all, skipped) = findings(&[]);
+    assert!(
+        all.iter().any(|f| f.starts_with("20240102000000 ")),
+        "{all:?}"
+    );
+    assert_eq!(skipped, 0);
+    let toml = dir.path().join("lint.toml");
+    std::fs::write(&toml, "applied_through = \"20240102000000\"\n").unwrap();
+    let (new, skipped) = findings(&["--config", toml.to_str().unwrap()]);
+    assert_eq!(skipped, 2);
+    assert!(!new.is_empty(), "the new file is still linted");
+    assert!(
+        new.iter().all(|f| f.starts_with("20240103000000 ")),
+        "{new:?}"
+    );
+    assert!(
+        !new.iter().any(|f| f.ends_with("foreign-key-without-index")),
+        "the old file's index counts: {new:?}"
+    );
+    let (_, out, _) = lint(&[
+        m.to_str().unwrap(),
+        "--config",
+        toml.to_str().unwrap(),
+        "--explain",
+    ]);
+    assert!(
+        out.contains("20240102000000_b.up.sql:1: 2 migration(s) through 20240102000000 are applied everywhere already")
+            && out.contains("1 file(s) linted: ")
+            && out.contains(", 2 not linted"),
+        "{out}"
+    );
+    // exec: refused while the old files' errors stand, with what to do;
+    // run once the runbook says which are applied.
+    db.sql("CREATE TABLE a (id bigint PRIMARY KEY); CREATE TABLE b (id bigint PRIMARY KEY, a_id bigint, n int NOT NULL DEFAULT 0); CREATE INDEX b_a ON b (a_id)");
+    let body = |lint: &str| {
+        format!(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: l, version: 1 }}\nsettings: {{ lint: error }}\n{lint}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {}, history: {{ format: runbook }} }}\n",
+            m.display()
+        )
+    };
+    let run = support::Case::new(&body("")).exec(&db.url, &[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("applied_through"), "{}", run.stderr);
+    // The new file's own findings are errors too: turned to warnings here.
+    let lint = "lint: { applied_through: \"20240102000000\", severities: { require-concurrent-index-creation: warning, constraint-missing-not-valid: warning, adding-foreign-key-constraint: warning } }\n";
+    let run = support::Case::new(&body(lint)).exec(&db.url, &[]);
+    assert_ne!(run.code, 5, "{}", run.stderr);
+    assert_eq!(
+        run.report["lint"]["errors"].as_u64(),
+        Some(0),
+        "{}",
+        run.report["lint"]
+    );
+}

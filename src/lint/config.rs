@@ -22,6 +22,7 @@ pub struct Config {
     pub levels: BTreeMap<String, LintLevel>,
     pub pg_version: Option<squawk_linter::Version>,
     pub assume_empty_before: Option<String>,
+    pub applied_through: Option<String>,
 }
 
 /// Every rule name lint knows: runbook's own, squawk's, and `syntax-error`.
@@ -80,6 +81,9 @@ impl Config {
         }
         if let Some(v) = &c.assume_empty_before {
             self.assume_empty_before = Some(v.clone());
+        }
+        if let Some(v) = &c.applied_through {
+            self.applied_through = Some(v.clone());
         }
         Ok(())
     }

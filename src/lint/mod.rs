@@ -270,6 +270,10 @@ pub fn lint_migrations(
     // Tables created by earlier files count as empty only before
     // `assume_empty_before` (a history applied at once to an empty database).
     let mut carried: BTreeSet<String> = BTreeSet::new();
+    // Files that will not run again: read for what they make, not reported.
+    let mut applied: BTreeSet<String> = BTreeSet::new();
+    let (first, first_note) = (report.findings.len(), report.notes.len());
+    let mut last_applied = String::new();
     for (m, d) in all.iter().zip(done) {
         let d = d?;
         let file = d.source.name().to_string();
@@ -298,9 +302,43 @@ pub fn lint_migrations(
         if early {
             carried.extend(d.script.created_tables().map(str::to_string));
         }
-        report.files += 1;
+        let done = !m.version.is_empty()
+            && config
+                .applied_through
+                .as_deref()
+                .is_some_and(|v| set.cmp(&m.version, v).is_le());
+        if done {
+            last_applied.clone_from(&file);
+            applied.insert(file);
+        } else {
+            report.files += 1;
+        }
     }
     checks.finish(report);
+    if let Some(through) = config.applied_through.as_deref()
+        && !applied.is_empty()
+    {
+        let mut i = 0;
+        report.findings.retain(|f| {
+            i += 1;
+            i <= first || !applied.contains(&f.file)
+        });
+        let mut i = 0;
+        report.notes.retain(|n| {
+            i += 1;
+            i <= first_note || !applied.contains(&n.file)
+        });
+        report.notes.push(Note {
+            file: last_applied,
+            line: 1,
+            note: format!(
+                "{} migration(s) through {through} are applied everywhere already \
+                 (`applied_through`): they will not run again, so they are not linted",
+                applied.len()
+            ),
+        });
+        report.not_linted += applied.len();
+    }
     Ok(())
 }
 
