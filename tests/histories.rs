@@ -3137,3 +3137,73 @@ fn a_number_that_becomes_shared_keeps_its_applied_migration_applied() {
         "1,2"
     );
 }
+
+/// nakama's sql-migrate files end sql-migrate's transaction themselves to
+/// build an index CONCURRENTLY, then open a new one for sql-migrate to
+/// commit: `COMMIT; CREATE INDEX CONCURRENTLY ...; BEGIN; UPDATE ...`.
+/// runbook runs such a file outside a transaction, so the file's last
+/// BEGIN was left open: the history row and the UPDATE went into it, and
+/// the session's end rolled them back. The run said the migration was
+/// applied; its history said it was not, with its index built. Now what
+/// the file left open is committed with its row, as sql-migrate's own
+/// COMMIT does; and a failure inside it rolls it back, leaving the session
+/// usable.
+#[test]
+fn a_file_that_ends_in_a_transaction_it_opened_is_committed_with_its_row() {
+    let db = Db::fresh();
+    let up = "CREATE TABLE a (id int, seen bool DEFAULT false);\nINSERT INTO a VALUES (1);\nCOMMIT;\n-- Concurrent index creation cannot be done inside a transaction.\nCREATE INDEX CONCURRENTLY a_id ON a (id);\nBEGIN;\nUPDATE a SET seen = true;\n";
+    let dir = files(&[(
+        "20240101000000-a.sql",
+        &format!("-- +migrate Up\n{up}\n-- +migrate Down\nDROP TABLE a;\n"),
+    )]);
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          history: { format: sql-migrate }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240101000000"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(id, ',') FROM gorp_migrations"),
+        "20240101000000-a.sql"
+    );
+    assert_eq!(db.sql("SELECT bool_and(seen)::text FROM a"), "true");
+    assert!(
+        run.stderr
+            .contains("it ended inside a transaction it opened"),
+        "{}",
+        run.stderr
+    );
+    // A failure after the file's BEGIN: what followed it is undone, the
+    // step fails part-way, and the run goes on to its report and rollback
+    // on a session that still works.
+    let db = Db::fresh();
+    let bad = files(&[(
+        "20240101000000-a.sql",
+        &format!(
+            "-- +migrate Up\n{}SELECT 1/0;\n-- +migrate Down\nDROP TABLE a;\n",
+            up
+        ),
+    )]);
+    let (_case, run) = migrate(
+        &db,
+        bad.path(),
+        "          history: { format: sql-migrate }\n        rollback:\n          - id: after\n            sql: CREATE TABLE after_failure (id int)\n",
+    );
+    // Its table and index stay: the rollback ran, and says they differ.
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("4 statement(s) of it committed before the failure"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT bool_or(seen)::text FROM a"), "false");
+    assert_eq!(db.sql("SELECT count(*) FROM gorp_migrations"), "0");
+    assert_eq!(
+        db.sql("SELECT to_regclass('after_failure') IS NOT NULL"),
+        "t",
+        "{}",
+        run.stderr
+    );
+}

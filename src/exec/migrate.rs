@@ -43,6 +43,11 @@ pub struct ScriptRun {
     pub duration: Duration,
     pub in_transaction: bool,
     pub no_transaction_because: Option<String>,
+    /// A script outside runbook's transaction that ended inside one it
+    /// opened (nakama's `COMMIT; CREATE INDEX CONCURRENTLY ...; BEGIN;`,
+    /// written for sql-migrate's own transaction): committed with its
+    /// history row, as the tool's own COMMIT commits it.
+    pub left_open: bool,
     pub statements: usize,
     /// With `collect_touched`, for a script that ran in a transaction: the
     /// tables whose rows it inserted, updated or deleted (from the
@@ -227,12 +232,23 @@ pub async fn run_script(
         };
         if let Err(q) = result {
             let (error, status, retry) = fail_at(script, st, i, q, ctx);
-            leave_after_failure(db, &leg, i, &error.message).await;
+            // Outside runbook's transaction, a failure inside one the
+            // script opened undoes it back to its BEGIN.
+            let done = if !in_tx && open_transaction(db).await {
+                db.rollback().await;
+                stmts[..i]
+                    .iter()
+                    .rposition(|s| opens_transaction(&s.text))
+                    .unwrap_or(i)
+            } else {
+                i
+            };
+            leave_after_failure(db, &leg, done, &error.message).await;
             return Err(ScriptFail {
                 error,
                 status,
-                retry: retry && (in_tx || i == 0),
-                done: i,
+                retry: retry && (in_tx || done == 0),
+                done,
                 in_transaction: in_tx,
             });
         }
@@ -244,7 +260,17 @@ pub async fn run_script(
         }
     }
     let duration = started.elapsed();
-    let finish = finish_sql(history, m, direction, total, duration, in_tx, nested);
+    let mut finish = finish_sql(history, m, direction, total, duration, in_tx, nested);
+    // A script run outside runbook's transaction may end inside one of its
+    // own: its history row would go into it, and the session's end would
+    // roll both back, the row lost while the script's work before its
+    // BEGIN stays. The tools that wrap a script commit what it left open
+    // with their own COMMIT, and so does runbook.
+    let left_open = !in_tx && open_transaction(db).await;
+    if left_open {
+        // Outside a transaction, `finish` is the row's write and its `;`.
+        finish.push_str("COMMIT");
+    }
     // The tables written are read before the history row is, in the same
     // round trip (the session runs them in the order they were sent).
     let touched = async {
@@ -279,9 +305,38 @@ pub async fn run_script(
         duration,
         in_transaction: in_tx,
         no_transaction_because: why,
+        left_open,
         statements: total,
         touched,
     })
+}
+
+/// Whether the session is inside a transaction block (one a script opened
+/// with BEGIN and left open, or an aborted one): a savepoint can be set
+/// only there.
+async fn open_transaction(db: &Db) -> bool {
+    match db
+        .client
+        .batch_execute("SAVEPOINT runbook_open_probe; RELEASE SAVEPOINT runbook_open_probe")
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => e.code() != Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION),
+    }
+}
+
+/// `BEGIN` or `START TRANSACTION`, which a script outside runbook's
+/// transaction may send.
+fn opens_transaction(statement: &str) -> bool {
+    let words: Vec<String> = statement
+        .split_whitespace()
+        .take(2)
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .collect();
+    matches!(
+        words.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ["BEGIN", ..] | ["START", "TRANSACTION", ..]
+    )
 }
 
 /// What opens a script: its own transaction (unless nested under a
@@ -708,6 +763,13 @@ async fn migrate(
             Ok(done) => {
                 if let Some(why) = &done.no_transaction_because {
                     super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));
+                }
+                if done.left_open {
+                    super::sql::log(
+                        r,
+                        &s.id,
+                        "  it ended inside a transaction it opened (a BEGIN with no COMMIT after it): committed with its history row, as the tool that wraps it in its own transaction commits it".into(),
+                    );
                 }
                 let mut entry = json!({
                     "version": x.version,

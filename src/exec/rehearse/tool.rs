@@ -278,6 +278,7 @@ impl Tool {
                 duration,
                 in_transaction: false,
                 no_transaction_because: Some("the tool ran it".into()),
+                left_open: false,
                 statements: 0,
                 touched: None,
             }),
