@@ -2231,6 +2231,45 @@ pub struct Change {
     pub after: Option<Value>,
 }
 
+/// Whether a `changed` object differs only in the date and time literals
+/// its definition holds: what a definition froze when it was made (a view
+/// over `'now'::timestamp - '1 mon'`, stored as the moment of its CREATE),
+/// so that the same SQL made at two moments gives two definitions.
+pub fn only_times_differ(c: &Change) -> bool {
+    static TIME: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let time = TIME.get_or_init(|| {
+        regex::Regex::new(
+            r"'\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[+-]\d{2}(?::\d{2})?)?)?'",
+        )
+        .expect("static regex")
+    });
+    let (Some(before), Some(after)) = (&c.before, &c.after) else {
+        return false;
+    };
+    let (before, after) = (before.to_string(), after.to_string());
+    if c.change != "changed"
+        || before == after
+        || time.replace_all(&before, "'T'") != time.replace_all(&after, "'T'")
+    {
+        return false;
+    }
+    // Each literal that differs is of these days (UTC, a day either side
+    // for the server's zone): a time the rehearsal froze, not one a person
+    // wrote (`CHECK (d > '2020-01-01')` made other by a down is a fault).
+    let (now, day) = (
+        std::time::SystemTime::now(),
+        std::time::Duration::from_secs(86_400),
+    );
+    let days: Vec<String> = [now - day, now, now + day]
+        .into_iter()
+        .map(|at| humantime::format_rfc3339(at).to_string()[..10].to_string())
+        .collect();
+    let recent = |m: &str| days.iter().any(|d| m.get(1..11) == Some(d.as_str()));
+    time.find_iter(&before)
+        .zip(time.find_iter(&after))
+        .all(|(a, b)| a.as_str() == b.as_str() || (recent(a.as_str()) && recent(b.as_str())))
+}
+
 /// A table's definition with its columns sorted by name.
 fn columns_sorted(v: &Value) -> Value {
     let mut v = v.clone();

@@ -2790,3 +2790,62 @@ fn a_baseline_adopts_an_existing_database_without_running_anything() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to baseline"));
 }
+
+/// lemmy's views compare with `'now'::timestamp - '1 mon'`, which
+/// PostgreSQL evaluates once, when the view is made, and stores: the same
+/// SQL made again gives another definition. Rehearsed, up, down and up
+/// again differed only in that moment, and the verdict was reup_failure
+/// (an error), or parity_mismatch for the down that made the view again.
+/// It is `nondeterministic`, which says why; a date a person wrote that a
+/// down gets wrong is still `parity_mismatch`.
+#[test]
+fn a_definition_that_froze_the_time_it_was_made_is_nondeterministic() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_posts.up.sql",
+                "CREATE TABLE post (id int, published timestamp, d date);\n\
+                 CREATE VIEW recent AS SELECT * FROM post WHERE published > ('now'::timestamp - '1 mon'::interval);\n\
+                 CREATE VIEW dated AS SELECT * FROM post WHERE d > '2020-01-01';\n",
+            ),
+            (
+                "001_posts.down.sql",
+                "DROP VIEW dated, recent;\nDROP TABLE post;\n",
+            ),
+            (
+                "002_recent.up.sql",
+                "CREATE OR REPLACE VIEW recent AS SELECT * FROM post WHERE published > ('now'::timestamp - '2 mon'::interval);\n",
+            ),
+            (
+                "002_recent.down.sql",
+                "CREATE OR REPLACE VIEW recent AS SELECT * FROM post WHERE published > ('now'::timestamp - '1 mon'::interval);\n",
+            ),
+            (
+                "003_dated.up.sql",
+                "CREATE OR REPLACE VIEW dated AS SELECT * FROM post WHERE d > '2021-01-01';\n",
+            ),
+            (
+                "003_dated.down.sql",
+                "CREATE OR REPLACE VIEW dated AS SELECT * FROM post WHERE d > '2019-01-01';\n",
+            ),
+        ],
+        "",
+    );
+    let step = run.step("rehearse");
+    assert_eq!(
+        step["details"]["verdicts"],
+        serde_json::json!({"nondeterministic": 2, "parity_mismatch": 1}),
+        "{step}"
+    );
+    // After the down that made the view again, and after the up again.
+    let o = outcome(&run, "002");
+    assert_eq!(verdicts(o), ["nondeterministic", "nondeterministic"], "{o}");
+    assert!(
+        o["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only in the times their definitions froze when they were made"),
+        "{o}"
+    );
+    assert_eq!(verdicts(outcome(&run, "003")), ["parity_mismatch"]);
+}

@@ -552,15 +552,36 @@ fn parity(
         return false;
     }
     let only_order = changes.iter().all(|c| c.change == "column_order");
-    let v = if only_order {
-        Verdict::ColumnOrder
+    // The same SQL made at two moments: definitions that froze the time
+    // they were made differ in that alone.
+    let only_times = !only_order
+        && changes
+            .iter()
+            .all(|c| c.change == "column_order" || snapshot::only_times_differ(c));
+    let (v, message) = if only_order {
+        (
+            Verdict::ColumnOrder,
+            format!("{what}: {}", super::snapshot::summary(&changes)),
+        )
+    } else if only_times {
+        (
+            Verdict::Nondeterministic,
+            format!(
+                "{what}, only in the times their definitions froze when they were made: {}. \
+                 A view or default over 'now'::timestamp or 'today'::date is evaluated once, when \
+                 it is created, not when it is read: it holds that moment, and each deploy another",
+                super::snapshot::summary(&changes)
+            ),
+        )
     } else {
-        verdict
+        (
+            verdict,
+            format!("{what}: {}", super::snapshot::summary(&changes)),
+        )
     };
-    let message = format!("{what}: {}", super::snapshot::summary(&changes));
     let f = o.find(v, message);
     f.changes = Some(super::snapshot::changes_json(&changes));
-    !only_order
+    !only_order && !only_times
 }
 
 /// What a rehearsal needs to start over on a fresh scratch database.
