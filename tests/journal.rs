@@ -363,3 +363,55 @@ fn a_step_rerun_by_a_resume_is_undone_once() {
     assert_eq!(ran, ["undo_half", "drop_f3"], "{}", undo.stderr);
     assert_eq!(db.sql("SELECT count(*) FROM undo_log"), "1");
 }
+
+/// A run that backed up, then made a change whose undo fails (a forward-
+/// only migration has none): `runbook rollback RUN_ID` failed and said a
+/// person must act, without a word on the backup taken for exactly this.
+/// Now its verdict names the backup to restore from; a rollback that
+/// brings the database back does not.
+#[test]
+fn a_rollback_that_falls_short_names_the_backup_that_run_took() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
+    let body = |undo: &str| {
+        runbook(&format!(
+            r#"phases:
+  - id: backup
+    kind: backup
+    steps:
+      - id: before
+        backup: {{ path: dumps/one, format: custom }}
+  - id: change
+    kind: expand
+    steps:
+      - id: add
+        sql: ALTER TABLE t ADD COLUMN m int
+        rollback:
+          id: undo_add
+          sql: {undo}
+"#
+        ))
+    };
+    let case = Case::new(&body("SELECT 1/0"));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.report["run"]["id"].as_str().unwrap().to_string();
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    assert_eq!(undo.code, 4, "{}", undo.stderr);
+    let verdict = undo.report["run"]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("ROLLBACK FAILED")
+            && verdict.contains("restore from the backup that run took: ")
+            && verdict.contains("dumps/one (step `before`)"),
+        "{verdict}"
+    );
+    db.sql("ALTER TABLE t DROP COLUMN m");
+    let case = Case::new(&body("ALTER TABLE t DROP COLUMN m"));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.report["run"]["id"].as_str().unwrap().to_string();
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    let verdict = undo.report["run"]["verdict"].as_str().unwrap();
+    assert!(!verdict.contains("restore from"), "{verdict}");
+}

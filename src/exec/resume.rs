@@ -360,8 +360,13 @@ impl<'a> Run<'a> {
                 not_undoable.join(", ")
             )
         };
-        let (status, code, verdict) =
+        let (status, code, mut verdict) =
             verdict::decide_rollback(&check, clean, &of, undone, &unguarded);
+        // Where the undo did not bring the database back, the backups that
+        // run took are the way back: named, not left to be looked for.
+        if status != super::RunStatus::RolledBack {
+            verdict.push_str(&backups_taken(prior));
+        }
         if !plan.finally_steps.is_empty() {
             self.run_status = super::LiveStatus::Ended(status);
             let _ = self
@@ -375,5 +380,26 @@ impl<'a> Run<'a> {
             },
             verdict,
         )
+    }
+}
+
+/// `; that run's backup (step `b`) is at PATH`: the backups an earlier run
+/// took and finished, to restore from when its undo fell short.
+fn backups_taken(prior: &Prior) -> String {
+    let taken: Vec<String> = prior
+        .record
+        .steps
+        .iter()
+        .map(|s| &s.row)
+        .filter(|r| r.role == "main" && r.kind == "backup" && r.status == "succeeded")
+        .filter_map(|r| {
+            let path = r.output.get("path")?.as_str()?;
+            Some(format!("{path} (step `{}`)", r.step))
+        })
+        .collect();
+    match taken.as_slice() {
+        [] => String::new(),
+        [one] => format!("; restore from the backup that run took: {one}"),
+        many => format!("; restore from a backup that run took: {}", many.join(", ")),
     }
 }
