@@ -414,4 +414,17 @@ fn a_rollback_that_falls_short_names_the_backup_that_run_took() {
     assert_eq!(undo.code, 0, "{}", undo.stderr);
     let verdict = undo.report["run"]["verdict"].as_str().unwrap();
     assert!(!verdict.contains("restore from"), "{verdict}");
+    // In the run itself: a later step fails and the undo falls short.
+    let failing = format!(
+        "{}      - id: breaks\n        sql: SELECT 1/0\n",
+        body("SELECT 1/0")
+    );
+    let run = Case::new(&failing).exec(&db.url, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let verdict = run.report["run"]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("a person must act; restore from the backup this run took: ")
+            && verdict.contains("dumps/one (step `before`)"),
+        "{verdict}"
+    );
 }

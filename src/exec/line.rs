@@ -491,10 +491,31 @@ impl<'a> Run<'a> {
             }),
             tolerated: st.tolerated,
         };
-        let (status, exit_code, verdict) = verdict::decide(&facts);
+        let (status, exit_code, mut verdict) = verdict::decide(&facts);
+        // A person must act: the backups this run took are the way back.
+        if exit_code == crate::exit::ROLLBACK_FAILED && !interrupted {
+            verdict.push_str(&self.backups_taken());
+        }
         self.run_status = LiveStatus::Ended(status);
         self.finally().await;
         (RunResult { status, exit_code }, verdict)
+    }
+
+    /// The backups this run took and finished, as a verdict's last words.
+    fn backups_taken(&self) -> String {
+        let taken: Vec<(String, String)> = self
+            .plan
+            .phases
+            .iter()
+            .flat_map(|ph| &ph.steps)
+            .filter(|s| matches!(s.action, crate::plan::Action::Backup(_)))
+            .filter_map(|s| {
+                let out = self.steps_out.get(&s.id)?;
+                (out.get("status")?.as_str()? == "succeeded").then_some(())?;
+                Some((s.id.clone(), out.get("path")?.as_str()?.to_string()))
+            })
+            .collect();
+        super::resume::restore_from(&taken, "this run")
     }
 
     /// The phases in order, until one fails, is not approved, or the run

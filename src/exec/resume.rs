@@ -383,23 +383,29 @@ impl<'a> Run<'a> {
     }
 }
 
-/// `; that run's backup (step `b`) is at PATH`: the backups an earlier run
-/// took and finished, to restore from when its undo fell short.
+/// `; restore from the backup that run took: PATH (step `b`)`: the
+/// backups an earlier run took and finished, for when its undo fell short.
 fn backups_taken(prior: &Prior) -> String {
-    let taken: Vec<String> = prior
+    let taken: Vec<(String, String)> = prior
         .record
         .steps
         .iter()
         .map(|s| &s.row)
         .filter(|r| r.role == "main" && r.kind == "backup" && r.status == "succeeded")
-        .filter_map(|r| {
-            let path = r.output.get("path")?.as_str()?;
-            Some(format!("{path} (step `{}`)", r.step))
-        })
+        .filter_map(|r| Some((r.step.clone(), r.output.get("path")?.as_str()?.to_string())))
         .collect();
-    match taken.as_slice() {
+    restore_from(&taken, "that run")
+}
+
+/// The backups `who` took, `(step, path)`, as a verdict's last words.
+pub(super) fn restore_from(taken: &[(String, String)], who: &str) -> String {
+    let named: Vec<String> = taken
+        .iter()
+        .map(|(step, path)| format!("{path} (step `{step}`)"))
+        .collect();
+    match named.as_slice() {
         [] => String::new(),
-        [one] => format!("; restore from the backup that run took: {one}"),
-        many => format!("; restore from a backup that run took: {}", many.join(", ")),
+        [one] => format!("; restore from the backup {who} took: {one}"),
+        many => format!("; restore from a backup {who} took: {}", many.join(", ")),
     }
 }
