@@ -130,8 +130,19 @@ const OTHER_ENGINES: &[&str] = &[
     "clickhouse",
 ];
 
+/// A directory named for another engine, alone or as a word of its name:
+/// `mysql`, Conductor's `mysql-persistence` module, its
+/// `migration_scheduler_mysql`.
 fn other_engine(name: &str) -> bool {
-    OTHER_ENGINES.contains(&name.to_ascii_lowercase().as_str())
+    name.to_ascii_lowercase()
+        .split(['-', '_', '.'])
+        .any(|word| OTHER_ENGINES.contains(&word))
+}
+
+/// A directory named like one that holds migrations: one of [`NAMES`], or
+/// a name that starts with `migration` (Conductor's `migration_postgres`).
+fn migrations_name(name: &str) -> bool {
+    NAMES.contains(&name) || name.to_ascii_lowercase().starts_with("migration")
 }
 
 /// How deep under the project the search goes: real projects keep
@@ -166,7 +177,7 @@ pub fn detect(root: &Path, refused: &mut Vec<String>) -> Vec<Found> {
             {
                 continue;
             }
-            if NAMES.contains(&name.as_str()) {
+            if migrations_name(&name) {
                 match migration_dir(root, &path, refused) {
                     Some(found) => all.push((depth, found)),
                     // One level in: one directory per engine or kind
@@ -758,6 +769,42 @@ mod tests {
             text.contains("#   runbook exec runbook.yml --database-url \"$DATABASE_URL\" \\\n#       --set seed="),
             "{text}"
         );
+    }
+
+    /// Conductor's layout: a module per engine, and PostgreSQL's Flyway
+    /// scripts in `migration_postgres`. init wired in the MySQL module's
+    /// `migration` (10 files), since `migration_postgres` was not a name it
+    /// looked for and `mysql-persistence` was not another engine's.
+    #[test]
+    fn detect_skips_other_engines_modules_and_reads_migration_prefixed_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let put = |dir: &str, n: usize| {
+            let d = tmp.path().join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 1..=n {
+                std::fs::write(d.join(format!("V{i}__m.sql")), "SELECT 1;\n").unwrap();
+            }
+        };
+        put("mysql-persistence/src/main/resources/db/migration", 10);
+        put(
+            "sqlite-persistence/src/main/resources/db/migration_sqlite",
+            9,
+        );
+        put(
+            "scheduler/src/main/resources/db/migration_scheduler_mysql",
+            8,
+        );
+        put(
+            "postgres-persistence/src/main/resources/db/migration_postgres",
+            3,
+        );
+        let found = detect(tmp.path(), &mut Vec::new());
+        let dirs: Vec<String> = found.iter().map(|f| f.dir.display().to_string()).collect();
+        assert_eq!(
+            dirs,
+            ["postgres-persistence/src/main/resources/db/migration_postgres"]
+        );
+        assert!(found[0].forward_only, "no undo files");
     }
 
     #[test]

@@ -2849,3 +2849,35 @@ fn a_definition_that_froze_the_time_it_was_made_is_nondeterministic() {
     );
     assert_eq!(verdicts(outcome(&run, "003")), ["parity_mismatch"]);
 }
+
+/// Conductor keeps 18 Flyway migrations and no undo (`U`) file: undo is a
+/// Flyway Teams feature, and most teams have none. Each was rehearsed as
+/// `irreversible` (no `U1__*.sql`), so `runbook init`'s CI rehearsal failed
+/// all 18. A directory with no undo at all is forward-only, said once for
+/// the set; with one undo, a migration without its own is irreversible.
+#[test]
+fn a_flyway_directory_without_undo_files_is_forward_only() {
+    let ups = [
+        ("V1__init.sql", "CREATE TABLE a (id int);\n"),
+        ("V2__more.sql", "ALTER TABLE a ADD COLUMN b int;\n"),
+    ];
+    let (_dir, run) = rehearse_files(&ups, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let step = run.step("rehearse");
+    assert_eq!(
+        step["details"]["verdicts"],
+        serde_json::json!({"forward_only": 2}),
+        "{step}"
+    );
+    assert!(
+        step["details"]["set_findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the directory has no undo (`U`) migrations, which Flyway Community does not run, so its migrations are forward-only"),
+        "{step}"
+    );
+    let with_undo = [&ups[..], &[("U1__init.sql", "DROP TABLE a;\n")][..]].concat();
+    let (_dir, run) = rehearse_files(&with_undo, "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(verdicts(outcome(&run, "2")), ["irreversible"]);
+}

@@ -407,6 +407,14 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         };
         push_versioned(set, &file, n.version, n.description, up, down)?;
     }
+    // Undo migrations are a Flyway Teams feature: a directory with none
+    // (Conductor's, and most) is forward-only by its team's practice, not
+    // missing a down in each migration. One undo makes the others missing.
+    if undos.is_empty() && !set.migrations.is_empty() {
+        set.forward_only(
+            "the directory has no undo (`U`) migrations, which Flyway Community does not run",
+        );
+    }
     Ok(())
 }
 
