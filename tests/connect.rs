@@ -109,29 +109,25 @@ fn a_service_fills_what_the_string_leaves_out_and_the_string_wins() {
         err.contains("help: a service is a [section] of pg_service.conf"),
         "{err}"
     );
-    // A key runbook cannot honour is named with its line.
-    std::fs::write(&file, "[odd]\nhost=localhost\nkrbsrvname=postgres\n").unwrap();
-    let out = case
-        .command("service=odd", &[])
-        .env("PGSERVICEFILE", &file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(err.contains(":3: service [odd] sets `krbsrvname`"), "{err}");
-    // So is a value it cannot honour of a key it takes.
-    std::fs::write(&file, "[odd]\nhost=localhost\ngssencmode=require\n").unwrap();
-    let out = case
-        .command("service=odd", &[])
-        .env("PGSERVICEFILE", &file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(
-        err.contains("gssencmode `require`: runbook's driver has no GSSAPI encryption"),
-        "{err}"
-    );
+    // A key runbook cannot honour is named with its line, and so is a
+    // value it cannot honour of a key it takes.
+    for (key, says) in [
+        ("krbsrvname=postgres", ":3: service [odd] sets `krbsrvname`"),
+        (
+            "gssencmode=require",
+            "gssencmode `require`: runbook's driver has no GSSAPI encryption",
+        ),
+    ] {
+        std::fs::write(&file, format!("[odd]\nhost=localhost\n{key}\n")).unwrap();
+        let out = case
+            .command("service=odd", &[])
+            .env("PGSERVICEFILE", &file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{err}");
+        assert!(err.contains(says), "{key}: {err}");
+    }
 }
 
 /// Two servers: a read-only one listed first, the writable one second.

@@ -515,7 +515,7 @@ impl<'a> Run<'a> {
                 Some((s.id.clone(), out.get("path")?.as_str()?.to_string()))
             })
             .collect();
-        super::resume::restore_from(&taken, "this run")
+        verdict::restore_from(&taken, "this run")
     }
 
     /// The phases in order, until one fails, is not approved, or the run

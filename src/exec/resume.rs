@@ -394,18 +394,5 @@ fn backups_taken(prior: &Prior) -> String {
         .filter(|r| r.role == "main" && r.kind == "backup" && r.status == "succeeded")
         .filter_map(|r| Some((r.step.clone(), r.output.get("path")?.as_str()?.to_string())))
         .collect();
-    restore_from(&taken, "that run")
-}
-
-/// The backups `who` took, `(step, path)`, as a verdict's last words.
-pub(super) fn restore_from(taken: &[(String, String)], who: &str) -> String {
-    let named: Vec<String> = taken
-        .iter()
-        .map(|(step, path)| format!("{path} (step `{step}`)"))
-        .collect();
-    match named.as_slice() {
-        [] => String::new(),
-        [one] => format!("; restore from the backup {who} took: {one}"),
-        many => format!("; restore from a backup {who} took: {}", many.join(", ")),
-    }
+    verdict::restore_from(&taken, "that run")
 }

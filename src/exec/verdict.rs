@@ -269,6 +269,19 @@ pub(crate) fn refusal_code(status: RunStatus) -> u8 {
     }
 }
 
+/// The backups `who` took, `(step, path)`, as a verdict's last words.
+pub(crate) fn restore_from(taken: &[(String, String)], who: &str) -> String {
+    let named: Vec<String> = taken
+        .iter()
+        .map(|(step, path)| format!("{path} (step `{step}`)"))
+        .collect();
+    match named.as_slice() {
+        [] => String::new(),
+        [one] => format!("; restore from the backup {who} took: {one}"),
+        many => format!("; restore from a backup {who} took: {}", many.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
