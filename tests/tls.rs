@@ -437,6 +437,24 @@ fn other_clients_tls_settings_are_read_as_those_clients_read_them() {
         tls("ssl=true&sslmode=require").ends_with("(sslmode=require)"),
         "sslmode over ssl"
     );
+    // Prisma's: `sslcert` with `sslaccept` is the CA; `strict` checks the
+    // host too, `accept_invalid_certs` (Prisma's default) nothing.
+    assert!(
+        tls(&format!(
+            "sslmode=require&sslaccept=strict&sslcert={}",
+            ca()
+        ))
+        .ends_with("certificate and host verified (sslmode=verify-full)"),
+        "sslaccept=strict"
+    );
+    assert!(
+        tls(&format!(
+            "sslmode=require&sslcert={}&sslaccept=accept_invalid_certs",
+            ca()
+        ))
+        .ends_with("certificate not verified (sslmode=require)"),
+        "accept_invalid_certs"
+    );
     let t = tls("sslmode=require&ssl_min_protocol_version=TLSv1.3");
     assert!(t.starts_with("TLSv1.3,"), "{t}");
     // `ssl=true` alone: the system's roots do not hold this cluster's CA.
@@ -473,6 +491,15 @@ fn other_clients_tls_settings_are_read_as_those_clients_read_them() {
             "`channel_binding=require` refuses every one but SCRAM",
         ),
         ("krbsrvname=postgres", "no GSSAPI (Kerberos) login"),
+        ("sslaccept=strict&sslcert=ca.pem", "give its absolute path"),
+        (
+            "sslidentity=id.p12&sslpassword=x",
+            "Prisma's PKCS#12 client identity",
+        ),
+        (
+            "sslaccept=lax",
+            "is not one of strict, accept_invalid_certs",
+        ),
         (
             "ssl_min_protocol_version=TLSv2",
             "is not one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3",

@@ -116,6 +116,45 @@ fn ssl_flag(tls: &mut Tls, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Prisma's `sslaccept`, which makes the URL Prisma's: its `sslcert` is the
+/// CA to check the server against (libpq's `sslrootcert`), not a client
+/// certificate. `strict` checks the certificate and the host, against that
+/// CA or the system's roots (`verify-full`); `accept_invalid_certs`, as
+/// Prisma does by default, checks nothing.
+fn prisma_accept(tls: &mut Tls, accept: &str) -> Result<(), String> {
+    let ca = tls.cert.take();
+    if let Some(ca) = &ca
+        && ca.is_relative()
+    {
+        return Err(format!(
+            "`sslcert={}` with `sslaccept` is Prisma's CA file, which Prisma finds from its \
+             schema file's directory; runbook cannot tell which: give its absolute path",
+            ca.display()
+        ));
+    }
+    match accept {
+        "strict" => {
+            if tls.mode != SslMode::Disable {
+                tls.mode = SslMode::VerifyFull;
+            }
+            tls.root_cert = Some(ca.map_or(RootCert::System, RootCert::File));
+        }
+        "accept_invalid_certs" => {}
+        other => {
+            return Err(format!(
+                "sslaccept `{other}` (Prisma's) is not one of strict, accept_invalid_certs"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Prisma's `sslidentity`: a PKCS#12 client identity.
+const PRISMA_IDENTITY: &str = "`sslidentity` (Prisma's PKCS#12 client identity) is not \
+    read: runbook takes a client certificate and key as PEM files; convert it (`openssl pkcs12 \
+    -in identity.p12 -nodes`) and give them as libpq's `sslcert` and `sslkey`, with Prisma's \
+    CA as `sslrootcert`";
+
 /// The TLS parameters a connection string may hold, which tokio-postgres
 /// does not read itself (it knows only disable, prefer and require).
 pub const PARAMS: &[&str] = &[
@@ -559,7 +598,7 @@ pub fn split(conn: &str) -> Result<(String, Tls), String> {
             None => conn.to_string(),
             Some((base, query)) => {
                 let mut kept = Vec::new();
-                let mut ssl = None;
+                let (mut ssl, mut accept) = (None, None);
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if PARAMS.contains(&k) {
@@ -567,9 +606,16 @@ pub fn split(conn: &str) -> Result<(String, Tls), String> {
                         said.insert(k.to_string());
                     } else if k == "ssl" {
                         ssl = Some(percent_decode(v).to_ascii_lowercase());
+                    } else if k == "sslaccept" {
+                        accept = Some(percent_decode(v));
+                    } else if k == "sslidentity" {
+                        return Err(PRISMA_IDENTITY.into());
                     } else {
                         kept.push(pair);
                     }
+                }
+                if let Some(accept) = accept {
+                    prisma_accept(&mut tls, &accept)?;
                 }
                 // Those clients, too, take `sslmode` over it.
                 if let Some(v) = ssl
