@@ -234,7 +234,10 @@ pub async fn run_script(
             let (error, status, retry) = fail_at(script, st, i, q, ctx);
             // Outside runbook's transaction, a failure inside one the
             // script opened undoes it back to its BEGIN.
-            let done = if !in_tx && open_transaction(db).await {
+            let done = if !in_tx
+                && stmts[..i].iter().any(|s| opens_transaction(&s.text))
+                && open_transaction(db).await
+            {
                 db.rollback().await;
                 stmts[..i]
                     .iter()
@@ -266,7 +269,8 @@ pub async fn run_script(
     // roll both back, the row lost while the script's work before its
     // BEGIN stays. The tools that wrap a script commit what it left open
     // with their own COMMIT, and so does runbook.
-    let left_open = !in_tx && open_transaction(db).await;
+    let left_open =
+        !in_tx && stmts.iter().any(|s| opens_transaction(&s.text)) && open_transaction(db).await;
     if left_open {
         // Outside a transaction, `finish` is the row's write and its `;`.
         finish.push_str("COMMIT");
