@@ -234,18 +234,14 @@ pub async fn run_script(
             let (error, status, retry) = fail_at(script, st, i, q, ctx);
             // Outside runbook's transaction, a failure inside one the
             // script opened undoes it back to its BEGIN.
-            let done = if !in_tx
-                && stmts[..i].iter().any(|s| opens_transaction(&s.text))
-                && open_transaction(db).await
-            {
-                db.rollback().await;
-                stmts[..i]
-                    .iter()
-                    .rposition(|s| opens_transaction(&s.text))
-                    .unwrap_or(i)
-            } else {
-                i
-            };
+            let done =
+                if !in_tx && stmts[..i].iter().any(opens_transaction) && open_transaction(db).await
+                {
+                    db.rollback().await;
+                    stmts[..i].iter().rposition(opens_transaction).unwrap_or(i)
+                } else {
+                    i
+                };
             leave_after_failure(db, &leg, done, &error.message).await;
             return Err(ScriptFail {
                 error,
@@ -269,8 +265,7 @@ pub async fn run_script(
     // roll both back, the row lost while the script's work before its
     // BEGIN stays. The tools that wrap a script commit what it left open
     // with their own COMMIT, and so does runbook.
-    let left_open =
-        !in_tx && stmts.iter().any(|s| opens_transaction(&s.text)) && open_transaction(db).await;
+    let left_open = !in_tx && stmts.iter().any(opens_transaction) && open_transaction(db).await;
     if left_open {
         // Outside a transaction, `finish` is the row's write and its `;`.
         finish.push_str("COMMIT");
@@ -329,18 +324,10 @@ async fn open_transaction(db: &Db) -> bool {
     }
 }
 
-/// `BEGIN` or `START TRANSACTION`, which a script outside runbook's
-/// transaction may send.
-fn opens_transaction(statement: &str) -> bool {
-    let words: Vec<String> = statement
-        .split_whitespace()
-        .take(2)
-        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
-        .collect();
-    matches!(
-        words.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ["BEGIN", ..] | ["START", "TRANSACTION", ..]
-    )
+/// `BEGIN` or `START TRANSACTION` (the parser's one kind for both), which
+/// a script outside runbook's transaction may send.
+fn opens_transaction(st: &statements::Statement) -> bool {
+    st.kind == "BEGIN"
 }
 
 /// What opens a script: its own transaction (unless nested under a

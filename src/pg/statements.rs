@@ -510,6 +510,11 @@ mod tests {
         );
         assert!(s[0].transaction_control && s[2].transaction_control);
         assert!(!s[1].transaction_control);
+        // Every way to open one is one kind.
+        assert_eq!(
+            kinds("START TRANSACTION; BEGIN WORK; BEGIN ISOLATION LEVEL SERIALIZABLE;"),
+            ["BEGIN", "BEGIN", "BEGIN"]
+        );
     }
 
     #[test]
