@@ -281,6 +281,7 @@ async fn open_history(m: &Migrations<'_>, baseline: bool) -> Result<Opened, Comm
         ),
         opened => opened.map_err(|e| CommandError::invalid(e.to_string(), e.hint()))?,
     };
+    set.warnings.extend(history.not_kept());
     let applied = history.read(&db, &set).await.map_err(|e| {
         CommandError::unavailable(
             format!("cannot read {}: {}", history.name, e.message),

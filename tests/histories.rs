@@ -888,7 +888,15 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
     let db = Db::fresh();
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.step("apply")["details"]["warnings"], warnings);
+    let new = &run.step("apply")["details"]["warnings"];
+    assert_eq!(new[0], warnings[0], "{new}");
+    assert!(
+        new[1]
+            .as_str()
+            .unwrap()
+            .starts_with("goose's own history table is not made"),
+        "{new}"
+    );
     // A rehearsal of them fails that migration: `tool_failure`, an error
     // by default, rather than an `ok` for what goose would not deploy.
     let db = Db::fresh();
@@ -2748,6 +2756,84 @@ fn a_history_in_the_schema_the_url_names_is_found_there() {
     assert!(
         out.contains("prisma history in app._prisma_migrations (detected)"),
         "{out}"
+    );
+}
+
+/// On a database with no history, a Prisma directory's migrations were
+/// recorded in a new runbook table, which `prisma migrate deploy` does not
+/// read: an application that runs it at start-up (documenso's image does)
+/// ran them all again, and stopped at the first `CREATE TABLE`. A new
+/// history is now the directory's tool's own table where that table marks
+/// a script that stops half-way, as Prisma's does. dbmate's cannot, so a
+/// dbmate directory keeps runbook's own, and the step says what that means.
+#[test]
+fn a_new_history_is_the_directorys_tools_where_it_marks_a_script_that_stopped() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("20240101000000_init/migration.sql", INIT),
+        ("20240102000000_add/migration.sql", ADD),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240101000000", "20240102000000"]);
+    let details = &run.step("apply")["details"];
+    assert_eq!(details["history_format"], "prisma", "{details}");
+    assert_eq!(details["warnings"], serde_json::Value::Null, "{details}");
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT string_agg(migration_name || ' ' || (finished_at IS NOT NULL) || ' ' \
+             || (checksum = encode(sha256(convert_to(E'{}', 'UTF8')), 'hex')), ',' ORDER BY migration_name) \
+             FROM _prisma_migrations",
+            INIT.replace('\n', "\\n")
+        )),
+        "20240101000000_init true true,20240102000000_add true false"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.runbook_migrations') IS NULL"),
+        "t"
+    );
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("prisma history in public._prisma_migrations (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["20240101000000 applied", "20240102000000 applied"]
+    );
+
+    let db = Db::fresh();
+    let dir = files(&[(
+        "20240101000000_init.sql",
+        "-- migrate:up\nCREATE TABLE users (id bigint PRIMARY KEY);\n-- migrate:down\nDROP TABLE users;\n",
+    )]);
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("warning: dbmate's own history table is not made"),
+        "{out}"
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20240101000000"]);
+    let details = &run.step("apply")["details"];
+    assert_eq!(details["history_format"], "runbook", "{details}");
+    assert_eq!(
+        details["warnings"][0],
+        "dbmate's own history table is not made: it cannot mark a script that stops half-way, \
+         and runbook's can. dbmate's own migrator will not see these migrations as applied (an \
+         application that runs it at start-up would run them again); `history: {format: dbmate}` \
+         keeps dbmate's table instead",
+        "{details}"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "1");
+    // Said when the table is made, not on every run after it.
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("apply")["details"]["warnings"],
+        serde_json::Value::Null
     );
 }
 

@@ -534,6 +534,7 @@ pub(crate) async fn run(
         .await
         .map_err(|e| refused(e.to_string(), e.hint()))?;
     super::sql::log(r, &s.id, format!("history: {}", history.describe()));
+    set.warnings.extend(history.not_kept());
     for w in &set.warnings[read..] {
         super::sql::log(r, &s.id, format!("warning: {w}"));
     }

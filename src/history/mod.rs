@@ -386,6 +386,21 @@ impl Tool {
         self != Self::Sqitch
     }
 
+    /// Whether the tool's table can mark a script that runs outside a
+    /// transaction as unfinished before it runs, so a run that stops
+    /// half-way through one is seen by the next ([`Write::Mark`]).
+    pub fn marks_unfinished(self) -> bool {
+        matches!(
+            self,
+            Self::Runbook
+                | Self::Prisma
+                | Self::Knex
+                | Self::GolangMigrate
+                | Self::Flyway
+                | Self::Sqlx
+        )
+    }
+
     /// Only runbook's own rows say which run applied them (`to: before_run`).
     pub fn records_runs(self) -> bool {
         self == Self::Runbook
@@ -637,6 +652,10 @@ pub struct History {
     batch: AtomicI64,
     /// How it was chosen, for the log: named, or detected.
     pub detected: bool,
+    /// A new runbook table for a directory of a tool whose table was not
+    /// made (it cannot mark a script that stops half-way): that tool, for
+    /// the log to say its own migrator will not see these migrations.
+    pub instead_of: Option<Tool>,
     /// Refinery's: its versions are 64-bit (`int8-versions`), which its
     /// checksum hashes as such.
     wide_versions: bool,
@@ -673,6 +692,7 @@ impl History {
             keys: Default::default(),
             batch: AtomicI64::new(1),
             detected: false,
+            instead_of: None,
             wide_versions: false,
             tool_fails: Vec::new(),
             session_reset: None,
@@ -779,13 +799,23 @@ impl History {
                             if !away.is_empty() {
                                 return Err(HistoryError::Elsewhere(away));
                             }
-                            // Only Flyway's table records repeatable migrations.
-                            let tool = if set.repeatables.is_empty() {
-                                Tool::Runbook
-                            } else {
-                                Tool::Flyway
+                            // A new history is the directory's own tool's
+                            // table where that table marks a script that
+                            // stops half-way (Prisma's, Flyway's), so the
+                            // tool reads what runbook applied; else
+                            // runbook's own, which marks every script.
+                            // Only Flyway's table records repeatable
+                            // migrations.
+                            let own = Tool::of_set(set);
+                            let tool = match own {
+                                Some(t) if t.marks_unfinished() => t,
+                                _ if !set.repeatables.is_empty() => Tool::Flyway,
+                                _ => Tool::Runbook,
                             };
-                            History::new(tool, &tool.table_in(named), set)
+                            History {
+                                instead_of: own.filter(|t| *t != tool && t.writable()),
+                                ..History::new(tool, &tool.table_in(named), set)
+                            }
                         }
                     },
                     [(tool, name)] => History {
@@ -927,6 +957,21 @@ impl History {
             self.name,
             if self.detected { " (detected)" } else { "" }
         )
+    }
+
+    /// When a new runbook table records a directory of a tool whose own
+    /// table was not made ([`History::instead_of`]): that the tool's own
+    /// migrator will not see these migrations, and how to keep its table.
+    pub fn not_kept(&self) -> Option<String> {
+        self.instead_of.map(|t| {
+            format!(
+                "{t}'s own history table is not made: it cannot mark a script that stops \
+                 half-way, and runbook's can. {t}'s own migrator will not see these migrations \
+                 as applied (an application that runs it at start-up would run them again); \
+                 `history: {{format: {t}}}` keeps {t}'s table instead",
+                t = t.name()
+            )
+        })
     }
 
     pub async fn exists(&self, db: &Db) -> Result<bool, ErrorInfo> {

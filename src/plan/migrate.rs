@@ -59,7 +59,8 @@ impl PlanHistory {
     pub fn describe(&self) -> String {
         match (self.format.as_str(), &self.table) {
             ("auto", None) => format!(
-                "detected (a known tool's table, else runbook's own {}{IN_URLS})",
+                "detected (a known tool's table; else a new one: Prisma's or Flyway's for their \
+                 directories, runbook's own {} for any other{IN_URLS})",
                 model::DEFAULT_HISTORY_TABLE
             ),
             ("auto", Some(t)) => format!("in {t} (its tool detected)"),
