@@ -369,6 +369,109 @@ fn a_step_rerun_by_a_resume_is_undone_once() {
 /// person must act, without a word on the backup taken for exactly this.
 /// Now its verdict names the backup to restore from; a rollback that
 /// brings the database back does not.
+/// `to: before_run` was refused with any history but runbook's own, since
+/// only runbook's rows record the run that applied them: the undo of a
+/// failed release on a dbmate (Knex, Flyway, Prisma...) history always
+/// ended "ROLLBACK FAILED". What this run applied is what the migrate step
+/// being undone recorded: in the run, and in its journal for `runbook
+/// rollback`. A migration an earlier deploy applied stays.
+#[test]
+fn before_run_undoes_what_the_step_applied_in_a_history_that_records_no_runs() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE users (id bigint PRIMARY KEY);
+         CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY);
+         INSERT INTO schema_migrations VALUES ('1');",
+    );
+    let body = |third: &str| {
+        runbook(&format!(
+            r#"phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: apply
+        migrate: {{ dir: db }}
+        rollback:
+          id: undo_apply
+          migrate: {{ dir: db, direction: down, to: before_run }}
+      - id: health
+        sql: {third}
+"#
+        ))
+    };
+    let case = Case::new(&body("SELECT 1/0"));
+    let dir = case.dir.path().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    for (file, up, down) in [
+        (
+            "1_init.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY);",
+            "DROP TABLE users;",
+        ),
+        (
+            "2_email.sql",
+            "ALTER TABLE users ADD COLUMN email text;",
+            "ALTER TABLE users DROP COLUMN email;",
+        ),
+        (
+            "3_name.sql",
+            "ALTER TABLE users ADD COLUMN name text;",
+            "ALTER TABLE users DROP COLUMN name;",
+        ),
+    ] {
+        std::fs::write(
+            dir.join(file),
+            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}\n"),
+        )
+        .unwrap();
+    }
+    let versions =
+        || db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations");
+    let columns = || {
+        db.sql("SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'users'")
+    };
+    // In the run: the release fails after its migrations, and they go.
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.step("undo_apply")["status"],
+        "succeeded",
+        "{}",
+        run.stderr
+    );
+    assert_eq!((versions(), columns()), ("1".into(), "id".into()));
+    // Later, by `runbook rollback RUN_ID`, from the journal.
+    let case = Case::new(&body("SELECT 1"));
+    std::fs::create_dir(case.dir.path().join("db")).unwrap();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), case.dir.path().join("db").join(f.file_name())).unwrap();
+    }
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(versions(), "1,2,3");
+    let id = run.report["run"]["id"].as_str().unwrap().to_string();
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    assert_eq!((versions(), columns()), ("1".into(), "id".into()));
+    // Outside a step's rollback there is no record: refused, as before.
+    let alone = Case::new(&runbook(&format!(
+        "phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: down\n        migrate: {{ dir: {}, direction: down, to: before_run }}\n",
+        dir.display()
+    )));
+    let run = alone.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("down")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the dbmate history does not record which run applied each"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(versions(), "1");
+}
+
 #[test]
 fn a_rollback_that_falls_short_names_the_backup_that_run_took() {
     let db = Db::fresh();

@@ -884,15 +884,21 @@ async fn decide<'s>(
         let (message, hint) = history.dirty_message(d);
         return Err(refused(message, &hint));
     }
-    if to.as_deref() == Some(BEFORE_RUN) && !history.tool.records_runs() {
-        return Err(refused(
-            format!(
-                "`to: before_run` needs to know which run applied each migration, and the {} history does not record it",
-                history.tool.name()
-            ),
-            "give the version to roll back to (`to: \"{{ params.version }}\"`), or use runbook's own history",
-        ));
-    }
+    // Where the history does not say which run applied a migration, what
+    // this run applied is what the step being undone recorded it applied.
+    let recorded = if to.as_deref() == Some(BEFORE_RUN) && !history.tool.records_runs() {
+        Some(applied_by_undone_step(r).ok_or_else(|| {
+            refused(
+                format!(
+                    "`to: before_run` needs to know which migrations that run applied: the {} history does not record which run applied each, and this is not the rollback of a migrate step that recorded what it applied",
+                    history.tool.name()
+                ),
+                "give the version to roll back to (`to: \"{{ params.version }}\"`), or use runbook's own history",
+            )
+        })?)
+    } else {
+        None
+    };
     let mut pending = select(
         set,
         &applied,
@@ -902,12 +908,13 @@ async fn decide<'s>(
         steps,
     );
     if to.as_deref() == Some(BEFORE_RUN) {
-        let ours = |v: &str| {
-            applied
+        let ours = |m: &Migration| match &recorded {
+            Some(list) => list.iter().any(|(v, n)| *v == m.version && *n == m.name),
+            None => applied
                 .iter()
-                .any(|a| a.version == v && a.run_id == r.origin_run_id)
+                .any(|a| a.version == m.version && a.run_id == r.origin_run_id),
         };
-        pending.run.retain(|m| ours(&m.version));
+        pending.run.retain(|m| ours(m));
     }
     pending.repeatables = repeat;
     if !history.tool.writable() && !pending.run.is_empty() {
@@ -921,6 +928,21 @@ async fn decide<'s>(
         ));
     }
     Ok((applied, pending))
+}
+
+/// The migrations (version and name) that the step a compensation undoes
+/// recorded it applied going up: in this run, or, for `runbook rollback`,
+/// in the journal of the run being undone. `None` outside a compensation,
+/// or when that step recorded nothing (a run killed in it).
+fn applied_by_undone_step(r: &Run<'_>) -> Option<Vec<(String, String)>> {
+    let output = r.steps_out.get(r.undoing.as_deref()?)?;
+    output
+        .get("applied")?
+        .as_array()?
+        .iter()
+        .filter(|a| a["direction"] == "up")
+        .map(|a| Some((a["version"].as_str()?.into(), a["name"].as_str()?.into())))
+        .collect()
 }
 
 /// Flyway's repeatable migrations, each with where it stands and whether

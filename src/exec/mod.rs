@@ -263,6 +263,9 @@ pub(crate) struct Run<'a> {
     /// `run.changed`, so a failure branch undoes only when there is
     /// something to undo.
     pub(crate) changed: bool,
+    /// The step whose compensation is running now: `to: before_run` reads
+    /// what that step applied where the history does not record runs.
+    undoing: Option<String>,
     interrupts: Receiver<u32>,
     /// Interrupts needed to stop the current work: 1, or 2 while rolling
     /// back after a first Ctrl-C.
@@ -707,6 +710,7 @@ pub async fn execute(
         run_status: LiveStatus::Running,
         failed_step: None,
         changed: false,
+        undoing: None,
         interrupts,
         stop_level: 1,
         approve: opts.approve,

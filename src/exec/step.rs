@@ -174,7 +174,14 @@ impl<'a> Run<'a> {
             );
         }
         let monitor = self.start_monitor(s).await;
+        let undoing = std::mem::replace(
+            &mut self.undoing,
+            for_step
+                .filter(|_| role == Role::Compensation)
+                .map(str::to_string),
+        );
         let (attempts, result) = self.attempts(s, phase, role, for_step).await;
+        self.undoing = undoing;
         let impact = match monitor {
             Some(m) => Some(m.stop().await),
             None => None,
