@@ -2881,3 +2881,70 @@ fn a_flyway_directory_without_undo_files_is_forward_only() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert_eq!(verdicts(outcome(&run, "2")), ["irreversible"]);
 }
+
+/// A migrate step retried on a lock timeout: its first attempt applied
+/// migration 1 and timed out on 2. The next attempt, failing on 2 again,
+/// had applied nothing itself, so the step read "failed; nothing was
+/// changed" (exit 1), its rollback did not run, and migration 1 stayed.
+/// Retried until it passed, its report listed only migration 2. What an
+/// earlier attempt applied is the step's: listed, counted as a change, and
+/// undone.
+#[test]
+fn what_an_earlier_attempt_applied_is_the_steps_own() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE b (id int)");
+    let case = Case::new(&format!(
+        "{HEAD}settings: {{ lock_timeout: 200ms }}\nphases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: db }}\n        retry: {{ attempts: ATTEMPTS, on: [lock_timeout] }}\n        rollback:\n          id: undo\n          migrate: {{ dir: db, direction: down, to: before_run }}\n"
+    ));
+    let dir = case.dir.path().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    for (file, up, down) in [
+        ("1_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a;"),
+        (
+            "2_b.sql",
+            "ALTER TABLE b ADD COLUMN x int;",
+            "ALTER TABLE b DROP COLUMN x;",
+        ),
+    ] {
+        std::fs::write(
+            dir.join(file),
+            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}\n"),
+        )
+        .unwrap();
+    }
+    let runbook = case.dir.path().join("runbook.yml");
+    let text = std::fs::read_to_string(&runbook).unwrap();
+    // Every attempt times out on 2.
+    std::fs::write(&runbook, text.replace("ATTEMPTS", "2")).unwrap();
+    let mut holder = support::hold_lock(&db, "b", "ACCESS EXCLUSIVE", 60);
+    let run = case.exec(&db.url, &[]);
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'b'::regclass");
+    holder.wait().unwrap();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let apply = run.step("apply");
+    assert_eq!(apply["details"]["applied"][0]["version"], "1", "{apply}");
+    assert_eq!(run.step("undo")["status"], "succeeded", "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "0");
+    // The lock goes after the first attempt: the second applies 2, and the
+    // step applied both.
+    std::fs::write(&runbook, text.replace("ATTEMPTS", "5")).unwrap();
+    let holder = support::hold_lock(&db, "b", "ACCESS EXCLUSIVE", 1);
+    let run = case.exec(&db.url, &[]);
+    drop(holder);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let apply = run.step("apply");
+    let applied: Vec<&str> = apply["details"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["1", "2"], "{apply}");
+    assert!(
+        run.stderr
+            .contains("1 migration(s) applied on an earlier attempt: 1"),
+        "{}",
+        run.stderr
+    );
+}

@@ -674,7 +674,27 @@ async fn migrate(
         interrupts: r.interrupts.clone(),
         level: r.stop_level,
     };
-    let mut done_list: Vec<Value> = Vec::new();
+    // A retry: the migrations an earlier attempt of this step applied are
+    // this step's too.
+    let mut done_list: Vec<Value> = match r.migrate_resume.take() {
+        Some((id, earlier)) if id == s.id => {
+            super::sql::log(
+                r,
+                &s.id,
+                format!(
+                    "{} migration(s) applied on an earlier attempt: {}",
+                    earlier.len(),
+                    earlier
+                        .iter()
+                        .map(|e| e["version"].as_str().unwrap_or("repeatable"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            earlier
+        }
+        _ => Vec::new(),
+    };
     let repeat: Vec<&Migration> = pending
         .repeatables
         .iter()
@@ -780,6 +800,8 @@ async fn migrate(
             Err(f) => {
                 if single {
                     r.db.rollback().await;
+                } else if f.retry && !done_list.is_empty() {
+                    r.migrate_resume = Some((s.id.clone(), done_list.clone()));
                 }
                 return Err(script_failed(x, f, details, done_list, single));
             }

@@ -299,6 +299,10 @@ pub(crate) struct Run<'a> {
     /// N (by index) after the ones before it committed: its retry goes on
     /// from there instead of running them again.
     sql_resume: Option<(String, usize)>,
+    /// A `migrate` step whose attempt failed after migrations committed:
+    /// those, for its retry to count as this step's (in its `applied`, and
+    /// in whether it changed anything).
+    migrate_resume: Option<(String, Vec<Value>)>,
     pub(crate) report_dir: Option<PathBuf>,
     /// The run journal in the target database.
     journal: journal::Journal,
@@ -730,6 +734,7 @@ pub async fn execute(
         triggers_ran: vec![None; plan.abort_when.len()],
         aborted: false,
         sql_resume: None,
+        migrate_resume: None,
         report_dir: opts.report_dir.clone(),
         journal,
         journal_seq: None,

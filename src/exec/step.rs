@@ -203,6 +203,9 @@ impl<'a> Run<'a> {
     ) -> (u32, Attempt) {
         let kind = s.action.kind();
         let mut attempt = 0;
+        // What a failed attempt changed stays changed: a later attempt that
+        // fails having changed nothing does not make the step unchanged.
+        let mut changed_before = false;
         loop {
             attempt += 1;
             let shown = self.describe(&s.action);
@@ -232,6 +235,7 @@ impl<'a> Run<'a> {
                         && f.retry_class.is_some_and(|c| s.retry.on.contains(&c))
                         && self.interrupt_count() < self.stop_level =>
                 {
+                    changed_before |= !f.changed_nothing;
                     let wait = backoff(s, attempt);
                     self.bus.emit(Event::StepRetry {
                         at: now(),
@@ -252,8 +256,12 @@ impl<'a> Run<'a> {
                         }
                     }
                 }
-                r => {
+                mut r => {
                     self.sql_resume = None;
+                    self.migrate_resume = None;
+                    if let Err(f) = &mut r {
+                        f.changed_nothing &= !changed_before;
+                    }
                     return (attempt, r);
                 }
             }
