@@ -472,6 +472,93 @@ fn before_run_undoes_what_the_step_applied_in_a_history_that_records_no_runs() {
     assert_eq!(versions(), "1");
 }
 
+/// The runner died in a migrate step after migration 1 committed. The
+/// resume said "nothing of it stayed", and the step's report listed only
+/// what it applied after the resume; failing there in a transaction, the
+/// step would read "nothing was changed". `runbook rollback` of the run,
+/// in a history that records no runs, left migration 1. The journal now
+/// has each migration as it commits: the resume says they stay and lists
+/// them as the step's, and a rollback undoes them, resumed or not.
+#[test]
+fn a_runner_killed_in_a_migrate_step_leaves_the_migrations_that_committed() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY)");
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: apply
+        migrate: { dir: db }
+        rollback:
+          id: undo_apply
+          migrate: { dir: db, direction: down, to: before_run }
+"#,
+    ));
+    let dir = case.dir.path().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    for (file, up, down) in [
+        ("1_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a;"),
+        (
+            "2_b.sql",
+            "SELECT pg_sleep(CASE WHEN to_regclass('public.go_on') IS NULL THEN 120 ELSE 0 END);\nCREATE TABLE b (id int);",
+            "DROP TABLE b;",
+        ),
+    ] {
+        std::fs::write(
+            dir.join(file),
+            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}\n"),
+        )
+        .unwrap();
+    }
+    let versions = || {
+        db.sql(
+            "SELECT coalesce(string_agg(version, ',' ORDER BY version), '') FROM schema_migrations",
+        )
+    };
+    let id = kill_9_during(&case, &db, "pg_sleep(CASE");
+    assert_eq!(versions(), "1");
+    db.sql("CREATE TABLE go_on ()");
+    let run = again(&case, &db, &["resume", &id], "resumed");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "step `apply` was interrupted when the runner died, after 1 migration(s) committed (1): they stay"
+        ),
+        "{}",
+        run.stderr
+    );
+    let applied: Vec<&str> = run.step("apply")["details"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["1", "2"]);
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    assert_eq!(
+        undo.step("undo_apply")["status"],
+        "succeeded",
+        "{}",
+        undo.stderr
+    );
+    assert_eq!(versions(), "");
+    assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+    // Killed again, and rolled back without a resume.
+    db.sql("DROP TABLE go_on; DROP TABLE runbook_journal.run_steps, runbook_journal.runs");
+    let id = kill_9_during(&case, &db, "pg_sleep(CASE");
+    assert_eq!(versions(), "1");
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo2");
+    assert_eq!(
+        undo.step("undo_apply")["status"],
+        "succeeded",
+        "{}",
+        undo.stderr
+    );
+    assert_eq!(versions(), "");
+    assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+}
+
 #[test]
 fn a_rollback_that_falls_short_names_the_backup_that_run_took() {
     let db = Db::fresh();

@@ -2942,8 +2942,9 @@ fn what_an_earlier_attempt_applied_is_the_steps_own() {
         .collect();
     assert_eq!(applied, ["1", "2"], "{apply}");
     assert!(
-        run.stderr
-            .contains("1 migration(s) applied on an earlier attempt: 1"),
+        run.stderr.contains(
+            "1 migration(s) applied earlier in this step (before a retry or a resume): 1"
+        ),
         "{}",
         run.stderr
     );

@@ -682,7 +682,7 @@ async fn migrate(
                 r,
                 &s.id,
                 format!(
-                    "{} migration(s) applied on an earlier attempt: {}",
+                    "{} migration(s) applied earlier in this step (before a retry or a resume): {}",
                     earlier.len(),
                     earlier
                         .iter()
@@ -796,6 +796,11 @@ async fn migrate(
                     entry["repeatable"] = true.into();
                 }
                 done_list.push(entry);
+                // Committed: in the journal before the next one starts, for
+                // a resume or a rollback after the runner dies.
+                if !single {
+                    r.journal_progress(json!({ "applied": done_list })).await;
+                }
             }
             Err(f) => {
                 if single {

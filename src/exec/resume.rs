@@ -13,7 +13,7 @@ use super::step::may_change;
 use super::{PartialPolicy, Prior, Run, RunResult, journal, now, rerun_is_safe, verdict};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, Role, SkippedCompensation, StepStatus};
-use crate::plan::{Plan, PlanOnFailure, PlanPhase, PlanStep};
+use crate::plan::{Action, Plan, PlanOnFailure, PlanPhase, PlanStep};
 
 /// How a step of the plan stood when the resumed run's runner died.
 pub(super) enum Earlier {
@@ -186,7 +186,32 @@ impl<'a> Run<'a> {
                 .and_then(|p| p.partial)
                 .unwrap_or(PartialPolicy::Undo)
         };
+        // A migrate step's journal row lists each migration as it commits:
+        // those stay, and the step goes on after them.
+        let applied: Vec<Value> = match &s.action {
+            Action::Migrate(_) => row.output["applied"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let (message, outcome) = match policy {
+            PartialPolicy::Rerun if !applied.is_empty() => {
+                let versions: Vec<&str> = applied
+                    .iter()
+                    .map(|a| a["version"].as_str().unwrap_or("repeatable"))
+                    .collect();
+                self.migrate_resume = Some((s.id.clone(), applied.clone()));
+                (
+                    format!(
+                        "step `{}` was interrupted when the runner died, after {} migration(s) committed ({}): they stay, recorded in their history, and the step goes on with the rest",
+                        s.id,
+                        versions.len(),
+                        versions.join(", ")
+                    ),
+                    Ok(None),
+                )
+            }
             PartialPolicy::Rerun if rerun_is_safe(&s.action) => (
                 format!(
                     "step `{}` was interrupted when the runner died; it is one transaction (or keeps its own record), so nothing of it stayed, and it runs again",
@@ -231,7 +256,9 @@ impl<'a> Run<'a> {
             .step_finished(row.seq, |r| {
                 r.status = status.into();
                 r.partial = policy == PartialPolicy::Undo;
-                r.changed_nothing = policy == PartialPolicy::Rerun && rerun_is_safe(&s.action);
+                r.changed_nothing = policy == PartialPolicy::Rerun
+                    && rerun_is_safe(&s.action)
+                    && applied.is_empty();
             })
             .await;
         self.journal_failed(wrote);

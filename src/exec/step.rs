@@ -91,6 +91,22 @@ impl<'a> Run<'a> {
         self.journal_failed(wrote);
     }
 
+    /// The running step's outputs so far, in its journal row, so that a
+    /// runner that dies in it leaves what it did: a migrate step's
+    /// migrations, as each one commits.
+    pub(super) async fn journal_progress(&mut self, output: serde_json::Value) {
+        let Some(seq) = self.journal_seq.filter(|_| self.journal.is_on()) else {
+            return;
+        };
+        let output = serde_json::from_str(&self.bus.redactor().redact(&output.to_string()))
+            .unwrap_or(json!({}));
+        let wrote = self
+            .journal
+            .step_finished(seq, |row| row.output = output)
+            .await;
+        self.journal_failed(wrote);
+    }
+
     /// Say once that the journal could not be written, and stop writing it.
     pub(super) fn journal_failed(&mut self, r: Result<(), journal::JournalError>) {
         if let Err(why) = r {
