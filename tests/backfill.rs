@@ -537,3 +537,37 @@ fn a_backfill_under_a_row_level_security_policy_fails_rather_than_skip_rows() {
         "5"
     );
 }
+
+/// The batches an attempt committed stay when a later attempt fails before
+/// committing one: every attempt after the first stopped at the same held
+/// rows, and the step read "failed; nothing was changed" (exit 1) over
+/// 4,000 updated rows.
+#[test]
+fn a_retry_that_commits_nothing_does_not_make_the_backfill_unchanged() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, 5000);");
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            &db.url,
+            "-Xqc",
+            "BEGIN; SELECT * FROM t WHERE id > 4990 FOR UPDATE; SELECT pg_sleep(60); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        &db,
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
+    );
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        retry: {{ attempts: 2, on: [lock_timeout] }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
+    ));
+    let run = case.exec(&db.url, &[]);
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()");
+    let _ = holder.wait();
+    assert_eq!(db.sql("SELECT count(*) FROM t WHERE v = 1"), "4000");
+    let verdict = run.report["run"]["verdict"].as_str().unwrap();
+    assert!(!verdict.contains("nothing was changed"), "{verdict}");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+}
