@@ -2686,7 +2686,7 @@ fn a_history_in_the_schema_the_url_names_is_found_there() {
     let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
     assert_eq!(code, 5, "{out}{err}");
     assert!(
-        err.contains("in another schema than its tool's default: dbmate.schema_migrations"),
+        err.contains("in another schema or under another name than its tool's default: dbmate.schema_migrations"),
         "{err}"
     );
     let url = format!("{}?search_path=dbmate,measure", db.url);
@@ -2910,7 +2910,7 @@ fn a_history_outside_the_search_path_is_named_not_run_again() {
     let error = &run.step("apply")["error"];
     assert!(
         error["message"].as_str().unwrap().contains(
-            "a migration history in another schema than its tool's default: convoy.gorp_migrations"
+            "a migration history in another schema or under another name than its tool's default: convoy.gorp_migrations"
         ),
         "{error}"
     );
@@ -2930,6 +2930,60 @@ fn a_history_outside_the_search_path_is_named_not_run_again() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(applied(&run), Vec::<String>::new());
     assert_eq!(db.sql("SELECT count(*) FROM a"), "1");
+}
+
+/// Flyway's `flyway.table` (Knex's `tableName`, golang-migrate's
+/// `x-migrations-table`...) keeps the history under another name, where
+/// detection did not look: runbook started a new history, and ran V1
+/// again over the table V1 had made. A table with a tool's columns, under
+/// any name, now stops it the same way, named; naming it goes on in
+/// Flyway's terms. An application's table that only shares a key column
+/// (`dirty`) does not.
+#[test]
+fn a_history_under_another_name_is_named_not_run_again() {
+    let db = Db::fresh();
+    flyway_table(&db);
+    db.sql(
+        "ALTER TABLE flyway_schema_history RENAME TO deploy_history;
+         CREATE TABLE users (id bigint PRIMARY KEY);
+         INSERT INTO deploy_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+         VALUES (1, '1', 'init', 'SQL', 'V1__init.sql', 1812668543, 'ci', 5, true);",
+    );
+    let dir = files(&[("V1__init.sql", INIT), ("V2__add.sql", ADD)]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert!(
+        error["message"].as_str().unwrap().contains(
+            "under another name than its tool's default: public.deploy_history (flyway's columns)"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('flyway_schema_history') IS NULL"),
+        "t"
+    );
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          history: { table: public.deploy_history }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2"]);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM deploy_history WHERE success"),
+        "2"
+    );
+    // An application's table with a `dirty` column is not golang-migrate's.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE drafts (id bigint, version bigint, dirty boolean, body text)");
+    let dir = files(&[
+        ("1_init.up.sql", INIT),
+        ("1_init.down.sql", "DROP TABLE users;\n"),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1"]);
 }
 
 /// A rehearsal of `dir` on a scratch copy of `db`.

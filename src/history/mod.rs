@@ -488,7 +488,7 @@ pub enum HistoryError {
     #[error("this database has several migration histories: {}", .0.join(", "))]
     Several(Vec<String>),
     #[error(
-        "this database has a migration history in another schema than its tool's default: {}; with no word on it, runbook would start a new one and run every migration again",
+        "this database has a migration history in another schema or under another name than its tool's default: {}; with no word on it, runbook would start a new one and run every migration again",
         .0.join(", ")
     )]
     Elsewhere(Vec<String>),
@@ -1519,12 +1519,35 @@ pub fn named_schema(db: &Db) -> Option<&str> {
     (plain && s != "public").then_some(s)
 }
 
-/// Migration tools' tables (runbook's own, the tools it reads and those it
-/// refuses) in a schema where the defaults did not look: sql-migrate's
-/// `SetSchema("convoy")` keeps `convoy.gorp_migrations`, off the search
-/// path. Asked only when the defaults found none; only in schemas the role
-/// may use; sqitch's `changes` and graphile-migrate's `migrations` are too
-/// common a name to judge by alone.
+/// The tools whose history a table is taken for by its columns alone,
+/// under any name: each with the most columns its table has (a wider table
+/// with the same key columns is an application's, `drafts (id, version,
+/// dirty, body)`). A lone `version` column (dbmate's, tern's), sql-migrate's
+/// `(id, applied_at)` and Drizzle's `(id, hash, created_at)` are too common
+/// to judge by.
+const SHAPES: &[(Tool, usize)] = &[
+    (Tool::Runbook, 16),
+    (Tool::Supabase, 6),
+    (Tool::Prisma, 8),
+    (Tool::Knex, 4),
+    (Tool::Flyway, 10),
+    (Tool::Postgrator, 4),
+    (Tool::Sqlx, 6),
+    (Tool::Goose, 4),
+    (Tool::GolangMigrate, 2),
+    (Tool::Popx, 2),
+    (Tool::NodePgMigrate, 3),
+    (Tool::Diesel, 2),
+];
+
+/// With no history found where the tools keep theirs: a table of a known
+/// tool's name in another schema (sql-migrate's `SetSchema("convoy")`
+/// keeps `convoy.gorp_migrations`, off the search path), or one whose
+/// columns are a tool's under another name ([`SHAPES`]: Flyway's
+/// `flyway.table`, Knex's `tableName`, golang-migrate's
+/// `x-migrations-table`). Asked only when the defaults found none; only in
+/// schemas the role may use; sqitch's `changes` and graphile-migrate's
+/// `migrations` are too common a name to judge by alone.
 async fn elsewhere(db: &Db) -> Result<Vec<String>, ErrorInfo> {
     let relnames: Vec<String> = DETECTED
         .iter()
@@ -1543,17 +1566,42 @@ async fn elsewhere(db: &Db) -> Result<Vec<String>, ErrorInfo> {
     let rows = db
         .client
         .query(
-            "SELECT format('%s.%s', n.nspname, c.relname)
+            "SELECT format('%s.%s', n.nspname, c.relname), c.relname = ANY($1),
+                    array_agg(a.attname::text ORDER BY a.attnum)
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relname = ANY($1) AND c.relkind IN ('r', 'p')
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE c.relkind IN ('r', 'p')
                AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+               AND n.nspname <> 'runbook_journal'
                AND has_schema_privilege(n.oid, 'USAGE')
-             ORDER BY 1",
+               AND (c.relname = ANY($1) OR EXISTS (
+                   SELECT 1 FROM pg_attribute x
+                   WHERE x.attrelid = c.oid AND NOT x.attisdropped
+                     AND x.attname IN ('statements_done', 'statements', 'rolled_back_at',
+                         'migration_time', 'installed_rank', 'md5', 'execution_time',
+                         'is_applied', 'dirty', 'version_self', 'run_on')))
+             GROUP BY 1, 2 ORDER BY 1",
             &[&relnames],
         )
         .await
         .map_err(|e| db::error_info(&e, None))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let found = Found {
+                name: r.get(0),
+                columns: r.get(2),
+                integer_version: false,
+            };
+            if r.get(1) {
+                return Some(found.name);
+            }
+            let tool = Tool::of_columns(&found)?;
+            let width = SHAPES.iter().find(|(t, _)| *t == tool)?.1;
+            (found.columns.len() <= width)
+                .then(|| format!("{} ({}'s columns)", found.name, tool.name()))
+        })
+        .collect())
 }
 
 /// With no history runbook reads found: the first table that holds one it
