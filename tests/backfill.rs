@@ -364,7 +364,7 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
     // string is one query, so its text shows before the locks are taken.)
     support::wait_until(
         &db,
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND datname = current_database() AND pid <> pg_backend_pid()",
     );
     let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
@@ -380,7 +380,7 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
     let waiting = "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
     support::wait_until(&db, &format!("SELECT ({waiting}) > 0"));
     support::wait_until(&db, &format!("SELECT ({waiting}) = 0"));
-    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()");
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%' AND datname = current_database() AND pid <> pg_backend_pid()");
     let run = support::Run::new(running.wait_with_output().unwrap(), &case.reports());
     let _ = holder.wait();
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -558,13 +558,13 @@ fn a_retry_that_commits_nothing_does_not_make_the_backfill_unchanged() {
         .unwrap();
     support::wait_until(
         &db,
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()",
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND datname = current_database() AND pid <> pg_backend_pid()",
     );
     let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        retry: {{ attempts: 2, on: [lock_timeout] }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
     ));
     let run = case.exec(&db.url, &[]);
-    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()");
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%FOR UPDATE%' AND datname = current_database() AND pid <> pg_backend_pid()");
     let _ = holder.wait();
     assert_eq!(db.sql("SELECT count(*) FROM t WHERE v = 1"), "4000");
     let verdict = run.report["run"]["verdict"].as_str().unwrap();

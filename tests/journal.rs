@@ -63,9 +63,10 @@ fn step<'v>(run: &'v serde_json::Value, id: &str) -> &'v serde_json::Value {
         .unwrap_or_else(|| panic!("no step {id} in {run:#}"))
 }
 
-/// Start the run, wait until a statement matching `pattern` is running on
-/// the server, SIGKILL the runner, and wait until the server has ended
-/// the orphaned session (it notices within its 2 s check interval).
+/// Start the run, wait until a statement matching `pattern` is running in
+/// its database (not another test's), SIGKILL the runner, and wait until
+/// the server has ended the orphaned session (it notices within its 2 s
+/// check interval).
 /// Returns the run's id, from the journal.
 fn kill_9_during(case: &Case, db: &Db, pattern: &str) -> String {
     let mut child = case
@@ -76,13 +77,13 @@ fn kill_9_during(case: &Case, db: &Db, pattern: &str) -> String {
     wait_until(
         db,
         &format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%{pattern}%' AND state = 'active' AND pid <> pg_backend_pid())"
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE '%{pattern}%' AND state = 'active' AND datname = current_database() AND pid <> pg_backend_pid())"
         ),
     );
     child.kill().unwrap();
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while db.sql(&format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{pattern}%' AND pid <> pg_backend_pid()")) != "0" {
+    while db.sql(&format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{pattern}%' AND datname = current_database() AND pid <> pg_backend_pid()")) != "0" {
         assert!(Instant::now() < deadline, "the orphaned backend kept running");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -501,7 +502,7 @@ fn a_runner_killed_in_a_migrate_step_leaves_the_migrations_that_committed() {
         ("1_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a;"),
         (
             "2_b.sql",
-            "SELECT pg_sleep(CASE WHEN to_regclass('public.go_on') IS NULL THEN 120 ELSE 0 END);\nCREATE TABLE b (id int);",
+            "SELECT pg_sleep((CASE WHEN to_regclass('public.go_on') IS NULL THEN 120 ELSE 0 END));\nCREATE TABLE b (id int);",
             "DROP TABLE b;",
         ),
     ] {
@@ -516,7 +517,7 @@ fn a_runner_killed_in_a_migrate_step_leaves_the_migrations_that_committed() {
             "SELECT coalesce(string_agg(version, ',' ORDER BY version), '') FROM schema_migrations",
         )
     };
-    let id = kill_9_during(&case, &db, "pg_sleep(CASE");
+    let id = kill_9_during(&case, &db, "pg_sleep((CASE");
     assert_eq!(versions(), "1");
     db.sql("CREATE TABLE go_on ()");
     let run = again(&case, &db, &["resume", &id], "resumed");
@@ -546,7 +547,7 @@ fn a_runner_killed_in_a_migrate_step_leaves_the_migrations_that_committed() {
     assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
     // Killed again, and rolled back without a resume.
     db.sql("DROP TABLE go_on; DROP TABLE runbook_journal.run_steps, runbook_journal.runs");
-    let id = kill_9_during(&case, &db, "pg_sleep(CASE");
+    let id = kill_9_during(&case, &db, "pg_sleep((CASE");
     assert_eq!(versions(), "1");
     let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo2");
     assert_eq!(

@@ -2918,7 +2918,10 @@ fn what_an_earlier_attempt_applied_is_the_steps_own() {
     std::fs::write(&runbook, text.replace("ATTEMPTS", "2")).unwrap();
     let mut holder = support::hold_lock(&db, "b", "ACCESS EXCLUSIVE", 60);
     let run = case.exec(&db.url, &[]);
-    db.sql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'b'::regclass");
+    db.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'b'::regclass \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    );
     holder.wait().unwrap();
     assert_eq!(run.code, 2, "{}", run.stderr);
     let apply = run.step("apply");
