@@ -2952,3 +2952,96 @@ fn what_an_earlier_attempt_applied_is_the_steps_own() {
         run.stderr
     );
 }
+
+/// A proxy to the test server for one run: it forwards every connection,
+/// and closes the first one whose client sends a message holding `marker`
+/// and `COMMIT`, before the server's answer reaches the client. The server
+/// has the whole message, and commits.
+fn cut_at_commit(db: &Db, marker: &'static str) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let at = db.url.split_once('@').unwrap().1;
+    let (upstream, database) = at.split_once('/').unwrap();
+    let upstream = upstream.to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let once = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let mut server = TcpStream::connect(&upstream).unwrap();
+            let (mut to_client, mut from_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let cut = Arc::new(AtomicBool::new(false));
+            let dropped = cut.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = from_server.read(&mut buf) {
+                    if dropped.load(Ordering::SeqCst) || to_client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let once = once.clone();
+            std::thread::spawn(move || {
+                let has =
+                    |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = client.read(&mut buf) {
+                    let chunk = &buf[..n];
+                    let hit = has(chunk, marker.as_bytes())
+                        && has(chunk, b"COMMIT")
+                        && !once.swap(true, Ordering::SeqCst);
+                    if hit {
+                        cut.store(true, Ordering::SeqCst);
+                    }
+                    if server.write_all(chunk).is_err() {
+                        break;
+                    }
+                    if hit {
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                        let _ = client.shutdown(Shutdown::Both);
+                        let _ = server.shutdown(Shutdown::Both);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("postgres://runbook@127.0.0.1:{port}/{database}?sslmode=disable")
+}
+
+/// The connection closed as a migration's COMMIT went out: the server
+/// committed it, with its history row, and the step read "failed; nothing
+/// was changed" (exit 1), so its rollback did not run. A COMMIT whose
+/// answer never came may have committed: the step says so, counts as a
+/// change, and its rollback runs.
+#[test]
+fn a_commit_whose_answer_was_lost_may_have_committed() {
+    let db = Db::fresh();
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: db }}\n        rollback:\n          id: undo\n          migrate: {{ dir: db, direction: down, to: before_run }}\n"
+    ));
+    let dir = case.dir.path().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("7_a.up.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    std::fs::write(dir.join("7_a.down.sql"), "DROP TABLE a;\n").unwrap();
+    let url = cut_at_commit(&db, "version = '7'");
+    let run = case.exec(&url, &[]);
+    let error = &run.step("apply")["error"];
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("it may have committed"),
+        "{}",
+        run.stderr
+    );
+    let verdict = run.report["run"]["verdict"].as_str().unwrap();
+    assert!(!verdict.contains("nothing was changed"), "{verdict}");
+    assert_eq!(run.step("undo")["status"], "succeeded", "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "0");
+}

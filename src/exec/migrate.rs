@@ -36,6 +36,9 @@ pub struct ScriptFail {
     /// Statements that completed (and committed, outside a transaction).
     pub done: usize,
     pub in_transaction: bool,
+    /// The connection closed as the script's COMMIT was sent: the server
+    /// may have committed it, with its history row.
+    pub maybe_committed: bool,
 }
 
 /// What running a script did.
@@ -166,6 +169,7 @@ pub async fn run_script(
         retry: false,
         done: 0,
         in_transaction: in_tx,
+        maybe_committed: false,
     };
     let total = stmts.len();
     let How {
@@ -249,6 +253,7 @@ pub async fn run_script(
                 retry: retry && (in_tx || done == 0),
                 done,
                 in_transaction: in_tx,
+                maybe_committed: false,
             });
         }
         if !in_tx
@@ -290,13 +295,17 @@ pub async fn run_script(
     };
     let (touched, finished) = tokio::join!(touched, db.client.batch_execute(&finish));
     if let Err(e) = finished {
+        // A COMMIT whose answer never came (the connection closed under
+        // it) may have committed; one the server answered did not.
+        let lost = in_tx && !nested && (e.is_closed() || e.as_db_error().is_none());
         // Statements of a script outside a transaction have committed: its
         // row stays dirty. Otherwise the whole script goes.
-        if in_tx {
+        if in_tx && !lost {
             leave_after_failure(db, &leg, 0, "").await;
         }
         return Err(ScriptFail {
             retry: db::classify(&e).is_some() && in_tx,
+            maybe_committed: lost,
             ..plain(db::error_info(&e, None))
         });
     }
@@ -1143,11 +1152,29 @@ fn script_failed(
             f.done
         ));
     }
+    if f.maybe_committed {
+        error.hint = Some(
+            "the connection closed as its COMMIT was sent, so it may have committed: `runbook migrations status` says whether it is applied"
+                .into(),
+        );
+    }
+    // Retried as what it is: a lost connection reconnects first, and each
+    // class is retried only where `retry.on` names it.
+    let class = {
+        use crate::model::ErrorClass as C;
+        match error.class {
+            ErrorKind::Deadlock => C::Deadlock,
+            ErrorKind::SerializationFailure => C::SerializationFailure,
+            ErrorKind::Connection => C::Connection,
+            _ => C::LockTimeout,
+        }
+    };
     let mut fail = Fail::new(f.status, error);
     if f.retry {
-        fail.retry_class = Some(crate::model::ErrorClass::LockTimeout);
+        fail.retry_class = Some(class);
     }
-    fail.changed_nothing = applied.is_empty() && (f.in_transaction || f.done == 0);
+    fail.changed_nothing =
+        !f.maybe_committed && applied.is_empty() && (f.in_transaction || f.done == 0);
     let mut partial = Done {
         details: Some(details),
         ..Done::default()

@@ -245,6 +245,7 @@ impl Tool {
             // What a tool did before it failed is not known: as if it committed some.
             done: 1,
             in_transaction: false,
+            maybe_committed: false,
         };
         let name = db
             .config()
@@ -260,6 +261,7 @@ impl Tool {
                 // The tool did not start.
                 done: 0,
                 in_transaction: false,
+                maybe_committed: false,
             })?;
             self.redactor.lock().expect("not poisoned").add(&password);
             self.learnt.lock().expect("not poisoned").push(password);
