@@ -344,13 +344,13 @@ fn too_many_active_sessions_throttle_the_backfill_and_it_says_so() {
     assert_eq!(db.sql("SELECT count(*) FROM t WHERE v = 1"), "100");
 }
 
-#[test]
-fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
+/// A table `t` of 5,000 rows, and another session holding row locks on
+/// its last 10 (for 60 s, or until it is terminated); returns once they
+/// are held.
+fn last_rows_held() -> (Db, std::process::Child) {
     let db = Db::fresh();
     db.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, 5000);");
-    // Another session holds row locks on the last rows until it is ended
-    // below: how long the backfill takes to get there does not matter.
-    let mut holder = std::process::Command::new("psql")
+    let holder = std::process::Command::new("psql")
         .args([
             &db.url,
             "-Xqc",
@@ -366,6 +366,14 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
         &db,
         "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND datname = current_database() AND pid <> pg_backend_pid()",
     );
+    (db, holder)
+}
+
+#[test]
+fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
+    // Another session holds row locks on the last rows until it is ended
+    // below: how long the backfill takes to get there does not matter.
+    let (db, mut holder) = last_rows_held();
     let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
     ));
@@ -544,22 +552,7 @@ fn a_backfill_under_a_row_level_security_policy_fails_rather_than_skip_rows() {
 /// 4,000 updated rows.
 #[test]
 fn a_retry_that_commits_nothing_does_not_make_the_backfill_unchanged() {
-    let db = Db::fresh();
-    db.sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, 5000);");
-    let mut holder = std::process::Command::new("psql")
-        .args([
-            &db.url,
-            "-Xqc",
-            "BEGIN; SELECT * FROM t WHERE id > 4990 FOR UPDATE; SELECT pg_sleep(60); COMMIT;",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    support::wait_until(
-        &db,
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%FOR UPDATE%' AND wait_event = 'PgSleep' AND datname = current_database() AND pid <> pg_backend_pid()",
-    );
+    let (db, mut holder) = last_rows_held();
     let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        retry: {{ attempts: 2, on: [lock_timeout] }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
     ));

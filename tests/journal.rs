@@ -402,30 +402,26 @@ fn before_run_undoes_what_the_step_applied_in_a_history_that_records_no_runs() {
     };
     let case = Case::new(&body("SELECT 1/0"));
     let dir = case.dir.path().join("db");
-    std::fs::create_dir(&dir).unwrap();
-    for (file, up, down) in [
-        (
-            "1_init.sql",
-            "CREATE TABLE users (id bigint PRIMARY KEY);",
-            "DROP TABLE users;",
-        ),
-        (
-            "2_email.sql",
-            "ALTER TABLE users ADD COLUMN email text;",
-            "ALTER TABLE users DROP COLUMN email;",
-        ),
-        (
-            "3_name.sql",
-            "ALTER TABLE users ADD COLUMN name text;",
-            "ALTER TABLE users DROP COLUMN name;",
-        ),
-    ] {
-        std::fs::write(
-            dir.join(file),
-            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}\n"),
-        )
-        .unwrap();
-    }
+    support::dbmate_files(
+        &dir,
+        &[
+            (
+                "1_init.sql",
+                "CREATE TABLE users (id bigint PRIMARY KEY);",
+                "DROP TABLE users;",
+            ),
+            (
+                "2_email.sql",
+                "ALTER TABLE users ADD COLUMN email text;",
+                "ALTER TABLE users DROP COLUMN email;",
+            ),
+            (
+                "3_name.sql",
+                "ALTER TABLE users ADD COLUMN name text;",
+                "ALTER TABLE users DROP COLUMN name;",
+            ),
+        ],
+    );
     let versions =
         || db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations");
     let columns = || {
@@ -497,21 +493,17 @@ fn a_runner_killed_in_a_migrate_step_leaves_the_migrations_that_committed() {
 "#,
     ));
     let dir = case.dir.path().join("db");
-    std::fs::create_dir(&dir).unwrap();
-    for (file, up, down) in [
-        ("1_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a;"),
-        (
-            "2_b.sql",
-            "SELECT pg_sleep((CASE WHEN to_regclass('public.go_on') IS NULL THEN 120 ELSE 0 END));\nCREATE TABLE b (id int);",
-            "DROP TABLE b;",
-        ),
-    ] {
-        std::fs::write(
-            dir.join(file),
-            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}\n"),
-        )
-        .unwrap();
-    }
+    support::dbmate_files(
+        &dir,
+        &[
+            ("1_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a;"),
+            (
+                "2_b.sql",
+                "SELECT pg_sleep((CASE WHEN to_regclass('public.go_on') IS NULL THEN 120 ELSE 0 END));\nCREATE TABLE b (id int);",
+                "DROP TABLE b;",
+            ),
+        ],
+    );
     let versions = || {
         db.sql(
             "SELECT coalesce(string_agg(version, ',' ORDER BY version), '') FROM schema_migrations",

@@ -2897,31 +2897,26 @@ fn what_an_earlier_attempt_applied_is_the_steps_own() {
         "{HEAD}settings: {{ lock_timeout: 200ms }}\nphases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: db }}\n        retry: {{ attempts: ATTEMPTS, on: [lock_timeout] }}\n        rollback:\n          id: undo\n          migrate: {{ dir: db, direction: down, to: before_run }}\n"
     ));
     let dir = case.dir.path().join("db");
-    std::fs::create_dir(&dir).unwrap();
-    for (file, up, down) in [
-        ("1_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a;"),
-        (
-            "2_b.sql",
-            "ALTER TABLE b ADD COLUMN x int;",
-            "ALTER TABLE b DROP COLUMN x;",
-        ),
-    ] {
-        std::fs::write(
-            dir.join(file),
-            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}\n"),
-        )
-        .unwrap();
-    }
+    support::dbmate_files(
+        &dir,
+        &[
+            ("1_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a;"),
+            (
+                "2_b.sql",
+                "ALTER TABLE b ADD COLUMN x int;",
+                "ALTER TABLE b DROP COLUMN x;",
+            ),
+        ],
+    );
     let runbook = case.dir.path().join("runbook.yml");
     let text = std::fs::read_to_string(&runbook).unwrap();
     // Every attempt times out on 2.
     std::fs::write(&runbook, text.replace("ATTEMPTS", "2")).unwrap();
     let mut holder = support::hold_lock(&db, "b", "ACCESS EXCLUSIVE", 60);
     let run = case.exec(&db.url, &[]);
-    db.sql(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'b'::regclass \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    );
+    let terminate = "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'b'::regclass \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    db.sql(terminate);
     holder.wait().unwrap();
     assert_eq!(run.code, 2, "{}", run.stderr);
     let apply = run.step("apply");
@@ -2929,12 +2924,23 @@ fn what_an_earlier_attempt_applied_is_the_steps_own() {
     assert_eq!(run.step("undo")["status"], "succeeded", "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
     assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "0");
-    // The lock goes after the first attempt: the second applies 2, and the
-    // step applied both.
+    // The lock goes once the first attempt timed out on 2: a later attempt
+    // applies 2, and the step applied both.
     std::fs::write(&runbook, text.replace("ATTEMPTS", "5")).unwrap();
-    let holder = support::hold_lock(&db, "b", "ACCESS EXCLUSIVE", 1);
-    let run = case.exec(&db.url, &[]);
-    drop(holder);
+    let mut holder = support::hold_lock(&db, "b", "ACCESS EXCLUSIVE", 60);
+    let running = case
+        .command(&db.url, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    support::wait_until(&db, &format!("SELECT ({waiting}) > 0"));
+    support::wait_until(&db, &format!("SELECT ({waiting}) = 0"));
+    db.sql(terminate);
+    holder.wait().unwrap();
+    let run = Run::new(running.wait_with_output().unwrap(), &case.reports());
     assert_eq!(run.code, 0, "{}", run.stderr);
     let apply = run.step("apply");
     let applied: Vec<&str> = apply["details"]["applied"]

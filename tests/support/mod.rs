@@ -75,6 +75,19 @@ impl Db {
     }
 }
 
+/// dbmate migration files in `dir` (made if missing): each `(file, up,
+/// down)`, with dbmate's `-- migrate:up` and `-- migrate:down` markers.
+pub fn dbmate_files(dir: &Path, list: &[(&str, &str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (file, up, down) in list {
+        std::fs::write(
+            dir.join(file),
+            format!("-- migrate:up\n{up}\n-- migrate:down\n{down}\n"),
+        )
+        .unwrap();
+    }
+}
+
 /// Another session holds a `mode` lock on `table` for `seconds`; returns
 /// once the lock is held.
 pub fn hold_lock(db: &Db, table: &str, mode: &str, seconds: u32) -> std::process::Child {
