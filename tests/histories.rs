@@ -3347,3 +3347,31 @@ fn a_file_that_ends_in_a_transaction_it_opened_is_committed_with_its_row() {
         run.stderr
     );
 }
+
+/// A Flyway step that also ran a repeatable migration: its `applied` holds
+/// an entry without a version, and `to: before_run` read that as "nothing
+/// recorded" and was refused. The versioned ones it applied are undone;
+/// a repeatable has no down.
+#[test]
+fn before_run_undoes_the_versioned_migrations_of_a_step_that_ran_a_repeatable() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V1__init.sql", INIT),
+        ("U1__init.sql", "DROP TABLE users;\n"),
+        (
+            "R__one.sql",
+            "CREATE OR REPLACE VIEW one AS SELECT 1 AS n;\n",
+        ),
+    ]);
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        &format!(
+            "        rollback:\n          id: undo\n          migrate: {{ dir: {}, direction: down, to: before_run }}\n      - id: breaks\n        sql: SELECT 1/0\n",
+            dir.path().display()
+        ),
+    );
+    assert_eq!(run.step("apply")["details"]["history_format"], "flyway");
+    assert_eq!(run.step("undo")["status"], "succeeded", "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+}

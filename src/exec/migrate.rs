@@ -972,13 +972,15 @@ async fn decide<'s>(
 /// or when that step recorded nothing (a run killed in it).
 fn applied_by_undone_step(r: &Run<'_>) -> Option<Vec<(String, String)>> {
     let output = r.steps_out.get(r.undoing.as_deref()?)?;
-    output
-        .get("applied")?
-        .as_array()?
-        .iter()
-        .filter(|a| a["direction"] == "up")
-        .map(|a| Some((a["version"].as_str()?.into(), a["name"].as_str()?.into())))
-        .collect()
+    let applied = output.get("applied")?.as_array()?;
+    // A repeatable migration (no version) has no down to run.
+    Some(
+        applied
+            .iter()
+            .filter(|a| a["direction"] == "up")
+            .filter_map(|a| Some((a["version"].as_str()?.into(), a["name"].as_str()?.into())))
+            .collect(),
+    )
 }
 
 /// Flyway's repeatable migrations, each with where it stands and whether

@@ -74,9 +74,7 @@ impl<'a> Run<'a> {
         let Some(seq) = self.journal_seq.take() else {
             return;
         };
-        let output = self.steps_out.get(&s.id).cloned().unwrap_or(json!({}));
-        let output = serde_json::from_str(&self.bus.redactor().redact(&output.to_string()))
-            .unwrap_or(json!({}));
+        let output = self.redacted(self.steps_out.get(&s.id).unwrap_or(&json!({})));
         let wrote = self
             .journal
             .step_finished(seq, |row| {
@@ -98,13 +96,17 @@ impl<'a> Run<'a> {
         let Some(seq) = self.journal_seq.filter(|_| self.journal.is_on()) else {
             return;
         };
-        let output = serde_json::from_str(&self.bus.redactor().redact(&output.to_string()))
-            .unwrap_or(json!({}));
+        let output = self.redacted(&output);
         let wrote = self
             .journal
             .step_finished(seq, |row| row.output = output)
             .await;
         self.journal_failed(wrote);
+    }
+
+    /// A step's outputs as the journal keeps them: no secret in them.
+    fn redacted(&self, output: &serde_json::Value) -> serde_json::Value {
+        serde_json::from_str(&self.bus.redactor().redact(&output.to_string())).unwrap_or(json!({}))
     }
 
     /// Say once that the journal could not be written, and stop writing it.
