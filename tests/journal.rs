@@ -469,6 +469,64 @@ fn before_run_undoes_what_the_step_applied_in_a_history_that_records_no_runs() {
     assert_eq!(versions(), "1");
 }
 
+/// `to: before_run` in the runbook's `on_failure` branch, on a history
+/// that records no runs: what every migrate step of the run applied. It
+/// was refused there, so the branch failed and the run ended "ROLLBACK
+/// FAILED" over one migration it could have undone.
+#[test]
+fn before_run_in_the_on_failure_branch_undoes_what_the_runs_migrate_steps_applied() {
+    let db = Db::fresh();
+    db.sql(
+        "CREATE TABLE users (id bigint PRIMARY KEY);
+         CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY);
+         INSERT INTO schema_migrations VALUES ('1');",
+    );
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: migrate
+    kind: migrate
+    steps:
+      - id: apply
+        migrate: { dir: db }
+  - id: check
+    kind: verify
+    steps:
+      - id: health
+        sql: SELECT 1/0
+on_failure:
+  - id: undo_release
+    migrate: { dir: db, direction: down, to: before_run }
+"#,
+    ));
+    support::dbmate_files(
+        &case.dir.path().join("db"),
+        &[
+            (
+                "1_init.sql",
+                "CREATE TABLE users (id bigint PRIMARY KEY);",
+                "DROP TABLE users;",
+            ),
+            (
+                "2_email.sql",
+                "ALTER TABLE users ADD COLUMN email text;",
+                "ALTER TABLE users DROP COLUMN email;",
+            ),
+        ],
+    );
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(
+        run.step("undo_release")["status"],
+        "succeeded",
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations"),
+        "1"
+    );
+}
+
 /// The runner died in a migrate step after migration 1 committed. The
 /// resume said "nothing of it stayed", and the step's report listed only
 /// what it applied after the resume; failing there in a transaction, the

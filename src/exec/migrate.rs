@@ -923,10 +923,10 @@ async fn decide<'s>(
     // Where the history does not say which run applied a migration, what
     // this run applied is what the step being undone recorded it applied.
     let recorded = if to.as_deref() == Some(BEFORE_RUN) && !history.tool.records_runs() {
-        Some(applied_by_undone_step(r).ok_or_else(|| {
+        Some(applied_by_this_run(r).ok_or_else(|| {
             refused(
                 format!(
-                    "`to: before_run` needs to know which migrations that run applied: the {} history does not record which run applied each, and this is not the rollback of a migrate step that recorded what it applied",
+                    "`to: before_run` needs to know which migrations that run applied: the {} history does not record which run applied each, and no migrate step of the run recorded what it applied",
                     history.tool.name()
                 ),
                 "give the version to roll back to (`to: \"{{ params.version }}\"`), or use runbook's own history",
@@ -966,17 +966,29 @@ async fn decide<'s>(
     Ok((applied, pending))
 }
 
-/// The migrations (version and name) that the step a compensation undoes
-/// recorded it applied going up: in this run, or, for `runbook rollback`,
-/// in the journal of the run being undone. `None` outside a compensation,
-/// or when that step recorded nothing (a run killed in it).
-fn applied_by_undone_step(r: &Run<'_>) -> Option<Vec<(String, String)>> {
-    let output = r.steps_out.get(r.undoing.as_deref()?)?;
-    let applied = output.get("applied")?.as_array()?;
+/// The migrations (version and name) this run recorded it applied going
+/// up: in a compensation, the step it undoes; anywhere else (an
+/// `on_failure` branch, a main-line step), every migrate step of the run.
+/// In this run, or, for `runbook rollback`, in the journal of the run
+/// being undone. `None` when no such step recorded anything (a run killed
+/// in it with its journal off).
+fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<(String, String)>> {
+    let outputs: Vec<&Value> = match r.undoing.as_deref() {
+        Some(step) => vec![r.steps_out.get(step)?],
+        None => r.steps_out.values().collect(),
+    };
+    let lists: Vec<&Vec<Value>> = outputs
+        .iter()
+        .filter_map(|o| o.get("applied")?.as_array())
+        .collect();
+    if lists.is_empty() {
+        return None;
+    }
     // A repeatable migration (no version) has no down to run.
     Some(
-        applied
-            .iter()
+        lists
+            .into_iter()
+            .flatten()
             .filter(|a| a["direction"] == "up")
             .filter_map(|a| Some((a["version"].as_str()?.into(), a["name"].as_str()?.into())))
             .collect(),

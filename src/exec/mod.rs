@@ -263,8 +263,9 @@ pub(crate) struct Run<'a> {
     /// `run.changed`, so a failure branch undoes only when there is
     /// something to undo.
     pub(crate) changed: bool,
-    /// The step whose compensation is running now: `to: before_run` reads
-    /// what that step applied where the history does not record runs.
+    /// The step whose compensation is running now: its `to: before_run`
+    /// reads what that step applied where the history does not record runs
+    /// (elsewhere, what every migrate step of the run applied).
     undoing: Option<String>,
     interrupts: Receiver<u32>,
     /// Interrupts needed to stop the current work: 1, or 2 while rolling
