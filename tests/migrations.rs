@@ -3008,11 +3008,12 @@ fn cut_at_commit(db: &Db, marker: &'static str) -> String {
                     }
                     if hit {
                         std::thread::sleep(std::time::Duration::from_millis(500));
-                        let _ = client.shutdown(Shutdown::Both);
-                        let _ = server.shutdown(Shutdown::Both);
                         break;
                     }
                 }
+                // The client's end, or the cut: the server's session ends too.
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
             });
         }
     });
@@ -3050,4 +3051,23 @@ fn a_commit_whose_answer_was_lost_may_have_committed() {
     assert_eq!(run.step("undo")["status"], "succeeded", "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
     assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "0");
+    // Retried on `connection`: the next attempt finds it committed, and it
+    // is the step's (it was in no attempt's `applied`).
+    let runbook = case.dir.path().join("runbook.yml");
+    let text = std::fs::read_to_string(&runbook).unwrap().replace(
+        "        migrate: { dir: db }\n",
+        "        migrate: { dir: db }\n        retry: { attempts: 2, on: [connection] }\n",
+    );
+    std::fs::write(&runbook, text).unwrap();
+    let run = case.exec(&cut_at_commit(&db, "version = '7'"), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let applied = &run.step("apply")["details"]["applied"];
+    assert_eq!(applied[0]["version"], "7", "{applied}");
+    assert!(
+        applied[0]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the history says it committed"),
+        "{applied}"
+    );
 }

@@ -687,19 +687,45 @@ async fn migrate(
     // this step's too.
     let mut done_list: Vec<Value> = match r.migrate_resume.take() {
         Some((id, earlier)) if id == s.id => {
-            super::sql::log(
-                r,
-                &s.id,
-                format!(
-                    "{} migration(s) applied earlier in this step (before a retry or a resume): {}",
-                    earlier.len(),
-                    earlier
-                        .iter()
-                        .map(|e| e["version"].as_str().unwrap_or("repeatable"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+            // One whose COMMIT's answer was lost is the step's when the
+            // history now says it committed.
+            let earlier: Vec<Value> = earlier
+                .into_iter()
+                .filter_map(|mut e| {
+                    if e.get("maybe").is_none() {
+                        return Some(e);
+                    }
+                    let v = e["version"].as_str()?;
+                    let now = applied.iter().any(|a| a.version == v && !a.dirty);
+                    let committed = match m.direction {
+                        Direction::Up => now,
+                        Direction::Down => !now,
+                    };
+                    let entry = e.as_object_mut()?;
+                    entry.remove("maybe");
+                    entry.insert(
+                        "note".into(),
+                        "the connection closed as its COMMIT was sent; the history says it committed"
+                            .into(),
+                    );
+                    committed.then_some(e)
+                })
+                .collect();
+            if !earlier.is_empty() {
+                super::sql::log(
+                    r,
+                    &s.id,
+                    format!(
+                        "{} migration(s) applied earlier in this step (before a retry or a resume): {}",
+                        earlier.len(),
+                        earlier
+                            .iter()
+                            .map(|e| e["version"].as_str().unwrap_or("repeatable"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
             earlier
         }
         _ => Vec::new(),
@@ -814,8 +840,17 @@ async fn migrate(
             Err(f) => {
                 if single {
                     r.db.rollback().await;
-                } else if f.retry && !done_list.is_empty() {
-                    r.migrate_resume = Some((s.id.clone(), done_list.clone()));
+                } else if f.retry && (!done_list.is_empty() || f.maybe_committed) {
+                    let mut carried = done_list.clone();
+                    if f.maybe_committed {
+                        carried.push(json!({
+                            "version": x.version,
+                            "name": x.name,
+                            "direction": m.direction,
+                            "maybe": true,
+                        }));
+                    }
+                    r.migrate_resume = Some((s.id.clone(), carried));
                 }
                 return Err(script_failed(x, f, details, done_list, single));
             }
