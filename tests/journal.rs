@@ -567,6 +567,18 @@ fn a_runner_killed_in_a_migrate_step_leaves_the_migrations_that_committed() {
             "SELECT coalesce(string_agg(version, ',' ORDER BY version), '') FROM schema_migrations",
         )
     };
+    // `runbook rollback` of the run undoes every migration it applied.
+    let rolled_back = |id: &str, reports: &str| {
+        let undo = again(&case, &db, &["rollback", id, "--yes"], reports);
+        assert_eq!(
+            undo.step("undo_apply")["status"],
+            "succeeded",
+            "{}",
+            undo.stderr
+        );
+        assert_eq!(versions(), "");
+        assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+    };
     let id = kill_9_during(&case, &db, "pg_sleep((CASE");
     assert_eq!(versions(), "1");
     db.sql("CREATE TABLE go_on ()");
@@ -586,28 +598,12 @@ fn a_runner_killed_in_a_migrate_step_leaves_the_migrations_that_committed() {
         .map(|a| a["version"].as_str().unwrap())
         .collect();
     assert_eq!(applied, ["1", "2"]);
-    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
-    assert_eq!(
-        undo.step("undo_apply")["status"],
-        "succeeded",
-        "{}",
-        undo.stderr
-    );
-    assert_eq!(versions(), "");
-    assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+    rolled_back(&id, "undo");
     // Killed again, and rolled back without a resume.
     db.sql("DROP TABLE go_on; DROP TABLE runbook_journal.run_steps, runbook_journal.runs");
     let id = kill_9_during(&case, &db, "pg_sleep((CASE");
     assert_eq!(versions(), "1");
-    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo2");
-    assert_eq!(
-        undo.step("undo_apply")["status"],
-        "succeeded",
-        "{}",
-        undo.stderr
-    );
-    assert_eq!(versions(), "");
-    assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+    rolled_back(&id, "undo2");
 }
 
 #[test]
