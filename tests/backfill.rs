@@ -396,7 +396,11 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
     let attempts = s["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 2, "{s}");
     assert_eq!(attempts[0]["error"]["class"], "lock_timeout");
-    assert_eq!(s["details"]["resumed"], true, "{s}");
+    // Every row of the step is its own, over all its attempts; none came
+    // from an earlier run.
+    assert_eq!(s["details"]["rows_updated"], 5000, "{s}");
+    assert_eq!(s["details"]["all_runs"]["rows_updated"], 5000, "{s}");
+    assert_eq!(s["details"]["resumed"], false, "{s}");
     assert_eq!(db.sql("SELECT count(*) FROM t WHERE v <> 1"), "0");
 }
 
@@ -563,4 +567,10 @@ fn a_retry_that_commits_nothing_does_not_make_the_backfill_unchanged() {
     let verdict = run.report["run"]["verdict"].as_str().unwrap();
     assert!(!verdict.contains("nothing was changed"), "{verdict}");
     assert_eq!(run.code, 4, "{}", run.stderr);
+    // The step's report counts its rows over both attempts, not the last
+    // attempt's none.
+    let s = run.step("fill");
+    assert_eq!(s["details"]["rows_updated"], 4000, "{s}");
+    assert_eq!(s["details"]["batches"], 4, "{s}");
+    assert_eq!(s["rows_affected"], 4000, "{s}");
 }

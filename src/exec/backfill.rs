@@ -266,12 +266,31 @@ pub(crate) async fn run(
     // here changed nothing.
     let job = prepare(r, s, b).await.map_err(Fail::unchanged)?;
     let mut tally = Tally::start(r, s, b, &job).await?;
+    let result = batches(r, s, b, &job, &mut tally, deadline, timeout).await;
+    // A retry reports the step as a whole: its rows and batches include
+    // this attempt's.
+    if result.is_err() && !b.dry_run {
+        r.backfill_resume = Some((s.id.clone(), Box::new(tally)));
+    }
+    result
+}
+
+/// The batches of one attempt, until one comes back short.
+async fn batches(
+    r: &mut Run<'_>,
+    s: &PlanStep,
+    b: &PlanBackfill,
+    job: &Job,
+    tally: &mut Tally,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Attempt {
     let mut last_progress: Option<(Instant, i64)> = None;
     let mut sizer = Sizer::new(b);
     let batches = Batches {
         table: &job.table,
         prefix: &job.prefix,
-        code: batch_sender(r, s, b, &job).await.map_err(Fail::unchanged)?,
+        code: batch_sender(r, s, b, job).await.map_err(Fail::unchanged)?,
         dry_run: b.dry_run,
     };
     // A failure before this run committed a batch changed nothing: each
@@ -286,7 +305,7 @@ pub(crate) async fn run(
     loop {
         tally.throttled += throttle(r, &s.id, b, deadline, timeout)
             .await
-            .map_err(|f| nothing_yet(f, &tally))?;
+            .map_err(|f| nothing_yet(f, tally))?;
         let t0 = Instant::now();
         let size = sizer.size;
         let (upto, seen, updated) = match one_batch(r, &batches, &tally.ck, size, deadline).await {
@@ -298,7 +317,7 @@ pub(crate) async fn run(
                 let mut f = to_fail(fail, tally.ck.batches + 1, timeout);
                 f.partial.rows_affected = (!ran).then_some(tally.updated_now as u64);
                 f.partial.details = Some(tally.summary(b).0);
-                return Err(if ran { f } else { nothing_yet(f, &tally) });
+                return Err(if ran { f } else { nothing_yet(f, tally) });
             }
         };
         let elapsed = t0.elapsed();
@@ -410,9 +429,10 @@ async fn prepare(r: &mut Run<'_>, s: &PlanStep, b: &PlanBackfill) -> Result<Job,
     })
 }
 
-/// What this run of a backfill has done so far, for its progress events
-/// and its report; `ck` counts every run's work, the rest only this one's.
-struct Tally {
+/// What this run of a backfill has done so far, over all its attempts, for
+/// its progress events and its report; `ck` counts every run's work, the
+/// rest only this one's.
+pub(crate) struct Tally {
     ck: Checkpoint,
     seen_now: i64,
     updated_now: i64,
@@ -455,6 +475,28 @@ impl Tally {
                 ck = prior;
             }
         }
+        let total = if b.exact_count || job.table.reltuples < 0 {
+            count(r, &job.table).await?
+        } else {
+            job.table.reltuples
+        };
+        // A retry: the step's earlier attempts in this run, and the
+        // checkpoint they left.
+        if let Some((_, mut before)) = r.backfill_resume.take_if(|(id, _)| *id == s.id) {
+            log(
+                r,
+                &s.id,
+                format!(
+                    "going on after key ({}): {} rows updated in {} batches before the retry",
+                    ck.last_key.as_deref().unwrap_or_default().join(", "),
+                    before.updated_now,
+                    before.times.len()
+                ),
+            );
+            before.ck = ck;
+            before.total = total;
+            return Ok(*before);
+        }
         if resumed {
             log(
                 r,
@@ -468,11 +510,6 @@ impl Tally {
                 ),
             );
         }
-        let total = if b.exact_count || job.table.reltuples < 0 {
-            count(r, &job.table).await?
-        } else {
-            job.table.reltuples
-        };
         Ok(Tally {
             resumed_from: ck.last_key.clone(),
             ck,

@@ -304,6 +304,9 @@ pub(crate) struct Run<'a> {
     /// those, for its retry to count as this step's (in its `applied`, and
     /// in whether it changed anything).
     migrate_resume: Option<(String, Vec<Value>)>,
+    /// A `backfill` step whose attempt failed: what it did, for its retry
+    /// to report the step's batches and rows as a whole.
+    backfill_resume: Option<(String, Box<backfill::Tally>)>,
     pub(crate) report_dir: Option<PathBuf>,
     /// The run journal in the target database.
     journal: journal::Journal,
@@ -736,6 +739,7 @@ pub async fn execute(
         aborted: false,
         sql_resume: None,
         migrate_resume: None,
+        backfill_resume: None,
         report_dir: opts.report_dir.clone(),
         journal,
         journal_seq: None,

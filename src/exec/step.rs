@@ -277,6 +277,7 @@ impl<'a> Run<'a> {
                 mut r => {
                     self.sql_resume = None;
                     self.migrate_resume = None;
+                    self.backfill_resume = None;
                     if let Err(f) = &mut r {
                         f.changed_nothing &= !changed_before;
                     }
