@@ -2802,6 +2802,9 @@ fn a_new_history_is_the_directorys_tools_where_it_marks_a_script_that_stopped() 
         states(&out),
         ["20240101000000 applied", "20240102000000 applied"]
     );
+    // runbook wrote these rows, and Prisma's table keeps no writer: the
+    // status names none rather than say Prisma applied them.
+    assert!(!out.contains("by prisma"), "{out}");
 
     let db = Db::fresh();
     let dir = files(&[(

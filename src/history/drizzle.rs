@@ -47,7 +47,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 name: found.map(|i| h.names[i].clone()).unwrap_or_default(),
                 key: r.get(0),
                 checksum: Some(r.get(1)),
-                by: "drizzle".into(),
+                by: String::new(),
                 direction: "up".into(),
                 ..Applied::default()
             }

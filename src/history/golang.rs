@@ -37,7 +37,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
     let row_of = |version: &str, dirty: bool| Applied {
         version: version.to_string(),
         key: at.clone(),
-        by: "golang-migrate".into(),
+        by: String::new(),
         dirty,
         direction: "up".into(),
         ..Applied::default()

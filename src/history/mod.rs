@@ -550,7 +550,8 @@ pub struct Applied {
     pub duration_ms: Option<i64>,
     /// The run that applied it (runbook's own history only).
     pub run_id: String,
-    /// Who or what applied it, as the tool records it.
+    /// Who or what applied it, as the tool records it; empty where the
+    /// tool's table keeps no writer (any tool, or runbook, may have).
     pub by: String,
     pub dirty: bool,
     /// For a dirty row: which way the script was going, whether it ran in a

@@ -48,7 +48,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             version: v.to_string(),
             key: number(v),
             checksum: md5(v),
-            by: "postgrator".into(),
+            by: String::new(),
             direction: "up".into(),
             ..Applied::default()
         })

@@ -75,7 +75,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             checksum: Some(r.get(2)),
             applied_at: r.get(3),
             duration_ms: r.get(6),
-            by: "prisma".into(),
+            by: String::new(),
             dirty: unfinished || rolling_back,
             direction: if rolling_back { "down" } else { "up" }.into(),
             error: logs.filter(|_| unfinished),

@@ -46,7 +46,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             name: r.get(1),
             applied_at: r.get(2),
             checksum: r.get(3),
-            by: "refinery".into(),
+            by: String::new(),
             direction: "up".into(),
             ..Applied::default()
         })

@@ -87,7 +87,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         version,
         key,
         applied_at: at.unwrap_or_default(),
-        by: h.tool.name().into(),
+        by: String::new(),
         direction: "up".into(),
         ..Applied::default()
     };

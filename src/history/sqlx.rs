@@ -57,7 +57,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 checksum: Some(r.get(4)),
                 // -1 until SQLx measured it.
                 duration_ms: (nanos >= 0).then_some(nanos / 1_000_000),
-                by: "sqlx".into(),
+                by: String::new(),
                 dirty: !success,
                 // SQLx's row does not say which way a script was going.
                 direction: "up".into(),

@@ -40,7 +40,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             version: r.get(0),
             name: r.get(1),
             key: r.get(0),
-            by: "supabase".into(),
+            by: String::new(),
             direction: "up".into(),
             ..Applied::default()
         })

@@ -34,7 +34,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
     let row_of = |version: &str| Applied {
         version: version.to_string(),
         key: at.clone(),
-        by: "tern".into(),
+        by: String::new(),
         direction: "up".into(),
         ..Applied::default()
     };
