@@ -1245,6 +1245,14 @@ fn an_up_that_writes_other_values_each_run_is_nondeterministic_not_lossy() {
         serde_json::json!(["public.kinds: 1 rows after the first up, 2 after the up again"]),
         "{o}"
     );
+    // It names what the down left, which the up again met.
+    assert!(
+        o["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("the up may have met: public.kinds: 0 rows before the up, 1 after the down"),
+        "{o}"
+    );
     // Only the re-up failure fails the step.
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(

@@ -326,8 +326,9 @@ pub(super) enum Down {
     /// they were before the up.
     Kept,
     /// Not quite: another schema, or more rows than before (fewer, or
-    /// other contents, is a `lossy` down).
-    Changed,
+    /// other contents, is a `lossy` down). What it left, for the finding:
+    /// `the schema`, and each table with its rows before and after.
+    Changed(Vec<String>),
     /// Not judged: in a whole set, some downs did not run.
     NotJudged,
 }
@@ -340,10 +341,14 @@ impl Down {
         before: &BTreeMap<String, Sum>,
         after: &BTreeMap<String, Sum>,
     ) -> Down {
-        if kept_schema && differences(before, after, "", "").is_empty() {
+        let mut left = differences(before, after, "before the up", "after the down");
+        if !kept_schema {
+            left.insert(0, "the schema (see the parity finding)".into());
+        }
+        if left.is_empty() {
             Down::Kept
         } else {
-            Down::Changed
+            Down::Changed(left)
         }
     }
 }
@@ -379,10 +384,12 @@ pub(super) fn written_again(
                  nothing was lost, but a deploy after a rollback gives other rows than the first"
             ),
         ),
-        Down::Changed => o.find(
+        Down::Changed(left) => o.find(
             Verdict::ReupFailure,
             format!(
-                "{differs}, after a down that left the schema or their rows other than before the up: {list}"
+                "{differs}: {list}. The down before it left other than before the up, which the up \
+                 may have met: {}",
+                left.join("; ")
             ),
         ),
         Down::NotJudged => o.find(Verdict::ReupFailure, format!("{differs}: {list}")),
