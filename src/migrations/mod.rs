@@ -1076,9 +1076,10 @@ fn push_versioned(
     }
     set.seen.insert(key, file.to_string());
     // A blank down counts as missing, except in popx, which runs it as the
-    // no-op it is.
+    // no-op it is, and under a blank up: nothing to undo, so the no-op is
+    // its exact inverse (a change kept as an empty stub in Sqitch's plan).
     let down = match down {
-        Down::Script(s) if s.is_blank() && set.format != Format::Popx => {
+        Down::Script(s) if s.is_blank() && set.format != Format::Popx && !up.is_blank() => {
             Down::Missing(format!("{} holds only comments", s.file))
         }
         d => d,
@@ -2382,6 +2383,28 @@ mod tests {
             .iter()
             .map(|m| (m.version.as_str(), m.name.as_str()))
             .collect()
+    }
+
+    /// A blank down is missing under an up that does something, and the
+    /// exact inverse of a blank up (a stub kept in the history).
+    #[test]
+    fn a_blank_down_undoes_a_blank_up() {
+        let d = dir_with(&[
+            ("1_stub.up.sql", "-- moved to 2_seed\n"),
+            ("1_stub.down.sql", "-- nothing to undo\n"),
+            ("2_seed.up.sql", "INSERT INTO t VALUES (1);"),
+            ("2_seed.down.sql", "-- cannot be undone\n"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert!(
+            set.migrations[0].down_script().is_some(),
+            "{:?}",
+            set.migrations[0].down
+        );
+        assert_eq!(
+            set.migrations[1].down,
+            Down::Missing("2_seed.down.sql holds only comments".into())
+        );
     }
 
     #[test]
