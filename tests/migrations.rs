@@ -138,6 +138,33 @@ fn a_down_that_destroys_a_pre_existing_columns_data_is_lossy() {
     );
 }
 
+/// The down changed nothing, but what the up overwrote is not back: that
+/// is as lost as rows a down deletes, and the finding says so without
+/// blaming the down for a change it did not make.
+#[test]
+fn an_update_the_down_does_not_undo_is_lossy() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_t.up.sql",
+                "CREATE TABLE t (id int PRIMARY KEY, v text);\nINSERT INTO t VALUES (1, 'a');\n",
+            ),
+            ("001_t.down.sql", "DROP TABLE t;\n"),
+            ("002_upd.up.sql", "UPDATE t SET v = 'z';\n"),
+            ("002_upd.down.sql", "SELECT 1;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(verdicts(o), ["lossy"], "{o}");
+    assert_eq!(
+        o["findings"][0]["message"],
+        "after the down, data that existed before the up is not back: public.t: 1 rows, but their contents changed",
+        "{o}"
+    );
+}
+
 #[test]
 fn a_migration_that_moves_a_column_is_an_order_only_difference() {
     let run = rehearse(&fixture("column_order"), "");

@@ -535,8 +535,10 @@ fn same(a: Option<&std::sync::Arc<Value>>, b: Option<&std::sync::Arc<Value>>) ->
     matches!((a, b), (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b))
 }
 
-/// A leg that left tables that existed before with less than they held:
-/// a `lossy` finding naming them. Returns whether it found one.
+/// A leg that left tables that existed before with less than they held
+/// (what it removed, or what the up changed and it did not put back): a
+/// `lossy` finding naming them. `what` is the leg (`the down`, `the
+/// downs`). Returns whether it found one.
 pub(super) fn data(
     o: &mut Outcome,
     before: &BTreeMap<String, Sum>,
@@ -549,7 +551,8 @@ pub(super) fn data(
         let f = o.find(
             Verdict::Lossy,
             format!(
-                "{what} changed data in tables that existed before: {}",
+                "after {what}, data that existed before {} is not back: {}",
+                what.replace("down", "up"),
                 lines.join("; ")
             ),
         );

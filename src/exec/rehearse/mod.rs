@@ -1184,7 +1184,7 @@ async fn down_and_up(
         Verdict::ParityMismatch,
         "after down, the schema is not what it was before up",
     );
-    let lossy_down = data(o, d0, &d2, "down");
+    let lossy_down = data(o, d0, &d2, "the down");
     match rig.leg(o, m, "reup", nested).await {
         Ok(done) => note(&done),
         Err(f) => {
