@@ -290,7 +290,7 @@ ORDER BY lag_bytes DESC NULLS LAST",
             default("max", ArgKind::Count, "0", "how many may be pending"),
         ],
         sql: HISTORY_READ,
-        how: Some("runbook lists the directory's migrations and reads the history as `migrate` does (docs/migrations.md, \"The history\"): the table detected, or the one named, in its tool's own format. A migration the history does not record as finished is pending, and each row names it (`version`, `file`). When the history table does not exist yet, every migration is pending. So is a Flyway repeatable migration (`R__`, `version` null) never applied, changed since, or whose last run stopped half-way."),
+        how: Some("runbook lists the directory's migrations and reads the history as `migrate` does (docs/migrations.md, \"The history\"): the table detected, or the one named, in its tool's own format. A migration the history does not record as finished is pending, and each row names it (`version`, `file`), with `out_of_order` true when it is older than the newest applied one (a `migrate` step refuses it where the history's tool does; docs/migrations.md). When the history table does not exist yet, every migration is pending. So is a Flyway repeatable migration (`R__`, `version` null) never applied, changed since, or whose last run stopped half-way."),
     },
     Builtin {
         name: "dirty_migrations",

@@ -309,10 +309,26 @@ pub fn migrations_status(
         let mut rows = Vec::new();
         let mut bad = false;
         let kind = history.tool.checksum_kind().unwrap_or("checksum");
+        let newest = migrate::Newest::of(set, applied);
         for m in &set.migrations {
             let a = applied.iter().find(|a| a.version == m.version);
             let sums = a.and_then(|a| Some((a.checksum.clone()?, history.checksum_of(m)?)));
             let (state, note) = match a {
+                None if newest.is_after(set, m) => (
+                    "pending",
+                    format!(
+                        "older than the newest applied, {}: out of order; {}",
+                        newest.version.unwrap_or_default(),
+                        if history.tool.refuses_out_of_order() {
+                            format!(
+                                "{} refuses it, and so does a migrate step unless it sets `out_of_order: true`",
+                                history.tool.name()
+                            )
+                        } else {
+                            "a migrate step applies it with a warning".into()
+                        }
+                    ),
+                ),
                 None => ("pending", String::new()),
                 Some(a) if a.dirty => {
                     bad = true;

@@ -1076,6 +1076,10 @@ pub struct MigrateStep {
     /// them). Each script must be able to run in a transaction.
     #[serde(default)]
     pub single_transaction: bool,
+    /// Apply a pending migration older than the newest applied one (`true`),
+    /// or refuse the step before anything runs (`false`). Default: as the
+    /// history's tool does ([`crate::history::Tool::refuses_out_of_order`]).
+    pub out_of_order: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -1671,8 +1671,9 @@ fn a_drizzle_history_is_read_by_its_journal_and_continued() {
     assert_eq!(code, 3, "{out}");
     assert!(states(&out).contains(&"0001 changed".to_string()), "{out}");
     std::fs::write(dir.path().join("0001_add_email.sql"), add).unwrap();
-    // Merged later with an older `when`: Drizzle would skip it for good;
-    // runbook applies it, and says it is out of order.
+    // Merged later with an older `when`: Drizzle would skip it for good,
+    // so the step refuses it; with `out_of_order: true` it applies it, and
+    // says it is out of order.
     std::fs::write(
         dir.path().join("meta/_journal.json"),
         journal.replace(
@@ -1687,10 +1688,111 @@ fn a_drizzle_history_is_read_by_its_journal_and_continued() {
     )
     .unwrap();
     let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 pending migration(s) are older than the newest applied (0002): 0003 (late); drizzle refuses"),
+        "{}",
+        run.step("apply")
+    );
+    assert_eq!(db.sql("SELECT to_regclass('late') IS NULL"), "t");
+    let (_case, run) = migrate(&db, dir.path(), "          out_of_order: true\n");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(applied(&run), ["0003"]);
     assert!(
         format!("{}{}", run.stdout, run.stderr).contains("0003's journal `when` is older than that of the newest applied migration; Drizzle would never run it"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A migration merged after a newer one was deployed. Flyway (with
+/// `outOfOrder` off, its default) refuses it, and so does the step, before
+/// anything runs; `out_of_order: true` applies it, with a warning. Under a
+/// history whose tool applies it (runbook's own here), it is applied with
+/// a warning, and `out_of_order: false` refuses it.
+#[test]
+fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
+    let late = "CREATE TABLE late (id int);\n";
+    let db = Db::fresh();
+    let dir = files(&[("V1__init.sql", INIT), ("V3__add.sql", ADD)]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::write(dir.path().join("V2__late.sql"), late).unwrap();
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("pending  late  (older than the newest applied, 3: out of order; flyway refuses it, and so does a migrate step unless it sets `out_of_order: true`)"),
+        "{out}"
+    );
+    let checks = Case::new(&format!(
+        "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, severity: warn }}\n",
+        dir.path().display()
+    ));
+    let pending = checks.exec(&db.url, &[]);
+    assert_eq!(
+        pending.step("pending")["details"]["rows"],
+        serde_json::json!([{"version": "2", "file": "V2__late.sql", "out_of_order": true}]),
+        "{}",
+        pending.step("pending")
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert_eq!(
+        error["message"],
+        "1 pending migration(s) are older than the newest applied (3): 2 (late); flyway refuses to apply a migration out of order, and so does this step",
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("`out_of_order: true`"),
+        "{error}"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('late') IS NULL"), "t");
+    let (_case, run) = migrate(&db, dir.path(), "          out_of_order: true\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2"]);
+    assert!(
+        run.stderr.contains(
+            "warning: 2 is older than the newest applied migration (3); applying it out of order"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    let db = Db::fresh();
+    let dir = files(&[
+        ("001_init.up.sql", INIT),
+        ("001_init.down.sql", "DROP TABLE users;\n"),
+        ("003_add.up.sql", ADD),
+        ("003_add.down.sql", DROP_ADD),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::write(dir.path().join("002_late.up.sql"), late).unwrap();
+    std::fs::write(dir.path().join("002_late.down.sql"), "DROP TABLE late;\n").unwrap();
+    let (_, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert!(
+        out.contains("(older than the newest applied, 003: out of order; a migrate step applies it with a warning)"),
+        "{out}"
+    );
+    let (_case, run) = migrate(&db, dir.path(), "          out_of_order: false\n");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.step("apply")["error"]["message"],
+        "1 pending migration(s) are older than the newest applied (003): 002 (late); `out_of_order: false` refuses it"
+    );
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["002"]);
+    assert!(
+        run.stderr
+            .contains("warning: 002 is older than the newest applied migration (003); applying it out of order"),
         "{}",
         run.stderr
     );

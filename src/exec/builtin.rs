@@ -397,23 +397,28 @@ async fn pending(
         .repeatables(&r.db, &set)
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
-    let row = |version: Value, file: &str| {
+    let row = |version: Value, file: &str, out_of_order: Value| {
         let mut row = Map::new();
         row.insert("version".into(), version);
         row.insert("file".into(), Value::from(file));
+        row.insert("out_of_order".into(), out_of_order);
         row
     };
+    let newest = super::migrate::Newest::of(&set, &applied);
     let rows: Vec<Row> = set
         .migrations
         .iter()
         .filter(|m| !applied.iter().any(|a| a.version == m.version && !a.dirty))
-        .map(|m| row(Value::from(m.version.clone()), &m.up.file))
+        .map(|m| {
+            let early = newest.is_after(&set, m);
+            row(Value::from(m.version.clone()), &m.up.file, early.into())
+        })
         // Flyway's repeatable migrations that the next migrate runs.
         .chain(
             repeatables
                 .iter()
                 .filter(|(_, state)| *state != crate::history::Repeatable::Applied)
-                .map(|(m, _)| row(Value::Null, &m.up.file)),
+                .map(|(m, _)| row(Value::Null, &m.up.file, Value::Null)),
         )
         .collect();
     let max = b.args.get("max").and_then(Value::as_u64).unwrap_or(0);

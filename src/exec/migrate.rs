@@ -660,20 +660,7 @@ async fn migrate(
             "nothing was rolled back; write its down script, or restore from a backup",
         ));
     }
-    let max_applied = applied
-        .iter()
-        .map(|a| a.version.as_str())
-        .max_by(|a, b| set.cmp(a, b));
-    // Drizzle goes by its journal's `when`, not by the version.
-    let newest_when = applied
-        .iter()
-        .filter_map(|a| {
-            set.migrations
-                .iter()
-                .find(|m| m.version == a.version)?
-                .created_ms
-        })
-        .max();
+    let newest = Newest::of(set, &applied);
     let run_id = r.run_id.clone();
     let ctx = Ctx {
         run_id: &run_id,
@@ -789,13 +776,7 @@ async fn migrate(
                 x.up.file
             )]
         } else {
-            announce(
-                x,
-                m.direction,
-                (max_applied, newest_when),
-                set,
-                (i + 1, total),
-            )
+            announce(x, m.direction, &newest, set, (i + 1, total))
         };
         for line in lines {
             super::sql::log(r, &s.id, line);
@@ -888,32 +869,66 @@ async fn migrate(
     Ok(done)
 }
 
+/// The newest migration the history says is applied, as out-of-order
+/// migrations are judged against it: its version, and Drizzle's journal
+/// `when` (Drizzle goes by that, not by the version).
+pub(crate) struct Newest<'a> {
+    pub(crate) version: Option<&'a str>,
+    when: Option<i64>,
+}
+
+impl<'a> Newest<'a> {
+    pub(crate) fn of(set: &Set, applied: &'a [Applied]) -> Newest<'a> {
+        Newest {
+            version: applied
+                .iter()
+                .map(|a| a.version.as_str())
+                .max_by(|a, b| set.cmp(a, b)),
+            when: applied
+                .iter()
+                .filter_map(|a| {
+                    set.migrations
+                        .iter()
+                        .find(|m| m.version == a.version)?
+                        .created_ms
+                })
+                .max(),
+        }
+    }
+
+    /// Whether a pending migration comes before it: applying it now is
+    /// applying it out of order.
+    pub(crate) fn is_after(&self, set: &Set, x: &Migration) -> bool {
+        match (x.created_ms, self.when, self.version) {
+            (Some(when), Some(newest), _) => when <= newest,
+            (_, _, Some(max)) => set.cmp(&x.version, max).is_lt(),
+            _ => false,
+        }
+    }
+}
+
 /// The log lines before a script runs: its place in the list, and a
 /// warning when it is applied below the newest applied version.
 fn announce(
     x: &Migration,
     direction: Direction,
-    (max_applied, newest_when): (Option<&str>, Option<i64>),
+    newest: &Newest<'_>,
     set: &Set,
     (n, total): (usize, usize),
 ) -> Vec<String> {
     let mut lines = Vec::new();
-    if direction == Direction::Up
-        && let Some(max) = max_applied
-    {
-        if let (Some(when), Some(newest)) = (x.created_ms, newest_when) {
-            if when <= newest {
-                lines.push(format!(
-                    "warning: {}'s journal `when` is older than that of the newest applied migration; Drizzle would never run it; applying it out of order",
-                    x.version
-                ));
-            }
-        } else if set.cmp(&x.version, max).is_lt() {
-            lines.push(format!(
-                "warning: {} is older than the newest applied migration ({max}); applying it out of order",
+    if direction == Direction::Up && newest.is_after(set, x) {
+        lines.push(match (x.created_ms, newest.when) {
+            (Some(_), Some(_)) => format!(
+                "warning: {}'s journal `when` is older than that of the newest applied migration; Drizzle would never run it; applying it out of order",
                 x.version
-            ));
-        }
+            ),
+            _ => format!(
+                "warning: {} is older than the newest applied migration ({}); applying it out of order",
+                x.version,
+                newest.version.unwrap_or_default()
+            ),
+        });
     }
     let verb = match direction {
         Direction::Up => "applying",
@@ -988,6 +1003,42 @@ async fn decide<'s>(
         pending.run.retain(|m| ours(m));
     }
     pending.repeatables = repeat;
+    if m.direction == Direction::Up
+        && !m
+            .out_of_order
+            .unwrap_or(!history.tool.refuses_out_of_order())
+    {
+        let newest = Newest::of(set, &applied);
+        let early: Vec<&&Migration> = pending
+            .run
+            .iter()
+            .filter(|x| newest.is_after(set, x))
+            .collect();
+        if let (Some(first), Some(max)) = (early.first(), newest.version) {
+            let list: Vec<String> = early
+                .iter()
+                .map(|x| migrations::labeled(&x.version, &x.name))
+                .collect();
+            let whose = match m.out_of_order {
+                Some(false) => "`out_of_order: false` refuses it".to_string(),
+                _ => format!(
+                    "{} refuses to apply a migration out of order, and so does this step",
+                    history.tool.name()
+                ),
+            };
+            return Err(refused(
+                format!(
+                    "{} pending migration(s) are older than the newest applied ({max}): {}; {whose}",
+                    early.len(),
+                    list.join(", ")
+                ),
+                &format!(
+                    "nothing ran. {} was written before {max} ran, and may not fit the schema after it: give it a version after {max}; or, if it is safe to run after the newer ones, set `out_of_order: true` on the step (Flyway's outOfOrder, the Supabase CLI's --include-all, goose's -allow-missing)",
+                    first.version
+                ),
+            ));
+        }
+    }
     if !history.tool.writable() && !pending.run.is_empty() {
         return Err(refused(
             format!(

@@ -401,6 +401,19 @@ impl Tool {
         )
     }
 
+    /// Whether the tool refuses, by default, a pending migration older than
+    /// the newest applied one (from a branch merged after a newer one was
+    /// deployed): Flyway (`outOfOrder` off), the Supabase CLI (without
+    /// `--include-all`), goose (without `-allow-missing`) and
+    /// node-pg-migrate (`checkOrder`) stop; Drizzle never runs it. The
+    /// others apply it.
+    pub fn refuses_out_of_order(self) -> bool {
+        matches!(
+            self,
+            Self::Flyway | Self::Supabase | Self::Goose | Self::NodePgMigrate | Self::Drizzle
+        )
+    }
+
     /// Only runbook's own rows say which run applied them (`to: before_run`).
     pub fn records_runs(self) -> bool {
         self == Self::Runbook

@@ -21,6 +21,8 @@ pub struct PlanMigrate {
     pub history: PlanHistory,
     pub allow_checksum_change: bool,
     pub single_transaction: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_order: Option<bool>,
 }
 
 /// Where the migrations are recorded: a tool (`auto`: detected) and a table
@@ -106,6 +108,7 @@ impl Planner<'_> {
             history: PlanHistory::of(m.history.as_ref(), m.history_table.as_ref()),
             allow_checksum_change: m.allow_checksum_change,
             single_transaction: m.single_transaction,
+            out_of_order: m.out_of_order,
         }))
     }
 }
@@ -199,6 +202,19 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
             " and a changed applied file"
         }
     );
+    if m.direction == model::Direction::Up {
+        let _ = writeln!(
+            o,
+            "{:pad$}a pending migration older than the newest applied: {}",
+            "",
+            match m.out_of_order {
+                Some(true) => "applied, with a warning",
+                Some(false) => "refused before anything runs",
+                None =>
+                    "refused where the history's tool refuses it (Flyway, Supabase, goose, node-pg-migrate, Drizzle), else applied with a warning",
+            }
+        );
+    }
 }
 
 /// Where a history in `public` goes instead.
