@@ -1754,6 +1754,15 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
         "{error}"
     );
     assert_eq!(db.sql("SELECT to_regclass('late') IS NULL"), "t");
+    // A rehearsal on a copy says what the deploy would make of it.
+    let (_case, rehearsal) = rehearse_scratch(&db, dir.path(), "");
+    assert!(
+        rehearsal.step("rehearse")["details"]["warnings"].to_string().contains(
+            "1 pending migration(s) are older than the newest applied on this database: 2 (late); flyway refuses to apply them"
+        ),
+        "{}",
+        rehearsal.step("rehearse")
+    );
     let (_case, run) = migrate(&db, dir.path(), "          out_of_order: true\n");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(applied(&run), ["2"]);

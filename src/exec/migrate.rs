@@ -437,6 +437,9 @@ pub struct Pending<'s> {
     pub changed: Vec<(String, String, String, String)>,
     /// Applied versions with no file in the directory.
     pub missing: Vec<String>,
+    /// Going up, those of `run` older than the newest applied migration
+    /// ([`Newest`]): applying them is applying them out of order.
+    pub early: Vec<&'s Migration>,
 }
 
 /// Decide what to run. Refuses on a dirty row, and on a changed checksum
@@ -482,11 +485,21 @@ pub fn select<'s>(
     if let Some(n) = steps {
         run.truncate(n as usize);
     }
+    let newest = Newest::of(set, applied);
+    let early = match direction {
+        Direction::Up => run
+            .iter()
+            .copied()
+            .filter(|m| newest.is_after(set, m))
+            .collect(),
+        Direction::Down => Vec::new(),
+    };
     Pending {
         run,
         repeatables: Vec::new(),
         changed,
         missing,
+        early,
     }
 }
 
@@ -1008,13 +1021,8 @@ async fn decide<'s>(
             .out_of_order
             .unwrap_or(!history.tool.refuses_out_of_order())
     {
-        let newest = Newest::of(set, &applied);
-        let early: Vec<&&Migration> = pending
-            .run
-            .iter()
-            .filter(|x| newest.is_after(set, x))
-            .collect();
-        if let (Some(first), Some(max)) = (early.first(), newest.version) {
+        let early = &pending.early;
+        if let (Some(first), Some(max)) = (early.first(), Newest::of(set, &applied).version) {
             let list: Vec<String> = early
                 .iter()
                 .map(|x| migrations::labeled(&x.version, &x.name))

@@ -643,10 +643,34 @@ async fn rehearse(
             o.find(Verdict::ToolFailure, f.to_string()).leg = Some(f.leg);
         }
     }
+    // Older than the newest applied on this database: what a migrate step
+    // would make of them there.
+    let late = (!pending.early.is_empty()).then(|| {
+        let list: Vec<String> = pending
+            .early
+            .iter()
+            .map(|m| crate::migrations::labeled(&m.version, &m.name))
+            .collect();
+        let tool = rig.history.tool;
+        format!(
+            "{} pending migration(s) are older than the newest applied on this database: {}; {}",
+            list.len(),
+            list.join(", "),
+            if tool.refuses_out_of_order() {
+                format!(
+                    "{} refuses to apply them, and so does a migrate step unless it sets `out_of_order: true`",
+                    tool.name()
+                )
+            } else {
+                "a migrate step applies them out of order, with a warning".into()
+            }
+        )
+    });
     let warnings: Vec<&String> = set
         .warnings
         .iter()
         .filter(|w| !as_verdicts.contains(w))
+        .chain(&late)
         .collect();
     let mut whole = Outcome {
         version: "*".into(),
