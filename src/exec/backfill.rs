@@ -268,8 +268,8 @@ pub(crate) async fn run(
     let mut tally = Tally::start(r, s, b, &job).await?;
     let result = batches(r, s, b, &job, &mut tally, deadline, timeout).await;
     // A retry reports the step as a whole: its rows and batches include
-    // this attempt's.
-    if result.is_err() && !b.dry_run {
+    // the batches this attempt (or one before it) committed.
+    if result.is_err() && !b.dry_run && !tally.times.is_empty() {
         r.backfill_resume = Some((s.id.clone(), Box::new(tally)));
     }
     result
