@@ -309,7 +309,7 @@ pub fn migrations_status(
         let mut rows = Vec::new();
         let mut bad = false;
         let kind = history.tool.checksum_kind().unwrap_or("checksum");
-        let newest = migrate::Newest::of(set, applied);
+        let newest = crate::history::Newest::of(set, applied);
         for m in &set.migrations {
             let a = applied.iter().find(|a| a.version == m.version);
             let sums = a.and_then(|a| Some((a.checksum.clone()?, history.checksum_of(m)?)));

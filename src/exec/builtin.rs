@@ -404,7 +404,7 @@ async fn pending(
         row.insert("out_of_order".into(), out_of_order);
         row
     };
-    let newest = super::migrate::Newest::of(&set, &applied);
+    let newest = crate::history::Newest::of(&set, &applied);
     let rows: Vec<Row> = set
         .migrations
         .iter()

@@ -21,7 +21,7 @@ use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 pub use crate::history::{Applied, History};
-use crate::history::{Repeatable, Tool, Write};
+use crate::history::{Newest, Repeatable, Tool, Write};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
 use crate::pg::db::{self, Db, QueryFail};
@@ -880,44 +880,6 @@ async fn migrate(
     done.output.insert("applied".into(), json!(done_list));
     done.output.insert("count".into(), Value::from(count));
     Ok(done)
-}
-
-/// The newest migration the history says is applied, as out-of-order
-/// migrations are judged against it: its version, and Drizzle's journal
-/// `when` (Drizzle goes by that, not by the version).
-pub(crate) struct Newest<'a> {
-    pub(crate) version: Option<&'a str>,
-    when: Option<i64>,
-}
-
-impl<'a> Newest<'a> {
-    pub(crate) fn of(set: &Set, applied: &'a [Applied]) -> Newest<'a> {
-        Newest {
-            version: applied
-                .iter()
-                .map(|a| a.version.as_str())
-                .max_by(|a, b| set.cmp(a, b)),
-            when: applied
-                .iter()
-                .filter_map(|a| {
-                    set.migrations
-                        .iter()
-                        .find(|m| m.version == a.version)?
-                        .created_ms
-                })
-                .max(),
-        }
-    }
-
-    /// Whether a pending migration comes before it: applying it now is
-    /// applying it out of order.
-    pub(crate) fn is_after(&self, set: &Set, x: &Migration) -> bool {
-        match (x.created_ms, self.when, self.version) {
-            (Some(when), Some(newest), _) => when <= newest,
-            (_, _, Some(max)) => set.cmp(&x.version, max).is_lt(),
-            _ => false,
-        }
-    }
 }
 
 /// The log lines before a script runs: its place in the list, and a

@@ -549,6 +549,45 @@ impl HistoryError {
     }
 }
 
+/// The newest migration the history says is applied, as out-of-order
+/// migrations are judged against it: its version, and Drizzle's journal
+/// `when` (Drizzle goes by that, not by the version).
+pub struct Newest<'a> {
+    pub version: Option<&'a str>,
+    /// Drizzle's journal `when` of the newest applied migration.
+    pub when: Option<i64>,
+}
+
+impl<'a> Newest<'a> {
+    pub fn of(set: &Set, applied: &'a [Applied]) -> Newest<'a> {
+        Newest {
+            version: applied
+                .iter()
+                .map(|a| a.version.as_str())
+                .max_by(|a, b| set.cmp(a, b)),
+            when: applied
+                .iter()
+                .filter_map(|a| {
+                    set.migrations
+                        .iter()
+                        .find(|m| m.version == a.version)?
+                        .created_ms
+                })
+                .max(),
+        }
+    }
+
+    /// Whether a pending migration comes before it: applying it now is
+    /// applying it out of order.
+    pub fn is_after(&self, set: &Set, x: &Migration) -> bool {
+        match (x.created_ms, self.when, self.version) {
+            (Some(when), Some(newest), _) => when <= newest,
+            (_, _, Some(max)) => set.cmp(&x.version, max).is_lt(),
+            _ => false,
+        }
+    }
+}
+
 /// One migration the history has, in runbook's terms.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Applied {
