@@ -321,7 +321,7 @@ pub fn migrations_status(
                         newest.version.unwrap_or_default(),
                         if history.tool.refuses_out_of_order() {
                             format!(
-                                "{} refuses it, and so does a migrate step unless it sets `out_of_order: true`",
+                                "{} would not apply it, and neither would a migrate step unless it sets `out_of_order: true`",
                                 history.tool.name()
                             )
                         } else {

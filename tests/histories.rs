@@ -1693,7 +1693,7 @@ fn a_drizzle_history_is_read_by_its_journal_and_continued() {
         run.step("apply")["error"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("1 pending migration(s) are older than the newest applied (0002): 0003 (late); drizzle refuses"),
+            .starts_with("1 pending migration(s) are older than the newest applied (0002): 0003 (late); drizzle would not apply"),
         "{}",
         run.step("apply")
     );
@@ -1724,7 +1724,7 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
     let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("pending  late  (older than the newest applied, 3: out of order; flyway refuses it, and so does a migrate step unless it sets `out_of_order: true`)"),
+        out.contains("pending  late  (older than the newest applied, 3: out of order; flyway would not apply it, and neither would a migrate step unless it sets `out_of_order: true`)"),
         "{out}"
     );
     let checks = Case::new(&format!(
@@ -1743,7 +1743,7 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
     let error = &run.step("apply")["error"];
     assert_eq!(
         error["message"],
-        "1 pending migration(s) are older than the newest applied (3): 2 (late); flyway refuses to apply a migration out of order, and so does this step",
+        "1 pending migration(s) are older than the newest applied (3): 2 (late); flyway would not apply a migration out of order, and neither does this step",
         "{error}"
     );
     assert!(
@@ -1758,7 +1758,7 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
     let (_case, rehearsal) = rehearse_scratch(&db, dir.path(), "");
     assert!(
         rehearsal.step("rehearse")["details"]["warnings"].to_string().contains(
-            "1 pending migration(s) are older than the newest applied on this database: 2 (late); flyway refuses to apply them"
+            "1 pending migration(s) are older than the newest applied on this database: 2 (late); flyway would not apply them"
         ),
         "{}",
         rehearsal.step("rehearse")

@@ -992,7 +992,7 @@ async fn decide<'s>(
             let whose = match m.out_of_order {
                 Some(false) => "`out_of_order: false` refuses it".to_string(),
                 _ => format!(
-                    "{} refuses to apply a migration out of order, and so does this step",
+                    "{} would not apply a migration out of order, and neither does this step",
                     history.tool.name()
                 ),
             };

@@ -658,7 +658,7 @@ async fn rehearse(
             list.join(", "),
             if tool.refuses_out_of_order() {
                 format!(
-                    "{} refuses to apply them, and so does a migrate step unless it sets `out_of_order: true`",
+                    "{} would not apply them, and neither would a migrate step unless it sets `out_of_order: true`",
                     tool.name()
                 )
             } else {
