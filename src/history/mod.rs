@@ -404,13 +404,18 @@ impl Tool {
     /// Whether the tool refuses, by default, a pending migration older than
     /// the newest applied one (from a branch merged after a newer one was
     /// deployed): Flyway (`outOfOrder` off), the Supabase CLI (without
-    /// `--include-all`), goose (without `-allow-missing`) and
-    /// node-pg-migrate (`checkOrder`) stop; Drizzle never runs it. The
-    /// others apply it.
+    /// `--include-all`), goose (without `-allow-missing`), node-pg-migrate
+    /// (`checkOrder`) and refinery (`abort_missing`) stop; Drizzle never
+    /// runs it. The others apply it.
     pub fn refuses_out_of_order(self) -> bool {
         matches!(
             self,
-            Self::Flyway | Self::Supabase | Self::Goose | Self::NodePgMigrate | Self::Drizzle
+            Self::Flyway
+                | Self::Supabase
+                | Self::Goose
+                | Self::NodePgMigrate
+                | Self::Refinery
+                | Self::Drizzle
         )
     }
 

@@ -211,7 +211,7 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
                 Some(true) => "applied, with a warning",
                 Some(false) => "refused before anything runs",
                 None =>
-                    "refused where the history's tool refuses it (Flyway, Supabase, goose, node-pg-migrate, Drizzle), else applied with a warning",
+                    "refused where the history's tool refuses it (Flyway, Supabase, goose, node-pg-migrate, refinery, Drizzle), else applied with a warning",
             }
         );
     }
