@@ -319,14 +319,7 @@ pub fn migrations_status(
                     format!(
                         "older than the newest applied, {}: out of order; {}",
                         newest.version.unwrap_or_default(),
-                        if history.tool.refuses_out_of_order() {
-                            format!(
-                                "{} would not apply it, and neither would a migrate step unless it sets `out_of_order: true`",
-                                history.tool.name()
-                            )
-                        } else {
-                            "a migrate step applies it with a warning".into()
-                        }
+                        history.tool.out_of_order_fate()
                     ),
                 ),
                 None => ("pending", String::new()),

@@ -1724,7 +1724,7 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
     let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("pending  late  (older than the newest applied, 3: out of order; flyway would not apply it, and neither would a migrate step unless it sets `out_of_order: true`)"),
+        out.contains("pending  late  (older than the newest applied, 3: out of order; flyway would not apply such a migration, and neither would a migrate step unless it sets `out_of_order: true`)"),
         "{out}"
     );
     let checks = Case::new(&format!(
@@ -1758,7 +1758,7 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
     let (_case, rehearsal) = rehearse_scratch(&db, dir.path(), "");
     assert!(
         rehearsal.step("rehearse")["details"]["warnings"].to_string().contains(
-            "1 pending migration(s) are older than the newest applied on this database: 2 (late); flyway would not apply them"
+            "1 pending migration(s) are older than the newest applied on this database: 2 (late); flyway would not apply such a migration"
         ),
         "{}",
         rehearsal.step("rehearse")
@@ -1787,7 +1787,7 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
     std::fs::write(dir.path().join("002_late.down.sql"), "DROP TABLE late;\n").unwrap();
     let (_, out, _) = migrations(&["status"], dir.path(), &db.url);
     assert!(
-        out.contains("(older than the newest applied, 003: out of order; a migrate step applies it with a warning)"),
+        out.contains("(older than the newest applied, 003: out of order; a migrate step applies such a migration with a warning)"),
         "{out}"
     );
     let (_case, run) = migrate(&db, dir.path(), "          out_of_order: false\n");

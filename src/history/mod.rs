@@ -419,6 +419,20 @@ impl Tool {
         )
     }
 
+    /// What becomes of a pending migration older than the newest applied,
+    /// under this tool's history, as `migrations status` and a rehearsal
+    /// say it.
+    pub fn out_of_order_fate(self) -> String {
+        if self.refuses_out_of_order() {
+            format!(
+                "{} would not apply such a migration, and neither would a migrate step unless it sets `out_of_order: true`",
+                self.name()
+            )
+        } else {
+            "a migrate step applies such a migration with a warning".into()
+        }
+    }
+
     /// Only runbook's own rows say which run applied them (`to: before_run`).
     pub fn records_runs(self) -> bool {
         self == Self::Runbook

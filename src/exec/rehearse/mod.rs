@@ -651,19 +651,11 @@ async fn rehearse(
             .iter()
             .map(|m| crate::migrations::labeled(&m.version, &m.name))
             .collect();
-        let tool = rig.history.tool;
         format!(
             "{} pending migration(s) are older than the newest applied on this database: {}; {}",
             list.len(),
             list.join(", "),
-            if tool.refuses_out_of_order() {
-                format!(
-                    "{} would not apply them, and neither would a migrate step unless it sets `out_of_order: true`",
-                    tool.name()
-                )
-            } else {
-                "a migrate step applies them out of order, with a warning".into()
-            }
+            rig.history.tool.out_of_order_fate()
         )
     });
     let warnings: Vec<&String> = set
