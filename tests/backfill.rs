@@ -377,12 +377,7 @@ fn a_lock_timeout_in_a_batch_is_retried_and_resumes_from_the_checkpoint() {
     let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: fill\n        settings: {{ lock_timeout: 300ms }}\n        backfill:\n          table: t\n          set: v = v + 1\n          batch_size: 1000\n"
     ));
-    let running = case
-        .command(&db.url, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = case.spawn(&db.url, &[]);
     // A batch waits on the held rows, and its lock_timeout ends the wait;
     // only then do the locks go.
     let waiting = "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";

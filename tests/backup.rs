@@ -882,12 +882,7 @@ fn a_killed_pg_dump_fails_the_step_and_no_secret_reaches_its_argv() {
         "phases:\n  - id: b\n    kind: backup\n    steps:\n      - id: pre\n        settings: { lock_timeout: 60s }\n        backup:\n          path: backups/killed\n",
     ));
     let secret = "pw-7f3a-never-shown";
-    let child = case
-        .command(&db.url_with_password(secret), &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = case.spawn(&db.url_with_password(secret), &[]);
     let marker = case.dir.path().join("backups/killed").display().to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     let pid = loop {

@@ -388,12 +388,7 @@ fn after_a_failover_the_children_follow_the_new_primary() {
         shell: psql -XAtc "SELECT to_regclass('on_second') IS NOT NULL"
 "#
     ));
-    let child = case
-        .command(&url, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = case.spawn(&url, &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while psql(
         &on_first,

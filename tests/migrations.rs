@@ -2963,12 +2963,7 @@ fn what_an_earlier_attempt_applied_is_the_steps_own() {
     // applies 2, and the step applied both.
     std::fs::write(&runbook, text.replace("ATTEMPTS", "5")).unwrap();
     let mut holder = support::hold_lock(&db, "b", "ACCESS EXCLUSIVE", 60);
-    let running = case
-        .command(&db.url, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = case.spawn(&db.url, &[]);
     let waiting = "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()";
     support::wait_until(&db, &format!("SELECT ({waiting}) > 0"));

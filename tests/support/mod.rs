@@ -221,6 +221,16 @@ impl Case {
         self.command_through(&[], url, extra)
     }
 
+    /// [`Case::command`] started in the background, its output captured
+    /// (for `wait_with_output` and [`Run::new`]).
+    pub fn spawn(&self, url: &str, extra: &[&str]) -> std::process::Child {
+        self.command(url, extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// [`Case::command`], started through `launcher`: its program and the
     /// arguments that come before runbook's path (`unshare --pid --fork`).
     pub fn command_through(&self, launcher: &[&str], url: &str, extra: &[&str]) -> Command {
