@@ -25,6 +25,8 @@ pub enum ArgKind {
     Tables,
     /// `steps.<id>`: an earlier step's results.
     StepRef,
+    /// `true` or `false`.
+    Bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -282,15 +284,16 @@ ORDER BY lag_bytes DESC NULLS LAST",
         when: When::Preflight,
         summary: "Migrations in `dir` not yet applied according to the history: runbook's own, or the one Prisma, Knex, golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, Drizzle, tern, node-pg-migrate, Postgrator or sqitch keeps.",
         why: "Knowing what will run before it runs: after a deploy, pending migrations mean the schema is behind the code.",
-        passes: "at most `max` migrations are pending",
+        passes: "at most `max` migrations are pending, and none of them is one a `migrate` step would refuse as out of order",
         args: &[
             required("dir", ArgKind::Text, "the migration directory, relative to the runbook"),
             arg("history_format", ArgKind::Text, "whose history table: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose, sql-migrate, popx, diesel, sqlx, drizzle, tern, node-pg-migrate, postgrator or sqitch"),
             arg("history_table", ArgKind::Text, "the history table; default: the tool's own, or detected"),
             default("max", ArgKind::Count, "0", "how many may be pending"),
+            arg("out_of_order", ArgKind::Bool, "whether a pending migration older than the newest applied one may run, as the `migrate` step's key says it; default: as the history's tool would"),
         ],
         sql: HISTORY_READ,
-        how: Some("runbook lists the directory's migrations and reads the history as `migrate` does (docs/migrations.md, \"The history\"): the table detected, or the one named, in its tool's own format. A migration the history does not record as finished is pending, and each row names it (`version`, `file`), with `out_of_order` true when it is older than the newest applied one (a `migrate` step refuses it where the history's tool does; docs/migrations.md). When the history table does not exist yet, every migration is pending. So is a Flyway repeatable migration (`R__`, `version` null) never applied, changed since, or whose last run stopped half-way."),
+        how: Some("runbook lists the directory's migrations and reads the history as `migrate` does (docs/migrations.md, \"The history\"): the table detected, or the one named, in its tool's own format. A migration the history does not record as finished is pending, and each row names it (`version`, `file`), with `out_of_order` true when it is older than the newest applied one. The check fails on such a row where a `migrate` step would refuse it (`refused_out_of_order`): under Flyway's, the Supabase CLI's, goose's, node-pg-migrate's, refinery's or Drizzle's history unless `out_of_order: true`, and under any history with `out_of_order: false` (docs/migrations.md). In a preflight, it stops the run before its backup rather than at the `migrate` step. When the history table does not exist yet, every migration is pending. So is a Flyway repeatable migration (`R__`, `version` null) never applied, changed since, or whose last run stopped half-way."),
     },
     Builtin {
         name: "dirty_migrations",

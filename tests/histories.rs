@@ -1738,6 +1738,36 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
         "{}",
         pending.step("pending")
     );
+    // The check fails on it as the step would refuse it, unless told the
+    // step may apply it.
+    let refused = |run: &support::Run| {
+        let step = run.step("pending");
+        (
+            step["status"].as_str().unwrap().to_string(),
+            step["check"]["expectations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["target"] == "refused_out_of_order")
+                .map(|e| e["actual"].clone()),
+        )
+    };
+    assert_eq!(
+        refused(&pending),
+        ("failed".to_string(), Some(serde_json::json!(1))),
+        "{}",
+        pending.step("pending")
+    );
+    let allowed = Case::new(&format!(
+        "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, max: 5, out_of_order: true }}\n",
+        dir.path().display()
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    assert_eq!(
+        refused(&allowed),
+        ("succeeded".to_string(), Some(serde_json::json!(0)))
+    );
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 1, "{}", run.stderr);
     let error = &run.step("apply")["error"];

@@ -258,6 +258,44 @@ fn migrate_safe_plans_applies_checks_and_rolls_back_by_mode() {
 }
 
 #[test]
+fn migrate_safe_stops_before_its_backup_on_a_migration_its_tool_would_refuse_as_out_of_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).unwrap();
+    w("V1__a.sql", "CREATE TABLE a (id bigint);\n");
+    w("V3__c.sql", "CREATE TABLE c (id bigint);\n");
+    let case = Case::new(&runbook("migrate-safe.yml"));
+    let set = format!("migrations={}", dir.path().display());
+    let db = Db::fresh();
+    let run = case.exec(&db.url, &["--set", &set, "--set", "mode=apply"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let backups = || {
+        std::fs::read_dir(case.dir.path().join("backups/migrate-safe"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(backups(), 1);
+    // A branch merged after 3 was deployed brings 2: Flyway would refuse it.
+    w("V2__b.sql", "CREATE TABLE b (id bigint);\n");
+    let run = case.exec(&db.url, &["--set", &set, "--set", "mode=apply"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("pending")["status"], "failed");
+    assert_eq!(
+        run.step("pending")["details"]["out_of_order"],
+        "flyway would not apply such a migration, and neither would a migrate step unless it sets `out_of_order: true`"
+    );
+    assert_eq!(run.step("before_migrating")["status"], "not_run");
+    assert_eq!(backups(), 1, "no backup was taken");
+    assert_eq!(db.sql("SELECT to_regclass('b') IS NULL"), "t");
+    // The plan says so too, as a warning.
+    let run = case.exec(&db.url, &["--set", &set]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("would_run")["check"]["expectations"][1]["actual"],
+        1
+    );
+}
+
+#[test]
 fn migrate_safe_undoes_exactly_what_it_applied_when_a_migration_fails() {
     let dir = tempfile::tempdir().unwrap();
     let w = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).unwrap();

@@ -422,8 +422,32 @@ async fn pending(
         )
         .collect();
     let max = b.args.get("max").and_then(Value::as_u64).unwrap_or(0);
-    let e = rows_expectation(&rows, CompareOp::Lte, max);
-    Ok((rows, vec![e]))
+    let count = rows_expectation(&rows, CompareOp::Lte, max);
+    // What a `migrate` step would refuse before running anything: found
+    // here, a preflight stops the run before its backup.
+    let setting = b.args.get("out_of_order").and_then(Value::as_bool);
+    let early = rows
+        .iter()
+        .filter(|r| r.get("out_of_order") == Some(&Value::Bool(true)))
+        .count();
+    let refused = if history.tool.applies_out_of_order(setting) {
+        0
+    } else {
+        early
+    };
+    if refused > 0 {
+        details["out_of_order"] = Value::from(match setting {
+            Some(false) => "`out_of_order: false` refuses a pending migration older than the newest applied one, and so would a migrate step with it".to_string(),
+            _ => history.tool.out_of_order_fate(),
+        });
+    }
+    let order = expectation(
+        "refused_out_of_order",
+        CompareOp::Eq,
+        Value::from(0),
+        Value::from(refused),
+    );
+    Ok((rows, vec![count, order]))
 }
 
 async fn dirty(

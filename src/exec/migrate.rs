@@ -978,11 +978,7 @@ async fn decide<'s>(
         pending.run.retain(|m| ours(m));
     }
     pending.repeatables = repeat;
-    if m.direction == Direction::Up
-        && !m
-            .out_of_order
-            .unwrap_or(!history.tool.refuses_out_of_order())
-    {
+    if m.direction == Direction::Up && !history.tool.applies_out_of_order(m.out_of_order) {
         let early = &pending.early;
         if let (Some(first), Some(max)) = (early.first(), Newest::of(set, &applied).version) {
             let list: Vec<String> = early

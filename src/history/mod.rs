@@ -419,6 +419,13 @@ impl Tool {
         )
     }
 
+    /// Whether a `migrate` step applies a pending migration older than the
+    /// newest applied one: as its `out_of_order` key says, or else as this
+    /// tool would.
+    pub fn applies_out_of_order(self, setting: Option<bool>) -> bool {
+        setting.unwrap_or(!self.refuses_out_of_order())
+    }
+
     /// What becomes of a pending migration older than the newest applied,
     /// under this tool's history, as `migrations status` and a rehearsal
     /// say it.

@@ -536,6 +536,7 @@ fn check_builtins(doc: &Document, rb: &Runbook, steps: &Steps<'_>, out: &mut Vec
                 ArgKind::Text => (!v.is_string()).then_some("a string"),
                 ArgKind::Tables => (!v.is_array()).then_some("a list of table names"),
                 ArgKind::StepRef => (!v.is_string()).then_some("`steps.<id>`"),
+                ArgKind::Bool => (!v.is_boolean()).then_some("true or false"),
             };
             if let Some(expected) = problem {
                 out.push(
