@@ -1218,3 +1218,129 @@ fn migrations_applied_everywhere_already_are_not_linted() {
         run.report["lint"]
     );
 }
+
+/// `exec` lints what its params run: a step whose `when` is false with
+/// them is not linted, nor are the ups of a step that runs the downs, and
+/// a backup that does not run covers nothing. `runbook lint`, with the
+/// defaults, still lints every step.
+#[test]
+fn exec_lints_the_steps_its_params_run() {
+    let dir = support::Case::new("");
+    let m = dir.dir.path().join("m");
+    std::fs::create_dir(&m).unwrap();
+    let w = |f: &str, t: &str| std::fs::write(m.join(f), t).unwrap();
+    w(
+        "001_t.up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text);\n",
+    );
+    w("001_t.down.sql", "DROP TABLE t;\n");
+    // An index on a table an earlier file made: it holds data by now.
+    w("002_i.up.sql", "CREATE INDEX t_v ON t (v);\n");
+    w("002_i.down.sql", "DROP INDEX t_v;\n");
+    let book = format!(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: modes, version: 1 }}
+params:
+  mode: {{ type: string, default: plan, enum: [plan, apply, rollback] }}
+settings: {{ lint: error }}
+phases:
+  - id: plan
+    kind: preflight
+    when: params.mode == "plan"
+    steps:
+      - id: pending
+        check: {{ builtin: pending_migrations, dir: {m}, max: 100 }}
+  - id: apply
+    kind: migrate
+    when: params.mode == "apply"
+    steps:
+      - id: up
+        migrate: {{ dir: {m} }}
+  - id: rollback
+    kind: migrate
+    when: params.mode == "rollback"
+    steps:
+      - id: down
+        migrate: {{ dir: {m}, direction: down, to: "0" }}
+"#,
+        m = m.display()
+    );
+    let case = support::Case::new(&book);
+    let (code, out, _) = lint(&[case.file.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("error[require-concurrent-index-creation]"),
+        "{out}"
+    );
+    let db = support::Db::fresh();
+    for mode in ["plan", "rollback"] {
+        let run = case.exec(&db.url, &["--set", &format!("mode={mode}")]);
+        assert_eq!(run.code, 0, "{mode}: {}", run.stderr);
+        assert_eq!(
+            (
+                run.report["lint"]["errors"].as_u64(),
+                run.report["lint"]["not_linted"].as_u64()
+            ),
+            (Some(0), Some(1)),
+            "{mode}: {}",
+            run.report["lint"]
+        );
+    }
+    let (_, out, _) = lint(&[case.file.to_str().unwrap(), "--explain"]);
+    assert!(
+        !out.contains("runs the downs"),
+        "another step lints the directory: {out}"
+    );
+    // Without the up step, nothing runs an up: the directory is noted, not
+    // linted.
+    let up = format!(
+        "  - id: apply\n    kind: migrate\n    when: params.mode == \"apply\"\n    steps:\n      - id: up\n        migrate: {{ dir: {} }}\n",
+        m.display()
+    );
+    let down_only = support::Case::new(&book.replace(&up, ""));
+    let (code, out, _) = lint(&[down_only.file.to_str().unwrap(), "--explain"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("step `down`: its migration directory is not linted: the step runs the downs, and lint reads the ups"),
+        "{out}"
+    );
+    let run = case.exec(&db.url, &["--set", "mode=apply"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error[require-concurrent-index-creation]"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('t') IS NULL"),
+        "t",
+        "nothing ran"
+    );
+
+    // A backup the params leave out covers nothing.
+    let fixed = CONTRACT
+        .replace("DROP COLUMN IF EXISTS legacy;", "DROP COLUMN IF EXISTS other;")
+        .replace(
+            "metadata: { name: t, version: 1 }\n",
+            "metadata: { name: t, version: 1 }\nparams:\n  backup: { type: boolean, default: true }\nsettings: { lint: error }\n",
+        )
+        .replace("    kind: backup\n", "    kind: backup\n    when: params.backup\n");
+    let case = support::Case::new(&fixed);
+    let plan = |backup: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["plan", case.file.to_str().unwrap(), "--set", backup])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        support::ended(out).1
+    };
+    let out = plan("backup=true");
+    assert!(out.contains("lint: 0 error(s)"), "{out}");
+    let out = plan("backup=false");
+    assert!(
+        out.contains("error[ban-drop-column]") && out.contains("no earlier backup covers orders"),
+        "{out}"
+    );
+}

@@ -359,6 +359,7 @@ pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result
                 path,
                 &v,
                 plan.as_ref().map_err(String::as_str),
+                Params::Defaults,
                 config,
                 report,
             )
@@ -367,7 +368,7 @@ pub fn lint_runbook(path: &Path, config: &Config, report: &mut Report) -> Result
             let v = crate::validate::validate_file(path, inputs, ParamCheck::GivenOnly)
                 .map_err(|e| e.render(false))?;
             let why = "a param has no value or default";
-            lint_validated(path, &v, Err(why), config, report)
+            lint_validated(path, &v, Err(why), Params::Defaults, config, report)
         }
     }
 }
@@ -383,7 +384,8 @@ pub fn lint_plan(
         return None;
     }
     let mut report = Report::default();
-    let linted = config_for(path).and_then(|c| lint_validated(path, v, Ok(plan), &c, &mut report));
+    let linted = config_for(path)
+        .and_then(|c| lint_validated(path, v, Ok(plan), Params::Run, &c, &mut report));
     Some(linted.map(|()| report))
 }
 
@@ -397,12 +399,24 @@ pub fn plan_report_json(report: &Report, plan: &crate::plan::Plan) -> serde_json
     to_report_json(report, mode)
 }
 
+/// Whose params a runbook is linted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Params {
+    /// The params' defaults (`runbook lint`): every step is linted, as any
+    /// run may take it.
+    Defaults,
+    /// A run's (`exec`, `plan`): a step that will not run with them (a
+    /// `when` false) is not linted, and a note says so.
+    Run,
+}
+
 /// Lint a runbook already validated (and planned, when every param has a
 /// value): what `exec` and `plan` call with what they built.
 pub fn lint_validated(
     path: &Path,
     v: &crate::validate::Validated,
     plan: Result<&crate::plan::Plan, &str>,
+    params: Params,
     config: &Config,
     report: &mut Report,
 ) -> Result<(), String> {
@@ -416,7 +430,7 @@ pub fn lint_validated(
     let config = &own;
     let from = report.findings.len();
     report.files += 1;
-    let book = steps::RunbookSql::collect(doc, &v.runbook, plan, config);
+    let book = steps::RunbookSql::collect(doc, &v.runbook, plan, params, config);
     // Tables created by main steps that always run: empty for what follows.
     let mut new: BTreeSet<String> = BTreeSet::new();
     // Validated CHECK (col IS NOT NULL) constraints of earlier main steps.
@@ -424,6 +438,15 @@ pub fn lint_validated(
     for (i, s) in book.steps.iter().enumerate() {
         let Some(sql) = &s.sql else { continue };
         let at = doc.spans().value(&sql.field).map_or(0, |s| s.start);
+        if let Some(why) = &s.skipped {
+            report.notes.push(Note {
+                file: file.clone(),
+                line: doc.source.line_col(at).0,
+                note: format!("step `{}` does not run: {why}; not linted", s.step.id),
+            });
+            report.not_linted += 1;
+            continue;
+        }
         let Some(script) = &book.scripts[i] else {
             let why = sql.text.as_ref().err().map_or("", String::as_str);
             report.notes.push(Note {
@@ -486,6 +509,9 @@ pub fn lint_validated(
     // a note says so: a directory left out must not read as clean.
     let mut dirs = BTreeSet::new();
     let mut unrendered = BTreeSet::new();
+    // Directories of steps that run no up, noted when no other step
+    // lints them.
+    let mut later: Vec<(String, Note)> = Vec::new();
     for s in &book.steps {
         let StepKind::Migrate(m) = &s.step.kind else {
             continue;
@@ -507,6 +533,17 @@ pub fn lint_validated(
                 s.step.id
             ),
         };
+        // Lint reads the ups: a step that runs none has nothing of its
+        // directory linted, and says so unless another step lints it.
+        let runs_none = match &s.skipped {
+            Some(why) => Some(format!("the step does not run: {why}")),
+            None => (m.direction == crate::model::Direction::Down)
+                .then(|| "the step runs the downs, and lint reads the ups".to_string()),
+        };
+        if let Some(why) = runs_none {
+            later.push((dir.unwrap_or_else(|_| m.dir.clone()), not_linted(why)));
+            continue;
+        }
         match dir {
             Ok(d) if !dirs.insert(d.clone()) => {}
             Ok(d) if templated && !base_dir.join(&d).is_dir() => {
@@ -521,6 +558,12 @@ pub fn lint_validated(
                 report.notes.push(not_linted(why));
                 report.not_linted += 1;
             }
+        }
+    }
+    for (dir, note) in later {
+        if dirs.insert(dir) {
+            report.notes.push(note);
+            report.not_linted += 1;
         }
     }
     config.apply(&mut report.findings, from);

@@ -43,6 +43,10 @@ pub struct StepSql<'a> {
     pub role: Role,
     /// The step or its phase has a `when`: it may not run.
     pub gated: bool,
+    /// Why it will not run with a run's params ([`super::Params::Run`]):
+    /// its `when`, or its phase's, is false with them, or it undoes a step
+    /// that will not run. None when it may run, or for the defaults.
+    pub skipped: Option<String>,
     pub sql: Option<SqlText>,
     pub backup: Option<Backup>,
 }
@@ -164,6 +168,7 @@ impl<'a> RunbookSql<'a> {
         doc: &Document,
         rb: &'a Runbook,
         plan: Result<&Plan, &str>,
+        params: super::Params,
         config: &Config,
     ) -> Self {
         let all = rb.all_steps();
@@ -194,6 +199,26 @@ impl<'a> RunbookSql<'a> {
                 Role::Main
             };
             let gated = gated(&step.when) || phase.is_some_and(|p| gated(&rb.phases[p].when));
+            let skipped = match (params, plan) {
+                (super::Params::Run, Ok(plan)) => {
+                    let undone = match &role {
+                        Role::Compensation(i) => steps[*i].skipped.clone(),
+                        _ => None,
+                    };
+                    let phase_when = phase
+                        .and_then(|p| plan.phases.iter().find(|x| x.id == rb.phases[p].id))
+                        .and_then(|x| x.when.as_ref());
+                    let step_when = plan_step(plan, &step.id).and_then(|s| s.when.as_ref());
+                    undone.or_else(|| {
+                        [phase_when, step_when]
+                            .into_iter()
+                            .flatten()
+                            .find(|w| w.value == Some(false))
+                            .map(|w| format!("`when: {}` is false with these params", w.expr))
+                    })
+                }
+                _ => None,
+            };
             let sql = match &step.kind {
                 StepKind::Sql(sql) => Some(sql_text(doc, &pointer, step, sql, plan)),
                 _ => None,
@@ -208,6 +233,7 @@ impl<'a> RunbookSql<'a> {
                 phase,
                 role,
                 gated,
+                skipped,
                 sql,
                 backup,
             });
@@ -238,7 +264,7 @@ impl<'a> RunbookSql<'a> {
     pub fn backups_before(&self, i: usize) -> Vec<Backup> {
         self.steps[..i]
             .iter()
-            .filter(|s| s.role == Role::Main)
+            .filter(|s| s.role == Role::Main && s.skipped.is_none())
             .filter_map(|s| s.backup.clone())
             .collect()
     }
