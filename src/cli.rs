@@ -971,7 +971,7 @@ fn show_plan(
     match built {
         Ok((v, p)) => {
             // What `exec` would lint first, unless the runbook turns it off.
-            let lint = crate::lint::lint_plan(file, &v, &p);
+            let lint = crate::lint::lint_plan(file, &v, &p, &crate::lint::scopes(file, &v, &p));
             let out = match format {
                 Format::Text => {
                     let mut t = p.to_text();

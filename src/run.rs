@@ -235,7 +235,8 @@ fn prepare_and_run(a: &mut RunArgs) -> Result<u8, u8> {
             "point it at the directory holding pg_dump and pg_restore, such as /usr/lib/postgresql/16/bin",
         ));
     }
-    let lint = lint_before_run(a, &v, &plan)?;
+    let scopes = what_runs(a, &v, &plan, url.as_deref());
+    let lint = lint_before_run(a, &v, &plan, &scopes)?;
     let Reports {
         dir: report_dir,
         events,
@@ -449,8 +450,9 @@ pub(crate) fn lint_before_run(
     a: &RunArgs,
     v: &validate::Validated,
     plan: &plan::Plan,
+    scopes: &crate::lint::Scopes,
 ) -> Result<Option<serde_json::Value>, u8> {
-    let Some(linted) = crate::lint::lint_plan(&a.file, v, plan) else {
+    let Some(linted) = crate::lint::lint_plan(&a.file, v, plan, scopes) else {
         return Ok(None);
     };
     let report = linted.map_err(|e| {
@@ -478,6 +480,76 @@ pub(crate) fn lint_before_run(
         );
     }
     Ok(Some(crate::lint::plan_report_json(&report, plan)))
+}
+
+/// What this run runs of each directory whose ups it may run (through the
+/// step's `to`, at most its `steps`), with what the target's history
+/// records as applied there, read (and nothing written) before lint: so
+/// that `exec` lints the migrations it runs, not those applied already. A
+/// throwaway cluster (`--ephemeral`) starts empty: nothing is applied. A
+/// history that cannot be read here is left unknown, and its directory
+/// linted through `to`; the run meets the same problem at its step, and
+/// says so there.
+fn what_runs(
+    a: &RunArgs,
+    v: &validate::Validated,
+    plan: &plan::Plan,
+    url: Option<&str>,
+) -> crate::lint::Scopes {
+    if plan.settings.lint == Some(crate::model::LintMode::Off) {
+        return crate::lint::Scopes::new();
+    }
+    let mut scopes = crate::lint::scopes(&a.file, v, plan);
+    let Some(url) = url else {
+        for s in scopes.values_mut() {
+            s.applied = Some(std::collections::BTreeSet::new());
+        }
+        return scopes;
+    };
+    if scopes.is_empty() {
+        return scopes;
+    }
+    let (Ok(mut config), Ok(rt)) = (crate::pg::db::parse_url(url), runtime()) else {
+        return scopes;
+    };
+    config.password_command = a
+        .password_command
+        .clone()
+        .map(crate::pg::password::PasswordCommand::new);
+    // A target slow to answer is linted in full, not waited on twice.
+    if config.config.get_connect_timeout().is_none() {
+        config
+            .config
+            .connect_timeout(std::time::Duration::from_secs(5));
+    }
+    rt.block_on(async {
+        let Ok(db) = crate::pg::db::Db::connect(config, "runbook/lint").await else {
+            return;
+        };
+        for (dir, s) in &mut scopes {
+            let Ok(format) = crate::migrations::Format::parse(&s.format) else {
+                continue;
+            };
+            let Ok(mut set) = crate::migrations::load(dir, format) else {
+                continue;
+            };
+            let Ok(tool) = crate::history::Tool::parse(&s.history_format) else {
+                continue;
+            };
+            let spec = crate::history::Spec {
+                tool,
+                table: s.history_table.clone(),
+            };
+            let Ok(history) = crate::history::History::open(&db, &spec, &mut set).await else {
+                continue;
+            };
+            if let Ok(applied) = history.read(&db, &set).await {
+                let done = applied.into_iter().filter(|a| !a.dirty).map(|a| a.version);
+                s.applied = Some(done.collect());
+            }
+        }
+    });
+    scopes
 }
 
 /// Where the run's evidence goes, created before anything runs.

@@ -1243,6 +1243,7 @@ kind: Runbook
 metadata: {{ name: modes, version: 1 }}
 params:
   mode: {{ type: string, default: plan, enum: [plan, apply, rollback] }}
+  to: {{ type: string, default: latest }}
 settings: {{ lint: error }}
 phases:
   - id: plan
@@ -1256,7 +1257,7 @@ phases:
     when: params.mode == "apply"
     steps:
       - id: up
-        migrate: {{ dir: {m} }}
+        migrate: {{ dir: {m}, to: "{{{{ params.to }}}}" }}
   - id: rollback
     kind: migrate
     when: params.mode == "rollback"
@@ -1295,7 +1296,7 @@ phases:
     // Without the up step, nothing runs an up: the directory is noted, not
     // linted.
     let up = format!(
-        "  - id: apply\n    kind: migrate\n    when: params.mode == \"apply\"\n    steps:\n      - id: up\n        migrate: {{ dir: {} }}\n",
+        "  - id: apply\n    kind: migrate\n    when: params.mode == \"apply\"\n    steps:\n      - id: up\n        migrate: {{ dir: {}, to: \"{{{{ params.to }}}}\" }}\n",
         m.display()
     );
     let down_only = support::Case::new(&book.replace(&up, ""));
@@ -1305,19 +1306,55 @@ phases:
         out.contains("step `down`: its migration directory is not linted: the step runs the downs, and lint reads the ups"),
         "{out}"
     );
+    // exec lints what it runs on the database: a `to` that stops before
+    // 002 leaves it out.
+    let run = case.exec(&db.url, &["--set", "mode=apply", "--set", "to=001"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.report["lint"]["not_linted"], 1,
+        "{}",
+        run.report["lint"]
+    );
+    // 001 is applied there, and t holds rows: 002's index would block its
+    // writers, and the run is refused before anything runs.
+    db.sql("INSERT INTO t VALUES (1, 'a')");
     let run = case.exec(&db.url, &["--set", "mode=apply"]);
     assert_eq!(run.code, 5, "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("error[require-concurrent-index-creation]"),
+            .contains("error[require-concurrent-index-creation]")
+            && !run.stderr.contains("001_t.up.sql"),
         "{}",
         run.stderr
     );
     assert_eq!(
-        db.sql("SELECT to_regclass('t') IS NULL"),
+        db.sql("SELECT to_regclass('t_v') IS NULL"),
         "t",
         "nothing ran"
     );
+    // On a new database the run creates t, empty, before 002 indexes it.
+    let fresh = support::Db::fresh();
+    let run = case.exec(&fresh.url, &["--set", "mode=apply"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fresh.sql("SELECT to_regclass('t_v') IS NOT NULL"), "t");
+    // And on a throwaway cluster, which starts empty.
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("exec")
+        .arg(&case.file)
+        .args([
+            "--ephemeral",
+            "--progress",
+            "never",
+            "--set",
+            "mode=apply",
+            "--report-dir",
+        ])
+        .arg(case.dir.path().join("ephemeral"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let (code, _, err) = support::ended(out);
+    assert_eq!(code, 0, "{err}");
 
     // A backup the params leave out covers nothing.
     let fixed = CONTRACT

@@ -141,7 +141,7 @@ fn prepare_and_run(mut a: RunArgs, f: FleetArgs) -> Result<u8, u8> {
     };
     let rules = Rules::new(&rollout, &f.rollout, prepared.len());
     let lint = match prepared.first() {
-        Some(p) => crate::run::lint_before_run(&a, &p.v, &p.plan)?,
+        Some(p) => crate::run::lint_before_run(&a, &p.v, &p.plan, &Default::default())?,
         None => None,
     };
     let dir = report_dir(&a, &runbook.name, &fleet_id)?;

@@ -24,7 +24,7 @@
 //! [`runbook`] (runbook's own rules), [`output`] (text, JSON, SARIF,
 //! GitHub).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -196,6 +196,21 @@ pub fn lint_migrations(
     config: &Config,
     report: &mut Report,
 ) -> Result<(), String> {
+    lint_directory(dir, ctx_timeouts, None, config, report)
+}
+
+/// [`lint_migrations`] for a run that runs only part of the directory
+/// (`scope`): the migrations applied on the target already, and those
+/// after the step's `to` or `steps`, are not linted, since this run does
+/// not run them. The tables that the migrations it runs create are new
+/// (empty) for the files after them, since this run creates them.
+fn lint_directory(
+    dir: &Path,
+    ctx_timeouts: bool,
+    scope: Option<&Scope>,
+    config: &Config,
+    report: &mut Report,
+) -> Result<(), String> {
     let set = migrations::load_tolerant(dir).map_err(|e| e.to_string())?;
     // Reading, parsing and squawk's rules are per file: done on every core.
     // The runbook rules need the files in order (indexes added later), so
@@ -274,6 +289,10 @@ pub fn lint_migrations(
     let mut applied: BTreeSet<String> = BTreeSet::new();
     let (first, first_note) = (report.findings.len(), report.notes.len());
     let mut last_applied = String::new();
+    let mut on_target = 0;
+    // Pending migrations this run runs, and the files it does not reach.
+    let mut runs = 0;
+    let mut beyond: BTreeSet<String> = BTreeSet::new();
     for (m, d) in all.iter().zip(done) {
         let d = d?;
         let file = d.source.name().to_string();
@@ -283,11 +302,32 @@ pub fn lint_migrations(
             source: &d.source,
             map: &map,
         };
-        let early = !m.version.is_empty()
-            && config
-                .assume_empty_before
-                .as_deref()
-                .is_some_and(|v| set.cmp(&m.version, v).is_lt());
+        // On the target: applied there already, or run by this run.
+        let there = scope
+            .and_then(|s| s.applied.as_ref())
+            .filter(|_| !m.version.is_empty())
+            .map(|a| a.contains(&m.version));
+        let after_to = scope.is_some_and(|s| {
+            !m.version.is_empty()
+                && (s
+                    .to
+                    .as_deref()
+                    .is_some_and(|t| set.cmp(&m.version, t).is_gt())
+                    || there == Some(false) && s.steps.is_some_and(|n| runs >= n))
+        });
+        if there == Some(false) && !after_to {
+            runs += 1;
+        }
+        if after_to {
+            beyond.insert(file);
+            continue;
+        }
+        let early = there == Some(false)
+            || !m.version.is_empty()
+                && config
+                    .assume_empty_before
+                    .as_deref()
+                    .is_some_and(|v| set.cmp(&m.version, v).is_lt());
         let none = BTreeSet::new();
         let new = if early { &carried } else { &none };
         checks.file(m, &d.script, &place, new);
@@ -302,12 +342,15 @@ pub fn lint_migrations(
         if early {
             carried.extend(d.script.created_tables().map(str::to_string));
         }
-        let done = !m.version.is_empty()
+        let everywhere = !m.version.is_empty()
             && config
                 .applied_through
                 .as_deref()
                 .is_some_and(|v| set.cmp(&m.version, v).is_le());
-        if done {
+        if there == Some(true) {
+            on_target += 1;
+        }
+        if everywhere || there == Some(true) {
             last_applied.clone_from(&file);
             applied.insert(file);
         } else {
@@ -315,27 +358,59 @@ pub fn lint_migrations(
         }
     }
     checks.finish(report);
-    if let Some(through) = config.applied_through.as_deref()
-        && !applied.is_empty()
-    {
+    if !applied.is_empty() || !beyond.is_empty() {
+        let gone = |file: &String| applied.contains(file) || beyond.contains(file);
         let mut i = 0;
         report.findings.retain(|f| {
             i += 1;
-            i <= first || !applied.contains(&f.file)
+            i <= first || !gone(&f.file)
         });
         let mut i = 0;
         report.notes.retain(|n| {
             i += 1;
-            i <= first_note || !applied.contains(&n.file)
+            i <= first_note || !gone(&n.file)
         });
+    }
+    if let Some(first_beyond) = beyond.first() {
+        let s = scope.expect("only a scope leaves files out");
+        let limit = match (&s.to, s.steps) {
+            (Some(to), Some(n)) => format!("`to: {to}` and `steps: {n}`"),
+            (Some(to), None) => format!("`to: {to}`"),
+            (None, Some(n)) => format!("`steps: {n}`"),
+            (None, None) => String::new(),
+        };
+        report.notes.push(Note {
+            file: first_beyond.clone(),
+            line: 1,
+            note: format!(
+                "{} migration(s) are past the step's {limit}: this run does not run them, so they are not linted",
+                beyond.len()
+            ),
+        });
+        report.not_linted += beyond.len();
+    }
+    if !applied.is_empty() {
+        let note = match config.applied_through.as_deref() {
+            Some(through) if on_target < applied.len() => format!(
+                "{} migration(s) through {through} are applied everywhere already \
+                 (`applied_through`){}: they will not run again, so they are not linted",
+                applied.len(),
+                if on_target > 0 {
+                    format!(", {on_target} of them on this database by its history")
+                } else {
+                    String::new()
+                }
+            ),
+            _ => format!(
+                "{} migration(s) are applied on this database already, by its history: \
+                 this run does not run them again, so they are not linted",
+                applied.len()
+            ),
+        };
         report.notes.push(Note {
             file: last_applied,
             line: 1,
-            note: format!(
-                "{} migration(s) through {through} are applied everywhere already \
-                 (`applied_through`): they will not run again, so they are not linted",
-                applied.len()
-            ),
+            note,
         });
         report.not_linted += applied.len();
     }
@@ -379,13 +454,14 @@ pub fn lint_plan(
     path: &Path,
     v: &crate::validate::Validated,
     plan: &crate::plan::Plan,
+    scopes: &Scopes,
 ) -> Option<Result<Report, String>> {
     if plan.settings.lint == Some(crate::model::LintMode::Off) {
         return None;
     }
     let mut report = Report::default();
     let linted = config_for(path)
-        .and_then(|c| lint_validated(path, v, Ok(plan), Params::Run, &c, &mut report));
+        .and_then(|c| lint_validated(path, v, Ok(plan), Params::Run(scopes), &c, &mut report));
     Some(linted.map(|()| report))
 }
 
@@ -400,14 +476,92 @@ pub fn plan_report_json(report: &Report, plan: &crate::plan::Plan) -> serde_json
 }
 
 /// Whose params a runbook is linted with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Params {
+#[derive(Debug, Clone, Copy)]
+pub enum Params<'a> {
     /// The params' defaults (`runbook lint`): every step is linted, as any
     /// run may take it.
     Defaults,
     /// A run's (`exec`, `plan`): a step that will not run with them (a
-    /// `when` false) is not linted, and a note says so.
-    Run,
+    /// `when` false) is not linted, and a note says so. With what the
+    /// target database's history holds (`exec`), a migration applied there
+    /// already is not linted either, since the run does not run it again.
+    Run(&'a Scopes),
+}
+
+/// What a run runs of a migration directory that an up `migrate` step
+/// names: the migrations through `to`, at most `steps` of those not
+/// applied; and, once `exec` has read the target's history, which are
+/// applied there already.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The step's format and history, to read the history with.
+    pub format: String,
+    pub history_format: String,
+    pub history_table: Option<String>,
+    /// The newest version the step applies; None: all.
+    pub to: Option<String>,
+    /// How many the step applies at most; None: all.
+    pub steps: Option<usize>,
+    /// The versions the target's history records as applied and finished;
+    /// None when not read (`plan`, or a history that could not be read):
+    /// then every migration through `to` is linted.
+    pub applied: Option<BTreeSet<String>>,
+}
+
+/// [`Scope`] for each directory (joined to the runbook's directory) whose
+/// ups a run may run.
+pub type Scopes = BTreeMap<PathBuf, Scope>;
+
+/// The directories whose ups a run with this plan may run: those of the up
+/// `migrate` steps whose `when` is not false, rendered. A directory two
+/// such steps name is linted whole.
+pub fn scopes(path: &Path, v: &crate::validate::Validated, plan: &crate::plan::Plan) -> Scopes {
+    let none = Scopes::new();
+    let book = steps::RunbookSql::collect(
+        &v.doc,
+        &v.runbook,
+        Ok(plan),
+        Params::Run(&none),
+        &Config::default(),
+    );
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut out = Scopes::new();
+    for s in book.steps.iter().filter(|s| s.skipped.is_none()) {
+        let crate::model::StepKind::Migrate(m) = &s.step.kind else {
+            continue;
+        };
+        let Some(crate::plan::Action::Migrate(pm)) =
+            steps::plan_step(plan, &s.step.id).map(|p| &p.action)
+        else {
+            continue;
+        };
+        let Ok(d) = steps::rendered_dir(Ok(plan), &s.step.id) else {
+            continue;
+        };
+        if m.direction != crate::model::Direction::Up {
+            continue;
+        }
+        let known = |t: &Option<crate::plan::Text>| {
+            t.as_ref()
+                .filter(|t| t.after.is_empty())
+                .map(|t| t.raw.expose().clone())
+        };
+        let scope = Scope {
+            format: pm.format.clone(),
+            history_format: pm.history.format.clone(),
+            history_table: pm.history.table.clone(),
+            to: known(&pm.to).filter(|t| t != "latest"),
+            steps: known(&pm.steps).and_then(|n| n.parse().ok()),
+            applied: None,
+        };
+        out.entry(base_dir.join(d))
+            .and_modify(|e| {
+                e.to = None;
+                e.steps = None;
+            })
+            .or_insert(scope);
+    }
+    out
 }
 
 /// Lint a runbook already validated (and planned, when every param has a
@@ -416,7 +570,7 @@ pub fn lint_validated(
     path: &Path,
     v: &crate::validate::Validated,
     plan: Result<&crate::plan::Plan, &str>,
-    params: Params,
+    params: Params<'_>,
     config: &Config,
     report: &mut Report,
 ) -> Result<(), String> {
@@ -552,7 +706,14 @@ pub fn lint_validated(
                 )));
                 report.not_linted += 1;
             }
-            Ok(d) => lint_migrations(&base_dir.join(&d), true, config, report)?,
+            Ok(d) => {
+                let dir = base_dir.join(&d);
+                let scope = match params {
+                    Params::Run(scopes) => scopes.get(&dir),
+                    Params::Defaults => None,
+                };
+                lint_directory(&dir, true, scope, config, report)?;
+            }
             Err(_) if !unrendered.insert(m.dir.clone()) => {}
             Err(why) => {
                 report.notes.push(not_linted(why));

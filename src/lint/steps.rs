@@ -63,7 +63,7 @@ fn gated(w: &Option<When>) -> bool {
     !matches!(w, None | Some(When::Literal(true)))
 }
 
-fn plan_step<'p>(plan: &'p Plan, id: &str) -> Option<&'p PlanStep> {
+pub(super) fn plan_step<'p>(plan: &'p Plan, id: &str) -> Option<&'p PlanStep> {
     fn find<'p>(steps: &'p [PlanStep], id: &str) -> Option<&'p PlanStep> {
         steps
             .iter()
@@ -168,7 +168,7 @@ impl<'a> RunbookSql<'a> {
         doc: &Document,
         rb: &'a Runbook,
         plan: Result<&Plan, &str>,
-        params: super::Params,
+        params: super::Params<'_>,
         config: &Config,
     ) -> Self {
         let all = rb.all_steps();
@@ -200,7 +200,7 @@ impl<'a> RunbookSql<'a> {
             };
             let gated = gated(&step.when) || phase.is_some_and(|p| gated(&rb.phases[p].when));
             let skipped = match (params, plan) {
-                (super::Params::Run, Ok(plan)) => {
+                (super::Params::Run(_), Ok(plan)) => {
                     let undone = match &role {
                         Role::Compensation(i) => steps[*i].skipped.clone(),
                         _ => None,
