@@ -1302,6 +1302,10 @@ fn a_failed_transactional_step_does_not_run_its_compensation() {
     assert_eq!(db.sql("SELECT count(*) FROM f1"), "1000");
     assert_eq!(run.step("create")["status"], "failed");
     assert_eq!(run.step("create")["compensation"]["status"], "not_needed");
+    assert_eq!(
+        run.step("create")["note"],
+        "not run: the step failed inside a transaction that rolled back, so it changed nothing"
+    );
     assert!(
         !run.events()
             .iter()
@@ -1313,6 +1317,33 @@ fn a_failed_transactional_step_does_not_run_its_compensation() {
         "FAILED at expand.create: failed; nothing was changed"
     );
     assert_eq!(run.report["run"]["status"], "failed_unchanged");
+
+    // Outside a transaction: the first run built the index, and the
+    // rerun's concurrent build fails at once ("already exists"). It left no
+    // INVALID index, so it changed nothing, and its compensation must not
+    // drop the first run's index. The note says why, not "rolled back".
+    db.sql("CREATE INDEX f1_n ON f1 (n)");
+    let case = Case::new(&runbook(
+        r#"phases:
+  - id: expand
+    kind: expand
+    steps:
+      - id: index
+        sql: CREATE INDEX CONCURRENTLY f1_n ON f1 (n);
+        rollback:
+          id: drop_index
+          sql: DROP INDEX CONCURRENTLY IF EXISTS f1_n;
+"#,
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.step("index")["error"]["sqlstate"], "42P07");
+    assert_eq!(run.step("index")["compensation"]["status"], "not_needed");
+    assert_eq!(
+        run.step("index")["note"],
+        "not run: the step failed before anything it ran took effect, so it changed nothing"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('f1_n') IS NOT NULL"), "t");
 }
 
 /// A step with no compensation changed the database, and a later one

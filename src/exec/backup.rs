@@ -1174,7 +1174,7 @@ fn step_result(
             },
             retry_class: None,
             partial: done,
-            changed_nothing: false,
+            unchanged: None,
         }),
     }
 }

@@ -142,7 +142,7 @@ async fn run_here(
             },
             retry_class: None,
             partial: done,
-            changed_nothing: true,
+            unchanged: Some(super::Unchanged::ReadOnly),
         })
     }
 }

@@ -78,7 +78,7 @@ pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Durati
             stderr_tail: ran.stderr.tail(),
             ..Done::default()
         },
-        changed_nothing: false,
+        unchanged: None,
     }
 }
 

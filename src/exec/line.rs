@@ -153,12 +153,12 @@ impl<'a> Run<'a> {
         let mut clean = true;
         for reg in registered.iter().rev() {
             let step = reg.step;
-            if reg.changed_nothing {
+            if let Some(how) = reg.unchanged {
                 self.bus.emit(Event::CompensationSkipped {
                     at: now(),
                     step: step.id.clone(),
                     status: SkippedCompensation::NotNeeded,
-                    reason: "not run: the step failed inside a transaction that rolled back, so it changed nothing".into(),
+                    reason: format!("not run: {}, so it changed nothing", how.why()),
                 });
                 let wrote = self.journal.compensated(&step.id, "not_needed").await;
                 self.journal_failed(wrote);
@@ -223,7 +223,7 @@ impl<'a> Run<'a> {
                 registered.push(Registered {
                     step: s,
                     status: StepStatus::Succeeded,
-                    changed_nothing: false,
+                    unchanged: None,
                 });
             }
             if may_change(&s.action, ph.kind) {
@@ -281,7 +281,7 @@ impl<'a> Run<'a> {
         Registered {
             step: s,
             status: StepStatus::Running,
-            changed_nothing: false,
+            unchanged: None,
         }
     }
 
@@ -302,7 +302,7 @@ impl<'a> Run<'a> {
             PlanOnFailure::Abort | PlanOnFailure::Continue => return (false, false),
             PlanOnFailure::Rollback => (
                 RollbackScope::Phase,
-                registered.iter().any(|r| !r.changed_nothing),
+                registered.iter().any(|r| r.unchanged.is_none()),
             ),
             PlanOnFailure::Steps(_) => (RollbackScope::PhaseBranch, true),
         };
@@ -378,14 +378,14 @@ impl<'a> Run<'a> {
             }
             let o = self.main_step(ph, s, fail_with).await;
             let changes = may_change(&s.action, ph.kind);
-            if changes && o.status != StepStatus::Skipped && !o.changed_nothing {
+            if changes && o.status != StepStatus::Skipped && o.unchanged.is_none() {
                 phase_touched = true;
                 st.touched = true;
                 self.changed = true;
             }
             if let Some(last) = registered.last_mut().filter(|r| r.step.id == s.id) {
                 last.status = o.status;
-                last.changed_nothing = o.changed_nothing;
+                last.unchanged = o.unchanged;
                 if o.status == StepStatus::Skipped {
                     // Nothing ran, so there is nothing to undo.
                     registered.pop();
@@ -711,7 +711,7 @@ pub(super) fn unknown_check(why: &str) -> (verdict::Check, crate::events::UndoCh
 struct Registered<'p> {
     step: &'p PlanStep,
     status: StepStatus,
-    changed_nothing: bool,
+    unchanged: Option<super::Unchanged>,
 }
 
 /// What the main line keeps across phases.

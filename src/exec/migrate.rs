@@ -1239,8 +1239,15 @@ fn script_failed(
     if f.retry {
         fail.retry_class = Some(class);
     }
-    fail.changed_nothing =
-        !f.maybe_committed && applied.is_empty() && (f.in_transaction || f.done == 0);
+    fail.unchanged = if f.maybe_committed || !applied.is_empty() {
+        None
+    } else if f.in_transaction {
+        Some(super::Unchanged::RolledBack)
+    } else if f.done == 0 {
+        Some(super::Unchanged::NothingTookEffect)
+    } else {
+        None
+    };
     let mut partial = Done {
         details: Some(details),
         ..Done::default()

@@ -205,10 +205,35 @@ pub(crate) struct Fail {
     pub error: ErrorInfo,
     pub retry_class: Option<ErrorClass>,
     pub partial: Done,
-    /// The attempt is known to have left the database as it found it: its
-    /// transaction rolled back, or it failed before anything committed.
-    /// Its compensation then has nothing to undo.
-    pub changed_nothing: bool,
+    /// The attempt is known to have left the database as it found it, and
+    /// how: its compensation then has nothing to undo.
+    pub unchanged: Option<Unchanged>,
+}
+
+/// How a failed step is known to have left the database as it found it,
+/// as the report says it when its compensation does not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unchanged {
+    /// It failed inside a transaction, which rolled back.
+    RolledBack,
+    /// It stopped before anything it ran took effect: refused before it
+    /// ran, or its first statement failed outside a transaction.
+    NothingTookEffect,
+    /// It removed what it had made (a database it created) when it failed.
+    CleanedUp,
+    /// It only reads (a check).
+    ReadOnly,
+}
+
+impl Unchanged {
+    pub fn why(self) -> &'static str {
+        match self {
+            Self::RolledBack => "the step failed inside a transaction that rolled back",
+            Self::NothingTookEffect => "the step failed before anything it ran took effect",
+            Self::CleanedUp => "the step removed what it had made when it failed",
+            Self::ReadOnly => "the step only reads",
+        }
+    }
 }
 
 impl Fail {
@@ -218,13 +243,14 @@ impl Fail {
             error,
             retry_class: None,
             partial: Done::default(),
-            changed_nothing: false,
+            unchanged: None,
         }
     }
 
-    /// Mark the failure as one that committed nothing.
+    /// Mark the failure as one that stopped before anything it ran took
+    /// effect (a refusal, say).
     pub fn unchanged(mut self) -> Self {
-        self.changed_nothing = true;
+        self.unchanged = Some(Unchanged::NothingTookEffect);
         self
     }
 }
@@ -240,9 +266,9 @@ struct Outcome {
     partial: bool,
     /// False for a failed check of severity `warn`: recorded, not fatal.
     fatal: bool,
-    /// The step left the database as it found it: skipped, or failed in a
-    /// transaction that rolled back.
-    changed_nothing: bool,
+    /// The step left the database as it found it (skipped, or failed
+    /// without a change), and how.
+    unchanged: Option<Unchanged>,
 }
 
 pub(crate) struct Run<'a> {
@@ -985,7 +1011,7 @@ impl Run<'_> {
                     retry_class: db::classify(&e),
                     error: info,
                     partial: Done::default(),
-                    changed_nothing: false,
+                    unchanged: None,
                 }
             }
             db::QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),

@@ -1175,7 +1175,10 @@ async fn drop_created(r: &mut Run<'_>, s: &PlanStep, target: &str, fail: Fail) -
                 &s.id,
                 format!("dropped `{target}`, which this step had created for the restore"),
             );
-            fail.unchanged()
+            Fail {
+                unchanged: Some(super::Unchanged::CleanedUp),
+                ..fail
+            }
         }
         Err(e) => {
             let why = db::error_info(&e, None).message;
@@ -1329,7 +1332,7 @@ fn step_result(
         },
         retry_class: None,
         partial: done,
-        changed_nothing: false,
+        unchanged: None,
     })
 }
 

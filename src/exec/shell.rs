@@ -92,7 +92,7 @@ pub(crate) async fn run(
             error,
             retry_class: None,
             partial: done,
-            changed_nothing: false,
+            unchanged: None,
         }),
     }
 }

@@ -74,10 +74,12 @@ pub(crate) async fn run(
     let mut dropped = Vec::new();
     let mut total = 0u64;
     for (i, st) in stmts.iter().enumerate().skip(skip) {
+        // None: the INVALID indexes before it could not be read, so none
+        // after it is known to be its own.
         let before = if st.concurrent_index {
-            invalid_indexes(r, &st.relations).await.unwrap_or_default()
+            invalid_indexes(r, &st.relations).await.ok()
         } else {
-            Vec::new()
+            Some(Vec::new())
         };
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let started = Instant::now();
@@ -97,11 +99,12 @@ pub(crate) async fn run(
                     "duration_ms": super::ms(started.elapsed()),
                 }));
                 if st.concurrent_index
-                    && let Some(mut fail) = still_invalid(r, st, &before).await
+                    && let Some(mut fail) =
+                        still_invalid(r, st, before.as_deref().unwrap_or_default()).await
                 {
                     // IF NOT EXISTS skipped the build: only the statements
                     // before this one changed anything.
-                    fail.changed_nothing = i == 0;
+                    fail.unchanged = (i == 0).then_some(super::Unchanged::NothingTookEffect);
                     return Err(fail);
                 }
             }
@@ -115,16 +118,29 @@ pub(crate) async fn run(
                     f.error.position = Some(shifted);
                     f.error.location = r.locate(t, &sql, Some(shifted));
                 }
+                // Whether the statement is known to have left nothing: a
+                // concurrent index may have left an INVALID one, dropped
+                // here when it can be.
+                let mut clean = true;
                 if st.concurrent_index {
-                    dropped = drop_new_invalid(r, step, st, &before).await;
+                    (dropped, clean) = match &before {
+                        Some(b) => drop_new_invalid(r, step, st, b).await,
+                        None => (Vec::new(), false),
+                    };
                 }
                 f.partial.details = Some(details(&mode, &ran, &blockers, &dropped, i + 1));
                 // In a transaction nothing is left; outside one, the
-                // statements before this one committed. A failed first
-                // statement committed nothing (a concurrent index may have
-                // left an INVALID index, dropped above when it could be).
-                f.changed_nothing =
-                    in_tx || (i == 0 && (!st.concurrent_index || !dropped.is_empty()));
+                // statements before this one committed, and a failed first
+                // statement committed nothing unless it left an index.
+                f.unchanged = if in_tx {
+                    Some(super::Unchanged::RolledBack)
+                } else if i > 0 || !clean {
+                    None
+                } else if dropped.is_empty() {
+                    Some(super::Unchanged::NothingTookEffect)
+                } else {
+                    Some(super::Unchanged::CleanedUp)
+                };
                 if !in_tx && i > 0 {
                     r.sql_resume = Some((step.to_string(), i));
                 }
@@ -138,7 +154,7 @@ pub(crate) async fn run(
         // whose answer was lost may have committed.
         let lost = matches!(&fail, QueryFail::Db(e) if e.is_closed() || e.as_db_error().is_none());
         let mut f = r.query_failure(fail, t, &sql, 0, timeout);
-        f.changed_nothing = !lost;
+        f.unchanged = (!lost).then_some(super::Unchanged::RolledBack);
         return Err(f);
     }
     let mut done = Done {
@@ -363,15 +379,16 @@ async fn invalid_indexes(
 
 /// After a failed `CREATE INDEX CONCURRENTLY`: drop the INVALID index it left
 /// (any that was not there before it ran), so a retry or a re-run starts
-/// clean. Returns what was dropped.
+/// clean. Returns what was dropped, and whether nothing of it is left: the
+/// indexes could be read, and each it left was dropped.
 async fn drop_new_invalid(
     r: &mut Run<'_>,
     step: &str,
     st: &Statement,
     before: &[(String, String)],
-) -> Vec<String> {
+) -> (Vec<String>, bool) {
     let Ok(now_invalid) = invalid_indexes(r, &st.relations).await else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let mut dropped = Vec::new();
     let new: Vec<&String> = now_invalid
@@ -380,8 +397,9 @@ async fn drop_new_invalid(
         .map(|(_, q)| q)
         .collect();
     if new.is_empty() {
-        return dropped;
+        return (dropped, true);
     }
+    let all = new.len();
     // The drop waits for the same transactions the build waited for, so
     // the step's lock timeout would fail it the same way. It takes only
     // SHARE UPDATE EXCLUSIVE, which blocks no reads or writes, so it may
@@ -437,7 +455,8 @@ async fn drop_new_invalid(
                 .execute("SELECT set_config('lock_timeout', $1, false)", &[&p])
                 .await;
     }
-    dropped
+    let clean = dropped.len() == all;
+    (dropped, clean)
 }
 
 /// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` succeeds without doing anything

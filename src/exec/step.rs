@@ -80,7 +80,7 @@ impl<'a> Run<'a> {
             .step_finished(seq, |row| {
                 row.status = o.status.name().into();
                 row.attempts = i32::try_from(o.attempts).unwrap_or(i32::MAX);
-                row.changed_nothing = o.changed_nothing;
+                row.changed_nothing = o.unchanged.is_some();
                 row.partial = o.partial;
                 row.error.clone_from(&o.error);
                 row.output = output;
@@ -154,7 +154,7 @@ impl<'a> Run<'a> {
                     error: None,
                     partial: false,
                     fatal: false,
-                    changed_nothing: true,
+                    unchanged: Some(super::Unchanged::NothingTookEffect),
                 };
             }
             Err(e) => {
@@ -253,7 +253,7 @@ impl<'a> Run<'a> {
                         && f.retry_class.is_some_and(|c| s.retry.on.contains(&c))
                         && self.interrupt_count() < self.stop_level =>
                 {
-                    changed_before |= !f.changed_nothing;
+                    changed_before |= f.unchanged.is_none();
                     let wait = backoff(s, attempt);
                     self.bus.emit(Event::StepRetry {
                         at: now(),
@@ -278,8 +278,10 @@ impl<'a> Run<'a> {
                     self.sql_resume = None;
                     self.migrate_resume = None;
                     self.backfill_resume = None;
-                    if let Err(f) = &mut r {
-                        f.changed_nothing &= !changed_before;
+                    if let Err(f) = &mut r
+                        && changed_before
+                    {
+                        f.unchanged = None;
                     }
                     return (attempt, r);
                 }
@@ -522,16 +524,16 @@ impl<'a> Run<'a> {
         r: Attempt,
         lock_impact: Option<LockImpact>,
     ) -> Outcome {
-        let (status, done, error, changed_nothing) = match r {
-            Ok(d) => (StepStatus::Succeeded, d, None, false),
-            Err(f) => (f.status, f.partial, Some(f.error), f.changed_nothing),
+        let (status, done, error, unchanged) = match r {
+            Ok(d) => (StepStatus::Succeeded, d, None, None),
+            Err(f) => (f.status, f.partial, Some(f.error), f.unchanged),
         };
         let warn_only =
             matches!(&s.action, Action::Check(c) if c.severity == crate::model::Severity::Warn);
         let fatal = status.is_failure() && !(warn_only && status == StepStatus::Failed);
         // A failure that may have committed part of the step's work.
         let partial = status.is_failure()
-            && !changed_nothing
+            && unchanged.is_none()
             && may_change(&s.action, phase.unwrap_or(PhaseKind::Migrate));
         if status.is_failure() && !fatal {
             self.bus.emit(Event::Warning {
@@ -569,7 +571,7 @@ impl<'a> Run<'a> {
             error: message,
             partial,
             fatal,
-            changed_nothing,
+            unchanged,
         }
     }
 }
