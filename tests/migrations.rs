@@ -250,6 +250,61 @@ fn concurrent_index_migrations_run_outside_a_transaction_and_pass() {
     assert_eq!(outcome(&run, "001")["legs"][0]["transaction"], true);
 }
 
+/// A concurrent unique index whose build fails on duplicates leaves an
+/// INVALID index. runbook drops it, so the failure changed nothing and
+/// says how; before, the report said "nothing was changed" over the
+/// INVALID index the failure left.
+#[test]
+fn a_failed_concurrent_index_migration_leaves_no_invalid_index_and_says_so() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE t (id int, v int); INSERT INTO t VALUES (1, 1), (2, 1);");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_u.up.sql"),
+        "CREATE UNIQUE INDEX CONCURRENTLY t_v ON t (v);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("001_u.down.sql"),
+        "DROP INDEX CONCURRENTLY IF EXISTS t_v;\n",
+    )
+    .unwrap();
+    let case = Case::new(&one_step(
+        "migrate",
+        "apply",
+        &format!(
+            "        migrate: {{ dir: {} }}\n        rollback:\n          id: undo\n          migrate: {{ dir: {}, direction: down, to: before_run }}\n",
+            dir.path().display(),
+            dir.path().display()
+        ),
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let step = run.step("apply");
+    assert_eq!(
+        step["details"]["failed"]["dropped_invalid_indexes"],
+        serde_json::json!(["t_v"]),
+        "{step}"
+    );
+    assert!(
+        step["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("runbook dropped the INVALID index t_v"),
+        "{step}"
+    );
+    assert_eq!(
+        step["note"],
+        "not run: the step removed what it had made when it failed, so it changed nothing"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass"),
+        "0",
+        "no INVALID index is left"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "0");
+}
+
 #[test]
 fn dollar_quoted_bodies_and_semicolons_in_strings_stay_whole() {
     let db = Db::fresh();

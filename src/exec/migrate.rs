@@ -39,6 +39,9 @@ pub struct ScriptFail {
     /// The connection closed as the script's COMMIT was sent: the server
     /// may have committed it, with its history row.
     pub maybe_committed: bool,
+    /// A `CREATE INDEX CONCURRENTLY` outside a transaction failed: the
+    /// INVALID index it left, dropped, and what is left of it.
+    pub index: super::sql::LeftIndexes,
 }
 
 /// What running a script did.
@@ -170,6 +173,7 @@ pub async fn run_script(
         done: 0,
         in_transaction: in_tx,
         maybe_committed: false,
+        index: super::sql::LeftIndexes::default(),
     };
     let total = stmts.len();
     let How {
@@ -216,7 +220,7 @@ pub async fn run_script(
         && let Err(e) = db.client.batch_execute(&setup).await
     {
         // As if its first statement had failed: nothing ran.
-        leave_after_failure(db, &leg, 0, "").await;
+        leave_after_failure(db, &leg, 0, false, "").await;
         return Err(plain(db::error_info(&e, None)));
     }
     let started = Instant::now();
@@ -224,6 +228,13 @@ pub async fn run_script(
         let left = ctx
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()));
+        // A concurrent build outside a transaction that fails leaves an
+        // INVALID index: the ones there before are not its own.
+        let before = if st.concurrent_index && !in_tx {
+            super::sql::invalid_indexes(db, &st.relations).await.ok()
+        } else {
+            Some(Vec::new())
+        };
         let result = if left.is_some_and(|l| l.is_zero()) {
             Err(QueryFail::Timeout)
         } else {
@@ -235,7 +246,21 @@ pub async fn run_script(
             .await
         };
         if let Err(q) = result {
-            let (error, status, retry) = fail_at(script, st, i, q, ctx);
+            let (mut error, status, retry) = fail_at(script, st, i, q, ctx);
+            let index = match &before {
+                _ if !st.concurrent_index || in_tx => super::sql::LeftIndexes::default(),
+                Some(b) => super::sql::drop_left_invalid(db, st, b).await,
+                None => super::sql::LeftIndexes {
+                    left: vec![
+                        "an INVALID index, maybe: the indexes before it could not be read".into(),
+                    ],
+                    ..super::sql::LeftIndexes::default()
+                },
+            };
+            if !index.clean() {
+                // Its history row stays dirty, saying what is left.
+                error.message = format!("{}; it left {}", error.message, index.left.join("; "));
+            }
             // Outside runbook's transaction, a failure inside one the
             // script opened undoes it back to its BEGIN.
             let done =
@@ -246,14 +271,15 @@ pub async fn run_script(
                 } else {
                     i
                 };
-            leave_after_failure(db, &leg, done, &error.message).await;
+            leave_after_failure(db, &leg, done, !index.clean(), &error.message).await;
             return Err(ScriptFail {
                 error,
                 status,
-                retry: retry && (in_tx || done == 0),
+                retry: retry && (in_tx || done == 0) && index.clean(),
                 done,
                 in_transaction: in_tx,
                 maybe_committed: false,
+                index,
             });
         }
         if !in_tx
@@ -301,7 +327,7 @@ pub async fn run_script(
         // Statements of a script outside a transaction have committed: its
         // row stays dirty. Otherwise the whole script goes.
         if in_tx && !lost {
-            leave_after_failure(db, &leg, 0, "").await;
+            leave_after_failure(db, &leg, 0, false, "").await;
         }
         return Err(ScriptFail {
             retry: db::classify(&e).is_some() && in_tx,
@@ -398,7 +424,7 @@ struct Leg<'a> {
 /// first statement failed, left nothing, so its row goes back to what it
 /// was; otherwise statements before `i` committed and the row stays dirty,
 /// with the error on it.
-async fn leave_after_failure(db: &Db, leg: &Leg<'_>, i: usize, message: &str) {
+async fn leave_after_failure(db: &Db, leg: &Leg<'_>, i: usize, left: bool, message: &str) {
     if leg.nested {
         let _ = db
             .client
@@ -409,7 +435,7 @@ async fn leave_after_failure(db: &Db, leg: &Leg<'_>, i: usize, message: &str) {
     if leg.in_tx {
         db.rollback().await;
     }
-    let write = if leg.in_tx || i == 0 {
+    let write = if leg.in_tx || i == 0 && !left {
         Write::Undo {
             m: leg.m,
             direction: leg.direction,
@@ -1202,6 +1228,9 @@ fn script_failed(
         "statements_done": f.done,
         "transaction": f.in_transaction,
     });
+    if !f.index.dropped.is_empty() {
+        details["failed"]["dropped_invalid_indexes"] = json!(f.index.dropped);
+    }
     let mut error = f.error;
     error.message = format!(
         "migration {}: {}",
@@ -1224,6 +1253,18 @@ fn script_failed(
                 .into(),
         );
     }
+    if f.done == 0 && !f.in_transaction {
+        if !f.index.clean() {
+            error.hint = Some(
+                "it is marked dirty: drop what it left (above), then repair the history row (`runbook migrations repair`) and run the step again".into(),
+            );
+        } else if !f.index.dropped.is_empty() {
+            error.hint = Some(format!(
+                "runbook dropped the INVALID index {} that the failed CREATE INDEX CONCURRENTLY left, so nothing of it is left; fix the cause and run the step again",
+                f.index.dropped.join(", ")
+            ));
+        }
+    }
     // Retried as what it is: a lost connection reconnects first, and each
     // class is retried only where `retry.on` names it.
     let class = {
@@ -1243,10 +1284,12 @@ fn script_failed(
         None
     } else if f.in_transaction {
         Some(super::Unchanged::RolledBack)
-    } else if f.done == 0 {
+    } else if f.done > 0 || !f.index.clean() {
+        None
+    } else if f.index.dropped.is_empty() {
         Some(super::Unchanged::NothingTookEffect)
     } else {
-        None
+        Some(super::Unchanged::CleanedUp)
     };
     let mut partial = Done {
         details: Some(details),

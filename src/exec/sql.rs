@@ -16,7 +16,7 @@ use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, Event, StepStatus, now};
 use crate::model::Settings;
-use crate::pg::db::{self, QueryFail};
+use crate::pg::db::{self, Db, QueryFail};
 use crate::pg::statements::{self, Mode, Statement, mode};
 use crate::plan::Text;
 
@@ -77,7 +77,7 @@ pub(crate) async fn run(
         // None: the INVALID indexes before it could not be read, so none
         // after it is known to be its own.
         let before = if st.concurrent_index {
-            invalid_indexes(r, &st.relations).await.ok()
+            invalid_indexes(&r.db, &st.relations).await.ok()
         } else {
             Some(Vec::new())
         };
@@ -123,10 +123,18 @@ pub(crate) async fn run(
                 // here when it can be.
                 let mut clean = true;
                 if st.concurrent_index {
-                    (dropped, clean) = match &before {
+                    let left = match &before {
                         Some(b) => drop_new_invalid(r, step, st, b).await,
-                        None => (Vec::new(), false),
+                        None => LeftIndexes {
+                            left: vec![
+                                "an INVALID index, maybe: the indexes before it could not be read"
+                                    .into(),
+                            ],
+                            ..LeftIndexes::default()
+                        },
                     };
+                    clean = left.clean();
+                    dropped = left.dropped;
                 }
                 f.partial.details = Some(details(&mode, &ran, &blockers, &dropped, i + 1));
                 // In a transaction nothing is left; outside one, the
@@ -365,98 +373,132 @@ WHERE NOT i.indisvalid
   AND i.indrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) AS n)";
 
 /// INVALID indexes on the tables: (name, qualified name).
-async fn invalid_indexes(
-    r: &Run<'_>,
+pub(super) async fn invalid_indexes(
+    db: &Db,
     relations: &[String],
 ) -> Result<Vec<(String, String)>, ErrorInfo> {
-    let rows =
-        r.db.client
-            .query(INVALID, &[&relations])
-            .await
-            .map_err(|e| db::error_info(&e, None))?;
+    let rows = db
+        .client
+        .query(INVALID, &[&relations])
+        .await
+        .map_err(|e| db::error_info(&e, None))?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-/// After a failed `CREATE INDEX CONCURRENTLY`: drop the INVALID index it left
-/// (any that was not there before it ran), so a retry or a re-run starts
-/// clean. Returns what was dropped, and whether nothing of it is left: the
-/// indexes could be read, and each it left was dropped.
-async fn drop_new_invalid(
-    r: &mut Run<'_>,
-    step: &str,
+/// What a failed `CREATE INDEX CONCURRENTLY` left, once runbook dropped it.
+#[derive(Debug, Default)]
+pub struct LeftIndexes {
+    /// INVALID indexes it left, dropped.
+    pub dropped: Vec<String>,
+    /// INVALID indexes it left that could not be dropped, each with the
+    /// statement that drops it and why it failed; or, when the indexes
+    /// could not be read, that reason alone.
+    pub left: Vec<String>,
+}
+
+impl LeftIndexes {
+    /// Nothing of the statement is left in the database.
+    pub fn clean(&self) -> bool {
+        self.left.is_empty()
+    }
+}
+
+/// After a failed `CREATE INDEX CONCURRENTLY` (`st`): drop the INVALID
+/// index it left (any on its table that was not there before it ran), so
+/// that a retry or a re-run starts clean, and the failure changed nothing.
+pub(super) async fn drop_left_invalid(
+    db: &Db,
     st: &Statement,
     before: &[(String, String)],
-) -> (Vec<String>, bool) {
-    let Ok(now_invalid) = invalid_indexes(r, &st.relations).await else {
-        return (Vec::new(), false);
+) -> LeftIndexes {
+    let mut out = LeftIndexes::default();
+    let now_invalid = match invalid_indexes(db, &st.relations).await {
+        Ok(list) => list,
+        Err(e) => {
+            out.left.push(format!(
+                "the INVALID indexes it may have left could not be read ({})",
+                e.message
+            ));
+            return out;
+        }
     };
-    let mut dropped = Vec::new();
     let new: Vec<&String> = now_invalid
         .iter()
         .filter(|i| !before.contains(i))
         .map(|(_, q)| q)
         .collect();
     if new.is_empty() {
-        return (dropped, true);
+        return out;
     }
-    let all = new.len();
     // The drop waits for the same transactions the build waited for, so
     // the step's lock timeout would fail it the same way. It takes only
     // SHARE UPDATE EXCLUSIVE, which blocks no reads or writes, so it may
     // wait: up to a minute, then the step's setting comes back.
-    let prior: Option<String> =
-        r.db.client
-            .query_one("SELECT current_setting('lock_timeout')", &[])
-            .await
-            .ok()
-            .map(|row| row.get(0));
-    let _ = r.db.client.batch_execute("SET lock_timeout = 0").await;
+    let prior: Option<String> = db
+        .client
+        .query_one("SELECT current_setting('lock_timeout')", &[])
+        .await
+        .ok()
+        .map(|row| row.get(0));
+    let _ = db.client.batch_execute("SET lock_timeout = 0").await;
     for name in new {
         let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {name}");
-        match r
-            .db
+        match db
             .run(&sql, Some(Duration::from_secs(60)), std::future::pending())
             .await
         {
-            Ok(_) => {
-                log(
-                    r,
-                    step,
-                    format!(
-                        "dropped the INVALID index {name} left by the failed CREATE INDEX CONCURRENTLY"
-                    ),
-                );
-                r.bus.emit(Event::Warning {
-                    at: now(),
-                    message: format!(
-                        "step `{step}`: CREATE INDEX CONCURRENTLY failed and left the INVALID index {name}; runbook dropped it"
-                    ),
-                });
-                dropped.push(name.clone());
-            }
+            Ok(_) => out.dropped.push(name.clone()),
             Err(fail) => {
                 let why = match fail {
                     QueryFail::Db(e) => db::error_info(&e, None).message,
                     QueryFail::Timeout => "timed out after 60s".into(),
                     QueryFail::Interrupted => "interrupted".into(),
                 };
-                r.bus.emit(Event::Warning {
-                    at: now(),
-                    message: format!(
-                        "step `{step}`: CREATE INDEX CONCURRENTLY failed and left the INVALID index {name}, and dropping it failed ({why}); run `{sql};` before trying again"
-                    ),
-                });
+                out.left.push(format!(
+                    "the INVALID index {name}, which dropping failed ({why}): run `{sql};` before trying again"
+                ));
             }
         }
     }
     if let Some(p) = prior {
-        let _ =
-            r.db.client
-                .execute("SELECT set_config('lock_timeout', $1, false)", &[&p])
-                .await;
+        let _ = db
+            .client
+            .execute("SELECT set_config('lock_timeout', $1, false)", &[&p])
+            .await;
     }
-    let clean = dropped.len() == all;
-    (dropped, clean)
+    out
+}
+
+/// [`drop_left_invalid`] for a step, logged and warned.
+async fn drop_new_invalid(
+    r: &mut Run<'_>,
+    step: &str,
+    st: &Statement,
+    before: &[(String, String)],
+) -> LeftIndexes {
+    let out = drop_left_invalid(&r.db, st, before).await;
+    for name in &out.dropped {
+        log(
+            r,
+            step,
+            format!(
+                "dropped the INVALID index {name} left by the failed CREATE INDEX CONCURRENTLY"
+            ),
+        );
+        r.bus.emit(Event::Warning {
+            at: now(),
+            message: format!(
+                "step `{step}`: CREATE INDEX CONCURRENTLY failed and left the INVALID index {name}; runbook dropped it"
+            ),
+        });
+    }
+    for left in &out.left {
+        r.bus.emit(Event::Warning {
+            at: now(),
+            message: format!("step `{step}`: CREATE INDEX CONCURRENTLY failed and left {left}"),
+        });
+    }
+    out
 }
 
 /// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` succeeds without doing anything
@@ -468,7 +510,7 @@ async fn still_invalid(r: &Run<'_>, st: &Statement, before: &[(String, String)])
     let (_, qualified) = before
         .iter()
         .find(|(n, _)| n == plain || n.eq_ignore_ascii_case(name))?;
-    let still = invalid_indexes(r, &st.relations).await.ok()?;
+    let still = invalid_indexes(&r.db, &st.relations).await.ok()?;
     still.iter().any(|(_, q)| q == qualified).then(|| {
         Fail::new(
             StepStatus::Failed,

@@ -246,6 +246,7 @@ impl Tool {
             done: 1,
             in_transaction: false,
             maybe_committed: false,
+            index: Default::default(),
         };
         let name = db
             .config()
@@ -262,6 +263,7 @@ impl Tool {
                 done: 0,
                 in_transaction: false,
                 maybe_committed: false,
+                index: Default::default(),
             })?;
             self.redactor.lock().expect("not poisoned").add(&password);
             self.learnt.lock().expect("not poisoned").push(password);
