@@ -39,6 +39,19 @@ def numeric_key(version, name):
     return (len(digits), digits, name)
 
 
+def blank(sql):
+    return not re.sub(r"--[^\n]*", "", sql or "").strip()
+
+
+def down_of(up, down):
+    """A down of only comments or blanks is no down, unless its up is
+    blank too: then the down undoes it exactly (a change kept only in the
+    plan, say), as runbook takes it."""
+    if down is not None and blank(down) and not blank(up):
+        return None
+    return down
+
+
 def popx(directory):
     chosen = {}
     for f in sorted(os.listdir(directory)):
@@ -101,9 +114,7 @@ def sections(directory, prefix, no_tx_option, file_no_tx):
                 up.append(line)
             elif cur == "down":
                 down.append(line)
-        down_text = "".join(down) if down is not None else None
-        if down_text is not None and not re.sub(r"--[^\n]*", "", down_text).strip():
-            down_text = None  # only comments: no down
+        down_text = down_of("".join(up), "".join(down) if down is not None else None)
         out.append({
             "version": number(f), "name": f,
             "up": "".join(up), "up_tx": up_tx and not whole_no_tx,
@@ -125,9 +136,7 @@ def diesel(directory):
         read = lambda f: open(os.path.join(path, f)).read() if os.path.isfile(os.path.join(path, f)) else None
         meta = read("metadata.toml") or ""
         tx = not re.search(r"^\s*run_in_transaction\s*=\s*false", meta, re.M)
-        down = read("down.sql")
-        if down is not None and not re.sub(r"--[^\n]*", "", down).strip():
-            down = None
+        down = down_of(read("up.sql"), read("down.sql"))
         out.append({"version": d.split("_")[0], "name": d, "up": read("up.sql"), "up_tx": tx,
                     "down": down, "down_tx": tx})
     return out
@@ -137,7 +146,7 @@ def golang_migrate(directory):
     """golang-migrate: `N_name.up.sql` and `N_name.down.sql`, paired by the
     version N alone, as golang-migrate pairs them (the two names may
     differ), in the order of the versions as numbers. A down of only
-    comments or blanks is no down."""
+    comments or blanks is no down (see `down_of`)."""
     found = {}
     for f in os.listdir(directory):
         m = re.match(r"^(\d+)_.*\.(up|down)\.sql$", f)
@@ -149,9 +158,7 @@ def golang_migrate(directory):
         if "up" not in files:
             continue
         read = lambda f: open(os.path.join(directory, f)).read()
-        down = read(files["down"]) if "down" in files else None
-        if down is not None and not re.sub(r"--[^\n]*", "", down).strip():
-            down = None
+        down = down_of(read(files["up"]), read(files["down"]) if "down" in files else None)
         out.append({"version": str(version), "name": files["up"], "up": read(files["up"]), "up_tx": True,
                     "down": down, "down_tx": True})
     return out
