@@ -3519,3 +3519,85 @@ fn before_run_undoes_the_versioned_migrations_of_a_step_that_ran_a_repeatable() 
     assert_eq!(run.step("undo")["status"], "succeeded", "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
+
+/// sqitch's verify scripts (`verify/`) run after each up and re-up in a
+/// rehearsal: one that fails is the up's failure, as `sqitch deploy
+/// --verify` would revert the change; what a verify script does is rolled
+/// back, its own BEGIN and ROLLBACK aside. One that only psql can read is
+/// not run, and the rehearsal says so.
+#[test]
+fn a_rehearsal_runs_sqitchs_verify_scripts_after_each_up() {
+    let plan = "%syntax-version=1.0.0\n%project=p\n\nusers 2024-01-01T00:00:00Z Ann <ann@example.com>\norders 2024-01-02T00:00:00Z Ann <ann@example.com>\nnotes 2024-01-03T00:00:00Z Ann <ann@example.com>\ntags 2024-01-04T00:00:00Z Ann <ann@example.com>\n";
+    let sqitch = files(&[
+        ("sqitch.plan", plan),
+        (
+            "deploy/users.sql",
+            "BEGIN;\nCREATE TABLE users (id int);\nCOMMIT;\n",
+        ),
+        ("revert/users.sql", "BEGIN;\nDROP TABLE users;\nCOMMIT;\n"),
+        // The deploy forgot the column its verify script checks.
+        (
+            "verify/users.sql",
+            "BEGIN;\nSELECT id, name FROM users WHERE false;\nROLLBACK;\n",
+        ),
+        (
+            "deploy/orders.sql",
+            "BEGIN;\nCREATE TABLE orders (id int);\nCOMMIT;\n",
+        ),
+        ("revert/orders.sql", "BEGIN;\nDROP TABLE orders;\nCOMMIT;\n"),
+        // It writes, and what it writes must not stay: a table it left
+        // would stay after the down (`parity_mismatch`).
+        (
+            "verify/orders.sql",
+            "BEGIN;\nCREATE TABLE verify_left (x int);\nINSERT INTO orders VALUES (1);\nSELECT 1/count(*) FROM orders;\nROLLBACK;\n",
+        ),
+        ("deploy/notes.sql", "CREATE TABLE notes (id int);\n"),
+        ("revert/notes.sql", "DROP TABLE notes;\n"),
+        (
+            "verify/notes.sql",
+            "\\set ON_ERROR_STOP 1\nSELECT id FROM notes;\n",
+        ),
+        // In runbook's transaction: its down and re-up run in one, rolled
+        // back after, and the verify script in a savepoint of it.
+        ("deploy/tags.sql", "CREATE TABLE tags (id int);\n"),
+        ("revert/tags.sql", "DROP TABLE tags;\n"),
+        (
+            "verify/tags.sql",
+            "BEGIN;\nCREATE TABLE verify_left_too (x int);\nSELECT id FROM tags;\nROLLBACK;\n",
+        ),
+    ]);
+    let (_case, run) = rehearse_scratch(&Db::fresh(), sqitch.path(), "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let details = &run.step("rehearse")["details"];
+    let verdicts: Vec<&str> = details["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["up_failure", "ok", "ok", "ok"], "{details}");
+    assert_eq!(details["migrations"][3]["legs"][1]["transaction"], true);
+    let messages: Vec<&str> = details["migrations"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.contains(&"its verify script (verify/users.sql) failed after the up: column \"name\" does not exist"),
+        "{details}"
+    );
+    assert!(
+        messages.contains(&"its verify script (verify/users.sql) failed after the up again: column \"name\" does not exist"),
+        "{details}"
+    );
+    assert!(
+        details["warnings"]
+            .to_string()
+            .contains("verify/notes.sql:1 has")
+            && details["warnings"]
+                .to_string()
+                .contains("a rehearsal does not run this verify script"),
+        "{details}"
+    );
+}

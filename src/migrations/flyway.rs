@@ -342,6 +342,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                     up,
                     down: Down::Unavailable,
                     created_ms: None,
+                    verify: None,
                 });
             }
             // Refinery's migrations in Rust, beside its SQL ones.

@@ -449,6 +449,10 @@ pub struct Migration {
     /// When the tool's journal says the migration was made, in
     /// milliseconds: Drizzle's `when`, which its history records.
     pub created_ms: Option<i64>,
+    /// A script that must succeed after the up (sqitch's `verify/`), run
+    /// by a rehearsal after each up and re-up; whatever it does is rolled
+    /// back.
+    pub verify: Option<Script>,
 }
 
 impl Migration {
@@ -822,6 +826,7 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
             up: script,
             checksum: String::new(),
             created_ms: None,
+            verify: None,
         });
     }
     Ok(set)
@@ -1087,6 +1092,7 @@ fn push_versioned(
     set.migrations.push(Migration {
         checksum: crate::hash::sha256_hex(up.sql.as_bytes()),
         created_ms: None,
+        verify: None,
         version,
         name,
         up,

@@ -22,6 +22,7 @@ struct Layout {
     plan: String,
     deploy: String,
     revert: String,
+    verify: String,
 }
 
 /// `sqitch.conf`'s `[core]` paths (a git-style config file), else sqitch's defaults.
@@ -68,6 +69,10 @@ fn layout(dir: &Path) -> Layout {
             .get("revert_dir")
             .cloned()
             .unwrap_or_else(|| under("revert")),
+        verify: core
+            .get("verify_dir")
+            .cloned()
+            .unwrap_or_else(|| under("verify")),
     }
 }
 
@@ -144,7 +149,26 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             continue;
         }
         let version = format!("{:04}", n + 1);
+        let verify_file = format!("{}/{file}.sql", layout.verify);
+        let verify = if dir.join(&verify_file).is_file() {
+            let s = without_bom(script(read(dir, &verify_file)?, verify_file, 1, false));
+            match psql_only(&s) {
+                Some((line, what)) => {
+                    set.warnings.push(format!(
+                        "{}:{line} has {what}, which only psql reads: a rehearsal does not run this verify script",
+                        s.file
+                    ));
+                    None
+                }
+                None => Some(s),
+            }
+        } else {
+            None
+        };
         push_versioned(set, &deploy, version, change.clone(), up, down)?;
+        if let Some(m) = set.migrations.last_mut().filter(|m| m.name == *change) {
+            m.verify = verify;
+        }
     }
     if seen.is_empty() {
         return Err(LoadError::Empty(

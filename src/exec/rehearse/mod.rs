@@ -419,6 +419,64 @@ impl Rig<'_> {
         }
     }
 
+    /// `m`'s verify script (sqitch's `verify/`), after an up: its
+    /// statements, less its own BEGIN, COMMIT and ROLLBACK, in a
+    /// transaction (a savepoint when `nested`) rolled back after, so that
+    /// nothing it does stays, as its own ROLLBACK would have it. When it
+    /// fails, the migration gets a finding of `verdict`: the up did not
+    /// leave what its verify script checks, and `sqitch deploy --verify`
+    /// would have failed and reverted it.
+    async fn verify(
+        &mut self,
+        o: &mut Outcome,
+        m: &Migration,
+        nested: bool,
+        verdict: Verdict,
+        after: &str,
+    ) -> Result<(), Fail> {
+        let Some(script) = m.verify.as_ref().filter(|_| self.tool.is_none()) else {
+            return Ok(());
+        };
+        let body: Vec<String> = crate::pg::statements::split(&script.sql)
+            .into_iter()
+            .filter(|s| !s.transaction_control)
+            .map(|s| {
+                let t = s.text.trim_end();
+                if t.ends_with(';') {
+                    t.to_string()
+                } else {
+                    format!("{t};")
+                }
+            })
+            .collect();
+        let (open, close) = if nested {
+            (
+                "SAVEPOINT runbook_verify",
+                "ROLLBACK TO SAVEPOINT runbook_verify",
+            )
+        } else {
+            ("BEGIN", "ROLLBACK")
+        };
+        let sql = format!("{open};\n{}", body.join("\n"));
+        let client = &self.target.db.client;
+        let ran = bounded(&self.target.db, &self.ctx, async {
+            Ok(client.batch_execute(&sql).await)
+        })
+        .await;
+        let closed = client.batch_execute(close).await;
+        if let Err(e) = ran? {
+            o.find(
+                verdict,
+                format!(
+                    "its verify script ({}) failed {after}: {}",
+                    script.file,
+                    db::error_info(&e, None).message
+                ),
+            );
+        }
+        closed.map_err(|e| Fail::new(StepStatus::Failed, db::error_info(&e, None)))
+    }
+
     /// Create runbook's history table, unless a tool keeps its own.
     async fn ensure_history(&self) -> Result<(), ErrorInfo> {
         if self.tool.is_some() {
@@ -1002,6 +1060,8 @@ async fn per_migration(
             ));
             continue;
         }
+        rig.verify(o, m, false, Verdict::UpFailure, "after the up")
+            .await?;
         if !rig.seed(o).await {
             say(r, rig, i, total, o);
             stopped = Some(format!(
@@ -1215,6 +1275,8 @@ async fn down_and_up(
             ));
         }
     }
+    rig.verify(o, m, nested, Verdict::ReupFailure, "after the up again")
+        .await?;
     let after_reup = rig.snap().await?;
     let d3 = rig.sums(tables, &after_reup).await?;
     let n = o.findings.len();
