@@ -3600,4 +3600,15 @@ fn a_rehearsal_runs_sqitchs_verify_scripts_after_each_up() {
                 .contains("a rehearsal does not run this verify script"),
         "{details}"
     );
+    // The whole set at once: after each up, and each up again.
+    let (_case, run) = rehearse_scratch(&Db::fresh(), sqitch.path(), "          mode: whole_set\n");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let details = &run.step("rehearse")["details"];
+    let findings = details["migrations"][0]["findings"].to_string();
+    assert!(
+        findings.contains("failed after the up:")
+            && findings.contains("failed after the up again:"),
+        "{details}"
+    );
+    assert_eq!(details["migrations"][1]["verdict"], "ok", "{details}");
 }

@@ -1485,11 +1485,23 @@ async fn all_ups(
                     m.version, m.name
                 )
             }
-            Ok(_) if !rig.seed(&mut outcomes[i]).await => format!(
-                "the seed failed after {} {}'s up, so the set was not rolled back",
-                m.version, m.name
-            ),
-            Ok(_) => continue,
+            Ok(_) => {
+                rig.verify(
+                    &mut outcomes[i],
+                    m,
+                    false,
+                    Verdict::UpFailure,
+                    "after the up",
+                )
+                .await?;
+                if rig.seed(&mut outcomes[i]).await {
+                    continue;
+                }
+                format!(
+                    "the seed failed after {} {}'s up, so the set was not rolled back",
+                    m.version, m.name
+                )
+            }
         };
         // The ups before it went up, but their downs never ran: not
         // rehearsed, as are the ups after it.
@@ -1619,6 +1631,14 @@ async fn all_reups(
             }
             return Ok(Some(why));
         }
+        rig.verify(
+            &mut outcomes[i],
+            m,
+            false,
+            Verdict::ReupFailure,
+            "after the up again",
+        )
+        .await?;
     }
     Ok(None)
 }
