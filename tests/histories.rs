@@ -903,12 +903,7 @@ fn a_script_the_history_tool_would_run_in_a_transaction_and_fail_is_warned_of() 
     let (_case, run) = rehearse_scratch(&db, dir.path(), "");
     assert_eq!(run.code, 3, "{}", run.stderr);
     let details = &run.step("rehearse")["details"];
-    let verdicts: Vec<&str> = details["migrations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["verdict"].as_str().unwrap())
-        .collect();
+    let verdicts = verdict_list(details);
     assert_eq!(verdicts, ["ok", "tool_failure"], "{details}");
     assert!(
         details["migrations"][1]["findings"][0]["message"]
@@ -3131,6 +3126,16 @@ fn a_history_under_another_name_is_named_not_run_again() {
 }
 
 /// A rehearsal of `dir` on a scratch copy of `db`.
+/// Each migration's verdict in a rehearsal's details, in order.
+fn verdict_list(details: &serde_json::Value) -> Vec<&str> {
+    details["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["verdict"].as_str().unwrap())
+        .collect()
+}
+
 fn rehearse_scratch(db: &Db, dir: &std::path::Path, extra: &str) -> (Case, Run) {
     let case = Case::new(&format!(
         "{HEAD}phases:\n  - id: verify\n    kind: verify\n    steps:\n      - id: rehearse\n        rehearse:\n          dir: {}\n          scratch: true\n{extra}",
@@ -3569,12 +3574,7 @@ fn a_rehearsal_runs_sqitchs_verify_scripts_after_each_up() {
     let (_case, run) = rehearse_scratch(&Db::fresh(), sqitch.path(), "");
     assert_eq!(run.code, 3, "{}", run.stderr);
     let details = &run.step("rehearse")["details"];
-    let verdicts: Vec<&str> = details["migrations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["verdict"].as_str().unwrap())
-        .collect();
+    let verdicts = verdict_list(details);
     assert_eq!(verdicts, ["up_failure", "ok", "ok", "ok"], "{details}");
     assert_eq!(details["migrations"][3]["legs"][1]["transaction"], true);
     let messages: Vec<&str> = details["migrations"][0]["findings"]

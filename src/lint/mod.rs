@@ -592,24 +592,25 @@ pub fn lint_validated(
     for (i, s) in book.steps.iter().enumerate() {
         let Some(sql) = &s.sql else { continue };
         let at = doc.spans().value(&sql.field).map_or(0, |s| s.start);
-        if let Some(why) = &s.skipped {
-            report.notes.push(Note {
-                file: file.clone(),
-                line: doc.source.line_col(at).0,
-                note: format!("step `{}` does not run: {why}; not linted", s.step.id),
-            });
-            report.not_linted += 1;
-            continue;
-        }
-        let Some(script) = &book.scripts[i] else {
-            let why = sql.text.as_ref().err().map_or("", String::as_str);
-            report.notes.push(Note {
-                file: file.clone(),
-                line: doc.source.line_col(at).0,
-                note: format!("step `{}`: not linted: {why}", s.step.id),
-            });
-            report.not_linted += 1;
-            continue;
+        let script = match (&s.skipped, &book.scripts[i]) {
+            (None, Some(script)) => script,
+            (skipped, _) => {
+                let note = match skipped {
+                    Some(why) => format!("step `{}` does not run: {why}; not linted", s.step.id),
+                    None => format!(
+                        "step `{}`: not linted: {}",
+                        s.step.id,
+                        sql.text.as_ref().err().map_or("", String::as_str)
+                    ),
+                };
+                report.notes.push(Note {
+                    file: file.clone(),
+                    line: doc.source.line_col(at).0,
+                    note,
+                });
+                report.not_linted += 1;
+                continue;
+            }
         };
         let backups = book.backups_before(i);
         let judge =
