@@ -1275,6 +1275,49 @@ phases:
     assert_eq!(run.step("alter")["error"]["sqlstate"], "55P03");
 }
 
+/// SQL for a newer PostgreSQL fails with an error that does not say so
+/// (`function uuidv7() does not exist`); the step's error adds which
+/// version it needs, in a `sql` step and in a migration alike.
+#[test]
+fn an_error_for_sql_of_a_newer_server_says_which_version_it_needs() {
+    let db = Db::fresh();
+    let major: u32 = db.sql("SHOW server_version_num").parse::<u32>().unwrap() / 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("001_id.up.sql"), "SELECT uuidv7();\n").unwrap();
+    std::fs::write(dir.path().join("001_id.down.sql"), "SELECT 1;\n").unwrap();
+    let case = Case::new(&runbook(
+        "phases:\n  - id: expand\n    kind: expand\n    steps:\n      - id: id\n        sql: SELECT uuidv7();\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    if major >= 18 {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        return;
+    }
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let message = run.step("id")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with("function uuidv7() does not exist; uuidv7() needs PostgreSQL 18 or later, and this server runs 1"),
+        "{message}"
+    );
+    let case = Case::new(&runbook(&format!(
+        "phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {} }}\n",
+        dir.path().display()
+    )));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let message = run.step("apply")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("uuidv7() needs PostgreSQL 18 or later"),
+        "{message}"
+    );
+}
+
 /// A rerun after a crash: the table step 1 creates is already there, filled
 /// by the first run. Step 1 fails inside its transaction, so it changed
 /// nothing, and its `DROP TABLE IF EXISTS` compensation must not run: it

@@ -97,6 +97,8 @@ pub struct Ctx<'c> {
     pub timeout: Option<Duration>,
     pub interrupts: tokio::sync::watch::Receiver<u32>,
     pub level: u32,
+    /// `SHOW server_version`, to say when a script is for a newer one.
+    pub server_version: &'c str,
 }
 
 fn fail_at(
@@ -123,6 +125,9 @@ fn fail_at(
                 script.locate(st.offset + within),
                 i + 1
             ));
+            if let Some(note) = crate::pg::tools::needs_newer(&info.message, ctx.server_version) {
+                info.message = format!("{}; {note}", info.message);
+            }
             let retry = db::classify(&e).is_some();
             (info, StepStatus::Failed, retry)
         }
@@ -701,6 +706,7 @@ async fn migrate(
     }
     let newest = Newest::of(set, &applied);
     let run_id = r.run_id.clone();
+    let server_version = r.server_version.clone();
     let ctx = Ctx {
         run_id: &run_id,
         settings,
@@ -708,6 +714,7 @@ async fn migrate(
         timeout,
         interrupts: r.interrupts.clone(),
         level: r.stop_level,
+        server_version: &server_version,
     };
     // A retry: the migrations an earlier attempt of this step applied are
     // this step's too.

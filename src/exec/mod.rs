@@ -1006,6 +1006,11 @@ impl Run<'_> {
             db::QueryFail::Db(e) => {
                 let mut info = db::error_info(&e, Some(prefix_chars));
                 info.location = self.locate(t, raw, info.position);
+                if let Some(note) =
+                    crate::pg::tools::needs_newer(&info.message, &self.server_version)
+                {
+                    info.message = format!("{}; {note}", info.message);
+                }
                 Fail {
                     status: StepStatus::Failed,
                     retry_class: db::classify(&e),

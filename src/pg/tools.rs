@@ -55,6 +55,82 @@ pub fn major_of(version: &str) -> Option<u32> {
         .and_then(|m| m.parse().ok())
 }
 
+/// Errors an older server gives SQL written for a newer one, which do not
+/// say so themselves: part of the message, the first major version that
+/// takes the SQL, and what it is.
+const NEWER: &[(&str, u32, &str)] = &[
+    (
+        "subquery in FROM must have an alias",
+        16,
+        "a subquery in FROM without an alias",
+    ),
+    (
+        "function gen_random_uuid() does not exist",
+        13,
+        "gen_random_uuid() without the pgcrypto extension",
+    ),
+    ("function any_value(", 16, "any_value()"),
+    ("function uuidv7(", 18, "uuidv7()"),
+    ("function random(integer, integer)", 17, "random(min, max)"),
+    (
+        "unrecognized parameter \"security_invoker\"",
+        15,
+        "a view WITH (security_invoker)",
+    ),
+    (
+        "unrecognized configuration parameter \"transaction_timeout\"",
+        17,
+        "transaction_timeout",
+    ),
+    ("syntax error at or near \"MERGE\"", 15, "MERGE"),
+    (
+        "syntax error at or near \"NULLS\"",
+        15,
+        "UNIQUE NULLS NOT DISTINCT",
+    ),
+    (
+        "role \"pg_read_all_data\" does not exist",
+        14,
+        "the role pg_read_all_data",
+    ),
+    (
+        "role \"pg_write_all_data\" does not exist",
+        14,
+        "the role pg_write_all_data",
+    ),
+    (
+        "role \"pg_checkpoint\" does not exist",
+        15,
+        "the role pg_checkpoint",
+    ),
+    (
+        "role \"pg_create_subscription\" does not exist",
+        16,
+        "the role pg_create_subscription",
+    ),
+    (
+        "role \"pg_maintain\" does not exist",
+        17,
+        "the role pg_maintain",
+    ),
+];
+
+/// When `message` is the error a server of `server_version` gives SQL
+/// written for a newer PostgreSQL: what needs which version, to say beside
+/// the error (lemmy's `FROM (SELECT ...)` on PostgreSQL 15 read only
+/// "subquery in FROM must have an alias").
+pub fn needs_newer(message: &str, server_version: &str) -> Option<String> {
+    let major = major_of(server_version)?;
+    NEWER
+        .iter()
+        .find(|(error, since, _)| message.contains(error) && major < *since)
+        .map(|(_, since, what)| {
+            format!(
+                "{what} needs PostgreSQL {since} or later, and this server runs {server_version}"
+            )
+        })
+}
+
 /// The version a program prints for `--version`:
 /// `pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)` → `15.20`.
 pub fn parse_version(out: &str) -> Option<String> {
@@ -168,6 +244,27 @@ pub fn find(name: &str, server_version: &str, bin_dir: Option<&Path>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_for_sql_of_a_newer_server_says_which_version() {
+        assert_eq!(
+            needs_newer(
+                "subquery in FROM must have an alias",
+                "15.18 (Debian 15.18-0+deb12u1)"
+            )
+            .as_deref(),
+            Some(
+                "a subquery in FROM without an alias needs PostgreSQL 16 or later, and this server runs 15.18 (Debian 15.18-0+deb12u1)"
+            )
+        );
+        // A server new enough gave it for another reason.
+        assert_eq!(
+            needs_newer("subquery in FROM must have an alias", "16.4"),
+            None
+        );
+        assert_eq!(needs_newer("relation \"t\" does not exist", "12.1"), None);
+        assert_eq!(needs_newer("function uuidv7() does not exist", ""), None);
+    }
 
     #[test]
     fn debian_wrapper_is_known_by_its_link_target_and_comes_last() {

@@ -197,6 +197,7 @@ pub(crate) async fn run(
     log(r, &s.id, format!("history: {}", history.describe()));
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
     let run_id = r.run_id.clone();
+    let server_version = r.server_version.clone();
     let mut rig = Rig {
         target,
         snapshotter: None,
@@ -212,6 +213,7 @@ pub(crate) async fn run(
             timeout,
             interrupts: r.interrupts.clone(),
             level: r.stop_level,
+            server_version: &server_version,
         },
         seed: seed.as_deref(),
         slow: x.slow_threshold.0,
