@@ -517,16 +517,10 @@ pub type Scopes = BTreeMap<PathBuf, Scope>;
 /// such steps name is linted whole.
 pub fn scopes(path: &Path, v: &crate::validate::Validated, plan: &crate::plan::Plan) -> Scopes {
     let none = Scopes::new();
-    let book = steps::RunbookSql::collect(
-        &v.doc,
-        &v.runbook,
-        Ok(plan),
-        Params::Run(&none),
-        &Config::default(),
-    );
+    let book = steps::RunbookSql::steps(&v.doc, &v.runbook, Ok(plan), Params::Run(&none));
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut out = Scopes::new();
-    for s in book.steps.iter().filter(|s| s.skipped.is_none()) {
+    for s in book.iter().filter(|s| s.skipped.is_none()) {
         let crate::model::StepKind::Migrate(m) = &s.step.kind else {
             continue;
         };

@@ -171,6 +171,37 @@ impl<'a> RunbookSql<'a> {
         params: super::Params<'_>,
         config: &Config,
     ) -> Self {
+        let steps = Self::steps(doc, rb, plan, params);
+        let scripts = steps
+            .iter()
+            .map(|s| {
+                let sql = s.sql.as_ref()?;
+                let text = sql.text.as_ref().ok()?;
+                Some(Script::read(
+                    text,
+                    SqlContext {
+                        in_transaction: sql.in_transaction,
+                        timeouts_set: true,
+                    },
+                    config,
+                ))
+            })
+            .collect();
+        RunbookSql {
+            runbook: rb,
+            steps,
+            scripts,
+        }
+    }
+
+    /// Every step with its place, as [`RunbookSql::collect`] has them,
+    /// without reading their SQL.
+    pub fn steps(
+        doc: &Document,
+        rb: &'a Runbook,
+        plan: Result<&Plan, &str>,
+        params: super::Params<'_>,
+    ) -> Vec<StepSql<'a>> {
         let all = rb.all_steps();
         let mut steps: Vec<StepSql<'a>> = Vec::with_capacity(all.len());
         for (pointer, step) in all {
@@ -238,26 +269,7 @@ impl<'a> RunbookSql<'a> {
                 backup,
             });
         }
-        let scripts = steps
-            .iter()
-            .map(|s| {
-                let sql = s.sql.as_ref()?;
-                let text = sql.text.as_ref().ok()?;
-                Some(Script::read(
-                    text,
-                    SqlContext {
-                        in_transaction: sql.in_transaction,
-                        timeouts_set: true,
-                    },
-                    config,
-                ))
-            })
-            .collect();
-        RunbookSql {
-            runbook: rb,
-            steps,
-            scripts,
-        }
+        steps
     }
 
     /// The backups main steps before step `i` take.
