@@ -469,7 +469,9 @@ fn a_templated_migration_directory_is_linted_as_it_renders_or_said_to_be_left_ou
                 "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: t, version: 1 }}\n\
                  params:\n  migrations: {{ type: string{default} }}\n\
                  phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        \
-                 migrate: {{ dir: \"{{{{ params.migrations }}}}\" }}\n"
+                 migrate: {{ dir: \"{{{{ params.migrations }}}}\" }}\n        \
+                 rollback:\n          id: undo\n          \
+                 migrate: {{ dir: \"{{{{ params.migrations }}}}\", direction: down, to: before_run }}\n"
             ),
         )
         .unwrap();

@@ -660,7 +660,7 @@ pub fn lint_validated(
     let mut unrendered = BTreeSet::new();
     // Directories of steps that run no up, noted when no other step
     // lints them.
-    let mut later: Vec<(String, Note)> = Vec::new();
+    let mut later: Vec<(Result<String, String>, Note)> = Vec::new();
     for s in &book.steps {
         let StepKind::Migrate(m) = &s.step.kind else {
             continue;
@@ -690,7 +690,7 @@ pub fn lint_validated(
                 .then(|| "the step runs the downs, and lint reads the ups".to_string()),
         };
         if let Some(why) = runs_none {
-            later.push((dir.unwrap_or_else(|_| m.dir.clone()), not_linted(why)));
+            later.push((dir.map_err(|_| m.dir.clone()), not_linted(why)));
             continue;
         }
         match dir {
@@ -717,7 +717,11 @@ pub fn lint_validated(
         }
     }
     for (dir, note) in later {
-        if dirs.insert(dir) {
+        let first = match dir {
+            Ok(d) => dirs.insert(d),
+            Err(template) => unrendered.insert(template),
+        };
+        if first {
             report.notes.push(note);
             report.not_linted += 1;
         }
