@@ -252,15 +252,10 @@ pub async fn run_script(
         };
         if let Err(q) = result {
             let (mut error, status, retry) = fail_at(script, st, i, q, ctx);
-            let index = match &before {
-                _ if !st.concurrent_index || in_tx => super::sql::LeftIndexes::default(),
-                Some(b) => super::sql::drop_left_invalid(db, st, b).await,
-                None => super::sql::LeftIndexes {
-                    left: vec![
-                        "an INVALID index, maybe: the indexes before it could not be read".into(),
-                    ],
-                    ..super::sql::LeftIndexes::default()
-                },
+            let index = if st.concurrent_index && !in_tx {
+                super::sql::drop_left_invalid(db, st, before.as_deref()).await
+            } else {
+                super::sql::LeftIndexes::default()
             };
             if !index.clean() {
                 // Its history row stays dirty, saying what is left.
@@ -1291,12 +1286,10 @@ fn script_failed(
         None
     } else if f.in_transaction {
         Some(super::Unchanged::RolledBack)
-    } else if f.done > 0 || !f.index.clean() {
+    } else if f.done > 0 {
         None
-    } else if f.index.dropped.is_empty() {
-        Some(super::Unchanged::NothingTookEffect)
     } else {
-        Some(super::Unchanged::CleanedUp)
+        f.index.unchanged()
     };
     let mut partial = Done {
         details: Some(details),

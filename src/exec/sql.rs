@@ -121,19 +121,10 @@ pub(crate) async fn run(
                 // Whether the statement is known to have left nothing: a
                 // concurrent index may have left an INVALID one, dropped
                 // here when it can be.
-                let mut clean = true;
+                let mut unchanged = Some(super::Unchanged::NothingTookEffect);
                 if st.concurrent_index {
-                    let left = match &before {
-                        Some(b) => drop_new_invalid(r, step, st, b).await,
-                        None => LeftIndexes {
-                            left: vec![
-                                "an INVALID index, maybe: the indexes before it could not be read"
-                                    .into(),
-                            ],
-                            ..LeftIndexes::default()
-                        },
-                    };
-                    clean = left.clean();
+                    let left = drop_new_invalid(r, step, st, before.as_deref()).await;
+                    unchanged = left.unchanged();
                     dropped = left.dropped;
                 }
                 f.partial.details = Some(details(&mode, &ran, &blockers, &dropped, i + 1));
@@ -142,12 +133,10 @@ pub(crate) async fn run(
                 // statement committed nothing unless it left an index.
                 f.unchanged = if in_tx {
                     Some(super::Unchanged::RolledBack)
-                } else if i > 0 || !clean {
+                } else if i > 0 {
                     None
-                } else if dropped.is_empty() {
-                    Some(super::Unchanged::NothingTookEffect)
                 } else {
-                    Some(super::Unchanged::CleanedUp)
+                    unchanged
                 };
                 if !in_tx && i > 0 {
                     r.sql_resume = Some((step.to_string(), i));
@@ -401,6 +390,19 @@ impl LeftIndexes {
     pub fn clean(&self) -> bool {
         self.left.is_empty()
     }
+
+    /// How a failed first statement outside a transaction left the
+    /// database as it found it, if it did: nothing of it took effect, or
+    /// its INVALID index was dropped.
+    pub(crate) fn unchanged(&self) -> Option<super::Unchanged> {
+        if !self.clean() {
+            None
+        } else if self.dropped.is_empty() {
+            Some(super::Unchanged::NothingTookEffect)
+        } else {
+            Some(super::Unchanged::CleanedUp)
+        }
+    }
 }
 
 /// After a failed `CREATE INDEX CONCURRENTLY` (`st`): drop the INVALID
@@ -409,9 +411,14 @@ impl LeftIndexes {
 pub(super) async fn drop_left_invalid(
     db: &Db,
     st: &Statement,
-    before: &[(String, String)],
+    before: Option<&[(String, String)]>,
 ) -> LeftIndexes {
     let mut out = LeftIndexes::default();
+    let Some(before) = before else {
+        out.left
+            .push("an INVALID index, maybe: the indexes before it could not be read".into());
+        return out;
+    };
     let now_invalid = match invalid_indexes(db, &st.relations).await {
         Ok(list) => list,
         Err(e) => {
@@ -474,7 +481,7 @@ async fn drop_new_invalid(
     r: &mut Run<'_>,
     step: &str,
     st: &Statement,
-    before: &[(String, String)],
+    before: Option<&[(String, String)]>,
 ) -> LeftIndexes {
     let out = drop_left_invalid(&r.db, st, before).await;
     for name in &out.dropped {
