@@ -1247,6 +1247,10 @@ pub enum Verdict {
     /// after a rollback gives other rows. Not an error by default.
     Nondeterministic,
     ColumnOrder,
+    /// After the down (or the up again), a function's PL/pgSQL or SQL body
+    /// differs only in whitespace and comments: it does the same, and its
+    /// source reads otherwise. Not an error by default.
+    BodyLayout,
     Slow,
     /// The rehearsal did not reach this migration's legs (an earlier up
     /// failed, or in `whole_set` its down never ran). Never `ok`.
@@ -1270,6 +1274,7 @@ impl Verdict {
         Verdict::DestroysData,
         Verdict::Nondeterministic,
         Verdict::ColumnOrder,
+        Verdict::BodyLayout,
         Verdict::Slow,
         Verdict::NotRehearsed,
         Verdict::ForwardOnly,
@@ -1288,6 +1293,7 @@ impl Verdict {
             Self::DestroysData => "destroys_data",
             Self::Nondeterministic => "nondeterministic",
             Self::ColumnOrder => "column_order",
+            Self::BodyLayout => "body_layout",
             Self::Slow => "slow",
             Self::NotRehearsed => "not_rehearsed",
             Self::ForwardOnly => "forward_only",

@@ -2222,8 +2222,10 @@ impl Snapshot {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
     pub object: String,
-    /// `added`, `removed`, `changed`, or `column_order` when a table's
-    /// columns are the same but in another order.
+    /// `added`, `removed`, `changed`, `column_order` when a table's
+    /// columns are the same but in another order, or `body_layout` when a
+    /// function's PL/pgSQL or SQL body differs only in whitespace and
+    /// comments.
     pub change: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
@@ -2270,6 +2272,134 @@ pub fn only_times_differ(c: &Change) -> bool {
         .all(|(a, b)| a.as_str() == b.as_str() || (recent(a.as_str()) && recent(b.as_str())))
 }
 
+/// Whether two definitions of a function (or procedure) differ only in the
+/// layout of a PL/pgSQL or SQL body: whitespace and comments, which those
+/// languages read as one separator. Its other keys (comment, grants, owner)
+/// must be equal.
+fn same_but_layout(a: &Value, b: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return false;
+    };
+    let rest = |m: &serde_json::Map<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| *k != "definition")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let (Some(x), Some(y)) = (a["definition"].as_str(), b["definition"].as_str()) else {
+        return false;
+    };
+    x != y && rest(a) == rest(b) && layout_free(x).is_some_and(|t| Some(t) == layout_free(y))
+}
+
+/// A function's definition as the server reads it, without the layout of
+/// its body: None unless its language is PL/pgSQL or SQL, whose scanner
+/// takes any run of whitespace and comments as one separator. Tokens are
+/// compared as written; a separator is kept only between two operator
+/// characters (`< =` is not `<=`) or two string literals (`'a'` and `'b'`
+/// on two lines are one string), where it changes what the tokens mean.
+fn layout_free(definition: &str) -> Option<Vec<String>> {
+    use squawk_lexer::{LiteralKind, TokenKind};
+    let tokens = |text: &str| {
+        let mut at = 0;
+        squawk_lexer::tokenize(text)
+            .map(|t| {
+                let piece = &text[at..at + t.len as usize];
+                at += t.len as usize;
+                (t.kind, piece.to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    let header = tokens(definition);
+    let words: Vec<&str> = header
+        .iter()
+        .filter(|(k, _)| *k == TokenKind::Ident)
+        .map(|(_, t)| t.as_str())
+        .collect();
+    let language = words
+        .windows(2)
+        .find(|w| w[0].eq_ignore_ascii_case("language"))
+        .map(|w| w[1].to_ascii_lowercase())?;
+    if language != "plpgsql" && language != "sql" {
+        return None;
+    }
+    let operator = |k: &TokenKind| {
+        use TokenKind::*;
+        matches!(
+            k,
+            Slash
+                | Minus
+                | Colon
+                | Dot
+                | DotDot
+                | Eq
+                | Gt
+                | And
+                | Lt
+                | Bang
+                | Plus
+                | Tilde
+                | Pound
+                | Question
+                | Or
+                | Percent
+                | Caret
+                | Star
+                | Backtick
+                | At
+        )
+    };
+    let string = |k: &TokenKind| {
+        matches!(
+            k,
+            TokenKind::Literal {
+                kind: LiteralKind::Str { .. }
+            }
+        )
+    };
+    let mut out = Vec::new();
+    for (kind, text) in header {
+        let body = matches!(
+            kind,
+            TokenKind::Literal {
+                kind: LiteralKind::DollarQuotedString { terminated: true }
+            }
+        );
+        if !body {
+            out.push(text);
+            continue;
+        }
+        // `$tag$ ... $tag$`: the body between its two tags, read as code.
+        let tag = &text[..=text[1..].find('$')? + 1];
+        let inner = &text[tag.len()..text.len() - tag.len()];
+        out.push(tag.to_string());
+        let mut last: Option<TokenKind> = None;
+        let mut gap: Option<bool> = None;
+        for (k, t) in tokens(inner) {
+            if matches!(
+                k,
+                TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment { .. }
+            ) {
+                let newline =
+                    gap.unwrap_or(false) || t.contains('\n') || k == TokenKind::LineComment;
+                gap = Some(newline);
+                continue;
+            }
+            if let (Some(newline), Some(prev)) = (gap.take(), last) {
+                if operator(&prev) && operator(&k) {
+                    out.push(" ".into());
+                } else if string(&prev) && string(&k) {
+                    out.push(if newline { "\n" } else { " " }.into());
+                }
+            }
+            last = Some(k);
+            out.push(t);
+        }
+        out.push(tag.to_string());
+    }
+    Some(out)
+}
+
 /// A table's definition with its columns sorted by name.
 fn columns_sorted(v: &Value) -> Value {
     let mut v = v.clone();
@@ -2298,6 +2428,8 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
                 object: k.to_string(),
                 change: if k.starts_with("table ") && columns_sorted(v) == columns_sorted(w) {
                     "column_order"
+                } else if k.starts_with("function ") && same_but_layout(v, w) {
+                    "body_layout"
                 } else {
                     "changed"
                 },
@@ -2341,6 +2473,27 @@ pub fn describe(c: &Change) -> Vec<String> {
                 .collect(),
             other => vec![canonical(other)],
         }
+    }
+    if c.change == "body_layout" {
+        // Both definitions are long and read alike once report.md folds
+        // their whitespace: say where they part, not the two texts.
+        let text = |v: &Option<Value>| {
+            v.as_ref()
+                .and_then(|v| v["definition"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (a, b) = (text(&c.before), text(&c.after));
+        let line = a
+            .lines()
+            .zip(b.lines())
+            .position(|(x, y)| x != y)
+            .unwrap_or_else(|| a.lines().count().min(b.lines().count()));
+        return vec![format!(
+            "= definition: the same but for whitespace or comments in its body, which its language ignores; they first differ at line {} (`{}`)",
+            line + 1,
+            a.lines().nth(line).unwrap_or_default().trim()
+        )];
     }
     let a = c.before.as_ref().map(flat).unwrap_or_default();
     let b = c.after.as_ref().map(flat).unwrap_or_default();
@@ -2396,6 +2549,48 @@ mod tests {
 
     fn row(k: &str, n: &str, d: &str) -> (String, String, String) {
         (k.into(), n.into(), d.into())
+    }
+
+    #[test]
+    fn a_body_laid_out_otherwise_is_told_from_one_that_reads_otherwise() {
+        let def = |lang: &str, body: &str| {
+            format!(
+                "CREATE OR REPLACE FUNCTION public.f()\n RETURNS text\n LANGUAGE {lang}\nAS $function$\n{body}$function$\n"
+            )
+        };
+        let same = |lang: &str, a: &str, b: &str| {
+            same_but_layout(
+                &serde_json::json!({"definition": def(lang, a), "comment": null}),
+                &serde_json::json!({"definition": def(lang, b), "comment": null}),
+            )
+        };
+        let body = "BEGIN\n  -- why\n  RETURN 'a' || $q$ b $q$;\nEND;\n";
+        assert!(same(
+            "plpgsql",
+            body,
+            "BEGIN RETURN 'a'||$q$ b $q$; /* x */ END;"
+        ));
+        assert!(same("sql", "SELECT 1 ,\n 2", "SELECT 1, 2"));
+        // Inside a string, a nested dollar quote, or between two operator
+        // characters, a space is not layout.
+        assert!(!same("plpgsql", body, "BEGIN RETURN 'a' || $q$ b$q$; END;"));
+        assert!(!same(
+            "plpgsql",
+            "BEGIN RETURN 'a  b'; END;",
+            "BEGIN RETURN 'a b'; END;"
+        ));
+        assert!(!same("sql", "SELECT 1 <= 2", "SELECT 1 < = 2"));
+        // Two strings on two lines are one string; on one line, two.
+        assert!(!same("sql", "SELECT 'a'\n'b'", "SELECT 'a' 'b'"));
+        assert!(same("sql", "SELECT 'a'\n'b'", "SELECT 'a'  \n  'b'"));
+        // Another language's body is its own: Python's indentation counts.
+        assert!(!same("plpython3u", "return 1\n", "  return 1\n"));
+        // Equal definitions, or other keys that differ, are not layout.
+        assert!(!same("sql", "SELECT 1", "SELECT 1"));
+        assert!(!same_but_layout(
+            &serde_json::json!({"definition": def("sql", "SELECT 1"), "comment": "a"}),
+            &serde_json::json!({"definition": def("sql", " SELECT 1"), "comment": "b"}),
+        ));
     }
 
     #[test]

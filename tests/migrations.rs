@@ -185,6 +185,94 @@ fn a_migration_that_moves_a_column_is_an_order_only_difference() {
 }
 
 #[test]
+fn a_down_that_lays_a_function_body_out_otherwise_is_told_apart_from_one_that_changes_it() {
+    let f = |name: &str, body: &str| {
+        format!(
+            "CREATE OR REPLACE FUNCTION {name}() RETURNS text LANGUAGE plpgsql AS $$\n{body}$$;\n"
+        )
+    };
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_fns.up.sql",
+                &[
+                    f(
+                        "laid_out",
+                        "BEGIN\n    -- the greeting\n    RETURN 'a' || 'b';\nEND;\n",
+                    ),
+                    f("spaced", "BEGIN\n    RETURN 'a b';\nEND;\n"),
+                ]
+                .concat(),
+            ),
+            (
+                "001_fns.down.sql",
+                "DROP FUNCTION laid_out(); DROP FUNCTION spaced();\n",
+            ),
+            // Its down puts the body back indented otherwise, on other
+            // lines, without the comment: the function does the same.
+            (
+                "002_layout.up.sql",
+                &f("laid_out", "BEGIN RETURN 'c'; END;"),
+            ),
+            (
+                "002_layout.down.sql",
+                &f(
+                    "laid_out",
+                    "  BEGIN\n\tRETURN 'a'||'b' ;  /* none */\n  END;",
+                ),
+            ),
+            // Its down puts a space back inside a string: what it returns
+            // changed.
+            ("003_string.up.sql", &f("spaced", "BEGIN RETURN 'c'; END;")),
+            (
+                "003_string.down.sql",
+                &f("spaced", "BEGIN\n    RETURN 'a  b';\nEND;\n"),
+            ),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(o["verdict"], "body_layout", "{o}");
+    let finding = &o["findings"][0];
+    assert_eq!(
+        changes(finding),
+        [(
+            "body_layout".to_string(),
+            "function public.laid_out()".to_string()
+        )]
+    );
+    assert!(
+        finding["changes"][0]["diff"][0]
+            .as_str()
+            .unwrap()
+            .contains("first differ at line 5 (`BEGIN`)"),
+        "{finding}"
+    );
+    let o = outcome(&run, "003");
+    assert_eq!(o["verdict"], "parity_mismatch", "{o}");
+    assert_eq!(
+        changes(&o["findings"][0]),
+        [(
+            "changed".to_string(),
+            "function public.spaced()".to_string()
+        )]
+    );
+    // Not an error by default; named in `errors`, it fails the step.
+    let (_dir, run) = rehearse_files(
+        &[
+            ("001_f.up.sql", &f("g", "BEGIN\n    RETURN 'x';\nEND;\n")),
+            ("001_f.down.sql", "DROP FUNCTION g();\n"),
+            ("002_g.up.sql", &f("g", "BEGIN RETURN 'y'; END;")),
+            ("002_g.down.sql", &f("g", "BEGIN RETURN 'x'; END;")),
+        ],
+        "          errors: [body_layout]\n",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(outcome(&run, "002")["verdict"], "body_layout");
+}
+
+#[test]
 fn a_failing_down_is_irreversible_with_the_servers_error_and_the_rehearsal_goes_on() {
     let run = rehearse(&fixture("down_fails"), "");
     assert_eq!(run.code, 3, "{}", run.stderr);

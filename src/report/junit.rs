@@ -69,7 +69,10 @@ fn case(s: &StepReport, class: &str) -> TestCase {
 const CHECKS: &[(&str, &[&str])] = &[
     ("up", &["up_failure", "tool_failure"]),
     ("down", &["irreversible", "tool_failure"]),
-    ("parity", &["parity_mismatch", "column_order"]),
+    (
+        "parity",
+        &["parity_mismatch", "column_order", "body_layout"],
+    ),
     ("data", &["lossy", "destroys_data"]),
     ("reup", &["reup_failure", "nondeterministic"]),
     ("timing", &["slow"]),

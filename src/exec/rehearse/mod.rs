@@ -611,17 +611,30 @@ fn parity(
     if changes.is_empty() {
         return false;
     }
+    // What does not change what the schema does: the order of a table's
+    // columns, and the layout of a function's body.
+    let benign = |c: &snapshot::Change| c.change == "column_order" || c.change == "body_layout";
     let only_order = changes.iter().all(|c| c.change == "column_order");
+    let only_layout = !only_order && changes.iter().all(benign);
     // The same SQL made at two moments: definitions that froze the time
     // they were made differ in that alone.
     let only_times = !only_order
+        && !only_layout
         && changes
             .iter()
-            .all(|c| c.change == "column_order" || snapshot::only_times_differ(c));
+            .all(|c| benign(c) || snapshot::only_times_differ(c));
     let (v, message) = if only_order {
         (
             Verdict::ColumnOrder,
             format!("{what}: {}", super::snapshot::summary(&changes)),
+        )
+    } else if only_layout {
+        (
+            Verdict::BodyLayout,
+            format!(
+                "{what}, only in the layout of function bodies (whitespace and comments, which PL/pgSQL and SQL ignore) or the order of columns: {}",
+                super::snapshot::summary(&changes)
+            ),
         )
     } else if only_times {
         (
@@ -641,7 +654,7 @@ fn parity(
     };
     let f = o.find(v, message);
     f.changes = Some(super::snapshot::changes_json(&changes));
-    !only_order && !only_times
+    !only_order && !only_layout && !only_times
 }
 
 /// What a rehearsal needs to start over on a fresh scratch database.
