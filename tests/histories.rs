@@ -1703,6 +1703,65 @@ fn a_drizzle_history_is_read_by_its_journal_and_continued() {
     );
 }
 
+/// A pending_migrations check reads the history its `history_format`
+/// names, not the one detection finds, shows the arguments it read, and
+/// counts as far as its `to`, as a `migrate` step with that `to` would run.
+#[test]
+fn pending_migrations_reads_the_history_it_names_and_counts_to_its_to() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V1__init.sql", INIT),
+        ("V2__add.sql", ADD),
+        ("V3__more.sql", "CREATE TABLE more (id int);\n"),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "          to: \"1\"\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let check = |args: &str| {
+        let case = Case::new(&format!(
+            "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, max: 5{args} }}\n",
+            dir.path().display()
+        ));
+        let run = case.exec(&db.url, &[]);
+        (run.code, run.step("pending").clone())
+    };
+    let versions = |step: &serde_json::Value| -> Vec<String> {
+        step["details"]["rows"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{step}"))
+            .iter()
+            .map(|r| r["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Detected: Flyway's, where V1 is applied.
+    let (code, step) = check("");
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(versions(&step), ["2", "3"]);
+    // Named: runbook's own, which has no table yet, so all three are pending.
+    let (code, step) = check(", history_format: runbook");
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(versions(&step), ["1", "2", "3"]);
+    assert_eq!(
+        step["details"]["args"]["history_format"], "runbook",
+        "{step}"
+    );
+    // As far as `to`.
+    let (code, step) = check(", to: \"2\"");
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(versions(&step), ["2"]);
+    assert_eq!(step["details"]["after_to"], 1, "{step}");
+    let (code, step) = check(", to: latest");
+    assert_eq!(
+        (code, versions(&step)),
+        (0, vec!["2".to_string(), "3".to_string()])
+    );
+    let (code, step) = check(", to: before_run");
+    assert_eq!(code, 1, "{step}");
+    assert_eq!(
+        step["error"]["message"], "`to` is `before_run`: `before_run` undoes, so it goes down",
+        "{step}"
+    );
+}
+
 /// A migration merged after a newer one was deployed. Flyway (with
 /// `outOfOrder` off, its default) refuses it, and so does the step, before
 /// anything runs; `out_of_order: true` applies it, with a warning. Under a

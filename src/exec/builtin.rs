@@ -196,7 +196,17 @@ pub(crate) async fn run(
     };
     let ours = crate::pg::quote::literal(&r.app_name);
     let mut output = Map::new();
-    let mut details = json!({ "builtin": b.name, "args": b.args });
+    // Every argument as the check read it: text ones rendered (secrets
+    // masked), so the report shows the directory and history it used.
+    let mut args = Map::new();
+    args.extend(b.args.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (k, t) in &b.texts {
+        let shown = r
+            .render(t)
+            .map_or_else(|_| t.text.clone(), |(_, shown)| shown);
+        args.insert(k.clone(), Value::from(shown));
+    }
+    let mut details = json!({ "builtin": b.name, "args": args });
     if matches!(
         def.kind,
         Kind::LongRunningTransactions
@@ -364,8 +374,9 @@ async fn history(
         })?,
         None => crate::migrations::Set::empty(),
     };
-    let arg = |name: &str| b.args.get(name).and_then(Value::as_str).map(str::to_string);
-    let tool = crate::history::Tool::parse(arg("history_format").as_deref().unwrap_or("auto"))
+    // Text arguments are templates, kept apart from the others in the plan.
+    let format = text_arg(r, b, "history_format")?;
+    let tool = crate::history::Tool::parse(format.as_deref().map(str::trim).unwrap_or("auto"))
         .map_err(|e| {
             fail(
                 e,
@@ -374,7 +385,7 @@ async fn history(
         })?;
     let spec = crate::history::Spec {
         tool,
-        table: arg("history_table"),
+        table: text_arg(r, b, "history_table")?,
     };
     let history = crate::history::History::open(&r.db, &spec, &mut set)
         .await
@@ -404,11 +415,30 @@ async fn pending(
         row.insert("out_of_order".into(), out_of_order);
         row
     };
+    // As far as a `migrate` step with this `to` goes: a version stops it
+    // there, and Flyway's repeatables then wait for a full migrate.
+    let to = text_arg(r, b, "to")?;
+    let to = to.as_deref().map(str::trim).filter(|t| *t != "latest");
+    if let Some(t) = to
+        && let Err((label, hint)) = crate::migrations::check_target(t, crate::model::Direction::Up)
+    {
+        return Err(fail(format!("`to` is `{t}`: {label}"), Some(hint.into())));
+    }
+    let within =
+        |m: &crate::migrations::Migration| to.is_none_or(|t| set.cmp(&m.version, t).is_le());
     let newest = crate::history::Newest::of(&set, &applied);
-    let rows: Vec<Row> = set
+    let pending: Vec<_> = set
         .migrations
         .iter()
         .filter(|m| !applied.iter().any(|a| a.version == m.version && !a.dirty))
+        .collect();
+    let beyond = pending.iter().filter(|m| !within(m)).count();
+    if beyond > 0 {
+        details["after_to"] = Value::from(beyond);
+    }
+    let rows: Vec<Row> = pending
+        .into_iter()
+        .filter(|m| within(m))
         .map(|m| {
             let early = newest.is_after(&set, m);
             row(Value::from(m.version.clone()), &m.up.file, early.into())
@@ -417,7 +447,7 @@ async fn pending(
         .chain(
             repeatables
                 .iter()
-                .filter(|(_, state)| *state != crate::history::Repeatable::Applied)
+                .filter(|(_, state)| to.is_none() && *state != crate::history::Repeatable::Applied)
                 .map(|(m, _)| row(Value::Null, &m.up.file, Value::Null)),
         )
         .collect();
