@@ -2453,20 +2453,67 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
     out
 }
 
+/// A table's columns that differ, for people, as `(gone, new)` lines keyed
+/// by the column's name: a column on one side only whole (without its null
+/// fields), one on both sides by the fields that differ (`column v:
+/// {"not_null":true}` gone, `{"not_null":false}` new), and the order of
+/// the columns both sides have, where it differs.
+fn column_lines(a: Option<&Value>, b: Option<&Value>) -> (Vec<String>, Vec<String>) {
+    let cols = |v: Option<&Value>| {
+        v.and_then(|v| v["columns"].as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (a, b) = (cols(a), cols(b));
+    let name = |c: &Value| c["name"].as_str().unwrap_or_default().to_string();
+    let find = |list: &[Value], n: &str| list.iter().find(|c| name(c) == n).cloned();
+    let fields = |c: &Value, keep: &dyn Fn(&str, &Value) -> bool| {
+        let m: serde_json::Map<String, Value> = c
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| *k != "name" && keep(k, v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        canonical(&Value::Object(m))
+    };
+    let whole = |c: &Value| format!("column {}: {}", name(c), fields(c, &|_, v| !v.is_null()));
+    let (mut gone, mut new) = (Vec::new(), Vec::new());
+    for c in &a {
+        match find(&b, &name(c)) {
+            None => gone.push(whole(c)),
+            Some(d) if d != *c => {
+                let differs = |k: &str, _: &Value| c.get(k) != d.get(k);
+                gone.push(format!("column {}: {}", name(c), fields(c, &differs)));
+                new.push(format!("column {}: {}", name(c), fields(&d, &differs)));
+            }
+            Some(_) => {}
+        }
+    }
+    new.extend(b.iter().filter(|d| find(&a, &name(d)).is_none()).map(whole));
+    let shared = |x: &[Value], y: &[Value]| -> Vec<String> {
+        x.iter()
+            .map(name)
+            .filter(|n| find(y, n).is_some())
+            .collect()
+    };
+    let (was, now) = (shared(&a, &b), shared(&b, &a));
+    if was != now {
+        gone.push(format!("column order: {}", was.join(", ")));
+        new.push(format!("column order: {}", now.join(", ")));
+    }
+    (gone, new)
+}
+
 /// The lines of a definition that differ, for people: `- old` / `+ new`
-/// per top-level key (and per column of a table).
+/// per top-level key, and per column of a table ([`column_lines`]).
 pub fn describe(c: &Change) -> Vec<String> {
     fn flat(v: &Value) -> Vec<String> {
         match v {
             Value::Object(m) => m
                 .iter()
                 .flat_map(|(k, x)| match (k.as_str(), x) {
-                    ("columns", Value::Array(cols)) => cols
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| format!("column {}: {}", i + 1, canonical(c)))
-                        .collect::<Vec<_>>(),
-                    (_, Value::Null) => Vec::new(),
+                    ("columns", Value::Array(_)) | (_, Value::Null) => Vec::new(),
                     (_, Value::String(s)) => vec![format!("{k}: {}", s.trim())],
                     _ => vec![format!("{k}: {}", canonical(x))],
                 })
@@ -2490,15 +2537,24 @@ pub fn describe(c: &Change) -> Vec<String> {
             .position(|(x, y)| x != y)
             .unwrap_or_else(|| a.lines().count().min(b.lines().count()));
         return vec![format!(
-            "= definition: the same but for whitespace or comments in its body, which its language ignores; they first differ at line {} (`{}`)",
+            "= definition: its body differs only in whitespace or comments, from line {} (`{}`)",
             line + 1,
             a.lines().nth(line).unwrap_or_default().trim()
         )];
     }
     let a = c.before.as_ref().map(flat).unwrap_or_default();
     let b = c.after.as_ref().map(flat).unwrap_or_default();
-    let gone: Vec<&String> = a.iter().filter(|l| !b.contains(l)).collect();
-    let new: Vec<&String> = b.iter().filter(|l| !a.contains(l)).collect();
+    let (columns_gone, columns_new) = column_lines(c.before.as_ref(), c.after.as_ref());
+    let gone: Vec<&String> = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .chain(&columns_gone)
+        .collect();
+    let new: Vec<&String> = b
+        .iter()
+        .filter(|l| !a.contains(l))
+        .chain(&columns_new)
+        .collect();
     // A long value that changed is shown from a little before where it
     // starts to differ: a view whose one timestamp literal changed would
     // otherwise show the same first hundred characters twice.
@@ -2869,7 +2925,35 @@ mod tests {
         assert_eq!(compare(&a, &b)[0].change, "column_order");
         let gone = &compare(&a, &c)[0];
         assert_eq!(gone.change, "changed");
-        assert_eq!(describe(gone), [r#"- column 2: {"name":"b"}"#]);
+        assert_eq!(describe(gone), [r#"- column b: {}"#]);
+        assert_eq!(
+            describe(&compare(&a, &b)[0]),
+            ["- column order: a, b", "+ column order: b, a"]
+        );
+        // A column on both sides by what differs in it; one on one side
+        // whole, without its nulls.
+        let t = |cols: &str| {
+            row(
+                "table",
+                "public.t",
+                &format!("{{\"kind\":\"r\",\"columns\":[{cols}]}}"),
+            )
+        };
+        let before = Snapshot::from_rows([t(
+            r#"{"name":"id","type":"int"},{"name":"v","type":"int","not_null":true,"default":null},{"name":"w","type":"text","comment":null}"#,
+        )]);
+        let after = Snapshot::from_rows([t(
+            r#"{"name":"id","type":"int"},{"name":"v","type":"int","not_null":false,"default":null},{"name":"x","type":"text"}"#,
+        )]);
+        assert_eq!(
+            describe(&compare(&before, &after)[0]),
+            [
+                r#"- column v: {"not_null":true}"#,
+                r#"- column w: {"type":"text"}"#,
+                r#"+ column v: {"not_null":false}"#,
+                r#"+ column x: {"type":"text"}"#,
+            ]
+        );
         assert!(compare(&a, &a.clone()).is_empty());
         // JSON text with other spacing is the same definition.
         let spaced = Snapshot::from_rows([row(
