@@ -893,6 +893,67 @@ mod tests {
     }
 
     #[test]
+    fn safety_assured_blocks_turn_squawks_findings_into_notes() {
+        let index = "CREATE INDEX i ON t (a);\n";
+        let sql = format!(
+            "-- Safety-Assured:start\n{index}--safety-assured:end\n{}",
+            index.replace(" i ", " j ")
+        );
+        let r = lint(&sql, RUNNER, &Config::default());
+        // The one inside is a note at its line; the one after is kept.
+        assert_eq!(
+            r.findings
+                .iter()
+                .map(|f| (f.rule.as_str(), f.line))
+                .collect::<Vec<_>>(),
+            [("require-concurrent-index-creation", 4)]
+        );
+        assert!(
+            r.notes.iter().any(|n| n.line == 2
+                && n.note.starts_with(
+                    "require-concurrent-index-creation accepted: in a `-- safety-assured` block"
+                )),
+            "{:?}",
+            r.notes
+        );
+        // A start with no end, an end with no start, and a start inside an
+        // open block silence nothing and say so.
+        for (sql, said) in [
+            (
+                format!("-- safety-assured:start\n{index}"),
+                "without an end",
+            ),
+            (format!("-- safety-assured:end\n{index}"), "without a start"),
+        ] {
+            let r = lint(&sql, RUNNER, &Config::default());
+            assert_eq!(rules(&r), ["require-concurrent-index-creation"], "{sql}");
+            assert!(
+                r.notes.iter().any(|n| n.note.contains(said)),
+                "{:?}",
+                r.notes
+            );
+        }
+        let nested = format!(
+            "-- safety-assured:start\n-- safety-assured:start\n{index}-- safety-assured:end\n"
+        );
+        let r = lint(&nested, RUNNER, &Config::default());
+        assert!(r.findings.is_empty(), "{:?}", rules(&r));
+        assert!(
+            r.notes.iter().any(|n| n.note.contains("do not nest")),
+            "{:?}",
+            r.notes
+        );
+        // Inside a string, it is text, not a marker.
+        let quoted = format!(
+            "SELECT '\n-- safety-assured:start\n';\n{index}SELECT '-- safety-assured:end';\n"
+        );
+        assert_eq!(
+            rules(&lint(&quoted, RUNNER, &Config::default())),
+            ["require-concurrent-index-creation"]
+        );
+    }
+
+    #[test]
     fn sql_that_does_not_parse_is_a_located_syntax_error() {
         let sql = "SELECT 1 FROM ;\nSELEC * FROM x;\nCREATE INDEX i ON t (a);\n";
         let r = lint(sql, RUNNER, &Config::default());

@@ -153,6 +153,9 @@ impl Script {
                 })
                 .collect::<Vec<_>>()
         });
+        if !unparsed {
+            assured(&parse.syntax_node(), &mut raw, &mut accepted);
+        }
         (
             Script {
                 stmts,
@@ -376,6 +379,68 @@ pub enum Verdict {
 
 /// The runner's judgment of one raw finding on its statement.
 pub type Judge<'a> = dyn Fn(&Raw, Option<&(Statement, Facts)>) -> Verdict + 'a;
+
+/// `-- safety-assured:start` ... `-- safety-assured:end` (diesel-guard's
+/// convention, any case): the team checked the statements between by hand,
+/// so squawk's findings there become notes. A block that does not close,
+/// an end without a start, or a start inside a block silences nothing
+/// more, and says so. Syntax errors and psql's lines are kept: they are
+/// not a judgment a person can make safe.
+fn assured(root: &squawk_syntax::SyntaxNode, raw: &mut Vec<Raw>, notes: &mut Vec<(usize, String)>) {
+    const START: &str = "safety-assured:start";
+    const END: &str = "safety-assured:end";
+    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    let mut open: Option<usize> = None;
+    for t in root
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| t.kind() == squawk_syntax::SyntaxKind::COMMENT)
+    {
+        let text = t.text().to_ascii_lowercase();
+        let text = text.strip_prefix("--").unwrap_or_default().trim();
+        let (start, end) = (
+            usize::from(t.text_range().start()),
+            usize::from(t.text_range().end()),
+        );
+        match (text, open) {
+            (START, None) => open = Some(end),
+            (START, Some(_)) => notes.push((
+                start,
+                "`-- safety-assured:start` inside a block that is still open: blocks do not nest, so this one silences nothing".into(),
+            )),
+            (END, Some(from)) => {
+                blocks.push((from, start));
+                open = None;
+            }
+            (END, None) => notes.push((
+                start,
+                "`-- safety-assured:end` without a start before it: it silences nothing".into(),
+            )),
+            _ => {}
+        }
+    }
+    if let Some(from) = open {
+        notes.push((
+            from,
+            "`-- safety-assured:start` without an end after it: nothing after it is silenced"
+                .into(),
+        ));
+    }
+    raw.retain(|r| {
+        let inside = matches!(r.code, Code::Squawk(_))
+            && blocks.iter().any(|(from, to)| (*from..*to).contains(&r.start));
+        if inside {
+            notes.push((
+                r.start,
+                format!(
+                    "{} accepted: in a `-- safety-assured` block, which says someone checked it by hand",
+                    r.code
+                ),
+            ));
+        }
+        !inside
+    });
+}
 
 /// Place a script's findings in the report, after the runner's judgments:
 /// findings on `new` tables (empty, created earlier in the same set) go,
