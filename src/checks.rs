@@ -439,7 +439,7 @@ ORDER BY used DESC",
         when: When::Postflight,
         summary: "Exact row counts of tables, compared with an earlier step's counts.",
         why: "The simplest proof that a migration or a rollback lost no data: the same tables hold the same number of rows as before.",
-        passes: "every table's count is within `tolerance` of the earlier count (always, when there is nothing to compare with)",
+        passes: "every table's count is within `tolerance` of the earlier count (always, when there is nothing to compare with); a table that is gone since (`gone: true`) passes only if it held no rows",
         args: &[
             arg("from", ArgKind::StepRef, "`steps.<id>`: a backup step or an earlier row_counts check; without it, counts are recorded for later"),
             arg("tables", ArgKind::Tables, "the tables to count; default: the earlier step's tables, or every user table but runbook's own (its run journal, its history and backfill state) and migration tools' history tables (`knex_migrations`, `flyway_schema_history`, ...); a partitioned table is counted whole, unless a foreign table is among its partitions: then its other partitions are counted, each on its own, and no foreign server is read"),

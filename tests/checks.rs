@@ -301,6 +301,50 @@ fn row_counts_follow_the_search_path_and_quote_identifiers() {
     );
 }
 
+/// A table that a migration dropped between two row_counts is gone with
+/// its rows: none lost when it held none (a contract migration dropping an
+/// empty table, as crates.io's drop_cache_tags_backfills does), and its
+/// rows lost when it held some.
+#[test]
+fn row_counts_pass_a_table_that_is_gone_only_if_it_held_no_rows() {
+    let run = |drop: &str| {
+        let db = Db::fresh();
+        db.sql("CREATE TABLE empty (id int); CREATE TABLE full_ (id int); INSERT INTO full_ VALUES (1), (2);");
+        let case = Case::new(&format!(
+            "{HEAD}phases:
+  - id: contract
+    kind: contract
+    steps:
+      - {{ id: before, check: {{ builtin: row_counts }} }}
+      - {{ id: drop, sql: \"DROP TABLE {drop}\" }}
+      - {{ id: after, check: {{ builtin: row_counts, from: steps.before }} }}
+"
+        ));
+        let run = case.exec(&db.url, &[]);
+        let rows = run.step("after")["details"]["rows"].clone();
+        let gone = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["gone"] == true)
+            .cloned()
+            .unwrap_or_else(|| panic!("no gone table: {rows}"));
+        (run.code, gone)
+    };
+    let (code, gone) = run("empty");
+    assert_eq!(code, 0, "{gone}");
+    assert_eq!(
+        gone,
+        serde_json::json!({"table": "public.empty", "rows": null, "expected": 0, "gone": true, "ok": true})
+    );
+    // The check fails; what the run then does with the drop is the
+    // executor's business (here: the phase cannot undo it, exit 4).
+    let (code, gone) = run("full_");
+    assert_ne!(code, 0, "{gone}");
+    assert_eq!(gone["expected"], 2, "{gone}");
+    assert_eq!(gone["ok"], false, "{gone}");
+}
+
 /// row_counts counts what a backup counts: a plain table's own rows, since
 /// pg_dump copies an inheritance child on its own, and a partitioned
 /// table's rows in its partitions. Before, `base` was counted with its
