@@ -2501,8 +2501,49 @@ fn column_lines(a: Option<&Value>, b: Option<&Value>) -> (Vec<String>, Vec<Strin
     if was != now {
         gone.push(format!("column order: {}", was.join(", ")));
         new.push(format!("column order: {}", now.join(", ")));
+        // Columns that left the order and now stand last were dropped and
+        // added again (PostgreSQL adds a column at the end): they hold
+        // what was written into them since, not what they kept.
+        let kept = in_order(&was, &now);
+        let moved: Vec<&String> = now.iter().filter(|n| !kept.contains(n)).collect();
+        let last = &now[now.len() - moved.len()..];
+        if !moved.is_empty() && moved.iter().zip(last).all(|(m, l)| *m == l) {
+            for m in moved {
+                new.push(format!(
+                    "column {m}: now last, as a column dropped and added again stands: it holds what was written into it since"
+                ));
+            }
+        }
     }
     (gone, new)
+}
+
+/// The longest run of `a`'s names that `b` keeps in the same order (a
+/// longest common subsequence): the columns that did not move.
+fn in_order<'n>(a: &'n [String], b: &[String]) -> Vec<&'n String> {
+    let mut len = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            len[i][j] = if a[i] == b[j] {
+                len[i + 1][j + 1] + 1
+            } else {
+                len[i + 1][j].max(len[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        if a[i] == b[j] {
+            out.push(&a[i]);
+            i += 1;
+            j += 1;
+        } else if len[i + 1][j] >= len[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
 }
 
 /// The lines of a definition that differ, for people: `- old` / `+ new`
@@ -2926,9 +2967,44 @@ mod tests {
         let gone = &compare(&a, &c)[0];
         assert_eq!(gone.change, "changed");
         assert_eq!(describe(gone), [r#"- column b: {}"#]);
+        // b moved before a: which one is "re-added" is not told apart from
+        // a moved last, so a, now last, is named.
         assert_eq!(
             describe(&compare(&a, &b)[0]),
-            ["- column order: a, b", "+ column order: b, a"]
+            [
+                "- column order: a, b",
+                "+ column order: b, a",
+                "+ column a: now last, as a column dropped and added again stands: it holds what was written into it since",
+            ]
+        );
+        // A column from the middle now last is named; a column that moved
+        // elsewhere is not called re-added.
+        let order = |names: &[&str]| {
+            let cols: Vec<String> = names
+                .iter()
+                .map(|n| format!("{{\"name\":\"{n}\"}}"))
+                .collect();
+            Snapshot::from_rows([t(&cols.join(","))])
+        };
+        let readded = describe(
+            &compare(
+                &order(&["id", "x", "y", "z"]),
+                &order(&["id", "y", "z", "x"]),
+            )[0],
+        );
+        assert_eq!(
+            readded.last().unwrap(),
+            "+ column x: now last, as a column dropped and added again stands: it holds what was written into it since"
+        );
+        let elsewhere = describe(
+            &compare(
+                &order(&["id", "x", "y", "z"]),
+                &order(&["id", "y", "x", "z"]),
+            )[0],
+        );
+        assert!(
+            !elsewhere.iter().any(|l| l.contains("now last")),
+            "{elsewhere:?}"
         );
         // A column on both sides by what differs in it; one on one side
         // whole, without its nulls.
