@@ -100,7 +100,7 @@ fn a_failing_sql_step_reports_the_server_error_in_full_and_rolls_back() {
     assert_eq!(run.step("drop")["status"], "succeeded");
     assert_eq!(
         run.report["run"]["verdict"],
-        "FAILED at expand.broken: rolled back cleanly; the schema is verified equal to before the run"
+        "FAILED at expand.broken: rolled back cleanly; the schema is verified equal to before the run; rows were not compared (`settings.verify_undo` names no table)"
     );
     assert!(
         run.stderr.contains("invalid input syntax for type integer"),
@@ -156,7 +156,7 @@ fn a_step_that_sets_the_search_path_does_not_make_the_schema_differ() {
     );
     assert_eq!(
         run.report["run"]["verdict"],
-        "FAILED at expand.broken: rolled back cleanly; the schema is verified equal to before the run"
+        "FAILED at expand.broken: rolled back cleanly; the schema is verified equal to before the run; rows were not compared (`settings.verify_undo` names no table)"
     );
 }
 
@@ -1553,6 +1553,14 @@ phases:
             assert_eq!(v["changes"][0]["object"], "data accounts", "{v}");
         } else {
             assert_eq!(v["result"], "equal", "{v}");
+            assert!(
+                run.report["run"]["verdict"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("; so are the rows of the 1 table(s) `settings.verify_undo` names"),
+                "{}",
+                run.report["run"]["verdict"]
+            );
         }
     }
 }

@@ -327,7 +327,7 @@ impl<'a> Run<'a> {
             Some(v)
         } else {
             let (check, v) = self.check_against(st.phase_baseline(), "phase_start").await;
-            if check == verdict::Check::Equal {
+            if check.is_equal() {
                 st.back_to_phase = Some(ph.id.clone());
             } else {
                 st.back_to_start = Some(check);
@@ -643,13 +643,13 @@ impl<'a> Run<'a> {
             };
             st.back_to_phase = None;
             st.checked_since = None;
-            if check != verdict::Check::Equal {
+            if !check.is_equal() {
                 // Not back at the start: say how far back it did get.
                 st.back_to_phase = st
                     .baselines
                     .iter()
                     .rev()
-                    .find(|(_, b)| b.compare(&now_state, "").0 == verdict::Check::Equal)
+                    .find(|(_, b)| b.compare(&now_state, "").0.is_equal())
                     .map(|(p, _)| p.clone());
                 // That phase and every later one are undone: only the
                 // phases before it keep their changes.

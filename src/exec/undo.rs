@@ -91,7 +91,9 @@ impl Baseline {
             }));
         }
         let check = if list.is_empty() {
-            verdict::Check::Equal
+            verdict::Check::Equal {
+                tables: data_before.len(),
+            }
         } else {
             verdict::Check::Differs(list.len())
         };

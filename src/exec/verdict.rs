@@ -18,12 +18,30 @@ use crate::model::PhaseKind;
 /// How an undo was checked: the schema after it against the schema before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Check {
-    /// Equal to the snapshot taken before the changes.
-    Equal,
+    /// Equal to the snapshot taken before the changes: the schema, and
+    /// the rows of `tables` tables that `settings.verify_undo` names (0:
+    /// no rows were compared).
+    Equal { tables: usize },
     /// This many objects differ; the report lists them.
     Differs(usize),
     /// The comparison could not be made (why).
     Unknown(String),
+}
+
+impl Check {
+    pub(crate) fn is_equal(&self) -> bool {
+        matches!(self, Check::Equal { .. })
+    }
+}
+
+/// What an equal check says of the rows: a schema that is back says
+/// nothing of the data a compensation could not give back (a column
+/// dropped and added again is empty).
+fn rows_said(tables: usize) -> String {
+    match tables {
+        0 => "; rows were not compared (`settings.verify_undo` names no table)".into(),
+        n => format!("; so are the rows of the {n} table(s) `settings.verify_undo` names"),
+    }
 }
 
 /// What the failure left behind, as the executor saw it.
@@ -171,12 +189,13 @@ fn failed(x: &Failed) -> (RunStatus, u8, String) {
         .as_ref()
         .map_or_else(|| "the run".to_string(), |p| format!("phase `{p}`"));
     match &x.back_to_start {
-        Some(Check::Equal) => {
+        Some(Check::Equal { tables }) => {
             return (
                 RunStatus::RolledBack,
                 exit::ROLLED_BACK,
                 format!(
-                    "FAILED at {at}: rolled back cleanly; the schema is verified equal to before the run"
+                    "FAILED at {at}: rolled back cleanly; the schema is verified equal to before the run{}",
+                    rows_said(*tables)
                 ),
             );
         }
@@ -233,11 +252,12 @@ pub(crate) fn decide_rollback(
             exit::ROLLBACK_FAILED,
             format!("ROLLBACK FAILED for run {of}: a compensation failed; a person must act"),
         ),
-        (Check::Equal, true) => (
+        (Check::Equal { tables }, true) => (
             RunStatus::RolledBack,
             exit::OK,
             format!(
-                "ROLLED BACK run {of}: {undone} compensation(s) ran; the schema is verified equal to before that run{unguarded}"
+                "ROLLED BACK run {of}: {undone} compensation(s) ran; the schema is verified equal to before that run{}{unguarded}",
+                rows_said(*tables)
             ),
         ),
         (Check::Unknown(why), true) => (
@@ -304,14 +324,14 @@ mod tests {
     fn a_rollback_is_back_only_when_clean_and_verified_equal() {
         let cases = [
             (
-                Check::Equal,
+                Check::Equal { tables: 0 },
                 true,
                 RunStatus::RolledBack,
                 exit::OK,
                 "ROLLED BACK",
             ),
             (
-                Check::Equal,
+                Check::Equal { tables: 0 },
                 false,
                 RunStatus::RollbackFailed,
                 exit::ROLLBACK_FAILED,
@@ -347,7 +367,7 @@ mod tests {
             touched: true,
             undo_ran: true,
             undo_failed: false,
-            back_to_start: Some(Check::Equal),
+            back_to_start: Some(Check::Equal { tables: 0 }),
             back_to_phase: None,
             checked_since: None,
             kept: Vec::new(),
@@ -656,7 +676,15 @@ mod tests {
         let (_, _, v) = decide(&facts(Some(failure())));
         assert_eq!(
             v,
-            "FAILED at expand.add: rolled back cleanly; the schema is verified equal to before the run"
+            "FAILED at expand.add: rolled back cleanly; the schema is verified equal to before the run; rows were not compared (`settings.verify_undo` names no table)"
+        );
+        let (_, _, v) = decide(&facts(Some(Failed {
+            back_to_start: Some(Check::Equal { tables: 2 }),
+            ..failure()
+        })));
+        assert!(
+            v.ends_with("; so are the rows of the 2 table(s) `settings.verify_undo` names"),
+            "{v}"
         );
         let mut f = facts(None);
         f.tolerated = 2;
