@@ -2501,21 +2501,52 @@ fn column_lines(a: Option<&Value>, b: Option<&Value>) -> (Vec<String>, Vec<Strin
     if was != now {
         gone.push(format!("column order: {}", was.join(", ")));
         new.push(format!("column order: {}", now.join(", ")));
-        // Columns that left the order and now stand last were dropped and
-        // added again (PostgreSQL adds a column at the end): they hold
-        // what was written into them since, not what they kept.
-        let kept = in_order(&was, &now);
-        let moved: Vec<&String> = now.iter().filter(|n| !kept.contains(n)).collect();
-        let last = &now[now.len() - moved.len()..];
-        if !moved.is_empty() && moved.iter().zip(last).all(|(m, l)| *m == l) {
-            for m in moved {
-                new.push(format!(
-                    "column {m}: now last, as a column dropped and added again stands: it holds what was written into it since"
-                ));
-            }
+        for m in re_added(&was, &now) {
+            new.push(format!(
+                "column {m}: dropped and added again (it is now last): it holds only what was written since"
+            ));
         }
     }
     (gone, new)
+}
+
+/// Columns that left the order of the columns both sides have and now
+/// stand last: dropped and added again (PostgreSQL adds a column at the
+/// end), so they hold what was written into them since, not what they
+/// kept. `was` and `now` are the shared columns' names in order.
+fn re_added(was: &[String], now: &[String]) -> Vec<String> {
+    let kept = in_order(was, now);
+    let moved: Vec<String> = now.iter().filter(|n| !kept.contains(n)).cloned().collect();
+    let last = &now[now.len() - moved.len()..];
+    if moved.iter().zip(last).all(|(m, l)| m == l) {
+        moved
+    } else {
+        Vec::new()
+    }
+}
+
+/// By table (`schema.name`), the columns a change of that table shows
+/// dropped and added again ([`re_added`]).
+pub fn re_added_columns(changes: &[Change]) -> BTreeMap<String, Vec<String>> {
+    let names = |v: &Option<Value>| -> Vec<String> {
+        v.as_ref()
+            .and_then(|v| v["columns"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    changes
+        .iter()
+        .filter_map(|c| {
+            let table = c.object.strip_prefix("table ")?;
+            let (a, b) = (names(&c.before), names(&c.after));
+            let was: Vec<String> = a.iter().filter(|n| b.contains(n)).cloned().collect();
+            let now: Vec<String> = b.iter().filter(|n| a.contains(n)).cloned().collect();
+            let cols = re_added(&was, &now);
+            (!cols.is_empty()).then(|| (table.to_string(), cols))
+        })
+        .collect()
 }
 
 /// The longest run of `a`'s names that `b` keeps in the same order (a
@@ -2974,7 +3005,7 @@ mod tests {
             [
                 "- column order: a, b",
                 "+ column order: b, a",
-                "+ column a: now last, as a column dropped and added again stands: it holds what was written into it since",
+                "+ column a: dropped and added again (it is now last): it holds only what was written since",
             ]
         );
         // A column from the middle now last is named; a column that moved
@@ -2994,7 +3025,7 @@ mod tests {
         );
         assert_eq!(
             readded.last().unwrap(),
-            "+ column x: now last, as a column dropped and added again stands: it holds what was written into it since"
+            "+ column x: dropped and added again (it is now last): it holds only what was written since"
         );
         let elsewhere = describe(
             &compare(

@@ -138,6 +138,58 @@ fn a_down_that_destroys_a_pre_existing_columns_data_is_lossy() {
     );
 }
 
+/// A down that adds a dropped column back, empty: the column stands last,
+/// and the lossy finding names it as dropped and added again (a checksum
+/// alone says only that the rows differ). As crates.io's
+/// drop_gh_access_token does on a table with rows.
+#[test]
+fn a_column_dropped_and_added_again_is_named_where_rows_changed() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_t.up.sql",
+                "CREATE TABLE users (id int PRIMARY KEY, token text, login text);\nINSERT INTO users VALUES (1, 'a', 'x'), (2, 'b', 'y');\n",
+            ),
+            ("001_t.down.sql", "DROP TABLE users;\n"),
+            ("002_drop.up.sql", "ALTER TABLE users DROP COLUMN token;\n"),
+            (
+                "002_drop.down.sql",
+                "ALTER TABLE users ADD COLUMN token text;\n",
+            ),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(o["verdict"], "lossy", "{o}");
+    let lossy = o["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["verdict"] == "lossy")
+        .unwrap();
+    assert_eq!(
+        lossy["tables"],
+        serde_json::json!([
+            "public.users: 2 rows, but their contents changed (column(s) token were dropped and added again)"
+        ])
+    );
+    let order = o["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["verdict"] == "column_order")
+        .unwrap();
+    assert_eq!(
+        order["changes"][0]["diff"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "+ column token: dropped and added again (it is now last): it holds only what was written since"
+    );
+}
+
 /// The down changed nothing, but what the up overwrote is not back: that
 /// is as lost as rows a down deletes, and the finding says so without
 /// blaming the down for a change it did not make.

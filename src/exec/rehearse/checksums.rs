@@ -240,8 +240,15 @@ fn unreadable(mut e: ErrorInfo) -> ErrorInfo {
 
 /// What `after` lost of `before`: one line per table. More rows than
 /// before is not a loss (a down may leave rows its up added elsewhere), and
-/// an empty table has no data to lose.
-fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<String> {
+/// an empty table has no data to lose. Where the schema shows columns of a
+/// table whose contents changed dropped and added again (`re_added`, by
+/// table), the line names them: a checksum says that rows differ, not
+/// where.
+fn lost(
+    before: &BTreeMap<String, Sum>,
+    after: &BTreeMap<String, Sum>,
+    re_added: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (t, b) in before.iter().filter(|(t, _)| !tool_history(t)) {
         let Some(a) = after.get(t) else { continue };
@@ -266,7 +273,13 @@ fn lost(before: &BTreeMap<String, Sum>, after: &BTreeMap<String, Sum>) -> Vec<St
                 } else if ra < rb {
                     out.push(format!("{t}: {rb} rows before, {ra} after"));
                 } else if ra == rb && b.checksum != a.checksum {
-                    out.push(format!("{t}: {rb} rows, but their contents changed"));
+                    let why = re_added.get(t).map_or_else(String::new, |cols| {
+                        format!(
+                            " (column(s) {} were dropped and added again)",
+                            cols.join(", ")
+                        )
+                    });
+                    out.push(format!("{t}: {rb} rows, but their contents changed{why}"));
                 }
             }
             _ => {}
@@ -543,9 +556,10 @@ pub(super) fn data(
     o: &mut Outcome,
     before: &BTreeMap<String, Sum>,
     after: &BTreeMap<String, Sum>,
+    re_added: &BTreeMap<String, Vec<String>>,
     what: &str,
 ) -> bool {
-    let lines = lost(before, after);
+    let lines = lost(before, after, re_added);
     let lossy = !lines.is_empty();
     if lossy {
         let f = o.find(
@@ -568,8 +582,9 @@ pub(super) fn destroyed(
     o: &mut Outcome,
     before: &BTreeMap<String, Sum>,
     after: &BTreeMap<String, Sum>,
+    re_added: &BTreeMap<String, Vec<String>>,
 ) {
-    let lines = lost(before, after);
+    let lines = lost(before, after, re_added);
     if !lines.is_empty() {
         let f = o.find(
             Verdict::DestroysData,

@@ -657,6 +657,12 @@ fn parity(
     !only_order && !only_layout && !only_times
 }
 
+/// By table, the columns that `after` shows dropped and added again since
+/// `before`: named where a table's rows changed (see `checksums::lost`).
+fn re_added(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, Vec<String>> {
+    snapshot::re_added_columns(&snapshot::compare(before, after))
+}
+
 /// What a rehearsal needs to start over on a fresh scratch database.
 struct Again<'x> {
     s: &'x PlanStep,
@@ -1093,7 +1099,7 @@ async fn per_migration(
             // Said once for the set (see `rehearse`), not per migration.
             o.verdict = o.verdict.min(Verdict::ForwardOnly);
             // What no down can bring back: rows that existed before it.
-            checksums::destroyed(o, &d0, &d1);
+            checksums::destroyed(o, &d0, &d1, &re_added(&before, &after_up));
         } else if m.down_script().is_none() {
             o.find(
                 Verdict::Irreversible,
@@ -1156,7 +1162,12 @@ async fn repeated(
         }
         let after = rig.snap().await?;
         let after_tracked = rig.last.clone();
-        checksums::destroyed(o, &d0, &rig.sums(&tables, &after).await?);
+        checksums::destroyed(
+            o,
+            &d0,
+            &rig.sums(&tables, &after).await?,
+            &re_added(&before, &after),
+        );
         let tables = after.tables();
         let d1 = rig.sums(&tables, &after).await?;
         let nested = in_transaction(&m.up);
@@ -1275,7 +1286,7 @@ async fn down_and_up(
         Verdict::ParityMismatch,
         "after down, the schema is not what it was before up",
     );
-    let lossy_down = data(o, d0, &d2, "the down");
+    let lossy_down = data(o, d0, &d2, &re_added(before, &after_down), "the down");
     match rig.leg(o, m, "reup", nested).await {
         Ok(done) => note(&done),
         Err(f) => {
@@ -1444,7 +1455,13 @@ async fn whole_set(
             Verdict::ParityMismatch,
             "after every down, objects are left over or missing",
         );
-        let lossy = data(whole, &d0, &d2, "the downs");
+        let lossy = data(
+            whole,
+            &d0,
+            &d2,
+            &re_added(&before, &after_down),
+            "the downs",
+        );
         down = (!lossy).then(|| checksums::Down::of(kept_schema, &d0, &d2));
     } else if downs.skipped > 0 && downs.stop.is_none() {
         // Not judged is not passed: the set's verdict says why.
