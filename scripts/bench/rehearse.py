@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 
-from common import Cluster, bin_dir, figure, release_build, timed, write_json, write_pairs
+from common import Cluster, bin_dir, figure, release_build, spread, timed, write_json, write_pairs
 
 
 def write_set(d, n):
@@ -115,6 +115,11 @@ def main():
             change = statistics.median(rehearse) / statistics.median(earlier) - 1
             print(f"  this build against {os.path.basename(args.against)}: {change:+.1%} (median), "
                   f"{min(rehearse) / min(earlier) - 1:+.1%} (best)")
+            # Each round ran both builds back to back: the median of the
+            # rounds' own ratios, with its spread, is the figure to trust.
+            med, q1, q3, lo, hi = spread(list(zip(rehearse, earlier)))
+            print(f"  paired by round: median {med:+.1f}% (quartiles {q1:+.1f}% and {q3:+.1f}%, "
+                  f"range {lo:+.1f}% to {hi:+.1f}%)")
         show("runbook schema snapshot", snap)
         show("pg_dump --schema-only", dump)
         speed = statistics.median(dump) / statistics.median(snap)
