@@ -190,6 +190,34 @@ fn a_column_dropped_and_added_again_is_named_where_rows_changed() {
     );
 }
 
+/// popx runs a down of only comments (Hydra's generated "Down migrations
+/// from Hydra 2.x to 1.x are not available" stubs) as the no-op it is: the
+/// up's objects stay, and the finding says why, naming the file.
+#[test]
+fn a_popx_down_of_only_comments_is_named_as_what_undid_nothing() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "20200101000000_t.postgres.up.sql",
+                "CREATE TABLE t (id int);\n",
+            ),
+            (
+                "20200101000000_t.down.sql",
+                "-- Down migrations are not available.\n",
+            ),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "20200101000000");
+    assert_eq!(o["verdict"], "parity_mismatch", "{o}");
+    assert_eq!(
+        o["findings"][0]["message"],
+        "after down (20200101000000_t.down.sql holds only comments: it ran and undid nothing), the schema is not what it was before up: 1 object(s) differ: added table public.t",
+        "{o}"
+    );
+}
+
 /// The down changed nothing, but what the up overwrote is not back: that
 /// is as lost as rows a down deletes, and the finding says so without
 /// blaming the down for a change it did not make.

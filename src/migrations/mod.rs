@@ -423,7 +423,8 @@ impl Script {
         self.written.as_deref().unwrap_or(&self.sql)
     }
 
-    fn is_blank(&self) -> bool {
+    /// It holds only comments and blank lines: nothing runs.
+    pub(crate) fn is_blank(&self) -> bool {
         crate::pg::statements::split(&self.sql).is_empty()
     }
 }
