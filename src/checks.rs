@@ -6,6 +6,9 @@
 //! `:max_age` are replaced by quoted literals at run time; `:ours` is the
 //! run's application_name, so runbook's own sessions never count.
 
+/// The hint for a `to` of `pending_migrations` that is not a version.
+pub const PENDING_TO_HINT: &str = "pending_migrations counts as far as a migrate step going up runs: give a version (the leading digits of a migration's file name, dotted for Flyway), or `latest`";
+
 /// What an argument holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgKind {

@@ -1754,12 +1754,27 @@ fn pending_migrations_reads_the_history_it_names_and_counts_to_its_to() {
         (code, versions(&step)),
         (0, vec!["2".to_string(), "3".to_string()])
     );
-    let (code, step) = check(", to: before_run");
-    assert_eq!(code, 1, "{step}");
-    assert_eq!(
-        step["error"]["message"], "`to` is `before_run`: `before_run` undoes, so it goes down",
-        "{step}"
-    );
+    // A `to` that is not a version going up is refused before anything
+    // runs, written in the runbook or rendered from a param.
+    for (to, args) in [
+        ("before_run", vec![]),
+        ("\"{{ params.to }}\"", vec!["--set", "to=abc"]),
+    ] {
+        let case = Case::new(&format!(
+            "{HEAD}params:\n  to: {{ type: string, default: latest }}\nphases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, to: {to} }}\n",
+            dir.path().display()
+        ));
+        let run = case.exec(&db.url, &args);
+        assert_eq!(run.code, 5, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("is not a version")
+                && run
+                    .stderr
+                    .contains("pending_migrations counts as far as a migrate step going up runs"),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 /// A migration merged after a newer one was deployed. Flyway (with

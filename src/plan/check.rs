@@ -95,6 +95,31 @@ impl Planner<'_> {
                                     .collect(),
                             );
                         }
+                        // A migrate step's `to`, checked as the step's is:
+                        // once rendered from params, before the run.
+                        (crate::checks::ArgKind::Text, Some(Value::String(t)))
+                            if b.name == "pending_migrations" && a.name == "to" =>
+                        {
+                            let to = self.text(t);
+                            if t.contains("{{")
+                                && to.template.is_none()
+                                && let Err((label, _)) = crate::migrations::check_target(
+                                    to.raw.expose().trim(),
+                                    model::Direction::Up,
+                                )
+                            {
+                                self.errors.push(
+                                    crate::diag::Diagnostic::new(format!(
+                                        "`to` renders to `{}`, which is not a version",
+                                        to.text
+                                    ))
+                                    .at(self.span_of(t))
+                                    .label(label)
+                                    .hint(crate::checks::PENDING_TO_HINT),
+                                );
+                            }
+                            texts.insert(a.name.to_string(), to);
+                        }
                         (crate::checks::ArgKind::Text, Some(Value::String(t))) => {
                             texts.insert(a.name.to_string(), self.text(t));
                         }

@@ -538,6 +538,20 @@ fn check_builtins(doc: &Document, rb: &Runbook, steps: &Steps<'_>, out: &mut Vec
                 ArgKind::StepRef => (!v.is_string()).then_some("`steps.<id>`"),
                 ArgKind::Bool => (!v.is_boolean()).then_some("true or false"),
             };
+            // pending_migrations' `to` is a migrate step's `to` going up.
+            if def.name == "pending_migrations"
+                && k == "to"
+                && let Some(to) = v.as_str().filter(|t| !t.contains("{{"))
+                && let Err((label, _)) =
+                    crate::migrations::check_target(to.trim(), model::Direction::Up)
+            {
+                out.push(
+                    Diagnostic::new(format!("`to: {to}` is not a version"))
+                        .at(at(k))
+                        .label(label)
+                        .hint(checks::PENDING_TO_HINT),
+                );
+            }
             if let Some(expected) = problem {
                 out.push(
                     Diagnostic::new(format!("`{k}` of `{}` must be {expected}", def.name))
