@@ -218,6 +218,64 @@ fn a_popx_down_of_only_comments_is_named_as_what_undid_nothing() {
     );
 }
 
+/// Only the history the legs record in is bookkeeping. Another tool's
+/// history table is a table like the rest: crates.io's
+/// `drop_schema_migrations` (a Diesel history) drops an old
+/// `schema_migrations`, and its down makes one the database never had.
+/// Before, every tool's history table was left out, and both read `ok`.
+#[test]
+fn another_tools_history_table_is_judged_as_any_table() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "2017-05-02-181306_drop_schema_migrations/up.sql",
+                "DROP TABLE IF EXISTS schema_migrations;\n",
+            ),
+            (
+                "2017-05-02-181306_drop_schema_migrations/down.sql",
+                "CREATE TABLE IF NOT EXISTS schema_migrations (\n    id SERIAL PRIMARY KEY,\n    version INT8 NOT NULL UNIQUE\n);\n",
+            ),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.step("rehearse")["details"]["format"], "diesel");
+    let o = outcome(&run, "20170502181306");
+    assert_eq!(verdicts(o), ["parity_mismatch"], "{o}");
+    let message = o["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("added table public.schema_migrations"),
+        "{message}"
+    );
+
+    // Rows: a migration that deletes sql-migrate's record of another
+    // migration, and does not put it back, lost it.
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_old.up.sql",
+                "CREATE TABLE gorp_migrations (id text PRIMARY KEY, applied_at timestamptz);\n\
+                 INSERT INTO gorp_migrations VALUES ('1_init.sql', '2020-01-01'), ('2_old.sql', '2020-01-02');\n",
+            ),
+            ("001_old.down.sql", "DROP TABLE gorp_migrations;\n"),
+            (
+                "002_forget.up.sql",
+                "DELETE FROM gorp_migrations WHERE id = '2_old.sql';\n",
+            ),
+            ("002_forget.down.sql", "SELECT 1;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(verdicts(o), ["lossy"], "{o}");
+    assert_eq!(
+        o["findings"][0]["message"],
+        "after the down, data that existed before the up is not back: public.gorp_migrations: 2 rows before, 1 after",
+        "{o}"
+    );
+}
+
 /// The down changed nothing, but what the up overwrote is not back: that
 /// is as lost as rows a down deletes, and the finding says so without
 /// blaming the down for a change it did not make.

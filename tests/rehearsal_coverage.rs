@@ -373,25 +373,35 @@ fn whole_set_marks_migrations_whose_down_never_ran_and_can_skip_missing_downs() 
     );
 }
 
+/// The history of the tool whose format the directory is in (here
+/// dbmate's `schema_migrations`) is bookkeeping: a set that makes it in
+/// its own migrations (a baseline dumped with it) does not differ from
+/// itself. Another tool's history table is a table like the rest: one a
+/// down leaves behind is left over.
 #[test]
 fn a_migration_tools_history_table_is_not_a_schema_difference() {
-    // A Knex-style set whose downs also keep Knex's own bookkeeping.
-    let set = vec![
-        mig(
-            "knex",
-            "CREATE TABLE IF NOT EXISTS knex_migrations (id serial PRIMARY KEY, name text);\nCREATE TABLE users (id int);\nINSERT INTO knex_migrations (name) VALUES ('1');",
-            Some("DROP TABLE users;\nDELETE FROM knex_migrations WHERE name = '1';"),
-        ),
-        mig(
-            "more",
-            "CREATE TABLE more (id int);",
-            Some("DROP TABLE more;"),
-        ),
-    ];
-    let dir = write_set(&set);
+    let set = |table: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("001_baseline.sql"),
+            format!(
+                "-- migrate:up\nCREATE TABLE IF NOT EXISTS {table} (id serial PRIMARY KEY, name text);\n\
+                 CREATE TABLE users (id int);\nINSERT INTO {table} (name) VALUES ('1');\n\
+                 -- migrate:down\nDROP TABLE users;\nDELETE FROM {table} WHERE name = '1';\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("002_more.sql"),
+            "-- migrate:up\nCREATE TABLE more (id int);\n-- migrate:down\nDROP TABLE more;\n",
+        )
+        .unwrap();
+        dir
+    };
+    let dir = set("schema_migrations");
     let (run, _case) = rehearse(dir.path(), "          mode: whole_set\n");
-    // The first down leaves knex_migrations (created by the set) behind:
-    // that is the tool's bookkeeping, not a difference.
+    // The first down leaves schema_migrations (created by the set) behind:
+    // that is the directory's tool's bookkeeping, not a difference.
     assert_eq!(
         run.code,
         0,
@@ -400,5 +410,17 @@ fn a_migration_tools_history_table_is_not_a_schema_difference() {
         run.step("rehearse")["details"]["set_findings"]
     );
     let d: &Value = &run.step("rehearse")["details"];
+    assert_eq!(d["format"], "dbmate", "{d}");
     assert_eq!(d["set_findings"], serde_json::json!([]), "{d}");
+
+    let dir = set("knex_migrations");
+    let (run, _case) = rehearse(dir.path(), "          mode: whole_set\n");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let d: &Value = &run.step("rehearse")["details"];
+    assert_eq!(d["set_verdict"], "parity_mismatch", "{d}");
+    let message = d["set_findings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("added table public.knex_migrations"),
+        "{message}"
+    );
 }

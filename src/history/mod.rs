@@ -349,6 +349,29 @@ impl Tool {
         }
     }
 
+    /// Whether a relation (`schema.table` as a snapshot names it, quoted or
+    /// not) is this tool's bookkeeping, with its history in `table`
+    /// (`schema.table`): that table, Knex's lock table beside it, or any
+    /// table in the schema sqitch and Supabase keep for their own. Every
+    /// migration writes these, so a rehearsal does not judge them; another
+    /// tool's history table is a table like the rest, which a migration
+    /// may create, drop or write.
+    pub fn keeps(self, table: &str, qname: &str) -> bool {
+        let unquote = |p: &str| p.trim_matches('"').to_ascii_lowercase();
+        let (schema, name) = match qname.split_once('.') {
+            Some((s, t)) => (unquote(s), unquote(t)),
+            None => (String::new(), unquote(qname)),
+        };
+        let own = table.to_ascii_lowercase();
+        let (own_schema, own_table) = own.split_once('.').unwrap_or(("public", &own));
+        let in_schema = schema.is_empty() || schema == own_schema;
+        match self {
+            Self::Sqitch | Self::Supabase => schema == own_schema,
+            Self::Knex => in_schema && (name == own_table || name == format!("{own_table}_lock")),
+            _ => in_schema && name == own_table,
+        }
+    }
+
     /// The checksum the tool records, by name; `None`: it records none.
     pub fn checksum_kind(self) -> Option<&'static str> {
         match self {
@@ -1036,6 +1059,12 @@ impl History {
             self.name,
             if self.detected { " (detected)" } else { "" }
         )
+    }
+
+    /// Whether a relation (`schema.table` as a snapshot names it, quoted or
+    /// not) is this history's bookkeeping ([`Tool::keeps`]).
+    pub fn keeps(&self, qname: &str) -> bool {
+        self.tool.keeps(&self.name, qname)
     }
 
     /// When a new runbook table records a directory of a tool whose own

@@ -250,7 +250,7 @@ fn lost(
     re_added: &BTreeMap<String, Vec<String>>,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    for (t, b) in before.iter().filter(|(t, _)| !tool_history(t)) {
+    for (t, b) in before {
         let Some(a) = after.get(t) else { continue };
         match (b.rows, a.rows) {
             // An empty table loses no data (what its schema lost is parity's to say).
@@ -299,7 +299,6 @@ fn differences(
 ) -> Vec<String> {
     before
         .iter()
-        .filter(|(t, _)| !tool_history(t))
         .filter_map(|(t, b)| {
             let a = after.get(t)?;
             match (b.rows, a.rows) {

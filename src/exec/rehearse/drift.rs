@@ -4,7 +4,7 @@
 //! applied migration was edited, and the next migration is rehearsed
 //! against a schema the migrations do not describe.
 
-use super::{Outcome, Rig, tool_history_change};
+use super::{Outcome, Rig, history_change};
 use crate::exec::{Fail, Run};
 use crate::history::History;
 use crate::migrations::{Migration, Set};
@@ -60,7 +60,9 @@ pub(super) async fn check(
     let changes: Vec<snapshot::Change> =
         snapshot::compare(&fresh.without_owners(), &live.without_owners())
             .into_iter()
-            .filter(|c| !tool_history_change(c))
+            // Another tool's history in the live database is its
+            // bookkeeping, not a schema the migrations drifted from.
+            .filter(|c| !history_change(c, crate::history::is_tool_table))
             .collect();
     let n = applied.len();
     if changes.is_empty() {

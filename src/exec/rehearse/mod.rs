@@ -204,6 +204,9 @@ pub(crate) async fn run(
         last: None,
         rebuilt: 0,
         cache: SumCache::default(),
+        deployer: (history.tool == crate::history::Tool::Runbook)
+            .then(|| history.deployer(&set))
+            .flatten(),
         history,
         tool,
         ctx: Ctx {
@@ -249,6 +252,9 @@ struct Rig<'a> {
     last: Option<snapshot::Tracked>,
     rebuilt: usize,
     history: History,
+    /// With runbook's own history, the tool whose format the directory is
+    /// in ([`History::deployer`]).
+    deployer: Option<crate::history::Tool>,
     /// The tool that runs each leg, when another tool owns the migrations.
     tool: Option<tool::Tool>,
     ctx: Ctx<'a>,
@@ -262,6 +268,28 @@ struct Rig<'a> {
 impl Rig<'_> {
     fn db(&self) -> &Db {
         &self.target.db
+    }
+
+    /// Whether a relation is the bookkeeping of the history the legs
+    /// record in, which every leg writes: not what a migration did. With
+    /// the team's own tool running the legs, its table is not known by
+    /// name here, so any tool's history table is. Before, it was any
+    /// tool's always: crates.io's `drop_schema_migrations`, whose down
+    /// makes a `schema_migrations` table the database never had, read
+    /// `ok` in a Diesel history.
+    ///
+    /// With runbook's own history, the table of the tool whose format the
+    /// directory is in is bookkeeping too: a set may make that table in
+    /// its migrations (a baseline dumped with it), for the tool that
+    /// deploys it elsewhere.
+    fn bookkeeping(&self, qname: &str) -> bool {
+        if self.tool.is_some() {
+            return crate::history::is_tool_table(qname);
+        }
+        self.history.keeps(qname)
+            || self
+                .deployer
+                .is_some_and(|t| t.keeps(t.default_table(), qname))
     }
 
     /// The schema now. A script's `DEALLOCATE ALL` (or `DISCARD ALL`,
@@ -317,9 +345,15 @@ impl Rig<'_> {
         tables: &[(String, Vec<String>)],
         now: &Snapshot,
     ) -> Result<BTreeMap<String, Sum>, Fail> {
+        // The history's rows change with every leg, by design.
+        let tables: Vec<(String, Vec<String>)> = tables
+            .iter()
+            .filter(|(t, _)| !self.bookkeeping(t))
+            .cloned()
+            .collect();
         let read = async {
             self.cache
-                .get(&self.target.db, tables, now)
+                .get(&self.target.db, &tables, now)
                 .await
                 .map_err(|e| Fail::new(StepStatus::Failed, e))
         };
@@ -563,14 +597,10 @@ fn script_error(f: &ScriptFail) -> String {
     m
 }
 
-/// Whether a qualified relation name is a migration tool's history table.
-fn tool_history(qname: &str) -> bool {
-    crate::history::is_tool_table(qname)
-}
-
-/// Whether a schema difference is in a migration tool's history table: the
-/// table itself, its constraints, indexes and owned sequences.
-fn tool_history_change(c: &snapshot::Change) -> bool {
+/// Whether a schema difference is in a history table (`history` says which
+/// relations are): the table itself, its constraints, indexes and owned
+/// sequences.
+fn history_change(c: &snapshot::Change, history: impl Fn(&str) -> bool) -> bool {
     let Some((kind, name)) = snapshot::kind_and_name(&c.object) else {
         return false;
     };
@@ -591,13 +621,14 @@ fn tool_history_change(c: &snapshot::Change) -> bool {
             .and_then(|o| o.rsplit_once('.').map(|(t, _)| t.to_string())),
         _ => None,
     };
-    relation.is_some_and(|r| tool_history(&r)) || tool_history(name)
+    relation.is_some_and(|r| history(&r)) || history(name)
 }
 
 /// Parity of `after` with `want`: a finding when they differ. Changes to
-/// migration tools' history tables do not count. Returns whether they
-/// differ in more than the order of a table's columns.
+/// the history the legs record in do not count ([`Rig::bookkeeping`]).
+/// Returns whether they differ in more than the order of a table's columns.
 fn parity(
+    rig: &Rig<'_>,
     o: &mut Outcome,
     want: &Snapshot,
     after: &Snapshot,
@@ -606,7 +637,7 @@ fn parity(
 ) -> bool {
     let changes: Vec<snapshot::Change> = snapshot::compare(want, after)
         .into_iter()
-        .filter(|c| !tool_history_change(c))
+        .filter(|c| !history_change(c, |t| rig.bookkeeping(t)))
         .collect();
     if changes.is_empty() {
         return false;
@@ -1179,6 +1210,7 @@ async fn repeated(
                 let again = rig.snap().await?;
                 let d2 = rig.sums(&tables, &again).await?;
                 parity(
+                    rig,
                     o,
                     &after,
                     &again,
@@ -1288,7 +1320,7 @@ async fn down_and_up(
         ),
         None => "after down, the schema is not what it was before up".to_string(),
     };
-    let down_kept_schema = !parity(o, before, &after_down, Verdict::ParityMismatch, &what);
+    let down_kept_schema = !parity(rig, o, before, &after_down, Verdict::ParityMismatch, &what);
     let lossy_down = data(o, d0, &d2, &re_added(before, &after_down), "the down");
     match rig.leg(o, m, "reup", nested).await {
         Ok(done) => note(&done),
@@ -1310,6 +1342,7 @@ async fn down_and_up(
     let d3 = rig.sums(tables, &after_reup).await?;
     let n = o.findings.len();
     parity(
+        rig,
         o,
         after_up,
         &after_reup,
@@ -1452,6 +1485,7 @@ async fn whole_set(
     let mut down = Some(checksums::Down::NotJudged);
     if downs.reup.len() == total {
         let kept_schema = !parity(
+            rig,
             whole,
             &before,
             &after_down,
@@ -1483,6 +1517,7 @@ async fn whole_set(
     let d3 = rig.sums(&tables, &after_reup).await?;
     if downs.skipped == 0 {
         parity(
+            rig,
             whole,
             &after_up,
             &after_reup,
