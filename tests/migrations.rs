@@ -134,7 +134,9 @@ fn a_down_that_destroys_a_pre_existing_columns_data_is_lossy() {
     assert_eq!(verdicts(o), ["lossy"]);
     assert_eq!(
         o["findings"][0]["tables"],
-        serde_json::json!(["public.accounts: 3 rows, but their contents changed"])
+        serde_json::json!([
+            "public.accounts: 3 rows, but their contents changed (in column(s) name)"
+        ])
     );
 }
 
@@ -214,6 +216,66 @@ fn a_popx_down_of_only_comments_is_named_as_what_undid_nothing() {
     assert_eq!(
         o["findings"][0]["message"],
         "after down (20200101000000_t.down.sql holds only comments: it ran and undid nothing), the schema is not what it was before up: 1 object(s) differ: added table public.t",
+        "{o}"
+    );
+}
+
+/// Values that moved between rows change no column's values, only the
+/// rows': the finding says so, where it cannot name a column.
+#[test]
+fn values_moved_between_rows_are_told_from_values_that_changed() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_t.up.sql",
+                "CREATE TABLE t (id int PRIMARY KEY, v text);\nINSERT INTO t VALUES (1, 'a'), (2, 'b');\n",
+            ),
+            ("001_t.down.sql", "DROP TABLE t;\n"),
+            (
+                "002_swap.up.sql",
+                "UPDATE t SET v = CASE id WHEN 1 THEN 'b' ELSE 'a' END;\n",
+            ),
+            ("002_swap.down.sql", "SELECT 1;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(verdicts(o), ["lossy"], "{o}");
+    assert_eq!(
+        o["findings"][0]["tables"],
+        serde_json::json!([
+            "public.t: 2 rows, but their contents changed (each column holds the values it held, but not in the same rows)"
+        ]),
+        "{o}"
+    );
+}
+
+/// Values are compared byte by byte: under a case-insensitive collation,
+/// `Ada` and `ada` are equal, but a down that leaves one for the other has
+/// not put back what was there.
+#[test]
+fn a_case_change_under_a_case_insensitive_collation_is_a_change() {
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_t.up.sql",
+                "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);\n\
+                 CREATE TABLE t (id int PRIMARY KEY, name text COLLATE ci);\n\
+                 INSERT INTO t VALUES (1, 'Ada');\n",
+            ),
+            ("001_t.down.sql", "DROP TABLE t;\nDROP COLLATION ci;\n"),
+            ("002_lower.up.sql", "UPDATE t SET name = lower(name);\n"),
+            ("002_lower.down.sql", "SELECT 1;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(verdicts(o), ["lossy"], "{o}");
+    assert_eq!(
+        o["findings"][0]["tables"],
+        serde_json::json!(["public.t: 1 rows, but their contents changed (in column(s) name)"]),
         "{o}"
     );
 }
@@ -298,7 +360,7 @@ fn an_update_the_down_does_not_undo_is_lossy() {
     assert_eq!(verdicts(o), ["lossy"], "{o}");
     assert_eq!(
         o["findings"][0]["message"],
-        "after the down, data that existed before the up is not back: public.t: 1 rows, but their contents changed",
+        "after the down, data that existed before the up is not back: public.t: 1 rows, but their contents changed (in column(s) v)",
         "{o}"
     );
 }
@@ -1528,13 +1590,14 @@ fn an_up_that_writes_other_values_each_run_is_nondeterministic_not_lossy() {
         serde_json::json!({"ok": 1, "nondeterministic": 2, "reup_failure": 1}),
         "{step}"
     );
-    for (version, rows) in [("002", 1), ("004", 2)] {
+    // Each names the column whose values differ.
+    for (version, rows, column) in [("002", 1, "at"), ("004", 2, "id")] {
         let o = outcome(&run, version);
         assert_eq!(verdicts(o), ["nondeterministic"], "{o}");
         assert_eq!(
             o["findings"][0]["tables"],
             serde_json::json!([format!(
-                "public.events: {rows} rows, but their contents changed"
+                "public.events: {rows} rows, but their contents changed (in column(s) {column})"
             )]),
             "{o}"
         );
@@ -1604,7 +1667,7 @@ fn a_whole_sets_downs_are_judged_on_data_only_when_every_down_ran() {
     assert_eq!(d["set_verdict"], "nondeterministic", "{d}");
     assert_eq!(
         d["set_findings"][0]["tables"],
-        serde_json::json!(["public.kinds: 1 rows, but their contents changed"]),
+        serde_json::json!(["public.kinds: 1 rows, but their contents changed (in column(s) at)"]),
         "{d}"
     );
     // 001 has no down: the rollback stops at it, with its row gone.

@@ -196,8 +196,14 @@ async fn table_data(
     let put_back = db::read_as_pg_dump(&db.client).await.map_err(err)?;
     let counts = db::table_counts(db, &parts).await;
     put_back.put_back(&db.client).await.map_err(err)?;
-    for (table, rows, checksum) in counts.map_err(|e| e.message)? {
-        out.insert(table, Some(TableData { rows, checksum }));
+    for c in counts.map_err(|e| e.message)? {
+        out.insert(
+            c.table,
+            Some(TableData {
+                rows: c.rows,
+                checksum: c.checksum,
+            }),
+        );
     }
     Ok(out)
 }

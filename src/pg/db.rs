@@ -1044,13 +1044,19 @@ pub fn classify(e: &tokio_postgres::Error) -> Option<ErrorClass> {
     }
 }
 
-/// Each table's `(name, row count, checksum text)`, in one query: `parts`
-/// are `SELECT name, count(*), checksum FROM table` queries, joined with
-/// UNION ALL. No parts, no query.
-pub async fn table_counts(
-    db: &Db,
-    parts: &[String],
-) -> Result<Vec<(String, i64, Option<String>)>, ErrorInfo> {
+/// One table's row of [`table_counts`].
+pub struct TableCount {
+    pub table: String,
+    pub rows: i64,
+    pub checksum: Option<String>,
+    /// A fourth column, when the parts select one.
+    pub more: Option<String>,
+}
+
+/// Each table's name, row count, checksum text (and a fourth column, if
+/// any), in one query: `parts` are `SELECT name, count(*), checksum[, more]
+/// FROM table` queries, joined with UNION ALL. No parts, no query.
+pub async fn table_counts(db: &Db, parts: &[String]) -> Result<Vec<TableCount>, ErrorInfo> {
     if parts.is_empty() {
         return Ok(Vec::new());
     }
@@ -1073,7 +1079,12 @@ pub async fn table_counts(
                 ..Default::default()
             });
         };
-        out.push((table.to_string(), rows, r.get(2).map(str::to_string)));
+        out.push(TableCount {
+            table: table.to_string(),
+            rows,
+            checksum: r.get(2).map(str::to_string),
+            more: r.try_get(3).ok().flatten().map(str::to_string),
+        });
     }
     Ok(out)
 }
