@@ -3650,7 +3650,53 @@ fn a_rehearsal_runs_sqitchs_verify_scripts_after_each_up() {
     let details = &run.step("rehearse")["details"];
     let verdicts = verdict_list(details);
     assert_eq!(verdicts, ["up_failure", "ok", "ok", "ok"], "{details}");
-    assert_eq!(details["migrations"][3]["legs"][1]["transaction"], true);
+    let legs = |i: usize| -> Vec<(String, bool)> {
+        details["migrations"][i]["legs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["leg"].as_str().unwrap().to_string(), l["ok"] == true))
+            .collect()
+    };
+    let down = details["migrations"][3]["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["leg"] == "down")
+        .unwrap();
+    assert_eq!(down["transaction"], true, "{details}");
+    // Each verify script that ran is a leg of its own, with how it went;
+    // one that did not run is not.
+    let named = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+        list.iter().map(|(l, ok)| (l.to_string(), *ok)).collect()
+    };
+    assert_eq!(
+        legs(0),
+        named(&[
+            ("up", true),
+            ("verify", false),
+            ("down", true),
+            ("reup", true),
+            ("verify", false)
+        ]),
+        "{details}"
+    );
+    assert_eq!(
+        legs(1),
+        named(&[
+            ("up", true),
+            ("verify", true),
+            ("down", true),
+            ("reup", true),
+            ("verify", true)
+        ]),
+        "{details}"
+    );
+    assert_eq!(
+        legs(2),
+        named(&[("up", true), ("down", true), ("reup", true)]),
+        "{details}"
+    );
     let messages: Vec<&str> = details["migrations"][0]["findings"]
         .as_array()
         .unwrap()

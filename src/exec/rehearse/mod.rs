@@ -62,7 +62,8 @@ pub struct Finding {
 /// One timed run of a script.
 #[derive(Debug, Clone, Serialize)]
 pub struct Leg {
-    /// `up`, `down` or `reup`.
+    /// `up`, `down` or `reup`; `verify` for a sqitch change's verify
+    /// script, after an up.
     pub leg: &'static str,
     pub duration_ms: u64,
     pub ok: bool,
@@ -495,12 +496,21 @@ impl Rig<'_> {
         };
         let sql = format!("{open};\n{}", body.join("\n"));
         let client = &self.target.db.client;
+        let started = Instant::now();
         let ran = bounded(&self.target.db, &self.ctx, async {
             Ok(client.batch_execute(&sql).await)
         })
         .await;
         let closed = client.batch_execute(close).await;
-        if let Err(e) = ran? {
+        let ran = ran?;
+        // The report says that it ran, and how it went, as for any leg.
+        o.legs.push(Leg {
+            leg: "verify",
+            duration_ms: started.elapsed().as_millis() as u64,
+            ok: ran.is_ok(),
+            transaction: true,
+        });
+        if let Err(e) = ran {
             o.find(
                 verdict,
                 format!(
