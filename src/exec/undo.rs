@@ -12,11 +12,27 @@ use crate::model::VerifyUndo;
 use crate::pg::db::{self, Db};
 use crate::snapshot::Snapshot;
 
-/// A table's row count, and its content checksum when asked for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A table's row count, and its content checksum when asked for, with a
+/// sum of each column's values' hashes to say where rows that differ
+/// differ. A baseline recorded before those sums were read has none, and
+/// its checksums still compare: they are of the same thing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct TableData {
     rows: i64,
     checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    columns: Vec<(String, String)>,
+}
+
+impl TableData {
+    /// The same rows: count and checksum. The column sums only say where
+    /// they differ.
+    fn same(a: Option<&TableData>, b: Option<&TableData>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => a.rows == b.rows && a.checksum == b.checksum,
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
 }
 
 /// What an undo is checked against.
@@ -70,9 +86,15 @@ impl Baseline {
             .unwrap_or_default();
         for (table, b) in data_before {
             let a = data_now.get(table).cloned().flatten();
-            if b.as_ref() == a.as_ref() {
+            if TableData::same(b.as_ref(), a.as_ref()) {
                 continue;
             }
+            let place = match (b, &a) {
+                (Some(b), Some(a)) if b.rows == a.rows => {
+                    db::where_rows_changed(&b.columns, &a.columns)
+                }
+                _ => String::new(),
+            };
             let say = |d: &Option<TableData>| match d {
                 None => "no such table".to_string(),
                 Some(d) => format!(
@@ -87,7 +109,7 @@ impl Baseline {
             list.push(serde_json::json!({
                 "object": format!("data {table}"),
                 "change": "changed",
-                "diff": [format!("- {}", say(b)), format!("+ {}", say(&a))],
+                "diff": [format!("- {}", say(b)), format!("+ {}{place}", say(&a))],
             }));
         }
         let check = if list.is_empty() {
@@ -122,7 +144,7 @@ pub(crate) async fn unreadable(db: &Db, v: &VerifyUndo) -> Option<String> {
     let reads: Vec<String> = match existing(db, v).await {
         Ok(found) => found
             .into_iter()
-            .filter_map(|(_, q)| q.map(|q| format!("SELECT FROM {q} WHERE false;")))
+            .filter_map(|t| t.qualified.map(|q| format!("SELECT FROM {q} WHERE false;")))
             .collect(),
         Err(e) => return Some(e),
     };
@@ -138,22 +160,39 @@ pub(crate) async fn unreadable(db: &Db, v: &VerifyUndo) -> Option<String> {
     Some(db::error_info(&e, None).message)
 }
 
-/// Each table `verify_undo` names, as written, with its qualified name when
-/// it exists.
-async fn existing(db: &Db, v: &VerifyUndo) -> Result<Vec<(String, Option<String>)>, String> {
+/// A table `verify_undo` names: as written, its qualified name when it
+/// exists, and its columns.
+struct Named {
+    given: String,
+    qualified: Option<String>,
+    columns: Vec<String>,
+}
+
+/// Each table `verify_undo` names.
+async fn existing(db: &Db, v: &VerifyUndo) -> Result<Vec<Named>, String> {
     let names: Vec<&str> = v.tables.iter().map(String::as_str).collect();
     let found = db
         .client
         .query(
             "SELECT n, (SELECT format('%I.%I', ns.nspname, c.relname) FROM pg_catalog.pg_class c
                         JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
-                        WHERE c.oid = to_regclass(n))
+                        WHERE c.oid = to_regclass(n)),
+                    ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute
+                          WHERE attrelid = to_regclass(n) AND attnum > 0 AND NOT attisdropped
+                          ORDER BY attnum)
                FROM unnest($1::text[]) AS n",
             &[&names],
         )
         .await
         .map_err(|e| db::error_info(&e, None).message)?;
-    Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(found
+        .iter()
+        .map(|r| Named {
+            given: r.get(0),
+            qualified: r.get(1),
+            columns: r.get(2),
+        })
+        .collect())
 }
 
 /// The schema now, read as pg_dump reads it: a role's statement_timeout
@@ -181,29 +220,88 @@ async fn table_data(
     let err = |e: tokio_postgres::Error| db::error_info(&e, None).message;
     let mut out = BTreeMap::new();
     let mut parts = Vec::new();
-    for (given, qualified) in existing(db, v).await? {
-        out.insert(given.clone(), None);
-        if let Some(q) = qualified {
-            let checksum = if v.checksums {
-                db::row_checksum_sql("x::text")
+    let mut columns = BTreeMap::new();
+    for t in existing(db, v).await? {
+        out.insert(t.given.clone(), None);
+        if let Some(q) = t.qualified {
+            // The checksum is of the row's text, as every runbook before
+            // this one took it: a baseline a run recorded with an older
+            // one still compares. Each column's sum is read beside it.
+            let (checksum, sums) = if v.checksums && !t.columns.is_empty() {
+                let each: Vec<String> = t
+                    .columns
+                    .iter()
+                    .map(|c| format!("sum({})", db::value_hash_sql(c)))
+                    .collect();
+                (
+                    db::row_checksum_sql("x::text"),
+                    format!("concat_ws(',', {})", each.join(", ")),
+                )
+            } else if v.checksums {
+                (db::row_checksum_sql("x::text"), "NULL::text".into())
             } else {
-                "NULL::text".into()
+                ("NULL::text".into(), "NULL::text".into())
             };
-            let lit = crate::pg::quote::literal(&given);
-            parts.push(format!("SELECT {lit}, count(*), {checksum} FROM {q} x"));
+            let lit = crate::pg::quote::literal(&t.given);
+            parts.push(format!(
+                "SELECT {lit}, count(*), {checksum}, {sums} FROM {q} x"
+            ));
+            columns.insert(t.given, t.columns);
         }
     }
     let put_back = db::read_as_pg_dump(&db.client).await.map_err(err)?;
     let counts = db::table_counts(db, &parts).await;
     put_back.put_back(&db.client).await.map_err(err)?;
     for c in counts.map_err(|e| e.message)? {
+        let names = columns.remove(&c.table).unwrap_or_default();
+        // No rows: each column's sum is NULL, which `concat_ws` leaves out.
+        let sums: Vec<(String, String)> = match c.more {
+            Some(more) if c.rows > 0 && v.checksums => names
+                .into_iter()
+                .zip(more.split(',').map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
         out.insert(
             c.table,
             Some(TableData {
                 rows: c.rows,
                 checksum: c.checksum,
+                columns: sums,
             }),
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TableData;
+
+    /// A baseline an older runbook recorded (in a run's journal, for a later
+    /// `runbook rollback`) has no column sums: it still reads, and its rows
+    /// compare on their count and checksum alone.
+    #[test]
+    fn a_baseline_without_column_sums_still_compares() {
+        let old: TableData = serde_json::from_str(r#"{"rows": 3, "checksum": "42"}"#).unwrap();
+        let now = TableData {
+            rows: 3,
+            checksum: Some("42".into()),
+            columns: vec![("v".into(), "7".into())],
+        };
+        assert!(TableData::same(Some(&old), Some(&now)));
+        let other = TableData {
+            checksum: Some("43".into()),
+            ..now.clone()
+        };
+        assert!(!TableData::same(Some(&old), Some(&other)));
+        assert!(!TableData::same(Some(&old), None));
+        assert!(TableData::same(None, None));
+        // Not written when there are none, so a newer baseline reads in an
+        // older runbook too.
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"rows":3,"checksum":"42"}"#
+        );
+    }
 }

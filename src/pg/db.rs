@@ -1099,6 +1099,37 @@ pub fn row_checksum_sql(row: &str) -> String {
     format!("coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint::numeric), 0)::text")
 }
 
+/// The hash of one column's value in a row `x`, as SQL: of its text under
+/// the "C" collation, byte by byte (under a case-insensitive collation,
+/// `hashtextextended` gives `Ada` and `ada` one hash), a NULL as 1.
+pub fn value_hash_sql(column: &str) -> String {
+    format!(
+        "coalesce(hashtextextended(x.{}::text COLLATE \"C\", 0), 1)",
+        crate::pg::quote::ident(column)
+    )
+}
+
+/// Where rows that differ differ, from each column's sum of its values'
+/// hashes before and after (`(name, sum)`, as read beside a checksum): "
+/// (in column(s) a, b)", or that each column holds the values it held, in
+/// other rows. Empty where either side has no sums (the table was not
+/// read column by column, or had no rows).
+pub fn where_rows_changed(before: &[(String, String)], after: &[(String, String)]) -> String {
+    if before.is_empty() || after.is_empty() {
+        return String::new();
+    }
+    let changed: Vec<&str> = before
+        .iter()
+        .filter(|(c, sum)| after.iter().any(|(a, other)| a == c && other != sum))
+        .map(|(c, _)| c.as_str())
+        .collect();
+    if changed.is_empty() {
+        " (each column holds the values it held, but not in the same rows)".to_string()
+    } else {
+        format!(" (in column(s) {})", changed.join(", "))
+    }
+}
+
 /// The server's error in full. `position` is made relative to the user's SQL
 /// by subtracting `prefix_chars`, the characters runbook put before it.
 pub fn error_info(e: &tokio_postgres::Error, prefix_chars: Option<usize>) -> ErrorInfo {

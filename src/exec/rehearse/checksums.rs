@@ -26,29 +26,10 @@ pub(super) struct Sum {
 }
 
 impl Sum {
-    /// Where the rows of `self` and `after`, the same number, differ: " (in
-    /// column(s) a, b)", or that each column holds what it held, in other
-    /// rows. Empty where either was not read column by column.
+    /// Where the rows of `self` and `after`, the same number, differ
+    /// ([`db::where_rows_changed`]).
     fn where_changed(&self, after: &Sum) -> String {
-        if self.columns.is_empty() || after.columns.is_empty() {
-            return String::new();
-        }
-        let changed: Vec<&str> = self
-            .columns
-            .iter()
-            .filter(|(c, sum)| {
-                after
-                    .columns
-                    .iter()
-                    .any(|(a, other)| a == c && other != sum)
-            })
-            .map(|(c, _)| c.as_str())
-            .collect();
-        if changed.is_empty() {
-            " (each column holds the values it held, but not in the same rows)".to_string()
-        } else {
-            format!(" (in column(s) {})", changed.join(", "))
-        }
+        db::where_rows_changed(&self.columns, &after.columns)
     }
 }
 
@@ -221,9 +202,7 @@ async fn sums(db: &Db, tables: &[(String, Vec<String>)]) -> Result<Read, ErrorIn
 /// SELECT of a UNION ALL: the table's name, its row count, the sum of each
 /// row's hash (order-independent), and each column's sum of its values'
 /// hashes, joined with commas. A row's hash is of its columns' hashes, so
-/// each value is read and hashed once; a NULL hashes as 1. The values are
-/// hashed as text under the "C" collation: byte by byte, so that a
-/// case-insensitive collation does not make `A` and `a` one value.
+/// each value is read and hashed once ([`db::value_hash_sql`]).
 /// It costs less than the md5 of the whole row's text it replaces
 /// (PostgreSQL 15, medians of 5 interleaved runs): 1.07 s against 1.50 s
 /// for 1 million rows of 8 columns, 0.29 s against 0.85 s for 2 columns,
@@ -232,12 +211,7 @@ fn checksum_query(table: &str, columns: &[&String]) -> String {
     let hashes: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "coalesce(hashtextextended(x.{}::text COLLATE \"C\", 0), 1) AS h{i}",
-                crate::pg::quote::ident(c)
-            )
-        })
+        .map(|(i, c)| format!("{} AS h{i}", db::value_hash_sql(c)))
         .collect();
     let names: Vec<String> = (0..columns.len()).map(|i| format!("h{i}")).collect();
     let (inner, row, each) = if columns.is_empty() {
