@@ -622,6 +622,99 @@ fn flyway_placeholders_get_flyways_values_and_the_checksum_of_the_text_as_writte
     );
 }
 
+/// A Flyway project's configuration file, at the repository's root with
+/// its migrations in `sql/` (Flyway runs there): its placeholders fill the
+/// scripts, and its `schemas` and `table` say where the history is, and so
+/// where unqualified names go, as Flyway would have it. The environment
+/// wins over the file; a secret is not taken from the file. Before, the
+/// file was not read: the placeholder was refused, and the history (and
+/// the tables) went to `public.flyway_schema_history`, which the team's
+/// Flyway would not read.
+#[test]
+fn a_flyway_projects_configuration_file_gives_placeholders_and_the_historys_place() {
+    let db = Db::fresh();
+    let repo = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        (
+            "flyway.conf",
+            "flyway.url=jdbc:postgresql://localhost/app\nflyway.password=not-read\n\
+             flyway.locations=filesystem:sql\nflyway.schemas=app\nflyway.table=schema_version\n\
+             flyway.placeholders.tenant=acme\nflyway.placeholders.region=eu\n",
+        ),
+        (
+            "sql/V1__notes.sql",
+            "CREATE TABLE notes (id int);\nCOMMENT ON TABLE notes IS '${tenant} in ${region}';\n",
+        ),
+    ]);
+    let dir = repo.path().join("sql");
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n          history: {{ format: flyway }}\n",
+        dir.display()
+    ));
+    let run = |case: &Case, env: &[(&str, &str)]| {
+        let mut c = case.command(&db.url, &[]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run::new(c.output().unwrap(), &case.reports())
+    };
+    let first = run(&case, &[("FLYWAY_PLACEHOLDERS_REGION", "us")]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("Flyway configuration: ")
+            && first
+                .stderr
+                .contains("flyway.conf (history in app.schema_version, 2 placeholder(s))"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT obj_description('app.notes'::regclass)"),
+        "acme in us"
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',') FROM app.schema_version"),
+        "1"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.flyway_schema_history') IS NULL"),
+        "t"
+    );
+
+    // A secret in the file is refused before anything runs; from the
+    // environment it is taken, and redacted.
+    std::fs::write(
+        repo.path().join("flyway.conf"),
+        "flyway.locations=filesystem:sql\nflyway.schemas=app\nflyway.table=schema_version\n\
+         flyway.placeholders.tenant=acme\nflyway.placeholders.region=eu\n\
+         flyway.placeholders.api_token=in-the-file\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("V2__token.sql"),
+        "CREATE TABLE tokens (t text DEFAULT '${api_token}');\n",
+    )
+    .unwrap();
+    let refused = run(&case, &[]);
+    assert_eq!(refused.code, 5, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("V2__token.sql:1: `${api_token}` takes its value from")
+            && refused.stderr.contains("its name says it is a secret")
+            && !refused.stderr.contains("in-the-file"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(db.sql("SELECT to_regclass('app.tokens') IS NULL"), "t");
+    let taken = run(&case, &[("FLYWAY_PLACEHOLDERS_API_TOKEN", "from-the-env")]);
+    assert_eq!(taken.code, 0, "{}", taken.stderr);
+    assert_eq!(
+        db.sql("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'app.tokens'::regclass"),
+        "'from-the-env'::text"
+    );
+}
+
 /// A placeholder of the team's own takes its value from
 /// `FLYWAY_PLACEHOLDERS_<NAME>`, where Flyway's command line takes it,
 /// whatever the case of the name; the checksum stays that of the text as

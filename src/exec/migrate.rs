@@ -582,6 +582,9 @@ pub(crate) async fn run(
         .await
         .map_err(|e| refused(e.to_string(), e.hint()))?;
     super::sql::log(r, &s.id, format!("history: {}", history.describe()));
+    if let Some(note) = set.flyway_conf_note() {
+        super::sql::log(r, &s.id, note);
+    }
     set.warnings.extend(history.not_kept());
     for w in &set.warnings[read..] {
         super::sql::log(r, &s.id, format!("warning: {w}"));

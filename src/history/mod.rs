@@ -822,8 +822,22 @@ impl History {
                 .map(|t| t.table_in(named))
                 .collect()
         };
+        // Where a Flyway project's configuration file puts Flyway's history
+        // (`table`, `defaultSchema`, `schemas`): Flyway's table is there,
+        // and a new one is made there.
+        let conf_table = set
+            .flyway_conf
+            .as_ref()
+            .filter(|_| set.format == migrations::Format::Flyway)
+            .and_then(migrations::flyway_conf::Conf::history_table);
+        let flyway_table = |named: Option<&str>| {
+            conf_table
+                .clone()
+                .unwrap_or_else(|| Tool::Flyway.table_in(named))
+        };
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
+            (Some(Tool::Flyway), None) if conf_table.is_some() => vec![flyway_table(named)],
             (Some(tool), None) => {
                 [vec![tool.default_table().to_string()], moved(&[*tool])].concat()
             }
@@ -832,6 +846,7 @@ impl History {
                 .map(|t| t.default_table().to_string())
                 .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
                 .chain(moved(&DETECTED))
+                .chain(conf_table.clone())
                 .collect(),
         };
         let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
@@ -848,7 +863,10 @@ impl History {
                 let table = table
                     .clone()
                     .or_else(|| found.first().map(|t| t.name.clone()))
-                    .unwrap_or_else(|| tool.table_in(named));
+                    .unwrap_or_else(|| match tool {
+                        Tool::Flyway => flyway_table(named),
+                        _ => tool.table_in(named),
+                    });
                 if let Some(t) = found.first() {
                     let looks = Tool::of_columns(t);
                     if looks != Some(tool) {
@@ -914,9 +932,13 @@ impl History {
                                 _ if !set.repeatables.is_empty() => Tool::Flyway,
                                 _ => Tool::Runbook,
                             };
+                            let table = match tool {
+                                Tool::Flyway => flyway_table(named),
+                                _ => tool.table_in(named),
+                            };
                             History {
                                 instead_of: own.filter(|t| *t != tool && t.writable()),
-                                ..History::new(tool, &tool.table_in(named), set)
+                                ..History::new(tool, &table, set)
                             }
                         }
                     },

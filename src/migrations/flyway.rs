@@ -14,15 +14,17 @@
 //! own (`${flyway:defaultSchema}`, `${flyway:user}`…) are filled in here
 //! with the values Flyway would give them, once the database is known
 //! ([`fill`]). A team's own takes its value where Flyway's command line
-//! takes it from the environment, `FLYWAY_PLACEHOLDERS_<NAME>` ([`value`]);
-//! runbook reads no Flyway configuration file, so a placeholder with no
-//! such variable is refused, unless the script's `.conf` sets
-//! `placeholderReplacement=false`. The checksum stays that of the text as
-//! written, as Flyway's is.
+//! takes it from the environment, `FLYWAY_PLACEHOLDERS_<NAME>` ([`value`]),
+//! else from the project's configuration file (`flyway.placeholders.<name>`,
+//! [`super::flyway_conf`]), where one whose name says it is a secret is not
+//! taken. A placeholder with neither is refused, unless the script's
+//! `.conf`, or the project's file, sets `placeholderReplacement=false`. The
+//! checksum stays that of the text as written, as Flyway's is.
 
 use std::ops::Range;
 use std::path::Path;
 
+use super::flyway_conf::Conf;
 use super::{Down, LoadError, Migration, Script, Set, push_versioned, read, script, version_cmp};
 
 /// A Flyway script name: its kind (`V`, `U` or `R`), version and description.
@@ -32,8 +34,12 @@ pub(super) struct Name {
     pub description: String,
 }
 
-pub(super) fn parse(file: &str) -> Option<Name> {
-    let stem = file.strip_suffix(".sql")?;
+/// A script's name, with the endings Flyway reads as scripts (`.sql`, or
+/// the configuration's `sqlMigrationSuffixes`).
+pub(super) fn parse(file: &str, suffixes: &[String]) -> Option<Name> {
+    let stem = suffixes
+        .iter()
+        .find_map(|s| file.strip_suffix(s.as_str()))?;
     let kind = stem
         .chars()
         .next()
@@ -56,7 +62,21 @@ pub(super) fn parse(file: &str) -> Option<Name> {
 
 /// Whether `dir` holds Flyway scripts.
 pub(super) fn present(dir: &Path) -> Result<bool, LoadError> {
-    Ok(files(dir)?.iter().any(|f| parse(file_name(f)).is_some()))
+    // A file that cannot be read says nothing here: a directory of another
+    // format must not fail on it. A Flyway directory's load reports it.
+    let conf = super::flyway_conf::find(dir).ok().flatten();
+    let suffixes = suffixes(conf.as_ref());
+    Ok(files(dir)?
+        .iter()
+        .any(|f| parse(file_name(f), &suffixes).is_some()))
+}
+
+/// The endings of Flyway's scripts: the configuration's, else `.sql`.
+fn suffixes(conf: Option<&Conf>) -> Vec<String> {
+    match conf {
+        Some(c) if !c.suffixes.is_empty() => c.suffixes.clone(),
+        _ => vec![".sql".to_string()],
+    }
 }
 
 /// A script's file name, without the directories below the location.
@@ -130,21 +150,40 @@ fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, 
         1,
         conf_false(dir, file, "executeInTransaction"),
     );
-    if conf_false(dir, file, "placeholderReplacement") {
+    let no_replacement = set.flyway_conf.as_ref().is_some_and(|c| c.no_replacement);
+    if no_replacement || conf_false(dir, file, "placeholderReplacement") {
         // Flyway's own setting: left as it is, and never filled in.
         return Ok(Some(s));
     }
     s.written = bom;
     let mut any = false;
     for (at, name) in placeholders(&s.sql) {
-        if builtin(name).is_none() && value(name).is_none() {
-            let line = 1 + s.sql[..at.start].matches('\n').count();
-            set.problem(LoadError::FlywayPlaceholder {
-                file: file.to_string(),
-                line,
-                name: name.to_string(),
-            })?;
-            return Ok(None);
+        let line = 1 + s.sql[..at.start].matches('\n').count();
+        let known = builtin(name).is_some();
+        match value_in(set.flyway_conf.as_ref(), name) {
+            _ if known => {}
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                set.problem(LoadError::FlywayPlaceholder {
+                    file: file.to_string(),
+                    line,
+                    name: name.to_string(),
+                })?;
+                return Ok(None);
+            }
+            Err(()) => {
+                let conf = set
+                    .flyway_conf
+                    .as_ref()
+                    .map(|c| c.path.display().to_string());
+                set.problem(LoadError::FlywaySecretInFile {
+                    file: file.to_string(),
+                    line,
+                    name: name.to_string(),
+                    conf: conf.unwrap_or_default(),
+                })?;
+                return Ok(None);
+            }
         }
         any = true;
     }
@@ -201,22 +240,23 @@ pub fn value(name: &str) -> Option<String> {
 /// into an error or a log line, so they are redacted as secret params are.
 pub fn secret_values() -> Vec<String> {
     placeholder_vars()
-        .filter(|(n, _)| {
-            let n = n.to_ascii_uppercase();
-            [
-                "PASSWORD",
-                "PASSWD",
-                "PWD",
-                "SECRET",
-                "TOKEN",
-                "KEY",
-                "CREDENTIAL",
-            ]
-            .iter()
-            .any(|w| n.contains(w))
-        })
+        .filter(|(n, _)| super::flyway_conf::secret_name(n))
         .map(|(_, v)| v)
         .collect()
+}
+
+/// A placeholder's value: from the environment as Flyway's command line
+/// reads it ([`value`]), else from the project's configuration file.
+/// `Err`: the file has it, but its name says it is a secret, which is not
+/// taken from a file.
+fn value_in(conf: Option<&Conf>, name: &str) -> Result<Option<String>, ()> {
+    if let Some(v) = value(name) {
+        return Ok(Some(v));
+    }
+    match conf.and_then(|c| c.placeholders.get(&name.to_ascii_lowercase())) {
+        Some(v) if v == super::flyway_conf::SECRET_IN_FILE => Err(()),
+        v => Ok(v.cloned()),
+    }
 }
 
 /// Flyway's own placeholders, by the name after `flyway:`, lowercased.
@@ -268,6 +308,7 @@ pub struct Values {
 /// Fill in Flyway's own placeholders in every script of `set` that has
 /// them; `written` keeps the text as its file has it.
 pub fn fill(set: &mut Set, values: &Values) {
+    let conf = set.flyway_conf.clone();
     let scripts = set.migrations.iter_mut().chain(&mut set.repeatables);
     for m in scripts {
         let down = match &mut m.down {
@@ -292,12 +333,12 @@ pub fn fill(set: &mut Set, values: &Values) {
                     Some(Builtin::Table) => &values.table,
                     // Flyway's environment when none is chosen.
                     Some(Builtin::Environment) => "default",
-                    None => match value(name) {
-                        Some(v) => {
+                    None => match value_in(conf.as_ref(), name) {
+                        Ok(Some(v)) => {
                             own = v;
                             own.as_str()
                         }
-                        None => continue,
+                        _ => continue,
                     },
                 };
                 out.push_str(&text[last..at.start]);
@@ -325,10 +366,12 @@ pub fn stand_ins(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
+    set.flyway_conf = super::flyway_conf::find(dir)?;
+    let suffixes = suffixes(set.flyway_conf.as_ref());
     let mut ups: Vec<(String, Name)> = Vec::new();
     let mut undos: Vec<(String, Name)> = Vec::new();
     for file in files(dir)? {
-        match parse(file_name(&file)) {
+        match parse(file_name(&file), &suffixes) {
             Some(n) if n.kind == 'V' => ups.push((file, n)),
             Some(n) if n.kind == 'U' => undos.push((file, n)),
             Some(n) => {
@@ -350,9 +393,12 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                 file,
                 tool: "Refinery",
             })?,
-            None if file.ends_with(".sql") => set.warnings.push(format!(
-                "{file} is not named like a Flyway migration (`V1__name.sql`); it is ignored"
-            )),
+            None if suffixes.iter().any(|s| file.ends_with(s.as_str())) => {
+                set.warnings.push(format!(
+                    "{file} is not named like a Flyway migration (`V1__name{}`); it is ignored",
+                    suffixes[0]
+                ))
+            }
             None => {}
         }
     }
@@ -453,18 +499,33 @@ mod tests {
 
     #[test]
     fn names_versions_and_descriptions() {
-        let n = parse("V1_1__Add_users.sql").unwrap();
+        let parse_sql = |f: &str| parse(f, &[".sql".to_string()]);
+        let n = parse_sql("V1_1__Add_users.sql").unwrap();
         assert_eq!(
             (n.kind, n.version.as_str(), n.description.as_str()),
             ('V', "1.1", "Add users")
         );
-        assert_eq!(parse("U2__drop.sql").unwrap().version, "2");
-        assert_eq!(parse("R__views.sql").unwrap().kind, 'R');
+        assert_eq!(parse_sql("U2__drop.sql").unwrap().version, "2");
+        assert_eq!(parse_sql("R__views.sql").unwrap().kind, 'R');
         assert!(
-            parse("V__x.sql").is_none()
-                && parse("V1_x.sql").is_none()
-                && parse("001_x.sql").is_none()
+            parse_sql("V__x.sql").is_none()
+                && parse_sql("V1_x.sql").is_none()
+                && parse_sql("001_x.sql").is_none()
         );
+    }
+
+    /// The configuration's `sqlMigrationSuffixes` (AbsaOSS/EventGate's
+    /// `.ddl` scripts).
+    #[test]
+    fn other_endings_are_scripts_where_the_configuration_says() {
+        let ends = [".ddl".to_string(), ".sql".to_string()];
+        assert_eq!(
+            parse("V1.4.0.1__create_roles.ddl", &ends).unwrap().version,
+            "1.4.0.1"
+        );
+        assert!(parse("V1__x.sql", &ends).is_some());
+        assert!(parse("V1__x.ddl", &[".sql".to_string()]).is_none());
+        assert!(parse("00_databases.ddl", &ends).is_none());
     }
 
     #[test]

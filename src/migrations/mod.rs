@@ -34,6 +34,7 @@ use crate::pg::statements::Statement;
 
 mod drizzle;
 mod flyway;
+pub mod flyway_conf;
 mod sqitch;
 mod tern;
 
@@ -235,13 +236,24 @@ pub enum LoadError {
     )]
     GooseEnvsub { file: String, line: usize },
     #[error(
-        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from its configuration (`flyway.placeholders.{name}`), which runbook does not read, or from the environment, which runbook reads as Flyway does (`FLYWAY_PLACEHOLDERS_{}`, not set)", name.to_ascii_uppercase()
+        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from the environment (`FLYWAY_PLACEHOLDERS_{}`, not set) or its configuration file (`flyway.placeholders.{name}` in a flyway.conf or flyway.toml in the directory or above it, up to the repository's root; none gives it)", name.to_ascii_uppercase()
     )]
     FlywayPlaceholder {
         file: String,
         line: usize,
         name: String,
     },
+    #[error(
+        "{file}:{line}: `${{{name}}}` takes its value from {conf}, but its name says it is a secret, and runbook does not take a secret from a file (the environment's `FLYWAY_PLACEHOLDERS_{}` is not set)", name.to_ascii_uppercase()
+    )]
+    FlywaySecretInFile {
+        file: String,
+        line: usize,
+        name: String,
+        conf: String,
+    },
+    #[error("{at}: Flyway's configuration cannot be read: {why}")]
+    FlywayConf { at: String, why: String },
     #[error(
         "{at}: {tool} sends this script, marked to run outside a transaction, to PostgreSQL as one query, which runs as one transaction; `{statement}` cannot run in one ({why}), so it fails there"
     )]
@@ -322,8 +334,14 @@ impl LoadError {
             Self::GooseEnvsub { .. } => {
                 "write the value into the file; where the `$` is PostgreSQL's own (a dollar-quoted body), put `-- +goose ENVSUB OFF` before it"
             }
+            Self::FlywaySecretInFile { .. } => {
+                "set it in the environment, from your secret store (as in `FLYWAY_PLACEHOLDERS_DB_PASSWORD=... runbook exec ...`), where runbook redacts it; a secret in a file in the repository is anyone's who can read it"
+            }
+            Self::FlywayConf { .. } => {
+                "fix the file, or set what it refers to; runbook reads its placeholders, table, defaultSchema and schemas, as Flyway does"
+            }
             Self::FlywayPlaceholder { .. } => {
-                "give runbook the value Flyway gets: set the environment variable (as in `FLYWAY_PLACEHOLDERS_TENANT=acme runbook exec ...`); if `${...}` is meant as written, set `placeholderReplacement=false` in the script's `.conf`. Writing the value into the script changes its checksum, which Flyway validates where it was applied"
+                "give runbook the value Flyway gets: set the environment variable (as in `FLYWAY_PLACEHOLDERS_TENANT=acme runbook exec ...`), or give it in the project's flyway.conf (`flyway.placeholders.tenant=acme`); if `${...}` is meant as written, set `placeholderReplacement=false` in the script's `.conf`. Writing the value into the script changes its checksum, which Flyway validates where it was applied"
             }
             Self::JournalFile { .. } => {
                 "restore the file, or drop the migration with drizzle-kit so the journal agrees"
@@ -498,6 +516,9 @@ pub struct Set {
     /// A sqitch project's name (`%project=` in its plan): its rows in
     /// `sqitch.changes` are the ones that count.
     pub project: Option<String>,
+    /// A Flyway directory's project configuration file, where one is found:
+    /// placeholders, and where the history is.
+    pub flyway_conf: Option<flyway_conf::Conf>,
     /// Loaded for lint: a file that cannot take its place in the order
     /// is a warning, and the rest still loads.
     tolerant: bool,
@@ -507,6 +528,32 @@ pub struct Set {
 }
 
 impl Set {
+    /// For the log: the Flyway configuration file read, and what it gave.
+    pub fn flyway_conf_note(&self) -> Option<String> {
+        let c = self.flyway_conf.as_ref()?;
+        let mut gave = Vec::new();
+        if let Some(t) = c.history_table() {
+            gave.push(format!("history in {t}"));
+        }
+        if !c.placeholders.is_empty() {
+            gave.push(format!("{} placeholder(s)", c.placeholders.len()));
+        }
+        if c.no_replacement {
+            gave.push("placeholders left as written".into());
+        }
+        if !c.suffixes.is_empty() {
+            gave.push(format!("scripts ending in {}", c.suffixes.join(", ")));
+        }
+        if gave.is_empty() {
+            gave.push("nothing runbook uses".into());
+        }
+        Some(format!(
+            "Flyway configuration: {} ({})",
+            c.path.display(),
+            gave.join(", ")
+        ))
+    }
+
     /// No migrations: what a history is read against when no directory is named.
     pub fn empty() -> Set {
         Set {
@@ -517,6 +564,7 @@ impl Set {
             warnings: Vec::new(),
             forward_only_because: None,
             project: None,
+            flyway_conf: None,
             tolerant: false,
             seen: std::collections::HashMap::new(),
         }

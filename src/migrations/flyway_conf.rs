@@ -1,0 +1,471 @@
+//! Flyway's configuration file, where a Flyway project keeps it: what it
+//! says of placeholders, the history table and its schema.
+//!
+//! Flyway reads `flyway.conf` (Java properties, `flyway.table=...`) or
+//! `flyway.toml` (`[flyway]`, `[flyway.placeholders]`,
+//! `[environments.default]`) from the directory it runs in, and in its
+//! Docker image from `conf/` beside the `sql/` it runs. So the file is
+//! looked for in the migration directory and each directory above it, up
+//! to the repository's root (outside one, the directory above it), each
+//! with its `conf/`; the first found is read. One whose `locations` name
+//! other directories is not this directory's, and is passed over.
+//!
+//! Read: `placeholders.*`, `placeholderReplacement`, `table`,
+//! `defaultSchema` and `schemas` (the history is in the default schema,
+//! else the first of `schemas`), and `sqlMigrationSuffixes` (the endings
+//! of script files). The connection (`url`, `user`,
+//! `password`) is runbook's own, and is never read. A value `${NAME}` (or
+//! `${env.NAME}`) is the environment variable's, as Flyway expands it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::LoadError;
+
+/// What a Flyway configuration file says that runbook uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conf {
+    /// The file, as found.
+    pub path: PathBuf,
+    /// Placeholder values, by name lowercased (Flyway matches them so).
+    pub placeholders: BTreeMap<String, String>,
+    /// `placeholderReplacement=false`: no script's placeholders are filled.
+    pub no_replacement: bool,
+    pub table: Option<String>,
+    /// The default schema, else the first of `schemas`.
+    pub schema: Option<String>,
+    /// `sqlMigrationSuffixes`: the endings of script files (`.sql`, the
+    /// default, when empty).
+    pub suffixes: Vec<String>,
+}
+
+impl Conf {
+    /// The history table it names, `schema.table`, when it names either.
+    pub fn history_table(&self) -> Option<String> {
+        if self.table.is_none() && self.schema.is_none() {
+            return None;
+        }
+        let table = self.table.as_deref().unwrap_or("flyway_schema_history");
+        Some(match &self.schema {
+            Some(s) => format!("{s}.{table}"),
+            None => table.to_string(),
+        })
+    }
+}
+
+/// The configuration file of the Flyway project `dir` belongs to, if one
+/// is found (see the module's documentation).
+pub fn find(dir: &Path) -> Result<Option<Conf>, LoadError> {
+    for place in places(dir) {
+        for name in ["flyway.toml", "flyway.conf"] {
+            let path = place.join(name);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let raw = if name.ends_with(".toml") {
+                toml_keys(&text, &path)?
+            } else {
+                properties(&text)
+            };
+            if !names_dir(&raw, &path, dir) {
+                continue;
+            }
+            return read(&raw, &path).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Where a configuration file is looked for, in order: `dir`, then each
+/// directory above it up to the repository's root (the one holding
+/// `.git`), each with its `conf/`. Outside a repository, `dir` and the
+/// directory above it.
+fn places(dir: &Path) -> Vec<PathBuf> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let ancestors: Vec<&Path> = dir.ancestors().collect();
+    let root = ancestors.iter().position(|a| a.join(".git").exists());
+    let last = root.unwrap_or(1.min(ancestors.len().saturating_sub(1)));
+    ancestors[..=last]
+        .iter()
+        .flat_map(|a| [a.to_path_buf(), a.join("conf")])
+        .collect()
+}
+
+/// A key as Flyway's properties name it (`flyway.table`), with its value
+/// and line; TOML keys are brought to the same names.
+type Raw = Vec<(String, String, usize)>;
+
+fn refused(path: &Path, line: usize, why: String) -> LoadError {
+    LoadError::FlywayConf {
+        at: format!("{}:{line}", path.display()),
+        why,
+    }
+}
+
+/// Java properties: `key=value` or `key: value`, `#` and `!` comments, a
+/// line ending in `\` going on on the next.
+fn properties(text: &str) -> Raw {
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((i, line)) = lines.next() {
+        let mut line = line.trim().to_string();
+        if line.is_empty() || line.starts_with(['#', '!']) {
+            continue;
+        }
+        while line.ends_with('\\') {
+            line.pop();
+            match lines.next() {
+                Some((_, more)) => line.push_str(more.trim_start()),
+                None => break,
+            }
+        }
+        let cut = line.find(['=', ':']);
+        let (k, v) = match cut {
+            Some(at) => (&line[..at], &line[at + 1..]),
+            None => (line.as_str(), ""),
+        };
+        out.push((k.trim().to_string(), v.trim().to_string(), i + 1));
+    }
+    out
+}
+
+/// `flyway.toml`: `[flyway]`'s keys as `flyway.<key>`, its placeholders as
+/// `flyway.placeholders.<name>`, and the chosen environment's `schemas`
+/// (`[flyway] environment`, else `default`) as `flyway.schemas` where
+/// `[flyway]` gives none.
+fn toml_keys(text: &str, path: &Path) -> Result<Raw, LoadError> {
+    let doc: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| {
+            1 + text[..s.start.min(text.len())].matches('\n').count()
+        });
+        refused(path, line, format!("not TOML: {}", e.message()))
+    })?;
+    let line_of = |key: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(key))
+            .map_or(1, |i| i + 1)
+    };
+    let scalar = |v: &toml::Value| match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let flyway = doc.get("flyway").and_then(toml::Value::as_table);
+    if let Some(f) = flyway {
+        for (k, v) in f {
+            if k == "placeholders" {
+                for (name, value) in v.as_table().into_iter().flatten() {
+                    if let Some(value) = scalar(value) {
+                        out.push((format!("flyway.placeholders.{name}"), value, line_of(name)));
+                    }
+                }
+            } else if let Some(value) = scalar(v) {
+                out.push((format!("flyway.{k}"), value, line_of(k)));
+            }
+        }
+    }
+    let env = flyway
+        .and_then(|f| f.get("environment"))
+        .and_then(toml::Value::as_str)
+        .unwrap_or("default");
+    let schemas = doc
+        .get("environments")
+        .and_then(|e| e.get(env))
+        .and_then(|e| e.get("schemas"))
+        .and_then(scalar);
+    if let Some(s) = schemas
+        && !out.iter().any(|(k, _, _)| k == "flyway.schemas")
+    {
+        out.push(("flyway.schemas".into(), s, line_of("schemas")));
+    }
+    Ok(out)
+}
+
+/// `${NAME}` and `${env.NAME}` replaced with the environment's values, as
+/// Flyway expands them in its configuration.
+fn expand(value: &str, path: &Path, line: usize) -> Result<String, LoadError> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        let Some(len) = rest[at + 2..].find('}') else {
+            break;
+        };
+        let name = &rest[at + 2..at + 2 + len];
+        let var = name.strip_prefix("env.").unwrap_or(name);
+        let Ok(v) = std::env::var(var) else {
+            return Err(refused(
+                path,
+                line,
+                format!("`${{{name}}}` is the environment variable {var}, which is not set"),
+            ));
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(&v);
+        rest = &rest[at + 2 + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn read(raw: &Raw, path: &Path) -> Result<Conf, LoadError> {
+    let mut conf = Conf {
+        path: path.to_path_buf(),
+        ..Conf::default()
+    };
+    let mut schemas = None;
+    for (key, value, line) in raw {
+        let Some(key) = key.strip_prefix("flyway.") else {
+            continue;
+        };
+        if let Some(name) = key.strip_prefix("placeholders.") {
+            let value = expand(value, path, *line)?;
+            if secret_name(name) {
+                // Kept for the check where it would be used: a value
+                // given in the environment never needs it.
+                conf.placeholders
+                    .insert(name.to_ascii_lowercase(), SECRET_IN_FILE.to_string());
+            } else {
+                conf.placeholders.insert(name.to_ascii_lowercase(), value);
+            }
+            continue;
+        }
+        match key {
+            "placeholderReplacement" => {
+                conf.no_replacement = expand(value, path, *line)?.eq_ignore_ascii_case("false");
+            }
+            "table" => conf.table = Some(expand(value, path, *line)?),
+            // `sqlMigrationSuffix` is Flyway's older, single one.
+            "sqlMigrationSuffixes" | "sqlMigrationSuffix" => {
+                conf.suffixes = expand(value, path, *line)?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            "defaultSchema" => conf.schema = Some(expand(value, path, *line)?),
+            "schemas" => {
+                schemas = expand(value, path, *line)?
+                    .split(',')
+                    .map(str::trim)
+                    .find(|s| !s.is_empty())
+                    .map(str::to_string);
+            }
+            _ => {}
+        }
+    }
+    if conf.schema.is_none() {
+        conf.schema = schemas;
+    }
+    Ok(conf)
+}
+
+/// Whether a placeholder's name says that it is a secret.
+pub(super) fn secret_name(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "PASSWORD",
+        "PASSWD",
+        "PWD",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// What a placeholder whose name says it is a secret stands for in
+/// [`Conf::placeholders`]: its value is not taken from a file.
+pub const SECRET_IN_FILE: &str = "\u{0}secret in a file";
+
+/// Whether the file is about `dir`: it names no `locations`, or one of
+/// them is `dir` (a `filesystem:` path, relative to the file's directory,
+/// or one `dir`'s path ends with; the `classpath:` path `dir` ends with).
+fn names_dir(raw: &Raw, path: &Path, dir: &Path) -> bool {
+    let Some((_, locations, _)) = raw.iter().find(|(k, _, _)| k == "flyway.locations") else {
+        return true;
+    };
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let base = path.parent().unwrap_or(Path::new("."));
+    locations.split(',').map(str::trim).any(|l| {
+        if let Some(fs) = l.strip_prefix("filesystem:") {
+            let p = Path::new(fs);
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            };
+            // Or the same path at its end: the file was written for where
+            // the directory is mounted (`/flyway/sql` in Flyway's image).
+            let tail = fs.trim_start_matches('/');
+            p.canonicalize().is_ok_and(|p| p == dir) || (!tail.is_empty() && dir.ends_with(tail))
+        } else {
+            let cp = l.strip_prefix("classpath:").unwrap_or(l);
+            !cp.is_empty() && dir.ends_with(cp)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (f, text) in files {
+            let p = d.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn properties_and_toml_say_the_same() {
+        let d = write(&[
+            (
+                "flyway.conf",
+                "# the project\nflyway.url=jdbc:postgresql://db/app\nflyway.password=hunter2\n\
+                 flyway.locations=filesystem:sql\nflyway.schemas=app,audit\nflyway.table=schema_version\n\
+                 flyway.placeholders.Tenant=acme\nflyway.placeholders.long=a\\\n  b\n",
+            ),
+            ("sql/V1__a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join("sql")).unwrap().unwrap();
+        assert_eq!(conf.history_table().as_deref(), Some("app.schema_version"));
+        assert_eq!(conf.placeholders["tenant"], "acme");
+        assert_eq!(conf.placeholders["long"], "ab");
+        assert!(!conf.no_replacement);
+
+        let d = write(&[
+            (
+                "flyway.toml",
+                "[environments.default]\nurl = \"jdbc:postgresql://db/app\"\nschemas = [\"app\"]\n\n\
+                 [flyway]\nlocations = [\"filesystem:sql\"]\nplaceholderReplacement = false\n\n\
+                 [flyway.placeholders]\ntenant = \"acme\"\n",
+            ),
+            ("sql/V1__a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join("sql")).unwrap().unwrap();
+        assert_eq!(
+            conf.history_table().as_deref(),
+            Some("app.flyway_schema_history")
+        );
+        assert_eq!(conf.placeholders["tenant"], "acme");
+        assert!(conf.no_replacement);
+    }
+
+    #[test]
+    fn a_file_about_other_locations_is_passed_over_and_docker_layout_is_found() {
+        let d = write(&[
+            (
+                "flyway.conf",
+                "flyway.locations=filesystem:other\nflyway.table=x\n",
+            ),
+            ("sql/V1__a.sql", "SELECT 1;"),
+        ]);
+        assert_eq!(find(&d.path().join("sql")).unwrap(), None);
+        // Flyway's Docker image: /flyway/conf/flyway.conf beside /flyway/sql.
+        let d = write(&[
+            (
+                "conf/flyway.conf",
+                "flyway.locations=filesystem:/flyway/sql\nflyway.defaultSchema=app\n",
+            ),
+            ("flyway/sql/V1__a.sql", "SELECT 1;"),
+        ]);
+        assert_eq!(find(&d.path().join("flyway/sql")).unwrap(), None);
+        let d = write(&[
+            (
+                "flyway/conf/flyway.conf",
+                "flyway.locations=filesystem:/flyway/sql\nflyway.defaultSchema=app\n",
+            ),
+            ("flyway/sql/V1__a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join("flyway/sql")).unwrap().unwrap();
+        assert_eq!(
+            conf.history_table().as_deref(),
+            Some("app.flyway_schema_history")
+        );
+        // In a repository, up to its root; a classpath location names the
+        // resources directory it ends with.
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "flyway.conf",
+                "flyway.locations=classpath:db/migration\nflyway.table=t\n",
+            ),
+            ("src/main/resources/db/migration/V1__a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join("src/main/resources/db/migration"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(conf.history_table().as_deref(), Some("t"));
+    }
+
+    /// AbsaOSS/EventGate's layout: `flyway.toml` at the repository's root,
+    /// its scripts in `database/migrations` ending in `.ddl`.
+    #[test]
+    fn scripts_with_the_endings_the_file_names_are_a_flyway_directory() {
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "flyway.toml",
+                "[flyway]\nlocations = [\"filesystem:database/migrations\"]\n\
+                 sqlMigrationSuffixes = [\".ddl\", \".sql\"]\n",
+            ),
+            ("database/migrations/00_databases.ddl", "SELECT 1;"),
+            (
+                "database/migrations/V1.4.0.1__create_roles.ddl",
+                "SELECT 1;",
+            ),
+            (
+                "database/migrations/V1.4.0.2__initial_schema.ddl",
+                "SELECT 2;",
+            ),
+        ]);
+        let set = crate::migrations::load(&d.path().join("database/migrations"), None).unwrap();
+        assert_eq!(set.format, crate::migrations::Format::Flyway);
+        let versions: Vec<&str> = set.migrations.iter().map(|m| m.version.as_str()).collect();
+        assert_eq!(versions, ["1.4.0.1", "1.4.0.2"]);
+        assert!(
+            set.warnings[0].contains("00_databases.ddl is not named like a Flyway migration"),
+            "{:?}",
+            set.warnings
+        );
+    }
+
+    #[test]
+    fn values_from_the_environment_and_secrets_are_not_taken_from_a_file() {
+        let d = write(&[(
+            "flyway.conf",
+            "flyway.placeholders.app_password=hunter2\nflyway.placeholders.home=${HOME}\n\
+             flyway.placeholders.gone=${env.RUNBOOK_TEST_SURELY_UNSET}\n",
+        )]);
+        let e = find(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("RUNBOOK_TEST_SURELY_UNSET, which is not set"),
+            "{e}"
+        );
+        assert!(e.contains("flyway.conf:3"), "{e}");
+        let d = write(&[(
+            "flyway.conf",
+            "flyway.placeholders.app_password=hunter2\nflyway.placeholders.home=${HOME}\n",
+        )]);
+        let conf = find(d.path()).unwrap().unwrap();
+        assert_eq!(conf.placeholders["home"], std::env::var("HOME").unwrap());
+        assert_eq!(conf.placeholders["app_password"], SECRET_IN_FILE);
+        let d = write(&[("flyway.toml", "[flyway\n")]);
+        let e = find(d.path()).unwrap_err().to_string();
+        assert!(e.contains("not TOML"), "{e}");
+    }
+}
