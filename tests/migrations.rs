@@ -280,6 +280,48 @@ fn a_case_change_under_a_case_insensitive_collation_is_a_change() {
     );
 }
 
+/// Roles are the cluster's: a migration that creates one, or grants one
+/// to a role that was there, leaves that after the rehearsal, which does
+/// not undo it. The rehearsal says so. Before, nothing did: AbsaOSS's
+/// EventGate rehearsal left three login roles, with their passwords, in
+/// the cluster.
+#[test]
+fn roles_a_rehearsal_leaves_in_the_cluster_are_named() {
+    let db = Db::fresh();
+    let tag = db.url.rsplit('/').next().unwrap().to_string();
+    let (made, there) = (format!("{tag}_made"), format!("{tag}_there"));
+    db.sql(&format!("CREATE ROLE {there}"));
+    let up = format!(
+        "CREATE TABLE t (id int);\n\
+         DO $$ BEGIN IF to_regrole('{made}') IS NULL THEN CREATE ROLE {made}; END IF; END $$;\n\
+         GRANT {made} TO {there};\n"
+    );
+    let (_dir, run) = rehearse_files_on(
+        &db,
+        &[
+            ("001_t.up.sql", up.as_str()),
+            ("001_t.down.sql", "DROP TABLE t;\n"),
+        ],
+        "",
+    );
+    db.sql(&format!(
+        "DROP ROLE IF EXISTS {made}; DROP ROLE IF EXISTS {there}"
+    ));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warnings = run.step("rehearse")["details"]["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "the cluster's roles changed while the rehearsal ran (by its migrations, unless another session changed them meanwhile): created {made}; changed {there} (member of [] → [{made}])"
+        )),
+        "{warnings}"
+    );
+    assert!(
+        run.stderr.contains("warning: the cluster's roles changed"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Only the history the legs record in is bookkeeping. Another tool's
 /// history table is a table like the rest: crates.io's
 /// `drop_schema_migrations` (a Diesel history) drops an old

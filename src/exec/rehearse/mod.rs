@@ -17,6 +17,7 @@
 
 mod checksums;
 mod drift;
+mod roles;
 mod target;
 mod tool;
 
@@ -227,7 +228,38 @@ pub(crate) async fn run(
         step: s.id.clone(),
         recoveries: Vec::new(),
     };
-    let result = rehearse(r, s, x, &set, &mut rig, deadline, timeout).await;
+    let roles_before = roles::read(rig.db()).await;
+    let mut result = rehearse(r, s, x, &set, &mut rig, deadline, timeout).await;
+    // Roles are the cluster's: what the migrations did to them outlives
+    // the scratch database, and is said.
+    let scripts: String = set
+        .migrations
+        .iter()
+        .chain(&set.repeatables)
+        .flat_map(|m| {
+            let down = match &m.down {
+                crate::migrations::Down::Script(d) => Some(d.sql.as_str()),
+                _ => None,
+            };
+            [Some(m.up.sql.as_str()), down]
+        })
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_lowercase();
+    if let (Some(before), Some(after)) = (roles_before, roles::read(rig.db()).await)
+        && let Some(warning) = roles::changed(&before, &after, &scripts)
+    {
+        log(r, &s.id, format!("warning: {warning}"));
+        let done = match &mut result {
+            Ok(done) => done,
+            Err(f) => &mut f.partial,
+        };
+        if let Some(Value::Array(list)) = done.details.as_mut().and_then(|d| d.get_mut("warnings"))
+        {
+            list.push(Value::from(warning));
+        }
+    }
     for password in rig
         .tool
         .as_ref()
