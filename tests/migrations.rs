@@ -65,6 +65,16 @@ fn outcome<'r>(run: &'r Run, version: &str) -> &'r Value {
         .unwrap_or_else(|| panic!("no outcome for {version}: {}", run.stderr))
 }
 
+/// Rehearse `files`, whose migration `002` must be `lossy` alone: its
+/// finding.
+fn lossy_002(files: &[(&str, &str)]) -> Value {
+    let (_dir, run) = rehearse_files(files, "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(verdicts(o), ["lossy"], "{o}");
+    o["findings"][0].clone()
+}
+
 fn verdicts(o: &Value) -> Vec<&str> {
     o["findings"]
         .as_array()
@@ -224,30 +234,24 @@ fn a_popx_down_of_only_comments_is_named_as_what_undid_nothing() {
 /// rows': the finding says so, where it cannot name a column.
 #[test]
 fn values_moved_between_rows_are_told_from_values_that_changed() {
-    let (_dir, run) = rehearse_files(
-        &[
-            (
-                "001_t.up.sql",
-                "CREATE TABLE t (id int PRIMARY KEY, v text);\nINSERT INTO t VALUES (1, 'a'), (2, 'b');\n",
-            ),
-            ("001_t.down.sql", "DROP TABLE t;\n"),
-            (
-                "002_swap.up.sql",
-                "UPDATE t SET v = CASE id WHEN 1 THEN 'b' ELSE 'a' END;\n",
-            ),
-            ("002_swap.down.sql", "SELECT 1;\n"),
-        ],
-        "",
-    );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    let o = outcome(&run, "002");
-    assert_eq!(verdicts(o), ["lossy"], "{o}");
+    let f = lossy_002(&[
+        (
+            "001_t.up.sql",
+            "CREATE TABLE t (id int PRIMARY KEY, v text);\nINSERT INTO t VALUES (1, 'a'), (2, 'b');\n",
+        ),
+        ("001_t.down.sql", "DROP TABLE t;\n"),
+        (
+            "002_swap.up.sql",
+            "UPDATE t SET v = CASE id WHEN 1 THEN 'b' ELSE 'a' END;\n",
+        ),
+        ("002_swap.down.sql", "SELECT 1;\n"),
+    ]);
     assert_eq!(
-        o["findings"][0]["tables"],
+        f["tables"],
         serde_json::json!([
             "public.t: 2 rows, but their contents changed (each column holds the values it held, but not in the same rows)"
         ]),
-        "{o}"
+        "{f}"
     );
 }
 
@@ -256,27 +260,21 @@ fn values_moved_between_rows_are_told_from_values_that_changed() {
 /// not put back what was there.
 #[test]
 fn a_case_change_under_a_case_insensitive_collation_is_a_change() {
-    let (_dir, run) = rehearse_files(
-        &[
-            (
-                "001_t.up.sql",
-                "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);\n\
+    let f = lossy_002(&[
+        (
+            "001_t.up.sql",
+            "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);\n\
                  CREATE TABLE t (id int PRIMARY KEY, name text COLLATE ci);\n\
                  INSERT INTO t VALUES (1, 'Ada');\n",
-            ),
-            ("001_t.down.sql", "DROP TABLE t;\nDROP COLLATION ci;\n"),
-            ("002_lower.up.sql", "UPDATE t SET name = lower(name);\n"),
-            ("002_lower.down.sql", "SELECT 1;\n"),
-        ],
-        "",
-    );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    let o = outcome(&run, "002");
-    assert_eq!(verdicts(o), ["lossy"], "{o}");
+        ),
+        ("001_t.down.sql", "DROP TABLE t;\nDROP COLLATION ci;\n"),
+        ("002_lower.up.sql", "UPDATE t SET name = lower(name);\n"),
+        ("002_lower.down.sql", "SELECT 1;\n"),
+    ]);
     assert_eq!(
-        o["findings"][0]["tables"],
+        f["tables"],
         serde_json::json!(["public.t: 1 rows, but their contents changed (in column(s) name)"]),
-        "{o}"
+        "{f}"
     );
 }
 
@@ -354,29 +352,23 @@ fn another_tools_history_table_is_judged_as_any_table() {
 
     // Rows: a migration that deletes sql-migrate's record of another
     // migration, and does not put it back, lost it.
-    let (_dir, run) = rehearse_files(
-        &[
-            (
-                "001_old.up.sql",
-                "CREATE TABLE gorp_migrations (id text PRIMARY KEY, applied_at timestamptz);\n\
+    let f = lossy_002(&[
+        (
+            "001_old.up.sql",
+            "CREATE TABLE gorp_migrations (id text PRIMARY KEY, applied_at timestamptz);\n\
                  INSERT INTO gorp_migrations VALUES ('1_init.sql', '2020-01-01'), ('2_old.sql', '2020-01-02');\n",
-            ),
-            ("001_old.down.sql", "DROP TABLE gorp_migrations;\n"),
-            (
-                "002_forget.up.sql",
-                "DELETE FROM gorp_migrations WHERE id = '2_old.sql';\n",
-            ),
-            ("002_forget.down.sql", "SELECT 1;\n"),
-        ],
-        "",
-    );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    let o = outcome(&run, "002");
-    assert_eq!(verdicts(o), ["lossy"], "{o}");
+        ),
+        ("001_old.down.sql", "DROP TABLE gorp_migrations;\n"),
+        (
+            "002_forget.up.sql",
+            "DELETE FROM gorp_migrations WHERE id = '2_old.sql';\n",
+        ),
+        ("002_forget.down.sql", "SELECT 1;\n"),
+    ]);
     assert_eq!(
-        o["findings"][0]["message"],
+        f["message"],
         "after the down, data that existed before the up is not back: public.gorp_migrations: 2 rows before, 1 after",
-        "{o}"
+        "{f}"
     );
 }
 
@@ -385,25 +377,19 @@ fn another_tools_history_table_is_judged_as_any_table() {
 /// blaming the down for a change it did not make.
 #[test]
 fn an_update_the_down_does_not_undo_is_lossy() {
-    let (_dir, run) = rehearse_files(
-        &[
-            (
-                "001_t.up.sql",
-                "CREATE TABLE t (id int PRIMARY KEY, v text);\nINSERT INTO t VALUES (1, 'a');\n",
-            ),
-            ("001_t.down.sql", "DROP TABLE t;\n"),
-            ("002_upd.up.sql", "UPDATE t SET v = 'z';\n"),
-            ("002_upd.down.sql", "SELECT 1;\n"),
-        ],
-        "",
-    );
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    let o = outcome(&run, "002");
-    assert_eq!(verdicts(o), ["lossy"], "{o}");
+    let f = lossy_002(&[
+        (
+            "001_t.up.sql",
+            "CREATE TABLE t (id int PRIMARY KEY, v text);\nINSERT INTO t VALUES (1, 'a');\n",
+        ),
+        ("001_t.down.sql", "DROP TABLE t;\n"),
+        ("002_upd.up.sql", "UPDATE t SET v = 'z';\n"),
+        ("002_upd.down.sql", "SELECT 1;\n"),
+    ]);
     assert_eq!(
-        o["findings"][0]["message"],
+        f["message"],
         "after the down, data that existed before the up is not back: public.t: 1 rows, but their contents changed (in column(s) v)",
-        "{o}"
+        "{f}"
     );
 }
 
