@@ -713,6 +713,31 @@ fn a_flyway_projects_configuration_file_gives_placeholders_and_the_historys_plac
         db.sql("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'app.tokens'::regclass"),
         "'from-the-env'::text"
     );
+
+    // A database whose Flyway history is in Flyway's default place, not
+    // where the file says: refused, not a new history that would run
+    // every migration again.
+    let other = Db::fresh();
+    flyway_table(&other);
+    let out = case
+        .command(&other.url, &[])
+        .env("FLYWAY_PLACEHOLDERS_API_TOKEN", "from-the-env")
+        .output()
+        .unwrap();
+    let refused = Run::new(out, &case.reports());
+    // The step's refusal: it changed nothing.
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "puts Flyway's history in app.schema_version, which this database does not have, and it has one in public.flyway_schema_history"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        other.sql("SELECT to_regclass('app.schema_version') IS NULL"),
+        "t"
+    );
 }
 
 /// A placeholder of the team's own takes its value from

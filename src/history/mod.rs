@@ -563,6 +563,15 @@ pub enum HistoryError {
         "Drizzle's history knows a migration by the `when` its meta/_journal.json gives it, and {0} has no journal"
     )]
     NoJournal(String),
+    #[error(
+        "{conf} puts Flyway's history in {table}, which this database does not have, and it has one in {found}: \
+         with no word on which, runbook would start a new history there and run every migration again"
+    )]
+    ConfElsewhere {
+        conf: String,
+        table: String,
+        found: String,
+    },
     #[error("{file}: {why}, and this database's history is Refinery's")]
     NotRefinery { file: String, why: &'static str },
     #[error("{file}: {why}, and these are the Supabase CLI's migrations")]
@@ -578,6 +587,9 @@ impl HistoryError {
             }
             Self::Several(_) => {
                 "say which one this directory's migrations are recorded in: `history: {format: …}` (or --history-format)"
+            }
+            Self::ConfElsewhere { .. } => {
+                "name the table the applied migrations are recorded in: `history: {format: flyway, table: SCHEMA.TABLE}` (or --history-table); if the file is not this database's, that says so too"
             }
             Self::Elsewhere(_) => {
                 "name the one this directory's migrations are recorded in: `history: {table: SCHEMA.TABLE}` (or --history-table); if none is, say `history: {format: runbook}`"
@@ -837,7 +849,16 @@ impl History {
         };
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
-            (Some(Tool::Flyway), None) if conf_table.is_some() => vec![flyway_table(named)],
+            // Flyway's default place too: a history there, and none where
+            // the file says, is a question to ask, not to guess.
+            (Some(Tool::Flyway), None) if conf_table.is_some() => [
+                vec![
+                    flyway_table(named),
+                    Tool::Flyway.default_table().to_string(),
+                ],
+                moved(&[Tool::Flyway]),
+            ]
+            .concat(),
             (Some(tool), None) => {
                 [vec![tool.default_table().to_string()], moved(&[*tool])].concat()
             }
@@ -849,7 +870,38 @@ impl History {
                 .chain(conf_table.clone())
                 .collect(),
         };
+        let mut seen = std::collections::HashSet::new();
+        let candidates: Vec<String> = candidates
+            .into_iter()
+            .filter(|c| seen.insert(c.clone()))
+            .collect();
         let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
+        if let Some(conf) = conf_table.as_ref().filter(|_| spec.table.is_none()) {
+            let qualified = |t: &str| {
+                let t = t.to_ascii_lowercase();
+                if t.contains('.') {
+                    t
+                } else {
+                    format!("public.{t}")
+                }
+            };
+            let other = found
+                .iter()
+                .filter(|t| Tool::of_columns(t) == Some(Tool::Flyway))
+                .find(|t| qualified(&t.name) != qualified(conf));
+            let there = found.iter().any(|t| qualified(&t.name) == qualified(conf));
+            if let (false, Some(other)) = (there, other) {
+                return Err(HistoryError::ConfElsewhere {
+                    conf: set
+                        .flyway_conf
+                        .as_ref()
+                        .map(|c| c.path.display().to_string())
+                        .unwrap_or_default(),
+                    table: conf.clone(),
+                    found: other.name.clone(),
+                });
+            }
+        }
         let mut history = match (spec.tool, &spec.table) {
             (Some(tool), table) => {
                 if table.is_none() && found.len() > 1 {
