@@ -103,7 +103,15 @@ impl Found {
 }
 
 /// Directory names that hold migrations, by the tools' conventions.
-const NAMES: &[&str] = &["migrations", "migration", "migrate", "sql", "drizzle"];
+const NAMES: &[&str] = &[
+    "migrations",
+    "migration",
+    "migrate",
+    "sql",
+    "drizzle",
+    // Liquibase's, where Spring Boot looks: `db/changelog`.
+    "changelog",
+];
 
 /// Directories never worth a look: dependencies, builds, VCS.
 const SKIP: &[&str] = &[
@@ -947,6 +955,26 @@ mod tests {
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("supabase/migrations"), "Supabase CLI", 1)
+        );
+        // A Spring application's Liquibase changelog, where Spring Boot
+        // looks for it.
+        let l = tempfile::tempdir().unwrap();
+        let c = l.path().join("src/main/resources/db/changelog");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(
+            c.join("db.changelog-master.yaml"),
+            "databaseChangeLog:\n  - include:\n      file: db/changelog/1.sql\n",
+        )
+        .unwrap();
+        std::fs::write(
+            c.join("1.sql"),
+            "--liquibase formatted sql\n--changeset a:1\nCREATE TABLE t (id int);\n--changeset a:2\nCREATE TABLE u (id int);\n",
+        )
+        .unwrap();
+        let f = detect(l.path(), &mut Vec::new()).remove(0);
+        assert_eq!(
+            (f.dir.as_path(), f.tool.as_str(), f.count),
+            (Path::new("src/main/resources/db/changelog"), "liquibase", 2)
         );
     }
 

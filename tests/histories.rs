@@ -3850,3 +3850,84 @@ fn a_rehearsal_runs_sqitchs_verify_scripts_after_each_up() {
     );
     assert_eq!(details["migrations"][1]["verdict"], "ok", "{details}");
 }
+
+#[test]
+fn a_liquibase_changelog_runs_its_changesets_in_its_order_and_rehearses_their_rollbacks() {
+    // A Spring application's layout: the master names files from the
+    // classpath's root, and 2.2 before 2.2.1, which sorts first by path.
+    let project = files(&[
+        (
+            "resources/db/changelog/db.changelog-master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: db/changelog/db.changelog-2.2.sql\n  - include:\n      file: db/changelog/db.changelog-2.2.1.sql\n  - includeAll:\n      path: later/\n      relativeToChangelogFile: true\n",
+        ),
+        (
+            "resources/db/changelog/db.changelog-2.2.sql",
+            "--liquibase formatted sql\n\n--changeset ann:users\nCREATE TABLE users (id bigint PRIMARY KEY);\n--rollback DROP TABLE users;\n\n--changeset ann:email\nALTER TABLE users ADD COLUMN email text;\n/* liquibase rollback\nALTER TABLE users\n  DROP COLUMN email;\n*/\n\n--changeset ann:h2-only dbms:h2\nCREATE TABLE h2_only (id int);\n",
+        ),
+        (
+            "resources/db/changelog/db.changelog-2.2.1.sql",
+            "--liquibase formatted sql\n\n--changeset ann:email-index runInTransaction:false\nCREATE INDEX CONCURRENTLY users_email ON users (email);\n--rollback DROP INDEX CONCURRENTLY users_email;\n\n--changeset ann:audit\nCREATE TABLE audit (id int);\n--rollback not required\n",
+        ),
+        (
+            "resources/db/changelog/later/a.sql",
+            "--liquibase formatted sql\n--changeset bob:seed context:test\nINSERT INTO users VALUES (1, 'a@example.com');\n--rollback DELETE FROM users WHERE id = 1;\n",
+        ),
+        (
+            "resources/db/changelog/later/b.sql",
+            "CREATE TABLE raw_made (id int);\n",
+        ),
+    ]);
+    let dir = project.path().join("resources/db/changelog");
+    let (_case, run) = rehearse_scratch(&Db::fresh(), &dir, "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let details = &run.step("rehearse")["details"];
+    let named: Vec<(&str, &str)> = details["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("users", "ok"),
+            ("email", "ok"),
+            ("email-index", "ok"),
+            ("audit", "irreversible"),
+            ("seed", "ok"),
+            ("b", "irreversible")
+        ],
+        "{details}"
+    );
+    assert!(
+        details["warnings"]
+            .to_string()
+            .contains("context or labels (later/a.sql:2 (bob:seed))"),
+        "{details}"
+    );
+
+    // Applied for real: recorded in runbook's own history, and the step
+    // says Liquibase will not see it.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        applied(&run),
+        ["0001", "0002", "0003", "0004", "0005", "0006"]
+    );
+    assert!(
+        run.stderr
+            .contains("Liquibase's DATABASECHANGELOG is not written"),
+        "{}",
+        run.stderr
+    );
+    let rows = db.sql("SELECT count(*) FROM users");
+    assert_eq!(rows, "1");
+    // A database Liquibase keeps is not run again by runbook.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE databasechangelog (id varchar(255), author varchar(255), filename varchar(255), dateexecuted timestamp, orderexecuted int, exectype varchar(10), md5sum varchar(35))");
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("Liquibase"), "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+}

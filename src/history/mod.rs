@@ -261,7 +261,7 @@ impl Tool {
             F::Tern => Self::Tern,
             F::NodePgMigrate => Self::NodePgMigrate,
             F::Postgrator => Self::Postgrator,
-            F::Pairs | F::Plain | F::Sqitch | F::Tool => return None,
+            F::Pairs | F::Plain | F::Sqitch | F::Liquibase | F::Tool => return None,
         })
     }
 
@@ -1145,6 +1145,14 @@ impl History {
     /// table was not made ([`History::instead_of`]): that the tool's own
     /// migrator will not see these migrations, and how to keep its table.
     pub fn not_kept(&self) -> Option<String> {
+        if self.format == migrations::Format::Liquibase && self.tool == Tool::Runbook {
+            return Some(
+                "Liquibase's DATABASECHANGELOG is not written: runbook records these changesets in \
+                 its own history. Liquibase (and an application that runs it at start-up) will not \
+                 see them as applied, and would run them again"
+                    .to_string(),
+            );
+        }
         self.instead_of.map(|t| {
             format!(
                 "{t}'s own history table is not made: it cannot mark a script that stops \

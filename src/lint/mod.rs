@@ -740,6 +740,8 @@ fn runbooks_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && is_runbook_file(p))
+        // A Liquibase changelog's directory is a migration directory.
+        .filter(|p| !crate::migrations::liquibase_changelog(p))
         .collect();
     out.sort();
     Ok(out)

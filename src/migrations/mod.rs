@@ -35,6 +35,7 @@ use crate::pg::statements::Statement;
 mod drizzle;
 mod flyway;
 pub mod flyway_conf;
+mod liquibase;
 mod sqitch;
 mod tern;
 
@@ -43,6 +44,7 @@ pub use flyway::{
     Values as FlywayValues, fill as fill_flyway, secret_values as flyway_secret_values,
     stand_ins as flyway_stand_ins,
 };
+pub use liquibase::changelog as liquibase_changelog;
 pub use sqitch::script_hash as sqitch_hash;
 
 /// The marker that runs a script outside a transaction, in any format.
@@ -71,6 +73,9 @@ pub enum Format {
     NodePgMigrate,
     /// Postgrator's `001.do.name.sql` and `001.undo.name.sql`.
     Postgrator,
+    /// Liquibase's formatted SQL: `--changeset author:id` in `.sql` files,
+    /// each with its `--rollback`.
+    Liquibase,
     /// Migrations another tool applies, known by name only ([`tool_set`]).
     Tool,
 }
@@ -90,6 +95,7 @@ pub const FORMATS: &[&str] = &[
     "tern",
     "node-pg-migrate",
     "postgrator",
+    "liquibase",
 ];
 
 impl Format {
@@ -109,6 +115,7 @@ impl Format {
             Self::Tern => "tern",
             Self::NodePgMigrate => "node-pg-migrate",
             Self::Postgrator => "postgrator",
+            Self::Liquibase => "liquibase",
             Self::Tool => "tool",
         }
     }
@@ -131,6 +138,7 @@ impl Format {
             "tern" => Self::Tern,
             "node-pg-migrate" => Self::NodePgMigrate,
             "postgrator" => Self::Postgrator,
+            "liquibase" => Self::Liquibase,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
@@ -252,6 +260,23 @@ pub enum LoadError {
         name: String,
         conf: String,
     },
+    #[error("{file}:{line}: {what}")]
+    Liquibase {
+        file: String,
+        line: usize,
+        what: String,
+    },
+    #[error("{file}: {what}")]
+    LiquibaseChangelog { file: String, what: String },
+    #[error(
+        "{at}: {tool} runs this changeset in a transaction; `{statement}` cannot run in one ({why}), so it fails there"
+    )]
+    InTransaction {
+        at: String,
+        tool: &'static str,
+        statement: String,
+        why: String,
+    },
     #[error("{at}: Flyway's configuration cannot be read: {why}")]
     FlywayConf { at: String, why: String },
     #[error(
@@ -356,6 +381,15 @@ impl LoadError {
             }
             Self::OneQuery { .. } => {
                 "move that statement to a migration of its own, where it is the only statement"
+            }
+            Self::Liquibase { .. } => {
+                "rewrite the changeset in what runbook runs (SQL, and its rollback in `--rollback` lines), or run this changelog with Liquibase in a `shell` step"
+            }
+            Self::LiquibaseChangelog { .. } => {
+                "runbook follows a changelog's `include` and `includeAll` to formatted SQL files; point `dir:` at the directory that holds the master changelog, or at one that holds only formatted SQL files, which run in the order of their paths"
+            }
+            Self::InTransaction { .. } => {
+                "add runInTransaction:false to the changeset's line, so that it runs statement by statement, as runbook runs it"
             }
         })
     }
@@ -893,11 +927,12 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Some(f) => f,
         None if sqitch::present(dir) => Format::Sqitch,
         None if drizzle::present(dir) => Format::Drizzle,
+        None if liquibase::present(dir) => Format::Liquibase,
         None if flyway::present(dir)? => Format::Flyway,
         None => detect(dir, &read_dir(dir)?)?,
     };
     let found = match format {
-        Format::Flyway | Format::Sqitch | Format::Drizzle => Vec::new(),
+        Format::Flyway | Format::Sqitch | Format::Drizzle | Format::Liquibase => Vec::new(),
         _ => read_dir(dir)?,
     };
     let mut set = Set {
@@ -911,6 +946,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Format::Flyway => flyway::load(dir, &mut set)?,
         Format::Sqitch => sqitch::load(dir, &mut set)?,
         Format::Drizzle => drizzle::load(dir, &mut set)?,
+        Format::Liquibase => liquibase::load(dir, &mut set)?,
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
         Format::Popx => load_popx(dir, &found, &mut set)?,
         Format::Diesel => load_diesel(dir, &found, &mut set)?,

@@ -1,0 +1,1258 @@
+//! Liquibase's formatted SQL: `.sql` files whose first line is
+//! `--liquibase formatted sql`, each holding changesets
+//! (`--changeset author:id attribute:value ...`), each changeset's
+//! rollback in `--rollback` lines or a `/* liquibase rollback ... */`
+//! block. A directory of them runs as Liquibase's `includeAll` runs it: its
+//! `.sql` files, in its subdirectories too, in the order of their paths,
+//! each file's changesets in file order. A `.sql` file without the header
+//! is one changeset with no rollback, as `includeAll` takes it.
+//!
+//! Changesets have ids, not numbers, so each is known by its place in the
+//! directory (`0001`, `0002`, …) and its id. What Liquibase does with a
+//! changeset and runbook cannot do the same way is refused with its line,
+//! before anything runs: a precondition, a `runWith` other than JDBC, an
+//! `endDelimiter` other than `;`, a rollback that names another changeset,
+//! a changelog property with no value in the file, a statement that cannot
+//! run in the transaction the changeset runs in. Changesets for another
+//! database (`dbms:`) or marked `ignore:true` are left out, as Liquibase
+//! leaves them out. Contexts and labels select nothing: Liquibase run with
+//! none given runs every changeset, and so does runbook (a warning names
+//! them).
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+use super::{Down, LoadError, Script, Set, push_versioned, without_bom};
+
+/// Why a changeset's script runs outside a transaction.
+const NO_TRANSACTION: &str = "its changeset says runInTransaction:false";
+
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("a Liquibase pattern")
+}
+
+struct Patterns {
+    header: Regex,
+    changeset: Regex,
+    changeset_like: Regex,
+    rollback: Regex,
+    rollback_start: Regex,
+    rollback_end: Regex,
+    precondition: Regex,
+    property: Regex,
+    ignore_lines: Regex,
+    include: Regex,
+    reference: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static P: std::sync::OnceLock<Patterns> = std::sync::OnceLock::new();
+    P.get_or_init(|| Patterns {
+        header: re(r"(?i)^\s*--\s*liquibase\s*formatted"),
+        changeset: re(r#"(?i)^\s*--\s*changeset\s+("[^"]+"|[^:]+):\s*("[^"]+"|\S+)(.*)$"#),
+        changeset_like: re(r"(?i)^\s*-+\s*changeset(\s|$)"),
+        rollback: re(r"(?i)^\s*--\s*rollback (.*)$"),
+        rollback_start: re(r"(?i)^\s*/\*\s*liquibase\s*rollback\s*$"),
+        rollback_end: re(r"\*/\s*$"),
+        precondition: re(r"(?i)^\s*--\s*precondition"),
+        property: re(r"(?i)^\s*--\s*property\s"),
+        ignore_lines: re(r"(?i)^\s*--\s*ignoreLines:(\w+)"),
+        include: re(r"(?i)^\s*--\s*include(all)?[\s:]"),
+        reference: re(r"(?i)changesetid\s*:"),
+    })
+}
+
+/// Whether `text` is a formatted SQL file: its first line that is not
+/// blank says so, as Liquibase looks.
+fn formatted(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| patterns().header.is_match(l))
+}
+
+/// Whether a file is one of Liquibase's XML, YAML or JSON changelogs.
+pub fn changelog(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    ["xml", "yaml", "yml", "json"].contains(&ext.to_ascii_lowercase().as_str())
+        && std::fs::read_to_string(path).is_ok_and(|t| t.contains("databaseChangeLog"))
+}
+
+/// A directory of Liquibase's: a file in it is formatted SQL or a changelog.
+pub(super) fn present(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let path = e.path();
+        path.is_file()
+            && if path
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("sql"))
+            {
+                std::fs::read_to_string(&path).is_ok_and(|t| formatted(&t))
+            } else {
+                changelog(&path)
+            }
+    })
+}
+
+/// The directory's `.sql` files and changelogs, relative, `/`-separated,
+/// in the order of their paths, as `includeAll` takes them.
+fn files(dir: &Path) -> Result<Vec<String>, LoadError> {
+    fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), LoadError> {
+        let here = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let entries = std::fs::read_dir(&here).map_err(|e| LoadError::Unreadable {
+            path: format!("the migration directory {}", here.display()),
+            why: e.to_string(),
+        })?;
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let full = root.join(&path);
+            if full.is_dir() {
+                if !name.starts_with('.') {
+                    walk(root, &path, out)?;
+                }
+            } else if name.to_ascii_lowercase().ends_with(".sql") || changelog(&full) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Changelog properties, `(name, value)`, in the order given: a later one wins.
+type Properties = Vec<(String, String)>;
+
+/// One changeset as its file has it.
+struct Changeset {
+    author: String,
+    id: String,
+    /// The `--changeset` line (1-based).
+    line: usize,
+    attributes: String,
+    /// The lines after it, up to the next one; what is not SQL blanked.
+    body: Vec<String>,
+    /// The lines that are SQL, for the checksum.
+    sql_lines: Vec<String>,
+    /// (line, text) of each rollback line.
+    rollback: Vec<(usize, String)>,
+}
+
+impl Changeset {
+    /// An attribute's value: the last `name:value` on the changeset line,
+    /// as Liquibase's patterns find it.
+    fn attribute(&self, name: &str) -> Option<String> {
+        let pattern = re(&format!(r#"(?i)\b{name}:("[^"]*"|\S*)"#));
+        pattern
+            .captures_iter(&self.attributes)
+            .last()
+            .map(|c| c[1].trim_matches('"').to_string())
+    }
+
+    fn flag(&self, name: &str, default: bool) -> bool {
+        self.attribute(name)
+            .map_or(default, |v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// Whether its `dbms:` takes PostgreSQL, as Liquibase matches the list.
+    fn for_postgres(&self) -> bool {
+        let Some(list) = self.attribute("dbms") else {
+            return true;
+        };
+        let items: Vec<String> = list
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if items.is_empty() || items.iter().any(|i| i == "all") {
+            return true;
+        }
+        if items.iter().any(|i| i == "none" || i == "!postgresql") {
+            return false;
+        }
+        let wanted: Vec<&String> = items.iter().filter(|i| !i.starts_with('!')).collect();
+        wanted.is_empty() || wanted.iter().any(|i| *i == "postgresql")
+    }
+}
+
+/// A problem at a line of a file.
+fn at(file: &str, line: usize, what: impl Into<String>) -> LoadError {
+    LoadError::Liquibase {
+        file: file.to_string(),
+        line,
+        what: what.into(),
+    }
+}
+
+/// The changesets of one formatted SQL file, with the file's properties.
+fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), LoadError> {
+    let p = patterns();
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out: Vec<Changeset> = Vec::new();
+    let mut properties: Vec<(String, String)> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let raw = lines[i];
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let n = i + 1;
+        i += 1;
+        if p.property.is_match(line) {
+            let get = |key: &str| {
+                re(&format!(r"(?i)\b{key}:\s*(\S+)"))
+                    .captures(line)
+                    .map(|c| c[1].to_string())
+            };
+            match (get("name"), get("value")) {
+                (Some(name), Some(value)) => properties.push((name, value)),
+                _ => return Err(at(file, n, "a property needs `name:` and `value:`")),
+            }
+            blank_last(&mut out, raw);
+            continue;
+        }
+        if let Some(c) = p.ignore_lines.captures(line) {
+            let what = c[1].to_ascii_lowercase();
+            let skip = if what == "start" {
+                let end = lines[i..]
+                    .iter()
+                    .position(|l| {
+                        p.ignore_lines
+                            .captures(l)
+                            .is_some_and(|c| c[1].eq_ignore_ascii_case("end"))
+                    })
+                    .ok_or_else(|| {
+                        at(file, n, "`--ignoreLines:start` has no `--ignoreLines:end`")
+                    })?;
+                end + 1
+            } else {
+                what.parse::<usize>().map_err(|_| {
+                    at(
+                        file,
+                        n,
+                        format!("`--ignoreLines:{what}`: expected a count, or start"),
+                    )
+                })?
+            };
+            blank_last(&mut out, raw);
+            for l in lines.iter().skip(i).take(skip) {
+                blank_last(&mut out, l);
+            }
+            i += skip;
+            continue;
+        }
+        if let Some(c) = p.changeset.captures(line) {
+            let unquote = |s: &str| s.trim().trim_matches('"').to_string();
+            let (author, id) = (unquote(&c[1]), unquote(&c[2]));
+            if id.replace([':', ' '], "").is_empty() {
+                return Err(at(file, n, "a changeset's id cannot be empty"));
+            }
+            if let Some(first) = out.iter().find(|s| s.author == author && s.id == id) {
+                return Err(at(
+                    file,
+                    n,
+                    format!(
+                        "changeset {author}:{id} is also at line {}; Liquibase refuses the same changeset twice",
+                        first.line
+                    ),
+                ));
+            }
+            out.push(Changeset {
+                author,
+                id,
+                line: n,
+                attributes: c[3].to_string(),
+                body: Vec::new(),
+                sql_lines: Vec::new(),
+                rollback: Vec::new(),
+            });
+            continue;
+        }
+        if p.changeset_like.is_match(line) {
+            return Err(at(file, n, "expected `--changeset author:id`"));
+        }
+        let Some(current) = out.last_mut() else {
+            // Before the first changeset: Liquibase reads past it, except
+            // what would bring in other files.
+            if p.include.is_match(line) {
+                return Err(at(
+                    file,
+                    n,
+                    "an include of other changelogs, which runbook does not follow",
+                ));
+            }
+            continue;
+        };
+        if p.precondition.is_match(line) {
+            return Err(at(
+                file,
+                n,
+                "a precondition, which Liquibase checks before the changeset and runbook does not",
+            ));
+        }
+        if let Some(c) = p.rollback.captures(line) {
+            current.rollback.push((n, c[1].to_string()));
+            current.body.push(line.to_string());
+            continue;
+        }
+        if p.rollback_start.is_match(line) {
+            current.body.push(line.to_string());
+            loop {
+                let Some(raw) = lines.get(i) else {
+                    return Err(at(file, n, "this rollback comment is not closed (`*/`)"));
+                };
+                let l = raw.strip_suffix('\r').unwrap_or(raw);
+                i += 1;
+                current.body.push(l.to_string());
+                if p.rollback_end.is_match(l) {
+                    let before = p.rollback_end.replace(l, "");
+                    if !before.trim().is_empty() {
+                        current.rollback.push((i, before.into_owned()));
+                    }
+                    break;
+                }
+                current.rollback.push((i, l.to_string()));
+            }
+            continue;
+        }
+        current.body.push(line.to_string());
+        let lower = line.trim_start().to_ascii_lowercase();
+        let meta = ["--comment", "--validchecksum"]
+            .iter()
+            .any(|m| lower.replace(' ', "").starts_with(m));
+        if !meta {
+            current.sql_lines.push(line.to_string());
+        }
+    }
+    Ok((out, properties))
+}
+
+/// An ignored line, in the changeset it falls in: kept for the line
+/// count, with nothing left that runs.
+fn blank_last(out: &mut [Changeset], raw: &str) {
+    if let Some(c) = out.last_mut() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        c.body.push(" ".repeat(line.len()));
+    }
+}
+
+/// `${name}` filled from the file's `--property` lines; one with no value
+/// there is refused, as its value is in Liquibase's own configuration.
+fn fill(
+    file: &str,
+    first_line: usize,
+    sql: &str,
+    properties: &[(String, String)],
+) -> Result<String, LoadError> {
+    let placeholder = re(r"\$\{([^}\s]+)\}");
+    let mut missing = None;
+    let filled = placeholder.replace_all(sql, |c: &regex::Captures| {
+        match properties.iter().rev().find(|(k, _)| *k == c[1]) {
+            Some((_, v)) => v.clone(),
+            None => {
+                if missing.is_none() {
+                    let offset = c.get(0).map_or(0, |m| m.start());
+                    missing = Some((
+                        first_line + sql[..offset].matches('\n').count(),
+                        c[1].to_string(),
+                    ));
+                }
+                c[0].to_string()
+            }
+        }
+    });
+    match missing {
+        Some((line, name)) => Err(at(
+            file,
+            line,
+            format!(
+                "`${{{name}}}` is a changelog property with no value in this file; Liquibase fills it from its own configuration, which runbook does not read"
+            ),
+        )),
+        None => Ok(filled.into_owned()),
+    }
+}
+
+/// The statement Liquibase would fail to run in the changeset's
+/// transaction, where it runs in one.
+fn in_transaction(s: &Script) -> Option<LoadError> {
+    if s.no_transaction.is_some() {
+        return None;
+    }
+    let stmts = crate::pg::statements::split(&s.sql);
+    if stmts.iter().any(|st| st.transaction_control) {
+        return None;
+    }
+    if let Some(why) = super::enum_value_used(&stmts) {
+        return Some(LoadError::InTransaction {
+            at: s.locate(0),
+            tool: "Liquibase",
+            statement: "ALTER TYPE ... ADD VALUE".into(),
+            why,
+        });
+    }
+    let st = stmts.iter().find(|st| st.no_transaction.is_some())?;
+    Some(LoadError::InTransaction {
+        at: s.locate(st.offset),
+        tool: "Liquibase",
+        statement: st.summary(),
+        why: st.no_transaction.unwrap_or_default().to_string(),
+    })
+}
+
+/// The SQL files a directory's changelogs run, in order: where the
+/// directory holds a changelog (XML, YAML or JSON) that no other one there
+/// includes, what it includes; else its `.sql` files, as `includeAll` takes
+/// them. With the properties the changelogs give.
+struct Plan {
+    /// Each file's path, and its name relative to the directory.
+    files: Vec<(PathBuf, String)>,
+    properties: Vec<(String, String)>,
+    seen: std::collections::HashSet<PathBuf>,
+    /// The directory's `.sql` files that no changelog includes.
+    left_out: Option<String>,
+}
+
+/// What a changelog lists, in order.
+enum Item {
+    Include { file: String, relative: bool },
+    IncludeAll { path: String, relative: bool },
+    Property { name: String, value: String },
+}
+
+fn changelog_error(file: &str, what: impl Into<String>) -> LoadError {
+    LoadError::LiquibaseChangelog {
+        file: file.to_string(),
+        what: what.into(),
+    }
+}
+
+/// The items of an XML, YAML or JSON changelog.
+fn items(path: &Path, label: &str) -> Result<Vec<Item>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let xml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xml"));
+    if xml {
+        xml_items(label, text)
+    } else {
+        yaml_items(label, text)
+    }
+}
+
+fn xml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
+    let doc = roxmltree::Document::parse(text)
+        .map_err(|e| changelog_error(label, format!("cannot be read as XML: {e}")))?;
+    let mut out = Vec::new();
+    for node in doc.root_element().children().filter(|n| n.is_element()) {
+        let line = doc.text_pos_at(node.range().start).row;
+        let attr = |name: &str| node.attribute(name).map(str::to_string);
+        let relative =
+            attr("relativeToChangelogFile").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let missing = |what: &str| {
+            changelog_error(
+                &format!("{label}:{line}"),
+                format!("`<{}>` has no `{what}`", node.tag_name().name()),
+            )
+        };
+        out.push(match node.tag_name().name() {
+            "include" => Item::Include {
+                file: attr("file").ok_or_else(|| missing("file"))?,
+                relative,
+            },
+            "includeAll" => Item::IncludeAll {
+                path: attr("path").ok_or_else(|| missing("path"))?,
+                relative,
+            },
+            "property" => match (attr("name"), attr("value")) {
+                (Some(name), Some(value)) => Item::Property { name, value },
+                _ => continue,
+            },
+            other => return Err(unread(&format!("{label}:{line}"), other)),
+        });
+    }
+    Ok(out)
+}
+
+/// A changelog entry runbook does not run.
+fn unread(at: &str, kind: &str) -> LoadError {
+    changelog_error(
+        at,
+        match kind {
+            "changeSet" => "a changeset written in the changelog itself, which runbook does not run; it runs changesets in formatted SQL files".to_string(),
+            other => format!("`{other}`, which runbook does not read"),
+        },
+    )
+}
+
+fn yaml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
+    use serde_yaml::Value;
+    let doc: Value = serde_yaml::from_str(text)
+        .map_err(|e| changelog_error(label, format!("cannot be read: {e}")))?;
+    let Some(list) = doc.get("databaseChangeLog").and_then(Value::as_sequence) else {
+        return Err(changelog_error(label, "has no `databaseChangeLog` list"));
+    };
+    let text_of = |v: &Value, key: &str| -> Option<String> {
+        match v.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        let Some((key, body)) = entry.as_mapping().and_then(|m| m.iter().next()) else {
+            return Err(changelog_error(label, "an entry that is not `kind: {...}`"));
+        };
+        let key = key.as_str().unwrap_or_default();
+        let relative = text_of(body, "relativeToChangelogFile")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let missing = |what: &str| changelog_error(label, format!("`{key}` has no `{what}`"));
+        out.push(match key {
+            "include" => Item::Include {
+                file: text_of(body, "file").ok_or_else(|| missing("file"))?,
+                relative,
+            },
+            "includeAll" => Item::IncludeAll {
+                path: text_of(body, "path").ok_or_else(|| missing("path"))?,
+                relative,
+            },
+            "property" => match (text_of(body, "name"), text_of(body, "value")) {
+                (Some(name), Some(value)) => Item::Property { name, value },
+                _ => continue,
+            },
+            other => return Err(unread(label, other)),
+        });
+    }
+    Ok(out)
+}
+
+/// Where an include points: relative to the changelog, or (as on
+/// Liquibase's search path, a Spring application's classpath) from the
+/// changelog's directory or one above it, up to the repository's root.
+fn resolve(changelog_dir: &Path, target: &str, relative: bool) -> Option<PathBuf> {
+    let t = target
+        .trim_start_matches("classpath*:")
+        .trim_start_matches("classpath:")
+        .trim_start_matches('/');
+    if relative {
+        let p = changelog_dir.join(t);
+        return p.exists().then_some(p);
+    }
+    for above in changelog_dir.ancestors().take(8) {
+        let p = above.join(t);
+        if p.exists() {
+            return Some(p);
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    None
+}
+
+impl Plan {
+    fn label(dir: &Path, path: &Path) -> String {
+        match path.strip_prefix(dir) {
+            Ok(rel) => rel.to_string_lossy().replace('\\', "/"),
+            Err(_) => path.display().to_string(),
+        }
+    }
+
+    fn add(&mut self, dir: &Path, path: &Path) -> Result<(), LoadError> {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if !self.seen.insert(key) {
+            // Liquibase runs a changeset once, however often it is included.
+            return Ok(());
+        }
+        let sql = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("sql"));
+        if sql {
+            self.files
+                .push((path.to_path_buf(), Self::label(dir, path)));
+            Ok(())
+        } else {
+            self.follow(dir, path)
+        }
+    }
+
+    /// What the changelog at `path` includes, in order.
+    fn follow(&mut self, dir: &Path, path: &Path) -> Result<(), LoadError> {
+        let label = Self::label(dir, path);
+        let here = path.parent().unwrap_or(dir);
+        for item in items(path, &label)? {
+            match item {
+                Item::Property { name, value } => self.properties.push((name, value)),
+                Item::Include { file, relative } => {
+                    let Some(p) = resolve(here, &file, relative) else {
+                        return Err(changelog_error(
+                            &label,
+                            format!("includes {file}, which is not there"),
+                        ));
+                    };
+                    self.add(dir, &p)?;
+                }
+                Item::IncludeAll {
+                    path: all,
+                    relative,
+                } => {
+                    let Some(p) = resolve(here, &all, relative).filter(|p| p.is_dir()) else {
+                        return Err(changelog_error(
+                            &label,
+                            format!("includes all of {all}, which is not a directory there"),
+                        ));
+                    };
+                    for f in files(&p)? {
+                        self.add(dir, &p.join(f))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The plan of `dir`: its one top-level changelog that no other there
+/// includes, or all its `.sql` files.
+fn plan(dir: &Path) -> Result<Plan, LoadError> {
+    let mut plan = Plan {
+        files: Vec::new(),
+        properties: Vec::new(),
+        seen: std::collections::HashSet::new(),
+        left_out: None,
+    };
+    let all = files(dir)?;
+    let top: Vec<PathBuf> = all
+        .iter()
+        .filter(|f| !f.contains('/') && !f.to_ascii_lowercase().ends_with(".sql"))
+        .map(|f| dir.join(f))
+        .collect();
+    if top.is_empty() {
+        for f in &all {
+            plan.add(dir, &dir.join(f))?;
+        }
+        return Ok(plan);
+    }
+    // The master: the changelog no other one includes.
+    let mut included = std::collections::HashSet::new();
+    for c in &top {
+        let here = c.parent().unwrap_or(dir);
+        for item in items(c, &Plan::label(dir, c))? {
+            if let Item::Include { file, relative } = item
+                && let Some(p) = resolve(here, &file, relative)
+            {
+                included.insert(p.canonicalize().unwrap_or(p));
+            }
+        }
+    }
+    let masters: Vec<&PathBuf> = top
+        .iter()
+        .filter(|c| !included.contains(&c.canonicalize().unwrap_or_else(|_| c.to_path_buf())))
+        .collect();
+    match masters.as_slice() {
+        [master] => plan.add(dir, master)?,
+        _ => {
+            return Err(changelog_error(
+                &top.iter()
+                    .map(|c| Plan::label(dir, c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                "are changelogs, and none of them includes the others, so which one is the master is not known",
+            ));
+        }
+    }
+    let left: Vec<&String> = all
+        .iter()
+        .filter(|f| f.to_ascii_lowercase().ends_with(".sql"))
+        .filter(|f| {
+            let p = dir.join(f);
+            !plan.seen.contains(&p.canonicalize().unwrap_or(p))
+        })
+        .collect();
+    if let Some(first) = left.first() {
+        plan.left_out = Some(format!(
+            "{} .sql file(s) in the directory are in no changelog, and do not run ({first}{})",
+            left.len(),
+            if left.len() > 1 { ", …" } else { "" }
+        ));
+    }
+    Ok(plan)
+}
+
+pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
+    let plan = match plan(dir) {
+        Ok(p) => p,
+        Err(e) => return set.problem(e),
+    };
+    set.warnings.extend(plan.left_out.clone());
+    let mut place = 0;
+    let mut selected: Vec<String> = Vec::new();
+    for (path, file) in &plan.files {
+        let file = file.clone();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        if !formatted(&text) {
+            // Liquibase takes it as one changeset of raw SQL, with no rollback.
+            place += 1;
+            let up = without_bom(Script {
+                sql: text,
+                file: file.clone(),
+                first_line: 1,
+                no_transaction: None,
+                written: None,
+            });
+            if let Some(e) = in_transaction(&up) {
+                set.problem(e)?;
+                continue;
+            }
+            let stem = file.rsplit('/').next().unwrap_or(&file);
+            let name = stem.strip_suffix(".sql").unwrap_or(stem).to_string();
+            let down = Down::Missing(format!(
+                "{file} is not formatted SQL, so Liquibase has no rollback for it"
+            ));
+            push_versioned(set, &file, format!("{place:04}"), name, up, down)?;
+            continue;
+        }
+        let (found, mut properties) = match changesets(&file, &text) {
+            Ok(f) => f,
+            Err(e) => {
+                set.problem(e)?;
+                continue;
+            }
+        };
+        // The changelogs' properties first: a file's own come later and win.
+        properties.splice(0..0, plan.properties.iter().cloned());
+        if found.is_empty() {
+            set.problem(at(&file, 1, "no `--changeset author:id` line"))?;
+            continue;
+        }
+        for c in found {
+            if !c.for_postgres() || c.flag("ignore", false) {
+                continue;
+            }
+            place += 1;
+            match changeset_migration(&file, &c, &properties) {
+                Ok((up, down, checksum)) => {
+                    if c.attribute("context").is_some()
+                        || c.attribute("contextFilter").is_some()
+                        || c.attribute("labels").is_some()
+                    {
+                        selected.push(format!("{file}:{} ({}:{})", c.line, c.author, c.id));
+                    }
+                    for (flag, what) in [
+                        (
+                            "runOnChange",
+                            "when it changes, runbook refuses it as a changed migration, where Liquibase runs it again",
+                        ),
+                        (
+                            "runAlways",
+                            "runbook runs it once, where Liquibase runs it on every update",
+                        ),
+                    ] {
+                        if c.flag(flag, false) {
+                            set.warnings.push(format!(
+                                "{file}:{}: changeset {}:{} says {flag}:true; {what}",
+                                c.line, c.author, c.id
+                            ));
+                        }
+                    }
+                    if !c.flag("failOnError", true) {
+                        set.warnings.push(format!(
+                            "{file}:{}: changeset {}:{} says failOnError:false; runbook stops at its error, where Liquibase goes on and records it as run",
+                            c.line, c.author, c.id
+                        ));
+                    }
+                    push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
+                    if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
+                        m.checksum = checksum;
+                    }
+                }
+                Err(e) => set.problem(e)?,
+            }
+        }
+    }
+    if !selected.is_empty() {
+        set.warnings.push(format!(
+            "{} changeset(s) have a context or labels ({}{}); runbook runs every changeset, as Liquibase does when it is given no contexts or labels",
+            selected.len(),
+            selected[0],
+            if selected.len() > 1 { ", …" } else { "" }
+        ));
+    }
+    if set.migrations.is_empty() && !set.tolerant {
+        return Err(LoadError::Empty(dir.display().to_string()));
+    }
+    name_shared_ids(set);
+    Ok(())
+}
+
+/// Changesets are known by their ids; where two files use the same id
+/// (many number their changesets 1, 2, … in each file), each of those is
+/// known by its file too: `db.changelog-1.0:1`.
+fn name_shared_ids(set: &mut Set) {
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for m in &set.migrations {
+        *count.entry(m.name.clone()).or_default() += 1;
+    }
+    for m in &mut set.migrations {
+        if count[&m.name] > 1 {
+            let stem = m.up.file.strip_suffix(".sql").unwrap_or(&m.up.file);
+            m.name = format!("{stem}:{}", m.name);
+        }
+    }
+}
+
+/// A changeset's up, its down, and the checksum of its SQL (its rollback
+/// and comments left out, so that editing them does not make an applied
+/// changeset read as changed).
+fn changeset_migration(
+    file: &str,
+    c: &Changeset,
+    properties: &[(String, String)],
+) -> Result<(Script, Down, String), LoadError> {
+    if let Some(with) = c.attribute("runWith")
+        && !with.eq_ignore_ascii_case("jdbc")
+    {
+        return Err(at(
+            file,
+            c.line,
+            format!("runWith:{with} runs the changeset in another program, which runbook does not"),
+        ));
+    }
+    for key in ["endDelimiter", "rollbackEndDelimiter"] {
+        if let Some(d) = c.attribute(key)
+            && !(d.is_empty() || d == ";")
+        {
+            return Err(at(
+                file,
+                c.line,
+                format!(
+                    "{key}:{d}: runbook splits statements with PostgreSQL's parser, at `;`, and would not cut at `{d}`"
+                ),
+            ));
+        }
+    }
+    let no_transaction = (!c.flag("runInTransaction", true)).then(|| NO_TRANSACTION.to_string());
+    let body = c.body.join("\n");
+    if crate::pg::statements::split(&body).is_empty()
+        && c.sql_lines.iter().all(|l| l.trim().is_empty())
+    {
+        return Err(at(
+            file,
+            c.line,
+            format!(
+                "changeset {}:{} has no SQL; Liquibase refuses it",
+                c.author, c.id
+            ),
+        ));
+    }
+    let up = Script {
+        sql: fill(file, c.line + 1, &body, properties)?,
+        file: file.to_string(),
+        first_line: c.line + 1,
+        no_transaction: no_transaction.clone(),
+        written: None,
+    };
+    if let Some(e) = in_transaction(&up) {
+        return Err(e);
+    }
+    let down = match c.rollback.first() {
+        None => Down::Missing(format!(
+            "{file}:{}: changeset {}:{} has no --rollback",
+            c.line, c.author, c.id
+        )),
+        Some((first, _)) => {
+            let joined: String = c
+                .rollback
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let lower = joined.trim().to_ascii_lowercase();
+            if lower.starts_with("not required") || lower.starts_with("empty") {
+                Down::Missing(format!(
+                    "{file}:{first}: changeset {}:{}'s rollback is `{}`",
+                    c.author,
+                    c.id,
+                    joined.trim()
+                ))
+            } else if p_reference(&joined) {
+                return Err(at(
+                    file,
+                    *first,
+                    "a rollback that runs another changeset's changes, which runbook does not look up",
+                ));
+            } else {
+                // Each rollback line on its own line of the file, so that
+                // an error names the right one.
+                let mut text = String::new();
+                let mut line = *first;
+                for (n, t) in &c.rollback {
+                    while line < *n {
+                        text.push('\n');
+                        line += 1;
+                    }
+                    text.push_str(t);
+                }
+                let down = Script {
+                    sql: fill(file, *first, &text, properties)?,
+                    file: file.to_string(),
+                    first_line: *first,
+                    no_transaction,
+                    written: None,
+                };
+                if let Some(e) = in_transaction(&down) {
+                    return Err(e);
+                }
+                Down::Script(down)
+            }
+        }
+    };
+    let checksum = crate::hash::sha256_hex(c.sql_lines.join("\n").trim().as_bytes());
+    Ok((up, down, checksum))
+}
+
+fn p_reference(rollback: &str) -> bool {
+    patterns().reference.is_match(rollback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Format, load, load_tolerant};
+    use super::*;
+
+    fn dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = d.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        d
+    }
+
+    fn names(set: &Set) -> Vec<(String, String)> {
+        set.migrations
+            .iter()
+            .map(|m| (m.version.clone(), m.name.clone()))
+            .collect()
+    }
+
+    const TWO: &str = "--liquibase formatted sql\n\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n\n--changeset \"Ann Lee\":email splitStatements:true\n--comment: the address\nALTER TABLE users ADD COLUMN email text;\n/* liquibase rollback\nALTER TABLE users\n  DROP COLUMN email;\n*/\n";
+
+    #[test]
+    fn changesets_run_in_file_order_with_their_rollbacks() {
+        let d = dir(&[("001.sql", TWO)]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.format, Format::Liquibase);
+        assert_eq!(
+            names(&set),
+            [
+                ("0001".to_string(), "users".to_string()),
+                ("0002".to_string(), "email".to_string())
+            ]
+        );
+        let users = &set.migrations[0];
+        assert_eq!(users.up.first_line, 4);
+        assert!(users.up.sql.starts_with("CREATE TABLE users (id int);\n"));
+        let down = users.down_script().unwrap();
+        assert_eq!(
+            (down.sql.as_str(), down.first_line),
+            ("DROP TABLE users;", 5)
+        );
+        // The block's lines, each on its own line of the file.
+        let down = set.migrations[1].down_script().unwrap();
+        assert_eq!(down.first_line, 11);
+        assert_eq!(down.sql, "ALTER TABLE users\n  DROP COLUMN email;");
+        assert_eq!(down.locate(down.sql.find("DROP").unwrap()), "001.sql:12");
+        // Its checksum is of its SQL: editing the rollback or the comment
+        // does not make it another changeset.
+        let edited = TWO
+            .replace("the address", "e-mail")
+            .replace("DROP TABLE users;", "DROP TABLE IF EXISTS users;");
+        let d2 = dir(&[("001.sql", &edited)]);
+        let again = load(d2.path(), None).unwrap();
+        assert_eq!(set.migrations[0].checksum, again.migrations[0].checksum);
+        assert_eq!(set.migrations[1].checksum, again.migrations[1].checksum);
+    }
+
+    #[test]
+    fn a_changelog_orders_its_includes_and_a_directory_without_one_runs_in_path_order() {
+        let one = |id: &str| {
+            format!(
+                "--liquibase formatted sql\n--changeset a:{id}\nSELECT 1;\n--rollback SELECT 1;\n"
+            )
+        };
+        let (a, b, c) = (one("a"), one("b"), one("c"));
+        // As a Spring application has it: paths from the classpath's root.
+        let spring = dir(&[
+            (
+                "resources/db/changelog/db.changelog-master.yaml",
+                "databaseChangeLog:\n  - include:\n      file: db/changelog/db.changelog-2.2.sql\n  - include:\n      file: classpath:db/changelog/db.changelog-2.2.1.sql\n  - includeAll:\n      path: later/\n      relativeToChangelogFile: true\n",
+            ),
+            ("resources/db/changelog/db.changelog-2.2.1.sql", &b),
+            ("resources/db/changelog/db.changelog-2.2.sql", &a),
+            ("resources/db/changelog/later/x.sql", &c),
+            ("resources/db/changelog/stray.sql", &c),
+        ]);
+        let set = load(&spring.path().join("resources/db/changelog"), None).unwrap();
+        let files: Vec<&str> = set.migrations.iter().map(|m| m.up.file.as_str()).collect();
+        assert_eq!(
+            files,
+            [
+                "db.changelog-2.2.sql",
+                "db.changelog-2.2.1.sql",
+                "later/x.sql"
+            ]
+        );
+        assert!(
+            set.warnings
+                .iter()
+                .any(|w| w.contains("stray.sql") && w.contains("do not run")),
+            "{:?}",
+            set.warnings
+        );
+        // XML, with a sub-changelog beside the master.
+        let xml = dir(&[
+            (
+                "master.xml",
+                "<?xml version=\"1.0\"?>\n<databaseChangeLog xmlns=\"http://www.liquibase.org/xml/ns/dbchangelog\">\n  <!-- <include file=\"c.sql\"/> -->\n  <include file=\"sub.xml\" relativeToChangelogFile=\"true\"/>\n  <include file=\"a.sql\" relativeToChangelogFile=\"true\"/>\n</databaseChangeLog>\n",
+            ),
+            (
+                "sub.xml",
+                "<databaseChangeLog>\n  <include file=\"b.sql\" relativeToChangelogFile=\"true\"/>\n</databaseChangeLog>\n",
+            ),
+            ("a.sql", &a),
+            ("b.sql", &b),
+        ]);
+        let set = load(xml.path(), None).unwrap();
+        let files: Vec<&str> = set.migrations.iter().map(|m| m.up.file.as_str()).collect();
+        assert_eq!(files, ["b.sql", "a.sql"]);
+        // No changelog: as includeAll, by path; 2.2.1 sorts before 2.2.
+        let plain = dir(&[("2.2.sql", &a), ("2.2.1.sql", &b)]);
+        let set = load(plain.path(), None).unwrap();
+        let files: Vec<&str> = set.migrations.iter().map(|m| m.up.file.as_str()).collect();
+        assert_eq!(files, ["2.2.1.sql", "2.2.sql"]);
+    }
+
+    #[test]
+    fn ids_that_several_files_use_are_known_with_their_file() {
+        let one =
+            "--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n--changeset a:2\nSELECT 2;\n";
+        let two = "--liquibase formatted sql\n--changeset a:1\nSELECT 3;\n";
+        let d = dir(&[
+            ("v1.sql", one),
+            ("v2.sql", two),
+            ("v3.sql", "CREATE TABLE raw (id int);\n"),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        let got: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(got, ["v1:1", "2", "v2:1", "v3"]);
+        // A file without the header is one changeset with no rollback.
+        assert!(
+            set.migrations[3]
+                .down_missing()
+                .unwrap()
+                .contains("not formatted SQL")
+        );
+        assert!(
+            set.migrations[1]
+                .down_missing()
+                .unwrap()
+                .contains("has no --rollback")
+        );
+    }
+
+    #[test]
+    fn what_liquibase_leaves_out_is_left_out_and_what_it_runs_otherwise_is_said() {
+        let text = "--liquibase formatted sql\n--changeset a:h2 dbms:h2,hsqldb\nSELECT 1;\n--changeset a:pg dbms:postgresql,h2\nSELECT 2;\n--changeset a:not-h2 dbms:!h2\nSELECT 3;\n--changeset a:off ignore:true\nSELECT 4;\n--changeset a:test context:test labels:seed\nSELECT 5;\n--rollback not required\n--changeset a:always runAlways:true runInTransaction:false\nSELECT 6;\n--rollback SELECT 6;\n";
+        let d = dir(&[("x.sql", text)]);
+        let set = load(d.path(), None).unwrap();
+        let got: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(got, ["pg", "not-h2", "test", "always"]);
+        assert!(
+            set.migrations[2]
+                .down_missing()
+                .unwrap()
+                .contains("not required")
+        );
+        let always = &set.migrations[3];
+        assert_eq!(always.up.no_transaction.as_deref(), Some(NO_TRANSACTION));
+        assert_eq!(
+            always.down_script().unwrap().no_transaction.as_deref(),
+            Some(NO_TRANSACTION)
+        );
+        let warnings = set.warnings.join("\n");
+        assert!(
+            warnings.contains("x.sql:10 (a:test)") && warnings.contains("no contexts"),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("x.sql:13: changeset a:always says runAlways:true"),
+            "{warnings}"
+        );
+    }
+
+    #[test]
+    fn properties_are_filled_from_the_file_and_the_changelog_and_one_with_no_value_is_refused() {
+        let d = dir(&[
+            (
+                "master.yaml",
+                "databaseChangeLog:\n  - property:\n      name: schema\n      value: app\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n",
+            ),
+            (
+                "a.sql",
+                "--liquibase formatted sql\n--property name:owner value:ops\n--changeset a:1\nCREATE TABLE ${schema}.t (id int);\nALTER TABLE ${schema}.t OWNER TO ${owner};\n--rollback DROP TABLE ${schema}.t;\n",
+            ),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        let m = &set.migrations[0];
+        assert!(
+            m.up.sql.contains("CREATE TABLE app.t") && m.up.sql.contains("OWNER TO ops"),
+            "{}",
+            m.up.sql
+        );
+        assert_eq!(m.down_script().unwrap().sql, "DROP TABLE app.t;");
+        let d = dir(&[(
+            "a.sql",
+            "--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n\nSELECT '${tenant}';\n",
+        )]);
+        let e = load(d.path(), None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.sql:5: `${tenant}` is a changelog property"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn what_runbook_cannot_run_as_liquibase_does_is_refused_with_its_line() {
+        let refused = |body: &str| -> String {
+            let d = dir(&[("a.sql", &format!("--liquibase formatted sql\n{body}"))]);
+            load(d.path(), None).unwrap_err().to_string()
+        };
+        let cases = [
+            (
+                "--changeset a:1\n--preconditions onFail:MARK_RAN\n--precondition-sql-check expectedResult:0 SELECT count(*) FROM t\nSELECT 1;\n",
+                "a.sql:3: a precondition",
+            ),
+            (
+                "--changeset a:1 endDelimiter:/\nSELECT 1\n/\n",
+                "a.sql:2: endDelimiter:/",
+            ),
+            (
+                "--changeset a:1 runWith:psql\n\\set x 1\n",
+                "a.sql:2: runWith:psql",
+            ),
+            (
+                "--changeset a:1\nSELECT 1;\n--rollback changesetId:0 changesetAuthor:a\n",
+                "a.sql:4: a rollback that runs another changeset's changes",
+            ),
+            (
+                "--changeset nobody\nSELECT 1;\n",
+                "a.sql:2: expected `--changeset author:id`",
+            ),
+            (
+                "--changeset a:1\nSELECT 1;\n--changeset a:1\nSELECT 2;\n",
+                "a.sql:4: changeset a:1 is also at line 2",
+            ),
+            (
+                "--changeset a:1\n--comment: nothing\n",
+                "a.sql:2: changeset a:1 has no SQL",
+            ),
+            (
+                "--changeset a:1\nSELECT 1;\n/* liquibase rollback\nSELECT 2;\n",
+                "a.sql:4: this rollback comment is not closed",
+            ),
+            (
+                "--changeset a:1\nCREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY i ON t (id);\n",
+                "a.sql:4: Liquibase runs this changeset in a transaction; `CREATE INDEX",
+            ),
+        ];
+        let cases = cases.into_iter().chain([(
+            "--changeset a:1\nCREATE TYPE mood AS ENUM ('ok');\nALTER TYPE mood ADD VALUE 'sad';\nSELECT 'sad'::mood;\n",
+            "a.sql:3: Liquibase runs this changeset in a transaction; `ALTER TYPE ... ADD VALUE` cannot run in one (statement 2 adds",
+        )]);
+        for (body, want) in cases {
+            let got = refused(body);
+            assert!(got.starts_with(want), "{body:?}: {got}");
+        }
+        // A changeset inside a changelog, and two changelogs that do not
+        // say which is the master.
+        let d = dir(&[(
+            "m.xml",
+            "<databaseChangeLog>\n  <changeSet id=\"1\" author=\"a\"><sql>SELECT 1</sql></changeSet>\n</databaseChangeLog>\n",
+        )]);
+        let e = load(d.path(), None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("m.xml:2: a changeset written in the changelog itself"),
+            "{e}"
+        );
+        let d = dir(&[
+            (
+                "a.yaml",
+                "databaseChangeLog:\n  - include:\n      file: x.sql\n      relativeToChangelogFile: true\n",
+            ),
+            ("b.yaml", "databaseChangeLog: []\n"),
+            (
+                "x.sql",
+                "--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n",
+            ),
+        ]);
+        let e = load(d.path(), None).unwrap_err().to_string();
+        assert!(e.contains("a.yaml, b.yaml: are changelogs"), "{e}");
+        // For lint, a refused file is a warning and the rest loads.
+        let d = dir(&[
+            (
+                "a.sql",
+                "--liquibase formatted sql\n--changeset a:1 endDelimiter:GO\nSELECT 1\nGO\n",
+            ),
+            (
+                "b.sql",
+                "--liquibase formatted sql\n--changeset a:2\nSELECT 2;\n",
+            ),
+        ]);
+        let set = load_tolerant(d.path()).unwrap();
+        assert_eq!(set.migrations.len(), 1);
+        assert!(
+            set.warnings[0].starts_with("a.sql:2: endDelimiter:GO"),
+            "{:?}",
+            set.warnings
+        );
+    }
+
+    #[test]
+    fn detection_needs_the_header_or_a_changelog() {
+        assert!(formatted(
+            "\u{feff}\n  -- Liquibase Formatted SQL\n--changeset a:1\n"
+        ));
+        assert!(!formatted("-- a plain script\n--liquibase formatted sql\n"));
+        let d = dir(&[("001_init.sql", "CREATE TABLE t (id int);\n")]);
+        assert!(!present(d.path()));
+        let d = dir(&[(
+            "db.changelog-master.yaml",
+            "databaseChangeLog:\n  - includeAll:\n      path: changes/\n",
+        )]);
+        assert!(present(d.path()));
+    }
+}
