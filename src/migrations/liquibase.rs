@@ -79,6 +79,20 @@ pub fn changelog(path: &Path) -> bool {
         && std::fs::read_to_string(path).is_ok_and(|t| t.contains("databaseChangeLog"))
 }
 
+/// The start of a file, enough for its first line: detection reads every
+/// `.sql` file of a directory, and a long history's files are not read
+/// whole for it.
+fn head(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(4096);
+    std::fs::File::open(path)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut buf)
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// A directory of Liquibase's: a file in it is formatted SQL or a changelog.
 pub(super) fn present(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -91,7 +105,7 @@ pub(super) fn present(dir: &Path) -> bool {
                 .extension()
                 .is_some_and(|x| x.eq_ignore_ascii_case("sql"))
             {
-                std::fs::read_to_string(&path).is_ok_and(|t| formatted(&t))
+                head(&path).is_some_and(|t| formatted(&t))
             } else {
                 changelog(&path)
             }
