@@ -1575,6 +1575,42 @@ fn single_file_formats_run_their_sections_with_their_transaction_markers() {
 /// with `CURRENT_TIMESTAMP` read as lossy). A down that leaves its up's
 /// rows, so the up again adds them twice, is a `reup_failure`.
 #[test]
+fn a_down_that_keeps_the_rows_its_up_added_is_a_parity_mismatch() {
+    // The seed's up adds nothing the second time (ON CONFLICT DO NOTHING),
+    // so only the state after its down shows that its rollback is empty.
+    let (_dir, run) = rehearse_files(
+        &[
+            (
+                "001_roles.up.sql",
+                "CREATE TABLE roles (id int PRIMARY KEY, name text);\nINSERT INTO roles VALUES (1, 'admin');\n",
+            ),
+            ("001_roles.down.sql", "DROP TABLE roles;\n"),
+            (
+                "002_seed.up.sql",
+                "INSERT INTO roles VALUES (2, 'user') ON CONFLICT DO NOTHING;\n",
+            ),
+            ("002_seed.down.sql", "SELECT 1;\n"),
+            (
+                "003_seed.up.sql",
+                "INSERT INTO roles VALUES (3, 'guest') ON CONFLICT DO NOTHING;\n",
+            ),
+            ("003_seed.down.sql", "DELETE FROM roles WHERE id = 3;\n"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let o = outcome(&run, "002");
+    assert_eq!(verdicts(o), ["parity_mismatch"], "{o}");
+    assert_eq!(
+        o["findings"][0]["tables"],
+        serde_json::json!(["public.roles: 1 rows before the up, 2 after the down"]),
+        "{o}"
+    );
+    let o = outcome(&run, "003");
+    assert_eq!(o["verdict"], "ok", "{o}");
+}
+
+#[test]
 fn an_up_that_writes_other_values_each_run_is_nondeterministic_not_lossy() {
     let (_dir, run) = rehearse_files(
         &[
@@ -1615,7 +1651,7 @@ fn an_up_that_writes_other_values_each_run_is_nondeterministic_not_lossy() {
     let step = run.step("rehearse");
     assert_eq!(
         step["details"]["verdicts"],
-        serde_json::json!({"ok": 1, "nondeterministic": 2, "reup_failure": 1}),
+        serde_json::json!({"ok": 1, "nondeterministic": 2, "parity_mismatch": 1}),
         "{step}"
     );
     // Each names the column whose values differ.
@@ -1637,28 +1673,35 @@ fn an_up_that_writes_other_values_each_run_is_nondeterministic_not_lossy() {
             "{o}"
         );
     }
+    // The down kept the row its up added: the database is not back where
+    // it was, and the up again added the row a second time.
     let o = outcome(&run, "003");
-    assert_eq!(verdicts(o), ["reup_failure"], "{o}");
+    assert_eq!(verdicts(o), ["parity_mismatch", "reup_failure"], "{o}");
     assert_eq!(
         o["findings"][0]["tables"],
+        serde_json::json!(["public.kinds: 0 rows before the up, 1 after the down"]),
+        "{o}"
+    );
+    assert_eq!(
+        o["findings"][1]["tables"],
         serde_json::json!(["public.kinds: 1 rows after the first up, 2 after the up again"]),
         "{o}"
     );
     // It names what the down left, which the up again met.
     assert!(
-        o["findings"][0]["message"]
+        o["findings"][1]["message"]
             .as_str()
             .unwrap()
             .ends_with("the up may have met: public.kinds: 0 rows before the up, 1 after the down"),
         "{o}"
     );
-    // Only the re-up failure fails the step.
+    // Only that migration fails the step.
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         step["error"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("1 migration(s) failed the rehearsal: 003 kinds (reup_failure)"),
+            .starts_with("1 migration(s) failed the rehearsal: 003 kinds (parity_mismatch)"),
         "{step}"
     );
 }

@@ -626,6 +626,41 @@ pub(super) fn data(
     lossy
 }
 
+/// A down (`what`: `the down`, `the downs`) that left tables that existed
+/// before holding more rows than before the up: rows the up added and the
+/// down kept (a seed whose rollback is empty, or `ON CONFLICT DO NOTHING`,
+/// so that the up again adds nothing and nothing else shows it). The
+/// database is not back where it was: a `parity_mismatch` finding naming
+/// the tables. Returns whether it found one.
+pub(super) fn kept_rows(
+    o: &mut Outcome,
+    before: &BTreeMap<String, Sum>,
+    after: &BTreeMap<String, Sum>,
+    what: &str,
+) -> bool {
+    let lines: Vec<String> = before
+        .iter()
+        .filter_map(|(t, b)| match (b.rows, after.get(t)?.rows) {
+            (Some(rb), Some(ra)) if ra > rb => {
+                Some(format!("{t}: {rb} rows before the up, {ra} after {what}"))
+            }
+            _ => None,
+        })
+        .collect();
+    if lines.is_empty() {
+        return false;
+    }
+    let f = o.find(
+        Verdict::ParityMismatch,
+        format!(
+            "after {what}, tables hold rows the up added and {what} left: {}",
+            lines.join("; ")
+        ),
+    );
+    f.tables = lines;
+    true
+}
+
 /// A forward-only up that changed or removed rows that existed before it:
 /// a `destroys_data` finding naming the tables, since no down can bring
 /// them back. Not an error unless `errors` names it.

@@ -1367,6 +1367,7 @@ async fn down_and_up(
     };
     let down_kept_schema = !parity(rig, o, before, &after_down, Verdict::ParityMismatch, &what);
     let lossy_down = data(o, d0, &d2, &re_added(before, &after_down), "the down");
+    checksums::kept_rows(o, d0, &d2, "the down");
     match rig.leg(o, m, "reup", nested).await {
         Ok(done) => note(&done),
         Err(f) => {
@@ -1544,6 +1545,7 @@ async fn whole_set(
             &re_added(&before, &after_down),
             "the downs",
         );
+        checksums::kept_rows(whole, &d0, &d2, "the downs");
         down = (!lossy).then(|| checksums::Down::of(kept_schema, &d0, &d2));
     } else if downs.skipped > 0 && downs.stop.is_none() {
         // Not judged is not passed: the set's verdict says why.
