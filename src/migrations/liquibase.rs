@@ -323,7 +323,12 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
             continue;
         }
         if p.rollback_start.is_match(line) {
+            // Liquibase joins the block's lines with nothing between them
+            // (`DROP TABLE` and `users;` on two lines are `DROP TABLEusers;`,
+            // and a `--` comment runs to the block's end): the rehearsal runs
+            // the rollback Liquibase runs, on the block's first line.
             current.body.push(line.to_string());
+            let mut joined = String::new();
             loop {
                 let Some(raw) = lines.get(i) else {
                     return Err(at(file, n, "this rollback comment is not closed (`*/`)"));
@@ -334,11 +339,14 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
                 if p.rollback_end.is_match(l) {
                     let before = p.rollback_end.replace(l, "");
                     if !before.trim().is_empty() {
-                        current.rollback.push((i, before.into_owned()));
+                        joined.push_str(&before);
                     }
                     break;
                 }
-                current.rollback.push((i, l.to_string()));
+                joined.push_str(l);
+            }
+            if !joined.trim().is_empty() {
+                current.rollback.push((n + 1, joined));
             }
             continue;
         }
@@ -995,11 +1003,11 @@ mod tests {
             (down.sql.as_str(), down.first_line),
             ("DROP TABLE users;", 5)
         );
-        // The block's lines, each on its own line of the file.
+        // The block's lines, joined as Liquibase joins them: with nothing
+        // between them.
         let down = set.migrations[1].down_script().unwrap();
         assert_eq!(down.first_line, 11);
-        assert_eq!(down.sql, "ALTER TABLE users\n  DROP COLUMN email;");
-        assert_eq!(down.locate(down.sql.find("DROP").unwrap()), "001.sql:12");
+        assert_eq!(down.sql, "ALTER TABLE users  DROP COLUMN email;");
         // Its checksum is of its SQL: editing the rollback or the comment
         // does not make it another changeset.
         let edited = TWO
@@ -1009,6 +1017,22 @@ mod tests {
         let again = load(d2.path(), None).unwrap();
         assert_eq!(set.migrations[0].checksum, again.migrations[0].checksum);
         assert_eq!(set.migrations[1].checksum, again.migrations[1].checksum);
+    }
+
+    #[test]
+    fn a_rollback_blocks_lines_are_joined_as_liquibase_joins_them() {
+        // What Liquibase runs breaks here, and so must the rehearsal's down.
+        let d = dir(&[(
+            "a.sql",
+            "--liquibase formatted sql\n--changeset a:1\nCREATE TABLE users (id int);\n/* liquibase rollback\nDROP TABLE\nusers; -- gone\nSELECT 1;\n*/\n--rollback SELECT 2;\n",
+        )]);
+        let set = load(d.path(), None).unwrap();
+        let down = set.migrations[0].down_script().unwrap();
+        assert_eq!(
+            (down.sql.as_str(), down.first_line),
+            ("DROP TABLEusers; -- goneSELECT 1;\n\n\n\nSELECT 2;", 5)
+        );
+        assert_eq!(down.locate(down.sql.find("SELECT 2").unwrap()), "a.sql:9");
     }
 
     #[test]
