@@ -44,6 +44,10 @@ struct Patterns {
     ignore_lines: Regex,
     include: Regex,
     reference: Regex,
+    attribute: Regex,
+    property_name: Regex,
+    property_value: Regex,
+    placeholder: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -60,6 +64,10 @@ fn patterns() -> &'static Patterns {
         ignore_lines: re(r"(?i)^\s*--\s*ignoreLines:(\w+)"),
         include: re(r"(?i)^\s*--\s*include(all)?[\s:]"),
         reference: re(r"(?i)changesetid\s*:"),
+        attribute: re(r#"\b([A-Za-z]+):("[^"]*"|\S*)"#),
+        property_name: re(r"(?i)\bname:\s*(\S+)"),
+        property_value: re(r"(?i)\bvalue:\s*(\S+)"),
+        placeholder: re(r"\$\{([^}\s]+)\}"),
     })
 }
 
@@ -171,11 +179,12 @@ impl Changeset {
     /// An attribute's value: the last `name:value` on the changeset line,
     /// as Liquibase's patterns find it.
     fn attribute(&self, name: &str) -> Option<String> {
-        let pattern = re(&format!(r#"(?i)\b{name}:("[^"]*"|\S*)"#));
-        pattern
+        patterns()
+            .attribute
             .captures_iter(&self.attributes)
+            .filter(|c| c[1].eq_ignore_ascii_case(name))
             .last()
-            .map(|c| c[1].trim_matches('"').to_string())
+            .map(|c| c[2].trim_matches('"').to_string())
     }
 
     fn flag(&self, name: &str, default: bool) -> bool {
@@ -226,12 +235,8 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
         let n = i + 1;
         i += 1;
         if p.property.is_match(line) {
-            let get = |key: &str| {
-                re(&format!(r"(?i)\b{key}:\s*(\S+)"))
-                    .captures(line)
-                    .map(|c| c[1].to_string())
-            };
-            match (get("name"), get("value")) {
+            let get = |key: &Regex| key.captures(line).map(|c| c[1].to_string());
+            match (get(&p.property_name), get(&p.property_value)) {
                 (Some(name), Some(value)) => properties.push((name, value)),
                 _ => return Err(at(file, n, "a property needs `name:` and `value:`")),
             }
@@ -379,23 +384,24 @@ fn fill(
     sql: &str,
     properties: &[(String, String)],
 ) -> Result<String, LoadError> {
-    let placeholder = re(r"\$\{([^}\s]+)\}");
     let mut missing = None;
-    let filled = placeholder.replace_all(sql, |c: &regex::Captures| {
-        match properties.iter().rev().find(|(k, _)| *k == c[1]) {
-            Some((_, v)) => v.clone(),
-            None => {
-                if missing.is_none() {
-                    let offset = c.get(0).map_or(0, |m| m.start());
-                    missing = Some((
-                        first_line + sql[..offset].matches('\n').count(),
-                        c[1].to_string(),
-                    ));
+    let filled = patterns()
+        .placeholder
+        .replace_all(sql, |c: &regex::Captures| {
+            match properties.iter().rev().find(|(k, _)| *k == c[1]) {
+                Some((_, v)) => v.clone(),
+                None => {
+                    if missing.is_none() {
+                        let offset = c.get(0).map_or(0, |m| m.start());
+                        missing = Some((
+                            first_line + sql[..offset].matches('\n').count(),
+                            c[1].to_string(),
+                        ));
+                    }
+                    c[0].to_string()
                 }
-                c[0].to_string()
             }
-        }
-    });
+        });
     match missing {
         Some((line, name)) => Err(at(
             file,
