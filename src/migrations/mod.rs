@@ -927,9 +927,16 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Some(f) => f,
         None if sqitch::present(dir) => Format::Sqitch,
         None if drizzle::present(dir) => Format::Drizzle,
-        None if liquibase::present(dir) => Format::Liquibase,
         None if flyway::present(dir)? => Format::Flyway,
-        None => detect(dir, &read_dir(dir)?)?,
+        // Liquibase's files have no layout of their own: looked for only
+        // where nothing else was found, so that a long history of another
+        // tool's files is not read twice for it.
+        None => match detect(dir, &read_dir(dir)?) {
+            Ok(Format::Plain) | Err(LoadError::Empty(_)) if liquibase::present(dir) => {
+                Format::Liquibase
+            }
+            found => found?,
+        },
     };
     let found = match format {
         Format::Flyway | Format::Sqitch | Format::Drizzle | Format::Liquibase => Vec::new(),
