@@ -374,14 +374,12 @@ pub(super) fn changed_again(
     before: &BTreeMap<String, Sum>,
     after: &BTreeMap<String, Sum>,
 ) {
-    let lines = differences(before, after, "after its first run", "after the second");
-    if !lines.is_empty() {
-        let f = o.find(
-            Verdict::ReupFailure,
-            format!("applied again, it changed data: {}", lines.join("; ")),
-        );
-        f.tables = lines;
-    }
+    tables_finding(
+        o,
+        Verdict::ReupFailure,
+        "applied again, it changed data",
+        differences(before, after, "after its first run", "after the second"),
+    );
 }
 
 /// What the down before an up again left.
@@ -610,20 +608,23 @@ pub(super) fn data(
     re_added: &BTreeMap<String, Vec<String>>,
     what: &str,
 ) -> bool {
-    let lines = lost(before, after, re_added);
-    let lossy = !lines.is_empty();
-    if lossy {
-        let f = o.find(
-            Verdict::Lossy,
-            format!(
-                "after {what}, data that existed before {} is not back: {}",
-                what.replace("down", "up"),
-                lines.join("; ")
-            ),
-        );
-        f.tables = lines;
+    let prefix = format!(
+        "after {what}, data that existed before {} is not back",
+        what.replace("down", "up")
+    );
+    tables_finding(o, Verdict::Lossy, &prefix, lost(before, after, re_added))
+}
+
+/// A finding that names tables (`lines`, each a table and what became of
+/// its rows) after `prefix`, where there are any. Returns whether there
+/// were.
+fn tables_finding(o: &mut Outcome, verdict: Verdict, prefix: &str, lines: Vec<String>) -> bool {
+    if lines.is_empty() {
+        return false;
     }
-    lossy
+    let f = o.find(verdict, format!("{prefix}: {}", lines.join("; ")));
+    f.tables = lines;
+    true
 }
 
 /// A down (`what`: `the down`, `the downs`) that left tables that existed
@@ -647,18 +648,8 @@ pub(super) fn kept_rows(
             _ => None,
         })
         .collect();
-    if lines.is_empty() {
-        return false;
-    }
-    let f = o.find(
-        Verdict::ParityMismatch,
-        format!(
-            "after {what}, tables hold rows the up added and {what} left: {}",
-            lines.join("; ")
-        ),
-    );
-    f.tables = lines;
-    true
+    let prefix = format!("after {what}, tables hold rows the up added and {what} left");
+    tables_finding(o, Verdict::ParityMismatch, &prefix, lines)
 }
 
 /// A forward-only up that changed or removed rows that existed before it:
@@ -670,15 +661,10 @@ pub(super) fn destroyed(
     after: &BTreeMap<String, Sum>,
     re_added: &BTreeMap<String, Vec<String>>,
 ) {
-    let lines = lost(before, after, re_added);
-    if !lines.is_empty() {
-        let f = o.find(
-            Verdict::DestroysData,
-            format!(
-                "its up changed data that existed before it, and the format has no down to bring it back: {}",
-                lines.join("; ")
-            ),
-        );
-        f.tables = lines;
-    }
+    tables_finding(
+        o,
+        Verdict::DestroysData,
+        "its up changed data that existed before it, and the format has no down to bring it back",
+        lost(before, after, re_added),
+    );
 }
