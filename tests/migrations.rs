@@ -1446,6 +1446,44 @@ fn the_knex_example_rehearses_each_migration_through_the_tool() {
     assert_eq!(csv.lines().count(), 1 + 3 * 3, "{csv}");
 }
 
+#[test]
+fn the_liquibase_example_rehearses_its_changelog_in_the_masters_order() {
+    let yaml = std::fs::read_to_string("examples/liquibase-rehearsal/runbook.yml").unwrap();
+    let project = format!(
+        "{}/examples/liquibase-rehearsal",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let db = Db::fresh();
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &["--set", &format!("project={project}")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got: Vec<(String, String)> = run.step("rehearse")["details"]["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().into(),
+                m["verdict"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = [
+        "accounts",
+        "account-email",
+        "account-email-index",
+        "plans",
+        "plans-seed",
+        "account-plan",
+    ];
+    assert_eq!(
+        got,
+        want.map(|n| (n.to_string(), "ok".to_string())),
+        "{}",
+        run.stderr
+    );
+}
+
 fn rehearse_files(files: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, Rehearsal) {
     rehearse_files_on(&Db::fresh(), files, extra)
 }
