@@ -2,17 +2,19 @@
 //! `--liquibase formatted sql`, each holding changesets
 //! (`--changeset author:id attribute:value ...`), each changeset's
 //! rollback in `--rollback` lines or a `/* liquibase rollback ... */`
-//! block. A directory of them runs as Liquibase's `includeAll` runs it: its
-//! `.sql` files, in its subdirectories too, in the order of their paths,
-//! each file's changesets in file order. A `.sql` file without the header
-//! is one changeset with no rollback, as `includeAll` takes it.
+//! block. Where the directory holds a master changelog (XML, YAML or
+//! JSON), its `include`s and `includeAll`s give the files and their order,
+//! as Liquibase follows them; else the directory runs as `includeAll` runs
+//! it: its `.sql` files, in its subdirectories too, in the order of their
+//! paths. Each file's changesets run in file order. A `.sql` file without
+//! the header is one changeset with no rollback, as Liquibase takes it.
 //!
 //! Changesets have ids, not numbers, so each is known by its place in the
 //! directory (`0001`, `0002`, …) and its id. What Liquibase does with a
 //! changeset and runbook cannot do the same way is refused with its line,
 //! before anything runs: a precondition, a `runWith` other than JDBC, an
 //! `endDelimiter` other than `;`, a rollback that names another changeset,
-//! a changelog property with no value in the file, a statement that cannot
+//! a changelog property with no value in the files, a statement that cannot
 //! run in the transaction the changeset runs in. Changesets for another
 //! database (`dbms:`) or marked `ignore:true` are left out, as Liquibase
 //! leaves them out. Contexts and labels select nothing: Liquibase run with
@@ -47,6 +49,7 @@ struct Patterns {
     attribute: Regex,
     property_name: Regex,
     property_value: Regex,
+    property_dbms: Regex,
     placeholder: Regex,
 }
 
@@ -59,7 +62,7 @@ fn patterns() -> &'static Patterns {
         rollback: re(r"(?i)^\s*--\s*rollback (.*)$"),
         rollback_start: re(r"(?i)^\s*/\*\s*liquibase\s*rollback\s*$"),
         rollback_end: re(r"\*/\s*$"),
-        precondition: re(r"(?i)^\s*--\s*precondition"),
+        precondition: re(r"(?i)^\s*--\s*precondition(s\b|-)"),
         property: re(r"(?i)^\s*--\s*property\s"),
         ignore_lines: re(r"(?i)^\s*--\s*ignoreLines:(\w+)"),
         include: re(r"(?i)^\s*--\s*include(all)?[\s:]"),
@@ -67,6 +70,7 @@ fn patterns() -> &'static Patterns {
         attribute: re(r#"\b([A-Za-z]+):("[^"]*"|\S*)"#),
         property_name: re(r"(?i)\bname:\s*(\S+)"),
         property_value: re(r"(?i)\bvalue:\s*(\S+)"),
+        property_dbms: re(r"(?i)\bdbms:\s*(\S+)"),
         placeholder: re(r"\$\{([^}\s]+)\}"),
     })
 }
@@ -192,25 +196,29 @@ impl Changeset {
             .map_or(default, |v| v.eq_ignore_ascii_case("true"))
     }
 
-    /// Whether its `dbms:` takes PostgreSQL, as Liquibase matches the list.
+    /// Whether its `dbms:` takes PostgreSQL.
     fn for_postgres(&self) -> bool {
-        let Some(list) = self.attribute("dbms") else {
-            return true;
-        };
-        let items: Vec<String> = list
-            .split(',')
-            .map(|s| s.trim().to_ascii_lowercase())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if items.is_empty() || items.iter().any(|i| i == "all") {
-            return true;
-        }
-        if items.iter().any(|i| i == "none" || i == "!postgresql") {
-            return false;
-        }
-        let wanted: Vec<&String> = items.iter().filter(|i| !i.starts_with('!')).collect();
-        wanted.is_empty() || wanted.iter().any(|i| *i == "postgresql")
+        self.attribute("dbms")
+            .is_none_or(|list| for_postgres(&list))
     }
+}
+
+/// Whether a `dbms` list (`postgresql,h2`, `!mssql`, `all`, `none`) takes
+/// PostgreSQL, as Liquibase matches it: a changeset's, or a property's.
+fn for_postgres(list: &str) -> bool {
+    let items: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() || items.iter().any(|i| i == "all") {
+        return true;
+    }
+    if items.iter().any(|i| i == "none" || i == "!postgresql") {
+        return false;
+    }
+    let wanted: Vec<&String> = items.iter().filter(|i| !i.starts_with('!')).collect();
+    wanted.is_empty() || wanted.iter().any(|i| *i == "postgresql")
 }
 
 /// A problem at a line of a file.
@@ -237,6 +245,8 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
         if p.property.is_match(line) {
             let get = |key: &Regex| key.captures(line).map(|c| c[1].to_string());
             match (get(&p.property_name), get(&p.property_value)) {
+                // Another database's value is not PostgreSQL's.
+                _ if !get(&p.property_dbms).is_none_or(|d| for_postgres(&d)) => {}
                 (Some(name), Some(value)) => properties.push((name, value)),
                 _ => return Err(at(file, n, "a property needs `name:` and `value:`")),
             }
@@ -376,8 +386,9 @@ fn blank_last(out: &mut [Changeset], raw: &str) {
     }
 }
 
-/// `${name}` filled from the file's `--property` lines; one with no value
-/// there is refused, as its value is in Liquibase's own configuration.
+/// `${name}` filled from the file's `--property` lines and the changelogs'
+/// `property` entries; one with no value there is refused, as its value is
+/// in Liquibase's own configuration.
 fn fill(
     file: &str,
     first_line: usize,
@@ -407,7 +418,7 @@ fn fill(
             file,
             line,
             format!(
-                "`${{{name}}}` is a changelog property with no value in this file; Liquibase fills it from its own configuration, which runbook does not read"
+                "`${{{name}}}` is a changelog property with no value in this file or its changelogs; Liquibase fills it from its own configuration, which runbook does not read"
             ),
         )),
         None => Ok(filled.into_owned()),
@@ -425,8 +436,12 @@ fn in_transaction(s: &Script) -> Option<LoadError> {
         return None;
     }
     if let Some(why) = super::enum_value_used(&stmts) {
+        let alter = stmts
+            .iter()
+            .find(|st| st.text.to_ascii_uppercase().starts_with("ALTER TYPE"))
+            .map_or(0, |st| st.offset);
         return Some(LoadError::InTransaction {
-            at: s.locate(0),
+            at: s.locate(alter),
             tool: "Liquibase",
             statement: "ALTER TYPE ... ADD VALUE".into(),
             why,
@@ -510,6 +525,7 @@ fn xml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
                 relative,
             },
             "property" => match (attr("name"), attr("value")) {
+                _ if !attr("dbms").is_none_or(|d| for_postgres(&d)) => continue,
                 (Some(name), Some(value)) => Item::Property { name, value },
                 _ => continue,
             },
@@ -564,6 +580,7 @@ fn yaml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
                 relative,
             },
             "property" => match (text_of(body, "name"), text_of(body, "value")) {
+                _ if !text_of(body, "dbms").is_none_or(|d| for_postgres(&d)) => continue,
                 (Some(name), Some(value)) => Item::Property { name, value },
                 _ => continue,
             },
@@ -1130,7 +1147,7 @@ mod tests {
 
     #[test]
     fn what_liquibase_leaves_out_is_left_out_and_what_it_runs_otherwise_is_said() {
-        let text = "--liquibase formatted sql\n--changeset a:h2 dbms:h2,hsqldb\nSELECT 1;\n--changeset a:pg dbms:postgresql,h2\nSELECT 2;\n--changeset a:not-h2 dbms:!h2\nSELECT 3;\n--changeset a:off ignore:true\nSELECT 4;\n--changeset a:test context:test labels:seed\nSELECT 5;\n--rollback not required\n--changeset a:always runAlways:true runInTransaction:false\nSELECT 6;\n--rollback SELECT 6;\n";
+        let text = "--liquibase formatted sql\n--changeset a:h2 dbms:h2,hsqldb\n-- precondition: none, a person's comment\nSELECT 1;\n--changeset a:pg dbms:postgresql,h2\nSELECT 2;\n--changeset a:not-h2 dbms:!h2\nSELECT 3;\n--changeset a:off ignore:true\nSELECT 4;\n--changeset a:test context:test labels:seed\nSELECT 5;\n--rollback not required\n--changeset a:always runAlways:true runInTransaction:false\nSELECT 6;\n--rollback SELECT 6;\n";
         let d = dir(&[("x.sql", text)]);
         let set = load(d.path(), None).unwrap();
         let got: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
@@ -1149,11 +1166,11 @@ mod tests {
         );
         let warnings = set.warnings.join("\n");
         assert!(
-            warnings.contains("x.sql:10 (a:test)") && warnings.contains("no contexts"),
+            warnings.contains("x.sql:11 (a:test)") && warnings.contains("no contexts"),
             "{warnings}"
         );
         assert!(
-            warnings.contains("x.sql:13: changeset a:always says runAlways:true"),
+            warnings.contains("x.sql:14: changeset a:always says runAlways:true"),
             "{warnings}"
         );
     }
@@ -1178,6 +1195,22 @@ mod tests {
             m.up.sql
         );
         assert_eq!(m.down_script().unwrap().sql, "DROP TABLE app.t;");
+        // A value for each database: PostgreSQL's is the one that counts.
+        let d = dir(&[
+            (
+                "master.xml",
+                "<databaseChangeLog>\n  <property name=\"uuid\" value=\"uuid\" dbms=\"postgresql\"/>\n  <property name=\"uuid\" value=\"RAW(32)\" dbms=\"oracle\"/>\n  <include file=\"a.sql\" relativeToChangelogFile=\"true\"/>\n</databaseChangeLog>\n",
+            ),
+            (
+                "a.sql",
+                "--liquibase formatted sql\n--property name:kind value:text dbms:postgresql\n--property name:kind value:clob dbms:h2\n--changeset a:1\nCREATE TABLE t (id ${uuid}, k ${kind});\n",
+            ),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(
+            set.migrations[0].up.sql.trim(),
+            "CREATE TABLE t (id uuid, k text);"
+        );
         let d = dir(&[(
             "a.sql",
             "--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n\nSELECT '${tenant}';\n",
@@ -1235,7 +1268,7 @@ mod tests {
         ];
         let cases = cases.into_iter().chain([(
             "--changeset a:1\nCREATE TYPE mood AS ENUM ('ok');\nALTER TYPE mood ADD VALUE 'sad';\nSELECT 'sad'::mood;\n",
-            "a.sql:3: Liquibase runs this changeset in a transaction; `ALTER TYPE ... ADD VALUE` cannot run in one (statement 2 adds",
+            "a.sql:4: Liquibase runs this changeset in a transaction; `ALTER TYPE ... ADD VALUE` cannot run in one (statement 2 adds",
         )]);
         for (body, want) in cases {
             let got = refused(body);
