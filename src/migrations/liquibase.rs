@@ -196,6 +196,42 @@ impl Changeset {
             .map_or(default, |v| v.eq_ignore_ascii_case("true"))
     }
 
+    /// Whether it has a context or labels, which select changesets only
+    /// where Liquibase is given some.
+    fn selects(&self) -> bool {
+        ["context", "contextFilter", "labels"]
+            .iter()
+            .any(|a| self.attribute(a).is_some())
+    }
+
+    /// What it says that Liquibase would run otherwise than runbook: a
+    /// warning for each.
+    fn runs_otherwise(&self, file: &str) -> Vec<String> {
+        let said = [
+            (
+                self.flag("runOnChange", false),
+                "runOnChange:true; when it changes, runbook refuses it as a changed migration, where Liquibase runs it again",
+            ),
+            (
+                self.flag("runAlways", false),
+                "runAlways:true; runbook runs it once, where Liquibase runs it on every update",
+            ),
+            (
+                !self.flag("failOnError", true),
+                "failOnError:false; runbook stops at its error, where Liquibase goes on and records it as run",
+            ),
+        ];
+        said.iter()
+            .filter(|(says, _)| *says)
+            .map(|(_, what)| {
+                format!(
+                    "{file}:{}: changeset {}:{} says {what}",
+                    self.line, self.author, self.id
+                )
+            })
+            .collect()
+    }
+
     /// Whether its `dbms:` takes PostgreSQL.
     fn for_postgres(&self) -> bool {
         self.attribute("dbms")
@@ -614,6 +650,12 @@ fn resolve(changelog_dir: &Path, target: &str, relative: bool) -> Option<PathBuf
     None
 }
 
+/// A file's path as the same file is known however it was reached
+/// (`db/changelog/../changelog/x.sql`, a symbolic link).
+fn same_file(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
 impl Plan {
     fn label(dir: &Path, path: &Path) -> String {
         match path.strip_prefix(dir) {
@@ -623,8 +665,7 @@ impl Plan {
     }
 
     fn add(&mut self, dir: &Path, path: &Path) -> Result<(), LoadError> {
-        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        if !self.seen.insert(key) {
+        if !self.seen.insert(same_file(path)) {
             // Liquibase runs a changeset once, however often it is included.
             return Ok(());
         }
@@ -705,13 +746,13 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
             if let Item::Include { file, relative } = item
                 && let Some(p) = resolve(here, &file, relative)
             {
-                included.insert(p.canonicalize().unwrap_or(p));
+                included.insert(same_file(&p));
             }
         }
     }
     let masters: Vec<&PathBuf> = top
         .iter()
-        .filter(|c| !included.contains(&c.canonicalize().unwrap_or_else(|_| c.to_path_buf())))
+        .filter(|c| !included.contains(&same_file(c)))
         .collect();
     match masters.as_slice() {
         [master] => plan.add(dir, master)?,
@@ -730,7 +771,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         .filter(|f| f.to_ascii_lowercase().ends_with(".sql"))
         .filter(|f| {
             let p = dir.join(f);
-            !plan.seen.contains(&p.canonicalize().unwrap_or(p))
+            !plan.seen.contains(&same_file(&p))
         })
         .collect();
     if let Some(first) = left.first() {
@@ -799,35 +840,10 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             place += 1;
             match changeset_migration(&file, &c, &properties) {
                 Ok((up, down, checksum)) => {
-                    if c.attribute("context").is_some()
-                        || c.attribute("contextFilter").is_some()
-                        || c.attribute("labels").is_some()
-                    {
+                    if c.selects() {
                         selected.push(format!("{file}:{} ({}:{})", c.line, c.author, c.id));
                     }
-                    for (flag, what) in [
-                        (
-                            "runOnChange",
-                            "when it changes, runbook refuses it as a changed migration, where Liquibase runs it again",
-                        ),
-                        (
-                            "runAlways",
-                            "runbook runs it once, where Liquibase runs it on every update",
-                        ),
-                    ] {
-                        if c.flag(flag, false) {
-                            set.warnings.push(format!(
-                                "{file}:{}: changeset {}:{} says {flag}:true; {what}",
-                                c.line, c.author, c.id
-                            ));
-                        }
-                    }
-                    if !c.flag("failOnError", true) {
-                        set.warnings.push(format!(
-                            "{file}:{}: changeset {}:{} says failOnError:false; runbook stops at its error, where Liquibase goes on and records it as run",
-                            c.line, c.author, c.id
-                        ));
-                    }
+                    set.warnings.extend(c.runs_otherwise(&file));
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
                     if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
                         m.checksum = checksum;
