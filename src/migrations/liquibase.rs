@@ -431,30 +431,42 @@ fn fill(
     sql: &str,
     properties: &[(String, String)],
 ) -> Result<String, LoadError> {
-    let mut missing = None;
+    // The first property that cannot be filled: its line, its name, and
+    // whether it has a value (one whose name says it is a secret is not
+    // taken from a file).
+    let mut refused: Option<(usize, String, bool)> = None;
     let filled = patterns()
         .placeholder
         .replace_all(sql, |c: &regex::Captures| {
-            match properties.iter().rev().find(|(k, _)| *k == c[1]) {
-                Some((_, v)) => v.clone(),
-                None => {
-                    if missing.is_none() {
+            let value = properties.iter().rev().find(|(k, _)| *k == c[1]);
+            match value {
+                Some((_, v)) if !super::flyway_conf::secret_name(&c[1]) => v.clone(),
+                _ => {
+                    if refused.is_none() {
                         let offset = c.get(0).map_or(0, |m| m.start());
-                        missing = Some((
+                        refused = Some((
                             first_line + sql[..offset].matches('\n').count(),
                             c[1].to_string(),
+                            value.is_some(),
                         ));
                     }
                     c[0].to_string()
                 }
             }
         });
-    match missing {
-        Some((line, name)) => Err(at(
+    match refused {
+        Some((line, name, false)) => Err(at(
             file,
             line,
             format!(
                 "`${{{name}}}` is a changelog property with no value in this file or its changelogs; Liquibase fills it from its own configuration, which runbook does not read"
+            ),
+        )),
+        Some((line, name, true)) => Err(at(
+            file,
+            line,
+            format!(
+                "`${{{name}}}` takes its value from a changelog, but its name says it is a secret, and runbook does not take a secret from a file: it would reach the run's logs and reports"
             ),
         )),
         None => Ok(filled.into_owned()),
@@ -1236,6 +1248,16 @@ mod tests {
             e.starts_with("a.sql:5: `${tenant}` is a changelog property"),
             "{e}"
         );
+        let d = dir(&[(
+            "a.sql",
+            "--liquibase formatted sql\n--property name:app_password value:hunter2\n--changeset a:1\nCREATE ROLE app LOGIN PASSWORD '${app_password}';\n",
+        )]);
+        let e = load(d.path(), None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.sql:4: `${app_password}` takes its value from a changelog, but its name says it is a secret"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
