@@ -3905,6 +3905,14 @@ fn a_liquibase_changelog_runs_its_changesets_in_its_order_and_rehearses_their_ro
             .contains("context or labels (later/a.sql:2 (bob:seed))"),
         "{details}"
     );
+    // And the step's log says it, as a migrate step's does.
+    assert!(
+        run.log_lines(Some("rehearse"))
+            .iter()
+            .any(|l| l.contains("warning: 1 changeset(s) have a context or labels")),
+        "{}",
+        run.stderr
+    );
 
     // Applied for real: recorded in runbook's own history, and the step
     // says Liquibase will not see it.

@@ -166,6 +166,12 @@ pub(crate) async fn run(
         }
         None => (migrate::load_set(r, &x.dir, &x.format)?, None),
     };
+    // What the directory's reading found to say (a file no changelog
+    // includes, a shared version), as a migrate step says it; what the
+    // history adds later becomes findings of its own.
+    for w in &set.warnings {
+        log(r, &s.id, format!("warning: {w}"));
+    }
     let seed = match &x.seed {
         Some(t) => {
             let (path, shown) = r.render(t).map_err(|e| Fail::new(StepStatus::Failed, e))?;
