@@ -338,7 +338,7 @@ struct MigrationArgs {
     dir: PathBuf,
     #[command(flatten)]
     target: TargetArgs,
-    /// The directory's layout: auto, pairs, dbmate, sql-migrate, goose, plain, prisma, popx, flyway, sqitch, diesel, drizzle, tern, node-pg-migrate, postgrator or liquibase.
+    /// The directory's layout: auto, pairs, dbmate, sql-migrate, goose, plain, prisma, popx, flyway, sqitch, diesel, drizzle, tern, node-pg-migrate, postgrator, liquibase or atlas.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     migration_format: String,
     /// Whose history table records the migrations: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose, sql-migrate, popx, diesel, sqlx, drizzle, tern, node-pg-migrate, postgrator, refinery, supabase or sqitch.

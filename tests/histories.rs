@@ -3939,3 +3939,90 @@ fn a_liquibase_changelog_runs_its_changesets_in_its_order_and_rehearses_their_ro
     assert!(run.stderr.contains("Liquibase"), "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
+
+/// atlas.sum for these files, as `atlas migrate hash` writes it: one
+/// running SHA-256 over each file's name and text in turn, each file's
+/// entry the state after it, and the first line the sum of the entries.
+fn atlas_sum(files: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut running = Sha256::new();
+    let mut entries = Vec::new();
+    for (name, text) in files {
+        running.update(name.as_bytes());
+        running.update(text.as_bytes());
+        entries.push((*name, b64(&running.clone().finalize())));
+    }
+    let mut total = Sha256::new();
+    for (name, hash) in &entries {
+        total.update(name.as_bytes());
+        total.update(hash.as_bytes());
+    }
+    let mut out = format!("h1:{}\n", b64(&total.finalize()));
+    for (name, hash) in entries {
+        out.push_str(&format!("{name} h1:{hash}\n"));
+    }
+    out
+}
+
+#[test]
+fn an_atlas_directory_runs_as_atlas_runs_it_and_is_refused_when_its_sum_differs() {
+    let init = (
+        "20250101000000_init.sql",
+        "-- Create \"users\" table\nCREATE TABLE \"users\" (\"id\" bigint NOT NULL, \"email\" text NULL, PRIMARY KEY (\"id\"));\n",
+    );
+    let index = (
+        "20250102000000_email_index.sql",
+        "-- atlas:txmode none\n\n-- Create index \"users_email\" to table: \"users\"\nCREATE INDEX CONCURRENTLY \"users_email\" ON \"users\" (\"email\");\n",
+    );
+    let sum = atlas_sum(&[init, index]);
+    let project = files(&[
+        (&format!("migrations/{}", init.0), init.1),
+        (&format!("migrations/{}", index.0), index.1),
+        ("migrations/atlas.sum", &sum),
+    ]);
+    let dir = project.path().join("migrations");
+    let (_case, run) = rehearse_scratch(&Db::fresh(), &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let details = &run.step("rehearse")["details"];
+    assert_eq!(details["format"], "atlas", "{details}");
+    let migrations = details["migrations"].as_array().unwrap();
+    let verdicts: Vec<&str> = migrations
+        .iter()
+        .map(|m| m["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["forward_only", "forward_only"], "{details}");
+    // Its directive: statement by statement, as Atlas runs it.
+    assert_eq!(migrations[1]["legs"][0]["transaction"], false, "{details}");
+
+    // Applied for real.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20250101000000", "20250102000000"]);
+    assert_eq!(
+        db.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_email'::regclass"),
+        "t"
+    );
+
+    // A file edited after atlas.sum was written: Atlas refuses the
+    // directory, and so does runbook, before anything runs.
+    std::fs::write(
+        dir.join(init.0),
+        init.1.replace("\"email\" text", "\"email\" varchar(320)"),
+    )
+    .unwrap();
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "atlas.sum:2: 20250101000000_init.sql differs from the file atlas.sum was written for"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("atlas migrate hash"), "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+}

@@ -261,7 +261,7 @@ impl Tool {
             F::Tern => Self::Tern,
             F::NodePgMigrate => Self::NodePgMigrate,
             F::Postgrator => Self::Postgrator,
-            F::Pairs | F::Plain | F::Sqitch | F::Liquibase | F::Tool => return None,
+            F::Pairs | F::Plain | F::Sqitch | F::Liquibase | F::Atlas | F::Tool => return None,
         })
     }
 
@@ -1688,6 +1688,8 @@ const FOREIGN: &[(&str, &str)] = &[
     ("doctrine_migration_versions", "Doctrine"),
     ("_yoyo_migration", "yoyo"),
     ("atlas_schema_revisions", "Atlas"),
+    // Atlas's own schema, where it keeps the table unless its URL names one.
+    ("atlas_schema_revisions.atlas_schema_revisions", "Atlas"),
     ("alembic_version", "Alembic"),
     ("\"SequelizeMeta\"", "Sequelize"),
     ("django_migrations", "Django"),

@@ -476,32 +476,12 @@ fn fill(
 /// The statement Liquibase would fail to run in the changeset's
 /// transaction, where it runs in one.
 fn in_transaction(s: &Script) -> Option<LoadError> {
-    if s.no_transaction.is_some() {
-        return None;
-    }
-    let stmts = crate::pg::statements::split(&s.sql);
-    if stmts.iter().any(|st| st.transaction_control) {
-        return None;
-    }
-    if let Some(why) = super::enum_value_used(&stmts) {
-        let alter = stmts
-            .iter()
-            .find(|st| st.text.to_ascii_uppercase().starts_with("ALTER TYPE"))
-            .map_or(0, |st| st.offset);
-        return Some(LoadError::InTransaction {
-            at: s.locate(alter),
-            tool: "Liquibase",
-            statement: "ALTER TYPE ... ADD VALUE".into(),
-            why,
-        });
-    }
-    let st = stmts.iter().find(|st| st.no_transaction.is_some())?;
-    Some(LoadError::InTransaction {
-        at: s.locate(st.offset),
-        tool: "Liquibase",
-        statement: st.summary(),
-        why: st.no_transaction.unwrap_or_default().to_string(),
-    })
+    super::fails_in_transaction(
+        s,
+        "Liquibase",
+        "changeset",
+        "add runInTransaction:false to the changeset's line, so that it runs statement by statement, as runbook runs it",
+    )
 }
 
 /// The SQL files a directory's changelogs run, in order: where the

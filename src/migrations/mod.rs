@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crate::pg::statements::Statement;
 
+mod atlas;
 mod drizzle;
 mod flyway;
 pub mod flyway_conf;
@@ -76,6 +77,8 @@ pub enum Format {
     /// Liquibase's formatted SQL: `--changeset author:id` in `.sql` files,
     /// each with its `--rollback`.
     Liquibase,
+    /// Atlas's `VERSION_name.sql` files, forward only, with `atlas.sum`.
+    Atlas,
     /// Migrations another tool applies, known by name only ([`tool_set`]).
     Tool,
 }
@@ -96,6 +99,7 @@ pub const FORMATS: &[&str] = &[
     "node-pg-migrate",
     "postgrator",
     "liquibase",
+    "atlas",
 ];
 
 impl Format {
@@ -116,6 +120,7 @@ impl Format {
             Self::NodePgMigrate => "node-pg-migrate",
             Self::Postgrator => "postgrator",
             Self::Liquibase => "liquibase",
+            Self::Atlas => "atlas",
             Self::Tool => "tool",
         }
     }
@@ -139,13 +144,17 @@ impl Format {
             "node-pg-migrate" => Self::NodePgMigrate,
             "postgrator" => Self::Postgrator,
             "liquibase" => Self::Liquibase,
+            "atlas" => Self::Atlas,
             other => return Err(LoadError::UnknownFormat(other.to_string())),
         }))
     }
 
     /// Whether the format has down scripts at all.
     pub fn has_down(self) -> bool {
-        !matches!(self, Self::Plain | Self::Prisma | Self::Drizzle)
+        !matches!(
+            self,
+            Self::Plain | Self::Prisma | Self::Drizzle | Self::Atlas
+        )
     }
 }
 
@@ -268,14 +277,23 @@ pub enum LoadError {
     },
     #[error("{file}: {what}")]
     LiquibaseChangelog { file: String, what: String },
+    #[error("{file}:{line}: {what}")]
+    Atlas {
+        file: String,
+        line: usize,
+        what: String,
+        fix: &'static str,
+    },
     #[error(
-        "{at}: {tool} runs this changeset in a transaction; `{statement}` cannot run in one ({why}), so it fails there"
+        "{at}: {tool} runs this {unit} in a transaction; `{statement}` cannot run in one ({why}), so it fails there"
     )]
     InTransaction {
         at: String,
         tool: &'static str,
+        unit: &'static str,
         statement: String,
         why: String,
+        fix: &'static str,
     },
     #[error("{at}: Flyway's configuration cannot be read: {why}")]
     FlywayConf { at: String, why: String },
@@ -388,9 +406,7 @@ impl LoadError {
             Self::LiquibaseChangelog { .. } => {
                 "runbook follows a changelog's `include` and `includeAll` to formatted SQL files; point `dir:` at the directory that holds the master changelog, or at one that holds only formatted SQL files, which run in the order of their paths"
             }
-            Self::InTransaction { .. } => {
-                "add runInTransaction:false to the changeset's line, so that it runs statement by statement, as runbook runs it"
-            }
+            Self::InTransaction { fix, .. } | Self::Atlas { fix, .. } => fix,
         })
     }
 }
@@ -633,6 +649,11 @@ impl Set {
     /// A file's script, or its [`Set::problem`]: in a tolerant load,
     /// `None`, and the file is skipped.
     fn kept(&mut self, r: Result<Script, LoadError>) -> Result<Option<Script>, LoadError> {
+        self.kept_with(r)
+    }
+
+    /// [`Set::kept`] for what a file gives besides its script.
+    fn kept_with<T>(&mut self, r: Result<T, LoadError>) -> Result<Option<T>, LoadError> {
         match r {
             Ok(s) => Ok(Some(s)),
             Err(e) => self.problem(e).map(|()| None),
@@ -645,7 +666,9 @@ impl Set {
 /// them; every other format's is [`version_cmp`].
 pub fn order(format: Format, a: &str, b: &str) -> std::cmp::Ordering {
     match format {
-        Format::Diesel => a.cmp(b),
+        // Atlas runs its files in the order of their names, and compares
+        // versions as text.
+        Format::Diesel | Format::Atlas => a.cmp(b),
         _ => version_cmp(a, b),
     }
 }
@@ -932,6 +955,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         // where nothing else was found, so that a long history of another
         // tool's files is not read twice for it.
         None => match detect(dir, &read_dir(dir)?) {
+            Ok(Format::Plain) | Err(LoadError::Empty(_)) if atlas::present(dir) => Format::Atlas,
             Ok(Format::Plain) | Err(LoadError::Empty(_)) if liquibase::present(dir) => {
                 Format::Liquibase
             }
@@ -939,7 +963,9 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         },
     };
     let found = match format {
-        Format::Flyway | Format::Sqitch | Format::Drizzle | Format::Liquibase => Vec::new(),
+        Format::Flyway | Format::Sqitch | Format::Drizzle | Format::Liquibase | Format::Atlas => {
+            Vec::new()
+        }
         _ => read_dir(dir)?,
     };
     let mut set = Set {
@@ -954,6 +980,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         Format::Sqitch => sqitch::load(dir, &mut set)?,
         Format::Drizzle => drizzle::load(dir, &mut set)?,
         Format::Liquibase => liquibase::load(dir, &mut set)?,
+        Format::Atlas => atlas::load(dir, &mut set)?,
         Format::Pairs => load_pairs(dir, &found, &mut set)?,
         Format::Popx => load_popx(dir, &found, &mut set)?,
         Format::Diesel => load_diesel(dir, &found, &mut set)?,
@@ -1018,6 +1045,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
             }
         }
     }
+    atlas::sum_warning(dir, &mut set)?;
     name_shared_versions(&mut set);
     Ok(set)
 }
@@ -1919,6 +1947,46 @@ pub fn script_mode(script: &Script, stmts: &[Statement]) -> (bool, Option<String
         return (false, Some(why));
     }
     (true, None)
+}
+
+/// The statement that `tool`, which runs the script in a transaction (as
+/// it runs every `unit`), would fail there; `fix` says how the file asks
+/// it not to. runbook would run such a script statement by statement of
+/// its own accord, so a rehearsal would pass what the tool fails: refused.
+fn fails_in_transaction(
+    s: &Script,
+    tool: &'static str,
+    unit: &'static str,
+    fix: &'static str,
+) -> Option<LoadError> {
+    if s.no_transaction.is_some() {
+        return None;
+    }
+    let stmts = crate::pg::statements::split(&s.sql);
+    if stmts.iter().any(|st| st.transaction_control) {
+        return None;
+    }
+    let refused = |offset: usize, statement: String, why: String| LoadError::InTransaction {
+        at: s.locate(offset),
+        tool,
+        unit,
+        statement,
+        why,
+        fix,
+    };
+    if let Some(why) = enum_value_used(&stmts) {
+        let alter = stmts
+            .iter()
+            .find(|st| st.text.to_ascii_uppercase().starts_with("ALTER TYPE"))
+            .map_or(0, |st| st.offset);
+        return Some(refused(alter, "ALTER TYPE ... ADD VALUE".into(), why));
+    }
+    let st = stmts.iter().find(|st| st.no_transaction.is_some())?;
+    Some(refused(
+        st.offset,
+        st.summary(),
+        st.no_transaction.unwrap_or_default().to_string(),
+    ))
 }
 
 /// `ALTER TYPE ... ADD VALUE 'v'` followed by a statement that uses `'v'`:
