@@ -71,7 +71,11 @@ const SQL: &str = r#"WITH db AS (
     -- reads as it did before they were taken in.
     -- So are its storage (`SET STORAGE`), where not its type's, its
     -- compression, statistics target and options (`n_distinct`), where set.
-    SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL AND a.attstorage = t.typstorage AND a.attoptions IS NULL
+    -- Its options leave out `pg_attver=N`, which Debian's PostgreSQL 15.20
+    -- gives every new column by itself (a user's `SET (pg_attver=...)` does
+    -- not change it, and pg_dump leaves it out): a column made again gets
+    -- another, and the same schema would read as changed.
+    SELECT a.attrelid, json_agg(CASE WHEN a.attacl IS NULL AND a.attstorage = t.typstorage AND ao.opts IS NULL
                                           AND coalesce(a.attstattarget, -1) < 0 AND ATTCOMPRESSION = ''
                                           AND a.attfdwoptions IS NULL
                                      THEN c.def ELSE (
@@ -82,12 +86,14 @@ const SQL: &str = r#"WITH db AS (
             || CASE WHEN ATTCOMPRESSION <> '' THEN ', "compression" : ' || to_json(CASE ATTCOMPRESSION
                    WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE ATTCOMPRESSION END)::text ELSE '' END
             || CASE WHEN a.attstattarget >= 0 THEN ', "statistics" : ' || a.attstattarget ELSE '' END
-            || CASE WHEN a.attoptions IS NOT NULL THEN ', "options" : ' || to_json(a.attoptions)::text ELSE '' END
+            || CASE WHEN ao.opts IS NOT NULL THEN ', "options" : ' || to_json(ao.opts)::text ELSE '' END
             || CASE WHEN a.attfdwoptions IS NOT NULL THEN ', "fdw_options" : ' || FDW_OPTIONS(a.attfdwoptions, o)::text ELSE '' END
             || CASE WHEN a.attacl IS NOT NULL THEN ', "grants" : ' || coalesce(GRANTS(a.attacl, r.relowner)::text, '[]') ELSE '' END || '}')::json END ORDER BY a.attnum) AS list
     FROM rels r
     JOIN pg_attribute a ON a.attrelid = r.oid
     JOIN pg_type t ON t.oid = a.atttypid
+    CROSS JOIN LATERAL (SELECT CASE WHEN a.attoptions IS NOT NULL THEN
+            (SELECT array_agg(o) FROM unnest(a.attoptions) o WHERE o NOT LIKE 'pg\_attver=%') END AS opts) ao
     LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
     LEFT JOIN pg_description cd
       ON cd.objoid = a.attrelid AND cd.classoid = 'pg_class'::regclass AND cd.objsubid = a.attnum
