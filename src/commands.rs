@@ -402,7 +402,8 @@ pub fn migrations_status(
                 set.format.name(),
                 history.describe()
             );
-            if history.tool.checksum_kind().is_none() {
+            // Atlas's directory was checked against its atlas.sum on loading.
+            if history.tool.checksum_kind().is_none() && set.format != migrations::Format::Atlas {
                 let _ = writeln!(
                     stdout,
                     "note: {} keeps no checksums, so an edited applied migration cannot be told here",

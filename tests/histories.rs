@@ -4026,3 +4026,158 @@ fn an_atlas_directory_runs_as_atlas_runs_it_and_is_refused_when_its_sum_differs(
     assert!(run.stderr.contains("atlas migrate hash"), "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
+
+/// Atlas's revisions table, as `atlas migrate apply` makes it.
+const ATLAS_TABLE: &str = "CREATE SCHEMA atlas_schema_revisions; CREATE TABLE atlas_schema_revisions.atlas_schema_revisions (\"version\" character varying NOT NULL, \"description\" character varying NOT NULL, \"type\" bigint NOT NULL DEFAULT 2, \"applied\" bigint NOT NULL DEFAULT 0, \"total\" bigint NOT NULL DEFAULT 0, \"executed_at\" timestamptz NOT NULL, \"execution_time\" bigint NOT NULL, \"error\" text NULL, \"error_stmt\" text NULL, \"hash\" character varying NOT NULL, \"partial_hashes\" jsonb NULL, \"operator_version\" character varying NOT NULL, PRIMARY KEY (\"version\"))";
+
+#[test]
+fn atlas_s_revisions_are_read_and_written_as_atlas_keeps_them() {
+    let list = [
+        (
+            "1_users.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n",
+        ),
+        (
+            "2_seed.sql",
+            "INSERT INTO users VALUES (1, 'a@example.com');\n",
+        ),
+        (
+            "3_indexes.sql",
+            "-- atlas:txmode none\n\nCREATE INDEX CONCURRENTLY users_email ON users (email);\nCREATE INDEX CONCURRENTLY missing_a ON missing (a);\n",
+        ),
+        ("4_audit.sql", "CREATE TABLE audit (id int);\n"),
+    ];
+    let sum = atlas_sum(&list);
+    let mut with_sum: Vec<(&str, &str)> = list.to_vec();
+    with_sum.push(("atlas.sum", &sum));
+    let project = files(&with_sum);
+    let dir = project.path();
+    let entry = |file: &str| {
+        sum.lines()
+            .find_map(|l| l.strip_prefix(&format!("{file} h1:")))
+            .unwrap()
+            .to_string()
+    };
+    let rows = "SELECT string_agg(format('%s %s %s %s/%s', version, description, type, applied, total), ', ' ORDER BY version) FROM atlas_schema_revisions.atlas_schema_revisions";
+
+    // A new database: Atlas's table, made where Atlas makes it, so that
+    // Atlas reads what runbook applied. The file outside a transaction
+    // fails at its second statement: its row says it did not finish.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1", "2"]);
+    assert_eq!(db.sql(rows), "1 users 2 1/1, 2 seed 2 1/1, 3 indexes 2 0/2");
+    assert_eq!(
+        db.sql(
+            "SELECT hash FROM atlas_schema_revisions.atlas_schema_revisions WHERE version = '2'"
+        ),
+        entry("2_seed.sql"),
+        "the revision records the file's entry in atlas.sum"
+    );
+    assert!(
+        db.sql(
+            "SELECT error FROM atlas_schema_revisions.atlas_schema_revisions WHERE version = '3'"
+        )
+        .contains("relation \"missing\" does not exist"),
+    );
+    // Atlas would stop there, and so does runbook.
+    let (code, out, _) = migrations(&["status", "--format", "json"], dir, &db.url);
+    assert_eq!(code, 3, "{out}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["history_format"], "atlas", "{status}");
+    assert_eq!(status["migrations"][2]["state"], "dirty", "{status}");
+    let (_case, run) = migrate(&db, dir, "");
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("migration 3 (indexes) is unfinished in atlas_schema_revisions"),
+        "{}",
+        run.stderr
+    );
+    // Resolved as `atlas migrate set` resolves it; the rest then runs.
+    db.sql("CREATE TABLE missing (a int)");
+    db.sql("CREATE INDEX CONCURRENTLY missing_a ON missing (a)");
+    let (code, _, err) = repair(dir, &db.url, "3", "applied");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        db.sql(
+            "SELECT type FROM atlas_schema_revisions.atlas_schema_revisions WHERE version = '3'"
+        ),
+        "6"
+    );
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["4"]);
+    assert_eq!(
+        db.sql("SELECT operator_version LIKE 'runbook %' FROM atlas_schema_revisions.atlas_schema_revisions WHERE version = '4'"),
+        "t"
+    );
+
+    // A database Atlas set up from a baseline at 2: nothing older than its
+    // first revision runs, as Atlas runs nothing older.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE users (id bigint PRIMARY KEY, email text); CREATE TABLE missing (a int)");
+    db.sql(ATLAS_TABLE);
+    db.sql("INSERT INTO atlas_schema_revisions.atlas_schema_revisions VALUES ('2', 'seed', 1, 0, 0, now(), 0, NULL, NULL, '', NULL, 'Atlas CLI v0.31.0')");
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["3", "4"]);
+    assert_eq!(db.sql("SELECT count(*) FROM users"), "0");
+}
+
+#[test]
+fn an_atlas_txtar_file_runs_its_checks_first_and_has_its_down() {
+    // As gram's migrations write it (speakeasy-api/gram): a check that the
+    // table to drop is empty, then the migration; here with a down too.
+    let list = [
+        ("1_old.sql", "CREATE TABLE old (id int);\n"),
+        (
+            "2_drop-old.sql",
+            "-- atlas:txtar\n\n-- checks/destructive.sql --\n-- atlas:assert DS102\nSELECT NOT EXISTS (SELECT 1 FROM old) AS old_empty;\n\n-- migration.sql --\nDROP TABLE old;\n\n-- down.sql --\nCREATE TABLE old (id int);\n",
+        ),
+    ];
+    let sum = atlas_sum(&list);
+    let mut with_sum: Vec<(&str, &str)> = list.to_vec();
+    with_sum.push(("atlas.sum", &sum));
+    let project = files(&with_sum);
+    let dir = project.path();
+
+    // On a new database the check holds: the table is empty.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1", "2"]);
+    // The table holds rows: Atlas would not drop it, and runbook does not.
+    let db = Db::fresh();
+    db.sql("CREATE TABLE old (id int); INSERT INTO old VALUES (1)");
+    db.sql(ATLAS_TABLE);
+    db.sql("INSERT INTO atlas_schema_revisions.atlas_schema_revisions VALUES ('1', 'old', 2, 1, 1, now(), 0, NULL, NULL, '', NULL, 'Atlas CLI v0.31.0')");
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "migration 2 (drop-old): its pre-migration check at 2_drop-old.sql:5 returned `f`, not true"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM old"), "1");
+    assert_eq!(
+        db.sql("SELECT count(*) FROM atlas_schema_revisions.atlas_schema_revisions"),
+        "1"
+    );
+    // Emptied, it runs; the check's SELECT is not part of the migration.
+    db.sql("DELETE FROM old");
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2"]);
+    assert_eq!(run.step("apply")["details"]["applied"][0]["statements"], 1);
+    assert_eq!(db.sql("SELECT to_regclass('old') IS NULL"), "t");
+
+    // Rehearsed with its down.
+    let (_case, run) = rehearse_scratch(&Db::fresh(), dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let details = &run.step("rehearse")["details"];
+    assert_eq!(details["migrations"][1]["verdict"], "ok", "{details}");
+}

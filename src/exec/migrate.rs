@@ -28,6 +28,49 @@ use crate::pg::db::{self, Db, QueryFail};
 use crate::pg::statements::{self, Statement};
 use crate::plan::{PlanMigrate, PlanStep};
 
+/// A migration's pre-migration checks (Atlas's `checks.sql`), before its
+/// up: each statement must return true, as Atlas requires before it
+/// applies the migration. The first that fails, or returns anything else,
+/// is what stops it; they only read.
+async fn pre_checks(db: &Db, m: &Migration) -> Option<ErrorInfo> {
+    for script in &m.checks {
+        for st in statements::split(&script.sql) {
+            let at = script.locate(st.offset);
+            let rows = match db.client.simple_query(&st.text).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let mut info = db::error_info(&e, None);
+                    info.message =
+                        format!("its pre-migration check at {at} failed: {}", info.message);
+                    return Some(info);
+                }
+            };
+            let value = rows.iter().find_map(|r| match r {
+                SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+                _ => None,
+            });
+            let got = match value {
+                Some(Some(v)) if v == "t" => continue,
+                Some(Some(v)) => format!("`{v}`"),
+                Some(None) => "NULL".into(),
+                None => "no row".into(),
+            };
+            return Some(ErrorInfo {
+                class: ErrorKind::Check,
+                message: format!(
+                    "its pre-migration check at {at} returned {got}, not true ({}): Atlas applies a migration only when each of its checks returns true, and nothing of it ran",
+                    st.summary()
+                ),
+                hint: Some(
+                    "the database is not in the state the migration was written for (a table it drops still holds rows, say): look at the data the check reads before changing the check".into(),
+                ),
+                ..ErrorInfo::default()
+            });
+        }
+    }
+    None
+}
+
 /// A script that failed.
 pub struct ScriptFail {
     pub error: ErrorInfo,
@@ -187,6 +230,15 @@ pub async fn run_script(
         fresh,
     } = how;
     let nested = nested && in_tx;
+    if direction == Direction::Up
+        && let Some(e) = pre_checks(db, m).await
+    {
+        // Nothing of the script ran.
+        return Err(ScriptFail {
+            in_transaction: true,
+            ..plain(e)
+        });
+    }
     // Mark the row unfinished before anything runs, in its own commit.
     let mark = history.sql(&Write::Mark {
         m,

@@ -17,6 +17,7 @@
 //! failed row, a held lock); dbmate, goose, sql-migrate, popx, Diesel,
 //! Drizzle and tern have none.
 
+mod atlas;
 mod drizzle;
 mod flyway;
 mod golang;
@@ -92,6 +93,7 @@ pub enum Tool {
     Refinery,
     Sqitch,
     Supabase,
+    Atlas,
 }
 
 pub const TOOLS: &[&str] = &[
@@ -113,6 +115,7 @@ pub const TOOLS: &[&str] = &[
     "refinery",
     "sqitch",
     "supabase",
+    "atlas",
 ];
 
 impl Tool {
@@ -136,6 +139,7 @@ impl Tool {
             Self::Refinery => "refinery",
             Self::Sqitch => "sqitch",
             Self::Supabase => "supabase",
+            Self::Atlas => "atlas",
         }
     }
 
@@ -261,7 +265,8 @@ impl Tool {
             F::Tern => Self::Tern,
             F::NodePgMigrate => Self::NodePgMigrate,
             F::Postgrator => Self::Postgrator,
-            F::Pairs | F::Plain | F::Sqitch | F::Liquibase | F::Atlas | F::Tool => return None,
+            F::Atlas => Self::Atlas,
+            F::Pairs | F::Plain | F::Sqitch | F::Liquibase | F::Tool => return None,
         })
     }
 
@@ -304,6 +309,7 @@ impl Tool {
             "refinery" => Self::Refinery,
             "sqitch" => Self::Sqitch,
             "supabase" => Self::Supabase,
+            "atlas" => Self::Atlas,
             other => {
                 return Err(format!(
                     "unknown history format `{other}`: expected auto, {}",
@@ -333,6 +339,7 @@ impl Tool {
             Self::Refinery => "public.refinery_schema_history",
             Self::Sqitch => "sqitch.changes",
             Self::Supabase => "supabase_migrations.schema_migrations",
+            Self::Atlas => "atlas_schema_revisions.atlas_schema_revisions",
         }
     }
 
@@ -343,6 +350,11 @@ impl Tool {
     /// sqitch's, Supabase's) stays where it is.
     pub fn table_in(self, schema: Option<&str>) -> String {
         let default = self.default_table();
+        // Atlas keeps its table in a schema of its own, unless its URL
+        // names one: then there.
+        if let (Self::Atlas, Some(schema)) = (self, schema) {
+            return format!("{schema}.atlas_schema_revisions");
+        }
         match (schema, default.strip_prefix("public.")) {
             (Some(schema), Some(table)) => format!("{schema}.{table}"),
             _ => default.to_string(),
@@ -390,7 +402,8 @@ impl Tool {
             | Self::Diesel
             | Self::Tern
             | Self::NodePgMigrate
-            | Self::Supabase => None,
+            | Self::Supabase
+            | Self::Atlas => None,
         }
     }
 
@@ -400,6 +413,7 @@ impl Tool {
             Self::Sqlx => Some("SQLx"),
             Self::Tern => Some("tern"),
             Self::NodePgMigrate => Some("node-pg-migrate"),
+            Self::Atlas => Some("Atlas"),
             _ => None,
         }
     }
@@ -421,6 +435,7 @@ impl Tool {
                 | Self::GolangMigrate
                 | Self::Flyway
                 | Self::Sqlx
+                | Self::Atlas
         )
     }
 
@@ -439,6 +454,7 @@ impl Tool {
                 | Self::NodePgMigrate
                 | Self::Refinery
                 | Self::Drizzle
+                | Self::Atlas
         )
     }
 
@@ -490,6 +506,8 @@ impl Tool {
             Self::Knex
         } else if has("installed_rank") {
             Self::Flyway
+        } else if has("partial_hashes") && has("operator_version") {
+            Self::Atlas
         } else if columns == ["version", "name", "applied_on", "checksum"] {
             Self::Refinery
         } else if has("version") && has("md5") && has("run_at")
@@ -773,6 +791,9 @@ pub struct History {
     /// Refinery's: its versions are 64-bit (`int8-versions`), which its
     /// checksum hashes as such.
     wide_versions: bool,
+    /// Atlas: each file's entry in atlas.sum (by file name), which its
+    /// revision records.
+    atlas_hashes: std::collections::HashMap<String, String>,
     /// The scripts the tool deploying these files would fail
     /// ([`History::deployer`], [`Tool::would_fail`]), found when opened.
     pub tool_fails: Vec<ToolFails>,
@@ -808,6 +829,11 @@ impl History {
             detected: false,
             instead_of: None,
             wide_versions: false,
+            atlas_hashes: if tool == Tool::Atlas {
+                migrations::atlas_hashes(set)
+            } else {
+                Default::default()
+            },
             tool_fails: Vec::new(),
             session_reset: None,
         }
@@ -1115,6 +1141,7 @@ impl History {
             Tool::Sqlx => {}
             Tool::Tern => return Ok(tern::LOCK_KEY),
             Tool::NodePgMigrate => return Ok(simple::NODE_PG_MIGRATE_LOCK),
+            Tool::Atlas => return Ok(atlas::lock_key()),
             _ => return Ok(db::lock_key(database, &format!("migrations:{}", self.name))),
         }
         let row = db
@@ -1196,6 +1223,7 @@ impl History {
             Tool::Postgrator => postgrator::create(self),
             Tool::Refinery => refinery::create(self),
             Tool::Supabase => supabase::create(self),
+            Tool::Atlas => atlas::create(self),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1247,6 +1275,7 @@ impl History {
             Tool::Postgrator => postgrator::read(self, db).await,
             Tool::Refinery => refinery::read(self, db).await,
             Tool::Supabase => supabase::read(self, db).await,
+            Tool::Atlas => atlas::read(self, db).await,
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1414,6 +1443,7 @@ impl History {
             Tool::Postgrator => postgrator::write(self, w),
             Tool::Refinery => refinery::write(self, w),
             Tool::Supabase => supabase::write(self, w),
+            Tool::Atlas => atlas::write(self, w),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1450,6 +1480,7 @@ impl History {
             Tool::Postgrator => postgrator::baseline(self, todo),
             Tool::Refinery => refinery::baseline(self, todo),
             Tool::Supabase => supabase::baseline(self, todo),
+            Tool::Atlas => atlas::baseline(self, todo),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1479,6 +1510,7 @@ impl History {
             Tool::GolangMigrate => golang::repair(self, a, applied),
             Tool::Flyway => flyway::repair(self, a, applied),
             Tool::Sqlx => sqlx::repair(self, a, applied),
+            Tool::Atlas => atlas::repair(self, a, applied),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1658,7 +1690,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 17] = [
+const DETECTED: [Tool; 18] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -1676,6 +1708,7 @@ const DETECTED: [Tool; 17] = [
     Tool::Refinery,
     Tool::Sqitch,
     Tool::Supabase,
+    Tool::Atlas,
 ];
 
 /// History tables of tools runbook does not read, as `to_regclass` finds
@@ -1687,9 +1720,9 @@ const FOREIGN: &[(&str, &str)] = &[
     ("phinxlog", "Phinx"),
     ("doctrine_migration_versions", "Doctrine"),
     ("_yoyo_migration", "yoyo"),
+    // Atlas's table where its URL names the schema (`search_path=public`);
+    // read as Atlas's by its columns.
     ("atlas_schema_revisions", "Atlas"),
-    // Atlas's own schema, where it keeps the table unless its URL names one.
-    ("atlas_schema_revisions.atlas_schema_revisions", "Atlas"),
     ("alembic_version", "Alembic"),
     ("\"SequelizeMeta\"", "Sequelize"),
     ("django_migrations", "Django"),
@@ -1725,6 +1758,7 @@ const SHAPES: &[(Tool, usize)] = &[
     (Tool::Flyway, 10),
     (Tool::Postgrator, 4),
     (Tool::Sqlx, 6),
+    (Tool::Atlas, 12),
     (Tool::Goose, 4),
     (Tool::GolangMigrate, 2),
     (Tool::Popx, 2),
@@ -1771,7 +1805,7 @@ async fn elsewhere(db: &Db) -> Result<Vec<String>, ErrorInfo> {
                    WHERE x.attrelid = c.oid AND NOT x.attisdropped
                      AND x.attname IN ('statements_done', 'statements', 'rolled_back_at',
                          'migration_time', 'installed_rank', 'md5', 'execution_time',
-                         'is_applied', 'dirty', 'version_self', 'run_on')))
+                         'is_applied', 'dirty', 'version_self', 'run_on', 'partial_hashes')))
              GROUP BY 1, 2 ORDER BY 1",
             &[&relnames],
         )

@@ -14,6 +14,13 @@
 //! statement delimiter of the file's own are refused too: runbook does not
 //! run them as Atlas does.
 //!
+//! A file whose directives say `-- atlas:txtar` is an archive of entries,
+//! each under a `-- NAME --` line: `migration.sql` is the migration,
+//! `down.sql` its down, and `checks.sql` (or `checks/NAME.sql`) its
+//! pre-migration checks, statements that must each return true before the
+//! migration runs; Atlas does not apply it otherwise, and neither does
+//! runbook (a failed check fails the up, and nothing of it runs).
+//!
 //! `atlas.sum` is checked as Atlas checks it, in the other layouts Atlas
 //! writes too (golang-migrate's pairs, goose, dbmate): there the tool that
 //! deploys does not read it, so a mismatch is a warning.
@@ -24,7 +31,9 @@ use base64::Engine as _;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use super::{Down, Format, LoadError, Set, fails_in_transaction, push_versioned, read, script_by};
+use super::{
+    Down, Format, LoadError, Script, Set, fails_in_transaction, push_versioned, read, script_by,
+};
 
 /// The integrity file of the directory.
 pub(super) const SUM: &str = "atlas.sum";
@@ -120,12 +129,46 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     }
     for (name, text) in files {
         let loaded = migration(&name, text, &mut set.warnings);
-        let Some((version, desc, up)) = set.kept_with(loaded)? else {
+        let Some(f) = set.kept_with(loaded)? else {
             continue;
         };
-        push_versioned(set, &name, version, desc, up, Down::Unavailable)?;
+        push_versioned(set, &name, f.version, f.desc, f.up, f.down)?;
+        if let Some(m) = set.migrations.last_mut() {
+            m.checks = f.checks;
+        }
     }
     Ok(())
+}
+
+/// What one file gives.
+#[derive(Debug)]
+struct File {
+    version: String,
+    desc: String,
+    up: Script,
+    down: Down,
+    checks: Vec<Script>,
+}
+
+/// A txtar archive's entries: each `-- NAME --` line's name, the text
+/// under it (to the next such line), and that text's first line.
+fn entries(text: &str) -> Vec<(String, String, usize)> {
+    let mut out: Vec<(String, String, usize)> = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let name = bare
+            .strip_prefix("-- ")
+            .and_then(|l| l.strip_suffix(" --"))
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        match (name, out.last_mut()) {
+            (Some(name), _) => out.push((name.to_string(), String::new(), i + 2)),
+            (None, Some((_, body, _))) => body.push_str(line),
+            // The archive's comment, before its first entry.
+            (None, None) => {}
+        }
+    }
+    out
 }
 
 fn refused(file: &str, line: usize, what: String, fix: &'static str) -> LoadError {
@@ -140,11 +183,7 @@ fn refused(file: &str, line: usize, what: String, fix: &'static str) -> LoadErro
 /// One file: its version and description as Atlas reads its name
 /// (`20250101120000_add_users.sql`: before and after the first `_`), and
 /// its script, in a transaction unless its directives say otherwise.
-fn migration(
-    file: &str,
-    text: String,
-    warnings: &mut Vec<String>,
-) -> Result<(String, String, super::Script), LoadError> {
+fn migration(file: &str, text: String, warnings: &mut Vec<String>) -> Result<File, LoadError> {
     let stem = file.strip_suffix(".sql").unwrap_or(file);
     let (version, desc) = stem.split_once('_').unwrap_or((stem, ""));
     if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
@@ -213,12 +252,13 @@ fn migration(
             ));
         }
     };
-    let up = script_by(
-        text,
-        file.to_string(),
-        1,
-        no_transaction.then(|| NO_TRANSACTION.to_string()),
-    );
+    let by = || no_transaction.then(|| NO_TRANSACTION.to_string());
+    let (up, down, checks) = if read.iter().any(|(_, n, _)| n == "txtar") {
+        txtar(file, &text, &by)?
+    } else {
+        let up = script_by(text, file.to_string(), 1, by());
+        (up, Down::Unavailable, Vec::new())
+    };
     if let Some(e) = fails_in_transaction(
         &up,
         "Atlas",
@@ -227,7 +267,51 @@ fn migration(
     ) {
         return Err(e);
     }
-    Ok((version.to_string(), desc.to_string(), up))
+    Ok(File {
+        version: version.to_string(),
+        desc: desc.to_string(),
+        up,
+        down,
+        checks,
+    })
+}
+
+/// A txtar file's migration, down and checks.
+fn txtar(
+    file: &str,
+    text: &str,
+    by: &dyn Fn() -> Option<String>,
+) -> Result<(Script, Down, Vec<Script>), LoadError> {
+    let (mut up, mut down, mut checks) = (None, Down::Unavailable, Vec::new());
+    for (name, body, line) in entries(text) {
+        let script = script_by(body, file.to_string(), line, by());
+        match name.as_str() {
+            "migration.sql" => up = Some(script),
+            "down.sql" => down = Down::Script(script),
+            n if n.ends_with(".sql") && (n == "checks.sql" || n.starts_with("checks/")) => {
+                checks.push(script);
+            }
+            other => {
+                return Err(refused(
+                    file,
+                    line - 1,
+                    format!(
+                        "`{other}` is an entry of this txtar file that runbook does not read (it reads migration.sql, down.sql and checks)"
+                    ),
+                    "move what it holds into migration.sql or checks.sql, and run `atlas migrate hash`",
+                ));
+            }
+        }
+    }
+    let up = up.ok_or_else(|| {
+        refused(
+            file,
+            1,
+            "is a txtar file (`-- atlas:txtar`) with no `-- migration.sql --` entry; Atlas has nothing to apply".into(),
+            "put the migration's statements under a `-- migration.sql --` line, and run `atlas migrate hash`",
+        )
+    })?;
+    Ok((up, down, checks))
 }
 
 /// `atlas.sum`'s lines: each file's name and hash, after the sum of them all.
@@ -336,6 +420,20 @@ fn sum_mismatch(dir: &Path, files: &[(String, String)]) -> Result<Option<LoadErr
         written.entries.len() + 2,
         format!("{added} is not in atlas.sum: it was added after the sum was written{refuses}"),
     ))
+}
+
+/// Each file's entry in atlas.sum as Atlas computes it for the directory
+/// now (by file name): what Atlas records with a file's revision. Of the
+/// files Atlas reads in the set's layout (`*.up.sql` in golang-migrate's).
+pub fn hashes(set: &Set) -> std::collections::HashMap<String, String> {
+    let suffix = if set.format == Format::Pairs {
+        ".up.sql"
+    } else {
+        ".sql"
+    };
+    files(&set.dir, suffix)
+        .map(|f| computed(&f).into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// In another tool's layout that Atlas writes (golang-migrate's pairs,
@@ -579,6 +677,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("before the first `_` (here `v2`)"), "{e}");
+    }
+
+    #[test]
+    fn a_txtar_file_is_its_migration_its_down_and_its_checks() {
+        let text = "-- atlas:txtar\n-- atlas:txmode none\n\n-- checks.sql --\nSELECT true;\n-- checks/rows.sql --\nSELECT NOT EXISTS (SELECT 1 FROM t);\n\n-- migration.sql --\nDROP INDEX CONCURRENTLY t_c;\n-- down.sql --\nCREATE INDEX CONCURRENTLY t_c ON t (c);\n";
+        let f = migration("3_drop.sql", text.into(), &mut Vec::new()).unwrap();
+        assert_eq!(f.up.sql, "DROP INDEX CONCURRENTLY t_c;\n");
+        assert_eq!(f.up.first_line, 10);
+        assert_eq!(f.up.no_transaction.as_deref(), Some(NO_TRANSACTION));
+        let Down::Script(down) = &f.down else {
+            panic!("no down: {:?}", f.down);
+        };
+        assert_eq!(down.first_line, 12);
+        assert_eq!(f.checks.len(), 2);
+        assert_eq!(f.checks[1].locate(0), "3_drop.sql:7");
+        // Without `-- migration.sql --`, or with an entry runbook does not
+        // read: refused.
+        let e = migration(
+            "3_drop.sql",
+            "-- atlas:txtar\n\n-- checks.sql --\nSELECT true;\n".into(),
+            &mut Vec::new(),
+        );
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("no `-- migration.sql --` entry")
+        );
+        let e = migration(
+            "3_drop.sql",
+            "-- atlas:txtar\n\n-- migration.sql --\nSELECT 1;\n-- seed.csv --\na,b\n".into(),
+            &mut Vec::new(),
+        );
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .starts_with("3_drop.sql:5: `seed.csv` is an entry")
+        );
+        // A file that does not say `atlas:txtar` is SQL, markers and all.
+        let f = migration(
+            "4_x.sql",
+            "-- migration.sql --\nSELECT 1;\n".into(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(f.up.first_line, 1);
+        assert!(f.checks.is_empty());
     }
 
     #[test]

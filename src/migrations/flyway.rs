@@ -386,6 +386,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                     down: Down::Unavailable,
                     created_ms: None,
                     verify: None,
+                    checks: Vec::new(),
                 });
             }
             // Refinery's migrations in Rust, beside its SQL ones.

@@ -40,6 +40,7 @@ mod liquibase;
 mod sqitch;
 mod tern;
 
+pub use atlas::hashes as atlas_hashes;
 pub use flyway::checksum as flyway_checksum;
 pub use flyway::{
     Values as FlywayValues, fill as fill_flyway, secret_values as flyway_secret_values,
@@ -522,6 +523,10 @@ pub struct Migration {
     /// by a rehearsal after each up and re-up; whatever it does is rolled
     /// back.
     pub verify: Option<Script>,
+    /// Assertions that must hold before the up runs (Atlas's pre-migration
+    /// checks, `checks.sql` in a txtar file): each statement must return
+    /// true, or the up does not run.
+    pub checks: Vec<Script>,
 }
 
 impl Migration {
@@ -933,6 +938,7 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
             checksum: String::new(),
             created_ms: None,
             verify: None,
+            checks: Vec::new(),
         });
     }
     Ok(set)
@@ -1213,6 +1219,7 @@ fn push_versioned(
         checksum: crate::hash::sha256_hex(up.sql.as_bytes()),
         created_ms: None,
         verify: None,
+        checks: Vec::new(),
         version,
         name,
         up,
