@@ -55,11 +55,16 @@ async fn pre_checks(db: &Db, m: &Migration) -> Option<ErrorInfo> {
                 Some(None) => "NULL".into(),
                 None => "no row".into(),
             };
+            // The check as written, on one line, cut short where long.
+            let mut text = st.text.split_whitespace().collect::<Vec<_>>().join(" ");
+            if let Some((cut, _)) = text.char_indices().nth(160) {
+                text.truncate(cut);
+                text.push('…');
+            }
             return Some(ErrorInfo {
                 class: ErrorKind::Check,
                 message: format!(
-                    "its pre-migration check at {at} returned {got}, not true ({}): Atlas applies a migration only when each of its checks returns true, and nothing of it ran",
-                    st.summary()
+                    "its pre-migration check at {at} returned {got}, not true (`{text}`): Atlas applies a migration only when each of its checks returns true, and nothing of it ran"
                 ),
                 hint: Some(
                     "the database is not in the state the migration was written for (a table it drops still holds rows, say): look at the data the check reads before changing the check".into(),
