@@ -1484,6 +1484,36 @@ fn the_liquibase_example_rehearses_its_changelog_in_the_masters_order() {
     );
 }
 
+#[test]
+fn the_atlas_example_rehearses_then_applies_its_directory_into_atlas_s_table() {
+    let yaml = std::fs::read_to_string("examples/atlas-migrations/runbook.yml").unwrap();
+    let migrations = format!(
+        "{}/examples/atlas-migrations/migrations",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let db = Db::fresh();
+    let case = Case::new(&yaml);
+    let run = case.exec(&db.url, &["--set", &format!("migrations={migrations}")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let verdicts: Vec<String> = run.step("rehearse")["details"]["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["verdict"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["forward_only", "forward_only", "ok"],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(version || ' ' || applied || '/' || total, ', ' ORDER BY version) FROM atlas_schema_revisions.atlas_schema_revisions"),
+        "20250101120000 2/2, 20250102120000 1/1, 20250103120000 1/1"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('legacy_sessions') IS NULL"), "t");
+}
+
 fn rehearse_files(files: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, Rehearsal) {
     rehearse_files_on(&Db::fresh(), files, extra)
 }
