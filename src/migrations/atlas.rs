@@ -480,8 +480,9 @@ mod tests {
 
     #[test]
     fn a_sum_atlas_wrote_matches_and_each_change_is_named() {
-        // Written by Atlas v0.x for these two files (its own testdata's
-        // shape): the running hash, and the first line the sum of the rest.
+        // atlas.sum as `hash` writes it (the_sum_is_the_one_atlas_writes
+        // checks that against a sum Atlas wrote); then each change to the
+        // directory, named as Atlas's `migrate validate` names it.
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         write(
