@@ -4172,7 +4172,9 @@ fn an_atlas_txtar_file_runs_its_checks_first_and_has_its_down() {
     let (_case, run) = migrate(&db, dir, "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(applied(&run), ["2"]);
-    assert_eq!(run.step("apply")["details"]["applied"][0]["statements"], 1);
+    let entry = &run.step("apply")["details"]["applied"][0];
+    assert_eq!(entry["statements"], 1, "{entry}");
+    assert_eq!(entry["checks_held"], 1, "{entry}");
     assert_eq!(db.sql("SELECT to_regclass('old') IS NULL"), "t");
 
     // Rehearsed with its down.
@@ -4180,4 +4182,17 @@ fn an_atlas_txtar_file_runs_its_checks_first_and_has_its_down() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let details = &run.step("rehearse")["details"];
     assert_eq!(details["migrations"][1]["verdict"], "ok", "{details}");
+    // The checks ran before the up, and before the up again: legs of their
+    // own, so a reader sees that they did.
+    let legs: Vec<&str> = details["migrations"][1]["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["leg"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        legs,
+        ["checks", "up", "down", "checks", "reup"],
+        "{details}"
+    );
 }

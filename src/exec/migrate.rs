@@ -31,8 +31,9 @@ use crate::plan::{PlanMigrate, PlanStep};
 /// A migration's pre-migration checks (Atlas's `checks.sql`), before its
 /// up: each statement must return true, as Atlas requires before it
 /// applies the migration. The first that fails, or returns anything else,
-/// is what stops it; they only read.
-async fn pre_checks(db: &Db, m: &Migration) -> Option<ErrorInfo> {
+/// is what stops it; they only read. Returns how many held.
+async fn pre_checks(db: &Db, m: &Migration) -> Result<usize, ErrorInfo> {
+    let mut held = 0;
     for script in &m.checks {
         for st in statements::split(&script.sql) {
             let at = script.locate(st.offset);
@@ -42,7 +43,7 @@ async fn pre_checks(db: &Db, m: &Migration) -> Option<ErrorInfo> {
                     let mut info = db::error_info(&e, None);
                     info.message =
                         format!("its pre-migration check at {at} failed: {}", info.message);
-                    return Some(info);
+                    return Err(info);
                 }
             };
             let value = rows.iter().find_map(|r| match r {
@@ -50,7 +51,10 @@ async fn pre_checks(db: &Db, m: &Migration) -> Option<ErrorInfo> {
                 _ => None,
             });
             let got = match value {
-                Some(Some(v)) if v == "t" => continue,
+                Some(Some(v)) if v == "t" => {
+                    held += 1;
+                    continue;
+                }
                 Some(Some(v)) => format!("`{v}`"),
                 Some(None) => "NULL".into(),
                 None => "no row".into(),
@@ -61,7 +65,7 @@ async fn pre_checks(db: &Db, m: &Migration) -> Option<ErrorInfo> {
                 text.truncate(cut);
                 text.push('…');
             }
-            return Some(ErrorInfo {
+            return Err(ErrorInfo {
                 class: ErrorKind::Check,
                 message: format!(
                     "its pre-migration check at {at} returned {got}, not true (`{text}`): Atlas applies a migration only when each of its checks returns true, and nothing of it ran"
@@ -73,7 +77,7 @@ async fn pre_checks(db: &Db, m: &Migration) -> Option<ErrorInfo> {
             });
         }
     }
-    None
+    Ok(held)
 }
 
 /// A script that failed.
@@ -107,6 +111,10 @@ pub struct ScriptRun {
     /// tables whose rows it inserted, updated or deleted (from the
     /// transaction's own statistics, read before COMMIT).
     pub touched: Option<Vec<String>>,
+    /// The migration's pre-migration checks, run before its up: how many
+    /// returned true (all of them, or the up would not have run), and how
+    /// long they took. `None`: it has none, or this was not its up.
+    pub checks: Option<(usize, Duration)>,
 }
 
 /// The tables the current transaction wrote rows to. Exact: these are the
@@ -235,15 +243,21 @@ pub async fn run_script(
         fresh,
     } = how;
     let nested = nested && in_tx;
-    if direction == Direction::Up
-        && let Some(e) = pre_checks(db, m).await
-    {
-        // Nothing of the script ran.
-        return Err(ScriptFail {
-            in_transaction: true,
-            ..plain(e)
-        });
-    }
+    let checks = if direction == Direction::Up && !m.checks.is_empty() {
+        let started = Instant::now();
+        match pre_checks(db, m).await {
+            Ok(held) => Some((held, started.elapsed())),
+            // Nothing of the script ran.
+            Err(e) => {
+                return Err(ScriptFail {
+                    in_transaction: true,
+                    ..plain(e)
+                });
+            }
+        }
+    } else {
+        None
+    };
     // Mark the row unfinished before anything runs, in its own commit.
     let mark = history.sql(&Write::Mark {
         m,
@@ -399,6 +413,7 @@ pub async fn run_script(
         left_open,
         statements: total,
         touched,
+        checks,
     })
 }
 
@@ -890,6 +905,13 @@ async fn migrate(
         };
         match run_script(&r.db, history, x, m.direction, &ctx, how).await {
             Ok(done) => {
+                if let Some((held, _)) = done.checks {
+                    super::sql::log(
+                        r,
+                        &s.id,
+                        format!("  its {held} pre-migration check(s) returned true"),
+                    );
+                }
                 if let Some(why) = &done.no_transaction_because {
                     super::sql::log(r, &s.id, format!("  ran without a transaction: {why}"));
                 }
@@ -911,6 +933,9 @@ async fn migrate(
                 if repeatable {
                     entry["version"] = Value::Null;
                     entry["repeatable"] = true.into();
+                }
+                if let Some((held, _)) = done.checks {
+                    entry["checks_held"] = held.into();
                 }
                 done_list.push(entry);
                 // Committed: in the journal before the next one starts, for

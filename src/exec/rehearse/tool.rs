@@ -285,6 +285,7 @@ impl Tool {
                 left_open: false,
                 statements: 0,
                 touched: None,
+                checks: None,
             }),
             (Some(StepStatus::TimedOut), _) => {
                 Err(fail(timeout_error(ctx.timeout), StepStatus::TimedOut))
