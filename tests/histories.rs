@@ -4124,6 +4124,25 @@ fn atlas_s_revisions_are_read_and_written_as_atlas_keeps_them() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(applied(&run), ["3", "4"]);
     assert_eq!(db.sql("SELECT count(*) FROM users"), "0");
+
+    // A URL that names a schema: Atlas keeps its table there, and runbook
+    // reads it as one history (it is found by both its names).
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA app");
+    let url = format!("{}?search_path=app", db.url);
+    let (code, out, err) = migrations(&["baseline", "--version", "2", "--yes"], dir, &url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        db.sql("SELECT string_agg(version || ' ' || type, ', ' ORDER BY version) FROM app.atlas_schema_revisions"),
+        "1 4, 2 4"
+    );
+    let (code, out, err) = migrations(&["status"], dir, &url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("atlas history in app.atlas_schema_revisions"),
+        "{out}"
+    );
+    assert_eq!(states(&out)[..2], ["1 applied", "2 applied"], "{out}");
 }
 
 #[test]

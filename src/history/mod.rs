@@ -901,7 +901,11 @@ impl History {
             .into_iter()
             .filter(|c| seen.insert(c.clone()))
             .collect();
-        let found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
+        let mut found = tables(db, &candidates).await.map_err(HistoryError::Sql)?;
+        // Two names of one table (Atlas's unqualified name on a search path
+        // the URL sets, and its name in that schema) are one history.
+        let mut resolved = std::collections::HashSet::new();
+        found.retain(|t| resolved.insert(t.name.clone()));
         if let Some(conf) = conf_table.as_ref().filter(|_| spec.table.is_none()) {
             let qualified = |t: &str| {
                 let t = t.to_ascii_lowercase();
