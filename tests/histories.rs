@@ -4067,7 +4067,22 @@ fn atlas_s_revisions_are_read_and_written_as_atlas_keeps_them() {
     let (_case, run) = migrate(&db, dir, "");
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(applied(&run), ["1", "2"]);
-    assert_eq!(db.sql(rows), "1 users 2 1/1, 2 seed 2 1/1, 3 indexes 2 0/2");
+    assert_eq!(db.sql(rows), "1 users 2 1/1, 2 seed 2 1/1, 3 indexes 2 1/2");
+    // The statement that committed, by its running hash, as Atlas checks it
+    // before it goes on from the second; and the one that failed.
+    let first = {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        let sum = Sha256::digest(b"CREATE INDEX CONCURRENTLY users_email ON users (email);");
+        format!(
+            "[\"h1:{}\"] | CREATE INDEX CONCURRENTLY missing_a ON missing (a);",
+            base64::engine::general_purpose::STANDARD.encode(sum)
+        )
+    };
+    assert_eq!(
+        db.sql("SELECT partial_hashes::text || ' | ' || error_stmt FROM atlas_schema_revisions.atlas_schema_revisions WHERE version = '3'"),
+        first
+    );
     assert_eq!(
         db.sql(
             "SELECT hash FROM atlas_schema_revisions.atlas_schema_revisions WHERE version = '2'"

@@ -12,10 +12,13 @@
 //!
 //! runbook writes rows as Atlas does: a file outside a transaction gets
 //! its row first, with 0 statements applied and an error saying it was
-//! started, in its own commit; the row says every statement applied when
-//! the file ends. The statements a file got through before it stopped are
-//! not counted (Atlas would check them against hashes of its own parse),
-//! so Atlas, going on from there, runs the file from its first statement.
+//! started, in its own commit; after each statement, how many are applied
+//! and their running hashes (`partial_hashes`, Atlas's SHA-256 of each
+//! statement's text in turn); when it stops, the error and the statement;
+//! when it ends, every statement applied. Atlas, going on from a row that
+//! stopped, checks those hashes against its own parse of the file: where
+//! they agree it runs the rest, and where they do not it stops with an
+//! error, rather than run a committed statement again.
 
 use tokio_postgres::Error;
 
@@ -35,6 +38,9 @@ const RESOLVED: i64 = 4;
 /// What a mark says while a script outside a transaction runs.
 const STARTED_UP: &str = "runbook: started, not finished";
 const STARTED_DOWN: &str = "runbook: its down started, not finished";
+/// How the error of a down that stopped starts (its row reads as dirty,
+/// going down).
+const DOWN_STOPPED: &str = "runbook: its down stopped: ";
 
 /// The advisory lock `atlas migrate apply` holds: FNV-1 (32 bits) of
 /// `atlas_migrate_execute`, as Atlas's PostgreSQL driver computes it.
@@ -97,7 +103,12 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 duration_ms: Some(nanos / 1_000_000),
                 by: r.get(8),
                 dirty,
-                direction: if error == STARTED_DOWN { "down" } else { "up" }.into(),
+                direction: if error == STARTED_DOWN || error.starts_with(DOWN_STOPPED) {
+                    "down"
+                } else {
+                    "up"
+                }
+                .into(),
                 statements_done: i32::try_from(applied).unwrap_or(i32::MAX),
                 statements_total: i32::try_from(total).unwrap_or(i32::MAX),
                 error: (dirty && !error.is_empty()).then_some(error),
@@ -132,6 +143,32 @@ fn description(m: &Migration) -> &str {
     super::stem(&m.up.file)
         .split_once('_')
         .map_or("", |(_, d)| d)
+}
+
+/// The running hashes of the up's first `done` statements, as Atlas keeps
+/// them in `partial_hashes`: after each statement's text (trimmed, its `;`
+/// kept), the SHA-256 so far, base64, after `h1:`. With the statement that
+/// comes next, if any. `NULL` when none is done.
+fn partial(m: &Migration, done: usize) -> (String, Option<String>) {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let stmts = crate::pg::statements::split(&m.up.sql);
+    let mut h = Sha256::new();
+    let mut sums = Vec::new();
+    for st in stmts.iter().take(done) {
+        h.update(st.text.trim().as_bytes());
+        let sum = base64::engine::general_purpose::STANDARD.encode(h.clone().finalize());
+        sums.push(serde_json::Value::String(format!("h1:{sum}")));
+    }
+    let json = if sums.is_empty() {
+        "NULL".to_string()
+    } else {
+        format!(
+            "{}::jsonb",
+            literal(&serde_json::Value::Array(sums).to_string())
+        )
+    };
+    (json, stmts.get(done).map(|st| st.text.trim().to_string()))
 }
 
 /// The file's entry in atlas.sum, as Atlas records it with the revision.
@@ -176,7 +213,14 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
     let t = &h.quoted;
     let row = |m: &Migration| format!("version = {}", literal(&m.version));
     Some(match *w {
-        Write::Mark { in_tx: true, .. } | Write::Progress { .. } => return None,
+        Write::Mark { in_tx: true, .. } => return None,
+        // Only an up's mark counts its statements: Atlas has no downs.
+        Write::Progress { m, done } => format!(
+            "UPDATE {t} SET applied = {done}, partial_hashes = {} WHERE {} AND error = {}",
+            partial(m, done).0,
+            row(m),
+            literal(STARTED_UP)
+        ),
         Write::Mark {
             m,
             direction: Direction::Up,
@@ -192,11 +236,21 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
             literal(STARTED_DOWN),
             row(m)
         ),
-        Write::Failed { m, message, .. } => format!(
-            "UPDATE {t} SET error = {} WHERE {} AND applied < total",
-            literal(message),
-            row(m)
-        ),
+        Write::Failed { m, at, message } => {
+            let (hashes, stmt) = partial(m, at);
+            format!(
+                "UPDATE {t} SET applied = {at}, partial_hashes = {hashes}, error = {}, error_stmt = {}
+                 WHERE {} AND error = {};
+                 UPDATE {t} SET error = {} WHERE {} AND error = {}",
+                literal(message),
+                stmt.as_deref().map_or_else(|| "NULL".to_string(), literal),
+                row(m),
+                literal(STARTED_UP),
+                literal(&format!("{DOWN_STOPPED}{message}")),
+                row(m),
+                literal(STARTED_DOWN)
+            )
+        }
         Write::Finish {
             m,
             direction: Direction::Up,
