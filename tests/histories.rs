@@ -4201,6 +4201,22 @@ fn an_atlas_txtar_file_runs_its_checks_first_and_has_its_down() {
         db.sql("SELECT count(*) FROM atlas_schema_revisions.atlas_schema_revisions"),
         "1"
     );
+    // Rehearsed on a copy of that database: the check does not hold, so
+    // the up does not run, and the report says that, not that it failed.
+    let (_case, run) = rehearse_scratch(&db, dir, "");
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let m = &run.step("rehearse")["details"]["migrations"][0];
+    assert_eq!(m["version"], "2", "{m}");
+    assert_eq!(m["verdict"], "up_failure", "{m}");
+    assert!(
+        m["findings"][0]["message"].as_str().unwrap().starts_with(
+            "up did not run: its pre-migration check at 2_drop-old.sql:5 returned `f`"
+        ),
+        "{m}"
+    );
+    assert_eq!(m["legs"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(m["legs"][0]["leg"], "checks", "{m}");
+    assert_eq!(m["legs"][0]["ok"], false, "{m}");
     // Emptied, it runs; the check's SELECT is not part of the migration.
     db.sql("DELETE FROM old");
     let (_case, run) = migrate(&db, dir, "");

@@ -94,6 +94,9 @@ pub struct ScriptFail {
     /// A `CREATE INDEX CONCURRENTLY` outside a transaction failed: the
     /// INVALID index it left, dropped, and what is left of it.
     pub index: super::sql::LeftIndexes,
+    /// It failed before any of the script ran: a pre-migration check did
+    /// not hold.
+    pub before_script: bool,
 }
 
 /// What running a script did.
@@ -235,6 +238,7 @@ pub async fn run_script(
         in_transaction: in_tx,
         maybe_committed: false,
         index: super::sql::LeftIndexes::default(),
+        before_script: false,
     };
     let total = stmts.len();
     let How {
@@ -251,6 +255,7 @@ pub async fn run_script(
             Err(e) => {
                 return Err(ScriptFail {
                     in_transaction: true,
+                    before_script: true,
                     ..plain(e)
                 });
             }
@@ -351,6 +356,7 @@ pub async fn run_script(
                 in_transaction: in_tx,
                 maybe_committed: false,
                 index,
+                before_script: false,
             });
         }
         if !in_tx

@@ -462,8 +462,9 @@ impl Rig<'_> {
                     );
                 }
             }
+            // A pre-migration check that did not hold: the up never ran.
             Err(f) => o.legs.push(Leg {
-                leg,
+                leg: if f.before_script { "checks" } else { leg },
                 duration_ms: ms,
                 ok: false,
                 transaction: f.in_transaction,
@@ -648,6 +649,17 @@ fn cycles_in_transaction(m: &Migration) -> bool {
 fn in_transaction(s: &crate::migrations::Script) -> bool {
     let stmts = crate::pg::statements::split(&s.sql);
     crate::migrations::script_mode(s, &stmts).0
+}
+
+/// What became of a script that did not succeed, `what` naming it (`up`):
+/// it failed, or, stopped by a pre-migration check, did not run.
+fn did_not_succeed(what: &str, f: &ScriptFail) -> String {
+    let verb = if f.before_script {
+        "did not run"
+    } else {
+        "failed"
+    };
+    format!("{what} {verb}: {}", script_error(f))
 }
 
 fn script_error(f: &ScriptFail) -> String {
@@ -1318,10 +1330,7 @@ fn up_failed(
     f: &ScriptFail,
 ) -> Result<(), Fail> {
     cancelled(f)?;
-    o.find(
-        Verdict::UpFailure,
-        format!("up failed: {}", script_error(f)),
-    );
+    o.find(Verdict::UpFailure, did_not_succeed("up", f));
     say(r, rig, i, total, o);
     Ok(())
 }
@@ -1388,10 +1397,7 @@ async fn down_and_up(
         Ok(done) => note(&done),
         Err(f) => {
             cancelled(&f)?;
-            o.find(
-                Verdict::ReupFailure,
-                format!("up after down failed: {}", script_error(&f)),
-            );
+            o.find(Verdict::ReupFailure, did_not_succeed("up after down", &f));
             return Ok((
                 Cycle::Elsewhere("it could not be applied again after its down".into()),
                 None,
@@ -1609,10 +1615,7 @@ async fn all_ups(
         let why = match rig.leg(&mut outcomes[i], m, "up", false).await {
             Err(f) => {
                 cancelled(&f)?;
-                outcomes[i].find(
-                    Verdict::UpFailure,
-                    format!("up failed: {}", script_error(&f)),
-                );
+                outcomes[i].find(Verdict::UpFailure, did_not_succeed("up", &f));
                 format!(
                     "{} {}'s up failed, so the set was not rolled back",
                     m.version, m.name

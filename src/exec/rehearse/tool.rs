@@ -247,6 +247,7 @@ impl Tool {
             in_transaction: false,
             maybe_committed: false,
             index: Default::default(),
+            before_script: false,
         };
         let name = db
             .config()
@@ -264,6 +265,7 @@ impl Tool {
                 in_transaction: false,
                 maybe_committed: false,
                 index: Default::default(),
+                before_script: false,
             })?;
             self.redactor.lock().expect("not poisoned").add(&password);
             self.learnt.lock().expect("not poisoned").push(password);
