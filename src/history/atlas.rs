@@ -148,18 +148,20 @@ fn description(m: &Migration) -> &str {
 /// The running hashes of the up's first `done` statements, as Atlas keeps
 /// them in `partial_hashes`: after each statement's text (trimmed, its `;`
 /// kept), the SHA-256 so far, base64, after `h1:`. With the statement that
-/// comes next, if any. `NULL` when none is done.
-fn partial(m: &Migration, done: usize) -> (String, Option<String>) {
-    use base64::Engine as _;
-    use sha2::{Digest, Sha256};
-    let stmts = crate::pg::statements::split(&m.up.sql);
-    let mut h = Sha256::new();
-    let mut sums = Vec::new();
-    for st in stmts.iter().take(done) {
-        h.update(st.text.trim().as_bytes());
-        let sum = base64::engine::general_purpose::STANDARD.encode(h.clone().finalize());
-        sums.push(serde_json::Value::String(format!("h1:{sum}")));
-    }
+/// comes next, if any. `NULL` when none is done. A migration's statements
+/// and hashes are worked out once, on its first write: a file of N
+/// statements is written after each of them.
+fn partial(h: &History, m: &Migration, done: usize) -> (String, Option<String>) {
+    let mut cache = h.atlas_partials.lock().expect("atlas partials lock");
+    let running = cache
+        .entry(m.version.clone())
+        .or_insert_with(|| running_hashes(&m.up.sql));
+    let sums: Vec<serde_json::Value> = running
+        .iter()
+        .take(done)
+        .map(|(sum, _)| serde_json::Value::String(format!("h1:{sum}")))
+        .collect();
+    let next = running.get(done).map(|(_, text)| text.clone());
     let json = if sums.is_empty() {
         "NULL".to_string()
     } else {
@@ -168,7 +170,24 @@ fn partial(m: &Migration, done: usize) -> (String, Option<String>) {
             literal(&serde_json::Value::Array(sums).to_string())
         )
     };
-    (json, stmts.get(done).map(|st| st.text.trim().to_string()))
+    (json, next)
+}
+
+/// Each statement of a script, trimmed, with the running SHA-256 (base64)
+/// after it.
+fn running_hashes(sql: &str) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    crate::pg::statements::split(sql)
+        .iter()
+        .map(|st| {
+            let text = st.text.trim().to_string();
+            h.update(text.as_bytes());
+            let sum = base64::engine::general_purpose::STANDARD.encode(h.clone().finalize());
+            (sum, text)
+        })
+        .collect()
 }
 
 /// The file's entry in atlas.sum, as Atlas records it with the revision.
@@ -217,7 +236,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         // Only an up's mark counts its statements: Atlas has no downs.
         Write::Progress { m, done } => format!(
             "UPDATE {t} SET applied = {done}, partial_hashes = {} WHERE {} AND error = {}",
-            partial(m, done).0,
+            partial(h, m, done).0,
             row(m),
             literal(STARTED_UP)
         ),
@@ -237,7 +256,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
             row(m)
         ),
         Write::Failed { m, at, message } => {
-            let (hashes, stmt) = partial(m, at);
+            let (hashes, stmt) = partial(h, m, at);
             format!(
                 "UPDATE {t} SET applied = {at}, partial_hashes = {hashes}, error = {}, error_stmt = {}
                  WHERE {} AND error = {};

@@ -794,6 +794,9 @@ pub struct History {
     /// Atlas: each file's entry in atlas.sum (by file name), which its
     /// revision records.
     atlas_hashes: std::collections::HashMap<String, String>,
+    /// Atlas: each up's statements and their running hashes, by version,
+    /// worked out on its first write (see `atlas::partial`).
+    atlas_partials: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, String)>>>,
     /// The scripts the tool deploying these files would fail
     /// ([`History::deployer`], [`Tool::would_fail`]), found when opened.
     pub tool_fails: Vec<ToolFails>,
@@ -834,6 +837,7 @@ impl History {
             } else {
                 Default::default()
             },
+            atlas_partials: Default::default(),
             tool_fails: Vec::new(),
             session_reset: None,
         }
