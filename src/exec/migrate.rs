@@ -680,7 +680,7 @@ pub(crate) async fn run(
                 ),
                 None => "another session is migrating".to_string(),
             };
-            return Err(fail(
+            return Err(refused(
                 format!(
                     "{whose} with {}{}",
                     history.name,
