@@ -341,7 +341,7 @@ struct MigrationArgs {
     /// The directory's layout: auto, pairs, dbmate, sql-migrate, goose, plain, prisma, popx, flyway, sqitch, diesel, drizzle, tern, node-pg-migrate, postgrator, liquibase or atlas.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     migration_format: String,
-    /// Whose history table records the migrations: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose, sql-migrate, popx, diesel, sqlx, drizzle, tern, node-pg-migrate, postgrator, refinery, supabase, sqitch or atlas.
+    /// Whose history table records the migrations: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose, sql-migrate, popx, diesel, sqlx, drizzle, tern, node-pg-migrate, postgrator, refinery, supabase, sqitch, atlas or liquibase.
     #[arg(long, value_name = "TOOL", default_value = "auto")]
     history_format: String,
     /// The history table. Default: the tool's own (detected with auto; runbook's public.runbook_migrations when there is none).

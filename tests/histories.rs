@@ -3928,19 +3928,271 @@ fn a_liquibase_changelog_runs_its_changesets_in_its_order_and_rehearses_their_ro
     );
     assert!(
         run.stderr
-            .contains("Liquibase's DATABASECHANGELOG is not written"),
+            .contains("liquibase's own history table is not made"),
         "{}",
         run.stderr
     );
     let rows = db.sql("SELECT count(*) FROM users");
     assert_eq!(rows, "1");
-    // A database Liquibase keeps is not run again by runbook.
+    // Each row is the changeset's name, its file from the classpath's root.
+    assert_eq!(
+        db.sql("SELECT version FROM runbook_migrations ORDER BY applied_at, version LIMIT 1"),
+        "db/changelog/db.changelog-2.2.sql::users::ann"
+    );
+}
+
+/// The formatted SQL of `liquibase_s_databasechangelog_is_read_and_written_as_liquibase_keeps_it`
+/// and the MD5SUMs Liquibase 4.28 wrote for its changesets.
+const LB_INIT: &str = "--liquibase formatted sql\n\n--changeset alice:1\nCREATE TABLE a (id int primary key, name text);\nINSERT INTO a VALUES (1, 'one');\n--rollback DROP TABLE a;\n\n--changeset alice:2 runInTransaction:false\nCREATE INDEX CONCURRENTLY a_name ON a (name);\n";
+const LB_MORE: &str = "--liquibase formatted sql\n--changeset bob:3 labels:x context:prod\n-- comment: adds b\nALTER TABLE a ADD COLUMN b int;\n--rollback ALTER TABLE a DROP COLUMN b;\n";
+const LB_SUMS: [&str; 3] = [
+    "9:5b1e2434e817debdac552ff11189a7b9",
+    "9:758ed93bc1966770d3911342d8807db1",
+    "9:0c485e197a6c83d07c5ae56bae48fb41",
+];
+
+/// A database where Liquibase 4.28 ran changesets 1 and 2 of [`LB_INIT`],
+/// with its tables and rows as it wrote them, its files named by `prefix`.
+fn liquibase_ran(db: &Db, prefix: &str) {
+    db.sql("CREATE TABLE databasechangelog (id VARCHAR(255) NOT NULL, author VARCHAR(255) NOT NULL, filename VARCHAR(255) NOT NULL, dateexecuted TIMESTAMP WITHOUT TIME ZONE NOT NULL, orderexecuted INTEGER NOT NULL, exectype VARCHAR(10) NOT NULL, md5sum VARCHAR(35), description VARCHAR(255), comments VARCHAR(255), tag VARCHAR(255), liquibase VARCHAR(20), contexts VARCHAR(255), labels VARCHAR(255), deployment_id VARCHAR(10))");
+    db.sql("CREATE TABLE databasechangeloglock (id INTEGER NOT NULL, locked BOOLEAN NOT NULL, lockgranted TIMESTAMP WITHOUT TIME ZONE, lockedby VARCHAR(255), CONSTRAINT databasechangeloglock_pkey PRIMARY KEY (id))");
+    db.sql("INSERT INTO databasechangeloglock (id, locked) VALUES (1, false)");
+    db.sql(&format!(
+        "INSERT INTO databasechangelog VALUES
+         ('1', 'alice', '{prefix}001-init.sql', '2026-12-04 04:21:09.734468', 1, 'EXECUTED', '{}', 'sql', '', NULL, '4.28.0', NULL, NULL, '6358069703'),
+         ('2', 'alice', '{prefix}001-init.sql', '2026-12-04 04:21:09.743265', 2, 'EXECUTED', '{}', 'sql', '', NULL, '4.28.0', NULL, NULL, '6358069703')",
+        LB_SUMS[0], LB_SUMS[1]
+    ));
+    db.sql("CREATE TABLE a (id int primary key, name text); INSERT INTO a VALUES (1, 'one'); CREATE INDEX a_name ON a (name)");
+}
+
+#[test]
+fn liquibase_s_databasechangelog_is_read_and_written_as_liquibase_keeps_it() {
+    // As a project runs Liquibase from its root: `liquibase update
+    // --changelog-file db/changelog/master.yaml`, the master naming a file
+    // from there and one beside itself.
+    let project = files(&[
+        (
+            "db/changelog/master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: db/changelog/001-init.sql\n  - include:\n      file: changes/002-more.sql\n      relativeToChangelogFile: true\n",
+        ),
+        ("db/changelog/001-init.sql", LB_INIT),
+        ("db/changelog/changes/002-more.sql", LB_MORE),
+    ]);
+    let dir = project.path().join("db/changelog");
     let db = Db::fresh();
-    db.sql("CREATE TABLE databasechangelog (id varchar(255), author varchar(255), filename varchar(255), dateexecuted timestamp, orderexecuted int, exectype varchar(10), md5sum varchar(35))");
+    liquibase_ran(&db, "db/changelog/");
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("liquibase history in public.databasechangelog (detected)"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&out),
+        ["0001 applied", "0002 applied", "0003 pending"],
+        "{out}"
+    );
+
+    // The pending one runs, and its row is Liquibase's: its file as
+    // Liquibase names it, its checksum as Liquibase computes it, next in
+    // order. Liquibase's lock was taken and let go.
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0003"]);
+    assert_eq!(
+        db.sql("SELECT concat_ws('|', id, author, filename, orderexecuted, exectype, md5sum, description, comments, contexts, labels, length(deployment_id)) FROM databasechangelog WHERE id = '3'"),
+        format!("3|bob|db/changelog/changes/002-more.sql|3|EXECUTED|{}|sql|adds b|prod|x|10", LB_SUMS[2])
+    );
+    assert_eq!(db.sql("SELECT locked FROM databasechangeloglock"), "f");
+    assert_eq!(db.sql("SELECT count(*) FROM a WHERE b IS NULL"), "1");
+
+    // An applied changeset edited: Liquibase fails its validation, and
+    // runbook refuses it, by Liquibase's checksum.
+    std::fs::write(
+        dir.join("001-init.sql"),
+        LB_INIT.replace("name text", "name varchar(10)"),
+    )
+    .unwrap();
     let (_case, run) = migrate(&db, &dir, "");
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("Liquibase"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("applied with Liquibase's MD5 {}", LB_SUMS[0])),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(dir.join("001-init.sql"), LB_INIT).unwrap();
+
+    // Liquibase's lock held (an application migrating at start-up): refused.
+    db.sql("UPDATE databasechangeloglock SET locked = true, lockgranted = now(), lockedby = 'app-1 (10.0.0.5)'");
+    let (_case, run) = migrate(
+        &db,
+        &dir,
+        "          to: \"0002\"\n          direction: down\n",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("held by app-1 (10.0.0.5)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("liquibase release-locks"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM databasechangelog"), "3");
+    db.sql("UPDATE databasechangeloglock SET locked = false, lockgranted = NULL, lockedby = NULL");
+
+    // Rolled back: its row goes, as Liquibase's rollback deletes it.
+    let (_case, run) = migrate(
+        &db,
+        &dir,
+        "          to: \"0002\"\n          direction: down\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(id, ',' ORDER BY orderexecuted) FROM databasechangelog"),
+        "1,2"
+    );
+
+    // Liquibase run from the project's root, and runbook pointed at the
+    // changelog's directory with only relative includes: the rows name the
+    // files from further up, and runbook reads and writes them so.
+    let project = files(&[
+        (
+            "master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: 001-init.sql\n      relativeToChangelogFile: true\n  - include:\n      file: changes/002-more.sql\n      relativeToChangelogFile: true\n  - include:\n      file: changes/003-raw.sql\n      relativeToChangelogFile: true\n",
+        ),
+        ("001-init.sql", LB_INIT),
+        ("changes/002-more.sql", LB_MORE),
+        // Saved with a byte-order mark, which Liquibase (4.28, checked)
+        // reads past: no tool fails it, and its checksum is Liquibase's,
+        // which leaves the mark out.
+        (
+            "changes/003-raw.sql",
+            "\u{feff}CREATE TABLE bom2 (id int);\n",
+        ),
+    ]);
+    let db = Db::fresh();
+    liquibase_ran(&db, "db/changelog/");
+    let (_case, run) = migrate(&db, project.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0003", "0004"]);
+    assert!(!run.stderr.contains("byte-order mark"), "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT concat_ws('|', id, author, filename, md5sum) FROM databasechangelog WHERE orderexecuted = 4"),
+        "raw|includeAll|db/changelog/changes/003-raw.sql|9:5ac966004d42f9dcb494ce3b3966c6b6"
+    );
+    assert_eq!(
+        db.sql("SELECT filename FROM databasechangelog WHERE id = '3'"),
+        "db/changelog/changes/002-more.sql"
+    );
+
+    // A new database, with Liquibase's history asked for: both its tables,
+    // and `baseline` marks a changeset run without running it.
+    let db = Db::fresh();
+    let (code, _, err) = migrations(
+        &[
+            "baseline",
+            "--version",
+            "0001",
+            "--history-format",
+            "liquibase",
+            "--yes",
+        ],
+        project.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        db.sql("SELECT concat_ws('|', id, filename, exectype, md5sum) FROM databasechangelog"),
+        format!("1|001-init.sql|MARK_RAN|{}", LB_SUMS[0])
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM databasechangeloglock"), "1");
+
+    // Liquibase's history for a directory of another tool's files, which
+    // have no changesets to record: refused, before anything runs.
+    let pairs = files(&[
+        ("0001_users.up.sql", INIT),
+        ("0001_users.down.sql", "DROP TABLE users;\n"),
+    ]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(
+        &db,
+        pairs.path(),
+        "          history: { format: liquibase }\n",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("which has no changesets"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+}
+
+/// A changeset added to a file before others (Liquibase knows changesets by
+/// their file, id and author, not their places) runs, and the others do not
+/// run again: in runbook's own history too, where rows written before
+/// runbook named changesets so are read by their ids.
+#[test]
+fn a_changeset_added_before_others_runs_and_theirs_do_not_run_again() {
+    let a = "--liquibase formatted sql\n--changeset x:1\nCREATE TABLE t1 (id int);\n--rollback DROP TABLE t1;\n--changeset x:2\nCREATE TABLE t2 (id int);\n--rollback DROP TABLE t2;\n";
+    let added =
+        format!("{a}--changeset x:2b\nCREATE TABLE t3 (id int);\n--rollback DROP TABLE t3;\n");
+    let project = owned(&[
+        (
+            "master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n  - include:\n      file: b.sql\n      relativeToChangelogFile: true\n".to_string(),
+        ),
+        ("a.sql", a.to_string()),
+        (
+            "b.sql",
+            "--liquibase formatted sql\n--changeset y:3\nINSERT INTO t1 VALUES (1);\n--rollback DELETE FROM t1;\n".to_string(),
+        ),
+    ]);
+    let dir = project.path();
+    for before in [false, true] {
+        std::fs::write(dir.join("a.sql"), a).unwrap();
+        let db = Db::fresh();
+        let (_case, run) = migrate(&db, dir, "");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        if before {
+            // As runbook wrote them before: by place.
+            db.sql("UPDATE runbook_migrations SET version = CASE name WHEN '1' THEN '0001' WHEN '2' THEN '0002' ELSE '0003' END");
+        }
+        std::fs::write(dir.join("a.sql"), &added).unwrap();
+        let (_case, run) = migrate(&db, dir, "");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(applied(&run), ["0003"], "{}", run.stderr);
+        assert_eq!(db.sql("SELECT count(*) FROM t1"), "1");
+        assert_eq!(db.sql("SELECT to_regclass('t3') IS NOT NULL"), "t");
+        let (code, out, err) = migrations(&["status"], dir, &db.url);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            states(&out),
+            [
+                "0001 applied",
+                "0002 applied",
+                "0003 applied",
+                "0004 applied"
+            ],
+            "{out}"
+        );
+        // Rolled back to 0002: 2b and the insert go, in the directory's order.
+        let (_case, run) = migrate(
+            &db,
+            dir,
+            "          to: \"0002\"\n          direction: down\n",
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(db.sql("SELECT count(*) FROM t1"), "0");
+        assert_eq!(db.sql("SELECT to_regclass('t3') IS NULL"), "t");
+        assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "2");
+    }
 }
 
 /// atlas.sum for these files, as `atlas migrate hash` writes it: one

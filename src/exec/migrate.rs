@@ -693,7 +693,37 @@ pub(crate) async fn run(
         }
         Err(e) => return Err(Fail::new(StepStatus::Failed, e)),
     }
+    // Liquibase's own lock, as Liquibase takes it: its one row, so that an
+    // application running Liquibase at start-up waits for this run.
+    let liquibase_lock = format!("runbook run {}", r.run_id);
+    if history.tool == Tool::Liquibase {
+        let took = crate::history::liquibase::take_lock(&history, &r.db, &liquibase_lock).await;
+        let refusal = match took {
+            Ok(None) => None,
+            Ok(Some(held)) => Some(refused(
+                format!(
+                    "Liquibase's lock (the row of {}lock) is held by {} since {}",
+                    history.name, held.by, held.since
+                ),
+                "wait for that Liquibase to finish; if none is running (one that was killed leaves its lock), release it with `liquibase release-locks`",
+            )),
+            Err(e) => Some(Fail::new(
+                StepStatus::Failed,
+                crate::pg::db::error_info(&e, None),
+            )),
+        };
+        if let Some(f) = refusal {
+            let _ =
+                r.db.client
+                    .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
+                    .await;
+            return Err(f);
+        }
+    }
     let result = migrate(r, s, m, &set, &history, &settings, timeout).await;
+    if history.tool == Tool::Liquibase {
+        let _ = crate::history::liquibase::release_lock(&history, &r.db, &liquibase_lock).await;
+    }
     let _ =
         r.db.client
             .batch_execute(&format!("SELECT pg_advisory_unlock({key})"))

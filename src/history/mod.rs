@@ -22,6 +22,7 @@ mod drizzle;
 mod flyway;
 mod golang;
 mod knex;
+pub mod liquibase;
 mod postgrator;
 mod prisma;
 mod refinery;
@@ -94,6 +95,7 @@ pub enum Tool {
     Sqitch,
     Supabase,
     Atlas,
+    Liquibase,
 }
 
 pub const TOOLS: &[&str] = &[
@@ -116,6 +118,7 @@ pub const TOOLS: &[&str] = &[
     "sqitch",
     "supabase",
     "atlas",
+    "liquibase",
 ];
 
 impl Tool {
@@ -140,6 +143,7 @@ impl Tool {
             Self::Sqitch => "sqitch",
             Self::Supabase => "supabase",
             Self::Atlas => "atlas",
+            Self::Liquibase => "liquibase",
         }
     }
 
@@ -180,12 +184,14 @@ impl Tool {
         let scripts = std::iter::once((&m.up, "up")).chain(m.down_script().map(|d| (d, "down")));
         let mut out = Vec::new();
         for (s, leg) in scripts {
-            // Flyway (as psql) reads a file without its byte-order mark;
-            // the other tools here send the mark to PostgreSQL, which reads
-            // it as part of the first word. runbook's parser skips it.
-            // (Prisma's engine is left out: what it does was not checked.)
+            // Flyway (as psql) and Liquibase (checked with 4.28) read a
+            // file without its byte-order mark; the other tools here send
+            // the mark to PostgreSQL, which reads it as part of the first
+            // word. runbook's parser skips it. (Prisma's engine is left
+            // out: what it does was not checked.)
             if runs != Runs::Flyway
                 && self != Self::Prisma
+                && self != Self::Liquibase
                 && s.as_written().starts_with('\u{feff}')
             {
                 out.push(ToolFails {
@@ -266,7 +272,8 @@ impl Tool {
             F::NodePgMigrate => Self::NodePgMigrate,
             F::Postgrator => Self::Postgrator,
             F::Atlas => Self::Atlas,
-            F::Pairs | F::Plain | F::Sqitch | F::Liquibase | F::Tool => return None,
+            F::Liquibase => Self::Liquibase,
+            F::Pairs | F::Plain | F::Sqitch | F::Tool => return None,
         })
     }
 
@@ -310,6 +317,7 @@ impl Tool {
             "sqitch" => Self::Sqitch,
             "supabase" => Self::Supabase,
             "atlas" => Self::Atlas,
+            "liquibase" => Self::Liquibase,
             other => {
                 return Err(format!(
                     "unknown history format `{other}`: expected auto, {}",
@@ -340,6 +348,7 @@ impl Tool {
             Self::Sqitch => "sqitch.changes",
             Self::Supabase => "supabase_migrations.schema_migrations",
             Self::Atlas => "atlas_schema_revisions.atlas_schema_revisions",
+            Self::Liquibase => "public.databasechangelog",
         }
     }
 
@@ -380,6 +389,10 @@ impl Tool {
         match self {
             Self::Sqitch | Self::Supabase => schema == own_schema,
             Self::Knex => in_schema && (name == own_table || name == format!("{own_table}_lock")),
+            // Liquibase's lock table beside it.
+            Self::Liquibase => {
+                in_schema && (name == own_table || name == format!("{own_table}lock"))
+            }
             _ => in_schema && name == own_table,
         }
     }
@@ -392,6 +405,7 @@ impl Tool {
             Self::Sqitch => Some("SHA-1"),
             Self::Sqlx => Some("SHA-384"),
             Self::Postgrator => Some("MD5"),
+            Self::Liquibase => Some("Liquibase's MD5"),
             Self::Refinery => Some("SipHash-1-3"),
             Self::Knex
             | Self::GolangMigrate
@@ -508,6 +522,8 @@ impl Tool {
             Self::Flyway
         } else if has("partial_hashes") && has("operator_version") {
             Self::Atlas
+        } else if has("orderexecuted") && has("exectype") && has("md5sum") {
+            Self::Liquibase
         } else if columns == ["version", "name", "applied_on", "checksum"] {
             Self::Refinery
         } else if has("version") && has("md5") && has("run_at")
@@ -582,6 +598,10 @@ pub enum HistoryError {
     )]
     NoJournal(String),
     #[error(
+        "Liquibase's history knows a migration by its changeset's file, id and author, and {dir} is in the {format} format, which has no changesets"
+    )]
+    NoChangesets { dir: String, format: &'static str },
+    #[error(
         "{conf} puts Flyway's history in {table}, which this database does not have, and it has one in {found}: \
          with no word on which, runbook would start a new history there and run every migration again"
     )]
@@ -611,6 +631,9 @@ impl HistoryError {
             }
             Self::Elsewhere(_) => {
                 "name the one this directory's migrations are recorded in: `history: {table: SCHEMA.TABLE}` (or --history-table); if none is, say `history: {format: runbook}`"
+            }
+            Self::NoChangesets { .. } => {
+                "point `dir` at the Liquibase changelog's directory (formatted SQL, `format: liquibase`), or record this directory in its own tool's history"
             }
             Self::NoJournal(_) => {
                 "point `dir` at the Drizzle folder that holds meta/_journal.json, with `format: auto` or `format: drizzle`"
@@ -797,6 +820,16 @@ pub struct History {
     /// Atlas: each up's statements and their running hashes, by version,
     /// worked out on its first write (see `atlas::partial`).
     atlas_partials: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, String)>>>,
+    /// Liquibase's changesets, each with its directory version (its place):
+    /// Liquibase's history knows a changeset by its file, id and author,
+    /// and so does runbook's own history of a Liquibase directory (its row
+    /// is `FILE::ID::AUTHOR`, [`History::key_of`]), so that a changeset
+    /// added before others does not take their places.
+    changesets: Vec<(String, migrations::ChangesetId)>,
+    /// Liquibase's history: how its rows name the directory's files, where
+    /// Liquibase ran from elsewhere (see `liquibase::Renaming`). Found by
+    /// `read`.
+    liquibase_renaming: std::sync::Mutex<Option<liquibase::Renaming>>,
     /// The scripts the tool deploying these files would fail
     /// ([`History::deployer`], [`Tool::would_fail`]), found when opened.
     pub tool_fails: Vec<ToolFails>,
@@ -838,6 +871,12 @@ impl History {
                 Default::default()
             },
             atlas_partials: Default::default(),
+            changesets: set
+                .migrations
+                .iter()
+                .filter_map(|m| Some((m.version.clone(), m.changeset.clone()?)))
+                .collect(),
+            liquibase_renaming: Default::default(),
             tool_fails: Vec::new(),
             session_reset: None,
         }
@@ -1056,6 +1095,12 @@ impl History {
         if history.tool == Tool::Supabase {
             set.forward_only("the Supabase CLI has no down migrations");
         }
+        if history.tool == Tool::Liquibase && set.format != migrations::Format::Liquibase {
+            return Err(HistoryError::NoChangesets {
+                dir: set.dir.display().to_string(),
+                format: set.format.name(),
+            });
+        }
         if history.tool == Tool::Drizzle && set.migrations.iter().any(|m| m.created_ms.is_none()) {
             return Err(HistoryError::NoJournal(set.dir.display().to_string()));
         }
@@ -1180,14 +1225,6 @@ impl History {
     /// table was not made ([`History::instead_of`]): that the tool's own
     /// migrator will not see these migrations, and how to keep its table.
     pub fn not_kept(&self) -> Option<String> {
-        if self.format == migrations::Format::Liquibase && self.tool == Tool::Runbook {
-            return Some(
-                "Liquibase's DATABASECHANGELOG is not written: runbook records these changesets in \
-                 its own history. Liquibase (and an application that runs it at start-up) will not \
-                 see them as applied, and would run them again"
-                    .to_string(),
-            );
-        }
         self.instead_of.map(|t| {
             format!(
                 "{t}'s own history table is not made: it cannot mark a script that stops \
@@ -1232,6 +1269,7 @@ impl History {
             Tool::Refinery => refinery::create(self),
             Tool::Supabase => supabase::create(self),
             Tool::Atlas => atlas::create(self),
+            Tool::Liquibase => liquibase::create(self),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1284,6 +1322,7 @@ impl History {
             Tool::Refinery => refinery::read(self, db).await,
             Tool::Supabase => supabase::read(self, db).await,
             Tool::Atlas => atlas::read(self, db).await,
+            Tool::Liquibase => liquibase::read(self, db).await,
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1293,11 +1332,15 @@ impl History {
             Tool::Sqitch => sqitch::read(self, db, set).await,
         }
         .map_err(|e| db::error_info(&e, None))?;
-        for a in &mut out {
-            a.version = self.canonical(&a.version);
-        }
-        if self.tool == Tool::Runbook {
-            self.rekey(&mut out);
+        if self.tool == Tool::Runbook && !self.changesets.is_empty() {
+            self.rekey_changesets(&mut out);
+        } else if self.tool != Tool::Liquibase {
+            for a in &mut out {
+                a.version = self.canonical(&a.version);
+            }
+            if self.tool == Tool::Runbook {
+                self.rekey(&mut out);
+            }
         }
         out.sort_by(|a, b| migrations::order(self.format, &a.version, &b.version));
         Ok(out)
@@ -1389,11 +1432,52 @@ impl History {
         }
     }
 
+    /// runbook's own history of a Liquibase directory: each row is a
+    /// changeset by its name (`FILE::ID::AUTHOR`), and its place in the
+    /// directory is found from that. A row runbook wrote before it named
+    /// them so (by place, `0003`) is the changeset of its name (its id),
+    /// where no other row holds that one; its later writes go to that row.
+    /// A row that matches none is a changeset the directory no longer
+    /// has: its version is its row and name together, which no place is.
+    fn rekey_changesets(&self, rows: &mut [Applied]) {
+        let mut keys = self.keys.lock().expect("history keys lock");
+        keys.clear();
+        let mut held = std::collections::HashSet::new();
+        for a in rows.iter_mut() {
+            if let Some((v, _)) = self.changesets.iter().find(|(_, c)| c.key() == a.key) {
+                a.version = v.clone();
+                held.insert(v.clone());
+            }
+        }
+        for a in rows.iter_mut() {
+            if self.changesets.iter().any(|(_, c)| c.key() == a.key) {
+                continue;
+            }
+            let found = self
+                .versions
+                .iter()
+                .zip(&self.names)
+                .find(|(v, name)| **name == a.name && !held.contains(*v));
+            match found {
+                Some((v, _)) => {
+                    held.insert(v.clone());
+                    keys.insert(v.clone(), a.key.clone());
+                    a.version = v.clone();
+                }
+                None => a.version = format!("{} ({})", a.key, a.name),
+            }
+        }
+    }
+
     /// The row a directory version is recorded under in runbook's own
-    /// history: its own spelling, unless `read` found it under another.
+    /// history: its own spelling, unless `read` found it under another; a
+    /// Liquibase changeset's name ([`History::rekey_changesets`]).
     fn key_of<'v>(&self, version: &'v str) -> std::borrow::Cow<'v, str> {
-        match self.keys.lock().expect("history keys lock").get(version) {
-            Some(k) => std::borrow::Cow::Owned(k.clone()),
+        if let Some(k) = self.keys.lock().expect("history keys lock").get(version) {
+            return std::borrow::Cow::Owned(k.clone());
+        }
+        match self.changesets.iter().find(|(v, _)| v == version) {
+            Some((_, c)) => std::borrow::Cow::Owned(c.key()),
             None => std::borrow::Cow::Borrowed(version),
         }
     }
@@ -1433,6 +1517,7 @@ impl History {
             Tool::Sqlx => Some(sqlx::checksum(&m.up.sql)),
             Tool::Postgrator => Some(migrations::postgrator_checksum(&m.up.sql)),
             Tool::Refinery => refinery::checksum(m, self.wide_versions),
+            Tool::Liquibase => m.changeset.as_ref().map(|c| c.md5sum.clone()),
             _ => None,
         }
     }
@@ -1452,6 +1537,7 @@ impl History {
             Tool::Refinery => refinery::write(self, w),
             Tool::Supabase => supabase::write(self, w),
             Tool::Atlas => atlas::write(self, w),
+            Tool::Liquibase => liquibase::write(self, w),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1489,6 +1575,7 @@ impl History {
             Tool::Refinery => refinery::baseline(self, todo),
             Tool::Supabase => supabase::baseline(self, todo),
             Tool::Atlas => atlas::baseline(self, todo),
+            Tool::Liquibase => liquibase::baseline(self, todo),
             Tool::Dbmate
             | Tool::Goose
             | Tool::SqlMigrate
@@ -1530,6 +1617,7 @@ impl History {
             | Tool::Postgrator
             | Tool::Refinery
             | Tool::Supabase
+            | Tool::Liquibase
             | Tool::Sqitch => {
                 unreachable!("these histories have no unfinished rows")
             }
@@ -1698,7 +1786,7 @@ fn number(version: &str) -> String {
 
 /// The tools whose default tables detection looks for (dbmate's is
 /// golang-migrate's, told apart by its columns).
-const DETECTED: [Tool; 18] = [
+const DETECTED: [Tool; 19] = [
     Tool::Runbook,
     Tool::Prisma,
     Tool::Knex,
@@ -1717,6 +1805,7 @@ const DETECTED: [Tool; 18] = [
     Tool::Sqitch,
     Tool::Supabase,
     Tool::Atlas,
+    Tool::Liquibase,
 ];
 
 /// History tables of tools runbook does not read, as `to_regclass` finds
@@ -1735,7 +1824,6 @@ const FOREIGN: &[(&str, &str)] = &[
     ("\"SequelizeMeta\"", "Sequelize"),
     ("django_migrations", "Django"),
     ("\"__EFMigrationsHistory\"", "Entity Framework"),
-    ("databasechangelog", "Liquibase"),
 ];
 
 /// The schema the connection URL names as application tools name it, when
@@ -1767,6 +1855,7 @@ const SHAPES: &[(Tool, usize)] = &[
     (Tool::Postgrator, 4),
     (Tool::Sqlx, 6),
     (Tool::Atlas, 12),
+    (Tool::Liquibase, 14),
     (Tool::Goose, 4),
     (Tool::GolangMigrate, 2),
     (Tool::Popx, 2),
@@ -1813,7 +1902,8 @@ async fn elsewhere(db: &Db) -> Result<Vec<String>, ErrorInfo> {
                    WHERE x.attrelid = c.oid AND NOT x.attisdropped
                      AND x.attname IN ('statements_done', 'statements', 'rolled_back_at',
                          'migration_time', 'installed_rank', 'md5', 'execution_time',
-                         'is_applied', 'dirty', 'version_self', 'run_on', 'partial_hashes')))
+                         'is_applied', 'dirty', 'version_self', 'run_on', 'partial_hashes',
+                         'orderexecuted')))
              GROUP BY 1, 2 ORDER BY 1",
             &[&relnames],
         )

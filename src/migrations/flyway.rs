@@ -387,6 +387,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                     created_ms: None,
                     verify: None,
                     checks: Vec::new(),
+                    changeset: None,
                 });
             }
             // Refinery's migrations in Rust, beside its SQL ones.

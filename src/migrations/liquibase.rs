@@ -27,6 +27,46 @@ use regex::Regex;
 
 use super::{Down, LoadError, Script, Set, push_versioned, without_bom};
 
+/// A changeset as Liquibase knows it in `DATABASECHANGELOG`: by its file
+/// (named as Liquibase names it, [`normalize`]), its id and its author;
+/// with the checksum Liquibase computes for it and what else its row
+/// records.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangesetId {
+    pub file: String,
+    pub id: String,
+    pub author: String,
+    /// Liquibase's `MD5SUM` ([`checksum_v9`]).
+    pub md5sum: String,
+    /// Its `--comment:`.
+    pub comments: String,
+    pub contexts: String,
+    pub labels: String,
+}
+
+impl ChangesetId {
+    /// `FILE::ID::AUTHOR`, as Liquibase names a changeset.
+    pub fn key(&self) -> String {
+        format!("{}::{}::{}", self.file, self.id, self.author)
+    }
+}
+
+/// Liquibase's checksum (its version 9) of a changeset of SQL: the MD5 of
+/// the SQL with every space, tab and line break left out is the change's;
+/// the changeset's is the MD5 of the change's, written `9:hex`, and `:`.
+pub fn checksum_v9(sql: &str) -> String {
+    use md5::{Digest, Md5};
+    let squeezed: String = sql
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))
+        .collect();
+    let change = format!("9:{}", crate::hash::hex(&Md5::digest(squeezed.as_bytes())));
+    format!(
+        "9:{}",
+        crate::hash::hex(&Md5::digest(format!("{change}:").as_bytes()))
+    )
+}
+
 /// Why a changeset's script runs outside a transaction.
 const NO_TRANSACTION: &str = "its changeset says runInTransaction:false";
 
@@ -175,6 +215,8 @@ struct Changeset {
     body: Vec<String>,
     /// The lines that are SQL, for the checksum.
     sql_lines: Vec<String>,
+    /// Its `--comment:` lines' text.
+    comments: Vec<String>,
     /// (line, text) of each rollback line.
     rollback: Vec<(usize, String)>,
 }
@@ -342,6 +384,7 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
                 attributes: c[3].to_string(),
                 body: Vec::new(),
                 sql_lines: Vec::new(),
+                comments: Vec::new(),
                 rollback: Vec::new(),
             });
             continue;
@@ -408,6 +451,12 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
             .any(|m| lower.replace(' ', "").starts_with(m));
         if !meta {
             current.sql_lines.push(line.to_string());
+        } else if lower.replace(' ', "").starts_with("--comment") {
+            let text = line.trim_start().trim_start_matches('-').trim_start();
+            let text = text.get("comment".len()..).unwrap_or("");
+            current
+                .comments
+                .push(text.trim_start().trim_start_matches(':').trim().to_string());
         }
     }
     Ok((out, properties))
@@ -489,8 +538,9 @@ fn in_transaction(s: &Script) -> Option<LoadError> {
 /// includes, what it includes; else its `.sql` files, as `includeAll` takes
 /// them. With the properties the changelogs give.
 struct Plan {
-    /// Each file's path, and its name relative to the directory.
-    files: Vec<(PathBuf, String)>,
+    /// Each file's path, its name relative to the directory, and its name
+    /// as Liquibase records it ([`logical`]).
+    files: Vec<(PathBuf, String, String)>,
     properties: Vec<(String, String)>,
     seen: std::collections::HashSet<PathBuf>,
     /// The directory's `.sql` files that no changelog includes.
@@ -648,6 +698,72 @@ fn same_file(path: &Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// A path as Liquibase compares and records it: `classpath:` and a
+/// leading `/` left out, `\\` as `/`, `.` and `..` worked out.
+pub fn normalize(path: &str) -> String {
+    let path = path
+        .trim_start_matches("classpath*:")
+        .trim_start_matches("classpath:")
+        .replace('\\', "/");
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// The directory Liquibase's names are relative to (its search path's
+/// root): a Maven or Gradle project's `src/main/resources` (the classpath
+/// a Spring application reads its changelog from) that holds the
+/// directory; else the directory from which the master changelog's first
+/// include that is not relative to it is found; else the migration
+/// directory itself, as when Liquibase runs there (`--changelog-file
+/// master.xml`).
+fn root(dir: &Path, master: Option<&Path>) -> PathBuf {
+    let classpath = dir.ancestors().find(|a| {
+        a.file_name().is_some_and(|n| n == "resources")
+            && a.parent()
+                .is_some_and(|p| p.file_name().is_some_and(|n| n == "main" || n == "test"))
+    });
+    if let Some(c) = classpath {
+        return c.to_path_buf();
+    }
+    let from_include = master.and_then(|m| {
+        let here = m.parent()?;
+        let target = items(m, "").ok()?.into_iter().find_map(|i| match i {
+            Item::Include {
+                file,
+                relative: false,
+            } => Some(file),
+            Item::IncludeAll {
+                path,
+                relative: false,
+            } => Some(path),
+            _ => None,
+        })?;
+        let t = normalize(&target);
+        here.ancestors()
+            .take(8)
+            .find(|a| a.join(&t).exists())
+            .map(Path::to_path_buf)
+    });
+    from_include.unwrap_or_else(|| dir.to_path_buf())
+}
+
+/// A file's name relative to [`root`], as Liquibase records it.
+fn logical(root: &Path, path: &Path) -> String {
+    match path.strip_prefix(root) {
+        Ok(rel) => normalize(&rel.to_string_lossy()),
+        Err(_) => normalize(&path.to_string_lossy()),
+    }
+}
+
 impl Plan {
     fn label(dir: &Path, path: &Path) -> String {
         match path.strip_prefix(dir) {
@@ -656,7 +772,7 @@ impl Plan {
         }
     }
 
-    fn add(&mut self, dir: &Path, path: &Path) -> Result<(), LoadError> {
+    fn add(&mut self, dir: &Path, path: &Path, logical: String) -> Result<(), LoadError> {
         if !self.seen.insert(same_file(path)) {
             // Liquibase runs a changeset once, however often it is included.
             return Ok(());
@@ -666,17 +782,23 @@ impl Plan {
             .is_some_and(|e| e.eq_ignore_ascii_case("sql"));
         if sql {
             self.files
-                .push((path.to_path_buf(), Self::label(dir, path)));
+                .push((path.to_path_buf(), Self::label(dir, path), logical));
             Ok(())
         } else {
-            self.follow(dir, path)
+            self.follow(dir, path, &logical)
         }
     }
 
     /// What the changelog at `path` includes, in order.
-    fn follow(&mut self, dir: &Path, path: &Path) -> Result<(), LoadError> {
+    fn follow(&mut self, dir: &Path, path: &Path, logical: &str) -> Result<(), LoadError> {
         let label = Self::label(dir, path);
         let here = path.parent().unwrap_or(dir);
+        // Where Liquibase takes a relative include from: the changelog's
+        // own name's directory.
+        let beside = |name: &str| match logical.rsplit_once('/') {
+            Some((d, _)) => normalize(&format!("{d}/{name}")),
+            None => normalize(name),
+        };
         for item in items(path, &label)? {
             match item {
                 Item::Property { name, value } => self.properties.push((name, value)),
@@ -687,7 +809,12 @@ impl Plan {
                             format!("includes {file}, which is not there"),
                         ));
                     };
-                    self.add(dir, &p)?;
+                    let name = if relative {
+                        beside(&file)
+                    } else {
+                        normalize(&file)
+                    };
+                    self.add(dir, &p, name)?;
                 }
                 Item::IncludeAll {
                     path: all,
@@ -699,8 +826,14 @@ impl Plan {
                             format!("includes all of {all}, which is not a directory there"),
                         ));
                     };
+                    let base = if relative {
+                        beside(&all)
+                    } else {
+                        normalize(&all)
+                    };
                     for f in files(&p)? {
-                        self.add(dir, &p.join(f))?;
+                        let name = normalize(&format!("{base}/{f}"));
+                        self.add(dir, &p.join(f), name)?;
                     }
                 }
             }
@@ -725,8 +858,10 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         .map(|f| dir.join(f))
         .collect();
     if top.is_empty() {
+        let root = root(dir, None);
         for f in &all {
-            plan.add(dir, &dir.join(f))?;
+            let p = dir.join(f);
+            plan.add(dir, &p, logical(&root, &p))?;
         }
         return Ok(plan);
     }
@@ -747,7 +882,10 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         .filter(|c| !included.contains(&same_file(c)))
         .collect();
     match masters.as_slice() {
-        [master] => plan.add(dir, master)?,
+        [master] => {
+            let root = root(dir, Some(master));
+            plan.add(dir, master, logical(&root, master))?;
+        }
         _ => {
             return Err(changelog_error(
                 &top.iter()
@@ -784,7 +922,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     set.warnings.extend(plan.left_out.clone());
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
-    for (path, file) in &plan.files {
+    for (path, file, logical) in &plan.files {
         let file = file.clone();
         let text = std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable {
             path: path.display().to_string(),
@@ -809,7 +947,21 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             let down = Down::Missing(format!(
                 "{file} is not formatted SQL, so Liquibase has no rollback for it"
             ));
+            let md5sum = checksum_v9(&up.sql);
             push_versioned(set, &file, format!("{place:04}"), name, up, down)?;
+            // Liquibase names such a file's one changeset `raw`, by
+            // `includeAll`.
+            identify(
+                set,
+                &file,
+                ChangesetId {
+                    file: logical.clone(),
+                    id: "raw".into(),
+                    author: "includeAll".into(),
+                    md5sum,
+                    ..ChangesetId::default()
+                },
+            );
             continue;
         }
         let (found, mut properties) = match changesets(&file, &text) {
@@ -836,10 +988,24 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                         selected.push(format!("{file}:{} ({}:{})", c.line, c.author, c.id));
                     }
                     set.warnings.extend(c.runs_otherwise(&file));
+                    let sql = c.sql_lines.join("\n");
+                    let id = ChangesetId {
+                        file: logical.clone(),
+                        id: c.id.clone(),
+                        author: c.author.clone(),
+                        md5sum: checksum_v9(&fill(&file, c.line, &sql, &properties).unwrap_or(sql)),
+                        comments: c.comments.join(" "),
+                        contexts: c
+                            .attribute("contextFilter")
+                            .or_else(|| c.attribute("context"))
+                            .unwrap_or_default(),
+                        labels: c.attribute("labels").unwrap_or_default(),
+                    };
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
                     if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
                         m.checksum = checksum;
                     }
+                    identify(set, &file, id);
                 }
                 Err(e) => set.problem(e)?,
             }
@@ -858,6 +1024,13 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     }
     name_shared_ids(set);
     Ok(())
+}
+
+/// The migration just pushed for `file` is this changeset.
+fn identify(set: &mut Set, file: &str, id: ChangesetId) {
+    if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
+        m.changeset = Some(id);
+    }
 }
 
 /// Changesets are known by their ids; where two files use the same id
@@ -1013,6 +1186,89 @@ mod tests {
     }
 
     const TWO: &str = "--liquibase formatted sql\n\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n\n--changeset \"Ann Lee\":email splitStatements:true\n--comment: the address\nALTER TABLE users ADD COLUMN email text;\n/* liquibase rollback\nALTER TABLE users\n  DROP COLUMN email;\n*/\n";
+
+    /// Each changeset as Liquibase names it: `FILE::ID::AUTHOR`.
+    fn keys(set: &Set) -> Vec<String> {
+        set.migrations
+            .iter()
+            .map(|m| m.changeset.as_ref().expect("a changeset").key())
+            .collect()
+    }
+
+    #[test]
+    fn changesets_are_named_by_their_files_as_liquibase_names_them() {
+        assert_eq!(
+            normalize("classpath:/db/./x/../changelog\\a.sql"),
+            "db/changelog/a.sql"
+        );
+        // A Spring application: from the classpath's root, whatever the
+        // include says (`classpath:`, beside the master, all of a folder).
+        let d = dir(&[
+            (
+                "src/main/resources/db/changelog/master.yaml",
+                "databaseChangeLog:\n  - include:\n      file: classpath:db/changelog/a.sql\n  - include:\n      file: b.sql\n      relativeToChangelogFile: true\n  - includeAll:\n      path: more/\n      relativeToChangelogFile: true\n",
+            ),
+            ("src/main/resources/db/changelog/a.sql", TWO),
+            (
+                "src/main/resources/db/changelog/b.sql",
+                "CREATE TABLE b (id int);\n",
+            ),
+            (
+                "src/main/resources/db/changelog/more/c.sql",
+                "--liquibase formatted sql\n--changeset cy:c context:prod labels:l1\n--comment: see\nSELECT ${x};\n--property name:x value:1\n",
+            ),
+        ]);
+        let set = load(&d.path().join("src/main/resources/db/changelog"), None).unwrap();
+        assert_eq!(
+            keys(&set),
+            [
+                "db/changelog/a.sql::users::ann",
+                "db/changelog/a.sql::email::Ann Lee",
+                "db/changelog/b.sql::raw::includeAll",
+                "db/changelog/more/c.sql::c::cy",
+            ]
+        );
+        let c = set.migrations[3].changeset.as_ref().unwrap();
+        assert_eq!(
+            (c.comments.as_str(), c.contexts.as_str(), c.labels.as_str()),
+            ("see", "prod", "l1")
+        );
+        // The checksum of the SQL with its property filled, as Liquibase
+        // computes it; the comment line is not SQL.
+        assert_eq!(c.md5sum, checksum_v9("SELECT 1;"));
+        let email = set.migrations[1].changeset.as_ref().unwrap();
+        assert_eq!(email.comments, "the address");
+        assert_eq!(
+            email.md5sum,
+            checksum_v9("ALTER TABLE users ADD COLUMN email text;")
+        );
+
+        // Liquibase run from a project's root: the master's include from
+        // there says where that is.
+        let d = dir(&[
+            (
+                "db/changelog/master.xml",
+                "<databaseChangeLog>\n  <include file=\"db/changelog/a.sql\"/>\n  <include file=\"b.sql\" relativeToChangelogFile=\"true\"/>\n</databaseChangeLog>\n",
+            ),
+            ("db/changelog/a.sql", TWO),
+            ("db/changelog/b.sql", "CREATE TABLE b (id int);\n"),
+        ]);
+        let set = load(&d.path().join("db/changelog"), None).unwrap();
+        assert_eq!(
+            keys(&set)[2..],
+            ["db/changelog/b.sql::raw::includeAll".to_string()]
+        );
+        // Relative includes only: from the directory runbook reads.
+        let d = dir(&[
+            (
+                "master.yaml",
+                "databaseChangeLog:\n  - include:\n      file: sub/a.sql\n      relativeToChangelogFile: true\n",
+            ),
+            ("sub/a.sql", TWO),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(keys(&set)[0], "sub/a.sql::users::ann");
+    }
 
     #[test]
     fn changesets_run_in_file_order_with_their_rollbacks() {

@@ -47,6 +47,9 @@ pub use flyway::{
     stand_ins as flyway_stand_ins,
 };
 pub use liquibase::changelog as liquibase_changelog;
+pub use liquibase::{
+    ChangesetId, checksum_v9 as liquibase_checksum, normalize as liquibase_normalize,
+};
 pub use sqitch::script_hash as sqitch_hash;
 
 /// The marker that runs a script outside a transaction, in any format.
@@ -527,6 +530,9 @@ pub struct Migration {
     /// checks, `checks.sql` in a txtar file): each statement must return
     /// true, or the up does not run.
     pub checks: Vec<Script>,
+    /// A Liquibase changeset's identity, checksum and record: what
+    /// Liquibase knows it by, where its version is only its place.
+    pub changeset: Option<ChangesetId>,
 }
 
 impl Migration {
@@ -939,6 +945,7 @@ pub fn tool_set(dir: &Path, names: Option<Vec<String>>, down: bool) -> Result<Se
             created_ms: None,
             verify: None,
             checks: Vec::new(),
+            changeset: None,
         });
     }
     Ok(set)
@@ -1220,6 +1227,7 @@ fn push_versioned(
         created_ms: None,
         verify: None,
         checks: Vec::new(),
+        changeset: None,
         version,
         name,
         up,

@@ -1,5 +1,5 @@
 //! `byte-order-mark`: a migration file saved with a UTF-8 byte-order mark.
-//! psql and Flyway read a file without it, and so does runbook's parser;
+//! psql, Flyway and Liquibase read a file without it, and so does runbook's parser;
 //! the other tools send it to PostgreSQL, which reads it as part of the
 //! first word and fails (golang-migrate/migrate#1136). A rehearsal under
 //! runbook passes the file; the tool fails it at the deploy.
@@ -22,10 +22,16 @@ pub fn check(set: &migrations::Set, report: &mut Report) {
     let who = match (Tool::of_set(set), set.format) {
         (Some(Tool::Supabase), _) => "the Supabase CLI sends".to_string(),
         (_, format) => match format {
-            // psql (sqitch's, and often a plain directory's) and Flyway skip it;
-            // another tool's migrations are not runbook's to read.
-            // Prisma's engine: what it does with the mark was not checked.
-            Format::Flyway | Format::Sqitch | Format::Plain | Format::Tool | Format::Prisma => {
+            // psql (sqitch's, and often a plain directory's), Flyway and
+            // Liquibase (checked with 4.28) skip it; another tool's
+            // migrations are not runbook's to read. Prisma's engine: what
+            // it does with the mark was not checked.
+            Format::Flyway
+            | Format::Sqitch
+            | Format::Plain
+            | Format::Tool
+            | Format::Prisma
+            | Format::Liquibase => {
                 return;
             }
             Format::Pairs => "golang-migrate and SQLx, which read this layout, send".to_string(),
