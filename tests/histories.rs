@@ -2990,6 +2990,34 @@ fn a_schema_the_role_may_not_use_does_not_stop_detection() {
     assert_eq!(states(&out), ["001 pending"]);
 }
 
+/// A history the role may not read stops the step before anything runs,
+/// and the verdict says nothing changed (it read "partly changed and was
+/// not verified undone; a person must act", exit 4).
+#[test]
+fn a_history_the_role_cannot_read_stops_the_step_having_changed_nothing() {
+    let db = Db::fresh();
+    let dir = files(&[("001_a.up.sql", INIT), ("002_b.up.sql", ADD)]);
+    std::fs::remove_file(dir.path().join("002_b.up.sql")).unwrap();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::write(dir.path().join("002_b.up.sql"), ADD).unwrap();
+    // The database's owner, as an application's role is, but not the
+    // history table's.
+    let (_role, url) = db.owned_by_new_role("app");
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n",
+        dir.path().display()
+    ));
+    let run = case.exec(&url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("permission denied"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users'"),
+        "1"
+    );
+}
+
 /// measure.sh runs dbmate with `?search_path=dbmate,measure` in its URL, so
 /// dbmate keeps its history in `dbmate.schema_migrations`. Given that URL,
 /// runbook finds it there, as dbmate does, and continues it; Prisma's

@@ -667,10 +667,12 @@ pub(crate) async fn run(
     for w in &set.warnings[read..] {
         super::sql::log(r, &s.id, format!("warning: {w}"));
     }
+    // Nothing has run yet: a failure here, up to the first migration,
+    // changed nothing (the history's own table aside).
     let key = history
         .lock_key(&r.db, &r.database)
         .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     match r.db.try_lock(key).await {
         Ok(Ok(())) => {}
         Ok(Err(holder)) => {
@@ -691,7 +693,7 @@ pub(crate) async fn run(
                 "wait for it to finish; two migrators on one history table would race",
             ));
         }
-        Err(e) => return Err(Fail::new(StepStatus::Failed, e)),
+        Err(e) => return Err(Fail::new(StepStatus::Failed, e).unchanged()),
     }
     // Liquibase's own lock, as Liquibase takes it: its one row, so that an
     // application running Liquibase at start-up waits for this run.
@@ -707,10 +709,9 @@ pub(crate) async fn run(
                 ),
                 "wait for that Liquibase to finish; if none is running (one that was killed leaves its lock), release it with `liquibase release-locks`",
             )),
-            Err(e) => Some(Fail::new(
-                StepStatus::Failed,
-                crate::pg::db::error_info(&e, None),
-            )),
+            Err(e) => {
+                Some(Fail::new(StepStatus::Failed, crate::pg::db::error_info(&e, None)).unchanged())
+            }
         };
         if let Some(f) = refusal {
             let _ =
@@ -1085,11 +1086,11 @@ async fn decide<'s>(
     history
         .ensure(&r.db)
         .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     let applied = history
         .read(&r.db, set)
         .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     if let Some(d) = applied.iter().find(|a| a.dirty) {
         let (message, hint) = history.dirty_message(d);
         return Err(refused(message, &hint));
@@ -1211,7 +1212,7 @@ pub(crate) async fn repeatables<'s>(
     let states = history
         .repeatables(db, set)
         .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
     if let Some((x, _)) = states.iter().find(|(_, s)| *s == Repeatable::Dirty) {
         return Err(refused(
             format!(
