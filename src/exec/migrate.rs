@@ -663,6 +663,9 @@ pub(crate) async fn run(
     if let Some(note) = set.flyway_conf_note() {
         super::sql::log(r, &s.id, note);
     }
+    if let Some(note) = &set.liquibase_names {
+        super::sql::log(r, &s.id, note.clone());
+    }
     set.warnings.extend(history.not_kept());
     for w in &set.warnings[read..] {
         super::sql::log(r, &s.id, format!("warning: {w}"));
@@ -773,6 +776,9 @@ async fn migrate(
     timeout: Option<Duration>,
 ) -> Attempt {
     let (applied, pending) = decide(r, m, set, history).await?;
+    if let Some(note) = history.liquibase_renaming() {
+        super::sql::log(r, &s.id, note);
+    }
     let mut details = json!({
         "format": set.format.name(),
         "dir": set.dir.display().to_string(),

@@ -1508,6 +1508,21 @@ impl History {
             .map(String::as_str)
     }
 
+    /// Liquibase's history: how its rows name the directory's files, where
+    /// that differs from runbook's reading (as found by `read`), for the log.
+    pub fn liquibase_renaming(&self) -> Option<String> {
+        let renaming = self.liquibase_renaming.lock().expect("renaming lock");
+        let (off, on) = renaming.as_ref()?;
+        Some(match (off.is_empty(), on.is_empty()) {
+            (true, _) => format!(
+                "Liquibase's rows name these files with `{on}` in front (Liquibase ran from a directory above); new rows do too"
+            ),
+            _ => format!(
+                "Liquibase's rows name these files without `{off}` in front; new rows do too"
+            ),
+        })
+    }
+
     /// A migration's checksum by the tool's rule; `None` when it keeps none.
     pub fn checksum_of(&self, m: &Migration) -> Option<String> {
         match self.tool {

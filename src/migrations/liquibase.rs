@@ -545,6 +545,16 @@ struct Plan {
     seen: std::collections::HashSet<PathBuf>,
     /// The directory's `.sql` files that no changelog includes.
     left_out: Option<String>,
+    /// Where the changesets' files are named from, and why, for the log.
+    names: Option<String>,
+}
+
+/// What the log says of how Liquibase names the files.
+fn names_note(root: &Path, why: &str) -> String {
+    format!(
+        "Liquibase names these changesets' files from {} ({why})",
+        root.display()
+    )
 }
 
 /// What a changelog lists, in order.
@@ -719,20 +729,25 @@ pub fn normalize(path: &str) -> String {
 }
 
 /// The directory Liquibase's names are relative to (its search path's
-/// root): a Maven or Gradle project's `src/main/resources` (the classpath
-/// a Spring application reads its changelog from) that holds the
-/// directory; else the directory from which the master changelog's first
-/// include that is not relative to it is found; else the migration
-/// directory itself, as when Liquibase runs there (`--changelog-file
-/// master.xml`).
-fn root(dir: &Path, master: Option<&Path>) -> PathBuf {
+/// root), and why: a Maven or Gradle project's `src/main/resources` (the
+/// classpath a Spring application reads its changelog from) that holds the
+/// directory; else the directory from which a `liquibase.properties` (in
+/// the directory or one above it, up to the repository's root) names this
+/// master as its `changeLogFile`; else the directory from which the master
+/// changelog's first include that is not relative to it is found; else the
+/// migration directory itself, as when Liquibase runs there
+/// (`--changelog-file master.xml`).
+fn root(dir: &Path, master: Option<&Path>) -> (PathBuf, String) {
     let classpath = dir.ancestors().find(|a| {
         a.file_name().is_some_and(|n| n == "resources")
             && a.parent()
                 .is_some_and(|p| p.file_name().is_some_and(|n| n == "main" || n == "test"))
     });
     if let Some(c) = classpath {
-        return c.to_path_buf();
+        return (c.to_path_buf(), "the classpath's root".into());
+    }
+    if let Some(found) = master.and_then(|m| properties_root(dir, m)) {
+        return found;
     }
     let from_include = master.and_then(|m| {
         let here = m.parent()?;
@@ -748,12 +763,58 @@ fn root(dir: &Path, master: Option<&Path>) -> PathBuf {
             _ => None,
         })?;
         let t = normalize(&target);
-        here.ancestors()
-            .take(8)
-            .find(|a| a.join(&t).exists())
-            .map(Path::to_path_buf)
+        let at = here.ancestors().take(8).find(|a| a.join(&t).exists())?;
+        Some((
+            at.to_path_buf(),
+            format!("where the master's include of {target} is found"),
+        ))
     });
-    from_include.unwrap_or_else(|| dir.to_path_buf())
+    from_include.unwrap_or_else(|| {
+        (
+            dir.to_path_buf(),
+            "the migration directory, as when Liquibase runs there".into(),
+        )
+    })
+}
+
+/// Where a `liquibase.properties` in `dir` or above it (up to the
+/// repository's root) names `master` as its changelog: from its
+/// `searchPath` entries, or from its own directory.
+fn properties_root(dir: &Path, master: &Path) -> Option<(PathBuf, String)> {
+    let master = same_file(master);
+    for above in dir.ancestors().take(8) {
+        let file = above.join("liquibase.properties");
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let value = |keys: &[&str]| {
+                text.lines().find_map(|l| {
+                    let l = l.trim();
+                    let (k, v) = l.split_once(['=', ':'])?;
+                    let k = k.trim().to_ascii_lowercase().replace('-', "");
+                    let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
+                    let k = k.strip_prefix("liquibase.").unwrap_or(k);
+                    keys.contains(&k).then(|| v.trim().to_string())
+                })
+            };
+            if let Some(changelog) = value(&["changelogfile"]) {
+                let bases: Vec<PathBuf> = match value(&["searchpath"]) {
+                    Some(list) => list.split(',').map(|b| above.join(b.trim())).collect(),
+                    None => vec![above.to_path_buf()],
+                };
+                let name = normalize(&changelog);
+                if let Some(base) = bases
+                    .into_iter()
+                    .find(|b| same_file(&b.join(&name)) == master)
+                {
+                    let why = format!("{} names the master {changelog}", file.display());
+                    return Some((base, why));
+                }
+            }
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    None
 }
 
 /// A file's name relative to [`root`], as Liquibase records it.
@@ -850,6 +911,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         properties: Vec::new(),
         seen: std::collections::HashSet::new(),
         left_out: None,
+        names: None,
     };
     let all = files(dir)?;
     let top: Vec<PathBuf> = all
@@ -858,7 +920,8 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         .map(|f| dir.join(f))
         .collect();
     if top.is_empty() {
-        let root = root(dir, None);
+        let (root, why) = root(dir, None);
+        plan.names = Some(names_note(&root, &why));
         for f in &all {
             let p = dir.join(f);
             plan.add(dir, &p, logical(&root, &p))?;
@@ -883,7 +946,8 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         .collect();
     match masters.as_slice() {
         [master] => {
-            let root = root(dir, Some(master));
+            let (root, why) = root(dir, Some(master));
+            plan.names = Some(names_note(&root, &why));
             plan.add(dir, master, logical(&root, master))?;
         }
         _ => {
@@ -920,6 +984,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         Err(e) => return set.problem(e),
     };
     set.warnings.extend(plan.left_out.clone());
+    set.liquibase_names = plan.names.clone();
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
     for (path, file, logical) in &plan.files {
@@ -1268,6 +1333,45 @@ mod tests {
         ]);
         let set = load(d.path(), None).unwrap();
         assert_eq!(keys(&set)[0], "sub/a.sql::users::ann");
+        assert!(
+            set.liquibase_names.as_deref().is_some_and(
+                |n| n.ends_with("(the migration directory, as when Liquibase runs there)")
+            ),
+            "{:?}",
+            set.liquibase_names
+        );
+
+        // A team's liquibase.properties names the master as Liquibase is
+        // given it: from there (or from its search path).
+        for (properties, master) in [
+            (
+                "changeLogFile=db/changelog/master.yaml\n",
+                "db/changelog/master.yaml",
+            ),
+            (
+                "liquibase.command.changelogFile: changelog/master.yaml\nsearch-path: db, other\n",
+                "changelog/master.yaml",
+            ),
+        ] {
+            let d = dir(&[
+                ("liquibase.properties", properties),
+                (
+                    "db/changelog/master.yaml",
+                    "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n",
+                ),
+                ("db/changelog/a.sql", TWO),
+            ]);
+            let set = load(&d.path().join("db/changelog"), None).unwrap();
+            let folder = master.rsplit_once('/').unwrap().0;
+            assert_eq!(keys(&set)[0], format!("{folder}/a.sql::users::ann"));
+            assert!(
+                set.liquibase_names
+                    .as_deref()
+                    .is_some_and(|n| n.contains(&format!("names the master {master}"))),
+                "{:?}",
+                set.liquibase_names
+            );
+        }
     }
 
     #[test]

@@ -580,6 +580,9 @@ pub struct Set {
     /// A Flyway directory's project configuration file, where one is found:
     /// placeholders, and where the history is.
     pub flyway_conf: Option<flyway_conf::Conf>,
+    /// A Liquibase directory: where its changesets' files are named from,
+    /// and why ([`liquibase::ChangesetId`]), for the log.
+    pub liquibase_names: Option<String>,
     /// Loaded for lint: a file that cannot take its place in the order
     /// is a warning, and the rest still loads.
     tolerant: bool,
@@ -626,6 +629,7 @@ impl Set {
             forward_only_because: None,
             project: None,
             flyway_conf: None,
+            liquibase_names: None,
             tolerant: false,
             seen: std::collections::HashMap::new(),
         }
