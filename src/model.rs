@@ -1080,6 +1080,13 @@ pub struct MigrateStep {
     /// or refuse the step before anything runs (`false`). Default: as the
     /// history's tool does ([`crate::history::Tool::refuses_out_of_order`]).
     pub out_of_order: Option<bool>,
+    /// Liquibase: the contexts to run with, as Liquibase's `--contexts`
+    /// (Spring's `spring.liquibase.contexts`), a comma list: a changeset
+    /// whose context they do not match is left out, as Liquibase leaves it
+    /// out. Default: none, and every changeset runs, as in Liquibase.
+    pub contexts: Option<String>,
+    /// Liquibase: the label filter, as `--label-filter` (`v2 and !beta`).
+    pub label_filter: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -1164,6 +1171,13 @@ pub struct RehearseStep {
     pub missing_downs: MissingDowns,
     /// Migrations another tool applies: its commands, one migration at a time.
     pub tool: Option<ToolCommands>,
+    /// Liquibase: the contexts to run with, as Liquibase's `--contexts`
+    /// (Spring's `spring.liquibase.contexts`), a comma list: a changeset
+    /// whose context they do not match is left out, as Liquibase leaves it
+    /// out. Default: none, and every changeset runs, as in Liquibase.
+    pub contexts: Option<String>,
+    /// Liquibase: the label filter, as `--label-filter` (`v2 and !beta`).
+    pub label_filter: Option<String>,
 }
 
 /// `rehearse.tool:` — the commands of the tool that owns the migrations

@@ -4162,6 +4162,86 @@ fn liquibase_s_databasechangelog_is_read_and_written_as_liquibase_keeps_it() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
 
+/// A database Liquibase deploys with `--contexts prod` never ran the
+/// changelog's `context:test` seed; a migrate step told the same contexts
+/// leaves it out too, and says so. Without them every changeset runs, as
+/// Liquibase given none runs them, with a warning.
+#[test]
+fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
+    let project = files(&[(
+        "changes.sql",
+        "--liquibase formatted sql\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n--changeset ann:seed context:test\nINSERT INTO users VALUES (1);\n--rollback DELETE FROM users;\n--changeset ann:audit context:prod labels:v2\nCREATE TABLE audit (id int);\n--rollback DROP TABLE audit;\n--changeset ann:beta labels:v2,beta\nCREATE TABLE beta (id int);\n--rollback DROP TABLE beta;\n",
+    )]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(
+        &db,
+        project.path(),
+        "          contexts: prod\n          label_filter: \"v2 and !beta\"\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0001", "0003"]);
+    assert_eq!(db.sql("SELECT count(*) FROM users"), "0");
+    assert!(
+        run.stderr.contains(
+            "contexts `prod` and label filter `v2 and !beta`: 2 changeset(s) left out, as Liquibase leaves them out (0002 seed, …)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("runbook runs every changeset"),
+        "{}",
+        run.stderr
+    );
+    // Other contexts on the same database: what they select runs; an
+    // applied changeset they leave out is still the directory's.
+    let (_case, run) = migrate(&db, project.path(), "          contexts: test\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0002", "0004"]);
+    assert!(!run.stderr.contains("have no file"), "{}", run.stderr);
+    // A rehearsal told the same rehearses what would run.
+    let (_case, run) = rehearse_scratch(&Db::fresh(), project.path(), "          contexts: prod\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let names: Vec<&str> = run.step("rehearse")["details"]["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["users", "audit", "beta"]);
+
+    // Without them, every changeset runs, with a warning.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, project.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM users"), "1");
+    assert!(
+        run.stderr.contains("runbook runs every changeset"),
+        "{}",
+        run.stderr
+    );
+
+    // An expression Liquibase cannot read stops the run before it starts;
+    // contexts for another tool's files change nothing.
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, project.path(), "          contexts: \"prod and\"\n");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("which Liquibase cannot read"),
+        "{}",
+        run.stderr
+    );
+    let pairs = files(&[("0001_users.up.sql", INIT)]);
+    let (_case, run) = migrate(&db, pairs.path(), "          contexts: prod\n");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("select Liquibase changesets"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+}
+
 /// A changeset added to a file before others (Liquibase knows changesets by
 /// their file, id and author, not their places) runs, and the others do not
 /// run again: in runbook's own history too, where rows written before

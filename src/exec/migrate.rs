@@ -565,9 +565,16 @@ pub fn select<'s>(
             (was != now).then(|| (a.version.clone(), m.up.file.clone(), was, now))
         })
         .collect();
+    // A changeset the step's contexts leave out is in the directory: an
+    // applied one has its file.
     let missing = applied
         .iter()
-        .filter(|a| !set.migrations.iter().any(|m| m.version == a.version))
+        .filter(|a| {
+            !set.migrations
+                .iter()
+                .chain(&set.unselected)
+                .any(|m| m.version == a.version)
+        })
         .map(|a| a.version.clone())
         .collect();
     let to = to.filter(|t| *t != "latest");
@@ -624,6 +631,22 @@ fn refused(message: String, hint: &str) -> Fail {
     fail(message, hint).unchanged()
 }
 
+/// Liquibase's changesets the step's `contexts` and `label_filter`
+/// select, the others left out; what the log says of it. Refused, having
+/// changed nothing, for a directory without changesets.
+pub(crate) fn select_changesets(
+    set: &mut Set,
+    select: &crate::plan::PlanSelect,
+) -> Result<Option<String>, Fail> {
+    migrations::liquibase_select(set, select.contexts.as_deref(), select.label_filter.as_deref())
+        .map_err(|e| {
+            refused(
+                e,
+                "`contexts` and `label_filter` are Liquibase's; leave them out for another tool's migrations",
+            )
+        })
+}
+
 /// Load the directory a step names (relative to the runbook).
 pub(crate) fn load_set(r: &Run<'_>, dir: &crate::plan::Text, format: &str) -> Result<Set, Fail> {
     let (dir, _) = r
@@ -648,6 +671,7 @@ pub(crate) async fn run(
     let m: &PlanMigrate = m;
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
     let mut set = load_set(r, &m.dir, &m.format)?;
+    let selected = select_changesets(&mut set, &m.select)?;
     for w in &set.warnings {
         super::sql::log(r, &s.id, format!("warning: {w}"));
     }
@@ -665,6 +689,9 @@ pub(crate) async fn run(
     }
     if let Some(note) = &set.liquibase_names {
         super::sql::log(r, &s.id, note.clone());
+    }
+    if let Some(note) = selected {
+        super::sql::log(r, &s.id, note);
     }
     set.warnings.extend(history.not_kept());
     for w in &set.warnings[read..] {

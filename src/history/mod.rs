@@ -874,6 +874,7 @@ impl History {
             changesets: set
                 .migrations
                 .iter()
+                .chain(&set.unselected)
                 .filter_map(|m| Some((m.version.clone(), m.changeset.clone()?)))
                 .collect(),
             liquibase_renaming: Default::default(),

@@ -67,6 +67,179 @@ pub fn checksum_v9(sql: &str) -> String {
     )
 }
 
+/// The warning that changesets have contexts or labels and every one runs.
+const RUNS_EVERY: &str = "changeset(s) have a context or labels";
+
+/// Whether a Liquibase expression holds (a changeset's context, against
+/// the contexts given; a label filter, against the changeset's labels),
+/// where `has` says whether a name is given: `,` and `or`, `and`, `!` and
+/// `not`, parentheses; names compared without case, an `@` in front
+/// (Liquibase's mandatory mark) left out.
+pub fn expression_holds(expr: &str, has: &dyn Fn(&str) -> bool) -> Result<bool, String> {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in expr.chars() {
+        if c.is_whitespace() || matches!(c, '(' | ')' | ',' | '!') {
+            if !word.is_empty() {
+                tokens.push(std::mem::take(&mut word));
+            }
+            if !c.is_whitespace() {
+                tokens.push(c.to_string());
+            }
+        } else {
+            word.push(c);
+        }
+    }
+    if !word.is_empty() {
+        tokens.push(word);
+    }
+    struct Parser<'t> {
+        tokens: &'t [String],
+        at: usize,
+        has: &'t dyn Fn(&str) -> bool,
+    }
+    impl Parser<'_> {
+        fn peek(&self) -> Option<String> {
+            self.tokens.get(self.at).map(|t| t.to_ascii_lowercase())
+        }
+        fn any(&mut self) -> Result<bool, String> {
+            let mut v = self.all()?;
+            while matches!(self.peek().as_deref(), Some("or" | ",")) {
+                self.at += 1;
+                v |= self.all()?;
+            }
+            Ok(v)
+        }
+        fn all(&mut self) -> Result<bool, String> {
+            let mut v = self.one()?;
+            while self.peek().as_deref() == Some("and") {
+                self.at += 1;
+                v &= self.one()?;
+            }
+            Ok(v)
+        }
+        fn one(&mut self) -> Result<bool, String> {
+            let t = self.peek().ok_or("it ends where a name is expected")?;
+            self.at += 1;
+            match t.as_str() {
+                "!" | "not" => Ok(!self.one()?),
+                "(" => {
+                    let v = self.any()?;
+                    if self.peek().as_deref() != Some(")") {
+                        return Err("a `(` is not closed".into());
+                    }
+                    self.at += 1;
+                    Ok(v)
+                }
+                ")" | "," | "and" | "or" => Err(format!("`{t}` where a name is expected")),
+                name => Ok((self.has)(name.trim_start_matches('@'))),
+            }
+        }
+    }
+    let mut p = Parser {
+        tokens: &tokens,
+        at: 0,
+        has,
+    };
+    let v = p.any()?;
+    match p.peek() {
+        None => Ok(v),
+        Some(t) => Err(format!("`{t}` after a whole expression")),
+    }
+}
+
+/// The names of a comma list, lower case.
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Whether a changeset runs under these contexts and this label filter, as
+/// Liquibase selects it: any, where none are given or the changeset has
+/// none.
+pub fn selected(
+    c: &ChangesetId,
+    contexts: Option<&str>,
+    label_filter: Option<&str>,
+) -> Result<bool, String> {
+    let given = contexts.map(list).unwrap_or_default();
+    let by_context = given.is_empty()
+        || c.contexts.trim().is_empty()
+        || expression_holds(&c.contexts, &|n| {
+            given.iter().any(|g| g.eq_ignore_ascii_case(n))
+        })
+        .map_err(|e| {
+            format!(
+                "changeset {}::{}::{}'s context `{}`: {e}",
+                c.file, c.id, c.author, c.contexts
+            )
+        })?;
+    let labels = list(&c.labels);
+    let by_label = match label_filter.map(str::trim).filter(|f| !f.is_empty()) {
+        None => true,
+        Some(_) if labels.is_empty() => true,
+        Some(f) => expression_holds(f, &|n| labels.iter().any(|l| l.eq_ignore_ascii_case(n)))
+            .map_err(|e| format!("the label filter `{f}`: {e}"))?,
+    };
+    Ok(by_context && by_label)
+}
+
+/// Keep the changesets these contexts and this label filter select, as
+/// Liquibase run with them does; the others are left out. What the log
+/// says of it.
+pub fn select(
+    set: &mut Set,
+    contexts: Option<&str>,
+    label_filter: Option<&str>,
+) -> Result<Option<String>, String> {
+    if contexts.is_none() && label_filter.is_none() {
+        return Ok(None);
+    }
+    if set.format != super::Format::Liquibase {
+        return Err(format!(
+            "`contexts` and `label_filter` select Liquibase changesets, and {} is in the {} format",
+            set.dir.display(),
+            set.format.name()
+        ));
+    }
+    let mut left: Vec<String> = Vec::new();
+    let mut keep = Vec::with_capacity(set.migrations.len());
+    for m in std::mem::take(&mut set.migrations) {
+        let runs = match &m.changeset {
+            Some(c) => selected(c, contexts, label_filter)?,
+            None => true,
+        };
+        if runs {
+            keep.push(m);
+        } else {
+            left.push(format!("{} {}", m.version, m.name));
+            set.unselected.push(m);
+        }
+    }
+    set.migrations = keep;
+    set.warnings.retain(|w| !w.contains(RUNS_EVERY));
+    let with = [
+        contexts.map(|c| format!("contexts `{c}`")),
+        label_filter.map(|f| format!("label filter `{f}`")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" and ");
+    Ok(Some(if left.is_empty() {
+        format!("{with}: every changeset runs")
+    } else {
+        format!(
+            "{with}: {} changeset(s) left out, as Liquibase leaves them out ({}{})",
+            left.len(),
+            left[0],
+            if left.len() > 1 { ", …" } else { "" }
+        )
+    }))
+}
+
 /// Why a changeset's script runs outside a transaction.
 const NO_TRANSACTION: &str = "its changeset says runInTransaction:false";
 
@@ -1078,7 +1251,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     }
     if !selected.is_empty() {
         set.warnings.push(format!(
-            "{} changeset(s) have a context or labels ({}{}); runbook runs every changeset, as Liquibase does when it is given no contexts or labels",
+            "{} {RUNS_EVERY} ({}{}); runbook runs every changeset, as Liquibase does when it is given no contexts or labels (the step's `contexts` and `label_filter` give them, as Liquibase's --contexts and --label-filter do)",
             selected.len(),
             selected[0],
             if selected.len() > 1 { ", …" } else { "" }
@@ -1251,6 +1424,38 @@ mod tests {
     }
 
     const TWO: &str = "--liquibase formatted sql\n\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n\n--changeset \"Ann Lee\":email splitStatements:true\n--comment: the address\nALTER TABLE users ADD COLUMN email text;\n/* liquibase rollback\nALTER TABLE users\n  DROP COLUMN email;\n*/\n";
+
+    #[test]
+    fn contexts_and_labels_select_as_liquibase_selects() {
+        let holds = |expr: &str, given: &[&str]| {
+            expression_holds(expr, &|n| given.iter().any(|g| g.eq_ignore_ascii_case(n)))
+        };
+        assert_eq!(holds("dev, QA", &["qa"]), Ok(true));
+        assert_eq!(holds("!test", &["prod"]), Ok(true));
+        assert_eq!(holds("!test", &["test"]), Ok(false));
+        assert_eq!(holds("prod and !eu", &["prod", "eu"]), Ok(false));
+        assert_eq!(holds("(dev or qa) and not eu", &["qa"]), Ok(true));
+        assert_eq!(holds("@prod", &["prod"]), Ok(true));
+        assert!(holds("prod and", &["prod"]).is_err());
+        assert!(holds("(prod", &["prod"]).is_err());
+        assert!(holds("prod eu", &["prod"]).is_err());
+
+        let c = |contexts: &str, labels: &str| ChangesetId {
+            contexts: contexts.into(),
+            labels: labels.into(),
+            ..ChangesetId::default()
+        };
+        // Nothing given, or nothing on the changeset: it runs.
+        assert_eq!(selected(&c("test", "v1"), None, None), Ok(true));
+        assert_eq!(selected(&c("", ""), Some("prod"), Some("v2")), Ok(true));
+        assert_eq!(selected(&c("test", ""), Some("prod"), None), Ok(false));
+        assert_eq!(selected(&c("test,prod", ""), Some("prod"), None), Ok(true));
+        assert_eq!(
+            selected(&c("", "v1, beta"), None, Some("v1 and !beta")),
+            Ok(false)
+        );
+        assert_eq!(selected(&c("", "v1"), None, Some("v1 and !beta")), Ok(true));
+    }
 
     /// Each changeset as Liquibase names it: `FILE::ID::AUTHOR`.
     fn keys(set: &Set) -> Vec<String> {

@@ -48,7 +48,8 @@ pub use flyway::{
 };
 pub use liquibase::changelog as liquibase_changelog;
 pub use liquibase::{
-    ChangesetId, checksum_v9 as liquibase_checksum, normalize as liquibase_normalize,
+    ChangesetId, checksum_v9 as liquibase_checksum, expression_holds as liquibase_expression,
+    normalize as liquibase_normalize, select as liquibase_select,
 };
 pub use sqitch::script_hash as sqitch_hash;
 
@@ -583,6 +584,10 @@ pub struct Set {
     /// A Liquibase directory: where its changesets' files are named from,
     /// and why ([`liquibase::ChangesetId`]), for the log.
     pub liquibase_names: Option<String>,
+    /// Liquibase's changesets the step's contexts or label filter leave
+    /// out ([`liquibase::select`]): not run, but the directory's, so that
+    /// a history row of one reads as that changeset.
+    pub unselected: Vec<Migration>,
     /// Loaded for lint: a file that cannot take its place in the order
     /// is a warning, and the rest still loads.
     tolerant: bool,
@@ -630,6 +635,7 @@ impl Set {
             project: None,
             flyway_conf: None,
             liquibase_names: None,
+            unselected: Vec::new(),
             tolerant: false,
             seen: std::collections::HashMap::new(),
         }

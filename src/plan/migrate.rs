@@ -23,6 +23,23 @@ pub struct PlanMigrate {
     pub single_transaction: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out_of_order: Option<bool>,
+    #[serde(skip_serializing_if = "PlanSelect::is_empty")]
+    pub select: PlanSelect,
+}
+
+/// Liquibase's changesets this step runs: its contexts and label filter.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlanSelect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contexts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_filter: Option<String>,
+}
+
+impl PlanSelect {
+    pub fn is_empty(&self) -> bool {
+        self.contexts.is_none() && self.label_filter.is_none()
+    }
 }
 
 /// Where the migrations are recorded: a tool (`auto`: detected) and a table
@@ -109,7 +126,34 @@ impl Planner<'_> {
             allow_checksum_change: m.allow_checksum_change,
             single_transaction: m.single_transaction,
             out_of_order: m.out_of_order,
+            select: self.select(m.contexts.as_ref(), m.label_filter.as_ref()),
         }))
+    }
+
+    /// `contexts` and `label_filter` as written, each checked now: an
+    /// expression Liquibase could not read stops the run before anything
+    /// changes.
+    pub(super) fn select(
+        &mut self,
+        contexts: Option<&String>,
+        label_filter: Option<&String>,
+    ) -> PlanSelect {
+        for (key, value) in [("contexts", contexts), ("label_filter", label_filter)] {
+            if let Some(v) = value
+                && let Err(e) = crate::migrations::liquibase_expression(v, &|_| true)
+            {
+                self.errors.push(
+                    Diagnostic::new(format!("`{key}` is `{v}`, which Liquibase cannot read"))
+                        .at(self.span_of(v))
+                        .label(e)
+                        .hint("Liquibase's expressions: names joined by `,` or `or`, and `and`, with `!` and parentheses (`prod and !eu`)"),
+                );
+            }
+        }
+        PlanSelect {
+            contexts: contexts.cloned(),
+            label_filter: label_filter.cloned(),
+        }
     }
 }
 

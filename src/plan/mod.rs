@@ -38,7 +38,7 @@ pub use backfill::PlanBackfill;
 pub use backup::PlanBackup;
 pub use build::build;
 pub use check::{PlanBuiltin, PlanCheck, PlanExpect};
-pub use migrate::{PlanHistory, PlanMigrate};
+pub use migrate::{PlanHistory, PlanMigrate, PlanSelect};
 pub use rehearse::{PlanRehearse, PlanScratch, PlanTool};
 pub use restore::{PlanRestore, RestoreFrom};
 pub use shell::PlanShell;

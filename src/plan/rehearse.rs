@@ -35,6 +35,8 @@ pub struct PlanRehearse {
     /// (rendered per migration at run time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<PlanTool>,
+    #[serde(skip_serializing_if = "super::migrate::PlanSelect::is_empty")]
+    pub select: super::migrate::PlanSelect,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +85,7 @@ impl Planner<'_> {
                 list: t.list.clone(),
                 cwd: t.cwd.clone(),
             }),
+            select: self.select(x.contexts.as_ref(), x.label_filter.as_ref()),
         }))
     }
 }

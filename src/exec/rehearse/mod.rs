@@ -166,11 +166,15 @@ pub(crate) async fn run(
         }
         None => (migrate::load_set(r, &x.dir, &x.format)?, None),
     };
+    let selected = migrate::select_changesets(&mut set, &x.select)?;
     // What the directory's reading found to say (a file no changelog
     // includes, a shared version), as a migrate step says it; what the
     // history adds later becomes findings of its own.
     for w in &set.warnings {
         log(r, &s.id, format!("warning: {w}"));
+    }
+    if let Some(note) = selected {
+        log(r, &s.id, note);
     }
     let seed = match &x.seed {
         Some(t) => {
