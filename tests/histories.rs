@@ -4193,6 +4193,18 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
         "{}",
         run.stderr
     );
+    // pending_migrations counts as a migrate step with the same runs.
+    for (args, code) in [
+        (", contexts: prod, label_filter: \"v2 and !beta\"", 0),
+        (", contexts: prod", 1),
+    ] {
+        let case = Case::new(&format!(
+            "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}{args} }}\n",
+            project.path().display()
+        ));
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, code, "{args}: {}", run.stderr);
+    }
     // Other contexts on the same database: what they select runs; an
     // applied changeset they leave out is still the directory's.
     let (_case, run) = migrate(&db, project.path(), "          contexts: test\n");

@@ -374,6 +374,17 @@ async fn history(
         })?,
         None => crate::migrations::Set::empty(),
     };
+    // Liquibase's changesets, as a migrate step with these contexts and
+    // this label filter selects them.
+    let contexts = text_arg(r, b, "contexts")?;
+    let label_filter = text_arg(r, b, "label_filter")?;
+    crate::migrations::liquibase_select(&mut set, contexts.as_deref(), label_filter.as_deref())
+        .map_err(|e| {
+            fail(
+                e,
+                Some("`contexts` and `label_filter` are Liquibase's".into()),
+            )
+        })?;
     // Text arguments are templates, kept apart from the others in the plan.
     let format = text_arg(r, b, "history_format")?;
     let tool = crate::history::Tool::parse(format.as_deref().map(str::trim).unwrap_or("auto"))
