@@ -4313,6 +4313,14 @@ fn a_changeset_added_before_others_runs_and_theirs_do_not_run_again() {
         assert_eq!(db.sql("SELECT to_regclass('t3') IS NULL"), "t");
         assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "2");
     }
+    // A baseline records each changeset by its name too.
+    let db = Db::fresh();
+    let (code, _, err) = migrations(&["baseline", "--version", "0002", "--yes"], dir, &db.url);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',' ORDER BY version) FROM runbook_migrations"),
+        "a.sql::1::x,a.sql::2::x"
+    );
 }
 
 /// atlas.sum for these files, as `atlas migrate hash` writes it: one

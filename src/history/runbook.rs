@@ -153,7 +153,7 @@ pub(super) fn baseline(h: &History, todo: &[&crate::migrations::Migration], by: 
         .map(|m| {
             format!(
                 "({}, {}, {}, {}, false, 'up')",
-                literal(&m.version),
+                literal(&h.key_of(&m.version)),
                 literal(&m.name),
                 literal(&m.checksum),
                 literal(by)
