@@ -711,9 +711,7 @@ fn in_transaction(s: &Script) -> Option<LoadError> {
 /// includes, what it includes; else its `.sql` files, as `includeAll` takes
 /// them. With the properties the changelogs give.
 struct Plan {
-    /// Each file's path, its name relative to the directory, and its name
-    /// as Liquibase records it ([`logical`]).
-    files: Vec<(PathBuf, String, String)>,
+    files: Vec<PlanFile>,
     properties: Vec<(String, String)>,
     seen: std::collections::HashSet<PathBuf>,
     /// The directory's `.sql` files that no changelog includes.
@@ -730,11 +728,35 @@ fn names_note(root: &Path, why: &str) -> String {
     )
 }
 
+/// A formatted SQL file a changelog runs.
+struct PlanFile {
+    path: PathBuf,
+    /// Its name relative to the directory.
+    label: String,
+    /// Its name as Liquibase records it ([`logical`]).
+    logical: String,
+    /// The contexts of the includes that reached it, outermost first.
+    contexts: Vec<String>,
+}
+
 /// What a changelog lists, in order.
 enum Item {
-    Include { file: String, relative: bool },
-    IncludeAll { path: String, relative: bool },
-    Property { name: String, value: String },
+    /// With the include's own context (`context:`, `contextFilter:`),
+    /// which Liquibase puts before every changeset's of the file.
+    Include {
+        file: String,
+        relative: bool,
+        context: Option<String>,
+    },
+    IncludeAll {
+        path: String,
+        relative: bool,
+        context: Option<String>,
+    },
+    Property {
+        name: String,
+        value: String,
+    },
 }
 
 fn changelog_error(file: &str, what: impl Into<String>) -> LoadError {
@@ -780,10 +802,12 @@ fn xml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
             "include" => Item::Include {
                 file: attr("file").ok_or_else(|| missing("file"))?,
                 relative,
+                context: attr("contextFilter").or_else(|| attr("context")),
             },
             "includeAll" => Item::IncludeAll {
                 path: attr("path").ok_or_else(|| missing("path"))?,
                 relative,
+                context: attr("contextFilter").or_else(|| attr("context")),
             },
             "property" => match (attr("name"), attr("value")) {
                 _ if !attr("dbms").is_none_or(|d| for_postgres(&d)) => continue,
@@ -835,10 +859,12 @@ fn yaml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
             "include" => Item::Include {
                 file: text_of(body, "file").ok_or_else(|| missing("file"))?,
                 relative,
+                context: text_of(body, "contextFilter").or_else(|| text_of(body, "context")),
             },
             "includeAll" => Item::IncludeAll {
                 path: text_of(body, "path").ok_or_else(|| missing("path"))?,
                 relative,
+                context: text_of(body, "contextFilter").or_else(|| text_of(body, "context")),
             },
             "property" => match (text_of(body, "name"), text_of(body, "value")) {
                 _ if !text_of(body, "dbms").is_none_or(|d| for_postgres(&d)) => continue,
@@ -928,10 +954,12 @@ fn root(dir: &Path, master: Option<&Path>) -> (PathBuf, String) {
             Item::Include {
                 file,
                 relative: false,
+                ..
             } => Some(file),
             Item::IncludeAll {
                 path,
                 relative: false,
+                ..
             } => Some(path),
             _ => None,
         })?;
@@ -1006,7 +1034,13 @@ impl Plan {
         }
     }
 
-    fn add(&mut self, dir: &Path, path: &Path, logical: String) -> Result<(), LoadError> {
+    fn add(
+        &mut self,
+        dir: &Path,
+        path: &Path,
+        logical: String,
+        contexts: &[String],
+    ) -> Result<(), LoadError> {
         if !self.seen.insert(same_file(path)) {
             // Liquibase runs a changeset once, however often it is included.
             return Ok(());
@@ -1015,16 +1049,26 @@ impl Plan {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("sql"));
         if sql {
-            self.files
-                .push((path.to_path_buf(), Self::label(dir, path), logical));
+            self.files.push(PlanFile {
+                path: path.to_path_buf(),
+                label: Self::label(dir, path),
+                logical,
+                contexts: contexts.to_vec(),
+            });
             Ok(())
         } else {
-            self.follow(dir, path, &logical)
+            self.follow(dir, path, &logical, contexts)
         }
     }
 
     /// What the changelog at `path` includes, in order.
-    fn follow(&mut self, dir: &Path, path: &Path, logical: &str) -> Result<(), LoadError> {
+    fn follow(
+        &mut self,
+        dir: &Path,
+        path: &Path,
+        logical: &str,
+        contexts: &[String],
+    ) -> Result<(), LoadError> {
         let label = Self::label(dir, path);
         let here = path.parent().unwrap_or(dir);
         // Where Liquibase takes a relative include from: the changelog's
@@ -1033,10 +1077,19 @@ impl Plan {
             Some((d, _)) => normalize(&format!("{d}/{name}")),
             None => normalize(name),
         };
+        let within = |context: &Option<String>| {
+            let mut all = contexts.to_vec();
+            all.extend(context.clone().filter(|c| !c.trim().is_empty()));
+            all
+        };
         for item in items(path, &label)? {
             match item {
                 Item::Property { name, value } => self.properties.push((name, value)),
-                Item::Include { file, relative } => {
+                Item::Include {
+                    file,
+                    relative,
+                    context,
+                } => {
                     let Some(p) = resolve(here, &file, relative) else {
                         return Err(changelog_error(
                             &label,
@@ -1048,11 +1101,12 @@ impl Plan {
                     } else {
                         normalize(&file)
                     };
-                    self.add(dir, &p, name)?;
+                    self.add(dir, &p, name, &within(&context))?;
                 }
                 Item::IncludeAll {
                     path: all,
                     relative,
+                    context,
                 } => {
                     let Some(p) = resolve(here, &all, relative).filter(|p| p.is_dir()) else {
                         return Err(changelog_error(
@@ -1067,7 +1121,7 @@ impl Plan {
                     };
                     for f in files(&p)? {
                         let name = normalize(&format!("{base}/{f}"));
-                        self.add(dir, &p.join(f), name)?;
+                        self.add(dir, &p.join(f), name, &within(&context))?;
                     }
                 }
             }
@@ -1097,7 +1151,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         plan.names = Some(names_note(&root, &why));
         for f in &all {
             let p = dir.join(f);
-            plan.add(dir, &p, logical(&root, &p))?;
+            plan.add(dir, &p, logical(&root, &p), &[])?;
         }
         return Ok(plan);
     }
@@ -1106,7 +1160,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
     for c in &top {
         let here = c.parent().unwrap_or(dir);
         for item in items(c, &Plan::label(dir, c))? {
-            if let Item::Include { file, relative } = item
+            if let Item::Include { file, relative, .. } = item
                 && let Some(p) = resolve(here, &file, relative)
             {
                 included.insert(same_file(&p));
@@ -1121,7 +1175,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         [master] => {
             let (root, why) = root(dir, Some(master));
             plan.names = Some(names_note(&root, &why));
-            plan.add(dir, master, logical(&root, master))?;
+            plan.add(dir, master, logical(&root, master), &[])?;
         }
         _ => {
             return Err(changelog_error(
@@ -1160,7 +1214,13 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     set.liquibase_names = plan.names.clone();
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
-    for (path, file, logical) in &plan.files {
+    for PlanFile {
+        path,
+        label: file,
+        logical,
+        contexts: inherited,
+    } in &plan.files
+    {
         let file = file.clone();
         let text = std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable {
             path: path.display().to_string(),
@@ -1197,6 +1257,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                     id: "raw".into(),
                     author: "includeAll".into(),
                     md5sum,
+                    contexts: full_context(inherited, None),
                     ..ChangesetId::default()
                 },
             );
@@ -1233,10 +1294,11 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                         author: c.author.clone(),
                         md5sum: checksum_v9(&fill(&file, c.line, &sql, &properties).unwrap_or(sql)),
                         comments: c.comments.join(" "),
-                        contexts: c
-                            .attribute("contextFilter")
-                            .or_else(|| c.attribute("context"))
-                            .unwrap_or_default(),
+                        contexts: full_context(
+                            inherited,
+                            c.attribute("contextFilter")
+                                .or_else(|| c.attribute("context")),
+                        ),
                         labels: c.attribute("labels").unwrap_or_default(),
                     };
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
@@ -1262,6 +1324,25 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     }
     name_shared_ids(set);
     Ok(())
+}
+
+/// A changeset's whole context, as Liquibase writes it in `CONTEXTS`: its
+/// includes' contexts, then its own, joined by ` AND `, each in
+/// parentheses where it is more than a name.
+fn full_context(inherited: &[String], own: Option<String>) -> String {
+    inherited
+        .iter()
+        .cloned()
+        .chain(own.filter(|c| !c.trim().is_empty()))
+        .map(|c| {
+            if c.contains([',', ' ']) {
+                format!("({c})")
+            } else {
+                c
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// The migration just pushed for `file` is this changeset.
@@ -1455,6 +1536,50 @@ mod tests {
             Ok(false)
         );
         assert_eq!(selected(&c("", "v1"), None, Some("v1 and !beta")), Ok(true));
+    }
+
+    #[test]
+    fn an_include_s_context_comes_before_each_changeset_s_as_liquibase_writes_it() {
+        // CONTEXTS as Liquibase 4.28 wrote them for these changesets.
+        let d = dir(&[
+            (
+                "master.yaml",
+                "databaseChangeLog:\n  - include:\n      file: base.sql\n      relativeToChangelogFile: true\n  - include:\n      file: seed.sql\n      relativeToChangelogFile: true\n      context: \"test or dev\"\n",
+            ),
+            (
+                "base.sql",
+                "--liquibase formatted sql\n--changeset a:base\nCREATE TABLE base (id int);\n",
+            ),
+            (
+                "seed.sql",
+                "--liquibase formatted sql\n--changeset a:seed\nSELECT 1;\n--changeset a:seed2 context:eu\nSELECT 2;\n--changeset a:seed3 context:eu,us\nSELECT 3;\n--changeset a:seed4 context:\"eu and !us\"\nSELECT 4;\n",
+            ),
+        ]);
+        let mut set = load(d.path(), None).unwrap();
+        let contexts: Vec<&str> = set
+            .migrations
+            .iter()
+            .map(|m| m.changeset.as_ref().unwrap().contexts.as_str())
+            .collect();
+        assert_eq!(
+            contexts,
+            [
+                "",
+                "(test or dev)",
+                "(test or dev) AND eu",
+                "(test or dev) AND (eu,us)",
+                "(test or dev) AND (eu and !us)"
+            ]
+        );
+        // `--contexts test`: what Liquibase ran, base and seed.
+        select(&mut set, Some("test"), None).unwrap();
+        assert_eq!(
+            names(&set),
+            [
+                ("0001".into(), "base".into()),
+                ("0002".into(), "seed".into())
+            ]
+        );
     }
 
     /// Each changeset as Liquibase names it: `FILE::ID::AUTHOR`.
