@@ -41,7 +41,11 @@ pub struct ChangesetId {
     /// Its `--comment:`.
     pub comments: String,
     pub contexts: String,
+    /// Its `LABELS`: its includes' labels, then its own, with `,`.
     pub labels: String,
+    /// Each level's labels (its includes', then its own), which a label
+    /// filter must match one by one, as Liquibase matches them.
+    pub label_levels: Vec<String>,
 }
 
 impl ChangesetId {
@@ -176,13 +180,20 @@ pub fn selected(
                 c.file, c.id, c.author, c.contexts
             )
         })?;
-    let labels = list(&c.labels);
-    let by_label = match label_filter.map(str::trim).filter(|f| !f.is_empty()) {
-        None => true,
-        Some(_) if labels.is_empty() => true,
-        Some(f) => expression_holds(f, &|n| labels.iter().any(|l| l.eq_ignore_ascii_case(n)))
-            .map_err(|e| format!("the label filter `{f}`: {e}"))?,
-    };
+    // Each level (an include's labels, the changeset's own) on its own: a
+    // level without labels passes.
+    let mut by_label = true;
+    if let Some(f) = label_filter.map(str::trim).filter(|f| !f.is_empty()) {
+        for level in &c.label_levels {
+            let labels = list(level);
+            if !labels.is_empty()
+                && !expression_holds(f, &|n| labels.iter().any(|l| l.eq_ignore_ascii_case(n)))
+                    .map_err(|e| format!("the label filter `{f}`: {e}"))?
+            {
+                by_label = false;
+            }
+        }
+    }
     Ok(by_context && by_label)
 }
 
@@ -737,6 +748,8 @@ struct PlanFile {
     logical: String,
     /// The contexts of the includes that reached it, outermost first.
     contexts: Vec<String>,
+    /// Their labels, the same way.
+    labels: Vec<String>,
 }
 
 /// What a changelog lists, in order.
@@ -747,11 +760,13 @@ enum Item {
         file: String,
         relative: bool,
         context: Option<String>,
+        labels: Option<String>,
     },
     IncludeAll {
         path: String,
         relative: bool,
         context: Option<String>,
+        labels: Option<String>,
     },
     Property {
         name: String,
@@ -803,11 +818,13 @@ fn xml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
                 file: attr("file").ok_or_else(|| missing("file"))?,
                 relative,
                 context: attr("contextFilter").or_else(|| attr("context")),
+                labels: attr("labels"),
             },
             "includeAll" => Item::IncludeAll {
                 path: attr("path").ok_or_else(|| missing("path"))?,
                 relative,
                 context: attr("contextFilter").or_else(|| attr("context")),
+                labels: attr("labels"),
             },
             "property" => match (attr("name"), attr("value")) {
                 _ if !attr("dbms").is_none_or(|d| for_postgres(&d)) => continue,
@@ -860,11 +877,13 @@ fn yaml_items(label: &str, text: &str) -> Result<Vec<Item>, LoadError> {
                 file: text_of(body, "file").ok_or_else(|| missing("file"))?,
                 relative,
                 context: text_of(body, "contextFilter").or_else(|| text_of(body, "context")),
+                labels: text_of(body, "labels"),
             },
             "includeAll" => Item::IncludeAll {
                 path: text_of(body, "path").ok_or_else(|| missing("path"))?,
                 relative,
                 context: text_of(body, "contextFilter").or_else(|| text_of(body, "context")),
+                labels: text_of(body, "labels"),
             },
             "property" => match (text_of(body, "name"), text_of(body, "value")) {
                 _ if !text_of(body, "dbms").is_none_or(|d| for_postgres(&d)) => continue,
@@ -1039,7 +1058,7 @@ impl Plan {
         dir: &Path,
         path: &Path,
         logical: String,
-        contexts: &[String],
+        (contexts, labels): (&[String], &[String]),
     ) -> Result<(), LoadError> {
         if !self.seen.insert(same_file(path)) {
             // Liquibase runs a changeset once, however often it is included.
@@ -1054,10 +1073,11 @@ impl Plan {
                 label: Self::label(dir, path),
                 logical,
                 contexts: contexts.to_vec(),
+                labels: labels.to_vec(),
             });
             Ok(())
         } else {
-            self.follow(dir, path, &logical, contexts)
+            self.follow(dir, path, &logical, (contexts, labels))
         }
     }
 
@@ -1067,7 +1087,7 @@ impl Plan {
         dir: &Path,
         path: &Path,
         logical: &str,
-        contexts: &[String],
+        (contexts, labels): (&[String], &[String]),
     ) -> Result<(), LoadError> {
         let label = Self::label(dir, path);
         let here = path.parent().unwrap_or(dir);
@@ -1077,9 +1097,9 @@ impl Plan {
             Some((d, _)) => normalize(&format!("{d}/{name}")),
             None => normalize(name),
         };
-        let within = |context: &Option<String>| {
-            let mut all = contexts.to_vec();
-            all.extend(context.clone().filter(|c| !c.trim().is_empty()));
+        let under = |outer: &[String], own: &Option<String>| {
+            let mut all = outer.to_vec();
+            all.extend(own.clone().filter(|c| !c.trim().is_empty()));
             all
         };
         for item in items(path, &label)? {
@@ -1089,6 +1109,7 @@ impl Plan {
                     file,
                     relative,
                     context,
+                    labels: own_labels,
                 } => {
                     let Some(p) = resolve(here, &file, relative) else {
                         return Err(changelog_error(
@@ -1101,12 +1122,14 @@ impl Plan {
                     } else {
                         normalize(&file)
                     };
-                    self.add(dir, &p, name, &within(&context))?;
+                    let (c, l) = (under(contexts, &context), under(labels, &own_labels));
+                    self.add(dir, &p, name, (&c, &l))?;
                 }
                 Item::IncludeAll {
                     path: all,
                     relative,
                     context,
+                    labels: own_labels,
                 } => {
                     let Some(p) = resolve(here, &all, relative).filter(|p| p.is_dir()) else {
                         return Err(changelog_error(
@@ -1121,7 +1144,8 @@ impl Plan {
                     };
                     for f in files(&p)? {
                         let name = normalize(&format!("{base}/{f}"));
-                        self.add(dir, &p.join(f), name, &within(&context))?;
+                        let (c, l) = (under(contexts, &context), under(labels, &own_labels));
+                        self.add(dir, &p.join(f), name, (&c, &l))?;
                     }
                 }
             }
@@ -1151,7 +1175,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         plan.names = Some(names_note(&root, &why));
         for f in &all {
             let p = dir.join(f);
-            plan.add(dir, &p, logical(&root, &p), &[])?;
+            plan.add(dir, &p, logical(&root, &p), (&[], &[]))?;
         }
         return Ok(plan);
     }
@@ -1175,7 +1199,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         [master] => {
             let (root, why) = root(dir, Some(master));
             plan.names = Some(names_note(&root, &why));
-            plan.add(dir, master, logical(&root, master), &[])?;
+            plan.add(dir, master, logical(&root, master), (&[], &[]))?;
         }
         _ => {
             return Err(changelog_error(
@@ -1219,6 +1243,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         label: file,
         logical,
         contexts: inherited,
+        labels: inherited_labels,
     } in &plan.files
     {
         let file = file.clone();
@@ -1258,6 +1283,8 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                     author: "includeAll".into(),
                     md5sum,
                     contexts: full_context(inherited, None),
+                    labels: inherited_labels.join(","),
+                    label_levels: inherited_labels.clone(),
                     ..ChangesetId::default()
                 },
             );
@@ -1299,7 +1326,17 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                             c.attribute("contextFilter")
                                 .or_else(|| c.attribute("context")),
                         ),
-                        labels: c.attribute("labels").unwrap_or_default(),
+                        labels: inherited_labels
+                            .iter()
+                            .cloned()
+                            .chain(c.attribute("labels").filter(|l| !l.is_empty()))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        label_levels: inherited_labels
+                            .iter()
+                            .cloned()
+                            .chain(c.attribute("labels").filter(|l| !l.is_empty()))
+                            .collect(),
                     };
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
                     if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
@@ -1524,6 +1561,7 @@ mod tests {
         let c = |contexts: &str, labels: &str| ChangesetId {
             contexts: contexts.into(),
             labels: labels.into(),
+            label_levels: vec![labels.into()],
             ..ChangesetId::default()
         };
         // Nothing given, or nothing on the changeset: it runs.
@@ -1580,6 +1618,33 @@ mod tests {
                 ("0002".into(), "seed".into())
             ]
         );
+
+        // An include's labels: a level of their own, which the label filter
+        // must match as it must match the changeset's (Liquibase 4.28:
+        // `v3` ran l1 alone, `v2` and `v3 and v2` ran nothing).
+        let d = dir(&[
+            (
+                "master.yaml",
+                "databaseChangeLog:\n  - include:\n      file: l.sql\n      relativeToChangelogFile: true\n      labels: v3\n",
+            ),
+            (
+                "l.sql",
+                "--liquibase formatted sql\n--changeset a:l1\nSELECT 1;\n--changeset a:l2 labels:v2\nSELECT 2;\n",
+            ),
+        ]);
+        let set = load(d.path(), None).unwrap();
+        let labels: Vec<&str> = set
+            .migrations
+            .iter()
+            .map(|m| m.changeset.as_ref().unwrap().labels.as_str())
+            .collect();
+        assert_eq!(labels, ["v3", "v3,v2"]);
+        for (filter, ran) in [("v3", vec!["l1"]), ("v2", vec![]), ("v3 and v2", vec![])] {
+            let mut set = load(d.path(), None).unwrap();
+            select(&mut set, None, Some(filter)).unwrap();
+            let names: Vec<&str> = set.migrations.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(names, ran, "{filter}");
+        }
     }
 
     /// Each changeset as Liquibase names it: `FILE::ID::AUTHOR`.
