@@ -1315,6 +1315,11 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                     }
                     set.warnings.extend(c.runs_otherwise(&file));
                     let sql = c.sql_lines.join("\n");
+                    let label_levels: Vec<String> = inherited_labels
+                        .iter()
+                        .cloned()
+                        .chain(c.attribute("labels").filter(|l| !l.is_empty()))
+                        .collect();
                     let id = ChangesetId {
                         file: logical.clone(),
                         id: c.id.clone(),
@@ -1326,17 +1331,8 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                             c.attribute("contextFilter")
                                 .or_else(|| c.attribute("context")),
                         ),
-                        labels: inherited_labels
-                            .iter()
-                            .cloned()
-                            .chain(c.attribute("labels").filter(|l| !l.is_empty()))
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        label_levels: inherited_labels
-                            .iter()
-                            .cloned()
-                            .chain(c.attribute("labels").filter(|l| !l.is_empty()))
-                            .collect(),
+                        labels: label_levels.join(","),
+                        label_levels,
                     };
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
                     if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
