@@ -400,6 +400,12 @@ impl<'a> Walker<'a> {
                 if let Some(n) = &m.steps {
                     self.push(format!("{base}/steps"), n, t, scope);
                 }
+                if let Some(c) = &m.contexts {
+                    self.push(format!("{base}/contexts"), c, t, scope);
+                }
+                if let Some(f) = &m.label_filter {
+                    self.push(format!("{base}/label_filter"), f, t, scope);
+                }
             }
             StepKind::Snapshot(x) => {
                 if let Some(db) = &x.database {
@@ -428,6 +434,12 @@ impl<'a> Walker<'a> {
                 }
                 if let Some(seed) = &x.seed {
                     self.push(format!("{base}/seed"), seed, t, scope);
+                }
+                if let Some(c) = &x.contexts {
+                    self.push(format!("{base}/contexts"), c, t, scope);
+                }
+                if let Some(f) = &x.label_filter {
+                    self.push(format!("{base}/label_filter"), f, t, scope);
                 }
                 if let Some(Scratch::Backup { from }) = &x.scratch {
                     self.push(format!("{base}/scratch/from"), from, Mode::Expr, scope);

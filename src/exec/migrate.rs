@@ -635,10 +635,21 @@ fn refused(message: String, hint: &str) -> Fail {
 /// select, the others left out; what the log says of it. Refused, having
 /// changed nothing, for a directory without changesets.
 pub(crate) fn select_changesets(
+    r: &Run<'_>,
     set: &mut Set,
     select: &crate::plan::PlanSelect,
 ) -> Result<Option<String>, Fail> {
-    migrations::liquibase_select(set, select.contexts.as_deref(), select.label_filter.as_deref())
+    let render = |t: &Option<crate::plan::Text>| {
+        t.as_ref()
+            .map(|t| {
+                r.render(t)
+                    .map(|(raw, _)| raw.trim().to_string())
+                    .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())
+            })
+            .transpose()
+    };
+    let (contexts, label_filter) = (render(&select.contexts)?, render(&select.label_filter)?);
+    migrations::liquibase_select(set, contexts.as_deref(), label_filter.as_deref())
         .map_err(|e| {
             refused(
                 e,
@@ -671,7 +682,7 @@ pub(crate) async fn run(
     let m: &PlanMigrate = m;
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
     let mut set = load_set(r, &m.dir, &m.format)?;
-    let selected = select_changesets(&mut set, &m.select)?;
+    let selected = select_changesets(r, &mut set, &m.select)?;
     for w in &set.warnings {
         super::sql::log(r, &s.id, format!("warning: {w}"));
     }

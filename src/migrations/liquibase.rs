@@ -152,6 +152,33 @@ pub fn expression_holds(expr: &str, has: &dyn Fn(&str) -> bool) -> Result<bool, 
     }
 }
 
+/// Whether Liquibase could read them: `contexts` a comma list of names,
+/// `label_filter` an expression. The key at fault, and why.
+pub fn check_select(
+    contexts: Option<&str>,
+    label_filter: Option<&str>,
+) -> Result<(), (&'static str, String)> {
+    if let Some(c) = contexts {
+        if c.trim().is_empty() {
+            return Err(("contexts", "it is empty".into()));
+        }
+        if let Some(bad) = c.split(',').map(str::trim).find(|n| {
+            n.is_empty() || n.contains(|ch: char| ch.is_whitespace() || "()!".contains(ch))
+        }) {
+            return Err((
+                "contexts",
+                format!(
+                    "`{bad}` is not a context's name; the contexts to run with are names, with `,` between them"
+                ),
+            ));
+        }
+    }
+    if let Some(f) = label_filter {
+        expression_holds(f, &|_| true).map_err(|e| ("label_filter", e))?;
+    }
+    Ok(())
+}
+
 /// The names of a comma list, lower case.
 fn list(text: &str) -> Vec<String> {
     text.split(',')
@@ -208,6 +235,8 @@ pub fn select(
     if contexts.is_none() && label_filter.is_none() {
         return Ok(None);
     }
+    check_select(contexts, label_filter)
+        .map_err(|(key, e)| format!("`{key}` cannot be read as Liquibase reads it: {e}"))?;
     if set.format != super::Format::Liquibase {
         return Err(format!(
             "`contexts` and `label_filter` select Liquibase changesets, and {} is in the {} format",

@@ -48,8 +48,9 @@ pub use flyway::{
 };
 pub use liquibase::changelog as liquibase_changelog;
 pub use liquibase::{
-    ChangesetId, checksum_v9 as liquibase_checksum, expression_holds as liquibase_expression,
-    normalize as liquibase_normalize, select as liquibase_select,
+    ChangesetId, check_select as liquibase_check_select, checksum_v9 as liquibase_checksum,
+    expression_holds as liquibase_expression, normalize as liquibase_normalize,
+    select as liquibase_select,
 };
 pub use sqitch::script_hash as sqitch_hash;
 

@@ -27,13 +27,14 @@ pub struct PlanMigrate {
     pub select: PlanSelect,
 }
 
-/// Liquibase's changesets this step runs: its contexts and label filter.
+/// Liquibase's changesets this step runs: its contexts and label filter
+/// (templates, rendered when the step runs).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlanSelect {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub contexts: Option<String>,
+    pub contexts: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub label_filter: Option<String>,
+    pub label_filter: Option<Text>,
 }
 
 impl PlanSelect {
@@ -130,29 +131,44 @@ impl Planner<'_> {
         }))
     }
 
-    /// `contexts` and `label_filter` as written, each checked now: an
-    /// expression Liquibase could not read stops the run before anything
-    /// changes.
+    /// `contexts` and `label_filter`, each checked now where its value is
+    /// known (not from a step's output): one Liquibase could not read stops
+    /// the run before anything changes.
     pub(super) fn select(
         &mut self,
         contexts: Option<&String>,
         label_filter: Option<&String>,
     ) -> PlanSelect {
-        for (key, value) in [("contexts", contexts), ("label_filter", label_filter)] {
-            if let Some(v) = value
-                && let Err(e) = crate::migrations::liquibase_expression(v, &|_| true)
-            {
-                self.errors.push(
-                    Diagnostic::new(format!("`{key}` is `{v}`, which Liquibase cannot read"))
-                        .at(self.span_of(v))
-                        .label(e)
-                        .hint("Liquibase's expressions: names joined by `,` or `or`, and `and`, with `!` and parentheses (`prod and !eu`)"),
-                );
-            }
+        let contexts = contexts.map(|c| (c, self.text(c)));
+        let label_filter = label_filter.map(|f| (f, self.text(f)));
+        let known = |x: &Option<(&String, Text)>| {
+            x.as_ref()
+                .filter(|(_, t)| t.template.is_none() && t.after.is_empty())
+                .map(|(_, t)| t.raw.expose().to_string())
+        };
+        if let Err((key, e)) = crate::migrations::liquibase_check_select(
+            known(&contexts).as_deref(),
+            known(&label_filter).as_deref(),
+        ) {
+            let source = if key == "contexts" {
+                &contexts
+            } else {
+                &label_filter
+            };
+            let (written, shown) = source
+                .as_ref()
+                .map(|(w, t)| (w.as_str(), t.text.clone()))
+                .unwrap_or_default();
+            self.errors.push(
+                Diagnostic::new(format!("`{key}` is `{shown}`, which Liquibase cannot read"))
+                    .at(self.span_of(written))
+                    .label(e)
+                    .hint("`contexts` is a comma list of names (`prod, eu`); `label_filter` an expression: names joined by `,` or `or`, and `and`, with `!` and parentheses (`v2 and !beta`)"),
+            );
         }
         PlanSelect {
-            contexts: contexts.cloned(),
-            label_filter: label_filter.cloned(),
+            contexts: contexts.map(|(_, t)| t),
+            label_filter: label_filter.map(|(_, t)| t),
         }
     }
 }

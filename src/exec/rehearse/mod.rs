@@ -166,7 +166,7 @@ pub(crate) async fn run(
         }
         None => (migrate::load_set(r, &x.dir, &x.format)?, None),
     };
-    let selected = migrate::select_changesets(&mut set, &x.select)?;
+    let selected = migrate::select_changesets(r, &mut set, &x.select)?;
     // What the directory's reading found to say (a file no changelog
     // includes, a shared version), as a migrate step says it; what the
     // history adds later becomes findings of its own.
