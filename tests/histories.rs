@@ -4254,6 +4254,38 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
 
+/// A changeset that says runOnChange:true and changed: Liquibase runs it
+/// again. runbook does not, and `allow_checksum_change` does not record
+/// its new checksum as if the new text had run: refused.
+#[test]
+fn a_changed_run_on_change_changeset_is_not_recorded_as_run() {
+    let text = |n: u8| {
+        format!(
+            "--liquibase formatted sql\n--changeset ann:f runOnChange:true\nCREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT {n}';\n--rollback DROP FUNCTION f();\n"
+        )
+    };
+    let project = owned(&[("f.sql", text(1))]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, project.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let recorded = db.sql("SELECT checksum FROM runbook_migrations");
+    std::fs::write(project.path().join("f.sql"), text(2)).unwrap();
+    let (_case, run) = migrate(
+        &db,
+        project.path(),
+        "          allow_checksum_change: true\n",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("say runOnChange:true (f.sql)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(db.sql("SELECT checksum FROM runbook_migrations"), recorded);
+    assert_eq!(db.sql("SELECT f()"), "1");
+}
+
 /// A changeset added to a file before others (Liquibase knows changesets by
 /// their file, id and author, not their places) runs, and the others do not
 /// run again: in runbook's own history too, where rows written before

@@ -1302,6 +1302,26 @@ async fn accept_changes(
             )
         })
         .collect();
+    // A changeset Liquibase runs again when it changes: recording its new
+    // checksum without running it would tell Liquibase (and runbook) that
+    // the new text ran.
+    let reruns: Vec<&str> = pending
+        .changed
+        .iter()
+        .filter_map(|(v, ..)| set.migrations.iter().find(|x| x.version == *v))
+        .filter(|x| x.changeset.as_ref().is_some_and(|c| c.run_on_change))
+        .map(|x| x.up.file.as_str())
+        .collect();
+    if let Some(first) = reruns.first().filter(|_| m.allow_checksum_change) {
+        return Err(refused(
+            format!(
+                "{} changed changeset(s) say runOnChange:true ({first}{}): Liquibase runs such a changeset again, and runbook does not; `allow_checksum_change` would record its new checksum as if the new text had run",
+                reruns.len(),
+                if reruns.len() > 1 { ", …" } else { "" }
+            ),
+            "run it again with Liquibase (`liquibase update` does), or give the change a new changeset",
+        ));
+    }
     if !m.allow_checksum_change {
         return Err(refused(
             format!(

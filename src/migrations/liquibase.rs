@@ -46,6 +46,8 @@ pub struct ChangesetId {
     /// Each level's labels (its includes', then its own), which a label
     /// filter must match one by one, as Liquibase matches them.
     pub label_levels: Vec<String>,
+    /// It says `runOnChange:true`: Liquibase runs it again when it changes.
+    pub run_on_change: bool,
 }
 
 impl ChangesetId {
@@ -1362,6 +1364,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                         ),
                         labels: label_levels.join(","),
                         label_levels,
+                        run_on_change: c.flag("runOnChange", false),
                     };
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
                     if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
