@@ -4205,6 +4205,17 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
         let run = case.exec(&db.url, &[]);
         assert_eq!(run.code, code, "{args}: {}", run.stderr);
     }
+    // No contexts on that database: the seed the prod run passed over,
+    // older than what it applied, is not run; the step says why.
+    let (_case, run) = migrate(&db, project.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("1 pending changeset(s) with a context or labels are older than applied ones, which the runs before passed over (0002 seed: context `test`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM users"), "0");
     // Other contexts on the same database: what they select runs; an
     // applied changeset they leave out is still the directory's.
     let (_case, run) = migrate(&db, project.path(), "          contexts: test\n");

@@ -1199,6 +1199,42 @@ async fn decide<'s>(
             ));
         }
     }
+    // A Liquibase changeset with a context or labels, pending where later
+    // ones are applied: the runs that applied those passed it over, as
+    // Liquibase run with contexts (Spring's `spring.liquibase.contexts`)
+    // passes over a `context:test` seed. With no word on the contexts,
+    // running it would put it where those runs never did.
+    if m.direction == Direction::Up && m.select.is_empty() {
+        let passed_over: Vec<&Migration> = pending
+            .early
+            .iter()
+            .copied()
+            .filter(|x| {
+                x.changeset
+                    .as_ref()
+                    .is_some_and(|c| !c.contexts.is_empty() || !c.labels.is_empty())
+            })
+            .collect();
+        if let Some(first) = passed_over.first() {
+            let c = first.changeset.as_ref().expect("a changeset");
+            let said = [("context", &c.contexts), ("labels", &c.labels)]
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k} `{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(refused(
+                format!(
+                    "{} pending changeset(s) with a context or labels are older than applied ones, which the runs before passed over ({} {}: {said}{}); this step gives no contexts, and would run them",
+                    passed_over.len(),
+                    first.version,
+                    first.name,
+                    if passed_over.len() > 1 { "; …" } else { "" }
+                ),
+                "say the contexts (and label filter) this database is deployed with, as Liquibase is given them: `contexts: prod` on the step; to run them after all, give the contexts that select them",
+            ));
+        }
+    }
     if !history.tool.writable() && !pending.run.is_empty() {
         return Err(refused(
             format!(
