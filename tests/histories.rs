@@ -4254,6 +4254,29 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
         "{}",
         run.stderr
     );
+    // From a secret param, the value is not shown.
+    let case = Case::new(&format!(
+        "{HEAD}params:\n  ctx: {{ type: string, secret: true }}\nphases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n          contexts: \"{{{{ params.ctx }}}}\"\n",
+        project.path().display()
+    ));
+    let run = case.exec(&db.url, &["--set", "ctx=s3cret-context and"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("which Liquibase cannot read"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("s3cret-context"), "{}", run.stderr);
+    // A template (a param gives each environment's contexts), rendered
+    // when the step runs: not the literal text.
+    let (_case, run) = migrate(
+        &db,
+        project.path(),
+        "          contexts: \"{{ 'pr' ~ 'od' }}\"\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0001", "0003", "0004"]);
+    db.sql("DROP TABLE users, audit, beta, runbook_migrations");
     let pairs = files(&[("0001_users.up.sql", INIT)]);
     let (_case, run) = migrate(&db, pairs.path(), "          contexts: prod\n");
     assert_eq!(run.code, 1, "{}", run.stderr);

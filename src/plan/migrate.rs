@@ -162,7 +162,8 @@ impl Planner<'_> {
             self.errors.push(
                 Diagnostic::new(format!("`{key}` is `{shown}`, which Liquibase cannot read"))
                     .at(self.span_of(written))
-                    .label(e)
+                    // The value is quoted in it: a secret param's is not shown.
+                    .label(self.redactor.redact(&e).into_owned())
                     .hint("`contexts` is a comma list of names (`prod, eu`); `label_filter` an expression: names joined by `,` or `or`, and `and`, with `!` and parentheses (`v2 and !beta`)"),
             );
         }
