@@ -1079,6 +1079,9 @@ pub struct MigrateStep {
     /// Apply a pending migration older than the newest applied one (`true`),
     /// or refuse the step before anything runs (`false`). Default: as the
     /// history's tool does ([`crate::history::Tool::refuses_out_of_order`]).
+    /// Going down: `true` lets a rollback keep an applied migration that
+    /// was applied after one it rolls back, with a warning; otherwise
+    /// that is refused before anything runs.
     pub out_of_order: Option<bool>,
     /// Liquibase: the contexts to run with, as Liquibase's `--contexts`
     /// (Spring's `spring.liquibase.contexts`), a comma list: a changeset

@@ -4389,6 +4389,127 @@ fn a_changeset_added_before_others_runs_and_theirs_do_not_run_again() {
     );
 }
 
+/// A rollback undoes the last applied first. A changeset added to an
+/// earlier file (Liquibase) or a migration applied out of order ran after
+/// newer ones: `steps: 1` undoes it, not the newest in the directory, whose
+/// down would drop what it built on. A rollback that would keep it applied
+/// while undoing one it was applied after is refused, having changed
+/// nothing, unless `out_of_order: true`.
+#[test]
+fn a_rollback_undoes_the_last_applied_first_and_keeps_nothing_applied_after_what_it_undoes() {
+    let a = "--liquibase formatted sql\n--changeset x:1\nCREATE TABLE t1 (id int);\n--rollback DROP TABLE t1;\n--changeset x:2\nCREATE TABLE t2 (id int);\n--rollback DROP TABLE t2;\n";
+    let added = format!(
+        "{a}--changeset x:2b\nALTER TABLE t ADD COLUMN c text DEFAULT 'kept';\n--rollback ALTER TABLE t DROP COLUMN c;\n"
+    );
+    let project = owned(&[
+        (
+            "master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n  - include:\n      file: b.sql\n      relativeToChangelogFile: true\n".to_string(),
+        ),
+        ("a.sql", a.to_string()),
+        (
+            "b.sql",
+            "--liquibase formatted sql\n--changeset y:3\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (2);\n--rollback DROP TABLE t;\n".to_string(),
+        ),
+    ]);
+    let dir = project.path();
+    for history in ["", "          history: { format: liquibase }\n"] {
+        std::fs::write(dir.join("a.sql"), a).unwrap();
+        let db = Db::fresh();
+        assert_eq!(migrate(&db, dir, history).1.code, 0);
+        std::fs::write(dir.join("a.sql"), &added).unwrap();
+        let (_case, run) = migrate(&db, dir, history);
+        assert_eq!(applied(&run), ["0003"], "{}", run.stderr);
+
+        // 2b (0003) ran last: one step back undoes it, and `t` keeps its rows.
+        let down = |extra: &str| {
+            migrate(
+                &db,
+                dir,
+                &format!("{history}          direction: down\n{extra}"),
+            )
+            .1
+        };
+        let run = down("          steps: 1\n");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(applied(&run), ["0003"], "{}", run.stderr);
+        assert_eq!(db.sql("SELECT count(*) FROM t"), "2");
+        assert_eq!(
+            db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 't'"),
+            "1"
+        );
+        assert_eq!(migrate(&db, dir, history).1.code, 0);
+
+        // Down to 0003 would undo 0004 alone and keep 2b, applied after it.
+        let run = down("          to: \"0003\"\n");
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("0003 (2b) was applied after 0004 (3), and would stay applied"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+        assert_eq!(db.sql("SELECT count(*) FROM t"), "2");
+        // Down to 0002 undoes both, the last applied first.
+        let run = down("          to: \"0002\"\n");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(applied(&run), ["0003", "0004"], "{}", run.stderr);
+        assert_eq!(db.sql("SELECT to_regclass('t') IS NULL"), "t");
+    }
+
+    // runbook's own history, a migration applied out of order: it is the
+    // last applied, and the first rolled back.
+    let plain = files(&[
+        ("0001_users.up.sql", INIT),
+        ("0001_users.down.sql", "DROP TABLE users;\n"),
+        (
+            "0003_orders.up.sql",
+            "CREATE TABLE orders (id int);\nINSERT INTO orders VALUES (1);\n",
+        ),
+        ("0003_orders.down.sql", "DROP TABLE orders;\n"),
+    ]);
+    let db = Db::fresh();
+    assert_eq!(migrate(&db, plain.path(), "").1.code, 0);
+    std::fs::write(plain.path().join("0002_email.up.sql"), ADD).unwrap();
+    std::fs::write(plain.path().join("0002_email.down.sql"), DROP_ADD).unwrap();
+    let (_case, run) = migrate(&db, plain.path(), "");
+    assert_eq!(applied(&run), ["0002"], "{}", run.stderr);
+    let (_case, run) = migrate(
+        &db,
+        plain.path(),
+        "          direction: down\n          steps: 1\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0002"], "{}", run.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM orders"), "1");
+    // Applied again, and rolled back to 0002 with `out_of_order: true`:
+    // 0003 goes, 0002 stays, and the step says so.
+    assert_eq!(migrate(&db, plain.path(), "").1.code, 0);
+    let (_case, run) = migrate(
+        &db,
+        plain.path(),
+        "          direction: down\n          to: \"0002\"\n",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let (_case, run) = migrate(
+        &db,
+        plain.path(),
+        "          direction: down\n          to: \"0002\"\n          out_of_order: true\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0003"], "{}", run.stderr);
+    assert_eq!(
+        run.step("apply")["details"]["kept_applied_later"],
+        serde_json::json!(["0002"])
+    );
+    assert!(
+        run.stderr.contains("warning: 0002 (email) stay applied"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// atlas.sum for these files, as `atlas migrate hash` writes it: one
 /// running SHA-256 over each file's name and text in turn, each file's
 /// entry the state after it, and the first line the sum of the entries.

@@ -544,6 +544,9 @@ pub struct Pending<'s> {
     /// Going up, those of `run` older than the newest applied migration
     /// ([`Newest`]): applying them is applying them out of order.
     pub early: Vec<&'s Migration>,
+    /// Going down, applied migrations that stay applied but were applied
+    /// after one of `run`: its down runs under a schema they changed.
+    pub kept_later: Vec<&'s Migration>,
 }
 
 /// Decide what to run. Refuses on a dirty row, and on a changed checksum
@@ -585,17 +588,28 @@ pub fn select<'s>(
             .filter(|m| !done(&m.version))
             .filter(|m| to.is_none_or(|t| set.cmp(&m.version, t).is_le()))
             .collect(),
-        Direction::Down => set
-            .migrations
-            .iter()
-            .rev()
-            .filter(|m| done(&m.version))
-            .filter(|m| to.is_none_or(|t| set.cmp(&m.version, t).is_gt()))
-            .collect(),
+        Direction::Down => {
+            let mut run: Vec<&Migration> = set
+                .migrations
+                .iter()
+                .rev()
+                .filter(|m| done(&m.version))
+                .filter(|m| to.is_none_or(|t| set.cmp(&m.version, t).is_gt()))
+                .collect();
+            // The last applied first, where the history says the order:
+            // out of order (Liquibase's changeset added to an earlier
+            // file, `out_of_order: true`), that is not the directory's.
+            run.sort_by_key(|m| std::cmp::Reverse(applied_order(applied, m)));
+            run
+        }
     };
     if let Some(n) = steps {
         run.truncate(n as usize);
     }
+    let kept_later = match direction {
+        Direction::Down => kept_later(set, applied, &run),
+        Direction::Up => Vec::new(),
+    };
     let newest = Newest::of(set, applied);
     let early = match direction {
         Direction::Up => run
@@ -611,7 +625,43 @@ pub fn select<'s>(
         changed,
         missing,
         early,
+        kept_later,
     }
+}
+
+/// The migrations a rollback keeps though applied after one it undoes,
+/// for a message.
+fn kept_later_list(p: &Pending<'_>) -> String {
+    p.kept_later
+        .iter()
+        .map(|x| migrations::labeled(&x.version, &x.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applied migrations that a rollback of `run` keeps but that were applied
+/// after one of it.
+fn kept_later<'s>(set: &'s Set, applied: &[Applied], run: &[&Migration]) -> Vec<&'s Migration> {
+    let Some(first) = run.iter().map(|m| applied_order(applied, m)).min() else {
+        return Vec::new();
+    };
+    set.migrations
+        .iter()
+        .filter(|m| !run.iter().any(|x| x.version == m.version))
+        .filter(|m| applied.iter().any(|a| a.version == m.version))
+        .filter(|m| applied_order(applied, m) > first)
+        .collect()
+}
+
+/// Where a migration's row is in the order the history applied them; for
+/// one the history does not order, before every ordered one.
+fn applied_order(applied: &[Applied], m: &Migration) -> i64 {
+    applied
+        .iter()
+        .filter(|a| a.version == m.version)
+        .filter_map(|a| a.order)
+        .max()
+        .unwrap_or(i64::MIN)
 }
 
 fn fail(message: String, hint: &str) -> Fail {
@@ -826,6 +876,23 @@ async fn migrate(
     });
     if !set.warnings.is_empty() {
         details["warnings"] = json!(set.warnings);
+    }
+    if !pending.kept_later.is_empty() {
+        super::sql::log(
+            r,
+            &s.id,
+            format!(
+                "warning: {} stay applied though applied after migrations this step rolls back (`out_of_order: true`)",
+                kept_later_list(&pending)
+            ),
+        );
+        details["kept_applied_later"] = json!(
+            pending
+                .kept_later
+                .iter()
+                .map(|x| &x.version)
+                .collect::<Vec<_>>()
+        );
     }
     if !pending.changed.is_empty() {
         details["checksum_changes_allowed"] =
@@ -1154,15 +1221,16 @@ async fn decide<'s>(
     } else {
         None
     };
+    let before_run = to.as_deref() == Some(BEFORE_RUN);
     let mut pending = select(
         set,
         &applied,
         history,
         m.direction,
         to.as_deref().filter(|t| *t != BEFORE_RUN),
-        steps,
+        steps.filter(|_| !before_run),
     );
-    if to.as_deref() == Some(BEFORE_RUN) {
+    if before_run {
         let ours = |m: &Migration| match &recorded {
             Some(list) => list.iter().any(|(v, n)| *v == m.version && *n == m.name),
             None => applied
@@ -1170,6 +1238,10 @@ async fn decide<'s>(
                 .any(|a| a.version == m.version && a.run_id == r.origin_run_id),
         };
         pending.run.retain(|m| ours(m));
+        if let Some(n) = steps {
+            pending.run.truncate(n as usize);
+        }
+        pending.kept_later = kept_later(set, &applied, &pending.run);
     }
     pending.repeatables = repeat;
     if m.direction == Direction::Up && !history.tool.applies_out_of_order(m.out_of_order) {
@@ -1198,6 +1270,37 @@ async fn decide<'s>(
                 ),
             ));
         }
+    }
+    // A rollback that keeps a migration applied after one it undoes runs
+    // that one's down under a schema the kept one changed, and leaves the
+    // kept one recorded over what may no longer be there.
+    if let (Some(kept), Some(undone)) = (pending.kept_later.first(), pending.run.last())
+        && m.out_of_order != Some(true)
+    {
+        return Err(refused(
+            format!(
+                "{} {} applied after {}, and would stay applied while this step rolls back {}: {}'s down would run under a schema changed since it was applied",
+                kept_later_list(&pending),
+                if pending.kept_later.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                },
+                migrations::labeled(&undone.version, &undone.name),
+                pending
+                    .run
+                    .iter()
+                    .map(|x| x.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                undone.version,
+            ),
+            &format!(
+                "nothing was rolled back. A rollback undoes the last applied first: `steps: {}` rolls back the {0} last applied, {} among them; or, if the down is safe with them in place, set `out_of_order: true` on the step",
+                pending.run.len() + pending.kept_later.len(),
+                kept.version,
+            ),
+        ));
     }
     // A Liquibase changeset with a context or labels, pending where later
     // ones are applied: the runs that applied those passed it over, as

@@ -52,7 +52,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         .await?;
     let mut out: Vec<Applied> = Vec::new();
     let mut baseline: Option<String> = None;
-    for r in &rows {
+    for (r, order) in rows.iter().zip(0..) {
         let (version, kind, success): (String, String, bool) = (r.get(1), r.get(3), r.get(9));
         out.retain(|a| a.version != version);
         match kind.as_str() {
@@ -76,6 +76,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             dirty: !success,
             direction: if undo { "down" } else { "up" }.into(),
             error: (!success).then(|| format!("{} failed", r.get::<_, String>(4))),
+            order: Some(order),
             ..Applied::default()
         });
     }

@@ -94,7 +94,8 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             .is_empty();
     let mut out: Vec<Applied> = rows
         .iter()
-        .map(|r| {
+        .zip(0..)
+        .map(|(r, order)| {
             let name: String = r.get(1);
             let unfinished: bool = r.get(3);
             Applied {
@@ -105,6 +106,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 dirty: unfinished,
                 direction: "up".into(),
                 name,
+                order: Some(order),
                 ..Applied::default()
             }
         })

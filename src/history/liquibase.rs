@@ -165,7 +165,8 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
     Ok(rows
         .iter()
         .zip(matched)
-        .map(|(r, matched)| {
+        .zip(0..)
+        .map(|((r, matched), order)| {
             let (id, author, file): (String, String, String) = (r.get(0), r.get(1), r.get(2));
             let key = format!("{file}::{id}::{author}");
             let exectype: String = r.get(4);
@@ -204,6 +205,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 applied_at: r.get(3),
                 by,
                 direction: "up".into(),
+                order: Some(order),
                 ..Applied::default()
             }
         })

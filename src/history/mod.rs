@@ -715,6 +715,12 @@ pub struct Applied {
     pub statements_done: i32,
     pub statements_total: i32,
     pub error: Option<String>,
+    /// Where the tool records the order it applied its migrations in
+    /// (Liquibase's `ORDEREXECUTED`, Flyway's `installed_rank`, knex's id,
+    /// runbook's `applied_at`): its place in that order, rows applied
+    /// together sharing one. A rollback undoes the last applied first.
+    #[serde(skip)]
+    pub order: Option<i64>,
 }
 
 /// Where a repeatable migration (Flyway's `R__`) stands, by the newest row

@@ -41,7 +41,8 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         .query(
             &format!(
                 "SELECT version, name, checksum, {}, duration_ms, run_id, dirty, direction,
-                        in_transaction, statements_done, statements_total, error
+                        in_transaction, statements_done, statements_total, error,
+                        dense_rank() OVER (ORDER BY applied_at)
                  FROM {}",
                 utc("applied_at"),
                 h.quoted
@@ -66,6 +67,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
             statements_done: r.get(9),
             statements_total: r.get(10),
             error: r.get(11),
+            order: Some(r.get(12)),
         })
         .collect())
 }

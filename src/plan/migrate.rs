@@ -230,10 +230,10 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
                 .unwrap_or_default(),
         ),
         (model::Direction::Down, Some("before_run")) => {
-            format!("roll back the migrations this run applied, newest first{n}")
+            format!("roll back the migrations this run applied, the last applied first{n}")
         }
         (model::Direction::Down, to) => format!(
-            "roll back applied migrations, newest first{}{n}",
+            "roll back applied migrations{}{n}",
             to.map(|t| format!(", down to {t}")).unwrap_or_default(),
         ),
     };
@@ -263,6 +263,17 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
             " and a changed applied file"
         }
     );
+    if m.direction == model::Direction::Down {
+        let _ = writeln!(
+            o,
+            "{:pad$}the last applied first; an applied migration it would keep, applied after one it rolls back: {}",
+            "",
+            match m.out_of_order {
+                Some(true) => "kept, with a warning",
+                _ => "refused before anything runs",
+            }
+        );
+    }
     if m.direction == model::Direction::Up {
         let _ = writeln!(
             o,
