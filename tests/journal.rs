@@ -305,6 +305,97 @@ fn rollback_by_run_id_undoes_exactly_what_the_run_did() {
     assert!(twice.events().iter().all(|e| e["event"] != "step_started"));
 }
 
+/// `runbook rollback` of a run whose migration a later run built on: the
+/// later one would stay applied over the undone one's down, so the
+/// compensation is refused having changed nothing, and names the run to
+/// roll back first; once that is undone, this one is.
+#[test]
+fn a_rollback_under_a_later_run_s_migration_is_refused_and_names_that_run() {
+    let db = Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    std::fs::write(
+        m.join("0001_a.up.sql"),
+        "CREATE TABLE a (id bigint PRIMARY KEY);\n",
+    )
+    .unwrap();
+    std::fs::write(m.join("0001_a.down.sql"), "DROP TABLE a;\n").unwrap();
+    let case = Case::new(&runbook(&format!(
+        "phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {0} }}\n        rollback:\n          id: undo\n          migrate: {{ dir: {0}, direction: down, to: before_run }}\n",
+        m.display()
+    )));
+    let first = case.exec(&db.url, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let first = first.report["run"]["id"].as_str().unwrap().to_string();
+    std::fs::write(
+        m.join("0002_b.up.sql"),
+        "CREATE TABLE b (id bigint REFERENCES a (id));\n",
+    )
+    .unwrap();
+    std::fs::write(m.join("0002_b.down.sql"), "DROP TABLE b;\n").unwrap();
+    let second = again(
+        &case,
+        &db,
+        &["exec", &case.file.display().to_string()],
+        "second",
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let second = second.report["run"]["id"].as_str().unwrap().to_string();
+
+    let undo = again(&case, &db, &["rollback", &first, "--yes"], "first");
+    assert_ne!(undo.code, 0, "{}", undo.stderr);
+    assert!(
+        undo.stderr.contains("0002 (b) was applied after 0001 (a)"),
+        "{}",
+        undo.stderr
+    );
+    assert!(
+        undo.stderr
+            .contains(&format!("`runbook rollback {second}`")),
+        "{}",
+        undo.stderr
+    );
+    assert_eq!(db.sql("SELECT to_regclass('a') IS NOT NULL"), "t");
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "2");
+
+    let undo = again(&case, &db, &["rollback", &second, "--yes"], "second_undo");
+    assert_eq!(undo.code, 0, "{}\n{}", undo.stderr, undo.report);
+    let undo = again(&case, &db, &["rollback", &first, "--yes"], "first_again");
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    assert_eq!(db.sql("SELECT count(*) FROM runbook_migrations"), "0");
+    assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
+}
+
+/// A compensation that failed after changing something is not run again
+/// by a later `runbook rollback`, which would undo twice: it says so, and
+/// the verdict names it.
+#[test]
+fn a_compensation_that_failed_after_a_change_is_not_run_twice() {
+    let db = Db::fresh();
+    db.sql("CREATE TABLE ledger (n int); INSERT INTO ledger VALUES (10)");
+    let case = Case::new(&runbook(
+        "phases:\n  - id: expand\n    kind: expand\n    steps:\n      - id: credit\n        sql: UPDATE ledger SET n = n + 1;\n        rollback:\n          - id: debit\n            sql: UPDATE ledger SET n = n - 1;\n          - id: fails\n            sql: SELECT 1 / (SELECT count(*) - 1 FROM ledger);\n",
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let id = run.report["run"]["id"].as_str().unwrap().to_string();
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    assert_eq!(undo.code, 4, "{}", undo.stderr);
+    assert_eq!(db.sql("SELECT n FROM ledger"), "10");
+    assert_eq!(step(&show(&db, &id), "credit")["compensated"], "failed");
+    let twice = again(&case, &db, &["rollback", &id, "--yes"], "twice");
+    assert_eq!(twice.code, 4, "{}", twice.stderr);
+    assert_eq!(db.sql("SELECT n FROM ledger"), "10", "debited twice");
+    assert!(
+        twice.stderr.contains("could undo twice")
+            && twice
+                .stderr
+                .contains("the compensation of expand.credit failed in an earlier undo"),
+        "{}",
+        twice.stderr
+    );
+}
+
 /// A rollback or resume with a runbook that changed since the run is
 /// refused before anything runs.
 #[test]

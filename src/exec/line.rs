@@ -5,6 +5,11 @@
 use super::step::may_change;
 use super::*;
 
+/// The journal's word for a compensation that failed having changed
+/// nothing (a refusal, a transaction rolled back): `runbook rollback` runs
+/// it again. One that failed after a change is not run twice.
+pub(super) const FAILED_UNCHANGED: &str = "failed_unchanged";
+
 impl<'a> Run<'a> {
     /// Run a list of steps that must all be attempted (a branch, compensations,
     /// `on_failure`, `finally`). Returns whether all succeeded.
@@ -15,12 +20,38 @@ impl<'a> Run<'a> {
         role: Role,
         for_step: Option<&str>,
     ) -> bool {
-        let mut clean = true;
+        self.all_changed(steps, phase, role, for_step).await.0
+    }
+
+    /// [`Self::all`], and whether any of the steps may have changed the
+    /// database: one that succeeded at a change, or failed part-way.
+    pub(super) async fn all_changed(
+        &mut self,
+        steps: &[PlanStep],
+        phase: Option<&str>,
+        role: Role,
+        for_step: Option<&str>,
+    ) -> (bool, bool) {
+        let (mut clean, mut changed) = (true, false);
         for s in steps {
             let o = self.step(s, phase, role, for_step).await;
             clean &= !o.fatal;
+            changed |= match o.status {
+                StepStatus::Succeeded => may_change(&s.action, PhaseKind::Migrate),
+                _ => o.partial,
+            };
         }
-        clean
+        (clean, changed)
+    }
+
+    /// How a compensation that ran is recorded in the journal: one that
+    /// failed having changed nothing may run again (`runbook rollback`).
+    pub(super) fn compensation_record((ok, changed): (bool, bool)) -> &'static str {
+        match (ok, changed) {
+            (true, _) => "succeeded",
+            (false, false) => FAILED_UNCHANGED,
+            (false, true) => "failed",
+        }
     }
 
     /// A phase's gate: it opens when `approvers` distinct people approved
@@ -175,14 +206,15 @@ impl<'a> Run<'a> {
                 self.journal_failed(wrote);
                 continue;
             }
-            let ok = self
-                .all(
+            let ran = self
+                .all_changed(
                     &step.rollback,
                     Some(phase),
                     Role::Compensation,
                     Some(&step.id),
                 )
                 .await;
+            let ok = ran.0;
             clean &= ok;
             // A step that had succeeded is now rolled back; a failed one keeps
             // its failure, and the event says how its undo went.
@@ -198,7 +230,7 @@ impl<'a> Run<'a> {
             });
             let wrote = self
                 .journal
-                .compensated(&step.id, if ok { "succeeded" } else { "failed" })
+                .compensated(&step.id, Self::compensation_record(ran))
                 .await;
             self.journal_failed(wrote);
         }

@@ -1295,11 +1295,35 @@ async fn decide<'s>(
                     .join(", "),
                 undone.version,
             ),
-            &format!(
-                "nothing was rolled back. A rollback undoes the last applied first: `steps: {}` rolls back the {0} last applied, {} among them; or, if the down is safe with them in place, set `out_of_order: true` on the step",
-                pending.run.len() + pending.kept_later.len(),
-                kept.version,
-            ),
+            &if before_run {
+                // What a later run applied: undo that run first.
+                let later: Vec<&str> = pending
+                    .kept_later
+                    .iter()
+                    .filter_map(|x| applied.iter().find(|a| a.version == x.version))
+                    .map(|a| a.run_id.as_str())
+                    .filter(|id| !id.is_empty() && *id != r.origin_run_id)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                format!(
+                    "nothing was rolled back. Undo what was applied after this run first{}; or, if the down is safe with them in place, set `out_of_order: true` on the step",
+                    if later.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (`runbook rollback {}`)",
+                            later.join("`, `runbook rollback ")
+                        )
+                    }
+                )
+            } else {
+                format!(
+                    "nothing was rolled back. A rollback undoes the last applied first: `steps: {}` rolls back the {0} last applied, {} among them; or, if the down is safe with them in place, set `out_of_order: true` on the step",
+                    pending.run.len() + pending.kept_later.len(),
+                    kept.version,
+                )
+            },
         ));
     }
     // A Liquibase changeset with a context or labels, pending where later

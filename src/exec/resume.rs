@@ -268,11 +268,12 @@ impl<'a> Run<'a> {
     /// What `runbook rollback` owes: the compensations of the steps that
     /// changed something and were not compensated, newest first (a step a
     /// resume ran again has two rows; the newest speaks for it); and the
-    /// steps that changed something with no compensation to run.
-    #[allow(clippy::type_complexity)]
-    fn owed(&mut self, prior: &Prior) -> (Vec<(&'a PlanPhase, &'a PlanStep, i32)>, Vec<String>) {
+    /// steps that changed something with no compensation to run. A
+    /// compensation that failed before having changed nothing runs again.
+    fn owed(&mut self, prior: &Prior) -> Owed<'a> {
         let mut owed: Vec<(&PlanPhase, &PlanStep, i32)> = Vec::new();
         let mut not_undoable: Vec<String> = Vec::new();
+        let mut failed_before: Vec<String> = Vec::new();
         // A step run again by a resume has two rows; the newest speaks for
         // it, so its compensation runs once.
         let mut seen = std::collections::HashSet::new();
@@ -281,8 +282,20 @@ impl<'a> Run<'a> {
             if row.role != "main" || !seen.insert((row.phase.clone(), row.step.clone())) {
                 continue;
             }
-            if row.compensated.is_some() {
-                continue;
+            match row.compensated.as_deref() {
+                None | Some(super::line::FAILED_UNCHANGED) => {}
+                Some("failed") => {
+                    let step = format!("{}.{}", row.phase.as_deref().unwrap_or("-"), row.step);
+                    self.bus.emit(Event::CompensationSkipped {
+                        at: now(),
+                        step: row.step.clone(),
+                        status: SkippedCompensation::NotRun,
+                        reason: "not run: it failed in an earlier undo after changing something, and running it again could undo twice; finish that undo by hand".into(),
+                    });
+                    failed_before.push(step);
+                    continue;
+                }
+                Some(_) => continue,
             }
             let Some((ph, s)) = self.plan.phases.iter().find_map(|ph| {
                 (Some(ph.id.as_str()) == row.phase.as_deref())
@@ -315,7 +328,11 @@ impl<'a> Run<'a> {
                 owed.push((ph, s, row.seq));
             }
         }
-        (owed, not_undoable)
+        Owed {
+            run: owed,
+            not_undoable,
+            failed_before,
+        }
     }
 
     /// `runbook rollback RUN_ID`: the compensations `prior` registered and
@@ -334,7 +351,11 @@ impl<'a> Run<'a> {
                     .insert(rec.row.step.clone(), Value::Object(output));
             }
         }
-        let (owed, not_undoable) = self.owed(prior);
+        let Owed {
+            run: owed,
+            not_undoable,
+            failed_before,
+        } = self.owed(prior);
         self.stop_level = 2;
         self.bus.emit(Event::RollbackStarted {
             at: now(),
@@ -342,11 +363,13 @@ impl<'a> Run<'a> {
             phase: None,
             reason: format!("runbook rollback {of}"),
         });
-        let mut clean = true;
+        // A compensation that failed before, after a change, still failed.
+        let mut clean = failed_before.is_empty();
         for (ph, s, seq) in &owed {
-            let ok = self
-                .all(&s.rollback, Some(&ph.id), Role::Compensation, Some(&s.id))
+            let ran = self
+                .all_changed(&s.rollback, Some(&ph.id), Role::Compensation, Some(&s.id))
                 .await;
+            let ok = ran.0;
             clean &= ok;
             let status = if ok {
                 StepStatus::RolledBack
@@ -360,7 +383,7 @@ impl<'a> Run<'a> {
             });
             let wrote = self
                 .journal
-                .compensated_in(&of, *seq, if ok { "succeeded" } else { "failed" })
+                .compensated_in(&of, *seq, Self::compensation_record(ran))
                 .await;
             self.journal_failed(wrote);
         }
@@ -379,7 +402,7 @@ impl<'a> Run<'a> {
         let undone = owed.len();
         // Steps with no rollback are judged as the main line judges them:
         // by the check against the state before the run.
-        let unguarded = if not_undoable.is_empty() {
+        let mut unguarded = if not_undoable.is_empty() {
             String::new()
         } else {
             format!(
@@ -387,6 +410,12 @@ impl<'a> Run<'a> {
                 not_undoable.join(", ")
             )
         };
+        if !failed_before.is_empty() {
+            unguarded.push_str(&format!(
+                "; the compensation of {} failed in an earlier undo after changing something and was not run again",
+                failed_before.join(", ")
+            ));
+        }
         let (status, code, mut verdict) =
             verdict::decide_rollback(&check, clean, &of, undone, &unguarded);
         // Where the undo did not bring the database back, the backups that
@@ -408,6 +437,15 @@ impl<'a> Run<'a> {
             verdict,
         )
     }
+}
+
+/// What `runbook rollback` owes: the compensations to run, newest first;
+/// the steps that changed something with no compensation; and those whose
+/// compensation failed before after changing something.
+struct Owed<'a> {
+    run: Vec<(&'a PlanPhase, &'a PlanStep, i32)>,
+    not_undoable: Vec<String>,
+    failed_before: Vec<String>,
 }
 
 /// `; restore from the backup that run took: PATH (step `b`)`: the

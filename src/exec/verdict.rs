@@ -250,7 +250,9 @@ pub(crate) fn decide_rollback(
         (_, false) => (
             RunStatus::RollbackFailed,
             exit::ROLLBACK_FAILED,
-            format!("ROLLBACK FAILED for run {of}: a compensation failed; a person must act"),
+            format!(
+                "ROLLBACK FAILED for run {of}: a compensation failed; a person must act{unguarded}"
+            ),
         ),
         (Check::Equal { tables }, true) => (
             RunStatus::RolledBack,
