@@ -1299,6 +1299,38 @@ fn a_whole_set_whose_parity_was_not_judged_is_not_ok() {
     );
 }
 
+/// A role without CREATEDB cannot make the scratch copy: the rehearsal
+/// judged nothing, so in a verify phase of a run that changed nothing it
+/// is a failure that changed nothing (exit 1), not a failed verification
+/// (exit 3), and the hint gives the `ALTER ROLE`.
+#[test]
+fn a_rehearsal_that_cannot_make_its_scratch_copy_is_not_a_failed_verification() {
+    let db = Db::fresh();
+    let (role, url) = db.owned_by_new_role("nocreatedb");
+    let case = Case::new(&one_step(
+        "verify",
+        "rehearse",
+        &format!(
+            "        rehearse:\n          dir: {}\n          scratch: true\n",
+            fixture("concurrently")
+        ),
+    ));
+    let run = case.exec(&url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed; nothing was changed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("`ALTER ROLE \"{role}\" CREATEDB`")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.report["run"]["status"], "failed_unchanged");
+}
+
 /// A scratch copy is named for its source (`runbook_rehearse_<oid>_...`)
 /// and dropped. One that an earlier rehearsal left (killed before its
 /// cleanup) is named in a warning, not dropped: no session uses it, but

@@ -1175,6 +1175,7 @@ fn step_result(
             retry_class: None,
             partial: done,
             unchanged: None,
+            judged: false,
         }),
     }
 }

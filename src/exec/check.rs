@@ -143,6 +143,7 @@ async fn run_here(
             retry_class: None,
             partial: done,
             unchanged: Some(super::Unchanged::ReadOnly),
+            judged: false,
         })
     }
 }

@@ -79,6 +79,7 @@ pub(crate) fn child_failure(name: &str, ran: &child::Ran, timeout: Option<Durati
             ..Done::default()
         },
         unchanged: None,
+        judged: false,
     }
 }
 

@@ -456,14 +456,16 @@ impl<'a> Run<'a> {
             // A rehearsal that found bad migrations is a verification
             // failure wherever it sits: it proved something, and its
             // scratch work changed nothing.
-            let rehearsal_failed =
-                matches!(s.action, Action::Rehearse(_)) && o.status == StepStatus::Failed;
+            // One that could not rehearse (its scratch database not made)
+            // proved nothing: it is a failure, not a verification's.
+            let rehearsal = matches!(s.action, Action::Rehearse(_));
             return Some(PhaseFailure {
-                phase_kind: if rehearsal_failed {
+                phase_kind: if rehearsal && o.judged {
                     PhaseKind::Verify
                 } else {
                     ph.kind
                 },
+                judged: !rehearsal || o.judged,
                 aborted: matches!(mode, PlanOnFailure::Abort),
                 undo_ran,
                 undo_failed,
@@ -512,6 +514,7 @@ impl<'a> Run<'a> {
             failure: failure.as_ref().map(|f| verdict::Failed {
                 at: self.failed_step.clone().unwrap_or_default(),
                 phase_kind: f.phase_kind,
+                judged: f.judged,
                 aborted: f.aborted,
                 touched: st.touched,
                 undo_ran: f.undo_ran || on_failure_ran,
@@ -635,6 +638,7 @@ impl<'a> Run<'a> {
                 self.failed_step = Some(format!("{}.when", ph.id));
                 Err(PhaseFailure {
                     phase_kind: ph.kind,
+                    judged: true,
                     aborted: false,
                     undo_ran: false,
                     undo_failed: false,
@@ -780,6 +784,9 @@ impl LineState {
 /// A phase that stopped on a failure.
 struct PhaseFailure {
     phase_kind: PhaseKind,
+    /// The failing step judged what it verifies; false for a rehearsal
+    /// that could not rehearse ([`Fail::judged`]).
+    judged: bool,
     aborted: bool,
     undo_ran: bool,
     undo_failed: bool,

@@ -208,6 +208,11 @@ pub(crate) struct Fail {
     /// The attempt is known to have left the database as it found it, and
     /// how: its compensation then has nothing to undo.
     pub unchanged: Option<Unchanged>,
+    /// A rehearsal's failure that is its judgement of the migrations (a
+    /// verdict in its `errors`), not a failure to rehearse at all (a
+    /// scratch database it could not make): only that is a verification
+    /// that failed.
+    pub judged: bool,
 }
 
 /// How a failed step is known to have left the database as it found it,
@@ -244,6 +249,7 @@ impl Fail {
             retry_class: None,
             partial: Done::default(),
             unchanged: None,
+            judged: false,
         }
     }
 
@@ -266,6 +272,8 @@ struct Outcome {
     partial: bool,
     /// False for a failed check of severity `warn`: recorded, not fatal.
     fatal: bool,
+    /// A rehearsal's failure that judged the migrations ([`Fail::judged`]).
+    judged: bool,
     /// The step left the database as it found it (skipped, or failed
     /// without a change), and how.
     unchanged: Option<Unchanged>,
@@ -1017,6 +1025,7 @@ impl Run<'_> {
                     error: info,
                     partial: Done::default(),
                     unchanged: None,
+                    judged: false,
                 }
             }
             db::QueryFail::Timeout => Fail::new(StepStatus::TimedOut, timeout_error(timeout)),

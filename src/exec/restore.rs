@@ -1333,6 +1333,7 @@ fn step_result(
         retry_class: None,
         partial: done,
         unchanged: None,
+        judged: false,
     })
 }
 

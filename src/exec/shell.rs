@@ -93,6 +93,7 @@ pub(crate) async fn run(
             retry_class: None,
             partial: done,
             unchanged: None,
+            judged: false,
         }),
     }
 }

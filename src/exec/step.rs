@@ -155,6 +155,7 @@ impl<'a> Run<'a> {
                     partial: false,
                     fatal: false,
                     unchanged: Some(super::Unchanged::NothingTookEffect),
+                    judged: false,
                 };
             }
             Err(e) => {
@@ -524,9 +525,9 @@ impl<'a> Run<'a> {
         r: Attempt,
         lock_impact: Option<LockImpact>,
     ) -> Outcome {
-        let (status, done, error, unchanged) = match r {
-            Ok(d) => (StepStatus::Succeeded, d, None, None),
-            Err(f) => (f.status, f.partial, Some(f.error), f.unchanged),
+        let (status, done, error, unchanged, judged) = match r {
+            Ok(d) => (StepStatus::Succeeded, d, None, None, false),
+            Err(f) => (f.status, f.partial, Some(f.error), f.unchanged, f.judged),
         };
         let warn_only =
             matches!(&s.action, Action::Check(c) if c.severity == crate::model::Severity::Warn);
@@ -572,6 +573,7 @@ impl<'a> Run<'a> {
             partial,
             fatal,
             unchanged,
+            judged,
         }
     }
 }

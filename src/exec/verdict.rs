@@ -52,6 +52,11 @@ pub(crate) struct Failed {
     /// The kind of the phase that failed (`Verify` for a rehearsal that
     /// found bad migrations: its work is on a scratch database).
     pub phase_kind: PhaseKind,
+    /// The failing step judged what it verifies. False for a rehearsal
+    /// that could not rehearse: in a verify phase, that is a verification
+    /// failed only where the run changed the database, and said as one
+    /// that could not be made.
+    pub judged: bool,
     /// `on_failure: abort`: nothing was undone on purpose.
     pub aborted: bool,
     /// The run committed a change to the database at some point.
@@ -148,11 +153,18 @@ fn failed(x: &Failed) -> (RunStatus, u8, String) {
     }
     // A verification that failed, with nothing undone, is exit 3 whether or
     // not this run changed anything: the database is as it was verified.
-    if x.phase_kind == PhaseKind::Verify && !x.undo_ran {
+    // One that could not be made says so; where the run changed nothing,
+    // it is a plain failure that changed nothing.
+    if x.phase_kind == PhaseKind::Verify && !x.undo_ran && (x.judged || x.touched) {
+        let what = if x.judged {
+            "verification failed"
+        } else {
+            "the verification could not be made"
+        };
         return (
             RunStatus::VerifyFailed,
             exit::VERIFY_FAILED,
-            format!("FAILED at {at}: verification failed; nothing was undone"),
+            format!("FAILED at {at}: {what}; nothing was undone"),
         );
     }
     if !x.touched {
@@ -365,6 +377,7 @@ mod tests {
         Failed {
             at: "expand.add".into(),
             phase_kind: PhaseKind::Expand,
+            judged: true,
             aborted: false,
             touched: true,
             undo_ran: true,
@@ -485,6 +498,30 @@ mod tests {
                     touched: false,
                     undo_ran: false,
                     back_to_start: None,
+                    ..f()
+                }),
+                3,
+            ),
+            (
+                "a rehearsal that could not rehearse, nothing changed",
+                Some(Failed {
+                    phase_kind: Verify,
+                    judged: false,
+                    touched: false,
+                    undo_ran: false,
+                    back_to_start: None,
+                    ..f()
+                }),
+                1,
+            ),
+            (
+                "a rehearsal that could not rehearse after changes",
+                Some(Failed {
+                    phase_kind: Verify,
+                    judged: false,
+                    undo_ran: false,
+                    back_to_start: None,
+                    kept: vec!["expand".into()],
                     ..f()
                 }),
                 3,

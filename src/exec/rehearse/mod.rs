@@ -975,6 +975,9 @@ async fn rehearse(
         "report.md has a table of every migration's verdict, with the schema differences and the tables whose data changed",
     );
     f.partial = done;
+    // A verdict in `errors` is a judgement; a rehearsal that stopped short
+    // of any (its connection lost, say) judged nothing.
+    f.judged = !errors.is_empty();
     Err(f)
 }
 

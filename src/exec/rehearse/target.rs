@@ -139,7 +139,17 @@ async fn copy_by_template(r: &mut Run<'_>, name: &str) -> Result<(), Fail> {
                 info.message,
                 info.detail.map(|d| format!(" ({d})")).unwrap_or_default()
             ),
-            "a template copy needs the database to have no other sessions; use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup instead",
+            &match info.sqlstate.as_deref() {
+                // insufficient_privilege
+                Some("42501") => format!(
+                    "the scratch copy is made with CREATE DATABASE, which needs a role with CREATEDB (`ALTER ROLE {} CREATEDB`), as does a restore into a scratch database; or make a copy yourself and rehearse on it, given as the run's database, without `scratch`",
+                    r.db.config()
+                        .config
+                        .get_user()
+                        .map_or_else(|| "<role>".to_string(), crate::pg::quote::ident)
+                ),
+                _ => "a template copy needs the database to have no other sessions; use `scratch: {from: steps.<backup>}` to rehearse on a restore of a backup instead".into(),
+            },
         ));
     }
     like_source(r, &source, name).await
