@@ -378,6 +378,14 @@ enum MigrationsCmd {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Liquibase: the contexts the database is deployed with, as
+        /// `--contexts` (a comma list): a pending changeset they do not
+        /// select is `left out`, not pending.
+        #[arg(long, value_name = "LIST")]
+        contexts: Option<String>,
+        /// Liquibase: the label filter, as `--label-filter`.
+        #[arg(long, value_name = "EXPRESSION")]
+        label_filter: Option<String>,
     },
     /// Clear a dirty flag after checking the schema by hand. Asks for confirmation.
     Repair {
@@ -804,9 +812,16 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> u8 {
             .unwrap_or_else(|e| e.print(&mut stderr)),
         Cmd::Lint(args) => lint(args, &mut stdout, &mut stderr),
         Cmd::Migrations {
-            command: MigrationsCmd::Status { m, format },
+            command:
+                MigrationsCmd::Status {
+                    m,
+                    format,
+                    contexts,
+                    label_filter,
+                },
         } => crate::commands::migrations_status(
             &m.commands(),
+            (contexts.as_deref(), label_filter.as_deref()),
             matches!(format, Format::Json),
             &mut stdout,
         )

@@ -300,20 +300,61 @@ async fn open_history(m: &Migrations<'_>, baseline: bool) -> Result<Opened, Comm
 /// when a migration is dirty or changed after it was applied.
 pub fn migrations_status(
     m: &Migrations<'_>,
+    (contexts, label_filter): (Option<&str>, Option<&str>),
     json: bool,
     stdout: &mut impl Write,
 ) -> Result<u8, CommandError> {
     runtime().block_on(async {
-        let o = open(m).await?;
+        let mut o = open(m).await?;
+        // Liquibase's contexts and label filter, as a migrate step given
+        // them selects: the changesets they leave out are not pending.
+        if let Err(e) = migrations::liquibase_select(&mut o.set, contexts, label_filter) {
+            return Err(CommandError::invalid(
+                e,
+                "`--contexts` is a comma list of names (`prod,eu`), `--label-filter` an expression (`v2 and !beta`); both are for Liquibase directories",
+            ));
+        }
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let mut rows = Vec::new();
         let mut bad = false;
         let kind = history.tool.checksum_kind().unwrap_or("checksum");
         let newest = crate::history::Newest::of(set, applied);
-        for m in &set.migrations {
+        let mut listed: Vec<(&migrations::Migration, bool)> = set
+            .migrations
+            .iter()
+            .map(|m| (m, true))
+            .chain(set.unselected.iter().map(|m| (m, false)))
+            .collect();
+        listed.sort_by(|(a, _), (b, _)| set.cmp(&a.version, &b.version));
+        for (m, selected) in listed {
             let a = applied.iter().find(|a| a.version == m.version);
             let sums = a.and_then(|a| Some((a.checksum.clone()?, history.checksum_of(m)?)));
+            // A changeset with a context or labels runs only where they
+            // select it: said, so that a seed for tests is not read as due.
+            let selector = m.changeset.as_ref().filter(|_| !selected || (contexts, label_filter) == (None, None)).map(|c| {
+                [("context", &c.contexts), ("labels", &c.labels)]
+                    .iter()
+                    .filter(|(_, v)| !v.trim().is_empty())
+                    .map(|(k, v)| format!("{k} `{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }).unwrap_or_default();
             let (state, note) = match a {
+                None if !selected => (
+                    "left out",
+                    format!("{selector}: the contexts and label filter given do not select it"),
+                ),
+                None if newest.is_after(set, m) && !selector.is_empty() => (
+                    "pending",
+                    format!(
+                        "{selector}; older than the newest applied, {}: runs that gave contexts passed it over, and a migrate step without contexts refuses it",
+                        newest.version.unwrap_or_default(),
+                    ),
+                ),
+                None if !selector.is_empty() => (
+                    "pending",
+                    format!("{selector}: runs only where the contexts (or label filter) select it; see --contexts"),
+                ),
                 None if newest.is_after(set, m) => (
                     "pending",
                     format!(
@@ -355,7 +396,9 @@ pub fn migrations_status(
             };
             rows.push((String::new(), x.up.file.clone(), state.name(), note.to_string(), None));
         }
-        for a in applied.iter().filter(|a| !set.migrations.iter().any(|m| m.version == a.version)) {
+        for a in applied.iter().filter(|a| {
+            !set.migrations.iter().chain(&set.unselected).any(|m| m.version == a.version)
+        }) {
             if a.dirty {
                 bad = true;
             }

@@ -4216,6 +4216,51 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
         run.stderr
     );
     assert_eq!(db.sql("SELECT count(*) FROM users"), "0");
+    // `migrations status` says the same: pending, with why a step without
+    // contexts refuses it; given the contexts, left out.
+    let (code, out, err) = migrations(&["status"], project.path(), &db.url);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l
+            .contains("0002  pending  seed  (context `test`; older than the newest applied")
+            && l.contains("a migrate step without contexts refuses it")),
+        "{out}"
+    );
+    let (code, out, err) = migrations(
+        &["status", "--contexts", "prod", "--format", "json"],
+        project.path(),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let states: Vec<String> = status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["version"].as_str().unwrap(),
+                m["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "0001 applied",
+            "0002 left out",
+            "0003 applied",
+            "0004 pending"
+        ],
+        "{out}"
+    );
+    let (code, _, err) = migrations(
+        &["status", "--contexts", "prod and"],
+        project.path(),
+        &db.url,
+    );
+    assert_eq!(code, 5, "{err}");
     // Other contexts on the same database: what they select runs; an
     // applied changeset they leave out is still the directory's.
     let (_case, run) = migrate(&db, project.path(), "          contexts: test\n");
