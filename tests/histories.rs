@@ -4553,6 +4553,24 @@ fn a_rollback_undoes_the_last_applied_first_and_keeps_nothing_applied_after_what
         "{}",
         run.stderr
     );
+
+    // goose's table: its rows' ids say the order, as goose reads it.
+    let goose = |v: u32| {
+        format!("-- +goose Up\nCREATE TABLE g{v} (id bigint);\n-- +goose Down\nDROP TABLE g{v};\n")
+    };
+    let dir = owned(&[("00001_a.sql", goose(1)), ("00003_c.sql", goose(3))]);
+    let db = Db::fresh();
+    let with = "          history: { format: goose }\n          out_of_order: true\n";
+    assert_eq!(migrate(&db, dir.path(), with).1.code, 0);
+    std::fs::write(dir.path().join("00002_b.sql"), goose(2)).unwrap();
+    assert_eq!(applied(&migrate(&db, dir.path(), with).1), ["00002"]);
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        "          history: { format: goose }\n          direction: down\n          steps: 1\n",
+    );
+    assert_eq!(applied(&run), ["00002"], "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('g3') IS NOT NULL"), "t");
 }
 
 /// atlas.sum for these files, as `atlas migrate hash` writes it: one

@@ -80,7 +80,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         .query(
             &format!(
                 "SELECT version, description, type, applied, total, {}, execution_time,
-                        coalesce(error, ''), operator_version
+                        coalesce(error, ''), operator_version, dense_rank() OVER (ORDER BY executed_at)
                  FROM {} WHERE version <> $1 ORDER BY version",
                 utc("executed_at"),
                 h.quoted
@@ -112,6 +112,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 statements_done: i32::try_from(applied).unwrap_or(i32::MAX),
                 statements_total: i32::try_from(total).unwrap_or(i32::MAX),
                 error: (dirty && !error.is_empty()).then_some(error),
+                order: Some(r.get(9)),
                 ..Applied::default()
             }
         })

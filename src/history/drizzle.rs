@@ -28,7 +28,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         .client
         .query(
             &format!(
-                "SELECT id::text, hash, created_at FROM {} ORDER BY created_at, id",
+                "SELECT id::text, hash, created_at, id::bigint FROM {} d ORDER BY d.created_at, d.id",
                 h.quoted
             ),
             &[],
@@ -49,6 +49,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 checksum: Some(r.get(1)),
                 by: String::new(),
                 direction: "up".into(),
+                order: Some(r.get(3)),
                 ..Applied::default()
             }
         })

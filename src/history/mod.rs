@@ -716,9 +716,11 @@ pub struct Applied {
     pub statements_total: i32,
     pub error: Option<String>,
     /// Where the tool records the order it applied its migrations in
-    /// (Liquibase's `ORDEREXECUTED`, Flyway's `installed_rank`, knex's id,
-    /// runbook's `applied_at`): its place in that order, rows applied
-    /// together sharing one. A rollback undoes the last applied first.
+    /// (Liquibase's `ORDEREXECUTED`, Flyway's `installed_rank`; the row's
+    /// serial id in knex's, goose's, node-pg-migrate's and Drizzle's; the
+    /// time in runbook's, SQLx's, Atlas's, sql-migrate's and Diesel's):
+    /// its place in that order, rows applied together sharing one. A
+    /// rollback undoes the last applied first.
     #[serde(skip)]
     pub order: Option<i64>,
 }

@@ -70,25 +70,42 @@ pub(super) fn create(h: &History) -> String {
 pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
     let sql = match h.tool {
         Tool::Goose => format!(
-            "SELECT version_id::text, {} FROM (
-                 SELECT DISTINCT ON (version_id) version_id, is_applied, tstamp
+            "SELECT version_id::text, {}, id::bigint FROM (
+                 SELECT DISTINCT ON (version_id) version_id, is_applied, tstamp, id
                  FROM {} ORDER BY version_id, id DESC
              ) v WHERE is_applied AND version_id <> 0",
             utc("tstamp"),
             h.quoted
         ),
-        Tool::SqlMigrate => format!("SELECT id::text, {} FROM {}", utc("applied_at"), h.quoted),
-        Tool::Diesel => format!("SELECT version::text, {} FROM {}", utc("run_on"), h.quoted),
-        Tool::NodePgMigrate => format!("SELECT name::text, {} FROM {}", utc("run_on"), h.quoted),
-        _ => format!("SELECT version::text, NULL::text FROM {}", h.quoted),
+        // The order they were applied in: by when, where the row has no id.
+        Tool::SqlMigrate => format!(
+            "SELECT id::text, {}, dense_rank() OVER (ORDER BY applied_at) FROM {}",
+            utc("applied_at"),
+            h.quoted
+        ),
+        Tool::Diesel => format!(
+            "SELECT version::text, {}, dense_rank() OVER (ORDER BY run_on) FROM {}",
+            utc("run_on"),
+            h.quoted
+        ),
+        Tool::NodePgMigrate => format!(
+            "SELECT name::text, {}, id::bigint FROM {}",
+            utc("run_on"),
+            h.quoted
+        ),
+        _ => format!(
+            "SELECT version::text, NULL::text, NULL::bigint FROM {}",
+            h.quoted
+        ),
     };
     let rows = db.client.query(&sql, &[]).await?;
-    let applied = |key: String, version: String, at: Option<String>| Applied {
+    let applied = |key: String, version: String, at: Option<String>, order: Option<i64>| Applied {
         version,
         key,
         applied_at: at.unwrap_or_default(),
         by: String::new(),
         direction: "up".into(),
+        order,
         ..Applied::default()
     };
     let mut out: Vec<Applied> = rows
@@ -106,7 +123,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                     .unwrap_or_else(|| key.chars().take_while(char::is_ascii_digit).collect()),
                 _ => key.clone(),
             };
-            applied(key, version, r.get(1))
+            applied(key, version, r.get(1), r.get(2))
         })
         .collect();
     if h.tool == Tool::Popx {
@@ -120,7 +137,12 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 && legacy.iter().any(|l| v.starts_with(l.key.as_str()))
                 && !full.iter().any(|a| a.key == *v);
             if counted {
-                full.push(applied(v[..POP_LEGACY_DIGITS].to_string(), v.clone(), None));
+                full.push(applied(
+                    v[..POP_LEGACY_DIGITS].to_string(),
+                    v.clone(),
+                    None,
+                    None,
+                ));
             }
         }
         out = full;

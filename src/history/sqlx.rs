@@ -36,7 +36,8 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         .client
         .query(
             &format!(
-                "SELECT version::text, description, {}, success, encode(checksum, 'hex'), execution_time
+                "SELECT version::text, description, {}, success, encode(checksum, 'hex'), execution_time,
+                        dense_rank() OVER (ORDER BY installed_on)
                  FROM {} ORDER BY version",
                 utc("installed_on"),
                 h.quoted
@@ -61,6 +62,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
                 dirty: !success,
                 // SQLx's row does not say which way a script was going.
                 direction: "up".into(),
+                order: Some(r.get(6)),
                 ..Applied::default()
             }
         })
