@@ -4573,6 +4573,57 @@ fn a_rollback_undoes_the_last_applied_first_and_keeps_nothing_applied_after_what
     assert_eq!(db.sql("SELECT to_regclass('g3') IS NOT NULL"), "t");
 }
 
+/// A deploy to a new database makes the tool's history table. When it
+/// fails and every migration it applied is rolled back, the table goes
+/// too: the schema is verified equal to before the run (exit 2), not
+/// "4 objects differ" (exit 4). One that fails on its first migration
+/// changed nothing, and leaves no table either. Flyway's table, whose
+/// undo adds rows, and Liquibase's two tables.
+#[test]
+fn a_failed_first_deploy_rolled_back_leaves_no_history_table_behind() {
+    let flyway = files(&[
+        ("V1__a.sql", "CREATE TABLE a (id bigint);\n"),
+        ("U1__a.sql", "DROP TABLE a;\n"),
+        ("V2__b.sql", "CREATE TABLE b (id bigint);\nSELECT 1 / 0;\n"),
+        ("U2__b.sql", "DROP TABLE b;\n"),
+    ]);
+    let liquibase = files(&[(
+        "changes.sql",
+        "--liquibase formatted sql\n--changeset x:1\nCREATE TABLE a (id bigint);\n--rollback DROP TABLE a;\n--changeset x:2\nCREATE TABLE b (id bigint);\nSELECT 1 / 0;\n--rollback DROP TABLE b;\n",
+    )]);
+    for (dir, history, tables) in [
+        (flyway.path(), "", "flyway_schema_history"),
+        (
+            liquibase.path(),
+            ", history: { format: liquibase }",
+            "databasechangelog,databasechangeloglock",
+        ),
+    ] {
+        let case = Case::new(&format!(
+            "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {0}{history} }}\n        rollback:\n          id: undo\n          migrate: {{ dir: {0}{history}, direction: down, to: before_run }}\n",
+            dir.display()
+        ));
+        let db = Db::fresh();
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, 2, "{tables}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("which this run made and which records no migration now"),
+            "{}",
+            run.stderr
+        );
+        let left = "SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables WHERE schemaname = 'public'";
+        assert_eq!(db.sql(left), "");
+        // The first migration fails: the step changed nothing, and the
+        // table it made before it is gone.
+        let db = Db::fresh();
+        db.sql("CREATE TABLE a (id bigint)");
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, 1, "{tables}: {}", run.stderr);
+        assert_eq!(db.sql(left), "a", "{tables}: {}", run.stderr);
+    }
+}
+
 /// atlas.sum for these files, as `atlas migrate hash` writes it: one
 /// running SHA-256 over each file's name and text in turn, each file's
 /// entry the state after it, and the first line the sum of the entries.

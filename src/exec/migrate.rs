@@ -21,7 +21,7 @@ use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 pub use crate::history::{Applied, History};
-use crate::history::{Newest, Repeatable, Tool, Write};
+use crate::history::{Ensured, Newest, Repeatable, Tool, Write};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
 use crate::pg::db::{self, Db, QueryFail};
@@ -547,6 +547,8 @@ pub struct Pending<'s> {
     /// Going down, applied migrations that stay applied but were applied
     /// after one of `run`: its down runs under a schema they changed.
     pub kept_later: Vec<&'s Migration>,
+    /// Whether the step made the history table (and its schema).
+    pub made: Ensured,
 }
 
 /// Decide what to run. Refuses on a dirty row, and on a changed checksum
@@ -626,6 +628,7 @@ pub fn select<'s>(
         missing,
         early,
         kept_later,
+        made: Ensured::Existed,
     }
 }
 
@@ -867,6 +870,15 @@ async fn migrate(
     if let Some(note) = history.liquibase_renaming() {
         super::sql::log(r, &s.id, note);
     }
+    // The history table this step made: a rollback of all it applied, or a
+    // failure before anything, drops it again.
+    // runbook's own table is its state, left out of every check, and kept.
+    let made = match pending.made {
+        Ensured::Made { schema } if history.tool != Tool::Runbook => {
+            Some(json!({ "table": history.name, "schema": schema }))
+        }
+        _ => None,
+    };
     let mut details = json!({
         "format": set.format.name(),
         "dir": set.dir.display().to_string(),
@@ -1082,6 +1094,11 @@ async fn migrate(
                     entry["version"] = Value::Null;
                     entry["repeatable"] = true.into();
                 }
+                // A changeset's place moves when one is added before it;
+                // its name does not.
+                if let Some(c) = &x.changeset {
+                    entry["changeset"] = c.key().into();
+                }
                 if let Some((held, _)) = done.checks {
                     entry["checks_held"] = held.into();
                 }
@@ -1089,7 +1106,8 @@ async fn migrate(
                 // Committed: in the journal before the next one starts, for
                 // a resume or a rollback after the runner dies.
                 if !single {
-                    r.journal_progress(json!({ "applied": done_list })).await;
+                    r.journal_progress(json!({ "applied": done_list, "history_made": made }))
+                        .await;
                 }
             }
             Err(f) => {
@@ -1098,16 +1116,32 @@ async fn migrate(
                 } else if f.retry && (!done_list.is_empty() || f.maybe_committed) {
                     let mut carried = done_list.clone();
                     if f.maybe_committed {
-                        carried.push(json!({
+                        let mut entry = json!({
                             "version": x.version,
                             "name": x.name,
                             "direction": m.direction,
                             "maybe": true,
-                        }));
+                        });
+                        if let Some(c) = &x.changeset {
+                            entry["changeset"] = c.key().into();
+                        }
+                        carried.push(entry);
                     }
                     r.migrate_resume = Some((s.id.clone(), carried));
                 }
-                return Err(script_failed(x, f, details, done_list, single));
+                let mut fail = script_failed(x, f, details, done_list, single);
+                if let Some(made) = &made {
+                    fail.partial
+                        .output
+                        .insert("history_made".into(), made.clone());
+                    if fail.unchanged.is_some()
+                        && !drop_made(r, &s.id, (history, set), made["schema"] == true).await
+                    {
+                        // Its history table stays: the step changed that.
+                        fail.unchanged = None;
+                    }
+                }
+                return Err(fail);
             }
         }
     }
@@ -1140,7 +1174,67 @@ async fn migrate(
     let count = done_list.len();
     done.output.insert("applied".into(), json!(done_list));
     done.output.insert("count".into(), Value::from(count));
+    if let Some(made) = made {
+        done.output.insert("history_made".into(), made);
+    }
+    // Everything this run applied is rolled back: the history table it
+    // made goes too, so the database is as the run found it.
+    if m.direction == Direction::Down
+        && target(r, m)?.0.as_deref() == Some(BEFORE_RUN)
+        && let Some(schema) = made_by_this_run(r, &history.name)
+    {
+        drop_made(r, &s.id, (history, set), schema).await;
+    }
     Ok(done)
+}
+
+/// Drop the history table the run made, when no migration is left in it;
+/// said in the step's log. Whether it is gone.
+async fn drop_made(
+    r: &mut Run<'_>,
+    step: &str,
+    (history, set): (&History, &Set),
+    schema: bool,
+) -> bool {
+    match history.drop_made(&r.db, set, schema).await {
+        Ok(true) => {
+            super::sql::log(
+                r,
+                step,
+                format!(
+                    "dropped {}, which this run made and which records no migration now",
+                    history.name
+                ),
+            );
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            super::sql::log(
+                r,
+                step,
+                format!(
+                    "warning: {}, which this run made, could not be dropped: {}",
+                    history.name, e.message
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// Whether a migrate step of this run (or of the run being undone) made
+/// the history table `name`, and with it its schema.
+fn made_by_this_run(r: &Run<'_>, name: &str) -> Option<bool> {
+    let outputs: Vec<&Value> = match r.undoing.as_deref() {
+        Some(step) => vec![r.steps_out.get(step)?],
+        None => r.steps_out.values().collect(),
+    };
+    outputs
+        .iter()
+        .filter_map(|o| o.get("history_made"))
+        .find(|h| h["table"] == name)
+        .map(|h| h["schema"] == true)
 }
 
 /// The log lines before a script runs: its place in the list, and a
@@ -1194,10 +1288,38 @@ async fn decide<'s>(
         }
         _ => Vec::new(),
     };
-    history
-        .ensure(&r.db)
-        .await
-        .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?;
+    // Going down, a history that does not exist has nothing applied.
+    let made = match m.direction {
+        Direction::Up => history
+            .ensure(&r.db)
+            .await
+            .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?,
+        Direction::Down => Ensured::Existed,
+    };
+    let decided = decide_made(r, m, set, history, (to, steps), repeat).await;
+    match (decided, made) {
+        (Ok((applied, mut pending)), _) => {
+            pending.made = made;
+            Ok((applied, pending))
+        }
+        // A refusal changed nothing: not even the history table stays.
+        (Err(f), Ensured::Made { schema }) => {
+            let _ = history.drop_made(&r.db, set, schema).await;
+            Err(f)
+        }
+        (Err(f), Ensured::Existed) => Err(f),
+    }
+}
+
+/// [`decide`], once the history table is there.
+async fn decide_made<'s>(
+    r: &Run<'_>,
+    m: &PlanMigrate,
+    set: &'s Set,
+    history: &History,
+    (to, steps): (Option<String>, Option<u32>),
+    repeat: Vec<(&'s Migration, Repeatable, bool)>,
+) -> Result<(Vec<Applied>, Pending<'s>), Fail> {
     let applied = history
         .read(&r.db, set)
         .await
@@ -1232,7 +1354,7 @@ async fn decide<'s>(
     );
     if before_run {
         let ours = |m: &Migration| match &recorded {
-            Some(list) => list.iter().any(|(v, n)| *v == m.version && *n == m.name),
+            Some(list) => list.iter().any(|x| x.is(m)),
             None => applied
                 .iter()
                 .any(|a| a.version == m.version && a.run_id == r.origin_run_id),
@@ -1381,7 +1503,7 @@ async fn decide<'s>(
 /// In this run, or, for `runbook rollback`, in the journal of the run
 /// being undone. `None` when no such step recorded anything (a run killed
 /// in it with its journal off).
-fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<(String, String)>> {
+fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<Recorded>> {
     let outputs: Vec<&Value> = match r.undoing.as_deref() {
         Some(step) => vec![r.steps_out.get(step)?],
         None => r.steps_out.values().collect(),
@@ -1399,9 +1521,33 @@ fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<(String, String)>> {
             .into_iter()
             .flatten()
             .filter(|a| a["direction"] == "up")
-            .filter_map(|a| Some((a["version"].as_str()?.into(), a["name"].as_str()?.into())))
+            .filter_map(|a| {
+                Some(Recorded {
+                    version: a["version"].as_str()?.into(),
+                    name: a["name"].as_str()?.into(),
+                    changeset: a["changeset"].as_str().map(str::to_string),
+                })
+            })
             .collect(),
     )
+}
+
+/// A migration a step recorded it applied.
+struct Recorded {
+    version: String,
+    name: String,
+    /// A Liquibase changeset's `FILE::ID::AUTHOR`: by that, where its place
+    /// (`version`) moved since.
+    changeset: Option<String>,
+}
+
+impl Recorded {
+    fn is(&self, m: &Migration) -> bool {
+        match (&self.changeset, &m.changeset) {
+            (Some(k), Some(c)) => *k == c.key(),
+            _ => self.version == m.version && self.name == m.name,
+        }
+    }
 }
 
 /// Flyway's repeatable migrations, each with where it stands and whether

@@ -19,7 +19,7 @@ use crate::pg::db::{self, Db};
 use crate::pg::quote::{self, literal};
 
 /// The lock table beside the history table.
-fn lock(h: &History) -> String {
+pub(super) fn lock(h: &History) -> String {
     let table = h.name.rsplit('.').next().unwrap_or(&h.name);
     format!(
         "{}.{}",

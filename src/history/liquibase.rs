@@ -32,7 +32,7 @@ fn writer() -> String {
 
 /// The lock table beside the history: `databasechangeloglock` for
 /// `databasechangelog`.
-fn lock_table(h: &History) -> String {
+pub(super) fn lock_table(h: &History) -> String {
     let table = h.name.rsplit('.').next().unwrap_or(&h.name);
     format!("{}.{}", ident(&h.schema), ident(&format!("{table}lock")))
 }

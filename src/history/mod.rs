@@ -690,6 +690,15 @@ impl<'a> Newest<'a> {
     }
 }
 
+/// What [`History::ensure`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ensured {
+    #[default]
+    Existed,
+    /// It made the table, and the schema too when `schema`.
+    Made { schema: bool },
+}
+
 /// One migration the history has, in runbook's terms.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Applied {
@@ -1260,10 +1269,11 @@ impl History {
         Ok(row.get(0))
     }
 
-    /// Create the table, in its tool's own format, when it does not exist.
-    pub async fn ensure(&self, db: &Db) -> Result<(), ErrorInfo> {
+    /// Create the table, in its tool's own format, when it does not exist;
+    /// whether it did, and its schema too.
+    pub async fn ensure(&self, db: &Db) -> Result<Ensured, ErrorInfo> {
         if !self.tool.writable() || self.exists(db).await? {
-            return Ok(());
+            return Ok(Ensured::Existed);
         }
         let create = match self.tool {
             Tool::Runbook => runbook::create(self),
@@ -1309,7 +1319,62 @@ impl History {
         db.client
             .batch_execute(&sql)
             .await
-            .map_err(|e| db::error_info(&e, None))
+            .map_err(|e| db::error_info(&e, None))?;
+        Ok(Ensured::Made {
+            schema: !has_schema,
+        })
+    }
+
+    /// Drop what [`Self::ensure`] made (the table, its tool's lock table,
+    /// and with `schema` the schema, if nothing else is in it) when it
+    /// records no migration applied (Flyway's rows of an undo say none
+    /// is): a run that made it and then rolled back everything it applied
+    /// leaves the database as it found it. Whether it dropped it.
+    /// runbook's own table is its state, as its journal is, and stays.
+    pub async fn drop_made(&self, db: &Db, set: &Set, schema: bool) -> Result<bool, ErrorInfo> {
+        if self.tool == Tool::Runbook
+            || !self.exists(db).await?
+            || !self.read(db, set).await?.is_empty()
+        {
+            return Ok(false);
+        }
+        let t = &self.quoted;
+        // Flyway's repeatable migrations have no undo: one that ran stays.
+        if self.tool == Tool::Flyway {
+            let repeated: i64 = db
+                .client
+                .query_one(
+                    &format!("SELECT count(*) FROM {t} WHERE version IS NULL AND type <> 'SCHEMA'"),
+                    &[],
+                )
+                .await
+                .map_err(|e| db::error_info(&e, None))?
+                .get(0);
+            if repeated > 0 {
+                return Ok(false);
+            }
+        }
+        let mut tables = vec![t.clone()];
+        match self.tool {
+            Tool::Knex => tables.push(knex::lock(self)),
+            Tool::Liquibase => tables.push(liquibase::lock_table(self)),
+            _ => {}
+        }
+        db.client
+            .batch_execute(&format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
+            .await
+            .map_err(|e| db::error_info(&e, None))?;
+        if schema {
+            // Only an empty schema: RESTRICT refuses one with anything else.
+            let _ = db
+                .client
+                .batch_execute(&format!(
+                    "DROP SCHEMA {} RESTRICT",
+                    quote::ident(&self.schema)
+                ))
+                .await;
+        }
+        Ok(true)
     }
 
     /// Every migration the history has, by version; empty when the table

@@ -106,6 +106,7 @@ async fn fresh_apply(
         history
             .ensure(&fresh)
             .await
+            .map(|_| ())
             .map_err(|e| format!("cannot create the history table: {}", e.message))?;
     }
     for m in applied {

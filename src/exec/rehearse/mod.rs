@@ -584,7 +584,7 @@ impl Rig<'_> {
         if self.tool.is_some() {
             return Ok(());
         }
-        self.history.ensure(self.db()).await
+        self.history.ensure(self.db()).await.map(|_| ())
     }
 
     async fn seed(&mut self, o: &mut Outcome) -> bool {
