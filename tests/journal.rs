@@ -366,6 +366,70 @@ fn a_rollback_under_a_later_run_s_migration_is_refused_and_names_that_run() {
     assert_eq!(db.sql("SELECT to_regclass('a') IS NULL"), "t");
 }
 
+/// The same under Liquibase's DATABASECHANGELOG, which records no run:
+/// what a run applied is what its step recorded, each changeset by its
+/// FILE::ID::AUTHOR, so a changeset added before them since (which moved
+/// their places) does not hide them. Once the later run is undone, the
+/// first one is, and the tables it made for the history go too.
+#[test]
+fn a_liquibase_rollback_knows_its_changesets_by_name_after_one_is_added_before_them() {
+    let db = Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    let a = "--liquibase formatted sql\n--changeset x:1\nCREATE TABLE t1 (id int);\n--rollback DROP TABLE t1;\n--changeset x:2\nCREATE TABLE t2 (id int);\n--rollback DROP TABLE t2;\n";
+    std::fs::write(
+        m.join("master.yaml"),
+        "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n  - include:\n      file: b.sql\n      relativeToChangelogFile: true\n",
+    )
+    .unwrap();
+    std::fs::write(m.join("a.sql"), a).unwrap();
+    std::fs::write(
+        m.join("b.sql"),
+        "--liquibase formatted sql\n--changeset y:3\nCREATE TABLE t (id int);\n--rollback DROP TABLE t;\n",
+    )
+    .unwrap();
+    let case = Case::new(&runbook(&format!(
+        "phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {0}, history: {{ format: liquibase }} }}\n        rollback:\n          id: undo\n          migrate: {{ dir: {0}, history: {{ format: liquibase }}, direction: down, to: before_run }}\n",
+        m.display()
+    )));
+    let first = case.exec(&db.url, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let first = first.report["run"]["id"].as_str().unwrap().to_string();
+    std::fs::write(
+        m.join("a.sql"),
+        format!("{a}--changeset x:2b\nALTER TABLE t ADD COLUMN c int;\n--rollback ALTER TABLE t DROP COLUMN c;\n"),
+    )
+    .unwrap();
+    let second = again(
+        &case,
+        &db,
+        &["exec", &case.file.display().to_string()],
+        "second",
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let second = second.report["run"]["id"].as_str().unwrap().to_string();
+
+    let undo = again(&case, &db, &["rollback", &first, "--yes"], "first");
+    assert_ne!(undo.code, 0, "{}", undo.stderr);
+    assert!(
+        undo.stderr.contains(
+            "0003 (2b) was applied after 0004 (3), and would stay applied while this step rolls back 0004, 0002, 0001"
+        ),
+        "{}",
+        undo.stderr
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM databasechangelog"), "4");
+
+    let undo = again(&case, &db, &["rollback", &second, "--yes"], "second_undo");
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    let undo = again(&case, &db, &["rollback", &first, "--yes"], "first_again");
+    assert_eq!(undo.code, 0, "{}\n{}", undo.stderr, undo.report);
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+}
+
 /// A compensation that failed after changing something is not run again
 /// by a later `runbook rollback`, which would undo twice: it says so, and
 /// the verdict names it.
