@@ -4621,6 +4621,25 @@ fn a_failed_first_deploy_rolled_back_leaves_no_history_table_behind() {
         let run = case.exec(&db.url, &[]);
         assert_eq!(run.code, 1, "{tables}: {}", run.stderr);
         assert_eq!(db.sql(left), "a", "{tables}: {}", run.stderr);
+        // Going down where there is no history: nothing, and no table
+        // (nor Liquibase's lock table) made for it.
+        let db = Db::fresh();
+        let (_case, run) = migrate(
+            &db,
+            dir,
+            &format!(
+                "          direction: down\n          steps: 1\n{}",
+                history.replace(", ", "          ")
+            ),
+        );
+        assert_eq!(run.code, 0, "{tables}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("nothing to do: no migration it would roll back is applied"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(db.sql(left), "", "{tables}: {}", run.stderr);
     }
 }
 

@@ -792,7 +792,11 @@ pub(crate) async fn run(
     // Liquibase's own lock, as Liquibase takes it: its one row, so that an
     // application running Liquibase at start-up waits for this run.
     let liquibase_lock = format!("runbook run {}", r.run_id);
-    if history.tool == Tool::Liquibase {
+    // Going down where there is no history, nothing is rolled back: no
+    // lock table is made for it.
+    let liquibase = history.tool == Tool::Liquibase
+        && (m.direction == Direction::Up || history.exists(&r.db).await.unwrap_or(true));
+    if liquibase {
         let took = crate::history::liquibase::take_lock(&history, &r.db, &liquibase_lock).await;
         let refusal = match took {
             Ok(None) => None,
@@ -816,7 +820,7 @@ pub(crate) async fn run(
         }
     }
     let result = migrate(r, s, m, &set, &history, &settings, timeout).await;
-    if history.tool == Tool::Liquibase {
+    if liquibase {
         let _ = crate::history::liquibase::release_lock(&history, &r.db, &liquibase_lock).await;
     }
     let _ =
@@ -1001,7 +1005,11 @@ async fn migrate(
         .collect();
     let total = pending.run.len() + repeat.len();
     if total == 0 {
-        super::sql::log(r, &s.id, "nothing to do: no migration is pending".into());
+        let none = match m.direction {
+            Direction::Up => "nothing to do: no migration is pending",
+            Direction::Down => "nothing to do: no migration it would roll back is applied",
+        };
+        super::sql::log(r, &s.id, none.into());
     }
     if m.direction == Direction::Down && !set.repeatables.is_empty() {
         super::sql::log(
