@@ -73,6 +73,15 @@ fn applied(run: &Run) -> Vec<String> {
         .collect()
 }
 
+/// Two fields of each object in a JSON list, as `a b`.
+fn pairs(list: &serde_json::Value, a: &str, b: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {}", m[a].as_str().unwrap(), m[b].as_str().unwrap()))
+        .collect()
+}
+
 /// The status lines, one per migration: `version state`.
 fn states(stdout: &str) -> Vec<String> {
     stdout
@@ -832,18 +841,7 @@ fn a_rehearsal_runs_each_flyway_repeatable_twice() {
     let (_c, run) = rehearse_scratch(&db, dir.path(), "");
     assert_eq!(run.code, 3, "{}", run.stderr);
     let list = run.step("rehearse")["details"]["migrations"].clone();
-    let verdicts: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!(
-                "{} {}",
-                m["name"].as_str().unwrap(),
-                m["verdict"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let verdicts = pairs(&list, "name", "verdict");
     assert_eq!(
         verdicts,
         [
@@ -4233,18 +4231,7 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
     );
     assert_eq!(code, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let states: Vec<String> = status["migrations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!(
-                "{} {}",
-                m["version"].as_str().unwrap(),
-                m["state"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let states = pairs(&status["migrations"], "version", "state");
     assert_eq!(
         states,
         [

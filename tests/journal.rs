@@ -27,6 +27,19 @@ fn cli(db: &Db, args: &[&str]) -> (i32, String, String) {
     support::ended(out)
 }
 
+/// The runbook run again, to succeed, with a report directory of its
+/// own: its run id.
+fn exec_again(case: &Case, db: &Db, reports: &str) -> String {
+    let run = again(
+        case,
+        db,
+        &["exec", &case.file.display().to_string()],
+        reports,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.report["run"]["id"].as_str().unwrap().to_string()
+}
+
 /// `runbook resume` / `rollback` with a report directory of its own.
 fn again(case: &Case, db: &Db, args: &[&str], reports: &str) -> support::Run {
     let dir = case.dir.path().join(reports);
@@ -333,14 +346,7 @@ fn a_rollback_under_a_later_run_s_migration_is_refused_and_names_that_run() {
     )
     .unwrap();
     std::fs::write(m.join("0002_b.down.sql"), "DROP TABLE b;\n").unwrap();
-    let second = again(
-        &case,
-        &db,
-        &["exec", &case.file.display().to_string()],
-        "second",
-    );
-    assert_eq!(second.code, 0, "{}", second.stderr);
-    let second = second.report["run"]["id"].as_str().unwrap().to_string();
+    let second = exec_again(&case, &db, "second");
 
     let undo = again(&case, &db, &["rollback", &first, "--yes"], "first");
     assert_ne!(undo.code, 0, "{}", undo.stderr);
@@ -400,14 +406,7 @@ fn a_liquibase_rollback_knows_its_changesets_by_name_after_one_is_added_before_t
         format!("{a}--changeset x:2b\nALTER TABLE t ADD COLUMN c int;\n--rollback ALTER TABLE t DROP COLUMN c;\n"),
     )
     .unwrap();
-    let second = again(
-        &case,
-        &db,
-        &["exec", &case.file.display().to_string()],
-        "second",
-    );
-    assert_eq!(second.code, 0, "{}", second.stderr);
-    let second = second.report["run"]["id"].as_str().unwrap().to_string();
+    let second = exec_again(&case, &db, "second");
 
     let undo = again(&case, &db, &["rollback", &first, "--yes"], "first");
     assert_ne!(undo.code, 0, "{}", undo.stderr);
