@@ -365,12 +365,16 @@ impl<'a> Run<'a> {
         });
         // A compensation that failed before, after a change, still failed.
         let mut clean = failed_before.is_empty();
+        // Whether any compensation changed the database (one refused, or
+        // rolled back in its transaction, did not).
+        let mut changed = false;
         for (ph, s, seq) in &owed {
             let ran = self
                 .all_changed(&s.rollback, Some(&ph.id), Role::Compensation, Some(&s.id))
                 .await;
             let ok = ran.0;
             clean &= ok;
+            changed |= ran.1;
             let status = if ok {
                 StepStatus::RolledBack
             } else {
@@ -416,8 +420,13 @@ impl<'a> Run<'a> {
                 failed_before.join(", ")
             ));
         }
-        let (status, code, mut verdict) =
-            verdict::decide_rollback(&check, clean, &of, undone, &unguarded);
+        let (status, code, mut verdict) = verdict::decide_rollback(
+            &check,
+            (clean, changed || !failed_before.is_empty()),
+            &of,
+            undone,
+            &unguarded,
+        );
         // Where the undo did not bring the database back, the backups that
         // run took are the way back: named, not left to be looked for.
         if status != super::RunStatus::RolledBack {

@@ -250,15 +250,23 @@ fn failed(x: &Failed) -> (RunStatus, u8, String) {
 
 /// The ending of `runbook rollback RUN_ID`: the database is back where
 /// that run started only when every compensation ran and the check against
-/// the schema before that run finds it equal.
+/// the schema before that run finds it equal. One whose compensations
+/// failed having changed nothing (refused) left it as that run did.
 pub(crate) fn decide_rollback(
     check: &Check,
-    clean: bool,
+    (clean, changed): (bool, bool),
     of: &str,
     undone: usize,
     unguarded: &str,
 ) -> (RunStatus, u8, String) {
     match (check, clean) {
+        (_, false) if !changed => (
+            RunStatus::FailedUnchanged,
+            exit::PREFLIGHT_FAILED,
+            format!(
+                "NOT ROLLED BACK: run {of} stays as it left the database; a compensation failed having changed nothing{unguarded}"
+            ),
+        ),
         (_, false) => (
             RunStatus::RollbackFailed,
             exit::ROLLBACK_FAILED,
@@ -367,10 +375,15 @@ mod tests {
             ),
         ];
         for (check, clean, status, code, says) in cases {
-            let (s, c, v) = decide_rollback(&check, clean, "r1", 2, "");
+            let (s, c, v) = decide_rollback(&check, (clean, true), "r1", 2, "");
             assert_eq!((s, c), (status, code), "{check:?} clean={clean}");
             assert!(v.starts_with(says), "{v}");
         }
+        // Refused, having changed nothing: the database is as that run
+        // left it, exit 1, whatever the check says.
+        let (s, c, v) = decide_rollback(&Check::Differs(3), (false, false), "r1", 0, "");
+        assert_eq!((s, c), (RunStatus::FailedUnchanged, exit::PREFLIGHT_FAILED));
+        assert!(v.starts_with("NOT ROLLED BACK"), "{v}");
     }
 
     fn failure() -> Failed {
