@@ -1401,9 +1401,6 @@ async fn decide_made<'s>(
             ));
         }
     }
-    // A rollback that keeps a migration applied after one it undoes runs
-    // that one's down under a schema the kept one changed, and leaves the
-    // kept one recorded over what may no longer be there.
     // The one it rolls back that the first kept was applied straight after.
     let undone = pending.kept_later.first().and_then(|kept| {
         let at = applied_order(&applied, kept);
@@ -1413,6 +1410,9 @@ async fn decide_made<'s>(
             .filter(|x| applied_order(&applied, x) < at)
             .max_by_key(|x| applied_order(&applied, x))
     });
+    // A rollback that keeps a migration applied after one it undoes runs
+    // that one's down under a schema the kept one changed, and leaves the
+    // kept one recorded over what may no longer be there.
     if let (Some(kept), Some(undone)) = (pending.kept_later.first(), undone)
         && m.out_of_order != Some(true)
     {
