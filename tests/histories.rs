@@ -4192,9 +4192,12 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
         run.stderr
     );
     // pending_migrations counts as a migrate step with the same runs.
-    for (args, code) in [
-        (", contexts: prod, label_filter: \"v2 and !beta\"", 0),
-        (", contexts: prod", 1),
+    // Without contexts, it also counts the seed the prod run passed over
+    // as one a step would refuse, as a step does.
+    for (args, code, refused) in [
+        (", contexts: prod, label_filter: \"v2 and !beta\"", 0, 0),
+        (", contexts: prod", 1, 0),
+        (", max: 5", 1, 1),
     ] {
         let case = Case::new(&format!(
             "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}{args} }}\n",
@@ -4202,6 +4205,11 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
         ));
         let run = case.exec(&db.url, &[]);
         assert_eq!(run.code, code, "{args}: {}", run.stderr);
+        let check = &run.step("pending")["check"];
+        assert_eq!(
+            check["expectations"][1]["actual"], refused,
+            "{args}: {check}"
+        );
     }
     // No contexts on that database: the seed the prod run passed over,
     // older than what it applied, is not run; the step says why.

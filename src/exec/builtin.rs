@@ -471,8 +471,28 @@ async fn pending(
         .iter()
         .filter(|r| r.get("out_of_order") == Some(&Value::Bool(true)))
         .count();
+    // A Liquibase changeset with a context or labels that the runs before
+    // passed over: a step that gives no contexts refuses it.
+    let unselected =
+        text_arg(r, b, "contexts")?.is_none() && text_arg(r, b, "label_filter")?.is_none();
+    let passed_over = set
+        .migrations
+        .iter()
+        .filter(|m| unselected && within(m) && newest.is_after(&set, m))
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .filter(|m| {
+            m.changeset
+                .as_ref()
+                .is_some_and(|c| !c.contexts.is_empty() || !c.labels.is_empty())
+        })
+        .count();
+    if passed_over > 0 {
+        details["passed_over"] = Value::from(format!(
+            "{passed_over} pending changeset(s) with a context or labels are older than applied ones, which the runs before passed over; a migrate step that gives no contexts refuses them"
+        ));
+    }
     let refused = if history.tool.applies_out_of_order(setting) {
-        0
+        passed_over
     } else {
         early
     };
