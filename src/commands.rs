@@ -304,15 +304,23 @@ pub fn migrations_status(
     json: bool,
     stdout: &mut impl Write,
 ) -> Result<u8, CommandError> {
+    const SELECT_HINT: &str = "`--contexts` is a comma list of names (`prod,eu`), `--label-filter` an expression (`v2 and !beta`); both are for Liquibase directories";
+    // Read before anything is connected to.
+    migrations::liquibase_check_select(contexts, label_filter).map_err(|(key, e)| {
+        CommandError::invalid(
+            format!(
+                "`--{}` cannot be read as Liquibase reads it: {e}",
+                key.replace('_', "-")
+            ),
+            SELECT_HINT,
+        )
+    })?;
     runtime().block_on(async {
         let mut o = open(m).await?;
         // Liquibase's contexts and label filter, as a migrate step given
         // them selects: the changesets they leave out are not pending.
         if let Err(e) = migrations::liquibase_select(&mut o.set, contexts, label_filter) {
-            return Err(CommandError::invalid(
-                e,
-                "`--contexts` is a comma list of names (`prod,eu`), `--label-filter` an expression (`v2 and !beta`); both are for Liquibase directories",
-            ));
+            return Err(CommandError::invalid(e, SELECT_HINT));
         }
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let mut rows = Vec::new();
