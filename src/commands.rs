@@ -339,14 +339,12 @@ pub fn migrations_status(
             let sums = a.and_then(|a| Some((a.checksum.clone()?, history.checksum_of(m)?)));
             // A changeset with a context or labels runs only where they
             // select it: said, so that a seed for tests is not read as due.
-            let selector = m.changeset.as_ref().filter(|_| !selected || (contexts, label_filter) == (None, None)).map(|c| {
-                [("context", &c.contexts), ("labels", &c.labels)]
-                    .iter()
-                    .filter(|(_, v)| !v.trim().is_empty())
-                    .map(|(k, v)| format!("{k} `{v}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }).unwrap_or_default();
+            let selector = m
+                .changeset
+                .as_ref()
+                .filter(|_| !selected || (contexts, label_filter) == (None, None))
+                .map(|c| c.selector())
+                .unwrap_or_default();
             let (state, note) = match a {
                 None if !selected => (
                     "left out",

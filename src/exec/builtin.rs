@@ -480,11 +480,7 @@ async fn pending(
         .iter()
         .filter(|m| unselected && within(m) && newest.is_after(&set, m))
         .filter(|m| !applied.iter().any(|a| a.version == m.version))
-        .filter(|m| {
-            m.changeset
-                .as_ref()
-                .is_some_and(|c| !c.contexts.is_empty() || !c.labels.is_empty())
-        })
+        .filter(|m| m.changeset.as_ref().is_some_and(|c| c.is_selective()))
         .count();
     if passed_over > 0 {
         details["passed_over"] = Value::from(format!(

@@ -1234,11 +1234,7 @@ async fn drop_made(
 /// Whether a migrate step of this run (or of the run being undone) made
 /// the history table `name`, and with it its schema.
 fn made_by_this_run(r: &Run<'_>, name: &str) -> Option<bool> {
-    let outputs: Vec<&Value> = match r.undoing.as_deref() {
-        Some(step) => vec![r.steps_out.get(step)?],
-        None => r.steps_out.values().collect(),
-    };
-    outputs
+    recorded_outputs(r)?
         .iter()
         .filter_map(|o| o.get("history_made"))
         .find(|h| h["table"] == name)
@@ -1475,20 +1471,10 @@ async fn decide_made<'s>(
             .early
             .iter()
             .copied()
-            .filter(|x| {
-                x.changeset
-                    .as_ref()
-                    .is_some_and(|c| !c.contexts.is_empty() || !c.labels.is_empty())
-            })
+            .filter(|x| x.changeset.as_ref().is_some_and(|c| c.is_selective()))
             .collect();
         if let Some(first) = passed_over.first() {
-            let c = first.changeset.as_ref().expect("a changeset");
-            let said = [("context", &c.contexts), ("labels", &c.labels)]
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| format!("{k} `{v}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let said = first.changeset.as_ref().expect("a changeset").selector();
             return Err(refused(
                 format!(
                     "{} pending changeset(s) with a context or labels are older than applied ones, which the runs before passed over ({} {}: {said}{}); this step gives no contexts, and would run them",
@@ -1521,11 +1507,7 @@ async fn decide_made<'s>(
 /// being undone. `None` when no such step recorded anything (a run killed
 /// in it with its journal off).
 fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<Recorded>> {
-    let outputs: Vec<&Value> = match r.undoing.as_deref() {
-        Some(step) => vec![r.steps_out.get(step)?],
-        None => r.steps_out.values().collect(),
-    };
-    let lists: Vec<&Vec<Value>> = outputs
+    let lists: Vec<&Vec<Value>> = recorded_outputs(r)?
         .iter()
         .filter_map(|o| o.get("applied")?.as_array())
         .collect();
@@ -1547,6 +1529,16 @@ fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<Recorded>> {
             })
             .collect(),
     )
+}
+
+/// The outputs a `to: before_run` undo reads: in a compensation, the step
+/// it undoes; anywhere else, every step of the run. `None` when the step
+/// undone recorded nothing.
+fn recorded_outputs<'r>(r: &'r Run<'_>) -> Option<Vec<&'r Value>> {
+    Some(match r.undoing.as_deref() {
+        Some(step) => vec![r.steps_out.get(step)?],
+        None => r.steps_out.values().collect(),
+    })
 }
 
 /// A migration a step recorded it applied.

@@ -55,6 +55,21 @@ impl ChangesetId {
     pub fn key(&self) -> String {
         format!("{}::{}::{}", self.file, self.id, self.author)
     }
+
+    /// Whether it runs only where contexts or a label filter select it.
+    pub fn is_selective(&self) -> bool {
+        !self.contexts.trim().is_empty() || !self.labels.trim().is_empty()
+    }
+
+    /// Its context and labels, for a message: ``context `test`, labels `v2` ``.
+    pub fn selector(&self) -> String {
+        [("context", &self.contexts), ("labels", &self.labels)]
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| format!("{k} `{v}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Liquibase's checksum (its version 9) of a changeset of SQL: the MD5 of
