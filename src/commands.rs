@@ -322,6 +322,14 @@ pub fn migrations_status(
         if let Err(e) = migrations::liquibase_select(&mut o.set, contexts, label_filter) {
             return Err(CommandError::invalid(e, SELECT_HINT));
         }
+        // A migrate step given none of them would be refused: said.
+        if (contexts, label_filter) == (None, None)
+            && let Some((why, _)) = migrations::liquibase_ungiven(&o.set)
+        {
+            o.set.warnings.push(format!(
+                "{why}; a migrate step without them is refused, and --contexts or --label-filter shows what that deploy runs"
+            ));
+        }
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let mut rows = Vec::new();
         let mut bad = false;

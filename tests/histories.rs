@@ -4160,6 +4160,125 @@ fn liquibase_s_databasechangelog_is_read_and_written_as_liquibase_keeps_it() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
 
+/// A Spring application deploys its changelog with the contexts its
+/// `application*.yml` (or `.properties`) gives, and the Liquibase CLI with
+/// those of its `liquibase.properties`. A step given none would run, on a
+/// new database, the `context:test` seed those deploys never run: refused
+/// before anything changes, naming the file and line, as the preflight
+/// check is. Given the deploy's contexts, the seed is left out. Where the
+/// project's contexts leave nothing out, nothing is refused.
+#[test]
+fn a_step_without_the_contexts_the_project_deploys_with_is_refused() {
+    const CHANGES: &str = "--liquibase formatted sql\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n--changeset ann:seed context:test\nINSERT INTO users VALUES (1);\n--rollback DELETE FROM users;\n";
+    const MASTER: &str = "databaseChangeLog:\n  - include:\n      file: db/changelog/changes.sql\n";
+    let spring = |config: (&str, &str)| {
+        files(&[
+            config,
+            (
+                "src/main/resources/db/changelog/db.changelog-master.yaml",
+                MASTER,
+            ),
+            ("src/main/resources/db/changelog/changes.sql", CHANGES),
+        ])
+    };
+    let changelog = "src/main/resources/db/changelog";
+    let project = spring((
+        "src/main/resources/application.yml",
+        "spring:\n  datasource:\n    url: jdbc:postgresql://db/app\n  liquibase:\n    change-log: classpath:db/changelog/db.changelog-master.yaml\n    contexts: prod\n",
+    ));
+    let dir = project.path().join(changelog);
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the project deploys this changelog with Liquibase contexts `prod` (")
+            && run.stderr.contains("application.yml:6, spring.liquibase.contexts); without `contexts` or `label_filter`, 1 changeset(s) those leave out would run here (0002 seed: context `test`)")
+            && run.stderr.contains("`contexts: prod`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('users') IS NULL AND to_regclass('databasechangelog') IS NULL"),
+        "t",
+        "nothing was changed"
+    );
+    // The preflight check counts as the step would run: it fails the same.
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {} }}\n",
+        dir.display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("application.yml:6"), "{}", run.stderr);
+    // So does `migrations status`, as a warning.
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("a migrate step without them is refused")
+            && !out.contains("runbook runs every changeset"),
+        "{out}"
+    );
+    // Given the deploy's contexts: the seed is left out, as there.
+    let (_case, run) = migrate(&db, &dir, "          contexts: prod\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0001"]);
+    assert_eq!(db.sql("SELECT count(*) FROM users"), "0");
+
+    // A profile's file, with a placeholder's default, says the same.
+    let project = spring((
+        "src/main/resources/config/application-prod.properties",
+        "spring.liquibase.contexts=${LIQUIBASE_CONTEXTS:prod}\n",
+    ));
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &project.path().join(changelog), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("contexts `${LIQUIBASE_CONTEXTS:prod}` (")
+            && run.stderr.contains("application-prod.properties:1"),
+        "{}",
+        run.stderr
+    );
+
+    // Liquibase's own defaults file, for its master: the same.
+    let cli = files(&[
+        (
+            "liquibase.properties",
+            "changeLogFile: db.changelog-master.yaml\nliquibase.command.contexts: prod\n",
+        ),
+        (
+            "db.changelog-master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: changes.sql\n      relativeToChangelogFile: true\n",
+        ),
+        ("changes.sql", CHANGES),
+    ]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, cli.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("liquibase.properties:2, liquibase.command.contexts)"),
+        "{}",
+        run.stderr
+    );
+
+    // Contexts that select every changeset leave nothing out: every
+    // changeset runs, with the warning that says so.
+    let project = spring((
+        "src/main/resources/application.properties",
+        "spring.liquibase.contexts=test\n",
+    ));
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &project.path().join(changelog), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0001", "0002"]);
+    assert!(
+        run.stderr.contains("runbook runs every changeset"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A database Liquibase deploys with `--contexts prod` never ran the
 /// changelog's `context:test` seed; a migrate step told the same contexts
 /// leaves it out too, and says so. Without them every changeset runs, as

@@ -378,6 +378,13 @@ async fn history(
     // this label filter selects them.
     let contexts = text_arg(r, b, "contexts")?;
     let label_filter = text_arg(r, b, "label_filter")?;
+    // Counted as a step given the same would run them: one that gives none
+    // where the project's deploys give some is refused.
+    if (&contexts, &label_filter) == (&None, &None)
+        && let Some((why, hint)) = crate::migrations::liquibase_ungiven(&set)
+    {
+        return Err(fail(why, Some(hint)));
+    }
     crate::migrations::liquibase_select(&mut set, contexts.as_deref(), label_filter.as_deref())
         .map_err(|e| {
             fail(

@@ -702,6 +702,11 @@ pub(crate) fn select_changesets(
             .transpose()
     };
     let (contexts, label_filter) = (render(&select.contexts)?, render(&select.label_filter)?);
+    if (&contexts, &label_filter) == (&None, &None)
+        && let Some((why, hint)) = migrations::liquibase_ungiven(set)
+    {
+        return Err(refused(why, &hint));
+    }
     migrations::liquibase_select(set, contexts.as_deref(), label_filter.as_deref())
         .map_err(|e| {
             refused(

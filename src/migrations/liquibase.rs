@@ -297,6 +297,74 @@ pub fn select(
     }))
 }
 
+/// For a step that gives no contexts and no label filter (and so runs
+/// every changeset): where the project's own configuration gives some
+/// that leave out changesets the step would run, why it is refused, and
+/// what to give. A value only the environment gives (`${NAME}`, no
+/// default) may leave out any changeset with a context or labels.
+pub fn ungiven(set: &Set) -> Option<(String, String)> {
+    let leaves_out = |g: &super::liquibase_conf::Given, c: &ChangesetId| match g.resolved() {
+        None => c.is_selective(),
+        Some(v) => {
+            let (contexts, filter) = if g.labels {
+                (None, Some(v.as_str()))
+            } else {
+                (Some(v.as_str()), None)
+            };
+            !selected(c, contexts, filter).unwrap_or(false)
+        }
+    };
+    let left: Vec<&super::Migration> = set
+        .migrations
+        .iter()
+        .filter(|m| {
+            m.changeset
+                .as_ref()
+                .is_some_and(|c| set.liquibase_given.iter().any(|g| leaves_out(g, c)))
+        })
+        .collect();
+    let first = left.first()?;
+    let c = first.changeset.as_ref()?;
+    let said: Vec<String> = set
+        .liquibase_given
+        .iter()
+        .map(|g| {
+            format!(
+                "{} `{}` ({}, {})",
+                if g.labels { "label filter" } else { "contexts" },
+                g.value,
+                g.at,
+                g.key
+            )
+        })
+        .collect();
+    let example = set
+        .liquibase_given
+        .iter()
+        .find_map(|g| {
+            Some(format!(
+                "{}: {}",
+                if g.labels { "label_filter" } else { "contexts" },
+                g.resolved()?
+            ))
+        })
+        .unwrap_or_else(|| "contexts: prod".into());
+    Some((
+        format!(
+            "the project deploys this changelog with Liquibase {}; without `contexts` or `label_filter`, {} changeset(s) those leave out would run here ({} {}: {}{})",
+            said.join(", "),
+            left.len(),
+            first.version,
+            first.name,
+            c.selector(),
+            if left.len() > 1 { ", …" } else { "" }
+        ),
+        format!(
+            "give the step what the deploy it stands for gives, as Liquibase's --contexts and --label-filter (`{example}`); to run every changeset, name every context the changelog uses"
+        ),
+    ))
+}
+
 /// Why a changeset's script runs outside a transaction.
 const NO_TRANSACTION: &str = "its changeset says runInTransaction:false";
 
@@ -775,6 +843,8 @@ struct Plan {
     left_out: Option<String>,
     /// Where the changesets' files are named from, and why, for the log.
     names: Option<String>,
+    /// The master changelog, where there is one.
+    master: Option<PathBuf>,
 }
 
 /// What the log says of how Liquibase names the files.
@@ -1050,37 +1120,43 @@ fn properties_root(dir: &Path, master: &Path) -> Option<(PathBuf, String)> {
     let master = same_file(master);
     for above in dir.ancestors().take(8) {
         let file = above.join("liquibase.properties");
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            let value = |keys: &[&str]| {
-                text.lines().find_map(|l| {
-                    let l = l.trim();
-                    let (k, v) = l.split_once(['=', ':'])?;
-                    let k = k.trim().to_ascii_lowercase().replace('-', "");
-                    let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
-                    let k = k.strip_prefix("liquibase.").unwrap_or(k);
-                    keys.contains(&k).then(|| v.trim().to_string())
-                })
-            };
-            if let Some(changelog) = value(&["changelogfile"]) {
-                let bases: Vec<PathBuf> = match value(&["searchpath"]) {
-                    Some(list) => list.split(',').map(|b| above.join(b.trim())).collect(),
-                    None => vec![above.to_path_buf()],
-                };
-                let name = normalize(&changelog);
-                if let Some(base) = bases
-                    .into_iter()
-                    .find(|b| same_file(&b.join(&name)) == master)
-                {
-                    let why = format!("{} names the master {changelog}", file.display());
-                    return Some((base, why));
-                }
-            }
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Some((base, changelog)) = base_naming(above, &text, &master)
+        {
+            let why = format!("{} names the master {changelog}", file.display());
+            return Some((base, why));
         }
         if above.join(".git").exists() {
             break;
         }
     }
     None
+}
+
+/// Where a defaults file in `above`, of this text, names `master` (as
+/// [`same_file`] gives it) as its `changeLogFile`: the base it is found
+/// from (one of its `searchPath` entries, or `above`), and the name.
+fn base_naming(above: &Path, text: &str, master: &Path) -> Option<(PathBuf, String)> {
+    let value = |keys: &[&str]| {
+        text.lines().find_map(|l| {
+            let l = l.trim();
+            let (k, v) = l.split_once(['=', ':'])?;
+            let k = k.trim().to_ascii_lowercase().replace('-', "");
+            let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
+            let k = k.strip_prefix("liquibase.").unwrap_or(k);
+            keys.contains(&k).then(|| v.trim().to_string())
+        })
+    };
+    let changelog = value(&["changelogfile"])?;
+    let bases: Vec<PathBuf> = match value(&["searchpath"]) {
+        Some(list) => list.split(',').map(|b| above.join(b.trim())).collect(),
+        None => vec![above.to_path_buf()],
+    };
+    let name = normalize(&changelog);
+    let base = bases
+        .into_iter()
+        .find(|b| same_file(&b.join(&name)) == master)?;
+    Some((base, changelog))
 }
 
 /// A file's name relative to [`root`], as Liquibase records it.
@@ -1209,6 +1285,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         seen: std::collections::HashSet::new(),
         left_out: None,
         names: None,
+        master: None,
     };
     let all = files(dir)?;
     let top: Vec<PathBuf> = all
@@ -1245,6 +1322,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         [master] => {
             let (root, why) = root(dir, Some(master));
             plan.names = Some(names_note(&root, &why));
+            plan.master = Some(master.to_path_buf());
             plan.add(dir, master, logical(&root, master), (&[], &[]))?;
         }
         _ => {
@@ -1392,12 +1470,23 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         }
     }
     if !selected.is_empty() {
-        set.warnings.push(format!(
+        // What the project's own deploys give, for a step that gives none.
+        let master = plan.master.as_deref().map(same_file);
+        set.liquibase_given = super::liquibase_conf::given(dir, |above, text| {
+            master
+                .as_deref()
+                .is_some_and(|m| base_naming(above, text, m).is_some())
+        });
+        // Where they leave some out, a step given none is refused instead
+        // ([`ungiven`]).
+        if ungiven(set).is_none() {
+            set.warnings.push(format!(
             "{} {RUNS_EVERY} ({}{}); runbook runs every changeset, as Liquibase does when it is given no contexts or labels (the step's `contexts` and `label_filter` give them, as Liquibase's --contexts and --label-filter do)",
             selected.len(),
             selected[0],
             if selected.len() > 1 { ", …" } else { "" }
         ));
+        }
     }
     if set.migrations.is_empty() && !set.tolerant {
         return Err(LoadError::Empty(dir.display().to_string()));

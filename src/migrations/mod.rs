@@ -37,6 +37,7 @@ mod drizzle;
 mod flyway;
 pub mod flyway_conf;
 mod liquibase;
+pub mod liquibase_conf;
 mod sqitch;
 mod tern;
 
@@ -50,7 +51,7 @@ pub use liquibase::changelog as liquibase_changelog;
 pub use liquibase::{
     ChangesetId, check_select as liquibase_check_select, checksum_v9 as liquibase_checksum,
     expression_holds as liquibase_expression, normalize as liquibase_normalize,
-    select as liquibase_select,
+    select as liquibase_select, ungiven as liquibase_ungiven,
 };
 pub use sqitch::script_hash as sqitch_hash;
 
@@ -585,6 +586,10 @@ pub struct Set {
     /// A Liquibase directory: where its changesets' files are named from,
     /// and why ([`liquibase::ChangesetId`]), for the log.
     pub liquibase_names: Option<String>,
+    /// Where a Liquibase project's own configuration gives the contexts or
+    /// label filter it deploys with ([`liquibase_conf`]); read where some
+    /// changeset has a context or labels.
+    pub liquibase_given: Vec<liquibase_conf::Given>,
     /// Liquibase's changesets the step's contexts or label filter leave
     /// out ([`liquibase::select`]): not run, but the directory's, so that
     /// a history row of one reads as that changeset.
@@ -636,6 +641,7 @@ impl Set {
             project: None,
             flyway_conf: None,
             liquibase_names: None,
+            liquibase_given: Vec::new(),
             unselected: Vec::new(),
             tolerant: false,
             seen: std::collections::HashMap::new(),

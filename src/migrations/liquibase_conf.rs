@@ -1,0 +1,307 @@
+//! The contexts and label filter a project deploys its Liquibase changelog
+//! with, where its own configuration gives them:
+//! - a Spring Boot application's `spring.liquibase.contexts` and
+//!   `spring.liquibase.label-filter` (`labels` before Boot 3), in each
+//!   `application*.properties`, `application*.yml` and `application*.yaml`
+//!   on its classpath (`src/main/resources`, and its `config/`), every
+//!   profile's file and every document of a YAML file;
+//! - a `liquibase*.properties` (Liquibase's defaults file, one per
+//!   environment where a team keeps several) whose `changeLogFile` names
+//!   this master: `contexts` (or `contextFilter`) and `labelFilter` (or
+//!   `labels`), with or without `liquibase.command.` in front.
+//!
+//! A `migrate` step given no contexts runs every changeset, as Liquibase
+//! given none does. Where the project's deploys give some, such a step
+//! would run what they leave out (a test seed, in production), so it is
+//! refused ([`super::liquibase::ungiven`]).
+
+use std::path::{Path, PathBuf};
+
+/// One place a project gives Liquibase contexts or a label filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given {
+    /// `file:line`, for a message.
+    pub at: String,
+    /// The key as the file spells it.
+    pub key: String,
+    /// The value as written (a list joined by `,`).
+    pub value: String,
+    /// A label filter, not contexts.
+    pub labels: bool,
+}
+
+impl Given {
+    /// The value Liquibase is given: each `${NAME:default}` placeholder
+    /// as its default. `None` where one has no default (the environment
+    /// alone says).
+    pub fn resolved(&self) -> Option<String> {
+        let mut out = String::new();
+        let mut rest = self.value.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}')? + start;
+            let (_, default) = rest[start + 2..end].split_once(':')?;
+            out.push_str(default);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+}
+
+/// What a project gives, for the changelog loaded from `dir`: its Spring
+/// configuration where `dir` is on a classpath, and its Liquibase defaults
+/// files in `dir` and above it (up to the repository's root).
+/// `names_master(directory, text)`: whether a defaults file there, of
+/// that text, names this master as its `changeLogFile`.
+pub fn given(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Vec<Given> {
+    let mut out = Vec::new();
+    if let Some(classpath) = dir.ancestors().find(|a| {
+        a.file_name().is_some_and(|n| n == "resources")
+            && a.parent()
+                .is_some_and(|p| p.file_name().is_some_and(|n| n == "main"))
+    }) {
+        for place in [classpath.to_path_buf(), classpath.join("config")] {
+            for file in files(&place, "application", &["properties", "yml", "yaml"]) {
+                let Ok(text) = std::fs::read_to_string(&file) else {
+                    continue;
+                };
+                if file.extension().is_some_and(|e| e == "properties") {
+                    out.extend(from_properties(&file, &text, spring_key));
+                } else {
+                    out.extend(from_yaml(&file, &text));
+                }
+            }
+        }
+    }
+    for above in dir.ancestors().take(8) {
+        for file in files(above, "liquibase", &["properties"]) {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            if names_master(above, &text) {
+                out.extend(from_properties(&file, &text, |k| match liquibase_key(k)? {
+                    "contexts" | "contextfilter" => Some(false),
+                    "labels" | "labelfilter" => Some(true),
+                    _ => None,
+                }));
+            }
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    out
+}
+
+/// `stem.EXT` and `stem-*.EXT` in `dir`, by name.
+fn files(dir: &Path, stem: &str, exts: &[&str]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                return false;
+            };
+            let Some((base, ext)) = name.rsplit_once('.') else {
+                return false;
+            };
+            exts.contains(&ext)
+                && (base == stem || base.strip_prefix(stem).is_some_and(|r| r.starts_with('-')))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A key as Spring's relaxed binding compares it: lower case, without
+/// `-` and `_`.
+fn relaxed(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether a Spring key gives contexts (`false`) or a label filter (`true`).
+fn spring_key(key: &str) -> Option<bool> {
+    match relaxed(key).as_str() {
+        "spring.liquibase.contexts" => Some(false),
+        "spring.liquibase.labelfilter" | "spring.liquibase.labels" => Some(true),
+        _ => None,
+    }
+}
+
+/// A key of Liquibase's defaults file, without `liquibase.command.` or
+/// `liquibase.` in front.
+fn liquibase_key(key: &str) -> Option<&'static str> {
+    let k = relaxed(key);
+    let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
+    let k = k.strip_prefix("liquibase.").unwrap_or(k);
+    ["contexts", "contextfilter", "labels", "labelfilter"]
+        .into_iter()
+        .find(|known| *known == k)
+}
+
+/// A Java properties file's `(key, value, line)`s: `key=value`, `key:
+/// value` or `key value`; `#` and `!` begin a comment; a line that ends
+/// in `\` goes on in the next.
+fn properties(text: &str) -> Vec<(String, String, usize)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((i, line)) = lines.next() {
+        let mut line = line.trim_start().to_string();
+        if line.is_empty() || line.starts_with(['#', '!']) {
+            continue;
+        }
+        while line.ends_with('\\') {
+            line.pop();
+            match lines.next() {
+                Some((_, more)) => line.push_str(more.trim_start()),
+                None => break,
+            }
+        }
+        let end = line
+            .find(|c: char| c == '=' || c == ':' || c.is_whitespace())
+            .unwrap_or(line.len());
+        let key = line[..end].to_string();
+        let rest = line[end..].trim_start();
+        let value = rest.strip_prefix(['=', ':']).unwrap_or(rest).trim();
+        out.push((key, value.to_string(), i + 1));
+    }
+    out
+}
+
+fn from_properties(file: &Path, text: &str, kind: impl Fn(&str) -> Option<bool>) -> Vec<Given> {
+    properties(text)
+        .into_iter()
+        .filter(|(_, v, _)| !v.is_empty())
+        .filter_map(|(key, value, line)| {
+            Some(Given {
+                labels: kind(&key)?,
+                at: format!("{}:{line}", file.display()),
+                key,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// Every document of a Spring YAML file: `spring.liquibase.contexts`,
+/// nested or with dots in its keys.
+fn from_yaml(file: &Path, text: &str) -> Vec<Given> {
+    use serde::Deserialize;
+    let mut found: Vec<(String, String, bool)> = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let Ok(v) = serde_yaml::Value::deserialize(doc) else {
+            // Not ours to judge: the application reads it.
+            return Vec::new();
+        };
+        walk(&v, "", &mut found);
+    }
+    // The line of each, in order: the next line whose key is the last
+    // part of the one found.
+    let mut from = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    found
+        .into_iter()
+        .map(|(key, value, labels)| {
+            let leaf = relaxed(key.rsplit('.').next().unwrap_or(&key));
+            let line = (from..lines.len()).find(|&i| {
+                lines[i]
+                    .trim_start()
+                    .split_once(':')
+                    .is_some_and(|(k, _)| relaxed(k.trim_matches(['"', '\''])).ends_with(&leaf))
+            });
+            if let Some(i) = line {
+                from = i + 1;
+            }
+            Given {
+                at: match line {
+                    Some(i) => format!("{}:{}", file.display(), i + 1),
+                    None => file.display().to_string(),
+                },
+                key,
+                value,
+                labels,
+            }
+        })
+        .collect()
+}
+
+fn walk(v: &serde_yaml::Value, prefix: &str, found: &mut Vec<(String, String, bool)>) {
+    let serde_yaml::Value::Mapping(map) = v else {
+        return;
+    };
+    for (k, v) in map {
+        let Some(k) = k.as_str() else { continue };
+        let key = if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if let Some(labels) = spring_key(&key) {
+            let value = match v {
+                serde_yaml::Value::Sequence(items) => items
+                    .iter()
+                    .filter_map(scalar)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => scalar(other).unwrap_or_default(),
+            };
+            if !value.trim().is_empty() {
+                found.push((key, value, labels));
+            }
+        } else if relaxed("spring.liquibase.").starts_with(&format!("{}.", relaxed(&key))) {
+            walk(v, &key, found);
+        }
+    }
+}
+
+fn scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spring_and_liquibase_configuration_say_their_contexts_where_they_say_them() {
+        let yaml = "server:\n  port: 8080\nspring:\n  liquibase:\n    change-log: classpath:db/changelog/master.yaml\n    contexts: prod, eu\n---\nspring:\n  config:\n    activate:\n      on-profile: test\n  liquibase.label-filter: [v2, beta]\n";
+        let got = from_yaml(Path::new("application.yml"), yaml);
+        assert_eq!(
+            got.iter()
+                .map(|g| (g.at.as_str(), g.value.as_str(), g.labels))
+                .collect::<Vec<_>>(),
+            [
+                ("application.yml:6", "prod, eu", false),
+                ("application.yml:12", "v2,beta", true)
+            ]
+        );
+        let props = "# comment\nspring.liquibase.enabled=true\nspring.liquibase.contexts = ${LB_CONTEXTS:prod}\nspring.liquibase.labels\n";
+        let got = from_properties(Path::new("a.properties"), props, spring_key);
+        assert_eq!(got.len(), 1, "an empty value gives nothing: {got:?}");
+        assert_eq!(got[0].at, "a.properties:3");
+        assert_eq!(got[0].resolved().as_deref(), Some("prod"));
+        let from_env = Given {
+            value: "${LB_CONTEXTS}".into(),
+            ..got[0].clone()
+        };
+        assert_eq!(from_env.resolved(), None, "the environment alone says");
+        assert_eq!(
+            liquibase_key("liquibase.command.contexts"),
+            Some("contexts")
+        );
+        assert_eq!(liquibase_key("contextFilter"), Some("contextfilter"));
+        assert_eq!(liquibase_key("url"), None);
+        assert_eq!(properties("a\\\n  b: c\n")[0], ("ab".into(), "c".into(), 1));
+    }
+}
