@@ -4160,6 +4160,73 @@ fn liquibase_s_databasechangelog_is_read_and_written_as_liquibase_keeps_it() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
 
+/// A Spring application runs the master its configuration names, else
+/// `db/changelog/db.changelog-master.yaml`. A changelog beside it that
+/// includes it and a file of dev data is not the master, although no
+/// other changelog includes it: before, runbook ran it, dev data and all.
+#[test]
+fn the_master_changelog_is_the_one_the_project_runs() {
+    let project = files(&[
+        (
+            "src/main/resources/db/changelog/db.changelog-master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: db/changelog/schema.sql\n",
+        ),
+        (
+            "src/main/resources/db/changelog/db.changelog-dev.yaml",
+            "databaseChangeLog:\n  - include:\n      file: db/changelog/db.changelog-master.yaml\n  - include:\n      file: db/changelog/dev-data.sql\n",
+        ),
+        (
+            "src/main/resources/db/changelog/schema.sql",
+            "--liquibase formatted sql\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n",
+        ),
+        (
+            "src/main/resources/db/changelog/dev-data.sql",
+            "--liquibase formatted sql\n--changeset ann:dev-data\nINSERT INTO users VALUES (1);\n--rollback DELETE FROM users;\n",
+        ),
+    ]);
+    let dir = project.path().join("src/main/resources/db/changelog");
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0001"]);
+    assert_eq!(db.sql("SELECT count(*) FROM users"), "0");
+    assert!(
+        run.stderr.contains("the master changelog is db.changelog-master.yaml (db/changelog/db.changelog-master.yaml on the classpath, the master Spring Boot runs")
+            && run.stderr.contains("in no changelog, and do not run (dev-data.sql)"),
+        "{}",
+        run.stderr
+    );
+    // The dev profile names the other; the default profile does not.
+    std::fs::write(
+        project.path().join("src/main/resources/application.yml"),
+        "spring:\n  application:\n    name: app\n  profiles:\n    active: prod\n---\nspring:\n  config:\n    activate:\n      on-profile: dev\n  liquibase:\n    change-log: classpath:db/changelog/db.changelog-dev.yaml\n",
+    )
+    .unwrap();
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("dev-data  "), "{out}");
+    // Where the default profile names it, it is the master.
+    std::fs::write(
+        project
+            .path()
+            .join("src/main/resources/application.properties"),
+        "spring.liquibase.change-log=classpath:/db/changelog/db.changelog-dev.yaml\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0002"]);
+    assert!(
+        run.stderr
+            .contains("the master changelog is db.changelog-dev.yaml (as ")
+            && run
+                .stderr
+                .contains("application.properties:1 names it in spring.liquibase.change-log)"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A Spring application deploys its changelog with the contexts its
 /// `application*.yml` (or `.properties`) gives, and the Liquibase CLI with
 /// those of its `liquibase.properties`. A step given none would run, on a

@@ -1302,6 +1302,19 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
         }
         return Ok(plan);
     }
+    // The master the project's own configuration names, where it is
+    // here: a changelog that includes it (and test data) is not run.
+    if let Some((master, why)) = configured_master(dir, &top) {
+        let (root, names_why) = root(dir, Some(&master));
+        plan.names = Some(format!(
+            "{}; the master changelog is {} ({why})",
+            names_note(&root, &names_why),
+            Plan::label(dir, &master)
+        ));
+        plan.add(dir, &master, logical(&root, &master), (&[], &[]))?;
+        plan.master = Some(master);
+        return Ok(plan.with_left_out(dir, &all));
+    }
     // The master: the changelog no other one includes.
     let mut included = std::collections::HashSet::new();
     for c in &top {
@@ -1335,22 +1348,66 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
             ));
         }
     }
-    let left: Vec<&String> = all
-        .iter()
-        .filter(|f| f.to_ascii_lowercase().ends_with(".sql"))
-        .filter(|f| {
-            let p = dir.join(f);
-            !plan.seen.contains(&same_file(&p))
-        })
-        .collect();
-    if let Some(first) = left.first() {
-        plan.left_out = Some(format!(
-            "{} .sql file(s) in the directory are in no changelog, and do not run ({first}{})",
-            left.len(),
-            if left.len() > 1 { ", …" } else { "" }
-        ));
+    Ok(plan.with_left_out(dir, &all))
+}
+
+/// The master changelog among `top` that the project's configuration
+/// names, and why: a Spring application's ([`liquibase_conf::spring_master`]),
+/// else the `changeLogFile` of a `liquibase.properties` in the directory
+/// or above it (up to the repository's root), as Liquibase run there
+/// reads it.
+fn configured_master(dir: &Path, top: &[PathBuf]) -> Option<(PathBuf, String)> {
+    let classpath = dir.ancestors().find(|a| {
+        a.file_name().is_some_and(|n| n == "resources")
+            && a.parent()
+                .is_some_and(|p| p.file_name().is_some_and(|n| n == "main"))
+    });
+    let here = |name: &str| {
+        let named = same_file(&classpath?.join(normalize(name)));
+        top.iter().find(|t| same_file(t) == named).cloned()
+    };
+    if let Some((name, why)) = classpath.and_then(super::liquibase_conf::spring_master) {
+        return Some((here(&name)?, why));
     }
-    Ok(plan)
+    for above in dir.ancestors().take(8) {
+        let file = above.join("liquibase.properties");
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Some(m) = top
+                .iter()
+                .find(|t| base_naming(above, &text, &same_file(t)).is_some())
+        {
+            return Some((m.clone(), format!("{} names it", file.display())));
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    let spring = super::liquibase_conf::SPRING_MASTER;
+    Some((
+        here(spring)?,
+        format!(
+            "{spring} on the classpath, the master Spring Boot runs where its configuration names none"
+        ),
+    ))
+}
+
+impl Plan {
+    /// With the directory's `.sql` files that no changelog reached named.
+    fn with_left_out(mut self, dir: &Path, all: &[String]) -> Plan {
+        let left: Vec<&String> = all
+            .iter()
+            .filter(|f| f.to_ascii_lowercase().ends_with(".sql"))
+            .filter(|f| !self.seen.contains(&same_file(&dir.join(f))))
+            .collect();
+        if let Some(first) = left.first() {
+            self.left_out = Some(format!(
+                "{} .sql file(s) in the directory are in no changelog, and do not run ({first}{})",
+                left.len(),
+                if left.len() > 1 { ", …" } else { "" }
+            ));
+        }
+        self
+    }
 }
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {

@@ -1,5 +1,6 @@
-//! The contexts and label filter a project deploys its Liquibase changelog
-//! with, where its own configuration gives them:
+//! What a project's own configuration says of how it deploys its Liquibase
+//! changelog: which master changelog runs ([`spring_master`]), and the
+//! contexts and label filter it runs with ([`given`]), from:
 //! - a Spring Boot application's `spring.liquibase.contexts` and
 //!   `spring.liquibase.label-filter` (`labels` before Boot 3), in each
 //!   `application*.properties`, `application*.yml` and `application*.yaml`
@@ -13,7 +14,7 @@
 //! A `migrate` step given no contexts runs every changeset, as Liquibase
 //! given none does. Where the project's deploys give some, such a step
 //! would run what they leave out (a test seed, in production), so it is
-//! refused ([`super::liquibase::ungiven`]).
+//! refused (`liquibase::ungiven`).
 
 use std::path::{Path, PathBuf};
 
@@ -199,7 +200,16 @@ fn from_yaml(file: &Path, text: &str) -> Vec<Given> {
             // Not ours to judge: the application reads it.
             return Vec::new();
         };
-        walk(&v, "", &mut found);
+        let mut here = Vec::new();
+        walk(&v, "", &|k| spring_key(k).is_some(), &mut here);
+        found.extend(
+            here.into_iter()
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(k, v)| {
+                    let labels = spring_key(&k) == Some(true);
+                    (k, v, labels)
+                }),
+        );
     }
     // The line of each, in order: the next line whose key is the last
     // part of the one found.
@@ -231,7 +241,14 @@ fn from_yaml(file: &Path, text: &str) -> Vec<Given> {
         .collect()
 }
 
-fn walk(v: &serde_yaml::Value, prefix: &str, found: &mut Vec<(String, String, bool)>) {
+/// The values of the keys `wanted` takes, nested or with dots in them,
+/// under `spring.`: `(key, value)`, a list joined by `,`.
+fn walk(
+    v: &serde_yaml::Value,
+    prefix: &str,
+    wanted: &dyn Fn(&str) -> bool,
+    found: &mut Vec<(String, String)>,
+) {
     let serde_yaml::Value::Mapping(map) = v else {
         return;
     };
@@ -242,7 +259,7 @@ fn walk(v: &serde_yaml::Value, prefix: &str, found: &mut Vec<(String, String, bo
         } else {
             format!("{prefix}.{k}")
         };
-        if let Some(labels) = spring_key(&key) {
+        if wanted(&key) {
             let value = match v {
                 serde_yaml::Value::Sequence(items) => items
                     .iter()
@@ -251,14 +268,78 @@ fn walk(v: &serde_yaml::Value, prefix: &str, found: &mut Vec<(String, String, bo
                     .join(","),
                 other => scalar(other).unwrap_or_default(),
             };
-            if !value.trim().is_empty() {
-                found.push((key, value, labels));
-            }
-        } else if relaxed("spring.liquibase.").starts_with(&format!("{}.", relaxed(&key))) {
-            walk(v, &key, found);
+            found.push((key, value));
+        } else if relaxed(&key) == "spring" || relaxed(&key).starts_with("spring.") {
+            walk(v, &key, wanted, found);
         }
     }
 }
+
+/// The master changelog a Spring application on `classpath` runs, as a
+/// name from the classpath's root, and why: its default profile's
+/// `spring.liquibase.change-log` (in `application.properties`,
+/// `application.yml` or `.yaml`, there or in `config/`, which Spring
+/// reads after them; a YAML document for a profile is not the default
+/// profile's). `None` where it names none: Spring Boot then runs
+/// [`SPRING_MASTER`].
+pub fn spring_master(classpath: &Path) -> Option<(String, String)> {
+    use serde::Deserialize;
+    let change_log = |k: &str| relaxed(k) == "spring.liquibase.changelog";
+    let mut found: Option<(String, String)> = None;
+    for place in [classpath.to_path_buf(), classpath.join("config")] {
+        // In one place, `.properties` is read after (and wins over) YAML.
+        for ext in ["yml", "yaml", "properties"] {
+            let file = place.join(format!("application.{ext}"));
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            if ext == "properties" {
+                if let Some((_, v, line)) = properties(&text)
+                    .into_iter()
+                    .rfind(|(k, v, _)| change_log(k) && !v.is_empty())
+                {
+                    found = Some((v, format!("{}:{line}", file.display())));
+                }
+                continue;
+            }
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let Ok(v) = serde_yaml::Value::deserialize(doc) else {
+                    break;
+                };
+                let mut profile = Vec::new();
+                walk(
+                    &v,
+                    "",
+                    &|k| {
+                        let k = relaxed(k);
+                        k == "spring.config.activate.onprofile" || k == "spring.profiles"
+                    },
+                    &mut profile,
+                );
+                // `spring.profiles: dev` (a name, not `active:` under it)
+                // or `spring.config.activate.on-profile`.
+                if profile.iter().any(|(_, v)| !v.trim().is_empty()) {
+                    continue;
+                }
+                let mut here = Vec::new();
+                walk(&v, "", &change_log, &mut here);
+                if let Some((_, value)) = here.into_iter().rfind(|(_, v)| !v.trim().is_empty()) {
+                    found = Some((value, file.display().to_string()));
+                }
+            }
+        }
+    }
+    found.map(|(name, at)| {
+        (
+            name,
+            format!("as {at} names it in spring.liquibase.change-log"),
+        )
+    })
+}
+
+/// The master changelog Spring Boot runs where its configuration names
+/// none, from the classpath's root.
+pub const SPRING_MASTER: &str = "db/changelog/db.changelog-master.yaml";
 
 fn scalar(v: &serde_yaml::Value) -> Option<String> {
     match v {
