@@ -4160,6 +4160,94 @@ fn liquibase_s_databasechangelog_is_read_and_written_as_liquibase_keeps_it() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
 
+/// Liquibase given a default schema (Spring's
+/// `spring.liquibase.default-schema`, the CLI's `defaultSchemaName`) puts
+/// it first on the search path before each changeset, and keeps its
+/// history there. Before, runbook made the tables in `public`, where the
+/// application does not look, and the run SUCCEEDED; a database that
+/// Liquibase had deployed was refused (its history "in another schema").
+/// The steps after the migrate step get the session's search path back.
+#[test]
+fn liquibase_s_default_schema_is_where_its_changesets_and_history_go() {
+    const MASTER: &str = "databaseChangeLog:\n  - include:\n      file: db/changelog/001.sql\n";
+    const CHANGES: &str = "--liquibase formatted sql\n--changeset team:1\nCREATE TABLE accounts (id int PRIMARY KEY, name text);\n--rollback DROP TABLE accounts;\n--changeset team:2\nCREATE INDEX accounts_name ON accounts (name);\n--rollback DROP INDEX accounts_name;\n";
+    let project = files(&[
+        (
+            "src/main/resources/db/changelog/db.changelog-master.yaml",
+            MASTER,
+        ),
+        ("src/main/resources/db/changelog/001.sql", CHANGES),
+        (
+            "src/main/resources/application.yml",
+            "spring:\n  liquibase:\n    default-schema: app\n",
+        ),
+    ]);
+    let dir = project.path().join("src/main/resources/db/changelog");
+    let tables = |db: &Db| {
+        db.sql("SELECT string_agg(schemaname || '.' || tablename, ' ' ORDER BY (schemaname || '.' || tablename) COLLATE \"C\") FROM pg_tables WHERE schemaname IN ('app', 'public')")
+    };
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA app");
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n          history: {{ format: liquibase }}\n      - id: after\n        sql: CREATE TABLE later (id int)\n",
+        dir.display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        tables(&db),
+        "app.accounts app.databasechangelog app.databasechangeloglock public.later"
+    );
+    assert!(
+        run.stderr
+            .contains("Liquibase configuration: default schema app (")
+            && run
+                .stderr
+                .contains("history: liquibase history in app.databasechangelog"),
+        "{}",
+        run.stderr
+    );
+    // Read where Liquibase keeps it, with no word from the step.
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("liquibase history in app.databasechangelog (detected)"),
+        "{out}"
+    );
+    // A rollback runs there too.
+    let (_case, run) = migrate(&db, &dir, "          direction: down\n          steps: 1\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT to_regclass('app.accounts_name') IS NULL"),
+        "t"
+    );
+
+    // The CLI's defaults file says the same.
+    let cli = files(&[
+        (
+            "liquibase.properties",
+            "changeLogFile: db.changelog-master.yaml\nliquibase.command.defaultSchemaName: app\n",
+        ),
+        (
+            "db.changelog-master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: 001.sql\n      relativeToChangelogFile: true\n",
+        ),
+        ("001.sql", CHANGES),
+    ]);
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA app");
+    let (_case, run) = migrate(
+        &db,
+        cli.path(),
+        "          history: { format: liquibase }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        tables(&db),
+        "app.accounts app.databasechangelog app.databasechangeloglock"
+    );
+}
+
 /// A Spring application runs the master its configuration names, else
 /// `db/changelog/db.changelog-master.yaml`. A changelog beside it that
 /// includes it and a file of dev data is not the master, although no

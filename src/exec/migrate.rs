@@ -756,6 +756,9 @@ pub(crate) async fn run(
     if let Some(note) = set.flyway_conf_note() {
         super::sql::log(r, &s.id, note);
     }
+    if let Some(note) = set.liquibase_conf_note() {
+        super::sql::log(r, &s.id, note);
+    }
     if let Some(note) = &set.liquibase_names {
         super::sql::log(r, &s.id, note.clone());
     }
@@ -824,7 +827,26 @@ pub(crate) async fn run(
             return Err(f);
         }
     }
+    // What the tool does to the session before each script (Flyway's and
+    // Liquibase's search path) is its own: the steps after this one get
+    // the session's search path back.
+    let search_path = match &history.session_reset {
+        Some(_) => {
+            r.db.client
+                .query_one("SELECT current_setting('search_path')", &[])
+                .await
+                .ok()
+                .map(|row| row.get::<_, String>(0))
+        }
+        None => None,
+    };
     let result = migrate(r, s, m, &set, &history, &settings, timeout).await;
+    if let Some(path) = search_path {
+        let _ =
+            r.db.client
+                .execute("SELECT set_config('search_path', $1, false)", &[&path])
+                .await;
+    }
     if liquibase {
         let _ = crate::history::liquibase::release_lock(&history, &r.db, &liquibase_lock).await;
     }

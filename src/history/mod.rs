@@ -934,6 +934,21 @@ impl History {
                 .clone()
                 .unwrap_or_else(|| Tool::Flyway.table_in(named))
         };
+        // Where a Liquibase project's configuration puts its history
+        // (`liquibase-schema`, else `default-schema`): its table is there
+        // too, and a new one is made there.
+        let liquibase_conf = set
+            .liquibase_schemas
+            .history_schema()
+            .filter(|_| set.format == migrations::Format::Liquibase)
+            .map(|(schema, _)| format!("{schema}.databasechangelog"));
+        let table_for = |tool: Tool, named: Option<&str>| match tool {
+            Tool::Flyway => flyway_table(named),
+            Tool::Liquibase => liquibase_conf
+                .clone()
+                .unwrap_or_else(|| tool.table_in(named)),
+            _ => tool.table_in(named),
+        };
         let candidates: Vec<String> = match (&spec.tool, &spec.table) {
             (_, Some(t)) => vec![t.clone()],
             // Flyway's default place too: a history there, and none where
@@ -946,6 +961,12 @@ impl History {
                 moved(&[Tool::Flyway]),
             ]
             .concat(),
+            (Some(Tool::Liquibase), None) if liquibase_conf.is_some() => [
+                vec![table_for(Tool::Liquibase, named)],
+                vec![Tool::Liquibase.default_table().to_string()],
+                moved(&[Tool::Liquibase]),
+            ]
+            .concat(),
             (Some(tool), None) => {
                 [vec![tool.default_table().to_string()], moved(&[*tool])].concat()
             }
@@ -955,6 +976,7 @@ impl History {
                 .chain(FOREIGN.iter().map(|(table, _)| (*table).to_string()))
                 .chain(moved(&DETECTED))
                 .chain(conf_table.clone())
+                .chain(liquibase_conf.clone())
                 .collect(),
         };
         let mut seen = std::collections::HashSet::new();
@@ -1006,10 +1028,7 @@ impl History {
                 let table = table
                     .clone()
                     .or_else(|| found.first().map(|t| t.name.clone()))
-                    .unwrap_or_else(|| match tool {
-                        Tool::Flyway => flyway_table(named),
-                        _ => tool.table_in(named),
-                    });
+                    .unwrap_or_else(|| table_for(tool, named));
                 if let Some(t) = found.first() {
                     let looks = Tool::of_columns(t);
                     if looks != Some(tool) {
@@ -1075,10 +1094,7 @@ impl History {
                                 _ if !set.repeatables.is_empty() => Tool::Flyway,
                                 _ => Tool::Runbook,
                             };
-                            let table = match tool {
-                                Tool::Flyway => flyway_table(named),
-                                _ => tool.table_in(named),
-                            };
+                            let table = table_for(tool, named);
                             History {
                                 instead_of: own.filter(|t| *t != tool && t.writable()),
                                 ..History::new(tool, &table, set)
@@ -1143,6 +1159,11 @@ impl History {
             history.session_reset = match (tool, default_schema) {
                 (Tool::Supabase, _) => Some(db::RESET_ALL.to_string()),
                 (Tool::Flyway, Some(schema)) => Some(flyway_reset(&schema)),
+                (Tool::Liquibase, _) => set
+                    .liquibase_schemas
+                    .default
+                    .as_ref()
+                    .map(|(schema, _)| schema_first(schema)),
                 _ => None,
             };
             history.tool_fails = tool.would_fail(set);
@@ -1800,6 +1821,17 @@ async fn tables(db: &Db, names: &[String]) -> Result<Vec<Found>, ErrorInfo> {
 fn flyway_reset(schema: &str) -> String {
     format!(
         "RESET ROLE; SELECT set_config('search_path', format('%I', s.nspname) || ', ' || p.reset_val, false) \
+         FROM pg_settings p, pg_namespace s WHERE p.name = 'search_path' AND s.nspname = {}",
+        quote::literal(schema)
+    )
+}
+
+/// What Liquibase given a default schema does before each changeset: the
+/// search path that schema followed by the connection's own, where the
+/// schema exists. So an unqualified name is made there.
+fn schema_first(schema: &str) -> String {
+    format!(
+        "SELECT set_config('search_path', format('%I', s.nspname) || ', ' || p.reset_val, false) \
          FROM pg_settings p, pg_namespace s WHERE p.name = 'search_path' AND s.nspname = {}",
         quote::literal(schema)
     )

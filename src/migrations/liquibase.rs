@@ -1357,11 +1357,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
 /// or above it (up to the repository's root), as Liquibase run there
 /// reads it.
 fn configured_master(dir: &Path, top: &[PathBuf]) -> Option<(PathBuf, String)> {
-    let classpath = dir.ancestors().find(|a| {
-        a.file_name().is_some_and(|n| n == "resources")
-            && a.parent()
-                .is_some_and(|p| p.file_name().is_some_and(|n| n == "main"))
-    });
+    let classpath = super::liquibase_conf::classpath(dir);
     let here = |name: &str| {
         let named = same_file(&classpath?.join(normalize(name)));
         top.iter().find(|t| same_file(t) == named).cloned()
@@ -1417,6 +1413,13 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     };
     set.warnings.extend(plan.left_out.clone());
     set.liquibase_names = plan.names.clone();
+    let master = plan.master.as_deref().map(same_file);
+    let names_master = |above: &Path, text: &str| {
+        master
+            .as_deref()
+            .is_some_and(|m| base_naming(above, text, m).is_some())
+    };
+    set.liquibase_schemas = super::liquibase_conf::schemas(dir, names_master);
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
     for PlanFile {
@@ -1528,12 +1531,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     }
     if !selected.is_empty() {
         // What the project's own deploys give, for a step that gives none.
-        let master = plan.master.as_deref().map(same_file);
-        set.liquibase_given = super::liquibase_conf::given(dir, |above, text| {
-            master
-                .as_deref()
-                .is_some_and(|m| base_naming(above, text, m).is_some())
-        });
+        set.liquibase_given = super::liquibase_conf::given(dir, names_master);
         // Where they leave some out, a step given none is refused instead
         // ([`ungiven`]).
         if ungiven(set).is_none() {

@@ -57,11 +57,7 @@ impl Given {
 /// that text, names this master as its `changeLogFile`.
 pub fn given(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Vec<Given> {
     let mut out = Vec::new();
-    if let Some(classpath) = dir.ancestors().find(|a| {
-        a.file_name().is_some_and(|n| n == "resources")
-            && a.parent()
-                .is_some_and(|p| p.file_name().is_some_and(|n| n == "main"))
-    }) {
+    if let Some(classpath) = classpath(dir) {
         for place in [classpath.to_path_buf(), classpath.join("config")] {
             for file in files(&place, "application", &["properties", "yml", "yaml"]) {
                 let Ok(text) = std::fs::read_to_string(&file) else {
@@ -277,14 +273,25 @@ fn walk(
 
 /// The master changelog a Spring application on `classpath` runs, as a
 /// name from the classpath's root, and why: its default profile's
-/// `spring.liquibase.change-log` (in `application.properties`,
-/// `application.yml` or `.yaml`, there or in `config/`, which Spring
-/// reads after them; a YAML document for a profile is not the default
-/// profile's). `None` where it names none: Spring Boot then runs
-/// [`SPRING_MASTER`].
+/// `spring.liquibase.change-log`. `None` where it names none: Spring Boot
+/// then runs [`SPRING_MASTER`].
 pub fn spring_master(classpath: &Path) -> Option<(String, String)> {
+    spring_default(classpath, "spring.liquibase.changelog").map(|(name, at)| {
+        (
+            name,
+            format!("as {at} names it in spring.liquibase.change-log"),
+        )
+    })
+}
+
+/// The value the default profile of a Spring application on `classpath`
+/// gives the key (compared as Spring's relaxed binding compares), and
+/// where: in `application.properties`, `application.yml` or `.yaml`,
+/// there or in `config/`, which Spring reads after them; a YAML document
+/// for a profile is not the default profile's.
+fn spring_default(classpath: &Path, wanted: &str) -> Option<(String, String)> {
     use serde::Deserialize;
-    let change_log = |k: &str| relaxed(k) == "spring.liquibase.changelog";
+    let is_wanted = |k: &str| relaxed(k) == wanted;
     let mut found: Option<(String, String)> = None;
     for place in [classpath.to_path_buf(), classpath.join("config")] {
         // In one place, `.properties` is read after (and wins over) YAML.
@@ -296,7 +303,7 @@ pub fn spring_master(classpath: &Path) -> Option<(String, String)> {
             if ext == "properties" {
                 if let Some((_, v, line)) = properties(&text)
                     .into_iter()
-                    .rfind(|(k, v, _)| change_log(k) && !v.is_empty())
+                    .rfind(|(k, v, _)| is_wanted(k) && !v.is_empty())
                 {
                     found = Some((v, format!("{}:{line}", file.display())));
                 }
@@ -322,18 +329,78 @@ pub fn spring_master(classpath: &Path) -> Option<(String, String)> {
                     continue;
                 }
                 let mut here = Vec::new();
-                walk(&v, "", &change_log, &mut here);
+                walk(&v, "", &is_wanted, &mut here);
                 if let Some((_, value)) = here.into_iter().rfind(|(_, v)| !v.trim().is_empty()) {
                     found = Some((value, file.display().to_string()));
                 }
             }
         }
     }
-    found.map(|(name, at)| {
-        (
-            name,
-            format!("as {at} names it in spring.liquibase.change-log"),
-        )
+    found
+}
+
+/// The schemas a project's Liquibase runs with, each with where it is
+/// said: the default schema (`SET SEARCH_PATH` puts it first before each
+/// changeset, so an unqualified name is made there) and the schema of
+/// its history tables (by default the default schema).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schemas {
+    pub default: Option<(String, String)>,
+    pub history: Option<(String, String)>,
+}
+
+impl Schemas {
+    /// Where the history is: its own schema, else the default one.
+    pub fn history_schema(&self) -> Option<&(String, String)> {
+        self.history.as_ref().or(self.default.as_ref())
+    }
+}
+
+/// [`Schemas`] as the project gives them: a Spring application's default
+/// profile (`spring.liquibase.default-schema`, `liquibase-schema`) where
+/// `dir` is on its classpath, else a `liquibase.properties` that names
+/// this master (`defaultSchemaName`, `liquibaseSchemaName`).
+pub fn schemas(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Schemas {
+    if let Some(c) = classpath(dir) {
+        let spring = Schemas {
+            default: spring_default(c, "spring.liquibase.defaultschema"),
+            history: spring_default(c, "spring.liquibase.liquibaseschema"),
+        };
+        if spring != Schemas::default() {
+            return spring;
+        }
+    }
+    for above in dir.ancestors().take(8) {
+        let file = above.join("liquibase.properties");
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && names_master(above, &text)
+        {
+            let value = |key: &str| {
+                properties(&text).into_iter().find_map(|(k, v, line)| {
+                    let k = relaxed(&k);
+                    let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
+                    let k = k.strip_prefix("liquibase.").unwrap_or(k);
+                    (k == key && !v.is_empty()).then(|| (v, format!("{}:{line}", file.display())))
+                })
+            };
+            return Schemas {
+                default: value("defaultschemaname"),
+                history: value("liquibaseschemaname"),
+            };
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    Schemas::default()
+}
+
+/// The classpath's root (`src/main/resources`) that holds `dir`.
+pub fn classpath(dir: &Path) -> Option<&Path> {
+    dir.ancestors().find(|a| {
+        a.file_name().is_some_and(|n| n == "resources")
+            && a.parent()
+                .is_some_and(|p| p.file_name().is_some_and(|n| n == "main"))
     })
 }
 

@@ -590,6 +590,9 @@ pub struct Set {
     /// label filter it deploys with ([`liquibase_conf`]); read where some
     /// changeset has a context or labels.
     pub liquibase_given: Vec<liquibase_conf::Given>,
+    /// A Liquibase project's default schema and history schema, where its
+    /// configuration gives them.
+    pub liquibase_schemas: liquibase_conf::Schemas,
     /// Liquibase's changesets the step's contexts or label filter leave
     /// out ([`liquibase::select`]): not run, but the directory's, so that
     /// a history row of one reads as that changeset.
@@ -629,6 +632,21 @@ impl Set {
         ))
     }
 
+    /// For the log: the schemas a Liquibase project's configuration gives.
+    pub fn liquibase_conf_note(&self) -> Option<String> {
+        let s = &self.liquibase_schemas;
+        let mut said = Vec::new();
+        if let Some((schema, at)) = &s.default {
+            said.push(format!(
+                "default schema {schema} ({at}): each changeset runs with it first on the search path, as Liquibase runs it"
+            ));
+        }
+        if let Some((schema, at)) = &s.history {
+            said.push(format!("history in schema {schema} ({at})"));
+        }
+        (!said.is_empty()).then(|| format!("Liquibase configuration: {}", said.join("; ")))
+    }
+
     /// No migrations: what a history is read against when no directory is named.
     pub fn empty() -> Set {
         Set {
@@ -642,6 +660,7 @@ impl Set {
             flyway_conf: None,
             liquibase_names: None,
             liquibase_given: Vec::new(),
+            liquibase_schemas: liquibase_conf::Schemas::default(),
             unselected: Vec::new(),
             tolerant: false,
             seen: std::collections::HashMap::new(),

@@ -210,6 +210,9 @@ pub(crate) async fn run(
     if let Some(note) = set.flyway_conf_note() {
         log(r, &s.id, note);
     }
+    if let Some(note) = set.liquibase_conf_note() {
+        log(r, &s.id, note);
+    }
     let settings = s.settings.as_ref().unwrap_or(&r.plan.settings).clone();
     let run_id = r.run_id.clone();
     let server_version = r.server_version.clone();
