@@ -4248,6 +4248,61 @@ fn liquibase_s_default_schema_is_where_its_changesets_and_history_go() {
     );
 }
 
+/// A project that renames Liquibase's history (`databaseChangeLogTableName`)
+/// keeps Liquibase's lock in `databasechangeloglock` all the same. Before,
+/// runbook refused the database (a history "under another name"), and
+/// told the table, locked `my_changeloglock`, which no Liquibase reads: an
+/// application migrating at start-up would not have waited for it.
+#[test]
+fn a_renamed_liquibase_history_is_read_and_locked_as_liquibase_keeps_it() {
+    let master = "databaseChangeLog:\n  - include:\n      file: changes.sql\n      relativeToChangelogFile: true\n";
+    let users = "--liquibase formatted sql\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n";
+    let project = files(&[
+        (
+            "liquibase.properties",
+            "changeLogFile: master.yaml\ndatabaseChangeLogTableName: my_changelog\n",
+        ),
+        ("master.yaml", master),
+        ("changes.sql", users),
+    ]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(
+        &db,
+        project.path(),
+        "          history: { format: liquibase }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT string_agg(tablename, ' ' ORDER BY tablename COLLATE \"C\") FROM pg_tables WHERE schemaname = 'public'"),
+        "databasechangeloglock my_changelog users"
+    );
+    let (code, out, err) = migrations(&["status"], project.path(), &db.url);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("liquibase history in public.my_changelog (detected)"),
+        "{out}"
+    );
+    // An application's Liquibase holds the lock: the step waits its turn.
+    db.sql(
+        "UPDATE databasechangeloglock SET locked = true, lockedby = 'app-7', lockgranted = now()",
+    );
+    std::fs::write(
+        project.path().join("changes.sql"),
+        format!("{users}--changeset ann:orders\nCREATE TABLE orders (id int);\n--rollback DROP TABLE orders;\n"),
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, project.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "Liquibase's lock (the row of public.databasechangeloglock) is held by app-7"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT to_regclass('orders') IS NULL"), "t");
+}
+
 /// A Spring application runs the master its configuration names, else
 /// `db/changelog/db.changelog-master.yaml`. A changelog beside it that
 /// includes it and a file of dev data is not the master, although no

@@ -810,8 +810,10 @@ pub(crate) async fn run(
             Ok(None) => None,
             Ok(Some(held)) => Some(refused(
                 format!(
-                    "Liquibase's lock (the row of {}lock) is held by {} since {}",
-                    history.name, held.by, held.since
+                    "Liquibase's lock (the row of {}) is held by {} since {}",
+                    crate::history::liquibase::lock_name(&history),
+                    held.by,
+                    held.since
                 ),
                 "wait for that Liquibase to finish; if none is running (one that was killed leaves its lock), release it with `liquibase release-locks`",
             )),

@@ -30,11 +30,16 @@ fn writer() -> String {
     format!("runbook {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// The lock table beside the history: `databasechangeloglock` for
-/// `databasechangelog`.
+/// The lock table beside the history: `databasechangeloglock`, as
+/// Liquibase names it whatever the history's name, unless the project
+/// names another.
 pub(super) fn lock_table(h: &History) -> String {
-    let table = h.name.rsplit('.').next().unwrap_or(&h.name);
-    format!("{}.{}", ident(&h.schema), ident(&format!("{table}lock")))
+    format!("{}.{}", ident(&h.schema), ident(&h.liquibase_lock))
+}
+
+/// [`lock_table`] as a message names it.
+pub fn lock_name(h: &History) -> String {
+    format!("{}.{}", h.schema, h.liquibase_lock)
 }
 
 /// Liquibase's own DDL for PostgreSQL, both tables, and the lock's row.

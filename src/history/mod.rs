@@ -389,9 +389,13 @@ impl Tool {
         match self {
             Self::Sqitch | Self::Supabase => schema == own_schema,
             Self::Knex => in_schema && (name == own_table || name == format!("{own_table}_lock")),
-            // Liquibase's lock table beside it.
+            // Liquibase's lock table beside it (by its own name, or one
+            // an earlier runbook gave it after the history's).
             Self::Liquibase => {
-                in_schema && (name == own_table || name == format!("{own_table}lock"))
+                in_schema
+                    && (name == own_table
+                        || name == "databasechangeloglock"
+                        || name == format!("{own_table}lock"))
             }
             _ => in_schema && name == own_table,
         }
@@ -857,6 +861,10 @@ pub struct History {
     /// session (every script runs in a new psql), or Flyway's role and
     /// search path ([`flyway_reset`]).
     pub session_reset: Option<String>,
+    /// Liquibase's lock table, in the history's schema: its own name
+    /// (`databasechangeloglock`, whatever the history's), or the one the
+    /// project's configuration gives.
+    pub liquibase_lock: String,
 }
 
 impl History {
@@ -897,6 +905,7 @@ impl History {
             liquibase_renaming: Default::default(),
             tool_fails: Vec::new(),
             session_reset: None,
+            liquibase_lock: set.liquibase_place.lock_name().to_string(),
         }
     }
 
@@ -935,13 +944,12 @@ impl History {
                 .unwrap_or_else(|| Tool::Flyway.table_in(named))
         };
         // Where a Liquibase project's configuration puts its history
-        // (`liquibase-schema`, else `default-schema`): its table is there
-        // too, and a new one is made there.
+        // (`liquibase-schema`, else `default-schema`, and its table's own
+        // name): its table is there too, and a new one is made there.
         let liquibase_conf = set
-            .liquibase_schemas
-            .history_schema()
-            .filter(|_| set.format == migrations::Format::Liquibase)
-            .map(|(schema, _)| format!("{schema}.databasechangelog"));
+            .liquibase_place
+            .history_table()
+            .filter(|_| set.format == migrations::Format::Liquibase);
         let table_for = |tool: Tool, named: Option<&str>| match tool {
             Tool::Flyway => flyway_table(named),
             Tool::Liquibase => liquibase_conf
@@ -1160,7 +1168,7 @@ impl History {
                 (Tool::Supabase, _) => Some(db::RESET_ALL.to_string()),
                 (Tool::Flyway, Some(schema)) => Some(flyway_reset(&schema)),
                 (Tool::Liquibase, _) => set
-                    .liquibase_schemas
+                    .liquibase_place
                     .default
                     .as_ref()
                     .map(|(schema, _)| schema_first(schema)),

@@ -1419,7 +1419,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             .as_deref()
             .is_some_and(|m| base_naming(above, text, m).is_some())
     };
-    set.liquibase_schemas = super::liquibase_conf::schemas(dir, names_master);
+    set.liquibase_place = super::liquibase_conf::place(dir, names_master);
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
     for PlanFile {

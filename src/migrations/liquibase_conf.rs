@@ -339,34 +339,63 @@ fn spring_default(classpath: &Path, wanted: &str) -> Option<(String, String)> {
     found
 }
 
-/// The schemas a project's Liquibase runs with, each with where it is
-/// said: the default schema (`SET SEARCH_PATH` puts it first before each
-/// changeset, so an unqualified name is made there) and the schema of
-/// its history tables (by default the default schema).
+/// Where a project's Liquibase keeps things, each with where it is said:
+/// the default schema (`SET SEARCH_PATH` puts it first before each
+/// changeset, so an unqualified name is made there), the schema of its
+/// history tables (by default the default schema), and their names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Schemas {
+pub struct Place {
     pub default: Option<(String, String)>,
     pub history: Option<(String, String)>,
+    pub table: Option<(String, String)>,
+    pub lock_table: Option<(String, String)>,
 }
 
-impl Schemas {
+impl Place {
     /// Where the history is: its own schema, else the default one.
     pub fn history_schema(&self) -> Option<&(String, String)> {
         self.history.as_ref().or(self.default.as_ref())
     }
+
+    /// The history table (`schema.table`), where the project moves or
+    /// renames it: in the connection's first schema (`public`) where only
+    /// its name is given.
+    pub fn history_table(&self) -> Option<String> {
+        if self.history_schema().is_none() && self.table.is_none() {
+            return None;
+        }
+        let schema = self.history_schema().map_or("public", |(s, _)| s.as_str());
+        let table = self
+            .table
+            .as_ref()
+            .map_or("databasechangelog", |(t, _)| t.as_str());
+        Some(format!("{schema}.{table}"))
+    }
+
+    /// The lock table's name: Liquibase's `databasechangeloglock` unless
+    /// the project names another (whatever the history table's name).
+    pub fn lock_name(&self) -> &str {
+        self.lock_table
+            .as_ref()
+            .map_or("databasechangeloglock", |(t, _)| t.as_str())
+    }
 }
 
-/// [`Schemas`] as the project gives them: a Spring application's default
-/// profile (`spring.liquibase.default-schema`, `liquibase-schema`) where
+/// [`Place`] as the project gives it: a Spring application's default
+/// profile (`spring.liquibase.default-schema`, `liquibase-schema`,
+/// `database-change-log-table`, `database-change-log-lock-table`) where
 /// `dir` is on its classpath, else a `liquibase.properties` that names
-/// this master (`defaultSchemaName`, `liquibaseSchemaName`).
-pub fn schemas(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Schemas {
+/// this master (`defaultSchemaName`, `liquibaseSchemaName`,
+/// `databaseChangeLogTableName`, `databaseChangeLogLockTableName`).
+pub fn place(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Place {
     if let Some(c) = classpath(dir) {
-        let spring = Schemas {
+        let spring = Place {
             default: spring_default(c, "spring.liquibase.defaultschema"),
             history: spring_default(c, "spring.liquibase.liquibaseschema"),
+            table: spring_default(c, "spring.liquibase.databasechangelogtable"),
+            lock_table: spring_default(c, "spring.liquibase.databasechangeloglocktable"),
         };
-        if spring != Schemas::default() {
+        if spring != Place::default() {
             return spring;
         }
     }
@@ -383,16 +412,18 @@ pub fn schemas(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Schema
                     (k == key && !v.is_empty()).then(|| (v, format!("{}:{line}", file.display())))
                 })
             };
-            return Schemas {
+            return Place {
                 default: value("defaultschemaname"),
                 history: value("liquibaseschemaname"),
+                table: value("databasechangelogtablename"),
+                lock_table: value("databasechangeloglocktablename"),
             };
         }
         if above.join(".git").exists() {
             break;
         }
     }
-    Schemas::default()
+    Place::default()
 }
 
 /// The classpath's root (`src/main/resources`) that holds `dir`.

@@ -592,7 +592,7 @@ pub struct Set {
     pub liquibase_given: Vec<liquibase_conf::Given>,
     /// A Liquibase project's default schema and history schema, where its
     /// configuration gives them.
-    pub liquibase_schemas: liquibase_conf::Schemas,
+    pub liquibase_place: liquibase_conf::Place,
     /// Liquibase's changesets the step's contexts or label filter leave
     /// out ([`liquibase::select`]): not run, but the directory's, so that
     /// a history row of one reads as that changeset.
@@ -634,7 +634,7 @@ impl Set {
 
     /// For the log: the schemas a Liquibase project's configuration gives.
     pub fn liquibase_conf_note(&self) -> Option<String> {
-        let s = &self.liquibase_schemas;
+        let s = &self.liquibase_place;
         let mut said = Vec::new();
         if let Some((schema, at)) = &s.default {
             said.push(format!(
@@ -660,7 +660,7 @@ impl Set {
             flyway_conf: None,
             liquibase_names: None,
             liquibase_given: Vec::new(),
-            liquibase_schemas: liquibase_conf::Schemas::default(),
+            liquibase_place: liquibase_conf::Place::default(),
             unselected: Vec::new(),
             tolerant: false,
             seen: std::collections::HashMap::new(),
