@@ -4248,6 +4248,73 @@ fn liquibase_s_default_schema_is_where_its_changesets_and_history_go() {
     );
 }
 
+/// A changeset's `${name}` takes the value the project gives Liquibase:
+/// Spring's `spring.liquibase.parameters.*` (default profile), the CLI's
+/// `parameter.*` in `liquibase.properties`. Before, it was refused ("Liquibase
+/// fills it from its own configuration"). The MD5SUM is the one Liquibase
+/// 4.28 recorded for this changeset with `parameter.tbl: widgets`.
+#[test]
+fn a_changelog_parameter_takes_the_value_the_project_gives_liquibase() {
+    let changes = "--liquibase formatted sql\n--changeset ann:t\nCREATE TABLE ${tbl} (id int);\n--rollback DROP TABLE ${tbl};\n";
+    let master = "databaseChangeLog:\n  - include:\n      file: db/changelog/changes.sql\n";
+    let spring = files(&[
+        (
+            "src/main/resources/db/changelog/db.changelog-master.yaml",
+            master,
+        ),
+        ("src/main/resources/db/changelog/changes.sql", changes),
+        (
+            "src/main/resources/application.yml",
+            "spring:\n  liquibase:\n    parameters:\n      tbl: widgets\n---\nspring:\n  config:\n    activate:\n      on-profile: dev\n  liquibase:\n    parameters:\n      tbl: dev_widgets\n",
+        ),
+    ]);
+    let db = Db::fresh();
+    let dir = spring.path().join("src/main/resources/db/changelog");
+    let (_case, run) = migrate(&db, &dir, "          history: { format: liquibase }\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT to_regclass('widgets') IS NOT NULL AND to_regclass('dev_widgets') IS NULL"),
+        "t"
+    );
+    let cli = files(&[
+        (
+            "liquibase.properties",
+            "changeLogFile: master.yaml\nparameter.tbl: widgets\n",
+        ),
+        (
+            "master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: changes.sql\n      relativeToChangelogFile: true\n",
+        ),
+        ("changes.sql", changes),
+    ]);
+    let db = Db::fresh();
+    let (_case, run) = migrate(
+        &db,
+        cli.path(),
+        "          history: { format: liquibase }\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT md5sum FROM databasechangelog"),
+        "9:48651fd2ef84e1769c545452d94eb632"
+    );
+    // Without it, refused before anything runs, as before.
+    std::fs::write(
+        cli.path().join("liquibase.properties"),
+        "changeLogFile: master.yaml\n",
+    )
+    .unwrap();
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, cli.path(), "");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("`${tbl}` is a changelog property with no value"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A project that renames Liquibase's history (`databaseChangeLogTableName`)
 /// keeps Liquibase's lock in `databasechangeloglock` all the same. Before,
 /// runbook refused the database (a history "under another name"), and

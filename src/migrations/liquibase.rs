@@ -806,7 +806,7 @@ fn fill(
             file,
             line,
             format!(
-                "`${{{name}}}` is a changelog property with no value in this file or its changelogs; Liquibase fills it from its own configuration, which runbook does not read"
+                "`${{{name}}}` is a changelog property with no value in this file, its changelogs, the project's `spring.liquibase.parameters` or a `liquibase.properties`' `parameter.*`; Liquibase fills it from configuration runbook does not read (the command line, the environment)"
             ),
         )),
         Some((line, name, true)) => Err(at(
@@ -1420,6 +1420,8 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             .is_some_and(|m| base_naming(above, text, m).is_some())
     };
     set.liquibase_place = super::liquibase_conf::place(dir, names_master);
+    // Liquibase defines these before reading the changelogs: they win.
+    let project_parameters = super::liquibase_conf::parameters(dir, names_master);
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
     for PlanFile {
@@ -1483,6 +1485,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         };
         // The changelogs' properties first: a file's own come later and win.
         properties.splice(0..0, plan.properties.iter().cloned());
+        properties.extend(project_parameters.iter().cloned());
         if found.is_empty() {
             set.problem(at(&file, 1, "no `--changeset author:id` line"))?;
             continue;

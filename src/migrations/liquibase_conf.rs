@@ -286,27 +286,38 @@ pub fn spring_master(classpath: &Path) -> Option<(String, String)> {
 
 /// The value the default profile of a Spring application on `classpath`
 /// gives the key (compared as Spring's relaxed binding compares), and
-/// where: in `application.properties`, `application.yml` or `.yaml`,
-/// there or in `config/`, which Spring reads after them; a YAML document
-/// for a profile is not the default profile's.
+/// where ([`spring_defaults`]).
 fn spring_default(classpath: &Path, wanted: &str) -> Option<(String, String)> {
+    spring_defaults(classpath, &|k| relaxed(k) == wanted)
+        .pop()
+        .map(|(_, value, at)| (value, at))
+}
+
+/// The keys the default profile of a Spring application on `classpath`
+/// gives that `wanted` takes, `(key, value, where)`, in the order Spring
+/// reads them (a later one wins): `application.properties`,
+/// `application.yml` or `.yaml`, there and then in `config/`; in one
+/// place `.properties` after YAML. A YAML document for a profile is not
+/// the default profile's. Empty values are left out.
+fn spring_defaults(
+    classpath: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Vec<(String, String, String)> {
     use serde::Deserialize;
-    let is_wanted = |k: &str| relaxed(k) == wanted;
-    let mut found: Option<(String, String)> = None;
+    let mut found = Vec::new();
     for place in [classpath.to_path_buf(), classpath.join("config")] {
-        // In one place, `.properties` is read after (and wins over) YAML.
         for ext in ["yml", "yaml", "properties"] {
             let file = place.join(format!("application.{ext}"));
             let Ok(text) = std::fs::read_to_string(&file) else {
                 continue;
             };
             if ext == "properties" {
-                if let Some((_, v, line)) = properties(&text)
-                    .into_iter()
-                    .rfind(|(k, v, _)| is_wanted(k) && !v.is_empty())
-                {
-                    found = Some((v, format!("{}:{line}", file.display())));
-                }
+                found.extend(
+                    properties(&text)
+                        .into_iter()
+                        .filter(|(k, v, _)| wanted(k) && !v.is_empty())
+                        .map(|(k, v, line)| (k, v, format!("{}:{line}", file.display()))),
+                );
                 continue;
             }
             for doc in serde_yaml::Deserializer::from_str(&text) {
@@ -329,14 +340,64 @@ fn spring_default(classpath: &Path, wanted: &str) -> Option<(String, String)> {
                     continue;
                 }
                 let mut here = Vec::new();
-                walk(&v, "", &is_wanted, &mut here);
-                if let Some((_, value)) = here.into_iter().rfind(|(_, v)| !v.trim().is_empty()) {
-                    found = Some((value, file.display().to_string()));
-                }
+                walk(&v, "", wanted, &mut here);
+                found.extend(
+                    here.into_iter()
+                        .filter(|(_, v)| !v.trim().is_empty())
+                        .map(|(k, v)| (k, v, file.display().to_string())),
+                );
             }
         }
     }
     found
+}
+
+/// The changelog parameters a project gives Liquibase (`${name}` in a
+/// changeset), `(name, value)`, a later one winning: a Spring
+/// application's default profile's `spring.liquibase.parameters.*` where
+/// `dir` is on its classpath, and `parameter.*` in a `liquibase.properties`
+/// that names this master. A `${NAME:default}` value is its default; one
+/// only the environment gives is left out.
+pub fn parameters(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Vec<(String, String)> {
+    const SPRING: &str = "spring.liquibase.parameters.";
+    let mut out = Vec::new();
+    let mut push = |name: &str, value: String, at: String| {
+        let given = Given {
+            at,
+            key: name.to_string(),
+            value,
+            labels: false,
+        };
+        if let Some(v) = given.resolved() {
+            out.push((name.to_string(), v));
+        }
+    };
+    if let Some(c) = classpath(dir) {
+        for (key, value, at) in spring_defaults(c, &|k| relaxed(k).starts_with(SPRING)) {
+            // The name as written: only the prefix is compared loosely.
+            let dots = SPRING.matches('.').count();
+            if let Some(name) = key.splitn(dots + 1, '.').nth(dots) {
+                push(name, value, at);
+            }
+        }
+    }
+    for above in dir.ancestors().take(8) {
+        let file = above.join("liquibase.properties");
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && names_master(above, &text)
+        {
+            for (key, value, line) in properties(&text) {
+                if let Some(name) = key.strip_prefix("parameter.").filter(|n| !n.is_empty()) {
+                    push(name, value, format!("{}:{line}", file.display()));
+                }
+            }
+            break;
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    out
 }
 
 /// Where a project's Liquibase keeps things, each with where it is said:
