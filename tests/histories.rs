@@ -21,6 +21,23 @@ fn files(list: &[(&str, &str)]) -> tempfile::TempDir {
     d
 }
 
+/// A project the Liquibase CLI runs from its own directory: a
+/// `liquibase.properties` (`changeLogFile: master.yaml`, then `settings`),
+/// the master, and the `changes.sql` it includes.
+fn liquibase_cli(settings: &str, changes: &str) -> tempfile::TempDir {
+    files(&[
+        (
+            "liquibase.properties",
+            &format!("changeLogFile: master.yaml\n{settings}"),
+        ),
+        (
+            "master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: changes.sql\n      relativeToChangelogFile: true\n",
+        ),
+        ("changes.sql", changes),
+    ])
+}
+
 /// [`files`] from owned texts.
 fn owned(list: &[(&str, String)]) -> tempfile::TempDir {
     files(
@@ -4223,17 +4240,7 @@ fn liquibase_s_default_schema_is_where_its_changesets_and_history_go() {
     );
 
     // The CLI's defaults file says the same.
-    let cli = files(&[
-        (
-            "liquibase.properties",
-            "changeLogFile: db.changelog-master.yaml\nliquibase.command.defaultSchemaName: app\n",
-        ),
-        (
-            "db.changelog-master.yaml",
-            "databaseChangeLog:\n  - include:\n      file: 001.sql\n      relativeToChangelogFile: true\n",
-        ),
-        ("001.sql", CHANGES),
-    ]);
+    let cli = liquibase_cli("liquibase.command.defaultSchemaName: app\n", CHANGES);
     let db = Db::fresh();
     db.sql("CREATE SCHEMA app");
     let (_case, run) = migrate(
@@ -4276,17 +4283,7 @@ fn a_changelog_parameter_takes_the_value_the_project_gives_liquibase() {
         db.sql("SELECT to_regclass('widgets') IS NOT NULL AND to_regclass('dev_widgets') IS NULL"),
         "t"
     );
-    let cli = files(&[
-        (
-            "liquibase.properties",
-            "changeLogFile: master.yaml\nparameter.tbl: widgets\n",
-        ),
-        (
-            "master.yaml",
-            "databaseChangeLog:\n  - include:\n      file: changes.sql\n      relativeToChangelogFile: true\n",
-        ),
-        ("changes.sql", changes),
-    ]);
+    let cli = liquibase_cli("parameter.tbl: widgets\n", changes);
     let db = Db::fresh();
     let (_case, run) = migrate(
         &db,
@@ -4322,16 +4319,8 @@ fn a_changelog_parameter_takes_the_value_the_project_gives_liquibase() {
 /// application migrating at start-up would not have waited for it.
 #[test]
 fn a_renamed_liquibase_history_is_read_and_locked_as_liquibase_keeps_it() {
-    let master = "databaseChangeLog:\n  - include:\n      file: changes.sql\n      relativeToChangelogFile: true\n";
     let users = "--liquibase formatted sql\n--changeset ann:users\nCREATE TABLE users (id int);\n--rollback DROP TABLE users;\n";
-    let project = files(&[
-        (
-            "liquibase.properties",
-            "changeLogFile: master.yaml\ndatabaseChangeLogTableName: my_changelog\n",
-        ),
-        ("master.yaml", master),
-        ("changes.sql", users),
-    ]);
+    let project = liquibase_cli("databaseChangeLogTableName: my_changelog\n", users);
     let db = Db::fresh();
     let (_case, run) = migrate(
         &db,
@@ -4518,17 +4507,7 @@ fn a_step_without_the_contexts_the_project_deploys_with_is_refused() {
     );
 
     // Liquibase's own defaults file, for its master: the same.
-    let cli = files(&[
-        (
-            "liquibase.properties",
-            "changeLogFile: db.changelog-master.yaml\nliquibase.command.contexts: prod\n",
-        ),
-        (
-            "db.changelog-master.yaml",
-            "databaseChangeLog:\n  - include:\n      file: changes.sql\n      relativeToChangelogFile: true\n",
-        ),
-        ("changes.sql", CHANGES),
-    ]);
+    let cli = liquibase_cli("liquibase.command.contexts: prod\n", CHANGES);
     let db = Db::fresh();
     let (_case, run) = migrate(&db, cli.path(), "");
     assert_eq!(run.code, 1, "{}", run.stderr);

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::LoadError;
+use super::java_properties::properties;
 
 /// What a Flyway configuration file says that runbook uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,33 +101,6 @@ fn refused(path: &Path, line: usize, why: String) -> LoadError {
         at: format!("{}:{line}", path.display()),
         why,
     }
-}
-
-/// Java properties: `key=value` or `key: value`, `#` and `!` comments, a
-/// line ending in `\` going on on the next.
-fn properties(text: &str) -> Raw {
-    let mut out = Vec::new();
-    let mut lines = text.lines().enumerate();
-    while let Some((i, line)) = lines.next() {
-        let mut line = line.trim().to_string();
-        if line.is_empty() || line.starts_with(['#', '!']) {
-            continue;
-        }
-        while line.ends_with('\\') {
-            line.pop();
-            match lines.next() {
-                Some((_, more)) => line.push_str(more.trim_start()),
-                None => break,
-            }
-        }
-        let cut = line.find(['=', ':']);
-        let (k, v) = match cut {
-            Some(at) => (&line[..at], &line[at + 1..]),
-            None => (line.as_str(), ""),
-        };
-        out.push((k.trim().to_string(), v.trim().to_string(), i + 1));
-    }
-    out
 }
 
 /// `flyway.toml`: `[flyway]`'s keys as `flyway.<key>`, its placeholders as

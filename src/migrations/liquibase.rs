@@ -1137,14 +1137,13 @@ fn properties_root(dir: &Path, master: &Path) -> Option<(PathBuf, String)> {
 /// [`same_file`] gives it) as its `changeLogFile`: the base it is found
 /// from (one of its `searchPath` entries, or `above`), and the name.
 fn base_naming(above: &Path, text: &str, master: &Path) -> Option<(PathBuf, String)> {
+    let entries = super::java_properties::properties(text);
     let value = |keys: &[&str]| {
-        text.lines().find_map(|l| {
-            let l = l.trim();
-            let (k, v) = l.split_once(['=', ':'])?;
-            let k = k.trim().to_ascii_lowercase().replace('-', "");
+        entries.iter().find_map(|(k, v, _)| {
+            let k = k.to_ascii_lowercase().replace('-', "");
             let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
             let k = k.strip_prefix("liquibase.").unwrap_or(k);
-            keys.contains(&k).then(|| v.trim().to_string())
+            keys.contains(&k).then(|| v.clone())
         })
     };
     let changelog = value(&["changelogfile"])?;

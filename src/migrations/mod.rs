@@ -36,6 +36,7 @@ mod atlas;
 mod drizzle;
 mod flyway;
 pub mod flyway_conf;
+mod java_properties;
 mod liquibase;
 pub mod liquibase_conf;
 mod sqitch;
