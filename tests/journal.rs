@@ -430,6 +430,52 @@ fn a_liquibase_rollback_knows_its_changesets_by_name_after_one_is_added_before_t
     );
 }
 
+/// A first Liquibase deploy killed in its first changeset (which then
+/// applied nothing) leaves Liquibase's lock row held by the dead run, and
+/// the history tables it made. `runbook rollback` of that run takes the
+/// lock over (runbook's own lock on the history says no run is in it),
+/// knows the run applied nothing, and drops what it made: ROLLED BACK,
+/// verified. Before, it was refused on the lock its own run held; with
+/// the lock released by hand, refused again: "no migrate step of the run
+/// recorded what it applied".
+#[test]
+fn a_killed_first_liquibase_deploy_rolls_back_to_nothing() {
+    let db = Db::fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    std::fs::write(
+        m.join("master.yaml"),
+        "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("a.sql"),
+        "--liquibase formatted sql\n--changeset x:1\nSELECT pg_sleep(60);\nCREATE TABLE t1 (id int);\n--rollback DROP TABLE t1;\n",
+    )
+    .unwrap();
+    let case = Case::new(&runbook(&format!(
+        "phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {0}, history: {{ format: liquibase }} }}\n        rollback:\n          id: undo\n          migrate: {{ dir: {0}, history: {{ format: liquibase }}, direction: down, to: before_run }}\n",
+        m.display()
+    )));
+    let id = kill_9_during(&case, &db, "pg_sleep(60)");
+    assert_eq!(
+        db.sql("SELECT locked AND lockedby LIKE 'runbook run %' FROM databasechangeloglock"),
+        "t"
+    );
+    let undo = again(&case, &db, &["rollback", &id, "--yes"], "undo");
+    assert_eq!(undo.code, 0, "{}", undo.stderr);
+    assert!(
+        undo.stderr
+            .contains("which is not running (this step holds runbook's migration lock on the history): taken over"),
+        "{}",
+        undo.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+}
+
 /// A compensation that failed after changing something is not run again
 /// by a later `runbook rollback`, which would undo twice: it says so, and
 /// the verdict names it.

@@ -20,6 +20,7 @@ use tokio_postgres::SimpleQueryMessage;
 use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
+use crate::history::liquibase::Taken;
 pub use crate::history::{Applied, History};
 use crate::history::{Ensured, Newest, Repeatable, Tool, Write};
 use crate::migrations::{self, Migration, Script, Set};
@@ -799,7 +800,7 @@ pub(crate) async fn run(
     }
     // Liquibase's own lock, as Liquibase takes it: its one row, so that an
     // application running Liquibase at start-up waits for this run.
-    let liquibase_lock = format!("runbook run {}", r.run_id);
+    let liquibase_lock = crate::history::liquibase::locked_by(&r.run_id);
     // Going down where there is no history, nothing is rolled back: no
     // lock table is made for it.
     let liquibase = history.tool == Tool::Liquibase
@@ -807,8 +808,19 @@ pub(crate) async fn run(
     if liquibase {
         let took = crate::history::liquibase::take_lock(&history, &r.db, &liquibase_lock).await;
         let refusal = match took {
-            Ok(None) => None,
-            Ok(Some(held)) => Some(refused(
+            Ok(Taken::Took) => None,
+            Ok(Taken::Over(left)) => {
+                super::sql::log(
+                    r,
+                    &s.id,
+                    format!(
+                        "Liquibase's lock was held by {} since {}, which is not running (this step holds runbook's migration lock on the history): taken over",
+                        left.by, left.since
+                    ),
+                );
+                None
+            }
+            Ok(Taken::Held(held)) => Some(refused(
                 format!(
                     "Liquibase's lock (the row of {}) is held by {} since {}",
                     crate::history::liquibase::lock_name(&history),
@@ -1077,6 +1089,14 @@ async fn migrate(
     let single = m.single_transaction && !all.is_empty();
     if single {
         begin_single(r, &s.id, &all, m.direction).await?;
+    }
+    // The history table this step made is in the journal before the first
+    // script runs: a run killed in that script (which then applied
+    // nothing) leaves the table to a `runbook rollback`, which knows the
+    // run applied nothing.
+    if let Some(made) = made.as_ref().filter(|_| !single) {
+        r.journal_progress(json!({ "applied": [], "history_made": made }))
+            .await;
     }
     // Flyway's repeatable migrations after every versioned one (they run
     // only going up).

@@ -314,12 +314,31 @@ pub struct Held {
     pub since: String,
 }
 
+/// What [`take_lock`] did.
+pub enum Taken {
+    Took,
+    /// The row named a runbook run that is not running (one that was
+    /// killed leaves it): taken from it.
+    Over(Held),
+    /// Someone holds it.
+    Held(Held),
+}
+
+/// What a runbook run writes in the row's `LOCKEDBY`.
+pub fn locked_by(run_id: &str) -> String {
+    format!("runbook run {run_id}")
+}
+
 /// Take Liquibase's lock as Liquibase takes it: its row set `locked` where
-/// it was not. `Ok(Some(..))`: someone holds it. The lock table and its
-/// row are made where they are missing, as Liquibase makes them.
-pub async fn take_lock(h: &History, db: &Db, by: &str) -> Result<Option<Held>, Error> {
+/// it was not. The lock table and its row are made where they are
+/// missing, as Liquibase makes them. Called with runbook's own migration
+/// lock on the history held, so a row another runbook run left is one
+/// no run is using: a run that holds it holds that lock too, until it
+/// ends. Such a row is taken over; Liquibase's own is not.
+pub async fn take_lock(h: &History, db: &Db, by: &str) -> Result<Taken, Error> {
     let l = lock_table(h);
     db.client.batch_execute(&make_lock(h)).await?;
+    let by = by.chars().take(255).collect::<String>();
     let took = db
         .client
         .execute(
@@ -327,11 +346,11 @@ pub async fn take_lock(h: &History, db: &Db, by: &str) -> Result<Option<Held>, E
                 "UPDATE {l} SET locked = true, lockgranted = localtimestamp, lockedby = $1
                  WHERE id = 1 AND NOT locked"
             ),
-            &[&by.chars().take(255).collect::<String>()],
+            &[&by],
         )
         .await?;
     if took == 1 {
-        return Ok(None);
+        return Ok(Taken::Took);
     }
     let row = db
         .client
@@ -342,10 +361,26 @@ pub async fn take_lock(h: &History, db: &Db, by: &str) -> Result<Option<Held>, E
             &[],
         )
         .await?;
-    Ok(Some(Held {
+    let held = Held {
         by: row.get(0),
         since: row.get(1),
-    }))
+    };
+    if held.by.starts_with(&locked_by("")) {
+        let over = db
+            .client
+            .execute(
+                &format!(
+                    "UPDATE {l} SET lockgranted = localtimestamp, lockedby = $1
+                     WHERE id = 1 AND locked AND lockedby = $2"
+                ),
+                &[&by, &held.by],
+            )
+            .await?;
+        if over == 1 {
+            return Ok(Taken::Over(held));
+        }
+    }
+    Ok(Taken::Held(held))
 }
 
 /// Let Liquibase's lock go, where this run holds it.
