@@ -1,20 +1,23 @@
 //! What a project's own configuration says of how it deploys its Liquibase
-//! changelog: which master changelog runs ([`spring_master`]), and the
-//! contexts and label filter it runs with ([`given`]), from:
-//! - a Spring Boot application's `spring.liquibase.contexts` and
-//!   `spring.liquibase.label-filter` (`labels` before Boot 3), in each
-//!   `application*.properties`, `application*.yml` and `application*.yaml`
-//!   on its classpath (`src/main/resources`, and its `config/`), every
-//!   profile's file and every document of a YAML file;
-//! - a `liquibase*.properties` (Liquibase's defaults file, one per
-//!   environment where a team keeps several) whose `changeLogFile` names
-//!   this master: `contexts` (or `contextFilter`) and `labelFilter` (or
-//!   `labels`), with or without `liquibase.command.` in front.
+//! changelog, read from a Spring Boot application's `application*`
+//! files on its classpath (`src/main/resources`, and its `config/`) and
+//! from Liquibase's defaults file, `liquibase.properties`, that names the
+//! master:
+//! - which master changelog runs ([`spring_master`]);
+//! - the contexts and label filter it runs with ([`given`]): every
+//!   profile's file and every YAML document, and any
+//!   `liquibase*.properties` (one per environment, where a team keeps
+//!   several). A `migrate` step given no contexts runs every changeset,
+//!   as Liquibase given none does; where the project's deploys give some,
+//!   such a step would run what they leave out (a test seed, in
+//!   production), so it is refused (`liquibase::ungiven`);
+//! - where its history and lock are, and the schema its changesets run
+//!   in ([`place`]);
+//! - the values of its changelog parameters ([`parameters`]).
 //!
-//! A `migrate` step given no contexts runs every changeset, as Liquibase
-//! given none does. Where the project's deploys give some, such a step
-//! would run what they leave out (a test seed, in production), so it is
-//! refused (`liquibase::ungiven`).
+//! Where a setting is the deploy's own (the master, the schemas, the
+//! parameters), only the default profile counts, as it does in an
+//! application started without one.
 
 use std::path::{Path, PathBuf};
 
