@@ -38,6 +38,18 @@ fn liquibase_cli(settings: &str, changes: &str) -> tempfile::TempDir {
     ])
 }
 
+/// A Liquibase master that includes `a.sql`, then `b.sql`, beside it.
+fn a_then_b(a: &str, b: &str) -> tempfile::TempDir {
+    files(&[
+        (
+            "master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n  - include:\n      file: b.sql\n      relativeToChangelogFile: true\n",
+        ),
+        ("a.sql", a),
+        ("b.sql", b),
+    ])
+}
+
 /// [`files`] from owned texts.
 fn owned(list: &[(&str, String)]) -> tempfile::TempDir {
     files(
@@ -4744,17 +4756,10 @@ fn a_changeset_added_before_others_runs_and_theirs_do_not_run_again() {
     let a = "--liquibase formatted sql\n--changeset x:1\nCREATE TABLE t1 (id int);\n--rollback DROP TABLE t1;\n--changeset x:2\nCREATE TABLE t2 (id int);\n--rollback DROP TABLE t2;\n";
     let added =
         format!("{a}--changeset x:2b\nCREATE TABLE t3 (id int);\n--rollback DROP TABLE t3;\n");
-    let project = owned(&[
-        (
-            "master.yaml",
-            "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n  - include:\n      file: b.sql\n      relativeToChangelogFile: true\n".to_string(),
-        ),
-        ("a.sql", a.to_string()),
-        (
-            "b.sql",
-            "--liquibase formatted sql\n--changeset y:3\nINSERT INTO t1 VALUES (1);\n--rollback DELETE FROM t1;\n".to_string(),
-        ),
-    ]);
+    let project = a_then_b(
+        a,
+        "--liquibase formatted sql\n--changeset y:3\nINSERT INTO t1 VALUES (1);\n--rollback DELETE FROM t1;\n",
+    );
     let dir = project.path();
     for before in [false, true] {
         std::fs::write(dir.join("a.sql"), a).unwrap();
@@ -4816,17 +4821,10 @@ fn a_rollback_undoes_the_last_applied_first_and_keeps_nothing_applied_after_what
     let added = format!(
         "{a}--changeset x:2b\nALTER TABLE t ADD COLUMN c text DEFAULT 'kept';\n--rollback ALTER TABLE t DROP COLUMN c;\n"
     );
-    let project = owned(&[
-        (
-            "master.yaml",
-            "databaseChangeLog:\n  - include:\n      file: a.sql\n      relativeToChangelogFile: true\n  - include:\n      file: b.sql\n      relativeToChangelogFile: true\n".to_string(),
-        ),
-        ("a.sql", a.to_string()),
-        (
-            "b.sql",
-            "--liquibase formatted sql\n--changeset y:3\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (2);\n--rollback DROP TABLE t;\n".to_string(),
-        ),
-    ]);
+    let project = a_then_b(
+        a,
+        "--liquibase formatted sql\n--changeset y:3\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (2);\n--rollback DROP TABLE t;\n",
+    );
     let dir = project.path();
     for history in ["", "          history: { format: liquibase }\n"] {
         std::fs::write(dir.join("a.sql"), a).unwrap();

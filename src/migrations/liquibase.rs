@@ -21,6 +21,7 @@
 //! none given runs every changeset, and so does runbook (a warning names
 //! them).
 
+use super::liquibase_conf::Spring;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -1277,7 +1278,7 @@ impl Plan {
 
 /// The plan of `dir`: its one top-level changelog that no other there
 /// includes, or all its `.sql` files.
-fn plan(dir: &Path) -> Result<Plan, LoadError> {
+fn plan(dir: &Path, spring: &Spring) -> Result<Plan, LoadError> {
     let mut plan = Plan {
         files: Vec::new(),
         properties: Vec::new(),
@@ -1303,7 +1304,7 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
     }
     // The master the project's own configuration names, where it is
     // here: a changelog that includes it (and test data) is not run.
-    if let Some((master, why)) = configured_master(dir, &top) {
+    if let Some((master, why)) = configured_master(dir, &top, spring) {
         let (root, names_why) = root(dir, Some(&master));
         plan.names = Some(format!(
             "{}; the master changelog is {} ({why})",
@@ -1351,17 +1352,16 @@ fn plan(dir: &Path) -> Result<Plan, LoadError> {
 }
 
 /// The master changelog among `top` that the project's configuration
-/// names, and why: a Spring application's ([`liquibase_conf::spring_master`]),
+/// names, and why: a Spring application's ([`Spring::master`]),
 /// else the `changeLogFile` of a `liquibase.properties` in the directory
 /// or above it (up to the repository's root), as Liquibase run there
 /// reads it.
-fn configured_master(dir: &Path, top: &[PathBuf]) -> Option<(PathBuf, String)> {
-    let classpath = super::liquibase_conf::classpath(dir);
+fn configured_master(dir: &Path, top: &[PathBuf], spring: &Spring) -> Option<(PathBuf, String)> {
     let here = |name: &str| {
-        let named = same_file(&classpath?.join(normalize(name)));
+        let named = same_file(&spring.classpath()?.join(normalize(name)));
         top.iter().find(|t| same_file(t) == named).cloned()
     };
-    if let Some((name, why)) = classpath.and_then(super::liquibase_conf::spring_master) {
+    if let Some((name, why)) = spring.master() {
         return Some((here(&name)?, why));
     }
     for above in dir.ancestors().take(8) {
@@ -1406,7 +1406,9 @@ impl Plan {
 }
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
-    let plan = match plan(dir) {
+    // The Spring application's configuration, read once.
+    let spring = Spring::read(dir);
+    let plan = match plan(dir, &spring) {
         Ok(p) => p,
         Err(e) => return set.problem(e),
     };
@@ -1418,9 +1420,9 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             .as_deref()
             .is_some_and(|m| base_naming(above, text, m).is_some())
     };
-    set.liquibase_place = super::liquibase_conf::place(dir, names_master);
+    set.liquibase_place = super::liquibase_conf::place(&spring, dir, names_master);
     // Liquibase defines these before reading the changelogs: they win.
-    let project_parameters = super::liquibase_conf::parameters(dir, names_master);
+    let project_parameters = super::liquibase_conf::parameters(&spring, dir, names_master);
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
     for PlanFile {
@@ -1533,7 +1535,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     }
     if !selected.is_empty() {
         // What the project's own deploys give, for a step that gives none.
-        set.liquibase_given = super::liquibase_conf::given(dir, names_master);
+        set.liquibase_given = super::liquibase_conf::given(&spring, dir, names_master);
         // Where they leave some out, a step given none is refused instead
         // ([`ungiven`]).
         if ungiven(set).is_none() {

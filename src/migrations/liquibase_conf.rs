@@ -3,7 +3,7 @@
 //! files on its classpath (`src/main/resources`, and its `config/`) and
 //! from Liquibase's defaults file, `liquibase.properties`, that names the
 //! master:
-//! - which master changelog runs ([`spring_master`]);
+//! - which master changelog runs ([`Spring::master`]);
 //! - the contexts and label filter it runs with ([`given`]): every
 //!   profile's file and every YAML document, and any
 //!   `liquibase*.properties` (one per environment, where a team keeps
@@ -56,26 +56,27 @@ impl Given {
 }
 
 /// What a project gives, for the changelog loaded from `dir`: its Spring
-/// configuration where `dir` is on a classpath, and its Liquibase defaults
-/// files in `dir` and above it (up to the repository's root).
+/// configuration (every profile's), and its Liquibase defaults files in
+/// `dir` and above it (up to the repository's root).
 /// `names_master(directory, text)`: whether a defaults file there, of
 /// that text, names this master as its `changeLogFile`.
-pub fn given(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Vec<Given> {
-    let mut out = Vec::new();
-    if let Some(classpath) = classpath(dir) {
-        for place in [classpath.to_path_buf(), classpath.join("config")] {
-            for file in files(&place, "application", &["properties", "yml", "yaml"]) {
-                let Ok(text) = std::fs::read_to_string(&file) else {
-                    continue;
-                };
-                if file.extension().is_some_and(|e| e == "properties") {
-                    out.extend(from_properties(&file, &text, spring_key));
-                } else {
-                    out.extend(from_yaml(&file, &text));
-                }
-            }
-        }
-    }
+pub fn given(
+    spring: &Spring,
+    dir: &Path,
+    names_master: impl Fn(&Path, &str) -> bool,
+) -> Vec<Given> {
+    let mut out: Vec<Given> = spring
+        .settings
+        .iter()
+        .filter_map(|x| {
+            Some(Given {
+                labels: spring_key(&x.key)?,
+                at: x.at.clone(),
+                key: x.key.clone(),
+                value: x.value.clone(),
+            })
+        })
+        .collect();
     for above in dir.ancestors().take(8) {
         for file in files(above, "liquibase", &["properties"]) {
             let Ok(text) = std::fs::read_to_string(&file) else {
@@ -162,59 +163,8 @@ fn from_properties(file: &Path, text: &str, kind: impl Fn(&str) -> Option<bool>)
         .collect()
 }
 
-/// Every document of a Spring YAML file: `spring.liquibase.contexts`,
-/// nested or with dots in its keys.
-fn from_yaml(file: &Path, text: &str) -> Vec<Given> {
-    use serde::Deserialize;
-    let mut found: Vec<(String, String, bool)> = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let Ok(v) = serde_yaml::Value::deserialize(doc) else {
-            // Not ours to judge: the application reads it.
-            return Vec::new();
-        };
-        let mut here = Vec::new();
-        walk(&v, "", &|k| spring_key(k).is_some(), &mut here);
-        found.extend(
-            here.into_iter()
-                .filter(|(_, v)| !v.trim().is_empty())
-                .map(|(k, v)| {
-                    let labels = spring_key(&k) == Some(true);
-                    (k, v, labels)
-                }),
-        );
-    }
-    // The line of each, in order: the next line whose key is the last
-    // part of the one found.
-    let mut from = 0;
-    let lines: Vec<&str> = text.lines().collect();
-    found
-        .into_iter()
-        .map(|(key, value, labels)| {
-            let leaf = relaxed(key.rsplit('.').next().unwrap_or(&key));
-            let line = (from..lines.len()).find(|&i| {
-                lines[i]
-                    .trim_start()
-                    .split_once(':')
-                    .is_some_and(|(k, _)| relaxed(k.trim_matches(['"', '\''])).ends_with(&leaf))
-            });
-            if let Some(i) = line {
-                from = i + 1;
-            }
-            Given {
-                at: match line {
-                    Some(i) => format!("{}:{}", file.display(), i + 1),
-                    None => file.display().to_string(),
-                },
-                key,
-                value,
-                labels,
-            }
-        })
-        .collect()
-}
-
-/// The values of the keys `wanted` takes, nested or with dots in them,
-/// under `spring.`: `(key, value)`, a list joined by `,`.
+/// The values (not maps) of the keys `wanted` takes, nested or with dots
+/// in them, under `spring.`: `(key, value)`, a list joined by `,`.
 fn walk(
     v: &serde_yaml::Value,
     prefix: &str,
@@ -231,7 +181,13 @@ fn walk(
         } else {
             format!("{prefix}.{k}")
         };
-        if wanted(&key) {
+        let under_spring = relaxed(&key) == "spring" || relaxed(&key).starts_with("spring.");
+        if v.is_mapping() {
+            // A map's keys are settings of their own (`parameters:`).
+            if under_spring {
+                walk(v, &key, wanted, found);
+            }
+        } else if wanted(&key) {
             let value = match v {
                 serde_yaml::Value::Sequence(items) => items
                     .iter()
@@ -241,91 +197,165 @@ fn walk(
                 other => scalar(other).unwrap_or_default(),
             };
             found.push((key, value));
-        } else if relaxed(&key) == "spring" || relaxed(&key).starts_with("spring.") {
-            walk(v, &key, wanted, found);
         }
     }
 }
 
-/// The master changelog a Spring application on `classpath` runs, as a
-/// name from the classpath's root, and why: its default profile's
-/// `spring.liquibase.change-log`. `None` where it names none: Spring Boot
-/// then runs [`SPRING_MASTER`].
-pub fn spring_master(classpath: &Path) -> Option<(String, String)> {
-    spring_default(classpath, "spring.liquibase.changelog").map(|(name, at)| {
-        (
-            name,
-            format!("as {at} names it in spring.liquibase.change-log"),
-        )
-    })
+/// One `spring.liquibase.*` setting of a Spring application's
+/// configuration.
+struct Setting {
+    /// The key as the file spells it (nested keys joined by `.`).
+    key: String,
+    value: String,
+    /// `file:line` (a YAML file's line found by the key's last part).
+    at: String,
+    /// In the default profile: `application.*`, not `application-NAME.*`,
+    /// and not in a YAML document that a profile activates.
+    default_profile: bool,
 }
 
-/// The value the default profile of a Spring application on `classpath`
-/// gives the key (compared as Spring's relaxed binding compares), and
-/// where ([`spring_defaults`]).
-fn spring_default(classpath: &Path, wanted: &str) -> Option<(String, String)> {
-    spring_defaults(classpath, &|k| relaxed(k) == wanted)
-        .pop()
-        .map(|(_, value, at)| (value, at))
+/// A Spring application's `spring.liquibase.*` settings, read once: every
+/// `application*.properties`, `.yml` and `.yaml` on the classpath that
+/// holds the directory (`src/main/resources`) and in its `config/`, in
+/// the order Spring reads them, so that a later one wins (`config/`
+/// after the root; in one place, `.properties` after YAML). Empty where
+/// the directory is on no classpath.
+#[derive(Default)]
+pub struct Spring {
+    classpath: Option<PathBuf>,
+    settings: Vec<Setting>,
 }
 
-/// The keys the default profile of a Spring application on `classpath`
-/// gives that `wanted` takes, `(key, value, where)`, in the order Spring
-/// reads them (a later one wins): `application.properties`,
-/// `application.yml` or `.yaml`, there and then in `config/`; in one
-/// place `.properties` after YAML. A YAML document for a profile is not
-/// the default profile's. Empty values are left out.
-fn spring_defaults(
-    classpath: &Path,
-    wanted: &dyn Fn(&str) -> bool,
-) -> Vec<(String, String, String)> {
-    use serde::Deserialize;
-    let mut found = Vec::new();
-    for place in [classpath.to_path_buf(), classpath.join("config")] {
-        for ext in ["yml", "yaml", "properties"] {
-            let file = place.join(format!("application.{ext}"));
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
-            if ext == "properties" {
-                found.extend(
-                    properties(&text)
-                        .into_iter()
-                        .filter(|(k, v, _)| wanted(k) && !v.is_empty())
-                        .map(|(k, v, line)| (k, v, format!("{}:{line}", file.display()))),
-                );
-                continue;
-            }
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let Ok(v) = serde_yaml::Value::deserialize(doc) else {
-                    break;
-                };
-                let mut profile = Vec::new();
-                walk(
-                    &v,
-                    "",
-                    &|k| {
-                        let k = relaxed(k);
-                        k == "spring.config.activate.onprofile" || k == "spring.profiles"
-                    },
-                    &mut profile,
-                );
-                // `spring.profiles: dev` (a name, not `active:` under it)
-                // or `spring.config.activate.on-profile`.
-                if profile.iter().any(|(_, v)| !v.trim().is_empty()) {
+impl Spring {
+    pub fn read(dir: &Path) -> Spring {
+        let Some(classpath) = classpath(dir) else {
+            return Spring::default();
+        };
+        let mut settings = Vec::new();
+        for place in [classpath.to_path_buf(), classpath.join("config")] {
+            let mut found = files(&place, "application", &["properties", "yml", "yaml"]);
+            let rank = |p: &PathBuf| p.extension().is_some_and(|e| e == "properties");
+            found.sort_by_key(rank);
+            for file in found {
+                let Ok(text) = std::fs::read_to_string(&file) else {
                     continue;
+                };
+                let default_file = file.file_stem().is_some_and(|s| s == "application");
+                if rank(&file) {
+                    settings.extend(
+                        properties(&text)
+                            .into_iter()
+                            .filter(|(k, v, _)| is_liquibase(k) && !v.is_empty())
+                            .map(|(key, value, line)| Setting {
+                                key,
+                                value,
+                                at: format!("{}:{line}", file.display()),
+                                default_profile: default_file,
+                            }),
+                    );
+                } else {
+                    settings.extend(from_yaml(&file, &text, default_file));
                 }
-                let mut here = Vec::new();
-                walk(&v, "", wanted, &mut here);
-                found.extend(
-                    here.into_iter()
-                        .filter(|(_, v)| !v.trim().is_empty())
-                        .map(|(k, v)| (k, v, file.display().to_string())),
-                );
             }
         }
+        Spring {
+            classpath: Some(classpath.to_path_buf()),
+            settings,
+        }
     }
+
+    /// The value the default profile gives the key (compared as Spring's
+    /// relaxed binding compares), and where.
+    fn value(&self, wanted: &str) -> Option<(String, String)> {
+        self.settings
+            .iter()
+            .rfind(|x| x.default_profile && relaxed(&x.key) == wanted)
+            .map(|x| (x.value.clone(), x.at.clone()))
+    }
+
+    /// The master changelog the application runs, as a name from the
+    /// classpath's root, and why: its default profile's
+    /// `spring.liquibase.change-log`. `None` where it names none: Spring
+    /// Boot then runs [`SPRING_MASTER`].
+    pub fn master(&self) -> Option<(String, String)> {
+        self.value("spring.liquibase.changelog").map(|(name, at)| {
+            (
+                name,
+                format!("as {at} names it in spring.liquibase.change-log"),
+            )
+        })
+    }
+
+    /// The classpath's root the settings are read from.
+    pub fn classpath(&self) -> Option<&Path> {
+        self.classpath.as_deref()
+    }
+}
+
+/// Whether a key is one of `spring.liquibase.*`.
+fn is_liquibase(key: &str) -> bool {
+    relaxed(key).starts_with("spring.liquibase.")
+}
+
+/// Every document of a Spring YAML file: its `spring.liquibase.*`, nested
+/// or with dots in its keys; each document that a profile activates
+/// (`spring.config.activate.on-profile`, or `spring.profiles` naming one)
+/// is not the default profile's.
+fn from_yaml(file: &Path, text: &str, default_file: bool) -> Vec<Setting> {
+    use serde::Deserialize;
+    let mut found: Vec<(String, String, bool)> = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let Ok(v) = serde_yaml::Value::deserialize(doc) else {
+            // Not ours to judge: the application reads it.
+            return Vec::new();
+        };
+        let mut profile = Vec::new();
+        walk(
+            &v,
+            "",
+            &|k| {
+                let k = relaxed(k);
+                k == "spring.config.activate.onprofile" || k == "spring.profiles"
+            },
+            &mut profile,
+        );
+        let default_doc = default_file && !profile.iter().any(|(_, v)| !v.trim().is_empty());
+        let mut here = Vec::new();
+        walk(&v, "", &is_liquibase, &mut here);
+        found.extend(
+            here.into_iter()
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(k, v)| (k, v, default_doc)),
+        );
+    }
+    // The line of each, in order: the next line whose key is the last
+    // part of the one found.
+    let mut from = 0;
+    let lines: Vec<&str> = text.lines().collect();
     found
+        .into_iter()
+        .map(|(key, value, default_profile)| {
+            let leaf = relaxed(key.rsplit('.').next().unwrap_or(&key));
+            let line = (from..lines.len()).find(|&i| {
+                lines[i]
+                    .trim_start()
+                    .split_once(':')
+                    .is_some_and(|(k, _)| relaxed(k.trim_matches(['"', '\''])).ends_with(&leaf))
+            });
+            if let Some(i) = line {
+                from = i + 1;
+            }
+            Setting {
+                at: match line {
+                    Some(i) => format!("{}:{}", file.display(), i + 1),
+                    None => file.display().to_string(),
+                },
+                key,
+                value,
+                default_profile,
+            }
+        })
+        .collect()
 }
 
 /// The changelog parameters a project gives Liquibase (`${name}` in a
@@ -334,7 +364,11 @@ fn spring_defaults(
 /// `dir` is on its classpath, and `parameter.*` in a `liquibase.properties`
 /// that names this master. A `${NAME:default}` value is its default; one
 /// only the environment gives is left out.
-pub fn parameters(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Vec<(String, String)> {
+pub fn parameters(
+    spring: &Spring,
+    dir: &Path,
+    names_master: impl Fn(&Path, &str) -> bool,
+) -> Vec<(String, String)> {
     const SPRING: &str = "spring.liquibase.parameters.";
     let mut out = Vec::new();
     let mut push = |name: &str, value: String, at: String| {
@@ -348,12 +382,12 @@ pub fn parameters(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Vec
             out.push((name.to_string(), v));
         }
     };
-    if let Some(c) = classpath(dir) {
-        for (key, value, at) in spring_defaults(c, &|k| relaxed(k).starts_with(SPRING)) {
+    for x in spring.settings.iter().filter(|x| x.default_profile) {
+        if relaxed(&x.key).starts_with(SPRING) {
             // The name as written: only the prefix is compared loosely.
             let dots = SPRING.matches('.').count();
-            if let Some(name) = key.splitn(dots + 1, '.').nth(dots) {
-                push(name, value, at);
+            if let Some(name) = x.key.splitn(dots + 1, '.').nth(dots) {
+                push(name, x.value.clone(), x.at.clone());
             }
         }
     }
@@ -424,17 +458,15 @@ impl Place {
 /// `dir` is on its classpath, else a `liquibase.properties` that names
 /// this master (`defaultSchemaName`, `liquibaseSchemaName`,
 /// `databaseChangeLogTableName`, `databaseChangeLogLockTableName`).
-pub fn place(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Place {
-    if let Some(c) = classpath(dir) {
-        let spring = Place {
-            default: spring_default(c, "spring.liquibase.defaultschema"),
-            history: spring_default(c, "spring.liquibase.liquibaseschema"),
-            table: spring_default(c, "spring.liquibase.databasechangelogtable"),
-            lock_table: spring_default(c, "spring.liquibase.databasechangeloglocktable"),
-        };
-        if spring != Place::default() {
-            return spring;
-        }
+pub fn place(spring: &Spring, dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Place {
+    let from_spring = Place {
+        default: spring.value("spring.liquibase.defaultschema"),
+        history: spring.value("spring.liquibase.liquibaseschema"),
+        table: spring.value("spring.liquibase.databasechangelogtable"),
+        lock_table: spring.value("spring.liquibase.databasechangeloglocktable"),
+    };
+    if from_spring != Place::default() {
+        return from_spring;
     }
     for above in dir.ancestors().take(8) {
         let file = above.join("liquibase.properties");
@@ -464,7 +496,7 @@ pub fn place(dir: &Path, names_master: impl Fn(&Path, &str) -> bool) -> Place {
 }
 
 /// The classpath's root (`src/main/resources`) that holds `dir`.
-pub fn classpath(dir: &Path) -> Option<&Path> {
+fn classpath(dir: &Path) -> Option<&Path> {
     dir.ancestors().find(|a| {
         a.file_name().is_some_and(|n| n == "resources")
             && a.parent()
@@ -492,15 +524,21 @@ mod tests {
     #[test]
     fn spring_and_liquibase_configuration_say_their_contexts_where_they_say_them() {
         let yaml = "server:\n  port: 8080\nspring:\n  liquibase:\n    change-log: classpath:db/changelog/master.yaml\n    contexts: prod, eu\n---\nspring:\n  config:\n    activate:\n      on-profile: test\n  liquibase.label-filter: [v2, beta]\n";
-        let got = from_yaml(Path::new("application.yml"), yaml);
+        let got = from_yaml(Path::new("application.yml"), yaml, true);
         assert_eq!(
             got.iter()
-                .map(|g| (g.at.as_str(), g.value.as_str(), g.labels))
+                .map(|x| (x.at.as_str(), x.value.as_str(), x.default_profile))
                 .collect::<Vec<_>>(),
             [
-                ("application.yml:6", "prod, eu", false),
-                ("application.yml:12", "v2,beta", true)
-            ]
+                (
+                    "application.yml:5",
+                    "classpath:db/changelog/master.yaml",
+                    true
+                ),
+                ("application.yml:6", "prod, eu", true),
+                ("application.yml:12", "v2,beta", false)
+            ],
+            "a document a profile activates is not the default profile's"
         );
         let props = "# comment\nspring.liquibase.enabled=true\nspring.liquibase.contexts = ${LB_CONTEXTS:prod}\nspring.liquibase.labels\n";
         let got = from_properties(Path::new("a.properties"), props, spring_key);
