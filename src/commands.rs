@@ -459,6 +459,9 @@ pub fn migrations_status(
                 set.format.name(),
                 history.describe()
             );
+            if let Some(note) = set.deployer_note() {
+                let _ = writeln!(stdout, "note: {note}");
+            }
             // Atlas's directory was checked against its atlas.sum on loading.
             if history.tool.checksum_kind().is_none() && set.format != migrations::Format::Atlas {
                 let _ = writeln!(

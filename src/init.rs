@@ -256,6 +256,8 @@ fn migration_dir(root: &Path, dir: &Path, refused: &mut Vec<String>) -> Option<F
     }
     let tool = match (crate::history::Tool::of_set(&set), set.format.name()) {
         (Some(crate::history::Tool::Supabase), _) => "Supabase CLI",
+        (Some(crate::history::Tool::Sqlx), _) => "SQLx",
+        (Some(crate::history::Tool::Refinery), _) => "Refinery",
         (_, "pairs") => "golang-migrate",
         (_, other) => other,
     };
@@ -955,6 +957,24 @@ mod tests {
         assert_eq!(
             (f.dir.as_path(), f.tool.as_str(), f.count),
             (Path::new("supabase/migrations"), "Supabase CLI", 1)
+        );
+        // A SQLx crate's: plain files that its Cargo.toml says are SQLx's.
+        let x = tempfile::tempdir().unwrap();
+        std::fs::write(
+            x.path().join("Cargo.toml"),
+            "[package]\nname = \"app\"\n[dependencies]\nsqlx = \"0.8\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(x.path().join("migrations")).unwrap();
+        std::fs::write(
+            x.path().join("migrations/20240101000000_init.sql"),
+            "SELECT 1;",
+        )
+        .unwrap();
+        let f = detect(x.path(), &mut Vec::new()).remove(0);
+        assert_eq!(
+            (f.dir.as_path(), f.tool.as_str(), f.count),
+            (Path::new("migrations"), "SQLx", 1)
         );
         // A Spring application's Liquibase changelog, where Spring Boot
         // looks for it.

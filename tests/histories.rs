@@ -3226,6 +3226,133 @@ fn a_new_history_is_the_directorys_tools_where_it_marks_a_script_that_stopped() 
     );
 }
 
+/// SQLx's files are `plain` or `pairs`, as golang-migrate's are `pairs`,
+/// and Refinery's have Flyway's names: the files alone do not say which
+/// tool deploys them. On a new database, a SQLx crate's directory got
+/// runbook's own table, so the application's `sqlx::migrate!()` ran every
+/// migration again at start-up and failed ("relation already exists"),
+/// after a run that SUCCEEDED; a Refinery crate's got Flyway's table. The
+/// project's manifest says which migrator it is.
+#[test]
+fn a_new_history_is_the_one_the_project_s_migrator_keeps() {
+    let db = Db::fresh();
+    let project = files(&[
+        (
+            "Cargo.toml",
+            "[package]\nname = \"app\"\n[dependencies]\nsqlx = { version = \"0.8\", features = [\"postgres\"] }\n",
+        ),
+        ("migrations/20240101000000_init.sql", INIT),
+        ("migrations/20240102000000_add_email.sql", ADD),
+        (
+            "migrations/20240103000000_email_index.sql",
+            "CREATE INDEX CONCURRENTLY users_email ON users (email);\n",
+        ),
+    ]);
+    let dir = project.path().join("migrations");
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("sqlx history in public._sqlx_migrations"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: the project's migrator: ")
+            && out.contains("Cargo.toml depends on sqlx"),
+        "{out}"
+    );
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        applied(&run),
+        ["20240101000000", "20240102000000", "20240103000000"]
+    );
+    let details = &run.step("apply")["details"];
+    assert_eq!(details["history_format"], "sqlx");
+    // And the files are judged as SQLx runs them: in a transaction, unless
+    // the first line is `-- no-transaction`.
+    assert!(
+        details["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("20240103000000_email_index.sql:1: sqlx would fail this script"),
+        "{details}"
+    );
+    assert!(
+        run.stderr.contains("Cargo.toml depends on sqlx"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT string_agg(version || ' ' || description || ' ' || success || ' ' \
+             || (checksum = sha384(convert_to(E'{}', 'UTF8'))), ',' ORDER BY version) \
+             FROM _sqlx_migrations",
+            INIT.replace('\n', "\\n")
+        )),
+        "20240101000000 init true true,20240102000000 add email true false,\
+         20240103000000 email index true false"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.runbook_migrations') IS NULL"),
+        "t"
+    );
+
+    let db = Db::fresh();
+    let project = files(&[
+        (
+            "go.mod",
+            "module example.com/app\n\ngo 1.22\n\nrequire (\n\tgithub.com/golang-migrate/migrate/v4 v4.17.0\n\tgithub.com/lib/pq v1.10.9 // indirect\n)\n",
+        ),
+        // In a repository, the manifest at its root is found from below.
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        ("db/migrations/1_init.up.sql", INIT),
+        ("db/migrations/1_init.down.sql", "DROP TABLE users;\n"),
+        ("db/migrations/2_add.up.sql", ADD),
+        ("db/migrations/2_add.down.sql", DROP_ADD),
+    ]);
+    let (_case, run) = migrate(&db, &project.path().join("db/migrations"), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("apply")["details"]["history_format"],
+        "golang-migrate"
+    );
+    assert_eq!(
+        db.sql("SELECT version || ' ' || dirty FROM schema_migrations"),
+        "2 false"
+    );
+
+    let db = Db::fresh();
+    let project = files(&[
+        (
+            "Cargo.toml",
+            "[package]\nname = \"app\"\n[dependencies]\nrefinery = \"0.8\"\n",
+        ),
+        ("migrations/V1__init.sql", INIT),
+    ]);
+    let (_case, run) = migrate(&db, &project.path().join("migrations"), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let details = &run.step("apply")["details"];
+    assert_eq!(details["history_format"], "runbook", "{details}");
+    assert!(
+        details["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("refinery's own history table is not made"),
+        "{details}"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.flyway_schema_history') IS NULL"),
+        "t"
+    );
+
+    // Without a manifest that names one, the files' format decides, as before.
+    let db = Db::fresh();
+    let dir = files(&[("20240101000000_init.sql", INIT)]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.step("apply")["details"]["history_format"], "runbook");
+}
+
 /// A new history goes where the tool itself would make it given the same
 /// URL: dbmate makes its table in the first schema of `search_path`
 /// (creating that schema), Prisma in its `schema`, and the other tools in

@@ -754,6 +754,9 @@ pub(crate) async fn run(
         .await
         .map_err(|e| refused(e.to_string(), e.hint()))?;
     super::sql::log(r, &s.id, format!("history: {}", history.describe()));
+    if let Some(note) = set.deployer_note() {
+        super::sql::log(r, &s.id, note);
+    }
     if let Some(note) = set.flyway_conf_note() {
         super::sql::log(r, &s.id, note);
     }

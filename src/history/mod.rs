@@ -277,9 +277,11 @@ impl Tool {
         })
     }
 
-    /// The tool a directory's migrations belong to: its format's
-    /// ([`Tool::of_format`]), or the Supabase CLI's for plain files in
-    /// `supabase/migrations`, the one place the CLI reads them from.
+    /// The tool a directory's migrations belong to: the Supabase CLI's for
+    /// plain files in `supabase/migrations`, the one place the CLI reads
+    /// them from; else the one its project's manifest names (SQLx, Refinery
+    /// or golang-migrate, [`Set::deployer`]); else its format's
+    /// ([`Tool::of_format`]).
     pub fn of_set(set: &Set) -> Option<Tool> {
         let supabase = set.format == migrations::Format::Plain
             && set.dir.file_name().is_some_and(|n| n == "migrations")
@@ -290,6 +292,14 @@ impl Tool {
                 .is_some_and(|n| n == "supabase");
         if supabase {
             return Some(Self::Supabase);
+        }
+        if let Some(d) = &set.deployer {
+            use migrations::project::Migrator;
+            return Some(match d.migrator {
+                Migrator::Sqlx => Self::Sqlx,
+                Migrator::Refinery => Self::Refinery,
+                Migrator::GolangMigrate => Self::GolangMigrate,
+            });
         }
         Self::of_format(set.format)
     }

@@ -39,6 +39,7 @@ pub mod flyway_conf;
 mod java_properties;
 mod liquibase;
 pub mod liquibase_conf;
+pub mod project;
 mod sqitch;
 mod tern;
 
@@ -598,6 +599,9 @@ pub struct Set {
     /// out ([`liquibase::select`]): not run, but the directory's, so that
     /// a history row of one reads as that changeset.
     pub unselected: Vec<Migration>,
+    /// The migrator the project's manifest says deploys these files, where
+    /// their format alone does not say ([`project::deployer`]).
+    pub deployer: Option<project::Deployer>,
     /// Loaded for lint: a file that cannot take its place in the order
     /// is a warning, and the rest still loads.
     tolerant: bool,
@@ -633,6 +637,13 @@ impl Set {
         ))
     }
 
+    /// For the log: the migrator the project's manifest names.
+    pub fn deployer_note(&self) -> Option<String> {
+        self.deployer
+            .as_ref()
+            .map(|d| format!("the project's migrator: {}", d.why))
+    }
+
     /// For the log: the schemas a Liquibase project's configuration gives.
     pub fn liquibase_conf_note(&self) -> Option<String> {
         let s = &self.liquibase_place;
@@ -663,6 +674,7 @@ impl Set {
             liquibase_given: Vec::new(),
             liquibase_place: liquibase_conf::Place::default(),
             unselected: Vec::new(),
+            deployer: None,
             tolerant: false,
             seen: std::collections::HashMap::new(),
         }
@@ -1022,6 +1034,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         dir: dir.to_path_buf(),
         format,
         tolerant,
+        deployer: project::deployer(dir, format),
         ..Set::empty()
     };
     match format {

@@ -207,6 +207,9 @@ pub(crate) async fn run(
         }
     };
     log(r, &s.id, format!("history: {}", history.describe()));
+    if let Some(note) = set.deployer_note() {
+        log(r, &s.id, note);
+    }
     if let Some(note) = set.flyway_conf_note() {
         log(r, &s.id, note);
     }

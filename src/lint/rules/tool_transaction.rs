@@ -51,7 +51,10 @@ fn remedy(tool: Tool) -> &'static str {
             "move the statement to a migration of its own, with `run_in_transaction = false` in its metadata.toml"
         }
         Tool::Popx => "move the statement to a migration of its own, named `….autocommit.up.sql`",
-        Tool::Flyway | Tool::Prisma | Tool::Postgrator => {
+        Tool::Sqlx => {
+            "move the statement to a migration of its own, whose first line is `-- no-transaction`"
+        }
+        Tool::Flyway | Tool::Prisma | Tool::Postgrator | Tool::GolangMigrate => {
             "move the statement to a migration of its own, where it is the only statement"
         }
         _ => {
