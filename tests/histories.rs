@@ -778,6 +778,83 @@ fn a_flyway_projects_configuration_file_gives_placeholders_and_the_historys_plac
     );
 }
 
+/// A Spring Boot application configures the Flyway it runs at start-up
+/// from `spring.flyway.*`, not from a flyway.conf. With
+/// `spring.flyway.schemas: delivery` (one schema per service, as many
+/// projects have it), runbook made `public.flyway_schema_history` and the
+/// tables in `public`: the application, starting, would find no history in
+/// `delivery`, and run every migration again there, into empty tables.
+#[test]
+fn a_spring_application_s_flyway_settings_place_the_history_and_fill_placeholders() {
+    let db = Db::fresh();
+    let repo = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        (
+            "src/main/resources/application.yml",
+            "spring:\n  application:\n    name: delivery\n  flyway:\n    schemas: delivery\n    \
+             default-schema: ${DELIVERY_SCHEMA:delivery}\n    placeholders:\n      tenant: acme\n\
+             ---\nspring:\n  config:\n    activate:\n      on-profile: test\n  flyway:\n    \
+             default-schema: test_only\n",
+        ),
+        (
+            "src/main/resources/db/migration/V1__notes.sql",
+            "CREATE TABLE notes (id int);\nCOMMENT ON TABLE notes IS '${tenant}';\n",
+        ),
+    ]);
+    let dir = repo.path().join("src/main/resources/db/migration");
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("flyway history in delivery.flyway_schema_history"),
+        "{out}"
+    );
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "application.yml (history in delivery.flyway_schema_history, 1 placeholder(s))"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT obj_description('delivery.notes'::regclass)"),
+        "acme"
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(version, ',') FROM delivery.flyway_schema_history"),
+        "1"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.notes') IS NULL AND to_regclass('public.flyway_schema_history') IS NULL"),
+        "t"
+    );
+
+    // Settings for another location, or with Flyway turned off, are not
+    // this directory's: it migrates as before, in `public`.
+    std::fs::write(dir.join("V1__notes.sql"), "CREATE TABLE notes (id int);\n").unwrap();
+    for settings in [
+        "spring.flyway.locations=classpath:db/other\nspring.flyway.schemas=elsewhere\n",
+        "spring.flyway.enabled=false\nspring.flyway.schemas=elsewhere\n",
+    ] {
+        let db = Db::fresh();
+        std::fs::write(
+            repo.path()
+                .join("src/main/resources/application.properties"),
+            settings,
+        )
+        .unwrap();
+        std::fs::remove_file(repo.path().join("src/main/resources/application.yml")).ok();
+        let (_case, run) = migrate(&db, &dir, "");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(
+            db.sql("SELECT to_regclass('public.flyway_schema_history') IS NOT NULL"),
+            "t",
+            "{settings}"
+        );
+    }
+}
+
 /// A placeholder of the team's own takes its value from
 /// `FLYWAY_PLACEHOLDERS_<NAME>`, where Flyway's command line takes it,
 /// whatever the case of the name; the checksum stays that of the text as

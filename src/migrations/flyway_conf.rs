@@ -10,6 +10,11 @@
 //! with its `conf/`; the first found is read. One whose `locations` name
 //! other directories is not this directory's, and is passed over.
 //!
+//! A Spring Boot application's `spring.flyway.*` settings come first,
+//! where the directory is on its classpath and one of its locations: they
+//! configure the Flyway the application runs at start-up, which reads no
+//! flyway.conf ([`spring`]).
+//!
 //! Read: `placeholders.*`, `placeholderReplacement`, `table`,
 //! `defaultSchema` and `schemas` (the history is in the default schema,
 //! else the first of `schemas`), and `sqlMigrationSuffixes` (the endings
@@ -22,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use super::LoadError;
 use super::java_properties::properties;
+use super::spring::{Spring, relaxed};
 
 /// What a Flyway configuration file says that runbook uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,8 +61,13 @@ impl Conf {
 }
 
 /// The configuration file of the Flyway project `dir` belongs to, if one
-/// is found (see the module's documentation).
+/// is found (see the module's documentation): a Spring Boot application's
+/// `spring.flyway.*` where `dir` is a location it migrates, else a
+/// `flyway.toml` or `flyway.conf`.
 pub fn find(dir: &Path) -> Result<Option<Conf>, LoadError> {
+    if let Some(conf) = spring(dir)? {
+        return Ok(Some(conf));
+    }
     for place in places(dir) {
         for name in ["flyway.toml", "flyway.conf"] {
             let path = place.join(name);
@@ -75,6 +86,108 @@ pub fn find(dir: &Path) -> Result<Option<Conf>, LoadError> {
         }
     }
     Ok(None)
+}
+
+/// A Spring Boot application's Flyway settings, in its default profile,
+/// where `dir` is on its classpath and is one of its `locations` (by
+/// default `classpath:db/migration`), brought to Flyway's own names
+/// (`spring.flyway.default-schema` is `flyway.defaultSchema`). Spring
+/// configures the Flyway the application runs at start-up from these, and
+/// not from a `flyway.conf`. None where it sets none of them, or
+/// `spring.flyway.enabled` is false (the application does not migrate).
+/// A `${NAME:default}` value is the environment variable's, else its
+/// default, as Spring resolves it; one with no default and no such
+/// variable is refused.
+fn spring(dir: &Path) -> Result<Option<Conf>, LoadError> {
+    const PREFIX: &str = "spring.flyway.";
+    let spring = Spring::read(dir, PREFIX);
+    let mut raw: Raw = Vec::new();
+    let mut file: Option<PathBuf> = None;
+    let mut enabled = true;
+    for x in spring.settings.iter().filter(|x| x.default_profile) {
+        // The part after the prefix, as written: only the prefix is
+        // compared loosely, and a placeholder's name is kept as it is.
+        let Some(rest) = x.key.splitn(3, '.').nth(2) else {
+            continue;
+        };
+        let (at_file, line) = match x.at.rsplit_once(':') {
+            Some((f, l)) => (PathBuf::from(f), l.parse().unwrap_or(1)),
+            None => (PathBuf::from(&x.at), 1),
+        };
+        let value = spring_resolved(&x.value, &at_file, line)?;
+        let key = match relaxed(rest).as_str() {
+            "enabled" => {
+                enabled = !value.eq_ignore_ascii_case("false");
+                continue;
+            }
+            "defaultschema" => "flyway.defaultSchema".to_string(),
+            "schemas" => "flyway.schemas".to_string(),
+            "table" => "flyway.table".to_string(),
+            "placeholderreplacement" => "flyway.placeholderReplacement".to_string(),
+            "sqlmigrationsuffixes" => "flyway.sqlMigrationSuffixes".to_string(),
+            "locations" => "flyway.locations".to_string(),
+            r if r.starts_with("placeholders.") => {
+                format!("flyway.placeholders.{}", &rest["placeholders.".len()..])
+            }
+            _ => continue,
+        };
+        file.get_or_insert(at_file);
+        raw.push((key, value, line));
+    }
+    let (Some(file), true) = (file, enabled) else {
+        return Ok(None);
+    };
+    if !raw.iter().any(|(k, _, _)| k == "flyway.locations") {
+        raw.push((
+            "flyway.locations".into(),
+            "classpath:db/migration".into(),
+            1,
+        ));
+    }
+    for (k, v, _) in &mut raw {
+        if k == "flyway.locations" {
+            *v = v.replace("{vendor}", "postgresql");
+        }
+    }
+    if !names_dir(&raw, &file, dir) {
+        return Ok(None);
+    }
+    read(&raw, &file).map(Some)
+}
+
+/// A Spring value with each `${NAME:default}` and `${NAME}` resolved: the
+/// environment variable NAME where it is set, else the default.
+fn spring_resolved(value: &str, path: &Path, line: usize) -> Result<String, LoadError> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        let Some(len) = rest[at + 2..].find('}') else {
+            break;
+        };
+        let inner = &rest[at + 2..at + 2 + len];
+        let (name, default) = match inner.split_once(':') {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        let v = match (std::env::var(name), default) {
+            (Ok(v), _) => v,
+            (Err(_), Some(d)) => d.to_string(),
+            (Err(_), None) => {
+                return Err(refused(
+                    path,
+                    line,
+                    format!(
+                        "`${{{inner}}}` has no default: Spring takes it from the environment or another setting, and the environment variable {name} is not set"
+                    ),
+                ));
+            }
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(&v);
+        rest = &rest[at + 2 + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Where a configuration file is looked for, in order: `dir`, then each
@@ -337,6 +450,74 @@ mod tests {
         );
         assert_eq!(conf.placeholders["tenant"], "acme");
         assert!(conf.no_replacement);
+    }
+
+    /// A Spring application's `spring.flyway.*`, in its default profile,
+    /// for the locations it migrates; over a flyway.conf, which the
+    /// application does not read.
+    #[test]
+    fn a_spring_application_s_settings_are_its_flyway_s() {
+        let migrations = "src/main/resources/db/migration";
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            ("flyway.conf", "flyway.table=from_the_cli\n"),
+            (
+                "src/main/resources/application.properties",
+                "spring.flyway.schemas=${SVC_SCHEMA_SURELY_UNSET:svc}\nspring.flyway.table=svc_history\n\
+                 spring.flyway.placeholders.Region=eu\nspring.flyway.placeholder-replacement=true\n",
+            ),
+            (
+                "src/main/resources/application-test.properties",
+                "spring.flyway.schemas=test\n",
+            ),
+            ("src/main/resources/db/migration/V1__a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join(migrations)).unwrap().unwrap();
+        assert_eq!(conf.history_table().as_deref(), Some("svc.svc_history"));
+        assert_eq!(conf.placeholders["region"], "eu");
+        assert!(conf.path.ends_with("application.properties"), "{conf:?}");
+        // `{vendor}` is PostgreSQL's directory.
+        std::fs::write(
+            d.path().join("src/main/resources/application.properties"),
+            "spring.flyway.locations=classpath:db/migration/{vendor}\nspring.flyway.table=t\n",
+        )
+        .unwrap();
+        let vendor = d.path().join(migrations).join("postgresql");
+        std::fs::create_dir_all(&vendor).unwrap();
+        assert_eq!(
+            find(&vendor).unwrap().unwrap().history_table().as_deref(),
+            Some("t")
+        );
+        // Turned off, or for another location: the flyway.conf is read.
+        for props in [
+            "spring.flyway.enabled=false\nspring.flyway.table=t\n",
+            "spring.flyway.locations=classpath:db/other\nspring.flyway.table=t\n",
+        ] {
+            std::fs::write(
+                d.path().join("src/main/resources/application.properties"),
+                props,
+            )
+            .unwrap();
+            let conf = find(&d.path().join(migrations)).unwrap().unwrap();
+            assert_eq!(
+                conf.history_table().as_deref(),
+                Some("from_the_cli"),
+                "{props}"
+            );
+        }
+        // A value only the environment gives, and it does not: refused,
+        // with the file and line.
+        std::fs::write(
+            d.path().join("src/main/resources/application.properties"),
+            "spring.flyway.table=t\nspring.flyway.schemas=${SVC_SCHEMA_SURELY_UNSET}\n",
+        )
+        .unwrap();
+        let e = find(&d.path().join(migrations)).unwrap_err().to_string();
+        assert!(
+            e.contains("application.properties:2")
+                && e.contains("SVC_SCHEMA_SURELY_UNSET is not set"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! none given runs every changeset, and so does runbook (a warning names
 //! them).
 
-use super::liquibase_conf::Spring;
+use super::spring::Spring;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -1352,7 +1352,7 @@ fn plan(dir: &Path, spring: &Spring) -> Result<Plan, LoadError> {
 }
 
 /// The master changelog among `top` that the project's configuration
-/// names, and why: a Spring application's ([`Spring::master`]),
+/// names, and why: a Spring application's ([`super::liquibase_conf::master`]),
 /// else the `changeLogFile` of a `liquibase.properties` in the directory
 /// or above it (up to the repository's root), as Liquibase run there
 /// reads it.
@@ -1361,7 +1361,7 @@ fn configured_master(dir: &Path, top: &[PathBuf], spring: &Spring) -> Option<(Pa
         let named = same_file(&spring.classpath()?.join(normalize(name)));
         top.iter().find(|t| same_file(t) == named).cloned()
     };
-    if let Some((name, why)) = spring.master() {
+    if let Some((name, why)) = super::liquibase_conf::master(spring) {
         return Some((here(&name)?, why));
     }
     for above in dir.ancestors().take(8) {
@@ -1407,7 +1407,7 @@ impl Plan {
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     // The Spring application's configuration, read once.
-    let spring = Spring::read(dir);
+    let spring = Spring::read(dir, super::liquibase_conf::SPRING_PREFIX);
     let plan = match plan(dir, &spring) {
         Ok(p) => p,
         Err(e) => return set.problem(e),

@@ -40,6 +40,7 @@ mod java_properties;
 mod liquibase;
 pub mod liquibase_conf;
 pub mod project;
+mod spring;
 mod sqitch;
 mod tern;
 
@@ -262,7 +263,7 @@ pub enum LoadError {
     )]
     GooseEnvsub { file: String, line: usize },
     #[error(
-        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from the environment (`FLYWAY_PLACEHOLDERS_{}`, not set) or its configuration file (`flyway.placeholders.{name}` in a flyway.conf or flyway.toml in the directory or above it, up to the repository's root; none gives it)", name.to_ascii_uppercase()
+        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from the environment (`FLYWAY_PLACEHOLDERS_{}`, not set) or its configuration (`flyway.placeholders.{name}` in a flyway.conf or flyway.toml in the directory or above it, up to the repository's root, or a Spring application's `spring.flyway.placeholders.{name}`; none gives it)", name.to_ascii_uppercase()
     )]
     FlywayPlaceholder {
         file: String,
