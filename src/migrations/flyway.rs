@@ -395,6 +395,11 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                 file,
                 tool: "Refinery",
             })?,
+            None if let Some(event) = callback(file_name(&file), &suffixes) => {
+                set.warnings.push(format!(
+                    "{file} is a Flyway callback, which Flyway runs at its `{event}` event; runbook does not run callbacks. Where a deploy needs it, run it in a `sql` step of its own (`sql: {{file: ...}}`) where Flyway would"
+                ))
+            }
             None if suffixes.iter().any(|s| file.ends_with(s.as_str())) => {
                 set.warnings.push(format!(
                     "{file} is not named like a Flyway migration (`V1__name{}`); it is ignored",
@@ -467,6 +472,25 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The event a Flyway SQL callback is for, where the file is one:
+/// `afterMigrate.sql`, `beforeEachMigrate__grants.sql` (the event, then
+/// `__` and a description, with a script suffix). Flyway matches the
+/// event's name as written.
+fn callback<'a>(name: &'a str, suffixes: &[String]) -> Option<&'a str> {
+    let stem = suffixes
+        .iter()
+        .find_map(|s| name.strip_suffix(s.as_str()))?;
+    let event = stem.split_once("__").map_or(stem, |(e, _)| e);
+    let known = event.len() > 6
+        && (event.starts_with("before") || event.starts_with("after"))
+        && event.chars().all(|c| c.is_ascii_alphabetic())
+        && event
+            .trim_start_matches("before")
+            .trim_start_matches("after")
+            .starts_with(|c: char| c.is_ascii_uppercase());
+    known.then_some(event)
+}
+
 /// Flyway reads scripts without their byte-order mark.
 fn strip_bom(text: String) -> String {
     match text.strip_prefix('\u{feff}') {
@@ -518,6 +542,39 @@ mod tests {
 
     /// The configuration's `sqlMigrationSuffixes` (AbsaOSS/EventGate's
     /// `.ddl` scripts).
+    #[test]
+    fn callbacks_are_known_by_their_event() {
+        let sql = [".sql".to_string()];
+        assert_eq!(callback("afterMigrate.sql", &sql), Some("afterMigrate"));
+        assert_eq!(
+            callback("beforeEachMigrate__grants.sql", &sql),
+            Some("beforeEachMigrate")
+        );
+        assert_eq!(callback("after.sql", &sql), None);
+        assert_eq!(callback("aftermath.sql", &sql), None);
+        assert_eq!(callback("afterMigrate.txt", &sql), None);
+        assert_eq!(callback("seed.sql", &sql), None);
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("V1__a.sql"), "SELECT 1;").unwrap();
+        std::fs::write(d.path().join("afterMigrate.sql"), "SELECT 2;").unwrap();
+        std::fs::write(d.path().join("notes.sql"), "SELECT 3;").unwrap();
+        let set = crate::migrations::load(d.path(), None).unwrap();
+        assert!(
+            set.warnings.iter().any(|w| w.starts_with(
+                "afterMigrate.sql is a Flyway callback, which Flyway runs at its `afterMigrate` event; runbook does not run callbacks"
+            )),
+            "{:?}",
+            set.warnings
+        );
+        assert!(
+            set.warnings
+                .iter()
+                .any(|w| w.starts_with("notes.sql is not named like a Flyway migration")),
+            "{:?}",
+            set.warnings
+        );
+    }
+
     #[test]
     fn other_endings_are_scripts_where_the_configuration_says() {
         let ends = [".ddl".to_string(), ".sql".to_string()];
