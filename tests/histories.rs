@@ -821,6 +821,15 @@ fn a_spring_application_s_flyway_settings_place_the_history_and_fill_placeholder
         db.sql("SELECT obj_description('delivery.notes'::regclass)"),
         "acme"
     );
+    // The test profile's own schema is said, with what deploys there.
+    assert!(
+        run.step("apply")["details"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("a profile's `spring.flyway.default-schema` is `test_only`: an application started with that profile keeps Flyway's history in test_only.flyway_schema_history, where this step uses delivery.flyway_schema_history"),
+        "{}",
+        run.step("apply")["details"]
+    );
     assert_eq!(
         db.sql("SELECT string_agg(version, ',') FROM delivery.flyway_schema_history"),
         "1"

@@ -366,7 +366,9 @@ pub fn stand_ins(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
-    set.flyway_conf = super::flyway_conf::find(dir)?;
+    let (conf, profiles) = super::flyway_conf::find_noting(dir)?;
+    set.flyway_conf = conf;
+    set.warnings.extend(profiles);
     let suffixes = suffixes(set.flyway_conf.as_ref());
     let mut ups: Vec<(String, Name)> = Vec::new();
     let mut undos: Vec<(String, Name)> = Vec::new();

@@ -65,9 +65,21 @@ impl Conf {
 /// `spring.flyway.*` where `dir` is a location it migrates, else a
 /// `flyway.toml` or `flyway.conf`.
 pub fn find(dir: &Path) -> Result<Option<Conf>, LoadError> {
-    if let Some(conf) = spring(dir)? {
-        return Ok(Some(conf));
+    find_noting(dir).map(|(conf, _)| conf)
+}
+
+/// [`find`], with a warning for each Spring profile whose settings put
+/// Flyway's history elsewhere than the configuration found.
+pub fn find_noting(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
+    let (conf, profiles) = spring(dir)?;
+    if conf.is_some() {
+        return Ok((conf, profiles));
     }
+    Ok((file_conf(dir)?, profiles))
+}
+
+/// A `flyway.toml` or `flyway.conf` for `dir`.
+fn file_conf(dir: &Path) -> Result<Option<Conf>, LoadError> {
     for place in places(dir) {
         for name in ["flyway.toml", "flyway.conf"] {
             let path = place.join(name);
@@ -98,45 +110,42 @@ pub fn find(dir: &Path) -> Result<Option<Conf>, LoadError> {
 /// A `${NAME:default}` value is the environment variable's, else its
 /// default, as Spring resolves it; one with no default and no such
 /// variable is refused.
-fn spring(dir: &Path) -> Result<Option<Conf>, LoadError> {
-    const PREFIX: &str = "spring.flyway.";
-    let spring = Spring::read(dir, PREFIX);
+///
+/// A profile's own `schemas`, `default-schema` or `table` is not the
+/// deploy's, but an application started with that profile keeps its
+/// history there: each that differs is a warning, with the `history:`
+/// that deploys to that environment.
+fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
+    let spring = Spring::read(dir, "spring.flyway.");
     let mut raw: Raw = Vec::new();
     let mut file: Option<PathBuf> = None;
     let mut enabled = true;
-    for x in spring.settings.iter().filter(|x| x.default_profile) {
-        // The part after the prefix, as written: only the prefix is
-        // compared loosely, and a placeholder's name is kept as it is.
-        let Some(rest) = x.key.splitn(3, '.').nth(2) else {
+    let mut profiles: Vec<(String, &str, &str, &str)> = Vec::new();
+    for x in &spring.settings {
+        let Some((key, rest)) = flyway_key(&x.key) else {
             continue;
         };
         let (at_file, line) = match x.at.rsplit_once(':') {
             Some((f, l)) => (PathBuf::from(f), l.parse().unwrap_or(1)),
             None => (PathBuf::from(&x.at), 1),
         };
+        if !x.default_profile {
+            if ["schemas", "defaultschema", "table"].contains(&relaxed(rest).as_str()) {
+                profiles.push((key, &x.value, &x.at, &x.key));
+            }
+            continue;
+        }
         let value = spring_resolved(&x.value, &at_file, line)?;
-        let key = match relaxed(rest).as_str() {
-            "enabled" => {
-                enabled = !value.eq_ignore_ascii_case("false");
-                continue;
-            }
-            "defaultschema" => "flyway.defaultSchema".to_string(),
-            "schemas" => "flyway.schemas".to_string(),
-            "table" => "flyway.table".to_string(),
-            "placeholderreplacement" => "flyway.placeholderReplacement".to_string(),
-            "sqlmigrationsuffixes" => "flyway.sqlMigrationSuffixes".to_string(),
-            "locations" => "flyway.locations".to_string(),
-            r if r.starts_with("placeholders.") => {
-                format!("flyway.placeholders.{}", &rest["placeholders.".len()..])
-            }
-            _ => continue,
-        };
+        if key == "flyway.enabled" {
+            enabled = !value.eq_ignore_ascii_case("false");
+            continue;
+        }
         file.get_or_insert(at_file);
         raw.push((key, value, line));
     }
-    let (Some(file), true) = (file, enabled) else {
-        return Ok(None);
-    };
+    if !enabled {
+        return Ok((None, Vec::new()));
+    }
     if !raw.iter().any(|(k, _, _)| k == "flyway.locations") {
         raw.push((
             "flyway.locations".into(),
@@ -149,10 +158,55 @@ fn spring(dir: &Path) -> Result<Option<Conf>, LoadError> {
             *v = v.replace("{vendor}", "postgresql");
         }
     }
-    if !names_dir(&raw, &file, dir) {
-        return Ok(None);
+    let here = file.clone().unwrap_or_else(|| dir.to_path_buf());
+    if !names_dir(&raw, &here, dir) {
+        return Ok((None, Vec::new()));
     }
-    read(&raw, &file).map(Some)
+    let conf = match &file {
+        Some(f) => Some(read(&raw, f)?),
+        None => None,
+    };
+    let history = |c: Option<&Conf>| {
+        c.and_then(Conf::history_table)
+            .unwrap_or_else(|| "flyway_schema_history".into())
+    };
+    let deploys = history(conf.as_ref());
+    let mut notes = Vec::new();
+    for (key, value, at, written) in profiles {
+        let mut theirs = raw.clone();
+        theirs.push((key, value.to_string(), 1));
+        let Ok(c) = read(&theirs, &here) else {
+            continue;
+        };
+        let table = history(Some(&c));
+        if table != deploys && !value.contains("${") {
+            notes.push(format!(
+                "{at}: a profile's `{written}` is `{value}`: an application started with that profile keeps Flyway's history in {table}, where this step uses {deploys}. Deploying to that environment, say `history: {{format: flyway, table: {table}}}`"
+            ));
+        }
+    }
+    Ok((conf, notes))
+}
+
+/// A `spring.flyway.*` key as Flyway's own (`flyway.defaultSchema`), and
+/// the part after the prefix as written (a placeholder's name is kept as
+/// it is; only the prefix is compared loosely).
+fn flyway_key(key: &str) -> Option<(String, &str)> {
+    let rest = key.splitn(3, '.').nth(2)?;
+    let own = match relaxed(rest).as_str() {
+        "enabled" => "flyway.enabled".to_string(),
+        "defaultschema" => "flyway.defaultSchema".to_string(),
+        "schemas" => "flyway.schemas".to_string(),
+        "table" => "flyway.table".to_string(),
+        "placeholderreplacement" => "flyway.placeholderReplacement".to_string(),
+        "sqlmigrationsuffixes" => "flyway.sqlMigrationSuffixes".to_string(),
+        "locations" => "flyway.locations".to_string(),
+        r if r.starts_with("placeholders.") => {
+            format!("flyway.placeholders.{}", &rest["placeholders.".len()..])
+        }
+        _ => return None,
+    };
+    Some((own, rest))
 }
 
 /// A Spring value with each `${NAME:default}` and `${NAME}` resolved: the
@@ -472,9 +526,18 @@ mod tests {
             ),
             ("src/main/resources/db/migration/V1__a.sql", "SELECT 1;"),
         ]);
-        let conf = find(&d.path().join(migrations)).unwrap().unwrap();
+        let (conf, profiles) = find_noting(&d.path().join(migrations)).unwrap();
+        let conf = conf.unwrap();
         assert_eq!(conf.history_table().as_deref(), Some("svc.svc_history"));
         assert_eq!(conf.placeholders["region"], "eu");
+        // The test profile's schema is where that application keeps it.
+        assert_eq!(profiles.len(), 1, "{profiles:?}");
+        assert!(
+            profiles[0].contains(
+                "application-test.properties:1: a profile's `spring.flyway.schemas` is `test`"
+            ) && profiles[0].ends_with("say `history: {format: flyway, table: test.svc_history}`"),
+            "{profiles:?}"
+        );
         assert!(conf.path.ends_with("application.properties"), "{conf:?}");
         // `{vendor}` is PostgreSQL's directory.
         std::fs::write(
