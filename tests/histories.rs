@@ -862,6 +862,57 @@ fn a_spring_application_s_flyway_settings_place_the_history_and_fill_placeholder
             "{settings}"
         );
     }
+
+    // A multi-module project: the migrations in one module, the
+    // application's configuration in another (both on its classpath when
+    // it runs).
+    let db = Db::fresh();
+    let repo = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        (
+            "app-core/src/main/resources/application.properties",
+            "spring.flyway.schemas=delivery\n",
+        ),
+        (
+            "infra-database/src/main/resources/db/migration/V1__notes.sql",
+            "CREATE TABLE notes (id int);\n",
+        ),
+    ]);
+    let dir = repo
+        .path()
+        .join("infra-database/src/main/resources/db/migration");
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT to_regclass('delivery.notes') IS NOT NULL AND to_regclass('delivery.flyway_schema_history') IS NOT NULL"),
+        "t"
+    );
+    // Two applications that configure Flyway: neither is read, and the
+    // step says so.
+    let db = Db::fresh();
+    std::fs::create_dir_all(repo.path().join("admin/src/main/resources")).unwrap();
+    std::fs::write(
+        repo.path()
+            .join("admin/src/main/resources/application.properties"),
+        "spring.flyway.schemas=admin\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.step("apply")["details"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                "several modules of this repository configure a Spring application's Flyway"
+            ),
+        "{}",
+        run.step("apply")["details"]
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('public.notes') IS NOT NULL"),
+        "t"
+    );
 }
 
 /// A placeholder of the team's own takes its value from

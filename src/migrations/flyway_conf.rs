@@ -117,6 +117,20 @@ fn file_conf(dir: &Path) -> Result<Option<Conf>, LoadError> {
 /// that deploys to that environment.
 fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
     let spring = Spring::read(dir, "spring.flyway.");
+    if !spring.several.is_empty() {
+        let places: Vec<String> = spring
+            .several
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return Ok((
+            None,
+            vec![format!(
+                "several modules of this repository configure a Spring application's Flyway ({}), and none is on this directory's classpath, so none is read; where the one that deploys these files keeps its history elsewhere than public.flyway_schema_history, say `history: {{format: flyway, table: ...}}`",
+                places.join(", ")
+            )],
+        ));
+    }
     let mut raw: Raw = Vec::new();
     let mut file: Option<PathBuf> = None;
     let mut enabled = true;

@@ -4,6 +4,8 @@
 //! that holds a migration directory (`src/main/resources`) and in its
 //! `config/`, in the order Spring reads them, so that a later one wins
 //! (`config/` after the root; in one place, `.properties` after YAML).
+//! Where that classpath has none, another module's of the same
+//! repository, where exactly one has them ([`Spring::read`]).
 //! Keys are compared as Spring's relaxed binding compares them
 //! (`default-schema`, `defaultSchema` and `default_schema` are one).
 //!
@@ -32,51 +34,61 @@ pub struct Setting {
 }
 
 /// The settings under one prefix (`spring.flyway.`) of a Spring
-/// application, read once. Empty where the directory is on no classpath.
+/// application, read once. Empty where no application's configuration
+/// is found for the directory.
 #[derive(Default)]
 pub struct Spring {
     classpath: Option<PathBuf>,
     pub settings: Vec<Setting>,
+    /// Where no configuration is on the directory's own classpath and
+    /// several other modules of the repository have one: their classpaths,
+    /// none of which is read.
+    pub several: Vec<PathBuf>,
 }
 
 impl Spring {
     /// The settings under `prefix` (relaxed: `spring.liquibase.`) of the
-    /// application whose classpath holds `dir`.
+    /// application whose classpath holds `dir`. Where that classpath has
+    /// none (or `dir` is on none), the one other module of the repository
+    /// whose `src/main/resources` has them: a multi-module project keeps
+    /// its migrations in one module and the application's configuration
+    /// in another, and both are on the application's classpath when it
+    /// runs. Names from the classpath's root are still `dir`'s own.
     pub fn read(dir: &Path, prefix: &str) -> Spring {
-        let Some(classpath) = classpath(dir) else {
-            return Spring::default();
-        };
-        let under = |k: &str| relaxed(k).starts_with(prefix);
-        let mut settings = Vec::new();
-        for place in [classpath.to_path_buf(), classpath.join("config")] {
-            let mut found = files(&place, "application", &["properties", "yml", "yaml"]);
-            let rank = |p: &PathBuf| p.extension().is_some_and(|e| e == "properties");
-            found.sort_by_key(rank);
-            for file in found {
-                let Ok(text) = std::fs::read_to_string(&file) else {
-                    continue;
+        let own = classpath(dir).map(Path::to_path_buf);
+        if let Some(cp) = &own {
+            let settings = settings_at(cp, prefix);
+            if !settings.is_empty() {
+                return Spring {
+                    classpath: own.clone(),
+                    settings,
+                    several: Vec::new(),
                 };
-                let default_file = file.file_stem().is_some_and(|s| s == "application");
-                if rank(&file) {
-                    settings.extend(
-                        properties(&text)
-                            .into_iter()
-                            .filter(|(k, v, _)| under(k) && !v.is_empty())
-                            .map(|(key, value, line)| Setting {
-                                key,
-                                value,
-                                at: format!("{}:{line}", file.display()),
-                                default_profile: default_file,
-                            }),
-                    );
-                } else {
-                    settings.extend(from_yaml(&file, &text, default_file, &under));
-                }
             }
         }
-        Spring {
-            classpath: Some(classpath.to_path_buf()),
-            settings,
+        let mut others: Vec<(PathBuf, Vec<Setting>)> = module_classpaths(dir)
+            .into_iter()
+            .filter(|cp| Some(cp) != own.as_ref())
+            .map(|cp| {
+                let settings = settings_at(&cp, prefix);
+                (cp, settings)
+            })
+            .filter(|(_, settings)| !settings.is_empty())
+            .collect();
+        match others.len() {
+            1 => {
+                let (cp, settings) = others.remove(0);
+                Spring {
+                    classpath: own.or(Some(cp)),
+                    settings,
+                    several: Vec::new(),
+                }
+            }
+            _ => Spring {
+                classpath: own,
+                settings: Vec::new(),
+                several: others.into_iter().map(|(cp, _)| cp).collect(),
+            },
         }
     }
 
@@ -89,10 +101,83 @@ impl Spring {
             .map(|x| (x.value.clone(), x.at.clone()))
     }
 
-    /// The classpath's root the settings are read from.
+    /// The classpath's root that names from it start at: `dir`'s own.
     pub fn classpath(&self) -> Option<&Path> {
         self.classpath.as_deref()
     }
+}
+
+/// The settings under `prefix` in the `application*` files of one
+/// classpath's root and its `config/`, in the order Spring reads them.
+fn settings_at(classpath: &Path, prefix: &str) -> Vec<Setting> {
+    let under = |k: &str| relaxed(k).starts_with(prefix);
+    let mut settings = Vec::new();
+    for place in [classpath.to_path_buf(), classpath.join("config")] {
+        let mut found = files(&place, "application", &["properties", "yml", "yaml"]);
+        let rank = |p: &PathBuf| p.extension().is_some_and(|e| e == "properties");
+        found.sort_by_key(rank);
+        for file in found {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let default_file = file.file_stem().is_some_and(|s| s == "application");
+            if rank(&file) {
+                settings.extend(
+                    properties(&text)
+                        .into_iter()
+                        .filter(|(k, v, _)| under(k) && !v.is_empty())
+                        .map(|(key, value, line)| Setting {
+                            key,
+                            value,
+                            at: format!("{}:{line}", file.display()),
+                            default_profile: default_file,
+                        }),
+                );
+            } else {
+                settings.extend(from_yaml(&file, &text, default_file, &under));
+            }
+        }
+    }
+    settings
+}
+
+/// Every module's classpath root (`…/src/main/resources`) in the
+/// repository that holds `dir`, found within a few levels of its root;
+/// build output, dependencies and hidden directories are passed over.
+/// None outside a repository.
+fn module_classpaths(dir: &Path) -> Vec<PathBuf> {
+    const SKIP: [&str; 6] = ["target", "build", "node_modules", "out", "bin", "dist"];
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let Some(root) = dir.ancestors().find(|a| a.join(".git").exists()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for d in level {
+            let resources = d.join("src/main/resources");
+            if resources.is_dir() {
+                found.push(resources);
+            }
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().is_ok_and(|t| t.is_dir())
+                    && !name.starts_with('.')
+                    && name != "src"
+                    && !SKIP.contains(&name.as_str())
+                {
+                    next.push(e.path());
+                }
+            }
+        }
+        level = next;
+    }
+    found.sort();
+    found
 }
 
 /// `stem.EXT` and `stem-*.EXT` in `dir`, by name.
@@ -245,5 +330,88 @@ fn scalar(v: &serde_yaml::Value) -> Option<String> {
         serde_yaml::Value::Number(n) => Some(n.to_string()),
         serde_yaml::Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join(".git")).unwrap();
+        for (path, text) in files {
+            let p = d.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        d
+    }
+
+    /// A multi-module project: the migrations in one module, the
+    /// application's configuration in another.
+    #[test]
+    fn another_module_s_configuration_is_read_where_it_is_the_only_one() {
+        let d = repo(&[
+            (
+                "app-core/src/main/resources/application.properties",
+                "spring.flyway.schemas=delivery\nspring.jpa.show-sql=true\n",
+            ),
+            (
+                "infra-database/src/main/resources/db/migration/V1__a.sql",
+                "SELECT 1;",
+            ),
+            (
+                "infra-database/target/classes/application.properties",
+                "spring.flyway.schemas=stale\n",
+            ),
+            (
+                "web/src/main/resources/application.properties",
+                "server.port=80\n",
+            ),
+        ]);
+        let dir = d
+            .path()
+            .join("infra-database/src/main/resources/db/migration");
+        let spring = Spring::read(&dir, "spring.flyway.");
+        assert_eq!(
+            spring
+                .value("spring.flyway.schemas")
+                .map(|(v, _)| v)
+                .as_deref(),
+            Some("delivery")
+        );
+        assert!(
+            spring
+                .classpath()
+                .unwrap()
+                .starts_with(d.path().join("infra-database"))
+        );
+        assert!(spring.several.is_empty());
+        // Nothing of Liquibase's anywhere: nothing read.
+        assert!(Spring::read(&dir, "spring.liquibase.").settings.is_empty());
+
+        // A second application that configures Flyway: which one deploys
+        // these files is not known, so neither is read.
+        std::fs::create_dir_all(d.path().join("admin/src/main/resources")).unwrap();
+        std::fs::write(
+            d.path().join("admin/src/main/resources/application.yml"),
+            "spring:\n  flyway:\n    schemas: admin\n",
+        )
+        .unwrap();
+        let spring = Spring::read(&dir, "spring.flyway.");
+        assert!(spring.settings.is_empty());
+        assert_eq!(spring.several.len(), 2, "{:?}", spring.several);
+
+        // The directory's own module's configuration wins.
+        std::fs::write(
+            d.path()
+                .join("infra-database/src/main/resources/application.properties"),
+            "spring.flyway.table=own\n",
+        )
+        .unwrap();
+        let spring = Spring::read(&dir, "spring.flyway.");
+        assert_eq!(spring.settings.len(), 1);
+        assert_eq!(spring.settings[0].value, "own");
     }
 }
