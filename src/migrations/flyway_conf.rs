@@ -10,10 +10,10 @@
 //! with its `conf/`; the first found is read. One whose `locations` name
 //! other directories is not this directory's, and is passed over.
 //!
-//! A Spring Boot application's `spring.flyway.*` settings come first,
-//! where the directory is on its classpath and one of its locations: they
-//! configure the Flyway the application runs at start-up, which reads no
-//! flyway.conf ([`spring`]).
+//! A Spring Boot application's `spring.flyway.*` settings (or a Quarkus
+//! application's `quarkus.flyway.*`) come first, where the directory is on
+//! its classpath and one of its locations: they configure the Flyway the
+//! application runs at start-up, which reads no flyway.conf ([`spring`]).
 //!
 //! Read: `placeholders.*`, `placeholderReplacement`, `table`,
 //! `defaultSchema` and `schemas` (the history is in the default schema,
@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use super::LoadError;
 use super::java_properties::properties;
-use super::spring::{Spring, relaxed};
+use super::spring::{Setting, Spring, relaxed};
 
 /// What a Flyway configuration file says that runbook uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,6 +117,11 @@ fn file_conf(dir: &Path) -> Result<Option<Conf>, LoadError> {
 /// that deploys to that environment.
 fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
     let spring = Spring::read(dir, "spring.flyway.");
+    let spring = if spring.settings.is_empty() && spring.several.is_empty() {
+        quarkus(dir)
+    } else {
+        spring
+    };
     if !spring.several.is_empty() {
         let places: Vec<String> = spring
             .several
@@ -126,7 +131,7 @@ fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
         return Ok((
             None,
             vec![format!(
-                "several modules of this repository configure a Spring application's Flyway ({}), and none is on this directory's classpath, so none is read; where the one that deploys these files keeps its history elsewhere than public.flyway_schema_history, say `history: {{format: flyway, table: ...}}`",
+                "several modules of this repository configure an application's Flyway ({}), and none is on this directory's classpath, so none is read; where the one that deploys these files keeps its history elsewhere than public.flyway_schema_history, say `history: {{format: flyway, table: ...}}`",
                 places.join(", ")
             )],
         ));
@@ -202,13 +207,38 @@ fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
     Ok((conf, notes))
 }
 
-/// A `spring.flyway.*` key as Flyway's own (`flyway.defaultSchema`), and
-/// the part after the prefix as written (a placeholder's name is kept as
-/// it is; only the prefix is compared loosely).
+/// A Quarkus application's `quarkus.flyway.*` settings, as [`Spring`]
+/// reads an application's: the unprefixed ones, then `%prod.`'s, which
+/// win (the profile a packaged Quarkus application runs with); another
+/// profile's (`%dev.`, `%test.`) are not the default profile's.
+fn quarkus(dir: &Path) -> Spring {
+    let mut q = Spring::read(dir, "quarkus.flyway.");
+    for x in Spring::read(dir, "%").settings {
+        let Some((profile, rest)) = x.key[1..].split_once('.') else {
+            continue;
+        };
+        if relaxed(rest).starts_with("quarkus.flyway.") {
+            q.settings.push(Setting {
+                default_profile: x.default_profile && profile == "prod",
+                ..x
+            });
+        }
+    }
+    q
+}
+
+/// A `spring.flyway.*` or `quarkus.flyway.*` key (after a Quarkus
+/// profile's `%name.`) as Flyway's own (`flyway.defaultSchema`), and the
+/// part after the prefix as written (a placeholder's name is kept as it
+/// is; only the prefix is compared loosely).
 fn flyway_key(key: &str) -> Option<(String, &str)> {
+    let key = match key.strip_prefix('%') {
+        Some(k) => k.split_once('.')?.1,
+        None => key,
+    };
     let rest = key.splitn(3, '.').nth(2)?;
     let own = match relaxed(rest).as_str() {
-        "enabled" => "flyway.enabled".to_string(),
+        "enabled" | "active" => "flyway.enabled".to_string(),
         "defaultschema" => "flyway.defaultSchema".to_string(),
         "schemas" => "flyway.schemas".to_string(),
         "table" => "flyway.table".to_string(),
@@ -245,7 +275,7 @@ fn spring_resolved(value: &str, path: &Path, line: usize) -> Result<String, Load
                     path,
                     line,
                     format!(
-                        "`${{{inner}}}` has no default: Spring takes it from the environment or another setting, and the environment variable {name} is not set"
+                        "`${{{inner}}}` has no default: the application takes it from the environment or another setting, and the environment variable {name} is not set"
                     ),
                 ));
             }
@@ -594,6 +624,45 @@ mod tests {
             e.contains("application.properties:2")
                 && e.contains("SVC_SCHEMA_SURELY_UNSET is not set"),
             "{e}"
+        );
+    }
+
+    /// A Quarkus application's `quarkus.flyway.*`, with `%prod.` winning
+    /// (the profile a packaged application runs with) and `%dev.` a
+    /// profile's own.
+    #[test]
+    fn a_quarkus_application_s_settings_are_its_flyway_s() {
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "src/main/resources/application.properties",
+                "quarkus.flyway.migrate-at-start=true\nquarkus.flyway.schemas=inventory\n\
+                 %prod.quarkus.flyway.table=inventory_history\n%dev.quarkus.flyway.schemas=dev\n",
+            ),
+            ("src/main/resources/db/migration/V1__a.sql", "SELECT 1;"),
+        ]);
+        let (conf, profiles) =
+            find_noting(&d.path().join("src/main/resources/db/migration")).unwrap();
+        assert_eq!(
+            conf.unwrap().history_table().as_deref(),
+            Some("inventory.inventory_history")
+        );
+        assert_eq!(profiles.len(), 1, "{profiles:?}");
+        assert!(
+            profiles[0].contains("a profile's `%dev.quarkus.flyway.schemas` is `dev`"),
+            "{profiles:?}"
+        );
+        // YAML (quarkus-config-yaml), nested.
+        std::fs::remove_file(d.path().join("src/main/resources/application.properties")).unwrap();
+        std::fs::write(
+            d.path().join("src/main/resources/application.yaml"),
+            "quarkus:\n  flyway:\n    schemas: inventory\n\"%prod\":\n  quarkus:\n    flyway:\n      active: false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            find(&d.path().join("src/main/resources/db/migration")).unwrap(),
+            None,
+            "Flyway is off in the prod profile"
         );
     }
 

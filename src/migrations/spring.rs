@@ -229,12 +229,9 @@ fn walk(
         } else {
             format!("{prefix}.{k}")
         };
-        let under_spring = relaxed(&key) == "spring" || relaxed(&key).starts_with("spring.");
         if v.is_mapping() {
             // A map's keys are settings of their own (`parameters:`).
-            if under_spring {
-                walk(v, &key, wanted, found);
-            }
+            walk(v, &key, wanted, found);
         } else if wanted(&key) {
             let value = match v {
                 serde_yaml::Value::Sequence(items) => items
