@@ -495,7 +495,11 @@ fn names_dir(raw: &Raw, path: &Path, dir: &Path) -> bool {
             let tail = fs.trim_start_matches('/');
             p.canonicalize().is_ok_and(|p| p == dir) || (!tail.is_empty() && dir.ends_with(tail))
         } else {
-            let cp = l.strip_prefix("classpath:").unwrap_or(l);
+            // From the classpath's root, with or without a leading `/`.
+            let cp = l
+                .strip_prefix("classpath:")
+                .unwrap_or(l)
+                .trim_start_matches('/');
             !cp.is_empty() && dir.ends_with(cp)
         }
     })
@@ -583,10 +587,11 @@ mod tests {
             "{profiles:?}"
         );
         assert!(conf.path.ends_with("application.properties"), "{conf:?}");
-        // `{vendor}` is PostgreSQL's directory.
+        // `{vendor}` is PostgreSQL's directory; a leading `/` is the
+        // classpath's root all the same.
         std::fs::write(
             d.path().join("src/main/resources/application.properties"),
-            "spring.flyway.locations=classpath:db/migration/{vendor}\nspring.flyway.table=t\n",
+            "spring.flyway.locations=classpath:/db/migration/{vendor}\nspring.flyway.table=t\n",
         )
         .unwrap();
         let vendor = d.path().join(migrations).join("postgresql");
