@@ -49,26 +49,29 @@ pub struct Spring {
 impl Spring {
     /// The settings under `prefix` (relaxed: `spring.liquibase.`) of the
     /// application whose classpath holds `dir`. Where that classpath has
-    /// none (or `dir` is on none), the one other module of the repository
+    /// none, the one other module of the repository
     /// whose `src/main/resources` has them: a multi-module project keeps
     /// its migrations in one module and the application's configuration
     /// in another, and both are on the application's classpath when it
     /// runs. Names from the classpath's root are still `dir`'s own.
     pub fn read(dir: &Path, prefix: &str) -> Spring {
-        let own = classpath(dir).map(Path::to_path_buf);
-        if let Some(cp) = &own {
-            let settings = settings_at(cp, prefix);
-            if !settings.is_empty() {
-                return Spring {
-                    classpath: own.clone(),
-                    settings,
-                    several: Vec::new(),
-                };
-            }
+        // A directory on no classpath is no module's resources: no
+        // application reads it from there.
+        let Some(own) = classpath(dir).map(Path::to_path_buf) else {
+            return Spring::default();
+        };
+        let settings = settings_at(&own, prefix);
+        if !settings.is_empty() {
+            return Spring {
+                classpath: Some(own),
+                settings,
+                several: Vec::new(),
+            };
         }
+        let mine = own.canonicalize().unwrap_or_else(|_| own.clone());
         let mut others: Vec<(PathBuf, Vec<Setting>)> = module_classpaths(dir)
             .into_iter()
-            .filter(|cp| Some(cp) != own.as_ref())
+            .filter(|cp| *cp != mine)
             .map(|cp| {
                 let settings = settings_at(&cp, prefix);
                 (cp, settings)
@@ -76,16 +79,13 @@ impl Spring {
             .filter(|(_, settings)| !settings.is_empty())
             .collect();
         match others.len() {
-            1 => {
-                let (cp, settings) = others.remove(0);
-                Spring {
-                    classpath: own.or(Some(cp)),
-                    settings,
-                    several: Vec::new(),
-                }
-            }
+            1 => Spring {
+                classpath: Some(own),
+                settings: others.remove(0).1,
+                several: Vec::new(),
+            },
             _ => Spring {
-                classpath: own,
+                classpath: Some(own),
                 settings: Vec::new(),
                 several: others.into_iter().map(|(cp, _)| cp).collect(),
             },
