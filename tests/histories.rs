@@ -903,9 +903,7 @@ fn a_spring_application_s_flyway_settings_place_the_history_and_fill_placeholder
         run.step("apply")["details"]["warnings"][0]
             .as_str()
             .unwrap()
-            .starts_with(
-                "several modules of this repository configure a Spring application's Flyway"
-            ),
+            .starts_with("several modules of this repository configure an application's Flyway"),
         "{}",
         run.step("apply")["details"]
     );
