@@ -49,7 +49,8 @@ pub struct Spring {
 impl Spring {
     /// The settings under `prefix` (relaxed: `spring.liquibase.`) of the
     /// application whose classpath holds `dir`. Where that classpath has
-    /// none, the one other module of the repository
+    /// no application configuration at all (it is a library module), the
+    /// one other module of the repository
     /// whose `src/main/resources` has them: a multi-module project keeps
     /// its migrations in one module and the application's configuration
     /// in another, and both are on the application's classpath when it
@@ -61,7 +62,13 @@ impl Spring {
             return Spring::default();
         };
         let settings = settings_at(&own, prefix);
-        if !settings.is_empty() {
+        // A module with an application configuration of its own is an
+        // application: what it leaves unset is its migrator's default,
+        // whatever another application in the repository sets.
+        let configured = [own.clone(), own.join("config")]
+            .iter()
+            .any(|p| !files(p, "application", &["properties", "yml", "yaml"]).is_empty());
+        if !settings.is_empty() || configured {
             return Spring {
                 classpath: Some(own),
                 settings,
@@ -410,5 +417,18 @@ mod tests {
         let spring = Spring::read(&dir, "spring.flyway.");
         assert_eq!(spring.settings.len(), 1);
         assert_eq!(spring.settings[0].value, "own");
+        // A module that is an application of its own, setting nothing of
+        // Flyway's, runs Flyway's defaults, whatever another application
+        // in the repository sets (xParadize/digital-wallet-platform: one
+        // service turns Liquibase off, the others set nothing).
+        std::fs::write(
+            d.path()
+                .join("infra-database/src/main/resources/application.properties"),
+            "server.port=8081\n",
+        )
+        .unwrap();
+        std::fs::remove_dir_all(d.path().join("admin")).unwrap();
+        let spring = Spring::read(&dir, "spring.flyway.");
+        assert!(spring.settings.is_empty() && spring.several.is_empty());
     }
 }
