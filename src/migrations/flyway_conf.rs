@@ -154,7 +154,7 @@ fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
             }
             continue;
         }
-        let value = spring_resolved(&x.value, &at_file, line)?;
+        let value = expand_with(&x.value, &at_file, line, true)?;
         if key == "flyway.enabled" {
             enabled = !value.eq_ignore_ascii_case("false");
             continue;
@@ -253,41 +253,6 @@ fn flyway_key(key: &str) -> Option<(String, &str)> {
     Some((own, rest))
 }
 
-/// A Spring value with each `${NAME:default}` and `${NAME}` resolved: the
-/// environment variable NAME where it is set, else the default.
-fn spring_resolved(value: &str, path: &Path, line: usize) -> Result<String, LoadError> {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(at) = rest.find("${") {
-        let Some(len) = rest[at + 2..].find('}') else {
-            break;
-        };
-        let inner = &rest[at + 2..at + 2 + len];
-        let (name, default) = match inner.split_once(':') {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
-        };
-        let v = match (std::env::var(name), default) {
-            (Ok(v), _) => v,
-            (Err(_), Some(d)) => d.to_string(),
-            (Err(_), None) => {
-                return Err(refused(
-                    path,
-                    line,
-                    format!(
-                        "`${{{inner}}}` has no default: the application takes it from the environment or another setting, and the environment variable {name} is not set"
-                    ),
-                ));
-            }
-        };
-        out.push_str(&rest[..at]);
-        out.push_str(&v);
-        rest = &rest[at + 2 + len + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// Where a configuration file is looked for, in order: `dir`, then each
 /// directory above it up to the repository's root (the one holding
 /// `.git`), each with its `conf/`. Outside a repository, `dir` and the
@@ -377,6 +342,13 @@ fn toml_keys(text: &str, path: &Path) -> Result<Raw, LoadError> {
 /// `${NAME}` and `${env.NAME}` replaced with the environment's values, as
 /// Flyway expands them in its configuration.
 fn expand(value: &str, path: &Path, line: usize) -> Result<String, LoadError> {
+    expand_with(value, path, line, false)
+}
+
+/// [`expand`], and, where `defaults`, `${NAME:default}` as the default
+/// where NAME is not set, as Spring and Quarkus resolve an application's
+/// settings. One not set and with no default is refused.
+fn expand_with(value: &str, path: &Path, line: usize, defaults: bool) -> Result<String, LoadError> {
     let mut out = String::new();
     let mut rest = value;
     while let Some(at) = rest.find("${") {
@@ -384,13 +356,20 @@ fn expand(value: &str, path: &Path, line: usize) -> Result<String, LoadError> {
             break;
         };
         let name = &rest[at + 2..at + 2 + len];
-        let var = name.strip_prefix("env.").unwrap_or(name);
-        let Ok(v) = std::env::var(var) else {
-            return Err(refused(
-                path,
-                line,
-                format!("`${{{name}}}` is the environment variable {var}, which is not set"),
-            ));
+        let (var, default) = match name.split_once(':').filter(|_| defaults) {
+            Some((n, d)) => (n, Some(d)),
+            None => (name.strip_prefix("env.").unwrap_or(name), None),
+        };
+        let v = match (std::env::var(var), default) {
+            (Ok(v), _) => v,
+            (Err(_), Some(d)) => d.to_string(),
+            (Err(_), None) => {
+                return Err(refused(
+                    path,
+                    line,
+                    format!("`${{{name}}}` is the environment variable {var}, which is not set"),
+                ));
+            }
         };
         out.push_str(&rest[..at]);
         out.push_str(&v);
@@ -509,15 +488,7 @@ fn names_dir(raw: &Raw, path: &Path, dir: &Path) -> bool {
 mod tests {
     use super::*;
 
-    fn write(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (f, text) in files {
-            let p = d.path().join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-        d
-    }
+    use super::super::temp_tree as write;
 
     #[test]
     fn properties_and_toml_say_the_same() {
@@ -627,7 +598,7 @@ mod tests {
         let e = find(&d.path().join(migrations)).unwrap_err().to_string();
         assert!(
             e.contains("application.properties:2")
-                && e.contains("SVC_SCHEMA_SURELY_UNSET is not set"),
+                && e.contains("SVC_SCHEMA_SURELY_UNSET, which is not set"),
             "{e}"
         );
     }

@@ -2131,6 +2131,19 @@ pub fn parse_steps(n: &str) -> Result<u32, &'static str> {
     }
 }
 
+/// For tests: `files` (a path, its text) written under a new temporary
+/// directory, with the directories they need.
+#[cfg(test)]
+pub(crate) fn temp_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = d.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

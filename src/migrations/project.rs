@@ -150,14 +150,10 @@ fn go_requires(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// A repository of `files`.
     fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
+        let d = super::super::temp_tree(files);
         std::fs::create_dir(d.path().join(".git")).unwrap();
-        for (path, text) in files {
-            let p = d.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
         d
     }
 
