@@ -61,15 +61,16 @@ impl Conf {
 }
 
 /// The configuration file of the Flyway project `dir` belongs to, if one
-/// is found (see the module's documentation): a Spring Boot application's
-/// `spring.flyway.*` where `dir` is a location it migrates, else a
+/// is found (see the module's documentation): a Spring Boot or Quarkus
+/// application's settings where `dir` is a location it migrates, else a
 /// `flyway.toml` or `flyway.conf`.
 pub fn find(dir: &Path) -> Result<Option<Conf>, LoadError> {
     find_noting(dir).map(|(conf, _)| conf)
 }
 
-/// [`find`], with a warning for each Spring profile whose settings put
-/// Flyway's history elsewhere than the configuration found.
+/// [`find`], with a warning for each profile of the application whose
+/// settings put Flyway's history elsewhere than its default profile's, or
+/// where several applications' settings leave it unknown.
 pub fn find_noting(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
     let (conf, profiles) = spring(dir)?;
     if conf.is_some() {
