@@ -1413,6 +1413,17 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         Err(e) => return set.problem(e),
     };
     set.warnings.extend(plan.left_out.clone());
+    if !spring.several.is_empty() {
+        let places: Vec<String> = spring
+            .several
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        set.warnings.push(format!(
+            "several modules of this repository configure an application's Liquibase ({}), and none is on this directory's classpath, so none is read: its master, contexts, schemas and parameters are Liquibase's defaults here, or what the step says",
+            places.join(", ")
+        ));
+    }
     set.liquibase_names = plan.names.clone();
     let master = plan.master.as_deref().map(same_file);
     let names_master = |above: &Path, text: &str| {
@@ -1715,15 +1726,7 @@ mod tests {
     use super::super::{Format, load, load_tolerant};
     use super::*;
 
-    fn dir(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            let path = d.path().join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
-        d
-    }
+    use super::super::temp_tree as dir;
 
     fn names(set: &Set) -> Vec<(String, String)> {
         set.migrations
@@ -2069,6 +2072,41 @@ mod tests {
         let set = load(plain.path(), None).unwrap();
         let files: Vec<&str> = set.migrations.iter().map(|m| m.up.file.as_str()).collect();
         assert_eq!(files, ["2.2.1.sql", "2.2.sql"]);
+    }
+
+    /// A library module's changelog in a repository of two applications
+    /// that configure Liquibase: which one deploys it is not known, so
+    /// neither is read, and the load says so.
+    #[test]
+    fn a_changelog_several_applications_may_deploy_reads_neither_and_says_so() {
+        let repo = dir(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "orders/src/main/resources/application.yml",
+                "spring:\n  liquibase:\n    contexts: prod\n",
+            ),
+            (
+                "billing/src/main/resources/application.properties",
+                "spring.liquibase.default-schema=billing\n",
+            ),
+            (
+                "schema/src/main/resources/db/changelog/changes.sql",
+                "--liquibase formatted sql\n--changeset a:1 context:test\nSELECT 1;\n",
+            ),
+        ]);
+        let set = load(
+            &repo.path().join("schema/src/main/resources/db/changelog"),
+            None,
+        )
+        .unwrap();
+        assert!(
+            set.warnings.iter().any(|w| w.starts_with(
+                "several modules of this repository configure an application's Liquibase ("
+            )),
+            "{:?}",
+            set.warnings
+        );
+        assert!(set.liquibase_given.is_empty() && set.liquibase_place.default.is_none());
     }
 
     #[test]
