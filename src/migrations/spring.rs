@@ -1,11 +1,13 @@
-//! A Spring Boot application's own configuration, as it configures the
-//! migrator it runs at start-up (`spring.liquibase.*`, `spring.flyway.*`):
+//! A Spring Boot (or Quarkus) application's own configuration, as it
+//! configures the migrator it runs at start-up (`spring.liquibase.*`,
+//! `spring.flyway.*`, `quarkus.flyway.*`):
 //! every `application*.properties`, `.yml` and `.yaml` on the classpath
 //! that holds a migration directory (`src/main/resources`) and in its
 //! `config/`, in the order Spring reads them, so that a later one wins
 //! (`config/` after the root; in one place, `.properties` after YAML).
-//! Where that classpath has none, another module's of the same
-//! repository, where exactly one has them ([`Spring::read`]).
+//! Where that classpath has no application configuration at all (a
+//! library module's), another module's of the same repository, where
+//! exactly one has such settings ([`Spring::read`]).
 //! Keys are compared as Spring's relaxed binding compares them
 //! (`default-schema`, `defaultSchema` and `default_schema` are one).
 //!
@@ -50,11 +52,11 @@ impl Spring {
     /// The settings under `prefix` (relaxed: `spring.liquibase.`) of the
     /// application whose classpath holds `dir`. Where that classpath has
     /// no application configuration at all (it is a library module), the
-    /// one other module of the repository
-    /// whose `src/main/resources` has them: a multi-module project keeps
-    /// its migrations in one module and the application's configuration
-    /// in another, and both are on the application's classpath when it
-    /// runs. Names from the classpath's root are still `dir`'s own.
+    /// one other module of the repository whose `src/main/resources` has
+    /// them: a multi-module project keeps its migrations in one module and
+    /// the application's configuration in another, and both are on the
+    /// application's classpath when it runs. Names from the classpath's
+    /// root are still `dir`'s own.
     pub fn read(dir: &Path, prefix: &str) -> Spring {
         // A directory on no classpath is no module's resources: no
         // application reads it from there.
