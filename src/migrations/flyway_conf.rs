@@ -72,11 +72,7 @@ pub fn find(dir: &Path) -> Result<Option<Conf>, LoadError> {
 /// settings put Flyway's history elsewhere than its default profile's, or
 /// where several applications' settings leave it unknown.
 pub fn find_noting(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
-    let (conf, profiles) = spring(dir)?;
-    if conf.is_some() {
-        return Ok((conf, profiles));
-    }
-    Ok((file_conf(dir)?, profiles))
+    spring(dir, || file_conf(dir))
 }
 
 /// A `flyway.toml` or `flyway.conf` for `dir`.
@@ -116,7 +112,13 @@ fn file_conf(dir: &Path) -> Result<Option<Conf>, LoadError> {
 /// deploy's, but an application started with that profile keeps its
 /// history there: each that differs is a warning, with the `history:`
 /// that deploys to that environment.
-fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
+///
+/// Where the application's settings are not this directory's, or give
+/// none of these, the configuration is `otherwise`'s (a flyway.conf).
+fn spring(
+    dir: &Path,
+    otherwise: impl FnOnce() -> Result<Option<Conf>, LoadError>,
+) -> Result<(Option<Conf>, Vec<String>), LoadError> {
     let spring = Spring::read(dir, "spring.flyway.");
     let spring = if spring.settings.is_empty() && spring.several.is_empty() {
         quarkus(dir)
@@ -130,7 +132,7 @@ fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
             .map(|p| p.display().to_string())
             .collect();
         return Ok((
-            None,
+            otherwise()?,
             vec![format!(
                 "several modules of this repository configure an application's Flyway ({}), and none is on this directory's classpath, so none is read; where the one that deploys these files keeps its history elsewhere than public.flyway_schema_history, say `history: {{format: flyway, table: ...}}`",
                 places.join(", ")
@@ -164,7 +166,7 @@ fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
         raw.push((key, value, line));
     }
     if !enabled {
-        return Ok((None, Vec::new()));
+        return Ok((otherwise()?, Vec::new()));
     }
     if !raw.iter().any(|(k, _, _)| k == "flyway.locations") {
         raw.push((
@@ -180,11 +182,11 @@ fn spring(dir: &Path) -> Result<(Option<Conf>, Vec<String>), LoadError> {
     }
     let here = file.clone().unwrap_or_else(|| dir.to_path_buf());
     if !names_dir(&raw, &here, dir) {
-        return Ok((None, Vec::new()));
+        return Ok((otherwise()?, Vec::new()));
     }
     let conf = match &file {
         Some(f) => Some(read(&raw, f)?),
-        None => None,
+        None => otherwise()?,
     };
     let history = |c: Option<&Conf>| {
         c.and_then(Conf::history_table)
@@ -589,6 +591,25 @@ mod tests {
                 "{props}"
             );
         }
+        // No default-profile settings: the flyway.conf is read, and a
+        // profile's own place is said against it.
+        std::fs::write(
+            d.path().join("src/main/resources/application.properties"),
+            "server.port=8080\n",
+        )
+        .unwrap();
+        let (conf, profiles) = find_noting(&d.path().join(migrations)).unwrap();
+        assert_eq!(
+            conf.unwrap().history_table().as_deref(),
+            Some("from_the_cli")
+        );
+        assert!(
+            profiles.len() == 1
+                && profiles[0].contains(
+                    "keeps Flyway's history in test.flyway_schema_history, where this step uses from_the_cli"
+                ),
+            "{profiles:?}"
+        );
         // A value only the environment gives, and it does not: refused,
         // with the file and line.
         std::fs::write(
