@@ -125,19 +125,11 @@ fn spring(
     } else {
         spring
     };
-    if !spring.several.is_empty() {
-        let places: Vec<String> = spring
-            .several
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        return Ok((
-            otherwise()?,
-            vec![format!(
-                "several modules of this repository configure an application's Flyway ({}), and none is on this directory's classpath, so none is read; where the one that deploys these files keeps its history elsewhere than public.flyway_schema_history, say `history: {{format: flyway, table: ...}}`",
-                places.join(", ")
-            )],
-        ));
+    if let Some(note) = spring.several_note(
+        "Flyway",
+        "where the one that deploys these files keeps its history elsewhere than public.flyway_schema_history, say `history: {format: flyway, table: ...}`",
+    ) {
+        return Ok((otherwise()?, vec![note]));
     }
     let mut raw: Raw = Vec::new();
     let mut file: Option<PathBuf> = None;

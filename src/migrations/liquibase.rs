@@ -1413,17 +1413,10 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         Err(e) => return set.problem(e),
     };
     set.warnings.extend(plan.left_out.clone());
-    if !spring.several.is_empty() {
-        let places: Vec<String> = spring
-            .several
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        set.warnings.push(format!(
-            "several modules of this repository configure an application's Liquibase ({}), and none is on this directory's classpath, so none is read: its master, contexts, schemas and parameters are Liquibase's defaults here, or what the step says",
-            places.join(", ")
-        ));
-    }
+    set.warnings.extend(spring.several_note(
+        "Liquibase",
+        "its master, contexts, schemas and parameters are Liquibase's defaults here, or what the step says",
+    ));
     set.liquibase_names = plan.names.clone();
     let master = plan.master.as_deref().map(same_file);
     let names_master = |above: &Path, text: &str| {

@@ -110,6 +110,22 @@ impl Spring {
             .map(|x| (x.value.clone(), x.at.clone()))
     }
 
+    /// Where [`Spring::several`] left the settings unread: a warning that
+    /// names those modules, for `tool`, and what that means (`then`).
+    pub fn several_note(&self, tool: &str, then: &str) -> Option<String> {
+        let places: Vec<String> = self
+            .several
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        (!places.is_empty()).then(|| {
+            format!(
+                "several modules of this repository configure an application's {tool} ({}), and none is on this directory's classpath, so none is read; {then}",
+                places.join(", ")
+            )
+        })
+    }
+
     /// The classpath's root that names from it start at: `dir`'s own.
     pub fn classpath(&self) -> Option<&Path> {
         self.classpath.as_deref()
