@@ -374,7 +374,7 @@ pub fn migrations_status(
                     format!(
                         "older than the newest applied, {}: out of order; {}",
                         newest.version.unwrap_or_default(),
-                        history.tool.out_of_order_fate()
+                        history.tool.out_of_order_fate(set)
                     ),
                 ),
                 None => ("pending", String::new()),

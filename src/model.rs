@@ -1078,7 +1078,8 @@ pub struct MigrateStep {
     pub single_transaction: bool,
     /// Apply a pending migration older than the newest applied one (`true`),
     /// or refuse the step before anything runs (`false`). Default: as the
-    /// history's tool does ([`crate::history::Tool::refuses_out_of_order`]).
+    /// history's tool does ([`crate::history::Tool::applies_out_of_order`]:
+    /// Flyway's as the project's configuration sets its `outOfOrder`).
     /// Going down: `true` lets a rollback keep an applied migration that
     /// was applied after one it rolls back, with a warning; otherwise
     /// that is refused before anything runs.

@@ -2189,6 +2189,68 @@ fn a_migration_older_than_the_newest_applied_runs_only_where_its_tool_would() {
     );
 }
 
+/// A Flyway project that turns `outOfOrder` on deploys a late migration as
+/// Flyway would there: the step applies it, saying which file let it, and
+/// the preflight check and `migrations status` agree. The step's own
+/// `out_of_order: false` still refuses it.
+#[test]
+fn a_flyway_project_s_out_of_order_setting_is_the_step_s_default() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("V1__init.sql", INIT),
+        ("V3__add.sql", ADD),
+        ("flyway.conf", "flyway.outOfOrder=true\n"),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::write(
+        dir.path().join("V2__late.sql"),
+        "CREATE TABLE late (id int);\n",
+    )
+    .unwrap();
+    let conf = dir.path().join("flyway.conf").canonicalize().unwrap();
+    let at = format!("{}:1", conf.display());
+    let (_, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert!(
+        out.contains(&format!("out of order; {at} sets Flyway's outOfOrder, so Flyway would apply such a migration, and so would a migrate step")),
+        "{out}{err}"
+    );
+    let check = Case::new(&format!(
+        "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, max: 5 }}\n",
+        dir.path().display()
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let (_case, run) = migrate(&db, dir.path(), "          out_of_order: false\n");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('late') IS NULL"), "t");
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2"]);
+    assert!(
+        run.stderr.contains(&format!(
+            "warning: 2 is older than the newest applied migration (3); applying it out of order, as {at} sets Flyway's outOfOrder"
+        )),
+        "{}",
+        run.stderr
+    );
+    // Turned off in the file, it is refused, and the message says where.
+    std::fs::write(&conf, "flyway.outOfOrder=false\n").unwrap();
+    std::fs::write(
+        dir.path().join("V2_1__later.sql"),
+        "CREATE TABLE later (id int);\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.step("apply")["error"]["message"],
+        format!(
+            "1 pending migration(s) are older than the newest applied (3): 2.1 (later); {at} turns Flyway's outOfOrder off, and so this step refuses it"
+        )
+    );
+}
+
 #[test]
 fn a_tern_history_is_one_number_continued_and_its_lock_respected() {
     let db = Db::fresh();

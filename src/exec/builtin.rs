@@ -494,7 +494,7 @@ async fn pending(
             "{passed_over} pending changeset(s) with a context or labels are older than applied ones, which the runs before passed over; a migrate step that gives no contexts refuses them"
         ));
     }
-    let refused = if history.tool.applies_out_of_order(setting) {
+    let refused = if history.tool.applies_out_of_order(&set, setting) {
         passed_over
     } else {
         early
@@ -502,7 +502,7 @@ async fn pending(
     if refused > 0 {
         details["out_of_order"] = Value::from(match setting {
             Some(false) => "`out_of_order: false` refuses a pending migration older than the newest applied one, and so would a migrate step with it".to_string(),
-            _ => history.tool.out_of_order_fate(),
+            _ => history.tool.out_of_order_fate(&set),
         });
     }
     let order = expectation(

@@ -1112,7 +1112,11 @@ async fn migrate(
                 x.up.file
             )]
         } else {
-            announce(x, m.direction, &newest, set, (i + 1, total))
+            let configured = history.tool.configured_out_of_order(set);
+            let why = configured
+                .filter(|_| m.out_of_order.is_none())
+                .map(|(_, at)| at);
+            announce(x, m.direction, &newest, set, why, (i + 1, total))
         };
         for line in lines {
             super::sql::log(r, &s.id, line);
@@ -1294,12 +1298,14 @@ fn made_by_this_run(r: &Run<'_>, name: &str) -> Option<bool> {
 }
 
 /// The log lines before a script runs: its place in the list, and a
-/// warning when it is applied below the newest applied version.
+/// warning when it is applied below the newest applied version (`why`:
+/// where the project's configuration lets Flyway apply it).
 fn announce(
     x: &Migration,
     direction: Direction,
     newest: &Newest<'_>,
     set: &Set,
+    why: Option<&str>,
     (n, total): (usize, usize),
 ) -> Vec<String> {
     let mut lines = Vec::new();
@@ -1310,9 +1316,11 @@ fn announce(
                 x.version
             ),
             _ => format!(
-                "warning: {} is older than the newest applied migration ({}); applying it out of order",
+                "warning: {} is older than the newest applied migration ({}); applying it out of order{}",
                 x.version,
-                newest.version.unwrap_or_default()
+                newest.version.unwrap_or_default(),
+                why.map(|at| format!(", as {at} sets Flyway's outOfOrder"))
+                    .unwrap_or_default()
             ),
         });
     }
@@ -1422,15 +1430,19 @@ async fn decide_made<'s>(
         pending.kept_later = kept_later(set, &applied, &pending.run);
     }
     pending.repeatables = repeat;
-    if m.direction == Direction::Up && !history.tool.applies_out_of_order(m.out_of_order) {
+    if m.direction == Direction::Up && !history.tool.applies_out_of_order(set, m.out_of_order) {
         let early = &pending.early;
         if let (Some(first), Some(max)) = (early.first(), Newest::of(set, &applied).version) {
             let list: Vec<String> = early
                 .iter()
                 .map(|x| migrations::labeled(&x.version, &x.name))
                 .collect();
-            let whose = match m.out_of_order {
-                Some(false) => "`out_of_order: false` refuses it".to_string(),
+            let configured = history.tool.configured_out_of_order(set);
+            let whose = match (m.out_of_order, configured) {
+                (Some(false), _) => "`out_of_order: false` refuses it".to_string(),
+                (None, Some((false, at))) => {
+                    format!("{at} turns Flyway's outOfOrder off, and so this step refuses it")
+                }
                 _ => format!(
                     "{} would not apply a migration out of order, and neither does this step",
                     history.tool.name()

@@ -488,15 +488,38 @@ impl Tool {
 
     /// Whether a `migrate` step applies a pending migration older than the
     /// newest applied one: as its `out_of_order` key says, or else as this
-    /// tool would.
-    pub fn applies_out_of_order(self, setting: Option<bool>) -> bool {
-        setting.unwrap_or(!self.refuses_out_of_order())
+    /// tool, configured as the project configures it for `set`, would.
+    pub fn applies_out_of_order(self, set: &Set, setting: Option<bool>) -> bool {
+        setting
+            .or(self.configured_out_of_order(set).map(|(v, _)| v))
+            .unwrap_or(!self.refuses_out_of_order())
+    }
+
+    /// Flyway's `outOfOrder` as the project's configuration for `set` gives
+    /// it (a flyway.conf, or the application's `spring.flyway.out-of-order`),
+    /// and where; for a Flyway history only.
+    pub fn configured_out_of_order(self, set: &Set) -> Option<(bool, &str)> {
+        let conf = set.flyway_conf.as_ref().filter(|_| self == Self::Flyway)?;
+        conf.out_of_order.as_ref().map(|(v, at)| (*v, at.as_str()))
     }
 
     /// What becomes of a pending migration older than the newest applied,
-    /// under this tool's history, as `migrations status` and a rehearsal
-    /// say it.
-    pub fn out_of_order_fate(self) -> String {
+    /// under this tool's history (as the project configures it for `set`),
+    /// as `migrations status` and a rehearsal say it.
+    pub fn out_of_order_fate(self, set: &Set) -> String {
+        match self.configured_out_of_order(set) {
+            Some((true, at)) => {
+                return format!(
+                    "{at} sets Flyway's outOfOrder, so Flyway would apply such a migration, and so would a migrate step, with a warning, unless it sets `out_of_order: false`"
+                );
+            }
+            Some((false, at)) => {
+                return format!(
+                    "{at} turns Flyway's outOfOrder off: Flyway would not apply such a migration, and neither would a migrate step unless it sets `out_of_order: true`"
+                );
+            }
+            None => {}
+        }
         if self.refuses_out_of_order() {
             format!(
                 "{} would not apply such a migration, and neither would a migrate step unless it sets `out_of_order: true`",

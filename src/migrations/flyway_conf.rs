@@ -17,8 +17,8 @@
 //!
 //! Read: `placeholders.*`, `placeholderReplacement`, `table`,
 //! `defaultSchema` and `schemas` (the history is in the default schema,
-//! else the first of `schemas`), and `sqlMigrationSuffixes` (the endings
-//! of script files). The connection (`url`, `user`,
+//! else the first of `schemas`), `sqlMigrationSuffixes` (the endings
+//! of script files) and `outOfOrder`. The connection (`url`, `user`,
 //! `password`) is runbook's own, and is never read. A value `${NAME}` (or
 //! `${env.NAME}`) is the environment variable's, as Flyway expands it.
 
@@ -44,6 +44,9 @@ pub struct Conf {
     /// `sqlMigrationSuffixes`: the endings of script files (`.sql`, the
     /// default, when empty).
     pub suffixes: Vec<String>,
+    /// `outOfOrder`: whether Flyway applies a pending migration older than
+    /// the newest applied one, and where that is set (`file:line`).
+    pub out_of_order: Option<(bool, String)>,
 }
 
 impl Conf {
@@ -135,6 +138,7 @@ fn spring(
     let mut file: Option<PathBuf> = None;
     let mut enabled = true;
     let mut profiles: Vec<(String, &str, &str, &str)> = Vec::new();
+    let mut out_of_order_at = None;
     for x in &spring.settings {
         let Some((key, rest)) = flyway_key(&x.key) else {
             continue;
@@ -149,10 +153,19 @@ fn spring(
             }
             continue;
         }
-        let value = expand_with(&x.value, &at_file, line, true)?;
+        let mut value = expand_with(&x.value, &at_file, line, true)?;
         if key == "flyway.enabled" {
             enabled = !value.eq_ignore_ascii_case("false");
             continue;
+        }
+        if key == "flyway.outOfOrder" {
+            // Spring's and Quarkus's other spellings of a boolean.
+            value = match value.to_ascii_lowercase().as_str() {
+                "on" | "yes" | "1" => "true".into(),
+                "off" | "no" | "0" => "false".into(),
+                _ => value,
+            };
+            out_of_order_at = Some(x.at.clone());
         }
         file.get_or_insert(at_file);
         raw.push((key, value, line));
@@ -177,7 +190,14 @@ fn spring(
         return Ok((otherwise()?, Vec::new()));
     }
     let conf = match &file {
-        Some(f) => Some(read(&raw, f)?),
+        Some(f) => {
+            let mut c = read(&raw, f)?;
+            // Where the application's settings span several files.
+            if let (Some((_, at)), Some(x)) = (&mut c.out_of_order, out_of_order_at) {
+                *at = x;
+            }
+            Some(c)
+        }
         None => otherwise()?,
     };
     let history = |c: Option<&Conf>| {
@@ -239,6 +259,7 @@ fn flyway_key(key: &str) -> Option<(String, &str)> {
         "table" => "flyway.table".to_string(),
         "placeholderreplacement" => "flyway.placeholderReplacement".to_string(),
         "sqlmigrationsuffixes" => "flyway.sqlMigrationSuffixes".to_string(),
+        "outoforder" => "flyway.outOfOrder".to_string(),
         "locations" => "flyway.locations".to_string(),
         r if r.starts_with("placeholders.") => {
             format!("flyway.placeholders.{}", &rest["placeholders.".len()..])
@@ -411,6 +432,20 @@ fn read(raw: &Raw, path: &Path) -> Result<Conf, LoadError> {
                     .collect();
             }
             "defaultSchema" => conf.schema = Some(expand(value, path, *line)?),
+            "outOfOrder" => {
+                let at = format!("{}:{line}", path.display());
+                conf.out_of_order = Some(match expand(value, path, *line)?.as_str() {
+                    v if v.eq_ignore_ascii_case("true") => (true, at),
+                    v if v.eq_ignore_ascii_case("false") => (false, at),
+                    v => {
+                        return Err(refused(
+                            path,
+                            *line,
+                            format!("`outOfOrder` is `{v}`: expected true or false"),
+                        ));
+                    }
+                });
+            }
             "schemas" => {
                 schemas = expand(value, path, *line)?
                     .split(',')
@@ -518,6 +553,48 @@ mod tests {
         );
         assert_eq!(conf.placeholders["tenant"], "acme");
         assert!(conf.no_replacement);
+    }
+
+    /// `outOfOrder`, and where it is set: in a flyway.conf or flyway.toml,
+    /// or as an application's setting in any of Spring's spellings of a
+    /// boolean, in whichever of its files says it. Another value is
+    /// refused, naming the line.
+    #[test]
+    fn out_of_order_is_read_with_where_it_is_set() {
+        let d = write(&[("flyway.conf", "flyway.table=t\nflyway.outOfOrder=TRUE\n")]);
+        let conf = find(d.path()).unwrap().unwrap();
+        let at = format!("{}:2", d.path().join("flyway.conf").display());
+        assert_eq!(conf.out_of_order, Some((true, at)));
+        let d = write(&[("flyway.toml", "[flyway]\noutOfOrder = false\n")]);
+        let conf = find(d.path()).unwrap().unwrap();
+        assert_eq!(conf.out_of_order.map(|(v, _)| v), Some(false));
+        let d = write(&[("flyway.conf", "flyway.outOfOrder=sometimes\n")]);
+        let e = find(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("flyway.conf:1")
+                && e.contains("`outOfOrder` is `sometimes`: expected true or false"),
+            "{e}"
+        );
+
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "src/main/resources/application.yml",
+                "spring:\n  flyway:\n    table: t\n",
+            ),
+            (
+                "src/main/resources/application.properties",
+                "spring.flyway.out-of-order=yes\n",
+            ),
+            ("src/main/resources/db/migration/V1__a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join("src/main/resources/db/migration"))
+            .unwrap()
+            .unwrap();
+        let (on, at) = conf.out_of_order.clone().unwrap();
+        assert!(on);
+        assert!(at.ends_with("application.properties:1"), "{at}");
+        assert!(conf.path.ends_with("application.yml"), "{conf:?}");
     }
 
     /// A Spring application's `spring.flyway.*`, in its default profile,

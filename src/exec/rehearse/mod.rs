@@ -848,7 +848,7 @@ async fn rehearse(
             "{} pending migration(s) are older than the newest applied on this database: {}; {}",
             list.len(),
             list.join(", "),
-            rig.history.tool.out_of_order_fate()
+            rig.history.tool.out_of_order_fate(set)
         )
     });
     let warnings: Vec<&String> = set
