@@ -784,6 +784,63 @@ fn a_flyway_projects_configuration_file_gives_placeholders_and_the_historys_plac
 /// projects have it), runbook made `public.flyway_schema_history` and the
 /// tables in `public`: the application, starting, would find no history in
 /// `delivery`, and run every migration again there, into empty tables.
+/// An application whose Flyway reads several locations into one history
+/// (`common` and `{vendor}`, a layout many Spring services use): a step
+/// on one of them deploys every location's migrations in one version
+/// order, as Flyway does, and the history names each script within its
+/// location, as Flyway names it. A location not found here is said.
+#[test]
+fn every_location_of_an_application_s_flyway_is_deployed_together() {
+    let db = Db::fresh();
+    let repo = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        (
+            "src/main/resources/application.properties",
+            "spring.flyway.locations=classpath:db/migration/common, classpath:db/migration/{vendor},classpath:db/seed\n",
+        ),
+        ("src/main/resources/db/migration/common/V1__users.sql", INIT),
+        (
+            "src/main/resources/db/migration/common/V3__orders.sql",
+            "CREATE TABLE orders (id int, user_id int);\n",
+        ),
+        (
+            "src/main/resources/db/migration/postgresql/pg/V2__users_brin.sql",
+            "CREATE INDEX users_brin ON users USING brin (id);\n",
+        ),
+    ]);
+    let dir = repo.path().join("src/main/resources/db/migration/common");
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1", "2", "3"]);
+    assert!(
+        run.stderr
+            .contains("(also the migrations of its other location(s) ../postgresql)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.step("apply")["details"]["warnings"].to_string().contains(
+            "Flyway's location `classpath:db/seed` is not found here, and its migrations are not read"
+        ),
+        "{}",
+        run.step("apply")["details"]
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(version || ' ' || script, ', ' ORDER BY installed_rank) FROM flyway_schema_history"),
+        "1 V1__users.sql, 2 pg/V2__users_brin.sql, 3 V3__orders.sql"
+    );
+    // The other location's directory reads the same: nothing is pending.
+    let (code, out, err) = migrations(
+        &["status"],
+        &repo
+            .path()
+            .join("src/main/resources/db/migration/postgresql"),
+        &db.url,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("  applied  ").count(), 3, "{out}");
+}
+
 #[test]
 fn a_spring_application_s_flyway_settings_place_the_history_and_fill_placeholders() {
     let db = Db::fresh();

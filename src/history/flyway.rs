@@ -150,17 +150,27 @@ fn rows_of(m: &Migration) -> String {
     }
 }
 
+/// The name Flyway's `script` column gives a file: its path within its
+/// location.
+fn script(h: &History, file: &str) -> String {
+    h.flyway_locations
+        .iter()
+        .find_map(|p| file.strip_prefix(p.as_str()))
+        .unwrap_or(file)
+        .to_string()
+}
+
 fn insert(h: &History, m: &Migration, kind: &str, success: bool, ms: u128) -> String {
     let (script, sum) = match kind {
         "UNDO_SQL" => {
             let down = m.down_script().expect("callers check for a down script");
             (
-                down.file.clone(),
+                script(h, &down.file),
                 migrations::flyway_checksum(down.as_written()),
             )
         }
         _ => (
-            m.up.file.clone(),
+            script(h, &m.up.file),
             migrations::flyway_checksum(m.up.as_written()),
         ),
     };

@@ -854,6 +854,9 @@ pub struct History {
     files: Vec<String>,
     /// Each version's journal `when` (Drizzle's), in the same order.
     stamps: Vec<Option<i64>>,
+    /// Flyway: the front of the names of another location's files
+    /// (`../common/`), which its `script` column leaves out.
+    flyway_locations: Vec<String>,
     /// runbook's own history: the row a directory version is recorded
     /// under when that differs (see [`History::rekey`]). Filled by `read`.
     keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -918,6 +921,7 @@ impl History {
                 .map(|m| file_name(&m.up.file).to_string())
                 .collect(),
             stamps: set.migrations.iter().map(|m| m.created_ms).collect(),
+            flyway_locations: set.flyway_locations().into_iter().map(|(_, p)| p).collect(),
             keys: Default::default(),
             batch: AtomicI64::new(1),
             detected: false,

@@ -7,8 +7,11 @@
 //! [`Set::repeatables`], in the order of their descriptions. As Flyway
 //! scans a location, subdirectories are read too: a script is known by its
 //! path below the directory (`1.0/V1_1__x.sql`), which is what Flyway
-//! records as its `script`. A version, or a repeatable description, found
-//! twice is refused, as Flyway refuses it.
+//! records as its `script`. The configuration's other locations are read
+//! too, into the same list ([`Set::flyway_locations`]): their files are
+//! named from the directory (`../common/V1__a.sql`), and recorded by their
+//! path within their location. A version, or a repeatable description,
+//! found twice is refused, as Flyway refuses it.
 //!
 //! Flyway fills in placeholders (`${name}`) before it runs a script. Its
 //! own (`${flyway:defaultSchema}`, `${flyway:user}`…) are filled in here
@@ -372,7 +375,21 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     let suffixes = suffixes(set.flyway_conf.as_ref());
     let mut ups: Vec<(String, Name)> = Vec::new();
     let mut undos: Vec<(String, Name)> = Vec::new();
-    for file in files(dir)? {
+    // Flyway reads every location into one list; a file of another one is
+    // named from `dir` (`../common/V2__b.sql`).
+    let mut all = files(dir)?;
+    for (loc, prefix) in set.flyway_locations() {
+        all.extend(files(&loc)?.into_iter().map(|f| format!("{prefix}{f}")));
+    }
+    if let Some(c) = &set.flyway_conf {
+        for l in &c.not_found {
+            set.warnings.push(format!(
+                "{}: Flyway's location `{l}` is not found here, and its migrations are not read. Flyway keeps them in the same history: one applied reads as applied with no file, and one pending is not deployed by this step",
+                c.path.display()
+            ));
+        }
+    }
+    for file in all {
         match parse(file_name(&file), &suffixes) {
             Some(n) if n.kind == 'V' => ups.push((file, n)),
             Some(n) if n.kind == 'U' => undos.push((file, n)),

@@ -18,7 +18,9 @@
 //! Read: `placeholders.*`, `placeholderReplacement`, `table`,
 //! `defaultSchema` and `schemas` (the history is in the default schema,
 //! else the first of `schemas`), `sqlMigrationSuffixes` (the endings
-//! of script files) and `outOfOrder`. The connection (`url`, `user`,
+//! of script files), `outOfOrder`, and `locations`: the other locations
+//! found beside the directory, whose migrations Flyway reads with its
+//! own. The connection (`url`, `user`,
 //! `password`) is runbook's own, and is never read. A value `${NAME}` (or
 //! `${env.NAME}`) is the environment variable's, as Flyway expands it.
 
@@ -47,9 +49,25 @@ pub struct Conf {
     /// `outOfOrder`: whether Flyway applies a pending migration older than
     /// the newest applied one, and where that is set (`file:line`).
     pub out_of_order: Option<(bool, String)>,
+    /// The other `locations` besides the directory, found here: Flyway
+    /// reads their migrations into the same history.
+    pub locations: Vec<PathBuf>,
+    /// Other `locations` as written, where they are not found here.
+    pub not_found: Vec<String>,
 }
 
 impl Conf {
+    /// With the other locations [`locate`] found, and the ones it did not.
+    fn at(mut self, others: Vec<Result<PathBuf, String>>) -> Conf {
+        for o in others {
+            match o {
+                Ok(p) => self.locations.push(p),
+                Err(l) => self.not_found.push(l),
+            }
+        }
+        self
+    }
+
     /// The history table it names, `schema.table`, when it names either.
     pub fn history_table(&self) -> Option<String> {
         if self.table.is_none() && self.schema.is_none() {
@@ -91,10 +109,10 @@ fn file_conf(dir: &Path) -> Result<Option<Conf>, LoadError> {
             } else {
                 properties(&text)
             };
-            if !names_dir(&raw, &path, dir) {
+            let Some(others) = locate(&raw, &path, dir) else {
                 continue;
-            }
-            return read(&raw, &path).map(Some);
+            };
+            return read(&raw, &path).map(|c| Some(c.at(others)));
         }
     }
     Ok(None)
@@ -186,12 +204,12 @@ fn spring(
         }
     }
     let here = file.clone().unwrap_or_else(|| dir.to_path_buf());
-    if !names_dir(&raw, &here, dir) {
+    let Some(others) = locate(&raw, &here, dir) else {
         return Ok((otherwise()?, Vec::new()));
-    }
+    };
     let conf = match &file {
         Some(f) => {
-            let mut c = read(&raw, f)?;
+            let mut c = read(&raw, f)?.at(others);
             // Where the application's settings span several files.
             if let (Some((_, at)), Some(x)) = (&mut c.out_of_order, out_of_order_at) {
                 *at = x;
@@ -482,36 +500,86 @@ pub(super) fn secret_name(name: &str) -> bool {
 /// [`Conf::placeholders`]: its value is not taken from a file.
 pub const SECRET_IN_FILE: &str = "\u{0}secret in a file";
 
-/// Whether the file is about `dir`: it names no `locations`, or one of
-/// them is `dir` (a `filesystem:` path, relative to the file's directory,
-/// or one `dir`'s path ends with; the `classpath:` path `dir` ends with).
-fn names_dir(raw: &Raw, path: &Path, dir: &Path) -> bool {
+/// The other locations of a configuration that is about `dir`, each found
+/// here (`Ok`) or not (`Err`, as written); None where the file is not
+/// about `dir`. It is where it names no `locations`, or one of them is
+/// `dir`: a `filesystem:` path, relative to the file's directory, or one
+/// `dir`'s path ends with; or the `classpath:` path `dir` ends with.
+///
+/// Another location is found as a `filesystem:` path, or as a
+/// `classpath:` path under the classpath root `dir` is found in. One that
+/// holds `dir`, or is within it, is left out: `dir`'s files are read with
+/// their subdirectories.
+fn locate(raw: &Raw, path: &Path, dir: &Path) -> Option<Vec<Result<PathBuf, String>>> {
     let Some((_, locations, _)) = raw.iter().find(|(k, _, _)| k == "flyway.locations") else {
-        return true;
+        return Some(Vec::new());
     };
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let base = path.parent().unwrap_or(Path::new("."));
-    locations.split(',').map(str::trim).any(|l| {
-        if let Some(fs) = l.strip_prefix("filesystem:") {
-            let p = Path::new(fs);
-            let p = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            };
-            // Or the same path at its end: the file was written for where
-            // the directory is mounted (`/flyway/sql` in Flyway's image).
-            let tail = fs.trim_start_matches('/');
-            p.canonicalize().is_ok_and(|p| p == dir) || (!tail.is_empty() && dir.ends_with(tail))
+    let filesystem = |fs: &str| {
+        let p = Path::new(fs);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
         } else {
-            // From the classpath's root, with or without a leading `/`.
-            let cp = l
-                .strip_prefix("classpath:")
-                .unwrap_or(l)
-                .trim_start_matches('/');
-            !cp.is_empty() && dir.ends_with(cp)
+            base.join(p)
+        };
+        p.canonicalize().ok()
+    };
+    // From the classpath's root, with or without a leading `/`.
+    let classpath = |l: &str| {
+        l.strip_prefix("classpath:")
+            .unwrap_or(l)
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string()
+    };
+    let locations: Vec<&str> = locations
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let names_dir = |l: &str| match l.strip_prefix("filesystem:") {
+        // Or the same path at its end: the file was written for where
+        // the directory is mounted (`/flyway/sql` in Flyway's image).
+        Some(fs) => {
+            let tail = fs.trim_start_matches('/');
+            filesystem(fs).is_some_and(|p| p == dir) || (!tail.is_empty() && dir.ends_with(tail))
         }
-    })
+        None => {
+            let cp = classpath(l);
+            !cp.is_empty() && dir.ends_with(&cp)
+        }
+    };
+    if !locations.iter().any(|l| names_dir(l)) {
+        return None;
+    }
+    // The classpath's root, where a `classpath:` location names `dir`.
+    let root = locations
+        .iter()
+        .filter(|l| !l.starts_with("filesystem:") && names_dir(l))
+        .find_map(|l| {
+            dir.ancestors()
+                .nth(Path::new(&classpath(l)).components().count())
+        });
+    let mut others = Vec::new();
+    for l in locations.into_iter().filter(|l| !names_dir(l)) {
+        let found = match l.strip_prefix("filesystem:") {
+            Some(fs) => filesystem(fs),
+            None => root
+                .as_ref()
+                .and_then(|r| r.join(classpath(l)).canonicalize().ok()),
+        };
+        match found {
+            Some(p) if p.starts_with(&dir) || dir.starts_with(&p) => {}
+            Some(p) if p.is_dir() => {
+                if !others.contains(&Ok(p.clone())) {
+                    others.push(Ok(p));
+                }
+            }
+            _ => others.push(Err(l.to_string())),
+        }
+    }
+    Some(others)
 }
 
 #[cfg(test)]
@@ -595,6 +663,45 @@ mod tests {
         assert!(on);
         assert!(at.ends_with("application.properties:1"), "{at}");
         assert!(conf.path.ends_with("application.yml"), "{conf:?}");
+    }
+
+    /// The other locations a configuration names besides the directory:
+    /// `filesystem:` ones from the file, `classpath:` ones under the root
+    /// the directory is found in; one holding the directory, or within it,
+    /// is its own; one not here is kept as written.
+    #[test]
+    fn other_locations_are_found_beside_the_directory() {
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "flyway.conf",
+                "flyway.locations=filesystem:sql/ddl,filesystem:sql/data,filesystem:sql/ddl/sub,filesystem:sql,filesystem:/flyway/extra\n",
+            ),
+            ("sql/ddl/V1__a.sql", "SELECT 1;"),
+            ("sql/ddl/sub/V2__b.sql", "SELECT 1;"),
+            ("sql/data/V3__c.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join("sql/ddl")).unwrap().unwrap();
+        let data = d.path().join("sql/data").canonicalize().unwrap();
+        assert_eq!(conf.locations, [data]);
+        assert_eq!(conf.not_found, ["filesystem:/flyway/extra"]);
+
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "src/main/resources/application.properties",
+                "spring.flyway.locations=classpath:/db/common/,classpath:db/{vendor}\n",
+            ),
+            ("src/main/resources/db/common/V1__a.sql", "SELECT 1;"),
+            ("src/main/resources/db/postgresql/V2__b.sql", "SELECT 1;"),
+        ]);
+        let res = d.path().join("src/main/resources");
+        let conf = find(&res.join("db/postgresql")).unwrap().unwrap();
+        assert_eq!(
+            conf.locations,
+            [res.join("db/common").canonicalize().unwrap()]
+        );
+        assert!(conf.not_found.is_empty(), "{conf:?}");
     }
 
     /// A Spring application's `spring.flyway.*`, in its default profile,

@@ -628,6 +628,20 @@ impl Set {
         if !c.suffixes.is_empty() {
             gave.push(format!("scripts ending in {}", c.suffixes.join(", ")));
         }
+        if let Some((v, at)) = &c.out_of_order {
+            gave.push(format!("outOfOrder {v} ({at})"));
+        }
+        let others = self.flyway_locations();
+        if !others.is_empty() {
+            gave.push(format!(
+                "also the migrations of its other location(s) {}",
+                others
+                    .iter()
+                    .map(|(_, p)| p.trim_end_matches('/'))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if gave.is_empty() {
             gave.push("nothing runbook uses".into());
         }
@@ -636,6 +650,20 @@ impl Set {
             c.path.display(),
             gave.join(", ")
         ))
+    }
+
+    /// The other locations of a Flyway project whose migrations are read
+    /// with the directory's, each with the front of its files' names
+    /// (`../common/`).
+    pub fn flyway_locations(&self) -> Vec<(PathBuf, String)> {
+        let Some(c) = &self.flyway_conf else {
+            return Vec::new();
+        };
+        let here = self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone());
+        c.locations
+            .iter()
+            .map(|l| (l.clone(), format!("{}/", crate::fsutil::relative(l, &here))))
+            .collect()
     }
 
     /// For the log: the migrator the project's manifest names.
