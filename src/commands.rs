@@ -330,6 +330,24 @@ pub fn migrations_status(
                 "{why}; a migrate step without them is refused, and --contexts or --label-filter shows what that deploy runs"
             ));
         }
+        // No Flyway history yet, and a schema that holds objects: what a
+        // migrate step would do there.
+        match migrate::flyway_start(&o.db, &o.set, &o.history).await {
+            Ok(migrate::FlywayStart::Refused(message, _)) => o.set.warnings.push(format!(
+                "{message}; `runbook migrations baseline` records the migrations the database already has"
+            )),
+            Ok(migrate::FlywayStart::Baseline(b)) => o.set.warnings.push(format!(
+                "schema {} already holds objects, and there is no Flyway history: a migrate step records a baseline at version {} first, as Flyway's baselineOnMigrate ({}) does, and applies only the migrations after it",
+                b.schemas.join(", "),
+                b.version,
+                b.at
+            )),
+            Ok(migrate::FlywayStart::AsUsual) => {}
+            Err(e) => o.set.warnings.push(format!(
+                "whether a schema Flyway manages already holds objects could not be read: {}",
+                e.message
+            )),
+        }
         let (set, history, applied) = (&o.set, &o.history, &o.applied);
         let mut rows = Vec::new();
         let mut bad = false;

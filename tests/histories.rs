@@ -784,6 +784,103 @@ fn a_flyway_projects_configuration_file_gives_placeholders_and_the_historys_plac
 /// projects have it), runbook made `public.flyway_schema_history` and the
 /// tables in `public`: the application, starting, would find no history in
 /// `delivery`, and run every migration again there, into empty tables.
+/// A database whose schema already holds objects, with no Flyway history
+/// yet: Flyway refuses to migrate it, and so does the step, having made
+/// nothing. With the project's `baselineOnMigrate`, the step records
+/// Flyway's baseline and applies what comes after it, as the application
+/// would at start-up; a step that then fails with nothing applied takes
+/// the history and its baseline away again. Objects an extension owns do
+/// not count.
+#[test]
+fn a_schema_that_already_holds_objects_gets_flyway_s_start() {
+    let db = Db::fresh();
+    db.sql("CREATE EXTENSION btree_gist");
+    let dir = files(&[("V1__init.sql", INIT), ("V2__add.sql", ADD)]);
+    // An extension's objects alone: Flyway's history is made as usual.
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1", "2"]);
+
+    let db = Db::fresh();
+    db.sql(INIT);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert_eq!(
+        error["message"],
+        "schema public already holds objects, and there is no Flyway history (public.flyway_schema_history): Flyway refuses to migrate such a database, and so does this step",
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("runbook migrations baseline"),
+        "{error}"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('flyway_schema_history') IS NULL"),
+        "t"
+    );
+    let (_, out, _) = migrations(&["status"], dir.path(), &db.url);
+    assert!(
+        out.contains(
+            "warning: schema public already holds objects, and there is no Flyway history"
+        ),
+        "{out}"
+    );
+
+    std::fs::write(
+        dir.path().join("flyway.conf"),
+        "flyway.baselineOnMigrate=true\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["2"]);
+    let conf = dir.path().join("flyway.conf").canonicalize().unwrap();
+    assert_eq!(
+        run.step("apply")["details"]["baselined"],
+        serde_json::json!({
+            "version": "1",
+            "because": format!("baselineOnMigrate ({}:1)", conf.display()),
+            "schemas_not_empty": ["public"],
+        })
+    );
+    assert!(
+        run.stderr.contains("recorded a baseline at version 1 in public.flyway_schema_history, as Flyway's baselineOnMigrate"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(type || ' ' || version || ' ' || script, ', ' ORDER BY installed_rank) FROM flyway_schema_history"),
+        "BASELINE 1 << Flyway Baseline >>, SQL 2 V2__add.sql"
+    );
+    // The report says it where people read.
+    let report = std::fs::read_to_string(run.dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("  - Flyway baseline recorded at version 1 (baselineOnMigrate ("),
+        "{report}"
+    );
+
+    // The first after the baseline fails on what is there: nothing of it
+    // stays, the history and its baseline neither.
+    let db = Db::fresh();
+    db.sql(&format!("{INIT}{ADD}"));
+    std::fs::write(
+        &conf,
+        "flyway.baselineOnMigrate=true\nflyway.baselineVersion=1\nflyway.baselineDescription=adopted\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT to_regclass('flyway_schema_history') IS NULL"),
+        "t"
+    );
+}
+
 /// An application whose Flyway reads several locations into one history
 /// (`common` and `{vendor}`, a layout many Spring services use): a step
 /// on one of them deploys every location's migrations in one version

@@ -550,6 +550,21 @@ pub struct Pending<'s> {
     pub kept_later: Vec<&'s Migration>,
     /// Whether the step made the history table (and its schema).
     pub made: Ensured,
+    /// The baseline the step recorded in the history it made, as Flyway's
+    /// `baselineOnMigrate` does ([`flyway_start`]).
+    pub baselined: Option<FlywayBaseline>,
+}
+
+/// A baseline recorded as Flyway's `baselineOnMigrate` records it: the
+/// schemas already held objects when there was no history yet.
+#[derive(Debug, Clone)]
+pub struct FlywayBaseline {
+    pub version: String,
+    pub description: Option<String>,
+    /// Where `baselineOnMigrate` is set (`file:line`).
+    pub at: String,
+    /// The schemas that held objects.
+    pub schemas: Vec<String>,
 }
 
 /// Decide what to run. Refuses on a dirty row, and on a changed checksum
@@ -630,6 +645,7 @@ pub fn select<'s>(
         early,
         kept_later,
         made: Ensured::Existed,
+        baselined: None,
     }
 }
 
@@ -923,7 +939,11 @@ async fn migrate(
     // runbook's own table is its state, left out of every check, and kept.
     let made = match pending.made {
         Ensured::Made { schema } if history.tool != Tool::Runbook => {
-            Some(json!({ "table": history.name, "schema": schema }))
+            let mut made = json!({ "table": history.name, "schema": schema });
+            if let Some(b) = &pending.baselined {
+                made["baselined"] = json!(b.version);
+            }
+            Some(made)
         }
         _ => None,
     };
@@ -936,6 +956,24 @@ async fn migrate(
     });
     if !set.warnings.is_empty() {
         details["warnings"] = json!(set.warnings);
+    }
+    if let Some(b) = &pending.baselined {
+        super::sql::log(
+            r,
+            &s.id,
+            format!(
+                "schema {} already held objects, and there was no Flyway history: recorded a baseline at version {} in {}, as Flyway's baselineOnMigrate ({}) does; migrations up to it are taken as applied, without running",
+                b.schemas.join(", "),
+                b.version,
+                history.name,
+                b.at
+            ),
+        );
+        details["baselined"] = json!({
+            "version": b.version,
+            "because": format!("baselineOnMigrate ({})", b.at),
+            "schemas_not_empty": b.schemas,
+        });
     }
     if !pending.kept_later.is_empty() {
         super::sql::log(
@@ -1198,8 +1236,7 @@ async fn migrate(
                     fail.partial
                         .output
                         .insert("history_made".into(), made.clone());
-                    if fail.unchanged.is_some()
-                        && !drop_made(r, &s.id, (history, set), made["schema"] == true).await
+                    if fail.unchanged.is_some() && !drop_made(r, &s.id, (history, set), made).await
                     {
                         // Its history table stays: the step changed that.
                         fail.unchanged = None;
@@ -1245,22 +1282,24 @@ async fn migrate(
     // made goes too, so the database is as the run found it.
     if m.direction == Direction::Down
         && target(r, m)?.0.as_deref() == Some(BEFORE_RUN)
-        && let Some(schema) = made_by_this_run(r, &history.name)
+        && let Some(made) = made_by_this_run(r, &history.name)
     {
-        drop_made(r, &s.id, (history, set), schema).await;
+        drop_made(r, &s.id, (history, set), &made).await;
     }
     Ok(done)
 }
 
-/// Drop the history table the run made, when no migration is left in it;
-/// said in the step's log. Whether it is gone.
+/// Drop the history table the run made (`made`, as its step's
+/// `history_made` says it), when no migration is left in it; said in the
+/// step's log. Whether it is gone.
 async fn drop_made(
     r: &mut Run<'_>,
     step: &str,
     (history, set): (&History, &Set),
-    schema: bool,
+    made: &Value,
 ) -> bool {
-    match history.drop_made(&r.db, set, schema).await {
+    let (schema, baselined) = (made["schema"] == true, made["baselined"].is_string());
+    match history.drop_made(&r.db, set, schema, baselined).await {
         Ok(true) => {
             super::sql::log(
                 r,
@@ -1288,13 +1327,14 @@ async fn drop_made(
 }
 
 /// Whether a migrate step of this run (or of the run being undone) made
-/// the history table `name`, and with it its schema.
-fn made_by_this_run(r: &Run<'_>, name: &str) -> Option<bool> {
+/// the history table `name`: its `history_made`, which says whether it
+/// made its schema too, and the baseline it recorded.
+fn made_by_this_run(r: &Run<'_>, name: &str) -> Option<Value> {
     recorded_outputs(r)?
         .iter()
         .filter_map(|o| o.get("history_made"))
         .find(|h| h["table"] == name)
-        .map(|h| h["schema"] == true)
+        .cloned()
 }
 
 /// The log lines before a script runs: its place in the list, and a
@@ -1352,6 +1392,19 @@ async fn decide<'s>(
         }
         _ => Vec::new(),
     };
+    let baseline = match m.direction {
+        Direction::Up if history.tool == Tool::Flyway => {
+            match flyway_start(&r.db, set, history)
+                .await
+                .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?
+            {
+                FlywayStart::AsUsual => None,
+                FlywayStart::Refused(message, hint) => return Err(refused(message, hint)),
+                FlywayStart::Baseline(b) => Some(b),
+            }
+        }
+        _ => None,
+    };
     // Going down, a history that does not exist has nothing applied.
     let made = match m.direction {
         Direction::Up => history
@@ -1360,19 +1413,87 @@ async fn decide<'s>(
             .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?,
         Direction::Down => Ensured::Existed,
     };
+    let mut baselined = None;
+    if let (Some(b), Ensured::Made { schema }) = (baseline, made) {
+        if let Err(e) = history
+            .baseline_on_migrate(&r.db, &b.version, b.description.as_deref())
+            .await
+        {
+            let _ = history.drop_made(&r.db, set, schema, true).await;
+            return Err(Fail::new(StepStatus::Failed, e).unchanged());
+        }
+        baselined = Some(b);
+    }
     let decided = decide_made(r, m, set, history, (to, steps), repeat).await;
     match (decided, made) {
         (Ok((applied, mut pending)), _) => {
             pending.made = made;
+            pending.baselined = baselined;
             Ok((applied, pending))
         }
         // A refusal changed nothing: not even the history table stays.
         (Err(f), Ensured::Made { schema }) => {
-            let _ = history.drop_made(&r.db, set, schema).await;
+            let _ = history
+                .drop_made(&r.db, set, schema, baselined.is_some())
+                .await;
             Err(f)
         }
         (Err(f), Ensured::Existed) => Err(f),
     }
+}
+
+/// How Flyway starts on a database ([`flyway_start`]).
+pub(crate) enum FlywayStart {
+    /// Its history is there, or the schemas it manages are empty.
+    AsUsual,
+    /// It refuses to migrate: the message and hint.
+    Refused(String, &'static str),
+    /// It records this baseline first (`baselineOnMigrate`).
+    Baseline(FlywayBaseline),
+}
+
+/// Flyway's start where its history is not there yet. Where a schema it
+/// manages (its `schemas`, else the history's) already holds objects,
+/// Flyway refuses to migrate ("Found non-empty schema(s) ... but no schema
+/// history table"), and so does the step, before anything runs; unless
+/// the project sets `baselineOnMigrate`, with which Flyway records a
+/// baseline at `baselineVersion` (1 by default) and applies only the
+/// migrations after it: the baseline returned, for the step to record.
+pub(crate) async fn flyway_start(
+    db: &Db,
+    set: &Set,
+    history: &History,
+) -> Result<FlywayStart, ErrorInfo> {
+    if history.tool != Tool::Flyway || history.exists(db).await? {
+        return Ok(FlywayStart::AsUsual);
+    }
+    let conf = set.flyway_conf.as_ref();
+    let schemas = match conf.map(|c| c.schemas.clone()).filter(|s| !s.is_empty()) {
+        Some(s) => s,
+        None => vec![history.schema().to_string()],
+    };
+    let full = history.not_empty(db, &schemas).await?;
+    if full.is_empty() {
+        return Ok(FlywayStart::AsUsual);
+    }
+    Ok(
+        match conf.and_then(|c| c.baseline_on_migrate.clone().map(|b| (c, b))) {
+            Some((c, (true, at))) => FlywayStart::Baseline(FlywayBaseline {
+                version: c.baseline_version.clone().unwrap_or_else(|| "1".into()),
+                description: c.baseline_description.clone(),
+                at,
+                schemas: full,
+            }),
+            _ => FlywayStart::Refused(
+                format!(
+                    "schema {} already holds objects, and there is no Flyway history ({}): Flyway refuses to migrate such a database, and so does this step",
+                    full.join(", "),
+                    history.name
+                ),
+                "nothing ran. If the database already has some of these migrations, record them as applied first: `runbook migrations baseline <dir> --version <V>` (as `flyway baseline`). Where the project has Flyway do that itself, it sets `baselineOnMigrate=true` (`spring.flyway.baseline-on-migrate`), which this step follows. If those objects are not these migrations', deploy them to a schema of their own (`flyway.schemas`)",
+            ),
+        },
+    )
 }
 
 /// [`decide`], once the history table is there.

@@ -238,14 +238,45 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
 /// As `flyway baseline -baselineVersion=V` records it.
 pub(super) fn baseline(h: &History, through: &str, by: &str) -> String {
     let by: String = by.chars().take(100).collect();
+    baseline_row(h, through, DESCRIPTION, &literal(&by))
+}
+
+/// Flyway's baseline description, unless `baselineDescription` says another.
+pub const DESCRIPTION: &str = "<< Flyway Baseline >>";
+
+/// The `BASELINE` row: its description is its script too, as Flyway
+/// writes it; `by` is SQL (a literal, or `current_user`).
+fn baseline_row(h: &History, through: &str, description: &str, by: &str) -> String {
     format!(
         "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
-         SELECT COALESCE(max(installed_rank), 0) + 1, {v}, '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, {by}, 0, true FROM {t}",
+         SELECT COALESCE(max(installed_rank), 0) + 1, {v}, {d}, 'BASELINE', {d}, NULL, {by}, 0, true FROM {t}",
         t = h.quoted,
         v = literal(through),
-        by = literal(&by),
+        d = literal(description),
     )
 }
+
+/// As Flyway's `baselineOnMigrate` records it, by the connection's user.
+pub(super) fn baseline_on_migrate(h: &History, through: &str, description: &str) -> String {
+    baseline_row(h, through, description, "current_user")
+}
+
+/// Which of `schemas` hold an object, as Flyway asks before it makes a new
+/// history: a table, view, materialized view, sequence or foreign table, a
+/// type (not a table's row type, nor an array), or a function, that no
+/// extension owns.
+pub(super) const NOT_EMPTY: &str = "
+SELECT n.nspname FROM pg_namespace n
+WHERE n.nspname = ANY($1::text[]) AND (
+  EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e'))
+  OR EXISTS (SELECT FROM pg_type t WHERE t.typnamespace = n.oid
+          AND t.typcategory NOT IN ('A', 'C')
+          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e'))
+  OR EXISTS (SELECT FROM pg_proc p WHERE p.pronamespace = n.oid
+          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')))
+ORDER BY array_position($1::text[], n.nspname::text)";
 
 /// As `flyway repair` does for a failed migration: pending removes the
 /// failed row; applied marks it succeeded. A failed undo is the reverse.

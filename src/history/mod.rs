@@ -1335,6 +1335,38 @@ impl History {
         Ok(row.get(0))
     }
 
+    /// The schemas among `schemas` that already hold an object, as Flyway
+    /// asks before it makes a new history ([`flyway::NOT_EMPTY`]).
+    pub async fn not_empty(&self, db: &Db, schemas: &[String]) -> Result<Vec<String>, ErrorInfo> {
+        let rows = db
+            .client
+            .query(flyway::NOT_EMPTY, &[&schemas])
+            .await
+            .map_err(|e| db::error_info(&e, None))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The schema the history table is in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Record Flyway's baseline at `through`, as its `baselineOnMigrate`
+    /// does on a schema that already holds objects, in a history just made.
+    pub async fn baseline_on_migrate(
+        &self,
+        db: &Db,
+        through: &str,
+        description: Option<&str>,
+    ) -> Result<(), ErrorInfo> {
+        let sql =
+            flyway::baseline_on_migrate(self, through, description.unwrap_or(flyway::DESCRIPTION));
+        db.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| db::error_info(&e, None))
+    }
+
     /// Create the table, in its tool's own format, when it does not exist;
     /// whether it did, and its schema too.
     pub async fn ensure(&self, db: &Db) -> Result<Ensured, ErrorInfo> {
@@ -1397,10 +1429,23 @@ impl History {
     /// is): a run that made it and then rolled back everything it applied
     /// leaves the database as it found it. Whether it dropped it.
     /// runbook's own table is its state, as its journal is, and stays.
-    pub async fn drop_made(&self, db: &Db, set: &Set, schema: bool) -> Result<bool, ErrorInfo> {
-        if self.tool == Tool::Runbook
-            || !self.exists(db).await?
-            || !self.read(db, set).await?.is_empty()
+    pub async fn drop_made(
+        &self,
+        db: &Db,
+        set: &Set,
+        schema: bool,
+        baselined: bool,
+    ) -> Result<bool, ErrorInfo> {
+        if self.tool == Tool::Runbook || !self.exists(db).await? {
+            return Ok(false);
+        }
+        // The Flyway baseline the step recorded as it made the table
+        // (`baselineOnMigrate`) is part of its making, not a migration: it
+        // reads as the versions it covers, with no row of their own.
+        let recorded = self.read(db, set).await?;
+        if recorded
+            .iter()
+            .any(|a| !(baselined && self.tool == Tool::Flyway && a.key.is_empty()))
         {
             return Ok(false);
         }

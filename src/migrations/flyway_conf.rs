@@ -18,7 +18,8 @@
 //! Read: `placeholders.*`, `placeholderReplacement`, `table`,
 //! `defaultSchema` and `schemas` (the history is in the default schema,
 //! else the first of `schemas`), `sqlMigrationSuffixes` (the endings
-//! of script files), `outOfOrder`, and `locations`: the other locations
+//! of script files), `outOfOrder`, `baselineOnMigrate`, `baselineVersion`
+//! and `baselineDescription`, and `locations`: the other locations
 //! found beside the directory, whose migrations Flyway reads with its
 //! own. The connection (`url`, `user`,
 //! `password`) is runbook's own, and is never read. A value `${NAME}` (or
@@ -49,6 +50,15 @@ pub struct Conf {
     /// `outOfOrder`: whether Flyway applies a pending migration older than
     /// the newest applied one, and where that is set (`file:line`).
     pub out_of_order: Option<(bool, String)>,
+    /// `schemas`, all of them: where Flyway looks for objects before it
+    /// makes a new history (the default schema where none are given).
+    pub schemas: Vec<String>,
+    /// `baselineOnMigrate`, and where it is set (`file:line`).
+    pub baseline_on_migrate: Option<(bool, String)>,
+    /// `baselineVersion` (Flyway's default is 1).
+    pub baseline_version: Option<String>,
+    /// `baselineDescription` (Flyway's default is `<< Flyway Baseline >>`).
+    pub baseline_description: Option<String>,
     /// The other `locations` besides the directory, found here: Flyway
     /// reads their migrations into the same history.
     pub locations: Vec<PathBuf>,
@@ -156,7 +166,8 @@ fn spring(
     let mut file: Option<PathBuf> = None;
     let mut enabled = true;
     let mut profiles: Vec<(String, &str, &str, &str)> = Vec::new();
-    let mut out_of_order_at = None;
+    // Where a boolean is set, as a warning or refusal names it.
+    let mut at_of: Vec<(String, String)> = Vec::new();
     for x in &spring.settings {
         let Some((key, rest)) = flyway_key(&x.key) else {
             continue;
@@ -176,14 +187,14 @@ fn spring(
             enabled = !value.eq_ignore_ascii_case("false");
             continue;
         }
-        if key == "flyway.outOfOrder" {
+        if key == "flyway.outOfOrder" || key == "flyway.baselineOnMigrate" {
             // Spring's and Quarkus's other spellings of a boolean.
             value = match value.to_ascii_lowercase().as_str() {
                 "on" | "yes" | "1" => "true".into(),
                 "off" | "no" | "0" => "false".into(),
                 _ => value,
             };
-            out_of_order_at = Some(x.at.clone());
+            at_of.push((key.clone(), x.at.clone()));
         }
         file.get_or_insert(at_file);
         raw.push((key, value, line));
@@ -211,8 +222,14 @@ fn spring(
         Some(f) => {
             let mut c = read(&raw, f)?.at(others);
             // Where the application's settings span several files.
-            if let (Some((_, at)), Some(x)) = (&mut c.out_of_order, out_of_order_at) {
-                *at = x;
+            for (key, x) in at_of {
+                let setting = match key.as_str() {
+                    "flyway.outOfOrder" => &mut c.out_of_order,
+                    _ => &mut c.baseline_on_migrate,
+                };
+                if let Some((_, at)) = setting {
+                    *at = x;
+                }
             }
             Some(c)
         }
@@ -278,6 +295,9 @@ fn flyway_key(key: &str) -> Option<(String, &str)> {
         "placeholderreplacement" => "flyway.placeholderReplacement".to_string(),
         "sqlmigrationsuffixes" => "flyway.sqlMigrationSuffixes".to_string(),
         "outoforder" => "flyway.outOfOrder".to_string(),
+        "baselineonmigrate" => "flyway.baselineOnMigrate".to_string(),
+        "baselineversion" => "flyway.baselineVersion".to_string(),
+        "baselinedescription" => "flyway.baselineDescription".to_string(),
         "locations" => "flyway.locations".to_string(),
         r if r.starts_with("placeholders.") => {
             format!("flyway.placeholders.{}", &rest["placeholders.".len()..])
@@ -450,26 +470,22 @@ fn read(raw: &Raw, path: &Path) -> Result<Conf, LoadError> {
                     .collect();
             }
             "defaultSchema" => conf.schema = Some(expand(value, path, *line)?),
-            "outOfOrder" => {
-                let at = format!("{}:{line}", path.display());
-                conf.out_of_order = Some(match expand(value, path, *line)?.as_str() {
-                    v if v.eq_ignore_ascii_case("true") => (true, at),
-                    v if v.eq_ignore_ascii_case("false") => (false, at),
-                    v => {
-                        return Err(refused(
-                            path,
-                            *line,
-                            format!("`outOfOrder` is `{v}`: expected true or false"),
-                        ));
-                    }
-                });
+            "outOfOrder" => conf.out_of_order = Some(boolean(key, value, path, *line)?),
+            "baselineOnMigrate" => {
+                conf.baseline_on_migrate = Some(boolean(key, value, path, *line)?);
+            }
+            "baselineVersion" => conf.baseline_version = Some(expand(value, path, *line)?),
+            "baselineDescription" => {
+                conf.baseline_description = Some(expand(value, path, *line)?);
             }
             "schemas" => {
-                schemas = expand(value, path, *line)?
+                conf.schemas = expand(value, path, *line)?
                     .split(',')
                     .map(str::trim)
-                    .find(|s| !s.is_empty())
-                    .map(str::to_string);
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                schemas = conf.schemas.first().cloned();
             }
             _ => {}
         }
@@ -478,6 +494,21 @@ fn read(raw: &Raw, path: &Path) -> Result<Conf, LoadError> {
         conf.schema = schemas;
     }
     Ok(conf)
+}
+
+/// A boolean setting, with where it is set (`file:line`); another value
+/// is refused.
+fn boolean(key: &str, value: &str, path: &Path, line: usize) -> Result<(bool, String), LoadError> {
+    let at = format!("{}:{line}", path.display());
+    match expand(value, path, line)?.as_str() {
+        v if v.eq_ignore_ascii_case("true") => Ok((true, at)),
+        v if v.eq_ignore_ascii_case("false") => Ok((false, at)),
+        v => Err(refused(
+            path,
+            line,
+            format!("`{key}` is `{v}`: expected true or false"),
+        )),
+    }
 }
 
 /// Whether a placeholder's name says that it is a secret.
@@ -623,7 +654,7 @@ mod tests {
         assert!(conf.no_replacement);
     }
 
-    /// `outOfOrder`, and where it is set: in a flyway.conf or flyway.toml,
+    /// `outOfOrder` and `baselineOnMigrate`, and where each is set: in a flyway.conf or flyway.toml,
     /// or as an application's setting in any of Spring's spellings of a
     /// boolean, in whichever of its files says it. Another value is
     /// refused, naming the line.
@@ -648,11 +679,11 @@ mod tests {
             (".git/HEAD", "ref: refs/heads/main\n"),
             (
                 "src/main/resources/application.yml",
-                "spring:\n  flyway:\n    table: t\n",
+                "spring:\n  flyway:\n    table: t\n    baseline-version: 0\n",
             ),
             (
                 "src/main/resources/application.properties",
-                "spring.flyway.out-of-order=yes\n",
+                "spring.flyway.out-of-order=yes\nspring.flyway.baselineOnMigrate=on\n",
             ),
             ("src/main/resources/db/migration/V1__a.sql", "SELECT 1;"),
         ]);
@@ -663,6 +694,10 @@ mod tests {
         assert!(on);
         assert!(at.ends_with("application.properties:1"), "{at}");
         assert!(conf.path.ends_with("application.yml"), "{conf:?}");
+        // So is `baselineOnMigrate`, with its version from the other file.
+        let (on, at) = conf.baseline_on_migrate.clone().unwrap();
+        assert!(on && at.ends_with("application.properties:2"), "{at}");
+        assert_eq!(conf.baseline_version.as_deref(), Some("0"));
     }
 
     /// The other locations a configuration names besides the directory:

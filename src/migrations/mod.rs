@@ -631,6 +631,9 @@ impl Set {
         if let Some((v, at)) = &c.out_of_order {
             gave.push(format!("outOfOrder {v} ({at})"));
         }
+        if let Some((v, at)) = &c.baseline_on_migrate {
+            gave.push(format!("baselineOnMigrate {v} ({at})"));
+        }
         let others = self.flyway_locations();
         if !others.is_empty() {
             gave.push(format!(

@@ -737,6 +737,21 @@ fn write_migrate(o: &mut String, s: &StepReport, d: &Value) {
             list.join(", ")
         }
     );
+    if let Some(b) = d["baselined"].as_object() {
+        let schemas: Vec<&str> = b["schemas_not_empty"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let _ = writeln!(
+            o,
+            "  - Flyway baseline recorded at version {} ({}): schema {} already held objects, with no history; migrations up to it were taken as applied, not run",
+            cell(b["version"].as_str().unwrap_or_default()),
+            cell(b["because"].as_str().unwrap_or_default()),
+            cell(&schemas.join(", "))
+        );
+    }
     if let Some(f) = d["failed"].as_object() {
         let _ = writeln!(
             o,
