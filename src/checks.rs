@@ -287,7 +287,7 @@ ORDER BY lag_bytes DESC NULLS LAST",
         when: When::Preflight,
         summary: "Migrations in `dir` not yet applied according to the history: runbook's own, or the one Prisma, Knex, golang-migrate, Flyway, dbmate, goose, sql-migrate, popx, Diesel, SQLx, Drizzle, tern, node-pg-migrate, Postgrator, Refinery, the Supabase CLI, sqitch, Atlas or Liquibase keeps.",
         why: "Knowing what will run before it runs: after a deploy, pending migrations mean the schema is behind the code.",
-        passes: "at most `max` migrations are pending, and none of them is one a `migrate` step would refuse as out of order",
+        passes: "at most `max` migrations are pending, and none of them is one a `migrate` step would refuse as out of order; under a Flyway history not made yet, no schema it manages already holds objects, which a `migrate` step refuses as Flyway does (with the project's `baselineOnMigrate`, the migrations up to the baseline are not counted, and `details.baseline` says so)",
         args: &[
             required("dir", ArgKind::Text, "the migration directory, relative to the runbook"),
             arg("history_format", ArgKind::Text, "whose history table: auto (detected), runbook, prisma, knex, golang-migrate, flyway, dbmate, goose, sql-migrate, popx, diesel, sqlx, drizzle, tern, node-pg-migrate, postgrator, refinery, supabase, sqitch, atlas or liquibase"),

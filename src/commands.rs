@@ -332,17 +332,17 @@ pub fn migrations_status(
         }
         // No Flyway history yet, and a schema that holds objects: what a
         // migrate step would do there.
-        match migrate::flyway_start(&o.db, &o.set, &o.history).await {
-            Ok(migrate::FlywayStart::Refused(message, _)) => o.set.warnings.push(format!(
+        match o.history.flyway_start(&o.db, &o.set).await {
+            Ok(crate::history::FlywayStart::Refused(message, _)) => o.set.warnings.push(format!(
                 "{message}; `runbook migrations baseline` records the migrations the database already has"
             )),
-            Ok(migrate::FlywayStart::Baseline(b)) => o.set.warnings.push(format!(
+            Ok(crate::history::FlywayStart::Baseline(b)) => o.set.warnings.push(format!(
                 "schema {} already holds objects, and there is no Flyway history: a migrate step records a baseline at version {} first, as Flyway's baselineOnMigrate ({}) does, and applies only the migrations after it",
                 b.schemas.join(", "),
                 b.version,
                 b.at
             )),
-            Ok(migrate::FlywayStart::AsUsual) => {}
+            Ok(crate::history::FlywayStart::AsUsual) => {}
             Err(e) => o.set.warnings.push(format!(
                 "whether a schema Flyway manages already holds objects could not be read: {}",
                 e.message

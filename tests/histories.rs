@@ -830,11 +830,72 @@ fn a_schema_that_already_holds_objects_gets_flyway_s_start() {
         "{out}"
     );
 
+    // A preflight fails on it, as the step refuses it.
+    let check = |db: &Db| {
+        let run = Case::new(&format!(
+            "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, max: 5 }}\n",
+            dir.path().display()
+        ))
+        .exec(&db.url, &[]);
+        let step = run.step("pending").clone();
+        (run.code, step)
+    };
+    let (code, step) = check(&db);
+    assert_eq!(code, 1, "{step}");
+    assert!(
+        step["check"]["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target"] == "refused_non_empty_schema" && e["actual"] == 1),
+        "{step}"
+    );
+    // A rehearsal on a copy is refused as the deploy is.
+    let (_case, rehearsal) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(rehearsal.code, 1, "{}", rehearsal.stderr);
+    assert!(
+        rehearsal.step("rehearse")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("Flyway refuses to migrate such a database, and so does this step; the deploy would be refused too"),
+        "{}",
+        rehearsal.step("rehearse")
+    );
     std::fs::write(
         dir.path().join("flyway.conf"),
         "flyway.baselineOnMigrate=true\n",
     )
     .unwrap();
+    // The preflight counts what the step will run: after the baseline.
+    let (code, step) = check(&db);
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(
+        step["details"]["rows"],
+        serde_json::json!([{"version": "2", "file": "V2__add.sql", "out_of_order": false}]),
+        "{step}"
+    );
+    assert!(
+        step["details"]["baseline"]
+            .as_str()
+            .unwrap()
+            .contains("at version 1 first"),
+        "{step}"
+    );
+    // And starts where the deploy starts: after the baseline.
+    let (_case, rehearsal) = rehearse_scratch(&db, dir.path(), "");
+    assert_eq!(rehearsal.code, 0, "{}", rehearsal.stderr);
+    let details = &rehearsal.step("rehearse")["details"];
+    assert!(
+        details["warnings"]
+            .to_string()
+            .contains("the rehearsal starts, as the deploy does, from a baseline at version 1"),
+        "{details}"
+    );
+    assert_eq!(
+        details["migrations"].as_array().map(Vec::len),
+        Some(1),
+        "{details}"
+    );
     let (_case, run) = migrate(&db, dir.path(), "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(applied(&run), ["2"]);

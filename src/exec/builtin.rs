@@ -445,10 +445,36 @@ async fn pending(
     let within =
         |m: &crate::migrations::Migration| to.is_none_or(|t| set.cmp(&m.version, t).is_le());
     let newest = crate::history::Newest::of(&set, &applied);
+    // No Flyway history yet, on a schema that holds objects: a migrate
+    // step refuses, or starts from Flyway's baseline (`baselineOnMigrate`).
+    let (start_refused, baseline) = match history
+        .flyway_start(&r.db, &set)
+        .await
+        .map_err(|e| Fail::new(StepStatus::Failed, e))?
+    {
+        crate::history::FlywayStart::AsUsual => (None, None),
+        crate::history::FlywayStart::Refused(message, _) => (Some(message), None),
+        crate::history::FlywayStart::Baseline(b) => (None, Some(b)),
+    };
+    let baselined = |m: &crate::migrations::Migration| {
+        baseline.as_ref().is_some_and(|b| {
+            crate::migrations::version_cmp(&m.version, &b.version).is_le()
+                || crate::migrations::same_version(&m.version, &b.version)
+        })
+    };
+    if let Some(b) = &baseline {
+        details["baseline"] = Value::from(format!(
+            "a migrate step records Flyway's baseline at version {} first (baselineOnMigrate, {}): schema {} already holds objects, and there is no Flyway history; the migrations up to it are not run, nor counted here",
+            b.version,
+            b.at,
+            b.schemas.join(", ")
+        ));
+    }
     let pending: Vec<_> = set
         .migrations
         .iter()
         .filter(|m| !applied.iter().any(|a| a.version == m.version && !a.dirty))
+        .filter(|m| !baselined(m))
         .collect();
     let beyond = pending.iter().filter(|m| !within(m)).count();
     if beyond > 0 {
@@ -511,7 +537,20 @@ async fn pending(
         Value::from(0),
         Value::from(refused),
     );
-    Ok((rows, vec![count, order]))
+    let mut expectations = vec![count, order];
+    // Flyway's start is judged where the history is Flyway's.
+    if history.tool == crate::history::Tool::Flyway {
+        if let Some(message) = &start_refused {
+            details["refused"] = Value::from(message.clone());
+        }
+        expectations.push(expectation(
+            "refused_non_empty_schema",
+            CompareOp::Eq,
+            Value::from(0),
+            Value::from(u8::from(start_refused.is_some())),
+        ));
+    }
+    Ok((rows, expectations))
 }
 
 async fn dirty(

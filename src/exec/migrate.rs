@@ -22,7 +22,7 @@ use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 use crate::history::liquibase::Taken;
 pub use crate::history::{Applied, History};
-use crate::history::{Ensured, Newest, Repeatable, Tool, Write};
+use crate::history::{Ensured, FlywayBaseline, FlywayStart, Newest, Repeatable, Tool, Write};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
 use crate::pg::db::{self, Db, QueryFail};
@@ -551,20 +551,8 @@ pub struct Pending<'s> {
     /// Whether the step made the history table (and its schema).
     pub made: Ensured,
     /// The baseline the step recorded in the history it made, as Flyway's
-    /// `baselineOnMigrate` does ([`flyway_start`]).
+    /// `baselineOnMigrate` does ([`History::flyway_start`]).
     pub baselined: Option<FlywayBaseline>,
-}
-
-/// A baseline recorded as Flyway's `baselineOnMigrate` records it: the
-/// schemas already held objects when there was no history yet.
-#[derive(Debug, Clone)]
-pub struct FlywayBaseline {
-    pub version: String,
-    pub description: Option<String>,
-    /// Where `baselineOnMigrate` is set (`file:line`).
-    pub at: String,
-    /// The schemas that held objects.
-    pub schemas: Vec<String>,
 }
 
 /// Decide what to run. Refuses on a dirty row, and on a changed checksum
@@ -1394,7 +1382,8 @@ async fn decide<'s>(
     };
     let baseline = match m.direction {
         Direction::Up if history.tool == Tool::Flyway => {
-            match flyway_start(&r.db, set, history)
+            match history
+                .flyway_start(&r.db, set)
                 .await
                 .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())?
             {
@@ -1440,60 +1429,6 @@ async fn decide<'s>(
         }
         (Err(f), Ensured::Existed) => Err(f),
     }
-}
-
-/// How Flyway starts on a database ([`flyway_start`]).
-pub(crate) enum FlywayStart {
-    /// Its history is there, or the schemas it manages are empty.
-    AsUsual,
-    /// It refuses to migrate: the message and hint.
-    Refused(String, &'static str),
-    /// It records this baseline first (`baselineOnMigrate`).
-    Baseline(FlywayBaseline),
-}
-
-/// Flyway's start where its history is not there yet. Where a schema it
-/// manages (its `schemas`, else the history's) already holds objects,
-/// Flyway refuses to migrate ("Found non-empty schema(s) ... but no schema
-/// history table"), and so does the step, before anything runs; unless
-/// the project sets `baselineOnMigrate`, with which Flyway records a
-/// baseline at `baselineVersion` (1 by default) and applies only the
-/// migrations after it: the baseline returned, for the step to record.
-pub(crate) async fn flyway_start(
-    db: &Db,
-    set: &Set,
-    history: &History,
-) -> Result<FlywayStart, ErrorInfo> {
-    if history.tool != Tool::Flyway || history.exists(db).await? {
-        return Ok(FlywayStart::AsUsual);
-    }
-    let conf = set.flyway_conf.as_ref();
-    let schemas = match conf.map(|c| c.schemas.clone()).filter(|s| !s.is_empty()) {
-        Some(s) => s,
-        None => vec![history.schema().to_string()],
-    };
-    let full = history.not_empty(db, &schemas).await?;
-    if full.is_empty() {
-        return Ok(FlywayStart::AsUsual);
-    }
-    Ok(
-        match conf.and_then(|c| c.baseline_on_migrate.clone().map(|b| (c, b))) {
-            Some((c, (true, at))) => FlywayStart::Baseline(FlywayBaseline {
-                version: c.baseline_version.clone().unwrap_or_else(|| "1".into()),
-                description: c.baseline_description.clone(),
-                at,
-                schemas: full,
-            }),
-            _ => FlywayStart::Refused(
-                format!(
-                    "schema {} already holds objects, and there is no Flyway history ({}): Flyway refuses to migrate such a database, and so does this step",
-                    full.join(", "),
-                    history.name
-                ),
-                "nothing ran. If the database already has some of these migrations, record them as applied first: `runbook migrations baseline <dir> --version <V>` (as `flyway baseline`). Where the project has Flyway do that itself, it sets `baselineOnMigrate=true` (`spring.flyway.baseline-on-migrate`), which this step follows. If those objects are not these migrations', deploy them to a schema of their own (`flyway.schemas`)",
-            ),
-        },
-    )
 }
 
 /// [`decide`], once the history table is there.

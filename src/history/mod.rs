@@ -903,6 +903,28 @@ pub struct History {
     pub liquibase_lock: String,
 }
 
+/// A baseline recorded as Flyway's `baselineOnMigrate` records it: the
+/// schemas already held objects when there was no history yet.
+#[derive(Debug, Clone)]
+pub struct FlywayBaseline {
+    pub version: String,
+    pub description: Option<String>,
+    /// Where `baselineOnMigrate` is set (`file:line`).
+    pub at: String,
+    /// The schemas that held objects.
+    pub schemas: Vec<String>,
+}
+
+/// How Flyway starts on a database ([`History::flyway_start`]).
+pub enum FlywayStart {
+    /// Its history is there, or the schemas it manages are empty.
+    AsUsual,
+    /// It refuses to migrate: the message and hint.
+    Refused(String, &'static str),
+    /// It records this baseline first (`baselineOnMigrate`).
+    Baseline(FlywayBaseline),
+}
+
 impl History {
     /// `schema.table` or `table` (in `public`).
     pub fn new(tool: Tool, table: &str, set: &Set) -> History {
@@ -1335,20 +1357,55 @@ impl History {
         Ok(row.get(0))
     }
 
+    /// Flyway's start where its history is not there yet. Where a schema it
+    /// manages (its `schemas`, else the history's) already holds objects,
+    /// Flyway refuses to migrate ("Found non-empty schema(s) ... but no schema
+    /// history table"), and so does the step, before anything runs; unless
+    /// the project sets `baselineOnMigrate`, with which Flyway records a
+    /// baseline at `baselineVersion` (1 by default) and applies only the
+    /// migrations after it: the baseline returned, for the step to record.
+    pub async fn flyway_start(&self, db: &Db, set: &Set) -> Result<FlywayStart, ErrorInfo> {
+        if self.tool != Tool::Flyway || self.exists(db).await? {
+            return Ok(FlywayStart::AsUsual);
+        }
+        let conf = set.flyway_conf.as_ref();
+        let schemas = match conf.map(|c| c.schemas.clone()).filter(|s| !s.is_empty()) {
+            Some(s) => s,
+            None => vec![self.schema.clone()],
+        };
+        let full = self.not_empty(db, &schemas).await?;
+        if full.is_empty() {
+            return Ok(FlywayStart::AsUsual);
+        }
+        Ok(
+            match conf.and_then(|c| c.baseline_on_migrate.clone().map(|b| (c, b))) {
+                Some((c, (true, at))) => FlywayStart::Baseline(FlywayBaseline {
+                    version: c.baseline_version.clone().unwrap_or_else(|| "1".into()),
+                    description: c.baseline_description.clone(),
+                    at,
+                    schemas: full,
+                }),
+                _ => FlywayStart::Refused(
+                    format!(
+                        "schema {} already holds objects, and there is no Flyway history ({}): Flyway refuses to migrate such a database, and so does this step",
+                        full.join(", "),
+                        self.name
+                    ),
+                    "nothing ran. If the database already has some of these migrations, record them as applied first: `runbook migrations baseline <dir> --version <V>` (as `flyway baseline`). Where the project has Flyway do that itself, it sets `baselineOnMigrate=true` (`spring.flyway.baseline-on-migrate`), which this step follows. If those objects are not these migrations', deploy them to a schema of their own (`flyway.schemas`)",
+                ),
+            },
+        )
+    }
+
     /// The schemas among `schemas` that already hold an object, as Flyway
     /// asks before it makes a new history ([`flyway::NOT_EMPTY`]).
-    pub async fn not_empty(&self, db: &Db, schemas: &[String]) -> Result<Vec<String>, ErrorInfo> {
+    async fn not_empty(&self, db: &Db, schemas: &[String]) -> Result<Vec<String>, ErrorInfo> {
         let rows = db
             .client
             .query(flyway::NOT_EMPTY, &[&schemas])
             .await
             .map_err(|e| db::error_info(&e, None))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    /// The schema the history table is in.
-    pub fn schema(&self) -> &str {
-        &self.schema
     }
 
     /// Record Flyway's baseline at `through`, as its `baselineOnMigrate`

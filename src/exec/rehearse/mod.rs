@@ -851,11 +851,24 @@ async fn rehearse(
             rig.history.tool.out_of_order_fate(set)
         )
     });
+    // Started as the deploy starts: from Flyway's baseline.
+    let baselined = pending.baselined.as_ref().map(|b| {
+        format!(
+            "schema {} already held objects, and there was no Flyway history: the rehearsal starts, as the deploy does, from a baseline at version {} (Flyway's baselineOnMigrate, {}); migrations up to it are taken as applied, and not rehearsed",
+            b.schemas.join(", "),
+            b.version,
+            b.at
+        )
+    });
+    if let Some(note) = &baselined {
+        log(r, &s.id, note.clone());
+    }
     let warnings: Vec<&String> = set
         .warnings
         .iter()
         .filter(|w| !as_verdicts.contains(w))
         .chain(&late)
+        .chain(&baselined)
         .collect();
     let mut whole = Outcome {
         version: "*".into(),
@@ -1018,11 +1031,38 @@ async fn judge(
 
 /// What the rehearsal runs: the migrations not yet applied on the scratch
 /// database. Refused while its history has a dirty row, or an applied
-/// migration's file changed since.
+/// migration's file changed since. Where Flyway's history is not there
+/// yet and a schema it manages holds objects, refused as the deploy
+/// would be, or started from the baseline the deploy records
+/// ([`History::flyway_start`]).
 async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending<'s>, Fail> {
+    let start = match rig.tool {
+        Some(_) => crate::history::FlywayStart::AsUsual,
+        None => rig
+            .history
+            .flyway_start(rig.db(), set)
+            .await
+            .map_err(|e| Fail::new(StepStatus::Failed, e))?,
+    };
+    let baselined = match start {
+        crate::history::FlywayStart::AsUsual => None,
+        crate::history::FlywayStart::Refused(message, hint) => {
+            return Err(failed(
+                format!("{message}; the deploy would be refused too"),
+                hint,
+            ));
+        }
+        crate::history::FlywayStart::Baseline(b) => Some(b),
+    };
     rig.ensure_history()
         .await
         .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    if let Some(b) = &baselined {
+        rig.history
+            .baseline_on_migrate(rig.db(), &b.version, b.description.as_deref())
+            .await
+            .map_err(|e| Fail::new(StepStatus::Failed, e))?;
+    }
     let applied = rig
         .history
         .read(rig.db(), set)
@@ -1032,7 +1072,8 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
         let (message, hint) = rig.history.dirty_message(d);
         return Err(failed(message, &hint));
     }
-    let pending = migrate::select(set, &applied, &rig.history, Direction::Up, None, None);
+    let mut pending = migrate::select(set, &applied, &rig.history, Direction::Up, None, None);
+    pending.baselined = baselined;
     // A tool judges its own files; runbook has no checksum of them.
     if let Some((v, f, was, now)) = pending.changed.first().filter(|_| rig.tool.is_none()) {
         let kind = rig.history.tool.checksum_kind().unwrap_or("checksum");
