@@ -4728,6 +4728,43 @@ fn liquibase_s_databasechangelog_is_read_and_written_as_liquibase_keeps_it() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
 
+/// A Quarkus application's Liquibase: its master is `db/changeLog.xml`
+/// where `quarkus.liquibase.change-log` names none, and its
+/// `quarkus.liquibase.*` settings (default schema, change-log parameters;
+/// `%prod.` over the unprefixed, `%dev.` not the deploy's) place and fill
+/// the changesets as Spring's do.
+#[test]
+fn a_quarkus_application_s_liquibase_settings_are_read_as_spring_s() {
+    const MASTER: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<databaseChangeLog xmlns=\"http://www.liquibase.org/xml/ns/dbchangelog\">\n  <include file=\"db/changes/001.sql\"/>\n</databaseChangeLog>\n";
+    const CHANGES: &str = "--liquibase formatted sql\n--changeset team:1\nCREATE TABLE accounts (id int PRIMARY KEY);\nCOMMENT ON TABLE accounts IS '${owner}';\n--rollback DROP TABLE accounts;\n";
+    let project = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        ("src/main/resources/db/changeLog.xml", MASTER),
+        ("src/main/resources/db/changes/001.sql", CHANGES),
+        (
+            "src/main/resources/application.properties",
+            "quarkus.datasource.db-kind=postgresql\nquarkus.liquibase.migrate-at-start=true\n\
+             quarkus.liquibase.default-schema-name=public\n%prod.quarkus.liquibase.default-schema-name=app\n\
+             %dev.quarkus.liquibase.default-schema-name=dev_only\nquarkus.liquibase.change-log-parameters.owner=acme\n",
+        ),
+    ]);
+    let dir = project.path().join("src/main/resources/db");
+    let db = Db::fresh();
+    db.sql("CREATE SCHEMA app");
+    let (_case, run) = migrate(&db, &dir, "          history: { format: liquibase }\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("db/changeLog.xml on the classpath, the master Quarkus runs where its configuration names none"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT obj_description('app.accounts'::regclass) || ' ' || (to_regclass('app.databasechangelog') IS NOT NULL)"),
+        "acme true"
+    );
+}
+
 /// Liquibase given a default schema (Spring's
 /// `spring.liquibase.default-schema`, the CLI's `defaultSchemaName`) puts
 /// it first on the search path before each changeset, and keeps its

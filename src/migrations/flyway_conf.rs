@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use super::LoadError;
 use super::java_properties::properties;
-use super::spring::{Setting, Spring, relaxed};
+use super::spring::{Spring, relaxed};
 
 /// What a Flyway configuration file says that runbook uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,7 +152,7 @@ fn spring(
 ) -> Result<(Option<Conf>, Vec<String>), LoadError> {
     let spring = Spring::read(dir, "spring.flyway.");
     let spring = if spring.settings.is_empty() && spring.several.is_empty() {
-        quarkus(dir)
+        Spring::read_quarkus(dir, "quarkus.flyway.")
     } else {
         spring
     };
@@ -255,26 +255,6 @@ fn spring(
         }
     }
     Ok((conf, notes))
-}
-
-/// A Quarkus application's `quarkus.flyway.*` settings, as [`Spring`]
-/// reads an application's: the unprefixed ones, then `%prod.`'s, which
-/// win (the profile a packaged Quarkus application runs with); another
-/// profile's (`%dev.`, `%test.`) are not the default profile's.
-fn quarkus(dir: &Path) -> Spring {
-    let mut q = Spring::read(dir, "quarkus.flyway.");
-    for x in Spring::read(dir, "%").settings {
-        let Some((profile, rest)) = x.key[1..].split_once('.') else {
-            continue;
-        };
-        if relaxed(rest).starts_with("quarkus.flyway.") {
-            q.settings.push(Setting {
-                default_profile: x.default_profile && profile == "prod",
-                ..x
-            });
-        }
-    }
-    q
 }
 
 /// A `spring.flyway.*` or `quarkus.flyway.*` key (after a Quarkus

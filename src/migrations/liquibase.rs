@@ -1377,11 +1377,15 @@ fn configured_master(dir: &Path, top: &[PathBuf], spring: &Spring) -> Option<(Pa
             break;
         }
     }
-    let spring = super::liquibase_conf::SPRING_MASTER;
+    let (default, who) = if spring.quarkus {
+        (super::liquibase_conf::QUARKUS_MASTER, "Quarkus")
+    } else {
+        (super::liquibase_conf::SPRING_MASTER, "Spring Boot")
+    };
     Some((
-        here(spring)?,
+        here(default)?,
         format!(
-            "{spring} on the classpath, the master Spring Boot runs where its configuration names none"
+            "{default} on the classpath, the master {who} runs where its configuration names none"
         ),
     ))
 }
@@ -1406,8 +1410,13 @@ impl Plan {
 }
 
 pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
-    // The Spring application's configuration, read once.
+    // The application's configuration, read once: Spring's, else a
+    // Quarkus application's under Spring's names.
     let spring = Spring::read(dir, super::liquibase_conf::SPRING_PREFIX);
+    let spring = match spring.settings.is_empty() && spring.several.is_empty() {
+        true => super::liquibase_conf::quarkus(dir).unwrap_or(spring),
+        false => spring,
+    };
     let plan = match plan(dir, &spring) {
         Ok(p) => p,
         Err(e) => return set.problem(e),

@@ -73,7 +73,11 @@ pub fn given(
             Some(Given {
                 labels: spring_key(&x.key)?,
                 at: x.at.clone(),
-                key: x.key.clone(),
+                // Quarkus's contexts and labels have Spring's names.
+                key: match spring.quarkus {
+                    true => x.key.replacen(SPRING_PREFIX, "quarkus.liquibase.", 1),
+                    false => x.key.clone(),
+                },
                 value: x.value.clone(),
             })
         })
@@ -274,6 +278,50 @@ pub fn place(spring: &Spring, dir: &Path, names_master: impl Fn(&Path, &str) -> 
 /// none, from the classpath's root.
 pub const SPRING_MASTER: &str = "db/changelog/db.changelog-master.yaml";
 
+/// The master changelog Quarkus runs where its configuration names none,
+/// from the classpath's root.
+pub const QUARKUS_MASTER: &str = "db/changeLog.xml";
+
+/// A Quarkus application's `quarkus.liquibase.*` settings, under the
+/// names of the `spring.liquibase.*` settings they stand for
+/// (`default-schema-name` is `default-schema`, `change-log-parameters.x`
+/// is `parameters.x`), read as [`Spring::read_quarkus`] reads them. None
+/// where the directory's application is not a Quarkus one (it sets no
+/// `quarkus.*` at all).
+pub fn quarkus(dir: &Path) -> Option<Spring> {
+    if Spring::read_quarkus(dir, "quarkus.").settings.is_empty() {
+        return None;
+    }
+    let mut q = Spring::read_quarkus(dir, "quarkus.liquibase.");
+    q.quarkus = true;
+    q.settings.retain_mut(|x| {
+        let key = match x.key.strip_prefix('%') {
+            Some(k) => k.split_once('.').map_or("", |(_, k)| k),
+            None => &x.key,
+        };
+        // The part after the prefix as written: a parameter's name is kept.
+        let Some(rest) = key.splitn(3, '.').nth(2) else {
+            return false;
+        };
+        let spring = match relaxed(rest).as_str() {
+            "changelog" => "change-log".to_string(),
+            "defaultschemaname" => "default-schema".to_string(),
+            "liquibaseschemaname" => "liquibase-schema".to_string(),
+            "databasechangelogtablename" => "database-change-log-table".to_string(),
+            "databasechangeloglocktablename" => "database-change-log-lock-table".to_string(),
+            "contexts" => "contexts".to_string(),
+            "labels" => "labels".to_string(),
+            r if r.starts_with("changelogparameters.") => {
+                format!("parameters.{}", rest.split_once('.').map_or("", |(_, n)| n))
+            }
+            _ => return false,
+        };
+        x.key = format!("{SPRING_PREFIX}{spring}");
+        true
+    });
+    Some(q)
+}
+
 /// Where a key is one of `spring.liquibase.*` ([`Spring::read`]).
 pub const SPRING_PREFIX: &str = "spring.liquibase.";
 
@@ -287,7 +335,14 @@ pub fn master(spring: &Spring) -> Option<(String, String)> {
         .map(|(name, at)| {
             (
                 name,
-                format!("as {at} names it in spring.liquibase.change-log"),
+                format!(
+                    "as {at} names it in {}.change-log",
+                    if spring.quarkus {
+                        "quarkus.liquibase"
+                    } else {
+                        "spring.liquibase"
+                    }
+                ),
             )
         })
 }

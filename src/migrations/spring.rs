@@ -1,6 +1,6 @@
 //! A Spring Boot (or Quarkus) application's own configuration, as it
 //! configures the migrator it runs at start-up (`spring.liquibase.*`,
-//! `spring.flyway.*`, `quarkus.flyway.*`):
+//! `spring.flyway.*`, `quarkus.flyway.*`, `quarkus.liquibase.*`):
 //! every `application*.properties`, `.yml` and `.yaml` on the classpath
 //! that holds a migration directory (`src/main/resources`) and in its
 //! `config/`, in the order Spring reads them, so that a later one wins
@@ -46,6 +46,9 @@ pub struct Spring {
     /// several other modules of the repository have one: their classpaths,
     /// none of which is read.
     pub several: Vec<PathBuf>,
+    /// The settings are a Quarkus application's, brought to Spring's
+    /// names ([`super::liquibase_conf::quarkus`]).
+    pub quarkus: bool,
 }
 
 impl Spring {
@@ -75,6 +78,7 @@ impl Spring {
                 classpath: Some(own),
                 settings,
                 several: Vec::new(),
+                quarkus: false,
             };
         }
         let mine = own.canonicalize().unwrap_or_else(|_| own.clone());
@@ -92,13 +96,37 @@ impl Spring {
                 classpath: Some(own),
                 settings: others.remove(0).1,
                 several: Vec::new(),
+                quarkus: false,
             },
             _ => Spring {
                 classpath: Some(own),
                 settings: Vec::new(),
                 several: others.into_iter().map(|(cp, _)| cp).collect(),
+                quarkus: false,
             },
         }
+    }
+
+    /// A Quarkus application's settings under `prefix`
+    /// (`quarkus.flyway.`), as [`Spring::read`] reads an application's:
+    /// the unprefixed ones, then `%prod.`'s, which win (the profile a
+    /// packaged Quarkus application runs with); another profile's
+    /// (`%dev.`, `%test.`) are not the default profile's. A profile's key
+    /// keeps its `%name.` in front.
+    pub fn read_quarkus(dir: &Path, prefix: &str) -> Spring {
+        let mut q = Spring::read(dir, prefix);
+        for x in Spring::read(dir, "%").settings {
+            let Some((profile, rest)) = x.key[1..].split_once('.') else {
+                continue;
+            };
+            if relaxed(rest).starts_with(prefix) {
+                q.settings.push(Setting {
+                    default_profile: x.default_profile && profile == "prod",
+                    ..x
+                });
+            }
+        }
+        q
     }
 
     /// The value the default profile gives the key (compared as Spring's
