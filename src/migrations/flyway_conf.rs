@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use super::LoadError;
 use super::java_properties::properties;
-use super::spring::{Spring, relaxed};
+use super::spring::{Spring, module_classpaths, relaxed};
 
 /// What a Flyway configuration file says that runbook uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -518,9 +518,11 @@ pub const SECRET_IN_FILE: &str = "\u{0}secret in a file";
 /// `dir`'s path ends with; or the `classpath:` path `dir` ends with.
 ///
 /// Another location is found as a `filesystem:` path, or as a
-/// `classpath:` path under the classpath root `dir` is found in. One that
-/// holds `dir`, or is within it, is left out: `dir`'s files are read with
-/// their subdirectories.
+/// `classpath:` path under the classpath root `dir` is found in, else in
+/// the one other module of the repository whose `src/main/resources` has
+/// it (a shared module, on the application's classpath as a jar). One
+/// that holds `dir`, or is within it, is left out: `dir`'s files are read
+/// with their subdirectories.
 fn locate(raw: &Raw, path: &Path, dir: &Path) -> Option<Vec<Result<PathBuf, String>>> {
     let Some((_, locations, _)) = raw.iter().find(|(k, _, _)| k == "flyway.locations") else {
         return Some(Vec::new());
@@ -572,13 +574,26 @@ fn locate(raw: &Raw, path: &Path, dir: &Path) -> Option<Vec<Result<PathBuf, Stri
             dir.ancestors()
                 .nth(Path::new(&classpath(l)).components().count())
         });
+    let mut modules: Option<Vec<PathBuf>> = None;
     let mut others = Vec::new();
     for l in locations.into_iter().filter(|l| !names_dir(l)) {
         let found = match l.strip_prefix("filesystem:") {
             Some(fs) => filesystem(fs),
-            None => root
-                .as_ref()
-                .and_then(|r| r.join(classpath(l)).canonicalize().ok()),
+            None => {
+                let cp = classpath(l);
+                let own = root.as_ref().and_then(|r| r.join(&cp).canonicalize().ok());
+                own.or_else(|| {
+                    let modules = modules.get_or_insert_with(|| module_classpaths(&dir));
+                    let mut there = modules
+                        .iter()
+                        .filter_map(|m| m.join(&cp).canonicalize().ok())
+                        .filter(|p| p.is_dir());
+                    match (there.next(), there.next()) {
+                        (Some(p), None) => Some(p),
+                        _ => None,
+                    }
+                })
+            }
         };
         match found {
             Some(p) if p.starts_with(&dir) || dir.starts_with(&p) => {}
@@ -717,6 +732,32 @@ mod tests {
             [res.join("db/common").canonicalize().unwrap()]
         );
         assert!(conf.not_found.is_empty(), "{conf:?}");
+
+        // A location that only a shared module of the repository has: the
+        // application has that module's jar on its classpath.
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "app/src/main/resources/application.properties",
+                "spring.flyway.locations=classpath:db/migration/app,classpath:db/migration/common,classpath:db/none\n",
+            ),
+            (
+                "app/src/main/resources/db/migration/app/V2__b.sql",
+                "SELECT 1;",
+            ),
+            (
+                "shared/src/main/resources/db/migration/common/V1__a.sql",
+                "SELECT 1;",
+            ),
+        ]);
+        let conf = find(&d.path().join("app/src/main/resources/db/migration/app"))
+            .unwrap()
+            .unwrap();
+        let common = d
+            .path()
+            .join("shared/src/main/resources/db/migration/common");
+        assert_eq!(conf.locations, [common.canonicalize().unwrap()]);
+        assert_eq!(conf.not_found, ["classpath:db/none"]);
     }
 
     /// A Spring application's `spring.flyway.*`, in its default profile,

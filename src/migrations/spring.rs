@@ -198,7 +198,7 @@ fn settings_at(classpath: &Path, prefix: &str) -> Vec<Setting> {
 /// repository that holds `dir`, found within a few levels of its root;
 /// build output, dependencies and hidden directories are passed over.
 /// None outside a repository.
-fn module_classpaths(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn module_classpaths(dir: &Path) -> Vec<PathBuf> {
     const SKIP: [&str; 6] = ["target", "build", "node_modules", "out", "bin", "dist"];
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let Some(root) = dir.ancestors().find(|a| a.join(".git").exists()) else {
