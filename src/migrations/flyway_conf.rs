@@ -454,7 +454,20 @@ fn read(raw: &Raw, path: &Path) -> Result<Conf, LoadError> {
             "baselineOnMigrate" => {
                 conf.baseline_on_migrate = Some(boolean(key, value, path, *line)?);
             }
-            "baselineVersion" => conf.baseline_version = Some(expand(value, path, *line)?),
+            "baselineVersion" => {
+                // Written as a script's version is (`1.1` or `1_1`).
+                let v = expand(value, path, *line)?.trim().replace('_', ".");
+                if v.split('.')
+                    .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    return Err(refused(
+                        path,
+                        *line,
+                        format!("`baselineVersion` is `{v}`: expected a version such as 1 or 2.1"),
+                    ));
+                }
+                conf.baseline_version = Some(v);
+            }
             "baselineDescription" => {
                 conf.baseline_description = Some(expand(value, path, *line)?);
             }
@@ -662,6 +675,15 @@ mod tests {
         let d = write(&[("flyway.toml", "[flyway]\noutOfOrder = false\n")]);
         let conf = find(d.path()).unwrap().unwrap();
         assert_eq!(conf.out_of_order.map(|(v, _)| v), Some(false));
+        let d = write(&[("flyway.conf", "flyway.baselineVersion=1_1\n")]);
+        let conf = find(d.path()).unwrap().unwrap();
+        assert_eq!(conf.baseline_version.as_deref(), Some("1.1"));
+        let d = write(&[("flyway.conf", "flyway.baselineVersion=latest\n")]);
+        let e = find(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("flyway.conf:1") && e.contains("`baselineVersion` is `latest`"),
+            "{e}"
+        );
         let d = write(&[("flyway.conf", "flyway.outOfOrder=sometimes\n")]);
         let e = find(d.path()).unwrap_err().to_string();
         assert!(
