@@ -162,6 +162,13 @@ fn spring(
     ) {
         return Ok((otherwise()?, vec![note]));
     }
+    // What a `${name}` in a value refers to: read where one does.
+    let properties = std::cell::OnceCell::new();
+    let lookup = |name: &str| {
+        properties
+            .get_or_init(|| super::spring::Properties::read(dir))
+            .lookup(name)
+    };
     let mut raw: Raw = Vec::new();
     let mut file: Option<PathBuf> = None;
     let mut enabled = true;
@@ -182,7 +189,7 @@ fn spring(
             }
             continue;
         }
-        let mut value = expand_with(&x.value, &at_file, line, true)?;
+        let mut value = expand_with(&x.value, &at_file, line, Some(&lookup))?;
         if key == "flyway.enabled" {
             enabled = !value.eq_ignore_ascii_case("false");
             continue;
@@ -376,13 +383,35 @@ fn toml_keys(text: &str, path: &Path) -> Result<Raw, LoadError> {
 /// `${NAME}` and `${env.NAME}` replaced with the environment's values, as
 /// Flyway expands them in its configuration.
 fn expand(value: &str, path: &Path, line: usize) -> Result<String, LoadError> {
-    expand_with(value, path, line, false)
+    expand_with(value, path, line, None)
 }
 
-/// [`expand`], and, where `defaults`, `${NAME:default}` as the default
-/// where NAME is not set, as Spring and Quarkus resolve an application's
-/// settings. One not set and with no default is refused.
-fn expand_with(value: &str, path: &Path, line: usize, defaults: bool) -> Result<String, LoadError> {
+/// How deep one placeholder's value may hold another.
+const NESTED: usize = 8;
+
+/// An application's setting by name ([`super::spring::Properties::lookup`]).
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// [`expand`], or, given an application's `properties`, as Spring and
+/// Quarkus resolve its settings: `${name}` is the environment's, else the
+/// application's own setting of that name (`${app.db.schema}`), else the
+/// default after `:`. One none of them gives is refused.
+fn expand_with(
+    value: &str,
+    path: &Path,
+    line: usize,
+    properties: Option<Lookup<'_>>,
+) -> Result<String, LoadError> {
+    expand_nested(value, path, line, properties, 0)
+}
+
+fn expand_nested(
+    value: &str,
+    path: &Path,
+    line: usize,
+    properties: Option<Lookup<'_>>,
+    depth: usize,
+) -> Result<String, LoadError> {
     let mut out = String::new();
     let mut rest = value;
     while let Some(at) = rest.find("${") {
@@ -390,18 +419,30 @@ fn expand_with(value: &str, path: &Path, line: usize, defaults: bool) -> Result<
             break;
         };
         let name = &rest[at + 2..at + 2 + len];
-        let (var, default) = match name.split_once(':').filter(|_| defaults) {
+        let (var, default) = match name.split_once(':').filter(|_| properties.is_some()) {
             Some((n, d)) => (n, Some(d)),
             None => (name.strip_prefix("env.").unwrap_or(name), None),
         };
-        let v = match (std::env::var(var), default) {
-            (Ok(v), _) => v,
-            (Err(_), Some(d)) => d.to_string(),
-            (Err(_), None) => {
+        let found = match properties {
+            Some(lookup) if depth < NESTED => lookup(var)
+                .map(|v| expand_nested(&v, path, line, properties, depth + 1))
+                .transpose()?,
+            _ => std::env::var(var).ok(),
+        };
+        let v = match (found, default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => d.to_string(),
+            (None, None) => {
+                let whose = match properties {
+                    Some(_) => ", nor a setting of the application's",
+                    None => "",
+                };
                 return Err(refused(
                     path,
                     line,
-                    format!("`${{{name}}}` is the environment variable {var}, which is not set"),
+                    format!(
+                        "`${{{name}}}` is the environment variable {var}, which is not set{whose}"
+                    ),
                 ));
             }
         };
@@ -874,8 +915,30 @@ mod tests {
         let e = find(&d.path().join(migrations)).unwrap_err().to_string();
         assert!(
             e.contains("application.properties:2")
-                && e.contains("SVC_SCHEMA_SURELY_UNSET, which is not set"),
+                && e.contains(
+                    "SVC_SCHEMA_SURELY_UNSET, which is not set, nor a setting of the application's"
+                ),
             "{e}"
+        );
+        // A value that names another setting of the application (as
+        // hiero-mirror-node's `${hiero.mirror.importer.db.schema}` does):
+        // that setting's, in YAML, itself through one more, unless the
+        // environment gives it in Spring's spelling.
+        std::fs::remove_file(d.path().join("src/main/resources/application.properties")).unwrap();
+        std::fs::write(
+            d.path().join("src/main/resources/application.yml"),
+            "svc:\n  db:\n    schema: ${svc.db.owner-schema}\n    owner-schema: ledger\n\
+             spring:\n  flyway:\n    schemas: ${svc.db.schema}\n    placeholders:\n      \
+             gone: ${svc.db.surely-unset:none}\n      home: ${home:none}\n",
+        )
+        .unwrap();
+        let conf = find(&d.path().join(migrations)).unwrap().unwrap();
+        assert_eq!(conf.schemas, ["ledger"]);
+        assert_eq!(conf.placeholders["gone"], "none");
+        // `${home}` is the environment's HOME, in Spring's spelling.
+        assert_eq!(
+            conf.placeholders["home"],
+            std::env::var("HOME").unwrap_or_else(|_| "none".into())
         );
     }
 

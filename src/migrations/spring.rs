@@ -160,6 +160,31 @@ impl Spring {
     }
 }
 
+/// Every setting of an application's default profile, which a `${name}`
+/// in one of its values refers to.
+pub struct Properties(Spring);
+
+impl Properties {
+    /// The application's whose classpath holds `dir` ([`Spring::read`]).
+    pub fn read(dir: &Path) -> Properties {
+        Properties(Spring::read(dir, ""))
+    }
+
+    /// The value `${name}` stands for, as Spring looks it up: an
+    /// environment variable of that name, or of Spring's spelling of it
+    /// in the environment (`HIERO_MIRROR_DB_NAME` for `hiero.mirror.db.name`:
+    /// upper case, `_` for `.`, without `-`), before the application's own
+    /// setting of it. The setting's value as written: it may hold
+    /// placeholders of its own.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        let env = name.replace('.', "_").replace('-', "").to_uppercase();
+        std::env::var(name)
+            .or_else(|_| std::env::var(&env))
+            .ok()
+            .or_else(|| self.0.value(&relaxed(name)).map(|(v, _)| v))
+    }
+}
+
 /// The settings under `prefix` in the `application*` files of one
 /// classpath's root and its `config/`, in the order Spring reads them.
 fn settings_at(classpath: &Path, prefix: &str) -> Vec<Setting> {
