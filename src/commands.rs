@@ -412,6 +412,29 @@ pub fn migrations_status(
             };
             rows.push((m.version.clone(), m.name.clone(), state, note, m.down_missing()));
         }
+        // The application's Java or Kotlin migrations, in their places.
+        for c in set.code_migrations.iter().filter(|c| !c.version.is_empty()) {
+            let a = applied.iter().find(|a| a.version == c.version);
+            let (state, note) = match a {
+                Some(a) if a.dirty => {
+                    bad = true;
+                    ("dirty", history.dirty_message(a).0)
+                }
+                Some(_) => ("applied", format!("{}; runbook cannot undo it", c.label())),
+                None => (
+                    "pending",
+                    format!(
+                        "{}: Flyway runs it from the application's code, and runbook cannot; a migrate step that would pass over it is refused",
+                        c.label()
+                    ),
+                ),
+            };
+            let at = rows
+                .iter()
+                .position(|r| set.cmp(&r.0, &c.version).is_gt())
+                .unwrap_or(rows.len());
+            rows.insert(at, (c.version.clone(), c.description.clone(), state, note, None));
+        }
         // Flyway's repeatable migrations: no version, and each runs again
         // whenever its file changes (`outdated`).
         for (x, state) in history.repeatables(&o.db, set).await.map_err(|e| {
@@ -430,6 +453,7 @@ pub fn migrations_status(
         }
         for a in applied.iter().filter(|a| {
             !set.migrations.iter().chain(&set.unselected).any(|m| m.version == a.version)
+                && !set.code_migrations.iter().any(|c| c.version == a.version)
         }) {
             if a.dirty {
                 bad = true;

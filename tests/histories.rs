@@ -5893,3 +5893,151 @@ fn an_atlas_txtar_file_runs_its_checks_first_and_has_its_down() {
         "{details}"
     );
 }
+
+/// A Flyway application's migrations in Java or Kotlin take their places
+/// among its scripts, and runbook, which cannot run them, never passes over
+/// one: a deploy that would leave one out is refused before anything runs,
+/// as are its rehearsal and its preflight. Applied by the application's
+/// Flyway, it reads as applied, and a rollback past it is refused.
+#[test]
+fn an_application_s_migrations_in_code_are_never_passed_over() {
+    let db = Db::fresh();
+    let repo = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        ("src/main/resources/db/migration/V1__users.sql", INIT),
+        (
+            "src/main/resources/db/migration/U1__users.sql",
+            "DROP TABLE users;\n",
+        ),
+        (
+            "src/main/resources/db/migration/V3__orders.sql",
+            "CREATE TABLE orders (id int, user_id int);\n",
+        ),
+        (
+            "src/main/resources/db/migration/U3__orders.sql",
+            "DROP TABLE orders;\n",
+        ),
+        (
+            "src/main/java/com/acme/migration/V2__Seed_admin.java",
+            "package com.acme.migration;\n\nimport org.flywaydb.core.api.migration.BaseJavaMigration;\nimport org.springframework.stereotype.Component;\n\n@Component\npublic class V2__Seed_admin extends BaseJavaMigration {\n    @Override\n    public void migrate(Context context) throws Exception {}\n}\n",
+        ),
+    ]);
+    let dir = repo.path().join("src/main/resources/db/migration");
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        states(&out),
+        ["1 pending", "2 pending", "3 pending"],
+        "{out}"
+    );
+    assert!(
+        out.contains("Seed admin  (../../../java/com/acme/migration/V2__Seed_admin.java (a Java migration, a bean (@Component), which the application hands to Flyway): Flyway runs it from the application's code, and runbook cannot"),
+        "{out}"
+    );
+    // The preflight counts it in its place, and fails as the step refuses.
+    let check = Case::new(&format!(
+        "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, max: 5 }}\n",
+        dir.display()
+    ))
+    .exec(&db.url, &[]);
+    let step = check.step("pending");
+    assert_eq!(check.code, 1, "{step}");
+    assert_eq!(
+        step["details"]["rows"][1],
+        serde_json::json!({"version": "2", "file": "../../../java/com/acme/migration/V2__Seed_admin.java", "out_of_order": false, "code": "Java"}),
+        "{step}"
+    );
+    assert!(
+        step["check"]["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target"] == "refused_code_migrations" && e["actual"] == 1),
+        "{step}"
+    );
+    // The deploy is refused, having changed nothing.
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert!(
+        error["message"].as_str().unwrap().starts_with(
+            "../../../java/com/acme/migration/V2__Seed_admin.java (a Java migration, a bean (@Component), which the application hands to Flyway), version 2 is pending: Flyway runs it from the application's code"
+        ) && error["message"].as_str().unwrap().contains("This step would apply the scripts after it and leave it out"),
+        "{error}"
+    );
+    assert!(
+        error["hint"].as_str().unwrap().contains("(`to: \"1\"`)"),
+        "{error}"
+    );
+    assert_eq!(
+        db.sql(
+            "SELECT to_regclass('flyway_schema_history') IS NULL AND to_regclass('users') IS NULL"
+        ),
+        "t"
+    );
+    // So is a rehearsal of it.
+    let (_case, rehearsal) = rehearse_scratch(&db, &dir, "");
+    assert_eq!(rehearsal.code, 1, "{}", rehearsal.stderr);
+    assert!(
+        rehearsal.step("rehearse")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the deploy would be refused too"),
+        "{}",
+        rehearsal.step("rehearse")
+    );
+    // Up to the script before it, the deploy is whole.
+    let (_case, run) = migrate(&db, &dir, "          to: \"1\"\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1"]);
+    // The application's Flyway applies it, as Flyway records one.
+    db.sql("INSERT INTO flyway_schema_history VALUES (2, '2', 'Seed admin', 'JDBC', 'com.acme.migration.V2__Seed_admin', NULL, 'app', now(), 3, true)");
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["3"]);
+    assert!(
+        run.step("apply")["details"]["applied_without_file"].is_null(),
+        "{}",
+        run.step("apply")["details"]
+    );
+    let (_, out, _) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(
+        states(&out),
+        ["1 applied", "2 applied", "3 applied"],
+        "{out}"
+    );
+    // Rolling back past it is refused; down to it, the scripts after it go.
+    let down = |to: &str| {
+        migrate(
+            &db,
+            &dir,
+            &format!("          direction: down\n          to: \"{to}\"\n"),
+        )
+        .1
+    };
+    let run = down("0");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.step("apply")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                "this rollback would pass over ../../../java/com/acme/migration/V2__Seed_admin.java"
+            ),
+        "{}",
+        run.step("apply")["error"]
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM flyway_schema_history"), "3");
+    let run = down("2");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('orders') IS NULL"), "t");
+
+    // A script and a class of one version: Flyway runs neither.
+    std::fs::write(dir.join("V2__seed.sql"), "SELECT 1;\n").unwrap();
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("V2__seed.sql and ../../../java/com/acme/migration/V2__Seed_admin.java both have version 2"),
+        "{err}"
+    );
+}

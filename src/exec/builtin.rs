@@ -480,13 +480,42 @@ async fn pending(
     if beyond > 0 {
         details["after_to"] = Value::from(beyond);
     }
-    let rows: Vec<Row> = pending
+    // The application's Java or Kotlin migrations: pending as the scripts
+    // are, but a migrate step refuses to pass over one.
+    let code: Vec<_> = set
+        .code_migrations
+        .iter()
+        .filter(|c| !c.version.is_empty())
+        .filter(|c| !applied.iter().any(|a| a.version == c.version && !a.dirty))
+        .filter(|c| {
+            !baseline.as_ref().is_some_and(|b| {
+                crate::migrations::version_cmp(&c.version, &b.version).is_le()
+                    || crate::migrations::same_version(&c.version, &b.version)
+            })
+        })
+        .filter(|c| to.is_none_or(|t| set.cmp(&c.version, t).is_le()))
+        .collect();
+    let mut versioned: Vec<(&str, Row)> = pending
         .into_iter()
         .filter(|m| within(m))
         .map(|m| {
             let early = newest.is_after(&set, m);
-            row(Value::from(m.version.clone()), &m.up.file, early.into())
+            let r = row(Value::from(m.version.clone()), &m.up.file, early.into());
+            (m.version.as_str(), r)
         })
+        .chain(code.iter().map(|c| {
+            let early = newest
+                .version
+                .is_some_and(|v| set.cmp(&c.version, v).is_lt());
+            let mut r = row(Value::from(c.version.clone()), &c.file, early.into());
+            r.insert("code".into(), Value::from(c.language));
+            (c.version.as_str(), r)
+        }))
+        .collect();
+    versioned.sort_by(|a, b| set.cmp(a.0, b.0));
+    let rows: Vec<Row> = versioned
+        .into_iter()
+        .map(|(_, r)| r)
         // Flyway's repeatable migrations that the next migrate runs.
         .chain(
             repeatables
@@ -538,6 +567,21 @@ async fn pending(
         Value::from(refused),
     );
     let mut expectations = vec![count, order];
+    // Judged where the application has migrations in code.
+    if !set.code_migrations.is_empty() {
+        if let Some(c) = code.first() {
+            details["code"] = Value::from(format!(
+                "{} is pending: Flyway runs it from the application's code, and runbook cannot; a migrate step that would pass over it is refused",
+                c.label()
+            ));
+        }
+        expectations.push(expectation(
+            "refused_code_migrations",
+            CompareOp::Eq,
+            Value::from(0),
+            Value::from(code.len()),
+        ));
+    }
     // Flyway's start is judged where the history is Flyway's.
     if history.tool == crate::history::Tool::Flyway {
         if let Some(message) = &start_refused {

@@ -542,6 +542,10 @@ pub struct Pending<'s> {
     pub changed: Vec<(String, String, String, String)>,
     /// Applied versions with no file in the directory.
     pub missing: Vec<String>,
+    /// The application's Java or Kotlin migrations this step would pass
+    /// over: going up, pending ones within its reach; going down, applied
+    /// ones newer than the oldest it undoes. runbook runs neither.
+    pub code: Vec<&'s migrations::CodeMigration>,
     /// Going up, those of `run` older than the newest applied migration
     /// ([`Newest`]): applying them is applying them out of order.
     pub early: Vec<&'s Migration>,
@@ -583,6 +587,7 @@ pub fn select<'s>(
                 .iter()
                 .chain(&set.unselected)
                 .any(|m| m.version == a.version)
+                && !set.code_migrations.iter().any(|c| c.version == a.version)
         })
         .map(|a| a.version.clone())
         .collect();
@@ -609,9 +614,35 @@ pub fn select<'s>(
             run
         }
     };
+    // Going up, a Java migration older than the newest the step applies is
+    // passed over; with no `steps`, so is every one up to `to`.
+    let newest_run = steps.map(|n| {
+        run.get(..run.len().min(n as usize))
+            .and_then(<[_]>::last)
+            .map(|m| m.version.clone())
+    });
     if let Some(n) = steps {
         run.truncate(n as usize);
     }
+    let passed_over = |c: &migrations::CodeMigration| match direction {
+        Direction::Up => {
+            !done(&c.version)
+                && match &newest_run {
+                    Some(newest) => newest
+                        .as_deref()
+                        .is_some_and(|v| set.cmp(&c.version, v).is_lt()),
+                    None => to.is_none_or(|t| set.cmp(&c.version, t).is_le()),
+                }
+        }
+        Direction::Down => {
+            done(&c.version) && run.iter().any(|m| set.cmp(&c.version, &m.version).is_gt())
+        }
+    };
+    let code = set
+        .code_migrations
+        .iter()
+        .filter(|c| !c.version.is_empty() && passed_over(c))
+        .collect();
     let kept_later = match direction {
         Direction::Down => kept_later(set, applied, &run),
         Direction::Up => Vec::new(),
@@ -630,11 +661,73 @@ pub fn select<'s>(
         repeatables: Vec::new(),
         changed,
         missing,
+        code,
         early,
         kept_later,
         made: Ensured::Existed,
         baselined: None,
     }
+}
+
+/// Why a step that would pass over one of the application's Java or
+/// Kotlin migrations ([`Pending::code`]) is refused, and the hint: it would
+/// report a deploy done that the application's Flyway does otherwise.
+pub(crate) fn code_passed_over(
+    set: &Set,
+    p: &Pending<'_>,
+    direction: Direction,
+) -> Option<(String, String)> {
+    let first = p.code.first()?;
+    let list = p
+        .code
+        .iter()
+        .map(|c| format!("{}, version {}", c.label(), c.version))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(match direction {
+        Direction::Up => {
+            let before = set
+                .migrations
+                .iter()
+                .rev()
+                .find(|m| set.cmp(&m.version, &first.version).is_lt());
+            let newer = p
+                .run
+                .iter()
+                .any(|m| set.cmp(&m.version, &first.version).is_gt());
+            (
+                format!(
+                    "{} pending: Flyway runs it from the application's code, in one version order with the scripts, and runbook cannot run it. {}",
+                    if p.code.len() == 1 {
+                        format!("{list} is")
+                    } else {
+                        format!("{} of the application's migrations in code are ({list})", p.code.len())
+                    },
+                    if newer {
+                        "This step would apply the scripts after it and leave it out: the application's Flyway would then apply it after newer ones, or refuse to start (it does not apply a migration older than the newest applied unless outOfOrder is set)"
+                    } else {
+                        "This step would report the deploy done without it, and the application's Flyway would apply it later, at its start-up"
+                    }
+                ),
+                match before {
+                    Some(m) => format!(
+                        "nothing ran. Deploy up to the script before it (`to: \"{}\"`), have the application's Flyway apply it (at the application's start-up, or `flyway migrate` with its classes), then run this step again; or write it as a SQL script",
+                        m.version
+                    ),
+                    None => "nothing ran. Have the application's Flyway apply it first (at the application's start-up, or `flyway migrate` with its classes), then run this step; or write it as a SQL script".to_string(),
+                },
+            )
+        }
+        Direction::Down => (
+            format!(
+                "this rollback would pass over {list}, which is applied: runbook cannot undo a migration in code, and the scripts before it would be undone with it still applied"
+            ),
+            format!(
+                "nothing ran. Roll back no further than it (`to: \"{}\"`); undoing it is the application's to do",
+                first.version
+            ),
+        ),
+    })
 }
 
 /// The migrations a rollback keeps though applied after one it undoes,
@@ -1486,6 +1579,9 @@ async fn decide_made<'s>(
         pending.kept_later = kept_later(set, &applied, &pending.run);
     }
     pending.repeatables = repeat;
+    if let Some((message, hint)) = code_passed_over(set, &pending, m.direction) {
+        return Err(refused(message, &hint));
+    }
     if m.direction == Direction::Up && !history.tool.applies_out_of_order(set, m.out_of_order) {
         let early = &pending.early;
         if let (Some(first), Some(max)) = (early.first(), Newest::of(set, &applied).version) {

@@ -84,6 +84,7 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         for v in h
             .versions
             .iter()
+            .chain(&h.flyway_code_versions)
             .filter(|v| migrations::version_cmp(v, &b).is_le() || migrations::same_version(v, &b))
         {
             if !out.iter().any(|a| migrations::same_version(&a.version, v)) {

@@ -857,6 +857,10 @@ pub struct History {
     /// Flyway: the front of the names of another location's files
     /// (`../common/`), which its `script` column leaves out.
     flyway_locations: Vec<String>,
+    /// Flyway: the versions of the application's Java or Kotlin
+    /// migrations, which a `BASELINE` row counts as applied as it does the
+    /// scripts'.
+    flyway_code_versions: Vec<String>,
     /// runbook's own history: the row a directory version is recorded
     /// under when that differs (see [`History::rekey`]). Filled by `read`.
     keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -944,6 +948,12 @@ impl History {
                 .collect(),
             stamps: set.migrations.iter().map(|m| m.created_ms).collect(),
             flyway_locations: set.flyway_locations().into_iter().map(|(_, p)| p).collect(),
+            flyway_code_versions: set
+                .code_migrations
+                .iter()
+                .filter(|c| !c.version.is_empty())
+                .map(|c| c.version.clone())
+                .collect(),
             keys: Default::default(),
             batch: AtomicI64::new(1),
             detected: false,

@@ -428,6 +428,17 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
             None => {}
         }
     }
+    // The application's migrations in Java or Kotlin, which Flyway runs in
+    // the same order.
+    let locations: Vec<_> = set.flyway_locations().into_iter().map(|(l, _)| l).collect();
+    // Flyway reads a class's name as a script's, with its fixed prefixes.
+    let read_name = |stem: &str| {
+        parse(&format!("{stem}.class"), &[".class".to_string()])
+            .map(|n| (n.kind, n.version, n.description))
+    };
+    let code = super::flyway_code::find(dir, &locations, &read_name);
+    set.warnings.extend(code.warnings);
+    set.code_migrations = code.migrations;
     ups.sort_by(|a, b| version_cmp(&a.1.version, &b.1.version));
     set.repeatables.sort_by(|a, b| a.name.cmp(&b.name));
     // Flyway refuses a version, or a repeatable's description, twice.
@@ -447,6 +458,26 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                 a: pair[0].up.file.clone(),
                 b: pair[1].up.file.clone(),
                 what: format!("the repeatable description `{}`", pair[1].name),
+            });
+        }
+    }
+    for c in &set.code_migrations {
+        let same = |v: &str| !c.version.is_empty() && super::same_version(v, &c.version);
+        let (found, what) = match ups.iter().find(|(_, n)| same(&n.version)) {
+            Some((file, _)) => (Some(file), format!("version {}", c.version)),
+            None => (
+                set.repeatables
+                    .iter()
+                    .find(|r| c.version.is_empty() && r.name == c.description)
+                    .map(|r| &r.up.file),
+                format!("the repeatable description `{}`", c.description),
+            ),
+        };
+        if let Some(file) = found {
+            twice.push(LoadError::FlywayTwice {
+                a: file.clone(),
+                b: c.file.clone(),
+                what,
             });
         }
     }

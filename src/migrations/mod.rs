@@ -35,6 +35,7 @@ use crate::pg::statements::Statement;
 mod atlas;
 mod drizzle;
 mod flyway;
+mod flyway_code;
 pub mod flyway_conf;
 mod java_properties;
 mod liquibase;
@@ -50,6 +51,7 @@ pub use flyway::{
     Values as FlywayValues, fill as fill_flyway, secret_values as flyway_secret_values,
     stand_ins as flyway_stand_ins,
 };
+pub use flyway_code::CodeMigration;
 pub use liquibase::changelog as liquibase_changelog;
 pub use liquibase::{
     ChangesetId, check_select as liquibase_check_select, checksum_v9 as liquibase_checksum,
@@ -575,6 +577,10 @@ pub struct Set {
     /// no down, and runs after the versioned ones whenever its checksum
     /// differs from the one it was last applied with.
     pub repeatables: Vec<Migration>,
+    /// A Flyway application's migrations in Java or Kotlin, in version
+    /// order: in the history's order with the scripts, but not runnable
+    /// here ([`flyway_code`]).
+    pub code_migrations: Vec<CodeMigration>,
     /// Things that work but deserve a look (mismatched pair names).
     pub warnings: Vec<String>,
     /// Why every migration is forward-only when its format has downs but
@@ -698,6 +704,7 @@ impl Set {
             format: Format::Plain,
             migrations: Vec::new(),
             repeatables: Vec::new(),
+            code_migrations: Vec::new(),
             warnings: Vec::new(),
             forward_only_because: None,
             project: None,

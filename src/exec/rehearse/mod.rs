@@ -1074,6 +1074,17 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
     }
     let mut pending = migrate::select(set, &applied, &rig.history, Direction::Up, None, None);
     pending.baselined = baselined;
+    // A team's own tool may run the application's migrations in code.
+    if let Some((message, hint)) =
+        migrate::code_passed_over(set, &pending, Direction::Up).filter(|_| rig.tool.is_none())
+    {
+        return Err(failed(
+            format!(
+                "{message}; the deploy would be refused too, and a rehearsal without it is not the deploy's"
+            ),
+            &hint,
+        ));
+    }
     // A tool judges its own files; runbook has no checksum of them.
     if let Some((v, f, was, now)) = pending.changed.first().filter(|_| rig.tool.is_none()) {
         let kind = rig.history.tool.checksum_kind().unwrap_or("checksum");
