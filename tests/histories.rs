@@ -6041,3 +6041,101 @@ fn an_application_s_migrations_in_code_are_never_passed_over() {
         "{err}"
     );
 }
+
+/// A Flyway project that names its scripts, or writes its placeholders,
+/// otherwise than Flyway's defaults (`sqlMigrationPrefix`,
+/// `sqlMigrationSeparator`, `placeholderPrefix`, ...) is read as its
+/// Flyway reads it: its scripts are found, and only its own placeholders
+/// are filled, so a `${...}` it keeps as text stays as written.
+#[test]
+fn a_flyway_project_s_own_script_names_and_placeholders_are_read_as_flyway_reads_them() {
+    let db = Db::fresh();
+    let dir = files(&[
+        (
+            "flyway.conf",
+            "flyway.sqlMigrationPrefix=CORE_V\nflyway.sqlMigrationSeparator=-\n\
+             flyway.repeatableSqlMigrationPrefix=CORE_R\nflyway.placeholderPrefix=$[\n\
+             flyway.placeholderSuffix=]\nflyway.placeholders.tenant=acme\n",
+        ),
+        (
+            "CORE_V1-users.sql",
+            "CREATE TABLE users (id int);\nCOMMENT ON TABLE users IS '$[tenant] keeps ${HOME} as text';\n",
+        ),
+        ("CORE_V1_1-users_email.sql", ADD),
+        (
+            "CORE_R-users_view.sql",
+            "CREATE OR REPLACE VIEW users_v AS SELECT id FROM users;\n",
+        ),
+        // Flyway's default names are not this project's scripts.
+        ("V2__ignored.sql", "CREATE TABLE ignored (id int);\n"),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let names: Vec<&str> = run.step("apply")["details"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["users", "users email", "users view"]);
+    assert!(
+        run.step("apply")["details"]["warnings"]
+            .to_string()
+            .contains("V2__ignored.sql is not named like a Flyway migration (`CORE_V1-name.sql`)"),
+        "{}",
+        run.step("apply")["details"]
+    );
+    assert!(
+        run.stderr
+            .contains("scripts named CORE_V1-name, U1-name and CORE_R-name")
+            && run.stderr.contains("placeholders written $[name]"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.sql("SELECT obj_description('users'::regclass)"),
+        "acme keeps ${HOME} as text"
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(coalesce(version, '-') || ' ' || description || ' ' || script, ', ' ORDER BY installed_rank) FROM flyway_schema_history"),
+        "1 users CORE_V1-users.sql, 1.1 users email CORE_V1_1-users_email.sql, - users view CORE_R-users_view.sql"
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('users_v') IS NOT NULL AND to_regclass('ignored') IS NULL"),
+        "t"
+    );
+    // The checksum is of the script as written, as Flyway's is.
+    assert_eq!(
+        db.sql("SELECT checksum FROM flyway_schema_history WHERE version = '1'"),
+        runbook::migrations::flyway_checksum(
+            "CREATE TABLE users (id int);\nCOMMENT ON TABLE users IS '$[tenant] keeps ${HOME} as text';\n"
+        )
+        .to_string()
+    );
+    // A placeholder of its own with no value is named as it is written.
+    std::fs::write(
+        dir.path().join("CORE_V2-orders.sql"),
+        "CREATE TABLE orders (id int);\nCOMMENT ON TABLE orders IS '$[region]';\n",
+    )
+    .unwrap();
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains(
+            "CORE_V2-orders.sql:2: `$[region]` is a Flyway placeholder with no value here"
+        ),
+        "{err}"
+    );
+    // An empty separator is refused, with the file and line.
+    std::fs::write(
+        dir.path().join("flyway.conf"),
+        "flyway.sqlMigrationSeparator=\n",
+    )
+    .unwrap();
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("flyway.conf:1") && err.contains("`sqlMigrationSeparator` is empty"),
+        "{err}"
+    );
+}

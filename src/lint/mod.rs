@@ -240,7 +240,9 @@ fn lint_directory(
         };
         // Flyway's placeholders stand in as `_`s, so the script parses.
         let sql = match set.format {
-            migrations::Format::Flyway => migrations::flyway_stand_ins(&m.up.sql),
+            migrations::Format::Flyway => {
+                migrations::flyway_stand_ins(&m.up.sql, set.flyway_conf.as_ref())
+            }
             _ => m.up.sql.as_str().into(),
         };
         let (script, ctx) = sql::Script::read_in(&sql, config, |stmts| {

@@ -27,7 +27,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use super::flyway_conf::Conf;
+use super::flyway_conf::{Conf, Delimiters, Naming};
 use super::{Down, LoadError, Migration, Script, Set, push_versioned, read, script, version_cmp};
 
 /// A Flyway script name: its kind (`V`, `U` or `R`), version and description.
@@ -37,29 +37,54 @@ pub(super) struct Name {
     pub description: String,
 }
 
-/// A script's name, with the endings Flyway reads as scripts (`.sql`, or
-/// the configuration's `sqlMigrationSuffixes`).
-pub(super) fn parse(file: &str, suffixes: &[String]) -> Option<Name> {
-    let stem = suffixes
+/// How Flyway names its scripts here: the endings it reads as scripts
+/// (`.sql`, or the configuration's `sqlMigrationSuffixes`), and the
+/// prefixes and separator (`V`, `U`, `R`, `__`, or the configuration's).
+pub(super) struct Names {
+    pub suffixes: Vec<String>,
+    pub naming: Naming,
+}
+
+impl Names {
+    pub fn of(conf: Option<&Conf>) -> Names {
+        Names {
+            suffixes: match conf {
+                Some(c) if !c.suffixes.is_empty() => c.suffixes.clone(),
+                _ => vec![".sql".to_string()],
+            },
+            naming: conf.map(|c| c.naming.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A script's name, as Flyway reads it with `names`.
+pub(super) fn parse(file: &str, names: &Names) -> Option<Name> {
+    let stem = names
+        .suffixes
         .iter()
         .find_map(|s| file.strip_suffix(s.as_str()))?;
-    let kind = stem
-        .chars()
-        .next()
-        .filter(|k| matches!(k, 'V' | 'U' | 'R'))?;
-    let (version, description) = stem[1..].split_once("__")?;
-    let ok = if kind == 'R' {
-        version.is_empty()
-    } else {
-        version.starts_with(|c: char| c.is_ascii_digit())
-            && version
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == '_' || c == '.')
-    };
-    ok.then(|| Name {
-        kind,
-        version: version.replace('_', "."),
-        description: description.replace('_', " "),
+    let n = &names.naming;
+    // The longest prefix first: a project's own (`CORE_V`) may start with
+    // another's letter.
+    let mut kinds = [('V', &n.versioned), ('U', &n.undo), ('R', &n.repeatable)];
+    kinds.sort_by_key(|(_, prefix)| std::cmp::Reverse(prefix.len()));
+    kinds.into_iter().find_map(|(kind, prefix)| {
+        let (version, description) = stem
+            .strip_prefix(prefix.as_str())?
+            .split_once(n.separator.as_str())?;
+        let ok = if kind == 'R' {
+            version.is_empty()
+        } else {
+            version.starts_with(|c: char| c.is_ascii_digit())
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '_' || c == '.')
+        };
+        ok.then(|| Name {
+            kind,
+            version: version.replace('_', "."),
+            description: description.replace('_', " "),
+        })
     })
 }
 
@@ -68,18 +93,10 @@ pub(super) fn present(dir: &Path) -> Result<bool, LoadError> {
     // A file that cannot be read says nothing here: a directory of another
     // format must not fail on it. A Flyway directory's load reports it.
     let conf = super::flyway_conf::find(dir).ok().flatten();
-    let suffixes = suffixes(conf.as_ref());
+    let names = Names::of(conf.as_ref());
     Ok(files(dir)?
         .iter()
-        .any(|f| parse(file_name(f), &suffixes).is_some()))
-}
-
-/// The endings of Flyway's scripts: the configuration's, else `.sql`.
-fn suffixes(conf: Option<&Conf>) -> Vec<String> {
-    match conf {
-        Some(c) if !c.suffixes.is_empty() => c.suffixes.clone(),
-        _ => vec![".sql".to_string()],
-    }
+        .any(|f| parse(file_name(f), &names).is_some()))
 }
 
 /// A script's file name, without the directories below the location.
@@ -160,7 +177,12 @@ fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, 
     }
     s.written = bom;
     let mut any = false;
-    for (at, name) in placeholders(&s.sql) {
+    let delimiters = set
+        .flyway_conf
+        .as_ref()
+        .map(|c| c.placeholder.clone())
+        .unwrap_or_default();
+    for (at, name) in placeholders(&s.sql, &delimiters) {
         let line = 1 + s.sql[..at.start].matches('\n').count();
         let known = builtin(name).is_some();
         match value_in(set.flyway_conf.as_ref(), name) {
@@ -171,6 +193,7 @@ fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, 
                     file: file.to_string(),
                     line,
                     name: name.to_string(),
+                    written: s.sql[at.clone()].to_string(),
                 })?;
                 return Ok(None);
             }
@@ -183,6 +206,7 @@ fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, 
                     file: file.to_string(),
                     line,
                     name: name.to_string(),
+                    written: s.sql[at.clone()].to_string(),
                     conf: conf.unwrap_or_default(),
                 })?;
                 return Ok(None);
@@ -196,22 +220,23 @@ fn read_script(dir: &Path, file: &str, set: &mut Set) -> Result<Option<Script>, 
     Ok(Some(s))
 }
 
-/// Flyway's placeholders in a script: `${name}`, on one line, with where
-/// each is.
-fn placeholders(text: &str) -> Vec<(Range<usize>, &str)> {
+/// Flyway's placeholders in a script: `${name}` (or as the configuration
+/// writes them, `$[name]`), on one line, with where each is.
+fn placeholders<'t>(text: &'t str, d: &Delimiters) -> Vec<(Range<usize>, &'t str)> {
+    let (open, close) = (d.prefix.as_str(), d.suffix.as_str());
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(i) = text[from..].find("${") {
+    while let Some(i) = text[from..].find(open) {
         let start = from + i;
-        let rest = &text[start + 2..];
+        let rest = &text[start + open.len()..];
         let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
-        match line.find('}') {
+        match line.find(close) {
             Some(len) if len > 0 => {
-                let end = start + 2 + len + 1;
-                out.push((start..end, &text[start + 2..end - 1]));
+                let end = start + open.len() + len + close.len();
+                out.push((start..end, &rest[..len]));
                 from = end;
             }
-            _ => from = start + 2,
+            _ => from = start + open.len(),
         }
     }
     out
@@ -312,6 +337,10 @@ pub struct Values {
 /// them; `written` keeps the text as its file has it.
 pub fn fill(set: &mut Set, values: &Values) {
     let conf = set.flyway_conf.clone();
+    let delimiters = conf
+        .as_ref()
+        .map(|c| c.placeholder.clone())
+        .unwrap_or_default();
     let scripts = set.migrations.iter_mut().chain(&mut set.repeatables);
     for m in scripts {
         let down = match &mut m.down {
@@ -324,7 +353,7 @@ pub fn fill(set: &mut Set, values: &Values) {
             let filename = s.file.rsplit('/').next().unwrap_or(&s.file);
             let mut out = String::with_capacity(text.len());
             let mut last = 0;
-            for (at, name) in placeholders(text) {
+            for (at, name) in placeholders(text, &delimiters) {
                 let own;
                 let value = match builtin(name) {
                     Some(Builtin::DefaultSchema) => &values.default_schema,
@@ -355,9 +384,13 @@ pub fn fill(set: &mut Set, values: &Values) {
 }
 
 /// A script with each Flyway placeholder replaced by as many `_`s, so that
-/// it parses (for lint) and every offset stays where it is in the file.
-pub fn stand_ins(text: &str) -> std::borrow::Cow<'_, str> {
-    let found = placeholders(text);
+/// it parses (for lint) and every offset stays where it is in the file;
+/// written as `conf` says placeholders are.
+pub fn stand_ins<'t>(text: &'t str, conf: Option<&Conf>) -> std::borrow::Cow<'t, str> {
+    let found = placeholders(
+        text,
+        &conf.map(|c| c.placeholder.clone()).unwrap_or_default(),
+    );
     if found.is_empty() {
         return text.into();
     }
@@ -372,7 +405,8 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     let (conf, profiles) = super::flyway_conf::find_noting(dir)?;
     set.flyway_conf = conf;
     set.warnings.extend(profiles);
-    let suffixes = suffixes(set.flyway_conf.as_ref());
+    let names = Names::of(set.flyway_conf.as_ref());
+    let suffixes = &names.suffixes;
     let mut ups: Vec<(String, Name)> = Vec::new();
     let mut undos: Vec<(String, Name)> = Vec::new();
     // Flyway reads every location into one list; a file of another one is
@@ -390,7 +424,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         }
     }
     for file in all {
-        match parse(file_name(&file), &suffixes) {
+        match parse(file_name(&file), &names) {
             Some(n) if n.kind == 'V' => ups.push((file, n)),
             Some(n) if n.kind == 'U' => undos.push((file, n)),
             Some(n) => {
@@ -414,15 +448,15 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                 file,
                 tool: "Refinery",
             })?,
-            None if let Some(event) = callback(file_name(&file), &suffixes) => {
+            None if let Some(event) = callback(file_name(&file), suffixes) => {
                 set.warnings.push(format!(
                     "{file} is a Flyway callback, which Flyway runs at its `{event}` event; runbook does not run callbacks. Where a deploy needs it, run it in a `sql` step of its own (`sql: {{file: ...}}`) where Flyway would"
                 ))
             }
             None if suffixes.iter().any(|s| file.ends_with(s.as_str())) => {
                 set.warnings.push(format!(
-                    "{file} is not named like a Flyway migration (`V1__name{}`); it is ignored",
-                    suffixes[0]
+                    "{file} is not named like a Flyway migration (`{}1{}name{}`); it is ignored",
+                    names.naming.versioned, names.naming.separator, suffixes[0]
                 ))
             }
             None => {}
@@ -432,9 +466,12 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     // the same order.
     let locations: Vec<_> = set.flyway_locations().into_iter().map(|(l, _)| l).collect();
     // Flyway reads a class's name as a script's, with its fixed prefixes.
+    let class_names = Names {
+        suffixes: vec![".class".to_string()],
+        naming: Naming::default(),
+    };
     let read_name = |stem: &str| {
-        parse(&format!("{stem}.class"), &[".class".to_string()])
-            .map(|n| (n.kind, n.version, n.description))
+        parse(&format!("{stem}.class"), &class_names).map(|n| (n.kind, n.version, n.description))
     };
     let code = super::flyway_code::find(dir, &locations, &read_name);
     set.warnings.extend(code.warnings);
@@ -575,7 +612,8 @@ mod tests {
 
     #[test]
     fn names_versions_and_descriptions() {
-        let parse_sql = |f: &str| parse(f, &[".sql".to_string()]);
+        let sql = Names::of(None);
+        let parse_sql = |f: &str| parse(f, &sql);
         let n = parse_sql("V1_1__Add_users.sql").unwrap();
         assert_eq!(
             (n.kind, n.version.as_str(), n.description.as_str()),
@@ -627,13 +665,16 @@ mod tests {
 
     #[test]
     fn other_endings_are_scripts_where_the_configuration_says() {
-        let ends = [".ddl".to_string(), ".sql".to_string()];
+        let ends = Names {
+            suffixes: vec![".ddl".to_string(), ".sql".to_string()],
+            naming: Naming::default(),
+        };
         assert_eq!(
             parse("V1.4.0.1__create_roles.ddl", &ends).unwrap().version,
             "1.4.0.1"
         );
         assert!(parse("V1__x.sql", &ends).is_some());
-        assert!(parse("V1__x.ddl", &[".sql".to_string()]).is_none());
+        assert!(parse("V1__x.ddl", &Names::of(None)).is_none());
         assert!(parse("00_databases.ddl", &ends).is_none());
     }
 
@@ -652,7 +693,10 @@ mod tests {
     fn placeholders_are_found_filled_and_stood_in_for() {
         let text = "CREATE TABLE ${flyway:defaultSchema}.t (a int);\n\
                     -- ${} and ${ not closed\nSELECT '${FLYWAY:USER}', '${flyway:filename}', '$x';\n";
-        let found: Vec<&str> = placeholders(text).into_iter().map(|(_, n)| n).collect();
+        let found: Vec<&str> = placeholders(text, &Delimiters::default())
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
         assert_eq!(
             found,
             ["flyway:defaultSchema", "FLYWAY:USER", "flyway:filename"]
@@ -661,10 +705,10 @@ mod tests {
         assert_eq!(builtin("flyway:nope"), None);
         assert_eq!(builtin("tenant"), None);
         // Stand-ins keep every offset, and parse as an identifier.
-        let stood = stand_ins(text);
+        let stood = stand_ins(text, None);
         assert_eq!(stood.len(), text.len());
         assert!(stood.starts_with("CREATE TABLE _______________________.t (a int);"));
-        assert_eq!(stand_ins("SELECT 1;"), "SELECT 1;");
+        assert_eq!(stand_ins("SELECT 1;", None), "SELECT 1;");
 
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("1.0")).unwrap();
@@ -701,7 +745,8 @@ mod tests {
             LoadError::FlywayPlaceholder {
                 file: "V2__u.sql".into(),
                 line: 2,
-                name: "tenant".into()
+                name: "tenant".into(),
+                written: "${tenant}".into(),
             }
         );
         let set = super::super::load_tolerant(d.path()).unwrap();

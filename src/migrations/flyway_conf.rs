@@ -18,7 +18,10 @@
 //! Read: `placeholders.*`, `placeholderReplacement`, `table`,
 //! `defaultSchema` and `schemas` (the history is in the default schema,
 //! else the first of `schemas`), `sqlMigrationSuffixes` (the endings
-//! of script files), `outOfOrder`, `baselineOnMigrate`, `baselineVersion`
+//! of script files), the scripts' prefixes and separator
+//! (`sqlMigrationPrefix`, `undoSqlMigrationPrefix`,
+//! `repeatableSqlMigrationPrefix`, `sqlMigrationSeparator`), the
+//! placeholders' (`placeholderPrefix`, `placeholderSuffix`), `outOfOrder`, `baselineOnMigrate`, `baselineVersion`
 //! and `baselineDescription`, and `locations`: the other locations
 //! found beside the directory, whose migrations Flyway reads with its
 //! own. The connection (`url`, `user`,
@@ -26,7 +29,7 @@
 //! `${env.NAME}`) is the environment variable's, as Flyway expands it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::LoadError;
 use super::java_properties::properties;
@@ -47,6 +50,12 @@ pub struct Conf {
     /// `sqlMigrationSuffixes`: the endings of script files (`.sql`, the
     /// default, when empty).
     pub suffixes: Vec<String>,
+    /// How scripts are named, where the configuration says otherwise
+    /// than Flyway's `V`, `U`, `R` and `__`.
+    pub naming: Naming,
+    /// How a placeholder is written in a script: `${` and `}` unless the
+    /// configuration says otherwise (`$[` and `]`).
+    pub placeholder: Delimiters,
     /// `outOfOrder`: whether Flyway applies a pending migration older than
     /// the newest applied one, and where that is set (`file:line`).
     pub out_of_order: Option<(bool, String)>,
@@ -64,6 +73,43 @@ pub struct Conf {
     pub locations: Vec<PathBuf>,
     /// Other `locations` as written, where they are not found here.
     pub not_found: Vec<String>,
+}
+
+/// The prefixes and separator of Flyway's script names
+/// (`V1__add_users.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    pub versioned: String,
+    pub undo: String,
+    pub repeatable: String,
+    pub separator: String,
+}
+
+impl Default for Naming {
+    fn default() -> Naming {
+        Naming {
+            versioned: "V".into(),
+            undo: "U".into(),
+            repeatable: "R".into(),
+            separator: "__".into(),
+        }
+    }
+}
+
+/// The prefix and suffix of Flyway's placeholders in scripts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delimiters {
+    pub prefix: String,
+    pub suffix: String,
+}
+
+impl Default for Delimiters {
+    fn default() -> Delimiters {
+        Delimiters {
+            prefix: "${".into(),
+            suffix: "}".into(),
+        }
+    }
 }
 
 impl Conf {
@@ -281,6 +327,12 @@ fn flyway_key(key: &str) -> Option<(String, &str)> {
         "table" => "flyway.table".to_string(),
         "placeholderreplacement" => "flyway.placeholderReplacement".to_string(),
         "sqlmigrationsuffixes" => "flyway.sqlMigrationSuffixes".to_string(),
+        "sqlmigrationprefix" => "flyway.sqlMigrationPrefix".to_string(),
+        "undosqlmigrationprefix" => "flyway.undoSqlMigrationPrefix".to_string(),
+        "repeatablesqlmigrationprefix" => "flyway.repeatableSqlMigrationPrefix".to_string(),
+        "sqlmigrationseparator" => "flyway.sqlMigrationSeparator".to_string(),
+        "placeholderprefix" => "flyway.placeholderPrefix".to_string(),
+        "placeholdersuffix" => "flyway.placeholderSuffix".to_string(),
         "outoforder" => "flyway.outOfOrder".to_string(),
         "baselineonmigrate" => "flyway.baselineOnMigrate".to_string(),
         "baselineversion" => "flyway.baselineVersion".to_string(),
@@ -491,6 +543,32 @@ fn read(raw: &Raw, path: &Path) -> Result<Conf, LoadError> {
                     .collect();
             }
             "defaultSchema" => conf.schema = Some(expand(value, path, *line)?),
+            "sqlMigrationPrefix"
+            | "undoSqlMigrationPrefix"
+            | "repeatableSqlMigrationPrefix"
+            | "sqlMigrationSeparator"
+            | "placeholderPrefix"
+            | "placeholderSuffix" => {
+                // Taken as written: a placeholder prefix is often `${`'s
+                // look-alike, which is not expanded.
+                let v = value.trim().to_string();
+                let (field, may_be_empty) = match key {
+                    "sqlMigrationPrefix" => (&mut conf.naming.versioned, true),
+                    "undoSqlMigrationPrefix" => (&mut conf.naming.undo, false),
+                    "repeatableSqlMigrationPrefix" => (&mut conf.naming.repeatable, false),
+                    "sqlMigrationSeparator" => (&mut conf.naming.separator, false),
+                    "placeholderPrefix" => (&mut conf.placeholder.prefix, false),
+                    _ => (&mut conf.placeholder.suffix, false),
+                };
+                if v.is_empty() && !may_be_empty {
+                    return Err(refused(
+                        path,
+                        *line,
+                        format!("`{key}` is empty: Flyway could not tell a script's parts apart"),
+                    ));
+                }
+                *field = v;
+            }
             "outOfOrder" => conf.out_of_order = Some(boolean(key, value, path, *line)?),
             "baselineOnMigrate" => {
                 conf.baseline_on_migrate = Some(boolean(key, value, path, *line)?);
@@ -583,14 +661,28 @@ fn locate(raw: &Raw, path: &Path, dir: &Path) -> Option<Vec<Result<PathBuf, Stri
     };
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let base = path.parent().unwrap_or(Path::new("."));
+    // A path where it is, else, for a file written for a container that
+    // the repository is copied into (`/app/supabase/migrations` for the
+    // repository's `supabase/migrations`), the same path's end beside the
+    // file.
     let filesystem = |fs: &str| {
         let p = Path::new(fs);
-        let p = if p.is_absolute() {
+        let here = if p.is_absolute() {
             p.to_path_buf()
         } else {
             base.join(p)
         };
-        p.canonicalize().ok()
+        here.canonicalize().ok().or_else(|| {
+            let parts: Vec<_> = p
+                .components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .collect();
+            (1..parts.len()).find_map(|skip| {
+                let tail: PathBuf = parts[skip..].iter().collect();
+                let there = base.join(tail);
+                there.is_dir().then(|| there.canonicalize().ok()).flatten()
+            })
+        })
     };
     // From the classpath's root, with or without a leading `/`.
     let classpath = |l: &str| {
@@ -942,6 +1034,50 @@ mod tests {
         );
     }
 
+    /// How a project names its scripts and writes its placeholders, from
+    /// a flyway.conf or a Spring application's settings.
+    #[test]
+    fn script_names_and_placeholders_are_read_as_written() {
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "src/main/resources/application.properties",
+                "spring.flyway.sql-migration-prefix=M\nspring.flyway.sqlMigrationSeparator=--\n\
+                 spring.flyway.placeholder-prefix=#(\nspring.flyway.placeholder-suffix=)\n",
+            ),
+            ("src/main/resources/db/migration/M1--a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(&d.path().join("src/main/resources/db/migration"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                conf.naming.versioned.as_str(),
+                conf.naming.separator.as_str()
+            ),
+            ("M", "--")
+        );
+        assert_eq!(conf.naming.repeatable, "R");
+        assert_eq!(
+            (
+                conf.placeholder.prefix.as_str(),
+                conf.placeholder.suffix.as_str()
+            ),
+            ("#(", ")")
+        );
+        // A flyway.conf's `${`-like prefix is taken as written.
+        let d = write(&[
+            (
+                "flyway.conf",
+                "flyway.placeholderPrefix=flyway${\nflyway.sqlMigrationPrefix=\n",
+            ),
+            ("1__a.sql", "SELECT 1;"),
+        ]);
+        let conf = find(d.path()).unwrap().unwrap();
+        assert_eq!(conf.placeholder.prefix, "flyway${");
+        assert_eq!(conf.naming.versioned, "");
+    }
+
     /// A Quarkus application's `quarkus.flyway.*`, with `%prod.` winning
     /// (the profile a packaged application runs with) and `%dev.` a
     /// profile's own.
@@ -1026,6 +1162,41 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(conf.history_table().as_deref(), Some("t"));
+        // Helicone's all-in-one image: the repository copied into /app,
+        // its flyway.conf naming both directories there.
+        let d = write(&[
+            (".git/HEAD", "ref: refs/heads/main\n"),
+            (
+                "flyway.conf",
+                "flyway.locations=filesystem:/app/supabase/migrations,filesystem:/app/supabase/migrations_without_supabase\n\
+                 flyway.sqlMigrationPrefix=\nflyway.sqlMigrationSeparator=_\n",
+            ),
+            (
+                "supabase/migrations/20221230000000_request.sql",
+                "SELECT 1;",
+            ),
+            (
+                "supabase/migrations_without_supabase/20221130000500_roles.sql",
+                "SELECT 1;",
+            ),
+        ]);
+        let conf = find(&d.path().join("supabase/migrations"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            conf.locations,
+            [d.path()
+                .join("supabase/migrations_without_supabase")
+                .canonicalize()
+                .unwrap()]
+        );
+        assert_eq!(
+            (
+                conf.naming.versioned.as_str(),
+                conf.naming.separator.as_str()
+            ),
+            ("", "_")
+        );
     }
 
     /// AbsaOSS/EventGate's layout: `flyway.toml` at the repository's root,

@@ -265,20 +265,23 @@ pub enum LoadError {
     )]
     GooseEnvsub { file: String, line: usize },
     #[error(
-        "{file}:{line}: `${{{name}}}` is a Flyway placeholder with no value here: Flyway fills it from the environment (`FLYWAY_PLACEHOLDERS_{}`, not set) or its configuration (`flyway.placeholders.{name}` in a flyway.conf or flyway.toml in the directory or above it, up to the repository's root, or a Spring application's `spring.flyway.placeholders.{name}`; none gives it)", name.to_ascii_uppercase()
+        "{file}:{line}: `{written}` is a Flyway placeholder with no value here: Flyway fills it from the environment (`FLYWAY_PLACEHOLDERS_{}`, not set) or its configuration (`flyway.placeholders.{name}` in a flyway.conf or flyway.toml in the directory or above it, up to the repository's root, or a Spring application's `spring.flyway.placeholders.{name}`; none gives it)", name.to_ascii_uppercase()
     )]
     FlywayPlaceholder {
         file: String,
         line: usize,
         name: String,
+        /// As the script writes it: `${tenant}`, or `$[tenant]`.
+        written: String,
     },
     #[error(
-        "{file}:{line}: `${{{name}}}` takes its value from {conf}, but its name says it is a secret, and runbook does not take a secret from a file (the environment's `FLYWAY_PLACEHOLDERS_{}` is not set)", name.to_ascii_uppercase()
+        "{file}:{line}: `{written}` takes its value from {conf}, but its name says it is a secret, and runbook does not take a secret from a file (the environment's `FLYWAY_PLACEHOLDERS_{}` is not set)", name.to_ascii_uppercase()
     )]
     FlywaySecretInFile {
         file: String,
         line: usize,
         name: String,
+        written: String,
         conf: String,
     },
     #[error("{file}:{line}: {what}")]
@@ -633,6 +636,22 @@ impl Set {
         }
         if !c.suffixes.is_empty() {
             gave.push(format!("scripts ending in {}", c.suffixes.join(", ")));
+        }
+        if c.naming != flyway_conf::Naming::default() {
+            let n = &c.naming;
+            gave.push(format!(
+                "scripts named {}1{sep}name, {}1{sep}name and {}{sep}name",
+                n.versioned,
+                n.undo,
+                n.repeatable,
+                sep = n.separator
+            ));
+        }
+        if c.placeholder != flyway_conf::Delimiters::default() {
+            gave.push(format!(
+                "placeholders written {}name{}",
+                c.placeholder.prefix, c.placeholder.suffix
+            ));
         }
         if let Some((v, at)) = &c.out_of_order {
             gave.push(format!("outOfOrder {v} ({at})"));
