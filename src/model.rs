@@ -1073,9 +1073,11 @@ pub struct MigrateStep {
     pub allow_checksum_change: bool,
     /// All the step's migrations in one transaction: none is applied
     /// unless all are (as Drizzle, and node-pg-migrate by default, run
-    /// them). Each script must be able to run in a transaction.
+    /// them). Each script must be able to run in a transaction. Default:
+    /// going up a Flyway directory, as the project's Flyway `group` says;
+    /// otherwise false.
     #[serde(default)]
-    pub single_transaction: bool,
+    pub single_transaction: Option<bool>,
     /// Apply a pending migration older than the newest applied one (`true`),
     /// or refuse the step before anything runs (`false`). Default: as the
     /// history's tool does ([`crate::history::Tool::applies_out_of_order`]:

@@ -6139,3 +6139,59 @@ fn a_flyway_project_s_own_script_names_and_placeholders_are_read_as_flyway_reads
         "{err}"
     );
 }
+
+/// A Flyway project's `group=true` has its Flyway apply every pending
+/// migration in one transaction: so does the step, unless it says
+/// `single_transaction: false`. A failure in the last leaves none
+/// applied, as the project meant.
+#[test]
+fn a_flyway_project_s_group_deploys_all_or_nothing() {
+    let db = Db::fresh();
+    let dir = files(&[
+        ("flyway.conf", "flyway.group=true\n"),
+        ("V1__users.sql", INIT),
+        ("V2__email.sql", ADD),
+        ("V3__broken.sql", "ALTER TABLE nope ADD COLUMN x int;\n"),
+    ]);
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "3 migration(s) in one transaction: none is applied unless all are (the project's Flyway `group`, "
+        ),
+        "{}",
+        run.stderr
+    );
+    let details = &run.step("apply")["details"];
+    assert_eq!(details["applied"], serde_json::json!([]), "{details}");
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+    // The step's own word wins.
+    let (_case, run) = migrate(&db, dir.path(), "          single_transaction: false\n");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(applied(&run), ["1", "2"]);
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NOT NULL"), "t");
+
+    // A script that cannot run in a transaction is refused before
+    // anything runs, naming the setting.
+    let db = Db::fresh();
+    std::fs::write(
+        dir.path().join("V3__broken.sql"),
+        "CREATE INDEX CONCURRENTLY users_id ON users (id);\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, dir.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.step("apply")["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run in a transaction")
+            && error["message"]
+                .as_str()
+                .unwrap()
+                .contains("the project's Flyway `group` ("),
+        "{error}"
+    );
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
+}

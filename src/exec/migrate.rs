@@ -1208,9 +1208,21 @@ async fn migrate(
         }
     }
     let all: Vec<&Migration> = pending.run.iter().copied().chain(repeat).collect();
-    let single = m.single_transaction && !all.is_empty();
+    // Unset, a Flyway project's `group` decides, going up, as it does for
+    // the project's Flyway.
+    let grouped = match m.single_transaction {
+        Some(_) => None,
+        None => set
+            .flyway_conf
+            .as_ref()
+            .and_then(|c| c.group.clone())
+            .filter(|(on, _)| *on && set.format == migrations::Format::Flyway)
+            .filter(|_| m.direction == Direction::Up)
+            .map(|(_, at)| at),
+    };
+    let single = (m.single_transaction == Some(true) || grouped.is_some()) && !all.is_empty();
     if single {
-        begin_single(r, &s.id, &all, m.direction).await?;
+        begin_single(r, &s.id, &all, m.direction, grouped.as_deref()).await?;
     }
     // The history table this step made is in the journal before the first
     // script runs: a run killed in that script (which then applied
@@ -1886,12 +1898,21 @@ async fn accept_changes(
 /// `single_transaction`: every script must be able to run in a
 /// transaction (checked before anything runs), then one is opened for all
 /// of them, each under a savepoint as a rehearsal nests its legs.
+/// `grouped`: where a Flyway project's `group=true` asks for it, where the
+/// step does not say.
 async fn begin_single(
     r: &mut Run<'_>,
     step: &str,
     all: &[&Migration],
     direction: Direction,
+    grouped: Option<&str>,
 ) -> Result<(), Fail> {
+    let asked = match grouped {
+        Some(at) => {
+            format!("the project's Flyway `group` ({at}) runs them all in one, as this step does")
+        }
+        None => "`single_transaction` runs them all in one".to_string(),
+    };
     for x in all {
         let script = match direction {
             Direction::Up => &x.up,
@@ -1903,11 +1924,18 @@ async fn begin_single(
         if let (false, why) = migrations::script_mode(script, &stmts) {
             return Err(refused(
                 format!(
-                    "migration {} cannot run in a transaction ({}), and `single_transaction` runs them all in one",
+                    "migration {} cannot run in a transaction ({}), and {asked}",
                     migrations::labeled(&x.version, &x.name),
                     why.unwrap_or_default()
                 ),
-                "nothing ran; apply it in a migrate step of its own (`to:` the version before it here, then the rest), or drop `single_transaction`",
+                match grouped {
+                    Some(_) => {
+                        "nothing ran; a grouped Flyway migrate fails on it too. Apply it in a migrate step of its own (`to:` the version before it here, then the rest, with `single_transaction: false`)"
+                    }
+                    None => {
+                        "nothing ran; apply it in a migrate step of its own (`to:` the version before it here, then the rest), or drop `single_transaction`"
+                    }
+                },
             ));
         }
     }
@@ -1919,8 +1947,12 @@ async fn begin_single(
         r,
         step,
         format!(
-            "{} migration(s) in one transaction: none is applied unless all are",
-            all.len()
+            "{} migration(s) in one transaction: none is applied unless all are{}",
+            all.len(),
+            match grouped {
+                Some(at) => format!(" (the project's Flyway `group`, {at})"),
+                None => String::new(),
+            }
         ),
     );
     Ok(())

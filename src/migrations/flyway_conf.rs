@@ -21,7 +21,7 @@
 //! of script files), the scripts' prefixes and separator
 //! (`sqlMigrationPrefix`, `undoSqlMigrationPrefix`,
 //! `repeatableSqlMigrationPrefix`, `sqlMigrationSeparator`), the
-//! placeholders' (`placeholderPrefix`, `placeholderSuffix`), `outOfOrder`, `baselineOnMigrate`, `baselineVersion`
+//! placeholders' (`placeholderPrefix`, `placeholderSuffix`), `group`, `outOfOrder`, `baselineOnMigrate`, `baselineVersion`
 //! and `baselineDescription`, and `locations`: the other locations
 //! found beside the directory, whose migrations Flyway reads with its
 //! own. The connection (`url`, `user`,
@@ -62,6 +62,9 @@ pub struct Conf {
     /// `schemas`, all of them: where Flyway looks for objects before it
     /// makes a new history (the default schema where none are given).
     pub schemas: Vec<String>,
+    /// `group`: whether Flyway applies all pending migrations in one
+    /// transaction, and where that is set (`file:line`).
+    pub group: Option<(bool, String)>,
     /// `baselineOnMigrate`, and where it is set (`file:line`).
     pub baseline_on_migrate: Option<(bool, String)>,
     /// `baselineVersion` (Flyway's default is 1).
@@ -240,7 +243,13 @@ fn spring(
             enabled = !value.eq_ignore_ascii_case("false");
             continue;
         }
-        if key == "flyway.outOfOrder" || key == "flyway.baselineOnMigrate" {
+        if [
+            "flyway.outOfOrder",
+            "flyway.baselineOnMigrate",
+            "flyway.group",
+        ]
+        .contains(&key.as_str())
+        {
             // Spring's and Quarkus's other spellings of a boolean.
             value = match value.to_ascii_lowercase().as_str() {
                 "on" | "yes" | "1" => "true".into(),
@@ -278,6 +287,7 @@ fn spring(
             for (key, x) in at_of {
                 let setting = match key.as_str() {
                     "flyway.outOfOrder" => &mut c.out_of_order,
+                    "flyway.group" => &mut c.group,
                     _ => &mut c.baseline_on_migrate,
                 };
                 if let Some((_, at)) = setting {
@@ -334,6 +344,7 @@ fn flyway_key(key: &str) -> Option<(String, &str)> {
         "placeholderprefix" => "flyway.placeholderPrefix".to_string(),
         "placeholdersuffix" => "flyway.placeholderSuffix".to_string(),
         "outoforder" => "flyway.outOfOrder".to_string(),
+        "group" => "flyway.group".to_string(),
         "baselineonmigrate" => "flyway.baselineOnMigrate".to_string(),
         "baselineversion" => "flyway.baselineVersion".to_string(),
         "baselinedescription" => "flyway.baselineDescription".to_string(),
@@ -570,6 +581,7 @@ fn read(raw: &Raw, path: &Path) -> Result<Conf, LoadError> {
                 *field = v;
             }
             "outOfOrder" => conf.out_of_order = Some(boolean(key, value, path, *line)?),
+            "group" => conf.group = Some(boolean(key, value, path, *line)?),
             "baselineOnMigrate" => {
                 conf.baseline_on_migrate = Some(boolean(key, value, path, *line)?);
             }
@@ -833,7 +845,7 @@ mod tests {
             ),
             (
                 "src/main/resources/application.properties",
-                "spring.flyway.out-of-order=yes\nspring.flyway.baselineOnMigrate=on\n",
+                "spring.flyway.out-of-order=yes\nspring.flyway.baselineOnMigrate=on\nspring.flyway.group=1\n",
             ),
             ("src/main/resources/db/migration/V1__a.sql", "SELECT 1;"),
         ]);
@@ -848,6 +860,9 @@ mod tests {
         let (on, at) = conf.baseline_on_migrate.clone().unwrap();
         assert!(on && at.ends_with("application.properties:2"), "{at}");
         assert_eq!(conf.baseline_version.as_deref(), Some("0"));
+        // And `group`.
+        let (on, at) = conf.group.clone().unwrap();
+        assert!(on && at.ends_with("application.properties:3"), "{at}");
     }
 
     /// The other locations a configuration names besides the directory:

@@ -20,7 +20,9 @@ pub struct PlanMigrate {
     pub direction: model::Direction,
     pub history: PlanHistory,
     pub allow_checksum_change: bool,
-    pub single_transaction: bool,
+    /// Unset: as a Flyway project's `group` says, else false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_transaction: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out_of_order: Option<bool>,
     #[serde(skip_serializing_if = "PlanSelect::is_empty")]
@@ -246,10 +248,11 @@ pub(super) fn write(o: &mut String, m: &PlanMigrate, inner: usize) {
         o,
         "{:pad$}{}; history {}",
         "",
-        if m.single_transaction {
-            "all in one transaction: none is applied unless all are"
-        } else {
-            "each in its own transaction unless it cannot run in one"
+        match m.single_transaction {
+            Some(true) => "all in one transaction: none is applied unless all are",
+            Some(false) => "each in its own transaction unless it cannot run in one",
+            None =>
+                "each in its own transaction unless it cannot run in one (all in one where a Flyway project's `group` says so)",
         },
         m.history.describe()
     );
