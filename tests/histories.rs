@@ -6195,3 +6195,69 @@ fn a_flyway_project_s_group_deploys_all_or_nothing() {
     );
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
+
+/// Helicone's layout: its self-hosted image deploys `supabase/migrations`
+/// and `supabase/migrations_without_supabase` with Flyway (a flyway.conf
+/// at the root, written for the image's `/app`, with an empty script
+/// prefix and `_`), while the Supabase CLI deploys `supabase/migrations`
+/// alone to Supabase. A new database gets Flyway's deploy; one whose
+/// history is the Supabase CLI's gets the directory alone.
+#[test]
+fn a_flyway_configuration_s_other_locations_are_flyway_s_deploy_only() {
+    let repo = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        (
+            "flyway.conf",
+            "flyway.locations=filesystem:/app/supabase/migrations,filesystem:/app/supabase/migrations_without_supabase\n\
+             flyway.sqlMigrationPrefix=\nflyway.sqlMigrationSeparator=_\nflyway.sqlMigrationSuffixes=.sql\n",
+        ),
+        ("supabase/config.toml", "project_id = \"x\"\n"),
+        (
+            "supabase/migrations_without_supabase/20221130000500_create-roles.sql",
+            "CREATE TABLE roles_stub (id int);\n",
+        ),
+        (
+            "supabase/migrations/20221230000000_request.sql",
+            "CREATE TABLE request (id int);\n",
+        ),
+        (
+            "supabase/migrations/20230101000000_body.sql",
+            "ALTER TABLE request ADD COLUMN body jsonb;\n",
+        ),
+    ]);
+    let dir = repo.path().join("supabase/migrations");
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        applied(&run),
+        ["20221130000500", "20221230000000", "20230101000000"]
+    );
+    assert_eq!(
+        db.sql("SELECT string_agg(version || ' ' || description, ', ' ORDER BY installed_rank) FROM flyway_schema_history"),
+        "20221130000500 create-roles, 20221230000000 request, 20230101000000 body"
+    );
+
+    let db = Db::fresh();
+    db.sql(
+        "CREATE SCHEMA supabase_migrations; \
+         CREATE TABLE supabase_migrations.schema_migrations (version text PRIMARY KEY, statements text[], name text); \
+         INSERT INTO supabase_migrations.schema_migrations VALUES ('20221230000000', ARRAY['CREATE TABLE request (id int)'], 'request'); \
+         CREATE TABLE request (id int)",
+    );
+    let (code, out, err) = migrations(&["status"], &dir, &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        states(&out),
+        ["20221230000000 applied", "20230101000000 pending"],
+        "{out}"
+    );
+    assert!(
+        out.contains("the history is supabase's, which deploys this directory alone: the other locations of the Flyway configuration are Flyway's deploy, and their 1 migration(s) are left out"),
+        "{out}"
+    );
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["20230101000000"]);
+    assert_eq!(db.sql("SELECT to_regclass('roles_stub') IS NULL"), "t");
+}

@@ -1193,6 +1193,18 @@ impl History {
                 }
             }
         };
+        // A database another tool deploys is deployed from this directory
+        // alone: a Flyway configuration's other locations are Flyway's.
+        if !matches!(history.tool, Tool::Flyway | Tool::Runbook)
+            && !set.flyway_locations().is_empty()
+        {
+            set.without_flyway_locations(history.tool.name());
+            history = History {
+                detected: history.detected,
+                instead_of: history.instead_of,
+                ..History::new(history.tool, &history.name, set)
+            };
+        }
         if history.tool == Tool::Refinery {
             history.wide_versions = refinery::wide(db, &history)
                 .await

@@ -694,6 +694,34 @@ impl Set {
             .collect()
     }
 
+    /// Only the directory's own migrations, not those of the Flyway
+    /// configuration's other locations: for a database another tool
+    /// deploys (`tool`, whose history it keeps), which reads no Flyway
+    /// configuration. Said in a warning, where there were some.
+    pub fn without_flyway_locations(&mut self, tool: &str) {
+        let prefixes: Vec<String> = self
+            .flyway_locations()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        if prefixes.is_empty() {
+            return;
+        }
+        let theirs = |file: &str| prefixes.iter().any(|p| file.starts_with(p.as_str()));
+        let before = self.migrations.len() + self.repeatables.len() + self.code_migrations.len();
+        self.migrations.retain(|m| !theirs(&m.up.file));
+        self.repeatables.retain(|m| !theirs(&m.up.file));
+        self.code_migrations.retain(|c| !theirs(&c.file));
+        let left =
+            before - self.migrations.len() - self.repeatables.len() - self.code_migrations.len();
+        if let Some(c) = &mut self.flyway_conf {
+            c.locations.clear();
+        }
+        self.warnings.push(format!(
+            "the history is {tool}'s, which deploys this directory alone: the other locations of the Flyway configuration are Flyway's deploy, and their {left} migration(s) are left out"
+        ));
+    }
+
     /// For the log: the migrator the project's manifest names.
     pub fn deployer_note(&self) -> Option<String> {
         self.deployer
