@@ -6006,6 +6006,22 @@ fn an_application_s_migrations_in_code_are_never_passed_over() {
         ["1 applied", "2 applied", "3 applied"],
         "{out}"
     );
+    // Undoing what a run applied (3) passes over nothing.
+    let (_case, run) = migrate(
+        &db,
+        &dir,
+        "          direction: down\n          to: \"2\"\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let both = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {d}\n      - id: undo\n        migrate:\n          dir: {d}\n          direction: down\n          to: before_run\n",
+        d = dir.display()
+    ))
+    .exec(&db.url, &[]);
+    assert_eq!(both.code, 0, "{}", both.stderr);
+    assert_eq!(db.sql("SELECT to_regclass('orders') IS NULL"), "t");
+    let (_case, run) = migrate(&db, &dir, "");
+    assert_eq!(applied(&run), ["3"]);
     // Rolling back past it is refused; down to it, the scripts after it go.
     let down = |to: &str| {
         migrate(
@@ -6015,6 +6031,7 @@ fn an_application_s_migrations_in_code_are_never_passed_over() {
         )
         .1
     };
+    let rows = db.sql("SELECT count(*) FROM flyway_schema_history");
     let run = down("0");
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -6027,7 +6044,8 @@ fn an_application_s_migrations_in_code_are_never_passed_over() {
         "{}",
         run.step("apply")["error"]
     );
-    assert_eq!(db.sql("SELECT count(*) FROM flyway_schema_history"), "3");
+    assert_eq!(db.sql("SELECT count(*) FROM flyway_schema_history"), rows);
+    assert_eq!(db.sql("SELECT to_regclass('users') IS NOT NULL"), "t");
     let run = down("2");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(db.sql("SELECT to_regclass('orders') IS NULL"), "t");

@@ -1589,6 +1589,11 @@ async fn decide_made<'s>(
             pending.run.truncate(n as usize);
         }
         pending.kept_later = kept_later(set, &applied, &pending.run);
+        // Passed over only by what this run's rollback undoes.
+        let run = &pending.run;
+        pending
+            .code
+            .retain(|c| run.iter().any(|m| set.cmp(&c.version, &m.version).is_gt()));
     }
     pending.repeatables = repeat;
     if let Some((message, hint)) = code_passed_over(set, &pending, m.direction) {
