@@ -213,7 +213,17 @@ fn spring(
     }
     // What a `${name}` in a value refers to: read where one does.
     let properties = std::cell::OnceCell::new();
+    // A placeholder that takes its value from a setting or variable whose
+    // name says it is a secret is kept as a secret-named placeholder is
+    // ([`SECRET_IN_FILE`]): its value comes only from
+    // `FLYWAY_PLACEHOLDERS_*`, which every output redacts. From the file,
+    // it would be a secret in the repository; from another variable, one
+    // no output knows to redact.
+    let secret_ref = std::cell::Cell::new(false);
     let lookup = |name: &str| {
+        if secret_name(name.rsplit('.').next().unwrap_or(name)) {
+            secret_ref.set(true);
+        }
         properties
             .get_or_init(|| super::spring::Properties::read(dir))
             .lookup(name)
@@ -238,7 +248,11 @@ fn spring(
             }
             continue;
         }
+        secret_ref.set(false);
         let mut value = expand_with(&x.value, &at_file, line, Some(&lookup))?;
+        if secret_ref.get() && key.starts_with("flyway.placeholders.") {
+            value = SECRET_IN_FILE.to_string();
+        }
         if key == "flyway.enabled" {
             enabled = !value.eq_ignore_ascii_case("false");
             continue;
@@ -1034,14 +1048,17 @@ mod tests {
         std::fs::remove_file(d.path().join("src/main/resources/application.properties")).unwrap();
         std::fs::write(
             d.path().join("src/main/resources/application.yml"),
-            "svc:\n  db:\n    schema: ${svc.db.owner-schema}\n    owner-schema: ledger\n\
+            "svc:\n  db:\n    schema: ${svc.db.owner-schema}\n    owner-schema: ledger\n    password: hunter2\n\
              spring:\n  flyway:\n    schemas: ${svc.db.schema}\n    placeholders:\n      \
-             gone: ${svc.db.surely-unset:none}\n      home: ${home:none}\n",
+             gone: ${svc.db.surely-unset:none}\n      home: ${home:none}\n      conn: ${svc.db.password}\n",
         )
         .unwrap();
         let conf = find(&d.path().join(migrations)).unwrap().unwrap();
         assert_eq!(conf.schemas, ["ledger"]);
         assert_eq!(conf.placeholders["gone"], "none");
+        // A secret-named setting's value is not taken, though the
+        // placeholder's own name says nothing.
+        assert_eq!(conf.placeholders["conn"], SECRET_IN_FILE);
         // `${home}` is the environment's HOME, in Spring's spelling.
         assert_eq!(
             conf.placeholders["home"],

@@ -275,7 +275,7 @@ pub enum LoadError {
         written: String,
     },
     #[error(
-        "{file}:{line}: `{written}` takes its value from {conf}, but its name says it is a secret, and runbook does not take a secret from a file (the environment's `FLYWAY_PLACEHOLDERS_{}` is not set)", name.to_ascii_uppercase()
+        "{file}:{line}: `{written}` takes its value from {conf}, but its name says it is a secret (or the name of the setting it comes from does), and runbook does not take a secret from a file (the environment's `FLYWAY_PLACEHOLDERS_{}` is not set)", name.to_ascii_uppercase()
     )]
     FlywaySecretInFile {
         file: String,
@@ -393,7 +393,7 @@ impl LoadError {
                 "write the value into the file; where the `$` is PostgreSQL's own (a dollar-quoted body), put `-- +goose ENVSUB OFF` before it"
             }
             Self::FlywaySecretInFile { .. } => {
-                "set it in the environment, from your secret store (as in `FLYWAY_PLACEHOLDERS_DB_PASSWORD=... runbook exec ...`), where runbook redacts it; a secret in a file in the repository is anyone's who can read it"
+                "set it in the environment, from your secret store (as in `FLYWAY_PLACEHOLDERS_DB_PASSWORD=... runbook exec ...`); runbook redacts from every output the value of each such variable whose name says it is a secret. A secret in a file in the repository is anyone's who can read it"
             }
             Self::FlywayConf { .. } => {
                 "fix the file, or set what it refers to; runbook reads its placeholders, table, defaultSchema and schemas, as Flyway does"
