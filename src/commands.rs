@@ -400,6 +400,11 @@ pub fn migrations_status(
                     bad = true;
                     ("dirty", history.dirty_message(a).0)
                 }
+                // Liquibase runs it again on the next update, as it should.
+                Some(a) if selected && let Some(again) = history.runs_again(m, a) => (
+                    "runs again",
+                    format!("{}: the next update runs it again", again.why()),
+                ),
                 Some(_) if sums.as_ref().is_some_and(|(was, now)| was != now) => {
                     bad = true;
                     let (was, now) = sums.unwrap_or_default();

@@ -5291,36 +5291,184 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
     assert_eq!(db.sql("SELECT to_regclass('users') IS NULL"), "t");
 }
 
-/// A changeset that says runOnChange:true and changed: Liquibase runs it
-/// again. runbook does not, and `allow_checksum_change` does not record
-/// its new checksum as if the new text had run: refused.
+/// Liquibase runs a `runOnChange:true` changeset again when its text
+/// changed, and a `runAlways:true` one on every update, each in its place:
+/// so does runbook on Liquibase's history, updating the row as Liquibase
+/// does (`RERAN`). A `to: before_run` undo leaves them as they are: their
+/// rollbacks would drop what the earlier runs built. On runbook's own
+/// history, which cannot record a run again, a changed `runOnChange` one
+/// is refused, `allow_checksum_change` or not.
 #[test]
-fn a_changed_run_on_change_changeset_is_not_recorded_as_run() {
-    let text = |n: u8| {
+fn a_changeset_liquibase_runs_again_runs_again_in_its_place_and_no_undo_destroys_it() {
+    let text = |n: u8, more: &str| {
         format!(
-            "--liquibase formatted sql\n--changeset ann:f runOnChange:true\nCREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT {n}';\n--rollback DROP FUNCTION f();\n"
+            "--liquibase formatted sql\n--changeset ann:t\nCREATE TABLE t (id int);\n--rollback DROP TABLE t;\n--changeset ann:v runOnChange:true\nCREATE OR REPLACE VIEW v AS SELECT {n} AS n;\n--rollback DROP VIEW v;\n--changeset ann:stamp runAlways:true\nCREATE OR REPLACE FUNCTION stamp() RETURNS int LANGUAGE sql AS 'SELECT 1';\n--rollback DROP FUNCTION stamp();\n{more}"
         )
     };
-    let project = owned(&[("f.sql", text(1))]);
+    let u = "--changeset ann:u\nCREATE TABLE u (id int);\n--rollback DROP TABLE u;\n";
+    let project = owned(&[("f.sql", text(1, ""))]);
+    let dir = project.path();
+    let history = "          history: { format: liquibase }\n";
     let db = Db::fresh();
-    let (_case, run) = migrate(&db, project.path(), "");
+    let (_case, run) = migrate(&db, dir, history);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let recorded = db.sql("SELECT checksum FROM runbook_migrations");
-    std::fs::write(project.path().join("f.sql"), text(2)).unwrap();
-    let (_case, run) = migrate(
-        &db,
-        project.path(),
-        "          allow_checksum_change: true\n",
+    assert_eq!(applied(&run), ["0001", "0002", "0003"]);
+    let rows = "SELECT string_agg(concat_ws(':', id, exectype), ',' ORDER BY orderexecuted) FROM databasechangelog";
+    assert_eq!(db.sql(rows), "t:EXECUTED,v:EXECUTED,stamp:EXECUTED");
+    // Nothing changed: only the runAlways one runs again.
+    let (_case, run) = migrate(&db, dir, history);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0003"]);
+    assert_eq!(
+        run.step("apply")["details"]["applied"][0]["again"],
+        "run_always"
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        run.stderr.contains("say runOnChange:true (f.sql)"),
+        run.stderr
+            .contains("running 0003 stamp again, as Liquibase does: it says runAlways:true"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
-    assert_eq!(db.sql("SELECT checksum FROM runbook_migrations"), recorded);
-    assert_eq!(db.sql("SELECT f()"), "1");
+    assert_eq!(db.sql(rows), "t:EXECUTED,v:EXECUTED,stamp:RERAN");
+    // The view changed, and a changeset came after it.
+    db.sql("UPDATE databasechangelog SET tag = 'v1' WHERE id = 'v'");
+    let first_sum = db.sql("SELECT md5sum FROM databasechangelog WHERE id = 'v'");
+    std::fs::write(dir.join("f.sql"), text(2, u)).unwrap();
+    let (code, out, err) = migrations(
+        &[
+            "status",
+            "--history-format",
+            "liquibase",
+            "--format",
+            "json",
+        ],
+        dir,
+        &db.url,
+    );
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        pairs(&status["migrations"], "version", "state"),
+        [
+            "0001 applied",
+            "0002 runs again",
+            "0003 runs again",
+            "0004 pending"
+        ],
+        "{out}"
+    );
+    let check = Case::new(&format!(
+        "{HEAD}phases:\n  - id: preflight\n    kind: preflight\n    steps:\n      - id: pending\n        check: {{ builtin: pending_migrations, dir: {}, history_format: liquibase, max: 5 }}\n",
+        dir.display()
+    ));
+    let run = check.exec(&db.url, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows_seen = pairs(&run.step("pending")["details"]["rows"], "version", "file");
+    assert_eq!(rows_seen.len(), 3, "{rows_seen:?}");
+    assert_eq!(
+        run.step("pending")["details"]["rows"][0]["again"],
+        "run_on_change"
+    );
+    assert_eq!(
+        run.step("pending")["details"]["rows"][0]["out_of_order"],
+        false
+    );
+    // Deployed, then the run fails and its undo goes back to before it:
+    // the new changeset goes; the view stays as re-run, and the function
+    // stays, where their rollbacks would have dropped them. The view's
+    // text is not what it was before the run: a person must act (4).
+    let (_case, run) = migrate(
+        &db,
+        dir,
+        &format!(
+            "{history}        rollback:\n          id: undo\n          migrate: {{ dir: {}, history: {{ format: liquibase }}, direction: down, to: before_run }}\n      - id: breaks\n        sql: SELECT 1/0\n",
+            dir.display()
+        ),
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("schema DIFFERS from before the run: 1 object(s)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(applied(&run), ["0002", "0003", "0004"], "{}", run.stderr);
+    assert!(
+        run.stderr.contains("running 0002 v again, as Liquibase does: it says runOnChange:true, and its text changed since it ran"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("out of order"), "{}", run.stderr);
+    assert_eq!(run.step("undo")["status"], "succeeded", "{}", run.stderr);
+    assert_eq!(
+        run.step("undo")["details"]["ran_again_kept"],
+        serde_json::json!(["0002 v (run_on_change)", "0003 stamp (run_always)"]),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT n FROM v"), "2");
+    assert_eq!(db.sql("SELECT stamp()"), "1");
+    assert_eq!(db.sql("SELECT to_regclass('u') IS NULL"), "t");
+    // Its row says it ran again, with the new text's checksum; its tag kept.
+    let sum = db.sql("SELECT md5sum FROM databasechangelog WHERE id = 'v'");
+    assert!(sum.starts_with("9:") && sum != first_sum, "{sum}");
+    assert_eq!(
+        db.sql("SELECT concat_ws(':', exectype, tag) FROM databasechangelog WHERE id = 'v'"),
+        "RERAN:v1"
+    );
+    assert_eq!(db.sql("SELECT count(*) FROM databasechangelog"), "3");
+    // A rehearsal of the next change runs it twice and never rolls it back.
+    std::fs::write(dir.join("f.sql"), text(3, u)).unwrap();
+    let (_case, run) = rehearse_scratch(&db, dir, history);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let verdicts = pairs(
+        &run.step("rehearse")["details"]["migrations"],
+        "version",
+        "verdict",
+    );
+    assert_eq!(
+        verdicts,
+        ["0002 forward_only", "0003 forward_only", "0004 ok"],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.sql("SELECT n FROM v"), "2");
+    let (_case, run) = rehearse_scratch(&db, dir, &format!("{history}          mode: whole_set\n"));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("mode: per_migration"), "{}", run.stderr);
+
+    // runbook's own history.
+    std::fs::write(dir.join("f.sql"), text(1, "")).unwrap();
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let recorded =
+        db.sql("SELECT string_agg(checksum, ',' ORDER BY version) FROM runbook_migrations");
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("1 applied changeset(s) say runAlways:true"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(dir.join("f.sql"), text(2, "")).unwrap();
+    for extra in ["", "          allow_checksum_change: true\n"] {
+        let (_case, run) = migrate(&db, dir, extra);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("say runOnChange:true (f.sql)")
+                && run.stderr.contains("history: {format: liquibase}"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    }
+    assert_eq!(
+        db.sql("SELECT string_agg(checksum, ',' ORDER BY version) FROM runbook_migrations"),
+        recorded
+    );
+    assert_eq!(db.sql("SELECT n FROM v"), "1");
 }
 
 /// A changeset added to a file before others (Liquibase knows changesets by

@@ -495,6 +495,16 @@ async fn pending(
         })
         .filter(|c| to.is_none_or(|t| set.cmp(&c.version, t).is_le()))
         .collect();
+    // What Liquibase runs again, in its place (never out of order).
+    let again: Vec<_> = set
+        .migrations
+        .iter()
+        .filter(|m| within(m))
+        .filter_map(|m| {
+            let a = applied.iter().find(|a| a.version == m.version)?;
+            Some((m, history.runs_again(m, a)?))
+        })
+        .collect();
     let mut versioned: Vec<(&str, Row)> = pending
         .into_iter()
         .filter(|m| within(m))
@@ -503,6 +513,11 @@ async fn pending(
             let r = row(Value::from(m.version.clone()), &m.up.file, early.into());
             (m.version.as_str(), r)
         })
+        .chain(again.iter().map(|(m, why)| {
+            let mut r = row(Value::from(m.version.clone()), &m.up.file, false.into());
+            r.insert("again".into(), Value::from(why.name()));
+            (m.version.as_str(), r)
+        }))
         .chain(code.iter().map(|c| {
             let early = newest
                 .version

@@ -21,8 +21,10 @@ use super::{Attempt, Done, Fail, Run};
 use crate::events::ErrorKind;
 use crate::events::{ErrorInfo, StepStatus};
 use crate::history::liquibase::Taken;
+use crate::history::{
+    Again, Ensured, FlywayBaseline, FlywayStart, Newest, Repeatable, Tool, Write,
+};
 pub use crate::history::{Applied, History};
-use crate::history::{Ensured, FlywayBaseline, FlywayStart, Newest, Repeatable, Tool, Write};
 use crate::migrations::{self, Migration, Script, Set};
 use crate::model::{Direction, Settings};
 use crate::pg::db::{self, Db, QueryFail};
@@ -540,6 +542,9 @@ pub struct Pending<'s> {
     pub repeatables: Vec<(&'s Migration, Repeatable, bool)>,
     /// Applied migrations whose up script changed: (version, file, recorded, now).
     pub changed: Vec<(String, String, String, String)>,
+    /// Going up, the applied changesets of `run` that run again, as
+    /// Liquibase runs them ([`History::runs_again`]), each with why.
+    pub again: Vec<(&'s Migration, Again)>,
     /// Applied versions with no file in the directory.
     pub missing: Vec<String>,
     /// The application's Java or Kotlin migrations this step would pass
@@ -552,11 +557,24 @@ pub struct Pending<'s> {
     /// Going down, applied migrations that stay applied but were applied
     /// after one of `run`: its down runs under a schema they changed.
     pub kept_later: Vec<&'s Migration>,
+    /// Under `to: before_run`, the changesets that run ran again: they stay
+    /// as they are now.
+    pub stays: Vec<String>,
     /// Whether the step made the history table (and its schema).
     pub made: Ensured,
     /// The baseline the step recorded in the history it made, as Flyway's
     /// `baselineOnMigrate` does ([`History::flyway_start`]).
     pub baselined: Option<FlywayBaseline>,
+}
+
+impl Pending<'_> {
+    /// Why `m` runs again, when it does.
+    pub fn again_of(&self, m: &Migration) -> Option<Again> {
+        self.again
+            .iter()
+            .find(|(x, _)| x.version == m.version)
+            .map(|(_, why)| *why)
+    }
 }
 
 /// Decide what to run. Refuses on a dirty row, and on a changed checksum
@@ -570,12 +588,26 @@ pub fn select<'s>(
     steps: Option<u32>,
 ) -> Pending<'s> {
     let done = |v: &str| applied.iter().any(|a| a.version == v);
+    // What Liquibase runs again is not a change to refuse: it runs, in its
+    // place among the pending ones.
+    let again: Vec<(&Migration, Again)> = match direction {
+        Direction::Up => set
+            .migrations
+            .iter()
+            .filter_map(|m| {
+                let a = applied.iter().find(|a| a.version == m.version)?;
+                Some((m, history.runs_again(m, a)?))
+            })
+            .collect(),
+        Direction::Down => Vec::new(),
+    };
+    let runs_again = |m: &Migration| again.iter().any(|(x, _)| x.version == m.version);
     let changed = applied
         .iter()
         .filter_map(|a| {
             let m = set.migrations.iter().find(|m| m.version == a.version)?;
             let (was, now) = (a.checksum.clone()?, history.checksum_of(m)?);
-            (was != now).then(|| (a.version.clone(), m.up.file.clone(), was, now))
+            (was != now && !runs_again(m)).then(|| (a.version.clone(), m.up.file.clone(), was, now))
         })
         .collect();
     // A changeset the step's contexts leave out is in the directory: an
@@ -596,7 +628,7 @@ pub fn select<'s>(
         Direction::Up => set
             .migrations
             .iter()
-            .filter(|m| !done(&m.version))
+            .filter(|m| !done(&m.version) || runs_again(m))
             .filter(|m| to.is_none_or(|t| set.cmp(&m.version, t).is_le()))
             .collect(),
         Direction::Down => {
@@ -652,14 +684,20 @@ pub fn select<'s>(
         Direction::Up => run
             .iter()
             .copied()
-            .filter(|m| newest.is_after(set, m))
+            .filter(|m| newest.is_after(set, m) && !runs_again(m))
             .collect(),
         Direction::Down => Vec::new(),
     };
+    let again = again
+        .into_iter()
+        .filter(|(m, _)| run.iter().any(|x| x.version == m.version))
+        .collect();
     Pending {
         run,
         repeatables: Vec::new(),
         changed,
+        again,
+        stays: Vec::new(),
         missing,
         code,
         early,
@@ -1073,6 +1111,35 @@ async fn migrate(
                 .collect::<Vec<_>>()
         );
     }
+    if !pending.stays.is_empty() {
+        super::sql::log(
+            r,
+            &s.id,
+            format!(
+                "note: {} changeset(s) this run ran again stay as they are now: {}. Liquibase's rollback of one undoes the changeset, not the change to its text, and the text it replaced is not kept",
+                pending.stays.len(),
+                pending.stays.join(", ")
+            ),
+        );
+        details["ran_again_kept"] = json!(pending.stays);
+    }
+    // Liquibase runs these on every update; only its history records that.
+    let always = set
+        .migrations
+        .iter()
+        .filter(|x| x.changeset.as_ref().is_some_and(|c| c.run_always))
+        .filter(|x| applied.iter().any(|a| a.version == x.version))
+        .count();
+    if m.direction == Direction::Up && always > 0 && history.tool != Tool::Liquibase {
+        super::sql::log(
+            r,
+            &s.id,
+            format!(
+                "warning: {always} applied changeset(s) say runAlways:true: Liquibase runs them on every update, and runbook does on Liquibase's history; this step's history is {}, and they do not run again",
+                history.describe()
+            ),
+        );
+    }
     if !pending.changed.is_empty() {
         details["checksum_changes_allowed"] =
             json!(accept_changes(r, s, m, history, set, &pending).await?);
@@ -1236,11 +1303,20 @@ async fn migrate(
     // only going up).
     for (i, x) in all.iter().copied().enumerate() {
         let repeatable = x.version.is_empty();
+        let again = pending.again_of(x);
         let lines = if repeatable {
             vec![format!(
                 "[{}/{total}] applying repeatable {}",
                 i + 1,
                 x.up.file
+            )]
+        } else if let Some(why) = again {
+            vec![format!(
+                "[{}/{total}] running {} {} again, as Liquibase does: {}",
+                i + 1,
+                x.version,
+                x.name,
+                why.why()
             )]
         } else {
             let configured = history.tool.configured_out_of_order(set);
@@ -1288,6 +1364,11 @@ async fn migrate(
                 if repeatable {
                     entry["version"] = Value::Null;
                     entry["repeatable"] = true.into();
+                }
+                // Run again: what it replaced is not kept, so no undo of
+                // this run runs its rollback ([`applied_by_this_run`]).
+                if let Some(why) = again {
+                    entry["again"] = why.name().into();
                 }
                 // A changeset's place moves when one is added before it;
                 // its name does not.
@@ -1589,6 +1670,7 @@ async fn decide_made<'s>(
             pending.run.truncate(n as usize);
         }
         pending.kept_later = kept_later(set, &applied, &pending.run);
+        pending.stays = ran_again_by_this_run(r);
         // Passed over only by what this run's rollback undoes.
         let run = &pending.run;
         pending
@@ -1747,12 +1829,14 @@ fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<Recorded>> {
     if lists.is_empty() {
         return None;
     }
-    // A repeatable migration (no version) has no down to run.
+    // A repeatable migration (no version) has no down to run; a changeset
+    // run again is not undone (its rollback undoes the changeset, and the
+    // text it replaced is not kept).
     Some(
         lists
             .into_iter()
             .flatten()
-            .filter(|a| a["direction"] == "up")
+            .filter(|a| a["direction"] == "up" && a.get("again").is_none())
             .filter_map(|a| {
                 Some(Recorded {
                     version: a["version"].as_str()?.into(),
@@ -1762,6 +1846,25 @@ fn applied_by_this_run(r: &Run<'_>) -> Option<Vec<Recorded>> {
             })
             .collect(),
     )
+}
+
+/// The changesets this run ran again ([`Again`]), as `VERSION NAME`
+/// (why): an undo leaves them as they are.
+fn ran_again_by_this_run(r: &Run<'_>) -> Vec<String> {
+    recorded_outputs(r)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| o.get("applied")?.as_array())
+        .flatten()
+        .filter_map(|a| {
+            Some(format!(
+                "{} {} ({})",
+                a["version"].as_str()?,
+                a["name"].as_str()?,
+                a.get("again")?.as_str()?
+            ))
+        })
+        .collect()
 }
 
 /// The outputs a `to: before_run` undo reads: in a compensation, the step
@@ -1856,6 +1959,7 @@ async fn accept_changes(
     // A changeset Liquibase runs again when it changes: recording its new
     // checksum without running it would tell Liquibase (and runbook) that
     // the new text ran.
+    // (On Liquibase's history it runs again, as Liquibase runs it.)
     let reruns: Vec<&str> = pending
         .changed
         .iter()
@@ -1863,14 +1967,20 @@ async fn accept_changes(
         .filter(|x| x.changeset.as_ref().is_some_and(|c| c.run_on_change))
         .map(|x| x.up.file.as_str())
         .collect();
-    if let Some(first) = reruns.first().filter(|_| m.allow_checksum_change) {
+    if let Some(first) = reruns.first() {
         return Err(refused(
             format!(
-                "{} changed changeset(s) say runOnChange:true ({first}{}): Liquibase runs such a changeset again, and runbook does not; `allow_checksum_change` would record its new checksum as if the new text had run",
+                "{} changed changeset(s) say runOnChange:true ({first}{}): Liquibase runs such a changeset again, and runbook does too on Liquibase's history (DATABASECHANGELOG), which records the run again; this step's history is {}, which does not{}",
                 reruns.len(),
-                if reruns.len() > 1 { ", …" } else { "" }
+                if reruns.len() > 1 { ", …" } else { "" },
+                history.describe(),
+                if m.allow_checksum_change {
+                    ", and `allow_checksum_change` would record the new checksum as if the new text had run"
+                } else {
+                    ""
+                }
             ),
-            "run it again with Liquibase (`liquibase update` does), or give the change a new changeset",
+            "deploy this directory with Liquibase's history (`history: {format: liquibase}`), or give the change a new changeset",
         ));
     }
     if !m.allow_checksum_change {

@@ -267,6 +267,9 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         Write::Mark { .. } | Write::Progress { .. } | Write::Failed { .. } | Write::Undo { .. } => {
             return None;
         }
+        // A changeset that ran before ran again (`runOnChange`,
+        // `runAlways`): its row is updated, as Liquibase updates it, and
+        // keeps what else it has (its tag).
         Write::Finish {
             m,
             direction: Direction::Up,
@@ -274,10 +277,16 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         } => {
             let c = c(m)?;
             format!(
-                "DELETE FROM {} WHERE {};\n{}",
-                h.quoted,
-                row(h, c),
-                insert(h, c, "EXECUTED")
+                "UPDATE {t} SET dateexecuted = localtimestamp,
+                    orderexecuted = (SELECT coalesce(max(orderexecuted), 0) + 1 FROM {t}),
+                    exectype = 'RERAN', md5sum = {sum}, liquibase = {wrote},
+                    deployment_id = right((extract(epoch FROM clock_timestamp()) * 1000)::bigint::text, 10)
+                 WHERE {row};\n{insert} HAVING NOT EXISTS (SELECT FROM {t} WHERE {row})",
+                t = h.quoted,
+                sum = literal(&c.md5sum),
+                wrote = literal(&writer()),
+                row = row(h, c),
+                insert = insert(h, c, "EXECUTED"),
             )
         }
         Write::Finish {

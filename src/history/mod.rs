@@ -801,6 +801,32 @@ impl Repeatable {
     }
 }
 
+/// Why Liquibase runs a changeset it already ran again on an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// It says `runOnChange:true`, and its text changed since it ran.
+    Changed,
+    /// It says `runAlways:true`.
+    Always,
+}
+
+impl Again {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Changed => "run_on_change",
+            Self::Always => "run_always",
+        }
+    }
+
+    /// Why, for a message.
+    pub fn why(self) -> &'static str {
+        match self {
+            Self::Changed => "it says runOnChange:true, and its text changed since it ran",
+            Self::Always => "it says runAlways:true",
+        }
+    }
+}
+
 /// A change to the history around one script.
 pub enum Write<'a> {
     /// Before the script runs, in its own commit.
@@ -1799,6 +1825,25 @@ impl History {
             Tool::Liquibase => m.changeset.as_ref().map(|c| c.md5sum.clone()),
             _ => None,
         }
+    }
+
+    /// Whether an update runs an applied changeset again, as Liquibase
+    /// does, and why: only on Liquibase's own history, which records a run
+    /// again (`EXECTYPE` `RERAN`). A row whose checksum was cleared is not
+    /// a change: Liquibase fills it in.
+    pub fn runs_again(&self, m: &Migration, a: &Applied) -> Option<Again> {
+        let c = m
+            .changeset
+            .as_ref()
+            .filter(|_| self.tool == Tool::Liquibase)?;
+        if a.dirty {
+            return None;
+        }
+        if c.run_always {
+            return Some(Again::Always);
+        }
+        let was = a.checksum.as_deref()?;
+        (c.run_on_change && was != c.md5sum).then_some(Again::Changed)
     }
 
     /// The SQL for one change around a script, if the tool records it.

@@ -49,6 +49,8 @@ pub struct ChangesetId {
     pub label_levels: Vec<String>,
     /// It says `runOnChange:true`: Liquibase runs it again when it changes.
     pub run_on_change: bool,
+    /// It says `runAlways:true`: Liquibase runs it again on every update.
+    pub run_always: bool,
 }
 
 impl ChangesetId {
@@ -548,20 +550,10 @@ impl Changeset {
     /// What it says that Liquibase would run otherwise than runbook: a
     /// warning for each.
     fn runs_otherwise(&self, file: &str) -> Vec<String> {
-        let said = [
-            (
-                self.flag("runOnChange", false),
-                "runOnChange:true; when it changes, runbook refuses it as a changed migration, where Liquibase runs it again",
-            ),
-            (
-                self.flag("runAlways", false),
-                "runAlways:true; runbook runs it once, where Liquibase runs it on every update",
-            ),
-            (
-                !self.flag("failOnError", true),
-                "failOnError:false; runbook stops at its error, where Liquibase goes on and records it as run",
-            ),
-        ];
+        let said = [(
+            !self.flag("failOnError", true),
+            "failOnError:false; runbook stops at its error, where Liquibase goes on and records it as run",
+        )];
         said.iter()
             .filter(|(says, _)| *says)
             .map(|(_, what)| {
@@ -1535,6 +1527,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                         labels: label_levels.join(","),
                         label_levels,
                         run_on_change: c.flag("runOnChange", false),
+                        run_always: c.flag("runAlways", false),
                     };
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
                     if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
@@ -2163,10 +2156,8 @@ mod tests {
             warnings.contains("x.sql:11 (a:test)") && warnings.contains("no contexts"),
             "{warnings}"
         );
-        assert!(
-            warnings.contains("x.sql:14: changeset a:always says runAlways:true"),
-            "{warnings}"
-        );
+        assert!(set.migrations[3].changeset.as_ref().unwrap().run_always);
+        assert!(!warnings.contains("runAlways"), "{warnings}");
     }
 
     #[test]

@@ -777,6 +777,9 @@ fn re_added(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, Vec<String>
     snapshot::re_added_columns(&snapshot::compare(before, after))
 }
 
+/// A changeset the deploy runs again, and why.
+type Reran<'s> = (&'s Migration, crate::history::Again);
+
 /// What a rehearsal needs to start over on a fresh scratch database.
 struct Again<'x> {
     s: &'x PlanStep,
@@ -811,6 +814,17 @@ async fn rehearse(
         .map(|(m, _, _)| m)
         .collect();
     let pending = pending(rig, set).await?;
+    if let (RehearseMode::WholeSet, Some((m, why))) = (x.mode, pending.again.first()) {
+        return Err(failed(
+            format!(
+                "{} {} runs again ({}): `mode: whole_set` rolls the set back, and its rollback undoes the changeset, not the change to its text (the text it replaced is not kept), so the set's parity could not be judged",
+                m.version,
+                m.name,
+                why.why()
+            ),
+            "rehearse it with `mode: per_migration`, which runs it twice and never rolls it back, as the deploy does",
+        ));
+    }
     let again = Again {
         s,
         x,
@@ -884,7 +898,7 @@ async fn rehearse(
         (s, x, set),
         rig,
         &again,
-        (&pending.run, &repeat),
+        (&pending.run, &repeat, &pending.again),
         &mut outcomes,
         &mut whole,
     )
@@ -1008,14 +1022,14 @@ async fn judge(
     (s, x, set): (&PlanStep, &PlanRehearse, &Set),
     rig: &mut Rig<'_>,
     again: &Again<'_>,
-    (run, repeat): (&[&Migration], &[&Migration]),
+    (run, repeat, reran): (&[&Migration], &[&Migration], &[Reran<'_>]),
     outcomes: &mut [Outcome],
     whole: &mut Outcome,
 ) -> Result<Option<String>, Fail> {
     forward_only_set(r, s, x, set, run, rig, whole).await?;
     let (versioned, repeatables) = outcomes.split_at_mut(run.len());
     let stopped = match x.mode {
-        RehearseMode::PerMigration => per_migration(r, rig, again, run, versioned).await?,
+        RehearseMode::PerMigration => per_migration(r, rig, again, (run, reran), versioned).await?,
         RehearseMode::WholeSet => whole_set(r, rig, x.missing_downs, run, versioned, whole).await?,
     };
     match stopped {
@@ -1227,7 +1241,7 @@ async fn per_migration(
     r: &mut Run<'_>,
     rig: &mut Rig<'_>,
     again: &Again<'_>,
-    run: &[&Migration],
+    (run, reran): (&[&Migration], &[Reran<'_>]),
     outcomes: &mut [Outcome],
 ) -> Result<Option<String>, Fail> {
     let total = run.len();
@@ -1237,6 +1251,22 @@ async fn per_migration(
         let o = &mut outcomes[i];
         if let Some(why) = &stopped {
             o.not_rehearsed(why);
+            continue;
+        }
+        // Run again as Liquibase runs it: its rollback undoes the
+        // changeset, not the change to its text, so there is no down to
+        // rehearse, and the deploy's undo leaves it.
+        if let Some((_, why)) = reran.iter().find(|(x, _)| x.version == m.version) {
+            o.find(
+                Verdict::ForwardOnly,
+                format!(
+                    "run again, as Liquibase runs it ({}): applied, then applied again; not rolled back, since its rollback undoes the changeset and the text it replaced is not kept",
+                    why.why()
+                ),
+            );
+            let what = format!("{} {} (run again)", m.version, m.name);
+            stopped = run_twice(r, rig, m, o, &what, (i, total)).await?;
+            before = rig.snap().await?;
             continue;
         }
         let tables = before.tables();
@@ -1320,69 +1350,83 @@ async fn repeated(
             o.not_rehearsed(why);
             continue;
         }
-        o.verdict = o.verdict.min(Verdict::ForwardOnly);
-        let before = rig.snap().await?;
-        let tables = before.tables();
-        let d0 = rig.sums(&tables, &before).await?;
-        if let Err(f) = rig.leg(o, m, "up", false).await {
-            up_failed(r, rig, (i, total), o, &f)?;
-            stopped = Some(format!("repeatable {}'s first run failed", m.up.file));
-            continue;
-        }
-        let after = rig.snap().await?;
-        let after_tracked = rig.last.clone();
-        checksums::destroyed(
-            o,
-            &d0,
-            &rig.sums(&tables, &after).await?,
-            &re_added(&before, &after),
-        );
-        let tables = after.tables();
-        let d1 = rig.sums(&tables, &after).await?;
-        let nested = in_transaction(&m.up);
-        if nested {
-            rig.begin().await?;
-        }
-        let wrote = match rig.leg(o, m, "reup", nested).await {
-            Ok(done) => {
-                let again = rig.snap().await?;
-                let d2 = rig.sums(&tables, &again).await?;
-                parity(
-                    rig,
-                    o,
-                    &after,
-                    &again,
-                    Verdict::ReupFailure,
-                    "applied again, the schema differs from after its first run",
-                );
-                checksums::changed_again(o, &d1, &d2);
-                done.touched
-            }
-            Err(f) => {
-                if nested {
-                    rig.rollback_to(after_tracked, None).await;
-                }
-                cancelled(&f)?;
-                o.find(
-                    Verdict::ReupFailure,
-                    format!("applied again, it failed: {}", script_error(&f)),
-                );
-                if !nested && f.done > 0 {
-                    stopped = Some(format!(
-                        "repeatable {} failed half-way outside a transaction when applied again",
-                        m.up.file
-                    ));
-                }
-                say(r, rig, i, total, o);
-                continue;
-            }
-        };
-        if nested {
-            rig.rollback_to(after_tracked, wrote).await;
-        }
-        say(r, rig, i, total, o);
+        let what = format!("repeatable {}", m.up.file);
+        stopped = run_twice(r, rig, m, o, &what, (i, total)).await?;
     }
     Ok(stopped)
+}
+
+/// One migration that has no down to rehearse, run as a deploy runs it
+/// (a Flyway repeatable, a Liquibase changeset run again): applied, then
+/// applied again in a transaction rolled back, which must succeed and
+/// leave the schema and the rows as the first run left them. Its verdict
+/// is at best `forward_only`; rows its first run changed are
+/// `destroys_data`. Returns why the rehearsal stops, if it does.
+async fn run_twice(
+    r: &mut Run<'_>,
+    rig: &mut Rig<'_>,
+    m: &Migration,
+    o: &mut Outcome,
+    what: &str,
+    (i, total): (usize, usize),
+) -> Result<Option<String>, Fail> {
+    o.verdict = o.verdict.min(Verdict::ForwardOnly);
+    let before = rig.snap().await?;
+    let tables = before.tables();
+    let d0 = rig.sums(&tables, &before).await?;
+    if let Err(f) = rig.leg(o, m, "up", false).await {
+        up_failed(r, rig, (i, total), o, &f)?;
+        return Ok(Some(format!("{what}'s first run failed")));
+    }
+    let after = rig.snap().await?;
+    let after_tracked = rig.last.clone();
+    checksums::destroyed(
+        o,
+        &d0,
+        &rig.sums(&tables, &after).await?,
+        &re_added(&before, &after),
+    );
+    let tables = after.tables();
+    let d1 = rig.sums(&tables, &after).await?;
+    let nested = in_transaction(&m.up);
+    if nested {
+        rig.begin().await?;
+    }
+    let wrote = match rig.leg(o, m, "reup", nested).await {
+        Ok(done) => {
+            let again = rig.snap().await?;
+            let d2 = rig.sums(&tables, &again).await?;
+            parity(
+                rig,
+                o,
+                &after,
+                &again,
+                Verdict::ReupFailure,
+                "applied again, the schema differs from after its first run",
+            );
+            checksums::changed_again(o, &d1, &d2);
+            done.touched
+        }
+        Err(f) => {
+            if nested {
+                rig.rollback_to(after_tracked, None).await;
+            }
+            cancelled(&f)?;
+            o.find(
+                Verdict::ReupFailure,
+                format!("applied again, it failed: {}", script_error(&f)),
+            );
+            say(r, rig, i, total, o);
+            return Ok((!nested && f.done > 0).then(|| {
+                format!("{what} failed half-way outside a transaction when applied again")
+            }));
+        }
+    };
+    if nested {
+        rig.rollback_to(after_tracked, wrote).await;
+    }
+    say(r, rig, i, total, o);
+    Ok(None)
 }
 
 /// An up that failed: its finding, said; an error when it was cancelled
