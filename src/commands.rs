@@ -405,6 +405,16 @@ pub fn migrations_status(
                     "runs again",
                     format!("{}: the next update runs it again", again.why()),
                 ),
+                Some(_)
+                    if sums.as_ref().is_some_and(|(was, now)| {
+                        was != now && crate::history::History::change_accepted(m, was)
+                    }) =>
+                {
+                    (
+                        "applied",
+                        "changed since it ran; its --validCheckSum accepts that, as Liquibase does, and it does not run again".to_string(),
+                    )
+                }
                 Some(_) if sums.as_ref().is_some_and(|(was, now)| was != now) => {
                     bad = true;
                     let (was, now) = sums.unwrap_or_default();

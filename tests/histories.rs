@@ -5471,6 +5471,70 @@ fn a_changeset_liquibase_runs_again_runs_again_in_its_place_and_no_undo_destroys
     assert_eq!(db.sql("SELECT n FROM v"), "1");
 }
 
+/// A changeset edited after it ran, with a `--validCheckSum` that accepts
+/// the edit (the checksum recorded, its own now, or `ANY`), is applied as
+/// Liquibase takes it: not refused, not run again, its row untouched.
+/// Without one, the edit is refused.
+#[test]
+fn a_valid_checksum_accepts_an_edited_changeset_as_liquibase_does() {
+    let text = |valid: &str, sql: &str| {
+        format!(
+            "--liquibase formatted sql\n--changeset ann:t\n{valid}{sql}\n--rollback DROP TABLE t;\n"
+        )
+    };
+    let project = owned(&[("t.sql", text("", "CREATE TABLE t (id int);"))]);
+    let dir = project.path();
+    for history in ["          history: { format: liquibase }\n", ""] {
+        std::fs::write(dir.join("t.sql"), text("", "CREATE TABLE t (id int);")).unwrap();
+        let db = Db::fresh();
+        let (_case, run) = migrate(&db, dir, history);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let rows = if history.is_empty() {
+            "SELECT string_agg(checksum, ',') FROM runbook_migrations"
+        } else {
+            "SELECT string_agg(concat_ws(':', exectype, md5sum), ',') FROM databasechangelog"
+        };
+        let recorded = db.sql(rows);
+        let edited = "CREATE TABLE IF NOT EXISTS t (id int);";
+        std::fs::write(dir.join("t.sql"), text("", edited)).unwrap();
+        let (_case, run) = migrate(&db, dir, history);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("changed since they were applied"),
+            "{}",
+            run.stderr
+        );
+        let valids: Vec<String> = if history.is_empty() {
+            vec!["ANY".into()]
+        } else {
+            vec![db.sql("SELECT md5sum FROM databasechangelog"), "any".into()]
+        };
+        for valid in valids {
+            let line = format!("--validCheckSum: {valid}\n");
+            std::fs::write(dir.join("t.sql"), text(&line, edited)).unwrap();
+            let (_case, run) = migrate(&db, dir, history);
+            assert_eq!(run.code, 0, "{valid}: {}", run.stderr);
+            assert!(
+                run.stderr
+                    .contains("nothing to do: no migration is pending"),
+                "{}",
+                run.stderr
+            );
+            assert_eq!(db.sql(rows), recorded);
+        }
+        let (code, out, err) = migrations(&["status", "--format", "json"], dir, &db.url);
+        assert_eq!(code, 0, "{err}");
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(status["migrations"][0]["state"], "applied", "{out}");
+        assert!(
+            status["migrations"][0]["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("validCheckSum accepts")),
+            "{out}"
+        );
+    }
+}
+
 /// A changeset added to a file before others (Liquibase knows changesets by
 /// their file, id and author, not their places) runs, and the others do not
 /// run again: in runbook's own history too, where rows written before

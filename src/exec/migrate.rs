@@ -607,7 +607,8 @@ pub fn select<'s>(
         .filter_map(|a| {
             let m = set.migrations.iter().find(|m| m.version == a.version)?;
             let (was, now) = (a.checksum.clone()?, history.checksum_of(m)?);
-            (was != now && !runs_again(m)).then(|| (a.version.clone(), m.up.file.clone(), was, now))
+            (was != now && !runs_again(m) && !History::change_accepted(m, &was))
+                .then(|| (a.version.clone(), m.up.file.clone(), was, now))
         })
         .collect();
     // A changeset the step's contexts leave out is in the directory: an

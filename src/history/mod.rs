@@ -1846,6 +1846,13 @@ impl History {
         (c.run_on_change && was != c.md5sum).then_some(Again::Changed)
     }
 
+    /// Whether a changeset changed since it ran with `recorded` is still
+    /// taken as applied, as Liquibase takes it: its `--validCheckSum`
+    /// accepts the change (`ChangesetId::accepts`).
+    pub fn change_accepted(m: &Migration, recorded: &str) -> bool {
+        m.changeset.as_ref().is_some_and(|c| c.accepts(recorded))
+    }
+
     /// The SQL for one change around a script, if the tool records it.
     pub fn sql(&self, w: &Write<'_>) -> Option<String> {
         match self.tool {

@@ -51,12 +51,30 @@ pub struct ChangesetId {
     pub run_on_change: bool,
     /// It says `runAlways:true`: Liquibase runs it again on every update.
     pub run_always: bool,
+    /// Its `--validCheckSum:` values: checksums it is valid with, besides
+    /// its own ([`ChangesetId::accepts`]).
+    pub valid_checksums: Vec<String>,
 }
 
 impl ChangesetId {
     /// `FILE::ID::AUTHOR`, as Liquibase names a changeset.
     pub fn key(&self) -> String {
         format!("{}::{}::{}", self.file, self.id, self.author)
+    }
+
+    /// Whether Liquibase takes it as applied with `recorded`, where that is
+    /// not its checksum now: a `--validCheckSum` says `ANY` (`ALL`, `*`),
+    /// or names its checksum now or the one recorded. It then neither
+    /// runs again nor fails validation, and the row keeps its checksum.
+    pub fn accepts(&self, recorded: &str) -> bool {
+        self.valid_checksums.iter().any(|v| {
+            let bare = v.strip_prefix("1:").unwrap_or(v);
+            ["any", "all", "*"]
+                .iter()
+                .any(|w| bare.eq_ignore_ascii_case(w))
+                || v.eq_ignore_ascii_case(&self.md5sum)
+                || v.eq_ignore_ascii_case(recorded)
+        })
     }
 
     /// Whether it runs only where contexts or a label filter select it.
@@ -518,6 +536,8 @@ struct Changeset {
     sql_lines: Vec<String>,
     /// Its `--comment:` lines' text.
     comments: Vec<String>,
+    /// Its `--validCheckSum:` lines' values.
+    valid_checksums: Vec<String>,
     /// (line, text) of each rollback line.
     rollback: Vec<(usize, String)>,
 }
@@ -676,6 +696,7 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
                 body: Vec::new(),
                 sql_lines: Vec::new(),
                 comments: Vec::new(),
+                valid_checksums: Vec::new(),
                 rollback: Vec::new(),
             });
             continue;
@@ -742,12 +763,15 @@ fn changesets(file: &str, text: &str) -> Result<(Vec<Changeset>, Properties), Lo
             .any(|m| lower.replace(' ', "").starts_with(m));
         if !meta {
             current.sql_lines.push(line.to_string());
-        } else if lower.replace(' ', "").starts_with("--comment") {
+        } else {
             let text = line.trim_start().trim_start_matches('-').trim_start();
-            let text = text.get("comment".len()..).unwrap_or("");
-            current
-                .comments
-                .push(text.trim_start().trim_start_matches(':').trim().to_string());
+            let (name, list) = if lower.replace(' ', "").starts_with("--comment") {
+                ("comment", &mut current.comments)
+            } else {
+                ("validCheckSum", &mut current.valid_checksums)
+            };
+            let text = text.get(name.len()..).unwrap_or("");
+            list.push(text.trim_start().trim_start_matches(':').trim().to_string());
         }
     }
     Ok((out, properties))
@@ -1528,6 +1552,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
                         label_levels,
                         run_on_change: c.flag("runOnChange", false),
                         run_always: c.flag("runAlways", false),
+                        valid_checksums: c.valid_checksums.clone(),
                     };
                     push_versioned(set, &file, format!("{place:04}"), c.id.clone(), up, down)?;
                     if let Some(m) = set.migrations.last_mut().filter(|m| m.up.file == file) {
