@@ -5535,6 +5535,76 @@ fn a_valid_checksum_accepts_an_edited_changeset_as_liquibase_does() {
     }
 }
 
+/// A project that runs two master changelogs on one database (Liquibase
+/// run once with each `--changelog-file`, as a Gradle plugin's activities
+/// do): `dir:` names the master, and each step runs its own, on the one
+/// history. A file with the header and no changeset is no changeset, as
+/// Liquibase reads it; two masters and no name are refused.
+#[test]
+fn dir_may_name_the_master_changelog_that_runs() {
+    let include = |f: &str| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<databaseChangeLog xmlns=\"http://www.liquibase.org/xml/ns/dbchangelog\">\n  <include file=\"{f}\" relativeToChangelogFile=\"true\"/>\n  <include file=\"empty.sql\" relativeToChangelogFile=\"true\"/>\n</databaseChangeLog>\n"
+        )
+    };
+    let project = owned(&[
+        ("db.changelog.meta.xml", include("meta.sql")),
+        ("db.changelog.schema.xml", include("schema.sql")),
+        ("empty.sql", "--liquibase formatted sql\n\n".to_string()),
+        (
+            "meta.sql",
+            "--liquibase formatted sql\n--changeset a:meta\nCREATE TABLE meta (id int);\n--rollback DROP TABLE meta;\n".to_string(),
+        ),
+        (
+            "schema.sql",
+            "--liquibase formatted sql\n--changeset a:schema\nCREATE TABLE app (id int);\n--rollback DROP TABLE app;\n".to_string(),
+        ),
+    ]);
+    let dir = project.path();
+    let db = Db::fresh();
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("none of them includes the others")
+            && run.stderr.contains("dir: db/changelog.xml"),
+        "{}",
+        run.stderr
+    );
+    for (master, table) in [
+        ("db.changelog.meta.xml", "meta"),
+        ("db.changelog.schema.xml", "app"),
+    ] {
+        let case = Case::new(&format!(
+            "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {}, history: {{ format: liquibase }} }}\n",
+            dir.join(master).display()
+        ));
+        let run = case.exec(&db.url, &[]);
+        assert_eq!(run.code, 0, "{master}: {}", run.stderr);
+        assert_eq!(applied(&run), ["0001"], "{}", run.stderr);
+        assert_eq!(
+            db.sql(&format!("SELECT to_regclass('{table}') IS NOT NULL")),
+            "t"
+        );
+    }
+    assert_eq!(
+        db.sql("SELECT string_agg(concat_ws(':', id, filename), ',' ORDER BY orderexecuted) FROM databasechangelog"),
+        "meta:meta.sql,schema:schema.sql"
+    );
+    // A file that is not a changelog, or another format, is refused.
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate: {{ dir: {}, format: flyway }}\n",
+        dir.join("db.changelog.meta.xml").display()
+    ));
+    let run = case.exec(&db.url, &[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("is a Liquibase changelog, and the format given is flyway"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A changeset added to a file before others (Liquibase knows changesets by
 /// their file, id and author, not their places) runs, and the others do not
 /// run again: in runbook's own history too, where rows written before

@@ -230,7 +230,7 @@ fn lint_directory(
             | migrations::Format::NodePgMigrate
     );
     let work = |m: &migrations::Migration| -> Result<Done, String> {
-        let path = dir.join(&m.up.file);
+        let path = set.dir.join(&m.up.file);
         // A whole-file script is its file; a section needs the file around it.
         let text = if m.up.first_line == 1 && !has_sections {
             m.up.sql.clone()
@@ -697,7 +697,11 @@ pub fn lint_validated(
         }
         match dir {
             Ok(d) if !dirs.insert(d.clone()) => {}
-            Ok(d) if templated && !base_dir.join(&d).is_dir() => {
+            Ok(d)
+                if templated
+                    && !base_dir.join(&d).is_dir()
+                    && !crate::migrations::liquibase_changelog(&base_dir.join(&d)) =>
+            {
                 report.notes.push(not_linted(format!(
                     "`{d}` (as its params render it) is not a directory here"
                 )));

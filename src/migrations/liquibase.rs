@@ -1292,9 +1292,15 @@ impl Plan {
     }
 }
 
-/// The plan of `dir`: its one top-level changelog that no other there
-/// includes, or all its `.sql` files.
-fn plan(dir: &Path, spring: &Spring) -> Result<Plan, LoadError> {
+/// A Liquibase changelog named where its directory was expected.
+pub fn changelog_file(path: &Path) -> Option<PathBuf> {
+    (path.is_file() && changelog(path)).then(|| path.to_path_buf())
+}
+
+/// The plan of `dir`: the master changelog named (`named`), else its one
+/// top-level changelog that no other there includes, or all its `.sql`
+/// files.
+fn plan(dir: &Path, spring: &Spring, named: Option<&Path>) -> Result<Plan, LoadError> {
     let mut plan = Plan {
         files: Vec::new(),
         properties: Vec::new(),
@@ -1303,6 +1309,17 @@ fn plan(dir: &Path, spring: &Spring) -> Result<Plan, LoadError> {
         names: None,
         master: None,
     };
+    if let Some(master) = named {
+        let (root, why) = root(dir, Some(master));
+        plan.names = Some(format!(
+            "{}; the master changelog is {} (named)",
+            names_note(&root, &why),
+            Plan::label(dir, master)
+        ));
+        plan.add(dir, master, logical(&root, master), (&[], &[]))?;
+        plan.master = Some(master.to_path_buf());
+        return Ok(plan);
+    }
     let all = files(dir)?;
     let top: Vec<PathBuf> = all
         .iter()
@@ -1433,7 +1450,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         true => super::liquibase_conf::quarkus(dir).unwrap_or(spring),
         false => spring,
     };
-    let plan = match plan(dir, &spring) {
+    let plan = match plan(dir, &spring, set.liquibase_master.clone().as_deref()) {
         Ok(p) => p,
         Err(e) => return set.problem(e),
     };
@@ -1516,7 +1533,12 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         // The changelogs' properties first: a file's own come later and win.
         properties.splice(0..0, plan.properties.iter().cloned());
         properties.extend(project_parameters.iter().cloned());
-        if found.is_empty() {
+        // A file with its header and nothing else that runs has no
+        // changesets, as Liquibase reads it; SQL with no changeset is not.
+        let nothing = text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"));
+        if found.is_empty() && !nothing {
             set.problem(at(&file, 1, "no `--changeset author:id` line"))?;
             continue;
         }

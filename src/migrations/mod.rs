@@ -419,7 +419,7 @@ impl LoadError {
                 "rewrite the changeset in what runbook runs (SQL, and its rollback in `--rollback` lines), or run this changelog with Liquibase in a `shell` step"
             }
             Self::LiquibaseChangelog { .. } => {
-                "runbook follows a changelog's `include` and `includeAll` to formatted SQL files; point `dir:` at the directory that holds the master changelog, or at one that holds only formatted SQL files, which run in the order of their paths"
+                "runbook follows a changelog's `include` and `includeAll` to formatted SQL files; point `dir:` at the master changelog itself (`dir: db/changelog.xml`, as Liquibase's --changelog-file names it), at the directory that holds it, or at one that holds only formatted SQL files, which run in the order of their paths"
             }
             Self::InTransaction { fix, .. } | Self::Atlas { fix, .. } => fix,
         })
@@ -605,6 +605,11 @@ pub struct Set {
     /// A Liquibase project's default schema and history schema, where its
     /// configuration gives them.
     pub liquibase_place: liquibase_conf::Place,
+    /// The Liquibase master changelog named where the directory was
+    /// expected (`dir: db/changelog.auth.xml`), as Liquibase's
+    /// `--changelog-file` names it: the one that runs, whatever else the
+    /// directory holds.
+    pub liquibase_master: Option<PathBuf>,
     /// Liquibase's changesets the step's contexts or label filter leave
     /// out ([`liquibase::select`]): not run, but the directory's, so that
     /// a history row of one reads as that changeset.
@@ -759,6 +764,7 @@ impl Set {
             liquibase_names: None,
             liquibase_given: Vec::new(),
             liquibase_place: liquibase_conf::Place::default(),
+            liquibase_master: None,
             unselected: Vec::new(),
             deployer: None,
             tolerant: false,
@@ -1094,7 +1100,23 @@ pub fn load_tolerant(dir: &Path) -> Result<Set, LoadError> {
 }
 
 fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, LoadError> {
+    // A Liquibase changelog named in place of its directory: its master.
+    let master = liquibase::changelog_file(dir);
+    let dir = match &master {
+        Some(_) => dir.parent().unwrap_or(Path::new(".")),
+        None => dir,
+    };
     let format = match format {
+        Some(f) if master.is_some() && f != Format::Liquibase => {
+            return Err(LoadError::LiquibaseChangelog {
+                file: master.as_deref().unwrap_or(dir).display().to_string(),
+                what: format!(
+                    "is a Liquibase changelog, and the format given is {}",
+                    f.name()
+                ),
+            });
+        }
+        _ if master.is_some() => Format::Liquibase,
         Some(f) => f,
         None if sqitch::present(dir) => Format::Sqitch,
         None if drizzle::present(dir) => Format::Drizzle,
@@ -1121,6 +1143,7 @@ fn load_with(dir: &Path, format: Option<Format>, tolerant: bool) -> Result<Set, 
         format,
         tolerant,
         deployer: project::deployer(dir, format),
+        liquibase_master: master,
         ..Set::empty()
     };
     match format {
