@@ -5294,10 +5294,10 @@ fn liquibase_contexts_and_labels_leave_out_what_liquibase_leaves_out() {
 /// Liquibase runs a `runOnChange:true` changeset again when its text
 /// changed, and a `runAlways:true` one on every update, each in its place:
 /// so does runbook on Liquibase's history, updating the row as Liquibase
-/// does (`RERAN`). A `to: before_run` undo leaves them as they are: their
-/// rollbacks would drop what the earlier runs built. On runbook's own
-/// history, which cannot record a run again, a changed `runOnChange` one
-/// is refused, `allow_checksum_change` or not.
+/// does (`RERAN`), and on runbook's own, whose row keeps the run that
+/// applied it. A `to: before_run` undo leaves them as they are: their
+/// rollbacks would drop what the earlier runs built. A new text that fails
+/// changes nothing, the row included.
 #[test]
 fn a_changeset_liquibase_runs_again_runs_again_in_its_place_and_no_undo_destroys_it() {
     let text = |n: u8, more: &str| {
@@ -5437,38 +5437,64 @@ fn a_changeset_liquibase_runs_again_runs_again_in_its_place_and_no_undo_destroys
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("mode: per_migration"), "{}", run.stderr);
 
-    // runbook's own history.
+    // runbook's own history: the row keeps the run that applied it, and
+    // takes the new checksum once the new text ran.
     std::fs::write(dir.join("f.sql"), text(1, "")).unwrap();
     let db = Db::fresh();
     let (_case, run) = migrate(&db, dir, "");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let recorded =
-        db.sql("SELECT string_agg(checksum, ',' ORDER BY version) FROM runbook_migrations");
+    let row = "SELECT concat_ws('|', checksum, run_id, dirty, applied_at) FROM runbook_migrations WHERE name = 'v'";
+    let first = db.sql(row);
+    let first_run = db.sql("SELECT run_id FROM runbook_migrations WHERE name = 'v'");
     let (_case, run) = migrate(&db, dir, "");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("1 applied changeset(s) say runAlways:true"),
-        "{}",
-        run.stderr
-    );
-    std::fs::write(dir.join("f.sql"), text(2, "")).unwrap();
-    for extra in ["", "          allow_checksum_change: true\n"] {
-        let (_case, run) = migrate(&db, dir, extra);
-        assert_eq!(run.code, 1, "{}", run.stderr);
-        assert!(
-            run.stderr.contains("say runOnChange:true (f.sql)")
-                && run.stderr.contains("history: {format: liquibase}"),
-            "{}",
-            run.stderr
-        );
-        assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
-    }
-    assert_eq!(
-        db.sql("SELECT string_agg(checksum, ',' ORDER BY version) FROM runbook_migrations"),
-        recorded
-    );
+    assert_eq!(applied(&run), ["0003"], "{}", run.stderr);
+    assert_eq!(db.sql(row), first);
+    // A text that fails changes nothing: the row is the earlier run's.
+    std::fs::write(
+        dir.join("f.sql"),
+        text(1, "").replace("SELECT 1 AS n", "SELECT nope AS n FROM t"),
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, dir, "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(db.sql(row), first);
     assert_eq!(db.sql("SELECT n FROM v"), "1");
+    // The new text runs; a later run's undo leaves it, and the function.
+    std::fs::write(dir.join("f.sql"), text(2, u)).unwrap();
+    let (_case, run) = migrate(
+        &db,
+        dir,
+        &format!(
+            "        rollback:\n          id: undo\n          migrate: {{ dir: {}, direction: down, to: before_run }}\n      - id: breaks\n        sql: SELECT 1/0\n",
+            dir.display()
+        ),
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(applied(&run), ["0002", "0003", "0004"], "{}", run.stderr);
+    assert_eq!(db.sql("SELECT n FROM v"), "2");
+    assert_eq!(db.sql("SELECT stamp()"), "1");
+    assert_eq!(db.sql("SELECT to_regclass('u') IS NULL"), "t");
+    assert_eq!(
+        db.sql("SELECT run_id FROM runbook_migrations WHERE name = 'v'"),
+        first_run
+    );
+    assert_ne!(db.sql(row), first);
+    // Run again, it is applied.
+    let (code, out, err) = migrations(&["status", "--format", "json"], dir, &db.url);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        pairs(&status["migrations"], "version", "state"),
+        [
+            "0001 applied",
+            "0002 applied",
+            "0003 runs again",
+            "0004 pending"
+        ],
+        "{out}"
+    );
 }
 
 /// A changeset edited after it ran, with a `--validCheckSum` that accepts

@@ -148,6 +148,8 @@ pub struct How {
     pub nested: bool,
     /// From a clean session, as a new run of the tool.
     pub fresh: bool,
+    /// It ran before, and runs again ([`Again`]).
+    pub again: bool,
 }
 
 /// The parts of a run a script needs: where to log, the interrupt signal,
@@ -248,7 +250,9 @@ pub async fn run_script(
         collect_touched,
         nested,
         fresh,
+        again,
     } = how;
+    let again = again && direction == Direction::Up;
     let nested = nested && in_tx;
     let checks = if direction == Direction::Up && !m.checks.is_empty() {
         let started = Instant::now();
@@ -273,6 +277,7 @@ pub async fn run_script(
         run_id: ctx.run_id,
         in_tx,
         total,
+        again,
     });
     let mark = match (nested, mark) {
         (true, Some(mark)) => Some(format!("SAVEPOINT {LEG_SAVEPOINT};\n{mark}")),
@@ -291,6 +296,7 @@ pub async fn run_script(
         direction,
         in_tx,
         nested,
+        again,
     };
     let mut setup = setup_sql(db::settings_sql(ctx.settings, in_tx), in_tx, nested);
     // Before the step's own settings, which a reset would undo.
@@ -370,7 +376,7 @@ pub async fn run_script(
         }
     }
     let duration = started.elapsed();
-    let mut finish = finish_sql(history, m, direction, total, duration, in_tx, nested);
+    let mut finish = finish_sql(&leg, total, duration);
     // A script run outside runbook's transaction may end inside one of its
     // own: its history row would go into it, and the session's end would
     // roll both back, the row lost while the script's work before its
@@ -462,15 +468,15 @@ fn setup_sql(settings: Option<String>, in_tx: bool, nested: bool) -> String {
 /// What closes a script that ran to its end: the history row clean (or
 /// gone, after a down), then COMMIT, or the savepoint released after the
 /// deferred constraints are checked as a COMMIT would.
-fn finish_sql(
-    history: &History,
-    m: &Migration,
-    direction: Direction,
-    total: usize,
-    duration: Duration,
-    in_tx: bool,
-    nested: bool,
-) -> String {
+fn finish_sql(leg: &Leg<'_>, total: usize, duration: Duration) -> String {
+    let Leg {
+        history,
+        m,
+        direction,
+        in_tx,
+        nested,
+        again,
+    } = *leg;
     let finish = history
         .sql(&Write::Finish {
             m,
@@ -478,6 +484,7 @@ fn finish_sql(
             duration,
             total,
             in_tx,
+            again,
         })
         .map(|sql| format!("{sql};\n"))
         .unwrap_or_default();
@@ -491,12 +498,14 @@ fn finish_sql(
 }
 
 /// One script being run, as far as cleaning up after it goes.
+#[derive(Clone, Copy)]
 struct Leg<'a> {
     history: &'a History,
     m: &'a Migration,
     direction: Direction,
     in_tx: bool,
     nested: bool,
+    again: bool,
 }
 
 /// After statement `i` failed: undo what the failure undid anyway, and
@@ -520,6 +529,7 @@ async fn leave_after_failure(db: &Db, leg: &Leg<'_>, i: usize, left: bool, messa
         Write::Undo {
             m: leg.m,
             direction: leg.direction,
+            again: leg.again,
         }
     } else {
         Write::Failed {
@@ -1131,12 +1141,15 @@ async fn migrate(
         .filter(|x| x.changeset.as_ref().is_some_and(|c| c.run_always))
         .filter(|x| applied.iter().any(|a| a.version == x.version))
         .count();
-    if m.direction == Direction::Up && always > 0 && history.tool != Tool::Liquibase {
+    if m.direction == Direction::Up
+        && always > 0
+        && !matches!(history.tool, Tool::Liquibase | Tool::Runbook)
+    {
         super::sql::log(
             r,
             &s.id,
             format!(
-                "warning: {always} applied changeset(s) say runAlways:true: Liquibase runs them on every update, and runbook does on Liquibase's history; this step's history is {}, and they do not run again",
+                "warning: {always} applied changeset(s) say runAlways:true: Liquibase runs them on every update, and runbook does on Liquibase's history and its own; this step's history is {}, and they do not run again",
                 history.describe()
             ),
         );
@@ -1333,6 +1346,7 @@ async fn migrate(
         let how = How {
             nested: single,
             fresh,
+            again: again.is_some(),
             ..How::default()
         };
         match run_script(&r.db, history, x, m.direction, &ctx, how).await {
@@ -1960,7 +1974,8 @@ async fn accept_changes(
     // A changeset Liquibase runs again when it changes: recording its new
     // checksum without running it would tell Liquibase (and runbook) that
     // the new text ran.
-    // (On Liquibase's history it runs again, as Liquibase runs it.)
+    // (On Liquibase's history and runbook's it runs again, as Liquibase
+    // runs it.)
     let reruns: Vec<&str> = pending
         .changed
         .iter()
@@ -1971,7 +1986,7 @@ async fn accept_changes(
     if let Some(first) = reruns.first() {
         return Err(refused(
             format!(
-                "{} changed changeset(s) say runOnChange:true ({first}{}): Liquibase runs such a changeset again, and runbook does too on Liquibase's history (DATABASECHANGELOG), which records the run again; this step's history is {}, which does not{}",
+                "{} changed changeset(s) say runOnChange:true ({first}{}): Liquibase runs such a changeset again, and runbook does too on Liquibase's history and its own, which record the run again; this step's history is {}, which does not{}",
                 reruns.len(),
                 if reruns.len() > 1 { ", …" } else { "" },
                 history.describe(),
@@ -1981,7 +1996,7 @@ async fn accept_changes(
                     ""
                 }
             ),
-            "deploy this directory with Liquibase's history (`history: {format: liquibase}`), or give the change a new changeset",
+            "deploy this directory with Liquibase's history (`history: {format: liquibase}`) or runbook's, or give the change a new changeset",
         ));
     }
     if !m.allow_checksum_change {

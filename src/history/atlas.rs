@@ -286,6 +286,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         Write::Undo {
             m,
             direction: Direction::Up,
+            ..
         } => format!(
             "DELETE FROM {t} WHERE {} AND error = {}",
             row(m),
@@ -294,6 +295,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         Write::Undo {
             m,
             direction: Direction::Down,
+            ..
         } => format!(
             "UPDATE {t} SET applied = total, error = NULL WHERE {} AND error = {}",
             row(m),

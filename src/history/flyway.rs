@@ -222,7 +222,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
             duration.as_millis(),
             unfinished(h, m, kind(direction))
         ),
-        Write::Undo { m, direction } => {
+        Write::Undo { m, direction, .. } => {
             format!(
                 "DELETE FROM {t} WHERE {}",
                 unfinished(h, m, kind(direction))

@@ -99,6 +99,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         | Write::Undo {
             m,
             direction: Direction::Down,
+            ..
         } => set(h, Some(&m.version), false),
         Write::Finish {
             m,
@@ -108,6 +109,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         | Write::Undo {
             m,
             direction: Direction::Up,
+            ..
         } => set(h, h.before(&m.version), false),
     })
 }

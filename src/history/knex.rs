@@ -172,6 +172,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         | Write::Undo {
             m,
             direction: Direction::Down,
+            ..
         } => format!(
             "UPDATE {t} SET migration_time = now() WHERE {};
              UPDATE {l} SET is_locked = 0",
@@ -193,6 +194,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         Write::Undo {
             m,
             direction: Direction::Up,
+            ..
         } => format!(
             "DELETE FROM {t} WHERE {} AND migration_time IS NULL;
              UPDATE {l} SET is_locked = 0",

@@ -836,6 +836,9 @@ pub enum Write<'a> {
         run_id: &'a str,
         in_tx: bool,
         total: usize,
+        /// It ran before, and runs again ([`Again`]): its row stays the
+        /// earlier run's until it finishes.
+        again: bool,
     },
     /// A script outside a transaction finished `done` statements.
     Progress { m: &'a Migration, done: usize },
@@ -853,11 +856,13 @@ pub enum Write<'a> {
         duration: Duration,
         total: usize,
         in_tx: bool,
+        again: bool,
     },
     /// The script changed nothing: put back what the mark changed.
     Undo {
         m: &'a Migration,
         direction: Direction,
+        again: bool,
     },
     /// Record the file's checksum now (an allowed change).
     Checksum { m: &'a Migration },
@@ -1828,22 +1833,23 @@ impl History {
     }
 
     /// Whether an update runs an applied changeset again, as Liquibase
-    /// does, and why: only on Liquibase's own history, which records a run
-    /// again (`EXECTYPE` `RERAN`). A row whose checksum was cleared is not
-    /// a change: Liquibase fills it in.
+    /// does, and why: on Liquibase's own history, which records a run
+    /// again (`EXECTYPE` `RERAN`), and on runbook's, whose row keeps the
+    /// run that applied it. A row whose checksum was cleared is not a
+    /// change: Liquibase fills it in.
     pub fn runs_again(&self, m: &Migration, a: &Applied) -> Option<Again> {
         let c = m
             .changeset
             .as_ref()
-            .filter(|_| self.tool == Tool::Liquibase)?;
+            .filter(|_| matches!(self.tool, Tool::Liquibase | Tool::Runbook))?;
         if a.dirty {
             return None;
         }
         if c.run_always {
             return Some(Again::Always);
         }
-        let was = a.checksum.as_deref()?;
-        (c.run_on_change && was != c.md5sum).then_some(Again::Changed)
+        let (was, now) = (a.checksum.as_deref()?, self.checksum_of(m)?);
+        (c.run_on_change && was != now).then_some(Again::Changed)
     }
 
     /// Whether a changeset changed since it ran with `recorded` is still

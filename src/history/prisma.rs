@@ -148,6 +148,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         Write::Undo {
             m,
             direction: Direction::Up,
+            ..
         } => format!(
             "DELETE FROM {t} WHERE {} AND finished_at IS NULL",
             current(m)
@@ -155,6 +156,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         Write::Undo {
             m,
             direction: Direction::Down,
+            ..
         } => format!("UPDATE {t} SET logs = NULL WHERE {}", current(m)),
         Write::Checksum { m } => format!(
             "UPDATE {t} SET checksum = {} WHERE {}",

@@ -75,12 +75,53 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
 pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
     let t = &h.quoted;
     Some(match *w {
+        // A migration run again (a Liquibase changeset's `runOnChange`,
+        // `runAlways`) keeps the row of the run that applied it, its
+        // checksum and its time, until it finishes: a failure that changed
+        // nothing puts back only the mark, and the run that applied it is
+        // the one whose undo undoes it.
+        Write::Mark {
+            m,
+            direction: Direction::Up,
+            in_tx,
+            total,
+            again: true,
+            ..
+        } => format!(
+            "UPDATE {t} SET dirty = true, in_transaction = {in_tx}, statements_done = 0,
+                 statements_total = {total}, error = NULL
+             WHERE version = {}",
+            literal(&h.key_of(&m.version))
+        ),
+        Write::Finish {
+            m,
+            direction: Direction::Up,
+            duration,
+            total,
+            again: true,
+            ..
+        } => format!(
+            "UPDATE {t} SET dirty = false, statements_done = {total}, duration_ms = {}, applied_at = now(), checksum = {}
+             WHERE version = {}",
+            duration.as_millis(),
+            literal(&m.checksum),
+            literal(&h.key_of(&m.version))
+        ),
+        Write::Undo {
+            m,
+            direction: Direction::Up,
+            again: true,
+        } => format!(
+            "UPDATE {t} SET dirty = false, error = NULL, statements_done = statements_total WHERE version = {}",
+            literal(&h.key_of(&m.version))
+        ),
         Write::Mark {
             m,
             direction: Direction::Up,
             run_id,
             in_tx,
             total,
+            again: false,
         } => format!(
             "INSERT INTO {t} (version, name, checksum, run_id, dirty, direction, in_transaction, statements_done, statements_total)
              VALUES ({v}, {name}, {sum}, {run}, true, 'up', {in_tx}, 0, {total})
@@ -98,6 +139,7 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
             run_id,
             in_tx,
             total,
+            ..
         } => format!(
             "UPDATE {t} SET dirty = true, direction = 'down', run_id = {run}, in_transaction = {in_tx},
                  statements_done = 0, statements_total = {total}, error = NULL
@@ -133,10 +175,12 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         | Write::Undo {
             m,
             direction: Direction::Up,
+            again: false,
         } => format!("DELETE FROM {t} WHERE version = {}", literal(&h.key_of(&m.version))),
         Write::Undo {
             m,
             direction: Direction::Down,
+            ..
         } => format!(
             "UPDATE {t} SET dirty = false, direction = 'up', error = NULL WHERE version = {}",
             literal(&h.key_of(&m.version))

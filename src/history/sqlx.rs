@@ -146,10 +146,12 @@ pub(super) fn write(h: &History, w: &Write<'_>) -> Option<String> {
         | Write::Undo {
             m,
             direction: Direction::Up,
+            ..
         } => delete(h, m),
         Write::Undo {
             m,
             direction: Direction::Down,
+            ..
         } => set_success(h, m, true),
         Write::Checksum { m } => format!(
             "UPDATE {} SET checksum = '\\x{}'::bytea WHERE version = {}",

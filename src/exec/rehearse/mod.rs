@@ -243,6 +243,7 @@ pub(crate) async fn run(
         slow: x.slow_threshold.0,
         step: s.id.clone(),
         recoveries: Vec::new(),
+        again: Vec::new(),
     };
     let roles_before = roles::read(rig.db()).await;
     let mut result = rehearse(r, s, x, &set, &mut rig, deadline, timeout).await;
@@ -315,6 +316,8 @@ struct Rig<'a> {
     step: String,
     /// Each recovery: which migration it was for, and how long it took.
     recoveries: Vec<Value>,
+    /// The versions the deploy runs again ([`crate::history::Again`]).
+    again: Vec<String>,
 }
 
 impl Rig<'_> {
@@ -512,6 +515,7 @@ impl Rig<'_> {
                     collect_touched: true,
                     nested,
                     fresh,
+                    again: self.again.contains(&m.version),
                 };
                 migrate::run_script(db, history, m, direction, &self.ctx, how).await
             }
@@ -814,6 +818,11 @@ async fn rehearse(
         .map(|(m, _, _)| m)
         .collect();
     let pending = pending(rig, set).await?;
+    rig.again = pending
+        .again
+        .iter()
+        .map(|(m, _)| m.version.clone())
+        .collect();
     if let (RehearseMode::WholeSet, Some((m, why))) = (x.mode, pending.again.first()) {
         return Err(failed(
             format!(
