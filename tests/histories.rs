@@ -5578,6 +5578,10 @@ fn dir_may_name_the_master_changelog_that_runs() {
         ("db.changelog.schema.xml", include("schema.sql")),
         ("empty.sql", "--liquibase formatted sql\n\n".to_string()),
         (
+            "build.gradle",
+            "liquibase {\n  activities {\n    meta {\n      changeLogFile 'db.changelog.meta.xml'\n    }\n    schema {\n      changeLogFile 'db.changelog.schema.xml'\n    }\n  }\n  runList = 'meta,schema'\n}\n".to_string(),
+        ),
+        (
             "meta.sql",
             "--liquibase formatted sql\n--changeset a:meta\nCREATE TABLE meta (id int);\n--rollback DROP TABLE meta;\n".to_string(),
         ),
@@ -5592,7 +5596,8 @@ fn dir_may_name_the_master_changelog_that_runs() {
     assert_eq!(run.code, 5, "{}", run.stderr);
     assert!(
         run.stderr.contains("none of them includes the others")
-            && run.stderr.contains("dir: db/changelog.xml"),
+            && run.stderr.contains("dir: db/changelog.xml")
+            && run.stderr.contains("build.gradle runs db.changelog.meta.xml (meta), then db.changelog.schema.xml (schema) with Liquibase's Gradle plugin"),
         "{}",
         run.stderr
     );

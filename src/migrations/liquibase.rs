@@ -1372,12 +1372,37 @@ fn plan(dir: &Path, spring: &Spring, named: Option<&Path>) -> Result<Plan, LoadE
             plan.add(dir, master, logical(&root, master), (&[], &[]))?;
         }
         _ => {
+            // Several masters, each run with its own `--changelog-file`:
+            // where the Gradle build runs them, in its order.
+            let here = same_file(dir);
+            let shown = |p: &Path| {
+                p.strip_prefix(&here)
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_else(|_| p.display().to_string())
+            };
+            let gradle = super::liquibase_conf::gradle_activities(dir).and_then(|(at, found)| {
+                let ran: Vec<String> = found
+                    .iter()
+                    .filter(|(_, f)| top.iter().any(|t| same_file(t) == same_file(f)))
+                    .map(|(a, f)| format!("{} ({a})", shown(f)))
+                    .collect();
+                (!ran.is_empty()).then(|| {
+                    format!(
+                        "; {} runs {} with Liquibase's Gradle plugin: give each a migrate step of its own, in that order, whose `dir:` names it",
+                        shown(&at),
+                        ran.join(", then ")
+                    )
+                })
+            });
             return Err(changelog_error(
                 &top.iter()
                     .map(|c| Plan::label(dir, c))
                     .collect::<Vec<_>>()
                     .join(", "),
-                "are changelogs, and none of them includes the others, so which one is the master is not known",
+                format!(
+                    "are changelogs, and none of them includes the others, so which one is the master is not known{}",
+                    gradle.unwrap_or_default()
+                ),
             ));
         }
     }

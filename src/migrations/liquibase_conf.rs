@@ -19,7 +19,9 @@
 //! parameters), only the default profile counts, as it does in an
 //! application started without one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
 
 use super::java_properties::properties;
 use super::spring::{Spring, files, relaxed};
@@ -347,9 +349,85 @@ pub fn master(spring: &Spring) -> Option<(String, String)> {
         })
 }
 
+/// The changelogs a Gradle build runs with the Liquibase plugin, in the
+/// order it runs them (its `runList`, else the order of its
+/// `activities`), where the nearest `build.gradle` or `build.gradle.kts`
+/// in `dir` or above it (up to the repository's root) names any: the
+/// build file, and each activity's name and changelog file.
+pub fn gradle_activities(dir: &Path) -> Option<(PathBuf, Vec<(String, PathBuf)>)> {
+    let groovy =
+        Regex::new(r#"(?s)(\w+)\s*\{[^{}]*?\bchange[lL]og[fF]ile\b\s*[=:(]?\s*["']([^"']+)["']"#)
+            .expect("the pattern is valid");
+    let kotlin = Regex::new(
+        r#"(?s)(?:register|create)\(\s*"(\w+)"\s*\)\s*\{[^{}]*?"change[lL]og[fF]ile"\s*(?:to|,)\s*"([^"]+)""#,
+    )
+    .expect("the pattern is valid");
+    let run_list = Regex::new(r#"runList\s*=?\s*["']([^"']+)["']"#).expect("the pattern is valid");
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    for above in dir.ancestors().take(8) {
+        for name in ["build.gradle", "build.gradle.kts"] {
+            let path = above.join(name);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut found: Vec<(String, PathBuf)> = groovy
+                .captures_iter(&text)
+                .chain(kotlin.captures_iter(&text))
+                .map(|c| (c[1].to_string(), above.join(&c[2])))
+                .collect();
+            if found.is_empty() {
+                continue;
+            }
+            if let Some(list) = run_list.captures(&text) {
+                let order: Vec<&str> = list[1].split(',').map(str::trim).collect();
+                found.retain(|(a, _)| order.contains(&a.as_str()));
+                found.sort_by_key(|(a, _)| order.iter().position(|o| o == a));
+            }
+            return Some((path, found));
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gradle_build_s_liquibase_activities_are_read_in_the_order_it_runs_them() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("build.gradle"),
+            "plugins { id 'org.liquibase.gradle' version '2.2.0' }\nliquibase {\n  activities {\n    init {\n      changeLogFile 'init/db.changelog.init.xml'\n      defaultsFile 'init/liquibase.init.properties'\n    }\n    meta {\n      changeLogFile 'db.changelog.meta.xml'\n    }\n    schema {\n      changelogFile = \"db.changelog.auth.xml\"\n    }\n  }\n  runList = 'schema,meta'\n}\n",
+        )
+        .unwrap();
+        let (at, found) = gradle_activities(d.path()).unwrap();
+        assert!(at.ends_with("build.gradle"));
+        let names: Vec<String> = found
+            .iter()
+            .map(|(a, f)| format!("{a}:{}", f.file_name().unwrap().to_string_lossy()))
+            .collect();
+        assert_eq!(
+            names,
+            ["schema:db.changelog.auth.xml", "meta:db.changelog.meta.xml"]
+        );
+        std::fs::write(
+            d.path().join("build.gradle"),
+            "liquibase {\n  activities.register(\"main\") {\n    arguments = mapOf(\"changelogFile\" to \"src/main/resources/db/master.yaml\")\n  }\n}\n",
+        )
+        .unwrap();
+        std::fs::rename(
+            d.path().join("build.gradle"),
+            d.path().join("build.gradle.kts"),
+        )
+        .unwrap();
+        let (_, found) = gradle_activities(d.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].1.ends_with("src/main/resources/db/master.yaml"));
+    }
 
     #[test]
     fn spring_and_liquibase_configuration_say_their_contexts_where_they_say_them() {
