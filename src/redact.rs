@@ -29,6 +29,12 @@ pub struct Redactor {
     weak: Vec<String>,
 }
 
+/// Whether text holds a password where its position marks it: a
+/// connection URL's `user:password@`, or `password=`.
+pub fn holds_password(text: &str) -> bool {
+    url_password().is_match(text)
+}
+
 fn url_password() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {

@@ -4847,7 +4847,9 @@ fn liquibase_s_default_schema_is_where_its_changesets_and_history_go() {
 /// Spring's `spring.liquibase.parameters.*` (default profile), the CLI's
 /// `parameter.*` in `liquibase.properties`. Before, it was refused ("Liquibase
 /// fills it from its own configuration"). The MD5SUM is the one Liquibase
-/// 4.28 recorded for this changeset with `parameter.tbl: widgets`.
+/// 4.28 recorded for this changeset with `parameter.tbl: widgets`. With
+/// none, the environment's, then kept as written as Liquibase keeps it
+/// (`missingPropertyMode`).
 #[test]
 fn a_changelog_parameter_takes_the_value_the_project_gives_liquibase() {
     let changes = "--liquibase formatted sql\n--changeset ann:t\nCREATE TABLE ${tbl} (id int);\n--rollback DROP TABLE ${tbl};\n";
@@ -4883,7 +4885,10 @@ fn a_changelog_parameter_takes_the_value_the_project_gives_liquibase() {
         db.sql("SELECT md5sum FROM databasechangelog"),
         "9:48651fd2ef84e1769c545452d94eb632"
     );
-    // Without it, refused before anything runs, as before.
+    // Without it, Liquibase keeps `${tbl}` as written (its default
+    // missingPropertyMode, PRESERVE): so does runbook, with a warning, and
+    // here the statement fails, having changed nothing. Where the project
+    // says ERROR, refused before anything runs.
     std::fs::write(
         cli.path().join("liquibase.properties"),
         "changeLogFile: master.yaml\n",
@@ -4891,10 +4896,57 @@ fn a_changelog_parameter_takes_the_value_the_project_gives_liquibase() {
     .unwrap();
     let db = Db::fresh();
     let (_case, run) = migrate(&db, cli.path(), "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`${tbl}` has no value")
+            && run.stderr.contains(
+                "Liquibase keeps it as written (missingPropertyMode PRESERVE, its default)"
+            ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    // An environment variable of its name gives it, as Liquibase reads
+    // every variable as a property; one that holds a password is refused.
+    let case = Case::new(&format!(
+        "{HEAD}phases:\n  - id: migrate\n    kind: migrate\n    steps:\n      - id: apply\n        migrate:\n          dir: {}\n",
+        cli.path().display()
+    ));
+    let out = case
+        .command(&db.url, &[])
+        .env("tbl", "from_env")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.sql("SELECT to_regclass('from_env') IS NOT NULL"), "t");
+    let out = case
+        .command(&db.url, &[])
+        .env("tbl", "postgres://app:hunter2-long@db/x")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("takes its value from the environment, as Liquibase does, and the value holds a password")
+            && !err.contains("hunter2"),
+        "{err}"
+    );
+    std::fs::write(
+        cli.path().join("liquibase.properties"),
+        "changeLogFile: master.yaml\nliquibase.missingPropertyMode: ERROR\n",
+    )
+    .unwrap();
+    let (_case, run) = migrate(&db, cli.path(), "");
     assert_eq!(run.code, 5, "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("`${tbl}` is a changelog property with no value"),
+            .contains("`${tbl}` is a changelog property with no value")
+            && run.stderr.contains("missingPropertyMode is ERROR"),
         "{}",
         run.stderr
     );

@@ -823,7 +823,7 @@ fn fill(
             file,
             line,
             format!(
-                "`${{{name}}}` is a changelog property with no value in this file, its changelogs, the project's `spring.liquibase.parameters` or a `liquibase.properties`' `parameter.*`; Liquibase fills it from configuration runbook does not read (the command line, the environment)"
+                "`${{{name}}}` is a changelog property with no value in this file, its changelogs, the project's `spring.liquibase.parameters`, a `liquibase.properties`' `parameter.*` or the environment, and the project's missingPropertyMode is ERROR, or its name says it is a secret"
             ),
         )),
         Some((line, name, true)) => Err(at(
@@ -835,6 +835,51 @@ fn fill(
         )),
         None => Ok(filled.into_owned()),
     }
+}
+
+/// The `${name}`s of a file that nothing the project gives fills, as
+/// Liquibase fills them: from the environment (Liquibase reads every
+/// variable as a property), else as `missingPropertyMode` says. Returns
+/// the names kept as written (once each) and the values to add. A name
+/// that says it is a secret is left to [`fill`], which refuses it; so is
+/// a variable whose value holds a password (a URL's `user:password@`),
+/// which would reach the run's logs and reports.
+fn unset_properties(
+    file: &str,
+    text: &str,
+    properties: &[(String, String)],
+    mode: super::liquibase_conf::Missing,
+) -> Result<(Vec<String>, Properties), LoadError> {
+    use super::liquibase_conf::Missing;
+    let mut kept: Vec<String> = Vec::new();
+    let mut given: Properties = Vec::new();
+    for c in patterns().placeholder.captures_iter(text) {
+        let name = &c[1];
+        let known = |list: &[(String, String)]| list.iter().any(|(k, _)| k == name);
+        if known(properties) || known(&given) || super::flyway_conf::secret_name(name) {
+            continue;
+        }
+        match (std::env::var(name), mode) {
+            (Ok(v), _) if crate::redact::holds_password(&v) => {
+                let offset = c.get(0).map_or(0, |m| m.start());
+                return Err(at(
+                    file,
+                    1 + text[..offset].matches('\n').count(),
+                    format!(
+                        "`${{{name}}}` takes its value from the environment, as Liquibase does, and the value holds a password, which would reach the run's logs and reports"
+                    ),
+                ));
+            }
+            (Ok(v), _) => given.push((name.to_string(), v)),
+            (Err(_), Missing::Preserve) => {
+                kept.push(name.to_string());
+                given.push((name.to_string(), c[0].to_string()));
+            }
+            (Err(_), Missing::Empty) => given.push((name.to_string(), String::new())),
+            (Err(_), Missing::Error) => {}
+        }
+    }
+    Ok((kept, given))
 }
 
 /// The statement Liquibase would fail to run in the changeset's
@@ -1494,6 +1539,7 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
     set.liquibase_place = super::liquibase_conf::place(&spring, dir, names_master);
     // Liquibase defines these before reading the changelogs: they win.
     let project_parameters = super::liquibase_conf::parameters(&spring, dir, names_master);
+    let missing = super::liquibase_conf::missing_property_mode(dir, names_master);
     let mut place = 0;
     let mut selected: Vec<String> = Vec::new();
     for PlanFile {
@@ -1558,6 +1604,26 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         // The changelogs' properties first: a file's own come later and win.
         properties.splice(0..0, plan.properties.iter().cloned());
         properties.extend(project_parameters.iter().cloned());
+        let (kept, given) = match unset_properties(&file, &text, &properties, missing.0) {
+            Ok(found) => found,
+            Err(e) => {
+                set.problem(e)?;
+                continue;
+            }
+        };
+        properties.extend(given);
+        if let Some(first) = kept.first() {
+            set.warnings.push(format!(
+                "{file}: {} {} no value in the files, the project's configuration or the environment, and Liquibase keeps it as written ({}); so does runbook. A deploy that gives Liquibase a value for one (`-D{}=...` on its command line) runs other SQL",
+                kept.iter().map(|k| format!("`${{{k}}}`")).collect::<Vec<_>>().join(", "),
+                if kept.len() == 1 { "has" } else { "have" },
+                match &missing.1 {
+                    Some(at) => format!("missingPropertyMode PRESERVE, {at}"),
+                    None => "missingPropertyMode PRESERVE, its default".to_string(),
+                },
+                first
+            ));
+        }
         // A file with its header and nothing else that runs has no
         // changesets, as Liquibase reads it; SQL with no changeset is not.
         let nothing = text
@@ -2233,7 +2299,8 @@ mod tests {
     }
 
     #[test]
-    fn properties_are_filled_from_the_file_and_the_changelog_and_one_with_no_value_is_refused() {
+    fn properties_are_filled_from_the_file_and_the_changelog_and_one_with_no_value_is_kept_as_liquibase_keeps_it()
+     {
         let d = dir(&[
             (
                 "master.yaml",
@@ -2272,9 +2339,23 @@ mod tests {
             "a.sql",
             "--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n\nSELECT '${tenant}';\n",
         )]);
+        // No value anywhere: kept as written, as Liquibase keeps it by
+        // default, with a warning; one that names a secret is refused.
+        let set = load(d.path(), None).unwrap();
+        assert!(set.migrations[0].up.sql.contains("SELECT '${tenant}';"));
+        let warnings = set.warnings.join("\n");
+        assert!(
+            warnings.contains("a.sql: `${tenant}` has no value")
+                && warnings.contains("missingPropertyMode PRESERVE, its default"),
+            "{warnings}"
+        );
+        let d = dir(&[(
+            "a.sql",
+            "--liquibase formatted sql\n--changeset a:1\nSELECT 1;\n\nSELECT '${tenant_db_password}';\n",
+        )]);
         let e = load(d.path(), None).unwrap_err().to_string();
         assert!(
-            e.starts_with("a.sql:5: `${tenant}` is a changelog property"),
+            e.starts_with("a.sql:5: `${tenant_db_password}` is a changelog property"),
             "{e}"
         );
         let d = dir(&[(

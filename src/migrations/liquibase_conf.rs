@@ -191,6 +191,61 @@ pub fn parameters(
     out
 }
 
+/// What Liquibase does with a `${name}` that has no value anywhere
+/// (`liquibase.missingPropertyMode`, Liquibase 4.8+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Keeps it as written: Liquibase's default.
+    Preserve,
+    /// Replaces it with nothing.
+    Empty,
+    /// Refuses the changelog.
+    Error,
+}
+
+/// The `missingPropertyMode` the project's Liquibase runs with, and where
+/// it is said: `LIQUIBASE_MISSING_PROPERTY_MODE` in the environment, else
+/// a `liquibase.properties` that names this master
+/// (`liquibase.missingPropertyMode` or `missingPropertyMode`), else
+/// Liquibase's default, `PRESERVE`.
+pub fn missing_property_mode(
+    dir: &Path,
+    names_master: impl Fn(&Path, &str) -> bool,
+) -> (Missing, Option<String>) {
+    let parse = |v: &str| match v.trim().to_ascii_uppercase().as_str() {
+        "EMPTY" => Some(Missing::Empty),
+        "ERROR" => Some(Missing::Error),
+        "PRESERVE" => Some(Missing::Preserve),
+        _ => None,
+    };
+    if let Some(m) = std::env::var("LIQUIBASE_MISSING_PROPERTY_MODE")
+        .ok()
+        .and_then(|v| parse(&v))
+    {
+        return (m, Some("LIQUIBASE_MISSING_PROPERTY_MODE".into()));
+    }
+    for above in dir.ancestors().take(8) {
+        let file = above.join("liquibase.properties");
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && names_master(above, &text)
+        {
+            for (key, value, line) in properties(&text) {
+                let key = key.strip_prefix("liquibase.").unwrap_or(&key);
+                if key.eq_ignore_ascii_case("missingPropertyMode")
+                    && let Some(m) = parse(&value)
+                {
+                    return (m, Some(format!("{}:{line}", file.display())));
+                }
+            }
+            break;
+        }
+        if above.join(".git").exists() {
+            break;
+        }
+    }
+    (Missing::Preserve, None)
+}
+
 /// Where a project's Liquibase keeps things, each with where it is said:
 /// the default schema (`SET SEARCH_PATH` puts it first before each
 /// changeset, so an unqualified name is made there), the schema of its
