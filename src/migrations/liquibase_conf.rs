@@ -172,23 +172,35 @@ pub fn parameters(
             }
         }
     }
+    if let Some((file, text)) = properties_file(dir, names_master) {
+        for (key, value, line) in properties(&text) {
+            if let Some(name) = key.strip_prefix("parameter.").filter(|n| !n.is_empty()) {
+                push(name, value, format!("{}:{line}", file.display()));
+            }
+        }
+    }
+    out
+}
+
+/// The `liquibase.properties` that Liquibase run in `dir` or a directory
+/// above it (up to the repository's root) reads for this master, and its
+/// text: the nearest one `names_master` accepts.
+fn properties_file(
+    dir: &Path,
+    names_master: impl Fn(&Path, &str) -> bool,
+) -> Option<(PathBuf, String)> {
     for above in dir.ancestors().take(8) {
         let file = above.join("liquibase.properties");
         if let Ok(text) = std::fs::read_to_string(&file)
             && names_master(above, &text)
         {
-            for (key, value, line) in properties(&text) {
-                if let Some(name) = key.strip_prefix("parameter.").filter(|n| !n.is_empty()) {
-                    push(name, value, format!("{}:{line}", file.display()));
-                }
-            }
-            break;
+            return Some((file, text));
         }
         if above.join(".git").exists() {
             break;
         }
     }
-    out
+    None
 }
 
 /// What Liquibase does with a `${name}` that has no value anywhere
@@ -224,26 +236,16 @@ pub fn missing_property_mode(
     {
         return (m, Some("LIQUIBASE_MISSING_PROPERTY_MODE".into()));
     }
-    for above in dir.ancestors().take(8) {
-        let file = above.join("liquibase.properties");
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && names_master(above, &text)
-        {
-            for (key, value, line) in properties(&text) {
-                let key = key.strip_prefix("liquibase.").unwrap_or(&key);
-                if key.eq_ignore_ascii_case("missingPropertyMode")
-                    && let Some(m) = parse(&value)
-                {
-                    return (m, Some(format!("{}:{line}", file.display())));
-                }
-            }
-            break;
-        }
-        if above.join(".git").exists() {
-            break;
-        }
-    }
-    (Missing::Preserve, None)
+    let (file, text) = properties_file(dir, names_master).unzip();
+    properties(&text.unwrap_or_default())
+        .into_iter()
+        .find_map(|(key, value, line)| {
+            let key = key.strip_prefix("liquibase.").unwrap_or(&key);
+            let m = parse(&value).filter(|_| key.eq_ignore_ascii_case("missingPropertyMode"))?;
+            let at = file.as_ref().map(|f| format!("{}:{line}", f.display()));
+            Some((m, at))
+        })
+        .unwrap_or((Missing::Preserve, None))
 }
 
 /// Where a project's Liquibase keeps things, each with where it is said:
@@ -304,31 +306,23 @@ pub fn place(spring: &Spring, dir: &Path, names_master: impl Fn(&Path, &str) -> 
     if from_spring != Place::default() {
         return from_spring;
     }
-    for above in dir.ancestors().take(8) {
-        let file = above.join("liquibase.properties");
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && names_master(above, &text)
-        {
-            let value = |key: &str| {
-                properties(&text).into_iter().find_map(|(k, v, line)| {
-                    let k = relaxed(&k);
-                    let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
-                    let k = k.strip_prefix("liquibase.").unwrap_or(k);
-                    (k == key && !v.is_empty()).then(|| (v, format!("{}:{line}", file.display())))
-                })
-            };
-            return Place {
-                default: value("defaultschemaname"),
-                history: value("liquibaseschemaname"),
-                table: value("databasechangelogtablename"),
-                lock_table: value("databasechangeloglocktablename"),
-            };
-        }
-        if above.join(".git").exists() {
-            break;
-        }
+    let Some((file, text)) = properties_file(dir, names_master) else {
+        return Place::default();
+    };
+    let value = |key: &str| {
+        properties(&text).into_iter().find_map(|(k, v, line)| {
+            let k = relaxed(&k);
+            let k = k.strip_prefix("liquibase.command.").unwrap_or(&k);
+            let k = k.strip_prefix("liquibase.").unwrap_or(k);
+            (k == key && !v.is_empty()).then(|| (v, format!("{}:{line}", file.display())))
+        })
+    };
+    Place {
+        default: value("defaultschemaname"),
+        history: value("liquibaseschemaname"),
+        table: value("databasechangelogtablename"),
+        lock_table: value("databasechangeloglocktablename"),
     }
-    Place::default()
 }
 
 /// The master changelog Spring Boot runs where its configuration names
