@@ -495,8 +495,10 @@ async fn pending(
         })
         .filter(|c| to.is_none_or(|t| set.cmp(&c.version, t).is_le()))
         .collect();
-    // What Liquibase runs again, in its place (never out of order).
-    let again: Vec<_> = set
+    // What Liquibase runs again, in its place (never out of order): a
+    // changed runOnChange changeset is behind, and counts; a runAlways
+    // one runs on every update and is never behind, so it is named apart.
+    let (again, always): (Vec<_>, Vec<_>) = set
         .migrations
         .iter()
         .filter(|m| within(m))
@@ -504,7 +506,13 @@ async fn pending(
             let a = applied.iter().find(|a| a.version == m.version)?;
             Some((m, history.runs_again(m, a)?))
         })
-        .collect();
+        .partition(|(_, why)| *why == crate::history::Again::Changed);
+    if !always.is_empty() {
+        details["run_always"] = always
+            .iter()
+            .map(|(m, _)| Value::from(m.up.file.clone()))
+            .collect();
+    }
     let mut versioned: Vec<(&str, Row)> = pending
         .into_iter()
         .filter(|m| within(m))
