@@ -5671,6 +5671,10 @@ fn dir_may_name_the_master_changelog_that_runs() {
         assert_eq!(run.code, 0, "{master}: {}", run.stderr);
         assert_eq!(applied(&run), ["0001"], "{}", run.stderr);
         assert_eq!(
+            run.step("apply")["details"]["dir"],
+            dir.join(master).display().to_string()
+        );
+        assert_eq!(
             db.sql(&format!("SELECT to_regclass('{table}') IS NOT NULL")),
             "t"
         );

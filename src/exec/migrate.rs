@@ -1079,7 +1079,8 @@ async fn migrate(
     };
     let mut details = json!({
         "format": set.format.name(),
-        "dir": set.dir.display().to_string(),
+        // What the step names: the directory, or Liquibase's master in it.
+        "dir": set.liquibase_master.as_ref().unwrap_or(&set.dir).display().to_string(),
         "history_table": history.name,
         "history_format": history.tool.name(),
         "direction": m.direction,

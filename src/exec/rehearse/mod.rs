@@ -964,7 +964,8 @@ async fn rehearse(
     let details = json!({
         "mode": x.mode,
         "format": set.format.name(),
-        "dir": set.dir.display().to_string(),
+        // What the step names: the directory, or Liquibase's master in it.
+        "dir": set.liquibase_master.as_ref().unwrap_or(&set.dir).display().to_string(),
         "database": rig.db().config().config.get_dbname().unwrap_or_default(),
         "scratch": x.scratch.is_some(),
         "migrations": outcomes,
