@@ -4901,7 +4901,10 @@ fn a_changelog_parameter_takes_the_value_the_project_gives_liquibase() {
         run.stderr.contains("`${tbl}` has no value")
             && run.stderr.contains(
                 "Liquibase keeps it as written (missingPropertyMode PRESERVE, its default)"
-            ),
+            )
+            && run
+                .stderr
+                .contains("an environment variable of its name (`tbl=... runbook exec ...`)"),
         "{}",
         run.stderr
     );

@@ -1614,14 +1614,13 @@ pub(super) fn load(dir: &Path, set: &mut Set) -> Result<(), LoadError> {
         properties.extend(given);
         if let Some(first) = kept.first() {
             set.warnings.push(format!(
-                "{file}: {} {} no value in the files, the project's configuration or the environment, and Liquibase keeps it as written ({}); so does runbook. A deploy that gives Liquibase a value for one (`-D{}=...` on its command line) runs other SQL",
+                "{file}: {} {} no value in the files, the project's configuration or the environment, and Liquibase keeps it as written ({}); so does runbook. A deploy that gives Liquibase a value for one (`-D{first}=...` on its command line) runs other SQL: give runbook the same as an environment variable of its name (`{first}=... runbook exec ...`), which Liquibase reads too",
                 kept.iter().map(|k| format!("`${{{k}}}`")).collect::<Vec<_>>().join(", "),
                 if kept.len() == 1 { "has" } else { "have" },
                 match &missing.1 {
                     Some(at) => format!("missingPropertyMode PRESERVE, {at}"),
                     None => "missingPropertyMode PRESERVE, its default".to_string(),
                 },
-                first
             ));
         }
         // A file with its header and nothing else that runs has no
