@@ -163,6 +163,11 @@ fn prisma_history_is_read_continued_and_checked_by_its_sha256() {
         db.sql("SELECT migration_name || ' ' || (finished_at IS NOT NULL) || ' ' || applied_steps_count || ' ' || checksum FROM _prisma_migrations WHERE migration_name LIKE '%add'"),
         format!("20240102000000_add true 1 {}", runbook::hash::sha256_hex(ADD.as_bytes()))
     );
+    // Its id is a version-4 UUID, as Prisma's own are.
+    assert_eq!(
+        db.sql("SELECT id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' FROM _prisma_migrations WHERE migration_name LIKE '%add'"),
+        "t"
+    );
     assert_eq!(
         db.sql("SELECT to_regclass('runbook_migrations') IS NULL"),
         "t"

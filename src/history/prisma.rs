@@ -42,8 +42,12 @@ fn name(m: &Migration) -> String {
     }
 }
 
-/// A new row's id: a random version-4 UUID, made by the server.
-const NEW_ID: &str = "(SELECT md5(random()::text || clock_timestamp()::text)::uuid::text)";
+/// A new row's id: a random version-4 UUID, made by the server, as Prisma
+/// makes its ids. Built from random bits with the version (`4`) and the
+/// variant (`8` to `b`) in their places, so that it needs no extension and
+/// no `gen_random_uuid()` (PostgreSQL 13 on).
+const NEW_ID: &str = "(SELECT overlay(overlay(md5(random()::text || clock_timestamp()::text) \
+     placing '4' from 13) placing substr('89ab', 1 + floor(random() * 4)::int, 1) from 17)::uuid::text)";
 
 pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
     let rows = db
