@@ -439,8 +439,9 @@ pub fn migrations_status(
                 None => (
                     "pending",
                     format!(
-                        "{}: Flyway runs it from the application's code, and runbook cannot; a migrate step that would pass over it is refused",
-                        c.label()
+                        "{}: {} runs it from the application's code, and runbook cannot; a migrate step that would pass over it is refused",
+                        c.label(),
+                        c.tool
                     ),
                 ),
             };

@@ -6662,3 +6662,123 @@ fn a_flyway_configuration_s_other_locations_are_flyway_s_deploy_only() {
     assert_eq!(applied(&run), ["20230101000000"]);
     assert_eq!(db.sql("SELECT to_regclass('roles_stub') IS NULL"), "t");
 }
+
+#[test]
+fn a_goose_migration_in_go_keeps_its_place_and_is_never_passed_over() {
+    // As Hatchet keeps them: a Go migration between SQL ones, which goose
+    // runs in version order with them. runbook cannot run it; it applies
+    // up to it, goes on once the application's goose has applied it, and
+    // refuses to pass over it.
+    let db = Db::fresh();
+    let dir = files(&[
+        ("00001_init.sql", &format!("-- +goose Up\n{INIT}")),
+        ("00002_backfill.go", "package migrations\n"),
+        ("00003_add.sql", &format!("-- +goose Up\n{ADD}")),
+        ("helpers.go", "package migrations\n"),
+    ]);
+    let goose = "          history: { format: goose }\n";
+    let (_case, run) = migrate(&db, dir.path(), goose);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let err = run.step("apply")["error"]["message"].to_string();
+    assert!(
+        err.contains("00002_backfill.go (a Go migration, registered with goose in the application's code), version 00002 is pending: goose runs it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("goose up does not apply a migration older"),
+        "{err}"
+    );
+    assert!(
+        run.step("apply")["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("`to: \"00001\"`"),
+        "{}",
+        run.step("apply")
+    );
+    assert_eq!(
+        db.sql("SELECT to_regclass('users') IS NULL"),
+        "t",
+        "nothing ran"
+    );
+
+    let (_case, run) = migrate(
+        &db,
+        dir.path(),
+        &format!("{goose}          to: \"00001\"\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["00001"]);
+
+    // The application's goose applies its Go migration, and records it.
+    db.sql(
+        "CREATE TABLE audit (id int);
+         INSERT INTO goose_db_version (version_id, is_applied) VALUES (2, true);",
+    );
+    let (code, out, err) = migrations(&["status"], dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        states(&out),
+        ["00001 applied", "00002 applied", "00003 pending"],
+        "{out}"
+    );
+    let (_case, run) = migrate(&db, dir.path(), goose);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(applied(&run), ["00003"]);
+    assert_eq!(
+        db.sql("SELECT string_agg(version_id::text, ',' ORDER BY id) FROM goose_db_version"),
+        "0,1,2,3"
+    );
+}
+
+#[test]
+fn drift_is_not_claimed_where_an_applied_migration_is_in_code() {
+    // A forward-only Flyway set on a scratch copy, whose Java migration the
+    // application's Flyway applied: the scripts alone on an empty database
+    // cannot give its schema (its `audit` table). That is said, and the
+    // check counts as not run; it is not called drift.
+    let db = Db::fresh();
+    let repo = files(&[
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        ("src/main/resources/db/migration/V1__users.sql", INIT),
+        ("src/main/resources/db/migration/V3__add.sql", ADD),
+        (
+            "src/main/java/com/acme/migration/V2__Audit.java",
+            "package com.acme.migration;\n\nimport org.flywaydb.core.api.migration.BaseJavaMigration;\nimport org.springframework.stereotype.Component;\n\n@Component\npublic class V2__Audit extends BaseJavaMigration {\n    @Override\n    public void migrate(Context context) throws Exception {}\n}\n",
+        ),
+    ]);
+    let dir = repo.path().join("src/main/resources/db/migration");
+    let flyway = "          history: { format: flyway }\n";
+    let (_case, run) = migrate(&db, &dir, &format!("{flyway}          to: \"1\"\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    db.sql(
+        "CREATE TABLE audit (id int);
+         INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+         VALUES (2, '2', 'Audit', 'SPRING_JDBC', 'com.acme.migration.V2__Audit', NULL, 'app', 5, true);",
+    );
+    let (_case, run) = rehearse_scratch(&db, &dir, flyway);
+    let d = &run.step("rehearse")["details"];
+    let set: Vec<(String, String)> = d["set_findings"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|f| {
+            (
+                f["verdict"].as_str().unwrap().into(),
+                f["message"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(set.len(), 2, "{set:?} {}", run.stderr);
+    assert_eq!(set[0].0, "forward_only");
+    assert_eq!(set[1].0, "not_rehearsed", "{set:?}");
+    assert!(
+        set[1].1.starts_with("drift was not checked: ../../../java/com/acme/migration/V2__Audit.java (a Java migration"),
+        "{set:?}"
+    );
+    assert_eq!(d["migrations"][0]["version"], "3");
+    assert_eq!(d["migrations"][0]["verdict"], "forward_only");
+    // Not an error by default, as drift is; never `ok`.
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(d["set_verdict"], "not_rehearsed", "{d}");
+}

@@ -594,8 +594,9 @@ async fn pending(
     if !set.code_migrations.is_empty() {
         if let Some(c) = code.first() {
             details["code"] = Value::from(format!(
-                "{} is pending: Flyway runs it from the application's code, and runbook cannot; a migrate step that would pass over it is refused",
-                c.label()
+                "{} is pending: {} runs it from the application's code, and runbook cannot; a migrate step that would pass over it is refused",
+                c.label(),
+                c.tool
             ));
         }
         expectations.push(expectation(

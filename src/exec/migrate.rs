@@ -720,7 +720,8 @@ pub fn select<'s>(
 
 /// Why a step that would pass over one of the application's Java or
 /// Kotlin migrations ([`Pending::code`]) is refused, and the hint: it would
-/// report a deploy done that the application's Flyway does otherwise.
+/// report a deploy done that the application's Flyway (or goose) does
+/// otherwise.
 pub(crate) fn code_passed_over(
     set: &Set,
     p: &Pending<'_>,
@@ -746,24 +747,39 @@ pub(crate) fn code_passed_over(
                 .any(|m| set.cmp(&m.version, &first.version).is_gt());
             (
                 format!(
-                    "{} pending: Flyway runs it from the application's code, in one version order with the scripts, and runbook cannot run it. {}",
+                    "{} pending: {} runs it from the application's code, in one version order with the scripts, and runbook cannot run it. {}",
                     if p.code.len() == 1 {
                         format!("{list} is")
                     } else {
-                        format!("{} of the application's migrations in code are ({list})", p.code.len())
+                        format!(
+                            "{} of the application's migrations in code are ({list})",
+                            p.code.len()
+                        )
                     },
+                    first.tool,
                     if newer {
-                        "This step would apply the scripts after it and leave it out: the application's Flyway would then apply it after newer ones, or refuse to start (it does not apply a migration older than the newest applied unless outOfOrder is set)"
+                        format!(
+                            "This step would apply the scripts after it and leave it out: {}",
+                            first.left_behind()
+                        )
                     } else {
-                        "This step would report the deploy done without it, and the application's Flyway would apply it later, at its start-up"
+                        format!(
+                            "This step would report the deploy done without it, and the application's {} would apply it later, {}",
+                            first.tool,
+                            first.applied_when()
+                        )
                     }
                 ),
                 match before {
                     Some(m) => format!(
-                        "nothing ran. Deploy up to the script before it (`to: \"{}\"`), have the application's Flyway apply it (at the application's start-up, or `flyway migrate` with its classes), then run this step again; or write it as a SQL script",
-                        m.version
+                        "nothing ran. Deploy up to the script before it (`to: \"{}\"`), have {}, then run this step again; or write it as a SQL script",
+                        m.version,
+                        first.applied_by()
                     ),
-                    None => "nothing ran. Have the application's Flyway apply it first (at the application's start-up, or `flyway migrate` with its classes), then run this step; or write it as a SQL script".to_string(),
+                    None => format!(
+                        "nothing ran. Have {} first, then run this step; or write it as a SQL script",
+                        first.applied_by()
+                    ),
                 },
             )
         }

@@ -81,11 +81,10 @@ pub(super) async fn read(h: &History, db: &Db) -> Result<Vec<Applied>, Error> {
         });
     }
     if let Some(b) = baseline {
-        for v in h
-            .versions
-            .iter()
-            .chain(&h.flyway_code_versions)
-            .filter(|v| migrations::version_cmp(v, &b).is_le() || migrations::same_version(v, &b))
+        for v in
+            h.versions.iter().chain(&h.code_versions).filter(|v| {
+                migrations::version_cmp(v, &b).is_le() || migrations::same_version(v, &b)
+            })
         {
             if !out.iter().any(|a| migrations::same_version(&a.version, v)) {
                 out.push(Applied {

@@ -888,10 +888,10 @@ pub struct History {
     /// Flyway: the front of the names of another location's files
     /// (`../common/`), which its `script` column leaves out.
     flyway_locations: Vec<String>,
-    /// Flyway: the versions of the application's Java or Kotlin
-    /// migrations, which a `BASELINE` row counts as applied as it does the
-    /// scripts'.
-    flyway_code_versions: Vec<String>,
+    /// The versions of the application's migrations in code (Flyway's
+    /// Java or Kotlin, goose's Go): spelled as the directory spells them,
+    /// and counted as applied by Flyway's `BASELINE` row as the scripts'.
+    code_versions: Vec<String>,
     /// runbook's own history: the row a directory version is recorded
     /// under when that differs (see [`History::rekey`]). Filled by `read`.
     keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -979,7 +979,7 @@ impl History {
                 .collect(),
             stamps: set.migrations.iter().map(|m| m.created_ms).collect(),
             flyway_locations: set.flyway_locations().into_iter().map(|(_, p)| p).collect(),
-            flyway_code_versions: set
+            code_versions: set
                 .code_migrations
                 .iter()
                 .filter(|c| !c.version.is_empty())
@@ -1675,10 +1675,12 @@ impl History {
             .collect())
     }
 
-    /// The directory's spelling of a tool's version (`1` for `0001`).
+    /// The directory's spelling of a tool's version (`1` for `0001`), a
+    /// migration in code's as a script's.
     fn canonical(&self, v: &str) -> String {
         self.versions
             .iter()
+            .chain(&self.code_versions)
             .find(|x| migrations::same_version(x, v))
             .cloned()
             .unwrap_or_else(|| v.to_string())

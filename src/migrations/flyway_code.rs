@@ -22,10 +22,12 @@ pub struct CodeMigration {
     /// repeatable one (`R__x`).
     pub version: String,
     pub description: String,
-    /// `Java` or `Kotlin`.
+    /// `Java` or `Kotlin` (Flyway's), `Go` (goose's).
     pub language: &'static str,
-    /// How Flyway finds it, for a message.
+    /// How its tool finds it, for a message.
     pub found: String,
+    /// The tool that runs it: `Flyway` or `goose`.
+    pub tool: &'static str,
 }
 
 impl CodeMigration {
@@ -36,6 +38,39 @@ impl CodeMigration {
             "{} (a {} migration, {})",
             self.file, self.language, self.found
         )
+    }
+
+    /// Why a deploy that applies newer migrations without it is not the
+    /// tool's: what the tool then does with it.
+    pub fn left_behind(&self) -> &'static str {
+        match self.tool {
+            "goose" => {
+                "the application's goose would then apply it after newer ones, or refuse it (goose up does not apply a migration older than the newest applied without -allow-missing)"
+            }
+            _ => {
+                "the application's Flyway would then apply it after newer ones, or refuse to start (it does not apply a migration older than the newest applied unless outOfOrder is set)"
+            }
+        }
+    }
+
+    /// Where the application's tool applies it, for a hint.
+    pub fn applied_by(&self) -> &'static str {
+        match self.tool {
+            "goose" => {
+                "the application's goose apply it (its own migrate command, built with its Go migrations)"
+            }
+            _ => {
+                "the application's Flyway apply it (at the application's start-up, or `flyway migrate` with its classes)"
+            }
+        }
+    }
+
+    /// When the application's tool applies one that a deploy left out.
+    pub fn applied_when(&self) -> &'static str {
+        match self.tool {
+            "goose" => "the next time its migrate command runs",
+            _ => "at its start-up",
+        }
     }
 }
 
@@ -111,6 +146,7 @@ pub fn find(dir: &Path, others: &[PathBuf], read_name: ReadName<'_>) -> Found {
                     description,
                     language,
                     found: found_by,
+                    tool: "Flyway",
                 }),
                 None => coded.push(file),
             }

@@ -1484,11 +1484,15 @@ fn load_diesel(dir: &Path, found: &[Found], set: &mut Set) -> Result<(), LoadErr
     Ok(())
 }
 
-/// Refuses migrations in code beside the SQL ones of a tool that runs
-/// both (JavaScript or TypeScript for Postgrator and node-pg-migrate, Go
-/// for goose, whose `NNN_name.go` files register themselves): runbook
-/// cannot run them, and leaving them out would run later SQL migrations
-/// before them. A Go test file is not a migration.
+/// Migrations in code beside the SQL ones of a tool that runs both.
+/// goose's `NNN_name.go` files register themselves and take their version
+/// from their name: each is kept in its place in the version order, as
+/// Flyway's Java migrations are ([`Set::code_migrations`]), so that a
+/// deploy past an applied one goes on and one that would pass over a
+/// pending one is refused. Postgrator's and node-pg-migrate's JavaScript
+/// or TypeScript ones are refused: runbook cannot run them, and leaving
+/// them out would run later SQL migrations before them. A Go test file is
+/// not a migration.
 fn code_migrations(dir: &Path, set: &mut Set, tool: &'static str) -> Result<(), LoadError> {
     let extensions: &[&str] = match tool {
         "goose" => &[".go"],
@@ -1496,10 +1500,24 @@ fn code_migrations(dir: &Path, set: &mut Set, tool: &'static str) -> Result<(), 
     };
     for name in entry_names(dir)? {
         let code = extensions.iter().any(|ext| name.ends_with(ext)) && !name.ends_with("_test.go");
-        if code && name.starts_with(|c: char| c.is_ascii_digit()) {
-            set.problem(LoadError::CodeMigration { file: name, tool })?;
+        if !code || !name.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
         }
+        if tool != "goose" {
+            set.problem(LoadError::CodeMigration { file: name, tool })?;
+            continue;
+        }
+        set.code_migrations.push(CodeMigration {
+            version: version_of(&name),
+            description: name_of(name.trim_end_matches(".go")),
+            language: "Go",
+            found: "registered with goose in the application's code".into(),
+            tool,
+            file: name,
+        });
     }
+    let order = |a: &CodeMigration, b: &CodeMigration| version_cmp(&a.version, &b.version);
+    set.code_migrations.sort_by(order);
     Ok(())
 }
 
@@ -2895,9 +2913,11 @@ mod tests {
     }
 
     #[test]
-    fn goose_go_migrations_and_substituted_variables_are_refused() {
+    fn goose_go_migrations_keep_their_places_and_substituted_variables_are_refused() {
         // As Hatchet keeps them: Go migrations among the SQL ones, which
-        // goose runs in version order with the rest.
+        // goose runs in version order with the rest. Each is kept in its
+        // place, as Flyway's Java ones are; a helper and a test are not
+        // migrations.
         let up = "-- +goose Up\nCREATE TABLE a (id int);\n";
         let d = dir_with(&[
             ("20251216190909_v1_0_61.sql", up),
@@ -2906,16 +2926,18 @@ mod tests {
             ("helpers.go", "package migrations\n"),
             ("20251226153622_v1_0_66_test.go", "package migrations\n"),
         ]);
-        let e = load(d.path(), None).unwrap_err();
+        let set = load(d.path(), None).unwrap();
+        assert_eq!(set.migrations.len(), 2);
+        let code: Vec<_> = set
+            .code_migrations
+            .iter()
+            .map(|c| (c.file.as_str(), c.version.as_str(), c.language, c.tool))
+            .collect();
         assert_eq!(
-            e,
-            LoadError::CodeMigration {
-                file: "20251226153622_v1_0_66.go".into(),
-                tool: "goose"
-            }
+            code,
+            [("20251226153622_v1_0_66.go", "20251226153622", "Go", "goose")]
         );
-        std::fs::remove_file(d.path().join("20251226153622_v1_0_66.go")).unwrap();
-        assert_eq!(load(d.path(), None).unwrap().migrations.len(), 2);
+        assert_eq!(set.code_migrations[0].description, "v1_0_66");
 
         // With ENVSUB ON, goose replaces `$NAME` and `${NAME}` from its
         // environment, before or after the Up line, in either section; a
