@@ -441,6 +441,9 @@ impl<'a> Walker<'a> {
                 if let Some(f) = &x.label_filter {
                     self.push(format!("{base}/label_filter"), f, t, scope);
                 }
+                if let Some(to) = &x.to {
+                    self.push(format!("{base}/to"), to, t, scope);
+                }
                 if let Some(Scratch::Backup { from }) = &x.scratch {
                     self.push(format!("{base}/scratch/from"), from, Mode::Expr, scope);
                 }

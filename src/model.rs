@@ -1184,6 +1184,11 @@ pub struct RehearseStep {
     pub contexts: Option<String>,
     /// Liquibase: the label filter, as `--label-filter` (`v2 and !beta`).
     pub label_filter: Option<String>,
+    /// `latest` (the default) or a version: the pending migrations through
+    /// it are rehearsed, those a `migrate` step with this `to` deploys. A
+    /// template is checked once rendered.
+    #[serde(default, deserialize_with = "opt_string_or_integer")]
+    pub to: Option<String>,
 }
 
 /// `rehearse.tool:` — the commands of the tool that owns the migrations

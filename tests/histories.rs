@@ -6671,9 +6671,15 @@ fn a_goose_migration_in_go_keeps_its_place_and_is_never_passed_over() {
     // refuses to pass over it.
     let db = Db::fresh();
     let dir = files(&[
-        ("00001_init.sql", &format!("-- +goose Up\n{INIT}")),
+        (
+            "00001_init.sql",
+            &format!("-- +goose Up\n{INIT}-- +goose Down\nDROP TABLE users;\n"),
+        ),
         ("00002_backfill.go", "package migrations\n"),
-        ("00003_add.sql", &format!("-- +goose Up\n{ADD}")),
+        (
+            "00003_add.sql",
+            &format!("-- +goose Up\n{ADD}-- +goose Down\n{DROP_ADD}"),
+        ),
         ("helpers.go", "package migrations\n"),
     ]);
     let goose = "          history: { format: goose }\n";
@@ -6701,6 +6707,28 @@ fn a_goose_migration_in_go_keeps_its_place_and_is_never_passed_over() {
         "t",
         "nothing ran"
     );
+    // The rehearsal refuses it too, and rehearses what the deploy through
+    // `to` deploys.
+    let (_case, run) = rehearse_scratch(&db, dir.path(), goose);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.step("rehearse")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("00002_backfill.go (a Go migration"),
+        "{}",
+        run.step("rehearse")
+    );
+    let (_case, run) = rehearse_scratch(
+        &db,
+        dir.path(),
+        &format!("{goose}          to: \"00001\"\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let d = &run.step("rehearse")["details"];
+    assert_eq!(d["migrations"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["migrations"][0]["version"], "00001");
+    assert_eq!(d["migrations"][0]["verdict"], "ok");
 
     let (_case, run) = migrate(
         &db,

@@ -1039,6 +1039,28 @@ pub(crate) async fn run(
 /// `to: before_run`: undo what the run applied.
 const BEFORE_RUN: &str = "before_run";
 
+/// A step's `to:` rendered (it may come from params) and checked, or a
+/// refusal that changed nothing.
+pub(crate) fn render_to(
+    r: &Run<'_>,
+    to: Option<&crate::plan::Text>,
+    direction: Direction,
+) -> Result<Option<String>, Fail> {
+    let to = to
+        .map(|t| {
+            r.render(t)
+                .map(|(raw, _)| raw.trim().to_string())
+                .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())
+        })
+        .transpose()?;
+    if let Some(t) = &to
+        && let Err((label, hint)) = migrations::check_target(t, direction)
+    {
+        return Err(refused(format!("`to` is `{t}`: {label}"), hint));
+    }
+    Ok(to)
+}
+
 /// `to:` and `steps:` rendered (they may come from params) and checked, or
 /// a refusal that changed nothing.
 fn target(r: &Run<'_>, m: &PlanMigrate) -> Result<(Option<String>, Option<u32>), Fail> {
@@ -1047,12 +1069,7 @@ fn target(r: &Run<'_>, m: &PlanMigrate) -> Result<(Option<String>, Option<u32>),
             .map(|(raw, _)| raw.trim().to_string())
             .map_err(|e| Fail::new(StepStatus::Failed, e).unchanged())
     };
-    let to = m.to.as_ref().map(render).transpose()?;
-    if let Some(t) = &to
-        && let Err((label, hint)) = migrations::check_target(t, m.direction)
-    {
-        return Err(refused(format!("`to` is `{t}`: {label}"), hint));
-    }
+    let to = render_to(r, m.to.as_ref(), m.direction)?;
     let steps = match m.steps.as_ref().map(render).transpose()? {
         None => None,
         Some(n) => Some(migrations::parse_steps(&n).map_err(|why| {

@@ -179,7 +179,7 @@ impl Planner<'_> {
 impl Planner<'_> {
     /// `to:` rendered; a value known now (from params) is checked now, so
     /// a bad one stops the run before anything changes.
-    fn target(&mut self, to: &str, direction: model::Direction) -> Text {
+    pub(super) fn target(&mut self, to: &str, direction: model::Direction) -> Text {
         let t = self.text(to);
         if to.contains("{{")
             && t.template.is_none()

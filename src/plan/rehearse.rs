@@ -37,6 +37,10 @@ pub struct PlanRehearse {
     pub tool: Option<PlanTool>,
     #[serde(skip_serializing_if = "super::migrate::PlanSelect::is_empty")]
     pub select: super::migrate::PlanSelect,
+    /// How far: the pending migrations through this version (rendered at
+    /// run time, checked now where params decide it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +90,7 @@ impl Planner<'_> {
                 cwd: t.cwd.clone(),
             }),
             select: self.select(x.contexts.as_ref(), x.label_filter.as_ref()),
+            to: x.to.as_ref().map(|t| self.target(t, model::Direction::Up)),
         }))
     }
 }
@@ -101,6 +106,9 @@ pub(super) fn write(o: &mut String, x: &PlanRehearse, inner: usize) {
         }
     };
     let _ = writeln!(o, "{:pad$}{} ({} format): {legs}", "", x.dir.text, x.format);
+    if let Some(to) = x.to.as_ref().filter(|t| t.text != "latest") {
+        let _ = writeln!(o, "{:pad$}the pending migrations through {}", "", to.text);
+    }
     let on = match &x.scratch {
         None => "the run's database".to_string(),
         Some(PlanScratch::Template) => {

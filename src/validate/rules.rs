@@ -362,6 +362,18 @@ fn check_migrations(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Diagnostic>
             }
             StepKind::Rehearse(x) => {
                 let base = format!("{pointer}/rehearse");
+                if let Some(to) = &x.to
+                    && !to.contains("{{")
+                    && let Err((label, hint)) =
+                        crate::migrations::check_target(to, model::Direction::Up)
+                {
+                    out.push(
+                        Diagnostic::new(format!("`to: {to}` is not a version"))
+                            .at(doc.spans().value(&format!("{base}/to")))
+                            .label(label)
+                            .hint(hint),
+                    );
+                }
                 match &x.tool {
                     None => dir_check(&base, &x.dir, &x.format, out),
                     // Its `list` command names them at run time; nothing runs now.

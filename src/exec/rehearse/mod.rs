@@ -159,6 +159,8 @@ pub(crate) async fn run(
     timeout: Option<Duration>,
 ) -> Attempt {
     let x: &PlanRehearse = x;
+    // How far, checked before anything is made.
+    let to = migrate::render_to(r, x.to.as_ref(), Direction::Up)?.filter(|t| t != "latest");
     let (mut set, tool) = match &x.tool {
         Some(t) => {
             let (set, tool) = tool::prepare(r, x, t).await?;
@@ -244,6 +246,7 @@ pub(crate) async fn run(
         step: s.id.clone(),
         recoveries: Vec::new(),
         again: Vec::new(),
+        to,
     };
     let roles_before = roles::read(rig.db()).await;
     let mut result = rehearse(r, s, x, &set, &mut rig, deadline, timeout).await;
@@ -318,6 +321,8 @@ struct Rig<'a> {
     recoveries: Vec<Value>,
     /// The versions the deploy runs again ([`crate::history::Again`]).
     again: Vec<String>,
+    /// `to:`: the pending migrations through this version are rehearsed.
+    to: Option<String>,
 }
 
 impl Rig<'_> {
@@ -804,7 +809,9 @@ async fn rehearse(
     // Flyway's repeatable migrations due on this database: each runs after
     // the versioned ones, then again. Refused, if they are, before the
     // history table is made.
-    let repeat: Vec<&Migration> = migrate::repeatables(rig.db(), set, &rig.history, false)
+    // A `to` short of the newest, as the deploy's, leaves them out.
+    let short = rig.to.is_some();
+    let repeat: Vec<&Migration> = migrate::repeatables(rig.db(), set, &rig.history, short)
         .await
         .map_err(|f| Fail {
             error: ErrorInfo {
@@ -1096,7 +1103,15 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
         let (message, hint) = rig.history.dirty_message(d);
         return Err(failed(message, &hint));
     }
-    let mut pending = migrate::select(set, &applied, &rig.history, Direction::Up, None, None);
+    let to = rig.to.clone();
+    let mut pending = migrate::select(
+        set,
+        &applied,
+        &rig.history,
+        Direction::Up,
+        to.as_deref(),
+        None,
+    );
     pending.baselined = baselined;
     // A team's own tool may run the application's migrations in code.
     if let Some((message, hint)) =
