@@ -90,15 +90,26 @@ pub struct Found {
     pub count: usize,
     /// Its format has no downs, by design (Prisma's, plain `.sql` files).
     pub forward_only: bool,
+    /// The application's migrations in code beside them (goose's Go,
+    /// Flyway's Java), which runbook never passes over.
+    pub in_code: usize,
 }
 
 impl Found {
-    /// `28 golang-migrate migrations`, or the tool alone when not counted.
+    /// `28 golang-migrate migrations`, or the tool alone when not counted;
+    /// with the migrations in code, and what a deploy does with them.
     fn described(&self) -> String {
-        match self.count {
+        let mut out = match self.count {
             0 => self.tool.clone(),
             n => format!("{n} {} migrations", self.tool),
+        };
+        if self.in_code > 0 {
+            out.push_str(&format!(
+                ", and {} in the application's code, which its {} applies: a deploy or rehearsal stops before a pending one (`to`, see docs/migrations.md)",
+                self.in_code, self.tool
+            ));
         }
+        out
     }
 }
 
@@ -262,6 +273,7 @@ fn migration_dir(root: &Path, dir: &Path, refused: &mut Vec<String>) -> Option<F
         (_, other) => other,
     };
     Some(Found {
+        in_code: set.code_migrations.len(),
         dir: shown,
         tool: tool.to_string(),
         count,
@@ -299,6 +311,7 @@ fn knex(dir: &Path) -> Option<Found> {
         tool: "knex".into(),
         count,
         forward_only: false,
+        in_code: 0,
     })
 }
 
@@ -354,6 +367,7 @@ pub fn init(a: InitArgs) -> u8 {
                 tool,
                 count: 0,
                 forward_only,
+                in_code: 0,
             })
         }
         None => {
@@ -939,12 +953,20 @@ mod tests {
         let mut refused = Vec::new();
         let f = detect(h.path(), &mut refused).remove(0);
         assert_eq!(
-            (f.dir.as_path(), f.tool.as_str(), f.count),
+            (f.dir.as_path(), f.tool.as_str(), f.count, f.in_code),
             (
                 Path::new("cmd/hatchet-migrate/migrate/migrations"),
                 "goose",
+                1,
                 1
             )
+        );
+        assert!(
+            f.described().starts_with(
+                "1 goose migrations, and 1 in the application's code, which its goose applies"
+            ),
+            "{}",
+            f.described()
         );
         assert!(refused.is_empty(), "{refused:?}");
         // A Supabase project's: plain files, in the one place the CLI
