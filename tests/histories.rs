@@ -6712,6 +6712,14 @@ fn a_goose_migration_in_go_keeps_its_place_and_is_never_passed_over() {
     let (_case, run) = rehearse_scratch(&db, dir.path(), goose);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
+        run.step("rehearse")["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("nothing ran. Rehearse and deploy up to the script before it (`to: \"00001\"` on both steps)"),
+        "{}",
+        run.step("rehearse")
+    );
+    assert!(
         run.step("rehearse")["error"]["message"]
             .as_str()
             .unwrap()

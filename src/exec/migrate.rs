@@ -726,6 +726,7 @@ pub(crate) fn code_passed_over(
     set: &Set,
     p: &Pending<'_>,
     direction: Direction,
+    rehearsal: bool,
 ) -> Option<(String, String)> {
     let first = p.code.first()?;
     let list = p
@@ -772,8 +773,14 @@ pub(crate) fn code_passed_over(
                 ),
                 match before {
                     Some(m) => format!(
-                        "nothing ran. Deploy up to the script before it (`to: \"{}\"`), have {}, then run this step again; or write it as a SQL script",
+                        "nothing ran. {} up to the script before it (`to: \"{}\"`{}), have {}, then run this step again; or write it as a SQL script",
+                        if rehearsal {
+                            "Rehearse and deploy"
+                        } else {
+                            "Deploy"
+                        },
                         m.version,
+                        if rehearsal { " on both steps" } else { "" },
                         first.applied_by()
                     ),
                     None => format!(
@@ -1727,7 +1734,7 @@ async fn decide_made<'s>(
             .retain(|c| run.iter().any(|m| set.cmp(&c.version, &m.version).is_gt()));
     }
     pending.repeatables = repeat;
-    if let Some((message, hint)) = code_passed_over(set, &pending, m.direction) {
+    if let Some((message, hint)) = code_passed_over(set, &pending, m.direction, false) {
         return Err(refused(message, &hint));
     }
     if m.direction == Direction::Up && !history.tool.applies_out_of_order(set, m.out_of_order) {

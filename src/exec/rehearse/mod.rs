@@ -1115,7 +1115,7 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
     pending.baselined = baselined;
     // A team's own tool may run the application's migrations in code.
     if let Some((message, hint)) =
-        migrate::code_passed_over(set, &pending, Direction::Up).filter(|_| rig.tool.is_none())
+        migrate::code_passed_over(set, &pending, Direction::Up, true).filter(|_| rig.tool.is_none())
     {
         return Err(failed(
             format!(
