@@ -6737,6 +6737,18 @@ fn a_goose_migration_in_go_keeps_its_place_and_is_never_passed_over() {
     assert_eq!(d["migrations"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["migrations"][0]["version"], "00001");
     assert_eq!(d["migrations"][0]["verdict"], "ok");
+    // A rehearsal goes up only: `to` is refused before anything runs.
+    let (_case, run) = rehearse_scratch(
+        &db,
+        dir.path(),
+        &format!("{goose}          to: before_run\n"),
+    );
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("help: a rehearsal goes up"),
+        "{}",
+        run.stderr
+    );
 
     let (_case, run) = migrate(
         &db,

@@ -179,12 +179,24 @@ impl Planner<'_> {
 impl Planner<'_> {
     /// `to:` rendered; a value known now (from params) is checked now, so
     /// a bad one stops the run before anything changes.
-    pub(super) fn target(&mut self, to: &str, direction: model::Direction) -> Text {
+    fn target(&mut self, to: &str, direction: model::Direction) -> Text {
+        self.target_hinted(to, direction, None)
+    }
+
+    /// [`Self::target`], with the hint a step that only goes up (a
+    /// rehearsal) gives instead of the migrate step's.
+    pub(super) fn target_hinted(
+        &mut self,
+        to: &str,
+        direction: model::Direction,
+        up_only: Option<&'static str>,
+    ) -> Text {
         let t = self.text(to);
         if to.contains("{{")
             && t.template.is_none()
             && let Err((label, hint)) = crate::migrations::check_target(t.raw.expose(), direction)
         {
+            let hint = up_only.unwrap_or(hint);
             self.errors.push(
                 Diagnostic::new(format!(
                     "`to` renders to `{}`, which is not a version",

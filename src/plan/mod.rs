@@ -39,7 +39,7 @@ pub use backup::PlanBackup;
 pub use build::build;
 pub use check::{PlanBuiltin, PlanCheck, PlanExpect};
 pub use migrate::{PlanHistory, PlanMigrate, PlanSelect};
-pub use rehearse::{PlanRehearse, PlanScratch, PlanTool};
+pub use rehearse::{PlanRehearse, PlanScratch, PlanTool, REHEARSAL_TO};
 pub use restore::{PlanRestore, RestoreFrom};
 pub use shell::PlanShell;
 pub use snapshot::PlanSnapshot;

@@ -61,6 +61,10 @@ impl PlanRehearse {
     }
 }
 
+/// What a rehearsal's `to` may be: it goes up only.
+pub const REHEARSAL_TO: &str =
+    "a rehearsal goes up: `to` is `latest` or a version of the directory, as the deploy's `to`";
+
 impl Planner<'_> {
     pub(super) fn rehearse(&mut self, x: &model::RehearseStep) -> Action {
         Action::Rehearse(Box::new(PlanRehearse {
@@ -90,7 +94,10 @@ impl Planner<'_> {
                 cwd: t.cwd.clone(),
             }),
             select: self.select(x.contexts.as_ref(), x.label_filter.as_ref()),
-            to: x.to.as_ref().map(|t| self.target(t, model::Direction::Up)),
+            to: x
+                .to
+                .as_ref()
+                .map(|t| self.target_hinted(t, model::Direction::Up, Some(REHEARSAL_TO))),
         }))
     }
 }

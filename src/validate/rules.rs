@@ -364,14 +364,14 @@ fn check_migrations(doc: &Document, steps: &Steps<'_>, out: &mut Vec<Diagnostic>
                 let base = format!("{pointer}/rehearse");
                 if let Some(to) = &x.to
                     && !to.contains("{{")
-                    && let Err((label, hint)) =
+                    && let Err((label, _)) =
                         crate::migrations::check_target(to, model::Direction::Up)
                 {
                     out.push(
                         Diagnostic::new(format!("`to: {to}` is not a version"))
                             .at(doc.spans().value(&format!("{base}/to")))
                             .label(label)
-                            .hint(hint),
+                            .hint(crate::plan::REHEARSAL_TO),
                     );
                 }
                 match &x.tool {
