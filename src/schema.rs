@@ -30,21 +30,6 @@ fn validator() -> &'static Validator {
     })
 }
 
-/// Start compiling the schema on a thread of its own, once per process,
-/// so that it is ready (or nearly) when the file being read and parsed
-/// meanwhile is checked: compiling and meta-validating the schema costs
-/// about as much as checking a 1,000-step runbook against it. Whoever
-/// needs the validator first waits for this compilation, not a second one.
-pub fn compile_in_background() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        // Without a thread (a limit on them), the first check compiles it.
-        let _ = std::thread::Builder::new().name("schema".into()).spawn(|| {
-            validator();
-        });
-    });
-}
-
 /// Every schema violation in the document, located and explained.
 pub fn check(doc: &Document) -> Vec<Diagnostic> {
     if doc.value.is_null() {

@@ -101,7 +101,6 @@ pub fn validate_file(
     check: ParamCheck,
 ) -> Result<Validated, Invalid> {
     let file = path.display().to_string();
-    crate::schema::compile_in_background();
     let doc = load::load_file(path).map_err(|f| {
         let f = *f;
         Invalid {
@@ -135,29 +134,13 @@ pub fn validate_doc(
         }
     };
 
-    // The schema's check and the typed model's reading and rules share
-    // nothing but the document, and take about as long as each other: on
-    // two threads, validate takes the longer of them, not both. The
-    // model's result is used only once the schema accepted the document
-    // (or to say more beside its errors).
-    let (mut diags, read) = std::thread::scope(|s| {
-        let schema = s.spawn(|| crate::schema::check(&doc));
-        let read = <Runbook as serde::Deserialize>::deserialize(&doc.value).map(|rb| {
-            let found = semantic(&doc, &rb);
-            (rb, found)
-        });
-        let diags = match schema.join() {
-            Ok(diags) => diags,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        (diags, read)
-    });
+    let mut diags = crate::schema::check(&doc);
     diags.extend(check_durations(&doc));
     if !diags.is_empty() {
         // Every error of a file at once: when the typed model can still be
         // read past the schema's errors, its semantic errors are reported
         // beside them, not after the next attempt.
-        if let Ok((rb, found)) = read {
+        if let Ok(rb) = <Runbook as serde::Deserialize>::deserialize(&doc.value) {
             // A step with a schema error is reported by that error alone:
             // what the model made of it would only echo it.
             let starts: Vec<usize> = diags
@@ -178,7 +161,7 @@ pub fn validate_doc(
                 .map(|(i, &a)| a..at.get(i + 1).copied().unwrap_or(usize::MAX))
                 .filter(|span| starts.iter().any(|s| span.contains(s)))
                 .collect();
-            for d in found {
+            for d in semantic(&doc, &rb) {
                 let start = d.span.as_ref().map(|s| s.start);
                 let echo = start.is_some_and(|s| tainted.iter().any(|t| t.contains(&s)))
                     || diags.iter().any(|x| {
@@ -194,8 +177,8 @@ pub fn validate_doc(
     }
     // Read from the document in place: a copy of it to read from by
     // value cost as much as reading.
-    let (runbook, mut diags) = match read {
-        Ok(read) => read,
+    let runbook: Runbook = match <Runbook as serde::Deserialize>::deserialize(&doc.value) {
+        Ok(rb) => rb,
         Err(e) => {
             // The schema accepted what the model refused: a bug in their
             // agreement, still reported rather than panicking.
@@ -204,6 +187,7 @@ pub fn validate_doc(
             return Err(fail(doc.source, vec![d], vec![]));
         }
     };
+    let mut diags = semantic(&doc, &runbook);
     let (params, extra) = resolve_params(&doc, &runbook, inputs, check, &mut diags);
     if !diags.is_empty() || extra.iter().any(|f| !f.diagnostics.is_empty()) {
         diags.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
