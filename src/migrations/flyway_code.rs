@@ -26,8 +26,26 @@ pub struct CodeMigration {
     pub language: &'static str,
     /// How its tool finds it, for a message.
     pub found: String,
-    /// The tool that runs it: `Flyway` or `goose`.
-    pub tool: &'static str,
+    /// The tool that runs it.
+    pub tool: CodeTool,
+}
+
+/// The tools whose migrations in code runbook keeps in their places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeTool {
+    /// Java or Kotlin classes ([`find`]).
+    Flyway,
+    /// Go files that register themselves (`NNN_name.go`).
+    Goose,
+}
+
+impl std::fmt::Display for CodeTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flyway => "Flyway",
+            Self::Goose => "goose",
+        })
+    }
 }
 
 impl CodeMigration {
@@ -44,10 +62,10 @@ impl CodeMigration {
     /// tool's: what the tool then does with it.
     pub fn left_behind(&self) -> &'static str {
         match self.tool {
-            "goose" => {
+            CodeTool::Goose => {
                 "the application's goose would then apply it after newer ones, or refuse it (goose up does not apply a migration older than the newest applied without -allow-missing)"
             }
-            _ => {
+            CodeTool::Flyway => {
                 "the application's Flyway would then apply it after newer ones, or refuse to start (it does not apply a migration older than the newest applied unless outOfOrder is set)"
             }
         }
@@ -56,10 +74,10 @@ impl CodeMigration {
     /// Where the application's tool applies it, for a hint.
     pub fn applied_by(&self) -> &'static str {
         match self.tool {
-            "goose" => {
+            CodeTool::Goose => {
                 "the application's goose apply it (its own migrate command, built with its Go migrations)"
             }
-            _ => {
+            CodeTool::Flyway => {
                 "the application's Flyway apply it (at the application's start-up, or `flyway migrate` with its classes)"
             }
         }
@@ -68,8 +86,8 @@ impl CodeMigration {
     /// When the application's tool applies one that a deploy left out.
     pub fn applied_when(&self) -> &'static str {
         match self.tool {
-            "goose" => "the next time its migrate command runs",
-            _ => "at its start-up",
+            CodeTool::Goose => "the next time its migrate command runs",
+            CodeTool::Flyway => "at its start-up",
         }
     }
 }
@@ -146,7 +164,7 @@ pub fn find(dir: &Path, others: &[PathBuf], read_name: ReadName<'_>) -> Found {
                     description,
                     language,
                     found: found_by,
-                    tool: "Flyway",
+                    tool: CodeTool::Flyway,
                 }),
                 None => coded.push(file),
             }

@@ -51,7 +51,7 @@ pub use flyway::{
     Values as FlywayValues, fill as fill_flyway, secret_values as flyway_secret_values,
     stand_ins as flyway_stand_ins,
 };
-pub use flyway_code::CodeMigration;
+pub use flyway_code::{CodeMigration, CodeTool};
 pub use liquibase::changelog as liquibase_changelog;
 pub use liquibase::{
     ChangesetId, check_select as liquibase_check_select, checksum_v9 as liquibase_checksum,
@@ -1512,7 +1512,7 @@ fn code_migrations(dir: &Path, set: &mut Set, tool: &'static str) -> Result<(), 
             description: name_of(name.trim_end_matches(".go")),
             language: "Go",
             found: "registered with goose in the application's code".into(),
-            tool,
+            tool: CodeTool::Goose,
             file: name,
         });
     }
@@ -2935,7 +2935,12 @@ mod tests {
             .collect();
         assert_eq!(
             code,
-            [("20251226153622_v1_0_66.go", "20251226153622", "Go", "goose")]
+            [(
+                "20251226153622_v1_0_66.go",
+                "20251226153622",
+                "Go",
+                CodeTool::Goose
+            )]
         );
         assert_eq!(set.code_migrations[0].description, "v1_0_66");
 

@@ -27,11 +27,14 @@ pub(super) async fn check(
     // An applied migration in code (Flyway's Java, goose's Go) changed the
     // schema in ways no script here says: the scripts alone on an empty
     // database would differ from it, and that is not drift.
-    let rows = rig
-        .history
-        .read(rig.db(), set)
-        .await
-        .map_err(|e| Fail::new(crate::exec::StepStatus::Failed, e))?;
+    let rows = if set.code_migrations.is_empty() {
+        Vec::new()
+    } else {
+        rig.history
+            .read(rig.db(), set)
+            .await
+            .map_err(|e| Fail::new(crate::exec::StepStatus::Failed, e))?
+    };
     let in_code: Vec<String> = set
         .code_migrations
         .iter()
