@@ -580,9 +580,9 @@ pub struct Set {
     /// no down, and runs after the versioned ones whenever its checksum
     /// differs from the one it was last applied with.
     pub repeatables: Vec<Migration>,
-    /// A Flyway application's migrations in Java or Kotlin, in version
-    /// order: in the history's order with the scripts, but not runnable
-    /// here ([`flyway_code`]).
+    /// The application's migrations in code, in version order: a Flyway
+    /// application's in Java or Kotlin ([`flyway_code`]), goose's in Go. In
+    /// the history's order with the scripts, but not runnable here.
     pub code_migrations: Vec<CodeMigration>,
     /// Things that work but deserve a look (mismatched pair names).
     pub warnings: Vec<String>,

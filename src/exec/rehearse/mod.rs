@@ -1103,13 +1103,12 @@ async fn pending<'s>(rig: &mut Rig<'_>, set: &'s Set) -> Result<migrate::Pending
         let (message, hint) = rig.history.dirty_message(d);
         return Err(failed(message, &hint));
     }
-    let to = rig.to.clone();
     let mut pending = migrate::select(
         set,
         &applied,
         &rig.history,
         Direction::Up,
-        to.as_deref(),
+        rig.to.as_deref(),
         None,
     );
     pending.baselined = baselined;
