@@ -1407,6 +1407,17 @@ fn the_staging_rehearsal_runbook_passes_good_migrations_and_fails_bad_ones_with_
             .any(|_| true),
         "the copy of the database is removed"
     );
+    // `to`: the deploy's, where it stops short of the newest.
+    let db = Db::fresh();
+    let run = case.exec(
+        &db.url,
+        &["--set", &format!("migrations={good}"), "--set", "to=002"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.step("rehearse")["details"]["verdicts"],
+        serde_json::json!({"ok": 2})
+    );
 
     let db = Db::fresh();
     let run = case.exec(
