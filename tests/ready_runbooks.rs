@@ -39,6 +39,29 @@ fn deploy_with_rollback_deploys_when_healthy_and_restores_when_not() {
     assert_eq!(db.sql("SELECT to_regclass('widgets') IS NOT NULL"), "t");
     assert_eq!(run.step("before_deploy")["status"], "succeeded");
 
+    // `to` stops short of the newest.
+    let two = migrations(&[
+        WIDGETS[0],
+        WIDGETS[1],
+        ("002_gadgets.up.sql", "CREATE TABLE gadgets (id bigint);\n"),
+        ("002_gadgets.down.sql", "DROP TABLE gadgets;\n"),
+    ]);
+    let db = Db::fresh();
+    let run = case.exec(
+        &db.url,
+        &[
+            "--set",
+            &format!("migrations={}", two.path().display()),
+            "--set",
+            "to=001",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        db.sql("SELECT to_regclass('widgets') IS NOT NULL AND to_regclass('gadgets') IS NULL"),
+        "t"
+    );
+
     // The health check fails after the migration: the backup comes back,
     // the migration's table goes with the recreated database, exit 2.
     let db = Db::fresh();
